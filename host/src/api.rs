@@ -1,0 +1,623 @@
+//! HTTP API (axum): authentication, input validation, and the mapping of every layer's errors to
+//! a status plus `{"error": {"code", "message"}}`. Handlers are thin: they validate, call the
+//! store, registry or sandbox, wake the workers, and shape the response. See `docs/API.md`.
+
+use crate::clock::ClockError;
+use crate::model::{Event, Millis, Object, Spec};
+use crate::registry::RegistryError;
+use crate::runtime::Runtime;
+use crate::sandbox::SandboxError;
+use crate::store::{ChannelRecord, Ingested, OutboxEntry, StoreError, Tenant};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Largest accepted request body: bounds uploads (components are further limited by the
+/// sandbox) and event batches.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+const MAX_BATCH: usize = 10_000;
+const MAX_ID: usize = 256;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<Runtime>,
+    /// SHA-256 of the admin token; compared digest to digest.
+    pub admin_digest: [u8; 32],
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/tenants", post(create_tenant))
+        .route("/v1/admin/clock", get(clock))
+        .route("/v1/admin/clock/advance", post(advance_clock))
+        .route("/v1/journeys", get(list_journeys))
+        .route("/v1/journeys/{name}", put(upload_journey).get(get_journey))
+        .route("/v1/channels", get(list_channels))
+        .route("/v1/channels/{name}", put(register_channel))
+        .route("/v1/events", post(post_events))
+        .route("/v1/customers/{id}", get(get_customer))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+// --- errors ----------------------------------------------------------------------------------
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
+    }
+
+    fn internal(message: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%message, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Exists(what) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> ApiError {
+        match e {
+            SandboxError::Internal(m) => ApiError::internal(m),
+            other => ApiError::bad_request("invalid_component", other.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        match e {
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Sandbox(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_body" };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body, with a message that says where it went wrong.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+}
+
+// --- auth ------------------------------------------------------------------------------------
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+pub fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// An authenticated tenant: the bearer token is one of its API keys.
+pub struct TenantId(pub String);
+
+impl FromRequestParts<AppState> for TenantId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<TenantId> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let key_digest = hex::encode(digest(token));
+        match state.runtime.store.tenant_by_key_digest(&key_digest)? {
+            Some(tenant) => Ok(TenantId(tenant)),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// The operator, holding the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Admin> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        // Comparing fixed-size digests keeps the comparison's time independent of the token.
+        let given = digest(token);
+        let same = given
+            .iter()
+            .zip(state.admin_digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+        if same {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+// --- validation ------------------------------------------------------------------------------
+
+/// Names of tenants, journeys and channels: short, URL- and key-safe.
+fn valid_name(what: &str, name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{what} name {name:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"),
+        ))
+    }
+}
+
+/// Ids chosen by tenants (customers, events): non-empty, bounded, no control characters (the
+/// store uses one as a key separator).
+fn valid_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) {
+        Err(format!("{what} must be 1-{MAX_ID} bytes without control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventInput {
+    id: String,
+    customer: String,
+    name: String,
+    #[serde(default)]
+    properties: Option<Object>,
+    #[serde(default)]
+    timestamp: Option<Millis>,
+}
+
+fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
+    let input: EventInput = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    valid_id("id", &input.id)?;
+    valid_id("customer", &input.customer)?;
+    valid_id("name", &input.name)?;
+    Ok(Event {
+        id: input.id,
+        customer: input.customer,
+        name: input.name,
+        properties: input.properties.unwrap_or_default(),
+        timestamp: input.timestamp.unwrap_or(now),
+    })
+}
+
+/// Checks what a journey declares before a version is accepted.
+fn validate_spec(spec: &Spec) -> Result<(), String> {
+    if spec.entry.is_empty() {
+        return Err("the spec declares no entry trigger: no customer could ever enter".into());
+    }
+    let mut names = std::collections::HashSet::new();
+    for m in &spec.milestones {
+        if !names.insert(m.name.as_str()) {
+            return Err(format!("milestone {:?} is declared twice", m.name));
+        }
+        if m.stall_after.is_some_and(|w| w <= 0) {
+            return Err(format!("milestone {:?} has a non-positive stall window", m.name));
+        }
+    }
+    if let Some(goal) = &spec.goal {
+        if !names.contains(goal.as_str()) {
+            return Err(format!("goal {goal:?} is not a declared milestone"));
+        }
+    }
+    for x in &spec.experiments {
+        if x.arms.is_empty() {
+            return Err(format!("experiment {:?} has no arms", x.name));
+        }
+    }
+    Ok(())
+}
+
+// --- handlers --------------------------------------------------------------------------------
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.runtime.metrics.encode(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input: NewTenant = parse_json(&body?)?;
+    valid_name("tenant", &input.name)?;
+    let api_key = format!("wmk_{}", hex::encode(rand_bytes()?));
+    let tenant = Tenant {
+        id: input.name.clone(),
+        created_at: state.runtime.clock.now(),
+    };
+    state
+        .runtime
+        .store
+        .create_tenant(&tenant, &hex::encode(digest(&api_key)))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": tenant.id, "name": input.name, "api_key": api_key})),
+    ))
+}
+
+/// 32 bytes from the operating system's CSPRNG, for API keys.
+fn rand_bytes() -> ApiResult<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(ApiError::internal)?;
+    Ok(b)
+}
+
+async fn clock(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    let clock = &state.runtime.clock;
+    Json(json!({"kind": clock.kind(), "now": clock.now()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    by_ms: Millis,
+}
+
+async fn advance_clock(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: Advance = parse_json(&body?)?;
+    let rt = &state.runtime;
+    let now = rt.clock.advance(input.by_ms).map_err(|e| match e {
+        ClockError::NotManual => ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string()),
+        ClockError::Backwards => ApiError::bad_request("invalid_input", e.to_string()),
+    })?;
+    rt.store.save_manual_clock(now).await?;
+    Ok(Json(json!({"now": now})))
+}
+
+async fn upload_journey(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    valid_name("journey", &name)?;
+    let bytes = body?;
+    let rt = &state.runtime;
+    let component = rt.registry.sandbox().compile_journey(&bytes)?;
+    let spec = component
+        .describe()
+        .await
+        .map_err(|f| ApiError::bad_request("invalid_component", format!("describe failed ({}): {}", f.reason.as_str(), f.message)))?;
+    validate_spec(&spec).map_err(|m| ApiError::bad_request("invalid_spec", m))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let version = rt
+        .store
+        .add_journey_version(&tenant, &name, &digest, &bytes, &spec, rt.clock.now())
+        .await?;
+    rt.registry.insert_journey(&digest, component);
+    tracing::info!(tenant, journey = %name, version = version.version, "journey version uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "version": version.version, "digest": digest, "spec": spec})),
+    ))
+}
+
+async fn list_journeys(State(state): State<AppState>, TenantId(tenant): TenantId) -> ApiResult<Json<Value>> {
+    let journeys: Vec<Value> = state
+        .runtime
+        .store
+        .latest_journeys(&tenant)?
+        .into_iter()
+        .map(|j| json!({"name": j.name, "latest_version": j.version}))
+        .collect();
+    Ok(Json(json!({"journeys": journeys})))
+}
+
+async fn get_journey(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let versions = state.runtime.store.journey_versions(&tenant, &name)?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("no journey named {name:?}")));
+    }
+    Ok(Json(json!({"name": name, "versions": versions})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelInput {
+    /// The component's bytes, base64.
+    component: String,
+    #[serde(default)]
+    settings: Object,
+    #[serde(default)]
+    secrets: Object,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+}
+
+async fn register_channel(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    valid_name("channel", &name)?;
+    let input: ChannelInput = parse_json(&body?)?;
+    for host in &input.allowed_hosts {
+        if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("allowed host {host:?} must be a host name or host:port"),
+            ));
+        }
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(input.component.as_bytes())
+        .map_err(|e| ApiError::bad_request("invalid_component", format!("component is not valid base64: {e}")))?;
+    let rt = &state.runtime;
+    let component = rt.registry.sandbox().compile_channel(&bytes)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let record = ChannelRecord {
+        name: name.clone(),
+        version: 0,
+        digest: digest.clone(),
+        settings: input.settings,
+        secrets: input.secrets,
+        allowed_hosts: input.allowed_hosts,
+        updated_at: rt.clock.now(),
+    };
+    let record = rt.store.put_channel(&tenant, record, &bytes).await?;
+    rt.registry.insert_channel(&digest, component);
+    Ok((StatusCode::CREATED, Json(channel_json(&record))))
+}
+
+/// A channel as the API shows it: never its secrets.
+fn channel_json(c: &ChannelRecord) -> Value {
+    json!({
+        "name": c.name,
+        "version": c.version,
+        "digest": c.digest,
+        "allowed_hosts": c.allowed_hosts,
+        "settings": c.settings,
+        "secrets": c.secrets.keys().collect::<Vec<_>>(),
+    })
+}
+
+async fn list_channels(State(state): State<AppState>, TenantId(tenant): TenantId) -> ApiResult<Json<Value>> {
+    let channels: Vec<Value> = state.runtime.store.channels(&tenant)?.iter().map(channel_json).collect();
+    Ok(Json(json!({"channels": channels})))
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body: Value = parse_json(&body?)?;
+    let rt = &state.runtime;
+    let now = rt.clock.now();
+    let values = match body {
+        Value::Array(values) => values,
+        single @ Value::Object(_) => vec![single],
+        _ => return Err(ApiError::bad_request("invalid_event", "expected an event object or an array of events")),
+    };
+    if values.is_empty() || values.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let batch = values.len() > 1;
+    let events = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_event(v, now).map_err(|m| {
+                let at = if batch { format!("event {i}: ") } else { String::new() };
+                ApiError::bad_request("invalid_event", format!("{at}{m}"))
+            })
+        })
+        .collect::<ApiResult<Vec<Event>>>()?;
+    let results = rt.store.ingest(&tenant, &events).await?;
+    let mut accepted = 0;
+    let mut out = Vec::with_capacity(events.len());
+    for (event, result) in events.iter().zip(&results) {
+        let status = match result {
+            Ingested::Accepted => {
+                accepted += 1;
+                rt.wake_customer(&tenant, &event.customer);
+                "accepted"
+            }
+            Ingested::Duplicate => "duplicate",
+        };
+        out.push(json!({"id": event.id, "status": status}));
+    }
+    let duplicates = events.len() - accepted;
+    rt.metrics.events_accepted.inc_by(accepted as u64);
+    rt.metrics.events_duplicate.inc_by(duplicates as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": accepted, "duplicates": duplicates, "results": out})),
+    ))
+}
+
+async fn get_customer(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = &state.runtime.store;
+    let customer = store
+        .customer(&tenant, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
+    let enrollments = store.enrollments(&tenant, &id)?;
+    let messages: Vec<Value> = store.messages(&tenant, &id)?.iter().map(message_json).collect();
+    Ok(Json(json!({
+        "id": customer.id,
+        "attributes": customer.attributes,
+        "enrollments": enrollments,
+        "messages": messages,
+    })))
+}
+
+fn message_json(m: &OutboxEntry) -> Value {
+    json!({
+        "id": m.id,
+        "journey": m.journey,
+        "enrollment": m.enrollment,
+        "channel": m.channel,
+        "template": m.template,
+        "payload": m.payload,
+        "status": m.status,
+        "attempts": m.attempts,
+        "last_error": m.last_error,
+        "provider_id": m.provider_id,
+        "created_at": m.created_at,
+        "delivered_at": m.delivered_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EntryTrigger, MilestoneSpec, Reentry};
+
+    fn spec() -> Spec {
+        Spec {
+            description: String::new(),
+            entry: vec![EntryTrigger {
+                event: "signed_up".into(),
+                filter: None,
+            }],
+            exit_on: vec![],
+            milestones: vec![MilestoneSpec {
+                name: "first_value".into(),
+                stall_after: None,
+            }],
+            goal: Some("first_value".into()),
+            reentry: Reentry::Never,
+            channels: vec![],
+            experiments: vec![],
+        }
+    }
+
+    #[test]
+    fn a_spec_without_entry_or_with_an_undeclared_goal_is_refused() {
+        assert!(validate_spec(&spec()).is_ok());
+        let mut no_entry = spec();
+        no_entry.entry.clear();
+        assert!(validate_spec(&no_entry).is_err());
+        let mut bad_goal = spec();
+        bad_goal.goal = Some("nope".into());
+        assert!(validate_spec(&bad_goal).unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn events_default_their_timestamp_and_properties() {
+        let e = parse_event(json!({"id": "1", "customer": "c", "name": "x"}), 77).unwrap();
+        assert_eq!(e.timestamp, 77);
+        assert!(e.properties.is_empty());
+    }
+
+    #[test]
+    fn events_with_bad_fields_are_refused_with_the_reason() {
+        assert!(parse_event(json!({"customer": "c", "name": "x"}), 0).unwrap_err().contains("id"));
+        assert!(parse_event(json!({"id": "", "customer": "c", "name": "x"}), 0).is_err());
+        assert!(parse_event(json!({"id": "1", "customer": "a\u{1f}b", "name": "x"}), 0).is_err());
+        assert!(parse_event(json!({"id": "1", "customer": "c", "name": "x", "properties": [1]}), 0).is_err());
+        assert!(parse_event(json!({"id": "1", "customer": "c", "name": "x", "extra": 1}), 0).is_err());
+    }
+
+    #[test]
+    fn names_are_slugs() {
+        assert!(valid_name("journey", "win-back_2").is_ok());
+        assert!(valid_name("journey", "Win Back").is_err());
+        assert!(valid_name("journey", "").is_err());
+    }
+}

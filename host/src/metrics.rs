@@ -1,0 +1,101 @@
+//! Prometheus metrics: what `/metrics` shows. Names follow the one vocabulary (events,
+//! triggers, deliveries, timers) so dashboards read like the docs.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events_accepted: Counter,
+    pub events_duplicate: Counter,
+    pub triggers: Family<KindLabel, Counter>,
+    pub trigger_failures: Family<ReasonLabel, Counter>,
+    pub deliveries: Family<OutcomeLabel, Counter>,
+    pub timers_fired: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("waymark");
+        let events_accepted = Counter::default();
+        let events_duplicate = Counter::default();
+        let triggers = Family::<KindLabel, Counter>::default();
+        let trigger_failures = Family::<ReasonLabel, Counter>::default();
+        let deliveries = Family::<OutcomeLabel, Counter>::default();
+        let timers_fired = Counter::default();
+        registry.register("events_accepted", "Events accepted and made durable", events_accepted.clone());
+        registry.register("events_duplicate", "Events dropped as retries of a seen id", events_duplicate.clone());
+        registry.register("triggers", "Triggers processed, by kind", triggers.clone());
+        registry.register(
+            "trigger_failures",
+            "Triggers that failed, by reason (trap, deadline, memory, guest_error, invalid_commands, ...)",
+            trigger_failures.clone(),
+        );
+        registry.register("deliveries", "Delivery attempts, by outcome", deliveries.clone());
+        registry.register("timers_fired", "Timers moved from pending to processing", timers_fired.clone());
+        Metrics {
+            registry,
+            events_accepted,
+            events_duplicate,
+            triggers,
+            trigger_failures,
+            deliveries,
+            timers_fired,
+        }
+    }
+
+    pub fn failure(&self, reason: &str) {
+        self.trigger_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn trigger(&self, kind: &str) {
+        self.triggers
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn delivery(&self, outcome: &str) {
+        self.deliveries
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,293 @@
+//! The domain vocabulary shared by every layer: customers, events, enrollments, triggers,
+//! commands and specs. These mirror the WIT contract one to one (`wit/waymark.wit`), with JSON
+//! parsed into `serde_json` values; the sandbox converts between the two at the boundary, so the
+//! engine, store and API never see a wasmtime type.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch, UTC: the host's notion of time everywhere.
+pub type Millis = i64;
+
+/// A JSON object.
+pub type Object = Map<String, Value>;
+
+/// A customer of a tenant, as journeys see them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    #[serde(default)]
+    pub attributes: Object,
+}
+
+/// Something a customer did, as the tenant reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Tenant-chosen; retries with a seen id are dropped.
+    pub id: String,
+    pub customer: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: Object,
+    pub timestamp: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentStatus {
+    Active,
+    Completed,
+    Exited,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneHit {
+    pub name: String,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    pub name: String,
+    pub due: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantAssignment {
+    pub experiment: String,
+    pub arm: String,
+}
+
+/// Sends and their fates through one channel, for one enrollment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelSummary {
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// Why the last trigger of an enrollment failed; cleared by the next trigger that succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The trigger's kind (`entered`, `event`, `timer`, ...).
+    pub trigger: String,
+    /// Machine-readable: `trap`, `deadline`, `memory`, `guest_error`, `invalid_commands`, ...
+    pub reason: String,
+    pub message: String,
+    pub at: Millis,
+}
+
+/// One customer in one journey version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// `{journey}/{customer}/{run}`.
+    pub id: String,
+    pub journey: String,
+    pub version: u32,
+    pub customer: String,
+    /// 1 for the first run of this customer in this journey, then 2, 3, ...
+    pub run: u32,
+    /// The re-entry key's value, for journeys keyed by an event property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub status: EnrollmentStatus,
+    pub entered_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<String>,
+    #[serde(default)]
+    pub milestones: Vec<MilestoneHit>,
+    #[serde(default)]
+    pub state: Vec<u8>,
+    #[serde(default)]
+    pub timers: Vec<PendingTimer>,
+    #[serde(default)]
+    pub variants: Vec<VariantAssignment>,
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+impl Enrollment {
+    pub fn is_active(&self) -> bool {
+        self.status == EnrollmentStatus::Active
+    }
+
+    pub fn milestone(&self, name: &str) -> Option<&MilestoneHit> {
+        self.milestones.iter().find(|m| m.name == name)
+    }
+
+    pub fn timer(&self, name: &str) -> Option<&PendingTimer> {
+        self.timers.iter().find(|t| t.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Delivered { provider_id: Option<String> },
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub message_id: String,
+    pub channel: String,
+    pub template: String,
+    pub outcome: DeliveryOutcome,
+}
+
+/// Why `decide` runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    Entered { event: Event },
+    Event { event: Event },
+    Timer { name: String },
+    Stalled { milestone: String },
+    Delivery { report: DeliveryReport },
+}
+
+impl Trigger {
+    /// The trigger's kind, as spans, metrics and failure records name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Entered { .. } => "entered",
+            Trigger::Event { .. } => "event",
+            Trigger::Timer { .. } => "timer",
+            Trigger::Stalled { .. } => "stalled",
+            Trigger::Delivery { .. } => "delivery",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Send {
+    pub channel: String,
+    pub template: String,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub queue: String,
+    pub reason: String,
+    pub priority: u8,
+}
+
+/// What `decide` asks the host to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Send(Send),
+    Schedule { name: String, due: Millis },
+    Cancel { name: String },
+    Milestone { name: String },
+    SetState { state: Vec<u8> },
+    Assign(VariantAssignment),
+    Handoff(Handoff),
+    Exit { reason: String },
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryTrigger {
+    pub event: String,
+    /// Every key must equal the event's property of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Object>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_after: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", content = "property", rename_all = "snake_case")]
+pub enum Reentry {
+    Never,
+    AfterExit,
+    Always,
+    Keyed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    pub name: String,
+    pub arms: Vec<String>,
+}
+
+/// What a journey declares about itself through `describe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub description: String,
+    pub entry: Vec<EntryTrigger>,
+    pub exit_on: Vec<String>,
+    pub milestones: Vec<MilestoneSpec>,
+    pub goal: Option<String>,
+    pub reentry: Reentry,
+    pub channels: Vec<String>,
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+/// Everything `decide` sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionContext {
+    pub trigger: Trigger,
+    pub customer: Customer,
+    pub enrollment: Enrollment,
+    pub now: Millis,
+    pub seed: u64,
+}
+
+/// Delivery counts of one channel in one journey, offered to `decide` through the `stats` import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    pub channel: String,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+/// A message handed to a channel adapter's `deliver`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The idempotency key: stable across retries and crash replays.
+    pub id: String,
+    pub channel: String,
+    pub customer: Customer,
+    pub template: String,
+    pub payload: Value,
+    /// The channel registration's settings and secrets, merged into one object.
+    pub config: Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub provider_id: Option<String>,
+}
+
+/// Why `deliver` did not deliver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum DeliveryError {
+    /// Worth retrying later.
+    Retryable(String),
+    /// Will never succeed as sent.
+    Permanent(String),
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Retryable(m) => write!(f, "retryable: {m}"),
+            DeliveryError::Permanent(m) => write!(f, "permanent: {m}"),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The imperative shell around the engine: shard workers take triggers from the inbox in order,
+//! load what the engine needs, ask the sandbox for a decision, and commit the engine's result and
+//! the trigger's removal from the inbox in one store transaction.
+//!
+//! Customers are partitioned into shards by a hash of (tenant, customer): one worker per shard
+//! processes its triggers strictly in arrival order, so events of one customer are processed in
+//! order while different customers proceed in parallel.
+
+use crate::clock::{system_now, Clock};
+use crate::engine::{self, Applied, Routing};
+use crate::metrics::Metrics;
+use crate::model::{Customer, DecisionContext, Enrollment, Event, Millis, Trigger};
+use crate::registry::Registry;
+use crate::store::{
+    InboxItem, JourneyVersion, MessageStatus, OutboxEntry, Pending, Store, StoreError, Task,
+    TimerRecord, TriggerCommit,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{info_span, warn, Instrument};
+
+/// Tunables of trigger processing and delivery.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Number of shard workers; customers hash onto them.
+    pub shards: u16,
+    /// Delivery attempts before a message becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with jitter, up to `retry_cap`.
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shards: 4,
+            max_attempts: 8,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Shared state of a running host: what the API, workers, scheduler and delivery all use.
+pub struct Runtime {
+    pub store: Store,
+    pub registry: Registry,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub config: RuntimeConfig,
+    pub shutdown: CancellationToken,
+    shard_wakers: Vec<Notify>,
+    /// A timer was set: the scheduler may need to wake earlier.
+    pub timers_changed: Notify,
+    /// A message entered the outbox: the delivery loop has work.
+    pub outbox_changed: Notify,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Runtime {
+    pub fn new(store: Store, registry: Registry, clock: Clock, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            shard_wakers: (0..store.shards()).map(|_| Notify::new()).collect(),
+            store,
+            registry,
+            clock,
+            metrics: Metrics::new(),
+            config,
+            shutdown: CancellationToken::new(),
+            timers_changed: Notify::new(),
+            outbox_changed: Notify::new(),
+        }
+    }
+
+    /// Wakes the worker of the shard that owns this customer.
+    pub fn wake_customer(&self, tenant: &str, customer: &str) {
+        let shard = crate::store::shard_of(tenant, customer, self.store.shards());
+        self.shard_wakers[shard as usize].notify_one();
+    }
+
+    pub fn wake_all_shards(&self) {
+        for w in &self.shard_wakers {
+            w.notify_one();
+        }
+    }
+
+    /// Processes one shard's inbox until shutdown.
+    pub async fn shard_worker(self: Arc<Self>, shard: u16) {
+        loop {
+            let notified = self.shard_wakers[shard as usize].notified();
+            match self.process_batch(shard).await {
+                Ok(0) => {}
+                Ok(_) => continue,
+                Err(error) => {
+                    warn!(shard, %error, "inbox processing failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Processes up to a batch of one shard's triggers, then makes the results durable before
+    /// the delivery loop may see them.
+    async fn process_batch(&self, shard: u16) -> Result<usize, RuntimeError> {
+        let items = self.store.inbox(shard, 64)?;
+        let n = items.len();
+        let (mut timers, mut sends) = (false, false);
+        for (key, item) in items {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let commit = self.process(key, item).await?;
+            timers |= !commit.timers_set.is_empty();
+            sends |= !commit.outbox.is_empty();
+        }
+        if n > 0 {
+            self.store.flush().await?;
+        }
+        if timers {
+            self.timers_changed.notify_one();
+        }
+        if sends {
+            self.outbox_changed.notify_one();
+        }
+        Ok(n)
+    }
+
+    /// Runs one trigger to completion and commits it.
+    async fn process(&self, inbox_key: Vec<u8>, item: InboxItem) -> Result<TriggerCommit, RuntimeError> {
+        let now = self.clock.now();
+        let mut commit = TriggerCommit {
+            tenant: item.tenant.clone(),
+            inbox_key,
+            ..TriggerCommit::default()
+        };
+        match item.pending {
+            Pending::Event { event } => self.process_event(&mut commit, event, now).await?,
+            Pending::Timer {
+                journey,
+                run,
+                name,
+                due,
+            } => {
+                self.metrics.timers_fired.inc();
+                let trigger = Trigger::Timer { name };
+                self.process_enrollment(&mut commit, &item.customer, &journey, run, trigger, Some(due), now)
+                    .await?
+            }
+            Pending::Delivery {
+                journey,
+                run,
+                report,
+            } => {
+                let trigger = Trigger::Delivery { report };
+                self.process_enrollment(&mut commit, &item.customer, &journey, run, trigger, None, now)
+                    .await?
+            }
+        }
+        self.store.commit_trigger(&commit)?;
+        Ok(commit)
+    }
+
+    /// Routes an event through every journey of the tenant: exits, deliveries to enrolled runs,
+    /// and new entries.
+    async fn process_event(&self, commit: &mut TriggerCommit, event: Event, now: Millis) -> Result<(), RuntimeError> {
+        let tenant = commit.tenant.clone();
+        let existing = self.store.customer(&tenant, &event.customer)?;
+        let customer = existing.clone().unwrap_or_else(|| Customer {
+            id: event.customer.clone(),
+            attributes: Default::default(),
+        });
+        if existing.is_none() {
+            commit.customer = Some(customer.clone());
+        }
+        let enrollments = self.store.enrollments(&tenant, &customer.id)?;
+        for latest in self.store.latest_journeys(&tenant)? {
+            let mine: Vec<Enrollment> = enrollments
+                .iter()
+                .filter(|e| e.journey == latest.name)
+                .cloned()
+                .collect();
+            let mut versions: HashMap<u32, JourneyVersion> = HashMap::new();
+            for e in &mine {
+                if !versions.contains_key(&e.version) {
+                    if let Some(v) = self.store.journey_version(&tenant, &e.journey, e.version)? {
+                        versions.insert(e.version, v);
+                    }
+                }
+            }
+            let routes = engine::route_event(&latest.spec, &mine, |e| versions.get(&e.version).map(|v| &v.spec), &event);
+            for route in routes {
+                match route {
+                    Routing::Enter { run, key } => {
+                        let enrollment = engine::enroll(&latest.name, latest.version, &customer.id, run, key, now);
+                        let trigger = Trigger::Entered { event: event.clone() };
+                        self.decide(commit, &customer, enrollment, &latest, trigger, None, now).await;
+                    }
+                    Routing::Deliver { enrollment_id } => {
+                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else { continue };
+                        let Some(version) = versions.get(&enrollment.version) else { continue };
+                        let trigger = Trigger::Event { event: event.clone() };
+                        self.decide(commit, &customer, enrollment.clone(), version, trigger, None, now).await;
+                    }
+                    Routing::Exit { enrollment_id, reason } => {
+                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else { continue };
+                        let applied = engine::exit(enrollment.clone(), reason, now);
+                        absorb(commit, &customer, None, applied, now);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A trigger addressed to one enrollment (a timer, a delivery report).
+    #[allow(clippy::too_many_arguments)]
+    async fn process_enrollment(
+        &self,
+        commit: &mut TriggerCommit,
+        customer_id: &str,
+        journey: &str,
+        run: u32,
+        trigger: Trigger,
+        due: Option<Millis>,
+        now: Millis,
+    ) -> Result<(), RuntimeError> {
+        let tenant = commit.tenant.clone();
+        let Some(enrollment) = self.store.enrollment(&tenant, customer_id, journey, run)? else {
+            return Ok(());
+        };
+        let Some(version) = self.store.journey_version(&tenant, journey, enrollment.version)? else {
+            return Ok(());
+        };
+        let customer = self.store.customer(&tenant, customer_id)?.unwrap_or_else(|| Customer {
+            id: customer_id.to_string(),
+            attributes: Default::default(),
+        });
+        self.decide(commit, &customer, enrollment, &version, trigger, due, now).await;
+        Ok(())
+    }
+
+    /// Asks the journey what to do and folds the outcome into the commit. A guest failure or an
+    /// invalid decision fails this trigger only: it is recorded on the enrollment and counted.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide(
+        &self,
+        commit: &mut TriggerCommit,
+        customer: &Customer,
+        mut enrollment: Enrollment,
+        version: &JourneyVersion,
+        trigger: Trigger,
+        due: Option<Millis>,
+        now: Millis,
+    ) {
+        let tenant = commit.tenant.clone();
+        let decides = engine::should_decide(&enrollment, &trigger, due);
+        engine::observe(&mut enrollment, &trigger);
+        if !decides {
+            commit.enrollments.push(enrollment);
+            return;
+        }
+        self.metrics.trigger(trigger.kind());
+        let trigger_id = engine::trigger_id(&trigger, due);
+        let span = info_span!(
+            "trigger",
+            tenant = %tenant,
+            journey = %enrollment.journey,
+            version = enrollment.version,
+            customer = %customer.id,
+            trigger = trigger.kind(),
+        );
+        let outcome = async {
+            let component = self
+                .registry
+                .journey(&version.digest)
+                .map_err(|e| ("unavailable", e.to_string()))?;
+            let stats = self
+                .store
+                .channel_stats(&tenant, &enrollment.journey)
+                .map_err(|e| ("internal", e.to_string()))?;
+            let context = DecisionContext {
+                seed: engine::seed(&tenant, &enrollment.id, &trigger_id),
+                trigger: trigger.clone(),
+                customer: customer.clone(),
+                enrollment: enrollment.clone(),
+                now,
+            };
+            let commands = component
+                .decide(&context, stats)
+                .await
+                .map_err(|f| (f.reason.as_str(), f.message))?;
+            let prefix = engine::key_prefix(&tenant, &enrollment, &trigger_id);
+            engine::apply(enrollment.clone(), &version.spec, commands, &prefix, now)
+                .map_err(|e| ("invalid_commands", e.to_string()))
+        }
+        .instrument(span.clone())
+        .await;
+        match outcome {
+            Ok(applied) => absorb(commit, customer, Some(&trigger_id), applied, now),
+            Err((reason, message)) => {
+                span.in_scope(|| warn!(reason, %message, "trigger failed"));
+                self.metrics.failure(reason);
+                let failed = engine::fail(enrollment, &trigger, reason, message, now);
+                commit.enrollments.push(failed);
+            }
+        }
+    }
+}
+
+/// Turns the engine's effects into store records of the commit.
+fn absorb(commit: &mut TriggerCommit, customer: &Customer, trigger_id: Option<&str>, applied: Applied, now: Millis) {
+    let Applied { enrollment, effects } = applied;
+    let timer = |t: crate::model::PendingTimer| TimerRecord {
+        tenant: commit.tenant.clone(),
+        customer: customer.id.clone(),
+        journey: enrollment.journey.clone(),
+        run: enrollment.run,
+        name: t.name,
+        due: t.due,
+    };
+    let set: Vec<_> = effects.timers_set.into_iter().map(timer).collect();
+    let cancelled: Vec<_> = effects.timers_cancelled.into_iter().map(timer).collect();
+    commit.timers_set.extend(set);
+    commit.timers_cancelled.extend(cancelled);
+    let wall = system_now();
+    for draft in effects.sends {
+        commit.counters.push((enrollment.journey.clone(), draft.send.channel.clone(), "sent"));
+        commit.outbox.push(OutboxEntry {
+            id: draft.id,
+            tenant: commit.tenant.clone(),
+            customer: customer.id.clone(),
+            journey: enrollment.journey.clone(),
+            version: enrollment.version,
+            enrollment: enrollment.id.clone(),
+            run: enrollment.run,
+            channel: draft.send.channel,
+            template: draft.send.template,
+            payload: draft.send.payload,
+            status: MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: wall,
+            last_error: None,
+            provider_id: None,
+            created_at: now,
+            delivered_at: None,
+        });
+    }
+    for (i, handoff) in effects.handoffs.into_iter().enumerate() {
+        commit.tasks.push(Task {
+            id: format!("{}/{}/{i}", enrollment.id, trigger_id.unwrap_or("host")),
+            tenant: commit.tenant.clone(),
+            customer: customer.id.clone(),
+            journey: enrollment.journey.clone(),
+            enrollment: enrollment.id.clone(),
+            queue: handoff.queue,
+            reason: handoff.reason,
+            priority: handoff.priority,
+            status: "open".into(),
+            created_at: now,
+        });
+    }
+    commit.enrollments.push(enrollment);
+}

@@ -1,0 +1,49 @@
+//! Durable timers: pending timers live in the store ordered by due time; the scheduler sleeps
+//! until the earliest is due (or until a timer is set, or a manual clock jumps), then moves every
+//! due timer into its customer's inbox shard, so timers fire through the same path as events.
+
+use crate::runtime::Runtime;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::warn;
+
+/// Without a nearer timer, re-check this often anyway (a cheap guard against a missed wake).
+const IDLE_RECHECK: Duration = Duration::from_secs(60);
+
+pub async fn run(rt: Arc<Runtime>) {
+    let mut clock_jumps = rt.clock.subscribe();
+    loop {
+        let timer_set = rt.timers_changed.notified();
+        let now = rt.clock.now();
+        match rt.store.fire_due_timers(now, 1024) {
+            Ok(0) => {}
+            Ok(_) => {
+                rt.wake_all_shards();
+                continue;
+            }
+            Err(error) => warn!(%error, "firing due timers failed; retrying"),
+        }
+        let next = rt.store.next_timer_due().unwrap_or_else(|error| {
+            warn!(%error, "reading the next timer failed");
+            None
+        });
+        // On a manual clock a timer can only come due when the clock is advanced.
+        let wait = match next {
+            Some(due) if !rt.clock.is_manual() => {
+                Duration::from_millis(due.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK)
+            }
+            _ => IDLE_RECHECK,
+        };
+        tokio::select! {
+            _ = timer_set => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = async {
+                match clock_jumps.as_mut() {
+                    Some(rx) => { let _ = rx.changed().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+            _ = rt.shutdown.cancelled() => return,
+        }
+    }
+}

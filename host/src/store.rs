@@ -1,0 +1,871 @@
+//! Durable state in sled, behind a narrow interface: the rest of the host never names a sled type.
+//!
+//! One tree per kind of record. Keys are byte strings whose parts are joined by `0x1f` (ids may
+//! not contain control characters, which ingest refuses), with big-endian numbers where order
+//! matters: the inbox by shard and arrival, timers and the outbox's retry index by time.
+//! Values are JSON: readable with any sled tool, and cheap enough at this stage.
+//!
+//! Every state change of one trigger commits in one transaction with the removal of the trigger
+//! from the inbox ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
+//! at all, and an unprocessed trigger is simply processed again after restart.
+
+use crate::model::{ChannelStats, Customer, DeliveryReport, Enrollment, Event, Millis, Object, Spec};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+use std::path::Path;
+
+const SEP: u8 = 0x1f;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("{0} already exists")]
+    Exists(String),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+impl From<UnabortableTransactionError> for StoreError {
+    fn from(e: UnabortableTransactionError) -> Self {
+        match e {
+            UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
+            UnabortableTransactionError::Conflict => {
+                StoreError::Sled(sled::Error::ReportableBug("transaction conflict".into()))
+            }
+        }
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JourneyVersion {
+    pub name: String,
+    pub version: u32,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    pub spec: Spec,
+    pub uploaded_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+    pub settings: Object,
+    pub secrets: Object,
+    pub allowed_hosts: Vec<String>,
+    pub updated_at: Millis,
+}
+
+/// A trigger waiting to be processed for one customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Pending {
+    Event {
+        event: Event,
+    },
+    Timer {
+        journey: String,
+        run: u32,
+        name: String,
+        due: Millis,
+    },
+    Delivery {
+        journey: String,
+        run: u32,
+        report: DeliveryReport,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InboxItem {
+    pub tenant: String,
+    pub customer: String,
+    pub pending: Pending,
+}
+
+/// A pending timer of one enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    pub tenant: String,
+    pub customer: String,
+    pub journey: String,
+    pub run: u32,
+    pub name: String,
+    pub due: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Delivered,
+    /// Failed permanently or after every retry: a dead letter.
+    Dead,
+}
+
+/// A send that was decided and persisted; `deliver` drains it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The idempotency key.
+    pub id: String,
+    pub tenant: String,
+    pub customer: String,
+    pub journey: String,
+    pub version: u32,
+    pub enrollment: String,
+    pub run: u32,
+    pub channel: String,
+    pub template: String,
+    pub payload: serde_json::Value,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    /// Wall-clock time of the next attempt (retries are infrastructure time, not journey time).
+    pub next_attempt_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Millis>,
+}
+
+/// A human handoff in a tenant's queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub tenant: String,
+    pub customer: String,
+    pub journey: String,
+    pub enrollment: String,
+    pub queue: String,
+    pub reason: String,
+    pub priority: u8,
+    pub status: String,
+    pub created_at: Millis,
+}
+
+/// Everything one trigger changes, committed atomically with its removal from the inbox.
+#[derive(Debug, Default)]
+pub struct TriggerCommit {
+    pub tenant: String,
+    pub inbox_key: Vec<u8>,
+    pub customer: Option<Customer>,
+    pub enrollments: Vec<Enrollment>,
+    pub timers_set: Vec<TimerRecord>,
+    pub timers_cancelled: Vec<TimerRecord>,
+    pub outbox: Vec<OutboxEntry>,
+    pub tasks: Vec<Task>,
+    /// (journey, channel, metric) increments for the `stats` import.
+    pub counters: Vec<(String, String, &'static str)>,
+}
+
+/// The outcome of one attempt to deliver an outbox entry.
+pub enum Attempt {
+    Delivered {
+        provider_id: Option<String>,
+        at: Millis,
+    },
+    Retry {
+        error: String,
+        at: Millis,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// Result of ingesting one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    Accepted,
+    Duplicate,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    tenants: sled::Tree,
+    api_keys: sled::Tree,
+    components: sled::Tree,
+    journeys: sled::Tree,
+    journey_heads: sled::Tree,
+    channels: sled::Tree,
+    events: sled::Tree,
+    event_ids: sled::Tree,
+    inbox: sled::Tree,
+    customers: sled::Tree,
+    enrollments: sled::Tree,
+    timers: sled::Tree,
+    outbox: sled::Tree,
+    outbox_due: sled::Tree,
+    tasks: sled::Tree,
+    counters: sled::Tree,
+    shards: u16,
+}
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(SEP);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(parts);
+    k.push(SEP);
+    k
+}
+
+/// Order-preserving encoding of a signed time: flip the sign bit, big-endian.
+fn time_key(t: Millis) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_from_key(b: &[u8]) -> Millis {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    (u64::from_be_bytes(a) ^ (1 << 63)) as Millis
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn enrollment_key(tenant: &str, customer: &str, journey: &str, run: u32) -> Vec<u8> {
+    key(&[tenant.as_bytes(), customer.as_bytes(), journey.as_bytes(), &run.to_be_bytes()])
+}
+
+fn timer_key(t: &TimerRecord) -> Vec<u8> {
+    let mut k = time_key(t.due).to_vec();
+    k.extend(key(&[
+        b"",
+        t.tenant.as_bytes(),
+        t.customer.as_bytes(),
+        t.journey.as_bytes(),
+        &t.run.to_be_bytes(),
+        t.name.as_bytes(),
+    ]));
+    k
+}
+
+fn outbox_key(tenant: &str, customer: &str, id: &str) -> Vec<u8> {
+    key(&[tenant.as_bytes(), customer.as_bytes(), id.as_bytes()])
+}
+
+fn due_key(at: Millis, outbox_key: &[u8]) -> Vec<u8> {
+    let mut k = time_key(at).to_vec();
+    k.extend_from_slice(outbox_key);
+    k
+}
+
+fn counter_key(tenant: &str, journey: &str, channel: &str, metric: &str) -> Vec<u8> {
+    key(&[tenant.as_bytes(), journey.as_bytes(), channel.as_bytes(), metric.as_bytes()])
+}
+
+fn bump(tree: &TransactionalTree, k: &[u8]) -> TxResult<()> {
+    let n = tree
+        .get(k)?
+        .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+        .unwrap_or(0);
+    tree.insert(k, &(n + 1).to_be_bytes())?;
+    Ok(())
+}
+
+fn inbox_push(db: &sled::Db, shards: u16, item: &InboxItem) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+    let shard = shard_of(&item.tenant, &item.customer, shards);
+    let seq = db.generate_id()?;
+    let mut k = shard.to_be_bytes().to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    Ok((k, enc(item)))
+}
+
+/// The shard that owns a customer: all of a customer's triggers go through one shard, in order.
+pub fn shard_of(tenant: &str, customer: &str, shards: u16) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tenant.bytes().chain([SEP]).chain(customer.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % u64::from(shards.max(1))) as u16
+}
+
+impl Store {
+    pub fn open(dir: &Path, shards: u16) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Durability comes from explicit flushes at acknowledgement points, not a timer.
+            .flush_every_ms(None)
+            .open()?;
+        let t = |name: &str| db.open_tree(name);
+        Ok(Store {
+            meta: t("meta")?,
+            tenants: t("tenants")?,
+            api_keys: t("api_keys")?,
+            components: t("components")?,
+            journeys: t("journeys")?,
+            journey_heads: t("journey_heads")?,
+            channels: t("channels")?,
+            events: t("events")?,
+            event_ids: t("event_ids")?,
+            inbox: t("inbox")?,
+            customers: t("customers")?,
+            enrollments: t("enrollments")?,
+            timers: t("timers")?,
+            outbox: t("outbox")?,
+            outbox_due: t("outbox_due")?,
+            tasks: t("tasks")?,
+            counters: t("counters")?,
+            shards,
+            db,
+        })
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    // --- clock -----------------------------------------------------------------------------
+
+    pub fn manual_clock(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.meta.get("manual_clock")?.map(|v| time_from_key(&v)))
+    }
+
+    pub async fn save_manual_clock(&self, now: Millis) -> Result<(), StoreError> {
+        self.meta.insert("manual_clock", &time_key(now))?;
+        self.flush().await
+    }
+
+    // --- tenants ---------------------------------------------------------------------------
+
+    /// Creates a tenant with the digest of its API key; refuses an existing id.
+    pub async fn create_tenant(&self, tenant: &Tenant, key_digest: &str) -> Result<(), StoreError> {
+        let value = enc(tenant);
+        (&self.tenants, &self.api_keys).transaction(|(tenants, keys)| {
+            if tenants.get(tenant.id.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(StoreError::Exists(format!(
+                    "tenant {:?}",
+                    tenant.id
+                ))));
+            }
+            tenants.insert(tenant.id.as_bytes(), value.as_slice())?;
+            keys.insert(key_digest.as_bytes(), tenant.id.as_bytes())?;
+            Ok(())
+        })?;
+        self.flush().await
+    }
+
+    pub fn tenant_by_key_digest(&self, digest: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .api_keys
+            .get(digest.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    // --- components, journeys, channels ----------------------------------------------------
+
+    pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.components.get(digest.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a new journey version (and its component, by digest) and returns its number.
+    pub async fn add_journey_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+        spec: &Spec,
+        now: Millis,
+    ) -> Result<JourneyVersion, StoreError> {
+        let head_key = key(&[tenant.as_bytes(), name.as_bytes()]);
+        let version = (&self.components, &self.journeys, &self.journey_heads).transaction(
+            |(components, journeys, heads)| {
+                let version = heads
+                    .get(&head_key)?
+                    .map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])))
+                    .unwrap_or(0)
+                    + 1;
+                let record = JourneyVersion {
+                    name: name.to_string(),
+                    version,
+                    digest: digest.to_string(),
+                    spec: spec.clone(),
+                    uploaded_at: now,
+                };
+                components.insert(digest.as_bytes(), bytes)?;
+                journeys.insert(
+                    key(&[tenant.as_bytes(), name.as_bytes(), &version.to_be_bytes()]),
+                    enc(&record),
+                )?;
+                heads.insert(head_key.as_slice(), &version.to_be_bytes())?;
+                Ok(record)
+            },
+        )?;
+        self.flush().await?;
+        Ok(version)
+    }
+
+    pub fn journey_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<JourneyVersion>, StoreError> {
+        let k = key(&[tenant.as_bytes(), name.as_bytes(), &version.to_be_bytes()]);
+        self.journeys.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Every version of one journey, oldest first.
+    pub fn journey_versions(&self, tenant: &str, name: &str) -> Result<Vec<JourneyVersion>, StoreError> {
+        self.journeys
+            .scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    /// The latest version of every journey of a tenant, by name.
+    pub fn latest_journeys(&self, tenant: &str) -> Result<Vec<JourneyVersion>, StoreError> {
+        let mut latest = Vec::new();
+        for kv in self.journey_heads.scan_prefix(prefix(&[tenant.as_bytes()])) {
+            let (k, v) = kv?;
+            let name = &k[tenant.len() + 1..];
+            let version = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4]));
+            let jk = key(&[tenant.as_bytes(), name, &version.to_be_bytes()]);
+            if let Some(record) = self.journeys.get(jk)? {
+                latest.push(dec(&record)?);
+            }
+        }
+        Ok(latest)
+    }
+
+    /// Registers (or replaces) a channel; returns the stored record with its version.
+    pub async fn put_channel(
+        &self,
+        tenant: &str,
+        record: ChannelRecord,
+        bytes: &[u8],
+    ) -> Result<ChannelRecord, StoreError> {
+        let k = key(&[tenant.as_bytes(), record.name.as_bytes()]);
+        let record = (&self.components, &self.channels).transaction(|(components, channels)| {
+            let previous: Option<ChannelRecord> =
+                channels.get(&k)?.map(|v| dec(&v)).transpose().map_err(ConflictableTransactionError::Abort)?;
+            let mut record = record.clone();
+            record.version = previous.map_or(1, |p| p.version + 1);
+            components.insert(record.digest.as_bytes(), bytes)?;
+            channels.insert(k.as_slice(), enc(&record))?;
+            Ok(record)
+        })?;
+        self.flush().await?;
+        Ok(record)
+    }
+
+    pub fn channel(&self, tenant: &str, name: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        let k = key(&[tenant.as_bytes(), name.as_bytes()]);
+        self.channels.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    pub fn channels(&self, tenant: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.channels
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    // --- ingest ----------------------------------------------------------------------------
+
+    /// Appends events to the log and the inbox, dropping ids seen before (in earlier requests or
+    /// earlier in this batch), and flushes before returning: what returns `Accepted` is durable.
+    pub async fn ingest(&self, tenant: &str, events: &[Event]) -> Result<Vec<Ingested>, StoreError> {
+        let mut staged = Vec::with_capacity(events.len());
+        for event in events {
+            let item = InboxItem {
+                tenant: tenant.to_string(),
+                customer: event.customer.clone(),
+                pending: Pending::Event {
+                    event: event.clone(),
+                },
+            };
+            let (inbox_key, inbox_value) = inbox_push(&self.db, self.shards, &item)?;
+            staged.push((event, inbox_key, inbox_value));
+        }
+        let results = (&self.events, &self.event_ids, &self.inbox).transaction(|(log, ids, inbox)| {
+            let mut results = Vec::with_capacity(staged.len());
+            for (event, inbox_key, inbox_value) in &staged {
+                let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
+                if ids.get(&id_key)?.is_some() {
+                    results.push(Ingested::Duplicate);
+                    continue;
+                }
+                // The inbox key's sequence number doubles as the event's place in the log.
+                let log_key = key(&[tenant.as_bytes(), &inbox_key[2..]]);
+                ids.insert(id_key, &inbox_key[2..])?;
+                log.insert(log_key, enc(*event))?;
+                inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                results.push(Ingested::Accepted);
+            }
+            Ok(results)
+        })?;
+        self.flush().await?;
+        Ok(results)
+    }
+
+    /// The oldest unprocessed triggers of one shard.
+    pub fn inbox(&self, shard: u16, limit: usize) -> Result<Vec<(Vec<u8>, InboxItem)>, StoreError> {
+        self.inbox
+            .scan_prefix(shard.to_be_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), dec(&v)?))
+            })
+            .collect()
+    }
+
+    /// Drops an unprocessable trigger from the inbox (it stays in the event log).
+    pub fn discard(&self, inbox_key: &[u8]) -> Result<(), StoreError> {
+        self.inbox.remove(inbox_key)?;
+        Ok(())
+    }
+
+    // --- customers and enrollments ---------------------------------------------------------
+
+    pub fn customer(&self, tenant: &str, id: &str) -> Result<Option<Customer>, StoreError> {
+        let k = key(&[tenant.as_bytes(), id.as_bytes()]);
+        self.customers.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Every enrollment of a customer, in every journey and run.
+    pub fn enrollments(&self, tenant: &str, customer: &str) -> Result<Vec<Enrollment>, StoreError> {
+        self.enrollments
+            .scan_prefix(prefix(&[tenant.as_bytes(), customer.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    pub fn enrollment(
+        &self,
+        tenant: &str,
+        customer: &str,
+        journey: &str,
+        run: u32,
+    ) -> Result<Option<Enrollment>, StoreError> {
+        let k = enrollment_key(tenant, customer, journey, run);
+        self.enrollments.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Every message decided for a customer, oldest key first.
+    pub fn messages(&self, tenant: &str, customer: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut messages: Vec<OutboxEntry> = self
+            .outbox
+            .scan_prefix(prefix(&[tenant.as_bytes(), customer.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect::<Result<_, _>>()?;
+        messages.sort_by_key(|m| m.created_at);
+        Ok(messages)
+    }
+
+    pub fn channel_stats(&self, tenant: &str, journey: &str) -> Result<Vec<ChannelStats>, StoreError> {
+        let mut stats: Vec<ChannelStats> = Vec::new();
+        for kv in self.counters.scan_prefix(prefix(&[tenant.as_bytes(), journey.as_bytes()])) {
+            let (k, v) = kv?;
+            let rest = &k[tenant.len() + journey.len() + 2..];
+            let mut parts = rest.split(|b| *b == SEP);
+            let channel = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            let metric = parts.next().unwrap_or_default();
+            let n = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
+            if stats.last().is_none_or(|s| s.channel != channel) {
+                stats.push(ChannelStats {
+                    channel,
+                    sent: 0,
+                    delivered: 0,
+                    failed: 0,
+                });
+            }
+            if let Some(s) = stats.last_mut() {
+                match metric {
+                    b"sent" => s.sent = n,
+                    b"delivered" => s.delivered = n,
+                    b"failed" => s.failed = n,
+                    _ => {}
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Commits every effect of one trigger together with its removal from the inbox. Outbox
+    /// entries already present (a replay after a crash between commit and flush cannot produce
+    /// one, but a retried trigger might) are left as they are: the outbox never holds a duplicate.
+    pub fn commit_trigger(&self, c: &TriggerCommit) -> Result<(), StoreError> {
+        let tenant = c.tenant.as_bytes();
+        let customer_value = c.customer.as_ref().map(|cu| (key(&[tenant, cu.id.as_bytes()]), enc(cu)));
+        let enrollments: Vec<_> = c
+            .enrollments
+            .iter()
+            .map(|e| (enrollment_key(&c.tenant, &e.customer, &e.journey, e.run), enc(e)))
+            .collect();
+        let outbox: Vec<_> = c
+            .outbox
+            .iter()
+            .map(|o| {
+                let k = outbox_key(&o.tenant, &o.customer, &o.id);
+                (due_key(o.next_attempt_at, &k), k, enc(o))
+            })
+            .collect();
+        let tasks: Vec<_> = c
+            .tasks
+            .iter()
+            .map(|t| (key(&[tenant, t.id.as_bytes()]), enc(t)))
+            .collect();
+        let counters: Vec<_> = c
+            .counters
+            .iter()
+            .map(|(j, ch, m)| counter_key(&c.tenant, j, ch, m))
+            .collect();
+        (
+            &self.inbox,
+            &self.customers,
+            &self.enrollments,
+            &self.timers,
+            &self.outbox,
+            &self.outbox_due,
+            &self.tasks,
+            &self.counters,
+        )
+            .transaction(|(inbox, customers, enrollments_t, timers, outbox_t, due, tasks_t, counters_t)| {
+                inbox.remove(c.inbox_key.as_slice())?;
+                if let Some((k, v)) = &customer_value {
+                    customers.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &enrollments {
+                    enrollments_t.insert(k.as_slice(), v.as_slice())?;
+                }
+                for t in &c.timers_cancelled {
+                    timers.remove(timer_key(t))?;
+                }
+                for t in &c.timers_set {
+                    timers.insert(timer_key(t), enc(t))?;
+                }
+                for (due_k, k, v) in &outbox {
+                    if outbox_t.get(k)?.is_none() {
+                        outbox_t.insert(k.as_slice(), v.as_slice())?;
+                        due.insert(due_k.as_slice(), k.as_slice())?;
+                    }
+                }
+                for (k, v) in &tasks {
+                    tasks_t.insert(k.as_slice(), v.as_slice())?;
+                }
+                for k in &counters {
+                    bump(counters_t, k)?;
+                }
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    // --- timers ----------------------------------------------------------------------------
+
+    /// When the earliest pending timer is due.
+    pub fn next_timer_due(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.timers.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Moves up to `limit` timers due at or before `now` into their customers' inbox shards, in
+    /// one transaction each: a timer is either pending or queued, never both, never neither.
+    pub fn fire_due_timers(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let due: Vec<(Vec<u8>, TimerRecord)> = self
+            .timers
+            .range(..end.to_vec())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), dec(&v)?))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (timer_k, t) in &due {
+            let item = InboxItem {
+                tenant: t.tenant.clone(),
+                customer: t.customer.clone(),
+                pending: Pending::Timer {
+                    journey: t.journey.clone(),
+                    run: t.run,
+                    name: t.name.clone(),
+                    due: t.due,
+                },
+            };
+            let (ik, iv) = inbox_push(&self.db, self.shards, &item)?;
+            (&self.timers, &self.inbox).transaction(|(timers, inbox)| {
+                if timers.remove(timer_k.as_slice())?.is_some() {
+                    inbox.insert(ik.as_slice(), iv.as_slice())?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(due.len())
+    }
+
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    // --- outbox ----------------------------------------------------------------------------
+
+    /// Pending messages whose next attempt is due at wall-clock `now`.
+    pub fn due_messages(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let mut out = Vec::new();
+        for kv in self.outbox_due.range(..end.to_vec()).take(limit) {
+            let (_, outbox_k) = kv?;
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest pending message is due (wall clock).
+    pub fn next_message_due(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.outbox_due.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Records one delivery attempt. A final outcome (delivered or dead) leaves the retry index
+    /// and is reported back to the enrollment as a `delivery` trigger, in the same transaction.
+    pub fn record_attempt(&self, entry: &OutboxEntry, attempt: Attempt) -> Result<(), StoreError> {
+        let k = outbox_key(&entry.tenant, &entry.customer, &entry.id);
+        let old_due = due_key(entry.next_attempt_at, &k);
+        let mut updated = entry.clone();
+        updated.attempts += 1;
+        let (report, metric) = match attempt {
+            Attempt::Delivered { provider_id, at } => {
+                updated.status = MessageStatus::Delivered;
+                updated.delivered_at = Some(at);
+                updated.last_error = None;
+                updated.provider_id = provider_id.clone();
+                (Some(crate::model::DeliveryOutcome::Delivered { provider_id }), Some("delivered"))
+            }
+            Attempt::Retry { error, at } => {
+                updated.last_error = Some(error);
+                updated.next_attempt_at = at;
+                (None, None)
+            }
+            Attempt::Dead { error } => {
+                updated.status = MessageStatus::Dead;
+                updated.last_error = Some(error.clone());
+                (Some(crate::model::DeliveryOutcome::Failed { reason: error }), Some("failed"))
+            }
+        };
+        let new_due = (updated.status == MessageStatus::Pending)
+            .then(|| due_key(updated.next_attempt_at, &k));
+        let report_item = match report {
+            Some(outcome) => Some(inbox_push(
+                &self.db,
+                self.shards,
+                &InboxItem {
+                    tenant: entry.tenant.clone(),
+                    customer: entry.customer.clone(),
+                    pending: Pending::Delivery {
+                        journey: entry.journey.clone(),
+                        run: entry.run,
+                        report: DeliveryReport {
+                            message_id: entry.id.clone(),
+                            channel: entry.channel.clone(),
+                            template: entry.template.clone(),
+                            outcome,
+                        },
+                    },
+                },
+            )?),
+            None => None,
+        };
+        let counter = metric.map(|m| counter_key(&entry.tenant, &entry.journey, &entry.channel, m));
+        let value = enc(&updated);
+        (&self.outbox, &self.outbox_due, &self.inbox, &self.counters).transaction(
+            |(outbox, due, inbox, counters)| {
+                outbox.insert(k.as_slice(), value.as_slice())?;
+                due.remove(old_due.as_slice())?;
+                if let Some(d) = &new_due {
+                    due.insert(d.as_slice(), k.as_slice())?;
+                }
+                if let Some((ik, iv)) = &report_item {
+                    inbox.insert(ik.as_slice(), iv.as_slice())?;
+                }
+                if let Some(ck) = &counter {
+                    bump(counters, ck)?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    pub fn tasks(&self, tenant: &str) -> Result<Vec<Task>, StoreError> {
+        self.tasks
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_like_times() {
+        let times = [-5_000i64, -1, 0, 1, 86_400_000, i64::MAX - 1];
+        let keys: Vec<_> = times.iter().map(|t| time_key(*t)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        for t in times {
+            assert_eq!(time_from_key(&time_key(t)), t);
+        }
+    }
+
+    #[test]
+    fn a_customer_always_maps_to_the_same_shard() {
+        assert_eq!(shard_of("t", "c", 8), shard_of("t", "c", 8));
+        assert!(shard_of("t", "c", 8) < 8);
+        assert_eq!(shard_of("t", "c", 0), 0);
+    }
+}
