@@ -1,0 +1,127 @@
+//! Durability: `kill -9` and a restart on the same data directory lose no enrollment, no pending
+//! timer and no clock time, and a timer fires exactly once however often the server restarts.
+
+use waymark_tests::*;
+
+/// What must be identical before and after a crash (delivery counters may still move).
+fn durable_part(e: &Enrollment) -> impl PartialEq + std::fmt::Debug {
+    (
+        e.id.clone(),
+        e.version,
+        e.status,
+        e.entered_at,
+        e.ended_at,
+        e.milestones.clone(),
+        e.timers.clone(),
+    )
+}
+
+#[tokio::test]
+async fn enrollments_pending_timers_and_the_clock_survive_kill_and_restart() {
+    let mut world = Onboarding::start().await;
+    let api = world.api();
+    world.sign_up("ada").await;
+    world.sign_up("bob").await;
+    world.post("ada-first-value", "ada", "first_value").await;
+    let ada = api
+        .wait_for_enrollment("ada", ONBOARDING, "completed", |e| {
+            e.status == Status::Completed
+        })
+        .await;
+    let bob = api
+        .wait_for_enrollment("bob", ONBOARDING, "a pending nudge timer", |e| {
+            e.timer("nudge").is_some()
+        })
+        .await;
+    let now = world.admin().clock_now().await;
+
+    world.server.kill();
+    world.server.restart().await;
+
+    let api = world.api();
+    assert_eq!(
+        world.admin().clock_now().await,
+        now,
+        "the manual clock persists"
+    );
+    let ada_after = api.customer("ada").await.expect("ada survives");
+    let bob_after = api.customer("bob").await.expect("bob survives");
+    assert_eq!(
+        durable_part(ada_after.enrollment(ONBOARDING).expect("ada's enrollment")),
+        durable_part(&ada)
+    );
+    assert_eq!(
+        durable_part(bob_after.enrollment(ONBOARDING).expect("bob's enrollment")),
+        durable_part(&bob)
+    );
+
+    // The surviving timer still fires.
+    world.admin().advance_clock(3 * DAY_MS + MINUTE_MS).await;
+    world.sink.wait_for_delivery("nudge", "bob").await;
+    let received = world.sink.requests();
+    assert_eq!(
+        count(&received, "nudge", "ada"),
+        0,
+        "completed ada was nudged:\n{}",
+        describe(&received)
+    );
+}
+
+#[tokio::test]
+async fn pending_timer_fires_exactly_once_across_restarts() {
+    let mut world = Onboarding::start().await;
+    for customer in ["ada", "bob"] {
+        world.sign_up(customer).await;
+        world
+            .api()
+            .wait_for_enrollment(customer, ONBOARDING, "a pending nudge timer", |e| {
+                e.timer("nudge").is_some()
+            })
+            .await;
+    }
+
+    // Crash with the timers pending, then let them fall due.
+    world.server.kill();
+    world.server.restart().await;
+    world.admin().advance_clock(3 * DAY_MS + MINUTE_MS).await;
+    world
+        .sink
+        .wait_for("a nudge for ada and for bob", |r| {
+            count(r, "nudge", "ada") > 0 && count(r, "nudge", "bob") > 0
+        })
+        .await;
+
+    // Once the server has recorded the nudges as delivered, nothing may send them again.
+    let api = world.api();
+    for customer in ["ada", "bob"] {
+        wait_until(
+            &format!("{customer}'s nudge to be marked delivered"),
+            || async {
+                api.customer(customer).await.is_some_and(|c| {
+                    c.messages_with_template("nudge")
+                        .iter()
+                        .any(|m| m.status == "delivered")
+                })
+            },
+        )
+        .await;
+    }
+
+    // Crash again, move well past the due time, and wait for carol's nudge: by then the
+    // scheduler has run past ada's and bob's due times since the restart.
+    world.server.kill();
+    world.server.restart().await;
+    world.sign_up("carol").await;
+    world.admin().advance_clock(3 * DAY_MS + MINUTE_MS).await;
+    world.sink.wait_for_delivery("nudge", "carol").await;
+
+    let received = world.sink.requests();
+    for customer in ["ada", "bob", "carol"] {
+        assert_eq!(
+            count(&received, "nudge", customer),
+            1,
+            "{customer} must be nudged exactly once; the sink received:\n{}",
+            describe(&received)
+        );
+    }
+}

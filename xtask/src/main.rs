@@ -1,0 +1,351 @@
+//! Project chores, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! - `test` — ensures the `wasm32-wasip2` target, builds the guest components and the host
+//!   once, then runs every test of the workspace (cargo-nextest when installed, else
+//!   `cargo test`) with `WAYMARK_PREBUILT=1` so the end-to-end harness does not build again.
+//! - `demo [--once]` — the same build, then the onboarding journey on a real server with a
+//!   manual clock and a loopback sink: sample signups, three days later the nudges, and a
+//!   printout of what the sink received and where every customer stands. Without `--once` it
+//!   keeps serving (and printing new deliveries) until Ctrl-C.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use waymark_tests::{
+    count, Onboarding, Received, ServerOptions, Status, DAY_MS, GUEST_BUILD, HOST_BUILD, MINUTE_MS,
+    ONBOARDING,
+};
+
+/// The demo's sample events (also readable on their own by a person trying the API).
+const DEMO_EVENTS: &str = include_str!("../../tests/data/onboarding-events.json");
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Waymark's project chores"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the guests and the host, then run every test in the workspace.
+    Test {
+        /// Use `cargo test` even when cargo-nextest is installed.
+        #[arg(long)]
+        no_nextest: bool,
+        /// Passed on to the test runner as they are: `cargo xtask test onboarding` filters by
+        /// name; under `cargo test` (`--no-nextest`) libtest flags follow a second `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the onboarding journey on a real server against a loopback sink and show the result.
+    Demo {
+        /// Exit after printing instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Test { no_nextest, args } => test(no_nextest, &args),
+        Task::Demo { once } => demo(once),
+    }
+}
+
+fn root() -> PathBuf {
+    waymark_tests::workspace_root()
+}
+
+/// Runs `cargo <args>` at the workspace root, echoing the command.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(waymark_tests::cargo())
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// The target, then the guests, then the host.
+fn build() -> Result<()> {
+    ensure_wasm_target()?;
+    cargo(GUEST_BUILD, &[])?;
+    cargo(HOST_BUILD, &[])?;
+    Ok(())
+}
+
+/// `rustup target add wasm32-wasip2` (a no-op once installed). Without rustup, or when rustup
+/// cannot reach its server, the target's standard library may still be installed some other
+/// way: then carry on; otherwise stop with the fix.
+fn ensure_wasm_target() -> Result<()> {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustup = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .stdin(Stdio::null())
+        .status();
+    match rustup {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => eprintln!("warning: `rustup target add {TARGET}` failed ({status})"),
+        Err(e) => eprintln!("note: rustup is not available ({e})"),
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match libdir {
+        Some(dir) if has_std(&dir) => {
+            eprintln!(
+                "note: the {TARGET} standard library is installed at {}",
+                dir.display()
+            );
+            Ok(())
+        }
+        _ => bail!(
+            "the {TARGET} target is missing: install rustup and run `rustup target add {TARGET}`"
+        ),
+    }
+}
+
+fn has_std(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// test
+// ---------------------------------------------------------------------------------------------
+
+fn test(no_nextest: bool, extra: &[String]) -> Result<()> {
+    build()?;
+    let prebuilt = [("WAYMARK_PREBUILT", "1")];
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    if !no_nextest && nextest_available() {
+        // nextest runs no doctests: run them first, so nextest's summary closes the output.
+        if extra.is_empty() {
+            cargo(&["test", "--workspace", "--doc"], &prebuilt)?;
+        }
+        let mut args = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+        args.extend(extra);
+        cargo(&args, &prebuilt)
+    } else {
+        let mut args = vec!["test", "--workspace", "--no-fail-fast"];
+        args.extend(extra);
+        cargo(&args, &prebuilt)
+    }
+}
+
+fn nextest_available() -> bool {
+    Command::new(waymark_tests::cargo())
+        .args(["nextest", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+// ---------------------------------------------------------------------------------------------
+// demo
+// ---------------------------------------------------------------------------------------------
+
+fn demo(once: bool) -> Result<()> {
+    build()?;
+    // Set before any thread exists; the harness must not build again.
+    std::env::set_var("WAYMARK_PREBUILT", "1");
+    let events: Vec<Value> =
+        serde_json::from_str(DEMO_EVENTS).context("tests/data/onboarding-events.json")?;
+    let dir = root().join("target").join("demo-data");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot wipe {}", dir.display()))?;
+    }
+    tokio::runtime::Runtime::new()?.block_on(run_demo(&dir, events, once))
+}
+
+fn names<'a>(events: &'a [Value], name: &str) -> BTreeSet<&'a str> {
+    events
+        .iter()
+        .filter(|e| e["name"] == name)
+        .filter_map(|e| e["customer"].as_str())
+        .collect()
+}
+
+async fn run_demo(dir: &Path, events: Vec<Value>, once: bool) -> Result<()> {
+    let world = Onboarding::start_with(ServerOptions::in_dir(dir), "demo").await;
+    let (api, admin, sink) = (world.api(), world.admin(), &world.sink);
+    let t0 = admin.clock_now().await;
+    println!(
+        "waymark serving at {} (manual clock, data in {})",
+        world.server.url(),
+        world.server.data_dir().display()
+    );
+    println!(
+        "journey `{ONBOARDING}` v{} uploaded; channel `webhook` delivers to {}/webhook",
+        world.journey.version,
+        sink.url()
+    );
+
+    let signed_up = names(&events, "signed_up");
+    let reached_value = names(&events, "first_value");
+    let answer = api.post_events(&events).await;
+    println!(
+        "\nposted {} sample events: {} accepted, {} duplicates",
+        events.len(),
+        answer.accepted,
+        answer.duplicates
+    );
+
+    sink.wait_for("a welcome for every signup", |r| {
+        signed_up.iter().all(|c| count(r, "welcome", c) > 0)
+    })
+    .await;
+    for customer in &reached_value {
+        api.wait_for_enrollment(customer, ONBOARDING, "completed", |e| {
+            e.status == Status::Completed
+        })
+        .await;
+    }
+    println!("welcomes delivered to {}", join(&signed_up));
+
+    let now = admin.advance_clock(3 * DAY_MS + MINUTE_MS).await;
+    println!(
+        "advanced the clock by 3 days and a minute (now t0{})",
+        offset(now - t0)
+    );
+    let stalled: Vec<&str> = signed_up.difference(&reached_value).copied().collect();
+    sink.wait_for("a nudge for every customer without first value", |r| {
+        stalled.iter().all(|c| count(r, "nudge", c) > 0)
+    })
+    .await;
+    println!("nudges delivered to {}", stalled.join(", "));
+
+    println!("\nThe sink received:");
+    println!(
+        "  {:<3} {:<10} {:<8} {:<6} idempotency key",
+        "#", "template", "customer", "answer"
+    );
+    let received = sink.requests();
+    for (i, r) in received.iter().enumerate() {
+        print_delivery(i, r);
+    }
+
+    println!("\nEnrollments:");
+    println!(
+        "  {:<8} {:<14} {:<10} {:<26} pending timers",
+        "customer", "journey", "status", "milestones"
+    );
+    for customer in &signed_up {
+        let Some(view) = api.customer(customer).await else {
+            println!("  {customer:<8} (unknown to the server)");
+            continue;
+        };
+        for e in &view.enrollments {
+            let milestones: Vec<String> = e
+                .milestones
+                .iter()
+                .map(|m| format!("{}@t0{}", m.name, offset(m.at - t0)))
+                .collect();
+            let timers: Vec<String> = e
+                .timers
+                .iter()
+                .map(|t| format!("{}@t0{}", t.name, offset(t.due - t0)))
+                .collect();
+            println!(
+                "  {:<8} {:<14} {:<10} {:<26} {}",
+                customer,
+                format!("{} v{}", e.journey, e.version),
+                format!("{:?}", e.status).to_lowercase(),
+                dash(&milestones),
+                dash(&timers),
+            );
+        }
+    }
+
+    if once {
+        return Ok(());
+    }
+    let url = world.server.url();
+    println!(
+        "\nStill serving; Ctrl-C stops it.\n\
+         \n  export WAYMARK_URL={url}\
+         \n  export WAYMARK_ADMIN_TOKEN={admin_token}\
+         \n  export WAYMARK_API_KEY={api_key}   # tenant `demo`\
+         \n\n  curl -s -H \"Authorization: Bearer $WAYMARK_API_KEY\" $WAYMARK_URL/v1/customers/ada\
+         \n  curl -s -H \"Authorization: Bearer $WAYMARK_API_KEY\" -H 'Content-Type: application/json' \\\
+         \n       -d '{{\"id\":\"try-1\",\"customer\":\"zoe\",\"name\":\"signed_up\"}}' $WAYMARK_URL/v1/events\
+         \n  curl -s -H \"Authorization: Bearer $WAYMARK_ADMIN_TOKEN\" -H 'Content-Type: application/json' \\\
+         \n       -d '{{\"by_ms\":259200000}}' $WAYMARK_URL/v1/admin/clock/advance\
+         \n\nServer log: {log}\nNew deliveries show up below.",
+        admin_token = world.server.admin_token(),
+        api_key = world.tenant.api_key,
+        log = world.server.log_path().display(),
+    );
+    let mut shown = received.len();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                let received = sink.requests();
+                for (i, r) in received.iter().enumerate().skip(shown) {
+                    print_delivery(i, r);
+                }
+                shown = received.len();
+            }
+        }
+    }
+    println!("\nstopping");
+    Ok(())
+}
+
+fn print_delivery(i: usize, r: &Received) {
+    println!(
+        "  {:<3} {:<10} {:<8} {:<6} {}",
+        i + 1,
+        r.template().unwrap_or("-"),
+        r.customer().unwrap_or("-"),
+        r.answered,
+        r.idempotency_key().unwrap_or("(none)")
+    );
+}
+
+/// `+3d00h01m` for a span of milliseconds.
+fn offset(ms: i64) -> String {
+    let minutes = ms / MINUTE_MS;
+    format!(
+        "+{}d{:02}h{:02}m",
+        minutes / (24 * 60),
+        minutes / 60 % 24,
+        minutes % 60
+    )
+}
+
+fn join(set: &BTreeSet<&str>) -> String {
+    set.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+fn dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
+    }
+}
