@@ -366,7 +366,7 @@ async fn upload_journey(
     valid_name("journey", &name)?;
     let bytes = body?;
     let rt = &state.runtime;
-    let component = rt.registry.sandbox().compile_journey(&bytes)?;
+    let component = rt.registry.compile_journey(bytes.clone()).await?;
     let spec = component
         .describe()
         .await
@@ -441,7 +441,8 @@ async fn register_channel(
         .decode(input.component.as_bytes())
         .map_err(|e| ApiError::bad_request("invalid_component", format!("component is not valid base64: {e}")))?;
     let rt = &state.runtime;
-    let component = rt.registry.sandbox().compile_channel(&bytes)?;
+    let bytes = Bytes::from(bytes);
+    let component = rt.registry.compile_channel(bytes.clone()).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let record = ChannelRecord {
         name: name.clone(),

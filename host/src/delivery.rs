@@ -109,7 +109,7 @@ async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Fa
         .channel(&entry.tenant, &entry.channel)
         .map_err(|e| retryable(e.to_string()))?
         .ok_or_else(|| permanent(format!("channel {:?} is not registered", entry.channel)))?;
-    let component = rt.registry.channel(&record.digest).map_err(|e| retryable(e.to_string()))?;
+    let component = rt.registry.channel(&record.digest).await.map_err(|e| retryable(e.to_string()))?;
     let customer = rt
         .store
         .customer(&entry.tenant, &entry.customer)

@@ -3,6 +3,7 @@
 
 use crate::sandbox::{ChannelComponent, JourneyComponent, Sandbox, SandboxError};
 use crate::store::{Store, StoreError};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +15,8 @@ pub enum RegistryError {
     Sandbox(#[from] SandboxError),
     #[error("component {0} is missing from the store")]
     Missing(String),
+    #[error("compilation was cancelled: {0}")]
+    Cancelled(String),
 }
 
 #[derive(Clone)]
@@ -34,8 +37,22 @@ impl Registry {
         }
     }
 
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
+    /// Validates and compiles a journey component off the async workers (compiling is
+    /// CPU-bound and can take a second for a large component).
+    pub async fn compile_journey(&self, bytes: Bytes) -> Result<JourneyComponent, RegistryError> {
+        let sandbox = self.sandbox.clone();
+        let compiled = tokio::task::spawn_blocking(move || sandbox.compile_journey(&bytes))
+            .await
+            .map_err(|e| RegistryError::Cancelled(e.to_string()))??;
+        Ok(compiled)
+    }
+
+    pub async fn compile_channel(&self, bytes: Bytes) -> Result<ChannelComponent, RegistryError> {
+        let sandbox = self.sandbox.clone();
+        let compiled = tokio::task::spawn_blocking(move || sandbox.compile_channel(&bytes))
+            .await
+            .map_err(|e| RegistryError::Cancelled(e.to_string()))??;
+        Ok(compiled)
     }
 
     /// Remembers a journey component compiled at upload.
@@ -48,30 +65,30 @@ impl Registry {
     }
 
     /// The compiled journey with this digest, compiling the stored bytes on first use.
-    pub fn journey(&self, digest: &str) -> Result<JourneyComponent, RegistryError> {
+    pub async fn journey(&self, digest: &str) -> Result<JourneyComponent, RegistryError> {
         if let Some(c) = lock(&self.journeys).get(digest) {
             return Ok(c.clone());
         }
-        let bytes = self
-            .store
-            .component(digest)?
-            .ok_or_else(|| RegistryError::Missing(digest.to_string()))?;
-        let component = self.sandbox.compile_journey(&bytes)?;
+        let component = self.compile_journey(self.stored(digest)?).await?;
         self.insert_journey(digest, component.clone());
         Ok(component)
     }
 
-    pub fn channel(&self, digest: &str) -> Result<ChannelComponent, RegistryError> {
+    pub async fn channel(&self, digest: &str) -> Result<ChannelComponent, RegistryError> {
         if let Some(c) = lock(&self.channels).get(digest) {
             return Ok(c.clone());
         }
+        let component = self.compile_channel(self.stored(digest)?).await?;
+        self.insert_channel(digest, component.clone());
+        Ok(component)
+    }
+
+    fn stored(&self, digest: &str) -> Result<Bytes, RegistryError> {
         let bytes = self
             .store
             .component(digest)?
             .ok_or_else(|| RegistryError::Missing(digest.to_string()))?;
-        let component = self.sandbox.compile_channel(&bytes)?;
-        self.insert_channel(digest, component.clone());
-        Ok(component)
+        Ok(Bytes::from(bytes))
     }
 }
 

@@ -287,6 +287,7 @@ impl Runtime {
             let component = self
                 .registry
                 .journey(&version.digest)
+                .await
                 .map_err(|e| ("unavailable", e.to_string()))?;
             let stats = self
                 .store

@@ -1,0 +1,214 @@
+//! Channel adapters: the [`Channel`] trait, the [`Message`] it delivers, and what it answers.
+//!
+//! An adapter turns a message into a request to a provider (usually with [`crate::http`]) and
+//! says whether it worked. The host retries [`DeliveryError::Retryable`] failures with backoff
+//! and dead-letters [`DeliveryError::Permanent`] ones at once, so the distinction matters.
+//!
+//! ```
+//! use waymark_guest::{json, Channel, DeliveryError, Message, Receipt};
+//!
+//! struct Null;
+//!
+//! impl Channel for Null {
+//!     fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
+//!         match message.config_str("mode") {
+//!             Some("accept") => Ok(Receipt::new()),
+//!             _ => Err(DeliveryError::permanent("config.mode must be \"accept\"")),
+//!         }
+//!     }
+//! }
+//!
+//! let msg = Message::new("m-1", "null", "welcome").with_config(json!({"mode": "accept"}));
+//! assert_eq!(Null::deliver(msg), Ok(Receipt::new()));
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::context::{Customer, Object};
+
+/// A message to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Stable across retries and crash replays: pass it on to the provider as an idempotency
+    /// key so that a retry never delivers twice.
+    pub id: String,
+    /// The channel's name, as the tenant registered it.
+    pub channel: String,
+    /// Who the message is for.
+    pub customer: Customer,
+    /// The template the journey chose.
+    pub template: String,
+    /// The payload the journey chose (a JSON object).
+    pub payload: Value,
+    /// The channel registration's settings and secrets, merged into one object.
+    pub config: Object,
+}
+
+impl Message {
+    /// A message with this id, channel and template, for customer `customer-1`, with an empty
+    /// payload and config (builder style, for tests).
+    pub fn new(
+        id: impl Into<String>,
+        channel: impl Into<String>,
+        template: impl Into<String>,
+    ) -> Self {
+        Message {
+            id: id.into(),
+            channel: channel.into(),
+            customer: Customer::new("customer-1"),
+            template: template.into(),
+            payload: Value::Object(Object::new()),
+            config: Object::new(),
+        }
+    }
+
+    /// Sets the customer.
+    pub fn with_customer(mut self, customer: Customer) -> Self {
+        self.customer = customer;
+        self
+    }
+
+    /// Sets the payload.
+    pub fn with_payload(mut self, payload: Value) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// Sets the config from a JSON object; anything else leaves it empty.
+    pub fn with_config(mut self, config: Value) -> Self {
+        self.config = match config {
+            Value::Object(map) => map,
+            _ => Object::new(),
+        };
+        self
+    }
+
+    /// One config entry, if present.
+    pub fn config(&self, key: &str) -> Option<&Value> {
+        self.config.get(key)
+    }
+
+    /// One config entry as a string, if present and a string.
+    pub fn config_str(&self, key: &str) -> Option<&str> {
+        self.config(key).and_then(Value::as_str)
+    }
+}
+
+/// Proof of delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The provider's id for the message, when it returns one.
+    pub provider_id: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt without a provider id.
+    pub fn new() -> Self {
+        Receipt::default()
+    }
+
+    /// A receipt carrying the provider's id for the message.
+    pub fn with_provider_id(id: impl Into<String>) -> Self {
+        Receipt {
+            provider_id: Some(id.into()),
+        }
+    }
+}
+
+/// Why a message was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryError {
+    /// Worth trying again later: a timeout, a 5xx, a refused connection.
+    Retryable(String),
+    /// Will never succeed as sent: a 4xx, a bad address, a bad configuration.
+    Permanent(String),
+}
+
+impl DeliveryError {
+    /// A failure worth retrying.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        DeliveryError::Retryable(reason.into())
+    }
+
+    /// A failure that retrying cannot fix.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        DeliveryError::Permanent(reason.into())
+    }
+
+    /// Whether the host should try again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DeliveryError::Retryable(_))
+    }
+
+    /// The reason, without the kind.
+    pub fn reason(&self) -> &str {
+        match self {
+            DeliveryError::Retryable(r) | DeliveryError::Permanent(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::Retryable(r) => write!(f, "retryable: {r}"),
+            DeliveryError::Permanent(r) => write!(f, "permanent: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {}
+
+/// A channel adapter. Implement it on a unit struct and export it with
+/// [`export_channel!`](crate::export_channel).
+pub trait Channel {
+    /// Delivers one message. Called again with the same [`Message::id`] after a retryable
+    /// failure, a timeout or a host crash, so pass the id on as an idempotency key.
+    fn deliver(message: Message) -> Result<Receipt, DeliveryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_builders_set_what_they_say() {
+        let m = Message::new("m-1", "webhook", "welcome")
+            .with_customer(Customer::new("c-1"))
+            .with_payload(json!({"x": 1}))
+            .with_config(json!({"url": "http://example.com", "n": 3}));
+        assert_eq!(m.customer.id, "c-1");
+        assert_eq!(m.payload, json!({"x": 1}));
+        assert_eq!(m.config_str("url"), Some("http://example.com"));
+        assert_eq!(m.config_str("n"), None);
+        assert_eq!(m.config("n"), Some(&json!(3)));
+    }
+
+    #[test]
+    fn non_object_config_is_empty() {
+        assert!(Message::new("m", "c", "t")
+            .with_config(json!([1]))
+            .config
+            .is_empty());
+    }
+
+    #[test]
+    fn delivery_errors_know_their_kind() {
+        assert!(DeliveryError::retryable("503").is_retryable());
+        assert!(!DeliveryError::permanent("404").is_retryable());
+        assert_eq!(DeliveryError::permanent("404").reason(), "404");
+        assert_eq!(
+            DeliveryError::retryable("503").to_string(),
+            "retryable: 503"
+        );
+        assert_eq!(
+            Receipt::with_provider_id("p").provider_id.as_deref(),
+            Some("p")
+        );
+    }
+}

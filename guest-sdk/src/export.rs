@@ -1,0 +1,499 @@
+//! The glue behind [`export_journey!`](crate::export_journey) and
+//! [`export_channel!`](crate::export_channel): conversions between the generated WIT types and
+//! the SDK's plain types. Not part of the documented API; the macros name it through
+//! `$crate::__export`.
+//!
+//! JSON arrives from the host as text. The host validates it, but a guest must not trust that:
+//! malformed JSON becomes an `Err` from `decide` (or a permanent delivery error), never a panic.
+
+#![allow(missing_docs)]
+
+use serde_json::Value;
+
+use crate::bindings::channel::waymark::journey::channel_types as wc;
+use crate::bindings::channel::waymark::journey::types as wct;
+use crate::bindings::journey::waymark::journey::types as wt;
+use crate::channel::{Channel, DeliveryError, Message};
+use crate::context::{
+    Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
+    MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+};
+use crate::decision::Command;
+use crate::spec::{Reentry, Spec};
+use crate::Journey;
+
+pub use crate::bindings::channel;
+pub use crate::bindings::journey;
+pub use std::string::String;
+pub use std::vec::Vec;
+
+/// `describe`, for journey `J`.
+pub fn describe<J: Journey>() -> wt::Spec {
+    spec_to_wit(J::describe())
+}
+
+/// `decide`, for journey `J`.
+pub fn decide<J: Journey>(context: wt::Context) -> Result<Vec<wt::Command>, String> {
+    let context = context_from_wit(context)?;
+    let decision = J::decide(&context)?;
+    Ok(decision
+        .into_commands()
+        .into_iter()
+        .map(command_to_wit)
+        .collect())
+}
+
+/// `deliver`, for channel `C`.
+pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::DeliveryError> {
+    let message = message_from_wit(message).map_err(wc::DeliveryError::Permanent)?;
+    match C::deliver(message) {
+        Ok(receipt) => Ok(wc::Receipt {
+            provider_id: receipt.provider_id,
+        }),
+        Err(DeliveryError::Retryable(reason)) => Err(wc::DeliveryError::Retryable(reason)),
+        Err(DeliveryError::Permanent(reason)) => Err(wc::DeliveryError::Permanent(reason)),
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a JSON object; `null` counts as `{}`.
+pub(crate) fn parse_object(what: &str, json: &str) -> Result<Object, String> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Object::new()),
+        Ok(other) => Err(format!(
+            "{what} must be a JSON object, not {}",
+            json_kind(&other)
+        )),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+fn parse_value(what: &str, json: &str) -> Result<Value, String> {
+    serde_json::from_str(json).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}
+
+pub(crate) fn context_from_wit(c: wt::Context) -> Result<Context, String> {
+    Ok(Context {
+        trigger: trigger_from_wit(c.trigger)?,
+        customer: Customer {
+            attributes: parse_object("customer.attributes", &c.customer.attributes)?,
+            id: c.customer.id,
+        },
+        enrollment: enrollment_from_wit(c.enrollment),
+        now: c.now,
+        seed: c.seed,
+    })
+}
+
+fn event_from_wit(e: wt::Event) -> Result<Event, String> {
+    let properties = parse_object(&format!("properties of event {:?}", e.id), &e.properties)?;
+    Ok(Event {
+        id: e.id,
+        name: e.name,
+        properties: Value::Object(properties),
+        timestamp: e.timestamp,
+    })
+}
+
+fn trigger_from_wit(t: wt::Trigger) -> Result<Trigger, String> {
+    Ok(match t {
+        wt::Trigger::Entered(e) => Trigger::Entered(event_from_wit(e)?),
+        wt::Trigger::Event(e) => Trigger::Event(event_from_wit(e)?),
+        wt::Trigger::Timer(name) => Trigger::Timer(name),
+        wt::Trigger::Stalled(milestone) => Trigger::Stalled(milestone),
+        wt::Trigger::Delivery(r) => Trigger::Delivery(DeliveryReport {
+            message_id: r.message_id,
+            channel: r.channel,
+            template: r.template,
+            outcome: match r.outcome {
+                wt::DeliveryOutcome::Delivered(id) => DeliveryOutcome::Delivered(id),
+                wt::DeliveryOutcome::Failed(reason) => DeliveryOutcome::Failed(reason),
+            },
+        }),
+    })
+}
+
+fn enrollment_from_wit(e: wt::Enrollment) -> Enrollment {
+    Enrollment {
+        id: e.id,
+        journey: e.journey,
+        version: e.version,
+        status: match e.status {
+            wt::EnrollmentStatus::Active => EnrollmentStatus::Active,
+            wt::EnrollmentStatus::Completed => EnrollmentStatus::Completed,
+            wt::EnrollmentStatus::Exited => EnrollmentStatus::Exited,
+        },
+        entered_at: e.entered_at,
+        milestones: e
+            .milestones
+            .into_iter()
+            .map(|m| MilestoneHit {
+                name: m.name,
+                at: m.at,
+            })
+            .collect(),
+        state: e.state,
+        timers: e
+            .timers
+            .into_iter()
+            .map(|t| PendingTimer {
+                name: t.name,
+                due: t.due,
+            })
+            .collect(),
+        variants: e
+            .variants
+            .into_iter()
+            .map(|v| VariantAssignment {
+                experiment: v.experiment,
+                arm: v.arm,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn command_to_wit(c: Command) -> wt::Command {
+    match c {
+        Command::Send {
+            channel,
+            template,
+            payload,
+        } => wt::Command::Send(wt::Send {
+            channel,
+            template,
+            payload: payload.to_string(),
+        }),
+        Command::Schedule { name, due } => wt::Command::Schedule(wt::Schedule { name, due }),
+        Command::Cancel(name) => wt::Command::Cancel(name),
+        Command::Milestone(name) => wt::Command::Milestone(name),
+        Command::SetState(state) => wt::Command::SetState(state),
+        Command::Assign { experiment, arm } => {
+            wt::Command::Assign(wt::VariantAssignment { experiment, arm })
+        }
+        Command::Handoff {
+            queue,
+            reason,
+            priority,
+        } => wt::Command::Handoff(wt::Handoff {
+            queue,
+            reason,
+            priority,
+        }),
+        Command::Exit(reason) => wt::Command::Exit(reason),
+        Command::Complete => wt::Command::Complete,
+    }
+}
+
+pub(crate) fn spec_to_wit(s: Spec) -> wt::Spec {
+    wt::Spec {
+        description: s.description,
+        entry: s
+            .entry
+            .into_iter()
+            .map(|e| wt::EntryTrigger {
+                event: e.event,
+                filter: e.filter.map(|f| f.to_string()),
+            })
+            .collect(),
+        exit_on: s.exit_on,
+        milestones: s
+            .milestones
+            .into_iter()
+            .map(|m| wt::MilestoneSpec {
+                name: m.name,
+                stall_after: m.stall_after,
+            })
+            .collect(),
+        goal: s.goal,
+        reentry: match s.reentry {
+            Reentry::Never => wt::Reentry::Never,
+            Reentry::AfterExit => wt::Reentry::AfterExit,
+            Reentry::Always => wt::Reentry::Always,
+            Reentry::Keyed(property) => wt::Reentry::Keyed(property),
+        },
+        channels: s.channels,
+        experiments: s
+            .experiments
+            .into_iter()
+            .map(|x| wt::ExperimentSpec {
+                name: x.name,
+                arms: x.arms,
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn message_from_wit(m: wc::Message) -> Result<Message, String> {
+    let wct::Customer {
+        id: customer_id,
+        attributes,
+    } = m.customer;
+    Ok(Message {
+        customer: Customer {
+            id: customer_id,
+            attributes: parse_object("customer.attributes", &attributes)?,
+        },
+        payload: parse_value("message payload", &m.payload)?,
+        config: parse_object("channel config", &m.config)?,
+        id: m.id,
+        channel: m.channel,
+        template: m.template,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::Receipt;
+    use crate::decision::Decision;
+    use serde_json::json;
+
+    fn wit_event(name: &str, properties: &str) -> wt::Event {
+        wt::Event {
+            id: format!("{name}-1"),
+            name: name.into(),
+            properties: properties.into(),
+            timestamp: 5,
+        }
+    }
+
+    fn wit_context(trigger: wt::Trigger, attributes: &str) -> wt::Context {
+        wt::Context {
+            trigger,
+            customer: wt::Customer {
+                id: "c-1".into(),
+                attributes: attributes.into(),
+            },
+            enrollment: wt::Enrollment {
+                id: "onboarding/c-1/1".into(),
+                journey: "onboarding".into(),
+                version: 3,
+                status: wt::EnrollmentStatus::Active,
+                entered_at: 1,
+                milestones: vec![wt::MilestoneHit {
+                    name: "m".into(),
+                    at: 2,
+                }],
+                state: vec![7],
+                timers: vec![wt::PendingTimer {
+                    name: "t".into(),
+                    due: 9,
+                }],
+                variants: vec![wt::VariantAssignment {
+                    experiment: "x".into(),
+                    arm: "a".into(),
+                }],
+            },
+            now: 10,
+            seed: 42,
+        }
+    }
+
+    #[test]
+    fn context_converts_with_json_parsed() {
+        let c = wit_context(
+            wt::Trigger::Entered(wit_event("signed_up", r#"{"plan":"pro"}"#)),
+            r#"{"email":"a@b"}"#,
+        );
+        let ctx = context_from_wit(c).unwrap();
+        assert_eq!(ctx.customer.attribute_str("email"), Some("a@b"));
+        assert_eq!(
+            ctx.trigger,
+            Trigger::Entered(
+                Event::new("signed_up")
+                    .with_id("signed_up-1")
+                    .with_property("plan", json!("pro"))
+                    .at(5)
+            )
+        );
+        assert_eq!(ctx.enrollment.version, 3);
+        assert_eq!(ctx.enrollment.milestone("m").map(|m| m.at), Some(2));
+        assert_eq!(ctx.enrollment.state, vec![7]);
+        assert_eq!(ctx.enrollment.timer("t").map(|t| t.due), Some(9));
+        assert_eq!(ctx.enrollment.variant("x"), Some("a"));
+        assert_eq!((ctx.now, ctx.seed), (10, 42));
+    }
+
+    #[test]
+    fn every_trigger_kind_converts() {
+        let report = wt::DeliveryReport {
+            message_id: "m-1".into(),
+            channel: "webhook".into(),
+            template: "welcome".into(),
+            outcome: wt::DeliveryOutcome::Failed("410".into()),
+        };
+        let cases = [
+            (wt::Trigger::Event(wit_event("clicked", "{}")), "event"),
+            (wt::Trigger::Timer("nudge".into()), "timer"),
+            (wt::Trigger::Stalled("first_value".into()), "stalled"),
+            (wt::Trigger::Delivery(report), "delivery"),
+        ];
+        for (trigger, kind) in cases {
+            let ctx = context_from_wit(wit_context(trigger, "{}")).unwrap();
+            assert_eq!(ctx.trigger.kind(), kind);
+        }
+        let ctx =
+            context_from_wit(wit_context(wt::Trigger::Timer("nudge".into()), "null")).unwrap();
+        assert!(ctx.customer.attributes.is_empty());
+    }
+
+    #[test]
+    fn malformed_json_from_the_host_is_an_error_not_a_panic() {
+        let bad_attrs = wit_context(wt::Trigger::Timer("t".into()), "{not json");
+        assert!(context_from_wit(bad_attrs)
+            .unwrap_err()
+            .contains("customer.attributes"));
+
+        let array_attrs = wit_context(wt::Trigger::Timer("t".into()), "[1]");
+        assert!(context_from_wit(array_attrs)
+            .unwrap_err()
+            .contains("must be a JSON object"));
+
+        let bad_props = wit_context(wt::Trigger::Event(wit_event("e", "{")), "{}");
+        assert!(context_from_wit(bad_props)
+            .unwrap_err()
+            .contains("properties"));
+    }
+
+    #[test]
+    fn commands_convert_one_to_one() {
+        let d = Decision::new()
+            .send("webhook", "welcome", json!({"a": [1, 2]}))
+            .schedule("nudge", 99)
+            .cancel("nudge")
+            .milestone("m")
+            .set_state(vec![1])
+            .assign("x", "b")
+            .handoff("cs", "why", 2)
+            .exit("bye")
+            .complete();
+        let wit: Vec<wt::Command> = d.into_commands().into_iter().map(command_to_wit).collect();
+        assert_eq!(wit.len(), 9);
+        match &wit[0] {
+            wt::Command::Send(s) => {
+                assert_eq!(
+                    (s.channel.as_str(), s.template.as_str()),
+                    ("webhook", "welcome")
+                );
+                assert_eq!(
+                    serde_json::from_str::<Value>(&s.payload).unwrap(),
+                    json!({"a": [1, 2]})
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&wit[1], wt::Command::Schedule(s) if s.name == "nudge" && s.due == 99));
+        assert!(matches!(&wit[2], wt::Command::Cancel(n) if n == "nudge"));
+        assert!(matches!(&wit[3], wt::Command::Milestone(n) if n == "m"));
+        assert!(matches!(&wit[4], wt::Command::SetState(s) if s == &[1]));
+        assert!(matches!(&wit[5], wt::Command::Assign(a) if a.experiment == "x" && a.arm == "b"));
+        assert!(
+            matches!(&wit[6], wt::Command::Handoff(h) if h.queue == "cs" && h.reason == "why" && h.priority == 2)
+        );
+        assert!(matches!(&wit[7], wt::Command::Exit(r) if r == "bye"));
+        assert!(matches!(&wit[8], wt::Command::Complete));
+    }
+
+    #[test]
+    fn spec_converts_with_filters_as_json_text() {
+        let spec = Spec::new("d")
+            .enter_on_where("plan_changed", json!({"plan": "pro"}))
+            .exit_on("gone")
+            .milestone("m", Some(60_000))
+            .goal("m")
+            .reentry(Reentry::Keyed("order_id".into()))
+            .channel("webhook")
+            .experiment("x", &["a", "b"]);
+        let wit = spec_to_wit(spec);
+        assert_eq!(wit.entry[0].event, "plan_changed");
+        assert_eq!(wit.entry[0].filter.as_deref(), Some(r#"{"plan":"pro"}"#));
+        assert_eq!(wit.exit_on, vec!["gone"]);
+        assert_eq!(
+            (
+                wit.milestones[0].name.as_str(),
+                wit.milestones[0].stall_after
+            ),
+            ("m", Some(60_000))
+        );
+        assert_eq!(wit.goal.as_deref(), Some("m"));
+        assert!(matches!(wit.reentry, wt::Reentry::Keyed(ref p) if p == "order_id"));
+        assert_eq!(wit.channels, vec!["webhook"]);
+        assert_eq!(wit.experiments[0].arms, vec!["a", "b"]);
+    }
+
+    fn wit_message(payload: &str, config: &str) -> wc::Message {
+        wc::Message {
+            id: "m-1".into(),
+            channel: "webhook".into(),
+            customer: wct::Customer {
+                id: "c-1".into(),
+                attributes: r#"{"tier":"gold"}"#.into(),
+            },
+            template: "welcome".into(),
+            payload: payload.into(),
+            config: config.into(),
+        }
+    }
+
+    #[test]
+    fn message_converts_with_json_parsed() {
+        let m = message_from_wit(wit_message(r#"{"x":1}"#, r#"{"url":"http://h/"}"#)).unwrap();
+        assert_eq!(m.id, "m-1");
+        assert_eq!(m.customer.attribute_str("tier"), Some("gold"));
+        assert_eq!(m.payload, json!({"x": 1}));
+        assert_eq!(m.config_str("url"), Some("http://h/"));
+    }
+
+    struct Echo;
+    impl Channel for Echo {
+        fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
+            match message.template.as_str() {
+                "retry" => Err(DeliveryError::retryable("later")),
+                _ => Ok(Receipt::with_provider_id(message.id)),
+            }
+        }
+    }
+
+    #[test]
+    fn deliver_maps_outcomes_and_refuses_malformed_config() {
+        assert!(
+            matches!(deliver::<Echo>(wit_message("{}", "{}")), Ok(r) if r.provider_id.as_deref() == Some("m-1"))
+        );
+        let mut retry = wit_message("{}", "{}");
+        retry.template = "retry".into();
+        assert!(
+            matches!(deliver::<Echo>(retry), Err(wc::DeliveryError::Retryable(r)) if r == "later")
+        );
+        assert!(
+            matches!(deliver::<Echo>(wit_message("{}", "nope")), Err(wc::DeliveryError::Permanent(r)) if r.contains("channel config"))
+        );
+    }
+
+    struct Fails;
+    impl Journey for Fails {
+        fn describe() -> Spec {
+            Spec::new("fails")
+        }
+        fn decide(_: &Context) -> Result<Decision, String> {
+            Err("boom".into())
+        }
+    }
+
+    #[test]
+    fn decide_passes_the_journeys_error_through() {
+        let c = wit_context(wt::Trigger::Timer("t".into()), "{}");
+        assert_eq!(decide::<Fails>(c).unwrap_err(), "boom");
+        assert_eq!(describe::<Fails>().description, "fails");
+    }
+}

@@ -1,0 +1,199 @@
+//! The guest SDK for [Waymark]: write a journey's branching logic, or a channel adapter, as
+//! plain Rust, and build it into a WebAssembly component with
+//! `cargo build --target wasm32-wasip2`.
+//!
+//! A **journey** implements [`Journey`]: [`describe`](Journey::describe) returns its [`Spec`]
+//! (entry events, milestones, goal, channels, ...), and [`decide`](Journey::decide) turns a
+//! [`Context`] (the [`Trigger`], the customer, the enrollment, the host's `now`) into a
+//! [`Decision`] (send, schedule, milestone, complete, ...). A **channel adapter** implements
+//! [`Channel`] and delivers a [`Message`], usually with the blocking [`http`] client.
+//! [`export_journey!`] and [`export_channel!`] turn either into the component's exports.
+//!
+//! The map:
+//! - [`context`] — what `decide` sees: [`Context`], [`Trigger`], [`Event`], [`Customer`],
+//!   [`Enrollment`], with test-friendly builders.
+//! - [`decision`] — what `decide` returns: [`Decision`] and its [`Command`]s.
+//! - [`spec`] — what `describe` returns: [`Spec`] and its parts.
+//! - [`time`] — milliseconds: [`seconds`], [`minutes`], [`hours`], [`days`], [`weeks`].
+//! - [`experiment`] — deterministic A/B assignment: [`assign_arm`].
+//! - [`log`] and [`stats`] — the host imports a journey may call.
+//! - [`channel`] and [`http`] — channel adapters and their outbound HTTP.
+//!
+//! Journey logic is ordinary Rust over ordinary types, so it is unit-tested natively:
+//!
+//! ```
+//! use waymark_guest::prelude::*;
+//!
+//! pub struct Onboarding;
+//!
+//! impl Journey for Onboarding {
+//!     fn describe() -> Spec {
+//!         Spec::new("Welcome new signups; nudge them after three days")
+//!             .enter_on("signed_up")
+//!             .milestone("first_value", None)
+//!             .goal("first_value")
+//!             .channel("webhook")
+//!     }
+//!
+//!     fn decide(ctx: &Context) -> Result<Decision, String> {
+//!         Ok(match &ctx.trigger {
+//!             Trigger::Entered(_) => Decision::new()
+//!                 .send("webhook", "welcome", json!({"customer_id": ctx.customer.id}))
+//!                 .schedule_in("nudge", days(3), ctx),
+//!             Trigger::Event(e) if e.is("first_value") => {
+//!                 Decision::new().milestone("first_value").complete()
+//!             }
+//!             Trigger::Timer(t) if t == "nudge" => {
+//!                 Decision::new().send("webhook", "nudge", json!({}))
+//!             }
+//!             _ => Decision::new(),
+//!         })
+//!     }
+//! }
+//!
+//! // In the journey's crate (crate-type = ["cdylib", "rlib"]):
+//! // waymark_guest::export_journey!(Onboarding);
+//!
+//! let ctx = Context::entered(Event::new("signed_up")).at(1_000);
+//! let decision = Onboarding::decide(&ctx).unwrap();
+//! assert_eq!(decision.schedules().collect::<Vec<_>>(), vec![("nudge", 1_000 + days(3))]);
+//! ```
+//!
+//! Determinism: `decide` must give the same decision for the same context, because the host
+//! replays triggers. Use `ctx.now` rather than a clock and [`assign_arm`] (or `ctx.seed`)
+//! rather than randomness; the host makes clocks and randomness virtual anyway.
+//!
+//! [Waymark]: https://github.com/waymark
+
+#![warn(missing_docs)]
+
+#[doc(hidden)]
+pub mod bindings;
+#[doc(hidden)]
+pub mod export;
+
+pub mod channel;
+pub mod context;
+pub mod decision;
+pub mod experiment;
+pub mod http;
+pub mod log;
+pub mod spec;
+pub mod stats;
+pub mod time;
+
+pub use channel::{Channel, DeliveryError, Message, Receipt};
+pub use context::{
+    Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
+    MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+};
+pub use decision::{Command, Decision};
+pub use experiment::{assign_arm, bucket};
+pub use spec::{EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec};
+pub use stats::{channel_stats, ChannelStats};
+pub use time::{days, hours, millis, minutes, seconds, weeks, Duration, Timestamp};
+
+/// The `serde_json` this SDK uses, so a journey needs no dependency of its own to build
+/// payloads.
+pub use serde_json;
+/// Builds a [`serde_json::Value`] from JSON-like syntax: `json!({"plan": plan})`.
+pub use serde_json::json;
+
+/// Everything a journey or adapter usually needs: `use waymark_guest::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        assign_arm, days, hours, json, minutes, seconds, weeks, Channel, Command, Context,
+        Customer, Decision, DeliveryError, DeliveryOutcome, DeliveryReport, Enrollment, Event,
+        Journey, Message, Receipt, Reentry, Spec, Timestamp, Trigger,
+    };
+    pub use serde_json::Value;
+}
+
+/// A journey: its declaration and its branching logic. Implement it on a unit struct and
+/// export it with [`export_journey!`].
+pub trait Journey {
+    /// Declares the journey. The host calls it once, when a version is uploaded.
+    fn describe() -> Spec;
+
+    /// Decides what happens next for one customer. An `Err` fails this trigger only: the host
+    /// records the message on the enrollment and carries on with other customers.
+    ///
+    /// Must be deterministic: the same context gives the same decision.
+    fn decide(ctx: &Context) -> Result<Decision, String>;
+}
+
+/// Exports a [`Journey`] as the component's `describe` and `decide`, converting between the
+/// contract's types and the SDK's. Invoke it once, at the root of a `cdylib` crate:
+///
+/// ```ignore
+/// pub struct Onboarding;
+/// impl waymark_guest::Journey for Onboarding { /* ... */ }
+/// waymark_guest::export_journey!(Onboarding);
+/// ```
+///
+/// JSON that the host sends malformed makes `decide` return an error; it never panics.
+#[macro_export]
+macro_rules! export_journey {
+    ($journey:ty) => {
+        const _: () = {
+            struct __WaymarkJourneyExport;
+
+            impl $crate::__export::journey::Guest for __WaymarkJourneyExport {
+                fn describe() -> $crate::__export::journey::Spec {
+                    $crate::__export::describe::<$journey>()
+                }
+
+                fn decide(
+                    context: $crate::__export::journey::Context,
+                ) -> ::core::result::Result<
+                    $crate::__export::Vec<$crate::__export::journey::Command>,
+                    $crate::__export::String,
+                > {
+                    $crate::__export::decide::<$journey>(context)
+                }
+            }
+
+            $crate::__export::journey::export!(
+                __WaymarkJourneyExport with_types_in $crate::__export::journey
+            );
+        };
+    };
+}
+
+/// Exports a [`Channel`] as the component's `deliver`, converting between the contract's types
+/// and the SDK's. Invoke it once, at the root of a `cdylib` crate:
+///
+/// ```ignore
+/// pub struct Webhook;
+/// impl waymark_guest::Channel for Webhook { /* ... */ }
+/// waymark_guest::export_channel!(Webhook);
+/// ```
+///
+/// A message whose payload or config the host sends as malformed JSON fails permanently; it
+/// never panics.
+#[macro_export]
+macro_rules! export_channel {
+    ($channel:ty) => {
+        const _: () = {
+            struct __WaymarkChannelExport;
+
+            impl $crate::__export::channel::Guest for __WaymarkChannelExport {
+                fn deliver(
+                    message: $crate::__export::channel::Message,
+                ) -> ::core::result::Result<
+                    $crate::__export::channel::Receipt,
+                    $crate::__export::channel::DeliveryError,
+                > {
+                    $crate::__export::deliver::<$channel>(message)
+                }
+            }
+
+            $crate::__export::channel::export!(
+                __WaymarkChannelExport with_types_in $crate::__export::channel
+            );
+        };
+    };
+}
+
+#[doc(hidden)]
+pub use export as __export;

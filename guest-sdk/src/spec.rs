@@ -1,0 +1,236 @@
+//! What a journey declares about itself in `describe`: a [`Spec`], built fluently.
+//!
+//! ```
+//! use waymark_guest::{days, json, Reentry, Spec};
+//!
+//! let spec = Spec::new("Onboarding to first value")
+//!     .enter_on("signed_up")
+//!     .enter_on_where("plan_changed", json!({"plan": "trial"}))
+//!     .exit_on("account_deleted")
+//!     .milestone("activated", Some(days(2)))
+//!     .milestone("first_value", Some(days(7)))
+//!     .goal("first_value")
+//!     .reentry(Reentry::AfterExit)
+//!     .channel("webhook")
+//!     .experiment("welcome_copy", &["control", "short"]);
+//!
+//! assert_eq!(spec.entry.len(), 2);
+//! assert_eq!(spec.goal.as_deref(), Some("first_value"));
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::time::Duration;
+
+/// An event that enrolls a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryTrigger {
+    /// The event's name.
+    pub event: String,
+    /// A JSON object; every key must equal the event's property of the same name.
+    pub filter: Option<Value>,
+}
+
+/// A milestone the journey declares, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneSpec {
+    /// The milestone's name.
+    pub name: String,
+    /// If no later milestone is reached within this window after this one, the host marks the
+    /// enrollment stalled and calls `decide` with a `Stalled` trigger.
+    pub stall_after: Option<Duration>,
+}
+
+/// Whether a customer may enter the same journey again.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// Once per customer, ever. The default.
+    #[default]
+    Never,
+    /// Again once the previous run has ended.
+    AfterExit,
+    /// On every entry trigger, beside running enrollments.
+    Always,
+    /// One run per distinct value of this event property (e.g. an order id).
+    Keyed(String),
+}
+
+/// An A/B test on a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    /// The experiment's name.
+    pub name: String,
+    /// Its arms.
+    pub arms: Vec<String>,
+}
+
+/// What a journey declares about itself: entry triggers, exit events, milestones, goal,
+/// re-entry policy, channels and experiments. Build one with [`Spec::new`] and the builder
+/// methods; every list starts empty and re-entry starts as [`Reentry::Never`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// A human description, shown in the API.
+    pub description: String,
+    /// Events that enroll a customer.
+    pub entry: Vec<EntryTrigger>,
+    /// Events that end an enrollment without asking the journey.
+    pub exit_on: Vec<String>,
+    /// Milestones, in order.
+    pub milestones: Vec<MilestoneSpec>,
+    /// Reaching this milestone completes the enrollment.
+    pub goal: Option<String>,
+    /// Whether a customer may enter again.
+    pub reentry: Reentry,
+    /// Channels the journey sends through.
+    pub channels: Vec<String>,
+    /// Experiments the journey runs.
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+impl Spec {
+    /// An empty spec with this description.
+    pub fn new(description: impl Into<String>) -> Self {
+        Spec {
+            description: description.into(),
+            entry: Vec::new(),
+            exit_on: Vec::new(),
+            milestones: Vec::new(),
+            goal: None,
+            reentry: Reentry::Never,
+            channels: Vec::new(),
+            experiments: Vec::new(),
+        }
+    }
+
+    /// Enrolls customers on every event named `event`.
+    pub fn enter_on(mut self, event: impl Into<String>) -> Self {
+        self.entry.push(EntryTrigger {
+            event: event.into(),
+            filter: None,
+        });
+        self
+    }
+
+    /// Enrolls customers on events named `event` whose properties match `filter`, a JSON object
+    /// whose every key must equal the event's property of the same name.
+    pub fn enter_on_where(mut self, event: impl Into<String>, filter: Value) -> Self {
+        self.entry.push(EntryTrigger {
+            event: event.into(),
+            filter: Some(filter),
+        });
+        self
+    }
+
+    /// Ends enrollments, without asking the journey, on events named `event`.
+    pub fn exit_on(mut self, event: impl Into<String>) -> Self {
+        self.exit_on.push(event.into());
+        self
+    }
+
+    /// Declares the next milestone, with an optional stall window.
+    pub fn milestone(mut self, name: impl Into<String>, stall_after: Option<Duration>) -> Self {
+        self.milestones.push(MilestoneSpec {
+            name: name.into(),
+            stall_after,
+        });
+        self
+    }
+
+    /// Declares the goal milestone: reaching it completes the enrollment.
+    pub fn goal(mut self, milestone: impl Into<String>) -> Self {
+        self.goal = Some(milestone.into());
+        self
+    }
+
+    /// Sets the re-entry policy.
+    pub fn reentry(mut self, reentry: Reentry) -> Self {
+        self.reentry = reentry;
+        self
+    }
+
+    /// Declares a channel the journey sends through.
+    pub fn channel(mut self, name: impl Into<String>) -> Self {
+        self.channels.push(name.into());
+        self
+    }
+
+    /// Declares an experiment and its arms.
+    pub fn experiment(mut self, name: impl Into<String>, arms: &[&str]) -> Self {
+        self.experiments.push(ExperimentSpec {
+            name: name.into(),
+            arms: arms.iter().map(|a| a.to_string()).collect(),
+        });
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::days;
+    use serde_json::json;
+
+    #[test]
+    fn new_spec_is_empty_and_never_reenters() {
+        let spec = Spec::new("d");
+        assert_eq!(spec.description, "d");
+        assert!(spec.entry.is_empty() && spec.exit_on.is_empty() && spec.milestones.is_empty());
+        assert!(spec.channels.is_empty() && spec.experiments.is_empty());
+        assert_eq!(spec.goal, None);
+        assert_eq!(spec.reentry, Reentry::Never);
+    }
+
+    #[test]
+    fn builder_records_everything_in_order() {
+        let spec = Spec::new("d")
+            .enter_on("a")
+            .enter_on_where("b", json!({"plan": "pro"}))
+            .exit_on("gone")
+            .milestone("m1", None)
+            .milestone("m2", Some(days(7)))
+            .goal("m2")
+            .reentry(Reentry::Keyed("order_id".into()))
+            .channel("webhook")
+            .channel("email")
+            .experiment("copy", &["a", "b"]);
+        assert_eq!(
+            spec.entry,
+            vec![
+                EntryTrigger {
+                    event: "a".into(),
+                    filter: None
+                },
+                EntryTrigger {
+                    event: "b".into(),
+                    filter: Some(json!({"plan": "pro"}))
+                },
+            ]
+        );
+        assert_eq!(spec.exit_on, vec!["gone"]);
+        assert_eq!(
+            spec.milestones,
+            vec![
+                MilestoneSpec {
+                    name: "m1".into(),
+                    stall_after: None
+                },
+                MilestoneSpec {
+                    name: "m2".into(),
+                    stall_after: Some(days(7))
+                },
+            ]
+        );
+        assert_eq!(spec.goal.as_deref(), Some("m2"));
+        assert_eq!(spec.reentry, Reentry::Keyed("order_id".into()));
+        assert_eq!(spec.channels, vec!["webhook", "email"]);
+        assert_eq!(
+            spec.experiments,
+            vec![ExperimentSpec {
+                name: "copy".into(),
+                arms: vec!["a".into(), "b".into()]
+            }]
+        );
+    }
+}

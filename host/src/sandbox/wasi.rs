@@ -1,0 +1,326 @@
+//! The WASI that Rust's std needs, and no more authority than a guest should have.
+//!
+//! Journeys must be deterministic — the same context gives the same commands, which is what
+//! makes replay honest — so their WASI is a shim: the wall clock and the monotonic clock stand
+//! still at the context's `now`, both random sources are ChaCha20 streams seeded from the
+//! context's `seed`, and there are no preopened directories, environment variables, arguments
+//! or sockets. Channels are not replayed, so they get the real clocks and OS randomness, but
+//! no more filesystem or sockets than journeys (their only way out is `wasi:http`).
+//!
+//! Guest stdout and stderr are captured (a bounded tail of each) rather than inherited: stderr
+//! is where a Rust panic message lands, and it is appended to the failure it explains.
+
+use bytes::Bytes;
+use chacha20::rand_core::SeedableRng;
+use chacha20::ChaCha20Rng;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use wasmtime::component::Linker;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiView};
+
+/// Bytes of each output stream kept for diagnostics: the tail, where a panic message is.
+const OUTPUT_TAIL: usize = 4096;
+
+/// Domain separators, so the secure stream, the insecure stream and the insecure seed drawn
+/// from one `seed` are unrelated to each other.
+const SECURE_DOMAIN: u64 = 0x7365_6375_7265_0001;
+const INSECURE_DOMAIN: u64 = 0x696e_7365_6375_0002;
+const INSECURE_SEED_DOMAIN: u64 = 0x7365_6564_0000_0003;
+
+/// Per-call WASI state: the context and the captured output streams.
+pub(super) struct WasiState {
+    pub(super) ctx: WasiCtx,
+    pub(super) stdout: GuestOutput,
+    pub(super) stderr: GuestOutput,
+}
+
+impl WasiState {
+    /// The deterministic WASI of a journey call: clocks at `now_ms`, randomness from `seed`.
+    pub(super) fn deterministic(now_ms: i64, seed: u64) -> WasiState {
+        let mut builder = locked_down();
+        let (secure, insecure, insecure_seed) = seeded_randomness(seed);
+        builder
+            .wall_clock(FixedWallClock::at_millis(now_ms))
+            .monotonic_clock(FixedMonotonicClock::at_millis(now_ms))
+            .secure_random(secure)
+            .insecure_random(insecure)
+            .insecure_random_seed(insecure_seed);
+        WasiState::finish(builder)
+    }
+
+    /// The WASI of a channel call: real clocks and randomness, nothing else.
+    pub(super) fn real_time() -> WasiState {
+        WasiState::finish(locked_down())
+    }
+
+    /// Emits what the guest printed as one debug event, so it is there when someone looks,
+    /// without a guest being able to write into the host's logs at will.
+    pub(super) fn report_output(&self, guest: &'static str) {
+        let (stdout, stderr) = (self.stdout.text(), self.stderr.text());
+        if !stdout.is_empty() || !stderr.is_empty() {
+            tracing::debug!(target: "waymark::guest", guest, stdout = %stdout, stderr = %stderr, "guest output");
+        }
+    }
+
+    fn finish(mut builder: WasiCtxBuilder) -> WasiState {
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        WasiState {
+            ctx: builder.build(),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A builder with every grant that a default builder might still give switched off
+/// explicitly, so that a change of wasmtime's defaults cannot widen what guests may do.
+fn locked_down() -> WasiCtxBuilder {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        // A guest asking for a gigabyte of randomness is asking for host memory.
+        .max_random_size(1 << 20);
+    builder
+}
+
+/// Adds the WASI interfaces Rust's std imports on wasm32-wasip2 (io, clocks, random, cli,
+/// filesystem, sockets); what they may actually do is decided by the [`WasiCtx`] of each call.
+pub(super) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)
+}
+
+/// The three random sources of a journey call, derived from its seed.
+pub(super) fn seeded_randomness(seed: u64) -> (ChaCha20Rng, ChaCha20Rng, u128) {
+    // ChaCha20 by name rather than `StdRng`: `StdRng`'s algorithm may change between rand
+    // releases, which would silently change what a replay decides.
+    let secure = ChaCha20Rng::from_seed(expand(seed, SECURE_DOMAIN));
+    let insecure = ChaCha20Rng::from_seed(expand(seed, INSECURE_DOMAIN));
+    let bytes = expand(seed, INSECURE_SEED_DOMAIN);
+    let mut low = [0u8; 16];
+    low.copy_from_slice(&bytes[..16]);
+    (secure, insecure, u128::from_le_bytes(low))
+}
+
+/// 32 seed bytes from a 64-bit seed and a domain, with SplitMix64 (a good mixer for
+/// expanding small seeds; the output is only ever a ChaCha key).
+fn expand(seed: u64, domain: u64) -> [u8; 32] {
+    let mut state = seed ^ domain;
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes());
+    }
+    out
+}
+
+/// A wall clock that always reads the same instant: the host's `now` for this trigger.
+pub(super) struct FixedWallClock {
+    since_epoch: Duration,
+}
+
+impl FixedWallClock {
+    pub(super) fn at_millis(now_ms: i64) -> FixedWallClock {
+        // WASI's wall clock cannot go before 1970; neither can a sane `now`.
+        FixedWallClock {
+            since_epoch: Duration::from_millis(u64::try_from(now_ms).unwrap_or(0)),
+        }
+    }
+}
+
+impl HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.since_epoch
+    }
+}
+
+/// A monotonic clock that stands still at `now` (in nanoseconds): time does not pass inside
+/// one decision, so measuring it yields zero, the same on every replay.
+pub(super) struct FixedMonotonicClock {
+    nanos: u64,
+}
+
+impl FixedMonotonicClock {
+    pub(super) fn at_millis(now_ms: i64) -> FixedMonotonicClock {
+        FixedMonotonicClock {
+            nanos: u64::try_from(now_ms).unwrap_or(0).saturating_mul(1_000_000),
+        }
+    }
+}
+
+impl HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.nanos
+    }
+}
+
+/// A guest output stream that keeps the last [`OUTPUT_TAIL`] bytes and never blocks or fails,
+/// so a chatty guest neither stalls nor traps because of its own logging.
+#[derive(Clone, Default)]
+pub(super) struct GuestOutput {
+    tail: Arc<Mutex<VecDeque<u8>>>,
+}
+
+impl GuestOutput {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<u8>> {
+        // A poisoned buffer of diagnostics is still a buffer of diagnostics.
+        self.tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, bytes: &[u8]) {
+        let mut tail = self.lock();
+        let keep = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL)..];
+        tail.extend(keep);
+        let excess = tail.len().saturating_sub(OUTPUT_TAIL);
+        tail.drain(..excess);
+    }
+
+    /// What the guest wrote, lossily decoded.
+    pub(super) fn text(&self) -> String {
+        let mut tail = self.lock();
+        String::from_utf8_lossy(tail.make_contiguous()).into_owned()
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chacha20::rand_core::Rng;
+
+    fn first_words(rng: &mut ChaCha20Rng) -> [u64; 4] {
+        [
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        ]
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_randomness() {
+        let (mut a_secure, mut a_insecure, a_seed) = seeded_randomness(42);
+        let (mut b_secure, mut b_insecure, b_seed) = seeded_randomness(42);
+        assert_eq!(first_words(&mut a_secure), first_words(&mut b_secure));
+        assert_eq!(first_words(&mut a_insecure), first_words(&mut b_insecure));
+        assert_eq!(a_seed, b_seed);
+    }
+
+    #[test]
+    fn different_seeds_and_sources_give_different_randomness() {
+        let (mut secure, mut insecure, _) = seeded_randomness(42);
+        let (mut other, _, _) = seeded_randomness(43);
+        let words = first_words(&mut secure);
+        assert_ne!(words, first_words(&mut insecure));
+        assert_ne!(words, first_words(&mut other));
+    }
+
+    #[test]
+    fn the_random_stream_of_a_seed_never_changes() {
+        // Pinned: if a dependency bump changes this, replays of recorded triggers would decide
+        // differently. Change it only together with a note in the changelog.
+        let (mut secure, _, insecure_seed) = seeded_randomness(0);
+        assert_eq!(secure.next_u64(), PINNED_FIRST_WORD);
+        assert_eq!(insecure_seed, PINNED_INSECURE_SEED);
+    }
+    const PINNED_FIRST_WORD: u64 = 4786541027252676043;
+    const PINNED_INSECURE_SEED: u128 = 51967300746727930992283995131948425045;
+
+    #[test]
+    fn clocks_stand_still_at_now() {
+        let wall = FixedWallClock::at_millis(1_700_000_000_123);
+        assert_eq!(wall.now(), Duration::from_millis(1_700_000_000_123));
+        assert_eq!(wall.now(), wall.now());
+        let mono = FixedMonotonicClock::at_millis(5);
+        assert_eq!(mono.now(), 5_000_000);
+        assert_eq!(FixedWallClock::at_millis(-1).now(), Duration::ZERO);
+    }
+
+    #[test]
+    fn guest_output_keeps_only_the_tail() {
+        let out = GuestOutput::default();
+        out.push(&vec![b'a'; OUTPUT_TAIL]);
+        out.push(b"panicked at src/lib.rs");
+        let text = out.text();
+        assert_eq!(text.len(), OUTPUT_TAIL);
+        assert!(text.ends_with("panicked at src/lib.rs"));
+    }
+}
