@@ -6,7 +6,7 @@ use crate::clock::ClockError;
 use crate::model::{Event, Millis, Object, Spec};
 use crate::registry::RegistryError;
 use crate::runtime::Runtime;
-use crate::sandbox::SandboxError;
+use crate::sandbox::{FailureReason, SandboxError};
 use crate::store::{ChannelRecord, Ingested, OutboxEntry, StoreError, Tenant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -91,7 +91,11 @@ impl ApiError {
 
     fn internal(message: impl std::fmt::Display) -> ApiError {
         tracing::error!(%message, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 }
 
@@ -105,7 +109,11 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::Exists(what) => ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists")),
+            StoreError::Exists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
             other => ApiError::internal(other),
         }
     }
@@ -115,6 +123,7 @@ impl From<SandboxError> for ApiError {
     fn from(e: SandboxError) -> ApiError {
         match e {
             SandboxError::Internal(m) => ApiError::internal(m),
+            SandboxError::InvalidConfig(m) => ApiError::bad_request("invalid_config", m),
             other => ApiError::bad_request("invalid_component", other.to_string()),
         }
     }
@@ -133,7 +142,11 @@ impl From<RegistryError> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> ApiError {
         let status = r.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_body" };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid_body"
+        };
         ApiError::new(status, code, r.body_text())
     }
 }
@@ -142,7 +155,8 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body, with a message that says where it went wrong.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
 }
 
 // --- auth ------------------------------------------------------------------------------------
@@ -223,7 +237,9 @@ fn valid_name(what: &str, name: &str) -> ApiResult<()> {
 /// store uses one as a key separator).
 fn valid_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) {
-        Err(format!("{what} must be 1-{MAX_ID} bytes without control characters"))
+        Err(format!(
+            "{what} must be 1-{MAX_ID} bytes without control characters"
+        ))
     } else {
         Ok(())
     }
@@ -266,7 +282,10 @@ fn validate_spec(spec: &Spec) -> Result<(), String> {
             return Err(format!("milestone {:?} is declared twice", m.name));
         }
         if m.stall_after.is_some_and(|w| w <= 0) {
-            return Err(format!("milestone {:?} has a non-positive stall window", m.name));
+            return Err(format!(
+                "milestone {:?} has a non-positive stall window",
+                m.name
+            ));
         }
     }
     if let Some(goal) = &spec.goal {
@@ -290,7 +309,10 @@ async fn healthz() -> Json<Value> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.runtime.metrics.encode(),
     )
 }
@@ -317,7 +339,15 @@ async fn create_tenant(
         .runtime
         .store
         .create_tenant(&tenant, &hex::encode(digest(&api_key)))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Exists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant_exists",
+                format!("{what} already exists"),
+            ),
+            other => other.into(),
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": tenant.id, "name": input.name, "api_key": api_key})),
@@ -350,7 +380,9 @@ async fn advance_clock(
     let input: Advance = parse_json(&body?)?;
     let rt = &state.runtime;
     let now = rt.clock.advance(input.by_ms).map_err(|e| match e {
-        ClockError::NotManual => ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string()),
+        ClockError::NotManual => {
+            ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string())
+        }
         ClockError::Backwards => ApiError::bad_request("invalid_input", e.to_string()),
     })?;
     rt.store.save_manual_clock(now).await?;
@@ -367,10 +399,17 @@ async fn upload_journey(
     let bytes = body?;
     let rt = &state.runtime;
     let component = rt.registry.compile_journey(bytes.clone()).await?;
-    let spec = component
-        .describe()
-        .await
-        .map_err(|f| ApiError::bad_request("invalid_component", format!("describe failed ({}): {}", f.reason.as_str(), f.message)))?;
+    let spec = component.describe().await.map_err(|f| {
+        let code = if f.reason == FailureReason::InvalidSpec {
+            "invalid_spec"
+        } else {
+            "invalid_component"
+        };
+        ApiError::bad_request(
+            code,
+            format!("describe failed ({}): {}", f.reason.as_str(), f.message),
+        )
+    })?;
     validate_spec(&spec).map_err(|m| ApiError::bad_request("invalid_spec", m))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let version = rt
@@ -385,7 +424,10 @@ async fn upload_journey(
     ))
 }
 
-async fn list_journeys(State(state): State<AppState>, TenantId(tenant): TenantId) -> ApiResult<Json<Value>> {
+async fn list_journeys(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
     let journeys: Vec<Value> = state
         .runtime
         .store
@@ -429,17 +471,15 @@ async fn register_channel(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     valid_name("channel", &name)?;
     let input: ChannelInput = parse_json(&body?)?;
-    for host in &input.allowed_hosts {
-        if host.is_empty() || host.contains('/') || host.chars().any(char::is_whitespace) {
-            return Err(ApiError::bad_request(
-                "invalid_input",
-                format!("allowed host {host:?} must be a host name or host:port"),
-            ));
-        }
-    }
+    crate::sandbox::check_allowed_hosts(&input.allowed_hosts)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(input.component.as_bytes())
-        .map_err(|e| ApiError::bad_request("invalid_component", format!("component is not valid base64: {e}")))?;
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_component",
+                format!("component is not valid base64: {e}"),
+            )
+        })?;
     let rt = &state.runtime;
     let bytes = Bytes::from(bytes);
     let component = rt.registry.compile_channel(bytes.clone()).await?;
@@ -470,8 +510,17 @@ fn channel_json(c: &ChannelRecord) -> Value {
     })
 }
 
-async fn list_channels(State(state): State<AppState>, TenantId(tenant): TenantId) -> ApiResult<Json<Value>> {
-    let channels: Vec<Value> = state.runtime.store.channels(&tenant)?.iter().map(channel_json).collect();
+async fn list_channels(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
+    let channels: Vec<Value> = state
+        .runtime
+        .store
+        .channels(&tenant)?
+        .iter()
+        .map(channel_json)
+        .collect();
     Ok(Json(json!({"channels": channels})))
 }
 
@@ -486,7 +535,12 @@ async fn post_events(
     let values = match body {
         Value::Array(values) => values,
         single @ Value::Object(_) => vec![single],
-        _ => return Err(ApiError::bad_request("invalid_event", "expected an event object or an array of events")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_event",
+                "expected an event object or an array of events",
+            ))
+        }
     };
     if values.is_empty() || values.len() > MAX_BATCH {
         return Err(ApiError::bad_request(
@@ -500,7 +554,11 @@ async fn post_events(
         .enumerate()
         .map(|(i, v)| {
             parse_event(v, now).map_err(|m| {
-                let at = if batch { format!("event {i}: ") } else { String::new() };
+                let at = if batch {
+                    format!("event {i}: ")
+                } else {
+                    String::new()
+                };
                 ApiError::bad_request("invalid_event", format!("{at}{m}"))
             })
         })
@@ -538,7 +596,11 @@ async fn get_customer(
         .customer(&tenant, &id)?
         .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
     let enrollments = store.enrollments(&tenant, &id)?;
-    let messages: Vec<Value> = store.messages(&tenant, &id)?.iter().map(message_json).collect();
+    let messages: Vec<Value> = store
+        .messages(&tenant, &id)?
+        .iter()
+        .map(message_json)
+        .collect();
     Ok(Json(json!({
         "id": customer.id,
         "attributes": customer.attributes,
@@ -608,11 +670,21 @@ mod tests {
 
     #[test]
     fn events_with_bad_fields_are_refused_with_the_reason() {
-        assert!(parse_event(json!({"customer": "c", "name": "x"}), 0).unwrap_err().contains("id"));
+        assert!(parse_event(json!({"customer": "c", "name": "x"}), 0)
+            .unwrap_err()
+            .contains("id"));
         assert!(parse_event(json!({"id": "", "customer": "c", "name": "x"}), 0).is_err());
         assert!(parse_event(json!({"id": "1", "customer": "a\u{1f}b", "name": "x"}), 0).is_err());
-        assert!(parse_event(json!({"id": "1", "customer": "c", "name": "x", "properties": [1]}), 0).is_err());
-        assert!(parse_event(json!({"id": "1", "customer": "c", "name": "x", "extra": 1}), 0).is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "properties": [1]}),
+            0
+        )
+        .is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "extra": 1}),
+            0
+        )
+        .is_err());
     }
 
     #[test]

@@ -116,11 +116,17 @@ mod tests {
 
     #[test]
     fn system_clock_refuses_to_advance() {
-        assert!(matches!(Clock::system().advance(1), Err(ClockError::NotManual)));
+        assert!(matches!(
+            Clock::system().advance(1),
+            Err(ClockError::NotManual)
+        ));
     }
 
     #[test]
     fn manual_clock_refuses_to_go_back() {
-        assert!(matches!(Clock::manual(0).advance(-1), Err(ClockError::Backwards)));
+        assert!(matches!(
+            Clock::manual(0).advance(-1),
+            Err(ClockError::Backwards)
+        ));
     }
 }

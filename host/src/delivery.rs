@@ -35,7 +35,9 @@ pub async fn run(rt: Arc<Runtime>) {
             Err(error) => warn!(%error, "reading the outbox failed"),
         }
         let wait = match rt.store.next_message_due() {
-            Ok(Some(at)) => Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK),
+            Ok(Some(at)) => {
+                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK)
+            }
             _ => IDLE_RECHECK,
         };
         tokio::select! {
@@ -71,7 +73,9 @@ async fn deliver(rt: &Runtime, entry: OutboxEntry) {
                     at: rt.clock.now(),
                 }
             }
-            Err(Failed { retryable, error }) if retryable && entry.attempts + 1 < rt.config.max_attempts => {
+            Err(Failed { retryable, error })
+                if retryable && entry.attempts + 1 < rt.config.max_attempts =>
+            {
                 warn!(%error, "delivery failed; will retry");
                 rt.metrics.delivery("retry");
                 Attempt::Retry {
@@ -102,14 +106,24 @@ async fn deliver(rt: &Runtime, entry: OutboxEntry) {
 }
 
 async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Failed> {
-    let permanent = |error: String| Failed { retryable: false, error };
-    let retryable = |error: String| Failed { retryable: true, error };
+    let permanent = |error: String| Failed {
+        retryable: false,
+        error,
+    };
+    let retryable = |error: String| Failed {
+        retryable: true,
+        error,
+    };
     let record = rt
         .store
         .channel(&entry.tenant, &entry.channel)
         .map_err(|e| retryable(e.to_string()))?
         .ok_or_else(|| permanent(format!("channel {:?} is not registered", entry.channel)))?;
-    let component = rt.registry.channel(&record.digest).await.map_err(|e| retryable(e.to_string()))?;
+    let component = rt
+        .registry
+        .channel(&record.digest)
+        .await
+        .map_err(|e| retryable(e.to_string()))?;
     let customer = rt
         .store
         .customer(&entry.tenant, &entry.customer)
@@ -133,7 +147,9 @@ async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Fa
         Err(DeliveryFailure::Adapter(DeliveryError::Retryable(m))) => Err(retryable(m)),
         Err(DeliveryFailure::Adapter(DeliveryError::Permanent(m))) => Err(permanent(m)),
         // A trap or deadline in an adapter may be transient (a slow provider): retry it.
-        Err(DeliveryFailure::Guest(f)) => Err(retryable(format!("{}: {}", f.reason.as_str(), f.message))),
+        Err(DeliveryFailure::Guest(f)) => {
+            Err(retryable(format!("{}: {}", f.reason.as_str(), f.message)))
+        }
     }
 }
 

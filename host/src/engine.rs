@@ -101,7 +101,7 @@ pub fn route_event<'a>(
 ) -> Vec<Routing> {
     let mut routes = Vec::new();
     for enrollment in enrollments.iter().filter(|e| e.is_active()) {
-        let exits = spec_of(enrollment).is_some_and(|s| s.exit_on.iter().any(|n| *n == event.name));
+        let exits = spec_of(enrollment).is_some_and(|s| s.exit_on.contains(&event.name));
         routes.push(if exits {
             Routing::Exit {
                 enrollment_id: enrollment.id.clone(),
@@ -221,9 +221,7 @@ pub fn should_decide(enrollment: &Enrollment, trigger: &Trigger, due: Option<Mil
         return false;
     }
     match trigger {
-        Trigger::Timer { name } => enrollment
-            .timer(name)
-            .is_some_and(|t| Some(t.due) == due),
+        Trigger::Timer { name } => enrollment.timer(name).is_some_and(|t| Some(t.due) == due),
         _ => true,
     }
 }
@@ -317,9 +315,10 @@ pub fn apply(
             }
             Command::SetState { state } => enrollment.state = state,
             Command::Assign(assignment) => {
-                let declared = spec.experiments.iter().any(|x| {
-                    x.name == assignment.experiment && x.arms.contains(&assignment.arm)
-                });
+                let declared = spec
+                    .experiments
+                    .iter()
+                    .any(|x| x.name == assignment.experiment && x.arms.contains(&assignment.arm));
                 if !declared {
                     return Err(EngineError::UndeclaredArm {
                         index,
@@ -493,7 +492,12 @@ mod tests {
     fn exit_event_ends_the_enrollment_without_the_journey() {
         let s = spec();
         let enrollments = [active()];
-        let routes = route_event(&s, &enrollments, |_| Some(&s), &event("deleted_account", json!({})));
+        let routes = route_event(
+            &s,
+            &enrollments,
+            |_| Some(&s),
+            &event("deleted_account", json!({})),
+        );
         assert_eq!(
             routes,
             vec![Routing::Exit {
@@ -581,11 +585,30 @@ mod tests {
 
     #[test]
     fn sends_get_deterministic_idempotency_keys() {
-        let applied = apply(active(), &spec(), vec![send("welcome"), send("tips")], "t/k", 5).unwrap();
-        let ids: Vec<_> = applied.effects.sends.iter().map(|s| s.id.as_str()).collect();
+        let applied = apply(
+            active(),
+            &spec(),
+            vec![send("welcome"), send("tips")],
+            "t/k",
+            5,
+        )
+        .unwrap();
+        let ids: Vec<_> = applied
+            .effects
+            .sends
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
         assert_eq!(ids, ["t/k/0", "t/k/1"]);
         assert_eq!(applied.enrollment.channels["webhook"].sent, 2);
-        let again = apply(active(), &spec(), vec![send("welcome"), send("tips")], "t/k", 5).unwrap();
+        let again = apply(
+            active(),
+            &spec(),
+            vec![send("welcome"), send("tips")],
+            "t/k",
+            5,
+        )
+        .unwrap();
         assert_eq!(applied, again);
     }
 
@@ -595,7 +618,10 @@ mod tests {
             event: event("signed_up", json!({})),
         };
         let id = trigger_id(&trigger, None);
-        assert_eq!(key_prefix("acme", &active(), &id), "acme/onboarding/1/c1/1/e-signed_up-1");
+        assert_eq!(
+            key_prefix("acme", &active(), &id),
+            "acme/onboarding/1/c1/1/e-signed_up-1"
+        );
     }
 
     #[test]
@@ -606,7 +632,10 @@ mod tests {
             payload: json!({}),
         });
         let err = apply(active(), &spec(), vec![cmd], "k", 5).unwrap_err();
-        assert!(matches!(err, EngineError::UndeclaredChannel { index: 0, .. }));
+        assert!(matches!(
+            err,
+            EngineError::UndeclaredChannel { index: 0, .. }
+        ));
     }
 
     #[test]
@@ -673,7 +702,17 @@ mod tests {
                 due: 2,
             },
         ];
-        let applied = apply(e, &spec(), vec![Command::Cancel { name: "a".into() }, Command::Cancel { name: "zzz".into() }], "k", 0).unwrap();
+        let applied = apply(
+            e,
+            &spec(),
+            vec![
+                Command::Cancel { name: "a".into() },
+                Command::Cancel { name: "zzz".into() },
+            ],
+            "k",
+            0,
+        )
+        .unwrap();
         assert_eq!(applied.enrollment.timers.len(), 1);
         assert_eq!(applied.enrollment.timers[0].name, "b");
         assert_eq!(applied.effects.timers_cancelled.len(), 1);
@@ -711,13 +750,34 @@ mod tests {
         );
         assert!(e.timers.is_empty());
         assert_eq!(applied.effects.timers_cancelled.len(), 1);
-        assert!(applied.effects.sends.is_empty(), "commands after the end are ignored");
+        assert!(
+            applied.effects.sends.is_empty(),
+            "commands after the end are ignored"
+        );
     }
 
     #[test]
     fn milestones_are_recorded_once_at_the_first_time() {
-        let first = apply(active(), &spec(), vec![Command::Milestone { name: "first_login".into() }], "k", 10).unwrap();
-        let again = apply(first.enrollment, &spec(), vec![Command::Milestone { name: "first_login".into() }], "k", 20).unwrap();
+        let first = apply(
+            active(),
+            &spec(),
+            vec![Command::Milestone {
+                name: "first_login".into(),
+            }],
+            "k",
+            10,
+        )
+        .unwrap();
+        let again = apply(
+            first.enrollment,
+            &spec(),
+            vec![Command::Milestone {
+                name: "first_login".into(),
+            }],
+            "k",
+            20,
+        )
+        .unwrap();
         assert_eq!(
             again.enrollment.milestones,
             vec![MilestoneHit {
@@ -730,7 +790,16 @@ mod tests {
 
     #[test]
     fn undeclared_milestone_fails_the_trigger() {
-        let err = apply(active(), &spec(), vec![Command::Milestone { name: "nope".into() }], "k", 0).unwrap_err();
+        let err = apply(
+            active(),
+            &spec(),
+            vec![Command::Milestone {
+                name: "nope".into(),
+            }],
+            "k",
+            0,
+        )
+        .unwrap_err();
         assert!(matches!(err, EngineError::UndeclaredMilestone { .. }));
     }
 
@@ -739,7 +808,12 @@ mod tests {
         let applied = apply(
             active(),
             &spec(),
-            vec![send("goodbye"), Command::Exit { reason: "not_a_fit".into() }],
+            vec![
+                send("goodbye"),
+                Command::Exit {
+                    reason: "not_a_fit".into(),
+                },
+            ],
             "k",
             9,
         )
@@ -780,7 +854,14 @@ mod tests {
         let trigger = Trigger::Timer { name: "x".into() };
         let failed = fail(active(), &trigger, "trap", "boom".into(), 3);
         assert_eq!(failed.failure.as_ref().unwrap().trigger, "timer");
-        let applied = apply(failed, &spec(), vec![Command::SetState { state: vec![1, 2] }], "k", 4).unwrap();
+        let applied = apply(
+            failed,
+            &spec(),
+            vec![Command::SetState { state: vec![1, 2] }],
+            "k",
+            4,
+        )
+        .unwrap();
         assert_eq!(applied.enrollment.state, vec![1, 2]);
         assert!(applied.enrollment.failure.is_none());
     }
@@ -796,7 +877,10 @@ mod tests {
             name: "nudge".into(),
         };
         assert!(should_decide(&e, &t, Some(100)));
-        assert!(!should_decide(&e, &t, Some(99)), "rescheduled since it was queued");
+        assert!(
+            !should_decide(&e, &t, Some(99)),
+            "rescheduled since it was queued"
+        );
         let mut done = e.clone();
         done.status = EnrollmentStatus::Completed;
         assert!(!should_decide(&done, &t, Some(100)));
@@ -815,8 +899,14 @@ mod tests {
                 outcome,
             },
         };
-        observe(&mut e, &report(DeliveryOutcome::Delivered { provider_id: None }));
-        observe(&mut e, &report(DeliveryOutcome::Failed { reason: "x".into() }));
+        observe(
+            &mut e,
+            &report(DeliveryOutcome::Delivered { provider_id: None }),
+        );
+        observe(
+            &mut e,
+            &report(DeliveryOutcome::Failed { reason: "x".into() }),
+        );
         assert_eq!(e.channels["webhook"].delivered, 1);
         assert_eq!(e.channels["webhook"].failed, 1);
     }

@@ -9,7 +9,11 @@ use waymark_host::sandbox::SandboxConfig;
 use waymark_host::server::{serve, ClockKind, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "waymark", version, about = "Journey automation with WebAssembly journeys and channels")]
+#[command(
+    name = "waymark",
+    version,
+    about = "Journey automation with WebAssembly journeys and channels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,8 +63,9 @@ struct ServeArgs {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

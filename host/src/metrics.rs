@@ -40,16 +40,32 @@ impl Metrics {
         let trigger_failures = Family::<ReasonLabel, Counter>::default();
         let deliveries = Family::<OutcomeLabel, Counter>::default();
         let timers_fired = Counter::default();
-        registry.register("events_accepted", "Events accepted and made durable", events_accepted.clone());
-        registry.register("events_duplicate", "Events dropped as retries of a seen id", events_duplicate.clone());
+        registry.register(
+            "events_accepted",
+            "Events accepted and made durable",
+            events_accepted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events dropped as retries of a seen id",
+            events_duplicate.clone(),
+        );
         registry.register("triggers", "Triggers processed, by kind", triggers.clone());
         registry.register(
             "trigger_failures",
             "Triggers that failed, by reason (trap, deadline, memory, guest_error, invalid_commands, ...)",
             trigger_failures.clone(),
         );
-        registry.register("deliveries", "Delivery attempts, by outcome", deliveries.clone());
-        registry.register("timers_fired", "Timers moved from pending to processing", timers_fired.clone());
+        registry.register(
+            "deliveries",
+            "Delivery attempts, by outcome",
+            deliveries.clone(),
+        );
+        registry.register(
+            "timers_fired",
+            "Timers moved from pending to processing",
+            timers_fired.clone(),
+        );
         Metrics {
             registry,
             events_accepted,

@@ -140,7 +140,11 @@ impl Runtime {
     }
 
     /// Runs one trigger to completion and commits it.
-    async fn process(&self, inbox_key: Vec<u8>, item: InboxItem) -> Result<TriggerCommit, RuntimeError> {
+    async fn process(
+        &self,
+        inbox_key: Vec<u8>,
+        item: InboxItem,
+    ) -> Result<TriggerCommit, RuntimeError> {
         let now = self.clock.now();
         let mut commit = TriggerCommit {
             tenant: item.tenant.clone(),
@@ -157,8 +161,16 @@ impl Runtime {
             } => {
                 self.metrics.timers_fired.inc();
                 let trigger = Trigger::Timer { name };
-                self.process_enrollment(&mut commit, &item.customer, &journey, run, trigger, Some(due), now)
-                    .await?
+                self.process_enrollment(
+                    &mut commit,
+                    &item.customer,
+                    &journey,
+                    run,
+                    trigger,
+                    Some(due),
+                    now,
+                )
+                .await?
             }
             Pending::Delivery {
                 journey,
@@ -166,8 +178,16 @@ impl Runtime {
                 report,
             } => {
                 let trigger = Trigger::Delivery { report };
-                self.process_enrollment(&mut commit, &item.customer, &journey, run, trigger, None, now)
-                    .await?
+                self.process_enrollment(
+                    &mut commit,
+                    &item.customer,
+                    &journey,
+                    run,
+                    trigger,
+                    None,
+                    now,
+                )
+                .await?
             }
         }
         self.store.commit_trigger(&commit)?;
@@ -176,7 +196,12 @@ impl Runtime {
 
     /// Routes an event through every journey of the tenant: exits, deliveries to enrolled runs,
     /// and new entries.
-    async fn process_event(&self, commit: &mut TriggerCommit, event: Event, now: Millis) -> Result<(), RuntimeError> {
+    async fn process_event(
+        &self,
+        commit: &mut TriggerCommit,
+        event: Event,
+        now: Millis,
+    ) -> Result<(), RuntimeError> {
         let tenant = commit.tenant.clone();
         let existing = self.store.customer(&tenant, &event.customer)?;
         let customer = existing.clone().unwrap_or_else(|| Customer {
@@ -195,28 +220,63 @@ impl Runtime {
                 .collect();
             let mut versions: HashMap<u32, JourneyVersion> = HashMap::new();
             for e in &mine {
-                if !versions.contains_key(&e.version) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(e.version) {
                     if let Some(v) = self.store.journey_version(&tenant, &e.journey, e.version)? {
-                        versions.insert(e.version, v);
+                        slot.insert(v);
                     }
                 }
             }
-            let routes = engine::route_event(&latest.spec, &mine, |e| versions.get(&e.version).map(|v| &v.spec), &event);
+            let routes = engine::route_event(
+                &latest.spec,
+                &mine,
+                |e| versions.get(&e.version).map(|v| &v.spec),
+                &event,
+            );
             for route in routes {
                 match route {
                     Routing::Enter { run, key } => {
-                        let enrollment = engine::enroll(&latest.name, latest.version, &customer.id, run, key, now);
-                        let trigger = Trigger::Entered { event: event.clone() };
-                        self.decide(commit, &customer, enrollment, &latest, trigger, None, now).await;
+                        let enrollment = engine::enroll(
+                            &latest.name,
+                            latest.version,
+                            &customer.id,
+                            run,
+                            key,
+                            now,
+                        );
+                        let trigger = Trigger::Entered {
+                            event: event.clone(),
+                        };
+                        self.decide(commit, &customer, enrollment, &latest, trigger, None, now)
+                            .await;
                     }
                     Routing::Deliver { enrollment_id } => {
-                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else { continue };
-                        let Some(version) = versions.get(&enrollment.version) else { continue };
-                        let trigger = Trigger::Event { event: event.clone() };
-                        self.decide(commit, &customer, enrollment.clone(), version, trigger, None, now).await;
+                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else {
+                            continue;
+                        };
+                        let Some(version) = versions.get(&enrollment.version) else {
+                            continue;
+                        };
+                        let trigger = Trigger::Event {
+                            event: event.clone(),
+                        };
+                        self.decide(
+                            commit,
+                            &customer,
+                            enrollment.clone(),
+                            version,
+                            trigger,
+                            None,
+                            now,
+                        )
+                        .await;
                     }
-                    Routing::Exit { enrollment_id, reason } => {
-                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else { continue };
+                    Routing::Exit {
+                        enrollment_id,
+                        reason,
+                    } => {
+                        let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) else {
+                            continue;
+                        };
                         let applied = engine::exit(enrollment.clone(), reason, now);
                         absorb(commit, &customer, None, applied, now);
                     }
@@ -242,14 +302,21 @@ impl Runtime {
         let Some(enrollment) = self.store.enrollment(&tenant, customer_id, journey, run)? else {
             return Ok(());
         };
-        let Some(version) = self.store.journey_version(&tenant, journey, enrollment.version)? else {
+        let Some(version) = self
+            .store
+            .journey_version(&tenant, journey, enrollment.version)?
+        else {
             return Ok(());
         };
-        let customer = self.store.customer(&tenant, customer_id)?.unwrap_or_else(|| Customer {
-            id: customer_id.to_string(),
-            attributes: Default::default(),
-        });
-        self.decide(commit, &customer, enrollment, &version, trigger, due, now).await;
+        let customer = self
+            .store
+            .customer(&tenant, customer_id)?
+            .unwrap_or_else(|| Customer {
+                id: customer_id.to_string(),
+                attributes: Default::default(),
+            });
+        self.decide(commit, &customer, enrollment, &version, trigger, due, now)
+            .await;
         Ok(())
     }
 
@@ -323,8 +390,17 @@ impl Runtime {
 }
 
 /// Turns the engine's effects into store records of the commit.
-fn absorb(commit: &mut TriggerCommit, customer: &Customer, trigger_id: Option<&str>, applied: Applied, now: Millis) {
-    let Applied { enrollment, effects } = applied;
+fn absorb(
+    commit: &mut TriggerCommit,
+    customer: &Customer,
+    trigger_id: Option<&str>,
+    applied: Applied,
+    now: Millis,
+) {
+    let Applied {
+        enrollment,
+        effects,
+    } = applied;
     let timer = |t: crate::model::PendingTimer| TimerRecord {
         tenant: commit.tenant.clone(),
         customer: customer.id.clone(),
@@ -339,7 +415,11 @@ fn absorb(commit: &mut TriggerCommit, customer: &Customer, trigger_id: Option<&s
     commit.timers_cancelled.extend(cancelled);
     let wall = system_now();
     for draft in effects.sends {
-        commit.counters.push((enrollment.journey.clone(), draft.send.channel.clone(), "sent"));
+        commit.counters.push((
+            enrollment.journey.clone(),
+            draft.send.channel.clone(),
+            "sent",
+        ));
         commit.outbox.push(OutboxEntry {
             id: draft.id,
             tenant: commit.tenant.clone(),

@@ -46,8 +46,12 @@ pub enum ServerError {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| ServerError::Store(config.data_dir.clone(), crate::store::StoreError::Sled(e.into())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        ServerError::Store(
+            config.data_dir.clone(),
+            crate::store::StoreError::Sled(e.into()),
+        )
+    })?;
     let store = Store::open(&config.data_dir.join("db"), config.runtime.shards)
         .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
     let clock = match config.clock {
@@ -61,7 +65,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     };
     let sandbox = Sandbox::new(config.sandbox.clone())?;
     let registry = Registry::new(sandbox, store.clone());
-    let runtime = Arc::new(Runtime::new(store.clone(), registry, clock, config.runtime.clone()));
+    let runtime = Arc::new(Runtime::new(
+        store.clone(),
+        registry,
+        clock,
+        config.runtime.clone(),
+    ));
 
     let mut workers = tokio::task::JoinSet::new();
     for shard in 0..store.shards() {

@@ -9,7 +9,9 @@
 //! from the inbox ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
 //! at all, and an unprocessed trigger is simply processed again after restart.
 
-use crate::model::{ChannelStats, Customer, DeliveryReport, Enrollment, Event, Millis, Object, Spec};
+use crate::model::{
+    ChannelStats, Customer, DeliveryReport, Enrollment, Event, Millis, Object, Spec,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
@@ -265,7 +267,12 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 }
 
 fn enrollment_key(tenant: &str, customer: &str, journey: &str, run: u32) -> Vec<u8> {
-    key(&[tenant.as_bytes(), customer.as_bytes(), journey.as_bytes(), &run.to_be_bytes()])
+    key(&[
+        tenant.as_bytes(),
+        customer.as_bytes(),
+        journey.as_bytes(),
+        &run.to_be_bytes(),
+    ])
 }
 
 fn timer_key(t: &TimerRecord) -> Vec<u8> {
@@ -292,7 +299,12 @@ fn due_key(at: Millis, outbox_key: &[u8]) -> Vec<u8> {
 }
 
 fn counter_key(tenant: &str, journey: &str, channel: &str, metric: &str) -> Vec<u8> {
-    key(&[tenant.as_bytes(), journey.as_bytes(), channel.as_bytes(), metric.as_bytes()])
+    key(&[
+        tenant.as_bytes(),
+        journey.as_bytes(),
+        channel.as_bytes(),
+        metric.as_bytes(),
+    ])
 }
 
 fn bump(tree: &TransactionalTree, k: &[u8]) -> TxResult<()> {
@@ -304,7 +316,11 @@ fn bump(tree: &TransactionalTree, k: &[u8]) -> TxResult<()> {
     Ok(())
 }
 
-fn inbox_push(db: &sled::Db, shards: u16, item: &InboxItem) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
+fn inbox_push(
+    db: &sled::Db,
+    shards: u16,
+    item: &InboxItem,
+) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
     let shard = shard_of(&item.tenant, &item.customer, shards);
     let seq = db.generate_id()?;
     let mut k = shard.to_be_bytes().to_vec();
@@ -381,10 +397,9 @@ impl Store {
         let value = enc(tenant);
         (&self.tenants, &self.api_keys).transaction(|(tenants, keys)| {
             if tenants.get(tenant.id.as_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(StoreError::Exists(format!(
-                    "tenant {:?}",
-                    tenant.id
-                ))));
+                return Err(ConflictableTransactionError::Abort(StoreError::Exists(
+                    format!("tenant {:?}", tenant.id),
+                )));
             }
             tenants.insert(tenant.id.as_bytes(), value.as_slice())?;
             keys.insert(key_digest.as_bytes(), tenant.id.as_bytes())?;
@@ -455,7 +470,11 @@ impl Store {
     }
 
     /// Every version of one journey, oldest first.
-    pub fn journey_versions(&self, tenant: &str, name: &str) -> Result<Vec<JourneyVersion>, StoreError> {
+    pub fn journey_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<JourneyVersion>, StoreError> {
         self.journeys
             .scan_prefix(prefix(&[tenant.as_bytes(), name.as_bytes()]))
             .map(|kv| dec(&kv?.1))
@@ -486,8 +505,11 @@ impl Store {
     ) -> Result<ChannelRecord, StoreError> {
         let k = key(&[tenant.as_bytes(), record.name.as_bytes()]);
         let record = (&self.components, &self.channels).transaction(|(components, channels)| {
-            let previous: Option<ChannelRecord> =
-                channels.get(&k)?.map(|v| dec(&v)).transpose().map_err(ConflictableTransactionError::Abort)?;
+            let previous: Option<ChannelRecord> = channels
+                .get(&k)?
+                .map(|v| dec(&v))
+                .transpose()
+                .map_err(ConflictableTransactionError::Abort)?;
             let mut record = record.clone();
             record.version = previous.map_or(1, |p| p.version + 1);
             components.insert(record.digest.as_bytes(), bytes)?;
@@ -514,7 +536,11 @@ impl Store {
 
     /// Appends events to the log and the inbox, dropping ids seen before (in earlier requests or
     /// earlier in this batch), and flushes before returning: what returns `Accepted` is durable.
-    pub async fn ingest(&self, tenant: &str, events: &[Event]) -> Result<Vec<Ingested>, StoreError> {
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[Event],
+    ) -> Result<Vec<Ingested>, StoreError> {
         let mut staged = Vec::with_capacity(events.len());
         for event in events {
             let item = InboxItem {
@@ -527,23 +553,24 @@ impl Store {
             let (inbox_key, inbox_value) = inbox_push(&self.db, self.shards, &item)?;
             staged.push((event, inbox_key, inbox_value));
         }
-        let results = (&self.events, &self.event_ids, &self.inbox).transaction(|(log, ids, inbox)| {
-            let mut results = Vec::with_capacity(staged.len());
-            for (event, inbox_key, inbox_value) in &staged {
-                let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
-                if ids.get(&id_key)?.is_some() {
-                    results.push(Ingested::Duplicate);
-                    continue;
+        let results =
+            (&self.events, &self.event_ids, &self.inbox).transaction(|(log, ids, inbox)| {
+                let mut results = Vec::with_capacity(staged.len());
+                for (event, inbox_key, inbox_value) in &staged {
+                    let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
+                    if ids.get(&id_key)?.is_some() {
+                        results.push(Ingested::Duplicate);
+                        continue;
+                    }
+                    // The inbox key's sequence number doubles as the event's place in the log.
+                    let log_key = key(&[tenant.as_bytes(), &inbox_key[2..]]);
+                    ids.insert(id_key, &inbox_key[2..])?;
+                    log.insert(log_key, enc(*event))?;
+                    inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                    results.push(Ingested::Accepted);
                 }
-                // The inbox key's sequence number doubles as the event's place in the log.
-                let log_key = key(&[tenant.as_bytes(), &inbox_key[2..]]);
-                ids.insert(id_key, &inbox_key[2..])?;
-                log.insert(log_key, enc(*event))?;
-                inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
-                results.push(Ingested::Accepted);
-            }
-            Ok(results)
-        })?;
+                Ok(results)
+            })?;
         self.flush().await?;
         Ok(results)
     }
@@ -603,9 +630,16 @@ impl Store {
         Ok(messages)
     }
 
-    pub fn channel_stats(&self, tenant: &str, journey: &str) -> Result<Vec<ChannelStats>, StoreError> {
+    pub fn channel_stats(
+        &self,
+        tenant: &str,
+        journey: &str,
+    ) -> Result<Vec<ChannelStats>, StoreError> {
         let mut stats: Vec<ChannelStats> = Vec::new();
-        for kv in self.counters.scan_prefix(prefix(&[tenant.as_bytes(), journey.as_bytes()])) {
+        for kv in self
+            .counters
+            .scan_prefix(prefix(&[tenant.as_bytes(), journey.as_bytes()]))
+        {
             let (k, v) = kv?;
             let rest = &k[tenant.len() + journey.len() + 2..];
             let mut parts = rest.split(|b| *b == SEP);
@@ -637,11 +671,19 @@ impl Store {
     /// one, but a retried trigger might) are left as they are: the outbox never holds a duplicate.
     pub fn commit_trigger(&self, c: &TriggerCommit) -> Result<(), StoreError> {
         let tenant = c.tenant.as_bytes();
-        let customer_value = c.customer.as_ref().map(|cu| (key(&[tenant, cu.id.as_bytes()]), enc(cu)));
+        let customer_value = c
+            .customer
+            .as_ref()
+            .map(|cu| (key(&[tenant, cu.id.as_bytes()]), enc(cu)));
         let enrollments: Vec<_> = c
             .enrollments
             .iter()
-            .map(|e| (enrollment_key(&c.tenant, &e.customer, &e.journey, e.run), enc(e)))
+            .map(|e| {
+                (
+                    enrollment_key(&c.tenant, &e.customer, &e.journey, e.run),
+                    enc(e),
+                )
+            })
             .collect();
         let outbox: Vec<_> = c
             .outbox
@@ -671,34 +713,36 @@ impl Store {
             &self.tasks,
             &self.counters,
         )
-            .transaction(|(inbox, customers, enrollments_t, timers, outbox_t, due, tasks_t, counters_t)| {
-                inbox.remove(c.inbox_key.as_slice())?;
-                if let Some((k, v)) = &customer_value {
-                    customers.insert(k.as_slice(), v.as_slice())?;
-                }
-                for (k, v) in &enrollments {
-                    enrollments_t.insert(k.as_slice(), v.as_slice())?;
-                }
-                for t in &c.timers_cancelled {
-                    timers.remove(timer_key(t))?;
-                }
-                for t in &c.timers_set {
-                    timers.insert(timer_key(t), enc(t))?;
-                }
-                for (due_k, k, v) in &outbox {
-                    if outbox_t.get(k)?.is_none() {
-                        outbox_t.insert(k.as_slice(), v.as_slice())?;
-                        due.insert(due_k.as_slice(), k.as_slice())?;
+            .transaction(
+                |(inbox, customers, enrollments_t, timers, outbox_t, due, tasks_t, counters_t)| {
+                    inbox.remove(c.inbox_key.as_slice())?;
+                    if let Some((k, v)) = &customer_value {
+                        customers.insert(k.as_slice(), v.as_slice())?;
                     }
-                }
-                for (k, v) in &tasks {
-                    tasks_t.insert(k.as_slice(), v.as_slice())?;
-                }
-                for k in &counters {
-                    bump(counters_t, k)?;
-                }
-                Ok(())
-            })?;
+                    for (k, v) in &enrollments {
+                        enrollments_t.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for t in &c.timers_cancelled {
+                        timers.remove(timer_key(t))?;
+                    }
+                    for t in &c.timers_set {
+                        timers.insert(timer_key(t), enc(t))?;
+                    }
+                    for (due_k, k, v) in &outbox {
+                        if outbox_t.get(k)?.is_none() {
+                            outbox_t.insert(k.as_slice(), v.as_slice())?;
+                            due.insert(due_k.as_slice(), k.as_slice())?;
+                        }
+                    }
+                    for (k, v) in &tasks {
+                        tasks_t.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for k in &counters {
+                        bump(counters_t, k)?;
+                    }
+                    Ok(())
+                },
+            )?;
         Ok(())
     }
 
@@ -781,7 +825,10 @@ impl Store {
                 updated.delivered_at = Some(at);
                 updated.last_error = None;
                 updated.provider_id = provider_id.clone();
-                (Some(crate::model::DeliveryOutcome::Delivered { provider_id }), Some("delivered"))
+                (
+                    Some(crate::model::DeliveryOutcome::Delivered { provider_id }),
+                    Some("delivered"),
+                )
             }
             Attempt::Retry { error, at } => {
                 updated.last_error = Some(error);
@@ -791,7 +838,10 @@ impl Store {
             Attempt::Dead { error } => {
                 updated.status = MessageStatus::Dead;
                 updated.last_error = Some(error.clone());
-                (Some(crate::model::DeliveryOutcome::Failed { reason: error }), Some("failed"))
+                (
+                    Some(crate::model::DeliveryOutcome::Failed { reason: error }),
+                    Some("failed"),
+                )
             }
         };
         let new_due = (updated.status == MessageStatus::Pending)
