@@ -3,7 +3,7 @@
 //! store, registry or sandbox, wake the workers, and shape the response. See `docs/API.md`.
 
 use crate::clock::ClockError;
-use crate::model::{Event, Millis, Object, Spec};
+use crate::model::{ChannelStats, DecisionContext, Event, LimitOverrides, Limits, Millis, Object, Spec};
 use crate::registry::RegistryError;
 use crate::runtime::Runtime;
 use crate::sandbox::{FailureReason, SandboxError};
@@ -41,10 +41,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/admin/tenants", post(create_tenant))
+        .route(
+            "/v1/admin/tenants/{id}/limits",
+            get(get_tenant_limits).put(set_tenant_limits),
+        )
         .route("/v1/admin/clock", get(clock))
         .route("/v1/admin/clock/advance", post(advance_clock))
         .route("/v1/journeys", get(list_journeys))
         .route("/v1/journeys/{name}", put(upload_journey).get(get_journey))
+        .route("/v1/journeys/{name}/decide", post(dry_run_decide))
         .route("/v1/channels", get(list_channels))
         .route("/v1/channels/{name}", put(register_channel))
         .route("/v1/events", post(post_events))
@@ -62,6 +67,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Extra fields of the error object, for errors that carry more than a message.
+    detail: Option<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -70,6 +77,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -101,7 +109,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some((key, value)) = self.detail {
+            error[key] = value;
+        }
+        let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }
@@ -124,6 +136,7 @@ impl From<SandboxError> for ApiError {
         match e {
             SandboxError::Internal(m) => ApiError::internal(m),
             SandboxError::InvalidConfig(m) => ApiError::bad_request("invalid_config", m),
+            SandboxError::ForbiddenImport(m) => ApiError::bad_request("forbidden_import", m),
             other => ApiError::bad_request("invalid_component", other.to_string()),
         }
     }
@@ -334,6 +347,7 @@ async fn create_tenant(
     let tenant = Tenant {
         id: input.name.clone(),
         created_at: state.runtime.clock.now(),
+        limits: LimitOverrides::default(),
     };
     state
         .runtime
@@ -389,6 +403,51 @@ async fn advance_clock(
     Ok(Json(json!({"now": now})))
 }
 
+async fn get_tenant_limits(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = state
+        .runtime
+        .store
+        .tenant(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
+    Ok(Json(limits_json(&state, &tenant.limits)))
+}
+
+/// Replaces a tenant's limit overrides (fields left out take the operator's defaults).
+async fn set_tenant_limits(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let overrides: LimitOverrides = parse_json(&body?)?;
+    let rt = &state.runtime;
+    let sandbox = rt.registry.sandbox().config();
+    sandbox
+        .check_limits(&sandbox.defaults.with(&overrides))
+        .map_err(|m| ApiError::bad_request("invalid_input", m))?;
+    let tenant = rt
+        .store
+        .set_tenant_limits(&id, overrides)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
+    rt.forget_tenant_limits(&id);
+    tracing::info!(tenant = %id, ?overrides, "tenant limits changed");
+    Ok(Json(limits_json(&state, &tenant.limits)))
+}
+
+fn limits_json(state: &AppState, overrides: &LimitOverrides) -> Value {
+    let defaults = state.runtime.registry.sandbox().config().defaults;
+    json!({
+        "effective": defaults.with(overrides),
+        "overrides": overrides,
+        "defaults": defaults,
+    })
+}
+
 async fn upload_journey(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
@@ -398,8 +457,10 @@ async fn upload_journey(
     valid_name("journey", &name)?;
     let bytes = body?;
     let rt = &state.runtime;
+    let limits = rt.tenant_limits(&tenant)?;
+    check_component_size(&bytes, &limits)?;
     let component = rt.registry.compile_journey(bytes.clone()).await?;
-    let spec = component.describe().await.map_err(|f| {
+    let spec = component.describe(&limits).await.map_err(|f| {
         let code = if f.reason == FailureReason::InvalidSpec {
             "invalid_spec"
         } else {
@@ -422,6 +483,76 @@ async fn upload_journey(
         StatusCode::CREATED,
         Json(json!({"name": name, "version": version.version, "digest": digest, "spec": spec})),
     ))
+}
+
+/// Refuses a component larger than the tenant may upload, before compiling it.
+fn check_component_size(bytes: &[u8], limits: &Limits) -> ApiResult<()> {
+    if bytes.len() as u64 > limits.max_component_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the component is {} bytes; this tenant's limit is {} bytes",
+                bytes.len(),
+                limits.max_component_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    /// The journey version to ask; the latest by default.
+    #[serde(default)]
+    version: Option<u32>,
+    context: DecisionContext,
+    #[serde(default)]
+    stats: Vec<ChannelStats>,
+}
+
+/// Asks a stored journey version what it would decide in a given context, with no effect on
+/// anything: the replay primitive, and how a tenant checks a deployed version's behaviour.
+/// The answer is exactly what the live path would get for the same context.
+async fn dry_run_decide(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: DryRun = parse_json(&body?)?;
+    let rt = &state.runtime;
+    let version = match input.version {
+        Some(v) => rt.store.journey_version(&tenant, &name, v)?,
+        None => rt
+            .store
+            .latest_journeys(&tenant)?
+            .into_iter()
+            .find(|j| j.name == name),
+    }
+    .ok_or_else(|| match input.version {
+        Some(v) => ApiError::not_found(format!("journey {name:?} has no version {v}")),
+        None => ApiError::not_found(format!("no journey named {name:?}")),
+    })?;
+    let limits = rt.tenant_limits(&tenant)?;
+    let component = rt.registry.journey(&version.digest).await?;
+    match component.decide(&input.context, input.stats, &limits).await {
+        Ok(commands) => Ok(Json(json!({
+            "name": name,
+            "version": version.version,
+            "commands": commands,
+        }))),
+        Err(failure) => {
+            let mut error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "decide_failed",
+                failure.message,
+            );
+            error.detail = Some(("reason", json!(failure.reason.as_str())));
+            Err(error)
+        }
+    }
 }
 
 async fn list_journeys(
@@ -482,6 +613,7 @@ async fn register_channel(
         })?;
     let rt = &state.runtime;
     let bytes = Bytes::from(bytes);
+    check_component_size(&bytes, &rt.tenant_limits(&tenant)?)?;
     let component = rt.registry.compile_channel(bytes.clone()).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let record = ChannelRecord {

@@ -142,7 +142,13 @@ async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Fa
         payload: entry.payload.clone(),
         config,
     };
-    match component.deliver(&message, &record.allowed_hosts).await {
+    let limits = rt
+        .tenant_limits(&entry.tenant)
+        .map_err(|e| retryable(e.to_string()))?;
+    match component
+        .deliver(&message, &record.allowed_hosts, &limits)
+        .await
+    {
         Ok(receipt) => Ok(receipt.provider_id),
         Err(DeliveryFailure::Adapter(DeliveryError::Retryable(m))) => Err(retryable(m)),
         Err(DeliveryFailure::Adapter(DeliveryError::Permanent(m))) => Err(permanent(m)),

@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("--admin-token must be at least 16 characters");
     }
     let config = ServerConfig {
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         listen: args.listen,
         admin_token: args.admin_token,
         clock: match args.clock {
@@ -91,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
         },
         sandbox: SandboxConfig {
             allow_private_network: args.allow_private_network,
+            // Beside the database: compiled code, written and read only by this host.
+            cache_dir: Some(args.data_dir.join("compiled")),
             ..SandboxConfig::default()
         },
     };

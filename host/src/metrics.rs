@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use crate::sandbox::SandboxCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -32,8 +33,34 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The metrics of a host, including the sandbox's own counters.
+    pub fn new(sandbox: &SandboxCounters) -> Metrics {
         let mut registry = Registry::with_prefix("waymark");
+        registry.register(
+            "components_compiled",
+            "Components compiled from their bytes (uploads, and loads the cache could not serve)",
+            sandbox.compiled.clone(),
+        );
+        registry.register(
+            "component_cache_hits",
+            "Components loaded from the compiled-code cache instead of compiled",
+            sandbox.cache_hits.clone(),
+        );
+        registry.register(
+            "journey_instances_created",
+            "Journey instances created (cold calls)",
+            sandbox.instantiated.clone(),
+        );
+        registry.register(
+            "journey_instances_reused",
+            "Journey calls served by a warm instance",
+            sandbox.reused.clone(),
+        );
+        registry.register(
+            "journey_instances_recycled",
+            "Journey instances dropped after a trap, deadline or limit",
+            sandbox.recycled.clone(),
+        );
         let events_accepted = Counter::default();
         let events_duplicate = Counter::default();
         let triggers = Family::<KindLabel, Counter>::default();
@@ -110,8 +137,3 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}

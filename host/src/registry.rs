@@ -37,6 +37,11 @@ impl Registry {
         }
     }
 
+    /// The sandbox components run in.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     /// Validates and compiles a journey component off the async workers (compiling is
     /// CPU-bound and can take a second for a large component).
     pub async fn compile_journey(&self, bytes: Bytes) -> Result<JourneyComponent, RegistryError> {

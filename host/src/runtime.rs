@@ -9,7 +9,7 @@
 use crate::clock::{system_now, Clock};
 use crate::engine::{self, Applied, Routing};
 use crate::metrics::Metrics;
-use crate::model::{Customer, DecisionContext, Enrollment, Event, Millis, Trigger};
+use crate::model::{Customer, DecisionContext, Enrollment, Event, Limits, Millis, Trigger};
 use crate::registry::Registry;
 use crate::store::{
     InboxItem, JourneyVersion, MessageStatus, OutboxEntry, Pending, Store, StoreError, Task,
@@ -58,6 +58,8 @@ pub struct Runtime {
     pub timers_changed: Notify,
     /// A message entered the outbox: the delivery loop has work.
     pub outbox_changed: Notify,
+    /// Each tenant's effective sandbox limits, read from the store once.
+    limits: std::sync::Mutex<HashMap<String, Limits>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +70,44 @@ pub enum RuntimeError {
 
 impl Runtime {
     pub fn new(store: Store, registry: Registry, clock: Clock, config: RuntimeConfig) -> Runtime {
+        let metrics = Metrics::new(registry.sandbox().counters());
         Runtime {
             shard_wakers: (0..store.shards()).map(|_| Notify::new()).collect(),
             store,
             registry,
             clock,
-            metrics: Metrics::new(),
+            metrics,
             config,
             shutdown: CancellationToken::new(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
+            limits: Default::default(),
         }
+    }
+
+    /// The sandbox limits `tenant`'s components run under: the operator's defaults with the
+    /// tenant's overrides.
+    pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, StoreError> {
+        if let Some(limits) = self.limits_cache().get(tenant) {
+            return Ok(*limits);
+        }
+        let overrides = self
+            .store
+            .tenant(tenant)?
+            .map(|t| t.limits)
+            .unwrap_or_default();
+        let limits = self.registry.sandbox().config().defaults.with(&overrides);
+        self.limits_cache().insert(tenant.to_string(), limits);
+        Ok(limits)
+    }
+
+    /// Forgets the cached limits of `tenant` after they changed.
+    pub fn forget_tenant_limits(&self, tenant: &str) {
+        self.limits_cache().remove(tenant);
+    }
+
+    fn limits_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Limits>> {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes the worker of the shard that owns this customer.
@@ -367,8 +396,11 @@ impl Runtime {
                 enrollment: enrollment.clone(),
                 now,
             };
+            let limits = self
+                .tenant_limits(&tenant)
+                .map_err(|e| ("internal", e.to_string()))?;
             let commands = component
-                .decide(&context, stats)
+                .decide(&context, stats, &limits)
                 .await
                 .map_err(|f| (f.reason.as_str(), f.message))?;
             let prefix = engine::key_prefix(&tenant, &enrollment, &trigger_id);

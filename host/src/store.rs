@@ -57,6 +57,9 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 pub struct Tenant {
     pub id: String,
     pub created_at: Millis,
+    /// The tenant's departures from the operator's default sandbox limits.
+    #[serde(default)]
+    pub limits: crate::model::LimitOverrides,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -406,6 +409,29 @@ impl Store {
             Ok(())
         })?;
         self.flush().await
+    }
+
+    pub fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.tenants.get(id.as_bytes())?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Replaces a tenant's limit overrides; `Ok(None)` when there is no such tenant.
+    pub async fn set_tenant_limits(
+        &self,
+        id: &str,
+        limits: crate::model::LimitOverrides,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let updated = self.tenants.transaction(|tenants| {
+            let Some(current) = tenants.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut tenant: Tenant = dec(&current).map_err(ConflictableTransactionError::Abort)?;
+            tenant.limits = limits;
+            tenants.insert(id.as_bytes(), enc(&tenant))?;
+            Ok(Some(tenant))
+        })?;
+        self.flush().await?;
+        Ok(updated)
     }
 
     pub fn tenant_by_key_digest(&self, digest: &str) -> Result<Option<String>, StoreError> {

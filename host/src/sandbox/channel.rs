@@ -120,15 +120,16 @@ impl ChannelComponent {
         &self,
         msg: &model::Message,
         allowed_hosts: &[String],
+        limits: &model::Limits,
     ) -> Result<model::Receipt, DeliveryFailure> {
         let config = &self.shared.config;
-        let deadline = config.deliver_timeout;
+        let deadline = limits.deliver_timeout();
         let policy = OutboundPolicy::new(allowed_hosts, config.allow_private_network, deadline)
             .map_err(|e| DeliveryFailure::Adapter(model::DeliveryError::Permanent(e)))?;
         let state = ChannelState {
             table: ResourceTable::new(),
             wasi: WasiState::real_time(),
-            memory: MemoryCap::new(config.max_memory_bytes),
+            memory: MemoryCap::new(limits.max_memory_bytes),
             log: LogState::new("channel"),
             http: OutboundHttp::new(policy),
         };
@@ -137,7 +138,7 @@ impl ChannelComponent {
             &self.shared.engine,
             state,
             deadline,
-            config.max_hostcall_bytes,
+            limits.max_hostcall_bytes,
         );
         let outcome = tokio::time::timeout(deadline, async {
             let channel = self

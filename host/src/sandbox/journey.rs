@@ -14,7 +14,7 @@ use super::{FailureReason, GuestFailure, SandboxError, Shared};
 use crate::model;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtxView, WasiView};
@@ -33,7 +33,7 @@ use bindings::JourneyPre;
 /// The longest error string from `decide` that is kept.
 const MAX_GUEST_ERROR: usize = 2048;
 
-/// The store data of one journey call.
+/// The store data of a journey instance, re-armed before every call.
 pub(super) struct JourneyState {
     table: ResourceTable,
     wasi: WasiState,
@@ -43,12 +43,7 @@ pub(super) struct JourneyState {
 }
 
 impl JourneyState {
-    fn new(
-        now: model::Millis,
-        seed: u64,
-        stats: Vec<model::ChannelStats>,
-        max_memory: usize,
-    ) -> Self {
+    fn new(now: model::Millis, seed: u64, stats: Vec<model::ChannelStats>, max_memory: u64) -> Self {
         JourneyState {
             table: ResourceTable::new(),
             wasi: WasiState::deterministic(now, seed),
@@ -56,6 +51,15 @@ impl JourneyState {
             log: LogState::new("journey"),
             stats: StatsState::new(stats),
         }
+    }
+
+    /// Prepares a reused instance's state for the next call: everything per call is new, only
+    /// the resource table (whose stream handles the guest caches) carries over.
+    fn rearm(&mut self, now: model::Millis, seed: u64, stats: Vec<model::ChannelStats>, max_memory: u64) {
+        self.wasi.rearm(now, seed);
+        self.memory.reset(max_memory);
+        self.log = LogState::new("journey");
+        self.stats = StatsState::new(stats);
     }
 }
 
@@ -95,11 +99,30 @@ pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<JourneyState>> 
     Ok(linker)
 }
 
-/// A validated, compiled journey. Cheap to clone; every call runs in a fresh instance.
+/// Calls after which a warm instance is retired anyway, so that whatever a guest leaks
+/// (memory it never frees, handles it never drops) is bounded.
+const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
+
+/// An instantiated journey waiting for its next call.
+struct Warm {
+    store: Store<JourneyState>,
+    journey: bindings::Journey,
+    calls: u32,
+}
+
+/// A validated, compiled journey. Cheap to clone (clones share their idle instances).
+///
+/// Calls reuse an idle instance when there is one: the context carries all state, so an
+/// instance holds nothing a customer needs, and every call gets fresh clocks, randomness,
+/// memory cap, deadline and hostcall fuel. An instance that trapped, ran out of time or memory,
+/// or was cancelled is dropped, never reused. Guests must therefore not keep state in globals
+/// between calls (the SDK's types do not; `std::collections::HashMap`'s per-process random keys
+/// are the classic way to make iteration order depend on the instance's history).
 #[derive(Clone)]
 pub struct JourneyComponent {
     pre: JourneyPre<JourneyState>,
     shared: Arc<Shared>,
+    idle: Arc<Mutex<Vec<Warm>>>,
 }
 
 impl JourneyComponent {
@@ -112,15 +135,18 @@ impl JourneyComponent {
                 "not a journey component (it must export `describe` and `decide`): {e:#}"
             ))
         })?;
-        Ok(JourneyComponent { pre, shared })
+        Ok(JourneyComponent {
+            pre,
+            shared,
+            idle: Arc::default(),
+        })
     }
 
     /// Asks the journey to declare itself, and checks the declaration.
-    pub async fn describe(&self) -> Result<model::Spec, GuestFailure> {
+    pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
-        let state = JourneyState::new(0, 0, Vec::new(), self.shared.config.max_memory_bytes);
         let spec = self
-            .run(state, async |journey, store| {
+            .run(0, 0, Vec::new(), limits, async |journey, store| {
                 journey.call_describe(store).await
             })
             .await?;
@@ -133,19 +159,16 @@ impl JourneyComponent {
         &self,
         ctx: &model::DecisionContext,
         stats: Vec<model::ChannelStats>,
+        limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
-        let config = &self.shared.config;
-        let state = JourneyState::new(ctx.now, ctx.seed, stats, config.max_memory_bytes);
         let context = context_to_wit(ctx);
         let decision = self
-            .run(state, async |journey, store| {
+            .run(ctx.now, ctx.seed, stats, limits, async |journey, store| {
                 journey.call_decide(store, &context).await
             })
             .await?;
         match decision {
-            Ok(commands) => {
-                commands_from_wit(commands, config.max_commands, config.max_state_bytes)
-            }
+            Ok(commands) => commands_from_wit(commands, limits),
             Err(message) => Err(GuestFailure::new(
                 FailureReason::GuestError,
                 limits::truncate(message, MAX_GUEST_ERROR),
@@ -153,34 +176,94 @@ impl JourneyComponent {
         }
     }
 
-    /// Instantiates the journey in a fresh store and runs `call` under the decide deadline,
-    /// both the epoch's (a spinning guest) and the wall clock's (a guest blocked in the host).
+    /// Idle instances right now (for tests and metrics).
+    pub fn idle_instances(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Runs `call` on an idle instance, or a fresh one, under the decide deadline: both the
+    /// epoch's (a spinning guest) and the wall clock's (a guest blocked in the host).
     async fn run<R>(
         &self,
-        state: JourneyState,
+        now: model::Millis,
+        seed: u64,
+        stats: Vec<model::ChannelStats>,
+        limits: &model::Limits,
         call: impl AsyncFnOnce(&bindings::Journey, &mut Store<JourneyState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
-        let config = &self.shared.config;
-        let deadline = config.decide_deadline;
-        let mut store = limits::new_store(
-            &self.shared.engine,
-            state,
-            deadline,
-            config.max_hostcall_bytes,
-        );
+        let deadline = limits.decide_deadline();
+        let warm = lock(&self.idle).pop();
+        let (mut store, journey, calls) = match warm {
+            Some(Warm {
+                mut store,
+                journey,
+                calls,
+            }) => {
+                store
+                    .data_mut()
+                    .rearm(now, seed, stats, limits.max_memory_bytes);
+                limits::rearm_store(&mut store, deadline, limits.max_hostcall_bytes);
+                self.shared.counters.reused.inc();
+                (store, Some(journey), calls)
+            }
+            None => {
+                let state = JourneyState::new(now, seed, stats, limits.max_memory_bytes);
+                let store = limits::new_store(
+                    &self.shared.engine,
+                    state,
+                    deadline,
+                    limits.max_hostcall_bytes,
+                );
+                self.shared.counters.instantiated.inc();
+                (store, None, 0)
+            }
+        };
         let outcome = tokio::time::timeout(deadline, async {
-            let journey = self
-                .pre
-                .instantiate_async(&mut store)
+            let journey = match journey {
+                Some(journey) => journey,
+                None => self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Stage::Instantiate, e))?,
+            };
+            let value = call(&journey, &mut store)
                 .await
-                .map_err(|e| (Stage::Instantiate, e))?;
-            call(&journey, &mut store)
-                .await
-                .map_err(|e| (Stage::Call, e))
+                .map_err(|e| (Stage::Call, e))?;
+            Ok((journey, value))
         })
         .await;
-        limits::settle(&store, "journey", deadline, outcome)
+        let (outcome, journey) = match outcome {
+            Ok(Ok((journey, value))) => (Ok(Ok(value)), Some(journey)),
+            Ok(Err(e)) => (Ok(Err(e)), None),
+            Err(elapsed) => (Err(elapsed), None),
+        };
+        let result = limits::settle(&store, "journey", deadline, outcome);
+        // Only an instance that finished cleanly goes back: after a trap its state is
+        // undefined, and one that hit a limit is likely to hit it again.
+        if let (Ok(_), Some(journey)) = (&result, journey) {
+            let calls = calls + 1;
+            let mut idle = lock(&self.idle);
+            if !store.data().memory_hit()
+                && calls < MAX_CALLS_PER_INSTANCE
+                && idle.len() < self.shared.config.warm_instances
+            {
+                idle.push(Warm {
+                    store,
+                    journey,
+                    calls,
+                });
+            }
+        } else {
+            self.shared.counters.recycled.inc();
+        }
+        result
     }
+}
+
+/// A poisoned pool of idle instances is still a pool: recover it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// JSON text of an object. Serializing a map with string keys cannot fail.
@@ -275,17 +358,41 @@ fn context_to_wit(ctx: &model::DecisionContext) -> wit::Context {
     }
 }
 
+/// Bytes a command brought across the boundary (its strings and lists; fixed-size fields are
+/// counted as eight bytes).
+fn command_bytes(command: &wit::Command) -> usize {
+    8 + match command {
+        wit::Command::Send(send) => send.channel.len() + send.template.len() + send.payload.len(),
+        wit::Command::Schedule(schedule) => schedule.name.len() + 8,
+        wit::Command::Cancel(name) | wit::Command::Milestone(name) | wit::Command::Exit(name) => {
+            name.len()
+        }
+        wit::Command::SetState(state) => state.len(),
+        wit::Command::Assign(a) => a.experiment.len() + a.arm.len(),
+        wit::Command::Handoff(h) => h.queue.len() + h.reason.len() + 1,
+        wit::Command::Complete => 0,
+    }
+}
+
 /// Converts and checks a decision's commands.
 fn commands_from_wit(
     commands: Vec<wit::Command>,
-    max_commands: usize,
-    max_state_bytes: usize,
+    limits: &model::Limits,
 ) -> Result<Vec<model::Command>, GuestFailure> {
     let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidCommands, message));
-    if commands.len() > max_commands {
+    let max_commands = limits.max_commands;
+    let max_state_bytes = limits.max_state_bytes;
+    if commands.len() as u64 > max_commands {
         return invalid(format!(
             "decide returned {} commands; the limit is {max_commands}",
             commands.len()
+        ));
+    }
+    let bytes: u64 = commands.iter().map(|c| command_bytes(c) as u64).sum();
+    if bytes > limits.max_hostcall_bytes {
+        return invalid(format!(
+            "decide returned {bytes} bytes of commands; the limit is {}",
+            limits.max_hostcall_bytes
         ));
     }
     let mut converted = Vec::with_capacity(commands.len());
@@ -320,7 +427,7 @@ fn commands_from_wit(
             wit::Command::Cancel(name) => model::Command::Cancel { name },
             wit::Command::Milestone(name) => model::Command::Milestone { name },
             wit::Command::SetState(state) => {
-                if state.len() > max_state_bytes {
+                if state.len() as u64 > max_state_bytes {
                     return invalid(format!(
                         "command {index} (set-state): {} bytes of state; the limit is {max_state_bytes}",
                         state.len()
@@ -466,6 +573,14 @@ mod tests {
         })
     }
 
+    fn caps(max_commands: u64, max_state_bytes: u64) -> model::Limits {
+        model::Limits {
+            max_commands,
+            max_state_bytes,
+            ..crate::sandbox::limits::DEFAULT_LIMITS
+        }
+    }
+
     fn reason(result: Result<impl std::fmt::Debug, GuestFailure>) -> FailureReason {
         result.expect_err("refused").reason
     }
@@ -493,7 +608,7 @@ mod tests {
             wit::Command::Exit("unsubscribed".into()),
             wit::Command::Complete,
         ];
-        let converted = commands_from_wit(commands, 64, 1024).unwrap();
+        let converted = commands_from_wit(commands, &caps(64, 1024)).unwrap();
         assert_eq!(
             converted[0],
             model::Command::Send(model::Send {
@@ -522,10 +637,10 @@ mod tests {
     #[test]
     fn a_send_payload_must_be_a_json_object() {
         assert_eq!(
-            reason(commands_from_wit(vec![send("[1,2]")], 64, 1024)),
+            reason(commands_from_wit(vec![send("[1,2]")], &caps(64, 1024))),
             FailureReason::InvalidCommands
         );
-        let failure = commands_from_wit(vec![send("{not json")], 64, 1024).unwrap_err();
+        let failure = commands_from_wit(vec![send("{not json")], &caps(64, 1024)).unwrap_err();
         assert_eq!(failure.reason, FailureReason::InvalidCommands);
         assert!(
             failure.message.contains("command 0 (send through `email`)"),
@@ -538,16 +653,28 @@ mod tests {
     fn too_many_commands_or_too_much_state_is_refused() {
         let many = (0..3).map(|_| wit::Command::Complete).collect();
         assert_eq!(
-            reason(commands_from_wit(many, 2, 1024)),
+            reason(commands_from_wit(many, &caps(2, 1024))),
             FailureReason::InvalidCommands
         );
         let big = vec![wit::Command::SetState(vec![0; 1025])];
         assert_eq!(
-            reason(commands_from_wit(big, 64, 1024)),
+            reason(commands_from_wit(big, &caps(64, 1024))),
             FailureReason::InvalidCommands
         );
         let exact = vec![wit::Command::SetState(vec![0; 1024])];
-        assert!(commands_from_wit(exact, 64, 1024).is_ok());
+        assert!(commands_from_wit(exact, &caps(64, 1024)).is_ok());
+    }
+
+    #[test]
+    fn a_decision_larger_than_the_boundary_budget_is_refused() {
+        let huge = format!("{{\"blob\":\"{}\"}}", "x".repeat(2048));
+        let limits = model::Limits {
+            max_hostcall_bytes: 1024,
+            ..caps(64, 1024)
+        };
+        let failure = commands_from_wit(vec![send(&huge)], &limits).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::InvalidCommands);
+        assert!(failure.message.contains("bytes of commands"), "{}", failure.message);
     }
 
     fn spec() -> wit::Spec {

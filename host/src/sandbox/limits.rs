@@ -9,13 +9,15 @@
 use super::log::LogState;
 use super::wasi::WasiState;
 use super::{FailureReason, GuestFailure, SandboxError};
+use crate::model;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    StoreLimits, StoreLimitsBuilder, Trap, WasmBacktrace,
+    Trap, WasmBacktrace,
 };
 
 /// One epoch tick. Deadlines are rounded up to whole ticks, so this is their resolution.
@@ -24,65 +26,94 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Longest failure message kept; traps carry a wasm backtrace that can run long.
 const MAX_FAILURE_MESSAGE: usize = 2048;
 
-/// The limits every guest call runs under.
+/// How the sandbox is set up. Per-call limits are [`model::Limits`]: `defaults` unless a
+/// tenant has overrides, never above `memory_ceiling_bytes` (what the instance pool reserves).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
-    /// Largest component accepted at upload.
-    pub max_component_bytes: usize,
-    /// Largest linear memory of one instance.
-    pub max_memory_bytes: usize,
-    /// Time allowed for instantiating the journey and running `describe` or `decide`.
-    pub decide_deadline: Duration,
-    /// Time allowed for instantiating a channel and running `deliver`, HTTP included.
-    pub deliver_timeout: Duration,
-    /// Most commands one `decide` may return.
-    pub max_commands: usize,
-    /// Largest `set-state` one `decide` may ask for.
-    pub max_state_bytes: usize,
+    /// The limits of tenants without overrides.
+    pub defaults: model::Limits,
+    /// The most linear memory any tenant's limits may allow: the pooling allocator reserves
+    /// slots of this size.
+    pub memory_ceiling_bytes: u64,
     /// Whether channels may reach loopback, private, link-local and similar addresses. Off in
     /// production; on for tests that deliver to a sink on loopback.
     pub allow_private_network: bool,
-    /// Most bytes a guest may pass to the host in one import call (wasmtime's hostcall fuel).
-    pub max_hostcall_bytes: usize,
     /// Most instances alive at once across all tenants: sizes the pooling allocator.
     pub max_concurrent_instances: u32,
+    /// Idle instances kept per compiled journey for reuse (0: every call instantiates afresh).
+    /// State travels in the context, so an instance holds nothing a customer needs; one that
+    /// trapped or hit a limit is dropped, never reused.
+    pub warm_instances: usize,
+    /// Where compiled code is cached, keyed by the component's digest and the engine's
+    /// compatibility hash (`None`: no cache). Only this host writes there.
+    pub cache_dir: Option<PathBuf>,
 }
+
+/// The operator's default limits.
+pub const DEFAULT_LIMITS: model::Limits = model::Limits {
+    max_component_bytes: 16 << 20,
+    max_memory_bytes: 64 << 20,
+    decide_deadline_ms: 1_000,
+    deliver_timeout_ms: 30_000,
+    max_commands: 64,
+    max_state_bytes: 64 << 10,
+    max_hostcall_bytes: 4 << 20,
+};
 
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            max_component_bytes: 16 << 20,
-            max_memory_bytes: 64 << 20,
-            decide_deadline: Duration::from_secs(1),
-            deliver_timeout: Duration::from_secs(30),
-            max_commands: 64,
-            max_state_bytes: 64 << 10,
+            defaults: DEFAULT_LIMITS,
+            memory_ceiling_bytes: 256 << 20,
             allow_private_network: false,
-            max_hostcall_bytes: 4 << 20,
             max_concurrent_instances: 100,
+            warm_instances: 8,
+            cache_dir: None,
         }
     }
 }
 
 impl SandboxConfig {
     pub(super) fn validate(&self) -> Result<(), SandboxError> {
-        let invalid = |what: &str| {
-            Err(SandboxError::Internal(format!(
-                "invalid sandbox config: {what}"
-            )))
-        };
-        if self.max_memory_bytes < (1 << 16) {
-            return invalid("max_memory_bytes must be at least one 64 KiB page");
-        }
-        if self.decide_deadline.is_zero() || self.deliver_timeout.is_zero() {
-            return invalid("deadlines must be positive");
-        }
         if self.max_concurrent_instances == 0 {
-            return invalid("max_concurrent_instances must be positive");
+            return Err(SandboxError::Internal(
+                "invalid sandbox config: max_concurrent_instances must be positive".into(),
+            ));
+        }
+        self.check_limits(&self.defaults)
+            .map_err(|m| SandboxError::Internal(format!("invalid default limits: {m}")))
+    }
+
+    /// Whether `limits` can be enforced by this sandbox; the message says what is wrong.
+    pub fn check_limits(&self, limits: &model::Limits) -> Result<(), String> {
+        if limits.max_memory_bytes < (1 << 16) {
+            return Err("max_memory_bytes must be at least one 64 KiB page".into());
+        }
+        if limits.max_memory_bytes > self.memory_ceiling_bytes {
+            return Err(format!(
+                "max_memory_bytes may be at most {} (the operator's ceiling)",
+                self.memory_ceiling_bytes
+            ));
+        }
+        if limits.decide_deadline_ms == 0 || limits.deliver_timeout_ms == 0 {
+            return Err("decide_deadline_ms and deliver_timeout_ms must be positive".into());
+        }
+        if limits.decide_deadline_ms > 60_000 || limits.deliver_timeout_ms > 600_000 {
+            return Err(
+                "decide_deadline_ms may be at most 60000, deliver_timeout_ms at most 600000".into(),
+            );
+        }
+        if limits.max_commands == 0 || limits.max_state_bytes == 0 || limits.max_hostcall_bytes == 0
+        {
+            return Err("max_commands, max_state_bytes and max_hostcall_bytes must be positive".into());
+        }
+        if limits.max_component_bytes < 8 {
+            return Err("max_component_bytes is too small for any component".into());
         }
         Ok(())
     }
 }
+
 
 /// The engine configuration: component model, epoch interruption, and a pooling allocator
 /// sized for `max_concurrent_instances`, because a fresh instance per call is only cheap when
@@ -100,7 +131,7 @@ pub(super) fn engine_config(config: &SandboxConfig) -> Config {
         .total_tables(n.saturating_mul(8))
         .max_tables_per_component(16)
         .total_stacks(n)
-        .max_memory_size(config.max_memory_bytes);
+        .max_memory_size(usize::try_from(config.memory_ceiling_bytes).unwrap_or(usize::MAX));
 
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
@@ -116,18 +147,21 @@ pub(super) fn engine_config(config: &SandboxConfig) -> Config {
 /// guest ran into the cap, so that the trap a Rust guest raises when its allocator fails is
 /// reported as [`FailureReason::Memory`] rather than as an anonymous `unreachable`.
 pub(super) struct MemoryCap {
-    limits: StoreLimits,
     limit: usize,
     hit: bool,
 }
 
 impl MemoryCap {
-    pub(super) fn new(limit: usize) -> MemoryCap {
+    pub(super) fn new(limit: u64) -> MemoryCap {
         MemoryCap {
-            limits: StoreLimitsBuilder::new().memory_size(limit).build(),
-            limit,
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
             hit: false,
         }
+    }
+
+    /// Re-arms the cap for another call on a reused instance.
+    pub(super) fn reset(&mut self, limit: u64) {
+        *self = MemoryCap::new(limit);
     }
 
     pub(super) fn was_hit(&self) -> bool {
@@ -135,45 +169,35 @@ impl MemoryCap {
     }
 }
 
+/// Tables get a fixed cap: Rust guests use one small function table.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        current: usize,
+        _current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed && desired > self.limit {
+        if desired > self.limit {
             self.hit = true;
+            return Ok(false);
         }
-        Ok(allowed)
+        Ok(maximum.is_none_or(|max| desired <= max))
     }
 
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        // The pool refused (its `max_memory_size` is the same cap): the guest sees `-1`.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
         self.hit = true;
-        self.limits.memory_grow_failed(error)
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        current: usize,
+        _current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
+        Ok(desired <= MAX_TABLE_ELEMENTS && maximum.is_none_or(|max| desired <= max))
     }
 }
 
@@ -193,14 +217,21 @@ pub(super) fn new_store<T: GuestState>(
     engine: &Engine,
     data: T,
     deadline: Duration,
-    max_hostcall_bytes: usize,
+    max_hostcall_bytes: u64,
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
     store.limiter(|data| data.memory_cap() as &mut dyn ResourceLimiter);
-    store.set_hostcall_fuel(max_hostcall_bytes);
+    store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
     store.set_epoch_deadline(deadline_ticks(deadline));
     store.epoch_deadline_trap();
     store
+}
+
+/// Re-arms a reused store for its next call: a new epoch deadline and a full tank of
+/// hostcall fuel.
+pub(super) fn rearm_store<T>(store: &mut Store<T>, deadline: Duration, max_hostcall_bytes: u64) {
+    store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
+    store.set_epoch_deadline(deadline_ticks(deadline));
 }
 
 /// `deadline` in epoch ticks, rounded up, plus one for the tick already under way.
@@ -372,22 +403,29 @@ mod tests {
     fn default_limits_are_sane() {
         let config = SandboxConfig::default();
         assert_eq!(config.validate(), Ok(()));
-        assert!(
-            config.max_memory_bytes >= 16 << 20,
-            "Rust guests need a few MiB"
-        );
-        assert!(config.decide_deadline < config.deliver_timeout);
-        assert!(config.max_commands > 0 && config.max_state_bytes > 0);
+        let limits = config.defaults;
+        assert!(limits.max_memory_bytes >= 16 << 20, "Rust guests need a few MiB");
+        assert!(limits.decide_deadline_ms < limits.deliver_timeout_ms);
+        assert!(limits.max_commands > 0 && limits.max_state_bytes > 0);
         assert!(!config.allow_private_network, "private networks are opt-in");
     }
 
     #[test]
     fn nonsensical_limits_are_refused() {
         let config = SandboxConfig {
-            decide_deadline: Duration::ZERO,
+            defaults: model::Limits {
+                decide_deadline_ms: 0,
+                ..DEFAULT_LIMITS
+            },
             ..SandboxConfig::default()
         };
         assert!(matches!(config.validate(), Err(SandboxError::Internal(_))));
+        let config = SandboxConfig::default();
+        let too_much = model::Limits {
+            max_memory_bytes: config.memory_ceiling_bytes + 1,
+            ..DEFAULT_LIMITS
+        };
+        assert!(config.check_limits(&too_much).unwrap_err().contains("ceiling"));
     }
 
     #[test]

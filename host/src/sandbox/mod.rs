@@ -30,14 +30,58 @@ mod wasi;
 pub use channel::ChannelComponent;
 pub use http::check_allowed_hosts;
 pub use journey::JourneyComponent;
-pub use limits::SandboxConfig;
+pub use limits::{SandboxConfig, DEFAULT_LIMITS};
 
 use crate::model;
 use limits::EpochTicker;
+use prometheus_client::metrics::counter::Counter;
+use sha2::{Digest, Sha256};
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
+
+/// What a journey may import: its own world's interfaces and the WASI that Rust's std needs
+/// for printing, clocks and randomness. Never the filesystem or sockets.
+const JOURNEY_IMPORTS: &[&str] = &[
+    "waymark:journey/types@",
+    "waymark:journey/log@",
+    "waymark:journey/stats@",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+];
+
+/// What a channel adapter may import: as a journey (without `stats`), plus outgoing HTTP.
+const CHANNEL_IMPORTS: &[&str] = &[
+    "waymark:journey/types@",
+    "waymark:journey/log@",
+    "waymark:journey/channel-types@",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:http/types@",
+    "wasi:http/outgoing-handler@",
+];
+
+/// Counts of the sandbox's work, exported on `/metrics`. Cheap to clone (shared counters).
+#[derive(Clone, Debug, Default)]
+pub struct SandboxCounters {
+    /// Components compiled from their bytes.
+    pub compiled: Counter,
+    /// Components loaded from the compiled-code cache instead.
+    pub cache_hits: Counter,
+    /// Journey instances created.
+    pub instantiated: Counter,
+    /// Journey calls served by a warm instance.
+    pub reused: Counter,
+    /// Journey instances dropped after a failed call.
+    pub recycled: Counter,
+}
 
 /// A compiled-component factory: the engine, the linkers and the epoch ticker. Cheap to clone.
 #[derive(Clone)]
@@ -52,7 +96,11 @@ pub struct Sandbox {
 /// just as long as the [`Sandbox`]).
 pub(crate) struct Shared {
     engine: Engine,
+    /// A hash of what makes compiled code compatible with `engine` (wasmtime version, target,
+    /// settings): part of every compile-cache key.
+    engine_hash: u64,
     config: SandboxConfig,
+    counters: SandboxCounters,
     _ticker: EpochTicker,
 }
 
@@ -67,10 +115,23 @@ impl Sandbox {
         let channel_linker = channel::linker(&engine)
             .map_err(|e| SandboxError::Internal(format!("cannot link the channel world: {e:#}")))?;
         let ticker = EpochTicker::start(&engine)?;
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hasher.finish();
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                SandboxError::Internal(format!(
+                    "cannot create the compile cache {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
         Ok(Sandbox {
             shared: Arc::new(Shared {
                 engine,
+                engine_hash,
                 config,
+                counters: SandboxCounters::default(),
                 _ticker: ticker,
             }),
             journey_linker: Arc::new(journey_linker),
@@ -78,18 +139,25 @@ impl Sandbox {
         })
     }
 
-    /// The limits this sandbox enforces.
+    /// How this sandbox was set up.
     pub fn config(&self) -> &SandboxConfig {
         &self.shared.config
     }
 
-    /// Validates that `bytes` is a component of world `journey` (it instantiates with our
-    /// linker and exports `describe` and `decide`) and compiles it.
+    /// The sandbox's work counters.
+    pub fn counters(&self) -> &SandboxCounters {
+        &self.shared.counters
+    }
+
+    /// Validates that `bytes` is a component of world `journey` (it imports nothing outside
+    /// [`JOURNEY_IMPORTS`], instantiates with our linker and exports `describe` and `decide`)
+    /// and compiles it, or loads what this host compiled before from the cache.
     ///
     /// Compiling is CPU-bound and can take a second or more for a large component: call this
     /// from `spawn_blocking`, not on an async worker.
     pub fn compile_journey(&self, bytes: &[u8]) -> Result<JourneyComponent, SandboxError> {
         let component = self.compile(bytes)?;
+        self.check_imports(&component, "journey", JOURNEY_IMPORTS)?;
         let pre = self
             .journey_linker
             .instantiate_pre(&component)
@@ -102,6 +170,7 @@ impl Sandbox {
     /// [`compile_journey`](Self::compile_journey): CPU-bound.
     pub fn compile_channel(&self, bytes: &[u8]) -> Result<ChannelComponent, SandboxError> {
         let component = self.compile(bytes)?;
+        self.check_imports(&component, "channel", CHANNEL_IMPORTS)?;
         let pre = self
             .channel_linker
             .instantiate_pre(&component)
@@ -109,20 +178,110 @@ impl Sandbox {
         ChannelComponent::new(pre, self.shared.clone())
     }
 
-    fn compile(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
-        let max = self.shared.config.max_component_bytes;
-        if bytes.len() > max {
-            return Err(SandboxError::InvalidComponent(format!(
-                "the component is {} bytes; the limit is {max} bytes",
-                bytes.len()
-            )));
+    /// Refuses a component that imports anything outside `allowed`, naming what it imports.
+    fn check_imports(
+        &self,
+        component: &Component,
+        world: &str,
+        allowed: &[&str],
+    ) -> Result<(), SandboxError> {
+        let engine = &self.shared.engine;
+        let forbidden: Vec<String> = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !allowed.iter().any(|prefix| name.starts_with(prefix)))
+            .collect();
+        if forbidden.is_empty() {
+            return Ok(());
         }
+        Err(SandboxError::ForbiddenImport(format!(
+            "a {world} component may not import {}; it may import only {}",
+            quoted(&forbidden),
+            quoted(allowed)
+        )))
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
         check_preamble(bytes)?;
+        let Some(dir) = &self.shared.config.cache_dir else {
+            return self.compile_fresh(bytes);
+        };
+        let key = format!(
+            "{}-{:016x}",
+            hex::encode(Sha256::digest(bytes)),
+            self.shared.engine_hash
+        );
+        let path = dir.join(format!("{key}.cwasm"));
+        if let Some(component) = self.load_cached(&path) {
+            self.shared.counters.cache_hits.inc();
+            return Ok(component);
+        }
+        let component = self.compile_fresh(bytes)?;
+        store_cached(&path, &component);
+        Ok(component)
+    }
+
+    fn compile_fresh(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
+        self.shared.counters.compiled.inc();
         // Only ever compile bytes here; never `Component::deserialize` what a tenant sent,
         // since precompiled code is trusted native code.
         Component::new(&self.shared.engine, bytes)
             .map_err(|e| SandboxError::InvalidComponent(format!("{e:#}")))
     }
+
+    /// Loads code this host compiled and cached, if it is there and intact: the sidecar
+    /// digest, written after the code, must match, so a torn or altered file is recompiled.
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        let code = std::fs::read(path).ok()?;
+        let digest = std::fs::read_to_string(path.with_extension("sha256")).ok()?;
+        if hex::encode(Sha256::digest(&code)) != digest.trim() {
+            tracing::warn!(path = %path.display(), "compiled-code cache entry is damaged; recompiling");
+            return None;
+        }
+        // SAFETY: the cache directory is written only by `store_cached`, with code this
+        // host's engine produced from validated bytes, and the digest check above ensures
+        // the file is what was written. The key includes the engine's compatibility hash,
+        // and wasmtime checks compatibility again while deserializing.
+        match unsafe { Component::deserialize(&self.shared.engine, &code) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot load cached code; recompiling");
+                None
+            }
+        }
+    }
+}
+
+/// Writes compiled code to the cache, then its digest; each through a temporary file and a
+/// rename, so a crash leaves either a complete entry or one that fails the digest check. A
+/// cache that cannot be written only costs a recompilation at the next start.
+fn store_cached(path: &Path, component: &Component) {
+    let write = || -> std::io::Result<()> {
+        let code = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(&code));
+        write_atomically(path, &code)?;
+        write_atomically(&path.with_extension("sha256"), digest.as_bytes())
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn quoted<S: AsRef<str>>(names: &[S]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Tells a core module (the usual mistake: `--target wasm32-unknown-unknown` or `wasip1`)
@@ -156,6 +315,10 @@ pub enum SandboxError {
     /// missing or mistyped export.
     #[error("wrong world: {0}")]
     WrongWorld(String),
+    /// The component imports an interface its world does not grant (the filesystem, sockets,
+    /// ...); the message names it.
+    #[error("forbidden import: {0}")]
+    ForbiddenImport(String),
     /// A channel registration's settings are unusable (e.g. a malformed allowed host).
     #[error("invalid channel configuration: {0}")]
     InvalidConfig(String),
@@ -313,7 +476,7 @@ mod tests {
         let journey = sandbox
             .compile_journey(&bytes)
             .expect("a journey component");
-        let spec = journey.describe().await.expect("a valid spec");
+        let spec = journey.describe(&DEFAULT_LIMITS).await.expect("a valid spec");
         assert!(
             !spec.entry.is_empty(),
             "onboarding declares how customers enter"
@@ -332,10 +495,125 @@ mod tests {
             .err()
             .expect("refused");
         assert!(matches!(err, SandboxError::InvalidComponent(_)));
-        let too_big = vec![0u8; sandbox.config().max_component_bytes + 1];
-        assert!(matches!(
-            sandbox.compile_channel(&too_big),
-            Err(SandboxError::InvalidComponent(m)) if m.contains("limit")
-        ));
+    }
+
+    #[tokio::test]
+    async fn compiled_code_is_cached_and_loaded_without_recompiling() {
+        let Some(bytes) = built_example("waymark_example_onboarding.wasm") else {
+            eprintln!("skipped: build examples/onboarding for wasm32-wasip2 to run this test");
+            return;
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = SandboxConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..SandboxConfig::default()
+        };
+        let first = Sandbox::new(config.clone()).expect("sandbox");
+        first.compile_journey(&bytes).expect("compiles");
+        assert_eq!(first.counters().compiled.get(), 1);
+
+        // A new sandbox (a restart) loads the cached code.
+        let second = Sandbox::new(config.clone()).expect("sandbox");
+        let journey = second.compile_journey(&bytes).expect("loads");
+        assert_eq!((second.counters().compiled.get(), second.counters().cache_hits.get()), (0, 1));
+        journey.describe(&DEFAULT_LIMITS).await.expect("the cached code runs");
+
+        // A damaged entry is recompiled, not trusted.
+        let entry = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .expect("a cache entry");
+        let mut code = std::fs::read(&entry).unwrap();
+        let last = code.len() - 1;
+        code[last] ^= 0xff;
+        std::fs::write(&entry, code).unwrap();
+        let third = Sandbox::new(config).expect("sandbox");
+        third.compile_journey(&bytes).expect("recompiles");
+        assert_eq!((third.counters().compiled.get(), third.counters().cache_hits.get()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_warm_instance_is_reused_and_decides_like_a_fresh_one() {
+        let Some(bytes) = built_example("waymark_example_onboarding.wasm") else {
+            eprintln!("skipped: build examples/onboarding for wasm32-wasip2 to run this test");
+            return;
+        };
+        let warm = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+        let cold = Sandbox::new(SandboxConfig {
+            warm_instances: 0,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let (warm_journey, cold_journey) = (
+            warm.compile_journey(&bytes).unwrap(),
+            cold.compile_journey(&bytes).unwrap(),
+        );
+        let ctx = signed_up_context();
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(warm_journey.decide(&ctx, Vec::new(), &DEFAULT_LIMITS).await.unwrap());
+            answers.push(cold_journey.decide(&ctx, Vec::new(), &DEFAULT_LIMITS).await.unwrap());
+        }
+        assert!(!answers[0].is_empty(), "onboarding answers a sign-up");
+        assert!(answers.iter().all(|a| *a == answers[0]));
+        assert_eq!(warm.counters().instantiated.get(), 1);
+        assert_eq!(warm.counters().reused.get(), 2);
+        assert_eq!(warm_journey.idle_instances(), 1);
+        assert_eq!(cold.counters().instantiated.get(), 3);
+        assert_eq!(cold_journey.idle_instances(), 0);
+    }
+
+    #[test]
+    fn imports_outside_the_world_are_named_in_the_refusal() {
+        assert_eq!(
+            quoted(&["wasi:sockets/tcp@0.2.6", "wasi:filesystem/types@0.2.6"]),
+            "`wasi:sockets/tcp@0.2.6`, `wasi:filesystem/types@0.2.6`"
+        );
+        let allowed = |name: &str, list: &[&str]| list.iter().any(|p| name.starts_with(p));
+        assert!(allowed("wasi:random/random@0.2.6", JOURNEY_IMPORTS));
+        assert!(allowed("waymark:journey/stats@0.1.0", JOURNEY_IMPORTS));
+        assert!(!allowed("wasi:filesystem/preopens@0.2.6", JOURNEY_IMPORTS));
+        assert!(!allowed("wasi:sockets/tcp@0.2.6", JOURNEY_IMPORTS));
+        assert!(!allowed("wasi:http/outgoing-handler@0.2.6", JOURNEY_IMPORTS));
+        assert!(allowed("wasi:http/outgoing-handler@0.2.6", CHANNEL_IMPORTS));
+        assert!(!allowed("waymark:journey/stats@0.1.0", CHANNEL_IMPORTS));
+    }
+
+    fn signed_up_context() -> model::DecisionContext {
+        let event = model::Event {
+            id: "e1".into(),
+            customer: "ada".into(),
+            name: "signed_up".into(),
+            properties: model::Object::new(),
+            timestamp: 1_700_000_000_000,
+        };
+        model::DecisionContext {
+            trigger: model::Trigger::Entered { event },
+            customer: model::Customer {
+                id: "ada".into(),
+                attributes: model::Object::new(),
+            },
+            enrollment: model::Enrollment {
+                id: "onboarding/ada/1".into(),
+                journey: "onboarding".into(),
+                version: 1,
+                customer: "ada".into(),
+                run: 1,
+                key: None,
+                status: model::EnrollmentStatus::Active,
+                entered_at: 1_700_000_000_000,
+                ended_at: None,
+                exit_reason: None,
+                milestones: Vec::new(),
+                state: Vec::new(),
+                timers: Vec::new(),
+                variants: Vec::new(),
+                channels: Default::default(),
+                failure: None,
+            },
+            now: 1_700_000_000_000,
+            seed: 7,
+        }
     }
 }

@@ -43,15 +43,20 @@ pub(super) struct WasiState {
 impl WasiState {
     /// The deterministic WASI of a journey call: clocks at `now_ms`, randomness from `seed`.
     pub(super) fn deterministic(now_ms: i64, seed: u64) -> WasiState {
-        let mut builder = locked_down();
-        let (secure, insecure, insecure_seed) = seeded_randomness(seed);
+        WasiState::finish(deterministic_builder(now_ms, seed))
+    }
+
+    /// Re-arms a reused journey instance's WASI for its next call: a fresh context (clocks at
+    /// `now_ms`, randomness from `seed`) around the same output streams, emptied. The streams
+    /// stay because the guest's libc caches their handles across calls.
+    pub(super) fn rearm(&mut self, now_ms: i64, seed: u64) {
+        self.stdout.clear();
+        self.stderr.clear();
+        let mut builder = deterministic_builder(now_ms, seed);
         builder
-            .wall_clock(FixedWallClock::at_millis(now_ms))
-            .monotonic_clock(FixedMonotonicClock::at_millis(now_ms))
-            .secure_random(secure)
-            .insecure_random(insecure)
-            .insecure_random_seed(insecure_seed);
-        WasiState::finish(builder)
+            .stdout(self.stdout.clone())
+            .stderr(self.stderr.clone());
+        self.ctx = builder.build();
     }
 
     /// The WASI of a channel call: real clocks and randomness, nothing else.
@@ -78,6 +83,18 @@ impl WasiState {
             stderr,
         }
     }
+}
+
+fn deterministic_builder(now_ms: i64, seed: u64) -> WasiCtxBuilder {
+    let mut builder = locked_down();
+    let (secure, insecure, insecure_seed) = seeded_randomness(seed);
+    builder
+        .wall_clock(FixedWallClock::at_millis(now_ms))
+        .monotonic_clock(FixedMonotonicClock::at_millis(now_ms))
+        .secure_random(secure)
+        .insecure_random(insecure)
+        .insecure_random_seed(insecure_seed);
+    builder
 }
 
 /// A builder with every grant that a default builder might still give switched off
@@ -197,6 +214,10 @@ impl GuestOutput {
         tail.extend(keep);
         let excess = tail.len().saturating_sub(OUTPUT_TAIL);
         tail.drain(..excess);
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
     }
 
     /// What the guest wrote, lossily decoded.
