@@ -67,6 +67,48 @@ async fn enrollments_pending_timers_and_the_clock_survive_kill_and_restart() {
     );
 }
 
+/// The value of an unlabelled counter on `/metrics` (`name` without the `_total` suffix).
+async fn counter(server: &Server, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = format!("waymark_{name}_total ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_restart_loads_compiled_journeys_and_channels_from_the_cache() {
+    let mut world = Onboarding::start().await;
+    world.sign_up("ada").await;
+    world.sink.wait_for_delivery("welcome", "ada").await;
+    assert!(
+        counter(&world.server, "components_compiled").await >= 2,
+        "the journey and the channel are compiled at upload"
+    );
+
+    world.server.kill();
+    world.server.restart().await;
+    world.sign_up("bob").await;
+    world.sink.wait_for_delivery("welcome", "bob").await;
+    assert_eq!(
+        counter(&world.server, "components_compiled").await,
+        0,
+        "nothing is recompiled after a restart"
+    );
+    assert_eq!(
+        counter(&world.server, "component_cache_hits").await,
+        2,
+        "the journey and the channel come from the cache"
+    );
+}
+
 #[tokio::test]
 async fn pending_timer_fires_exactly_once_across_restarts() {
     let mut world = Onboarding::start().await;

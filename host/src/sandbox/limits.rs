@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap, WasmBacktrace,
+    Trap, UpdateDeadline, WasmBacktrace,
 };
 
 /// One epoch tick. Deadlines are rounded up to whole ticks, so this is their resolution.
@@ -221,9 +221,7 @@ pub(super) fn new_store<T: GuestState>(
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
     store.limiter(|data| data.memory_cap() as &mut dyn ResourceLimiter);
-    store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
-    store.set_epoch_deadline(deadline_ticks(deadline));
-    store.epoch_deadline_trap();
+    rearm_store(&mut store, deadline, max_hostcall_bytes);
     store
 }
 
@@ -231,7 +229,19 @@ pub(super) fn new_store<T: GuestState>(
 /// hostcall fuel.
 pub(super) fn rearm_store<T>(store: &mut Store<T>, deadline: Duration, max_hostcall_bytes: u64) {
     store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
-    store.set_epoch_deadline(deadline_ticks(deadline));
+    // Every tick, a running guest yields to the executor, so a spinning guest costs its
+    // worker thread nothing but its share: ingestion and other tenants keep being served.
+    // When the deadline's ticks are used up, it traps with `Interrupt`.
+    let mut remaining = deadline_ticks(deadline);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        remaining = remaining.saturating_sub(1);
+        if remaining == 0 {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
 }
 
 /// `deadline` in epoch ticks, rounded up, plus one for the tick already under way.
