@@ -10,7 +10,7 @@ use crate::sandbox::{FailureReason, SandboxError};
 use crate::store::{ChannelRecord, Ingested, OutboxEntry, StoreError, Tenant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/channels/{name}", put(register_channel))
         .route("/v1/events", post(post_events))
         .route("/v1/customers/{id}", get(get_customer))
+        .route("/v1/dead-letters", get(list_dead_letters))
+        .route("/v1/dead-letters/retry", post(retry_dead_letters))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -739,6 +741,67 @@ async fn get_customer(
         "enrollments": enrollments,
         "messages": messages,
     })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// The most entries one listing returns.
+const MAX_LIST: usize = 1000;
+
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
+    let limit = query.limit.unwrap_or(100).min(MAX_LIST);
+    let dead: Vec<Value> = state
+        .runtime
+        .store
+        .dead_letters(&tenant, limit)?
+        .iter()
+        .map(message_json)
+        .collect();
+    Ok(Json(json!({ "dead_letters": dead })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryInput {
+    /// Message ids to retry; none means all dead letters (of `channel`, if given).
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    channel: Option<String>,
+}
+
+/// Requeues dead letters with a fresh attempt budget, e.g. after fixing a channel's config.
+async fn retry_dead_letters(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: RetryInput = parse_json(&body?)?;
+    let rt = &state.runtime;
+    let requeued = rt
+        .store
+        .retry_dead_letters(
+            &tenant,
+            &input.ids,
+            input.channel.as_deref(),
+            crate::clock::system_now(),
+        )
+        .await?;
+    if !requeued.is_empty() {
+        rt.outbox_changed.notify_one();
+    }
+    tracing::info!(tenant, requeued = requeued.len(), "dead letters requeued");
+    let ids: Vec<&str> = requeued.iter().map(|e| e.id.as_str()).collect();
+    Ok(Json(json!({ "requeued": ids.len(), "ids": ids })))
 }
 
 fn message_json(m: &OutboxEntry) -> Value {

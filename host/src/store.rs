@@ -29,6 +29,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} already exists")]
     Exists(String),
+    #[error("cannot make writes durable: {0}")]
+    Flush(String),
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -229,7 +231,11 @@ pub struct Store {
     outbox_due: sled::Tree,
     tasks: sled::Tree,
     counters: sled::Tree,
+    /// `tenant␟message id` → outbox key, for every dead letter.
+    dead_letters: sled::Tree,
     shards: u16,
+    /// Group commit: whoever needs durability queues here and shares the next flush.
+    flusher: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 fn key(parts: &[&[u8]]) -> Vec<u8> {
@@ -341,6 +347,30 @@ pub fn shard_of(tenant: &str, customer: &str, shards: u16) -> u16 {
     (h % u64::from(shards.max(1))) as u16
 }
 
+/// The group-commit thread: takes every waiting request, flushes once, answers them all.
+/// It ends when the last handle of the store is dropped.
+fn spawn_flusher(
+    db: sled::Db,
+) -> Result<std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), String>>>();
+    std::thread::Builder::new()
+        .name("waymark-flush".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                waiting.extend(rx.try_iter());
+                // Everything these callers wrote was written before they asked, so this one
+                // flush covers all of them.
+                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                for w in waiting {
+                    let _ = w.send(result.clone());
+                }
+            }
+        })
+        .map_err(|e| StoreError::Flush(format!("cannot start the flusher: {e}")))?;
+    Ok(tx)
+}
+
 impl Store {
     pub fn open(dir: &Path, shards: u16) -> Result<Store, StoreError> {
         let db = sled::Config::new()
@@ -367,7 +397,9 @@ impl Store {
             outbox_due: t("outbox_due")?,
             tasks: t("tasks")?,
             counters: t("counters")?,
+            dead_letters: t("dead_letters")?,
             shards,
+            flusher: spawn_flusher(db.clone())?,
             db,
         })
     }
@@ -376,10 +408,17 @@ impl Store {
         self.shards
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable. Concurrent callers share flushes (group
+    /// commit): one flush runs at a time, and everyone who asked while it ran is served by the
+    /// next, so a burst of requests costs a couple of fsyncs, not one each.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.flusher
+            .send(done)
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?
+            .map_err(StoreError::Flush)
     }
 
     // --- clock -----------------------------------------------------------------------------
@@ -895,9 +934,14 @@ impl Store {
         };
         let counter = metric.map(|m| counter_key(&entry.tenant, &entry.journey, &entry.channel, m));
         let value = enc(&updated);
-        (&self.outbox, &self.outbox_due, &self.inbox, &self.counters).transaction(
-            |(outbox, due, inbox, counters)| {
+        let dead = (updated.status == MessageStatus::Dead)
+            .then(|| key(&[entry.tenant.as_bytes(), entry.id.as_bytes()]));
+        (&self.outbox, &self.outbox_due, &self.inbox, &self.counters, &self.dead_letters).transaction(
+            |(outbox, due, inbox, counters, dead_letters)| {
                 outbox.insert(k.as_slice(), value.as_slice())?;
+                if let Some(d) = &dead {
+                    dead_letters.insert(d.as_slice(), k.as_slice())?;
+                }
                 due.remove(old_due.as_slice())?;
                 if let Some(d) = &new_due {
                     due.insert(d.as_slice(), k.as_slice())?;
@@ -912,6 +956,69 @@ impl Store {
             },
         )?;
         Ok(())
+    }
+
+    /// A tenant's dead letters, oldest message id first, at most `limit`.
+    pub fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.dead_letters.scan_prefix(prefix(&[tenant.as_bytes()])).take(limit) {
+            let (_, outbox_k) = kv?;
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts dead letters back in the delivery queue with a fresh attempt budget, due at `now`
+    /// (wall clock). `ids` empty means every dead letter of the tenant; `channel` narrows it.
+    /// Returns the entries requeued; ids that are not dead letters are skipped.
+    pub async fn retry_dead_letters(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        channel: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let dead_keys: Vec<Vec<u8>> = if ids.is_empty() {
+            self.dead_letters
+                .scan_prefix(prefix(&[tenant.as_bytes()]))
+                .keys()
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect::<Result<_, _>>()?
+        } else {
+            ids.iter()
+                .map(|id| key(&[tenant.as_bytes(), id.as_bytes()]))
+                .collect()
+        };
+        let mut requeued = Vec::new();
+        for dead_key in dead_keys {
+            let entry = (&self.dead_letters, &self.outbox, &self.outbox_due).transaction(
+                |(dead_letters, outbox, due)| {
+                    let Some(outbox_k) = dead_letters.get(&dead_key)? else {
+                        return Ok(None);
+                    };
+                    let Some(v) = outbox.get(&outbox_k)? else {
+                        return Ok(None);
+                    };
+                    let mut entry: OutboxEntry =
+                        dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                    if channel.is_some_and(|c| c != entry.channel) {
+                        return Ok(None);
+                    }
+                    entry.status = MessageStatus::Pending;
+                    entry.attempts = 0;
+                    entry.next_attempt_at = now;
+                    dead_letters.remove(dead_key.as_slice())?;
+                    outbox.insert(outbox_k.as_ref(), enc(&entry))?;
+                    due.insert(due_key(now, &outbox_k), outbox_k.as_ref())?;
+                    Ok(Some(entry))
+                },
+            )?;
+            requeued.extend(entry);
+        }
+        self.flush().await?;
+        Ok(requeued)
     }
 
     pub fn tasks(&self, tenant: &str) -> Result<Vec<Task>, StoreError> {

@@ -1,0 +1,140 @@
+//! Delivery: retryable failures are retried with the same idempotency key until they succeed;
+//! permanent ones become dead letters, listed through the API and requeued on request.
+
+use waymark_tests::*;
+
+/// A server that retries quickly, so that backoff does not slow the test down.
+fn quick_retries() -> ServerOptions {
+    ServerOptions {
+        args: vec!["--retry-base-ms".into(), "20".into()],
+        ..ServerOptions::default()
+    }
+}
+
+async fn welcome_of(api: &Api, customer: &str) -> Message {
+    let customer = api.customer(customer).await.expect("the customer exists");
+    customer
+        .messages_with_template("welcome")
+        .first()
+        .map(|m| (*m).clone())
+        .expect("a welcome message")
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_with_the_same_idempotency_key_until_delivered() {
+    let world = Onboarding::start_with(quick_retries(), "acme").await;
+    world.sink.respond_next(2, StatusCode::SERVICE_UNAVAILABLE);
+    world.post("ada-signed-up", "ada", "signed_up").await;
+
+    let received = world
+        .sink
+        .wait_for("three attempts at ada's welcome", |r| count(r, "welcome", "ada") >= 3)
+        .await;
+    let keys: Vec<_> = received
+        .iter()
+        .filter(|r| r.is("welcome", "ada"))
+        .map(|r| r.idempotency_key().expect("an Idempotency-Key").to_string())
+        .collect();
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "every attempt carries the same key: {keys:?}"
+    );
+
+    let api = &world.api();
+    let delivered = wait_for_some("ada's welcome to be delivered", || async move {
+        let message = welcome_of(api, "ada").await;
+        (message.status == "delivered").then_some(message)
+    })
+    .await;
+    assert_eq!(delivered.attempts, 3);
+    assert_eq!(delivered.id, keys[0], "the key is the message id");
+}
+
+#[tokio::test]
+async fn a_4xx_is_a_dead_letter_that_can_be_listed_and_retried() {
+    let world = Onboarding::start_with(quick_retries(), "acme").await;
+    let api = &world.api();
+    world.sink.respond_next(1, StatusCode::BAD_REQUEST);
+    world.post("ada-signed-up", "ada", "signed_up").await;
+
+    let dead = wait_for_some("ada's welcome to be a dead letter", || async move {
+        let message = welcome_of(api, "ada").await;
+        (message.status == "dead").then_some(message)
+    })
+    .await;
+    assert_eq!(dead.attempts, 1, "a permanent failure is not retried");
+    assert!(
+        dead.last_error.as_deref().unwrap_or("").contains("400"),
+        "the error says what the provider answered: {:?}",
+        dead.last_error
+    );
+
+    let key = world.tenant.api_key.clone();
+    let (status, listed) = api
+        .request(Method::GET, "/v1/dead-letters", Some(&key), Body::Empty)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let ids: Vec<&str> = listed["dead_letters"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, [dead.id.as_str()]);
+
+    // The provider is fixed; the tenant requeues the dead letter.
+    let (status, answer) = api
+        .request(
+            Method::POST,
+            "/v1/dead-letters/retry",
+            Some(&key),
+            json!({ "ids": [dead.id] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["requeued"], 1);
+
+    let delivered = wait_for_some("the requeued welcome to be delivered", || async move {
+        let message = welcome_of(api, "ada").await;
+        (message.status == "delivered").then_some(message)
+    })
+    .await;
+    assert_eq!(delivered.id, dead.id);
+    let received = world.sink.requests();
+    assert_eq!(count(&received, "welcome", "ada"), 2, "{}", describe(&received));
+    assert!(received
+        .iter()
+        .filter(|r| r.is("welcome", "ada"))
+        .all(|r| r.idempotency_key() == Some(dead.id.as_str())));
+
+    let (_, listed) = api
+        .request(Method::GET, "/v1/dead-letters", Some(&key), Body::Empty)
+        .await;
+    assert_eq!(listed["dead_letters"], json!([]), "no dead letters remain");
+}
+
+#[tokio::test]
+async fn retrying_without_dead_letters_requeues_nothing_and_bad_input_is_refused() {
+    let world = Onboarding::start().await;
+    let api = world.api();
+    let key = world.tenant.api_key.clone();
+    let (status, answer) = api
+        .request(Method::POST, "/v1/dead-letters/retry", Some(&key), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["requeued"], 0);
+
+    let answer = api
+        .request(
+            Method::POST,
+            "/v1/dead-letters/retry",
+            Some(&key),
+            json!({ "ids": "not-a-list" }),
+        )
+        .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_json");
+    let answer = api
+        .request(Method::GET, "/v1/dead-letters", None, Body::Empty)
+        .await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+}
