@@ -57,6 +57,10 @@ struct ServeArgs {
     /// First delivery retry delay in milliseconds; doubles per attempt.
     #[arg(long, default_value_t = 1000)]
     retry_base_ms: u64,
+    /// Memory for the storage engine's page cache, in MiB. Resident memory stays near this
+    /// however many customers sleep in the database.
+    #[arg(long, default_value_t = 128)]
+    cache_mb: u64,
 }
 
 #[tokio::main]
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
+        store_cache_bytes: args.cache_mb.max(8) << 20,
         listen: args.listen,
         admin_token: args.admin_token,
         clock: match args.clock {

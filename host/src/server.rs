@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub clock: ClockKind,
     pub runtime: RuntimeConfig,
     pub sandbox: SandboxConfig,
+    /// The storage engine's page cache: the bound on the memory that stored data takes.
+    pub store_cache_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +54,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             crate::store::StoreError::Sled(e.into()),
         )
     })?;
-    let store = Store::open(&config.data_dir.join("db"), config.runtime.shards)
+    let store = Store::open(
+        &config.data_dir.join("db"),
+        config.runtime.shards,
+        config.store_cache_bytes,
+    )
         .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
     let clock = match config.clock {
         ClockKind::System => Clock::system(),

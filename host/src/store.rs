@@ -372,9 +372,11 @@ fn spawn_flusher(
 }
 
 impl Store {
-    pub fn open(dir: &Path, shards: u16) -> Result<Store, StoreError> {
+    /// Opens (or creates) the database in `dir`, with `cache_bytes` of page cache.
+    pub fn open(dir: &Path, shards: u16, cache_bytes: u64) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
