@@ -538,7 +538,7 @@ async fn dry_run_decide(
         None => ApiError::not_found(format!("no journey named {name:?}")),
     })?;
     let limits = rt.tenant_limits(&tenant)?;
-    let component = rt.registry.journey(&version.digest).await?;
+    let component = rt.registry.journey(&tenant, &version.digest).await?;
     match component.decide(&input.context, input.stats, &limits).await {
         Ok(commands) => Ok(Json(json!({
             "name": name,

@@ -24,6 +24,8 @@ pub struct Registry {
     sandbox: Sandbox,
     store: Store,
     journeys: Arc<Mutex<HashMap<String, JourneyComponent>>>,
+    /// `tenant␟digest` → the journey with that tenant's own warm instances.
+    tenant_journeys: Arc<Mutex<HashMap<String, JourneyComponent>>>,
     channels: Arc<Mutex<HashMap<String, ChannelComponent>>>,
 }
 
@@ -33,6 +35,7 @@ impl Registry {
             sandbox,
             store,
             journeys: Default::default(),
+            tenant_journeys: Default::default(),
             channels: Default::default(),
         }
     }
@@ -69,14 +72,31 @@ impl Registry {
         lock(&self.channels).insert(digest.to_string(), component);
     }
 
-    /// The compiled journey with this digest, compiling the stored bytes on first use.
-    pub async fn journey(&self, digest: &str) -> Result<JourneyComponent, RegistryError> {
-        if let Some(c) = lock(&self.journeys).get(digest) {
+    /// The compiled journey with this digest as `tenant` runs it, compiling the stored bytes
+    /// on first use.
+    ///
+    /// Compiled code is shared by digest, but warm instances never are: each tenant gets its
+    /// own pool, so nothing a guest leaves in its globals can reach another tenant, even when
+    /// two tenants upload the very same bytes.
+    pub async fn journey(&self, tenant: &str, digest: &str) -> Result<JourneyComponent, RegistryError> {
+        let tenant_key = format!("{tenant}\u{1f}{digest}");
+        if let Some(c) = lock(&self.tenant_journeys).get(&tenant_key) {
             return Ok(c.clone());
         }
-        let component = self.compile_journey(self.stored(digest)?).await?;
-        self.insert_journey(digest, component.clone());
-        Ok(component)
+        let shared = lock(&self.journeys).get(digest).cloned();
+        let compiled = match shared {
+            Some(c) => c,
+            None => {
+                let component = self.compile_journey(self.stored(digest)?).await?;
+                self.insert_journey(digest, component.clone());
+                component
+            }
+        };
+        let own = lock(&self.tenant_journeys)
+            .entry(tenant_key)
+            .or_insert_with(|| compiled.with_own_instances())
+            .clone();
+        Ok(own)
     }
 
     pub async fn channel(&self, digest: &str) -> Result<ChannelComponent, RegistryError> {

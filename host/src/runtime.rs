@@ -382,7 +382,7 @@ impl Runtime {
         let outcome = async {
             let component = self
                 .registry
-                .journey(&version.digest)
+                .journey(&tenant, &version.digest)
                 .await
                 .map_err(|e| ("unavailable", e.to_string()))?;
             let stats = self

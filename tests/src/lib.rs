@@ -69,6 +69,14 @@ pub const GUEST_BUILD: &[&str] = &[
     "waymark-webhook",
     "-p",
     "waymark-example-onboarding",
+    "-p",
+    "waymark-test-hostile",
+    "-p",
+    "waymark-test-sockets",
+    "-p",
+    "waymark-test-files",
+    "-p",
+    "waymark-test-ledger",
 ];
 
 /// `cargo` arguments that build the host binary (dev profile).
@@ -80,6 +88,14 @@ pub struct Artifacts {
     pub waymark: PathBuf,
     pub onboarding: PathBuf,
     pub webhook: PathBuf,
+    /// `tests/guests/hostile`: a journey that misbehaves in a different way per event name.
+    pub hostile: PathBuf,
+    /// `tests/guests/sockets`: a journey importing `wasi:sockets`, to be refused at upload.
+    pub sockets: PathBuf,
+    /// `tests/guests/files`: a journey importing `wasi:filesystem`, to be refused at upload.
+    pub files: PathBuf,
+    /// `tests/guests/ledger`: a journey recording every event and timer in its state.
+    pub ledger: PathBuf,
 }
 
 impl Artifacts {
@@ -93,6 +109,10 @@ impl Artifacts {
                 .join(format!("waymark{}", std::env::consts::EXE_SUFFIX)),
             onboarding: guests.join("waymark_example_onboarding.wasm"),
             webhook: guests.join("waymark_webhook.wasm"),
+            hostile: guests.join("waymark_test_hostile.wasm"),
+            sockets: guests.join("waymark_test_sockets.wasm"),
+            files: guests.join("waymark_test_files.wasm"),
+            ledger: guests.join("waymark_test_ledger.wasm"),
         }
     }
 
@@ -104,12 +124,40 @@ impl Artifacts {
         read(&self.webhook)
     }
 
+    /// The hostile journey's bytes (see `tests/guests/hostile`).
+    pub fn hostile_component(&self) -> Vec<u8> {
+        read(&self.hostile)
+    }
+
+    /// The bytes of the journey that imports `wasi:sockets`.
+    pub fn sockets_component(&self) -> Vec<u8> {
+        read(&self.sockets)
+    }
+
+    /// The bytes of the journey that imports `wasi:filesystem`.
+    pub fn files_component(&self) -> Vec<u8> {
+        read(&self.files)
+    }
+
+    /// The ledger journey's bytes (see `tests/guests/ledger`).
+    pub fn ledger_component(&self) -> Vec<u8> {
+        read(&self.ledger)
+    }
+
     fn missing(&self) -> Vec<&Path> {
-        [&self.waymark, &self.onboarding, &self.webhook]
-            .into_iter()
-            .map(PathBuf::as_path)
-            .filter(|p| !p.is_file())
-            .collect()
+        [
+            &self.waymark,
+            &self.onboarding,
+            &self.webhook,
+            &self.hostile,
+            &self.sockets,
+            &self.files,
+            &self.ledger,
+        ]
+        .into_iter()
+        .map(PathBuf::as_path)
+        .filter(|p| !p.is_file())
+        .collect()
     }
 }
 
@@ -309,6 +357,13 @@ impl Server {
     /// A client acting as `tenant`.
     pub fn as_tenant(&self, tenant: &Tenant) -> Api {
         self.api().with_key(&tenant.api_key)
+    }
+
+    /// Whether the current process is still running: it has neither exited nor been killed.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// `kill -9`: no chance to flush or shut down cleanly.
@@ -576,12 +631,28 @@ pub struct Enrollment {
     pub exit_reason: Option<String>,
     #[serde(default)]
     pub milestones: Vec<MilestoneHit>,
+    /// The journey's own state bytes.
+    #[serde(default)]
+    pub state: Vec<u8>,
     #[serde(default)]
     pub timers: Vec<Timer>,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSummary>,
     #[serde(default)]
-    pub failure: Option<Value>,
+    pub failure: Option<Failure>,
+}
+
+/// Why the last trigger of an enrollment failed (`failure` in docs/API.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Failure {
+    /// The trigger's kind: `entered`, `event`, `timer`, ...
+    pub trigger: String,
+    /// `trap`, `deadline`, `memory`, `guest_error`, `invalid_commands`, `instantiate`, ...
+    pub reason: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The trigger's `now` (ms).
+    pub at: i64,
 }
 
 impl Enrollment {
@@ -637,6 +708,30 @@ pub struct Message {
     pub created_at: i64,
     #[serde(default)]
     pub delivered_at: Option<i64>,
+}
+
+/// The answer to `POST /v1/journeys/{name}/decide`: what a stored version decided, with no
+/// effect on anything.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Decided {
+    /// The journey.
+    pub name: String,
+    /// The version that decided: the one asked for, or the latest.
+    pub version: u32,
+    /// Commands in the host's JSON form: `{"command": "send", "channel", "template",
+    /// "payload"}`, `{"command": "set_state", "state": [bytes]}`, ...
+    pub commands: Vec<Value>,
+}
+
+impl Decided {
+    /// The payloads of the sends of `template`, in order.
+    pub fn payloads(&self, template: &str) -> Vec<&Value> {
+        self.commands
+            .iter()
+            .filter(|c| c["command"] == "send" && c["template"] == template)
+            .map(|c| &c["payload"])
+            .collect()
+    }
 }
 
 /// A request body for [`Api::request`].
@@ -872,6 +967,32 @@ impl Api {
         Some(parse(value, "customer"))
     }
 
+    /// `POST /v1/journeys/{journey}/decide` with `body` (`{"version"?, "context", "stats"?}`);
+    /// panics unless it answers 200.
+    pub async fn dry_run_decide(&self, journey: &str, body: Value) -> Decided {
+        let value = self
+            .tenant(
+                Method::POST,
+                &format!("/v1/journeys/{journey}/decide"),
+                body,
+                StatusCode::OK,
+            )
+            .await;
+        parse(value, "dry-run decision")
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let (status, value) = self
+            .request(Method::GET, "/metrics", None, Body::Empty)
+            .await;
+        expect_status(&Method::GET, "/metrics", status, &value, StatusCode::OK);
+        match value {
+            Value::String(text) => text,
+            other => panic!("/metrics is not Prometheus text: {other}"),
+        }
+    }
+
     /// Polls the customer until their enrollment in `journey` satisfies `holds`; on timeout
     /// panics showing the last view of the customer.
     pub async fn wait_for_enrollment(
@@ -925,6 +1046,26 @@ pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, code: &str
             .is_some_and(|m| !m.is_empty()),
         "error message must be non-empty text: {body}"
     );
+}
+
+/// The sum of every sample of `metric` in Prometheus `text` whose labels include `label="value"`
+/// (0 when there is none): `metric_sum(&text, "waymark_trigger_failures_total", ("reason",
+/// "deadline"))`.
+pub fn metric_sum(text: &str, metric: &str, (label, value): (&str, &str)) -> f64 {
+    let wanted = format!("{label}=\"{value}\"");
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, sample) = line.rsplit_once(' ')?;
+            let labels = series.strip_prefix(metric)?.strip_prefix('{')?;
+            let labels = labels.strip_suffix('}')?;
+            labels
+                .split(',')
+                .any(|l| l == wanted)
+                .then(|| sample.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// An event as a tenant posts it: no properties, stamped by the server's clock.
@@ -1279,6 +1420,23 @@ impl Onboarding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_sum_adds_the_samples_with_the_label_and_ignores_the_rest() {
+        let text = "\
+# HELP waymark_trigger_failures Triggers that failed, by reason.
+# TYPE waymark_trigger_failures counter
+waymark_trigger_failures_total{reason=\"deadline\"} 2
+waymark_trigger_failures_total{tenant=\"t1\",reason=\"deadline\"} 1
+waymark_trigger_failures_total{reason=\"trap\"} 5
+waymark_trigger_failures_total_extra{reason=\"deadline\"} 7
+waymark_triggers_total{kind=\"event\"} 9
+";
+        let sum = |reason| metric_sum(text, "waymark_trigger_failures_total", ("reason", reason));
+        assert_eq!(sum("deadline"), 3.0);
+        assert_eq!(sum("trap"), 5.0);
+        assert_eq!(sum("memory"), 0.0);
+    }
 
     #[tokio::test]
     async fn sink_records_requests_and_follows_its_script() {

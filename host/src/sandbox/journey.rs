@@ -14,6 +14,7 @@ use super::{FailureReason, GuestFailure, SandboxError, Shared};
 use crate::model;
 use serde_json::Value;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -122,7 +123,29 @@ struct Warm {
 pub struct JourneyComponent {
     pre: JourneyPre<JourneyState>,
     shared: Arc<Shared>,
-    idle: Arc<Mutex<Vec<Warm>>>,
+    idle: Arc<IdlePool>,
+}
+
+/// A journey's idle instances; gives their slots back to the overall count when dropped.
+struct IdlePool {
+    warm: Mutex<Vec<Warm>>,
+    shared: Arc<Shared>,
+}
+
+impl IdlePool {
+    fn new(shared: &Arc<Shared>) -> Arc<IdlePool> {
+        Arc::new(IdlePool {
+            warm: Mutex::default(),
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl Drop for IdlePool {
+    fn drop(&mut self) {
+        let n = lock(&self.warm).len();
+        self.shared.idle_total.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 impl JourneyComponent {
@@ -136,17 +159,29 @@ impl JourneyComponent {
             ))
         })?;
         Ok(JourneyComponent {
+            idle: IdlePool::new(&shared),
             pre,
             shared,
-            idle: Arc::default(),
         })
     }
 
-    /// Asks the journey to declare itself, and checks the declaration.
+    /// The same compiled journey with a pool of warm instances of its own: what the registry
+    /// hands each tenant, so that instances (and whatever a guest keeps in its globals) are
+    /// never shared between tenants.
+    pub fn with_own_instances(&self) -> JourneyComponent {
+        JourneyComponent {
+            pre: self.pre.clone(),
+            shared: self.shared.clone(),
+            idle: IdlePool::new(&self.shared),
+        }
+    }
+
+    /// Asks the journey to declare itself, and checks the declaration. Runs in an instance of
+    /// its own that is not kept: `describe` runs once per upload.
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
         let spec = self
-            .run(0, 0, Vec::new(), limits, async |journey, store| {
+            .run(0, 0, Vec::new(), limits, false, async |journey, store| {
                 journey.call_describe(store).await
             })
             .await?;
@@ -163,7 +198,7 @@ impl JourneyComponent {
     ) -> Result<Vec<model::Command>, GuestFailure> {
         let context = context_to_wit(ctx);
         let decision = self
-            .run(ctx.now, ctx.seed, stats, limits, async |journey, store| {
+            .run(ctx.now, ctx.seed, stats, limits, true, async |journey, store| {
                 journey.call_decide(store, &context).await
             })
             .await?;
@@ -178,7 +213,7 @@ impl JourneyComponent {
 
     /// Idle instances right now (for tests and metrics).
     pub fn idle_instances(&self) -> usize {
-        lock(&self.idle).len()
+        lock(&self.idle.warm).len()
     }
 
     /// Runs `call` on an idle instance, or a fresh one, under the decide deadline: both the
@@ -189,10 +224,14 @@ impl JourneyComponent {
         seed: u64,
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
+        pooled: bool,
         call: impl AsyncFnOnce(&bindings::Journey, &mut Store<JourneyState>) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let deadline = limits.decide_deadline();
-        let warm = lock(&self.idle).pop();
+        let warm = lock(&self.idle.warm).pop();
+        if warm.is_some() {
+            self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+        }
         let (mut store, journey, calls) = match warm {
             Some(Warm {
                 mut store,
@@ -243,16 +282,29 @@ impl JourneyComponent {
         // undefined, and one that hit a limit is likely to hit it again.
         if let (Ok(_), Some(journey)) = (&result, journey) {
             let calls = calls + 1;
-            let mut idle = lock(&self.idle);
-            if !store.data().memory_hit()
-                && calls < MAX_CALLS_PER_INSTANCE
-                && idle.len() < self.shared.config.warm_instances
-            {
-                idle.push(Warm {
-                    store,
-                    journey,
-                    calls,
-                });
+            let mut idle = lock(&self.idle.warm);
+            // Idle instances hold slots of the instance pool: bounded per journey and overall.
+            let room = self
+                .shared
+                .idle_total
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < self.shared.config.max_idle_instances).then_some(n + 1)
+                })
+                .is_ok();
+            if room {
+                if pooled
+                    && !store.data().memory_hit()
+                    && calls < MAX_CALLS_PER_INSTANCE
+                    && idle.len() < self.shared.config.warm_instances
+                {
+                    idle.push(Warm {
+                        store,
+                        journey,
+                        calls,
+                    });
+                } else {
+                    self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         } else {
             self.shared.counters.recycled.inc();

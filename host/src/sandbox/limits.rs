@@ -40,6 +40,9 @@ pub struct SandboxConfig {
     pub allow_private_network: bool,
     /// Most instances alive at once across all tenants: sizes the pooling allocator.
     pub max_concurrent_instances: u32,
+    /// Idle journey instances kept across all journeys and tenants: they hold slots of the
+    /// instance pool, so this stays well below `max_concurrent_instances`.
+    pub max_idle_instances: usize,
     /// Idle instances kept per compiled journey for reuse (0: every call instantiates afresh).
     /// State travels in the context, so an instance holds nothing a customer needs; one that
     /// trapped or hit a limit is dropped, never reused.
@@ -66,8 +69,9 @@ impl Default for SandboxConfig {
             defaults: DEFAULT_LIMITS,
             memory_ceiling_bytes: 256 << 20,
             allow_private_network: false,
-            max_concurrent_instances: 100,
-            warm_instances: 8,
+            max_concurrent_instances: 300,
+            max_idle_instances: 150,
+            warm_instances: 4,
             cache_dir: None,
         }
     }

@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     engine_hash: u64,
     config: SandboxConfig,
     counters: SandboxCounters,
+    /// Idle journey instances across all pools (at most `config.max_idle_instances`).
+    idle_total: std::sync::atomic::AtomicUsize,
     _ticker: EpochTicker,
 }
 
@@ -132,6 +134,7 @@ impl Sandbox {
                 engine_hash,
                 config,
                 counters: SandboxCounters::default(),
+                idle_total: Default::default(),
                 _ticker: ticker,
             }),
             journey_linker: Arc::new(journey_linker),
