@@ -374,6 +374,18 @@ impl Server {
         }
     }
 
+    /// `kill -TERM`: asks for a graceful shutdown and waits for the process to exit; returns
+    /// how it exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        child.wait().expect("the server exits")
+    }
+
     /// Kills the process if it runs, then starts a new one on the same data directory.
     pub async fn restart(&mut self) {
         self.kill();

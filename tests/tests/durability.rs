@@ -167,3 +167,26 @@ async fn pending_timer_fires_exactly_once_across_restarts() {
         );
     }
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_and_a_restart_carries_on() {
+    let mut world = Onboarding::start().await;
+    world.sign_up("ada").await;
+    world.post("bob-signed-up", "bob", "signed_up").await;
+
+    let status = world.server.terminate();
+    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+    assert!(
+        world.server.log().contains("stopped"),
+        "the server says it stopped cleanly:\n{}",
+        world.server.log()
+    );
+
+    world.server.restart().await;
+    // Bob's event was acknowledged before the shutdown: he is welcomed, once.
+    world.sink.wait_for_delivery("welcome", "bob").await;
+    let received = world.sink.requests();
+    assert_eq!(count(&received, "welcome", "ada"), 1, "{}", describe(&received));
+    let bob = world.api().customer("bob").await.expect("bob exists");
+    assert!(bob.enrollment(ONBOARDING).is_some());
+}
