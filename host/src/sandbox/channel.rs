@@ -152,13 +152,28 @@ impl ChannelComponent {
                 .map_err(|e| (Stage::Call, e))
         })
         .await;
-        match limits::settle(&store, "channel", deadline, outcome)
-            .map_err(DeliveryFailure::Guest)?
-        {
-            Ok(receipt) => Ok(model::Receipt {
+        let denials = store.data().http.denials();
+        let explain = |message: String| {
+            if denials.is_empty() {
+                message
+            } else {
+                format!("{message}; refused by the host: {}", denials.join("; "))
+            }
+        };
+        match limits::settle(&store, "channel", deadline, outcome) {
+            Ok(Ok(receipt)) => Ok(model::Receipt {
                 provider_id: receipt.provider_id,
             }),
-            Err(error) => Err(DeliveryFailure::Adapter(delivery_error_from_wit(error))),
+            Ok(Err(error)) => Err(DeliveryFailure::Adapter(
+                match delivery_error_from_wit(error) {
+                    model::DeliveryError::Retryable(m) => model::DeliveryError::Retryable(explain(m)),
+                    model::DeliveryError::Permanent(m) => model::DeliveryError::Permanent(explain(m)),
+                },
+            )),
+            Err(mut failure) => {
+                failure.message = explain(failure.message);
+                Err(DeliveryFailure::Guest(failure))
+            }
         }
     }
 }

@@ -151,6 +151,8 @@ pub(super) struct OutboundPolicy {
     connect_timeout: Duration,
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
+    /// Why requests were refused during this call (the guest only sees `HttpRequestDenied`).
+    denials: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl OutboundPolicy {
@@ -171,7 +173,27 @@ impl OutboundPolicy {
             connect_timeout: deliver_timeout.min(MAX_CONNECT_TIMEOUT),
             first_byte_timeout: deliver_timeout,
             between_bytes_timeout: deliver_timeout,
+            denials: Default::default(),
         })
+    }
+
+    /// Remembers why a request was refused, for the delivery's error message.
+    fn deny(&self, reason: String) {
+        let mut denials = self
+            .denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if denials.len() < 4 {
+            denials.push(reason);
+        }
+    }
+
+    /// Why requests of this call were refused, if any were.
+    pub(super) fn denials(&self) -> Vec<String> {
+        self.denials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Step 1: whether the request's authority is allowed. Returns the host (normalized), the
@@ -190,6 +212,9 @@ impl OutboundPolicy {
             Ok((host, port, https))
         } else {
             tracing::warn!(host = %host, port, "outbound request denied: host not allowed");
+            self.deny(format!(
+                "{host}:{port} is not in the channel's allowed_hosts"
+            ));
             Err(HttpError::HttpRequestDenied)
         }
     }
@@ -212,6 +237,12 @@ impl OutboundPolicy {
                 class = ?classify_ip(denied.ip()),
                 "outbound request denied: host resolves to a non-public address"
             );
+            self.deny(format!(
+                "{host} resolves to {} ({:?}), a non-public address; the operator has not \
+                 allowed private networks",
+                denied.ip(),
+                classify_ip(denied.ip())
+            ));
             return Err(HttpError::HttpRequestDenied);
         }
         Ok(addresses.first().copied())
@@ -381,6 +412,11 @@ pub(super) struct OutboundHttp {
 }
 
 impl OutboundHttp {
+    /// Why the host refused requests during this call.
+    pub(super) fn denials(&self) -> Vec<String> {
+        self.hooks.policy.denials()
+    }
+
     pub(super) fn new(policy: OutboundPolicy) -> OutboundHttp {
         OutboundHttp {
             ctx: WasiHttpCtx::new(),
