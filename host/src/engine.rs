@@ -226,11 +226,14 @@ pub fn should_decide(enrollment: &Enrollment, trigger: &Trigger, due: Option<Mil
     }
 }
 
-/// What the host records before asking the journey: a fired timer leaves the pending set, and a
+/// What the host records before asking the journey: a fired timer leaves the pending set (only
+/// if it is the same timer: one rescheduled after the old one was queued stays pending), and a
 /// delivery report updates the channel summary. Applies whether or not `decide` then succeeds.
-pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger) {
+pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Millis>) {
     match trigger {
-        Trigger::Timer { name } => enrollment.timers.retain(|t| t.name != *name),
+        Trigger::Timer { name } => enrollment
+            .timers
+            .retain(|t| !(t.name == *name && Some(t.due) == due)),
         Trigger::Delivery {
             report: DeliveryReport {
                 channel, outcome, ..
@@ -884,8 +887,24 @@ mod tests {
         let mut done = e.clone();
         done.status = EnrollmentStatus::Completed;
         assert!(!should_decide(&done, &t, Some(100)));
-        observe(&mut e, &t);
+        observe(&mut e, &t, Some(100));
         assert!(e.timers.is_empty());
+    }
+
+    #[test]
+    fn a_stale_timer_leaves_its_rescheduled_successor_pending() {
+        // `nudge` was due at 100 and queued; then an event rescheduled it to 200.
+        let mut e = active();
+        e.timers.push(PendingTimer {
+            name: "nudge".into(),
+            due: 200,
+        });
+        let stale = Trigger::Timer {
+            name: "nudge".into(),
+        };
+        assert!(!should_decide(&e, &stale, Some(100)));
+        observe(&mut e, &stale, Some(100));
+        assert_eq!(e.timer("nudge").map(|t| t.due), Some(200), "still pending");
     }
 
     #[test]
@@ -902,10 +921,12 @@ mod tests {
         observe(
             &mut e,
             &report(DeliveryOutcome::Delivered { provider_id: None }),
+            None,
         );
         observe(
             &mut e,
             &report(DeliveryOutcome::Failed { reason: "x".into() }),
+            None,
         );
         assert_eq!(e.channels["webhook"].delivered, 1);
         assert_eq!(e.channels["webhook"].failed, 1);

@@ -364,7 +364,7 @@ impl Runtime {
     ) {
         let tenant = commit.tenant.clone();
         let decides = engine::should_decide(&enrollment, &trigger, due);
-        engine::observe(&mut enrollment, &trigger);
+        engine::observe(&mut enrollment, &trigger, due);
         if !decides {
             commit.enrollments.push(enrollment);
             return;
