@@ -167,6 +167,8 @@ pub fn enroll(
         ended_at: None,
         exit_reason: None,
         milestones: Vec::new(),
+        stalls: Vec::new(),
+        stalled_on: None,
         state: Vec::new(),
         timers: Vec::new(),
         variants: Vec::new(),
@@ -222,6 +224,9 @@ pub fn should_decide(enrollment: &Enrollment, trigger: &Trigger, due: Option<Mil
     }
     match trigger {
         Trigger::Timer { name } => enrollment.timer(name).is_some_and(|t| Some(t.due) == due),
+        Trigger::Stalled { milestone } => enrollment
+            .timer(&stall_timer(milestone))
+            .is_some_and(|t| Some(t.due) == due),
         _ => true,
     }
 }
@@ -234,6 +239,21 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
         Trigger::Timer { name } => enrollment
             .timers
             .retain(|t| !(t.name == *name && Some(t.due) == due)),
+        Trigger::Stalled { milestone } => {
+            let name = stall_timer(milestone);
+            let pending = enrollment
+                .timers
+                .iter()
+                .position(|t| t.name == name && Some(t.due) == due);
+            if let (Some(index), Some(at)) = (pending, due) {
+                enrollment.timers.remove(index);
+                enrollment.stalls.push(MilestoneHit {
+                    name: milestone.clone(),
+                    at,
+                });
+                enrollment.stalled_on = Some(milestone.clone());
+            }
+        }
         Trigger::Delivery {
             report: DeliveryReport {
                 channel, outcome, ..
@@ -286,10 +306,12 @@ pub fn apply(
                 });
             }
             Command::Schedule { name, due } => {
-                if name.is_empty() {
+                if name.is_empty() || name.starts_with(RESERVED_TIMER_PREFIX) {
                     return Err(EngineError::Invalid {
                         index,
-                        message: "a timer needs a name".into(),
+                        message: format!(
+                            "a timer needs a name, not starting with `{RESERVED_TIMER_PREFIX}` (reserved for the host): {name:?}"
+                        ),
                     });
                 }
                 cancel_timer(&mut enrollment, &mut effects, &name);
@@ -300,6 +322,12 @@ pub fn apply(
                 effects.timers_set.push(timer.clone());
                 enrollment.timers.push(timer);
             }
+            Command::Cancel { name } if name.starts_with(RESERVED_TIMER_PREFIX) => {
+                return Err(EngineError::Invalid {
+                    index,
+                    message: format!("timer {name:?} belongs to the host"),
+                })
+            }
             Command::Cancel { name } => cancel_timer(&mut enrollment, &mut effects, &name),
             Command::Milestone { name } => {
                 if !spec.milestones.iter().any(|m| m.name == name) {
@@ -309,6 +337,7 @@ pub fn apply(
                     });
                 }
                 if enrollment.milestone(&name).is_none() {
+                    enrollment.stalled_on = None;
                     let is_goal = spec.goal.as_deref() == Some(name.as_str());
                     enrollment.milestones.push(MilestoneHit { name, at: now });
                     if is_goal {
@@ -349,11 +378,71 @@ pub fn apply(
             .timers_cancelled
             .extend(std::mem::take(&mut enrollment.timers));
     }
+    watch_stalls(&mut enrollment, spec, &mut effects);
     enrollment.failure = None;
     Ok(Applied {
         enrollment,
         effects,
     })
+}
+
+/// Timer names the host keeps for itself; journeys may not schedule or cancel them.
+pub const RESERVED_TIMER_PREFIX: &str = "$";
+
+/// The host's timer that fires when `milestone` has not been reached within its window.
+pub fn stall_timer(milestone: &str) -> String {
+    format!("$stall:{milestone}")
+}
+
+/// The milestone a host timer watches, if `timer` is a stall timer.
+pub fn stalled_milestone(timer: &str) -> Option<&str> {
+    timer.strip_prefix("$stall:")
+}
+
+/// Keeps stall detection armed: an active enrollment waits for the next milestone in the
+/// spec's order (the one after the furthest reached), and if that milestone declares a window,
+/// a stall timer is due that long after the latest progress (entry, a milestone, or the last
+/// stall, so a customer who stays stuck stalls again after another window). Reaching a
+/// milestone, or ending, moves or cancels the timer.
+pub fn watch_stalls(enrollment: &mut Enrollment, spec: &Spec, effects: &mut Effects) {
+    let wanted = enrollment
+        .is_active()
+        .then(|| {
+            let reached = spec
+                .milestones
+                .iter()
+                .rposition(|m| enrollment.milestone(&m.name).is_some());
+            let next = spec.milestones.get(reached.map_or(0, |i| i + 1))?;
+            let window = next.stall_after?;
+            let progress = enrollment
+                .milestones
+                .iter()
+                .chain(&enrollment.stalls)
+                .map(|m| m.at)
+                .fold(enrollment.entered_at, Millis::max);
+            Some(PendingTimer {
+                name: stall_timer(&next.name),
+                due: progress.saturating_add(window),
+            })
+        })
+        .flatten();
+    let mut kept = false;
+    let mut index = 0;
+    while index < enrollment.timers.len() {
+        let timer = &enrollment.timers[index];
+        if stalled_milestone(&timer.name).is_none() {
+            index += 1;
+        } else if Some(timer) == wanted.as_ref() && !kept {
+            kept = true;
+            index += 1;
+        } else {
+            effects.timers_cancelled.push(enrollment.timers.remove(index));
+        }
+    }
+    if let (Some(timer), false) = (wanted, kept) {
+        effects.timers_set.push(timer.clone());
+        enrollment.timers.push(timer);
+    }
 }
 
 /// Ends an enrollment without asking the journey (an exit event), cancelling its timers.
@@ -369,21 +458,28 @@ pub fn exit(mut enrollment: Enrollment, reason: String, now: Millis) -> Applied 
     }
 }
 
-/// Records a failed trigger on the enrollment; its state is otherwise unchanged.
+/// Records a failed trigger on the enrollment; its state is otherwise unchanged (stall
+/// detection stays armed).
 pub fn fail(
     mut enrollment: Enrollment,
+    spec: &Spec,
     trigger: &Trigger,
     reason: &str,
     message: String,
     now: Millis,
-) -> Enrollment {
+) -> Applied {
     enrollment.failure = Some(Failure {
         trigger: trigger.kind().to_string(),
         reason: reason.to_string(),
         message,
         at: now,
     });
-    enrollment
+    let mut effects = Effects::default();
+    watch_stalls(&mut enrollment, spec, &mut effects);
+    Applied {
+        enrollment,
+        effects,
+    }
 }
 
 fn cancel_timer(enrollment: &mut Enrollment, effects: &mut Effects, name: &str) {
@@ -855,7 +951,7 @@ mod tests {
     #[test]
     fn state_is_replaced_and_a_success_clears_the_last_failure() {
         let trigger = Trigger::Timer { name: "x".into() };
-        let failed = fail(active(), &trigger, "trap", "boom".into(), 3);
+        let failed = fail(active(), &spec(), &trigger, "trap", "boom".into(), 3).enrollment;
         assert_eq!(failed.failure.as_ref().unwrap().trigger, "timer");
         let applied = apply(
             failed,
@@ -867,6 +963,112 @@ mod tests {
         .unwrap();
         assert_eq!(applied.enrollment.state, vec![1, 2]);
         assert!(applied.enrollment.failure.is_none());
+    }
+
+    /// The test spec with stall windows: a day to log in, two more to reach first value.
+    fn stalling_spec() -> Spec {
+        let mut spec = spec();
+        spec.milestones[0].stall_after = Some(DAY);
+        spec.milestones[1].stall_after = Some(2 * DAY);
+        spec
+    }
+
+    fn stall_timers(e: &Enrollment) -> Vec<(String, Millis)> {
+        e.timers
+            .iter()
+            .filter(|t| stalled_milestone(&t.name).is_some())
+            .map(|t| (t.name.clone(), t.due))
+            .collect()
+    }
+
+    #[test]
+    fn entering_arms_a_stall_timer_for_the_first_milestone() {
+        let e = enroll("onboarding", 1, "c1", 1, None, 0);
+        let applied = apply(e, &stalling_spec(), vec![], "k", 0).unwrap();
+        assert_eq!(stall_timers(&applied.enrollment), [("$stall:first_login".into(), DAY)]);
+        assert_eq!(applied.effects.timers_set.len(), 1);
+        // Another trigger with no progress leaves the same timer alone.
+        let again = apply(applied.enrollment, &stalling_spec(), vec![], "k", 10).unwrap();
+        assert!(again.effects.timers_set.is_empty() && again.effects.timers_cancelled.is_empty());
+    }
+
+    #[test]
+    fn reaching_a_milestone_moves_the_stall_watch_to_the_next_one() {
+        let e = enroll("onboarding", 1, "c1", 1, None, 0);
+        let e = apply(e, &stalling_spec(), vec![], "k", 0).unwrap().enrollment;
+        let reached = Command::Milestone {
+            name: "first_login".into(),
+        };
+        let applied = apply(e, &stalling_spec(), vec![reached], "k", DAY / 2).unwrap();
+        assert_eq!(
+            stall_timers(&applied.enrollment),
+            [("$stall:first_value".into(), DAY / 2 + 2 * DAY)]
+        );
+        assert_eq!(applied.effects.timers_cancelled[0].name, "$stall:first_login");
+        // The goal completes the journey and cancels the watch.
+        let goal = Command::Milestone {
+            name: "first_value".into(),
+        };
+        let done = apply(applied.enrollment, &stalling_spec(), vec![goal], "k", DAY).unwrap();
+        assert!(stall_timers(&done.enrollment).is_empty());
+        assert_eq!(done.effects.timers_cancelled[0].name, "$stall:first_value");
+    }
+
+    #[test]
+    fn a_stall_is_recorded_once_and_rearms_for_another_window() {
+        let e = enroll("onboarding", 1, "c1", 1, None, 0);
+        let mut e = apply(e, &stalling_spec(), vec![], "k", 0).unwrap().enrollment;
+        let stalled = Trigger::Stalled {
+            milestone: "first_login".into(),
+        };
+        assert!(should_decide(&e, &stalled, Some(DAY)));
+        assert!(!should_decide(&e, &stalled, Some(DAY - 1)), "a stale stall timer");
+        observe(&mut e, &stalled, Some(DAY));
+        observe(&mut e, &stalled, Some(DAY)); // a duplicate delivery of the same timer
+        assert_eq!(e.stalls, [MilestoneHit { name: "first_login".into(), at: DAY }]);
+        assert_eq!(e.stalled_on.as_deref(), Some("first_login"));
+        let applied = apply(e, &stalling_spec(), vec![], "k", DAY).unwrap();
+        assert_eq!(
+            stall_timers(&applied.enrollment),
+            [("$stall:first_login".into(), 2 * DAY)],
+            "still stuck: it stalls again after another window"
+        );
+        let reached = Command::Milestone {
+            name: "first_login".into(),
+        };
+        let moved = apply(applied.enrollment, &stalling_spec(), vec![reached], "k", DAY + 5).unwrap();
+        assert_eq!(moved.enrollment.stalled_on, None, "progress clears the stall");
+        assert_eq!(moved.enrollment.stalls.len(), 1, "the history stays");
+    }
+
+    #[test]
+    fn journeys_cannot_touch_the_hosts_timers() {
+        let schedule = Command::Schedule {
+            name: "$stall:first_login".into(),
+            due: 5,
+        };
+        assert!(apply(active(), &spec(), vec![schedule], "k", 0).is_err());
+        let cancel = Command::Cancel {
+            name: "$stall:first_login".into(),
+        };
+        assert!(apply(active(), &spec(), vec![cancel], "k", 0).is_err());
+    }
+
+    #[test]
+    fn a_failed_trigger_keeps_stall_detection_armed() {
+        let e = enroll("onboarding", 1, "c1", 1, None, 0);
+        let trigger = Trigger::Entered {
+            event: Event {
+                id: "e".into(),
+                customer: "c1".into(),
+                name: "signed_up".into(),
+                properties: Default::default(),
+                timestamp: 0,
+            },
+        };
+        let failed = fail(e, &stalling_spec(), &trigger, "trap", "boom".into(), 0);
+        assert_eq!(stall_timers(&failed.enrollment), [("$stall:first_login".into(), DAY)]);
+        assert_eq!(failed.effects.timers_set.len(), 1);
     }
 
     #[test]

@@ -99,6 +99,12 @@ pub struct Enrollment {
     pub exit_reason: Option<String>,
     #[serde(default)]
     pub milestones: Vec<MilestoneHit>,
+    /// Every stall so far: the milestone that was not reached in time, and when.
+    #[serde(default)]
+    pub stalls: Vec<MilestoneHit>,
+    /// The milestone this enrollment is stalled on now (cleared when a milestone is reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_on: Option<String>,
     #[serde(default)]
     pub state: Vec<u8>,
     #[serde(default)]

@@ -189,7 +189,12 @@ impl Runtime {
                 due,
             } => {
                 self.metrics.timers_fired.inc();
-                let trigger = Trigger::Timer { name };
+                let trigger = match engine::stalled_milestone(&name) {
+                    Some(milestone) => Trigger::Stalled {
+                        milestone: milestone.to_string(),
+                    },
+                    None => Trigger::Timer { name },
+                };
                 self.process_enrollment(
                     &mut commit,
                     &item.customer,
@@ -414,8 +419,9 @@ impl Runtime {
             Err((reason, message)) => {
                 span.in_scope(|| warn!(reason, %message, "trigger failed"));
                 self.metrics.failure(reason);
-                let failed = engine::fail(enrollment, &trigger, reason, message, now);
-                commit.enrollments.push(failed);
+                let failed =
+                    engine::fail(enrollment, &version.spec, &trigger, reason, message, now);
+                absorb(commit, customer, None, failed, now);
             }
         }
     }

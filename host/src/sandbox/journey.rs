@@ -828,6 +828,8 @@ mod tests {
                     name: "activated".into(),
                     at: 700,
                 }],
+                stalls: Vec::new(),
+                stalled_on: None,
                 state: vec![9],
                 timers: vec![],
                 variants: vec![],

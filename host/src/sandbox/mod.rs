@@ -609,6 +609,8 @@ mod tests {
                 ended_at: None,
                 exit_reason: None,
                 milestones: Vec::new(),
+                stalls: Vec::new(),
+                stalled_on: None,
                 state: Vec::new(),
                 timers: Vec::new(),
                 variants: Vec::new(),
