@@ -42,6 +42,17 @@ pub fn trigger_id(trigger: &Trigger, due: Option<Millis>) -> String {
     }
 }
 
+/// The id of the `index`th task a trigger hands off: short, URL-safe, and the same if the
+/// trigger is processed again after a crash.
+pub fn task_id(enrollment_id: &str, trigger_id: &str, index: usize) -> String {
+    let mut h = FNV_OFFSET;
+    for part in [enrollment_id, trigger_id, &index.to_string()] {
+        h = fnv1a_continue(h, part.as_bytes());
+        h = fnv1a_continue(h, &[0x1f]);
+    }
+    format!("task_{h:016x}")
+}
+
 /// The deterministic seed of one trigger, offered to `decide`.
 pub fn seed(tenant: &str, enrollment_id: &str, trigger_id: &str) -> u64 {
     let mut h = FNV_OFFSET;

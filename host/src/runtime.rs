@@ -480,7 +480,7 @@ fn absorb(
     }
     for (i, handoff) in effects.handoffs.into_iter().enumerate() {
         commit.tasks.push(Task {
-            id: format!("{}/{}/{i}", enrollment.id, trigger_id.unwrap_or("host")),
+            id: engine::task_id(&enrollment.id, trigger_id.unwrap_or("host"), i),
             tenant: commit.tenant.clone(),
             customer: customer.id.clone(),
             journey: enrollment.journey.clone(),
@@ -490,6 +490,10 @@ fn absorb(
             priority: handoff.priority,
             status: "open".into(),
             created_at: now,
+            assignee: None,
+            claimed_at: None,
+            resolved_at: None,
+            resolution: None,
         });
     }
     commit.enrollments.push(enrollment);

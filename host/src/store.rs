@@ -170,8 +170,28 @@ pub struct Task {
     pub queue: String,
     pub reason: String,
     pub priority: u8,
+    /// `open`, `claimed` or `resolved`.
     pub status: String,
     pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+/// Why a task could not change as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("no task {0:?}")]
+    NotFound(String),
+    #[error("task {id:?} is {status}")]
+    Conflict { id: String, status: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything one trigger changes, committed atomically with its removal from the inbox.
@@ -1021,6 +1041,112 @@ impl Store {
         }
         self.flush().await?;
         Ok(requeued)
+    }
+
+    pub fn task(&self, tenant: &str, id: &str) -> Result<Option<Task>, StoreError> {
+        self.tasks
+            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+
+    /// Claims an open task for `assignee`.
+    pub async fn claim_task(
+        &self,
+        tenant: &str,
+        id: &str,
+        assignee: &str,
+        now: Millis,
+    ) -> Result<Task, TaskError> {
+        let k = key(&[tenant.as_bytes(), id.as_bytes()]);
+        let claimed = self.tasks.transaction(|tasks| {
+            let Some(v) = tasks.get(&k)? else {
+                return Ok(Err(TaskError::NotFound(id.to_string())));
+            };
+            let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+            if task.status != "open" {
+                return Ok(Err(TaskError::Conflict {
+                    id: id.to_string(),
+                    status: task.status,
+                }));
+            }
+            task.status = "claimed".into();
+            task.assignee = Some(assignee.to_string());
+            task.claimed_at = Some(now);
+            tasks.insert(k.as_slice(), enc(&task))?;
+            Ok(Ok(task))
+        })
+        .map_err(StoreError::from)??;
+        self.flush().await?;
+        Ok(claimed)
+    }
+
+    /// Resolves an open or claimed task and, in the same transaction, queues the event that
+    /// tells the customer's journeys: `task_resolved` with the task, its queue, the resolution
+    /// and `properties`. The event's id is `{task id}:resolved`, so it happens once.
+    pub async fn resolve_task(
+        &self,
+        tenant: &str,
+        id: &str,
+        resolution: &str,
+        properties: crate::model::Object,
+        now: Millis,
+    ) -> Result<Task, TaskError> {
+        let k = key(&[tenant.as_bytes(), id.as_bytes()]);
+        let Some(current) = self.task(tenant, id)? else {
+            return Err(TaskError::NotFound(id.to_string()));
+        };
+        let mut event_properties = properties;
+        event_properties.insert("task".into(), id.into());
+        event_properties.insert("queue".into(), current.queue.clone().into());
+        event_properties.insert("journey".into(), current.journey.clone().into());
+        event_properties.insert("resolution".into(), resolution.into());
+        let event = Event {
+            id: format!("{id}:resolved"),
+            customer: current.customer.clone(),
+            name: "task_resolved".into(),
+            properties: event_properties,
+            timestamp: now,
+        };
+        let (inbox_key, inbox_value) = inbox_push(
+            &self.db,
+            self.shards,
+            &InboxItem {
+                tenant: tenant.to_string(),
+                customer: current.customer.clone(),
+                pending: Pending::Event {
+                    event: event.clone(),
+                },
+            },
+        )?;
+        let resolved = (&self.tasks, &self.events, &self.event_ids, &self.inbox).transaction(
+            |(tasks, log, ids, inbox)| {
+                let Some(v) = tasks.get(&k)? else {
+                    return Ok(Err(TaskError::NotFound(id.to_string())));
+                };
+                let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                if task.status == "resolved" {
+                    return Ok(Err(TaskError::Conflict {
+                        id: id.to_string(),
+                        status: task.status,
+                    }));
+                }
+                task.status = "resolved".into();
+                task.resolved_at = Some(now);
+                task.resolution = Some(resolution.to_string());
+                tasks.insert(k.as_slice(), enc(&task))?;
+                let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
+                if ids.get(&id_key)?.is_none() {
+                    ids.insert(id_key, &inbox_key[2..])?;
+                    log.insert(key(&[tenant.as_bytes(), &inbox_key[2..]]), enc(&event))?;
+                    inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                }
+                Ok(Ok(task))
+            },
+        )
+        .map_err(StoreError::from)??;
+        self.flush().await?;
+        Ok(resolved)
     }
 
     pub fn tasks(&self, tenant: &str) -> Result<Vec<Task>, StoreError> {
