@@ -3,7 +3,9 @@
 //! store, registry or sandbox, wake the workers, and shape the response. See `docs/API.md`.
 
 use crate::clock::ClockError;
-use crate::model::{ChannelStats, DecisionContext, Event, LimitOverrides, Limits, Millis, Object, Spec};
+use crate::model::{
+    ChannelStats, DecisionContext, Event, LimitOverrides, Limits, Millis, Object, Spec,
+};
 use crate::registry::RegistryError;
 use crate::runtime::Runtime;
 use crate::sandbox::{FailureReason, SandboxError};
@@ -772,8 +774,7 @@ async fn list_tasks(
     TenantId(tenant): TenantId,
     query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
     if let Some(status) = &query.status {
         if !["open", "claimed", "resolved"].contains(&status.as_str()) {
             return Err(ApiError::bad_request(
@@ -820,7 +821,10 @@ async fn claim_task(
 ) -> ApiResult<Json<Value>> {
     let input: ClaimInput = parse_json(&body?)?;
     if input.assignee.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_input", "assignee must not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "assignee must not be empty",
+        ));
     }
     let rt = &state.runtime;
     let task = rt
@@ -847,12 +851,21 @@ async fn resolve_task(
 ) -> ApiResult<Json<Value>> {
     let input: ResolveInput = parse_json(&body?)?;
     if input.resolution.trim().is_empty() {
-        return Err(ApiError::bad_request("invalid_input", "resolution must not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "resolution must not be empty",
+        ));
     }
     let rt = &state.runtime;
     let task = rt
         .store
-        .resolve_task(&tenant, &id, &input.resolution, input.properties, rt.clock.now())
+        .resolve_task(
+            &tenant,
+            &id,
+            &input.resolution,
+            input.properties,
+            rt.clock.now(),
+        )
         .await?;
     rt.wake_customer(&tenant, &task.customer);
     Ok(Json(json!(task)))
@@ -871,8 +884,7 @@ async fn list_dead_letters(
     TenantId(tenant): TenantId,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
     let limit = query.limit.unwrap_or(100).min(MAX_LIST);
     let dead: Vec<Value> = state
         .runtime

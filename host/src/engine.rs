@@ -6,8 +6,8 @@
 //! That split is what lets these rules be tested exhaustively without a socket or a temp dir.
 
 use crate::model::{
-    Command, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, EntryTrigger, Event,
-    Failure, Handoff, MilestoneHit, Millis, PendingTimer, Reentry, Send, Spec, Trigger,
+    Command, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, EntryTrigger,
+    Event, Failure, Handoff, MilestoneHit, Millis, PendingTimer, Reentry, Send, Spec, Trigger,
 };
 use serde_json::Value;
 
@@ -199,6 +199,8 @@ pub struct OutboxDraft {
     /// Deterministic: `{tenant}/{journey}/{version}/{customer}/{run}/{trigger}/{command index}`.
     pub id: String,
     pub send: Send,
+    /// Recorded but never delivered: the customer may not receive it ([`suppress`]).
+    pub suppressed: bool,
 }
 
 /// Everything a trigger does beyond the enrollment itself; committed with it atomically.
@@ -314,6 +316,7 @@ pub fn apply(
                 effects.sends.push(OutboxDraft {
                     id: format!("{key_prefix}/{index}"),
                     send,
+                    suppressed: false,
                 });
             }
             Command::Schedule { name, due } => {
@@ -397,6 +400,110 @@ pub fn apply(
     })
 }
 
+/// Event names the host interprets before routing.
+pub const IDENTIFY: &str = "identify";
+/// Tracking events that name one of the customer's messages in property `message_id`.
+pub const ENGAGEMENT: [&str; 6] = [
+    "delivered",
+    "opened",
+    "clicked",
+    "replied",
+    "bounced",
+    "unsubscribed",
+];
+
+/// Applies `identify` traits to a customer's attributes: each key is set, and `null` removes
+/// it. Returns whether anything changed.
+pub fn apply_traits(customer: &mut Customer, traits: &crate::model::Object) -> bool {
+    let mut changed = false;
+    for (name, value) in traits {
+        if value.is_null() {
+            changed |= customer.attributes.remove(name).is_some();
+        } else if customer.attributes.get(name) != Some(value) {
+            customer.attributes.insert(name.clone(), value.clone());
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The engagement an event reports, and the message it is about.
+pub fn engagement(event: &Event) -> Option<(&'static str, &str)> {
+    let kind = ENGAGEMENT.iter().find(|k| **k == event.name)?;
+    let message = event.properties.get("message_id")?.as_str()?;
+    Some((kind, message))
+}
+
+/// Counts engagement on the enrollment's summary of `channel`. A provider's `delivered` is not
+/// counted again: the host counted the message delivered when the adapter handed it over.
+pub fn record_engagement(enrollment: &mut Enrollment, channel: &str, kind: &str) {
+    let summary = enrollment.channels.entry(channel.to_string()).or_default();
+    match kind {
+        "opened" => summary.opened += 1,
+        "clicked" => summary.clicked += 1,
+        "replied" => summary.replied += 1,
+        "bounced" => summary.bounced += 1,
+        "unsubscribed" => summary.unsubscribed += 1,
+        _ => {}
+    }
+}
+
+/// Records an unsubscribe on the customer: from `channel` if the event names one (attribute
+/// `unsubscribed_channels`), else from everything (attribute `unsubscribed: true`).
+pub fn unsubscribe(customer: &mut Customer, channel: Option<&str>) {
+    match channel {
+        Some(channel) => {
+            let list = customer
+                .attributes
+                .entry("unsubscribed_channels")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if !list.is_array() {
+                *list = serde_json::Value::Array(Vec::new());
+            }
+            if let Some(list) = list.as_array_mut() {
+                if !list.iter().any(|c| c.as_str() == Some(channel)) {
+                    list.push(channel.into());
+                }
+            }
+        }
+        None => {
+            customer
+                .attributes
+                .insert("unsubscribed".into(), true.into());
+        }
+    }
+}
+
+/// Whether the customer may not receive messages through `channel`: attribute `unsubscribed`
+/// or `suppressed` is `true`, or `unsubscribed_channels` lists the channel.
+pub fn is_suppressed(customer: &Customer, channel: &str) -> bool {
+    let flag = |name: &str| customer.attributes.get(name).and_then(|v| v.as_bool()) == Some(true);
+    flag("unsubscribed")
+        || flag("suppressed")
+        || customer
+            .attributes
+            .get("unsubscribed_channels")
+            .and_then(|v| v.as_array())
+            .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(channel)))
+}
+
+/// Marks the sends a suppressed customer may not receive: they are recorded (status
+/// `suppressed`) and counted as suppressed rather than sent, and never delivered.
+pub fn suppress(applied: &mut Applied, customer: &Customer) {
+    for draft in &mut applied.effects.sends {
+        if is_suppressed(customer, &draft.send.channel) {
+            draft.suppressed = true;
+            let summary = applied
+                .enrollment
+                .channels
+                .entry(draft.send.channel.clone())
+                .or_default();
+            summary.sent = summary.sent.saturating_sub(1);
+            summary.suppressed += 1;
+        }
+    }
+}
+
 /// Timer names the host keeps for itself; journeys may not schedule or cancel them.
 pub const RESERVED_TIMER_PREFIX: &str = "$";
 
@@ -447,7 +554,9 @@ pub fn watch_stalls(enrollment: &mut Enrollment, spec: &Spec, effects: &mut Effe
             kept = true;
             index += 1;
         } else {
-            effects.timers_cancelled.push(enrollment.timers.remove(index));
+            effects
+                .timers_cancelled
+                .push(enrollment.timers.remove(index));
         }
     }
     if let (Some(timer), false) = (wanted, kept) {
@@ -996,7 +1105,10 @@ mod tests {
     fn entering_arms_a_stall_timer_for_the_first_milestone() {
         let e = enroll("onboarding", 1, "c1", 1, None, 0);
         let applied = apply(e, &stalling_spec(), vec![], "k", 0).unwrap();
-        assert_eq!(stall_timers(&applied.enrollment), [("$stall:first_login".into(), DAY)]);
+        assert_eq!(
+            stall_timers(&applied.enrollment),
+            [("$stall:first_login".into(), DAY)]
+        );
         assert_eq!(applied.effects.timers_set.len(), 1);
         // Another trigger with no progress leaves the same timer alone.
         let again = apply(applied.enrollment, &stalling_spec(), vec![], "k", 10).unwrap();
@@ -1006,7 +1118,9 @@ mod tests {
     #[test]
     fn reaching_a_milestone_moves_the_stall_watch_to_the_next_one() {
         let e = enroll("onboarding", 1, "c1", 1, None, 0);
-        let e = apply(e, &stalling_spec(), vec![], "k", 0).unwrap().enrollment;
+        let e = apply(e, &stalling_spec(), vec![], "k", 0)
+            .unwrap()
+            .enrollment;
         let reached = Command::Milestone {
             name: "first_login".into(),
         };
@@ -1015,7 +1129,10 @@ mod tests {
             stall_timers(&applied.enrollment),
             [("$stall:first_value".into(), DAY / 2 + 2 * DAY)]
         );
-        assert_eq!(applied.effects.timers_cancelled[0].name, "$stall:first_login");
+        assert_eq!(
+            applied.effects.timers_cancelled[0].name,
+            "$stall:first_login"
+        );
         // The goal completes the journey and cancels the watch.
         let goal = Command::Milestone {
             name: "first_value".into(),
@@ -1028,15 +1145,26 @@ mod tests {
     #[test]
     fn a_stall_is_recorded_once_and_rearms_for_another_window() {
         let e = enroll("onboarding", 1, "c1", 1, None, 0);
-        let mut e = apply(e, &stalling_spec(), vec![], "k", 0).unwrap().enrollment;
+        let mut e = apply(e, &stalling_spec(), vec![], "k", 0)
+            .unwrap()
+            .enrollment;
         let stalled = Trigger::Stalled {
             milestone: "first_login".into(),
         };
         assert!(should_decide(&e, &stalled, Some(DAY)));
-        assert!(!should_decide(&e, &stalled, Some(DAY - 1)), "a stale stall timer");
+        assert!(
+            !should_decide(&e, &stalled, Some(DAY - 1)),
+            "a stale stall timer"
+        );
         observe(&mut e, &stalled, Some(DAY));
         observe(&mut e, &stalled, Some(DAY)); // a duplicate delivery of the same timer
-        assert_eq!(e.stalls, [MilestoneHit { name: "first_login".into(), at: DAY }]);
+        assert_eq!(
+            e.stalls,
+            [MilestoneHit {
+                name: "first_login".into(),
+                at: DAY
+            }]
+        );
         assert_eq!(e.stalled_on.as_deref(), Some("first_login"));
         let applied = apply(e, &stalling_spec(), vec![], "k", DAY).unwrap();
         assert_eq!(
@@ -1047,9 +1175,101 @@ mod tests {
         let reached = Command::Milestone {
             name: "first_login".into(),
         };
-        let moved = apply(applied.enrollment, &stalling_spec(), vec![reached], "k", DAY + 5).unwrap();
-        assert_eq!(moved.enrollment.stalled_on, None, "progress clears the stall");
+        let moved = apply(
+            applied.enrollment,
+            &stalling_spec(),
+            vec![reached],
+            "k",
+            DAY + 5,
+        )
+        .unwrap();
+        assert_eq!(
+            moved.enrollment.stalled_on, None,
+            "progress clears the stall"
+        );
         assert_eq!(moved.enrollment.stalls.len(), 1, "the history stays");
+    }
+
+    fn customer(attributes: serde_json::Value) -> Customer {
+        Customer {
+            id: "c1".into(),
+            attributes: attributes.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn identify_sets_traits_and_null_removes_them() {
+        let mut c = customer(json!({"plan": "trial", "email": "a@example.com"}));
+        let traits = json!({"plan": "pro", "email": null, "timezone": "Europe/Paris"});
+        assert!(apply_traits(&mut c, traits.as_object().unwrap()));
+        assert_eq!(
+            serde_json::Value::Object(c.attributes.clone()),
+            json!({"plan": "pro", "timezone": "Europe/Paris"})
+        );
+        assert!(!apply_traits(
+            &mut c,
+            json!({"plan": "pro"}).as_object().unwrap()
+        ));
+    }
+
+    #[test]
+    fn unsubscribed_or_suppressed_customers_get_no_sends_recorded_as_suppressed() {
+        let sends = vec![send("welcome")];
+        let mut applied = apply(active(), &spec(), sends.clone(), "k", 0).unwrap();
+        suppress(&mut applied, &customer(json!({})));
+        assert!(!applied.effects.sends[0].suppressed);
+
+        for attrs in [
+            json!({"unsubscribed": true}),
+            json!({"suppressed": true}),
+            json!({"unsubscribed_channels": ["webhook"]}),
+        ] {
+            let mut applied = apply(active(), &spec(), sends.clone(), "k", 0).unwrap();
+            suppress(&mut applied, &customer(attrs.clone()));
+            assert!(applied.effects.sends[0].suppressed, "{attrs}");
+            let summary = &applied.enrollment.channels["webhook"];
+            assert_eq!((summary.sent, summary.suppressed), (0, 1), "{attrs}");
+        }
+        let other_channel = customer(json!({"unsubscribed_channels": ["sms"]}));
+        assert!(!is_suppressed(&other_channel, "webhook"));
+    }
+
+    #[test]
+    fn unsubscribing_from_one_channel_or_all() {
+        let mut c = customer(json!({}));
+        unsubscribe(&mut c, Some("sms"));
+        unsubscribe(&mut c, Some("sms"));
+        assert_eq!(c.attributes["unsubscribed_channels"], json!(["sms"]));
+        assert!(is_suppressed(&c, "sms") && !is_suppressed(&c, "email"));
+        unsubscribe(&mut c, None);
+        assert!(is_suppressed(&c, "email"));
+    }
+
+    #[test]
+    fn engagement_events_name_their_message_and_count_per_channel() {
+        let event = |name: &str, props: serde_json::Value| Event {
+            id: "e".into(),
+            customer: "c1".into(),
+            name: name.into(),
+            properties: props.as_object().unwrap().clone(),
+            timestamp: 0,
+        };
+        assert_eq!(
+            engagement(&event("opened", json!({"message_id": "m1"}))),
+            Some(("opened", "m1"))
+        );
+        assert_eq!(engagement(&event("opened", json!({}))), None);
+        assert_eq!(
+            engagement(&event("signed_up", json!({"message_id": "m1"}))),
+            None
+        );
+        let mut e = active();
+        record_engagement(&mut e, "webhook", "opened");
+        record_engagement(&mut e, "webhook", "clicked");
+        assert_eq!(
+            (e.channels["webhook"].opened, e.channels["webhook"].clicked),
+            (1, 1)
+        );
     }
 
     #[test]
@@ -1078,7 +1298,10 @@ mod tests {
             },
         };
         let failed = fail(e, &stalling_spec(), &trigger, "trap", "boom".into(), 0);
-        assert_eq!(stall_timers(&failed.enrollment), [("$stall:first_login".into(), DAY)]);
+        assert_eq!(
+            stall_timers(&failed.enrollment),
+            [("$stall:first_login".into(), DAY)]
+        );
         assert_eq!(failed.effects.timers_set.len(), 1);
     }
 

@@ -1,11 +1,11 @@
 //! Prometheus metrics: what `/metrics` shows. Names follow the one vocabulary (events,
 //! triggers, deliveries, timers) so dashboards read like the docs.
 
+use crate::sandbox::SandboxCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use crate::sandbox::SandboxCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -30,6 +30,7 @@ pub struct Metrics {
     pub trigger_failures: Family<ReasonLabel, Counter>,
     pub deliveries: Family<OutcomeLabel, Counter>,
     pub timers_fired: Counter,
+    pub engagements: Family<KindLabel, Counter>,
 }
 
 impl Metrics {
@@ -67,6 +68,12 @@ impl Metrics {
         let trigger_failures = Family::<ReasonLabel, Counter>::default();
         let deliveries = Family::<OutcomeLabel, Counter>::default();
         let timers_fired = Counter::default();
+        let engagements = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "engagements",
+            "Tracking events (opened, clicked, ...) matched to a message, by kind",
+            engagements.clone(),
+        );
         registry.register(
             "events_accepted",
             "Events accepted and made durable",
@@ -101,6 +108,7 @@ impl Metrics {
             trigger_failures,
             deliveries,
             timers_fired,
+            engagements,
         }
     }
 
@@ -114,6 +122,14 @@ impl Metrics {
 
     pub fn trigger(&self, kind: &str) {
         self.triggers
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn engagement(&self, kind: &str) {
+        self.engagements
             .get_or_create(&KindLabel {
                 kind: kind.to_string(),
             })
@@ -136,4 +152,3 @@ impl Metrics {
         out
     }
 }
-

@@ -65,6 +65,20 @@ pub struct ChannelSummary {
     pub sent: u64,
     pub delivered: u64,
     pub failed: u64,
+    /// Decided but not sent: the customer is unsubscribed or suppressed.
+    #[serde(default)]
+    pub suppressed: u64,
+    /// Engagement reported by tracking events naming one of this enrollment's messages.
+    #[serde(default)]
+    pub opened: u64,
+    #[serde(default)]
+    pub clicked: u64,
+    #[serde(default)]
+    pub replied: u64,
+    #[serde(default)]
+    pub bounced: u64,
+    #[serde(default)]
+    pub unsubscribed: u64,
 }
 
 /// Why the last trigger of an enrollment failed; cleared by the next trigger that succeeds.
@@ -322,13 +336,21 @@ impl Limits {
     /// These limits with `overrides` applied.
     pub fn with(self, overrides: &LimitOverrides) -> Limits {
         Limits {
-            max_component_bytes: overrides.max_component_bytes.unwrap_or(self.max_component_bytes),
+            max_component_bytes: overrides
+                .max_component_bytes
+                .unwrap_or(self.max_component_bytes),
             max_memory_bytes: overrides.max_memory_bytes.unwrap_or(self.max_memory_bytes),
-            decide_deadline_ms: overrides.decide_deadline_ms.unwrap_or(self.decide_deadline_ms),
-            deliver_timeout_ms: overrides.deliver_timeout_ms.unwrap_or(self.deliver_timeout_ms),
+            decide_deadline_ms: overrides
+                .decide_deadline_ms
+                .unwrap_or(self.decide_deadline_ms),
+            deliver_timeout_ms: overrides
+                .deliver_timeout_ms
+                .unwrap_or(self.deliver_timeout_ms),
             max_commands: overrides.max_commands.unwrap_or(self.max_commands),
             max_state_bytes: overrides.max_state_bytes.unwrap_or(self.max_state_bytes),
-            max_hostcall_bytes: overrides.max_hostcall_bytes.unwrap_or(self.max_hostcall_bytes),
+            max_hostcall_bytes: overrides
+                .max_hostcall_bytes
+                .unwrap_or(self.max_hostcall_bytes),
         }
     }
 

@@ -78,7 +78,11 @@ impl Registry {
     /// Compiled code is shared by digest, but warm instances never are: each tenant gets its
     /// own pool, so nothing a guest leaves in its globals can reach another tenant, even when
     /// two tenants upload the very same bytes.
-    pub async fn journey(&self, tenant: &str, digest: &str) -> Result<JourneyComponent, RegistryError> {
+    pub async fn journey(
+        &self,
+        tenant: &str,
+        digest: &str,
+    ) -> Result<JourneyComponent, RegistryError> {
         let tenant_key = format!("{tenant}\u{1f}{digest}");
         if let Some(c) = lock(&self.tenant_journeys).get(&tenant_key) {
             return Ok(c.clone());

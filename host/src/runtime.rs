@@ -238,12 +238,35 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let tenant = commit.tenant.clone();
         let existing = self.store.customer(&tenant, &event.customer)?;
-        let customer = existing.clone().unwrap_or_else(|| Customer {
+        let mut customer = existing.clone().unwrap_or_else(|| Customer {
             id: event.customer.clone(),
             attributes: Default::default(),
         });
-        if existing.is_none() {
+        let mut changed = existing.is_none();
+        if event.name == engine::IDENTIFY {
+            // Traits under `traits` (Segment's shape), or the properties themselves.
+            let traits = match event.properties.get("traits") {
+                Some(serde_json::Value::Object(traits)) => traits.clone(),
+                _ => event.properties.clone(),
+            };
+            changed |= engine::apply_traits(&mut customer, &traits);
+        }
+        if event.name == "unsubscribed" {
+            let channel = event.properties.get("channel").and_then(|c| c.as_str());
+            engine::unsubscribe(&mut customer, channel);
+            changed = true;
+        }
+        if changed {
             commit.customer = Some(customer.clone());
+        }
+        // A tracking event about one of the customer's messages goes to the enrollment that
+        // sent it, and only there.
+        if let Some((kind, message_id)) = engine::engagement(&event) {
+            if let Some(message) = self.store.message(&tenant, &customer.id, message_id)? {
+                self.engage(commit, &customer, &message, kind, event.clone(), now)
+                    .await?;
+                return Ok(());
+            }
         }
         let enrollments = self.store.enrollments(&tenant, &customer.id)?;
         for latest in self.store.latest_journeys(&tenant)? {
@@ -317,6 +340,38 @@ impl Runtime {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// An engagement event about `message`: counted on the enrollment that sent it, and handed
+    /// to that enrollment's `decide` (while it is active).
+    async fn engage(
+        &self,
+        commit: &mut TriggerCommit,
+        customer: &Customer,
+        message: &OutboxEntry,
+        kind: &str,
+        event: Event,
+        now: Millis,
+    ) -> Result<(), RuntimeError> {
+        let tenant = commit.tenant.clone();
+        let Some(mut enrollment) =
+            self.store
+                .enrollment(&tenant, &customer.id, &message.journey, message.run)?
+        else {
+            return Ok(());
+        };
+        let Some(version) =
+            self.store
+                .journey_version(&tenant, &message.journey, enrollment.version)?
+        else {
+            return Ok(());
+        };
+        engine::record_engagement(&mut enrollment, &message.channel, kind);
+        self.metrics.engagement(kind);
+        let trigger = Trigger::Event { event };
+        self.decide(commit, customer, enrollment, &version, trigger, None, now)
+            .await;
         Ok(())
     }
 
@@ -409,8 +464,11 @@ impl Runtime {
                 .await
                 .map_err(|f| (f.reason.as_str(), f.message))?;
             let prefix = engine::key_prefix(&tenant, &enrollment, &trigger_id);
-            engine::apply(enrollment.clone(), &version.spec, commands, &prefix, now)
-                .map_err(|e| ("invalid_commands", e.to_string()))
+            let mut applied =
+                engine::apply(enrollment.clone(), &version.spec, commands, &prefix, now)
+                    .map_err(|e| ("invalid_commands", e.to_string()))?;
+            engine::suppress(&mut applied, customer);
+            Ok(applied)
         }
         .instrument(span.clone())
         .await;
@@ -456,7 +514,11 @@ fn absorb(
         commit.counters.push((
             enrollment.journey.clone(),
             draft.send.channel.clone(),
-            "sent",
+            if draft.suppressed {
+                "suppressed"
+            } else {
+                "sent"
+            },
         ));
         commit.outbox.push(OutboxEntry {
             id: draft.id,
@@ -469,7 +531,11 @@ fn absorb(
             channel: draft.send.channel,
             template: draft.send.template,
             payload: draft.send.payload,
-            status: MessageStatus::Pending,
+            status: if draft.suppressed {
+                MessageStatus::Suppressed
+            } else {
+                MessageStatus::Pending
+            },
             attempts: 0,
             next_attempt_at: wall,
             last_error: None,

@@ -59,7 +59,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         config.runtime.shards,
         config.store_cache_bytes,
     )
-        .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
+    .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
     let clock = match config.clock {
         ClockKind::System => Clock::system(),
         ClockKind::Manual => {

@@ -130,6 +130,9 @@ pub enum MessageStatus {
     Delivered,
     /// Failed permanently or after every retry: a dead letter.
     Dead,
+    /// Decided for a customer who may not receive it (unsubscribed or suppressed): recorded,
+    /// never delivered.
+    Suppressed,
 }
 
 /// A send that was decided and persisted; `deliver` drains it.
@@ -473,7 +476,10 @@ impl Store {
     }
 
     pub fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        self.tenants.get(id.as_bytes())?.map(|v| dec(&v)).transpose()
+        self.tenants
+            .get(id.as_bytes())?
+            .map(|v| dec(&v))
+            .transpose()
     }
 
     /// Replaces a tenant's limit overrides; `Ok(None)` when there is no such tenant.
@@ -707,6 +713,19 @@ impl Store {
     }
 
     /// Every message decided for a customer, oldest key first.
+    /// One message of a customer, by id.
+    pub fn message(
+        &self,
+        tenant: &str,
+        customer: &str,
+        id: &str,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.outbox
+            .get(outbox_key(tenant, customer, id))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+
     pub fn messages(&self, tenant: &str, customer: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut messages: Vec<OutboxEntry> = self
             .outbox
@@ -777,7 +796,9 @@ impl Store {
             .iter()
             .map(|o| {
                 let k = outbox_key(&o.tenant, &o.customer, &o.id);
-                (due_key(o.next_attempt_at, &k), k, enc(o))
+                let due =
+                    (o.status == MessageStatus::Pending).then(|| due_key(o.next_attempt_at, &k));
+                (due, k, enc(o))
             })
             .collect();
         let tasks: Vec<_> = c
@@ -818,7 +839,9 @@ impl Store {
                     for (due_k, k, v) in &outbox {
                         if outbox_t.get(k)?.is_none() {
                             outbox_t.insert(k.as_slice(), v.as_slice())?;
-                            due.insert(due_k.as_slice(), k.as_slice())?;
+                            if let Some(due_k) = due_k {
+                                due.insert(due_k.as_slice(), k.as_slice())?;
+                            }
                         }
                     }
                     for (k, v) in &tasks {
@@ -958,8 +981,14 @@ impl Store {
         let value = enc(&updated);
         let dead = (updated.status == MessageStatus::Dead)
             .then(|| key(&[entry.tenant.as_bytes(), entry.id.as_bytes()]));
-        (&self.outbox, &self.outbox_due, &self.inbox, &self.counters, &self.dead_letters).transaction(
-            |(outbox, due, inbox, counters, dead_letters)| {
+        (
+            &self.outbox,
+            &self.outbox_due,
+            &self.inbox,
+            &self.counters,
+            &self.dead_letters,
+        )
+            .transaction(|(outbox, due, inbox, counters, dead_letters)| {
                 outbox.insert(k.as_slice(), value.as_slice())?;
                 if let Some(d) = &dead {
                     dead_letters.insert(d.as_slice(), k.as_slice())?;
@@ -975,15 +1004,18 @@ impl Store {
                     bump(counters, ck)?;
                 }
                 Ok(())
-            },
-        )?;
+            })?;
         Ok(())
     }
 
     /// A tenant's dead letters, oldest message id first, at most `limit`.
     pub fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.dead_letters.scan_prefix(prefix(&[tenant.as_bytes()])).take(limit) {
+        for kv in self
+            .dead_letters
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .take(limit)
+        {
             let (_, outbox_k) = kv?;
             if let Some(v) = self.outbox.get(&outbox_k)? {
                 out.push(dec(&v)?);
@@ -1059,24 +1091,26 @@ impl Store {
         now: Millis,
     ) -> Result<Task, TaskError> {
         let k = key(&[tenant.as_bytes(), id.as_bytes()]);
-        let claimed = self.tasks.transaction(|tasks| {
-            let Some(v) = tasks.get(&k)? else {
-                return Ok(Err(TaskError::NotFound(id.to_string())));
-            };
-            let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
-            if task.status != "open" {
-                return Ok(Err(TaskError::Conflict {
-                    id: id.to_string(),
-                    status: task.status,
-                }));
-            }
-            task.status = "claimed".into();
-            task.assignee = Some(assignee.to_string());
-            task.claimed_at = Some(now);
-            tasks.insert(k.as_slice(), enc(&task))?;
-            Ok(Ok(task))
-        })
-        .map_err(StoreError::from)??;
+        let claimed = self
+            .tasks
+            .transaction(|tasks| {
+                let Some(v) = tasks.get(&k)? else {
+                    return Ok(Err(TaskError::NotFound(id.to_string())));
+                };
+                let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                if task.status != "open" {
+                    return Ok(Err(TaskError::Conflict {
+                        id: id.to_string(),
+                        status: task.status,
+                    }));
+                }
+                task.status = "claimed".into();
+                task.assignee = Some(assignee.to_string());
+                task.claimed_at = Some(now);
+                tasks.insert(k.as_slice(), enc(&task))?;
+                Ok(Ok(task))
+            })
+            .map_err(StoreError::from)??;
         self.flush().await?;
         Ok(claimed)
     }
@@ -1119,8 +1153,8 @@ impl Store {
                 },
             },
         )?;
-        let resolved = (&self.tasks, &self.events, &self.event_ids, &self.inbox).transaction(
-            |(tasks, log, ids, inbox)| {
+        let resolved = (&self.tasks, &self.events, &self.event_ids, &self.inbox)
+            .transaction(|(tasks, log, ids, inbox)| {
                 let Some(v) = tasks.get(&k)? else {
                     return Ok(Err(TaskError::NotFound(id.to_string())));
                 };
@@ -1142,9 +1176,8 @@ impl Store {
                     inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
                 }
                 Ok(Ok(task))
-            },
-        )
-        .map_err(StoreError::from)??;
+            })
+            .map_err(StoreError::from)??;
         self.flush().await?;
         Ok(resolved)
     }

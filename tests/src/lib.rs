@@ -697,6 +697,18 @@ pub struct ChannelSummary {
     pub delivered: u64,
     #[serde(default)]
     pub failed: u64,
+    #[serde(default)]
+    pub suppressed: u64,
+    #[serde(default)]
+    pub opened: u64,
+    #[serde(default)]
+    pub clicked: u64,
+    #[serde(default)]
+    pub replied: u64,
+    #[serde(default)]
+    pub bounced: u64,
+    #[serde(default)]
+    pub unsubscribed: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -166,8 +166,12 @@ impl ChannelComponent {
             }),
             Ok(Err(error)) => Err(DeliveryFailure::Adapter(
                 match delivery_error_from_wit(error) {
-                    model::DeliveryError::Retryable(m) => model::DeliveryError::Retryable(explain(m)),
-                    model::DeliveryError::Permanent(m) => model::DeliveryError::Permanent(explain(m)),
+                    model::DeliveryError::Retryable(m) => {
+                        model::DeliveryError::Retryable(explain(m))
+                    }
+                    model::DeliveryError::Permanent(m) => {
+                        model::DeliveryError::Permanent(explain(m))
+                    }
                 },
             )),
             Err(mut failure) => {

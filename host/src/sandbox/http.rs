@@ -179,10 +179,7 @@ impl OutboundPolicy {
 
     /// Remembers why a request was refused, for the delivery's error message.
     fn deny(&self, reason: String) {
-        let mut denials = self
-            .denials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut denials = self.denials.lock().unwrap_or_else(|p| p.into_inner());
         if denials.len() < 4 {
             denials.push(reason);
         }

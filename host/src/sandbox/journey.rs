@@ -44,7 +44,12 @@ pub(super) struct JourneyState {
 }
 
 impl JourneyState {
-    fn new(now: model::Millis, seed: u64, stats: Vec<model::ChannelStats>, max_memory: u64) -> Self {
+    fn new(
+        now: model::Millis,
+        seed: u64,
+        stats: Vec<model::ChannelStats>,
+        max_memory: u64,
+    ) -> Self {
         JourneyState {
             table: ResourceTable::new(),
             wasi: WasiState::deterministic(now, seed),
@@ -56,7 +61,13 @@ impl JourneyState {
 
     /// Prepares a reused instance's state for the next call: everything per call is new, only
     /// the resource table (whose stream handles the guest caches) carries over.
-    fn rearm(&mut self, now: model::Millis, seed: u64, stats: Vec<model::ChannelStats>, max_memory: u64) {
+    fn rearm(
+        &mut self,
+        now: model::Millis,
+        seed: u64,
+        stats: Vec<model::ChannelStats>,
+        max_memory: u64,
+    ) {
         self.wasi.rearm(now, seed);
         self.memory.reset(max_memory);
         self.log = LogState::new("journey");
@@ -198,9 +209,14 @@ impl JourneyComponent {
     ) -> Result<Vec<model::Command>, GuestFailure> {
         let context = context_to_wit(ctx);
         let decision = self
-            .run(ctx.now, ctx.seed, stats, limits, true, async |journey, store| {
-                journey.call_decide(store, &context).await
-            })
+            .run(
+                ctx.now,
+                ctx.seed,
+                stats,
+                limits,
+                true,
+                async |journey, store| journey.call_decide(store, &context).await,
+            )
             .await?;
         match decision {
             Ok(commands) => commands_from_wit(commands, limits),
@@ -726,7 +742,11 @@ mod tests {
         };
         let failure = commands_from_wit(vec![send(&huge)], &limits).unwrap_err();
         assert_eq!(failure.reason, FailureReason::InvalidCommands);
-        assert!(failure.message.contains("bytes of commands"), "{}", failure.message);
+        assert!(
+            failure.message.contains("bytes of commands"),
+            "{}",
+            failure.message
+        );
     }
 
     fn spec() -> wit::Spec {

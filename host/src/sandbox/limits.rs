@@ -109,7 +109,9 @@ impl SandboxConfig {
         }
         if limits.max_commands == 0 || limits.max_state_bytes == 0 || limits.max_hostcall_bytes == 0
         {
-            return Err("max_commands, max_state_bytes and max_hostcall_bytes must be positive".into());
+            return Err(
+                "max_commands, max_state_bytes and max_hostcall_bytes must be positive".into(),
+            );
         }
         if limits.max_component_bytes < 8 {
             return Err("max_component_bytes is too small for any component".into());
@@ -117,7 +119,6 @@ impl SandboxConfig {
         Ok(())
     }
 }
-
 
 /// The engine configuration: component model, epoch interruption, and a pooling allocator
 /// sized for `max_concurrent_instances`, because a fresh instance per call is only cheap when
@@ -418,7 +419,10 @@ mod tests {
         let config = SandboxConfig::default();
         assert_eq!(config.validate(), Ok(()));
         let limits = config.defaults;
-        assert!(limits.max_memory_bytes >= 16 << 20, "Rust guests need a few MiB");
+        assert!(
+            limits.max_memory_bytes >= 16 << 20,
+            "Rust guests need a few MiB"
+        );
         assert!(limits.decide_deadline_ms < limits.deliver_timeout_ms);
         assert!(limits.max_commands > 0 && limits.max_state_bytes > 0);
         assert!(!config.allow_private_network, "private networks are opt-in");
@@ -439,7 +443,10 @@ mod tests {
             max_memory_bytes: config.memory_ceiling_bytes + 1,
             ..DEFAULT_LIMITS
         };
-        assert!(config.check_limits(&too_much).unwrap_err().contains("ceiling"));
+        assert!(config
+            .check_limits(&too_much)
+            .unwrap_err()
+            .contains("ceiling"));
     }
 
     #[test]

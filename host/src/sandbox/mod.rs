@@ -479,7 +479,10 @@ mod tests {
         let journey = sandbox
             .compile_journey(&bytes)
             .expect("a journey component");
-        let spec = journey.describe(&DEFAULT_LIMITS).await.expect("a valid spec");
+        let spec = journey
+            .describe(&DEFAULT_LIMITS)
+            .await
+            .expect("a valid spec");
         assert!(
             !spec.entry.is_empty(),
             "onboarding declares how customers enter"
@@ -518,8 +521,17 @@ mod tests {
         // A new sandbox (a restart) loads the cached code.
         let second = Sandbox::new(config.clone()).expect("sandbox");
         let journey = second.compile_journey(&bytes).expect("loads");
-        assert_eq!((second.counters().compiled.get(), second.counters().cache_hits.get()), (0, 1));
-        journey.describe(&DEFAULT_LIMITS).await.expect("the cached code runs");
+        assert_eq!(
+            (
+                second.counters().compiled.get(),
+                second.counters().cache_hits.get()
+            ),
+            (0, 1)
+        );
+        journey
+            .describe(&DEFAULT_LIMITS)
+            .await
+            .expect("the cached code runs");
 
         // A damaged entry is recompiled, not trusted.
         let entry = std::fs::read_dir(dir.path())
@@ -533,7 +545,13 @@ mod tests {
         std::fs::write(&entry, code).unwrap();
         let third = Sandbox::new(config).expect("sandbox");
         third.compile_journey(&bytes).expect("recompiles");
-        assert_eq!((third.counters().compiled.get(), third.counters().cache_hits.get()), (1, 0));
+        assert_eq!(
+            (
+                third.counters().compiled.get(),
+                third.counters().cache_hits.get()
+            ),
+            (1, 0)
+        );
     }
 
     #[tokio::test]
@@ -555,8 +573,18 @@ mod tests {
         let ctx = signed_up_context();
         let mut answers = Vec::new();
         for _ in 0..3 {
-            answers.push(warm_journey.decide(&ctx, Vec::new(), &DEFAULT_LIMITS).await.unwrap());
-            answers.push(cold_journey.decide(&ctx, Vec::new(), &DEFAULT_LIMITS).await.unwrap());
+            answers.push(
+                warm_journey
+                    .decide(&ctx, Vec::new(), &DEFAULT_LIMITS)
+                    .await
+                    .unwrap(),
+            );
+            answers.push(
+                cold_journey
+                    .decide(&ctx, Vec::new(), &DEFAULT_LIMITS)
+                    .await
+                    .unwrap(),
+            );
         }
         assert!(!answers[0].is_empty(), "onboarding answers a sign-up");
         assert!(answers.iter().all(|a| *a == answers[0]));
@@ -578,7 +606,10 @@ mod tests {
         assert!(allowed("waymark:journey/stats@0.1.0", JOURNEY_IMPORTS));
         assert!(!allowed("wasi:filesystem/preopens@0.2.6", JOURNEY_IMPORTS));
         assert!(!allowed("wasi:sockets/tcp@0.2.6", JOURNEY_IMPORTS));
-        assert!(!allowed("wasi:http/outgoing-handler@0.2.6", JOURNEY_IMPORTS));
+        assert!(!allowed(
+            "wasi:http/outgoing-handler@0.2.6",
+            JOURNEY_IMPORTS
+        ));
         assert!(allowed("wasi:http/outgoing-handler@0.2.6", CHANNEL_IMPORTS));
         assert!(!allowed("waymark:journey/stats@0.1.0", CHANNEL_IMPORTS));
     }
