@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/journeys", get(list_journeys))
         .route("/v1/journeys/{name}", put(upload_journey).get(get_journey))
         .route("/v1/journeys/{name}/decide", post(dry_run_decide))
+        .route("/v1/journeys/{name}/report", get(journey_report))
         .route("/v1/channels", get(list_channels))
         .route("/v1/channels/{name}", put(register_channel))
         .route("/v1/events", post(post_events))
@@ -561,6 +562,27 @@ async fn dry_run_decide(
             Err(error)
         }
     }
+}
+
+/// The journey's funnel, overall, per version and per experiment arm.
+async fn journey_report(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = &state.runtime.store;
+    let latest = store
+        .latest_journeys(&tenant)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+    let enrollments = store.journey_enrollments(&tenant, &name)?;
+    let report = crate::report::report(&latest.spec, &enrollments);
+    Ok(Json(json!({
+        "name": name,
+        "latest_version": latest.version,
+        "report": report,
+    })))
 }
 
 async fn list_journeys(

@@ -30,6 +30,7 @@ pub mod engine;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod report;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;

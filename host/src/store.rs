@@ -713,6 +713,23 @@ impl Store {
     }
 
     /// Every message decided for a customer, oldest key first.
+    /// Every enrollment of one journey of a tenant (a scan of the tenant's enrollments: for
+    /// reports, not for the hot path).
+    pub fn journey_enrollments(
+        &self,
+        tenant: &str,
+        journey: &str,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.enrollments.scan_prefix(prefix(&[tenant.as_bytes()])) {
+            let enrollment: Enrollment = dec(&kv?.1)?;
+            if enrollment.journey == journey {
+                out.push(enrollment);
+            }
+        }
+        Ok(out)
+    }
+
     /// One message of a customer, by id.
     pub fn message(
         &self,
