@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/channels", get(list_channels))
         .route("/v1/channels/{name}", put(register_channel))
         .route("/v1/events", post(post_events))
+        .route("/v1/policy", get(get_policy).put(set_policy))
         .route("/v1/customers/{id}", get(get_customer))
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task))
@@ -357,6 +358,7 @@ async fn create_tenant(
         id: input.name.clone(),
         created_at: state.runtime.clock.now(),
         limits: LimitOverrides::default(),
+        policy: Default::default(),
     };
     state
         .runtime
@@ -583,6 +585,31 @@ async fn journey_report(
         "latest_version": latest.version,
         "report": report,
     })))
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.runtime.tenant_policy(&tenant)?)))
+}
+
+/// Replaces the tenant's sending policy: frequency caps and quiet hours.
+async fn set_policy(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let policy: crate::model::SendingPolicy = parse_json(&body?)?;
+    crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
+    let rt = &state.runtime;
+    rt.store
+        .set_tenant_policy(&tenant, policy.clone())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;
+    rt.forget_tenant_limits(&tenant);
+    tracing::info!(tenant, ?policy, "sending policy changed");
+    Ok(Json(json!(policy)))
 }
 
 async fn list_journeys(
@@ -967,6 +994,7 @@ fn message_json(m: &OutboxEntry) -> Value {
         "provider_id": m.provider_id,
         "created_at": m.created_at,
         "delivered_at": m.delivered_at,
+        "release_at": m.release_at,
     })
 }
 

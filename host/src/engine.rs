@@ -201,6 +201,8 @@ pub struct OutboxDraft {
     pub send: Send,
     /// Recorded but never delivered: the customer may not receive it ([`suppress`]).
     pub suppressed: bool,
+    /// Deferred by the sending policy until this journey time.
+    pub release_at: Option<Millis>,
 }
 
 /// Everything a trigger does beyond the enrollment itself; committed with it atomically.
@@ -317,6 +319,7 @@ pub fn apply(
                     id: format!("{key_prefix}/{index}"),
                     send,
                     suppressed: false,
+                    release_at: None,
                 });
             }
             Command::Schedule { name, due } => {

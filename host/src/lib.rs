@@ -29,6 +29,7 @@ pub mod delivery;
 pub mod engine;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod registry;
 pub mod report;
 pub mod runtime;

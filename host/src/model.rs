@@ -382,3 +382,41 @@ pub struct LimitOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hostcall_bytes: Option<u64>,
 }
+
+/// A tenant's sending policy: frequency caps and quiet hours defer sends, never drop them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendingPolicy {
+    #[serde(default)]
+    pub frequency_caps: Vec<FrequencyCap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// At most `max` sends through `channel` (`*`: every channel, counted together) to one
+/// customer in any `window_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    pub channel: String,
+    pub max: u32,
+    pub window_ms: Millis,
+}
+
+/// No sends between `start` and `end` (`HH:MM`, local time; `start` after `end` spans
+/// midnight) in the customer's time zone: attribute `timezone` (an IANA name), else
+/// `default_timezone`. `channels` empty: every channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
+    #[serde(default = "utc")]
+    pub default_timezone: String,
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}

@@ -9,7 +9,9 @@
 use crate::clock::{system_now, Clock};
 use crate::engine::{self, Applied, Routing};
 use crate::metrics::Metrics;
-use crate::model::{Customer, DecisionContext, Enrollment, Event, Limits, Millis, Trigger};
+use crate::model::{
+    Customer, DecisionContext, Enrollment, Event, Limits, Millis, SendingPolicy, Trigger,
+};
 use crate::registry::Registry;
 use crate::store::{
     InboxItem, JourneyVersion, MessageStatus, OutboxEntry, Pending, Store, StoreError, Task,
@@ -58,8 +60,15 @@ pub struct Runtime {
     pub timers_changed: Notify,
     /// A message entered the outbox: the delivery loop has work.
     pub outbox_changed: Notify,
-    /// Each tenant's effective sandbox limits, read from the store once.
-    limits: std::sync::Mutex<HashMap<String, Limits>>,
+    /// Each tenant's effective limits and sending policy, read from the store once.
+    settings: std::sync::Mutex<HashMap<String, TenantSettings>>,
+}
+
+/// What the runtime keeps of a tenant's record: read once, forgotten when changed.
+#[derive(Debug, Clone)]
+struct TenantSettings {
+    limits: Limits,
+    policy: SendingPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,33 +90,86 @@ impl Runtime {
             shutdown: CancellationToken::new(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
-            limits: Default::default(),
+            settings: Default::default(),
         }
     }
 
     /// The sandbox limits `tenant`'s components run under: the operator's defaults with the
     /// tenant's overrides.
     pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, StoreError> {
-        if let Some(limits) = self.limits_cache().get(tenant) {
-            return Ok(*limits);
-        }
-        let overrides = self
-            .store
-            .tenant(tenant)?
-            .map(|t| t.limits)
-            .unwrap_or_default();
-        let limits = self.registry.sandbox().config().defaults.with(&overrides);
-        self.limits_cache().insert(tenant.to_string(), limits);
-        Ok(limits)
+        Ok(self.tenant_settings(tenant)?.limits)
     }
 
-    /// Forgets the cached limits of `tenant` after they changed.
+    /// The tenant's sending policy.
+    pub fn tenant_policy(&self, tenant: &str) -> Result<SendingPolicy, StoreError> {
+        Ok(self.tenant_settings(tenant)?.policy)
+    }
+
+    fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings, StoreError> {
+        if let Some(settings) = self.limits_cache().get(tenant) {
+            return Ok(settings.clone());
+        }
+        let record = self.store.tenant(tenant)?;
+        let overrides = record.as_ref().map(|t| t.limits).unwrap_or_default();
+        let settings = TenantSettings {
+            limits: self.registry.sandbox().config().defaults.with(&overrides),
+            policy: record.map(|t| t.policy).unwrap_or_default(),
+        };
+        self.limits_cache()
+            .insert(tenant.to_string(), settings.clone());
+        Ok(settings)
+    }
+
+    /// Forgets the cached settings of `tenant` after they changed.
     pub fn forget_tenant_limits(&self, tenant: &str) {
         self.limits_cache().remove(tenant);
     }
 
-    fn limits_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Limits>> {
-        self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    /// Defers the sends the tenant's sending policy does not allow yet: each gets the journey
+    /// time it may go out at, counting the customer's earlier messages (and this trigger's).
+    fn defer_sends(
+        &self,
+        commit: &TriggerCommit,
+        customer: &Customer,
+        applied: &mut Applied,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let policy = self.tenant_policy(&commit.tenant)?;
+        if policy == SendingPolicy::default()
+            || applied.effects.sends.iter().all(|d| d.suppressed)
+        {
+            return Ok(());
+        }
+        let counts = |m: &OutboxEntry| {
+            !matches!(m.status, MessageStatus::Suppressed | MessageStatus::Dead)
+        };
+        let mut earlier: Vec<(String, Millis)> = self
+            .store
+            .messages(&commit.tenant, &customer.id)?
+            .iter()
+            .chain(commit.outbox.iter().filter(|m| m.customer == customer.id))
+            .filter(|m| counts(m))
+            .map(|m| (m.channel.clone(), m.release_at.unwrap_or(m.created_at)))
+            .collect();
+        let zone = crate::policy::zone_of(
+            customer,
+            policy
+                .quiet_hours
+                .as_ref()
+                .map_or("UTC", |q| q.default_timezone.as_str()),
+        );
+        for draft in applied.effects.sends.iter_mut().filter(|d| !d.suppressed) {
+            let at = crate::policy::release_time(now, &draft.send.channel, &earlier, &policy, zone);
+            if at > now {
+                draft.release_at = Some(at);
+            }
+            earlier.push((draft.send.channel.clone(), at));
+        }
+        Ok(())
+    }
+
+    fn limits_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantSettings>> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Wakes the worker of the shard that owns this customer.
@@ -473,7 +535,13 @@ impl Runtime {
         .instrument(span.clone())
         .await;
         match outcome {
-            Ok(applied) => absorb(commit, customer, Some(&trigger_id), applied, now),
+            Ok(mut applied) => {
+                if let Err(error) = self.defer_sends(commit, customer, &mut applied, now) {
+                    // The policy could not be read: send now rather than lose the decision.
+                    warn!(%error, "sending policy unavailable; not deferring");
+                }
+                absorb(commit, customer, Some(&trigger_id), applied, now)
+            }
             Err((reason, message)) => {
                 span.in_scope(|| warn!(reason, %message, "trigger failed"));
                 self.metrics.failure(reason);
@@ -533,9 +601,12 @@ fn absorb(
             payload: draft.send.payload,
             status: if draft.suppressed {
                 MessageStatus::Suppressed
+            } else if draft.release_at.is_some() {
+                MessageStatus::Held
             } else {
                 MessageStatus::Pending
             },
+            release_at: draft.release_at,
             attempts: 0,
             next_attempt_at: wall,
             last_error: None,

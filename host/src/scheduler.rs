@@ -1,6 +1,7 @@
 //! Durable timers: pending timers live in the store ordered by due time; the scheduler sleeps
 //! until the earliest is due (or until a timer is set, or a manual clock jumps), then moves every
 //! due timer into its customer's inbox shard, so timers fire through the same path as events.
+//! It also releases messages the sending policy held (their release is journey time too).
 
 use crate::runtime::Runtime;
 use std::sync::Arc;
@@ -23,10 +24,23 @@ pub async fn run(rt: Arc<Runtime>) {
             }
             Err(error) => warn!(%error, "firing due timers failed; retrying"),
         }
-        let next = rt.store.next_timer_due().unwrap_or_else(|error| {
+        match rt.store.release_held(now, crate::clock::system_now(), 1024) {
+            Ok(0) => {}
+            Ok(_) => {
+                rt.outbox_changed.notify_one();
+                continue;
+            }
+            Err(error) => warn!(%error, "releasing held messages failed; retrying"),
+        }
+        let next_timer = rt.store.next_timer_due().unwrap_or_else(|error| {
             warn!(%error, "reading the next timer failed");
             None
         });
+        let next_release = rt.store.next_held_release().unwrap_or_else(|error| {
+            warn!(%error, "reading the next held message failed");
+            None
+        });
+        let next = next_timer.into_iter().chain(next_release).min();
         // On a manual clock a timer can only come due when the clock is advanced.
         let wait = match next {
             Some(due) if !rt.clock.is_manual() => {

@@ -62,6 +62,9 @@ pub struct Tenant {
     /// The tenant's departures from the operator's default sandbox limits.
     #[serde(default)]
     pub limits: crate::model::LimitOverrides,
+    /// Frequency caps and quiet hours.
+    #[serde(default)]
+    pub policy: crate::model::SendingPolicy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +136,8 @@ pub enum MessageStatus {
     /// Decided for a customer who may not receive it (unsubscribed or suppressed): recorded,
     /// never delivered.
     Suppressed,
+    /// Deferred by the sending policy (a frequency cap, quiet hours) until `release_at`.
+    Held,
 }
 
 /// A send that was decided and persisted; `deliver` drains it.
@@ -160,6 +165,9 @@ pub struct OutboxEntry {
     pub created_at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<Millis>,
+    /// Journey time at which a send the sending policy deferred may go out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_at: Option<Millis>,
 }
 
 /// A human handoff in a tenant's queue.
@@ -256,6 +264,8 @@ pub struct Store {
     counters: sled::Tree,
     /// `tenant␟message id` → outbox key, for every dead letter.
     dead_letters: sled::Tree,
+    /// Held messages by release time (journey time): `time␟outbox key` → ().
+    held: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
@@ -423,6 +433,7 @@ impl Store {
             tasks: t("tasks")?,
             counters: t("counters")?,
             dead_letters: t("dead_letters")?,
+            held: t("held")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
@@ -813,8 +824,11 @@ impl Store {
             .iter()
             .map(|o| {
                 let k = outbox_key(&o.tenant, &o.customer, &o.id);
-                let due =
-                    (o.status == MessageStatus::Pending).then(|| due_key(o.next_attempt_at, &k));
+                let due = match (o.status, o.release_at) {
+                    (MessageStatus::Pending, _) => Some((false, due_key(o.next_attempt_at, &k))),
+                    (MessageStatus::Held, Some(at)) => Some((true, due_key(at, &k))),
+                    _ => None,
+                };
                 (due, k, enc(o))
             })
             .collect();
@@ -837,9 +851,20 @@ impl Store {
             &self.outbox_due,
             &self.tasks,
             &self.counters,
+            &self.held,
         )
             .transaction(
-                |(inbox, customers, enrollments_t, timers, outbox_t, due, tasks_t, counters_t)| {
+                |(
+                    inbox,
+                    customers,
+                    enrollments_t,
+                    timers,
+                    outbox_t,
+                    due,
+                    tasks_t,
+                    counters_t,
+                    held,
+                )| {
                     inbox.remove(c.inbox_key.as_slice())?;
                     if let Some((k, v)) = &customer_value {
                         customers.insert(k.as_slice(), v.as_slice())?;
@@ -856,8 +881,14 @@ impl Store {
                     for (due_k, k, v) in &outbox {
                         if outbox_t.get(k)?.is_none() {
                             outbox_t.insert(k.as_slice(), v.as_slice())?;
-                            if let Some(due_k) = due_k {
-                                due.insert(due_k.as_slice(), k.as_slice())?;
+                            match due_k {
+                                Some((false, due_k)) => {
+                                    due.insert(due_k.as_slice(), k.as_slice())?;
+                                }
+                                Some((true, held_k)) => {
+                                    held.insert(held_k.as_slice(), k.as_slice())?;
+                                }
+                                None => {}
                             }
                         }
                     }
@@ -932,6 +963,59 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Releases held messages whose time (journey time) has come: they join the delivery
+    /// queue at wall-clock `wall`. Returns how many were released.
+    pub fn release_held(&self, now: Millis, wall: Millis, limit: usize) -> Result<usize, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let due: Vec<(Vec<u8>, Vec<u8>)> = self
+            .held
+            .range(..end.to_vec())
+            .take(limit)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (held_k, outbox_k) in &due {
+            (&self.held, &self.outbox, &self.outbox_due).transaction(|(held, outbox, due)| {
+                if held.remove(held_k.as_slice())?.is_none() {
+                    return Ok(());
+                }
+                let Some(v) = outbox.get(outbox_k)? else {
+                    return Ok(());
+                };
+                let mut entry: OutboxEntry = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                entry.status = MessageStatus::Pending;
+                entry.next_attempt_at = wall;
+                outbox.insert(outbox_k.as_slice(), enc(&entry))?;
+                due.insert(due_key(wall, outbox_k), outbox_k.as_slice())?;
+                Ok(())
+            })?;
+        }
+        Ok(due.len())
+    }
+
+    /// When the earliest held message may go out (journey time).
+    pub fn next_held_release(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.held.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Replaces a tenant's sending policy; `Ok(None)` when there is no such tenant.
+    pub async fn set_tenant_policy(
+        &self,
+        id: &str,
+        policy: crate::model::SendingPolicy,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let updated = self.tenants.transaction(|tenants| {
+            let Some(current) = tenants.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut tenant: Tenant = dec(&current).map_err(ConflictableTransactionError::Abort)?;
+            tenant.policy = policy.clone();
+            tenants.insert(id.as_bytes(), enc(&tenant))?;
+            Ok(Some(tenant))
+        })?;
+        self.flush().await?;
+        Ok(updated)
     }
 
     /// When the earliest pending message is due (wall clock).

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-pub use reqwest::{Method, StatusCode};
+pub use reqwest::{self, Method, StatusCode};
 pub use serde_json::{json, Value};
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -244,6 +244,9 @@ pub struct ServerOptions {
     /// Extra arguments to `waymark serve`, and extra environment.
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The `waymark` binary to run; `None` runs the debug build of [`artifacts`] (building it
+    /// if needed). The benches pass the release build.
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -255,6 +258,7 @@ impl Default for ServerOptions {
             allow_private_network: true,
             args: Vec::new(),
             env: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -359,6 +363,11 @@ impl Server {
         self.api().with_key(&tenant.api_key)
     }
 
+    /// The current process's id, while it runs (for `/proc/<pid>/status` and the like).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the current process is still running: it has neither exited nor been killed.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -395,7 +404,10 @@ impl Server {
 
     async fn spawn(&mut self) {
         self.starts += 1;
-        let artifacts = artifacts();
+        let binary = match &self.options.binary {
+            Some(binary) => binary.clone(),
+            None => artifacts().waymark.clone(),
+        };
         let log_path = self.log_path();
         let mut log = OpenOptions::new()
             .create(true)
@@ -405,7 +417,7 @@ impl Server {
         let _ = writeln!(log, "===== waymark start #{} =====", self.starts);
         let stderr = log.try_clone().expect("cannot clone the log file handle");
 
-        let mut command = Command::new(&artifacts.waymark);
+        let mut command = Command::new(&binary);
         command
             .arg("serve")
             .arg("--data-dir")
@@ -434,7 +446,7 @@ impl Server {
             .stderr(Stdio::from(stderr));
         let mut child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", artifacts.waymark.display()));
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", binary.display()));
 
         // A thread reads stdout for the listening line, then keeps draining it into the log so
         // the server never blocks on a full pipe.
@@ -732,6 +744,9 @@ pub struct Message {
     pub created_at: i64,
     #[serde(default)]
     pub delivered_at: Option<i64>,
+    /// When a message held by the sending policy may go out (journey time).
+    #[serde(default)]
+    pub release_at: Option<i64>,
 }
 
 /// The answer to `POST /v1/journeys/{name}/decide`: what a stored version decided, with no
@@ -1149,6 +1164,9 @@ pub fn count(received: &[Received], template: &str, customer: &str) -> usize {
 struct SinkState {
     received: Mutex<Vec<Received>>,
     script: Mutex<Script>,
+    /// Count requests, answer 200, record nothing ([`Sink::quiet`]).
+    quiet: bool,
+    count: std::sync::atomic::AtomicU64,
 }
 
 struct Script {
@@ -1167,6 +1185,16 @@ pub struct Sink {
 
 impl Sink {
     pub fn start() -> Sink {
+        Sink::start_with(false)
+    }
+
+    /// A sink that answers 200 to everything and only counts ([`Sink::count`]): for loads of
+    /// a million deliveries, which a recording sink would hold in memory.
+    pub fn quiet() -> Sink {
+        Sink::start_with(true)
+    }
+
+    fn start_with(quiet: bool) -> Sink {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the sink");
         listener
             .set_nonblocking(true)
@@ -1178,6 +1206,8 @@ impl Sink {
                 next: VecDeque::new(),
                 default: StatusCode::OK,
             }),
+            quiet,
+            count: Default::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
@@ -1219,6 +1249,11 @@ impl Sink {
     /// `127.0.0.1:PORT`, for a channel's `allowed_hosts`.
     pub fn authority(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// How many requests arrived so far (recorded or not).
+    pub fn count(&self) -> u64 {
+        self.state.count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything received so far, in arrival order.
@@ -1288,6 +1323,13 @@ async fn record(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
+    let n = state
+        .count
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    if state.quiet {
+        return (StatusCode::OK, axum::Json(json!({ "id": format!("sink-{n}") })));
+    }
     let status = {
         let mut script = state.script.lock().unwrap();
         let default = script.default;
