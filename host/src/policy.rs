@@ -91,7 +91,12 @@ pub fn release_time(
 }
 
 /// The earliest time at or after `t` when a send fits under `cap`.
-fn cap_slot(mut t: Millis, channel: &str, earlier: &[(String, Millis)], cap: &FrequencyCap) -> Millis {
+fn cap_slot(
+    mut t: Millis,
+    channel: &str,
+    earlier: &[(String, Millis)],
+    cap: &FrequencyCap,
+) -> Millis {
     let mut times: Vec<Millis> = earlier
         .iter()
         .filter(|(c, _)| cap.channel == "*" || c == channel)
@@ -138,13 +143,10 @@ fn after_quiet_hours(t: Millis, quiet: &QuietHours, zone: Tz) -> Millis {
     }
     let end_local = end_date.and_time(end);
     // A gap (the clocks jumped forward over the end) resolves to the first valid instant.
-    let resolved = zone
-        .from_local_datetime(&end_local)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(end_local + chrono::Duration::hours(1)))
-                .earliest()
-        });
+    let resolved = zone.from_local_datetime(&end_local).earliest().or_else(|| {
+        zone.from_local_datetime(&(end_local + chrono::Duration::hours(1)))
+            .earliest()
+    });
     match resolved {
         Some(end) => end.timestamp_millis().max(t),
         None => t,
@@ -199,7 +201,13 @@ mod tests {
 
     #[test]
     fn no_policy_sends_now() {
-        let t = release_time(MONDAY, "email", &sent(&[MONDAY - 5]), &SendingPolicy::default(), Tz::UTC);
+        let t = release_time(
+            MONDAY,
+            "email",
+            &sent(&[MONDAY - 5]),
+            &SendingPolicy::default(),
+            Tz::UTC,
+        );
         assert_eq!(t, MONDAY);
     }
 
@@ -212,9 +220,15 @@ mod tests {
             MONDAY + 4 * HOUR
         );
         // Other channels are not counted by an `email` cap.
-        assert_eq!(release_time(MONDAY, "sms", &earlier, &policy, Tz::UTC), MONDAY);
+        assert_eq!(
+            release_time(MONDAY, "sms", &earlier, &policy, Tz::UTC),
+            MONDAY
+        );
         // Below the cap: now.
-        assert_eq!(release_time(MONDAY, "email", &earlier[1..], &policy, Tz::UTC), MONDAY);
+        assert_eq!(
+            release_time(MONDAY, "email", &earlier[1..], &policy, Tz::UTC),
+            MONDAY
+        );
     }
 
     #[test]
@@ -254,9 +268,15 @@ mod tests {
             MONDAY + DAY + 8 * HOUR
         );
         // 03:00 UTC → 08:00 the same day.
-        assert_eq!(release_time(MONDAY + 3 * HOUR, "email", &[], &policy, Tz::UTC), MONDAY + 8 * HOUR);
+        assert_eq!(
+            release_time(MONDAY + 3 * HOUR, "email", &[], &policy, Tz::UTC),
+            MONDAY + 8 * HOUR
+        );
         // 12:00 UTC is fine.
-        assert_eq!(release_time(MONDAY + 12 * HOUR, "email", &[], &policy, Tz::UTC), MONDAY + 12 * HOUR);
+        assert_eq!(
+            release_time(MONDAY + 12 * HOUR, "email", &[], &policy, Tz::UTC),
+            MONDAY + 12 * HOUR
+        );
         // 12:00 UTC is 21:00 in Tokyo: quiet until 08:00 Tokyo, 23:00 UTC.
         let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
         let t = release_time(MONDAY + 12 * HOUR, "email", &[], &policy, tokyo);
@@ -297,8 +317,14 @@ mod tests {
             id: "c".into(),
             attributes: attrs.as_object().unwrap().clone(),
         };
-        assert_eq!(zone_of(&c(json!({"timezone": "Europe/Paris"})), "UTC"), chrono_tz::Europe::Paris);
-        assert_eq!(zone_of(&c(json!({"timezone": "Mars/Olympus"})), "Asia/Tokyo"), chrono_tz::Asia::Tokyo);
+        assert_eq!(
+            zone_of(&c(json!({"timezone": "Europe/Paris"})), "UTC"),
+            chrono_tz::Europe::Paris
+        );
+        assert_eq!(
+            zone_of(&c(json!({"timezone": "Mars/Olympus"})), "Asia/Tokyo"),
+            chrono_tz::Asia::Tokyo
+        );
         assert_eq!(zone_of(&c(json!({})), "nonsense"), Tz::UTC);
     }
 
@@ -306,7 +332,9 @@ mod tests {
     fn invalid_policies_are_refused_with_reasons() {
         assert!(validate(&caps(0, DAY)).is_err());
         assert!(validate(&caps(1, 0)).is_err());
-        assert!(validate(&quiet("25:00", "08:00")).unwrap_err().contains("HH:MM"));
+        assert!(validate(&quiet("25:00", "08:00"))
+            .unwrap_err()
+            .contains("HH:MM"));
         assert!(validate(&quiet("08:00", "08:00")).is_err());
         let mut bad_zone = quiet("21:00", "08:00");
         bad_zone.quiet_hours.as_mut().unwrap().default_timezone = "Nowhere/Land".into();

@@ -226,7 +226,12 @@ mod tests {
 
     #[test]
     fn a_funnel_counts_outcomes_conversions_and_median_times() {
-        let mut done = customer("a", 1, Some("a"), &[("first_login", 1_100), ("first_value", 1_500)]);
+        let mut done = customer(
+            "a",
+            1,
+            Some("a"),
+            &[("first_login", 1_100), ("first_value", 1_500)],
+        );
         done.status = EnrollmentStatus::Completed;
         let mut gone = customer("b", 1, Some("b"), &[]);
         gone.status = EnrollmentStatus::Exited;
@@ -276,12 +281,20 @@ mod tests {
         assert_eq!(r.overall.entered, 0);
         assert_eq!(r.overall.milestones[0].conversion, None);
         assert_eq!(r.overall.milestones[0].median_time_to_reach_ms, None);
-        assert_eq!(r.by_arm["copy"]["a"].entered, 0, "declared arms are always listed");
+        assert_eq!(
+            r.by_arm["copy"]["a"].entered, 0,
+            "declared arms are always listed"
+        );
     }
 
     #[test]
     fn paths_follow_the_order_customers_reached_milestones_in() {
-        let skipped = customer("a", 1, None, &[("first_value", 1_200), ("first_login", 1_400)]);
+        let skipped = customer(
+            "a",
+            1,
+            None,
+            &[("first_value", 1_200), ("first_login", 1_400)],
+        );
         let r = report(&spec(), &[skipped]);
         assert_eq!(r.overall.paths[0].path, ["first_value", "first_login"]);
     }

@@ -135,14 +135,12 @@ impl Runtime {
         now: Millis,
     ) -> Result<(), StoreError> {
         let policy = self.tenant_policy(&commit.tenant)?;
-        if policy == SendingPolicy::default()
-            || applied.effects.sends.iter().all(|d| d.suppressed)
+        if policy == SendingPolicy::default() || applied.effects.sends.iter().all(|d| d.suppressed)
         {
             return Ok(());
         }
-        let counts = |m: &OutboxEntry| {
-            !matches!(m.status, MessageStatus::Suppressed | MessageStatus::Dead)
-        };
+        let counts =
+            |m: &OutboxEntry| !matches!(m.status, MessageStatus::Suppressed | MessageStatus::Dead);
         let mut earlier: Vec<(String, Millis)> = self
             .store
             .messages(&commit.tenant, &customer.id)?

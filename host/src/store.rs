@@ -967,7 +967,12 @@ impl Store {
 
     /// Releases held messages whose time (journey time) has come: they join the delivery
     /// queue at wall-clock `wall`. Returns how many were released.
-    pub fn release_held(&self, now: Millis, wall: Millis, limit: usize) -> Result<usize, StoreError> {
+    pub fn release_held(
+        &self,
+        now: Millis,
+        wall: Millis,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         let end = time_key(now.saturating_add(1));
         let due: Vec<(Vec<u8>, Vec<u8>)> = self
             .held
@@ -983,7 +988,8 @@ impl Store {
                 let Some(v) = outbox.get(outbox_k)? else {
                     return Ok(());
                 };
-                let mut entry: OutboxEntry = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                let mut entry: OutboxEntry =
+                    dec(&v).map_err(ConflictableTransactionError::Abort)?;
                 entry.status = MessageStatus::Pending;
                 entry.next_attempt_at = wall;
                 outbox.insert(outbox_k.as_slice(), enc(&entry))?;
