@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::calendar::{Moment, MonthDay, TimeZone};
 use crate::time::{Duration, Timestamp};
 
 /// A JSON object: customer attributes, channel configuration, spec filters.
@@ -60,6 +61,32 @@ impl Customer {
     /// One attribute as a string, if the customer has it and it is a string.
     pub fn attribute_str(&self, name: &str) -> Option<&str> {
         self.attribute(name).and_then(Value::as_str)
+    }
+
+    /// The customer's time zone: attribute `timezone`, if it is an IANA name the tz database
+    /// knows (the attribute the host's quiet hours read too). Journeys usually fall back to
+    /// UTC: `ctx.customer.time_zone().unwrap_or_default()`.
+    pub fn time_zone(&self) -> Option<TimeZone> {
+        self.attribute_str("timezone").and_then(TimeZone::named)
+    }
+
+    /// One attribute as a date or a timestamp (see [`Moment::from_value`]): `"2026-07-01"`,
+    /// `"2026-07-01T08:30:00Z"`, or milliseconds since the Unix epoch.
+    pub fn attribute_moment(&self, name: &str) -> Option<Moment> {
+        self.attribute(name).and_then(Moment::from_value)
+    }
+
+    /// One attribute as an instant: a timestamp as it is, a plain date at midnight in the
+    /// customer's [`time_zone`](Self::time_zone) (UTC if they have none).
+    pub fn attribute_timestamp(&self, name: &str) -> Option<Timestamp> {
+        let zone = self.time_zone().unwrap_or_default();
+        self.attribute_moment(name).map(|m| m.timestamp_in(zone))
+    }
+
+    /// One attribute as a day of the year (see [`MonthDay::from_value`]): `"03-14"`,
+    /// `"1990-03-14"`, or a timestamp.
+    pub fn attribute_month_day(&self, name: &str) -> Option<MonthDay> {
+        self.attribute(name).and_then(MonthDay::from_value)
     }
 }
 
@@ -240,6 +267,33 @@ impl Enrollment {
         self.timers.iter().find(|t| t.name == name)
     }
 
+    /// The stored state read as JSON into `T`: `Ok(None)` when nothing is stored yet (a fresh
+    /// enrollment), `Err` when the bytes are not a `T`. Pairs with
+    /// [`Decision::set_state_json`](crate::Decision::set_state_json).
+    ///
+    /// ```
+    /// use waymark_guest::{Decision, Enrollment};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq)]
+    /// struct Progress { stalls: u32 }
+    ///
+    /// let mut enrollment = Enrollment::new("onboarding", "c-1");
+    /// assert_eq!(enrollment.state_json::<Progress>(), Ok(None));
+    /// let decision = Decision::new().set_state_json(&Progress { stalls: 2 });
+    /// # if let waymark_guest::Command::SetState(bytes) = &decision.commands()[0] {
+    /// #     enrollment.state = bytes.clone();
+    /// # }
+    /// assert_eq!(enrollment.state_json::<Progress>(), Ok(Some(Progress { stalls: 2 })));
+    /// ```
+    pub fn state_json<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, String> {
+        if self.state.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&self.state)
+            .map(Some)
+            .map_err(|e| format!("the enrollment's state is not what this journey stores: {e}"))
+    }
+
     /// The arm recorded for `experiment`, if any.
     pub fn variant(&self, experiment: &str) -> Option<&str> {
         self.variants
@@ -320,7 +374,9 @@ pub enum Trigger {
     Event(Event),
     /// A timer the journey scheduled came due; its name.
     Timer(String),
-    /// No further milestone was reached within the window declared after this milestone.
+    /// The customer did not reach this milestone within its stall window
+    /// ([`MilestoneSpec::stall_after`](crate::MilestoneSpec::stall_after)): it is the milestone
+    /// they are stuck before. It comes again after each further window they stay stuck.
     Stalled(String),
     /// A message this enrollment sent was delivered or failed.
     Delivery(DeliveryReport),
@@ -357,7 +413,7 @@ impl Trigger {
         matches!(self, Trigger::Timer(t) if t == name)
     }
 
-    /// Whether this is a stall after the milestone named `milestone`.
+    /// Whether this is a stall on the way to the milestone named `milestone`.
     pub fn is_stalled(&self, milestone: &str) -> bool {
         matches!(self, Trigger::Stalled(m) if m == milestone)
     }
@@ -415,7 +471,7 @@ impl Context {
         Context::new(Trigger::Timer(name.into()))
     }
 
-    /// No milestone followed `milestone` within its stall window.
+    /// The customer did not reach `milestone` within its stall window.
     pub fn stalled(milestone: impl Into<String>) -> Self {
         Context::new(Trigger::Stalled(milestone.into()))
     }
@@ -593,6 +649,89 @@ mod tests {
 
         let recorded = Context::timer("t").with_variant("copy", "zzz");
         assert_eq!(recorded.arm("copy", &arms), "zzz");
+    }
+
+    #[test]
+    fn time_zone_is_the_timezone_attribute_when_it_names_one() {
+        let tokyo = Customer::new("c").with_attribute("timezone", json!("Asia/Tokyo"));
+        assert_eq!(tokyo.time_zone().map(|z| z.name()), Some("Asia/Tokyo"));
+        let unknown = Customer::new("c").with_attribute("timezone", json!("Nowhere/Land"));
+        assert_eq!(unknown.time_zone(), None);
+        assert_eq!(
+            Customer::new("c").time_zone().unwrap_or_default(),
+            TimeZone::UTC
+        );
+    }
+
+    #[test]
+    fn date_attributes_read_dates_timestamps_and_month_days() {
+        let customer = Customer::new("c")
+            .with_attribute("renewal_date", json!("2026-07-01"))
+            .with_attribute("renewal_at", json!("2026-07-01T08:30:00Z"))
+            .with_attribute("signed_up_at", json!(1_700_000_000_000_i64))
+            .with_attribute("birthday", json!("03-14"))
+            .with_attribute("plan", json!("pro"));
+        let july_first = crate::calendar::Date::new(2026, 7, 1).unwrap();
+        assert_eq!(
+            customer.attribute_moment("renewal_date"),
+            Some(Moment::Date(july_first))
+        );
+        assert_eq!(
+            customer.attribute_timestamp("renewal_date"),
+            Some(1_782_864_000_000),
+            "a date is midnight UTC for a customer without a zone"
+        );
+        assert_eq!(
+            customer.attribute_timestamp("renewal_at"),
+            Some(1_782_894_600_000)
+        );
+        assert_eq!(
+            customer.attribute_timestamp("signed_up_at"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            customer.attribute_month_day("birthday"),
+            MonthDay::new(3, 14)
+        );
+        assert_eq!(customer.attribute_moment("plan"), None);
+        assert_eq!(customer.attribute_moment("missing"), None);
+
+        let in_tokyo = customer.with_attribute("timezone", json!("Asia/Tokyo"));
+        assert_eq!(
+            in_tokyo.attribute_timestamp("renewal_date"),
+            Some(1_782_864_000_000 - 9 * 3_600_000),
+            "midnight in the customer's zone"
+        );
+    }
+
+    #[test]
+    fn state_json_round_trips_through_set_state_json() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Progress {
+            stalls: u32,
+            task: Option<String>,
+        }
+        let fresh = Enrollment::new("j", "c");
+        assert_eq!(fresh.state_json::<Progress>(), Ok(None));
+
+        let decision = crate::Decision::new().set_state_json(&Progress {
+            stalls: 2,
+            task: Some("task_1".into()),
+        });
+        let crate::Command::SetState(bytes) = &decision.commands()[0] else {
+            panic!("not a set_state: {decision:?}");
+        };
+        let stored = Context::timer("t").with_state(bytes.clone());
+        assert_eq!(
+            stored.enrollment.state_json::<Progress>(),
+            Ok(Some(Progress {
+                stalls: 2,
+                task: Some("task_1".into())
+            }))
+        );
+
+        let garbage = Context::timer("t").with_state(b"\xff not json".to_vec());
+        assert!(garbage.enrollment.state_json::<Progress>().is_err());
     }
 
     #[test]

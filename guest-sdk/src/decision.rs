@@ -130,6 +130,16 @@ impl Decision {
         self.push(Command::SetState(state.into()))
     }
 
+    /// Replaces the journey's stored state with `state` as JSON, read back with
+    /// [`Enrollment::state_json`](crate::Enrollment::state_json). A value that cannot be JSON
+    /// (a map with non-string keys) stores nothing: the previous state stays.
+    pub fn set_state_json<T: Serialize + ?Sized>(self, state: &T) -> Self {
+        match serde_json::to_vec(state) {
+            Ok(bytes) => self.set_state(bytes),
+            Err(_) => self,
+        }
+    }
+
     /// Records the customer's `arm` of `experiment`, so reports split by arm.
     pub fn assign(self, experiment: impl Into<String>, arm: impl Into<String>) -> Self {
         self.push(Command::Assign {

@@ -15,6 +15,9 @@
 //! - [`decision`] — what `decide` returns: [`Decision`] and its [`Command`]s.
 //! - [`spec`] — what `describe` returns: [`Spec`] and its parts.
 //! - [`time`] — milliseconds: [`seconds`], [`minutes`], [`hours`], [`days`], [`weeks`].
+//! - [`calendar`] — when things are on the customer's calendar: [`Date`], [`MonthDay`],
+//!   [`TimeOfDay`], [`TimeZone`] (IANA, daylight saving time included) and [`Moment`] (an
+//!   attribute holding a date or a timestamp).
 //! - [`experiment`] — deterministic A/B assignment: [`assign_arm`].
 //! - [`log`] and [`stats`] — the host imports a journey may call.
 //! - [`channel`] and [`http`] — channel adapters and their outbound HTTP.
@@ -72,6 +75,7 @@ pub mod bindings;
 #[doc(hidden)]
 pub mod export;
 
+pub mod calendar;
 pub mod channel;
 pub mod context;
 pub mod decision;
@@ -82,6 +86,7 @@ pub mod spec;
 pub mod stats;
 pub mod time;
 
+pub use calendar::{Date, Moment, MonthDay, TimeOfDay, TimeZone};
 pub use channel::{Channel, DeliveryError, Message, Receipt};
 pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
@@ -103,8 +108,9 @@ pub use serde_json::json;
 pub mod prelude {
     pub use crate::{
         assign_arm, days, hours, json, minutes, seconds, weeks, Channel, Command, Context,
-        Customer, Decision, DeliveryError, DeliveryOutcome, DeliveryReport, Enrollment, Event,
-        Journey, Message, Receipt, Reentry, Spec, Timestamp, Trigger,
+        Customer, Date, Decision, DeliveryError, DeliveryOutcome, DeliveryReport, Enrollment,
+        Event, Journey, Message, Moment, MonthDay, Receipt, Reentry, Spec, TimeOfDay, TimeZone,
+        Timestamp, Trigger,
     };
     pub use serde_json::Value;
 }

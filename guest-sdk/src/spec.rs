@@ -37,8 +37,10 @@ pub struct EntryTrigger {
 pub struct MilestoneSpec {
     /// The milestone's name.
     pub name: String,
-    /// If no later milestone is reached within this window after this one, the host marks the
-    /// enrollment stalled and calls `decide` with a `Stalled` trigger.
+    /// The time allowed to reach this milestone after the latest progress (entry, the previous
+    /// milestone, or the previous stall). When it passes, the host records a stall and calls
+    /// `decide` with [`Trigger::Stalled`](crate::Trigger::Stalled) naming this milestone; a
+    /// customer who stays stuck stalls again after another window.
     pub stall_after: Option<Duration>,
 }
 
@@ -129,7 +131,8 @@ impl Spec {
         self
     }
 
-    /// Declares the next milestone, with an optional stall window.
+    /// Declares the next milestone, with an optional stall window: how long a customer may take
+    /// to reach it (see [`MilestoneSpec::stall_after`]).
     pub fn milestone(mut self, name: impl Into<String>, stall_after: Option<Duration>) -> Self {
         self.milestones.push(MilestoneSpec {
             name: name.into(),

@@ -42,8 +42,9 @@ pub const fn hours(n: i64) -> Duration {
 
 /// `n` days of 24 hours, in milliseconds. Saturates instead of overflowing.
 ///
-/// A day here is always 24 hours: the host applies calendar rules such as quiet hours in the
-/// customer's time zone, journeys only say how long to wait.
+/// A day here is always 24 hours: how long to wait. For calendar days and local times (09:00
+/// on the customer's birthday, in their time zone, across daylight saving time), see
+/// [`calendar`](crate::calendar).
 pub const fn days(n: i64) -> Duration {
     n.saturating_mul(86_400_000)
 }

@@ -17,6 +17,8 @@
 //!   and fail showing what they saw instead.
 //! - [`Onboarding`] — the fixture most tests start from: a server, a sink, and a tenant with the
 //!   onboarding journey and the webhook channel pointed at the sink.
+//! - [`Example`] — the same for any journey of `examples/`, with the webhook adapter registered
+//!   under several channel names (`email`, `sms`), each posting to its own path of one sink.
 
 use rand::{distr::Alphanumeric, Rng};
 use serde::Deserialize;
@@ -70,6 +72,18 @@ pub const GUEST_BUILD: &[&str] = &[
     "-p",
     "waymark-example-onboarding",
     "-p",
+    "waymark-example-guided-onboarding",
+    "-p",
+    "waymark-example-win-back",
+    "-p",
+    "waymark-example-renewal",
+    "-p",
+    "waymark-example-post-purchase",
+    "-p",
+    "waymark-example-birthday",
+    "-p",
+    "waymark-example-ab-welcome",
+    "-p",
     "waymark-test-hostile",
     "-p",
     "waymark-test-sockets",
@@ -96,6 +110,13 @@ pub struct Artifacts {
     pub files: PathBuf,
     /// `tests/guests/ledger`: a journey recording every event and timer in its state.
     pub ledger: PathBuf,
+    /// The journeys of `examples/` beside onboarding.
+    pub guided_onboarding: PathBuf,
+    pub win_back: PathBuf,
+    pub renewal: PathBuf,
+    pub post_purchase: PathBuf,
+    pub birthday: PathBuf,
+    pub ab_welcome: PathBuf,
 }
 
 impl Artifacts {
@@ -113,6 +134,12 @@ impl Artifacts {
             sockets: guests.join("waymark_test_sockets.wasm"),
             files: guests.join("waymark_test_files.wasm"),
             ledger: guests.join("waymark_test_ledger.wasm"),
+            guided_onboarding: guests.join("waymark_example_guided_onboarding.wasm"),
+            win_back: guests.join("waymark_example_win_back.wasm"),
+            renewal: guests.join("waymark_example_renewal.wasm"),
+            post_purchase: guests.join("waymark_example_post_purchase.wasm"),
+            birthday: guests.join("waymark_example_birthday.wasm"),
+            ab_welcome: guests.join("waymark_example_ab_welcome.wasm"),
         }
     }
 
@@ -144,6 +171,11 @@ impl Artifacts {
         read(&self.ledger)
     }
 
+    /// The bytes of any component, e.g. `artifacts().component(&artifacts().renewal)`.
+    pub fn component(&self, path: &Path) -> Vec<u8> {
+        read(path)
+    }
+
     fn missing(&self) -> Vec<&Path> {
         [
             &self.waymark,
@@ -153,6 +185,12 @@ impl Artifacts {
             &self.sockets,
             &self.files,
             &self.ledger,
+            &self.guided_onboarding,
+            &self.win_back,
+            &self.renewal,
+            &self.post_purchase,
+            &self.birthday,
+            &self.ab_welcome,
         ]
         .into_iter()
         .map(PathBuf::as_path)
@@ -622,6 +660,17 @@ impl Customer {
             .max_by_key(|e| e.run)
     }
 
+    /// Every run of the customer in `journey`, first run first.
+    pub fn enrollments_in(&self, journey: &str) -> Vec<&Enrollment> {
+        let mut runs: Vec<&Enrollment> = self
+            .enrollments
+            .iter()
+            .filter(|e| e.journey == journey)
+            .collect();
+        runs.sort_by_key(|e| e.run);
+        runs
+    }
+
     pub fn messages_with_template(&self, template: &str) -> Vec<&Message> {
         self.messages
             .iter()
@@ -647,6 +696,9 @@ pub struct Enrollment {
     pub customer: String,
     #[serde(default)]
     pub run: u32,
+    /// The re-entry key's value, for journeys keyed by an event property.
+    #[serde(default)]
+    pub key: Option<String>,
     pub status: Status,
     pub entered_at: i64,
     #[serde(default)]
@@ -655,6 +707,15 @@ pub struct Enrollment {
     pub exit_reason: Option<String>,
     #[serde(default)]
     pub milestones: Vec<MilestoneHit>,
+    /// Every stall so far: the milestone not reached in time, and when.
+    #[serde(default)]
+    pub stalls: Vec<MilestoneHit>,
+    /// The milestone the enrollment is stalled on now.
+    #[serde(default)]
+    pub stalled_on: Option<String>,
+    /// Experiment arms: `[{"experiment", "arm"}]`.
+    #[serde(default)]
+    pub variants: Vec<Value>,
     /// The journey's own state bytes.
     #[serde(default)]
     pub state: Vec<u8>,
@@ -1032,6 +1093,56 @@ impl Api {
         }
     }
 
+    /// `GET /v1/journeys/{journey}/report`: the whole answer (`{"name", "latest_version",
+    /// "report": {"overall", "by_version", "by_arm"}}`); panics unless it answers 200.
+    pub async fn report(&self, journey: &str) -> Value {
+        self.tenant(
+            Method::GET,
+            &format!("/v1/journeys/{journey}/report"),
+            Body::Empty,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `GET /v1/tasks?{query}` (e.g. `status=open&queue=cs`): the tasks, most urgent first.
+    pub async fn tasks(&self, query: &str) -> Vec<Value> {
+        let value = self
+            .tenant(
+                Method::GET,
+                &format!("/v1/tasks?{query}"),
+                Body::Empty,
+                StatusCode::OK,
+            )
+            .await;
+        match value.get("tasks") {
+            Some(Value::Array(tasks)) => tasks.clone(),
+            _ => panic!("tasks answer without `tasks`: {value}"),
+        }
+    }
+
+    /// `POST /v1/tasks/{id}/claim`; panics unless it answers 200. Returns the task.
+    pub async fn claim_task(&self, id: &str, assignee: &str) -> Value {
+        self.tenant(
+            Method::POST,
+            &format!("/v1/tasks/{id}/claim"),
+            json!({ "assignee": assignee }),
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// `POST /v1/tasks/{id}/resolve`; panics unless it answers 200. Returns the task.
+    pub async fn resolve_task(&self, id: &str, resolution: &str, properties: Value) -> Value {
+        self.tenant(
+            Method::POST,
+            &format!("/v1/tasks/{id}/resolve"),
+            json!({ "resolution": resolution, "properties": properties }),
+            StatusCode::OK,
+        )
+        .await
+    }
+
     /// Polls the customer until their enrollment in `journey` satisfies `holds`; on timeout
     /// panics showing the last view of the customer.
     pub async fn wait_for_enrollment(
@@ -1112,6 +1223,53 @@ pub fn event(id: &str, customer: &str, name: &str) -> Value {
     json!({ "id": id, "customer": customer, "name": name })
 }
 
+/// An event with properties, stamped by the server's clock.
+pub fn event_with(id: &str, customer: &str, name: &str, properties: Value) -> Value {
+    json!({ "id": id, "customer": customer, "name": name, "properties": properties })
+}
+
+/// An `identify` event setting `traits` as the customer's attributes.
+pub fn identify(id: &str, customer: &str, traits: Value) -> Value {
+    event_with(id, customer, "identify", json!({ "traits": traits }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calendar arithmetic (UTC), for tests of journeys that work in dates
+// ---------------------------------------------------------------------------------------------
+
+/// The UTC calendar date `(year, month, day)` of a timestamp in milliseconds.
+pub fn utc_date(at_ms: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's civil_from_days.
+    let z = at_ms.div_euclid(DAY_MS) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Midnight UTC at the start of `year-month-day`, in milliseconds.
+pub fn utc_midnight(year: i64, month: u32, day: u32) -> i64 {
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) * DAY_MS
+}
+
+/// `YYYY-MM-DD` of a timestamp, in UTC.
+pub fn utc_date_string(at_ms: i64) -> String {
+    let (y, m, d) = utc_date(at_ms);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sink
 // ---------------------------------------------------------------------------------------------
@@ -1153,6 +1311,20 @@ impl Received {
     /// A webhook delivery of `template` to `customer`.
     pub fn is(&self, template: &str, customer: &str) -> bool {
         self.template() == Some(template) && self.customer() == Some(customer)
+    }
+
+    /// The channel an [`Example`] delivered it through: the first segment of the path.
+    pub fn channel(&self) -> &str {
+        self.path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+    }
+
+    /// The webhook body's payload.
+    pub fn payload(&self) -> &Value {
+        &self.body["payload"]
     }
 }
 
@@ -1328,7 +1500,10 @@ async fn record(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
     if state.quiet {
-        return (StatusCode::OK, axum::Json(json!({ "id": format!("sink-{n}") })));
+        return (
+            StatusCode::OK,
+            axum::Json(json!({ "id": format!("sink-{n}") })),
+        );
     }
     let status = {
         let mut script = state.script.lock().unwrap();
@@ -1483,9 +1658,123 @@ impl Onboarding {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The examples fixture
+// ---------------------------------------------------------------------------------------------
+
+/// A server, a sink, and a tenant with one journey uploaded and the webhook adapter registered
+/// under each of `channels`, channel `name` posting to `<sink>/<name>` (so
+/// [`Received::channel`] tells them apart).
+pub struct Example {
+    pub server: Server,
+    pub sink: Sink,
+    pub tenant: Tenant,
+    pub journey: JourneyVersion,
+}
+
+impl Example {
+    /// In a temp dir, as tenant `acme`, with journey `name` (the component at `component`).
+    pub async fn start(name: &str, component: &Path, channels: &[&str]) -> Example {
+        let artifacts = artifacts();
+        let sink = Sink::start();
+        let server = Server::start(ServerOptions::default()).await;
+        let tenant = server.api().create_tenant("acme").await;
+        let api = server.as_tenant(&tenant);
+        for channel in channels {
+            api.register_channel(
+                channel,
+                &artifacts.webhook_component(),
+                json!({ "url": format!("{}/{channel}", sink.url()) }),
+                json!({}),
+                &[sink.authority()],
+            )
+            .await;
+        }
+        let journey = api
+            .upload_journey(name, artifacts.component(component))
+            .await;
+        Example {
+            server,
+            sink,
+            tenant,
+            journey,
+        }
+    }
+
+    /// The tenant's client.
+    pub fn api(&self) -> Api {
+        self.server.as_tenant(&self.tenant)
+    }
+
+    /// The admin client.
+    pub fn admin(&self) -> Api {
+        self.server.api()
+    }
+
+    /// Posts events (one batch) and expects every one accepted.
+    pub async fn post(&self, events: &[Value]) {
+        let answer = self.api().post_events(events).await;
+        assert_eq!(
+            answer.accepted,
+            events.len() as u64,
+            "not all accepted: {answer:?}"
+        );
+    }
+
+    /// This journey's report (`report` of `GET /v1/journeys/{name}/report`).
+    pub async fn report(&self) -> Value {
+        let answer = self.api().report(&self.journey.name).await;
+        answer["report"].clone()
+    }
+
+    /// Polls `customer` until their latest run of this journey satisfies `holds`.
+    pub async fn wait_for(
+        &self,
+        customer: &str,
+        what: &str,
+        holds: impl Fn(&Enrollment) -> bool,
+    ) -> Enrollment {
+        self.api()
+            .wait_for_enrollment(customer, &self.journey.name, what, holds)
+            .await
+    }
+
+    /// Waits until the sink received `template` for `customer` through `channel`; returns it.
+    pub async fn delivered(&self, channel: &str, template: &str, customer: &str) -> Received {
+        let matches = |r: &Received| r.channel() == channel && r.is(template, customer);
+        let received = self
+            .sink
+            .wait_for(
+                &format!("`{template}` for {customer} through {channel}"),
+                |received| received.iter().any(matches),
+            )
+            .await;
+        received.into_iter().find(matches).expect("just seen")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_calendar_helpers_agree_with_known_dates() {
+        assert_eq!(utc_date(0), (1970, 1, 1));
+        assert_eq!(utc_midnight(1970, 1, 1), 0);
+        // 2026-03-01T00:00:00Z, and the leap day before 2028-03-01.
+        assert_eq!(utc_midnight(2026, 3, 1), 1_772_323_200_000);
+        assert_eq!(utc_date(1_772_323_200_000 - 1), (2026, 2, 28));
+        assert_eq!(utc_date(utc_midnight(2028, 3, 1) - 1), (2028, 2, 29));
+        assert_eq!(
+            utc_date_string(utc_midnight(1969, 12, 31) + HOUR_MS),
+            "1969-12-31"
+        );
+        for day in (-800..800).map(|d| d * 37) {
+            let at = day * DAY_MS;
+            let (y, m, d) = utc_date(at);
+            assert_eq!(utc_midnight(y, m, d), at);
+        }
+    }
 
     #[test]
     fn metric_sum_adds_the_samples_with_the_label_and_ignores_the_rest() {
