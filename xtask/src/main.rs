@@ -7,6 +7,14 @@
 //!   manual clock and a loopback sink: sample signups, three days later the nudges, and a
 //!   printout of what the sink received and where every customer stands. Without `--once` it
 //!   keeps serving (and printing new deliveries) until Ctrl-C.
+//! - `bench [--quick] [--no-write]` — ensures the target and builds the guests as `test` does,
+//!   runs the sandbox bench (`host/benches/sandbox`) in release, prints its tables and writes
+//!   them, with the machine and the date, into the results section of `docs/BENCHMARKS.md`.
+//!   Then the durability bench ([`durability`]): the release server end to end — ingest,
+//!   enrollments, timer lag, restart and memory with a million dormant enrollments — into its
+//!   own section. `--only sandbox|durability` runs one of the two.
+
+mod durability;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -52,12 +60,44 @@ enum Task {
         #[arg(long)]
         once: bool,
     },
+    /// Measure the sandbox (`decide` per second: native, warm, fresh) and record the results
+    /// in docs/BENCHMARKS.md.
+    Bench {
+        /// Shorter runs to try the bench out; docs/BENCHMARKS.md is left alone.
+        #[arg(long)]
+        quick: bool,
+        /// Print the results without rewriting docs/BENCHMARKS.md.
+        #[arg(long)]
+        no_write: bool,
+        /// Run only one part: `sandbox`, or `durability` (the real server end to end).
+        #[arg(long, value_enum)]
+        only: Option<BenchPart>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchPart {
+    Sandbox,
+    Durability,
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Test { no_nextest, args } => test(no_nextest, &args),
         Task::Demo { once } => demo(once),
+        Task::Bench {
+            quick,
+            no_write,
+            only,
+        } => {
+            if only != Some(BenchPart::Durability) {
+                bench(quick, no_write)?;
+            }
+            if only != Some(BenchPart::Sandbox) {
+                durability::bench(quick, no_write)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -348,4 +388,116 @@ fn dash(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench
+// ---------------------------------------------------------------------------------------------
+
+/// The results section of `docs/BENCHMARKS.md` lies between these; the rest is written by hand.
+const RESULTS_BEGIN: &str = "<!-- bench results: begin (written by `cargo xtask bench`) -->";
+const RESULTS_END: &str = "<!-- bench results: end -->";
+
+fn bench(quick: bool, no_write: bool) -> Result<()> {
+    ensure_wasm_target()?;
+    cargo(GUEST_BUILD, &[])?;
+    let dir = root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let report = dir.join("sandbox.md");
+    // A stale report must not pass for this run's if the bench fails before writing.
+    let _ = std::fs::remove_file(&report);
+    let report_arg = report.to_string_lossy();
+    let mut args = vec![
+        "bench",
+        "-p",
+        "waymark-host",
+        "--bench",
+        "sandbox",
+        "--",
+        "--markdown",
+        &report_arg,
+    ];
+    if quick {
+        args.push("--quick");
+    }
+    cargo(&args, &[])?;
+    let results = std::fs::read_to_string(&report)
+        .with_context(|| format!("the bench wrote no report at {}", report.display()))?;
+    if quick || no_write {
+        eprintln!("docs/BENCHMARKS.md left as is");
+        return Ok(());
+    }
+
+    let section = format!(
+        "{RESULTS_BEGIN}\n\n{}\n{}{RESULTS_END}",
+        machine_and_date(),
+        results
+    );
+    let doc_path = root().join("docs").join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    let doc = match (doc.find(RESULTS_BEGIN), doc.find(RESULTS_END)) {
+        (Some(begin), Some(end)) if begin < end => format!(
+            "{}{section}{}",
+            &doc[..begin],
+            &doc[end + RESULTS_END.len()..]
+        ),
+        _ => format!("{}\n## Results\n\n{section}\n", doc.trim_end()),
+    };
+    std::fs::write(&doc_path, doc)
+        .with_context(|| format!("cannot write {}", doc_path.display()))?;
+    eprintln!("results recorded in {}", doc_path.display());
+    Ok(())
+}
+
+/// Where and when the figures were measured, as a Markdown list.
+fn machine_and_date() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_string());
+    let rustc = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .arg("-V")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let wasmtime = std::fs::read_to_string(root().join("Cargo.lock"))
+        .ok()
+        .and_then(|lock| {
+            let at = lock.find("name = \"wasmtime\"\nversion = \"")?;
+            let rest = &lock[at + "name = \"wasmtime\"\nversion = \"".len()..];
+            rest.split('"').next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    format!(
+        "- Measured: {} (UTC), `cargo xtask bench`\n\
+         - Machine: {cpu}, {cores} logical CPUs, {kernel} ({})\n\
+         - Toolchain: {rustc}; wasmtime {wasmtime}; release profile\n",
+        today_utc(),
+        std::env::consts::ARCH,
+    )
+}
+
+/// Today's date in UTC, `YYYY-MM-DD` (the civil-from-days algorithm; no date crate needed).
+fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
+    let (era, doe) = (days.div_euclid(146_097), days.rem_euclid(146_097));
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
