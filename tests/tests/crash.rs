@@ -205,7 +205,9 @@ async fn no_acknowledged_event_is_lost_and_no_effect_applied_twice_across_kills(
         duplicates <= retried,
         "only retries of a batch whose answer was lost are duplicates ({duplicates} > {retried})"
     );
-    eprintln!("{accepted} events accepted, {duplicates} recognised as duplicates of {retried} resent");
+    eprintln!(
+        "{accepted} events accepted, {duplicates} recognised as duplicates of {retried} resent"
+    );
 
     let api = server.as_tenant(&tenant);
     wait_for_all(&api, "every event in the ledger", |c| {
@@ -234,7 +236,12 @@ async fn no_acknowledged_event_is_lost_and_no_effect_applied_twice_across_kills(
         let mut lines = ledger(record);
         lines.sort();
         let mut expected: Vec<String> = (0..EVENTS_PER_CUSTOMER)
-            .flat_map(|r| [format!("e:{}", event_id(c, r)), format!("t:{}", event_id(c, r))])
+            .flat_map(|r| {
+                [
+                    format!("e:{}", event_id(c, r)),
+                    format!("t:{}", event_id(c, r)),
+                ]
+            })
             .collect();
         expected.sort();
         assert_eq!(
@@ -248,7 +255,11 @@ async fn no_acknowledged_event_is_lost_and_no_effect_applied_twice_across_kills(
             .filter_map(|m| m.payload["event"].as_str())
             .collect();
         assert_eq!(acks.len(), EVENTS_PER_CUSTOMER, "{id}: one ack per event");
-        assert_eq!(acked.len(), EVENTS_PER_CUSTOMER, "{id}: acks name distinct events");
+        assert_eq!(
+            acked.len(),
+            EVENTS_PER_CUSTOMER,
+            "{id}: acks name distinct events"
+        );
         for m in &acks {
             assert!(outbox_ids.insert(m.id.clone()), "message id {} twice", m.id);
         }

@@ -28,7 +28,9 @@ async fn a_5xx_is_retried_with_the_same_idempotency_key_until_delivered() {
 
     let received = world
         .sink
-        .wait_for("three attempts at ada's welcome", |r| count(r, "welcome", "ada") >= 3)
+        .wait_for("three attempts at ada's welcome", |r| {
+            count(r, "welcome", "ada") >= 3
+        })
         .await;
     let keys: Vec<_> = received
         .iter()
@@ -102,7 +104,12 @@ async fn a_4xx_is_a_dead_letter_that_can_be_listed_and_retried() {
     .await;
     assert_eq!(delivered.id, dead.id);
     let received = world.sink.requests();
-    assert_eq!(count(&received, "welcome", "ada"), 2, "{}", describe(&received));
+    assert_eq!(
+        count(&received, "welcome", "ada"),
+        2,
+        "{}",
+        describe(&received)
+    );
     assert!(received
         .iter()
         .filter(|r| r.is("welcome", "ada"))
@@ -120,7 +127,12 @@ async fn retrying_without_dead_letters_requeues_nothing_and_bad_input_is_refused
     let api = world.api();
     let key = world.tenant.api_key.clone();
     let (status, answer) = api
-        .request(Method::POST, "/v1/dead-letters/retry", Some(&key), json!({}))
+        .request(
+            Method::POST,
+            "/v1/dead-letters/retry",
+            Some(&key),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["requeued"], 0);

@@ -186,7 +186,12 @@ async fn sigterm_shuts_down_cleanly_and_a_restart_carries_on() {
     // Bob's event was acknowledged before the shutdown: he is welcomed, once.
     world.sink.wait_for_delivery("welcome", "bob").await;
     let received = world.sink.requests();
-    assert_eq!(count(&received, "welcome", "ada"), 1, "{}", describe(&received));
+    assert_eq!(
+        count(&received, "welcome", "ada"),
+        1,
+        "{}",
+        describe(&received)
+    );
     let bob = world.api().customer("bob").await.expect("bob exists");
     assert!(bob.enrollment(ONBOARDING).is_some());
 }

@@ -312,6 +312,39 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
+    let artifacts = artifacts();
+    let world = Example::start("win-back", &artifacts.win_back, &[EMAIL, SMS]).await;
+    // The email provider refuses the address: a 4xx is a permanent failure.
+    world.sink.respond_next(1, StatusCode::GONE);
+    world
+        .post(&[event_with(
+            "dee-lapse-1",
+            "dee",
+            "inactive_30d",
+            json!({ "last_seen_at": 1_000 }),
+        )])
+        .await;
+    // No clock movement: the SMS comes from the failed email's delivery report, not the timer.
+    let sms = world.delivered(SMS, "win_back", "dee").await;
+    assert_eq!(sms.path, "/sms");
+    let dee = world
+        .wait_for("dee", "the fallback timer called off", |e| {
+            e.timer("sms_fallback").is_none() && e.timer("give_up").is_some()
+        })
+        .await;
+    assert_eq!(dee.channels[EMAIL].failed, 1, "{dee:?}");
+    assert_eq!(dee.channels[SMS].sent, 1, "{dee:?}");
+    let received = world.sink.requests();
+    assert_eq!(
+        received.iter().filter(|r| r.channel() == SMS).count(),
+        1,
+        "{}",
+        describe(&received)
+    );
+}
+
+#[tokio::test]
 async fn renewal_reminds_at_nine_local_30_14_and_3_days_before_until_renewed() {
     let artifacts = artifacts();
     let world = Example::start("renewal", &artifacts.renewal, &[EMAIL]).await;

@@ -14,7 +14,9 @@ async fn set_policy(world: &Onboarding, policy: Value) {
 
 async fn message(api: &Api, customer: &str, template: &str) -> Option<Message> {
     let c = api.customer(customer).await?;
-    c.messages_with_template(template).first().map(|m| (*m).clone())
+    c.messages_with_template(template)
+        .first()
+        .map(|m| (*m).clone())
 }
 
 #[tokio::test]
@@ -42,7 +44,12 @@ async fn a_frequency_cap_holds_the_nudge_until_the_window_allows_it() {
     world.admin().advance_clock(DAY_MS).await;
     world.sink.wait_for_delivery("nudge", "ada").await;
     let received = world.sink.requests();
-    assert_eq!(count(&received, "nudge", "ada"), 1, "{}", describe(&received));
+    assert_eq!(
+        count(&received, "nudge", "ada"),
+        1,
+        "{}",
+        describe(&received)
+    );
 }
 
 #[tokio::test]

@@ -84,5 +84,10 @@ async fn an_unsubscribed_customer_gets_no_sends_and_they_are_recorded_as_suppres
     let summary = &bob.enrollment(ONBOARDING).expect("bob enrolled").channels[WEBHOOK];
     assert_eq!((summary.sent, summary.suppressed), (0, 1));
     let received = world.sink.requests();
-    assert_eq!(count(&received, "welcome", "bob"), 0, "{}", describe(&received));
+    assert_eq!(
+        count(&received, "welcome", "bob"),
+        0,
+        "{}",
+        describe(&received)
+    );
 }

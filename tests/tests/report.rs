@@ -36,12 +36,23 @@ async fn the_report_counts_entries_completions_milestones_and_sends() {
     assert_eq!(first_value["median_time_to_reach_ms"], HOUR_MS);
     assert_eq!(overall["channels"][WEBHOOK]["sent"], 2);
     let paths = overall["paths"].as_array().expect("paths");
-    assert!(paths.contains(&json!({"path": ["first_value"], "customers": 1})), "{body}");
-    assert!(paths.contains(&json!({"path": [], "customers": 1})), "{body}");
+    assert!(
+        paths.contains(&json!({"path": ["first_value"], "customers": 1})),
+        "{body}"
+    );
+    assert!(
+        paths.contains(&json!({"path": [], "customers": 1})),
+        "{body}"
+    );
     assert_eq!(body["report"]["by_version"]["1"]["entered"], 2);
 
     let answer = api
-        .request(Method::GET, "/v1/journeys/nope/report", Some(&key), Body::Empty)
+        .request(
+            Method::GET,
+            "/v1/journeys/nope/report",
+            Some(&key),
+            Body::Empty,
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
 }

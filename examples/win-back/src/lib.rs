@@ -10,6 +10,8 @@
 //! - `opened` or `clicked` (an engagement event naming one of this run's messages, which the
 //!   host hands to this run only): record milestone `email_engaged` and cancel the SMS.
 //! - Timer `sms_fallback`: send `win_back` through `sms`.
+//! - The email fails for good (a `delivery` report with a failed outcome: the address bounced,
+//!   retries ran out): switch channel at once — send the SMS now instead of in three days.
 //! - After the last message, the run waits `GIVE_UP_AFTER` for the customer to come back, then
 //!   exits with reason `no_response`, so that a later lapse can enter again.
 
@@ -60,6 +62,16 @@ impl Journey for WinBack {
                 } else {
                     engaged
                 }
+            }
+            Trigger::Delivery(report)
+                if report.channel == EMAIL
+                    && !report.is_delivered()
+                    && ctx.enrollment.timer("sms_fallback").is_some() =>
+            {
+                Decision::new()
+                    .cancel("sms_fallback")
+                    .send(SMS, "win_back", json!({ "customer_id": ctx.customer.id }))
+                    .schedule_in("give_up", GIVE_UP_AFTER, ctx)
             }
             Trigger::Timer(name) if name == "sms_fallback" => Decision::new()
                 .send(SMS, "win_back", json!({ "customer_id": ctx.customer.id }))
@@ -122,6 +134,36 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_failed_email_switches_to_sms_at_once() {
+        let failed = DeliveryReport::failed(EMAIL, "win_back", "permanent: 410 gone");
+        let ctx = Context::delivery(failed)
+            .at(LAPSED_AT + 1_000)
+            .with_timer("sms_fallback", LAPSED_AT + days(3));
+        let decision = WinBack::decide(&ctx).unwrap();
+        assert_eq!(
+            decision.commands(),
+            [
+                Command::Cancel("sms_fallback".into()),
+                Command::Send {
+                    channel: SMS.into(),
+                    template: "win_back".into(),
+                    payload: json!({"customer_id": "customer-1"}),
+                },
+                Command::Schedule {
+                    name: "give_up".into(),
+                    due: LAPSED_AT + 1_000 + GIVE_UP_AFTER
+                },
+            ]
+        );
+        // A delivered email, or one whose fallback already went, changes nothing.
+        let delivered = Context::delivery(DeliveryReport::delivered(EMAIL, "win_back"))
+            .with_timer("sms_fallback", LAPSED_AT + days(3));
+        assert!(WinBack::decide(&delivered).unwrap().is_empty());
+        let late = Context::delivery(DeliveryReport::failed(EMAIL, "win_back", "x"));
+        assert!(WinBack::decide(&late).unwrap().is_empty());
     }
 
     #[test]

@@ -90,10 +90,16 @@ mod tests {
             .with_enrollment(enrollment.clone())
             .at(NOW);
         let decision = Ledger::decide(&ctx).unwrap();
-        assert_eq!(decision.commands()[0], Command::SetState(b"e:e1\ne:e2".to_vec()));
+        assert_eq!(
+            decision.commands()[0],
+            Command::SetState(b"e:e1\ne:e2".to_vec())
+        );
 
         let ctx = Context::timer("t:e1").with_enrollment(enrollment).at(NOW);
         let decision = Ledger::decide(&ctx).unwrap();
-        assert_eq!(decision.commands(), &[Command::SetState(b"e:e1\nt:e1".to_vec())]);
+        assert_eq!(
+            decision.commands(),
+            &[Command::SetState(b"e:e1\nt:e1".to_vec())]
+        );
     }
 }
