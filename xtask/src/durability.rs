@@ -9,8 +9,9 @@
 //!    delivered;
 //! 3. **timer lag** — ledger enrollments whose timers come due in steps of a manual clock at a
 //!    set rate; lag is the time from a timer's coming due to its trigger being processed;
-//! 4. **recovery** — `kill -9` with 0, 100k and 1M dormant onboarding enrollments in the
-//!    database, then the time to `/healthz` and to the first new event processed;
+//! 4. **recovery** — `kill -9` with 0, 100k and 1M dormant enrollments (birthday customers
+//!    waiting on a yearly timer) in the database, then the time to `/healthz` and to the first
+//!    new event processed;
 //! 5. **memory** — `VmRSS` of the server at the same checkpoints.
 //!
 //! Completion is observed through `GET /metrics` counters, never one `GET` per customer. Each
@@ -37,7 +38,14 @@ pub const BEGIN: &str = "<!-- durability bench: begin (written by `cargo xtask b
 pub const END: &str = "<!-- durability bench: end -->";
 
 /// `cargo` arguments that build the host binary the bench runs (release profile).
-const RELEASE_HOST_BUILD: &[&str] = &["build", "--release", "-p", "waymark-host", "--bin", "waymark"];
+const RELEASE_HOST_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "-p",
+    "waymark-host",
+    "--bin",
+    "waymark",
+];
 
 /// The ledger journey (`tests/guests/ledger`): enters on `tick`, schedules `t:<event id>` one
 /// hour after each.
@@ -76,6 +84,11 @@ impl Plan {
                         steps: 100,
                     },
                     TimerPlan {
+                        rate: 3_000.0,
+                        step: 30,
+                        steps: 100,
+                    },
+                    TimerPlan {
                         rate: 1_000.0,
                         step: 10,
                         steps: 100,
@@ -94,6 +107,11 @@ impl Plan {
                         rate: 10_000.0,
                         step: 100,
                         steps: 500,
+                    },
+                    TimerPlan {
+                        rate: 3_000.0,
+                        step: 30,
+                        steps: 300,
                     },
                     TimerPlan {
                         rate: 1_000.0,
@@ -156,7 +174,10 @@ fn write_section(report: &str) -> Result<()> {
 }
 
 async fn run(plan: &Plan) -> Result<String> {
-    let base = super::root().join("target").join("bench").join("durability");
+    let base = super::root()
+        .join("target")
+        .join("bench")
+        .join("durability");
     let binary = waymark_tests::target_dir()
         .join("release")
         .join(format!("waymark{}", std::env::consts::EXE_SUFFIX));
@@ -212,7 +233,9 @@ fn discard(mut server: Server) {
     server.kill();
     let data = server.data_dir();
     drop(server);
-    let _ = std::fs::remove_dir_all(data);
+    if std::env::var_os("XXX_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(data);
+    }
 }
 
 /// A tenant with `journey` uploaded and, given a sink, the webhook channel delivering to it.
@@ -1301,18 +1324,27 @@ fn report(
     }
 
     // 4 and 5. Dormant enrollments
-    let _ = writeln!(out, "\n### 4. Restart recovery and 5. memory with dormant enrollments\n");
     let _ = writeln!(
         out,
-        "Onboarding customers who signed up and now wait on their 3-day nudge timer: built by \
-         posting signups in batches of 1,000 from 4 clients until every one is enrolled, welcomed \
-         (to a sink that only counts) and its delivery report decided, then the server is left to \
-         go idle. At each checkpoint: the resident memory (`VmRSS`, and the peak `VmHWM`, from \
+        "\n### 4. Restart recovery and 5. memory with dormant enrollments\n"
+    );
+    let _ = writeln!(
+        out,
+        "Customers of the birthday journey (`examples/birthday`): each posted as one `identify` \
+         event with a `birthday` (February to October) and a `timezone`, enrolled, and left \
+         waiting months for their `birthday` timer — a customer record, an event, an enrollment \
+         and a pending timer each, and nothing sent on the way in. (Onboarding customers waiting \
+         on their nudge would do as well, but each costs a welcome delivery first: at §2's \
+         settled rate a million take the better part of half an hour here.) Built by posting the \
+         events in batches of 1,000 from 4 clients until `waymark_triggers_total{{kind=\"entered\"}}` \
+         counts every one (one customer is read back to check their timer is set), then the \
+         server is left to go idle; the build rate is events posted to enrollments counted. At \
+         each checkpoint: the resident memory (`VmRSS`, and the peak `VmHWM`, from \
          `/proc/<pid>/status`) of the process that built them; then `kill -9`, and a new process \
          on the same data, timed from its spawn to printing its listening line, to `/healthz` \
-         answering, and to the first new signup posted after that being committed (its \
+         answering, and to the first new customer's `identify` posted after that being committed (its \
          enrollment visible in `GET /v1/customers/{{id}}`, polled every 2 ms); then that \
-         process's `VmRSS` once idle. Each restart's signup adds one enrollment.\n"
+         process's `VmRSS` once idle. Each restart's new customer adds one enrollment.\n"
     );
     let _ = writeln!(
         out,
