@@ -183,20 +183,86 @@ async fn run(plan: &Plan) -> Result<String> {
         .join(format!("waymark{}", std::env::consts::EXE_SUFFIX));
     let bench = Bench { base, binary };
 
-    if let Ok(only) = std::env::var("XXX_ONLY") {
-        match only.as_str() {
-            "ingest" => drop(bench.ingest(plan).await?),
-            "enroll" => drop(bench.enrollments(plan).await?),
-            "timers" => drop(bench.timers(plan).await?),
-            _ => drop(bench.dormant(plan).await?),
-        }
-        return Ok(String::new());
-    }
+    let mut others = Vec::new();
+    let before = Usage::now()?;
     let ingest = bench.ingest(plan).await.context("ingest phase")?;
+    let after = Usage::now()?;
+    others.push(("ingest", after.others_since(&before)));
     let enroll = bench.enrollments(plan).await.context("enrollment phase")?;
+    let before = Usage::now()?;
+    others.push(("enrollments", before.others_since(&after)));
     let timers = bench.timers(plan).await.context("timer phase")?;
+    let after = Usage::now()?;
+    others.push(("timers", after.others_since(&before)));
     let dormant = bench.dormant(plan).await.context("dormant phase")?;
-    Ok(report(plan, &ingest, &enroll, &timers, &dormant))
+    others.push(("dormant", Usage::now()?.others_since(&after)));
+    let results = Results {
+        ingest,
+        enroll,
+        timers,
+        dormant,
+        others,
+    };
+    Ok(report(plan, &results))
+}
+
+/// Everything measured, for the report.
+struct Results {
+    ingest: Vec<IngestRow>,
+    enroll: EnrollRun,
+    timers: Vec<TimerRun>,
+    dormant: Vec<Checkpoint>,
+    /// Per phase, the share of the machine's CPU that other processes used.
+    others: Vec<(&'static str, f64)>,
+}
+
+/// CPU time used on the whole machine and by this process and its reaped children (the
+/// servers, once killed and waited for), to tell whether anything else ran during a phase.
+struct Usage {
+    at: Instant,
+    machine: f64,
+    family: f64,
+}
+
+impl Usage {
+    /// Taken between phases, when no server runs.
+    fn now() -> Result<Usage> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let cpu: Vec<f64> = stat
+            .lines()
+            .next()
+            .context("/proc/stat")?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal. Interrupts are left out: the
+        // server's own disk and loopback traffic is served there, charged to no process.
+        ensure!(cpu.len() >= 8, "/proc/stat has too few cpu fields");
+        let busy = cpu[0] + cpu[1] + cpu[2] + cpu[7];
+        let own = std::fs::read_to_string("/proc/self/stat")?;
+        let fields: Vec<f64> = own
+            .rsplit_once(')')
+            .context("/proc/self/stat")?
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        Ok(Usage {
+            at: Instant::now(),
+            machine: busy / clock_ticks(),
+            family: fields.iter().sum::<f64>() / clock_ticks(),
+        })
+    }
+
+    /// Other processes' CPU since `earlier`, as a share of all the machine's CPUs.
+    fn others_since(&self, earlier: &Usage) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        let wall = (self.at - earlier.at).as_secs_f64() * cores;
+        ((self.machine - earlier.machine) - (self.family - earlier.family)).max(0.0) / wall
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,9 +299,7 @@ fn discard(mut server: Server) {
     server.kill();
     let data = server.data_dir();
     drop(server);
-    if std::env::var_os("XXX_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(data);
-    }
+    let _ = std::fs::remove_dir_all(data);
 }
 
 /// A tenant with `journey` uploaded and, given a sink, the webhook channel delivering to it.
@@ -630,6 +694,8 @@ struct IngestRow {
     clients: usize,
     events: usize,
     seconds: f64,
+    /// Mean JSON bytes per event in the request bodies.
+    event_bytes: f64,
     latency_p50: Duration,
     latency_p99: Duration,
     /// Server CPU seconds while posting.
@@ -664,6 +730,8 @@ impl Bench {
                     )
                 })
                 .collect();
+            let event_bytes =
+                bodies.iter().map(Vec::len).sum::<usize>() as f64 / plan.ingest_events as f64;
             let cpu = cpu_seconds(pid)?;
             let start = Instant::now();
             let mut latencies = post_all(&client, bodies, clients).await?;
@@ -675,6 +743,7 @@ impl Bench {
                 clients,
                 events: plan.ingest_events,
                 seconds,
+                event_bytes,
                 latency_p50: percentile(&latencies, 0.50),
                 latency_p99: percentile(&latencies, 0.99),
                 server_cpu,
@@ -713,6 +782,8 @@ struct EnrollRun {
     enrolled: f64,
     /// ... to `n` welcomes delivered and `n` delivery reports decided.
     settled: f64,
+    /// Welcomes delivered by the time every signup was enrolled.
+    delivered_when_enrolled: u64,
     server_cpu: f64,
     failures: u64,
 }
@@ -740,7 +811,7 @@ impl Bench {
             })
         };
         let target = n as u64;
-        let (enrolled_at, _) = client
+        let (enrolled_at, at_enrolled) = client
             .wait_for(
                 "every signup enrolled",
                 Duration::from_millis(20),
@@ -765,6 +836,7 @@ impl Bench {
             ingested: (ingested - start).as_secs_f64(),
             enrolled: (enrolled_at - start).as_secs_f64(),
             settled: (settled_at - start).as_secs_f64(),
+            delivered_when_enrolled: at_enrolled.delivered,
             server_cpu,
             failures: counters.failures,
         };
@@ -981,7 +1053,7 @@ async fn fire_timers(client: &Client, pid: u32, plan: TimerPlan, fired: u64) -> 
 // ---------------------------------------------------------------------------------------------
 
 struct Checkpoint {
-    /// Enrollments in the database (the probes of earlier restarts included).
+    /// Enrollments built (each restart adds a customer of its own besides).
     enrollments: usize,
     /// Seconds to build this increment (post, enroll, deliver, settle), and how many it added.
     build_seconds: f64,
@@ -997,6 +1069,9 @@ struct Checkpoint {
     first_event: f64,
     /// Memory of the restarted process, once it processed that event and went idle.
     rss_restarted: f64,
+    /// The same after a second `kill -9` right then: sled replays its log from the snapshot it
+    /// wrote when it last started, so this restart has almost nothing to replay.
+    first_event_again: f64,
 }
 
 impl Bench {
@@ -1072,12 +1147,28 @@ impl Bench {
             let pid = server_pid(&server)?;
             wait_idle(pid, Duration::from_secs(120)).await?;
             let (rss_restarted, _) = memory_mib(pid)?;
+
+            server.kill();
+            let restart = Instant::now();
+            server.restart().await;
+            client.follow(&server);
+            probes += 1;
+            let probe = format!("probe{probes}");
+            client
+                .post(customers(Kind::Identify, "probe", probes..probes + 1))
+                .await?;
+            while !client.enrolled(&probe).await? {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let first_event_again = restart.elapsed().as_secs_f64();
+            wait_idle(server_pid(&server)?, Duration::from_secs(120)).await?;
             eprintln!(
                 "   restart: listening {listening:.2} s, healthy {healthy:.2} s, first event \
-                 {first_event:.2} s; RSS then {rss_restarted:.0} MiB"
+                 {first_event:.2} s; RSS then {rss_restarted:.0} MiB; again: first event \
+                 {first_event_again:.2} s"
             );
             checkpoints.push(Checkpoint {
-                enrollments: built + probes - 1,
+                enrollments: built,
                 build_seconds,
                 added,
                 rss_live,
@@ -1087,6 +1178,7 @@ impl Bench {
                 healthy,
                 first_event,
                 rss_restarted,
+                first_event_again,
             });
         }
         discard(server);
@@ -1098,8 +1190,13 @@ impl Bench {
 // The report
 // ---------------------------------------------------------------------------------------------
 
+/// `12.3 ms`, or `4.41 s` from a second up.
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
 }
 
 /// `1,000,000`.
@@ -1107,7 +1204,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1115,13 +1212,14 @@ fn thousands(n: usize) -> String {
     out
 }
 
-fn report(
-    plan: &Plan,
-    ingest: &[IngestRow],
-    enroll: &EnrollRun,
-    timers: &[TimerRun],
-    dormant: &[Checkpoint],
-) -> String {
+fn report(plan: &Plan, results: &Results) -> String {
+    let Results {
+        ingest,
+        enroll,
+        timers,
+        dormant,
+        others,
+    } = results;
     let mut out = String::new();
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -1139,7 +1237,14 @@ fn report(
          - Server: the release `waymark serve` with its default flags (4 shards, `--cache-mb 128`, \
          `--retry-base-ms 1000`, logging at `info` to a file), `--allow-private-network` for the \
          loopback sink; the load generator (`cargo xtask`, a debug build) and the sink run on the \
-         same CPUs{}",
+         same CPUs\n\
+         - CPU taken by anything else on the machine (other processes, the hypervisor's steal), as \
+         a share of both CPUs, per phase: {} (near 0: the bench had the machine to itself){}",
+        others
+            .iter()
+            .map(|(phase, share)| format!("{phase} {:.0}%", share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", "),
         if plan.quick {
             "\n- **Quick mode: smaller runs, not for the record**"
         } else {
@@ -1210,7 +1315,7 @@ fn report(
     let _ = writeln!(out, "\n### 1. Ingest over loopback HTTP\n");
     let _ = writeln!(
         out,
-        "A tenant with no journey posts {} `page_viewed` events (five per customer, ~110 bytes of \
+        "A tenant with no journey posts {} `page_viewed` events (five per customer, {:.0} bytes of \
          JSON each) per configuration, in batches from concurrent clients, each client sending \
          its next batch when the previous one is answered. Rate = events / wall time from the \
          first request to the last `202` — a `202` means the batch is in the event log and the \
@@ -1218,7 +1323,8 @@ fn report(
          costs a customer lookup and a commit, but no `decide`); the next configuration starts \
          once the server is idle again. Server CPU is the server process's user + system time \
          during the posting.\n",
-        thousands(plan.ingest_events)
+        thousands(plan.ingest_events),
+        ingest.first().map_or(0.0, |r| r.event_bytes)
     );
     let _ = writeln!(
         out,
@@ -1268,8 +1374,11 @@ fn report(
     );
     let _ = writeln!(
         out,
-        "Server CPU until settled: {:.1} s, {:.0} µs per enrollment (two decisions, one \
-         delivery, their commits and flushes); failed triggers: {}.",
+        "When the last signup was enrolled, {} of the {} welcomes had been delivered. Server \
+         CPU until settled: {:.1} s, {:.0} µs per enrollment (two decisions, one delivery, their \
+         commits and flushes); failed triggers: {}.",
+        thousands(enroll.delivered_when_enrolled as usize),
+        thousands(enroll.n),
         enroll.server_cpu,
         enroll.server_cpu / enroll.n as f64 * 1e6,
         enroll.failures
@@ -1344,12 +1453,16 @@ fn report(
          on the same data, timed from its spawn to printing its listening line, to `/healthz` \
          answering, and to the first new customer's `identify` posted after that being committed (its \
          enrollment visible in `GET /v1/customers/{{id}}`, polled every 2 ms); then that \
-         process's `VmRSS` once idle. Each restart's new customer adds one enrollment.\n"
+         process's `VmRSS` once idle; then `kill -9` once more and the time to a new customer's \
+         enrollment again. sled replays at start the log written since its last start, so the \
+         first restart replays everything the building process wrote and the second almost \
+         nothing. Each restart's new customer adds one enrollment (not counted in the first \
+         column).\n"
     );
     let _ = writeln!(
         out,
-        "| enrollments | built in | RSS building process (peak) | db on disk | listening | `/healthz` | first event processed | RSS after restart |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| enrollments | built in | RSS building process (peak) | db on disk | listening | `/healthz` | first event processed | RSS after restart | first event, restarting again |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for c in dormant {
         let built = if c.added > 0 {
@@ -1363,7 +1476,7 @@ fn report(
         };
         let _ = writeln!(
             out,
-            "| {} | {built} | {:.0} MiB ({:.0}) | {:.0} MiB | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB |",
+            "| {} | {built} | {:.0} MiB ({:.0}) | {:.0} MiB | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB | {:.2} s |",
             thousands(c.enrollments),
             c.rss_live,
             c.hwm_live,
@@ -1371,7 +1484,8 @@ fn report(
             c.listening,
             c.healthy,
             c.first_event,
-            c.rss_restarted
+            c.rss_restarted,
+            c.first_event_again
         );
     }
     out
