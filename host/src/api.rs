@@ -752,7 +752,8 @@ async fn post_events(
             })
         })
         .collect::<ApiResult<Vec<Event>>>()?;
-    let results = rt.store.ingest(&tenant, &events).await?;
+    let window = rt.config.dedup_window_ms();
+    let results = rt.store.ingest(&tenant, &events, now, window).await?;
     let mut accepted = 0;
     let mut out = Vec::with_capacity(events.len());
     for (event, result) in events.iter().zip(&results) {

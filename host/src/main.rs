@@ -61,6 +61,11 @@ struct ServeArgs {
     /// however many customers sleep in the database.
     #[arg(long, default_value_t = 128)]
     cache_mb: u64,
+    /// How long event ids are remembered, in hours of journey time: a retry within the window
+    /// is answered `duplicate`, one after it is a new event. 0 remembers them for ever (the id
+    /// index then grows with the event log).
+    #[arg(long, default_value_t = 168)]
+    dedup_window_hours: u64,
 }
 
 #[tokio::main]
@@ -92,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
             shards: args.shards.max(1),
             max_attempts: args.max_attempts.max(1),
             retry_base: Duration::from_millis(args.retry_base_ms),
+            dedup_window: (args.dedup_window_hours > 0)
+                .then(|| Duration::from_secs(args.dedup_window_hours.saturating_mul(3600))),
             ..RuntimeConfig::default()
         },
         sandbox: SandboxConfig {

@@ -26,6 +26,7 @@ pub struct Metrics {
     registry: Registry,
     pub events_accepted: Counter,
     pub events_duplicate: Counter,
+    pub event_ids_expired: Counter,
     pub triggers: Family<KindLabel, Counter>,
     pub trigger_failures: Family<ReasonLabel, Counter>,
     pub deliveries: Family<OutcomeLabel, Counter>,
@@ -64,6 +65,7 @@ impl Metrics {
         );
         let events_accepted = Counter::default();
         let events_duplicate = Counter::default();
+        let event_ids_expired = Counter::default();
         let triggers = Family::<KindLabel, Counter>::default();
         let trigger_failures = Family::<ReasonLabel, Counter>::default();
         let deliveries = Family::<OutcomeLabel, Counter>::default();
@@ -83,6 +85,11 @@ impl Metrics {
             "events_duplicate",
             "Events dropped as retries of a seen id",
             events_duplicate.clone(),
+        );
+        registry.register(
+            "event_ids_expired",
+            "Event ids forgotten after the dedup window (a retry after it is a new event)",
+            event_ids_expired.clone(),
         );
         registry.register("triggers", "Triggers processed, by kind", triggers.clone());
         registry.register(
@@ -104,6 +111,7 @@ impl Metrics {
             registry,
             events_accepted,
             events_duplicate,
+            event_ids_expired,
             triggers,
             trigger_failures,
             deliveries,

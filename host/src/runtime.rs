@@ -24,6 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info_span, warn, Instrument};
 
+/// Event ids are remembered for a week by default: longer than any client's retries.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Tunables of trigger processing and delivery.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -34,6 +37,17 @@ pub struct RuntimeConfig {
     /// First retry delay; doubles per attempt, with jitter, up to `retry_cap`.
     pub retry_base: Duration,
     pub retry_cap: Duration,
+    /// How long an event id is remembered (journey time): a retry within it is reported as a
+    /// duplicate, one after it is a new event. `None` remembers ids for ever.
+    pub dedup_window: Option<Duration>,
+}
+
+impl RuntimeConfig {
+    /// [`RuntimeConfig::dedup_window`] in milliseconds.
+    pub fn dedup_window_ms(&self) -> Option<crate::model::Millis> {
+        self.dedup_window
+            .map(|w| crate::model::Millis::try_from(w.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -43,6 +57,7 @@ impl Default for RuntimeConfig {
             max_attempts: 8,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(3600),
+            dedup_window: Some(DEFAULT_DEDUP_WINDOW),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Durable timers: pending timers live in the store ordered by due time; the scheduler sleeps
 //! until the earliest is due (or until a timer is set, or a manual clock jumps), then moves every
 //! due timer into its customer's inbox shard, so timers fire through the same path as events.
-//! It also releases messages the sending policy held (their release is journey time too).
+//! It also releases messages the sending policy held (their release is journey time too), and
+//! forgets event ids older than the dedup window (journey time as well).
 
 use crate::runtime::Runtime;
 use std::sync::Arc;
@@ -31,6 +32,16 @@ pub async fn run(rt: Arc<Runtime>) {
                 continue;
             }
             Err(error) => warn!(%error, "releasing held messages failed; retrying"),
+        }
+        if let Some(window) = rt.config.dedup_window_ms() {
+            match rt.store.expire_event_ids(now.saturating_sub(window), 1024) {
+                Ok(0) => {}
+                Ok(n) => {
+                    rt.metrics.event_ids_expired.inc_by(n as u64);
+                    continue;
+                }
+                Err(error) => warn!(%error, "expiring event ids failed; retrying"),
+            }
         }
         let next_timer = rt.store.next_timer_due().unwrap_or_else(|error| {
             warn!(%error, "reading the next timer failed");

@@ -253,7 +253,10 @@ pub struct Store {
     journey_heads: sled::Tree,
     channels: sled::Tree,
     events: sled::Tree,
+    /// `tenant␟event id` → when it was ingested (time key) and its place in the log.
     event_ids: sled::Tree,
+    /// `ingested at (time key)␟tenant␟event id` → (): the dedup window's expiry order.
+    event_id_times: sled::Tree,
     inbox: sled::Tree,
     customers: sled::Tree,
     enrollments: sled::Tree,
@@ -291,6 +294,19 @@ fn prefix(parts: &[&[u8]]) -> Vec<u8> {
 /// Order-preserving encoding of a signed time: flip the sign bit, big-endian.
 fn time_key(t: Millis) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// An `event_ids` value: when the id was ingested, then the event's log sequence number.
+fn id_value(at: Millis, seq: &[u8]) -> Vec<u8> {
+    let mut v = time_key(at).to_vec();
+    v.extend_from_slice(seq);
+    v
+}
+
+/// When an id was ingested; `None` for values written before ids carried a time (the bare
+/// 8-byte sequence number), which are remembered for ever.
+fn id_seen_at(value: &[u8]) -> Option<Millis> {
+    (value.len() == 16).then(|| time_from_key(value))
 }
 
 fn time_from_key(b: &[u8]) -> Millis {
@@ -424,6 +440,7 @@ impl Store {
             channels: t("channels")?,
             events: t("events")?,
             event_ids: t("event_ids")?,
+            event_id_times: t("event_id_times")?,
             inbox: t("inbox")?,
             customers: t("customers")?,
             enrollments: t("enrollments")?,
@@ -638,12 +655,16 @@ impl Store {
 
     // --- ingest ----------------------------------------------------------------------------
 
-    /// Appends events to the log and the inbox, dropping ids seen before (in earlier requests or
-    /// earlier in this batch), and flushes before returning: what returns `Accepted` is durable.
+    /// Appends events to the log and the inbox, dropping ids seen before (in earlier requests
+    /// within the dedup window, or earlier in this batch), and flushes before returning: what
+    /// returns `Accepted` is durable. An id is remembered from `now` (journey time) until
+    /// `now + window`; after that the same id is a new event. `None` remembers ids for ever.
     pub async fn ingest(
         &self,
         tenant: &str,
         events: &[Event],
+        now: Millis,
+        window: Option<Millis>,
     ) -> Result<Vec<Ingested>, StoreError> {
         let mut staged = Vec::with_capacity(events.len());
         for event in events {
@@ -657,26 +678,69 @@ impl Store {
             let (inbox_key, inbox_value) = inbox_push(&self.db, self.shards, &item)?;
             staged.push((event, inbox_key, inbox_value));
         }
-        let results =
-            (&self.events, &self.event_ids, &self.inbox).transaction(|(log, ids, inbox)| {
-                let mut results = Vec::with_capacity(staged.len());
-                for (event, inbox_key, inbox_value) in &staged {
-                    let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
-                    if ids.get(&id_key)?.is_some() {
+        let expired_before = window.map(|w| now.saturating_sub(w));
+        let trees = (
+            &self.events,
+            &self.event_ids,
+            &self.event_id_times,
+            &self.inbox,
+        );
+        let results = trees.transaction(|(log, ids, times, inbox)| {
+            let mut results = Vec::with_capacity(staged.len());
+            for (event, inbox_key, inbox_value) in &staged {
+                let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
+                if let Some(seen) = ids.get(&id_key)? {
+                    let live = match (id_seen_at(&seen), expired_before) {
+                        (Some(at), Some(cutoff)) => at > cutoff,
+                        // Remembered for ever, or written before ids carried a time.
+                        _ => true,
+                    };
+                    if live {
                         results.push(Ingested::Duplicate);
                         continue;
                     }
-                    // The inbox key's sequence number doubles as the event's place in the log.
-                    let log_key = key(&[tenant.as_bytes(), &inbox_key[2..]]);
-                    ids.insert(id_key, &inbox_key[2..])?;
-                    log.insert(log_key, enc(*event))?;
-                    inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
-                    results.push(Ingested::Accepted);
                 }
-                Ok(results)
-            })?;
+                // The inbox key's sequence number doubles as the event's place in the log.
+                let seq = &inbox_key[2..];
+                ids.insert(id_key.as_slice(), id_value(now, seq))?;
+                times.insert(key(&[&time_key(now), &id_key]), &[])?;
+                log.insert(key(&[tenant.as_bytes(), seq]), enc(*event))?;
+                inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                results.push(Ingested::Accepted);
+            }
+            Ok(results)
+        })?;
         self.flush().await?;
         Ok(results)
+    }
+
+    /// Forgets up to `limit` event ids ingested before `cutoff` (journey time), oldest first,
+    /// so a retry after the dedup window is a new event and the id index stays bounded. The
+    /// events themselves stay in the log. Returns how many ids were forgotten.
+    pub fn expire_event_ids(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
+        let mut batch = Vec::new();
+        for kv in self.event_id_times.range(..time_key(cutoff)).take(limit) {
+            batch.push(kv?.0);
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let forgotten = (&self.event_ids, &self.event_id_times).transaction(|(ids, times)| {
+            let mut forgotten = 0;
+            for time_entry in &batch {
+                let id_key = &time_entry[9..];
+                // An id ingested again after it expired has a newer time: keep that one.
+                if let Some(seen) = ids.get(id_key)? {
+                    if id_seen_at(&seen).is_none_or(|at| at < cutoff) {
+                        ids.remove(id_key)?;
+                        forgotten += 1;
+                    }
+                }
+                times.remove(time_entry)?;
+            }
+            Ok(forgotten)
+        })?;
+        Ok(forgotten)
     }
 
     /// The oldest unprocessed triggers of one shard.
@@ -1260,8 +1324,15 @@ impl Store {
                 },
             },
         )?;
-        let resolved = (&self.tasks, &self.events, &self.event_ids, &self.inbox)
-            .transaction(|(tasks, log, ids, inbox)| {
+        let trees = (
+            &self.tasks,
+            &self.events,
+            &self.event_ids,
+            &self.event_id_times,
+            &self.inbox,
+        );
+        let resolved = trees
+            .transaction(|(tasks, log, ids, times, inbox)| {
                 let Some(v) = tasks.get(&k)? else {
                     return Ok(Err(TaskError::NotFound(id.to_string())));
                 };
@@ -1278,7 +1349,8 @@ impl Store {
                 tasks.insert(k.as_slice(), enc(&task))?;
                 let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
                 if ids.get(&id_key)?.is_none() {
-                    ids.insert(id_key, &inbox_key[2..])?;
+                    ids.insert(id_key.as_slice(), id_value(now, &inbox_key[2..]))?;
+                    times.insert(key(&[&time_key(now), &id_key]), &[])?;
                     log.insert(key(&[tenant.as_bytes(), &inbox_key[2..]]), enc(&event))?;
                     inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
                 }
@@ -1318,5 +1390,85 @@ mod tests {
         assert_eq!(shard_of("t", "c", 8), shard_of("t", "c", 8));
         assert!(shard_of("t", "c", 8) < 8);
         assert_eq!(shard_of("t", "c", 0), 0);
+    }
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            customer: "c".into(),
+            name: "seen".into(),
+            properties: Default::default(),
+            timestamp: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_id_is_a_duplicate_only_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+        let window = Some(1_000);
+        let ingest = |at: Millis| {
+            let store = store.clone();
+            async move { store.ingest("t", &[event("a")], at, window).await.unwrap()[0] }
+        };
+        assert_eq!(ingest(0).await, Ingested::Accepted);
+        assert_eq!(ingest(999).await, Ingested::Duplicate);
+        // Expired but not yet forgotten: the lookup alone decides.
+        assert_eq!(ingest(1_000).await, Ingested::Accepted);
+        assert_eq!(ingest(1_500).await, Ingested::Duplicate);
+        // Forgetting what was ingested before 500 drops the first time entry but keeps the id,
+        // which was ingested again at 1,000.
+        assert_eq!(store.expire_event_ids(500, 100).unwrap(), 0);
+        assert_eq!(ingest(1_900).await, Ingested::Duplicate);
+        assert_eq!(store.expire_event_ids(1_001, 100).unwrap(), 1);
+        assert!(store.event_ids.is_empty());
+        assert!(store.event_id_times.is_empty());
+        assert_eq!(ingest(2_000).await, Ingested::Accepted);
+        // Both accepted copies are in the log and the inbox.
+        assert_eq!(store.events.len(), 3);
+        assert_eq!(store.inbox.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn without_a_window_ids_are_remembered_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+        let batch = [event("a"), event("b"), event("a")];
+        let first = store.ingest("t", &batch, 0, None).await.unwrap();
+        assert_eq!(
+            first,
+            [Ingested::Accepted, Ingested::Accepted, Ingested::Duplicate]
+        );
+        let later = store
+            .ingest("t", &batch[..1], i64::MAX / 2, None)
+            .await
+            .unwrap();
+        assert_eq!(later, [Ingested::Duplicate]);
+        // Another tenant's ids are its own.
+        let other = store.ingest("u", &batch[..1], 0, None).await.unwrap();
+        assert_eq!(other, [Ingested::Accepted]);
+    }
+
+    #[tokio::test]
+    async fn forgetting_works_in_bounded_batches_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+        for i in 0..10 {
+            let id = format!("e{i}");
+            store
+                .ingest("t", &[event(&id)], i * 100, Some(10_000))
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.expire_event_ids(450, 3).unwrap(), 3);
+        assert_eq!(store.expire_event_ids(450, 3).unwrap(), 2);
+        assert_eq!(store.expire_event_ids(450, 3).unwrap(), 0);
+        assert_eq!(store.event_ids.len(), 5);
+        // e5.. are still duplicates within their window, e0..e4 are new again.
+        let again = store
+            .ingest("t", &[event("e4"), event("e5")], 600, Some(10_000))
+            .await
+            .unwrap();
+        assert_eq!(again, [Ingested::Accepted, Ingested::Duplicate]);
     }
 }

@@ -195,3 +195,36 @@ async fn sigterm_shuts_down_cleanly_and_a_restart_carries_on() {
     let bob = world.api().customer("bob").await.expect("bob exists");
     assert!(bob.enrollment(ONBOARDING).is_some());
 }
+
+#[tokio::test]
+async fn an_event_id_is_a_duplicate_for_the_dedup_window_and_then_forgotten() {
+    let mut world = Onboarding::start().await;
+    let view = || [event("ada-view-1", "ada", "page_viewed")];
+    let first = world.api().post_events(&view()).await;
+    assert_eq!((first.accepted, first.duplicates), (1, 0), "{first:?}");
+
+    // A retry is a duplicate, also after a crash: the ids are durable with the events.
+    world.server.kill();
+    world.server.restart().await;
+    let retry = world.api().post_events(&view()).await;
+    assert_eq!((retry.accepted, retry.duplicates), (0, 1), "{retry:?}");
+    assert_eq!(retry.results[0].status, "duplicate");
+
+    // Still one within the default window of 168 hours of journey time...
+    world.admin().advance_clock(7 * DAY_MS - MINUTE_MS).await;
+    let late = world.api().post_events(&view()).await;
+    assert_eq!((late.accepted, late.duplicates), (0, 1), "{late:?}");
+    assert_eq!(counter(&world.server, "event_ids_expired").await, 0);
+
+    // ... and forgotten after it: the scheduler drops the id, the same id is a new event.
+    world.admin().advance_clock(2 * MINUTE_MS).await;
+    let server = &world.server;
+    wait_until("the id forgotten", || async {
+        counter(server, "event_ids_expired").await >= 1
+    })
+    .await;
+    let after = world.api().post_events(&view()).await;
+    assert_eq!((after.accepted, after.duplicates), (1, 0), "{after:?}");
+    let again = world.api().post_events(&view()).await;
+    assert_eq!((again.accepted, again.duplicates), (0, 1), "{again:?}");
+}
