@@ -1126,42 +1126,20 @@ impl Bench {
             );
 
             // kill -9 while idle, then time the restart from the process's start.
-            server.kill();
-            let restart = Instant::now();
-            server.restart().await;
-            let listening = restart.elapsed().as_secs_f64();
-            client.follow(&server);
-            while !client.healthy().await {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            let healthy = restart.elapsed().as_secs_f64();
             probes += 1;
-            let probe = format!("probe{probes}");
-            client
-                .post(customers(Kind::Identify, "probe", probes..probes + 1))
-                .await?;
-            while !client.enrolled(&probe).await? {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            let first_event = restart.elapsed().as_secs_f64();
+            let first = crash_and_restart(&mut server, &mut client, probes).await?;
             let pid = server_pid(&server)?;
             wait_idle(pid, Duration::from_secs(120)).await?;
             let (rss_restarted, _) = memory_mib(pid)?;
-
-            server.kill();
-            let restart = Instant::now();
-            server.restart().await;
-            client.follow(&server);
             probes += 1;
-            let probe = format!("probe{probes}");
-            client
-                .post(customers(Kind::Identify, "probe", probes..probes + 1))
-                .await?;
-            while !client.enrolled(&probe).await? {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            let first_event_again = restart.elapsed().as_secs_f64();
+            let again = crash_and_restart(&mut server, &mut client, probes).await?;
             wait_idle(server_pid(&server)?, Duration::from_secs(120)).await?;
+            let Restart {
+                listening,
+                healthy,
+                first_event,
+            } = first;
+            let first_event_again = again.first_event;
             eprintln!(
                 "   restart: listening {listening:.2} s, healthy {healthy:.2} s, first event \
                  {first_event:.2} s; RSS then {rss_restarted:.0} MiB; again: first event \
@@ -1184,6 +1162,43 @@ impl Bench {
         discard(server);
         Ok(checkpoints)
     }
+}
+
+/// Seconds from a restart's spawn to each step of coming back.
+struct Restart {
+    listening: f64,
+    healthy: f64,
+    first_event: f64,
+}
+
+/// `kill -9`, a new process on the same data, and a new customer `probe<probe>` posted once it
+/// answers `/healthz`, until that customer's enrollment is committed.
+async fn crash_and_restart(
+    server: &mut Server,
+    client: &mut Client,
+    probe: usize,
+) -> Result<Restart> {
+    server.kill();
+    let restart = Instant::now();
+    server.restart().await;
+    let listening = restart.elapsed().as_secs_f64();
+    client.follow(server);
+    while !client.healthy().await {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let healthy = restart.elapsed().as_secs_f64();
+    client
+        .post(customers(Kind::Identify, "probe", probe..probe + 1))
+        .await?;
+    let customer = format!("probe{probe}");
+    while !client.enrolled(&customer).await? {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(Restart {
+        listening,
+        healthy,
+        first_event: restart.elapsed().as_secs_f64(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
