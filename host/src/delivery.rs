@@ -165,11 +165,8 @@ fn backoff(rt: &Runtime, attempts: u32, id: &str) -> Millis {
     let base = rt.config.retry_base.as_millis() as u64;
     let cap = rt.config.retry_cap.as_millis() as u64;
     let exp = base.saturating_mul(1u64 << attempts.min(30)).min(cap);
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(attempts);
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h =
+        crate::hash::fnv1a_continue(crate::hash::FNV_OFFSET ^ u64::from(attempts), id.as_bytes());
     let spread = exp / 2;
     let jittered = exp - exp / 4 + if spread > 0 { h % (spread + 1) } else { 0 };
     jittered as Millis

@@ -5,6 +5,7 @@
 //! [`apply`], and commits the returned enrollment and [`Effects`] in one store transaction.
 //! That split is what lets these rules be tested exhaustively without a socket or a temp dir.
 
+use crate::hash;
 use crate::model::{
     Command, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, EntryTrigger,
     Event, Failure, Handoff, MilestoneHit, Millis, PendingTimer, Reentry, Send, Spec, Trigger,
@@ -38,43 +39,22 @@ pub fn trigger_id(trigger: &Trigger, due: Option<Millis>) -> String {
         Trigger::Timer { name } => format!("t-{name}-{}", due.unwrap_or_default()),
         Trigger::Stalled { milestone } => format!("s-{milestone}-{}", due.unwrap_or_default()),
         // Message ids contain earlier trigger ids: hash them so keys do not grow per hop.
-        Trigger::Delivery { report } => format!("d-{:016x}", fnv1a(report.message_id.as_bytes())),
+        Trigger::Delivery { report } => {
+            format!("d-{:016x}", hash::fnv1a(report.message_id.as_bytes()))
+        }
     }
 }
 
 /// The id of the `index`th task a trigger hands off: short, URL-safe, and the same if the
 /// trigger is processed again after a crash.
 pub fn task_id(enrollment_id: &str, trigger_id: &str, index: usize) -> String {
-    let mut h = FNV_OFFSET;
-    for part in [enrollment_id, trigger_id, &index.to_string()] {
-        h = fnv1a_continue(h, part.as_bytes());
-        h = fnv1a_continue(h, &[0x1f]);
-    }
+    let h = hash::fnv1a_terminated(&[enrollment_id, trigger_id, &index.to_string()]);
     format!("task_{h:016x}")
 }
 
 /// The deterministic seed of one trigger, offered to `decide`.
 pub fn seed(tenant: &str, enrollment_id: &str, trigger_id: &str) -> u64 {
-    let mut h = FNV_OFFSET;
-    for part in [tenant, enrollment_id, trigger_id] {
-        h = fnv1a_continue(h, part.as_bytes());
-        h = fnv1a_continue(h, &[0x1f]);
-    }
-    h
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    fnv1a_continue(FNV_OFFSET, bytes)
-}
-
-fn fnv1a_continue(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    hash::fnv1a_terminated(&[tenant, enrollment_id, trigger_id])
 }
 
 /// Whether an event matches an entry trigger: same name, and every filter key equal.

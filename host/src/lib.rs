@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | [`model`] | the vocabulary: customers, events, enrollments, triggers, commands, specs |
 //! | [`engine`] | pure journey semantics: routing, entry and re-entry, applying commands |
+//! | [`hash`] | the one FNV-1a / SplitMix64: shard numbers, seeds, task ids, jitter (frozen) |
 //! | [`store`] | sled: every durable record, and one transaction per trigger |
 //! | [`clock`] | the system clock or a manual one that tests and demos advance |
 //! | [`sandbox`] | wasmtime: compiling, validating and running journey and channel components |
@@ -27,6 +28,7 @@ pub mod api;
 pub mod clock;
 pub mod delivery;
 pub mod engine;
+pub mod hash;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -19,7 +19,7 @@ use sled::transaction::{
 use sled::Transactional;
 use std::path::Path;
 
-const SEP: u8 = 0x1f;
+use crate::hash::SEP;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -388,11 +388,7 @@ fn inbox_push(
 
 /// The shard that owns a customer: all of a customer's triggers go through one shard, in order.
 pub fn shard_of(tenant: &str, customer: &str, shards: u16) -> u16 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in tenant.bytes().chain([SEP]).chain(customer.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::hash::fnv1a_joined(&[tenant, customer]);
     (h % u64::from(shards.max(1))) as u16
 }
 

@@ -135,12 +135,7 @@ fn expand(seed: u64, domain: u64) -> [u8; 32] {
     let mut state = seed ^ domain;
     let mut out = [0u8; 32];
     for chunk in out.chunks_exact_mut(8) {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        chunk.copy_from_slice(&z.to_le_bytes());
+        chunk.copy_from_slice(&crate::hash::splitmix64(&mut state).to_le_bytes());
     }
     out
 }
