@@ -7,7 +7,7 @@
 //! call with the same message id, which adapters pass on as the idempotency key.
 
 use crate::clock::system_now;
-use crate::model::{DeliveryError, Message, Millis};
+use crate::model::{DeliveryError, DeliveryRequest, Millis};
 use crate::runtime::Runtime;
 use crate::sandbox::DeliveryFailure;
 use crate::store::{Attempt, OutboxEntry};
@@ -134,7 +134,7 @@ async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Fa
         });
     let mut config = record.settings.clone();
     config.extend(record.secrets.clone());
-    let message = Message {
+    let message = DeliveryRequest {
         id: entry.id.clone(),
         channel: entry.channel.clone(),
         customer,

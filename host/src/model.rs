@@ -275,9 +275,11 @@ pub struct ChannelStats {
     pub failed: u64,
 }
 
-/// A message handed to a channel adapter's `deliver`.
+/// What a channel adapter's `deliver` is handed: one message, rendered for one customer, with
+/// the channel's configuration. (WIT still calls it `message`; it becomes `delivery-request`
+/// at the next contract bump. In the host, "message" is the record a customer receives.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
+pub struct DeliveryRequest {
     /// The idempotency key: stable across retries and crash replays.
     pub id: String,
     pub channel: String,

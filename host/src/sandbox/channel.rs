@@ -118,7 +118,7 @@ impl ChannelComponent {
     /// waits on I/O. A trap or a timeout is a retryable [`DeliveryFailure::Guest`].
     pub async fn deliver(
         &self,
-        msg: &model::Message,
+        msg: &model::DeliveryRequest,
         allowed_hosts: &[String],
         limits: &model::Limits,
     ) -> Result<model::Receipt, DeliveryFailure> {
@@ -182,7 +182,7 @@ impl ChannelComponent {
     }
 }
 
-fn message_to_wit(msg: &model::Message) -> wit::Message {
+fn message_to_wit(msg: &model::DeliveryRequest) -> wit::Message {
     wit::Message {
         id: msg.id.clone(),
         channel: msg.channel.clone(),
@@ -211,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_message_carries_payload_and_config_as_json_text() {
-        let msg = model::Message {
+        let msg = model::DeliveryRequest {
             id: "t/j/1/c/trig/0".into(),
             channel: "email".into(),
             customer: model::Customer {
