@@ -1,16 +1,16 @@
-//! Drains the outbox: calls the channel adapter's `deliver` for each due message, retries
-//! retryable failures with exponential backoff and jitter, turns permanent failures and exhausted
-//! retries into dead letters, and reports each final outcome back to the journey as a `delivery`
-//! trigger (in the same transaction that records it).
+//! Drains the outbox: calls the channel adapter's `deliver` for each due message and commits
+//! what `engine::delivery::attempt` makes of the result — a retry with backoff, a dead letter, or
+//! a delivery — with the final outcome reported back to the journey as a `delivery` trigger in
+//! the same transaction.
 //!
 //! Delivery is at least once: a crash between `deliver` and recording its outcome repeats the
 //! call with the same message id, which adapters pass on as the idempotency key.
 
 use crate::clock::system_now;
-use crate::model::{DeliveryError, DeliveryRequest, Millis};
-use crate::runtime::Runtime;
-use crate::sandbox::DeliveryFailure;
-use crate::store::{Attempt, OutboxEntry};
+use crate::engine::delivery::{attempt, AttemptResult};
+use crate::host::Host;
+use crate::model::{Customer, DeliveryRequest};
+use crate::store::Message;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,154 +20,138 @@ use tracing::{info, info_span, warn, Instrument};
 const CONCURRENCY: usize = 16;
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-pub async fn run(rt: Arc<Runtime>) {
+/// Delivers due messages until shutdown.
+pub async fn run(host: Arc<Host>) {
     loop {
-        let sent = rt.outbox_changed.notified();
+        let ready = host.message_ready();
         let now = system_now();
-        match rt.store.due_messages(now, 256) {
+        match host.store.due_messages(now, 256) {
             Ok(due) if !due.is_empty() => {
                 futures::stream::iter(due)
-                    .for_each_concurrent(CONCURRENCY, |entry| deliver(&rt, entry))
+                    .for_each_concurrent(CONCURRENCY, |message| deliver(&host, message))
                     .await;
                 continue;
             }
             Ok(_) => {}
             Err(error) => warn!(%error, "reading the outbox failed"),
         }
-        let wait = match rt.store.next_message_due() {
+        let wait = match host.store.next_message_due() {
             Ok(Some(at)) => {
                 Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK)
             }
             _ => IDLE_RECHECK,
         };
         tokio::select! {
-            _ = sent => {}
+            _ = ready => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = rt.shutdown.cancelled() => return,
+            _ = host.shutdown.cancelled() => return,
         }
     }
 }
 
-/// Why one attempt failed, and whether trying again may help.
-struct Failed {
-    retryable: bool,
-    error: String,
-}
-
-async fn deliver(rt: &Runtime, entry: OutboxEntry) {
+/// One attempt at one message, recorded.
+async fn deliver(host: &Host, message: Message) {
     let span = info_span!(
         "delivery",
-        tenant = %entry.tenant,
-        channel = %entry.channel,
-        customer = %entry.customer,
-        message = %entry.id,
-        attempt = entry.attempts + 1,
+        tenant = %message.tenant,
+        channel = %message.channel,
+        customer = %message.customer,
+        message = %message.id,
+        attempt = message.attempts + 1,
     );
     async {
-        let attempt = match attempt(rt, &entry).await {
-            Ok(provider_id) => {
-                info!("delivered");
-                rt.metrics.delivery("delivered");
-                Attempt::Delivered {
-                    provider_id,
-                    at: rt.clock.now(),
-                }
+        let result = call_adapter(host, &message).await;
+        match &result {
+            AttemptResult::Delivered { .. } => info!("delivered"),
+            AttemptResult::Failed { retryable, error } => {
+                warn!(%error, retryable, "delivery failed")
             }
-            Err(Failed { retryable, error })
-                if retryable && entry.attempts + 1 < rt.config.max_attempts =>
-            {
-                warn!(%error, "delivery failed; will retry");
-                rt.metrics.delivery("retry");
-                Attempt::Retry {
-                    at: system_now() + backoff(rt, entry.attempts, &entry.id),
-                    error,
-                }
-            }
-            Err(Failed { error, .. }) => {
-                warn!(%error, "delivery failed for good; dead letter");
-                rt.metrics.delivery("dead");
-                Attempt::Dead { error }
-            }
-        };
-        let final_outcome = !matches!(attempt, Attempt::Retry { .. });
-        if let Err(error) = rt.store.record_attempt(&entry, attempt) {
+        }
+        let records = attempt(
+            &message,
+            result,
+            &host.config.retry,
+            host.clock.now(),
+            system_now(),
+        );
+        host.metrics
+            .delivery(match (&records.report, records.after.status) {
+                (None, _) => "retry",
+                (Some(_), crate::store::MessageStatus::Delivered) => "delivered",
+                (Some(_), _) => "dead",
+            });
+        let counter = records
+            .counter
+            .map(|c| (message.journey.as_str(), message.channel.as_str(), c));
+        if let Err(error) =
+            host.store
+                .record_attempt(&message, &records.after, records.report.as_ref(), counter)
+        {
             warn!(%error, "recording the delivery attempt failed");
             return;
         }
-        if let Err(error) = rt.store.flush().await {
+        if let Err(error) = host.store.flush().await {
             warn!(%error, "flushing the delivery attempt failed");
         }
-        if final_outcome {
-            rt.wake_customer(&entry.tenant, &entry.customer);
+        if records.is_final() {
+            host.wake_customer(&message.tenant, &message.customer);
         }
     }
     .instrument(span)
     .await
 }
 
-async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Failed> {
-    let permanent = |error: String| Failed {
+/// Calls the channel's adapter for `message`. Anything the host itself could not do (read the
+/// store, load the component) is retryable; an unregistered channel is permanent.
+async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
+    let permanent = |error: String| AttemptResult::Failed {
         retryable: false,
         error,
     };
-    let retryable = |error: String| Failed {
+    let retryable = |error: String| AttemptResult::Failed {
         retryable: true,
         error,
     };
-    let record = rt
-        .store
-        .channel(&entry.tenant, &entry.channel)
-        .map_err(|e| retryable(e.to_string()))?
-        .ok_or_else(|| permanent(format!("channel {:?} is not registered", entry.channel)))?;
-    let component = rt
-        .registry
-        .channel(&record.digest)
-        .await
-        .map_err(|e| retryable(e.to_string()))?;
-    let customer = rt
-        .store
-        .customer(&entry.tenant, &entry.customer)
-        .map_err(|e| retryable(e.to_string()))?
-        .unwrap_or_else(|| crate::model::Customer {
-            id: entry.customer.clone(),
+    let record = match host.store.channel(&message.tenant, &message.channel) {
+        Ok(Some(record)) => record,
+        Ok(None) => return permanent(format!("channel {:?} is not registered", message.channel)),
+        Err(e) => return retryable(e.to_string()),
+    };
+    let component = match host.registry.channel(&record.digest).await {
+        Ok(component) => component,
+        Err(e) => return retryable(e.to_string()),
+    };
+    let customer = match host.store.customer(&message.tenant, &message.customer) {
+        Ok(customer) => customer.unwrap_or_else(|| Customer {
+            id: message.customer.clone(),
             attributes: Default::default(),
-        });
+        }),
+        Err(e) => return retryable(e.to_string()),
+    };
+    let limits = match host.tenant_limits(&message.tenant) {
+        Ok(limits) => limits,
+        Err(e) => return retryable(e.to_string()),
+    };
     let mut config = record.settings.clone();
     config.extend(record.secrets.clone());
-    let message = DeliveryRequest {
-        id: entry.id.clone(),
-        channel: entry.channel.clone(),
+    let request = DeliveryRequest {
+        id: message.id.clone(),
+        channel: message.channel.clone(),
         customer,
-        template: entry.template.clone(),
-        payload: entry.payload.clone(),
+        template: message.template.clone(),
+        payload: message.payload.clone(),
         config,
     };
-    let limits = rt
-        .tenant_limits(&entry.tenant)
-        .map_err(|e| retryable(e.to_string()))?;
     match component
-        .deliver(&message, &record.allowed_hosts, &limits)
+        .deliver(&request, &record.allowed_hosts, &limits)
         .await
     {
-        Ok(receipt) => Ok(receipt.provider_id),
-        Err(DeliveryFailure::Adapter(DeliveryError::Retryable(m))) => Err(retryable(m)),
-        Err(DeliveryFailure::Adapter(DeliveryError::Permanent(m))) => Err(permanent(m)),
-        // A trap or deadline in an adapter may be transient (a slow provider): retry it.
-        Err(DeliveryFailure::Guest(f)) => {
-            Err(retryable(format!("{}: {}", f.reason.as_str(), f.message)))
-        }
+        Ok(receipt) => AttemptResult::Delivered {
+            provider_id: receipt.provider_id,
+        },
+        Err(failure) => AttemptResult::Failed {
+            retryable: failure.retryable(),
+            error: failure.describe(),
+        },
     }
-}
-
-/// Exponential backoff with deterministic jitter (±25%, from the message id and attempt), so
-/// retries of many messages that failed together spread out.
-fn backoff(rt: &Runtime, attempts: u32, id: &str) -> Millis {
-    let base = rt.config.retry_base.as_millis() as u64;
-    let cap = rt.config.retry_cap.as_millis() as u64;
-    let exp = base.saturating_mul(1u64 << attempts.min(30)).min(cap);
-    let h =
-        crate::hash::fnv1a_continue(crate::hash::FNV_OFFSET ^ u64::from(attempts), id.as_bytes());
-    let spread = exp / 2;
-    let jittered = exp - exp / 4 + if spread > 0 { h % (spread + 1) } else { 0 };
-    jittered as Millis
 }

@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use waymark_host::runtime::RuntimeConfig;
+use waymark_host::engine::delivery::RetryPolicy;
+use waymark_host::host::HostConfig;
 use waymark_host::sandbox::SandboxConfig;
 use waymark_host::server::{serve, ClockKind, ServerConfig};
 
@@ -93,13 +94,15 @@ async fn main() -> anyhow::Result<()> {
             ClockArg::System => ClockKind::System,
             ClockArg::Manual => ClockKind::Manual,
         },
-        runtime: RuntimeConfig {
+        host: HostConfig {
             shards: args.shards.max(1),
-            max_attempts: args.max_attempts.max(1),
-            retry_base: Duration::from_millis(args.retry_base_ms),
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts.max(1),
+                base: Duration::from_millis(args.retry_base_ms),
+                ..HostConfig::default().retry
+            },
             dedup_window: (args.dedup_window_hours > 0)
                 .then(|| Duration::from_secs(args.dedup_window_hours.saturating_mul(3600))),
-            ..RuntimeConfig::default()
         },
         sandbox: SandboxConfig {
             allow_private_network: args.allow_private_network,

@@ -256,6 +256,49 @@ pub struct Spec {
     pub experiments: Vec<ExperimentSpec>,
 }
 
+/// Why a journey's spec cannot be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the spec declares no entry trigger: no customer could ever enter")]
+    NoEntry,
+    #[error("milestone {0:?} is declared twice")]
+    DuplicateMilestone(String),
+    #[error("milestone {0:?} has a non-positive stall window")]
+    NonPositiveStallWindow(String),
+    #[error("goal {0:?} is not a declared milestone")]
+    UndeclaredGoal(String),
+    #[error("experiment {0:?} has no arms")]
+    NoArms(String),
+}
+
+impl Spec {
+    /// Checks what a journey declares before a version is accepted: the one place these rules
+    /// live (upload and the sandbox's reading of `describe` both call it).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.entry.is_empty() {
+            return Err(SpecError::NoEntry);
+        }
+        let mut names = std::collections::HashSet::new();
+        for m in &self.milestones {
+            if !names.insert(m.name.as_str()) {
+                return Err(SpecError::DuplicateMilestone(m.name.clone()));
+            }
+            if m.stall_after.is_some_and(|w| w <= 0) {
+                return Err(SpecError::NonPositiveStallWindow(m.name.clone()));
+            }
+        }
+        if let Some(goal) = &self.goal {
+            if !names.contains(goal.as_str()) {
+                return Err(SpecError::UndeclaredGoal(goal.clone()));
+            }
+        }
+        if let Some(x) = self.experiments.iter().find(|x| x.arms.is_empty()) {
+            return Err(SpecError::NoArms(x.name.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// Everything `decide` sees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionContext {
@@ -421,4 +464,117 @@ pub struct QuietHours {
 
 fn utc() -> String {
     "UTC".into()
+}
+
+/// Where a handoff's task stands in its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Open,
+    Claimed,
+    Resolved,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Claimed => "claimed",
+            TaskStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(TaskStatus::Open),
+            "claimed" => Ok(TaskStatus::Claimed),
+            "resolved" => Ok(TaskStatus::Resolved),
+            other => Err(format!(
+                "status must be open, claimed or resolved, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// A per journey and channel counter that the `stats` import reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    Sent,
+    Delivered,
+    Failed,
+    Suppressed,
+}
+
+impl Counter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::Sent => "sent",
+            Counter::Delivered => "delivered",
+            Counter::Failed => "failed",
+            Counter::Suppressed => "suppressed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            description: String::new(),
+            entry: vec![EntryTrigger {
+                event: "signed_up".into(),
+                filter: None,
+            }],
+            exit_on: vec![],
+            milestones: vec![MilestoneSpec {
+                name: "first_value".into(),
+                stall_after: None,
+            }],
+            goal: Some("first_value".into()),
+            reentry: Reentry::Never,
+            channels: vec![],
+            experiments: vec![],
+        }
+    }
+
+    #[test]
+    fn a_spec_without_entry_or_with_an_undeclared_goal_is_refused() {
+        assert!(spec().validate().is_ok());
+        let mut no_entry = spec();
+        no_entry.entry.clear();
+        assert_eq!(no_entry.validate(), Err(SpecError::NoEntry));
+        let mut bad_goal = spec();
+        bad_goal.goal = Some("nope".into());
+        assert_eq!(
+            bad_goal.validate(),
+            Err(SpecError::UndeclaredGoal("nope".into()))
+        );
+    }
+
+    #[test]
+    fn a_milestone_declared_twice_or_a_non_positive_window_is_refused() {
+        let mut twice = spec();
+        twice.milestones.push(twice.milestones[0].clone());
+        assert_eq!(
+            twice.validate(),
+            Err(SpecError::DuplicateMilestone("first_value".into()))
+        );
+        let mut zero = spec();
+        zero.milestones[0].stall_after = Some(0);
+        assert!(matches!(
+            zero.validate(),
+            Err(SpecError::NonPositiveStallWindow(_))
+        ));
+    }
 }

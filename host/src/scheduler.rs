@@ -4,7 +4,7 @@
 //! It also releases messages the sending policy held (their release is journey time too), and
 //! forgets event ids older than the dedup window (journey time as well).
 
-use crate::runtime::Runtime;
+use crate::host::Host;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
@@ -12,10 +12,11 @@ use tracing::warn;
 /// Without a nearer timer, re-check this often anyway (a cheap guard against a missed wake).
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-pub async fn run(rt: Arc<Runtime>) {
+/// Fires timers, releases held messages and forgets expired event ids until shutdown.
+pub async fn run(rt: Arc<Host>) {
     let mut clock_jumps = rt.clock.subscribe();
     loop {
-        let timer_set = rt.timers_changed.notified();
+        let timer_set = rt.timer_set();
         let now = rt.clock.now();
         match rt.store.fire_due_timers(now, 1024) {
             Ok(0) => {}
@@ -28,7 +29,7 @@ pub async fn run(rt: Arc<Runtime>) {
         match rt.store.release_held(now, crate::clock::system_now(), 1024) {
             Ok(0) => {}
             Ok(_) => {
-                rt.outbox_changed.notify_one();
+                rt.outbox_changed();
                 continue;
             }
             Err(error) => warn!(%error, "releasing held messages failed; retrying"),

@@ -4,11 +4,11 @@
 
 use crate::api::{self, AppState};
 use crate::clock::{system_now, Clock};
+use crate::host::{Host, HostConfig};
 use crate::registry::Registry;
-use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::Store;
-use crate::{delivery, scheduler};
+use crate::{delivery, scheduler, worker};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_token: String,
     pub clock: ClockKind,
-    pub runtime: RuntimeConfig,
+    pub host: HostConfig,
     pub sandbox: SandboxConfig,
     /// The storage engine's page cache: the bound on the memory that stored data takes.
     pub store_cache_bytes: u64,
@@ -56,7 +56,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     })?;
     let store = Store::open(
         &config.data_dir.join("db"),
-        config.runtime.shards,
+        config.host.shards,
         config.store_cache_bytes,
     )
     .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
@@ -71,33 +71,33 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     };
     let sandbox = Sandbox::new(config.sandbox.clone())?;
     let registry = Registry::new(sandbox, store.clone());
-    let runtime = Arc::new(Runtime::new(
+    let host = Arc::new(Host::new(
         store.clone(),
         registry,
         clock,
-        config.runtime.clone(),
+        config.host.clone(),
     ));
 
     let mut workers = tokio::task::JoinSet::new();
     for shard in 0..store.shards() {
-        workers.spawn(runtime.clone().shard_worker(shard));
+        workers.spawn(worker::run(host.clone(), shard));
     }
-    workers.spawn(scheduler::run(runtime.clone()));
-    workers.spawn(delivery::run(runtime.clone()));
+    workers.spawn(scheduler::run(host.clone()));
+    workers.spawn(delivery::run(host.clone()));
 
     let state = AppState {
-        runtime: runtime.clone(),
+        host: host.clone(),
         admin_digest: api::digest(&config.admin_token),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Listen(config.listen, e))?;
     let local = listener.local_addr()?;
-    tracing::info!(%local, clock = runtime.clock.kind(), "serving");
+    tracing::info!(%local, clock = host.clock.kind(), "serving");
     // The one line on stdout: tests and scripts read the address from it.
     println!("waymark listening on http://{local}");
 
-    let shutdown = runtime.shutdown.clone();
+    let shutdown = host.shutdown.clone();
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -105,7 +105,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             shutdown.cancel();
         })
         .await?;
-    runtime.shutdown.cancel();
+    host.shutdown.cancel();
     while workers.join_next().await.is_some() {}
     store.flush().await?;
     tracing::info!("stopped");

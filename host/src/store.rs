@@ -109,7 +109,7 @@ pub enum Pending {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InboxItem {
+pub struct QueuedTrigger {
     pub tenant: String,
     pub customer: String,
     pub pending: Pending,
@@ -142,7 +142,7 @@ pub enum MessageStatus {
 
 /// A send that was decided and persisted; `deliver` drains it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OutboxEntry {
+pub struct Message {
     /// The idempotency key.
     pub id: String,
     pub tenant: String,
@@ -181,8 +181,7 @@ pub struct Task {
     pub queue: String,
     pub reason: String,
     pub priority: u8,
-    /// `open`, `claimed` or `resolved`.
-    pub status: String,
+    pub status: crate::model::TaskStatus,
     pub created_at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
@@ -200,7 +199,10 @@ pub enum TaskError {
     #[error("no task {0:?}")]
     NotFound(String),
     #[error("task {id:?} is {status}")]
-    Conflict { id: String, status: String },
+    Conflict {
+        id: String,
+        status: crate::model::TaskStatus,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -209,30 +211,15 @@ pub enum TaskError {
 #[derive(Debug, Default)]
 pub struct TriggerCommit {
     pub tenant: String,
-    pub inbox_key: Vec<u8>,
+    pub queue_key: Vec<u8>,
     pub customer: Option<Customer>,
     pub enrollments: Vec<Enrollment>,
     pub timers_set: Vec<TimerRecord>,
     pub timers_cancelled: Vec<TimerRecord>,
-    pub outbox: Vec<OutboxEntry>,
+    pub outbox: Vec<Message>,
     pub tasks: Vec<Task>,
     /// (journey, channel, metric) increments for the `stats` import.
-    pub counters: Vec<(String, String, &'static str)>,
-}
-
-/// The outcome of one attempt to deliver an outbox entry.
-pub enum Attempt {
-    Delivered {
-        provider_id: Option<String>,
-        at: Millis,
-    },
-    Retry {
-        error: String,
-        at: Millis,
-    },
-    Dead {
-        error: String,
-    },
+    pub counters: Vec<(String, String, crate::model::Counter)>,
 }
 
 /// Result of ingesting one event.
@@ -377,7 +364,7 @@ fn bump(tree: &TransactionalTree, k: &[u8]) -> TxResult<()> {
 fn inbox_push(
     db: &sled::Db,
     shards: u16,
-    item: &InboxItem,
+    item: &QueuedTrigger,
 ) -> Result<(Vec<u8>, Vec<u8>), StoreError> {
     let shard = shard_of(&item.tenant, &item.customer, shards);
     let seq = db.generate_id()?;
@@ -664,15 +651,15 @@ impl Store {
     ) -> Result<Vec<Ingested>, StoreError> {
         let mut staged = Vec::with_capacity(events.len());
         for event in events {
-            let item = InboxItem {
+            let item = QueuedTrigger {
                 tenant: tenant.to_string(),
                 customer: event.customer.clone(),
                 pending: Pending::Event {
                     event: event.clone(),
                 },
             };
-            let (inbox_key, inbox_value) = inbox_push(&self.db, self.shards, &item)?;
-            staged.push((event, inbox_key, inbox_value));
+            let (queue_key, inbox_value) = inbox_push(&self.db, self.shards, &item)?;
+            staged.push((event, queue_key, inbox_value));
         }
         let expired_before = window.map(|w| now.saturating_sub(w));
         let trees = (
@@ -683,7 +670,7 @@ impl Store {
         );
         let results = trees.transaction(|(log, ids, times, inbox)| {
             let mut results = Vec::with_capacity(staged.len());
-            for (event, inbox_key, inbox_value) in &staged {
+            for (event, queue_key, inbox_value) in &staged {
                 let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
                 if let Some(seen) = ids.get(&id_key)? {
                     let live = match (id_seen_at(&seen), expired_before) {
@@ -697,11 +684,11 @@ impl Store {
                     }
                 }
                 // The inbox key's sequence number doubles as the event's place in the log.
-                let seq = &inbox_key[2..];
+                let seq = &queue_key[2..];
                 ids.insert(id_key.as_slice(), id_value(now, seq))?;
                 times.insert(key(&[&time_key(now), &id_key]), &[])?;
                 log.insert(key(&[tenant.as_bytes(), seq]), enc(*event))?;
-                inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                inbox.insert(queue_key.as_slice(), inbox_value.as_slice())?;
                 results.push(Ingested::Accepted);
             }
             Ok(results)
@@ -740,7 +727,11 @@ impl Store {
     }
 
     /// The oldest unprocessed triggers of one shard.
-    pub fn inbox(&self, shard: u16, limit: usize) -> Result<Vec<(Vec<u8>, InboxItem)>, StoreError> {
+    pub fn queued(
+        &self,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, QueuedTrigger)>, StoreError> {
         self.inbox
             .scan_prefix(shard.to_be_bytes())
             .take(limit)
@@ -752,8 +743,8 @@ impl Store {
     }
 
     /// Drops an unprocessable trigger from the inbox (it stays in the event log).
-    pub fn discard(&self, inbox_key: &[u8]) -> Result<(), StoreError> {
-        self.inbox.remove(inbox_key)?;
+    pub fn discard(&self, queue_key: &[u8]) -> Result<(), StoreError> {
+        self.inbox.remove(queue_key)?;
         Ok(())
     }
 
@@ -807,15 +798,15 @@ impl Store {
         tenant: &str,
         customer: &str,
         id: &str,
-    ) -> Result<Option<OutboxEntry>, StoreError> {
+    ) -> Result<Option<Message>, StoreError> {
         self.outbox
             .get(outbox_key(tenant, customer, id))?
             .map(|v| dec(&v))
             .transpose()
     }
 
-    pub fn messages(&self, tenant: &str, customer: &str) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut messages: Vec<OutboxEntry> = self
+    pub fn messages(&self, tenant: &str, customer: &str) -> Result<Vec<Message>, StoreError> {
+        let mut messages: Vec<Message> = self
             .outbox
             .scan_prefix(prefix(&[tenant.as_bytes(), customer.as_bytes()]))
             .map(|kv| dec(&kv?.1))
@@ -900,7 +891,7 @@ impl Store {
         let counters: Vec<_> = c
             .counters
             .iter()
-            .map(|(j, ch, m)| counter_key(&c.tenant, j, ch, m))
+            .map(|(j, ch, m)| counter_key(&c.tenant, j, ch, m.as_str()))
             .collect();
         (
             &self.inbox,
@@ -925,7 +916,7 @@ impl Store {
                     counters_t,
                     held,
                 )| {
-                    inbox.remove(c.inbox_key.as_slice())?;
+                    inbox.remove(c.queue_key.as_slice())?;
                     if let Some((k, v)) = &customer_value {
                         customers.insert(k.as_slice(), v.as_slice())?;
                     }
@@ -985,7 +976,7 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         for (timer_k, t) in &due {
-            let item = InboxItem {
+            let item = QueuedTrigger {
                 tenant: t.tenant.clone(),
                 customer: t.customer.clone(),
                 pending: Pending::Timer {
@@ -1013,7 +1004,7 @@ impl Store {
     // --- outbox ----------------------------------------------------------------------------
 
     /// Pending messages whose next attempt is due at wall-clock `now`.
-    pub fn due_messages(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub fn due_messages(&self, now: Millis, limit: usize) -> Result<Vec<Message>, StoreError> {
         let end = time_key(now.saturating_add(1));
         let mut out = Vec::new();
         for kv in self.outbox_due.range(..end.to_vec()).take(limit) {
@@ -1048,8 +1039,7 @@ impl Store {
                 let Some(v) = outbox.get(outbox_k)? else {
                     return Ok(());
                 };
-                let mut entry: OutboxEntry =
-                    dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                let mut entry: Message = dec(&v).map_err(ConflictableTransactionError::Abort)?;
                 entry.status = MessageStatus::Pending;
                 entry.next_attempt_at = wall;
                 outbox.insert(outbox_k.as_slice(), enc(&entry))?;
@@ -1089,63 +1079,28 @@ impl Store {
         Ok(self.outbox_due.first()?.map(|(k, _)| time_from_key(&k)))
     }
 
-    /// Records one delivery attempt. A final outcome (delivered or dead) leaves the retry index
-    /// and is reported back to the enrollment as a `delivery` trigger, in the same transaction.
-    pub fn record_attempt(&self, entry: &OutboxEntry, attempt: Attempt) -> Result<(), StoreError> {
+    /// Records one delivery attempt: writes `after` in place of `before`, queues `report` and
+    /// bumps `counter`, in one transaction. Does not flush.
+    pub fn record_attempt(
+        &self,
+        before: &Message,
+        after: &Message,
+        report: Option<&QueuedTrigger>,
+        counter: Option<(&str, &str, crate::model::Counter)>,
+    ) -> Result<(), StoreError> {
+        let entry = before;
+        let updated = after;
         let k = outbox_key(&entry.tenant, &entry.customer, &entry.id);
         let old_due = due_key(entry.next_attempt_at, &k);
-        let mut updated = entry.clone();
-        updated.attempts += 1;
-        let (report, metric) = match attempt {
-            Attempt::Delivered { provider_id, at } => {
-                updated.status = MessageStatus::Delivered;
-                updated.delivered_at = Some(at);
-                updated.last_error = None;
-                updated.provider_id = provider_id.clone();
-                (
-                    Some(crate::model::DeliveryOutcome::Delivered { provider_id }),
-                    Some("delivered"),
-                )
-            }
-            Attempt::Retry { error, at } => {
-                updated.last_error = Some(error);
-                updated.next_attempt_at = at;
-                (None, None)
-            }
-            Attempt::Dead { error } => {
-                updated.status = MessageStatus::Dead;
-                updated.last_error = Some(error.clone());
-                (
-                    Some(crate::model::DeliveryOutcome::Failed { reason: error }),
-                    Some("failed"),
-                )
-            }
-        };
         let new_due = (updated.status == MessageStatus::Pending)
             .then(|| due_key(updated.next_attempt_at, &k));
         let report_item = match report {
-            Some(outcome) => Some(inbox_push(
-                &self.db,
-                self.shards,
-                &InboxItem {
-                    tenant: entry.tenant.clone(),
-                    customer: entry.customer.clone(),
-                    pending: Pending::Delivery {
-                        journey: entry.journey.clone(),
-                        run: entry.run,
-                        report: DeliveryReport {
-                            message_id: entry.id.clone(),
-                            channel: entry.channel.clone(),
-                            template: entry.template.clone(),
-                            outcome,
-                        },
-                    },
-                },
-            )?),
+            Some(item) => Some(inbox_push(&self.db, self.shards, item)?),
             None => None,
         };
-        let counter = metric.map(|m| counter_key(&entry.tenant, &entry.journey, &entry.channel, m));
-        let value = enc(&updated);
+        let metric = counter;
+        let counter = metric.map(|(j, c, m)| counter_key(&entry.tenant, j, c, m.as_str()));
+        let value = enc(updated);
         let dead = (updated.status == MessageStatus::Dead)
             .then(|| key(&[entry.tenant.as_bytes(), entry.id.as_bytes()]));
         (
@@ -1176,7 +1131,7 @@ impl Store {
     }
 
     /// A tenant's dead letters, oldest message id first, at most `limit`.
-    pub fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
         let mut out = Vec::new();
         for kv in self
             .dead_letters
@@ -1200,7 +1155,7 @@ impl Store {
         ids: &[String],
         channel: Option<&str>,
         now: Millis,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<Vec<Message>, StoreError> {
         let dead_keys: Vec<Vec<u8>> = if ids.is_empty() {
             self.dead_letters
                 .scan_prefix(prefix(&[tenant.as_bytes()]))
@@ -1222,7 +1177,7 @@ impl Store {
                     let Some(v) = outbox.get(&outbox_k)? else {
                         return Ok(None);
                     };
-                    let mut entry: OutboxEntry =
+                    let mut entry: Message =
                         dec(&v).map_err(ConflictableTransactionError::Abort)?;
                     if channel.is_some_and(|c| c != entry.channel) {
                         return Ok(None);
@@ -1265,13 +1220,13 @@ impl Store {
                     return Ok(Err(TaskError::NotFound(id.to_string())));
                 };
                 let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
-                if task.status != "open" {
+                if task.status != crate::model::TaskStatus::Open {
                     return Ok(Err(TaskError::Conflict {
                         id: id.to_string(),
                         status: task.status,
                     }));
                 }
-                task.status = "claimed".into();
+                task.status = crate::model::TaskStatus::Claimed;
                 task.assignee = Some(assignee.to_string());
                 task.claimed_at = Some(now);
                 tasks.insert(k.as_slice(), enc(&task))?;
@@ -1290,31 +1245,17 @@ impl Store {
         tenant: &str,
         id: &str,
         resolution: &str,
-        properties: crate::model::Object,
+        event: &Event,
         now: Millis,
+        _window: Option<Millis>,
     ) -> Result<Task, TaskError> {
         let k = key(&[tenant.as_bytes(), id.as_bytes()]);
-        let Some(current) = self.task(tenant, id)? else {
-            return Err(TaskError::NotFound(id.to_string()));
-        };
-        let mut event_properties = properties;
-        event_properties.insert("task".into(), id.into());
-        event_properties.insert("queue".into(), current.queue.clone().into());
-        event_properties.insert("journey".into(), current.journey.clone().into());
-        event_properties.insert("resolution".into(), resolution.into());
-        let event = Event {
-            id: format!("{id}:resolved"),
-            customer: current.customer.clone(),
-            name: "task_resolved".into(),
-            properties: event_properties,
-            timestamp: now,
-        };
-        let (inbox_key, inbox_value) = inbox_push(
+        let (queue_key, inbox_value) = inbox_push(
             &self.db,
             self.shards,
-            &InboxItem {
+            &QueuedTrigger {
                 tenant: tenant.to_string(),
-                customer: current.customer.clone(),
+                customer: event.customer.clone(),
                 pending: Pending::Event {
                     event: event.clone(),
                 },
@@ -1333,22 +1274,22 @@ impl Store {
                     return Ok(Err(TaskError::NotFound(id.to_string())));
                 };
                 let mut task: Task = dec(&v).map_err(ConflictableTransactionError::Abort)?;
-                if task.status == "resolved" {
+                if task.status == crate::model::TaskStatus::Resolved {
                     return Ok(Err(TaskError::Conflict {
                         id: id.to_string(),
                         status: task.status,
                     }));
                 }
-                task.status = "resolved".into();
+                task.status = crate::model::TaskStatus::Resolved;
                 task.resolved_at = Some(now);
                 task.resolution = Some(resolution.to_string());
                 tasks.insert(k.as_slice(), enc(&task))?;
                 let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
                 if ids.get(&id_key)?.is_none() {
-                    ids.insert(id_key.as_slice(), id_value(now, &inbox_key[2..]))?;
+                    ids.insert(id_key.as_slice(), id_value(now, &queue_key[2..]))?;
                     times.insert(key(&[&time_key(now), &id_key]), &[])?;
-                    log.insert(key(&[tenant.as_bytes(), &inbox_key[2..]]), enc(&event))?;
-                    inbox.insert(inbox_key.as_slice(), inbox_value.as_slice())?;
+                    log.insert(key(&[tenant.as_bytes(), &queue_key[2..]]), enc(event))?;
+                    inbox.insert(queue_key.as_slice(), inbox_value.as_slice())?;
                 }
                 Ok(Ok(task))
             })

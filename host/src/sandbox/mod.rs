@@ -412,6 +412,21 @@ impl DeliveryFailure {
         }
     }
 
+    /// Whether trying again later may succeed (see [`DeliveryFailure::is_retryable`]).
+    pub fn retryable(&self) -> bool {
+        self.is_retryable()
+    }
+
+    /// The error text a delivery attempt records.
+    pub fn describe(&self) -> String {
+        match self {
+            DeliveryFailure::Adapter(
+                model::DeliveryError::Retryable(m) | model::DeliveryError::Permanent(m),
+            ) => m.clone(),
+            DeliveryFailure::Guest(f) => format!("{}: {}", f.reason.as_str(), f.message),
+        }
+    }
+
     /// The failure in the domain's vocabulary, as a delivery outcome records it.
     pub fn into_delivery_error(self) -> model::DeliveryError {
         match self {

@@ -1,0 +1,137 @@
+//! The operator's routes (admin token): tenants, their sandbox limits, the manual clock.
+
+use super::auth::digest;
+use super::prelude::*;
+use crate::clock::ClockError;
+use crate::model::LimitOverrides;
+use crate::store::{StoreError, Tenant};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/admin/tenants", post(create_tenant))
+        .route(
+            "/v1/admin/tenants/{id}/limits",
+            get(get_tenant_limits).put(set_tenant_limits),
+        )
+        .route("/v1/admin/clock", get(clock))
+        .route("/v1/admin/clock/advance", post(advance_clock))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input: NewTenant = parse_json(&body?)?;
+    valid_name("tenant", &input.name)?;
+    let api_key = format!("wmk_{}", hex::encode(rand_bytes()?));
+    let tenant = Tenant {
+        id: input.name.clone(),
+        created_at: state.host.clock.now(),
+        limits: LimitOverrides::default(),
+        policy: Default::default(),
+    };
+    state
+        .host
+        .store
+        .create_tenant(&tenant, &hex::encode(digest(&api_key)))
+        .await
+        .map_err(|e| match e {
+            StoreError::Exists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant_exists",
+                format!("{what} already exists"),
+            ),
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": tenant.id, "name": input.name, "api_key": api_key})),
+    ))
+}
+
+/// 32 bytes from the operating system's CSPRNG, for API keys.
+fn rand_bytes() -> ApiResult<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(ApiError::internal)?;
+    Ok(b)
+}
+
+async fn clock(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    let clock = &state.host.clock;
+    Json(json!({"kind": clock.kind(), "now": clock.now()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    by_ms: Millis,
+}
+
+async fn advance_clock(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: Advance = parse_json(&body?)?;
+    let rt = &state.host;
+    let now = rt.clock.advance(input.by_ms).map_err(|e| match e {
+        ClockError::NotManual => {
+            ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string())
+        }
+        ClockError::Backwards => ApiError::bad_request("invalid_input", e.to_string()),
+    })?;
+    rt.store.save_manual_clock(now).await?;
+    Ok(Json(json!({"now": now})))
+}
+
+async fn get_tenant_limits(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let tenant = state
+        .host
+        .store
+        .tenant(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
+    Ok(Json(limits_json(&state, &tenant.limits)))
+}
+
+/// Replaces a tenant's limit overrides (fields left out take the operator's defaults).
+async fn set_tenant_limits(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let overrides: LimitOverrides = parse_json(&body?)?;
+    let rt = &state.host;
+    let sandbox = rt.registry.sandbox().config();
+    sandbox
+        .check_limits(&sandbox.defaults.with(&overrides))
+        .map_err(|m| ApiError::bad_request("invalid_input", m))?;
+    let tenant = rt
+        .store
+        .set_tenant_limits(&id, overrides)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
+    rt.forget_tenant(&id);
+    tracing::info!(tenant = %id, ?overrides, "tenant limits changed");
+    Ok(Json(limits_json(&state, &tenant.limits)))
+}
+
+fn limits_json(state: &AppState, overrides: &LimitOverrides) -> Value {
+    let defaults = state.host.registry.sandbox().config().defaults;
+    json!({
+        "effective": defaults.with(overrides),
+        "overrides": overrides,
+        "defaults": defaults,
+    })
+}

@@ -1,0 +1,88 @@
+//! Channels: register (or replace) an adapter component with its settings, secrets and
+//! allowed hosts; list them (never their secrets).
+
+use super::prelude::*;
+use crate::store::ChannelRecord;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/channels", get(list_channels))
+        .route("/v1/channels/{name}", put(register_channel))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelInput {
+    /// The component's bytes, base64.
+    component: String,
+    #[serde(default)]
+    settings: Object,
+    #[serde(default)]
+    secrets: Object,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+}
+
+async fn register_channel(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    valid_name("channel", &name)?;
+    let input: ChannelInput = parse_json(&body?)?;
+    crate::sandbox::check_allowed_hosts(&input.allowed_hosts)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(input.component.as_bytes())
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_component",
+                format!("component is not valid base64: {e}"),
+            )
+        })?;
+    let rt = &state.host;
+    let bytes = Bytes::from(bytes);
+    check_component_size(&bytes, &rt.tenant_limits(&tenant)?)?;
+    let component = rt.registry.compile_channel(bytes.clone()).await?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let record = ChannelRecord {
+        name: name.clone(),
+        version: 0,
+        digest: digest.clone(),
+        settings: input.settings,
+        secrets: input.secrets,
+        allowed_hosts: input.allowed_hosts,
+        updated_at: rt.clock.now(),
+    };
+    let record = rt.store.put_channel(&tenant, record, &bytes).await?;
+    rt.registry.insert_channel(&digest, component);
+    Ok((StatusCode::CREATED, Json(channel_json(&record))))
+}
+
+/// A channel as the API shows it: never its secrets.
+fn channel_json(c: &ChannelRecord) -> Value {
+    json!({
+        "name": c.name,
+        "version": c.version,
+        "digest": c.digest,
+        "allowed_hosts": c.allowed_hosts,
+        "settings": c.settings,
+        "secrets": c.secrets.keys().collect::<Vec<_>>(),
+    })
+}
+
+async fn list_channels(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
+    let channels: Vec<Value> = state
+        .host
+        .store
+        .channels(&tenant)?
+        .iter()
+        .map(channel_json)
+        .collect();
+    Ok(Json(json!({"channels": channels})))
+}

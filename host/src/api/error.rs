@@ -1,0 +1,135 @@
+//! The API's errors: every layer's error mapped to a status plus
+//! `{"error": {"code", "message"}}`, so a client always gets a JSON body it can read.
+
+use super::prelude::*;
+use crate::registry::RegistryError;
+use crate::sandbox::SandboxError;
+use crate::store::{StoreError, TaskError};
+use axum::response::Response;
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// Extra fields of the error object, for errors that carry more than a message.
+    pub(super) detail: Option<(&'static str, Value)>,
+}
+
+impl ApiError {
+    pub(super) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub(super) fn unauthorized() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid bearer token",
+        )
+    }
+
+    pub(super) fn internal(message: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%message, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some((key, value)) = self.detail {
+            error[key] = value;
+        }
+        let body = json!({ "error": error });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Exists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> ApiError {
+        match e {
+            SandboxError::Internal(m) => ApiError::internal(m),
+            SandboxError::InvalidConfig(m) => ApiError::bad_request("invalid_config", m),
+            SandboxError::ForbiddenImport(m) => ApiError::bad_request("forbidden_import", m),
+            other => ApiError::bad_request("invalid_component", other.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        match e {
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Sandbox(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid_body"
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+/// Parses a JSON body, with a message that says where it went wrong.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> ApiError {
+        match e {
+            TaskError::NotFound(_) => ApiError::not_found(e.to_string()),
+            TaskError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "task_conflict", e.to_string())
+            }
+            TaskError::Store(e) => e.into(),
+        }
+    }
+}

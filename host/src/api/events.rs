@@ -1,0 +1,134 @@
+//! Event ingest: one event or a batch, validated, deduplicated by id, durable before the answer,
+//! and the owning shard workers woken.
+
+use super::prelude::*;
+use super::validate::valid_id;
+use crate::model::Event;
+use crate::store::Ingested;
+
+/// The most events one request may carry.
+const MAX_BATCH: usize = 10_000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/events", post(post_events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventInput {
+    id: String,
+    customer: String,
+    name: String,
+    #[serde(default)]
+    properties: Option<Object>,
+    #[serde(default)]
+    timestamp: Option<Millis>,
+}
+
+fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
+    let input: EventInput = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    valid_id("id", &input.id)?;
+    valid_id("customer", &input.customer)?;
+    valid_id("name", &input.name)?;
+    Ok(Event {
+        id: input.id,
+        customer: input.customer,
+        name: input.name,
+        properties: input.properties.unwrap_or_default(),
+        timestamp: input.timestamp.unwrap_or(now),
+    })
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body: Value = parse_json(&body?)?;
+    let rt = &state.host;
+    let now = rt.clock.now();
+    let values = match body {
+        Value::Array(values) => values,
+        single @ Value::Object(_) => vec![single],
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_event",
+                "expected an event object or an array of events",
+            ))
+        }
+    };
+    if values.is_empty() || values.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
+    }
+    let batch = values.len() > 1;
+    let events = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            parse_event(v, now).map_err(|m| {
+                let at = if batch {
+                    format!("event {i}: ")
+                } else {
+                    String::new()
+                };
+                ApiError::bad_request("invalid_event", format!("{at}{m}"))
+            })
+        })
+        .collect::<ApiResult<Vec<Event>>>()?;
+    let window = rt.config.dedup_window_ms();
+    let results = rt.store.ingest(&tenant, &events, now, window).await?;
+    let mut accepted = 0;
+    let mut out = Vec::with_capacity(events.len());
+    for (event, result) in events.iter().zip(&results) {
+        let status = match result {
+            Ingested::Accepted => {
+                accepted += 1;
+                rt.wake_customer(&tenant, &event.customer);
+                "accepted"
+            }
+            Ingested::Duplicate => "duplicate",
+        };
+        out.push(json!({"id": event.id, "status": status}));
+    }
+    let duplicates = events.len() - accepted;
+    rt.metrics.events_accepted.inc_by(accepted as u64);
+    rt.metrics.events_duplicate.inc_by(duplicates as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": accepted, "duplicates": duplicates, "results": out})),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_default_their_timestamp_and_properties() {
+        let e = parse_event(json!({"id": "1", "customer": "c", "name": "x"}), 77).unwrap();
+        assert_eq!(e.timestamp, 77);
+        assert!(e.properties.is_empty());
+    }
+
+    #[test]
+    fn events_with_bad_fields_are_refused_with_the_reason() {
+        assert!(parse_event(json!({"customer": "c", "name": "x"}), 0)
+            .unwrap_err()
+            .contains("id"));
+        assert!(parse_event(json!({"id": "", "customer": "c", "name": "x"}), 0).is_err());
+        assert!(parse_event(json!({"id": "1", "customer": "a\u{1f}b", "name": "x"}), 0).is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "properties": [1]}),
+            0
+        )
+        .is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "extra": 1}),
+            0
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Journeys: upload a version (validated by running its `describe`), list, read, dry-run
+//! `decide`, and the milestone report.
+
+use super::prelude::*;
+use crate::model::{ChannelStats, DecisionContext};
+use crate::sandbox::FailureReason;
+use sha2::{Digest, Sha256};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/journeys", get(list_journeys))
+        .route("/v1/journeys/{name}", put(upload_journey).get(get_journey))
+        .route("/v1/journeys/{name}/decide", post(dry_run_decide))
+        .route("/v1/journeys/{name}/report", get(journey_report))
+}
+
+async fn upload_journey(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    valid_name("journey", &name)?;
+    let bytes = body?;
+    let rt = &state.host;
+    let limits = rt.tenant_limits(&tenant)?;
+    check_component_size(&bytes, &limits)?;
+    let component = rt.registry.compile_journey(bytes.clone()).await?;
+    let spec = component.describe(&limits).await.map_err(|f| {
+        let code = if f.reason == FailureReason::InvalidSpec {
+            "invalid_spec"
+        } else {
+            "invalid_component"
+        };
+        ApiError::bad_request(
+            code,
+            format!("describe failed ({}): {}", f.reason.as_str(), f.message),
+        )
+    })?;
+    spec.validate()
+        .map_err(|e| ApiError::bad_request("invalid_spec", e.to_string()))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let version = rt
+        .store
+        .add_journey_version(&tenant, &name, &digest, &bytes, &spec, rt.clock.now())
+        .await?;
+    rt.registry.insert_journey(&digest, component);
+    tracing::info!(tenant, journey = %name, version = version.version, "journey version uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"name": name, "version": version.version, "digest": digest, "spec": spec})),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    /// The journey version to ask; the latest by default.
+    #[serde(default)]
+    version: Option<u32>,
+    context: DecisionContext,
+    #[serde(default)]
+    stats: Vec<ChannelStats>,
+}
+
+/// Asks a stored journey version what it would decide in a given context, with no effect on
+/// anything: the replay primitive, and how a tenant checks a deployed version's behaviour.
+/// The answer is exactly what the live path would get for the same context.
+async fn dry_run_decide(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: DryRun = parse_json(&body?)?;
+    let rt = &state.host;
+    let version = match input.version {
+        Some(v) => rt.store.journey_version(&tenant, &name, v)?,
+        None => rt
+            .store
+            .latest_journeys(&tenant)?
+            .into_iter()
+            .find(|j| j.name == name),
+    }
+    .ok_or_else(|| match input.version {
+        Some(v) => ApiError::not_found(format!("journey {name:?} has no version {v}")),
+        None => ApiError::not_found(format!("no journey named {name:?}")),
+    })?;
+    let limits = rt.tenant_limits(&tenant)?;
+    let component = rt.registry.journey(&tenant, &version.digest).await?;
+    match component.decide(&input.context, input.stats, &limits).await {
+        Ok(commands) => Ok(Json(json!({
+            "name": name,
+            "version": version.version,
+            "commands": commands,
+        }))),
+        Err(failure) => {
+            let mut error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "decide_failed",
+                failure.message,
+            );
+            error.detail = Some(("reason", json!(failure.reason.as_str())));
+            Err(error)
+        }
+    }
+}
+
+/// The journey's funnel, overall, per version and per experiment arm.
+async fn journey_report(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let store = &state.host.store;
+    let latest = store
+        .latest_journeys(&tenant)?
+        .into_iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+    let enrollments = store.journey_enrollments(&tenant, &name)?;
+    let report = crate::report::report(&latest.spec, &enrollments);
+    Ok(Json(json!({
+        "name": name,
+        "latest_version": latest.version,
+        "report": report,
+    })))
+}
+
+async fn list_journeys(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
+    let journeys: Vec<Value> = state
+        .host
+        .store
+        .latest_journeys(&tenant)?
+        .into_iter()
+        .map(|j| json!({"name": j.name, "latest_version": j.version}))
+        .collect();
+    Ok(Json(json!({"journeys": journeys})))
+}
+
+async fn get_journey(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let versions = state.host.store.journey_versions(&tenant, &name)?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("no journey named {name:?}")));
+    }
+    Ok(Json(json!({"name": name, "versions": versions})))
+}

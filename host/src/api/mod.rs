@@ -1,0 +1,86 @@
+//! HTTP API (axum), one file per resource. Every resource module has `routes()` and thin
+//! handlers: they validate input, call the store, registry, sandbox or engine, wake the workers,
+//! and shape the response. Errors (`error`) and authentication (`auth`) live apart; every error
+//! is a status plus `{"error": {"code", "message"}}`. See `docs/API.md`.
+//!
+//! | file | routes |
+//! | --- | --- |
+//! | [`health`] | `/healthz`, `/metrics` |
+//! | [`admin`] | `/v1/admin/tenants`, `/v1/admin/tenants/{id}/limits`, `/v1/admin/clock[/advance]` |
+//! | [`journeys`] | `/v1/journeys[/{name}[/decide\|/report]]` |
+//! | [`channels`] | `/v1/channels[/{name}]` |
+//! | [`events`] | `/v1/events` |
+//! | [`policy`] | `/v1/policy` |
+//! | [`customers`] | `/v1/customers/{id}` |
+//! | [`tasks`] | `/v1/tasks[/{id}[/claim\|/resolve]]` |
+//! | [`dead_letters`] | `/v1/dead-letters[/retry]` |
+
+mod admin;
+mod auth;
+mod channels;
+mod customers;
+mod dead_letters;
+mod error;
+mod events;
+mod health;
+mod journeys;
+mod policy;
+mod tasks;
+mod validate;
+
+pub use auth::{digest, Admin, TenantId};
+pub use error::ApiError;
+
+use crate::host::Host;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use std::sync::Arc;
+
+/// Largest accepted request body: bounds uploads (components are further limited by the
+/// sandbox) and event batches.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The most entries one listing returns.
+const MAX_LIST: usize = 1000;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub host: Arc<Host>,
+    /// SHA-256 of the admin token; compared digest to digest.
+    pub admin_digest: [u8; 32],
+}
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .merge(admin::routes())
+        .merge(journeys::routes())
+        .merge(channels::routes())
+        .merge(events::routes())
+        .merge(policy::routes())
+        .merge(customers::routes())
+        .merge(tasks::routes())
+        .merge(dead_letters::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// What every resource module uses.
+mod prelude {
+    pub(super) use super::auth::{Admin, TenantId};
+    pub(super) use super::error::{parse_json, ApiError, ApiResult};
+    pub(super) use super::validate::{check_component_size, valid_name};
+    pub(super) use super::{AppState, MAX_LIST};
+    pub(super) use crate::model::{Millis, Object};
+    pub(super) use axum::body::Bytes;
+    pub(super) use axum::extract::rejection::BytesRejection;
+    pub(super) use axum::extract::{Path, Query, State};
+    pub(super) use axum::http::StatusCode;
+    pub(super) use axum::response::IntoResponse;
+    pub(super) use axum::routing::{get, post, put};
+    pub(super) use axum::{Json, Router};
+    pub(super) use serde::Deserialize;
+    pub(super) use serde_json::{json, Value};
+}

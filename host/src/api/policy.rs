@@ -1,0 +1,32 @@
+//! The tenant's sending policy: frequency caps and quiet hours.
+
+use super::prelude::*;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/v1/policy", get(get_policy).put(set_policy))
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(state.host.tenant_policy(&tenant)?)))
+}
+
+/// Replaces the tenant's sending policy: frequency caps and quiet hours.
+async fn set_policy(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let policy: crate::model::SendingPolicy = parse_json(&body?)?;
+    crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
+    let rt = &state.host;
+    rt.store
+        .set_tenant_policy(&tenant, policy.clone())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;
+    rt.forget_tenant(&tenant);
+    tracing::info!(tenant, ?policy, "sending policy changed");
+    Ok(Json(json!(policy)))
+}

@@ -1,0 +1,134 @@
+//! The handoff queue: list, read, claim and resolve tasks; a resolution reaches the journey that
+//! handed the task off as a `task_resolved` event.
+
+use super::prelude::*;
+use crate::store::TaskError;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/claim", post(claim_task))
+        .route("/v1/tasks/{id}/resolve", post(resolve_task))
+}
+
+#[derive(Deserialize)]
+struct TaskQuery {
+    status: Option<String>,
+    queue: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The tenant's handoff queue, most urgent (lowest priority number) and oldest first.
+async fn list_tasks(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
+    if let Some(status) = &query.status {
+        if !["open", "claimed", "resolved"].contains(&status.as_str()) {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("status must be open, claimed or resolved, not {status:?}"),
+            ));
+        }
+    }
+    let mut tasks = state.host.store.tasks(&tenant)?;
+    tasks.retain(|t| {
+        query
+            .status
+            .as_ref()
+            .is_none_or(|s| *s == t.status.as_str())
+            && query.queue.as_ref().is_none_or(|q| *q == t.queue)
+    });
+    tasks.sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
+    tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
+    Ok(Json(json!({ "tasks": tasks })))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let task = state
+        .host
+        .store
+        .task(&tenant, &id)?
+        .ok_or_else(|| ApiError::not_found(format!("no task {id:?}")))?;
+    Ok(Json(json!(task)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimInput {
+    assignee: String,
+}
+
+/// Claims an open task: 409 `task_conflict` if someone else has it or it is resolved.
+async fn claim_task(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: ClaimInput = parse_json(&body?)?;
+    if input.assignee.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "assignee must not be empty",
+        ));
+    }
+    let rt = &state.host;
+    let task = rt
+        .store
+        .claim_task(&tenant, &id, &input.assignee, rt.clock.now())
+        .await?;
+    Ok(Json(json!(task)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveInput {
+    resolution: String,
+    #[serde(default)]
+    properties: Object,
+}
+
+/// Resolves a task; the customer's journeys get a `task_resolved` event.
+async fn resolve_task(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let input: ResolveInput = parse_json(&body?)?;
+    if input.resolution.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "resolution must not be empty",
+        ));
+    }
+    let rt = &state.host;
+    let now = rt.clock.now();
+    let current = rt
+        .store
+        .task(&tenant, &id)?
+        .ok_or_else(|| ApiError::from(TaskError::NotFound(id.clone())))?;
+    let event =
+        crate::engine::task_resolved_event(&current, &input.resolution, input.properties, now);
+    let task = rt
+        .store
+        .resolve_task(
+            &tenant,
+            &id,
+            &input.resolution,
+            &event,
+            now,
+            rt.config.dedup_window_ms(),
+        )
+        .await?;
+    rt.wake_customer(&tenant, &task.customer);
+    Ok(Json(json!(task)))
+}

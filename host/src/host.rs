@@ -1,0 +1,140 @@
+//! The shared handles of a running host: what the API, the shard workers, the scheduler and the
+//! delivery loop all use — the store, compiled components, the clock, metrics, tenant settings,
+//! configuration, and the wake-ups between them. It holds no journey rule (that is `engine`)
+//! and no loop (those are `worker`, `scheduler` and `delivery`).
+
+use crate::clock::Clock;
+use crate::engine::delivery::RetryPolicy;
+use crate::metrics::Metrics;
+use crate::model::{Limits, Millis, SendingPolicy};
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+use crate::tenants::Tenants;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Event ids are remembered for a week by default: longer than any client's retries.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Tunables of trigger processing and delivery.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Number of shard workers; customers hash onto them.
+    pub shards: u16,
+    /// How failed deliveries are retried before they become dead letters.
+    pub retry: RetryPolicy,
+    /// How long an event id is remembered (journey time): a retry within it is reported as a
+    /// duplicate, one after it is a new event. `None` remembers ids for ever.
+    pub dedup_window: Option<Duration>,
+}
+
+impl HostConfig {
+    /// [`HostConfig::dedup_window`] in milliseconds.
+    pub fn dedup_window_ms(&self) -> Option<Millis> {
+        self.dedup_window
+            .map(|w| Millis::try_from(w.as_millis()).unwrap_or(Millis::MAX))
+    }
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            shards: 4,
+            retry: RetryPolicy {
+                max_attempts: 8,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(3600),
+            },
+            dedup_window: Some(DEFAULT_DEDUP_WINDOW),
+        }
+    }
+}
+
+/// Shared state of a running host.
+pub struct Host {
+    pub store: Store,
+    pub registry: Registry,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    pub config: HostConfig,
+    pub shutdown: CancellationToken,
+    tenants: Tenants,
+    shard_wakers: Vec<Notify>,
+    /// A timer was set: the scheduler may need to wake earlier.
+    timers_changed: Notify,
+    /// A message entered the outbox: the delivery loop has work.
+    outbox_changed: Notify,
+}
+
+impl Host {
+    pub fn new(store: Store, registry: Registry, clock: Clock, config: HostConfig) -> Host {
+        let metrics = Metrics::new(registry.sandbox().counters());
+        let tenants = Tenants::new(registry.sandbox().config().defaults);
+        Host {
+            shard_wakers: (0..store.shards()).map(|_| Notify::new()).collect(),
+            store,
+            registry,
+            clock,
+            metrics,
+            config,
+            shutdown: CancellationToken::new(),
+            tenants,
+            timers_changed: Notify::new(),
+            outbox_changed: Notify::new(),
+        }
+    }
+
+    /// The sandbox limits `tenant`'s components run under.
+    pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, StoreError> {
+        Ok(self.tenants.settings(&self.store, tenant)?.limits)
+    }
+
+    /// The tenant's sending policy.
+    pub fn tenant_policy(&self, tenant: &str) -> Result<SendingPolicy, StoreError> {
+        Ok(self.tenants.settings(&self.store, tenant)?.policy)
+    }
+
+    /// Forgets the cached settings of `tenant` after its limits or policy changed.
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.tenants.forget(tenant);
+    }
+
+    /// Wakes the worker of the shard that owns this customer.
+    pub fn wake_customer(&self, tenant: &str, customer: &str) {
+        let shard = crate::store::shard_of(tenant, customer, self.store.shards());
+        self.shard_wakers[shard as usize].notify_one();
+    }
+
+    /// Wakes every shard worker (timers fired for customers of any shard).
+    pub fn wake_all_shards(&self) {
+        for w in &self.shard_wakers {
+            w.notify_one();
+        }
+    }
+
+    /// Resolves when shard `shard` is woken.
+    pub fn shard_woken(&self, shard: u16) -> tokio::sync::futures::Notified<'_> {
+        self.shard_wakers[shard as usize].notified()
+    }
+
+    /// Tells the scheduler a timer was set.
+    pub fn timers_changed(&self) {
+        self.timers_changed.notify_one();
+    }
+
+    /// Resolves when a timer was set since the last wake.
+    pub fn timer_set(&self) -> tokio::sync::futures::Notified<'_> {
+        self.timers_changed.notified()
+    }
+
+    /// Tells the delivery loop a message is ready.
+    pub fn outbox_changed(&self) {
+        self.outbox_changed.notify_one();
+    }
+
+    /// Resolves when a message became ready since the last wake.
+    pub fn message_ready(&self) -> tokio::sync::futures::Notified<'_> {
+        self.outbox_changed.notified()
+    }
+}

@@ -1,0 +1,354 @@
+//! Shard workers: the imperative shell around the engine. A worker takes its shard's queued
+//! triggers in order, loads what the engine's plan needs, runs the journey's `decide` where a
+//! step asks for it, and commits the [`TriggerCommit`] the engine filled together with the
+//! trigger's removal from the queue, in one store transaction. It holds no journey rule: what a
+//! trigger means is `engine::plan`, what an answer does is `engine::settle`.
+//!
+//! Customers are partitioned into shards by a hash of (tenant, customer): one worker per shard
+//! processes its triggers strictly in arrival order, so events of one customer are processed in
+//! order while different customers proceed in parallel.
+
+use crate::clock::system_now;
+use crate::engine::{self, Addressed, Addressee, DecideError, JourneyRef, Prepared, Step};
+use crate::host::Host;
+use crate::model::{Customer, Event, Millis, SendingPolicy};
+use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info_span, warn, Instrument};
+
+/// Triggers taken from a shard's queue at a time; one flush covers them all.
+const BATCH: usize = 64;
+
+/// Processes one shard's queue until shutdown.
+pub async fn run(host: Arc<Host>, shard: u16) {
+    loop {
+        let woken = host.shard_woken(shard);
+        match process_batch(&host, shard).await {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(error) => {
+                warn!(shard, %error, "trigger processing failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = woken => {}
+            _ = host.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Processes up to a batch of one shard's triggers, then makes the results durable before the
+/// delivery loop may see them.
+async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
+    let items = host.store.queued(shard, BATCH)?;
+    let n = items.len();
+    let (mut timers, mut sends) = (false, false);
+    for (key, item) in items {
+        if host.shutdown.is_cancelled() {
+            break;
+        }
+        let commit = process(host, key, item).await?;
+        timers |= !commit.timers_set.is_empty();
+        sends |= !commit.outbox.is_empty();
+    }
+    if n > 0 {
+        host.store.flush().await?;
+    }
+    if timers {
+        host.timers_changed();
+    }
+    if sends {
+        host.outbox_changed();
+    }
+    Ok(n)
+}
+
+/// Runs one trigger to completion and commits it.
+async fn process(
+    host: &Host,
+    queue_key: Vec<u8>,
+    item: QueuedTrigger,
+) -> Result<TriggerCommit, StoreError> {
+    let now = host.clock.now();
+    let mut commit = TriggerCommit {
+        tenant: item.tenant.clone(),
+        queue_key,
+        ..TriggerCommit::default()
+    };
+    let mut shell = Shell::new(host, &item.tenant);
+    match item.pending {
+        Pending::Event { event } => shell.event(&mut commit, event, now).await?,
+        Pending::Timer {
+            journey,
+            run,
+            name,
+            due,
+        } => {
+            host.metrics.timers_fired.inc();
+            let addressed = Addressed::Timer { name, due };
+            shell
+                .addressed(&mut commit, &item.customer, &journey, run, addressed, now)
+                .await?
+        }
+        Pending::Delivery {
+            journey,
+            run,
+            report,
+        } => {
+            let addressed = Addressed::Delivery { report };
+            shell
+                .addressed(&mut commit, &item.customer, &journey, run, addressed, now)
+                .await?
+        }
+    }
+    host.store.commit_trigger(&commit)?;
+    Ok(commit)
+}
+
+/// What one trigger loads, memoised: journey versions by (name, version).
+struct Shell<'h> {
+    host: &'h Host,
+    tenant: String,
+    versions: HashMap<(String, u32), Option<JourneyVersion>>,
+}
+
+impl<'h> Shell<'h> {
+    fn new(host: &'h Host, tenant: &str) -> Shell<'h> {
+        Shell {
+            host,
+            tenant: tenant.to_string(),
+            versions: HashMap::new(),
+        }
+    }
+
+    fn version(
+        &mut self,
+        journey: &str,
+        version: u32,
+    ) -> Result<Option<JourneyVersion>, StoreError> {
+        let key = (journey.to_string(), version);
+        if let Some(v) = self.versions.get(&key) {
+            return Ok(v.clone());
+        }
+        let loaded = self
+            .host
+            .store
+            .journey_version(&self.tenant, journey, version)?;
+        self.versions.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// An event: interpreted, routed by the engine, every step run.
+    async fn event(
+        &mut self,
+        commit: &mut TriggerCommit,
+        event: Event,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let store = &self.host.store;
+        let existing = store.customer(&self.tenant, &event.customer)?;
+        let seen = engine::interpret(existing.as_ref(), &event);
+        if seen.customer_changed {
+            commit.customer = Some(seen.customer.clone());
+        }
+        let customer = seen.customer;
+        let addressee = match seen.about {
+            Some(engine::About::Message { id, engagement }) => store
+                .message(&self.tenant, &customer.id, &id)?
+                .map(|message| {
+                    let enrollment = store.enrollment(
+                        &self.tenant,
+                        &customer.id,
+                        &message.journey,
+                        message.run,
+                    )?;
+                    Ok::<_, StoreError>(Addressee::Sender {
+                        enrollment: enrollment.map(Box::new),
+                        channel: message.channel,
+                        engagement,
+                    })
+                })
+                .transpose()?,
+            Some(engine::About::Task { id }) => store
+                .task(&self.tenant, &id)?
+                .filter(|task| task.customer == customer.id)
+                .map(|task| Addressee::TaskOwner {
+                    enrollment_id: task.enrollment,
+                }),
+            None => None,
+        };
+        if let Some(Addressee::Sender {
+            enrollment: Some(_),
+            engagement,
+            ..
+        }) = &addressee
+        {
+            self.host.metrics.engagement(engagement.as_str());
+        }
+        let enrollments = store.enrollments(&self.tenant, &customer.id)?;
+        let latest = if addressee.is_none() {
+            store.latest_journeys(&self.tenant)?
+        } else {
+            Vec::new()
+        };
+        for e in &enrollments {
+            self.version(&e.journey, e.version)?;
+        }
+        let steps = {
+            let refs: Vec<JourneyRef<'_>> = latest
+                .iter()
+                .map(|j| JourneyRef {
+                    name: &j.name,
+                    version: j.version,
+                    spec: &j.spec,
+                })
+                .collect();
+            let versions = &self.versions;
+            let spec_of = |journey: &str, version: u32| {
+                versions
+                    .get(&(journey.to_string(), version))
+                    .and_then(|v| v.as_ref())
+                    .map(|v| &v.spec)
+            };
+            engine::plan_event(
+                &customer,
+                &event,
+                addressee,
+                &enrollments,
+                &refs,
+                spec_of,
+                now,
+            )
+        };
+        for j in latest {
+            self.versions
+                .entry((j.name.clone(), j.version))
+                .or_insert(Some(j));
+        }
+        for step in steps {
+            self.step(commit, &customer, step, now).await?;
+        }
+        Ok(())
+    }
+
+    /// A trigger addressed to one enrollment (a timer, a delivery report).
+    async fn addressed(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer_id: &str,
+        journey: &str,
+        run: u32,
+        addressed: Addressed,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let store = &self.host.store;
+        let Some(enrollment) = store.enrollment(&self.tenant, customer_id, journey, run)? else {
+            return Ok(());
+        };
+        let customer = store
+            .customer(&self.tenant, customer_id)?
+            .unwrap_or_else(|| Customer {
+                id: customer_id.to_string(),
+                attributes: Default::default(),
+            });
+        let step = engine::plan_trigger(enrollment, addressed);
+        self.step(commit, &customer, step, now).await
+    }
+
+    /// Runs one step: a settled one is recorded; a decision is prepared, asked of the sandbox,
+    /// and settled by the engine.
+    async fn step(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer: &Customer,
+        step: Step,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let wall = system_now();
+        let (enrollment, trigger, due) = match step {
+            Step::Settled(applied) => {
+                engine::record(commit, &customer.id, None, applied, now, wall);
+                return Ok(());
+            }
+            Step::Decide {
+                enrollment,
+                trigger,
+                due,
+            } => (enrollment, trigger, due),
+        };
+        let Some(version) = self.version(&enrollment.journey, enrollment.version)? else {
+            return Ok(());
+        };
+        let ask = match engine::prepare(&self.tenant, customer, enrollment, trigger, due, now) {
+            Prepared::Observed(enrollment) => {
+                commit.enrollments.push(enrollment);
+                return Ok(());
+            }
+            Prepared::Ask(ask) => ask,
+        };
+        let trigger_kind = ask.context.trigger.kind();
+        self.host.metrics.trigger(trigger_kind);
+        let span = info_span!(
+            "trigger",
+            tenant = %self.tenant,
+            journey = %ask.context.enrollment.journey,
+            version = ask.context.enrollment.version,
+            customer = %customer.id,
+            trigger = trigger_kind,
+        );
+        let answer = self.ask(&version, &ask).instrument(span.clone()).await;
+        let policy = self
+            .host
+            .tenant_policy(&self.tenant)
+            .unwrap_or_else(|error| {
+                // The policy could not be read: send now rather than lose the decision.
+                span.in_scope(|| warn!(%error, "sending policy unavailable; not deferring"));
+                SendingPolicy::default()
+            });
+        let history = if engine::needs_history(&policy, &answer) {
+            self.host.store.messages(&self.tenant, &customer.id)?
+        } else {
+            Vec::new()
+        };
+        let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
+        if let Some(failure) = failure {
+            span.in_scope(
+                || warn!(reason = failure.reason, message = %failure.message, "trigger failed"),
+            );
+            self.host.metrics.failure(failure.reason);
+        }
+        Ok(())
+    }
+
+    /// Asks the journey's component to decide.
+    async fn ask(
+        &self,
+        version: &JourneyVersion,
+        ask: &engine::Ask,
+    ) -> Result<Vec<crate::model::Command>, DecideError> {
+        let host = self.host;
+        let component = host
+            .registry
+            .journey(&self.tenant, &version.digest)
+            .await
+            .map_err(|e| DecideError::Unavailable(e.to_string()))?;
+        let stats = host
+            .store
+            .channel_stats(&self.tenant, &version.name)
+            .map_err(|e| DecideError::Internal(e.to_string()))?;
+        let limits = host
+            .tenant_limits(&self.tenant)
+            .map_err(|e| DecideError::Internal(e.to_string()))?;
+        component
+            .decide(&ask.context, stats, &limits)
+            .await
+            .map_err(|f| DecideError::Guest {
+                reason: f.reason.as_str(),
+                message: f.message,
+            })
+    }
+}
