@@ -109,7 +109,8 @@ async fn process(
     Ok(commit)
 }
 
-/// What one trigger loads, memoised: journey versions by (name, version).
+/// The shell of one trigger: it loads what the engine asks for (journey versions memoised by
+/// name and version), runs the sandbox, and hands everything back to the engine.
 struct Shell<'h> {
     host: &'h Host,
     tenant: String,
@@ -189,11 +190,15 @@ impl<'h> Shell<'h> {
         {
             self.host.metrics.engagement(engagement.as_str());
         }
-        let enrollments = store.enrollments(&self.tenant, &customer.id)?;
-        let latest = if addressee.is_none() {
-            store.latest_journeys(&self.tenant)?
-        } else {
-            Vec::new()
+        // Engagement needs nothing more; a task resolution needs the customer's enrollments;
+        // routing needs those and every journey's latest version.
+        let enrollments = match &addressee {
+            Some(Addressee::Sender { .. }) => Vec::new(),
+            _ => store.enrollments(&self.tenant, &customer.id)?,
+        };
+        let latest = match &addressee {
+            None => store.latest_journeys(&self.tenant)?,
+            Some(_) => Vec::new(),
         };
         for e in &enrollments {
             self.version(&e.journey, e.version)?;
