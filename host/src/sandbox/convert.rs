@@ -485,6 +485,17 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_error_is_recorded_as_such_and_cut_to_a_bound() {
+        let failure =
+            decision_from_wit(Err("x".repeat(MAX_GUEST_ERROR + 100)), &caps(64, 1024)).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::GuestError);
+        assert!(failure.message.len() <= MAX_GUEST_ERROR + '…'.len_utf8());
+        assert!(failure.message.ends_with('…'));
+        let decided = decision_from_wit(Ok(vec![wit::Command::Complete]), &caps(64, 1024));
+        assert_eq!(decided, Ok(vec![model::Command::Complete]));
+    }
+
+    #[test]
     fn a_decision_larger_than_the_boundary_budget_is_refused() {
         let huge = format!("{{\"blob\":\"{}\"}}", "x".repeat(2048));
         let limits = model::Limits {

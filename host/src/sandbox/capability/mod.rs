@@ -11,7 +11,11 @@
 //!
 //! A world ([`World`]) is its vocabulary interfaces plus a list of capabilities. Its linker and
 //! its import allow-list are both derived from that one list, so they cannot disagree: a
-//! capability added to a world is both linked and allowed, one removed is neither.
+//! capability added to a world is both linked and allowed, one removed is neither. (WASI links
+//! more than it grants, since wasmtime links WASI p2 as one set; see [`wasi::add_to_linker`].)
+//!
+//! Policy stays inside the capability it governs, at one choke point: which hosts an adapter may
+//! reach is decided only in `http`'s `send_request`, never by a world or a caller.
 //!
 //! | capability | grants | to |
 //! | --- | --- | --- |
