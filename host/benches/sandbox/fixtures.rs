@@ -154,7 +154,8 @@ pub fn stats() -> Vec<model::ChannelStats> {
 // else in the host's public API can feed a journey compiled natively. So the bench converts model
 // values into the guest's WIT types once, here (`to_wit`), and lets the SDK's own export glue
 // derive the SDK types from those (`to_sdk`), exactly as inside a component. Only `to_wit` and
-// `from_sdk` are hand-written, and a drift in either makes `check_paths_agree` fail.
+// `from_sdk` are hand-written; `check_paths_agree` catches a drift in either that changes what
+// the native paths decide, since the wasm paths go through the host's own conversions.
 // ---------------------------------------------------------------------------------------------
 
 /// The SDK's context for `ctx`, as the SDK's export glue builds it from the WIT-shaped context
