@@ -81,13 +81,60 @@ pub struct ChannelSummary {
     pub unsubscribed: u64,
 }
 
+/// Why a trigger (or a guest call) failed: stored on the enrollment, counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The guest trapped: a panic, `unreachable`, an out-of-bounds access, a stack overflow.
+    Trap,
+    /// The call ran past its deadline.
+    Deadline,
+    /// The guest tried to grow its memory past the limit.
+    Memory,
+    /// `decide` returned `err`.
+    GuestError,
+    /// `decide` returned commands the host refuses (undeclared channel or milestone, a send
+    /// payload that is not a JSON object, too many commands, state too large, ...).
+    InvalidCommands,
+    /// `describe` returned a spec the host refuses.
+    InvalidSpec,
+    /// The component could not be instantiated (e.g. the instance pool is exhausted).
+    Instantiate,
+    /// The journey's component could not be loaded.
+    Unavailable,
+    /// The host could not read what the decision needs.
+    Internal,
+}
+
+impl FailureReason {
+    /// The wire and metric spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Trap => "trap",
+            FailureReason::Deadline => "deadline",
+            FailureReason::Memory => "memory",
+            FailureReason::GuestError => "guest_error",
+            FailureReason::InvalidCommands => "invalid_commands",
+            FailureReason::InvalidSpec => "invalid_spec",
+            FailureReason::Instantiate => "instantiate",
+            FailureReason::Unavailable => "unavailable",
+            FailureReason::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why the last trigger of an enrollment failed; cleared by the next trigger that succeeds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The trigger's kind (`entered`, `event`, `timer`, ...).
     pub trigger: String,
-    /// Machine-readable: `trap`, `deadline`, `memory`, `guest_error`, `invalid_commands`, ...
-    pub reason: String,
+    pub reason: FailureReason,
     pub message: String,
     pub at: Millis,
 }
@@ -261,25 +308,39 @@ pub struct Spec {
 pub enum SpecError {
     #[error("the spec declares no entry trigger: no customer could ever enter")]
     NoEntry,
-    #[error("milestone {0:?} is declared twice")]
+    #[error("an entry trigger has an empty event name")]
+    EmptyEntryEvent,
+    #[error("a milestone has an empty name")]
+    EmptyMilestone,
+    #[error("milestone `{0}` is declared twice")]
     DuplicateMilestone(String),
-    #[error("milestone {0:?} has a non-positive stall window")]
+    #[error("milestone `{0}` has a stall window that is not positive")]
     NonPositiveStallWindow(String),
-    #[error("goal {0:?} is not a declared milestone")]
+    #[error("the goal `{0}` is not a declared milestone")]
     UndeclaredGoal(String),
-    #[error("experiment {0:?} has no arms")]
-    NoArms(String),
+    #[error("keyed re-entry names an empty property")]
+    EmptyReentryKey,
+    #[error("experiment `{0}` is unnamed or declared twice")]
+    DuplicateExperiment(String),
+    #[error("experiment `{0}` needs at least one arm, each named and declared once")]
+    BadArms(String),
 }
 
 impl Spec {
     /// Checks what a journey declares before a version is accepted: the one place these rules
-    /// live (upload and the sandbox's reading of `describe` both call it).
+    /// live (the sandbox calls it when it reads `describe`'s answer).
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.entry.is_empty() {
             return Err(SpecError::NoEntry);
         }
+        if self.entry.iter().any(|e| e.event.is_empty()) {
+            return Err(SpecError::EmptyEntryEvent);
+        }
         let mut names = std::collections::HashSet::new();
         for m in &self.milestones {
+            if m.name.is_empty() {
+                return Err(SpecError::EmptyMilestone);
+            }
             if !names.insert(m.name.as_str()) {
                 return Err(SpecError::DuplicateMilestone(m.name.clone()));
             }
@@ -292,8 +353,18 @@ impl Spec {
                 return Err(SpecError::UndeclaredGoal(goal.clone()));
             }
         }
-        if let Some(x) = self.experiments.iter().find(|x| x.arms.is_empty()) {
-            return Err(SpecError::NoArms(x.name.clone()));
+        if matches!(&self.reentry, Reentry::Keyed(property) if property.is_empty()) {
+            return Err(SpecError::EmptyReentryKey);
+        }
+        let mut experiments = std::collections::HashSet::new();
+        for x in &self.experiments {
+            if x.name.is_empty() || !experiments.insert(x.name.as_str()) {
+                return Err(SpecError::DuplicateExperiment(x.name.clone()));
+            }
+            let arms: std::collections::HashSet<&str> = x.arms.iter().map(String::as_str).collect();
+            if arms.is_empty() || arms.len() != x.arms.len() || arms.contains("") {
+                return Err(SpecError::BadArms(x.name.clone()));
+            }
         }
         Ok(())
     }

@@ -322,9 +322,9 @@ impl<'h> Shell<'h> {
         let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
         if let Some(failure) = failure {
             span.in_scope(
-                || warn!(reason = failure.reason, message = %failure.message, "trigger failed"),
+                || warn!(reason = failure.reason.as_str(), message = %failure.message, "trigger failed"),
             );
-            self.host.metrics.failure(failure.reason);
+            self.host.metrics.failure(failure.reason.as_str());
         }
         Ok(())
     }
@@ -352,7 +352,7 @@ impl<'h> Shell<'h> {
             .decide(&ask.context, stats, &limits)
             .await
             .map_err(|f| DecideError::Guest {
-                reason: f.reason.as_str(),
+                reason: f.reason,
                 message: f.message,
             })
     }

@@ -1,6 +1,7 @@
 //! The contexts the bench decides on, in the host's vocabulary ([`model`]), and the same contexts
-//! in the two shapes the native paths take: the guest SDK's plain types (what a journey's logic
-//! sees) and the WIT-generated types (what the SDK's export glue receives inside a component).
+//! in the two shapes the native paths take: the guest's WIT-generated types (what the SDK's
+//! export glue receives inside a component) and the guest SDK's plain types (what a journey's
+//! logic sees), the latter made by the SDK's own glue.
 //!
 //! Each trigger makes the onboarding journey do real work: `entered` builds a JSON payload from
 //! the customer and the signup and schedules a timer (and logs a line), `timer` sends the nudge,
@@ -148,85 +149,42 @@ pub fn stats() -> Vec<model::ChannelStats> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The guest SDK's plain types: what `Journey::decide` takes natively.
+// The two shapes the native paths take. The host's own conversions (`sandbox::convert`) produce
+// the *host's* WIT types, which are other Rust types than the guest's: neither they nor anything
+// else in the host's public API can feed a journey compiled natively. So the bench converts model
+// values into the guest's WIT types once, here (`to_wit`), and lets the SDK's own export glue
+// derive the SDK types from those (`to_sdk`), exactly as inside a component. Only `to_wit` and
+// `from_sdk` are hand-written; `check_paths_agree` catches a drift in either that changes what
+// the native paths decide, since the wasm paths go through the host's own conversions.
 // ---------------------------------------------------------------------------------------------
 
-pub fn to_sdk(ctx: &model::DecisionContext) -> waymark_guest::Context {
-    use waymark_guest as g;
-    let event = |e: &model::Event| g::Event {
-        id: e.id.clone(),
-        name: e.name.clone(),
-        properties: Value::Object(e.properties.clone()),
-        timestamp: e.timestamp,
-    };
-    let trigger = match &ctx.trigger {
-        model::Trigger::Entered { event: e } => g::Trigger::Entered(event(e)),
-        model::Trigger::Event { event: e } => g::Trigger::Event(event(e)),
-        model::Trigger::Timer { name } => g::Trigger::Timer(name.clone()),
-        model::Trigger::Stalled { milestone } => g::Trigger::Stalled(milestone.clone()),
-        model::Trigger::Delivery { report } => g::Trigger::Delivery(g::DeliveryReport {
-            message_id: report.message_id.clone(),
-            channel: report.channel.clone(),
-            template: report.template.clone(),
-            outcome: match &report.outcome {
-                model::DeliveryOutcome::Delivered { provider_id } => {
-                    g::DeliveryOutcome::Delivered(provider_id.clone())
-                }
-                model::DeliveryOutcome::Failed { reason } => {
-                    g::DeliveryOutcome::Failed(reason.clone())
-                }
-            },
-        }),
-    };
-    let e = &ctx.enrollment;
-    g::Context {
-        trigger,
-        customer: g::Customer {
-            id: ctx.customer.id.clone(),
-            attributes: ctx.customer.attributes.clone(),
-        },
-        enrollment: g::Enrollment {
-            id: e.id.clone(),
-            journey: e.journey.clone(),
-            version: e.version,
-            status: match e.status {
-                model::EnrollmentStatus::Active => g::EnrollmentStatus::Active,
-                model::EnrollmentStatus::Completed => g::EnrollmentStatus::Completed,
-                model::EnrollmentStatus::Exited => g::EnrollmentStatus::Exited,
-            },
-            entered_at: e.entered_at,
-            milestones: e
-                .milestones
-                .iter()
-                .map(|m| g::MilestoneHit {
-                    name: m.name.clone(),
-                    at: m.at,
-                })
-                .collect(),
-            state: e.state.clone(),
-            timers: e
-                .timers
-                .iter()
-                .map(|t| g::PendingTimer {
-                    name: t.name.clone(),
-                    due: t.due,
-                })
-                .collect(),
-            variants: e
-                .variants
-                .iter()
-                .map(|v| g::VariantAssignment {
-                    experiment: v.experiment.clone(),
-                    arm: v.arm.clone(),
-                })
-                .collect(),
-        },
-        now: ctx.now,
-        seed: ctx.seed,
+/// The SDK's context for `ctx`, as the SDK's export glue builds it from the WIT-shaped context
+/// inside a component: the glue runs on a journey that only records what it was given.
+pub fn to_sdk(ctx: &model::DecisionContext) -> Result<waymark_guest::Context, String> {
+    use std::cell::RefCell;
+    use waymark_guest::{Context, Decision, Journey, Spec};
+
+    thread_local! {
+        static SEEN: RefCell<Option<Context>> = const { RefCell::new(None) };
     }
+    struct Recorder;
+    impl Journey for Recorder {
+        fn describe() -> Spec {
+            Spec::new("records the context it decides on")
+        }
+        fn decide(ctx: &Context) -> Result<Decision, String> {
+            SEEN.with(|seen| *seen.borrow_mut() = Some(ctx.clone()));
+            Ok(Decision::new())
+        }
+    }
+
+    waymark_guest::__export::decide::<Recorder>(to_wit(ctx))?;
+    SEEN.with(|seen| seen.borrow_mut().take())
+        .ok_or_else(|| "the SDK glue did not call decide".to_string())
 }
 
 /// A native decision in the host's vocabulary, to compare with what the component returned.
+/// (The host converts only its own WIT types into commands; the SDK's have no such path.)
 pub fn from_sdk(commands: Vec<waymark_guest::Command>) -> Vec<model::Command> {
     use waymark_guest::Command as C;
     commands
@@ -263,11 +221,9 @@ pub fn from_sdk(commands: Vec<waymark_guest::Command>) -> Vec<model::Command> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The WIT-generated types: what the SDK's export glue receives inside the component, JSON as
-// text. Natively they let the bench run the guest's whole side of a call without wasm.
-// ---------------------------------------------------------------------------------------------
-
+/// The guest's WIT-generated context for `ctx`: what the SDK's export glue receives inside the
+/// component, JSON as text. Natively it lets the bench run the guest's whole side of a call
+/// without wasm. It mirrors the host's `sandbox::convert::context_to_wit`, into the guest's types.
 pub fn to_wit(ctx: &model::DecisionContext) -> wit::Context {
     let text = |o: &model::Object| serde_json::to_string(o).unwrap_or_else(|_| "{}".into());
     let event = |e: &model::Event| wit::Event {

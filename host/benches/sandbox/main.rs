@@ -210,9 +210,12 @@ fn main() -> Result<(), Error> {
     for path in paths {
         for (name, selected) in selections(&fixtures) {
             let scenario = match path {
-                Path::Native => {
-                    Scenario::Native(selected.iter().map(|c| fixtures::to_sdk(c)).collect())
-                }
+                Path::Native => Scenario::Native(
+                    selected
+                        .iter()
+                        .map(|c| fixtures::to_sdk(c))
+                        .collect::<Result<_, _>>()?,
+                ),
                 Path::NativeGlue => {
                     Scenario::Glue(selected.iter().map(|c| fixtures::to_wit(c)).collect())
                 }
@@ -309,8 +312,9 @@ async fn check_paths_agree(
         let ctx = &fixture.context;
         let native = {
             let _quiet = Silenced::stderr();
-            Onboarding::decide(&fixtures::to_sdk(ctx))
-                .map_err(|e| format!("{name}: native decide failed: {e}"))?
+            let sdk = fixtures::to_sdk(ctx)
+                .map_err(|e| format!("{name}: the SDK glue refused the context: {e}"))?;
+            Onboarding::decide(&sdk).map_err(|e| format!("{name}: native decide failed: {e}"))?
         };
         let native = fixtures::from_sdk(native.into_commands());
         if native.is_empty() {

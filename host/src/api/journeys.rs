@@ -37,8 +37,6 @@ async fn upload_journey(
             format!("describe failed ({}): {}", f.reason.as_str(), f.message),
         )
     })?;
-    spec.validate()
-        .map_err(|e| ApiError::bad_request("invalid_spec", e.to_string()))?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let version = rt
         .store

@@ -4,8 +4,8 @@
 use super::stalls::{stall_timer, watch_stalls, RESERVED_TIMER_PREFIX};
 use super::{Applied, Effects, EngineError, OutboxDraft};
 use crate::model::{
-    Command, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Failure, MilestoneHit,
-    Millis, PendingTimer, Spec, Trigger,
+    Command, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Failure, FailureReason,
+    MilestoneHit, Millis, PendingTimer, Spec, Trigger,
 };
 
 /// Whether `decide` should run for this trigger at all. Only active enrollments decide, and a
@@ -200,13 +200,13 @@ pub fn fail(
     mut enrollment: Enrollment,
     spec: &Spec,
     trigger: &Trigger,
-    reason: &str,
+    reason: FailureReason,
     message: String,
     now: Millis,
 ) -> Applied {
     enrollment.failure = Some(Failure {
         trigger: trigger.kind().to_string(),
-        reason: reason.to_string(),
+        reason,
         message,
         at: now,
     });

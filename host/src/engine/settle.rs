@@ -10,8 +10,8 @@ use super::ids::{key_prefix, seed, task_id, trigger_id};
 use super::profile::suppress;
 use super::Applied;
 use crate::model::{
-    Command, Counter, Customer, DecisionContext, Enrollment, Event, Millis, Object, PendingTimer,
-    SendingPolicy, Spec, TaskStatus, Trigger,
+    Command, Counter, Customer, DecisionContext, Enrollment, Event, FailureReason, Millis, Object,
+    PendingTimer, SendingPolicy, Spec, TaskStatus, Trigger,
 };
 use crate::store::{Message, MessageStatus, Task, TimerRecord, TriggerCommit};
 
@@ -46,7 +46,7 @@ pub enum DecideError {
     /// The guest trapped, ran out of time or memory, or returned an error (`reason` names which).
     #[error("{message}")]
     Guest {
-        reason: &'static str,
+        reason: FailureReason,
         message: String,
     },
 }
@@ -54,8 +54,7 @@ pub enum DecideError {
 /// Why a trigger failed, as the enrollment records it and the metrics count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TriggerFailure {
-    /// `unavailable`, `internal`, `invalid_commands`, or the guest's failure reason.
-    pub reason: &'static str,
+    pub reason: FailureReason,
     pub message: String,
 }
 
@@ -63,11 +62,11 @@ impl DecideError {
     fn into_failure(self) -> TriggerFailure {
         match self {
             DecideError::Unavailable(message) => TriggerFailure {
-                reason: "unavailable",
+                reason: FailureReason::Unavailable,
                 message,
             },
             DecideError::Internal(message) => TriggerFailure {
-                reason: "internal",
+                reason: FailureReason::Internal,
                 message,
             },
             DecideError::Guest { reason, message } => TriggerFailure { reason, message },
@@ -149,7 +148,7 @@ pub fn settle(
         .and_then(|commands| {
             let prefix = key_prefix(&tenant, &enrollment, &trigger_id);
             apply(enrollment.clone(), spec, commands, &prefix, now).map_err(|e| TriggerFailure {
-                reason: "invalid_commands",
+                reason: FailureReason::InvalidCommands,
                 message: e.to_string(),
             })
         });
@@ -560,14 +559,14 @@ mod tests {
             ask(&c, 3),
             &spec(),
             Err(DecideError::Guest {
-                reason: "trap",
+                reason: FailureReason::Trap,
                 message: "unreachable".into(),
             }),
             &SendingPolicy::default(),
             &[],
             0,
         );
-        assert_eq!(failure.map(|f| f.reason), Some("trap"));
+        assert_eq!(failure.map(|f| f.reason), Some(FailureReason::Trap));
         let recorded = out.enrollments[0]
             .failure
             .as_ref()
@@ -590,7 +589,10 @@ mod tests {
             &[],
             0,
         );
-        assert_eq!(failure.map(|f| f.reason), Some("invalid_commands"));
+        assert_eq!(
+            failure.map(|f| f.reason),
+            Some(FailureReason::InvalidCommands)
+        );
         assert!(out.outbox.is_empty() && out.counters.is_empty());
     }
 

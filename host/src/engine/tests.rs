@@ -455,7 +455,15 @@ fn handoff_becomes_an_effect() {
 #[test]
 fn state_is_replaced_and_a_success_clears_the_last_failure() {
     let trigger = Trigger::Timer { name: "x".into() };
-    let failed = fail(active(), &spec(), &trigger, "trap", "boom".into(), 3).enrollment;
+    let failed = fail(
+        active(),
+        &spec(),
+        &trigger,
+        FailureReason::Trap,
+        "boom".into(),
+        3,
+    )
+    .enrollment;
     assert_eq!(failed.failure.as_ref().unwrap().trigger, "timer");
     let applied = apply(
         failed,
@@ -681,7 +689,14 @@ fn a_failed_trigger_keeps_stall_detection_armed() {
             timestamp: 0,
         },
     };
-    let failed = fail(e, &stalling_spec(), &trigger, "trap", "boom".into(), 0);
+    let failed = fail(
+        e,
+        &stalling_spec(),
+        &trigger,
+        FailureReason::Trap,
+        "boom".into(),
+        0,
+    );
     assert_eq!(
         stall_timers(&failed.enrollment),
         [("$stall:first_login".into(), DAY)]

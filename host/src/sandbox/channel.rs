@@ -1,32 +1,36 @@
-//! World `channel`: a tenant's adapter to a provider, called as `deliver`.
+//! World `channel`: a channel adapter, called as `deliver`.
 //!
-//! This file holds the world's bindings (sharing the `types` and `log` interfaces with the
-//! journey world's, and `wasi:http` with wasmtime-wasi-http's), the per-call store data, the
-//! linker (WASI with real clocks, `log`, `wasi:http` behind [`super::http`]'s policy), and the
-//! conversion of messages and receipts. A whole `deliver` is bounded by the delivery timeout.
+//! The world is a list of capabilities ([`WORLD`]: `log`, WASI with real clocks, and outbound
+//! `wasi:http` behind [`super::capability::http`]'s policy), from which both its linker and its
+//! import allow-list are derived. This file holds the world's export bindings, the per-call
+//! store data, and [`ChannelComponent`]. Every `deliver` runs in a fresh instance (only journeys
+//! keep warm instances), and a whole `deliver` is bounded by the delivery timeout.
 
-use super::http::{self, OutboundHttp, OutboundPolicy};
-use super::journey::{customer_to_wit, json_text};
-use super::limits::{self, GuestState, MemoryCap, Stage};
-use super::log::{self, LogState};
-use super::wasi::{self, WasiState};
-use super::{DeliveryFailure, SandboxError, Shared};
+use super::capability::http::{self, OutboundHttp, OutboundPolicy};
+use super::capability::log::{self, HasLog, LogState};
+use super::capability::wasi::{self, WasiState};
+use super::capability::World;
+use super::convert::{delivery_error_from_wit, message_to_wit, receipt_from_wit};
+use super::engine::Shared;
+use super::error::SandboxError;
+use super::failure::{DeliveryFailure, Stage};
+use super::guest::{self, GuestState, MemoryCap};
 use crate::model;
 use std::sync::Arc;
-use wasmtime::component::{InstancePre, Linker, ResourceTable};
-use wasmtime::Engine;
+use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-pub(super) mod bindings {
+mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "waymark:journey/channel",
         exports: { default: async },
         require_store_data_send: true,
         with: {
-            "waymark:journey/types": crate::sandbox::journey::bindings::waymark::journey::types,
-            "waymark:journey/log": crate::sandbox::journey::bindings::waymark::journey::log,
+            "waymark:journey/types": crate::sandbox::bindings::waymark::journey::types,
+            "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
+            "waymark:journey/channel-types": crate::sandbox::bindings::waymark::journey::channel_types,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
@@ -34,11 +38,15 @@ pub(super) mod bindings {
     });
 }
 
-use bindings::waymark::journey::channel_types as wit;
 use bindings::ChannelPre;
 
-/// The longest adapter error message that is kept.
-const MAX_ADAPTER_ERROR: usize = 2048;
+/// What an adapter may import: its vocabulary, `log`, WASI with real clocks (no filesystem or
+/// sockets), and outgoing HTTP. Not `stats`: that is a journey's.
+pub(super) const WORLD: World<ChannelState> = World {
+    name: "channel",
+    vocabulary: &["waymark:journey/types@", "waymark:journey/channel-types@"],
+    capabilities: &[log::capability(), wasi::capability(), http::capability()],
+};
 
 /// The store data of one channel call.
 pub(super) struct ChannelState {
@@ -82,13 +90,10 @@ impl GuestState for ChannelState {
     }
 }
 
-/// The channel world's linker: what an adapter may import.
-pub(super) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ChannelState>> {
-    let mut linker = Linker::new(engine);
-    wasi::add_to_linker(&mut linker)?;
-    http::add_to_linker(&mut linker)?;
-    log::add_to_linker(&mut linker, |state: &mut ChannelState| &mut state.log)?;
-    Ok(linker)
+impl HasLog for ChannelState {
+    fn log_state(&mut self) -> &mut LogState {
+        &mut self.log
+    }
 }
 
 /// A validated, compiled channel adapter. Cheap to clone; every call runs in a fresh instance.
@@ -111,7 +116,7 @@ impl ChannelComponent {
         Ok(ChannelComponent { pre, shared })
     }
 
-    /// Delivers `msg`, letting the adapter reach only `allowed_hosts` (see [`super::http`]).
+    /// Delivers `msg`, letting the adapter reach only `allowed_hosts` (see [`super::capability::http`]).
     ///
     /// The whole call — instantiation, the guest, its HTTP requests — is bounded by the
     /// delivery timeout: by the epoch while the guest computes, and by the wall clock while it
@@ -134,7 +139,7 @@ impl ChannelComponent {
             http: OutboundHttp::new(policy),
         };
         let message = message_to_wit(msg);
-        let mut store = limits::new_store(
+        let mut store = guest::new_store(
             &self.shared.engine,
             state,
             deadline,
@@ -160,10 +165,8 @@ impl ChannelComponent {
                 format!("{message}; refused by the host: {}", denials.join("; "))
             }
         };
-        match limits::settle(&store, "channel", deadline, outcome) {
-            Ok(Ok(receipt)) => Ok(model::Receipt {
-                provider_id: receipt.provider_id,
-            }),
+        match guest::settle(&store, "channel", deadline, outcome) {
+            Ok(Ok(receipt)) => Ok(receipt_from_wit(receipt)),
             Ok(Err(error)) => Err(DeliveryFailure::Adapter(
                 match delivery_error_from_wit(error) {
                     model::DeliveryError::Retryable(m) => {
@@ -179,77 +182,5 @@ impl ChannelComponent {
                 Err(DeliveryFailure::Guest(failure))
             }
         }
-    }
-}
-
-fn message_to_wit(msg: &model::DeliveryRequest) -> wit::Message {
-    wit::Message {
-        id: msg.id.clone(),
-        channel: msg.channel.clone(),
-        customer: customer_to_wit(&msg.customer),
-        template: msg.template.clone(),
-        payload: msg.payload.to_string(),
-        config: json_text(&msg.config),
-    }
-}
-
-fn delivery_error_from_wit(error: wit::DeliveryError) -> model::DeliveryError {
-    match error {
-        wit::DeliveryError::Retryable(m) => {
-            model::DeliveryError::Retryable(limits::truncate(m, MAX_ADAPTER_ERROR))
-        }
-        wit::DeliveryError::Permanent(m) => {
-            model::DeliveryError::Permanent(limits::truncate(m, MAX_ADAPTER_ERROR))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_message_carries_payload_and_config_as_json_text() {
-        let msg = model::DeliveryRequest {
-            id: "t/j/1/c/trig/0".into(),
-            channel: "email".into(),
-            customer: model::Customer {
-                id: "c1".into(),
-                attributes: json!({"email": "ada@example.com"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            },
-            template: "welcome".into(),
-            payload: json!({"first_name": "Ada"}),
-            config: json!({"url": "https://api.example.com", "token": "s3cret"})
-                .as_object()
-                .unwrap()
-                .clone(),
-        };
-        let message = message_to_wit(&msg);
-        assert_eq!(message.id, "t/j/1/c/trig/0");
-        assert_eq!(message.payload, r#"{"first_name":"Ada"}"#);
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&message.config).unwrap(),
-            json!({"url": "https://api.example.com", "token": "s3cret"})
-        );
-        assert_eq!(
-            message.customer.attributes,
-            r#"{"email":"ada@example.com"}"#
-        );
-    }
-
-    #[test]
-    fn adapter_errors_keep_their_retryability() {
-        assert_eq!(
-            delivery_error_from_wit(wit::DeliveryError::Retryable("503".into())),
-            model::DeliveryError::Retryable("503".into())
-        );
-        assert_eq!(
-            delivery_error_from_wit(wit::DeliveryError::Permanent("400".into())),
-            model::DeliveryError::Permanent("400".into())
-        );
     }
 }

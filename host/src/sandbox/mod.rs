@@ -1,87 +1,53 @@
 //! The sandbox: where tenant components run, and the only module that knows wasmtime.
 //!
-//! A [`Sandbox`] owns one wasmtime [`Engine`] (pooling allocator, epoch interruption), one
-//! linker per world, and a thread that ticks the engine's epoch. Uploads are validated and
-//! compiled into a [`JourneyComponent`] or [`ChannelComponent`]; every call then gets a fresh
-//! instance in a fresh store, so no state leaks between customers or triggers.
+//! A [`Sandbox`] owns one wasmtime engine (pooling allocator, epoch interruption), one linker
+//! per world, and a thread that ticks the engine's epoch. Uploads are validated and compiled
+//! into a [`JourneyComponent`] or a [`ChannelComponent`]. A channel's every `deliver` runs in a
+//! fresh instance; a journey's calls reuse a warm instance when one is idle (each journey, per
+//! tenant, has its own small pool, see [`SandboxConfig::warm_instances`]). Every call, fresh or
+//! warm, gets fresh clocks, randomness, memory cap, deadline and hostcall fuel; the context
+//! carries all of a customer's state, and an instance that failed is dropped, never reused.
+//! Nothing outside this module sees a wasmtime or WIT type.
 //!
-//! Each capability granted to guests lives in its own file with one shape — its config, its
-//! per-call state, and how it adds itself to a linker:
+//! | module | what it is for |
+//! | --- | --- |
+//! | `config` | [`SandboxConfig`], [`DEFAULT_LIMITS`], and which tenant limits can be enforced |
+//! | `engine` | the engine's configuration, the epoch ticker, what every component shares |
+//! | `cache` | the compiled-code cache, so a restart does not recompile |
+//! | `bindings` | the one host-side generation of the WIT package's shared interfaces |
+//! | `convert` | model ↔ WIT at the boundary, with the checks on what a guest returns |
+//! | `capability` | one module per grant (`wasi`, `log`, `stats`, `http`): interfaces, state, linking |
+//! | `guest` | one call's store: memory cap, deadline, fuel; settling its outcome |
+//! | `failure` | [`GuestFailure`], [`FailureReason`], [`DeliveryFailure`]: why a call failed |
+//! | `error` | [`SandboxError`]: why an upload was refused |
+//! | `journey`, `channel` | the two worlds: lists of capabilities, and the compiled components |
 //!
-//! - [`limits`]: engine configuration, the memory cap, the epoch ticker and deadlines, and how
-//!   a failed call is classified ([`FailureReason`]).
-//! - [`wasi`]: the WASI that Rust's std needs; for journeys deterministic (virtual clocks at
-//!   `now`, randomness seeded from `seed`, no files, environment or network).
-//! - [`log`]: the `log` import, into `tracing`, capped per call.
-//! - [`stats`]: the read-only `stats` import.
-//! - [`http`]: outbound `wasi:http` for channels, with the allowed-host and private-network
-//!   policy enforced at the single `send_request` choke point.
-//! - [`journey`] and [`channel`]: the two worlds' bindings, and conversion between WIT types
-//!   and [`crate::model`] at the boundary. Nothing outside this module sees a wasmtime type.
+//! Dependencies run one way, from the worlds down to `bindings`, `failure` and `error`; no
+//! module names this file's items, so there is no circle to untangle when one moves.
 
+mod bindings;
+mod cache;
+mod capability;
 mod channel;
-mod http;
+mod config;
+mod convert;
+mod engine;
+mod error;
+mod failure;
+mod guest;
 mod journey;
-mod limits;
-mod log;
-mod stats;
-mod wasi;
 
+pub use capability::http::check_allowed_hosts;
 pub use channel::ChannelComponent;
-pub use http::check_allowed_hosts;
+pub use config::{LimitsError, SandboxConfig, DEFAULT_LIMITS};
+pub use engine::SandboxCounters;
+pub use error::SandboxError;
+pub use failure::{DeliveryFailure, FailureReason, GuestFailure};
 pub use journey::JourneyComponent;
-pub use limits::{SandboxConfig, DEFAULT_LIMITS};
 
-use crate::model;
-use limits::EpochTicker;
-use prometheus_client::metrics::counter::Counter;
-use sha2::{Digest, Sha256};
-use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::Path;
+use engine::Shared;
 use std::sync::Arc;
 use wasmtime::component::{Component, Linker};
-use wasmtime::Engine;
-
-/// What a journey may import: its own world's interfaces and the WASI that Rust's std needs
-/// for printing, clocks and randomness. Never the filesystem or sockets.
-const JOURNEY_IMPORTS: &[&str] = &[
-    "waymark:journey/types@",
-    "waymark:journey/log@",
-    "waymark:journey/stats@",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:cli/",
-];
-
-/// What a channel adapter may import: as a journey (without `stats`), plus outgoing HTTP.
-const CHANNEL_IMPORTS: &[&str] = &[
-    "waymark:journey/types@",
-    "waymark:journey/log@",
-    "waymark:journey/channel-types@",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:cli/",
-    "wasi:http/types@",
-    "wasi:http/outgoing-handler@",
-];
-
-/// Counts of the sandbox's work, exported on `/metrics`. Cheap to clone (shared counters).
-#[derive(Clone, Debug, Default)]
-pub struct SandboxCounters {
-    /// Components compiled from their bytes.
-    pub compiled: Counter,
-    /// Components loaded from the compiled-code cache instead.
-    pub cache_hits: Counter,
-    /// Journey instances created.
-    pub instantiated: Counter,
-    /// Journey calls served by a warm instance.
-    pub reused: Counter,
-    /// Journey instances dropped after a failed call.
-    pub recycled: Counter,
-}
 
 /// A compiled-component factory: the engine, the linkers and the epoch ticker. Cheap to clone.
 #[derive(Clone)]
@@ -91,35 +57,10 @@ pub struct Sandbox {
     channel_linker: Arc<Linker<channel::ChannelState>>,
 }
 
-/// What every compiled component keeps alive: the limits it runs under, and the epoch ticker,
-/// without which deadlines would never fire (so it lives as long as any component does, not
-/// just as long as the [`Sandbox`]).
-pub(crate) struct Shared {
-    engine: Engine,
-    /// A hash of what makes compiled code compatible with `engine` (wasmtime version, target,
-    /// settings): part of every compile-cache key.
-    engine_hash: u64,
-    config: SandboxConfig,
-    counters: SandboxCounters,
-    /// Idle journey instances across all pools (at most `config.max_idle_instances`).
-    idle_total: std::sync::atomic::AtomicUsize,
-    _ticker: EpochTicker,
-}
-
 impl Sandbox {
     /// Builds the engine and linkers and starts the epoch ticker.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         config.validate()?;
-        let engine = Engine::new(&limits::engine_config(&config))
-            .map_err(|e| SandboxError::Internal(format!("cannot create the wasm engine: {e:#}")))?;
-        let journey_linker = journey::linker(&engine)
-            .map_err(|e| SandboxError::Internal(format!("cannot link the journey world: {e:#}")))?;
-        let channel_linker = channel::linker(&engine)
-            .map_err(|e| SandboxError::Internal(format!("cannot link the channel world: {e:#}")))?;
-        let ticker = EpochTicker::start(&engine)?;
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_hash = hasher.finish();
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir).map_err(|e| {
                 SandboxError::Internal(format!(
@@ -128,15 +69,15 @@ impl Sandbox {
                 ))
             })?;
         }
+        let shared = Shared::start(config)?;
+        let journey_linker = journey::WORLD
+            .linker(&shared.engine)
+            .map_err(|e| SandboxError::Internal(format!("cannot link the journey world: {e:#}")))?;
+        let channel_linker = channel::WORLD
+            .linker(&shared.engine)
+            .map_err(|e| SandboxError::Internal(format!("cannot link the channel world: {e:#}")))?;
         Ok(Sandbox {
-            shared: Arc::new(Shared {
-                engine,
-                engine_hash,
-                config,
-                counters: SandboxCounters::default(),
-                idle_total: Default::default(),
-                _ticker: ticker,
-            }),
+            shared: Arc::new(shared),
             journey_linker: Arc::new(journey_linker),
             channel_linker: Arc::new(channel_linker),
         })
@@ -152,15 +93,15 @@ impl Sandbox {
         &self.shared.counters
     }
 
-    /// Validates that `bytes` is a component of world `journey` (it imports nothing outside
-    /// [`JOURNEY_IMPORTS`], instantiates with our linker and exports `describe` and `decide`)
-    /// and compiles it, or loads what this host compiled before from the cache.
+    /// Validates that `bytes` is a component of world `journey` (it imports nothing its
+    /// capabilities do not grant, instantiates with our linker and exports `describe` and
+    /// `decide`) and compiles it, or loads what this host compiled before from the cache.
     ///
     /// Compiling is CPU-bound and can take a second or more for a large component: call this
     /// from `spawn_blocking`, not on an async worker.
     pub fn compile_journey(&self, bytes: &[u8]) -> Result<JourneyComponent, SandboxError> {
         let component = self.compile(bytes)?;
-        self.check_imports(&component, "journey", JOURNEY_IMPORTS)?;
+        journey::WORLD.check_imports(self.imports(&component))?;
         let pre = self
             .journey_linker
             .instantiate_pre(&component)
@@ -168,12 +109,12 @@ impl Sandbox {
         JourneyComponent::new(pre, self.shared.clone())
     }
 
-    /// Validates that `bytes` is a component of world `channel` (it instantiates with our
-    /// linker and exports `deliver`) and compiles it. Same caveat as
-    /// [`compile_journey`](Self::compile_journey): CPU-bound.
+    /// Validates that `bytes` is a component of world `channel` (it imports nothing its
+    /// capabilities do not grant, instantiates with our linker and exports `deliver`) and
+    /// compiles it. Same caveat as [`compile_journey`](Self::compile_journey): CPU-bound.
     pub fn compile_channel(&self, bytes: &[u8]) -> Result<ChannelComponent, SandboxError> {
         let component = self.compile(bytes)?;
-        self.check_imports(&component, "channel", CHANNEL_IMPORTS)?;
+        channel::WORLD.check_imports(self.imports(&component))?;
         let pre = self
             .channel_linker
             .instantiate_pre(&component)
@@ -181,28 +122,13 @@ impl Sandbox {
         ChannelComponent::new(pre, self.shared.clone())
     }
 
-    /// Refuses a component that imports anything outside `allowed`, naming what it imports.
-    fn check_imports(
-        &self,
-        component: &Component,
-        world: &str,
-        allowed: &[&str],
-    ) -> Result<(), SandboxError> {
-        let engine = &self.shared.engine;
-        let forbidden: Vec<String> = component
+    /// The names of the interfaces `component` imports.
+    fn imports(&self, component: &Component) -> Vec<String> {
+        component
             .component_type()
-            .imports(engine)
+            .imports(&self.shared.engine)
             .map(|(name, _)| name.to_string())
-            .filter(|name| !allowed.iter().any(|prefix| name.starts_with(prefix)))
-            .collect();
-        if forbidden.is_empty() {
-            return Ok(());
-        }
-        Err(SandboxError::ForbiddenImport(format!(
-            "a {world} component may not import {}; it may import only {}",
-            quoted(&forbidden),
-            quoted(allowed)
-        )))
+            .collect()
     }
 
     fn compile(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
@@ -210,18 +136,13 @@ impl Sandbox {
         let Some(dir) = &self.shared.config.cache_dir else {
             return self.compile_fresh(bytes);
         };
-        let key = format!(
-            "{}-{:016x}",
-            hex::encode(Sha256::digest(bytes)),
-            self.shared.engine_hash
-        );
-        let path = dir.join(format!("{key}.cwasm"));
-        if let Some(component) = self.load_cached(&path) {
+        let path = cache::entry_path(dir, bytes, self.shared.engine_hash);
+        if let Some(component) = cache::load(&self.shared.engine, &path) {
             self.shared.counters.cache_hits.inc();
             return Ok(component);
         }
         let component = self.compile_fresh(bytes)?;
-        store_cached(&path, &component);
+        cache::store(&path, &component);
         Ok(component)
     }
 
@@ -232,59 +153,6 @@ impl Sandbox {
         Component::new(&self.shared.engine, bytes)
             .map_err(|e| SandboxError::InvalidComponent(format!("{e:#}")))
     }
-
-    /// Loads code this host compiled and cached, if it is there and intact: the sidecar
-    /// digest, written after the code, must match, so a torn or altered file is recompiled.
-    fn load_cached(&self, path: &Path) -> Option<Component> {
-        let code = std::fs::read(path).ok()?;
-        let digest = std::fs::read_to_string(path.with_extension("sha256")).ok()?;
-        if hex::encode(Sha256::digest(&code)) != digest.trim() {
-            tracing::warn!(path = %path.display(), "compiled-code cache entry is damaged; recompiling");
-            return None;
-        }
-        // SAFETY: the cache directory is written only by `store_cached`, with code this
-        // host's engine produced from validated bytes, and the digest check above ensures
-        // the file is what was written. The key includes the engine's compatibility hash,
-        // and wasmtime checks compatibility again while deserializing.
-        match unsafe { Component::deserialize(&self.shared.engine, &code) } {
-            Ok(component) => Some(component),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot load cached code; recompiling");
-                None
-            }
-        }
-    }
-}
-
-/// Writes compiled code to the cache, then its digest; each through a temporary file and a
-/// rename, so a crash leaves either a complete entry or one that fails the digest check. A
-/// cache that cannot be written only costs a recompilation at the next start.
-fn store_cached(path: &Path, component: &Component) {
-    let write = || -> std::io::Result<()> {
-        let code = component
-            .serialize()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let digest = hex::encode(Sha256::digest(&code));
-        write_atomically(path, &code)?;
-        write_atomically(&path.with_extension("sha256"), digest.as_bytes())
-    };
-    if let Err(e) = write() {
-        tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-code cache");
-    }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-fn quoted<S: AsRef<str>>(names: &[S]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{}`", n.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Tells a core module (the usual mistake: `--target wasm32-unknown-unknown` or `wasip1`)
@@ -307,138 +175,10 @@ fn check_preamble(bytes: &[u8]) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Why an upload was refused or the sandbox could not start. Messages are written for the
-/// tenant: they end up in an HTTP 400 body.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SandboxError {
-    /// Not a valid WebAssembly component (or too large).
-    #[error("invalid component: {0}")]
-    InvalidComponent(String),
-    /// A valid component, but not of the expected world: an import we do not provide, or a
-    /// missing or mistyped export.
-    #[error("wrong world: {0}")]
-    WrongWorld(String),
-    /// The component imports an interface its world does not grant (the filesystem, sockets,
-    /// ...); the message names it.
-    #[error("forbidden import: {0}")]
-    ForbiddenImport(String),
-    /// A channel registration's settings are unusable (e.g. a malformed allowed host).
-    #[error("invalid channel configuration: {0}")]
-    InvalidConfig(String),
-    /// The host's fault, not the component's.
-    #[error("sandbox internal error: {0}")]
-    Internal(String),
-}
-
-/// Why a guest call failed. The enrollment records it; other customers proceed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct GuestFailure {
-    pub reason: FailureReason,
-    pub message: String,
-}
-
-impl GuestFailure {
-    pub(crate) fn new(reason: FailureReason, message: impl Into<String>) -> GuestFailure {
-        GuestFailure {
-            reason,
-            message: message.into(),
-        }
-    }
-}
-
-/// The kind of a [`GuestFailure`]; [`as_str`](Self::as_str) is what `model::Failure::reason`
-/// records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    /// The guest trapped: a panic, `unreachable`, an out-of-bounds access, a stack overflow.
-    Trap,
-    /// The call ran past its deadline.
-    Deadline,
-    /// The guest tried to grow its memory past the limit.
-    Memory,
-    /// `decide` returned `err`.
-    GuestError,
-    /// `decide` returned commands the host refuses: a send payload that is not a JSON object,
-    /// too many commands, state too large.
-    InvalidCommands,
-    /// `describe` returned a spec the host refuses (a filter that is not a JSON object, a goal
-    /// that is not a milestone, ...).
-    InvalidSpec,
-    /// The component could not be instantiated (e.g. the instance pool is exhausted).
-    Instantiate,
-}
-
-impl FailureReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureReason::Trap => "trap",
-            FailureReason::Deadline => "deadline",
-            FailureReason::Memory => "memory",
-            FailureReason::GuestError => "guest_error",
-            FailureReason::InvalidCommands => "invalid_commands",
-            FailureReason::InvalidSpec => "invalid_spec",
-            FailureReason::Instantiate => "instantiate",
-        }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why `deliver` did not deliver: the adapter said so, or the guest failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeliveryFailure {
-    /// The adapter returned `delivery-error`.
-    #[error("adapter: {0}")]
-    Adapter(model::DeliveryError),
-    /// The adapter trapped, ran out of time or memory, or could not be instantiated.
-    #[error("guest: {0}")]
-    Guest(GuestFailure),
-}
-
-impl DeliveryFailure {
-    /// Whether trying again later may succeed. A guest failure is retryable: a deadline is
-    /// usually a slow provider, and the delivery module's backoff and dead-letter bound the
-    /// cost of a guest that always traps.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            DeliveryFailure::Adapter(model::DeliveryError::Retryable(_)) => true,
-            DeliveryFailure::Adapter(model::DeliveryError::Permanent(_)) => false,
-            DeliveryFailure::Guest(_) => true,
-        }
-    }
-
-    /// Whether trying again later may succeed (see [`DeliveryFailure::is_retryable`]).
-    pub fn retryable(&self) -> bool {
-        self.is_retryable()
-    }
-
-    /// The error text a delivery attempt records.
-    pub fn describe(&self) -> String {
-        match self {
-            DeliveryFailure::Adapter(
-                model::DeliveryError::Retryable(m) | model::DeliveryError::Permanent(m),
-            ) => m.clone(),
-            DeliveryFailure::Guest(f) => format!("{}: {}", f.reason.as_str(), f.message),
-        }
-    }
-
-    /// The failure in the domain's vocabulary, as a delivery outcome records it.
-    pub fn into_delivery_error(self) -> model::DeliveryError {
-        match self {
-            DeliveryFailure::Adapter(e) => e,
-            DeliveryFailure::Guest(g) => model::DeliveryError::Retryable(g.to_string()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model;
 
     #[test]
     fn core_modules_and_garbage_are_refused_with_a_hint() {
@@ -455,41 +195,34 @@ mod tests {
         assert_eq!(check_preamble(component), Ok(()));
     }
 
-    #[test]
-    fn failure_reasons_use_the_recorded_vocabulary() {
-        let failure = GuestFailure::new(FailureReason::GuestError, "no such template");
-        assert_eq!(failure.to_string(), "guest_error: no such template");
-        assert_eq!(FailureReason::InvalidCommands.as_str(), "invalid_commands");
-    }
-
-    #[test]
-    fn guest_failures_in_deliver_are_retryable_and_permanent_errors_are_not() {
-        let trap = DeliveryFailure::Guest(GuestFailure::new(FailureReason::Trap, "boom"));
-        assert!(trap.is_retryable());
-        assert!(matches!(
-            trap.into_delivery_error(),
-            model::DeliveryError::Retryable(m) if m == "trap: boom"
-        ));
-        let permanent = DeliveryFailure::Adapter(model::DeliveryError::Permanent("400".into()));
-        assert!(!permanent.is_retryable());
-    }
-
-    /// The onboarding example, if another build has produced it; end-to-end tests cover the
-    /// guests fully, this only catches a WIT drift between host and examples early.
-    fn built_example(name: &str) -> Option<Vec<u8>> {
-        let target =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2");
+    /// A guest built for wasm32-wasip2, from `CARGO_TARGET_DIR` (as the end-to-end harness
+    /// finds it) or the workspace's `target/`. A missing guest fails the test, saying how to
+    /// build it: a test that passes without running would only hide a WIT drift.
+    fn built_guest(name: &str) -> Vec<u8> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => root.join(dir),
+            _ => root.join("target"),
+        };
+        let dir = target.join("wasm32-wasip2");
         ["release", "debug"]
             .iter()
-            .find_map(|profile| std::fs::read(target.join(profile).join(name)).ok())
+            .find_map(|profile| std::fs::read(dir.join(profile).join(name)).ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name} is not built under {}: run `cargo xtask test` (it builds every \
+                     guest), or `cargo build --release --target wasm32-wasip2 -p \
+                     waymark-example-onboarding`",
+                    dir.display()
+                )
+            })
     }
+
+    const ONBOARDING: &str = "waymark_example_onboarding.wasm";
 
     #[tokio::test]
     async fn the_onboarding_example_compiles_and_describes_itself() {
-        let Some(bytes) = built_example("waymark_example_onboarding.wasm") else {
-            eprintln!("skipped: build examples/onboarding for wasm32-wasip2 to run this test");
-            return;
-        };
+        let bytes = built_guest(ONBOARDING);
         let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
         let journey = sandbox
             .compile_journey(&bytes)
@@ -520,10 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn compiled_code_is_cached_and_loaded_without_recompiling() {
-        let Some(bytes) = built_example("waymark_example_onboarding.wasm") else {
-            eprintln!("skipped: build examples/onboarding for wasm32-wasip2 to run this test");
-            return;
-        };
+        let bytes = built_guest(ONBOARDING);
         let dir = tempfile::tempdir().expect("temp dir");
         let config = SandboxConfig {
             cache_dir: Some(dir.path().to_path_buf()),
@@ -571,10 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_warm_instance_is_reused_and_decides_like_a_fresh_one() {
-        let Some(bytes) = built_example("waymark_example_onboarding.wasm") else {
-            eprintln!("skipped: build examples/onboarding for wasm32-wasip2 to run this test");
-            return;
-        };
+        let bytes = built_guest(ONBOARDING);
         let warm = Sandbox::new(SandboxConfig::default()).expect("sandbox");
         let cold = Sandbox::new(SandboxConfig {
             warm_instances: 0,
@@ -611,22 +338,71 @@ mod tests {
     }
 
     #[test]
-    fn imports_outside_the_world_are_named_in_the_refusal() {
-        assert_eq!(
-            quoted(&["wasi:sockets/tcp@0.2.6", "wasi:filesystem/types@0.2.6"]),
-            "`wasi:sockets/tcp@0.2.6`, `wasi:filesystem/types@0.2.6`"
-        );
-        let allowed = |name: &str, list: &[&str]| list.iter().any(|p| name.starts_with(p));
-        assert!(allowed("wasi:random/random@0.2.6", JOURNEY_IMPORTS));
-        assert!(allowed("waymark:journey/stats@0.1.0", JOURNEY_IMPORTS));
-        assert!(!allowed("wasi:filesystem/preopens@0.2.6", JOURNEY_IMPORTS));
-        assert!(!allowed("wasi:sockets/tcp@0.2.6", JOURNEY_IMPORTS));
-        assert!(!allowed(
+    fn a_journey_may_import_its_capabilities_and_nothing_else() {
+        let granted = [
+            "waymark:journey/types@0.1.0",
+            "waymark:journey/log@0.1.0",
+            "waymark:journey/stats@0.1.0",
+            "wasi:io/streams@0.2.6",
+            "wasi:clocks/wall-clock@0.2.6",
+            "wasi:random/random@0.2.6",
+            "wasi:cli/stderr@0.2.6",
+        ];
+        assert_eq!(journey::WORLD.check_imports(granted), Ok(()));
+        for forbidden in [
+            "wasi:filesystem/preopens@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
             "wasi:http/outgoing-handler@0.2.6",
-            JOURNEY_IMPORTS
-        ));
-        assert!(allowed("wasi:http/outgoing-handler@0.2.6", CHANNEL_IMPORTS));
-        assert!(!allowed("waymark:journey/stats@0.1.0", CHANNEL_IMPORTS));
+            "waymark:journey/channel-types@0.1.0",
+        ] {
+            assert!(
+                matches!(
+                    journey::WORLD.check_imports([forbidden]),
+                    Err(SandboxError::ForbiddenImport(m)) if m.contains(forbidden)
+                ),
+                "{forbidden}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_channel_may_import_outgoing_http_but_not_stats() {
+        let granted = [
+            "waymark:journey/types@0.1.0",
+            "waymark:journey/channel-types@0.1.0",
+            "waymark:journey/log@0.1.0",
+            "wasi:http/types@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+            "wasi:clocks/monotonic-clock@0.2.6",
+        ];
+        assert_eq!(channel::WORLD.check_imports(granted), Ok(()));
+        assert!(channel::WORLD
+            .check_imports(["waymark:journey/stats@0.1.0"])
+            .is_err());
+        assert!(channel::WORLD
+            .check_imports(["wasi:http/incoming-handler@0.2.6"])
+            .is_err());
+    }
+
+    #[test]
+    fn imports_outside_the_world_are_named_in_the_refusal() {
+        let refusal = journey::WORLD
+            .check_imports([
+                "wasi:random/random@0.2.6",
+                "wasi:sockets/tcp@0.2.6",
+                "wasi:filesystem/types@0.2.6",
+            ])
+            .unwrap_err();
+        let SandboxError::ForbiddenImport(message) = refusal else {
+            panic!("{refusal:?}")
+        };
+        assert!(
+            message.starts_with(
+                "a journey component may not import `wasi:sockets/tcp@0.2.6`, \
+                 `wasi:filesystem/types@0.2.6`; it may import only `waymark:journey/types@`"
+            ),
+            "{message}"
+        );
     }
 
     fn signed_up_context() -> model::DecisionContext {

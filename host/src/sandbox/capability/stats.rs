@@ -4,33 +4,30 @@
 //! its versions); the guest reads exactly that snapshot, so what it saw is part of the
 //! decision's inputs and a replay that passes the same snapshot decides the same way.
 
-use super::journey::bindings::waymark::journey::stats as wit;
+use super::Capability;
 use crate::model;
+use crate::sandbox::bindings::stats as wit;
+use crate::sandbox::convert::channel_stats_to_wit;
 use wasmtime::component::{HasData, Linker};
+
+/// What this capability grants: the `stats` interface.
+pub(in crate::sandbox) const INTERFACES: &[&str] = &["waymark:journey/stats@"];
 
 /// Per-call state of the `stats` import: the snapshot handed to `decide`.
 #[derive(Debug, Clone, Default)]
-pub(super) struct StatsState {
+pub(in crate::sandbox) struct StatsState {
     snapshot: Vec<model::ChannelStats>,
 }
 
 impl StatsState {
-    pub(super) fn new(snapshot: Vec<model::ChannelStats>) -> StatsState {
+    pub(in crate::sandbox) fn new(snapshot: Vec<model::ChannelStats>) -> StatsState {
         StatsState { snapshot }
     }
 }
 
 impl wit::Host for StatsState {
     fn by_channel(&mut self) -> Vec<wit::ChannelStats> {
-        self.snapshot
-            .iter()
-            .map(|s| wit::ChannelStats {
-                channel: s.channel.clone(),
-                sent: s.sent,
-                delivered: s.delivered,
-                failed: s.failed,
-            })
-            .collect()
+        channel_stats_to_wit(&self.snapshot)
     }
 }
 
@@ -40,12 +37,24 @@ impl HasData for Stats {
     type Data<'a> = &'a mut StatsState;
 }
 
-/// Adds the `stats` import, reading its state from the store data with `get`.
-pub(super) fn add_to_linker<T: 'static>(
+/// Store data that holds a [`StatsState`].
+pub(in crate::sandbox) trait HasStats {
+    fn stats_state(&mut self) -> &mut StatsState;
+}
+
+/// Adds the `stats` import, reading its state from the store data.
+pub(in crate::sandbox) fn add_to_linker<T: HasStats + 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut StatsState,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Stats>(linker, get)
+    wit::add_to_linker::<T, Stats>(linker, T::stats_state)
+}
+
+/// `stats` as a world lists it.
+pub(in crate::sandbox) const fn capability<T: HasStats + 'static>() -> Capability<T> {
+    Capability {
+        interfaces: INTERFACES,
+        add_to_linker: add_to_linker::<T>,
+    }
 }
 
 #[cfg(test)]

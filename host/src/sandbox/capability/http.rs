@@ -17,7 +17,8 @@
 //! 4. `default_send_request` sends it, with connect, first-byte and between-bytes timeouts no
 //!    longer than the policy's, whatever the guest asked for.
 
-use super::SandboxError;
+use super::Capability;
+use crate::sandbox::error::SandboxError;
 use http::uri::{Authority, Scheme, Uri};
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -35,7 +36,7 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One entry of a channel's allowed hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct AllowedHost {
+pub(in crate::sandbox) struct AllowedHost {
     pattern: HostPattern,
     /// `None`: the scheme's default port (80 for http, 443 for https) only.
     port: Option<u16>,
@@ -50,7 +51,7 @@ enum HostPattern {
 }
 
 impl AllowedHost {
-    pub(super) fn parse(entry: &str) -> Result<AllowedHost, String> {
+    pub(in crate::sandbox) fn parse(entry: &str) -> Result<AllowedHost, String> {
         let entry = entry.trim().to_ascii_lowercase();
         if entry.is_empty() {
             return Err("an allowed host is empty".into());
@@ -145,7 +146,7 @@ pub fn check_allowed_hosts(hosts: &[String]) -> Result<(), SandboxError> {
 
 /// What a channel may reach, for one `deliver` call.
 #[derive(Debug, Clone)]
-pub(super) struct OutboundPolicy {
+pub(in crate::sandbox) struct OutboundPolicy {
     allowed: Vec<AllowedHost>,
     allow_private_network: bool,
     connect_timeout: Duration,
@@ -158,7 +159,7 @@ pub(super) struct OutboundPolicy {
 impl OutboundPolicy {
     /// The policy of one delivery: `allowed_hosts` from the channel's registration, timeouts
     /// derived from the delivery's own.
-    pub(super) fn new(
+    pub(in crate::sandbox) fn new(
         allowed_hosts: &[String],
         allow_private_network: bool,
         deliver_timeout: Duration,
@@ -186,7 +187,7 @@ impl OutboundPolicy {
     }
 
     /// Why requests of this call were refused, if any were.
-    pub(super) fn denials(&self) -> Vec<String> {
+    pub(in crate::sandbox) fn denials(&self) -> Vec<String> {
         self.denials
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -403,18 +404,18 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 }
 
 /// Per-call state of outbound HTTP: wasmtime's context and our hooks.
-pub(super) struct OutboundHttp {
+pub(in crate::sandbox) struct OutboundHttp {
     ctx: WasiHttpCtx,
     hooks: PolicyHooks,
 }
 
 impl OutboundHttp {
     /// Why the host refused requests during this call.
-    pub(super) fn denials(&self) -> Vec<String> {
+    pub(in crate::sandbox) fn denials(&self) -> Vec<String> {
         self.hooks.policy.denials()
     }
 
-    pub(super) fn new(policy: OutboundPolicy) -> OutboundHttp {
+    pub(in crate::sandbox) fn new(policy: OutboundPolicy) -> OutboundHttp {
         OutboundHttp {
             ctx: WasiHttpCtx::new(),
             hooks: PolicyHooks {
@@ -424,7 +425,10 @@ impl OutboundHttp {
     }
 
     /// The view `wasi:http` works through; the table is shared with WASI.
-    pub(super) fn view<'a>(&'a mut self, table: &'a mut ResourceTable) -> WasiHttpCtxView<'a> {
+    pub(in crate::sandbox) fn view<'a>(
+        &'a mut self,
+        table: &'a mut ResourceTable,
+    ) -> WasiHttpCtxView<'a> {
         WasiHttpCtxView {
             ctx: &mut self.ctx,
             table,
@@ -452,12 +456,25 @@ impl WasiHttpHooks for PolicyHooks {
     }
 }
 
+/// What this capability grants: `wasi:http`'s types and outgoing handler (a channel sends
+/// requests; it never serves them).
+pub(in crate::sandbox) const INTERFACES: &[&str] =
+    &["wasi:http/types@", "wasi:http/outgoing-handler@"];
+
 /// Adds `wasi:http` (types and outgoing-handler only; the rest of WASI is added by
 /// [`super::wasi::add_to_linker`]).
-pub(super) fn add_to_linker<T: WasiHttpView + 'static>(
+pub(in crate::sandbox) fn add_to_linker<T: WasiHttpView + 'static>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
+}
+
+/// Outbound HTTP as a world lists it.
+pub(in crate::sandbox) const fn capability<T: WasiHttpView + 'static>() -> Capability<T> {
+    Capability {
+        interfaces: INTERFACES,
+        add_to_linker: add_to_linker::<T>,
+    }
 }
 
 #[cfg(test)]

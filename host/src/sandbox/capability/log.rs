@@ -6,15 +6,19 @@
 //! most [`LogConfig::max_messages`] messages of at most [`LogConfig::max_message_bytes`]; the
 //! rest are counted and reported once when the call ends.
 
-use super::journey::bindings::waymark::journey::log as wit;
-use super::limits::truncate;
+use super::Capability;
+use crate::sandbox::bindings::log as wit;
+use crate::sandbox::failure::truncate;
 use wasmtime::component::{HasData, Linker};
+
+/// What this capability grants: the `log` interface.
+pub(in crate::sandbox) const INTERFACES: &[&str] = &["waymark:journey/log@"];
 
 /// Per-call caps of the `log` import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct LogConfig {
-    pub(super) max_messages: u32,
-    pub(super) max_message_bytes: usize,
+pub(in crate::sandbox) struct LogConfig {
+    pub(in crate::sandbox) max_messages: u32,
+    pub(in crate::sandbox) max_message_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -27,7 +31,7 @@ impl Default for LogConfig {
 }
 
 /// Per-call state of the `log` import.
-pub(super) struct LogState {
+pub(in crate::sandbox) struct LogState {
     config: LogConfig,
     /// `journey` or `channel`: which kind of guest is speaking.
     kind: &'static str,
@@ -36,11 +40,11 @@ pub(super) struct LogState {
 }
 
 impl LogState {
-    pub(super) fn new(kind: &'static str) -> LogState {
+    pub(in crate::sandbox) fn new(kind: &'static str) -> LogState {
         LogState::with_config(kind, LogConfig::default())
     }
 
-    pub(super) fn with_config(kind: &'static str, config: LogConfig) -> LogState {
+    pub(in crate::sandbox) fn with_config(kind: &'static str, config: LogConfig) -> LogState {
         LogState {
             config,
             kind,
@@ -50,7 +54,7 @@ impl LogState {
     }
 
     /// Reports messages dropped by the cap, once, when the call is over.
-    pub(super) fn finish(&self) {
+    pub(in crate::sandbox) fn finish(&self) {
         if self.dropped > 0 {
             tracing::warn!(
                 target: "waymark::guest",
@@ -107,12 +111,24 @@ impl HasData for Log {
     type Data<'a> = &'a mut LogState;
 }
 
-/// Adds the `log` import, reading its state from the store data with `get`.
-pub(super) fn add_to_linker<T: 'static>(
+/// Store data that holds a [`LogState`].
+pub(in crate::sandbox) trait HasLog {
+    fn log_state(&mut self) -> &mut LogState;
+}
+
+/// Adds the `log` import, reading its state from the store data.
+pub(in crate::sandbox) fn add_to_linker<T: HasLog + 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut LogState,
 ) -> wasmtime::Result<()> {
-    wit::add_to_linker::<T, Log>(linker, get)
+    wit::add_to_linker::<T, Log>(linker, T::log_state)
+}
+
+/// `log` as a world lists it.
+pub(in crate::sandbox) const fn capability<T: HasLog + 'static>() -> Capability<T> {
+    Capability {
+        interfaces: INTERFACES,
+        add_to_linker: add_to_linker::<T>,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! Guest stdout and stderr are captured (a bounded tail of each) rather than inherited: stderr
 //! is where a Rust panic message lands, and it is appended to the failure it explains.
 
+use super::Capability;
 use bytes::Bytes;
 use chacha20::rand_core::SeedableRng;
 use chacha20::ChaCha20Rng;
@@ -34,22 +35,22 @@ const INSECURE_DOMAIN: u64 = 0x696e_7365_6375_0002;
 const INSECURE_SEED_DOMAIN: u64 = 0x7365_6564_0000_0003;
 
 /// Per-call WASI state: the context and the captured output streams.
-pub(super) struct WasiState {
-    pub(super) ctx: WasiCtx,
-    pub(super) stdout: GuestOutput,
-    pub(super) stderr: GuestOutput,
+pub(in crate::sandbox) struct WasiState {
+    pub(in crate::sandbox) ctx: WasiCtx,
+    pub(in crate::sandbox) stdout: GuestOutput,
+    pub(in crate::sandbox) stderr: GuestOutput,
 }
 
 impl WasiState {
     /// The deterministic WASI of a journey call: clocks at `now_ms`, randomness from `seed`.
-    pub(super) fn deterministic(now_ms: i64, seed: u64) -> WasiState {
+    pub(in crate::sandbox) fn deterministic(now_ms: i64, seed: u64) -> WasiState {
         WasiState::finish(deterministic_builder(now_ms, seed))
     }
 
     /// Re-arms a reused journey instance's WASI for its next call: a fresh context (clocks at
     /// `now_ms`, randomness from `seed`) around the same output streams, emptied. The streams
     /// stay because the guest's libc caches their handles across calls.
-    pub(super) fn rearm(&mut self, now_ms: i64, seed: u64) {
+    pub(in crate::sandbox) fn rearm(&mut self, now_ms: i64, seed: u64) {
         self.stdout.clear();
         self.stderr.clear();
         let mut builder = deterministic_builder(now_ms, seed);
@@ -60,13 +61,13 @@ impl WasiState {
     }
 
     /// The WASI of a channel call: real clocks and randomness, nothing else.
-    pub(super) fn real_time() -> WasiState {
+    pub(in crate::sandbox) fn real_time() -> WasiState {
         WasiState::finish(locked_down())
     }
 
     /// Emits what the guest printed as one debug event, so it is there when someone looks,
     /// without a guest being able to write into the host's logs at will.
-    pub(super) fn report_output(&self, guest: &'static str) {
+    pub(in crate::sandbox) fn report_output(&self, guest: &'static str) {
         let (stdout, stderr) = (self.stdout.text(), self.stderr.text());
         if !stdout.is_empty() || !stderr.is_empty() {
             tracing::debug!(target: "waymark::guest", guest, stdout = %stdout, stderr = %stderr, "guest output");
@@ -111,14 +112,31 @@ fn locked_down() -> WasiCtxBuilder {
     builder
 }
 
-/// Adds the WASI interfaces Rust's std imports on wasm32-wasip2 (io, clocks, random, cli,
-/// filesystem, sockets); what they may actually do is decided by the [`WasiCtx`] of each call.
-pub(super) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+/// What this capability grants: the WASI Rust's std needs for printing, clocks and
+/// randomness. Never the filesystem or sockets.
+pub(in crate::sandbox) const INTERFACES: &[&str] =
+    &["wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/"];
+
+/// Adds WASI to a linker. wasmtime links WASI p2 as one set, so the filesystem and sockets are
+/// linked too, but never granted: a component that imports them is refused by its world's
+/// allow-list (derived from [`INTERFACES`]) before it is linked, and every call's [`WasiCtx`]
+/// has no preopened directories and refuses every socket anyway.
+pub(in crate::sandbox) fn add_to_linker<T: WasiView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)
 }
 
+/// WASI as a world lists it.
+pub(in crate::sandbox) const fn capability<T: WasiView + 'static>() -> Capability<T> {
+    Capability {
+        interfaces: INTERFACES,
+        add_to_linker: add_to_linker::<T>,
+    }
+}
+
 /// The three random sources of a journey call, derived from its seed.
-pub(super) fn seeded_randomness(seed: u64) -> (ChaCha20Rng, ChaCha20Rng, u128) {
+pub(in crate::sandbox) fn seeded_randomness(seed: u64) -> (ChaCha20Rng, ChaCha20Rng, u128) {
     // ChaCha20 by name rather than `StdRng`: `StdRng`'s algorithm may change between rand
     // releases, which would silently change what a replay decides.
     let secure = ChaCha20Rng::from_seed(expand(seed, SECURE_DOMAIN));
@@ -141,12 +159,12 @@ fn expand(seed: u64, domain: u64) -> [u8; 32] {
 }
 
 /// A wall clock that always reads the same instant: the host's `now` for this trigger.
-pub(super) struct FixedWallClock {
+pub(in crate::sandbox) struct FixedWallClock {
     since_epoch: Duration,
 }
 
 impl FixedWallClock {
-    pub(super) fn at_millis(now_ms: i64) -> FixedWallClock {
+    pub(in crate::sandbox) fn at_millis(now_ms: i64) -> FixedWallClock {
         // WASI's wall clock cannot go before 1970; neither can a sane `now`.
         FixedWallClock {
             since_epoch: Duration::from_millis(u64::try_from(now_ms).unwrap_or(0)),
@@ -166,12 +184,12 @@ impl HostWallClock for FixedWallClock {
 
 /// A monotonic clock that stands still at `now` (in nanoseconds): time does not pass inside
 /// one decision, so measuring it yields zero, the same on every replay.
-pub(super) struct FixedMonotonicClock {
+pub(in crate::sandbox) struct FixedMonotonicClock {
     nanos: u64,
 }
 
 impl FixedMonotonicClock {
-    pub(super) fn at_millis(now_ms: i64) -> FixedMonotonicClock {
+    pub(in crate::sandbox) fn at_millis(now_ms: i64) -> FixedMonotonicClock {
         FixedMonotonicClock {
             nanos: u64::try_from(now_ms).unwrap_or(0).saturating_mul(1_000_000),
         }
@@ -191,7 +209,7 @@ impl HostMonotonicClock for FixedMonotonicClock {
 /// A guest output stream that keeps the last [`OUTPUT_TAIL`] bytes and never blocks or fails,
 /// so a chatty guest neither stalls nor traps because of its own logging.
 #[derive(Clone, Default)]
-pub(super) struct GuestOutput {
+pub(in crate::sandbox) struct GuestOutput {
     tail: Arc<Mutex<VecDeque<u8>>>,
 }
 
@@ -216,7 +234,7 @@ impl GuestOutput {
     }
 
     /// What the guest wrote, lossily decoded.
-    pub(super) fn text(&self) -> String {
+    pub(in crate::sandbox) fn text(&self) -> String {
         let mut tail = self.lock();
         String::from_utf8_lossy(tail.make_contiguous()).into_owned()
     }

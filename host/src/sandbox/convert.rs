@@ -1,0 +1,635 @@
+//! Conversion between the WIT types ([`super::bindings`]) and [`crate::model`], at the boundary.
+//!
+//! Nothing past this module sees a WIT type: the worlds call these functions on the way in and
+//! out of a guest. Inbound conversions are also the checks that keep a guest's output honest,
+//! because the host later relies on it without asking:
+//!
+//! - a spec's entry filters are JSON objects, its milestones are named once with positive stall
+//!   windows, its goal is a declared milestone, its experiments have distinct, named arms;
+//! - a decision has at most `max_commands` commands and `max_hostcall_bytes` bytes, send
+//!   payloads that are JSON objects, and state of at most `max_state_bytes`;
+//! - guest error strings are cut to a bound.
+//!
+//! JSON crosses the boundary as text (the WIT `json` type), so outbound conversions serialize
+//! objects and inbound ones parse and check them.
+
+use super::bindings::{channel_types, stats as wit_stats, types as wit};
+use super::failure::{truncate, FailureReason, GuestFailure};
+use crate::model;
+use serde_json::Value;
+
+/// The longest error string from `decide` that is kept.
+const MAX_GUEST_ERROR: usize = 2048;
+
+/// The longest adapter error message that is kept.
+const MAX_ADAPTER_ERROR: usize = 2048;
+
+/// JSON text of an object. Serializing a map with string keys cannot fail.
+fn json_text(object: &model::Object) -> String {
+    serde_json::to_string(object).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn customer_to_wit(customer: &model::Customer) -> wit::Customer {
+    wit::Customer {
+        id: customer.id.clone(),
+        attributes: json_text(&customer.attributes),
+    }
+}
+
+fn event_to_wit(event: &model::Event) -> wit::Event {
+    wit::Event {
+        id: event.id.clone(),
+        name: event.name.clone(),
+        properties: json_text(&event.properties),
+        timestamp: event.timestamp,
+    }
+}
+
+fn trigger_to_wit(trigger: &model::Trigger) -> wit::Trigger {
+    match trigger {
+        model::Trigger::Entered { event } => wit::Trigger::Entered(event_to_wit(event)),
+        model::Trigger::Event { event } => wit::Trigger::Event(event_to_wit(event)),
+        model::Trigger::Timer { name } => wit::Trigger::Timer(name.clone()),
+        model::Trigger::Stalled { milestone } => wit::Trigger::Stalled(milestone.clone()),
+        model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
+            message_id: report.message_id.clone(),
+            channel: report.channel.clone(),
+            template: report.template.clone(),
+            outcome: match &report.outcome {
+                model::DeliveryOutcome::Delivered { provider_id } => {
+                    wit::DeliveryOutcome::Delivered(provider_id.clone())
+                }
+                model::DeliveryOutcome::Failed { reason } => {
+                    wit::DeliveryOutcome::Failed(reason.clone())
+                }
+            },
+        }),
+    }
+}
+
+fn enrollment_to_wit(enrollment: &model::Enrollment) -> wit::Enrollment {
+    wit::Enrollment {
+        id: enrollment.id.clone(),
+        journey: enrollment.journey.clone(),
+        version: enrollment.version,
+        status: match enrollment.status {
+            model::EnrollmentStatus::Active => wit::EnrollmentStatus::Active,
+            model::EnrollmentStatus::Completed => wit::EnrollmentStatus::Completed,
+            model::EnrollmentStatus::Exited => wit::EnrollmentStatus::Exited,
+        },
+        entered_at: enrollment.entered_at,
+        milestones: enrollment
+            .milestones
+            .iter()
+            .map(|m| wit::MilestoneHit {
+                name: m.name.clone(),
+                at: m.at,
+            })
+            .collect(),
+        state: enrollment.state.clone(),
+        timers: enrollment
+            .timers
+            .iter()
+            .map(|t| wit::PendingTimer {
+                name: t.name.clone(),
+                due: t.due,
+            })
+            .collect(),
+        variants: enrollment
+            .variants
+            .iter()
+            .map(|v| wit::VariantAssignment {
+                experiment: v.experiment.clone(),
+                arm: v.arm.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn context_to_wit(ctx: &model::DecisionContext) -> wit::Context {
+    wit::Context {
+        trigger: trigger_to_wit(&ctx.trigger),
+        customer: customer_to_wit(&ctx.customer),
+        enrollment: enrollment_to_wit(&ctx.enrollment),
+        now: ctx.now,
+        seed: ctx.seed,
+    }
+}
+
+/// Converts and checks what `decide` returned: its commands, or its error, cut to a bound.
+pub(super) fn decision_from_wit(
+    decision: Result<Vec<wit::Command>, String>,
+    limits: &model::Limits,
+) -> Result<Vec<model::Command>, GuestFailure> {
+    match decision {
+        Ok(commands) => commands_from_wit(commands, limits),
+        Err(message) => Err(GuestFailure::new(
+            FailureReason::GuestError,
+            truncate(message, MAX_GUEST_ERROR),
+        )),
+    }
+}
+
+/// Bytes a command brought across the boundary (its strings and lists; fixed-size fields are
+/// counted as eight bytes).
+fn command_bytes(command: &wit::Command) -> usize {
+    8 + match command {
+        wit::Command::Send(send) => send.channel.len() + send.template.len() + send.payload.len(),
+        wit::Command::Schedule(schedule) => schedule.name.len() + 8,
+        wit::Command::Cancel(name) | wit::Command::Milestone(name) | wit::Command::Exit(name) => {
+            name.len()
+        }
+        wit::Command::SetState(state) => state.len(),
+        wit::Command::Assign(a) => a.experiment.len() + a.arm.len(),
+        wit::Command::Handoff(h) => h.queue.len() + h.reason.len() + 1,
+        wit::Command::Complete => 0,
+    }
+}
+
+/// Converts and checks a decision's commands.
+fn commands_from_wit(
+    commands: Vec<wit::Command>,
+    limits: &model::Limits,
+) -> Result<Vec<model::Command>, GuestFailure> {
+    let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidCommands, message));
+    let max_commands = limits.max_commands;
+    let max_state_bytes = limits.max_state_bytes;
+    if commands.len() as u64 > max_commands {
+        return invalid(format!(
+            "decide returned {} commands; the limit is {max_commands}",
+            commands.len()
+        ));
+    }
+    let bytes: u64 = commands.iter().map(|c| command_bytes(c) as u64).sum();
+    if bytes > limits.max_hostcall_bytes {
+        return invalid(format!(
+            "decide returned {bytes} bytes of commands; the limit is {}",
+            limits.max_hostcall_bytes
+        ));
+    }
+    let mut converted = Vec::with_capacity(commands.len());
+    for (index, command) in commands.into_iter().enumerate() {
+        converted.push(match command {
+            wit::Command::Send(send) => {
+                let payload = match serde_json::from_str::<Value>(&send.payload) {
+                    Ok(payload @ Value::Object(_)) => payload,
+                    Ok(_) => {
+                        return invalid(format!(
+                            "command {index} (send through `{}`): the payload is not a JSON object",
+                            send.channel
+                        ))
+                    }
+                    Err(e) => {
+                        return invalid(format!(
+                            "command {index} (send through `{}`): the payload is not JSON: {e}",
+                            send.channel
+                        ))
+                    }
+                };
+                model::Command::Send(model::Send {
+                    channel: send.channel,
+                    template: send.template,
+                    payload,
+                })
+            }
+            wit::Command::Schedule(schedule) => model::Command::Schedule {
+                name: schedule.name,
+                due: schedule.due,
+            },
+            wit::Command::Cancel(name) => model::Command::Cancel { name },
+            wit::Command::Milestone(name) => model::Command::Milestone { name },
+            wit::Command::SetState(state) => {
+                if state.len() as u64 > max_state_bytes {
+                    return invalid(format!(
+                        "command {index} (set-state): {} bytes of state; the limit is {max_state_bytes}",
+                        state.len()
+                    ));
+                }
+                model::Command::SetState { state }
+            }
+            wit::Command::Assign(assignment) => model::Command::Assign(model::VariantAssignment {
+                experiment: assignment.experiment,
+                arm: assignment.arm,
+            }),
+            wit::Command::Handoff(handoff) => model::Command::Handoff(model::Handoff {
+                queue: handoff.queue,
+                reason: handoff.reason,
+                priority: handoff.priority,
+            }),
+            wit::Command::Exit(reason) => model::Command::Exit { reason },
+            wit::Command::Complete => model::Command::Complete,
+        });
+    }
+    Ok(converted)
+}
+
+/// Converts and checks a journey's spec: everything the host later relies on without asking.
+pub(super) fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
+    let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidSpec, message));
+
+    let mut entry = Vec::with_capacity(spec.entry.len());
+    for trigger in spec.entry {
+        let filter = match trigger.filter {
+            None => None,
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(filter)) => Some(filter),
+                Ok(_) => {
+                    return invalid(format!(
+                        "the filter of entry trigger `{}` is not a JSON object",
+                        trigger.event
+                    ))
+                }
+                Err(e) => {
+                    return invalid(format!(
+                        "the filter of entry trigger `{}` is not JSON: {e}",
+                        trigger.event
+                    ))
+                }
+            },
+        };
+        entry.push(model::EntryTrigger {
+            event: trigger.event,
+            filter,
+        });
+    }
+
+    let reentry = match spec.reentry {
+        wit::Reentry::Never => model::Reentry::Never,
+        wit::Reentry::AfterExit => model::Reentry::AfterExit,
+        wit::Reentry::Always => model::Reentry::Always,
+        wit::Reentry::Keyed(property) => model::Reentry::Keyed(property),
+    };
+
+    let spec = model::Spec {
+        description: spec.description,
+        entry,
+        exit_on: spec.exit_on,
+        milestones: spec
+            .milestones
+            .into_iter()
+            .map(|m| model::MilestoneSpec {
+                name: m.name,
+                stall_after: m.stall_after,
+            })
+            .collect(),
+        goal: spec.goal,
+        reentry,
+        channels: spec.channels,
+        experiments: spec
+            .experiments
+            .into_iter()
+            .map(|e| model::ExperimentSpec {
+                name: e.name,
+                arms: e.arms,
+            })
+            .collect(),
+    };
+    // The rules of a valid spec live in one place, beside the type.
+    spec.validate()
+        .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e.to_string()))?;
+    Ok(spec)
+}
+
+/// The `stats` snapshot as the guest reads it.
+pub(super) fn channel_stats_to_wit(
+    snapshot: &[model::ChannelStats],
+) -> Vec<wit_stats::ChannelStats> {
+    snapshot
+        .iter()
+        .map(|s| wit_stats::ChannelStats {
+            channel: s.channel.clone(),
+            sent: s.sent,
+            delivered: s.delivered,
+            failed: s.failed,
+        })
+        .collect()
+}
+
+/// A message to deliver, JSON as text.
+pub(super) fn message_to_wit(msg: &model::DeliveryRequest) -> channel_types::Message {
+    channel_types::Message {
+        id: msg.id.clone(),
+        channel: msg.channel.clone(),
+        customer: customer_to_wit(&msg.customer),
+        template: msg.template.clone(),
+        payload: msg.payload.to_string(),
+        config: json_text(&msg.config),
+    }
+}
+
+/// An adapter's proof of delivery.
+pub(super) fn receipt_from_wit(receipt: channel_types::Receipt) -> model::Receipt {
+    model::Receipt {
+        provider_id: receipt.provider_id,
+    }
+}
+
+/// An adapter's `delivery-error`, its message cut to a bound.
+pub(super) fn delivery_error_from_wit(error: channel_types::DeliveryError) -> model::DeliveryError {
+    match error {
+        channel_types::DeliveryError::Retryable(m) => {
+            model::DeliveryError::Retryable(truncate(m, MAX_ADAPTER_ERROR))
+        }
+        channel_types::DeliveryError::Permanent(m) => {
+            model::DeliveryError::Permanent(truncate(m, MAX_ADAPTER_ERROR))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn send(payload: &str) -> wit::Command {
+        wit::Command::Send(wit::Send {
+            channel: "email".into(),
+            template: "welcome".into(),
+            payload: payload.into(),
+        })
+    }
+
+    fn caps(max_commands: u64, max_state_bytes: u64) -> model::Limits {
+        model::Limits {
+            max_commands,
+            max_state_bytes,
+            ..crate::sandbox::config::DEFAULT_LIMITS
+        }
+    }
+
+    fn reason(result: Result<impl std::fmt::Debug, GuestFailure>) -> FailureReason {
+        result.expect_err("refused").reason
+    }
+
+    #[test]
+    fn commands_convert_one_to_one() {
+        let commands = vec![
+            send(r#"{"first_name":"Ada"}"#),
+            wit::Command::Schedule(wit::Schedule {
+                name: "nudge".into(),
+                due: 86_400_000,
+            }),
+            wit::Command::Cancel("nudge".into()),
+            wit::Command::Milestone("activated".into()),
+            wit::Command::SetState(vec![1, 2, 3]),
+            wit::Command::Assign(wit::VariantAssignment {
+                experiment: "subject".into(),
+                arm: "b".into(),
+            }),
+            wit::Command::Handoff(wit::Handoff {
+                queue: "cs".into(),
+                reason: "stalled".into(),
+                priority: 1,
+            }),
+            wit::Command::Exit("unsubscribed".into()),
+            wit::Command::Complete,
+        ];
+        let converted = commands_from_wit(commands, &caps(64, 1024)).unwrap();
+        assert_eq!(
+            converted[0],
+            model::Command::Send(model::Send {
+                channel: "email".into(),
+                template: "welcome".into(),
+                payload: json!({"first_name": "Ada"}),
+            })
+        );
+        assert_eq!(
+            converted[1],
+            model::Command::Schedule {
+                name: "nudge".into(),
+                due: 86_400_000
+            }
+        );
+        assert_eq!(
+            converted[4],
+            model::Command::SetState {
+                state: vec![1, 2, 3]
+            }
+        );
+        assert_eq!(converted[8], model::Command::Complete);
+        assert_eq!(converted.len(), 9);
+    }
+
+    #[test]
+    fn a_send_payload_must_be_a_json_object() {
+        assert_eq!(
+            reason(commands_from_wit(vec![send("[1,2]")], &caps(64, 1024))),
+            FailureReason::InvalidCommands
+        );
+        let failure = commands_from_wit(vec![send("{not json")], &caps(64, 1024)).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::InvalidCommands);
+        assert!(
+            failure.message.contains("command 0 (send through `email`)"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn too_many_commands_or_too_much_state_is_refused() {
+        let many = (0..3).map(|_| wit::Command::Complete).collect();
+        assert_eq!(
+            reason(commands_from_wit(many, &caps(2, 1024))),
+            FailureReason::InvalidCommands
+        );
+        let big = vec![wit::Command::SetState(vec![0; 1025])];
+        assert_eq!(
+            reason(commands_from_wit(big, &caps(64, 1024))),
+            FailureReason::InvalidCommands
+        );
+        let exact = vec![wit::Command::SetState(vec![0; 1024])];
+        assert!(commands_from_wit(exact, &caps(64, 1024)).is_ok());
+    }
+
+    #[test]
+    fn a_guest_error_is_recorded_as_such_and_cut_to_a_bound() {
+        let failure =
+            decision_from_wit(Err("x".repeat(MAX_GUEST_ERROR + 100)), &caps(64, 1024)).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::GuestError);
+        assert!(failure.message.len() <= MAX_GUEST_ERROR + '…'.len_utf8());
+        assert!(failure.message.ends_with('…'));
+        let decided = decision_from_wit(Ok(vec![wit::Command::Complete]), &caps(64, 1024));
+        assert_eq!(decided, Ok(vec![model::Command::Complete]));
+    }
+
+    #[test]
+    fn a_decision_larger_than_the_boundary_budget_is_refused() {
+        let huge = format!("{{\"blob\":\"{}\"}}", "x".repeat(2048));
+        let limits = model::Limits {
+            max_hostcall_bytes: 1024,
+            ..caps(64, 1024)
+        };
+        let failure = commands_from_wit(vec![send(&huge)], &limits).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::InvalidCommands);
+        assert!(
+            failure.message.contains("bytes of commands"),
+            "{}",
+            failure.message
+        );
+    }
+
+    fn spec() -> wit::Spec {
+        wit::Spec {
+            description: "Onboarding".into(),
+            entry: vec![wit::EntryTrigger {
+                event: "signed_up".into(),
+                filter: Some(r#"{"plan":"trial"}"#.into()),
+            }],
+            exit_on: vec!["churned".into()],
+            milestones: vec![
+                wit::MilestoneSpec {
+                    name: "activated".into(),
+                    stall_after: Some(3 * 86_400_000),
+                },
+                wit::MilestoneSpec {
+                    name: "paid".into(),
+                    stall_after: None,
+                },
+            ],
+            goal: Some("paid".into()),
+            reentry: wit::Reentry::Keyed("order_id".into()),
+            channels: vec!["email".into()],
+            experiments: vec![wit::ExperimentSpec {
+                name: "subject".into(),
+                arms: vec!["a".into(), "b".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_valid_spec_converts_with_parsed_filters() {
+        let converted = spec_from_wit(spec()).unwrap();
+        assert_eq!(
+            converted.entry[0].filter,
+            Some(json!({"plan": "trial"}).as_object().unwrap().clone())
+        );
+        assert_eq!(converted.reentry, model::Reentry::Keyed("order_id".into()));
+        assert_eq!(converted.goal.as_deref(), Some("paid"));
+        assert_eq!(converted.milestones[0].stall_after, Some(3 * 86_400_000));
+    }
+
+    #[test]
+    fn a_spec_with_a_non_object_filter_is_refused_clearly() {
+        let mut bad = spec();
+        bad.entry[0].filter = Some("42".into());
+        let failure = spec_from_wit(bad).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::InvalidSpec);
+        assert!(failure.message.contains("signed_up"), "{}", failure.message);
+    }
+
+    #[test]
+    fn a_spec_whose_goal_is_not_a_milestone_is_refused() {
+        let mut bad = spec();
+        bad.goal = Some("retained".into());
+        assert_eq!(reason(spec_from_wit(bad)), FailureReason::InvalidSpec);
+        let mut twice = spec();
+        twice.milestones.push(wit::MilestoneSpec {
+            name: "paid".into(),
+            stall_after: None,
+        });
+        assert_eq!(reason(spec_from_wit(twice)), FailureReason::InvalidSpec);
+        let mut no_arms = spec();
+        no_arms.experiments[0].arms.clear();
+        assert_eq!(reason(spec_from_wit(no_arms)), FailureReason::InvalidSpec);
+        let mut negative = spec();
+        negative.milestones[0].stall_after = Some(0);
+        assert_eq!(reason(spec_from_wit(negative)), FailureReason::InvalidSpec);
+    }
+
+    #[test]
+    fn the_context_carries_json_as_text_and_everything_else_as_is() {
+        let ctx = model::DecisionContext {
+            trigger: model::Trigger::Event {
+                event: model::Event {
+                    id: "e1".into(),
+                    customer: "c1".into(),
+                    name: "opened".into(),
+                    properties: json!({"n": 1}).as_object().unwrap().clone(),
+                    timestamp: 1000,
+                },
+            },
+            customer: model::Customer {
+                id: "c1".into(),
+                attributes: json!({"tz": "Europe/Paris"}).as_object().unwrap().clone(),
+            },
+            enrollment: model::Enrollment {
+                id: "onboarding/c1/1".into(),
+                journey: "onboarding".into(),
+                version: 2,
+                customer: "c1".into(),
+                run: 1,
+                key: None,
+                status: model::EnrollmentStatus::Active,
+                entered_at: 500,
+                ended_at: None,
+                exit_reason: None,
+                milestones: vec![model::MilestoneHit {
+                    name: "activated".into(),
+                    at: 700,
+                }],
+                stalls: Vec::new(),
+                stalled_on: None,
+                state: vec![9],
+                timers: vec![],
+                variants: vec![],
+                channels: Default::default(),
+                failure: None,
+            },
+            now: 1000,
+            seed: 7,
+        };
+        let context = context_to_wit(&ctx);
+        let wit::Trigger::Event(event) = &context.trigger else {
+            panic!("event trigger")
+        };
+        assert_eq!(event.properties, r#"{"n":1}"#);
+        assert_eq!(context.customer.attributes, r#"{"tz":"Europe/Paris"}"#);
+        assert_eq!(context.enrollment.version, 2);
+        assert_eq!(context.enrollment.milestones[0].at, 700);
+        assert_eq!((context.now, context.seed), (1000, 7));
+    }
+
+    #[test]
+    fn a_message_carries_payload_and_config_as_json_text() {
+        let msg = model::DeliveryRequest {
+            id: "t/j/1/c/trig/0".into(),
+            channel: "email".into(),
+            customer: model::Customer {
+                id: "c1".into(),
+                attributes: json!({"email": "ada@example.com"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            },
+            template: "welcome".into(),
+            payload: json!({"first_name": "Ada"}),
+            config: json!({"url": "https://api.example.com", "token": "s3cret"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let message = message_to_wit(&msg);
+        assert_eq!(message.id, "t/j/1/c/trig/0");
+        assert_eq!(message.payload, r#"{"first_name":"Ada"}"#);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&message.config).unwrap(),
+            json!({"url": "https://api.example.com", "token": "s3cret"})
+        );
+        assert_eq!(
+            message.customer.attributes,
+            r#"{"email":"ada@example.com"}"#
+        );
+    }
+
+    #[test]
+    fn adapter_errors_keep_their_retryability() {
+        assert_eq!(
+            delivery_error_from_wit(channel_types::DeliveryError::Retryable("503".into())),
+            model::DeliveryError::Retryable("503".into())
+        );
+        assert_eq!(
+            delivery_error_from_wit(channel_types::DeliveryError::Permanent("400".into())),
+            model::DeliveryError::Permanent("400".into())
+        );
+    }
+}
