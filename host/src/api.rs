@@ -4,12 +4,12 @@
 
 use crate::clock::ClockError;
 use crate::model::{
-    ChannelStats, DecisionContext, Event, LimitOverrides, Limits, Millis, Object, Spec,
+    ChannelStats, DecisionContext, Event, LimitOverrides, Limits, Millis, Object, Spec, TaskStatus,
 };
 use crate::registry::RegistryError;
 use crate::runtime::Runtime;
 use crate::sandbox::{FailureReason, SandboxError};
-use crate::store::{ChannelRecord, Ingested, OutboxEntry, StoreError, TaskError, Tenant};
+use crate::store::{ChannelRecord, Ingested, Message, StoreError, Task, TaskError, Tenant};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -442,7 +442,7 @@ async fn set_tenant_limits(
         .map_err(|m| ApiError::bad_request("invalid_input", m))?;
     let tenant = rt
         .store
-        .set_tenant_limits(&id, overrides)
+        .update_tenant(&id, |t| t.limits = overrides)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
     rt.forget_tenant_limits(&id);
@@ -604,7 +604,7 @@ async fn set_policy(
     crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
     let rt = &state.runtime;
     rt.store
-        .set_tenant_policy(&tenant, policy.clone())
+        .update_tenant(&tenant, |t| t.policy = policy.clone())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;
     rt.forget_tenant_limits(&tenant);
@@ -825,18 +825,18 @@ async fn list_tasks(
     query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
-    if let Some(status) = &query.status {
-        if !["open", "claimed", "resolved"].contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
+    let status = match &query.status {
+        Some(status) => Some(status.parse::<TaskStatus>().map_err(|_| {
+            ApiError::bad_request(
                 "invalid_input",
                 format!("status must be open, claimed or resolved, not {status:?}"),
-            ));
-        }
-    }
+            )
+        })?),
+        None => None,
+    };
     let mut tasks = state.runtime.store.tasks(&tenant)?;
     tasks.retain(|t| {
-        query.status.as_ref().is_none_or(|s| *s == t.status)
-            && query.queue.as_ref().is_none_or(|q| *q == t.queue)
+        status.is_none_or(|s| s == t.status) && query.queue.as_ref().is_none_or(|q| *q == t.queue)
     });
     tasks.sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
     tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
@@ -907,18 +907,43 @@ async fn resolve_task(
         ));
     }
     let rt = &state.runtime;
+    let now = rt.clock.now();
+    let current = rt
+        .store
+        .task(&tenant, &id)?
+        .ok_or_else(|| TaskError::NotFound(id.clone()))?;
+    let event = task_resolved_event(&current, &input.resolution, input.properties, now);
     let task = rt
         .store
         .resolve_task(
             &tenant,
             &id,
             &input.resolution,
-            input.properties,
-            rt.clock.now(),
+            &event,
+            now,
+            rt.config.dedup_window_ms(),
         )
         .await?;
     rt.wake_customer(&tenant, &task.customer);
     Ok(Json(json!(task)))
+}
+
+/// The event that tells a customer's journeys a task was resolved: `task_resolved` with the
+/// task, its queue and journey, the resolution and the caller's `properties`. Its id is
+/// `{task id}:resolved`, so it happens once.
+fn task_resolved_event(task: &Task, resolution: &str, properties: Object, now: Millis) -> Event {
+    let mut properties = properties;
+    properties.insert("task".into(), task.id.clone().into());
+    properties.insert("queue".into(), task.queue.clone().into());
+    properties.insert("journey".into(), task.journey.clone().into());
+    properties.insert("resolution".into(), resolution.into());
+    Event {
+        id: format!("{}:resolved", task.id),
+        customer: task.customer.clone(),
+        name: "task_resolved".into(),
+        properties,
+        timestamp: now,
+    }
 }
 
 #[derive(Deserialize)]
@@ -981,7 +1006,7 @@ async fn retry_dead_letters(
     Ok(Json(json!({ "requeued": ids.len(), "ids": ids })))
 }
 
-fn message_json(m: &OutboxEntry) -> Value {
+fn message_json(m: &Message) -> Value {
     json!({
         "id": m.id,
         "journey": m.journey,

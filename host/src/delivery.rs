@@ -7,10 +7,12 @@
 //! call with the same message id, which adapters pass on as the idempotency key.
 
 use crate::clock::system_now;
-use crate::model::{DeliveryError, DeliveryRequest, Millis};
+use crate::model::{
+    Counter, DeliveryError, DeliveryOutcome, DeliveryReport, DeliveryRequest, Millis,
+};
 use crate::runtime::Runtime;
 use crate::sandbox::DeliveryFailure;
-use crate::store::{Attempt, OutboxEntry};
+use crate::store::{Message, MessageStatus, Pending, QueuedTrigger};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,13 +50,75 @@ pub async fn run(rt: Arc<Runtime>) {
     }
 }
 
+/// The outcome of one attempt to deliver a message.
+enum Attempt {
+    Delivered {
+        provider_id: Option<String>,
+        at: Millis,
+    },
+    Retry {
+        error: String,
+        at: Millis,
+    },
+    Dead {
+        error: String,
+    },
+}
+
+/// What an attempt makes of a message: the message as the attempt leaves it, the delivery
+/// report to queue for its journey (final outcomes only) and the counter to bump.
+fn settle(entry: &Message, attempt: Attempt) -> (Message, Option<QueuedTrigger>, Option<Counter>) {
+    let mut updated = entry.clone();
+    updated.attempts += 1;
+    let (outcome, counter) = match attempt {
+        Attempt::Delivered { provider_id, at } => {
+            updated.status = MessageStatus::Delivered;
+            updated.delivered_at = Some(at);
+            updated.last_error = None;
+            updated.provider_id = provider_id.clone();
+            (
+                Some(DeliveryOutcome::Delivered { provider_id }),
+                Some(Counter::Delivered),
+            )
+        }
+        Attempt::Retry { error, at } => {
+            updated.last_error = Some(error);
+            updated.next_attempt_at = at;
+            (None, None)
+        }
+        Attempt::Dead { error } => {
+            updated.status = MessageStatus::Dead;
+            updated.last_error = Some(error.clone());
+            (
+                Some(DeliveryOutcome::Failed { reason: error }),
+                Some(Counter::Failed),
+            )
+        }
+    };
+    let report = outcome.map(|outcome| QueuedTrigger {
+        tenant: entry.tenant.clone(),
+        customer: entry.customer.clone(),
+        pending: Pending::Delivery {
+            journey: entry.journey.clone(),
+            run: entry.run,
+            report: DeliveryReport {
+                message_id: entry.id.clone(),
+                channel: entry.channel.clone(),
+                template: entry.template.clone(),
+                outcome,
+            },
+        },
+    });
+    (updated, report, counter)
+}
+
 /// Why one attempt failed, and whether trying again may help.
 struct Failed {
     retryable: bool,
     error: String,
 }
 
-async fn deliver(rt: &Runtime, entry: OutboxEntry) {
+async fn deliver(rt: &Runtime, entry: Message) {
     let span = info_span!(
         "delivery",
         tenant = %entry.tenant,
@@ -90,7 +154,12 @@ async fn deliver(rt: &Runtime, entry: OutboxEntry) {
             }
         };
         let final_outcome = !matches!(attempt, Attempt::Retry { .. });
-        if let Err(error) = rt.store.record_attempt(&entry, attempt) {
+        let (after, report, counter) = settle(&entry, attempt);
+        let counter = counter.map(|c| (entry.journey.as_str(), entry.channel.as_str(), c));
+        if let Err(error) = rt
+            .store
+            .record_attempt(&entry, &after, report.as_ref(), counter)
+        {
             warn!(%error, "recording the delivery attempt failed");
             return;
         }
@@ -105,7 +174,7 @@ async fn deliver(rt: &Runtime, entry: OutboxEntry) {
     .await
 }
 
-async fn attempt(rt: &Runtime, entry: &OutboxEntry) -> Result<Option<String>, Failed> {
+async fn attempt(rt: &Runtime, entry: &Message) -> Result<Option<String>, Failed> {
     let permanent = |error: String| Failed {
         retryable: false,
         error,

@@ -10,11 +10,12 @@ use crate::clock::{system_now, Clock};
 use crate::engine::{self, Applied, Routing};
 use crate::metrics::Metrics;
 use crate::model::{
-    Customer, DecisionContext, Enrollment, Event, Limits, Millis, SendingPolicy, Trigger,
+    Counter, Customer, DecisionContext, Enrollment, Event, Limits, Millis, SendingPolicy,
+    TaskStatus, Trigger,
 };
 use crate::registry::Registry;
 use crate::store::{
-    InboxItem, JourneyVersion, MessageStatus, OutboxEntry, Pending, Store, StoreError, Task,
+    JourneyVersion, Message, MessageStatus, Pending, QueuedTrigger, Store, StoreError, Task,
     TimerRecord, TriggerCommit,
 };
 use std::collections::HashMap;
@@ -155,7 +156,7 @@ impl Runtime {
             return Ok(());
         }
         let counts =
-            |m: &OutboxEntry| !matches!(m.status, MessageStatus::Suppressed | MessageStatus::Dead);
+            |m: &Message| !matches!(m.status, MessageStatus::Suppressed | MessageStatus::Dead);
         let mut earlier: Vec<(String, Millis)> = self
             .store
             .messages(&commit.tenant, &customer.id)?
@@ -220,7 +221,7 @@ impl Runtime {
     /// Processes up to a batch of one shard's triggers, then makes the results durable before
     /// the delivery loop may see them.
     async fn process_batch(&self, shard: u16) -> Result<usize, RuntimeError> {
-        let items = self.store.inbox(shard, 64)?;
+        let items = self.store.queued(shard, 64)?;
         let n = items.len();
         let (mut timers, mut sends) = (false, false);
         for (key, item) in items {
@@ -246,13 +247,13 @@ impl Runtime {
     /// Runs one trigger to completion and commits it.
     async fn process(
         &self,
-        inbox_key: Vec<u8>,
-        item: InboxItem,
+        queue_key: Vec<u8>,
+        item: QueuedTrigger,
     ) -> Result<TriggerCommit, RuntimeError> {
         let now = self.clock.now();
         let mut commit = TriggerCommit {
             tenant: item.tenant.clone(),
-            inbox_key,
+            queue_key,
             ..TriggerCommit::default()
         };
         match item.pending {
@@ -424,7 +425,7 @@ impl Runtime {
         &self,
         commit: &mut TriggerCommit,
         customer: &Customer,
-        message: &OutboxEntry,
+        message: &Message,
         kind: &str,
         event: Event,
         now: Millis,
@@ -596,12 +597,12 @@ fn absorb(
             enrollment.journey.clone(),
             draft.send.channel.clone(),
             if draft.suppressed {
-                "suppressed"
+                Counter::Suppressed
             } else {
-                "sent"
+                Counter::Sent
             },
         ));
-        commit.outbox.push(OutboxEntry {
+        commit.outbox.push(Message {
             id: draft.id,
             tenant: commit.tenant.clone(),
             customer: customer.id.clone(),
@@ -638,7 +639,7 @@ fn absorb(
             queue: handoff.queue,
             reason: handoff.reason,
             priority: handoff.priority,
-            status: "open".into(),
+            status: TaskStatus::Open,
             created_at: now,
             assignee: None,
             claimed_at: None,
