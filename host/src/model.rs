@@ -537,16 +537,24 @@ fn utc() -> String {
     "UTC".into()
 }
 
-/// Where a handoff's task stands in its queue.
+/// Where a human handoff stands. Serialized as `open`, `claimed` and `resolved`: the stored
+/// tasks and the HTTP API use these words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    /// Waiting for someone to take it.
     Open,
+    /// Taken by an assignee, not yet resolved.
     Claimed,
+    /// Done; the customer's journeys have been told.
     Resolved,
 }
 
 impl TaskStatus {
+    /// Every status, in the order a task moves through them.
+    pub const ALL: [TaskStatus; 3] = [TaskStatus::Open, TaskStatus::Claimed, TaskStatus::Resolved];
+
+    /// The status's word: the same as its JSON form.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Open => "open",
@@ -562,30 +570,54 @@ impl std::fmt::Display for TaskStatus {
     }
 }
 
+/// A word that names no [`TaskStatus`] (or no [`Counter`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {word:?}")]
+pub struct UnknownWord {
+    /// What the word should have named (`task status`, `counter`).
+    pub kind: &'static str,
+    /// The word as given.
+    pub word: String,
+}
+
 impl std::str::FromStr for TaskStatus {
-    type Err = String;
+    type Err = UnknownWord;
+
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "open" => Ok(TaskStatus::Open),
-            "claimed" => Ok(TaskStatus::Claimed),
-            "resolved" => Ok(TaskStatus::Resolved),
-            other => Err(format!(
-                "status must be open, claimed or resolved, not {other:?}"
-            )),
-        }
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownWord {
+                kind: "task status",
+                word: s.to_string(),
+            })
     }
 }
 
-/// A per journey and channel counter that the `stats` import reads.
+/// A per journey and channel delivery counter (what the `stats` import reports). The names
+/// are stored as they are in counter keys, so they never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
+    /// A send was decided for a customer who may receive it.
     Sent,
+    /// The adapter confirmed a delivery.
     Delivered,
+    /// A message failed for good (a dead letter).
     Failed,
+    /// A send was decided for an unsubscribed or suppressed customer and not sent.
     Suppressed,
 }
 
 impl Counter {
+    /// Every counter.
+    pub const ALL: [Counter; 4] = [
+        Counter::Sent,
+        Counter::Delivered,
+        Counter::Failed,
+        Counter::Suppressed,
+    ];
+
+    /// The counter's name, as stored in its key.
     pub fn as_str(self) -> &'static str {
         match self {
             Counter::Sent => "sent",
@@ -593,6 +625,20 @@ impl Counter {
             Counter::Failed => "failed",
             Counter::Suppressed => "suppressed",
         }
+    }
+}
+
+impl std::str::FromStr for Counter {
+    type Err = UnknownWord;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Counter::ALL
+            .into_iter()
+            .find(|counter| counter.as_str() == s)
+            .ok_or_else(|| UnknownWord {
+                kind: "counter",
+                word: s.to_string(),
+            })
     }
 }
 
@@ -647,5 +693,31 @@ mod tests {
             zero.validate(),
             Err(SpecError::NonPositiveStallWindow(_))
         ));
+    }
+
+    #[test]
+    fn task_statuses_keep_their_stored_words() {
+        for status in TaskStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
+        }
+        assert_eq!(
+            ["open", "claimed", "resolved"],
+            TaskStatus::ALL.map(TaskStatus::as_str)
+        );
+        assert!("closed".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn counters_keep_their_stored_names() {
+        assert_eq!(
+            ["sent", "delivered", "failed", "suppressed"],
+            Counter::ALL.map(Counter::as_str)
+        );
+        for counter in Counter::ALL {
+            assert_eq!(counter.as_str().parse::<Counter>(), Ok(counter));
+        }
+        assert!("opened".parse::<Counter>().is_err());
     }
 }

@@ -49,10 +49,7 @@ pub enum ServerError {
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ServerError::Store(
-            config.data_dir.clone(),
-            crate::store::StoreError::Sled(e.into()),
-        )
+        ServerError::Store(config.data_dir.clone(), crate::store::StoreError::Io(e))
     })?;
     let store = Store::open(
         &config.data_dir.join("db"),

@@ -119,7 +119,7 @@ async fn set_tenant_limits(
         .map_err(|m| ApiError::bad_request("invalid_input", m))?;
     let tenant = rt
         .store
-        .set_tenant_limits(&id, overrides)
+        .update_tenant(&id, |t| t.limits = overrides)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
     rt.forget_tenant(&id);

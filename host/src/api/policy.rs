@@ -23,7 +23,7 @@ async fn set_policy(
     crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
     let rt = &state.host;
     rt.store
-        .set_tenant_policy(&tenant, policy.clone())
+        .update_tenant(&tenant, |t| t.policy = policy.clone())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;
     rt.forget_tenant(&tenant);

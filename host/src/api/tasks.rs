@@ -2,6 +2,7 @@
 //! handed the task off as a `task_resolved` event.
 
 use super::prelude::*;
+use crate::model::TaskStatus;
 use crate::store::TaskError;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -26,21 +27,18 @@ async fn list_tasks(
     query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
-    if let Some(status) = &query.status {
-        if !["open", "claimed", "resolved"].contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
+    let status = match &query.status {
+        Some(status) => Some(status.parse::<TaskStatus>().map_err(|_| {
+            ApiError::bad_request(
                 "invalid_input",
                 format!("status must be open, claimed or resolved, not {status:?}"),
-            ));
-        }
-    }
+            )
+        })?),
+        None => None,
+    };
     let mut tasks = state.host.store.tasks(&tenant)?;
     tasks.retain(|t| {
-        query
-            .status
-            .as_ref()
-            .is_none_or(|s| *s == t.status.as_str())
-            && query.queue.as_ref().is_none_or(|q| *q == t.queue)
+        status.is_none_or(|s| s == t.status) && query.queue.as_ref().is_none_or(|q| *q == t.queue)
     });
     tasks.sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
     tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));

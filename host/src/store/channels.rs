@@ -1,0 +1,126 @@
+//! Channel registrations: `channels`: `tenant␟channel` → [`ChannelRecord`]. Registering a
+//! channel again replaces it with the next version; its component bytes go to
+//! [`components`](super::components) in the same transaction.
+
+use super::keys::{key, prefix};
+use super::{abort, components, dec, enc, Store, StoreError};
+use crate::model::{Millis, Object};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+/// A registered channel adapter: its component, configuration and allowed hosts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub name: String,
+    pub version: u32,
+    pub digest: String,
+    pub settings: Object,
+    pub secrets: Object,
+    pub allowed_hosts: Vec<String>,
+    pub updated_at: Millis,
+}
+
+fn channel_key(tenant: &str, name: &str) -> Vec<u8> {
+    key(&[tenant.as_bytes(), name.as_bytes()])
+}
+
+impl Store {
+    /// Registers (or replaces) a channel; returns the stored record with its version.
+    pub async fn put_channel(
+        &self,
+        tenant: &str,
+        record: ChannelRecord,
+        bytes: &[u8],
+    ) -> Result<ChannelRecord, StoreError> {
+        let k = channel_key(tenant, &record.name);
+        let record =
+            (&self.components, &self.channels).transaction(|(components_t, channels)| {
+                let previous: Option<ChannelRecord> = channels
+                    .get(&k)?
+                    .map(|v| dec(&v))
+                    .transpose()
+                    .map_err(abort)?;
+                let mut record = record.clone();
+                record.version = previous.map_or(1, |p| p.version + 1);
+                components::put(components_t, &record.digest, bytes)?;
+                channels.insert(k.as_slice(), enc(&record))?;
+                Ok(record)
+            })?;
+        self.flush().await?;
+        Ok(record)
+    }
+
+    /// One channel of a tenant, by name.
+    pub fn channel(&self, tenant: &str, name: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        self.channels
+            .get(channel_key(tenant, name))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+
+    /// Every channel of a tenant, by name.
+    pub fn channels(&self, tenant: &str) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.channels
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::temp_store;
+    use super::*;
+
+    fn record(name: &str, digest: &str) -> ChannelRecord {
+        ChannelRecord {
+            name: name.into(),
+            version: 0,
+            digest: digest.into(),
+            settings: Object::new(),
+            secrets: Object::new(),
+            allowed_hosts: vec!["example.com".into()],
+            updated_at: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn registering_a_channel_again_increases_its_version() {
+        let (_dir, store) = temp_store();
+        let first = store
+            .put_channel("t", record("email", "d1"), b"one")
+            .await
+            .unwrap();
+        let second = store
+            .put_channel("t", record("email", "d2"), b"two")
+            .await
+            .unwrap();
+        let other = store
+            .put_channel("u", record("email", "d3"), b"three")
+            .await
+            .unwrap();
+        assert_eq!((first.version, second.version, other.version), (1, 2, 1));
+        let stored = store.channel("t", "email").unwrap().unwrap();
+        assert_eq!((stored.version, stored.digest.as_str()), (2, "d2"));
+        assert_eq!(store.component("d2").unwrap().as_deref(), Some(&b"two"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_tenant_lists_only_its_own_channels() {
+        let (_dir, store) = temp_store();
+        for (tenant, name) in [("t", "sms"), ("t", "email"), ("tt", "slack")] {
+            store
+                .put_channel(tenant, record(name, "d"), b"")
+                .await
+                .unwrap();
+        }
+        let names: Vec<String> = store
+            .channels("t")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["email", "sms"]);
+        assert!(store.channel("t", "slack").unwrap().is_none());
+    }
+}

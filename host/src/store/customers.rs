@@ -1,0 +1,41 @@
+//! Customer profiles: `customers`: `tenant␟customer id` → [`Customer`]. Written only by
+//! [`commit_trigger`](super::Store::commit_trigger), with the trigger that changed them.
+
+use super::keys::key;
+use super::{dec, Store, StoreError};
+use crate::model::Customer;
+
+/// A customer's key.
+pub(super) fn customer_key(tenant: &str, id: &str) -> Vec<u8> {
+    key(&[tenant.as_bytes(), id.as_bytes()])
+}
+
+impl Store {
+    /// One customer's profile; `None` before their first trigger was processed.
+    pub fn customer(&self, tenant: &str, id: &str) -> Result<Option<Customer>, StoreError> {
+        self.customers
+            .get(customer_key(tenant, id))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{fixtures, temp_store};
+
+    #[test]
+    fn a_committed_customer_reads_back_for_its_tenant_only() {
+        let (_dir, store) = temp_store();
+        let mut commit = fixtures::commit(&store, "t", "alice");
+        let mut alice = fixtures::customer("alice");
+        alice
+            .attributes
+            .insert("plan".into(), serde_json::json!("pro"));
+        commit.customer = Some(alice.clone());
+        store.commit_trigger(&commit).unwrap();
+        assert_eq!(store.customer("t", "alice").unwrap(), Some(alice));
+        assert_eq!(store.customer("u", "alice").unwrap(), None);
+        assert_eq!(store.customer("t", "bob").unwrap(), None);
+    }
+}

@@ -1,0 +1,103 @@
+//! Enrollments, one customer in one journey run: `enrollments`:
+//! `tenant␟customer␟journey␟run (u32 BE)` → [`Enrollment`]. A customer's enrollments are
+//! contiguous, which is what the shard worker reads for every trigger. Written only by
+//! [`commit_trigger`](super::Store::commit_trigger).
+
+use super::keys::{key, prefix};
+use super::{dec, Store, StoreError};
+use crate::model::Enrollment;
+
+/// An enrollment's key.
+pub(super) fn enrollment_key(tenant: &str, customer: &str, journey: &str, run: u32) -> Vec<u8> {
+    key(&[
+        tenant.as_bytes(),
+        customer.as_bytes(),
+        journey.as_bytes(),
+        &run.to_be_bytes(),
+    ])
+}
+
+impl Store {
+    /// Every enrollment of a customer, in every journey and run.
+    pub fn enrollments(&self, tenant: &str, customer: &str) -> Result<Vec<Enrollment>, StoreError> {
+        self.enrollments
+            .scan_prefix(prefix(&[tenant.as_bytes(), customer.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    /// One run of a customer in a journey.
+    pub fn enrollment(
+        &self,
+        tenant: &str,
+        customer: &str,
+        journey: &str,
+        run: u32,
+    ) -> Result<Option<Enrollment>, StoreError> {
+        let k = enrollment_key(tenant, customer, journey, run);
+        self.enrollments.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Every enrollment of one journey of a tenant (a scan of the tenant's enrollments: for
+    /// reports, not for the hot path).
+    pub fn journey_enrollments(
+        &self,
+        tenant: &str,
+        journey: &str,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.enrollments.scan_prefix(prefix(&[tenant.as_bytes()])) {
+            let enrollment: Enrollment = dec(&kv?.1)?;
+            if enrollment.journey == journey {
+                out.push(enrollment);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{fixtures, temp_store};
+    use super::*;
+
+    #[test]
+    fn enrollments_read_back_by_customer_by_run_and_by_journey() {
+        let (_dir, store) = temp_store();
+        for (customer, journey, run) in [
+            ("alice", "welcome", 1),
+            ("alice", "welcome", 2),
+            ("alice", "winback", 1),
+            ("bob", "welcome", 1),
+        ] {
+            let mut commit = fixtures::commit(&store, "t", customer);
+            commit
+                .enrollments
+                .push(fixtures::enrollment(customer, journey, run));
+            store.commit_trigger(&commit).unwrap();
+        }
+        let ids = |es: Vec<Enrollment>| es.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.enrollments("t", "alice").unwrap()),
+            ["welcome/alice/1", "welcome/alice/2", "winback/alice/1"]
+        );
+        assert_eq!(
+            store
+                .enrollment("t", "alice", "welcome", 2)
+                .unwrap()
+                .map(|e| e.run),
+            Some(2)
+        );
+        assert!(store
+            .enrollment("t", "alice", "welcome", 3)
+            .unwrap()
+            .is_none());
+        let mut welcome = ids(store.journey_enrollments("t", "welcome").unwrap());
+        welcome.sort();
+        assert_eq!(
+            welcome,
+            ["welcome/alice/1", "welcome/alice/2", "welcome/bob/1"]
+        );
+        assert!(store.enrollments("u", "alice").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,125 @@
+//! Small builders for the tests of every record kind: one tenant `t`, records with every field
+//! set to something plain, so each test states only what it is about.
+
+use super::outbox::{Message, MessageStatus};
+use super::queue::{Pending, QueuedTrigger};
+use super::tasks::Task;
+use super::timers::TimerRecord;
+use super::{Store, TriggerCommit};
+use crate::model::{Customer, Enrollment, EnrollmentStatus, Millis, TaskStatus};
+
+/// A commit for a trigger of `customer` that is really in the queue (a timer named
+/// `fixture`), so committing it must remove it.
+pub fn commit(store: &Store, tenant: &str, customer: &str) -> TriggerCommit {
+    let entry = store
+        .queue_entry(&QueuedTrigger {
+            tenant: tenant.into(),
+            customer: customer.into(),
+            pending: Pending::Timer {
+                journey: "fixture".into(),
+                run: 1,
+                name: "fixture".into(),
+                due: 0,
+            },
+        })
+        .unwrap();
+    store.queue.insert(&entry.key, entry.value).unwrap();
+    TriggerCommit {
+        tenant: tenant.into(),
+        queue_key: entry.key,
+        ..TriggerCommit::default()
+    }
+}
+
+/// How many triggers are queued, over every shard.
+pub fn queued_count(store: &Store) -> usize {
+    store.queue.len()
+}
+
+/// A customer without attributes.
+pub fn customer(id: &str) -> Customer {
+    Customer {
+        id: id.into(),
+        attributes: Default::default(),
+    }
+}
+
+/// An active enrollment that has just entered.
+pub fn enrollment(customer: &str, journey: &str, run: u32) -> Enrollment {
+    Enrollment {
+        id: format!("{journey}/{customer}/{run}"),
+        journey: journey.into(),
+        version: 1,
+        customer: customer.into(),
+        run,
+        key: None,
+        status: EnrollmentStatus::Active,
+        entered_at: 0,
+        ended_at: None,
+        exit_reason: None,
+        milestones: vec![],
+        stalls: vec![],
+        stalled_on: None,
+        state: vec![],
+        timers: vec![],
+        variants: vec![],
+        channels: Default::default(),
+        failure: None,
+    }
+}
+
+/// A timer of `customer`'s first run in journey `welcome`.
+pub fn timer(customer: &str, name: &str, due: Millis) -> TimerRecord {
+    TimerRecord {
+        tenant: "t".into(),
+        customer: customer.into(),
+        journey: "welcome".into(),
+        run: 1,
+        name: name.into(),
+        due,
+    }
+}
+
+/// A message to `alice` from journey `welcome`, next attempted at `next_attempt_at`.
+pub fn message(id: &str, channel: &str, status: MessageStatus, next_attempt_at: Millis) -> Message {
+    Message {
+        id: id.into(),
+        tenant: "t".into(),
+        customer: "alice".into(),
+        journey: "welcome".into(),
+        version: 1,
+        enrollment: "welcome/alice/1".into(),
+        run: 1,
+        channel: channel.into(),
+        template: "hello".into(),
+        payload: serde_json::json!({}),
+        status,
+        attempts: 0,
+        next_attempt_at,
+        last_error: None,
+        provider_id: None,
+        created_at: 0,
+        delivered_at: None,
+        release_at: None,
+    }
+}
+
+/// An open task of `alice`'s first run in journey `welcome`.
+pub fn task(id: &str) -> Task {
+    Task {
+        id: id.into(),
+        tenant: "t".into(),
+        customer: "alice".into(),
+        journey: "welcome".into(),
+        enrollment: "welcome/alice/1".into(),
+        queue: "cs".into(),
+        reason: "stalled".into(),
+        priority: 1,
+        status: TaskStatus::Open,
+        created_at: 0,
+        assignee: None,
+        claimed_at: None,
+        resolved_at: None,
+        resolution: None,
+    }
+}

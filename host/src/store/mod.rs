@@ -1,0 +1,312 @@
+//! Durable state in sled, behind a narrow interface: the rest of the host never names a sled type.
+//!
+//! One module per kind of record, each holding its key encoding, its record type and its
+//! operations (Restate's `storage-api` has one module per table for the same reason: a reader
+//! finds everything about timers in `timers.rs`):
+//!
+//! | module | records |
+//! | --- | --- |
+//! | [`keys`] | key encoding shared by every kind; [`shard_of`] |
+//! | [`tenants`] | tenants and their API keys |
+//! | [`components`] | component bytes by digest |
+//! | [`journeys`] | journey versions and each journey's latest version |
+//! | [`channels`] | channel registrations |
+//! | [`events`] | the event log and its dedup index: ingest, and the one dedup-and-append write |
+//! | [`queue`] | the trigger queue: triggers waiting for their customer's shard worker |
+//! | [`customers`] | customer profiles |
+//! | [`enrollments`] | one customer in one journey run |
+//! | [`timers`] | pending timers, ordered by due time |
+//! | [`outbox`] | messages, their delivery index, held messages and dead letters |
+//! | [`counters`] | per journey and channel delivery counters |
+//! | [`tasks`] | human handoffs |
+//! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
+//!
+//! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
+//! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
+//! queue by shard and arrival, timers and the outbox's delivery index by time. Values are JSON:
+//! readable with any sled tool, and cheap enough at this stage. The tree names, keys and values
+//! are the on-disk format: an existing data directory must read back identically, so none of
+//! them change when code is renamed.
+//!
+//! The store knows no journey semantics: it never composes an event, a report or a counter
+//! name; the caller hands it finished records and it writes them atomically.
+//!
+//! Every state change of one trigger commits in one transaction with the removal of the trigger
+//! from the queue ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
+//! at all, and an unprocessed trigger is simply processed again after restart.
+
+pub mod channels;
+pub mod components;
+pub mod counters;
+pub mod customers;
+pub mod enrollments;
+pub mod events;
+pub mod journeys;
+pub mod keys;
+pub mod outbox;
+pub mod queue;
+pub mod tasks;
+pub mod tenants;
+pub mod timers;
+pub mod trigger;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use channels::ChannelRecord;
+pub use events::Ingested;
+pub use journeys::JourneyVersion;
+pub use keys::shard_of;
+pub use outbox::{Message, MessageStatus};
+pub use queue::{Pending, QueuedTrigger};
+pub use tasks::{Task, TaskError};
+pub use tenants::Tenant;
+pub use timers::TimerRecord;
+pub use trigger::TriggerCommit;
+
+use crate::model::Millis;
+use keys::{time_from_key, time_key};
+use serde::{de::DeserializeOwned, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, UnabortableTransactionError,
+};
+use std::path::Path;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed to read or write.
+    #[error("storage failure: {0}")]
+    Sled(#[from] sled::Error),
+    /// The file system failed around the database (e.g. creating its directory).
+    #[error("storage i/o failure: {0}")]
+    Io(#[from] std::io::Error),
+    /// A transaction met a concurrent write and gave up; trying again may succeed.
+    #[error("transaction conflict")]
+    Conflict,
+    /// A stored value does not decode as its record type.
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+    /// A record that must be new exists already.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// Writes could not be made durable.
+    #[error("cannot make writes durable: {0}")]
+    Flush(String),
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+impl From<UnabortableTransactionError> for StoreError {
+    fn from(e: UnabortableTransactionError) -> Self {
+        match e {
+            UnabortableTransactionError::Storage(e) => StoreError::Sled(e),
+            UnabortableTransactionError::Conflict => StoreError::Conflict,
+        }
+    }
+}
+
+/// What a transaction closure returns: aborting with a [`StoreError`] undoes its writes.
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Aborts a transaction with `e`.
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// A request for durability: answered once a flush that covers it has finished.
+type FlushRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// The database: one sled tree per kind of record. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    /// Host-wide settings that must survive a restart (the manual clock).
+    meta: sled::Tree,
+    tenants: sled::Tree,
+    /// API key digest → tenant id.
+    api_keys: sled::Tree,
+    components: sled::Tree,
+    /// `tenant␟journey␟version` → [`JourneyVersion`].
+    journeys: sled::Tree,
+    /// `tenant␟journey` → the latest version number.
+    journey_heads: sled::Tree,
+    channels: sled::Tree,
+    /// `tenant␟sequence` → the event, as ingested.
+    events: sled::Tree,
+    /// `tenant␟event id` → when it was ingested (time key) and its place in the log.
+    event_ids: sled::Tree,
+    /// `ingested at (time key)␟tenant␟event id` → (): the dedup window's expiry order.
+    event_id_times: sled::Tree,
+    /// The trigger queue, shard (u16 BE) then sequence number (u64 BE) → [`QueuedTrigger`]. Its
+    /// tree is named `"inbox"` on disk (the name predates the in-app inbox) and keeps that name,
+    /// so that existing data directories still open.
+    queue: sled::Tree,
+    customers: sled::Tree,
+    enrollments: sled::Tree,
+    timers: sled::Tree,
+    /// `tenant␟customer␟message id` → [`Message`].
+    outbox: sled::Tree,
+    /// Pending messages by next attempt (wall clock): `time␟outbox key` → outbox key.
+    outbox_due: sled::Tree,
+    tasks: sled::Tree,
+    counters: sled::Tree,
+    /// `tenant␟message id` → outbox key, for every dead letter.
+    dead_letters: sled::Tree,
+    /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
+    held: sled::Tree,
+    shards: u16,
+    /// Group commit: whoever needs durability queues here and shares the next flush.
+    flusher: std::sync::mpsc::Sender<FlushRequest>,
+}
+
+/// Encodes a record as its stored JSON.
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Decodes a stored JSON record.
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The group-commit thread: takes every waiting request, flushes once, answers them all.
+/// It ends when the last handle of the store is dropped.
+fn spawn_flusher(db: sled::Db) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel::<FlushRequest>();
+    std::thread::Builder::new()
+        .name("waymark-flush".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut waiting = vec![first];
+                waiting.extend(rx.try_iter());
+                // Everything these callers wrote was written before they asked, so this one
+                // flush covers all of them.
+                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                for w in waiting {
+                    let _ = w.send(result.clone());
+                }
+            }
+        })
+        .map_err(|e| StoreError::Flush(format!("cannot start the flusher: {e}")))?;
+    Ok(tx)
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, with `cache_bytes` of page cache.
+    pub fn open(dir: &Path, shards: u16, cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // Durability comes from explicit flushes at acknowledgement points, not a timer.
+            .flush_every_ms(None)
+            .open()?;
+        let t = |name: &str| db.open_tree(name);
+        Ok(Store {
+            meta: t("meta")?,
+            tenants: t("tenants")?,
+            api_keys: t("api_keys")?,
+            components: t("components")?,
+            journeys: t("journeys")?,
+            journey_heads: t("journey_heads")?,
+            channels: t("channels")?,
+            events: t("events")?,
+            event_ids: t("event_ids")?,
+            event_id_times: t("event_id_times")?,
+            // The trigger queue's on-disk name: see the field.
+            queue: t("inbox")?,
+            customers: t("customers")?,
+            enrollments: t("enrollments")?,
+            timers: t("timers")?,
+            outbox: t("outbox")?,
+            outbox_due: t("outbox_due")?,
+            tasks: t("tasks")?,
+            counters: t("counters")?,
+            dead_letters: t("dead_letters")?,
+            held: t("held")?,
+            shards,
+            flusher: spawn_flusher(db.clone())?,
+            db,
+        })
+    }
+
+    /// How many shards the trigger queue is split into.
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// Makes everything written so far durable. Concurrent callers share flushes (group
+    /// commit): one flush runs at a time, and everyone who asked while it ran is served by the
+    /// next, so a burst of requests costs a couple of fsyncs, not one each.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.flusher
+            .send(done)
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
+        wait.await
+            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Where the manual clock stood when it was last saved; `None` if it never ran.
+    pub fn manual_clock(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.meta.get("manual_clock")?.map(|v| time_from_key(&v)))
+    }
+
+    /// Saves the manual clock's time durably, so a restart resumes from it.
+    pub async fn save_manual_clock(&self, now: Millis) -> Result<(), StoreError> {
+        self.meta.insert("manual_clock", &time_key(now))?;
+        self.flush().await
+    }
+}
+
+/// A store in a fresh temporary directory, for the tests of every record kind. The directory
+/// lives as long as the returned guard.
+#[cfg(test)]
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 4, 8 << 20).unwrap();
+    (dir, store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens `dir` again once the previous handle's flusher thread has let go of it.
+    fn reopen(dir: &Path) -> Store {
+        for _ in 0..100 {
+            if let Ok(store) = Store::open(dir, 2, 8 << 20) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the database in {dir:?} stayed locked");
+    }
+
+    #[tokio::test]
+    async fn the_manual_clock_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+            assert_eq!(store.manual_clock().unwrap(), None);
+            store.save_manual_clock(-42).await.unwrap();
+        }
+        let store = reopen(dir.path());
+        assert_eq!(store.manual_clock().unwrap(), Some(-42));
+    }
+
+    #[test]
+    fn the_trigger_queue_keeps_its_on_disk_tree_name() {
+        let (_dir, store) = temp_store();
+        assert_eq!(&*store.queue.name(), b"inbox");
+    }
+}

@@ -1,0 +1,567 @@
+//! Messages, what a customer receives: decided sends, their delivery index, held messages and
+//! dead letters.
+//!
+//! - `outbox`: `tenant␟customer␟message id` → [`Message`] (the "outbox key").
+//! - `outbox_due`: `next attempt (time key, wall clock)` + outbox key → outbox key: the pending
+//!   messages in delivery order. Only a [`MessageStatus::Pending`] message has an entry.
+//! - `held`: `release time (time key, journey time)` + outbox key → outbox key: messages the
+//!   sending policy deferred.
+//! - `dead_letters`: `tenant␟message id` → outbox key, for every dead message.
+//!
+//! Messages are created by [`commit_trigger`](super::Store::commit_trigger) (never twice:
+//! [`insert_new`]); each delivery attempt is recorded by [`Store::record_attempt`].
+
+use super::counters::{bump, counter_key};
+use super::keys::{key, prefix, time_from_key, time_key};
+use super::queue::QueuedTrigger;
+use super::{abort, dec, enc, Store, StoreError, TxResult};
+use crate::model::{Counter, Millis};
+use serde::{Deserialize, Serialize};
+use sled::transaction::TransactionalTree;
+use sled::Transactional;
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for its next delivery attempt.
+    Pending,
+    /// The adapter confirmed it.
+    Delivered,
+    /// Failed permanently or after every retry: a dead letter.
+    Dead,
+    /// Decided for a customer who may not receive it (unsubscribed or suppressed): recorded,
+    /// never delivered.
+    Suppressed,
+    /// Deferred by the sending policy (a frequency cap, quiet hours) until `release_at`.
+    Held,
+}
+
+/// A message: a send that was decided and persisted; delivery drains it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// The idempotency key.
+    pub id: String,
+    pub tenant: String,
+    pub customer: String,
+    pub journey: String,
+    pub version: u32,
+    pub enrollment: String,
+    pub run: u32,
+    pub channel: String,
+    pub template: String,
+    pub payload: serde_json::Value,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    /// Wall-clock time of the next attempt (retries are infrastructure time, not journey time).
+    pub next_attempt_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<String>,
+    pub created_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<Millis>,
+    /// Journey time at which a send the sending policy deferred may go out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_at: Option<Millis>,
+}
+
+/// A message's key in `outbox`.
+fn outbox_key(m: &Message) -> Vec<u8> {
+    key(&[m.tenant.as_bytes(), m.customer.as_bytes(), m.id.as_bytes()])
+}
+
+/// An entry of a time index (`outbox_due`, `held`): the time, then the outbox key.
+fn due_key(at: Millis, outbox_key: &[u8]) -> Vec<u8> {
+    let mut k = time_key(at).to_vec();
+    k.extend_from_slice(outbox_key);
+    k
+}
+
+/// A dead letter's key.
+fn dead_key(tenant: &str, id: &str) -> Vec<u8> {
+    key(&[tenant.as_bytes(), id.as_bytes()])
+}
+
+/// A new message, encoded with the index entry its status calls for.
+pub(super) struct NewMessage {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    index: Option<Index>,
+}
+
+/// Which time index a new message joins.
+enum Index {
+    Due(Vec<u8>),
+    Held(Vec<u8>),
+}
+
+impl NewMessage {
+    /// Encodes `m` for [`insert_new`].
+    pub fn new(m: &Message) -> NewMessage {
+        let key = outbox_key(m);
+        let index = match (m.status, m.release_at) {
+            (MessageStatus::Pending, _) => Some(Index::Due(due_key(m.next_attempt_at, &key))),
+            (MessageStatus::Held, Some(at)) => Some(Index::Held(due_key(at, &key))),
+            _ => None,
+        };
+        NewMessage {
+            value: enc(m),
+            key,
+            index,
+        }
+    }
+}
+
+/// Writes a new message and its index entry, inside a transaction, unless a message with its
+/// id is there already: the outbox never holds a duplicate, and an existing message (perhaps
+/// delivered since) is left as it is.
+pub(super) fn insert_new(
+    outbox: &TransactionalTree,
+    due: &TransactionalTree,
+    held: &TransactionalTree,
+    m: &NewMessage,
+) -> TxResult<()> {
+    if outbox.get(&m.key)?.is_some() {
+        return Ok(());
+    }
+    outbox.insert(m.key.as_slice(), m.value.as_slice())?;
+    match &m.index {
+        Some(Index::Due(k)) => {
+            due.insert(k.as_slice(), m.key.as_slice())?;
+        }
+        Some(Index::Held(k)) => {
+            held.insert(k.as_slice(), m.key.as_slice())?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+impl Store {
+    /// One message of a customer, by id.
+    pub fn message(
+        &self,
+        tenant: &str,
+        customer: &str,
+        id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let k = key(&[tenant.as_bytes(), customer.as_bytes(), id.as_bytes()]);
+        self.outbox.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Every message decided for a customer, oldest first (by `created_at`).
+    pub fn messages(&self, tenant: &str, customer: &str) -> Result<Vec<Message>, StoreError> {
+        let mut messages: Vec<Message> = self
+            .outbox
+            .scan_prefix(prefix(&[tenant.as_bytes(), customer.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect::<Result<_, _>>()?;
+        messages.sort_by_key(|m| m.created_at);
+        Ok(messages)
+    }
+
+    /// Pending messages whose next attempt is due at wall-clock `now`, earliest first.
+    pub fn due_messages(&self, now: Millis, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let mut out = Vec::new();
+        for kv in self.outbox_due.range(..end.to_vec()).take(limit) {
+            let (_, outbox_k) = kv?;
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest pending message is due (wall clock).
+    pub fn next_message_due(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.outbox_due.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Releases held messages whose time (journey time) has come, earliest first: they join
+    /// the delivery queue at wall-clock `wall`. Returns how many held entries were due.
+    pub fn release_held(
+        &self,
+        now: Millis,
+        wall: Millis,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let due: Vec<(Vec<u8>, Vec<u8>)> = self
+            .held
+            .range(..end.to_vec())
+            .take(limit)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (held_k, outbox_k) in &due {
+            (&self.held, &self.outbox, &self.outbox_due).transaction(|(held, outbox, due)| {
+                if held.remove(held_k.as_slice())?.is_none() {
+                    return Ok(());
+                }
+                let Some(v) = outbox.get(outbox_k)? else {
+                    return Ok(());
+                };
+                let mut message: Message = dec(&v).map_err(abort)?;
+                message.status = MessageStatus::Pending;
+                message.next_attempt_at = wall;
+                outbox.insert(outbox_k.as_slice(), enc(&message))?;
+                due.insert(due_key(wall, outbox_k), outbox_k.as_slice())?;
+                Ok(())
+            })?;
+        }
+        Ok(due.len())
+    }
+
+    /// When the earliest held message may go out (journey time).
+    pub fn next_held_release(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(self.held.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Records one delivery attempt of a message, in one transaction: writes `after` (the same
+    /// message as `before`, as the attempt left it), moves its delivery-index entry from
+    /// `before`'s next attempt to `after`'s if `after` is still pending (else drops it), lists
+    /// a dead `after` as a dead letter, queues `report` (the delivery outcome for the journey)
+    /// and bumps `counter` (journey, channel, counter). It does not flush: the caller decides.
+    pub fn record_attempt(
+        &self,
+        before: &Message,
+        after: &Message,
+        report: Option<&QueuedTrigger>,
+        counter: Option<(&str, &str, Counter)>,
+    ) -> Result<(), StoreError> {
+        let k = outbox_key(after);
+        let old_due = due_key(before.next_attempt_at, &outbox_key(before));
+        let new_due =
+            (after.status == MessageStatus::Pending).then(|| due_key(after.next_attempt_at, &k));
+        let dead =
+            (after.status == MessageStatus::Dead).then(|| dead_key(&after.tenant, &after.id));
+        let report = report.map(|r| self.queue_entry(r)).transpose()?;
+        let counter = counter.map(|(j, ch, c)| counter_key(&after.tenant, j, ch, c));
+        let value = enc(after);
+        (
+            &self.outbox,
+            &self.outbox_due,
+            &self.queue,
+            &self.counters,
+            &self.dead_letters,
+        )
+            .transaction(|(outbox, due, queue, counters, dead_letters)| {
+                outbox.insert(k.as_slice(), value.as_slice())?;
+                if let Some(d) = &dead {
+                    dead_letters.insert(d.as_slice(), k.as_slice())?;
+                }
+                due.remove(old_due.as_slice())?;
+                if let Some(d) = &new_due {
+                    due.insert(d.as_slice(), k.as_slice())?;
+                }
+                if let Some(entry) = &report {
+                    queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                }
+                if let Some(ck) = &counter {
+                    bump(counters, ck)?;
+                }
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// A tenant's dead letters, oldest message id first, at most `limit`.
+    pub fn dead_letters(&self, tenant: &str, limit: usize) -> Result<Vec<Message>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self
+            .dead_letters
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .take(limit)
+        {
+            let (_, outbox_k) = kv?;
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts dead letters back in the delivery queue with a fresh attempt budget, due at `now`
+    /// (wall clock), and flushes. `ids` empty means every dead letter of the tenant; `channel`
+    /// narrows it. Returns the messages requeued; ids that are not dead letters are skipped.
+    pub async fn retry_dead_letters(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        channel: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<Message>, StoreError> {
+        let dead_keys: Vec<Vec<u8>> = if ids.is_empty() {
+            self.dead_letters
+                .scan_prefix(prefix(&[tenant.as_bytes()]))
+                .keys()
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect::<Result<_, _>>()?
+        } else {
+            ids.iter().map(|id| dead_key(tenant, id)).collect()
+        };
+        let mut requeued = Vec::new();
+        for dead_k in dead_keys {
+            let message = (&self.dead_letters, &self.outbox, &self.outbox_due).transaction(
+                |(dead_letters, outbox, due)| {
+                    let Some(outbox_k) = dead_letters.get(&dead_k)? else {
+                        return Ok(None);
+                    };
+                    let Some(v) = outbox.get(&outbox_k)? else {
+                        return Ok(None);
+                    };
+                    let mut message: Message = dec(&v).map_err(abort)?;
+                    if channel.is_some_and(|c| c != message.channel) {
+                        return Ok(None);
+                    }
+                    message.status = MessageStatus::Pending;
+                    message.attempts = 0;
+                    message.next_attempt_at = now;
+                    dead_letters.remove(dead_k.as_slice())?;
+                    outbox.insert(outbox_k.as_ref(), enc(&message))?;
+                    due.insert(due_key(now, &outbox_k), outbox_k.as_ref())?;
+                    Ok(Some(message))
+                },
+            )?;
+            requeued.extend(message);
+        }
+        self.flush().await?;
+        Ok(requeued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::queue::Pending;
+    use super::super::{fixtures, temp_store};
+    use super::*;
+    use crate::model::{DeliveryOutcome, DeliveryReport};
+
+    fn commit_messages(store: &Store, messages: &[Message]) {
+        let mut commit = fixtures::commit(store, "t", "alice");
+        commit.outbox.extend_from_slice(messages);
+        store.commit_trigger(&commit).unwrap();
+    }
+
+    fn ids(messages: &[Message]) -> Vec<&str> {
+        messages.iter().map(|m| m.id.as_str()).collect()
+    }
+
+    fn delivery_report(m: &Message, outcome: DeliveryOutcome) -> QueuedTrigger {
+        QueuedTrigger {
+            tenant: m.tenant.clone(),
+            customer: m.customer.clone(),
+            pending: Pending::Delivery {
+                journey: m.journey.clone(),
+                run: m.run,
+                report: DeliveryReport {
+                    message_id: m.id.clone(),
+                    channel: m.channel.clone(),
+                    template: m.template.clone(),
+                    outcome,
+                },
+            },
+        }
+    }
+
+    fn queued_reports(store: &Store) -> Vec<DeliveryReport> {
+        (0..store.shards())
+            .flat_map(|shard| store.queued(shard, 100).unwrap())
+            .filter_map(|(_, q)| match q.pending {
+                Pending::Delivery { report, .. } => Some(report),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_outbox_never_holds_a_duplicate() {
+        let (_dir, store) = temp_store();
+        let first = fixtures::message("m1", "email", MessageStatus::Pending, 100);
+        commit_messages(&store, std::slice::from_ref(&first));
+        // Delivered since; a replayed trigger decides the same message again.
+        let delivered = Message {
+            status: MessageStatus::Delivered,
+            ..first.clone()
+        };
+        store
+            .record_attempt(&first, &delivered, None, None)
+            .unwrap();
+        let mut replay = first.clone();
+        replay.payload = serde_json::json!({"replayed": true});
+        commit_messages(&store, &[replay]);
+        let messages = store.messages("t", "alice").unwrap();
+        assert_eq!(ids(&messages), ["m1"]);
+        assert_eq!(messages[0].status, MessageStatus::Delivered);
+        assert!(store.due_messages(i64::MAX - 1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn messages_list_oldest_first_and_only_pending_ones_are_due() {
+        let (_dir, store) = temp_store();
+        let mut later = fixtures::message("a-later", "email", MessageStatus::Pending, 300);
+        later.created_at = 20;
+        let mut earlier = fixtures::message("b-earlier", "email", MessageStatus::Pending, 200);
+        earlier.created_at = 10;
+        let suppressed = fixtures::message("c", "email", MessageStatus::Suppressed, 100);
+        commit_messages(&store, &[later, earlier, suppressed]);
+        assert_eq!(
+            ids(&store.messages("t", "alice").unwrap()),
+            ["c", "b-earlier", "a-later"]
+        );
+        assert_eq!(store.next_message_due().unwrap(), Some(200));
+        assert_eq!(ids(&store.due_messages(250, 10).unwrap()), ["b-earlier"]);
+        assert_eq!(
+            ids(&store.due_messages(300, 10).unwrap()),
+            ["b-earlier", "a-later"]
+        );
+        assert_eq!(
+            store.message("t", "alice", "c").unwrap().map(|m| m.status),
+            Some(MessageStatus::Suppressed)
+        );
+    }
+
+    #[test]
+    fn a_final_outcome_queues_its_report_and_leaves_the_due_index_together() {
+        let (_dir, store) = temp_store();
+        let before = fixtures::message("m1", "email", MessageStatus::Pending, 100);
+        commit_messages(&store, std::slice::from_ref(&before));
+        let after = Message {
+            status: MessageStatus::Delivered,
+            attempts: 1,
+            provider_id: Some("p-1".into()),
+            delivered_at: Some(150),
+            ..before.clone()
+        };
+        let outcome = DeliveryOutcome::Delivered {
+            provider_id: Some("p-1".into()),
+        };
+        let report = delivery_report(&after, outcome.clone());
+        store
+            .record_attempt(
+                &before,
+                &after,
+                Some(&report),
+                Some(("welcome", "email", Counter::Delivered)),
+            )
+            .unwrap();
+        assert!(store.due_messages(i64::MAX - 1, 10).unwrap().is_empty());
+        assert_eq!(store.next_message_due().unwrap(), None);
+        let reports = queued_reports(&store);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(
+            (reports[0].message_id.as_str(), &reports[0].outcome),
+            ("m1", &outcome)
+        );
+        let stored = store.message("t", "alice", "m1").unwrap().unwrap();
+        assert_eq!(stored.status, MessageStatus::Delivered);
+        assert_eq!(stored.provider_id.as_deref(), Some("p-1"));
+        assert_eq!(store.channel_stats("t", "welcome").unwrap()[0].delivered, 1);
+    }
+
+    #[test]
+    fn a_retry_moves_the_due_index_entry_and_reports_nothing() {
+        let (_dir, store) = temp_store();
+        let before = fixtures::message("m1", "email", MessageStatus::Pending, 100);
+        commit_messages(&store, std::slice::from_ref(&before));
+        let after = Message {
+            attempts: 1,
+            next_attempt_at: 5_000,
+            last_error: Some("503".into()),
+            ..before.clone()
+        };
+        store.record_attempt(&before, &after, None, None).unwrap();
+        assert!(store.due_messages(4_999, 10).unwrap().is_empty());
+        assert_eq!(store.next_message_due().unwrap(), Some(5_000));
+        let due = store.due_messages(5_000, 10).unwrap();
+        assert_eq!(ids(&due), ["m1"]);
+        assert_eq!(due[0].last_error.as_deref(), Some("503"));
+        assert!(queued_reports(&store).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_is_listed_and_requeued_only_for_its_channel() {
+        let (_dir, store) = temp_store();
+        let email = fixtures::message("m-email", "email", MessageStatus::Pending, 100);
+        let sms = fixtures::message("m-sms", "sms", MessageStatus::Pending, 100);
+        commit_messages(&store, &[email.clone(), sms.clone()]);
+        for before in [&email, &sms] {
+            let dead = Message {
+                status: MessageStatus::Dead,
+                attempts: 5,
+                last_error: Some("gone".into()),
+                ..before.clone()
+            };
+            let report = delivery_report(
+                &dead,
+                DeliveryOutcome::Failed {
+                    reason: "gone".into(),
+                },
+            );
+            store
+                .record_attempt(before, &dead, Some(&report), None)
+                .unwrap();
+        }
+        assert_eq!(
+            ids(&store.dead_letters("t", 10).unwrap()),
+            ["m-email", "m-sms"]
+        );
+        assert!(store.dead_letters("u", 10).unwrap().is_empty());
+        assert!(store.due_messages(i64::MAX - 1, 10).unwrap().is_empty());
+
+        let requeued = store
+            .retry_dead_letters("t", &[], Some("sms"), 9_000)
+            .await
+            .unwrap();
+        assert_eq!(ids(&requeued), ["m-sms"]);
+        assert_eq!(
+            (requeued[0].status, requeued[0].attempts),
+            (MessageStatus::Pending, 0)
+        );
+        assert_eq!(ids(&store.dead_letters("t", 10).unwrap()), ["m-email"]);
+        assert_eq!(ids(&store.due_messages(9_000, 10).unwrap()), ["m-sms"]);
+
+        // Named ids: a message that is not a dead letter is skipped.
+        let requeued = store
+            .retry_dead_letters("t", &["m-sms".into(), "m-email".into()], None, 9_500)
+            .await
+            .unwrap();
+        assert_eq!(ids(&requeued), ["m-email"]);
+        assert!(store.dead_letters("t", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn held_messages_are_released_in_order_of_their_release_time() {
+        let (_dir, store) = temp_store();
+        let held = |id: &str, release_at: Millis| Message {
+            release_at: Some(release_at),
+            ..fixtures::message(id, "email", MessageStatus::Held, 0)
+        };
+        commit_messages(
+            &store,
+            &[held("late", 300), held("early", 100), held("mid", 200)],
+        );
+        // Held messages are not due for delivery, whatever their next attempt says.
+        assert!(store.due_messages(i64::MAX - 1, 10).unwrap().is_empty());
+        assert_eq!(store.next_held_release().unwrap(), Some(100));
+
+        assert_eq!(store.release_held(250, 7_000, 1).unwrap(), 1);
+        assert_eq!(store.release_held(250, 7_001, 10).unwrap(), 1);
+        assert_eq!(store.next_held_release().unwrap(), Some(300));
+        let due = store.due_messages(i64::MAX - 1, 10).unwrap();
+        assert_eq!(ids(&due), ["early", "mid"]);
+        assert_eq!(
+            due.iter()
+                .map(|m| (m.status, m.next_attempt_at))
+                .collect::<Vec<_>>(),
+            [
+                (MessageStatus::Pending, 7_000),
+                (MessageStatus::Pending, 7_001)
+            ]
+        );
+        assert_eq!(store.release_held(1_000, 8_000, 10).unwrap(), 1);
+        assert_eq!(store.next_held_release().unwrap(), None);
+    }
+}

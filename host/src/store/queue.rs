@@ -1,0 +1,166 @@
+//! The trigger queue: triggers (events, fired timers, delivery outcomes) waiting for the worker
+//! of their customer's shard.
+//!
+//! Tree `inbox` (its on-disk name, kept from before the in-app inbox existed): the shard
+//! (u16 BE) immediately followed by a database-wide sequence number (u64 BE), no separator, →
+//! [`QueuedTrigger`]. A shard's triggers therefore read back in arrival order, which is what
+//! keeps one customer's triggers in order.
+//!
+//! Entries are written by [`events`](super::events) (ingest), [`timers`](super::timers) (a timer
+//! fires), [`outbox`](super::outbox) (a delivery outcome) and removed by
+//! [`commit_trigger`](super::Store::commit_trigger) once processed.
+
+use super::keys::shard_of;
+use super::{dec, enc, Store, StoreError};
+use crate::model::{DeliveryReport, Event, Millis};
+use serde::{Deserialize, Serialize};
+
+/// Why a customer's journeys must run: the kind of a queued trigger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Pending {
+    /// An ingested event.
+    Event { event: Event },
+    /// A timer of one enrollment run came due.
+    Timer {
+        journey: String,
+        run: u32,
+        name: String,
+        due: Millis,
+    },
+    /// The final outcome of a message one enrollment run sent.
+    Delivery {
+        journey: String,
+        run: u32,
+        report: DeliveryReport,
+    },
+}
+
+/// A trigger waiting to be processed for one customer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedTrigger {
+    pub tenant: String,
+    pub customer: String,
+    pub pending: Pending,
+}
+
+/// A trigger ready to be written into the queue: its key (with a fresh sequence number) and
+/// its stored value. Staged outside a transaction, because sled hands out sequence numbers
+/// outside transactions; a staged entry that is never written leaves a harmless gap.
+pub(super) struct QueueEntry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+impl QueueEntry {
+    /// The sequence number part of the key: unique in the database, increasing.
+    pub fn seq(&self) -> &[u8] {
+        &self.key[2..]
+    }
+}
+
+impl Store {
+    /// Stages `trigger` for the queue of its customer's shard.
+    pub(super) fn queue_entry(&self, trigger: &QueuedTrigger) -> Result<QueueEntry, StoreError> {
+        let shard = shard_of(&trigger.tenant, &trigger.customer, self.shards);
+        let seq = self.db.generate_id()?;
+        let mut key = shard.to_be_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        Ok(QueueEntry {
+            key,
+            value: enc(trigger),
+        })
+    }
+
+    /// The oldest unprocessed triggers of one shard, with their queue keys.
+    pub fn queued(
+        &self,
+        shard: u16,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, QueuedTrigger)>, StoreError> {
+        self.queue
+            .scan_prefix(shard.to_be_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), dec(&v)?))
+            })
+            .collect()
+    }
+
+    /// Drops an unprocessable trigger from the queue (an event stays in the event log).
+    pub fn discard(&self, queue_key: &[u8]) -> Result<(), StoreError> {
+        self.queue.remove(queue_key)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::temp_store;
+    use super::*;
+
+    fn timer(customer: &str, name: &str) -> QueuedTrigger {
+        QueuedTrigger {
+            tenant: "t".into(),
+            customer: customer.into(),
+            pending: Pending::Timer {
+                journey: "j".into(),
+                run: 1,
+                name: name.into(),
+                due: 0,
+            },
+        }
+    }
+
+    fn push(store: &Store, trigger: &QueuedTrigger) {
+        let entry = store.queue_entry(trigger).unwrap();
+        store.queue.insert(entry.key, entry.value).unwrap();
+    }
+
+    fn timer_name(trigger: &QueuedTrigger) -> &str {
+        match &trigger.pending {
+            Pending::Timer { name, .. } => name,
+            other => panic!("not a timer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_shard_reads_its_triggers_in_arrival_order() {
+        let (_dir, store) = temp_store();
+        for name in ["first", "second", "third"] {
+            push(&store, &timer("alice", name));
+        }
+        let shard = shard_of("t", "alice", store.shards());
+        let names: Vec<String> = store
+            .queued(shard, 10)
+            .unwrap()
+            .iter()
+            .map(|(_, q)| timer_name(q).to_string())
+            .collect();
+        assert_eq!(names, ["first", "second", "third"]);
+        assert_eq!(store.queued(shard, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_queue_key_is_the_shard_then_the_sequence_number() {
+        let (_dir, store) = temp_store();
+        let entry = store.queue_entry(&timer("alice", "x")).unwrap();
+        let shard = shard_of("t", "alice", store.shards());
+        assert_eq!(entry.key.len(), 10);
+        assert_eq!(entry.key[..2], shard.to_be_bytes());
+        assert_eq!(entry.seq(), &entry.key[2..]);
+        let later = store.queue_entry(&timer("alice", "y")).unwrap();
+        assert!(later.key > entry.key);
+    }
+
+    #[test]
+    fn a_discarded_trigger_is_no_longer_queued() {
+        let (_dir, store) = temp_store();
+        push(&store, &timer("alice", "x"));
+        let shard = shard_of("t", "alice", store.shards());
+        let (key, _) = store.queued(shard, 1).unwrap().remove(0);
+        store.discard(&key).unwrap();
+        assert!(store.queued(shard, 10).unwrap().is_empty());
+    }
+}
