@@ -1,6 +1,6 @@
 //! Channel registrations: `channels`: `tenant␟channel` → [`ChannelRecord`]. Registering a
 //! channel again replaces it with the next version; its component bytes go to
-//! [`components`](super::components) in the same transaction.
+//! [`components`] in the same transaction.
 
 use super::keys::{key, prefix};
 use super::{abort, components, dec, enc, Store, StoreError};

@@ -2,7 +2,7 @@
 //!
 //! Journeys and channels name their component by digest, so two uploads of the same bytes
 //! share one record. Components are written inside the journey or channel registration
-//! transaction ([`put`]), never on their own, so a registration never names missing bytes.
+//! transaction (`put`), never on their own, so a registration never names missing bytes.
 
 use super::{Store, StoreError, TxResult};
 use sled::transaction::TransactionalTree;

@@ -6,7 +6,7 @@
 //! bare 8-byte sequence number. `event_id_times`: `ingested at (time key)␟tenant␟event id` → ():
 //! the dedup window's expiry order.
 //!
-//! Every event enters through [`append`]: ingest uses it, and so does task resolution (the
+//! Every event enters through `append`: ingest uses it, and so does task resolution (the
 //! `task_resolved` event its caller composes), so both deduplicate by id within the same window.
 
 use super::keys::{key, time_from_key, time_key};

@@ -2,7 +2,7 @@
 //!
 //! `journeys`: `tenant␟journey␟version (u32 BE)` → [`JourneyVersion`];
 //! `journey_heads`: `tenant␟journey` → the latest version (u32 BE). The component bytes go to
-//! [`components`](super::components) in the same transaction.
+//! [`components`] in the same transaction.
 
 use super::keys::{key, prefix, u32_value};
 use super::{components, dec, enc, Store, StoreError};

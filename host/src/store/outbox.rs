@@ -9,7 +9,7 @@
 //! - `dead_letters`: `tenant␟message id` → outbox key, for every dead message.
 //!
 //! Messages are created by [`commit_trigger`](super::Store::commit_trigger) (never twice:
-//! [`insert_new`]); each delivery attempt is recorded by [`Store::record_attempt`].
+//! `insert_new`); each delivery attempt is recorded by [`Store::record_attempt`].
 
 use super::counters::{bump, counter_key};
 use super::keys::{key, prefix, time_from_key, time_key};
