@@ -29,6 +29,7 @@ pub mod clock;
 pub mod delivery;
 pub mod engine;
 pub mod hash;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod policy;
