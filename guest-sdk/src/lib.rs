@@ -179,6 +179,7 @@ macro_rules! export_journey {
 /// pub struct Webhook;
 /// impl waymark_guest::Channel for Webhook { /* ... */ }
 /// waymark_guest::export_channel!(Webhook);
+/// waymark_guest::channel_manifest!(); // embeds channel.toml: see `channel_manifest!`
 /// ```
 ///
 /// A message whose payload or config the host sends as malformed JSON fails permanently; it

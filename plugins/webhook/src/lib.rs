@@ -216,6 +216,45 @@ mod tests {
         assert_eq!(request.url(), "http://h/");
     }
 
+    /// Every key `channel.toml` declares, with a value `build_request` accepts, and whether the
+    /// manifest says it is required.
+    fn declared_keys() -> Vec<(String, bool)> {
+        let manifest: toml::Table = toml::from_str(include_str!("../channel.toml")).unwrap();
+        let mut keys = Vec::new();
+        for kind in ["settings", "secrets"] {
+            for (key, spec) in manifest[kind].as_table().unwrap() {
+                let required = spec.get("required").and_then(toml::Value::as_bool);
+                keys.push((key.clone(), required.unwrap_or(false)));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_manifest_declares_the_keys_the_adapter_reads_and_which_it_requires() {
+        let full = json!({"url": "http://h/", "headers": {"X-A": "1"}, "bearer_token": "t"});
+        let mut declared: Vec<String> = declared_keys().into_iter().map(|(k, _)| k).collect();
+        declared.sort();
+        let mut read: Vec<String> = full.as_object().unwrap().keys().cloned().collect();
+        read.sort();
+        assert_eq!(declared, read, "channel.toml and Config disagree");
+
+        let built = request(full.clone());
+        assert_eq!(built.header_value("x-a"), Some("1"));
+        assert_eq!(built.header_value("authorization"), Some("Bearer t"));
+        for (key, required) in declared_keys() {
+            let mut without = full.clone();
+            without.as_object_mut().unwrap().remove(&key);
+            match build_request(&message(without)) {
+                Ok(_) => assert!(!required, "{key} is required in channel.toml only"),
+                Err(error) => {
+                    assert!(required, "{key} is required by Config only: {error}");
+                    assert_eq!(error.reason(), format!("config.{key} is missing"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn success_is_delivered_with_the_receivers_id() {
         let outcome = |status, body: &str| {
