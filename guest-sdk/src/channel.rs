@@ -4,15 +4,26 @@
 //! says whether it worked. The host retries [`DeliveryError::Retryable`] failures with backoff
 //! and dead-letters [`DeliveryError::Permanent`] ones at once, so the distinction matters.
 //!
+//! An adapter reads its configuration (the registration's settings and secrets) as a typed
+//! struct with [`Message::config_as`], whose errors are permanent and name the offending key:
+//!
 //! ```
+//! use waymark_guest::serde::Deserialize;
 //! use waymark_guest::{json, Channel, DeliveryError, Message, Receipt};
+//!
+//! #[derive(Deserialize)]
+//! #[serde(crate = "waymark_guest::serde")]
+//! struct Config {
+//!     mode: String,
+//! }
 //!
 //! struct Null;
 //!
 //! impl Channel for Null {
 //!     fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
-//!         match message.config_str("mode") {
-//!             Some("accept") => Ok(Receipt::new()),
+//!         let config: Config = message.config_as()?;
+//!         match config.mode.as_str() {
+//!             "accept" => Ok(Receipt::new()),
 //!             _ => Err(DeliveryError::permanent("config.mode must be \"accept\"")),
 //!         }
 //!     }
@@ -20,10 +31,17 @@
 //!
 //! let msg = Message::new("m-1", "null", "welcome").with_config(json!({"mode": "accept"}));
 //! assert_eq!(Null::deliver(msg), Ok(Receipt::new()));
+//!
+//! let msg = Message::new("m-1", "null", "welcome").with_config(json!({"mode": 1}));
+//! assert_eq!(
+//!     Null::deliver(msg),
+//!     Err(DeliveryError::permanent("config.mode: invalid type: integer `1`, expected a string"))
+//! );
 //! ```
 
 use std::fmt;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -94,6 +112,37 @@ impl Message {
     /// One config entry as a string, if present and a string.
     pub fn config_str(&self, key: &str) -> Option<&str> {
         self.config(key).and_then(Value::as_str)
+    }
+
+    /// The whole config as the adapter's own type, or a permanent error naming the offending
+    /// key: `config.url is missing`, `config.headers.X-Tenant: invalid type: integer `1`,
+    /// expected a string`. Keys the type does not mention are ignored unless it says
+    /// `#[serde(deny_unknown_fields)]`; optional keys are `Option`s or `#[serde(default)]`.
+    ///
+    /// The error is permanent because a configuration does not fix itself between retries;
+    /// the host also checks the keys against the plugin's manifest at registration (see
+    /// [`channel_manifest!`](crate::channel_manifest)).
+    pub fn config_as<T: DeserializeOwned>(&self) -> Result<T, DeliveryError> {
+        let config = Value::Object(self.config.clone());
+        serde_path_to_error::deserialize(config)
+            .map_err(|e| DeliveryError::Permanent(config_error(&e.path().to_string(), e.inner())))
+    }
+}
+
+/// A config error as `config.<path>: <what>`, or `config.<key> is missing` for a missing key
+/// (which serde reports at the enclosing object, naming the key only in its message).
+fn config_error(path: &str, error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let at = match path {
+        "." => "config".to_string(),
+        path => format!("config.{path}"),
+    };
+    let missing = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    match missing {
+        Some(key) => format!("{at}.{key} is missing"),
+        None => format!("{at}: {text}"),
     }
 }
 
@@ -195,6 +244,77 @@ mod tests {
             .with_config(json!([1]))
             .config
             .is_empty());
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        url: String,
+        #[serde(default)]
+        retries: Option<u8>,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+    }
+
+    fn config_of(config: Value) -> Result<Config, DeliveryError> {
+        Message::new("m", "c", "t").with_config(config).config_as()
+    }
+
+    #[test]
+    fn config_as_reads_the_config_as_the_adapters_type() {
+        assert_eq!(
+            config_of(json!({"url": "http://h/", "headers": {"X-A": "1"}})),
+            Ok(Config {
+                url: "http://h/".into(),
+                retries: None,
+                headers: [("X-A".to_string(), "1".to_string())].into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_required_key_is_a_permanent_error_naming_it() {
+        assert_eq!(
+            config_of(json!({"retries": 2})),
+            Err(DeliveryError::permanent("config.url is missing"))
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_a_permanent_error_naming_its_key() {
+        assert_eq!(
+            config_of(json!({"url": 3})),
+            Err(DeliveryError::permanent(
+                "config.url: invalid type: integer `3`, expected a string"
+            ))
+        );
+        assert_eq!(
+            config_of(json!({"url": "http://h/", "retries": 300})),
+            Err(DeliveryError::permanent(
+                "config.retries: invalid value: integer `300`, expected u8"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_inside_a_nested_value_names_the_whole_path() {
+        assert_eq!(
+            config_of(json!({"url": "http://h/", "headers": {"X-Tenant": 1}})),
+            Err(DeliveryError::permanent(
+                "config.headers.X-Tenant: invalid type: integer `1`, expected a string"
+            ))
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_when_the_type_denies_unknown_keys() {
+        let reason = config_of(json!({"url": "http://h/", "ulr": "x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            reason.starts_with("permanent: config") && reason.contains("`ulr`"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -3,29 +3,34 @@
 //!
 //! The host lets an adapter reach only the hosts its channel registration allows; any other
 //! request fails with [`HttpError::Denied`]. Every HTTP status, 4xx and 5xx included, is a
-//! [`Response`]: only failures to get a response at all are [`HttpError`]s, so an adapter
-//! classifies statuses itself.
+//! [`Response`]: only failures to get a response at all are [`HttpError`]s.
+//! [`Response::outcome`] (or [`outcome_with_id`](Response::outcome_with_id)) turns a response
+//! into the delivery's outcome, and `?` turns an [`HttpError`] into a
+//! [`DeliveryError`](crate::DeliveryError), so an adapter's `deliver` is one line:
 //!
 //! ```no_run
-//! use waymark_guest::http::Request;
-//! use waymark_guest::json;
+//! use waymark_guest::http::{ProviderId, Request};
+//! use waymark_guest::{json, DeliveryError, Receipt};
 //!
-//! let response = Request::post("https://hooks.example.com/in")
-//!     .header("Idempotency-Key", "m-1")
-//!     .json(&json!({"hello": "world"}))
-//!     .send()?;
-//! if response.is_success() {
-//!     println!("provider said {}", response.text());
+//! fn deliver() -> Result<Receipt, DeliveryError> {
+//!     let request = Request::post("https://hooks.example.com/in")
+//!         .header("Idempotency-Key", "m-1")
+//!         .json(&json!({"hello": "world"}));
+//!     request.send()?.outcome_with_id(ProviderId::JsonField("id"))
 //! }
-//! # Ok::<(), waymark_guest::http::HttpError>(())
 //! ```
 //!
 //! Outside the host (native tests) [`Request::send`] returns [`HttpError::Unsupported`]; keep
-//! request building and response classification in pure functions and test those.
+//! request building in a pure function and test it, and test classification on
+//! [`Response::new`].
 
 use std::fmt;
 
 use serde_json::Value;
+
+mod outcome;
+
+pub use outcome::{ProviderId, ERROR_SNIPPET_CHARS};
 
 /// How much of a response body [`Request::send`] reads by default: 1 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1 << 20;

@@ -7,7 +7,9 @@
 //! [`Context`] (the [`Trigger`], the customer, the enrollment, the host's `now`) into a
 //! [`Decision`] (send, schedule, milestone, complete, ...). A **channel adapter** implements
 //! [`Channel`] and delivers a [`Message`], usually with the blocking [`http`] client.
-//! [`export_journey!`] and [`export_channel!`] turn either into the component's exports.
+//! [`export_journey!`] and [`export_channel!`] turn either into the component's exports;
+//! [`channel_manifest!`] embeds an adapter's manifest (its settings, secrets and default
+//! allowed hosts) in the component, for the host to check registrations against.
 //!
 //! The map:
 //! - [`context`] — what `decide` sees: [`Context`], [`Trigger`], [`Event`], [`Customer`],
@@ -98,6 +100,10 @@ pub use spec::{EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec};
 pub use stats::{channel_stats, ChannelStats};
 pub use time::{days, hours, millis, minutes, seconds, weeks, Duration, Timestamp};
 
+/// The `serde` this SDK uses, so an adapter can derive `Deserialize` for
+/// [`Message::config_as`] with `#[serde(crate = "waymark_guest::serde")]` and no dependency of
+/// its own.
+pub use serde;
 /// The `serde_json` this SDK uses, so a journey needs no dependency of its own to build
 /// payloads.
 pub use serde_json;
@@ -173,6 +179,7 @@ macro_rules! export_journey {
 /// pub struct Webhook;
 /// impl waymark_guest::Channel for Webhook { /* ... */ }
 /// waymark_guest::export_channel!(Webhook);
+/// waymark_guest::channel_manifest!(); // embeds channel.toml: see `channel_manifest!`
 /// ```
 ///
 /// A message whose payload or config the host sends as malformed JSON fails permanently; it
@@ -200,6 +207,52 @@ macro_rules! export_channel {
         };
     };
 }
+
+/// Embeds the plugin's manifest, `channel.toml` beside its `Cargo.toml` (or the file given,
+/// relative to that directory), in the component, as the custom section
+/// `waymark:channel-manifest` of its core module. Invoke it once, next to
+/// [`export_channel!`]:
+///
+/// ```ignore
+/// waymark_guest::export_channel!(Webhook);
+/// waymark_guest::channel_manifest!(); // or channel_manifest!("manifests/channel.toml")
+/// ```
+///
+/// The manifest travels inside the component, so the host reads it from the very bytes it is
+/// asked to run: at registration it refuses a missing required setting or secret, a secret
+/// passed as a setting (or the reverse) and an unknown key, and takes the manifest's
+/// `allowed_hosts` when the registration gives none. The file's format is described in
+/// `plugins/README.md`. A component without a manifest registers as before, unchecked.
+///
+/// The file is read at compile time (`include_bytes!`), so editing it rebuilds the plugin;
+/// the custom section is emitted only for `wasm32` targets.
+#[macro_export]
+macro_rules! channel_manifest {
+    () => {
+        $crate::channel_manifest!("channel.toml");
+    };
+    ($path:literal) => {
+        const _: () = {
+            // A custom section holds bytes, not a reference to them: the static is the array.
+            // Natively there is no section to put it in, but the file is still read, so a
+            // missing manifest fails `cargo test` as well as the wasm build.
+            #[cfg_attr(
+                target_arch = "wasm32",
+                unsafe(link_section = "waymark:channel-manifest")
+            )]
+            #[used]
+            static __WAYMARK_CHANNEL_MANIFEST: [u8; include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/",
+                $path
+            ))
+            .len()] = *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path));
+        };
+    };
+}
+
+/// The name of the custom section that [`channel_manifest!`] embeds the manifest in.
+pub const CHANNEL_MANIFEST_SECTION: &str = "waymark:channel-manifest";
 
 #[doc(hidden)]
 pub use export as __export;

@@ -2,25 +2,31 @@
 //! components.
 //!
 //! Events arrive over HTTP (`api`), are made durable and queued per customer (`store`), and shard
-//! workers (`runtime`) route each trigger through the tenant's journeys: the pure `engine` decides
-//! what a journey's commands do to an enrollment, the `sandbox` runs the journey's `decide`
-//! export, and every effect of one trigger commits atomically with the trigger's removal from the
-//! inbox. The `scheduler` fires durable timers through the same path; `delivery` drains the
-//! outbox through channel adapters' `deliver` export and reports outcomes back as triggers.
+//! workers (`worker`) take each queued trigger through the tenant's journeys: the pure `engine`
+//! decides what the trigger means and what a journey's commands do, the `sandbox` runs the
+//! journey's `decide` export, and every effect of one trigger commits atomically with the
+//! trigger's removal from the queue. The `scheduler` fires durable timers through the same path;
+//! `delivery` drains the outbox through channel adapters' `deliver` export and reports outcomes
+//! back as triggers. `ARCHITECTURE.md` follows one event through these modules.
 //!
 //! | module | what it is for |
 //! | --- | --- |
-//! | [`model`] | the vocabulary: customers, events, enrollments, triggers, commands, specs |
-//! | [`engine`] | pure journey semantics: routing, entry and re-entry, applying commands |
+//! | [`model`] | the domain vocabulary: customers, events, enrollments, triggers, commands, specs |
+//! | [`engine`] | **pure** journey semantics: what an event or trigger means, what commands do, the records to write |
+//! | [`policy`] | **pure** sending policy: frequency caps and quiet hours |
+//! | [`report`] | **pure** journey reports: funnels per version and per experiment arm |
 //! | [`hash`] | the one FNV-1a / SplitMix64: shard numbers, seeds, task ids, jitter (frozen) |
-//! | [`store`] | sled: every durable record, and one transaction per trigger |
-//! | [`clock`] | the system clock or a manual one that tests and demos advance |
+//! | [`store`] | sled, one file per record kind; one transaction per trigger |
+//! | [`host`] | [`host::Host`]: the shared handles every loop and handler uses |
+//! | [`tenants`] | each tenant's limits and sending policy, cached |
+//! | [`worker`] | shard workers: load, plan, decide, settle, commit |
+//! | [`scheduler`] | durable timers, held messages, the dedup window |
+//! | [`delivery`] | outbox draining through channel adapters |
 //! | [`sandbox`] | wasmtime: compiling, validating and running journey and channel components |
 //! | [`registry`] | compiled components by content digest, compiled once per process |
-//! | [`runtime`] | shard workers: load, decide, apply, commit |
-//! | [`scheduler`] | durable timers, woken by the earliest due time |
-//! | [`delivery`] | outbox draining, retries, dead letters, delivery triggers |
-//! | [`api`] | axum routes, authentication, JSON errors |
+//! | [`manifest`] | a channel plugin's embedded manifest, and registrations checked against it |
+//! | [`clock`] | the system clock or a manual one that tests and demos advance |
+//! | [`api`] | axum routes by resource, authentication, JSON errors |
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
 
@@ -30,6 +36,7 @@ pub mod delivery;
 pub mod engine;
 pub mod hash;
 pub mod host;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -46,16 +46,14 @@ impl Journey for Onboarding {
             Trigger::Event(event) if event.is("first_value") => {
                 Decision::new().milestone("first_value").complete()
             }
-            Trigger::Timer(name) if name == "nudge" && ctx.enrollment.is_active() => {
-                Decision::new().send(
-                    "webhook",
-                    "nudge",
-                    json!({
-                        "customer_id": ctx.customer.id,
-                        "days_since_signup": ctx.time_in_journey() / days(1),
-                    }),
-                )
-            }
+            Trigger::Timer(name) if name == "nudge" => Decision::new().send(
+                "webhook",
+                "nudge",
+                json!({
+                    "customer_id": ctx.customer.id,
+                    "days_since_signup": ctx.time_in_journey() / days(1),
+                }),
+            ),
             _ => Decision::new(),
         })
     }
@@ -66,7 +64,7 @@ waymark_guest::export_journey!(Onboarding);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waymark_guest::{Command, EnrollmentStatus};
+    use waymark_guest::Command;
 
     const SIGNUP_AT: Timestamp = 1_700_000_000_000;
 
@@ -146,12 +144,6 @@ mod tests {
             )]
         );
         assert!(!decision.completes());
-    }
-
-    #[test]
-    fn an_ended_enrollment_is_not_nudged() {
-        let ctx = Context::timer("nudge").with_status(EnrollmentStatus::Completed);
-        assert!(Onboarding::decide(&ctx).unwrap().is_empty());
     }
 
     #[test]

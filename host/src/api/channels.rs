@@ -1,5 +1,6 @@
 //! Channels: register (or replace) an adapter component with its settings, secrets and
-//! allowed hosts; list them (never their secrets).
+//! allowed hosts, checked against the plugin's embedded manifest when it has one; list them
+//! (never their secrets).
 
 use super::prelude::*;
 use crate::store::ChannelRecord;
@@ -45,6 +46,18 @@ async fn register_channel(
     let rt = &state.host;
     let bytes = Bytes::from(bytes);
     check_component_size(&bytes, &rt.tenant_limits(&tenant)?)?;
+    // A plugin that declares its configuration is checked against it now, rather than
+    // dead-lettering its first message; one without a manifest registers as before.
+    let manifest = crate::manifest::read(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_component", e.to_string()))?;
+    let mut allowed_hosts = input.allowed_hosts;
+    if let Some(manifest) = &manifest {
+        manifest
+            .check(&input.settings, &input.secrets)
+            .map_err(|e| ApiError::bad_request("invalid_config", e.to_string()))?;
+        allowed_hosts = manifest.allowed_hosts_or_default(&allowed_hosts);
+        crate::sandbox::check_allowed_hosts(&allowed_hosts)?;
+    }
     let component = rt.registry.compile_channel(bytes.clone()).await?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let record = ChannelRecord {
@@ -53,7 +66,7 @@ async fn register_channel(
         digest: digest.clone(),
         settings: input.settings,
         secrets: input.secrets,
-        allowed_hosts: input.allowed_hosts,
+        allowed_hosts,
         updated_at: rt.clock.now(),
     };
     let record = rt.store.put_channel(&tenant, record, &bytes).await?;

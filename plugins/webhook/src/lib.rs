@@ -1,24 +1,30 @@
 //! Waymark's webhook channel adapter: POSTs each message as JSON to a configured URL.
 //!
-//! Configuration (the channel registration's settings and secrets, merged):
+//! Configuration (the channel registration's settings and secrets, merged), declared in
+//! `channel.toml` and embedded in the component for the host to check at registration:
 //!
-//! | key | required | meaning |
-//! | --- | --- | --- |
-//! | `url` | yes | absolute `http://` or `https://` URL to POST to |
-//! | `bearer_token` | no | sent as `Authorization: Bearer <token>` |
-//! | `headers` | no | object of extra header names to string values |
+//! | key | kind | required | meaning |
+//! | --- | --- | --- | --- |
+//! | `url` | setting | yes | absolute `http://` or `https://` URL to POST to |
+//! | `headers` | setting | no | object of extra header names to string values |
+//! | `bearer_token` | secret | no | sent as `Authorization: Bearer <token>` |
 //!
 //! The request body is `{"message_id", "customer": {"id", "attributes"}, "template", "payload"}`,
 //! with `Content-Type: application/json` and `Idempotency-Key: <message id>`, so a receiver that
 //! honours the key never acts twice on a retried message.
 //!
-//! Outcomes: a 2xx is delivered (the provider id is the response body's `id`, when it is JSON
-//! and has one); a 5xx, a 429 or a transport failure is retryable; any other status, a missing
-//! or invalid `url`, bad `headers`, or a request the host denies is permanent.
+//! Outcomes are the SDK's ([`Response::outcome_with_id`]): a 2xx is delivered (the provider id
+//! is the response body's `id`, when it is JSON and has one); a 5xx, a 429 or a transport
+//! failure is retryable; any other status, a bad configuration, or a request the host denies is
+//! permanent.
 //!
-//! Everything but the network call is a pure function, unit-tested natively.
+//! The adapter is a request builder: [`build_request`] is pure and unit-tested natively, and
+//! `deliver` only sends what it built.
 
-use waymark_guest::http::{HttpError, Request, Response, Url};
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use waymark_guest::http::{ProviderId, Request, Url};
 use waymark_guest::serde_json::{json, Value};
 use waymark_guest::{Channel, DeliveryError, Message, Receipt};
 
@@ -27,21 +33,33 @@ pub struct Webhook;
 
 impl Channel for Webhook {
     fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
-        let request = build_request(&message)?;
-        match request.send() {
-            Ok(response) => classify_response(&response),
-            Err(error) => Err(classify_transport(&error)),
-        }
+        build_request(&message)?
+            .send()?
+            .outcome_with_id(PROVIDER_ID)
     }
 }
 
 waymark_guest::export_channel!(Webhook);
+waymark_guest::channel_manifest!();
 
-/// How much of a response body goes into an error message.
-const SNIPPET: usize = 200;
+/// Where a receiver's id for the message is: the `id` of a JSON response body.
+pub const PROVIDER_ID: ProviderId<'static> = ProviderId::JsonField("id");
 
 /// Headers the adapter sets itself; `config.headers` may not override them.
 const OWN_HEADERS: [&str; 2] = ["content-type", "idempotency-key"];
+
+/// The adapter's configuration, as `channel.toml` declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Config {
+    /// Where to POST.
+    pub url: String,
+    /// Sent as a bearer token; empty or null means none.
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+    /// Extra headers, by name (sent in name order).
+    #[serde(default)]
+    pub headers: Option<BTreeMap<String, String>>,
+}
 
 /// The JSON the receiver gets.
 pub fn request_body(message: &Message) -> Value {
@@ -53,111 +71,37 @@ pub fn request_body(message: &Message) -> Value {
     })
 }
 
-/// The request for `message`, or a permanent error when the configuration cannot work.
+/// The request for `message`, or a permanent error naming the key when the configuration
+/// cannot work.
 pub fn build_request(message: &Message) -> Result<Request, DeliveryError> {
-    let url = match message.config("url") {
-        Some(Value::String(url)) => url,
-        Some(_) => return Err(DeliveryError::permanent("config.url must be a string")),
-        None => return Err(DeliveryError::permanent("config.url is missing")),
-    };
-    Url::parse(url).map_err(|e| DeliveryError::permanent(format!("config.url: {e}")))?;
+    let config: Config = message.config_as()?;
+    Url::parse(&config.url).map_err(|e| DeliveryError::permanent(format!("config.url: {e}")))?;
 
-    let mut request = Request::post(url.as_str())
+    let mut request = Request::post(config.url)
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", message.id.as_str());
 
-    let bearer = match message.config("bearer_token") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(token)) if token.is_empty() => None,
-        Some(Value::String(token)) => Some(token),
-        Some(_) => {
-            return Err(DeliveryError::permanent(
-                "config.bearer_token must be a string",
-            ))
-        }
-    };
-    if let Some(token) = bearer {
+    let bearer = config.bearer_token.filter(|token| !token.is_empty());
+    if let Some(token) = &bearer {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
-
-    match message.config("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(extra)) => {
-            for (name, value) in extra {
-                let lower = name.to_ascii_lowercase();
-                if OWN_HEADERS.contains(&lower.as_str())
-                    || (bearer.is_some() && lower == "authorization")
-                {
-                    return Err(DeliveryError::permanent(format!(
-                        "config.headers may not set {name:?}: the adapter sets it"
-                    )));
-                }
-                let Value::String(value) = value else {
-                    return Err(DeliveryError::permanent(format!(
-                        "config.headers.{name} must be a string"
-                    )));
-                };
-                request = request.header(name.as_str(), value.as_str());
-            }
+    for (name, value) in config.headers.unwrap_or_default() {
+        let lower = name.to_ascii_lowercase();
+        if OWN_HEADERS.contains(&lower.as_str()) || (bearer.is_some() && lower == "authorization") {
+            return Err(DeliveryError::permanent(format!(
+                "config.headers may not set {name:?}: the adapter sets it"
+            )));
         }
-        Some(_) => {
-            return Err(DeliveryError::permanent(
-                "config.headers must be an object of strings",
-            ))
-        }
+        request = request.header(name, value);
     }
 
     Ok(request.body(request_body(message).to_string()))
 }
 
-/// A response's meaning: 2xx delivered; 5xx and 429 retryable; anything else permanent.
-pub fn classify_response(response: &Response) -> Result<Receipt, DeliveryError> {
-    let status = response.status;
-    if response.is_success() {
-        return Ok(Receipt {
-            provider_id: provider_id(&response.body),
-        });
-    }
-    let detail = format!("HTTP {status}: {}", snippet(&response.text()));
-    if status >= 500 || status == 429 {
-        Err(DeliveryError::Retryable(detail))
-    } else {
-        Err(DeliveryError::Permanent(detail))
-    }
-}
-
-/// A failure to get any response: retryable, unless the request could never succeed as built
-/// (the host denied the destination, or the request is invalid).
-pub fn classify_transport(error: &HttpError) -> DeliveryError {
-    match error {
-        HttpError::Transport(_) => DeliveryError::Retryable(error.to_string()),
-        HttpError::Denied(_) | HttpError::InvalidRequest(_) | HttpError::Unsupported => {
-            DeliveryError::Permanent(error.to_string())
-        }
-    }
-}
-
-/// The `id` of a JSON response body, as a string; numbers are accepted too.
-fn provider_id(body: &[u8]) -> Option<String> {
-    let body: Value = waymark_guest::serde_json::from_slice(body).ok()?;
-    match body.get("id")? {
-        Value::String(id) if !id.is_empty() => Some(id.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn snippet(text: &str) -> String {
-    let text = text.trim();
-    match text.char_indices().nth(SNIPPET) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use waymark_guest::http::Response;
     use waymark_guest::Customer;
 
     fn message(config: Value) -> Message {
@@ -167,8 +111,15 @@ mod tests {
             .with_config(config)
     }
 
-    fn permanent(result: Result<Request, DeliveryError>) -> String {
-        match result {
+    fn request(config: Value) -> Request {
+        match build_request(&message(config)) {
+            Ok(request) => request,
+            Err(error) => panic!("expected a request, got {error}"),
+        }
+    }
+
+    fn permanent(config: Value) -> String {
+        match build_request(&message(config)) {
             Err(DeliveryError::Permanent(reason)) => reason,
             other => panic!("expected a permanent error, got {other:?}"),
         }
@@ -176,8 +127,7 @@ mod tests {
 
     #[test]
     fn posts_the_documented_json_body() {
-        let request =
-            build_request(&message(json!({"url": "https://hooks.example.com/in"}))).unwrap();
+        let request = request(json!({"url": "https://hooks.example.com/in"}));
         assert_eq!(request.method(), "POST");
         assert_eq!(request.url(), "https://hooks.example.com/in");
         let body: Value = waymark_guest::serde_json::from_slice(request.body_bytes()).unwrap();
@@ -194,7 +144,7 @@ mod tests {
 
     #[test]
     fn sets_content_type_and_idempotency_key() {
-        let request = build_request(&message(json!({"url": "http://h/"}))).unwrap();
+        let request = request(json!({"url": "http://h/"}));
         assert_eq!(
             request.header_value("content-type"),
             Some("application/json")
@@ -208,122 +158,118 @@ mod tests {
 
     #[test]
     fn bearer_token_becomes_an_authorization_header() {
-        let request = build_request(&message(
-            json!({"url": "http://h/", "bearer_token": "s3cret"}),
-        ))
-        .unwrap();
-        assert_eq!(request.header_value("Authorization"), Some("Bearer s3cret"));
-        let empty =
-            build_request(&message(json!({"url": "http://h/", "bearer_token": ""}))).unwrap();
-        assert_eq!(empty.header_value("Authorization"), None);
+        let with = request(json!({"url": "http://h/", "bearer_token": "s3cret"}));
+        assert_eq!(with.header_value("Authorization"), Some("Bearer s3cret"));
+        for none in [json!(""), json!(null)] {
+            let without = request(json!({"url": "http://h/", "bearer_token": none}));
+            assert_eq!(without.header_value("Authorization"), None);
+        }
     }
 
     #[test]
     fn extra_headers_are_added() {
-        let request = build_request(&message(json!({
+        let request = request(json!({
             "url": "http://h/",
             "headers": {"X-Tenant": "acme", "Authorization": "Basic abc"},
-        })))
-        .unwrap();
+        }));
         assert_eq!(request.header_value("x-tenant"), Some("acme"));
         assert_eq!(request.header_value("authorization"), Some("Basic abc"));
     }
 
     #[test]
     fn extra_headers_cannot_override_the_adapters_own() {
-        let reason = permanent(build_request(&message(json!({
-            "url": "http://h/", "headers": {"idempotency-key": "x"},
-        }))));
+        let reason = permanent(json!({"url": "http://h/", "headers": {"idempotency-key": "x"}}));
         assert!(reason.contains("idempotency-key"), "{reason}");
-        let reason = permanent(build_request(&message(json!({
+        let reason = permanent(json!({
             "url": "http://h/", "bearer_token": "t", "headers": {"Authorization": "Basic x"},
-        }))));
+        }));
         assert!(reason.contains("Authorization"), "{reason}");
     }
 
     #[test]
-    fn bad_configuration_is_permanent() {
-        assert!(permanent(build_request(&message(json!({})))).contains("url is missing"));
-        assert!(permanent(build_request(&message(json!({"url": 3})))).contains("must be a string"));
-        assert!(
-            permanent(build_request(&message(json!({"url": "ftp://h/"})))).contains("config.url")
-        );
-        assert!(
-            permanent(build_request(&message(json!({"url": "not a url"})))).contains("config.url")
-        );
-        permanent(build_request(&message(
-            json!({"url": "http://h/", "headers": ["x"]}),
-        )));
-        permanent(build_request(&message(
-            json!({"url": "http://h/", "headers": {"x": 1}}),
-        )));
-        permanent(build_request(&message(
-            json!({"url": "http://h/", "bearer_token": 1}),
-        )));
+    fn a_missing_or_unusable_url_is_permanent_and_named() {
+        assert_eq!(permanent(json!({})), "config.url is missing");
+        assert!(permanent(json!({"url": 3})).starts_with("config.url: invalid type"));
+        for bad in ["ftp://h/", "not a url", "http://u:p@h/"] {
+            let reason = permanent(json!({ "url": bad }));
+            assert!(
+                reason.starts_with("config.url: invalid request"),
+                "{bad}: {reason}"
+            );
+        }
     }
 
     #[test]
-    fn success_is_delivered_with_the_providers_id() {
+    fn badly_typed_headers_or_token_are_permanent_and_named() {
+        assert!(
+            permanent(json!({"url": "http://h/", "headers": ["x"]})).starts_with("config.headers:")
+        );
+        assert!(permanent(json!({"url": "http://h/", "headers": {"x": 1}}))
+            .starts_with("config.headers.x:"));
+        assert!(permanent(json!({"url": "http://h/", "bearer_token": 1}))
+            .starts_with("config.bearer_token:"));
+    }
+
+    #[test]
+    fn keys_the_adapter_does_not_know_are_ignored() {
+        let request = request(json!({"url": "http://h/", "region": "eu"}));
+        assert_eq!(request.url(), "http://h/");
+    }
+
+    /// Every key `channel.toml` declares, with a value `build_request` accepts, and whether the
+    /// manifest says it is required.
+    fn declared_keys() -> Vec<(String, bool)> {
+        let manifest: toml::Table = toml::from_str(include_str!("../channel.toml")).unwrap();
+        let mut keys = Vec::new();
+        for kind in ["settings", "secrets"] {
+            for (key, spec) in manifest[kind].as_table().unwrap() {
+                let required = spec.get("required").and_then(toml::Value::as_bool);
+                keys.push((key.clone(), required.unwrap_or(false)));
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_manifest_declares_the_keys_the_adapter_reads_and_which_it_requires() {
+        let full = json!({"url": "http://h/", "headers": {"X-A": "1"}, "bearer_token": "t"});
+        let mut declared: Vec<String> = declared_keys().into_iter().map(|(k, _)| k).collect();
+        declared.sort();
+        let mut read: Vec<String> = full.as_object().unwrap().keys().cloned().collect();
+        read.sort();
+        assert_eq!(declared, read, "channel.toml and Config disagree");
+
+        let built = request(full.clone());
+        assert_eq!(built.header_value("x-a"), Some("1"));
+        assert_eq!(built.header_value("authorization"), Some("Bearer t"));
+        for (key, required) in declared_keys() {
+            let mut without = full.clone();
+            without.as_object_mut().unwrap().remove(&key);
+            match build_request(&message(without)) {
+                Ok(_) => assert!(!required, "{key} is required in channel.toml only"),
+                Err(error) => {
+                    assert!(required, "{key} is required by Config only: {error}");
+                    assert_eq!(error.reason(), format!("config.{key} is missing"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn success_is_delivered_with_the_receivers_id() {
+        let outcome = |status, body: &str| {
+            Response::new(status, body.as_bytes().to_vec()).outcome_with_id(PROVIDER_ID)
+        };
         assert_eq!(
-            classify_response(&Response::new(
-                200,
-                br#"{"id":"prov-1","ok":true}"#.to_vec()
-            )),
+            outcome(200, r#"{"id":"prov-1","ok":true}"#),
             Ok(Receipt::with_provider_id("prov-1"))
         );
         assert_eq!(
-            classify_response(&Response::new(202, br#"{"id":17}"#.to_vec())),
+            outcome(202, r#"{"id":17}"#),
             Ok(Receipt::with_provider_id("17"))
         );
-        assert_eq!(
-            classify_response(&Response::new(204, Vec::new())),
-            Ok(Receipt::new())
-        );
-        assert_eq!(
-            classify_response(&Response::new(200, b"accepted".to_vec())),
-            Ok(Receipt::new())
-        );
-        assert_eq!(
-            classify_response(&Response::new(200, br#"[{"id":"x"}]"#.to_vec())),
-            Ok(Receipt::new())
-        );
-    }
-
-    #[test]
-    fn server_errors_and_throttling_are_retryable() {
-        for status in [500, 502, 503, 504, 429] {
-            let outcome = classify_response(&Response::new(status, b"try later".to_vec()));
-            assert!(
-                matches!(&outcome, Err(DeliveryError::Retryable(r)) if r.contains(&status.to_string())),
-                "{status}: {outcome:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn other_statuses_are_permanent() {
-        for status in [400, 401, 403, 404, 410, 422, 301] {
-            let outcome = classify_response(&Response::new(status, b"nope".to_vec()));
-            assert!(
-                matches!(&outcome, Err(DeliveryError::Permanent(r)) if r.contains("nope")),
-                "{status}: {outcome:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn long_error_bodies_are_cut() {
-        let outcome = classify_response(&Response::new(400, "x".repeat(10_000)));
-        assert!(outcome.unwrap_err().reason().len() < 300);
-    }
-
-    #[test]
-    fn transport_failures_are_retryable_but_denials_are_permanent() {
-        assert!(
-            classify_transport(&HttpError::Transport("ConnectionRefused".into())).is_retryable()
-        );
-        assert!(!classify_transport(&HttpError::Denied("HttpRequestDenied".into())).is_retryable());
-        assert!(!classify_transport(&HttpError::InvalidRequest("header".into())).is_retryable());
+        assert_eq!(outcome(204, ""), Ok(Receipt::new()));
+        assert_eq!(outcome(200, "accepted"), Ok(Receipt::new()));
     }
 
     #[test]
@@ -332,5 +278,11 @@ mod tests {
         assert!(
             matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host"))
         );
+    }
+
+    #[test]
+    fn delivering_with_a_bad_config_fails_before_sending() {
+        let outcome = Webhook::deliver(message(json!({"url": 3})));
+        assert!(matches!(outcome, Err(DeliveryError::Permanent(r)) if r.starts_with("config.url")));
     }
 }
