@@ -63,29 +63,37 @@ impl ClientError {
     }
 }
 
-/// A 2xx body as `T`; any other status as [`ClientError::Api`] when the body is the API's
-/// error body, else [`ClientError::Decode`].
+/// A 2xx body as `T`; any other status as [`error`] makes it.
 pub(crate) fn decode<T: DeserializeOwned>(
     route: &str,
     status: StatusCode,
     body: &[u8],
 ) -> Result<T, ClientError> {
-    let undecodable = |reason: String| ClientError::Decode {
+    if !status.is_success() {
+        return Err(error(route, status, body));
+    }
+    serde_json::from_slice(body).map_err(|e| undecodable(route, status, e.to_string(), body))
+}
+
+/// An answer with an error status: [`ClientError::Api`] when the body is the API's error body,
+/// else [`ClientError::Decode`].
+pub(crate) fn error(route: &str, status: StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody { error }) => ClientError::Api {
+            route: route.to_string(),
+            status,
+            error,
+        },
+        Err(e) => undecodable(route, status, format!("not an error body: {e}"), body),
+    }
+}
+
+fn undecodable(route: &str, status: StatusCode, reason: String, body: &[u8]) -> ClientError {
+    ClientError::Decode {
         route: route.to_string(),
         status,
         reason,
         body: String::from_utf8_lossy(body).into_owned(),
-    };
-    if status.is_success() {
-        return serde_json::from_slice(body).map_err(|e| undecodable(e.to_string()));
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { error }) => Err(ClientError::Api {
-            route: route.to_string(),
-            status,
-            error,
-        }),
-        Err(e) => Err(undecodable(format!("not an error body: {e}"))),
     }
 }
 

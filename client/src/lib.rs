@@ -198,7 +198,7 @@ impl Client {
         let route = "GET /metrics";
         let (status, bytes) = self.send(Method::GET, "/metrics", Body::Empty).await?;
         if !status.is_success() {
-            return Err(error::decode::<Value>(route, status, &bytes).unwrap_err());
+            return Err(error::error(route, status, &bytes));
         }
         String::from_utf8(bytes).map_err(|e| ClientError::Decode {
             route: route.into(),
