@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `PUT /v1/channels/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelRegistration {
     /// The component's bytes, base64 (standard alphabet, padded).
     pub component: String,

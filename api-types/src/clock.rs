@@ -25,6 +25,7 @@ pub struct Clock {
 
 /// The body of `POST /v1/admin/clock/advance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// How far to move the manual clock forward; never negative.
     pub by_ms: Millis,

@@ -13,6 +13,7 @@ pub struct DeadLetters {
 
 /// The body of `POST /v1/dead-letters/retry`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryDeadLetters {
     /// The messages to retry; empty: every dead letter (of `channel`, if given).
     #[serde(default)]

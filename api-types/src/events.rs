@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// of them (1 to 10,000). Differs from [`Event`], what journeys see: `properties` and
 /// `timestamp` may be left out (`{}` and the server's now).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// Tenant-chosen; a seen id within the dedup window is a duplicate.
     pub id: String,

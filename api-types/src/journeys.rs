@@ -131,6 +131,7 @@ pub struct ExperimentSpec {
 
 /// The body of `POST /v1/journeys/{name}/decide`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     /// The version to ask; the latest when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

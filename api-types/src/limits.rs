@@ -25,6 +25,7 @@ pub struct Limits {
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
 /// `PUT /v1/admin/tenants/{id}/limits` (the host's `model::LimitOverrides`, same shape).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`Limits::max_component_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]

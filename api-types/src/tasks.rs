@@ -94,6 +94,7 @@ pub struct TaskQuery {
 
 /// The body of `POST /v1/tasks/{id}/claim`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClaimTask {
     /// Who takes it; not empty.
     pub assignee: String,
@@ -101,6 +102,7 @@ pub struct ClaimTask {
 
 /// The body of `POST /v1/tasks/{id}/resolve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResolveTask {
     /// How it ended; not empty. Passed to the journey in `task_resolved`.
     pub resolution: String,

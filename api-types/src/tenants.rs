@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `POST /v1/admin/tenants`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// The tenant's name and id: 1-64 characters of `a-z`, `0-9`, `-`, `_`.
     pub name: String,
