@@ -3,7 +3,7 @@
 
 use waymark_tests::*;
 
-async fn server_with_tenant() -> (Server, Tenant) {
+async fn server_with_tenant() -> (Server, CreatedTenant) {
     let server = Server::start(ServerOptions::default()).await;
     let tenant = server.api().create_tenant("acme").await;
     (server, tenant)
@@ -164,7 +164,7 @@ async fn upload_that_is_not_a_component_is_refused_and_stores_no_version() {
     // After a good version, a bad upload adds no second one.
     let tenant_api = server.as_tenant(&tenant);
     let v1 = tenant_api
-        .upload_journey(ONBOARDING, artifacts().onboarding_component())
+        .upload_journey(ONBOARDING, artifacts().component(ONBOARDING_CRATE))
         .await;
     let answer = api
         .request(
@@ -184,9 +184,8 @@ async fn upload_that_is_not_a_component_is_refused_and_stores_no_version() {
     assert_eq!(versions[0]["version"], v1.version);
 
     // The same holds for channels.
-    use base64::Engine as _;
     let channel = json!({
-        "component": base64::engine::general_purpose::STANDARD.encode(&not_components[1]),
+        "component": waymark_client::component_base64(&not_components[1]),
         "settings": { "url": "http://127.0.0.1:9/webhook" },
         "secrets": {},
         "allowed_hosts": ["127.0.0.1:9"],

@@ -34,10 +34,16 @@ fn event_id(c: usize, round: usize) -> String {
 
 /// Every event, in rounds: each customer's events are spread over many batches, so that kills
 /// land between one customer's events as well as within them.
-fn all_events() -> Vec<Value> {
+fn all_events() -> Vec<EventInput> {
     (0..EVENTS_PER_CUSTOMER)
         .flat_map(|round| {
-            (0..CUSTOMERS).map(move |c| event(&event_id(c, round), &customer(c), "tick"))
+            (0..CUSTOMERS).map(move |c| EventInput {
+                id: event_id(c, round),
+                customer: customer(c),
+                name: "tick".into(),
+                properties: None,
+                timestamp: None,
+            })
         })
         .collect()
 }
@@ -53,7 +59,7 @@ struct Target {
 /// a real client retries: a request that fails (the server died under it) is sent again,
 /// whole, to the next process.
 async fn post_all(
-    batches: Vec<Vec<Value>>,
+    batches: Vec<Vec<EventInput>>,
     mut target: watch::Receiver<Target>,
 ) -> (usize, usize, usize) {
     let http = reqwest::Client::builder()
@@ -67,31 +73,20 @@ async fn post_all(
                 retried += batch.len();
             }
             let Target { url, key } = target.borrow_and_update().clone();
-            let answer = http
-                .post(format!("{url}/v1/events"))
-                .bearer_auth(&key)
-                .json(&batch)
-                .send()
-                .await;
-            match answer {
-                Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                    let body: Value = response.json().await.unwrap_or_default();
-                    if body.is_null() {
-                        continue; // the connection broke while reading the answer
-                    }
-                    accepted += body["accepted"].as_u64().expect("accepted count") as usize;
-                    duplicates += body["duplicates"].as_u64().expect("duplicates count") as usize;
+            let client = Client::with_http(http.clone(), &url, Some(&key));
+            match client.post_events(&batch).await {
+                Ok(answer) => {
+                    accepted += answer.accepted as usize;
+                    duplicates += answer.duplicates as usize;
                     break;
                 }
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.text().await.unwrap_or_default();
-                    assert!(
-                        status.is_server_error(),
-                        "a valid batch was refused: {status} {body}"
-                    );
+                // Accepted, but the connection broke while reading the answer: send it again.
+                Err(e) if e.status().is_some_and(|s| s.is_success()) => continue,
+                Err(e) => {
+                    if let Some(status) = e.status() {
+                        assert!(status.is_server_error(), "a valid batch was refused: {e}");
+                    }
                 }
-                Err(_) => {}
             }
             // The server is down or restarting: wait for the next one, or retry shortly.
             let _ = tokio::time::timeout(Duration::from_millis(200), target.changed()).await;
@@ -160,21 +155,18 @@ async fn no_acknowledged_event_is_lost_and_no_effect_applied_twice_across_kills(
         ..ServerOptions::default()
     })
     .await;
-    let tenant = server.api().create_tenant("crash").await;
-    let api = server.as_tenant(&tenant);
-    api.register_channel(
-        WEBHOOK,
-        &artifacts().webhook_component(),
-        json!({ "url": format!("{}/webhook", sink.url()) }),
-        json!({}),
-        &[sink.authority()],
+    let journey = artifacts().component(LEDGER_CRATE);
+    let (tenant, _) = tenant_with_journey(
+        &server,
+        "crash",
+        Some((&sink, &[WEBHOOK])),
+        JOURNEY,
+        journey,
     )
     .await;
-    api.upload_journey(JOURNEY, artifacts().ledger_component())
-        .await;
 
     let events = all_events();
-    let batches: Vec<Vec<Value>> = events.chunks(BATCH).map(<[Value]>::to_vec).collect();
+    let batches: Vec<Vec<EventInput>> = events.chunks(BATCH).map(<[EventInput]>::to_vec).collect();
     let (publish, target) = watch::channel(Target {
         url: server.url().to_string(),
         key: tenant.api_key.clone(),

@@ -35,8 +35,7 @@ fn timer_due(e: &Enrollment, name: &str) -> i64 {
 
 #[tokio::test]
 async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_customer_success() {
-    let artifacts = artifacts();
-    let world = Example::start("guided-onboarding", &artifacts.guided_onboarding, &[EMAIL]).await;
+    let world = Example::start("guided-onboarding", &[EMAIL]).await;
     let (api, admin) = (world.api(), world.admin());
     // Ada logs in at once; bob and cyd never do anything.
     world
@@ -64,31 +63,39 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
         assert_eq!(nudge.payload()["stalls"], 1);
     }
     assert!(
-        api.tasks("queue=cs").await.is_empty(),
+        api.tasks(TaskQuery {
+            queue: Some("cs".into()),
+            ..TaskQuery::default()
+        })
+        .await
+        .is_empty(),
         "one stall hands nothing off"
     );
 
     // Another window stuck: the second nudge, and a task in the cs queue for each.
     admin.advance_clock(2 * DAY_MS).await;
     let tasks = wait_for_some("two open cs tasks", || async {
-        let tasks = api.tasks("status=open&queue=cs").await;
+        let tasks = api
+            .tasks(TaskQuery {
+                status: Some(TaskStatus::Open),
+                queue: Some("cs".into()),
+                limit: None,
+            })
+            .await;
         (tasks.len() == 2).then_some(tasks)
     })
     .await;
     let task_of = |customer: &str| {
         tasks
             .iter()
-            .find(|t| t["customer"] == customer)
+            .find(|t| t.customer == customer)
             .unwrap_or_else(|| panic!("no task for {customer}: {tasks:?}"))
             .clone()
     };
     let bob_task = task_of("bob");
-    assert_eq!(bob_task["journey"], "guided-onboarding");
-    assert_eq!(
-        bob_task["reason"],
-        "stalled 2 times; stuck before first_login"
-    );
-    assert_eq!(bob_task["priority"], 1);
+    assert_eq!(bob_task.journey, "guided-onboarding");
+    assert_eq!(bob_task.reason, "stalled 2 times; stuck before first_login");
+    assert_eq!(bob_task.priority, 1);
     world
         .sink
         .wait_for("bob's second nudge", |r| {
@@ -116,23 +123,18 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
     );
 
     // Customer success resolves both tasks: bob gets a follow-up, cyd is given up on.
-    let id = bob_task["id"].as_str().expect("task id");
+    let id = bob_task.id.as_str();
     let claimed = api.claim_task(id, "grace@cs").await;
-    assert_eq!(claimed["status"], "claimed");
+    assert_eq!(claimed.status, TaskStatus::Claimed);
     api.resolve_task(id, "call booked", json!({ "note": "walked through login" }))
         .await;
     let follow_up = world.delivered(EMAIL, "cs_follow_up", "bob").await;
     assert_eq!(follow_up.payload()["resolution"], "call booked");
     assert_eq!(follow_up.payload()["next_milestone"], "first_login");
     let cyd_task = task_of("cyd");
-    api.resolve_task(
-        cyd_task["id"].as_str().expect("task id"),
-        "churned",
-        json!({}),
-    )
-    .await;
+    api.resolve_task(&cyd_task.id, "churned", json!({})).await;
     let cyd = world
-        .wait_for("cyd", "exited", |e| e.status == Status::Exited)
+        .wait_for("cyd", "exited", |e| e.status == EnrollmentStatus::Exited)
         .await;
     assert_eq!(cyd.exit_reason.as_deref(), Some("cs_churned"));
 
@@ -147,7 +149,9 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
         .await;
     for customer in ["ada", "bob"] {
         let e = world
-            .wait_for(customer, "completed", |e| e.status == Status::Completed)
+            .wait_for(customer, "completed", |e| {
+                e.status == EnrollmentStatus::Completed
+            })
             .await;
         let reached: Vec<&str> = e.milestones.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(reached, ["first_login", "first_value", "second_use_case"]);
@@ -185,8 +189,7 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
 
 #[tokio::test]
 async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customers_go() {
-    let artifacts = artifacts();
-    let world = Example::start("win-back", &artifacts.win_back, &[EMAIL, SMS]).await;
+    let world = Example::start("win-back", &[EMAIL, SMS]).await;
     let (api, admin) = (world.api(), world.admin());
     let lapse = |customer: &str, id: &str| {
         event_with(
@@ -230,7 +233,7 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
         .await;
     assert_eq!(ada.channels[EMAIL].opened, 1);
     let cyd = world
-        .wait_for("cyd", "exited", |e| e.status == Status::Exited)
+        .wait_for("cyd", "exited", |e| e.status == EnrollmentStatus::Exited)
         .await;
     assert_eq!(cyd.exit_reason.as_deref(), Some("exit_event:logged_in"));
     assert!(cyd.timers.is_empty(), "{cyd:?}");
@@ -280,13 +283,13 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
     admin.advance_clock(14 * DAY_MS).await;
     for customer in ["ada", "bob"] {
         let e = world
-            .wait_for(customer, "exited", |e| e.status == Status::Exited)
+            .wait_for(customer, "exited", |e| e.status == EnrollmentStatus::Exited)
             .await;
         assert_eq!(e.exit_reason.as_deref(), Some("no_response"));
     }
     world
         .wait_for("cyd", "second run given up", |e| {
-            e.run == 2 && e.status == Status::Exited
+            e.run == 2 && e.status == EnrollmentStatus::Exited
         })
         .await;
 
@@ -313,8 +316,7 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
 
 #[tokio::test]
 async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
-    let artifacts = artifacts();
-    let world = Example::start("win-back", &artifacts.win_back, &[EMAIL, SMS]).await;
+    let world = Example::start("win-back", &[EMAIL, SMS]).await;
     // The email provider refuses the address: a 4xx is a permanent failure.
     world.sink.respond_next(1, StatusCode::GONE);
     world
@@ -346,8 +348,7 @@ async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
 
 #[tokio::test]
 async fn renewal_reminds_at_nine_local_30_14_and_3_days_before_until_renewed() {
-    let artifacts = artifacts();
-    let world = Example::start("renewal", &artifacts.renewal, &[EMAIL]).await;
+    let world = Example::start("renewal", &[EMAIL]).await;
     let (api, admin) = (world.api(), world.admin());
     let start = admin.clock_now().await;
     let renewal_date = utc_date_string(start + 40 * DAY_MS);
@@ -399,7 +400,7 @@ async fn renewal_reminds_at_nine_local_30_14_and_3_days_before_until_renewed() {
     // Bob renews: the exit event ends his run and cancels his remaining reminders.
     world.post(&[event("bob-renewed", "bob", "renewed")]).await;
     let bob = world
-        .wait_for("bob", "exited", |e| e.status == Status::Exited)
+        .wait_for("bob", "exited", |e| e.status == EnrollmentStatus::Exited)
         .await;
     assert_eq!(bob.exit_reason.as_deref(), Some("exit_event:renewed"));
     assert!(bob.timers.is_empty(), "{bob:?}");
@@ -462,7 +463,7 @@ async fn renewal_reminds_at_nine_local_30_14_and_3_days_before_until_renewed() {
 
     world.post(&[event("ada-renewed", "ada", "renewed")]).await;
     world
-        .wait_for("ada", "exited", |e| e.status == Status::Exited)
+        .wait_for("ada", "exited", |e| e.status == EnrollmentStatus::Exited)
         .await;
     let received = world.sink.requests();
     let ada_days: Vec<&Value> = received
@@ -496,8 +497,7 @@ async fn renewal_reminds_at_nine_local_30_14_and_3_days_before_until_renewed() {
 
 #[tokio::test]
 async fn post_purchase_runs_each_order_on_its_own_keyed_by_order_id() {
-    let artifacts = artifacts();
-    let world = Example::start("post-purchase", &artifacts.post_purchase, &[EMAIL]).await;
+    let world = Example::start("post-purchase", &[EMAIL]).await;
     let (api, admin) = (world.api(), world.admin());
     let order = |id: &str, order_id: &str| {
         event_with(
@@ -571,7 +571,7 @@ async fn post_purchase_runs_each_order_on_its_own_keyed_by_order_id() {
     let second = wait_for_some("A-2's run to exit", || async {
         let ada = api.customer("ada").await?;
         let run = ada.enrollments_in("post-purchase").get(1).copied()?.clone();
-        (run.status == Status::Exited).then_some(run)
+        (run.status == EnrollmentStatus::Exited).then_some(run)
     })
     .await;
     assert_eq!(second.exit_reason.as_deref(), Some("order_returned"));
@@ -595,7 +595,7 @@ async fn post_purchase_runs_each_order_on_its_own_keyed_by_order_id() {
             .first()
             .copied()?
             .clone();
-        (run.status == Status::Completed).then_some(run)
+        (run.status == EnrollmentStatus::Completed).then_some(run)
     })
     .await;
     assert!(first.milestone("reviewed").is_none());
@@ -646,8 +646,7 @@ fn birthday_midnight(year: i64, month: u32, day: u32) -> i64 {
 
 #[tokio::test]
 async fn birthday_greets_at_nine_in_the_customers_zone_and_rearms_every_year() {
-    let artifacts = artifacts();
-    let world = Example::start("birthday", &artifacts.birthday, &[EMAIL]).await;
+    let world = Example::start("birthday", &[EMAIL]).await;
     let admin = world.admin();
     let start = admin.clock_now().await;
     let (year, month, day) = utc_date(start + 10 * DAY_MS);
@@ -743,8 +742,7 @@ async fn birthday_greets_at_nine_in_the_customers_zone_and_rearms_every_year() {
 
 #[tokio::test]
 async fn ab_welcome_splits_customers_between_two_welcomes_and_reports_each_arms_funnel() {
-    let artifacts = artifacts();
-    let world = Example::start("ab-welcome", &artifacts.ab_welcome, &[EMAIL]).await;
+    let world = Example::start("ab-welcome", &[EMAIL]).await;
     let (api, admin) = (world.api(), world.admin());
     let customers = ["ana", "ben", "cyd", "dee", "eli", "fay"];
     let signups: Vec<Value> = customers
@@ -769,7 +767,10 @@ async fn ab_welcome_splits_customers_between_two_welcomes_and_reports_each_arms_
         let enrollment = world.wait_for(customer, "enrolled", |_| true).await;
         assert_eq!(
             enrollment.variants,
-            [json!({ "experiment": "welcome_copy", "arm": arm })]
+            [VariantAssignment {
+                experiment: "welcome_copy".into(),
+                arm: arm.clone(),
+            }]
         );
         arms.push((customer, arm));
     }
@@ -795,14 +796,16 @@ async fn ab_welcome_splits_customers_between_two_welcomes_and_reports_each_arms_
     world.post(&activations).await;
     for customer in &activators {
         world
-            .wait_for(customer, "completed", |e| e.status == Status::Completed)
+            .wait_for(customer, "completed", |e| {
+                e.status == EnrollmentStatus::Completed
+            })
             .await;
     }
     // Two weeks on, the rest of control leaves without activating.
     admin.advance_clock(14 * DAY_MS).await;
     for customer in &control[1..] {
         world
-            .wait_for(customer, "exited", |e| e.status == Status::Exited)
+            .wait_for(customer, "exited", |e| e.status == EnrollmentStatus::Exited)
             .await;
     }
 

@@ -40,7 +40,7 @@ async fn signup_is_welcomed_through_the_webhook_with_an_idempotency_key() {
     assert_eq!(message.id, key);
     assert_eq!(message.channel, WEBHOOK);
     let enrollment = ada.enrollment(ONBOARDING).expect("ada is enrolled");
-    assert_eq!(enrollment.status, Status::Active);
+    assert_eq!(enrollment.status, EnrollmentStatus::Active);
     assert_eq!(enrollment.version, world.journey.version);
 }
 
@@ -91,7 +91,7 @@ async fn first_value_before_the_nudge_completes_the_journey_and_no_nudge_is_sent
     world.sign_up("ada").await;
     world.post("ada-first-value", "ada", "first_value").await;
     api.wait_for_enrollment("ada", ONBOARDING, "completed", |e| {
-        e.status == Status::Completed
+        e.status == EnrollmentStatus::Completed
     })
     .await;
 
@@ -103,7 +103,7 @@ async fn first_value_before_the_nudge_completes_the_journey_and_no_nudge_is_sent
 
     let ada = api
         .wait_for_enrollment("ada", ONBOARDING, "completed without pending timers", |e| {
-            e.status == Status::Completed && e.timer("nudge").is_none()
+            e.status == EnrollmentStatus::Completed && e.timer("nudge").is_none()
         })
         .await;
     assert!(ada.milestone("first_value").is_some(), "{ada:?}");
@@ -132,7 +132,7 @@ async fn completed_enrollment_records_when_first_value_was_reached() {
     world.post("ada-first-value", "ada", "first_value").await;
     let ada = api
         .wait_for_enrollment("ada", ONBOARDING, "completed", |e| {
-            e.status == Status::Completed
+            e.status == EnrollmentStatus::Completed
         })
         .await;
 

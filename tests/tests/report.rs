@@ -11,7 +11,7 @@ async fn the_report_counts_entries_completions_milestones_and_sends() {
     world.admin().advance_clock(HOUR_MS).await;
     world.post("ada-first-value", "ada", "first_value").await;
     api.wait_for_enrollment("ada", ONBOARDING, "completed", |e| {
-        e.status == Status::Completed
+        e.status == EnrollmentStatus::Completed
     })
     .await;
 

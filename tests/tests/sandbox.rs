@@ -89,21 +89,13 @@ fn attacker(attack: &Attack) -> String {
 
 /// A new tenant `name` with the webhook channel delivering to the sink and the hostile journey
 /// uploaded.
-async fn hostile_tenant(server: &Server, sink: &Sink, name: &str) -> (Tenant, JourneyVersion) {
-    let tenant = server.api().create_tenant(name).await;
-    let api = server.as_tenant(&tenant);
-    api.register_channel(
-        WEBHOOK,
-        &artifacts().webhook_component(),
-        json!({ "url": format!("{}/webhook", sink.url()) }),
-        json!({}),
-        &[sink.authority()],
-    )
-    .await;
-    let journey = api
-        .upload_journey(HOSTILE, artifacts().hostile_component())
-        .await;
-    (tenant, journey)
+async fn hostile_tenant(
+    server: &Server,
+    sink: &Sink,
+    name: &str,
+) -> (CreatedTenant, UploadedJourney) {
+    let hostile = artifacts().component(HOSTILE_CRATE);
+    tenant_with_journey(server, name, Some((sink, &[WEBHOOK])), HOSTILE, hostile).await
 }
 
 /// Signs `customer` up to the hostile journey and posts `name` for them, in one batch: a
@@ -189,7 +181,11 @@ async fn each_hostile_trigger_fails_alone_while_other_tenants_and_customers_keep
                 attack.event
             );
         }
-        assert_eq!(enrollment.status, Status::Active, "{enrollment:?}");
+        assert_eq!(
+            enrollment.status,
+            EnrollmentStatus::Active,
+            "{enrollment:?}"
+        );
         *recorded.entry(failure.reason).or_default() += 1;
     }
 
@@ -234,7 +230,11 @@ async fn each_hostile_trigger_fails_alone_while_other_tenants_and_customers_keep
                 e.failure.is_none()
             })
             .await;
-        assert_eq!(enrollment.status, Status::Active, "{enrollment:?}");
+        assert_eq!(
+            enrollment.status,
+            EnrollmentStatus::Active,
+            "{enrollment:?}"
+        );
         let messages = hostile.customer(&customer).await.expect("known").messages;
         let templates: Vec<&str> = messages.iter().map(|m| m.template.as_str()).collect();
         assert_eq!(templates, ["ok"], "{customer}'s messages: {messages:#?}");
@@ -476,8 +476,16 @@ async fn uploads_importing_sockets_or_the_filesystem_are_refused_and_store_nothi
     let key = Some(tenant.api_key.as_str());
 
     for (name, component, interface) in [
-        ("sockets", artifacts().sockets_component(), "wasi:sockets/"),
-        ("files", artifacts().files_component(), "wasi:filesystem/"),
+        (
+            "sockets",
+            artifacts().component(SOCKETS_CRATE),
+            "wasi:sockets/",
+        ),
+        (
+            "files",
+            artifacts().component(FILES_CRATE),
+            "wasi:filesystem/",
+        ),
     ] {
         let path = format!("/v1/journeys/{name}");
         let answer = api
@@ -504,7 +512,7 @@ async fn uploads_importing_sockets_or_the_filesystem_are_refused_and_store_nothi
 
     // Clocks and randomness are not forbidden: the hostile journey imports them and is taken.
     let accepted = api
-        .upload_journey(HOSTILE, artifacts().hostile_component())
+        .upload_journey(HOSTILE, artifacts().component(HOSTILE_CRATE))
         .await;
     assert_eq!(accepted.version, 1);
 }
@@ -516,13 +524,13 @@ async fn a_webhook_to_a_host_outside_allowed_hosts_is_dead_and_never_sent() {
     let api = world.server.as_tenant(&stray);
     api.register_channel(
         WEBHOOK,
-        &artifacts().webhook_component(),
+        &artifacts().component(WEBHOOK_CRATE),
         json!({ "url": format!("{}/webhook", world.sink.url()) }),
         json!({}),
         &["hooks.example.com".to_string()],
     )
     .await;
-    api.upload_journey(ONBOARDING, artifacts().onboarding_component())
+    api.upload_journey(ONBOARDING, artifacts().component(ONBOARDING_CRATE))
         .await;
 
     api.post_events(&[event("ada-signed-up", "ada", "signed_up")])

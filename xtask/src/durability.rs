@@ -28,9 +28,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use waymark_tests::waymark_client::Client as ApiClient;
 use waymark_tests::{
-    json, metric_sum, reqwest, Artifacts, Clock, Server, ServerOptions, Sink, StatusCode, Tenant,
-    GUEST_BUILD, HOUR_MS, ONBOARDING, WEBHOOK,
+    example_crate, guest_build_args, metric_sum, tenant_with_journey, Artifacts, Clock,
+    CreatedTenant, Server, ServerOptions, Sink, StatusCode, HOUR_MS, LEDGER_CRATE, ONBOARDING,
+    ONBOARDING_CRATE, WEBHOOK,
 };
 
 /// The durability section of `docs/BENCHMARKS.md` lies between these.
@@ -129,7 +131,7 @@ impl Plan {
 /// `quick` or `no_write`) records it in `docs/BENCHMARKS.md`.
 pub fn bench(quick: bool, no_write: bool) -> Result<()> {
     super::ensure_wasm_target()?;
-    super::cargo(GUEST_BUILD, &[])?;
+    super::cargo(&guest_build_args(), &[])?;
     super::cargo(RELEASE_HOST_BUILD, &[])?;
     // Set before any thread exists. Starting on a million enrollments, or one request posting
     // thousands of events behind a backlog, may take longer than a test's patience.
@@ -303,88 +305,61 @@ fn discard(mut server: Server) {
 }
 
 /// A tenant with `journey` uploaded and, given a sink, the webhook channel delivering to it.
-async fn tenant(server: &Server, sink: Option<&Sink>, name: &str, journey: &str) -> Result<Tenant> {
-    let artifacts = Artifacts::locate();
-    let tenant = server.api().create_tenant(name).await;
-    let api = server.as_tenant(&tenant);
-    if let Some(sink) = sink {
-        api.register_channel(
-            WEBHOOK,
-            &artifacts.webhook_component(),
-            json!({ "url": format!("{}/webhook", sink.url()) }),
-            json!({}),
-            &[sink.authority()],
-        )
-        .await;
-    }
-    let component = match journey {
-        ONBOARDING => artifacts.onboarding_component(),
-        LEDGER => artifacts.ledger_component(),
-        BIRTHDAY => std::fs::read(&artifacts.birthday)
-            .with_context(|| format!("cannot read {}", artifacts.birthday.display()))?,
+async fn tenant(
+    server: &Server,
+    sink: Option<&Sink>,
+    name: &str,
+    journey: &str,
+) -> Result<CreatedTenant> {
+    let krate = match journey {
+        ONBOARDING => ONBOARDING_CRATE.to_string(),
+        LEDGER => LEDGER_CRATE.to_string(),
+        BIRTHDAY => example_crate(BIRTHDAY),
         other => bail!("no component for journey {other}"),
     };
-    api.upload_journey(journey, component).await;
+    let path = Artifacts::locate().path(&krate);
+    let component =
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let webhooks = sink.map(|sink| (sink, &[WEBHOOK][..]));
+    let (tenant, _) = tenant_with_journey(server, name, webhooks, journey, component).await;
     Ok(tenant)
 }
 
-/// A lean HTTP client for the load: request bodies are built before they are timed, answers
-/// are checked by status only.
+/// A lean client for the load, over the one API client: request bodies are built before they
+/// are timed.
 #[derive(Clone)]
 struct Client {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-    admin: String,
+    /// Acting as the tenant.
+    tenant: ApiClient,
+    /// Acting as the operator.
+    admin: ApiClient,
 }
 
 impl Client {
-    fn new(server: &Server, tenant: &Tenant) -> Result<Client> {
-        Ok(Client {
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(900))
-                .build()?,
-            url: server.url().to_string(),
-            key: tenant.api_key.clone(),
-            admin: server.admin_token().to_string(),
-        })
+    fn new(server: &Server, tenant: &CreatedTenant) -> Result<Client> {
+        let tenant = ApiClient::new(
+            server.url(),
+            Some(&tenant.api_key),
+            Duration::from_secs(900),
+        )?;
+        let admin = tenant.with_token(Some(server.admin_token()));
+        Ok(Client { tenant, admin })
     }
 
     /// After a restart the server listens on another port.
     fn follow(&mut self, server: &Server) {
-        self.url = server.url().to_string();
+        self.tenant = self.tenant.with_base_url(server.url());
+        self.admin = self.admin.with_base_url(server.url());
     }
 
     /// `POST /v1/events` with a prepared JSON array; fails unless 202.
     async fn post(&self, body: Vec<u8>) -> Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/v1/events", self.url))
-            .bearer_auth(&self.key)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let text = response.bytes().await?;
-        ensure!(
-            status == StatusCode::ACCEPTED,
-            "POST /v1/events answered {status}: {}",
-            String::from_utf8_lossy(&text)
-        );
+        self.tenant.post_events_json(body).await?;
         Ok(())
     }
 
     async fn counters(&self) -> Result<Counters> {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
+        let text = self.admin.metrics().await?;
         let triggers = |kind| metric_sum(&text, "waymark_triggers_total", ("kind", kind)) as u64;
         Ok(Counters {
             entered: triggers("entered"),
@@ -401,60 +376,31 @@ impl Client {
     }
 
     async fn healthy(&self) -> bool {
-        match self.http.get(format!("{}/healthz", self.url)).send().await {
-            Ok(response) => response.status() == StatusCode::OK,
-            Err(_) => false,
-        }
+        self.admin.health().await.is_ok()
     }
 
     /// Whether `customer` has an enrollment (committed: the customer view reads the store).
     async fn enrolled(&self, customer: &str) -> Result<bool> {
-        let response = self
-            .http
-            .get(format!("{}/v1/customers/{customer}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await?;
-        if response.status() == StatusCode::NOT_FOUND {
-            return Ok(false);
+        match self.tenant.customer(customer).await {
+            Ok(view) => Ok(!view.enrollments.is_empty()),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        let body: serde_json::Value = response.error_for_status()?.json().await?;
-        Ok(body["enrollments"]
-            .as_array()
-            .is_some_and(|e| !e.is_empty()))
     }
 
     /// When `customer`'s birthday timer is due, if they have one.
     async fn birthday_due(&self, customer: &str) -> Result<Option<i64>> {
-        let body: serde_json::Value = self
-            .http
-            .get(format!("{}/v1/customers/{customer}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(body["enrollments"][0]["timers"]
-            .as_array()
-            .and_then(|timers| timers.iter().find(|t| t["name"] == "birthday"))
-            .and_then(|t| t["due"].as_i64()))
+        let view = self.tenant.customer(customer).await?;
+        Ok(view
+            .enrollments
+            .first()
+            .and_then(|e| e.timer("birthday"))
+            .map(|t| t.due))
     }
 
     /// Moves the manual clock; returns when the server answered.
     async fn advance(&self, by_ms: i64) -> Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/v1/admin/clock/advance", self.url))
-            .bearer_auth(&self.admin)
-            .json(&json!({ "by_ms": by_ms }))
-            .send()
-            .await?;
-        ensure!(
-            response.status() == StatusCode::OK,
-            "clock advance answered {}",
-            response.status()
-        );
+        self.admin.advance_clock(by_ms).await?;
         Ok(())
     }
 

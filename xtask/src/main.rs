@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use waymark_tests::{
-    count, Onboarding, Received, ServerOptions, Status, DAY_MS, GUEST_BUILD, HOST_BUILD, MINUTE_MS,
-    ONBOARDING,
+    count, guest_build_args, EnrollmentStatus, Onboarding, Received, ServerOptions, DAY_MS,
+    HOST_BUILD, MINUTE_MS, ONBOARDING,
 };
 
 /// The demo's sample events (also readable on their own by a person trying the API).
@@ -123,7 +123,7 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 /// The target, then the guests, then the host.
 fn build() -> Result<()> {
     ensure_wasm_target()?;
-    cargo(GUEST_BUILD, &[])?;
+    cargo(&guest_build_args(), &[])?;
     cargo(HOST_BUILD, &[])?;
     Ok(())
 }
@@ -260,7 +260,7 @@ async fn run_demo(dir: &Path, events: Vec<Value>, once: bool) -> Result<()> {
     .await;
     for customer in &reached_value {
         api.wait_for_enrollment(customer, ONBOARDING, "completed", |e| {
-            e.status == Status::Completed
+            e.status == EnrollmentStatus::Completed
         })
         .await;
     }
@@ -400,7 +400,7 @@ const RESULTS_END: &str = "<!-- bench results: end -->";
 
 fn bench(quick: bool, no_write: bool) -> Result<()> {
     ensure_wasm_target()?;
-    cargo(GUEST_BUILD, &[])?;
+    cargo(&guest_build_args(), &[])?;
     let dir = root().join("target").join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let report = dir.join("sandbox.md");

@@ -1,0 +1,48 @@
+//! Channels (tenant): `PUT /v1/channels/{name}` registers a channel adapter component with
+//! its configuration, `GET /v1/channels` lists them. Secrets go in and never come out.
+
+use crate::Object;
+use serde::{Deserialize, Serialize};
+
+/// The body of `PUT /v1/channels/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRegistration {
+    /// The component's bytes, base64 (standard alphabet, padded).
+    pub component: String,
+    /// Configuration the adapter sees (and the API shows).
+    #[serde(default)]
+    pub settings: Object,
+    /// Configuration the adapter sees and the API never shows (only the key names).
+    #[serde(default)]
+    pub secrets: Object,
+    /// Where `deliver` may send: `host`, `host:port` or `*.domain`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// A registered channel: the answer to `PUT /v1/channels/{name}` (201) and an item of
+/// [`ChannelList`]. Differs from the host's `store::ChannelRecord`: `secrets` lists only the
+/// key names, and there is no `updated_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Channel {
+    /// The channel's name, as journeys send through it.
+    pub name: String,
+    /// 1, 2, ... per registration.
+    pub version: u32,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+    /// Where `deliver` may send.
+    pub allowed_hosts: Vec<String>,
+    /// The settings.
+    pub settings: Object,
+    /// The names of the secrets, never their values.
+    pub secrets: Vec<String>,
+}
+
+/// The answer to `GET /v1/channels`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelList {
+    /// Every channel of the tenant.
+    pub channels: Vec<Channel>,
+}

@@ -1,0 +1,320 @@
+//! Journeys (tenant): `PUT /v1/journeys/{name}` uploads a version (the component's bytes,
+//! `application/wasm`, no JSON body), `GET /v1/journeys` lists them, `GET /v1/journeys/{name}`
+//! shows every version, and `POST /v1/journeys/{name}/decide` asks a stored version what it
+//! would decide in a given context (the dry run). The decision vocabulary — [`Spec`],
+//! [`DecisionContext`], [`Trigger`], [`Command`] — mirrors the WIT contract.
+
+use crate::customers::{Enrollment, Profile, VariantAssignment};
+use crate::events::Event;
+use crate::{Millis, Object};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The answer to `PUT /v1/journeys/{name}` (201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadedJourney {
+    /// The journey.
+    pub name: String,
+    /// The new version: 1, 2, ...
+    pub version: u32,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+    /// What the component declared through `describe`.
+    pub spec: Spec,
+}
+
+/// The answer to `GET /v1/journeys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyList {
+    /// Every journey of the tenant.
+    pub journeys: Vec<JourneySummary>,
+}
+
+/// One journey in [`JourneyList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneySummary {
+    /// The journey.
+    pub name: String,
+    /// Its latest version.
+    pub latest_version: u32,
+}
+
+/// The answer to `GET /v1/journeys/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyVersions {
+    /// The journey.
+    pub name: String,
+    /// Every version, first first.
+    pub versions: Vec<JourneyVersion>,
+}
+
+/// One stored version (the host's `store::JourneyVersion`, same shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyVersion {
+    /// The journey.
+    pub name: String,
+    /// The version.
+    pub version: u32,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+    /// What it declared.
+    pub spec: Spec,
+    /// When it was uploaded.
+    pub uploaded_at: Millis,
+}
+
+/// What a journey declares about itself through `describe`. Every field is always present;
+/// `goal` is `null` when there is none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// For people.
+    pub description: String,
+    /// The events that enroll a customer.
+    pub entry: Vec<EntryTrigger>,
+    /// Events that end an active enrollment.
+    pub exit_on: Vec<String>,
+    /// The outcomes the journey measures, in order.
+    pub milestones: Vec<MilestoneSpec>,
+    /// The milestone that completes the journey.
+    pub goal: Option<String>,
+    /// Whether and when a customer may enter again.
+    pub reentry: Reentry,
+    /// The channels it sends through.
+    pub channels: Vec<String>,
+    /// Its experiments.
+    pub experiments: Vec<ExperimentSpec>,
+}
+
+/// An event that enrolls a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryTrigger {
+    /// The event's name.
+    pub event: String,
+    /// Every key must equal the event's property of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Object>,
+}
+
+/// A declared milestone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MilestoneSpec {
+    /// Its name.
+    pub name: String,
+    /// The time allowed to reach it after the latest progress, before it stalls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_after: Option<Millis>,
+}
+
+/// The re-entry policy: `{"policy": "never" | "after_exit" | "always"}` or
+/// `{"policy": "keyed", "property": name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "policy", content = "property", rename_all = "snake_case")]
+pub enum Reentry {
+    /// Once per customer.
+    Never,
+    /// Again once the previous run ended.
+    AfterExit,
+    /// Every entry event starts a run.
+    Always,
+    /// One run per value of this event property.
+    Keyed(String),
+}
+
+/// A declared experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    /// Its name.
+    pub name: String,
+    /// Its arms.
+    pub arms: Vec<String>,
+}
+
+/// The body of `POST /v1/journeys/{name}/decide`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// The version to ask; the latest when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// What `decide` sees.
+    pub context: DecisionContext,
+    /// What the `stats` import answers; none when left out.
+    #[serde(default)]
+    pub stats: Vec<ChannelStats>,
+}
+
+/// Everything `decide` sees (the host's `model::DecisionContext`, same shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionContext {
+    /// Why it runs.
+    pub trigger: Trigger,
+    /// Who it is about.
+    pub customer: Profile,
+    /// The customer's run in the journey.
+    pub enrollment: Enrollment,
+    /// The trigger's now.
+    pub now: Millis,
+    /// The seed of the guest's randomness.
+    pub seed: u64,
+}
+
+/// Why `decide` runs, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The event that enrolled the customer.
+    Entered {
+        /// The event.
+        event: Event,
+    },
+    /// A later event of the customer.
+    Event {
+        /// The event.
+        event: Event,
+    },
+    /// A timer came due.
+    Timer {
+        /// The timer's name.
+        name: String,
+    },
+    /// A milestone was not reached in time.
+    Stalled {
+        /// The milestone.
+        milestone: String,
+    },
+    /// A message's delivery succeeded or failed.
+    Delivery {
+        /// What happened.
+        report: DeliveryReport,
+    },
+}
+
+/// The fate of one message, as `decide` hears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// The message.
+    pub message_id: String,
+    /// Its channel.
+    pub channel: String,
+    /// Its template.
+    pub template: String,
+    /// Delivered or failed.
+    pub outcome: DeliveryOutcome,
+}
+
+/// Delivered or failed, tagged by `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The channel took it.
+    Delivered {
+        /// The provider's id, if it gave one.
+        provider_id: Option<String>,
+    },
+    /// For good.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Delivery counts of one channel in one journey, as the `stats` import answers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStats {
+    /// The channel.
+    pub channel: String,
+    /// Sends.
+    pub sent: u64,
+    /// Deliveries.
+    pub delivered: u64,
+    /// Failures.
+    pub failed: u64,
+}
+
+/// The answer to `POST /v1/journeys/{name}/decide`: what the version decided, with no effect
+/// on anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    /// The journey.
+    pub name: String,
+    /// The version that decided: the one asked for, or the latest.
+    pub version: u32,
+    /// The commands, in order.
+    pub commands: Vec<Command>,
+}
+
+impl Decided {
+    /// The payloads of the sends of `template`, in order.
+    pub fn payloads(&self, template: &str) -> Vec<&Value> {
+        self.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Send(send) if send.template == template => Some(&send.payload),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What `decide` asks the host to do, tagged by `command`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Send a message.
+    Send(Send),
+    /// Set (or move) a timer.
+    Schedule {
+        /// The timer's name.
+        name: String,
+        /// When it fires.
+        due: Millis,
+    },
+    /// Cancel a timer.
+    Cancel {
+        /// The timer's name.
+        name: String,
+    },
+    /// Record a milestone.
+    Milestone {
+        /// The milestone.
+        name: String,
+    },
+    /// Replace the enrollment's state.
+    SetState {
+        /// The new state bytes.
+        state: Vec<u8>,
+    },
+    /// Assign an experiment arm.
+    Assign(VariantAssignment),
+    /// Hand the customer to people: a task in a queue.
+    Handoff(Handoff),
+    /// End the run early.
+    Exit {
+        /// Why.
+        reason: String,
+    },
+    /// End the run as completed.
+    Complete,
+}
+
+/// A send decided by a journey.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Send {
+    /// The channel.
+    pub channel: String,
+    /// The template.
+    pub template: String,
+    /// The template's data.
+    pub payload: Value,
+}
+
+/// A handoff to a human queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    /// The queue.
+    pub queue: String,
+    /// Why, for the person who picks it up.
+    pub reason: String,
+    /// Lower is more urgent.
+    pub priority: u8,
+}

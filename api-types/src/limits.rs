@@ -1,0 +1,62 @@
+//! `GET`/`PUT /v1/admin/tenants/{id}/limits` (admin): the sandbox limits a tenant's components
+//! run under — the operator's defaults, the tenant's overrides, and what applies.
+
+use serde::{Deserialize, Serialize};
+
+/// A full set of sandbox limits (the host's `model::Limits`, same shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// The largest component accepted at upload, in bytes.
+    pub max_component_bytes: u64,
+    /// Linear memory per instance, in bytes.
+    pub max_memory_bytes: u64,
+    /// How long one `describe` or `decide` may run.
+    pub decide_deadline_ms: u64,
+    /// How long one `deliver` may take, its HTTP requests included.
+    pub deliver_timeout_ms: u64,
+    /// Commands per decision.
+    pub max_commands: u64,
+    /// Bytes of enrollment state a decision may set.
+    pub max_state_bytes: u64,
+    /// Bytes that may cross the host/guest boundary in one call.
+    pub max_hostcall_bytes: u64,
+}
+
+/// A tenant's departures from the defaults; a field left out keeps the default. The body of
+/// `PUT /v1/admin/tenants/{id}/limits` (the host's `model::LimitOverrides`, same shape).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// See [`Limits::max_component_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_component_bytes: Option<u64>,
+    /// See [`Limits::max_memory_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<u64>,
+    /// See [`Limits::decide_deadline_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_deadline_ms: Option<u64>,
+    /// See [`Limits::deliver_timeout_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_timeout_ms: Option<u64>,
+    /// See [`Limits::max_commands`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_commands: Option<u64>,
+    /// See [`Limits::max_state_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_state_bytes: Option<u64>,
+    /// See [`Limits::max_hostcall_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hostcall_bytes: Option<u64>,
+}
+
+/// The answer to both limit routes. (Built by hand in the host's `limits_json`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantLimits {
+    /// The defaults with the overrides applied: what the sandbox enforces.
+    pub effective: Limits,
+    /// The tenant's overrides.
+    pub overrides: LimitOverrides,
+    /// The operator's defaults.
+    pub defaults: Limits,
+}

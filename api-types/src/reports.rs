@@ -1,0 +1,76 @@
+//! `GET /v1/journeys/{name}/report` (tenant): a journey's funnel — overall, per version and
+//! per experiment arm — measured in milestones, not messages.
+
+use crate::customers::ChannelSummary;
+use crate::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The answer to `GET /v1/journeys/{name}/report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyReport {
+    /// The journey.
+    pub name: String,
+    /// Its latest version, whose spec defines the rows.
+    pub latest_version: u32,
+    /// The report.
+    pub report: Report,
+}
+
+/// The whole report (the host's `report::Report`, same shape).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Every enrollment.
+    pub overall: Funnel,
+    /// By journey version (keys are the versions, as JSON strings).
+    pub by_version: BTreeMap<u32, Funnel>,
+    /// By experiment, then arm; enrollments not yet assigned count under `unassigned`.
+    pub by_arm: BTreeMap<String, BTreeMap<String, Funnel>>,
+}
+
+/// One group of enrollments, measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Funnel {
+    /// Enrollments in the group.
+    pub entered: u64,
+    /// Of which active.
+    pub active: u64,
+    /// Of which completed.
+    pub completed: u64,
+    /// Of which exited.
+    pub exited: u64,
+    /// Exited enrollments by their reason.
+    pub exited_by_reason: BTreeMap<String, u64>,
+    /// Active enrollments stalled right now.
+    pub stalled_now: u64,
+    /// Enrollments that ever stalled.
+    pub stalled_ever: u64,
+    /// Declared milestones, in the spec's order.
+    pub milestones: Vec<MilestoneStats>,
+    /// Messages per channel.
+    pub channels: BTreeMap<String, ChannelSummary>,
+    /// The 10 most common sequences of milestones reached, with how many customers took each.
+    pub paths: Vec<PathCount>,
+}
+
+/// One milestone's row of a funnel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MilestoneStats {
+    /// The milestone.
+    pub name: String,
+    /// How many reached it.
+    pub reached: u64,
+    /// `reached` over the previous row's (over `entered` for the first); `null` when that is 0.
+    pub conversion: Option<f64>,
+    /// Median time from entering to reaching it; `null` when nobody did.
+    pub median_time_to_reach_ms: Option<Millis>,
+}
+
+/// A path through the milestones, and how many customers took it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathCount {
+    /// Milestones in the order reached; `[]` is "no milestone yet".
+    pub path: Vec<String>,
+    /// How many customers.
+    pub customers: u64,
+}

@@ -1,0 +1,422 @@
+//! A typed async client of Waymark's HTTP API: one method per route of `docs/API.md`, taking
+//! and returning the [`waymark_api`] types, and [`Client::request`] for the raw status and
+//! body that error tests look at.
+//!
+//! One [`Client`] carries one bearer token: the admin token for the admin routes, or a
+//! tenant's API key for the tenant routes ([`Client::with_token`] switches, sharing the
+//! connection pool). Every call returns `Result<T, ClientError>`; [`ClientError`] tells an
+//! answer of the API (a status and its `{"error": {"code", "message"}}`) from a request that
+//! never got one and from an answer that is not what the API documents.
+//!
+//! Only plain `http://` is spoken (the server runs on loopback or a private network); the
+//! client links no TLS stack.
+
+mod error;
+
+pub use error::ClientError;
+pub use reqwest::{self, Method, StatusCode};
+pub use waymark_api as api;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Duration;
+use waymark_api::channels::{Channel, ChannelList, ChannelRegistration};
+use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
+use waymark_api::customers::Customer;
+use waymark_api::dead_letters::{DeadLetters, Requeued, RetryDeadLetters};
+use waymark_api::events::{EventInput, EventsAccepted};
+use waymark_api::health::Health;
+use waymark_api::journeys::{
+    DecideRequest, Decided, JourneyList, JourneyVersions, UploadedJourney,
+};
+use waymark_api::limits::{LimitOverrides, TenantLimits};
+use waymark_api::policy::SendingPolicy;
+use waymark_api::reports::JourneyReport;
+use waymark_api::tasks::{ClaimTask, ResolveTask, Task, TaskList, TaskQuery};
+use waymark_api::tenants::{CreatedTenant, NewTenant};
+
+/// What a call returns.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A request body for [`Client::request`].
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A JSON value, sent as `application/json`.
+    Json(Value),
+    /// Bytes with a content type: a component, or JSON text that is malformed on purpose.
+    Raw {
+        /// The `Content-Type`.
+        content_type: &'static str,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Body {
+    /// Text sent as `application/json`, valid or (the point of it) not.
+    pub fn json_text(text: &str) -> Body {
+        Body::Raw {
+            content_type: "application/json",
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// A component's bytes, sent as `application/wasm`.
+    pub fn wasm(bytes: Vec<u8>) -> Body {
+        Body::Raw {
+            content_type: "application/wasm",
+            bytes,
+        }
+    }
+
+    fn json(value: &impl Serialize) -> Result<Body> {
+        serde_json::to_value(value)
+            .map(Body::Json)
+            .map_err(|e| ClientError::Encode(e.to_string()))
+    }
+}
+
+impl From<Value> for Body {
+    fn from(value: Value) -> Body {
+        Body::Json(value)
+    }
+}
+
+/// A client of one server, acting with one bearer token (or none).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of the server at `base_url` (`http://IP:PORT`), sending `token` as
+    /// `Authorization: Bearer`; requests time out after `timeout`. Proxies are ignored.
+    pub fn new(base_url: &str, token: Option<&str>, timeout: Duration) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeout)
+            .build()
+            .map_err(|source| ClientError::Transport {
+                route: "building the HTTP client".into(),
+                source,
+            })?;
+        Ok(Client::with_http(http, base_url, token))
+    }
+
+    /// The same over a `reqwest::Client` configured by the caller.
+    pub fn with_http(http: reqwest::Client, base_url: &str, token: Option<&str>) -> Client {
+        Client {
+            http,
+            base: base_url.trim_end_matches('/').to_string(),
+            token: token.map(str::to_string),
+        }
+    }
+
+    /// This client with another token (or none), sharing the connection pool.
+    pub fn with_token(&self, token: Option<&str>) -> Client {
+        Client {
+            token: token.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    /// This client pointed at another server (a restarted one listens on another port),
+    /// with the same token and connection pool.
+    pub fn with_base_url(&self, base_url: &str) -> Client {
+        Client {
+            base: base_url.trim_end_matches('/').to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// `http://IP:PORT`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Any request, with this client's token: the status and the body as JSON (a body that
+    /// is not JSON comes back as a JSON string). Fails only when no answer arrived.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Body>,
+    ) -> Result<(StatusCode, Value)> {
+        let (status, bytes) = self.send(method, path, body.into()).await?;
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, value))
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Body) -> Result<(StatusCode, Vec<u8>)> {
+        let route = format!("{method} {path}");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request = match body {
+            Body::Empty => request,
+            Body::Json(value) => request.json(&value),
+            Body::Raw {
+                content_type,
+                bytes,
+            } => request
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes),
+        };
+        let transport = |source| ClientError::Transport {
+            route: route.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        Ok((status, bytes.to_vec()))
+    }
+
+    /// A call whose 2xx answer is a `T`.
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Body) -> Result<T> {
+        let route = format!("{method} {path}");
+        let (status, bytes) = self.send(method, path, body).await?;
+        error::decode(&route, status, &bytes)
+    }
+
+    // --- anyone ------------------------------------------------------------------------------
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health> {
+        self.call(Method::GET, "/healthz", Body::Empty).await
+    }
+
+    /// `GET /metrics`: the OpenMetrics text.
+    pub async fn metrics(&self) -> Result<String> {
+        let route = "GET /metrics";
+        let (status, bytes) = self.send(Method::GET, "/metrics", Body::Empty).await?;
+        if !status.is_success() {
+            return Err(error::error(route, status, &bytes));
+        }
+        String::from_utf8(bytes).map_err(|e| ClientError::Decode {
+            route: route.into(),
+            status,
+            reason: e.to_string(),
+            body: String::new(),
+        })
+    }
+
+    // --- admin -------------------------------------------------------------------------------
+
+    /// `POST /v1/admin/tenants` (admin).
+    pub async fn create_tenant(&self, name: &str) -> Result<CreatedTenant> {
+        let body = Body::json(&NewTenant { name: name.into() })?;
+        self.call(Method::POST, "/v1/admin/tenants", body).await
+    }
+
+    /// `GET /v1/admin/tenants/{id}/limits` (admin).
+    pub async fn tenant_limits(&self, tenant: &str) -> Result<TenantLimits> {
+        let path = format!("/v1/admin/tenants/{}/limits", segment(tenant));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `PUT /v1/admin/tenants/{id}/limits` (admin): replaces the tenant's overrides.
+    pub async fn set_tenant_limits(
+        &self,
+        tenant: &str,
+        overrides: &LimitOverrides,
+    ) -> Result<TenantLimits> {
+        let path = format!("/v1/admin/tenants/{}/limits", segment(tenant));
+        self.call(Method::PUT, &path, Body::json(overrides)?).await
+    }
+
+    /// `GET /v1/admin/clock` (admin).
+    pub async fn clock(&self) -> Result<Clock> {
+        self.call(Method::GET, "/v1/admin/clock", Body::Empty).await
+    }
+
+    /// `POST /v1/admin/clock/advance` (admin): moves the manual clock forward.
+    pub async fn advance_clock(&self, by_ms: i64) -> Result<ClockAdvanced> {
+        let body = Body::json(&AdvanceClock { by_ms })?;
+        self.call(Method::POST, "/v1/admin/clock/advance", body)
+            .await
+    }
+
+    // --- journeys ----------------------------------------------------------------------------
+
+    /// `GET /v1/journeys`.
+    pub async fn journeys(&self) -> Result<JourneyList> {
+        self.call(Method::GET, "/v1/journeys", Body::Empty).await
+    }
+
+    /// `GET /v1/journeys/{name}`.
+    pub async fn journey(&self, name: &str) -> Result<JourneyVersions> {
+        let path = format!("/v1/journeys/{}", segment(name));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `PUT /v1/journeys/{name}` with the component's bytes: a new version.
+    pub async fn upload_journey(&self, name: &str, component: Vec<u8>) -> Result<UploadedJourney> {
+        let path = format!("/v1/journeys/{}", segment(name));
+        self.call(Method::PUT, &path, Body::wasm(component)).await
+    }
+
+    /// `POST /v1/journeys/{name}/decide`: what a stored version decides, with no effect.
+    pub async fn decide(&self, name: &str, request: &DecideRequest) -> Result<Decided> {
+        let path = format!("/v1/journeys/{}/decide", segment(name));
+        self.call(Method::POST, &path, Body::json(request)?).await
+    }
+
+    /// `GET /v1/journeys/{name}/report`.
+    pub async fn report(&self, name: &str) -> Result<JourneyReport> {
+        let path = format!("/v1/journeys/{}/report", segment(name));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    // --- channels ----------------------------------------------------------------------------
+
+    /// `GET /v1/channels`.
+    pub async fn channels(&self) -> Result<ChannelList> {
+        self.call(Method::GET, "/v1/channels", Body::Empty).await
+    }
+
+    /// `PUT /v1/channels/{name}` (see [`component_base64`] for the component field).
+    pub async fn register_channel(
+        &self,
+        name: &str,
+        registration: &ChannelRegistration,
+    ) -> Result<Channel> {
+        let path = format!("/v1/channels/{}", segment(name));
+        self.call(Method::PUT, &path, Body::json(registration)?)
+            .await
+    }
+
+    // --- events and customers ----------------------------------------------------------------
+
+    /// `POST /v1/events` with a batch (1 to 10,000 events).
+    pub async fn post_events(&self, events: &[EventInput]) -> Result<EventsAccepted> {
+        self.call(Method::POST, "/v1/events", Body::json(&events)?)
+            .await
+    }
+
+    /// `POST /v1/events` with a JSON body serialized beforehand: for load generators that
+    /// build their bodies before they time the requests.
+    pub async fn post_events_json(&self, body: Vec<u8>) -> Result<EventsAccepted> {
+        let body = Body::Raw {
+            content_type: "application/json",
+            bytes: body,
+        };
+        self.call(Method::POST, "/v1/events", body).await
+    }
+
+    /// `GET /v1/customers/{id}`; an unknown customer is an API error with status 404.
+    pub async fn customer(&self, id: &str) -> Result<Customer> {
+        let path = format!("/v1/customers/{}", segment(id));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    // --- policy ------------------------------------------------------------------------------
+
+    /// `GET /v1/policy`.
+    pub async fn policy(&self) -> Result<SendingPolicy> {
+        self.call(Method::GET, "/v1/policy", Body::Empty).await
+    }
+
+    /// `PUT /v1/policy`: replaces the sending policy.
+    pub async fn set_policy(&self, policy: &SendingPolicy) -> Result<SendingPolicy> {
+        self.call(Method::PUT, "/v1/policy", Body::json(policy)?)
+            .await
+    }
+
+    // --- tasks -------------------------------------------------------------------------------
+
+    /// `GET /v1/tasks?...`: most urgent and oldest first.
+    pub async fn tasks(&self, query: &TaskQuery) -> Result<TaskList> {
+        let mut params = Vec::new();
+        if let Some(status) = query.status {
+            params.push(format!("status={}", status.as_str()));
+        }
+        if let Some(queue) = &query.queue {
+            params.push(format!("queue={}", segment(queue)));
+        }
+        if let Some(limit) = query.limit {
+            params.push(format!("limit={limit}"));
+        }
+        let path = if params.is_empty() {
+            "/v1/tasks".to_string()
+        } else {
+            format!("/v1/tasks?{}", params.join("&"))
+        };
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `GET /v1/tasks/{id}`.
+    pub async fn task(&self, id: &str) -> Result<Task> {
+        let path = format!("/v1/tasks/{}", segment(id));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/tasks/{id}/claim`.
+    pub async fn claim_task(&self, id: &str, assignee: &str) -> Result<Task> {
+        let path = format!("/v1/tasks/{}/claim", segment(id));
+        let body = Body::json(&ClaimTask {
+            assignee: assignee.into(),
+        })?;
+        self.call(Method::POST, &path, body).await
+    }
+
+    /// `POST /v1/tasks/{id}/resolve`: the customer's journeys hear `task_resolved`.
+    pub async fn resolve_task(&self, id: &str, resolve: &ResolveTask) -> Result<Task> {
+        let path = format!("/v1/tasks/{}/resolve", segment(id));
+        self.call(Method::POST, &path, Body::json(resolve)?).await
+    }
+
+    // --- dead letters ------------------------------------------------------------------------
+
+    /// `GET /v1/dead-letters?limit=n` (the server's default, 100, when `None`).
+    pub async fn dead_letters(&self, limit: Option<usize>) -> Result<DeadLetters> {
+        let path = match limit {
+            Some(limit) => format!("/v1/dead-letters?limit={limit}"),
+            None => "/v1/dead-letters".to_string(),
+        };
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/dead-letters/retry`.
+    pub async fn retry_dead_letters(&self, retry: &RetryDeadLetters) -> Result<Requeued> {
+        self.call(Method::POST, "/v1/dead-letters/retry", Body::json(retry)?)
+            .await
+    }
+}
+
+/// A component's bytes as [`ChannelRegistration::component`] wants them: standard base64.
+pub fn component_base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Percent-encodes one path segment or query value: ids are chosen by tenants.
+fn segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segment;
+
+    #[test]
+    fn path_segments_keep_unreserved_characters_and_escape_the_rest() {
+        assert_eq!(segment("ada-1_x.y~z"), "ada-1_x.y~z");
+        assert_eq!(segment("a/b c?é"), "a%2Fb%20c%3F%C3%A9");
+    }
+}
