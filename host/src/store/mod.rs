@@ -51,6 +51,8 @@ pub mod timers;
 pub mod trigger;
 
 #[cfg(test)]
+mod compat;
+#[cfg(test)]
 mod fixtures;
 
 pub use channels::ChannelRecord;
