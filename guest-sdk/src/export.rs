@@ -1,7 +1,7 @@
-//! The glue behind [`export_journey!`](crate::export_journey) and
-//! [`export_channel!`](crate::export_channel): conversions between the generated WIT types and
-//! the SDK's plain types. Not part of the documented API; the macros name it through
-//! `$crate::__export`.
+//! The glue behind [`export_journey!`](crate::export_journey): conversions between the
+//! generated WIT types and the SDK's plain types. Not part of the documented API; the macro
+//! names it through `$crate::__export`, and the channel SDK (`waymark-channel`) borrows
+//! [`parse_object`] for the same job.
 //!
 //! JSON arrives from the host as text. The host validates it, but a guest must not trust that:
 //! malformed JSON becomes an `Err` from `decide` (or a permanent delivery error), never a panic.
@@ -10,10 +10,7 @@
 
 use serde_json::Value;
 
-use crate::bindings::channel::waymark::journey::channel_types as wc;
-use crate::bindings::channel::waymark::journey::types as wct;
 use crate::bindings::journey::waymark::journey::types as wt;
-use crate::channel::{Channel, DeliveryError, Message};
 use crate::context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
     MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
@@ -22,7 +19,6 @@ use crate::decision::Command;
 use crate::spec::{Reentry, Spec};
 use crate::Journey;
 
-pub use crate::bindings::channel;
 pub use crate::bindings::journey;
 pub use std::string::String;
 pub use std::vec::Vec;
@@ -43,18 +39,6 @@ pub fn decide<J: Journey>(context: wt::Context) -> Result<Vec<wt::Command>, Stri
         .collect())
 }
 
-/// `deliver`, for channel `C`.
-pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::DeliveryError> {
-    let message = message_from_wit(message).map_err(wc::DeliveryError::Permanent)?;
-    match C::deliver(message) {
-        Ok(receipt) => Ok(wc::Receipt {
-            provider_id: receipt.provider_id,
-        }),
-        Err(DeliveryError::Retryable(reason)) => Err(wc::DeliveryError::Retryable(reason)),
-        Err(DeliveryError::Permanent(reason)) => Err(wc::DeliveryError::Permanent(reason)),
-    }
-}
-
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -66,8 +50,8 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Parses a JSON object; `null` counts as `{}`.
-pub(crate) fn parse_object(what: &str, json: &str) -> Result<Object, String> {
+/// Parses a JSON object; `null` counts as `{}`. `what` names it in the error.
+pub fn parse_object(what: &str, json: &str) -> Result<Object, String> {
     match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Object::new()),
@@ -77,10 +61,6 @@ pub(crate) fn parse_object(what: &str, json: &str) -> Result<Object, String> {
         )),
         Err(e) => Err(format!("{what} is not valid JSON: {e}")),
     }
-}
-
-fn parse_value(what: &str, json: &str) -> Result<Value, String> {
-    serde_json::from_str(json).map_err(|e| format!("{what} is not valid JSON: {e}"))
 }
 
 pub(crate) fn context_from_wit(c: wt::Context) -> Result<Context, String> {
@@ -234,28 +214,9 @@ pub(crate) fn spec_to_wit(s: Spec) -> wt::Spec {
     }
 }
 
-pub(crate) fn message_from_wit(m: wc::Message) -> Result<Message, String> {
-    let wct::Customer {
-        id: customer_id,
-        attributes,
-    } = m.customer;
-    Ok(Message {
-        customer: Customer {
-            id: customer_id,
-            attributes: parse_object("customer.attributes", &attributes)?,
-        },
-        payload: parse_value("message payload", &m.payload)?,
-        config: parse_object("channel config", &m.config)?,
-        id: m.id,
-        channel: m.channel,
-        template: m.template,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::Receipt;
     use crate::decision::Decision;
     use serde_json::json;
 
@@ -430,54 +391,6 @@ mod tests {
         assert!(matches!(wit.reentry, wt::Reentry::Keyed(ref p) if p == "order_id"));
         assert_eq!(wit.channels, vec!["webhook"]);
         assert_eq!(wit.experiments[0].arms, vec!["a", "b"]);
-    }
-
-    fn wit_message(payload: &str, config: &str) -> wc::Message {
-        wc::Message {
-            id: "m-1".into(),
-            channel: "webhook".into(),
-            customer: wct::Customer {
-                id: "c-1".into(),
-                attributes: r#"{"tier":"gold"}"#.into(),
-            },
-            template: "welcome".into(),
-            payload: payload.into(),
-            config: config.into(),
-        }
-    }
-
-    #[test]
-    fn message_converts_with_json_parsed() {
-        let m = message_from_wit(wit_message(r#"{"x":1}"#, r#"{"url":"http://h/"}"#)).unwrap();
-        assert_eq!(m.id, "m-1");
-        assert_eq!(m.customer.attribute_str("tier"), Some("gold"));
-        assert_eq!(m.payload, json!({"x": 1}));
-        assert_eq!(m.config_str("url"), Some("http://h/"));
-    }
-
-    struct Echo;
-    impl Channel for Echo {
-        fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
-            match message.template.as_str() {
-                "retry" => Err(DeliveryError::retryable("later")),
-                _ => Ok(Receipt::with_provider_id(message.id)),
-            }
-        }
-    }
-
-    #[test]
-    fn deliver_maps_outcomes_and_refuses_malformed_config() {
-        assert!(
-            matches!(deliver::<Echo>(wit_message("{}", "{}")), Ok(r) if r.provider_id.as_deref() == Some("m-1"))
-        );
-        let mut retry = wit_message("{}", "{}");
-        retry.template = "retry".into();
-        assert!(
-            matches!(deliver::<Echo>(retry), Err(wc::DeliveryError::Retryable(r)) if r == "later")
-        );
-        assert!(
-            matches!(deliver::<Echo>(wit_message("{}", "nope")), Err(wc::DeliveryError::Permanent(r)) if r.contains("channel config"))
-        );
     }
 
     struct Fails;

@@ -1,15 +1,12 @@
-//! The guest SDK for [Waymark]: write a journey's branching logic, or a channel adapter, as
-//! plain Rust, and build it into a WebAssembly component with
-//! `cargo build --target wasm32-wasip2`.
+//! The guest SDK for [Waymark]: write a journey's branching logic as plain Rust, and build it
+//! into a WebAssembly component with `cargo build --target wasm32-wasip2`. Channel adapters use
+//! the companion crate `waymark-channel` (`guest-sdk/channel`), built on this one's types.
 //!
 //! A **journey** implements [`Journey`]: [`describe`](Journey::describe) returns its [`Spec`]
 //! (entry events, milestones, goal, channels, ...), and [`decide`](Journey::decide) turns a
 //! [`Context`] (the [`Trigger`], the customer, the enrollment, the host's `now`) into a
-//! [`Decision`] (send, schedule, milestone, complete, ...). A **channel adapter** implements
-//! [`Channel`] and delivers a [`Message`], usually with the blocking [`http`] client.
-//! [`export_journey!`] and [`export_channel!`] turn either into the component's exports;
-//! [`channel_manifest!`] embeds an adapter's manifest (its settings, secrets and default
-//! allowed hosts) in the component, for the host to check registrations against.
+//! [`Decision`] (send, schedule, milestone, complete, ...). [`export_journey!`] turns it into
+//! the component's exports.
 //!
 //! The map:
 //! - [`context`] — what `decide` sees: [`Context`], [`Trigger`], [`Event`], [`Customer`],
@@ -22,7 +19,6 @@
 //!   attribute holding a date or a timestamp).
 //! - [`experiment`] — deterministic A/B assignment: [`assign_arm`].
 //! - [`log`] and [`stats`] — the host imports a journey may call.
-//! - [`channel`] and [`http`] — channel adapters and their outbound HTTP.
 //!
 //! Journey logic is ordinary Rust over ordinary types, so it is unit-tested natively:
 //!
@@ -78,18 +74,15 @@ pub mod bindings;
 pub mod export;
 
 pub mod calendar;
-pub mod channel;
 pub mod context;
 pub mod decision;
 pub mod experiment;
-pub mod http;
 pub mod log;
 pub mod spec;
 pub mod stats;
 pub mod time;
 
 pub use calendar::{Date, Moment, MonthDay, TimeOfDay, TimeZone};
-pub use channel::{Channel, DeliveryError, Message, Receipt};
 pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
     MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
@@ -100,9 +93,8 @@ pub use spec::{EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec};
 pub use stats::{channel_stats, ChannelStats};
 pub use time::{days, hours, millis, minutes, seconds, weeks, Duration, Timestamp};
 
-/// The `serde` this SDK uses, so an adapter can derive `Deserialize` for
-/// [`Message::config_as`] with `#[serde(crate = "waymark_guest::serde")]` and no dependency of
-/// its own.
+/// The `serde` this SDK uses, so a guest can derive its traits with
+/// `#[serde(crate = "waymark_guest::serde")]` and no dependency of its own.
 pub use serde;
 /// The `serde_json` this SDK uses, so a journey needs no dependency of its own to build
 /// payloads.
@@ -110,13 +102,12 @@ pub use serde_json;
 /// Builds a [`serde_json::Value`] from JSON-like syntax: `json!({"plan": plan})`.
 pub use serde_json::json;
 
-/// Everything a journey or adapter usually needs: `use waymark_guest::prelude::*;`.
+/// Everything a journey usually needs: `use waymark_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        assign_arm, days, hours, json, minutes, seconds, weeks, Channel, Command, Context,
-        Customer, Date, Decision, DeliveryError, DeliveryOutcome, DeliveryReport, Enrollment,
-        Event, Journey, Message, Moment, MonthDay, Receipt, Reentry, Spec, TimeOfDay, TimeZone,
-        Timestamp, Trigger,
+        assign_arm, days, hours, json, minutes, seconds, weeks, Command, Context, Customer, Date,
+        Decision, DeliveryOutcome, DeliveryReport, Enrollment, Event, Journey, Moment, MonthDay,
+        Reentry, Spec, TimeOfDay, TimeZone, Timestamp, Trigger,
     };
     pub use serde_json::Value;
 }
@@ -171,88 +162,6 @@ macro_rules! export_journey {
         };
     };
 }
-
-/// Exports a [`Channel`] as the component's `deliver`, converting between the contract's types
-/// and the SDK's. Invoke it once, at the root of a `cdylib` crate:
-///
-/// ```ignore
-/// pub struct Webhook;
-/// impl waymark_guest::Channel for Webhook { /* ... */ }
-/// waymark_guest::export_channel!(Webhook);
-/// waymark_guest::channel_manifest!(); // embeds channel.toml: see `channel_manifest!`
-/// ```
-///
-/// A message whose payload or config the host sends as malformed JSON fails permanently; it
-/// never panics.
-#[macro_export]
-macro_rules! export_channel {
-    ($channel:ty) => {
-        const _: () = {
-            struct __WaymarkChannelExport;
-
-            impl $crate::__export::channel::Guest for __WaymarkChannelExport {
-                fn deliver(
-                    message: $crate::__export::channel::Message,
-                ) -> ::core::result::Result<
-                    $crate::__export::channel::Receipt,
-                    $crate::__export::channel::DeliveryError,
-                > {
-                    $crate::__export::deliver::<$channel>(message)
-                }
-            }
-
-            $crate::__export::channel::export!(
-                __WaymarkChannelExport with_types_in $crate::__export::channel
-            );
-        };
-    };
-}
-
-/// Embeds the plugin's manifest, `channel.toml` beside its `Cargo.toml` (or the file given,
-/// relative to that directory), in the component, as the custom section
-/// `waymark:channel-manifest` of its core module. Invoke it once, next to
-/// [`export_channel!`]:
-///
-/// ```ignore
-/// waymark_guest::export_channel!(Webhook);
-/// waymark_guest::channel_manifest!(); // or channel_manifest!("manifests/channel.toml")
-/// ```
-///
-/// The manifest travels inside the component, so the host reads it from the very bytes it is
-/// asked to run: at registration it refuses a missing required setting or secret, a secret
-/// passed as a setting (or the reverse) and an unknown key, and takes the manifest's
-/// `allowed_hosts` when the registration gives none. The file's format is described in
-/// `plugins/README.md`. A component without a manifest registers as before, unchecked.
-///
-/// The file is read at compile time (`include_bytes!`), so editing it rebuilds the plugin;
-/// the custom section is emitted only for `wasm32` targets.
-#[macro_export]
-macro_rules! channel_manifest {
-    () => {
-        $crate::channel_manifest!("channel.toml");
-    };
-    ($path:literal) => {
-        const _: () = {
-            // A custom section holds bytes, not a reference to them: the static is the array.
-            // Natively there is no section to put it in, but the file is still read, so a
-            // missing manifest fails `cargo test` as well as the wasm build.
-            #[cfg_attr(
-                target_arch = "wasm32",
-                unsafe(link_section = "waymark:channel-manifest")
-            )]
-            #[used]
-            static __WAYMARK_CHANNEL_MANIFEST: [u8; include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/",
-                $path
-            ))
-            .len()] = *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $path));
-        };
-    };
-}
-
-/// The name of the custom section that [`channel_manifest!`] embeds the manifest in.
-pub const CHANNEL_MANIFEST_SECTION: &str = "waymark:channel-manifest";
 
 #[doc(hidden)]
 pub use export as __export;

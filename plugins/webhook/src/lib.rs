@@ -24,9 +24,9 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use waymark_guest::http::{ProviderId, Request, Url};
-use waymark_guest::serde_json::{json, Value};
-use waymark_guest::{Channel, DeliveryError, Message, Receipt};
+use waymark_channel::http::{ProviderId, Request, Url};
+use waymark_channel::serde_json::{json, Value};
+use waymark_channel::{Channel, DeliveryError, Message, Receipt};
 
 /// The webhook adapter.
 pub struct Webhook;
@@ -39,8 +39,8 @@ impl Channel for Webhook {
     }
 }
 
-waymark_guest::export_channel!(Webhook);
-waymark_guest::channel_manifest!();
+waymark_channel::export_channel!(Webhook);
+waymark_channel::channel_manifest!();
 
 /// Where a receiver's id for the message is: the `id` of a JSON response body.
 pub const PROVIDER_ID: ProviderId<'static> = ProviderId::JsonField("id");
@@ -101,8 +101,8 @@ pub fn build_request(message: &Message) -> Result<Request, DeliveryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waymark_guest::http::Response;
-    use waymark_guest::Customer;
+    use waymark_channel::http::Response;
+    use waymark_channel::Customer;
 
     fn message(config: Value) -> Message {
         Message::new("acme/onboarding/1/c-1/7/0", "webhook", "welcome")
@@ -130,7 +130,7 @@ mod tests {
         let request = request(json!({"url": "https://hooks.example.com/in"}));
         assert_eq!(request.method(), "POST");
         assert_eq!(request.url(), "https://hooks.example.com/in");
-        let body: Value = waymark_guest::serde_json::from_slice(request.body_bytes()).unwrap();
+        let body: Value = waymark_channel::serde_json::from_slice(request.body_bytes()).unwrap();
         assert_eq!(
             body,
             json!({

@@ -9,8 +9,8 @@
 //! [`DeliveryError`](crate::DeliveryError), so an adapter's `deliver` is one line:
 //!
 //! ```no_run
-//! use waymark_guest::http::{ProviderId, Request};
-//! use waymark_guest::{json, DeliveryError, Receipt};
+//! use waymark_channel::http::{ProviderId, Request};
+//! use waymark_channel::{json, DeliveryError, Receipt};
 //!
 //! fn deliver() -> Result<Receipt, DeliveryError> {
 //!     let request = Request::post("https://hooks.example.com/in")
@@ -323,8 +323,8 @@ mod transport {
     //! the body in, wait on the future response, stream the response body out.
 
     use super::*;
-    use crate::bindings::channel::wasi::http::{outgoing_handler, types as wasi};
-    use crate::bindings::channel::wasi::io::streams::StreamError;
+    use crate::bindings::wasi::http::{outgoing_handler, types as wasi};
+    use crate::bindings::wasi::io::streams::StreamError;
 
     /// `blocking-write-and-flush` accepts at most 4096 bytes per call.
     const WRITE_CHUNK: usize = 4096;

@@ -8,11 +8,11 @@
 //! struct with [`Message::config_as`], whose errors are permanent and name the offending key:
 //!
 //! ```
-//! use waymark_guest::serde::Deserialize;
-//! use waymark_guest::{json, Channel, DeliveryError, Message, Receipt};
+//! use waymark_channel::serde::Deserialize;
+//! use waymark_channel::{json, Channel, DeliveryError, Message, Receipt};
 //!
 //! #[derive(Deserialize)]
-//! #[serde(crate = "waymark_guest::serde")]
+//! #[serde(crate = "waymark_channel::serde")]
 //! struct Config {
 //!     mode: String,
 //! }
@@ -45,7 +45,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::context::{Customer, Object};
+use waymark_guest::{Customer, Object};
 
 /// A message to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,7 +37,7 @@ pub enum ProviderId<'a> {
 
 impl Response {
     /// The delivery outcome this response means, without a provider id: 2xx delivered, 429 and
-    /// 5xx retryable, anything else permanent (see [the module](self)).
+    /// 5xx retryable, anything else permanent.
     pub fn outcome(&self) -> Result<Receipt, DeliveryError> {
         self.outcome_with_id(ProviderId::None)
     }
@@ -47,8 +47,8 @@ impl Response {
     /// message was delivered all the same.
     ///
     /// ```
-    /// use waymark_guest::http::{ProviderId, Response};
-    /// use waymark_guest::{DeliveryError, Receipt};
+    /// use waymark_channel::http::{ProviderId, Response};
+    /// use waymark_channel::{DeliveryError, Receipt};
     ///
     /// let ok = Response::new(202, br#"{"id":"msg_42"}"#.to_vec());
     /// assert_eq!(

@@ -1,0 +1,107 @@
+//! The glue behind [`export_channel!`](crate::export_channel): conversions between the
+//! generated WIT types and the SDK's plain types. Not part of the documented API; the macro
+//! names it through `$crate::__export`.
+//!
+//! JSON arrives from the host as text. The host validates it, but an adapter must not trust
+//! that: malformed JSON becomes a permanent delivery error, never a panic.
+
+#![allow(missing_docs)]
+
+use serde_json::Value;
+use waymark_guest::__export::parse_object;
+use waymark_guest::Customer;
+
+use crate::bindings::waymark::journey::channel_types as wc;
+use crate::bindings::waymark::journey::types as wct;
+use crate::channel::{Channel, DeliveryError, Message};
+
+pub use crate::bindings as channel;
+
+/// `deliver`, for channel `C`.
+pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::DeliveryError> {
+    let message = message_from_wit(message).map_err(wc::DeliveryError::Permanent)?;
+    match C::deliver(message) {
+        Ok(receipt) => Ok(wc::Receipt {
+            provider_id: receipt.provider_id,
+        }),
+        Err(DeliveryError::Retryable(reason)) => Err(wc::DeliveryError::Retryable(reason)),
+        Err(DeliveryError::Permanent(reason)) => Err(wc::DeliveryError::Permanent(reason)),
+    }
+}
+
+fn parse_value(what: &str, json: &str) -> Result<Value, String> {
+    serde_json::from_str(json).map_err(|e| format!("{what} is not valid JSON: {e}"))
+}
+
+pub(crate) fn message_from_wit(m: wc::Message) -> Result<Message, String> {
+    let wct::Customer {
+        id: customer_id,
+        attributes,
+    } = m.customer;
+    Ok(Message {
+        customer: Customer {
+            id: customer_id,
+            attributes: parse_object("customer.attributes", &attributes)?,
+        },
+        payload: parse_value("message payload", &m.payload)?,
+        config: parse_object("channel config", &m.config)?,
+        id: m.id,
+        channel: m.channel,
+        template: m.template,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::Receipt;
+    use serde_json::json;
+
+    fn wit_message(payload: &str, config: &str) -> wc::Message {
+        wc::Message {
+            id: "m-1".into(),
+            channel: "webhook".into(),
+            customer: wct::Customer {
+                id: "c-1".into(),
+                attributes: r#"{"tier":"gold"}"#.into(),
+            },
+            template: "welcome".into(),
+            payload: payload.into(),
+            config: config.into(),
+        }
+    }
+
+    #[test]
+    fn message_converts_with_json_parsed() {
+        let m = message_from_wit(wit_message(r#"{"x":1}"#, r#"{"url":"http://h/"}"#)).unwrap();
+        assert_eq!(m.id, "m-1");
+        assert_eq!(m.customer.attribute_str("tier"), Some("gold"));
+        assert_eq!(m.payload, json!({"x": 1}));
+        assert_eq!(m.config_str("url"), Some("http://h/"));
+    }
+
+    struct Echo;
+    impl Channel for Echo {
+        fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
+            match message.template.as_str() {
+                "retry" => Err(DeliveryError::retryable("later")),
+                _ => Ok(Receipt::with_provider_id(message.id)),
+            }
+        }
+    }
+
+    #[test]
+    fn deliver_maps_outcomes_and_refuses_malformed_config() {
+        assert!(
+            matches!(deliver::<Echo>(wit_message("{}", "{}")), Ok(r) if r.provider_id.as_deref() == Some("m-1"))
+        );
+        let mut retry = wit_message("{}", "{}");
+        retry.template = "retry".into();
+        assert!(
+            matches!(deliver::<Echo>(retry), Err(wc::DeliveryError::Retryable(r)) if r == "later")
+        );
+        assert!(
+            matches!(deliver::<Echo>(wit_message("{}", "nope")), Err(wc::DeliveryError::Permanent(r)) if r.contains("channel config"))
+        );
+    }
+}
