@@ -273,3 +273,69 @@ async fn the_system_clock_cannot_be_advanced() {
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "clock_not_manual");
 }
+
+#[tokio::test]
+async fn a_channel_that_its_manifest_refuses_is_not_registered_and_the_error_names_the_key() {
+    let (server, tenant) = server_with_tenant().await;
+    let api = server.api();
+    let key = Some(tenant.api_key.as_str());
+    let webhook = waymark_client::component_base64(&artifacts().component(WEBHOOK_CRATE));
+    let register = |settings: Value, secrets: Value| {
+        json!({
+            "component": webhook,
+            "settings": settings,
+            "secrets": secrets,
+            "allowed_hosts": ["127.0.0.1:9"],
+        })
+    };
+    let refusals = [
+        // `url` is required by plugins/webhook/channel.toml.
+        (register(json!({}), json!({})), "url"),
+        // `bearer_token` is a secret: as a setting the API would show it back.
+        (
+            register(
+                json!({ "url": "http://127.0.0.1:9/", "bearer_token": "s3cret" }),
+                json!({}),
+            ),
+            "bearer_token",
+        ),
+        // Nothing declares `colour`.
+        (
+            register(
+                json!({ "url": "http://127.0.0.1:9/", "colour": "red" }),
+                json!({}),
+            ),
+            "colour",
+        ),
+    ];
+    for (body, named) in refusals {
+        let answer = api
+            .request(Method::PUT, "/v1/channels/webhook", key, body)
+            .await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_config");
+        let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{named} named in {message:?}");
+    }
+    let (_, channels) = api
+        .request(Method::GET, "/v1/channels", key, Body::Empty)
+        .await;
+    assert_eq!(
+        channels["channels"],
+        json!([]),
+        "nothing stored: {channels}"
+    );
+
+    // What the manifest declares registers.
+    let (status, _) = api
+        .request(
+            Method::PUT,
+            "/v1/channels/webhook",
+            key,
+            register(
+                json!({ "url": "http://127.0.0.1:9/" }),
+                json!({ "bearer_token": "s3cret" }),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
