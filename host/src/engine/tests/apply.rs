@@ -1,0 +1,386 @@
+use super::*;
+use crate::engine::*;
+use crate::model::*;
+use serde_json::json;
+
+#[test]
+fn sends_get_deterministic_idempotency_keys() {
+    let applied = apply(
+        active(),
+        &spec(),
+        vec![send("welcome"), send("tips")],
+        "t/k",
+        5,
+    )
+    .unwrap();
+    let ids: Vec<_> = applied
+        .effects
+        .sends
+        .iter()
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(ids, ["t/k/0", "t/k/1"]);
+    assert_eq!(applied.enrollment.channels["webhook"].sent, 2);
+    let again = apply(
+        active(),
+        &spec(),
+        vec![send("welcome"), send("tips")],
+        "t/k",
+        5,
+    )
+    .unwrap();
+    assert_eq!(applied, again);
+}
+
+#[test]
+fn send_through_an_undeclared_channel_fails_the_trigger() {
+    let cmd = Command::Send(Send {
+        channel: "sms".into(),
+        template: "x".into(),
+        payload: json!({}),
+    });
+    let err = apply(active(), &spec(), vec![cmd], "k", 5).unwrap_err();
+    assert!(matches!(
+        err,
+        EngineError::UndeclaredChannel { index: 0, .. }
+    ));
+}
+
+#[test]
+fn scheduling_a_pending_timer_replaces_it() {
+    let first = apply(
+        active(),
+        &spec(),
+        vec![Command::Schedule {
+            name: "nudge".into(),
+            due: 3 * DAY,
+        }],
+        "k",
+        0,
+    )
+    .unwrap();
+    let second = apply(
+        first.enrollment,
+        &spec(),
+        vec![Command::Schedule {
+            name: "nudge".into(),
+            due: 5 * DAY,
+        }],
+        "k",
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        second.enrollment.timers,
+        vec![PendingTimer {
+            name: "nudge".into(),
+            due: 5 * DAY
+        }]
+    );
+    assert_eq!(second.effects.timers_cancelled[0].due, 3 * DAY);
+    assert_eq!(second.effects.timers_set[0].due, 5 * DAY);
+}
+
+#[test]
+fn a_timer_in_the_past_is_due_now() {
+    let applied = apply(
+        active(),
+        &spec(),
+        vec![Command::Schedule {
+            name: "late".into(),
+            due: 10,
+        }],
+        "k",
+        500,
+    )
+    .unwrap();
+    assert_eq!(applied.enrollment.timers[0].due, 500);
+}
+
+#[test]
+fn cancel_removes_only_the_named_timer() {
+    let mut e = active();
+    e.timers = vec![
+        PendingTimer {
+            name: "a".into(),
+            due: 1,
+        },
+        PendingTimer {
+            name: "b".into(),
+            due: 2,
+        },
+    ];
+    let applied = apply(
+        e,
+        &spec(),
+        vec![
+            Command::Cancel { name: "a".into() },
+            Command::Cancel { name: "zzz".into() },
+        ],
+        "k",
+        0,
+    )
+    .unwrap();
+    assert_eq!(applied.enrollment.timers.len(), 1);
+    assert_eq!(applied.enrollment.timers[0].name, "b");
+    assert_eq!(applied.effects.timers_cancelled.len(), 1);
+}
+
+#[test]
+fn goal_milestone_completes_with_its_time_and_cancels_timers() {
+    let mut e = active();
+    e.timers.push(PendingTimer {
+        name: "nudge".into(),
+        due: 3 * DAY,
+    });
+    let applied = apply(
+        e,
+        &spec(),
+        vec![
+            Command::Milestone {
+                name: "first_value".into(),
+            },
+            send("after-the-end"),
+        ],
+        "k",
+        42,
+    )
+    .unwrap();
+    let e = &applied.enrollment;
+    assert_eq!(e.status, EnrollmentStatus::Completed);
+    assert_eq!(e.ended_at, Some(42));
+    assert_eq!(
+        e.milestones,
+        vec![MilestoneHit {
+            name: "first_value".into(),
+            at: 42
+        }]
+    );
+    assert!(e.timers.is_empty());
+    assert_eq!(applied.effects.timers_cancelled.len(), 1);
+    assert!(
+        applied.effects.sends.is_empty(),
+        "commands after the end are ignored"
+    );
+}
+
+#[test]
+fn milestones_are_recorded_once_at_the_first_time() {
+    let first = apply(
+        active(),
+        &spec(),
+        vec![Command::Milestone {
+            name: "first_login".into(),
+        }],
+        "k",
+        10,
+    )
+    .unwrap();
+    let again = apply(
+        first.enrollment,
+        &spec(),
+        vec![Command::Milestone {
+            name: "first_login".into(),
+        }],
+        "k",
+        20,
+    )
+    .unwrap();
+    assert_eq!(
+        again.enrollment.milestones,
+        vec![MilestoneHit {
+            name: "first_login".into(),
+            at: 10
+        }]
+    );
+    assert!(again.enrollment.is_active());
+}
+
+#[test]
+fn undeclared_milestone_fails_the_trigger() {
+    let err = apply(
+        active(),
+        &spec(),
+        vec![Command::Milestone {
+            name: "nope".into(),
+        }],
+        "k",
+        0,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EngineError::UndeclaredMilestone { .. }));
+}
+
+#[test]
+fn sends_before_exit_go_out_and_exit_records_its_reason() {
+    let applied = apply(
+        active(),
+        &spec(),
+        vec![
+            send("goodbye"),
+            Command::Exit {
+                reason: "not_a_fit".into(),
+            },
+        ],
+        "k",
+        9,
+    )
+    .unwrap();
+    assert_eq!(applied.effects.sends.len(), 1);
+    assert_eq!(applied.enrollment.status, EnrollmentStatus::Exited);
+    assert_eq!(applied.enrollment.exit_reason.as_deref(), Some("not_a_fit"));
+}
+
+#[test]
+fn first_assignment_of_an_experiment_sticks() {
+    let assign = |arm: &str| {
+        Command::Assign(VariantAssignment {
+            experiment: "welcome_copy".into(),
+            arm: arm.into(),
+        })
+    };
+    let applied = apply(active(), &spec(), vec![assign("b"), assign("a")], "k", 0).unwrap();
+    assert_eq!(applied.enrollment.variants.len(), 1);
+    assert_eq!(applied.enrollment.variants[0].arm, "b");
+    let err = apply(active(), &spec(), vec![assign("c")], "k", 0).unwrap_err();
+    assert!(matches!(err, EngineError::UndeclaredArm { .. }));
+}
+
+#[test]
+fn handoff_becomes_an_effect() {
+    let h = Handoff {
+        queue: "cs".into(),
+        reason: "stalled twice".into(),
+        priority: 1,
+    };
+    let applied = apply(active(), &spec(), vec![Command::Handoff(h.clone())], "k", 0).unwrap();
+    assert_eq!(applied.effects.handoffs, vec![h]);
+}
+
+#[test]
+fn state_is_replaced_and_a_success_clears_the_last_failure() {
+    let trigger = Trigger::Timer { name: "x".into() };
+    let failed = fail(
+        active(),
+        &spec(),
+        &trigger,
+        FailureReason::Trap,
+        "boom".into(),
+        3,
+    )
+    .enrollment;
+    assert_eq!(failed.failure.as_ref().unwrap().trigger, "timer");
+    let applied = apply(
+        failed,
+        &spec(),
+        vec![Command::SetState { state: vec![1, 2] }],
+        "k",
+        4,
+    )
+    .unwrap();
+    assert_eq!(applied.enrollment.state, vec![1, 2]);
+    assert!(applied.enrollment.failure.is_none());
+}
+
+#[test]
+fn journeys_cannot_touch_the_hosts_timers() {
+    let schedule = Command::Schedule {
+        name: "$stall:first_login".into(),
+        due: 5,
+    };
+    assert!(apply(active(), &spec(), vec![schedule], "k", 0).is_err());
+    let cancel = Command::Cancel {
+        name: "$stall:first_login".into(),
+    };
+    assert!(apply(active(), &spec(), vec![cancel], "k", 0).is_err());
+}
+
+#[test]
+fn a_failed_trigger_keeps_stall_detection_armed() {
+    let e = enroll("onboarding", 1, "c1", 1, None, 0);
+    let trigger = Trigger::Entered {
+        event: Event {
+            id: "e".into(),
+            customer: "c1".into(),
+            name: "signed_up".into(),
+            properties: Default::default(),
+            timestamp: 0,
+        },
+    };
+    let failed = fail(
+        e,
+        &stalling_spec(),
+        &trigger,
+        FailureReason::Trap,
+        "boom".into(),
+        0,
+    );
+    assert_eq!(
+        stall_timers(&failed.enrollment),
+        [("$stall:first_login".into(), DAY)]
+    );
+    assert_eq!(failed.effects.timers_set.len(), 1);
+}
+
+#[test]
+fn a_timer_decides_only_while_pending_with_the_same_due_time() {
+    let mut e = active();
+    e.timers.push(PendingTimer {
+        name: "nudge".into(),
+        due: 100,
+    });
+    let t = Trigger::Timer {
+        name: "nudge".into(),
+    };
+    assert!(should_decide(&e, &t, Some(100)));
+    assert!(
+        !should_decide(&e, &t, Some(99)),
+        "rescheduled since it was queued"
+    );
+    let mut done = e.clone();
+    done.status = EnrollmentStatus::Completed;
+    assert!(!should_decide(&done, &t, Some(100)));
+    observe(&mut e, &t, Some(100));
+    assert!(e.timers.is_empty());
+}
+
+#[test]
+fn a_stale_timer_leaves_its_rescheduled_successor_pending() {
+    // `nudge` was due at 100 and queued; then an event rescheduled it to 200.
+    let mut e = active();
+    e.timers.push(PendingTimer {
+        name: "nudge".into(),
+        due: 200,
+    });
+    let stale = Trigger::Timer {
+        name: "nudge".into(),
+    };
+    assert!(!should_decide(&e, &stale, Some(100)));
+    observe(&mut e, &stale, Some(100));
+    assert_eq!(e.timer("nudge").map(|t| t.due), Some(200), "still pending");
+}
+
+#[test]
+fn delivery_reports_update_the_channel_summary() {
+    let mut e = active();
+    let report = |outcome| Trigger::Delivery {
+        report: DeliveryReport {
+            message_id: "m".into(),
+            channel: "webhook".into(),
+            template: "welcome".into(),
+            outcome,
+        },
+    };
+    observe(
+        &mut e,
+        &report(DeliveryOutcome::Delivered { provider_id: None }),
+        None,
+    );
+    observe(
+        &mut e,
+        &report(DeliveryOutcome::Failed { reason: "x".into() }),
+        None,
+    );
+    assert_eq!(e.channels["webhook"].delivered, 1);
+    assert_eq!(e.channels["webhook"].failed, 1);
+}
