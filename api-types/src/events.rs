@@ -60,7 +60,7 @@ pub struct EventResult {
     pub status: EventStatus,
 }
 
-/// Whether an event is new. (The host builds this as a string; here it is an enum.)
+/// Whether an event is new (the host's `store::Ingested`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {

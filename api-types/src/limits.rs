@@ -50,7 +50,7 @@ pub struct LimitOverrides {
     pub max_hostcall_bytes: Option<u64>,
 }
 
-/// The answer to both limit routes. (Built by hand in the host's `limits_json`.)
+/// The answer to both limit routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantLimits {
     /// The defaults with the overrides applied: what the sandbox enforces.

@@ -4,8 +4,7 @@
 use crate::{Millis, Object};
 use serde::{Deserialize, Serialize};
 
-/// A human handoff. The host's `store::Task` keeps `status` as a string; here it is
-/// [`TaskStatus`].
+/// A human handoff (the host's `store::Task`, same shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// The task's id.

@@ -4,16 +4,17 @@
 //! A report has the same [`Funnel`] overall, per version and per experiment arm, so a tenant
 //! compares versions and arms by the milestones their customers reached, how fast, and what
 //! the customers' actual paths through the milestones were.
+//!
+//! Not a wire format: the API shows a report as `waymark_api::reports` (`api/dto/`).
 
 use crate::model::{Enrollment, EnrollmentStatus, Millis, Spec};
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// How many of the most common milestone paths a funnel lists.
 const TOP_PATHS: usize = 10;
 
 /// One group of enrollments, measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Funnel {
     pub entered: u64,
     pub active: u64,
@@ -34,7 +35,7 @@ pub struct Funnel {
     pub paths: Vec<PathCount>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MilestoneStats {
     pub name: String,
     pub reached: u64,
@@ -45,14 +46,14 @@ pub struct MilestoneStats {
     pub median_time_to_reach_ms: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PathCount {
     pub path: Vec<String>,
     pub customers: u64,
 }
 
 /// The whole report of one journey.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     pub overall: Funnel,
     /// By journey version.

@@ -1,10 +1,14 @@
 //! The operator's routes (admin token): tenants, their sandbox limits, the manual clock.
 
 use super::auth::digest;
+use super::dto;
 use super::prelude::*;
 use crate::clock::ClockError;
 use crate::model::LimitOverrides;
 use crate::store::{StoreError, Tenant};
+use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
+use waymark_api::limits::{self as api_limits, TenantLimits};
+use waymark_api::tenants::{CreatedTenant, NewTenant};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -17,17 +21,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/admin/clock/advance", post(advance_clock))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    name: String,
-}
-
 async fn create_tenant(
     State(state): State<AppState>,
     _: Admin,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
     let input: NewTenant = parse_json(&body?)?;
     valid_name("tenant", &input.name)?;
     let api_key = format!("wmk_{}", hex::encode(rand_bytes()?));
@@ -52,7 +50,11 @@ async fn create_tenant(
         })?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": tenant.id, "name": input.name, "api_key": api_key})),
+        Json(CreatedTenant {
+            id: tenant.id,
+            name: input.name,
+            api_key,
+        }),
     ))
 }
 
@@ -63,23 +65,16 @@ fn rand_bytes() -> ApiResult<[u8; 32]> {
     Ok(b)
 }
 
-async fn clock(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    let clock = &state.host.clock;
-    Json(json!({"kind": clock.kind(), "now": clock.now()}))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Advance {
-    by_ms: Millis,
+async fn clock(State(state): State<AppState>, _: Admin) -> Json<Clock> {
+    Json(dto::clock(&state.host.clock))
 }
 
 async fn advance_clock(
     State(state): State<AppState>,
     _: Admin,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let input: Advance = parse_json(&body?)?;
+) -> ApiResult<Json<ClockAdvanced>> {
+    let input: AdvanceClock = parse_json(&body?)?;
     let rt = &state.host;
     let now = rt.clock.advance(input.by_ms).map_err(|e| match e {
         ClockError::NotManual => {
@@ -88,20 +83,20 @@ async fn advance_clock(
         ClockError::Backwards => ApiError::bad_request("invalid_input", e.to_string()),
     })?;
     rt.store.save_manual_clock(now).await?;
-    Ok(Json(json!({"now": now})))
+    Ok(Json(ClockAdvanced { now }))
 }
 
 async fn get_tenant_limits(
     State(state): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantLimits>> {
     let tenant = state
         .host
         .store
         .tenant(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
-    Ok(Json(limits_json(&state, &tenant.limits)))
+    Ok(Json(limits(&state, tenant.limits)))
 }
 
 /// Replaces a tenant's limit overrides (fields left out take the operator's defaults).
@@ -110,8 +105,9 @@ async fn set_tenant_limits(
     _: Admin,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let overrides: LimitOverrides = parse_json(&body?)?;
+) -> ApiResult<Json<TenantLimits>> {
+    let overrides: api_limits::LimitOverrides = parse_json(&body?)?;
+    let overrides = LimitOverrides::from(overrides);
     let rt = &state.host;
     let sandbox = rt.registry.sandbox().config();
     sandbox
@@ -124,14 +120,10 @@ async fn set_tenant_limits(
         .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
     rt.forget_tenant(&id);
     tracing::info!(tenant = %id, ?overrides, "tenant limits changed");
-    Ok(Json(limits_json(&state, &tenant.limits)))
+    Ok(Json(limits(&state, tenant.limits)))
 }
 
-fn limits_json(state: &AppState, overrides: &LimitOverrides) -> Value {
-    let defaults = state.host.registry.sandbox().config().defaults;
-    json!({
-        "effective": defaults.with(overrides),
-        "overrides": overrides,
-        "defaults": defaults,
-    })
+/// A tenant's limits as both limit routes answer: with the operator's defaults.
+fn limits(state: &AppState, overrides: LimitOverrides) -> TenantLimits {
+    dto::tenant_limits(state.host.registry.sandbox().config().defaults, overrides)
 }

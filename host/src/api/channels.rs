@@ -6,6 +6,7 @@ use super::prelude::*;
 use crate::store::ChannelRecord;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use waymark_api::channels::{Channel, ChannelList, ChannelRegistration};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -13,27 +14,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/channels/{name}", put(register_channel))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChannelInput {
-    /// The component's bytes, base64.
-    component: String,
-    #[serde(default)]
-    settings: Object,
-    #[serde(default)]
-    secrets: Object,
-    #[serde(default)]
-    allowed_hosts: Vec<String>,
-}
-
 async fn register_channel(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Channel>)> {
     valid_name("channel", &name)?;
-    let input: ChannelInput = parse_json(&body?)?;
+    let input: ChannelRegistration = parse_json(&body?)?;
     crate::sandbox::check_allowed_hosts(&input.allowed_hosts)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(input.component.as_bytes())
@@ -71,31 +59,16 @@ async fn register_channel(
     };
     let record = rt.store.put_channel(&tenant, record, &bytes).await?;
     rt.registry.insert_channel(&digest, component);
-    Ok((StatusCode::CREATED, Json(channel_json(&record))))
-}
-
-/// A channel as the API shows it: never its secrets.
-fn channel_json(c: &ChannelRecord) -> Value {
-    json!({
-        "name": c.name,
-        "version": c.version,
-        "digest": c.digest,
-        "allowed_hosts": c.allowed_hosts,
-        "settings": c.settings,
-        "secrets": c.secrets.keys().collect::<Vec<_>>(),
-    })
+    // Shown without its secrets' values (see `dto`).
+    Ok((StatusCode::CREATED, Json(record.into())))
 }
 
 async fn list_channels(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
-) -> ApiResult<Json<Value>> {
-    let channels: Vec<Value> = state
-        .host
-        .store
-        .channels(&tenant)?
-        .iter()
-        .map(channel_json)
-        .collect();
-    Ok(Json(json!({"channels": channels})))
+) -> ApiResult<Json<ChannelList>> {
+    let channels = state.host.store.channels(&tenant)?;
+    Ok(Json(ChannelList {
+        channels: channels.into_iter().map(Channel::from).collect(),
+    }))
 }

@@ -1,7 +1,8 @@
 //! Dead letters: messages that failed for good, listed and requeued with a fresh attempt budget.
 
-use super::customers::message_json;
 use super::prelude::*;
+use waymark_api::dead_letters::{DeadLetters, Requeued, RetryDeadLetters};
+use waymark_api::messages::Message;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -18,27 +19,13 @@ async fn list_dead_letters(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeadLetters>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
     let limit = query.limit.unwrap_or(100).min(MAX_LIST);
-    let dead: Vec<Value> = state
-        .host
-        .store
-        .dead_letters(&tenant, limit)?
-        .iter()
-        .map(message_json)
-        .collect();
-    Ok(Json(json!({ "dead_letters": dead })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryInput {
-    /// Message ids to retry; none means all dead letters (of `channel`, if given).
-    #[serde(default)]
-    ids: Vec<String>,
-    #[serde(default)]
-    channel: Option<String>,
+    let dead = state.host.store.dead_letters(&tenant, limit)?;
+    Ok(Json(DeadLetters {
+        dead_letters: dead.into_iter().map(Message::from).collect(),
+    }))
 }
 
 /// Requeues dead letters with a fresh attempt budget, e.g. after fixing a channel's config.
@@ -46,8 +33,9 @@ async fn retry_dead_letters(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let input: RetryInput = parse_json(&body?)?;
+) -> ApiResult<Json<Requeued>> {
+    // No ids: every dead letter (of `channel`, if given).
+    let input: RetryDeadLetters = parse_json(&body?)?;
     let rt = &state.host;
     let requeued = rt
         .store
@@ -62,6 +50,9 @@ async fn retry_dead_letters(
         rt.outbox_changed();
     }
     tracing::info!(tenant, requeued = requeued.len(), "dead letters requeued");
-    let ids: Vec<&str> = requeued.iter().map(|e| e.id.as_str()).collect();
-    Ok(Json(json!({ "requeued": ids.len(), "ids": ids })))
+    let ids: Vec<String> = requeued.into_iter().map(|m| m.id).collect();
+    Ok(Json(Requeued {
+        requeued: ids.len() as u64,
+        ids,
+    }))
 }

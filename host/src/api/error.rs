@@ -6,6 +6,7 @@ use crate::registry::RegistryError;
 use crate::sandbox::SandboxError;
 use crate::store::{StoreError, TaskError};
 use axum::response::Response;
+use waymark_api::errors::{self as api, ErrorBody};
 
 /// An error as the API reports it.
 #[derive(Debug)]
@@ -13,8 +14,9 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Extra fields of the error object, for errors that carry more than a message.
-    pub(super) detail: Option<(&'static str, Value)>,
+    /// Why the guest failed, for `decide_failed`: the one error that carries more than a
+    /// message.
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -27,7 +29,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            detail: None,
+            reason: None,
+        }
+    }
+
+    /// This error, with the `reason` field of a `decide_failed`.
+    pub(super) fn with_reason(self, reason: &'static str) -> ApiError {
+        ApiError {
+            reason: Some(reason),
+            ..self
         }
     }
 
@@ -59,11 +69,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some((key, value)) = self.detail {
-            error[key] = value;
-        }
-        let body = json!({ "error": error });
+        let body = ErrorBody {
+            error: api::ApiError {
+                code: self.code.to_owned(),
+                message: self.message,
+                reason: self.reason.map(str::to_owned),
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

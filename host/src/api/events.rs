@@ -1,10 +1,12 @@
 //! Event ingest: one event or a batch, validated, deduplicated by id, durable before the answer,
 //! and the owning shard workers woken.
 
+use super::dto;
 use super::prelude::*;
 use super::validate::valid_id;
 use crate::model::Event;
-use crate::store::Ingested;
+use serde_json::Value;
+use waymark_api::events::{EventInput, EventResult, EventStatus, EventsAccepted};
 
 /// The most events one request may carry.
 const MAX_BATCH: usize = 10_000;
@@ -13,37 +15,21 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", post(post_events))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventInput {
-    id: String,
-    customer: String,
-    name: String,
-    #[serde(default)]
-    properties: Option<Object>,
-    #[serde(default)]
-    timestamp: Option<Millis>,
-}
-
+/// One posted event, read and checked on its own so an error can name its place in a batch.
 fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
     let input: EventInput = serde_json::from_value(value).map_err(|e| e.to_string())?;
     valid_id("id", &input.id)?;
     valid_id("customer", &input.customer)?;
     valid_id("name", &input.name)?;
-    Ok(Event {
-        id: input.id,
-        customer: input.customer,
-        name: input.name,
-        properties: input.properties.unwrap_or_default(),
-        timestamp: input.timestamp.unwrap_or(now),
-    })
+    Ok(dto::event(input, now))
 }
 
 async fn post_events(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+    // A single event or an array of them: which one decides how errors are prefixed.
     let body: Value = parse_json(&body?)?;
     let rt = &state.host;
     let now = rt.clock.now();
@@ -83,28 +69,33 @@ async fn post_events(
     let mut accepted = 0;
     let mut out = Vec::with_capacity(events.len());
     for (event, result) in events.iter().zip(&results) {
-        let status = match result {
-            Ingested::Accepted => {
-                accepted += 1;
-                rt.wake_customer(&tenant, &event.customer);
-                "accepted"
-            }
-            Ingested::Duplicate => "duplicate",
-        };
-        out.push(json!({"id": event.id, "status": status}));
+        let status = dto::event_status(result);
+        if status == EventStatus::Accepted {
+            accepted += 1;
+            rt.wake_customer(&tenant, &event.customer);
+        }
+        out.push(EventResult {
+            id: event.id.clone(),
+            status,
+        });
     }
-    let duplicates = events.len() - accepted;
-    rt.metrics.events_accepted.inc_by(accepted as u64);
-    rt.metrics.events_duplicate.inc_by(duplicates as u64);
+    let duplicates = events.len() as u64 - accepted;
+    rt.metrics.events_accepted.inc_by(accepted);
+    rt.metrics.events_duplicate.inc_by(duplicates);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": accepted, "duplicates": duplicates, "results": out})),
+        Json(EventsAccepted {
+            accepted,
+            duplicates,
+            results: out,
+        }),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn events_default_their_timestamp_and_properties() {

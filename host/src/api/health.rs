@@ -2,6 +2,7 @@
 
 use super::prelude::*;
 use axum::http::header;
+use waymark_api::health::Health;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -9,8 +10,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

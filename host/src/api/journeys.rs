@@ -1,10 +1,15 @@
 //! Journeys: upload a version (validated by running its `describe`), list, read, dry-run
 //! `decide`, and the milestone report.
 
+use super::dto;
 use super::prelude::*;
 use crate::model::{ChannelStats, DecisionContext};
 use crate::sandbox::FailureReason;
 use sha2::{Digest, Sha256};
+use waymark_api::journeys::{
+    DecideRequest, Decided, JourneyList, JourneyVersion, JourneyVersions, UploadedJourney,
+};
+use waymark_api::reports::JourneyReport;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -19,7 +24,7 @@ async fn upload_journey(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<UploadedJourney>)> {
     valid_name("journey", &name)?;
     let bytes = body?;
     let rt = &state.host;
@@ -46,19 +51,13 @@ async fn upload_journey(
     tracing::info!(tenant, journey = %name, version = version.version, "journey version uploaded");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"name": name, "version": version.version, "digest": digest, "spec": spec})),
+        Json(UploadedJourney {
+            name,
+            version: version.version,
+            digest,
+            spec: spec.into(),
+        }),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DryRun {
-    /// The journey version to ask; the latest by default.
-    #[serde(default)]
-    version: Option<u32>,
-    context: DecisionContext,
-    #[serde(default)]
-    stats: Vec<ChannelStats>,
 }
 
 /// Asks a stored journey version what it would decide in a given context, with no effect on
@@ -69,8 +68,13 @@ async fn dry_run_decide(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let input: DryRun = parse_json(&body?)?;
+) -> ApiResult<Json<Decided>> {
+    let input: DecideRequest = parse_json(&body?)?;
+    // The model knows fewer words than the DTO's strings can hold (a failure's reason); an
+    // unknown one is malformed JSON, as it was when the model read the body itself.
+    let context = DecisionContext::try_from(input.context)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))?;
+    let stats: Vec<ChannelStats> = input.stats.into_iter().map(Into::into).collect();
     let rt = &state.host;
     let version = match input.version {
         Some(v) => rt.store.journey_version(&tenant, &name, v)?,
@@ -86,21 +90,18 @@ async fn dry_run_decide(
     })?;
     let limits = rt.tenant_limits(&tenant)?;
     let component = rt.registry.journey(&tenant, &version.digest).await?;
-    match component.decide(&input.context, input.stats, &limits).await {
-        Ok(commands) => Ok(Json(json!({
-            "name": name,
-            "version": version.version,
-            "commands": commands,
-        }))),
-        Err(failure) => {
-            let mut error = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "decide_failed",
-                failure.message,
-            );
-            error.detail = Some(("reason", json!(failure.reason.as_str())));
-            Err(error)
-        }
+    match component.decide(&context, stats, &limits).await {
+        Ok(commands) => Ok(Json(Decided {
+            name,
+            version: version.version,
+            commands: commands.into_iter().map(Into::into).collect(),
+        })),
+        Err(failure) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "decide_failed",
+            failure.message,
+        )
+        .with_reason(dto::failure_reason_word(failure.reason))),
     }
 }
 
@@ -109,7 +110,7 @@ async fn journey_report(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JourneyReport>> {
     let store = &state.host.store;
     let latest = store
         .latest_journeys(&tenant)?
@@ -118,35 +119,34 @@ async fn journey_report(
         .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
     let enrollments = store.journey_enrollments(&tenant, &name)?;
     let report = crate::report::report(&latest.spec, &enrollments);
-    Ok(Json(json!({
-        "name": name,
-        "latest_version": latest.version,
-        "report": report,
-    })))
+    Ok(Json(JourneyReport {
+        name,
+        latest_version: latest.version,
+        report: report.into(),
+    }))
 }
 
 async fn list_journeys(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
-) -> ApiResult<Json<Value>> {
-    let journeys: Vec<Value> = state
-        .host
-        .store
-        .latest_journeys(&tenant)?
-        .into_iter()
-        .map(|j| json!({"name": j.name, "latest_version": j.version}))
-        .collect();
-    Ok(Json(json!({"journeys": journeys})))
+) -> ApiResult<Json<JourneyList>> {
+    let latest = state.host.store.latest_journeys(&tenant)?;
+    Ok(Json(JourneyList {
+        journeys: latest.into_iter().map(dto::summary).collect(),
+    }))
 }
 
 async fn get_journey(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JourneyVersions>> {
     let versions = state.host.store.journey_versions(&tenant, &name)?;
     if versions.is_empty() {
         return Err(ApiError::not_found(format!("no journey named {name:?}")));
     }
-    Ok(Json(json!({"name": name, "versions": versions})))
+    Ok(Json(JourneyVersions {
+        name,
+        versions: versions.into_iter().map(JourneyVersion::from).collect(),
+    }))
 }

@@ -3,6 +3,9 @@
 //! and shape the response. Errors (`error`) and authentication (`auth`) live apart; every error
 //! is a status plus `{"error": {"code", "message"}}`. See `docs/API.md`.
 //!
+//! Bodies, both ways, are the types of crate `waymark-api`, never the host's own: [`dto`]
+//! converts between them field by field, so the wire changes only when a DTO does.
+//!
 //! | file | routes |
 //! | --- | --- |
 //! | [`health`] | `/healthz`, `/metrics` |
@@ -20,6 +23,7 @@ mod auth;
 mod channels;
 mod customers;
 mod dead_letters;
+mod dto;
 mod error;
 mod events;
 mod health;
@@ -73,7 +77,7 @@ mod prelude {
     pub(super) use super::error::{parse_json, ApiError, ApiResult};
     pub(super) use super::validate::{check_component_size, valid_name};
     pub(super) use super::{AppState, MAX_LIST};
-    pub(super) use crate::model::{Millis, Object};
+    pub(super) use crate::model::Millis;
     pub(super) use axum::body::Bytes;
     pub(super) use axum::extract::rejection::BytesRejection;
     pub(super) use axum::extract::{Path, Query, State};
@@ -82,5 +86,4 @@ mod prelude {
     pub(super) use axum::routing::{get, post, put};
     pub(super) use axum::{Json, Router};
     pub(super) use serde::Deserialize;
-    pub(super) use serde_json::{json, Value};
 }

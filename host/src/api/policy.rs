@@ -1,6 +1,8 @@
 //! The tenant's sending policy: frequency caps and quiet hours.
 
 use super::prelude::*;
+use crate::model;
+use waymark_api::policy::SendingPolicy;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/policy", get(get_policy).put(set_policy))
@@ -9,8 +11,8 @@ pub(super) fn routes() -> Router<AppState> {
 async fn get_policy(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.host.tenant_policy(&tenant)?)))
+) -> ApiResult<Json<SendingPolicy>> {
+    Ok(Json(state.host.tenant_policy(&tenant)?.into()))
 }
 
 /// Replaces the tenant's sending policy: frequency caps and quiet hours.
@@ -18,8 +20,9 @@ async fn set_policy(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let policy: crate::model::SendingPolicy = parse_json(&body?)?;
+) -> ApiResult<Json<SendingPolicy>> {
+    let policy: SendingPolicy = parse_json(&body?)?;
+    let policy = model::SendingPolicy::from(policy);
     crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
     let rt = &state.host;
     rt.store
@@ -28,5 +31,5 @@ async fn set_policy(
         .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;
     rt.forget_tenant(&tenant);
     tracing::info!(tenant, ?policy, "sending policy changed");
-    Ok(Json(json!(policy)))
+    Ok(Json(policy.into()))
 }

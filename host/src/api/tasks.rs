@@ -4,6 +4,7 @@
 use super::prelude::*;
 use crate::model::TaskStatus;
 use crate::store::TaskError;
+use waymark_api::tasks::{ClaimTask, ResolveTask, Task, TaskList};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -13,6 +14,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/tasks/{id}/resolve", post(resolve_task))
 }
 
+/// The query of `GET /v1/tasks`. Not `waymark_api::tasks::TaskQuery`: the status is read as
+/// a word here so that a wrong one is refused with the API's own message, not axum's.
 #[derive(Deserialize)]
 struct TaskQuery {
     status: Option<String>,
@@ -25,7 +28,7 @@ async fn list_tasks(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskList>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
     let status = match &query.status {
         Some(status) => Some(status.parse::<TaskStatus>().map_err(|_| {
@@ -42,26 +45,22 @@ async fn list_tasks(
     });
     tasks.sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
     tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
-    Ok(Json(json!({ "tasks": tasks })))
+    Ok(Json(TaskList {
+        tasks: tasks.into_iter().map(Task::from).collect(),
+    }))
 }
 
 async fn get_task(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Task>> {
     let task = state
         .host
         .store
         .task(&tenant, &id)?
         .ok_or_else(|| ApiError::not_found(format!("no task {id:?}")))?;
-    Ok(Json(json!(task)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClaimInput {
-    assignee: String,
+    Ok(Json(task.into()))
 }
 
 /// Claims an open task: 409 `task_conflict` if someone else has it or it is resolved.
@@ -70,8 +69,8 @@ async fn claim_task(
     TenantId(tenant): TenantId,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let input: ClaimInput = parse_json(&body?)?;
+) -> ApiResult<Json<Task>> {
+    let input: ClaimTask = parse_json(&body?)?;
     if input.assignee.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -83,15 +82,7 @@ async fn claim_task(
         .store
         .claim_task(&tenant, &id, &input.assignee, rt.clock.now())
         .await?;
-    Ok(Json(json!(task)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveInput {
-    resolution: String,
-    #[serde(default)]
-    properties: Object,
+    Ok(Json(task.into()))
 }
 
 /// Resolves a task; the customer's journeys get a `task_resolved` event.
@@ -100,8 +91,8 @@ async fn resolve_task(
     TenantId(tenant): TenantId,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let input: ResolveInput = parse_json(&body?)?;
+) -> ApiResult<Json<Task>> {
+    let input: ResolveTask = parse_json(&body?)?;
     if input.resolution.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -128,5 +119,5 @@ async fn resolve_task(
         )
         .await?;
     rt.wake_customer(&tenant, &task.customer);
-    Ok(Json(json!(task)))
+    Ok(Json(task.into()))
 }

@@ -1,0 +1,96 @@
+//! The sending policy, both ways: it is the body of `PUT /v1/policy` and the answer of both
+//! policy routes.
+
+use super::all;
+use crate::model::{FrequencyCap, QuietHours, SendingPolicy};
+use waymark_api::policy as api;
+
+impl From<SendingPolicy> for api::SendingPolicy {
+    fn from(policy: SendingPolicy) -> Self {
+        let SendingPolicy {
+            frequency_caps,
+            quiet_hours,
+        } = policy;
+        api::SendingPolicy {
+            frequency_caps: all(frequency_caps),
+            quiet_hours: quiet_hours.map(Into::into),
+        }
+    }
+}
+
+impl From<api::SendingPolicy> for SendingPolicy {
+    fn from(policy: api::SendingPolicy) -> Self {
+        let api::SendingPolicy {
+            frequency_caps,
+            quiet_hours,
+        } = policy;
+        SendingPolicy {
+            frequency_caps: all(frequency_caps),
+            quiet_hours: quiet_hours.map(Into::into),
+        }
+    }
+}
+
+impl From<FrequencyCap> for api::FrequencyCap {
+    fn from(cap: FrequencyCap) -> Self {
+        let FrequencyCap {
+            channel,
+            max,
+            window_ms,
+        } = cap;
+        api::FrequencyCap {
+            channel,
+            max,
+            window_ms,
+        }
+    }
+}
+
+impl From<api::FrequencyCap> for FrequencyCap {
+    fn from(cap: api::FrequencyCap) -> Self {
+        let api::FrequencyCap {
+            channel,
+            max,
+            window_ms,
+        } = cap;
+        FrequencyCap {
+            channel,
+            max,
+            window_ms,
+        }
+    }
+}
+
+impl From<QuietHours> for api::QuietHours {
+    fn from(quiet: QuietHours) -> Self {
+        let QuietHours {
+            start,
+            end,
+            default_timezone,
+            channels,
+        } = quiet;
+        api::QuietHours {
+            start,
+            end,
+            default_timezone,
+            channels,
+        }
+    }
+}
+
+impl From<api::QuietHours> for QuietHours {
+    fn from(quiet: api::QuietHours) -> Self {
+        let api::QuietHours {
+            start,
+            end,
+            default_timezone,
+            channels,
+        } = quiet;
+        QuietHours {
+            start,
+            end,
+            default_timezone,
+            channels,
+        }
+    }
+}
