@@ -100,7 +100,9 @@ fn reached(event: &str) -> Option<&'static [&'static str]> {
     Some(&ORDER[..=step])
 }
 
-/// The customer's journeys all see every `task_resolved`: only ours, from our queue, count.
+/// The host hands a task's resolution only to the enrollment that handed it off, but a
+/// `task_resolved` event posted by hand (naming no known task) is routed like any event: only
+/// ours, from our queue, count.
 fn is_our_task(ctx: &Context, event: &Event) -> bool {
     event.property_str("journey") == Some(ctx.enrollment.journey.as_str())
         && event.property_str("queue") == Some(CS)
