@@ -1,11 +1,21 @@
 //! The domain vocabulary shared by every layer: customers, events, enrollments, triggers,
-//! commands and specs. These mirror the WIT contract one to one (`wit/waymark.wit`), with JSON
-//! parsed into `serde_json` values; the sandbox converts between the two at the boundary, so the
-//! engine, store and API never see a wasmtime type.
+//! commands and specs, and (in [`settings`]) the limits and sending policy a tenant runs under.
+//!
+//! These follow the WIT contract (`wit/waymark.wit`) with JSON parsed into `serde_json` values,
+//! plus what only the host keeps: an enrollment's customer, run, key, end, stalls, channel
+//! summary and last failure are not in the WIT `enrollment`. The sandbox converts to and from
+//! WIT, `api::dto` to and from HTTP, so the engine, store and API never see a wasmtime type or
+//! a wire format. Not a wire format itself, except where the store keeps `Customer`,
+//! `Enrollment` and `Event` as JSON: stored fields are only ever added (with
+//! `#[serde(default)]`), never renamed or removed (`store/compat.rs` holds records as an earlier
+//! version wrote them).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+mod settings;
+pub use settings::*;
 
 /// Milliseconds since the Unix epoch, UTC: the host's notion of time everywhere.
 pub type Millis = i64;
@@ -426,115 +436,6 @@ impl std::fmt::Display for DeliveryError {
             DeliveryError::Permanent(m) => write!(f, "permanent: {m}"),
         }
     }
-}
-
-/// The sandbox limits a tenant's components run under. The operator's defaults apply unless
-/// the tenant has overrides ([`LimitOverrides`]); the sandbox enforces them per call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    /// The largest component accepted at upload, in bytes.
-    pub max_component_bytes: u64,
-    /// Linear memory per instance, in bytes.
-    pub max_memory_bytes: u64,
-    /// How long one `describe` or `decide` may run.
-    pub decide_deadline_ms: u64,
-    /// How long one `deliver` may take, its HTTP requests included.
-    pub deliver_timeout_ms: u64,
-    /// Commands per decision.
-    pub max_commands: u64,
-    /// Bytes of enrollment state a decision may set.
-    pub max_state_bytes: u64,
-    /// Bytes that may cross the host/guest boundary in one call (wasmtime's hostcall fuel).
-    pub max_hostcall_bytes: u64,
-}
-
-impl Limits {
-    /// These limits with `overrides` applied.
-    pub fn with(self, overrides: &LimitOverrides) -> Limits {
-        Limits {
-            max_component_bytes: overrides
-                .max_component_bytes
-                .unwrap_or(self.max_component_bytes),
-            max_memory_bytes: overrides.max_memory_bytes.unwrap_or(self.max_memory_bytes),
-            decide_deadline_ms: overrides
-                .decide_deadline_ms
-                .unwrap_or(self.decide_deadline_ms),
-            deliver_timeout_ms: overrides
-                .deliver_timeout_ms
-                .unwrap_or(self.deliver_timeout_ms),
-            max_commands: overrides.max_commands.unwrap_or(self.max_commands),
-            max_state_bytes: overrides.max_state_bytes.unwrap_or(self.max_state_bytes),
-            max_hostcall_bytes: overrides
-                .max_hostcall_bytes
-                .unwrap_or(self.max_hostcall_bytes),
-        }
-    }
-
-    pub fn decide_deadline(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.decide_deadline_ms)
-    }
-
-    pub fn deliver_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.deliver_timeout_ms)
-    }
-}
-
-/// A tenant's departures from the operator's default [`Limits`]; `None` keeps the default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitOverrides {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_component_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_memory_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decide_deadline_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deliver_timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_commands: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_state_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_hostcall_bytes: Option<u64>,
-}
-
-/// A tenant's sending policy: frequency caps and quiet hours defer sends, never drop them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendingPolicy {
-    #[serde(default)]
-    pub frequency_caps: Vec<FrequencyCap>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quiet_hours: Option<QuietHours>,
-}
-
-/// At most `max` sends through `channel` (`*`: every channel, counted together) to one
-/// customer in any `window_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FrequencyCap {
-    pub channel: String,
-    pub max: u32,
-    pub window_ms: Millis,
-}
-
-/// No sends between `start` and `end` (`HH:MM`, local time; `start` after `end` spans
-/// midnight) in the customer's time zone: attribute `timezone` (an IANA name), else
-/// `default_timezone`. `channels` empty: every channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuietHours {
-    pub start: String,
-    pub end: String,
-    #[serde(default = "utc")]
-    pub default_timezone: String,
-    #[serde(default)]
-    pub channels: Vec<String>,
-}
-
-fn utc() -> String {
-    "UTC".into()
 }
 
 /// Where a human handoff stands. Serialized as `open`, `claimed` and `resolved`: the stored
