@@ -142,101 +142,29 @@ impl From<api::EnrollmentStatus> for model::EnrollmentStatus {
     }
 }
 
-impl From<model::MilestoneHit> for api::MilestoneHit {
-    fn from(hit: model::MilestoneHit) -> Self {
-        let model::MilestoneHit { name, at } = hit;
-        api::MilestoneHit { name, at }
-    }
-}
+same_shape!(model::MilestoneHit, api::MilestoneHit { name, at });
 
-impl From<api::MilestoneHit> for model::MilestoneHit {
-    fn from(hit: api::MilestoneHit) -> Self {
-        let api::MilestoneHit { name, at } = hit;
-        model::MilestoneHit { name, at }
-    }
-}
+same_shape!(model::PendingTimer, api::PendingTimer { name, due });
 
-impl From<model::PendingTimer> for api::PendingTimer {
-    fn from(timer: model::PendingTimer) -> Self {
-        let model::PendingTimer { name, due } = timer;
-        api::PendingTimer { name, due }
-    }
-}
+same_shape!(
+    model::VariantAssignment,
+    api::VariantAssignment { experiment, arm }
+);
 
-impl From<api::PendingTimer> for model::PendingTimer {
-    fn from(timer: api::PendingTimer) -> Self {
-        let api::PendingTimer { name, due } = timer;
-        model::PendingTimer { name, due }
+same_shape!(
+    model::ChannelSummary,
+    api::ChannelSummary {
+        sent,
+        delivered,
+        failed,
+        suppressed,
+        opened,
+        clicked,
+        replied,
+        bounced,
+        unsubscribed
     }
-}
-
-impl From<model::VariantAssignment> for api::VariantAssignment {
-    fn from(assignment: model::VariantAssignment) -> Self {
-        let model::VariantAssignment { experiment, arm } = assignment;
-        api::VariantAssignment { experiment, arm }
-    }
-}
-
-impl From<api::VariantAssignment> for model::VariantAssignment {
-    fn from(assignment: api::VariantAssignment) -> Self {
-        let api::VariantAssignment { experiment, arm } = assignment;
-        model::VariantAssignment { experiment, arm }
-    }
-}
-
-impl From<model::ChannelSummary> for api::ChannelSummary {
-    fn from(summary: model::ChannelSummary) -> Self {
-        let model::ChannelSummary {
-            sent,
-            delivered,
-            failed,
-            suppressed,
-            opened,
-            clicked,
-            replied,
-            bounced,
-            unsubscribed,
-        } = summary;
-        api::ChannelSummary {
-            sent,
-            delivered,
-            failed,
-            suppressed,
-            opened,
-            clicked,
-            replied,
-            bounced,
-            unsubscribed,
-        }
-    }
-}
-
-impl From<api::ChannelSummary> for model::ChannelSummary {
-    fn from(summary: api::ChannelSummary) -> Self {
-        let api::ChannelSummary {
-            sent,
-            delivered,
-            failed,
-            suppressed,
-            opened,
-            clicked,
-            replied,
-            bounced,
-            unsubscribed,
-        } = summary;
-        model::ChannelSummary {
-            sent,
-            delivered,
-            failed,
-            suppressed,
-            opened,
-            clicked,
-            replied,
-            bounced,
-            unsubscribed,
-        }
-    }
-}
+);
 
 impl From<model::Failure> for api::Failure {
     fn from(failure: model::Failure) -> Self {

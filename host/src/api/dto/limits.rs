@@ -36,48 +36,15 @@ impl From<Limits> for api::Limits {
     }
 }
 
-impl From<LimitOverrides> for api::LimitOverrides {
-    fn from(overrides: LimitOverrides) -> Self {
-        let LimitOverrides {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        } = overrides;
-        api::LimitOverrides {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        }
+same_shape!(
+    LimitOverrides,
+    api::LimitOverrides {
+        max_component_bytes,
+        max_memory_bytes,
+        decide_deadline_ms,
+        deliver_timeout_ms,
+        max_commands,
+        max_state_bytes,
+        max_hostcall_bytes
     }
-}
-
-impl From<api::LimitOverrides> for LimitOverrides {
-    fn from(overrides: api::LimitOverrides) -> Self {
-        let api::LimitOverrides {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        } = overrides;
-        LimitOverrides {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        }
-    }
-}
+);

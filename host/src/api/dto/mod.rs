@@ -13,6 +13,27 @@
 //!   policy, limit overrides, events. Where the model is stricter than the DTO (a failure
 //!   reason is a word the model must know), the conversion is a `TryFrom`.
 
+/// Conversions both ways between a host type and its DTO of the same shape, field by field.
+/// Destructuring keeps them exhaustive: a field added to or renamed in either type fails to
+/// compile here.
+macro_rules! same_shape {
+    ($host:path, $dto:path { $($field:ident),+ $(,)? }) => {
+        impl From<$host> for $dto {
+            fn from(value: $host) -> Self {
+                let $host { $($field),+ } = value;
+                $dto { $($field),+ }
+            }
+        }
+
+        impl From<$dto> for $host {
+            fn from(value: $dto) -> Self {
+                let $dto { $($field),+ } = value;
+                $host { $($field),+ }
+            }
+        }
+    };
+}
+
 mod channels;
 mod clock;
 mod customers;

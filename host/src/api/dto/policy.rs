@@ -31,66 +31,21 @@ impl From<api::SendingPolicy> for SendingPolicy {
     }
 }
 
-impl From<FrequencyCap> for api::FrequencyCap {
-    fn from(cap: FrequencyCap) -> Self {
-        let FrequencyCap {
-            channel,
-            max,
-            window_ms,
-        } = cap;
-        api::FrequencyCap {
-            channel,
-            max,
-            window_ms,
-        }
+same_shape!(
+    FrequencyCap,
+    api::FrequencyCap {
+        channel,
+        max,
+        window_ms
     }
-}
+);
 
-impl From<api::FrequencyCap> for FrequencyCap {
-    fn from(cap: api::FrequencyCap) -> Self {
-        let api::FrequencyCap {
-            channel,
-            max,
-            window_ms,
-        } = cap;
-        FrequencyCap {
-            channel,
-            max,
-            window_ms,
-        }
+same_shape!(
+    QuietHours,
+    api::QuietHours {
+        start,
+        end,
+        default_timezone,
+        channels
     }
-}
-
-impl From<QuietHours> for api::QuietHours {
-    fn from(quiet: QuietHours) -> Self {
-        let QuietHours {
-            start,
-            end,
-            default_timezone,
-            channels,
-        } = quiet;
-        api::QuietHours {
-            start,
-            end,
-            default_timezone,
-            channels,
-        }
-    }
-}
-
-impl From<api::QuietHours> for QuietHours {
-    fn from(quiet: api::QuietHours) -> Self {
-        let api::QuietHours {
-            start,
-            end,
-            default_timezone,
-            channels,
-        } = quiet;
-        QuietHours {
-            start,
-            end,
-            default_timezone,
-            channels,
-        }
-    }
-}
+);
