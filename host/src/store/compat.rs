@@ -1,12 +1,14 @@
 //! The on-disk format, frozen: records exactly as the host wrote them before this code (taken
-//! from a data directory written by the binary at `b849534`) must decode into today's types.
+//! from a data directory written by the binary at `b849534`, format 1, JSON) must decode into
+//! today's types once the format 1 → 2 migration ([`super::format`]) has transcoded them.
 //!
 //! The model's `Customer`, `Enrollment` and `Event` are stored as they are (JSON), beside the
 //! store's own record types. The rule that keeps that safe: a stored field is only ever added
 //! (with `#[serde(default)]`), never renamed or removed. These tests fail when someone breaks
 //! it, instead of a production data directory reading back as corrupt.
 
-use super::{dec, ChannelRecord, JourneyVersion, Message, MessageStatus, Pending, QueuedTrigger};
+use super::format::json_to_record;
+use super::{ChannelRecord, JourneyVersion, Message, MessageStatus, Pending, QueuedTrigger};
 use super::{Task, Tenant, TimerRecord};
 use crate::model::{Customer, Enrollment, EnrollmentStatus, Event, Reentry, TaskStatus};
 
@@ -30,37 +32,42 @@ const QUEUED: [&str; 3] = [
     r#"{"tenant":"acme","customer":"ada","pending":{"kind":"delivery","journey":"onboarding","run":1,"report":{"message_id":"m1","channel":"email","template":"welcome","outcome":{"status":"delivered","provider_id":null}}}}"#,
 ];
 
+/// Decodes a format-1 (JSON) record the way an upgraded directory reads it: migrated, then read.
+fn dec1<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, super::StoreError> {
+    super::dec(&json_to_record(json)?)
+}
+
 #[test]
 fn tenants_journeys_and_channels_written_before_decode() {
-    let tenant: Tenant = dec(TENANT.as_bytes()).unwrap();
+    let tenant: Tenant = dec1(TENANT.as_bytes()).unwrap();
     assert_eq!(tenant.id, "acme");
     assert_eq!(tenant.limits.max_commands, Some(50));
     assert_eq!(tenant.policy.frequency_caps[0].max, 5);
-    let version: JourneyVersion = dec(JOURNEY_VERSION.as_bytes()).unwrap();
+    let version: JourneyVersion = dec1(JOURNEY_VERSION.as_bytes()).unwrap();
     assert_eq!(
         (version.name.as_str(), version.version),
         ("guided-onboarding", 1)
     );
     assert_eq!(version.spec.milestones.len(), 3);
     assert_eq!(version.spec.reentry, Reentry::Never);
-    let channel: ChannelRecord = dec(CHANNEL.as_bytes()).unwrap();
+    let channel: ChannelRecord = dec1(CHANNEL.as_bytes()).unwrap();
     assert_eq!(channel.secrets["token"], "s3cret");
 }
 
 #[test]
 fn customers_enrollments_and_events_written_before_decode() {
-    let customer: Customer = dec(CUSTOMER.as_bytes()).unwrap();
+    let customer: Customer = dec1(CUSTOMER.as_bytes()).unwrap();
     assert_eq!(customer.id, "alice");
-    let stalled: Enrollment = dec(ENROLLMENT_STALLED.as_bytes()).unwrap();
+    let stalled: Enrollment = dec1(ENROLLMENT_STALLED.as_bytes()).unwrap();
     assert_eq!(stalled.stalls.len(), 6);
     assert_eq!(stalled.stalled_on.as_deref(), Some("first_login"));
     assert_eq!(stalled.channels["email"].failed, 3);
-    let sending: Enrollment = dec(ENROLLMENT_SENDING.as_bytes()).unwrap();
+    let sending: Enrollment = dec1(ENROLLMENT_SENDING.as_bytes()).unwrap();
     assert_eq!(sending.channels["webhook"].delivered, 2);
-    let first: Enrollment = dec(ENROLLMENT_FIRST_SHAPE.as_bytes()).unwrap();
+    let first: Enrollment = dec1(ENROLLMENT_FIRST_SHAPE.as_bytes()).unwrap();
     assert_eq!(first.status, EnrollmentStatus::Completed);
     assert!(first.stalls.is_empty() && first.channels.is_empty() && first.failure.is_none());
-    let event: Event = dec(EVENT.as_bytes()).unwrap();
+    let event: Event = dec1(EVENT.as_bytes()).unwrap();
     assert_eq!(
         (event.id.as_str(), event.name.as_str()),
         ("a1", "signed_up")
@@ -69,18 +76,18 @@ fn customers_enrollments_and_events_written_before_decode() {
 
 #[test]
 fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
-    let timer: TimerRecord = dec(TIMER.as_bytes()).unwrap();
+    let timer: TimerRecord = dec1(TIMER.as_bytes()).unwrap();
     assert_eq!(timer.name, "$stall:first_login");
-    let message: Message = dec(MESSAGE_DEAD.as_bytes()).unwrap();
+    let message: Message = dec1(MESSAGE_DEAD.as_bytes()).unwrap();
     assert_eq!(message.status, MessageStatus::Dead);
     assert!(message.last_error.is_some() && message.release_at.is_none());
-    let task: Task = dec(TASK_CLAIMED.as_bytes()).unwrap();
+    let task: Task = dec1(TASK_CLAIMED.as_bytes()).unwrap();
     assert_eq!(task.status, TaskStatus::Claimed);
     assert_eq!(task.assignee.as_deref(), Some("ann"));
     let kinds: Vec<&str> = QUEUED
         .iter()
         .map(|q| {
-            let queued: QueuedTrigger = dec(q.as_bytes()).unwrap();
+            let queued: QueuedTrigger = dec1(q.as_bytes()).unwrap();
             match queued.pending {
                 Pending::Event { .. } => "event",
                 Pending::Timer { .. } => "timer",

@@ -23,10 +23,13 @@
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
-//! queue by shard and arrival, timers and the outbox's delivery index by time. Values are JSON:
-//! readable with any sled tool, and cheap enough at this stage. The tree names, keys and values
-//! are the on-disk format: an existing data directory must read back identically, so none of
-//! them change when code is renamed.
+//! queue by shard and arrival, timers and the outbox's delivery index by time. Records are
+//! MessagePack with named fields ([`enc`]): self-describing like the JSON they replaced (the
+//! model's JSON values and tagged enums round-trip unchanged, and a field is found by name, so
+//! adding one with `#[serde(default)]` stays compatible), at about two thirds of the size and a
+//! fraction of the parse cost. The tree names, keys and values are the on-disk format, numbered
+//! in [`format`]: a directory of an older format is migrated at open, one of a newer format is
+//! refused, none is misread.
 //!
 //! The store knows no journey semantics: it never composes an event, a report or a counter
 //! name; the caller hands it finished records and it writes them atomically.
@@ -41,6 +44,7 @@ pub mod counters;
 pub mod customers;
 pub mod enrollments;
 pub mod events;
+pub mod format;
 pub mod journeys;
 pub mod keys;
 pub mod outbox;
@@ -95,6 +99,9 @@ pub enum StoreError {
     /// Writes could not be made durable.
     #[error("cannot make writes durable: {0}")]
     Flush(String),
+    /// The data directory is in a format this binary does not read.
+    #[error("{0}")]
+    Format(String),
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -169,15 +176,17 @@ pub struct Store {
     flusher: std::sync::mpsc::Sender<FlushRequest>,
 }
 
-/// Encodes a record as its stored JSON.
+/// Encodes a record as it is stored: MessagePack, structs as maps of named fields.
 pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    // Serialising our own plain data types cannot fail.
-    serde_json::to_vec(v).unwrap_or_default()
+    let mut out = Vec::with_capacity(128);
+    // Serialising our own plain data types into a Vec cannot fail.
+    let _ = v.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map());
+    out
 }
 
-/// Decodes a stored JSON record.
+/// Decodes a stored record.
 pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+    rmp_serde::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The group-commit thread: takes every waiting request, flushes once, answers them all.
@@ -211,6 +220,7 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
+        format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             meta: t("meta")?,

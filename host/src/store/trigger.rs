@@ -198,9 +198,9 @@ mod tests {
         );
         assert_eq!(only_key(&store.tasks), b"t\x1fk1");
         assert_eq!(only_key(&store.counters), b"t\x1fwelcome\x1femail\x1fsent");
-        // Values are the records' JSON, as before: a task's status is its word.
+        // Values are the records with named fields: a task's status is its word.
         let task = store.tasks.first().unwrap().unwrap().1;
-        let task: serde_json::Value = serde_json::from_slice(&task).unwrap();
+        let task: serde_json::Value = super::super::dec(&task).unwrap();
         assert_eq!(task["status"], "open");
     }
 }
