@@ -1,6 +1,7 @@
 //! `waymark`: the journey-automation server.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,12 +72,19 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `info` is progress and operator-relevant events only: per-trigger and per-message lines
+    // are `debug`, and so (by default) are guests' own `info` lines, which come once per call.
+    // `RUST_LOG=info,waymark=debug` shows every trigger and delivery with its context.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+                tracing_subscriber::EnvFilter::new(
+                    "info,waymark::guest=warn,wasmtime=warn,cranelift=warn",
+                )
             }),
         )
+        // Colour codes only for a person at a terminal, never into a file or a collector.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let Cli {

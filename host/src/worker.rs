@@ -13,13 +13,13 @@ use crate::engine::{self, Addressed, Addressee, DecideError, JourneyRef, Prepare
 use crate::host::Host;
 use crate::model::{Customer, Event, Millis, SendingPolicy};
 use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info_span, warn, Instrument};
+use tracing::{debug, debug_span, warn, Instrument};
 
-/// Triggers taken from a shard's queue at a time; one flush covers them all.
-const BATCH: usize = 64;
+/// Triggers taken from a shard's queue at a time: one transaction and one flush cover them all.
+const BATCH: usize = 512;
 
 /// Processes one shard's queue until shutdown.
 pub async fn run(host: Arc<Host>, shard: u16) {
@@ -41,22 +41,41 @@ pub async fn run(host: Arc<Host>, shard: u16) {
     }
 }
 
-/// Processes up to a batch of one shard's triggers, then makes the results durable before the
-/// delivery loop may see them.
+/// Processes up to a batch of one shard's triggers in order and commits them in one
+/// transaction, then makes the results durable before the delivery loop is told.
+///
+/// A trigger reads its customer's state from the store, so it must see the writes of every
+/// earlier trigger of the same customer: when a customer comes round again within the batch,
+/// what is decided so far is committed first (still without a flush), and the batch goes on.
+/// Triggers of different customers touch different records, except the journey-wide delivery
+/// counters that `stats` offers, which lag by at most one batch.
 async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
     let items = host.store.queued(shard, BATCH)?;
     let n = items.len();
+    let mut pending: Vec<TriggerCommit> = Vec::with_capacity(n);
+    let mut customers: HashSet<(String, String)> = HashSet::with_capacity(n);
     let (mut timers, mut sends) = (false, false);
     for (key, item) in items {
         if host.shutdown.is_cancelled() {
             break;
         }
+        if !customers.insert((item.tenant.clone(), item.customer.clone())) {
+            host.store.commit_triggers(&pending)?;
+            pending.clear();
+            customers.clear();
+            customers.insert((item.tenant.clone(), item.customer.clone()));
+        }
         let commit = process(host, key, item).await?;
         timers |= !commit.timers_set.is_empty();
         sends |= !commit.outbox.is_empty();
+        pending.push(commit);
+    }
+    if !pending.is_empty() {
+        host.store.commit_triggers(&pending)?;
     }
     if n > 0 {
         host.store.flush().await?;
+        debug!(shard, triggers = n, "batch committed");
     }
     if timers {
         host.timers_changed();
@@ -67,7 +86,7 @@ async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
     Ok(n)
 }
 
-/// Runs one trigger to completion and commits it.
+/// Runs one trigger to completion: what it changes, to be committed with its batch.
 async fn process(
     host: &Host,
     queue_key: Vec<u8>,
@@ -105,7 +124,6 @@ async fn process(
                 .await?
         }
     }
-    host.store.commit_trigger(&commit)?;
     Ok(commit)
 }
 
@@ -297,7 +315,9 @@ impl<'h> Shell<'h> {
         };
         let trigger_kind = ask.context.trigger.kind();
         self.host.metrics.trigger(trigger_kind);
-        let span = info_span!(
+        // Per-trigger context for debug logs (a guest's own log lines among them); failures
+        // are logged at `warn` with the same fields spelled out.
+        let span = debug_span!(
             "trigger",
             tenant = %self.tenant,
             journey = %ask.context.enrollment.journey,
@@ -311,7 +331,7 @@ impl<'h> Shell<'h> {
             .tenant_policy(&self.tenant)
             .unwrap_or_else(|error| {
                 // The policy could not be read: send now rather than lose the decision.
-                span.in_scope(|| warn!(%error, "sending policy unavailable; not deferring"));
+                warn!(tenant = %self.tenant, %error, "sending policy unavailable; not deferring");
                 SendingPolicy::default()
             });
         let history = if engine::needs_history(&policy, &answer) {
@@ -321,8 +341,15 @@ impl<'h> Shell<'h> {
         };
         let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
         if let Some(failure) = failure {
-            span.in_scope(
-                || warn!(reason = failure.reason.as_str(), message = %failure.message, "trigger failed"),
+            warn!(
+                tenant = %self.tenant,
+                journey = %version.name,
+                version = version.version,
+                customer = %customer.id,
+                trigger = trigger_kind,
+                reason = failure.reason.as_str(),
+                message = %failure.message,
+                "trigger failed"
             );
             self.host.metrics.failure(failure.reason.as_str());
         }

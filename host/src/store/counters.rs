@@ -23,8 +23,13 @@ pub(super) fn counter_key(tenant: &str, journey: &str, channel: &str, counter: C
 
 /// Adds one to the counter at `k`, inside a transaction.
 pub(super) fn bump(counters: &TransactionalTree, k: &[u8]) -> TxResult<()> {
+    add(counters, k, 1)
+}
+
+/// Adds `by` to the counter at `k`, inside a transaction.
+pub(super) fn add(counters: &TransactionalTree, k: &[u8], by: u64) -> TxResult<()> {
     let n = counters.get(k)?.map_or(0, |v| u64_value(&v));
-    counters.insert(k, &(n + 1).to_be_bytes())?;
+    counters.insert(k, &(n + by).to_be_bytes())?;
     Ok(())
 }
 

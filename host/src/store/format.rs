@@ -148,7 +148,10 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         db.open_tree("customers")
             .unwrap()
-            .insert(b"t\x1falice", &br#"{"id":"alice","attributes":{"plan":"pro","seats":3}}"#[..])
+            .insert(
+                b"t\x1falice",
+                &br#"{"id":"alice","attributes":{"plan":"pro","seats":3}}"#[..],
+            )
             .unwrap();
         db.open_tree("counters")
             .unwrap()

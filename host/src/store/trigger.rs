@@ -3,7 +3,7 @@
 //! enrollments, timers, messages, tasks, counters), so a crash either applied a trigger wholly
 //! or not at all, and an unprocessed trigger is simply processed again after restart.
 
-use super::counters::{bump, counter_key};
+use super::counters::{add, counter_key};
 use super::customers::customer_key;
 use super::enrollments::enrollment_key;
 use super::outbox::{self, Message, NewMessage};
@@ -12,6 +12,7 @@ use super::timers::{timer_key, TimerRecord};
 use super::{enc, Store, StoreError};
 use crate::model::{Counter, Customer, Enrollment};
 use sled::Transactional;
+use std::collections::BTreeMap;
 
 /// Everything one trigger changes, committed atomically with its removal from the queue.
 #[derive(Debug, Default)]
@@ -31,42 +32,51 @@ pub struct TriggerCommit {
 }
 
 impl Store {
-    /// Commits every effect of one trigger together with its removal from the queue. Messages
-    /// already present (a replay after a crash between commit and flush cannot produce one, but
-    /// a retried trigger might) are left as they are: the outbox never holds a duplicate. Does
-    /// not flush: the shard worker flushes once per batch.
+    /// Commits every effect of one trigger together with its removal from the queue; see
+    /// [`Store::commit_triggers`].
     pub fn commit_trigger(&self, c: &TriggerCommit) -> Result<(), StoreError> {
-        let customer = c
-            .customer
-            .as_ref()
-            .map(|cu| (customer_key(&c.tenant, &cu.id), enc(cu)));
-        let enrollments: Vec<_> = c
-            .enrollments
-            .iter()
-            .map(|e| {
-                (
-                    enrollment_key(&c.tenant, &e.customer, &e.journey, e.run),
-                    enc(e),
-                )
-            })
-            .collect();
-        let timers_cancelled: Vec<_> = c.timers_cancelled.iter().map(timer_key).collect();
-        let timers_set: Vec<_> = c
-            .timers_set
-            .iter()
-            .map(|t| (timer_key(t), enc(t)))
-            .collect();
-        let messages: Vec<_> = c.outbox.iter().map(NewMessage::new).collect();
-        let tasks: Vec<_> = c
-            .tasks
-            .iter()
-            .map(|t| (task_key(&c.tenant, &t.id), enc(t)))
-            .collect();
-        let counters: Vec<_> = c
-            .counters
-            .iter()
-            .map(|(journey, channel, counter)| counter_key(&c.tenant, journey, channel, *counter))
-            .collect();
+        self.commit_triggers(std::slice::from_ref(c))
+    }
+
+    /// Commits the effects of a batch of triggers, in order, together with their removal from
+    /// the queue, in one transaction: a crash applied the whole batch or none of it. Messages
+    /// already present (a retried trigger might produce one) are left as they are: the outbox
+    /// never holds a duplicate. Counter increments are summed before they are written. Does not
+    /// flush: the shard worker flushes once per batch.
+    pub fn commit_triggers(&self, batch: &[TriggerCommit]) -> Result<(), StoreError> {
+        let mut queue_keys = Vec::with_capacity(batch.len());
+        let mut customers = Vec::new();
+        let mut enrollments = Vec::new();
+        let mut timers_cancelled = Vec::new();
+        let mut timers_set = Vec::new();
+        let mut messages = Vec::new();
+        let mut tasks = Vec::new();
+        let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        for c in batch {
+            queue_keys.push(c.queue_key.as_slice());
+            if let Some(cu) = &c.customer {
+                customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
+            }
+            for e in &c.enrollments {
+                let k = enrollment_key(&c.tenant, &e.customer, &e.journey, e.run);
+                enrollments.push((k, enc(e)));
+            }
+            // Cancellations before settings, trigger by trigger: a timer a later trigger of the
+            // batch sets again stays set.
+            timers_cancelled.extend(
+                c.timers_cancelled
+                    .iter()
+                    .map(|t| (timers_set.len(), timer_key(t))),
+            );
+            timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
+            messages.extend(c.outbox.iter().map(NewMessage::new));
+            tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
+            for (journey, channel, counter) in &c.counters {
+                *counters
+                    .entry(counter_key(&c.tenant, journey, channel, *counter))
+                    .or_default() += 1;
+            }
+        }
         (
             &self.queue,
             &self.customers,
@@ -90,17 +100,25 @@ impl Store {
                     counters_t,
                     held,
                 )| {
-                    queue.remove(c.queue_key.as_slice())?;
-                    if let Some((k, v)) = &customer {
+                    for k in &queue_keys {
+                        queue.remove(*k)?;
+                    }
+                    // Later writes of the same key (one customer twice in a batch) win.
+                    for (k, v) in &customers {
                         customers_t.insert(k.as_slice(), v.as_slice())?;
                     }
                     for (k, v) in &enrollments {
                         enrollments_t.insert(k.as_slice(), v.as_slice())?;
                     }
-                    for k in &timers_cancelled {
+                    // A cancellation applies to the timers set before it in the batch, not after.
+                    let mut set = timers_set.iter().enumerate().peekable();
+                    for (before, k) in &timers_cancelled {
+                        while let Some((_, (sk, sv))) = set.next_if(|(i, _)| i < before) {
+                            timers.insert(sk.as_slice(), sv.as_slice())?;
+                        }
                         timers.remove(k.as_slice())?;
                     }
-                    for (k, v) in &timers_set {
+                    for (_, (k, v)) in set {
                         timers.insert(k.as_slice(), v.as_slice())?;
                     }
                     for m in &messages {
@@ -109,8 +127,8 @@ impl Store {
                     for (k, v) in &tasks {
                         tasks_t.insert(k.as_slice(), v.as_slice())?;
                     }
-                    for k in &counters {
-                        bump(counters_t, k)?;
+                    for (k, by) in &counters {
+                        add(counters_t, k, *by)?;
                     }
                     Ok(())
                 },
@@ -153,6 +171,43 @@ mod tests {
         assert_eq!(store.due_messages(10, 10).unwrap().len(), 1);
         assert!(store.task("t", "k1").unwrap().is_some());
         assert_eq!(store.channel_stats("t", "welcome").unwrap()[0].sent, 1);
+    }
+
+    #[test]
+    fn a_batch_commits_every_trigger_in_order_and_sums_counters() {
+        let (_dir, store) = temp_store();
+        let mut first = fixtures::commit(&store, "t", "alice");
+        first.timers_set.push(fixtures::timer("alice", "nudge", 100));
+        first
+            .counters
+            .push(("welcome".into(), "email".into(), Counter::Sent));
+        // The same customer again: cancels the timer the first set, sets another, sends again.
+        let mut second = fixtures::commit(&store, "t", "alice");
+        second
+            .timers_cancelled
+            .push(fixtures::timer("alice", "nudge", 100));
+        second.timers_set.push(fixtures::timer("alice", "later", 200));
+        second
+            .counters
+            .push(("welcome".into(), "email".into(), Counter::Sent));
+        // Another customer in the same batch.
+        let mut third = fixtures::commit(&store, "t", "bob");
+        third.timers_set.push(fixtures::timer("bob", "nudge", 50));
+        assert_eq!(fixtures::queued_count(&store), 3);
+        store.commit_triggers(&[first, second, third]).unwrap();
+
+        assert_eq!(fixtures::queued_count(&store), 0);
+        let due: Vec<_> = store
+            .timers
+            .iter()
+            .map(|kv| super::super::dec::<TimerRecord>(&kv.unwrap().1).unwrap())
+            .map(|t| (t.customer, t.name))
+            .collect();
+        assert_eq!(
+            due,
+            [("bob".into(), "nudge".into()), ("alice".into(), "later".into())]
+        );
+        assert_eq!(store.channel_stats("t", "welcome").unwrap()[0].sent, 2);
     }
 
     #[test]
