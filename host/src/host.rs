@@ -106,6 +106,11 @@ impl Host {
         self.shard_wakers[shard as usize].notify_one();
     }
 
+    /// Wakes the worker of shard `shard`.
+    pub fn wake_shard(&self, shard: u16) {
+        self.shard_wakers[usize::from(shard)].notify_one();
+    }
+
     /// Wakes every shard worker (timers fired for customers of any shard).
     pub fn wake_all_shards(&self) {
         for w in &self.shard_wakers {

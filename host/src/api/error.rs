@@ -129,7 +129,7 @@ impl From<BytesRejection> for ApiError {
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// Parses a JSON body, with a message that says where it went wrong.
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+pub(super) fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> ApiResult<T> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))
 }

@@ -5,7 +5,7 @@ use super::dto;
 use super::prelude::*;
 use super::validate::valid_id;
 use crate::model::Event;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use waymark_api::events::{EventInput, EventResult, EventStatus, EventsAccepted};
 
 /// The most events one request may carry.
@@ -16,8 +16,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// One posted event, read and checked on its own so an error can name its place in a batch.
-fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
-    let input: EventInput = serde_json::from_value(value).map_err(|e| e.to_string())?;
+fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, String> {
+    let input: EventInput = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
     valid_id("id", &input.id)?;
     valid_id("customer", &input.customer)?;
     valid_id("name", &input.name)?;
@@ -29,13 +29,15 @@ async fn post_events(
     TenantId(tenant): TenantId,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
-    // A single event or an array of them: which one decides how errors are prefixed.
-    let body: Value = parse_json(&body?)?;
+    // A single event or an array of them: which one decides how errors are prefixed. The
+    // body is checked as JSON once, then each event is parsed straight from its own text.
+    let body = body?;
+    let raw: &RawValue = parse_json(&body)?;
     let rt = &state.host;
     let now = rt.clock.now();
-    let values = match body {
-        Value::Array(values) => values,
-        single @ Value::Object(_) => vec![single],
+    let values: Vec<&RawValue> = match raw.get().as_bytes().first() {
+        Some(b'[') => parse_json(raw.get().as_bytes())?,
+        Some(b'{') => vec![raw],
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_event",
@@ -68,16 +70,27 @@ async fn post_events(
     let results = rt.store.ingest(&tenant, &events, now, window).await?;
     let mut accepted = 0;
     let mut out = Vec::with_capacity(events.len());
+    let mut shards = vec![false; usize::from(rt.store.shards())];
     for (event, result) in events.iter().zip(&results) {
         let status = dto::event_status(result);
         if status == EventStatus::Accepted {
             accepted += 1;
-            rt.wake_customer(&tenant, &event.customer);
+            shards[usize::from(crate::store::shard_of(
+                &tenant,
+                &event.customer,
+                rt.store.shards(),
+            ))] = true;
         }
         out.push(EventResult {
             id: event.id.clone(),
             status,
         });
+    }
+    // Each shard with new work is woken once, not once per event.
+    for (shard, woken) in shards.into_iter().enumerate() {
+        if woken {
+            rt.wake_shard(shard as u16);
+        }
     }
     let duplicates = events.len() as u64 - accepted;
     rt.metrics.events_accepted.inc_by(accepted);
@@ -95,7 +108,12 @@ async fn post_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
+        let raw = serde_json::value::to_raw_value(&value).unwrap();
+        super::parse_event(&raw, now)
+    }
 
     #[test]
     fn events_default_their_timestamp_and_properties() {

@@ -177,7 +177,9 @@ mod tests {
     fn a_batch_commits_every_trigger_in_order_and_sums_counters() {
         let (_dir, store) = temp_store();
         let mut first = fixtures::commit(&store, "t", "alice");
-        first.timers_set.push(fixtures::timer("alice", "nudge", 100));
+        first
+            .timers_set
+            .push(fixtures::timer("alice", "nudge", 100));
         first
             .counters
             .push(("welcome".into(), "email".into(), Counter::Sent));
@@ -186,7 +188,9 @@ mod tests {
         second
             .timers_cancelled
             .push(fixtures::timer("alice", "nudge", 100));
-        second.timers_set.push(fixtures::timer("alice", "later", 200));
+        second
+            .timers_set
+            .push(fixtures::timer("alice", "later", 200));
         second
             .counters
             .push(("welcome".into(), "email".into(), Counter::Sent));
@@ -205,7 +209,10 @@ mod tests {
             .collect();
         assert_eq!(
             due,
-            [("bob".into(), "nudge".into()), ("alice".into(), "later".into())]
+            [
+                ("bob".into(), "nudge".into()),
+                ("alice".into(), "later".into())
+            ]
         );
         assert_eq!(store.channel_stats("t", "welcome").unwrap()[0].sent, 2);
     }
