@@ -24,6 +24,8 @@ pub struct OutcomeLabel {
 
 pub struct Metrics {
     registry: Registry,
+    /// Running totals over every label, for the `info` progress line.
+    totals: [std::sync::atomic::AtomicU64; 3],
     pub events_accepted: Counter,
     pub events_duplicate: Counter,
     pub event_ids_expired: Counter,
@@ -109,6 +111,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            totals: Default::default(),
             events_accepted,
             events_duplicate,
             event_ids_expired,
@@ -120,7 +123,23 @@ impl Metrics {
         }
     }
 
+    /// Events accepted, triggers decided, delivery attempts and triggers failed so far.
+    pub fn progress(&self) -> Progress {
+        let total = |i: usize| self.totals[i].load(std::sync::atomic::Ordering::Relaxed);
+        Progress {
+            events: self.events_accepted.get(),
+            triggers: total(0),
+            deliveries: total(1),
+            failures: total(2),
+        }
+    }
+
+    fn count(&self, i: usize) {
+        self.totals[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn failure(&self, reason: &str) {
+        self.count(2);
         self.trigger_failures
             .get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
@@ -129,6 +148,7 @@ impl Metrics {
     }
 
     pub fn trigger(&self, kind: &str) {
+        self.count(0);
         self.triggers
             .get_or_create(&KindLabel {
                 kind: kind.to_string(),
@@ -145,6 +165,7 @@ impl Metrics {
     }
 
     pub fn delivery(&self, outcome: &str) {
+        self.count(1);
         self.deliveries
             .get_or_create(&OutcomeLabel {
                 outcome: outcome.to_string(),
@@ -159,4 +180,13 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Totals for the progress line: see [`Metrics::progress`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub events: u64,
+    pub triggers: u64,
+    pub deliveries: u64,
+    pub failures: u64,
 }

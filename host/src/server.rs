@@ -81,6 +81,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     }
     workers.spawn(scheduler::run(host.clone()));
     workers.spawn(delivery::run(host.clone()));
+    workers.spawn(log_progress(host.clone()));
 
     let state = AppState {
         host: host.clone(),
@@ -107,6 +108,35 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often the `info` log says what was done since its last line.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One `info` line per interval in which anything happened: the log of a busy server is a few
+/// lines of progress (per-trigger and per-message lines are `debug`), and an idle one is quiet.
+async fn log_progress(host: Arc<Host>) {
+    let mut last = host.metrics.progress();
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = host.shutdown.cancelled() => return,
+        }
+        let now = host.metrics.progress();
+        if now != last {
+            tracing::info!(
+                events = now.events - last.events,
+                triggers = now.triggers - last.triggers,
+                deliveries = now.deliveries - last.deliveries,
+                failures = now.failures - last.failures,
+                seconds = PROGRESS_EVERY.as_secs(),
+                "progress"
+            );
+            last = now;
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -21,9 +21,10 @@ use tracing::{debug, debug_span, warn, Instrument};
 /// Triggers taken from a shard's queue at a time: one transaction and one flush cover them all.
 const BATCH: usize = 512;
 
-/// Processes one shard's queue until shutdown.
+/// Processes one shard's queue until shutdown (what is left queued then is processed after the
+/// restart).
 pub async fn run(host: Arc<Host>, shard: u16) {
-    loop {
+    while !host.shutdown.is_cancelled() {
         let woken = host.shard_woken(shard);
         match process_batch(&host, shard).await {
             Ok(0) => {}
@@ -51,9 +52,9 @@ pub async fn run(host: Arc<Host>, shard: u16) {
 /// counters that `stats` offers, which lag by at most one batch.
 async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
     let items = host.store.queued(shard, BATCH)?;
-    let n = items.len();
-    let mut pending: Vec<TriggerCommit> = Vec::with_capacity(n);
-    let mut customers: HashSet<(String, String)> = HashSet::with_capacity(n);
+    let mut n = 0;
+    let mut pending: Vec<TriggerCommit> = Vec::with_capacity(items.len());
+    let mut customers: HashSet<(String, String)> = HashSet::with_capacity(items.len());
     let (mut timers, mut sends) = (false, false);
     for (key, item) in items {
         if host.shutdown.is_cancelled() {
@@ -66,6 +67,7 @@ async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
             customers.insert((item.tenant.clone(), item.customer.clone()));
         }
         let commit = process(host, key, item).await?;
+        n += 1;
         timers |= !commit.timers_set.is_empty();
         sends |= !commit.outbox.is_empty();
         pending.push(commit);

@@ -56,19 +56,48 @@ pub struct AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(health::routes())
-        .merge(admin::routes())
+    // Journey state a read shows is durable: see `durable_reads`.
+    let state_reads = Router::new()
         .merge(journeys::routes())
-        .merge(channels::routes())
-        .merge(events::routes())
-        .merge(policy::routes())
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_reads,
+        ));
+    Router::new()
+        .merge(health::routes())
+        .merge(admin::routes())
+        .merge(state_reads)
+        .merge(channels::routes())
+        .merge(events::routes())
+        .merge(policy::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// A successful read of journey state (a customer, enrollments, tasks, a report, dead letters)
+/// is answered only once a flush that started after the read has finished, so what the API
+/// shows survives a crash. Shard workers commit a batch before its flush (the next batch's reads
+/// need its writes); without this a client could see an enrollment that a `kill -9` in that
+/// moment would take back, though its trigger would still be processed again after restart.
+/// Reads ride on the store's group commit: under load they share the flushes the writers make.
+async fn durable_reads(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let read = request.method() == axum::http::Method::GET;
+    let response = next.run(request).await;
+    if read && response.status().is_success() {
+        if let Err(error) = state.host.store.flush().await {
+            return ApiError::from(error).into_response();
+        }
+    }
+    response
 }
 
 /// What every resource module uses.

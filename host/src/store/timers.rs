@@ -43,7 +43,7 @@ impl Store {
     }
 
     /// Moves up to `limit` timers due at or before `now` into their customers' queue shards, in
-    /// one transaction each: a timer is either pending or queued, never both, never neither.
+    /// one transaction: a timer is either pending or queued, never both, never neither.
     /// Returns how many due timers it found.
     pub fn fire_due_timers(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
         let end = time_key(now.saturating_add(1));
@@ -56,25 +56,30 @@ impl Store {
                 Ok((k.to_vec(), dec(&v)?))
             })
             .collect::<Result<_, StoreError>>()?;
-        for (timer_k, t) in &due {
-            let entry = self.queue_entry(&QueuedTrigger {
-                tenant: t.tenant.clone(),
-                customer: t.customer.clone(),
-                pending: Pending::Timer {
-                    journey: t.journey.clone(),
-                    run: t.run,
-                    name: t.name.clone(),
-                    due: t.due,
-                },
-            })?;
-            (&self.timers, &self.queue).transaction(|(timers, queue)| {
+        let entries = due
+            .iter()
+            .map(|(_, t)| {
+                self.queue_entry(&QueuedTrigger {
+                    tenant: t.tenant.clone(),
+                    customer: t.customer.clone(),
+                    pending: Pending::Timer {
+                        journey: t.journey.clone(),
+                        run: t.run,
+                        name: t.name.clone(),
+                        due: t.due,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        (&self.timers, &self.queue).transaction(|(timers, queue)| {
+            for ((timer_k, _), entry) in due.iter().zip(&entries) {
                 // A timer cancelled since it was read is not fired.
                 if timers.remove(timer_k.as_slice())?.is_some() {
                     queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
                 }
-                Ok(())
-            })?;
-        }
+            }
+            Ok(())
+        })?;
         Ok(due.len())
     }
 
