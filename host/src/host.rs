@@ -3,6 +3,7 @@
 //! configuration, and the wake-ups between them. It holds no journey rule (that is `engine`)
 //! and no loop (those are `worker`, `scheduler` and `delivery`).
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::engine::delivery::RetryPolicy;
 use crate::metrics::Metrics;
@@ -55,6 +56,8 @@ impl Default for HostConfig {
 pub struct Host {
     pub store: Store,
     pub registry: Registry,
+    /// Journey versions, memoised.
+    pub catalog: Catalog,
     pub clock: Clock,
     pub metrics: Metrics,
     pub config: HostConfig,
@@ -75,6 +78,7 @@ impl Host {
             shard_wakers: (0..store.shards()).map(|_| Notify::new()).collect(),
             store,
             registry,
+            catalog: Catalog::default(),
             clock,
             metrics,
             config,

@@ -19,6 +19,7 @@
 //! | [`store`] | sled, one file per record kind; one transaction per trigger |
 //! | [`host`] | [`host::Host`]: the shared handles every loop and handler uses |
 //! | [`tenants`] | each tenant's limits and sending policy, cached |
+//! | [`catalog`] | journey versions and each tenant's latest ones, memoised |
 //! | [`worker`] | shard workers: load, plan, decide, settle, commit |
 //! | [`scheduler`] | durable timers, held messages, the dedup window |
 //! | [`delivery`] | outbox draining through channel adapters |
@@ -31,6 +32,7 @@
 //! | [`server`] | wiring and graceful shutdown |
 
 pub mod api;
+pub mod catalog;
 pub mod clock;
 pub mod delivery;
 pub mod engine;

@@ -129,12 +129,13 @@ async fn process(
     Ok(commit)
 }
 
-/// The shell of one trigger: it loads what the engine asks for (journey versions memoised by
-/// name and version), runs the sandbox, and hands everything back to the engine.
+/// The shell of one trigger: it loads what the engine asks for (journey versions from the
+/// host's catalog, kept at hand by name and version), runs the sandbox, and hands everything
+/// back to the engine.
 struct Shell<'h> {
     host: &'h Host,
     tenant: String,
-    versions: HashMap<(String, u32), Option<JourneyVersion>>,
+    versions: HashMap<(String, u32), Option<Arc<JourneyVersion>>>,
 }
 
 impl<'h> Shell<'h> {
@@ -150,15 +151,15 @@ impl<'h> Shell<'h> {
         &mut self,
         journey: &str,
         version: u32,
-    ) -> Result<Option<JourneyVersion>, StoreError> {
+    ) -> Result<Option<Arc<JourneyVersion>>, StoreError> {
         let key = (journey.to_string(), version);
         if let Some(v) = self.versions.get(&key) {
             return Ok(v.clone());
         }
         let loaded = self
             .host
-            .store
-            .journey_version(&self.tenant, journey, version)?;
+            .catalog
+            .version(&self.host.store, &self.tenant, journey, version)?;
         self.versions.insert(key, loaded.clone());
         Ok(loaded)
     }
@@ -217,8 +218,8 @@ impl<'h> Shell<'h> {
             _ => store.enrollments(&self.tenant, &customer.id)?,
         };
         let latest = match &addressee {
-            None => store.latest_journeys(&self.tenant)?,
-            Some(_) => Vec::new(),
+            None => self.host.catalog.latest(store, &self.tenant)?,
+            Some(_) => Arc::from([]),
         };
         for e in &enrollments {
             self.version(&e.journey, e.version)?;
@@ -249,10 +250,10 @@ impl<'h> Shell<'h> {
                 now,
             )
         };
-        for j in latest {
+        for j in latest.iter() {
             self.versions
                 .entry((j.name.clone(), j.version))
-                .or_insert(Some(j));
+                .or_insert_with(|| Some(j.clone()));
         }
         for step in steps {
             self.step(commit, &customer, step, now).await?;

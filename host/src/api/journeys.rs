@@ -48,6 +48,7 @@ async fn upload_journey(
         .add_journey_version(&tenant, &name, &digest, &bytes, &spec, rt.clock.now())
         .await?;
     rt.registry.insert_journey(&digest, component);
+    rt.catalog.forget_latest(&tenant);
     tracing::info!(tenant, journey = %name, version = version.version, "journey version uploaded");
     Ok((
         StatusCode::CREATED,

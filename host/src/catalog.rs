@@ -1,0 +1,135 @@
+//! Journey versions as the shard workers need them, memoised: every event is routed through the
+//! tenant's latest journeys and every trigger reads its enrollment's version, so reading and
+//! decoding them from the store per trigger would dominate a trigger that decides nothing.
+//!
+//! A stored version never changes, so versions are kept for the life of the process (they are
+//! few: one per upload). The latest list of a tenant changes only when a version is uploaded,
+//! and the upload calls [`Catalog::forget_latest`] after its write is durable.
+
+use crate::store::{JourneyVersion, Store, StoreError};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+
+type Versions = HashMap<(String, String, u32), Option<Arc<JourneyVersion>>>;
+
+/// The cache of journey versions and each tenant's latest versions.
+#[derive(Default)]
+pub struct Catalog {
+    versions: RwLock<Versions>,
+    latest: RwLock<HashMap<String, Arc<[Arc<JourneyVersion>]>>>,
+    /// Bumped by every [`Catalog::forget_latest`]: a list read from the store while an upload
+    /// forgot the cached one may be stale, and is then not cached.
+    forgotten: std::sync::atomic::AtomicU64,
+}
+
+impl Catalog {
+    /// One version of a journey; `None` if it was never stored.
+    pub fn version(
+        &self,
+        store: &Store,
+        tenant: &str,
+        journey: &str,
+        version: u32,
+    ) -> Result<Option<Arc<JourneyVersion>>, StoreError> {
+        let key = (tenant.to_string(), journey.to_string(), version);
+        if let Some(v) = read(&self.versions).get(&key) {
+            return Ok(v.clone());
+        }
+        let loaded = store
+            .journey_version(tenant, journey, version)?
+            .map(Arc::new);
+        // An absent version is remembered only while it is absent for good: a version number
+        // above the journey's latest may still be uploaded, so it is not cached.
+        if loaded.is_some() {
+            write(&self.versions).insert(key, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// The latest version of every journey of `tenant`.
+    pub fn latest(
+        &self,
+        store: &Store,
+        tenant: &str,
+    ) -> Result<Arc<[Arc<JourneyVersion>]>, StoreError> {
+        if let Some(latest) = read(&self.latest).get(tenant) {
+            return Ok(latest.clone());
+        }
+        let generation = self.forgotten.load(Ordering::SeqCst);
+        let loaded: Arc<[Arc<JourneyVersion>]> = store
+            .latest_journeys(tenant)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut latest = write(&self.latest);
+        if self.forgotten.load(Ordering::SeqCst) == generation {
+            latest.insert(tenant.to_string(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets `tenant`'s latest versions after an upload.
+    pub fn forget_latest(&self, tenant: &str) {
+        let mut latest = write(&self.latest);
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        latest.remove(tenant);
+    }
+}
+
+/// The lock's data even after a panic elsewhere: a cache entry is always whole.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Reentry, Spec};
+
+    fn spec() -> Spec {
+        Spec {
+            description: String::new(),
+            entry: vec![],
+            exit_on: vec![],
+            milestones: vec![],
+            goal: None,
+            reentry: Reentry::Never,
+            channels: vec![],
+            experiments: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_latest_list_changes_only_when_forgotten_after_an_upload() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+        let catalog = Catalog::default();
+        store
+            .add_journey_version("t", "j", "d1", b"x", &spec(), 0)
+            .await
+            .unwrap();
+        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 1);
+        assert!(catalog.version(&store, "t", "j", 2).unwrap().is_none());
+        store
+            .add_journey_version("t", "j", "d2", b"y", &spec(), 1)
+            .await
+            .unwrap();
+        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 1, "cached");
+        catalog.forget_latest("t");
+        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 2);
+        // A version looked up before it existed was not remembered as absent.
+        assert_eq!(
+            catalog
+                .version(&store, "t", "j", 2)
+                .unwrap()
+                .unwrap()
+                .digest,
+            "d2"
+        );
+    }
+}
