@@ -43,14 +43,16 @@ pub async fn run(host: Arc<Host>, shard: u16) {
 }
 
 /// Processes up to a batch of one shard's triggers in order and commits them in one
-/// transaction, then makes the results durable before the delivery loop is told.
+/// transaction, then asks for a flush and goes on with the next batch while it runs (the next
+/// batch reads the committed writes; it does not need them durable). The delivery loop and the
+/// scheduler are told about new messages and timers once the flush is done.
 ///
 /// A trigger reads its customer's state from the store, so it must see the writes of every
 /// earlier trigger of the same customer: when a customer comes round again within the batch,
 /// what is decided so far is committed first (still without a flush), and the batch goes on.
 /// Triggers of different customers touch different records, except the journey-wide delivery
 /// counters that `stats` offers, which lag by at most one batch.
-async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
+async fn process_batch(host: &Arc<Host>, shard: u16) -> Result<usize, StoreError> {
     let items = host.store.queued(shard, BATCH)?;
     let mut n = 0;
     let mut pending: Vec<TriggerCommit> = Vec::with_capacity(items.len());
@@ -76,14 +78,24 @@ async fn process_batch(host: &Host, shard: u16) -> Result<usize, StoreError> {
         host.store.commit_triggers(&pending)?;
     }
     if n > 0 {
-        host.store.flush().await?;
-        debug!(shard, triggers = n, "batch committed");
-    }
-    if timers {
-        host.timers_changed();
-    }
-    if sends {
-        host.outbox_changed();
+        let durable = host.store.flush_requested();
+        let host = host.clone();
+        tokio::spawn(async move {
+            match durable.await {
+                Ok(()) => {
+                    debug!(shard, triggers = n, "batch durable");
+                    if timers {
+                        host.timers_changed();
+                    }
+                    if sends {
+                        host.outbox_changed();
+                    }
+                }
+                // The batch stays committed; the next flush that succeeds covers it, and the
+                // delivery loop and scheduler find its work when they next look.
+                Err(error) => warn!(shard, %error, "flushing a committed batch failed"),
+            }
+        });
     }
     Ok(n)
 }

@@ -213,7 +213,7 @@ pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 /// one. On this kind of machine a flush (sealing sled's log buffer, writing it, waiting for the
 /// disk, waking every waiter) costs far more CPU than the wait costs latency, and an idle
 /// store still flushes at once, because the wait is measured from the previous flush's start.
-const FLUSH_SPACING: std::time::Duration = std::time::Duration::from_millis(4);
+const FLUSH_SPACING: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// The group-commit thread: takes every waiting request, flushes once, answers them all.
 /// It ends when the last handle of the store is dropped.
@@ -294,13 +294,22 @@ impl Store {
     /// commit): one flush runs at a time, and everyone who asked while it ran is served by the
     /// next, so a burst of requests costs a couple of fsyncs, not one each.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_requested().await
+    }
+
+    /// Asks for a flush covering everything written so far, now, and returns what resolves once
+    /// it is done: the caller may go on writing meanwhile (later writes are not covered).
+    pub fn flush_requested(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.flusher
-            .send(done)
-            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?
-            .map_err(StoreError::Flush)
+        let sent = self.flusher.send(done);
+        async move {
+            sent.map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
+            wait.await
+                .map_err(|_| StoreError::Flush("the flusher has stopped".into()))?
+                .map_err(StoreError::Flush)
+        }
     }
 
     /// Where the manual clock stood when it was last saved; `None` if it never ran.
