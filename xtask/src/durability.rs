@@ -1018,6 +1018,8 @@ struct Checkpoint {
     /// The same after a second `kill -9` right then: sled replays its log from the snapshot it
     /// wrote when it last started, so this restart has almost nothing to replay.
     first_event_again: f64,
+    /// `GET /v1/journeys/birthday/report`, median of five, after the restarts.
+    report: Option<Duration>,
 }
 
 impl Bench {
@@ -1086,6 +1088,20 @@ impl Bench {
                 first_event,
             } = first;
             let first_event_again = again.first_event;
+            let mut report_times = Vec::new();
+            for _ in 0..5 {
+                let at = Instant::now();
+                let report = client.tenant.report(BIRTHDAY).await?;
+                report_times.push(at.elapsed());
+                ensure!(
+                    report.report.overall.entered as usize >= built,
+                    "the report counts {} enrollments, not {built}",
+                    report.report.overall.entered
+                );
+            }
+            report_times.sort();
+            let report = report_times.get(2).copied();
+            eprintln!("   report of {built} enrollments: {}", report.map_or("-".into(), ms));
             eprintln!(
                 "   restart: listening {listening:.2} s, healthy {healthy:.2} s, first event \
                  {first_event:.2} s; RSS then {rss_restarted:.0} MiB; again: first event \
@@ -1103,6 +1119,7 @@ impl Bench {
                 first_event,
                 rss_restarted,
                 first_event_again,
+                report,
             });
         }
         discard(server);
@@ -1221,13 +1238,39 @@ fn report(plan: &Plan, results: &Results) -> String {
     let last = dormant.last();
     let first = dormant.first();
     let yes_no = |met: bool| if met { "met" } else { "**missed**" };
-    let _ = writeln!(out, "\n### Against the aims\n");
+    let _ = writeln!(
+        out,
+        "\n### Against the aims\n\nThe aims of issue 10 (\"Throughput\"), each beside what this \
+         run measured.\n"
+    );
     let _ = writeln!(out, "| aim | measured | |\n| --- | --- | --- |");
     let _ = writeln!(
         out,
-        "| 50,000 events/s ingested and decided | {enroll_rate:.0} enrollments/s decided end to end \
-         (§2); {best_ingest:.0} events/s ingested at best (§1) | {} |",
-        yes_no(enroll_rate >= 50_000.0)
+        "| ≥ 40,000 events/s acknowledged (batches of 1,000, 4 clients), flushed before the \
+         answer | {best_ingest:.0} events/s at best (§1) | {} |",
+        yes_no(best_ingest >= 40_000.0)
+    );
+    let _ = writeln!(
+        out,
+        "| ≥ 20,000 onboarding enrollments/s decided and committed end to end | \
+         {enroll_rate:.0}/s (§2) | {} |",
+        yes_no(enroll_rate >= 20_000.0)
+    );
+    let after_ack = enroll.settled - enroll.ingested;
+    let _ = writeln!(
+        out,
+        "| all {} welcomes delivered and their reports decided within 5 s of the last \
+         acknowledgement | {after_ack:.1} s after it ({:.0} welcomes/s end to end) (§2) | {} |",
+        thousands(enroll.n),
+        enroll.n as f64 / enroll.settled,
+        yes_no(after_ack <= 5.0)
+    );
+    let cpu_per = enroll.server_cpu / enroll.n as f64 * 1e6;
+    let _ = writeln!(
+        out,
+        "| ≤ 150 µs server CPU per enrollment, welcome delivered and its report decided \
+         included | {cpu_per:.0} µs (§2) | {} |",
+        yes_no(cpu_per <= 150.0)
     );
     if let Some(aim) = timers.first() {
         let others: String = timers[1..]
@@ -1236,41 +1279,39 @@ fn report(plan: &Plan, results: &Results) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "| timer lag p99 ≤ 50 ms at ~10,000 timers/s | p99 {} at {:.0} timers/s due, processed \
-             at {:.0}/s{others} (§3) | {} |",
+            "| timers: ≥ 20,000/s processed; lag p99 ≤ 20 ms with 10,000/s coming due | \
+             processed at {:.0}/s; p99 {} at {:.0}/s due{others} (§3) | {} |",
+            aim.processed_rate,
             ms(aim.lag_p99),
             aim.due_rate,
-            aim.processed_rate,
-            yes_no(aim.lag_p99 <= Duration::from_millis(50) && aim.due_rate >= 9_000.0)
+            yes_no(
+                aim.lag_p99 <= Duration::from_millis(20)
+                    && aim.due_rate >= 9_000.0
+                    && aim.processed_rate >= 20_000.0
+            )
         );
     }
     if let Some(last) = last {
         let _ = writeln!(
             out,
-            "| restart ≤ 5 s with {} enrollments | `/healthz` after {:.2} s, first new event \
-             processed after {:.2} s (§4) | {} |",
+            "| {} dormant enrollments: RSS after a restart ≤ 100 MiB; restart to the first new \
+             event processed ≤ 2 s | {:.0} MiB; {:.2} s (§4, §5) | {} |",
             thousands(last.enrollments),
-            last.healthy,
-            last.first_event,
-            yes_no(last.first_event <= 5.0)
-        );
-    }
-    if let (Some(first), Some(last)) = (first, last) {
-        let grows = last.rss_restarted > first.rss_restarted * 1.25 + 16.0
-            || last.rss_live > first.rss_live * 1.25 + 16.0;
-        let _ = writeln!(
-            out,
-            "| RSS not growing with dormant enrollments | after a restart: {:.0} MiB at {} → \
-             {:.0} MiB at {}; the process that built them: {:.0} → {:.0} MiB (§5) | {} |",
-            first.rss_restarted,
-            thousands(first.enrollments),
             last.rss_restarted,
-            thousands(last.enrollments),
-            first.rss_live,
-            last.rss_live,
-            yes_no(!grows)
+            last.first_event,
+            yes_no(last.rss_restarted <= 100.0 && last.first_event <= 2.0)
         );
+        if let Some(report) = last.report {
+            let _ = writeln!(
+                out,
+                "| the report of a journey with {} enrollments in ≤ 50 ms | {} (§5) | {} |",
+                thousands(last.enrollments),
+                ms(report),
+                yes_no(report <= Duration::from_millis(50))
+            );
+        }
     }
+    let _ = first;
 
     // 1. Ingest
     let _ = writeln!(out, "\n### 1. Ingest over loopback HTTP\n");
@@ -1418,12 +1459,13 @@ fn report(plan: &Plan, results: &Results) -> String {
          enrollment again. sled replays at start the log written since its last start, so the \
          first restart replays everything the building process wrote and the second almost \
          nothing. Each restart's new customer adds one enrollment (not counted in the first \
-         column).\n"
+         column). *Report*: `GET /v1/journeys/birthday/report` over loopback HTTP, the median of \
+         five, after the restarts (the report counts every enrollment built).\n"
     );
     let _ = writeln!(
         out,
-        "| enrollments | built in | RSS building process (peak) | db on disk | listening | `/healthz` | first event processed | RSS after restart | first event, restarting again |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| enrollments | built in | RSS building process (peak) | db on disk | listening | `/healthz` | first event processed | RSS after restart | first event, restarting again | report |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for c in dormant {
         let built = if c.added > 0 {
@@ -1437,7 +1479,7 @@ fn report(plan: &Plan, results: &Results) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {built} | {:.0} MiB ({:.0}) | {:.0} MiB | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB | {:.2} s |",
+            "| {} | {built} | {:.0} MiB ({:.0}) | {:.0} MiB | {:.2} s | {:.2} s | {:.2} s | {:.0} MiB | {:.2} s | {} |",
             thousands(c.enrollments),
             c.rss_live,
             c.hwm_live,
@@ -1446,7 +1488,8 @@ fn report(plan: &Plan, results: &Results) -> String {
             c.healthy,
             c.first_event,
             c.rss_restarted,
-            c.first_event_again
+            c.first_event_again,
+            c.report.map_or("–".into(), ms)
         );
     }
     out
