@@ -115,6 +115,11 @@ async fn process(
     let mut shell = Shell::new(host, &item.tenant);
     match item.pending {
         Pending::Event { event } => shell.event(&mut commit, event, now).await?,
+        Pending::Logged => match host.store.logged_event(&item.tenant, &commit.queue_key)? {
+            Some(event) => shell.event(&mut commit, event, now).await?,
+            // Ingest writes the log entry and the queue entry in one transaction.
+            None => warn!(tenant = %item.tenant, "a queued event is missing from the log; dropped"),
+        },
         Pending::Timer {
             journey,
             run,

@@ -1101,7 +1101,10 @@ impl Bench {
             }
             report_times.sort();
             let report = report_times.get(2).copied();
-            eprintln!("   report of {built} enrollments: {}", report.map_or("-".into(), ms));
+            eprintln!(
+                "   report of {built} enrollments: {}",
+                report.map_or("-".into(), ms)
+            );
             eprintln!(
                 "   restart: listening {listening:.2} s, healthy {healthy:.2} s, first event \
                  {first_event:.2} s; RSS then {rss_restarted:.0} MiB; again: first event \

@@ -92,6 +92,7 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                 Pending::Event { .. } => "event",
                 Pending::Timer { .. } => "timer",
                 Pending::Delivery { .. } => "delivery",
+                Pending::Logged => "logged (not written by format 1)",
             }
         })
         .collect();

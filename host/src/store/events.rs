@@ -92,9 +92,7 @@ impl Store {
         self.queue_entry(&QueuedTrigger {
             tenant: tenant.to_string(),
             customer: event.customer.clone(),
-            pending: Pending::Event {
-                event: event.clone(),
-            },
+            pending: Pending::Logged,
         })
     }
 
@@ -256,7 +254,11 @@ mod tests {
         let logged = store.events.get(key(&[b"t", seq])).unwrap().unwrap();
         assert_eq!(super::super::dec::<Event>(&logged).unwrap(), event("a"));
         let queued: QueuedTrigger = super::super::dec(&queued).unwrap();
-        assert!(matches!(queued.pending, Pending::Event { event } if event.id == "a"));
+        assert!(matches!(queued.pending, Pending::Logged));
+        assert_eq!(
+            store.logged_event("t", &queue_key).unwrap(),
+            Some(event("a"))
+        );
         // The id remembers when it was ingested and where the event is.
         let seen = store.event_ids.get(key(&[b"t", b"a"])).unwrap().unwrap();
         assert_eq!(id_seen_at(&seen), Some(7));

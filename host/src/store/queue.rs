@@ -19,8 +19,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pending {
-    /// An ingested event.
+    /// An ingested event, carried in the entry (as format-1 directories queued events; still
+    /// read).
     Event { event: Event },
+    /// An ingested event, read from the event log: it is logged under the same sequence number
+    /// as this entry's key ([`Store::logged_event`]), so the queue does not store it twice.
+    Logged,
     /// A timer of one enrollment run came due.
     Timer {
         journey: String,
@@ -86,6 +90,19 @@ impl Store {
                 Ok((k.to_vec(), dec(&v)?))
             })
             .collect()
+    }
+
+    /// The event a [`Pending::Logged`] entry at `queue_key` stands for.
+    pub fn logged_event(
+        &self,
+        tenant: &str,
+        queue_key: &[u8],
+    ) -> Result<Option<Event>, StoreError> {
+        let seq = queue_key.get(2..).unwrap_or_default();
+        self.events
+            .get(super::keys::key(&[tenant.as_bytes(), seq]))?
+            .map(|v| dec(&v))
+            .transpose()
     }
 
     /// Drops an unprocessable trigger from the queue (an event stays in the event log).

@@ -186,8 +186,8 @@ mod tests {
     fn queued_events(store: &Store) -> Vec<Event> {
         (0..store.shards())
             .flat_map(|shard| store.queued(shard, 100).unwrap())
-            .filter_map(|(_, q)| match q.pending {
-                Pending::Event { event } => Some(event),
+            .filter_map(|(k, q)| match q.pending {
+                Pending::Logged => store.logged_event(&q.tenant, &k).unwrap(),
                 _ => None,
             })
             .collect()
