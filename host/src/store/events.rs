@@ -3,15 +3,20 @@
 //! `events`: `tenant␟sequence (u64 BE)` → the [`Event`] as ingested (the sequence number is the
 //! one its queued trigger carries). `event_ids`: `tenant␟event id` → when the id was ingested
 //! (time key) followed by its sequence number; values written before ids carried a time are the
-//! bare 8-byte sequence number. `event_id_times`: `ingested at (time key)␟tenant␟event id` → ():
-//! the dedup window's expiry order.
+//! bare 8-byte sequence number.
+//!
+//! The dedup window's expiry walks each tenant's log in order from a cursor (`meta`:
+//! `expired␟tenant` → the last sequence number examined): the log is in ingest order, so the
+//! ids to forget are found without an index of their own (format 1 kept one, `event_id_times`,
+//! a write and a key per event; the format 1 → 2 migration drops it).
 //!
 //! Every event enters through `append`: ingest uses it, and so does task resolution (the
 //! `task_resolved` event its caller composes), so both deduplicate by id within the same window.
 
-use super::keys::{key, time_from_key, time_key};
+use super::keys::{key, prefix, time_from_key, time_key};
 use super::queue::{Pending, QueueEntry, QueuedTrigger};
-use super::{enc, Store, StoreError, TxResult};
+use super::{dec, enc, Store, StoreError, TxResult};
+use crate::hash::SEP;
 use crate::model::{Event, Millis};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
@@ -42,7 +47,6 @@ fn id_seen_at(value: &[u8]) -> Option<Millis> {
 pub(super) struct EventTrees<'a> {
     pub log: &'a TransactionalTree,
     pub ids: &'a TransactionalTree,
-    pub times: &'a TransactionalTree,
     pub queue: &'a TransactionalTree,
 }
 
@@ -72,7 +76,6 @@ pub(super) fn append(
     // The queue key's sequence number doubles as the event's place in the log.
     let seq = entry.seq();
     trees.ids.insert(id_key.as_slice(), id_value(now, seq))?;
-    trees.times.insert(key(&[&time_key(now), &id_key]), &[])?;
     trees
         .log
         .insert(key(&[tenant.as_bytes(), seq]), enc(event))?;
@@ -111,19 +114,9 @@ impl Store {
             .iter()
             .map(|event| Ok((event, self.stage_event(tenant, event)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let trees = (
-            &self.events,
-            &self.event_ids,
-            &self.event_id_times,
-            &self.queue,
-        );
-        let results = trees.transaction(|(log, ids, times, queue)| {
-            let trees = EventTrees {
-                log,
-                ids,
-                times,
-                queue,
-            };
+        let trees = (&self.events, &self.event_ids, &self.queue);
+        let results = trees.transaction(|(log, ids, queue)| {
+            let trees = EventTrees { log, ids, queue };
             staged
                 .iter()
                 .map(|(event, entry)| append(&trees, tenant, event, entry, now, window))
@@ -133,33 +126,86 @@ impl Store {
         Ok(results)
     }
 
-    /// Forgets up to `limit` event ids ingested before `cutoff` (journey time), oldest first,
-    /// so a retry after the dedup window is a new event and the id index stays bounded. The
-    /// events themselves stay in the log. Returns how many ids were forgotten.
+    /// Forgets the ids of events ingested before `cutoff` (journey time), oldest first per
+    /// tenant, examining at most `limit` logged events, so a retry after the dedup window is a
+    /// new event and the id index stays bounded. The events themselves stay in the log.
+    /// Returns how many ids were forgotten.
     pub fn expire_event_ids(&self, cutoff: Millis, limit: usize) -> Result<usize, StoreError> {
-        let mut batch = Vec::new();
-        for kv in self.event_id_times.range(..time_key(cutoff)).take(limit) {
-            batch.push(kv?.0);
+        let mut forgotten = 0;
+        let mut budget = limit;
+        // Every tenant with a log, found by skipping from one tenant's prefix to the next.
+        let mut from = Vec::new();
+        while budget > 0 {
+            let Some(first) = self.events.range(from.as_slice()..).keys().next() else {
+                break;
+            };
+            let first = first?;
+            let tenant = first.split(|b| *b == SEP).next().unwrap_or_default();
+            let (n, examined) = self.expire_tenant_ids(tenant, cutoff, budget)?;
+            forgotten += n;
+            budget -= examined;
+            from = [tenant, &[SEP + 1]].concat();
         }
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let forgotten = (&self.event_ids, &self.event_id_times).transaction(|(ids, times)| {
-            let mut forgotten = 0;
-            for time_entry in &batch {
-                let id_key = &time_entry[9..];
-                // An id ingested again after it expired has a newer time: keep that one.
-                if let Some(seen) = ids.get(id_key)? {
-                    if id_seen_at(&seen).is_none_or(|at| at < cutoff) {
-                        ids.remove(id_key)?;
-                        forgotten += 1;
-                    }
-                }
-                times.remove(time_entry)?;
+        Ok(forgotten)
+    }
+
+    /// [`Store::expire_event_ids`] for one tenant: walks its log from the cursor until an event
+    /// whose id is still live. Returns (ids forgotten, events examined).
+    fn expire_tenant_ids(
+        &self,
+        tenant: &[u8],
+        cutoff: Millis,
+        budget: usize,
+    ) -> Result<(usize, usize), StoreError> {
+        let cursor_key = key(&[b"expired", tenant]);
+        let log_prefix = prefix(&[tenant]);
+        let start = match self.meta.get(&cursor_key)? {
+            // Just after the last examined entry.
+            Some(last) => [key(&[tenant, &last]), vec![0]].concat(),
+            None => log_prefix.clone(),
+        };
+        let mut forget: Vec<(Vec<u8>, sled::IVec)> = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
+        let mut examined = 0;
+        for kv in self.events.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(&log_prefix) || examined == budget {
+                break;
             }
+            let seq = &k[log_prefix.len()..];
+            let event: Event = dec(&v)?;
+            let id_key = key(&[tenant, event.id.as_bytes()]);
+            if let Some(seen) = self.event_ids.get(&id_key)? {
+                // The id points at this entry: it is forgotten once it has expired, and the walk
+                // stops at the first that has not. Otherwise the id was ingested again later
+                // (its entry comes later in the log), forgotten already, or is one remembered
+                // for ever (written before ids carried a time): nothing to do here.
+                if seen.len() == 16 && &seen[8..] == seq {
+                    if id_seen_at(&seen).is_some_and(|at| at >= cutoff) {
+                        break;
+                    }
+                    forget.push((id_key, seen));
+                }
+            }
+            examined += 1;
+            last = Some(seq.to_vec());
+        }
+        let Some(last) = last else {
+            return Ok((0, 0));
+        };
+        let forgotten = (&self.event_ids, &self.meta).transaction(|(ids, meta)| {
+            let mut forgotten = 0;
+            for (id_key, seen) in &forget {
+                // Unless it was ingested again since it was read.
+                if ids.get(id_key)?.as_ref() == Some(seen) {
+                    ids.remove(id_key.as_slice())?;
+                    forgotten += 1;
+                }
+            }
+            meta.insert(cursor_key.as_slice(), last.as_slice())?;
             Ok(forgotten)
         })?;
-        Ok(forgotten)
+        Ok((forgotten, examined))
     }
 }
 
@@ -197,7 +243,6 @@ mod tests {
         assert_eq!(ingest(1_900).await, Ingested::Duplicate);
         assert_eq!(store.expire_event_ids(1_001, 100).unwrap(), 1);
         assert!(store.event_ids.is_empty());
-        assert!(store.event_id_times.is_empty());
         assert_eq!(ingest(2_000).await, Ingested::Accepted);
         // Both accepted copies are in the log and the queue.
         assert_eq!(store.events.len(), 3);
@@ -243,6 +288,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again, [Ingested::Accepted, Ingested::Duplicate]);
+    }
+
+    #[tokio::test]
+    async fn each_tenant_forgets_its_own_expired_ids_from_its_own_cursor() {
+        let (_dir, store) = temp_store();
+        let window = Some(1_000);
+        // Tenant "t" and tenant "t2" (whose name extends the first's) interleaved in time.
+        store.ingest("t", &[event("a")], 0, window).await.unwrap();
+        store.ingest("t2", &[event("a")], 10, window).await.unwrap();
+        store.ingest("t", &[event("b")], 500, window).await.unwrap();
+        store
+            .ingest("t2", &[event("b")], 600, window)
+            .await
+            .unwrap();
+        assert_eq!(store.expire_event_ids(100, 100).unwrap(), 2);
+        let left = |tenant: &str, id: &str| {
+            store
+                .event_ids
+                .get(key(&[tenant.as_bytes(), id.as_bytes()]))
+                .unwrap()
+                .is_some()
+        };
+        assert!(!left("t", "a") && !left("t2", "a"));
+        assert!(left("t", "b") && left("t2", "b"));
+        // The cursors moved past what was examined: nothing is forgotten twice, and the rest
+        // follows once it expires.
+        assert_eq!(store.expire_event_ids(100, 100).unwrap(), 0);
+        assert_eq!(store.expire_event_ids(601, 100).unwrap(), 2);
+        assert!(store.event_ids.is_empty());
     }
 
     #[tokio::test]

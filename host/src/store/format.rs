@@ -110,6 +110,9 @@ fn migrate_1_to_2(db: &sled::Db) -> Result<u64, StoreError> {
         tree.apply_batch(batch)?;
         tree.flush()?;
     }
+    // Format 2 finds expired event ids by walking the log (`events.rs`): the index format 1
+    // kept for that goes.
+    db.drop_tree("event_id_times")?;
     Ok(converted)
 }
 
@@ -157,6 +160,10 @@ mod tests {
             .unwrap()
             .insert(b"t\x1fj\x1fc\x1fsent", &7u64.to_be_bytes())
             .unwrap();
+        db.open_tree("event_id_times")
+            .unwrap()
+            .insert(b"\x80\0\0\0\0\0\0\x01\x1ft\x1fe1", &[])
+            .unwrap();
         db.flush().unwrap();
         dir
     }
@@ -178,6 +185,12 @@ mod tests {
         assert_eq!(customer.attributes["seats"], 3);
         let raw = store.customers.get(b"t\x1falice").unwrap().unwrap();
         assert_ne!(raw[0], b'{', "stored as MessagePack now");
+        // The expiry index of format 1 is gone.
+        assert!(!store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| &**n == b"event_id_times"));
         // Raw values are left as they were.
         let counter = store.counters.get(b"t\x1fj\x1fc\x1fsent").unwrap().unwrap();
         assert_eq!(&*counter, &7u64.to_be_bytes());

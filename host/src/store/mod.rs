@@ -152,8 +152,6 @@ pub struct Store {
     events: sled::Tree,
     /// `tenant␟event id` → when it was ingested (time key) and its place in the log.
     event_ids: sled::Tree,
-    /// `ingested at (time key)␟tenant␟event id` → (): the dedup window's expiry order.
-    event_id_times: sled::Tree,
     /// The trigger queue, shard (u16 BE) then sequence number (u64 BE) → [`QueuedTrigger`]. Its
     /// tree is named `"inbox"` on disk (the name predates the in-app inbox) and keeps that name,
     /// so that existing data directories still open.
@@ -267,7 +265,6 @@ impl Store {
             channels: t("channels")?,
             events: t("events")?,
             event_ids: t("event_ids")?,
-            event_id_times: t("event_id_times")?,
             // The trigger queue's on-disk name: see the field.
             queue: t("inbox")?,
             customers: t("customers")?,

@@ -120,15 +120,9 @@ impl Store {
     ) -> Result<Task, TaskError> {
         let k = task_key(tenant, id);
         let entry = self.stage_event(tenant, event)?;
-        let trees = (
-            &self.tasks,
-            &self.events,
-            &self.event_ids,
-            &self.event_id_times,
-            &self.queue,
-        );
+        let trees = (&self.tasks, &self.events, &self.event_ids, &self.queue);
         let resolved = trees
-            .transaction(|(tasks, log, ids, times, queue)| {
+            .transaction(|(tasks, log, ids, queue)| {
                 let Some(v) = tasks.get(&k)? else {
                     return Ok(Err(TaskError::NotFound(id.to_string())));
                 };
@@ -143,12 +137,7 @@ impl Store {
                 task.resolved_at = Some(now);
                 task.resolution = Some(resolution.to_string());
                 tasks.insert(k.as_slice(), enc(&task))?;
-                let trees = EventTrees {
-                    log,
-                    ids,
-                    times,
-                    queue,
-                };
+                let trees = EventTrees { log, ids, queue };
                 // A duplicate id (the same resolution event, appended before) is dropped.
                 let _: Ingested = events::append(&trees, tenant, event, &entry, now, window)?;
                 Ok(Ok(task))
