@@ -181,7 +181,8 @@ impl Store {
     }
 
     /// Releases held messages whose time (journey time) has come, earliest first: they join
-    /// the delivery queue at wall-clock `wall`. Returns how many held entries were due.
+    /// the delivery queue at wall-clock `wall`, in one transaction. Returns how many held
+    /// entries were due.
     pub fn release_held(
         &self,
         now: Millis,
@@ -195,22 +196,22 @@ impl Store {
             .take(limit)
             .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
             .collect::<Result<_, _>>()?;
-        for (held_k, outbox_k) in &due {
-            (&self.held, &self.outbox, &self.outbox_due).transaction(|(held, outbox, due)| {
+        (&self.held, &self.outbox, &self.outbox_due).transaction(|(held, outbox, due_t)| {
+            for (held_k, outbox_k) in &due {
                 if held.remove(held_k.as_slice())?.is_none() {
-                    return Ok(());
+                    continue;
                 }
                 let Some(v) = outbox.get(outbox_k)? else {
-                    return Ok(());
+                    continue;
                 };
                 let mut message: Message = dec(&v).map_err(abort)?;
                 message.status = MessageStatus::Pending;
                 message.next_attempt_at = wall;
                 outbox.insert(outbox_k.as_slice(), enc(&message))?;
-                due.insert(due_key(wall, outbox_k), outbox_k.as_slice())?;
-                Ok(())
-            })?;
-        }
+                due_t.insert(due_key(wall, outbox_k), outbox_k.as_slice())?;
+            }
+            Ok(())
+        })?;
         Ok(due.len())
     }
 
