@@ -19,6 +19,7 @@
 //! | [`outbox`] | messages, their delivery index, held messages and dead letters |
 //! | [`counters`] | per journey and channel delivery counters |
 //! | [`tasks`] | human handoffs |
+//! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
@@ -45,6 +46,7 @@ pub mod journeys;
 pub mod keys;
 pub mod outbox;
 pub mod queue;
+pub mod reports;
 pub mod tasks;
 pub mod tenants;
 pub mod timers;
@@ -160,6 +162,8 @@ pub struct Store {
     outbox_due: sled::Tree,
     tasks: sled::Tree,
     counters: sled::Tree,
+    /// Report aggregates: cells and their milestones' times ([`reports`]).
+    report_cells: sled::Tree,
     /// `tenant␟message id` → outbox key, for every dead letter.
     dead_letters: sled::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
@@ -212,7 +216,7 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         let t = |name: &str| db.open_tree(name);
-        Ok(Store {
+        let store = Store {
             meta: t("meta")?,
             tenants: t("tenants")?,
             api_keys: t("api_keys")?,
@@ -232,12 +236,15 @@ impl Store {
             outbox_due: t("outbox_due")?,
             tasks: t("tasks")?,
             counters: t("counters")?,
+            report_cells: t("report_cells")?,
             dead_letters: t("dead_letters")?,
             held: t("held")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
-        })
+        };
+        store.ensure_report_aggregates()?;
+        Ok(store)
     }
 
     /// How many shards the trigger queue is split into.
@@ -284,7 +291,7 @@ mod tests {
     use super::*;
 
     /// Opens `dir` again once the previous handle's flusher thread has let go of it.
-    fn reopen(dir: &Path) -> Store {
+    pub(super) fn reopen(dir: &Path) -> Store {
         for _ in 0..100 {
             if let Ok(store) = Store::open(dir, 2, 8 << 20) {
                 return store;

@@ -1,6 +1,6 @@
 //! [`Store::commit_trigger`]: everything one processed trigger changes, in one transaction with
 //! the trigger's removal from the queue. It is the one write that spans record kinds (customer,
-//! enrollments, timers, messages, tasks, counters), so a crash either applied a trigger wholly
+//! enrollments, timers, messages, tasks, counters, report cells), so a crash either applied a trigger wholly
 //! or not at all, and an unprocessed trigger is simply processed again after restart.
 
 use super::counters::{bump, counter_key};
@@ -11,6 +11,7 @@ use super::tasks::{task_key, Task};
 use super::timers::{timer_key, TimerRecord};
 use super::{enc, Store, StoreError};
 use crate::model::{Counter, Customer, Enrollment};
+use crate::report::cells::CellDelta;
 use sled::Transactional;
 
 /// Everything one trigger changes, committed atomically with its removal from the queue.
@@ -28,6 +29,9 @@ pub struct TriggerCommit {
     pub tasks: Vec<Task>,
     /// (journey, channel, counter) increments for the `stats` import.
     pub counters: Vec<(String, String, Counter)>,
+    /// What writing `enrollments` does to the report's cells (each write's new tally minus the
+    /// one it replaces); added up per cell, under the committing shard.
+    pub report_deltas: Vec<CellDelta>,
 }
 
 impl Store {
@@ -67,6 +71,8 @@ impl Store {
             .iter()
             .map(|(journey, channel, counter)| counter_key(&c.tenant, journey, channel, *counter))
             .collect();
+        let report_deltas = crate::report::cells::merge(&c.report_deltas);
+        let shard = super::queue::shard_of_key(&c.queue_key);
         (
             &self.queue,
             &self.customers,
@@ -77,6 +83,7 @@ impl Store {
             &self.tasks,
             &self.counters,
             &self.held,
+            &self.report_cells,
         )
             .transaction(
                 |(
@@ -89,6 +96,7 @@ impl Store {
                     tasks_t,
                     counters_t,
                     held,
+                    report_t,
                 )| {
                     queue.remove(c.queue_key.as_slice())?;
                     if let Some((k, v)) = &customer {
@@ -112,6 +120,7 @@ impl Store {
                     for k in &counters {
                         bump(counters_t, k)?;
                     }
+                    super::reports::apply(report_t, &c.tenant, shard, &report_deltas)?;
                     Ok(())
                 },
             )?;

@@ -1,0 +1,302 @@
+//! Report aggregates ([`crate::report::cells`]): tree `report_cells`, two kinds of record.
+//!
+//! - `tenant␟journey␟version (u32 BE)␟shard (u16 BE)␟assignment (JSON)` → the cell's
+//!   [`Counts`];
+//! - the same key `␟milestone` → the cell's [`Times`] for that milestone.
+//!
+//! The assignment is the cell's experiment → arm pairs as a JSON array of pairs (JSON escapes
+//! control characters, so it holds no separator). A cell is split by the shard of the worker
+//! that writes it, so shard workers never write the same record: cells are sums, and a report
+//! adds the parts up. Records are rewritten only when a report-visible part of an enrollment
+//! changed, and a cell's times only when one of its enrollments reached a milestone.
+//!
+//! Written by [`commit_trigger`](super::Store::commit_trigger), in the transaction that writes
+//! the enrollments the deltas come from; rebuilt from the enrollments by
+//! [`Store::rebuild_report_aggregates`], which [`Store::open`] runs once on a data directory
+//! written before aggregates existed (`meta` key `report_aggregates`).
+
+use super::keys::{key, prefix, shard_of};
+use super::{abort, dec, enc, Store, StoreError, TxResult};
+use crate::hash::SEP;
+use crate::model::Enrollment;
+use crate::report::cells::{Cell, CellDelta, CellId, Counts, Tally};
+use crate::report::times::Times;
+use sled::transaction::TransactionalTree;
+use std::collections::BTreeMap;
+
+/// `meta` key: set once the aggregates hold every enrollment.
+const BUILT: &str = "report_aggregates";
+
+/// A cell's key: journey, version, shard and assignment.
+fn cell_key(tenant: &str, cell: &CellId, shard: u16) -> Vec<u8> {
+    let assignment = serde_json::to_vec(&cell.assignment).unwrap_or_default();
+    key(&[
+        tenant.as_bytes(),
+        cell.journey.as_bytes(),
+        &cell.version.to_be_bytes(),
+        &shard.to_be_bytes(),
+        &assignment,
+    ])
+}
+
+/// The key of a cell's times for one milestone.
+fn times_key(cell_key: &[u8], milestone: &str) -> Vec<u8> {
+    key(&[cell_key, milestone.as_bytes()])
+}
+
+/// Applies deltas (already merged per cell) to the cells of `shard`, inside a transaction.
+pub(super) fn apply(
+    cells: &TransactionalTree,
+    tenant: &str,
+    shard: u16,
+    deltas: &[CellDelta],
+) -> TxResult<()> {
+    for d in deltas {
+        let k = cell_key(tenant, &d.cell, shard);
+        if !d.counts.is_zero() {
+            let mut counts: Counts = match cells.get(&k)? {
+                Some(v) => dec(&v).map_err(abort)?,
+                None => Counts::default(),
+            };
+            counts.add(&d.counts, 1);
+            if counts.is_zero() {
+                cells.remove(k.as_slice())?;
+            } else {
+                cells.insert(k.as_slice(), enc(&counts))?;
+            }
+        }
+        for (milestone, samples) in &d.times {
+            let tk = times_key(&k, milestone);
+            let mut times: Times = match cells.get(&tk)? {
+                Some(v) => dec(&v).map_err(abort)?,
+                None => Times::default(),
+            };
+            times.add(samples);
+            if times.is_empty() {
+                cells.remove(tk.as_slice())?;
+            } else {
+                cells.insert(tk.as_slice(), enc(&times))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a key after a journey's prefix names: the cell (version, shard, assignment) and, for a
+/// times record, the milestone.
+fn parse_key(rest: &[u8]) -> Option<(u32, u16, Vec<(String, String)>, Option<String>)> {
+    let version = u32::from_be_bytes(rest.get(0..4)?.try_into().ok()?);
+    let shard = u16::from_be_bytes(rest.get(5..7)?.try_into().ok()?);
+    let tail = rest.get(8..)?;
+    let (assignment, milestone) = match tail.iter().position(|b| *b == SEP) {
+        Some(i) => (
+            &tail[..i],
+            Some(String::from_utf8_lossy(&tail[i + 1..]).into_owned()),
+        ),
+        None => (tail, None),
+    };
+    Some((
+        version,
+        shard,
+        serde_json::from_slice(assignment).ok()?,
+        milestone,
+    ))
+}
+
+impl Store {
+    /// Every cell of one journey of a tenant, each part (shard) separately.
+    pub fn report_cells(&self, tenant: &str, journey: &str) -> Result<Vec<Cell>, StoreError> {
+        let journey_prefix = prefix(&[tenant.as_bytes(), journey.as_bytes()]);
+        let mut cells: Vec<Cell> = Vec::new();
+        for kv in self.report_cells.scan_prefix(&journey_prefix) {
+            let (k, v) = kv?;
+            let Some((version, _, assignment, milestone)) = parse_key(&k[journey_prefix.len()..])
+            else {
+                return Err(StoreError::Corrupt(format!("report cell key {k:?}")));
+            };
+            let id = CellId {
+                journey: journey.to_string(),
+                version,
+                assignment,
+            };
+            // A cell's times follow its counts (its key is their prefix), but a cell whose
+            // counts are all zero has no counts record.
+            if cells.last().is_none_or(|c| c.id != id || milestone.is_none()) {
+                cells.push(Cell {
+                    id,
+                    ..Cell::default()
+                });
+            }
+            let Some(cell) = cells.last_mut() else {
+                continue;
+            };
+            match milestone {
+                None => cell.counts = dec(&v)?,
+                Some(m) => {
+                    cell.times.insert(m, dec(&v)?);
+                }
+            }
+        }
+        Ok(cells)
+    }
+
+    /// Recomputes every cell from the enrollments. For a data directory written before
+    /// aggregates existed, or to repair them; no shard worker may run meanwhile (their deltas
+    /// would be lost or counted twice).
+    pub fn rebuild_report_aggregates(&self) -> Result<(), StoreError> {
+        self.meta.remove(BUILT)?;
+        self.report_cells.clear()?;
+        let mut cells: BTreeMap<(String, u16, CellId), Cell> = BTreeMap::new();
+        for kv in self.enrollments.iter() {
+            let (k, v) = kv?;
+            let tenant = k.split(|b| *b == SEP).next().unwrap_or_default();
+            let tenant = String::from_utf8_lossy(tenant).into_owned();
+            let enrollment: Enrollment = dec(&v)?;
+            let shard = shard_of(&tenant, &enrollment.customer, self.shards);
+            for d in crate::report::cells::delta(None, Tally::of(&enrollment)) {
+                cells
+                    .entry((tenant.clone(), shard, d.cell.clone()))
+                    .or_default()
+                    .apply(&d);
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for ((tenant, shard, id), cell) in &cells {
+            let k = cell_key(tenant, id, *shard);
+            for (milestone, times) in &cell.times {
+                batch.insert(times_key(&k, milestone), enc(times));
+            }
+            batch.insert(k, enc(&cell.counts));
+        }
+        self.report_cells.apply_batch(batch)?;
+        self.meta.insert(BUILT, &[1u8])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Builds the aggregates if this data directory has none yet (written before they existed).
+    pub(super) fn ensure_report_aggregates(&self) -> Result<(), StoreError> {
+        if self.meta.get(BUILT)?.is_none() {
+            self.rebuild_report_aggregates()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{fixtures, temp_store};
+    use super::*;
+    use crate::model::{EnrollmentStatus, MilestoneHit, VariantAssignment};
+    use crate::report::cells::delta;
+
+    /// Commits `after` for its customer with the deltas of replacing `before`.
+    fn write(store: &Store, before: Option<&Enrollment>, after: &Enrollment) {
+        let mut commit = fixtures::commit(store, "t", &after.customer);
+        commit.report_deltas = delta(before.map(Tally::of).as_ref(), Tally::of(after));
+        commit.enrollments.push(after.clone());
+        store.commit_trigger(&commit).unwrap();
+    }
+
+    fn journey_report(store: &Store) -> crate::report::Report {
+        let spec = fixtures::spec();
+        crate::report::cells::report(&spec, &store.report_cells("t", "welcome").unwrap())
+    }
+
+    fn oracle(store: &Store) -> crate::report::Report {
+        let enrollments = store.journey_enrollments("t", "welcome").unwrap();
+        crate::report::report(&fixtures::spec(), &enrollments)
+    }
+
+    #[test]
+    fn committed_deltas_give_the_report_of_the_committed_enrollments() {
+        let (_dir, store) = temp_store();
+        let mut alice = fixtures::enrollment("alice", "welcome", 1);
+        write(&store, None, &alice);
+        let bob = fixtures::enrollment("bob", "welcome", 1);
+        write(&store, None, &bob);
+        let before = alice.clone();
+        alice.milestones.push(MilestoneHit {
+            name: "activated".into(),
+            at: 60,
+        });
+        alice.status = EnrollmentStatus::Completed;
+        alice.variants.push(VariantAssignment {
+            experiment: "copy".into(),
+            arm: "a".into(),
+        });
+        write(&store, Some(&before), &alice);
+        // Another journey's cells are not this one's.
+        write(&store, None, &fixtures::enrollment("alice", "winback", 1));
+
+        let report = journey_report(&store);
+        assert_eq!(report, oracle(&store));
+        assert_eq!((report.overall.entered, report.overall.completed), (2, 1));
+        assert_eq!(
+            report.overall.milestones[0].median_time_to_reach_ms,
+            Some(60)
+        );
+        assert_eq!(report.by_arm["copy"]["a"].completed, 1);
+        assert_eq!(report.by_arm["copy"]["unassigned"].entered, 1);
+    }
+
+    #[test]
+    fn a_rebuild_recomputes_what_the_deltas_kept() {
+        let (_dir, store) = temp_store();
+        let mut alice = fixtures::enrollment("alice", "welcome", 1);
+        write(&store, None, &alice);
+        let before = alice.clone();
+        alice.milestones.push(MilestoneHit {
+            name: "activated".into(),
+            at: 5,
+        });
+        write(&store, Some(&before), &alice);
+        write(&store, None, &fixtures::enrollment("bob", "welcome", 2));
+        let kept = store.report_cells("t", "welcome").unwrap();
+
+        store.rebuild_report_aggregates().unwrap();
+        assert_eq!(store.report_cells("t", "welcome").unwrap(), kept);
+        assert_eq!(journey_report(&store), oracle(&store));
+    }
+
+    #[test]
+    fn a_directory_without_aggregates_gets_them_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+            // As an older version wrote it: enrollments without cells, no flag.
+            let mut commit = fixtures::commit(&store, "t", "alice");
+            commit
+                .enrollments
+                .push(fixtures::enrollment("alice", "welcome", 1));
+            store.commit_trigger(&commit).unwrap();
+            store.meta.remove(BUILT).unwrap();
+            store.report_cells.clear().unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = super::super::tests::reopen(dir.path());
+        assert_eq!(journey_report(&store).overall.entered, 1);
+        assert_eq!(journey_report(&store), oracle(&store));
+    }
+
+    #[test]
+    fn cell_keys_keep_their_on_disk_layout() {
+        let id = CellId {
+            journey: "welcome".into(),
+            version: 2,
+            assignment: vec![("copy".into(), "a".into())],
+        };
+        let k = cell_key("t", &id, 3);
+        assert_eq!(
+            k,
+            b"t\x1fwelcome\x1f\0\0\0\x02\x1f\0\x03\x1f[[\"copy\",\"a\"]]".to_vec()
+        );
+        let rest = &k[b"t\x1fwelcome\x1f".len()..];
+        assert_eq!(parse_key(rest), Some((2, 3, id.assignment.clone(), None)));
+        let tk = times_key(&k, "activated");
+        assert_eq!(
+            parse_key(&tk[b"t\x1fwelcome\x1f".len()..]),
+            Some((2, 3, id.assignment, Some("activated".into())))
+        );
+    }
+}
