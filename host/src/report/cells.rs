@@ -394,11 +394,19 @@ pub fn report(spec: &Spec, cells: &[Cell]) -> Report {
     let mut by_arm: Vec<BTreeMap<&str, Group>> = spec
         .experiments
         .iter()
-        .map(|x| x.arms.iter().map(|a| (a.as_str(), Group::default())).collect())
+        .map(|x| {
+            x.arms
+                .iter()
+                .map(|a| (a.as_str(), Group::default()))
+                .collect()
+        })
         .collect();
     for cell in cells {
         overall.add(cell, spec);
-        by_version.entry(cell.id.version).or_default().add(cell, spec);
+        by_version
+            .entry(cell.id.version)
+            .or_default()
+            .add(cell, spec);
         for (experiment, arms) in spec.experiments.iter().zip(&mut by_arm) {
             let arm = cell.id.arm(&experiment.name).unwrap_or("unassigned");
             arms.entry(arm).or_default().add(cell, spec);

@@ -221,7 +221,9 @@ mod tests {
     #[test]
     fn too_many_distinct_times_turn_into_buckets() {
         let mut t = Times::default();
-        let times: Vec<Millis> = (0..=EXACT_VALUES as Millis).map(|i| 1_000 + i * 37).collect();
+        let times: Vec<Millis> = (0..=EXACT_VALUES as Millis)
+            .map(|i| 1_000 + i * 37)
+            .collect();
         t.add(&samples(&times));
         assert!(matches!(t, Times::Buckets(_)));
         let exact = exact_median(&times).unwrap();

@@ -121,7 +121,10 @@ impl Store {
             };
             // A cell's times follow its counts (its key is their prefix), but a cell whose
             // counts are all zero has no counts record.
-            if cells.last().is_none_or(|c| c.id != id || milestone.is_none()) {
+            if cells
+                .last()
+                .is_none_or(|c| c.id != id || milestone.is_none())
+            {
                 cells.push(Cell {
                     id,
                     ..Cell::default()
