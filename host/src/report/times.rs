@@ -36,8 +36,86 @@ pub type Samples = BTreeMap<Millis, i64>;
 pub enum Times {
     /// How many samples took exactly this time.
     Exact(BTreeMap<Millis, i64>),
-    /// How many samples fell into each bucket ([`bucket`]).
-    Buckets(BTreeMap<i32, i64>),
+    /// How many samples fell into each bucket ([`bucket`]), densely from one bucket on: a
+    /// month of spread is about 1,100 buckets, which a vector stores and adds up cheaply.
+    Buckets(Buckets),
+}
+
+/// Sample counts of consecutive buckets: `counts[i]` is bucket `first + i`'s. Trimmed: neither
+/// end holds zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buckets {
+    pub first: i32,
+    pub counts: Vec<i64>,
+}
+
+impl Buckets {
+    fn bump(&mut self, b: i32, n: i64) {
+        if n == 0 {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.first = b;
+        } else if b < self.first {
+            let grow = (self.first - b) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.first = b;
+        }
+        let i = (b - self.first) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += n;
+        if self.counts[i] == 0 {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        while self.counts.last() == Some(&0) {
+            self.counts.pop();
+        }
+        let zeros = self.counts.iter().take_while(|c| **c == 0).count();
+        self.counts.drain(..zeros);
+        self.first += zeros as i32;
+    }
+
+    fn add(&mut self, o: &Buckets) {
+        if o.counts.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            *self = o.clone();
+            return;
+        }
+        let first = self.first.min(o.first);
+        let end = (self.first + self.counts.len() as i32).max(o.first + o.counts.len() as i32);
+        let mut counts = vec![0; (end - first) as usize];
+        for (i, c) in self.counts.iter().enumerate() {
+            counts[(self.first - first) as usize + i] += c;
+        }
+        for (i, c) in o.counts.iter().enumerate() {
+            counts[(o.first - first) as usize + i] += c;
+        }
+        *self = Buckets { first, counts };
+        self.trim();
+    }
+
+    fn lower_middle(&self) -> Option<i32> {
+        let n: i64 = self.counts.iter().sum();
+        if n <= 0 {
+            return None;
+        }
+        let rank = (n - 1) / 2;
+        let mut seen = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen > rank {
+                return Some(self.first + i as i32);
+            }
+        }
+        None
+    }
 }
 
 impl Default for Times {
@@ -51,7 +129,7 @@ impl Times {
     pub fn is_empty(&self) -> bool {
         match self {
             Times::Exact(m) => m.is_empty(),
-            Times::Buckets(m) => m.is_empty(),
+            Times::Buckets(b) => b.counts.is_empty(),
         }
     }
 
@@ -67,9 +145,9 @@ impl Times {
                     *self = Times::Buckets(bucketed(m));
                 }
             }
-            Times::Buckets(m) => {
+            Times::Buckets(b) => {
                 for (t, n) in samples {
-                    bump(m, bucket(*t), *n);
+                    b.bump(bucket(*t), *n);
                 }
             }
         }
@@ -79,16 +157,10 @@ impl Times {
     pub fn merge(&mut self, other: &Times) {
         match (&mut *self, other) {
             (_, Times::Exact(theirs)) => self.add(theirs),
-            (Times::Buckets(mine), Times::Buckets(theirs)) => {
-                for (b, n) in theirs {
-                    bump(mine, *b, *n);
-                }
-            }
+            (Times::Buckets(mine), Times::Buckets(theirs)) => mine.add(theirs),
             (Times::Exact(mine), Times::Buckets(theirs)) => {
                 let mut buckets = bucketed(mine);
-                for (b, n) in theirs {
-                    bump(&mut buckets, *b, *n);
-                }
+                buckets.add(theirs);
                 *self = Times::Buckets(buckets);
             }
         }
@@ -98,7 +170,7 @@ impl Times {
     pub fn median(&self) -> Option<Millis> {
         match self {
             Times::Exact(m) => lower_middle(m),
-            Times::Buckets(m) => lower_middle(m).map(representative),
+            Times::Buckets(b) => b.lower_middle().map(representative),
         }
     }
 }
@@ -121,16 +193,16 @@ pub(super) fn bump<K: Ord>(m: &mut BTreeMap<K, i64>, k: K, n: i64) {
     }
 }
 
-fn bucketed(exact: &BTreeMap<Millis, i64>) -> BTreeMap<i32, i64> {
-    let mut buckets = BTreeMap::new();
+fn bucketed(exact: &BTreeMap<Millis, i64>) -> Buckets {
+    let mut buckets = Buckets::default();
     for (t, n) in exact {
-        bump(&mut buckets, bucket(*t), *n);
+        buckets.bump(bucket(*t), *n);
     }
     buckets
 }
 
-/// The key holding the sample of rank `(n - 1) / 2` in key order, `n` the number of samples.
-fn lower_middle<K: Copy + Ord>(m: &BTreeMap<K, i64>) -> Option<K> {
+/// The time of the sample of rank `(n - 1) / 2` in order, `n` the number of samples.
+fn lower_middle(m: &BTreeMap<Millis, i64>) -> Option<Millis> {
     let n: i64 = m.values().sum();
     if n <= 0 {
         return None;
@@ -229,6 +301,25 @@ mod tests {
         let exact = exact_median(&times).unwrap();
         let approx = t.median().unwrap();
         assert!((approx - exact).abs() * 128 <= exact, "{approx} vs {exact}");
+    }
+
+    #[test]
+    fn buckets_grow_at_either_end_and_trim_what_comes_to_zero() {
+        let mut b = Buckets::default();
+        b.bump(10, 1);
+        b.bump(7, 2);
+        b.bump(12, 1);
+        assert_eq!((b.first, b.counts.as_slice()), (7, &[2, 0, 0, 1, 0, 1][..]));
+        b.bump(7, -2);
+        b.bump(12, -1);
+        assert_eq!((b.first, b.counts.as_slice()), (10, &[1][..]));
+        let mut sum = Buckets::default();
+        sum.add(&b);
+        sum.add(&Buckets {
+            first: 8,
+            counts: vec![1, 0, -1],
+        });
+        assert_eq!((sum.first, sum.counts.as_slice()), (8, &[1][..]));
     }
 
     #[test]

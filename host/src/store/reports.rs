@@ -302,4 +302,107 @@ mod tests {
             Some((2, 3, id.assignment, Some("activated".into())))
         );
     }
+
+    /// A synthetic enrollment: version 1 or 2, arm `a`, `b` or none, mostly active, reaching
+    /// `activated` after between a minute and a month for about half of them.
+    fn synthetic(i: u64) -> Enrollment {
+        let mut state = i;
+        let mut next = || crate::hash::splitmix64(&mut state);
+        let mut e = fixtures::enrollment(&format!("c{i}"), "welcome", 1);
+        e.version = 1 + (next() % 2) as u32;
+        match next() % 3 {
+            0 => {}
+            r => e.variants.push(VariantAssignment {
+                experiment: "copy".into(),
+                arm: if r == 1 { "a" } else { "b" }.into(),
+            }),
+        }
+        e.channels.entry("email".into()).or_default().sent = 1 + next() % 3;
+        if next() % 2 == 0 {
+            // Log-uniform between a minute and a month.
+            let (low, high) = (60_000f64.ln(), 2_592e6f64.ln());
+            let fraction = (next() % 1_000_000) as f64 / 1_000_000.0;
+            e.milestones.push(MilestoneHit {
+                name: "activated".into(),
+                at: (low + fraction * (high - low)).exp() as i64,
+            });
+            e.status = EnrollmentStatus::Completed;
+        } else if next() % 5 == 0 {
+            e.status = EnrollmentStatus::Exited;
+            e.exit_reason = Some("churned".into());
+        }
+        e
+    }
+
+    /// The figure for issue 10 ("a report of a million enrollments in 50 ms"): writes
+    /// `WAYMARK_REPORT_ENROLLMENTS` (default 1,000,000) synthetic enrollments, then times the
+    /// report as the API computed it before (every enrollment of the tenant read and measured),
+    /// the rebuild of the aggregates (an upgraded data directory's first start), and the report
+    /// from the aggregates. Prints the times; asserts only that both reports agree (medians
+    /// within 1 %). `cargo test -p waymark-host --lib -- --ignored --nocapture million`.
+    #[test]
+    #[ignore = "a measurement: minutes, and a gigabyte of temporary disk"]
+    fn a_report_of_a_million_enrollments_reads_a_few_cells() {
+        let n: u64 = std::env::var("WAYMARK_REPORT_ENROLLMENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let (_dir, store) = temp_store();
+        let started = std::time::Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            let mut batch = sled::Batch::default();
+            for i in chunk {
+                let e = synthetic(*i);
+                let k = super::super::enrollments::enrollment_key("t", &e.customer, "welcome", 1);
+                batch.insert(k, enc(&e));
+            }
+            store.enrollments.apply_batch(batch).unwrap();
+        }
+        eprintln!("{n} enrollments written in {:?}", started.elapsed());
+
+        let spec = fixtures::spec();
+        let started = std::time::Instant::now();
+        let enrollments = store.journey_enrollments("t", "welcome").unwrap();
+        let scanned = crate::report::report(&spec, &enrollments);
+        eprintln!("report from the enrollments: {:?}", started.elapsed());
+        drop(enrollments);
+
+        let started = std::time::Instant::now();
+        store.rebuild_report_aggregates().unwrap();
+        eprintln!("aggregates rebuilt in {:?}", started.elapsed());
+
+        let mut times = Vec::new();
+        let mut from_cells = None;
+        for _ in 0..20 {
+            let started = std::time::Instant::now();
+            let cells = store.report_cells("t", "welcome").unwrap();
+            let read = started.elapsed();
+            from_cells = Some((cells.len(), crate::report::cells::report(&spec, &cells)));
+            times.push((started.elapsed(), read));
+        }
+        times.sort();
+        let (cells, from_cells) = from_cells.unwrap();
+        eprintln!(
+            "report from {cells} cells (counts and times records): median {:?} (of which reading \
+             {:?}), slowest {:?} of 20",
+            times[10].0, times[10].1, times[19].0
+        );
+
+        let median = |r: &crate::report::Report| r.overall.milestones[0].median_time_to_reach_ms;
+        let (exact, approx) = (median(&scanned).unwrap(), median(&from_cells).unwrap());
+        eprintln!("median time to activate: exact {exact} ms, from cells {approx} ms");
+        assert!((exact - approx).abs() * 128 <= exact);
+        let without_medians = |mut r: crate::report::Report| {
+            let funnels = std::iter::once(&mut r.overall)
+                .chain(r.by_version.values_mut())
+                .chain(r.by_arm.values_mut().flat_map(|arms| arms.values_mut()));
+            for f in funnels {
+                for m in &mut f.milestones {
+                    m.median_time_to_reach_ms = None;
+                }
+            }
+            r
+        };
+        assert_eq!(without_medians(from_cells), without_medians(scanned));
+    }
 }
