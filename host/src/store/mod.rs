@@ -29,8 +29,9 @@
 //! are the on-disk format: an existing data directory must read back identically, so none of
 //! them change when code is renamed.
 //!
-//! The store knows no journey semantics: it never composes an event, a report or a counter
-//! name; the caller hands it finished records and it writes them atomically.
+//! The store knows no journey semantics: it never composes an event, a report delta or a
+//! counter name; the caller hands it finished records (and report deltas, which it adds to the
+//! cells they name) and it writes them atomically.
 //!
 //! Every state change of one trigger commits in one transaction with the removal of the trigger
 //! from the queue ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
