@@ -143,14 +143,16 @@ impl Store {
         Ok(cells)
     }
 
-    /// Recomputes every cell from the enrollments. For a data directory written before
-    /// aggregates existed, or to repair them; no shard worker may run meanwhile (their deltas
-    /// would be lost or counted twice).
-    pub fn rebuild_report_aggregates(&self) -> Result<(), StoreError> {
+    /// Recomputes every cell from the enrollments, and says how many it counted. For a data
+    /// directory written before aggregates existed, or to repair them; no shard worker may run
+    /// meanwhile (their deltas would be lost or counted twice).
+    pub fn rebuild_report_aggregates(&self) -> Result<u64, StoreError> {
         self.meta.remove(BUILT)?;
         self.report_cells.clear()?;
         let mut cells: BTreeMap<(String, u16, CellId), Cell> = BTreeMap::new();
+        let mut counted = 0;
         for kv in self.enrollments.iter() {
+            counted += 1;
             let (k, v) = kv?;
             let tenant = k.split(|b| *b == SEP).next().unwrap_or_default();
             let tenant = String::from_utf8_lossy(tenant).into_owned();
@@ -174,13 +176,21 @@ impl Store {
         self.report_cells.apply_batch(batch)?;
         self.meta.insert(BUILT, &[1u8])?;
         self.db.flush()?;
-        Ok(())
+        Ok(counted)
     }
 
     /// Builds the aggregates if this data directory has none yet (written before they existed).
     pub(super) fn ensure_report_aggregates(&self) -> Result<(), StoreError> {
         if self.meta.get(BUILT)?.is_none() {
-            self.rebuild_report_aggregates()?;
+            let started = std::time::Instant::now();
+            let enrollments = self.rebuild_report_aggregates()?;
+            if enrollments > 0 {
+                tracing::info!(
+                    enrollments,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "report aggregates built from the stored enrollments"
+                );
+            }
         }
         Ok(())
     }
@@ -404,5 +414,38 @@ mod tests {
             r
         };
         assert_eq!(without_medians(from_cells), without_medians(scanned));
+    }
+
+    /// What report deltas add to a commit (the figure for the throughput half of issue 10):
+    /// `WAYMARK_REPORT_COMMITS` (default 20,000) commits of one enrollment whose channel summary
+    /// changed (most triggers' report-visible change), without and then with the deltas and
+    /// the tallies they come from, twice. Prints the time per commit.
+    #[test]
+    #[ignore = "a measurement"]
+    fn what_report_deltas_add_to_a_commit() {
+        let n: u64 = std::env::var("WAYMARK_REPORT_COMMITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let (_dir, store) = temp_store();
+        for with_deltas in [false, true, false, true] {
+            let started = std::time::Instant::now();
+            for i in 0..n {
+                let before = synthetic(i % 1_000);
+                let mut after = before.clone();
+                after.channels.entry("email".into()).or_default().delivered += 1;
+                let mut commit = fixtures::commit(&store, "t", &after.customer);
+                if with_deltas {
+                    commit.report_deltas = delta(Some(&Tally::of(&before)), Tally::of(&after));
+                }
+                commit.enrollments.push(after);
+                store.commit_trigger(&commit).unwrap();
+            }
+            eprintln!(
+                "{n} commits {} report deltas: {:.1} µs each",
+                if with_deltas { "with" } else { "without" },
+                started.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
     }
 }
