@@ -1,7 +1,8 @@
 //! [`Store::commit_trigger`]: everything one processed trigger changes, in one transaction with
 //! the trigger's removal from the queue. It is the one write that spans record kinds (customer,
-//! enrollments, timers, messages, tasks, counters, report cells), so a crash either applied a trigger wholly
-//! or not at all, and an unprocessed trigger is simply processed again after restart.
+//! enrollments, timers, messages, tasks, counters, report cells), so a crash either applied a
+//! trigger wholly or not at all, and an unprocessed trigger is simply processed again after
+//! restart.
 
 use super::counters::{bump, counter_key};
 use super::customers::customer_key;
