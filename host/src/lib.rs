@@ -14,7 +14,7 @@
 //! | [`model`] | the domain vocabulary: customers, events, enrollments, triggers, commands, specs |
 //! | [`engine`] | **pure** journey semantics: what an event or trigger means, what commands do, the records to write |
 //! | [`policy`] | **pure** sending policy: frequency caps and quiet hours |
-//! | [`report`] | **pure** journey reports: funnels per version and per experiment arm |
+//! | [`report`] | **pure** journey reports: funnels per version and per experiment arm, and the aggregates (cells) that keep them as enrollments change |
 //! | [`hash`] | the one FNV-1a / SplitMix64: shard numbers, seeds, task ids, jitter (frozen) |
 //! | [`store`] | sled, one file per record kind; one transaction per trigger |
 //! | [`host`] | [`host::Host`]: the shared handles every loop and handler uses |

@@ -5,7 +5,15 @@
 //! compares versions and arms by the milestones their customers reached, how fast, and what
 //! the customers' actual paths through the milestones were.
 //!
+//! [`report`] computes a report from the enrollments themselves; the API answers from
+//! [`cells`] instead, aggregates kept up to date as triggers commit, which give the same report
+//! at a cost independent of the number of enrollments (medians over many customers within 1 %,
+//! see [`times`]). [`report`] stays as their specification and test oracle.
+//!
 //! Not a wire format: the API shows a report as `waymark_api::reports` (`api/dto/`).
+
+pub mod cells;
+pub mod times;
 
 use crate::model::{Enrollment, EnrollmentStatus, Millis, Spec};
 use std::collections::BTreeMap;
@@ -42,7 +50,8 @@ pub struct MilestoneStats {
     /// `reached` over the previous milestone's `reached` (over `entered` for the first);
     /// `None` when the denominator is zero.
     pub conversion: Option<f64>,
-    /// Median time from entering to reaching it, in milliseconds.
+    /// Median time from entering to reaching it, in milliseconds: the lower middle one. From
+    /// [`cells`], exact while few customers reached it, else within 1 % ([`times`]).
     pub median_time_to_reach_ms: Option<Millis>,
 }
 

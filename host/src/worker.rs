@@ -312,23 +312,33 @@ impl<'h> Shell<'h> {
         now: Millis,
     ) -> Result<(), StoreError> {
         let wall = system_now();
-        let (enrollment, trigger, due) = match step {
-            Step::Settled(applied) => {
-                engine::record(commit, &customer.id, None, applied, now, wall);
+        let (enrollment, trigger, due, before) = match step {
+            Step::Settled { applied, before } => {
+                engine::record(commit, &customer.id, None, before, applied, now, wall);
                 return Ok(());
             }
             Step::Decide {
                 enrollment,
                 trigger,
                 due,
-            } => (enrollment, trigger, due),
+                before,
+            } => (enrollment, trigger, due, before),
         };
         let Some(version) = self.version(&enrollment.journey, enrollment.version)? else {
             return Ok(());
         };
-        let ask = match engine::prepare(&self.tenant, customer, enrollment, trigger, due, now) {
-            Prepared::Observed(enrollment) => {
-                commit.enrollments.push(enrollment);
+        let prepared = engine::prepare(
+            &self.tenant,
+            customer,
+            enrollment,
+            before,
+            trigger,
+            due,
+            now,
+        );
+        let ask = match prepared {
+            Prepared::Observed { enrollment, before } => {
+                engine::observed(commit, before, enrollment);
                 return Ok(());
             }
             Prepared::Ask(ask) => ask,

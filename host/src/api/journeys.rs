@@ -106,7 +106,8 @@ async fn dry_run_decide(
     }
 }
 
-/// The journey's funnel, overall, per version and per experiment arm.
+/// The journey's funnel, overall, per version and per experiment arm: added up from the
+/// journey's report cells, so it costs the same however many customers entered.
 async fn journey_report(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
@@ -118,8 +119,8 @@ async fn journey_report(
         .into_iter()
         .find(|j| j.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
-    let enrollments = store.journey_enrollments(&tenant, &name)?;
-    let report = crate::report::report(&latest.spec, &enrollments);
+    let cells = store.report_cells(&tenant, &name)?;
+    let report = crate::report::cells::report(&latest.spec, &cells);
     Ok(Json(JourneyReport {
         name,
         latest_version: latest.version,

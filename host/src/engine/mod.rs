@@ -13,7 +13,7 @@
 //! | [`plan`] | what an event means: profile changes, the record it is about, the enrollments it reaches ([`plan_event`], [`plan_trigger`]) |
 //! | [`routing`] | entry triggers and filters, exit events, re-entry policies |
 //! | [`apply`] | what the host observes before asking, and what a journey's commands do |
-//! | [`settle`] | a journey's answer into records: suppression, the sending policy, timers, messages, tasks, counters ([`prepare`], [`settle()`], [`record`]) |
+//! | [`settle`] | a journey's answer into records: suppression, the sending policy, timers, messages, tasks, counters, report deltas ([`prepare`], [`settle()`], [`record`]) |
 //! | [`stalls`] | the host's stall timers per milestone window |
 //! | [`profile`] | `identify` traits, unsubscribes, suppression, engagement |
 //! | [`delivery`] | one delivery attempt: retry, dead letter, the report back to the journey |
@@ -41,8 +41,8 @@ pub use profile::{
 };
 pub use routing::{enroll, matches_entry, route_event, Routing};
 pub use settle::{
-    needs_history, prepare, record, settle, task_resolved_event, Ask, DecideError, Prepared,
-    TriggerFailure,
+    needs_history, observed, prepare, record, settle, task_resolved_event, Ask, DecideError,
+    Prepared, TriggerFailure,
 };
 pub use stalls::{stall_timer, stalled_milestone, watch_stalls, RESERVED_TIMER_PREFIX};
 

@@ -12,6 +12,7 @@ use super::routing::{enroll, route_event, Routing};
 use super::stalls::stalled_milestone;
 use super::Applied;
 use crate::model::{Customer, DeliveryReport, Enrollment, Event, Millis, Spec, Trigger};
+use crate::report::cells::Tally;
 
 /// An event as the host reads it before routing.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +48,10 @@ pub enum Addressee {
 }
 
 /// One thing an event or trigger makes happen to one enrollment.
+///
+/// Each step carries `before`, what the enrollment counted in the report as it was stored
+/// (taken before the plan changed anything; `None` for a new enrollment), so that writing it
+/// keeps the report's cells true ([`record`](super::record)).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Ask the journey: `enrollment` (version `enrollment.version`) decides on `trigger`.
@@ -55,9 +60,13 @@ pub enum Step {
         enrollment: Enrollment,
         trigger: Trigger,
         due: Option<Millis>,
+        before: Option<Tally>,
     },
     /// Settled without asking the journey (an exit event ended the enrollment).
-    Settled(Applied),
+    Settled {
+        applied: Applied,
+        before: Option<Tally>,
+    },
 }
 
 /// A journey as routing sees it: a name, a version and what that version declares.
@@ -127,11 +136,13 @@ pub fn plan_event<'a>(
         }) => {
             return enrollment
                 .map(|mut enrollment| {
+                    let before = Tally::of(&enrollment);
                     record_engagement(&mut enrollment, &channel, engagement);
                     Step::Decide {
                         enrollment: *enrollment,
                         trigger: on_event(),
                         due: None,
+                        before: Some(before),
                     }
                 })
                 .into_iter()
@@ -145,6 +156,7 @@ pub fn plan_event<'a>(
                     enrollment: e.clone(),
                     trigger: on_event(),
                     due: None,
+                    before: Some(Tally::of(e)),
                 })
                 .collect();
         }
@@ -176,10 +188,12 @@ pub fn plan_event<'a>(
                         event: event.clone(),
                     },
                     due: None,
+                    before: None,
                 }),
                 Routing::Deliver { enrollment_id } => {
                     if let Some(enrollment) = find(&enrollment_id) {
                         steps.push(Step::Decide {
+                            before: Some(Tally::of(&enrollment)),
                             enrollment,
                             trigger: on_event(),
                             due: None,
@@ -191,7 +205,10 @@ pub fn plan_event<'a>(
                     reason,
                 } => {
                     if let Some(enrollment) = mine.iter().find(|e| e.id == enrollment_id) {
-                        steps.push(Step::Settled(exit(enrollment.clone(), reason, now)));
+                        steps.push(Step::Settled {
+                            before: Some(Tally::of(enrollment)),
+                            applied: exit(enrollment.clone(), reason, now),
+                        });
                     }
                 }
             }
@@ -225,6 +242,7 @@ pub fn plan_trigger(enrollment: Enrollment, addressed: Addressed) -> Step {
         Addressed::Delivery { report } => (Trigger::Delivery { report }, None),
     };
     Step::Decide {
+        before: Some(Tally::of(&enrollment)),
         enrollment,
         trigger,
         due,
@@ -283,7 +301,7 @@ mod tests {
                     trigger,
                     ..
                 } => Some((enrollment.id.clone(), trigger.kind())),
-                Step::Settled(_) => None,
+                Step::Settled { .. } => None,
             })
             .collect()
     }
@@ -482,7 +500,7 @@ mod tests {
             spec_of,
             20,
         );
-        let [Step::Settled(applied)] = steps.as_slice() else {
+        let [Step::Settled { applied, .. }] = steps.as_slice() else {
             panic!("expected one settled exit, got {steps:?}");
         };
         assert_eq!(applied.enrollment.status, EnrollmentStatus::Exited);

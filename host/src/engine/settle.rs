@@ -3,7 +3,11 @@
 //! receive them, hold sends under the tenant's sending policy), and the records one trigger
 //! writes ([`record`]: the enrollment, timers, messages, tasks and counters of a
 //! [`TriggerCommit`], which the store commits atomically with the trigger's removal from the
-//! queue).
+//! queue, and what writing the enrollment does to the report's cells).
+//!
+//! Every enrollment this module writes goes through one function, which also writes the
+//! enrollment's report delta: the tally of its new state minus `before`, the tally of the
+//! state it replaces. A write without its delta would make the report drift.
 
 use super::apply::{apply, fail, observe, should_decide};
 use super::ids::{key_prefix, seed, task_id, trigger_id};
@@ -13,6 +17,7 @@ use crate::model::{
     Command, Counter, Customer, DecisionContext, Enrollment, Event, FailureReason, Millis, Object,
     PendingTimer, SendingPolicy, Spec, TaskStatus, Trigger,
 };
+use crate::report::cells::{delta, Tally};
 use crate::store::{Message, MessageStatus, Task, TimerRecord, TriggerCommit};
 
 /// A step after the host's observation: either nothing to ask (the enrollment is recorded as
@@ -20,8 +25,11 @@ use crate::store::{Message, MessageStatus, Task, TimerRecord, TriggerCommit};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     /// The journey is not asked (the enrollment is not active, or a timer is stale); the
-    /// observed enrollment is still written.
-    Observed(Enrollment),
+    /// observed enrollment is still written ([`observed`]).
+    Observed {
+        enrollment: Enrollment,
+        before: Option<Tally>,
+    },
     /// Ask the journey's `decide` with this context.
     Ask(Ask),
 }
@@ -32,6 +40,8 @@ pub struct Ask {
     pub context: DecisionContext,
     /// Part of every idempotency key and task id the answer produces.
     pub trigger_id: String,
+    /// What the enrollment counted in the report as stored (see [`Step`](super::Step)).
+    pub before: Option<Tally>,
 }
 
 /// Why a journey's answer could not be had; the trigger fails for this enrollment only.
@@ -75,11 +85,13 @@ impl DecideError {
 }
 
 /// Observes the trigger on the enrollment (a fired timer leaves the pending set, a stall is
-/// recorded, a delivery report is counted) and says whether the journey is asked.
+/// recorded, a delivery report is counted) and says whether the journey is asked. `before` is
+/// the step's (what the enrollment counted in the report as stored).
 pub fn prepare(
     tenant: &str,
     customer: &Customer,
     mut enrollment: Enrollment,
+    before: Option<Tally>,
     trigger: Trigger,
     due: Option<Millis>,
     now: Millis,
@@ -87,7 +99,7 @@ pub fn prepare(
     let decides = should_decide(&enrollment, &trigger, due);
     observe(&mut enrollment, &trigger, due);
     if !decides {
-        return Prepared::Observed(enrollment);
+        return Prepared::Observed { enrollment, before };
     }
     let trigger_id = trigger_id(&trigger, due);
     Prepared::Ask(Ask {
@@ -99,6 +111,7 @@ pub fn prepare(
             now,
         },
         trigger_id,
+        before,
     })
 }
 
@@ -134,6 +147,7 @@ pub fn settle(
     let Ask {
         context,
         trigger_id,
+        before,
     } = ask;
     let DecisionContext {
         trigger,
@@ -156,7 +170,8 @@ pub fn settle(
         Ok(mut applied) => {
             suppress(&mut applied, &customer);
             hold_sends(&mut applied, commit, &customer, policy, history, now);
-            record(commit, &customer.id, Some(&trigger_id), applied, now, wall);
+            let trigger_id = Some(trigger_id.as_str());
+            record(commit, &customer.id, trigger_id, before, applied, now, wall);
             None
         }
         Err(failure) => {
@@ -168,7 +183,7 @@ pub fn settle(
                 failure.message.clone(),
                 now,
             );
-            record(commit, &customer.id, None, failed, now, wall);
+            record(commit, &customer.id, None, before, failed, now, wall);
             Some(failure)
         }
     }
@@ -213,11 +228,13 @@ fn hold_sends(
 
 /// Turns an enrollment's new state and effects into the records of `commit`: timers to set and
 /// cancel, messages (suppressed, held, or pending delivery from wall-clock `wall`), tasks (ids
-/// from `trigger_id`, or `host` for a trigger the journey did not answer), and counters.
+/// from `trigger_id`, or `host` for a trigger the journey did not answer), counters, and the
+/// enrollment with its report delta from `before`.
 pub fn record(
     commit: &mut TriggerCommit,
     customer: &str,
     trigger_id: Option<&str>,
+    before: Option<Tally>,
     applied: Applied,
     now: Millis,
     wall: Millis,
@@ -294,6 +311,19 @@ pub fn record(
             resolution: None,
         });
     }
+    write_enrollment(commit, before, enrollment);
+}
+
+/// Writes an enrollment the journey was not asked about ([`Prepared::Observed`]).
+pub fn observed(commit: &mut TriggerCommit, before: Option<Tally>, enrollment: Enrollment) {
+    write_enrollment(commit, before, enrollment);
+}
+
+/// The one place an enrollment is written into a commit: with what the write does to the
+/// report's cells, given the tally of the state it replaces.
+fn write_enrollment(commit: &mut TriggerCommit, before: Option<Tally>, enrollment: Enrollment) {
+    let after = Tally::of(&enrollment);
+    commit.report_deltas.extend(delta(before.as_ref(), after));
     commit.enrollments.push(enrollment);
 }
 
@@ -377,9 +407,9 @@ mod tests {
 
     fn ask(c: &Customer, now: Millis) -> Ask {
         let entered = enroll("onboarding", 1, "ada", 1, None, now);
-        match prepare("acme", c, entered, signed_up(), None, now) {
+        match prepare("acme", c, entered, None, signed_up(), None, now) {
             Prepared::Ask(ask) => ask,
-            Prepared::Observed(_) => panic!("an active enrollment is asked"),
+            Prepared::Observed { .. } => panic!("an active enrollment is asked"),
         }
     }
 
@@ -403,15 +433,23 @@ mod tests {
     fn an_ended_enrollment_is_observed_but_not_asked() {
         let mut ended = enroll("onboarding", 1, "ada", 1, None, 0);
         ended.status = crate::model::EnrollmentStatus::Completed;
+        let before = Some(Tally::of(&ended));
         let prepared = prepare(
             "acme",
             &customer(json!({})),
             ended.clone(),
+            before.clone(),
             signed_up(),
             None,
             5,
         );
-        assert_eq!(prepared, Prepared::Observed(ended));
+        assert_eq!(
+            prepared,
+            Prepared::Observed {
+                enrollment: ended,
+                before
+            }
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl Store {
     }
 
     /// Every enrollment of one journey of a tenant (a scan of the tenant's enrollments: for
-    /// reports, not for the hot path).
+    /// checks and repairs, never for an API call; reports read [`Store::report_cells`]).
     pub fn journey_enrollments(
         &self,
         tenant: &str,

@@ -6,7 +6,10 @@ use super::queue::{Pending, QueuedTrigger};
 use super::tasks::Task;
 use super::timers::TimerRecord;
 use super::{Store, TriggerCommit};
-use crate::model::{Customer, Enrollment, EnrollmentStatus, Millis, TaskStatus};
+use crate::model::{
+    Customer, Enrollment, EnrollmentStatus, ExperimentSpec, MilestoneSpec, Millis, Reentry, Spec,
+    TaskStatus,
+};
 
 /// A commit for a trigger of `customer` that is really in the queue (a timer named
 /// `fixture`), so committing it must remove it.
@@ -121,5 +124,26 @@ pub fn task(id: &str) -> Task {
         claimed_at: None,
         resolved_at: None,
         resolution: None,
+    }
+}
+
+/// The spec of journey `welcome`: milestone `activated` (the goal), experiment `copy` (arms `a`,
+/// `b`).
+pub fn spec() -> Spec {
+    Spec {
+        description: "welcome".into(),
+        entry: vec![],
+        exit_on: vec![],
+        milestones: vec![MilestoneSpec {
+            name: "activated".into(),
+            stall_after: None,
+        }],
+        goal: Some("activated".into()),
+        reentry: Reentry::Never,
+        channels: vec!["email".into()],
+        experiments: vec![ExperimentSpec {
+            name: "copy".into(),
+            arms: vec!["a".into(), "b".into()],
+        }],
     }
 }

@@ -19,6 +19,7 @@
 //! | [`outbox`] | messages, their delivery index, held messages and dead letters |
 //! | [`counters`] | per journey and channel delivery counters |
 //! | [`tasks`] | human handoffs |
+//! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
@@ -31,8 +32,9 @@
 //! in [`format`]: a directory of an older format is migrated at open, one of a newer format is
 //! refused, none is misread.
 //!
-//! The store knows no journey semantics: it never composes an event, a report or a counter
-//! name; the caller hands it finished records and it writes them atomically.
+//! The store knows no journey semantics: it never composes an event, a report delta or a
+//! counter name; the caller hands it finished records (and report deltas, which it adds to the
+//! cells they name) and it writes them atomically.
 //!
 //! Every state change of one trigger commits in one transaction with the removal of the trigger
 //! from the queue ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
@@ -49,6 +51,7 @@ pub mod journeys;
 pub mod keys;
 pub mod outbox;
 pub mod queue;
+pub mod reports;
 pub mod tasks;
 pub mod tenants;
 pub mod timers;
@@ -165,6 +168,8 @@ pub struct Store {
     outbox_due: sled::Tree,
     tasks: sled::Tree,
     counters: sled::Tree,
+    /// Report aggregates: cells and their milestones' times ([`reports`]).
+    report_cells: sled::Tree,
     /// `tenant␟message id` → outbox key, for every dead letter.
     dead_letters: sled::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
@@ -255,7 +260,7 @@ impl Store {
             .open()?;
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
-        Ok(Store {
+        let store = Store {
             meta: t("meta")?,
             tenants: t("tenants")?,
             api_keys: t("api_keys")?,
@@ -274,12 +279,15 @@ impl Store {
             outbox_due: t("outbox_due")?,
             tasks: t("tasks")?,
             counters: t("counters")?,
+            report_cells: t("report_cells")?,
             dead_letters: t("dead_letters")?,
             held: t("held")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
-        })
+        };
+        store.ensure_report_aggregates()?;
+        Ok(store)
     }
 
     /// How many shards the trigger queue is split into.
@@ -335,7 +343,7 @@ mod tests {
     use super::*;
 
     /// Opens `dir` again once the previous handle's flusher thread has let go of it.
-    fn reopen(dir: &Path) -> Store {
+    pub(super) fn reopen(dir: &Path) -> Store {
         for _ in 0..100 {
             if let Ok(store) = Store::open(dir, 2, 8 << 20) {
                 return store;

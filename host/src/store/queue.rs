@@ -63,6 +63,14 @@ impl QueueEntry {
     }
 }
 
+/// The shard a queue key belongs to (its first two bytes).
+pub(super) fn shard_of_key(queue_key: &[u8]) -> u16 {
+    queue_key
+        .get(..2)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u16::from_be_bytes)
+}
+
 impl Store {
     /// Stages `trigger` for the queue of its customer's shard.
     pub(super) fn queue_entry(&self, trigger: &QueuedTrigger) -> Result<QueueEntry, StoreError> {

@@ -1,7 +1,8 @@
-//! [`Store::commit_trigger`]: everything one processed trigger changes, in one transaction with
-//! the trigger's removal from the queue. It is the one write that spans record kinds (customer,
-//! enrollments, timers, messages, tasks, counters), so a crash either applied a trigger wholly
-//! or not at all, and an unprocessed trigger is simply processed again after restart.
+//! [`Store::commit_triggers`]: everything a batch of processed triggers changes, in one
+//! transaction with the triggers' removal from the queue. It is the one write that spans record
+//! kinds (customer, enrollments, timers, messages, tasks, counters, report cells), so a crash
+//! either applied a batch wholly or not at all, and an unprocessed trigger is simply processed
+//! again after restart.
 
 use super::counters::{add, counter_key};
 use super::customers::customer_key;
@@ -11,6 +12,7 @@ use super::tasks::{task_key, Task};
 use super::timers::{timer_key, TimerRecord};
 use super::{enc, Store, StoreError};
 use crate::model::{Counter, Customer, Enrollment};
+use crate::report::cells::CellDelta;
 use sled::Transactional;
 use std::collections::BTreeMap;
 
@@ -29,6 +31,9 @@ pub struct TriggerCommit {
     pub tasks: Vec<Task>,
     /// (journey, channel, counter) increments for the `stats` import.
     pub counters: Vec<(String, String, Counter)>,
+    /// What writing `enrollments` does to the report's cells (each write's new tally minus the
+    /// one it replaces); added up per cell, under the committing shard.
+    pub report_deltas: Vec<CellDelta>,
 }
 
 impl Store {
@@ -52,7 +57,14 @@ impl Store {
         let mut messages = Vec::new();
         let mut tasks = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        // Report deltas by tenant, added up per cell below: each cell a batch touches is
+        // written once, under the shard that commits it.
+        let mut deltas: BTreeMap<&str, Vec<&CellDelta>> = BTreeMap::new();
+        let shard = batch
+            .first()
+            .map_or(0, |c| super::queue::shard_of_key(&c.queue_key));
         for c in batch {
+            debug_assert_eq!(super::queue::shard_of_key(&c.queue_key), shard);
             queue_keys.push(c.queue_key.as_slice());
             if let Some(cu) = &c.customer {
                 customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
@@ -71,12 +83,20 @@ impl Store {
             timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
             messages.extend(c.outbox.iter().map(NewMessage::new));
             tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
+            deltas
+                .entry(c.tenant.as_str())
+                .or_default()
+                .extend(&c.report_deltas);
             for (journey, channel, counter) in &c.counters {
                 *counters
                     .entry(counter_key(&c.tenant, journey, channel, *counter))
                     .or_default() += 1;
             }
         }
+        let deltas: Vec<(&str, _)> = deltas
+            .into_iter()
+            .map(|(tenant, d)| (tenant, crate::report::cells::merge(d)))
+            .collect();
         (
             &self.queue,
             &self.customers,
@@ -87,6 +107,7 @@ impl Store {
             &self.tasks,
             &self.counters,
             &self.held,
+            &self.report_cells,
         )
             .transaction(
                 |(
@@ -99,6 +120,7 @@ impl Store {
                     tasks_t,
                     counters_t,
                     held,
+                    report_t,
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
@@ -129,6 +151,9 @@ impl Store {
                     }
                     for (k, by) in &counters {
                         add(counters_t, k, *by)?;
+                    }
+                    for (tenant, d) in &deltas {
+                        super::reports::apply(report_t, tenant, shard, d)?;
                     }
                     Ok(())
                 },

@@ -4,6 +4,7 @@
 mod apply;
 mod ids;
 mod profile;
+mod report;
 mod routing;
 mod stalls;
 
