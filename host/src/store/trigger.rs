@@ -57,14 +57,10 @@ impl Store {
         let mut messages = Vec::new();
         let mut tasks = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        // Report deltas by tenant, added up per cell below: each cell a batch touches is
-        // written once, under the shard that commits it.
-        let mut deltas: BTreeMap<&str, Vec<&CellDelta>> = BTreeMap::new();
-        let shard = batch
-            .first()
-            .map_or(0, |c| super::queue::shard_of_key(&c.queue_key));
+        // Report deltas by tenant and committing shard (a worker's batch is all one shard),
+        // added up per cell below: each cell a batch touches is written once.
+        let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
         for c in batch {
-            debug_assert_eq!(super::queue::shard_of_key(&c.queue_key), shard);
             queue_keys.push(c.queue_key.as_slice());
             if let Some(cu) = &c.customer {
                 customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
@@ -83,8 +79,9 @@ impl Store {
             timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
             messages.extend(c.outbox.iter().map(NewMessage::new));
             tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
+            let shard = super::queue::shard_of_key(&c.queue_key);
             deltas
-                .entry(c.tenant.as_str())
+                .entry((c.tenant.as_str(), shard))
                 .or_default()
                 .extend(&c.report_deltas);
             for (journey, channel, counter) in &c.counters {
@@ -93,9 +90,9 @@ impl Store {
                     .or_default() += 1;
             }
         }
-        let deltas: Vec<(&str, _)> = deltas
+        let deltas: Vec<((&str, u16), _)> = deltas
             .into_iter()
-            .map(|(tenant, d)| (tenant, crate::report::cells::merge(d)))
+            .map(|(at, d)| (at, crate::report::cells::merge(d)))
             .collect();
         (
             &self.queue,
@@ -152,8 +149,8 @@ impl Store {
                     for (k, by) in &counters {
                         add(counters_t, k, *by)?;
                     }
-                    for (tenant, d) in &deltas {
-                        super::reports::apply(report_t, tenant, shard, d)?;
+                    for ((tenant, shard), d) in &deltas {
+                        super::reports::apply(report_t, tenant, *shard, d)?;
                     }
                     Ok(())
                 },
