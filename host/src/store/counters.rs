@@ -1,9 +1,12 @@
 //! Per journey and channel delivery counters, offered to `decide` through the `stats` import:
-//! `counters`: `tenant␟journey␟channel␟counter name` → count (u64 BE). The names are
-//! [`Counter::as_str`]; they are part of the key, so they never change.
+//! `counters`: `tenant␟journey␟channel␟counter name␟writer (u16 BE)` → count (u64 BE). The
+//! names are [`Counter::as_str`]; they are part of the key, so they never change.
 //!
-//! Counters are bumped by [`commit_trigger`](super::Store::commit_trigger) (sends decided) and
-//! [`record_attempt`](super::Store::record_attempt) (final outcomes), inside their transactions.
+//! Each writer keeps its own part of a counter, and a read adds the parts up: the shard workers
+//! (writer = shard, sends decided, in [`commit_triggers`](super::Store::commit_triggers)) and
+//! the delivery loop (writer [`DELIVERY`], final outcomes) run their transactions
+//! concurrently, and one shared key per counter would make them conflict and retry whole
+//! batches. Keys written before parts existed (no writer suffix) are read as one more part.
 
 use super::keys::{key, prefix, u64_value};
 use super::{Store, StoreError, TxResult};
@@ -11,14 +14,32 @@ use crate::hash::SEP;
 use crate::model::{ChannelStats, Counter};
 use sled::transaction::TransactionalTree;
 
-/// A counter's key.
-pub(super) fn counter_key(tenant: &str, journey: &str, channel: &str, counter: Counter) -> Vec<u8> {
+/// The writer part of the delivery loop's counters (shard workers write under their shard).
+pub(super) const DELIVERY: u16 = u16::MAX;
+
+/// The key of one writer's part of a counter.
+pub(super) fn counter_key(
+    tenant: &str,
+    journey: &str,
+    channel: &str,
+    counter: Counter,
+    writer: u16,
+) -> Vec<u8> {
     key(&[
         tenant.as_bytes(),
         journey.as_bytes(),
         channel.as_bytes(),
         counter.as_str().as_bytes(),
+        &writer.to_be_bytes(),
     ])
+}
+
+/// The counter name in what follows the channel in a key: `name` or `name␟writer`.
+fn counter_name(tail: &[u8]) -> &[u8] {
+    match tail.len().checked_sub(3) {
+        Some(at) if tail[at] == SEP => &tail[..at],
+        _ => tail,
+    }
 }
 
 /// Adds one to the counter at `k`, inside a transaction.
@@ -45,9 +66,12 @@ impl Store {
         for kv in self.counters.scan_prefix(&journey_prefix) {
             let (k, v) = kv?;
             let rest = &k[journey_prefix.len()..];
-            let mut parts = rest.split(|b| *b == SEP);
-            let channel = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-            let counter = std::str::from_utf8(parts.next().unwrap_or_default())
+            let (channel, tail) = match rest.iter().position(|b| *b == SEP) {
+                Some(at) => (&rest[..at], &rest[at + 1..]),
+                None => (rest, &[][..]),
+            };
+            let channel = String::from_utf8_lossy(channel).into_owned();
+            let counter = std::str::from_utf8(counter_name(tail))
                 .ok()
                 .and_then(|name| name.parse::<Counter>().ok());
             let n = u64_value(&v);
@@ -61,9 +85,9 @@ impl Store {
             }
             if let Some(s) = stats.last_mut() {
                 match counter {
-                    Some(Counter::Sent) => s.sent = n,
-                    Some(Counter::Delivered) => s.delivered = n,
-                    Some(Counter::Failed) => s.failed = n,
+                    Some(Counter::Sent) => s.sent += n,
+                    Some(Counter::Delivered) => s.delivered += n,
+                    Some(Counter::Failed) => s.failed += n,
                     // Not offered through the `stats` import (yet).
                     Some(Counter::Suppressed) | None => {}
                 }
@@ -112,10 +136,46 @@ mod tests {
     }
 
     #[test]
-    fn counter_keys_name_the_counter_as_stored() {
+    fn counter_keys_name_the_counter_and_the_writer_as_stored() {
         assert_eq!(
-            counter_key("t", "j", "email", Counter::Delivered),
-            b"t\x1fj\x1femail\x1fdelivered"
+            counter_key("t", "j", "email", Counter::Delivered, 0x1f01),
+            b"t\x1fj\x1femail\x1fdelivered\x1f\x1f\x01"
+        );
+    }
+
+    #[test]
+    fn the_parts_of_a_counter_add_up_with_a_key_from_before_parts() {
+        let (_dir, store) = temp_store();
+        let before_parts = key(&[b"t", b"j", b"email", b"sent"]);
+        store
+            .counters
+            .insert(before_parts, &5u64.to_be_bytes())
+            .unwrap();
+        for (writer, n) in [(0u16, 2u64), (0x1f1f, 3), (DELIVERY, 1)] {
+            store
+                .counters
+                .insert(
+                    counter_key("t", "j", "email", Counter::Sent, writer),
+                    &n.to_be_bytes(),
+                )
+                .unwrap();
+        }
+        store
+            .counters
+            .insert(
+                counter_key("t", "j", "email", Counter::Delivered, DELIVERY),
+                &4u64.to_be_bytes(),
+            )
+            .unwrap();
+        let stats = store.channel_stats("t", "j").unwrap();
+        assert_eq!(
+            stats,
+            [ChannelStats {
+                channel: "email".into(),
+                sent: 11,
+                delivered: 4,
+                failed: 0
+            }]
         );
     }
 }

@@ -11,7 +11,7 @@
 //! Messages are created by [`commit_trigger`](super::Store::commit_trigger) (never twice:
 //! `insert_new`); each delivery attempt is recorded by [`Store::record_attempt`].
 
-use super::counters::{bump, counter_key};
+use super::counters::{bump, counter_key, DELIVERY};
 use super::keys::{key, prefix, time_from_key, time_key};
 use super::queue::QueuedTrigger;
 use super::{abort, dec, enc, Store, StoreError, TxResult};
@@ -239,7 +239,7 @@ impl Store {
         let dead =
             (after.status == MessageStatus::Dead).then(|| dead_key(&after.tenant, &after.id));
         let report = report.map(|r| self.queue_entry(r)).transpose()?;
-        let counter = counter.map(|(j, ch, c)| counter_key(&after.tenant, j, ch, c));
+        let counter = counter.map(|(j, ch, c)| counter_key(&after.tenant, j, ch, c, DELIVERY));
         let value = enc(after);
         (
             &self.outbox,

@@ -86,7 +86,13 @@ impl Store {
                 .extend(&c.report_deltas);
             for (journey, channel, counter) in &c.counters {
                 *counters
-                    .entry(counter_key(&c.tenant, journey, channel, *counter))
+                    .entry(counter_key(
+                        &c.tenant,
+                        journey,
+                        channel,
+                        *counter,
+                        super::queue::shard_of_key(&c.queue_key),
+                    ))
                     .or_default() += 1;
             }
         }
@@ -243,6 +249,7 @@ mod tests {
     fn records_keep_their_on_disk_keys() {
         let (_dir, store) = temp_store();
         let mut commit = fixtures::commit(&store, "t", "alice");
+        let commit_key = commit.queue_key.clone();
         commit.customer = Some(fixtures::customer("alice"));
         commit
             .enrollments
@@ -281,7 +288,11 @@ mod tests {
             [&time_one[..], &b"t\x1falice\x1fm1"[..]].concat()
         );
         assert_eq!(only_key(&store.tasks), b"t\x1fk1");
-        assert_eq!(only_key(&store.counters), b"t\x1fwelcome\x1femail\x1fsent");
+        let shard = super::super::queue::shard_of_key(&commit_key).to_be_bytes();
+        assert_eq!(
+            only_key(&store.counters),
+            [&b"t\x1fwelcome\x1femail\x1fsent\x1f"[..], &shard[..]].concat()
+        );
         // Values are the records with named fields: a task's status is its word.
         let task = store.tasks.first().unwrap().unwrap().1;
         let task: serde_json::Value = super::super::dec(&task).unwrap();
