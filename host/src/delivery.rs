@@ -3,54 +3,157 @@
 //! a delivery — with the final outcome reported back to the journey as a `delivery` trigger in
 //! the same transaction.
 //!
-//! Delivery is at least once: a crash between `deliver` and recording its outcome repeats the
-//! call with the same message id, which adapters pass on as the idempotency key.
+//! Three parts:
+//!
+//! - The **feeder** ([`run`]) keeps [`CONCURRENCY`] deliveries in flight at all times: it reads
+//!   due messages in batches into a buffer and starts the next one as soon as any delivery ends,
+//!   rather than waiting for a whole batch. Every message it reads is *taken* until its attempt
+//!   is recorded, and reading the due index again skips taken messages
+//!   ([`Store::due_messages_except`](crate::store::Store::due_messages_except)), so no message
+//!   is ever in flight twice. It wakes when a message enters the outbox, when attempts are
+//!   recorded (retries move in the due index), and when the next retry falls due.
+//! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
+//!   the runtime's workers) and hands its attempt to the committer.
+//! - The **committer** ([`commit_attempts`]) gathers finished attempts for up to
+//!   [`COMMIT_WINDOW`] (or [`COMMIT_BATCH`] of them) and records them in one transaction
+//!   ([`Store::record_attempts`](crate::store::Store::record_attempts)), then releases them and
+//!   wakes the shards of customers whose final outcome it queued.
+//!
+//! Delivery is at least once. Attempts are **not flushed** by the delivery loop: the next flush
+//! of a shard batch or of an ingest covers them (sled's log is one sequence, and it recovers a
+//! prefix of it, each transaction whole). An attempt lost in a crash (or a commit that failed)
+//! leaves its message pending as it was, so it is attempted again with the same message id,
+//! which adapters pass on as the idempotency key; its report and counter were in the same
+//! transaction, so they are lost with it and never counted twice. A report is processed by its
+//! shard worker only after the commit that queued it, and that worker's flush makes both
+//! durable.
 
 use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::Host;
 use crate::model::{Customer, DeliveryRequest};
-use crate::store::Message;
-use futures::StreamExt;
-use std::sync::Arc;
+use crate::store::outbox::{AttemptRecord, MessageKey};
+use crate::store::{Message, MessageStatus};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tracing::{info, info_span, warn, Instrument};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tracing::{debug, info_span, warn, Instrument};
 
-/// Messages delivered concurrently; each waits mostly on the provider's network.
-const CONCURRENCY: usize = 16;
+/// Deliveries in flight at once; each waits mostly on the provider's network.
+const CONCURRENCY: usize = 32;
+/// Due messages read from the outbox at once, into the feeder's buffer.
+const READ_BATCH: usize = 256;
+/// Most attempts recorded in one transaction.
+const COMMIT_BATCH: usize = 256;
+/// How long the committer gathers attempts after the first before recording them: long enough
+/// for a busy loop's attempts to share a transaction, short next to a delivery.
+const COMMIT_WINDOW: Duration = Duration::from_millis(2);
+/// How long the feeder sleeps without news; a safety net, every change wakes it.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Delivers due messages until shutdown.
+/// Messages the loop has read and not yet recorded an attempt for: buffered, in flight, or
+/// waiting for the committer.
+type Taken = Arc<Mutex<HashSet<MessageKey>>>;
+
+/// Delivers due messages until shutdown; then finishes the deliveries in flight and records
+/// them.
 pub async fn run(host: Arc<Host>) {
+    let taken: Taken = Arc::default();
+    let recorded = Arc::new(Notify::new());
+    let (finished, attempts) = mpsc::channel(COMMIT_BATCH * 2);
+    let committer = tokio::spawn(commit_attempts(
+        host.clone(),
+        attempts,
+        taken.clone(),
+        recorded.clone(),
+    ));
+    feed(&host, &taken, &recorded, finished).await;
+    // Every sender is gone now: the committer records what is left, then ends.
+    if let Err(error) = committer.await {
+        warn!(%error, "the delivery committer failed");
+    }
+}
+
+/// The feeder: keeps [`CONCURRENCY`] deliveries running while messages are due.
+async fn feed(
+    host: &Arc<Host>,
+    taken: &Taken,
+    recorded: &Notify,
+    finished: mpsc::Sender<AttemptRecord>,
+) {
+    let mut running = JoinSet::new();
+    let mut buffer: VecDeque<Message> = VecDeque::new();
+    // Whether the outbox may hold due messages the feeder has not read.
+    let mut look = true;
     loop {
-        let ready = host.message_ready();
-        let now = system_now();
-        match host.store.due_messages(now, 256) {
-            Ok(due) if !due.is_empty() => {
-                futures::stream::iter(due)
-                    .for_each_concurrent(CONCURRENCY, |message| deliver(&host, message))
-                    .await;
-                continue;
+        while running.len() < CONCURRENCY {
+            if buffer.is_empty() && look {
+                look = read_due(host, taken, &mut buffer);
             }
-            Ok(_) => {}
-            Err(error) => warn!(%error, "reading the outbox failed"),
+            let Some(message) = buffer.pop_front() else {
+                break;
+            };
+            running.spawn(deliver(host.clone(), message, finished.clone()));
         }
-        let wait = match host.store.next_message_due() {
-            Ok(Some(at)) => {
-                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK)
+        // With room to spare and nothing buffered, sleep until the next message not taken is
+        // due; otherwise a delivery ending is the news to wait for.
+        let wait = if buffer.is_empty() && running.len() < CONCURRENCY {
+            let next = host.store.next_message_due_except(&lock(taken));
+            match next {
+                Ok(Some(at)) => {
+                    Duration::from_millis(at.saturating_sub(system_now()).max(0) as u64)
+                        .min(IDLE_RECHECK)
+                }
+                _ => IDLE_RECHECK,
             }
-            _ => IDLE_RECHECK,
+        } else {
+            IDLE_RECHECK
         };
         tokio::select! {
-            _ = ready => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = host.shutdown.cancelled() => return,
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                if let Err(error) = ended {
+                    warn!(%error, "a delivery task failed");
+                }
+            }
+            _ = host.message_ready() => look = true,
+            _ = recorded.notified() => look = true,
+            _ = tokio::time::sleep(wait) => look = true,
+            _ = host.shutdown.cancelled() => break,
+        }
+    }
+    // Interrupting a delivery would only send it again after the restart: let them finish.
+    while let Some(ended) = running.join_next().await {
+        if let Err(error) = ended {
+            warn!(%error, "a delivery task failed");
         }
     }
 }
 
-/// One attempt at one message, recorded.
-async fn deliver(host: &Host, message: Message) {
+/// Reads due messages that are not taken into `buffer`, taking them. Returns whether there may
+/// be more than it read.
+fn read_due(host: &Host, taken: &Taken, buffer: &mut VecDeque<Message>) -> bool {
+    let mut taken = lock(taken);
+    match host
+        .store
+        .due_messages_except(system_now(), READ_BATCH, &taken)
+    {
+        Ok(due) => {
+            let full = due.len() == READ_BATCH;
+            taken.extend(due.iter().map(Message::key));
+            buffer.extend(due);
+            full
+        }
+        Err(error) => {
+            warn!(%error, "reading the outbox failed");
+            false
+        }
+    }
+}
+
+/// One attempt at one message, handed to the committer.
+async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<AttemptRecord>) {
     let span = info_span!(
         "delivery",
         tenant = %message.tenant,
@@ -59,10 +162,10 @@ async fn deliver(host: &Host, message: Message) {
         message = %message.id,
         attempt = message.attempts + 1,
     );
-    async {
-        let result = call_adapter(host, &message).await;
+    let record = async {
+        let result = call_adapter(&host, &message).await;
         match &result {
-            AttemptResult::Delivered { .. } => info!("delivered"),
+            AttemptResult::Delivered { .. } => debug!("delivered"),
             AttemptResult::Failed { retryable, error } => {
                 warn!(%error, retryable, "delivery failed")
             }
@@ -74,31 +177,71 @@ async fn deliver(host: &Host, message: Message) {
             host.clock.now(),
             system_now(),
         );
-        host.metrics
-            .delivery(match (&records.report, records.after.status) {
-                (None, _) => "retry",
-                (Some(_), crate::store::MessageStatus::Delivered) => "delivered",
-                (Some(_), _) => "dead",
-            });
-        let counter = records
-            .counter
-            .map(|c| (message.journey.as_str(), message.channel.as_str(), c));
-        if let Err(error) =
-            host.store
-                .record_attempt(&message, &records.after, records.report.as_ref(), counter)
-        {
-            warn!(%error, "recording the delivery attempt failed");
-            return;
-        }
-        if let Err(error) = host.store.flush().await {
-            warn!(%error, "flushing the delivery attempt failed");
-        }
-        if records.is_final() {
-            host.wake_customer(&message.tenant, &message.customer);
+        AttemptRecord {
+            before: message,
+            after: records.after,
+            report: records.report,
+            counter: records.counter,
         }
     }
     .instrument(span)
-    .await
+    .await;
+    // The committer outlives every delivery (it ends when the last sender is dropped).
+    let _ = finished.send(record).await;
+}
+
+/// The committer: records finished attempts in batches until every delivery has ended.
+async fn commit_attempts(
+    host: Arc<Host>,
+    mut attempts: mpsc::Receiver<AttemptRecord>,
+    taken: Taken,
+    recorded: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    while let Some(first) = attempts.recv().await {
+        batch.push(first);
+        let until = tokio::time::Instant::now() + COMMIT_WINDOW;
+        while batch.len() < COMMIT_BATCH {
+            match tokio::time::timeout_at(until, attempts.recv()).await {
+                Ok(Some(record)) => batch.push(record),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        record(&host, &batch);
+        {
+            let mut taken = lock(&taken);
+            for attempt in &batch {
+                taken.remove(&attempt.before.key());
+            }
+        }
+        recorded.notify_one();
+        batch.clear();
+    }
+}
+
+/// Records one batch of attempts and wakes the shards that have a delivery report to process.
+/// If recording fails, the messages stay pending as they were and are attempted again.
+fn record(host: &Host, batch: &[AttemptRecord]) {
+    if let Err(error) = host.store.record_attempts(batch) {
+        warn!(%error, attempts = batch.len(), "recording delivery attempts failed");
+        return;
+    }
+    for attempt in batch {
+        host.metrics
+            .delivery(match (&attempt.report, attempt.after.status) {
+                (None, _) => "retry",
+                (Some(_), MessageStatus::Delivered) => "delivered",
+                (Some(_), _) => "dead",
+            });
+        if attempt.report.is_some() {
+            host.wake_customer(&attempt.after.tenant, &attempt.after.customer);
+        }
+    }
+}
+
+/// A poisoned set of taken messages is still the set: recover it.
+fn lock(taken: &Taken) -> MutexGuard<'_, HashSet<MessageKey>> {
+    taken.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Calls the channel's adapter for `message`. Anything the host itself could not do (read the
@@ -117,7 +260,11 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(None) => return permanent(format!("channel {:?} is not registered", message.channel)),
         Err(e) => return retryable(e.to_string()),
     };
-    let component = match host.registry.channel(&record.digest).await {
+    let component = match host
+        .registry
+        .channel(&message.tenant, &message.channel, &record.digest)
+        .await
+    {
         Ok(component) => component,
         Err(e) => return retryable(e.to_string()),
     };

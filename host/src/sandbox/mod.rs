@@ -198,7 +198,7 @@ mod tests {
     /// A guest built for wasm32-wasip2, from `CARGO_TARGET_DIR` (as the end-to-end harness
     /// finds it) or the workspace's `target/`. A missing guest fails the test, saying how to
     /// build it: a test that passes without running would only hide a WIT drift.
-    fn built_guest(name: &str) -> Vec<u8> {
+    pub(super) fn built_guest(name: &str) -> Vec<u8> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),
