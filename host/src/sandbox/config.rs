@@ -24,7 +24,7 @@ pub struct SandboxConfig {
     pub allow_private_network: bool,
     /// Most instances alive at once across all tenants: sizes the pooling allocator.
     pub max_concurrent_instances: u32,
-    /// Idle journey instances kept across all journeys and tenants: they hold slots of the
+    /// Idle instances kept across all journeys, channels and tenants: they hold slots of the
     /// instance pool, so this stays well below `max_concurrent_instances`.
     pub max_idle_instances: usize,
     /// Idle instances kept per compiled journey for reuse (0: every call instantiates afresh).

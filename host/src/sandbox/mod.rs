@@ -2,11 +2,14 @@
 //!
 //! A [`Sandbox`] owns one wasmtime engine (pooling allocator, epoch interruption), one linker
 //! per world, and a thread that ticks the engine's epoch. Uploads are validated and compiled
-//! into a [`JourneyComponent`] or a [`ChannelComponent`]. A channel's every `deliver` runs in a
-//! fresh instance; a journey's calls reuse a warm instance when one is idle (each journey, per
-//! tenant, has its own small pool, see [`SandboxConfig::warm_instances`]). Every call, fresh or
-//! warm, gets fresh clocks, randomness, memory cap, deadline and hostcall fuel; the context
-//! carries all of a customer's state, and an instance that failed is dropped, never reused.
+//! into a [`JourneyComponent`] or a [`ChannelComponent`]. Calls reuse a warm instance when one
+//! is idle: each journey, per tenant, has its own small pool ([`SandboxConfig::warm_instances`]),
+//! and each channel registration (tenant and channel) its own
+//! ([`SandboxConfig::warm_channel_instances`]). Every call, fresh or warm, gets fresh clocks
+//! (journeys), randomness (journeys), memory cap, deadline and hostcall fuel, and a channel call
+//! its registration's outbound policy; the context (or the message, with its configuration)
+//! carries all a call needs, and an instance that failed is dropped, never reused. Channels'
+//! outbound HTTP goes over one host-wide pool of kept-alive connections, per destination.
 //! Nothing outside this module sees a wasmtime or WIT type.
 //!
 //! | module | what it is for |
