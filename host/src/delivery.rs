@@ -10,8 +10,8 @@
 //!   rather than waiting for a whole batch. Every message it reads is *taken* until its attempt
 //!   is recorded, and reading the due index again skips taken messages
 //!   ([`Store::due_messages_except`](crate::store::Store::due_messages_except)), so no message
-//!   is ever in flight twice. It wakes when a message enters the outbox, when attempts are
-//!   recorded (retries move in the due index), and when the next retry falls due.
+//!   is ever in flight twice. It wakes when a message enters the outbox, when the earliest
+//!   message it knows of falls due, and when a recorded retry is due earlier than that.
 //! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
 //!   the runtime's workers) and hands its attempt to the committer.
 //! - The **committer** ([`commit_attempts`]) gathers finished attempts for up to
@@ -31,10 +31,12 @@
 use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::Host;
-use crate::model::{Customer, DeliveryRequest};
+use crate::model::{Customer, DeliveryRequest, Millis};
 use crate::store::outbox::{AttemptRecord, MessageKey};
 use crate::store::{Message, MessageStatus};
+use futures::FutureExt;
 use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -53,23 +55,38 @@ const COMMIT_WINDOW: Duration = Duration::from_millis(2);
 /// How long the feeder sleeps without news; a safety net, every change wakes it.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Messages the loop has read and not yet recorded an attempt for: buffered, in flight, or
-/// waiting for the committer.
-type Taken = Arc<Mutex<HashSet<MessageKey>>>;
+/// What the feeder and the committer share.
+#[derive(Default)]
+struct Loop {
+    /// Messages the feeder has read and whose attempt is not recorded yet: buffered, in
+    /// flight, or waiting for the committer.
+    taken: Mutex<HashSet<MessageKey>>,
+    /// The earliest next attempt (wall clock) of the retries recorded since the feeder last
+    /// looked: the one change to the due index that the feeder cannot see coming otherwise.
+    retry_due: Mutex<Option<Millis>>,
+    retried: Notify,
+}
+
+impl Loop {
+    fn taken(&self) -> MutexGuard<'_, HashSet<MessageKey>> {
+        lock(&self.taken)
+    }
+
+    /// Notes that a message is due again at `at` and wakes the feeder.
+    fn due_again(&self, at: Millis) {
+        let mut due = lock(&self.retry_due);
+        *due = Some(due.map_or(at, |d| d.min(at)));
+        self.retried.notify_one();
+    }
+}
 
 /// Delivers due messages until shutdown; then finishes the deliveries in flight and records
 /// them.
 pub async fn run(host: Arc<Host>) {
-    let taken: Taken = Arc::default();
-    let recorded = Arc::new(Notify::new());
+    let shared = Arc::new(Loop::default());
     let (finished, attempts) = mpsc::channel(COMMIT_BATCH * 2);
-    let committer = tokio::spawn(commit_attempts(
-        host.clone(),
-        attempts,
-        taken.clone(),
-        recorded.clone(),
-    ));
-    feed(&host, &taken, &recorded, finished).await;
+    let committer = tokio::spawn(commit_attempts(host.clone(), attempts, shared.clone()));
+    feed(&host, &shared, finished).await;
     // Every sender is gone now: the committer records what is left, then ends.
     if let Err(error) = committer.await {
         warn!(%error, "the delivery committer failed");
@@ -77,40 +94,36 @@ pub async fn run(host: Arc<Host>) {
 }
 
 /// The feeder: keeps [`CONCURRENCY`] deliveries running while messages are due.
-async fn feed(
-    host: &Arc<Host>,
-    taken: &Taken,
-    recorded: &Notify,
-    finished: mpsc::Sender<AttemptRecord>,
-) {
+async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRecord>) {
     let mut running = JoinSet::new();
     let mut buffer: VecDeque<Message> = VecDeque::new();
     // Whether the outbox may hold due messages the feeder has not read.
     let mut look = true;
+    // When the earliest message not taken falls due, as of the last read that found no more.
+    let mut next_due: Option<Millis> = None;
     loop {
         while running.len() < CONCURRENCY {
             if buffer.is_empty() && look {
-                look = read_due(host, taken, &mut buffer);
+                look = read_due(host, shared, &mut buffer);
+                if !look {
+                    next_due = host
+                        .store
+                        .next_message_due_except(&shared.taken())
+                        .unwrap_or_else(|error| {
+                            warn!(%error, "reading the outbox failed");
+                            None
+                        });
+                }
             }
             let Some(message) = buffer.pop_front() else {
                 break;
             };
             running.spawn(deliver(host.clone(), message, finished.clone()));
         }
-        // With room to spare and nothing buffered, sleep until the next message not taken is
-        // due; otherwise a delivery ending is the news to wait for.
-        let wait = if buffer.is_empty() && running.len() < CONCURRENCY {
-            let next = host.store.next_message_due_except(&lock(taken));
-            match next {
-                Ok(Some(at)) => {
-                    Duration::from_millis(at.saturating_sub(system_now()).max(0) as u64)
-                        .min(IDLE_RECHECK)
-                }
-                _ => IDLE_RECHECK,
-            }
-        } else {
-            IDLE_RECHECK
-        };
+        let wait = next_due.map_or(IDLE_RECHECK, |at| {
+            let ms = at.saturating_sub(system_now()).max(0) as u64;
+            Duration::from_millis(ms).min(IDLE_RECHECK)
+        });
         tokio::select! {
             Some(ended) = running.join_next(), if !running.is_empty() => {
                 if let Err(error) = ended {
@@ -118,8 +131,15 @@ async fn feed(
                 }
             }
             _ = host.message_ready() => look = true,
-            _ = recorded.notified() => look = true,
-            _ = tokio::time::sleep(wait) => look = true,
+            _ = shared.retried.notified() => {
+                if let Some(at) = lock(&shared.retry_due).take() {
+                    next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                look = true;
+                next_due = None;
+            }
             _ = host.shutdown.cancelled() => break,
         }
     }
@@ -133,8 +153,8 @@ async fn feed(
 
 /// Reads due messages that are not taken into `buffer`, taking them. Returns whether there may
 /// be more than it read.
-fn read_due(host: &Host, taken: &Taken, buffer: &mut VecDeque<Message>) -> bool {
-    let mut taken = lock(taken);
+fn read_due(host: &Host, shared: &Loop, buffer: &mut VecDeque<Message>) -> bool {
+    let mut taken = shared.taken();
     match host
         .store
         .due_messages_except(system_now(), READ_BATCH, &taken)
@@ -163,7 +183,15 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
         attempt = message.attempts + 1,
     );
     let record = async {
-        let result = call_adapter(&host, &message).await;
+        // A panic here is a bug of the host's; it fails this attempt (to be retried), rather
+        // than leaving the message taken and never attempted again.
+        let result = AssertUnwindSafe(call_adapter(&host, &message))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| AttemptResult::Failed {
+                retryable: true,
+                error: "the host failed while delivering".into(),
+            });
         match &result {
             AttemptResult::Delivered { .. } => debug!("delivered"),
             AttemptResult::Failed { retryable, error } => {
@@ -194,8 +222,7 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
 async fn commit_attempts(
     host: Arc<Host>,
     mut attempts: mpsc::Receiver<AttemptRecord>,
-    taken: Taken,
-    recorded: Arc<Notify>,
+    shared: Arc<Loop>,
 ) {
     let mut batch = Vec::with_capacity(COMMIT_BATCH);
     while let Some(first) = attempts.recv().await {
@@ -207,25 +234,30 @@ async fn commit_attempts(
                 Ok(None) | Err(_) => break,
             }
         }
-        record(&host, &batch);
+        let due_again = record(&host, &batch);
         {
-            let mut taken = lock(&taken);
+            let mut taken = shared.taken();
             for attempt in &batch {
                 taken.remove(&attempt.before.key());
             }
         }
-        recorded.notify_one();
+        if let Some(at) = due_again {
+            shared.due_again(at);
+        }
         batch.clear();
     }
 }
 
 /// Records one batch of attempts and wakes the shards that have a delivery report to process.
-/// If recording fails, the messages stay pending as they were and are attempted again.
-fn record(host: &Host, batch: &[AttemptRecord]) {
+/// Returns when the earliest of the batch's messages is due again, if any is: a retry's next
+/// attempt, or at once if recording failed (the messages then stay pending as they were and
+/// are attempted again).
+fn record(host: &Host, batch: &[AttemptRecord]) -> Option<Millis> {
     if let Err(error) = host.store.record_attempts(batch) {
         warn!(%error, attempts = batch.len(), "recording delivery attempts failed");
-        return;
+        return Some(system_now());
     }
+    let mut due_again: Option<Millis> = None;
     for attempt in batch {
         host.metrics
             .delivery(match (&attempt.report, attempt.after.status) {
@@ -235,13 +267,17 @@ fn record(host: &Host, batch: &[AttemptRecord]) {
             });
         if attempt.report.is_some() {
             host.wake_customer(&attempt.after.tenant, &attempt.after.customer);
+        } else if attempt.after.status == MessageStatus::Pending {
+            let at = attempt.after.next_attempt_at;
+            due_again = Some(due_again.map_or(at, |d| d.min(at)));
         }
     }
+    due_again
 }
 
-/// A poisoned set of taken messages is still the set: recover it.
-fn lock(taken: &Taken) -> MutexGuard<'_, HashSet<MessageKey>> {
-    taken.lock().unwrap_or_else(|p| p.into_inner())
+/// A poisoned lock still guards valid data: recover it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Calls the channel's adapter for `message`. Anything the host itself could not do (read the
