@@ -3,54 +3,177 @@
 //! a delivery — with the final outcome reported back to the journey as a `delivery` trigger in
 //! the same transaction.
 //!
-//! Delivery is at least once: a crash between `deliver` and recording its outcome repeats the
-//! call with the same message id, which adapters pass on as the idempotency key.
+//! Three parts:
+//!
+//! - The **feeder** ([`run`]) keeps [`CONCURRENCY`] deliveries in flight at all times: it reads
+//!   due messages in batches into a buffer and starts the next one as soon as any delivery ends,
+//!   rather than waiting for a whole batch. Every message it reads is *taken* until its attempt
+//!   is recorded, and reading the due index again skips taken messages
+//!   ([`Store::due_messages_except`](crate::store::Store::due_messages_except)), so no message
+//!   is ever in flight twice. It wakes when a message enters the outbox, when the earliest
+//!   message it knows of falls due, and when a recorded retry is due earlier than that.
+//! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
+//!   the runtime's workers) and hands its attempt to the committer.
+//! - The **committer** ([`commit_attempts`]) gathers finished attempts for up to
+//!   [`COMMIT_WINDOW`] (or [`COMMIT_BATCH`] of them) and records them in one transaction
+//!   ([`Store::record_attempts`](crate::store::Store::record_attempts)), then releases them and
+//!   wakes the shards of customers whose final outcome it queued.
+//!
+//! Delivery is at least once. Attempts are **not flushed** by the delivery loop: the next flush
+//! of a shard batch or of an ingest covers them (sled's log is one sequence, and it recovers a
+//! prefix of it, each transaction whole). An attempt lost in a crash (or a commit that failed)
+//! leaves its message pending as it was, so it is attempted again with the same message id,
+//! which adapters pass on as the idempotency key; its report and counter were in the same
+//! transaction, so they are lost with it and never counted twice. A report is processed by its
+//! shard worker only after the commit that queued it, and that worker's flush makes both
+//! durable.
 
 use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::Host;
-use crate::model::{Customer, DeliveryRequest};
-use crate::store::Message;
-use futures::StreamExt;
-use std::sync::Arc;
+use crate::model::{Customer, DeliveryRequest, Millis};
+use crate::store::outbox::{AttemptRecord, MessageKey};
+use crate::store::{Message, MessageStatus};
+use futures::FutureExt;
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tracing::{info, info_span, warn, Instrument};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tracing::{debug, info_span, warn, Instrument};
 
-/// Messages delivered concurrently; each waits mostly on the provider's network.
-const CONCURRENCY: usize = 16;
+/// Deliveries in flight at once; each waits mostly on the provider's network.
+const CONCURRENCY: usize = 32;
+/// Due messages read from the outbox at once, into the feeder's buffer.
+const READ_BATCH: usize = 256;
+/// Most attempts recorded in one transaction.
+const COMMIT_BATCH: usize = 256;
+/// How long the committer gathers attempts after the first before recording them: long enough
+/// for a busy loop's attempts to share a transaction, short next to a delivery.
+const COMMIT_WINDOW: Duration = Duration::from_millis(2);
+/// How long the feeder sleeps without news; a safety net, every change wakes it.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Delivers due messages until shutdown.
+/// What the feeder and the committer share.
+#[derive(Default)]
+struct Loop {
+    /// Messages the feeder has read and whose attempt is not recorded yet: buffered, in
+    /// flight, or waiting for the committer.
+    taken: Mutex<HashSet<MessageKey>>,
+    /// The earliest next attempt (wall clock) of the retries recorded since the feeder last
+    /// looked: the one change to the due index that the feeder cannot see coming otherwise.
+    retry_due: Mutex<Option<Millis>>,
+    retried: Notify,
+}
+
+impl Loop {
+    fn taken(&self) -> MutexGuard<'_, HashSet<MessageKey>> {
+        lock(&self.taken)
+    }
+
+    /// Notes that a message is due again at `at` and wakes the feeder.
+    fn due_again(&self, at: Millis) {
+        let mut due = lock(&self.retry_due);
+        *due = Some(due.map_or(at, |d| d.min(at)));
+        self.retried.notify_one();
+    }
+}
+
+/// Delivers due messages until shutdown; then finishes the deliveries in flight and records
+/// them.
 pub async fn run(host: Arc<Host>) {
+    let shared = Arc::new(Loop::default());
+    let (finished, attempts) = mpsc::channel(COMMIT_BATCH * 2);
+    let committer = tokio::spawn(commit_attempts(host.clone(), attempts, shared.clone()));
+    feed(&host, &shared, finished).await;
+    // Every sender is gone now: the committer records what is left, then ends.
+    if let Err(error) = committer.await {
+        warn!(%error, "the delivery committer failed");
+    }
+}
+
+/// The feeder: keeps [`CONCURRENCY`] deliveries running while messages are due.
+async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRecord>) {
+    let mut running = JoinSet::new();
+    let mut buffer: VecDeque<Message> = VecDeque::new();
+    // Whether the outbox may hold due messages the feeder has not read.
+    let mut look = true;
+    // When the earliest message not taken falls due, as of the last read that found no more.
+    let mut next_due: Option<Millis> = None;
     loop {
-        let ready = host.message_ready();
-        let now = system_now();
-        match host.store.due_messages(now, 256) {
-            Ok(due) if !due.is_empty() => {
-                futures::stream::iter(due)
-                    .for_each_concurrent(CONCURRENCY, |message| deliver(&host, message))
-                    .await;
-                continue;
+        while running.len() < CONCURRENCY {
+            if buffer.is_empty() && look {
+                look = read_due(host, shared, &mut buffer);
+                if !look {
+                    next_due = host
+                        .store
+                        .next_message_due_except(&shared.taken())
+                        .unwrap_or_else(|error| {
+                            warn!(%error, "reading the outbox failed");
+                            None
+                        });
+                }
             }
-            Ok(_) => {}
-            Err(error) => warn!(%error, "reading the outbox failed"),
+            let Some(message) = buffer.pop_front() else {
+                break;
+            };
+            running.spawn(deliver(host.clone(), message, finished.clone()));
         }
-        let wait = match host.store.next_message_due() {
-            Ok(Some(at)) => {
-                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(IDLE_RECHECK)
-            }
-            _ => IDLE_RECHECK,
-        };
+        let wait = next_due.map_or(IDLE_RECHECK, |at| {
+            let ms = at.saturating_sub(system_now()).max(0) as u64;
+            Duration::from_millis(ms).min(IDLE_RECHECK)
+        });
         tokio::select! {
-            _ = ready => {}
-            _ = tokio::time::sleep(wait) => {}
-            _ = host.shutdown.cancelled() => return,
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                if let Err(error) = ended {
+                    warn!(%error, "a delivery task failed");
+                }
+            }
+            _ = host.message_ready() => look = true,
+            _ = shared.retried.notified() => {
+                if let Some(at) = lock(&shared.retry_due).take() {
+                    next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                look = true;
+                next_due = None;
+            }
+            _ = host.shutdown.cancelled() => break,
+        }
+    }
+    // Interrupting a delivery would only send it again after the restart: let them finish.
+    while let Some(ended) = running.join_next().await {
+        if let Err(error) = ended {
+            warn!(%error, "a delivery task failed");
         }
     }
 }
 
-/// One attempt at one message, recorded.
-async fn deliver(host: &Host, message: Message) {
+/// Reads due messages that are not taken into `buffer`, taking them. Returns whether there may
+/// be more than it read.
+fn read_due(host: &Host, shared: &Loop, buffer: &mut VecDeque<Message>) -> bool {
+    let mut taken = shared.taken();
+    match host
+        .store
+        .due_messages_except(system_now(), READ_BATCH, &taken)
+    {
+        Ok(due) => {
+            let full = due.len() == READ_BATCH;
+            taken.extend(due.iter().map(Message::key));
+            buffer.extend(due);
+            full
+        }
+        Err(error) => {
+            warn!(%error, "reading the outbox failed");
+            false
+        }
+    }
+}
+
+/// One attempt at one message, handed to the committer.
+async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<AttemptRecord>) {
     let span = info_span!(
         "delivery",
         tenant = %message.tenant,
@@ -59,10 +182,18 @@ async fn deliver(host: &Host, message: Message) {
         message = %message.id,
         attempt = message.attempts + 1,
     );
-    async {
-        let result = call_adapter(host, &message).await;
+    let record = async {
+        // A panic here is a bug of the host's; it fails this attempt (to be retried), rather
+        // than leaving the message taken and never attempted again.
+        let result = AssertUnwindSafe(call_adapter(&host, &message))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| AttemptResult::Failed {
+                retryable: true,
+                error: "the host failed while delivering".into(),
+            });
         match &result {
-            AttemptResult::Delivered { .. } => info!("delivered"),
+            AttemptResult::Delivered { .. } => debug!("delivered"),
             AttemptResult::Failed { retryable, error } => {
                 warn!(%error, retryable, "delivery failed")
             }
@@ -74,31 +205,79 @@ async fn deliver(host: &Host, message: Message) {
             host.clock.now(),
             system_now(),
         );
-        host.metrics
-            .delivery(match (&records.report, records.after.status) {
-                (None, _) => "retry",
-                (Some(_), crate::store::MessageStatus::Delivered) => "delivered",
-                (Some(_), _) => "dead",
-            });
-        let counter = records
-            .counter
-            .map(|c| (message.journey.as_str(), message.channel.as_str(), c));
-        if let Err(error) =
-            host.store
-                .record_attempt(&message, &records.after, records.report.as_ref(), counter)
-        {
-            warn!(%error, "recording the delivery attempt failed");
-            return;
-        }
-        if let Err(error) = host.store.flush().await {
-            warn!(%error, "flushing the delivery attempt failed");
-        }
-        if records.is_final() {
-            host.wake_customer(&message.tenant, &message.customer);
+        AttemptRecord {
+            before: message,
+            after: records.after,
+            report: records.report,
+            counter: records.counter,
         }
     }
     .instrument(span)
-    .await
+    .await;
+    // The committer outlives every delivery (it ends when the last sender is dropped).
+    let _ = finished.send(record).await;
+}
+
+/// The committer: records finished attempts in batches until every delivery has ended.
+async fn commit_attempts(
+    host: Arc<Host>,
+    mut attempts: mpsc::Receiver<AttemptRecord>,
+    shared: Arc<Loop>,
+) {
+    let mut batch = Vec::with_capacity(COMMIT_BATCH);
+    while let Some(first) = attempts.recv().await {
+        batch.push(first);
+        let until = tokio::time::Instant::now() + COMMIT_WINDOW;
+        while batch.len() < COMMIT_BATCH {
+            match tokio::time::timeout_at(until, attempts.recv()).await {
+                Ok(Some(record)) => batch.push(record),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let due_again = record(&host, &batch);
+        {
+            let mut taken = shared.taken();
+            for attempt in &batch {
+                taken.remove(&attempt.before.key());
+            }
+        }
+        if let Some(at) = due_again {
+            shared.due_again(at);
+        }
+        batch.clear();
+    }
+}
+
+/// Records one batch of attempts and wakes the shards that have a delivery report to process.
+/// Returns when the earliest of the batch's messages is due again, if any is: a retry's next
+/// attempt, or at once if recording failed (the messages then stay pending as they were and
+/// are attempted again).
+fn record(host: &Host, batch: &[AttemptRecord]) -> Option<Millis> {
+    if let Err(error) = host.store.record_attempts(batch) {
+        warn!(%error, attempts = batch.len(), "recording delivery attempts failed");
+        return Some(system_now());
+    }
+    let mut due_again: Option<Millis> = None;
+    for attempt in batch {
+        host.metrics
+            .delivery(match (&attempt.report, attempt.after.status) {
+                (None, _) => "retry",
+                (Some(_), MessageStatus::Delivered) => "delivered",
+                (Some(_), _) => "dead",
+            });
+        if attempt.report.is_some() {
+            host.wake_customer(&attempt.after.tenant, &attempt.after.customer);
+        } else if attempt.after.status == MessageStatus::Pending {
+            let at = attempt.after.next_attempt_at;
+            due_again = Some(due_again.map_or(at, |d| d.min(at)));
+        }
+    }
+    due_again
+}
+
+/// A poisoned lock still guards valid data: recover it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Calls the channel's adapter for `message`. Anything the host itself could not do (read the
@@ -117,7 +296,11 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(None) => return permanent(format!("channel {:?} is not registered", message.channel)),
         Err(e) => return retryable(e.to_string()),
     };
-    let component = match host.registry.channel(&record.digest).await {
+    let component = match host
+        .registry
+        .channel(&message.tenant, &message.channel, &record.digest)
+        .await
+    {
         Ok(component) => component,
         Err(e) => return retryable(e.to_string()),
     };

@@ -65,6 +65,21 @@ impl Metrics {
             "Journey instances dropped after a trap, deadline or limit",
             sandbox.recycled.clone(),
         );
+        registry.register(
+            "channel_instances_created",
+            "Channel instances created (cold calls)",
+            sandbox.channel_instantiated.clone(),
+        );
+        registry.register(
+            "channel_instances_reused",
+            "Channel calls served by a warm instance",
+            sandbox.channel_reused.clone(),
+        );
+        registry.register(
+            "outbound_connections_opened",
+            "Outbound connections opened by channels (other requests reused one)",
+            sandbox.outbound_connections.clone(),
+        );
         let events_accepted = Counter::default();
         let events_duplicate = Counter::default();
         let event_ids_expired = Counter::default();

@@ -27,6 +27,8 @@ pub struct Registry {
     /// `tenant␟digest` → the journey with that tenant's own warm instances.
     tenant_journeys: Arc<Mutex<HashMap<String, JourneyComponent>>>,
     channels: Arc<Mutex<HashMap<String, ChannelComponent>>>,
+    /// `tenant␟channel␟digest` → the adapter with that registration's own warm instances.
+    registered_channels: Arc<Mutex<HashMap<String, ChannelComponent>>>,
 }
 
 impl Registry {
@@ -37,6 +39,7 @@ impl Registry {
             journeys: Default::default(),
             tenant_journeys: Default::default(),
             channels: Default::default(),
+            registered_channels: Default::default(),
         }
     }
 
@@ -103,13 +106,37 @@ impl Registry {
         Ok(own)
     }
 
-    pub async fn channel(&self, digest: &str) -> Result<ChannelComponent, RegistryError> {
-        if let Some(c) = lock(&self.channels).get(digest) {
+    /// The compiled adapter with this digest as `tenant`'s channel `channel` runs it,
+    /// compiling the stored bytes on first use.
+    ///
+    /// As for journeys, compiled code is shared by digest and warm instances never are: each
+    /// registration (tenant and channel name) gets its own pool, so what an adapter leaves in
+    /// its globals — a previous message, the configuration and secrets it was called with —
+    /// never reaches another tenant or another of the tenant's registrations.
+    pub async fn channel(
+        &self,
+        tenant: &str,
+        channel: &str,
+        digest: &str,
+    ) -> Result<ChannelComponent, RegistryError> {
+        let registration_key = format!("{tenant}\u{1f}{channel}\u{1f}{digest}");
+        if let Some(c) = lock(&self.registered_channels).get(&registration_key) {
             return Ok(c.clone());
         }
-        let component = self.compile_channel(self.stored(digest)?).await?;
-        self.insert_channel(digest, component.clone());
-        Ok(component)
+        let shared = lock(&self.channels).get(digest).cloned();
+        let compiled = match shared {
+            Some(c) => c,
+            None => {
+                let component = self.compile_channel(self.stored(digest)?).await?;
+                self.insert_channel(digest, component.clone());
+                component
+            }
+        };
+        let own = lock(&self.registered_channels)
+            .entry(registration_key)
+            .or_insert_with(|| compiled.with_own_instances())
+            .clone();
+        Ok(own)
     }
 
     fn stored(&self, digest: &str) -> Result<Bytes, RegistryError> {

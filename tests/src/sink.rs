@@ -1,5 +1,7 @@
 //! [`Sink`]: an in-process loopback HTTP server that records every request the webhook channel
-//! makes and answers 200, or whatever a test scripts; [`Received`] is one such request.
+//! makes and answers 200, or whatever a test scripts; [`Received`] is one such request. It
+//! counts the connections it accepts, and can hold back its answers to one customer's
+//! deliveries until told to release them.
 
 use crate::wait::patience;
 use reqwest::StatusCode;
@@ -77,6 +79,11 @@ struct SinkState {
     /// Count requests, answer 200, record nothing ([`Sink::quiet`]).
     quiet: bool,
     count: std::sync::atomic::AtomicU64,
+    /// TCP connections accepted.
+    connections: std::sync::atomic::AtomicU64,
+    /// Customers whose deliveries are recorded but not answered until `released` is true.
+    held: Mutex<Vec<String>>,
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 struct Script {
@@ -118,11 +125,15 @@ impl Sink {
             }),
             quiet,
             count: Default::default(),
+            connections: Default::default(),
+            held: Mutex::new(Vec::new()),
+            released: tokio::sync::watch::Sender::new(false),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
+        let accepted = state.clone();
         let thread = std::thread::Builder::new()
             .name("sink".into())
             .spawn(move || {
@@ -131,8 +142,14 @@ impl Sink {
                     .build()
                     .expect("sink runtime");
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("sink listener");
+                    use axum::serve::ListenerExt;
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("sink listener")
+                        .tap_io(move |_| {
+                            accepted
+                                .connections
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        });
                     tokio::select! {
                         result = axum::serve(listener, app) => {
                             if let Err(e) = result { eprintln!("sink stopped: {e}") }
@@ -164,6 +181,26 @@ impl Sink {
     /// How many requests arrived so far (recorded or not).
     pub fn count(&self) -> u64 {
         self.state.count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many TCP connections the sink has accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records deliveries to `customer` as they arrive but answers none of them until
+    /// [`release`](Self::release): a provider that is slow for one message.
+    pub fn hold(&self, customer: &str) {
+        self.state.released.send_replace(false);
+        self.state.held.lock().unwrap().push(customer.to_string());
+    }
+
+    /// Answers every held delivery, and holds nothing from now on.
+    pub fn release(&self) {
+        self.state.held.lock().unwrap().clear();
+        self.state.released.send_replace(true);
     }
 
     /// Everything received so far, in arrival order.
@@ -248,24 +285,36 @@ async fn record(
         let default = script.default;
         script.next.pop_front().unwrap_or(default)
     };
-    let mut received = state.received.lock().unwrap();
-    received.push(Received {
-        method: method.to_string(),
-        path: uri.path().to_string(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-        answered: status.as_u16(),
-    });
-    let id = format!("sink-{}", received.len());
+    let body: Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let customer = body["customer"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let id = {
+        let mut received = state.received.lock().unwrap();
+        received.push(Received {
+            method: method.to_string(),
+            path: uri.path().to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+            answered: status.as_u16(),
+        });
+        format!("sink-{}", received.len())
+    };
+    let held = state.held.lock().unwrap().contains(&customer);
+    if held {
+        let mut released = state.released.subscribe();
+        let _ = released.wait_for(|released| *released).await;
+    }
     (status, axum::Json(json!({ "id": id })))
 }
 

@@ -1,5 +1,7 @@
 //! Delivery: retryable failures are retried with the same idempotency key until they succeed;
-//! permanent ones become dead letters, listed through the API and requeued on request.
+//! permanent ones become dead letters, listed through the API and requeued on request. A slow
+//! delivery holds back nothing due after it, and deliveries to one destination share
+//! kept-alive connections.
 
 use waymark_tests::*;
 
@@ -150,4 +152,78 @@ async fn retrying_without_dead_letters_requeues_nothing_and_bad_input_is_refused
         .request(Method::GET, "/v1/dead-letters", None, Body::Empty)
         .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_slow_delivery_does_not_hold_back_the_messages_due_after_it() {
+    let world = Onboarding::start().await;
+    world.sink.hold("slow");
+    world.post("slow-signed-up", "slow", "signed_up").await;
+    world.sink.wait_for_delivery("welcome", "slow").await;
+
+    // While slow's welcome waits for its answer, later sign-ups are welcomed.
+    for customer in ["ada", "bob", "cy"] {
+        world.sign_up(customer).await;
+    }
+    let api = &world.api();
+    let slow = welcome_of(api, "slow").await.expect("slow's welcome");
+    assert_eq!(slow.status, "pending", "still in flight: {slow:?}");
+
+    world.sink.release();
+    let delivered = wait_for_some("slow's welcome to be delivered", || async move {
+        welcome_of(api, "slow")
+            .await
+            .filter(|m| m.status == "delivered")
+    })
+    .await;
+    assert_eq!(delivered.attempts, 1, "the held attempt delivered it");
+    assert_eq!(count(&world.sink.requests(), "welcome", "slow"), 1);
+}
+
+#[tokio::test]
+async fn deliveries_to_one_destination_share_kept_alive_connections() {
+    let world = Onboarding::start().await;
+    let api = &world.api();
+    const ONE_BY_ONE: usize = 10;
+    for i in 0..ONE_BY_ONE {
+        let customer = format!("one-{i}");
+        world.sign_up(&customer).await;
+        let customer = &customer;
+        wait_for_some("the welcome to be delivered", || async move {
+            welcome_of(api, customer)
+                .await
+                .filter(|m| m.status == "delivered")
+        })
+        .await;
+    }
+    let one_by_one = world.sink.connections();
+    assert!(
+        one_by_one <= 2,
+        "{ONE_BY_ONE} welcomes, one after another, opened {one_by_one} connections"
+    );
+
+    // A burst: many deliveries at once, still far fewer connections than messages.
+    const BURST: usize = 200;
+    let events: Vec<_> = (0..BURST)
+        .map(|i| {
+            event(
+                &format!("burst-{i}-signed-up"),
+                &format!("burst-{i}"),
+                "signed_up",
+            )
+        })
+        .collect();
+    let answer = api.post_events(&events).await;
+    assert_eq!(answer.accepted, BURST as u64, "{answer:?}");
+    world
+        .sink
+        .wait_for("every burst welcome", |r| {
+            (0..BURST).all(|i| count(r, "welcome", &format!("burst-{i}")) > 0)
+        })
+        .await;
+    let burst = world.sink.connections() - one_by_one;
+    assert!(
+        (burst as usize) < BURST / 2,
+        "{BURST} welcomes at once opened {burst} connections"
+    );
 }

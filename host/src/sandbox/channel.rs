@@ -2,9 +2,9 @@
 //!
 //! The world is a list of capabilities ([`WORLD`]: `log`, WASI with real clocks, and outbound
 //! `wasi:http` behind [`super::capability::http`]'s policy), from which both its linker and its
-//! import allow-list are derived. This file holds the world's export bindings, the per-call
-//! store data, and [`ChannelComponent`]. Every `deliver` runs in a fresh instance (only journeys
-//! keep warm instances), and a whole `deliver` is bounded by the delivery timeout.
+//! import allow-list are derived. This file holds the world's export bindings, the per-instance
+//! store data, and [`ChannelComponent`]: a compiled adapter with its own pool of warm
+//! instances, as journeys have. A whole `deliver` is bounded by the delivery timeout.
 
 use super::capability::http::{self, OutboundHttp, OutboundPolicy};
 use super::capability::log::{self, HasLog, LogState};
@@ -16,8 +16,10 @@ use super::error::SandboxError;
 use super::failure::{DeliveryFailure, Stage};
 use super::guest::{self, GuestState, MemoryCap};
 use crate::model;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::{InstancePre, ResourceTable};
+use wasmtime::Store;
 use wasmtime_wasi::{WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
@@ -48,13 +50,36 @@ pub(super) const WORLD: World<ChannelState> = World {
     capabilities: &[log::capability(), wasi::capability(), http::capability()],
 };
 
-/// The store data of one channel call.
+/// The store data of a channel instance, re-armed before every call.
 pub(super) struct ChannelState {
     table: ResourceTable,
     wasi: WasiState,
     memory: MemoryCap,
     log: LogState,
     http: OutboundHttp,
+}
+
+impl ChannelState {
+    fn new(policy: OutboundPolicy, shared: &Shared, max_memory: u64) -> ChannelState {
+        ChannelState {
+            table: ResourceTable::new(),
+            wasi: WasiState::real_time(),
+            memory: MemoryCap::new(max_memory),
+            log: LogState::new("channel"),
+            http: OutboundHttp::new(policy, shared.outbound.clone()),
+        }
+    }
+
+    /// Prepares a reused instance's state for the next call: a new outbound policy (allowed
+    /// hosts, timeouts, no denials yet), memory cap and log budget, and emptied output; the
+    /// resource table (whose stream handles the guest caches) and the real-time WASI context
+    /// carry over.
+    fn rearm(&mut self, policy: OutboundPolicy, shared: &Shared, max_memory: u64) {
+        self.wasi.rearm_real_time();
+        self.memory.reset(max_memory);
+        self.log = LogState::new("channel");
+        self.http = OutboundHttp::new(policy, shared.outbound.clone());
+    }
 }
 
 impl WasiView for ChannelState {
@@ -96,11 +121,86 @@ impl HasLog for ChannelState {
     }
 }
 
-/// A validated, compiled channel adapter. Cheap to clone; every call runs in a fresh instance.
+/// Calls after which a warm instance is retired anyway, so that whatever a guest leaks is
+/// bounded (as for journeys).
+const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
+
+/// An instantiated adapter waiting for its next delivery.
+struct Warm {
+    store: Store<ChannelState>,
+    channel: bindings::Channel,
+    calls: u32,
+}
+
+/// A validated, compiled channel adapter. Cheap to clone (clones share their idle instances).
+///
+/// Deliveries reuse an idle instance when there is one, as journeys' calls do: every call gets
+/// a fresh outbound policy (its registration's allowed hosts), memory cap, deadline, hostcall
+/// fuel and log budget, and its message and configuration arrive as the call's argument. An
+/// instance that trapped, ran out of time or memory, or was cancelled is dropped, never reused;
+/// one whose adapter returned a delivery error (the call itself finished) is reused. What an
+/// adapter keeps in its globals between calls is the one thing a reused instance shows it: the
+/// registry gives each channel registration of each tenant its own instances
+/// ([`with_own_instances`](Self::with_own_instances)), so that is never another tenant's or
+/// another registration's configuration or secrets.
 #[derive(Clone)]
 pub struct ChannelComponent {
     pre: ChannelPre<ChannelState>,
     shared: Arc<Shared>,
+    idle: Arc<IdlePool>,
+}
+
+/// A channel's idle instances; gives their slots back to the overall count when dropped.
+struct IdlePool {
+    warm: Mutex<Vec<Warm>>,
+    shared: Arc<Shared>,
+}
+
+impl IdlePool {
+    fn new(shared: &Arc<Shared>) -> Arc<IdlePool> {
+        Arc::new(IdlePool {
+            warm: Mutex::default(),
+            shared: shared.clone(),
+        })
+    }
+
+    fn take(&self) -> Option<Warm> {
+        let warm = lock(&self.warm).pop();
+        if warm.is_some() {
+            self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+        }
+        warm
+    }
+
+    /// Keeps `warm` for the next call if this pool and the overall count have room (idle
+    /// instances hold slots of the instance pool).
+    fn put(&self, warm: Warm) {
+        let config = &self.shared.config;
+        if warm.calls >= MAX_CALLS_PER_INSTANCE {
+            return;
+        }
+        let mut idle = lock(&self.warm);
+        if idle.len() >= config.warm_channel_instances {
+            return;
+        }
+        let room = self
+            .shared
+            .idle_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < config.max_idle_instances).then_some(n + 1)
+            })
+            .is_ok();
+        if room {
+            idle.push(warm);
+        }
+    }
+}
+
+impl Drop for IdlePool {
+    fn drop(&mut self) {
+        let n = lock(&self.warm).len();
+        self.shared.idle_total.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 impl ChannelComponent {
@@ -113,50 +213,86 @@ impl ChannelComponent {
                 "not a channel component (it must export `deliver`): {e:#}"
             ))
         })?;
-        Ok(ChannelComponent { pre, shared })
+        Ok(ChannelComponent {
+            idle: IdlePool::new(&shared),
+            pre,
+            shared,
+        })
+    }
+
+    /// The same compiled adapter with a pool of warm instances of its own: what the registry
+    /// hands each channel registration of each tenant.
+    pub fn with_own_instances(&self) -> ChannelComponent {
+        ChannelComponent {
+            pre: self.pre.clone(),
+            shared: self.shared.clone(),
+            idle: IdlePool::new(&self.shared),
+        }
+    }
+
+    /// Idle instances right now (for tests and metrics).
+    pub fn idle_instances(&self) -> usize {
+        lock(&self.idle.warm).len()
     }
 
     /// Delivers `msg`, letting the adapter reach only `allowed_hosts` (see [`super::capability::http`]).
     ///
-    /// The whole call — instantiation, the guest, its HTTP requests — is bounded by the
-    /// delivery timeout: by the epoch while the guest computes, and by the wall clock while it
-    /// waits on I/O. A trap or a timeout is a retryable [`DeliveryFailure::Guest`].
+    /// The whole call — instantiation if no instance is idle, the guest, its HTTP requests — is
+    /// bounded by the delivery timeout: by the epoch while the guest computes, and by the wall
+    /// clock while it waits on I/O. A trap or a timeout is a retryable [`DeliveryFailure::Guest`].
     pub async fn deliver(
         &self,
         msg: &model::DeliveryRequest,
         allowed_hosts: &[String],
         limits: &model::Limits,
     ) -> Result<model::Receipt, DeliveryFailure> {
-        let config = &self.shared.config;
         let deadline = limits.deliver_timeout();
-        let policy = OutboundPolicy::new(allowed_hosts, config.allow_private_network, deadline)
+        let policy = OutboundPolicy::new(allowed_hosts, deadline)
             .map_err(|e| DeliveryFailure::Adapter(model::DeliveryError::Permanent(e)))?;
-        let state = ChannelState {
-            table: ResourceTable::new(),
-            wasi: WasiState::real_time(),
-            memory: MemoryCap::new(limits.max_memory_bytes),
-            log: LogState::new("channel"),
-            http: OutboundHttp::new(policy),
+        let shared = &self.shared;
+        let (mut store, channel, calls) = match self.idle.take() {
+            Some(Warm {
+                mut store,
+                channel,
+                calls,
+            }) => {
+                store
+                    .data_mut()
+                    .rearm(policy, shared, limits.max_memory_bytes);
+                guest::rearm_store(&mut store, deadline, limits.max_hostcall_bytes);
+                shared.counters.channel_reused.inc();
+                (store, Some(channel), calls)
+            }
+            None => {
+                let state = ChannelState::new(policy, shared, limits.max_memory_bytes);
+                let store =
+                    guest::new_store(&shared.engine, state, deadline, limits.max_hostcall_bytes);
+                shared.counters.channel_instantiated.inc();
+                (store, None, 0)
+            }
         };
         let message = message_to_wit(msg);
-        let mut store = guest::new_store(
-            &self.shared.engine,
-            state,
-            deadline,
-            limits.max_hostcall_bytes,
-        );
         let outcome = tokio::time::timeout(deadline, async {
-            let channel = self
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| (Stage::Instantiate, e))?;
-            channel
+            let channel = match channel {
+                Some(channel) => channel,
+                None => self
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Stage::Instantiate, e))?,
+            };
+            let result = channel
                 .call_deliver(&mut store, &message)
                 .await
-                .map_err(|e| (Stage::Call, e))
+                .map_err(|e| (Stage::Call, e))?;
+            Ok((channel, result))
         })
         .await;
+        let (outcome, channel) = match outcome {
+            Ok(Ok((channel, result))) => (Ok(Ok(result)), Some(channel)),
+            Ok(Err(e)) => (Ok(Err(e)), None),
+            Err(elapsed) => (Err(elapsed), None),
+        };
         let denials = store.data().http.denials();
         let explain = |message: String| {
             if denials.is_empty() {
@@ -165,7 +301,20 @@ impl ChannelComponent {
                 format!("{message}; refused by the host: {}", denials.join("; "))
             }
         };
-        match guest::settle(&store, "channel", deadline, outcome) {
+        let result = guest::settle(&store, "channel", deadline, outcome);
+        // Only an instance whose call finished goes back (the adapter's own `err` is a finished
+        // call): after a trap its state is undefined, and one that hit a limit is likely to hit
+        // it again.
+        if let (Ok(_), Some(channel)) = (&result, channel) {
+            if !store.data().memory_hit() {
+                self.idle.put(Warm {
+                    store,
+                    channel,
+                    calls: calls + 1,
+                });
+            }
+        }
+        match result {
             Ok(Ok(receipt)) => Ok(receipt_from_wit(receipt)),
             Ok(Err(error)) => Err(DeliveryFailure::Adapter(
                 match delivery_error_from_wit(error) {
@@ -182,5 +331,188 @@ impl ChannelComponent {
                 Err(DeliveryFailure::Guest(failure))
             }
         }
+    }
+}
+
+/// A poisoned pool of idle instances is still a pool: recover it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{self, DeliveryError};
+    use crate::sandbox::tests::built_guest;
+    use crate::sandbox::{DeliveryFailure, Sandbox, SandboxConfig, DEFAULT_LIMITS};
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    const WEBHOOK: &str = "waymark_webhook.wasm";
+
+    /// A loopback server that records each request's path and `Authorization` header, and
+    /// answers 503 to `/fail`, 200 to anything else.
+    async fn receiver() -> (u16, Arc<Mutex<Vec<(String, Option<String>)>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = record.clone();
+                let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                    let path = request.uri().path().to_string();
+                    let authorization = request
+                        .headers()
+                        .get(http::header::AUTHORIZATION)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    record.lock().unwrap().push((path.clone(), authorization));
+                    async move {
+                        let status = if path == "/fail" { 503 } else { 200 };
+                        let mut response = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(br#"{"id":"p-1"}"#),
+                        ));
+                        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(wasmtime_wasi_http::io::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    fn message(id: &str, url: String, token: Option<&str>) -> model::DeliveryRequest {
+        let mut config = model::Object::new();
+        config.insert("url".into(), json!(url));
+        if let Some(token) = token {
+            config.insert("bearer_token".into(), json!(token));
+        }
+        model::DeliveryRequest {
+            id: id.into(),
+            channel: "hook".into(),
+            customer: model::Customer {
+                id: "ada".into(),
+                attributes: model::Object::new(),
+            },
+            template: "welcome".into(),
+            payload: json!({}),
+            config,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_warm_instance_serves_each_delivery_with_that_deliverys_config_and_policy() {
+        let (port, seen) = receiver().await;
+        let sandbox = Sandbox::new(SandboxConfig {
+            allow_private_network: true,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let webhook = sandbox
+            .compile_channel(&built_guest(WEBHOOK))
+            .expect("a channel component")
+            .with_own_instances();
+        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let allowed = [format!("127.0.0.1:{port}")];
+
+        let receipt = webhook
+            .deliver(
+                &message("m1", url("/hook"), Some("s3cret")),
+                &allowed,
+                &DEFAULT_LIMITS,
+            )
+            .await
+            .expect("delivered");
+        assert_eq!(receipt.provider_id.as_deref(), Some("p-1"));
+        // The same instance, without a token this time: none is sent.
+        webhook
+            .deliver(
+                &message("m2", url("/hook"), None),
+                &allowed,
+                &DEFAULT_LIMITS,
+            )
+            .await
+            .expect("delivered");
+        // The same instance under a registration that allows another host: refused.
+        let refused = webhook
+            .deliver(
+                &message("m3", url("/hook"), None),
+                &["hooks.example.com".to_string()],
+                &DEFAULT_LIMITS,
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(DeliveryFailure::Adapter(DeliveryError::Permanent(m)))
+                if m.contains("allowed_hosts")),
+            "{refused:?}"
+        );
+        // And the refusal of that call is not reported by the next one.
+        let failed = webhook
+            .deliver(
+                &message("m4", url("/fail"), None),
+                &allowed,
+                &DEFAULT_LIMITS,
+            )
+            .await;
+        assert!(
+            matches!(&failed, Err(DeliveryFailure::Adapter(DeliveryError::Retryable(m)))
+                if m.contains("503") && !m.contains("refused by the host")),
+            "{failed:?}"
+        );
+
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("/hook".to_string(), Some("Bearer s3cret".to_string())),
+                ("/hook".to_string(), None),
+                ("/fail".to_string(), None),
+            ]
+        );
+        let counters = sandbox.counters();
+        assert_eq!(
+            (
+                counters.channel_instantiated.get(),
+                counters.channel_reused.get()
+            ),
+            (1, 3),
+            "one instance served every delivery, an adapter's own error included"
+        );
+        assert_eq!(webhook.idle_instances(), 1);
+        // Another registration of the same code has instances of its own.
+        assert_eq!(webhook.with_own_instances().idle_instances(), 0);
+    }
+
+    #[tokio::test]
+    async fn without_warm_channel_instances_every_delivery_instantiates() {
+        let (port, _seen) = receiver().await;
+        let sandbox = Sandbox::new(SandboxConfig {
+            allow_private_network: true,
+            warm_channel_instances: 0,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let webhook = sandbox
+            .compile_channel(&built_guest(WEBHOOK))
+            .expect("a channel component");
+        let allowed = [format!("127.0.0.1:{port}")];
+        for id in ["m1", "m2"] {
+            let url = format!("http://127.0.0.1:{port}/hook");
+            webhook
+                .deliver(&message(id, url, None), &allowed, &DEFAULT_LIMITS)
+                .await
+                .expect("delivered");
+        }
+        let counters = sandbox.counters();
+        assert_eq!(
+            (
+                counters.channel_instantiated.get(),
+                counters.channel_reused.get()
+            ),
+            (2, 0)
+        );
+        assert_eq!(webhook.idle_instances(), 0);
     }
 }

@@ -24,13 +24,18 @@ pub struct SandboxConfig {
     pub allow_private_network: bool,
     /// Most instances alive at once across all tenants: sizes the pooling allocator.
     pub max_concurrent_instances: u32,
-    /// Idle journey instances kept across all journeys and tenants: they hold slots of the
+    /// Idle instances kept across all journeys, channels and tenants: they hold slots of the
     /// instance pool, so this stays well below `max_concurrent_instances`.
     pub max_idle_instances: usize,
     /// Idle instances kept per compiled journey for reuse (0: every call instantiates afresh).
     /// State travels in the context, so an instance holds nothing a customer needs; one that
     /// trapped or hit a limit is dropped, never reused.
     pub warm_instances: usize,
+    /// Idle instances kept per channel registration for reuse (0: every delivery instantiates
+    /// afresh). Each delivery in flight holds one, so a busy channel needs as many as the
+    /// delivery loop runs at once. The same rules as journeys' apply: an instance serves one
+    /// registration of one tenant, and one whose call trapped or hit a limit is dropped.
+    pub warm_channel_instances: usize,
     /// Where compiled code is cached, keyed by the component's digest and the engine's
     /// compatibility hash (`None`: no cache). Only this host writes there.
     pub cache_dir: Option<PathBuf>,
@@ -61,6 +66,8 @@ impl Default for SandboxConfig {
             max_concurrent_instances: 300,
             max_idle_instances: 150,
             warm_instances: 4,
+            // The delivery loop's concurrency.
+            warm_channel_instances: 32,
             cache_dir: None,
         }
     }

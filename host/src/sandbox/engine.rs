@@ -6,6 +6,7 @@
 //! what every compiled component keeps alive: the engine, its ticker, the configuration and the
 //! counters, so that a component outliving its [`super::Sandbox`] still has working deadlines.
 
+use super::capability::http::ConnectionPool;
 use super::config::SandboxConfig;
 use super::error::SandboxError;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +33,12 @@ pub struct SandboxCounters {
     pub reused: Counter,
     /// Journey instances dropped after a failed call.
     pub recycled: Counter,
+    /// Channel instances created.
+    pub channel_instantiated: Counter,
+    /// Channel calls served by a warm instance.
+    pub channel_reused: Counter,
+    /// Outbound connections channels opened (the rest of their requests reused one).
+    pub outbound_connections: Counter,
 }
 
 /// What every compiled component keeps alive: the engine, the limits it runs under, and the
@@ -44,8 +51,11 @@ pub(super) struct Shared {
     pub(super) engine_hash: u64,
     pub(super) config: SandboxConfig,
     pub(super) counters: SandboxCounters,
-    /// Idle journey instances across all pools (at most `config.max_idle_instances`).
+    /// Idle journey and channel instances across all pools (at most
+    /// `config.max_idle_instances`).
     pub(super) idle_total: AtomicUsize,
+    /// Channels' kept-alive outbound connections, shared by every channel of the host.
+    pub(super) outbound: Arc<ConnectionPool>,
     _ticker: EpochTicker,
 }
 
@@ -60,12 +70,18 @@ impl Shared {
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_hash = hasher.finish();
+        let counters = SandboxCounters::default();
+        let outbound = Arc::new(ConnectionPool::new(
+            config.allow_private_network,
+            counters.outbound_connections.clone(),
+        ));
         Ok(Shared {
             engine,
             engine_hash,
             config,
-            counters: SandboxCounters::default(),
+            counters,
             idle_total: AtomicUsize::new(0),
+            outbound,
             _ticker: ticker,
         })
     }

@@ -2,11 +2,14 @@
 //!
 //! A [`Sandbox`] owns one wasmtime engine (pooling allocator, epoch interruption), one linker
 //! per world, and a thread that ticks the engine's epoch. Uploads are validated and compiled
-//! into a [`JourneyComponent`] or a [`ChannelComponent`]. A channel's every `deliver` runs in a
-//! fresh instance; a journey's calls reuse a warm instance when one is idle (each journey, per
-//! tenant, has its own small pool, see [`SandboxConfig::warm_instances`]). Every call, fresh or
-//! warm, gets fresh clocks, randomness, memory cap, deadline and hostcall fuel; the context
-//! carries all of a customer's state, and an instance that failed is dropped, never reused.
+//! into a [`JourneyComponent`] or a [`ChannelComponent`]. Calls reuse a warm instance when one
+//! is idle: each journey, per tenant, has its own small pool ([`SandboxConfig::warm_instances`]),
+//! and each channel registration (tenant and channel) its own
+//! ([`SandboxConfig::warm_channel_instances`]). Every call, fresh or warm, gets fresh clocks
+//! (journeys), randomness (journeys), memory cap, deadline and hostcall fuel, and a channel call
+//! its registration's outbound policy; the context (or the message, with its configuration)
+//! carries all a call needs, and an instance that failed is dropped, never reused. Channels'
+//! outbound HTTP goes over one host-wide pool of kept-alive connections, per destination.
 //! Nothing outside this module sees a wasmtime or WIT type.
 //!
 //! | module | what it is for |
@@ -198,7 +201,7 @@ mod tests {
     /// A guest built for wasm32-wasip2, from `CARGO_TARGET_DIR` (as the end-to-end harness
     /// finds it) or the workspace's `target/`. A missing guest fails the test, saying how to
     /// build it: a test that passes without running would only hide a WIT drift.
-    fn built_guest(name: &str) -> Vec<u8> {
+    pub(super) fn built_guest(name: &str) -> Vec<u8> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),

@@ -9,7 +9,8 @@
 //! - `dead_letters`: `tenant␟message id` → outbox key, for every dead message.
 //!
 //! Messages are created by [`commit_trigger`](super::Store::commit_trigger) (never twice:
-//! `insert_new`); each delivery attempt is recorded by [`Store::record_attempt`].
+//! `insert_new`); delivery attempts are recorded by [`Store::record_attempts`], many in one
+//! transaction ([`Store::record_attempt`] records one).
 
 use super::counters::{bump, counter_key, DELIVERY};
 use super::keys::{key, prefix, time_from_key, time_key};
@@ -19,6 +20,7 @@ use crate::model::{Counter, Millis};
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
+use std::collections::HashSet;
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,40 @@ pub struct Message {
 /// A message's key in `outbox`.
 fn outbox_key(m: &Message) -> Vec<u8> {
     key(&[m.tenant.as_bytes(), m.customer.as_bytes(), m.id.as_bytes()])
+}
+
+/// Which message a record is (its tenant, customer and id), opaque: what the delivery loop
+/// tracks the messages it has taken by, so that reading the due index again skips them
+/// without loading them ([`Store::due_messages_except`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageKey(Vec<u8>);
+
+/// Looked up by the bytes of the due index's values. `Vec<u8>` hashes as its slice does, so
+/// the derived `Hash` agrees with this.
+impl std::borrow::Borrow<[u8]> for MessageKey {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Message {
+    /// This message's [`MessageKey`].
+    pub fn key(&self) -> MessageKey {
+        MessageKey(outbox_key(self))
+    }
+}
+
+/// One delivery attempt, as [`Store::record_attempts`] writes it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The message as the attempt found it: its delivery-index entry is the one removed.
+    pub before: Message,
+    /// The same message as the attempt left it.
+    pub after: Message,
+    /// The delivery outcome for the journey, for a final outcome.
+    pub report: Option<QueuedTrigger>,
+    /// Bumped for `after`'s tenant, journey and channel.
+    pub counter: Option<Counter>,
 }
 
 /// An entry of a time index (`outbox_due`, `held`): the time, then the outbox key.
@@ -139,6 +175,16 @@ pub(super) fn insert_new(
     Ok(())
 }
 
+/// One attempt's writes, encoded.
+struct EncodedAttempt {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    old_due: Vec<u8>,
+    new_due: Option<Vec<u8>>,
+    dead: Option<Vec<u8>>,
+    report: Option<super::queue::QueueEntry>,
+}
+
 impl Store {
     /// One message of a customer, by id.
     pub fn message(
@@ -178,6 +224,46 @@ impl Store {
     /// When the earliest pending message is due (wall clock).
     pub fn next_message_due(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self.outbox_due.first()?.map(|(k, _)| time_from_key(&k)))
+    }
+
+    /// Like [`due_messages`](Self::due_messages), leaving out the messages in `taken` (the
+    /// delivery loop's, in flight or awaiting their record): they are skipped by key, never
+    /// loaded.
+    pub fn due_messages_except(
+        &self,
+        now: Millis,
+        limit: usize,
+        taken: &HashSet<MessageKey>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let end = time_key(now.saturating_add(1));
+        let mut out = Vec::new();
+        for kv in self.outbox_due.range(..end.to_vec()) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, outbox_k) = kv?;
+            if taken.contains(outbox_k.as_ref()) {
+                continue;
+            }
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest pending message not in `taken` is due (wall clock).
+    pub fn next_message_due_except(
+        &self,
+        taken: &HashSet<MessageKey>,
+    ) -> Result<Option<Millis>, StoreError> {
+        for kv in self.outbox_due.iter() {
+            let (k, outbox_k) = kv?;
+            if !taken.contains(outbox_k.as_ref()) {
+                return Ok(Some(time_from_key(&k)));
+            }
+        }
+        Ok(None)
     }
 
     /// Releases held messages whose time (journey time) has come, earliest first: they join
@@ -232,15 +318,59 @@ impl Store {
         report: Option<&QueuedTrigger>,
         counter: Option<(&str, &str, Counter)>,
     ) -> Result<(), StoreError> {
-        let k = outbox_key(after);
-        let old_due = due_key(before.next_attempt_at, &outbox_key(before));
-        let new_due =
-            (after.status == MessageStatus::Pending).then(|| due_key(after.next_attempt_at, &k));
-        let dead =
-            (after.status == MessageStatus::Dead).then(|| dead_key(&after.tenant, &after.id));
-        let report = report.map(|r| self.queue_entry(r)).transpose()?;
+        let attempt = self.encode_attempt(before, after, report)?;
         let counter = counter.map(|(j, ch, c)| counter_key(&after.tenant, j, ch, c, DELIVERY));
-        let value = enc(after);
+        self.write_attempts(std::slice::from_ref(&attempt), counter.as_slice())
+    }
+
+    /// Records many delivery attempts in one transaction, each as
+    /// [`record_attempt`](Self::record_attempt) would: all of them or none. The attempts must
+    /// be of distinct messages. It does not flush: the caller decides.
+    pub fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        let encoded = attempts
+            .iter()
+            .map(|a| self.encode_attempt(&a.before, &a.after, a.report.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let counters: Vec<Vec<u8>> = attempts
+            .iter()
+            .filter_map(|a| {
+                let m = &a.after;
+                a.counter
+                    .map(|c| counter_key(&m.tenant, &m.journey, &m.channel, c, DELIVERY))
+            })
+            .collect();
+        self.write_attempts(&encoded, &counters)
+    }
+
+    /// One attempt's writes, encoded outside the transaction (which sled may run more than once).
+    fn encode_attempt(
+        &self,
+        before: &Message,
+        after: &Message,
+        report: Option<&QueuedTrigger>,
+    ) -> Result<EncodedAttempt, StoreError> {
+        let key = outbox_key(after);
+        Ok(EncodedAttempt {
+            old_due: due_key(before.next_attempt_at, &outbox_key(before)),
+            new_due: (after.status == MessageStatus::Pending)
+                .then(|| due_key(after.next_attempt_at, &key)),
+            dead: (after.status == MessageStatus::Dead).then(|| dead_key(&after.tenant, &after.id)),
+            report: report.map(|r| self.queue_entry(r)).transpose()?,
+            value: enc(after),
+            key,
+        })
+    }
+
+    /// Writes encoded attempts and bumps `counters` (a key may repeat: the transaction reads
+    /// its own writes), in one transaction.
+    fn write_attempts(
+        &self,
+        attempts: &[EncodedAttempt],
+        counters: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
         (
             &self.outbox,
             &self.outbox_due,
@@ -248,20 +378,22 @@ impl Store {
             &self.counters,
             &self.dead_letters,
         )
-            .transaction(|(outbox, due, queue, counters, dead_letters)| {
-                outbox.insert(k.as_slice(), value.as_slice())?;
-                if let Some(d) = &dead {
-                    dead_letters.insert(d.as_slice(), k.as_slice())?;
+            .transaction(|(outbox, due, queue, counter_tree, dead_letters)| {
+                for a in attempts {
+                    outbox.insert(a.key.as_slice(), a.value.as_slice())?;
+                    if let Some(d) = &a.dead {
+                        dead_letters.insert(d.as_slice(), a.key.as_slice())?;
+                    }
+                    due.remove(a.old_due.as_slice())?;
+                    if let Some(d) = &a.new_due {
+                        due.insert(d.as_slice(), a.key.as_slice())?;
+                    }
+                    if let Some(entry) = &a.report {
+                        queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                    }
                 }
-                due.remove(old_due.as_slice())?;
-                if let Some(d) = &new_due {
-                    due.insert(d.as_slice(), k.as_slice())?;
-                }
-                if let Some(entry) = &report {
-                    queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
-                }
-                if let Some(ck) = &counter {
-                    bump(counters, ck)?;
+                for ck in counters {
+                    bump(counter_tree, ck)?;
                 }
                 Ok(())
             })?;
@@ -531,6 +663,119 @@ mod tests {
             .unwrap();
         assert_eq!(ids(&requeued), ["m-email"]);
         assert!(store.dead_letters("t", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_of_attempts_is_recorded_as_each_would_be_alone() {
+        let (_dir, store) = temp_store();
+        let pending = |id: &str| fixtures::message(id, "email", MessageStatus::Pending, 100);
+        let (one, two, flaky, gone) = (pending("m1"), pending("m2"), pending("m3"), pending("m4"));
+        commit_messages(
+            &store,
+            &[one.clone(), two.clone(), flaky.clone(), gone.clone()],
+        );
+        let delivered = |before: &Message, provider: &str| {
+            let after = Message {
+                status: MessageStatus::Delivered,
+                attempts: 1,
+                provider_id: Some(provider.into()),
+                ..before.clone()
+            };
+            let outcome = DeliveryOutcome::Delivered {
+                provider_id: Some(provider.into()),
+            };
+            AttemptRecord {
+                report: Some(delivery_report(&after, outcome)),
+                before: before.clone(),
+                after,
+                counter: Some(Counter::Delivered),
+            }
+        };
+        let retry = AttemptRecord {
+            before: flaky.clone(),
+            after: Message {
+                attempts: 1,
+                next_attempt_at: 5_000,
+                last_error: Some("503".into()),
+                ..flaky.clone()
+            },
+            report: None,
+            counter: None,
+        };
+        let dead_after = Message {
+            status: MessageStatus::Dead,
+            attempts: 1,
+            last_error: Some("400".into()),
+            ..gone.clone()
+        };
+        let dead = AttemptRecord {
+            report: Some(delivery_report(
+                &dead_after,
+                DeliveryOutcome::Failed {
+                    reason: "400".into(),
+                },
+            )),
+            before: gone.clone(),
+            after: dead_after,
+            counter: Some(Counter::Failed),
+        };
+        store
+            .record_attempts(&[delivered(&one, "p-1"), delivered(&two, "p-2"), retry, dead])
+            .unwrap();
+
+        let status = |id: &str| store.message("t", "alice", id).unwrap().unwrap().status;
+        assert_eq!(
+            ["m1", "m2", "m3", "m4"].map(status),
+            [
+                MessageStatus::Delivered,
+                MessageStatus::Delivered,
+                MessageStatus::Pending,
+                MessageStatus::Dead
+            ]
+        );
+        assert!(store.due_messages(4_999, 10).unwrap().is_empty());
+        assert_eq!(ids(&store.due_messages(5_000, 10).unwrap()), ["m3"]);
+        assert_eq!(ids(&store.dead_letters("t", 10).unwrap()), ["m4"]);
+        let mut reported: Vec<String> = queued_reports(&store)
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect();
+        reported.sort();
+        assert_eq!(reported, ["m1", "m2", "m4"]);
+        // Two deliveries of one journey's channel in one transaction count two.
+        let stats = store.channel_stats("t", "welcome").unwrap();
+        assert_eq!((stats[0].delivered, stats[0].failed), (2, 1));
+
+        store.record_attempts(&[]).unwrap();
+    }
+
+    #[test]
+    fn messages_taken_by_the_delivery_loop_are_skipped_when_reading_what_is_due() {
+        let (_dir, store) = temp_store();
+        let at =
+            |id: &str, due: Millis| fixtures::message(id, "email", MessageStatus::Pending, due);
+        let (a, b, c) = (at("a", 100), at("b", 200), at("c", 300));
+        commit_messages(&store, &[a.clone(), b.clone(), c.clone()]);
+        let mut taken = HashSet::new();
+        assert_eq!(
+            ids(&store.due_messages_except(300, 2, &taken).unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(store.next_message_due_except(&taken).unwrap(), Some(100));
+
+        taken.insert(a.key());
+        taken.insert(c.key());
+        assert_eq!(
+            ids(&store.due_messages_except(300, 2, &taken).unwrap()),
+            ["b"]
+        );
+        assert_eq!(store.next_message_due_except(&taken).unwrap(), Some(200));
+        taken.insert(b.key());
+        assert!(store
+            .due_messages_except(300, 2, &taken)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.next_message_due_except(&taken).unwrap(), None);
     }
 
     #[test]

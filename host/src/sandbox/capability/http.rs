@@ -4,25 +4,36 @@
 //! point where policy is enforced; nothing else in the host decides whether a guest may reach
 //! an address. In order:
 //!
-//! 1. The request's authority (host and port) must match one of the hosts the channel's
-//!    registration allows, else `HttpRequestDenied`. An entry is `host` (the scheme's default
-//!    port only), `host:port`, `[v6]:port`, or `*.domain` (any subdomain, not the domain).
-//! 2. Unless the sandbox allows private networks, the host is resolved and every address must
-//!    be public: loopback, private, link-local, unspecified, CGNAT, unique-local, multicast,
-//!    documentation and reserved ranges are refused with `HttpRequestDenied`, so an allowed
-//!    name that resolves inward cannot reach the host's own network (SSRF).
-//! 3. Plain-HTTP requests are pinned to the vetted address, so a second DNS answer cannot
-//!    differ from the one checked (DNS rebinding). HTTPS requests are resolved again by the
-//!    connector; a rebound name then fails certificate verification instead.
-//! 4. `default_send_request` sends it, with connect, first-byte and between-bytes timeouts no
-//!    longer than the policy's, whatever the guest asked for.
+//! 1. For every request, its authority (host and port) must match one of the hosts the
+//!    channel's registration allows, else `HttpRequestDenied`. An entry is `host` (the scheme's
+//!    default port only), `host:port`, `[v6]:port`, or `*.domain` (any subdomain, not the
+//!    domain). This is checked before a pooled connection is looked for: an open connection to
+//!    an allowed host lets no other host through.
+//! 2. The request goes to the host's [`pool`] of kept-alive connections, one set per
+//!    destination (scheme, host as named, port). A new connection is opened only to vetted
+//!    addresses: unless the sandbox allows private networks, the host is resolved and every
+//!    address must be public — loopback, private, link-local, unspecified, CGNAT, unique-local,
+//!    multicast, documentation and reserved ranges are refused with `HttpRequestDenied`, so an
+//!    allowed name that resolves inward cannot reach the host's own network (SSRF) — and the
+//!    socket connects to one of exactly those addresses (no second lookup for DNS rebinding to
+//!    answer). A pooled connection was vetted so when it was opened, under the same host-wide
+//!    setting.
+//! 3. Connect, first-byte and between-bytes timeouts are the guest's, never longer than the
+//!    policy's.
+//!
+//! Why a request was refused is kept for the delivery's error message ([`OutboundHttp::denials`]);
+//! the guest only sees `HttpRequestDenied`.
+
+mod pool;
+
+pub(in crate::sandbox) use pool::ConnectionPool;
 
 use super::Capability;
 use crate::sandbox::error::SandboxError;
-use http::uri::{Authority, Scheme, Uri};
-use http_body_util::BodyExt;
+use http::uri::{Scheme, Uri};
+use pool::{Destination, SendError, Timeouts};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Linker, ResourceTable};
@@ -144,11 +155,11 @@ pub fn check_allowed_hosts(hosts: &[String]) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// What a channel may reach, for one `deliver` call.
+/// What a channel may reach, for one `deliver` call. (Whether private networks may be reached
+/// is the host's setting, applied by the [`ConnectionPool`] to every new connection.)
 #[derive(Debug, Clone)]
 pub(in crate::sandbox) struct OutboundPolicy {
     allowed: Vec<AllowedHost>,
-    allow_private_network: bool,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
     between_bytes_timeout: Duration,
@@ -161,7 +172,6 @@ impl OutboundPolicy {
     /// derived from the delivery's own.
     pub(in crate::sandbox) fn new(
         allowed_hosts: &[String],
-        allow_private_network: bool,
         deliver_timeout: Duration,
     ) -> Result<OutboundPolicy, String> {
         let allowed = allowed_hosts
@@ -170,7 +180,6 @@ impl OutboundPolicy {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(OutboundPolicy {
             allowed,
-            allow_private_network,
             connect_timeout: deliver_timeout.min(MAX_CONNECT_TIMEOUT),
             first_byte_timeout: deliver_timeout,
             between_bytes_timeout: deliver_timeout,
@@ -194,9 +203,8 @@ impl OutboundPolicy {
             .clone()
     }
 
-    /// Step 1: whether the request's authority is allowed. Returns the host (normalized), the
-    /// port and whether the scheme is HTTPS.
-    fn check_authority(&self, uri: &Uri) -> Result<(String, u16, bool), HttpError> {
+    /// Step 1: whether the request's authority is allowed. Returns where it goes.
+    fn check_authority(&self, uri: &Uri) -> Result<Destination, HttpError> {
         let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
         let https = uri.scheme() == Some(&Scheme::HTTPS);
         let default_port = if https { 443 } else { 80 };
@@ -207,7 +215,7 @@ impl OutboundPolicy {
             .iter()
             .any(|entry| entry.allows(&host, port, default_port))
         {
-            Ok((host, port, https))
+            Ok(Destination { https, host, port })
         } else {
             tracing::warn!(host = %host, port, "outbound request denied: host not allowed");
             self.deny(format!(
@@ -217,101 +225,37 @@ impl OutboundPolicy {
         }
     }
 
-    /// Steps 2 and 3: resolves the host and refuses non-public addresses. Returns the address
-    /// to pin a plain-HTTP request to, if any.
-    async fn check_addresses(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<Option<SocketAddr>, HttpError> {
-        if self.allow_private_network {
-            return Ok(None);
-        }
-        let addresses = resolve(host, port, self.connect_timeout).await?;
-        if let Some(denied) = addresses.iter().find(|a| !classify_ip(a.ip()).is_public()) {
-            tracing::warn!(
-                host = %host,
-                address = %denied.ip(),
-                class = ?classify_ip(denied.ip()),
-                "outbound request denied: host resolves to a non-public address"
-            );
-            self.deny(format!(
-                "{host} resolves to {} ({:?}), a non-public address; the operator has not \
-                 allowed private networks",
-                denied.ip(),
-                classify_ip(denied.ip())
-            ));
-            return Err(HttpError::HttpRequestDenied);
-        }
-        Ok(addresses.first().copied())
-    }
-
     /// Guest-requested timeouts, never longer than the policy's.
-    fn clamp(&self, requested: Option<RequestOptions>) -> RequestOptions {
+    fn clamp(&self, requested: Option<RequestOptions>) -> Timeouts {
         let requested = requested.unwrap_or_default();
-        let min = |asked: Option<Duration>, cap: Duration| Some(asked.map_or(cap, |a| a.min(cap)));
-        RequestOptions {
-            connect_timeout: min(requested.connect_timeout, self.connect_timeout),
-            first_byte_timeout: min(requested.first_byte_timeout, self.first_byte_timeout),
-            between_bytes_timeout: min(requested.between_bytes_timeout, self.between_bytes_timeout),
+        let min = |asked: Option<Duration>, cap: Duration| asked.map_or(cap, |a| a.min(cap));
+        Timeouts {
+            connect: min(requested.connect_timeout, self.connect_timeout),
+            first_byte: min(requested.first_byte_timeout, self.first_byte_timeout),
+            between_bytes: min(requested.between_bytes_timeout, self.between_bytes_timeout),
         }
     }
 
     async fn send(
         self: Arc<Self>,
-        mut request: http::Request<WasiBody>,
+        pool: Arc<ConnectionPool>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)> {
-        let (host, port, https) = self.check_authority(request.uri())?;
-        let pinned = self.check_addresses(&host, port).await?;
-        if let (Some(address), false) = (pinned, https) {
-            // The `Host` header already names the original authority; only the socket changes.
-            *request.uri_mut() = pin_to(request.uri(), address)?;
+        let to = self.check_authority(request.uri())?;
+        tracing::debug!(host = %to.host, port = to.port, method = %request.method(), "outbound request");
+        match pool.send(to, request, self.clamp(options)).await {
+            Ok(sent) => Ok(sent),
+            Err(SendError::Denied(reason)) => {
+                self.deny(reason);
+                Err(HttpError::HttpRequestDenied)
+            }
+            Err(SendError::Http(error)) => Err(error),
         }
-        tracing::debug!(host = %host, port, method = %request.method(), "outbound request");
-        let (response, io) =
-            wasmtime_wasi_http::default_send_request(request, Some(self.clamp(options))).await?;
-        Ok((
-            response.map(BodyExt::boxed_unsync),
-            Box::new(io) as IoFuture,
-        ))
     }
 }
 
 type IoFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
-
-/// `uri` with its authority replaced by `address`.
-fn pin_to(uri: &Uri, address: SocketAddr) -> Result<Uri, HttpError> {
-    let authority: Authority = address
-        .to_string()
-        .parse()
-        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-    let mut parts = uri.clone().into_parts();
-    parts.authority = Some(authority);
-    Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)
-}
-
-async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, HttpError> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let dns_error = |info: String| HttpError::DnsError {
-        rcode: Some(info),
-        info_code: None,
-    };
-    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-        Err(_) => Err(HttpError::DnsTimeout),
-        Ok(Err(e)) => Err(dns_error(e.to_string())),
-        Ok(Ok(addresses)) => {
-            let addresses: Vec<SocketAddr> = addresses.collect();
-            if addresses.is_empty() {
-                Err(dns_error("no addresses".into()))
-            } else {
-                Ok(addresses)
-            }
-        }
-    }
-}
 
 /// Where an IP address points, as far as outbound policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,7 +347,8 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     }
 }
 
-/// Per-call state of outbound HTTP: wasmtime's context and our hooks.
+/// Per-call state of outbound HTTP: wasmtime's context and our hooks (the call's policy, and
+/// the host's connections).
 pub(in crate::sandbox) struct OutboundHttp {
     ctx: WasiHttpCtx,
     hooks: PolicyHooks,
@@ -415,11 +360,15 @@ impl OutboundHttp {
         self.hooks.policy.denials()
     }
 
-    pub(in crate::sandbox) fn new(policy: OutboundPolicy) -> OutboundHttp {
+    pub(in crate::sandbox) fn new(
+        policy: OutboundPolicy,
+        pool: Arc<ConnectionPool>,
+    ) -> OutboundHttp {
         OutboundHttp {
             ctx: WasiHttpCtx::new(),
             hooks: PolicyHooks {
                 policy: Arc::new(policy),
+                pool,
             },
         }
     }
@@ -440,6 +389,7 @@ impl OutboundHttp {
 /// The hooks through which wasmtime-wasi-http sends every request.
 struct PolicyHooks {
     policy: Arc<OutboundPolicy>,
+    pool: Arc<ConnectionPool>,
 }
 
 impl WasiHttpHooks for PolicyHooks {
@@ -452,7 +402,11 @@ impl WasiHttpHooks for PolicyHooks {
         dyn Future<Output = wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)>>
             + Send,
     > {
-        Box::new(self.policy.clone().send(request, options))
+        Box::new(
+            self.policy
+                .clone()
+                .send(self.pool.clone(), request, options),
+        )
     }
 }
 
@@ -483,7 +437,7 @@ mod tests {
 
     fn policy(hosts: &[&str]) -> OutboundPolicy {
         let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-        OutboundPolicy::new(&hosts, false, Duration::from_secs(30)).unwrap()
+        OutboundPolicy::new(&hosts, Duration::from_secs(30)).unwrap()
     }
 
     fn allowed(policy: &OutboundPolicy, uri: &str) -> bool {
@@ -550,15 +504,17 @@ mod tests {
 
     #[test]
     fn guest_timeouts_are_clamped_to_the_policy() {
-        let p = OutboundPolicy::new(&[], false, Duration::from_secs(5)).unwrap();
-        let options = p.clamp(Some(RequestOptions {
+        let p = OutboundPolicy::new(&[], Duration::from_secs(5)).unwrap();
+        let timeouts = p.clamp(Some(RequestOptions {
             connect_timeout: Some(Duration::from_secs(600)),
             first_byte_timeout: Some(Duration::from_secs(1)),
             between_bytes_timeout: None,
         }));
-        assert_eq!(options.connect_timeout, Some(Duration::from_secs(5)));
-        assert_eq!(options.first_byte_timeout, Some(Duration::from_secs(1)));
-        assert_eq!(options.between_bytes_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(timeouts.connect, Duration::from_secs(5));
+        assert_eq!(timeouts.first_byte, Duration::from_secs(1));
+        assert_eq!(timeouts.between_bytes, Duration::from_secs(5));
+        let capped = OutboundPolicy::new(&[], Duration::from_secs(60)).unwrap();
+        assert_eq!(capped.clamp(None).connect, MAX_CONNECT_TIMEOUT);
     }
 
     fn class(ip: &str) -> AddressClass {
@@ -617,28 +573,210 @@ mod tests {
 
     #[tokio::test]
     async fn an_allowed_name_that_resolves_to_loopback_is_denied() {
-        let p = policy(&["localhost:8080"]);
-        assert!(matches!(
-            p.check_addresses("localhost", 8080).await,
-            Err(HttpError::HttpRequestDenied)
-        ));
-        assert!(matches!(
-            p.check_addresses("127.0.0.1", 8080).await,
-            Err(HttpError::HttpRequestDenied)
-        ));
-        let open = OutboundPolicy::new(&[], true, Duration::from_secs(1)).unwrap();
-        assert!(matches!(
-            open.check_addresses("127.0.0.1", 8080).await,
-            Ok(None)
-        ));
+        let closed = ConnectionPool::new(false, Default::default());
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            assert!(
+                matches!(closed.vet(host, 8080).await, Err(pool::SendError::Denied(reason))
+                    if reason.contains("non-public address")),
+                "{host}"
+            );
+        }
+        let open = ConnectionPool::new(true, Default::default());
+        assert!(open.vet("127.0.0.1", 8080).await.is_ok());
     }
 
-    #[test]
-    fn plain_http_requests_are_pinned_to_the_vetted_address() {
-        let uri: Uri = "http://sink.example:8080/hook?x=1".parse().unwrap();
-        let pinned = pin_to(&uri, "93.184.216.34:8080".parse().unwrap()).unwrap();
-        assert_eq!(pinned.to_string(), "http://93.184.216.34:8080/hook?x=1");
-        let v6 = pin_to(&uri, "[2606:4700::1]:8080".parse().unwrap()).unwrap();
-        assert_eq!(v6.authority().unwrap().as_str(), "[2606:4700::1]:8080");
+    /// Requests through the whole path (policy, pool, hyper) to a real server on loopback.
+    mod pooled {
+        use super::*;
+        use http_body_util::{BodyExt, Empty};
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        /// A loopback HTTP/1.1 server that counts the connections it accepts and the requests
+        /// it answers; `keep_alive: false` closes every connection after one response.
+        struct TestServer {
+            port: u16,
+            connections: Arc<AtomicU64>,
+            requests: Arc<AtomicU64>,
+        }
+
+        impl TestServer {
+            async fn start(keep_alive: bool) -> TestServer {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let port = listener.local_addr().unwrap().port();
+                let connections = Arc::new(AtomicU64::new(0));
+                let requests = Arc::new(AtomicU64::new(0));
+                let (accepted, answered) = (connections.clone(), requests.clone());
+                tokio::spawn(async move {
+                    while let Ok((stream, _)) = listener.accept().await {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        let answered = answered.clone();
+                        let service = hyper::service::service_fn(move |_request| {
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            async {
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                                ))
+                            }
+                        });
+                        tokio::spawn(
+                            hyper::server::conn::http1::Builder::new()
+                                .keep_alive(keep_alive)
+                                .serve_connection(
+                                    wasmtime_wasi_http::io::TokioIo::new(stream),
+                                    service,
+                                ),
+                        );
+                    }
+                });
+                TestServer {
+                    port,
+                    connections,
+                    requests,
+                }
+            }
+
+            fn connections(&self) -> u64 {
+                self.connections.load(Ordering::SeqCst)
+            }
+
+            fn requests(&self) -> u64 {
+                self.requests.load(Ordering::SeqCst)
+            }
+        }
+
+        fn channel(hosts: &[String]) -> Arc<OutboundPolicy> {
+            Arc::new(OutboundPolicy::new(hosts, Duration::from_secs(30)).unwrap())
+        }
+
+        /// GETs `uri` as a guest would (absolute URI, `Host` set) and reads the whole body.
+        async fn get(
+            policy: &Arc<OutboundPolicy>,
+            pool: &Arc<ConnectionPool>,
+            uri: &str,
+        ) -> Result<String, HttpError> {
+            let uri: Uri = uri.parse().unwrap();
+            let request = http::Request::get(uri.clone())
+                .header(http::header::HOST, uri.authority().unwrap().as_str())
+                .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+                .unwrap();
+            let (response, _io) = policy.clone().send(pool.clone(), request, None).await?;
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        }
+
+        /// Waits until `n` connections are idle in the pool (a connection goes back once its
+        /// response has been read, on a task of its own).
+        async fn until_idle(pool: &ConnectionPool, n: usize) {
+            for _ in 0..10_000 {
+                if pool.idle_connections() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("{n} connections never became idle");
+        }
+
+        #[tokio::test]
+        async fn requests_to_one_destination_reuse_one_kept_alive_connection() {
+            let server = TestServer::start(true).await;
+            let pool = Arc::new(ConnectionPool::new(true, Default::default()));
+            let policy = channel(&[format!("127.0.0.1:{}", server.port)]);
+            for _ in 0..10 {
+                let uri = format!("http://127.0.0.1:{}/hook", server.port);
+                assert_eq!(get(&policy, &pool, &uri).await.unwrap(), "ok");
+                until_idle(&pool, 1).await;
+            }
+            assert_eq!(server.requests(), 10);
+            assert_eq!((server.connections(), pool.opened()), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() {
+            let server = TestServer::start(false).await;
+            let pool = Arc::new(ConnectionPool::new(true, Default::default()));
+            let policy = channel(&[format!("127.0.0.1:{}", server.port)]);
+            for _ in 0..5 {
+                let uri = format!("http://127.0.0.1:{}/hook", server.port);
+                assert_eq!(get(&policy, &pool, &uri).await.unwrap(), "ok");
+            }
+            assert_eq!((server.requests(), server.connections()), (5, 5));
+        }
+
+        #[tokio::test]
+        async fn an_open_connection_to_an_allowed_host_lets_no_other_host_through() {
+            let server = TestServer::start(true).await;
+            let pool = Arc::new(ConnectionPool::new(true, Default::default()));
+            let by_address = channel(&[format!("127.0.0.1:{}", server.port)]);
+            let by_address_uri = format!("http://127.0.0.1:{}/hook", server.port);
+            let by_name_uri = format!("http://localhost:{}/hook", server.port);
+            get(&by_address, &pool, &by_address_uri).await.unwrap();
+            until_idle(&pool, 1).await;
+
+            // Same socket address, but a host this channel does not allow: refused, although
+            // an idle connection to that very address is open.
+            assert!(matches!(
+                get(&by_address, &pool, &by_name_uri).await,
+                Err(HttpError::HttpRequestDenied)
+            ));
+            assert!(by_address.denials()[0].contains("not in the channel's allowed_hosts"));
+            assert_eq!((server.requests(), server.connections()), (1, 1));
+
+            // A channel that allows the name gets a connection of its own: connections are
+            // per destination as the request names it, never borrowed across names.
+            let by_name = channel(&[format!("localhost:{}", server.port)]);
+            get(&by_name, &pool, &by_name_uri).await.unwrap();
+            assert_eq!((server.requests(), server.connections()), (2, 2));
+        }
+
+        #[tokio::test]
+        async fn without_private_networks_no_connection_is_opened_to_loopback() {
+            let server = TestServer::start(true).await;
+            let pool = Arc::new(ConnectionPool::new(false, Default::default()));
+            let policy = channel(&[
+                format!("localhost:{}", server.port),
+                format!("127.0.0.1:{}", server.port),
+            ]);
+            for host in ["localhost", "127.0.0.1"] {
+                let uri = format!("http://{host}:{}/hook", server.port);
+                assert!(
+                    matches!(
+                        get(&policy, &pool, &uri).await,
+                        Err(HttpError::HttpRequestDenied)
+                    ),
+                    "{host}"
+                );
+            }
+            let denials = policy.denials();
+            assert!(
+                denials.len() == 2 && denials.iter().all(|d| d.contains("non-public address")),
+                "{denials:?}"
+            );
+            assert_eq!((server.connections(), pool.opened()), (0, 0));
+        }
+
+        #[tokio::test]
+        async fn a_response_that_never_comes_fails_with_the_guests_first_byte_timeout() {
+            // Accepts and never answers.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                let mut open = Vec::new();
+                while let Ok((stream, _)) = listener.accept().await {
+                    open.push(stream);
+                }
+            });
+            let pool = Arc::new(ConnectionPool::new(true, Default::default()));
+            let policy = channel(&[format!("127.0.0.1:{port}")]);
+            let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+            let request = http::Request::get(uri)
+                .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+                .unwrap();
+            let options = RequestOptions {
+                first_byte_timeout: Some(Duration::from_millis(50)),
+                ..RequestOptions::default()
+            };
+            let sent = policy.send(pool, request, Some(options)).await;
+            assert!(matches!(sent, Err(HttpError::ConnectionReadTimeout)));
+        }
     }
 }

@@ -22,7 +22,7 @@
 //! | [`wasi`] | the WASI Rust's std needs; deterministic for journeys | both worlds |
 //! | [`log`] | `log`, into `tracing`, capped per call | both worlds |
 //! | [`stats`] | the read-only `stats` snapshot | journeys |
-//! | [`http`] | outbound `wasi:http`, behind the one `send_request` policy check | channels |
+//! | [`http`] | outbound `wasi:http`, behind the one `send_request` policy check, over kept-alive connections | channels |
 
 pub(super) mod http;
 pub(super) mod log;

@@ -65,6 +65,13 @@ impl WasiState {
         WasiState::finish(locked_down())
     }
 
+    /// Re-arms a reused channel instance's WASI for its next call: the same real clocks and
+    /// randomness, the same output streams (cached by the guest's libc), emptied.
+    pub(in crate::sandbox) fn rearm_real_time(&mut self) {
+        self.stdout.clear();
+        self.stderr.clear();
+    }
+
     /// Emits what the guest printed as one debug event, so it is there when someone looks,
     /// without a guest being able to write into the host's logs at will.
     pub(in crate::sandbox) fn report_output(&self, guest: &'static str) {
