@@ -1,5 +1,6 @@
 //! The guest SDK for [Waymark]: write a journey's branching logic as plain Rust, and build it
-//! into a WebAssembly component with `cargo build --target wasm32-wasip2`. Channel adapters use
+//! into a WebAssembly component with `cargo build --profile guest --target wasm32-wasip2` (the
+//! profile is below, under *Building*). Channel adapters use
 //! the companion crate `waymark-channel` (`guest-sdk/channel`), built on this one's types.
 //!
 //! A **journey** implements [`Journey`]: [`describe`](Journey::describe) returns its [`Spec`]
@@ -63,6 +64,21 @@
 //! Determinism: `decide` must give the same decision for the same context, because the host
 //! replays triggers. Use `ctx.now` rather than a clock and [`assign_arm`] (or `ctx.seed`)
 //! rather than randomness; the host makes clocks and randomness virtual anyway.
+//!
+//! Building: give the component a profile of its own, as Waymark's workspace does, and build
+//! with `cargo build --profile guest --target wasm32-wasip2`. Without debug info and with LTO a
+//! journey is a few hundred KiB rather than several MiB, and every upload, compile and
+//! instantiation pays for what the component weighs:
+//!
+//! ```toml
+//! [profile.guest]
+//! inherits = "release"
+//! lto = true
+//! codegen-units = 1
+//! debug = false
+//! strip = true
+//! panic = "abort"
+//! ```
 //!
 //! [Waymark]: https://github.com/waymark
 

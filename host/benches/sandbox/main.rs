@@ -38,10 +38,12 @@ use waymark_host::sandbox::{JourneyComponent, Sandbox, SandboxConfig};
 
 type Error = Box<dyn std::error::Error>;
 
-/// The onboarding component, as `cargo xtask bench` (and `cargo xtask test`) build it.
+/// The onboarding component, as `cargo xtask bench` (and `cargo xtask test`) build it: the
+/// workspace's `guest` profile. `WAYMARK_ONBOARDING_WASM` names another build of it (another
+/// profile, to compare).
 const ONBOARDING_WASM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../target/wasm32-wasip2/release/waymark_example_onboarding.wasm"
+    "/../target/wasm32-wasip2/guest/waymark_example_onboarding.wasm"
 );
 
 struct Args {
@@ -141,7 +143,10 @@ impl Path {
 struct Measurement {
     path: Path,
     fixture: &'static str,
+    /// Per second of wall time.
     rates: Rates,
+    /// Per second of the measuring thread's CPU time.
+    cpu: Rates,
 }
 
 /// A wasm path on a multi-thread runtime.
@@ -228,7 +233,7 @@ fn main() -> Result<(), Error> {
     // Round 0 warms every scenario up; then each round runs every scenario once, so that a burst
     // of noise from a neighbour on this shared machine slows one run of each scenario rather
     // than every run of one.
-    let mut rates = vec![Rates::default(); scenarios.len()];
+    let mut rates = vec![(Rates::default(), Rates::default()); scenarios.len()];
     for round in 0..=plan.runs {
         if round == 0 {
             eprintln!("warming up {} scenarios", scenarios.len());
@@ -237,9 +242,10 @@ fn main() -> Result<(), Error> {
         }
         let budget = if round == 0 { plan.warm_up } else { plan.run };
         for (i, (_, _, scenario)) in scenarios.iter().enumerate() {
-            let rate = scenario.run(budget, &runtime, &limits);
+            let run = scenario.run(budget, &runtime, &limits);
             if round > 0 {
-                rates[i].0.push(rate);
+                rates[i].0 .0.push(run.wall);
+                rates[i].1 .0.push(run.cpu);
             }
         }
     }
@@ -247,20 +253,23 @@ fn main() -> Result<(), Error> {
     let measurements: Vec<Measurement> = scenarios
         .iter()
         .zip(rates)
-        .map(|((path, fixture, _), rates)| Measurement {
+        .map(|((path, fixture, _), (rates, cpu))| Measurement {
             path: *path,
             fixture,
             rates,
+            cpu,
         })
         .collect();
     if args.only.is_some() {
         for m in &measurements {
             println!(
-                "{} {}: {} · {} µs",
+                "{} {}: {} · {} µs; per CPU second {} · {} µs",
                 m.path.label(),
                 m.fixture,
                 per_second(m.rates.median()),
-                micros(m.rates.micros())
+                micros(m.rates.micros()),
+                per_second(m.cpu.median()),
+                micros(m.cpu.micros())
             );
         }
         return Ok(());
@@ -356,7 +365,7 @@ enum Scenario<'a> {
 
 impl Scenario<'_> {
     /// Calls per second over `budget`, cycling through the contexts.
-    fn run(&self, budget: Duration, runtime: &Runtime, limits: &model::Limits) -> f64 {
+    fn run(&self, budget: Duration, runtime: &Runtime, limits: &model::Limits) -> measure::Run {
         match self {
             Scenario::Native(contexts) => {
                 let _quiet = Silenced::stderr();
