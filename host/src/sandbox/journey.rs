@@ -8,7 +8,7 @@
 
 use super::capability::log::{self, HasLog, LogState};
 use super::capability::stats::{self, HasStats, StatsState};
-use super::capability::wasi::{self, WasiState};
+use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
 use super::capability::World;
 use super::convert::{context_to_wit, decision_from_wit, spec_from_wit};
 use super::engine::Shared;
@@ -42,7 +42,11 @@ use bindings::JourneyPre;
 pub(super) const WORLD: World<JourneyState> = World {
     name: "journey",
     vocabulary: &["waymark:journey/types@"],
-    capabilities: &[log::capability(), stats::capability(), wasi::capability()],
+    capabilities: &[
+        log::capability(),
+        stats::capability(),
+        wasi::deterministic_capability(),
+    ],
 };
 
 /// The store data of a journey instance, re-armed before every call.
@@ -70,8 +74,9 @@ impl JourneyState {
         }
     }
 
-    /// Prepares a reused instance's state for the next call: everything per call is new, only
-    /// the resource table (whose stream handles the guest caches) carries over.
+    /// Prepares a reused instance's state for the next call: everything per call is new (the
+    /// WASI context stays, reading the new `now` and `seed`); only the resource table (whose
+    /// stream handles the guest caches) carries over.
     fn rearm(
         &mut self,
         now: model::Millis,
@@ -92,6 +97,12 @@ impl WasiView for JourneyState {
             ctx: &mut self.wasi.ctx,
             table: &mut self.table,
         }
+    }
+}
+
+impl HasDeterministicWasi for JourneyState {
+    fn wasi_state(&mut self) -> &mut WasiState {
+        &mut self.wasi
     }
 }
 
