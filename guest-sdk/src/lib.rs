@@ -84,10 +84,22 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "allocator")]
+mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 #[doc(hidden)]
 pub mod export;
+
+/// Small blocks from size-class free lists (see `alloc.rs`): a component's calls allocate and
+/// free dozens of them each.
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 
 pub mod calendar;
 pub mod context;

@@ -97,6 +97,9 @@ pub(super) fn engine_config(config: &SandboxConfig) -> Config {
         .gc_support(false)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if std::env::var_os("TMP_PERFMAP").is_some() {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     cfg
 }
 
