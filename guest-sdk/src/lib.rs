@@ -84,7 +84,10 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "allocator")]
+#[cfg(all(
+    feature = "allocator",
+    any(test, all(target_arch = "wasm32", not(target_feature = "atomics")))
+))]
 mod alloc;
 #[doc(hidden)]
 pub mod bindings;

@@ -10,7 +10,7 @@ use super::capability::log::{self, HasLog, LogState};
 use super::capability::stats::{self, HasStats, StatsState};
 use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
 use super::capability::World;
-use super::convert::{context_to_wit, decision_from_wit, spec_from_wit};
+use super::convert::{decision_from_wit, spec_from_wit, ContextBuffer};
 use super::engine::Shared;
 use super::error::SandboxError;
 use super::failure::{GuestFailure, Stage};
@@ -144,6 +144,8 @@ const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 struct Warm {
     store: Store<JourneyState>,
     journey: bindings::Journey,
+    /// The last call's context, whose buffers the next call's context reuses.
+    context: ContextBuffer,
     calls: u32,
 }
 
@@ -217,9 +219,14 @@ impl JourneyComponent {
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
         let spec = self
-            .run(0, 0, Vec::new(), limits, false, async |journey, store| {
-                journey.call_describe(store).await
-            })
+            .run(
+                0,
+                0,
+                Vec::new(),
+                limits,
+                false,
+                async |journey, store, _| journey.call_describe(store).await,
+            )
             .await?;
         spec_from_wit(spec)
     }
@@ -232,7 +239,6 @@ impl JourneyComponent {
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
-        let context = context_to_wit(ctx);
         let decision = self
             .run(
                 ctx.now,
@@ -240,7 +246,7 @@ impl JourneyComponent {
                 stats,
                 limits,
                 true,
-                async |journey, store| journey.call_decide(store, &context).await,
+                async |journey, store, context| journey.call_decide(store, context.fill(ctx)).await,
             )
             .await?;
         decision_from_wit(decision, limits)
@@ -260,17 +266,22 @@ impl JourneyComponent {
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
         pooled: bool,
-        call: impl AsyncFnOnce(&bindings::Journey, &mut Store<JourneyState>) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(
+            &bindings::Journey,
+            &mut Store<JourneyState>,
+            &mut ContextBuffer,
+        ) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let deadline = limits.decide_deadline();
         let warm = lock(&self.idle.warm).pop();
         if warm.is_some() {
             self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
         }
-        let (mut store, journey, calls) = match warm {
+        let (mut store, journey, mut context, calls) = match warm {
             Some(Warm {
                 mut store,
                 journey,
+                context,
                 calls,
             }) => {
                 store
@@ -278,7 +289,7 @@ impl JourneyComponent {
                     .rearm(now, seed, stats, limits.max_memory_bytes);
                 guest::rearm_store(&mut store, deadline, limits.max_hostcall_bytes);
                 self.shared.counters.reused.inc();
-                (store, Some(journey), calls)
+                (store, Some(journey), context, calls)
             }
             None => {
                 let state = JourneyState::new(now, seed, stats, limits.max_memory_bytes);
@@ -289,7 +300,7 @@ impl JourneyComponent {
                     limits.max_hostcall_bytes,
                 );
                 self.shared.counters.instantiated.inc();
-                (store, None, 0)
+                (store, None, ContextBuffer::default(), 0)
             }
         };
         let outcome = tokio::time::timeout(deadline, async {
@@ -301,7 +312,7 @@ impl JourneyComponent {
                     .await
                     .map_err(|e| (Stage::Instantiate, e))?,
             };
-            let value = call(&journey, &mut store)
+            let value = call(&journey, &mut store, &mut context)
                 .await
                 .map_err(|e| (Stage::Call, e))?;
             Ok((journey, value))
@@ -335,6 +346,7 @@ impl JourneyComponent {
                     idle.push(Warm {
                         store,
                         journey,
+                        context,
                         calls,
                     });
                 } else {
