@@ -12,6 +12,10 @@
 //! Small blocks are never returned to `System`: a warm instance's next call reuses them, and the
 //! host caps an instance's memory and retires it after a number of calls anyway.
 //!
+//! The first chunk is a static, zero-initialized array: part of the memory the component
+//! declares, so a call that needs no more than that never grows memory (which, in a fresh
+//! instance, costs the host two `mprotect`s: one to grow, one to reset the slot afterwards).
+//!
 //! Only on `wasm32` without the `atomics` feature, where a component has exactly one thread:
 //! the free lists are plain cells. Natively (unit tests) the platform's allocator is used.
 //! A component that wants its own allocator turns this off with `default-features = false`.
@@ -37,10 +41,16 @@ pub(crate) struct SizeClasses {
 struct State {
     /// The head of each class's free list; a free block holds the next block's address.
     free: [*mut u8; CLASSES],
-    /// The unused rest of the current chunk.
+    /// The unused rest of the current chunk (null until the first allocation).
     chunk: *mut u8,
     chunk_left: usize,
+    /// The first chunk, carved before any is taken from `System`.
+    first: FirstChunk,
 }
+
+/// The first chunk's bytes, aligned for blocks.
+#[repr(C, align(16))]
+struct FirstChunk([u8; CHUNK]);
 
 // SAFETY: only where a component has one thread (see the module docs), so the state is never
 // touched from two threads. Natively it is not `Sync`, and the unit tests use it on one thread.
@@ -48,13 +58,15 @@ struct State {
 unsafe impl Sync for SizeClasses {}
 
 impl SizeClasses {
-    /// An allocator with empty free lists.
+    /// An allocator with empty free lists. It must not move once it has allocated (its
+    /// blocks may be in its first chunk): it is meant for a `static`.
     pub(crate) const fn new() -> SizeClasses {
         SizeClasses {
             state: UnsafeCell::new(State {
                 free: [ptr::null_mut(); CLASSES],
                 chunk: ptr::null_mut(),
                 chunk_left: 0,
+                first: FirstChunk([0; CHUNK]),
             }),
         }
     }
@@ -83,6 +95,10 @@ impl State {
             return head;
         }
         let size = (class + 1) * GRAIN;
+        if self.chunk.is_null() {
+            self.chunk = self.first.0.as_mut_ptr();
+            self.chunk_left = CHUNK;
+        }
         if self.chunk_left < size {
             // The rest of the old chunk (less than one block of this class) is dropped: the
             // waste is bounded by MAX_SMALL per chunk.
@@ -184,7 +200,7 @@ mod tests {
 
     #[test]
     fn freed_blocks_are_reused_and_blocks_never_overlap() {
-        let heap = SizeClasses::new();
+        let heap = Box::new(SizeClasses::new());
         let small = Layout::from_size_align(24, 8).unwrap();
         let large = Layout::from_size_align(4096, 8).unwrap();
         unsafe {

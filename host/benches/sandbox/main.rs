@@ -56,6 +56,8 @@ struct Args {
     /// Measure this path only, on one core (`native`, `glue`, `warm` or `fresh`): for a
     /// profiler, e.g. `perf record -g target/release/deps/sandbox-* --bench --only fresh`.
     only: Option<Path>,
+    /// List compiled guest code in `/tmp/perf-<pid>.map` (`SandboxConfig::perf_map`).
+    perf_map: bool,
 }
 
 impl Args {
@@ -65,12 +67,14 @@ impl Args {
             quick: false,
             markdown: None,
             only: None,
+            perf_map: false,
         };
         let mut iter = std::env::args().skip(1);
         while let Some(arg) = iter.next() {
             match arg.as_str() {
                 "--bench" => args.bench = true,
                 "--quick" => args.quick = true,
+                "--perf-map" => args.perf_map = true,
                 "--markdown" => {
                     let path = iter.next().ok_or("--markdown needs a file")?;
                     args.markdown = Some(path.into());
@@ -180,10 +184,13 @@ fn main() -> Result<(), Error> {
         }
     };
 
-    let warm_config = SandboxConfig::default();
+    let warm_config = SandboxConfig {
+        perf_map: args.perf_map,
+        ..SandboxConfig::default()
+    };
     let fresh_config = SandboxConfig {
         warm_instances: 0,
-        ..SandboxConfig::default()
+        ..warm_config.clone()
     };
     if warm_config.warm_instances == 0 {
         return Err("SandboxConfig::default() keeps no warm instances: nothing to compare".into());
