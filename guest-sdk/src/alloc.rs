@@ -26,8 +26,9 @@ use std::ptr;
 
 /// The alignment every small block has, and the step between size classes.
 const GRAIN: usize = 16;
-/// The largest block served from the free lists.
-const MAX_SMALL: usize = 512;
+/// The largest block served from the free lists: a `BTreeMap<String, Value>` node (a parsed
+/// JSON object) is about 630 bytes.
+const MAX_SMALL: usize = 1024;
 /// One free list per multiple of [`GRAIN`] up to [`MAX_SMALL`].
 const CLASSES: usize = MAX_SMALL / GRAIN;
 /// Bytes taken from `System` at a time to carve small blocks from.

@@ -14,7 +14,7 @@ use super::convert::{decision_from_wit, spec_from_wit, ContextBuffer};
 use super::engine::Shared;
 use super::error::SandboxError;
 use super::failure::{GuestFailure, Stage};
-use super::guest::{self, GuestState, MemoryCap};
+use super::guest::{self, GuestState, MemoryCap, Rearmable};
 use crate::model;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +56,8 @@ pub(super) struct JourneyState {
     memory: MemoryCap,
     log: LogState,
     stats: StatsState,
+    /// Epoch ticks left before the call's deadline.
+    ticks_left: u64,
 }
 
 impl JourneyState {
@@ -71,6 +73,7 @@ impl JourneyState {
             memory: MemoryCap::new(max_memory),
             log: LogState::new("journey"),
             stats: StatsState::new(stats),
+            ticks_left: 0,
         }
     }
 
@@ -97,6 +100,12 @@ impl WasiView for JourneyState {
             ctx: &mut self.wasi.ctx,
             table: &mut self.table,
         }
+    }
+}
+
+impl Rearmable for JourneyState {
+    fn epoch_ticks_left(&mut self) -> &mut u64 {
+        &mut self.ticks_left
     }
 }
 
@@ -140,10 +149,12 @@ impl HasStats for JourneyState {
 /// (memory it never frees, handles it never drops) is bounded.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 
-/// An instantiated journey waiting for its next call.
-struct Warm {
+/// A journey instance with what its calls reuse. Boxed, so that taking one from the idle
+/// pool and putting it back moves a pointer.
+struct Instance {
     store: Store<JourneyState>,
-    journey: bindings::Journey,
+    /// `None` until the first call instantiates it.
+    journey: Option<bindings::Journey>,
     /// The last call's context, whose buffers the next call's context reuses.
     context: ContextBuffer,
     calls: u32,
@@ -166,7 +177,7 @@ pub struct JourneyComponent {
 
 /// A journey's idle instances; gives their slots back to the overall count when dropped.
 struct IdlePool {
-    warm: Mutex<Vec<Warm>>,
+    warm: Mutex<Vec<Box<Instance>>>,
     shared: Arc<Shared>,
 }
 
@@ -273,88 +284,83 @@ impl JourneyComponent {
         ) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let deadline = limits.decide_deadline();
-        let warm = lock(&self.idle.warm).pop();
-        if warm.is_some() {
-            self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
-        }
-        let (mut store, journey, mut context, calls) = match warm {
-            Some(Warm {
-                mut store,
-                journey,
-                context,
-                calls,
-            }) => {
-                store
+        let idle = lock(&self.idle.warm).pop();
+        let mut instance = match idle {
+            Some(mut instance) => {
+                self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+                instance
+                    .store
                     .data_mut()
                     .rearm(now, seed, stats, limits.max_memory_bytes);
-                guest::rearm_store(&mut store, deadline, limits.max_hostcall_bytes);
+                guest::rearm_store(&mut instance.store, deadline, limits.max_hostcall_bytes);
                 self.shared.counters.reused.inc();
-                (store, Some(journey), context, calls)
+                instance
             }
             None => {
                 let state = JourneyState::new(now, seed, stats, limits.max_memory_bytes);
-                let store = guest::new_store(
+                let store = guest::new_rearmable_store(
                     &self.shared.engine,
                     state,
                     deadline,
                     limits.max_hostcall_bytes,
                 );
                 self.shared.counters.instantiated.inc();
-                (store, None, ContextBuffer::default(), 0)
+                Box::new(Instance {
+                    store,
+                    journey: None,
+                    context: ContextBuffer::default(),
+                    calls: 0,
+                })
             }
         };
+        let Instance {
+            store,
+            journey,
+            context,
+            ..
+        } = &mut *instance;
         let outcome = tokio::time::timeout(deadline, async {
             let journey = match journey {
                 Some(journey) => journey,
-                None => self
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| (Stage::Instantiate, e))?,
+                None => journey.insert(
+                    self.pre
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(|e| (Stage::Instantiate, e))?,
+                ),
             };
-            let value = call(&journey, &mut store, &mut context)
+            call(journey, store, context)
                 .await
-                .map_err(|e| (Stage::Call, e))?;
-            Ok((journey, value))
+                .map_err(|e| (Stage::Call, e))
         })
         .await;
-        let (outcome, journey) = match outcome {
-            Ok(Ok((journey, value))) => (Ok(Ok(value)), Some(journey)),
-            Ok(Err(e)) => (Ok(Err(e)), None),
-            Err(elapsed) => (Err(elapsed), None),
-        };
-        let result = guest::settle(&store, "journey", deadline, outcome);
+        let result = guest::settle(&instance.store, "journey", deadline, outcome);
         // Only an instance that finished cleanly goes back: after a trap its state is
         // undefined, and one that hit a limit is likely to hit it again.
-        if let (Ok(_), Some(journey)) = (&result, journey) {
-            let calls = calls + 1;
-            let mut idle = lock(&self.idle.warm);
-            // Idle instances hold slots of the instance pool: bounded per journey and overall.
-            let room = self
-                .shared
-                .idle_total
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    (n < self.shared.config.max_idle_instances).then_some(n + 1)
-                })
-                .is_ok();
-            if room {
-                if pooled
-                    && !store.data().memory_hit()
-                    && calls < MAX_CALLS_PER_INSTANCE
-                    && idle.len() < self.shared.config.warm_instances
-                {
-                    idle.push(Warm {
-                        store,
-                        journey,
-                        context,
-                        calls,
-                    });
-                } else {
-                    self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-        } else {
+        if result.is_err() {
             self.shared.counters.recycled.inc();
+            return result;
+        }
+        instance.calls += 1;
+        let mut idle = lock(&self.idle.warm);
+        // Idle instances hold slots of the instance pool: bounded per journey and overall.
+        let room = self
+            .shared
+            .idle_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.shared.config.max_idle_instances).then_some(n + 1)
+            })
+            .is_ok();
+        if room {
+            if pooled
+                && !instance.store.data().memory_hit()
+                && instance.calls < MAX_CALLS_PER_INSTANCE
+                && idle.len() < self.shared.config.warm_instances
+            {
+                idle.push(instance);
+            } else {
+                self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         result
     }

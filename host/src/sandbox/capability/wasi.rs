@@ -24,7 +24,7 @@ use chacha20::ChaCha20Rng;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -375,32 +375,45 @@ impl HostMonotonicClock for FixedMonotonicClock {
 /// A guest output stream that keeps the last [`OUTPUT_TAIL`] bytes and never blocks or fails,
 /// so a chatty guest neither stalls nor traps because of its own logging.
 #[derive(Clone, Default)]
-pub(in crate::sandbox) struct GuestOutput {
-    tail: Arc<Mutex<VecDeque<u8>>>,
+pub(in crate::sandbox) struct GuestOutput(Arc<Output>);
+
+#[derive(Default)]
+struct Output {
+    tail: Mutex<VecDeque<u8>>,
+    /// Whether anything was written since the last `clear`: nearly every call prints nothing,
+    /// and then re-arming and reporting need not take the lock.
+    written: AtomicBool,
 }
 
 impl GuestOutput {
     fn lock(&self) -> MutexGuard<'_, VecDeque<u8>> {
         // A poisoned buffer of diagnostics is still a buffer of diagnostics.
-        self.tail
+        self.0
+            .tail
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
         let mut tail = self.lock();
         let keep = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL)..];
         tail.extend(keep);
         let excess = tail.len().saturating_sub(OUTPUT_TAIL);
         tail.drain(..excess);
+        self.0.written.store(true, Ordering::Relaxed);
     }
 
     fn clear(&self) {
-        self.lock().clear();
+        if self.0.written.swap(false, Ordering::Relaxed) {
+            self.lock().clear();
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        !self.0.written.load(Ordering::Relaxed)
     }
 
     /// What the guest wrote, lossily decoded.
