@@ -52,14 +52,21 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// Parses a JSON object; `null` counts as `{}`. `what` names it in the error.
 pub fn parse_object(what: &str, json: &str) -> Result<Object, String> {
+    parse_object_named(|| what.to_owned(), json)
+}
+
+/// [`parse_object`], naming the value only if there is an error to report (this runs on every
+/// call, and the name is usually formatted).
+fn parse_object_named(what: impl FnOnce() -> String, json: &str) -> Result<Object, String> {
     match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Object::new()),
         Ok(other) => Err(format!(
-            "{what} must be a JSON object, not {}",
+            "{} must be a JSON object, not {}",
+            what(),
             json_kind(&other)
         )),
-        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+        Err(e) => Err(format!("{} is not valid JSON: {e}", what())),
     }
 }
 
@@ -77,7 +84,8 @@ pub(crate) fn context_from_wit(c: wt::Context) -> Result<Context, String> {
 }
 
 fn event_from_wit(e: wt::Event) -> Result<Event, String> {
-    let properties = parse_object(&format!("properties of event {:?}", e.id), &e.properties)?;
+    let properties =
+        parse_object_named(|| format!("properties of event {:?}", e.id), &e.properties)?;
     Ok(Event {
         id: e.id,
         name: e.name,
@@ -152,7 +160,7 @@ pub(crate) fn command_to_wit(c: Command) -> wt::Command {
         } => wt::Command::Send(wt::Send {
             channel,
             template,
-            payload: payload.to_string(),
+            payload: json_text(&payload),
         }),
         Command::Schedule { name, due } => wt::Command::Schedule(wt::Schedule { name, due }),
         Command::Cancel(name) => wt::Command::Cancel(name),
@@ -173,6 +181,13 @@ pub(crate) fn command_to_wit(c: Command) -> wt::Command {
         Command::Exit(reason) => wt::Command::Exit(reason),
         Command::Complete => wt::Command::Complete,
     }
+}
+
+/// JSON text of a value: straight into a buffer, which `Value`'s `Display` (`to_string`) does
+/// through the formatting machinery, byte run by byte run.
+fn json_text(value: &Value) -> String {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    serde_json::to_string(value).unwrap_or_default()
 }
 
 pub(crate) fn spec_to_wit(s: Spec) -> wt::Spec {

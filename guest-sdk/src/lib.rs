@@ -1,5 +1,6 @@
 //! The guest SDK for [Waymark]: write a journey's branching logic as plain Rust, and build it
-//! into a WebAssembly component with `cargo build --target wasm32-wasip2`. Channel adapters use
+//! into a WebAssembly component with `cargo build --profile guest --target wasm32-wasip2` (the
+//! profile is below, under *Building*). Channel adapters use
 //! the companion crate `waymark-channel` (`guest-sdk/channel`), built on this one's types.
 //!
 //! A **journey** implements [`Journey`]: [`describe`](Journey::describe) returns its [`Spec`]
@@ -64,14 +65,44 @@
 //! replays triggers. Use `ctx.now` rather than a clock and [`assign_arm`] (or `ctx.seed`)
 //! rather than randomness; the host makes clocks and randomness virtual anyway.
 //!
+//! Building: give the component a profile of its own, as Waymark's workspace does, and build
+//! with `cargo build --profile guest --target wasm32-wasip2`. Without debug info and with LTO a
+//! journey is a few hundred KiB rather than several MiB, and every upload, compile and
+//! instantiation pays for what the component weighs:
+//!
+//! ```toml
+//! [profile.guest]
+//! inherits = "release"
+//! lto = true
+//! codegen-units = 1
+//! debug = false
+//! strip = true
+//! panic = "abort"
+//! ```
+//!
 //! [Waymark]: https://github.com/waymark
 
 #![warn(missing_docs)]
 
+#[cfg(all(
+    feature = "allocator",
+    any(test, all(target_arch = "wasm32", not(target_feature = "atomics")))
+))]
+mod alloc;
 #[doc(hidden)]
 pub mod bindings;
 #[doc(hidden)]
 pub mod export;
+
+/// Small blocks from size-class free lists (see `alloc.rs`): a component's calls allocate and
+/// free dozens of them each.
+#[cfg(all(
+    feature = "allocator",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 
 pub mod calendar;
 pub mod context;

@@ -454,17 +454,18 @@ mod tests {
         ));
     }
 
-    /// The webhook component as `cargo build --release --target wasm32-wasip2` leaves it.
+    /// The webhook component as `cargo build --profile guest --target wasm32-wasip2` leaves it
+    /// (stripped: the manifest's custom section must survive the guest profile's `strip`).
     fn built_webhook() -> Vec<u8> {
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(|dir| workspace.join(dir))
             .unwrap_or_else(|| workspace.join("target"));
-        let path = target.join("wasm32-wasip2/release/waymark_webhook.wasm");
+        let path = target.join("wasm32-wasip2/guest/waymark_webhook.wasm");
         std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
                 "cannot read the built webhook component at {} ({e}); build it with \
-                 `cargo build --release --target wasm32-wasip2 -p waymark-webhook` \
+                 `cargo build --profile guest --target wasm32-wasip2 -p waymark-webhook` \
                  (same CARGO_TARGET_DIR), or run `cargo xtask test`",
                 path.display()
             )

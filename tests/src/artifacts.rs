@@ -3,7 +3,9 @@
 //!
 //! Every guest is one row of [`GUESTS`]: its crate and its wasm file. The build arguments
 //! ([`guest_build_args`]), the check for missing outputs and [`Artifacts::component`] derive
-//! from that table, so adding a guest is one line.
+//! from that table, so adding a guest is one line. Guests are built with the workspace's
+//! `guest` profile ([`GUEST_PROFILE`]: LTO, stripped, no debug info), so they are as small and
+//! fast as a tenant's should be.
 
 use std::ffi::OsString;
 use std::fs;
@@ -11,8 +13,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+/// The cargo profile guests are built with (`[profile.guest]` in the workspace's Cargo.toml);
+/// their wasm files land in `<target>/wasm32-wasip2/guest/`.
+pub const GUEST_PROFILE: &str = "guest";
+
 /// Every guest component: `(crate, wasm file)`, the file under
-/// `<target>/wasm32-wasip2/release/`.
+/// `<target>/wasm32-wasip2/guest/`.
 pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-webhook", "waymark_webhook.wasm"),
     (
@@ -64,7 +70,13 @@ pub fn example_crate(name: &str) -> String {
 
 /// `cargo` arguments that build every guest of [`GUESTS`] (shared with xtask: one definition).
 pub fn guest_build_args() -> Vec<&'static str> {
-    let mut args = vec!["build", "--release", "--target", "wasm32-wasip2"];
+    let mut args = vec![
+        "build",
+        "--profile",
+        GUEST_PROFILE,
+        "--target",
+        "wasm32-wasip2",
+    ];
     for (krate, _) in GUESTS {
         args.extend(["-p", krate]);
     }
@@ -79,7 +91,7 @@ pub const HOST_BUILD: &[&str] = &["build", "-p", "waymark-host", "--bin", "wayma
 pub struct Artifacts {
     /// The `waymark` binary (dev profile).
     pub waymark: PathBuf,
-    /// `<target>/wasm32-wasip2/release`, where the guests' wasm files are.
+    /// `<target>/wasm32-wasip2/guest`, where the guests' wasm files are.
     pub guests: PathBuf,
 }
 
@@ -91,7 +103,7 @@ impl Artifacts {
             waymark: target
                 .join("debug")
                 .join(format!("waymark{}", std::env::consts::EXE_SUFFIX)),
-            guests: target.join("wasm32-wasip2").join("release"),
+            guests: target.join("wasm32-wasip2").join(GUEST_PROFILE),
         }
     }
 
@@ -182,11 +194,11 @@ mod tests {
     fn the_guest_build_names_every_guest_crate_once() {
         let args = guest_build_args();
         assert_eq!(
-            &args[..4],
-            ["build", "--release", "--target", "wasm32-wasip2"]
+            &args[..5],
+            ["build", "--profile", "guest", "--target", "wasm32-wasip2"]
         );
-        let crates: Vec<&str> = args[4..].chunks(2).map(|pair| pair[1]).collect();
-        assert!(args[4..].chunks(2).all(|pair| pair[0] == "-p"));
+        let crates: Vec<&str> = args[5..].chunks(2).map(|pair| pair[1]).collect();
+        assert!(args[5..].chunks(2).all(|pair| pair[0] == "-p"));
         assert_eq!(crates, GUESTS.iter().map(|(k, _)| *k).collect::<Vec<_>>());
         for krate in [WEBHOOK_CRATE, ONBOARDING_CRATE, HOSTILE_CRATE, LEDGER_CRATE] {
             assert!(crates.contains(&krate), "{krate}");
@@ -201,6 +213,6 @@ mod tests {
         let artifacts = Artifacts::locate();
         assert!(artifacts
             .path(&example_crate("birthday"))
-            .ends_with("wasm32-wasip2/release/waymark_example_birthday.wasm"));
+            .ends_with("wasm32-wasip2/guest/waymark_example_birthday.wasm"));
     }
 }

@@ -354,6 +354,10 @@ async fn decide_sees_clocks_and_randomness_that_only_its_context_decides() {
         reseeded["random_bytes"], payload["random_bytes"],
         "{reseeded}"
     );
+    assert_ne!(
+        reseeded["insecure_seed"], payload["insecure_seed"],
+        "{reseeded}"
+    );
     let later = entropy_payload(&api.dry_run_decide(HOSTILE, ask(NOW + DAY_MS, 42)).await);
     assert_eq!(later["wall_clock_ms"], NOW + DAY_MS, "{later}");
 

@@ -1,5 +1,7 @@
 //! The channel SDK for [Waymark]: write a channel adapter (a *plugin*) as plain Rust, and build
-//! it into a WebAssembly component with `cargo build --target wasm32-wasip2`.
+//! it into a WebAssembly component with `cargo build --profile guest --target wasm32-wasip2`
+//! (the `guest` profile is the one `waymark-guest`'s documentation gives: LTO, stripped, no
+//! debug info; the manifest's custom section survives the stripping).
 //!
 //! An adapter implements [`Channel`]: [`deliver`](Channel::deliver) turns a [`Message`] into a
 //! request to a provider with the blocking [`http`] client and says whether it worked. The

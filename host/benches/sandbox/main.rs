@@ -38,10 +38,12 @@ use waymark_host::sandbox::{JourneyComponent, Sandbox, SandboxConfig};
 
 type Error = Box<dyn std::error::Error>;
 
-/// The onboarding component, as `cargo xtask bench` (and `cargo xtask test`) build it.
+/// The onboarding component, as `cargo xtask bench` (and `cargo xtask test`) build it: the
+/// workspace's `guest` profile. `WAYMARK_ONBOARDING_WASM` names another build of it (another
+/// profile, to compare).
 const ONBOARDING_WASM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../target/wasm32-wasip2/release/waymark_example_onboarding.wasm"
+    "/../target/wasm32-wasip2/guest/waymark_example_onboarding.wasm"
 );
 
 struct Args {
@@ -54,6 +56,8 @@ struct Args {
     /// Measure this path only, on one core (`native`, `glue`, `warm` or `fresh`): for a
     /// profiler, e.g. `perf record -g target/release/deps/sandbox-* --bench --only fresh`.
     only: Option<Path>,
+    /// List compiled guest code in `/tmp/perf-<pid>.map` (`SandboxConfig::perf_map`).
+    perf_map: bool,
 }
 
 impl Args {
@@ -63,12 +67,14 @@ impl Args {
             quick: false,
             markdown: None,
             only: None,
+            perf_map: false,
         };
         let mut iter = std::env::args().skip(1);
         while let Some(arg) = iter.next() {
             match arg.as_str() {
                 "--bench" => args.bench = true,
                 "--quick" => args.quick = true,
+                "--perf-map" => args.perf_map = true,
                 "--markdown" => {
                     let path = iter.next().ok_or("--markdown needs a file")?;
                     args.markdown = Some(path.into());
@@ -141,7 +147,10 @@ impl Path {
 struct Measurement {
     path: Path,
     fixture: &'static str,
+    /// Per second of wall time.
     rates: Rates,
+    /// Per second of the measuring thread's CPU time.
+    cpu: Rates,
 }
 
 /// A wasm path on a multi-thread runtime.
@@ -175,10 +184,13 @@ fn main() -> Result<(), Error> {
         }
     };
 
-    let warm_config = SandboxConfig::default();
+    let warm_config = SandboxConfig {
+        perf_map: args.perf_map,
+        ..SandboxConfig::default()
+    };
     let fresh_config = SandboxConfig {
         warm_instances: 0,
-        ..SandboxConfig::default()
+        ..warm_config.clone()
     };
     if warm_config.warm_instances == 0 {
         return Err("SandboxConfig::default() keeps no warm instances: nothing to compare".into());
@@ -228,7 +240,7 @@ fn main() -> Result<(), Error> {
     // Round 0 warms every scenario up; then each round runs every scenario once, so that a burst
     // of noise from a neighbour on this shared machine slows one run of each scenario rather
     // than every run of one.
-    let mut rates = vec![Rates::default(); scenarios.len()];
+    let mut rates = vec![(Rates::default(), Rates::default()); scenarios.len()];
     for round in 0..=plan.runs {
         if round == 0 {
             eprintln!("warming up {} scenarios", scenarios.len());
@@ -237,9 +249,10 @@ fn main() -> Result<(), Error> {
         }
         let budget = if round == 0 { plan.warm_up } else { plan.run };
         for (i, (_, _, scenario)) in scenarios.iter().enumerate() {
-            let rate = scenario.run(budget, &runtime, &limits);
+            let run = scenario.run(budget, &runtime, &limits);
             if round > 0 {
-                rates[i].0.push(rate);
+                rates[i].0 .0.push(run.wall);
+                rates[i].1 .0.push(run.cpu);
             }
         }
     }
@@ -247,20 +260,23 @@ fn main() -> Result<(), Error> {
     let measurements: Vec<Measurement> = scenarios
         .iter()
         .zip(rates)
-        .map(|((path, fixture, _), rates)| Measurement {
+        .map(|((path, fixture, _), (rates, cpu))| Measurement {
             path: *path,
             fixture,
             rates,
+            cpu,
         })
         .collect();
     if args.only.is_some() {
         for m in &measurements {
             println!(
-                "{} {}: {} · {} µs",
+                "{} {}: {} · {} µs; per CPU second {} · {} µs",
                 m.path.label(),
                 m.fixture,
                 per_second(m.rates.median()),
-                micros(m.rates.micros())
+                micros(m.rates.micros()),
+                per_second(m.cpu.median()),
+                micros(m.cpu.micros())
             );
         }
         return Ok(());
@@ -356,7 +372,7 @@ enum Scenario<'a> {
 
 impl Scenario<'_> {
     /// Calls per second over `budget`, cycling through the contexts.
-    fn run(&self, budget: Duration, runtime: &Runtime, limits: &model::Limits) -> f64 {
+    fn run(&self, budget: Duration, runtime: &Runtime, limits: &model::Limits) -> measure::Run {
         match self {
             Scenario::Native(contexts) => {
                 let _quiet = Silenced::stderr();

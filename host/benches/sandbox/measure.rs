@@ -2,7 +2,9 @@
 //! every run's rate so the report can give the median and the spread.
 //!
 //! Calls are timed in batches, so reading the clock costs nothing measurable; a run ends at the
-//! first batch boundary past its budget and is rated on its true elapsed time.
+//! first batch boundary past its budget and is rated on its true elapsed time. Each run is also
+//! rated on the CPU time its thread used ([`Run::cpu`]): on a shared machine, time spent waiting
+//! for a core slows the wall-clock rate but not that one, so it is what a call costs a core.
 
 use std::time::{Duration, Instant};
 
@@ -47,36 +49,91 @@ impl Rates {
     }
 }
 
-/// Calls per second of a synchronous call over `budget`; `call(i)` gets the call's index (to
-/// cycle through fixtures).
-pub fn sync(budget: Duration, mut call: impl FnMut(u64)) -> f64 {
-    let start = Instant::now();
+/// One run's rates: calls per second of wall time, and per second of the thread's CPU time.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+/// Where a run started, on both clocks.
+struct Start {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Start {
+    fn now() -> Start {
+        Start {
+            wall: Instant::now(),
+            cpu: thread_cpu_time(),
+        }
+    }
+
+    /// The run's rates after `n` calls, or `None` while it is shorter than `budget`.
+    fn rate(&self, n: u64, budget: Duration) -> Option<Run> {
+        let wall = self.wall.elapsed();
+        if wall < budget {
+            return None;
+        }
+        let cpu = match (self.cpu, thread_cpu_time()) {
+            (Some(start), Some(end)) if end > start => end - start,
+            // No thread clock (not Linux): the wall clock stands in.
+            _ => wall,
+        };
+        Some(Run {
+            wall: n as f64 / wall.as_secs_f64(),
+            cpu: n as f64 / cpu.as_secs_f64(),
+        })
+    }
+}
+
+/// The CPU time this thread has used (user and system), where the system says.
+fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` writes one `timespec`, which `ts` is.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+        ok.then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// The rates of a synchronous call over `budget`; `call(i)` gets the call's index (to cycle
+/// through fixtures).
+pub fn sync(budget: Duration, mut call: impl FnMut(u64)) -> Run {
+    let start = Start::now();
     let mut n = 0;
     loop {
         for _ in 0..BATCH {
             call(n);
             n += 1;
         }
-        let elapsed = start.elapsed();
-        if elapsed >= budget {
-            return n as f64 / elapsed.as_secs_f64();
+        if let Some(run) = start.rate(n, budget) {
+            return run;
         }
     }
 }
 
-/// Calls per second of an asynchronous call over `budget`, awaited in sequence on the current
-/// task.
-pub async fn sequential(budget: Duration, mut call: impl AsyncFnMut(u64)) -> f64 {
-    let start = Instant::now();
+/// The rates of an asynchronous call over `budget`, awaited in sequence on the current task (of
+/// a current-thread runtime, so that the thread's CPU time is the calls').
+pub async fn sequential(budget: Duration, mut call: impl AsyncFnMut(u64)) -> Run {
+    let start = Start::now();
     let mut n = 0;
     loop {
         for _ in 0..BATCH {
             call(n).await;
             n += 1;
         }
-        let elapsed = start.elapsed();
-        if elapsed >= budget {
-            return n as f64 / elapsed.as_secs_f64();
+        if let Some(run) = start.rate(n, budget) {
+            return run;
         }
     }
 }

@@ -39,6 +39,10 @@ pub struct SandboxConfig {
     /// Where compiled code is cached, keyed by the component's digest and the engine's
     /// compatibility hash (`None`: no cache). Only this host writes there.
     pub cache_dir: Option<PathBuf>,
+    /// Whether compiled guest code is listed in `/tmp/perf-<pid>.map`, so that `perf report`
+    /// names guest functions (build the guest with `--profile guest-profiling` to keep their
+    /// names). For profiling only: the map grows with every component compiled.
+    pub perf_map: bool,
 }
 
 /// The operator's default limits.
@@ -69,6 +73,7 @@ impl Default for SandboxConfig {
             // The delivery loop's concurrency.
             warm_channel_instances: 32,
             cache_dir: None,
+            perf_map: false,
         }
     }
 }

@@ -36,83 +36,197 @@ fn customer_to_wit(customer: &model::Customer) -> wit::Customer {
     }
 }
 
-fn event_to_wit(event: &model::Event) -> wit::Event {
-    wit::Event {
-        id: event.id.clone(),
-        name: event.name.clone(),
-        properties: json_text(&event.properties),
-        timestamp: event.timestamp,
-    }
+/// The decision context as WIT, kept with a warm instance so that its strings' buffers outlive
+/// a call: filling it for the next call copies the model's strings into the buffers the last
+/// call left, and writes the JSON text of the customer's attributes and the event's properties
+/// into them, rather than allocating every string of every context afresh (and freeing it all
+/// again after the call).
+pub(super) struct ContextBuffer {
+    context: wit::Context,
+    /// The buffers of the last event trigger's event, while the trigger is another kind.
+    event: wit::Event,
+    /// The buffer of the last timer's or stall's name, likewise.
+    name: String,
 }
 
-fn trigger_to_wit(trigger: &model::Trigger) -> wit::Trigger {
-    match trigger {
-        model::Trigger::Entered { event } => wit::Trigger::Entered(event_to_wit(event)),
-        model::Trigger::Event { event } => wit::Trigger::Event(event_to_wit(event)),
-        model::Trigger::Timer { name } => wit::Trigger::Timer(name.clone()),
-        model::Trigger::Stalled { milestone } => wit::Trigger::Stalled(milestone.clone()),
-        model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
-            message_id: report.message_id.clone(),
-            channel: report.channel.clone(),
-            template: report.template.clone(),
-            outcome: match &report.outcome {
-                model::DeliveryOutcome::Delivered { provider_id } => {
-                    wit::DeliveryOutcome::Delivered(provider_id.clone())
-                }
-                model::DeliveryOutcome::Failed { reason } => {
-                    wit::DeliveryOutcome::Failed(reason.clone())
-                }
+impl Default for ContextBuffer {
+    fn default() -> Self {
+        ContextBuffer {
+            context: wit::Context {
+                trigger: wit::Trigger::Timer(String::new()),
+                customer: wit::Customer {
+                    id: String::new(),
+                    attributes: String::new(),
+                },
+                enrollment: wit::Enrollment {
+                    id: String::new(),
+                    journey: String::new(),
+                    version: 0,
+                    status: wit::EnrollmentStatus::Active,
+                    entered_at: 0,
+                    milestones: Vec::new(),
+                    state: Vec::new(),
+                    timers: Vec::new(),
+                    variants: Vec::new(),
+                },
+                now: 0,
+                seed: 0,
             },
-        }),
+            event: empty_event(),
+            name: String::new(),
+        }
     }
 }
 
-fn enrollment_to_wit(enrollment: &model::Enrollment) -> wit::Enrollment {
-    wit::Enrollment {
-        id: enrollment.id.clone(),
-        journey: enrollment.journey.clone(),
-        version: enrollment.version,
-        status: match enrollment.status {
-            model::EnrollmentStatus::Active => wit::EnrollmentStatus::Active,
-            model::EnrollmentStatus::Completed => wit::EnrollmentStatus::Completed,
-            model::EnrollmentStatus::Exited => wit::EnrollmentStatus::Exited,
+impl ContextBuffer {
+    /// `ctx` as WIT, JSON as text.
+    pub(super) fn fill(&mut self, ctx: &model::DecisionContext) -> &wit::Context {
+        self.fill_trigger(&ctx.trigger);
+        let customer = &mut self.context.customer;
+        copy(&mut customer.id, &ctx.customer.id);
+        write_json(&mut customer.attributes, &ctx.customer.attributes);
+        fill_enrollment(&mut self.context.enrollment, &ctx.enrollment);
+        self.context.now = ctx.now;
+        self.context.seed = ctx.seed;
+        &self.context
+    }
+
+    fn fill_trigger(&mut self, trigger: &model::Trigger) {
+        // Park the last trigger's buffers, then build this one from them.
+        let last = std::mem::replace(
+            &mut self.context.trigger,
+            wit::Trigger::Timer(String::new()),
+        );
+        match last {
+            wit::Trigger::Entered(event) | wit::Trigger::Event(event) => self.event = event,
+            wit::Trigger::Timer(name) | wit::Trigger::Stalled(name) => self.name = name,
+            wit::Trigger::Delivery(_) => {}
+        }
+        self.context.trigger = match trigger {
+            model::Trigger::Entered { event } => wit::Trigger::Entered(self.take_event(event)),
+            model::Trigger::Event { event } => wit::Trigger::Event(self.take_event(event)),
+            model::Trigger::Timer { name } => wit::Trigger::Timer(self.take_name(name)),
+            model::Trigger::Stalled { milestone } => {
+                wit::Trigger::Stalled(self.take_name(milestone))
+            }
+            // Rare enough not to keep buffers for.
+            model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
+                message_id: report.message_id.clone(),
+                channel: report.channel.clone(),
+                template: report.template.clone(),
+                outcome: match &report.outcome {
+                    model::DeliveryOutcome::Delivered { provider_id } => {
+                        wit::DeliveryOutcome::Delivered(provider_id.clone())
+                    }
+                    model::DeliveryOutcome::Failed { reason } => {
+                        wit::DeliveryOutcome::Failed(reason.clone())
+                    }
+                },
+            }),
+        };
+    }
+
+    fn take_event(&mut self, event: &model::Event) -> wit::Event {
+        let mut buffers = std::mem::replace(&mut self.event, empty_event());
+        copy(&mut buffers.id, &event.id);
+        copy(&mut buffers.name, &event.name);
+        write_json(&mut buffers.properties, &event.properties);
+        buffers.timestamp = event.timestamp;
+        buffers
+    }
+
+    fn take_name(&mut self, name: &str) -> String {
+        let mut buffer = std::mem::take(&mut self.name);
+        copy(&mut buffer, name);
+        buffer
+    }
+}
+
+/// An event with no buffers yet (no allocation).
+fn empty_event() -> wit::Event {
+    wit::Event {
+        id: String::new(),
+        name: String::new(),
+        properties: String::new(),
+        timestamp: 0,
+    }
+}
+
+/// `dst` becomes `src`, in `dst`'s buffer.
+fn copy(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+/// `dst` becomes the JSON text of `object`, in `dst`'s buffer.
+fn write_json(dst: &mut String, object: &model::Object) {
+    let mut bytes = std::mem::take(dst).into_bytes();
+    bytes.clear();
+    // Serializing a map with string keys cannot fail, and what it writes is UTF-8.
+    if serde_json::to_writer(&mut bytes, object).is_err() {
+        bytes.clear();
+        bytes.extend_from_slice(b"{}");
+    }
+    *dst = String::from_utf8(bytes).unwrap_or_else(|_| "{}".to_owned());
+}
+
+fn fill_enrollment(dst: &mut wit::Enrollment, src: &model::Enrollment) {
+    copy(&mut dst.id, &src.id);
+    copy(&mut dst.journey, &src.journey);
+    dst.version = src.version;
+    dst.status = match src.status {
+        model::EnrollmentStatus::Active => wit::EnrollmentStatus::Active,
+        model::EnrollmentStatus::Completed => wit::EnrollmentStatus::Completed,
+        model::EnrollmentStatus::Exited => wit::EnrollmentStatus::Exited,
+    };
+    dst.entered_at = src.entered_at;
+    fill_list(
+        &mut dst.milestones,
+        &src.milestones,
+        || wit::MilestoneHit {
+            name: String::new(),
+            at: 0,
         },
-        entered_at: enrollment.entered_at,
-        milestones: enrollment
-            .milestones
-            .iter()
-            .map(|m| wit::MilestoneHit {
-                name: m.name.clone(),
-                at: m.at,
-            })
-            .collect(),
-        state: enrollment.state.clone(),
-        timers: enrollment
-            .timers
-            .iter()
-            .map(|t| wit::PendingTimer {
-                name: t.name.clone(),
-                due: t.due,
-            })
-            .collect(),
-        variants: enrollment
-            .variants
-            .iter()
-            .map(|v| wit::VariantAssignment {
-                experiment: v.experiment.clone(),
-                arm: v.arm.clone(),
-            })
-            .collect(),
-    }
+        |hit, m| {
+            copy(&mut hit.name, &m.name);
+            hit.at = m.at;
+        },
+    );
+    dst.state.clear();
+    dst.state.extend_from_slice(&src.state);
+    fill_list(
+        &mut dst.timers,
+        &src.timers,
+        || wit::PendingTimer {
+            name: String::new(),
+            due: 0,
+        },
+        |timer, t| {
+            copy(&mut timer.name, &t.name);
+            timer.due = t.due;
+        },
+    );
+    fill_list(
+        &mut dst.variants,
+        &src.variants,
+        || wit::VariantAssignment {
+            experiment: String::new(),
+            arm: String::new(),
+        },
+        |variant, v| {
+            copy(&mut variant.experiment, &v.experiment);
+            copy(&mut variant.arm, &v.arm);
+        },
+    );
 }
 
-pub(super) fn context_to_wit(ctx: &model::DecisionContext) -> wit::Context {
-    wit::Context {
-        trigger: trigger_to_wit(&ctx.trigger),
-        customer: customer_to_wit(&ctx.customer),
-        enrollment: enrollment_to_wit(&ctx.enrollment),
-        now: ctx.now,
-        seed: ctx.seed,
+/// `dst` becomes as long as `src`, each element set from its counterpart by `set` (elements
+/// past the old length start as `empty()`, with no buffers yet).
+fn fill_list<D, S>(dst: &mut Vec<D>, src: &[S], empty: impl Fn() -> D, set: impl Fn(&mut D, &S)) {
+    dst.truncate(src.len());
+    dst.resize_with(src.len(), empty);
+    for (d, s) in dst.iter_mut().zip(src) {
+        set(d, s);
     }
 }
 
@@ -536,6 +650,188 @@ mod tests {
         assert_eq!(reason(spec_from_wit(negative)), FailureReason::InvalidSpec);
     }
 
+    // The plain conversion, one owned string per field: what a filled `ContextBuffer` must
+    // equal whatever it held before.
+    fn event_to_wit(event: &model::Event) -> wit::Event {
+        wit::Event {
+            id: event.id.clone(),
+            name: event.name.clone(),
+            properties: json_text(&event.properties),
+            timestamp: event.timestamp,
+        }
+    }
+
+    fn trigger_to_wit(trigger: &model::Trigger) -> wit::Trigger {
+        match trigger {
+            model::Trigger::Entered { event } => wit::Trigger::Entered(event_to_wit(event)),
+            model::Trigger::Event { event } => wit::Trigger::Event(event_to_wit(event)),
+            model::Trigger::Timer { name } => wit::Trigger::Timer(name.clone()),
+            model::Trigger::Stalled { milestone } => wit::Trigger::Stalled(milestone.clone()),
+            model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
+                message_id: report.message_id.clone(),
+                channel: report.channel.clone(),
+                template: report.template.clone(),
+                outcome: match &report.outcome {
+                    model::DeliveryOutcome::Delivered { provider_id } => {
+                        wit::DeliveryOutcome::Delivered(provider_id.clone())
+                    }
+                    model::DeliveryOutcome::Failed { reason } => {
+                        wit::DeliveryOutcome::Failed(reason.clone())
+                    }
+                },
+            }),
+        }
+    }
+
+    fn enrollment_to_wit(enrollment: &model::Enrollment) -> wit::Enrollment {
+        wit::Enrollment {
+            id: enrollment.id.clone(),
+            journey: enrollment.journey.clone(),
+            version: enrollment.version,
+            status: match enrollment.status {
+                model::EnrollmentStatus::Active => wit::EnrollmentStatus::Active,
+                model::EnrollmentStatus::Completed => wit::EnrollmentStatus::Completed,
+                model::EnrollmentStatus::Exited => wit::EnrollmentStatus::Exited,
+            },
+            entered_at: enrollment.entered_at,
+            milestones: enrollment
+                .milestones
+                .iter()
+                .map(|m| wit::MilestoneHit {
+                    name: m.name.clone(),
+                    at: m.at,
+                })
+                .collect(),
+            state: enrollment.state.clone(),
+            timers: enrollment
+                .timers
+                .iter()
+                .map(|t| wit::PendingTimer {
+                    name: t.name.clone(),
+                    due: t.due,
+                })
+                .collect(),
+            variants: enrollment
+                .variants
+                .iter()
+                .map(|v| wit::VariantAssignment {
+                    experiment: v.experiment.clone(),
+                    arm: v.arm.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn context_to_wit(ctx: &model::DecisionContext) -> wit::Context {
+        wit::Context {
+            trigger: trigger_to_wit(&ctx.trigger),
+            customer: customer_to_wit(&ctx.customer),
+            enrollment: enrollment_to_wit(&ctx.enrollment),
+            now: ctx.now,
+            seed: ctx.seed,
+        }
+    }
+
+    fn context(
+        trigger: model::Trigger,
+        milestones: &[&str],
+        state: &[u8],
+    ) -> model::DecisionContext {
+        let mut enrollment = crate::engine::enroll("onboarding", 3, "ada", 1, None, 500);
+        enrollment.milestones = milestones
+            .iter()
+            .map(|name| model::MilestoneHit {
+                name: name.to_string(),
+                at: 700,
+            })
+            .collect();
+        enrollment.state = state.to_vec();
+        model::DecisionContext {
+            trigger,
+            customer: model::Customer {
+                id: format!("ada-{}", milestones.len()),
+                attributes: json!({"plan": "pro", "seats": milestones.len()})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            },
+            enrollment,
+            now: 1_000 + milestones.len() as i64,
+            seed: 7,
+        }
+    }
+
+    fn event(name: &str, properties: serde_json::Value) -> model::Event {
+        model::Event {
+            id: format!("{name}-1"),
+            customer: "ada".into(),
+            name: name.into(),
+            properties: properties.as_object().unwrap().clone(),
+            timestamp: 900,
+        }
+    }
+
+    #[test]
+    fn a_reused_context_buffer_converts_exactly_as_a_fresh_conversion() {
+        let contexts = [
+            context(
+                model::Trigger::Entered {
+                    event: event("signed_up", json!({"plan": "trial", "source": "ads"})),
+                },
+                &["a", "b", "c"],
+                &[1, 2, 3],
+            ),
+            context(
+                model::Trigger::Timer {
+                    name: "nudge".into(),
+                },
+                &[],
+                &[],
+            ),
+            context(
+                model::Trigger::Event {
+                    event: event("x", json!({})),
+                },
+                &["only"],
+                &[9],
+            ),
+            context(
+                model::Trigger::Delivery {
+                    report: model::DeliveryReport {
+                        message_id: "m1".into(),
+                        channel: "webhook".into(),
+                        template: "welcome".into(),
+                        outcome: model::DeliveryOutcome::Delivered { provider_id: None },
+                    },
+                },
+                &["a", "b"],
+                &[],
+            ),
+            context(
+                model::Trigger::Stalled {
+                    milestone: "activated".into(),
+                },
+                &[],
+                &[4, 5],
+            ),
+            context(
+                model::Trigger::Event {
+                    event: event("first_value", json!({"feature": "reports"})),
+                },
+                &["a"],
+                &[],
+            ),
+        ];
+        let mut buffer = ContextBuffer::default();
+        // Twice through, so that every kind follows every other.
+        for ctx in contexts.iter().chain(contexts.iter().rev()) {
+            assert_eq!(
+                format!("{:?}", buffer.fill(ctx)),
+                format!("{:?}", context_to_wit(ctx))
+            );
+        }
+    }
+
     #[test]
     fn the_context_carries_json_as_text_and_everything_else_as_is() {
         let ctx = model::DecisionContext {
@@ -578,7 +874,8 @@ mod tests {
             now: 1000,
             seed: 7,
         };
-        let context = context_to_wit(&ctx);
+        let mut buffer = ContextBuffer::default();
+        let context = buffer.fill(&ctx);
         let wit::Trigger::Event(event) = &context.trigger else {
             panic!("event trigger")
         };

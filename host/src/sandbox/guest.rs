@@ -3,7 +3,8 @@
 //! Each world's store data implements [`GuestState`]: it carries a [`MemoryCap`] and the state
 //! of the capabilities whose findings are reported when the call ends (dropped log lines, guest
 //! output). [`new_store`] arms a fresh store with the memory cap, the hostcall fuel and an epoch
-//! deadline; [`rearm_store`] does the same for a warm journey instance's next call; [`settle`]
+//! deadline; [`new_rearmable_store`] and [`rearm_store`] do the same for a journey instance,
+//! call after call, without allocating; [`settle`]
 //! ends a call, turning whatever happened into the call's result through
 //! [`super::failure::classify`].
 
@@ -92,27 +93,57 @@ pub(super) fn new_store<T: GuestState>(
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
     store.limiter(|data| data.memory_cap() as &mut dyn ResourceLimiter);
+    store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
+    let mut remaining = deadline_ticks(deadline);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| Ok(on_epoch_tick(&mut remaining)));
+    store
+}
+
+/// The store data of an instance re-armed call after call (a warm journey): it keeps the
+/// deadline's remaining ticks itself, so that re-arming sets a number rather than installing a
+/// new (boxed) callback.
+pub(super) trait Rearmable: GuestState {
+    fn epoch_ticks_left(&mut self) -> &mut u64;
+}
+
+/// [`new_store`] for store data that [`rearm_store`] re-arms.
+pub(super) fn new_rearmable_store<T: Rearmable>(
+    engine: &Engine,
+    data: T,
+    deadline: Duration,
+    max_hostcall_bytes: u64,
+) -> Store<T> {
+    let mut store = Store::new(engine, data);
+    store.limiter(|data| data.memory_cap() as &mut dyn ResourceLimiter);
+    store.epoch_deadline_callback(|mut store| {
+        Ok(on_epoch_tick(store.data_mut().epoch_ticks_left()))
+    });
     rearm_store(&mut store, deadline, max_hostcall_bytes);
     store
 }
 
-/// Re-arms a reused store for its next call: a new epoch deadline and a full tank of
-/// hostcall fuel.
-pub(super) fn rearm_store<T>(store: &mut Store<T>, deadline: Duration, max_hostcall_bytes: u64) {
+/// Re-arms a store for its next call: a new epoch deadline and a full tank of hostcall fuel.
+pub(super) fn rearm_store<T: Rearmable>(
+    store: &mut Store<T>,
+    deadline: Duration,
+    max_hostcall_bytes: u64,
+) {
     store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
-    // Every tick, a running guest yields to the executor, so a spinning guest costs its
-    // worker thread nothing but its share: ingestion and other tenants keep being served.
-    // When the deadline's ticks are used up, it traps with `Interrupt`.
-    let mut remaining = deadline_ticks(deadline);
+    *store.data_mut().epoch_ticks_left() = deadline_ticks(deadline);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        remaining = remaining.saturating_sub(1);
-        if remaining == 0 {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
+}
+
+/// What a running guest does at an epoch tick. Every tick, it yields to the executor, so a
+/// spinning guest costs its worker thread nothing but its share: ingestion and other tenants
+/// keep being served. When the deadline's ticks are used up, it traps with `Interrupt`.
+fn on_epoch_tick(remaining: &mut u64) -> UpdateDeadline {
+    *remaining = remaining.saturating_sub(1);
+    if *remaining == 0 {
+        UpdateDeadline::Interrupt
+    } else {
+        UpdateDeadline::Yield(1)
+    }
 }
 
 /// The outcome of a call run under `tokio::time::timeout`: what went wrong where, or that the

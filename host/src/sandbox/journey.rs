@@ -8,13 +8,13 @@
 
 use super::capability::log::{self, HasLog, LogState};
 use super::capability::stats::{self, HasStats, StatsState};
-use super::capability::wasi::{self, WasiState};
+use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
 use super::capability::World;
-use super::convert::{context_to_wit, decision_from_wit, spec_from_wit};
+use super::convert::{decision_from_wit, spec_from_wit, ContextBuffer};
 use super::engine::Shared;
 use super::error::SandboxError;
 use super::failure::{GuestFailure, Stage};
-use super::guest::{self, GuestState, MemoryCap};
+use super::guest::{self, GuestState, MemoryCap, Rearmable};
 use crate::model;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +42,11 @@ use bindings::JourneyPre;
 pub(super) const WORLD: World<JourneyState> = World {
     name: "journey",
     vocabulary: &["waymark:journey/types@"],
-    capabilities: &[log::capability(), stats::capability(), wasi::capability()],
+    capabilities: &[
+        log::capability(),
+        stats::capability(),
+        wasi::deterministic_capability(),
+    ],
 };
 
 /// The store data of a journey instance, re-armed before every call.
@@ -52,6 +56,8 @@ pub(super) struct JourneyState {
     memory: MemoryCap,
     log: LogState,
     stats: StatsState,
+    /// Epoch ticks left before the call's deadline.
+    ticks_left: u64,
 }
 
 impl JourneyState {
@@ -67,11 +73,13 @@ impl JourneyState {
             memory: MemoryCap::new(max_memory),
             log: LogState::new("journey"),
             stats: StatsState::new(stats),
+            ticks_left: 0,
         }
     }
 
-    /// Prepares a reused instance's state for the next call: everything per call is new, only
-    /// the resource table (whose stream handles the guest caches) carries over.
+    /// Prepares a reused instance's state for the next call: everything per call is new (the
+    /// WASI context stays, reading the new `now` and `seed`); only the resource table (whose
+    /// stream handles the guest caches) carries over.
     fn rearm(
         &mut self,
         now: model::Millis,
@@ -92,6 +100,18 @@ impl WasiView for JourneyState {
             ctx: &mut self.wasi.ctx,
             table: &mut self.table,
         }
+    }
+}
+
+impl Rearmable for JourneyState {
+    fn epoch_ticks_left(&mut self) -> &mut u64 {
+        &mut self.ticks_left
+    }
+}
+
+impl HasDeterministicWasi for JourneyState {
+    fn wasi_state(&mut self) -> &mut WasiState {
+        &mut self.wasi
     }
 }
 
@@ -129,10 +149,14 @@ impl HasStats for JourneyState {
 /// (memory it never frees, handles it never drops) is bounded.
 const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 
-/// An instantiated journey waiting for its next call.
-struct Warm {
+/// A journey instance with what its calls reuse. Boxed, so that taking one from the idle
+/// pool and putting it back moves a pointer.
+struct Instance {
     store: Store<JourneyState>,
-    journey: bindings::Journey,
+    /// `None` until the first call instantiates it.
+    journey: Option<bindings::Journey>,
+    /// The last call's context, whose buffers the next call's context reuses.
+    context: ContextBuffer,
     calls: u32,
 }
 
@@ -153,7 +177,7 @@ pub struct JourneyComponent {
 
 /// A journey's idle instances; gives their slots back to the overall count when dropped.
 struct IdlePool {
-    warm: Mutex<Vec<Warm>>,
+    warm: Mutex<Vec<Box<Instance>>>,
     shared: Arc<Shared>,
 }
 
@@ -206,9 +230,14 @@ impl JourneyComponent {
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
         let spec = self
-            .run(0, 0, Vec::new(), limits, false, async |journey, store| {
-                journey.call_describe(store).await
-            })
+            .run(
+                0,
+                0,
+                Vec::new(),
+                limits,
+                false,
+                async |journey, store, _| journey.call_describe(store).await,
+            )
             .await?;
         spec_from_wit(spec)
     }
@@ -221,7 +250,6 @@ impl JourneyComponent {
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
-        let context = context_to_wit(ctx);
         let decision = self
             .run(
                 ctx.now,
@@ -229,7 +257,7 @@ impl JourneyComponent {
                 stats,
                 limits,
                 true,
-                async |journey, store| journey.call_decide(store, &context).await,
+                async |journey, store, context| journey.call_decide(store, context.fill(ctx)).await,
             )
             .await?;
         decision_from_wit(decision, limits)
@@ -249,89 +277,90 @@ impl JourneyComponent {
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
         pooled: bool,
-        call: impl AsyncFnOnce(&bindings::Journey, &mut Store<JourneyState>) -> wasmtime::Result<R>,
+        call: impl AsyncFnOnce(
+            &bindings::Journey,
+            &mut Store<JourneyState>,
+            &mut ContextBuffer,
+        ) -> wasmtime::Result<R>,
     ) -> Result<R, GuestFailure> {
         let deadline = limits.decide_deadline();
-        let warm = lock(&self.idle.warm).pop();
-        if warm.is_some() {
-            self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
-        }
-        let (mut store, journey, calls) = match warm {
-            Some(Warm {
-                mut store,
-                journey,
-                calls,
-            }) => {
-                store
+        let idle = lock(&self.idle.warm).pop();
+        let mut instance = match idle {
+            Some(mut instance) => {
+                self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+                instance
+                    .store
                     .data_mut()
                     .rearm(now, seed, stats, limits.max_memory_bytes);
-                guest::rearm_store(&mut store, deadline, limits.max_hostcall_bytes);
+                guest::rearm_store(&mut instance.store, deadline, limits.max_hostcall_bytes);
                 self.shared.counters.reused.inc();
-                (store, Some(journey), calls)
+                instance
             }
             None => {
                 let state = JourneyState::new(now, seed, stats, limits.max_memory_bytes);
-                let store = guest::new_store(
+                let store = guest::new_rearmable_store(
                     &self.shared.engine,
                     state,
                     deadline,
                     limits.max_hostcall_bytes,
                 );
                 self.shared.counters.instantiated.inc();
-                (store, None, 0)
+                Box::new(Instance {
+                    store,
+                    journey: None,
+                    context: ContextBuffer::default(),
+                    calls: 0,
+                })
             }
         };
+        let Instance {
+            store,
+            journey,
+            context,
+            ..
+        } = &mut *instance;
         let outcome = tokio::time::timeout(deadline, async {
             let journey = match journey {
                 Some(journey) => journey,
-                None => self
-                    .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| (Stage::Instantiate, e))?,
+                None => journey.insert(
+                    self.pre
+                        .instantiate_async(&mut *store)
+                        .await
+                        .map_err(|e| (Stage::Instantiate, e))?,
+                ),
             };
-            let value = call(&journey, &mut store)
+            call(journey, store, context)
                 .await
-                .map_err(|e| (Stage::Call, e))?;
-            Ok((journey, value))
+                .map_err(|e| (Stage::Call, e))
         })
         .await;
-        let (outcome, journey) = match outcome {
-            Ok(Ok((journey, value))) => (Ok(Ok(value)), Some(journey)),
-            Ok(Err(e)) => (Ok(Err(e)), None),
-            Err(elapsed) => (Err(elapsed), None),
-        };
-        let result = guest::settle(&store, "journey", deadline, outcome);
+        let result = guest::settle(&instance.store, "journey", deadline, outcome);
         // Only an instance that finished cleanly goes back: after a trap its state is
         // undefined, and one that hit a limit is likely to hit it again.
-        if let (Ok(_), Some(journey)) = (&result, journey) {
-            let calls = calls + 1;
-            let mut idle = lock(&self.idle.warm);
-            // Idle instances hold slots of the instance pool: bounded per journey and overall.
-            let room = self
-                .shared
-                .idle_total
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    (n < self.shared.config.max_idle_instances).then_some(n + 1)
-                })
-                .is_ok();
-            if room {
-                if pooled
-                    && !store.data().memory_hit()
-                    && calls < MAX_CALLS_PER_INSTANCE
-                    && idle.len() < self.shared.config.warm_instances
-                {
-                    idle.push(Warm {
-                        store,
-                        journey,
-                        calls,
-                    });
-                } else {
-                    self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-        } else {
+        if result.is_err() {
             self.shared.counters.recycled.inc();
+            return result;
+        }
+        instance.calls += 1;
+        let mut idle = lock(&self.idle.warm);
+        // Idle instances hold slots of the instance pool: bounded per journey and overall.
+        let room = self
+            .shared
+            .idle_total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.shared.config.max_idle_instances).then_some(n + 1)
+            })
+            .is_ok();
+        if room {
+            if pooled
+                && !instance.store.data().memory_hit()
+                && instance.calls < MAX_CALLS_PER_INSTANCE
+                && idle.len() < self.shared.config.warm_instances
+            {
+                idle.push(instance);
+            } else {
+                self.shared.idle_total.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         result
     }

@@ -198,27 +198,25 @@ mod tests {
         assert_eq!(check_preamble(component), Ok(()));
     }
 
-    /// A guest built for wasm32-wasip2, from `CARGO_TARGET_DIR` (as the end-to-end harness
-    /// finds it) or the workspace's `target/`. A missing guest fails the test, saying how to
-    /// build it: a test that passes without running would only hide a WIT drift.
+    /// A guest built for wasm32-wasip2 with the workspace's `guest` profile, from
+    /// `CARGO_TARGET_DIR` (as the end-to-end harness finds it) or the workspace's `target/`. A
+    /// missing guest fails the test, saying how to build it: a test that passes without running
+    /// would only hide a WIT drift.
     pub(super) fn built_guest(name: &str) -> Vec<u8> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),
             _ => root.join("target"),
         };
-        let dir = target.join("wasm32-wasip2");
-        ["release", "debug"]
-            .iter()
-            .find_map(|profile| std::fs::read(dir.join(profile).join(name)).ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "{name} is not built under {}: run `cargo xtask test` (it builds every \
-                     guest), or `cargo build --release --target wasm32-wasip2 -p \
-                     waymark-example-onboarding`",
-                    dir.display()
-                )
-            })
+        let dir = target.join("wasm32-wasip2").join("guest");
+        std::fs::read(dir.join(name)).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not built under {}: run `cargo xtask test` (it builds every \
+                 guest), or `cargo build --profile guest --target wasm32-wasip2 -p \
+                 waymark-example-onboarding`",
+                dir.display()
+            )
+        })
     }
 
     const ONBOARDING: &str = "waymark_example_onboarding.wasm";

@@ -16,7 +16,7 @@
 //! | `panic` | panics | failure `trap`, with the panic message |
 //! | `bad_json` | returns a send whose payload is not JSON | failure `invalid_commands` |
 //! | `error` | returns `Err` | failure `guest_error` |
-//! | `entropy` | sends what the wall clock, the monotonic clock and `getrandom` say | the same answer for the same context: `now` and `seed` decide it |
+//! | `entropy` | sends what the wall clock, the monotonic clock, `getrandom` and `insecure-seed` say | the same answer for the same context: `now` and `seed` decide it |
 //! | `remember` | sends the customers earlier calls of this instance saw (kept in a global), and adds this one | whatever the instance history, never another tenant's customers |
 //!
 //! The SDK can only build payloads that are valid JSON, as an SDK should; a hostile tenant is
@@ -230,6 +230,10 @@ fn entropy(ctx: &Context) -> Result<Decision, String> {
     ];
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(random)?;
+    #[cfg(target_arch = "wasm32")]
+    let (low, high) = wasip2::random::insecure_seed::insecure_seed();
+    #[cfg(not(target_arch = "wasm32"))]
+    let (low, high) = (0u64, 0u64);
     let payload = json!({
         "customer_id": ctx.customer.id,
         "context_now_ms": ctx.now,
@@ -239,6 +243,7 @@ fn entropy(ctx: &Context) -> Result<Decision, String> {
         "monotonic_elapsed_ns": u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
         "random_u64": words.iter().map(|w| format!("{w:016x}")).collect::<Vec<_>>(),
         "random_bytes": hex(&bytes),
+        "insecure_seed": format!("{high:016x}{low:016x}"),
     });
     Ok(Decision::new()
         .send(CHANNEL, "entropy", payload)
