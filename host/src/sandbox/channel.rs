@@ -57,6 +57,14 @@ pub(super) struct ChannelState {
     memory: MemoryCap,
     log: LogState,
     http: OutboundHttp,
+    /// Epoch ticks left before the call's deadline ([`guest::rearm_store`] sets them).
+    ticks_left: u64,
+}
+
+impl guest::Rearmable for ChannelState {
+    fn epoch_ticks_left(&mut self) -> &mut u64 {
+        &mut self.ticks_left
+    }
 }
 
 impl ChannelState {
@@ -67,6 +75,7 @@ impl ChannelState {
             memory: MemoryCap::new(max_memory),
             log: LogState::new("channel"),
             http: OutboundHttp::new(policy, shared.outbound.clone()),
+            ticks_left: 0,
         }
     }
 
@@ -265,8 +274,12 @@ impl ChannelComponent {
             }
             None => {
                 let state = ChannelState::new(policy, shared, limits.max_memory_bytes);
-                let store =
-                    guest::new_store(&shared.engine, state, deadline, limits.max_hostcall_bytes);
+                let store = guest::new_rearmable_store(
+                    &shared.engine,
+                    state,
+                    deadline,
+                    limits.max_hostcall_bytes,
+                );
                 shared.counters.channel_instantiated.inc();
                 (store, None, 0)
             }

@@ -83,23 +83,6 @@ pub(super) trait GuestState: Send + 'static {
     fn log(&self) -> &LogState;
 }
 
-/// A fresh store armed with the memory cap, the hostcall fuel and an epoch deadline `deadline`
-/// from now that traps. Instantiation counts against the same deadline as the call.
-pub(super) fn new_store<T: GuestState>(
-    engine: &Engine,
-    data: T,
-    deadline: Duration,
-    max_hostcall_bytes: u64,
-) -> Store<T> {
-    let mut store = Store::new(engine, data);
-    store.limiter(|data| data.memory_cap() as &mut dyn ResourceLimiter);
-    store.set_hostcall_fuel(usize::try_from(max_hostcall_bytes).unwrap_or(usize::MAX));
-    let mut remaining = deadline_ticks(deadline);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| Ok(on_epoch_tick(&mut remaining)));
-    store
-}
-
 /// The store data of an instance re-armed call after call (a warm journey): it keeps the
 /// deadline's remaining ticks itself, so that re-arming sets a number rather than installing a
 /// new (boxed) callback.
@@ -107,7 +90,9 @@ pub(super) trait Rearmable: GuestState {
     fn epoch_ticks_left(&mut self) -> &mut u64;
 }
 
-/// [`new_store`] for store data that [`rearm_store`] re-arms.
+/// A fresh store armed with the memory cap, the hostcall fuel and an epoch deadline `deadline`
+/// from now that traps (instantiation counts against the same deadline as the call), for store
+/// data that [`rearm_store`] re-arms before each later call.
 pub(super) fn new_rearmable_store<T: Rearmable>(
     engine: &Engine,
     data: T,
