@@ -497,9 +497,12 @@ fn time_compile(config: &SandboxConfig, bytes: &[u8]) -> Result<f64, Error> {
 // The report
 // ---------------------------------------------------------------------------------------------
 
-/// The aims of issue "Sandbox", reported against, never asserted.
-const AIM_WARM_PER_CORE: f64 = 200_000.0;
+/// The aims of issue 10 "Throughput", reported against, never asserted: warm `decide` calls per
+/// second on one core (the mix), what instantiating adds to a call (fresh − warm, the mix), and
+/// the onboarding component's size.
+const AIM_WARM_PER_CORE: f64 = 300_000.0;
 const AIM_FRESH_MICROS: f64 = 20.0;
+const AIM_COMPONENT_KIB: f64 = 400.0;
 
 struct Report<'a> {
     plan: Plan,
@@ -514,10 +517,17 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn rates(&self, path: Path, fixture: &str) -> Option<&Rates> {
+        self.measurement(path, fixture).map(|m| &m.rates)
+    }
+
+    fn cpu(&self, path: Path, fixture: &str) -> Option<&Rates> {
+        self.measurement(path, fixture).map(|m| &m.cpu)
+    }
+
+    fn measurement(&self, path: Path, fixture: &str) -> Option<&Measurement> {
         self.measurements
             .iter()
             .find(|m| m.path == path && m.fixture == fixture)
-            .map(|m| &m.rates)
     }
 
     fn fixtures(&self) -> Vec<&'static str> {
@@ -602,6 +612,44 @@ fn report(r: &Report) -> String {
          *fresh − warm*: what instantiating adds to a call.\n\n",
     );
 
+    let _ = writeln!(
+        out,
+        "**One core, CPU time** — the same runs rated on the CPU time of the measuring thread \
+         rather than the wall clock: what a call costs a core, without the time the thread \
+         spent waiting for one on this shared machine. Calls per CPU-second, and CPU µs per \
+         call:\n"
+    );
+    out.push_str("| trigger |");
+    for path in Path::ALL {
+        let _ = write!(out, " {} |", path.label());
+    }
+    out.push_str(" fresh − warm |\n|---|");
+    out.push_str(&"---:|".repeat(Path::ALL.len() + 1));
+    out.push('\n');
+    for fixture in r.fixtures() {
+        let _ = write!(out, "| {fixture} |");
+        for path in Path::ALL {
+            match r.cpu(path, fixture) {
+                Some(rates) => {
+                    let _ = write!(
+                        out,
+                        " {} · {} µs |",
+                        per_second(rates.median()),
+                        micros(rates.micros())
+                    );
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        match (r.cpu(Path::Warm, fixture), r.cpu(Path::Fresh, fixture)) {
+            (Some(warm), Some(fresh)) => {
+                let _ = writeln!(out, " {} µs |", micros(fresh.micros() - warm.micros()));
+            }
+            _ => out.push_str(" – |\n"),
+        }
+    }
+    out.push('\n');
+
     if !r.parallel.is_empty() {
         let _ = writeln!(
             out,
@@ -633,61 +681,30 @@ fn report(r: &Report) -> String {
         r.compile
     );
 
-    if let (Some(warm), Some(fresh)) = (r.rates(Path::Warm, "mix"), r.rates(Path::Fresh, "mix")) {
-        let instantiation = fresh.micros() - warm.micros();
-        let best_instantiation = 1e6 / fresh.max() - 1e6 / warm.max();
-        let verdict = |median: bool, best: bool| match (median, best) {
-            (true, _) => "met",
-            (false, true) => "met only in the fastest round",
-            (false, false) => "**missed**",
-        };
-        let _ = writeln!(
-            out,
-            "**Aims** (issue \"Sandbox\"; reported, not asserted), on the mix:\n\n\
-             | aim | median | fastest round | |\n|---|---:|---:|---|\n\
-             | ≥ {} warm `decide` calls/s per core | {} | {} | {} |\n\
-             | fresh instantiation < {} µs (fresh − warm) | {} µs | {} µs | {} |\n\
-             | (fresh instantiation + call) | {} µs | {} µs | |\n",
-            per_second(AIM_WARM_PER_CORE),
-            per_second(warm.median()),
-            per_second(warm.max()),
-            verdict(
-                warm.median() >= AIM_WARM_PER_CORE,
-                warm.max() >= AIM_WARM_PER_CORE
-            ),
-            AIM_FRESH_MICROS,
-            micros(instantiation),
-            micros(best_instantiation),
-            verdict(
-                instantiation < AIM_FRESH_MICROS,
-                best_instantiation < AIM_FRESH_MICROS
-            ),
-            micros(fresh.micros()),
-            micros(1e6 / fresh.max()),
-        );
-    }
+    aims(&mut out, r);
 
     out.push_str(
         "<details><summary>Every measurement: median, slowest and fastest run</summary>\n\n\
-         | path | trigger | median calls/s | µs per call | slowest run | fastest run |\n\
-         |---|---|---:|---:|---:|---:|\n",
+         | path | trigger | median calls/s | µs per call | slowest run | fastest run | median per CPU-second |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
     for m in r.measurements {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             m.path.label(),
             m.fixture,
             per_second(m.rates.median()),
             micros(m.rates.micros()),
             per_second(m.rates.min()),
             per_second(m.rates.max()),
+            per_second(m.cpu.median()),
         );
     }
     for p in r.parallel {
         let _ = writeln!(
             out,
-            "| {} ({} workers, {} tasks) | mix | {} | {} | {} | {} |",
+            "| {} ({} workers, {} tasks) | mix | {} | {} | {} | {} | – |",
             p.path.label(),
             p.workers,
             p.tasks,
@@ -699,6 +716,56 @@ fn report(r: &Report) -> String {
     }
     out.push_str("\n</details>\n");
     out
+}
+
+/// The aims table. The verdict is on CPU time, which is what "per core" means on a machine
+/// shared with other work; the wall clock's median and fastest round are given beside it.
+fn aims(out: &mut String, r: &Report) {
+    let verdict = |met: bool| if met { "met" } else { "**missed**" };
+    let _ = writeln!(
+        out,
+        "**Aims** (issue 10 \"Throughput\"; reported, not asserted), on the mix; the verdict is \
+         on CPU time:\n\n\
+         | aim | CPU time (median) | wall clock (median) | wall clock (fastest round) | |\n\
+         |---|---:|---:|---:|---|"
+    );
+    if let (Some(warm), Some(warm_cpu)) = (r.rates(Path::Warm, "mix"), r.cpu(Path::Warm, "mix")) {
+        let _ = writeln!(
+            out,
+            "| ≥ {} warm `decide` calls per core | {} | {} | {} | {} |",
+            per_second(AIM_WARM_PER_CORE),
+            per_second(warm_cpu.median()),
+            per_second(warm.median()),
+            per_second(warm.max()),
+            verdict(warm_cpu.median() >= AIM_WARM_PER_CORE),
+        );
+    }
+    if let (Some(warm), Some(fresh), Some(warm_cpu), Some(fresh_cpu)) = (
+        r.rates(Path::Warm, "mix"),
+        r.rates(Path::Fresh, "mix"),
+        r.cpu(Path::Warm, "mix"),
+        r.cpu(Path::Fresh, "mix"),
+    ) {
+        let instantiation = fresh_cpu.micros() - warm_cpu.micros();
+        let _ = writeln!(
+            out,
+            "| fresh instantiation ≤ {AIM_FRESH_MICROS} µs (fresh − warm) | {} µs | {} µs | {} µs | {} |\n\
+             | (fresh instantiation + call) | {} µs | {} µs | {} µs | |",
+            micros(instantiation),
+            micros(fresh.micros() - warm.micros()),
+            micros(1e6 / fresh.max() - 1e6 / warm.max()),
+            verdict(instantiation <= AIM_FRESH_MICROS),
+            micros(fresh_cpu.micros()),
+            micros(fresh.micros()),
+            micros(1e6 / fresh.max()),
+        );
+    }
+    let kib = r.component_bytes as f64 / 1024.0;
+    let _ = writeln!(
+        out,
+        "| onboarding component ≤ {AIM_COMPONENT_KIB:.0} KiB | {kib:.0} KiB | | | {} |\n",
+        verdict(kib <= AIM_COMPONENT_KIB),
+    );
 }
 
 /// `1 234 567/s` — whole calls, thin-space thousands, so columns read at a glance.
