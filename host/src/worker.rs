@@ -19,7 +19,7 @@ use std::time::Duration;
 use tracing::{debug, debug_span, warn, Instrument};
 
 /// Triggers taken from a shard's queue at a time: one transaction and one flush cover them all.
-const BATCH: usize = 512;
+const BATCH: usize = 1024;
 
 /// Processes one shard's queue until shutdown (what is left queued then is processed after the
 /// restart).
@@ -48,34 +48,43 @@ pub async fn run(host: Arc<Host>, shard: u16) {
 /// scheduler are told about new messages and timers once the flush is done.
 ///
 /// A trigger reads its customer's state from the store, so it must see the writes of every
-/// earlier trigger of the same customer: when a customer comes round again within the batch,
-/// what is decided so far is committed first (still without a flush), and the batch goes on.
-/// Triggers of different customers touch different records, except the journey-wide delivery
-/// counters that `stats` offers, which lag by at most one batch.
+/// earlier trigger of the same customer. The batch is therefore processed in rounds: a round
+/// takes each customer's first trigger still waiting (a customer whose earlier trigger waits
+/// for a later round waits with it, so each customer's triggers keep their order), and is
+/// committed before the next round starts. A batch of distinct customers is one round and one
+/// transaction; each sled transaction seals and writes sled's log buffer, so their number is
+/// what the batch saves. Triggers of different customers touch different records, except the
+/// journey-wide delivery counters that `stats` offers, which lag by at most one batch.
 async fn process_batch(host: &Arc<Host>, shard: u16) -> Result<usize, StoreError> {
-    let items = host.store.queued(shard, BATCH)?;
+    let mut waiting = host.store.queued(shard, BATCH)?;
     let mut n = 0;
-    let mut pending: Vec<TriggerCommit> = Vec::with_capacity(items.len());
-    let mut customers: HashSet<(String, String)> = HashSet::with_capacity(items.len());
+    let mut pending: Vec<TriggerCommit> = Vec::with_capacity(waiting.len());
     let (mut timers, mut sends) = (false, false);
-    for (key, item) in items {
-        if host.shutdown.is_cancelled() {
-            break;
+    while !waiting.is_empty() && !host.shutdown.is_cancelled() {
+        let mut in_round: HashSet<(String, String)> = HashSet::with_capacity(waiting.len());
+        let mut deferred: HashSet<(String, String)> = HashSet::new();
+        let mut later = Vec::new();
+        for (key, item) in waiting {
+            if host.shutdown.is_cancelled() {
+                break;
+            }
+            let who = (item.tenant.clone(), item.customer.clone());
+            if deferred.contains(&who) || !in_round.insert(who.clone()) {
+                deferred.insert(who);
+                later.push((key, item));
+                continue;
+            }
+            let commit = process(host, key, item).await?;
+            n += 1;
+            timers |= !commit.timers_set.is_empty();
+            sends |= !commit.outbox.is_empty();
+            pending.push(commit);
         }
-        if !customers.insert((item.tenant.clone(), item.customer.clone())) {
+        if !pending.is_empty() {
             host.store.commit_triggers(&pending)?;
             pending.clear();
-            customers.clear();
-            customers.insert((item.tenant.clone(), item.customer.clone()));
         }
-        let commit = process(host, key, item).await?;
-        n += 1;
-        timers |= !commit.timers_set.is_empty();
-        sends |= !commit.outbox.is_empty();
-        pending.push(commit);
-    }
-    if !pending.is_empty() {
-        host.store.commit_triggers(&pending)?;
+        waiting = later;
     }
     if n > 0 {
         let durable = host.store.flush_requested();

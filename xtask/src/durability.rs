@@ -1220,12 +1220,18 @@ fn report(plan: &Plan, results: &Results) -> String {
          loopback sink; the load generator (`cargo xtask`, a debug build) and the sink run on the \
          same CPUs\n\
          - CPU taken by anything else on the machine (other processes, the hypervisor's steal), as \
-         a share of both CPUs, per phase: {} (near 0: the bench had the machine to itself){}",
+         a share of both CPUs, per phase: {} ({}){}",
         others
             .iter()
             .map(|(phase, share)| format!("{phase} {:.0}%", share * 100.0))
             .collect::<Vec<_>>()
             .join(", "),
+        if others.iter().all(|(_, share)| *share < 0.05) {
+            "near 0: the bench had the machine to itself"
+        } else {
+            "**not** near 0: other work shared the CPUs, so rates are lower and latencies higher \
+             than this code gives on a quiet machine; CPU per unit of work is the fairer figure"
+        },
         if plan.quick {
             "\n- **Quick mode: smaller runs, not for the record**"
         } else {
