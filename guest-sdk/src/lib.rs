@@ -80,6 +80,10 @@
 //! panic = "abort"
 //! ```
 //!
+//! Memory: the SDK installs the component's global allocator (feature `allocator`, on by
+//! default), which serves the many small blocks of a call from size-class free lists rather
+//! than from wasi-libc's `malloc`. Turn default features off to bring your own.
+//!
 //! [Waymark]: https://github.com/waymark
 
 #![warn(missing_docs)]

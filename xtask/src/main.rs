@@ -480,7 +480,7 @@ fn machine_and_date() -> String {
     format!(
         "- Measured: {} (UTC), `cargo xtask bench`\n\
          - Machine: {cpu}, {cores} logical CPUs, {kernel} ({})\n\
-         - Toolchain: {rustc}; wasmtime {wasmtime}; release profile\n",
+         - Toolchain: {rustc}; wasmtime {wasmtime}; host: release profile, guests: guest profile\n",
         today_utc(),
         std::env::consts::ARCH,
     )

@@ -1,10 +1,11 @@
 //! The wasmtime engine every component runs on, and what keeps its deadlines ticking.
 //!
 //! [`engine_config`] turns a [`SandboxConfig`] into the engine's configuration (component model,
-//! pooling allocator, epoch interruption, no GC); [`EpochTicker`] advances the epoch that
-//! deadlines count in; [`deadline_ticks`] converts a deadline into those ticks. [`Shared`] is
-//! what every compiled component keeps alive: the engine, its ticker, the configuration and the
-//! counters, so that a component outliving its [`super::Sandbox`] still has working deadlines.
+//! pooling allocator, epoch interruption, canonical NaNs, no GC); [`EpochTicker`] advances the
+//! epoch that deadlines count in; [`deadline_ticks`] converts a deadline into those ticks.
+//! [`Shared`] is what every compiled component keeps alive: the engine, its ticker, the
+//! configuration and the counters, so that a component outliving its [`super::Sandbox`] still
+//! has working deadlines.
 
 use super::capability::http::ConnectionPool;
 use super::config::SandboxConfig;

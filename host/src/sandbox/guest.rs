@@ -4,9 +4,8 @@
 //! of the capabilities whose findings are reported when the call ends (dropped log lines, guest
 //! output). [`new_store`] arms a fresh store with the memory cap, the hostcall fuel and an epoch
 //! deadline; [`new_rearmable_store`] and [`rearm_store`] do the same for a journey instance,
-//! call after call, without allocating; [`settle`]
-//! ends a call, turning whatever happened into the call's result through
-//! [`super::failure::classify`].
+//! call after call, without allocating; [`settle`] ends a call, turning whatever happened into
+//! the call's result through [`super::failure::classify`].
 
 use super::capability::log::LogState;
 use super::capability::wasi::WasiState;
