@@ -17,6 +17,8 @@ pub enum RegistryError {
     Missing(String),
     #[error("compilation was cancelled: {0}")]
     Cancelled(String),
+    #[error("compiled-code cache: {0}")]
+    Cache(String),
 }
 
 #[derive(Clone)]
@@ -66,13 +68,33 @@ impl Registry {
         Ok(compiled)
     }
 
-    /// Remembers a journey component compiled at upload.
+    /// Remembers a journey component compiled at upload, once its version is stored, and
+    /// keeps its compiled code for the next start.
     pub fn insert_journey(&self, digest: &str, component: JourneyComponent) {
+        self.sandbox.keep_compiled(digest, component.component());
         lock(&self.journeys).insert(digest.to_string(), component);
     }
 
+    /// Remembers a channel component compiled at registration, once it is stored; the
+    /// component it replaced may be named by no stored version any more, so the compiled-code
+    /// cache is trimmed too.
     pub fn insert_channel(&self, digest: &str, component: ChannelComponent) {
+        self.sandbox.keep_compiled(digest, component.component());
         lock(&self.channels).insert(digest.to_string(), component);
+        if let Err(error) = self.evict_compiled(false) {
+            tracing::warn!(%error, "cannot trim the compiled-code cache");
+        }
+    }
+
+    /// Bounds the compiled-code cache by what is stored: removes the entries of components
+    /// that no journey version or channel registration names, and of other engine
+    /// configurations; with `temporaries` (at start, before anything compiles), also what
+    /// interrupted writes left. Returns how many files went.
+    pub fn evict_compiled(&self, temporaries: bool) -> Result<usize, RegistryError> {
+        let stored = self.store.stored_component_digests()?;
+        self.sandbox
+            .evict_compiled(&stored, temporaries)
+            .map_err(|e| RegistryError::Cache(e.to_string()))
     }
 
     /// The compiled journey with this digest as `tenant` runs it, compiling the stored bytes

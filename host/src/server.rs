@@ -68,6 +68,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     };
     let sandbox = Sandbox::new(config.sandbox.clone())?;
     let registry = Registry::new(sandbox, store.clone());
+    // Nothing compiles yet: the cache can lose what no stored version names, leftovers of
+    // interrupted writes included.
+    match registry.evict_compiled(true) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "compiled-code cache trimmed"),
+        Err(error) => tracing::warn!(%error, "cannot trim the compiled-code cache"),
+    }
     let host = Arc::new(Host::new(
         store.clone(),
         registry,

@@ -521,6 +521,93 @@ async fn uploads_importing_sockets_or_the_filesystem_are_refused_and_store_nothi
     assert_eq!(accepted.version, 1);
 }
 
+/// The files of the server's compiled-code cache, sorted.
+fn compiled_cache(server: &Server) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(server.data_dir().join("compiled"))
+        .expect("the compiled-code cache exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn refused_uploads_leave_the_compiled_code_cache_as_it_was_and_it_keeps_only_what_is_stored()
+{
+    let mut server = Server::start(ServerOptions::default()).await;
+    let tenant = server.api().create_tenant("tidy").await;
+    let api = server.as_tenant(&tenant);
+    let key = Some(tenant.api_key.as_str());
+    api.upload_journey(ONBOARDING, artifacts().component(ONBOARDING_CRATE))
+        .await;
+    let cached = compiled_cache(&server);
+    assert_eq!(
+        cached.len(),
+        2,
+        "the journey's code and its digest: {cached:?}"
+    );
+
+    // Each of these compiles, then is refused: a channel adapter as a journey (it imports
+    // HTTP), a journey as a channel, a journey that imports sockets.
+    let refused = [
+        (
+            "/v1/journeys/adapter",
+            artifacts().component(WEBHOOK_CRATE),
+            "forbidden_import",
+        ),
+        (
+            "/v1/channels/journey",
+            serde_json::to_vec(&json!({
+                "component": waymark_client::component_base64(&artifacts().component(HOSTILE_CRATE)),
+                "settings": {},
+                "secrets": {},
+                "allowed_hosts": [],
+            }))
+            .unwrap(),
+            "invalid_component",
+        ),
+        (
+            "/v1/journeys/sockets",
+            artifacts().component(SOCKETS_CRATE),
+            "forbidden_import",
+        ),
+    ];
+    for (path, bytes, code) in refused {
+        let body = if path.starts_with("/v1/channels/") {
+            Body::Raw {
+                content_type: "application/json",
+                bytes,
+            }
+        } else {
+            Body::wasm(bytes)
+        };
+        let answer = api.request(Method::PUT, path, key, body).await;
+        assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{path}: {}", answer.1);
+        assert_eq!(answer.1["error"]["code"], code, "{path}: {}", answer.1);
+        assert_eq!(compiled_cache(&server), cached, "after the refused {path}");
+    }
+
+    // What a crash or an older engine left, and a component nothing stores any more, go at
+    // the next start; what is stored stays and is loaded instead of compiled.
+    let (digest_and_engine, _) = cached[0].split_once('.').unwrap();
+    let (_, engine) = digest_and_engine.split_once('-').unwrap();
+    let dir = server.data_dir().join("compiled");
+    let leftovers = [
+        format!("{}-{engine}.cwasm", "0".repeat(64)),
+        format!("{}-{engine}.sha256", "0".repeat(64)),
+        format!("{digest_and_engine}.tmp777"),
+        format!("{}-{}.cwasm", &digest_and_engine[..64], "f".repeat(16)),
+    ];
+    for name in &leftovers {
+        std::fs::write(dir.join(name), b"stale").unwrap();
+    }
+    server.restart().await;
+    assert_eq!(compiled_cache(&server), cached);
+    let api = server.as_tenant(&tenant);
+    let accepted = api.post_events(&[event("e1", "ada", "signed_up")]).await;
+    assert_eq!(accepted.accepted, 1);
+}
+
 #[tokio::test]
 async fn a_webhook_to_a_host_outside_allowed_hosts_is_dead_and_never_sent() {
     let world = Onboarding::start().await;

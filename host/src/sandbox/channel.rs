@@ -213,6 +213,11 @@ impl Drop for IdlePool {
 }
 
 impl ChannelComponent {
+    /// The compiled component, for the compiled-code cache.
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
+    }
+
     pub(super) fn new(
         pre: InstancePre<ChannelState>,
         shared: Arc<Shared>,

@@ -202,6 +202,11 @@ impl Drop for IdlePool {
 }
 
 impl JourneyComponent {
+    /// The compiled component, for the compiled-code cache.
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.instance_pre().component()
+    }
+
     pub(super) fn new(
         pre: InstancePre<JourneyState>,
         shared: Arc<Shared>,

@@ -144,9 +144,37 @@ impl Sandbox {
             self.shared.counters.cache_hits.inc();
             return Ok(component);
         }
-        let component = self.compile_fresh(bytes)?;
-        cache::store(&path, &component);
-        Ok(component)
+        // Not cached yet: written by `keep_compiled` once the component is stored, so that a
+        // component refused after compiling (wrong world, bad spec) leaves nothing on disk.
+        self.compile_fresh(bytes)
+    }
+
+    /// Writes `component`'s compiled code to the cache (if there is one and it is not there
+    /// yet), for the stored component with SHA-256 `digest` (hex): call it once the version or
+    /// channel that names it is stored.
+    pub fn keep_compiled(&self, digest: &str, component: &Component) {
+        let Some(dir) = &self.shared.config.cache_dir else {
+            return;
+        };
+        let path = cache::digest_entry_path(dir, digest, self.shared.engine_hash);
+        if !path.exists() {
+            cache::store(&path, component);
+        }
+    }
+
+    /// Removes from the compiled-code cache every entry of a component not in `stored`
+    /// (SHA-256 hex digests of the components some stored version names) or compiled by another
+    /// engine configuration; with `temporaries`, also what interrupted writes left (call it so
+    /// only while nothing compiles, at start). Returns how many files were removed.
+    pub fn evict_compiled(
+        &self,
+        stored: &std::collections::HashSet<String>,
+        temporaries: bool,
+    ) -> std::io::Result<usize> {
+        match &self.shared.config.cache_dir {
+            Some(dir) => cache::evict(dir, stored, self.shared.engine_hash, temporaries),
+            None => Ok(0),
+        }
     }
 
     fn compile_fresh(&self, bytes: &[u8]) -> Result<Component, SandboxError> {
@@ -182,6 +210,8 @@ fn check_preamble(bytes: &[u8]) -> Result<(), SandboxError> {
 mod tests {
     use super::*;
     use crate::model;
+    use sha2::Digest as _;
+    use std::collections::HashSet;
 
     #[test]
     fn core_modules_and_garbage_are_refused_with_a_hint() {
@@ -261,8 +291,12 @@ mod tests {
             ..SandboxConfig::default()
         };
         let first = Sandbox::new(config.clone()).expect("sandbox");
-        first.compile_journey(&bytes).expect("compiles");
+        let compiled = first.compile_journey(&bytes).expect("compiles");
         assert_eq!(first.counters().compiled.get(), 1);
+        // Nothing is written until the component is kept (stored by the caller).
+        assert_eq!(cache_files(dir.path()), Vec::<String>::new());
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        first.keep_compiled(&digest, compiled.component());
 
         // A new sandbox (a restart) loads the cached code.
         let second = Sandbox::new(config.clone()).expect("sandbox");
@@ -424,5 +458,56 @@ mod tests {
             now: 1_700_000_000_000,
             seed: 7,
         }
+    }
+
+    /// The file names in a cache directory, sorted.
+    fn cache_files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_cache_keeps_only_stored_components_of_this_engine() {
+        let bytes = built_guest(ONBOARDING);
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = Sandbox::new(SandboxConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let compiled = sandbox.compile_journey(&bytes).expect("compiles");
+        sandbox.keep_compiled(&digest, compiled.component());
+        let kept = cache_files(dir.path());
+        assert_eq!(kept.len(), 2, "code and sidecar: {kept:?}");
+
+        // Another engine's entry, an unknown component's, a torn write, and a stranger.
+        let other_engine = format!("{digest}-0123456789abcdef.cwasm");
+        let unknown = format!(
+            "{}-{:016x}.cwasm",
+            "ab".repeat(32),
+            sandbox.shared.engine_hash
+        );
+        let torn = format!("{digest}-{:016x}.tmp4242", sandbox.shared.engine_hash);
+        for name in [&other_engine, &unknown, &torn, &"README".to_string()] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let stored: HashSet<String> = [digest.clone()].into();
+
+        // While uploads may be writing, temporaries stay.
+        assert_eq!(sandbox.evict_compiled(&stored, false).unwrap(), 2);
+        let mut expected = kept.clone();
+        expected.extend([torn.clone(), "README".to_string()]);
+        expected.sort();
+        assert_eq!(cache_files(dir.path()), expected);
+
+        // At start they go too; a component no stored version names goes with everything else.
+        assert_eq!(sandbox.evict_compiled(&stored, true).unwrap(), 1);
+        assert_eq!(sandbox.evict_compiled(&HashSet::new(), true).unwrap(), 2);
+        assert_eq!(cache_files(dir.path()), vec!["README".to_string()]);
     }
 }

@@ -85,6 +85,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stored_components_are_those_a_version_or_a_current_registration_names() {
+        let (_dir, store) = temp_store();
+        store
+            .put_channel("t", record("email", "d1"), b"one")
+            .await
+            .unwrap();
+        // Replaced: `d1` is named by nothing any more (its bytes may stay).
+        store
+            .put_channel("t", record("email", "d2"), b"two")
+            .await
+            .unwrap();
+        store
+            .put_channel("u", record("sms", "d3"), b"three")
+            .await
+            .unwrap();
+        let spec = crate::model::Spec {
+            description: String::new(),
+            entry: vec![],
+            exit_on: vec![],
+            milestones: vec![],
+            goal: None,
+            reentry: crate::model::Reentry::Never,
+            channels: vec![],
+            experiments: vec![],
+        };
+        for digest in ["j1", "j2"] {
+            store
+                .add_journey_version("t", "welcome", digest, b"j", &spec, 1)
+                .await
+                .unwrap();
+        }
+        let mut digests: Vec<String> = store
+            .stored_component_digests()
+            .unwrap()
+            .into_iter()
+            .collect();
+        digests.sort();
+        assert_eq!(digests, ["d2", "d3", "j1", "j2"]);
+    }
+
+    #[tokio::test]
     async fn registering_a_channel_again_increases_its_version() {
         let (_dir, store) = temp_store();
         let first = store

@@ -4,8 +4,11 @@
 //! share one record. Components are written inside the journey or channel registration
 //! transaction (`put`), never on their own, so a registration never names missing bytes.
 
-use super::{Store, StoreError, TxResult};
+use super::channels::ChannelRecord;
+use super::journeys::JourneyVersion;
+use super::{dec, Store, StoreError, TxResult};
 use sled::transaction::TransactionalTree;
+use std::collections::HashSet;
 
 /// Writes a component's bytes under its digest, inside a registration's transaction.
 pub(super) fn put(components: &TransactionalTree, digest: &str, bytes: &[u8]) -> TxResult<()> {
@@ -14,6 +17,21 @@ pub(super) fn put(components: &TransactionalTree, digest: &str, bytes: &[u8]) ->
 }
 
 impl Store {
+    /// The digests of the components some journey version (of any tenant) or channel
+    /// registration names: what the compiled-code cache keeps.
+    pub fn stored_component_digests(&self) -> Result<HashSet<String>, StoreError> {
+        let mut digests = HashSet::new();
+        for kv in self.journeys.iter() {
+            let version: JourneyVersion = dec(&kv?.1)?;
+            digests.insert(version.digest);
+        }
+        for kv in self.channels.iter() {
+            let channel: ChannelRecord = dec(&kv?.1)?;
+            digests.insert(channel.digest);
+        }
+        Ok(digests)
+    }
+
     /// A component's bytes, by digest.
     pub fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.components.get(digest.as_bytes())?.map(|v| v.to_vec()))
