@@ -208,6 +208,13 @@ impl Sink {
         self.state.received.lock().unwrap().clone()
     }
 
+    /// What was received after the first `start` requests, in arrival order: for watching
+    /// arrivals without copying them all each time.
+    pub fn requests_from(&self, start: usize) -> Vec<Received> {
+        let received = self.state.received.lock().unwrap();
+        received.get(start..).unwrap_or_default().to_vec()
+    }
+
     /// Answers the next `n` requests with `status` (then the default again).
     pub fn respond_next(&self, n: usize, status: StatusCode) {
         let mut script = self.state.script.lock().unwrap();

@@ -40,7 +40,7 @@ pub const BEGIN: &str = "<!-- durability bench: begin (written by `cargo xtask b
 pub const END: &str = "<!-- durability bench: end -->";
 
 /// `cargo` arguments that build the host binary the bench runs (release profile).
-const RELEASE_HOST_BUILD: &[&str] = &[
+pub(crate) const RELEASE_HOST_BUILD: &[&str] = &[
     "build",
     "--release",
     "-p",
@@ -150,29 +150,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
         eprintln!("docs/BENCHMARKS.md left as is");
         return Ok(());
     }
-    write_section(&report)
-}
-
-/// Replaces the section between [`BEGIN`] and [`END`], or appends one (creating the file).
-fn write_section(report: &str) -> Result<()> {
-    let section = format!("{BEGIN}\n\n{report}\n{END}");
-    let path = super::root().join("docs").join("BENCHMARKS.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    let doc = match (doc.find(BEGIN), doc.find(END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            format!("{}{section}{}", &doc[..begin], &doc[end + END.len()..])
-        }
-        _ if doc.trim().is_empty() => {
-            format!("# Benchmarks\n\n## Durability under load\n\n{section}\n")
-        }
-        _ => format!(
-            "{}\n\n## Durability under load\n\n{section}\n",
-            doc.trim_end()
-        ),
-    };
-    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("durability results recorded in {}", path.display());
-    Ok(())
+    super::write_section(BEGIN, END, "Durability under load", &report)
 }
 
 async fn run(plan: &Plan) -> Result<String> {

@@ -12,9 +12,12 @@
 //!   them, with the machine and the date, into the results section of `docs/BENCHMARKS.md`.
 //!   Then the durability bench ([`durability`]): the release server end to end — ingest,
 //!   enrollments, timer lag, restart and memory with a million dormant enrollments — into its
-//!   own section. `--only sandbox|durability` runs one of the two.
+//!   own section. Then the noisy-neighbour bench ([`neighbours`]): a quiet tenant's latency
+//!   alone and while another tenant floods the same server. `--only
+//!   sandbox|durability|neighbours` runs one of them.
 
 mod durability;
+mod neighbours;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -69,7 +72,8 @@ enum Task {
         /// Print the results without rewriting docs/BENCHMARKS.md.
         #[arg(long)]
         no_write: bool,
-        /// Run only one part: `sandbox`, or `durability` (the real server end to end).
+        /// Run only one part: `sandbox`, `durability` (the real server end to end) or
+        /// `neighbours` (one tenant's flood against another's latency).
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
     },
@@ -79,6 +83,7 @@ enum Task {
 enum BenchPart {
     Sandbox,
     Durability,
+    Neighbours,
 }
 
 fn main() -> Result<()> {
@@ -90,11 +95,15 @@ fn main() -> Result<()> {
             no_write,
             only,
         } => {
-            if only != Some(BenchPart::Durability) {
+            let run = |part| only.is_none_or(|only| only == part);
+            if run(BenchPart::Sandbox) {
                 bench(quick, no_write)?;
             }
-            if only != Some(BenchPart::Sandbox) {
+            if run(BenchPart::Durability) {
                 durability::bench(quick, no_write)?;
+            }
+            if run(BenchPart::Neighbours) {
+                neighbours::bench(quick, no_write)?;
             }
             Ok(())
         }
@@ -446,6 +455,24 @@ fn bench(quick: bool, no_write: bool) -> Result<()> {
     std::fs::write(&doc_path, doc)
         .with_context(|| format!("cannot write {}", doc_path.display()))?;
     eprintln!("results recorded in {}", doc_path.display());
+    Ok(())
+}
+
+/// Replaces the section of `docs/BENCHMARKS.md` between `begin` and `end`, or appends one
+/// under `## {heading}` (creating the file).
+fn write_section(begin: &str, end: &str, heading: &str, report: &str) -> Result<()> {
+    let section = format!("{begin}\n\n{report}\n{end}");
+    let path = root().join("docs").join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let doc = match (doc.find(begin), doc.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &doc[..b], &doc[e + end.len()..])
+        }
+        _ if doc.trim().is_empty() => format!("# Benchmarks\n\n## {heading}\n\n{section}\n"),
+        _ => format!("{}\n\n## {heading}\n\n{section}\n", doc.trim_end()),
+    };
+    std::fs::write(&path, doc).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("{heading}: results recorded in {}", path.display());
     Ok(())
 }
 
