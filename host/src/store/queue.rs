@@ -100,6 +100,18 @@ impl Store {
             .collect()
     }
 
+    /// Whether more than `bound` triggers wait in `shard`'s queue; reads at most `bound + 1`
+    /// keys (the API's backpressure: `api::edge`).
+    pub fn queue_longer_than(&self, shard: u16, bound: usize) -> Result<bool, StoreError> {
+        let mut keys = self.queue.scan_prefix(shard.to_be_bytes()).keys();
+        if bound > 0 {
+            if let Some(k) = keys.nth(bound - 1) {
+                k?;
+            }
+        }
+        Ok(keys.next().transpose()?.is_some())
+    }
+
     /// The event a [`Pending::Logged`] entry at `queue_key` stands for.
     pub fn logged_event(
         &self,
