@@ -130,17 +130,29 @@ fn check_attribute_sizes(
     Ok(())
 }
 
-async fn post_events(
-    State(state): State<AppState>,
-    TenantId(tenant): TenantId,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+/// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// The error for event `i` of a request (`batch`: whether to name the index).
+fn refusal(batch: bool, i: usize, r: Refused) -> ApiError {
+    let at = if batch {
+        format!("event {i}: ")
+    } else {
+        String::new()
+    };
+    let code = if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "invalid_event"
+    };
+    ApiError::new(r.status, code, format!("{at}{}", r.message))
+}
+
+/// A body's events, each checked; the first refused one refuses the whole body.
+fn parse_batch(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
     // A single event or an array of them: which one decides how errors are prefixed. The
     // body is checked as JSON once, then each event is parsed straight from its own text.
-    let body = body?;
-    let raw: &RawValue = parse_json(&body)?;
-    let rt = &state.host;
-    let now = rt.clock.now();
+    let raw: &RawValue = parse_json(body)?;
     let values: Vec<&RawValue> = match raw.get().as_bytes().first() {
         Some(b'[') => parse_json(raw.get().as_bytes())?,
         Some(b'{') => vec![raw],
@@ -158,24 +170,31 @@ async fn post_events(
         ));
     }
     let batch = values.len() > 1;
-    let refused = |i: usize, r: Refused| {
-        let at = if batch {
-            format!("event {i}: ")
-        } else {
-            String::new()
-        };
-        let code = if r.status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
-        } else {
-            "invalid_event"
-        };
-        ApiError::new(r.status, code, format!("{at}{}", r.message))
-    };
-    let events = values
+    values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| parse_event(v, now).map_err(|r| refused(i, r)))
-        .collect::<ApiResult<Vec<Event>>>()?;
+        .map(|(i, v)| parse_event(v, now).map_err(|r| refusal(batch, i, r)))
+        .collect()
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+    let body = body?;
+    let rt = &state.host;
+    let now = rt.clock.now();
+    // Parsing a large batch takes a while: off the async workers, so it delays no one else.
+    let events = if body.len() > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(move || parse_batch(&body, now))
+            .await
+            .map_err(ApiError::internal)??
+    } else {
+        parse_batch(&body, now)?
+    };
+    let batch = events.len() > 1;
+    let refused = move |i: usize, r: Refused| refusal(batch, i, r);
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
     state
         .edge
