@@ -90,8 +90,8 @@ async fn retry_dead_letters(
             requeued.extend(page);
         }
     }
-    rt.store.flush().await?;
     if !requeued.is_empty() {
+        rt.store.flush().await?;
         rt.outbox_changed();
     }
     tracing::info!(tenant, requeued = requeued.len(), "dead letters requeued");

@@ -506,6 +506,10 @@ impl Store {
         channel: Option<&str>,
         now: Millis,
     ) -> Result<Option<Message>, StoreError> {
+        // Most ids a client names in vain cost a read, not a transaction.
+        if !self.dead_letters.contains_key(dead_k)? {
+            return Ok(None);
+        }
         Ok(
             (&self.dead_letters, &self.outbox, &self.outbox_due).transaction(
                 |(dead_letters, outbox, due)| {
