@@ -569,7 +569,7 @@ async fn a_tenant_over_its_rates_gets_429_with_retry_after_and_ratelimit_fields(
 
 #[tokio::test]
 async fn a_tenant_has_a_bounded_number_of_expensive_requests_in_flight() {
-    let (server, tenant) = server_with_tenant(&[]).await;
+    let (server, tenant) = server_with_tenant(&["--body-timeout-ms", "3000"]).await;
     let (status, body) = server
         .api()
         .request(
@@ -592,6 +592,7 @@ async fn a_tenant_has_a_bounded_number_of_expensive_requests_in_flight() {
     )
     .await
     .unwrap();
+    let sent = Instant::now();
     let api = server.as_tenant(&tenant);
     let refused = wait_for_some("a second expensive request to be refused", || async {
         let answer = api
@@ -610,15 +611,28 @@ async fn a_tenant_has_a_bounded_number_of_expensive_requests_in_flight() {
         .request(Method::GET, "/v1/journeys", Some(key), Body::Empty)
         .await;
     assert_eq!(status, StatusCode::OK);
-    // Once the slow upload ends, the slot is free again.
-    drop(slow);
-    wait_until("the slot to be free again", || async {
-        api.request(Method::POST, "/v1/dead-letters/retry", Some(key), json!({}))
-            .await
-            .0
-            == StatusCode::OK
-    })
-    .await;
+    // The body timeout (3 s here) ends the slow upload with 408 in the documented shape...
+    let mut ended = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut ended))
+        .await
+        .expect("the slow upload is ended by the body timeout")
+        .ok();
+    assert!(
+        sent.elapsed() >= Duration::from_millis(2500),
+        "{:?}",
+        sent.elapsed()
+    );
+    let (status, body, _) = waymark_tests::raw::parse_answer(&ended);
+    assert_error(
+        &answer(status, body),
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+    );
+    // ... and frees the slot.
+    let (status, body) = api
+        .request(Method::POST, "/v1/dead-letters/retry", Some(key), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]
