@@ -20,6 +20,17 @@ pub struct Limits {
     pub max_state_bytes: u64,
     /// Bytes that may cross the host/guest boundary in one call.
     pub max_hostcall_bytes: u64,
+    // Edge limits (issue 15): the API's per-tenant rates and concurrency.
+    /// Requests per second, sustained (0: unlimited).
+    pub requests_per_second: u64,
+    /// Requests a tenant may make at once above the rate.
+    pub request_burst: u64,
+    /// Events per second, sustained (0: unlimited).
+    pub events_per_second: u64,
+    /// Events a tenant may post at once above the rate.
+    pub event_burst: u64,
+    /// Expensive requests (uploads, mass retries, listings) in flight at once (0: unlimited).
+    pub max_expensive_requests: u64,
 }
 
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
@@ -48,6 +59,22 @@ pub struct LimitOverrides {
     /// See [`Limits::max_hostcall_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hostcall_bytes: Option<u64>,
+    // Edge limits (issue 15).
+    /// See [`Limits::requests_per_second`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u64>,
+    /// See [`Limits::request_burst`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_burst: Option<u64>,
+    /// See [`Limits::events_per_second`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_second: Option<u64>,
+    /// See [`Limits::event_burst`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u64>,
+    /// See [`Limits::max_expensive_requests`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expensive_requests: Option<u64>,
 }
 
 /// The answer to both limit routes.

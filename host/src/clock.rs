@@ -31,7 +31,14 @@ pub enum ClockError {
     NotManual,
     #[error("a clock only moves forward")]
     Backwards,
+    #[error("the clock cannot move that far: the time would be past the year 9999")]
+    Overflow,
 }
+
+/// The latest time a manual clock may reach (9999-12-31T23:59:59.999Z): far enough for any
+/// test or replay, and far enough from `i64::MAX` that journey arithmetic on it (timers, stall
+/// windows, frequency windows) cannot overflow.
+pub const MAX_MANUAL_TIME: Millis = 253_402_300_799_999;
 
 impl Clock {
     pub fn system() -> Clock {
@@ -75,7 +82,13 @@ impl Clock {
             Inner::System => Err(ClockError::NotManual),
             Inner::Manual { .. } if by < 0 => Err(ClockError::Backwards),
             Inner::Manual { now, changed } => {
-                let new = now.fetch_add(by, Ordering::SeqCst) + by;
+                // Checked: a huge `by` is an error, never a wrap into the distant past.
+                let new = now
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                        t.checked_add(by).filter(|n| *n <= MAX_MANUAL_TIME)
+                    })
+                    .map_err(|_| ClockError::Overflow)?
+                    + by;
                 changed.send_replace(new);
                 Ok(new)
             }
@@ -120,6 +133,21 @@ mod tests {
             Clock::system().advance(1),
             Err(ClockError::NotManual)
         ));
+    }
+
+    #[test]
+    fn manual_clock_refuses_to_overflow() {
+        let clock = Clock::manual(1_000);
+        assert!(matches!(clock.advance(i64::MAX), Err(ClockError::Overflow)));
+        assert!(matches!(
+            clock.advance(MAX_MANUAL_TIME),
+            Err(ClockError::Overflow)
+        ));
+        assert_eq!(clock.now(), 1_000);
+        assert_eq!(
+            clock.advance(MAX_MANUAL_TIME - 1_000).unwrap(),
+            MAX_MANUAL_TIME
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use waymark_host::api::limits::{self, TenantRates};
+use waymark_host::api::EdgeConfig;
 use waymark_host::engine::delivery::RetryPolicy;
 use waymark_host::host::HostConfig;
 use waymark_host::sandbox::SandboxConfig;
@@ -68,6 +70,38 @@ struct ServeArgs {
     /// index then grows with the event log).
     #[arg(long, default_value_t = 168)]
     dedup_window_hours: u64,
+    // Edge limits (issue 15): connections, request sizes, tenants' rates, backpressure.
+    /// How long a client may take to send a request's head, and a kept-alive connection may
+    /// sit idle, in milliseconds.
+    #[arg(long, env = "WAYMARK_HEADER_TIMEOUT_MS", default_value_t = limits::HEADER_TIMEOUT.as_millis() as u64)]
+    header_timeout_ms: u64,
+    /// How long a client may take to send a request's body, in milliseconds.
+    #[arg(long, env = "WAYMARK_BODY_TIMEOUT_MS", default_value_t = limits::BODY_TIMEOUT.as_millis() as u64)]
+    body_timeout_ms: u64,
+    /// Connections served at once; past it new ones wait in the listen backlog.
+    #[arg(long, env = "WAYMARK_MAX_CONNECTIONS", default_value_t = limits::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// The largest `POST /v1/events` body, in bytes.
+    #[arg(long, env = "WAYMARK_MAX_EVENTS_BODY_BYTES", default_value_t = limits::MAX_EVENTS_BODY)]
+    max_events_body_bytes: usize,
+    /// Triggers waiting in one shard's queue past which ingest answers 503.
+    #[arg(long, env = "WAYMARK_SHARD_QUEUE_BOUND", default_value_t = limits::SHARD_QUEUE_BOUND)]
+    shard_queue_bound: usize,
+    /// Each tenant's sustained requests per second (0: unlimited); overridable per tenant.
+    #[arg(long, env = "WAYMARK_REQUESTS_PER_SECOND", default_value_t = TenantRates::DEFAULT.requests_per_second)]
+    requests_per_second: u64,
+    /// Requests a tenant may make at once above its rate.
+    #[arg(long, env = "WAYMARK_REQUEST_BURST", default_value_t = TenantRates::DEFAULT.request_burst)]
+    request_burst: u64,
+    /// Each tenant's sustained events per second (0: unlimited); overridable per tenant.
+    #[arg(long, env = "WAYMARK_EVENTS_PER_SECOND", default_value_t = TenantRates::DEFAULT.events_per_second)]
+    events_per_second: u64,
+    /// Events a tenant may post at once above its rate.
+    #[arg(long, env = "WAYMARK_EVENT_BURST", default_value_t = TenantRates::DEFAULT.event_burst)]
+    event_burst: u64,
+    /// A tenant's expensive requests (uploads, mass retries, listings) in flight at once.
+    #[arg(long, env = "WAYMARK_MAX_EXPENSIVE_REQUESTS", default_value_t = TenantRates::DEFAULT.max_expensive_requests)]
+    max_expensive_requests: u64,
 }
 
 #[tokio::main]
@@ -117,6 +151,21 @@ async fn main() -> anyhow::Result<()> {
             // Beside the database: compiled code, written and read only by this host.
             cache_dir: Some(args.data_dir.join("compiled")),
             ..SandboxConfig::default()
+        },
+        edge: EdgeConfig {
+            header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+            body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+            max_connections: args.max_connections.max(1),
+            max_events_body: args.max_events_body_bytes,
+            shard_queue_bound: args.shard_queue_bound,
+            rates: TenantRates {
+                requests_per_second: args.requests_per_second,
+                request_burst: args.request_burst,
+                events_per_second: args.events_per_second,
+                event_burst: args.event_burst,
+                max_expensive_requests: args.max_expensive_requests,
+            },
+            ..EdgeConfig::default()
         },
     };
     serve(config).await?;

@@ -1,8 +1,13 @@
 //! Wiring: opens the store, builds the sandbox, restores the clock, starts the shard workers,
 //! the scheduler and the delivery loop, serves the API, and shuts everything down in order on
 //! SIGTERM or Ctrl-C (stop accepting, finish triggers in flight, flush, exit).
+//!
+//! Connections are served by hyper-util's connection builder rather than `axum::serve`, for
+//! what the edge needs below the router: a header-read timeout (which also closes idle
+//! kept-alive connections), a cap on concurrent connections (past it new ones wait in the
+//! listen backlog), and the soft open-file limit raised to the hard one at start.
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Edge, EdgeConfig};
 use crate::clock::{system_now, Clock};
 use crate::host::{Host, HostConfig};
 use crate::registry::Registry;
@@ -30,6 +35,8 @@ pub struct ServerConfig {
     pub sandbox: SandboxConfig,
     /// The storage engine's page cache: the bound on the memory that stored data takes.
     pub store_cache_bytes: u64,
+    /// Connection timeouts and caps, request limits, rate limits, backpressure.
+    pub edge: EdgeConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +100,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     let state = AppState {
         host: host.clone(),
         admin_digest: api::digest(&config.admin_token),
+        edge: Arc::new(Edge::new(config.edge.clone())),
     };
+    raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::Listen(config.listen, e))?;
@@ -103,18 +112,115 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     println!("waymark listening on http://{local}");
 
     let shutdown = host.shutdown.clone();
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        })
-        .await?;
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    };
+    serve_connections(listener, api::router(state), &config.edge, signal).await;
     host.shutdown.cancel();
     while workers.join_next().await.is_some() {}
     store.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepts connections until `signal` completes, then stops accepting and waits for the
+/// requests in flight (at most [`DRAIN`]). At most `edge.max_connections` are served at once:
+/// past that the loop stops accepting until one closes, so the kernel's backlog queues (and
+/// eventually refuses) newcomers instead of the process running out of descriptors.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    edge: &EdgeConfig,
+    signal: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(edge.header_timeout)
+        .max_buf_size(edge.max_head_buffer);
+    let builder = Arc::new(builder);
+    let permits = Arc::new(tokio::sync::Semaphore::new(edge.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(signal);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+            _ = &mut signal => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {DRAIN:?}; closing them");
+    }
+}
+
+/// How long shutdown waits for requests in flight.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Raises the soft limit on open files to the hard limit, so the connection cap (not the
+/// descriptor limit) is what bounds connections. Failure is logged, not fatal.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let wanted = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                    tracing::debug!(
+                        from = limit.rlim_cur,
+                        to = limit.rlim_max,
+                        "open files limit raised"
+                    );
+                } else {
+                    tracing::warn!(soft = limit.rlim_cur, "cannot raise the open files limit");
+                }
+            }
+        }
+    }
 }
 
 /// How often the `info` log says what was done since its last line.

@@ -27,6 +27,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod calendar;
+pub mod raw;
 pub mod server;
 pub mod sink;
 pub mod wait;

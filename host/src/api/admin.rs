@@ -80,7 +80,9 @@ async fn advance_clock(
         ClockError::NotManual => {
             ApiError::new(StatusCode::CONFLICT, "clock_not_manual", e.to_string())
         }
-        ClockError::Backwards => ApiError::bad_request("invalid_input", e.to_string()),
+        ClockError::Backwards | ClockError::Overflow => {
+            ApiError::bad_request("invalid_input", e.to_string())
+        }
     })?;
     rt.store.save_manual_clock(now).await?;
     Ok(Json(ClockAdvanced { now }))
@@ -119,11 +121,16 @@ async fn set_tenant_limits(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {id:?}")))?;
     rt.forget_tenant(&id);
+    state.edge.forget(&id);
     tracing::info!(tenant = %id, ?overrides, "tenant limits changed");
     Ok(Json(limits(&state, tenant.limits)))
 }
 
 /// A tenant's limits as both limit routes answer: with the operator's defaults.
 fn limits(state: &AppState, overrides: LimitOverrides) -> TenantLimits {
-    dto::tenant_limits(state.host.registry.sandbox().config().defaults, overrides)
+    dto::tenant_limits(
+        state.host.registry.sandbox().config().defaults,
+        state.edge.config.rates,
+        overrides,
+    )
 }

@@ -1,5 +1,6 @@
 //! Dead letters: messages that failed for good, listed and requeued with a fresh attempt budget.
 
+use super::limits::{MAX_RETRY_IDS, RETRY_BATCH};
 use super::prelude::*;
 use waymark_api::dead_letters::{DeadLetters, Requeued, RetryDeadLetters};
 use waymark_api::messages::Message;
@@ -22,13 +23,19 @@ async fn list_dead_letters(
 ) -> ApiResult<Json<DeadLetters>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
     let limit = query.limit.unwrap_or(100).min(MAX_LIST);
-    let dead = state.host.store.dead_letters(&tenant, limit)?;
+    let store = state.host.store.clone();
+    let dead = tokio::task::spawn_blocking(move || store.dead_letters(&tenant, limit))
+        .await
+        .map_err(ApiError::internal)??;
     Ok(Json(DeadLetters {
         dead_letters: dead.into_iter().map(Message::from).collect(),
     }))
 }
 
 /// Requeues dead letters with a fresh attempt budget, e.g. after fixing a channel's config.
+/// The store work runs off the async workers in passes of [`RETRY_BATCH`], so a mass retry
+/// holds no runtime thread and other requests interleave with it; one flush at the end makes it
+/// durable before the answer.
 async fn retry_dead_letters(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
@@ -36,17 +43,55 @@ async fn retry_dead_letters(
 ) -> ApiResult<Json<Requeued>> {
     // No ids: every dead letter (of `channel`, if given).
     let input: RetryDeadLetters = parse_json(&body?)?;
+    if input.ids.len() > MAX_RETRY_IDS {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!(
+                "{} ids; a retry names at most {MAX_RETRY_IDS} (or none: every dead letter)",
+                input.ids.len()
+            ),
+        ));
+    }
     let rt = &state.host;
-    let requeued = rt
-        .store
-        .retry_dead_letters(
-            &tenant,
-            &input.ids,
-            input.channel.as_deref(),
-            crate::clock::system_now(),
-        )
-        .await?;
+    let now = crate::clock::system_now();
+    let channel = input.channel;
+    let mut requeued = Vec::new();
+    if input.ids.is_empty() {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let store = rt.store.clone();
+            let (owner, channel) = (tenant.clone(), channel.clone());
+            let (page, next) = tokio::task::spawn_blocking(move || {
+                store.requeue_dead_letter_page(
+                    &owner,
+                    after.as_deref(),
+                    channel.as_deref(),
+                    now,
+                    RETRY_BATCH,
+                )
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            requeued.extend(page);
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    } else {
+        for ids in input.ids.chunks(RETRY_BATCH) {
+            let store = rt.store.clone();
+            let (owner, channel, ids) = (tenant.clone(), channel.clone(), ids.to_vec());
+            let page = tokio::task::spawn_blocking(move || {
+                store.requeue_dead_letters(&owner, &ids, channel.as_deref(), now)
+            })
+            .await
+            .map_err(ApiError::internal)??;
+            requeued.extend(page);
+        }
+    }
     if !requeued.is_empty() {
+        rt.store.flush().await?;
         rt.outbox_changed();
     }
     tracing::info!(tenant, requeued = requeued.len(), "dead letters requeued");

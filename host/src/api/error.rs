@@ -17,6 +17,8 @@ pub struct ApiError {
     /// Why the guest failed, for `decide_failed`: the one error that carries more than a
     /// message.
     reason: Option<&'static str>,
+    /// Headers the answer carries (`Retry-After`, `RateLimit`, ...).
+    headers: Vec<(axum::http::HeaderName, String)>,
 }
 
 impl ApiError {
@@ -30,7 +32,13 @@ impl ApiError {
             code,
             message: message.into(),
             reason: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// This error, answered with `headers` too.
+    pub(super) fn with_headers(self, headers: Vec<(axum::http::HeaderName, String)>) -> ApiError {
+        ApiError { headers, ..self }
     }
 
     /// This error, with the `reason` field of a `decide_failed`.
@@ -76,7 +84,13 @@ impl IntoResponse for ApiError {
                 reason: self.reason.map(str::to_owned),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
     }
 }
 

@@ -2,10 +2,15 @@
 //! and the owning shard workers woken.
 
 use super::dto;
+use super::limits::{
+    MAX_CUSTOMER_ATTRIBUTES_BYTES, MAX_EVENT_NAME, MAX_PROPERTIES_BYTES, MAX_TIMESTAMP,
+    MAX_TRAITS_BYTES,
+};
 use super::prelude::*;
 use super::validate::valid_id;
 use crate::model::Event;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use waymark_api::events::{EventInput, EventResult, EventStatus, EventsAccepted};
 
 /// The most events one request may carry.
@@ -15,26 +20,139 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", post(post_events))
 }
 
+/// Why one posted event was refused: 400, or 413 for a size limit.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<String> for Refused {
+    fn from(message: String) -> Refused {
+        Refused {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+}
+
+fn oversized(message: String) -> Refused {
+    Refused {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message,
+    }
+}
+
+/// The JSON size of a value (as stored and as journeys see it).
+fn json_len(value: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// The traits an `identify` sets (as `engine::profile` reads them), if any.
+fn traits(event: &Event) -> Option<&serde_json::Map<String, Value>> {
+    if event.name != "identify" {
+        return None;
+    }
+    match event.properties.get("traits") {
+        Some(Value::Object(traits)) => Some(traits),
+        _ => Some(&event.properties),
+    }
+}
+
 /// One posted event, read and checked on its own so an error can name its place in a batch.
-fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, String> {
+fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, Refused> {
     let input: EventInput = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
     valid_id("id", &input.id)?;
     valid_id("customer", &input.customer)?;
     valid_id("name", &input.name)?;
-    Ok(dto::event(input, now))
+    if input.name.len() > MAX_EVENT_NAME {
+        return Err(format!("name must be at most {MAX_EVENT_NAME} bytes").into());
+    }
+    if let Some(t) = input.timestamp {
+        if !(0..=MAX_TIMESTAMP).contains(&t) {
+            return Err(
+                format!("timestamp must be 0 to {MAX_TIMESTAMP} ms (the year 9999)").into(),
+            );
+        }
+    }
+    let event = dto::event(input, now);
+    let size = json_len(&event.properties);
+    if size > MAX_PROPERTIES_BYTES {
+        return Err(oversized(format!(
+            "properties are {size} bytes of JSON; at most {MAX_PROPERTIES_BYTES}"
+        )));
+    }
+    if let Some(traits) = traits(&event) {
+        let size = json_len(traits);
+        if size > MAX_TRAITS_BYTES {
+            return Err(oversized(format!(
+                "traits are {size} bytes of JSON; at most {MAX_TRAITS_BYTES}"
+            )));
+        }
+    }
+    Ok(event)
 }
 
-async fn post_events(
-    State(state): State<AppState>,
-    TenantId(tenant): TenantId,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+/// Refuses an `identify` that would take its customer's attributes past
+/// [`MAX_CUSTOMER_ATTRIBUTES_BYTES`]: the stored attributes with every trait of the batch for
+/// that customer set (a bound: removals are not subtracted). Runs off the async workers.
+fn check_attribute_sizes(
+    store: &crate::store::Store,
+    tenant: &str,
+    events: &[Event],
+) -> Result<(), (usize, Refused)> {
+    let mut grown: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+    for (i, event) in events.iter().enumerate() {
+        let Some(traits) = traits(event) else {
+            continue;
+        };
+        let entry = match grown.get_mut(event.customer.as_str()) {
+            Some(entry) => entry,
+            None => {
+                let stored = store
+                    .customer(tenant, &event.customer)
+                    .map_err(|e| (i, Refused::from(e.to_string())))?
+                    .map_or(2, |c| json_len(&c.attributes));
+                grown.entry(&event.customer).or_insert((stored, i))
+            }
+        };
+        entry.0 += json_len(traits);
+        if entry.0 > MAX_CUSTOMER_ATTRIBUTES_BYTES {
+            return Err((
+                i,
+                oversized(format!(
+                    "customer {:?} would have over {MAX_CUSTOMER_ATTRIBUTES_BYTES} bytes of attributes",
+                    event.customer
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// The error for event `i` of a request (`batch`: whether to name the index).
+fn refusal(batch: bool, i: usize, r: Refused) -> ApiError {
+    let at = if batch {
+        format!("event {i}: ")
+    } else {
+        String::new()
+    };
+    let code = if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+        "too_large"
+    } else {
+        "invalid_event"
+    };
+    ApiError::new(r.status, code, format!("{at}{}", r.message))
+}
+
+/// A body's events, each checked; the first refused one refuses the whole body.
+fn parse_batch(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
     // A single event or an array of them: which one decides how errors are prefixed. The
     // body is checked as JSON once, then each event is parsed straight from its own text.
-    let body = body?;
-    let raw: &RawValue = parse_json(&body)?;
-    let rt = &state.host;
-    let now = rt.clock.now();
+    let raw: &RawValue = parse_json(body)?;
     let values: Vec<&RawValue> = match raw.get().as_bytes().first() {
         Some(b'[') => parse_json(raw.get().as_bytes())?,
         Some(b'{') => vec![raw],
@@ -52,20 +170,68 @@ async fn post_events(
         ));
     }
     let batch = values.len() > 1;
-    let events = values
+    values
         .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            parse_event(v, now).map_err(|m| {
-                let at = if batch {
-                    format!("event {i}: ")
-                } else {
-                    String::new()
-                };
-                ApiError::bad_request("invalid_event", format!("{at}{m}"))
-            })
+        .map(|(i, v)| parse_event(v, now).map_err(|r| refusal(batch, i, r)))
+        .collect()
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+    let body = body?;
+    let rt = &state.host;
+    let now = rt.clock.now();
+    // Parsing a large batch takes a while: off the async workers, so it delays no one else.
+    let events = if body.len() > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(move || parse_batch(&body, now))
+            .await
+            .map_err(ApiError::internal)??
+    } else {
+        parse_batch(&body, now)?
+    };
+    let batch = events.len() > 1;
+    let refused = move |i: usize, r: Refused| refusal(batch, i, r);
+    // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
+    state
+        .edge
+        .take_events(&state, &tenant, events.len() as u64)?;
+    let mut targets = vec![false; usize::from(rt.store.shards())];
+    for event in &events {
+        targets[usize::from(crate::store::shard_of(
+            &tenant,
+            &event.customer,
+            rt.store.shards(),
+        ))] = true;
+    }
+    for (shard, targeted) in targets.into_iter().enumerate() {
+        if targeted && state.edge.shard_full(&state, shard as u16).await? {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "shard {shard} has over {} triggers waiting; retry shortly",
+                    state.edge.config.shard_queue_bound
+                ),
+            )
+            .with_headers(vec![(axum::http::header::RETRY_AFTER, "1".to_string())]));
+        }
+    }
+    let events = if events.iter().any(|e| traits(e).is_some()) {
+        let store = rt.store.clone();
+        let owner = tenant.clone();
+        tokio::task::spawn_blocking(move || {
+            check_attribute_sizes(&store, &owner, &events).map(|()| events)
         })
-        .collect::<ApiResult<Vec<Event>>>()?;
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|(i, r)| refused(i, r))?
+    } else {
+        events
+    };
     let window = rt.config.dedup_window_ms();
     let results = rt.store.ingest(&tenant, &events, now, window).await?;
     let mut accepted = 0;
@@ -112,7 +278,40 @@ mod tests {
 
     fn parse_event(value: Value, now: Millis) -> Result<Event, String> {
         let raw = serde_json::value::to_raw_value(&value).unwrap();
-        super::parse_event(&raw, now)
+        super::parse_event(&raw, now).map_err(|r| r.message)
+    }
+
+    #[test]
+    fn events_past_a_size_or_time_limit_are_refused() {
+        let big = "x".repeat(MAX_PROPERTIES_BYTES);
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "properties": {"a": big}}),
+            0
+        )
+        .unwrap_err()
+        .contains("properties"));
+        let traits = "x".repeat(MAX_TRAITS_BYTES);
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "identify", "properties": {"traits": {"a": traits}}}),
+            0
+        )
+        .unwrap_err()
+        .contains("traits"));
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "timestamp": i64::MAX}),
+            0
+        )
+        .is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "x", "timestamp": -1}),
+            0
+        )
+        .is_err());
+        assert!(parse_event(
+            json!({"id": "1", "customer": "c", "name": "n".repeat(129)}),
+            0
+        )
+        .is_err());
     }
 
     #[test]

@@ -24,25 +24,29 @@ mod channels;
 mod customers;
 mod dead_letters;
 mod dto;
+mod edge;
 mod error;
 mod events;
 mod health;
 mod journeys;
+pub mod limits;
 mod policy;
 mod tasks;
 mod validate;
 
 pub use auth::{digest, Admin, TenantId};
+pub use edge::Edge;
 pub use error::ApiError;
+pub use limits::EdgeConfig;
 
 use crate::host::Host;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use std::sync::Arc;
 
-/// Largest accepted request body: bounds uploads (components are further limited by the
-/// sandbox) and event batches.
-const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest request body axum's extractors take: the edge (`edge::guard`) holds each route to
+/// its own, smaller limit before the body is read.
+const MAX_BODY: usize = 64 * 1024 * 1024;
 /// The most entries one listing returns.
 const MAX_LIST: usize = 1000;
 
@@ -52,6 +56,8 @@ pub struct AppState {
     pub host: Arc<Host>,
     /// SHA-256 of the admin token; compared digest to digest.
     pub admin_digest: [u8; 32],
+    /// Request limits, tenants' rates, backpressure.
+    pub edge: Arc<Edge>,
 }
 
 /// Every route of the API.
@@ -74,7 +80,19 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(policy::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take this method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::guard,
+        ))
+        .layer(axum::middleware::from_fn(edge::json_errors))
         .with_state(state)
 }
 

@@ -39,12 +39,23 @@ async fn list_tasks(
         })?),
         None => None,
     };
-    let mut tasks = state.host.store.tasks(&tenant)?;
-    tasks.retain(|t| {
-        status.is_none_or(|s| s == t.status) && query.queue.as_ref().is_none_or(|q| *q == t.queue)
-    });
-    tasks.sort_by(|a, b| (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id)));
-    tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
+    // Reads every task of the tenant: off the async workers (and at most a few at once per
+    // tenant, `edge::guard`).
+    let store = state.host.store.clone();
+    let tasks = tokio::task::spawn_blocking(move || {
+        let mut tasks = store.tasks(&tenant)?;
+        tasks.retain(|t| {
+            status.is_none_or(|s| s == t.status)
+                && query.queue.as_ref().is_none_or(|q| *q == t.queue)
+        });
+        tasks.sort_by(|a, b| {
+            (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id))
+        });
+        tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
+        Ok::<_, crate::store::StoreError>(tasks)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(Json(TaskList {
         tasks: tasks.into_iter().map(Task::from).collect(),
     }))

@@ -73,6 +73,18 @@ pub struct LimitOverrides {
     pub max_state_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hostcall_bytes: Option<u64>,
+    // Edge limits (issue 15): the API's per-tenant rates and concurrency; the operator's
+    // defaults are the API's (`api::limits::TenantRates`), not the sandbox's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_burst: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_second: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_burst: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expensive_requests: Option<u64>,
 }
 
 /// A tenant's sending policy: frequency caps and quiet hours defer sends, never drop them.

@@ -437,9 +437,83 @@ impl Store {
         };
         let mut requeued = Vec::new();
         for dead_k in dead_keys {
-            let message = (&self.dead_letters, &self.outbox, &self.outbox_due).transaction(
+            requeued.extend(self.requeue_dead(&dead_k, channel, now)?);
+        }
+        self.flush().await?;
+        Ok(requeued)
+    }
+
+    /// As [`Store::retry_dead_letters`] for the given ids, without the flush: one bounded
+    /// step of a retry that the API runs off the async workers (the caller flushes).
+    pub fn requeue_dead_letters(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        channel: Option<&str>,
+        now: Millis,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut requeued = Vec::new();
+        for id in ids {
+            requeued.extend(self.requeue_dead(&dead_key(tenant, id), channel, now)?);
+        }
+        Ok(requeued)
+    }
+
+    /// One page of a retry of every dead letter of `tenant` (of `channel`): looks at up to
+    /// `limit` dead letters after `after` (a key this returned before; `None`: the first) and
+    /// requeues those that match, without the flush. Returns the messages requeued and where
+    /// the next page starts (`None`: that was the last).
+    pub fn requeue_dead_letter_page(
+        &self,
+        tenant: &str,
+        after: Option<&[u8]>,
+        channel: Option<&str>,
+        now: Millis,
+        limit: usize,
+    ) -> Result<(Vec<Message>, Option<Vec<u8>>), StoreError> {
+        let start = prefix(&[tenant.as_bytes()]);
+        let keys: Vec<Vec<u8>> = match after {
+            Some(after) => self
+                .dead_letters
+                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .keys()
+                .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(&start)))
+                .take(limit)
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect::<Result<_, _>>()?,
+            None => self
+                .dead_letters
+                .scan_prefix(&start)
+                .keys()
+                .take(limit)
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut requeued = Vec::new();
+        for dead_k in &keys {
+            requeued.extend(self.requeue_dead(dead_k, channel, now)?);
+        }
+        let next = (keys.len() == limit)
+            .then(|| keys.last().cloned())
+            .flatten();
+        Ok((requeued, next))
+    }
+
+    /// Requeues the dead letter at `dead_k` (if it is one, of `channel` if given).
+    fn requeue_dead(
+        &self,
+        dead_k: &[u8],
+        channel: Option<&str>,
+        now: Millis,
+    ) -> Result<Option<Message>, StoreError> {
+        // Most ids a client names in vain cost a read, not a transaction.
+        if !self.dead_letters.contains_key(dead_k)? {
+            return Ok(None);
+        }
+        Ok(
+            (&self.dead_letters, &self.outbox, &self.outbox_due).transaction(
                 |(dead_letters, outbox, due)| {
-                    let Some(outbox_k) = dead_letters.get(&dead_k)? else {
+                    let Some(outbox_k) = dead_letters.get(dead_k)? else {
                         return Ok(None);
                     };
                     let Some(v) = outbox.get(&outbox_k)? else {
@@ -452,16 +526,13 @@ impl Store {
                     message.status = MessageStatus::Pending;
                     message.attempts = 0;
                     message.next_attempt_at = now;
-                    dead_letters.remove(dead_k.as_slice())?;
+                    dead_letters.remove(dead_k)?;
                     outbox.insert(outbox_k.as_ref(), enc(&message))?;
                     due.insert(due_key(now, &outbox_k), outbox_k.as_ref())?;
                     Ok(Some(message))
                 },
-            )?;
-            requeued.extend(message);
-        }
-        self.flush().await?;
-        Ok(requeued)
+            )?,
+        )
     }
 }
 

@@ -100,6 +100,22 @@ impl Store {
             .collect()
     }
 
+    /// Whether more than `bound` triggers wait in `shard`'s queue; reads at most `bound + 1`
+    /// keys (the API's backpressure: `api::edge`).
+    pub fn queue_longer_than(&self, shard: u16, bound: usize) -> Result<bool, StoreError> {
+        let mut seen = 0;
+        for key in self
+            .queue
+            .scan_prefix(shard.to_be_bytes())
+            .keys()
+            .take(bound.saturating_add(1))
+        {
+            key?;
+            seen += 1;
+        }
+        Ok(seen > bound)
+    }
+
     /// The event a [`Pending::Logged`] entry at `queue_key` stands for.
     pub fn logged_event(
         &self,
@@ -147,6 +163,23 @@ mod tests {
         match &trigger.pending {
             Pending::Timer { name, .. } => name,
             other => panic!("not a timer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_queue_is_longer_than_a_bound_only_past_it() {
+        let (_dir, store) = temp_store();
+        let shard = shard_of("t", "alice", store.shards());
+        assert!(!store.queue_longer_than(shard, 0).unwrap());
+        for name in ["a", "b", "c"] {
+            push(&store, &timer("alice", name));
+        }
+        assert!(store.queue_longer_than(shard, 2).unwrap());
+        assert!(!store.queue_longer_than(shard, 3).unwrap());
+        assert!(!store.queue_longer_than(shard, 50_000).unwrap());
+        let other = (shard + 1) % store.shards();
+        if other != shard {
+            assert!(!store.queue_longer_than(other, 0).unwrap());
         }
     }
 

@@ -1,38 +1,54 @@
 //! Sandbox limits: the operator's defaults and what applies go out; a tenant's overrides go
 //! both ways (they are the body of `PUT /v1/admin/tenants/{id}/limits` and part of its answer).
 
+use crate::api::limits::TenantRates;
 use crate::model::{LimitOverrides, Limits};
 use waymark_api::limits as api;
 
 /// The answer to both limit routes: the defaults, the overrides, and the two combined.
-pub(crate) fn tenant_limits(defaults: Limits, overrides: LimitOverrides) -> api::TenantLimits {
+pub(crate) fn tenant_limits(
+    defaults: Limits,
+    rates: TenantRates,
+    overrides: LimitOverrides,
+) -> api::TenantLimits {
     api::TenantLimits {
-        effective: defaults.with(&overrides).into(),
+        effective: limits(defaults.with(&overrides), rates.with(&overrides)),
         overrides: overrides.into(),
-        defaults: defaults.into(),
+        defaults: limits(defaults, rates),
     }
 }
 
-impl From<Limits> for api::Limits {
-    fn from(limits: Limits) -> Self {
-        let Limits {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        } = limits;
-        api::Limits {
-            max_component_bytes,
-            max_memory_bytes,
-            decide_deadline_ms,
-            deliver_timeout_ms,
-            max_commands,
-            max_state_bytes,
-            max_hostcall_bytes,
-        }
+/// The sandbox's limits and the edge's, as one set.
+fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
+    let Limits {
+        max_component_bytes,
+        max_memory_bytes,
+        decide_deadline_ms,
+        deliver_timeout_ms,
+        max_commands,
+        max_state_bytes,
+        max_hostcall_bytes,
+    } = limits;
+    let TenantRates {
+        requests_per_second,
+        request_burst,
+        events_per_second,
+        event_burst,
+        max_expensive_requests,
+    } = rates;
+    api::Limits {
+        max_component_bytes,
+        max_memory_bytes,
+        decide_deadline_ms,
+        deliver_timeout_ms,
+        max_commands,
+        max_state_bytes,
+        max_hostcall_bytes,
+        requests_per_second,
+        request_burst,
+        events_per_second,
+        event_burst,
+        max_expensive_requests,
     }
 }
 
@@ -45,6 +61,11 @@ same_shape!(
         deliver_timeout_ms,
         max_commands,
         max_state_bytes,
-        max_hostcall_bytes
+        max_hostcall_bytes,
+        requests_per_second,
+        request_burst,
+        events_per_second,
+        event_burst,
+        max_expensive_requests
     }
 );

@@ -1,0 +1,126 @@
+//! The edge's limits: connection timeouts and caps, request sizes, per-event sizes, per-tenant
+//! rates and concurrency, shard backpressure. Every one has a named default here, a `waymark
+//! serve` flag (see `main.rs`), and a row in `docs/API.md` § Limits; the per-tenant ones can be
+//! overridden through `PUT /v1/admin/tenants/{id}/limits`.
+
+use crate::model::LimitOverrides;
+use std::time::Duration;
+
+/// How long a client may take to send a request's head (line and headers); also how long a
+/// kept-alive connection may sit idle between requests. `--header-timeout-ms`.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's body. `--body-timeout-ms`.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; past it new ones wait in the listen backlog.
+/// `--max-connections`.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// The longest request target (path and query), in bytes: 414 beyond.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most bytes of request headers (names and values): 431 beyond.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// hyper's read buffer, which bounds a request head below the router; larger than
+/// [`MAX_URI_BYTES`] + [`MAX_HEADER_BYTES`] so that the router's JSON answers come first.
+pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
+
+/// The largest body of `POST /v1/events`. `--max-events-body-bytes`.
+pub const MAX_EVENTS_BODY: usize = 16 * 1024 * 1024;
+/// The largest body of a component upload (`PUT /v1/journeys/{name}`,
+/// `PUT /v1/channels/{name}`); each tenant's `max_component_bytes` applies too.
+pub const MAX_UPLOAD_BODY: usize = 32 * 1024 * 1024;
+/// The largest body of every other route.
+pub const MAX_SMALL_BODY: usize = 1024 * 1024;
+
+/// The most ids in one `POST /v1/dead-letters/retry`.
+pub const MAX_RETRY_IDS: usize = 1000;
+/// Dead letters requeued per store pass of a mass retry (each pass runs off the async workers).
+pub const RETRY_BATCH: usize = 256;
+
+/// The most bytes of one event's `properties`, as JSON.
+pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
+/// The most bytes of one `identify` event's traits, as JSON.
+pub const MAX_TRAITS_BYTES: usize = 16 * 1024;
+/// The most bytes of one customer's attributes, as JSON, that an `identify` may lead to.
+pub const MAX_CUSTOMER_ATTRIBUTES_BYTES: usize = 64 * 1024;
+/// The longest event name, in bytes.
+pub const MAX_EVENT_NAME: usize = 128;
+/// The latest timestamp an event may carry (9999-12-31T23:59:59.999Z), in ms since the epoch.
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799_999;
+
+/// A shard's queue length past which ingest answers 503. `--shard-queue-bound`.
+pub const SHARD_QUEUE_BOUND: usize = 50_000;
+/// How long a shard's measured queue length is trusted before it is counted again.
+pub const SHARD_QUEUE_RECHECK: Duration = Duration::from_millis(200);
+
+/// The operator's default rates and concurrency per tenant; a tenant's
+/// [`LimitOverrides`] replace them field by field. A rate of 0 is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantRates {
+    /// Requests per second, sustained. `--requests-per-second`.
+    pub requests_per_second: u64,
+    /// Requests a tenant may make at once above the rate. `--request-burst`.
+    pub request_burst: u64,
+    /// Events per second, sustained. `--events-per-second`.
+    pub events_per_second: u64,
+    /// Events a tenant may post at once above the rate. `--event-burst`.
+    pub event_burst: u64,
+    /// Expensive requests (uploads, mass retries, listings) in flight at once.
+    /// `--max-expensive-requests`.
+    pub max_expensive_requests: u64,
+}
+
+impl TenantRates {
+    pub const DEFAULT: TenantRates = TenantRates {
+        requests_per_second: 1_000,
+        request_burst: 2_000,
+        events_per_second: 50_000,
+        event_burst: 100_000,
+        max_expensive_requests: 4,
+    };
+
+    /// These defaults with a tenant's overrides applied.
+    pub fn with(self, o: &LimitOverrides) -> TenantRates {
+        TenantRates {
+            requests_per_second: o.requests_per_second.unwrap_or(self.requests_per_second),
+            request_burst: o.request_burst.unwrap_or(self.request_burst),
+            events_per_second: o.events_per_second.unwrap_or(self.events_per_second),
+            event_burst: o.event_burst.unwrap_or(self.event_burst),
+            max_expensive_requests: o
+                .max_expensive_requests
+                .unwrap_or(self.max_expensive_requests),
+        }
+    }
+}
+
+/// Everything the edge is configured with.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub max_uri_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_head_buffer: usize,
+    pub max_events_body: usize,
+    pub max_upload_body: usize,
+    pub max_small_body: usize,
+    pub shard_queue_bound: usize,
+    pub rates: TenantRates,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            header_timeout: HEADER_TIMEOUT,
+            body_timeout: BODY_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_uri_bytes: MAX_URI_BYTES,
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_head_buffer: MAX_HEAD_BUFFER,
+            max_events_body: MAX_EVENTS_BODY,
+            max_upload_body: MAX_UPLOAD_BODY,
+            max_small_body: MAX_SMALL_BODY,
+            shard_queue_bound: SHARD_QUEUE_BOUND,
+            rates: TenantRates::DEFAULT,
+        }
+    }
+}
