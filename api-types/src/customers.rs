@@ -110,6 +110,10 @@ pub struct Enrollment {
     /// Why the last trigger failed, until one succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The most recent failed triggers (at most 10), oldest first; a later success does not
+    /// clear them. Left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
 }
 
 impl Enrollment {
@@ -192,7 +196,7 @@ pub struct ChannelSummary {
     pub unsubscribed: u64,
 }
 
-/// Why the last trigger of an enrollment failed.
+/// Why a trigger of an enrollment failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The trigger's kind: `entered`, `event`, `timer`, ...

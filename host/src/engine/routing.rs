@@ -113,5 +113,6 @@ pub fn enroll(
         variants: Vec::new(),
         channels: Default::default(),
         failure: None,
+        failures: Vec::new(),
     }
 }

@@ -870,6 +870,7 @@ mod tests {
                 variants: vec![],
                 channels: Default::default(),
                 failure: None,
+                failures: Vec::new(),
             },
             now: 1000,
             seed: 7,

@@ -100,4 +100,13 @@ mod tests {
         );
         assert!(store.enrollments("u", "alice").unwrap().is_empty());
     }
+
+    #[test]
+    fn an_enrollment_stored_before_recent_failures_decodes_with_none() {
+        let mut old = serde_json::to_value(fixtures::enrollment("ada", "welcome", 1)).unwrap();
+        old.as_object_mut().unwrap().remove("failures");
+        let decoded: Enrollment = crate::store::dec(&crate::store::enc(&old)).unwrap();
+        assert!(decoded.failures.is_empty());
+        assert_eq!(decoded.id, "welcome/ada/1");
+    }
 }

@@ -68,6 +68,7 @@ pub fn enrollment(customer: &str, journey: &str, run: u32) -> Enrollment {
         variants: vec![],
         channels: Default::default(),
         failure: None,
+        failures: Vec::new(),
     }
 }
 

@@ -51,6 +51,7 @@ impl From<model::Enrollment> for api::Enrollment {
             variants,
             channels,
             failure,
+            failures,
         } = enrollment;
         api::Enrollment {
             id,
@@ -71,6 +72,7 @@ impl From<model::Enrollment> for api::Enrollment {
             variants: all(variants),
             channels: channels.into_iter().map(|(c, s)| (c, s.into())).collect(),
             failure: failure.map(Into::into),
+            failures: all(failures),
         }
     }
 }
@@ -98,6 +100,7 @@ impl TryFrom<api::Enrollment> for model::Enrollment {
             variants,
             channels,
             failure,
+            failures,
         } = enrollment;
         Ok(model::Enrollment {
             id,
@@ -118,6 +121,10 @@ impl TryFrom<api::Enrollment> for model::Enrollment {
             variants: all(variants),
             channels: channels.into_iter().map(|(c, s)| (c, s.into())).collect(),
             failure: failure.map(TryInto::try_into).transpose()?,
+            failures: failures
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -283,7 +290,7 @@ mod tests {
             arm: "b".into(),
         });
         e.channels.entry("webhook".into()).or_default().opened = 4;
-        e.failure = Some(model::Failure {
+        e.record_failure(model::Failure {
             trigger: "timer".into(),
             reason: R::GuestError,
             message: "no".into(),
