@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use waymark_host::delivery::DeliveryBudgets; // Isolation (issue 15)
+use waymark_host::engine::breaker::BreakerPolicy; // Isolation (issue 15)
 use waymark_host::engine::delivery::RetryPolicy;
 use waymark_host::host::HostConfig;
 use waymark_host::sandbox::SandboxConfig;
@@ -68,6 +70,24 @@ struct ServeArgs {
     /// index then grows with the event log).
     #[arg(long, default_value_t = 168)]
     dedup_window_hours: u64,
+    // Isolation (issue 15)
+    /// Deliveries one tenant may have in flight at once (of the delivery loop's 32).
+    #[arg(long, env = "WAYMARK_DELIVERY_TENANT_BUDGET", default_value_t = 16)]
+    delivery_tenant_budget: usize,
+    /// Deliveries one channel registration of a tenant may have in flight at once.
+    #[arg(long, env = "WAYMARK_DELIVERY_CHANNEL_BUDGET", default_value_t = 8)]
+    delivery_channel_budget: usize,
+    /// A journey version's circuit breaker opens after this many of its last
+    /// `--breaker-window` triggers ran to the deadline, trapped or ran out of memory.
+    #[arg(long, env = "WAYMARK_BREAKER_FAILURES", default_value_t = 5)]
+    breaker_failures: usize,
+    /// The triggers a breaker's failures are counted over.
+    #[arg(long, env = "WAYMARK_BREAKER_WINDOW", default_value_t = 10)]
+    breaker_window: usize,
+    /// How long an open breaker defers its version's triggers before one probe, in
+    /// milliseconds; doubled by each failed probe, up to 30 times this.
+    #[arg(long, env = "WAYMARK_BREAKER_COOL_DOWN_MS", default_value_t = 10_000)]
+    breaker_cool_down_ms: u64,
 }
 
 #[tokio::main]
@@ -93,6 +113,8 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.len() < 16 {
         anyhow::bail!("--admin-token must be at least 16 characters");
     }
+    // Isolation (issue 15)
+    let breaker_cool_down_ms = i64::try_from(args.breaker_cool_down_ms.max(1)).unwrap_or(i64::MAX);
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
         store_cache_bytes: args.cache_mb.max(8) << 20,
@@ -111,6 +133,17 @@ async fn main() -> anyhow::Result<()> {
             },
             dedup_window: (args.dedup_window_hours > 0)
                 .then(|| Duration::from_secs(args.dedup_window_hours.saturating_mul(3600))),
+            // Isolation (issue 15)
+            delivery_budgets: DeliveryBudgets {
+                per_tenant: args.delivery_tenant_budget.max(1),
+                per_channel: args.delivery_channel_budget.max(1),
+            },
+            breaker: BreakerPolicy {
+                failures: args.breaker_failures.max(1),
+                window: args.breaker_window.max(args.breaker_failures).max(1),
+                cool_down_ms: breaker_cool_down_ms,
+                max_cool_down_ms: breaker_cool_down_ms.saturating_mul(30),
+            },
         },
         sandbox: SandboxConfig {
             allow_private_network: args.allow_private_network,
