@@ -114,6 +114,33 @@ pub struct Enrollment {
     /// clear them. Left out when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// Triggers and sends counted against the loop budgets in the current window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window: Option<LoopWindow>,
+    /// Set while the enrollment is paused for going over a loop budget: its triggers wait
+    /// until `POST /v1/customers/{id}/enrollments/{journey}/resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// See [`Enrollment::loop_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopWindow {
+    /// When the window began (journey time).
+    pub since: Millis,
+    /// Triggers run in it.
+    pub triggers: u64,
+    /// Sends decided in it.
+    pub sends: u64,
+}
+
+/// See [`Enrollment::paused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Which budget, and its numbers.
+    pub reason: String,
+    /// When (journey time).
+    pub at: Millis,
 }
 
 impl Enrollment {

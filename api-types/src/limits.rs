@@ -20,6 +20,13 @@ pub struct Limits {
     pub max_state_bytes: u64,
     /// Bytes that may cross the host/guest boundary in one call.
     pub max_hostcall_bytes: u64,
+    // Loop budgets (issue 15)
+    /// Triggers one enrollment may run within `loop_window_ms` before it is paused.
+    pub max_enrollment_triggers: u64,
+    /// Sends one enrollment may decide within `loop_window_ms` before it is paused.
+    pub max_enrollment_sends: u64,
+    /// The window of the loop budgets, in milliseconds of journey time.
+    pub loop_window_ms: u64,
 }
 
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
@@ -48,6 +55,16 @@ pub struct LimitOverrides {
     /// See [`Limits::max_hostcall_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hostcall_bytes: Option<u64>,
+    // Loop budgets (issue 15)
+    /// See [`Limits::max_enrollment_triggers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_triggers: Option<u64>,
+    /// See [`Limits::max_enrollment_sends`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_sends: Option<u64>,
+    /// See [`Limits::loop_window_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window_ms: Option<u64>,
 }
 
 /// The answer to both limit routes.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use waymark_host::delivery::DeliveryBudgets; // Isolation (issue 15)
 use waymark_host::engine::breaker::BreakerPolicy; // Isolation (issue 15)
+use waymark_host::model::Limits; // Isolation (issue 15)
 use waymark_host::engine::delivery::RetryPolicy;
 use waymark_host::host::HostConfig;
 use waymark_host::sandbox::SandboxConfig;
@@ -88,6 +89,16 @@ struct ServeArgs {
     /// milliseconds; doubled by each failed probe, up to 30 times this.
     #[arg(long, env = "WAYMARK_BREAKER_COOL_DOWN_MS", default_value_t = 10_000)]
     breaker_cool_down_ms: u64,
+    /// Loop budgets (operator defaults; tenants may override them): triggers one enrollment
+    /// may run within `--loop-window-ms` of journey time before it is paused.
+    #[arg(long, env = "WAYMARK_MAX_ENROLLMENT_TRIGGERS", default_value_t = 1_000)]
+    max_enrollment_triggers: u64,
+    /// Sends one enrollment may decide within `--loop-window-ms` before it is paused.
+    #[arg(long, env = "WAYMARK_MAX_ENROLLMENT_SENDS", default_value_t = 100)]
+    max_enrollment_sends: u64,
+    /// The window of the loop budgets, in milliseconds of journey time.
+    #[arg(long, env = "WAYMARK_LOOP_WINDOW_MS", default_value_t = 3_600_000)]
+    loop_window_ms: u64,
 }
 
 #[tokio::main]
@@ -146,6 +157,13 @@ async fn main() -> anyhow::Result<()> {
             },
         },
         sandbox: SandboxConfig {
+            // Isolation (issue 15): the operator's loop budgets.
+            defaults: Limits {
+                max_enrollment_triggers: args.max_enrollment_triggers.max(1),
+                max_enrollment_sends: args.max_enrollment_sends.max(1),
+                loop_window_ms: args.loop_window_ms.max(1),
+                ..SandboxConfig::default().defaults
+            },
             allow_private_network: args.allow_private_network,
             // Beside the database: compiled code, written and read only by this host.
             cache_dir: Some(args.data_dir.join("compiled")),

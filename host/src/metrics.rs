@@ -41,6 +41,8 @@ pub struct Metrics {
     pub triggers_deferred: Counter,
     /// Journey versions whose breaker is open or half-open now.
     pub breakers_open: Gauge,
+    /// Enrollments paused for going over a loop budget.
+    pub enrollments_paused: Counter,
 }
 
 impl Metrics {
@@ -149,8 +151,15 @@ impl Metrics {
             "Journey versions whose circuit breaker is open or half-open",
             breakers_open.clone(),
         );
+        let enrollments_paused = Counter::default();
+        registry.register(
+            "enrollments_paused",
+            "Enrollments paused for going over a loop budget (triggers or sends in a window)",
+            enrollments_paused.clone(),
+        );
         Metrics {
             registry,
+            enrollments_paused,
             breakers_opened,
             triggers_deferred,
             breakers_open,

@@ -21,6 +21,9 @@ use tracing::{debug, debug_span, warn, Instrument};
 
 /// Triggers taken from a shard's queue at a time: one transaction and one flush cover them all.
 const BATCH: usize = 1024;
+/// How often the first trigger of a customer whose enrollment is paused (loop budgets) is
+/// looked at again, to see whether the enrollment was resumed.
+const PAUSED_RECHECK_MS: Millis = 1_000;
 
 /// Processes one shard's queue until shutdown (what is left queued then is processed after the
 /// restart).
@@ -342,13 +345,20 @@ impl<'h> Shell<'h> {
         Ok(None)
     }
 
-    /// Whether any step asks a journey version whose breaker holds its triggers back: when to
-    /// look at the trigger again, if so. (A half-open breaker admits one probe.)
+    /// Whether any step asks a journey version whose breaker holds its triggers back, or an
+    /// enrollment paused by a loop budget: when to look at the trigger again, if so. (A
+    /// half-open breaker admits one probe.)
     fn deferral(&self, steps: &[Step]) -> Option<Millis> {
         let wall = system_now();
         let mut deferred: Option<Millis> = None;
         for step in steps {
             if let Step::Decide { enrollment, .. } = step {
+                if enrollment.paused.is_some() {
+                    // Looked at again now and then: the API resumes it.
+                    let until = wall.saturating_add(PAUSED_RECHECK_MS);
+                    deferred = Some(deferred.map_or(until, |d| d.max(until)));
+                    continue;
+                }
                 let admission = self.host.breakers.admit(
                     &self.host.metrics,
                     &self.tenant,
@@ -459,7 +469,35 @@ impl<'h> Shell<'h> {
         } else {
             Vec::new()
         };
+        let enrollment_id = ask.context.enrollment.id.clone();
+        let outbox_before = commit.outbox.len();
         let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
+        // Loop budgets: count this trigger and its sends on the enrollment just written.
+        let sends = (commit.outbox.len() - outbox_before) as u64;
+        match self.host.tenant_limits(&self.tenant) {
+            Ok(limits) => {
+                if let Some(written) = commit
+                    .enrollments
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.id == enrollment_id)
+                {
+                    let was_paused = written.paused.is_some();
+                    engine::loops::charge(written, &limits, sends, now);
+                    if let (false, Some(pause)) = (was_paused, &written.paused) {
+                        warn!(
+                            tenant = %self.tenant,
+                            journey = %version.name,
+                            customer = %customer.id,
+                            reason = %pause.reason,
+                            "enrollment paused"
+                        );
+                        self.host.metrics.enrollments_paused.inc();
+                    }
+                }
+            }
+            Err(error) => warn!(tenant = %self.tenant, %error, "limits unavailable; loop budgets not counted"),
+        }
         self.host.breakers.record(
             &self.host.metrics,
             &self.tenant,

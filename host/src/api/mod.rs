@@ -18,6 +18,7 @@
 //! | [`tasks`] | `/v1/tasks[/{id}[/claim\|/resolve]]` |
 //! | [`dead_letters`] | `/v1/dead-letters[/retry]` |
 //! | [`breakers`] | `/v1/journeys/{name}/breaker` (issue 15) |
+//! | [`enrollments`] | `/v1/customers/{id}/enrollments/{journey}/resume` (issue 15) |
 
 mod admin;
 mod auth;
@@ -26,6 +27,7 @@ mod channels;
 mod customers;
 mod dead_letters;
 mod dto;
+mod enrollments; // Isolation (issue 15)
 mod error;
 mod events;
 mod health;
@@ -62,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     let state_reads = Router::new()
         .merge(journeys::routes())
         .merge(breakers::routes()) // Isolation (issue 15)
+        .merge(enrollments::routes()) // Isolation (issue 15)
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())

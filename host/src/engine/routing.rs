@@ -114,5 +114,7 @@ pub fn enroll(
         channels: Default::default(),
         failure: None,
         failures: Vec::new(),
+        loop_window: None,
+        paused: None,
     }
 }

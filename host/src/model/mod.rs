@@ -192,6 +192,29 @@ pub struct Enrollment {
     /// success does not clear them. (Records written before this field decode with none.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// What this enrollment ran and sent in its current loop-budget window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window: Option<LoopWindow>,
+    /// Set when the enrollment went over a loop budget: its triggers wait (queued, in order)
+    /// until it is resumed through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// Triggers and sends of one enrollment since `since` (journey time), counted against the
+/// tenant's loop budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopWindow {
+    pub since: Millis,
+    pub triggers: u64,
+    pub sends: u64,
+}
+
+/// Why and when an enrollment was paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: String,
+    pub at: Millis,
 }
 
 /// How many failed triggers an enrollment keeps in `failures`.

@@ -883,6 +883,8 @@ mod tests {
                 channels: Default::default(),
                 failure: None,
                 failures: Vec::new(),
+                loop_window: None,
+                paused: None,
             },
             now: 1000,
             seed: 7,

@@ -69,6 +69,8 @@ pub fn enrollment(customer: &str, journey: &str, run: u32) -> Enrollment {
         channels: Default::default(),
         failure: None,
         failures: Vec::new(),
+        loop_window: None,
+        paused: None,
     }
 }
 

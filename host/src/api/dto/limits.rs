@@ -23,6 +23,10 @@ impl From<Limits> for api::Limits {
             max_commands,
             max_state_bytes,
             max_hostcall_bytes,
+            // Loop budgets (issue 15)
+            max_enrollment_triggers,
+            max_enrollment_sends,
+            loop_window_ms,
         } = limits;
         api::Limits {
             max_component_bytes,
@@ -32,6 +36,10 @@ impl From<Limits> for api::Limits {
             max_commands,
             max_state_bytes,
             max_hostcall_bytes,
+            // Loop budgets (issue 15)
+            max_enrollment_triggers,
+            max_enrollment_sends,
+            loop_window_ms,
         }
     }
 }
@@ -45,6 +53,10 @@ same_shape!(
         deliver_timeout_ms,
         max_commands,
         max_state_bytes,
-        max_hostcall_bytes
+        max_hostcall_bytes,
+        // Loop budgets (issue 15)
+        max_enrollment_triggers,
+        max_enrollment_sends,
+        loop_window_ms
     }
 );
