@@ -236,3 +236,63 @@ async fn a_stuck_channel_and_a_deadline_burner_do_not_slow_another_tenants_welco
     );
     sink.release();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journey_that_sends_on_every_delivery_report_is_paused_and_can_be_resumed() {
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions {
+        args: ["--max-enrollment-sends", "5"].map(String::from).to_vec(),
+        ..ServerOptions::default()
+    })
+    .await;
+    let tenant = hostile_tenant(&server, &sink, "echoes", 1_000).await;
+    let api = server.as_tenant(&tenant);
+    let key = tenant.api_key.as_str();
+    let echoes = |r: &[Received]| count(r, "echo", "looper");
+
+    api.post_events(&enroll_and("looper", "echo")).await;
+    let paused = api
+        .wait_for_enrollment("looper", HOSTILE, "paused by its send budget", |e| {
+            e.paused.is_some()
+        })
+        .await;
+    let reason = &paused.paused.as_ref().expect("paused").reason;
+    assert!(reason.contains("5 sends"), "{reason}");
+    assert_eq!(paused.status, EnrollmentStatus::Active, "paused, not ended");
+    sink.wait_for("the five echoes", |r| echoes(r) >= 5).await;
+    // The fifth echo's delivery report waits with the enrollment: nothing more is sent.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(echoes(&sink.requests()), 5);
+
+    let resume = "/v1/customers/looper/enrollments/hostile/resume";
+    let (status, body) = api.request(Method::POST, resume, Some(key), Body::Empty).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("paused").is_none(), "{body}");
+    // The waiting report runs, the loop goes on for another budget, and is paused again.
+    sink.wait_for("five more echoes", |r| echoes(r) >= 10).await;
+    api.wait_for_enrollment("looper", HOSTILE, "paused again", |e| e.paused.is_some())
+        .await;
+
+    // Resuming a run that is not paused is a conflict.
+    api.post_events(&enroll_and("calm", "ok")).await;
+    sink.wait_for_delivery("ok", "calm").await;
+    let calm = api
+        .request(
+            Method::POST,
+            "/v1/customers/calm/enrollments/hostile/resume",
+            Some(key),
+            Body::Empty,
+        )
+        .await;
+    assert_error(&calm, StatusCode::CONFLICT, "not_paused");
+    let unknown = api
+        .request(
+            Method::POST,
+            "/v1/customers/looper/enrollments/nothing/resume",
+            Some(key),
+            Body::Empty,
+        )
+        .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    assert!(metric(&api.metrics().await, "waymark_enrollments_paused_total") >= 2.0);
+}
