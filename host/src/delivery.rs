@@ -9,8 +9,12 @@
 //!   due messages in batches into a buffer and starts the next one as soon as any delivery ends,
 //!   rather than waiting for a whole batch. Every message it reads is *taken* until its attempt
 //!   is recorded, and reading the due index again skips taken messages
-//!   ([`Store::due_messages_except`](crate::store::Store::due_messages_except)), so no message
-//!   is ever in flight twice. It wakes when a message enters the outbox, when the earliest
+//!   ([`Store::scan_due_messages`](crate::store::Store::scan_due_messages)), so no message
+//!   is ever in flight twice. Each tenant, and each channel of a tenant, may hold only its
+//!   share of the slots ([`DeliveryBudgets`]): a read passes over the messages of a tenant or
+//!   channel whose budget is spent (they stay pending, in place, and are read again once one of
+//!   its deliveries ends), so one tenant's provider that never answers stalls only that
+//!   tenant's channel, never the loop. It wakes when a message enters the outbox, when the earliest
 //!   message it knows of falls due, and when a recorded retry is due earlier than that.
 //! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
 //!   the runtime's workers) and hands its attempt to the committer.
@@ -32,7 +36,7 @@ use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::Host;
 use crate::model::{Customer, DeliveryRequest, Millis};
-use crate::store::outbox::{AttemptRecord, MessageKey};
+use crate::store::outbox::{AttemptRecord, DueRead, MessageKey};
 use crate::store::{Message, MessageStatus};
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -208,15 +212,16 @@ fn read_due(
         move |tenant: &str| !closed.contains(tenant)
     };
     let mut claim = |m: &Message| budgets.claim(&m.tenant, &m.channel);
-    match host.store.scan_due_messages(
+    let read = DueRead {
         now,
-        READ_BATCH,
-        READ_SCAN,
-        resume,
-        &taken,
-        &open,
-        &mut claim,
-    ) {
+        limit: READ_BATCH,
+        scan: READ_SCAN,
+        from: resume,
+    };
+    match host
+        .store
+        .scan_due_messages(read, &taken, &open, &mut claim)
+    {
         Ok(read) => {
             taken.extend(read.messages.iter().map(Message::key));
             buffer.extend(read.messages);
@@ -502,15 +507,33 @@ mod tests {
         });
         assert!(budgets.claim("noisy", "stuck"));
         assert!(budgets.claim("noisy", "stuck"));
-        assert!(!budgets.claim("noisy", "stuck"), "the channel's budget is spent");
-        assert!(budgets.claim("noisy", "email"), "another channel has its own");
-        assert!(!budgets.claim("noisy", "sms"), "the tenant's budget is spent");
-        assert_eq!(budgets.closed_tenants(), HashSet::from(["noisy".to_string()]));
-        assert!(budgets.claim("quiet", "stuck"), "other tenants are not held back");
+        assert!(
+            !budgets.claim("noisy", "stuck"),
+            "the channel's budget is spent"
+        );
+        assert!(
+            budgets.claim("noisy", "email"),
+            "another channel has its own"
+        );
+        assert!(
+            !budgets.claim("noisy", "sms"),
+            "the tenant's budget is spent"
+        );
+        assert_eq!(
+            budgets.closed_tenants(),
+            HashSet::from(["noisy".to_string()])
+        );
+        assert!(
+            budgets.claim("quiet", "stuck"),
+            "other tenants are not held back"
+        );
 
         budgets.release("noisy", "stuck");
         assert!(budgets.closed_tenants().is_empty());
-        assert!(budgets.claim("noisy", "stuck"), "an ended delivery frees its slot");
+        assert!(
+            budgets.claim("noisy", "stuck"),
+            "an ended delivery frees its slot"
+        );
         assert!(!budgets.claim("noisy", "sms"));
     }
 
@@ -520,7 +543,10 @@ mod tests {
             per_tenant: 0,
             per_channel: 0,
         });
-        assert!(budgets.claim("t", "c"), "a zero budget still lets one through");
+        assert!(
+            budgets.claim("t", "c"),
+            "a zero budget still lets one through"
+        );
         assert!(!budgets.claim("t", "c"));
         budgets.release("t", "c");
         budgets.release("t", "c");

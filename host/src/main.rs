@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use waymark_host::delivery::DeliveryBudgets; // Isolation (issue 15)
 use waymark_host::engine::breaker::BreakerPolicy; // Isolation (issue 15)
-use waymark_host::model::Limits; // Isolation (issue 15)
 use waymark_host::engine::delivery::RetryPolicy;
 use waymark_host::host::HostConfig;
+use waymark_host::model::Limits; // Isolation (issue 15)
 use waymark_host::sandbox::SandboxConfig;
 use waymark_host::server::{serve, ClockKind, ServerConfig};
 

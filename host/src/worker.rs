@@ -60,7 +60,7 @@ type Held = HashMap<(String, String), Millis>;
 /// What became of one trigger.
 enum Processed {
     /// It ran: commit this with its removal from the queue.
-    Ran(TriggerCommit),
+    Ran(Box<TriggerCommit>),
     /// A journey version it goes to has its breaker open: it stays queued, untouched, and so
     /// do its customer's later triggers, until `until` (wall clock).
     Deferred { until: Millis },
@@ -112,7 +112,7 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
                 continue;
             }
             let commit = match process(host, key, item).await? {
-                Processed::Ran(commit) => commit,
+                Processed::Ran(commit) => *commit,
                 Processed::Deferred { until } => {
                     held.insert(who, until);
                     continue;
@@ -204,7 +204,7 @@ async fn process(
             if is_timer {
                 host.metrics.timers_fired.inc();
             }
-            Processed::Ran(commit)
+            Processed::Ran(Box::new(commit))
         }
     })
 }
@@ -496,7 +496,9 @@ impl<'h> Shell<'h> {
                     }
                 }
             }
-            Err(error) => warn!(tenant = %self.tenant, %error, "limits unavailable; loop budgets not counted"),
+            Err(error) => {
+                warn!(tenant = %self.tenant, %error, "limits unavailable; loop budgets not counted")
+            }
         }
         self.host.breakers.record(
             &self.host.metrics,

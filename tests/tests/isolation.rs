@@ -16,7 +16,12 @@ const HOSTILE: &str = "hostile";
 
 /// A tenant `name` with the webhook channel delivering to the sink, the hostile journey
 /// uploaded, and `decide` cut off after `deadline_ms`.
-async fn hostile_tenant(server: &Server, sink: &Sink, name: &str, deadline_ms: u64) -> CreatedTenant {
+async fn hostile_tenant(
+    server: &Server,
+    sink: &Sink,
+    name: &str,
+    deadline_ms: u64,
+) -> CreatedTenant {
     let hostile = artifacts().component(HOSTILE_CRATE);
     let (tenant, _) =
         tenant_with_journey(server, name, Some((sink, &[WEBHOOK])), HOSTILE, hostile).await;
@@ -44,7 +49,12 @@ fn enroll_and(customer: &str, name: &str) -> Vec<Value> {
 /// The value of an unlabelled metric (0 if absent).
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .filter_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -83,7 +93,10 @@ async fn a_version_that_keeps_burning_its_deadline_is_held_back_then_probed_losi
     let key = tenant.api_key.as_str();
 
     let spinners = ["s1", "s2", "s3"];
-    let burst: Vec<Value> = spinners.iter().flat_map(|s| enroll_and(s, "spin")).collect();
+    let burst: Vec<Value> = spinners
+        .iter()
+        .flat_map(|s| enroll_and(s, "spin"))
+        .collect();
     api.post_events(&burst).await;
     wait_until("the hostile version's breaker to open", || async {
         metric(&api.metrics().await, "waymark_breakers_opened_total") >= 1.0
@@ -184,7 +197,11 @@ async fn a_stuck_channel_and_a_deadline_burner_do_not_slow_another_tenants_welco
         for i in 0..QUIET_CUSTOMERS {
             let customer = format!("quiet-{i}");
             quiet_api
-                .post_events(&[event(&format!("{customer}-signed-up"), &customer, "signed_up")])
+                .post_events(&[event(
+                    &format!("{customer}-signed-up"),
+                    &customer,
+                    "signed_up",
+                )])
                 .await;
             acked.insert(customer, Instant::now());
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -203,7 +220,11 @@ async fn a_stuck_channel_and_a_deadline_burner_do_not_slow_another_tenants_welco
         }
     };
     tokio::join!(post, watch);
-    assert_eq!(arrived.len(), QUIET_CUSTOMERS, "every quiet welcome arrives");
+    assert_eq!(
+        arrived.len(),
+        QUIET_CUSTOMERS,
+        "every quiet welcome arrives"
+    );
 
     let mut latencies: Vec<Duration> = acked
         .iter()
@@ -212,7 +233,10 @@ async fn a_stuck_channel_and_a_deadline_burner_do_not_slow_another_tenants_welco
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
-    println!("quiet welcomes: p50 {p50:?}, p99 {p99:?} over {} customers", latencies.len());
+    println!(
+        "quiet welcomes: p50 {p50:?}, p99 {p99:?} over {} customers",
+        latencies.len()
+    );
     assert!(
         p99 < Duration::from_millis(500),
         "the quiet tenant's p99 was {p99:?} (p50 {p50:?})"
@@ -231,7 +255,10 @@ async fn a_stuck_channel_and_a_deadline_burner_do_not_slow_another_tenants_welco
     );
     let shown = breakers(&noisy_api, &noisy.api_key, HOSTILE).await;
     assert!(
-        shown.breakers.iter().any(|b| b.opened >= 1 && b.deferred >= 1),
+        shown
+            .breakers
+            .iter()
+            .any(|b| b.opened >= 1 && b.deferred >= 1),
         "{shown:?}"
     );
     sink.release();
@@ -265,7 +292,9 @@ async fn a_journey_that_sends_on_every_delivery_report_is_paused_and_can_be_resu
     assert_eq!(echoes(&sink.requests()), 5);
 
     let resume = "/v1/customers/looper/enrollments/hostile/resume";
-    let (status, body) = api.request(Method::POST, resume, Some(key), Body::Empty).await;
+    let (status, body) = api
+        .request(Method::POST, resume, Some(key), Body::Empty)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.get("paused").is_none(), "{body}");
     // The waiting report runs, the loop goes on for another budget, and is paused again.

@@ -120,7 +120,10 @@ impl Breaker {
                 self.deferred += 1;
                 Admission::Defer { until }
             }
-            BreakerState::Open { .. } | BreakerState::HalfOpen { probing_since: None } => {
+            BreakerState::Open { .. }
+            | BreakerState::HalfOpen {
+                probing_since: None,
+            } => {
                 self.state = BreakerState::HalfOpen {
                     probing_since: Some(now),
                 };
@@ -205,7 +208,11 @@ mod tests {
     #[test]
     fn failures_spread_thinner_than_the_threshold_keep_it_closed() {
         let mut b = Breaker::new(&POLICY);
-        run(&mut b, &[true, false, true, false, false, true, false, true], 0);
+        run(
+            &mut b,
+            &[true, false, true, false, false, true, false, true],
+            0,
+        );
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
@@ -247,7 +254,11 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Open { until: 3_000 });
         assert_eq!(b.admit(3_000), Admission::Probe);
         b.record(&POLICY, true, 3_000);
-        assert_eq!(b.state(), BreakerState::Open { until: 6_000 }, "capped at 3 s");
+        assert_eq!(
+            b.state(),
+            BreakerState::Open { until: 6_000 },
+            "capped at 3 s"
+        );
         assert_eq!(b.opened, 3);
     }
 

@@ -97,7 +97,10 @@ mod tests {
         charge(&mut e, &budget, 0, 1_000);
         assert_eq!(e.paused, None, "the first window ended at 1000");
         charge(&mut e, &budget, 0, 1_500);
-        assert!(e.paused.as_ref().is_some_and(|p| p.reason.contains("2 triggers")));
+        assert!(e
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.reason.contains("2 triggers")));
     }
 
     #[test]

@@ -316,7 +316,8 @@ impl ChannelComponent {
         };
         // More bytes than the boundary allows (a huge receipt or error, a request body over
         // the budget) would be the same on every attempt: a permanent failure, not a trap.
-        let oversized = matches!(&outcome, Ok(Err((Stage::Call, e))) if is_hostcall_fuel_exhausted(e));
+        let oversized =
+            matches!(&outcome, Ok(Err((Stage::Call, e))) if is_hostcall_fuel_exhausted(e));
         let result = guest::settle(&store, "channel", deadline, outcome);
         // Only an instance whose call finished goes back (the adapter's own `err` is a finished
         // call): after a trap its state is undefined, and one that hit a limit is likely to hit

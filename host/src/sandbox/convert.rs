@@ -939,12 +939,16 @@ mod tests {
             provider_id: Some("p".repeat(len)),
         };
         assert_eq!(
-            receipt_from_wit(receipt(MAX_PROVIDER_ID_BYTES)).map(|r| r.provider_id.map(|p| p.len())),
+            receipt_from_wit(receipt(MAX_PROVIDER_ID_BYTES))
+                .map(|r| r.provider_id.map(|p| p.len())),
             Ok(Some(MAX_PROVIDER_ID_BYTES))
         );
         let refused = receipt_from_wit(receipt(MAX_PROVIDER_ID_BYTES + 1)).unwrap_err();
         assert!(!refused.retryable(), "{refused:?}");
-        assert!(refused.describe().contains("receipt is too large"), "{refused:?}");
+        assert!(
+            refused.describe().contains("receipt is too large"),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -85,9 +85,11 @@ impl DeliveryFailure {
 /// call's hostcall fuel allows. Wasmtime's error type for it is private, so this reads its
 /// text (pinned by a test that exhausts the fuel for real, `sandbox::tests`).
 pub(super) fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls has been exhausted"))
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 /// Where a call failed: creating the instance, or running the export.

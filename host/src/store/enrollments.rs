@@ -61,9 +61,9 @@ impl Store {
             if !change(&mut enrollment) {
                 return Ok(Some((enrollment, false)));
             }
-            let swapped = self
-                .enrollments
-                .compare_and_swap(&k, Some(raw), Some(enc(&enrollment)))?;
+            let swapped =
+                self.enrollments
+                    .compare_and_swap(&k, Some(raw), Some(enc(&enrollment)))?;
             if swapped.is_ok() {
                 return Ok(Some((enrollment, true)));
             }
@@ -146,7 +146,9 @@ mod tests {
     fn an_enrollment_is_updated_in_place_only_when_the_change_says_so() {
         let (_dir, store) = temp_store();
         let mut commit = fixtures::commit(&store, "t", "ada");
-        commit.enrollments.push(fixtures::enrollment("ada", "welcome", 1));
+        commit
+            .enrollments
+            .push(fixtures::enrollment("ada", "welcome", 1));
         store.commit_trigger(&commit).unwrap();
         let unchanged = store
             .update_enrollment("t", "ada", "welcome", 1, |_| false)
@@ -161,7 +163,10 @@ mod tests {
             .unwrap();
         assert!(changed);
         assert_eq!(updated.state, [7]);
-        assert_eq!(store.enrollment("t", "ada", "welcome", 1).unwrap(), Some(updated));
+        assert_eq!(
+            store.enrollment("t", "ada", "welcome", 1).unwrap(),
+            Some(updated)
+        );
         assert!(store
             .update_enrollment("t", "ada", "welcome", 2, |_| true)
             .unwrap()

@@ -14,9 +14,9 @@
 
 use super::counters::{bump, counter_key, DELIVERY};
 use super::keys::{key, prefix, time_from_key, time_key};
-use crate::hash::SEP;
 use super::queue::QueuedTrigger;
 use super::{abort, dec, enc, Store, StoreError, TxResult};
+use crate::hash::SEP;
 use crate::model::{Counter, Millis};
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
@@ -94,6 +94,16 @@ impl Message {
     pub fn key(&self) -> MessageKey {
         MessageKey(outbox_key(self))
     }
+}
+
+/// Where and how far one [`Store::scan_due_messages`] reads: what is due at wall-clock `now`,
+/// at most `limit` messages, looking at no more than `scan` entries, from `from` on.
+#[derive(Debug, Clone, Copy)]
+pub struct DueRead<'a> {
+    pub now: Millis,
+    pub limit: usize,
+    pub scan: usize,
+    pub from: Option<&'a [u8]>,
 }
 
 /// What one [`Store::scan_due_messages`] found.
@@ -272,10 +282,12 @@ impl Store {
     /// Skipped messages stay pending, in place, for a later scan.
     pub fn scan_due_messages(
         &self,
-        now: Millis,
-        limit: usize,
-        scan: usize,
-        from: Option<&[u8]>,
+        DueRead {
+            now,
+            limit,
+            scan,
+            from,
+        }: DueRead<'_>,
         taken: &HashSet<MessageKey>,
         tenant_open: &dyn Fn(&str) -> bool,
         accept: &mut dyn FnMut(&Message) -> bool,
@@ -318,7 +330,10 @@ impl Store {
         now: Millis,
         taken: &HashSet<MessageKey>,
     ) -> Result<Option<Millis>, StoreError> {
-        for kv in self.outbox_due.range(time_key(now.saturating_add(1)).to_vec()..) {
+        for kv in self
+            .outbox_due
+            .range(time_key(now.saturating_add(1)).to_vec()..)
+        {
             let (k, outbox_k) = kv?;
             if !taken.contains(outbox_k.as_ref()) {
                 return Ok(Some(time_from_key(&k)));
@@ -874,19 +889,22 @@ mod tests {
             store.commit_trigger(&commit).unwrap();
         }
         let taken = HashSet::new();
+        let read = |scan, from| DueRead {
+            now: 500,
+            limit: 10,
+            scan,
+            from,
+        };
         let open = |tenant: &str| tenant != "noisy";
         let mut refuse_q2 = |m: &Message| m.id != "q2";
         let first = store
-            .scan_due_messages(500, 10, 3, None, &taken, &open, &mut refuse_q2)
+            .scan_due_messages(read(3, None), &taken, &open, &mut refuse_q2)
             .unwrap();
         assert_eq!(ids(&first.messages), ["q1"], "three entries looked at");
         assert!(first.skipped);
         let rest = store
             .scan_due_messages(
-                500,
-                10,
-                3,
-                first.resume.as_deref(),
+                read(3, first.resume.as_deref()),
                 &taken,
                 &open,
                 &mut refuse_q2,
@@ -894,10 +912,13 @@ mod tests {
             .unwrap();
         assert_eq!(ids(&rest.messages), ["q3"]);
         assert_eq!(rest.resume, None, "nothing more is due");
-        assert_eq!(store.next_message_due_after(500, &taken).unwrap(), Some(900));
+        assert_eq!(
+            store.next_message_due_after(500, &taken).unwrap(),
+            Some(900)
+        );
         // The messages passed over are still there for the next scan.
         let again = store
-            .scan_due_messages(500, 10, 100, None, &taken, &|_| true, &mut |_| true)
+            .scan_due_messages(read(100, None), &taken, &|_| true, &mut |_| true)
             .unwrap();
         assert_eq!(ids(&again.messages), ["n1", "n2", "q1", "q2", "q3"]);
     }

@@ -199,18 +199,32 @@ mod tests {
             .map(|i| format!("bob{i}"))
             .find(|b| shard_of("t", b, store.shards()) == shard)
             .unwrap();
-        for (who, name) in [("alice", "a1"), (bob.as_str(), "b1"), ("alice", "a2"), (bob.as_str(), "b2")] {
+        for (who, name) in [
+            ("alice", "a1"),
+            (bob.as_str(), "b1"),
+            ("alice", "a2"),
+            (bob.as_str(), "b2"),
+        ] {
             push(&store, &timer(who, name));
         }
         let names = |read: Vec<(Vec<u8>, QueuedTrigger)>| {
-            read.iter().map(|(_, q)| timer_name(q).to_string()).collect::<Vec<_>>()
+            read.iter()
+                .map(|(_, q)| timer_name(q).to_string())
+                .collect::<Vec<_>>()
         };
         let not_alice = store
             .queued_except(shard, 10, &|q| q.customer == "alice")
             .unwrap();
         assert_eq!(names(not_alice), ["b1", "b2"]);
-        assert_eq!(names(store.queued_except(shard, 3, &|_| false).unwrap()), ["a1", "b1", "a2"]);
-        assert_eq!(store.queued(shard, 10).unwrap().len(), 4, "skipped triggers stay queued");
+        assert_eq!(
+            names(store.queued_except(shard, 3, &|_| false).unwrap()),
+            ["a1", "b1", "a2"]
+        );
+        assert_eq!(
+            store.queued(shard, 10).unwrap().len(),
+            4,
+            "skipped triggers stay queued"
+        );
     }
 
     #[test]
