@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_enrollment_triggers: u64,
     /// Sends one enrollment may decide within `loop_window_ms` before it is paused.
     pub max_enrollment_sends: u64,
+    /// Triggers all of the tenant's enrollments together may run within `loop_window_ms`.
+    pub max_tenant_triggers: u64,
+    /// Sends all of the tenant's enrollments together may decide within `loop_window_ms`.
+    pub max_tenant_sends: u64,
     /// The window of the loop budgets, in milliseconds of journey time.
     pub loop_window_ms: u64,
 }
@@ -62,6 +66,12 @@ pub struct LimitOverrides {
     /// See [`Limits::max_enrollment_sends`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_enrollment_sends: Option<u64>,
+    /// See [`Limits::max_tenant_triggers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_triggers: Option<u64>,
+    /// See [`Limits::max_tenant_sends`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_sends: Option<u64>,
     /// See [`Limits::loop_window_ms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_window_ms: Option<u64>,

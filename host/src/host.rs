@@ -75,6 +75,8 @@ pub struct Host {
     pub shutdown: CancellationToken,
     /// Journey versions' circuit breakers.
     pub breakers: Breakers,
+    /// Each tenant's loop-budget window (`engine::loops::charge_tenant`), in memory.
+    pub tenant_loops: Mutex<HashMap<String, Option<crate::model::LoopWindow>>>,
     tenants: Tenants,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
@@ -95,6 +97,7 @@ impl Host {
             clock,
             metrics,
             breakers: Breakers::new(config.breaker),
+            tenant_loops: Mutex::default(),
             config,
             shutdown: CancellationToken::new(),
             tenants,

@@ -96,6 +96,16 @@ struct ServeArgs {
     /// Sends one enrollment may decide within `--loop-window-ms` before it is paused.
     #[arg(long, env = "WAYMARK_MAX_ENROLLMENT_SENDS", default_value_t = 100)]
     max_enrollment_sends: u64,
+    /// Triggers all of one tenant's enrollments may run within `--loop-window-ms`.
+    #[arg(
+        long,
+        env = "WAYMARK_MAX_TENANT_TRIGGERS",
+        default_value_t = 10_000_000
+    )]
+    max_tenant_triggers: u64,
+    /// Sends all of one tenant's enrollments may decide within `--loop-window-ms`.
+    #[arg(long, env = "WAYMARK_MAX_TENANT_SENDS", default_value_t = 1_000_000)]
+    max_tenant_sends: u64,
     /// The window of the loop budgets, in milliseconds of journey time.
     #[arg(long, env = "WAYMARK_LOOP_WINDOW_MS", default_value_t = 3_600_000)]
     loop_window_ms: u64,
@@ -161,6 +171,8 @@ async fn main() -> anyhow::Result<()> {
             defaults: Limits {
                 max_enrollment_triggers: args.max_enrollment_triggers.max(1),
                 max_enrollment_sends: args.max_enrollment_sends.max(1),
+                max_tenant_triggers: args.max_tenant_triggers.max(1),
+                max_tenant_sends: args.max_tenant_sends.max(1),
                 loop_window_ms: args.loop_window_ms.max(1),
                 ..SandboxConfig::default().defaults
             },

@@ -484,6 +484,15 @@ impl<'h> Shell<'h> {
                 {
                     let was_paused = written.paused.is_some();
                     engine::loops::charge(written, &limits, sends, now);
+                    {
+                        let mut tenants = self
+                            .host
+                            .tenant_loops
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        let window = tenants.entry(self.tenant.clone()).or_default();
+                        engine::loops::charge_tenant(window, written, &limits, sends, now);
+                    }
                     if let (false, Some(pause)) = (was_paused, &written.paused) {
                         warn!(
                             tenant = %self.tenant,

@@ -324,4 +324,28 @@ async fn a_journey_that_sends_on_every_delivery_report_is_paused_and_can_be_resu
         .await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
     assert!(metric(&api.metrics().await, "waymark_enrollments_paused_total") >= 2.0);
+
+    // The tenant's budget: 11 sends so far (ten echoes and calm's `ok`); at 12 the enrollment
+    // that sends the twelfth is paused.
+    let (status, body) = server
+        .api()
+        .request(
+            Method::PUT,
+            "/v1/admin/tenants/echoes/limits",
+            Some(server.admin_token()),
+            json!({ "decide_deadline_ms": 1_000, "max_tenant_sends": 12 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    api.post_events(&enroll_and("crowd", "ok")).await;
+    let crowd = api
+        .wait_for_enrollment("crowd", HOSTILE, "paused by the tenant's budget", |e| {
+            e.paused.is_some()
+        })
+        .await;
+    let reason = &crowd.paused.as_ref().expect("paused").reason;
+    assert!(
+        reason.contains("12 sends by the tenant's enrollments"),
+        "{reason}"
+    );
 }

@@ -12,30 +12,81 @@ use crate::model::{Enrollment, Limits, LoopWindow, Millis, Pause};
 /// `limits.loop_window_ms` starts afresh), and pauses the enrollment if that reaches a budget.
 /// An enrollment that has ended is not paused.
 pub fn charge(enrollment: &mut Enrollment, limits: &Limits, sends: u64, now: Millis) {
+    let window = count(enrollment.loop_window, limits, sends, now);
+    enrollment.loop_window = Some(window);
+    let over = over_budget(
+        &window,
+        "",
+        limits.max_enrollment_triggers,
+        limits.max_enrollment_sends,
+    );
+    pause(enrollment, over, limits, now);
+}
+
+/// Counts one trigger and its `sends` against the tenant's window (all its enrollments
+/// together, kept by the host) and pauses `enrollment`, the one that ran it, while the tenant
+/// is at or over a tenant budget.
+pub fn charge_tenant(
+    tenant_window: &mut Option<LoopWindow>,
+    enrollment: &mut Enrollment,
+    limits: &Limits,
+    sends: u64,
+    now: Millis,
+) {
+    let window = count(*tenant_window, limits, sends, now);
+    *tenant_window = Some(window);
+    let over = over_budget(
+        &window,
+        " by the tenant's enrollments",
+        limits.max_tenant_triggers,
+        limits.max_tenant_sends,
+    );
+    pause(enrollment, over, limits, now);
+}
+
+/// `window` (or a fresh one, if it is older than the loop window) with one more trigger and
+/// `sends` more sends.
+fn count(window: Option<LoopWindow>, limits: &Limits, sends: u64, now: Millis) -> LoopWindow {
     let window_ms = Millis::try_from(limits.loop_window_ms).unwrap_or(Millis::MAX);
-    let window = match enrollment.loop_window {
+    let window = match window {
         Some(w) if now.saturating_sub(w.since) < window_ms => w,
         _ => LoopWindow {
             since: now,
             ..LoopWindow::default()
         },
     };
-    let window = LoopWindow {
+    LoopWindow {
         triggers: window.triggers.saturating_add(1),
         sends: window.sends.saturating_add(sends),
         ..window
-    };
-    enrollment.loop_window = Some(window);
+    }
+}
+
+/// Which budget `window` has reached, if any: (what, `whose`, count, budget).
+fn over_budget(
+    window: &LoopWindow,
+    whose: &'static str,
+    max_triggers: u64,
+    max_sends: u64,
+) -> Option<(String, u64, u64)> {
+    if window.triggers >= max_triggers.max(1) {
+        Some((format!("triggers{whose}"), window.triggers, max_triggers))
+    } else if window.sends >= max_sends.max(1) {
+        Some((format!("sends{whose}"), window.sends, max_sends))
+    } else {
+        None
+    }
+}
+
+fn pause(
+    enrollment: &mut Enrollment,
+    over: Option<(String, u64, u64)>,
+    limits: &Limits,
+    now: Millis,
+) {
     if !enrollment.is_active() || enrollment.paused.is_some() {
         return;
     }
-    let over = if window.triggers >= limits.max_enrollment_triggers.max(1) {
-        Some(("triggers", window.triggers, limits.max_enrollment_triggers))
-    } else if window.sends >= limits.max_enrollment_sends.max(1) {
-        Some(("sends", window.sends, limits.max_enrollment_sends))
-    } else {
-        None
-    };
     if let Some((what, count, budget)) = over {
         enrollment.paused = Some(Pause {
             reason: format!(
@@ -110,6 +161,31 @@ mod tests {
         assert!(resume(&mut e));
         assert_eq!((e.paused.clone(), e.loop_window), (None, None));
         assert!(!resume(&mut e), "not paused any more");
+    }
+
+    #[test]
+    fn a_tenant_over_its_budget_pauses_each_enrollment_that_runs_until_the_window_ends() {
+        let budget = Limits {
+            max_tenant_sends: 3,
+            ..limits(100, 100)
+        };
+        let mut tenant = None;
+        let (mut a, mut b, mut c) = (active(), active(), active());
+        charge_tenant(&mut tenant, &mut a, &budget, 1, 0);
+        charge_tenant(&mut tenant, &mut b, &budget, 1, 10);
+        assert_eq!((a.paused.clone(), b.paused.clone()), (None, None));
+        charge_tenant(&mut tenant, &mut c, &budget, 1, 20);
+        assert!(c
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.reason.contains("3 sends by the tenant's enrollments")));
+        charge_tenant(&mut tenant, &mut a, &budget, 0, 30);
+        assert!(
+            a.paused.is_some(),
+            "still over: the next one to run pauses too"
+        );
+        charge_tenant(&mut tenant, &mut b, &budget, 0, 1_000);
+        assert_eq!(b.paused, None, "a new window");
     }
 
     #[test]

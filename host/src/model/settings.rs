@@ -28,7 +28,12 @@ pub struct Limits {
     pub max_enrollment_triggers: u64,
     /// Sends one enrollment may decide within `loop_window_ms` before it is paused.
     pub max_enrollment_sends: u64,
-    /// The window of the two budgets above.
+    /// Triggers all of the tenant's enrollments together may run within `loop_window_ms`;
+    /// past it each enrollment that runs one is paused.
+    pub max_tenant_triggers: u64,
+    /// Sends all of the tenant's enrollments together may decide within `loop_window_ms`.
+    pub max_tenant_sends: u64,
+    /// The window of the budgets above.
     pub loop_window_ms: u64,
 }
 
@@ -58,6 +63,10 @@ impl Limits {
             max_enrollment_sends: overrides
                 .max_enrollment_sends
                 .unwrap_or(self.max_enrollment_sends),
+            max_tenant_triggers: overrides
+                .max_tenant_triggers
+                .unwrap_or(self.max_tenant_triggers),
+            max_tenant_sends: overrides.max_tenant_sends.unwrap_or(self.max_tenant_sends),
             loop_window_ms: overrides.loop_window_ms.unwrap_or(self.loop_window_ms),
         }
     }
@@ -94,6 +103,10 @@ pub struct LimitOverrides {
     pub max_enrollment_triggers: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_enrollment_sends: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_triggers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_sends: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_window_ms: Option<u64>,
 }

@@ -57,6 +57,8 @@ pub const DEFAULT_LIMITS: model::Limits = model::Limits {
     // Loop budgets (issue 15)
     max_enrollment_triggers: 1_000,
     max_enrollment_sends: 100,
+    max_tenant_triggers: 10_000_000,
+    max_tenant_sends: 1_000_000,
     loop_window_ms: 3_600_000,
 };
 

@@ -26,6 +26,8 @@ impl From<Limits> for api::Limits {
             // Loop budgets (issue 15)
             max_enrollment_triggers,
             max_enrollment_sends,
+            max_tenant_triggers,
+            max_tenant_sends,
             loop_window_ms,
         } = limits;
         api::Limits {
@@ -39,6 +41,8 @@ impl From<Limits> for api::Limits {
             // Loop budgets (issue 15)
             max_enrollment_triggers,
             max_enrollment_sends,
+            max_tenant_triggers,
+            max_tenant_sends,
             loop_window_ms,
         }
     }
@@ -57,6 +61,8 @@ same_shape!(
         // Loop budgets (issue 15)
         max_enrollment_triggers,
         max_enrollment_sends,
+        max_tenant_triggers,
+        max_tenant_sends,
         loop_window_ms
     }
 );
