@@ -1,6 +1,7 @@
 //! The shared handles of a running host: what the API, the shard workers, the scheduler and the
 //! delivery loop all use — the store, compiled components, the clock, metrics, tenant settings,
-//! configuration, and the wake-ups between them. It holds no journey rule (that is `engine`)
+//! configuration, the journey versions' circuit breakers and the tenants' loop-budget windows
+//! (issue 15), and the wake-ups between them. It holds no journey rule (that is `engine`)
 //! and no loop (those are `worker`, `scheduler` and `delivery`).
 
 use crate::catalog::Catalog;

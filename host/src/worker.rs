@@ -7,6 +7,15 @@
 //! Customers are partitioned into shards by a hash of (tenant, customer): one worker per shard
 //! processes its triggers strictly in arrival order, so events of one customer are processed in
 //! order while different customers proceed in parallel.
+//!
+//! Isolation (issue 15): before a trigger asks any journey, the worker checks the version's
+//! circuit breaker (`engine::breaker`, kept by [`crate::host::Breakers`]) and the enrollment's
+//! pause (`engine::loops`). A trigger either holds back is *deferred*: left queued, untouched,
+//! and its customer is passed over — all of their later triggers wait behind it, in order —
+//! until the breaker's cool-down ends (or, for a pause, at the next re-check), while every
+//! other customer's triggers go on. After each decision the worker reports the outcome to the
+//! breaker and counts the trigger and its sends against the enrollment's and the tenant's loop
+//! budgets.
 
 use crate::clock::system_now;
 use crate::engine::breaker::Admission;
