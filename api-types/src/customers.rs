@@ -110,6 +110,37 @@ pub struct Enrollment {
     /// Why the last trigger failed, until one succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The most recent failed triggers (at most 10), oldest first; a later success does not
+    /// clear them. Left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// Triggers and sends counted against the loop budgets in the current window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window: Option<LoopWindow>,
+    /// Set while the enrollment is paused for going over a loop budget: its triggers wait
+    /// until `POST /v1/customers/{id}/enrollments/{journey}/resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// See [`Enrollment::loop_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopWindow {
+    /// When the window began (journey time).
+    pub since: Millis,
+    /// Triggers run in it.
+    pub triggers: u64,
+    /// Sends decided in it.
+    pub sends: u64,
+}
+
+/// See [`Enrollment::paused`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Which budget, and its numbers.
+    pub reason: String,
+    /// When (journey time).
+    pub at: Millis,
 }
 
 impl Enrollment {
@@ -192,7 +223,7 @@ pub struct ChannelSummary {
     pub unsubscribed: u64,
 }
 
-/// Why the last trigger of an enrollment failed.
+/// Why a trigger of an enrollment failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The trigger's kind: `entered`, `event`, `timer`, ...

@@ -31,6 +31,7 @@ pub mod dead_letters;
 pub mod errors;
 pub mod events;
 pub mod health;
+pub mod isolation;
 pub mod journeys;
 pub mod limits;
 pub mod messages;

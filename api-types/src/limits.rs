@@ -31,6 +31,17 @@ pub struct Limits {
     pub event_burst: u64,
     /// Expensive requests (uploads, mass retries, listings) in flight at once (0: unlimited).
     pub max_expensive_requests: u64,
+    // Loop budgets (issue 15)
+    /// Triggers one enrollment may run within `loop_window_ms` before it is paused.
+    pub max_enrollment_triggers: u64,
+    /// Sends one enrollment may decide within `loop_window_ms` before it is paused.
+    pub max_enrollment_sends: u64,
+    /// Triggers all of the tenant's enrollments together may run within `loop_window_ms`.
+    pub max_tenant_triggers: u64,
+    /// Sends all of the tenant's enrollments together may decide within `loop_window_ms`.
+    pub max_tenant_sends: u64,
+    /// The window of the loop budgets, in milliseconds of journey time.
+    pub loop_window_ms: u64,
 }
 
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
@@ -75,6 +86,22 @@ pub struct LimitOverrides {
     /// See [`Limits::max_expensive_requests`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expensive_requests: Option<u64>,
+    // Loop budgets (issue 15)
+    /// See [`Limits::max_enrollment_triggers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_triggers: Option<u64>,
+    /// See [`Limits::max_enrollment_sends`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_sends: Option<u64>,
+    /// See [`Limits::max_tenant_triggers`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_triggers: Option<u64>,
+    /// See [`Limits::max_tenant_sends`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_sends: Option<u64>,
+    /// See [`Limits::loop_window_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window_ms: Option<u64>,
 }
 
 /// The answer to both limit routes.

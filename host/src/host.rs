@@ -1,16 +1,21 @@
 //! The shared handles of a running host: what the API, the shard workers, the scheduler and the
 //! delivery loop all use — the store, compiled components, the clock, metrics, tenant settings,
-//! configuration, and the wake-ups between them. It holds no journey rule (that is `engine`)
+//! configuration, the journey versions' circuit breakers and the tenants' loop-budget windows
+//! (issue 15), and the wake-ups between them. It holds no journey rule (that is `engine`)
 //! and no loop (those are `worker`, `scheduler` and `delivery`).
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
+use crate::delivery::DeliveryBudgets;
+use crate::engine::breaker::{Admission, Breaker, BreakerPolicy, BreakerState};
 use crate::engine::delivery::RetryPolicy;
 use crate::metrics::Metrics;
 use crate::model::{Limits, Millis, SendingPolicy};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::tenants::Tenants;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +33,11 @@ pub struct HostConfig {
     /// How long an event id is remembered (journey time): a retry within it is reported as a
     /// duplicate, one after it is a new event. `None` remembers ids for ever.
     pub dedup_window: Option<Duration>,
+    // Isolation (issue 15)
+    /// How many deliveries one tenant and one of its channels may have in flight at once.
+    pub delivery_budgets: DeliveryBudgets,
+    /// When a journey version's circuit breaker opens, and for how long.
+    pub breaker: BreakerPolicy,
 }
 
 impl HostConfig {
@@ -48,6 +58,8 @@ impl Default for HostConfig {
                 cap: Duration::from_secs(3600),
             },
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
+            delivery_budgets: DeliveryBudgets::default(),
+            breaker: BreakerPolicy::default(),
         }
     }
 }
@@ -62,6 +74,10 @@ pub struct Host {
     pub metrics: Metrics,
     pub config: HostConfig,
     pub shutdown: CancellationToken,
+    /// Journey versions' circuit breakers.
+    pub breakers: Breakers,
+    /// Each tenant's loop-budget window (`engine::loops::charge_tenant`), in memory.
+    pub tenant_loops: Mutex<HashMap<String, Option<crate::model::LoopWindow>>>,
     tenants: Tenants,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
@@ -81,6 +97,8 @@ impl Host {
             catalog: Catalog::default(),
             clock,
             metrics,
+            breakers: Breakers::new(config.breaker),
+            tenant_loops: Mutex::default(),
             config,
             shutdown: CancellationToken::new(),
             tenants,
@@ -145,5 +163,111 @@ impl Host {
     /// Resolves when a message became ready since the last wake.
     pub fn message_ready(&self) -> tokio::sync::futures::Notified<'_> {
         self.outbox_changed.notified()
+    }
+}
+
+/// The circuit breakers of every journey version that failed lately, keyed by tenant,
+/// journey and version (`engine::breaker` holds the rules). Only versions with a failure in
+/// their window have an entry: a closed breaker whose window holds no failure is forgotten.
+/// In memory: a restart closes every breaker, and the deferred triggers, still queued, run.
+pub struct Breakers {
+    policy: BreakerPolicy,
+    map: Mutex<HashMap<(String, String, u32), Breaker>>,
+}
+
+/// One journey version's breaker as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerView {
+    pub version: u32,
+    pub state: BreakerState,
+    pub opened: u64,
+    pub deferred: u64,
+}
+
+impl Breakers {
+    fn new(policy: BreakerPolicy) -> Breakers {
+        Breakers {
+            policy,
+            map: Mutex::default(),
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<(String, String, u32), Breaker>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a trigger of `tenant`'s `journey` at `version` may run at wall-clock `now`.
+    pub fn admit(
+        &self,
+        metrics: &Metrics,
+        tenant: &str,
+        journey: &str,
+        version: u32,
+        now: Millis,
+    ) -> Admission {
+        let mut map = self.map();
+        if map.is_empty() {
+            return Admission::Run;
+        }
+        let key = (tenant.to_string(), journey.to_string(), version);
+        let admission = map.get_mut(&key).map_or(Admission::Run, |b| b.admit(now));
+        if let Admission::Defer { .. } = admission {
+            metrics.triggers_deferred.inc();
+        }
+        admission
+    }
+
+    /// Records the outcome of a decision of that version (`failed`: a failure that counts
+    /// against it, `engine::breaker::counts_against`).
+    pub fn record(
+        &self,
+        metrics: &Metrics,
+        tenant: &str,
+        journey: &str,
+        version: u32,
+        failed: bool,
+        now: Millis,
+    ) {
+        let mut map = self.map();
+        if !failed && map.is_empty() {
+            return;
+        }
+        let key = (tenant.to_string(), journey.to_string(), version);
+        if !failed && !map.contains_key(&key) {
+            return;
+        }
+        let breaker = map
+            .entry(key.clone())
+            .or_insert_with(|| Breaker::new(&self.policy));
+        let opened = breaker.opened;
+        breaker.record(&self.policy, failed, now);
+        if breaker.opened > opened {
+            metrics.breakers_opened.inc();
+        }
+        if breaker.is_idle() {
+            map.remove(&key);
+        }
+        let open = map
+            .values()
+            .filter(|b| b.state() != BreakerState::Closed)
+            .count();
+        metrics.breakers_open.set(open as i64);
+    }
+
+    /// The breakers of `tenant`'s `journey` that have an entry, by version.
+    pub fn of_journey(&self, tenant: &str, journey: &str) -> Vec<BreakerView> {
+        let mut views: Vec<BreakerView> = self
+            .map()
+            .iter()
+            .filter(|((t, j, _), _)| t == tenant && j == journey)
+            .map(|((_, _, version), b)| BreakerView {
+                version: *version,
+                state: b.state(),
+                opened: b.opened,
+                deferred: b.deferred,
+            })
+            .collect();
+        views.sort_by_key(|v| v.version);
+        views
     }
 }

@@ -7,8 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use waymark_host::api::limits::{self, TenantRates};
 use waymark_host::api::EdgeConfig;
+use waymark_host::delivery::DeliveryBudgets; // Isolation (issue 15)
+use waymark_host::engine::breaker::BreakerPolicy; // Isolation (issue 15)
 use waymark_host::engine::delivery::RetryPolicy;
 use waymark_host::host::HostConfig;
+use waymark_host::model::Limits; // Isolation (issue 15)
 use waymark_host::sandbox::SandboxConfig;
 use waymark_host::server::{serve, ClockKind, ServerConfig};
 
@@ -102,6 +105,44 @@ struct ServeArgs {
     /// A tenant's expensive requests (uploads, mass retries, listings) in flight at once.
     #[arg(long, env = "WAYMARK_MAX_EXPENSIVE_REQUESTS", default_value_t = TenantRates::DEFAULT.max_expensive_requests)]
     max_expensive_requests: u64,
+    // Isolation (issue 15)
+    /// Deliveries one tenant may have in flight at once (of the delivery loop's 32).
+    #[arg(long, env = "WAYMARK_DELIVERY_TENANT_BUDGET", default_value_t = 16)]
+    delivery_tenant_budget: usize,
+    /// Deliveries one channel registration of a tenant may have in flight at once.
+    #[arg(long, env = "WAYMARK_DELIVERY_CHANNEL_BUDGET", default_value_t = 8)]
+    delivery_channel_budget: usize,
+    /// A journey version's circuit breaker opens after this many of its last
+    /// `--breaker-window` triggers ran to the deadline, trapped or ran out of memory.
+    #[arg(long, env = "WAYMARK_BREAKER_FAILURES", default_value_t = 5)]
+    breaker_failures: usize,
+    /// The triggers a breaker's failures are counted over.
+    #[arg(long, env = "WAYMARK_BREAKER_WINDOW", default_value_t = 10)]
+    breaker_window: usize,
+    /// How long an open breaker defers its version's triggers before one probe, in
+    /// milliseconds; doubled by each failed probe, up to 30 times this.
+    #[arg(long, env = "WAYMARK_BREAKER_COOL_DOWN_MS", default_value_t = 10_000)]
+    breaker_cool_down_ms: u64,
+    /// Loop budgets (operator defaults; tenants may override them): triggers one enrollment
+    /// may run within `--loop-window-ms` of journey time before it is paused.
+    #[arg(long, env = "WAYMARK_MAX_ENROLLMENT_TRIGGERS", default_value_t = 1_000)]
+    max_enrollment_triggers: u64,
+    /// Sends one enrollment may decide within `--loop-window-ms` before it is paused.
+    #[arg(long, env = "WAYMARK_MAX_ENROLLMENT_SENDS", default_value_t = 100)]
+    max_enrollment_sends: u64,
+    /// Triggers all of one tenant's enrollments may run within `--loop-window-ms`.
+    #[arg(
+        long,
+        env = "WAYMARK_MAX_TENANT_TRIGGERS",
+        default_value_t = 10_000_000
+    )]
+    max_tenant_triggers: u64,
+    /// Sends all of one tenant's enrollments may decide within `--loop-window-ms`.
+    #[arg(long, env = "WAYMARK_MAX_TENANT_SENDS", default_value_t = 1_000_000)]
+    max_tenant_sends: u64,
+    /// The window of the loop budgets, in milliseconds of journey time.
+    #[arg(long, env = "WAYMARK_LOOP_WINDOW_MS", default_value_t = 3_600_000)]
+    loop_window_ms: u64,
 }
 
 #[tokio::main]
@@ -127,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
     if args.admin_token.len() < 16 {
         anyhow::bail!("--admin-token must be at least 16 characters");
     }
+    // Isolation (issue 15)
+    let breaker_cool_down_ms = i64::try_from(args.breaker_cool_down_ms.max(1)).unwrap_or(i64::MAX);
     let config = ServerConfig {
         data_dir: args.data_dir.clone(),
         store_cache_bytes: args.cache_mb.max(8) << 20,
@@ -145,8 +188,28 @@ async fn main() -> anyhow::Result<()> {
             },
             dedup_window: (args.dedup_window_hours > 0)
                 .then(|| Duration::from_secs(args.dedup_window_hours.saturating_mul(3600))),
+            // Isolation (issue 15)
+            delivery_budgets: DeliveryBudgets {
+                per_tenant: args.delivery_tenant_budget.max(1),
+                per_channel: args.delivery_channel_budget.max(1),
+            },
+            breaker: BreakerPolicy {
+                failures: args.breaker_failures.max(1),
+                window: args.breaker_window.max(args.breaker_failures).max(1),
+                cool_down_ms: breaker_cool_down_ms,
+                max_cool_down_ms: breaker_cool_down_ms.saturating_mul(30),
+            },
         },
         sandbox: SandboxConfig {
+            // Isolation (issue 15): the operator's loop budgets.
+            defaults: Limits {
+                max_enrollment_triggers: args.max_enrollment_triggers.max(1),
+                max_enrollment_sends: args.max_enrollment_sends.max(1),
+                max_tenant_triggers: args.max_tenant_triggers.max(1),
+                max_tenant_sends: args.max_tenant_sends.max(1),
+                loop_window_ms: args.loop_window_ms.max(1),
+                ..SandboxConfig::default().defaults
+            },
             allow_private_network: args.allow_private_network,
             // Beside the database: compiled code, written and read only by this host.
             cache_dir: Some(args.data_dir.join("compiled")),

@@ -5,6 +5,7 @@ use crate::sandbox::SandboxCounters;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +35,14 @@ pub struct Metrics {
     pub deliveries: Family<OutcomeLabel, Counter>,
     pub timers_fired: Counter,
     pub engagements: Family<KindLabel, Counter>,
+    /// Journey versions' circuit breakers opened (issue 15).
+    pub breakers_opened: Counter,
+    /// Triggers deferred by an open breaker (each time one is put off).
+    pub triggers_deferred: Counter,
+    /// Journey versions whose breaker is open or half-open now.
+    pub breakers_open: Gauge,
+    /// Enrollments paused for going over a loop budget.
+    pub enrollments_paused: Counter,
 }
 
 impl Metrics {
@@ -124,8 +133,36 @@ impl Metrics {
             "Timers moved from pending to processing",
             timers_fired.clone(),
         );
+        let breakers_opened = Counter::default();
+        let triggers_deferred = Counter::default();
+        let breakers_open = Gauge::default();
+        registry.register(
+            "breakers_opened",
+            "Times a journey version's circuit breaker opened (its triggers kept hitting the deadline or trapping)",
+            breakers_opened.clone(),
+        );
+        registry.register(
+            "triggers_deferred",
+            "Triggers left queued because their journey version's breaker is open",
+            triggers_deferred.clone(),
+        );
+        registry.register(
+            "breakers_open",
+            "Journey versions whose circuit breaker is open or half-open",
+            breakers_open.clone(),
+        );
+        let enrollments_paused = Counter::default();
+        registry.register(
+            "enrollments_paused",
+            "Enrollments paused for going over a loop budget (triggers or sends in a window)",
+            enrollments_paused.clone(),
+        );
         Metrics {
             registry,
+            enrollments_paused,
+            breakers_opened,
+            triggers_deferred,
+            breakers_open,
             totals: Default::default(),
             events_accepted,
             events_duplicate,

@@ -7,8 +7,18 @@
 //! Customers are partitioned into shards by a hash of (tenant, customer): one worker per shard
 //! processes its triggers strictly in arrival order, so events of one customer are processed in
 //! order while different customers proceed in parallel.
+//!
+//! Isolation (issue 15): before a trigger asks any journey, the worker checks the version's
+//! circuit breaker (`engine::breaker`, kept by [`crate::host::Breakers`]) and the enrollment's
+//! pause (`engine::loops`). A trigger either holds back is *deferred*: left queued, untouched,
+//! and its customer is passed over — all of their later triggers wait behind it, in order —
+//! until the breaker's cool-down ends (or, for a pause, at the next re-check), while every
+//! other customer's triggers go on. After each decision the worker reports the outcome to the
+//! breaker and counts the trigger and its sends against the enrollment's and the tenant's loop
+//! budgets.
 
 use crate::clock::system_now;
+use crate::engine::breaker::Admission;
 use crate::engine::{self, Addressed, Addressee, DecideError, JourneyRef, Prepared, Step};
 use crate::host::Host;
 use crate::model::{Customer, Event, Millis, SendingPolicy};
@@ -20,13 +30,17 @@ use tracing::{debug, debug_span, warn, Instrument};
 
 /// Triggers taken from a shard's queue at a time: one transaction and one flush cover them all.
 const BATCH: usize = 1024;
+/// How often the first trigger of a customer whose enrollment is paused (loop budgets) is
+/// looked at again, to see whether the enrollment was resumed.
+const PAUSED_RECHECK_MS: Millis = 1_000;
 
 /// Processes one shard's queue until shutdown (what is left queued then is processed after the
 /// restart).
 pub async fn run(host: Arc<Host>, shard: u16) {
+    let mut held = Held::new();
     while !host.shutdown.is_cancelled() {
         let woken = host.shard_woken(shard);
-        match process_batch(&host, shard).await {
+        match process_batch(&host, shard, &mut held).await {
             Ok(0) => {}
             Ok(_) => continue,
             Err(error) => {
@@ -35,11 +49,30 @@ pub async fn run(host: Arc<Host>, shard: u16) {
                 continue;
             }
         }
+        // Deferred customers are looked at again when their breaker's cool-down ends.
+        let until = held.values().min().map(|at| {
+            let ms = at.saturating_sub(system_now()).max(0) as u64;
+            tokio::time::Instant::now() + Duration::from_millis(ms)
+        });
         tokio::select! {
             _ = woken => {}
+            _ = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => {}
             _ = host.shutdown.cancelled() => return,
         }
     }
+}
+
+/// The customers of a shard whose first queued trigger a circuit breaker deferred, with the
+/// wall-clock time to look at it again: all of their triggers wait, in order, in the queue.
+type Held = HashMap<(String, String), Millis>;
+
+/// What became of one trigger.
+enum Processed {
+    /// It ran: commit this with its removal from the queue.
+    Ran(Box<TriggerCommit>),
+    /// A journey version it goes to has its breaker open: it stays queued, untouched, and so
+    /// do its customer's later triggers, until `until` (wall clock).
+    Deferred { until: Millis },
 }
 
 /// Processes up to a batch of one shard's triggers in order and commits them in one
@@ -55,8 +88,18 @@ pub async fn run(host: Arc<Host>, shard: u16) {
 /// transaction; each sled transaction seals and writes sled's log buffer, so their number is
 /// what the batch saves. Triggers of different customers touch different records, except the
 /// journey-wide delivery counters that `stats` offers, which lag by at most one batch.
-async fn process_batch(host: &Arc<Host>, shard: u16) -> Result<usize, StoreError> {
-    let mut waiting = host.store.queued(shard, BATCH)?;
+///
+/// Customers in `held` are passed over (their triggers stay queued, in order) until their time
+/// comes; a trigger that a breaker defers adds its customer.
+async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<usize, StoreError> {
+    let wall = system_now();
+    held.retain(|_, until| *until > wall);
+    let mut waiting = if held.is_empty() {
+        host.store.queued(shard, BATCH)?
+    } else {
+        let skip = |q: &QueuedTrigger| held.contains_key(&(q.tenant.clone(), q.customer.clone()));
+        host.store.queued_except(shard, BATCH, &skip)?
+    };
     let mut n = 0;
     let mut pending: Vec<TriggerCommit> = Vec::with_capacity(waiting.len());
     let (mut timers, mut sends) = (false, false);
@@ -69,12 +112,21 @@ async fn process_batch(host: &Arc<Host>, shard: u16) -> Result<usize, StoreError
                 break;
             }
             let who = (item.tenant.clone(), item.customer.clone());
+            if held.contains_key(&who) {
+                continue;
+            }
             if deferred.contains(&who) || !in_round.insert(who.clone()) {
                 deferred.insert(who);
                 later.push((key, item));
                 continue;
             }
-            let commit = process(host, key, item).await?;
+            let commit = match process(host, key, item).await? {
+                Processed::Ran(commit) => *commit,
+                Processed::Deferred { until } => {
+                    held.insert(who, until);
+                    continue;
+                }
+            };
             n += 1;
             timers |= !commit.timers_set.is_empty();
             sends |= !commit.outbox.is_empty();
@@ -114,7 +166,7 @@ async fn process(
     host: &Host,
     queue_key: Vec<u8>,
     item: QueuedTrigger,
-) -> Result<TriggerCommit, StoreError> {
+) -> Result<Processed, StoreError> {
     let now = host.clock.now();
     let mut commit = TriggerCommit {
         tenant: item.tenant.clone(),
@@ -122,12 +174,16 @@ async fn process(
         ..TriggerCommit::default()
     };
     let mut shell = Shell::new(host, &item.tenant);
-    match item.pending {
+    let is_timer = matches!(item.pending, Pending::Timer { .. });
+    let deferred = match item.pending {
         Pending::Event { event } => shell.event(&mut commit, event, now).await?,
         Pending::Logged => match host.store.logged_event(&item.tenant, &commit.queue_key)? {
             Some(event) => shell.event(&mut commit, event, now).await?,
             // Ingest writes the log entry and the queue entry in one transaction.
-            None => warn!(tenant = %item.tenant, "a queued event is missing from the log; dropped"),
+            None => {
+                warn!(tenant = %item.tenant, "a queued event is missing from the log; dropped");
+                None
+            }
         },
         Pending::Timer {
             journey,
@@ -135,7 +191,6 @@ async fn process(
             name,
             due,
         } => {
-            host.metrics.timers_fired.inc();
             let addressed = Addressed::Timer { name, due };
             shell
                 .addressed(&mut commit, &item.customer, &journey, run, addressed, now)
@@ -151,8 +206,16 @@ async fn process(
                 .addressed(&mut commit, &item.customer, &journey, run, addressed, now)
                 .await?
         }
-    }
-    Ok(commit)
+    };
+    Ok(match deferred {
+        Some(until) => Processed::Deferred { until },
+        None => {
+            if is_timer {
+                host.metrics.timers_fired.inc();
+            }
+            Processed::Ran(Box::new(commit))
+        }
+    })
 }
 
 /// The shell of one trigger: it loads what the engine asks for (journey versions from the
@@ -190,13 +253,14 @@ impl<'h> Shell<'h> {
         Ok(loaded)
     }
 
-    /// An event: interpreted, routed by the engine, every step run.
+    /// An event: interpreted, routed by the engine, every step run — unless a journey version
+    /// it goes to has its breaker open: then nothing runs, and it returns when to try again.
     async fn event(
         &mut self,
         commit: &mut TriggerCommit,
         event: Event,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Millis>, StoreError> {
         let store = &self.host.store;
         let existing = store.customer(&self.tenant, &event.customer)?;
         let seen = engine::interpret(existing.as_ref(), &event);
@@ -281,10 +345,42 @@ impl<'h> Shell<'h> {
                 .entry((j.name.clone(), j.version))
                 .or_insert_with(|| Some(j.clone()));
         }
+        if let Some(until) = self.deferral(&steps) {
+            return Ok(Some(until));
+        }
         for step in steps {
             self.step(commit, &customer, step, now).await?;
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Whether any step asks a journey version whose breaker holds its triggers back, or an
+    /// enrollment paused by a loop budget: when to look at the trigger again, if so. (A
+    /// half-open breaker admits one probe.)
+    fn deferral(&self, steps: &[Step]) -> Option<Millis> {
+        let wall = system_now();
+        let mut deferred: Option<Millis> = None;
+        for step in steps {
+            if let Step::Decide { enrollment, .. } = step {
+                if enrollment.paused.is_some() {
+                    // Looked at again now and then: the API resumes it.
+                    let until = wall.saturating_add(PAUSED_RECHECK_MS);
+                    deferred = Some(deferred.map_or(until, |d| d.max(until)));
+                    continue;
+                }
+                let admission = self.host.breakers.admit(
+                    &self.host.metrics,
+                    &self.tenant,
+                    &enrollment.journey,
+                    enrollment.version,
+                    wall,
+                );
+                if let Admission::Defer { until } = admission {
+                    deferred = Some(deferred.map_or(until, |d| d.max(until)));
+                }
+            }
+        }
+        deferred
     }
 
     /// A trigger addressed to one enrollment (a timer, a delivery report).
@@ -296,10 +392,10 @@ impl<'h> Shell<'h> {
         run: u32,
         addressed: Addressed,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Millis>, StoreError> {
         let store = &self.host.store;
         let Some(enrollment) = store.enrollment(&self.tenant, customer_id, journey, run)? else {
-            return Ok(());
+            return Ok(None);
         };
         let customer = store
             .customer(&self.tenant, customer_id)?
@@ -308,7 +404,11 @@ impl<'h> Shell<'h> {
                 attributes: Default::default(),
             });
         let step = engine::plan_trigger(enrollment, addressed);
-        self.step(commit, &customer, step, now).await
+        if let Some(until) = self.deferral(std::slice::from_ref(&step)) {
+            return Ok(Some(until));
+        }
+        self.step(commit, &customer, step, now).await?;
+        Ok(None)
     }
 
     /// Runs one step: a settled one is recorded; a decision is prepared, asked of the sandbox,
@@ -378,7 +478,56 @@ impl<'h> Shell<'h> {
         } else {
             Vec::new()
         };
+        let enrollment_id = ask.context.enrollment.id.clone();
+        let outbox_before = commit.outbox.len();
         let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
+        // Loop budgets: count this trigger and its sends on the enrollment just written.
+        let sends = (commit.outbox.len() - outbox_before) as u64;
+        match self.host.tenant_limits(&self.tenant) {
+            Ok(limits) => {
+                if let Some(written) = commit
+                    .enrollments
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.id == enrollment_id)
+                {
+                    let was_paused = written.paused.is_some();
+                    engine::loops::charge(written, &limits, sends, now);
+                    {
+                        let mut tenants = self
+                            .host
+                            .tenant_loops
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        let window = tenants.entry(self.tenant.clone()).or_default();
+                        engine::loops::charge_tenant(window, written, &limits, sends, now);
+                    }
+                    if let (false, Some(pause)) = (was_paused, &written.paused) {
+                        warn!(
+                            tenant = %self.tenant,
+                            journey = %version.name,
+                            customer = %customer.id,
+                            reason = %pause.reason,
+                            "enrollment paused"
+                        );
+                        self.host.metrics.enrollments_paused.inc();
+                    }
+                }
+            }
+            Err(error) => {
+                warn!(tenant = %self.tenant, %error, "limits unavailable; loop budgets not counted")
+            }
+        }
+        self.host.breakers.record(
+            &self.host.metrics,
+            &self.tenant,
+            &version.name,
+            version.version,
+            failure
+                .as_ref()
+                .is_some_and(|f| engine::breaker::counts_against(f.reason)),
+            system_now(),
+        );
         if let Some(failure) = failure {
             warn!(
                 tenant = %self.tenant,

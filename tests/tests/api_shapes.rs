@@ -566,6 +566,7 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         tasks::TaskList,
         dead_letters::DeadLetters,
         dead_letters::Requeued,
+        isolation::JourneyBreakers,
     )
 }
 

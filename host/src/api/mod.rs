@@ -17,14 +17,18 @@
 //! | [`customers`] | `/v1/customers/{id}` |
 //! | [`tasks`] | `/v1/tasks[/{id}[/claim\|/resolve]]` |
 //! | [`dead_letters`] | `/v1/dead-letters[/retry]` |
+//! | [`breakers`] | `/v1/journeys/{name}/breaker` (issue 15) |
+//! | [`enrollments`] | `/v1/customers/{id}/enrollments/{journey}/resume` (issue 15) |
 
 mod admin;
 mod auth;
+mod breakers; // Isolation (issue 15)
 mod channels;
 mod customers;
 mod dead_letters;
 mod dto;
 mod edge;
+mod enrollments; // Isolation (issue 15)
 mod error;
 mod events;
 mod health;
@@ -65,6 +69,8 @@ pub fn router(state: AppState) -> Router {
     // Journey state a read shows is durable: see `durable_reads`.
     let state_reads = Router::new()
         .merge(journeys::routes())
+        .merge(breakers::routes()) // Isolation (issue 15)
+        .merge(enrollments::routes()) // Isolation (issue 15)
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())

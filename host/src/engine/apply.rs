@@ -204,7 +204,7 @@ pub fn fail(
     message: String,
     now: Millis,
 ) -> Applied {
-    enrollment.failure = Some(Failure {
+    enrollment.record_failure(Failure {
         trigger: trigger.kind().to_string(),
         reason,
         message,

@@ -16,12 +16,16 @@
 //! | [`settle`] | a journey's answer into records: suppression, the sending policy, timers, messages, tasks, counters, report deltas ([`prepare`], [`settle()`], [`record`]) |
 //! | [`stalls`] | the host's stall timers per milestone window |
 //! | [`profile`] | `identify` traits, unsubscribes, suppression, engagement |
+//! | [`breaker`] | when a journey version that keeps failing is held back, and when it is probed again |
+//! | [`loops`] | loop budgets: when an enrollment that runs or sends too much is paused |
 //! | [`delivery`] | one delivery attempt: retry, dead letter, the report back to the journey |
 //! | [`ids`] | trigger ids, idempotency keys, task ids, seeds |
 
 pub mod apply;
+pub mod breaker;
 pub mod delivery;
 pub mod ids;
+pub mod loops;
 pub mod plan;
 pub mod profile;
 pub mod routing;

@@ -113,5 +113,8 @@ pub fn enroll(
         variants: Vec::new(),
         channels: Default::default(),
         failure: None,
+        failures: Vec::new(),
+        loop_window: None,
+        paused: None,
     }
 }

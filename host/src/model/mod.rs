@@ -139,7 +139,9 @@ impl std::fmt::Display for FailureReason {
     }
 }
 
-/// Why the last trigger of an enrollment failed; cleared by the next trigger that succeeds.
+/// Why a trigger of an enrollment failed. The enrollment's `failure` is the last trigger's,
+/// cleared by the next trigger that succeeds; its `failures` keep the most recent ones
+/// ([`MAX_RECENT_FAILURES`]) whatever comes after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     /// The trigger's kind (`entered`, `event`, `timer`, ...).
@@ -186,7 +188,37 @@ pub struct Enrollment {
     pub channels: BTreeMap<String, ChannelSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// The most recent failed triggers, oldest first, at most [`MAX_RECENT_FAILURES`]; a later
+    /// success does not clear them. (Records written before this field decode with none.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// What this enrollment ran and sent in its current loop-budget window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window: Option<LoopWindow>,
+    /// Set when the enrollment went over a loop budget: its triggers wait (queued, in order)
+    /// until it is resumed through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
 }
+
+/// Triggers and sends of one enrollment since `since` (journey time), counted against the
+/// tenant's loop budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoopWindow {
+    pub since: Millis,
+    pub triggers: u64,
+    pub sends: u64,
+}
+
+/// Why and when an enrollment was paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// How many failed triggers an enrollment keeps in `failures`.
+pub const MAX_RECENT_FAILURES: usize = 10;
 
 impl Enrollment {
     pub fn is_active(&self) -> bool {
@@ -199,6 +231,17 @@ impl Enrollment {
 
     pub fn timer(&self, name: &str) -> Option<&PendingTimer> {
         self.timers.iter().find(|t| t.name == name)
+    }
+
+    /// Records `failure` as the last trigger's and among the recent ones, forgetting the
+    /// oldest beyond [`MAX_RECENT_FAILURES`].
+    pub fn record_failure(&mut self, failure: Failure) {
+        if self.failures.len() >= MAX_RECENT_FAILURES {
+            let excess = self.failures.len() + 1 - MAX_RECENT_FAILURES;
+            self.failures.drain(..excess);
+        }
+        self.failures.push(failure.clone());
+        self.failure = Some(failure);
     }
 }
 

@@ -22,6 +22,19 @@ pub struct Limits {
     pub max_state_bytes: u64,
     /// Bytes that may cross the host/guest boundary in one call (wasmtime's hostcall fuel).
     pub max_hostcall_bytes: u64,
+    // Loop budgets (issue 15)
+    /// Triggers one enrollment may run within `loop_window_ms` (journey time) before it is
+    /// paused.
+    pub max_enrollment_triggers: u64,
+    /// Sends one enrollment may decide within `loop_window_ms` before it is paused.
+    pub max_enrollment_sends: u64,
+    /// Triggers all of the tenant's enrollments together may run within `loop_window_ms`;
+    /// past it each enrollment that runs one is paused.
+    pub max_tenant_triggers: u64,
+    /// Sends all of the tenant's enrollments together may decide within `loop_window_ms`.
+    pub max_tenant_sends: u64,
+    /// The window of the budgets above.
+    pub loop_window_ms: u64,
 }
 
 impl Limits {
@@ -43,6 +56,18 @@ impl Limits {
             max_hostcall_bytes: overrides
                 .max_hostcall_bytes
                 .unwrap_or(self.max_hostcall_bytes),
+            // Loop budgets (issue 15)
+            max_enrollment_triggers: overrides
+                .max_enrollment_triggers
+                .unwrap_or(self.max_enrollment_triggers),
+            max_enrollment_sends: overrides
+                .max_enrollment_sends
+                .unwrap_or(self.max_enrollment_sends),
+            max_tenant_triggers: overrides
+                .max_tenant_triggers
+                .unwrap_or(self.max_tenant_triggers),
+            max_tenant_sends: overrides.max_tenant_sends.unwrap_or(self.max_tenant_sends),
+            loop_window_ms: overrides.loop_window_ms.unwrap_or(self.loop_window_ms),
         }
     }
 
@@ -85,6 +110,17 @@ pub struct LimitOverrides {
     pub event_burst: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_expensive_requests: Option<u64>,
+    // Loop budgets (issue 15)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_triggers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_enrollment_sends: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_triggers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenant_sends: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_window_ms: Option<u64>,
 }
 
 /// A tenant's sending policy: frequency caps and quiet hours defer sends, never drop them.

@@ -13,7 +13,7 @@ use super::capability::World;
 use super::convert::{delivery_error_from_wit, message_to_wit, receipt_from_wit};
 use super::engine::Shared;
 use super::error::SandboxError;
-use super::failure::{DeliveryFailure, Stage};
+use super::failure::{is_hostcall_fuel_exhausted, DeliveryFailure, Stage};
 use super::guest::{self, GuestState, MemoryCap};
 use crate::model;
 use std::sync::atomic::Ordering;
@@ -319,6 +319,10 @@ impl ChannelComponent {
                 format!("{message}; refused by the host: {}", denials.join("; "))
             }
         };
+        // More bytes than the boundary allows (a huge receipt or error, a request body over
+        // the budget) would be the same on every attempt: a permanent failure, not a trap.
+        let oversized =
+            matches!(&outcome, Ok(Err((Stage::Call, e))) if is_hostcall_fuel_exhausted(e));
         let result = guest::settle(&store, "channel", deadline, outcome);
         // Only an instance whose call finished goes back (the adapter's own `err` is a finished
         // call): after a trap its state is undefined, and one that hit a limit is likely to hit
@@ -333,7 +337,7 @@ impl ChannelComponent {
             }
         }
         match result {
-            Ok(Ok(receipt)) => Ok(receipt_from_wit(receipt)),
+            Ok(Ok(receipt)) => receipt_from_wit(receipt),
             Ok(Err(error)) => Err(DeliveryFailure::Adapter(
                 match delivery_error_from_wit(error) {
                     model::DeliveryError::Retryable(m) => {
@@ -344,6 +348,10 @@ impl ChannelComponent {
                     }
                 },
             )),
+            Err(_) if oversized => Err(DeliveryFailure::Oversized(explain(format!(
+                "the adapter passed the host more than max_hostcall_bytes ({} bytes) in one call",
+                limits.max_hostcall_bytes
+            )))),
             Err(mut failure) => {
                 failure.message = explain(failure.message);
                 Err(DeliveryFailure::Guest(failure))
@@ -368,7 +376,7 @@ mod tests {
     const WEBHOOK: &str = "waymark_webhook.wasm";
 
     /// A loopback server that records each request's path and `Authorization` header, and
-    /// answers 503 to `/fail`, 200 to anything else.
+    /// answers 503 to `/fail`, 200 to anything else (with a provider id of n bytes to `/id/{n}`).
     async fn receiver() -> (u16, Arc<Mutex<Vec<(String, Option<String>)>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -386,8 +394,13 @@ mod tests {
                     record.lock().unwrap().push((path.clone(), authorization));
                     async move {
                         let status = if path == "/fail" { 503 } else { 200 };
+                        // `/id/{n}` answers with a provider id of n bytes.
+                        let body = match path.strip_prefix("/id/").and_then(|n| n.parse().ok()) {
+                            Some(n) => format!(r#"{{"id":"{}"}}"#, "p".repeat(n)),
+                            None => r#"{"id":"p-1"}"#.to_string(),
+                        };
                         let mut response = http::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from_static(br#"{"id":"p-1"}"#),
+                            bytes::Bytes::from(body),
                         ));
                         *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
                         Ok::<_, std::convert::Infallible>(response)
@@ -501,6 +514,52 @@ mod tests {
         assert_eq!(webhook.idle_instances(), 1);
         // Another registration of the same code has instances of its own.
         assert_eq!(webhook.with_own_instances().idle_instances(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_receipt_is_a_permanent_failure_not_a_retried_trap() {
+        let (port, _seen) = receiver().await;
+        let sandbox = Sandbox::new(SandboxConfig {
+            allow_private_network: true,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let webhook = sandbox
+            .compile_channel(&built_guest(WEBHOOK))
+            .expect("a channel component");
+        let allowed = [format!("127.0.0.1:{port}")];
+        let limits = model::Limits {
+            max_hostcall_bytes: 64 << 10,
+            ..DEFAULT_LIMITS
+        };
+        let deliver = |path: String| {
+            let webhook = webhook.clone();
+            let allowed = allowed.clone();
+            async move {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                webhook
+                    .deliver(&message("m", url, None), &allowed, &limits)
+                    .await
+            }
+        };
+        let fits = deliver("/id/1024".into()).await.expect("delivered");
+        assert_eq!(fits.provider_id.map(|id| id.len()), Some(1024));
+
+        // Over the receipt's own bound, within the boundary's.
+        let long = deliver("/id/2000".into()).await.unwrap_err();
+        assert!(
+            matches!(&long, DeliveryFailure::Oversized(m) if m.contains("receipt is too large")),
+            "{long:?}"
+        );
+        assert!(!long.retryable());
+
+        // Over the boundary's bound: lifting the receipt runs out of hostcall fuel.
+        let huge = deliver(format!("/id/{}", 128 << 10)).await.unwrap_err();
+        assert!(
+            matches!(&huge, DeliveryFailure::Oversized(m) if m.contains("max_hostcall_bytes")),
+            "{huge:?}"
+        );
+        assert!(!huge.retryable(), "the same message would do it again");
     }
 
     #[tokio::test]

@@ -54,6 +54,12 @@ pub const DEFAULT_LIMITS: model::Limits = model::Limits {
     max_commands: 64,
     max_state_bytes: 64 << 10,
     max_hostcall_bytes: 4 << 20,
+    // Loop budgets (issue 15)
+    max_enrollment_triggers: 1_000,
+    max_enrollment_sends: 100,
+    max_tenant_triggers: 10_000_000,
+    max_tenant_sends: 1_000_000,
+    loop_window_ms: 3_600_000,
 };
 
 /// The longest `decide` deadline a tenant may have, in milliseconds.

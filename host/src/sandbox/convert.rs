@@ -14,7 +14,7 @@
 //! objects and inbound ones parse and check them.
 
 use super::bindings::{channel_types, stats as wit_stats, types as wit};
-use super::failure::{truncate, FailureReason, GuestFailure};
+use super::failure::{truncate, DeliveryFailure, FailureReason, GuestFailure};
 use crate::model;
 use serde_json::Value;
 
@@ -431,10 +431,22 @@ pub(super) fn message_to_wit(msg: &model::DeliveryRequest) -> channel_types::Mes
     }
 }
 
-/// An adapter's proof of delivery.
-pub(super) fn receipt_from_wit(receipt: channel_types::Receipt) -> model::Receipt {
-    model::Receipt {
-        provider_id: receipt.provider_id,
+/// The longest provider id a receipt may carry: it is stored on the message and reported to
+/// the journey, so an adapter cannot make every later record of it large.
+pub const MAX_PROVIDER_ID_BYTES: usize = 1024;
+
+/// An adapter's proof of delivery; one whose provider id is over [`MAX_PROVIDER_ID_BYTES`] is
+/// refused as [`DeliveryFailure::Oversized`] (the adapter broke its contract; asking again
+/// would not help).
+pub(super) fn receipt_from_wit(
+    receipt: channel_types::Receipt,
+) -> Result<model::Receipt, DeliveryFailure> {
+    match receipt.provider_id {
+        Some(id) if id.len() > MAX_PROVIDER_ID_BYTES => Err(DeliveryFailure::Oversized(format!(
+            "the adapter's receipt is too large: a provider id of {} bytes (at most {MAX_PROVIDER_ID_BYTES})",
+            id.len()
+        ))),
+        provider_id => Ok(model::Receipt { provider_id }),
     }
 }
 
@@ -870,6 +882,9 @@ mod tests {
                 variants: vec![],
                 channels: Default::default(),
                 failure: None,
+                failures: Vec::new(),
+                loop_window: None,
+                paused: None,
             },
             now: 1000,
             seed: 7,
@@ -915,6 +930,24 @@ mod tests {
         assert_eq!(
             message.customer.attributes,
             r#"{"email":"ada@example.com"}"#
+        );
+    }
+
+    #[test]
+    fn a_receipt_with_an_oversized_provider_id_is_a_permanent_failure() {
+        let receipt = |len: usize| channel_types::Receipt {
+            provider_id: Some("p".repeat(len)),
+        };
+        assert_eq!(
+            receipt_from_wit(receipt(MAX_PROVIDER_ID_BYTES))
+                .map(|r| r.provider_id.map(|p| p.len())),
+            Ok(Some(MAX_PROVIDER_ID_BYTES))
+        );
+        let refused = receipt_from_wit(receipt(MAX_PROVIDER_ID_BYTES + 1)).unwrap_err();
+        assert!(!refused.retryable(), "{refused:?}");
+        assert!(
+            refused.describe().contains("receipt is too large"),
+            "{refused:?}"
         );
     }
 

@@ -47,6 +47,11 @@ pub enum DeliveryFailure {
     /// The adapter trapped, ran out of time or memory, or could not be instantiated.
     #[error("guest: {0}")]
     Guest(GuestFailure),
+    /// What the adapter handed the host is over a bound: more bytes crossing the boundary
+    /// than `max_hostcall_bytes` (a receipt, an error or a request body), or a receipt over
+    /// its own bound. The same message would do the same again, so it is permanent.
+    #[error("oversized: {0}")]
+    Oversized(String),
 }
 
 impl DeliveryFailure {
@@ -58,6 +63,7 @@ impl DeliveryFailure {
             DeliveryFailure::Adapter(model::DeliveryError::Retryable(_)) => true,
             DeliveryFailure::Adapter(model::DeliveryError::Permanent(_)) => false,
             DeliveryFailure::Guest(_) => true,
+            DeliveryFailure::Oversized(_) => false,
         }
     }
 
@@ -70,8 +76,20 @@ impl DeliveryFailure {
                 model::DeliveryError::Retryable(m) | model::DeliveryError::Permanent(m),
             ) => m.clone(),
             DeliveryFailure::Guest(failure) => failure.to_string(),
+            DeliveryFailure::Oversized(m) => m.clone(),
         }
     }
+}
+
+/// Whether `error` is wasmtime refusing to copy more bytes across the boundary than the
+/// call's hostcall fuel allows. Wasmtime's error type for it is private, so this reads its
+/// text (pinned by a test that exhausts the fuel for real, `sandbox::tests`).
+pub(super) fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
 }
 
 /// Where a call failed: creating the instance, or running the export.
@@ -176,6 +194,7 @@ mod tests {
         assert!(deadline.retryable());
         assert!(busy.retryable());
         assert!(!refused.retryable());
+        assert!(!DeliveryFailure::Oversized("receipt".into()).retryable());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`commit_trigger`](super::Store::commit_trigger).
 
 use super::keys::{key, prefix};
-use super::{dec, Store, StoreError};
+use super::{dec, enc, Store, StoreError};
 use crate::model::Enrollment;
 
 /// An enrollment's key.
@@ -36,6 +36,38 @@ impl Store {
     ) -> Result<Option<Enrollment>, StoreError> {
         let k = enrollment_key(tenant, customer, journey, run);
         self.enrollments.get(k)?.map(|v| dec(&v)).transpose()
+    }
+
+    /// Applies `change` to one stored enrollment atomically (compare-and-swap on its bytes,
+    /// tried again if a worker wrote it meanwhile), writing it only if `change` says it
+    /// changed something. Returns the enrollment as it now is and whether it changed; `None`
+    /// if there is no such enrollment. For the API's resume of a paused enrollment (loop
+    /// budgets, issue 15): that changes only its pause and loop window, which no report tally
+    /// counts, so the write carries no report delta (invariant 9). Does not flush.
+    pub fn update_enrollment(
+        &self,
+        tenant: &str,
+        customer: &str,
+        journey: &str,
+        run: u32,
+        change: impl Fn(&mut Enrollment) -> bool,
+    ) -> Result<Option<(Enrollment, bool)>, StoreError> {
+        let k = enrollment_key(tenant, customer, journey, run);
+        loop {
+            let Some(raw) = self.enrollments.get(&k)? else {
+                return Ok(None);
+            };
+            let mut enrollment: Enrollment = dec(&raw)?;
+            if !change(&mut enrollment) {
+                return Ok(Some((enrollment, false)));
+            }
+            let swapped =
+                self.enrollments
+                    .compare_and_swap(&k, Some(raw), Some(enc(&enrollment)))?;
+            if swapped.is_ok() {
+                return Ok(Some((enrollment, true)));
+            }
+        }
     }
 
     /// Every enrollment of one journey of a tenant (a scan of the tenant's enrollments: for
@@ -99,5 +131,45 @@ mod tests {
             ["welcome/alice/1", "welcome/alice/2", "welcome/bob/1"]
         );
         assert!(store.enrollments("u", "alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_enrollment_stored_before_recent_failures_decodes_with_none() {
+        let mut old = serde_json::to_value(fixtures::enrollment("ada", "welcome", 1)).unwrap();
+        old.as_object_mut().unwrap().remove("failures");
+        let decoded: Enrollment = crate::store::dec(&crate::store::enc(&old)).unwrap();
+        assert!(decoded.failures.is_empty());
+        assert_eq!(decoded.id, "welcome/ada/1");
+    }
+
+    #[test]
+    fn an_enrollment_is_updated_in_place_only_when_the_change_says_so() {
+        let (_dir, store) = temp_store();
+        let mut commit = fixtures::commit(&store, "t", "ada");
+        commit
+            .enrollments
+            .push(fixtures::enrollment("ada", "welcome", 1));
+        store.commit_trigger(&commit).unwrap();
+        let unchanged = store
+            .update_enrollment("t", "ada", "welcome", 1, |_| false)
+            .unwrap();
+        assert!(matches!(unchanged, Some((_, false))));
+        let (updated, changed) = store
+            .update_enrollment("t", "ada", "welcome", 1, |e| {
+                e.state = vec![7];
+                true
+            })
+            .unwrap()
+            .unwrap();
+        assert!(changed);
+        assert_eq!(updated.state, [7]);
+        assert_eq!(
+            store.enrollment("t", "ada", "welcome", 1).unwrap(),
+            Some(updated)
+        );
+        assert!(store
+            .update_enrollment("t", "ada", "welcome", 2, |_| true)
+            .unwrap()
+            .is_none());
     }
 }

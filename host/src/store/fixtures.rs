@@ -68,6 +68,9 @@ pub fn enrollment(customer: &str, journey: &str, run: u32) -> Enrollment {
         variants: vec![],
         channels: Default::default(),
         failure: None,
+        failures: Vec::new(),
+        loop_window: None,
+        paused: None,
     }
 }
 

@@ -16,6 +16,7 @@ use super::counters::{bump, counter_key, DELIVERY};
 use super::keys::{key, prefix, time_from_key, time_key};
 use super::queue::QueuedTrigger;
 use super::{abort, dec, enc, Store, StoreError, TxResult};
+use crate::hash::SEP;
 use crate::model::{Counter, Millis};
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
@@ -93,6 +94,27 @@ impl Message {
     pub fn key(&self) -> MessageKey {
         MessageKey(outbox_key(self))
     }
+}
+
+/// Where and how far one [`Store::scan_due_messages`] reads: what is due at wall-clock `now`,
+/// at most `limit` messages, looking at no more than `scan` entries, from `from` on.
+#[derive(Debug, Clone, Copy)]
+pub struct DueRead<'a> {
+    pub now: Millis,
+    pub limit: usize,
+    pub scan: usize,
+    pub from: Option<&'a [u8]>,
+}
+
+/// What one [`Store::scan_due_messages`] found.
+#[derive(Debug, Default)]
+pub struct DueScan {
+    /// The due messages taken, earliest first.
+    pub messages: Vec<Message>,
+    /// Where the next scan goes on, when this one stopped before the end of what is due.
+    pub resume: Option<Vec<u8>>,
+    /// Whether a due message was passed over because its tenant or `accept` refused it.
+    pub skipped: bool,
 }
 
 /// One delivery attempt, as [`Store::record_attempts`] writes it.
@@ -250,6 +272,74 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Reads due messages (at wall-clock `now`) for a delivery loop that shares its slots out
+    /// by tenant and channel: like [`Store::due_messages_except`], but it starts at `from` (a
+    /// [`DueScan::resume`] of an earlier scan, or the earliest), looks at most `scan` index
+    /// entries, skips — without loading them — the messages of tenants for which `tenant_open`
+    /// is false, and keeps only the loaded messages that `accept` takes (it may count them).
+    /// Skipped messages stay pending, in place, for a later scan.
+    pub fn scan_due_messages(
+        &self,
+        DueRead {
+            now,
+            limit,
+            scan,
+            from,
+        }: DueRead<'_>,
+        taken: &HashSet<MessageKey>,
+        tenant_open: &dyn Fn(&str) -> bool,
+        accept: &mut dyn FnMut(&Message) -> bool,
+    ) -> Result<DueScan, StoreError> {
+        let end = time_key(now.saturating_add(1)).to_vec();
+        let start = from.map_or_else(Vec::new, <[u8]>::to_vec);
+        let mut out = DueScan::default();
+        let mut looked = 0;
+        for kv in self.outbox_due.range(start..end) {
+            let (due_k, outbox_k) = kv?;
+            if out.messages.len() >= limit || looked >= scan {
+                out.resume = Some(due_k.to_vec());
+                break;
+            }
+            if taken.contains(outbox_k.as_ref()) {
+                continue;
+            }
+            looked += 1;
+            let tenant = outbox_k.split(|b| *b == SEP).next().unwrap_or_default();
+            if !tenant_open(&String::from_utf8_lossy(tenant)) {
+                out.skipped = true;
+                continue;
+            }
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                let message: Message = dec(&v)?;
+                if accept(&message) {
+                    out.messages.push(message);
+                } else {
+                    out.skipped = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the earliest pending message not in `taken` falls due strictly after `now` (wall
+    /// clock).
+    pub fn next_message_due_after(
+        &self,
+        now: Millis,
+        taken: &HashSet<MessageKey>,
+    ) -> Result<Option<Millis>, StoreError> {
+        for kv in self
+            .outbox_due
+            .range(time_key(now.saturating_add(1)).to_vec()..)
+        {
+            let (k, outbox_k) = kv?;
+            if !taken.contains(outbox_k.as_ref()) {
+                return Ok(Some(time_from_key(&k)));
+            }
+        }
+        Ok(None)
     }
 
     /// When the earliest pending message not in `taken` is due (wall clock).
@@ -847,6 +937,61 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(store.next_message_due_except(&taken).unwrap(), None);
+    }
+
+    #[test]
+    fn a_due_scan_passes_over_closed_tenants_and_refused_messages_and_resumes_where_it_stopped() {
+        let (_dir, store) = temp_store();
+        let at = |tenant: &str, id: &str, due: Millis| Message {
+            tenant: tenant.into(),
+            ..fixtures::message(id, "email", MessageStatus::Pending, due)
+        };
+        let messages = [
+            at("noisy", "n1", 100),
+            at("noisy", "n2", 110),
+            at("quiet", "q1", 120),
+            at("quiet", "q2", 130),
+            at("quiet", "q3", 140),
+            at("quiet", "later", 900),
+        ];
+        for m in &messages {
+            let mut commit = fixtures::commit(&store, &m.tenant, &m.customer);
+            commit.outbox.push(m.clone());
+            store.commit_trigger(&commit).unwrap();
+        }
+        let taken = HashSet::new();
+        let read = |scan, from| DueRead {
+            now: 500,
+            limit: 10,
+            scan,
+            from,
+        };
+        let open = |tenant: &str| tenant != "noisy";
+        let mut refuse_q2 = |m: &Message| m.id != "q2";
+        let first = store
+            .scan_due_messages(read(3, None), &taken, &open, &mut refuse_q2)
+            .unwrap();
+        assert_eq!(ids(&first.messages), ["q1"], "three entries looked at");
+        assert!(first.skipped);
+        let rest = store
+            .scan_due_messages(
+                read(3, first.resume.as_deref()),
+                &taken,
+                &open,
+                &mut refuse_q2,
+            )
+            .unwrap();
+        assert_eq!(ids(&rest.messages), ["q3"]);
+        assert_eq!(rest.resume, None, "nothing more is due");
+        assert_eq!(
+            store.next_message_due_after(500, &taken).unwrap(),
+            Some(900)
+        );
+        // The messages passed over are still there for the next scan.
+        let again = store
+            .scan_due_messages(read(100, None), &taken, &|_| true, &mut |_| true)
+            .unwrap();
+        assert_eq!(ids(&again.messages), ["n1", "n2", "q1", "q2", "q3"]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ impl From<model::Enrollment> for api::Enrollment {
             variants,
             channels,
             failure,
+            failures,
+            loop_window,
+            paused,
         } = enrollment;
         api::Enrollment {
             id,
@@ -71,6 +74,9 @@ impl From<model::Enrollment> for api::Enrollment {
             variants: all(variants),
             channels: channels.into_iter().map(|(c, s)| (c, s.into())).collect(),
             failure: failure.map(Into::into),
+            failures: all(failures),
+            loop_window: loop_window.map(Into::into),
+            paused: paused.map(Into::into),
         }
     }
 }
@@ -98,6 +104,9 @@ impl TryFrom<api::Enrollment> for model::Enrollment {
             variants,
             channels,
             failure,
+            failures,
+            loop_window,
+            paused,
         } = enrollment;
         Ok(model::Enrollment {
             id,
@@ -118,6 +127,12 @@ impl TryFrom<api::Enrollment> for model::Enrollment {
             variants: all(variants),
             channels: channels.into_iter().map(|(c, s)| (c, s.into())).collect(),
             failure: failure.map(TryInto::try_into).transpose()?,
+            failures: failures
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+            loop_window: loop_window.map(Into::into),
+            paused: paused.map(Into::into),
         })
     }
 }
@@ -143,6 +158,17 @@ impl From<api::EnrollmentStatus> for model::EnrollmentStatus {
 }
 
 same_shape!(model::MilestoneHit, api::MilestoneHit { name, at });
+
+same_shape!(
+    model::LoopWindow,
+    api::LoopWindow {
+        since,
+        triggers,
+        sends
+    }
+);
+
+same_shape!(model::Pause, api::Pause { reason, at });
 
 same_shape!(model::PendingTimer, api::PendingTimer { name, due });
 
@@ -283,7 +309,16 @@ mod tests {
             arm: "b".into(),
         });
         e.channels.entry("webhook".into()).or_default().opened = 4;
-        e.failure = Some(model::Failure {
+        e.loop_window = Some(model::LoopWindow {
+            since: 1_000,
+            triggers: 3,
+            sends: 2,
+        });
+        e.paused = Some(model::Pause {
+            reason: "too many sends".into(),
+            at: 1_800,
+        });
+        e.record_failure(model::Failure {
             trigger: "timer".into(),
             reason: R::GuestError,
             message: "no".into(),

@@ -18,7 +18,7 @@ pub(crate) fn tenant_limits(
     }
 }
 
-/// The sandbox's limits and the edge's, as one set.
+/// The sandbox's limits, the loop budgets and the edge's rates, as one set.
 fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
     let Limits {
         max_component_bytes,
@@ -28,6 +28,11 @@ fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
         max_commands,
         max_state_bytes,
         max_hostcall_bytes,
+        max_enrollment_triggers,
+        max_enrollment_sends,
+        max_tenant_triggers,
+        max_tenant_sends,
+        loop_window_ms,
     } = limits;
     let TenantRates {
         requests_per_second,
@@ -44,6 +49,11 @@ fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
         max_commands,
         max_state_bytes,
         max_hostcall_bytes,
+        max_enrollment_triggers,
+        max_enrollment_sends,
+        max_tenant_triggers,
+        max_tenant_sends,
+        loop_window_ms,
         requests_per_second,
         request_burst,
         events_per_second,
@@ -66,6 +76,11 @@ same_shape!(
         request_burst,
         events_per_second,
         event_burst,
-        max_expensive_requests
+        max_expensive_requests,
+        max_enrollment_triggers,
+        max_enrollment_sends,
+        max_tenant_triggers,
+        max_tenant_sends,
+        loop_window_ms
     }
 );

@@ -384,3 +384,35 @@ fn delivery_reports_update_the_channel_summary() {
     assert_eq!(e.channels["webhook"].delivered, 1);
     assert_eq!(e.channels["webhook"].failed, 1);
 }
+
+#[test]
+fn recent_failures_survive_a_later_success_and_keep_only_the_newest() {
+    let timer = Trigger::Timer {
+        name: "nudge".into(),
+    };
+    let mut enrollment = active();
+    for at in 0..(MAX_RECENT_FAILURES as Millis + 3) {
+        enrollment = fail(
+            enrollment,
+            &spec(),
+            &timer,
+            FailureReason::Deadline,
+            format!("failure at {at}"),
+            at,
+        )
+        .enrollment;
+    }
+    let times: Vec<Millis> = enrollment.failures.iter().map(|f| f.at).collect();
+    let newest: Vec<Millis> = (3..MAX_RECENT_FAILURES as Millis + 3).collect();
+    assert_eq!(times, newest, "the oldest are forgotten, order is kept");
+    assert_eq!(enrollment.failure.as_ref().map(|f| f.at), Some(12));
+
+    let succeeded = apply(enrollment, &spec(), vec![send("welcome")], "k", 99)
+        .unwrap()
+        .enrollment;
+    assert_eq!(succeeded.failure, None, "the last outcome is a success");
+    assert_eq!(succeeded.failures.len(), MAX_RECENT_FAILURES);
+    assert_eq!(succeeded.failures[0].trigger, "timer");
+    assert_eq!(succeeded.failures[0].reason, FailureReason::Deadline);
+    assert_eq!(succeeded.failures[0].message, "failure at 3");
+}

@@ -88,11 +88,14 @@ pub enum Behaviour {
     Entropy,
     /// `remember`: report and extend what this instance remembers of earlier calls.
     Remember,
+    /// `echo`: send `echo`, and again on every delivery report of an `echo`: a loop that only
+    /// the host's loop budgets stop.
+    Echo,
 }
 
 impl Behaviour {
     /// Every behaviour, in the order of the table above.
-    pub const ALL: [Behaviour; 12] = [
+    pub const ALL: [Behaviour; 13] = [
         Behaviour::Behaves,
         Behaviour::Spin,
         Behaviour::Bomb,
@@ -105,6 +108,7 @@ impl Behaviour {
         Behaviour::Error,
         Behaviour::Entropy,
         Behaviour::Remember,
+        Behaviour::Echo,
     ];
 
     /// The event name that selects this behaviour.
@@ -122,6 +126,7 @@ impl Behaviour {
             Behaviour::Error => "error",
             Behaviour::Entropy => "entropy",
             Behaviour::Remember => "remember",
+            Behaviour::Echo => "echo",
         }
     }
 
@@ -143,6 +148,13 @@ impl Journey for Hostile {
     }
 
     fn decide(ctx: &Context) -> Result<Decision, String> {
+        if let Trigger::Delivery(report) = &ctx.trigger {
+            return Ok(if report.template == ECHO {
+                echo(ctx)
+            } else {
+                Decision::new()
+            });
+        }
         let Trigger::Event(event) = &ctx.trigger else {
             return Ok(Decision::new());
         };
@@ -168,6 +180,7 @@ impl Journey for Hostile {
             Behaviour::Error => return Err(GUEST_ERROR.to_string()),
             Behaviour::Entropy => entropy(ctx)?,
             Behaviour::Remember => remember(ctx),
+            Behaviour::Echo => echo(ctx),
         })
     }
 }
@@ -252,6 +265,14 @@ fn entropy(ctx: &Context) -> Result<Decision, String> {
 
 /// The customers that `remember` saw in earlier calls of this instance: state kept in a global,
 /// which outlives a call if the host reuses the instance.
+/// The template `echo` sends, and answers the delivery reports of.
+pub const ECHO: &str = "echo";
+
+/// One more `echo`.
+fn echo(ctx: &Context) -> Decision {
+    Decision::new().send(CHANNEL, ECHO, json!({ "customer_id": ctx.customer.id }))
+}
+
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Sends the customers earlier calls of this instance saw, then remembers this one: a guest
