@@ -12,9 +12,14 @@
 //!   them, with the machine and the date, into the results section of `docs/BENCHMARKS.md`.
 //!   Then the durability bench ([`durability`]): the release server end to end — ingest,
 //!   enrollments, timer lag, restart and memory with a million dormant enrollments — into its
-//!   own section. `--only sandbox|durability` runs one of the two.
+//!   own section. Then the fuzz targets, [`fuzz::BENCH_SECONDS`] each (`--fuzz-seconds`).
+//!   `--only sandbox|durability|fuzz` runs one of the three.
+//! - `fuzz [--seconds N] [target]` — builds the libFuzzer targets of `fuzz/` with coverage
+//!   instrumentation (stable toolchain) and fuzzes each, or `target`, for N seconds ([`fuzz`]).
+//!   `test` ends with a [`fuzz::SMOKE_SECONDS`] smoke run of each unless `--no-fuzz`.
 
 mod durability;
+mod fuzz;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +54,12 @@ enum Task {
         /// Use `cargo test` even when cargo-nextest is installed.
         #[arg(long)]
         no_nextest: bool,
+        /// Skip the fuzzing smoke run after the tests (it is skipped too when a filter is given).
+        #[arg(long)]
+        no_fuzz: bool,
+        /// Seconds per fuzz target of the smoke run.
+        #[arg(long, default_value_t = fuzz::SMOKE_SECONDS)]
+        fuzz_seconds: u64,
         /// Passed on to the test runner as they are: `cargo xtask test onboarding` filters by
         /// name; under `cargo test` (`--no-nextest`) libtest flags follow a second `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -69,9 +80,21 @@ enum Task {
         /// Print the results without rewriting docs/BENCHMARKS.md.
         #[arg(long)]
         no_write: bool,
-        /// Run only one part: `sandbox`, or `durability` (the real server end to end).
+        /// Run only one part: `sandbox`, `durability` (the real server end to end) or `fuzz`.
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
+        /// Seconds per fuzz target (0: no fuzzing).
+        #[arg(long, default_value_t = fuzz::BENCH_SECONDS)]
+        fuzz_seconds: u64,
+    },
+    /// Fuzz the parsers, the engine's apply, the WIT conversions and the store's keys with
+    /// libFuzzer (coverage-guided; stable toolchain).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// One target: events, apply, convert or keys (default: all).
+        target: Option<String>,
     },
 }
 
@@ -79,22 +102,40 @@ enum Task {
 enum BenchPart {
     Sandbox,
     Durability,
+    Fuzz,
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
-        Task::Test { no_nextest, args } => test(no_nextest, &args),
+        Task::Test {
+            no_nextest,
+            no_fuzz,
+            fuzz_seconds,
+            args,
+        } => {
+            // The smoke run follows the whole suite only, and only if it passed.
+            test(no_nextest, &args)?;
+            if !no_fuzz && args.is_empty() && fuzz_seconds > 0 {
+                fuzz::run(fuzz_seconds, None)?;
+            }
+            Ok(())
+        }
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Task::Demo { once } => demo(once),
         Task::Bench {
             quick,
             no_write,
             only,
+            fuzz_seconds,
         } => {
-            if only != Some(BenchPart::Durability) {
+            if only.is_none() || only == Some(BenchPart::Sandbox) {
                 bench(quick, no_write)?;
             }
-            if only != Some(BenchPart::Sandbox) {
+            if only.is_none() || only == Some(BenchPart::Durability) {
                 durability::bench(quick, no_write)?;
+            }
+            if (only.is_none() || only == Some(BenchPart::Fuzz)) && fuzz_seconds > 0 {
+                fuzz::run(fuzz_seconds, None)?;
             }
             Ok(())
         }

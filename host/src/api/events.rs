@@ -24,17 +24,13 @@ fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, String> {
     Ok(dto::event(input, now))
 }
 
-async fn post_events(
-    State(state): State<AppState>,
-    TenantId(tenant): TenantId,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+/// Reads an ingest body (one event object or an array of 1 to [`MAX_BATCH`] of them) as the
+/// events it carries, received at `now`: the whole of `POST /v1/events` that does not touch the
+/// store. Pure, so that it can be fuzzed (`fuzz/fuzz_targets/events.rs`).
+pub fn parse_events(body: &[u8], now: Millis) -> Result<Vec<Event>, ApiError> {
     // A single event or an array of them: which one decides how errors are prefixed. The
     // body is checked as JSON once, then each event is parsed straight from its own text.
-    let body = body?;
-    let raw: &RawValue = parse_json(&body)?;
-    let rt = &state.host;
-    let now = rt.clock.now();
+    let raw: &RawValue = parse_json(body)?;
     let values: Vec<&RawValue> = match raw.get().as_bytes().first() {
         Some(b'[') => parse_json(raw.get().as_bytes())?,
         Some(b'{') => vec![raw],
@@ -52,7 +48,7 @@ async fn post_events(
         ));
     }
     let batch = values.len() > 1;
-    let events = values
+    values
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
@@ -65,7 +61,18 @@ async fn post_events(
                 ApiError::bad_request("invalid_event", format!("{at}{m}"))
             })
         })
-        .collect::<ApiResult<Vec<Event>>>()?;
+        .collect()
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
+    let body = body?;
+    let rt = &state.host;
+    let now = rt.clock.now();
+    let events = parse_events(&body, now)?;
     let window = rt.config.dedup_window_ms();
     let results = rt.store.ingest(&tenant, &events, now, window).await?;
     let mut accepted = 0;

@@ -34,6 +34,7 @@ mod validate;
 
 pub use auth::{digest, Admin, TenantId};
 pub use error::ApiError;
+pub use events::parse_events;
 
 use crate::host::Host;
 use axum::extract::DefaultBodyLimit;
