@@ -14,7 +14,7 @@
 //! byte limits instead.
 
 use super::EngineError;
-use crate::model::Command;
+use crate::model::{Command, Spec};
 
 /// The longest channel name (the API's limit for tenant, journey and channel names).
 pub const MAX_NAME: usize = 64;
@@ -75,6 +75,40 @@ pub fn check_command(index: usize, command: &Command) -> Result<(), EngineError>
         Command::Handoff(handoff) => guest("handoff: queue name", &handoff.queue),
         Command::SetState { .. } | Command::Exit { .. } | Command::Complete => Ok(()),
     }
+}
+
+/// Checks the names a journey declares (its `describe`) by the same rules as the commands
+/// that use them, so that a journey cannot be accepted with a channel, milestone or
+/// experiment that no command of it could name.
+pub fn check_spec(spec: &Spec) -> Result<(), String> {
+    let guest = |what: &str, name: &str| {
+        if is_guest_name(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {} must be 1-{MAX_GUEST_NAME} bytes of visible ASCII ('!' to '~')",
+                shown(name)
+            ))
+        }
+    };
+    for channel in &spec.channels {
+        if !is_name(channel) {
+            return Err(format!(
+                "channel name {} must be 1-{MAX_NAME} bytes of a-z, 0-9, '-' or '_'",
+                shown(channel)
+            ));
+        }
+    }
+    for milestone in &spec.milestones {
+        guest("milestone name", &milestone.name)?;
+    }
+    for experiment in &spec.experiments {
+        guest("experiment name", &experiment.name)?;
+        for arm in &experiment.arms {
+            guest("arm name", arm)?;
+        }
+    }
+    Ok(())
 }
 
 /// How a refused name appears in the message: quoted and escaped, and cut short if long (a
@@ -180,6 +214,28 @@ mod tests {
         });
         assert!(message.len() < 300, "{} bytes", message.len());
         assert!(message.contains("(1048576 bytes)"), "{message}");
+    }
+
+    #[test]
+    fn a_spec_declares_only_names_its_commands_may_use() {
+        let mut spec = crate::engine::tests::spec();
+        assert_eq!(check_spec(&spec), Ok(()));
+        spec.milestones[0].name = "first value".into();
+        let message = check_spec(&spec).expect_err("a space");
+        assert!(
+            message.starts_with("milestone name \"first value\""),
+            "{message}"
+        );
+        let mut spec = crate::engine::tests::spec();
+        spec.channels.push("E-mail".into());
+        assert!(check_spec(&spec)
+            .expect_err("upper case")
+            .contains("channel name"));
+        let mut spec = crate::engine::tests::spec();
+        spec.experiments[0].arms.push("b\n".into());
+        assert!(check_spec(&spec)
+            .expect_err("a newline")
+            .contains("arm name"));
     }
 
     proptest! {

@@ -401,6 +401,9 @@ pub fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
     // The rules of a valid spec live in one place, beside the type.
     spec.validate()
         .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e.to_string()))?;
+    // The names it declares follow the rules of the commands that will use them.
+    crate::engine::names::check_spec(&spec)
+        .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e))?;
     Ok(spec)
 }
 
