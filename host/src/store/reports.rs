@@ -82,9 +82,13 @@ pub(super) fn apply(
     Ok(())
 }
 
+/// What a key after a journey's prefix names: version, shard, assignment and, for a times
+/// record, the milestone.
+type ParsedKey = (u32, u16, Vec<(String, String)>, Option<String>);
+
 /// What a key after a journey's prefix names: the cell (version, shard, assignment) and, for a
 /// times record, the milestone.
-fn parse_key(rest: &[u8]) -> Option<(u32, u16, Vec<(String, String)>, Option<String>)> {
+fn parse_key(rest: &[u8]) -> Option<ParsedKey> {
     let version = u32::from_be_bytes(rest.get(0..4)?.try_into().ok()?);
     let shard = u16::from_be_bytes(rest.get(5..7)?.try_into().ok()?);
     let tail = rest.get(8..)?;
