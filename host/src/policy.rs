@@ -457,10 +457,15 @@ mod props {
         ) {
             let zone = zone_of_policy(&policy);
             let t = release_time(now, &channel, &earlier, &policy, zone);
-            for cap in policy.frequency_caps.iter().filter(|c| c.channel == "*" || c.channel == channel) {
+            let applies = |c: &str| c == "*" || c == channel;
+            for cap in policy.frequency_caps.iter().filter(|cap| applies(&cap.channel)) {
                 let counted = earlier
                     .iter()
-                    .filter(|(c, at)| (cap.channel == "*" || *c == channel) && *at > t - cap.window_ms && *at <= t)
+                    .filter(|(c, at)| {
+                        (cap.channel == "*" || *c == channel)
+                            && *at > t - cap.window_ms
+                            && *at <= t
+                    })
                     .count();
                 prop_assert!(
                     (counted as u64) < u64::from(cap.max),

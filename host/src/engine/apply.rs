@@ -66,10 +66,12 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
 
 /// Applies a journey's commands, in order, to an (already observed) enrollment.
 ///
-/// Rules: names are checked first ([`names`](super::names)); sends go only through declared channels, and each gets a deterministic idempotency
-/// key; scheduling a timer that is pending replaces it; milestones are recorded once, at `now`,
-/// and the goal milestone completes the enrollment; the first assignment of an experiment
-/// sticks; commands after the enrollment ends are ignored; ending cancels every pending timer.
+/// Rules: every name a command carries is checked first ([`names`](super::names)); sends go
+/// only through declared channels, and each gets a deterministic idempotency key
+/// ([`message_id`]); scheduling a timer that is pending replaces it; milestones are recorded
+/// once, at `now`, and the goal milestone completes the enrollment; the first assignment of an
+/// experiment sticks; commands after the enrollment ends are ignored; ending cancels every
+/// pending timer.
 pub fn apply(
     mut enrollment: Enrollment,
     spec: &Spec,

@@ -170,7 +170,9 @@ proptest! {
     }
 
     #[test]
-    fn distinct_command_indexes_make_distinct_keys(p in parts(), i in any::<usize>(), j in any::<usize>()) {
+    fn distinct_command_indexes_make_distinct_keys(
+        p in parts(), i in any::<usize>(), j in any::<usize>(),
+    ) {
         prop_assume!(i != j);
         let prefix = key_of(&p);
         prop_assert_ne!(message_id(&prefix, i), message_id(&prefix, j));
