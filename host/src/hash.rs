@@ -1,4 +1,6 @@
-//! The host's one hash family: FNV-1a (64-bit) and the SplitMix64 mixer.
+//! The host's hash families: FNV-1a (64-bit) and the SplitMix64 mixer for fast, persistent,
+//! non-adversarial hashing, and SHA-256 over length-prefixed parts where a collision would be
+//! a correctness bug a tenant could provoke (idempotency keys, [`parts_digest`]).
 //!
 //! Every value computed here is persistent or must replay identically: shard numbers prefix the
 //! queued-trigger keys on disk, decision seeds and task ids are derived from triggers, and
@@ -48,6 +50,21 @@ pub fn fnv1a_joined(parts: &[&str]) -> u64 {
     h
 }
 
+/// SHA-256 of a tuple of byte strings, each prefixed by its length (eight bytes, little
+/// endian), with the number of parts first: an injective encoding of the tuple, so distinct
+/// tuples hash alike only through a SHA-256 collision, whatever bytes the parts contain
+/// (separators, control characters, other parts' encodings).
+pub fn parts_digest(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((parts.len() as u64).to_le_bytes());
+    for part in parts {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
 /// The SplitMix64 step: advances `state` and returns the next mixed output. A good mixer for
 /// expanding a small seed into key material.
 pub fn splitmix64(state: &mut u64) -> u64 {
@@ -88,6 +105,21 @@ mod tests {
             0x54ff_0ac6_1841_2cc9_u64
         );
         assert_eq!(fnv1a_joined(&["acme", "ada"]), 0xa4aa_5dd9_0687_818c_u64);
+    }
+
+    #[test]
+    fn parts_digests_are_frozen_and_tell_part_boundaries_apart() {
+        assert_eq!(
+            hex::encode(parts_digest(&[b"acme", b"ada"])),
+            "e325f195768310e62501c32e4ed6a2dc8d2bd18c4d16cb1cf2b3379e37f96225"
+        );
+        assert_ne!(parts_digest(&[b"ab", b"c"]), parts_digest(&[b"a", b"bc"]));
+        assert_ne!(
+            parts_digest(&[b"a\x1f", b""]),
+            parts_digest(&[b"a", b"\x1f"])
+        );
+        assert_ne!(parts_digest(&[b""]), parts_digest(&[]));
+        assert_ne!(parts_digest(&[b"", b""]), parts_digest(&[b""]));
     }
 
     #[test]

@@ -342,3 +342,170 @@ mod tests {
         assert_eq!(validate(&caps(2, DAY)), Ok(()));
     }
 }
+
+/// Properties of the sending policy over random caps, quiet hours, histories and times.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HOUR: Millis = 3_600_000;
+    /// 2000-01-01 and 2100-01-01 (UTC): the times under test.
+    const FROM: Millis = 946_684_800_000;
+    const TO: Millis = 4_102_444_800_000;
+    /// Zones without daylight saving time, so every local time exists exactly once.
+    const ZONES: [&str; 4] = ["UTC", "Asia/Tokyo", "America/Bogota", "Asia/Kolkata"];
+    const CHANNELS: [&str; 3] = ["email", "sms", "push"];
+
+    fn channel() -> impl Strategy<Value = String> {
+        prop::sample::select(&CHANNELS[..]).prop_map(str::to_string)
+    }
+
+    fn cap() -> impl Strategy<Value = FrequencyCap> {
+        (
+            prop_oneof![channel(), Just("*".to_string())],
+            1u32..4,
+            1..72 * HOUR,
+        )
+            .prop_map(|(channel, max, window_ms)| FrequencyCap {
+                channel,
+                max,
+                window_ms,
+            })
+    }
+
+    fn hhmm() -> impl Strategy<Value = String> {
+        (0u32..24, 0u32..60).prop_map(|(h, m)| format!("{h:02}:{m:02}"))
+    }
+
+    fn quiet() -> impl Strategy<Value = Option<QuietHours>> {
+        prop::option::of(
+            (
+                hhmm(),
+                hhmm(),
+                prop::sample::select(&ZONES[..]),
+                prop::collection::vec(channel(), 0..2),
+            )
+                .prop_filter("start and end differ", |(s, e, _, _)| s != e)
+                .prop_map(|(start, end, zone, channels)| QuietHours {
+                    start,
+                    end,
+                    default_timezone: zone.to_string(),
+                    channels,
+                }),
+        )
+    }
+
+    fn policy() -> impl Strategy<Value = SendingPolicy> {
+        (prop::collection::vec(cap(), 0..3), quiet()).prop_map(|(frequency_caps, quiet_hours)| {
+            SendingPolicy {
+                frequency_caps,
+                quiet_hours,
+            }
+        })
+    }
+
+    /// A send time and earlier sends within a few days of it.
+    fn history() -> impl Strategy<Value = (Millis, Vec<(String, Millis)>)> {
+        (FROM..TO).prop_flat_map(|now| {
+            (
+                Just(now),
+                prop::collection::vec((channel(), now - 96 * HOUR..now + 24 * HOUR), 0..8),
+            )
+        })
+    }
+
+    fn is_quiet(t: Millis, quiet: &QuietHours, zone: Tz) -> bool {
+        let (start, end) = (
+            parse_time(&quiet.start).unwrap(),
+            parse_time(&quiet.end).unwrap(),
+        );
+        let time = chrono::DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .with_timezone(&zone)
+            .time();
+        if start < end {
+            time >= start && time < end
+        } else {
+            time >= start || time < end
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn generated_policies_are_valid(policy in policy()) {
+            prop_assert_eq!(validate(&policy), Ok(()));
+        }
+
+        #[test]
+        fn a_send_is_only_deferred_and_keeps_its_channels_order(
+            policy in policy(), (now, earlier) in history(), channel in channel(),
+        ) {
+            let zone = zone_of_policy(&policy);
+            let t = release_time(now, &channel, &earlier, &policy, zone);
+            prop_assert!(t >= now);
+            for (c, at) in &earlier {
+                if *c == channel {
+                    prop_assert!(t >= *at, "{t} before the earlier {channel} send at {at}");
+                }
+            }
+        }
+
+        #[test]
+        fn the_release_time_honours_every_cap_and_quiet_hours(
+            policy in policy(), (now, earlier) in history(), channel in channel(),
+        ) {
+            let zone = zone_of_policy(&policy);
+            let t = release_time(now, &channel, &earlier, &policy, zone);
+            let applies = |c: &str| c == "*" || c == channel;
+            for cap in policy.frequency_caps.iter().filter(|cap| applies(&cap.channel)) {
+                let counted = earlier
+                    .iter()
+                    .filter(|(c, at)| {
+                        (cap.channel == "*" || *c == channel)
+                            && *at > t - cap.window_ms
+                            && *at <= t
+                    })
+                    .count();
+                prop_assert!(
+                    (counted as u64) < u64::from(cap.max),
+                    "{counted} sends in the window of {cap:?} ending at {t}"
+                );
+            }
+            if let Some(quiet) = policy
+                .quiet_hours
+                .as_ref()
+                .filter(|q| q.channels.is_empty() || q.channels.contains(&channel))
+            {
+                prop_assert!(!is_quiet(t, quiet, zone), "{t} is within {quiet:?}");
+            }
+        }
+
+        #[test]
+        fn a_release_time_is_a_fixed_point(
+            policy in policy(), (now, earlier) in history(), channel in channel(),
+        ) {
+            let zone = zone_of_policy(&policy);
+            let t = release_time(now, &channel, &earlier, &policy, zone);
+            prop_assert_eq!(release_time(t, &channel, &earlier, &policy, zone), t);
+        }
+
+        #[test]
+        fn without_a_policy_a_send_goes_now_or_after_its_channels_last(
+            (now, earlier) in history(), channel in channel(),
+        ) {
+            let last = earlier.iter().filter(|(c, _)| *c == channel).map(|(_, at)| *at).max();
+            prop_assert_eq!(
+                release_time(now, &channel, &earlier, &SendingPolicy::default(), Tz::UTC),
+                last.map_or(now, |at| at.max(now))
+            );
+        }
+    }
+
+    fn zone_of_policy(policy: &SendingPolicy) -> Tz {
+        policy
+            .quiet_hours
+            .as_ref()
+            .map_or(Tz::UTC, |q| q.default_timezone.parse().unwrap())
+    }
+}

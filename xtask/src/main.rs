@@ -13,10 +13,15 @@
 //!   Then the durability bench ([`durability`]): the release server end to end — ingest,
 //!   enrollments, timer lag, restart and memory with a million dormant enrollments — into its
 //!   own section. Then the noisy-neighbour bench ([`neighbours`]): a quiet tenant's latency
-//!   alone and while another tenant floods the same server. `--only
-//!   sandbox|durability|neighbours` runs one of them.
+//!   alone and while another tenant floods the same server. Then the fuzz targets,
+//!   [`fuzz::BENCH_SECONDS`] each (`--fuzz-seconds`). `--only
+//!   sandbox|durability|neighbours|fuzz` runs one of them.
+//! - `fuzz [--seconds N] [target]` — builds the libFuzzer targets of `fuzz/` with coverage
+//!   instrumentation (stable toolchain) and fuzzes each, or `target`, for N seconds ([`fuzz`]).
+//!   `test` ends with a [`fuzz::SMOKE_SECONDS`] smoke run of each unless `--no-fuzz`.
 
 mod durability;
+mod fuzz;
 mod neighbours;
 
 use anyhow::{bail, Context, Result};
@@ -52,6 +57,12 @@ enum Task {
         /// Use `cargo test` even when cargo-nextest is installed.
         #[arg(long)]
         no_nextest: bool,
+        /// Skip the fuzzing smoke run after the tests (it is skipped too when a filter is given).
+        #[arg(long)]
+        no_fuzz: bool,
+        /// Seconds per fuzz target of the smoke run.
+        #[arg(long, default_value_t = fuzz::SMOKE_SECONDS)]
+        fuzz_seconds: u64,
         /// Passed on to the test runner as they are: `cargo xtask test onboarding` filters by
         /// name; under `cargo test` (`--no-nextest`) libtest flags follow a second `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -72,10 +83,22 @@ enum Task {
         /// Print the results without rewriting docs/BENCHMARKS.md.
         #[arg(long)]
         no_write: bool,
-        /// Run only one part: `sandbox`, `durability` (the real server end to end) or
-        /// `neighbours` (one tenant's flood against another's latency).
+        /// Run only one part: `sandbox`, `durability` (the real server end to end),
+        /// `neighbours` (one tenant's flood against another's latency) or `fuzz`.
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
+        /// Seconds per fuzz target (0: no fuzzing).
+        #[arg(long, default_value_t = fuzz::BENCH_SECONDS)]
+        fuzz_seconds: u64,
+    },
+    /// Fuzz the parsers, the engine's apply, the WIT conversions and the store's keys with
+    /// libFuzzer (coverage-guided; stable toolchain).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// One target: events, apply, convert or keys (default: all).
+        target: Option<String>,
     },
 }
 
@@ -84,16 +107,31 @@ enum BenchPart {
     Sandbox,
     Durability,
     Neighbours,
+    Fuzz,
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
-        Task::Test { no_nextest, args } => test(no_nextest, &args),
+        Task::Test {
+            no_nextest,
+            no_fuzz,
+            fuzz_seconds,
+            args,
+        } => {
+            // The smoke run follows the whole suite only, and only if it passed.
+            test(no_nextest, &args)?;
+            if !no_fuzz && args.is_empty() && fuzz_seconds > 0 {
+                fuzz::run(fuzz_seconds, None)?;
+            }
+            Ok(())
+        }
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
         Task::Demo { once } => demo(once),
         Task::Bench {
             quick,
             no_write,
             only,
+            fuzz_seconds,
         } => {
             let run = |part| only.is_none_or(|only| only == part);
             if run(BenchPart::Sandbox) {
@@ -104,6 +142,9 @@ fn main() -> Result<()> {
             }
             if run(BenchPart::Neighbours) {
                 neighbours::bench(quick, no_write)?;
+            }
+            if run(BenchPart::Fuzz) && fuzz_seconds > 0 {
+                fuzz::run(fuzz_seconds, None)?;
             }
             Ok(())
         }

@@ -148,8 +148,11 @@ fn refusal(batch: bool, i: usize, r: Refused) -> ApiError {
     ApiError::new(r.status, code, format!("{at}{}", r.message))
 }
 
-/// A body's events, each checked; the first refused one refuses the whole body.
-fn parse_batch(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
+/// Reads an ingest body (one event object or an array of 1 to [`MAX_BATCH`] of them) as the
+/// events it carries, received at `now`, each checked; the first refused one refuses the whole
+/// body. The whole of `POST /v1/events` that does not touch the store; pure, so that it can be
+/// fuzzed (`fuzz/fuzz_targets/events.rs`).
+pub fn parse_events(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
     // A single event or an array of them: which one decides how errors are prefixed. The
     // body is checked as JSON once, then each event is parsed straight from its own text.
     let raw: &RawValue = parse_json(body)?;
@@ -187,11 +190,11 @@ async fn post_events(
     let now = rt.clock.now();
     // Parsing a large batch takes a while: off the async workers, so it delays no one else.
     let events = if body.len() > INLINE_PARSE_BYTES {
-        tokio::task::spawn_blocking(move || parse_batch(&body, now))
+        tokio::task::spawn_blocking(move || parse_events(&body, now))
             .await
             .map_err(ApiError::internal)??
     } else {
-        parse_batch(&body, now)?
+        parse_events(&body, now)?
     };
     let batch = events.len() > 1;
     let refused = move |i: usize, r: Refused| refusal(batch, i, r);

@@ -42,6 +42,7 @@ pub use auth::{digest, Admin, TenantId};
 pub use edge::Edge;
 pub use error::ApiError;
 pub use limits::EdgeConfig;
+pub use events::parse_events;
 
 use crate::host::Host;
 use axum::extract::DefaultBodyLimit;

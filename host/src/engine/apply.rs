@@ -1,6 +1,8 @@
 //! Applying a trigger to an enrollment: what the host observes before asking the journey, and
 //! what the journey's commands do (sends, timers, milestones, state, experiments, handoffs, exits).
 
+use super::ids::message_id;
+use super::names::check_command;
 use super::stalls::{stall_timer, watch_stalls, RESERVED_TIMER_PREFIX};
 use super::{Applied, Effects, EngineError, OutboxDraft};
 use crate::model::{
@@ -64,10 +66,12 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
 
 /// Applies a journey's commands, in order, to an (already observed) enrollment.
 ///
-/// Rules: sends go only through declared channels, and each gets a deterministic idempotency
-/// key; scheduling a timer that is pending replaces it; milestones are recorded once, at `now`,
-/// and the goal milestone completes the enrollment; the first assignment of an experiment
-/// sticks; commands after the enrollment ends are ignored; ending cancels every pending timer.
+/// Rules: every name a command carries is checked first ([`names`](super::names)); sends go
+/// only through declared channels, and each gets a deterministic idempotency key
+/// ([`message_id`]); scheduling a timer that is pending replaces it; milestones are recorded
+/// once, at `now`, and the goal milestone completes the enrollment; the first assignment of an
+/// experiment sticks; commands after the enrollment ends are ignored; ending cancels every
+/// pending timer.
 pub fn apply(
     mut enrollment: Enrollment,
     spec: &Spec,
@@ -80,6 +84,7 @@ pub fn apply(
         if !enrollment.is_active() {
             break;
         }
+        check_command(index, &command)?;
         match command {
             Command::Send(send) => {
                 if !spec.channels.contains(&send.channel) {
@@ -94,7 +99,7 @@ pub fn apply(
                     .or_default()
                     .sent += 1;
                 effects.sends.push(OutboxDraft {
-                    id: format!("{key_prefix}/{index}"),
+                    id: message_id(key_prefix, index),
                     send,
                     suppressed: false,
                     release_at: None,

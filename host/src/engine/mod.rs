@@ -20,12 +20,14 @@
 //! | [`loops`] | loop budgets: when an enrollment that runs or sends too much is paused |
 //! | [`delivery`] | one delivery attempt: retry, dead letter, the report back to the journey |
 //! | [`ids`] | trigger ids, idempotency keys, task ids, seeds |
+//! | [`names`] | the rules for names commands carry (timers, templates, channels, ...) |
 
 pub mod apply;
 pub mod breaker;
 pub mod delivery;
 pub mod ids;
 pub mod loops;
+pub mod names;
 pub mod plan;
 pub mod profile;
 pub mod routing;
@@ -35,7 +37,7 @@ pub mod stalls;
 mod tests;
 
 pub use apply::{apply, exit, fail, observe, should_decide};
-pub use ids::{enrollment_id, key_prefix, seed, task_id, trigger_id};
+pub use ids::{enrollment_id, key_prefix, message_id, seed, task_id, trigger_id};
 pub use plan::{
     interpret, plan_event, plan_trigger, About, Addressed, Addressee, Interpreted, JourneyRef, Step,
 };
@@ -72,7 +74,8 @@ pub enum EngineError {
 /// A send the engine decided, to be written to the outbox with this idempotency key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDraft {
-    /// Deterministic: `{tenant}/{journey}/{version}/{customer}/{run}/{trigger}/{command index}`.
+    /// Deterministic and collision-free: `k1-{digest of the trigger's parts}-{command index}`
+    /// ([`ids`]).
     pub id: String,
     pub send: Send,
     /// Recorded but never delivered: the customer may not receive it ([`suppress`]).

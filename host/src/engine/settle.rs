@@ -352,7 +352,7 @@ pub fn task_resolved_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{enroll, stall_timer};
+    use crate::engine::{enroll, message_id, stall_timer};
     use crate::model::{
         EntryTrigger, FrequencyCap, Handoff, MilestoneSpec, Reentry, Send, TaskStatus,
     };
@@ -481,7 +481,11 @@ mod tests {
         let [message] = out.outbox.as_slice() else {
             panic!("one message, got {:?}", out.outbox);
         };
-        assert_eq!(message.id, "acme/onboarding/1/ada/1/e-ev-1/0");
+        let entered = enroll("onboarding", 1, "ada", 1, None, 0);
+        assert_eq!(
+            message.id,
+            message_id(&key_prefix("acme", &entered, "e-ev-1"), 0)
+        );
         assert_eq!(message.status, MessageStatus::Pending);
         assert_eq!(
             message.next_attempt_at, 777,

@@ -23,4 +23,6 @@ wasmtime::component::bindgen!({
     ",
 });
 
-pub(super) use waymark::journey::{channel_types, log, stats, types};
+pub(super) use waymark::journey::{channel_types, log, stats};
+// Public for the fuzz targets (`sandbox::conversions`).
+pub use waymark::journey::types;

@@ -231,7 +231,7 @@ fn fill_list<D, S>(dst: &mut Vec<D>, src: &[S], empty: impl Fn() -> D, set: impl
 }
 
 /// Converts and checks what `decide` returned: its commands, or its error, cut to a bound.
-pub(super) fn decision_from_wit(
+pub fn decision_from_wit(
     decision: Result<Vec<wit::Command>, String>,
     limits: &model::Limits,
 ) -> Result<Vec<model::Command>, GuestFailure> {
@@ -338,7 +338,7 @@ fn commands_from_wit(
 }
 
 /// Converts and checks a journey's spec: everything the host later relies on without asking.
-pub(super) fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
+pub fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
     let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidSpec, message));
 
     let mut entry = Vec::with_capacity(spec.entry.len());
@@ -401,6 +401,9 @@ pub(super) fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure
     // The rules of a valid spec live in one place, beside the type.
     spec.validate()
         .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e.to_string()))?;
+    // The names it declares follow the rules of the commands that will use them.
+    crate::engine::names::check_spec(&spec)
+        .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e))?;
     Ok(spec)
 }
 

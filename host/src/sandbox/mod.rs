@@ -40,6 +40,13 @@ mod failure;
 mod guest;
 mod journey;
 
+/// The WIT to model conversions of what guests return, for the fuzz targets (`fuzz/`) only.
+#[doc(hidden)]
+pub mod conversions {
+    pub use super::bindings::types as wit;
+    pub use super::convert::{decision_from_wit, spec_from_wit};
+}
+
 pub use capability::http::check_allowed_hosts;
 pub use channel::ChannelComponent;
 pub use config::{LimitsError, SandboxConfig, DEFAULT_LIMITS};

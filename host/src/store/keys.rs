@@ -8,7 +8,7 @@ use crate::hash::SEP;
 use crate::model::Millis;
 
 /// The parts joined by [`SEP`].
-pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
+pub fn key(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -21,20 +21,20 @@ pub(crate) fn key(parts: &[&[u8]]) -> Vec<u8> {
 
 /// The parts joined by [`SEP`], with a trailing [`SEP`]: the prefix of every key that starts
 /// with exactly these parts (so tenant `a` does not match tenant `ab`).
-pub(crate) fn prefix(parts: &[&[u8]]) -> Vec<u8> {
+pub fn prefix(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = key(parts);
     k.push(SEP);
     k
 }
 
 /// Order-preserving encoding of a signed time: flip the sign bit, big-endian.
-pub(crate) fn time_key(t: Millis) -> [u8; 8] {
+pub fn time_key(t: Millis) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// The time at the start of a key made with [`time_key`]. `b` must hold at least 8 bytes;
 /// shorter input reads as if padded with zeros.
-pub(crate) fn time_from_key(b: &[u8]) -> Millis {
+pub fn time_from_key(b: &[u8]) -> Millis {
     let mut a = [0u8; 8];
     let n = b.len().min(8);
     a[..n].copy_from_slice(&b[..n]);

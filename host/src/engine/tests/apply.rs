@@ -19,7 +19,7 @@ fn sends_get_deterministic_idempotency_keys() {
         .iter()
         .map(|s| s.id.as_str())
         .collect();
-    assert_eq!(ids, ["t/k/0", "t/k/1"]);
+    assert_eq!(ids, ["t/k-0", "t/k-1"]);
     assert_eq!(applied.enrollment.channels["webhook"].sent, 2);
     let again = apply(
         active(),

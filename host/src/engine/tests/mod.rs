@@ -6,6 +6,7 @@ mod ids;
 mod profile;
 mod report;
 mod routing;
+mod routing_props;
 mod stalls;
 
 use super::*;

@@ -18,6 +18,7 @@
 //! | `error` | returns `Err` | failure `guest_error` |
 //! | `entropy` | sends what the wall clock, the monotonic clock, `getrandom` and `insecure-seed` say | the same answer for the same context: `now` and `seed` decide it |
 //! | `remember` | sends the customers earlier calls of this instance saw (kept in a global), and adds this one | whatever the instance history, never another tenant's customers |
+//! | `odd_timer` | sends `ok`, then schedules a timer whose name is 1 MiB with CR, LF and `0x1f` in it | failure `invalid_commands` (command 1), nothing sent |
 //!
 //! The SDK can only build payloads that are valid JSON, as an SDK should; a hostile tenant is
 //! not bound to it. So the `huge` and `bad_json` payloads are forged below the SDK, in this
@@ -57,6 +58,12 @@ pub const PANIC_MESSAGE: &str = "the hostile journey panics on purpose";
 /// What `error` returns as its `Err`.
 pub const GUEST_ERROR: &str = "the hostile journey refuses on purpose";
 
+/// The name of the timer `odd_timer` schedules: a header-injection attempt, the store's key
+/// separator, and 1 MiB of padding.
+pub fn odd_timer_name() -> String {
+    format!("nudge\r\nX-Injected: 1\u{1f}{}", "n".repeat(1 << 20))
+}
+
 /// The `bad_json` payload: an object that never ends.
 pub const BAD_JSON: &str = r#"{"forged": "this payload never ends"#;
 
@@ -91,11 +98,13 @@ pub enum Behaviour {
     /// `echo`: send `echo`, and again on every delivery report of an `echo`: a loop that only
     /// the host's loop budgets stop.
     Echo,
+    /// `odd_timer`: a send, then a timer whose name no id, key or header should carry.
+    OddTimer,
 }
 
 impl Behaviour {
     /// Every behaviour, in the order of the table above.
-    pub const ALL: [Behaviour; 13] = [
+    pub const ALL: [Behaviour; 14] = [
         Behaviour::Behaves,
         Behaviour::Spin,
         Behaviour::Bomb,
@@ -109,6 +118,7 @@ impl Behaviour {
         Behaviour::Entropy,
         Behaviour::Remember,
         Behaviour::Echo,
+        Behaviour::OddTimer,
     ];
 
     /// The event name that selects this behaviour.
@@ -127,6 +137,7 @@ impl Behaviour {
             Behaviour::Entropy => "entropy",
             Behaviour::Remember => "remember",
             Behaviour::Echo => "echo",
+            Behaviour::OddTimer => "odd_timer",
         }
     }
 
@@ -181,6 +192,9 @@ impl Journey for Hostile {
             Behaviour::Entropy => entropy(ctx)?,
             Behaviour::Remember => remember(ctx),
             Behaviour::Echo => echo(ctx),
+            Behaviour::OddTimer => Decision::new()
+                .send(CHANNEL, "ok", json!({ "customer_id": ctx.customer.id }))
+                .schedule(odd_timer_name(), ctx.now + 1_000),
         })
     }
 }
