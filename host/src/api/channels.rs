@@ -3,6 +3,7 @@
 //! (never their secrets).
 
 use super::prelude::*;
+use super::validate::bounded_list;
 use crate::store::ChannelRecord;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -22,6 +23,7 @@ async fn register_channel(
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     valid_name("channel", &name)?;
     let input: ChannelRegistration = parse_json(&body?)?;
+    bounded_list("allowed_hosts", input.allowed_hosts.len())?;
     crate::sandbox::check_allowed_hosts(&input.allowed_hosts)?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(input.component.as_bytes())

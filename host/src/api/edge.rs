@@ -374,6 +374,7 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
                 .with_headers(vec![(header::RETRY_AFTER, "1".to_string())])
             })?);
         }
+        tracing::debug!(tenant, %method, path, "tenant request admitted");
         request.extensions_mut().insert(TenantId(tenant));
     }
 
@@ -382,6 +383,7 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
         let read = axum::body::to_bytes(body, limit);
         let bytes = match tokio::time::timeout(config.body_timeout, read).await {
             Err(_) => {
+                tracing::debug!(%method, path, "request body timed out");
                 return Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
@@ -389,14 +391,15 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
                         "the body did not arrive within {} ms",
                         config.body_timeout.as_millis()
                     ),
-                ))
+                ));
             }
-            Ok(Err(_)) => {
+            Ok(Err(error)) => {
+                tracing::debug!(%method, path, %error, "request body refused");
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
                     format!("the body is over this route's {limit} bytes"),
-                ))
+                ));
             }
             Ok(Ok(bytes)) => bytes,
         };

@@ -71,6 +71,7 @@ async fn dry_run_decide(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Decided>> {
     let input: DecideRequest = parse_json(&body?)?;
+    super::validate::bounded_list("stats", input.stats.len())?;
     // The model knows fewer words than the DTO's strings can hold (a failure's reason); an
     // unknown one is malformed JSON, as it was when the model read the body itself.
     let context = DecisionContext::try_from(input.context)

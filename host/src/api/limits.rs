@@ -35,6 +35,10 @@ pub const MAX_RETRY_IDS: usize = 1000;
 /// Dead letters requeued per store pass of a mass retry (each pass runs off the async workers).
 pub const RETRY_BATCH: usize = 256;
 
+/// The most entries of any other list in a request body: a policy's `frequency_caps` and its
+/// quiet hours' `channels`, a channel's `allowed_hosts`, a dry-run decide's `stats`.
+pub const MAX_LIST_IN_BODY: usize = 100;
+
 /// The most bytes of one event's `properties`, as JSON.
 pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
 /// The most bytes of one `identify` event's traits, as JSON.

@@ -1,6 +1,7 @@
 //! The tenant's sending policy: frequency caps and quiet hours.
 
 use super::prelude::*;
+use super::validate::bounded_list;
 use crate::model;
 use waymark_api::policy::SendingPolicy;
 
@@ -23,6 +24,10 @@ async fn set_policy(
 ) -> ApiResult<Json<SendingPolicy>> {
     let policy: SendingPolicy = parse_json(&body?)?;
     let policy = model::SendingPolicy::from(policy);
+    bounded_list("frequency_caps", policy.frequency_caps.len())?;
+    if let Some(quiet) = &policy.quiet_hours {
+        bounded_list("quiet_hours.channels", quiet.channels.len())?;
+    }
     crate::policy::validate(&policy).map_err(|m| ApiError::bad_request("invalid_policy", m))?;
     let rt = &state.host;
     rt.store

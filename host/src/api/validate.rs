@@ -1,5 +1,6 @@
 //! Input checks shared by several resources: names, tenant-chosen ids, component sizes.
 
+use super::limits::MAX_LIST_IN_BODY;
 use super::prelude::*;
 use crate::model::Limits;
 
@@ -33,6 +34,17 @@ pub(super) fn valid_id(what: &str, id: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// Refuses a list in a request body longer than [`MAX_LIST_IN_BODY`] (400 `invalid_input`).
+pub(super) fn bounded_list(what: &str, len: usize) -> ApiResult<()> {
+    if len > MAX_LIST_IN_BODY {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("{what} has {len} entries; at most {MAX_LIST_IN_BODY}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a component larger than the tenant may upload, before compiling it.
