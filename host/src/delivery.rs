@@ -11,10 +11,10 @@
 //!   is recorded, and reading the due index again skips taken messages
 //!   ([`Store::scan_due_messages`](crate::store::Store::scan_due_messages)), so no message
 //!   is ever in flight twice. Each tenant, and each channel of a tenant, may hold only its
-//!   share of the slots ([`DeliveryBudgets`]): a read passes over the messages of a tenant or
-//!   channel whose budget is spent (they stay pending, in place, and are read again once one of
-//!   its deliveries ends), so one tenant's provider that never answers stalls only that
-//!   tenant's channel, never the loop. It wakes when a message enters the outbox, when the earliest
+//!   share of the slots ([`DeliveryBudgets`]): messages read are parked by tenant and channel
+//!   and started as their budgets allow, so one tenant's provider that never answers stalls
+//!   only that tenant's channel, never the loop; a tenant with [`PARK_PER_TENANT`] messages
+//!   parked is passed over by reads until half of them have started. It wakes when a message enters the outbox, when the earliest
 //!   message it knows of falls due, and when a recorded retry is due earlier than that.
 //! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
 //!   the runtime's workers) and hands its attempt to the committer.
