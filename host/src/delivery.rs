@@ -11,10 +11,10 @@
 //!   is recorded, and reading the due index again skips taken messages
 //!   ([`Store::scan_due_messages`](crate::store::Store::scan_due_messages)), so no message
 //!   is ever in flight twice. Each tenant, and each channel of a tenant, may hold only its
-//!   share of the slots ([`DeliveryBudgets`]): a read passes over the messages of a tenant or
-//!   channel whose budget is spent (they stay pending, in place, and are read again once one of
-//!   its deliveries ends), so one tenant's provider that never answers stalls only that
-//!   tenant's channel, never the loop. It wakes when a message enters the outbox, when the earliest
+//!   share of the slots ([`DeliveryBudgets`]): messages read are parked by tenant and channel
+//!   and started as their budgets allow, so one tenant's provider that never answers stalls
+//!   only that tenant's channel, never the loop; a tenant with [`PARK_PER_TENANT`] messages
+//!   parked is passed over by reads until half of them have started. It wakes when a message enters the outbox, when the earliest
 //!   message it knows of falls due, and when a recorded retry is due earlier than that.
 //! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
 //!   the runtime's workers) and hands its attempt to the committer.
@@ -49,10 +49,19 @@ use tracing::{debug, info_span, warn, Instrument};
 
 /// Due messages read from the outbox at once, into the feeder's buffer.
 const READ_BATCH: usize = 256;
-/// Entries of the due index one read looks at, at most: messages passed over for want of
-/// budget are looked at again, so this bounds the cost of a read behind a large backlog; the
-/// next read goes on where this one stopped.
+/// Entries of the due index one read looks at, at most (the next read goes on where it
+/// stopped): this bounds the cost of one read behind a large backlog.
 const READ_SCAN: usize = 4096;
+/// Messages of one tenant read and waiting for its budgets, at most: a read passes over the
+/// rest of that tenant's due messages (by key, without loading them), so a tenant's backlog
+/// neither fills the feeder's memory nor hides other tenants' messages.
+const PARK_PER_TENANT: usize = 256;
+/// After a read that reached the end of what is due, the next reads (on news of a message)
+/// start this far before that read's time rather than from the earliest, so a backlog that
+/// is passed over is not walked again for each new message; a message whose due time is older
+/// than that when it is written (a very slow trigger batch) is found by the next full read
+/// (at [`IDLE_RECHECK`] at the latest).
+const CAUGHT_UP_LAG_MS: Millis = 60_000;
 /// Most attempts recorded in one transaction.
 const COMMIT_BATCH: usize = 256;
 /// How long the committer gathers attempts after the first before recording them: long enough
@@ -101,42 +110,47 @@ pub async fn run(host: Arc<Host>) {
 
 /// The feeder: keeps [`CONCURRENCY`] deliveries running while messages are due, each tenant
 /// and each of its channels within its share ([`Budgets`]).
+///
+/// Messages read are *parked* by tenant and channel, in order, and started as their budgets
+/// allow: a delivery's end starts the next parked message of its tenant and channel without a
+/// read. A tenant with [`PARK_PER_TENANT`] messages parked is passed over by reads (by its key
+/// alone, nothing loaded), and read again once half of them have started.
 async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRecord>) {
     let mut running = JoinSet::new();
     // What each running task delivers for: its slot in the budgets is given back when it ends.
     let mut running_for: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     let mut budgets = Budgets::new(host.config.delivery_budgets);
-    // Read messages, each already counted in `budgets`: any of them may start at once.
-    let mut buffer: VecDeque<Message> = VecDeque::new();
+    let mut parked = Parked::default();
     // Where the next read of the due index goes on (`None`: from the earliest).
     let mut resume: Option<Vec<u8>> = None;
     // Whether the outbox may hold due messages the feeder has not read.
     let mut look = true;
-    // Whether the last pass over the due index passed over messages for want of budget: then
-    // the end of any delivery may let one of them start.
-    let mut waiting_for_budget = false;
     // When the earliest message not taken falls due, as of the last read that found no more.
     let mut next_due: Option<Millis> = None;
     loop {
         while running.len() < CONCURRENCY {
-            if buffer.is_empty() && look {
-                let read = read_due(host, shared, &mut budgets, resume.as_deref(), &mut buffer);
-                waiting_for_budget |= read.skipped;
-                look = read.resume.is_some();
-                resume = read.resume;
-                if !look {
-                    next_due = host
-                        .store
-                        .next_message_due_after(read.now, &shared.taken())
-                        .unwrap_or_else(|error| {
-                            warn!(%error, "reading the outbox failed");
-                            None
-                        });
+            let message = match parked.next_startable(&budgets) {
+                Some(message) => message,
+                None if look => {
+                    let read = read_due(host, shared, &mut parked, resume.as_deref());
+                    look = read.resume.is_some();
+                    // Caught up: what falls due from now on is all after this point, and what
+                    // was passed over before it is read again when its tenant wants more.
+                    resume = read.resume.or(read.caught_up);
+                    if !look {
+                        next_due = host
+                            .store
+                            .next_message_due_after(read.now, &shared.taken())
+                            .unwrap_or_else(|error| {
+                                warn!(%error, "reading the outbox failed");
+                                None
+                            });
+                    }
+                    continue;
                 }
-            }
-            let Some(message) = buffer.pop_front() else {
-                break;
+                None => break,
             };
+            budgets.claim(&message.tenant, &message.channel);
             let key = (message.tenant.clone(), message.channel.clone());
             let task = running.spawn(deliver(host.clone(), message, finished.clone()));
             running_for.insert(task.id(), key);
@@ -156,12 +170,11 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
                 };
                 if let Some((tenant, channel)) = running_for.remove(&id) {
                     budgets.release(&tenant, &channel);
-                }
-                if waiting_for_budget {
-                    // Look again from the start: what waited for this slot is behind us.
-                    waiting_for_budget = false;
-                    look = true;
-                    resume = None;
+                    if parked.wants_more(&tenant) {
+                        // Its messages were passed over by a read: look again from the start.
+                        look = true;
+                        resume = None;
+                    }
                 }
             }
             _ = host.message_ready() => look = true,
@@ -172,6 +185,7 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
             }
             _ = tokio::time::sleep(wait) => {
                 look = true;
+                resume = None;
                 next_due = None;
             }
             _ = host.shutdown.cancelled() => break,
@@ -185,50 +199,135 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     }
 }
 
+/// Messages read and taken but not started yet, by tenant and channel, each in due order.
+#[derive(Debug, Default)]
+struct Parked {
+    queues: HashMap<(String, String), VecDeque<Message>>,
+    per_tenant: HashMap<String, usize>,
+    /// Tenants whose messages a read passed over because their parking was full.
+    passed_over: HashSet<String>,
+}
+
+impl Parked {
+    fn park(&mut self, message: Message) {
+        *self.per_tenant.entry(message.tenant.clone()).or_default() += 1;
+        self.queues
+            .entry((message.tenant.clone(), message.channel.clone()))
+            .or_default()
+            .push_back(message);
+    }
+
+    fn is_full(&self, tenant: &str) -> bool {
+        self.per_tenant.get(tenant).copied().unwrap_or(0) >= PARK_PER_TENANT
+    }
+
+    /// The first parked message of a tenant and channel that the budgets have room for,
+    /// taken out. The queues are visited in no particular order, so no tenant is preferred.
+    fn next_startable(&mut self, budgets: &Budgets) -> Option<Message> {
+        let key = self
+            .queues
+            .iter()
+            .find(|((tenant, channel), queue)| {
+                !queue.is_empty() && budgets.has_room(tenant, channel)
+            })
+            .map(|(key, _)| key.clone())?;
+        let queue = self.queues.get_mut(&key)?;
+        let message = queue.pop_front()?;
+        if queue.is_empty() {
+            self.queues.remove(&key);
+        }
+        if let Some(n) = self.per_tenant.get_mut(&key.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_tenant.remove(&key.0);
+            }
+        }
+        Some(message)
+    }
+
+    /// Whether `tenant`'s messages were passed over and half its parking is free again (then
+    /// it forgets that they were).
+    fn wants_more(&mut self, tenant: &str) -> bool {
+        if self.passed_over.contains(tenant)
+            && self.per_tenant.get(tenant).copied().unwrap_or(0) <= PARK_PER_TENANT / 2
+        {
+            self.passed_over.remove(tenant);
+            return true;
+        }
+        false
+    }
+}
+
 /// What one read of the due index did.
 struct Read {
     /// The wall-clock time it read at.
     now: Millis,
     /// Where the next read goes on, if this one stopped before the end of what is due.
     resume: Option<Vec<u8>>,
-    /// Whether it passed over due messages whose tenant or channel had no budget left.
-    skipped: bool,
+    /// Where a read of what falls due later starts, if this one reached the end.
+    caught_up: Option<Vec<u8>>,
 }
 
-/// Reads due messages that are not taken, and that their tenant's and channel's budgets have
-/// room for, into `buffer`, taking them and counting them in `budgets`. Looks at no more than
-/// [`READ_SCAN`] entries of the due index, from `resume` on.
-fn read_due(
-    host: &Host,
-    shared: &Loop,
-    budgets: &mut Budgets,
-    resume: Option<&[u8]>,
-    buffer: &mut VecDeque<Message>,
-) -> Read {
+/// Reads due messages that are not taken into `parked`, taking them, passing over the tenants
+/// whose parking is full. Looks at no more than [`READ_SCAN`] entries of the due index, from
+/// `resume` on.
+fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8]>) -> Read {
     let mut taken = shared.taken();
     let now = system_now();
-    let open = {
-        let closed = budgets.closed_tenants();
-        move |tenant: &str| !closed.contains(tenant)
-    };
-    let mut claim = |m: &Message| budgets.claim(&m.tenant, &m.channel);
     let read = DueRead {
         now,
         limit: READ_BATCH,
         scan: READ_SCAN,
         from: resume,
+        lag: CAUGHT_UP_LAG_MS,
     };
-    match host
+    let full: HashSet<String> = parked
+        .per_tenant
+        .keys()
+        .filter(|t| parked.is_full(t))
+        .cloned()
+        .collect();
+    let mut passed_over = HashSet::new();
+    let mut room: HashMap<String, usize> = HashMap::new();
+    let mut open = |tenant: &str| {
+        if full.contains(tenant) {
+            passed_over.insert(tenant.to_string());
+            return false;
+        }
+        true
+    };
+    // Within one read, a tenant takes no more than its free parking.
+    let mut accept = |m: &Message| {
+        let used = room
+            .entry(m.tenant.clone())
+            .or_insert_with(|| parked.per_tenant.get(&m.tenant).copied().unwrap_or(0));
+        if *used >= PARK_PER_TENANT {
+            return false;
+        }
+        *used += 1;
+        true
+    };
+    let result = host
         .store
-        .scan_due_messages(read, &taken, &open, &mut claim)
+        .scan_due_messages(read, &taken, &mut open, &mut accept);
+    for tenant in room
+        .into_iter()
+        .filter(|(_, used)| *used >= PARK_PER_TENANT)
+        .map(|(t, _)| t)
     {
+        passed_over.insert(tenant);
+    }
+    match result {
         Ok(read) => {
             taken.extend(read.messages.iter().map(Message::key));
-            buffer.extend(read.messages);
+            for message in read.messages {
+                parked.park(message);
+            }
+            parked.passed_over.extend(passed_over);
             Read {
                 now,
+                caught_up: read.resume.is_none().then_some(read.caught_up),
                 resume: read.resume,
-                skipped: read.skipped,
             }
         }
         Err(error) => {
@@ -236,7 +335,7 @@ fn read_due(
             Read {
                 now,
                 resume: None,
-                skipped: false,
+                caught_up: None,
             }
         }
     }
@@ -288,13 +387,15 @@ impl Budgets {
         }
     }
 
-    /// Tenants with no room left: their messages need not even be loaded.
-    fn closed_tenants(&self) -> HashSet<String> {
-        self.tenants
-            .iter()
-            .filter(|(_, n)| **n >= self.limits.per_tenant)
-            .map(|(t, _)| t.clone())
-            .collect()
+    /// Whether `tenant`'s `channel` may start another delivery.
+    fn has_room(&self, tenant: &str, channel: &str) -> bool {
+        self.tenants.get(tenant).copied().unwrap_or(0) < self.limits.per_tenant
+            && self
+                .channels
+                .get(&(tenant.to_string(), channel.to_string()))
+                .copied()
+                .unwrap_or(0)
+                < self.limits.per_channel
     }
 
     /// Claims a slot for a delivery through `tenant`'s `channel`, if both have room.
@@ -519,17 +620,14 @@ mod tests {
             !budgets.claim("noisy", "sms"),
             "the tenant's budget is spent"
         );
-        assert_eq!(
-            budgets.closed_tenants(),
-            HashSet::from(["noisy".to_string()])
-        );
+        assert!(!budgets.has_room("noisy", "sms"));
         assert!(
             budgets.claim("quiet", "stuck"),
             "other tenants are not held back"
         );
 
         budgets.release("noisy", "stuck");
-        assert!(budgets.closed_tenants().is_empty());
+        assert!(budgets.has_room("noisy", "stuck"));
         assert!(
             budgets.claim("noisy", "stuck"),
             "an ended delivery frees its slot"
@@ -552,6 +650,70 @@ mod tests {
         budgets.release("t", "c");
         assert!(budgets.tenants.is_empty() && budgets.channels.is_empty());
         assert!(budgets.claim("t", "c"));
+    }
+
+    fn message(tenant: &str, channel: &str, id: &str) -> Message {
+        Message {
+            tenant: tenant.into(),
+            channel: channel.into(),
+            ..crate::store::fixtures::message(id, channel, crate::store::MessageStatus::Pending, 0)
+        }
+    }
+
+    #[test]
+    fn parked_messages_start_in_order_as_their_tenant_and_channel_have_room() {
+        let mut budgets = Budgets::new(DeliveryBudgets {
+            per_tenant: 2,
+            per_channel: 1,
+        });
+        let mut parked = Parked::default();
+        for (tenant, channel, id) in [
+            ("noisy", "stuck", "n1"),
+            ("noisy", "stuck", "n2"),
+            ("quiet", "email", "q1"),
+            ("quiet", "email", "q2"),
+        ] {
+            parked.park(message(tenant, channel, id));
+        }
+        let mut started = Vec::new();
+        while let Some(m) = parked.next_startable(&budgets) {
+            budgets.claim(&m.tenant, &m.channel);
+            started.push(m.id);
+        }
+        started.sort();
+        assert_eq!(
+            started,
+            ["n1", "q1"],
+            "one per channel, each its channel's first"
+        );
+        budgets.release("noisy", "stuck");
+        let next = parked.next_startable(&budgets).map(|m| m.id);
+        assert_eq!(next.as_deref(), Some("n2"));
+        assert_eq!(
+            parked.per_tenant.get("noisy"),
+            None,
+            "nothing of noisy is parked"
+        );
+    }
+
+    #[test]
+    fn a_tenant_passed_over_is_read_again_once_half_its_parking_is_free() {
+        let mut parked = Parked::default();
+        for i in 0..PARK_PER_TENANT {
+            parked.park(message("noisy", "stuck", &format!("n{i}")));
+        }
+        assert!(parked.is_full("noisy") && !parked.is_full("quiet"));
+        parked.passed_over.insert("noisy".into());
+        let budgets = Budgets::new(DeliveryBudgets {
+            per_tenant: CONCURRENCY,
+            per_channel: CONCURRENCY,
+        });
+        assert!(!parked.wants_more("noisy"));
+        for _ in 0..PARK_PER_TENANT / 2 {
+            parked.next_startable(&budgets);
+        }
+        assert!(parked.wants_more("noisy"));
+        assert!(!parked.wants_more("noisy"), "asked once");
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub mod trigger;
 #[cfg(test)]
 mod compat;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 pub use channels::ChannelRecord;
 pub use events::Ingested;

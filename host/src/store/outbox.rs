@@ -104,6 +104,9 @@ pub struct DueRead<'a> {
     pub limit: usize,
     pub scan: usize,
     pub from: Option<&'a [u8]>,
+    /// How far before `now` [`DueScan::caught_up`] points: a message written a little after
+    /// this scan may carry a due time a little before its `now`.
+    pub lag: Millis,
 }
 
 /// What one [`Store::scan_due_messages`] found.
@@ -115,6 +118,9 @@ pub struct DueScan {
     pub resume: Option<Vec<u8>>,
     /// Whether a due message was passed over because its tenant or `accept` refused it.
     pub skipped: bool,
+    /// Where a later scan for only the messages that fall due after this one's `now` less
+    /// [`DueRead::lag`] starts.
+    pub caught_up: Vec<u8>,
 }
 
 /// One delivery attempt, as [`Store::record_attempts`] writes it.
@@ -287,14 +293,18 @@ impl Store {
             limit,
             scan,
             from,
+            lag,
         }: DueRead<'_>,
         taken: &HashSet<MessageKey>,
-        tenant_open: &dyn Fn(&str) -> bool,
+        tenant_open: &mut dyn FnMut(&str) -> bool,
         accept: &mut dyn FnMut(&Message) -> bool,
     ) -> Result<DueScan, StoreError> {
         let end = time_key(now.saturating_add(1)).to_vec();
         let start = from.map_or_else(Vec::new, <[u8]>::to_vec);
-        let mut out = DueScan::default();
+        let mut out = DueScan {
+            caught_up: time_key(now.saturating_sub(lag)).to_vec(),
+            ..DueScan::default()
+        };
         let mut looked = 0;
         for kv in self.outbox_due.range(start..end) {
             let (due_k, outbox_k) = kv?;
@@ -965,11 +975,12 @@ mod tests {
             limit: 10,
             scan,
             from,
+            lag: 0,
         };
-        let open = |tenant: &str| tenant != "noisy";
+        let mut open = |tenant: &str| tenant != "noisy";
         let mut refuse_q2 = |m: &Message| m.id != "q2";
         let first = store
-            .scan_due_messages(read(3, None), &taken, &open, &mut refuse_q2)
+            .scan_due_messages(read(3, None), &taken, &mut open, &mut refuse_q2)
             .unwrap();
         assert_eq!(ids(&first.messages), ["q1"], "three entries looked at");
         assert!(first.skipped);
@@ -977,7 +988,7 @@ mod tests {
             .scan_due_messages(
                 read(3, first.resume.as_deref()),
                 &taken,
-                &open,
+                &mut open,
                 &mut refuse_q2,
             )
             .unwrap();
@@ -989,7 +1000,7 @@ mod tests {
         );
         // The messages passed over are still there for the next scan.
         let again = store
-            .scan_due_messages(read(100, None), &taken, &|_| true, &mut |_| true)
+            .scan_due_messages(read(100, None), &taken, &mut |_| true, &mut |_| true)
             .unwrap();
         assert_eq!(ids(&again.messages), ["n1", "n2", "q1", "q2", "q3"]);
     }
