@@ -41,8 +41,8 @@ mod validate;
 pub use auth::{digest, Admin, TenantId};
 pub use edge::Edge;
 pub use error::ApiError;
-pub use limits::EdgeConfig;
 pub use events::parse_events;
+pub use limits::EdgeConfig;
 
 use crate::host::Host;
 use axum::extract::DefaultBodyLimit;
