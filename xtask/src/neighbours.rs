@@ -6,13 +6,17 @@
 //!
 //! - **calm** — the *quiet* tenant alone: the onboarding journey, its webhook delivering to a
 //!   loopback sink; one sign-up per request at [`QUIET_RATE`] a second for the phase's length.
-//! - **flood** — the same quiet load while the *noisy* tenant, on the same server, throws at it
-//!   everything the issue "Hold up under abuse and faults" lists: sign-ups whose welcomes go to
-//!   a provider that accepts connections and never answers; events that make its hostile
-//!   journey spin to the `decide` deadline on every trigger; multi-megabyte batches with one
-//!   malformed event at the end; bodies over the size limit; mass dead-letter retries (a few
-//!   hundred thousand ids, and "all"). Each flood task keeps one request in flight, so the
-//!   flood is as heavy as the server lets it be.
+//! - **bad requests** — the same quiet load while the *noisy* tenant, on the same server, sends
+//!   multi-megabyte batches with one malformed event at the end, bodies over the size limit and
+//!   mass dead-letter retries (a few hundred thousand ids, and "all"), each keeping one request
+//!   in flight (the issue's "flood of oversized/malformed requests and a mass retry");
+//! - **faulty tenant** — the noisy tenant's sign-ups (200 a second) have welcomes that go to a
+//!   provider that accepts connections and never answers, and its hostile journey spins to the
+//!   `decide` deadline on 200 events a second (the issue's "a channel that never answers and a
+//!   journey that burns its deadline on every trigger");
+//! - **everything** — all of the above at once, the sign-ups and spinning events too as fast
+//!   as the server takes them: more valid work than the two cores can do, which no fairness
+//!   between tenants can make free.
 //!
 //! For the quiet tenant it reports the acknowledgement latency of its requests (sent to
 //! answered) and the welcome latency (sent to the sink receiving the welcome), p50/p99/max;
@@ -69,7 +73,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
 }
 
 async fn run(seconds: u32) -> Result<String> {
-    let calm = phase("calm", false, seconds).await.context("calm phase")?;
+    let calm = phase("calm", None, seconds).await.context("calm phase")?;
     // Alone, the quiet tenant must be served completely, or the bench itself is broken.
     ensure!(
         calm.refused == 0 && calm.missing == 0,
@@ -77,8 +81,14 @@ async fn run(seconds: u32) -> Result<String> {
         calm.refused,
         calm.missing
     );
-    let flood = phase("flood", true, seconds).await.context("flood phase")?;
-    Ok(report(seconds, &calm, &flood))
+    let mut floods = Vec::new();
+    for flood in [Flood::BadRequests, Flood::Faulty, Flood::Everything] {
+        let measured = phase(flood.dir(), Some(flood), seconds)
+            .await
+            .with_context(|| format!("{} phase", flood.dir()))?;
+        floods.push((flood, measured));
+    }
+    Ok(report(seconds, &calm, &floods))
 }
 
 /// What one phase measured.
@@ -95,7 +105,33 @@ struct Phase {
     noisy: BTreeMap<(&'static str, String), u64>,
 }
 
-async fn phase(name: &str, flood: bool, seconds: u32) -> Result<Phase> {
+/// What the noisy tenant does in a phase.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    BadRequests,
+    Faulty,
+    Everything,
+}
+
+impl Flood {
+    fn dir(self) -> &'static str {
+        match self {
+            Flood::BadRequests => "bad-requests",
+            Flood::Faulty => "faulty",
+            Flood::Everything => "everything",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Flood::BadRequests => "beside bad requests and mass retries",
+            Flood::Faulty => "beside a stuck channel and a deadline burner (200 + 200 events/s)",
+            Flood::Everything => "beside everything at once, as fast as taken",
+        }
+    }
+}
+
+async fn phase(name: &str, flood: Option<Flood>, seconds: u32) -> Result<Phase> {
     let dir = super::root()
         .join("target")
         .join("bench")
@@ -127,8 +163,8 @@ async fn phase(name: &str, flood: bool, seconds: u32) -> Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let noisy = Arc::new(Mutex::new(BTreeMap::new()));
     let mut flooders = JoinSet::new();
-    if flood {
-        start_flood(&server, &mut flooders, &stop, &noisy).await?;
+    if let Some(flood) = flood {
+        start_flood(&server, flood, &mut flooders, &stop, &noisy).await?;
         // Let the flood build up before measuring.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -227,6 +263,7 @@ async fn watch_sink(
 /// until `stop`.
 async fn start_flood(
     server: &Server,
+    flood: Flood,
     flooders: &mut JoinSet<()>,
     stop: &Arc<AtomicBool>,
     outcomes: &Arc<Mutex<BTreeMap<(&'static str, String), u64>>>,
@@ -294,8 +331,15 @@ async fn start_flood(
     let retry_all = br#"{"ids":[]}"#.to_vec();
 
     type Body = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
-    let tasks: Vec<(&'static str, String, Body)> = vec![
+    // Which flood each task belongs to: the faulty tenant's work, or bad requests.
+    let faulty = flood != Flood::BadRequests;
+    let bad_requests = flood != Flood::Faulty;
+    // The faulty tenant's pace: one batch of 200 a second, or as fast as taken.
+    let pace = (flood == Flood::Faulty).then_some(Duration::from_secs(1));
+    let tasks: Vec<(bool, Option<Duration>, &'static str, String, Body)> = vec![
         (
+            faulty,
+            pace,
             "signups to a provider that never answers",
             events.clone(),
             Arc::new(|round| {
@@ -306,6 +350,8 @@ async fn start_flood(
             }),
         ),
         (
+            faulty,
+            pace,
             "events that spin to the deadline",
             events.clone(),
             Arc::new(|round| {
@@ -315,27 +361,38 @@ async fn start_flood(
             }),
         ),
         (
+            bad_requests,
+            None,
             "6 MB batches with one malformed event",
             events.clone(),
             Arc::new(move |_| bad.clone()),
         ),
         (
+            bad_requests,
+            None,
             "bodies over the size limit",
             events.clone(),
             Arc::new(move |_| oversized.clone()),
         ),
         (
+            bad_requests,
+            None,
             "dead-letter retry of 200,000 ids",
             format!("{url}/v1/dead-letters/retry"),
             Arc::new(move |_| retry_many.clone()),
         ),
         (
+            bad_requests,
+            None,
             "dead-letter retry of all",
             format!("{url}/v1/dead-letters/retry"),
             Arc::new(move |_| retry_all.clone()),
         ),
     ];
-    for (what, target, body) in tasks {
+    for (run, pace, what, target, body) in tasks {
+        if !run {
+            continue;
+        }
         let http = http.clone();
         let key = key.clone();
         let stop = stop.clone();
@@ -343,6 +400,7 @@ async fn start_flood(
         flooders.spawn(async move {
             let mut round = 0;
             while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 let answer = http
                     .post(&target)
                     .bearer_auth(&key)
@@ -363,6 +421,9 @@ async fn start_flood(
                     }
                 }
                 round += 1;
+                if let Some(pace) = pace {
+                    tokio::time::sleep(pace.saturating_sub(started.elapsed())).await;
+                }
             }
         });
     }
@@ -393,20 +454,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn report(seconds: u32, calm: &Phase, flood: &Phase) -> String {
+fn report(seconds: u32, calm: &Phase, floods: &[(Flood, Phase)]) -> String {
     let mut out = String::new();
     out.push_str(&super::machine_and_date());
     out.push_str(&format!(
         "\nThe quiet tenant posts {QUIET_RATE} sign-ups a second, one per request, for {seconds} s \
-         ({} sign-ups); its welcomes go to a loopback sink. In the flood phase the noisy tenant \
-         floods the same server at once (see `xtask/src/neighbours.rs`).\n\n",
+         ({} sign-ups); its welcomes go to a loopback sink. Each row is a fresh server; the noisy \
+         tenant's load per row is described in `xtask/src/neighbours.rs`.\n\n",
         seconds * QUIET_RATE
     ));
     out.push_str(
         "| quiet tenant | acknowledged p50 | p99 | max | welcome p50 | p99 | max | refused | welcomes missing |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for (name, phase) in [("alone", calm), ("during the flood", flood)] {
+    let rows = std::iter::once(("alone", calm))
+        .chain(floods.iter().map(|(flood, phase)| (flood.title(), phase)));
+    for (name, phase) in rows {
         out.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             ms(percentile(&phase.acks, 0.50)),
@@ -419,9 +482,14 @@ fn report(seconds: u32, calm: &Phase, flood: &Phase) -> String {
             phase.missing,
         ));
     }
-    out.push_str("\n| noisy tenant's flood (during the quiet load) | answered | requests |\n| --- | --- | ---: |\n");
-    for ((what, outcome), n) in &flood.noisy {
-        out.push_str(&format!("| {what} | {outcome} | {n} |\n"));
+    for (flood, phase) in floods {
+        out.push_str(&format!(
+            "\n| noisy tenant, {} | answered | requests |\n| --- | --- | ---: |\n",
+            flood.title()
+        ));
+        for ((what, outcome), n) in &phase.noisy {
+            out.push_str(&format!("| {what} | {outcome} | {n} |\n"));
+        }
     }
     out
 }
