@@ -330,10 +330,24 @@ impl Client {
         self.admin = self.admin.with_base_url(server.url());
     }
 
-    /// `POST /v1/events` with a prepared JSON array; fails unless 202.
+    /// `POST /v1/events` with a prepared JSON array; fails unless 202. Backpressure (`503`,
+    /// a shard's queue full) and a rate limit (`429`) are waited out and the batch posted
+    /// again, as a well-behaved client does: nothing of a refused batch was stored.
     async fn post(&self, body: Vec<u8>) -> Result<()> {
-        self.tenant.post_events_json(body).await?;
-        Ok(())
+        loop {
+            match self.tenant.post_events_json(body.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if matches!(
+                        e.status(),
+                        Some(StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS)
+                    ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn counters(&self) -> Result<Counters> {
