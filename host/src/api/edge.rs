@@ -17,6 +17,7 @@ use super::limits::{EdgeConfig, TenantRates, SHARD_QUEUE_RECHECK};
 use super::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -272,11 +273,13 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     }
 }
 
-async fn guarded(state: AppState, request: Request, next: Next) -> Result<Response, ApiError> {
+/// The checks made on a request's head before any of its body is read: target and header
+/// sizes, content type, declared length, the tenant's request rate and expensive-request cap.
+fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
     let edge = &state.edge;
     let config = &edge.config;
     let uri_len = request
-        .uri()
+        .uri
         .path_and_query()
         .map_or(0, |pq| pq.as_str().len());
     if uri_len > config.max_uri_bytes {
@@ -289,7 +292,7 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
             ),
         ));
     }
-    let head = header_bytes(request.headers());
+    let head = header_bytes(&request.headers);
     if head > config.max_header_bytes {
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -300,13 +303,13 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
             ),
         ));
     }
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let method = request.method.clone();
+    let path = request.uri.path().to_string();
     let kind = body_kind(&method, &path);
     let has_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
     if has_body {
         // A missing Content-Type is taken as the route's own (as clients and docs always did).
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        if let Some(content_type) = request.headers.get(header::CONTENT_TYPE) {
             let content_type = content_type.to_str().unwrap_or_default();
             let ok = match kind {
                 BodyKind::Component => is_component(content_type),
@@ -331,7 +334,7 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
         BodyKind::Small => config.max_small_body,
     };
     let declared = request
-        .headers()
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -343,11 +346,10 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
     }
 
     // The tenant, if the key is one: rate-limited and remembered for the handler.
-    let mut request = request;
     let mut rate = None;
     let mut _permit: Option<OwnedSemaphorePermit> = None;
-    if let Some(TenantId(tenant)) = TenantId::resolve(request.headers(), &state)? {
-        let t = edge.tenant(&state, &tenant)?;
+    if let Some(TenantId(tenant)) = TenantId::resolve(&request.headers, state)? {
+        let t = edge.tenant(state, &tenant)?;
         let rates = t.rates;
         let remaining = lock(&t.requests)
             .take(1, rates.requests_per_second, rates.request_burst)
@@ -375,9 +377,72 @@ async fn guarded(state: AppState, request: Request, next: Next) -> Result<Respon
             })?);
         }
         tracing::debug!(tenant, %method, path, "tenant request admitted");
-        request.extensions_mut().insert(TenantId(tenant));
+        request.extensions.insert(TenantId(tenant));
     }
 
+    Ok(Admitted {
+        limit,
+        has_body,
+        rate,
+        _permit,
+    })
+}
+
+/// How long, and how much, a refused request's body is still read (and dropped) after the
+/// answer: a server that closes a connection with unread bytes in it makes the kernel reset
+/// it, and a client still sending its body then sees the reset instead of the answer (the
+/// "lingering close" of RFC 9112 §9.6).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads and drops what comes of a refused request's body, for at most [`LINGER`] and
+/// [`LINGER_BYTES`], while the refusal is answered; then the connection closes.
+fn linger(body: Body) {
+    tokio::spawn(async move {
+        let drain = async {
+            use http_body_util::BodyExt as _;
+            let mut body = body;
+            let mut read = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    if read > LINGER_BYTES {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
+}
+
+/// What [`admit`] let through: the body's limit and whether there is one, the tenant's rate
+/// for the answer's headers, and its expensive-request permit (held until the answer).
+struct Admitted {
+    limit: usize,
+    has_body: bool,
+    rate: Option<(u64, u64)>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+async fn guarded(state: AppState, request: Request, next: Next) -> Result<Response, ApiError> {
+    let config = &state.edge.config;
+    let (mut parts, body) = request.into_parts();
+    let Admitted {
+        limit,
+        has_body,
+        rate,
+        _permit,
+    } = match admit(&state, &mut parts) {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            linger(body);
+            return Err(error);
+        }
+    };
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let mut request = Request::from_parts(parts, body);
     if has_body {
         let (parts, body) = request.into_parts();
         let read = axum::body::to_bytes(body, limit);
