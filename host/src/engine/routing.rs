@@ -62,7 +62,13 @@ pub fn route_event<'a>(
 
 /// Applies a re-entry policy: the new run, or `None` when the customer may not enter.
 fn entry_allowed(policy: &Reentry, enrollments: &[Enrollment], event: &Event) -> Option<Routing> {
-    let next_run = enrollments.iter().map(|e| e.run).max().unwrap_or(0) + 1;
+    // A customer whose runs would pass `u32::MAX` enters no more (rather than wrap onto run 0).
+    let next_run = enrollments
+        .iter()
+        .map(|e| e.run)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1)?;
     let enter = |key: Option<String>| Some(Routing::Enter { run: next_run, key });
     match policy {
         Reentry::Never if enrollments.is_empty() => enter(None),

@@ -93,6 +93,19 @@ fn reentry_always_runs_beside_the_active_run() {
 }
 
 #[test]
+fn no_run_past_the_last_run_number() {
+    let mut s = spec();
+    s.reentry = Reentry::Always;
+    let mut last = active();
+    last.run = u32::MAX;
+    let routes = route_event(&s, &[last], |_| Some(&s), &event("signed_up", json!({})));
+    assert!(
+        !routes.iter().any(|r| matches!(r, Routing::Enter { .. })),
+        "{routes:?}"
+    );
+}
+
+#[test]
 fn keyed_reentry_runs_once_per_key_in_parallel() {
     let mut s = spec();
     s.reentry = Reentry::Keyed("order_id".into());
