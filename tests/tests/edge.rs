@@ -241,6 +241,20 @@ async fn a_clock_advance_that_would_overflow_is_refused_and_the_clock_stays() {
     assert!(tenant_api.customer("c").await.is_none());
 }
 
+/// Posts `batch` and checks it is refused whole as too large, naming its second event.
+async fn refused_as_too_large_at_event_1(api: &Api, key: &str, batch: Value, why: &str) {
+    let (status, body) = api
+        .request(Method::POST, "/v1/events", Some(key), batch)
+        .await;
+    assert_error(
+        &(status, body.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("event 1"), "{why}: {body}");
+}
+
 #[tokio::test]
 async fn oversized_bodies_and_events_are_refused_early_and_nothing_is_stored() {
     let (server, tenant) = server_with_tenant(&[]).await;
@@ -296,21 +310,7 @@ async fn oversized_bodies_and_events_are_refused_early_and_nothing_is_stored() {
             json!({ "blob": "z".repeat(70_000) })
         ),
     ]);
-    let (status, body) = api
-        .request(Method::POST, "/v1/events", Some(key), batch)
-        .await;
-    assert_error(
-        &(status, body.clone()),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("event 1"),
-        "{body}"
-    );
+    refused_as_too_large_at_event_1(&api, key, batch, "the properties pass 64 KiB").await;
     // Traits past 16 KiB.
     let (status, body) = api
         .request(
@@ -345,21 +345,13 @@ async fn oversized_bodies_and_events_are_refused_early_and_nothing_is_stored() {
             )
         })
         .collect();
-    let (status, body) = api
-        .request(Method::POST, "/v1/events", Some(key), json!(batch))
-        .await;
-    assert_error(
-        &(status, body.clone()),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-    );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("event 1"),
-        "the fifth field (the batch's second) passes 64 KiB: {body}"
-    );
+    refused_as_too_large_at_event_1(
+        &api,
+        key,
+        json!(batch),
+        "the fifth field (the batch's second) passes 64 KiB",
+    )
+    .await;
     // Ids and names past their lengths are 400.
     let (status, body) = api
         .request(
