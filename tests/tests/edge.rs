@@ -182,6 +182,136 @@ async fn every_error_has_the_documented_json_shape() {
     }
 }
 
+/// Reads one answer of a kept-alive connection: its head, then `Content-Length` bytes of body.
+async fn read_one_answer(stream: &mut TcpStream) -> (u16, Value) {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                let (status, body, _) = waymark_tests::raw::parse_answer(&bytes);
+                return (status, body);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 30 s")
+            .unwrap();
+        assert!(n > 0, "closed before the answer ended: {text:?}");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn heads_past_hypers_own_limits_are_refused_in_json_too() {
+    let (server, tenant) = server_with_tenant(&[]).await;
+    let key = tenant.api_key.as_str();
+    let url = server.url();
+
+    // A head of 200 KiB: past the 64 KiB bound of a whole head (and past hyper's buffer).
+    let fat = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fat: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(200 * 1024)
+    );
+    let (status, body, _) = raw_request(url, fat.as_bytes()).await;
+    assert_error(
+        &answer(status, body),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    // 150 small header fields: past the 100 allowed (hyper's own count would answer bare).
+    let many: String = (0..150).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let (status, body, _) = raw_request(
+        url,
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+    assert_error(
+        &answer(status, body),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    assert!(message.contains("100 header fields"), "{message}");
+    // A request line of 100 KiB: 414, not 431, since no header was reached.
+    let (status, body, _) = raw_request(
+        url,
+        format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(100 * 1024)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_error(
+        &answer(status, body),
+        StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+    );
+
+    // On a kept-alive connection, after a request with a body and one without, an oversized
+    // head is still refused in JSON: the guard finds each new head.
+    let mut stream = TcpStream::connect(authority(url)).await.unwrap();
+    let batch = json!([{ "id": "e1", "customer": "c1", "name": "signed_up" }]).to_string();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{batch}",
+                batch.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (status, body) = read_one_answer(&mut stream).await;
+    assert_eq!(status, 202, "{body}");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_one_answer(&mut stream).await;
+    assert_eq!(status, 200, "{body}");
+    let _ = stream
+        .write_all(
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fat: {}\r\n\r\n",
+                "c".repeat(200 * 1024)
+            )
+            .as_bytes(),
+        )
+        .await;
+    let (status, body) = read_one_answer(&mut stream).await;
+    assert_error(
+        &answer(status, body),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+    );
+    // The connection ends after the refusal; the server serves the next one.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(
+        rest.is_empty(),
+        "nothing after the refusal: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (status, body, _) = raw_request(
+        url,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// `(status, body)` of a raw answer.
 trait IntoParts {
     fn into_parts(self) -> (u16, Value);

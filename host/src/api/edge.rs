@@ -13,7 +13,7 @@
 //! [`Edge::shard_full`]).
 
 use super::auth::TenantId;
-use super::limits::{EdgeConfig, TenantRates, SHARD_QUEUE_RECHECK};
+use super::limits::{EdgeConfig, TenantRates, LINGER, LINGER_BYTES, SHARD_QUEUE_RECHECK};
 use super::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -388,15 +388,11 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
     })
 }
 
-/// How long, and how much, a refused request's body is still read (and dropped) after the
-/// answer: a server that closes a connection with unread bytes in it makes the kernel reset
-/// it, and a client still sending its body then sees the reset instead of the answer (the
-/// "lingering close" of RFC 9112 §9.6).
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-const LINGER_BYTES: usize = 64 * 1024 * 1024;
-
 /// Reads and drops what comes of a refused request's body, for at most [`LINGER`] and
-/// [`LINGER_BYTES`], while the refusal is answered; then the connection closes.
+/// [`LINGER_BYTES`], while the refusal is answered; then the connection closes. A server that
+/// closes a connection with unread bytes in it makes the kernel reset it, and a client still
+/// sending its body then sees the reset instead of the answer (the "lingering close" of
+/// RFC 9112 §9.6).
 fn linger(body: Body) {
     tokio::spawn(async move {
         let drain = async {

@@ -18,9 +18,22 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most bytes of request headers (names and values): 431 beyond.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// hyper's read buffer, which bounds a request head below the router; larger than
-/// [`MAX_URI_BYTES`] + [`MAX_HEADER_BYTES`] so that the router's JSON answers come first.
-pub const MAX_HEAD_BUFFER: usize = 64 * 1024;
+/// The largest request head (request line, header fields, line ends), watched as it is read
+/// (`api::head`): 431 beyond, or 414 when the request line alone is longer. Larger than
+/// [`MAX_URI_BYTES`] + [`MAX_HEADER_BYTES`] so that the router's finer answers come first.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most header fields in a request: 431 beyond.
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// hyper's read buffer and its own head limits, the backstop below [`MAX_HEAD_BYTES`] and
+/// [`MAX_HEADER_FIELDS`] (hyper's refusals carry no body, so they must never come first).
+pub const MAX_HEAD_BUFFER: usize = 2 * MAX_HEAD_BYTES;
+pub const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADER_FIELDS;
+/// How long a refused request's remaining bytes are read and dropped before its connection
+/// closes (a lingering close: closing with bytes unread would reset the connection and could
+/// discard the answer at the client).
+pub const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes read and dropped in that time.
+pub const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// The largest body of `POST /v1/events`. `--max-events-body-bytes`.
 pub const MAX_EVENTS_BODY: usize = 16 * 1024 * 1024;
@@ -103,7 +116,8 @@ pub struct EdgeConfig {
     pub max_connections: usize,
     pub max_uri_bytes: usize,
     pub max_header_bytes: usize,
-    pub max_head_buffer: usize,
+    pub max_head_bytes: usize,
+    pub max_header_fields: usize,
     pub max_events_body: usize,
     pub max_upload_body: usize,
     pub max_small_body: usize,
@@ -119,7 +133,8 @@ impl Default for EdgeConfig {
             max_connections: MAX_CONNECTIONS,
             max_uri_bytes: MAX_URI_BYTES,
             max_header_bytes: MAX_HEADER_BYTES,
-            max_head_buffer: MAX_HEAD_BUFFER,
+            max_head_bytes: MAX_HEAD_BYTES,
+            max_header_fields: MAX_HEADER_FIELDS,
             max_events_body: MAX_EVENTS_BODY,
             max_upload_body: MAX_UPLOAD_BODY,
             max_small_body: MAX_SMALL_BODY,

@@ -31,6 +31,7 @@ mod edge;
 mod enrollments; // Isolation (issue 15)
 mod error;
 mod events;
+pub mod head;
 mod health;
 mod journeys;
 pub mod limits;
