@@ -212,7 +212,7 @@ async fn read_one_answer(stream: &mut TcpStream) -> (u16, Value) {
 }
 
 #[tokio::test]
-async fn heads_past_hypers_own_limits_are_refused_in_json_too() {
+async fn heads_past_hypers_own_limits_or_malformed_are_refused_in_json_too() {
     let (server, tenant) = server_with_tenant(&[]).await;
     let key = tenant.api_key.as_str();
     let url = server.url();
@@ -257,6 +257,21 @@ async fn heads_past_hypers_own_limits_are_refused_in_json_too() {
         StatusCode::URI_TOO_LONG,
         "uri_too_long",
     );
+
+    // Heads hyper cannot parse at all (a malformed request line, a header name with a space):
+    // 400 in JSON too, not hyper's bare one.
+    for malformed in [
+        "GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        "\u{1}\u{2}\u{3}\r\n\r\n",
+    ] {
+        let (status, body, _) = raw_request(url, malformed.as_bytes()).await;
+        assert_error(
+            &answer(status, body),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        );
+    }
 
     // On a kept-alive connection, after a request with a body and one without, an oversized
     // head is still refused in JSON: the guard finds each new head.

@@ -8,6 +8,9 @@
 //! ends the connection, and lingers on it so that a client still sending sees the answer rather
 //! than a reset.
 //!
+//! The same wrapper replaces hyper's bare answer to a head it cannot parse at all (a malformed
+//! request line or header: `400` with no body) with the JSON one, in place, as hyper writes it.
+//!
 //! Only heads are watched: [`Guarded`] scans from the first byte of a head to its empty line,
 //! then stops until the request's body has been read to its end, which the service side reports
 //! through [`Boundary::track`] (bodies are read whole by the edge layer before any handler). A
@@ -186,23 +189,27 @@ fn scan(phase: &mut Phase, bytes: &[u8], limits: HeadLimits) -> Scanned {
 
 /// The answer to a refused head, as bytes on the wire.
 fn refusal(overrun: Overrun, limits: HeadLimits) -> Vec<u8> {
-    let (status, code, message) = match overrun {
-        Overrun::RequestLine => (
+    match overrun {
+        Overrun::RequestLine => answer(
             "414 URI Too Long",
             "uri_too_long",
-            format!("the request line is over {} bytes", limits.max_bytes),
+            &format!("the request line is over {} bytes", limits.max_bytes),
         ),
-        Overrun::Bytes => (
+        Overrun::Bytes => answer(
             "431 Request Header Fields Too Large",
             "headers_too_large",
-            format!("the request head is over {} bytes", limits.max_bytes),
+            &format!("the request head is over {} bytes", limits.max_bytes),
         ),
-        Overrun::Fields => (
+        Overrun::Fields => answer(
             "431 Request Header Fields Too Large",
             "headers_too_large",
-            format!("the request has over {} header fields", limits.max_fields),
+            &format!("the request has over {} header fields", limits.max_fields),
         ),
-    };
+    }
+}
+
+/// `{"error": {"code", "message"}}` with its status, closing the connection.
+fn answer(status: &str, code: &str, message: &str) -> Vec<u8> {
     let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -210,6 +217,33 @@ fn refusal(overrun: Overrun, limits: HeadLimits) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// The JSON answer in place of hyper's own to a head it could not parse (a malformed request
+/// line or header, or a head past its backstop limits): hyper writes those as a bare status
+/// with `content-length: 0`, which nothing above it ever writes for these statuses (every
+/// error of the router carries its JSON body).
+fn in_place_of_bare(written: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(written).ok()?;
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| head.strip_prefix("HTTP/1.0 "))?;
+    let bare = rest.is_empty()
+        && head
+            .lines()
+            .any(|line| line.eq_ignore_ascii_case("content-length: 0"));
+    if !bare {
+        return None;
+    }
+    let status = status.lines().next()?;
+    let (code, message) = match status.get(..3)? {
+        "400" => ("invalid_input", "the request head is not valid HTTP/1.1"),
+        "414" => ("uri_too_long", "the request line is too long"),
+        "431" => ("headers_too_large", "the request head is too large"),
+        _ => return None,
+    };
+    Some(answer(status, code, message))
 }
 
 /// A connection's byte stream, with its heads watched (see the module's documentation).
@@ -220,6 +254,9 @@ pub struct Guarded {
     phase: Phase,
     /// The refusal being written, and how much of it is out.
     refusing: Option<(Vec<u8>, usize)>,
+    /// While a refusal replaces hyper's own bare answer: that answer's length, reported to
+    /// hyper as written once the refusal is out.
+    replacing: Option<usize>,
 }
 
 impl Guarded {
@@ -230,6 +267,7 @@ impl Guarded {
             boundary,
             phase: Phase::FRESH,
             refusing: None,
+            replacing: None,
         }
     }
 }
@@ -291,7 +329,20 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let inner = self.inner.as_mut().ok_or_else(gone)?;
+        let this = &mut *self;
+        if this.refusing.is_none() {
+            if let Some(json) = in_place_of_bare(buf) {
+                tracing::debug!("hyper's bare answer to a request head replaced by JSON");
+                this.refusing = Some((json, 0));
+                this.replacing = Some(buf.len());
+            }
+        }
+        if let Some(len) = this.replacing {
+            ready!(this.poll_refuse(cx))?;
+            this.replacing = None;
+            return Poll::Ready(Ok(len));
+        }
+        let inner = this.inner.as_mut().ok_or_else(gone)?;
         Pin::new(inner).poll_write(cx, buf)
     }
 
@@ -300,6 +351,13 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        // hyper writes an answer's head as one slice: a bare one goes the way of `poll_write`.
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if self.replacing.is_some() || in_place_of_bare(first).is_some() {
+                let first: &[u8] = first;
+                return self.poll_write(cx, first);
+            }
+        }
         let inner = self.inner.as_mut().ok_or_else(gone)?;
         Pin::new(inner).poll_write_vectored(cx, bufs)
     }
@@ -410,6 +468,25 @@ mod tests {
             run(&[b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n"]),
             ["fields"]
         );
+    }
+
+    #[test]
+    fn only_hypers_bare_answers_are_replaced() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let json = String::from_utf8(in_place_of_bare(bare).unwrap()).unwrap();
+        assert!(json.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{json}");
+        assert!(json.contains(r#""code":"invalid_input""#), "{json}");
+        let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(String::from_utf8(in_place_of_bare(bare).unwrap())
+            .unwrap()
+            .contains("headers_too_large"));
+        // The router's own answers carry a body, and other statuses are left alone.
+        let routed = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 52\r\n\r\n";
+        assert!(in_place_of_bare(routed).is_none());
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}";
+        assert!(in_place_of_bare(with_body).is_none());
+        let fine = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+        assert!(in_place_of_bare(fine).is_none());
     }
 
     #[test]
