@@ -21,6 +21,47 @@ pub struct UploadedJourney {
     pub digest: String,
     /// What the component declared through `describe`.
     pub spec: Spec,
+    /// Which versions take new entrants now (a draft upload leaves the live one as it was).
+    pub rollout: JourneyRollout,
+}
+
+/// Which versions of a journey new entrants enter: the answer to
+/// `POST /v1/journeys/{name}/promote` and `/rollback`, and part of the journey's listings.
+/// Enrollments stay on the version they entered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyRollout {
+    /// The journey.
+    pub name: String,
+    /// The newest stored version, live or draft.
+    pub latest_version: u32,
+    /// The version new entrants run; `null` while the journey has only drafts.
+    pub live_version: Option<u32>,
+    /// A version taking a share of new entrants, during a rollout.
+    pub candidate: Option<RolloutCandidate>,
+    /// Versions live before, oldest first: where `rollback` returns (the last one).
+    pub previous_live_versions: Vec<u32>,
+}
+
+/// A version being rolled out to a share of new entrants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutCandidate {
+    /// The version.
+    pub version: u32,
+    /// Percent of new entrants (by a stable hash of the customer id) that enter it: 1 to 99.
+    pub share_percent: u8,
+}
+
+/// The body of `POST /v1/journeys/{name}/promote`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The stored version to promote.
+    pub version: u32,
+    /// Absent (or 100): the version goes live for every new entrant. 1 to 99: it becomes the
+    /// candidate of a rollout, entered by that share of new entrants while the live version
+    /// keeps the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_percent: Option<u8>,
 }
 
 /// The answer to `GET /v1/journeys`.
@@ -37,6 +78,12 @@ pub struct JourneySummary {
     pub name: String,
     /// Its latest version.
     pub latest_version: u32,
+    /// The version new entrants run; `null` while it has only drafts.
+    #[serde(default)]
+    pub live_version: Option<u32>,
+    /// A version taking a share of new entrants, during a rollout.
+    #[serde(default)]
+    pub candidate: Option<RolloutCandidate>,
 }
 
 /// The answer to `GET /v1/journeys/{name}`.
@@ -46,6 +93,8 @@ pub struct JourneyVersions {
     pub name: String,
     /// Every version, first first.
     pub versions: Vec<JourneyVersion>,
+    /// Which of them take new entrants.
+    pub rollout: JourneyRollout,
 }
 
 /// One stored version (the host's `store::JourneyVersion`, same shape).

@@ -28,7 +28,7 @@ use waymark_api::dead_letters::{DeadLetters, Requeued, RetryDeadLetters};
 use waymark_api::events::{EventInput, EventsAccepted};
 use waymark_api::health::Health;
 use waymark_api::journeys::{
-    DecideRequest, Decided, JourneyList, JourneyVersions, UploadedJourney,
+    DecideRequest, Decided, JourneyList, JourneyRollout, JourneyVersions, Promote, UploadedJourney,
 };
 use waymark_api::limits::{LimitOverrides, TenantLimits};
 use waymark_api::policy::SendingPolicy;
@@ -261,6 +261,30 @@ impl Client {
     pub async fn upload_journey(&self, name: &str, component: Vec<u8>) -> Result<UploadedJourney> {
         let path = format!("/v1/journeys/{}", segment(name));
         self.call(Method::PUT, &path, Body::wasm(component)).await
+    }
+
+    /// `PUT /v1/journeys/{name}?stage=draft`: a new version that no one enters until it is
+    /// promoted.
+    pub async fn upload_journey_draft(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+    ) -> Result<UploadedJourney> {
+        let path = format!("/v1/journeys/{}?stage=draft", segment(name));
+        self.call(Method::PUT, &path, Body::wasm(component)).await
+    }
+
+    /// `POST /v1/journeys/{name}/promote`: a version live, or rolled out to a share.
+    pub async fn promote_journey(&self, name: &str, promote: &Promote) -> Result<JourneyRollout> {
+        let path = format!("/v1/journeys/{}/promote", segment(name));
+        self.call(Method::POST, &path, Body::json(promote)?).await
+    }
+
+    /// `POST /v1/journeys/{name}/rollback`: stops a rollout, or returns to the previous live
+    /// version.
+    pub async fn rollback_journey(&self, name: &str) -> Result<JourneyRollout> {
+        let path = format!("/v1/journeys/{}/rollback", segment(name));
+        self.call(Method::POST, &path, Body::Empty).await
     }
 
     /// `POST /v1/journeys/{name}/decide`: what a stored version decides, with no effect.

@@ -1,24 +1,24 @@
 //! Journey versions as the shard workers need them, memoised: every event is routed through the
-//! tenant's latest journeys and every trigger reads its enrollment's version, so reading and
+//! tenant's live journeys and every trigger reads its enrollment's version, so reading and
 //! decoding them from the store per trigger would dominate a trigger that decides nothing.
 //!
 //! A stored version never changes, so versions are kept for the life of the process (they are
-//! few: one per upload). The latest list of a tenant changes only when a version is uploaded,
-//! and the upload calls [`Catalog::forget_latest`] after its write is durable.
+//! few: one per upload). The live list of a tenant changes only when a version is uploaded,
+//! promoted or rolled back, and each calls [`Catalog::forget_live`] after its write is durable.
 
-use crate::store::{JourneyVersion, Store, StoreError};
+use crate::store::{JourneyVersion, LiveJourney, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 type Versions = HashMap<(String, String, u32), Option<Arc<JourneyVersion>>>;
 
-/// The cache of journey versions and each tenant's latest versions.
+/// The cache of journey versions and each tenant's live journeys.
 #[derive(Default)]
 pub struct Catalog {
     versions: RwLock<Versions>,
-    latest: RwLock<HashMap<String, Arc<[Arc<JourneyVersion>]>>>,
-    /// Bumped by every [`Catalog::forget_latest`]: a list read from the store while an upload
+    live: RwLock<HashMap<String, Arc<[LiveJourney]>>>,
+    /// Bumped by every [`Catalog::forget_live`]: a list read from the store while an upload
     /// forgot the cached one may be stale, and is then not cached.
     forgotten: std::sync::atomic::AtomicU64,
 }
@@ -47,33 +47,25 @@ impl Catalog {
         Ok(loaded)
     }
 
-    /// The latest version of every journey of `tenant`.
-    pub fn latest(
-        &self,
-        store: &Store,
-        tenant: &str,
-    ) -> Result<Arc<[Arc<JourneyVersion>]>, StoreError> {
-        if let Some(latest) = read(&self.latest).get(tenant) {
-            return Ok(latest.clone());
+    /// Every journey of `tenant` that new entrants can enter (see [`Store::live_journeys`]).
+    pub fn live(&self, store: &Store, tenant: &str) -> Result<Arc<[LiveJourney]>, StoreError> {
+        if let Some(live) = read(&self.live).get(tenant) {
+            return Ok(live.clone());
         }
         let generation = self.forgotten.load(Ordering::SeqCst);
-        let loaded: Arc<[Arc<JourneyVersion>]> = store
-            .latest_journeys(tenant)?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let mut latest = write(&self.latest);
+        let loaded: Arc<[LiveJourney]> = store.live_journeys(tenant)?.into();
+        let mut live = write(&self.live);
         if self.forgotten.load(Ordering::SeqCst) == generation {
-            latest.insert(tenant.to_string(), loaded.clone());
+            live.insert(tenant.to_string(), loaded.clone());
         }
         Ok(loaded)
     }
 
-    /// Forgets `tenant`'s latest versions after an upload.
-    pub fn forget_latest(&self, tenant: &str) {
-        let mut latest = write(&self.latest);
+    /// Forgets `tenant`'s live journeys after an upload, a promotion or a rollback.
+    pub fn forget_live(&self, tenant: &str) {
+        let mut live = write(&self.live);
         self.forgotten.fetch_add(1, Ordering::SeqCst);
-        latest.remove(tenant);
+        live.remove(tenant);
     }
 }
 
@@ -89,6 +81,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::rollout::Stage;
     use crate::model::{Reentry, Spec};
 
     fn spec() -> Spec {
@@ -105,23 +98,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_latest_list_changes_only_when_forgotten_after_an_upload() {
+    async fn the_live_list_changes_only_when_forgotten_after_an_upload() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
         let catalog = Catalog::default();
         store
-            .add_journey_version("t", "j", "d1", b"x", &spec(), 0)
+            .add_journey_version("t", "j", "d1", b"x", &spec(), Stage::Live, 0)
             .await
             .unwrap();
-        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 1);
+        assert_eq!(catalog.live(&store, "t").unwrap()[0].live.version, 1);
         assert!(catalog.version(&store, "t", "j", 2).unwrap().is_none());
         store
-            .add_journey_version("t", "j", "d2", b"y", &spec(), 1)
+            .add_journey_version("t", "j", "d2", b"y", &spec(), Stage::Live, 1)
             .await
             .unwrap();
-        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 1, "cached");
-        catalog.forget_latest("t");
-        assert_eq!(catalog.latest(&store, "t").unwrap()[0].version, 2);
+        assert_eq!(
+            catalog.live(&store, "t").unwrap()[0].live.version,
+            1,
+            "cached"
+        );
+        catalog.forget_live("t");
+        assert_eq!(catalog.live(&store, "t").unwrap()[0].live.version, 2);
         // A version looked up before it existed was not remembered as absent.
         assert_eq!(
             catalog

@@ -302,20 +302,32 @@ impl<'h> Shell<'h> {
             self.host.metrics.engagement(engagement.as_str());
         }
         // Engagement needs nothing more; a task resolution needs the customer's enrollments;
-        // routing needs those and every journey's latest version.
+        // routing needs those and every live journey (the version this customer would enter).
         let enrollments = match &addressee {
             Some(Addressee::Sender { .. }) => Vec::new(),
             _ => store.enrollments(&self.tenant, &customer.id)?,
         };
-        let latest = match &addressee {
-            None => self.host.catalog.latest(store, &self.tenant)?,
+        let live = match &addressee {
+            None => self.host.catalog.live(store, &self.tenant)?,
             Some(_) => Arc::from([]),
         };
+        // The version of each journey a new run of this customer would enter.
+        let entering: Vec<&Arc<JourneyVersion>> = live
+            .iter()
+            .map(|j| match &j.candidate {
+                Some((candidate, percent))
+                    if engine::routing::enters_candidate(&j.live.name, &customer.id, *percent) =>
+                {
+                    candidate
+                }
+                _ => &j.live,
+            })
+            .collect();
         for e in &enrollments {
             self.version(&e.journey, e.version)?;
         }
         let steps = {
-            let refs: Vec<JourneyRef<'_>> = latest
+            let refs: Vec<JourneyRef<'_>> = entering
                 .iter()
                 .map(|j| JourneyRef {
                     name: &j.name,
@@ -340,7 +352,7 @@ impl<'h> Shell<'h> {
                 now,
             )
         };
-        for j in latest.iter() {
+        for j in entering {
             self.versions
                 .entry((j.name.clone(), j.version))
                 .or_insert_with(|| Some(j.clone()));

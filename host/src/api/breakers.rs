@@ -14,13 +14,7 @@ async fn journey_breakers(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
 ) -> ApiResult<Json<JourneyBreakers>> {
-    if state
-        .host
-        .catalog
-        .latest(&state.host.store, &tenant)?
-        .iter()
-        .all(|j| j.name != name)
-    {
+    if state.host.store.journey_rollout(&tenant, &name)?.is_none() {
         return Err(ApiError::not_found(format!("no journey {name:?}")));
     }
     let breakers = state

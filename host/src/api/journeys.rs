@@ -1,13 +1,16 @@
-//! Journeys: upload a version (validated by running its `describe`), list, read, dry-run
-//! `decide`, and the milestone report.
+//! Journeys: upload a version (validated by running its `describe`; live, or a draft that no
+//! one enters), promote a version or roll it out to a share of new entrants, roll back, list,
+//! read, dry-run `decide`, and the milestone report.
 
 use super::dto;
 use super::prelude::*;
+use crate::model::rollout::{RolloutChange, RolloutError, Stage};
 use crate::model::{ChannelStats, DecisionContext};
 use crate::sandbox::FailureReason;
 use sha2::{Digest, Sha256};
 use waymark_api::journeys::{
-    DecideRequest, Decided, JourneyList, JourneyVersion, JourneyVersions, UploadedJourney,
+    DecideRequest, Decided, JourneyList, JourneyRollout, JourneyVersion, JourneyVersions, Promote,
+    UploadedJourney,
 };
 use waymark_api::reports::JourneyReport;
 
@@ -15,17 +18,41 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/journeys", get(list_journeys))
         .route("/v1/journeys/{name}", put(upload_journey).get(get_journey))
+        .route("/v1/journeys/{name}/promote", post(promote))
+        .route("/v1/journeys/{name}/rollback", post(rollback))
         .route("/v1/journeys/{name}/decide", post(dry_run_decide))
         .route("/v1/journeys/{name}/report", get(journey_report))
+}
+
+/// `?stage=live|draft` of an upload.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    stage: Option<String>,
 }
 
 async fn upload_journey(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadedJourney>)> {
     valid_name("journey", &name)?;
+    let query = query
+        .map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?
+        .0;
+    let stage = match query.stage.as_deref() {
+        None | Some("live") => Stage::Live,
+        Some("draft") => Stage::Draft,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("stage is `live` or `draft`, not {other:?}"),
+            ))
+        }
+    };
     let bytes = body?;
     let rt = &state.host;
     let limits = rt.tenant_limits(&tenant)?;
@@ -45,20 +72,86 @@ async fn upload_journey(
     let digest = hex::encode(Sha256::digest(&bytes));
     let version = rt
         .store
-        .add_journey_version(&tenant, &name, &digest, &bytes, &spec, rt.clock.now())
+        .add_journey_version(
+            &tenant,
+            &name,
+            &digest,
+            &bytes,
+            &spec,
+            stage,
+            rt.clock.now(),
+        )
         .await?;
     rt.registry.insert_journey(&digest, component);
-    rt.catalog.forget_latest(&tenant);
-    tracing::info!(tenant, journey = %name, version = version.version, "journey version uploaded");
+    rt.catalog.forget_live(&tenant);
+    let rollout = rt
+        .store
+        .journey_rollout(&tenant, &name)?
+        .ok_or_else(|| ApiError::internal("the journey's pointers are missing after its upload"))?;
+    tracing::info!(tenant, journey = %name, version = version.version, ?stage, "journey version uploaded");
     Ok((
         StatusCode::CREATED,
         Json(UploadedJourney {
-            name,
             version: version.version,
             digest,
             spec: spec.into(),
+            rollout: dto::rollout(name.clone(), rollout),
+            name,
         }),
     ))
+}
+
+/// Makes a stored version live, or with `share_percent` the candidate of a rollout.
+async fn promote(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<JourneyRollout>> {
+    let input: Promote = parse_json(&body?)?;
+    change_rollout(
+        &state,
+        &tenant,
+        name,
+        RolloutChange::Promote {
+            version: input.version,
+            percent: input.share_percent,
+        },
+    )
+    .await
+}
+
+/// Stops a rollout, or else makes the previous live version live again.
+async fn rollback(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+) -> ApiResult<Json<JourneyRollout>> {
+    change_rollout(&state, &tenant, name, RolloutChange::Rollback).await
+}
+
+async fn change_rollout(
+    state: &AppState,
+    tenant: &str,
+    name: String,
+    change: RolloutChange,
+) -> ApiResult<Json<JourneyRollout>> {
+    let rt = &state.host;
+    let changed = rt
+        .store
+        .change_rollout(tenant, &name, change)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+    let rollout = changed.map_err(|e| match e {
+        RolloutError::NoSuchVersion(_) => ApiError::not_found(e.to_string()),
+        RolloutError::BadShare(_) => ApiError::bad_request("invalid_input", e.to_string()),
+        RolloutError::AlreadyLive(_) | RolloutError::NothingToRollBack => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+    })?;
+    rt.catalog.forget_live(tenant);
+    tracing::info!(tenant, journey = %name, live = ?rollout.live, candidate = ?rollout.candidate, "journey rollout changed");
+    Ok(Json(dto::rollout(name, rollout)))
 }
 
 /// Asks a stored journey version what it would decide in a given context, with no effect on
@@ -78,13 +171,17 @@ async fn dry_run_decide(
         .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON body: {e}")))?;
     let stats: Vec<ChannelStats> = input.stats.into_iter().map(Into::into).collect();
     let rt = &state.host;
+    // Without a version: the live one, or the newest draft of a journey not yet live.
     let version = match input.version {
-        Some(v) => rt.store.journey_version(&tenant, &name, v)?,
+        Some(v) => Some(v),
         None => rt
             .store
-            .latest_journeys(&tenant)?
-            .into_iter()
-            .find(|j| j.name == name),
+            .journey_rollout(&tenant, &name)?
+            .map(|r| r.live.unwrap_or(r.latest)),
+    };
+    let version = match version {
+        Some(v) => rt.store.journey_version(&tenant, &name, v)?,
+        None => None,
     }
     .ok_or_else(|| match input.version {
         Some(v) => ApiError::not_found(format!("journey {name:?} has no version {v}")),
@@ -115,11 +212,14 @@ async fn journey_report(
     Path(name): Path<String>,
 ) -> ApiResult<Json<JourneyReport>> {
     let store = &state.host.store;
+    let not_found = || ApiError::not_found(format!("no journey named {name:?}"));
+    let rollout = store
+        .journey_rollout(&tenant, &name)?
+        .ok_or_else(not_found)?;
+    // Milestones as the live version declares them (the newest draft's, before any is live).
     let latest = store
-        .latest_journeys(&tenant)?
-        .into_iter()
-        .find(|j| j.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+        .journey_version(&tenant, &name, rollout.live.unwrap_or(rollout.latest))?
+        .ok_or_else(not_found)?;
     let cells = store.report_cells(&tenant, &name)?;
     let report = crate::report::cells::report(&latest.spec, &cells);
     Ok(Json(JourneyReport {
@@ -133,9 +233,12 @@ async fn list_journeys(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
 ) -> ApiResult<Json<JourneyList>> {
-    let latest = state.host.store.latest_journeys(&tenant)?;
+    let journeys = state.host.store.journey_rollouts(&tenant)?;
     Ok(Json(JourneyList {
-        journeys: latest.into_iter().map(dto::summary).collect(),
+        journeys: journeys
+            .into_iter()
+            .map(|(name, rollout)| dto::summary(name, rollout))
+            .collect(),
     }))
 }
 
@@ -144,12 +247,14 @@ async fn get_journey(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
 ) -> ApiResult<Json<JourneyVersions>> {
-    let versions = state.host.store.journey_versions(&tenant, &name)?;
-    if versions.is_empty() {
-        return Err(ApiError::not_found(format!("no journey named {name:?}")));
-    }
+    let store = &state.host.store;
+    let rollout = store
+        .journey_rollout(&tenant, &name)?
+        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+    let versions = store.journey_versions(&tenant, &name)?;
     Ok(Json(JourneyVersions {
-        name,
         versions: versions.into_iter().map(JourneyVersion::from).collect(),
+        rollout: dto::rollout(name.clone(), rollout),
+        name,
     }))
 }

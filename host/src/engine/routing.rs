@@ -5,6 +5,14 @@ use super::ids::enrollment_id;
 use crate::model::{Enrollment, EnrollmentStatus, EntryTrigger, Event, Millis, Reentry, Spec};
 use serde_json::Value;
 
+/// Whether a customer's new run enters a rollout's candidate rather than the live version: a
+/// hash of the journey and the customer, so the same customer always lands on the same side
+/// (while the share stays) and each share takes about that percentage of customers.
+pub fn enters_candidate(journey: &str, customer: &str, percent: u8) -> bool {
+    let mut state = crate::hash::fnv1a_terminated(&["rollout", journey, customer]);
+    crate::hash::splitmix64(&mut state) % 100 < u64::from(percent)
+}
+
 /// Whether an event matches an entry trigger: same name, and every filter key equal.
 pub fn matches_entry(entry: &EntryTrigger, event: &Event) -> bool {
     entry.event == event.name
@@ -122,5 +130,32 @@ pub fn enroll(
         failures: Vec::new(),
         loop_window: None,
         paused: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enters_candidate;
+
+    #[test]
+    fn a_rollout_share_takes_about_its_percentage_and_is_stable_per_customer() {
+        for percent in [1u8, 20, 50, 99] {
+            let taken = (0..20_000)
+                .filter(|i| enters_candidate("renewal", &format!("c{i}"), percent))
+                .count();
+            let expected = 20_000 * usize::from(percent) / 100;
+            assert!(
+                taken.abs_diff(expected) < 400,
+                "{percent}%: {taken} of 20000"
+            );
+        }
+        assert!((0..1000).all(|i| !enters_candidate("j", &format!("c{i}"), 0)));
+        assert!((0..1000).all(|i| enters_candidate("j", &format!("c{i}"), 100)));
+        // A customer inside a 20% share stays inside when the share grows.
+        let inside: Vec<String> = (0..1000)
+            .map(|i| format!("c{i}"))
+            .filter(|c| enters_candidate("j", c, 20))
+            .collect();
+        assert!(inside.iter().all(|c| enters_candidate("j", c, 50)));
     }
 }

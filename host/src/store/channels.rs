@@ -110,9 +110,10 @@ mod tests {
             channels: vec![],
             experiments: vec![],
         };
+        use crate::model::rollout::Stage;
         for digest in ["j1", "j2"] {
             store
-                .add_journey_version("t", "welcome", digest, b"j", &spec, 1)
+                .add_journey_version("t", "welcome", digest, b"j", &spec, Stage::Live, 1)
                 .await
                 .unwrap();
         }

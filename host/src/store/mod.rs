@@ -64,7 +64,7 @@ pub(crate) mod fixtures;
 
 pub use channels::ChannelRecord;
 pub use events::Ingested;
-pub use journeys::JourneyVersion;
+pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};

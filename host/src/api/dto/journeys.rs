@@ -3,15 +3,36 @@
 //! this is one-to-one, but spelt out so either side may move on its own.
 
 use super::all;
+use crate::model::rollout::{Candidate, Rollout};
 use crate::model::{self, UnknownWord};
 use crate::store::JourneyVersion;
 use waymark_api::journeys as api;
 
-/// A journey in `GET /v1/journeys`: its latest stored version.
-pub(crate) fn summary(latest: JourneyVersion) -> api::JourneySummary {
+/// A journey in `GET /v1/journeys`: its latest stored version and which ones take entrants.
+pub(crate) fn summary(name: String, rollout: Rollout) -> api::JourneySummary {
     api::JourneySummary {
-        name: latest.name,
-        latest_version: latest.version,
+        name,
+        latest_version: rollout.latest,
+        live_version: rollout.live,
+        candidate: rollout.candidate.map(candidate),
+    }
+}
+
+/// A journey's version pointers.
+pub(crate) fn rollout(name: String, rollout: Rollout) -> api::JourneyRollout {
+    api::JourneyRollout {
+        name,
+        latest_version: rollout.latest,
+        live_version: rollout.live,
+        candidate: rollout.candidate.map(candidate),
+        previous_live_versions: rollout.previous,
+    }
+}
+
+fn candidate(c: Candidate) -> api::RolloutCandidate {
+    api::RolloutCandidate {
+        version: c.version,
+        share_percent: c.percent,
     }
 }
 

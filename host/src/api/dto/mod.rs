@@ -48,7 +48,7 @@ mod tasks;
 pub(super) use clock::clock;
 pub(super) use customers::{customer, failure_reason_word};
 pub(super) use events::{event, event_status};
-pub(super) use journeys::summary;
+pub(super) use journeys::{rollout, summary};
 pub(super) use limits::tenant_limits;
 
 /// Converts every element of `items`.
