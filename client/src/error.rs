@@ -147,7 +147,10 @@ mod tests {
         let mut headers = reqwest::header::HeaderMap::new();
         assert_eq!(retry_after(&headers), None);
         headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&headers),
+            Some(std::time::Duration::from_secs(3))
+        );
         headers.insert(
             reqwest::header::RETRY_AFTER,
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),

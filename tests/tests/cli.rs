@@ -6,11 +6,13 @@
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Instant;
 use waymark_api::reports::JourneyReport;
 use waymark_tests::*;
 
-/// Customers in the import, and events per customer: `signed_up`, 8 × `page_viewed`,
-/// `first_value` (the onboarding journey's goal).
+/// Customers in the import, and events per customer: `signed_up`, `first_value` (the
+/// onboarding journey's goal), then 8 × `page_viewed` (routed, but to a finished enrollment:
+/// the import's cost is the host's ingest rather than 100,000 guest calls).
 const CUSTOMERS: usize = 10_000;
 const EVENTS_PER_CUSTOMER: usize = 10;
 const EVENTS: usize = CUSTOMERS * EVENTS_PER_CUSTOMER;
@@ -78,8 +80,9 @@ impl Cli {
     fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
         let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
         let stdout = self.ok(&args);
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("waymark {args:?} --json is not the answer ({e}):\n{stdout}"))
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("waymark {args:?} --json is not the answer ({e}):\n{stdout}")
+        })
     }
 
     /// Runs `args`, which must fail; returns its stderr.
@@ -120,7 +123,10 @@ fn tenant_with_onboarding(server: &Server, sink: &Sink, home: &Path) -> Cli {
         "--name",
         ONBOARDING,
     ]);
-    assert!(pushed.starts_with("journey onboarding version 1 "), "{pushed}");
+    assert!(
+        pushed.starts_with("journey onboarding version 1 "),
+        "{pushed}"
+    );
     cli
 }
 
@@ -130,6 +136,11 @@ fn write_events(path: &Path) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for c in 0..CUSTOMERS {
         writeln!(out, r#"{{"customer":"c{c}","name":"signed_up"}}"#).unwrap();
+        writeln!(
+            out,
+            r#"{{"id":"fv-{c}","customer":"c{c}","name":"first_value"}}"#
+        )
+        .unwrap();
         for page in 0..EVENTS_PER_CUSTOMER - 2 {
             writeln!(
                 out,
@@ -137,14 +148,17 @@ fn write_events(path: &Path) {
             )
             .unwrap();
         }
-        writeln!(out, r#"{{"id":"fv-{c}","customer":"c{c}","name":"first_value"}}"#).unwrap();
     }
     out.flush().unwrap();
 }
 
 /// The lines read of a progress line `progress: 23000/100000 lines ...`.
 fn progress_lines(line: &str) -> Option<u64> {
-    line.strip_prefix("progress: ")?.split('/').next()?.parse().ok()
+    line.strip_prefix("progress: ")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// An unlabelled counter of `/metrics`.
@@ -181,6 +195,8 @@ async fn an_import_of_100000_events_killed_midway_resumes_and_nothing_is_process
     let input = home.path().join("events.ndjson");
     write_events(&input);
     let file = input.to_str().unwrap();
+    // Durations are printed for the record (docs/BENCHMARKS.md-style notes), never asserted.
+    let started = Instant::now();
 
     // First run: plain progress lines after every batch (stdout is a pipe); killed once a
     // fifth of the file is acknowledged.
@@ -221,15 +237,25 @@ async fn an_import_of_100000_events_killed_midway_resumes_and_nothing_is_process
     );
     assert_eq!(checkpoint["done"], false);
 
+    eprintln!(
+        "import: first run killed after {:?} at {checkpointed} accepted",
+        started.elapsed()
+    );
+
     // Second run: resumes where the checkpoint says and imports the rest.
     let resumed = cli.ok(&["events", "import", file, "--progress-interval-ms", "0"]);
     assert!(resumed.starts_with("resuming "), "{resumed}");
-    assert!(resumed.lines().any(|l| progress_lines(l).is_some()), "{resumed}");
+    assert!(
+        resumed.lines().any(|l| progress_lines(l).is_some()),
+        "{resumed}"
+    );
     let summary = resumed.lines().last().unwrap();
     assert!(
         summary.starts_with(&format!("imported {file}: {EVENTS} accepted, ")),
         "every event accepted once over both runs: {summary}"
     );
+
+    eprintln!("import: resumed and finished after {:?}", started.elapsed());
 
     // Once finished, a rerun sends nothing; a `--restart` resends everything under the same
     // ids, and the server answers every one `duplicate`.
@@ -237,8 +263,16 @@ async fn an_import_of_100000_events_killed_midway_resumes_and_nothing_is_process
     assert!(again.contains("was imported already"), "{again}");
     let restart: ImportSummary = cli.json(&["events", "import", file, "--restart"]);
     assert_eq!(restart.lines, EVENTS as u64);
-    assert_eq!((restart.accepted_now, restart.duplicates_now), (0, EVENTS as u64));
+    assert_eq!(
+        (restart.accepted_now, restart.duplicates_now),
+        (0, EVENTS as u64)
+    );
     assert_eq!((restart.accepted, restart.duplicates), (0, EVENTS as u64));
+
+    eprintln!(
+        "import: --restart run finished after {:?}",
+        started.elapsed()
+    );
 
     // The server accepted each event exactly once, whatever was resent.
     let admin = server.api();
@@ -251,10 +285,18 @@ async fn an_import_of_100000_events_killed_midway_resumes_and_nothing_is_process
 
     // Every customer entered once, reached the goal once, and got one welcome.
     let api = server.api().with_key(cli.key.as_deref().unwrap());
-    wait_until("every customer completed onboarding", || async {
-        api.report(ONBOARDING).await["report"]["overall"]["completed"] == CUSTOMERS as u64
+    wait_until("every customer completed and got a welcome", || async {
+        let report = api.report(ONBOARDING).await;
+        let overall = &report["report"]["overall"];
+        overall["completed"] == CUSTOMERS as u64
+            && overall["channels"][WEBHOOK]["delivered"] == CUSTOMERS as u64
     })
     .await;
+    assert_eq!(sink.count(), CUSTOMERS as u64);
+    eprintln!(
+        "import: every enrollment completed and delivered after {:?}",
+        started.elapsed()
+    );
     let report: JourneyReport = cli.json(&["journey", "report", ONBOARDING]);
     let overall = &report.report.overall;
     assert_eq!(overall.entered, CUSTOMERS as u64);
@@ -266,11 +308,6 @@ async fn an_import_of_100000_events_killed_midway_resumes_and_nothing_is_process
         api.report(ONBOARDING).await,
         "--json prints the API's report"
     );
-    wait_until("one welcome per customer at the sink", || async {
-        sink.count() >= CUSTOMERS as u64
-    })
-    .await;
-    assert_eq!(sink.count(), CUSTOMERS as u64);
 
     // The report as a person reads it: tables.
     let table = cli.ok(&["journey", "report", ONBOARDING]);
@@ -301,8 +338,11 @@ async fn commands_print_tables_or_json_and_api_errors_as_code_and_message() {
 
     // A CSV import with its own ids, then one event sent from flags.
     let csv = home.path().join("signups.csv");
-    std::fs::write(&csv, "id,customer,name,plan\ns-ada,ada,signed_up,pro\ns-bob,bob,signed_up,\n")
-        .unwrap();
+    std::fs::write(
+        &csv,
+        "id,customer,name,plan\ns-ada,ada,signed_up,pro\ns-bob,bob,signed_up,\n",
+    )
+    .unwrap();
     let summary: ImportSummary = cli.json(&["events", "import", csv.to_str().unwrap()]);
     assert_eq!((summary.accepted, summary.duplicates), (2, 0));
     let sent = cli.ok(&[
@@ -333,7 +373,9 @@ async fn commands_print_tables_or_json_and_api_errors_as_code_and_message() {
     assert_eq!(ada.enrollments[0].status, EnrollmentStatus::Completed);
     let shown = cli.ok(&["customer", "show", "ada"]);
     assert!(
-        shown.lines().any(|l| l.contains("| onboarding") && l.contains("completed")),
+        shown
+            .lines()
+            .any(|l| l.contains("| onboarding") && l.contains("completed")),
         "{shown}"
     );
 

@@ -4,7 +4,7 @@
 use super::config::{Options, Role};
 use super::output::{self, table};
 use super::{
-    component, import, ChannelCommand, Command, CliError, CustomerCommand, DeadLettersCommand,
+    component, import, ChannelCommand, CliError, Command, CustomerCommand, DeadLettersCommand,
     EventsCommand, JourneyCommand, TasksCommand, TenantCommand,
 };
 use serde_json::Value;
@@ -138,7 +138,10 @@ fn print_report(report: &JourneyReport) {
             .map(|(v, f)| (format!("version {v}"), f)),
     );
     for (experiment, arms) in &report.report.by_arm {
-        groups.extend(arms.iter().map(|(arm, f)| (format!("{experiment}: {arm}"), f)));
+        groups.extend(
+            arms.iter()
+                .map(|(arm, f)| (format!("{experiment}: {arm}"), f)),
+        );
     }
     let mut t = table([
         "group",
@@ -193,7 +196,14 @@ fn print_milestones(f: &Funnel) {
         println!("{t}");
     }
     if !f.channels.is_empty() {
-        let mut t = table(["channel", "sent", "delivered", "failed", "opened", "clicked"]);
+        let mut t = table([
+            "channel",
+            "sent",
+            "delivered",
+            "failed",
+            "opened",
+            "clicked",
+        ]);
         for (name, c) in &f.channels {
             t.add_row([
                 name.clone(),

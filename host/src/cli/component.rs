@@ -50,7 +50,11 @@ fn build(dir: &Path) -> Result<PathBuf, CliError> {
     // Diagnostics go to our stderr as cargo renders them; stdout carries the JSON messages.
     let output = Command::new(cargo)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .args(["--message-format", "json-render-diagnostics", "--manifest-path"])
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())

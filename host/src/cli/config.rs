@@ -139,9 +139,11 @@ impl Options {
         };
         let wanted = self.profile.clone().or(file.default_profile.clone());
         match wanted {
-            Some(name) => file.profiles.get(&name).cloned().ok_or_else(|| {
-                CliError::Config(format!("no profile {name:?} in the config file"))
-            }),
+            Some(name) => {
+                file.profiles.get(&name).cloned().ok_or_else(|| {
+                    CliError::Config(format!("no profile {name:?} in the config file"))
+                })
+            }
             None => Ok(file.profiles.get("default").cloned().unwrap_or_default()),
         }
     }
@@ -231,7 +233,10 @@ admin_token = "admin-staging-token"
             key: Some("k".into()),
             ..Options::default()
         };
-        assert_eq!(options.resolve(Role::Tenant, None).unwrap_err().code(), "io");
+        assert_eq!(
+            options.resolve(Role::Tenant, None).unwrap_err().code(),
+            "io"
+        );
         let (_dir, path) = config("profiles = 3");
         let options = Options {
             config: Some(path),

@@ -86,7 +86,10 @@ pub fn path_for(input: &Path, identity: &Identity, state_dir: Option<&Path>) -> 
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "input".into());
     match state_dir {
-        Some(dir) => dir.join(format!("{name}.{}.waymark-import.json", &identity.sha256[..16])),
+        Some(dir) => dir.join(format!(
+            "{name}.{}.waymark-import.json",
+            &identity.sha256[..16]
+        )),
         None => input.with_file_name(format!("{name}.waymark-import.json")),
     }
 }

@@ -171,7 +171,9 @@ enum Column {
 
 impl Csv {
     fn open(file: File, from: Position, context: Context) -> Result<Csv, CliError> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(file);
         let headers = reader
             .headers()
             .map_err(|e| context.error(1, format!("no CSV header: {e}")))?
@@ -188,7 +190,10 @@ impl Csv {
             })
             .collect();
         for (required, present) in [
-            ("customer", columns.iter().any(|c| matches!(c, Column::Customer))),
+            (
+                "customer",
+                columns.iter().any(|c| matches!(c, Column::Customer)),
+            ),
             ("name", columns.iter().any(|c| matches!(c, Column::Name))),
         ] {
             if !present {
@@ -298,7 +303,10 @@ mod tests {
         let resumed = all(&path, Format::Ndjson, whole[0].after);
         assert_eq!(resumed.len(), 2);
         assert_eq!(resumed[1].event.id, "imp-x-4");
-        assert_eq!(resumed[1].after.byte, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(
+            resumed[1].after.byte,
+            std::fs::metadata(&path).unwrap().len()
+        );
     }
 
     #[test]
@@ -333,7 +341,10 @@ mod tests {
         assert!(source.next_event().unwrap().is_some());
         let err = source.next_event().unwrap_err();
         assert_eq!(err.code(), "invalid_input");
-        assert!(err.message().ends_with("e.ndjson:2: not a JSON object"), "{err}");
+        assert!(
+            err.message().ends_with("e.ndjson:2: not a JSON object"),
+            "{err}"
+        );
         let csv = dir.path().join("e.csv");
         std::fs::write(&csv, "customer,event\na,b\n").unwrap();
         let err = Source::open(&csv, Format::Csv, Position::default(), "p".into())
