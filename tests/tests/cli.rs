@@ -403,3 +403,23 @@ async fn commands_print_tables_or_json_and_api_errors_as_code_and_message() {
     let err = wrong.fails(&["journey", "list"]);
     assert!(err.starts_with("error: unauthorized: "), "{err}");
 }
+
+#[tokio::test]
+async fn journey_push_of_a_crate_directory_builds_it_for_wasm32_wasip2_and_uploads_it() {
+    let server = Server::start(ServerOptions::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = Cli::new(&server, home.path());
+    cli.admin_token = Some(server.admin_token().to_string());
+    let tenant: CreatedTenant = cli.json(&["tenant", "create", "builder"]);
+    cli.key = Some(tenant.api_key);
+    // `cargo build --release --target wasm32-wasip2` of examples/onboarding, named after its
+    // directory.
+    let dir = workspace_root().join("examples").join("onboarding");
+    let uploaded: UploadedJourney = cli.json(&["journey", "push", dir.to_str().unwrap()]);
+    assert_eq!(uploaded.name, "onboarding");
+    assert_eq!(uploaded.version, 1);
+    assert_eq!(uploaded.spec.goal.as_deref(), Some("first_value"));
+    // A directory that is no crate is refused before anything is sent.
+    let err = cli.fails(&["journey", "push", home.path().to_str().unwrap()]);
+    assert!(err.starts_with("error: invalid_input: "), "{err}");
+}
