@@ -372,11 +372,13 @@ async fn customer(client: &Client, json: bool, command: CustomerCommand) -> Resu
         return output::json(&customer);
     }
     println!("customer {}", customer.id);
-    let mut t = table(["attribute", "value"]);
-    for (k, v) in &customer.attributes {
-        t.add_row([k.clone(), v.to_string()]);
+    if !customer.attributes.is_empty() {
+        let mut t = table(["attribute", "value"]);
+        for (k, v) in &customer.attributes {
+            t.add_row([k.clone(), v.to_string()]);
+        }
+        println!("{t}");
     }
-    println!("{t}");
     let mut t = table([
         "journey",
         "version",

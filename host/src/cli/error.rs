@@ -70,9 +70,25 @@ impl From<ClientError> for CliError {
                 code: error.code,
                 message: error.message,
             },
-            other => CliError::Unreachable(other.to_string()),
+            other => CliError::Unreachable(chain(&other)),
         }
     }
+}
+
+/// An error and its causes, `: `-separated: reqwest's own message ("error sending request")
+/// says nothing of why without its sources ("connection refused").
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -39,10 +39,14 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout())
                 .with_position(start_line.min(total));
             let style = ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} lines {per_sec} ETA {eta} {msg}",
+                "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} lines {rate} ETA {eta} {msg}",
             );
             if let Ok(style) = style {
-                bar.set_style(style.progress_chars("=> "));
+                // indicatif's own `{per_sec}` prints four decimals; a whole number reads better.
+                let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                };
+                bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
             }
             bar.reset_eta();
             Progress::Bar(bar)
