@@ -423,3 +423,43 @@ async fn journey_push_of_a_crate_directory_builds_it_for_wasm32_wasip2_and_uploa
     let err = cli.fails(&["journey", "push", home.path().to_str().unwrap()]);
     assert!(err.starts_with("error: invalid_input: "), "{err}");
 }
+
+#[tokio::test]
+async fn an_import_waits_out_the_servers_rate_limit_and_loses_nothing() {
+    let sink = Sink::quiet();
+    // 1,000 events at once, then 100 a second: the third batch of 500 is answered 429 with
+    // Retry-After, and the importer waits and sends it again.
+    let server = Server::start(ServerOptions {
+        args: ["--events-per-second", "100", "--event-burst", "1000"]
+            .map(String::from)
+            .to_vec(),
+        ..ServerOptions::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let cli = tenant_with_onboarding(&server, &sink, home.path());
+    let input = home.path().join("signups.ndjson");
+    let lines: String = (0..1_500)
+        .map(|c| format!("{{\"customer\":\"r{c}\",\"name\":\"signed_up\"}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = cli.ok(&[
+        "events",
+        "import",
+        input.to_str().unwrap(),
+        "--batch-size",
+        "500",
+    ]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("waiting ") && l.ends_with(": rate_limited")),
+        "{out}"
+    );
+    assert!(
+        out.trim_end()
+            .ends_with("1500 accepted, 0 duplicates (1500 accepted and 0 duplicates in this run)"),
+        "{out}"
+    );
+    let metrics = server.api().metrics().await;
+    assert_eq!(counter(&metrics, "waymark_events_accepted_total"), 1_500);
+}

@@ -94,8 +94,7 @@ fn component_of(messages: &str, manifest: &Path) -> Option<PathBuf> {
         .filter(|m| m.reason == "compiler-artifact")
         .filter(|m| m.manifest_path.as_deref() == Some(manifest))
         .flat_map(|m| m.filenames)
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .next_back()
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
 }
 
 #[cfg(test)]
