@@ -209,7 +209,8 @@ async fn send_all(
     loop {
         // The body is built as the events are read: `[e1,e2,...]`.
         let mut body = Vec::with_capacity(256 * batch_size);
-        let (mut events, mut first_line, mut after) = (0usize, 0u64, state.position);
+        let (mut events, mut after) = (0usize, state.position);
+        let mut lines = Vec::with_capacity(batch_size);
         body.push(b'[');
         while events < batch_size && body.len() < MAX_BATCH_BYTES {
             let Some(read) = source.next_event()? else {
@@ -217,9 +218,8 @@ async fn send_all(
             };
             if events > 0 {
                 body.push(b',');
-            } else {
-                first_line = read.line;
             }
+            lines.push(read.line);
             serde_json::to_writer(&mut body, &read.event)
                 .map_err(|e| CliError::Io(format!("cannot encode an event: {e}")))?;
             events += 1;
@@ -235,8 +235,9 @@ async fn send_all(
             CliError::Api { code, message } => CliError::Api {
                 code,
                 message: format!(
-                    "the batch starting at line {first_line} was refused: {message} \
-                     (events before it are imported; fix the input and run again)"
+                    "{}; nothing from line {} on was imported (fix the input and run again)",
+                    at_line(&message, &lines),
+                    lines[0]
                 ),
             },
             other => other,
@@ -253,6 +254,17 @@ async fn send_all(
         checkpoint::store(checkpoint_path, state)?;
         progress.update(counts(state));
     }
+}
+
+/// The server's refusal of a batch, whose `event {i}: ` (the index in the batch) is turned
+/// into the line of the input that event came from.
+fn at_line(message: &str, lines: &[u64]) -> String {
+    let located = message.strip_prefix("event ").and_then(|rest| {
+        let (index, reason) = rest.split_once(": ")?;
+        let line = lines.get(index.parse::<usize>().ok()?)?;
+        Some(format!("line {line}: {reason}"))
+    });
+    located.unwrap_or_else(|| format!("line {}: {message}", lines[0]))
 }
 
 /// Posts one batch until the server answers it with anything but "later".
@@ -288,5 +300,22 @@ async fn post(
             Err(e) => return Err(e.into()),
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_line;
+
+    #[test]
+    fn a_refused_events_index_in_the_batch_becomes_its_line_in_the_input() {
+        let lines = [3, 4, 9];
+        assert_eq!(
+            at_line("event 2: name is empty", &lines),
+            "line 9: name is empty"
+        );
+        // A refusal naming no event (a single-event batch) is placed at the batch's start.
+        assert_eq!(at_line("id is empty", &lines), "line 3: id is empty");
+        assert_eq!(at_line("event 7: x", &lines), "line 3: event 7: x");
     }
 }
