@@ -379,6 +379,52 @@ async fn commands_print_tables_or_json_and_api_errors_as_code_and_message() {
         "{shown}"
     );
 
+    // A line the server refuses stops the import there; once it is fixed, the import resumes
+    // at that line (what was acknowledged is not sent again), and events appended later are
+    // imported by the next run. A change to what was acknowledged is refused.
+    let log = home.path().join("log.ndjson");
+    let good = |c: &str| format!("{{\"customer\":\"{c}\",\"name\":\"visited\"}}\n");
+    std::fs::write(
+        &log,
+        [
+            good("l1"),
+            good("l2"),
+            "{\"customer\":\"\",\"name\":\"visited\"}\n".into(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let log_file = log.to_str().unwrap();
+    let import = ["events", "import", log_file, "--batch-size", "1"];
+    let err = cli.fails(&import);
+    assert!(err.starts_with("error: invalid_event: line 3: "), "{err}");
+    std::fs::write(&log, [good("l1"), good("l2"), good("l3")].concat()).unwrap();
+    let fixed = cli.ok(&import);
+    assert!(fixed.contains("(line 2)"), "{fixed}");
+    assert!(
+        fixed
+            .trim_end()
+            .ends_with(": 3 accepted, 0 duplicates (1 accepted and 0 duplicates in this run)"),
+        "{fixed}"
+    );
+    std::fs::write(
+        &log,
+        [good("l1"), good("l2"), good("l3"), good("l4")].concat(),
+    )
+    .unwrap();
+    let appended: ImportSummary = cli.json(&import);
+    assert_eq!(
+        (appended.accepted, appended.accepted_now, appended.lines),
+        (4, 1, 4)
+    );
+    std::fs::write(
+        &log,
+        [good("l0"), good("l2"), good("l3"), good("l4")].concat(),
+    )
+    .unwrap();
+    let err = cli.fails(&import);
+    assert!(err.starts_with("error: checkpoint_mismatch: "), "{err}");
+
     let list: waymark_api::journeys::JourneyList = cli.json(&["journey", "list"]);
     assert_eq!(list.journeys[0].name, ONBOARDING);
     let show = cli.ok(&["journey", "show", ONBOARDING]);

@@ -2,9 +2,10 @@
 //! flight (a customer's events must arrive in the order the file has them), resuming after an
 //! interruption without anything processed twice:
 //!
-//! 1. The input's identity (size, SHA-256) is read first ([`checkpoint::Identity`]).
-//! 2. A checkpoint of that identity, if present, says where the last acknowledged batch ended;
-//!    reading starts there. One of another identity is refused (the file changed).
+//! 1. The input is read once first: its size, lines and SHA-256 ([`checkpoint::Identity`]).
+//! 2. A checkpoint, if present, says where the last acknowledged batch ended and what the
+//!    input held before it; reading starts there. If those bytes changed, it is refused
+//!    (a fixed bad line or appended events after it are fine).
 //! 3. Each batch is retried until the server answers it: after `Retry-After` for 429 and 503,
 //!    with backoff when the server is unreachable. A resent batch is harmless: every event has
 //!    an id (its own, or one derived from the input's identity and its line,
@@ -23,9 +24,10 @@ use super::CliError;
 use checkpoint::{Checkpoint, Identity, Position};
 use progress::{Counts, Progress};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use source::{Format, Source};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use waymark_client::{Client, ClientError, StatusCode};
 
@@ -50,8 +52,9 @@ pub struct ImportArgs {
     /// Keep the checkpoint here instead of beside the input (`FILE.waymark-import.json`).
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Ignore an existing checkpoint and start from the first line (events already accepted
-    /// are answered `duplicate` within the server's dedup window).
+    /// Ignore an existing checkpoint and start from the first line. Within the server's dedup
+    /// window, events with ids of their own, and every event of an unchanged file, are
+    /// answered `duplicate`; derived ids change with the file's content.
     #[arg(long)]
     restart: bool,
     /// Without a terminal: print a progress line at most this often (0: after every batch).
@@ -92,30 +95,44 @@ pub async fn run(client: &Client, json: bool, args: ImportArgs) -> Result<(), Cl
     if let Some(dir) = &args.state_dir {
         std::fs::create_dir_all(dir).map_err(|e| CliError::io("cannot create", dir, e))?;
     }
-    let identity = Identity::of(&args.file)?;
-    let checkpoint_path = checkpoint::path_for(&args.file, &identity, args.state_dir.as_deref());
+    let checkpoint_path = checkpoint::path_for(&args.file, args.state_dir.as_deref());
     let existing = if args.restart {
         None
     } else {
         checkpoint::load(&checkpoint_path)?
     };
-    let mut state = match existing {
-        Some(found) if found.input == identity => found,
-        Some(_) => {
-            return Err(CliError::CheckpointMismatch(format!(
-                "{} was written for another version of {} (it changed since); pass --restart \
-                 to import it from the start, or move the checkpoint away",
-                checkpoint_path.display(),
-                args.file.display()
-            )))
+    let scan = Identity::scan(&args.file, existing.as_ref().map_or(0, |c| c.position.byte))?;
+    let identity = scan.identity;
+    let (mut state, mut acknowledged) = match existing {
+        Some(mut found) => {
+            let unchanged = scan
+                .marked
+                .filter(|h| hex::encode(h.clone().finalize()) == found.acknowledged_sha256)
+                .ok_or_else(|| {
+                    CliError::CheckpointMismatch(format!(
+                        "what {} acknowledged of {} (its first {} bytes) has changed since; \
+                         pass --restart to import it from the start, or move the checkpoint \
+                         away",
+                        checkpoint_path.display(),
+                        args.file.display(),
+                        found.position.byte
+                    ))
+                })?;
+            // A finished import of a file that grew since goes on with the new events.
+            found.done &= found.position.byte >= identity.bytes;
+            (found, unchanged)
         }
-        None => Checkpoint {
-            input: identity.clone(),
-            position: Position::default(),
-            accepted: 0,
-            duplicates: 0,
-            done: false,
-        },
+        None => (
+            Checkpoint {
+                id_prefix: identity.id_prefix(),
+                position: Position::default(),
+                acknowledged_sha256: hex::encode(Sha256::new().finalize()),
+                accepted: 0,
+                duplicates: 0,
+                done: false,
+            },
+            Sha256::new(),
+        ),
     };
     let resumed_at = state.position;
     let (accepted_before, duplicates_before) = (state.accepted, state.duplicates);
@@ -150,13 +167,18 @@ pub async fn run(client: &Client, json: bool, args: ImportArgs) -> Result<(), Cl
             resumed_at.line,
             Duration::from_millis(args.progress_interval_ms),
         );
-        let mut source = Source::open(&args.file, format, state.position, identity.id_prefix())?;
+        let mut source = Source::open(&args.file, format, state.position, state.id_prefix.clone())?;
+        let mut import = Import {
+            input: &args.file,
+            checkpoint_path: &checkpoint_path,
+            state: &mut state,
+            acknowledged: &mut acknowledged,
+        };
         let result = send_all(
             client,
             &mut source,
             args.batch_size,
-            &mut state,
-            &checkpoint_path,
+            &mut import,
             &mut progress,
         )
         .await;
@@ -197,19 +219,43 @@ fn counts(state: &Checkpoint) -> Counts {
     }
 }
 
+/// An import under way: its input, its checkpoint, and the hash of what was acknowledged.
+struct Import<'a> {
+    input: &'a Path,
+    checkpoint_path: &'a Path,
+    state: &'a mut Checkpoint,
+    acknowledged: &'a mut Sha256,
+}
+
+impl Import<'_> {
+    /// Everything before `to` is acknowledged: hash it in and move the checkpoint there.
+    fn advance(&mut self, to: Position, accepted: u64, duplicates: u64) -> Result<(), CliError> {
+        checkpoint::hash_range(
+            self.input,
+            self.acknowledged,
+            self.state.position.byte,
+            to.byte,
+        )?;
+        self.state.acknowledged_sha256 = hex::encode(self.acknowledged.clone().finalize());
+        self.state.position = to;
+        self.state.accepted += accepted;
+        self.state.duplicates += duplicates;
+        checkpoint::store(self.checkpoint_path, self.state)
+    }
+}
+
 /// Reads, posts and checkpoints batch after batch until the input ends.
 async fn send_all(
     client: &Client,
     source: &mut Source,
     batch_size: usize,
-    state: &mut Checkpoint,
-    checkpoint_path: &std::path::Path,
+    import: &mut Import<'_>,
     progress: &mut Progress,
 ) -> Result<(), CliError> {
     loop {
         // The body is built as the events are read: `[e1,e2,...]`.
         let mut body = Vec::with_capacity(256 * batch_size);
-        let (mut events, mut after) = (0usize, state.position);
+        let (mut events, mut after) = (0usize, import.state.position);
         let mut lines = Vec::with_capacity(batch_size);
         body.push(b'[');
         while events < batch_size && body.len() < MAX_BATCH_BYTES {
@@ -228,7 +274,9 @@ async fn send_all(
         body.push(b']');
         if events == 0 {
             // Blank lines at the end still count as read.
-            state.position = after;
+            if after != import.state.position {
+                import.advance(after, 0, 0)?;
+            }
             return Ok(());
         }
         let answer = post(client, body, progress).await.map_err(|e| match e {
@@ -248,11 +296,8 @@ async fn send_all(
                 answer.results.len()
             )));
         }
-        state.position = after;
-        state.accepted += answer.accepted;
-        state.duplicates += answer.duplicates;
-        checkpoint::store(checkpoint_path, state)?;
-        progress.update(counts(state));
+        import.advance(after, answer.accepted, answer.duplicates)?;
+        progress.update(counts(import.state));
     }
 }
 
