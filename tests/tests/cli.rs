@@ -509,3 +509,109 @@ async fn an_import_waits_out_the_servers_rate_limit_and_loses_nothing() {
     let metrics = server.api().metrics().await;
     assert_eq!(counter(&metrics, "waymark_events_accepted_total"), 1_500);
 }
+
+#[tokio::test]
+async fn the_handoff_queue_and_dead_letters_are_worked_from_the_command_line() {
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = Cli::new(&server, home.path());
+    cli.admin_token = Some(server.admin_token().to_string());
+    let tenant: CreatedTenant = cli.json(&["tenant", "create", "ops"]);
+    cli.key = Some(tenant.api_key.clone());
+    let api = server.as_tenant(&tenant);
+    let webhook = artifacts().path(WEBHOOK_CRATE);
+    let push_channel = |name: &str| {
+        let setting = format!("url={}/{name}", sink.url());
+        cli.ok(&[
+            "channel",
+            "push",
+            name,
+            webhook.to_str().unwrap(),
+            "--setting",
+            &setting,
+            "--allow-host",
+            &sink.authority(),
+        ])
+    };
+    // guided-onboarding sends through `email`; onboarding through `webhook`, which is not
+    // registered yet: its welcome becomes a dead letter.
+    push_channel("email");
+    let guided = artifacts().path(&example_crate("guided-onboarding"));
+    cli.ok(&[
+        "journey",
+        "push",
+        guided.to_str().unwrap(),
+        "--name",
+        "guided-onboarding",
+    ]);
+    let onboarding = artifacts().path(ONBOARDING_CRATE);
+    cli.ok(&[
+        "journey",
+        "push",
+        onboarding.to_str().unwrap(),
+        "--name",
+        ONBOARDING,
+    ]);
+    cli.ok(&["events", "send", "--customer", "bob", "--name", "signed_up"]);
+    let dead: waymark_api::dead_letters::DeadLetters = wait_for_some("a dead letter", || async {
+        let dead: waymark_api::dead_letters::DeadLetters = cli.json(&["dead-letters", "list"]);
+        (!dead.dead_letters.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.dead_letters[0].channel, WEBHOOK);
+    let table = cli.ok(&["dead-letters", "list"]);
+    assert!(table.contains(&dead.dead_letters[0].id), "{table}");
+
+    // Two stall windows without a login: bob is handed to customer success.
+    let admin = server.api();
+    admin.advance_clock(2 * DAY_MS).await;
+    api.wait_for_enrollment("bob", "guided-onboarding", "a first stall", |e| {
+        e.stalls.len() == 1
+    })
+    .await;
+    admin.advance_clock(2 * DAY_MS).await;
+    let task = wait_for_some("bob's cs task", || async {
+        let list: waymark_api::tasks::TaskList =
+            cli.json(&["tasks", "list", "--status", "open", "--queue", "cs"]);
+        list.tasks.into_iter().next()
+    })
+    .await;
+    assert_eq!(task.customer, "bob");
+    let claimed = cli.ok(&["tasks", "claim", &task.id, "--assignee", "grace@cs"]);
+    assert!(
+        claimed.starts_with(&format!("task {} claimed", task.id)),
+        "{claimed}"
+    );
+    let resolved: Task = cli.json(&[
+        "tasks",
+        "resolve",
+        &task.id,
+        "--resolution",
+        "call booked",
+        "--property",
+        "note=walked through login",
+    ]);
+    assert_eq!(resolved.status, TaskStatus::Resolved);
+    assert_eq!(resolved.resolution.as_deref(), Some("call booked"));
+    let follow_up = sink.wait_for_delivery("cs_follow_up", "bob").await;
+    assert_eq!(follow_up.payload()["resolution"], "call booked");
+
+    // Once the channel exists, its dead letters (the welcome, and by now onboarding's nudge)
+    // are requeued and delivered.
+    push_channel(WEBHOOK);
+    let now_dead: waymark_api::dead_letters::DeadLetters = cli.json(&["dead-letters", "list"]);
+    let requeued: waymark_api::dead_letters::Requeued =
+        cli.json(&["dead-letters", "retry", "--channel", WEBHOOK]);
+    let mut ids = requeued.ids.clone();
+    ids.sort();
+    let mut expected: Vec<_> = now_dead.dead_letters.iter().map(|m| m.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(ids.contains(&dead.dead_letters[0].id));
+    sink.wait_for("bob's welcome through webhook", |r| {
+        r.iter()
+            .any(|r| r.channel() == WEBHOOK && r.is("welcome", "bob"))
+    })
+    .await;
+}
