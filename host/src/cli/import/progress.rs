@@ -66,7 +66,9 @@ impl Progress {
     pub fn update(&mut self, counts: Counts) {
         match self {
             Progress::Bar(bar) => {
-                bar.set_position(counts.line);
+                // The total counts newlines: a last line without one, or a CSV reader's
+                // position past the end, must not run the bar over 100%.
+                bar.set_position(counts.line.min(bar.length().unwrap_or(u64::MAX)));
                 bar.set_message(format!(
                     "accepted {} duplicates {}",
                     counts.accepted, counts.duplicates
@@ -101,7 +103,9 @@ impl Progress {
 }
 
 impl Lines {
-    fn line(&self, c: Counts, now: Instant) -> String {
+    fn line(&self, mut c: Counts, now: Instant) -> String {
+        // As for the bar: never past the counted total.
+        c.line = c.line.min(self.total);
         let secs = (now - self.started).as_secs_f64();
         let done = c.line.saturating_sub(self.start_line);
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
@@ -159,6 +163,16 @@ mod tests {
         assert_eq!(
             text,
             "progress: 300/1000 lines (30.0%), 100 lines/s, eta 7s, accepted 290, duplicates 10"
+        );
+        let past_the_end = Counts {
+            line: 1_001,
+            accepted: 1_000,
+            duplicates: 0,
+        };
+        let text = lines.line(past_the_end, started + Duration::from_secs(9));
+        assert!(
+            text.starts_with("progress: 1000/1000 lines (100.0%)"),
+            "{text}"
         );
     }
 }
