@@ -96,44 +96,7 @@ pub async fn run(client: &Client, json: bool, args: ImportArgs) -> Result<(), Cl
         std::fs::create_dir_all(dir).map_err(|e| CliError::io("cannot create", dir, e))?;
     }
     let checkpoint_path = checkpoint::path_for(&args.file, args.state_dir.as_deref());
-    let existing = if args.restart {
-        None
-    } else {
-        checkpoint::load(&checkpoint_path)?
-    };
-    let scan = Identity::scan(&args.file, existing.as_ref().map_or(0, |c| c.position.byte))?;
-    let identity = scan.identity;
-    let (mut state, mut acknowledged) = match existing {
-        Some(mut found) => {
-            let unchanged = scan
-                .marked
-                .filter(|h| hex::encode(h.clone().finalize()) == found.acknowledged_sha256)
-                .ok_or_else(|| {
-                    CliError::CheckpointMismatch(format!(
-                        "what {} acknowledged of {} (its first {} bytes) has changed since; \
-                         pass --restart to import it from the start, or move the checkpoint \
-                         away",
-                        checkpoint_path.display(),
-                        args.file.display(),
-                        found.position.byte
-                    ))
-                })?;
-            // A finished import of a file that grew since goes on with the new events.
-            found.done &= found.position.byte >= identity.bytes;
-            (found, unchanged)
-        }
-        None => (
-            Checkpoint {
-                id_prefix: identity.id_prefix(),
-                position: Position::default(),
-                acknowledged_sha256: hex::encode(Sha256::new().finalize()),
-                accepted: 0,
-                duplicates: 0,
-                done: false,
-            },
-            Sha256::new(),
-        ),
-    };
+    let (mut state, mut acknowledged, identity) = start_or_resume(&args, &checkpoint_path)?;
     let resumed_at = state.position;
     let (accepted_before, duplicates_before) = (state.accepted, state.duplicates);
     let say = |text: String| {
@@ -209,6 +172,54 @@ pub async fn run(client: &Client, json: bool, args: ImportArgs) -> Result<(), Cl
         summary.duplicates_now
     );
     Ok(())
+}
+
+/// The checkpoint to go on from (a fresh one without a checkpoint or with `--restart`), the
+/// hash of what it acknowledged, and what the input is now; refused when the acknowledged
+/// part of the input changed.
+fn start_or_resume(
+    args: &ImportArgs,
+    checkpoint_path: &Path,
+) -> Result<(Checkpoint, Sha256, Identity), CliError> {
+    let existing = if args.restart {
+        None
+    } else {
+        checkpoint::load(checkpoint_path)?
+    };
+    let scan = Identity::scan(&args.file, existing.as_ref().map_or(0, |c| c.position.byte))?;
+    let identity = scan.identity;
+    let (state, acknowledged) = match existing {
+        Some(mut found) => {
+            let unchanged = scan
+                .marked
+                .filter(|h| hex::encode(h.clone().finalize()) == found.acknowledged_sha256)
+                .ok_or_else(|| {
+                    CliError::CheckpointMismatch(format!(
+                        "what {} acknowledged of {} (its first {} bytes) has changed since; \
+                         pass --restart to import it from the start, or move the checkpoint \
+                         away",
+                        checkpoint_path.display(),
+                        args.file.display(),
+                        found.position.byte
+                    ))
+                })?;
+            // A finished import of a file that grew since goes on with the new events.
+            found.done &= found.position.byte >= identity.bytes;
+            (found, unchanged)
+        }
+        None => (
+            Checkpoint {
+                id_prefix: identity.id_prefix(),
+                position: Position::default(),
+                acknowledged_sha256: hex::encode(Sha256::new().finalize()),
+                accepted: 0,
+                duplicates: 0,
+                done: false,
+            },
+            Sha256::new(),
+        ),
+    };
+    Ok((state, acknowledged, identity))
 }
 
 fn counts(state: &Checkpoint) -> Counts {
