@@ -17,6 +17,9 @@ pub enum ClientError {
         status: StatusCode,
         /// The parsed `{"error": {...}}`.
         error: ApiError,
+        /// The answer's `Retry-After` in seconds (429 and 503 carry one), for callers that
+        /// retry: the importer of `waymark events import`.
+        retry_after: Option<std::time::Duration>,
     },
     /// No answer: the connection failed, broke, or timed out.
     #[error("{route}: {source}")]
@@ -54,6 +57,15 @@ impl ClientError {
         }
     }
 
+    /// How long the server asked the caller to wait before retrying (`Retry-After`), when it
+    /// said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ClientError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The error code of an API error (`not_found`, `task_conflict`, ...).
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -83,9 +95,21 @@ pub(crate) fn error(route: &str, status: StatusCode, body: &[u8]) -> ClientError
             route: route.to_string(),
             status,
             error,
+            retry_after: None,
         },
         Err(e) => undecodable(route, status, format!("not an error body: {e}"), body),
     }
+}
+
+/// `Retry-After` as delay-seconds (RFC 9110 §10.2.3; the form Waymark sends). The HTTP-date
+/// form is not read: `None`, and the caller falls back to its own backoff.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(std::time::Duration::from_secs)
 }
 
 fn undecodable(route: &str, status: StatusCode, reason: String, body: &[u8]) -> ClientError {
@@ -116,6 +140,22 @@ mod tests {
             }
             other => panic!("expected an API error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_and_an_http_date_is_left_to_the_caller() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(
+            retry_after(&headers),
+            Some(std::time::Duration::from_secs(3))
+        );
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

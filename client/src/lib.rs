@@ -154,6 +154,17 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, body: Body) -> Result<(StatusCode, Vec<u8>)> {
+        let (status, _, bytes) = self.exchange(method, path, body).await?;
+        Ok((status, bytes))
+    }
+
+    /// One request: the status, the `Retry-After` it carried, and the body.
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>)> {
         let route = format!("{method} {path}");
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
@@ -175,15 +186,29 @@ impl Client {
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let retry_after = error::retry_after(response.headers());
         let bytes = response.bytes().await.map_err(transport)?;
-        Ok((status, bytes.to_vec()))
+        Ok((status, retry_after, bytes.to_vec()))
     }
 
     /// A call whose 2xx answer is a `T`.
     async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Body) -> Result<T> {
         let route = format!("{method} {path}");
-        let (status, bytes) = self.send(method, path, body).await?;
-        error::decode(&route, status, &bytes)
+        let (status, retry_after, bytes) = self.exchange(method, path, body).await?;
+        error::decode(&route, status, &bytes).map_err(|e| match e {
+            ClientError::Api {
+                route,
+                status,
+                error,
+                ..
+            } => ClientError::Api {
+                route,
+                status,
+                error,
+                retry_after,
+            },
+            other => other,
+        })
     }
 
     // --- anyone ------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-//! `waymark`: the journey-automation server.
+//! `waymark`: the journey-automation server, and the command-line client of its API
+//! (`cli/`).
+
+mod cli; // Command-line client (issue 14)
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -30,6 +33,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API and run journeys, timers and deliveries.
     Serve(ServeArgs),
+    // Command-line client (issue 14): `tenant`, `journey`, `events`, ... (`cli/`).
+    #[command(flatten)]
+    Client(cli::Command),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -147,6 +153,11 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Command-line client (issue 14): its commands print their own answers and errors.
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Client(command) => std::process::exit(cli::run(command).await),
+    };
     // `info` is progress and operator-relevant events only: per-trigger and per-message lines
     // are `debug`, and so (by default) are guests' own `info` lines, which come once per call.
     // `RUST_LOG=info,waymark=debug` shows every trigger and delivery with its context.
@@ -162,9 +173,6 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
     if args.admin_token.len() < 16 {
         anyhow::bail!("--admin-token must be at least 16 characters");
     }
