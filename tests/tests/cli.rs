@@ -429,6 +429,29 @@ async fn commands_print_tables_or_json_and_api_errors_as_code_and_message() {
     assert_eq!(list.journeys[0].name, ONBOARDING);
     let show = cli.ok(&["journey", "show", ONBOARDING]);
     assert!(show.contains("first_value"), "{show}");
+    // Versions: a draft, a rollout to a share, a rollback, as a person reads them.
+    let onboarding = artifacts().path(ONBOARDING_CRATE);
+    let onboarding = onboarding.to_str().unwrap();
+    let draft = cli.ok(&[
+        "journey", "push", onboarding, "--name", ONBOARDING, "--draft",
+    ]);
+    assert!(
+        draft.starts_with("journey onboarding version 2 "),
+        "{draft}"
+    );
+    assert!(draft.trim_end().ends_with(", a draft"), "{draft}");
+    let rolling = cli.ok(&["journey", "promote", ONBOARDING, "2", "--share", "25"]);
+    assert_eq!(
+        rolling.trim(),
+        "journey onboarding: version 1 live, version 2 rolling out to 25% of new entrants"
+    );
+    let table = cli.ok(&["journey", "list"]);
+    assert!(table.contains("2 to 25%"), "{table}");
+    let back: waymark_api::journeys::JourneyRollout =
+        cli.json(&["journey", "rollback", ONBOARDING]);
+    assert_eq!((back.live_version, back.candidate), (Some(1), None));
+    let err = cli.fails(&["journey", "rollback", ONBOARDING]);
+    assert!(err.starts_with("error: conflict: "), "{err}");
     let tasks: waymark_api::tasks::TaskList = cli.json(&["tasks", "list", "--status", "open"]);
     assert!(tasks.tasks.is_empty());
     let dead: waymark_api::dead_letters::DeadLetters = cli.json(&["dead-letters", "list"]);

@@ -55,29 +55,56 @@ async fn tenant(options: &Options, json: bool, command: TenantCommand) -> Result
 
 async fn journey(client: &Client, json: bool, command: JourneyCommand) -> Result<(), CliError> {
     match command {
-        JourneyCommand::Push { path, name } => {
+        JourneyCommand::Push { path, name, draft } => {
             let name = name
                 .or_else(|| component::default_name(&path))
                 .ok_or_else(|| CliError::Input(format!("{}: pass --name", path.display())))?;
-            let uploaded = client
-                .upload_journey(&name, component::load(&path)?)
-                .await?;
+            let component = component::load(&path)?;
+            let uploaded = if draft {
+                client.upload_journey_draft(&name, component).await?
+            } else {
+                client.upload_journey(&name, component).await?
+            };
             if json {
                 return output::json(&uploaded);
             }
             println!(
-                "journey {} version {} ({})",
-                uploaded.name, uploaded.version, uploaded.digest
+                "journey {} version {} ({}){}",
+                uploaded.name,
+                uploaded.version,
+                uploaded.digest,
+                if draft { ", a draft" } else { "" }
             );
+        }
+        JourneyCommand::Promote {
+            name,
+            version,
+            share,
+        } => {
+            let promote = waymark_client::api::journeys::Promote {
+                version,
+                share_percent: share,
+            };
+            print_rollout(json, client.promote_journey(&name, &promote).await?)?;
+        }
+        JourneyCommand::Rollback { name } => {
+            print_rollout(json, client.rollback_journey(&name).await?)?;
         }
         JourneyCommand::List => {
             let list = client.journeys().await?;
             if json {
                 return output::json(&list);
             }
-            let mut t = table(["journey", "latest version"]);
+            let mut t = table(["journey", "latest version", "live", "rolling out"]);
             for j in &list.journeys {
-                t.add_row([j.name.clone(), j.latest_version.to_string()]);
+                t.add_row([
+                    j.name.clone(),
+                    j.latest_version.to_string(),
+                    j.live_version.map_or("-".into(), |v| v.to_string()),
+                    j.candidate.map_or("-".into(), |c| {
+                        format!("{} to {}%", c.version, c.share_percent)
+                    }),
+                ]);
             }
             println!("{t}");
         }
@@ -118,6 +145,27 @@ async fn journey(client: &Client, json: bool, command: JourneyCommand) -> Result
             }
             print_report(&report);
         }
+    }
+    Ok(())
+}
+
+/// A journey's version pointers after a promotion or rollback.
+fn print_rollout(
+    json: bool,
+    rollout: waymark_client::api::journeys::JourneyRollout,
+) -> Result<(), CliError> {
+    if json {
+        return output::json(&rollout);
+    }
+    let live = rollout
+        .live_version
+        .map_or("none".into(), |v| v.to_string());
+    match rollout.candidate {
+        Some(c) => println!(
+            "journey {}: version {live} live, version {} rolling out to {}% of new entrants",
+            rollout.name, c.version, c.share_percent
+        ),
+        None => println!("journey {}: version {live} live", rollout.name),
     }
     Ok(())
 }

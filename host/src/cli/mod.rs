@@ -77,8 +77,21 @@ pub enum JourneyCommand {
         /// The journey's name; by default the file's stem or the directory's name.
         #[arg(long)]
         name: Option<String>,
+        /// Store it as a draft: no one enters it until `journey promote`.
+        #[arg(long)]
+        draft: bool,
     },
-    /// The tenant's journeys and their latest versions.
+    /// Make a version live, or with `--share` roll it out to that percentage of new entrants.
+    Promote {
+        name: String,
+        version: u32,
+        /// Percent of new entrants (1 to 99) that enter it while the live version keeps the rest.
+        #[arg(long)]
+        share: Option<u8>,
+    },
+    /// Stop a rollout, or else return to the version live before.
+    Rollback { name: String },
+    /// The tenant's journeys: latest, live and rolling-out versions.
     List,
     /// A journey's versions and what each declares.
     Show { name: String },
