@@ -26,6 +26,57 @@ pub struct Report {
     pub by_version: BTreeMap<u32, Funnel>,
     /// By experiment, then arm; enrollments not yet assigned count under `unassigned`.
     pub by_arm: BTreeMap<String, BTreeMap<String, Funnel>>,
+    /// By experiment: its arms compared on its metric.
+    #[serde(default)]
+    pub experiments: BTreeMap<String, ExperimentStats>,
+}
+
+/// One experiment's arms compared (enrollments not yet assigned are left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentStats {
+    /// The milestone the arms are compared on: the journey's goal, else its last milestone,
+    /// else `completed`.
+    pub metric: String,
+    /// By arm.
+    pub arms: BTreeMap<String, ArmStats>,
+}
+
+/// One arm of an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmStats {
+    /// Enrollments assigned to the arm.
+    pub sample_size: u64,
+    /// Of which reached the metric.
+    pub converted: u64,
+    /// `converted / sample_size` with its 95% interval (Wilson); `null` with no sample.
+    pub conversion: Option<Rate>,
+    /// The probability that this arm's rate on the metric is the highest (Beta-Binomial
+    /// posteriors, uniform prior); `null` while fewer than two arms have a sample.
+    pub probability_best: Option<f64>,
+    /// Conversion from entry to every declared milestone, with 95% intervals.
+    pub milestones: Vec<MilestoneRate>,
+}
+
+/// A rate with its 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    /// The observed rate.
+    pub rate: f64,
+    /// The interval's lower end.
+    pub low: f64,
+    /// Its upper end.
+    pub high: f64,
+}
+
+/// Conversion from entry to one milestone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MilestoneRate {
+    /// The milestone.
+    pub name: String,
+    /// How many of the arm reached it.
+    pub reached: u64,
+    /// `reached / sample_size` with its 95% interval; `null` with no sample.
+    pub conversion: Option<Rate>,
 }
 
 /// One group of enrollments, measured.

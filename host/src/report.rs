@@ -13,6 +13,7 @@
 //! Not a wire format: the API shows a report as `waymark_api::reports` (`api/dto/`).
 
 pub mod cells;
+pub mod experiments;
 pub mod times;
 
 use crate::model::{Enrollment, EnrollmentStatus, Millis, Spec};
@@ -70,6 +71,9 @@ pub struct Report {
     /// By experiment, then arm; enrollments not (yet) assigned to an experiment's arm are
     /// counted under `unassigned`.
     pub by_arm: BTreeMap<String, BTreeMap<String, Funnel>>,
+    /// Each experiment's arms compared: conversion with 95% intervals, the probability that
+    /// each arm is best ([`experiments`]).
+    pub experiments: BTreeMap<String, experiments::ExperimentStats>,
 }
 
 /// Measures `enrollments` (all of one journey) against the latest `spec`: its milestones and
@@ -108,6 +112,7 @@ pub fn report(spec: &Spec, enrollments: &[Enrollment]) -> Report {
             .into_iter()
             .map(|(v, group)| (v, funnel(spec, &group)))
             .collect(),
+        experiments: experiments::compare(spec, &by_arm),
         by_arm,
     }
 }

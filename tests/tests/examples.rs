@@ -841,4 +841,40 @@ async fn ab_welcome_splits_customers_between_two_welcomes_and_reports_each_arms_
     }
     assert_eq!(funnel("control")["channels"][EMAIL]["sent"], n_control);
     assert_eq!(report["report"]["overall"]["entered"], customers.len());
+
+    // The arms compared on the goal: conversion with its 95% interval, and which is best.
+    let stats = &report["report"]["experiments"]["welcome_copy"];
+    assert_eq!(
+        stats["metric"],
+        funnel("short")["milestones"][0]["name"],
+        "{stats}"
+    );
+    let arm = |name: &str| &stats["arms"][name];
+    assert_eq!(arm("short")["sample_size"], n_short);
+    assert_eq!(arm("short")["converted"], n_short);
+    assert_eq!(arm("control")["converted"], 1);
+    for name in ["short", "control"] {
+        let c = &arm(name)["conversion"];
+        let (rate, low, high) = (
+            c["rate"].as_f64().unwrap(),
+            c["low"].as_f64().unwrap(),
+            c["high"].as_f64().unwrap(),
+        );
+        assert!(
+            0.0 <= low && low <= rate && rate <= high && high <= 1.0,
+            "{c}"
+        );
+        assert_eq!(
+            arm(name)["milestones"][0]["reached"],
+            arm(name)["converted"]
+        );
+    }
+    let best = |name: &str| arm(name)["probability_best"].as_f64().unwrap();
+    assert!(
+        (best("short") + best("control") - 1.0).abs() < 1e-9,
+        "{stats}"
+    );
+    if n_control > 1 {
+        assert!(best("short") > best("control"), "{stats}");
+    }
 }

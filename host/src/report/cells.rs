@@ -412,6 +412,19 @@ pub fn report(spec: &Spec, cells: &[Cell]) -> Report {
             arms.entry(arm).or_default().add(cell, spec);
         }
     }
+    let by_arm: BTreeMap<String, BTreeMap<String, Funnel>> = spec
+        .experiments
+        .iter()
+        .zip(by_arm)
+        .map(|(experiment, arms)| {
+            let funnels = arms
+                .into_iter()
+                .filter(|(arm, g)| g.counts.entered > 0 || experiment.arms.iter().any(|a| a == arm))
+                .map(|(arm, g)| (arm.to_string(), g.funnel(spec)))
+                .collect();
+            (experiment.name.clone(), funnels)
+        })
+        .collect();
     Report {
         overall: overall.funnel(spec),
         // A version or an undeclared arm is listed while it has enrollments; declared arms
@@ -421,21 +434,8 @@ pub fn report(spec: &Spec, cells: &[Cell]) -> Report {
             .filter(|(_, g)| g.counts.entered > 0)
             .map(|(v, g)| (v, g.funnel(spec)))
             .collect(),
-        by_arm: spec
-            .experiments
-            .iter()
-            .zip(by_arm)
-            .map(|(experiment, arms)| {
-                let funnels = arms
-                    .into_iter()
-                    .filter(|(arm, g)| {
-                        g.counts.entered > 0 || experiment.arms.iter().any(|a| a == arm)
-                    })
-                    .map(|(arm, g)| (arm.to_string(), g.funnel(spec)))
-                    .collect();
-                (experiment.name.clone(), funnels)
-            })
-            .collect(),
+        experiments: super::experiments::compare(spec, &by_arm),
+        by_arm,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reports: [`crate::report`]'s measurements as the API shows them.
 
 use super::all;
+use crate::report::experiments::{ExperimentStats, Rate};
 use crate::report::{Funnel, MilestoneStats, PathCount, Report};
 use waymark_api::reports as api;
 
@@ -10,6 +11,7 @@ impl From<Report> for api::Report {
             overall,
             by_version,
             by_arm,
+            experiments,
         } = report;
         api::Report {
             overall: overall.into(),
@@ -27,7 +29,49 @@ impl From<Report> for api::Report {
                     (experiment, arms)
                 })
                 .collect(),
+            experiments: experiments
+                .into_iter()
+                .map(|(name, stats)| (name, stats.into()))
+                .collect(),
         }
+    }
+}
+
+impl From<ExperimentStats> for api::ExperimentStats {
+    fn from(stats: ExperimentStats) -> Self {
+        api::ExperimentStats {
+            metric: stats.metric,
+            arms: stats
+                .arms
+                .into_iter()
+                .map(|(arm, a)| {
+                    let arm_stats = api::ArmStats {
+                        sample_size: a.sample_size,
+                        converted: a.converted,
+                        conversion: a.conversion.map(rate),
+                        probability_best: a.probability_best,
+                        milestones: a
+                            .milestones
+                            .into_iter()
+                            .map(|m| api::MilestoneRate {
+                                name: m.name,
+                                reached: m.reached,
+                                conversion: m.conversion.map(rate),
+                            })
+                            .collect(),
+                    };
+                    (arm, arm_stats)
+                })
+                .collect(),
+        }
+    }
+}
+
+fn rate(r: Rate) -> api::Rate {
+    api::Rate {
+        rate: r.rate,
+        low: r.low,
+        high: r.high,
     }
 }
 
