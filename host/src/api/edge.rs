@@ -12,7 +12,7 @@
 //! many events a batch carries and which shards they go to ([`Edge::take_events`],
 //! [`Edge::shard_full`]).
 
-use super::auth::TenantId;
+use super::auth::Caller;
 use super::limits::{EdgeConfig, TenantRates, SHARD_QUEUE_RECHECK};
 use super::{ApiError, AppState};
 use axum::body::Body;
@@ -200,6 +200,9 @@ enum BodyKind {
     ChannelUpload,
     /// Everything else: small JSON.
     Small,
+    /// The Segment-compatible routes (issue 12): JSON, possibly gzipped, up to Segment's
+    /// 500 KB a batch (`limits::SEGMENT_MAX_BATCH_BYTES`); inflated by the handler.
+    Segment,
 }
 
 fn body_kind(method: &Method, path: &str) -> BodyKind {
@@ -208,6 +211,9 @@ fn body_kind(method: &Method, path: &str) -> BodyKind {
         (&Method::POST, ["", "v1", "events"]) => BodyKind::Events,
         (&Method::PUT, ["", "v1", "journeys", _]) => BodyKind::Component,
         (&Method::PUT, ["", "v1", "channels", _]) => BodyKind::ChannelUpload,
+        (&Method::POST, ["", "v1", route]) if super::segment::ROUTES.contains(route) => {
+            BodyKind::Segment
+        }
         _ => BodyKind::Small,
     }
 }
@@ -332,6 +338,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
         BodyKind::Events => config.max_events_body,
         BodyKind::Component | BodyKind::ChannelUpload => config.max_upload_body,
         BodyKind::Small => config.max_small_body,
+        BodyKind::Segment => super::limits::SEGMENT_MAX_BATCH_BYTES,
     };
     let declared = request
         .headers
@@ -348,7 +355,8 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
     // The tenant, if the key is one: rate-limited and remembered for the handler.
     let mut rate = None;
     let mut _permit: Option<OwnedSemaphorePermit> = None;
-    if let Some(TenantId(tenant)) = TenantId::resolve(&request.headers, state)? {
+    if let Some(caller) = Caller::resolve(&request.headers, state)? {
+        let tenant = caller.tenant.clone();
         let t = edge.tenant(state, &tenant)?;
         let rates = t.rates;
         let remaining = lock(&t.requests)
@@ -377,7 +385,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
             })?);
         }
         tracing::debug!(tenant, %method, path, "tenant request admitted");
-        request.extensions.insert(TenantId(tenant));
+        request.extensions.insert(caller);
     }
 
     Ok(Admitted {
@@ -571,6 +579,9 @@ mod tests {
             BodyKind::ChannelUpload
         );
         assert_eq!(body_kind(&Method::PUT, "/v1/policy"), BodyKind::Small);
+        assert_eq!(body_kind(&Method::POST, "/v1/batch"), BodyKind::Segment);
+        assert_eq!(body_kind(&Method::POST, "/v1/track/"), BodyKind::Segment);
+        assert_eq!(body_kind(&Method::GET, "/v1/track"), BodyKind::Small);
         assert!(expensive(&Method::POST, "/v1/dead-letters/retry"));
         assert!(!expensive(&Method::POST, "/v1/events"));
     }
