@@ -245,6 +245,11 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+fn is_text(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("text/plain")
+}
+
 fn is_component(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
@@ -319,6 +324,9 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
             let content_type = content_type.to_str().unwrap_or_default();
             let ok = match kind {
                 BodyKind::Component => is_component(content_type),
+                // Browser Segment clients send JSON as `text/plain` (a "simple" request, no
+                // CORS preflight).
+                BodyKind::Segment => is_json(content_type) || is_text(content_type),
                 _ => is_json(content_type),
             };
             if !ok {
