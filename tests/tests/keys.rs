@@ -49,8 +49,9 @@ fn routes() -> BTreeSet<(Method, String)> {
                 ("patch", Method::PATCH),
             ] {
                 let called = handlers.match_indices(&format!("{name}(")).any(|(i, _)| {
-                    i == 0 || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric()
-                        && handlers.as_bytes()[i - 1] != b'_'
+                    i == 0
+                        || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && handlers.as_bytes()[i - 1] != b'_'
                 });
                 if called {
                     out.insert((method, route.clone()));
@@ -87,7 +88,12 @@ const PUBLIC: &[&str] = &["/healthz", "/metrics"];
 
 async fn new_key(api: &Api, admin_key: &str, scope: &str) -> Value {
     let (status, body) = api
-        .request(Method::POST, "/v1/keys", Some(admin_key), json!({ "scope": scope, "name": format!("{scope} key") }))
+        .request(
+            Method::POST,
+            "/v1/keys",
+            Some(admin_key),
+            json!({ "scope": scope, "name": format!("{scope} key") }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
@@ -98,12 +104,25 @@ async fn a_write_key_is_refused_on_every_non_ingest_route_and_a_read_key_on_ever
     let world = Onboarding::start().await;
     let api = world.api();
     let admin_key = &world.tenant.api_key;
-    let write = new_key(&api, admin_key, "write").await["key"].as_str().unwrap().to_string();
-    let read = new_key(&api, admin_key, "read").await["key"].as_str().unwrap().to_string();
+    let write = new_key(&api, admin_key, "write").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let read = new_key(&api, admin_key, "read").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let routes = routes();
-    for expected in [(Method::POST, "/v1/events"), (Method::GET, "/v1/customers/{id}"), (Method::DELETE, "/v1/keys/{prefix}")] {
-        assert!(routes.contains(&(expected.0.clone(), expected.1.to_string())), "{expected:?} not found in {routes:?}");
+    for expected in [
+        (Method::POST, "/v1/events"),
+        (Method::GET, "/v1/customers/{id}"),
+        (Method::DELETE, "/v1/keys/{prefix}"),
+    ] {
+        assert!(
+            routes.contains(&(expected.0.clone(), expected.1.to_string())),
+            "{expected:?} not found in {routes:?}"
+        );
     }
     let mut checked = 0;
     for (method, route) in &routes {
@@ -112,16 +131,30 @@ async fn a_write_key_is_refused_on_every_non_ingest_route_and_a_read_key_on_ever
         }
         let path = concrete(route);
         let operator = route.starts_with("/v1/admin/");
-        let answer = api.request(method.clone(), &path, Some(&write), Body::Empty).await;
+        let answer = api
+            .request(method.clone(), &path, Some(&write), Body::Empty)
+            .await;
         if operator {
             assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
         } else {
-            assert_eq!(answer.0, StatusCode::FORBIDDEN, "write key on {method} {route}: {}", answer.1);
+            assert_eq!(
+                answer.0,
+                StatusCode::FORBIDDEN,
+                "write key on {method} {route}: {}",
+                answer.1
+            );
             assert_error(&answer, StatusCode::FORBIDDEN, "forbidden");
         }
         if *method != Method::GET && !operator {
-            let answer = api.request(method.clone(), &path, Some(&read), Body::Empty).await;
-            assert_eq!(answer.0, StatusCode::FORBIDDEN, "read key on {method} {route}: {}", answer.1);
+            let answer = api
+                .request(method.clone(), &path, Some(&read), Body::Empty)
+                .await;
+            assert_eq!(
+                answer.0,
+                StatusCode::FORBIDDEN,
+                "read key on {method} {route}: {}",
+                answer.1
+            );
         }
         checked += 1;
     }
@@ -129,12 +162,18 @@ async fn a_write_key_is_refused_on_every_non_ingest_route_and_a_read_key_on_ever
 
     // What each key is for still works.
     let event = json!({ "id": "w-1", "customer": "wes", "name": "signed_up" });
-    let answer = api.request(Method::POST, "/v1/events", Some(&write), json!([event])).await;
+    let answer = api
+        .request(Method::POST, "/v1/events", Some(&write), json!([event]))
+        .await;
     assert_eq!(answer.0, StatusCode::ACCEPTED, "{}", answer.1);
     world.sink.wait_for_delivery("welcome", "wes").await;
-    let answer = api.request(Method::GET, "/v1/customers/wes", Some(&read), Body::Empty).await;
+    let answer = api
+        .request(Method::GET, "/v1/customers/wes", Some(&read), Body::Empty)
+        .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
-    let answer = api.request(Method::POST, "/v1/events", Some(&read), json!([event])).await;
+    let answer = api
+        .request(Method::POST, "/v1/events", Some(&read), json!([event]))
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden");
 }
 
@@ -149,7 +188,9 @@ async fn keys_are_listed_by_prefix_without_their_secret_and_a_revoked_key_is_ref
     assert!(write.starts_with(&prefix) && prefix.len() < write.len());
     assert_eq!(created["scope"], "write");
 
-    let (status, listed) = api.request(Method::GET, "/v1/keys", Some(&first), Body::Empty).await;
+    let (status, listed) = api
+        .request(Method::GET, "/v1/keys", Some(&first), Body::Empty)
+        .await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let keys = listed["keys"].as_array().unwrap();
     let scopes: BTreeSet<(&str, &str)> = keys
@@ -157,40 +198,84 @@ async fn keys_are_listed_by_prefix_without_their_secret_and_a_revoked_key_is_ref
         .map(|k| (k["prefix"].as_str().unwrap(), k["scope"].as_str().unwrap()))
         .collect();
     assert!(scopes.contains(&(prefix.as_str(), "write")), "{listed}");
-    assert!(scopes.contains(&(&first[..12], "admin")), "the first key is listed: {listed}");
-    assert!(!listed.to_string().contains(&write) && !listed.to_string().contains(&first), "no secret is listed");
+    assert!(
+        scopes.contains(&(&first[..12], "admin")),
+        "the first key is listed: {listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&write) && !listed.to_string().contains(&first),
+        "no secret is listed"
+    );
 
     let event = |id: &str| json!([{ "id": id, "customer": "wes", "name": "signed_up" }]);
-    let answer = api.request(Method::POST, "/v1/events", Some(&write), event("e1")).await;
+    let answer = api
+        .request(Method::POST, "/v1/events", Some(&write), event("e1"))
+        .await;
     assert_eq!(answer.0, StatusCode::ACCEPTED, "{}", answer.1);
     let (status, revoked) = api
-        .request(Method::DELETE, &format!("/v1/keys/{prefix}"), Some(&first), Body::Empty)
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{prefix}"),
+            Some(&first),
+            Body::Empty,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{revoked}");
     assert_eq!(revoked["prefix"], prefix.as_str());
     // At once: the very next request.
-    let answer = api.request(Method::POST, "/v1/events", Some(&write), event("e2")).await;
+    let answer = api
+        .request(Method::POST, "/v1/events", Some(&write), event("e2"))
+        .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
     let answer = api
-        .request(Method::DELETE, &format!("/v1/keys/{prefix}"), Some(&first), Body::Empty)
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{prefix}"),
+            Some(&first),
+            Body::Empty,
+        )
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
 
     // Rotation without downtime: a new admin key, then the first one revoked.
-    let second = new_key(&api, &first, "admin").await["key"].as_str().unwrap().to_string();
+    let second = new_key(&api, &first, "admin").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let answer = api
-        .request(Method::DELETE, &format!("/v1/keys/{}", &first[..12]), Some(&second), Body::Empty)
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{}", &first[..12]),
+            Some(&second),
+            Body::Empty,
+        )
         .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
-    let answer = api.request(Method::GET, "/v1/keys", Some(&first), Body::Empty).await;
+    let answer = api
+        .request(Method::GET, "/v1/keys", Some(&first), Body::Empty)
+        .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
-    let answer = api.request(Method::GET, "/v1/customers/wes", Some(&second), Body::Empty).await;
+    let answer = api
+        .request(Method::GET, "/v1/customers/wes", Some(&second), Body::Empty)
+        .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
 
     // Bad input, and keys only for admin keys.
-    let answer = api.request(Method::POST, "/v1/keys", Some(&second), json!({ "scope": "root" })).await;
+    let answer = api
+        .request(
+            Method::POST,
+            "/v1/keys",
+            Some(&second),
+            json!({ "scope": "root" }),
+        )
+        .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_json");
-    let read = new_key(&api, &second, "read").await["key"].as_str().unwrap().to_string();
-    let answer = api.request(Method::GET, "/v1/keys", Some(&read), Body::Empty).await;
+    let read = new_key(&api, &second, "read").await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answer = api
+        .request(Method::GET, "/v1/keys", Some(&read), Body::Empty)
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden");
 }

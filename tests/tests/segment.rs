@@ -105,8 +105,8 @@ fn python_shaped_batch(now: Millis, key: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_gzipped_segment_batch_with_the_write_key_enrolls_customers_and_again_is_all_duplicates(
-) {
+async fn a_gzipped_segment_batch_with_the_write_key_enrolls_customers_and_again_is_all_duplicates()
+{
     let world = Onboarding::start().await;
     let key = new_key(&world, "write").await;
     let now = world.admin().clock_now().await;
@@ -143,18 +143,45 @@ async fn single_calls_take_a_bearer_or_basic_key_and_answer_as_segment_does() {
     let key = new_key(&world, "write").await;
     let track = json!({ "userId": "cy", "event": "signed_up", "messageId": "cy-1",
                         "timestamp": "2026-03-01T10:00:00.000Z", "context": { "ip": "10.0.0.1" } });
-    let answer = send(&world, "/v1/track", Auth::Bearer(&key), track.to_string().into_bytes(), false).await;
-    assert_eq!(answer, (StatusCode::OK, json!({ "success": true, "accepted": 1, "duplicates": 0 })));
+    let answer = send(
+        &world,
+        "/v1/track",
+        Auth::Bearer(&key),
+        track.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::OK,
+            json!({ "success": true, "accepted": 1, "duplicates": 0 })
+        )
+    );
     world.sink.wait_for_delivery("welcome", "cy").await;
 
     let identify = json!({ "userId": "cy", "traits": { "name": "Cy" } });
-    let answer = send(&world, "/v1/identify", Auth::Basic(&key), gzip(identify.to_string().as_bytes()), true).await;
+    let answer = send(
+        &world,
+        "/v1/identify",
+        Auth::Basic(&key),
+        gzip(identify.to_string().as_bytes()),
+        true,
+    )
+    .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
     for (path, body) in [
         ("/v1/page", json!({ "anonymousId": "a-1", "name": "Home" })),
         ("/v1/screen", json!({ "userId": "cy", "name": "Settings" })),
     ] {
-        let answer = send(&world, path, Auth::Basic(&key), body.to_string().into_bytes(), false).await;
+        let answer = send(
+            &world,
+            path,
+            Auth::Basic(&key),
+            body.to_string().into_bytes(),
+            false,
+        )
+        .await;
         assert_eq!(answer.0, StatusCode::OK, "{path}: {}", answer.1);
     }
     let cy = wait_for_some("cy's name from identify", || async {
@@ -166,27 +193,68 @@ async fn single_calls_take_a_bearer_or_basic_key_and_answer_as_segment_does() {
 
     // Not yet taken: group (accounts) and alias (identity merge).
     for (path, body) in [
-        ("/v1/group", json!({ "userId": "cy", "groupId": "g1", "traits": {} })),
+        (
+            "/v1/group",
+            json!({ "userId": "cy", "groupId": "g1", "traits": {} }),
+        ),
         ("/v1/alias", json!({ "userId": "cy", "previousId": "a-1" })),
     ] {
-        let answer = send(&world, path, Auth::Basic(&key), body.to_string().into_bytes(), false).await;
+        let answer = send(
+            &world,
+            path,
+            Auth::Basic(&key),
+            body.to_string().into_bytes(),
+            false,
+        )
+        .await;
         assert_error(&answer, StatusCode::NOT_IMPLEMENTED, "not_implemented");
     }
     let with_group = json!({ "batch": [
         { "type": "track", "userId": "dee", "event": "signed_up", "messageId": "dee-1" },
         { "type": "alias", "userId": "dee", "previousId": "a-2" },
     ]});
-    let answer = send(&world, "/v1/batch", Auth::Basic(&key), with_group.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/batch",
+        Auth::Basic(&key),
+        with_group.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::NOT_IMPLEMENTED, "not_implemented");
-    assert!(world.api().customer("dee").await.is_none(), "a refused batch stores nothing");
+    assert!(
+        world.api().customer("dee").await.is_none(),
+        "a refused batch stores nothing"
+    );
 
     // Bad input: Waymark's error shape.
-    let answer = send(&world, "/v1/track", Auth::Basic(&key), json!({ "event": "x" }).to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/track",
+        Auth::Basic(&key),
+        json!({ "event": "x" }).to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_event");
-    let answer = send(&world, "/v1/track", Auth::Basic("wmk_not_a_key"), track.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/track",
+        Auth::Basic("wmk_not_a_key"),
+        track.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
     let read = new_key(&world, "read").await;
-    let answer = send(&world, "/v1/track", Auth::Basic(&read), track.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/track",
+        Auth::Basic(&read),
+        track.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "forbidden");
 }
 
@@ -197,11 +265,25 @@ async fn segments_size_limits_and_a_gzip_bomb_are_refused_with_413() {
     let big = "x".repeat(33 * 1024);
     // A call over 32 KB.
     let call = json!({ "userId": "u", "event": "e", "properties": { "big": big } });
-    let answer = send(&world, "/v1/track", Auth::Basic(&key), call.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/track",
+        Auth::Basic(&key),
+        call.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
     // A message over 32 KB in a batch under 500 KB.
     let batch = json!({ "batch": [{ "type": "track", "userId": "u", "event": "e", "properties": { "big": big } }] });
-    let answer = send(&world, "/v1/batch", Auth::Basic(&key), batch.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/batch",
+        Auth::Basic(&key),
+        batch.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
     // A batch over 500 KB of messages each under 32 KB: refused by its length, plain or
     // once inflated.
@@ -223,10 +305,20 @@ async fn segments_size_limits_and_a_gzip_bomb_are_refused_with_413() {
     assert!(bomb.len() < 500 * 1024);
     let answer = send(&world, "/v1/batch", Auth::Basic(&key), bomb, true).await;
     assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    assert!(world.api().customer("u").await.is_none(), "nothing refused was stored");
+    assert!(
+        world.api().customer("u").await.is_none(),
+        "nothing refused was stored"
+    );
     // The server is still there.
     let ok = json!({ "batch": [{ "type": "track", "userId": "u", "event": "e" }] });
-    let answer = send(&world, "/v1/batch", Auth::Basic(&key), ok.to_string().into_bytes(), false).await;
+    let answer = send(
+        &world,
+        "/v1/batch",
+        Auth::Basic(&key),
+        ok.to_string().into_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
 }
 

@@ -78,14 +78,10 @@ impl Caller {
             return Ok(None);
         };
         let key_digest = hex::encode(digest(&key));
-        Ok(state
-            .host
-            .store
-            .access_key(&key_digest)?
-            .map(|k| Caller {
-                tenant: k.tenant,
-                scope: k.scope,
-            }))
+        Ok(state.host.store.access_key(&key_digest)?.map(|k| Caller {
+            tenant: k.tenant,
+            scope: k.scope,
+        }))
     }
 
     async fn of(parts: &mut Parts, state: &AppState) -> ApiResult<Caller> {
@@ -211,7 +207,10 @@ mod tests {
     #[test]
     fn a_key_is_read_from_bearer_or_from_basic_with_an_empty_password() {
         assert_eq!(api_key(&headers("Bearer wmk_1")).as_deref(), Some("wmk_1"));
-        assert_eq!(api_key(&headers("bearer  wmk_1 ")).as_deref(), Some("wmk_1"));
+        assert_eq!(
+            api_key(&headers("bearer  wmk_1 ")).as_deref(),
+            Some("wmk_1")
+        );
         assert_eq!(
             api_key(&headers(&basic("wmk_1:"))).as_deref(),
             Some("wmk_1")

@@ -118,7 +118,10 @@ impl Store {
     /// A tenant's keys (those made since scopes), in prefix order.
     pub fn access_keys(&self, tenant: &str) -> Result<Vec<AccessKey>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.access_key_prefixes.scan_prefix(prefix(&[tenant.as_bytes()])) {
+        for entry in self
+            .access_key_prefixes
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+        {
             let (_, digest) = entry?;
             if let Some(v) = self.access_keys.get(&digest)? {
                 out.push(dec(&v)?);
@@ -135,8 +138,8 @@ impl Store {
         key_prefix: &str,
     ) -> Result<Option<AccessKey>, StoreError> {
         let index = prefix_key(tenant, key_prefix);
-        let revoked = (&self.api_keys, &self.access_keys, &self.access_key_prefixes)
-            .transaction(|(legacy, keys, prefixes)| {
+        let revoked = (&self.api_keys, &self.access_keys, &self.access_key_prefixes).transaction(
+            |(legacy, keys, prefixes)| {
                 let Some(digest) = prefixes.remove(index.as_slice())? else {
                     return Ok(None);
                 };
@@ -146,7 +149,8 @@ impl Store {
                     .map(|v| dec::<AccessKey>(&v))
                     .transpose()
                     .map_err(abort)
-            })?;
+            },
+        )?;
         self.flush().await?;
         Ok(revoked)
     }

@@ -31,7 +31,10 @@ fn gunzip(body: &[u8], limit: usize) -> ApiResult<Vec<u8>> {
         .take(limit as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("the gzip body does not inflate: {e}"))
+            ApiError::bad_request(
+                "invalid_body",
+                format!("the gzip body does not inflate: {e}"),
+            )
         })?;
     if out.len() > limit {
         return Err(ApiError::new(
@@ -58,17 +61,29 @@ mod tests {
 
     fn headers(encoding: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_ENCODING, HeaderValue::from_str(encoding).unwrap());
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_str(encoding).unwrap(),
+        );
         h
     }
 
     #[test]
     fn a_gzip_body_is_inflated_and_a_plain_one_kept() {
         let body = Bytes::from(gzip(b"{\"a\":1}"));
-        assert_eq!(&decoded(&headers("GZIP"), body, 100).unwrap()[..], b"{\"a\":1}");
+        assert_eq!(
+            &decoded(&headers("GZIP"), body, 100).unwrap()[..],
+            b"{\"a\":1}"
+        );
         let plain = Bytes::from_static(b"{}");
-        assert_eq!(&decoded(&HeaderMap::new(), plain.clone(), 100).unwrap()[..], b"{}");
-        assert_eq!(&decoded(&headers("identity"), plain, 100).unwrap()[..], b"{}");
+        assert_eq!(
+            &decoded(&HeaderMap::new(), plain.clone(), 100).unwrap()[..],
+            b"{}"
+        );
+        assert_eq!(
+            &decoded(&headers("identity"), plain, 100).unwrap()[..],
+            b"{}"
+        );
     }
 
     #[test]
@@ -85,6 +100,9 @@ mod tests {
         let e = decoded(&headers("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
         assert_eq!(e.into_response().status(), StatusCode::BAD_REQUEST);
         let e = decoded(&headers("br"), Bytes::from_static(b"{}"), 100).unwrap_err();
-        assert_eq!(e.into_response().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            e.into_response().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
     }
 }

@@ -208,7 +208,10 @@ fn parse_message(
     let kind = match route {
         Some(kind) => kind,
         None => {
-            let name = m.kind.as_deref().ok_or("type is required in a batch".to_string())?;
+            let name = m
+                .kind
+                .as_deref()
+                .ok_or("type is required in a batch".to_string())?;
             Kind::named(name).ok_or_else(|| {
                 format!("type {name:?} is not a Segment call (track, identify, page, screen, group, alias)")
             })?
@@ -248,7 +251,7 @@ fn parse_message(
             }
             kind.name().to_string()
         }
-        Kind::Group | Kind::Alias => unreachable!("refused above"),
+        Kind::Group | Kind::Alias => return Err(Refusal::NotTaken(kind)),
     };
     let mut context = object("context", m.context.as_ref())?;
     for (k, v) in shared.context.into_iter().flatten() {
@@ -303,7 +306,11 @@ fn object(field: &str, value: Option<&Value>) -> Result<Map<String, Value>, Stri
 /// originalTimestamp)` when `sentAt` (the message's or the batch's) is known
 /// (<https://segment.com/docs/connections/spec/common/#timestamp-overview>); else the
 /// `originalTimestamp`; else `None` (the server's now).
-fn event_time(m: &Message, batch_sent_at: Option<&str>, now: Millis) -> Result<Option<Millis>, String> {
+fn event_time(
+    m: &Message,
+    batch_sent_at: Option<&str>,
+    now: Millis,
+) -> Result<Option<Millis>, String> {
     if let Some(t) = &m.timestamp {
         return iso_millis("timestamp", t).map(Some);
     }
@@ -370,7 +377,10 @@ mod tests {
             json!({"anonymousId": "anon-7", "traits": {"plan": "pro"}, "messageId": "m2"}),
         )
         .unwrap();
-        assert_eq!((e.customer.as_str(), e.name.as_str()), ("anon-7", "identify"));
+        assert_eq!(
+            (e.customer.as_str(), e.name.as_str()),
+            ("anon-7", "identify")
+        );
         assert_eq!(e.properties["traits"], json!({"plan": "pro"}));
         // No time given: the server's now.
         assert_eq!(e.timestamp, 1_000_000);
@@ -392,7 +402,10 @@ mod tests {
             json!({"userId": 42, "name": "Pricing", "category": "Docs", "properties": {"path": "/p"}}),
         )
         .unwrap();
-        assert_eq!(e.id, again.id, "an exact resend without messageId is a duplicate");
+        assert_eq!(
+            e.id, again.id,
+            "an exact resend without messageId is a duplicate"
+        );
     }
 
     #[test]
@@ -422,10 +435,19 @@ mod tests {
     #[test]
     fn bad_messages_are_refused_with_the_reason() {
         let status = |kind, v| one(kind, v).unwrap_err().0;
-        assert_eq!(status(Kind::Track, json!({"event": "e"})), StatusCode::BAD_REQUEST);
-        assert_eq!(status(Kind::Track, json!({"userId": "u"})), StatusCode::BAD_REQUEST);
         assert_eq!(
-            status(Kind::Track, json!({"userId": "u", "event": "e", "timestamp": "yesterday"})),
+            status(Kind::Track, json!({"event": "e"})),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(Kind::Track, json!({"userId": "u"})),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(
+                Kind::Track,
+                json!({"userId": "u", "event": "e", "timestamp": "yesterday"})
+            ),
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
@@ -433,10 +455,16 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            status(Kind::Track, json!({"userId": "u", "event": "e", "properties": {"x": "y".repeat(33 * 1024)}})),
+            status(
+                Kind::Track,
+                json!({"userId": "u", "event": "e", "properties": {"x": "y".repeat(33 * 1024)}})
+            ),
             StatusCode::PAYLOAD_TOO_LARGE
         );
-        assert_eq!(status(Kind::Alias, json!({"userId": "u", "previousId": "a"})), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            status(Kind::Alias, json!({"userId": "u", "previousId": "a"})),
+            StatusCode::NOT_IMPLEMENTED
+        );
         let batch_status = |v: Value| {
             batch(v.to_string().as_bytes(), 0)
                 .unwrap_err()
@@ -449,13 +477,17 @@ mod tests {
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            batch_status(json!({"batch": [{"type": "track", "userId": "u", "event": "e"},
-                                          {"type": "group", "userId": "u", "groupId": "g"}]})),
+            batch_status(
+                json!({"batch": [{"type": "track", "userId": "u", "event": "e"},
+                                          {"type": "group", "userId": "u", "groupId": "g"}]})
+            ),
             StatusCode::NOT_IMPLEMENTED
         );
         assert_eq!(
-            batch_status(json!({"batch": [{"type": "track", "userId": "u", "event": "e",
-                                           "properties": {"x": "y".repeat(33 * 1024)}}]})),
+            batch_status(
+                json!({"batch": [{"type": "track", "userId": "u", "event": "e",
+                                           "properties": {"x": "y".repeat(33 * 1024)}}]})
+            ),
             StatusCode::PAYLOAD_TOO_LARGE
         );
     }
