@@ -270,6 +270,22 @@ async fn keys_are_listed_by_prefix_without_their_secret_and_a_revoked_key_is_ref
         )
         .await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_json");
+    // The typed client reads the same answers.
+    let typed = api.admin_client().with_token(Some(&second));
+    let listed = typed.keys().await.expect("GET /v1/keys");
+    assert!(listed
+        .keys
+        .iter()
+        .all(|k| k.scope == waymark_api::keys::KeyScope::Admin));
+    let made = typed
+        .create_key(&waymark_api::keys::NewKey {
+            scope: waymark_api::keys::KeyScope::Write,
+            name: None,
+        })
+        .await
+        .expect("POST /v1/keys");
+    let gone = typed.revoke_key(&made.listed.prefix).await.expect("DELETE");
+    assert_eq!(gone, made.listed);
     let read = new_key(&api, &second, "read").await["key"]
         .as_str()
         .unwrap()
