@@ -390,3 +390,46 @@ async fn segments_official_python_library_is_taken_unchanged() {
         .unwrap_or_default();
     assert_eq!(accepted, "4", "{metrics}");
 }
+
+#[tokio::test]
+async fn the_edge_resolves_a_basic_write_key_for_its_tenants_rate_limits() {
+    let world = Onboarding::start().await;
+    let key = new_key(&world, "write").await;
+    let (status, body) = world
+        .admin()
+        .request(
+            Method::PUT,
+            "/v1/admin/tenants/acme/limits",
+            Some(world.server.admin_token()),
+            json!({ "requests_per_second": 1, "request_burst": 2 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for i in 0..10 {
+        let track = json!({ "userId": "rae", "event": "viewed", "messageId": format!("rae-{i}") });
+        let response = http
+            .post(format!("{}/v1/track", world.server.url()))
+            .basic_auth(&key, None::<&str>)
+            .json(&track)
+            .send()
+            .await
+            .expect("an answer");
+        // The tenant's rate headers: the edge knew the tenant from the Basic credentials.
+        assert!(
+            response.headers().contains_key("ratelimit-policy"),
+            "{:?}",
+            response.headers()
+        );
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let limited = limited.expect("ten requests at once exceed a burst of 2");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+}
