@@ -281,6 +281,41 @@ async fn keys_are_listed_by_prefix_without_their_secret_and_a_revoked_key_is_ref
         .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
 
+    // The operator can always issue a key, so no tenant is locked out.
+    let token = world.server.admin_token().to_string();
+    let (status, issued) = api
+        .request(
+            Method::POST,
+            "/v1/admin/tenants/acme/keys",
+            Some(&token),
+            json!({ "scope": "admin" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let issued = issued["key"].as_str().unwrap();
+    let answer = api
+        .request(Method::GET, "/v1/keys", Some(issued), Body::Empty)
+        .await;
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    let answer = api
+        .request(
+            Method::POST,
+            "/v1/admin/tenants/nobody/keys",
+            Some(&token),
+            json!({ "scope": "admin" }),
+        )
+        .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
+    let answer = api
+        .request(
+            Method::POST,
+            "/v1/admin/tenants/acme/keys",
+            Some(issued),
+            json!({ "scope": "admin" }),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized");
+
     // Bad input, and keys only for admin keys.
     let answer = api
         .request(

@@ -78,9 +78,15 @@ impl Caller {
             return Ok(None);
         };
         let key_digest = hex::encode(digest(&key));
-        Ok(state.host.store.access_key(&key_digest)?.map(|k| Caller {
-            tenant: k.tenant,
-            scope: k.scope,
+        let Some(found) = state.host.store.access_key(&key_digest)? else {
+            return Ok(None);
+        };
+        if found.prefix.is_empty() {
+            adopt(state, &key, &key_digest, &found.tenant);
+        }
+        Ok(Some(Caller {
+            tenant: found.tenant,
+            scope: found.scope,
         }))
     }
 
@@ -90,6 +96,29 @@ impl Caller {
             return Ok(caller.clone());
         }
         Caller::resolve(&parts.headers, state)?.ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// A tenant's key from before scopes, seen in use: recorded as the admin key it is, under its
+/// prefix, so the tenant can list it and revoke it (to rotate it) like any other. A failure
+/// is logged, never refused: the key works either way.
+fn adopt(state: &AppState, key: &str, key_digest: &str, tenant: &str) {
+    let Some(prefix) = key.get(..super::keys::PREFIX_LEN) else {
+        return;
+    };
+    let store = &state.host.store;
+    let adopted = store.tenant(tenant).and_then(|t| {
+        let record = crate::store::AccessKey {
+            tenant: tenant.to_string(),
+            prefix: prefix.to_string(),
+            scope: Scope::Admin,
+            created_at: t.map_or(0, |t| t.created_at),
+            name: Some("created with the tenant".into()),
+        };
+        store.adopt_legacy_key(&record, key_digest)
+    });
+    if let Err(error) = adopted {
+        tracing::warn!(tenant, %error, "could not record a key from before scoped keys");
     }
 }
 

@@ -1,6 +1,9 @@
 //! `/v1/keys` (issue 12): a tenant's scoped API keys, created (the key shown once), listed by
 //! prefix and revoked by it. Admin keys only ([`TenantAdmin`]). A key is stored as its SHA-256
 //! digest ([`digest`]); its prefix is public and names it.
+//!
+//! `POST /v1/admin/tenants/{id}/keys` lets the operator issue a key too, so a tenant that
+//! revoked its last admin key is never locked out.
 
 use super::auth::digest;
 use super::prelude::*;
@@ -10,7 +13,7 @@ use waymark_api::keys::{CreatedKey, Key, KeyList, KeyScope, NewKey};
 /// The longest note a key may carry.
 const MAX_KEY_NAME: usize = 200;
 /// How many characters of a key are its public prefix: `wmk_` and 8 hex digits.
-const PREFIX_LEN: usize = 12;
+pub(super) const PREFIX_LEN: usize = 12;
 /// How many times a new key is drawn again when its prefix is taken within the tenant.
 const DRAWS: usize = 4;
 
@@ -18,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{prefix}", axum::routing::delete(revoke_key))
+        .route("/v1/admin/tenants/{id}/keys", post(issue_key))
 }
 
 /// A new key (`wmk_` and 64 hex digits of 32 random bytes) and its prefix.
@@ -53,6 +57,28 @@ fn listed(k: AccessKey) -> Key {
 async fn create_key(
     State(state): State<AppState>,
     TenantAdmin(tenant): TenantAdmin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    created(&state, tenant, body).await
+}
+
+/// The operator's way in: a key for tenant `id` (404 if there is none).
+async fn issue_key(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(tenant): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    if state.host.store.tenant(&tenant)?.is_none() {
+        return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
+    }
+    created(&state, tenant, body).await
+}
+
+/// Makes a key for `tenant` as the body asks.
+async fn created(
+    state: &AppState,
+    tenant: String,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let input: NewKey = parse_json(&body?)?;

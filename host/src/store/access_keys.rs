@@ -115,6 +115,30 @@ impl Store {
         }))
     }
 
+    /// Records a key from before scopes (in `api_keys` only) as `record`, an admin key with
+    /// its prefix, so that it is listed and revoked like the others. Does nothing if the
+    /// digest has a record already, is not `record.tenant`'s, or the prefix is taken in the
+    /// tenant. Not flushed: lost in a crash, it is done again on the key's next use.
+    pub fn adopt_legacy_key(&self, record: &AccessKey, digest: &str) -> Result<(), StoreError> {
+        let value = enc(record);
+        let index = prefix_key(&record.tenant, &record.prefix);
+        (&self.api_keys, &self.access_keys, &self.access_key_prefixes).transaction(
+            |(legacy, keys, prefixes)| {
+                let owner = legacy.get(digest)?;
+                if owner.as_deref() != Some(record.tenant.as_bytes())
+                    || keys.get(digest)?.is_some()
+                    || prefixes.get(index.as_slice())?.is_some()
+                {
+                    return Ok(());
+                }
+                keys.insert(digest.as_bytes(), value.as_slice())?;
+                prefixes.insert(index.as_slice(), digest.as_bytes())?;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
     /// A tenant's keys (those made since scopes), in prefix order.
     pub fn access_keys(&self, tenant: &str) -> Result<Vec<AccessKey>, StoreError> {
         let mut out = Vec::new();
@@ -236,5 +260,18 @@ mod tests {
         let key = store.access_key("old").unwrap().unwrap();
         assert_eq!((key.tenant.as_str(), key.scope), ("acme", Scope::Admin));
         assert!(store.access_keys("acme").unwrap().is_empty());
+
+        // Adopted on use: listed, then revoked by its prefix like any key.
+        let adopted = record("acme", "wmk_0old", Scope::Admin);
+        store.adopt_legacy_key(&adopted, "old").unwrap();
+        store.adopt_legacy_key(&adopted, "old").unwrap();
+        assert_eq!(store.access_keys("acme").unwrap(), vec![adopted.clone()]);
+        // Not another tenant's.
+        store
+            .adopt_legacy_key(&record("other", "wmk_0old", Scope::Admin), "old")
+            .unwrap();
+        assert!(store.access_keys("other").unwrap().is_empty());
+        store.revoke_access_key("acme", "wmk_0old").await.unwrap();
+        assert!(store.access_key("old").unwrap().is_none());
     }
 }
