@@ -39,6 +39,9 @@ pub mod policy;
 pub mod reports;
 pub mod tasks;
 pub mod tenants;
+// Segment-compatible ingest and scoped keys (issue 12).
+pub mod keys;
+pub mod segment;
 
 /// Milliseconds since the Unix epoch, UTC: every time in the API.
 pub type Millis = i64;

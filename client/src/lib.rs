@@ -35,6 +35,9 @@ use waymark_api::policy::SendingPolicy;
 use waymark_api::reports::JourneyReport;
 use waymark_api::tasks::{ClaimTask, ResolveTask, Task, TaskList, TaskQuery};
 use waymark_api::tenants::{CreatedTenant, NewTenant};
+// Issue 12.
+use waymark_api::keys::{CreatedKey, Key, KeyList, NewKey};
+use waymark_api::segment::SegmentAccepted;
 
 /// What a call returns.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -436,6 +439,31 @@ impl Client {
     /// `POST /v1/dead-letters/retry`.
     pub async fn retry_dead_letters(&self, retry: &RetryDeadLetters) -> Result<Requeued> {
         self.call(Method::POST, "/v1/dead-letters/retry", Body::json(retry)?)
+            .await
+    }
+
+    // --- scoped keys and Segment-compatible ingest (issue 12) --------------------------------
+
+    /// `POST /v1/keys` (admin key): a new key of `scope`, shown this once.
+    pub async fn create_key(&self, new: &NewKey) -> Result<CreatedKey> {
+        self.call(Method::POST, "/v1/keys", Body::json(new)?).await
+    }
+
+    /// `GET /v1/keys` (admin key): the tenant's keys by prefix, never their secrets.
+    pub async fn keys(&self) -> Result<KeyList> {
+        self.call(Method::GET, "/v1/keys", Body::Empty).await
+    }
+
+    /// `DELETE /v1/keys/{prefix}` (admin key): revokes the key at once.
+    pub async fn revoke_key(&self, prefix: &str) -> Result<Key> {
+        let path = format!("/v1/keys/{}", segment(prefix));
+        self.call(Method::DELETE, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/batch` (write or admin key): a Segment HTTP Tracking API batch,
+    /// `{"batch": [...], ...}`, sent as JSON with this client's key as a bearer token.
+    pub async fn segment_batch(&self, batch: &Value) -> Result<SegmentAccepted> {
+        self.call(Method::POST, "/v1/batch", Body::Json(batch.clone()))
             .await
     }
 }

@@ -31,6 +31,8 @@ pub mod raw;
 pub mod server;
 pub mod sink;
 pub mod wait;
+// Segment's official Python library, for `tests/segment.rs` (issue 12).
+pub mod python;
 pub mod worlds;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};

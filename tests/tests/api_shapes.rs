@@ -567,6 +567,11 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         dead_letters::DeadLetters,
         dead_letters::Requeued,
         isolation::JourneyBreakers,
+        // Issue 12.
+        keys::CreatedKey,
+        keys::KeyList,
+        keys::Key,
+        segment::SegmentAccepted,
     )
 }
 

@@ -19,6 +19,8 @@
 //! - `fuzz [--seconds N] [target]` — builds the libFuzzer targets of `fuzz/` with coverage
 //!   instrumentation (stable toolchain) and fuzzes each, or `target`, for N seconds ([`fuzz`]).
 //!   `test` ends with a [`fuzz::SMOKE_SECONDS`] smoke run of each unless `--no-fuzz`.
+//!   `test` also makes (once) `target/segment-venv`, a Python environment with Segment's
+//!   official library from PyPI, for the Segment-compatible ingest test (issue 12).
 
 mod durability;
 mod fuzz;
@@ -227,6 +229,12 @@ fn has_std(libdir: &Path) -> bool {
 
 fn test(no_nextest: bool, extra: &[String]) -> Result<()> {
     build()?;
+    // Issue 12: Segment's official Python library for `tests/tests/segment.rs`, in a venv
+    // under `target/` (kept when it already imports the library).
+    match waymark_tests::python::segment_python() {
+        Ok(python) => eprintln!("segment-analytics-python ready at {}", python.display()),
+        Err(why) => eprintln!("warning: no Python environment for Segment's library: {why}"),
+    }
     let prebuilt = [("WAYMARK_PREBUILT", "1")];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     if !no_nextest && nextest_available() {

@@ -28,7 +28,15 @@ async fn create_tenant(
 ) -> ApiResult<(StatusCode, Json<CreatedTenant>)> {
     let input: NewTenant = parse_json(&body?)?;
     valid_name("tenant", &input.name)?;
-    let api_key = format!("wmk_{}", hex::encode(rand_bytes()?));
+    // The first key is an admin key, listed and revocable like any other (issue 12).
+    let (api_key, prefix) = super::keys::new_key()?;
+    let first = crate::store::AccessKey {
+        tenant: input.name.clone(),
+        prefix,
+        scope: crate::store::Scope::Admin,
+        created_at: state.host.clock.now(),
+        name: Some("created with the tenant".into()),
+    };
     let tenant = Tenant {
         id: input.name.clone(),
         created_at: state.host.clock.now(),
@@ -38,7 +46,7 @@ async fn create_tenant(
     state
         .host
         .store
-        .create_tenant(&tenant, &hex::encode(digest(&api_key)))
+        .create_tenant_with_key(&tenant, &first, &hex::encode(digest(&api_key)))
         .await
         .map_err(|e| match e {
             StoreError::Exists(what) => ApiError::new(
@@ -59,12 +67,6 @@ async fn create_tenant(
 }
 
 /// 32 bytes from the operating system's CSPRNG, for API keys.
-fn rand_bytes() -> ApiResult<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(ApiError::internal)?;
-    Ok(b)
-}
-
 async fn clock(State(state): State<AppState>, _: Admin) -> Json<Clock> {
     Json(dto::clock(&state.host.clock))
 }

@@ -12,7 +12,7 @@
 //! many events a batch carries and which shards they go to ([`Edge::take_events`],
 //! [`Edge::shard_full`]).
 
-use super::auth::TenantId;
+use super::auth::Caller;
 use super::limits::{EdgeConfig, TenantRates, LINGER, LINGER_BYTES, SHARD_QUEUE_RECHECK};
 use super::{ApiError, AppState};
 use axum::body::Body;
@@ -200,6 +200,9 @@ enum BodyKind {
     ChannelUpload,
     /// Everything else: small JSON.
     Small,
+    /// The Segment-compatible routes (issue 12): JSON, possibly gzipped, up to Segment's
+    /// 500 KB a batch (`limits::SEGMENT_MAX_BATCH_BYTES`); inflated by the handler.
+    Segment,
 }
 
 fn body_kind(method: &Method, path: &str) -> BodyKind {
@@ -208,6 +211,9 @@ fn body_kind(method: &Method, path: &str) -> BodyKind {
         (&Method::POST, ["", "v1", "events"]) => BodyKind::Events,
         (&Method::PUT, ["", "v1", "journeys", _]) => BodyKind::Component,
         (&Method::PUT, ["", "v1", "channels", _]) => BodyKind::ChannelUpload,
+        (&Method::POST, ["", "v1", route]) if super::segment::ROUTES.contains(route) => {
+            BodyKind::Segment
+        }
         _ => BodyKind::Small,
     }
 }
@@ -237,6 +243,11 @@ fn is_json(content_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn is_text(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("text/plain")
 }
 
 fn is_component(content_type: &str) -> bool {
@@ -313,6 +324,9 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
             let content_type = content_type.to_str().unwrap_or_default();
             let ok = match kind {
                 BodyKind::Component => is_component(content_type),
+                // Browser Segment clients send JSON as `text/plain` (a "simple" request, no
+                // CORS preflight).
+                BodyKind::Segment => is_json(content_type) || is_text(content_type),
                 _ => is_json(content_type),
             };
             if !ok {
@@ -332,6 +346,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
         BodyKind::Events => config.max_events_body,
         BodyKind::Component | BodyKind::ChannelUpload => config.max_upload_body,
         BodyKind::Small => config.max_small_body,
+        BodyKind::Segment => super::limits::SEGMENT_MAX_BATCH_BYTES,
     };
     let declared = request
         .headers
@@ -348,7 +363,8 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
     // The tenant, if the key is one: rate-limited and remembered for the handler.
     let mut rate = None;
     let mut _permit: Option<OwnedSemaphorePermit> = None;
-    if let Some(TenantId(tenant)) = TenantId::resolve(&request.headers, state)? {
+    if let Some(caller) = Caller::resolve(&request.headers, state)? {
+        let tenant = caller.tenant.clone();
         let t = edge.tenant(state, &tenant)?;
         let rates = t.rates;
         let remaining = lock(&t.requests)
@@ -377,7 +393,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
             })?);
         }
         tracing::debug!(tenant, %method, path, "tenant request admitted");
-        request.extensions.insert(TenantId(tenant));
+        request.extensions.insert(caller);
     }
 
     Ok(Admitted {
@@ -567,6 +583,9 @@ mod tests {
             BodyKind::ChannelUpload
         );
         assert_eq!(body_kind(&Method::PUT, "/v1/policy"), BodyKind::Small);
+        assert_eq!(body_kind(&Method::POST, "/v1/batch"), BodyKind::Segment);
+        assert_eq!(body_kind(&Method::POST, "/v1/track/"), BodyKind::Segment);
+        assert_eq!(body_kind(&Method::GET, "/v1/track"), BodyKind::Small);
         assert!(expensive(&Method::POST, "/v1/dead-letters/retry"));
         assert!(!expensive(&Method::POST, "/v1/events"));
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use waymark_api::events::{EventInput, EventResult, EventStatus, EventsAccepted};
 
 /// The most events one request may carry.
-const MAX_BATCH: usize = 10_000;
+pub(super) const MAX_BATCH: usize = 10_000;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/events", post(post_events))
@@ -22,9 +22,9 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// Why one posted event was refused: 400, or 413 for a size limit.
 #[derive(Debug)]
-struct Refused {
-    status: StatusCode,
-    message: String,
+pub(super) struct Refused {
+    pub(super) status: StatusCode,
+    pub(super) message: String,
 }
 
 impl From<String> for Refused {
@@ -36,7 +36,7 @@ impl From<String> for Refused {
     }
 }
 
-fn oversized(message: String) -> Refused {
+pub(super) fn oversized(message: String) -> Refused {
     Refused {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message,
@@ -62,6 +62,12 @@ fn traits(event: &Event) -> Option<&serde_json::Map<String, Value>> {
 /// One posted event, read and checked on its own so an error can name its place in a batch.
 fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, Refused> {
     let input: EventInput = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    check_event(input, now)
+}
+
+/// One event's checks (ids, name, time, sizes) and its conversion to the model: the one
+/// gate of every ingest route (`POST /v1/events`, the Segment-compatible routes).
+pub(super) fn check_event(input: EventInput, now: Millis) -> Result<Event, Refused> {
     valid_id("id", &input.id)?;
     valid_id("customer", &input.customer)?;
     valid_id("name", &input.name)?;
@@ -134,7 +140,7 @@ fn check_attribute_sizes(
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 /// The error for event `i` of a request (`batch`: whether to name the index).
-fn refusal(batch: bool, i: usize, r: Refused) -> ApiError {
+pub(super) fn refusal(batch: bool, i: usize, r: Refused) -> ApiError {
     let at = if batch {
         format!("event {i}: ")
     } else {
@@ -182,12 +188,11 @@ pub fn parse_events(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
 
 async fn post_events(
     State(state): State<AppState>,
-    TenantId(tenant): TenantId,
+    Ingest(tenant): Ingest,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<EventsAccepted>)> {
     let body = body?;
-    let rt = &state.host;
-    let now = rt.clock.now();
+    let now = state.host.clock.now();
     // Parsing a large batch takes a while: off the async workers, so it delays no one else.
     let events = if body.len() > INLINE_PARSE_BYTES {
         tokio::task::spawn_blocking(move || parse_events(&body, now))
@@ -196,12 +201,28 @@ async fn post_events(
     } else {
         parse_events(&body, now)?
     };
+    let accepted = ingest(&state, &tenant, events, now).await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Ingests checked events received at `now`: the tenant's event rate and the shards'
+/// backpressure (refused whole, nothing stored), the attribute sizes `identify` would lead to,
+/// then dedup and the durable append, and the owning shard workers woken. Shared by every
+/// ingest route.
+pub(super) async fn ingest(
+    state: &AppState,
+    tenant: &str,
+    events: Vec<Event>,
+    now: Millis,
+) -> ApiResult<EventsAccepted> {
+    let rt = &state.host;
+    let tenant = tenant.to_string();
     let batch = events.len() > 1;
     let refused = move |i: usize, r: Refused| refusal(batch, i, r);
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
     state
         .edge
-        .take_events(&state, &tenant, events.len() as u64)?;
+        .take_events(state, &tenant, events.len() as u64)?;
     let mut targets = vec![false; usize::from(rt.store.shards())];
     for event in &events {
         targets[usize::from(crate::store::shard_of(
@@ -211,7 +232,7 @@ async fn post_events(
         ))] = true;
     }
     for (shard, targeted) in targets.into_iter().enumerate() {
-        if targeted && state.edge.shard_full(&state, shard as u16).await? {
+        if targeted && state.edge.shard_full(state, shard as u16).await? {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -264,14 +285,11 @@ async fn post_events(
     let duplicates = events.len() as u64 - accepted;
     rt.metrics.events_accepted.inc_by(accepted);
     rt.metrics.events_duplicate.inc_by(duplicates);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(EventsAccepted {
-            accepted,
-            duplicates,
-            results: out,
-        }),
-    ))
+    Ok(EventsAccepted {
+        accepted,
+        duplicates,
+        results: out,
+    })
 }
 
 #[cfg(test)]

@@ -43,6 +43,15 @@ pub const MAX_UPLOAD_BODY: usize = 32 * 1024 * 1024;
 /// The largest body of every other route.
 pub const MAX_SMALL_BODY: usize = 1024 * 1024;
 
+/// Segment-compatible ingest (issue 12): Segment's documented limits, "a maximum of 32KB per
+/// call (our batch endpoint accepts a maximum of 500KB per batch and 32KB per call)"
+/// (<https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size>),
+/// KB read as 1024 bytes (as Segment's Python library does: `MAX_MSG_SIZE = 32 << 10`). The
+/// batch limit bounds the body both as sent and once inflated.
+pub const SEGMENT_MAX_BATCH_BYTES: usize = 500 * 1024;
+/// The most bytes of one Segment message (a single call's body, or one entry of a batch).
+pub const SEGMENT_MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
 /// The most ids in one `POST /v1/dead-letters/retry`.
 pub const MAX_RETRY_IDS: usize = 1000;
 /// Dead letters requeued per store pass of a mass retry (each pass runs off the async workers).

@@ -19,6 +19,8 @@
 //! | [`dead_letters`] | `/v1/dead-letters[/retry]` |
 //! | [`breakers`] | `/v1/journeys/{name}/breaker` (issue 15) |
 //! | [`enrollments`] | `/v1/customers/{id}/enrollments/{journey}/resume` (issue 15) |
+//! | [`segment`] | `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/batch`, `/v1/group`, `/v1/alias` (issue 12) |
+//! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 
 mod admin;
 mod auth;
@@ -34,12 +36,15 @@ mod events;
 pub mod head;
 mod health;
 mod journeys;
+mod keys; // Scoped keys (issue 12)
 pub mod limits;
 mod policy;
+mod segment; // Segment-compatible ingest (issue 12)
 mod tasks;
 mod validate;
 
 pub use auth::{digest, Admin, TenantId};
+pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)
 pub use edge::Edge;
 pub use error::ApiError;
 pub use events::parse_events;
@@ -87,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::routes())
         .merge(events::routes())
         .merge(policy::routes())
+        // Issue 12: Segment-compatible ingest, scoped keys.
+        .merge(segment::routes())
+        .merge(keys::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -128,7 +136,7 @@ async fn durable_reads(
 
 /// What every resource module uses.
 mod prelude {
-    pub(super) use super::auth::{Admin, TenantId};
+    pub(super) use super::auth::{Admin, Ingest, TenantAdmin, TenantId};
     pub(super) use super::error::{parse_json, ApiError, ApiResult};
     pub(super) use super::validate::{check_component_size, valid_name};
     pub(super) use super::{AppState, MAX_LIST};

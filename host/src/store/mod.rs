@@ -21,6 +21,7 @@
 //! | [`tasks`] | human handoffs |
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
+//! | [`access_keys`] | tenants' scoped API keys (issue 12) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -40,6 +41,7 @@
 //! from the queue ([`Store::commit_trigger`]), so a crash either applied a trigger wholly or not
 //! at all, and an unprocessed trigger is simply processed again after restart.
 
+pub mod access_keys; // Scoped keys (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -62,6 +64,7 @@ mod compat;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use channels::ChannelRecord;
 pub use events::Ingested;
 pub use journeys::{JourneyVersion, LiveJourney};
@@ -174,6 +177,9 @@ pub struct Store {
     dead_letters: sled::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
     held: sled::Tree,
+    // Scoped keys (issue 12): digest → record; `tenant␟prefix` → digest.
+    access_keys: sled::Tree,
+    access_key_prefixes: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -282,6 +288,8 @@ impl Store {
             report_cells: t("report_cells")?,
             dead_letters: t("dead_letters")?,
             held: t("held")?,
+            access_keys: t("access_keys")?, // Scoped keys (issue 12)
+            access_key_prefixes: t("access_key_prefixes")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
