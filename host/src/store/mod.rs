@@ -19,6 +19,7 @@
 //! | [`outbox`] | messages, their delivery index, held messages and dead letters |
 //! | [`counters`] | per journey and channel delivery counters |
 //! | [`tasks`] | human handoffs |
+//! | [`templates`] | message templates: immutable versions and each template's head |
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //!
@@ -53,6 +54,7 @@ pub mod outbox;
 pub mod queue;
 pub mod reports;
 pub mod tasks;
+pub mod templates;
 pub mod tenants;
 pub mod timers;
 pub mod trigger;
@@ -69,6 +71,7 @@ pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
 pub use tasks::{Task, TaskError};
+pub use templates::{TemplateHead, TemplateVersion};
 pub use tenants::Tenant;
 pub use timers::TimerRecord;
 pub use trigger::TriggerCommit;
@@ -174,6 +177,10 @@ pub struct Store {
     dead_letters: sled::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
     held: sled::Tree,
+    /// Message templates: `tenant␟name␟version` → [`TemplateVersion`] ([`templates`]).
+    templates: sled::Tree,
+    /// `tenant␟name` → [`TemplateHead`].
+    template_heads: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -282,6 +289,8 @@ impl Store {
             report_cells: t("report_cells")?,
             dead_letters: t("dead_letters")?,
             held: t("held")?,
+            templates: t("templates")?,
+            template_heads: t("template_heads")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
