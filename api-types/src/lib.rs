@@ -38,6 +38,7 @@ pub mod messages;
 pub mod policy;
 pub mod reports;
 pub mod tasks;
+pub mod templates; // Templates (issue 11)
 pub mod tenants;
 
 /// Milliseconds since the Unix epoch, UTC: every time in the API.

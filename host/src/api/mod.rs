@@ -19,6 +19,7 @@
 //! | [`dead_letters`] | `/v1/dead-letters[/retry]` |
 //! | [`breakers`] | `/v1/journeys/{name}/breaker` (issue 15) |
 //! | [`enrollments`] | `/v1/customers/{id}/enrollments/{journey}/resume` (issue 15) |
+//! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 
 mod admin;
 mod auth;
@@ -36,6 +37,7 @@ mod journeys;
 pub mod limits;
 mod policy;
 mod tasks;
+mod templates; // Templates (issue 11)
 mod validate;
 
 pub use auth::{digest, Admin, TenantId};
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::routes())
         .merge(events::routes())
         .merge(policy::routes())
+        .merge(templates::routes()) // Templates (issue 11)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
