@@ -567,6 +567,10 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         dead_letters::DeadLetters,
         dead_letters::Requeued,
         isolation::JourneyBreakers,
+        // Templates (issue 11)
+        templates::Template,
+        templates::TemplateList,
+        templates::Preview,
     )
 }
 
