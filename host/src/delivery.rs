@@ -618,7 +618,10 @@ fn adapter_payload(
     };
     let permanent = |why: String| AttemptResult::Failed {
         retryable: false,
-        error: format!("template_error: template {:?} version {version}: {why}", message.template),
+        error: format!(
+            "template_error: template {:?} version {version}: {why}",
+            message.template
+        ),
     };
     let compiled = match host.compiled_template(&message.tenant, &message.template, version) {
         Ok(compiled) => compiled,

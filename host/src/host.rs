@@ -146,13 +146,12 @@ impl Host {
         name: &str,
         version: u32,
     ) -> Result<Arc<Compiled>, TemplateLoadError> {
-        self.templates
-            .get_or_compile(tenant, name, version, || {
-                self.store
-                    .template_version(tenant, name, version)?
-                    .map(|v| v.source)
-                    .ok_or(TemplateLoadError::Missing)
-            })
+        self.templates.get_or_compile(tenant, name, version, || {
+            self.store
+                .template_version(tenant, name, version)?
+                .map(|v| v.source)
+                .ok_or(TemplateLoadError::Missing)
+        })
     }
 
     /// Forgets the cached settings of `tenant` after its limits or policy changed.

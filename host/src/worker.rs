@@ -230,7 +230,10 @@ fn pin_templates(host: &Host, commit: &mut TriggerCommit) -> Result<(), StoreErr
         .iter_mut()
         .filter(|m| m.template_version.is_none())
     {
-        if let Some(head) = host.store.template_head(&message.tenant, &message.template)? {
+        if let Some(head) = host
+            .store
+            .template_head(&message.tenant, &message.template)?
+        {
             message.template_version = Some(head.latest);
         }
     }

@@ -13,7 +13,12 @@ async fn put_template(world: &Onboarding, name: &str, body: Value) -> (StatusCod
     let key = world.tenant.api_key.clone();
     world
         .api()
-        .request(Method::PUT, &format!("/v1/templates/{name}"), Some(&key), body)
+        .request(
+            Method::PUT,
+            &format!("/v1/templates/{name}"),
+            Some(&key),
+            body,
+        )
         .await
 }
 
@@ -126,9 +131,7 @@ async fn a_templated_send_reaches_the_adapter_rendered_for_the_customer() {
 #[tokio::test]
 async fn a_message_renders_the_version_it_was_decided_with_on_every_attempt() {
     let world = Onboarding::start().await;
-    let sms = |text: &str| {
-        json!({"channel": "sms", "default_locale": "en", "locales": {"en": {"text": text}}})
-    };
+    let sms = |text: &str| json!({"channel": "sms", "default_locale": "en", "locales": {"en": {"text": text}}});
     let (status, _) = put_template(&world, "welcome", sms("first {{ customer.id }}")).await;
     assert_eq!(status, StatusCode::CREATED);
     world.sink.respond_next(1, StatusCode::SERVICE_UNAVAILABLE);
@@ -141,7 +144,10 @@ async fn a_message_renders_the_version_it_was_decided_with_on_every_attempt() {
 
     // A new version while the message waits for its retry: the retry still renders v1.
     let (status, stored) = put_template(&world, "welcome", sms("second {{ customer.id }}")).await;
-    assert_eq!((status, stored["version"].clone()), (StatusCode::CREATED, json!(2)));
+    assert_eq!(
+        (status, stored["version"].clone()),
+        (StatusCode::CREATED, json!(2))
+    );
     let both = world
         .sink
         .wait_for("ada's retry", |r| count(r, "welcome", "ada") >= 2)
@@ -212,7 +218,8 @@ async fn a_syntax_error_is_refused_at_upload_with_line_and_column() {
     let wrong = json!({"channel": "sms", "default_locale": "en", "locales": {"en": {"subject": "x", "text": "y"}}});
     let answer = put_template(&world, "welcome", wrong).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_template");
-    let extra = json!({"channel": "sms", "default_locale": "en", "locales": {"en": {"text": "y"}}, "x": 1});
+    let extra =
+        json!({"channel": "sms", "default_locale": "en", "locales": {"en": {"text": "y"}}, "x": 1});
     let answer = put_template(&world, "welcome", extra).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_json");
 }
@@ -225,18 +232,34 @@ async fn templates_are_versioned_listed_previewed_and_deleted() {
     let mut second = welcome_email();
     second["locales"]["en"]["subject"] = json!("Hello again, {{ customer.first_name }}");
     let (status, stored) = put_template(&world, "welcome", second).await;
-    assert_eq!((status, stored["version"].clone()), (StatusCode::CREATED, json!(2)));
+    assert_eq!(
+        (status, stored["version"].clone()),
+        (StatusCode::CREATED, json!(2))
+    );
 
     let (status, latest) =
         tenant_request(&world, Method::GET, "/v1/templates/welcome", Body::Empty).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(latest["version"], 2);
-    let (status, first) =
-        tenant_request(&world, Method::GET, "/v1/templates/welcome?version=1", Body::Empty).await;
+    let (status, first) = tenant_request(
+        &world,
+        Method::GET,
+        "/v1/templates/welcome?version=1",
+        Body::Empty,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(first["locales"]["en"]["subject"], "Welcome, {{ customer.first_name }}");
-    let answer =
-        tenant_request(&world, Method::GET, "/v1/templates/welcome?version=3", Body::Empty).await;
+    assert_eq!(
+        first["locales"]["en"]["subject"],
+        "Welcome, {{ customer.first_name }}"
+    );
+    let answer = tenant_request(
+        &world,
+        Method::GET,
+        "/v1/templates/welcome?version=3",
+        Body::Empty,
+    )
+    .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
 
     let (status, list) = tenant_request(&world, Method::GET, "/v1/templates", Body::Empty).await;
@@ -316,8 +339,7 @@ async fn templates_are_versioned_listed_previewed_and_deleted() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let answer = tenant_request(&world, Method::GET, "/v1/templates/welcome", Body::Empty).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
-    let answer =
-        tenant_request(&world, Method::DELETE, "/v1/templates/welcome", Body::Empty).await;
+    let answer = tenant_request(&world, Method::DELETE, "/v1/templates/welcome", Body::Empty).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "not_found");
     let (_, list) = tenant_request(&world, Method::GET, "/v1/templates", Body::Empty).await;
     assert_eq!(list["templates"], json!([]));

@@ -128,8 +128,7 @@ async fn preview_template(
         .template(&tenant, &name, request.version)?
         .ok_or_else(|| no_template(&name))?
         .version;
-    let (customer_id, attributes): (String, Object) = match (request.customer, request.attributes)
-    {
+    let (customer_id, attributes): (String, Object) = match (request.customer, request.attributes) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_input",

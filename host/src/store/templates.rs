@@ -54,8 +54,11 @@ impl Store {
     ) -> Result<TemplateVersion, StoreError> {
         let hk = head_key(tenant, name);
         let stored = (&self.templates, &self.template_heads).transaction(|(versions, heads)| {
-            let previous: Option<TemplateHead> =
-                heads.get(&hk)?.map(|v| dec(&v)).transpose().map_err(abort)?;
+            let previous: Option<TemplateHead> = heads
+                .get(&hk)?
+                .map(|v| dec(&v))
+                .transpose()
+                .map_err(abort)?;
             let version = previous.map_or(1, |h| h.latest + 1);
             let record = TemplateVersion {
                 name: name.to_string(),
@@ -77,7 +80,11 @@ impl Store {
     }
 
     /// The head of a template that is not deleted.
-    pub fn template_head(&self, tenant: &str, name: &str) -> Result<Option<TemplateHead>, StoreError> {
+    pub fn template_head(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<TemplateHead>, StoreError> {
         Ok(self
             .template_heads
             .get(head_key(tenant, name))?
@@ -118,7 +125,10 @@ impl Store {
     /// The latest version of every template of a tenant that is not deleted, by name.
     pub fn templates(&self, tenant: &str) -> Result<Vec<TemplateVersion>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.template_heads.scan_prefix(prefix(&[tenant.as_bytes()])) {
+        for kv in self
+            .template_heads
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+        {
             let (k, v) = kv?;
             let head: TemplateHead = dec(&v)?;
             if head.deleted {
@@ -142,7 +152,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let hk = head_key(tenant, name);
         let deleted = self.template_heads.transaction(|heads| {
-            let Some(mut head) = heads.get(&hk)?.map(|v| dec::<TemplateHead>(&v)).transpose().map_err(abort)?
+            let Some(mut head) = heads
+                .get(&hk)?
+                .map(|v| dec::<TemplateHead>(&v))
+                .transpose()
+                .map_err(abort)?
             else {
                 return Ok(false);
             };
@@ -182,9 +196,18 @@ mod tests {
     #[tokio::test]
     async fn each_upload_is_the_next_immutable_version() {
         let (_dir, store) = temp_store();
-        let one = store.put_template("t", "welcome", &sms("one"), 1).await.unwrap();
-        let two = store.put_template("t", "welcome", &sms("two"), 2).await.unwrap();
-        let other = store.put_template("u", "welcome", &sms("u"), 3).await.unwrap();
+        let one = store
+            .put_template("t", "welcome", &sms("one"), 1)
+            .await
+            .unwrap();
+        let two = store
+            .put_template("t", "welcome", &sms("two"), 2)
+            .await
+            .unwrap();
+        let other = store
+            .put_template("u", "welcome", &sms("u"), 3)
+            .await
+            .unwrap();
         assert_eq!((one.version, two.version, other.version), (1, 2, 1));
         let latest = store.template("t", "welcome", None).unwrap().unwrap();
         assert_eq!((latest.version, latest.source), (2, sms("two")));
@@ -197,20 +220,38 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_template_is_gone_from_reads_but_its_versions_stay_for_pinned_messages() {
         let (_dir, store) = temp_store();
-        store.put_template("t", "welcome", &sms("one"), 1).await.unwrap();
-        store.put_template("t", "nudge", &sms("n"), 1).await.unwrap();
+        store
+            .put_template("t", "welcome", &sms("one"), 1)
+            .await
+            .unwrap();
+        store
+            .put_template("t", "nudge", &sms("n"), 1)
+            .await
+            .unwrap();
         assert!(store.delete_template("t", "welcome", 2).await.unwrap());
         assert!(!store.delete_template("t", "welcome", 3).await.unwrap());
         assert!(!store.delete_template("t", "absent", 3).await.unwrap());
         assert!(store.template("t", "welcome", None).unwrap().is_none());
         assert!(store.template_head("t", "welcome").unwrap().is_none());
         assert_eq!(
-            store.template_version("t", "welcome", 1).unwrap().unwrap().source,
+            store
+                .template_version("t", "welcome", 1)
+                .unwrap()
+                .unwrap()
+                .source,
             sms("one")
         );
-        let names: Vec<_> = store.templates("t").unwrap().into_iter().map(|t| t.name).collect();
+        let names: Vec<_> = store
+            .templates("t")
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["nudge"]);
-        let again = store.put_template("t", "welcome", &sms("again"), 4).await.unwrap();
+        let again = store
+            .put_template("t", "welcome", &sms("again"), 4)
+            .await
+            .unwrap();
         assert_eq!(again.version, 2, "numbering goes on after a deletion");
     }
 
@@ -218,9 +259,17 @@ mod tests {
     async fn a_tenant_lists_only_its_own_templates() {
         let (_dir, store) = temp_store();
         for (tenant, name) in [("t", "b"), ("t", "a"), ("tt", "c")] {
-            store.put_template(tenant, name, &sms("x"), 1).await.unwrap();
+            store
+                .put_template(tenant, name, &sms("x"), 1)
+                .await
+                .unwrap();
         }
-        let names: Vec<_> = store.templates("t").unwrap().into_iter().map(|t| t.name).collect();
+        let names: Vec<_> = store
+            .templates("t")
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 }

@@ -74,7 +74,11 @@ impl TemplateCache {
     /// Keeps a version just compiled (by an upload, which compiles to check it anyway).
     pub fn put(&self, tenant: &str, name: &str, version: u32, compiled: Arc<Compiled>) {
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
-        self.insert((tenant.to_string(), name.to_string(), version), compiled, tick);
+        self.insert(
+            (tenant.to_string(), name.to_string(), version),
+            compiled,
+            tick,
+        );
     }
 
     fn insert(&self, key: Key, compiled: Arc<Compiled>, tick: u64) {

@@ -184,8 +184,7 @@ impl Compiled {
                 .get_template(&format!("{locale}/{part}"))
                 .and_then(|t| t.render(context.clone()))
                 .map_err(|e| failed(describe(&e)))?;
-            let value = if self.channel.part(part).map(|p| p.escape) == Some(Escape::JsonString)
-            {
+            let value = if self.channel.part(part).map(|p| p.escape) == Some(Escape::JsonString) {
                 serde_json::from_str(&text)
                     .map_err(|e| failed(format!("the rendered blocks are not JSON: {e}")))?
             } else {

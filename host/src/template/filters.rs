@@ -105,7 +105,8 @@ fn format_moment(state: &State, value: &Value, format: &str) -> Result<String, E
         Moment::Instant(t) => write!(
             out,
             "{}",
-            t.with_timezone(&zone(state)).format_with_items(items.iter())
+            t.with_timezone(&zone(state))
+                .format_with_items(items.iter())
         ),
         Moment::Day(d) => write!(out, "{}", d.format_with_items(items.iter())),
     };
@@ -121,7 +122,9 @@ pub fn formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(
     match state.auto_escape() {
         AutoEscape::Custom(name) if name == JSON_STRING => {
             if value.is_safe() {
-                return out.write_str(value.as_str().unwrap_or_default()).map_err(Error::from);
+                return out
+                    .write_str(value.as_str().unwrap_or_default())
+                    .map_err(Error::from);
             }
             let text = value.to_string();
             let quoted = serde_json::to_string(&text)

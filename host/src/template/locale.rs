@@ -15,7 +15,13 @@ where
     let same = |a: &str, b: &str| {
         a.len() == b.len()
             && a.bytes().zip(b.bytes()).all(|(x, y)| {
-                let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+                let norm = |c: u8| {
+                    if c == b'_' {
+                        b'-'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                };
                 norm(x) == norm(y)
             })
     };

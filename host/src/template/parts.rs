@@ -178,7 +178,9 @@ impl TemplateSource {
                     ));
                 }
             }
-            if kind == ChannelKind::Email && !parts.contains_key("html") && !parts.contains_key("text")
+            if kind == ChannelKind::Email
+                && !parts.contains_key("html")
+                && !parts.contains_key("text")
             {
                 return invalid(format!(
                     "locale {tag:?}: an email template needs part \"html\" or \"text\""
@@ -209,11 +211,15 @@ mod tests {
 
     #[test]
     fn each_channel_kind_takes_its_own_parts() {
-        assert!(source(ChannelKind::Email, &[("subject", "s"), ("text", "t")])
+        assert!(
+            source(ChannelKind::Email, &[("subject", "s"), ("text", "t")])
+                .check()
+                .is_ok()
+        );
+        assert!(source(ChannelKind::Sms, &[("text", "t")]).check().is_ok());
+        assert!(source(ChannelKind::Slack, &[("blocks", "[]")])
             .check()
             .is_ok());
-        assert!(source(ChannelKind::Sms, &[("text", "t")]).check().is_ok());
-        assert!(source(ChannelKind::Slack, &[("blocks", "[]")]).check().is_ok());
         assert!(source(ChannelKind::Inapp, &[("title", "t"), ("body", "b")])
             .check()
             .is_ok());
@@ -239,7 +245,11 @@ mod tests {
     fn the_default_locale_must_be_one_of_the_locales_and_tags_are_checked() {
         let mut s = source(ChannelKind::Sms, &[("text", "t")]);
         s.default_locale = "fr".into();
-        assert!(s.check().unwrap_err().to_string().contains("default_locale"));
+        assert!(s
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("default_locale"));
         assert!(valid_locale_tag("pt-BR") && valid_locale_tag("zh_Hant_TW"));
         assert!(!valid_locale_tag("") && !valid_locale_tag("1en") && !valid_locale_tag("en US"));
     }

@@ -22,7 +22,11 @@ fn source(channel: ChannelKind, locales: &[(&str, &[(&str, &str)])]) -> Template
     }
 }
 
-fn render(t: &TemplateSource, attributes: Value, payload: Value) -> Result<Rendered, TemplateError> {
+fn render(
+    t: &TemplateSource,
+    attributes: Value,
+    payload: Value,
+) -> Result<Rendered, TemplateError> {
     let attributes = attributes.as_object().cloned().unwrap_or_default();
     compile(t)?.render(RenderInput {
         customer_id: "ada",
@@ -34,7 +38,9 @@ fn render(t: &TemplateSource, attributes: Value, payload: Value) -> Result<Rende
 }
 
 fn part<'a>(r: &'a Rendered, name: &str) -> &'a str {
-    r.parts[name].as_str().unwrap_or_else(|| panic!("{name} in {r:?}"))
+    r.parts[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} in {r:?}"))
 }
 
 #[test]
@@ -63,7 +69,10 @@ fn an_email_renders_customer_payload_and_message_variables() {
 
 #[test]
 fn a_missing_variable_is_a_render_error_naming_the_part() {
-    let t = source(ChannelKind::Sms, &[("en", &[("text", "Hi {{ customer.nickname }}")])]);
+    let t = source(
+        ChannelKind::Sms,
+        &[("en", &[("text", "Hi {{ customer.nickname }}")])],
+    );
     let err = render(&t, json!({}), json!({})).unwrap_err();
     match &err {
         TemplateError::Render(m) => {
@@ -152,7 +161,10 @@ fn dates_are_formatted_in_the_customers_time_zone() {
         json!({"at": 1_796_083_200_000i64, "day": "2026-12-25"}),
     )
     .unwrap();
-    assert!(part(&utc, "text").starts_with("01 December 2026 02:30"), "{utc:?}");
+    assert!(
+        part(&utc, "text").starts_with("01 December 2026 02:30"),
+        "{utc:?}"
+    );
 }
 
 #[test]
@@ -198,7 +210,10 @@ fn slack_blocks_escape_values_inside_json_strings_and_are_parsed() {
             {"type": "context", "elements": [{"type": "plain_text", "text": "x"}]}
         ])
     );
-    let broken = source(ChannelKind::Slack, &[("en", &[("blocks", "[{{ payload.n }}")])]);
+    let broken = source(
+        ChannelKind::Slack,
+        &[("en", &[("blocks", "[{{ payload.n }}")])],
+    );
     let err = render(&broken, json!({}), json!({"n": 1})).unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
 }
@@ -206,7 +221,10 @@ fn slack_blocks_escape_values_inside_json_strings_and_are_parsed() {
 #[test]
 fn a_version_is_compiled_once_however_many_messages_render_it() {
     let cache = TemplateCache::new(2);
-    let t = source(ChannelKind::Sms, &[("en", &[("text", "hi {{ customer.id }}")])]);
+    let t = source(
+        ChannelKind::Sms,
+        &[("en", &[("text", "hi {{ customer.id }}")])],
+    );
     for _ in 0..5 {
         let compiled = cache
             .get_or_compile::<TemplateError>("acme", "welcome", 1, || Ok(t.clone()))
@@ -221,7 +239,11 @@ fn a_version_is_compiled_once_however_many_messages_render_it() {
             .unwrap();
     }
     assert_eq!(cache.len(), 2);
-    assert_eq!(cache.compiles(), 4, "welcome was evicted by b, then compiled again");
+    assert_eq!(
+        cache.compiles(),
+        4,
+        "welcome was evicted by b, then compiled again"
+    );
 }
 
 #[test]
