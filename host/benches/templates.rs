@@ -55,9 +55,7 @@ fn report(what: &str, rounds: Vec<(f64, f64)>) {
     };
     let (wall, fastest, slowest) = median(rounds.iter().map(|r| r.0).collect());
     let (cpu, _, _) = median(rounds.iter().map(|r| r.1).collect());
-    println!(
-        "{what:<58} {wall:>8.2} µs  ({fastest:.2}–{slowest:.2})  cpu {cpu:>8.2} µs"
-    );
+    println!("{what:<58} {wall:>8.2} µs  ({fastest:.2}–{slowest:.2})  cpu {cpu:>8.2} µs");
 }
 
 /// The renewal-style email of `docs/API.md` § Templates: subject, text and HTML in two locales,
@@ -124,8 +122,13 @@ fn main() {
         message_id: "k1-0123456789abcdef0123456789abcdef-0",
         channel: "email",
     };
-    println!("templates bench: {ROUNDS} rounds of {CALLS} calls; median (fastest–slowest), per message");
-    for (name, source) in [("email, 3 parts, pt-BR, date filter, loop", email()), ("sms, 1 part", sms())] {
+    println!(
+        "templates bench: {ROUNDS} rounds of {CALLS} calls; median (fastest–slowest), per message"
+    );
+    for (name, source) in [
+        ("email, 3 parts, pt-BR, date filter, loop", email()),
+        ("sms, 1 part", sms()),
+    ] {
         let cache = TemplateCache::default();
         let render = || {
             let compiled = cache
