@@ -73,6 +73,8 @@ impl Serialize for CustomerView<'_> {
 struct MessageView<'a> {
     id: &'a str,
     channel: &'a str,
+    /// The locale being rendered (after fallback): what the `date` filters name months in.
+    locale: &'a str,
     // The unsubscribe URL (`message.unsubscribe_url`) belongs to the unsubscribe work of
     // issue 11 and is not offered yet: a template that prints it fails as undefined.
 }
@@ -172,6 +174,7 @@ impl Compiled {
             message: MessageView {
                 id: input.message_id,
                 channel: input.channel,
+                locale,
             },
         }));
         let mut rendered = serde_json::Map::with_capacity(parts.len());

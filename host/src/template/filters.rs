@@ -6,10 +6,12 @@
 //! A moment is a number (milliseconds since the epoch, Waymark's time everywhere), an RFC 3339
 //! string (`2026-12-01T09:30:00Z`, the usual shape of a trait), a date-time without offset
 //! (taken as UTC), or a date alone (`2026-12-01`, formatted as that calendar day, no zone
-//! applied). Formats are chrono's strftime (`%d %B %Y`); names of months and days are English.
+//! applied). Formats are chrono's strftime (`%d %B %Y`); names of months and days are in the
+//! rendered locale (`message.locale`) where chrono's locale data has it ([`names_locale`]),
+//! else English.
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Locale, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
@@ -44,6 +46,29 @@ fn zone(state: &State) -> Tz {
         .and_then(|c| c.get_attr("timezone").ok())
         .and_then(|tz| tz.as_str().and_then(|s| s.parse::<Tz>().ok()))
         .unwrap_or(Tz::UTC)
+}
+
+/// The locale of month and day names for a template locale tag: `pt-BR` → `pt_BR`; a
+/// language alone, `de` → `de_DE` (its own country's, which chrono names for most languages);
+/// `None` when chrono's locale data has neither (English names are used then).
+pub fn names_locale(tag: &str) -> Option<Locale> {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next()?.to_ascii_lowercase();
+    let region = parts.next().map(str::to_ascii_uppercase);
+    let exact = region.map(|r| format!("{language}_{r}"));
+    let own = format!("{language}_{}", language.to_ascii_uppercase());
+    exact
+        .and_then(|t| Locale::try_from(t.as_str()).ok())
+        .or_else(|| Locale::try_from(own.as_str()).ok())
+}
+
+/// The names locale of the locale being rendered (`message.locale`).
+fn rendered_locale(state: &State) -> Locale {
+    state
+        .lookup("message")
+        .and_then(|m| m.get_attr("locale").ok())
+        .and_then(|l| l.as_str().and_then(names_locale))
+        .unwrap_or(Locale::POSIX)
 }
 
 /// A moment as the filters take it.
@@ -101,14 +126,19 @@ fn format_moment(state: &State, value: &Value, format: &str) -> Result<String, E
     let mut out = String::new();
     // chrono reports a specifier the value cannot fill (an hour of a date alone) as a
     // formatting error, which `to_string` would turn into a panic: write and check instead.
+    let names = rendered_locale(state);
     let written = match moment(value)? {
         Moment::Instant(t) => write!(
             out,
             "{}",
             t.with_timezone(&zone(state))
-                .format_with_items(items.iter())
+                .format_localized_with_items(items.iter(), names)
         ),
-        Moment::Day(d) => write!(out, "{}", d.format_with_items(items.iter())),
+        Moment::Day(d) => write!(
+            out,
+            "{}",
+            d.format_localized_with_items(items.iter(), names)
+        ),
     };
     written.map_err(|_| bad(format!("{format:?} asks for more than {value} holds")))?;
     Ok(out)

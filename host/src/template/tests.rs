@@ -261,3 +261,45 @@ fn the_adapter_payload_keeps_the_journeys_fields_beside_the_content() {
     assert_eq!(out["payload"], json!([1]));
     assert_eq!(out["content"]["text"], "hi");
 }
+
+#[test]
+fn month_and_day_names_are_in_the_rendered_locale() {
+    let t = source(
+        ChannelKind::Sms,
+        &[
+            (
+                "en",
+                &[("text", "{{ customer.day | date(\"%A %d %B %Y\") }}")],
+            ),
+            (
+                "pt-BR",
+                &[("text", "{{ customer.day | date(\"%A, %d de %B de %Y\") }}")],
+            ),
+            (
+                "de",
+                &[(
+                    "text",
+                    "{{ customer.day | date(\"%A, %d. %B %Y\") }} ({{ message.locale }})",
+                )],
+            ),
+        ],
+    );
+    let text = |locale: &str| {
+        let r = render(
+            &t,
+            json!({"day": "2026-12-25", "locale": locale}),
+            json!({}),
+        )
+        .unwrap();
+        part(&r, "text").to_string()
+    };
+    assert_eq!(text("pt-BR"), "sexta, 25 de dezembro de 2026");
+    assert_eq!(text("de-AT"), "Freitag, 25. Dezember 2026 (de)");
+    assert_eq!(text("en-GB"), "Friday 25 December 2026");
+    // A locale that chrono's data does not have gets English names.
+    assert_eq!(filters::names_locale("xx-YY"), None);
+    assert_eq!(
+        filters::names_locale("pt_br"),
+        filters::names_locale("pt-BR")
+    );
+}
