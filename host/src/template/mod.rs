@@ -6,7 +6,7 @@
 //! | --- | --- |
 //! | [`parts`] | what a template holds (channel kind, locales, parts) and the rules it must follow |
 //! | [`compile`] | one version compiled into an environment; rendering a customer's locale |
-//! | [`filters`] | `date`, `datetime`, `time` in the customer's time zone; the blocks' JSON escape |
+//! | [`filters`] | `date`, `datetime`, `time` in the customer's time zone and the rendered locale's names; the blocks' JSON escape |
 //! | [`locale`] | which locale a customer reads: theirs, its language, the default |
 //! | [`cache`] | compiled versions by tenant, name and version, bounded |
 //!
