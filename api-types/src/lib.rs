@@ -38,6 +38,7 @@ pub mod messages;
 pub mod policy;
 pub mod reports;
 pub mod tasks;
+pub mod templates; // Templates (issue 11)
 pub mod tenants;
 // Segment-compatible ingest and scoped keys (issue 12).
 pub mod keys;

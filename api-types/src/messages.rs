@@ -36,6 +36,11 @@ pub struct Message {
     pub delivered_at: Option<Millis>,
     /// For `held`: when the sending policy lets it go (journey time).
     pub release_at: Option<Millis>,
+    /// The version of the tenant's stored template `template` that the message renders,
+    /// pinned when it was decided; `null` when no stored template has that name (the payload
+    /// goes to the channel as it is).
+    #[serde(default)]
+    pub template_version: Option<u32>,
 }
 
 /// Where a message is in its life.

@@ -34,6 +34,7 @@ use waymark_api::limits::{LimitOverrides, TenantLimits};
 use waymark_api::policy::SendingPolicy;
 use waymark_api::reports::JourneyReport;
 use waymark_api::tasks::{ClaimTask, ResolveTask, Task, TaskList, TaskQuery};
+use waymark_api::templates::{Preview, PreviewRequest, Template, TemplateList, TemplateUpload};
 use waymark_api::tenants::{CreatedTenant, NewTenant};
 // Issue 12.
 use waymark_api::keys::{CreatedKey, Key, KeyList, NewKey};
@@ -465,6 +466,46 @@ impl Client {
     pub async fn segment_batch(&self, batch: &Value) -> Result<SegmentAccepted> {
         self.call(Method::POST, "/v1/batch", Body::Json(batch.clone()))
             .await
+    }
+
+    // --- templates (issue 11) ----------------------------------------------------------------
+
+    /// `PUT /v1/templates/{name}`: stores the template's next version.
+    pub async fn put_template(&self, name: &str, upload: &TemplateUpload) -> Result<Template> {
+        let path = format!("/v1/templates/{}", segment(name));
+        self.call(Method::PUT, &path, Body::json(upload)?).await
+    }
+
+    /// `GET /v1/templates`.
+    pub async fn templates(&self) -> Result<TemplateList> {
+        self.call(Method::GET, "/v1/templates", Body::Empty).await
+    }
+
+    /// `GET /v1/templates/{name}[?version=n]`: the latest version when `version` is `None`.
+    pub async fn template(&self, name: &str, version: Option<u32>) -> Result<Template> {
+        let mut path = format!("/v1/templates/{}", segment(name));
+        if let Some(v) = version {
+            path.push_str(&format!("?version={v}"));
+        }
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `DELETE /v1/templates/{name}` (answered 204, no body).
+    pub async fn delete_template(&self, name: &str) -> Result<()> {
+        let path = format!("/v1/templates/{}", segment(name));
+        let route = format!("DELETE {path}");
+        let (status, bytes) = self.send(Method::DELETE, &path, Body::Empty).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error::error(&route, status, &bytes))
+        }
+    }
+
+    /// `POST /v1/templates/{name}/preview`.
+    pub async fn preview_template(&self, name: &str, request: &PreviewRequest) -> Result<Preview> {
+        let path = format!("/v1/templates/{}/preview", segment(name));
+        self.call(Method::POST, &path, Body::json(request)?).await
     }
 }
 

@@ -34,10 +34,11 @@
 
 use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
-use crate::host::Host;
+use crate::host::{Host, TemplateLoadError};
 use crate::model::{Customer, DeliveryRequest, Millis};
 use crate::store::outbox::{AttemptRecord, DueRead, MessageKey};
 use crate::store::{Message, MessageStatus};
+use crate::template::{payload_with_content, RenderInput};
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -572,6 +573,10 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(limits) => limits,
         Err(e) => return retryable(e.to_string()),
     };
+    let payload = match adapter_payload(host, message, &customer) {
+        Ok(payload) => payload,
+        Err(failed) => return failed,
+    };
     let mut config = record.settings.clone();
     config.extend(record.secrets.clone());
     let request = DeliveryRequest {
@@ -579,7 +584,7 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         channel: message.channel.clone(),
         customer,
         template: message.template.clone(),
-        payload: message.payload.clone(),
+        payload,
         config,
     };
     match component
@@ -593,6 +598,57 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
             retryable: failure.retryable(),
             error: failure.describe(),
         },
+    }
+}
+
+// Templates (issue 11)
+/// The payload the adapter receives: the journey's as it is, or, for a message pinned to a
+/// version of a stored template, the journey's with that version's parts rendered for this
+/// customer under `content` (`template::payload_with_content`). Rendering happens here, at
+/// delivery, from the pinned version, so a retry renders what the first attempt did (with the
+/// customer's attributes as they are now). A render error is the template's or the data's
+/// fault, never the provider's: the message fails permanently with the reason, not retried.
+fn adapter_payload(
+    host: &Host,
+    message: &Message,
+    customer: &Customer,
+) -> Result<serde_json::Value, AttemptResult> {
+    let Some(version) = message.template_version else {
+        return Ok(message.payload.clone());
+    };
+    let permanent = |why: String| AttemptResult::Failed {
+        retryable: false,
+        error: format!(
+            "template_error: template {:?} version {version}: {why}",
+            message.template
+        ),
+    };
+    let compiled = match host.compiled_template(&message.tenant, &message.template, version) {
+        Ok(compiled) => compiled,
+        Err(TemplateLoadError::Store(e)) => {
+            return Err(AttemptResult::Failed {
+                retryable: true,
+                error: e.to_string(),
+            })
+        }
+        Err(e @ TemplateLoadError::Missing) => return Err(permanent(e.to_string())),
+        Err(TemplateLoadError::Template(e)) => return Err(permanent(e.to_string())),
+    };
+    let input = RenderInput {
+        customer_id: &customer.id,
+        attributes: &customer.attributes,
+        payload: &message.payload,
+        message_id: &message.id,
+        channel: &message.channel,
+    };
+    match compiled.render(input) {
+        Ok(rendered) => Ok(payload_with_content(
+            &message.payload,
+            &message.template,
+            version,
+            rendered,
+        )),
+        Err(e) => Err(permanent(e.to_string())),
     }
 }
 

@@ -13,9 +13,10 @@ use crate::metrics::Metrics;
 use crate::model::{Limits, Millis, SendingPolicy};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
+use crate::template::{Compiled, TemplateCache, TemplateError};
 use crate::tenants::Tenants;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,21 @@ impl Default for HostConfig {
     }
 }
 
+// Templates (issue 11)
+/// Why a template version could not be had for rendering.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateLoadError {
+    /// Reading the store failed: trying again may succeed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No such version is stored.
+    #[error("no such template version")]
+    Missing,
+    /// The stored version does not compile (it did at upload: a newer engine refuses it).
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
 /// Shared state of a running host.
 pub struct Host {
     pub store: Store,
@@ -79,6 +95,9 @@ pub struct Host {
     /// Each tenant's loop-budget window (`engine::loops::charge_tenant`), in memory.
     pub tenant_loops: Mutex<HashMap<String, Option<crate::model::LoopWindow>>>,
     tenants: Tenants,
+    // Templates (issue 11)
+    /// Compiled template versions (`template::cache`).
+    pub templates: TemplateCache,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
     timers_changed: Notify,
@@ -102,6 +121,7 @@ impl Host {
             config,
             shutdown: CancellationToken::new(),
             tenants,
+            templates: TemplateCache::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
         }
@@ -115,6 +135,23 @@ impl Host {
     /// The tenant's sending policy.
     pub fn tenant_policy(&self, tenant: &str) -> Result<SendingPolicy, StoreError> {
         Ok(self.tenants.settings(&self.store, tenant)?.policy)
+    }
+
+    // Templates (issue 11)
+    /// Version `version` of `tenant`'s template `name`, compiled once and cached (deleted
+    /// templates' versions too: a message pinned to one still renders it).
+    pub fn compiled_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Arc<Compiled>, TemplateLoadError> {
+        self.templates.get_or_compile(tenant, name, version, || {
+            self.store
+                .template_version(tenant, name, version)?
+                .map(|v| v.source)
+                .ok_or(TemplateLoadError::Missing)
+        })
     }
 
     /// Forgets the cached settings of `tenant` after its limits or policy changed.

@@ -23,6 +23,7 @@
 //! | [`worker`] | shard workers: load, plan, decide, settle, commit |
 //! | [`scheduler`] | durable timers, held messages, the dedup window |
 //! | [`delivery`] | outbox draining through channel adapters |
+//! | [`template`] | message templates: per-channel parts and locales, compiled once per version, rendered at delivery (minijinja) |
 //! | [`sandbox`] | wasmtime: compiling, validating and running journey and channel components |
 //! | [`registry`] | compiled components by content digest, compiled once per process |
 //! | [`manifest`] | a channel plugin's embedded manifest, and registrations checked against it |
@@ -48,5 +49,6 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod template;
 pub mod tenants;
 pub mod worker;

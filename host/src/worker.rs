@@ -210,12 +210,34 @@ async fn process(
     Ok(match deferred {
         Some(until) => Processed::Deferred { until },
         None => {
+            pin_templates(host, &mut commit)?;
             if is_timer {
                 host.metrics.timers_fired.inc();
             }
             Processed::Ran(Box::new(commit))
         }
     })
+}
+
+// Templates (issue 11)
+/// Pins each new message whose template names a stored template of its tenant to that
+/// template's latest version, so that delivery, its retries and a replay all render the
+/// content that was current when the send was decided. A name that is no stored template
+/// leaves the message as it was: its payload goes to the adapter unchanged.
+fn pin_templates(host: &Host, commit: &mut TriggerCommit) -> Result<(), StoreError> {
+    for message in commit
+        .outbox
+        .iter_mut()
+        .filter(|m| m.template_version.is_none())
+    {
+        if let Some(head) = host
+            .store
+            .template_head(&message.tenant, &message.template)?
+        {
+            message.template_version = Some(head.latest);
+        }
+    }
+    Ok(())
 }
 
 /// The shell of one trigger: it loads what the engine asks for (journey versions from the

@@ -572,6 +572,10 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         keys::KeyList,
         keys::Key,
         segment::SegmentAccepted,
+        // Templates (issue 11)
+        templates::Template,
+        templates::TemplateList,
+        templates::Preview,
     )
 }
 

@@ -21,6 +21,7 @@
 //! | [`enrollments`] | `/v1/customers/{id}/enrollments/{journey}/resume` (issue 15) |
 //! | [`segment`] | `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/batch`, `/v1/group`, `/v1/alias` (issue 12) |
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
+//! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 
 mod admin;
 mod auth;
@@ -41,6 +42,7 @@ pub mod limits;
 mod policy;
 mod segment; // Segment-compatible ingest (issue 12)
 mod tasks;
+mod templates; // Templates (issue 11)
 mod validate;
 
 pub use auth::{digest, Admin, TenantId};
@@ -95,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         // Issue 12: Segment-compatible ingest, scoped keys.
         .merge(segment::routes())
         .merge(keys::routes())
+        .merge(templates::routes()) // Templates (issue 11)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -144,6 +144,7 @@ mod tests {
             created_at: 500,
             delivered_at: None,
             release_at: None,
+            template_version: None,
         }
     }
 

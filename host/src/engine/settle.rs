@@ -291,6 +291,8 @@ pub fn record(
             provider_id: None,
             created_at: now,
             delivered_at: None,
+            // Pinned by the worker, which can read the tenant's templates.
+            template_version: None,
         });
     }
     for (i, handoff) in effects.handoffs.into_iter().enumerate() {

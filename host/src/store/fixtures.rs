@@ -107,6 +107,7 @@ pub fn message(id: &str, channel: &str, status: MessageStatus, next_attempt_at: 
         created_at: 0,
         delivered_at: None,
         release_at: None,
+        template_version: None,
     }
 }
 

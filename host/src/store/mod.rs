@@ -19,6 +19,7 @@
 //! | [`outbox`] | messages, their delivery index, held messages and dead letters |
 //! | [`counters`] | per journey and channel delivery counters |
 //! | [`tasks`] | human handoffs |
+//! | [`templates`] | message templates: immutable versions and each template's head |
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
@@ -55,6 +56,7 @@ pub mod outbox;
 pub mod queue;
 pub mod reports;
 pub mod tasks;
+pub mod templates;
 pub mod tenants;
 pub mod timers;
 pub mod trigger;
@@ -72,6 +74,7 @@ pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
 pub use tasks::{Task, TaskError};
+pub use templates::{TemplateHead, TemplateVersion};
 pub use tenants::Tenant;
 pub use timers::TimerRecord;
 pub use trigger::TriggerCommit;
@@ -180,6 +183,10 @@ pub struct Store {
     // Scoped keys (issue 12): digest → record; `tenant␟prefix` → digest.
     access_keys: sled::Tree,
     access_key_prefixes: sled::Tree,
+    /// Message templates: `tenant␟name␟version` → [`TemplateVersion`] ([`templates`]).
+    templates: sled::Tree,
+    /// `tenant␟name` → [`TemplateHead`].
+    template_heads: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -290,6 +297,8 @@ impl Store {
             held: t("held")?,
             access_keys: t("access_keys")?, // Scoped keys (issue 12)
             access_key_prefixes: t("access_key_prefixes")?,
+            templates: t("templates")?,
+            template_heads: t("template_heads")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -68,6 +68,11 @@ pub struct Message {
     /// Journey time at which a send the sending policy deferred may go out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_at: Option<Millis>,
+    /// The version of the tenant's stored template `template` that this message renders,
+    /// pinned when the message was created (so retries and replays render the same content);
+    /// `None` when the send named no stored template (its payload goes to the adapter as it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
 }
 
 /// A message's key in `outbox`.

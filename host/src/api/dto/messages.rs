@@ -25,6 +25,7 @@ impl From<Message> for api::Message {
             created_at,
             delivered_at,
             release_at,
+            template_version,
         } = message;
         api::Message {
             id,
@@ -40,6 +41,7 @@ impl From<Message> for api::Message {
             created_at,
             delivered_at,
             release_at,
+            template_version,
         }
     }
 }

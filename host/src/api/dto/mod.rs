@@ -44,12 +44,14 @@ mod messages;
 mod policy;
 mod reports;
 mod tasks;
+mod templates; // Templates (issue 11)
 
 pub(super) use clock::clock;
 pub(super) use customers::{customer, failure_reason_word};
 pub(super) use events::{event, event_status};
 pub(super) use journeys::{rollout, summary};
 pub(super) use limits::tenant_limits;
+pub(super) use templates::preview; // Templates (issue 11)
 
 /// Converts every element of `items`.
 fn all<A, B: From<A>>(items: Vec<A>) -> Vec<B> {

@@ -1,0 +1,215 @@
+//! A template version compiled once: one minijinja environment holding every part of every
+//! locale as its own template (`{locale}/{part}`), with strict undefined, the host's filters and
+//! each part's escape. [`Compiled::render`] renders the parts of the customer's locale.
+
+use super::filters::{self, JSON_STRING};
+use super::locale;
+use super::parts::{ChannelKind, Escape, TemplateError, TemplateSource};
+use crate::model::Object;
+use minijinja::value::{Serde, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// A compiled template version: parse once, render many times (it is `Send + Sync`, shared
+/// by every delivery through an `Arc`).
+pub struct Compiled {
+    env: Environment<'static>,
+    channel: ChannelKind,
+    default_locale: String,
+    /// The version's locales, and each one's parts (names), in order.
+    locales: Vec<(String, Vec<String>)>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("channel", &self.channel)
+            .field("default_locale", &self.default_locale)
+            .field("locales", &self.locales)
+            .finish()
+    }
+}
+
+/// What a message renders from: the customer (`customer`: their attributes and `id`), the
+/// send's payload (`payload`) and the message (`message.id`, `message.channel`).
+#[derive(Debug, Clone, Copy)]
+pub struct RenderInput<'a> {
+    pub customer_id: &'a str,
+    pub attributes: &'a Object,
+    pub payload: &'a serde_json::Value,
+    pub message_id: &'a str,
+    pub channel: &'a str,
+}
+
+/// The rendered parts of one locale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The locale rendered (after fallback).
+    pub locale: String,
+    /// Part name → text; slack `blocks` → the parsed JSON.
+    pub parts: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The context's `customer`: the attributes with `id` set to the customer's id, serialised
+/// straight from the borrowed map (no copy of the attributes).
+struct CustomerView<'a> {
+    id: &'a str,
+    attributes: &'a Object,
+}
+
+impl Serialize for CustomerView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", self.id)?;
+        for (k, v) in self.attributes.iter().filter(|(k, _)| k.as_str() != "id") {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct MessageView<'a> {
+    id: &'a str,
+    channel: &'a str,
+    /// The locale being rendered (after fallback): what the `date` filters name months in.
+    locale: &'a str,
+    // The unsubscribe URL (`message.unsubscribe_url`) belongs to the unsubscribe work of
+    // issue 11 and is not offered yet: a template that prints it fails as undefined.
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    customer: CustomerView<'a>,
+    payload: &'a serde_json::Value,
+    message: MessageView<'a>,
+}
+
+/// Where in `source` the byte `offset` is, as 1-based line and column (in characters).
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// A syntax error as the upload's answer says it: locale, part, line, column and why.
+fn syntax_error(locale: &str, part: &str, source: &str, e: &minijinja::Error) -> TemplateError {
+    let (line, column) = match e.range() {
+        Some(range) => line_column(source, range.start),
+        None => (e.line().unwrap_or(1), 1),
+    };
+    let why = e.detail().unwrap_or("invalid syntax");
+    TemplateError::Syntax(format!(
+        "locale {locale:?}, part {part:?}: syntax error at line {line}, column {column}: {why}"
+    ))
+}
+
+/// Compiles every part of every locale of `source`, after checking its shape.
+pub fn compile(source: &TemplateSource) -> Result<Compiled, TemplateError> {
+    source.check()?;
+    let kind = source.channel;
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Debug mode copies the source into every error: messages carry their own reason.
+    env.set_debug(false);
+    env.set_formatter(filters::formatter);
+    env.set_auto_escape_callback(move |name| {
+        let part = name.rsplit('/').next().unwrap_or(name);
+        match kind.part(part).map(|p| p.escape) {
+            Some(Escape::Html) => AutoEscape::Html,
+            Some(Escape::JsonString) => AutoEscape::Custom(JSON_STRING.into()),
+            _ => AutoEscape::None,
+        }
+    });
+    env.add_filter("date", filters::date);
+    env.add_filter("datetime", filters::datetime);
+    env.add_filter("time", filters::time);
+    let mut locales = Vec::with_capacity(source.locales.len());
+    for (locale, parts) in &source.locales {
+        for (part, text) in parts {
+            env.add_template_owned(format!("{locale}/{part}"), text.clone())
+                .map_err(|e| syntax_error(locale, part, text, &e))?;
+        }
+        locales.push((locale.clone(), parts.keys().cloned().collect()));
+    }
+    Ok(Compiled {
+        env,
+        channel: kind,
+        default_locale: source.default_locale.clone(),
+        locales,
+    })
+}
+
+impl Compiled {
+    /// The channel kind the template is written for.
+    pub fn channel(&self) -> ChannelKind {
+        self.channel
+    }
+
+    /// Renders the parts of the customer's locale (their `locale` attribute, with fallback).
+    /// Any failure is a [`TemplateError::Render`] naming the locale and part: the input, not
+    /// the host, is at fault, so a message that meets one fails for good.
+    pub fn render(&self, input: RenderInput<'_>) -> Result<Rendered, TemplateError> {
+        let wanted = input.attributes.get("locale").and_then(|l| l.as_str());
+        let locale = locale::resolve(
+            wanted,
+            self.locales.iter().map(|(l, _)| l.as_str()),
+            &self.default_locale,
+        );
+        let parts = self
+            .locales
+            .iter()
+            .find(|(l, _)| l == locale)
+            .map(|(_, parts)| parts.as_slice())
+            .unwrap_or_default();
+        let context = Value::from(Serde(&Context {
+            customer: CustomerView {
+                id: input.customer_id,
+                attributes: input.attributes,
+            },
+            payload: input.payload,
+            message: MessageView {
+                id: input.message_id,
+                channel: input.channel,
+                locale,
+            },
+        }));
+        let mut rendered = serde_json::Map::with_capacity(parts.len());
+        for part in parts {
+            let failed = |why: String| {
+                TemplateError::Render(format!("locale {locale:?}, part {part:?}: {why}"))
+            };
+            let text = self
+                .env
+                .get_template(&format!("{locale}/{part}"))
+                .and_then(|t| t.render(context.clone()))
+                .map_err(|e| failed(describe(&e)))?;
+            let value = if self.channel.part(part).map(|p| p.escape) == Some(Escape::JsonString) {
+                serde_json::from_str(&text)
+                    .map_err(|e| failed(format!("the rendered blocks are not JSON: {e}")))?
+            } else {
+                serde_json::Value::String(text)
+            };
+            rendered.insert(part.clone(), value);
+        }
+        Ok(Rendered {
+            locale: locale.to_string(),
+            parts: rendered,
+        })
+    }
+}
+
+/// A render error in one line: what went wrong, and the line of the part.
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let Some(line) = e.line() {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}

@@ -1,0 +1,167 @@
+//! What the host adds to minijinja for message templates: the `date`, `datetime` and `time`
+//! filters, which format a moment in the customer's own time zone (their `timezone`
+//! attribute, IANA, UTC when absent or unknown), and the formatter for the `json-string`
+//! escape of slack `blocks`.
+//!
+//! A moment is a number (milliseconds since the epoch, Waymark's time everywhere), an RFC 3339
+//! string (`2026-12-01T09:30:00Z`, the usual shape of a trait), a date-time without offset
+//! (taken as UTC), or a date alone (`2026-12-01`, formatted as that calendar day, no zone
+//! applied). Formats are chrono's strftime (`%d %B %Y`); names of months and days are in the
+//! rendered locale (`message.locale`) where chrono's locale data has it ([`names_locale`]),
+//! else English.
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Locale, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use minijinja::value::{Value, ValueKind};
+use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
+use std::fmt::Write as _;
+
+/// The name of the custom escape of slack `blocks`.
+pub const JSON_STRING: &str = "json-string";
+
+/// `{{ when | date }}` or `{{ when | date("%d %B %Y") }}`; default `%Y-%m-%d`.
+pub fn date(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(state, &value, format.as_deref().unwrap_or("%Y-%m-%d"))
+}
+
+/// `{{ when | datetime }}`; default `%Y-%m-%d %H:%M`.
+pub fn datetime(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(state, &value, format.as_deref().unwrap_or("%Y-%m-%d %H:%M"))
+}
+
+/// `{{ when | time }}`; default `%H:%M`.
+pub fn time(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(state, &value, format.as_deref().unwrap_or("%H:%M"))
+}
+
+fn bad(message: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, message)
+}
+
+/// The customer's time zone: `customer.timezone` when it names an IANA zone, else UTC.
+fn zone(state: &State) -> Tz {
+    state
+        .lookup("customer")
+        .and_then(|c| c.get_attr("timezone").ok())
+        .and_then(|tz| tz.as_str().and_then(|s| s.parse::<Tz>().ok()))
+        .unwrap_or(Tz::UTC)
+}
+
+/// The locale of month and day names for a template locale tag: `pt-BR` → `pt_BR`; a
+/// language alone, `de` → `de_DE` (its own country's, which chrono names for most languages);
+/// `None` when chrono's locale data has neither (English names are used then).
+pub fn names_locale(tag: &str) -> Option<Locale> {
+    let mut parts = tag.split(['-', '_']);
+    let language = parts.next()?.to_ascii_lowercase();
+    let region = parts.next().map(str::to_ascii_uppercase);
+    let exact = region.map(|r| format!("{language}_{r}"));
+    let own = format!("{language}_{}", language.to_ascii_uppercase());
+    exact
+        .and_then(|t| Locale::try_from(t.as_str()).ok())
+        .or_else(|| Locale::try_from(own.as_str()).ok())
+}
+
+/// The names locale of the locale being rendered (`message.locale`).
+fn rendered_locale(state: &State) -> Locale {
+    state
+        .lookup("message")
+        .and_then(|m| m.get_attr("locale").ok())
+        .and_then(|l| l.as_str().and_then(names_locale))
+        .unwrap_or(Locale::POSIX)
+}
+
+/// A moment as the filters take it.
+enum Moment {
+    Instant(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+fn moment(value: &Value) -> Result<Moment, Error> {
+    let from_ms = |ms: i64| {
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .map(Moment::Instant)
+            .ok_or_else(|| bad(format!("{ms} ms is outside the dates this filter formats")))
+    };
+    match value.kind() {
+        ValueKind::Number => match value.as_i64() {
+            Some(ms) => from_ms(ms),
+            None => {
+                let ms = f64::try_from(value.clone())
+                    .map_err(|_| bad(format!("{value} is not a time in milliseconds")))?;
+                from_ms(ms as i64)
+            }
+        },
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default().trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(Moment::Instant(t.with_timezone(&Utc)));
+            }
+            for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+                if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+                    return Ok(Moment::Instant(t.and_utc()));
+                }
+            }
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(Moment::Day)
+                .map_err(|_| {
+                    bad(format!(
+                        "{s:?} is not a date: expected RFC 3339 (2026-12-01T09:30:00Z), \
+                         a date (2026-12-01) or milliseconds since the epoch"
+                    ))
+                })
+        }
+        other => Err(bad(format!(
+            "cannot format {other} {value} as a date: expected a string or milliseconds"
+        ))),
+    }
+}
+
+fn format_moment(state: &State, value: &Value, format: &str) -> Result<String, Error> {
+    let items: Vec<Item> = StrftimeItems::new(format).collect();
+    if items.iter().any(|i| matches!(i, Item::Error)) {
+        return Err(bad(format!("{format:?} is not a valid strftime format")));
+    }
+    let mut out = String::new();
+    // chrono reports a specifier the value cannot fill (an hour of a date alone) as a
+    // formatting error, which `to_string` would turn into a panic: write and check instead.
+    let names = rendered_locale(state);
+    let written = match moment(value)? {
+        Moment::Instant(t) => write!(
+            out,
+            "{}",
+            t.with_timezone(&zone(state))
+                .format_localized_with_items(items.iter(), names)
+        ),
+        Moment::Day(d) => write!(
+            out,
+            "{}",
+            d.format_localized_with_items(items.iter(), names)
+        ),
+    };
+    written.map_err(|_| bad(format!("{format:?} asks for more than {value} holds")))?;
+    Ok(out)
+}
+
+/// The environment's formatter: minijinja's own, plus the [`JSON_STRING`] escape, which writes
+/// a printed value as the inside of a JSON string literal (quotes, backslashes and control
+/// characters escaped). A value marked safe (`| safe`, `| tojson`) is written as it is, so
+/// `{{ payload.items | tojson }}` places a whole JSON value.
+pub fn formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
+    match state.auto_escape() {
+        AutoEscape::Custom(name) if name == JSON_STRING => {
+            if value.is_safe() {
+                return out
+                    .write_str(value.as_str().unwrap_or_default())
+                    .map_err(Error::from);
+            }
+            let text = value.to_string();
+            let quoted = serde_json::to_string(&text)
+                .map_err(|e| Error::new(ErrorKind::BadSerialization, e.to_string()))?;
+            out.write_str(&quoted[1..quoted.len() - 1])
+                .map_err(Error::from)
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
