@@ -48,6 +48,9 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-test-files", "waymark_test_files.wasm"),
     // A journey recording every event and timer in its state.
     ("waymark-test-ledger", "waymark_test_ledger.wasm"),
+    // Issue 11, sms slice: the SMS (Twilio, Vonage) and Slack channel plugins.
+    ("waymark-sms", "waymark_sms.wasm"),
+    ("waymark-slack", "waymark_slack.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -62,6 +65,11 @@ pub const SOCKETS_CRATE: &str = "waymark-test-sockets";
 pub const FILES_CRATE: &str = "waymark-test-files";
 /// `tests/guests/ledger`.
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
+
+/// The SMS channel adapter (`plugins/sms`).
+pub const SMS_CRATE: &str = "waymark-sms";
+/// The Slack channel adapter (`plugins/slack`).
+pub const SLACK_CRATE: &str = "waymark-slack";
 
 /// The crate of the journey `examples/<name>`.
 pub fn example_crate(name: &str) -> String {
