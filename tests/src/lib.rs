@@ -34,6 +34,8 @@ pub mod wait;
 // Segment's official Python library, for `tests/segment.rs` (issue 12).
 pub mod python;
 pub mod worlds;
+// Loopback stand-ins of the SMS and Slack providers (issue 11, sms slice).
+pub mod providers;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::{
@@ -46,6 +48,8 @@ pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};
 pub use wait::{patience, wait_for_some, wait_until};
 pub use worlds::{tenant_with_journey, Example, Onboarding};
+pub use artifacts::{SLACK_CRATE, SMS_CRATE};
+pub use providers::{Answer, Call, Provider, StandIn};
 
 pub use reqwest::{self, Method, StatusCode};
 pub use serde_json::{json, Value};
