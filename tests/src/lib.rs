@@ -43,13 +43,13 @@ pub use artifacts::{
     FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD, LEDGER_CRATE, ONBOARDING_CRATE,
     SOCKETS_CRATE, WEBHOOK_CRATE,
 };
+pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
+pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};
 pub use wait::{patience, wait_for_some, wait_until};
 pub use worlds::{tenant_with_journey, Example, Onboarding};
-pub use artifacts::{SLACK_CRATE, SMS_CRATE};
-pub use providers::{Answer, Call, Provider, StandIn};
 
 pub use reqwest::{self, Method, StatusCode};
 pub use serde_json::{json, Value};

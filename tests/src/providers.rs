@@ -36,13 +36,19 @@ use crate::wait::patience;
 #[derive(Debug, Clone)]
 pub enum Provider {
     /// Twilio, accepting this Account SID and Auth Token.
-    Twilio { account_sid: String, auth_token: String },
+    Twilio {
+        account_sid: String,
+        auth_token: String,
+    },
     /// Vonage, accepting this API key and secret.
     Vonage { api_key: String, api_secret: String },
     /// A Slack incoming webhook at this path (`/services/T../B../..`).
     SlackWebhook { path: String },
     /// Slack's Web API, accepting this bot token, with these conversations the bot is in.
-    SlackBot { token: String, channels: Vec<String> },
+    SlackBot {
+        token: String,
+        channels: Vec<String>,
+    },
 }
 
 /// One request a stand-in received.
@@ -75,7 +81,10 @@ impl Call {
 
     /// The form body's field `name`, if present once or more (the first).
     pub fn field(&self, name: &str) -> Option<String> {
-        self.form().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        self.form()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// The body as JSON (`Null` when it is not).
@@ -116,7 +125,9 @@ impl Answer {
             Provider::Twilio { .. } => twilio_error(500, 20500, "Internal Server Error"),
             Provider::Vonage { .. } => Answer::text(500, "Internal Server Error"),
             Provider::SlackWebhook { .. } => Answer::text(500, "rollup_error"),
-            Provider::SlackBot { .. } => Answer::json(500, json!({"ok": false, "error": "internal_error"})),
+            Provider::SlackBot { .. } => {
+                Answer::json(500, json!({"ok": false, "error": "internal_error"}))
+            }
         }
     }
 
@@ -125,11 +136,20 @@ impl Answer {
         let mut answer = match provider {
             Provider::Twilio { .. } => twilio_error(429, 20429, "Too Many Requests"),
             // Vonage throttles inside a 200 (status 1).
-            Provider::Vonage { .. } => return vonage_status("1", "Throughput Rate Exceeded - please wait [ 1000 ] and retry"),
+            Provider::Vonage { .. } => {
+                return vonage_status(
+                    "1",
+                    "Throughput Rate Exceeded - please wait [ 1000 ] and retry",
+                )
+            }
             Provider::SlackWebhook { .. } => Answer::text(429, "rate_limited"),
-            Provider::SlackBot { .. } => Answer::json(429, json!({"ok": false, "error": "ratelimited"})),
+            Provider::SlackBot { .. } => {
+                Answer::json(429, json!({"ok": false, "error": "ratelimited"}))
+            }
         };
-        answer.headers.push(("retry-after".into(), seconds.to_string()));
+        answer
+            .headers
+            .push(("retry-after".into(), seconds.to_string()));
         answer
     }
 
@@ -138,10 +158,14 @@ impl Answer {
     /// `channel_not_found`, the Web API's `not_in_channel`.
     pub fn refusal(provider: &Provider) -> Answer {
         match provider {
-            Provider::Twilio { .. } => twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+            Provider::Twilio { .. } => {
+                twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
+            }
             Provider::Vonage { .. } => vonage_status("7", "Number barred."),
             Provider::SlackWebhook { .. } => Answer::text(404, "channel_not_found"),
-            Provider::SlackBot { .. } => Answer::json(200, json!({"ok": false, "error": "not_in_channel"})),
+            Provider::SlackBot { .. } => {
+                Answer::json(200, json!({"ok": false, "error": "not_in_channel"}))
+            }
         }
     }
 }
@@ -183,15 +207,20 @@ pub struct StandIn {
 
 impl StandIn {
     pub fn start(provider: Provider) -> StandIn {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the stand-in");
-        listener.set_nonblocking(true).expect("nonblocking stand-in listener");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the stand-in");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking stand-in listener");
         let addr = listener.local_addr().expect("stand-in address");
         let state = Arc::new(State {
             provider,
             calls: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
         });
-        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("provider-stand-in".into())
@@ -201,7 +230,8 @@ impl StandIn {
                     .build()
                     .expect("stand-in runtime");
                 runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("stand-in listener");
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("stand-in listener");
                     tokio::select! {
                         result = axum::serve(listener, app) => {
                             if let Err(e) = result { eprintln!("stand-in stopped: {e}") }
@@ -283,7 +313,12 @@ async fn handle(
         path: uri.path().to_string(),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
         answered: 0,
@@ -318,8 +353,14 @@ async fn handle(
 /// problems it finds in it.
 fn check(provider: &Provider, call: &Call, n: usize) -> (Answer, Vec<String>) {
     match provider {
-        Provider::Twilio { account_sid, auth_token } => check_twilio(call, account_sid, auth_token, n),
-        Provider::Vonage { api_key, api_secret } => check_vonage(call, api_key, api_secret, n),
+        Provider::Twilio {
+            account_sid,
+            auth_token,
+        } => check_twilio(call, account_sid, auth_token, n),
+        Provider::Vonage {
+            api_key,
+            api_secret,
+        } => check_vonage(call, api_key, api_secret, n),
         Provider::SlackWebhook { path } => check_slack_webhook(call, path),
         Provider::SlackBot { token, channels } => check_slack_bot(call, token, channels, n),
     }
@@ -339,28 +380,49 @@ fn content_type_is(call: &Call, expected: &str) -> bool {
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case(expected))
 }
 
-fn check_twilio(call: &Call, account_sid: &str, auth_token: &str, n: usize) -> (Answer, Vec<String>) {
+fn check_twilio(
+    call: &Call,
+    account_sid: &str,
+    auth_token: &str,
+    n: usize,
+) -> (Answer, Vec<String>) {
     let expected_path = format!("/2010-04-01/Accounts/{account_sid}/Messages.json");
     if call.method != "POST" || call.path != expected_path {
         return (
             twilio_error(404, 20404, "The requested resource was not found"),
-            vec![format!("{} {}: Twilio serves POST {expected_path}", call.method, call.path)],
+            vec![format!(
+                "{} {}: Twilio serves POST {expected_path}",
+                call.method, call.path
+            )],
         );
     }
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{account_sid}:{auth_token}"));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{account_sid}:{auth_token}"));
     if call.header("authorization") != Some(format!("Basic {basic}").as_str()) {
         return (
             twilio_error(401, 20003, "Authenticate"),
-            vec![format!("Authorization {:?} is not Basic AccountSid:AuthToken", call.header("authorization"))],
+            vec![format!(
+                "Authorization {:?} is not Basic AccountSid:AuthToken",
+                call.header("authorization")
+            )],
         );
     }
     if !content_type_is(call, "application/x-www-form-urlencoded") {
         return (
             twilio_error(400, 21602, "Message body is required."),
-            vec![format!("Content-Type {:?} is not a form", call.header("content-type"))],
+            vec![format!(
+                "Content-Type {:?} is not a form",
+                call.header("content-type")
+            )],
         );
     }
-    const KNOWN: [&str; 5] = ["To", "From", "MessagingServiceSid", "Body", "StatusCallback"];
+    const KNOWN: [&str; 5] = [
+        "To",
+        "From",
+        "MessagingServiceSid",
+        "Body",
+        "StatusCallback",
+    ];
     let form = call.form();
     let mut problems: Vec<String> = form
         .iter()
@@ -368,7 +430,12 @@ fn check_twilio(call: &Call, account_sid: &str, auth_token: &str, n: usize) -> (
         .map(|(name, _)| format!("unknown field {name:?}"))
         .collect();
     let to = call.field("To");
-    let answer = match (&to, call.field("From"), call.field("MessagingServiceSid"), call.field("Body")) {
+    let answer = match (
+        &to,
+        call.field("From"),
+        call.field("MessagingServiceSid"),
+        call.field("Body"),
+    ) {
         (None, ..) => twilio_error(400, 21604, "A 'To' phone number is required."),
         (Some(to), ..) if !is_e164(to) => {
             twilio_error(400, 21211, &format!("Invalid 'To' Phone Number: {to}"))
@@ -376,7 +443,11 @@ fn check_twilio(call: &Call, account_sid: &str, auth_token: &str, n: usize) -> (
         (_, None, None, _) => twilio_error(400, 21603, "A 'From' phone number is required."),
         (_, Some(_), Some(_), _) => {
             problems.push("both From and MessagingServiceSid".into());
-            twilio_error(400, 21603, "Only one of 'From' or 'MessagingServiceSid' may be given.")
+            twilio_error(
+                400,
+                21603,
+                "Only one of 'From' or 'MessagingServiceSid' may be given.",
+            )
         }
         (_, _, _, None) => twilio_error(400, 21602, "Message body is required."),
         (Some(to), from, service, Some(body)) => {
@@ -411,16 +482,31 @@ fn check_vonage(call: &Call, api_key: &str, api_secret: &str, n: usize) -> (Answ
     if call.method != "POST" || call.path != "/sms/json" {
         return (
             Answer::text(404, "Not Found"),
-            vec![format!("{} {}: Vonage serves POST /sms/json", call.method, call.path)],
+            vec![format!(
+                "{} {}: Vonage serves POST /sms/json",
+                call.method, call.path
+            )],
         );
     }
     if !content_type_is(call, "application/x-www-form-urlencoded") {
         return (
             vonage_status("2", "Missing api_key"),
-            vec![format!("Content-Type {:?} is not a form", call.header("content-type"))],
+            vec![format!(
+                "Content-Type {:?} is not a form",
+                call.header("content-type")
+            )],
         );
     }
-    const KNOWN: [&str; 8] = ["api_key", "api_secret", "from", "to", "text", "type", "callback", "client-ref"];
+    const KNOWN: [&str; 8] = [
+        "api_key",
+        "api_secret",
+        "from",
+        "to",
+        "text",
+        "type",
+        "callback",
+        "client-ref",
+    ];
     let mut problems: Vec<String> = call
         .form()
         .iter()
@@ -433,7 +519,9 @@ fn check_vonage(call: &Call, api_key: &str, api_secret: &str, n: usize) -> (Answ
         .find(|name| field(name).is_none())
     {
         vonage_status("2", &format!("Missing {missing}"))
-    } else if field("api_key").as_deref() != Some(api_key) || field("api_secret").as_deref() != Some(api_secret) {
+    } else if field("api_key").as_deref() != Some(api_key)
+        || field("api_secret").as_deref() != Some(api_secret)
+    {
         vonage_status("4", "Bad Credentials")
     } else if !field("to").is_some_and(|to| is_e164(&format!("+{to}"))) {
         vonage_status("3", "Invalid to param")
@@ -464,7 +552,9 @@ fn check_vonage(call: &Call, api_key: &str, api_secret: &str, n: usize) -> (Answ
 /// Block Kit `blocks` field must be.
 fn are_blocks(value: &Value) -> bool {
     value.as_array().is_some_and(|blocks| {
-        blocks.iter().all(|b| b.get("type").and_then(Value::as_str).is_some())
+        blocks
+            .iter()
+            .all(|b| b.get("type").and_then(Value::as_str).is_some())
     })
 }
 
@@ -472,31 +562,53 @@ fn check_slack_webhook(call: &Call, path: &str) -> (Answer, Vec<String>) {
     if call.method != "POST" || call.path != path {
         return (
             Answer::text(404, "no_service"),
-            vec![format!("{} {}: the webhook is POST {path}", call.method, call.path)],
+            vec![format!(
+                "{} {}: the webhook is POST {path}",
+                call.method, call.path
+            )],
         );
     }
     let body = call.json();
     let well_formed = content_type_is(call, "application/json")
-        && body.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
+        && body
+            .get("text")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
         && body.get("blocks").is_none_or(are_blocks)
-        && body.as_object().is_some_and(|o| o.keys().all(|k| k == "text" || k == "blocks"));
+        && body
+            .as_object()
+            .is_some_and(|o| o.keys().all(|k| k == "text" || k == "blocks"));
     if !well_formed {
         return (
             Answer::text(400, "invalid_payload"),
-            vec![format!("not a JSON {{text, blocks}}: {:?} {body}", call.header("content-type"))],
+            vec![format!(
+                "not a JSON {{text, blocks}}: {:?} {body}",
+                call.header("content-type")
+            )],
         );
     }
     (Answer::text(200, "ok"), Vec::new())
 }
 
-fn check_slack_bot(call: &Call, token: &str, channels: &[String], n: usize) -> (Answer, Vec<String>) {
+fn check_slack_bot(
+    call: &Call,
+    token: &str,
+    channels: &[String],
+    n: usize,
+) -> (Answer, Vec<String>) {
     let error = |error: &str, problem: String| {
-        (Answer::json(200, json!({"ok": false, "error": error})), vec![problem])
+        (
+            Answer::json(200, json!({"ok": false, "error": error})),
+            vec![problem],
+        )
     };
     if call.method != "POST" || call.path != "/api/chat.postMessage" {
         return (
             Answer::json(404, json!({"ok": false, "error": "unknown_method"})),
-            vec![format!("{} {}: not POST /api/chat.postMessage", call.method, call.path)],
+            vec![format!(
+                "{} {}: not POST /api/chat.postMessage",
+                call.method, call.path
+            )],
         );
     }
     match call.header("authorization") {
@@ -507,7 +619,10 @@ fn check_slack_bot(call: &Call, token: &str, channels: &[String], n: usize) -> (
         Some(_) => {}
     }
     if !content_type_is(call, "application/json") {
-        return error("invalid_arguments", format!("Content-Type {:?}", call.header("content-type")));
+        return error(
+            "invalid_arguments",
+            format!("Content-Type {:?}", call.header("content-type")),
+        );
     }
     let body = call.json();
     let channel = body.get("channel").and_then(Value::as_str).unwrap_or("");
@@ -515,7 +630,10 @@ fn check_slack_bot(call: &Call, token: &str, channels: &[String], n: usize) -> (
         return error("channel_not_found", "no channel".into());
     }
     if !channels.iter().any(|c| c == channel) {
-        return error("channel_not_found", format!("channel {channel:?} is not one of {channels:?}"));
+        return error(
+            "channel_not_found",
+            format!("channel {channel:?} is not one of {channels:?}"),
+        );
     }
     let text = body.get("text").and_then(Value::as_str).unwrap_or("");
     if text.is_empty() && body.get("blocks").is_none() {
@@ -532,14 +650,20 @@ fn check_slack_bot(call: &Call, token: &str, channels: &[String], n: usize) -> (
         "message": {"type": "message", "subtype": "bot_message", "text": text, "ts": ts, "blocks": body.get("blocks")},
     });
     // Slack warns (but posts) when a JSON body comes without its charset.
-    let charset = call
-        .header("content-type")
-        .is_some_and(|ct| ct.to_ascii_lowercase().replace(' ', "").contains("charset=utf-8"));
+    let charset = call.header("content-type").is_some_and(|ct| {
+        ct.to_ascii_lowercase()
+            .replace(' ', "")
+            .contains("charset=utf-8")
+    });
     if !charset {
         answer["warning"] = json!("missing_charset");
         answer["response_metadata"] = json!({"warnings": ["missing_charset"]});
     }
-    let problems = if charset { Vec::new() } else { vec!["missing_charset".to_string()] };
+    let problems = if charset {
+        Vec::new()
+    } else {
+        vec!["missing_charset".to_string()]
+    };
     (Answer::json(200, answer), problems)
 }
 
@@ -549,7 +673,10 @@ mod tests {
     use crate::server::http_client;
 
     fn twilio() -> Provider {
-        Provider::Twilio { account_sid: "AC1".into(), auth_token: "t".into() }
+        Provider::Twilio {
+            account_sid: "AC1".into(),
+            auth_token: "t".into(),
+        }
     }
 
     #[tokio::test]
@@ -565,21 +692,37 @@ mod tests {
                 .send()
         };
         let good = "Basic QUMxOnQ="; // AC1:t
-        let created = send(good, "To=%2B14155552671&From=%2B15005550006&Body=hi").await.unwrap();
+        let created = send(good, "To=%2B14155552671&From=%2B15005550006&Body=hi")
+            .await
+            .unwrap();
         assert_eq!(created.status().as_u16(), 201);
         let created: Value = created.json().await.unwrap();
         assert!(created["sid"].as_str().unwrap().starts_with("SM"));
-        assert_eq!(send("Basic eDp5", "To=%2B1415&Body=x").await.unwrap().status().as_u16(), 401);
-        let bad_to = send(good, "To=555&From=%2B15005550006&Body=x").await.unwrap();
+        assert_eq!(
+            send("Basic eDp5", "To=%2B1415&Body=x")
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+            401
+        );
+        let bad_to = send(good, "To=555&From=%2B15005550006&Body=x")
+            .await
+            .unwrap();
         assert_eq!(bad_to.status().as_u16(), 400);
         assert_eq!(bad_to.json::<Value>().await.unwrap()["code"], 21211);
         standin.answer_next(Answer::rate_limited(&twilio(), 2));
-        let limited = send(good, "To=%2B14155552671&From=%2B15005550006&Body=hi").await.unwrap();
+        let limited = send(good, "To=%2B14155552671&From=%2B15005550006&Body=hi")
+            .await
+            .unwrap();
         assert_eq!(limited.status().as_u16(), 429);
         assert_eq!(limited.headers()["retry-after"], "2");
 
         let calls = standin.calls();
-        assert_eq!(calls.iter().map(|c| c.answered).collect::<Vec<_>>(), [201, 401, 400, 429]);
+        assert_eq!(
+            calls.iter().map(|c| c.answered).collect::<Vec<_>>(),
+            [201, 401, 400, 429]
+        );
         assert!(calls[0].problems.is_empty() && calls[3].problems.is_empty());
         assert!(!calls[1].problems.is_empty() && !calls[2].problems.is_empty());
     }

@@ -39,7 +39,11 @@ impl World {
         let tenant = server.api().create_tenant("acme").await;
         let api = server.as_tenant(&tenant);
         let (key, path) = url;
-        let target = if key == "webhook_url" { &mut secrets } else { &mut settings };
+        let target = if key == "webhook_url" {
+            &mut secrets
+        } else {
+            &mut settings
+        };
         target[key] = json!(format!("{}{path}", standin.url()));
         api.register_channel(
             WEBHOOK,
@@ -82,14 +86,17 @@ impl World {
     /// The customer's welcome once it is `status`.
     async fn welcome(&self, customer: &str, status: MessageStatus) -> Message {
         let api = self.api();
-        wait_for_some(&format!("{customer}'s welcome to be {status:?}"), || async {
-            let customer = api.customer(customer).await?;
-            customer
-                .messages_with_template("welcome")
-                .first()
-                .filter(|m| m.status == status)
-                .map(|m| (*m).clone())
-        })
+        wait_for_some(
+            &format!("{customer}'s welcome to be {status:?}"),
+            || async {
+                let customer = api.customer(customer).await?;
+                customer
+                    .messages_with_template("welcome")
+                    .first()
+                    .filter(|m| m.status == status)
+                    .map(|m| (*m).clone())
+            },
+        )
         .await
     }
 }
@@ -129,7 +136,10 @@ fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn a_templated_sms_goes_to_twilio_as_its_create_message_request() {
     let world = twilio().await;
     world
-        .sign_up("ana", json!({"first_name": "Ana", "phone": "+447700900123"}))
+        .sign_up(
+            "ana",
+            json!({"first_name": "Ana", "phone": "+447700900123"}),
+        )
         .await;
     let delivered = world.welcome("ana", MessageStatus::Delivered).await;
 
@@ -256,14 +266,20 @@ async fn vonage() -> World {
 async fn a_templated_unicode_sms_goes_to_vonage_as_its_send_request() {
     let world = vonage().await;
     world
-        .sign_up("ana", json!({"first_name": "Ana", "phone": "+5511999998888"}))
+        .sign_up(
+            "ana",
+            json!({"first_name": "Ana", "phone": "+5511999998888"}),
+        )
         .await;
     let delivered = world.welcome("ana", MessageStatus::Delivered).await;
     let calls = world.standin.calls();
     assert_eq!(calls.len(), 1, "{calls:#?}");
     let call = &calls[0];
     assert_eq!(call.problems, Vec::<String>::new());
-    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", "/sms/json"));
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        ("POST", "/sms/json")
+    );
     assert_eq!(
         call.header("content-type"),
         Some("application/x-www-form-urlencoded")
@@ -339,7 +355,10 @@ async fn templated_blocks_go_to_a_slack_incoming_webhook() {
     assert_eq!(calls.len(), 1, "{calls:#?}");
     let call = &calls[0];
     assert_eq!(call.problems, Vec::<String>::new());
-    assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", HOOK_PATH));
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        ("POST", HOOK_PATH)
+    );
     assert_eq!(call.header("content-type"), Some("application/json"));
     assert_eq!(
         call.json(),
@@ -394,7 +413,10 @@ async fn templated_blocks_go_to_chat_post_message_and_the_receipt_is_the_ts() {
         (call.method.as_str(), call.path.as_str()),
         ("POST", "/api/chat.postMessage")
     );
-    assert_eq!(call.header("authorization"), Some("Bearer xoxb-123-456-abc"));
+    assert_eq!(
+        call.header("authorization"),
+        Some("Bearer xoxb-123-456-abc")
+    );
     assert_eq!(
         call.header("content-type"),
         Some("application/json; charset=utf-8")
@@ -420,7 +442,9 @@ async fn not_in_channel_is_permanent_and_ratelimited_is_retried() {
         Some("Slack chat.postMessage: not_in_channel")
     );
 
-    world.standin.answer_next(Answer::rate_limited(&provider, 1));
+    world
+        .standin
+        .answer_next(Answer::rate_limited(&provider, 1));
     world
         .sign_up("cy", json!({"first_name": "Cy", "plan": "pro"}))
         .await;

@@ -44,7 +44,11 @@ pub fn build_request(
             )))
         }
     };
-    let base = config.base_url.as_deref().filter(|b| !b.is_empty()).unwrap_or(API);
+    let base = config
+        .base_url
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(API);
     let url = format!("{}/chat.postMessage", base.trim_end_matches('/'));
     checked_url(&url, "base_url")?;
     let mut fields = Map::new();

@@ -150,7 +150,12 @@ pub fn post_of(message: &Message) -> Result<Post, DeliveryError> {
 /// `text`, a section's `fields`, a context's `elements`. Slack asks for a `text` beside blocks
 /// for notifications and screen readers; this is what the blocks say.
 pub fn fallback_text(blocks: &[Value]) -> String {
-    let text_of = |object: &Value| object.get("text").and_then(Value::as_str).map(str::to_string);
+    let text_of = |object: &Value| {
+        object
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let mut lines = Vec::new();
     for block in blocks {
         if let Some(line) = block.get("text").and_then(text_of) {
@@ -195,7 +200,10 @@ pub(crate) fn checked_url(url: &str, key: &str) -> Result<(), DeliveryError> {
 pub(crate) fn described(response: &Response) -> String {
     let mut reason: String = response.text().chars().take(200).collect();
     if let Some(after) = response.header("retry-after") {
-        reason.push_str(&format!(" (Retry-After: {})", after.chars().take(40).collect::<String>()));
+        reason.push_str(&format!(
+            " (Retry-After: {})",
+            after.chars().take(40).collect::<String>()
+        ));
     }
     reason
 }

@@ -50,19 +50,34 @@ fn body(request: &Request) -> Value {
 
 #[test]
 fn webhook_mode_posts_text_and_blocks_as_json_to_the_webhook_url() {
-    let request = request(webhook_config(), json!({"text": "Ana needs a call", "blocks": blocks()}));
+    let request = request(
+        webhook_config(),
+        json!({"text": "Ana needs a call", "blocks": blocks()}),
+    );
     assert_eq!(request.method(), "POST");
     assert_eq!(request.url(), HOOK);
-    assert_eq!(request.header_value("content-type"), Some("application/json"));
+    assert_eq!(
+        request.header_value("content-type"),
+        Some("application/json")
+    );
     assert_eq!(request.header_value("authorization"), None);
-    assert_eq!(body(&request), json!({"text": "Ana needs a call", "blocks": blocks()}));
+    assert_eq!(
+        body(&request),
+        json!({"text": "Ana needs a call", "blocks": blocks()})
+    );
 }
 
 #[test]
 fn bot_mode_calls_chat_post_message_with_the_bearer_token() {
-    let request = request(bot_config(), json!({"text": "Ana needs a call", "blocks": blocks()}));
+    let request = request(
+        bot_config(),
+        json!({"text": "Ana needs a call", "blocks": blocks()}),
+    );
     assert_eq!(request.url(), "https://slack.com/api/chat.postMessage");
-    assert_eq!(request.header_value("authorization"), Some("Bearer xoxb-1-2-abc"));
+    assert_eq!(
+        request.header_value("authorization"),
+        Some("Bearer xoxb-1-2-abc")
+    );
     assert_eq!(
         request.header_value("content-type"),
         Some("application/json; charset=utf-8")
@@ -97,7 +112,10 @@ fn rendered_template_blocks_come_first_and_give_the_fallback_text() {
 
 #[test]
 fn text_alone_is_posted_without_blocks() {
-    assert_eq!(body(&request(webhook_config(), json!({"text": "hi"}))), json!({"text": "hi"}));
+    assert_eq!(
+        body(&request(webhook_config(), json!({"text": "hi"}))),
+        json!({"text": "hi"})
+    );
 }
 
 #[test]
@@ -105,8 +123,11 @@ fn a_message_without_any_text_is_permanent() {
     let reason = permanent(webhook_config(), json!({"blocks": [{"type": "divider"}]}));
     assert!(reason.starts_with("no text"), "{reason}");
     assert!(permanent(webhook_config(), json!({})).starts_with("no text"));
-    assert!(permanent(webhook_config(), json!({"text": "x", "blocks": {"type": "divider"}}))
-        .starts_with("blocks must be a JSON array"));
+    assert!(permanent(
+        webhook_config(),
+        json!({"text": "x", "blocks": {"type": "divider"}})
+    )
+    .starts_with("blocks must be a JSON array"));
 }
 
 #[test]
@@ -116,17 +137,27 @@ fn each_mode_needs_its_secret_and_a_usable_url() {
         "config.webhook_url is missing (mode webhook needs it)"
     );
     assert_eq!(
-        permanent(json!({"mode": "bot", "channel": "C1"}), json!({"text": "x"})),
+        permanent(
+            json!({"mode": "bot", "channel": "C1"}),
+            json!({"text": "x"})
+        ),
         "config.bot_token is missing (mode bot needs it)"
     );
     assert_eq!(
-        permanent(json!({"mode": "webhook", "webhook_url": "hooks.slack.com/x"}), json!({"text": "x"})),
+        permanent(
+            json!({"mode": "webhook", "webhook_url": "hooks.slack.com/x"}),
+            json!({"text": "x"})
+        ),
         "config.webhook_url is not an http(s) URL"
     );
-    assert!(permanent(json!({"mode": "email"}), json!({"text": "x"})).starts_with("config.mode: unknown variant"));
+    assert!(permanent(json!({"mode": "email"}), json!({"text": "x"}))
+        .starts_with("config.mode: unknown variant"));
     let mut config = bot_config();
     config["base_url"] = json!("http://127.0.0.1:9/api/");
-    assert_eq!(request(config, json!({"text": "x"})).url(), "http://127.0.0.1:9/api/chat.postMessage");
+    assert_eq!(
+        request(config, json!({"text": "x"})).url(),
+        "http://127.0.0.1:9/api/chat.postMessage"
+    );
 }
 
 fn answer(status: u16, body: &str, headers: &[(&str, &str)]) -> Response {
@@ -139,7 +170,10 @@ fn answer(status: u16, body: &str, headers: &[(&str, &str)]) -> Response {
 
 #[test]
 fn webhook_answers_are_classified_as_slack_documents_them() {
-    assert_eq!(webhook::classify(&answer(200, "ok", &[])), Ok(Receipt::new()));
+    assert_eq!(
+        webhook::classify(&answer(200, "ok", &[])),
+        Ok(Receipt::new())
+    );
     for (status, error) in [
         (400, "invalid_payload"),
         (403, "action_prohibited"),
@@ -149,12 +183,16 @@ fn webhook_answers_are_classified_as_slack_documents_them() {
     ] {
         assert_eq!(
             webhook::classify(&answer(status, error, &[])),
-            Err(DeliveryError::permanent(format!("Slack webhook HTTP {status}: {error}")))
+            Err(DeliveryError::permanent(format!(
+                "Slack webhook HTTP {status}: {error}"
+            )))
         );
     }
     assert_eq!(
         webhook::classify(&answer(429, "rate_limited", &[("retry-after", "30")])),
-        Err(DeliveryError::retryable("Slack webhook HTTP 429: rate_limited (Retry-After: 30)"))
+        Err(DeliveryError::retryable(
+            "Slack webhook HTTP 429: rate_limited (Retry-After: 30)"
+        ))
     );
     assert!(webhook::classify(&answer(500, "rollup_error", &[])).is_err_and(|e| e.is_retryable()));
 }
@@ -162,23 +200,47 @@ fn webhook_answers_are_classified_as_slack_documents_them() {
 #[test]
 fn bot_answers_are_classified_by_ok_and_error() {
     assert_eq!(
-        bot::classify(&answer(200, r#"{"ok":true,"channel":"C0123ABCD","ts":"1503435956.000247"}"#, &[])),
+        bot::classify(&answer(
+            200,
+            r#"{"ok":true,"channel":"C0123ABCD","ts":"1503435956.000247"}"#,
+            &[]
+        )),
         Ok(Receipt::with_provider_id("1503435956.000247"))
     );
-    for error in ["channel_not_found", "not_in_channel", "invalid_auth", "is_archived", "invalid_blocks"] {
+    for error in [
+        "channel_not_found",
+        "not_in_channel",
+        "invalid_auth",
+        "is_archived",
+        "invalid_blocks",
+    ] {
         assert_eq!(
-            bot::classify(&answer(200, &format!(r#"{{"ok":false,"error":"{error}"}}"#), &[])),
-            Err(DeliveryError::permanent(format!("Slack chat.postMessage: {error}")))
+            bot::classify(&answer(
+                200,
+                &format!(r#"{{"ok":false,"error":"{error}"}}"#),
+                &[]
+            )),
+            Err(DeliveryError::permanent(format!(
+                "Slack chat.postMessage: {error}"
+            )))
         );
     }
     assert_eq!(
-        bot::classify(&answer(429, r#"{"ok":false,"error":"ratelimited"}"#, &[("retry-after", "2")])),
+        bot::classify(&answer(
+            429,
+            r#"{"ok":false,"error":"ratelimited"}"#,
+            &[("retry-after", "2")]
+        )),
         Err(DeliveryError::retryable(
             r#"Slack HTTP 429: {"ok":false,"error":"ratelimited"} (Retry-After: 2)"#
         ))
     );
-    assert!(bot::classify(&answer(200, r#"{"ok":false,"error":"internal_error"}"#, &[]))
-        .is_err_and(|e| e.is_retryable()));
+    assert!(bot::classify(&answer(
+        200,
+        r#"{"ok":false,"error":"internal_error"}"#,
+        &[]
+    ))
+    .is_err_and(|e| e.is_retryable()));
     assert!(bot::classify(&answer(503, "", &[])).is_err_and(|e| e.is_retryable()));
     assert!(bot::classify(&answer(401, "", &[])).is_err_and(|e| !e.is_retryable()));
 }
@@ -197,12 +259,17 @@ fn the_manifest_declares_exactly_the_keys_the_adapter_reads() {
         }
     }
     declared.sort();
-    assert_eq!(declared, ["base_url", "bot_token", "channel", "mode", "webhook_url"]);
+    assert_eq!(
+        declared,
+        ["base_url", "bot_token", "channel", "mode", "webhook_url"]
+    );
     assert_eq!(required, ["mode"]);
 }
 
 #[test]
 fn delivering_natively_fails_permanently_instead_of_touching_the_network() {
     let outcome = Slack::deliver(message(webhook_config(), json!({"text": "x"})));
-    assert!(matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host")));
+    assert!(
+        matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host"))
+    );
 }

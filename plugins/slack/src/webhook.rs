@@ -28,7 +28,11 @@ pub fn classify(response: &Response) -> Result<Receipt, DeliveryError> {
     if response.is_success() {
         return Ok(Receipt::new());
     }
-    let reason = format!("Slack webhook HTTP {}: {}", response.status, described(response));
+    let reason = format!(
+        "Slack webhook HTTP {}: {}",
+        response.status,
+        described(response)
+    );
     if response.status == 429 || response.status >= 500 {
         Err(DeliveryError::Retryable(reason))
     } else {

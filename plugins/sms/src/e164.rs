@@ -41,7 +41,13 @@ mod tests {
 
     #[test]
     fn accepts_plus_and_up_to_fifteen_digits() {
-        for good in ["+14155552671", "+447700900123", "+551199998888", "+12", "+123456789012345"] {
+        for good in [
+            "+14155552671",
+            "+447700900123",
+            "+551199998888",
+            "+12",
+            "+123456789012345",
+        ] {
             assert_eq!(parse(good), Ok(good));
         }
     }

@@ -151,27 +151,26 @@ pub fn read(message: &Message) -> Result<(Config, Outgoing), DeliveryError> {
 /// The recipient (payload `to`, else attribute `phone`) and text (`content.text`, else payload
 /// `text`) of `message`.
 pub fn sms_of(message: &Message) -> Result<Outgoing, DeliveryError> {
-    let to = match message.payload.get("to") {
-        Some(Value::String(to)) => to.as_str(),
-        Some(other) => {
-            return Err(DeliveryError::permanent(format!(
-                "payload.to must be a string, not {other}"
-            )))
-        }
-        None => match message.customer.attributes.get("phone") {
-            Some(Value::String(phone)) => phone.as_str(),
+    let to =
+        match message.payload.get("to") {
+            Some(Value::String(to)) => to.as_str(),
             Some(other) => {
                 return Err(DeliveryError::permanent(format!(
-                    "the customer's phone must be a string, not {other}"
+                    "payload.to must be a string, not {other}"
                 )))
             }
-            None => {
-                return Err(DeliveryError::permanent(
+            None => match message.customer.attributes.get("phone") {
+                Some(Value::String(phone)) => phone.as_str(),
+                Some(other) => {
+                    return Err(DeliveryError::permanent(format!(
+                        "the customer's phone must be a string, not {other}"
+                    )))
+                }
+                None => return Err(DeliveryError::permanent(
                     "no recipient: the payload has no `to` and the customer no `phone` attribute",
-                ))
-            }
-        },
-    };
+                )),
+            },
+        };
     let to = e164::parse(to)
         .map_err(|e| DeliveryError::permanent(format!("recipient: {e}")))?
         .to_string();
@@ -230,7 +229,10 @@ pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
 /// The `Retry-After` a provider sent, for a retryable reason.
 pub(crate) fn retry_after(response: &Response) -> String {
     match response.header("retry-after") {
-        Some(after) => format!(" (Retry-After: {})", after.chars().take(40).collect::<String>()),
+        Some(after) => format!(
+            " (Retry-After: {})",
+            after.chars().take(40).collect::<String>()
+        ),
         None => String::new(),
     }
 }

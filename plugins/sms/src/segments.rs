@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(segments("€"), (Encoding::Gsm7, 2, 1));
         assert_eq!(segments("{[~]}|\\^\u{0C}"), (Encoding::Gsm7, 18, 1));
         assert_eq!(segments(&"€".repeat(80)), (Encoding::Gsm7, 160, 1));
-        assert_eq!(segments(&format!("{}€", "a".repeat(159))), (Encoding::Gsm7, 161, 2));
+        assert_eq!(
+            segments(&format!("{}€", "a".repeat(159))),
+            (Encoding::Gsm7, 161, 2)
+        );
     }
 
     #[test]
@@ -140,22 +143,25 @@ mod tests {
 
     #[test]
     fn one_character_outside_gsm7_makes_the_whole_text_ucs2() {
-        assert_eq!(segments(&format!("{}ç", "a".repeat(69))), (Encoding::Ucs2, 70, 1));
+        assert_eq!(
+            segments(&format!("{}ç", "a".repeat(69))),
+            (Encoding::Ucs2, 70, 1)
+        );
         // `Ç` (capital) is GSM-7, `ç` is not.
         assert_eq!(segments("Ça va"), (Encoding::Gsm7, 5, 1));
         // An emoji is a surrogate pair: two units, never split.
         assert_eq!(segments("👋"), (Encoding::Ucs2, 2, 1));
         let text = format!("{}👋", "ж".repeat(66));
-        assert_eq!(segments(&format!("{text}{}", "ж".repeat(3))), (Encoding::Ucs2, 71, 2));
+        assert_eq!(
+            segments(&format!("{text}{}", "ж".repeat(3))),
+            (Encoding::Ucs2, 71, 2)
+        );
     }
 
     #[test]
     fn gsm7_covers_the_default_alphabet() {
         let text = "Hi Ana, code 1234: £5 off @home ¿Qué? Ñandù ÄÖÜ äöüà ΔΦΓΛΩ _§";
-        assert_eq!(
-            segments(text),
-            (Encoding::Gsm7, text.chars().count(), 1)
-        );
+        assert_eq!(segments(text), (Encoding::Gsm7, text.chars().count(), 1));
         // `ú` is not in the alphabet (`ù` is).
         assert_eq!(count("Ñandú").encoding, Encoding::Ucs2);
         assert_eq!(count("").count, 1);

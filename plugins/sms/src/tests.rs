@@ -70,12 +70,18 @@ fn twilio_gets_a_form_encoded_create_message_with_basic_auth() {
             ("To".into(), "+447700900123".into()),
             ("From".into(), "+15005550006".into()),
             ("Body".into(), "Hi Ana & co".into()),
-            ("StatusCallback".into(), "https://acme.example/hooks/sms".into()),
+            (
+                "StatusCallback".into(),
+                "https://acme.example/hooks/sms".into()
+            ),
         ]
     );
     // `+` and `&` are escaped, not read as a space or a separator.
     let body = String::from_utf8(request.body_bytes().to_vec()).unwrap();
-    assert!(body.starts_with("To=%2B447700900123&From=%2B15005550006&Body=Hi+Ana+%26+co"), "{body}");
+    assert!(
+        body.starts_with("To=%2B447700900123&From=%2B15005550006&Body=Hi+Ana+%26+co"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -97,9 +103,18 @@ fn twilio_sends_from_a_messaging_service_when_one_is_set() {
 #[test]
 fn twilio_needs_its_account_token_and_a_sender() {
     for (key, expected) in [
-        ("account_sid", "config.account_sid is missing (provider twilio needs it)"),
-        ("auth_token", "config.auth_token is missing (provider twilio needs it)"),
-        ("from", "config.from is missing (provider twilio needs it, or config.messaging_service_sid)"),
+        (
+            "account_sid",
+            "config.account_sid is missing (provider twilio needs it)",
+        ),
+        (
+            "auth_token",
+            "config.auth_token is missing (provider twilio needs it)",
+        ),
+        (
+            "from",
+            "config.from is missing (provider twilio needs it, or config.messaging_service_sid)",
+        ),
     ] {
         let mut config = twilio_config();
         config.as_object_mut().unwrap().remove(key);
@@ -139,7 +154,10 @@ fn vonage_is_told_when_the_text_needs_unicode() {
     config["status_callback"] = json!("https://acme.example/dlr");
     let request = request(config, json!({"text": "Olá, 👋"}));
     let pairs = pairs(&request);
-    assert!(pairs.contains(&("type".into(), "unicode".into())), "{pairs:?}");
+    assert!(
+        pairs.contains(&("type".into(), "unicode".into())),
+        "{pairs:?}"
+    );
     assert!(pairs.contains(&("callback".into(), "https://acme.example/dlr".into())));
 }
 
@@ -164,7 +182,10 @@ fn base_url_points_either_provider_elsewhere() {
         .starts_with("http://127.0.0.1:4010/2010-04-01/Accounts/"));
     let mut config = vonage_config();
     config["base_url"] = json!("http://127.0.0.1:4011");
-    assert_eq!(request(config, json!({"text": "x"})).url(), "http://127.0.0.1:4011/sms/json");
+    assert_eq!(
+        request(config, json!({"text": "x"})).url(),
+        "http://127.0.0.1:4011/sms/json"
+    );
     let mut config = vonage_config();
     config["base_url"] = json!("ftp://x/");
     assert!(permanent(config, json!({"text": "x"})).starts_with("config.base_url:"));
@@ -172,9 +193,15 @@ fn base_url_points_either_provider_elsewhere() {
 
 #[test]
 fn an_unknown_or_missing_provider_is_permanent_and_named() {
-    assert_eq!(permanent(json!({}), json!({"text": "x"})), "config.provider is missing");
+    assert_eq!(
+        permanent(json!({}), json!({"text": "x"})),
+        "config.provider is missing"
+    );
     let reason = permanent(json!({"provider": "carrier-pigeon"}), json!({"text": "x"}));
-    assert!(reason.starts_with("config.provider: unknown variant"), "{reason}");
+    assert!(
+        reason.starts_with("config.provider: unknown variant"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -188,7 +215,10 @@ fn the_rendered_template_text_comes_before_the_payload_text() {
         permanent(twilio_config(), json!({"plan": "pro"})),
         "no text: the send names no sms template with a `text` part and its payload has no `text`"
     );
-    assert_eq!(permanent(twilio_config(), json!({"text": ""})), "the text is empty");
+    assert_eq!(
+        permanent(twilio_config(), json!({"text": ""})),
+        "the text is empty"
+    );
     assert!(permanent(twilio_config(), json!({"text": 3})).starts_with("the text must be a string"));
 }
 
@@ -213,7 +243,8 @@ fn a_number_that_is_not_e164_is_a_permanent_failure() {
             "no recipient: the payload has no `to` and the customer no `phone` attribute"
         ))
     );
-    assert!(permanent(twilio_config(), json!({"text": "x", "to": 44})).starts_with("payload.to must be a string"));
+    assert!(permanent(twilio_config(), json!({"text": "x", "to": 44}))
+        .starts_with("payload.to must be a string"));
 }
 
 fn answer(status: u16, body: Value, headers: &[(&str, &str)]) -> Response {
@@ -226,8 +257,15 @@ fn answer(status: u16, body: Value, headers: &[(&str, &str)]) -> Response {
 
 #[test]
 fn twilio_answers_are_classified_as_twilio_documents_them() {
-    let created = answer(201, json!({"sid": "SM0123", "status": "queued", "num_segments": "1"}), &[]);
-    assert_eq!(twilio::classify(&created), Ok(Receipt::with_provider_id("SM0123")));
+    let created = answer(
+        201,
+        json!({"sid": "SM0123", "status": "queued", "num_segments": "1"}),
+        &[],
+    );
+    assert_eq!(
+        twilio::classify(&created),
+        Ok(Receipt::with_provider_id("SM0123"))
+    );
 
     let invalid = json!({
         "code": 21211,
@@ -248,7 +286,8 @@ fn twilio_answers_are_classified_as_twilio_documents_them() {
             "Twilio HTTP 429: error 20429: Too Many Requests (https://www.twilio.com/docs/errors/20429) (Retry-After: 2)"
         ))
     );
-    assert!(twilio::classify(&Response::new(503, b"upstream".to_vec())).is_err_and(|e| e.is_retryable()));
+    assert!(twilio::classify(&Response::new(503, b"upstream".to_vec()))
+        .is_err_and(|e| e.is_retryable()));
     assert!(twilio::classify(&Response::new(401, b"nope".to_vec()))
         .is_err_and(|e| !e.is_retryable() && e.reason() == "Twilio HTTP 401: nope"));
 }
@@ -263,7 +302,9 @@ fn vonage_answers_are_classified_by_each_parts_status() {
     let throttled = json!({"message-count": "1", "messages": [{"status": "1", "error-text": "Throughput Rate Exceeded - please wait [ 10 ] and retry"}]});
     assert_eq!(
         vonage::classify(&answer(200, throttled, &[])),
-        Err(DeliveryError::retryable("Vonage status 1: Throughput Rate Exceeded - please wait [ 10 ] and retry"))
+        Err(DeliveryError::retryable(
+            "Vonage status 1: Throughput Rate Exceeded - please wait [ 10 ] and retry"
+        ))
     );
     let bad_credentials = json!({"message-count": "1", "messages": [{"status": "4", "error-text": "Bad Credentials"}]});
     assert_eq!(
@@ -272,10 +313,15 @@ fn vonage_answers_are_classified_by_each_parts_status() {
     );
     let second_part_failed = json!({"message-count": "2", "messages": [
         {"status": "0", "message-id": "A"}, {"status": "5", "error-text": "Internal Error"}]});
-    assert!(vonage::classify(&answer(200, second_part_failed, &[])).is_err_and(|e| e.is_retryable()));
+    assert!(
+        vonage::classify(&answer(200, second_part_failed, &[])).is_err_and(|e| e.is_retryable())
+    );
     assert!(vonage::classify(&Response::new(429, Vec::new())).is_err_and(|e| e.is_retryable()));
     assert!(vonage::classify(&Response::new(500, Vec::new())).is_err_and(|e| e.is_retryable()));
-    assert!(vonage::classify(&Response::new(401, b"Unauthorized".to_vec())).is_err_and(|e| !e.is_retryable()));
+    assert!(
+        vonage::classify(&Response::new(401, b"Unauthorized".to_vec()))
+            .is_err_and(|e| !e.is_retryable())
+    );
 }
 
 /// Every key `channel.toml` declares, and whether it says the key is required.
@@ -317,5 +363,7 @@ fn the_manifest_declares_exactly_the_keys_the_adapter_reads() {
 #[test]
 fn delivering_natively_fails_permanently_instead_of_touching_the_network() {
     let outcome = Sms::deliver(message(twilio_config(), json!({"text": "x"})));
-    assert!(matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host")));
+    assert!(
+        matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host"))
+    );
 }

@@ -37,17 +37,16 @@ pub fn build_request(config: &Config, sms: &Outgoing) -> Result<Request, Deliver
     ) {
         (Some(service), _) => ("MessagingServiceSid", service),
         (None, Some(from)) => ("From", from),
-        (None, None) => {
-            return Err(DeliveryError::permanent(
-                "config.from is missing (provider twilio needs it, or config.messaging_service_sid)",
-            ))
-        }
+        (None, None) => return Err(DeliveryError::permanent(
+            "config.from is missing (provider twilio needs it, or config.messaging_service_sid)",
+        )),
     };
     let mut pairs = vec![("To", sms.to.as_str()), sender, ("Body", sms.text.as_str())];
     if let Some(callback) = Config::given(&config.status_callback) {
         pairs.push(("StatusCallback", callback));
     }
-    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{account}:{token}"));
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{account}:{token}"));
     let url = format!(
         "{}/2010-04-01/Accounts/{account}/Messages.json",
         config.origin(API)?
@@ -80,7 +79,11 @@ pub fn classify(response: &Response) -> Result<Receipt, DeliveryError> {
         Some(format!("error {code}: {message}{more}"))
     });
     let described = described.unwrap_or_else(|| response.text().chars().take(200).collect());
-    let reason = format!("Twilio HTTP {}: {described}{}", response.status, retry_after(response));
+    let reason = format!(
+        "Twilio HTTP {}: {described}{}",
+        response.status,
+        retry_after(response)
+    );
     if response.status == 429 || response.status >= 500 {
         Err(DeliveryError::Retryable(reason))
     } else {

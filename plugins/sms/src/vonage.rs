@@ -82,7 +82,12 @@ pub fn classify(response: &Response) -> Result<Receipt, DeliveryError> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let status = |part: &Value| part.get("status").and_then(Value::as_str).unwrap_or("0").to_string();
+    let status = |part: &Value| {
+        part.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("0")
+            .to_string()
+    };
     if let Some(failed) = parts.iter().find(|part| status(part) != "0") {
         let code = status(failed);
         let text = failed
