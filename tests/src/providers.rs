@@ -726,4 +726,71 @@ mod tests {
         assert!(calls[0].problems.is_empty() && calls[3].problems.is_empty());
         assert!(!calls[1].problems.is_empty() && !calls[2].problems.is_empty());
     }
+
+    #[tokio::test]
+    async fn the_slack_bot_stand_in_checks_token_channel_and_charset() {
+        let standin = StandIn::start(Provider::SlackBot {
+            token: "xoxb-1".into(),
+            channels: vec!["C1".into()],
+        });
+        let http = http_client();
+        let url = format!("{}/api/chat.postMessage", standin.url());
+        let post = |auth: &'static str, content_type: &'static str, body: Value| {
+            http.post(&url)
+                .header("authorization", auth)
+                .header("content-type", content_type)
+                .body(body.to_string())
+                .send()
+        };
+        let json_utf8 = "application/json; charset=utf-8";
+        let ok: Value = post(
+            "Bearer xoxb-1",
+            json_utf8,
+            json!({"channel": "C1", "text": "hi"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            (ok["ok"].clone(), ok["ts"].clone()),
+            (json!(true), json!("1700000000.000001"))
+        );
+        let bad_auth: Value = post(
+            "Bearer xoxb-2",
+            json_utf8,
+            json!({"channel": "C1", "text": "hi"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(bad_auth, json!({"ok": false, "error": "invalid_auth"}));
+        let elsewhere: Value = post(
+            "Bearer xoxb-1",
+            json_utf8,
+            json!({"channel": "C2", "text": "hi"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(elsewhere["error"], "channel_not_found");
+        let no_charset: Value = post(
+            "Bearer xoxb-1",
+            "application/json",
+            json!({"channel": "C1", "text": "hi"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(no_charset["warning"], "missing_charset");
+        let problems: Vec<usize> = standin.calls().iter().map(|c| c.problems.len()).collect();
+        assert_eq!(problems, [0, 1, 1, 1]);
+    }
 }

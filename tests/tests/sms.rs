@@ -453,3 +453,35 @@ async fn not_in_channel_is_permanent_and_ratelimited_is_retried() {
     let answered: Vec<u16> = world.standin.calls().iter().map(|c| c.answered).collect();
     assert_eq!(answered, [200, 429, 200]);
 }
+
+#[tokio::test]
+async fn a_vonage_throttle_is_retried_and_then_delivered() {
+    let world = vonage().await;
+    world
+        .standin
+        .answer_next(Answer::rate_limited(world.standin.provider(), 1));
+    world
+        .sign_up("cy", json!({"first_name": "Cy", "phone": "+5511999998888"}))
+        .await;
+    let delivered = world.welcome("cy", MessageStatus::Delivered).await;
+    assert_eq!(delivered.attempts, 2, "status 1 (Throttled) is retried");
+    let calls = world.standin.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].body, calls[1].body, "the retry sends the same SMS");
+    assert_eq!(delivered.provider_id.as_deref(), Some("0000000000000002"));
+}
+
+#[tokio::test]
+async fn a_slack_webhook_500_is_retried_and_then_delivered() {
+    let world = slack_webhook().await;
+    world
+        .standin
+        .answer_next(Answer::server_error(world.standin.provider()));
+    world
+        .sign_up("dee", json!({"first_name": "Dee", "plan": "pro"}))
+        .await;
+    let delivered = world.welcome("dee", MessageStatus::Delivered).await;
+    assert_eq!(delivered.attempts, 2);
+    let answered: Vec<u16> = world.standin.calls().iter().map(|c| c.answered).collect();
+    assert_eq!(answered, [500, 200]);
+}

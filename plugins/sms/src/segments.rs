@@ -4,8 +4,9 @@
 //! the whole text UCS-2, 70 UTF-16 units in one part, 67 per part once split. Characters of the
 //! GSM-7 extension table (`€`, `[`, `]`, `{`, `}`, `\`, `^`, `~`, `|`, form feed) take two
 //! septets (escape plus character), and neither an escape pair nor a UTF-16 surrogate pair is
-//! split between parts. Twilio counts the same way
-//! (<https://www.twilio.com/docs/glossary/what-sms-character-limit>; its `num_segments`).
+//! split between parts. Providers document the same limits (Twilio's "What is the SMS character
+//! limit?" glossary page, 160/153 and 70/67; Vonage's "Concatenation and
+//! encoding" guide, <https://developer.vonage.com/en/messaging/sms/guides/concatenation-and-encoding>).
 //!
 //! The WIT receipt carries only the provider's id, so the count is logged with each delivery;
 //! it belongs in the receipt once the WIT grows a field for it (see the README).

@@ -4,7 +4,7 @@
 //! the API reference's "Send an SMS", and <https://developer.vonage.com/messaging/sms/guides/troubleshooting-sms>
 //! for statuses): `POST https://rest.nexmo.com/sms/json`, an
 //! `application/x-www-form-urlencoded` body with `api_key`, `api_secret`, `from`, `to` (E.164
-//! digits, no `+`), `text`, `type=unicode` when the text needs UCS-2, optionally `callback`
+//! digits, no `+`), `text`, `type=unicode` when the text needs UCS-2 (the "Concatenation and encoding" guide), optionally `callback`
 //! (the delivery receipt URL) and `client-ref` (our message id, echoed in receipts). It
 //! answers HTTP 200 with `{"message-count", "messages": [{"to", "message-id", "status",
 //! "error-text", ..}]}`, one entry per part: `status` `"0"` is accepted, `"1"` (Throttled) and
