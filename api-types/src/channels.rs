@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `PUT /v1/channels/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelRegistration {
     /// The component's bytes, base64 (standard alphabet, padded).
@@ -25,6 +26,7 @@ pub struct ChannelRegistration {
 /// [`ChannelList`]. Differs from the host's `store::ChannelRecord`: `secrets` lists only the
 /// key names, and there is no `updated_at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Channel {
     /// The channel's name, as journeys send through it.
     pub name: String,
@@ -42,6 +44,7 @@ pub struct Channel {
 
 /// The answer to `GET /v1/channels`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChannelList {
     /// Every channel of the tenant.
     pub channels: Vec<Channel>,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which clock the server runs on (`--clock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClockKind {
     /// Moves only through `POST /v1/admin/clock/advance`; persists across restarts.
@@ -16,6 +17,7 @@ pub enum ClockKind {
 
 /// The answer to `GET /v1/admin/clock`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Clock {
     /// Manual or system.
     pub kind: ClockKind,
@@ -25,6 +27,7 @@ pub struct Clock {
 
 /// The body of `POST /v1/admin/clock/advance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// How far to move the manual clock forward; never negative.
@@ -33,6 +36,7 @@ pub struct AdvanceClock {
 
 /// The answer to `POST /v1/admin/clock/advance`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClockAdvanced {
     /// The new now.
     pub now: Millis,

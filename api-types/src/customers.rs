@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// The answer to `GET /v1/customers/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Customer {
     /// The tenant's id for the customer.
     pub id: String,
@@ -51,6 +52,7 @@ impl Customer {
 /// A customer as journeys see them (`customer` of a
 /// [`DecisionContext`](crate::journeys::DecisionContext); the host's `model::Customer`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Profile {
     /// The tenant's id for the customer.
     pub id: String,
@@ -62,6 +64,7 @@ pub struct Profile {
 /// One customer in one journey version (the host's `model::Enrollment`, same shape: it is
 /// also the input of a dry-run decision, so the same fields default when left out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Enrollment {
     /// `{journey}/{customer}/{run}`.
     pub id: String,
@@ -125,6 +128,7 @@ pub struct Enrollment {
 
 /// See [`Enrollment::loop_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoopWindow {
     /// When the window began (journey time).
     pub since: Millis,
@@ -136,6 +140,7 @@ pub struct LoopWindow {
 
 /// See [`Enrollment::paused`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Pause {
     /// Which budget, and its numbers.
     pub reason: String,
@@ -157,6 +162,7 @@ impl Enrollment {
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EnrollmentStatus {
     /// Still in the journey.
@@ -169,6 +175,7 @@ pub enum EnrollmentStatus {
 
 /// A milestone reached (or stalled on), and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MilestoneHit {
     /// The milestone.
     pub name: String,
@@ -178,6 +185,7 @@ pub struct MilestoneHit {
 
 /// A timer the journey scheduled (names starting with `$` are the host's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PendingTimer {
     /// The timer's name.
     pub name: String,
@@ -187,6 +195,7 @@ pub struct PendingTimer {
 
 /// An experiment arm assigned to an enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VariantAssignment {
     /// The experiment.
     pub experiment: String,
@@ -196,6 +205,7 @@ pub struct VariantAssignment {
 
 /// Sends and their fates through one channel, for one enrollment (or one funnel of a report).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChannelSummary {
     /// Sends decided and queued.
     pub sent: u64,
@@ -225,6 +235,7 @@ pub struct ChannelSummary {
 
 /// Why a trigger of an enrollment failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Failure {
     /// The trigger's kind: `entered`, `event`, `timer`, ...
     pub trigger: String,

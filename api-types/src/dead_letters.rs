@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The answer to `GET /v1/dead-letters`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeadLetters {
     /// Messages with status `dead`.
     pub dead_letters: Vec<Message>,
@@ -13,6 +14,7 @@ pub struct DeadLetters {
 
 /// The body of `POST /v1/dead-letters/retry`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetryDeadLetters {
     /// The messages to retry; empty: every dead letter (of `channel`, if given).
@@ -25,6 +27,7 @@ pub struct RetryDeadLetters {
 
 /// The answer to `POST /v1/dead-letters/retry`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Requeued {
     /// How many went back to the delivery queue.
     pub requeued: u64,

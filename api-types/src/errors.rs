@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The whole error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ApiError,
@@ -13,6 +14,7 @@ pub struct ErrorBody {
 
 /// What went wrong, machine- and human-readable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiError {
     /// Machine-readable, `snake_case`: `unauthorized`, `not_found`, `invalid_json`,
     /// `invalid_event`, `invalid_component`, `forbidden_import`, `invalid_spec`,

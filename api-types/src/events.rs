@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// of them (1 to 10,000). Differs from [`Event`], what journeys see: `properties` and
 /// `timestamp` may be left out (`{}` and the server's now).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// Tenant-chosen; a seen id within the dedup window is a duplicate.
@@ -26,6 +27,7 @@ pub struct EventInput {
 /// An event as journeys see it (in a [`crate::journeys::Trigger`]): properties and
 /// timestamp filled in (the host's `model::Event`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Event {
     /// Tenant-chosen id.
     pub id: String,
@@ -42,6 +44,7 @@ pub struct Event {
 
 /// The answer to `POST /v1/events` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventsAccepted {
     /// How many were new.
     pub accepted: u64,
@@ -53,6 +56,7 @@ pub struct EventsAccepted {
 
 /// What became of one posted event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EventResult {
     /// The event's id.
     pub id: String,
@@ -62,6 +66,7 @@ pub struct EventResult {
 
 /// Whether an event is new (the host's `store::Ingested`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Stored and routed to the customer's journeys.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The answer to `GET /healthz`: `{"status": "ok"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
     /// Always `ok` when the server answers.
     pub status: String,

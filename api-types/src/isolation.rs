@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The answer to `GET /v1/journeys/{name}/breaker`: the breakers of the journey's versions
 /// that failed lately (a version not listed is closed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyBreakers {
     /// The journey.
     pub journey: String,
@@ -16,6 +17,7 @@ pub struct JourneyBreakers {
 
 /// One journey version's circuit breaker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Breaker {
     /// The journey version.
     pub version: u32,
@@ -33,6 +35,7 @@ pub struct Breaker {
 
 /// See [`Breaker::state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 /// The answer to `PUT /v1/journeys/{name}` (201).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UploadedJourney {
     /// The journey.
     pub name: String,
@@ -29,6 +30,7 @@ pub struct UploadedJourney {
 /// `POST /v1/journeys/{name}/promote` and `/rollback`, and part of the journey's listings.
 /// Enrollments stay on the version they entered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyRollout {
     /// The journey.
     pub name: String,
@@ -44,6 +46,7 @@ pub struct JourneyRollout {
 
 /// A version being rolled out to a share of new entrants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RolloutCandidate {
     /// The version.
     pub version: u32,
@@ -53,6 +56,7 @@ pub struct RolloutCandidate {
 
 /// The body of `POST /v1/journeys/{name}/promote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Promote {
     /// The stored version to promote.
@@ -66,6 +70,7 @@ pub struct Promote {
 
 /// The answer to `GET /v1/journeys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyList {
     /// Every journey of the tenant.
     pub journeys: Vec<JourneySummary>,
@@ -73,6 +78,7 @@ pub struct JourneyList {
 
 /// One journey in [`JourneyList`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneySummary {
     /// The journey.
     pub name: String,
@@ -88,6 +94,7 @@ pub struct JourneySummary {
 
 /// The answer to `GET /v1/journeys/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyVersions {
     /// The journey.
     pub name: String,
@@ -99,6 +106,7 @@ pub struct JourneyVersions {
 
 /// One stored version (the host's `store::JourneyVersion`, same shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyVersion {
     /// The journey.
     pub name: String,
@@ -115,6 +123,7 @@ pub struct JourneyVersion {
 /// What a journey declares about itself through `describe`. Every field is always present;
 /// `goal` is `null` when there is none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Spec {
     /// For people.
     pub description: String,
@@ -136,6 +145,7 @@ pub struct Spec {
 
 /// An event that enrolls a customer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EntryTrigger {
     /// The event's name.
     pub event: String,
@@ -146,6 +156,7 @@ pub struct EntryTrigger {
 
 /// A declared milestone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MilestoneSpec {
     /// Its name.
     pub name: String,
@@ -157,6 +168,7 @@ pub struct MilestoneSpec {
 /// The re-entry policy: `{"policy": "never" | "after_exit" | "always"}` or
 /// `{"policy": "keyed", "property": name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "policy", content = "property", rename_all = "snake_case")]
 pub enum Reentry {
     /// Once per customer.
@@ -171,6 +183,7 @@ pub enum Reentry {
 
 /// A declared experiment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExperimentSpec {
     /// Its name.
     pub name: String,
@@ -180,6 +193,7 @@ pub struct ExperimentSpec {
 
 /// The body of `POST /v1/journeys/{name}/decide`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     /// The version to ask; the latest when left out.
@@ -194,6 +208,7 @@ pub struct DecideRequest {
 
 /// Everything `decide` sees (the host's `model::DecisionContext`, same shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionContext {
     /// Why it runs.
     pub trigger: Trigger,
@@ -209,6 +224,7 @@ pub struct DecisionContext {
 
 /// Why `decide` runs, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
     /// The event that enrolled the customer.
@@ -240,6 +256,7 @@ pub enum Trigger {
 
 /// The fate of one message, as `decide` hears it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeliveryReport {
     /// The message.
     pub message_id: String,
@@ -253,6 +270,7 @@ pub struct DeliveryReport {
 
 /// Delivered or failed, tagged by `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeliveryOutcome {
     /// The channel took it.
@@ -269,6 +287,7 @@ pub enum DeliveryOutcome {
 
 /// Delivery counts of one channel in one journey, as the `stats` import answers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChannelStats {
     /// The channel.
     pub channel: String,
@@ -283,6 +302,7 @@ pub struct ChannelStats {
 /// The answer to `POST /v1/journeys/{name}/decide`: what the version decided, with no effect
 /// on anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Decided {
     /// The journey.
     pub name: String,
@@ -307,6 +327,7 @@ impl Decided {
 
 /// What `decide` asks the host to do, tagged by `command`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
     /// Send a message.
@@ -348,6 +369,7 @@ pub enum Command {
 
 /// A send decided by a journey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Send {
     /// The channel.
     pub channel: String,
@@ -359,6 +381,7 @@ pub struct Send {
 
 /// A handoff to a human queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Handoff {
     /// The queue.
     pub queue: String,

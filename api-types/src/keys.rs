@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum KeyScope {
     /// Ingest only (`POST /v1/events`, `/v1/track`, `/v1/identify`, `/v1/page`,
@@ -19,6 +20,7 @@ pub enum KeyScope {
 
 /// The body of `POST /v1/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// What the key may do.
@@ -30,6 +32,7 @@ pub struct NewKey {
 
 /// A key as listed: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Key {
     /// The key's first characters (`wmk_` and 8 hex digits): public, names it for revocation.
     pub prefix: String,
@@ -44,6 +47,7 @@ pub struct Key {
 
 /// The answer to `POST /v1/keys` (201): the key, shown this once; the host keeps its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedKey {
     /// The key itself (`wmk_...`).
     pub key: String,
@@ -54,6 +58,7 @@ pub struct CreatedKey {
 
 /// The answer to `GET /v1/keys`: the tenant's keys in prefix order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyList {
     /// The keys made since scoped keys (a tenant's first key from before them is not listed,
     /// and stays an admin key).

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A full set of sandbox limits (the host's `model::Limits`, same shape).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Limits {
     /// The largest component accepted at upload, in bytes.
     pub max_component_bytes: u64,
@@ -47,6 +48,7 @@ pub struct Limits {
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
 /// `PUT /v1/admin/tenants/{id}/limits` (the host's `model::LimitOverrides`, same shape).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// See [`Limits::max_component_bytes`].
@@ -106,6 +108,7 @@ pub struct LimitOverrides {
 
 /// The answer to both limit routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TenantLimits {
     /// The defaults with the overrides applied: what the sandbox enforces.
     pub effective: Limits,

@@ -9,6 +9,7 @@ use serde_json::Value;
 /// customer, version, run or next attempt time, and the optional fields are always present
 /// (`null` when unset).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Message {
     /// The idempotency key, stable across retries and crash replays.
     pub id: String,
@@ -45,6 +46,7 @@ pub struct Message {
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Waiting for its next delivery attempt.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// A tenant's sending policy: the body of `PUT /v1/policy` and the answer of both routes (the
 /// host's `model::SendingPolicy`, same shape; the host refuses unknown fields in it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendingPolicy {
     /// Every cap applies.
@@ -20,6 +21,7 @@ pub struct SendingPolicy {
 /// At most `max` sends through `channel` (`*`: every channel, counted together) to one
 /// customer in any `window_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
     /// A channel name, or `*`.
@@ -33,6 +35,7 @@ pub struct FrequencyCap {
 /// No sends between `start` and `end` (`HH:MM`, local time; `start` after `end` spans
 /// midnight) in the customer's time zone: attribute `timezone`, else `default_timezone`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
     /// `HH:MM`.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// The answer to `GET /v1/journeys/{name}/report`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct JourneyReport {
     /// The journey.
     pub name: String,
@@ -19,6 +20,7 @@ pub struct JourneyReport {
 
 /// The whole report (the host's `report::Report`, same shape).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Report {
     /// Every enrollment.
     pub overall: Funnel,
@@ -33,6 +35,7 @@ pub struct Report {
 
 /// One experiment's arms compared (enrollments not yet assigned are left out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExperimentStats {
     /// The milestone the arms are compared on: the journey's goal, else its last milestone,
     /// else `completed`.
@@ -43,6 +46,7 @@ pub struct ExperimentStats {
 
 /// One arm of an experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ArmStats {
     /// Enrollments assigned to the arm.
     pub sample_size: u64,
@@ -59,6 +63,7 @@ pub struct ArmStats {
 
 /// A rate with its 95% interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Rate {
     /// The observed rate.
     pub rate: f64,
@@ -70,6 +75,7 @@ pub struct Rate {
 
 /// Conversion from entry to one milestone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MilestoneRate {
     /// The milestone.
     pub name: String,
@@ -81,6 +87,7 @@ pub struct MilestoneRate {
 
 /// One group of enrollments, measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Funnel {
     /// Enrollments in the group.
     pub entered: u64,
@@ -106,6 +113,7 @@ pub struct Funnel {
 
 /// One milestone's row of a funnel.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MilestoneStats {
     /// The milestone.
     pub name: String,
@@ -119,6 +127,7 @@ pub struct MilestoneStats {
 
 /// A path through the milestones, and how many customers took it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PathCount {
     /// Milestones in the order reached; `[]` is "no milestone yet".
     pub path: Vec<String>,

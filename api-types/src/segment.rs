@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// as Segment answers: `{"success": true}`. Duplicates (a `messageId` seen before) are taken
 /// too, and not processed again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SegmentAccepted {
     /// Always `true`.
     pub success: bool,

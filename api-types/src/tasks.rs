@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A human handoff (the host's `store::Task`, same shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Task {
     /// The task's id.
     pub id: String,
@@ -43,6 +44,7 @@ pub struct Task {
 
 /// Where a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// Nobody has it.
@@ -72,6 +74,7 @@ impl PartialEq<&str> for TaskStatus {
 
 /// The answer to `GET /v1/tasks`: most urgent (lowest priority) and oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskList {
     /// The tasks.
     pub tasks: Vec<Task>,
@@ -79,6 +82,7 @@ pub struct TaskList {
 
 /// The query of `GET /v1/tasks` (`?status=open&queue=cs&limit=10`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskQuery {
     /// Only tasks in this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +97,7 @@ pub struct TaskQuery {
 
 /// The body of `POST /v1/tasks/{id}/claim`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimTask {
     /// Who takes it; not empty.
@@ -101,6 +106,7 @@ pub struct ClaimTask {
 
 /// The body of `POST /v1/tasks/{id}/resolve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ResolveTask {
     /// How it ended; not empty. Passed to the journey in `task_resolved`.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 /// (`subject`, `html`, `text`), `sms` (`text`), `slack` (`blocks`), `inapp` (`title`, `body`,
 /// `url`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateChannel {
     Email,
@@ -25,6 +26,7 @@ pub type Locales = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The body of `PUT /v1/templates/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplateUpload {
     /// The kind of channel, which decides the parts.
@@ -37,6 +39,7 @@ pub struct TemplateUpload {
 
 /// One version of a template: the answer to `PUT` (201) and `GET /v1/templates/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Template {
     pub name: String,
     /// 1, 2, ... per upload; a version never changes.
@@ -50,6 +53,7 @@ pub struct Template {
 
 /// A template's latest version, without its sources: an item of [`TemplateList`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplateSummary {
     pub name: String,
     /// The latest version.
@@ -64,6 +68,7 @@ pub struct TemplateSummary {
 
 /// The answer to `GET /v1/templates`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplateList {
     /// Every template of the tenant that is not deleted, by name.
     pub templates: Vec<TemplateSummary>,
@@ -72,6 +77,7 @@ pub struct TemplateList {
 /// The body of `POST /v1/templates/{name}/preview`: a stored customer (`customer`) or sample
 /// attributes (`attributes`), not both; neither renders for a customer with no attributes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     /// A stored customer's id: their attributes are rendered.
@@ -90,6 +96,7 @@ pub struct PreviewRequest {
 
 /// The answer to `POST /v1/templates/{name}/preview`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Preview {
     pub name: String,
     pub version: u32,

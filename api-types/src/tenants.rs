@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `POST /v1/admin/tenants`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// The tenant's name and id: 1-64 characters of `a-z`, `0-9`, `-`, `_`.
@@ -13,6 +14,7 @@ pub struct NewTenant {
 /// The answer to `POST /v1/admin/tenants` (201). The API key is shown once; the host keeps
 /// only its digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedTenant {
     /// The tenant's id (today equal to its name).
     pub id: String,

@@ -27,7 +27,9 @@
 pub mod api;
 pub mod artifacts;
 pub mod calendar;
+pub mod openapi;
 pub mod raw;
+pub mod routes;
 pub mod server;
 pub mod sink;
 pub mod wait;

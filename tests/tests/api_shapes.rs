@@ -611,7 +611,9 @@ fn a_field_the_dto_does_not_know_or_invents_is_a_difference() {
     // `goal` is always sent (null when unset); leaving it out is a difference.
     let spec = json!({"name": "j", "version": 1, "digest": "d", "spec": {
         "description": "", "entry": [], "exit_on": [], "milestones": [],
-        "reentry": {"policy": "never"}, "channels": [], "experiments": []}});
+        "reentry": {"policy": "never"}, "channels": [], "experiments": []},
+        "rollout": {"name": "j", "latest_version": 1, "live_version": 1, "candidate": null,
+                    "previous_live_versions": []}});
     let err = round_trip::<UploadedJourney>(&spec).unwrap_err();
     assert!(
         err.contains("$.spec.goal: not sent, invented by the DTO"),

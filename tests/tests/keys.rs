@@ -5,69 +5,6 @@
 use std::collections::BTreeSet;
 use waymark_tests::*;
 
-/// Every `(method, path)` the API routes, read from the `.route("path", get(..).post(..))`
-/// calls of `host/src/api/`: a route added there is checked here without naming it.
-fn routes() -> BTreeSet<(Method, String)> {
-    let mut out = BTreeSet::new();
-    let mut files = vec![workspace_root().join("host/src/api")];
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).expect("the api sources") {
-                files.push(entry.expect("a source").path());
-            }
-            continue;
-        }
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let source = std::fs::read_to_string(&path).expect("a source");
-        let mut rest = source.as_str();
-        while let Some(at) = rest.find(".route(") {
-            // The path literal, maybe on the next line (rustfmt wraps long calls).
-            rest = rest[at + ".route(".len()..].trim_start();
-            let Some(literal) = rest.strip_prefix('"') else {
-                continue;
-            };
-            rest = literal;
-            let Some(end) = rest.find('"') else { break };
-            let route = rest[..end].to_string();
-            // The handlers: up to the parenthesis closing `.route(`.
-            let mut depth = 1;
-            let mut close = rest.len();
-            for (i, c) in rest[end..].char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => depth -= 1,
-                    _ => {}
-                }
-                if depth == 0 {
-                    close = end + i;
-                    break;
-                }
-            }
-            let handlers = &rest[end..close];
-            for (name, method) in [
-                ("get", Method::GET),
-                ("post", Method::POST),
-                ("put", Method::PUT),
-                ("delete", Method::DELETE),
-                ("patch", Method::PATCH),
-            ] {
-                let called = handlers.match_indices(&format!("{name}(")).any(|(i, _)| {
-                    i == 0
-                        || !handlers.as_bytes()[i - 1].is_ascii_alphanumeric()
-                            && handlers.as_bytes()[i - 1] != b'_'
-                });
-                if called {
-                    out.insert((method, route.clone()));
-                }
-            }
-            rest = &rest[close..];
-        }
-    }
-    out
-}
-
 /// A path to request for a route: each `{param}` filled in.
 fn concrete(route: &str) -> String {
     route
@@ -125,7 +62,7 @@ async fn a_write_key_is_refused_on_every_non_ingest_route_and_a_read_key_on_ever
         .unwrap()
         .to_string();
 
-    let routes = routes();
+    let routes = waymark_tests::routes::declared();
     for expected in [
         (Method::POST, "/v1/events"),
         (Method::GET, "/v1/customers/{id}"),

@@ -22,6 +22,7 @@
 //! | [`segment`] | `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/batch`, `/v1/group`, `/v1/alias` (issue 12) |
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
+//! | [`openapi`] | `/openapi.json` (issue 12) |
 
 mod admin;
 mod auth;
@@ -39,6 +40,7 @@ mod health;
 mod journeys;
 mod keys; // Scoped keys (issue 12)
 pub mod limits;
+pub mod openapi; // OpenAPI 3.1 (issue 12)
 mod policy;
 mod segment; // Segment-compatible ingest (issue 12)
 mod tasks;
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(segment::routes())
         .merge(keys::routes())
         .merge(templates::routes()) // Templates (issue 11)
+        .merge(openapi::routes()) // OpenAPI (issue 12)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
