@@ -48,6 +48,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-test-files", "waymark_test_files.wasm"),
     // A journey recording every event and timer in its state.
     ("waymark-test-ledger", "waymark_test_ledger.wasm"),
+    // Issue 11: the email channel adapter (`plugins/email`).
+    ("waymark-email", "waymark_email.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -62,6 +64,8 @@ pub const SOCKETS_CRATE: &str = "waymark-test-sockets";
 pub const FILES_CRATE: &str = "waymark-test-files";
 /// `tests/guests/ledger`.
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
+/// The email channel adapter (`plugins/email`, issue 11).
+pub const EMAIL_CRATE: &str = "waymark-email";
 
 /// The crate of the journey `examples/<name>`.
 pub fn example_crate(name: &str) -> String {
