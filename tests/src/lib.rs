@@ -34,6 +34,8 @@ pub mod wait;
 // Segment's official Python library, for `tests/segment.rs` (issue 12).
 pub mod python;
 pub mod worlds;
+// Loopback stand-ins for Postmark and SendGrid, for `tests/email.rs` (issue 11).
+pub mod mail_providers;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::{
@@ -41,6 +43,7 @@ pub use artifacts::{
     FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD, LEDGER_CRATE, ONBOARDING_CRATE,
     SOCKETS_CRATE, WEBHOOK_CRATE,
 };
+pub use artifacts::EMAIL_CRATE;
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};
