@@ -108,7 +108,9 @@ impl MailProvider {
             script: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
         });
-        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("{}-stand-in", provider.setting()))
@@ -209,7 +211,8 @@ async fn handle(
         })
         .collect();
     let json_body: Option<Value> = serde_json::from_slice(&body).ok();
-    let (status, answer_headers, answer) = answer(&state, &method, &uri, &lowered, json_body.as_ref());
+    let (status, answer_headers, answer) =
+        answer(&state, &method, &uri, &lowered, json_body.as_ref());
     state.received.lock().unwrap().push(Received {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -246,16 +249,25 @@ fn answer(
         (status, Vec::new(), error_body(provider, &what))
     };
     if method != Method::POST || uri.path() != provider.path() {
-        return violation(StatusCode::NOT_FOUND, format!("{method} {uri} is not {}", provider.path()));
+        return violation(
+            StatusCode::NOT_FOUND,
+            format!("{method} {uri} is not {}", provider.path()),
+        );
     }
     let authorized = match provider {
         Provider::Postmark => headers.get("x-postmark-server-token") == Some(&state.secret),
-        Provider::SendGrid => headers.get("authorization") == Some(&format!("Bearer {}", state.secret)),
+        Provider::SendGrid => {
+            headers.get("authorization") == Some(&format!("Bearer {}", state.secret))
+        }
     };
     if !authorized {
         let what = match provider {
-            Provider::Postmark => "No Account or Server API tokens were supplied in the HTTP headers.",
-            Provider::SendGrid => "The provided authorization grant is invalid, expired, or revoked",
+            Provider::Postmark => {
+                "No Account or Server API tokens were supplied in the HTTP headers."
+            }
+            Provider::SendGrid => {
+                "The provided authorization grant is invalid, expired, or revoked"
+            }
         };
         return violation(StatusCode::UNAUTHORIZED, what.to_string());
     }
@@ -265,10 +277,16 @@ fn answer(
             .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/json")
     };
     if !json("content-type") {
-        return violation(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json".into());
+        return violation(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json".into(),
+        );
     }
     if provider == Provider::Postmark && !json("accept") {
-        return violation(StatusCode::NOT_ACCEPTABLE, "Accept must be application/json".into());
+        return violation(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must be application/json".into(),
+        );
     }
     let Some(body) = body else {
         return violation(StatusCode::BAD_REQUEST, "the body is not JSON".into());
@@ -282,7 +300,10 @@ fn answer(
             Provider::Postmark => StatusCode::UNPROCESSABLE_ENTITY,
             Provider::SendGrid => StatusCode::BAD_REQUEST,
         };
-        return violation(status, format!("Invalid email request: {}", problems.join("; ")));
+        return violation(
+            status,
+            format!("Invalid email request: {}", problems.join("; ")),
+        );
     }
     match state.script.lock().unwrap().pop_front() {
         Some(Answer::Refuse(message)) => {
@@ -293,10 +314,18 @@ fn answer(
             return (status, Vec::new(), error_body(provider, &message));
         }
         Some(Answer::Throttle) => {
-            return (StatusCode::TOO_MANY_REQUESTS, Vec::new(), error_body(provider, "Rate limit exceeded"));
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                Vec::new(),
+                error_body(provider, "Rate limit exceeded"),
+            );
         }
         Some(Answer::ServerError) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, Vec::new(), error_body(provider, "Internal server error"));
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Vec::new(),
+                error_body(provider, "Internal server error"),
+            );
         }
         None => {}
     }
@@ -313,7 +342,11 @@ fn answer(
                 "Message": "OK",
             }),
         ),
-        Provider::SendGrid => (StatusCode::ACCEPTED, vec![("x-message-id", sendgrid_message_id(n))], Value::Null),
+        Provider::SendGrid => (
+            StatusCode::ACCEPTED,
+            vec![("x-message-id", sendgrid_message_id(n))],
+            Value::Null,
+        ),
     }
 }
 
@@ -332,16 +365,24 @@ fn error_body(provider: Provider, message: &str) -> Value {
         // Postmark's ErrorCode: 300 "Invalid email request", 10 "Bad or missing API token";
         // the stand-in uses 300 for every refusal but authentication.
         Provider::Postmark => {
-            let code = if message.starts_with("No Account") { 10 } else { 300 };
+            let code = if message.starts_with("No Account") {
+                10
+            } else {
+                300
+            };
             json!({"ErrorCode": code, "Message": message})
         }
-        Provider::SendGrid => json!({"errors": [{"message": message, "field": null, "help": null}]}),
+        Provider::SendGrid => {
+            json!({"errors": [{"message": message, "field": null, "help": null}]})
+        }
     }
 }
 
 /// `value` is a non-empty string.
 fn is_text(value: Option<&Value>) -> bool {
-    value.and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())
+    value
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.trim().is_empty())
 }
 
 /// Unknown keys of `object`, as `where.key`.
@@ -356,8 +397,21 @@ fn unknown(object: &Map<String, Value>, known: &[&str], at: &str) -> Vec<String>
 /// Postmark's `POST /email` body, field by field.
 fn check_postmark(body: &Value) -> Vec<String> {
     const FIELDS: &[&str] = &[
-        "From", "To", "Cc", "Bcc", "Subject", "Tag", "HtmlBody", "TextBody", "ReplyTo", "Headers",
-        "TrackOpens", "TrackLinks", "Metadata", "Attachments", "MessageStream",
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Tag",
+        "HtmlBody",
+        "TextBody",
+        "ReplyTo",
+        "Headers",
+        "TrackOpens",
+        "TrackLinks",
+        "Metadata",
+        "Attachments",
+        "MessageStream",
     ];
     let Some(object) = body.as_object() else {
         return vec!["the body is not a JSON object".into()];
@@ -383,7 +437,9 @@ fn check_postmark(body: &Value) -> Vec<String> {
         let ok = headers.as_array().is_some_and(|list| {
             list.iter().all(|h| {
                 h.as_object().is_some_and(|h| {
-                    h.len() == 2 && is_text(h.get("Name")) && h.get("Value").is_some_and(Value::is_string)
+                    h.len() == 2
+                        && is_text(h.get("Name"))
+                        && h.get("Value").is_some_and(Value::is_string)
                 })
             })
         });
@@ -393,10 +449,14 @@ fn check_postmark(body: &Value) -> Vec<String> {
     }
     if let Some(metadata) = object.get("Metadata") {
         let ok = metadata.as_object().is_some_and(|m| {
-            m.iter().all(|(k, v)| k.chars().count() <= 20 && v.as_str().is_some_and(|v| v.chars().count() <= 80))
+            m.iter().all(|(k, v)| {
+                k.chars().count() <= 20 && v.as_str().is_some_and(|v| v.chars().count() <= 80)
+            })
         });
         if !ok {
-            problems.push("Metadata must map keys of up to 20 characters to strings of up to 80".into());
+            problems.push(
+                "Metadata must map keys of up to 20 characters to strings of up to 80".into(),
+            );
         }
     }
     problems
@@ -420,7 +480,10 @@ fn check_mailbox(value: Option<&Value>, at: &str, problems: &mut Vec<String>) {
 
 /// An object whose values are all strings (SendGrid's `headers`, `custom_args`).
 fn check_strings(value: &Value, at: &str, problems: &mut Vec<String>) {
-    if !value.as_object().is_some_and(|m| m.values().all(Value::is_string)) {
+    if !value
+        .as_object()
+        .is_some_and(|m| m.values().all(Value::is_string))
+    {
         problems.push(format!("{at} must be an object of strings"));
     }
 }
@@ -428,13 +491,35 @@ fn check_strings(value: &Value, at: &str, problems: &mut Vec<String>) {
 /// SendGrid's `POST /v3/mail/send` body, field by field.
 fn check_sendgrid(body: &Value) -> Vec<String> {
     const FIELDS: &[&str] = &[
-        "personalizations", "from", "reply_to", "reply_to_list", "subject", "content",
-        "attachments", "template_id", "headers", "categories", "custom_args", "send_at",
-        "batch_id", "asm", "ip_pool_name", "mail_settings", "tracking_settings",
+        "personalizations",
+        "from",
+        "reply_to",
+        "reply_to_list",
+        "subject",
+        "content",
+        "attachments",
+        "template_id",
+        "headers",
+        "categories",
+        "custom_args",
+        "send_at",
+        "batch_id",
+        "asm",
+        "ip_pool_name",
+        "mail_settings",
+        "tracking_settings",
     ];
     const PERSONALIZATION: &[&str] = &[
-        "to", "cc", "bcc", "from", "subject", "headers", "substitutions",
-        "dynamic_template_data", "custom_args", "send_at",
+        "to",
+        "cc",
+        "bcc",
+        "from",
+        "subject",
+        "headers",
+        "substitutions",
+        "dynamic_template_data",
+        "custom_args",
+        "send_at",
     ];
     let Some(object) = body.as_object() else {
         return vec!["the body is not a JSON object".into()];
@@ -478,12 +563,17 @@ fn check_sendgrid(body: &Value) -> Vec<String> {
                     p.len() == 2 && is_text(p.get("type")) && is_text(p.get("value"))
                 });
                 if !ok {
-                    problems.push(format!("content.{i} must be {{\"type\", \"value\"}} non-empty strings"));
+                    problems.push(format!(
+                        "content.{i} must be {{\"type\", \"value\"}} non-empty strings"
+                    ));
                 }
             }
             let plain = content.iter().position(|p| p["type"] == "text/plain");
             if plain.is_some_and(|i| i != 0) {
-                problems.push("If present, text/plain content must be first, followed by any other content.".into());
+                problems.push(
+                    "If present, text/plain content must be first, followed by any other content."
+                        .into(),
+                );
             }
         }
         _ => problems.push("content must hold at least one part".into()),
@@ -502,7 +592,11 @@ mod tests {
     fn postmark_checks_catch_what_postmark_refuses() {
         let good = json!({"From": "a@x.io", "To": "b@x.io", "Subject": "S", "TextBody": "T",
                           "Metadata": {"waymark_message_id": "m"}, "Headers": [{"Name": "X", "Value": "1"}]});
-        assert!(check_postmark(&good).is_empty(), "{:?}", check_postmark(&good));
+        assert!(
+            check_postmark(&good).is_empty(),
+            "{:?}",
+            check_postmark(&good)
+        );
         let bad = json!({"from": "a@x.io", "To": "b@x.io", "Subject": 3, "Headers": {"X": "1"},
                          "Metadata": {"a_key_longer_than_twenty": "v"}});
         let problems = check_postmark(&bad);
@@ -514,7 +608,11 @@ mod tests {
         let good = json!({"personalizations": [{"to": [{"email": "b@x.io"}], "custom_args": {"k": "v"}}],
                           "from": {"email": "a@x.io"}, "subject": "S",
                           "content": [{"type": "text/plain", "value": "T"}, {"type": "text/html", "value": "<b>T</b>"}]});
-        assert!(check_sendgrid(&good).is_empty(), "{:?}", check_sendgrid(&good));
+        assert!(
+            check_sendgrid(&good).is_empty(),
+            "{:?}",
+            check_sendgrid(&good)
+        );
         let bad = json!({"personalizations": [{"to": [], "custom_args": {"k": 1}}], "from": "a@x.io",
                          "content": [{"type": "text/html", "value": "H"}, {"type": "text/plain", "value": "T"}]});
         let problems = check_sendgrid(&bad);

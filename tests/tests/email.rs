@@ -177,14 +177,21 @@ async fn a_templated_send_reaches_the_provider_as_the_rendered_email(provider: P
     assert_eq!(received.len(), 1, "{received:#?}");
     let request = &received[0];
     assert_eq!(world.stand_in.violations(), Vec::<String>::new());
-    assert_eq!((request.method.as_str(), request.answered), ("POST", 200 + 2 * u16::from(provider == Provider::SendGrid)));
+    assert_eq!(
+        (request.method.as_str(), request.answered),
+        ("POST", 200 + 2 * u16::from(provider == Provider::SendGrid))
+    );
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.body, expected_body(provider, &delivered.id));
     let provider_id = match provider {
         Provider::Postmark => postmark_message_id(1),
         Provider::SendGrid => sendgrid_message_id(1),
     };
-    assert_eq!(delivered.provider_id, Some(provider_id), "the receipt is the provider's id");
+    assert_eq!(
+        delivered.provider_id,
+        Some(provider_id),
+        "the receipt is the provider's id"
+    );
     assert_eq!(delivered.template_version, Some(1));
     assert_eq!(delivered.attempts, 1);
 }
@@ -195,7 +202,9 @@ async fn the_providers_refusal_leaves_the_message_dead_with_its_text(provider: P
     world.stand_in.answer_next(Answer::Refuse(refusal.into()));
     world.place_order("ana", "o-1").await;
     let dead = world
-        .thank_you_when("ana", "ana's thank-you dead", |m| m.status == MessageStatus::Dead)
+        .thank_you_when("ana", "ana's thank-you dead", |m| {
+            m.status == MessageStatus::Dead
+        })
         .await;
     assert_eq!(dead.attempts, 1, "a refusal is never retried");
     let reason = dead.last_error.unwrap_or_default();
@@ -224,7 +233,11 @@ async fn throttling_and_server_errors_are_retried_until_delivered(provider: Prov
     assert_eq!(delivered.attempts, 3);
     let received = world.stand_in.requests();
     let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
-    let ok = if provider == Provider::SendGrid { 202 } else { 200 };
+    let ok = if provider == Provider::SendGrid {
+        202
+    } else {
+        200
+    };
     assert_eq!(answered, [429, 500, ok]);
     assert!(
         received.iter().all(|r| r.body == received[0].body),

@@ -60,7 +60,12 @@ impl Address {
         };
         EmailAddress::parse_with_options(self.email(), options)
             .map(|_| ())
-            .map_err(|e| format!("{what} {:?} is not a valid email address: {e}", self.email()))
+            .map_err(|e| {
+                format!(
+                    "{what} {:?} is not a valid email address: {e}",
+                    self.email()
+                )
+            })
     }
 
     /// The mailbox as a header value: `addr`, or `Name <addr>` with the name quoted when it
@@ -95,27 +100,50 @@ mod tests {
     fn a_setting_names_a_mailbox_as_text_or_as_an_object() {
         let plain: Address = from_value(json!("hi@acme.example")).unwrap();
         assert_eq!((plain.email(), plain.name()), ("hi@acme.example", None));
-        let named: Address = from_value(json!({"email": "hi@acme.example", "name": "Acme"})).unwrap();
-        assert_eq!((named.email(), named.name()), ("hi@acme.example", Some("Acme")));
+        let named: Address =
+            from_value(json!({"email": "hi@acme.example", "name": "Acme"})).unwrap();
+        assert_eq!(
+            (named.email(), named.name()),
+            ("hi@acme.example", Some("Acme"))
+        );
         let blank: Address = from_value(json!({"email": "hi@acme.example", "name": " "})).unwrap();
         assert_eq!(blank.name(), None);
     }
 
     #[test]
     fn only_deliverable_addresses_pass() {
-        for good in ["a@example.com", "first.last+tag@mail.example.co.uk", "josé@exämple.com"] {
+        for good in [
+            "a@example.com",
+            "first.last+tag@mail.example.co.uk",
+            "josé@exämple.com",
+        ] {
             assert_eq!(Address::new(good, None).check("to"), Ok(()), "{good}");
         }
-        for bad in ["", "no-at-sign", "a@", "@example.com", "a@localhost", "a b@example.com", "Ann <a@example.com>", "a@[127.0.0.1]"] {
+        for bad in [
+            "",
+            "no-at-sign",
+            "a@",
+            "@example.com",
+            "a@localhost",
+            "a b@example.com",
+            "Ann <a@example.com>",
+            "a@[127.0.0.1]",
+        ] {
             let error = Address::new(bad, None).check("to").unwrap_err();
-            assert!(error.starts_with(&format!("to {bad:?} is not a valid email address")), "{error}");
+            assert!(
+                error.starts_with(&format!("to {bad:?} is not a valid email address")),
+                "{error}"
+            );
         }
     }
 
     #[test]
     fn a_display_name_is_quoted_only_when_it_must_be() {
         assert_eq!(Address::new("a@x.io", None).to_header(), "a@x.io");
-        assert_eq!(Address::new("a@x.io", Some("Ana Lima".into())).to_header(), "Ana Lima <a@x.io>");
+        assert_eq!(
+            Address::new("a@x.io", Some("Ana Lima".into())).to_header(),
+            "Ana Lima <a@x.io>"
+        );
         assert_eq!(
             Address::new("a@x.io", Some("Lima, Ana \"AL\"".into())).to_header(),
             r#""Lima, Ana \"AL\"" <a@x.io>"#

@@ -199,8 +199,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(email.to, Address::new("bo@example.com", None));
-        assert_eq!((email.html, email.text.as_deref()), (None, Some("Plain only")));
-        assert_eq!(email.unsubscribe_url.as_deref(), Some("https://acme.example/u/tok"));
+        assert_eq!(
+            (email.html, email.text.as_deref()),
+            (None, Some("Plain only"))
+        );
+        assert_eq!(
+            email.unsubscribe_url.as_deref(),
+            Some("https://acme.example/u/tok")
+        );
     }
 
     #[test]
@@ -211,7 +217,10 @@ mod tests {
             "the payload (no stored template was named) has no subject"
         );
         assert_eq!(
-            permanent(to.clone(), json!({"content": {"subject": "S", "html": " "}})),
+            permanent(
+                to.clone(),
+                json!({"content": {"subject": "S", "html": " "}})
+            ),
             "the rendered template (payload.content) has no body: neither html nor text"
         );
         assert_eq!(
@@ -229,15 +238,24 @@ mod tests {
         );
         assert!(permanent(json!({"email": "not-an-address"}), body.clone())
             .starts_with("customer.email \"not-an-address\" is not a valid email address"));
-        assert!(permanent(json!({}), json!({"to": "x@", "subject": "S", "text": "T"}))
-            .starts_with("payload.to \"x@\" is not a valid email address"));
+        assert!(
+            permanent(json!({}), json!({"to": "x@", "subject": "S", "text": "T"}))
+                .starts_with("payload.to \"x@\" is not a valid email address")
+        );
     }
 
     #[test]
     fn an_unsubscribe_url_must_be_https() {
         let to = json!({"email": "a@example.com"});
-        for bad in ["http://acme.example/u", "mailto:u@acme.example", "https://a.example/<x>"] {
-            let reason = permanent(to.clone(), json!({"subject": "S", "text": "T", "unsubscribe_url": bad}));
+        for bad in [
+            "http://acme.example/u",
+            "mailto:u@acme.example",
+            "https://a.example/<x>",
+        ] {
+            let reason = permanent(
+                to.clone(),
+                json!({"subject": "S", "text": "T", "unsubscribe_url": bad}),
+            );
             assert!(reason.contains("RFC 8058"), "{bad}: {reason}");
         }
     }

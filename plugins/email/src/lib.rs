@@ -90,6 +90,14 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The provider's name, as the `provider` setting gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Postmark => "postmark",
+            Provider::Sendgrid => "sendgrid",
+        }
+    }
+
     /// Where the provider puts its id for a sent message.
     pub fn provider_id(self) -> ProviderId<'static> {
         match self {
@@ -140,12 +148,16 @@ pub struct Config {
 impl Config {
     /// The secret `value`, named `key`, that this provider needs: a permanent error when it is
     /// absent or empty.
-    pub fn secret<'a>(&self, value: &'a Option<String>, key: &str) -> Result<&'a str, DeliveryError> {
+    pub fn secret<'a>(
+        &self,
+        value: &'a Option<String>,
+        key: &str,
+    ) -> Result<&'a str, DeliveryError> {
         match value.as_deref().map(str::trim) {
             Some(secret) if !secret.is_empty() => Ok(secret),
             _ => Err(DeliveryError::permanent(format!(
-                "config.{key} is missing: provider {:?} needs it",
-                self.provider
+                "config.{key} is missing: provider {} needs it",
+                self.provider.name()
             ))),
         }
     }
@@ -165,7 +177,10 @@ impl Config {
 
 /// The email headers to send: the registration's `headers` in name order, then the RFC 8058
 /// pair when the email has an unsubscribe URL.
-pub fn email_headers(config: &Config, email: &Email) -> Result<Vec<(String, String)>, DeliveryError> {
+pub fn email_headers(
+    config: &Config,
+    email: &Email,
+) -> Result<Vec<(String, String)>, DeliveryError> {
     let mut headers = Vec::new();
     for (name, value) in config.headers.clone().unwrap_or_default() {
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {

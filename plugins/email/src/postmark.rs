@@ -65,10 +65,12 @@ pub fn request(
     }
     body.insert("Metadata".into(), json!({ MESSAGE_ID_FIELD: message_id }));
 
-    Ok(Request::post(format!("{}/email", config.base_url(DEFAULT_BASE_URL)?))
-        .header("Accept", "application/json")
-        .header("X-Postmark-Server-Token", token)
-        .json(&Value::Object(body)))
+    Ok(
+        Request::post(format!("{}/email", config.base_url(DEFAULT_BASE_URL)?))
+            .header("Accept", "application/json")
+            .header("X-Postmark-Server-Token", token)
+            .json(&Value::Object(body)),
+    )
 }
 
 /// Postmark's error text from an error body, `{"ErrorCode": 300, "Message": "..."}`, as

@@ -69,11 +69,12 @@ pub fn request(
         body.insert("headers".into(), Value::Object(headers));
     }
 
-    Ok(
-        Request::post(format!("{}/v3/mail/send", config.base_url(DEFAULT_BASE_URL)?))
-            .header("Authorization", format!("Bearer {key}"))
-            .json(&Value::Object(body)),
-    )
+    Ok(Request::post(format!(
+        "{}/v3/mail/send",
+        config.base_url(DEFAULT_BASE_URL)?
+    ))
+    .header("Authorization", format!("Bearer {key}"))
+    .json(&Value::Object(body)))
 }
 
 /// `{"email"}` or `{"email","name"}`.

@@ -72,9 +72,15 @@ fn postmark_gets_its_documented_request() {
     let request = request(postmark(), rendered());
     assert_eq!(request.method(), "POST");
     assert_eq!(request.url(), "https://api.postmarkapp.com/email");
-    assert_eq!(request.header_value("X-Postmark-Server-Token"), Some("pm-token"));
+    assert_eq!(
+        request.header_value("X-Postmark-Server-Token"),
+        Some("pm-token")
+    );
     assert_eq!(request.header_value("Accept"), Some("application/json"));
-    assert_eq!(request.header_value("Content-Type"), Some("application/json"));
+    assert_eq!(
+        request.header_value("Content-Type"),
+        Some("application/json")
+    );
     assert_eq!(
         body(&request),
         json!({
@@ -120,7 +126,10 @@ fn sendgrid_gets_its_documented_request_with_text_before_html() {
     assert_eq!(request.method(), "POST");
     assert_eq!(request.url(), "https://api.sendgrid.com/v3/mail/send");
     assert_eq!(request.header_value("Authorization"), Some("Bearer SG.key"));
-    assert_eq!(request.header_value("Content-Type"), Some("application/json"));
+    assert_eq!(
+        request.header_value("Content-Type"),
+        Some("application/json")
+    );
     assert_eq!(
         body(&request),
         json!({
@@ -151,7 +160,10 @@ fn sendgrid_takes_reply_to_and_headers_including_one_click_unsubscribe() {
     assert_eq!(request.url(), "https://api.eu.sendgrid.com/v3/mail/send");
     let body = body(&request);
     assert_eq!(body["reply_to"], json!({"email": "support@acme.example"}));
-    assert_eq!(body["content"], json!([{"type": "text/html", "value": "<b>Hi</b>"}]));
+    assert_eq!(
+        body["content"],
+        json!([{"type": "text/html", "value": "<b>Hi</b>"}])
+    );
     assert_eq!(
         body["headers"],
         json!({
@@ -166,29 +178,44 @@ fn sendgrid_takes_reply_to_and_headers_including_one_click_unsubscribe() {
 fn each_provider_needs_its_own_secret() {
     assert_eq!(
         permanent(with(postmark(), json!({"server_token": ""})), rendered()),
-        "config.server_token is missing: provider Postmark needs it"
+        "config.server_token is missing: provider postmark needs it"
     );
     let mut config = sendgrid();
     config.as_object_mut().unwrap().remove("api_key");
     assert_eq!(
         permanent(config, rendered()),
-        "config.api_key is missing: provider Sendgrid needs it"
+        "config.api_key is missing: provider sendgrid needs it"
     );
 }
 
 #[test]
 fn a_bad_configuration_is_permanent_and_named() {
-    assert!(permanent(with(postmark(), json!({"provider": "mailchimp"})), rendered())
-        .starts_with("config.provider: unknown variant `mailchimp`"));
-    assert!(permanent(with(postmark(), json!({"from": "nobody"})), rendered())
-        .starts_with("config.from \"nobody\" is not a valid email address"));
-    assert!(permanent(with(sendgrid(), json!({"reply_to": "x@"})), rendered())
-        .starts_with("config.reply_to \"x@\" is not a valid email address"));
-    assert!(permanent(with(sendgrid(), json!({"base_url": "ftp://x"})), rendered())
-        .starts_with("config.base_url: invalid request"));
-    let reason = permanent(with(sendgrid(), json!({"headers": {"Subject": "x"}})), rendered());
+    assert!(permanent(
+        with(postmark(), json!({"provider": "mailchimp"})),
+        rendered()
+    )
+    .starts_with("config.provider: unknown variant `mailchimp`"));
+    assert!(
+        permanent(with(postmark(), json!({"from": "nobody"})), rendered())
+            .starts_with("config.from \"nobody\" is not a valid email address")
+    );
+    assert!(
+        permanent(with(sendgrid(), json!({"reply_to": "x@"})), rendered())
+            .starts_with("config.reply_to \"x@\" is not a valid email address")
+    );
+    assert!(
+        permanent(with(sendgrid(), json!({"base_url": "ftp://x"})), rendered())
+            .starts_with("config.base_url: invalid request")
+    );
+    let reason = permanent(
+        with(sendgrid(), json!({"headers": {"Subject": "x"}})),
+        rendered(),
+    );
     assert!(reason.contains("may not set \"Subject\""), "{reason}");
-    let reason = permanent(with(postmark(), json!({"headers": {"list-unsubscribe": "<x>"}})), rendered());
+    let reason = permanent(
+        with(postmark(), json!({"headers": {"list-unsubscribe": "<x>"}})),
+        rendered(),
+    );
     assert!(reason.contains("list-unsubscribe"), "{reason}");
 }
 
@@ -201,7 +228,9 @@ fn a_message_without_subject_body_or_recipient_is_permanent() {
     let nobody = Message::new(ID, "email", "thank_you")
         .with_payload(rendered())
         .with_config(sendgrid());
-    assert!(matches!(build_request(&nobody), Err(DeliveryError::Permanent(r)) if r.contains("no email attribute")));
+    assert!(
+        matches!(build_request(&nobody), Err(DeliveryError::Permanent(r)) if r.contains("no email attribute"))
+    );
 }
 
 /// Every key `channel.toml` declares, and whether it says the key is required.
@@ -264,19 +293,39 @@ fn postmark_answers_are_classified_as_postmark_documents_them() {
     );
     assert_eq!(
         outcome(Provider::Postmark, &ok),
-        Ok(Receipt::with_provider_id("b7bc2f4a-e38e-4336-af7d-e6c392c2f817"))
+        Ok(Receipt::with_provider_id(
+            "b7bc2f4a-e38e-4336-af7d-e6c392c2f817"
+        ))
     );
-    let refused = answer(422, r#"{"ErrorCode":300,"Message":"Invalid 'From' address."}"#, &[]);
+    let refused = answer(
+        422,
+        r#"{"ErrorCode":300,"Message":"Invalid 'From' address."}"#,
+        &[],
+    );
     assert_eq!(
         outcome(Provider::Postmark, &refused),
-        Err(DeliveryError::permanent("HTTP 422: Postmark error 300: Invalid 'From' address."))
+        Err(DeliveryError::permanent(
+            "HTTP 422: Postmark error 300: Invalid 'From' address."
+        ))
     );
-    let unauthorized = answer(401, r#"{"ErrorCode":10,"Message":"No Account or Server API tokens were supplied in the HTTP headers."}"#, &[]);
-    assert!(matches!(outcome(Provider::Postmark, &unauthorized), Err(DeliveryError::Permanent(r)) if r.starts_with("HTTP 401: Postmark error 10:")));
-    let throttled = answer(429, r#"{"ErrorCode":429,"Message":"Rate limit exceeded."}"#, &[("retry-after", "2")]);
+    let unauthorized = answer(
+        401,
+        r#"{"ErrorCode":10,"Message":"No Account or Server API tokens were supplied in the HTTP headers."}"#,
+        &[],
+    );
+    assert!(
+        matches!(outcome(Provider::Postmark, &unauthorized), Err(DeliveryError::Permanent(r)) if r.starts_with("HTTP 401: Postmark error 10:"))
+    );
+    let throttled = answer(
+        429,
+        r#"{"ErrorCode":429,"Message":"Rate limit exceeded."}"#,
+        &[("retry-after", "2")],
+    );
     assert_eq!(
         outcome(Provider::Postmark, &throttled),
-        Err(DeliveryError::retryable("HTTP 429: Postmark error 429: Rate limit exceeded. (Retry-After: 2)"))
+        Err(DeliveryError::retryable(
+            "HTTP 429: Postmark error 429: Rate limit exceeded. (Retry-After: 2)"
+        ))
     );
     assert!(matches!(
         outcome(Provider::Postmark, &answer(500, "<html>oops</html>", &[])),
@@ -302,8 +351,14 @@ fn sendgrid_answers_are_classified_as_sendgrid_documents_them() {
             "HTTP 400: SendGrid: The from address does not match a verified Sender Identity. (field from); Bad subject"
         ))
     );
-    let throttled = answer(429, r#"{"errors":[{"message":"too many requests","field":null,"help":null}]}"#, &[]);
-    assert!(matches!(outcome(Provider::Sendgrid, &throttled), Err(DeliveryError::Retryable(r)) if r.contains("too many requests")));
+    let throttled = answer(
+        429,
+        r#"{"errors":[{"message":"too many requests","field":null,"help":null}]}"#,
+        &[],
+    );
+    assert!(
+        matches!(outcome(Provider::Sendgrid, &throttled), Err(DeliveryError::Retryable(r)) if r.contains("too many requests"))
+    );
     assert!(matches!(
         outcome(Provider::Sendgrid, &answer(503, "", &[])),
         Err(DeliveryError::Retryable(_))
