@@ -1,5 +1,6 @@
 //! Waymark's email channel adapter: sends each message as an email through the provider the
-//! registration names, Postmark ([`postmark`]) or SendGrid v3 ([`sendgrid`]).
+//! registration names: Postmark ([`postmark`]), SendGrid v3 ([`sendgrid`]) or Mailgun
+//! ([`mailgun`]).
 //!
 //! Configuration (the channel registration's settings and secrets, merged), declared in
 //! `channel.toml` and embedded in the component for the host to check at registration; the
@@ -9,7 +10,7 @@
 //! - [`email`] — the provider-neutral [`Email`](email::Email) a message asks for: the
 //!   recipient, and the subject, HTML and text from the rendered template (`payload.content`)
 //!   or from the payload itself.
-//! - [`postmark`], [`sendgrid`] — each provider's request, built as its API reference gives
+//! - [`postmark`], [`sendgrid`], [`mailgun`] — each provider's request, built as its API reference gives
 //!   it, and its error text.
 //!
 //! Every request carries the registration's custom `headers`, and, when the content or the
@@ -18,12 +19,12 @@
 //!
 //! Outcomes are the SDK's classification ([`Response::outcome_with_id`]) with the provider's
 //! own error text in the reason: a 2xx is delivered, with the provider's id for the message
-//! (Postmark's `MessageID`, SendGrid's `X-Message-Id`) as the receipt; a 429, a 5xx or a
+//! (Postmark's `MessageID`, SendGrid's `X-Message-Id`, Mailgun's `id`) as the receipt; a 429, a 5xx or a
 //! transport failure (a timeout included) is retryable; any other status, a bad
 //! configuration, a bad address or a message without subject or body is permanent.
 //!
 //! Neither provider offers an idempotency key: the message id travels in the provider's
-//! custom-id field (`Metadata` / `custom_args`, key [`MESSAGE_ID_FIELD`]), and a send retried
+//! custom-id field (`Metadata` / `custom_args` / `v:`, key [`MESSAGE_ID_FIELD`]), and a send retried
 //! after a lost answer may arrive twice (at-least-once).
 //!
 //! The adapter is a request builder: [`build_request`] is pure and unit-tested natively, and
@@ -31,6 +32,7 @@
 
 pub mod address;
 pub mod email;
+pub mod mailgun;
 pub mod postmark;
 pub mod sendgrid;
 
@@ -87,6 +89,8 @@ pub enum Provider {
     Postmark,
     /// SendGrid's `POST /v3/mail/send`.
     Sendgrid,
+    /// Mailgun's `POST /v3/{domain}/messages`.
+    Mailgun,
 }
 
 impl Provider {
@@ -95,6 +99,7 @@ impl Provider {
         match self {
             Provider::Postmark => "postmark",
             Provider::Sendgrid => "sendgrid",
+            Provider::Mailgun => "mailgun",
         }
     }
 
@@ -103,6 +108,7 @@ impl Provider {
         match self {
             Provider::Postmark => postmark::PROVIDER_ID,
             Provider::Sendgrid => sendgrid::PROVIDER_ID,
+            Provider::Mailgun => mailgun::PROVIDER_ID,
         }
     }
 
@@ -111,6 +117,7 @@ impl Provider {
         match self {
             Provider::Postmark => postmark::error_text(body),
             Provider::Sendgrid => sendgrid::error_text(body),
+            Provider::Mailgun => mailgun::error_text(body),
         }
     }
 }
@@ -118,7 +125,7 @@ impl Provider {
 /// The adapter's configuration, as `channel.toml` declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Config {
-    /// `postmark` or `sendgrid`.
+    /// `postmark`, `sendgrid` or `mailgun`.
     pub provider: Provider,
     /// The sender.
     pub from: Address,
@@ -128,7 +135,10 @@ pub struct Config {
     /// Postmark's message stream (Postmark's default, `outbound`, when absent).
     #[serde(default)]
     pub message_stream: Option<String>,
-    /// Postmark's open tracking, when set.
+    /// Mailgun's sending domain.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// Postmark's or Mailgun's open tracking, when set.
     #[serde(default)]
     pub track_opens: Option<bool>,
     /// The provider's API origin; its public one when absent.
@@ -137,7 +147,7 @@ pub struct Config {
     /// Extra email headers, by name (sent in name order).
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
-    /// SendGrid's API key (secret).
+    /// SendGrid's or Mailgun's API key (secret).
     #[serde(default)]
     pub api_key: Option<String>,
     /// Postmark's server token (secret).
@@ -219,6 +229,7 @@ pub fn build_request(message: &Message) -> Result<(Provider, Request), DeliveryE
     let request = match config.provider {
         Provider::Postmark => postmark::request(&config, &email, &headers, &message.id)?,
         Provider::Sendgrid => sendgrid::request(&config, &email, &headers, &message.id)?,
+        Provider::Mailgun => mailgun::request(&config, &email, &headers, &message.id)?,
     };
     Ok((config.provider, request))
 }

@@ -251,7 +251,7 @@ fn the_manifest_declares_the_keys_the_adapter_reads_and_which_it_requires() {
     let full = json!({
         "provider": "postmark", "from": "a@acme.example", "reply_to": "b@acme.example",
         "message_stream": "outbound", "track_opens": false, "base_url": "https://h.example",
-        "headers": {"X-A": "1"}, "server_token": "t", "api_key": "k",
+        "headers": {"X-A": "1"}, "server_token": "t", "api_key": "k", "domain": "mg.acme.example",
     });
     let mut declared: Vec<String> = declared_keys().into_iter().map(|(k, _)| k).collect();
     declared.sort();
@@ -371,4 +371,126 @@ fn delivering_natively_fails_permanently_instead_of_touching_the_network() {
     assert!(
         matches!(outcome, Err(DeliveryError::Permanent(r)) if r.contains("inside the Waymark host"))
     );
+}
+
+fn mailgun() -> Value {
+    json!({
+        "provider": "mailgun",
+        "from": {"email": "hello@acme.example", "name": "Acme"},
+        "domain": "mg.acme.example",
+        "api_key": "key-123",
+    })
+}
+
+#[test]
+fn mailgun_gets_its_documented_multipart_request() {
+    let config = with(
+        mailgun(),
+        json!({"reply_to": "support@acme.example", "track_opens": false,
+               "headers": {"X-Campaign": "spring"}}),
+    );
+    let mut payload = rendered();
+    payload["content"]["unsubscribe_url"] = json!("https://acme.example/u/t3");
+    let request = request(config, payload);
+    assert_eq!(request.method(), "POST");
+    assert_eq!(
+        request.url(),
+        "https://api.mailgun.net/v3/mg.acme.example/messages"
+    );
+    // base64("api:key-123")
+    assert_eq!(
+        request.header_value("Authorization"),
+        Some("Basic YXBpOmtleS0xMjM=")
+    );
+    let boundary = "waymark-email-boundary-00000000";
+    assert_eq!(
+        request.header_value("Content-Type"),
+        Some(format!("multipart/form-data; boundary={boundary}").as_str())
+    );
+    let part = |name: &str, value: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+    };
+    let expected: String = [
+        part("from", "Acme <hello@acme.example>"),
+        part("to", "Ana Lima <ana@example.com>"),
+        part("subject", "Thanks, Ana"),
+        part("text", "Thanks"),
+        part("html", "<p>Thanks</p>"),
+        part("h:Reply-To", "support@acme.example"),
+        part("h:X-Campaign", "spring"),
+        part("h:List-Unsubscribe", "<https://acme.example/u/t3>"),
+        part("h:List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        part("o:tracking-opens", "no"),
+        part("v:waymark_message_id", ID),
+        format!("--{boundary}--\r\n"),
+    ]
+    .concat();
+    assert_eq!(String::from_utf8_lossy(request.body_bytes()), expected);
+}
+
+#[test]
+fn the_multipart_boundary_never_occurs_in_a_value() {
+    let tricky = "a --waymark-email-boundary-00000000 b".to_string();
+    let (content_type, body) = mailgun::multipart(&[("text".into(), tricky)]);
+    assert_eq!(
+        content_type,
+        "multipart/form-data; boundary=waymark-email-boundary-00000001"
+    );
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .starts_with("--waymark-email-boundary-00000001\r\n"));
+}
+
+#[test]
+fn mailgun_needs_a_domain_and_a_key() {
+    let mut config = mailgun();
+    config.as_object_mut().unwrap().remove("domain");
+    assert_eq!(
+        permanent(config, rendered()),
+        "config.domain is missing: provider mailgun needs it"
+    );
+    assert_eq!(
+        permanent(with(mailgun(), json!({"domain": "mg/../x"})), rendered()),
+        "config.domain \"mg/../x\" is not a domain name"
+    );
+    assert_eq!(
+        permanent(with(mailgun(), json!({"api_key": null})), rendered()),
+        "config.api_key is missing: provider mailgun needs it"
+    );
+}
+
+#[test]
+fn mailgun_answers_are_classified_as_mailgun_documents_them() {
+    let queued = answer(
+        200,
+        r#"{"id":"<20261130080000.1.ABCD@mg.acme.example>","message":"Queued. Thank you."}"#,
+        &[],
+    );
+    assert_eq!(
+        outcome(Provider::Mailgun, &queued),
+        Ok(Receipt::with_provider_id(
+            "<20261130080000.1.ABCD@mg.acme.example>"
+        ))
+    );
+    let refused = answer(
+        400,
+        r#"{"message":"to parameter is not a valid address. please check documentation"}"#,
+        &[],
+    );
+    assert_eq!(
+        outcome(Provider::Mailgun, &refused),
+        Err(DeliveryError::permanent(
+            "HTTP 400: Mailgun: to parameter is not a valid address. please check documentation"
+        ))
+    );
+    assert_eq!(
+        outcome(Provider::Mailgun, &answer(401, "Forbidden", &[])),
+        Err(DeliveryError::permanent("HTTP 401: Forbidden"))
+    );
+    assert!(matches!(
+        outcome(Provider::Mailgun, &answer(429, r#"{"message":"slow down"}"#, &[])),
+        Err(DeliveryError::Retryable(r)) if r == "HTTP 429: Mailgun: slow down"
+    ));
 }
