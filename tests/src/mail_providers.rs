@@ -1,5 +1,5 @@
 //! Loopback stand-ins for the email providers the `email` channel speaks (issue 11):
-//! [`MailProvider::postmark`] and [`MailProvider::sendgrid`]. Each checks every request
+//! [`MailProvider::postmark`], [`MailProvider::sendgrid`] and [`MailProvider::mailgun`]. Each checks every request
 //! exactly as the provider's API reference specifies it (method, path, auth header, content
 //! type, required fields and their types, no fields the provider does not know) and answers
 //! as the provider does: its success body or header, and its error shapes with its statuses.
@@ -15,6 +15,11 @@
 //!   <https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors> (400 with
 //!   `{"errors":[{"message","field","help"}]}`), 202 with `X-Message-Id` on success;
 //!   `content` with text/plain first; `custom_args` values strings.
+//! - Mailgun: <https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/messages>
+//!   (`POST /v3/{domain}/messages`, Basic `api:<key>`, a `multipart/form-data` body; `from`,
+//!   `to`, `subject` required, one of `text`/`html`/`amp-html`/`template`; `h:`, `v:`, `o:`,
+//!   `t:` options at most 16 KB in all), 200 `{"id","message":"Queued. Thank you."}`, errors
+//!   `{"message"}` (<https://documentation.mailgun.com/docs/mailgun/quickstart-guide/responses>).
 
 use crate::sink::Received;
 use crate::wait::patience;
@@ -27,6 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The sending domain [`MailProvider::start`] serves for Mailgun.
+pub const MAILGUN_DOMAIN: &str = "mg.acme.example";
+
 /// Which provider a stand-in plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -34,6 +42,8 @@ pub enum Provider {
     Postmark,
     /// SendGrid's `POST /v3/mail/send`.
     SendGrid,
+    /// Mailgun's `POST /v3/{domain}/messages`.
+    Mailgun,
 }
 
 impl Provider {
@@ -42,13 +52,15 @@ impl Provider {
         match self {
             Provider::Postmark => "postmark",
             Provider::SendGrid => "sendgrid",
+            Provider::Mailgun => "mailgun",
         }
     }
 
-    fn path(self) -> &'static str {
+    /// The status with which the provider refuses an invalid email.
+    fn refusal(self) -> StatusCode {
         match self {
-            Provider::Postmark => "/email",
-            Provider::SendGrid => "/v3/mail/send",
+            Provider::Postmark => StatusCode::UNPROCESSABLE_ENTITY,
+            Provider::SendGrid | Provider::Mailgun => StatusCode::BAD_REQUEST,
         }
     }
 }
@@ -57,7 +69,8 @@ impl Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// The provider refuses the email with this message: Postmark's 422
-    /// `{"ErrorCode": 300, "Message"}`, SendGrid's 400 `{"errors": [{"message", ..}]}`.
+    /// `{"ErrorCode": 300, "Message"}`, SendGrid's 400 `{"errors": [{"message", ..}]}`,
+    /// Mailgun's 400 `{"message"}`.
     Refuse(String),
     /// 429, in the provider's error shape.
     Throttle,
@@ -67,8 +80,10 @@ pub enum Answer {
 
 struct State {
     provider: Provider,
-    /// The server token (Postmark) or API key (SendGrid) it accepts.
+    /// The server token (Postmark) or API key (SendGrid, Mailgun) it accepts.
     secret: String,
+    /// The path it serves: `/email`, `/v3/mail/send`, `/v3/{domain}/messages`.
+    path: String,
     received: Mutex<Vec<Received>>,
     /// What was wrong with each request that failed a check, in arrival order.
     violations: Mutex<Vec<String>>,
@@ -95,14 +110,29 @@ impl MailProvider {
         MailProvider::start(Provider::SendGrid, key)
     }
 
-    /// `provider`, accepting `secret`.
+    /// Mailgun, for sending domain `domain`, accepting the API key `key`.
+    pub fn mailgun(key: &str, domain: &str) -> MailProvider {
+        MailProvider::start_at(Provider::Mailgun, key, &format!("/v3/{domain}/messages"))
+    }
+
+    /// `provider`, accepting `secret` (Mailgun's domain is [`MAILGUN_DOMAIN`]).
     pub fn start(provider: Provider, secret: &str) -> MailProvider {
+        let path = match provider {
+            Provider::Postmark => "/email".to_string(),
+            Provider::SendGrid => "/v3/mail/send".to_string(),
+            Provider::Mailgun => format!("/v3/{MAILGUN_DOMAIN}/messages"),
+        };
+        MailProvider::start_at(provider, secret, &path)
+    }
+
+    fn start_at(provider: Provider, secret: &str, path: &str) -> MailProvider {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("stand-in address");
         let state = Arc::new(State {
             provider,
             secret: secret.to_string(),
+            path: path.to_string(),
             received: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
@@ -210,7 +240,10 @@ async fn handle(
             (n.as_str().to_ascii_lowercase(), value)
         })
         .collect();
-    let json_body: Option<Value> = serde_json::from_slice(&body).ok();
+    let json_body: Option<Value> = match state.provider {
+        Provider::Mailgun => form_fields(lowered.get("content-type"), body.clone()).await,
+        _ => serde_json::from_slice(&body).ok(),
+    };
     let (status, answer_headers, answer) =
         answer(&state, &method, &uri, &lowered, json_body.as_ref());
     state.received.lock().unwrap().push(Received {
@@ -220,10 +253,17 @@ async fn handle(
         body: json_body.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into())),
         answered: status.as_u16(),
     });
-    let mut response = (status, answer.to_string()).into_response();
-    response
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    let mut response = match &answer {
+        // Mailgun answers a bad key with a plain-text 401.
+        Value::String(text) => (status, text.clone()).into_response(),
+        _ => {
+            let mut response = (status, answer.to_string()).into_response();
+            response
+                .headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            response
+        }
+    };
     for (name, value) in answer_headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
@@ -248,16 +288,21 @@ fn answer(
         state.violations.lock().unwrap().push(what.clone());
         (status, Vec::new(), error_body(provider, &what))
     };
-    if method != Method::POST || uri.path() != provider.path() {
+    if method != Method::POST || uri.path() != state.path {
         return violation(
             StatusCode::NOT_FOUND,
-            format!("{method} {uri} is not {}", provider.path()),
+            format!("{method} {uri} is not POST {}", state.path),
         );
     }
+    let authorization = headers.get("authorization").map(String::as_str);
     let authorized = match provider {
         Provider::Postmark => headers.get("x-postmark-server-token") == Some(&state.secret),
-        Provider::SendGrid => {
-            headers.get("authorization") == Some(&format!("Bearer {}", state.secret))
+        Provider::SendGrid => authorization == Some(&format!("Bearer {}", state.secret)),
+        Provider::Mailgun => {
+            use base64::Engine as _;
+            let credentials =
+                base64::engine::general_purpose::STANDARD.encode(format!("api:{}", state.secret));
+            authorization == Some(&format!("Basic {credentials}"))
         }
     };
     if !authorized {
@@ -268,6 +313,13 @@ fn answer(
             Provider::SendGrid => {
                 "The provided authorization grant is invalid, expired, or revoked"
             }
+            Provider::Mailgun => {
+                // Mailgun answers bad credentials with a plain-text 401.
+                let what = "Forbidden: bad Basic credentials".to_string();
+                state.violations.lock().unwrap().push(what);
+                let forbidden = Value::String("Forbidden".into());
+                return (StatusCode::UNAUTHORIZED, Vec::new(), forbidden);
+            }
         };
         return violation(StatusCode::UNAUTHORIZED, what.to_string());
     }
@@ -276,11 +328,23 @@ fn answer(
             .get(name)
             .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/json")
     };
-    if !json("content-type") {
-        return violation(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/json".into(),
-        );
+    let multipart = headers
+        .get("content-type")
+        .is_some_and(|v| v.starts_with("multipart/form-data;") && v.contains("boundary="));
+    match provider {
+        Provider::Mailgun if !multipart => {
+            return violation(
+                StatusCode::BAD_REQUEST,
+                "the body must be multipart/form-data".into(),
+            );
+        }
+        Provider::Postmark | Provider::SendGrid if !json("content-type") => {
+            return violation(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json".into(),
+            );
+        }
+        _ => {}
     }
     if provider == Provider::Postmark && !json("accept") {
         return violation(
@@ -289,29 +353,26 @@ fn answer(
         );
     }
     let Some(body) = body else {
-        return violation(StatusCode::BAD_REQUEST, "the body is not JSON".into());
+        return violation(StatusCode::BAD_REQUEST, "the body cannot be parsed".into());
     };
     let problems = match provider {
         Provider::Postmark => check_postmark(body),
         Provider::SendGrid => check_sendgrid(body),
+        Provider::Mailgun => check_mailgun(body),
     };
     if !problems.is_empty() {
-        let status = match provider {
-            Provider::Postmark => StatusCode::UNPROCESSABLE_ENTITY,
-            Provider::SendGrid => StatusCode::BAD_REQUEST,
-        };
         return violation(
-            status,
+            provider.refusal(),
             format!("Invalid email request: {}", problems.join("; ")),
         );
     }
     match state.script.lock().unwrap().pop_front() {
         Some(Answer::Refuse(message)) => {
-            let status = match provider {
-                Provider::Postmark => StatusCode::UNPROCESSABLE_ENTITY,
-                Provider::SendGrid => StatusCode::BAD_REQUEST,
-            };
-            return (status, Vec::new(), error_body(provider, &message));
+            return (
+                provider.refusal(),
+                Vec::new(),
+                error_body(provider, &message),
+            );
         }
         Some(Answer::Throttle) => {
             return (
@@ -347,7 +408,93 @@ fn answer(
             vec![("x-message-id", sendgrid_message_id(n))],
             Value::Null,
         ),
+        Provider::Mailgun => (
+            StatusCode::OK,
+            Vec::new(),
+            json!({"id": mailgun_message_id(n), "message": "Queued. Thank you."}),
+        ),
     }
+}
+
+/// Mailgun's id is a Message-ID in angle brackets at the sending domain.
+pub fn mailgun_message_id(n: u64) -> String {
+    format!("<20261130080000.{n}.STANDIN@{MAILGUN_DOMAIN}>")
+}
+
+/// A `multipart/form-data` body as a JSON object of its fields (a repeated field becomes an
+/// array), parsed with `multer` as a real server would; `None` if it does not parse.
+async fn form_fields(content_type: Option<&String>, body: axum::body::Bytes) -> Option<Value> {
+    let boundary = multer::parse_boundary(content_type?).ok()?;
+    let stream = axum::body::Body::from(body).into_data_stream();
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut fields = Map::new();
+    while let Some(field) = multipart.next_field().await.ok()? {
+        let name = field.name()?.to_string();
+        let value = Value::String(field.text().await.ok()?);
+        match fields.get_mut(&name) {
+            None => {
+                fields.insert(name, value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.clone(), value]),
+        }
+    }
+    Some(Value::Object(fields))
+}
+
+/// Mailgun's `POST /v3/{domain}/messages` form, field by field.
+fn check_mailgun(body: &Value) -> Vec<String> {
+    const FIELDS: &[&str] = &[
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "text",
+        "html",
+        "amp-html",
+        "template",
+        "recipient-variables",
+        "attachment",
+        "inline",
+    ];
+    const OPTION_PREFIXES: &[&str] = &["h:", "v:", "o:", "t:"];
+    let is_option = |k: &str| OPTION_PREFIXES.iter().any(|p| k.starts_with(p));
+    let Some(object) = body.as_object() else {
+        return vec!["the body is not a form".into()];
+    };
+    let mut problems: Vec<String> = object
+        .keys()
+        .filter(|k| !FIELDS.contains(&k.as_str()) && !is_option(k))
+        .map(|k| format!("{k} is not a parameter of the API"))
+        .collect();
+    for required in ["from", "to", "subject"] {
+        if !is_text(object.get(required)) {
+            problems.push(format!("'{required}' parameter is missing"));
+        }
+    }
+    let parts = ["text", "html", "amp-html", "template"];
+    if !parts.iter().any(|k| is_text(object.get(*k))) {
+        problems.push(
+            "Need at least one of 'text', 'html', 'amp-html' or 'template' parameters specified"
+                .into(),
+        );
+    }
+    let options: usize = object
+        .iter()
+        .filter(|(k, _)| is_option(k))
+        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .sum();
+    if options > 16 * 1024 {
+        problems.push("send options (o:, h:, v:, t:) are limited to 16KB total".into());
+    }
+    if let Some(tracking) = object.get("o:tracking-opens") {
+        let allowed = ["yes", "no", "true", "false", "htmlonly"];
+        if !allowed.contains(&tracking.as_str().unwrap_or("")) {
+            problems.push("o:tracking-opens must be yes, no, true, false or htmlonly".into());
+        }
+    }
+    problems
 }
 
 /// Postmark's MessageID is a UUID.
@@ -375,6 +522,7 @@ fn error_body(provider: Provider, message: &str) -> Value {
         Provider::SendGrid => {
             json!({"errors": [{"message": message, "field": null, "help": null}]})
         }
+        Provider::Mailgun => json!({"message": message}),
     }
 }
 
@@ -617,5 +765,20 @@ mod tests {
                          "content": [{"type": "text/html", "value": "H"}, {"type": "text/plain", "value": "T"}]});
         let problems = check_sendgrid(&bad);
         assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn mailgun_checks_catch_what_mailgun_refuses() {
+        let good = json!({"from": "a@x.io", "to": "b@x.io", "subject": "S", "text": "T",
+                          "h:Reply-To": "c@x.io", "v:waymark_message_id": "m", "o:tracking-opens": "no"});
+        assert!(
+            check_mailgun(&good).is_empty(),
+            "{:?}",
+            check_mailgun(&good)
+        );
+        let bad = json!({"From": "a@x.io", "to": "b@x.io", "subject": "",
+                         "o:tracking-opens": "maybe", "v:big": "x".repeat(17 * 1024)});
+        let problems = check_mailgun(&bad);
+        assert_eq!(problems.len(), 6, "{problems:?}");
     }
 }

@@ -1,12 +1,13 @@
 //! The email channel (issue 11), end to end on the real server, for each provider: the
-//! `email` plugin registered against a loopback stand-in of Postmark or SendGrid that checks
+//! `email` plugin registered against a loopback stand-in of Postmark, SendGrid or Mailgun that checks
 //! every request as the provider's reference specifies; the post-purchase journey's
 //! `thank_you` send names a stored template, and the stand-in receives exactly the rendered
 //! email; the provider's refusal leaves the message dead with the provider's error text; a 429
 //! and a 500 are retried and the message is then delivered, with the provider's id.
 
 use waymark_tests::mail_providers::{
-    postmark_message_id, sendgrid_message_id, Answer, MailProvider, Provider,
+    mailgun_message_id, postmark_message_id, sendgrid_message_id, Answer, MailProvider, Provider,
+    MAILGUN_DOMAIN,
 };
 use waymark_tests::*;
 
@@ -46,6 +47,10 @@ impl World {
                 json!({"server_token": SECRET})
             }
             Provider::SendGrid => json!({"api_key": SECRET}),
+            Provider::Mailgun => {
+                settings["domain"] = json!(MAILGUN_DOMAIN);
+                json!({"api_key": SECRET})
+            }
         };
         api.register_channel(
             "email",
@@ -158,6 +163,25 @@ fn expected_body(provider: Provider, message_id: &str) -> Value {
             ],
             "headers": {"X-Campaign": "post-purchase"},
         }),
+        // The multipart form's fields, as the stand-in parsed them.
+        Provider::Mailgun => json!({
+            "from": "Acme Shop <hello@acme.example>",
+            "to": "Ana Lima <ana@example.com>",
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "h:Reply-To": "support@acme.example",
+            "h:X-Campaign": "post-purchase",
+            "v:waymark_message_id": message_id,
+        }),
+    }
+}
+
+/// The status of the provider's success.
+fn success(provider: Provider) -> u16 {
+    match provider {
+        Provider::SendGrid => 202,
+        Provider::Postmark | Provider::Mailgun => 200,
     }
 }
 
@@ -179,13 +203,18 @@ async fn a_templated_send_reaches_the_provider_as_the_rendered_email(provider: P
     assert_eq!(world.stand_in.violations(), Vec::<String>::new());
     assert_eq!(
         (request.method.as_str(), request.answered),
-        ("POST", 200 + 2 * u16::from(provider == Provider::SendGrid))
+        ("POST", success(provider))
     );
-    assert_eq!(request.header("content-type"), Some("application/json"));
+    let content_type = request.header("content-type").unwrap_or_default();
+    match provider {
+        Provider::Mailgun => assert!(content_type.starts_with("multipart/form-data; boundary=")),
+        _ => assert_eq!(content_type, "application/json"),
+    }
     assert_eq!(request.body, expected_body(provider, &delivered.id));
     let provider_id = match provider {
         Provider::Postmark => postmark_message_id(1),
         Provider::SendGrid => sendgrid_message_id(1),
+        Provider::Mailgun => mailgun_message_id(1),
     };
     assert_eq!(
         delivered.provider_id,
@@ -211,6 +240,7 @@ async fn the_providers_refusal_leaves_the_message_dead_with_its_text(provider: P
     let status = match provider {
         Provider::Postmark => "HTTP 422: Postmark error 300: ",
         Provider::SendGrid => "HTTP 400: SendGrid: ",
+        Provider::Mailgun => "HTTP 400: Mailgun: ",
     };
     assert!(
         reason.contains(&format!("{status}{refusal}")),
@@ -233,12 +263,7 @@ async fn throttling_and_server_errors_are_retried_until_delivered(provider: Prov
     assert_eq!(delivered.attempts, 3);
     let received = world.stand_in.requests();
     let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
-    let ok = if provider == Provider::SendGrid {
-        202
-    } else {
-        200
-    };
-    assert_eq!(answered, [429, 500, ok]);
+    assert_eq!(answered, [429, 500, success(provider)]);
     assert!(
         received.iter().all(|r| r.body == received[0].body),
         "every attempt sends the same email, with the same message id"
@@ -274,4 +299,19 @@ async fn postmark_429_and_500_are_retried_then_delivered() {
 #[tokio::test]
 async fn sendgrid_429_and_500_are_retried_then_delivered() {
     throttling_and_server_errors_are_retried_until_delivered(Provider::SendGrid).await;
+}
+
+#[tokio::test]
+async fn mailgun_receives_the_rendered_email() {
+    a_templated_send_reaches_the_provider_as_the_rendered_email(Provider::Mailgun).await;
+}
+
+#[tokio::test]
+async fn a_mailgun_400_leaves_the_message_dead_with_mailguns_text() {
+    the_providers_refusal_leaves_the_message_dead_with_its_text(Provider::Mailgun).await;
+}
+
+#[tokio::test]
+async fn mailgun_429_and_500_are_retried_then_delivered() {
+    throttling_and_server_errors_are_retried_until_delivered(Provider::Mailgun).await;
 }
