@@ -315,3 +315,55 @@ async fn a_mailgun_400_leaves_the_message_dead_with_mailguns_text() {
 async fn mailgun_429_and_500_are_retried_then_delivered() {
     throttling_and_server_errors_are_retried_until_delivered(Provider::Mailgun).await;
 }
+
+#[tokio::test]
+async fn a_bad_address_or_a_send_without_subject_is_dead_and_nothing_is_sent() {
+    let world = World::start(Provider::Postmark).await;
+    let traits = json!({"email": "bo at example dot com", "first_name": "Bo"});
+    let answer = world
+        .api()
+        .post_events(&[
+            identify("bo-identify", "bo", traits),
+            event_with("bo-o-1", "bo", "order_placed", json!({"order_id": "o-1"})),
+        ])
+        .await;
+    assert_eq!(answer.accepted, 2, "{answer:?}");
+    let dead = world
+        .thank_you_when("bo", "bo's thank-you dead", |m| {
+            m.status == MessageStatus::Dead
+        })
+        .await;
+    let reason = dead.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("customer.email \"bo at example dot com\" is not a valid email address"),
+        "{reason}"
+    );
+
+    // Without the stored template, the journey's payload has no subject of its own.
+    let (status, _) = world
+        .api()
+        .request(
+            Method::DELETE,
+            "/v1/templates/thank_you",
+            Some(&world.tenant.api_key),
+            Body::Empty,
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    world.place_order("ana", "o-2").await;
+    let dead = world
+        .thank_you_when("ana", "ana's thank-you dead", |m| {
+            m.status == MessageStatus::Dead
+        })
+        .await;
+    assert_eq!(dead.template_version, None);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("the payload (no stored template was named) has no subject")
+    );
+    assert_eq!(dead.attempts, 1);
+    assert!(
+        world.stand_in.requests().is_empty(),
+        "nothing reached the provider"
+    );
+}
