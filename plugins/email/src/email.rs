@@ -51,7 +51,7 @@ impl Email {
         }
         let unsubscribe_url = match source.part("unsubscribe_url")? {
             Some(url) => Some(url),
-            None => text_field(payload, "payload.unsubscribe_url")?,
+            None => text_field(payload, "payload", "unsubscribe_url")?,
         };
         if let Some(url) = &unsubscribe_url {
             check_unsubscribe_url(url)?;
@@ -82,22 +82,21 @@ impl Source<'_> {
 
     fn part(&self, key: &str) -> Result<Option<String>, DeliveryError> {
         match self {
-            Source::Template(content) => text_field(content, &format!("payload.content.{key}")),
-            Source::Payload(payload) => text_field(payload, &format!("payload.{key}")),
+            Source::Template(content) => text_field(content, "payload.content", key),
+            Source::Payload(payload) => text_field(payload, "payload", key),
         }
     }
 }
 
 /// `object[key]` as text: absent, null or blank is `None`; anything but a string is a
-/// permanent error naming `path`.
-fn text_field(object: &Value, path: &str) -> Result<Option<String>, DeliveryError> {
-    let key = path.rsplit('.').next().unwrap_or(path);
+/// permanent error naming `at.key`.
+fn text_field(object: &Value, at: &str, key: &str) -> Result<Option<String>, DeliveryError> {
     match object.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(other) => Err(DeliveryError::permanent(format!(
-            "{path} must be a string, not {other}"
+            "{at}.{key} must be a string, not {other}"
         ))),
     }
 }
