@@ -1,8 +1,9 @@
 //! Loopback stand-ins for the email providers the `email` channel speaks (issue 11):
-//! [`MailProvider::postmark`], [`MailProvider::sendgrid`] and [`MailProvider::mailgun`]. Each checks every request
-//! exactly as the provider's API reference specifies it (method, path, auth header, content
-//! type, required fields and their types, no fields the provider does not know) and answers
-//! as the provider does: its success body or header, and its error shapes with its statuses.
+//! [`MailProvider::postmark`], [`MailProvider::sendgrid`] and [`MailProvider::mailgun`]. Each
+//! checks every request exactly as the provider's API reference specifies it (method, path,
+//! auth header, content type, required fields and their types, no fields the provider does not
+//! know) and answers as the provider does: its success body or header, and its error shapes
+//! with its statuses.
 //! A test can script the next answers ([`Answer`]): the provider's refusal, a 429, a 500.
 //!
 //! References followed:

@@ -1,9 +1,10 @@
 //! The email channel (issue 11), end to end on the real server, for each provider: the
-//! `email` plugin registered against a loopback stand-in of Postmark, SendGrid or Mailgun that checks
-//! every request as the provider's reference specifies; the post-purchase journey's
+//! `email` plugin registered against a loopback stand-in of Postmark, SendGrid or Mailgun that
+//! checks every request as the provider's reference specifies; the post-purchase journey's
 //! `thank_you` send names a stored template, and the stand-in receives exactly the rendered
 //! email; the provider's refusal leaves the message dead with the provider's error text; a 429
-//! and a 500 are retried and the message is then delivered, with the provider's id.
+//! and a 500 are retried and the message is then delivered, with the provider's id; a bad
+//! address, or a send with no subject, is dead with the reason and reaches no provider.
 
 use waymark_tests::mail_providers::{
     mailgun_message_id, postmark_message_id, sendgrid_message_id, Answer, MailProvider, Provider,

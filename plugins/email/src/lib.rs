@@ -10,8 +10,8 @@
 //! - [`email`] — the provider-neutral [`Email`](email::Email) a message asks for: the
 //!   recipient, and the subject, HTML and text from the rendered template (`payload.content`)
 //!   or from the payload itself.
-//! - [`postmark`], [`sendgrid`], [`mailgun`] — each provider's request, built as its API reference gives
-//!   it, and its error text.
+//! - [`postmark`], [`sendgrid`], [`mailgun`] — each provider's request, built as its API
+//!   reference gives it, and its error text.
 //!
 //! Every request carries the registration's custom `headers`, and, when the content or the
 //! payload has an `unsubscribe_url`, `List-Unsubscribe: <url>` and
@@ -19,13 +19,13 @@
 //!
 //! Outcomes are the SDK's classification ([`Response::outcome_with_id`]) with the provider's
 //! own error text in the reason: a 2xx is delivered, with the provider's id for the message
-//! (Postmark's `MessageID`, SendGrid's `X-Message-Id`, Mailgun's `id`) as the receipt; a 429, a 5xx or a
-//! transport failure (a timeout included) is retryable; any other status, a bad
+//! (Postmark's `MessageID`, SendGrid's `X-Message-Id`, Mailgun's `id`) as the receipt; a 429,
+//! a 5xx or a transport failure (a timeout included) is retryable; any other status, a bad
 //! configuration, a bad address or a message without subject or body is permanent.
 //!
-//! Neither provider offers an idempotency key: the message id travels in the provider's
-//! custom-id field (`Metadata` / `custom_args` / `v:`, key [`MESSAGE_ID_FIELD`]), and a send retried
-//! after a lost answer may arrive twice (at-least-once).
+//! None of the providers offers an idempotency key for sends: the message id travels in the
+//! provider's custom-id field (`Metadata` / `custom_args` / `v:`, key [`MESSAGE_ID_FIELD`]),
+//! and a send retried after a lost answer may arrive twice (at-least-once).
 //!
 //! The adapter is a request builder: [`build_request`] is pure and unit-tested natively, and
 //! `deliver` only sends what it built.
