@@ -51,6 +51,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     // Issue 11, sms slice: the SMS (Twilio, Vonage) and Slack channel plugins.
     ("waymark-sms", "waymark_sms.wasm"),
     ("waymark-slack", "waymark_slack.wasm"),
+    // Issue 11: the email channel adapter (`plugins/email`).
+    ("waymark-email", "waymark_email.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -65,6 +67,8 @@ pub const SOCKETS_CRATE: &str = "waymark-test-sockets";
 pub const FILES_CRATE: &str = "waymark-test-files";
 /// `tests/guests/ledger`.
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
+/// The email channel adapter (`plugins/email`, issue 11).
+pub const EMAIL_CRATE: &str = "waymark-email";
 
 /// The SMS channel adapter (`plugins/sms`).
 pub const SMS_CRATE: &str = "waymark-sms";

@@ -23,6 +23,8 @@
 //!   and a journey; [`Onboarding`], the fixture most tests start from; [`Example`], the same
 //!   for any journey of `examples/`.
 //! - [`calendar`] — UTC date arithmetic for journeys that work in dates.
+//! - [`mail_providers`] — loopback stand-ins for Postmark and SendGrid that check each request
+//!   against the provider's reference and answer as the provider does (issue 11, email channel).
 
 pub mod api;
 pub mod artifacts;
@@ -38,8 +40,11 @@ pub mod python;
 pub mod worlds;
 // Loopback stand-ins of the SMS and Slack providers (issue 11, sms slice).
 pub mod providers;
+// Loopback stand-ins for Postmark and SendGrid, for `tests/email.rs` (issue 11).
+pub mod mail_providers;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
+pub use artifacts::EMAIL_CRATE;
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
     FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD, LEDGER_CRATE, ONBOARDING_CRATE,
