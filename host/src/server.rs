@@ -135,20 +135,19 @@ async fn serve_connections(
     edge: &EdgeConfig,
     signal: impl std::future::Future<Output = ()>,
 ) {
-    use crate::api::head::{Boundary, Guarded, HeadLimits};
-    use crate::api::limits::{HYPER_MAX_HEADERS, MAX_HEAD_BUFFER};
+    use crate::api::head::{Guarded, HeadLimits};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use tower_service::Service as _;
+    use hyper_util::service::TowerToHyperService;
 
     let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    // hyper's own head limits are only the backstop: `Guarded` refuses first, in JSON.
+    // hyper enforces the head's limits; `Guarded` turns its bare refusals into JSON.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(edge.header_timeout)
-        .max_buf_size(MAX_HEAD_BUFFER.max(2 * edge.max_head_bytes))
-        .max_headers(HYPER_MAX_HEADERS.max(2 * edge.max_header_fields));
+        .max_buf_size(edge.max_head_bytes)
+        .max_headers(edge.max_header_fields);
     let limits = HeadLimits {
         max_bytes: edge.max_head_bytes,
         max_fields: edge.max_header_fields,
@@ -175,13 +174,8 @@ async fn serve_connections(
             _ = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
-        let boundary = Boundary::new();
-        let io = Guarded::new(stream, limits, boundary.clone());
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
-            let request = request.map(|body| axum::body::Body::new(boundary.track(body)));
-            router.clone().call(request)
-        });
+        let io = Guarded::new(stream, limits);
+        let service = TowerToHyperService::new(router.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

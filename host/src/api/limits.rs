@@ -18,16 +18,13 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most bytes of request headers (names and values): 431 beyond.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// The largest request head (request line, header fields, line ends), watched as it is read
-/// (`api::head`): 431 beyond, or 414 when the request line alone is longer. Larger than
-/// [`MAX_URI_BYTES`] + [`MAX_HEADER_BYTES`] so that the router's finer answers come first.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// The most header fields in a request: 431 beyond.
+/// The largest request head (request line, header fields, line ends): hyper's read buffer,
+/// past which it refuses the head (431, made JSON by `api::head`). Larger than
+/// [`MAX_URI_BYTES`] + [`MAX_HEADER_BYTES`] so that the router's finer answers come first, and
+/// than hyper's own bound on a request target (64 KiB, 414) so that one is told apart.
+pub const MAX_HEAD_BYTES: usize = 128 * 1024;
+/// The most header fields in a request: 431 beyond (hyper's count, made JSON by `api::head`).
 pub const MAX_HEADER_FIELDS: usize = 100;
-/// hyper's read buffer and its own head limits, the backstop below [`MAX_HEAD_BYTES`] and
-/// [`MAX_HEADER_FIELDS`] (hyper's refusals carry no body, so they must never come first).
-pub const MAX_HEAD_BUFFER: usize = 2 * MAX_HEAD_BYTES;
-pub const HYPER_MAX_HEADERS: usize = 2 * MAX_HEADER_FIELDS;
 /// How long a refused request's remaining bytes are read and dropped before its connection
 /// closes (a lingering close: closing with bytes unread would reset the connection and could
 /// discard the answer at the client).
