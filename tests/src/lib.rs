@@ -29,6 +29,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod calendar;
+pub mod loopback;
 pub mod openapi;
 pub mod raw;
 pub mod routes;

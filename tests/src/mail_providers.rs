@@ -22,13 +22,13 @@
 //!   `t:` options at most 16 KB in all), 200 `{"id","message":"Queued. Thank you."}`, errors
 //!   `{"message"}` (<https://documentation.mailgun.com/docs/mailgun/quickstart-guide/responses>).
 
+use crate::loopback::LoopbackServer;
 use crate::sink::Received;
 use crate::wait::patience;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,10 +94,8 @@ struct State {
 
 /// A loopback stand-in for one email provider, on its own thread and runtime.
 pub struct MailProvider {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<State>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MailProvider {
@@ -127,9 +125,6 @@ impl MailProvider {
     }
 
     fn start_at(provider: Provider, secret: &str, path: &str) -> MailProvider {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stand-in");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("stand-in address");
         let state = Arc::new(State {
             provider,
             secret: secret.to_string(),
@@ -142,42 +137,18 @@ impl MailProvider {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("{}-stand-in", provider.setting()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("stand-in runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("stand-in listener");
-                    tokio::select! {
-                        result = axum::serve(listener, app) => {
-                            if let Err(e) = result { eprintln!("stand-in stopped: {e}") }
-                        }
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("start the stand-in thread");
-        MailProvider {
-            addr,
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        let server = LoopbackServer::start(&format!("{} stand-in", provider.setting()), app);
+        MailProvider { server, state }
     }
 
     /// `http://127.0.0.1:PORT`: the registration's `base_url`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// `127.0.0.1:PORT`, for the registration's `allowed_hosts`.
     pub fn authority(&self) -> String {
-        self.addr.to_string()
+        self.server.authority()
     }
 
     /// Answers the next request that passes every check with `answer`, instead of accepting it.
@@ -212,17 +183,6 @@ impl MailProvider {
                 self.violations()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for MailProvider {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

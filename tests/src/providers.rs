@@ -23,10 +23,10 @@
 //!   `blocks`; HTTP 200 with `{"ok": true, "ts"}` or `{"ok": false, "error"}`, and 429 with
 //!   `Retry-After` and `ratelimited` when rate limited.
 
+use crate::loopback::LoopbackServer;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -199,20 +199,12 @@ struct State {
 
 /// A provider stand-in on `127.0.0.1:PORT`, on its own thread and runtime like [`crate::Sink`].
 pub struct StandIn {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<State>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StandIn {
     pub fn start(provider: Provider) -> StandIn {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the stand-in");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking stand-in listener");
-        let addr = listener.local_addr().expect("stand-in address");
         let state = Arc::new(State {
             provider,
             calls: Mutex::new(Vec::new()),
@@ -221,42 +213,18 @@ impl StandIn {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(state.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("provider-stand-in".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("stand-in runtime");
-                runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("stand-in listener");
-                    tokio::select! {
-                        result = axum::serve(listener, app) => {
-                            if let Err(e) = result { eprintln!("stand-in stopped: {e}") }
-                        }
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .expect("cannot start the stand-in thread");
-        StandIn {
-            addr,
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        let server = LoopbackServer::start("provider stand-in", app);
+        StandIn { server, state }
     }
 
     /// `http://127.0.0.1:PORT` (the `base_url` a registration points at it).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// `127.0.0.1:PORT`, for a channel's `allowed_hosts`.
     pub fn authority(&self) -> String {
-        self.addr.to_string()
+        self.server.authority()
     }
 
     /// Answers the next request with `answer` (then as the provider normally does).
@@ -286,17 +254,6 @@ impl StandIn {
                 panic!("waited for {n} requests at the stand-in; it received {calls:#?}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

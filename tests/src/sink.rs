@@ -3,12 +3,12 @@
 //! counts the connections it accepts, and can hold back its answers to one customer's
 //! deliveries until told to release them.
 
+use crate::loopback::LoopbackServer;
 use crate::wait::patience;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,10 +94,8 @@ struct Script {
 /// A loopback HTTP server recording every request. It runs on its own thread and runtime, so
 /// it keeps answering whatever the test's own runtime is doing.
 pub struct Sink {
-    addr: SocketAddr,
+    server: LoopbackServer,
     state: Arc<SinkState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sink {
@@ -112,11 +110,6 @@ impl Sink {
     }
 
     fn start_with(quiet: bool) -> Sink {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the sink");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking sink listener");
-        let addr = listener.local_addr().expect("sink address");
         let state = Arc::new(SinkState {
             received: Mutex::new(Vec::new()),
             script: Mutex::new(Script {
@@ -129,53 +122,26 @@ impl Sink {
             held: Mutex::new(Vec::new()),
             released: tokio::sync::watch::Sender::new(false),
         });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = axum::Router::new()
             .fallback(record)
             .with_state(state.clone());
         let accepted = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("sink".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("sink runtime");
-                runtime.block_on(async move {
-                    use axum::serve::ListenerExt;
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("sink listener")
-                        .tap_io(move |_| {
-                            accepted
-                                .connections
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        });
-                    tokio::select! {
-                        result = axum::serve(listener, app) => {
-                            if let Err(e) = result { eprintln!("sink stopped: {e}") }
-                        }
-                        _ = stopped => {}
-                    }
-                });
-                // Dropping the runtime here aborts open connections.
-            })
-            .expect("cannot start the sink thread");
-        Sink {
-            addr,
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
+        let server = LoopbackServer::start_counting("sink", app, move || {
+            accepted
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        Sink { server, state }
     }
 
     /// `http://127.0.0.1:PORT` (append any path).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// `127.0.0.1:PORT`, for a channel's `allowed_hosts`.
     pub fn authority(&self) -> String {
-        self.addr.to_string()
+        self.server.authority()
     }
 
     /// How many requests arrived so far (recorded or not).
@@ -256,17 +222,6 @@ impl Sink {
             .into_iter()
             .find(|r| r.is(template, customer))
             .expect("just seen")
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
