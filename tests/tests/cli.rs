@@ -638,3 +638,34 @@ async fn the_handoff_queue_and_dead_letters_are_worked_from_the_command_line() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_journey_report_compares_an_experiments_arms() {
+    let world = Example::start("ab-welcome", &["email"]).await;
+    let customers = ["ana", "ben", "cyd", "dee", "eli", "fay"];
+    let signups: Vec<Value> = customers
+        .iter()
+        .map(|c| event(&format!("{c}-signed-up"), c, "signed_up"))
+        .collect();
+    world.post(&signups).await;
+    for customer in customers {
+        world.wait_for(customer, "enrolled", |_| true).await;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = Cli::new(&world.server, home.path());
+    cli.key = Some(world.tenant.api_key.clone());
+    let table = cli.ok(&["journey", "report", "ab-welcome"]);
+    assert!(
+        table.contains("experiment welcome_copy, compared on activated"),
+        "{table}"
+    );
+    assert!(table.contains("probability best"), "{table}");
+    // Every customer is in one of the two arms' samples.
+    let report: JourneyReport = cli.json(&["journey", "report", "ab-welcome"]);
+    let arms = &report.report.experiments["welcome_copy"].arms;
+    let sampled: u64 = arms.values().map(|a| a.sample_size).sum();
+    assert_eq!(sampled, customers.len() as u64);
+    for arm in arms.keys() {
+        assert!(table.contains(arm.as_str()), "{arm} in {table}");
+    }
+}

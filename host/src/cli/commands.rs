@@ -215,6 +215,42 @@ fn print_report(report: &JourneyReport) {
     }
     println!("{t}");
     print_milestones(&report.report.overall);
+    print_experiments(&report.report.experiments);
+}
+
+/// Each experiment's arms compared on its metric: sample, conversion with its 95% interval,
+/// and the probability that the arm is best.
+fn print_experiments(
+    experiments: &std::collections::BTreeMap<String, waymark_client::api::reports::ExperimentStats>,
+) {
+    for (name, experiment) in experiments {
+        let mut t = table([
+            "arm",
+            "sample",
+            "converted",
+            "conversion (95% interval)",
+            "probability best",
+        ]);
+        for (arm, stats) in &experiment.arms {
+            let conversion = stats.conversion.map_or("-".into(), |c| {
+                format!(
+                    "{} ({} to {})",
+                    output::percent(Some(c.rate)),
+                    output::percent(Some(c.low)),
+                    output::percent(Some(c.high))
+                )
+            });
+            t.add_row([
+                arm.clone(),
+                stats.sample_size.to_string(),
+                stats.converted.to_string(),
+                conversion,
+                output::percent(stats.probability_best),
+            ]);
+        }
+        println!("experiment {name}, compared on {}", experiment.metric);
+        println!("{t}");
+    }
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
