@@ -229,6 +229,9 @@ fn expensive(method: &Method, path: &str) -> bool {
             | (&Method::GET, ["", "v1", "dead-letters"])
             | (&Method::GET, ["", "v1", "tasks"])
             | (&Method::GET, ["", "v1", "journeys", _, "report"])
+            // A template upload compiles every locale's parts; a preview compiles and renders.
+            | (&Method::PUT, ["", "v1", "templates", _])
+            | (&Method::POST, ["", "v1", "templates", _, "preview"])
     )
 }
 
@@ -587,6 +590,9 @@ mod tests {
         assert_eq!(body_kind(&Method::POST, "/v1/track/"), BodyKind::Segment);
         assert_eq!(body_kind(&Method::GET, "/v1/track"), BodyKind::Small);
         assert!(expensive(&Method::POST, "/v1/dead-letters/retry"));
+        assert!(expensive(&Method::POST, "/v1/templates/welcome/preview"));
+        assert!(expensive(&Method::PUT, "/v1/templates/welcome"));
+        assert!(!expensive(&Method::GET, "/v1/templates/welcome"));
         assert!(!expensive(&Method::POST, "/v1/events"));
     }
 }
