@@ -449,11 +449,16 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
             .unwrap_or_else(|_| AttemptResult::Failed {
                 retryable: true,
                 error: "the host failed while delivering".into(),
+                retry_after: None,
             });
         match &result {
             AttemptResult::Delivered { .. } => debug!("delivered"),
-            AttemptResult::Failed { retryable, error } => {
-                warn!(%error, retryable, "delivery failed")
+            AttemptResult::Failed {
+                retryable,
+                error,
+                retry_after,
+            } => {
+                warn!(%error, retryable, ?retry_after, "delivery failed")
             }
         }
         let records = attempt(
@@ -544,10 +549,12 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
     let permanent = |error: String| AttemptResult::Failed {
         retryable: false,
         error,
+        retry_after: None,
     };
     let retryable = |error: String| AttemptResult::Failed {
         retryable: true,
         error,
+        retry_after: None,
     };
     let record = match host.store.channel(&message.tenant, &message.channel) {
         Ok(Some(record)) => record,
@@ -597,6 +604,7 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Err(failure) => AttemptResult::Failed {
             retryable: failure.retryable(),
             error: failure.describe(),
+            retry_after: failure.retry_after(),
         },
     }
 }
@@ -622,6 +630,7 @@ fn adapter_payload(
             "template_error: template {:?} version {version}: {why}",
             message.template
         ),
+        retry_after: None,
     };
     let compiled = match host.compiled_template(&message.tenant, &message.template, version) {
         Ok(compiled) => compiled,
@@ -629,6 +638,7 @@ fn adapter_payload(
             return Err(AttemptResult::Failed {
                 retryable: true,
                 error: e.to_string(),
+                retry_after: None,
             })
         }
         Err(e @ TemplateLoadError::Missing) => return Err(permanent(e.to_string())),

@@ -48,6 +48,11 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-test-files", "waymark_test_files.wasm"),
     // A journey recording every event and timer in its state.
     ("waymark-test-ledger", "waymark_test_ledger.wasm"),
+    // A journey built against contract 0.1.0 as it shipped (frozen WIT, raw wit-bindgen).
+    (
+        "waymark-test-contract-0-1-0",
+        "waymark_test_contract_0_1_0.wasm",
+    ),
     // Issue 11, sms slice: the SMS (Twilio, Vonage) and Slack channel plugins.
     ("waymark-sms", "waymark_sms.wasm"),
     ("waymark-slack", "waymark_slack.wasm"),
@@ -67,6 +72,8 @@ pub const SOCKETS_CRATE: &str = "waymark-test-sockets";
 pub const FILES_CRATE: &str = "waymark-test-files";
 /// `tests/guests/ledger`.
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
+/// `tests/guests/contract-0-1-0`.
+pub const CONTRACT_0_1_0_CRATE: &str = "waymark-test-contract-0-1-0";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
 

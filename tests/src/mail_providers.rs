@@ -213,6 +213,7 @@ async fn handle(
         headers: lowered,
         body: json_body.unwrap_or_else(|| Value::String(String::from_utf8_lossy(&body).into())),
         answered: status.as_u16(),
+        at: std::time::Instant::now(),
     });
     let mut response = match &answer {
         // Mailgun answers a bad key with a plain-text 401.

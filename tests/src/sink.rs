@@ -25,6 +25,8 @@ pub struct Received {
     pub body: Value,
     /// The status the sink answered with.
     pub answered: u16,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -87,7 +89,8 @@ struct SinkState {
 }
 
 struct Script {
-    next: VecDeque<StatusCode>,
+    /// Scripted answers: a status, and a `Retry-After` header's value when set.
+    next: VecDeque<(StatusCode, Option<String>)>,
     default: StatusCode,
 }
 
@@ -184,7 +187,15 @@ impl Sink {
     /// Answers the next `n` requests with `status` (then the default again).
     pub fn respond_next(&self, n: usize, status: StatusCode) {
         let mut script = self.state.script.lock().unwrap();
-        script.next.extend(std::iter::repeat_n(status, n));
+        script.next.extend(std::iter::repeat_n((status, None), n));
+    }
+
+    /// Answers the next request with `status` and a `Retry-After: {retry_after}` header.
+    pub fn respond_next_retry_after(&self, status: StatusCode, retry_after: &str) {
+        let mut script = self.state.script.lock().unwrap();
+        script
+            .next
+            .push_back((status, Some(retry_after.to_string())));
     }
 
     /// Answers every unscripted request with `status` (200 unless changed).
@@ -231,7 +242,8 @@ async fn record(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> (StatusCode, axum::Json<Value>) {
+) -> (StatusCode, axum::http::HeaderMap, axum::Json<Value>) {
+    let at = Instant::now();
     let n = state
         .count
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -239,14 +251,19 @@ async fn record(
     if state.quiet {
         return (
             StatusCode::OK,
+            axum::http::HeaderMap::new(),
             axum::Json(json!({ "id": format!("sink-{n}") })),
         );
     }
-    let status = {
+    let (status, retry_after) = {
         let mut script = state.script.lock().unwrap();
         let default = script.default;
-        script.next.pop_front().unwrap_or(default)
+        script.next.pop_front().unwrap_or((default, None))
     };
+    let mut answer_headers = axum::http::HeaderMap::new();
+    if let Some(value) = retry_after.and_then(|v| v.parse().ok()) {
+        answer_headers.insert(axum::http::header::RETRY_AFTER, value);
+    }
     let body: Value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     let customer = body["customer"]["id"]
@@ -269,6 +286,7 @@ async fn record(
                 .collect(),
             body,
             answered: status.as_u16(),
+            at,
         });
         format!("sink-{}", received.len())
     };
@@ -277,7 +295,7 @@ async fn record(
         let mut released = state.released.subscribe();
         let _ = released.wait_for(|released| *released).await;
     }
-    (status, axum::Json(json!({ "id": id })))
+    (status, answer_headers, axum::Json(json!({ "id": id })))
 }
 
 /// One line per request, for failure messages and the demo.

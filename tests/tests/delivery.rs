@@ -227,3 +227,43 @@ async fn deliveries_to_one_destination_share_kept_alive_connections() {
         "{BURST} welcomes at once opened {burst} connections"
     );
 }
+
+/// Contract 0.1.1's `delivery-hints`: the webhook adapter passes a 429's `Retry-After` on to
+/// the host (through the SDK's classification), and the host's next attempt waits at least that
+/// long although its own backoff here is 20 ms. (A lower bound on a wait the host must keep,
+/// not a measure of speed.)
+#[tokio::test]
+async fn a_429_with_retry_after_is_attempted_again_no_sooner_than_it_says() {
+    let world = Onboarding::start_with(quick_retries(), "acme").await;
+    world
+        .sink
+        .respond_next_retry_after(StatusCode::TOO_MANY_REQUESTS, "2");
+    world.post("ada-signed-up", "ada", "signed_up").await;
+
+    let received = world
+        .sink
+        .wait_for("two attempts at ada's welcome", |r| {
+            count(r, "welcome", "ada") >= 2
+        })
+        .await;
+    let attempts: Vec<_> = received.iter().filter(|r| r.is("welcome", "ada")).collect();
+    assert_eq!(attempts[0].answered, 429);
+    assert_eq!(attempts[1].answered, 200);
+    let waited = attempts[1].at - attempts[0].at;
+    assert!(
+        waited >= std::time::Duration::from_secs(2),
+        "the second attempt came {waited:?} after the 429 that asked for 2 s"
+    );
+    let api = &world.api();
+    let delivered = wait_for_some("ada's welcome to be delivered", || async move {
+        welcome_of(api, "ada")
+            .await
+            .filter(|m| m.status == "delivered")
+    })
+    .await;
+    assert_eq!(delivered.attempts, 2);
+    assert!(
+        delivered.last_error.is_none(),
+        "a delivered message keeps no error"
+    );
+}

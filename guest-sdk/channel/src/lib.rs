@@ -11,7 +11,8 @@
 //!   with [`Message::config_as`] (a permanent error naming the key when one is missing or of
 //!   the wrong type);
 //! - the SDK's classification of the answer, [`Response::outcome`](http::Response::outcome):
-//!   2xx delivered, 429 and 5xx retryable, anything else permanent;
+//!   2xx delivered, 429 and 5xx retryable (a `Retry-After` passed on to the host, [`hints`]),
+//!   anything else permanent;
 //! - [`export_channel!`], and [`channel_manifest!`] to embed the plugin's `channel.toml` (its
 //!   settings, secrets and default allowed hosts) for the host to check registrations against.
 //!
@@ -65,6 +66,7 @@ pub mod bindings;
 pub mod export;
 
 mod channel;
+pub mod hints;
 pub mod http;
 
 pub use channel::{Channel, DeliveryError, Message, Receipt};

@@ -22,8 +22,13 @@ pub struct RetryPolicy {
 pub enum AttemptResult {
     /// Delivered; the provider's id for the message, if it gave one.
     Delivered { provider_id: Option<String> },
-    /// Not delivered; `retryable` says whether trying again may help.
-    Failed { retryable: bool, error: String },
+    /// Not delivered; `retryable` says whether trying again may help, and `retry_after` how
+    /// long the provider asked the next attempt to wait (a floor under the backoff).
+    Failed {
+        retryable: bool,
+        error: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 /// Everything one attempt writes.
@@ -45,8 +50,8 @@ impl AttemptRecords {
 }
 
 /// Settles one attempt of `before`: a success is delivered at journey time `now`; a retryable
-/// failure with attempts left is retried at wall-clock `wall` plus [`backoff`]; anything else is
-/// a dead letter. Final outcomes leave a `delivery` trigger for the sending enrollment.
+/// failure with attempts left is retried at wall-clock `wall` plus [`backoff`], or plus the
+/// provider's `Retry-After` when that is longer; anything else is a dead letter. Final outcomes leave a `delivery` trigger for the sending enrollment.
 pub fn attempt(
     before: &Message,
     result: AttemptResult,
@@ -64,11 +69,14 @@ pub fn attempt(
             after.provider_id = provider_id.clone();
             Some(DeliveryOutcome::Delivered { provider_id })
         }
-        AttemptResult::Failed { retryable, error }
-            if retryable && before.attempts + 1 < retry.max_attempts =>
-        {
+        AttemptResult::Failed {
+            retryable,
+            error,
+            retry_after,
+        } if retryable && before.attempts + 1 < retry.max_attempts => {
             after.last_error = Some(error);
-            after.next_attempt_at = wall + backoff(retry, before.attempts, &before.id);
+            let asked = retry_after.map_or(0, |d| d.as_millis() as Millis);
+            after.next_attempt_at = wall + backoff(retry, before.attempts, &before.id).max(asked);
             None
         }
         AttemptResult::Failed { error, .. } => {
@@ -152,6 +160,7 @@ mod tests {
         AttemptResult::Failed {
             retryable,
             error: "HTTP 503".into(),
+            retry_after: None,
         }
     }
 
@@ -202,6 +211,32 @@ mod tests {
         assert!((750..=1_250).contains(&delay), "{delay} ms is 1 s ± 25 %");
         assert!(!records.is_final());
         assert_eq!(records.counter, None);
+    }
+
+    #[test]
+    fn a_providers_retry_after_is_a_floor_under_the_backoff_never_a_ceiling() {
+        let throttled = |after_ms| AttemptResult::Failed {
+            retryable: true,
+            error: "HTTP 429".into(),
+            retry_after: Some(Duration::from_millis(after_ms)),
+        };
+        let waits = attempt(&pending(), throttled(5_000), &POLICY, 7_000, 9_000);
+        assert_eq!(waits.after.next_attempt_at, 9_000 + 5_000);
+        assert_eq!(waits.after.status, MessageStatus::Pending);
+        let shorter = attempt(&pending(), throttled(10), &POLICY, 7_000, 9_000);
+        let delay = shorter.after.next_attempt_at - 9_000;
+        assert!(
+            (750..=1_250).contains(&delay),
+            "{delay} ms: the backoff wins"
+        );
+        let mut tired = pending();
+        tired.attempts = POLICY.max_attempts - 1;
+        let last = attempt(&tired, throttled(5_000), &POLICY, 7_000, 9_000);
+        assert_eq!(
+            last.after.status,
+            MessageStatus::Dead,
+            "attempts still count"
+        );
     }
 
     #[test]

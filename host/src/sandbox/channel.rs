@@ -6,6 +6,7 @@
 //! store data, and [`ChannelComponent`]: a compiled adapter with its own pool of warm
 //! instances, as journeys have. A whole `deliver` is bounded by the delivery timeout.
 
+use super::capability::hints::{self, HasHints, HintState};
 use super::capability::http::{self, OutboundHttp, OutboundPolicy};
 use super::capability::log::{self, HasLog, LogState};
 use super::capability::wasi::{self, WasiState};
@@ -33,6 +34,7 @@ mod bindings {
             "waymark:journey/types": crate::sandbox::bindings::waymark::journey::types,
             "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
             "waymark:journey/channel-types": crate::sandbox::bindings::waymark::journey::channel_types,
+            "waymark:journey/delivery-hints": crate::sandbox::bindings::waymark::journey::delivery_hints,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
@@ -42,12 +44,17 @@ mod bindings {
 
 use bindings::ChannelPre;
 
-/// What an adapter may import: its vocabulary, `log`, WASI with real clocks (no filesystem or
-/// sockets), and outgoing HTTP. Not `stats`: that is a journey's.
+/// What an adapter may import: its vocabulary, `log`, `delivery-hints`, WASI with real clocks
+/// (no filesystem or sockets), and outgoing HTTP. Not `stats`: that is a journey's.
 pub(super) const WORLD: World<ChannelState> = World {
     name: "channel",
     vocabulary: &["waymark:journey/types@", "waymark:journey/channel-types@"],
-    capabilities: &[log::capability(), wasi::capability(), http::capability()],
+    capabilities: &[
+        log::capability(),
+        hints::capability(),
+        wasi::capability(),
+        http::capability(),
+    ],
 };
 
 /// The store data of a channel instance, re-armed before every call.
@@ -56,6 +63,7 @@ pub(super) struct ChannelState {
     wasi: WasiState,
     memory: MemoryCap,
     log: LogState,
+    hints: HintState,
     http: OutboundHttp,
     /// Epoch ticks left before the call's deadline ([`guest::rearm_store`] sets them).
     ticks_left: u64,
@@ -74,19 +82,21 @@ impl ChannelState {
             wasi: WasiState::real_time(),
             memory: MemoryCap::new(max_memory),
             log: LogState::new("channel"),
+            hints: HintState::default(),
             http: OutboundHttp::new(policy, shared.outbound.clone()),
             ticks_left: 0,
         }
     }
 
     /// Prepares a reused instance's state for the next call: a new outbound policy (allowed
-    /// hosts, timeouts, no denials yet), memory cap and log budget, and emptied output; the
+    /// hosts, timeouts, no denials yet), memory cap, log budget and hints, and emptied output; the
     /// resource table (whose stream handles the guest caches) and the real-time WASI context
     /// carry over.
     fn rearm(&mut self, policy: OutboundPolicy, shared: &Shared, max_memory: u64) {
         self.wasi.rearm_real_time();
         self.memory.reset(max_memory);
         self.log = LogState::new("channel");
+        self.hints = HintState::default();
         self.http = OutboundHttp::new(policy, shared.outbound.clone());
     }
 }
@@ -127,6 +137,12 @@ impl GuestState for ChannelState {
 impl HasLog for ChannelState {
     fn log_state(&mut self) -> &mut LogState {
         &mut self.log
+    }
+}
+
+impl HasHints for ChannelState {
+    fn hint_state(&mut self) -> &mut HintState {
+        &mut self.hints
     }
 }
 
@@ -312,6 +328,7 @@ impl ChannelComponent {
             Err(elapsed) => (Err(elapsed), None),
         };
         let denials = store.data().http.denials();
+        let retry_after = store.data().hints.asked_wait();
         let explain = |message: String| {
             if denials.is_empty() {
                 message
@@ -338,16 +355,20 @@ impl ChannelComponent {
         }
         match result {
             Ok(Ok(receipt)) => receipt_from_wit(receipt),
-            Ok(Err(error)) => Err(DeliveryFailure::Adapter(
-                match delivery_error_from_wit(error) {
-                    model::DeliveryError::Retryable(m) => {
-                        model::DeliveryError::Retryable(explain(m))
+            Ok(Err(error)) => Err(match (delivery_error_from_wit(error), retry_after) {
+                (model::DeliveryError::Retryable(m), Some(retry_after)) => {
+                    DeliveryFailure::Throttled {
+                        reason: explain(m),
+                        retry_after,
                     }
-                    model::DeliveryError::Permanent(m) => {
-                        model::DeliveryError::Permanent(explain(m))
-                    }
-                },
-            )),
+                }
+                (model::DeliveryError::Retryable(m), None) => {
+                    DeliveryFailure::Adapter(model::DeliveryError::Retryable(explain(m)))
+                }
+                (model::DeliveryError::Permanent(m), _) => {
+                    DeliveryFailure::Adapter(model::DeliveryError::Permanent(explain(m)))
+                }
+            }),
             Err(_) if oversized => Err(DeliveryFailure::Oversized(explain(format!(
                 "the adapter passed the host more than max_hostcall_bytes ({} bytes) in one call",
                 limits.max_hostcall_bytes

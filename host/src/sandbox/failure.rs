@@ -44,6 +44,13 @@ pub enum DeliveryFailure {
     /// The adapter returned `delivery-error`.
     #[error("adapter: {0}")]
     Adapter(model::DeliveryError),
+    /// The adapter returned a retryable `delivery-error` after passing on the provider's word
+    /// not to call again before `retry_after` (`delivery-hints.retry-after`, contract 0.1.1).
+    #[error("adapter: retryable: {reason} (not before {retry_after:?})")]
+    Throttled {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     /// The adapter trapped, ran out of time or memory, or could not be instantiated.
     #[error("guest: {0}")]
     Guest(GuestFailure),
@@ -62,8 +69,17 @@ impl DeliveryFailure {
         match self {
             DeliveryFailure::Adapter(model::DeliveryError::Retryable(_)) => true,
             DeliveryFailure::Adapter(model::DeliveryError::Permanent(_)) => false,
+            DeliveryFailure::Throttled { .. } => true,
             DeliveryFailure::Guest(_) => true,
             DeliveryFailure::Oversized(_) => false,
+        }
+    }
+
+    /// How long the provider asked the next attempt to wait, when it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            DeliveryFailure::Throttled { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 
@@ -75,6 +91,7 @@ impl DeliveryFailure {
             DeliveryFailure::Adapter(
                 model::DeliveryError::Retryable(m) | model::DeliveryError::Permanent(m),
             ) => m.clone(),
+            DeliveryFailure::Throttled { reason, .. } => reason.clone(),
             DeliveryFailure::Guest(failure) => failure.to_string(),
             DeliveryFailure::Oversized(m) => m.clone(),
         }

@@ -396,6 +396,7 @@ mod tests {
             "wasi:sockets/tcp@0.2.6",
             "wasi:http/outgoing-handler@0.2.6",
             "waymark:journey/channel-types@0.1.0",
+            "waymark:journey/delivery-hints@0.1.1",
         ] {
             assert!(
                 matches!(
@@ -413,6 +414,7 @@ mod tests {
             "waymark:journey/types@0.1.0",
             "waymark:journey/channel-types@0.1.0",
             "waymark:journey/log@0.1.0",
+            "waymark:journey/delivery-hints@0.1.1",
             "wasi:http/types@0.2.6",
             "wasi:http/outgoing-handler@0.2.6",
             "wasi:clocks/monotonic-clock@0.2.6",

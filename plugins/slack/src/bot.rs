@@ -66,6 +66,7 @@ pub fn classify(response: &Response) -> Result<Receipt, DeliveryError> {
     if !response.is_success() {
         let reason = format!("Slack HTTP {}: {}", response.status, described(response));
         return if response.status == 429 || response.status >= 500 {
+            response.pass_on_retry_after();
             Err(DeliveryError::Retryable(reason))
         } else {
             Err(DeliveryError::Permanent(reason))

@@ -85,6 +85,7 @@ pub fn classify(response: &Response) -> Result<Receipt, DeliveryError> {
         retry_after(response)
     );
     if response.status == 429 || response.status >= 500 {
+        response.pass_on_retry_after();
         Err(DeliveryError::Retryable(reason))
     } else {
         Err(DeliveryError::Permanent(reason))

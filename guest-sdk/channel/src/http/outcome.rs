@@ -4,6 +4,8 @@
 //! - a 2xx is delivered, with the provider's id for the message taken from wherever the
 //!   adapter says the provider puts it ([`ProviderId`]);
 //! - a 429 or a 5xx is retryable: the provider is throttling or failing, and may not be later;
+//!   its `Retry-After`, if any, is passed on to the host ([`crate::hints`]), which waits at
+//!   least that long before the next attempt;
 //! - every other status (3xx, 4xx but 429, and anything unexpected) is permanent: sending the
 //!   same request again would get the same answer;
 //! - a failure to get any response ([`HttpError`]) is retryable when the request may have been
@@ -17,6 +19,7 @@ use serde_json::Value;
 
 use super::{HttpError, Response};
 use crate::channel::{DeliveryError, Receipt};
+use crate::hints;
 
 /// How many characters of a response body go into a [`DeliveryError`]'s reason.
 pub const ERROR_SNIPPET_CHARS: usize = 200;
@@ -76,9 +79,26 @@ impl Response {
             reason.push_str(&format!(" (Retry-After: {})", snippet(after)));
         }
         if self.status == 429 || self.status >= 500 {
+            self.pass_on_retry_after();
             Err(DeliveryError::Retryable(reason))
         } else {
             Err(DeliveryError::Permanent(reason))
+        }
+    }
+
+    /// The wait this response's `Retry-After` header asks for (seconds or an HTTP date, read
+    /// at the current time), if it has one that parses.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        hints::parse_retry_after(self.header("retry-after")?, std::time::SystemTime::now())
+    }
+
+    /// Passes this response's `Retry-After`, if any, on to the host ([`hints::retry_after`]),
+    /// so that the next attempt waits at least that long. [`outcome`](Self::outcome) does it
+    /// for every 429 and 5xx; an adapter that classifies answers itself calls it where it
+    /// decides a failure is retryable.
+    pub fn pass_on_retry_after(&self) {
+        if let Some(delay) = self.retry_after() {
+            hints::retry_after(delay);
         }
     }
 
@@ -217,6 +237,25 @@ mod tests {
             outcome,
             Err(DeliveryError::retryable("HTTP 503: busy (Retry-After: 30)"))
         );
+    }
+
+    #[test]
+    fn retry_after_of_a_retryable_answer_is_passed_on_to_the_host_and_no_other() {
+        let _ = hints::take_retry_after();
+        let throttled = with_header(response(429, ""), "Retry-After", "2");
+        assert!(throttled.outcome().is_err());
+        assert_eq!(
+            hints::take_retry_after(),
+            Some(std::time::Duration::from_secs(2))
+        );
+        // A permanent answer's header means nothing for a next attempt there will not be.
+        let refused = with_header(response(400, ""), "Retry-After", "2");
+        assert!(refused.outcome().is_err());
+        assert_eq!(hints::take_retry_after(), None);
+        // Nor does an unreadable one.
+        let garbled = with_header(response(503, ""), "Retry-After", "later");
+        assert!(garbled.outcome().is_err());
+        assert_eq!(hints::take_retry_after(), None);
     }
 
     #[test]

@@ -23,7 +23,9 @@
 //! | [`log`] | `log`, into `tracing`, capped per call | both worlds |
 //! | [`stats`] | the read-only `stats` snapshot | journeys |
 //! | [`http`] | outbound `wasi:http`, behind the one `send_request` policy check, over kept-alive connections | channels |
+//! | [`hints`] | `delivery-hints`: the provider's `Retry-After`, passed on by the adapter (0.1.1) | channels |
 
+pub(super) mod hints;
 pub(super) mod http;
 pub(super) mod log;
 pub(super) mod stats;
