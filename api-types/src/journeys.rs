@@ -390,3 +390,58 @@ pub struct Handoff {
     /// Lower is more urgent.
     pub priority: u8,
 }
+
+// Migrations (issue 13) -----------------------------------------------------------------------
+
+/// The body of `POST /v1/journeys/{name}/migrate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Migrate {
+    /// The version enrollments leave: every active enrollment on it moves.
+    pub from: u32,
+    /// The version they move to; its component must export `migration` (contract 0.1.1).
+    pub to: u32,
+    /// Only these customers' enrollments (at most 10,000); absent: every customer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers: Option<Vec<String>>,
+}
+
+/// A migration: as requested, and what became of its enrollments so far
+/// (`POST /v1/journeys/{name}/migrate` answers it with nothing done yet;
+/// `GET /v1/journeys/{name}/migrations/{id}` as it goes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MigrationStatus {
+    pub id: String,
+    pub journey: String,
+    pub from: u32,
+    pub to: u32,
+    /// When it was requested, in journey time.
+    pub requested_at: Millis,
+    /// Enrollments queued to move.
+    pub queued: u64,
+    /// Moved to `to`, adapted by its `migrate`.
+    pub moved: u64,
+    /// Refused by `to`'s `migrate` (an `err`, a trap, a deadline, refused commands): still on
+    /// `from`, untouched.
+    pub refused: u64,
+    /// No longer active on `from` when their turn came.
+    pub skipped: u64,
+    /// Not processed yet.
+    pub pending: u64,
+    /// Each refusal, in customer order (the first 1,000).
+    pub refusals: Vec<MigrationRefusal>,
+}
+
+/// One enrollment a migration could not move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct MigrationRefusal {
+    pub customer: String,
+    pub run: u32,
+    /// As trigger failures name it: `guest_error`, `trap`, `deadline`, `memory`,
+    /// `invalid_commands`, ...
+    pub reason: String,
+    pub message: String,
+}

@@ -28,7 +28,8 @@ use waymark_api::dead_letters::{DeadLetters, Requeued, RetryDeadLetters};
 use waymark_api::events::{EventInput, EventsAccepted};
 use waymark_api::health::Health;
 use waymark_api::journeys::{
-    DecideRequest, Decided, JourneyList, JourneyRollout, JourneyVersions, Promote, UploadedJourney,
+    DecideRequest, Decided, JourneyList, JourneyRollout, JourneyVersions, Migrate, MigrationStatus,
+    Promote, UploadedJourney,
 };
 use waymark_api::limits::{LimitOverrides, TenantLimits};
 use waymark_api::policy::SendingPolicy;
@@ -314,6 +315,18 @@ impl Client {
     pub async fn rollback_journey(&self, name: &str) -> Result<JourneyRollout> {
         let path = format!("/v1/journeys/{}/rollback", segment(name));
         self.call(Method::POST, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/journeys/{name}/migrate`: moves running enrollments to another version.
+    pub async fn migrate_journey(&self, name: &str, migrate: &Migrate) -> Result<MigrationStatus> {
+        let path = format!("/v1/journeys/{}/migrate", segment(name));
+        self.call(Method::POST, &path, Body::json(migrate)?).await
+    }
+
+    /// `GET /v1/journeys/{name}/migrations/{id}`: what became of a migration's enrollments.
+    pub async fn migration(&self, name: &str, id: &str) -> Result<MigrationStatus> {
+        let path = format!("/v1/journeys/{}/migrations/{}", segment(name), segment(id));
+        self.call(Method::GET, &path, Body::Empty).await
     }
 
     /// `POST /v1/journeys/{name}/decide`: what a stored version decides, with no effect.

@@ -11,11 +11,12 @@
 
 #![allow(missing_docs)]
 
-/// The `journey` world: exports `describe` and `decide`, imports `log` and `stats`.
+/// The `migratable-journey` world (the `journey` world plus the `migration` export, contract
+/// 0.1.1): exports `describe`, `decide` and `migrate`, imports `log` and `stats`.
 pub mod journey {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "waymark:journey/journey",
+        world: "waymark:journey/migratable-journey",
         pub_export_macro: true,
         default_bindings_module: "waymark_guest::bindings::journey",
         disable_custom_section_link_helpers: true,

@@ -744,3 +744,20 @@ mod tests {
         assert_eq!(Context::delivery(failed).trigger.kind(), "delivery");
     }
 }
+
+/// What [`Journey::migrate`](crate::Journey::migrate) may base its answer on: an enrollment
+/// moving to this version from another. Deterministic, as [`Context`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    /// The version the enrollment leaves.
+    pub from_version: u32,
+    /// The customer, with their current attributes.
+    pub customer: Customer,
+    /// The enrollment as the old version left it (state, timers, milestones, variants),
+    /// already carrying this version's number.
+    pub enrollment: Enrollment,
+    /// The host's notion of now.
+    pub now: Timestamp,
+    /// Deterministic per migration of this enrollment.
+    pub seed: u64,
+}

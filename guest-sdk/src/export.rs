@@ -10,10 +10,11 @@
 
 use serde_json::Value;
 
+use crate::bindings::journey::exports::waymark::journey::migration as wm;
 use crate::bindings::journey::waymark::journey::types as wt;
 use crate::context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
-    MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+    Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 use crate::decision::Command;
 use crate::spec::{Reentry, Spec};
@@ -32,6 +33,26 @@ pub fn describe<J: Journey>() -> wt::Spec {
 pub fn decide<J: Journey>(context: wt::Context) -> Result<Vec<wt::Command>, String> {
     let context = context_from_wit(context)?;
     let decision = J::decide(&context)?;
+    Ok(decision
+        .into_commands()
+        .into_iter()
+        .map(command_to_wit)
+        .collect())
+}
+
+/// `migrate`, for journey `J`.
+pub fn migrate<J: Journey>(context: wm::MigrationContext) -> Result<Vec<wt::Command>, String> {
+    let migration = Migration {
+        from_version: context.from_version,
+        customer: Customer {
+            attributes: parse_object("customer.attributes", &context.customer.attributes)?,
+            id: context.customer.id,
+        },
+        enrollment: enrollment_from_wit(context.enrollment),
+        now: context.now,
+        seed: context.seed,
+    };
+    let decision = J::migrate(&migration)?;
     Ok(decision
         .into_commands()
         .into_iter()

@@ -120,7 +120,7 @@ pub mod time;
 pub use calendar::{Date, Moment, MonthDay, TimeOfDay, TimeZone};
 pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
-    MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+    Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 pub use decision::{Command, Decision};
 pub use experiment::{assign_arm, bucket};
@@ -141,8 +141,8 @@ pub use serde_json::json;
 pub mod prelude {
     pub use crate::{
         assign_arm, days, hours, json, minutes, seconds, weeks, Command, Context, Customer, Date,
-        Decision, DeliveryOutcome, DeliveryReport, Enrollment, Event, Journey, Moment, MonthDay,
-        Reentry, Spec, TimeOfDay, TimeZone, Timestamp, Trigger,
+        Decision, DeliveryOutcome, DeliveryReport, Enrollment, Event, Journey, Migration, Moment,
+        MonthDay, Reentry, Spec, TimeOfDay, TimeZone, Timestamp, Trigger,
     };
     pub use serde_json::Value;
 }
@@ -158,6 +158,18 @@ pub trait Journey {
     ///
     /// Must be deterministic: the same context gives the same decision.
     fn decide(ctx: &Context) -> Result<Decision, String>;
+
+    /// Adapts an enrollment that moves to this version from another
+    /// (`POST /v1/journeys/{name}/migrate`): convert its state, move its timers, and so on, as
+    /// `decide` would. An `Err` (or a panic) refuses the move for this enrollment: it stays on
+    /// its version, untouched, and the refusal is reported with the migration.
+    ///
+    /// The default accepts every enrollment as it is: right when this version reads the state
+    /// and timers of the versions it may take enrollments from.
+    fn migrate(migration: &Migration) -> Result<Decision, String> {
+        let _ = migration;
+        Ok(Decision::new())
+    }
 }
 
 /// Exports a [`Journey`] as the component's `describe` and `decide`, converting between the
@@ -188,6 +200,19 @@ macro_rules! export_journey {
                     $crate::__export::String,
                 > {
                     $crate::__export::decide::<$journey>(context)
+                }
+            }
+
+            impl $crate::__export::journey::exports::waymark::journey::migration::Guest
+                for __WaymarkJourneyExport
+            {
+                fn migrate(
+                    context: $crate::__export::journey::exports::waymark::journey::migration::MigrationContext,
+                ) -> ::core::result::Result<
+                    $crate::__export::Vec<$crate::__export::journey::Command>,
+                    $crate::__export::String,
+                > {
+                    $crate::__export::migrate::<$journey>(context)
                 }
             }
 

@@ -19,10 +19,15 @@
 
 use crate::clock::system_now;
 use crate::engine::breaker::Admission;
-use crate::engine::{self, Addressed, Addressee, DecideError, JourneyRef, Prepared, Step};
+use crate::engine::{
+    self, Addressed, Addressee, DecideError, JourneyRef, Prepared, Step, TriggerFailure,
+};
 use crate::host::Host;
-use crate::model::{Customer, Event, Millis, SendingPolicy};
-use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
+use crate::model::{Customer, Event, FailureReason, Millis, SendingPolicy};
+use crate::store::{
+    JourneyVersion, MigrationOutcome, MigrationResult, Pending, QueuedTrigger, StoreError,
+    TriggerCommit,
+};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,6 +211,24 @@ async fn process(
                 .addressed(&mut commit, &item.customer, &journey, run, addressed, now)
                 .await?
         }
+        Pending::Migrate {
+            journey,
+            run,
+            from,
+            to,
+            migration,
+        } => {
+            let move_ = Move {
+                journey,
+                run,
+                from,
+                to,
+                migration,
+            };
+            shell
+                .migrate(&mut commit, &item.customer, move_, now)
+                .await?
+        }
     };
     Ok(match deferred {
         Some(until) => Processed::Deferred { until },
@@ -238,6 +261,15 @@ fn pin_templates(host: &Host, commit: &mut TriggerCommit) -> Result<(), StoreErr
         }
     }
     Ok(())
+}
+
+/// A `migrate` trigger's orders: move run `run` of `journey` from version `from` to `to`.
+struct Move {
+    journey: String,
+    run: u32,
+    from: u32,
+    to: u32,
+    migration: String,
 }
 
 /// The shell of one trigger: it loads what the engine asks for (journey versions from the
@@ -445,20 +477,66 @@ impl<'h> Shell<'h> {
         Ok(None)
     }
 
+    /// A `migrate` trigger: the enrollment moves to the new version if it is still active on
+    /// the old one and the new version's `migrate` accepts it; what became of it is recorded
+    /// with the trigger's commit either way.
+    async fn migrate(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer_id: &str,
+        move_: Move,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let store = &self.host.store;
+        let enrollment = store.enrollment(&self.tenant, customer_id, &move_.journey, move_.run)?;
+        let step = enrollment
+            .and_then(|e| engine::plan_migration(e, move_.from, move_.to, &move_.migration));
+        let outcome = match step {
+            None => MigrationResult::Skipped,
+            Some(step) => {
+                if let Some(until) = self.deferral(std::slice::from_ref(&step)) {
+                    return Ok(Some(until));
+                }
+                let customer = store
+                    .customer(&self.tenant, customer_id)?
+                    .unwrap_or_else(|| Customer {
+                        id: customer_id.to_string(),
+                        attributes: Default::default(),
+                    });
+                match self.step(commit, &customer, step, now).await? {
+                    None => MigrationResult::Moved,
+                    Some(failure) => MigrationResult::Refused {
+                        reason: failure.reason.as_str().to_string(),
+                        message: failure.message,
+                    },
+                }
+            }
+        };
+        commit.migration_outcomes.push(MigrationOutcome {
+            migration: move_.migration,
+            journey: move_.journey,
+            customer: customer_id.to_string(),
+            run: move_.run,
+            outcome,
+            at: now,
+        });
+        Ok(None)
+    }
+
     /// Runs one step: a settled one is recorded; a decision is prepared, asked of the sandbox,
-    /// and settled by the engine.
+    /// and settled by the engine. Returns why the trigger failed, if it did.
     async fn step(
         &mut self,
         commit: &mut TriggerCommit,
         customer: &Customer,
         step: Step,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<TriggerFailure>, StoreError> {
         let wall = system_now();
         let (enrollment, trigger, due, before) = match step {
             Step::Settled { applied, before } => {
                 engine::record(commit, &customer.id, None, before, applied, now, wall);
-                return Ok(());
+                return Ok(None);
             }
             Step::Decide {
                 enrollment,
@@ -468,7 +546,13 @@ impl<'h> Shell<'h> {
             } => (enrollment, trigger, due, before),
         };
         let Some(version) = self.version(&enrollment.journey, enrollment.version)? else {
-            return Ok(());
+            return Ok(Some(TriggerFailure {
+                reason: FailureReason::Unavailable,
+                message: format!(
+                    "journey {:?} has no version {}",
+                    enrollment.journey, enrollment.version
+                ),
+            }));
         };
         let prepared = engine::prepare(
             &self.tenant,
@@ -482,7 +566,7 @@ impl<'h> Shell<'h> {
         let ask = match prepared {
             Prepared::Observed { enrollment, before } => {
                 engine::observed(commit, before, enrollment);
-                return Ok(());
+                return Ok(None);
             }
             Prepared::Ask(ask) => ask,
         };
@@ -552,17 +636,20 @@ impl<'h> Shell<'h> {
                 warn!(tenant = %self.tenant, %error, "limits unavailable; loop budgets not counted")
             }
         }
+        // A refused migration says nothing about the version's health for its own triggers.
+        let counts = trigger_kind != "migrated";
         self.host.breakers.record(
             &self.host.metrics,
             &self.tenant,
             &version.name,
             version.version,
-            failure
-                .as_ref()
-                .is_some_and(|f| engine::breaker::counts_against(f.reason)),
+            counts
+                && failure
+                    .as_ref()
+                    .is_some_and(|f| engine::breaker::counts_against(f.reason)),
             system_now(),
         );
-        if let Some(failure) = failure {
+        if let Some(failure) = &failure {
             warn!(
                 tenant = %self.tenant,
                 journey = %version.name,
@@ -575,7 +662,7 @@ impl<'h> Shell<'h> {
             );
             self.host.metrics.failure(failure.reason.as_str());
         }
-        Ok(())
+        Ok(failure)
     }
 
     /// Asks the journey's component to decide.

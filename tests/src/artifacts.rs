@@ -53,6 +53,8 @@ pub const GUESTS: &[(&str, &str)] = &[
         "waymark-test-contract-0-1-0",
         "waymark_test_contract_0_1_0.wasm",
     ),
+    // Onboarding v2, adapting enrollments moved to it (`migrate`), refusing and trapping on cue.
+    ("waymark-test-migrating", "waymark_test_migrating.wasm"),
     // Issue 11, sms slice: the SMS (Twilio, Vonage) and Slack channel plugins.
     ("waymark-sms", "waymark_sms.wasm"),
     ("waymark-slack", "waymark_slack.wasm"),
@@ -74,6 +76,8 @@ pub const FILES_CRATE: &str = "waymark-test-files";
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
 /// `tests/guests/contract-0-1-0`.
 pub const CONTRACT_0_1_0_CRATE: &str = "waymark-test-contract-0-1-0";
+/// `tests/guests/migrating`.
+pub const MIGRATING_CRATE: &str = "waymark-test-migrating";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
 

@@ -49,7 +49,7 @@ pub use artifacts::EMAIL_CRATE;
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
     CONTRACT_0_1_0_CRATE, FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD,
-    LEDGER_CRATE, ONBOARDING_CRATE, SOCKETS_CRATE, WEBHOOK_CRATE,
+    LEDGER_CRATE, MIGRATING_CRATE, ONBOARDING_CRATE, SOCKETS_CRATE, WEBHOOK_CRATE,
 };
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};

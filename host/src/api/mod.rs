@@ -40,6 +40,7 @@ mod health;
 mod journeys;
 mod keys; // Scoped keys (issue 12)
 pub mod limits;
+mod migrations; // Migrations (issue 13)
 pub mod openapi; // OpenAPI 3.1 (issue 12)
 mod policy;
 mod segment; // Segment-compatible ingest (issue 12)
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
     // Journey state a read shows is durable: see `durable_reads`.
     let state_reads = Router::new()
         .merge(journeys::routes())
+        .merge(migrations::routes()) // Migrations (issue 13)
         .merge(breakers::routes()) // Isolation (issue 15)
         .merge(enrollments::routes()) // Isolation (issue 15)
         .merge(customers::routes())

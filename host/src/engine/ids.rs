@@ -75,6 +75,7 @@ pub fn trigger_id(trigger: &Trigger, due: Option<Millis>) -> String {
         Trigger::Delivery { report } => {
             format!("d-{:016x}", hash::fnv1a(report.message_id.as_bytes()))
         }
+        Trigger::Migrated { migration, .. } => format!("m-{migration}"),
     }
 }
 

@@ -39,7 +39,8 @@ mod tests;
 pub use apply::{apply, exit, fail, observe, should_decide};
 pub use ids::{enrollment_id, key_prefix, message_id, seed, task_id, trigger_id};
 pub use plan::{
-    interpret, plan_event, plan_trigger, About, Addressed, Addressee, Interpreted, JourneyRef, Step,
+    interpret, plan_event, plan_migration, plan_trigger, About, Addressed, Addressee, Interpreted,
+    JourneyRef, Step,
 };
 pub use profile::{
     apply_traits, engagement, is_suppressed, record_engagement, suppress, unsubscribe,

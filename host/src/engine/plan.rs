@@ -249,6 +249,32 @@ pub fn plan_trigger(enrollment: Enrollment, addressed: Addressed) -> Step {
     }
 }
 
+/// The step that moves `enrollment` from version `from` to `to` (migration `migration`): the
+/// enrollment, carrying `to`'s number, is asked of `to`'s `migrate`; its report tally is the
+/// stored one, so recording the move shifts it from `from`'s cells to `to`'s. `None` when it is
+/// no longer active on `from` (it ended, or moved already): there is nothing to move.
+pub fn plan_migration(
+    mut enrollment: Enrollment,
+    from: u32,
+    to: u32,
+    migration: &str,
+) -> Option<Step> {
+    if !enrollment.is_active() || enrollment.version != from {
+        return None;
+    }
+    let before = Some(Tally::of(&enrollment));
+    enrollment.version = to;
+    Some(Step::Decide {
+        before,
+        enrollment,
+        trigger: Trigger::Migrated {
+            from,
+            migration: migration.to_string(),
+        },
+        due: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

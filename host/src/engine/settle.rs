@@ -174,6 +174,9 @@ pub fn settle(
             record(commit, &customer.id, trigger_id, before, applied, now, wall);
             None
         }
+        // A refused migration leaves the enrollment as stored, on the version it was on: the
+        // move never happened. (The shell reports the refusal with the migration.)
+        Err(failure) if matches!(trigger, Trigger::Migrated { .. }) => Some(failure),
         Err(failure) => {
             let failed = fail(
                 enrollment,

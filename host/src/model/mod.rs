@@ -265,11 +265,29 @@ pub struct DeliveryReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trigger {
-    Entered { event: Event },
-    Event { event: Event },
-    Timer { name: String },
-    Stalled { milestone: String },
-    Delivery { report: DeliveryReport },
+    Entered {
+        event: Event,
+    },
+    Event {
+        event: Event,
+    },
+    Timer {
+        name: String,
+    },
+    Stalled {
+        milestone: String,
+    },
+    Delivery {
+        report: DeliveryReport,
+    },
+    /// The enrollment moves to this version from version `from` (`POST
+    /// /v1/journeys/{name}/migrate`): asked of the component's `migrate` export, not `decide`.
+    /// `migration` is the request's id, so a second move between the same versions is a new
+    /// trigger with keys of its own.
+    Migrated {
+        from: u32,
+        migration: String,
+    },
 }
 
 impl Trigger {
@@ -281,6 +299,7 @@ impl Trigger {
             Trigger::Timer { .. } => "timer",
             Trigger::Stalled { .. } => "stalled",
             Trigger::Delivery { .. } => "delivery",
+            Trigger::Migrated { .. } => "migrated",
         }
     }
 }

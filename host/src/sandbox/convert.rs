@@ -29,7 +29,7 @@ fn json_text(object: &model::Object) -> String {
     serde_json::to_string(object).unwrap_or_else(|_| "{}".to_owned())
 }
 
-fn customer_to_wit(customer: &model::Customer) -> wit::Customer {
+pub(super) fn customer_to_wit(customer: &model::Customer) -> wit::Customer {
     wit::Customer {
         id: customer.id.clone(),
         attributes: json_text(&customer.attributes),
@@ -109,6 +109,9 @@ impl ContextBuffer {
             model::Trigger::Stalled { milestone } => {
                 wit::Trigger::Stalled(self.take_name(milestone))
             }
+            // Never asked of `decide`: `JourneyComponent::decide` hands a migration to the
+            // component's `migrate` export, with a context of its own (`journey.rs`).
+            model::Trigger::Migrated { .. } => wit::Trigger::Timer(self.take_name("")),
             // Rare enough not to keep buffers for.
             model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
                 message_id: report.message_id.clone(),
@@ -168,6 +171,13 @@ fn write_json(dst: &mut String, object: &model::Object) {
         bytes.extend_from_slice(b"{}");
     }
     *dst = String::from_utf8(bytes).unwrap_or_else(|_| "{}".to_owned());
+}
+
+/// `src` as WIT, in buffers of its own (for the rare calls that keep no [`ContextBuffer`]).
+pub(super) fn enrollment_to_wit(src: &model::Enrollment) -> wit::Enrollment {
+    let mut dst = ContextBuffer::default().context.enrollment;
+    fill_enrollment(&mut dst, src);
+    dst
 }
 
 fn fill_enrollment(dst: &mut wit::Enrollment, src: &model::Enrollment) {
@@ -682,6 +692,8 @@ mod tests {
             model::Trigger::Event { event } => wit::Trigger::Event(event_to_wit(event)),
             model::Trigger::Timer { name } => wit::Trigger::Timer(name.clone()),
             model::Trigger::Stalled { milestone } => wit::Trigger::Stalled(milestone.clone()),
+            // As `ContextBuffer::fill_trigger` writes it (never asked of `decide`).
+            model::Trigger::Migrated { .. } => wit::Trigger::Timer(String::new()),
             model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
                 message_id: report.message_id.clone(),
                 channel: report.channel.clone(),

@@ -10,7 +10,9 @@ use super::capability::log::{self, HasLog, LogState};
 use super::capability::stats::{self, HasStats, StatsState};
 use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
 use super::capability::World;
-use super::convert::{decision_from_wit, spec_from_wit, ContextBuffer};
+use super::convert::{
+    customer_to_wit, decision_from_wit, enrollment_to_wit, spec_from_wit, ContextBuffer,
+};
 use super::engine::Shared;
 use super::error::SandboxError;
 use super::failure::{GuestFailure, Stage};
@@ -35,7 +37,25 @@ mod bindings {
     });
 }
 
+/// World `migratable-journey` (contract 0.1.1): only its `migration` export is used, looked up
+/// per component ([`MigrationIndices`]), since a journey built for 0.1.0 does not have it.
+mod migratable {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "waymark:journey/migratable-journey",
+        exports: { default: async },
+        with: {
+            "waymark:journey/types": crate::sandbox::bindings::waymark::journey::types,
+            "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
+            "waymark:journey/stats": crate::sandbox::bindings::waymark::journey::stats,
+        },
+    });
+}
+
 use bindings::JourneyPre;
+use migratable::exports::waymark::journey::migration::{
+    Guest as Migration, GuestIndices as MigrationIndices, MigrationContext,
+};
 
 /// What a journey may import: its vocabulary, `log`, `stats`, and the WASI that Rust's std needs
 /// for printing, clocks and randomness (deterministic). Never the filesystem, sockets or HTTP.
@@ -154,10 +174,16 @@ const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 struct Instance {
     store: Store<JourneyState>,
     /// `None` until the first call instantiates it.
-    journey: Option<bindings::Journey>,
+    journey: Option<Bound>,
     /// The last call's context, whose buffers the next call's context reuses.
     context: ContextBuffer,
     calls: u32,
+}
+
+/// An instantiated journey's exports: the world's, and `migration` when the component has it.
+struct Bound {
+    journey: bindings::Journey,
+    migration: Option<Migration>,
 }
 
 /// A validated, compiled journey. Cheap to clone (clones share their idle instances).
@@ -171,6 +197,8 @@ struct Instance {
 #[derive(Clone)]
 pub struct JourneyComponent {
     pre: JourneyPre<JourneyState>,
+    /// Where the component's `migration` export is; `None` if it has none (built for 0.1.0).
+    migration: Option<Arc<MigrationIndices>>,
     shared: Arc<Shared>,
     idle: Arc<IdlePool>,
 }
@@ -211,6 +239,7 @@ impl JourneyComponent {
         pre: InstancePre<JourneyState>,
         shared: Arc<Shared>,
     ) -> Result<JourneyComponent, SandboxError> {
+        let migration = MigrationIndices::new(&pre).ok().map(Arc::new);
         let pre = JourneyPre::new(pre).map_err(|e| {
             SandboxError::WrongWorld(format!(
                 "not a journey component (it must export `describe` and `decide`): {e:#}"
@@ -219,6 +248,7 @@ impl JourneyComponent {
         Ok(JourneyComponent {
             idle: IdlePool::new(&shared),
             pre,
+            migration,
             shared,
         })
     }
@@ -229,6 +259,7 @@ impl JourneyComponent {
     pub fn with_own_instances(&self) -> JourneyComponent {
         JourneyComponent {
             pre: self.pre.clone(),
+            migration: self.migration.clone(),
             shared: self.shared.clone(),
             idle: IdlePool::new(&self.shared),
         }
@@ -239,26 +270,25 @@ impl JourneyComponent {
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
         let spec = self
-            .run(
-                0,
-                0,
-                Vec::new(),
-                limits,
-                false,
-                async |journey, store, _| journey.call_describe(store).await,
-            )
+            .run(0, 0, Vec::new(), limits, false, async |bound, store, _| {
+                bound.journey.call_describe(store).await
+            })
             .await?;
         spec_from_wit(spec)
     }
 
     /// Asks the journey what to do about `ctx.trigger`; `stats` is what the `stats` import
-    /// returns during this call.
+    /// returns during this call. A [`model::Trigger::Migrated`] goes to the component's
+    /// `migrate` export instead ([`migrate`](Self::migrate)).
     pub async fn decide(
         &self,
         ctx: &model::DecisionContext,
         stats: Vec<model::ChannelStats>,
         limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
+        if let model::Trigger::Migrated { from, .. } = &ctx.trigger {
+            return self.migrate(ctx, *from, stats, limits).await;
+        }
         let decision = self
             .run(
                 ctx.now,
@@ -266,7 +296,55 @@ impl JourneyComponent {
                 stats,
                 limits,
                 true,
-                async |journey, store, context| journey.call_decide(store, context.fill(ctx)).await,
+                async |bound, store, context| {
+                    bound.journey.call_decide(store, context.fill(ctx)).await
+                },
+            )
+            .await?;
+        decision_from_wit(decision, limits)
+    }
+
+    /// Whether the component exports `migration` (contract 0.1.1), so enrollments may move to it.
+    pub fn migrates(&self) -> bool {
+        self.migration.is_some()
+    }
+
+    /// Asks the journey to adapt `ctx.enrollment`, moving to it from version `from`. Refused
+    /// (a `guest_error`) by a component without the `migration` export: it cannot say what an
+    /// enrollment of another version means to it.
+    async fn migrate(
+        &self,
+        ctx: &model::DecisionContext,
+        from: u32,
+        stats: Vec<model::ChannelStats>,
+        limits: &model::Limits,
+    ) -> Result<Vec<model::Command>, GuestFailure> {
+        if self.migration.is_none() {
+            return Err(GuestFailure::new(
+                model::FailureReason::GuestError,
+                "this version does not export `migration` (built for contract 0.1.0): \
+                 it cannot adapt enrollments moved to it",
+            ));
+        }
+        let context = MigrationContext {
+            from_version: from,
+            customer: customer_to_wit(&ctx.customer),
+            enrollment: enrollment_to_wit(&ctx.enrollment),
+            now: ctx.now,
+            seed: ctx.seed,
+        };
+        let decision = self
+            .run(
+                ctx.now,
+                ctx.seed,
+                stats,
+                limits,
+                true,
+                async |bound, store, _| match &bound.migration {
+                    Some(migration) => migration.call_migrate(store, &context).await,
+                    // Every instance of a component with the export has it bound.
+                    None => Ok(Err("the `migration` export is not bound".into())),
+                },
             )
             .await?;
         decision_from_wit(decision, limits)
@@ -275,6 +353,21 @@ impl JourneyComponent {
     /// Idle instances right now (for tests and metrics).
     pub fn idle_instances(&self) -> usize {
         lock(&self.idle.warm).len()
+    }
+
+    /// A new instance with its exports bound.
+    async fn instantiate(&self, store: &mut Store<JourneyState>) -> wasmtime::Result<Bound> {
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut *store)
+            .await?;
+        let journey = bindings::Journey::new(&mut *store, &instance)?;
+        let migration = match &self.migration {
+            Some(indices) => Some(indices.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Bound { journey, migration })
     }
 
     /// Runs `call` on an idle instance, or a fresh one, under the decide deadline: both the
@@ -287,7 +380,7 @@ impl JourneyComponent {
         limits: &model::Limits,
         pooled: bool,
         call: impl AsyncFnOnce(
-            &bindings::Journey,
+            &Bound,
             &mut Store<JourneyState>,
             &mut ContextBuffer,
         ) -> wasmtime::Result<R>,
@@ -332,8 +425,7 @@ impl JourneyComponent {
             let journey = match journey {
                 Some(journey) => journey,
                 None => journey.insert(
-                    self.pre
-                        .instantiate_async(&mut *store)
+                    self.instantiate(store)
                         .await
                         .map_err(|e| (Stage::Instantiate, e))?,
                 ),

@@ -93,6 +93,7 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                 Pending::Timer { .. } => "timer",
                 Pending::Delivery { .. } => "delivery",
                 Pending::Logged => "logged (not written by format 1)",
+                Pending::Migrate { .. } => "migrate (not written by format 1)",
             }
         })
         .collect();

@@ -52,6 +52,7 @@ pub mod events;
 pub mod format;
 pub mod journeys;
 pub mod keys;
+pub mod migrations;
 pub mod outbox;
 pub mod queue;
 pub mod reports;
@@ -71,6 +72,7 @@ pub use channels::ChannelRecord;
 pub use events::Ingested;
 pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
+pub use migrations::{Migration, MigrationOutcome, Outcome as MigrationResult};
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
 pub use tasks::{Task, TaskError};
@@ -178,6 +180,8 @@ pub struct Store {
     report_cells: sled::Tree,
     /// `tenant␟message id` → outbox key, for every dead letter.
     dead_letters: sled::Tree,
+    /// Migrations between journey versions and their outcomes ([`migrations`]).
+    migrations: sled::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
     held: sled::Tree,
     // Scoped keys (issue 12): digest → record; `tenant␟prefix` → digest.
@@ -294,6 +298,7 @@ impl Store {
             counters: t("counters")?,
             report_cells: t("report_cells")?,
             dead_letters: t("dead_letters")?,
+            migrations: t("migrations")?,
             held: t("held")?,
             access_keys: t("access_keys")?, // Scoped keys (issue 12)
             access_key_prefixes: t("access_key_prefixes")?,

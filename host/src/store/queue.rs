@@ -38,6 +38,14 @@ pub enum Pending {
         run: u32,
         report: DeliveryReport,
     },
+    /// Move one enrollment run from version `from` to `to` ([`super::migrations`]).
+    Migrate {
+        journey: String,
+        run: u32,
+        from: u32,
+        to: u32,
+        migration: String,
+    },
 }
 
 /// A trigger waiting to be processed for one customer.

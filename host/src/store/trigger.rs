@@ -34,6 +34,8 @@ pub struct TriggerCommit {
     /// What writing `enrollments` does to the report's cells (each write's new tally minus the
     /// one it replaces); added up per cell, under the committing shard.
     pub report_deltas: Vec<CellDelta>,
+    /// What a `migrate` trigger did to its enrollment ([`super::migrations`]).
+    pub migration_outcomes: Vec<super::MigrationOutcome>,
 }
 
 impl Store {
@@ -56,6 +58,7 @@ impl Store {
         let mut timers_set = Vec::new();
         let mut messages = Vec::new();
         let mut tasks = Vec::new();
+        let mut outcomes = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         // Report deltas by tenant and committing shard (a worker's batch is all one shard),
         // added up per cell below: each cell a batch touches is written once.
@@ -79,6 +82,11 @@ impl Store {
             timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
             messages.extend(c.outbox.iter().map(NewMessage::new));
             tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
+            outcomes.extend(
+                c.migration_outcomes
+                    .iter()
+                    .map(|o| (super::migrations::outcome_key(&c.tenant, o), enc(o))),
+            );
             let shard = super::queue::shard_of_key(&c.queue_key);
             deltas
                 .entry((c.tenant.as_str(), shard))
@@ -111,6 +119,7 @@ impl Store {
             &self.counters,
             &self.held,
             &self.report_cells,
+            &self.migrations,
         )
             .transaction(
                 |(
@@ -124,6 +133,7 @@ impl Store {
                     counters_t,
                     held,
                     report_t,
+                    migrations_t,
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
@@ -151,6 +161,9 @@ impl Store {
                     }
                     for (k, v) in &tasks {
                         tasks_t.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &outcomes {
+                        migrations_t.insert(k.as_slice(), v.as_slice())?;
                     }
                     for (k, by) in &counters {
                         add(counters_t, k, *by)?;
