@@ -186,6 +186,7 @@ pub trait Journey {
 macro_rules! export_journey {
     ($journey:ty) => {
         const _: () = {
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             struct __WaymarkJourneyExport;
 
             impl $crate::__export::journey::Guest for __WaymarkJourneyExport {
@@ -216,6 +217,10 @@ macro_rules! export_journey {
                 }
             }
 
+            // Only a component exports anything: a native build (the crate's own tests, as an
+            // rlib beside its cdylib) would hand the linker the interface export's symbol names
+            // (`cabi_post_waymark:journey/migration@…`), which native linkers refuse.
+            #[cfg(target_arch = "wasm32")]
             $crate::__export::journey::export!(
                 __WaymarkJourneyExport with_types_in $crate::__export::journey
             );

@@ -160,7 +160,7 @@ async fn a_migration_is_refused_whole_when_it_cannot_run() {
     assert_error(
         &post(json!({"from": 1, "to": 2, "surprise": true})).await,
         StatusCode::BAD_REQUEST,
-        "invalid_input",
+        "invalid_json",
     );
     // A version built for contract 0.1.0 has no `migrate`: nothing can move to it.
     api.tenant_client()

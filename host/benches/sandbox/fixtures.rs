@@ -237,6 +237,8 @@ pub fn to_wit(ctx: &model::DecisionContext) -> wit::Context {
         model::Trigger::Event { event: e } => wit::Trigger::Event(event(e)),
         model::Trigger::Timer { name } => wit::Trigger::Timer(name.clone()),
         model::Trigger::Stalled { milestone } => wit::Trigger::Stalled(milestone.clone()),
+        // The bench's contexts are `decide`'s; a migration is asked of `migrate`.
+        model::Trigger::Migrated { .. } => wit::Trigger::Timer(String::new()),
         model::Trigger::Delivery { report } => wit::Trigger::Delivery(wit::DeliveryReport {
             message_id: report.message_id.clone(),
             channel: report.channel.clone(),

@@ -335,6 +335,7 @@ pub fn huge_payload(bytes: usize) -> String {
 
 /// The component's exports: the SDK's conversions, then [`forge`]. (What
 /// `waymark_guest::export_journey!` expands to, plus the forgery.)
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Export;
 
 impl wit::Guest for Export {
@@ -349,6 +350,16 @@ impl wit::Guest for Export {
     }
 }
 
+impl wit::exports::waymark::journey::migration::Guest for Export {
+    fn migrate(
+        context: wit::exports::waymark::journey::migration::MigrationContext,
+    ) -> Result<Vec<wit::Command>, String> {
+        waymark_guest::__export::migrate::<Hostile>(context)
+    }
+}
+
+// A component only (see `waymark_guest::export_journey!`).
+#[cfg(target_arch = "wasm32")]
 wit::export!(Export with_types_in waymark_guest::__export::journey);
 
 #[cfg(test)]
