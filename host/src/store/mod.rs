@@ -23,6 +23,7 @@
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
+//! | [`sessions`] | dashboard sessions (issue 14) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -55,6 +56,7 @@ pub mod keys;
 pub mod outbox;
 pub mod queue;
 pub mod reports;
+pub mod sessions; // Dashboard (issue 14)
 pub mod tasks;
 pub mod templates;
 pub mod tenants;
@@ -74,6 +76,7 @@ pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
 pub use tasks::{Task, TaskError};
+pub use sessions::UiSession; // Dashboard (issue 14)
 pub use templates::{TemplateHead, TemplateVersion};
 pub use tenants::Tenant;
 pub use timers::TimerRecord;
@@ -187,6 +190,8 @@ pub struct Store {
     templates: sled::Tree,
     /// `tenant␟name` → [`TemplateHead`].
     template_heads: sled::Tree,
+    /// Dashboard sessions (issue 14): SHA-256 of the session id → [`UiSession`].
+    ui_sessions: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -299,6 +304,7 @@ impl Store {
             access_key_prefixes: t("access_key_prefixes")?,
             templates: t("templates")?,
             template_heads: t("template_heads")?,
+            ui_sessions: t("ui_sessions")?, // Dashboard (issue 14)
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
