@@ -27,7 +27,8 @@ fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Lenient: the API types leave out absent optional fields (an open task has no
+        // assignee), and an absent value reads as none.
         for (name, source) in TEMPLATES {
             // The templates are part of the binary; `templates_compile` tests each one.
             if let Err(e) = env.add_template(name, source) {
@@ -38,6 +39,7 @@ fn environment() -> &'static Environment<'static> {
         env.add_filter("duration", duration);
         env.add_filter("time", time);
         env.add_filter("num", num);
+        env.add_filter("urlencode", |s: String| super::customer::encode_path(&s));
         env
     })
 }
