@@ -143,7 +143,16 @@ pub fn timeline(customer: &Customer, tasks: &[Task]) -> Vec<Moment> {
             push(at, "task", &t.journey, format!("task resolved: {how}"));
         }
     }
-    out.sort_by(|a, b| a.at.cmp(&b.at).then(a.kind.cmp(b.kind)));
+    // At the same instant, in the order things happen: entry, progress, sends, outcomes.
+    let rank = |kind: &str| {
+        [
+            "enrollment", "milestone", "stall", "send", "delivery", "task", "failure", "exit",
+            "timer",
+        ]
+        .iter()
+        .position(|k| *k == kind)
+    };
+    out.sort_by(|a, b| a.at.cmp(&b.at).then(rank(a.kind).cmp(&rank(b.kind))));
     out
 }
 
