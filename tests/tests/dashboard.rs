@@ -289,10 +289,11 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     assert_eq!(text(b, "#backtests .empty").await, "No backtests.");
     screenshot(b, "journey").await;
 
-    // A customer's timeline: bob entered, stalled, was nudged, and was handed off.
+    // A customer's timeline: bob signed up (the event), entered, stalled, was nudged, and was
+    // handed off.
     b.goto(&format!("{base}/ui/customers/bob")).await.unwrap();
     assert_eq!(text(b, "#customer-id").await, "bob");
-    for kind in ["enrollment", "stall", "send", "task"] {
+    for kind in ["event", "enrollment", "stall", "send", "task"] {
         b.find(Locator::Css(&format!("#timeline li[data-kind=\"{kind}\"]")))
             .await
             .unwrap_or_else(|e| panic!("no {kind} on bob's timeline: {e}"));

@@ -24,6 +24,7 @@
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
 //! | [`sessions`] | dashboard sessions (issue 14) |
+//! | [`customer_events`] | each customer's processed events, for the dashboard's timeline (issue 14) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -47,6 +48,7 @@ pub mod access_keys; // Scoped keys (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
+pub mod customer_events; // Dashboard (issue 14)
 pub mod customers;
 pub mod enrollments;
 pub mod events;
@@ -192,6 +194,8 @@ pub struct Store {
     template_heads: sled::Tree,
     /// Dashboard sessions (issue 14): SHA-256 of the session id → [`UiSession`].
     ui_sessions: sled::Tree,
+    /// `tenant␟customer␟sequence` → nothing: each customer's processed events (issue 14).
+    customer_events: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -305,6 +309,7 @@ impl Store {
             templates: t("templates")?,
             template_heads: t("template_heads")?,
             ui_sessions: t("ui_sessions")?, // Dashboard (issue 14)
+            customer_events: t("customer_events")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

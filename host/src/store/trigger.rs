@@ -34,6 +34,9 @@ pub struct TriggerCommit {
     /// What writing `enrollments` does to the report's cells (each write's new tally minus the
     /// one it replaces); added up per cell, under the committing shard.
     pub report_deltas: Vec<CellDelta>,
+    /// Dashboard (issue 14): for a logged event's trigger, its customer: the event is indexed
+    /// under them (`customer_events`), its sequence number read from `queue_key`.
+    pub event_customer: Option<String>,
 }
 
 impl Store {
@@ -56,12 +59,18 @@ impl Store {
         let mut timers_set = Vec::new();
         let mut messages = Vec::new();
         let mut tasks = Vec::new();
+        let mut customer_events = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         // Report deltas by tenant and committing shard (a worker's batch is all one shard),
         // added up per cell below: each cell a batch touches is written once.
         let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
+            if let (Some(customer), Some(seq)) = (&c.event_customer, c.queue_key.get(2..)) {
+                customer_events.push(super::customer_events::customer_event_key(
+                    &c.tenant, customer, seq,
+                ));
+            }
             if let Some(cu) = &c.customer {
                 customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
             }
@@ -111,6 +120,7 @@ impl Store {
             &self.counters,
             &self.held,
             &self.report_cells,
+            &self.customer_events,
         )
             .transaction(
                 |(
@@ -124,6 +134,7 @@ impl Store {
                     counters_t,
                     held,
                     report_t,
+                    customer_events_t,
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
@@ -157,6 +168,9 @@ impl Store {
                     }
                     for ((tenant, shard), d) in &deltas {
                         super::reports::apply(report_t, tenant, *shard, d)?;
+                    }
+                    for k in &customer_events {
+                        customer_events_t.insert(k.as_slice(), &[])?;
                     }
                     Ok(())
                 },

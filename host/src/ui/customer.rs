@@ -3,8 +3,9 @@
 //! each enrollment, each send and its outcome, and the tasks handed off about them, claimed and
 //! resolved. `GET /ui/customers?id=` finds one by id.
 //!
-//! The customer's raw events are not on the timeline: the event log is keyed by tenant and
-//! arrival, with no per-customer index, and reading it per page would scan the tenant's log.
+//! Events come from the per-customer index the worker keeps with each commit
+//! (`store::customer_events`): the last [`RECENT_EVENTS`] processed, read from the log.
+//! Events processed before that index existed are not shown.
 
 use super::error::{UiError, UiResult};
 use super::render;
@@ -15,6 +16,13 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use waymark_api::customers::{Customer, EnrollmentStatus};
 use waymark_api::tasks::Task;
+use crate::model::Event;
+
+/// How many of the customer's latest events the timeline shows.
+pub const RECENT_EVENTS: usize = 50;
+
+/// Properties shown on a timeline line, at most this many bytes of their JSON.
+const PROPERTIES_SHOWN: usize = 160;
 
 #[derive(Deserialize)]
 pub struct FindQuery {
@@ -61,8 +69,30 @@ pub struct Moment {
 }
 
 /// Everything the customer's records say happened, oldest first.
-pub fn timeline(customer: &Customer, tasks: &[Task]) -> Vec<Moment> {
+pub fn timeline(customer: &Customer, tasks: &[Task], events: &[Event]) -> Vec<Moment> {
     let mut out = Vec::new();
+    for e in events {
+        let mut properties = serde_json::to_string(&e.properties).unwrap_or_default();
+        if properties.len() > PROPERTIES_SHOWN {
+            let mut end = PROPERTIES_SHOWN;
+            while !properties.is_char_boundary(end) {
+                end -= 1;
+            }
+            properties.truncate(end);
+            properties.push('…');
+        }
+        let text = if e.properties.is_empty() {
+            e.name.clone()
+        } else {
+            format!("{} {properties}", e.name)
+        };
+        out.push(Moment {
+            at: e.timestamp,
+            kind: "event",
+            journey: String::new(),
+            text,
+        });
+    }
     let mut push = |at: i64, kind: &'static str, journey: &str, text: String| {
         out.push(Moment {
             at,
@@ -146,8 +176,8 @@ pub fn timeline(customer: &Customer, tasks: &[Task]) -> Vec<Moment> {
     // At the same instant, in the order things happen: entry, progress, sends, outcomes.
     let rank = |kind: &str| {
         [
-            "enrollment", "milestone", "stall", "send", "delivery", "task", "failure", "exit",
-            "timer",
+            "event", "enrollment", "milestone", "stall", "send", "delivery", "task", "failure",
+            "exit", "timer",
         ]
         .iter()
         .position(|k| *k == kind)
@@ -183,7 +213,14 @@ pub async fn page(
         .into_iter()
         .filter(|t| t.customer == customer.id)
         .collect();
-    let moments = timeline(&customer, &tasks);
+    let events: Vec<Event> = state
+        .host
+        .store
+        .recent_customer_events(&session.tenant, &customer.id, RECENT_EVENTS)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let moments = timeline(&customer, &tasks, &events);
     let enrollments: Vec<EnrollmentRow> = customer
         .enrollments
         .iter()
