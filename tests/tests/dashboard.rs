@@ -61,8 +61,8 @@ async fn start_browser() -> Driver {
              which installs Debian's `chromium` and `chromium-driver` when missing"
         )
     });
-    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"])
-        .unwrap_or_else(|| {
+    let chromium =
+        find_program(&["chromium", "chromium-browser", "google-chrome"]).unwrap_or_else(|| {
             panic!("chromium is not installed: run `cargo xtask test`, which installs it")
         });
     let port = free_port();
@@ -148,7 +148,12 @@ async fn click(browser: &Browser, css: &str) {
 }
 
 async fn path(browser: &Browser) -> String {
-    browser.current_url().await.expect("a url").path().to_string()
+    browser
+        .current_url()
+        .await
+        .expect("a url")
+        .path()
+        .to_string()
 }
 
 /// Waits for the page at `expected` (a click that submits a form returns before the next
@@ -260,13 +265,24 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     screenshot(b, "journeys").await;
 
     // The journey: the funnel shown is the report route's.
-    b.goto(&format!("{base}/ui/journeys/{JOURNEY}")).await.unwrap();
+    b.goto(&format!("{base}/ui/journeys/{JOURNEY}"))
+        .await
+        .unwrap();
     let report_after = settled_report(&api).await;
-    assert_eq!(report, report_after, "the report moved while the page was read");
+    assert_eq!(
+        report, report_after,
+        "the report moved while the page was read"
+    );
     assert_eq!(text(b, "#entered").await, overall["entered"].to_string());
     assert_eq!(text(b, "#active").await, overall["active"].to_string());
-    assert_eq!(text(b, "#stalled-now").await, overall["stalled_now"].to_string());
-    assert_eq!(text(b, "#stalled-ever").await, overall["stalled_ever"].to_string());
+    assert_eq!(
+        text(b, "#stalled-now").await,
+        overall["stalled_now"].to_string()
+    );
+    assert_eq!(
+        text(b, "#stalled-ever").await,
+        overall["stalled_ever"].to_string()
+    );
     let milestones = overall["milestones"].as_array().expect("milestones");
     assert!(!milestones.is_empty());
     for m in milestones {
@@ -307,14 +323,29 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     let bob_row = "tr[data-customer=\"bob\"]";
     let task_id = attr(b, bob_row, "data-task").await;
     screenshot(b, "tasks").await;
-    fill(b, &format!("{bob_row} form.claim input[name=assignee]"), "grace@cs").await;
+    fill(
+        b,
+        &format!("{bob_row} form.claim input[name=assignee]"),
+        "grace@cs",
+    )
+    .await;
     click(b, &format!("{bob_row} form.claim button")).await;
     wait_for_text(b, "#done", "claimed").await;
-    fill(b, &format!("{bob_row} form.resolve input[name=resolution]"), "call booked").await;
+    fill(
+        b,
+        &format!("{bob_row} form.resolve input[name=resolution]"),
+        "call booked",
+    )
+    .await;
     click(b, &format!("{bob_row} form.resolve button")).await;
     wait_for_text(b, "#done", "resolved").await;
     let (status, task) = api
-        .request(Method::GET, &format!("/v1/tasks/{task_id}"), key, Body::Empty)
+        .request(
+            Method::GET,
+            &format!("/v1/tasks/{task_id}"),
+            key,
+            Body::Empty,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{task}");
     assert_eq!(task["status"], "resolved");
@@ -329,7 +360,11 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     // Dead letters: requeue the refused nudge; the provider takes it now.
     b.goto(&format!("{base}/ui/dead-letters")).await.unwrap();
     screenshot(b, "dead-letters").await;
-    click(b, &format!("tr[data-message=\"{dead}\"] form.requeue button")).await;
+    click(
+        b,
+        &format!("tr[data-message=\"{dead}\"] form.requeue button"),
+    )
+    .await;
     wait_for_text(b, "#done", "requeued 1").await;
     wait_for_some("the requeued message delivered", || async {
         let (_, body) = api
@@ -514,7 +549,10 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
         sign_in(&http, &base, "wmk_not_a_key").await.err(),
         Some(StatusCode::UNAUTHORIZED)
     );
-    assert_eq!(sign_in(&http, &base, "").await.err(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        sign_in(&http, &base, "").await.err(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
     let write = create_key(&api, &tenant.api_key, "write").await;
     assert_eq!(
         sign_in(&http, &base, &write).await.err(),
@@ -523,7 +561,9 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
 
     // A read key signs in, and may look but not act.
     let read = create_key(&api, &tenant.api_key, "read").await;
-    let reader = sign_in(&http, &base, &read).await.expect("a read key signs in");
+    let reader = sign_in(&http, &base, &read)
+        .await
+        .expect("a read key signs in");
     let (status, _) = post_form(
         &http,
         &base,
@@ -536,10 +576,16 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
 
     // The admin key's session cookie: HttpOnly, SameSite=Strict, Path=/ui; no Secure over
     // plain HTTP.
-    let session = sign_in(&http, &base, &tenant.api_key).await.expect("signed in");
+    let session = sign_in(&http, &base, &tenant.api_key)
+        .await
+        .expect("signed in");
     let attributes: Vec<&str> = session.set_cookie.split(';').map(str::trim).collect();
     for wanted in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-        assert!(attributes.contains(&wanted), "{wanted} missing: {}", session.set_cookie);
+        assert!(
+            attributes.contains(&wanted),
+            "{wanted} missing: {}",
+            session.set_cookie
+        );
     }
     assert!(!attributes.contains(&"Secure"), "{}", session.set_cookie);
     assert_eq!(session.csrf.len(), 64, "a 256-bit token");
@@ -551,7 +597,10 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
         .send()
         .await
         .unwrap();
-    let pre = form.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+    let pre = form.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(pre.split(';').any(|a| a.trim() == "Secure"), "{pre}");
     let token = csrf_of(&form.text().await.unwrap());
     let body: String = form_urlencoded::Serializer::new(String::new())
@@ -576,13 +625,26 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
         .expect("a session cookie")
         .to_string();
     for wanted in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Secure"] {
-        assert!(secure.split(';').any(|a| a.trim() == wanted), "{wanted}: {secure}");
+        assert!(
+            secure.split(';').any(|a| a.trim() == wanted),
+            "{wanted}: {secure}"
+        );
     }
 
     // Forms without their CSRF token, or with another session's, are refused with 403 and
     // do nothing; the sign-in form too.
-    for fields in [vec![("channel", "email")], vec![("csrf", reader.csrf.as_str()), ("channel", "email")]] {
-        let (status, page) = post_form(&http, &base, "/ui/dead-letters/requeue", &session.cookie, &fields).await;
+    for fields in [
+        vec![("channel", "email")],
+        vec![("csrf", reader.csrf.as_str()), ("channel", "email")],
+    ] {
+        let (status, page) = post_form(
+            &http,
+            &base,
+            "/ui/dead-letters/requeue",
+            &session.cookie,
+            &fields,
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
         assert!(page.contains("CSRF"), "{page}");
     }
@@ -595,13 +657,26 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
     let (status, page) = get(&http, &base, "/ui/nowhere", &session.cookie).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("<html"), "{page}");
-    let (status, _) = post_form(&http, &base, "/ui/sign-out", &session.cookie, &[("csrf", &session.csrf)]).await;
+    let (status, _) = post_form(
+        &http,
+        &base,
+        "/ui/sign-out",
+        &session.cookie,
+        &[("csrf", &session.csrf)],
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (status, _) = get(&http, &base, "/ui/journeys", &session.cookie).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "signed out: back to the form");
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "signed out: back to the form"
+    );
 
     // Revoking a key ends its sessions at once.
-    let (status, keys) = api.request(Method::GET, "/v1/keys", Some(&tenant.api_key), Body::Empty).await;
+    let (status, keys) = api
+        .request(Method::GET, "/v1/keys", Some(&tenant.api_key), Body::Empty)
+        .await;
     assert_eq!(status, StatusCode::OK, "{keys}");
     let prefix = keys["keys"]
         .as_array()
@@ -612,9 +687,18 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
         .expect("the read key's prefix")
         .to_string();
     let (status, body) = api
-        .request(Method::DELETE, &format!("/v1/keys/{prefix}"), Some(&tenant.api_key), Body::Empty)
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{prefix}"),
+            Some(&tenant.api_key),
+            Body::Empty,
+        )
         .await;
     assert!(status.is_success(), "{status} {body}");
     let (status, _) = get(&http, &base, "/ui/journeys", &reader.cookie).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "a revoked key's session is over");
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a revoked key's session is over"
+    );
 }

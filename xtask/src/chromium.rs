@@ -42,5 +42,6 @@ pub fn ensure() -> Result<PathBuf> {
     eprintln!("installing Debian's chromium and chromium-driver for the dashboard test");
     apt(&["update", "-qq"])?;
     apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])?;
-    on_path("chromedriver").ok_or_else(|| anyhow::anyhow!("chromium-driver installed no chromedriver"))
+    on_path("chromedriver")
+        .ok_or_else(|| anyhow::anyhow!("chromium-driver installed no chromedriver"))
 }

@@ -61,8 +61,17 @@ mod tests {
             .map(|(_, e)| e.id)
             .collect();
         assert_eq!(ada, ["e3", "e1"]);
-        assert_eq!(store.recent_customer_events("t", "ada", 1).unwrap().len(), 1);
-        assert!(store.recent_customer_events("u", "ada", 10).unwrap().is_empty());
-        assert!(store.recent_customer_events("t", "ad", 10).unwrap().is_empty());
+        assert_eq!(
+            store.recent_customer_events("t", "ada", 1).unwrap().len(),
+            1
+        );
+        assert!(store
+            .recent_customer_events("u", "ada", 10)
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .recent_customer_events("t", "ad", 10)
+            .unwrap()
+            .is_empty());
     }
 }

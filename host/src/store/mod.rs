@@ -77,8 +77,8 @@ pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
-pub use tasks::{Task, TaskError};
 pub use sessions::UiSession; // Dashboard (issue 14)
+pub use tasks::{Task, TaskError};
 pub use templates::{TemplateHead, TemplateVersion};
 pub use tenants::Tenant;
 pub use timers::TimerRecord;

@@ -43,7 +43,11 @@ impl Store {
     }
 
     /// The session stored under `id_digest`, if it has not expired at `now`.
-    pub fn ui_session(&self, id_digest: &str, now: Millis) -> Result<Option<UiSession>, StoreError> {
+    pub fn ui_session(
+        &self,
+        id_digest: &str,
+        now: Millis,
+    ) -> Result<Option<UiSession>, StoreError> {
         let Some(v) = self.ui_sessions.get(id_digest.as_bytes())? else {
             return Ok(None);
         };
@@ -80,11 +84,17 @@ mod tests {
     #[tokio::test]
     async fn a_session_reads_back_until_it_expires_or_is_deleted() {
         let (_dir, store) = temp_store();
-        store.create_ui_session("a", &session(100), 0).await.unwrap();
+        store
+            .create_ui_session("a", &session(100), 0)
+            .await
+            .unwrap();
         assert_eq!(store.ui_session("a", 99).unwrap(), Some(session(100)));
         assert_eq!(store.ui_session("b", 99).unwrap(), None);
         assert_eq!(store.ui_session("a", 100).unwrap(), None);
-        store.create_ui_session("c", &session(200), 0).await.unwrap();
+        store
+            .create_ui_session("c", &session(200), 0)
+            .await
+            .unwrap();
         store.delete_ui_session("c").await.unwrap();
         assert_eq!(store.ui_session("c", 1).unwrap(), None);
     }
@@ -92,8 +102,14 @@ mod tests {
     #[tokio::test]
     async fn signing_in_forgets_expired_sessions() {
         let (_dir, store) = temp_store();
-        store.create_ui_session("old", &session(10), 0).await.unwrap();
-        store.create_ui_session("new", &session(100), 50).await.unwrap();
+        store
+            .create_ui_session("old", &session(10), 0)
+            .await
+            .unwrap();
+        store
+            .create_ui_session("new", &session(100), 50)
+            .await
+            .unwrap();
         assert_eq!(store.ui_sessions.len(), 1);
     }
 }

@@ -57,7 +57,9 @@ pub async fn preview(
         .customer
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| UiError::BadRequest("name a customer to preview this template for".into()))?;
+        .ok_or_else(|| {
+            UiError::BadRequest("name a customer to preview this template for".into())
+        })?;
     let request = PreviewRequest {
         customer: Some(customer.clone()),
         attributes: None,

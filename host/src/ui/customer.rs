@@ -11,12 +11,12 @@ use super::error::{UiError, UiResult};
 use super::render;
 use super::session::Signed;
 use crate::api::{shared, AppState};
+use crate::model::Event;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use waymark_api::customers::{Customer, EnrollmentStatus};
 use waymark_api::tasks::Task;
-use crate::model::Event;
 
 /// How many of the customer's latest events the timeline shows.
 pub const RECENT_EVENTS: usize = 50;
@@ -31,7 +31,12 @@ pub struct FindQuery {
 
 /// `GET /ui/customers?id=ada`: to that customer's page; without an id, the search form.
 pub async fn find(session: Signed, Query(query): Query<FindQuery>) -> UiResult<Response> {
-    match query.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+    match query
+        .id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+    {
         Some(id) => {
             let to = format!("/ui/customers/{}", encode_path(id));
             Ok(Redirect::to(&to).into_response())
@@ -110,7 +115,12 @@ pub fn timeline(customer: &Customer, tasks: &[Task], events: &[Event]) -> Vec<Mo
             format!("entered {j} v{} (run {})", e.version, e.run),
         );
         for m in &e.milestones {
-            push(m.at, "milestone", j, format!("reached milestone {}", m.name));
+            push(
+                m.at,
+                "milestone",
+                j,
+                format!("reached milestone {}", m.name),
+            );
         }
         for s in &e.stalls {
             push(s.at, "stall", j, format!("stalled before {}", s.name));
@@ -154,7 +164,12 @@ pub fn timeline(customer: &Customer, tasks: &[Task], events: &[Event]) -> Vec<Mo
             ),
         );
         if let Some(at) = m.delivered_at {
-            push(at, "delivery", &m.journey, format!("{} delivered", m.template));
+            push(
+                at,
+                "delivery",
+                &m.journey,
+                format!("{} delivered", m.template),
+            );
         }
     }
     for t in tasks {
@@ -162,7 +177,10 @@ pub fn timeline(customer: &Customer, tasks: &[Task], events: &[Event]) -> Vec<Mo
             t.created_at,
             "task",
             &t.journey,
-            format!("handed off to {} (priority {}): {}", t.queue, t.priority, t.reason),
+            format!(
+                "handed off to {} (priority {}): {}",
+                t.queue, t.priority, t.reason
+            ),
         );
         if let Some(at) = t.claimed_at {
             let by = t.assignee.as_deref().unwrap_or("someone");
@@ -176,8 +194,16 @@ pub fn timeline(customer: &Customer, tasks: &[Task], events: &[Event]) -> Vec<Mo
     // At the same instant, in the order things happen: entry, progress, sends, outcomes.
     let rank = |kind: &str| {
         [
-            "event", "enrollment", "milestone", "stall", "send", "delivery", "task", "failure",
-            "exit", "timer",
+            "event",
+            "enrollment",
+            "milestone",
+            "stall",
+            "send",
+            "delivery",
+            "task",
+            "failure",
+            "exit",
+            "timer",
         ]
         .iter()
         .position(|k| *k == kind)

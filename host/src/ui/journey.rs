@@ -78,9 +78,9 @@ pub async fn page(
     let (slice, funnel): (String, &Funnel) = match (&query.version, &query.arm) {
         (Some(v), _) => (
             format!("version {v}"),
-            r.by_version
-                .get(v)
-                .ok_or_else(|| UiError::NotFound(format!("journey {name:?} has no version {v} in its report")))?,
+            r.by_version.get(v).ok_or_else(|| {
+                UiError::NotFound(format!("journey {name:?} has no version {v} in its report"))
+            })?,
         ),
         (None, Some(arm)) => {
             let (experiment, arm_name) = arm.split_once('/').ok_or_else(|| {
@@ -91,7 +91,9 @@ pub async fn page(
                 r.by_arm
                     .get(experiment)
                     .and_then(|arms| arms.get(arm_name))
-                    .ok_or_else(|| UiError::NotFound(format!("no arm {arm:?} in this journey's report")))?,
+                    .ok_or_else(|| {
+                        UiError::NotFound(format!("no arm {arm:?} in this journey's report"))
+                    })?,
             )
         }
         (None, None) => ("all versions and arms".into(), &r.overall),

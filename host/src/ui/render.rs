@@ -16,9 +16,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("journeys.html", include_str!("templates/journeys.html")),
     ("journey.html", include_str!("templates/journey.html")),
     ("customer.html", include_str!("templates/customer.html")),
-    ("find_customer.html", include_str!("templates/find_customer.html")),
+    (
+        "find_customer.html",
+        include_str!("templates/find_customer.html"),
+    ),
     ("tasks.html", include_str!("templates/tasks.html")),
-    ("dead_letters.html", include_str!("templates/dead_letters.html")),
+    (
+        "dead_letters.html",
+        include_str!("templates/dead_letters.html"),
+    ),
     ("channels.html", include_str!("templates/channels.html")),
     ("preview.html", include_str!("templates/preview.html")),
 ];
@@ -158,7 +164,10 @@ mod tests {
     fn values_read_as_people_write_them() {
         assert_eq!(pct(Some(0.4567)), "45.7 %");
         assert_eq!(pct(None), "–");
-        assert_eq!(duration(Some(2 * 86_400_000 + 4 * 3_600_000 + 5)), "2 d 4 h");
+        assert_eq!(
+            duration(Some(2 * 86_400_000 + 4 * 3_600_000 + 5)),
+            "2 d 4 h"
+        );
         assert_eq!(duration(Some(65_000)), "1 min 5 s");
         assert_eq!(duration(Some(0)), "0 s");
         assert_eq!(num(Some(1234567)), "1\u{2009}234\u{2009}567");

@@ -75,7 +75,13 @@ fn over_tls(headers: &HeaderMap) -> bool {
     let forwarded_proto = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').next().unwrap_or("").trim().eq_ignore_ascii_case("https"));
+        .is_some_and(|v| {
+            v.split(',')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("https")
+        });
     let forwarded = headers
         .get(header::FORWARDED)
         .and_then(|v| v.to_str().ok())
@@ -345,7 +351,10 @@ mod tests {
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         assert!(over_tls(&h));
         let mut h = HeaderMap::new();
-        h.insert(header::FORWARDED, HeaderValue::from_static("for=1.2.3.4;proto=https"));
+        h.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=1.2.3.4;proto=https"),
+        );
         assert!(over_tls(&h));
         assert_eq!(
             set_cookie("n", "v", 5, true),

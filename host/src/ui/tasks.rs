@@ -36,7 +36,13 @@ pub async fn page(
 ) -> UiResult<Html<String>> {
     let queue = blank_is_none(query.queue);
     let status = blank_is_none(query.status);
-    let all = shared::tasks(&state, session.tenant.clone(), status.clone(), queue.clone()).await?;
+    let all = shared::tasks(
+        &state,
+        session.tenant.clone(),
+        status.clone(),
+        queue.clone(),
+    )
+    .await?;
     let total = all.len();
     let tasks: Vec<_> = all
         .into_iter()
