@@ -657,6 +657,16 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
     let (status, page) = get(&http, &base, "/ui/nowhere", &session.cookie).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("<html"), "{page}");
+    // Malformed input and a wrong method are readable pages too, with their status.
+    let (status, page) = get(&http, &base, "/ui/tasks?page=many", &session.cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("<html") && page.contains("page"), "{page}");
+    let (status, page) = get(&http, &base, "/ui/sign-out", &session.cookie).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(page.contains("<html"), "{page}");
+    let (status, page) = get(&http, &base, "/ui/journeys/nope", &session.cookie).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("no journey named"), "{page}");
     let (status, _) = post_form(
         &http,
         &base,

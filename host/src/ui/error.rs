@@ -14,6 +14,7 @@ pub enum UiError {
     /// Signed in, but not allowed (a read key acting, a form without its CSRF token).
     Forbidden(String),
     NotFound(String),
+    MethodNotAllowed(String),
     BadRequest(String),
     /// What the shared API code refused, with its status and message.
     Api(ApiError),
@@ -40,6 +41,7 @@ impl UiError {
             UiError::SignIn => (StatusCode::UNAUTHORIZED, "please sign in".into()),
             UiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             UiError::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            UiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m.clone()),
             UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             UiError::Api(e) => (e.status(), e.message().to_string()),
             UiError::Internal(m) => {

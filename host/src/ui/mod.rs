@@ -70,6 +70,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/templates/{name}/preview", get(channels::preview))
         .route("/static/style.css", get(stylesheet))
         .fallback(|| async { error::UiError::NotFound("no such page".into()) })
+        .method_not_allowed_fallback(|| async {
+            error::UiError::MethodNotAllowed("this page does not take this method".into())
+        })
+        .layer(axum::middleware::from_fn(html_errors))
         .layer(DefaultBodyLimit::max(MAX_FORM))
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -77,6 +81,34 @@ pub fn router(state: AppState) -> Router<AppState> {
         ))
         .layer(axum::middleware::map_response(harden));
     Router::new().nest("/ui", pages)
+}
+
+/// Every error answer as an HTML page: the dashboard's own errors are already; axum's
+/// rejections (a malformed query, a body over [`MAX_FORM`]) are plain text, rewritten here
+/// with their status and text.
+async fn html_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_html {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), MAX_FORM)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&body);
+    let message = if message.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        message.into_owned()
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let page = render::error_page(status.as_u16(), title, &message);
+    (status, axum::response::Html(page)).into_response()
 }
 
 /// Headers every dashboard answer carries: no caching of tenant data, no framing
