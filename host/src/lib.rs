@@ -29,6 +29,7 @@
 //! | [`manifest`] | a channel plugin's embedded manifest, and registrations checked against it |
 //! | [`clock`] | the system clock or a manual one that tests and demos advance |
 //! | [`api`] | axum routes by resource, authentication, JSON errors |
+//! | [`ui`] | the dashboard under `/ui`: server-rendered HTML pages, sessions, CSRF (issue 14) |
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
 
@@ -51,4 +52,5 @@ pub mod server;
 pub mod store;
 pub mod template;
 pub mod tenants;
+pub mod ui; // Dashboard (issue 14)
 pub mod worker;

@@ -183,7 +183,11 @@ async fn process(
     let deferred = match item.pending {
         Pending::Event { event } => shell.event(&mut commit, event, now).await?,
         Pending::Logged => match host.store.logged_event(&item.tenant, &commit.queue_key)? {
-            Some(event) => shell.event(&mut commit, event, now).await?,
+            Some(event) => {
+                // Indexed under its customer with the commit (the dashboard's timeline).
+                commit.event_customer = Some(event.customer.clone());
+                shell.event(&mut commit, event, now).await?
+            }
             // Ingest writes the log entry and the queue entry in one transaction.
             None => {
                 warn!(tenant = %item.tenant, "a queued event is missing from the log; dropped");

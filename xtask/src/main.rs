@@ -20,8 +20,11 @@
 //!   instrumentation (stable toolchain) and fuzzes each, or `target`, for N seconds ([`fuzz`]).
 //!   `test` ends with a [`fuzz::SMOKE_SECONDS`] smoke run of each unless `--no-fuzz`.
 //!   `test` also makes (once) `target/segment-venv`, a Python environment with Segment's
-//!   official library from PyPI, for the Segment-compatible ingest test (issue 12).
+//!   official library from PyPI, for the Segment-compatible ingest test (issue 12), and
+//!   installs Debian's `chromium` and `chromium-driver` when missing, for the dashboard's
+//!   browser test (issue 14, [`chromium`]).
 
+mod chromium; // Dashboard (issue 14)
 mod durability;
 mod fuzz;
 mod neighbours;
@@ -234,6 +237,11 @@ fn test(no_nextest: bool, extra: &[String]) -> Result<()> {
     match waymark_tests::python::segment_python() {
         Ok(python) => eprintln!("segment-analytics-python ready at {}", python.display()),
         Err(why) => eprintln!("warning: no Python environment for Segment's library: {why}"),
+    }
+    // Issue 14: headless Chromium and chromedriver for `tests/tests/dashboard.rs`.
+    match chromium::ensure() {
+        Ok(driver) => eprintln!("chromedriver ready at {}", driver.display()),
+        Err(why) => eprintln!("warning: no Chromium for the dashboard test: {why}"),
     }
     let prebuilt = [("WAYMARK_PREBUILT", "1")];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();

@@ -13,11 +13,16 @@ async fn get_customer(
     TenantId(tenant): TenantId,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Customer>> {
+    customer(&state, &tenant, &id).map(Json)
+}
+
+/// The customer of `GET /v1/customers/{id}` (shared with the dashboard, issue 14).
+pub(crate) fn customer(state: &AppState, tenant: &str, id: &str) -> ApiResult<Customer> {
     let store = &state.host.store;
     let customer = store
-        .customer(&tenant, &id)?
+        .customer(tenant, id)?
         .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
-    let enrollments = store.enrollments(&tenant, &id)?;
-    let messages = store.messages(&tenant, &id)?;
-    Ok(Json(dto::customer(customer, enrollments, messages)))
+    let enrollments = store.enrollments(tenant, id)?;
+    let messages = store.messages(tenant, id)?;
+    Ok(dto::customer(customer, enrollments, messages))
 }

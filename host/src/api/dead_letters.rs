@@ -43,6 +43,15 @@ async fn retry_dead_letters(
 ) -> ApiResult<Json<Requeued>> {
     // No ids: every dead letter (of `channel`, if given).
     let input: RetryDeadLetters = parse_json(&body?)?;
+    retry(&state, tenant, input).await.map(Json)
+}
+
+/// Requeues as `POST /v1/dead-letters/retry` does (shared with the dashboard, issue 14).
+pub(crate) async fn retry(
+    state: &AppState,
+    tenant: String,
+    input: RetryDeadLetters,
+) -> ApiResult<Requeued> {
     if input.ids.len() > MAX_RETRY_IDS {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -96,8 +105,8 @@ async fn retry_dead_letters(
     }
     tracing::info!(tenant, requeued = requeued.len(), "dead letters requeued");
     let ids: Vec<String> = requeued.into_iter().map(|m| m.id).collect();
-    Ok(Json(Requeued {
+    Ok(Requeued {
         requeued: ids.len() as u64,
         ids,
-    }))
+    })
 }

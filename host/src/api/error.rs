@@ -49,6 +49,16 @@ impl ApiError {
         }
     }
 
+    /// Dashboard (issue 14): the status and message a page shows for this error.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// See [`ApiError::status`].
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(super) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }

@@ -211,35 +211,46 @@ async fn journey_report(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
 ) -> ApiResult<Json<JourneyReport>> {
+    report(&state, &tenant, name).map(Json)
+}
+
+/// The report of `GET /v1/journeys/{name}/report`; the dashboard's journey pages show this
+/// same value (issue 14), so their funnel is the route's by construction.
+pub(crate) fn report(state: &AppState, tenant: &str, name: String) -> ApiResult<JourneyReport> {
     let store = &state.host.store;
     let not_found = || ApiError::not_found(format!("no journey named {name:?}"));
     let rollout = store
-        .journey_rollout(&tenant, &name)?
+        .journey_rollout(tenant, &name)?
         .ok_or_else(not_found)?;
     // Milestones as the live version declares them (the newest draft's, before any is live).
     let latest = store
-        .journey_version(&tenant, &name, rollout.live.unwrap_or(rollout.latest))?
+        .journey_version(tenant, &name, rollout.live.unwrap_or(rollout.latest))?
         .ok_or_else(not_found)?;
-    let cells = store.report_cells(&tenant, &name)?;
+    let cells = store.report_cells(tenant, &name)?;
     let report = crate::report::cells::report(&latest.spec, &cells);
-    Ok(Json(JourneyReport {
+    Ok(JourneyReport {
         name,
         latest_version: latest.version,
         report: report.into(),
-    }))
+    })
 }
 
 async fn list_journeys(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
 ) -> ApiResult<Json<JourneyList>> {
-    let journeys = state.host.store.journey_rollouts(&tenant)?;
-    Ok(Json(JourneyList {
+    list(&state, &tenant).map(Json)
+}
+
+/// The list of `GET /v1/journeys` (shared with the dashboard, issue 14).
+pub(crate) fn list(state: &AppState, tenant: &str) -> ApiResult<JourneyList> {
+    let journeys = state.host.store.journey_rollouts(tenant)?;
+    Ok(JourneyList {
         journeys: journeys
             .into_iter()
             .map(|(name, rollout)| dto::summary(name, rollout))
             .collect(),
-    }))
+    })
 }
 
 async fn get_journey(
@@ -247,14 +258,19 @@ async fn get_journey(
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
 ) -> ApiResult<Json<JourneyVersions>> {
+    versions(&state, &tenant, name).map(Json)
+}
+
+/// The versions of `GET /v1/journeys/{name}` (shared with the dashboard, issue 14).
+pub(crate) fn versions(state: &AppState, tenant: &str, name: String) -> ApiResult<JourneyVersions> {
     let store = &state.host.store;
     let rollout = store
-        .journey_rollout(&tenant, &name)?
+        .journey_rollout(tenant, &name)?
         .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
-    let versions = store.journey_versions(&tenant, &name)?;
-    Ok(Json(JourneyVersions {
+    let versions = store.journey_versions(tenant, &name)?;
+    Ok(JourneyVersions {
         versions: versions.into_iter().map(JourneyVersion::from).collect(),
         rollout: dto::rollout(name.clone(), rollout),
         name,
-    }))
+    })
 }

@@ -23,6 +23,9 @@
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 //! | [`openapi`] | `/openapi.json` (issue 12) |
+//!
+//! The dashboard (`crate::ui`, issue 14) is merged in after the edge's layers: it is HTML with
+//! its own sign-in, session and errors, and reaches the handlers' logic through [`shared`].
 
 mod admin;
 mod auth;
@@ -54,6 +57,16 @@ pub use edge::Edge;
 pub use error::ApiError;
 pub use events::parse_events;
 pub use limits::EdgeConfig;
+
+/// Dashboard (issue 14): what the `/ui` pages share with the JSON routes, so a page shows
+/// exactly what its route answers and an action does exactly what its route does.
+pub(crate) mod shared {
+    pub(crate) use super::customers::customer;
+    pub(crate) use super::dead_letters::retry as retry_dead_letters;
+    pub(crate) use super::journeys::{list as journeys, report, versions};
+    pub(crate) use super::tasks::{claim, filtered as tasks, resolve};
+    pub(crate) use super::templates::preview;
+}
 
 use crate::host::Host;
 use axum::extract::DefaultBodyLimit;
@@ -117,6 +130,8 @@ pub fn router(state: AppState) -> Router {
             edge::guard,
         ))
         .layer(axum::middleware::from_fn(edge::json_errors))
+        // Dashboard (issue 14): after the edge's layers, which are the JSON API's.
+        .merge(crate::ui::router(state.clone()))
         .with_state(state)
 }
 
@@ -126,7 +141,7 @@ pub fn router(state: AppState) -> Router {
 /// need its writes); without this a client could see an enrollment that a `kill -9` in that
 /// moment would take back, though its trigger would still be processed again after restart.
 /// Reads ride on the store's group commit: under load they share the flushes the writers make.
-async fn durable_reads(
+pub(crate) async fn durable_reads(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,

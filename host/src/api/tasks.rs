@@ -30,7 +30,22 @@ async fn list_tasks(
     query: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<TaskList>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
-    let status = match &query.status {
+    let limit = query.limit.unwrap_or(100).min(MAX_LIST);
+    let mut tasks = filtered(&state, tenant, query.status, query.queue).await?;
+    tasks.truncate(limit);
+    Ok(Json(TaskList { tasks }))
+}
+
+/// The tenant's tasks of `status` (a word: open, claimed, resolved) in `queue`, most urgent
+/// and oldest first, all of them: `GET /v1/tasks` keeps the first `limit`, the dashboard a
+/// page (issue 14).
+pub(crate) async fn filtered(
+    state: &AppState,
+    tenant: String,
+    status: Option<String>,
+    queue: Option<String>,
+) -> ApiResult<Vec<Task>> {
+    let status = match &status {
         Some(status) => Some(status.parse::<TaskStatus>().map_err(|_| {
             ApiError::bad_request(
                 "invalid_input",
@@ -45,20 +60,16 @@ async fn list_tasks(
     let tasks = tokio::task::spawn_blocking(move || {
         let mut tasks = store.tasks(&tenant)?;
         tasks.retain(|t| {
-            status.is_none_or(|s| s == t.status)
-                && query.queue.as_ref().is_none_or(|q| *q == t.queue)
+            status.is_none_or(|s| s == t.status) && queue.as_ref().is_none_or(|q| *q == t.queue)
         });
         tasks.sort_by(|a, b| {
             (a.priority, a.created_at, &a.id).cmp(&(b.priority, b.created_at, &b.id))
         });
-        tasks.truncate(query.limit.unwrap_or(100).min(MAX_LIST));
         Ok::<_, crate::store::StoreError>(tasks)
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(Json(TaskList {
-        tasks: tasks.into_iter().map(Task::from).collect(),
-    }))
+    Ok(tasks.into_iter().map(Task::from).collect())
 }
 
 async fn get_task(
@@ -82,6 +93,16 @@ async fn claim_task(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Task>> {
     let input: ClaimTask = parse_json(&body?)?;
+    claim(&state, &tenant, &id, input).await.map(Json)
+}
+
+/// Claims a task as `POST /v1/tasks/{id}/claim` does (shared with the dashboard, issue 14).
+pub(crate) async fn claim(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    input: ClaimTask,
+) -> ApiResult<Task> {
     if input.assignee.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -91,9 +112,9 @@ async fn claim_task(
     let rt = &state.host;
     let task = rt
         .store
-        .claim_task(&tenant, &id, &input.assignee, rt.clock.now())
+        .claim_task(tenant, id, &input.assignee, rt.clock.now())
         .await?;
-    Ok(Json(task.into()))
+    Ok(task.into())
 }
 
 /// Resolves a task; the customer's journeys get a `task_resolved` event.
@@ -104,6 +125,17 @@ async fn resolve_task(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Task>> {
     let input: ResolveTask = parse_json(&body?)?;
+    resolve(&state, &tenant, &id, input).await.map(Json)
+}
+
+/// Resolves a task as `POST /v1/tasks/{id}/resolve` does: the same event reaches the journey
+/// (shared with the dashboard, issue 14).
+pub(crate) async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    input: ResolveTask,
+) -> ApiResult<Task> {
     if input.resolution.trim().is_empty() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -114,21 +146,21 @@ async fn resolve_task(
     let now = rt.clock.now();
     let current = rt
         .store
-        .task(&tenant, &id)?
-        .ok_or_else(|| ApiError::from(TaskError::NotFound(id.clone())))?;
+        .task(tenant, id)?
+        .ok_or_else(|| ApiError::from(TaskError::NotFound(id.to_string())))?;
     let event =
         crate::engine::task_resolved_event(&current, &input.resolution, input.properties, now);
     let task = rt
         .store
         .resolve_task(
-            &tenant,
-            &id,
+            tenant,
+            id,
             &input.resolution,
             &event,
             now,
             rt.config.dedup_window_ms(),
         )
         .await?;
-    rt.wake_customer(&tenant, &task.customer);
-    Ok(Json(task.into()))
+    rt.wake_customer(tenant, &task.customer);
+    Ok(task.into())
 }

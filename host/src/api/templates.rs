@@ -122,10 +122,21 @@ async fn preview_template(
     } else {
         parse_json(&body)?
     };
+    preview(&state, &tenant, name, request).map(Json)
+}
+
+/// Renders a preview as `POST /v1/templates/{name}/preview` does (shared with the dashboard,
+/// issue 14).
+pub(crate) fn preview(
+    state: &AppState,
+    tenant: &str,
+    name: String,
+    request: PreviewRequest,
+) -> ApiResult<Preview> {
     let host = &state.host;
     let version = host
         .store
-        .template(&tenant, &name, request.version)?
+        .template(tenant, &name, request.version)?
         .ok_or_else(|| no_template(&name))?
         .version;
     let (customer_id, attributes): (String, Object) = match (request.customer, request.attributes) {
@@ -138,7 +149,7 @@ async fn preview_template(
         (Some(id), None) => {
             let customer = host
                 .store
-                .customer(&tenant, &id)?
+                .customer(tenant, &id)?
                 .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
             (customer.id, customer.attributes)
         }
@@ -148,7 +159,7 @@ async fn preview_template(
         .payload
         .unwrap_or_else(|| serde_json::Value::Object(Object::new()));
     let compiled = host
-        .compiled_template(&tenant, &name, version)
+        .compiled_template(tenant, &name, version)
         .map_err(|e| match e {
             TemplateLoadError::Store(e) => ApiError::from(e),
             TemplateLoadError::Missing => no_template(&name),
@@ -161,5 +172,5 @@ async fn preview_template(
         message_id: "preview",
         channel: compiled.channel().as_str(),
     })?;
-    Ok(Json(dto::preview(name, version, rendered)))
+    Ok(dto::preview(name, version, rendered))
 }

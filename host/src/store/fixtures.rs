@@ -34,6 +34,31 @@ pub fn commit(store: &Store, tenant: &str, customer: &str) -> TriggerCommit {
     }
 }
 
+/// Dashboard (issue 14): a commit for the trigger of event `id` of `customer`, really
+/// ingested (logged and queued), so committing it must remove it.
+pub async fn logged_commit(store: &Store, tenant: &str, id: &str, customer: &str) -> TriggerCommit {
+    let event = crate::model::Event {
+        id: id.into(),
+        customer: customer.into(),
+        name: "seen".into(),
+        properties: Default::default(),
+        timestamp: 0,
+    };
+    store.ingest(tenant, &[event], 0, None).await.unwrap();
+    let queue_key = store
+        .queue
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, _)| k.to_vec())
+        .find(|k| matches!(store.logged_event(tenant, k), Ok(Some(e)) if e.id == id))
+        .expect("the event is queued");
+    TriggerCommit {
+        tenant: tenant.into(),
+        queue_key,
+        ..TriggerCommit::default()
+    }
+}
+
 /// How many triggers are queued, over every shard.
 pub fn queued_count(store: &Store) -> usize {
     store.queue.len()

@@ -23,6 +23,8 @@
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
+//! | [`sessions`] | dashboard sessions (issue 14) |
+//! | [`customer_events`] | each customer's processed events, for the dashboard's timeline (issue 14) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -46,6 +48,7 @@ pub mod access_keys; // Scoped keys (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
+pub mod customer_events; // Dashboard (issue 14)
 pub mod customers;
 pub mod enrollments;
 pub mod events;
@@ -56,6 +59,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod queue;
 pub mod reports;
+pub mod sessions; // Dashboard (issue 14)
 pub mod tasks;
 pub mod templates;
 pub mod tenants;
@@ -75,6 +79,7 @@ pub use keys::shard_of;
 pub use migrations::{Migration, MigrationOutcome, Outcome as MigrationResult};
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
+pub use sessions::UiSession; // Dashboard (issue 14)
 pub use tasks::{Task, TaskError};
 pub use templates::{TemplateHead, TemplateVersion};
 pub use tenants::Tenant;
@@ -191,6 +196,10 @@ pub struct Store {
     templates: sled::Tree,
     /// `tenant␟name` → [`TemplateHead`].
     template_heads: sled::Tree,
+    /// Dashboard sessions (issue 14): SHA-256 of the session id → [`UiSession`].
+    ui_sessions: sled::Tree,
+    /// `tenant␟customer␟sequence` → nothing: each customer's processed events (issue 14).
+    customer_events: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -304,6 +313,8 @@ impl Store {
             access_key_prefixes: t("access_key_prefixes")?,
             templates: t("templates")?,
             template_heads: t("template_heads")?,
+            ui_sessions: t("ui_sessions")?, // Dashboard (issue 14)
+            customer_events: t("customer_events")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -521,6 +521,36 @@ impl Store {
         Ok(out)
     }
 
+    /// Dashboard (issue 14): a page of the tenant's dead letters in id order, those after
+    /// message `after` (exclusive), at most `limit`; and whether more follow.
+    pub fn dead_letters_after(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        use std::ops::Bound;
+        let start = prefix(&[tenant.as_bytes()]);
+        let from = match after {
+            Some(id) => Bound::Excluded(key(&[tenant.as_bytes(), id.as_bytes()])),
+            None => Bound::Included(start.clone()),
+        };
+        let mut out = Vec::new();
+        for kv in self.dead_letters.range((from, Bound::Unbounded)) {
+            let (k, outbox_k) = kv?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            if let Some(v) = self.outbox.get(&outbox_k)? {
+                out.push(dec(&v)?);
+            }
+        }
+        Ok((out, false))
+    }
+
     /// Puts dead letters back in the delivery queue with a fresh attempt budget, due at `now`
     /// (wall clock), and flushes. `ids` empty means every dead letter of the tenant; `channel`
     /// narrows it. Returns the messages requeued; ids that are not dead letters are skipped.

@@ -36,6 +36,9 @@ pub struct TriggerCommit {
     pub report_deltas: Vec<CellDelta>,
     /// What a `migrate` trigger did to its enrollment ([`super::migrations`]).
     pub migration_outcomes: Vec<super::MigrationOutcome>,
+    /// Dashboard (issue 14): for a logged event's trigger, its customer: the event is indexed
+    /// under them (`customer_events`), its sequence number read from `queue_key`.
+    pub event_customer: Option<String>,
 }
 
 impl Store {
@@ -59,12 +62,18 @@ impl Store {
         let mut messages = Vec::new();
         let mut tasks = Vec::new();
         let mut outcomes = Vec::new();
+        let mut customer_events = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         // Report deltas by tenant and committing shard (a worker's batch is all one shard),
         // added up per cell below: each cell a batch touches is written once.
         let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
+            if let (Some(customer), Some(seq)) = (&c.event_customer, c.queue_key.get(2..)) {
+                customer_events.push(super::customer_events::customer_event_key(
+                    &c.tenant, customer, seq,
+                ));
+            }
             if let Some(cu) = &c.customer {
                 customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
             }
@@ -120,6 +129,7 @@ impl Store {
             &self.held,
             &self.report_cells,
             &self.migrations,
+            &self.customer_events,
         )
             .transaction(
                 |(
@@ -134,6 +144,7 @@ impl Store {
                     held,
                     report_t,
                     migrations_t,
+                    customer_events_t,
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
@@ -170,6 +181,9 @@ impl Store {
                     }
                     for ((tenant, shard), d) in &deltas {
                         super::reports::apply(report_t, tenant, *shard, d)?;
+                    }
+                    for k in &customer_events {
+                        customer_events_t.insert(k.as_slice(), &[])?;
                     }
                     Ok(())
                 },
