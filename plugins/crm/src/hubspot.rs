@@ -88,12 +88,13 @@ pub fn request(config: &Config, task: &Task, message_id: &str) -> Result<Request
         "to": {"id": task.contact_id},
         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": TASK_TO_CONTACT}],
     }]);
-    Ok(
-        Request::post(format!("{}{TASKS_PATH}", config.base_url()?))
-            .header("Authorization", format!("Bearer {}", config.access_token.trim()))
-            .header("Accept", "application/json")
-            .json(&json!({"properties": properties, "associations": associations})),
-    )
+    Ok(Request::post(format!("{}{TASKS_PATH}", config.base_url()?))
+        .header(
+            "Authorization",
+            format!("Bearer {}", config.access_token.trim()),
+        )
+        .header("Accept", "application/json")
+        .json(&json!({"properties": properties, "associations": associations})))
 }
 
 /// HubSpot's error text from an error body: `{category}: {message}`, a rate limit's

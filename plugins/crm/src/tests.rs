@@ -113,7 +113,10 @@ fn the_payload_may_name_the_contact_and_the_due_time() {
     let body = body(&request);
     assert_eq!(body["associations"][0]["to"]["id"], "555");
     assert_eq!(body["properties"]["hs_timestamp"], "42");
-    assert_eq!(body["properties"]["hs_task_body"], format!("Waymark message {ID}"));
+    assert_eq!(
+        body["properties"]["hs_task_body"],
+        format!("Waymark message {ID}")
+    );
     assert!(body["properties"].get("hs_task_priority").is_none());
 }
 
@@ -201,8 +204,12 @@ fn hubspot_errors_keep_their_category_message_and_correlation_id() {
         ))
     );
     assert!(outcome(&Response::new(502, b"Bad Gateway".to_vec())).is_err_and(|e| e.is_retryable()));
-    assert!(outcome(&answer(400, json!({"message": "Property values were not valid"}), &[]))
-        .is_err_and(|e| !e.is_retryable()));
+    assert!(outcome(&answer(
+        400,
+        json!({"message": "Property values were not valid"}),
+        &[]
+    ))
+    .is_err_and(|e| !e.is_retryable()));
 }
 
 #[test]
