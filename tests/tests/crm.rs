@@ -325,3 +325,95 @@ async fn a_bad_send_rate_is_refused_at_registration() {
         assert_eq!(body["error"]["message"], message, "{body}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// guided-onboarding on real channels: its CS handoff is posted to Slack and opens a HubSpot task
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn guided_onboardings_handoff_posts_to_slack_and_opens_a_hubspot_task() {
+    let hubspot = HubSpot::start(HubSpotAccount {
+        token: TOKEN.into(),
+        contacts: vec!["201".into()],
+        custom_properties: vec![],
+    });
+    let hook_path = "/services/T0001/B0001/cshandoffs";
+    let slack = StandIn::start(Provider::SlackWebhook {
+        path: hook_path.into(),
+    });
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions::default()).await;
+    let (tenant, _) = tenant_with_journey(
+        &server,
+        "acme",
+        Some((&sink, &["email"])),
+        "guided-onboarding",
+        artifacts().component(&example_crate("guided-onboarding")),
+    )
+    .await;
+    let api = server.as_tenant(&tenant);
+    api.register_channel(
+        "slack",
+        &artifacts().component(SLACK_CRATE),
+        json!({"mode": "webhook"}),
+        json!({"webhook_url": format!("{}{hook_path}", slack.url())}),
+        &[slack.authority()],
+    )
+    .await;
+    api.register_channel(
+        "crm",
+        &artifacts().component(CRM_CRATE),
+        json!({"base_url": hubspot.url(), "owner_id": OWNER, "due_in_hours": 4}),
+        json!({"access_token": TOKEN}),
+        &[hubspot.authority()],
+    )
+    .await;
+    let answer = api
+        .post_events(&[
+            identify("bob-identify", "bob", json!({"hubspot_contact_id": "201"})),
+            event("bob-signed-up", "bob", "signed_up"),
+        ])
+        .await;
+    assert_eq!(answer.accepted, 2, "{answer:?}");
+    sink.wait_for_delivery("welcome", "bob").await;
+
+    // Bob never logs in: two stall windows later he is handed to customer success.
+    let admin = server.api();
+    for stalls in 1..=2 {
+        admin.advance_clock(2 * DAY_MS).await;
+        api.wait_for_enrollment("bob", "guided-onboarding", "another stall", |e| {
+            e.stalls.len() >= stalls
+        })
+        .await;
+    }
+    let posted = slack.wait_for_calls(1).await;
+    assert_eq!(posted[0].problems, Vec::<String>::new());
+    assert_eq!(
+        posted[0].json(),
+        json!({"text": "Onboarding handoff: bob stalled 2 times; stuck before first_login"})
+    );
+    let created = hubspot.wait_for_calls(1).await;
+    assert_eq!(created[0].problems, Vec::<String>::new());
+    let task = created[0].json();
+    assert_eq!(task["properties"]["hs_task_subject"], "Help bob onboard");
+    assert_eq!(task["properties"]["hs_task_priority"], "HIGH");
+    assert_eq!(task["properties"]["hubspot_owner_id"], OWNER);
+    assert_eq!(task["associations"][0]["to"]["id"], "201");
+    let body = task["properties"]["hs_task_body"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        body.starts_with("bob stalled 2 times; stuck before first_login.\n\nWaymark message k1-"),
+        "{body}"
+    );
+    let handoff = wait_for_some("the crm message delivered", || async {
+        let customer = api.customer("bob").await?;
+        customer
+            .messages_with_template("cs_handoff_task")
+            .first()
+            .filter(|m| m.status == MessageStatus::Delivered)
+            .map(|m| (*m).clone())
+    })
+    .await;
+    assert_eq!(handoff.provider_id.as_deref(), Some("90001"));
+}
