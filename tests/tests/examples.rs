@@ -252,12 +252,12 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
     // Three days on, only bob, who did nothing, gets the SMS. Ada's and cyd's SMS timers were
     // gone before the clock moved, so bob's arrival is enough to know theirs never fire.
     admin.advance_clock(3 * DAY_MS).await;
-    let sms = world.delivered(SMS, "win_back", "bob").await;
+    let sms = world.delivered(SMS, "win_back_sms", "bob").await;
     assert_eq!(sms.path, "/sms");
     let received = world.sink.requests();
     for customer in ["ada", "cyd"] {
         assert_eq!(
-            count_via(&received, SMS, "win_back", customer),
+            count_via(&received, SMS, "win_back_sms", customer),
             0,
             "{}",
             describe(&received)
@@ -286,7 +286,7 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
     world
         .sink
         .wait_for("cyd's SMS of his second run", |r| {
-            count_via(r, SMS, "win_back", "cyd") == 1
+            count_via(r, SMS, "win_back_sms", "cyd") == 1
         })
         .await;
 
@@ -339,7 +339,7 @@ async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
         )])
         .await;
     // No clock movement: the SMS comes from the failed email's delivery report, not the timer.
-    let sms = world.delivered(SMS, "win_back", "dee").await;
+    let sms = world.delivered(SMS, "win_back_sms", "dee").await;
     assert_eq!(sms.path, "/sms");
     let dee = world
         .wait_for("dee", "the fallback timer called off", |e| {
