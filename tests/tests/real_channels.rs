@@ -120,3 +120,94 @@ async fn win_back_sends_a_templated_email_through_postmark_then_a_templated_sms_
         Some("Ana, your projects miss you. Reply STOP to opt out.")
     );
 }
+
+#[tokio::test]
+async fn renewal_sends_its_reminders_through_postmark_in_each_customers_locale() {
+    let postmark = MailProvider::postmark(POSTMARK_TOKEN);
+    let server = Server::start(ServerOptions::default()).await;
+    let (tenant, _) = tenant_with_journey(
+        &server,
+        "acme",
+        None,
+        "renewal",
+        artifacts().component(&example_crate("renewal")),
+    )
+    .await;
+    let api = server.as_tenant(&tenant);
+    api.register_channel(
+        "email",
+        &artifacts().component(EMAIL_CRATE),
+        json!({"provider": "postmark", "from": "billing@acme.example", "base_url": postmark.url()}),
+        json!({"server_token": POSTMARK_TOKEN}),
+        &[postmark.authority()],
+    )
+    .await;
+    let key = tenant.api_key.clone();
+    let template = json!({"channel": "email", "default_locale": "en", "locales": {
+        "en": {"subject": "Your plan renews in {{ payload.days_before }} days",
+               "text": "It renews on {{ payload.renewal_date }}."},
+        "de": {"subject": "Ihr Tarif verlängert sich in {{ payload.days_before }} Tagen",
+               "text": "Er verlängert sich am {{ payload.renewal_date }}."},
+    }});
+    let (status, stored) = api
+        .request(
+            Method::PUT,
+            "/v1/templates/renewal_reminder",
+            Some(&key),
+            template,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+
+    let admin = server.api();
+    let start = admin.clock_now().await;
+    let renewal_date = utc_date_string(start + 40 * DAY_MS);
+    let (y, m, d) = utc_date(start + 40 * DAY_MS);
+    let first_reminder = utc_midnight(y, m, d) - 30 * DAY_MS + 9 * HOUR_MS;
+    // Ada reads German (`de-AT` falls back to `de`); bob has no locale: the default, English.
+    let answer = api
+        .post_events(&[
+            identify(
+                "ada-traits",
+                "ada",
+                json!({"renewal_date": renewal_date, "locale": "de-AT", "email": "ada@example.com"}),
+            ),
+            event("ada-scheduled", "ada", "renewal_scheduled"),
+            identify(
+                "bob-traits",
+                "bob",
+                json!({"renewal_date": renewal_date, "email": "bob@example.com"}),
+            ),
+            event("bob-scheduled", "bob", "renewal_scheduled"),
+        ])
+        .await;
+    assert_eq!(answer.accepted, 4, "{answer:?}");
+    for customer in ["ada", "bob"] {
+        api.wait_for_enrollment(customer, "renewal", "reminders planned", |e| {
+            e.timer("lapsed").is_some()
+        })
+        .await;
+    }
+    admin.advance_clock(first_reminder - start).await;
+    let emails = postmark
+        .wait_for("both 30-day reminders", |r| r.len() >= 2)
+        .await;
+    assert_eq!(postmark.violations(), Vec::<String>::new());
+    let to = |address: &str| {
+        emails
+            .iter()
+            .find(|r| r.body["To"] == address)
+            .unwrap_or_else(|| panic!("no email to {address}: {emails:#?}"))
+            .body
+            .clone()
+    };
+    let ada = to("ada@example.com");
+    assert_eq!(ada["Subject"], "Ihr Tarif verlängert sich in 30 Tagen");
+    assert_eq!(
+        ada["TextBody"],
+        format!("Er verlängert sich am {renewal_date}.")
+    );
+    let bob = to("bob@example.com");
+    assert_eq!(bob["Subject"], "Your plan renews in 30 days");
+    assert_eq!(bob["TextBody"], format!("It renews on {renewal_date}."));
+}
