@@ -20,6 +20,29 @@ pub struct ChannelRegistration {
     /// Where `deliver` may send: `host`, `host:port` or `*.domain`.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// How fast the host starts this registration's deliveries, at most (issue 11); none:
+    /// as fast as the delivery loop's budgets allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<SendRate>,
+}
+
+// Issue 11, crm slice: per-registration send rates.
+/// A channel registration's send rate: its deliveries start no faster than `per_second`
+/// (fractions allowed: `0.5` is one every two seconds), and after a quiet spell up to `burst`
+/// start at once. Messages over the rate wait in order; none is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SendRate {
+    /// Messages per second, above 0 and at most 10,000.
+    pub per_second: f64,
+    /// Deliveries that may start at once after a quiet spell, 1 to 10,000 (default 1).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A registered channel: the answer to `PUT /v1/channels/{name}` (201) and an item of
@@ -40,6 +63,9 @@ pub struct Channel {
     pub settings: Object,
     /// The names of the secrets, never their values.
     pub secrets: Vec<String>,
+    /// The registration's send rate, if it declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<SendRate>,
 }
 
 /// The answer to `GET /v1/channels`.

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// The kind of channel a template is written for, which decides its parts: `email`
 /// (`subject`, `html`, `text`), `sms` (`text`), `slack` (`blocks`), `inapp` (`title`, `body`,
-/// `url`).
+/// `url`), `crm` (`subject`, `body`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
@@ -19,6 +19,8 @@ pub enum TemplateChannel {
     Sms,
     Slack,
     Inapp,
+    /// A CRM task: `subject`, `body` (issue 11, crm slice).
+    Crm,
 }
 
 /// Locale tag → part name → minijinja source.

@@ -36,6 +36,7 @@ use crate::clock::system_now;
 use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::{Host, TemplateLoadError};
 use crate::model::{Customer, DeliveryRequest, Millis};
+use crate::pacing::Pacing;
 use crate::store::outbox::{AttemptRecord, DueRead, MessageKey};
 use crate::store::{Message, MessageStatus};
 use crate::template::{payload_with_content, RenderInput};
@@ -121,6 +122,7 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     // What each running task delivers for: its slot in the budgets is given back when it ends.
     let mut running_for: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     let mut budgets = Budgets::new(host.config.delivery_budgets);
+    let mut pacing = Pacing::default();
     let mut parked = Parked::default();
     // Where the next read of the due index goes on (`None`: from the earliest).
     let mut resume: Option<Vec<u8>> = None;
@@ -130,10 +132,12 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     let mut next_due: Option<Millis> = None;
     loop {
         while running.len() < CONCURRENCY {
-            let message = match parked.next_startable(&budgets) {
+            let message = match next_paced(host, &mut parked, &budgets, &mut pacing) {
                 Some(message) => message,
                 None if look => {
                     let read = read_due(host, shared, &mut parked, resume.as_deref());
+                    // Registrations' rates are looked up again for what this read parked.
+                    pacing.forget_rates();
                     look = read.resume.is_some();
                     // Caught up: what falls due from now on is all after this point, and what
                     // was passed over before it is read again when its tenant wants more.
@@ -160,7 +164,9 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
             let ms = at.saturating_sub(system_now()).max(0) as u64;
             Duration::from_millis(ms).min(IDLE_RECHECK)
         });
+        let paced_wait = next_paced_start(&parked, &budgets, &pacing, running.len());
         tokio::select! {
+            _ = tokio::time::sleep(paced_wait.unwrap_or_default()), if paced_wait.is_some() => {}
             Some(ended) = running.join_next_with_id(), if !running.is_empty() => {
                 let id = match ended {
                     Ok((id, ())) => id,
@@ -200,6 +206,59 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     }
 }
 
+// Issue 11, crm slice: per-registration send rates.
+/// The next parked message whose tenant and channel have room in the budgets and whose
+/// registration's send rate ([`Pacing`]) lets it start now, taking its token. A registration
+/// whose rate is not known yet is looked up in the store (a registration that cannot be read
+/// has no rate: the delivery itself will say what is wrong).
+fn next_paced(
+    host: &Host,
+    parked: &mut Parked,
+    budgets: &Budgets,
+    pacing: &mut Pacing,
+) -> Option<Message> {
+    let now = system_now();
+    for (tenant, channel) in parked.queues.keys() {
+        if !pacing.knows(tenant, channel) {
+            let rate = match host.store.channel(tenant, channel) {
+                Ok(record) => record.and_then(|r| r.rate),
+                Err(error) => {
+                    warn!(%error, "reading a channel's send rate failed");
+                    None
+                }
+            };
+            pacing.set_rate(tenant, channel, rate, now);
+        }
+    }
+    let message = parked.next_startable_where(|tenant, channel| {
+        budgets.has_room(tenant, channel) && pacing.ready_at(tenant, channel, now) <= now
+    })?;
+    pacing.take(&message.tenant, &message.channel, now);
+    Some(message)
+}
+
+/// How long until a parked message held back only by its registration's send rate may start,
+/// if there is one and a slot is free: the feeder sleeps that long at most.
+fn next_paced_start(
+    parked: &Parked,
+    budgets: &Budgets,
+    pacing: &Pacing,
+    running: usize,
+) -> Option<Duration> {
+    if running >= CONCURRENCY {
+        return None;
+    }
+    let now = system_now();
+    parked
+        .queues
+        .iter()
+        .filter(|((tenant, channel), queue)| !queue.is_empty() && budgets.has_room(tenant, channel))
+        .map(|((tenant, channel), _)| pacing.ready_at(tenant, channel, now))
+        .filter(|at| *at > now)
+        .min()
+        .map(|at| Duration::from_millis(at.saturating_sub(now).max(1) as u64))
+}
+
 /// Messages read and taken but not started yet, by tenant and channel, each in due order.
 #[derive(Debug, Default)]
 struct Parked {
@@ -224,13 +283,17 @@ impl Parked {
 
     /// The first parked message of a tenant and channel that the budgets have room for,
     /// taken out. The queues are visited in no particular order, so no tenant is preferred.
+    #[cfg(test)]
     fn next_startable(&mut self, budgets: &Budgets) -> Option<Message> {
+        self.next_startable_where(|tenant, channel| budgets.has_room(tenant, channel))
+    }
+
+    /// The first parked message of a tenant and channel that `may_start`, taken out.
+    fn next_startable_where(&mut self, may_start: impl Fn(&str, &str) -> bool) -> Option<Message> {
         let key = self
             .queues
             .iter()
-            .find(|((tenant, channel), queue)| {
-                !queue.is_empty() && budgets.has_room(tenant, channel)
-            })
+            .find(|((tenant, channel), queue)| !queue.is_empty() && may_start(tenant, channel))
             .map(|(key, _)| key.clone())?;
         let queue = self.queues.get_mut(&key)?;
         let message = queue.pop_front()?;
@@ -787,5 +850,38 @@ mod tests {
         let d = DeliveryBudgets::default();
         assert!(d.per_channel <= d.per_tenant && d.per_tenant < CONCURRENCY);
         assert_eq!((d.per_tenant, d.per_channel), (16, 8));
+    }
+
+    // Issue 11, crm slice: per-registration send rates.
+    #[test]
+    fn a_paced_channel_waits_for_its_tokens_while_other_channels_start() {
+        let budgets = Budgets::new(DeliveryBudgets::default());
+        let mut pacing = Pacing::default();
+        let rate = crate::pacing::SendRate::checked(1.0, 1).ok();
+        pacing.set_rate("acme", "crm", rate, 0);
+        pacing.set_rate("acme", "email", None, 0);
+        let mut parked = Parked::default();
+        for i in 0..3 {
+            parked.park(message("acme", "crm", &format!("crm-{i}")));
+            parked.park(message("acme", "email", &format!("email-{i}")));
+        }
+        let mut start_at = |now: Millis, parked: &mut Parked| {
+            let mut started = Vec::new();
+            while let Some(m) = parked.next_startable_where(|t, c| {
+                budgets.has_room(t, c) && pacing.ready_at(t, c, now) <= now
+            }) {
+                pacing.take(&m.tenant, &m.channel, now);
+                started.push(m.id);
+            }
+            started.sort();
+            started
+        };
+        assert_eq!(
+            start_at(0, &mut parked),
+            ["crm-0", "email-0", "email-1", "email-2"]
+        );
+        assert_eq!(start_at(999, &mut parked), Vec::<String>::new());
+        assert_eq!(start_at(1000, &mut parked), ["crm-1"]);
+        assert_eq!(start_at(2000, &mut parked), ["crm-2"]);
     }
 }

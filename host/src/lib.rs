@@ -23,6 +23,7 @@
 //! | [`worker`] | shard workers: load, plan, decide, settle, commit |
 //! | [`scheduler`] | durable timers, held messages, the dedup window |
 //! | [`delivery`] | outbox draining through channel adapters |
+//! | [`pacing`] | **pure** per-registration send rates: a token bucket per tenant and channel |
 //! | [`template`] | message templates: per-channel parts and locales, compiled once per version, rendered at delivery (minijinja) |
 //! | [`sandbox`] | wasmtime: compiling, validating and running journey and channel components |
 //! | [`registry`] | compiled components by content digest, compiled once per process |
@@ -43,6 +44,8 @@ pub mod host;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+// Issue 11, crm slice: per-registration send rates (token buckets the delivery loop keeps).
+pub mod pacing;
 pub mod policy;
 pub mod registry;
 pub mod report;

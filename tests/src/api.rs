@@ -111,6 +111,32 @@ impl Api {
             settings: object(settings, "settings"),
             secrets: object(secrets, "secrets"),
             allowed_hosts: allowed_hosts.to_vec(),
+            rate: None,
+        };
+        ok(self
+            .tenant_client()
+            .register_channel(name, &registration)
+            .await)
+    }
+
+    // Issue 11, crm slice: a registration with a send rate.
+    /// Registers `component` as channel `name` as [`Api::register_channel`] does, with the send
+    /// rate `rate`; panics unless it is accepted.
+    pub async fn register_paced_channel(
+        &self,
+        name: &str,
+        component: &[u8],
+        config: (Value, Value),
+        allowed_hosts: &[String],
+        rate: waymark_api::channels::SendRate,
+    ) -> Channel {
+        let (settings, secrets) = config;
+        let registration = ChannelRegistration {
+            component: waymark_client::component_base64(component),
+            settings: object(settings, "settings"),
+            secrets: object(secrets, "secrets"),
+            allowed_hosts: allowed_hosts.to_vec(),
+            rate: Some(rate),
         };
         ok(self
             .tenant_client()

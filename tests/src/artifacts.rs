@@ -60,6 +60,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-slack", "waymark_slack.wasm"),
     // Issue 11: the email channel adapter (`plugins/email`).
     ("waymark-email", "waymark_email.wasm"),
+    // Issue 11, crm slice: the CRM channel adapter (`plugins/crm`, HubSpot tasks).
+    ("waymark-crm", "waymark_crm.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -80,6 +82,9 @@ pub const CONTRACT_0_1_0_CRATE: &str = "waymark-test-contract-0-1-0";
 pub const MIGRATING_CRATE: &str = "waymark-test-migrating";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
+
+/// The CRM channel adapter (`plugins/crm`, issue 11).
+pub const CRM_CRATE: &str = "waymark-crm";
 
 /// The SMS channel adapter (`plugins/sms`).
 pub const SMS_CRATE: &str = "waymark-sms";

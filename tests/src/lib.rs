@@ -43,8 +43,11 @@ pub mod worlds;
 pub mod providers;
 // Loopback stand-ins for Postmark and SendGrid, for `tests/email.rs` (issue 11).
 pub mod mail_providers;
+// Issue 11, crm slice: HubSpot's tasks API stand-in.
+pub mod hubspot;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
+pub use artifacts::CRM_CRATE;
 pub use artifacts::EMAIL_CRATE;
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
@@ -53,6 +56,7 @@ pub use artifacts::{
 };
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
+pub use hubspot::{HubSpot, HubSpotAccount, HubSpotAnswer, HubSpotCall};
 pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};

@@ -557,9 +557,12 @@ async fn the_handoff_queue_and_dead_letters_are_worked_from_the_command_line() {
             &sink.authority(),
         ])
     };
-    // guided-onboarding sends through `email`; onboarding through `webhook`, which is not
-    // registered yet: its welcome becomes a dead letter.
+    // guided-onboarding sends through `email` (and its handoff through `slack` and `crm`);
+    // onboarding through `webhook`, which is not registered yet: its welcome becomes a dead
+    // letter.
     push_channel("email");
+    push_channel("slack");
+    push_channel("crm");
     let guided = artifacts().path(&example_crate("guided-onboarding"));
     cli.ok(&[
         "journey",

@@ -35,7 +35,8 @@ fn timer_due(e: &Enrollment, name: &str) -> i64 {
 
 #[tokio::test]
 async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_customer_success() {
-    let world = Example::start("guided-onboarding", &[EMAIL]).await;
+    // Its CS handoff also goes to `slack` and `crm` (sinks here; the real plugins in crm.rs).
+    let world = Example::start("guided-onboarding", &[EMAIL, "slack", "crm"]).await;
     let (api, admin) = (world.api(), world.admin());
     // Ada logs in at once; bob and cyd never do anything.
     world
@@ -96,6 +97,13 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
     assert_eq!(bob_task.journey, "guided-onboarding");
     assert_eq!(bob_task.reason, "stalled 2 times; stuck before first_login");
     assert_eq!(bob_task.priority, 1);
+    let posted = world.delivered("slack", "cs_handoff", "bob").await;
+    assert_eq!(
+        posted.payload()["text"],
+        "Onboarding handoff: bob stalled 2 times; stuck before first_login"
+    );
+    let crm_task = world.delivered("crm", "cs_handoff_task", "bob").await;
+    assert_eq!(crm_task.payload()["subject"], "Help bob onboard");
     world
         .sink
         .wait_for("bob's second nudge", |r| {
@@ -181,6 +189,9 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
     );
     // Welcomes 3, first-login nudges 2 + 2, ada's first-value nudge, bob's follow-up.
     assert_eq!(overall["channels"][EMAIL]["sent"], 9, "{report}");
+    // One handoff each for bob and cyd, posted to Slack and opened as a CRM task.
+    assert_eq!(overall["channels"]["slack"]["sent"], 2, "{report}");
+    assert_eq!(overall["channels"]["crm"]["sent"], 2, "{report}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,12 +252,12 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
     // Three days on, only bob, who did nothing, gets the SMS. Ada's and cyd's SMS timers were
     // gone before the clock moved, so bob's arrival is enough to know theirs never fire.
     admin.advance_clock(3 * DAY_MS).await;
-    let sms = world.delivered(SMS, "win_back", "bob").await;
+    let sms = world.delivered(SMS, "win_back_sms", "bob").await;
     assert_eq!(sms.path, "/sms");
     let received = world.sink.requests();
     for customer in ["ada", "cyd"] {
         assert_eq!(
-            count_via(&received, SMS, "win_back", customer),
+            count_via(&received, SMS, "win_back_sms", customer),
             0,
             "{}",
             describe(&received)
@@ -275,7 +286,7 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
     world
         .sink
         .wait_for("cyd's SMS of his second run", |r| {
-            count_via(r, SMS, "win_back", "cyd") == 1
+            count_via(r, SMS, "win_back_sms", "cyd") == 1
         })
         .await;
 
@@ -328,7 +339,7 @@ async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
         )])
         .await;
     // No clock movement: the SMS comes from the failed email's delivery report, not the timer.
-    let sms = world.delivered(SMS, "win_back", "dee").await;
+    let sms = world.delivered(SMS, "win_back_sms", "dee").await;
     assert_eq!(sms.path, "/sms");
     let dee = world
         .wait_for("dee", "the fallback timer called off", |e| {

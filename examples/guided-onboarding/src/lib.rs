@@ -8,8 +8,10 @@
 //!   the earlier ones (nobody reaches first value without logging in), so the funnel never
 //!   counts more customers at a step than at the one before.
 //! - Stalled on a milestone: send `nudge_<milestone>` through `email`. The second stall since
-//!   customer success last looked at the customer also hands them off to queue `cs`; while that
-//!   task is open, further stalls send nothing (a person owns the conversation).
+//!   customer success last looked at the customer also hands them off to queue `cs`, posts the
+//!   handoff to CS's Slack (`cs_handoff` through `slack`) and opens a task in the CRM where CS
+//!   works (`cs_handoff_task` through `crm`); while that task is open, further stalls send
+//!   nothing (a person owns the conversation).
 //! - `task_resolved` for this journey's `cs` task: resolution `churned` exits the journey;
 //!   any other resolution sends `cs_follow_up` (with the resolution and the milestone still
 //!   ahead) and starts counting stalls afresh.
@@ -22,6 +24,10 @@ use waymark_guest::prelude::*;
 
 /// The channel every message goes through.
 pub const EMAIL: &str = "email";
+/// The channel CS's notifications go through (registered as `plugins/slack`).
+pub const SLACK: &str = "slack";
+/// The channel that opens a task in CS's CRM (registered as `plugins/crm`).
+pub const CRM: &str = "crm";
 /// The human queue stuck customers are handed to.
 pub const CS: &str = "cs";
 /// Stalls (since customer success last resolved a task) that trigger a handoff.
@@ -58,7 +64,9 @@ impl Journey for GuidedOnboarding {
         .enter_on("signed_up")
         .goal("second_use_case")
         .reentry(Reentry::Never)
-        .channel(EMAIL);
+        .channel(EMAIL)
+        .channel(SLACK)
+        .channel(CRM);
         MILESTONES.iter().fold(spec, |spec, (name, window)| {
             spec.milestone(*name, Some(*window))
         })
@@ -132,14 +140,36 @@ fn stalled(ctx: &Context, mut progress: Progress, milestone: &str) -> Decision {
         );
         if progress.stalls >= HANDOFF_AFTER_STALLS {
             progress.handed_off = true;
-            decision = decision.handoff(
-                CS,
-                format!(
-                    "stalled {} times; stuck before {milestone}",
-                    progress.total_stalls
-                ),
-                1,
+            let reason = format!(
+                "stalled {} times; stuck before {milestone}",
+                progress.total_stalls
             );
+            let customer = &ctx.customer.id;
+            // Without stored templates the payloads are the messages: Slack's `text`, the
+            // CRM task's `subject`, `body` and `priority` (a `slack` or `crm` template of the
+            // same name replaces them).
+            decision = decision
+                .handoff(CS, reason.clone(), 1)
+                .send(
+                    SLACK,
+                    "cs_handoff",
+                    json!({
+                        "customer_id": customer,
+                        "milestone": milestone,
+                        "text": format!("Onboarding handoff: {customer} {reason}"),
+                    }),
+                )
+                .send(
+                    CRM,
+                    "cs_handoff_task",
+                    json!({
+                        "customer_id": customer,
+                        "milestone": milestone,
+                        "subject": format!("Help {customer} onboard"),
+                        "body": format!("{customer} {reason}."),
+                        "priority": "HIGH",
+                    }),
+                );
         }
     }
     decision.set_state_json(&progress)
@@ -232,7 +262,7 @@ mod tests {
         );
         assert_eq!(spec.goal.as_deref(), Some("second_use_case"));
         assert_eq!(spec.entry[0].event, "signed_up");
-        assert_eq!(spec.channels, [EMAIL]);
+        assert_eq!(spec.channels, [EMAIL, SLACK, CRM]);
     }
 
     #[test]
@@ -299,12 +329,33 @@ mod tests {
         let ctx = with_progress(Context::stalled("first_value"), &once);
         let decision = GuidedOnboarding::decide(&ctx).unwrap();
         assert_eq!(
-            decision.sends().map(|(_, t, _)| t).collect::<Vec<_>>(),
-            ["nudge_first_value"]
+            decision.sends().map(|(c, t, _)| (c, t)).collect::<Vec<_>>(),
+            [
+                (EMAIL, "nudge_first_value"),
+                (SLACK, "cs_handoff"),
+                (CRM, "cs_handoff_task")
+            ]
         );
         assert_eq!(
             handoffs(&decision),
             [(CS, "stalled 2 times; stuck before first_value", 1)]
+        );
+        let payloads: Vec<&Value> = decision.sends().map(|(_, _, p)| p).collect();
+        assert_eq!(
+            payloads[1]["text"],
+            "Onboarding handoff: customer-1 stalled 2 times; stuck before first_value"
+        );
+        assert_eq!(
+            (
+                &payloads[2]["subject"],
+                &payloads[2]["body"],
+                &payloads[2]["priority"]
+            ),
+            (
+                &json!("Help customer-1 onboard"),
+                &json!("customer-1 stalled 2 times; stuck before first_value."),
+                &json!("HIGH")
+            )
         );
         assert!(progress_after(&decision).handed_off);
     }

@@ -9,7 +9,8 @@
 //! - Entered: send `win_back` through `email`; schedule `sms_fallback` three days out.
 //! - `opened` or `clicked` (an engagement event naming one of this run's messages, which the
 //!   host hands to this run only): record milestone `email_engaged` and cancel the SMS.
-//! - Timer `sms_fallback`: send `win_back` through `sms`.
+//! - Timer `sms_fallback`: send `win_back_sms` through `sms` (its own template name: a stored
+//!   template is written for one kind of channel, so the email's and the SMS's copy differ).
 //! - The email fails for good (a `delivery` report with a failed outcome: the address bounced,
 //!   retries ran out): switch channel at once — send the SMS now instead of in three days.
 //! - After the last message, the run waits `GIVE_UP_AFTER` for the customer to come back, then
@@ -21,6 +22,8 @@ use waymark_guest::prelude::*;
 pub const EMAIL: &str = "email";
 /// The fallback's channel.
 pub const SMS: &str = "sms";
+/// The SMS's template (the email's is `win_back`).
+pub const SMS_TEMPLATE: &str = "win_back_sms";
 /// How long the email has to be opened before the SMS goes out.
 pub const SMS_AFTER: waymark_guest::Duration = days(3);
 /// How long the run waits for the customer to come back after its last message.
@@ -70,11 +73,11 @@ impl Journey for WinBack {
             {
                 Decision::new()
                     .cancel("sms_fallback")
-                    .send(SMS, "win_back", json!({ "customer_id": ctx.customer.id }))
+                    .send(SMS, SMS_TEMPLATE, json!({ "customer_id": ctx.customer.id }))
                     .schedule_in("give_up", GIVE_UP_AFTER, ctx)
             }
             Trigger::Timer(name) if name == "sms_fallback" => Decision::new()
-                .send(SMS, "win_back", json!({ "customer_id": ctx.customer.id }))
+                .send(SMS, SMS_TEMPLATE, json!({ "customer_id": ctx.customer.id }))
                 .schedule_in("give_up", GIVE_UP_AFTER, ctx),
             Trigger::Timer(name) if name == "give_up" => Decision::new().exit("no_response"),
             _ => Decision::new(),
@@ -149,7 +152,7 @@ mod tests {
                 Command::Cancel("sms_fallback".into()),
                 Command::Send {
                     channel: SMS.into(),
-                    template: "win_back".into(),
+                    template: SMS_TEMPLATE.into(),
                     payload: json!({"customer_id": "customer-1"}),
                 },
                 Command::Schedule {
@@ -209,7 +212,7 @@ mod tests {
         let decision = WinBack::decide(&ctx).unwrap();
         assert_eq!(
             decision.sends().map(|(c, t, _)| (c, t)).collect::<Vec<_>>(),
-            [(SMS, "win_back")]
+            [(SMS, SMS_TEMPLATE)]
         );
         assert_eq!(
             decision.schedules().collect::<Vec<_>>(),

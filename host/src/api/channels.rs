@@ -40,6 +40,11 @@ async fn register_channel(
     // dead-lettering its first message; one without a manifest registers as before.
     let manifest = crate::manifest::read(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_component", e.to_string()))?;
+    let rate = input
+        .rate
+        .map(|r| crate::pacing::SendRate::checked(r.per_second, r.burst))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_rate", e.to_string()))?;
     let mut allowed_hosts = input.allowed_hosts;
     if let Some(manifest) = &manifest {
         manifest
@@ -58,6 +63,7 @@ async fn register_channel(
         secrets: input.secrets,
         allowed_hosts,
         updated_at: rt.clock.now(),
+        rate,
     };
     let record = rt.store.put_channel(&tenant, record, &bytes).await?;
     rt.registry.insert_channel(&digest, component);

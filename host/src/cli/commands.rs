@@ -328,6 +328,7 @@ async fn channel(client: &Client, json: bool, command: ChannelCommand) -> Result
                 settings: key_values(&settings)?,
                 secrets: key_values(&secrets)?,
                 allowed_hosts,
+                rate: None,
             };
             let channel = client.register_channel(&name, &registration).await?;
             if json {

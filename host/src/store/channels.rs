@@ -5,6 +5,7 @@
 use super::keys::{key, prefix};
 use super::{abort, components, dec, enc, Store, StoreError};
 use crate::model::{Millis, Object};
+use crate::pacing::SendRate;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
@@ -18,6 +19,9 @@ pub struct ChannelRecord {
     pub secrets: Object,
     pub allowed_hosts: Vec<String>,
     pub updated_at: Millis,
+    /// The send rate the registration declares (issue 11); records stored before it have none.
+    #[serde(default)]
+    pub rate: Option<SendRate>,
 }
 
 fn channel_key(tenant: &str, name: &str) -> Vec<u8> {
@@ -81,6 +85,7 @@ mod tests {
             secrets: Object::new(),
             allowed_hosts: vec!["example.com".into()],
             updated_at: 5,
+            rate: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! What a template holds: its channel kind, its default locale, and per locale the source of
 //! each part that kind of channel takes (email `subject`, `html`, `text`; sms `text`; slack
-//! `blocks`; in-app `title`, `body`, `url`). [`TemplateSource::check`] is the one rule for what
+//! `blocks`; in-app `title`, `body`, `url`; crm `subject`, `body`). [`TemplateSource::check`] is the one rule for what
 //! may be stored, before anything is compiled.
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,8 @@ pub enum ChannelKind {
     Sms,
     Slack,
     Inapp,
+    /// A CRM task (issue 11, crm slice): `subject`, `body`.
+    Crm,
 }
 
 /// How a part's output is escaped where a template prints a value.
@@ -63,6 +65,11 @@ const INAPP: &[Part] = &[
     part("body", true, Escape::None),
     part("url", false, Escape::None),
 ];
+// A CRM task's title and notes: plain text, shown as they are by the CRM.
+const CRM: &[Part] = &[
+    part("subject", true, Escape::None),
+    part("body", false, Escape::None),
+];
 
 impl ChannelKind {
     /// The parts this kind of channel takes.
@@ -72,6 +79,7 @@ impl ChannelKind {
             ChannelKind::Sms => SMS,
             ChannelKind::Slack => SLACK,
             ChannelKind::Inapp => INAPP,
+            ChannelKind::Crm => CRM,
         }
     }
 
@@ -86,6 +94,7 @@ impl ChannelKind {
             ChannelKind::Sms => "sms",
             ChannelKind::Slack => "slack",
             ChannelKind::Inapp => "inapp",
+            ChannelKind::Crm => "crm",
         }
     }
 }
@@ -220,6 +229,10 @@ mod tests {
         assert!(source(ChannelKind::Slack, &[("blocks", "[]")])
             .check()
             .is_ok());
+        assert!(source(ChannelKind::Crm, &[("subject", "s")])
+            .check()
+            .is_ok());
+        assert!(source(ChannelKind::Crm, &[("body", "b")]).check().is_err());
         assert!(source(ChannelKind::Inapp, &[("title", "t"), ("body", "b")])
             .check()
             .is_ok());

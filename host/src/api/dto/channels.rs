@@ -14,6 +14,7 @@ impl From<ChannelRecord> for api::Channel {
             secrets,
             allowed_hosts,
             updated_at: _,
+            rate,
         } = record;
         api::Channel {
             name,
@@ -22,6 +23,10 @@ impl From<ChannelRecord> for api::Channel {
             allowed_hosts,
             settings,
             secrets: secrets.into_iter().map(|(key, _value)| key).collect(),
+            rate: rate.map(|r| api::SendRate {
+                per_second: r.per_second,
+                burst: r.burst,
+            }),
         }
     }
 }
@@ -42,6 +47,7 @@ mod tests {
                 .unwrap_or_default(),
             allowed_hosts: vec!["x".into()],
             updated_at: 5,
+            rate: None,
         };
         let shown = api::Channel::from(record);
         let mut names = shown.secrets.clone();

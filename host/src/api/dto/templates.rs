@@ -12,6 +12,7 @@ impl From<ChannelKind> for api::TemplateChannel {
             ChannelKind::Sms => api::TemplateChannel::Sms,
             ChannelKind::Slack => api::TemplateChannel::Slack,
             ChannelKind::Inapp => api::TemplateChannel::Inapp,
+            ChannelKind::Crm => api::TemplateChannel::Crm,
         }
     }
 }
@@ -23,6 +24,7 @@ impl From<api::TemplateChannel> for ChannelKind {
             api::TemplateChannel::Sms => ChannelKind::Sms,
             api::TemplateChannel::Slack => ChannelKind::Slack,
             api::TemplateChannel::Inapp => ChannelKind::Inapp,
+            api::TemplateChannel::Crm => ChannelKind::Crm,
         }
     }
 }
