@@ -110,16 +110,51 @@ impl Store {
         now: Millis,
         window: Option<Millis>,
     ) -> Result<Vec<Ingested>, StoreError> {
+        self.ingest_merging(tenant, events, &[], now, window).await
+    }
+
+    /// [`Store::ingest`], where `merges[i]` (if given) is an id that event `i` merges into its
+    /// customer (identity merge, issue 12): with the accepted event, in the same transaction,
+    /// a [`Pending::MergeOut`] is queued on that id's shard, behind its earlier triggers.
+    pub async fn ingest_merging(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        merges: &[Option<String>],
+        now: Millis,
+        window: Option<Millis>,
+    ) -> Result<Vec<Ingested>, StoreError> {
         let staged = events
             .iter()
-            .map(|event| Ok((event, self.stage_event(tenant, event)?)))
+            .enumerate()
+            .map(|(i, event)| {
+                let entry = self.stage_event(tenant, event)?;
+                // Staged after the event: its sequence number is the larger.
+                let merge = match merges.get(i) {
+                    Some(Some(from)) => Some(self.queue_entry(&QueuedTrigger {
+                        tenant: tenant.to_string(),
+                        customer: from.clone(),
+                        pending: Pending::MergeOut {
+                            into: event.customer.clone(),
+                        },
+                    })?),
+                    _ => None,
+                };
+                Ok((event, entry, merge))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let trees = (&self.events, &self.event_ids, &self.queue);
         let results = trees.transaction(|(log, ids, queue)| {
             let trees = EventTrees { log, ids, queue };
             staged
                 .iter()
-                .map(|(event, entry)| append(&trees, tenant, event, entry, now, window))
+                .map(|(event, entry, merge)| {
+                    let result = append(&trees, tenant, event, entry, now, window)?;
+                    if let (Ingested::Accepted, Some(merge)) = (result, merge) {
+                        queue.insert(merge.key.as_slice(), merge.value.as_slice())?;
+                    }
+                    Ok(result)
+                })
                 .collect::<TxResult<Vec<_>>>()
         })?;
         self.flush().await?;

@@ -23,6 +23,7 @@
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
+//! | [`identity`] | merged ids (`alias`, `identify`) and the merge's one write (issue 12) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -50,6 +51,7 @@ pub mod customers;
 pub mod enrollments;
 pub mod events;
 pub mod format;
+pub mod identity; // Identity merge (issue 12)
 pub mod journeys;
 pub mod keys;
 pub mod outbox;
@@ -69,6 +71,7 @@ pub(crate) mod fixtures;
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use channels::ChannelRecord;
 pub use events::Ingested;
+pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
 pub use outbox::{Message, MessageStatus};
@@ -187,6 +190,8 @@ pub struct Store {
     templates: sled::Tree,
     /// `tenant␟name` → [`TemplateHead`].
     template_heads: sled::Tree,
+    /// Identity merge (issue 12): `tenant␟merged id` → the id it was merged into ([`identity`]).
+    aliases: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -299,6 +304,7 @@ impl Store {
             access_key_prefixes: t("access_key_prefixes")?,
             templates: t("templates")?,
             template_heads: t("template_heads")?,
+            aliases: t("aliases")?, // Identity merge (issue 12)
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

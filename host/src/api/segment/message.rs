@@ -16,6 +16,7 @@
 //! | `track` | `name` = `event`, `properties` = `properties` |
 //! | `identify` | `name` = `identify`, `properties.traits` = `traits` |
 //! | `page`, `screen` | `name` = `page` / `screen`, `properties` with `name` and `category` |
+//! | `alias` | `name` = `alias`, `customer` = `userId`, `properties.previous_id` = `previousId` (merges it: `engine::identity`) |
 //! | `context`, `userId`, `anonymousId`, `type` | kept under `properties["$segment"]` |
 //! | `timestamp`; else `originalTimestamp` corrected by `sentAt` | `timestamp` |
 
@@ -37,7 +38,7 @@ pub(super) enum Kind {
     Screen,
     /// Accounts are later work (issue 12's accounts): refused with 501.
     Group,
-    /// Needs identity merge, later work: refused with 501.
+    /// Merges `previousId` into `userId` (identity merge).
     Alias,
 }
 
@@ -70,7 +71,6 @@ impl Kind {
 /// The 501 of `group` and `alias`.
 pub(super) fn not_implemented(kind: Kind) -> ApiError {
     let why = match kind {
-        Kind::Alias => "alias needs identity merge, which Waymark does not do yet",
         _ => "group needs accounts, which Waymark does not have yet",
     };
     ApiError::new(
@@ -94,6 +94,7 @@ struct Message {
     category: Option<String>,
     properties: Option<Value>,
     traits: Option<Value>,
+    previous_id: Option<Value>,
     context: Option<Value>,
     timestamp: Option<String>,
     original_timestamp: Option<String>,
@@ -217,11 +218,14 @@ fn parse_message(
             })?
         }
     };
-    if matches!(kind, Kind::Group | Kind::Alias) {
+    if kind == Kind::Group {
         return Err(Refusal::NotTaken(kind));
     }
     let user_id = id("userId", m.user_id.as_ref())?;
     let anonymous_id = id("anonymousId", m.anonymous_id.as_ref())?;
+    if kind == Kind::Alias && user_id.is_none() {
+        return Err("userId is required in an alias call".to_string().into());
+    }
     let customer = user_id
         .clone()
         .or_else(|| anonymous_id.clone())
@@ -251,7 +255,13 @@ fn parse_message(
             }
             kind.name().to_string()
         }
-        Kind::Group | Kind::Alias => return Err(Refusal::NotTaken(kind)),
+        Kind::Alias => {
+            let previous = id("previousId", m.previous_id.as_ref())?
+                .ok_or("previousId is required in an alias call".to_string())?;
+            properties = Map::from_iter([("previous_id".to_string(), Value::String(previous))]);
+            crate::engine::identity::ALIAS.to_string()
+        }
+        Kind::Group => return Err(Refusal::NotTaken(kind)),
     };
     let mut context = object("context", m.context.as_ref())?;
     for (k, v) in shared.context.into_iter().flatten() {
@@ -387,6 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn alias_names_the_previous_id_it_merges_into_the_user() {
+        let e = one(
+            Kind::Alias,
+            json!({"userId": "ada", "previousId": "anon-1", "messageId": "m3",
+                   "timestamp": "2026-01-02T03:04:05Z"}),
+        )
+        .unwrap();
+        assert_eq!((e.customer.as_str(), e.name.as_str()), ("ada", "alias"));
+        assert_eq!(e.properties["previous_id"], "anon-1");
+        assert_eq!(crate::engine::identity::merge_source(&e), Some("anon-1"));
+    }
+
+    #[test]
     fn page_and_screen_keep_their_name_and_category() {
         let e = one(
             Kind::Page,
@@ -462,8 +485,12 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            status(Kind::Alias, json!({"userId": "u", "previousId": "a"})),
-            StatusCode::NOT_IMPLEMENTED
+            status(Kind::Alias, json!({"previousId": "a"})),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(Kind::Alias, json!({"userId": "u"})),
+            StatusCode::BAD_REQUEST
         );
         let batch_status = |v: Value| {
             batch(v.to_string().as_bytes(), 0)

@@ -1,7 +1,9 @@
 //! Segment-compatible ingest (issue 12): `POST /v1/track`, `/v1/identify`, `/v1/page`,
 //! `/v1/screen` and `/v1/batch` take Segment's HTTP Tracking API bodies unchanged, so a tenant
 //! points a Segment library (or a CDP's Segment-shaped webhook) at Waymark with `host=`.
-//! `/v1/group` and `/v1/alias` answer 501 until accounts and identity merge exist.
+//! `/v1/alias` merges `previousId` into `userId`, and an `identify` carrying both `userId` and
+//! `anonymousId` merges the anonymous id (identity merge: `engine::identity`, issue 12).
+//! `/v1/group` answers 501 until accounts exist.
 //!
 //! - authentication: the write key as Segment's libraries send it (HTTP Basic, the key as the
 //!   user name, an empty password) or as a bearer key; a `write` or `admin` key ([`Ingest`]);
@@ -90,8 +92,13 @@ async fn group(_: Ingest) -> ApiError {
     message::not_implemented(Kind::Group)
 }
 
-async fn alias(_: Ingest) -> ApiError {
-    message::not_implemented(Kind::Alias)
+async fn alias(
+    s: State<AppState>,
+    i: Ingest,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SegmentAccepted>> {
+    accept(s, i, h, b, Route::Single(Kind::Alias)).await
 }
 
 async fn batch(
