@@ -28,6 +28,7 @@ mod admin;
 mod auth;
 mod breakers; // Isolation (issue 15)
 mod channels;
+mod cors; // CORS on the ingest routes (issue 12)
 mod customers;
 mod dead_letters;
 mod dto;
@@ -115,6 +116,8 @@ pub fn router(state: AppState) -> Router {
             edge::guard,
         ))
         .layer(axum::middleware::from_fn(edge::json_errors))
+        // Issue 12: CORS on the ingest routes only, outside the edge so its refusals carry it.
+        .layer(axum::middleware::from_fn(cors::ingest_cors))
         .with_state(state)
 }
 
