@@ -19,5 +19,11 @@ async fn get_customer(
         .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
     let enrollments = store.enrollments(&tenant, &id)?;
     let messages = store.messages(&tenant, &id)?;
-    Ok(Json(dto::customer(customer, enrollments, messages)))
+    let account = store.customer_account(&tenant, &id)?; // Accounts (issue 12)
+    Ok(Json(dto::customer(
+        customer,
+        enrollments,
+        messages,
+        account,
+    )))
 }

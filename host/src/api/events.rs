@@ -222,6 +222,8 @@ pub(super) async fn ingest(
     // Identity merge (issue 12): a merged id's events go to the id it was merged into, and
     // the ids that `identify` and `alias` merge are checked like customer ids.
     let (events, merges) = identities(&rt.store, &tenant, events, batch)?;
+    // Accounts (issue 12): what each `group` event does to the tenant's accounts.
+    let accounts = account_changes(&events, batch)?;
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
     state
         .edge
@@ -259,7 +261,14 @@ pub(super) async fn ingest(
     let window = rt.config.dedup_window_ms();
     let results = rt
         .store
-        .ingest_merging(&tenant, &events, &merges, now, window)
+        .ingest_with(crate::store::Extras {
+            tenant: &tenant,
+            events: &events,
+            merges: &merges,
+            accounts: &accounts,
+            now,
+            window,
+        })
         .await?;
     let mut accepted = 0;
     let mut out = Vec::with_capacity(events.len());
@@ -318,6 +327,37 @@ fn identities(
         merges.push(from.filter(|from| *from != event.customer));
     }
     Ok((events, merges))
+}
+
+// Accounts (issue 12)
+/// Each event's account change (`engine::accounts::group_change`), its account id checked as
+/// a customer id is and its traits as `identify`'s are.
+fn account_changes(
+    events: &[Event],
+    batch: bool,
+) -> ApiResult<Vec<Option<crate::store::AccountChange>>> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let change = crate::engine::accounts::group_change(event)
+                .map_err(|e| refusal(batch, i, e.into()))?;
+            if let Some(change) = &change {
+                valid_id("group_id", &change.account).map_err(|e| refusal(batch, i, e.into()))?;
+                let size = json_len(&change.traits);
+                if size > MAX_TRAITS_BYTES {
+                    return Err(refusal(
+                        batch,
+                        i,
+                        oversized(format!(
+                            "traits are {size} bytes of JSON; at most {MAX_TRAITS_BYTES}"
+                        )),
+                    ));
+                }
+            }
+            Ok(change)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,7 +23,9 @@
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 //! | [`openapi`] | `/openapi.json` (issue 12) |
+//! | [`accounts`] | `/v1/accounts/{id}` (issue 12) |
 
+mod accounts; // Accounts (issue 12)
 mod admin;
 mod auth;
 mod breakers; // Isolation (issue 15)
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())
+        .merge(accounts::routes()) // Accounts (issue 12)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_reads,

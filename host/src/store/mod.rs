@@ -23,6 +23,7 @@
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
+//! | [`accounts`] | accounts: traits, members, each customer's account (issue 12) |
 //! | [`identity`] | merged ids (`alias`, `identify`) and the merge's one write (issue 12) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
@@ -44,6 +45,7 @@
 //! at all, and an unprocessed trigger is simply processed again after restart.
 
 pub mod access_keys; // Scoped keys (issue 12)
+pub mod accounts; // Accounts (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -69,7 +71,9 @@ mod compat;
 pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
+pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
 pub use channels::ChannelRecord;
+pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
 pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
@@ -192,6 +196,8 @@ pub struct Store {
     template_heads: sled::Tree,
     /// Identity merge (issue 12): `tenant␟merged id` → the id it was merged into ([`identity`]).
     aliases: sled::Tree,
+    /// Accounts (issue 12): their traits and members ([`accounts`]).
+    accounts: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -304,7 +310,8 @@ impl Store {
             access_key_prefixes: t("access_key_prefixes")?,
             templates: t("templates")?,
             template_heads: t("template_heads")?,
-            aliases: t("aliases")?, // Identity merge (issue 12)
+            aliases: t("aliases")?,   // Identity merge (issue 12)
+            accounts: t("accounts")?, // Accounts (issue 12)
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,
