@@ -33,7 +33,10 @@ async fn segment(world: &Onboarding, key: &str, path: &str, body: Value) -> (Sta
         .expect("an answer");
     let status = response.status();
     let text = response.text().await.expect("a body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// The onboarding report's overall funnel.
@@ -265,10 +268,187 @@ async fn a_merge_racing_with_queued_anonymous_events_processes_each_exactly_once
     let received = world.sink.requests();
     for i in 0..N {
         assert_eq!(count(&received, "welcome", &format!("anon-r{i}")), 1);
-        assert!(world
-            .api()
-            .customer(&format!("anon-r{i}"))
+        assert!(world.api().customer(&format!("anon-r{i}")).await.is_none());
+    }
+}
+
+#[tokio::test]
+async fn group_for_three_members_sets_the_account_traits_and_members() {
+    let world = Onboarding::start().await;
+    let key = write_key(&world).await;
+    for (i, (member, traits)) in [
+        ("ann", json!({ "name": "Acme", "plan": "trial" })),
+        ("ben", json!({ "plan": "enterprise", "csm": "zoe" })),
+        ("cat", json!({})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let group = json!({ "userId": member, "groupId": "acme-co", "traits": traits,
+                            "messageId": format!("g{i}") });
+        let answer = segment(&world, &key, "/v1/group", group).await;
+        assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    }
+    // `POST /v1/events` takes the same as an event named `group`.
+    let answer = world
+        .api()
+        .post_events(&[event_with(
+            "g3",
+            "dan",
+            "group",
+            json!({ "group_id": "other-co", "traits": { "name": "Other" } }),
+        )])
+        .await;
+    assert_eq!(answer.accepted, 1);
+
+    let client = world.api().tenant_client().clone();
+    let query = |after: Option<&str>, limit| waymark_api::accounts::AccountQuery {
+        after: after.map(str::to_string),
+        limit: Some(limit),
+    };
+    let acme = client
+        .account("acme-co", &query(None, 2))
+        .await
+        .expect("the account");
+    assert_eq!(acme.traits["name"], "Acme");
+    assert_eq!(
+        acme.traits["plan"], "enterprise",
+        "a later call's trait wins"
+    );
+    assert_eq!(acme.traits["csm"], "zoe");
+    assert_eq!(acme.members, ["ann", "ben"]);
+    assert_eq!(acme.next_after.as_deref(), Some("ben"));
+    let rest = client
+        .account("acme-co", &query(acme.next_after.as_deref(), 2))
+        .await
+        .expect("the next page");
+    assert_eq!(rest.members, ["cat"]);
+    assert_eq!(rest.next_after, None);
+    // The group event reached the journeys as an event: each member has a profile, which
+    // shows the account.
+    let ben = wait_for_some("ben's profile", || async {
+        world.api().customer("ben").await
+    })
+    .await;
+    assert_eq!(ben.account.as_deref(), Some("acme-co"));
+
+    // Unknown accounts and bad group calls: the API's errors.
+    let missing = client.account("nobody", &Default::default()).await;
+    assert_eq!(
+        missing.expect_err("no such account").status(),
+        Some(StatusCode::NOT_FOUND)
+    );
+    let answer = segment(&world, &key, "/v1/group", json!({ "userId": "ann" })).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_event");
+    let answer = world
+        .api()
+        .request(
+            Method::GET,
+            "/v1/accounts/acme-co?limit=0",
+            Some(&world.tenant.api_key),
+            Body::Empty,
+        )
+        .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_on_ingest_routes_and_absent_on_others() {
+    let world = Onboarding::start().await;
+    let key = write_key(&world).await;
+    let http = reqwest::Client::new();
+    let origin = "https://shop.example";
+    let preflight = |path: &str| {
+        http.request(Method::OPTIONS, format!("{}{path}", world.server.url()))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type,content-encoding",
+            )
+            .send()
+    };
+    for path in [
+        "/v1/batch",
+        "/v1/track",
+        "/v1/identify",
+        "/v1/alias",
+        "/v1/group",
+        "/v1/events",
+    ] {
+        let answer = preflight(path).await.expect("an answer");
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        assert_eq!(header("access-control-allow-origin"), "*", "{path}");
+        assert!(
+            header("access-control-allow-methods").contains("post"),
+            "{path}"
+        );
+        let allowed = header("access-control-allow-headers");
+        for name in ["authorization", "content-type", "content-encoding"] {
+            assert!(allowed.contains(name), "{path}: {allowed}");
+        }
+    }
+    // The answer itself carries it, also for analytics.js's `text/plain` simple request.
+    let answer = http
+        .post(format!("{}/v1/track", world.server.url()))
+        .header("Origin", origin)
+        .header("Content-Type", "text/plain")
+        .basic_auth(&key, None::<&str>)
+        .body(json!({ "userId": "eve", "event": "signed_up" }).to_string())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"*"[..])
+    );
+    // Refusals too, so a page can read why.
+    let refused = http
+        .post(format!("{}/v1/track", world.server.url()))
+        .header("Origin", origin)
+        .basic_auth("wmk_not_a_key", None::<&str>)
+        .json(&json!({ "userId": "eve", "event": "signed_up" }))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused
+        .headers()
+        .contains_key("access-control-allow-origin"));
+    // No other route is open to browsers.
+    for path in [
+        "/v1/customers/eve",
+        "/v1/keys",
+        "/v1/journeys",
+        "/v1/accounts/acme",
+    ] {
+        let answer = preflight(path).await.expect("an answer");
+        assert!(
+            !answer.headers().contains_key("access-control-allow-origin"),
+            "{path}"
+        );
+        let read = http
+            .get(format!("{}{path}", world.server.url()))
+            .header("Origin", origin)
+            .bearer_auth(&world.tenant.api_key)
+            .send()
             .await
-            .is_none());
+            .expect("an answer");
+        assert!(
+            !read.headers().contains_key("access-control-allow-origin"),
+            "{path}"
+        );
     }
 }
