@@ -452,3 +452,61 @@ async fn cors_preflights_are_answered_on_ingest_routes_and_absent_on_others() {
         );
     }
 }
+
+#[tokio::test]
+async fn pending_timers_move_with_a_carried_over_run_and_are_cancelled_with_an_ended_one() {
+    let world = Onboarding::start().await;
+    // anon-6's run moves to fay (who has none); anon-7's ends, since gus has his own.
+    world.sign_up("anon-6").await;
+    world.sign_up("anon-7").await;
+    world.sign_up("gus").await;
+    let merges = [
+        event_with("f1", "fay", "alias", json!({ "previous_id": "anon-6" })),
+        event_with("g1", "gus", "alias", json!({ "previous_id": "anon-7" })),
+    ];
+    assert_eq!(world.api().post_events(&merges).await.accepted, 2);
+    world
+        .api()
+        .wait_for_enrollment("fay", ONBOARDING, "carried over with its nudge", |e| {
+            e.timer("nudge").is_some()
+        })
+        .await;
+    wait_until("anon-7's run ended as merged", || async {
+        overall(&world).await["exited_by_reason"]["merged"] == 1
+    })
+    .await;
+
+    // Three days on: the moved nudge fires once, for fay; anon-7's was cancelled; gus's own
+    // fires. Gus's nudge shows the timers due have been processed.
+    world.admin().advance_clock(3 * 24 * 3600 * 1000 + 1).await;
+    world.sink.wait_for_delivery("nudge", "fay").await;
+    world.sink.wait_for_delivery("nudge", "gus").await;
+    // A later customer's welcome shows the server has processed what came before it; the
+    // checks below can only miss a bug, never fail a correct server.
+    world.sign_up("hal").await;
+    let received = world.sink.requests();
+    assert_eq!(
+        count(&received, "nudge", "fay"),
+        1,
+        "{}",
+        describe(&received)
+    );
+    assert_eq!(
+        count(&received, "nudge", "gus"),
+        1,
+        "{}",
+        describe(&received)
+    );
+    assert_eq!(
+        count(&received, "nudge", "anon-6"),
+        0,
+        "{}",
+        describe(&received)
+    );
+    assert_eq!(
+        count(&received, "nudge", "anon-7"),
+        0,
+        "{}",
+        describe(&received)
+    );
+}
