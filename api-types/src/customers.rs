@@ -18,6 +18,9 @@ pub struct Customer {
     pub enrollments: Vec<Enrollment>,
     /// Every message decided for the customer.
     pub messages: Vec<Message>,
+    /// The account `group` put the customer in (issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
 }
 
 impl Customer {

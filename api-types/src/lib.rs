@@ -24,6 +24,7 @@
 //! Where a DTO deliberately differs from the host's internal type of the same name, its doc
 //! comment says so.
 
+pub mod accounts; // Accounts (issue 12)
 pub mod channels;
 pub mod clock;
 pub mod customers;

@@ -383,6 +383,30 @@ impl Client {
         self.call(Method::GET, &path, Body::Empty).await
     }
 
+    // --- accounts (issue 12) --------------------------------------------------------------
+
+    /// `GET /v1/accounts/{id}?after=&limit=`: the account's traits and a page of its members
+    /// (the next page is `after` = the answer's `next_after`); an unknown account is an API
+    /// error with status 404.
+    pub async fn account(
+        &self,
+        id: &str,
+        query: &waymark_api::accounts::AccountQuery,
+    ) -> Result<waymark_api::accounts::Account> {
+        let mut params = Vec::new();
+        if let Some(after) = &query.after {
+            params.push(format!("after={}", segment(after)));
+        }
+        if let Some(limit) = query.limit {
+            params.push(format!("limit={limit}"));
+        }
+        let mut path = format!("/v1/accounts/{}", segment(id));
+        if !params.is_empty() {
+            path = format!("{path}?{}", params.join("&"));
+        }
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
     // --- policy ------------------------------------------------------------------------------
 
     /// `GET /v1/policy`.

@@ -29,6 +29,8 @@ use crate::store::{
     TriggerCommit,
 };
 use std::collections::{HashMap, HashSet};
+
+mod identity; // Identity merge (issue 12)
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, debug_span, warn, Instrument};
@@ -78,6 +80,9 @@ enum Processed {
     /// A journey version it goes to has its breaker open: it stays queued, untouched, and so
     /// do its customer's later triggers, until `until` (wall clock).
     Deferred { until: Millis },
+    /// Identity merge (issue 12): it was committed on its own (a merge step, a trigger passed
+    /// on to the id its customer was merged into); `wake` is a shard given new work.
+    Done { wake: Option<u16> },
 }
 
 /// Processes up to a batch of one shard's triggers in order and commits them in one
@@ -131,6 +136,13 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
                     held.insert(who, until);
                     continue;
                 }
+                Processed::Done { wake } => {
+                    n += 1;
+                    if let Some(to) = wake.filter(|to| *to != shard) {
+                        host.wake_shard(to);
+                    }
+                    continue;
+                }
             };
             n += 1;
             timers |= !commit.timers_set.is_empty();
@@ -177,6 +189,11 @@ async fn process(
         tenant: item.tenant.clone(),
         queue_key,
         ..TriggerCommit::default()
+    };
+    // Identity merge (issue 12): merge steps, and triggers of merged ids, are done here.
+    let item = match identity::step(host, &commit.queue_key, item, now)? {
+        identity::Next::Done(done) => return Ok(done),
+        identity::Next::Process(item) => item,
     };
     let mut shell = Shell::new(host, &item.tenant);
     let is_timer = matches!(item.pending, Pending::Timer { .. });
@@ -233,6 +250,8 @@ async fn process(
                 .migrate(&mut commit, &item.customer, move_, now)
                 .await?
         }
+        // `identity::step` did these.
+        Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => None,
     };
     Ok(match deferred {
         Some(until) => Processed::Deferred { until },

@@ -572,6 +572,7 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         keys::KeyList,
         keys::Key,
         segment::SegmentAccepted,
+        accounts::Account,
         // Templates (issue 11)
         templates::Template,
         templates::TemplateList,

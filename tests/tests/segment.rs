@@ -2,7 +2,8 @@
 //! libraries send them (gzip, the write key as the HTTP Basic user name with an empty
 //! password, ISO-8601 times, `messageId`, `context`), enroll customers in a journey; the same
 //! batch again is all duplicates; Segment's size limits and a gzip bomb are refused with 413;
-//! and Segment's official Python library, pointed at the server with `host=`, is taken.
+//! and Segment's official Python library, pointed at the server with `host=`, is taken
+//! (its `group` and `alias` calls too).
 
 use flate2::write::GzEncoder;
 use std::io::Write;
@@ -191,7 +192,8 @@ async fn single_calls_take_a_bearer_or_basic_key_and_answer_as_segment_does() {
     .await;
     assert_eq!(cy.attributes["name"], "Cy");
 
-    // Not yet taken: group (accounts) and alias (identity merge).
+    // Group and alias are taken (accounts and identity merge: tests/tests/identity.rs); a
+    // bad message in a batch refuses the whole batch, naming its index.
     for (path, body) in [
         (
             "/v1/group",
@@ -207,21 +209,28 @@ async fn single_calls_take_a_bearer_or_basic_key_and_answer_as_segment_does() {
             false,
         )
         .await;
-        assert_error(&answer, StatusCode::NOT_IMPLEMENTED, "not_implemented");
+        assert_eq!(answer.0, StatusCode::OK, "{path}: {}", answer.1);
     }
-    let with_group = json!({ "batch": [
+    let with_bad_group = json!({ "batch": [
         { "type": "track", "userId": "dee", "event": "signed_up", "messageId": "dee-1" },
-        { "type": "alias", "userId": "dee", "previousId": "a-2" },
+        { "type": "group", "userId": "dee" },
     ]});
     let answer = send(
         &world,
         "/v1/batch",
         Auth::Basic(&key),
-        with_group.to_string().into_bytes(),
+        with_bad_group.to_string().into_bytes(),
         false,
     )
     .await;
-    assert_error(&answer, StatusCode::NOT_IMPLEMENTED, "not_implemented");
+    assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_event");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("event 1:")),
+        "{}",
+        answer.1
+    );
     assert!(
         world.api().customer("dee").await.is_none(),
         "a refused batch stores nothing"
@@ -339,6 +348,8 @@ analytics.identify("py-ada", {"email": "py-ada@example.com", "plan": "trial"})
 analytics.track("py-ada", "signed_up", {"source": "python"})
 analytics.page("py-ada", "Docs", "Pricing", {"path": "/pricing"})
 analytics.track(anonymous_id="py-anon", event="viewed_pricing")
+analytics.group("py-ada", "py-acme", {"name": "Acme", "plan": "enterprise"})
+analytics.alias("py-anon", "py-ada")
 analytics.flush()
 analytics.shutdown()
 if errors:
@@ -378,8 +389,22 @@ async fn segments_official_python_library_is_taken_unchanged() {
     assert_eq!(welcome.body["payload"]["email"], "py-ada@example.com");
     let ada = world.api().customer("py-ada").await.expect("py-ada");
     assert_eq!(ada.attributes["plan"], "trial");
-    assert!(world.api().customer("py-anon").await.is_some());
-    // All four messages arrived, once each.
+    // `group` set py-ada's account and its traits.
+    assert_eq!(ada.account.as_deref(), Some("py-acme"));
+    let acme = world
+        .api()
+        .tenant_client()
+        .account("py-acme", &Default::default())
+        .await
+        .expect("the account");
+    assert_eq!(acme.traits["plan"], "enterprise");
+    assert_eq!(acme.members, ["py-ada"]);
+    // `alias` merged the anonymous visitor into py-ada: the profile is gone once merged.
+    wait_until("py-anon merged into py-ada", || async {
+        world.api().customer("py-anon").await.is_none()
+    })
+    .await;
+    // All six messages arrived, once each.
     let metrics = world.api().metrics().await;
     let accepted = metrics
         .lines()
@@ -388,7 +413,7 @@ async fn segments_official_python_library_is_taken_unchanged() {
             series.ends_with("events_accepted_total").then_some(value)
         })
         .unwrap_or_default();
-    assert_eq!(accepted, "4", "{metrics}");
+    assert_eq!(accepted, "6", "{metrics}");
 }
 
 #[tokio::test]

@@ -24,5 +24,6 @@ pub(crate) fn customer(state: &AppState, tenant: &str, id: &str) -> ApiResult<Cu
         .ok_or_else(|| ApiError::not_found(format!("no customer {id:?}")))?;
     let enrollments = store.enrollments(tenant, id)?;
     let messages = store.messages(tenant, id)?;
-    Ok(dto::customer(customer, enrollments, messages))
+    let account = store.customer_account(tenant, id)?; // Accounts (issue 12)
+    Ok(dto::customer(customer, enrollments, messages, account))
 }

@@ -219,17 +219,19 @@ pub(super) async fn ingest(
     let tenant = tenant.to_string();
     let batch = events.len() > 1;
     let refused = move |i: usize, r: Refused| refusal(batch, i, r);
+    // Identity merge (issue 12): a merged id's events go to the id it was merged into, and
+    // the ids that `identify` and `alias` merge are checked like customer ids.
+    let (events, merges) = identities(&rt.store, &tenant, events, batch)?;
+    // Accounts (issue 12): what each `group` event does to the tenant's accounts.
+    let accounts = account_changes(&events, batch)?;
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
     state
         .edge
         .take_events(state, &tenant, events.len() as u64)?;
     let mut targets = vec![false; usize::from(rt.store.shards())];
-    for event in &events {
-        targets[usize::from(crate::store::shard_of(
-            &tenant,
-            &event.customer,
-            rt.store.shards(),
-        ))] = true;
+    let merged = merges.iter().flatten();
+    for customer in events.iter().map(|e| &e.customer).chain(merged) {
+        targets[usize::from(crate::store::shard_of(&tenant, customer, rt.store.shards()))] = true;
     }
     for (shard, targeted) in targets.into_iter().enumerate() {
         if targeted && state.edge.shard_full(state, shard as u16).await? {
@@ -257,19 +259,29 @@ pub(super) async fn ingest(
         events
     };
     let window = rt.config.dedup_window_ms();
-    let results = rt.store.ingest(&tenant, &events, now, window).await?;
+    let results = rt
+        .store
+        .ingest_with(crate::store::Extras {
+            tenant: &tenant,
+            events: &events,
+            merges: &merges,
+            accounts: &accounts,
+            now,
+            window,
+        })
+        .await?;
     let mut accepted = 0;
     let mut out = Vec::with_capacity(events.len());
     let mut shards = vec![false; usize::from(rt.store.shards())];
-    for (event, result) in events.iter().zip(&results) {
+    for (i, (event, result)) in events.iter().zip(&results).enumerate() {
         let status = dto::event_status(result);
         if status == EventStatus::Accepted {
             accepted += 1;
-            shards[usize::from(crate::store::shard_of(
-                &tenant,
-                &event.customer,
-                rt.store.shards(),
-            ))] = true;
+            let merged = merges.get(i).and_then(|m| m.as_deref());
+            for customer in std::iter::once(event.customer.as_str()).chain(merged) {
+                shards[usize::from(crate::store::shard_of(&tenant, customer, rt.store.shards()))] =
+                    true;
+            }
         }
         out.push(EventResult {
             id: event.id.clone(),
@@ -290,6 +302,62 @@ pub(super) async fn ingest(
         duplicates,
         results: out,
     })
+}
+
+// Identity merge (issue 12)
+/// Each event's customer as ingest queues it (a merged id's events go to the id it was merged
+/// into: `Store::resolve`), and the id each event merges into its customer, if any
+/// (`engine::identity::merge_source`), checked as a customer id is. A merge naming the id its
+/// customer resolves to merges nothing.
+type Merges = Vec<Option<String>>;
+
+fn identities(
+    store: &crate::store::Store,
+    tenant: &str,
+    mut events: Vec<Event>,
+    batch: bool,
+) -> ApiResult<(Vec<Event>, Merges)> {
+    let mut merges = Vec::with_capacity(events.len());
+    for (i, event) in events.iter_mut().enumerate() {
+        let from = crate::engine::identity::merge_source(event).map(str::to_string);
+        if let Some(from) = &from {
+            valid_id("the merged id", from).map_err(|e| refusal(batch, i, e.into()))?;
+        }
+        event.customer = store.resolve(tenant, &event.customer)?;
+        merges.push(from.filter(|from| *from != event.customer));
+    }
+    Ok((events, merges))
+}
+
+// Accounts (issue 12)
+/// Each event's account change (`engine::accounts::group_change`), its account id checked as
+/// a customer id is and its traits as `identify`'s are.
+fn account_changes(
+    events: &[Event],
+    batch: bool,
+) -> ApiResult<Vec<Option<crate::store::AccountChange>>> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let change = crate::engine::accounts::group_change(event)
+                .map_err(|e| refusal(batch, i, e.into()))?;
+            if let Some(change) = &change {
+                valid_id("group_id", &change.account).map_err(|e| refusal(batch, i, e.into()))?;
+                let size = json_len(&change.traits);
+                if size > MAX_TRAITS_BYTES {
+                    return Err(refusal(
+                        batch,
+                        i,
+                        oversized(format!(
+                            "traits are {size} bytes of JSON; at most {MAX_TRAITS_BYTES}"
+                        )),
+                    ));
+                }
+            }
+            Ok(change)
+        })
+        .collect()
 }
 
 #[cfg(test)]

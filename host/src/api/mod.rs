@@ -26,11 +26,14 @@
 //!
 //! The dashboard (`crate::ui`, issue 14) is merged in after the edge's layers: it is HTML with
 //! its own sign-in, session and errors, and reaches the handlers' logic through [`shared`].
+//! | [`accounts`] | `/v1/accounts/{id}` (issue 12) |
 
+mod accounts; // Accounts (issue 12)
 mod admin;
 mod auth;
 mod breakers; // Isolation (issue 15)
 mod channels;
+mod cors; // CORS on the ingest routes (issue 12)
 mod customers;
 mod dead_letters;
 mod dto;
@@ -100,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())
+        .merge(accounts::routes()) // Accounts (issue 12)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_reads,
@@ -132,6 +136,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(edge::json_errors))
         // Dashboard (issue 14): after the edge's layers, which are the JSON API's.
         .merge(crate::ui::router(state.clone()))
+        // Issue 12: CORS on the ingest routes only, outside the edge so its refusals carry it.
+        .layer(axum::middleware::from_fn(cors::ingest_cors))
         .with_state(state)
 }
 

@@ -138,11 +138,13 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST" "/v1/identify", "segment", "Segment `identify`", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
     op!("POST" "/v1/page", "segment", "Segment `page`", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
     op!("POST" "/v1/screen", "segment", "Segment `screen`", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
-    op!("POST" "/v1/group", "segment", "Segment `group` (not implemented: 501)", Ingest, query: [], request: Described(segment_message), 501 => Json(schema::<api::errors::ErrorBody>), errors: []),
-    op!("POST" "/v1/alias", "segment", "Segment `alias` (not implemented: 501)", Ingest, query: [], request: Described(segment_message), 501 => Json(schema::<api::errors::ErrorBody>), errors: []),
-    op!("POST" "/v1/batch", "segment", "Segment `batch`", Ingest, query: [], request: Described(segment_batch), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415, 501]),
+    op!("POST" "/v1/group", "segment", "Segment `group`: the customer's account and its traits", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
+    op!("POST" "/v1/alias", "segment", "Segment `alias`: merge `previousId` into `userId`", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
+    op!("POST" "/v1/batch", "segment", "Segment `batch`", Ingest, query: [], request: Described(segment_batch), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
     op!("GET" "/v1/customers/{id}", "customers", "A customer: attributes, enrollments, messages", Tenant, query: [], request: NONE, 200 => Json(schema::<api::customers::Customer>), errors: [404]),
     op!("POST" "/v1/customers/{id}/enrollments/{journey}/resume", "customers", "Resume an enrollment a loop budget paused", Tenant, query: [], request: NONE, 200 => Json(schema::<api::customers::Enrollment>), errors: [404, 409]),
+    // Accounts (issue 12).
+    op!("GET" "/v1/accounts/{id}", "accounts", "An account: traits and a page of members", Tenant, query: [("after", "members after this customer id"), ("limit", "at most this many members (default 100, at most 1000)")], request: NONE, 200 => Json(schema::<api::accounts::Account>), errors: [404]),
     // Policy, tasks, dead letters, keys.
     op!("GET" "/v1/policy", "policy", "The tenant's sending policy", Tenant, query: [], request: NONE, 200 => Json(schema::<api::policy::SendingPolicy>), errors: []),
     op!("PUT" "/v1/policy", "policy", "Set the sending policy", Tenant, query: [], request: Json(schema::<api::policy::SendingPolicy>), 200 => Json(schema::<api::policy::SendingPolicy>), errors: []),

@@ -21,10 +21,14 @@
 //! | [`delivery`] | one delivery attempt: retry, dead letter, the report back to the journey |
 //! | [`ids`] | trigger ids, idempotency keys, task ids, seeds |
 //! | [`names`] | the rules for names commands carry (timers, templates, channels, ...) |
+//! | [`accounts`] | what a `group` event does to the tenant's accounts (issue 12) |
+//! | [`identity`] | which events merge an anonymous id into a known customer, and what the merge writes (issue 12) |
 
+pub mod accounts; // Accounts (issue 12)
 pub mod apply;
 pub mod breaker;
 pub mod delivery;
+pub mod identity; // Identity merge (issue 12)
 pub mod ids;
 pub mod loops;
 pub mod names;

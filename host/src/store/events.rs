@@ -30,6 +30,24 @@ pub enum Ingested {
     Duplicate,
 }
 
+/// What [`Store::ingest_with`] ingests: `events` of `tenant` received at `now` (dedup
+/// `window` as for [`Store::ingest`]), and, beside event `i` if it is accepted, in the same
+/// transaction (issue 12):
+///
+/// - `merges[i]`: an id the event merges into its customer: a [`Pending::MergeOut`] is queued
+///   on that id's shard, behind its earlier triggers (`store/identity.rs`);
+/// - `accounts[i]`: the account change of a `group` event (`store/accounts.rs`).
+///
+/// Missing entries are none.
+pub struct Extras<'a> {
+    pub tenant: &'a str,
+    pub events: &'a [Event],
+    pub merges: &'a [Option<String>],
+    pub accounts: &'a [Option<super::accounts::AccountChange>],
+    pub now: Millis,
+    pub window: Option<Millis>,
+}
+
 /// An `event_ids` value: when the id was ingested, then the event's log sequence number.
 fn id_value(at: Millis, seq: &[u8]) -> Vec<u8> {
     let mut v = time_key(at).to_vec();
@@ -110,16 +128,64 @@ impl Store {
         now: Millis,
         window: Option<Millis>,
     ) -> Result<Vec<Ingested>, StoreError> {
+        self.ingest_with(Extras {
+            tenant,
+            events,
+            merges: &[],
+            accounts: &[],
+            now,
+            window,
+        })
+        .await
+    }
+
+    /// [`Store::ingest`] with what accepted events carry beside them (issue 12, see [`Extras`]).
+    pub async fn ingest_with(&self, x: Extras<'_>) -> Result<Vec<Ingested>, StoreError> {
+        let Extras {
+            tenant,
+            events,
+            merges,
+            accounts,
+            now,
+            window,
+        } = x;
         let staged = events
             .iter()
-            .map(|event| Ok((event, self.stage_event(tenant, event)?)))
+            .enumerate()
+            .map(|(i, event)| {
+                let entry = self.stage_event(tenant, event)?;
+                // Staged after the event: its sequence number is the larger.
+                let merge = match merges.get(i) {
+                    Some(Some(from)) => Some(self.queue_entry(&QueuedTrigger {
+                        tenant: tenant.to_string(),
+                        customer: from.clone(),
+                        pending: Pending::MergeOut {
+                            into: event.customer.clone(),
+                        },
+                    })?),
+                    _ => None,
+                };
+                let account = accounts.get(i).and_then(Option::as_ref);
+                Ok((event, entry, merge, account))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let trees = (&self.events, &self.event_ids, &self.queue);
-        let results = trees.transaction(|(log, ids, queue)| {
+        let trees = (&self.events, &self.event_ids, &self.queue, &self.accounts);
+        let results = trees.transaction(|(log, ids, queue, accounts_t)| {
             let trees = EventTrees { log, ids, queue };
             staged
                 .iter()
-                .map(|(event, entry)| append(&trees, tenant, event, entry, now, window))
+                .map(|(event, entry, merge, account)| {
+                    let result = append(&trees, tenant, event, entry, now, window)?;
+                    if result == Ingested::Accepted {
+                        if let Some(merge) = merge {
+                            queue.insert(merge.key.as_slice(), merge.value.as_slice())?;
+                        }
+                        if let Some(change) = account {
+                            super::accounts::apply(accounts_t, tenant, change, now)?;
+                        }
+                    }
+                    Ok(result)
+                })
                 .collect::<TxResult<Vec<_>>>()
         })?;
         self.flush().await?;

@@ -25,6 +25,8 @@
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
 //! | [`sessions`] | dashboard sessions (issue 14) |
 //! | [`customer_events`] | each customer's processed events, for the dashboard's timeline (issue 14) |
+//! | [`accounts`] | accounts: traits, members, each customer's account (issue 12) |
+//! | [`identity`] | merged ids (`alias`, `identify`) and the merge's one write (issue 12) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -45,6 +47,7 @@
 //! at all, and an unprocessed trigger is simply processed again after restart.
 
 pub mod access_keys; // Scoped keys (issue 12)
+pub mod accounts; // Accounts (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -53,6 +56,7 @@ pub mod customers;
 pub mod enrollments;
 pub mod events;
 pub mod format;
+pub mod identity; // Identity merge (issue 12)
 pub mod journeys;
 pub mod keys;
 pub mod migrations;
@@ -72,8 +76,11 @@ mod compat;
 pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
+pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
 pub use channels::ChannelRecord;
+pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
+pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
 pub use migrations::{Migration, MigrationOutcome, Outcome as MigrationResult};
@@ -200,6 +207,10 @@ pub struct Store {
     ui_sessions: sled::Tree,
     /// `tenant␟customer␟sequence` → nothing: each customer's processed events (issue 14).
     customer_events: sled::Tree,
+    /// Identity merge (issue 12): `tenant␟merged id` → the id it was merged into ([`identity`]).
+    aliases: sled::Tree,
+    /// Accounts (issue 12): their traits and members ([`accounts`]).
+    accounts: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -315,6 +326,8 @@ impl Store {
             template_heads: t("template_heads")?,
             ui_sessions: t("ui_sessions")?, // Dashboard (issue 14)
             customer_events: t("customer_events")?,
+            aliases: t("aliases")?,   // Identity merge (issue 12)
+            accounts: t("accounts")?, // Accounts (issue 12)
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -46,6 +46,14 @@ pub enum Pending {
         to: u32,
         migration: String,
     },
+    // Identity merge (issue 12): see `store/identity.rs`.
+    /// Step one of merging this (anonymous) customer into `into`, queued on this customer's
+    /// shard behind their earlier triggers: records the alias and queues [`Pending::MergeIn`].
+    MergeOut { into: String },
+    /// Step two, on the known customer's shard: moves `from`'s profile and enrollments here.
+    MergeIn { from: String },
+    /// A trigger of `from`, an id merged into this customer, passed on to this customer's shard.
+    Forwarded { from: String, inner: Box<Pending> },
 }
 
 /// A trigger waiting to be processed for one customer.

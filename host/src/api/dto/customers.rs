@@ -13,6 +13,7 @@ pub(crate) fn customer(
     customer: model::Customer,
     enrollments: Vec<model::Enrollment>,
     messages: Vec<store::Message>,
+    account: Option<String>,
 ) -> api::Customer {
     let model::Customer { id, attributes } = customer;
     api::Customer {
@@ -20,6 +21,7 @@ pub(crate) fn customer(
         attributes,
         enrollments: all(enrollments),
         messages: all::<_, Message>(messages),
+        account,
     }
 }
 

@@ -16,6 +16,8 @@
 //! | `track` | `name` = `event`, `properties` = `properties` |
 //! | `identify` | `name` = `identify`, `properties.traits` = `traits` |
 //! | `page`, `screen` | `name` = `page` / `screen`, `properties` with `name` and `category` |
+//! | `group` | `name` = `group`, `properties.group_id` = `groupId`, `properties.traits` = `traits` (sets the account: `engine::accounts`) |
+//! | `alias` | `name` = `alias`, `customer` = `userId`, `properties.previous_id` = `previousId` (merges it: `engine::identity`) |
 //! | `context`, `userId`, `anonymousId`, `type` | kept under `properties["$segment"]` |
 //! | `timestamp`; else `originalTimestamp` corrected by `sentAt` | `timestamp` |
 
@@ -35,9 +37,9 @@ pub(super) enum Kind {
     Identify,
     Page,
     Screen,
-    /// Accounts are later work (issue 12's accounts): refused with 501.
+    /// Sets the customer's account and its traits (accounts).
     Group,
-    /// Needs identity merge, later work: refused with 501.
+    /// Merges `previousId` into `userId` (identity merge).
     Alias,
 }
 
@@ -67,19 +69,6 @@ impl Kind {
     }
 }
 
-/// The 501 of `group` and `alias`.
-pub(super) fn not_implemented(kind: Kind) -> ApiError {
-    let why = match kind {
-        Kind::Alias => "alias needs identity merge, which Waymark does not do yet",
-        _ => "group needs accounts, which Waymark does not have yet",
-    };
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("Segment {} calls are not taken: {why}", kind.name()),
-    )
-}
-
 /// One Segment message, as far as Waymark reads it.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +83,8 @@ struct Message {
     category: Option<String>,
     properties: Option<Value>,
     traits: Option<Value>,
+    previous_id: Option<Value>,
+    group_id: Option<Value>,
     context: Option<Value>,
     timestamp: Option<String>,
     original_timestamp: Option<String>,
@@ -123,12 +114,11 @@ pub(super) fn single(kind: Kind, body: &[u8], now: Millis) -> ApiResult<Event> {
         return Err(refusal(false, 0, too_big(body.len())));
     }
     let raw: &RawValue = parse_json(body)?;
-    parse_message(Some(kind), raw, &Shared::default(), now).map_err(|r| refused(false, 0, r))
+    parse_message(Some(kind), raw, &Shared::default(), now).map_err(|r| refusal(false, 0, r))
 }
 
-/// The body of `/v1/batch` as the events it carries, received at `now`. A `group` or
-/// `alias` in it refuses the whole batch with 501; any other refused message refuses it
-/// with the message's index, nothing stored.
+/// The body of `/v1/batch` as the events it carries, received at `now`. A refused message
+/// refuses the whole batch with the message's index, nothing stored.
 pub(super) fn batch(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
     let batch: Batch = parse_json(body)?;
     if batch.batch.is_empty() || batch.batch.len() > MAX_BATCH {
@@ -155,35 +145,8 @@ pub(super) fn batch(body: &[u8], now: Millis) -> ApiResult<Vec<Event>> {
         .batch
         .iter()
         .enumerate()
-        .map(|(i, raw)| parse_message(None, raw, &shared, now).map_err(|r| refused(true, i, r)))
+        .map(|(i, raw)| parse_message(None, raw, &shared, now).map_err(|r| refusal(true, i, r)))
         .collect()
-}
-
-/// Why message `i` of a request (`batch`: whether to name the index) was refused: 501 for a
-/// kind not taken, else its refusal.
-fn refused(batch: bool, i: usize, r: Refusal) -> ApiError {
-    match r {
-        Refusal::NotTaken(kind) => not_implemented(kind),
-        Refusal::Event(r) => refusal(batch, i, r),
-    }
-}
-
-/// Why one message was refused.
-enum Refusal {
-    NotTaken(Kind),
-    Event(Refused),
-}
-
-impl From<Refused> for Refusal {
-    fn from(r: Refused) -> Refusal {
-        Refusal::Event(r)
-    }
-}
-
-impl From<String> for Refusal {
-    fn from(message: String) -> Refusal {
-        Refusal::Event(message.into())
-    }
 }
 
 fn too_big(size: usize) -> Refused {
@@ -199,10 +162,10 @@ fn parse_message(
     raw: &RawValue,
     shared: &Shared,
     now: Millis,
-) -> Result<Event, Refusal> {
+) -> Result<Event, Refused> {
     let text = raw.get();
     if text.len() > SEGMENT_MAX_MESSAGE_BYTES {
-        return Err(too_big(text.len()).into());
+        return Err(too_big(text.len()));
     }
     let m: Message = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let kind = match route {
@@ -217,11 +180,11 @@ fn parse_message(
             })?
         }
     };
-    if matches!(kind, Kind::Group | Kind::Alias) {
-        return Err(Refusal::NotTaken(kind));
-    }
     let user_id = id("userId", m.user_id.as_ref())?;
     let anonymous_id = id("anonymousId", m.anonymous_id.as_ref())?;
+    if kind == Kind::Alias && user_id.is_none() {
+        return Err("userId is required in an alias call".to_string().into());
+    }
     let customer = user_id
         .clone()
         .or_else(|| anonymous_id.clone())
@@ -251,7 +214,22 @@ fn parse_message(
             }
             kind.name().to_string()
         }
-        Kind::Group | Kind::Alias => return Err(Refusal::NotTaken(kind)),
+        Kind::Alias => {
+            let previous = id("previousId", m.previous_id.as_ref())?
+                .ok_or("previousId is required in an alias call".to_string())?;
+            properties = Map::from_iter([("previous_id".to_string(), Value::String(previous))]);
+            crate::engine::identity::ALIAS.to_string()
+        }
+        Kind::Group => {
+            let group = id("groupId", m.group_id.as_ref())?
+                .ok_or("groupId is required in a group call".to_string())?;
+            let traits = object("traits", m.traits.as_ref())?;
+            properties = Map::from_iter([
+                ("group_id".to_string(), Value::String(group)),
+                ("traits".to_string(), Value::Object(traits)),
+            ]);
+            crate::engine::accounts::GROUP.to_string()
+        }
     };
     let mut context = object("context", m.context.as_ref())?;
     for (k, v) in shared.context.into_iter().flatten() {
@@ -277,7 +255,7 @@ fn parse_message(
         properties: Some(properties),
         timestamp,
     };
-    Ok(check_event(input, now)?)
+    check_event(input, now)
 }
 
 /// An id field: a string, or a number as its decimal text (Segment's libraries stringify
@@ -387,6 +365,31 @@ mod tests {
     }
 
     #[test]
+    fn group_names_the_account_and_its_traits() {
+        let e = one(
+            Kind::Group,
+            json!({"userId": "ada", "groupId": "acme", "traits": {"plan": "pro"}, "messageId": "g1"}),
+        )
+        .unwrap();
+        assert_eq!((e.customer.as_str(), e.name.as_str()), ("ada", "group"));
+        assert_eq!(e.properties["group_id"], "acme");
+        assert_eq!(e.properties["traits"], json!({"plan": "pro"}));
+    }
+
+    #[test]
+    fn alias_names_the_previous_id_it_merges_into_the_user() {
+        let e = one(
+            Kind::Alias,
+            json!({"userId": "ada", "previousId": "anon-1", "messageId": "m3",
+                   "timestamp": "2026-01-02T03:04:05Z"}),
+        )
+        .unwrap();
+        assert_eq!((e.customer.as_str(), e.name.as_str()), ("ada", "alias"));
+        assert_eq!(e.properties["previous_id"], "anon-1");
+        assert_eq!(crate::engine::identity::merge_source(&e), Some("anon-1"));
+    }
+
+    #[test]
     fn page_and_screen_keep_their_name_and_category() {
         let e = one(
             Kind::Page,
@@ -462,8 +465,12 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(
-            status(Kind::Alias, json!({"userId": "u", "previousId": "a"})),
-            StatusCode::NOT_IMPLEMENTED
+            status(Kind::Alias, json!({"previousId": "a"})),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(Kind::Alias, json!({"userId": "u"})),
+            StatusCode::BAD_REQUEST
         );
         let batch_status = |v: Value| {
             batch(v.to_string().as_bytes(), 0)
@@ -479,9 +486,9 @@ mod tests {
         assert_eq!(
             batch_status(
                 json!({"batch": [{"type": "track", "userId": "u", "event": "e"},
-                                          {"type": "group", "userId": "u", "groupId": "g"}]})
+                                          {"type": "group", "userId": "u"}]})
             ),
-            StatusCode::NOT_IMPLEMENTED
+            StatusCode::BAD_REQUEST
         );
         assert_eq!(
             batch_status(

@@ -1,7 +1,10 @@
 //! Segment-compatible ingest (issue 12): `POST /v1/track`, `/v1/identify`, `/v1/page`,
 //! `/v1/screen` and `/v1/batch` take Segment's HTTP Tracking API bodies unchanged, so a tenant
 //! points a Segment library (or a CDP's Segment-shaped webhook) at Waymark with `host=`.
-//! `/v1/group` and `/v1/alias` answer 501 until accounts and identity merge exist.
+//! `/v1/alias` merges `previousId` into `userId`, and an `identify` carrying both `userId` and
+//! `anonymousId` merges the anonymous id (identity merge: `engine::identity`, issue 12).
+//! `/v1/group` sets the customer's account and merges the account's traits (accounts:
+//! `engine::accounts`, `store/accounts.rs`).
 //!
 //! - authentication: the write key as Segment's libraries send it (HTTP Basic, the key as the
 //!   user name, an empty password) or as a bearer key; a `write` or `admin` key ([`Ingest`]);
@@ -86,12 +89,22 @@ async fn screen(
     accept(s, i, h, b, Route::Single(Kind::Screen)).await
 }
 
-async fn group(_: Ingest) -> ApiError {
-    message::not_implemented(Kind::Group)
+async fn group(
+    s: State<AppState>,
+    i: Ingest,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SegmentAccepted>> {
+    accept(s, i, h, b, Route::Single(Kind::Group)).await
 }
 
-async fn alias(_: Ingest) -> ApiError {
-    message::not_implemented(Kind::Alias)
+async fn alias(
+    s: State<AppState>,
+    i: Ingest,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<SegmentAccepted>> {
+    accept(s, i, h, b, Route::Single(Kind::Alias)).await
 }
 
 async fn batch(
