@@ -40,6 +40,10 @@ pub struct Channel {
     pub settings: Object,
     /// The names of the secrets, never their values.
     pub secrets: Vec<String>,
+    /// `"inapp"` for a channel the host delivers into customers' inboxes itself (issue 11;
+    /// then `digest` is empty); absent for a component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// The answer to `GET /v1/channels`.

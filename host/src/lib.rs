@@ -31,6 +31,8 @@
 //! | [`api`] | axum routes by resource, authentication, JSON errors |
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
+//! | [`signed`] | **pure** signed tokens for customers: inbox tokens, unsubscribe links (issue 11) |
+//! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
 
 pub mod api;
 pub mod catalog;
@@ -52,3 +54,6 @@ pub mod store;
 pub mod template;
 pub mod tenants;
 pub mod worker;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+pub mod inapp;
+pub mod signed;

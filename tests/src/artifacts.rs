@@ -53,6 +53,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-slack", "waymark_slack.wasm"),
     // Issue 11: the email channel adapter (`plugins/email`).
     ("waymark-email", "waymark_email.wasm"),
+    // Issue 11, in-app inbox: a journey that sends what each `notify` event asks for.
+    ("waymark-test-messenger", "waymark_test_messenger.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -69,6 +71,9 @@ pub const FILES_CRATE: &str = "waymark-test-files";
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
+
+/// `tests/guests/messenger` (issue 11, in-app inbox and unsubscribe).
+pub const MESSENGER_CRATE: &str = "waymark-test-messenger";
 
 /// The SMS channel adapter (`plugins/sms`).
 pub const SMS_CRATE: &str = "waymark-sms";

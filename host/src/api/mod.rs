@@ -23,6 +23,9 @@
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 //! | [`openapi`] | `/openapi.json` (issue 12) |
+//! | [`inbox`] | `/v1/customers/{id}/inbox[/token]`, `/v1/inbox/secret`; with a customer's token `/v1/inbox[/{message}/{mark}]` (issue 11) |
+//! | [`subscriptions`] | `/v1/customers/{id}/subscriptions` (issue 11) |
+//! | [`unsubscribe`] | `/u/{token}` (issue 11) |
 
 mod admin;
 mod auth;
@@ -46,6 +49,10 @@ mod segment; // Segment-compatible ingest (issue 12)
 mod tasks;
 mod templates; // Templates (issue 11)
 mod validate;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+mod inbox;
+mod subscriptions;
+mod unsubscribe;
 
 pub use auth::{digest, Admin, TenantId};
 pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)
@@ -85,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .merge(customers::routes())
         .merge(tasks::routes())
         .merge(dead_letters::routes())
+        .merge(inbox::routes()) // In-app inbox (issue 11)
+        .merge(subscriptions::routes()) // Subscription topics (issue 11)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_reads,
@@ -101,6 +110,12 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(templates::routes()) // Templates (issue 11)
         .merge(openapi::routes()) // OpenAPI (issue 12)
+        // Issue 11: customer-token inbox routes (CORS; durable reads too) and unsubscribe links.
+        .merge(inbox::customer_routes().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_reads,
+        )))
+        .merge(unsubscribe::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -160,6 +160,7 @@ async fn preview_template(
         payload: &payload,
         message_id: "preview",
         channel: compiled.channel().as_str(),
+        unsubscribe_url: None,
     })?;
     Ok(Json(dto::preview(name, version, rendered)))
 }

@@ -23,6 +23,8 @@
 //! | [`reports`] | report aggregates: the cells a journey's report adds up |
 //! | [`trigger`] | [`Store::commit_trigger`], the one write that spans kinds |
 //! | [`access_keys`] | tenants' scoped API keys (issue 12) |
+//! | [`inbox`] | the in-app inbox: customers' delivered `inapp` messages and their marks (issue 11) |
+//! | [`signing_secrets`] | tenants' secrets for inbox tokens and unsubscribe links (issue 11) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -50,11 +52,13 @@ pub mod customers;
 pub mod enrollments;
 pub mod events;
 pub mod format;
+pub mod inbox; // In-app inbox (issue 11)
 pub mod journeys;
 pub mod keys;
 pub mod outbox;
 pub mod queue;
 pub mod reports;
+pub mod signing_secrets; // Inbox tokens and unsubscribe links (issue 11)
 pub mod tasks;
 pub mod templates;
 pub mod tenants;
@@ -67,7 +71,7 @@ mod compat;
 pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
-pub use channels::ChannelRecord;
+pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Ingested;
 pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
@@ -187,6 +191,10 @@ pub struct Store {
     templates: sled::Tree,
     /// `tenant␟name` → [`TemplateHead`].
     template_heads: sled::Tree,
+    // In-app inbox and signing secrets (issue 11): see [`inbox`] and [`signing_secrets`].
+    inapp_inbox: sled::Tree,
+    inapp_inbox_ids: sled::Tree,
+    signing_secrets: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -299,6 +307,9 @@ impl Store {
             access_key_prefixes: t("access_key_prefixes")?,
             templates: t("templates")?,
             template_heads: t("template_heads")?,
+            inapp_inbox: t("inapp_inbox")?, // In-app inbox (issue 11)
+            inapp_inbox_ids: t("inapp_inbox_ids")?,
+            signing_secrets: t("signing_secrets")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -1,7 +1,7 @@
 //! Channels: a registration as the API shows it — the names of its secrets, never their
 //! values, and not when it was stored.
 
-use crate::store::ChannelRecord;
+use crate::store::{ChannelAdapter, ChannelRecord};
 use waymark_api::channels as api;
 
 impl From<ChannelRecord> for api::Channel {
@@ -14,6 +14,7 @@ impl From<ChannelRecord> for api::Channel {
             secrets,
             allowed_hosts,
             updated_at: _,
+            adapter,
         } = record;
         api::Channel {
             name,
@@ -22,6 +23,8 @@ impl From<ChannelRecord> for api::Channel {
             allowed_hosts,
             settings,
             secrets: secrets.into_iter().map(|(key, _value)| key).collect(),
+            // In-app inbox (issue 11)
+            kind: (adapter == ChannelAdapter::Inapp).then(|| "inapp".to_string()),
         }
     }
 }
@@ -42,6 +45,7 @@ mod tests {
                 .unwrap_or_default(),
             allowed_hosts: vec!["x".into()],
             updated_at: 5,
+            adapter: ChannelAdapter::Component,
         };
         let shown = api::Channel::from(record);
         let mut names = shown.secrets.clone();

@@ -45,6 +45,7 @@ mod policy;
 mod reports;
 mod tasks;
 mod templates; // Templates (issue 11)
+pub(super) mod inbox; // In-app inbox and subscriptions (issue 11)
 
 pub(super) use clock::clock;
 pub(super) use customers::{customer, failure_reason_word};
