@@ -68,7 +68,10 @@ pub fn unsubscribe_scope(message: &Message) -> Scope {
 }
 
 /// The message's one-click unsubscribe URL, if the host has a public URL.
-pub async fn unsubscribe_url(host: &Host, message: &Message) -> Result<Option<String>, SecretError> {
+pub async fn unsubscribe_url(
+    host: &Host,
+    message: &Message,
+) -> Result<Option<String>, SecretError> {
     let Some(base) = &host.config.public_url else {
         return Ok(None);
     };
@@ -111,7 +114,9 @@ pub fn with_unsubscribe_url(payload: Value, url: Option<&str>) -> Value {
 /// permanent failure.
 pub fn inbox_entry(message: &Message, payload: &Value) -> Result<InboxEntry, String> {
     let source = match message.template_version {
-        Some(_) => payload.get(crate::template::CONTENT_KEY).unwrap_or(&Value::Null),
+        Some(_) => payload
+            .get(crate::template::CONTENT_KEY)
+            .unwrap_or(&Value::Null),
         None => payload,
     };
     let text = |name: &str| source.get(name).and_then(Value::as_str).map(String::from);
@@ -153,8 +158,7 @@ pub fn deliver(
     customer: &Customer,
     unsubscribe_url: Option<&str>,
 ) -> AttemptResult {
-    let payload = match crate::delivery::adapter_payload(host, message, customer, unsubscribe_url)
-    {
+    let payload = match crate::delivery::adapter_payload(host, message, customer, unsubscribe_url) {
         Ok(payload) => payload,
         Err(failed) => return failed,
     };
@@ -187,16 +191,28 @@ mod tests {
         Message {
             payload,
             template_version,
-            ..crate::store::fixtures::message("m1", "inapp", crate::store::MessageStatus::Pending, 0)
+            ..crate::store::fixtures::message(
+                "m1",
+                "inapp",
+                crate::store::MessageStatus::Pending,
+                0,
+            )
         }
     }
 
     #[test]
     fn an_untemplated_message_shows_its_payloads_title_body_and_url() {
-        let m = message(json!({"title": "Hi", "body": "There", "url": "/x", "n": 1}), None);
+        let m = message(
+            json!({"title": "Hi", "body": "There", "url": "/x", "n": 1}),
+            None,
+        );
         let entry = inbox_entry(&m, &m.payload).unwrap();
         assert_eq!(
-            (entry.title.as_deref(), entry.body.as_deref(), entry.url.as_deref()),
+            (
+                entry.title.as_deref(),
+                entry.body.as_deref(),
+                entry.url.as_deref()
+            ),
             (Some("Hi"), Some("There"), Some("/x"))
         );
         assert_eq!(entry.data["n"], 1);

@@ -250,7 +250,10 @@ mod tests {
         let token = mint_inbox_token("s1", &claims(100));
         let other = URL_SAFE_NO_PAD.encode("bob");
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = format!("{}.{}.{other}.{}.{}", parts[0], parts[1], parts[3], parts[4]);
+        let forged = format!(
+            "{}.{}.{other}.{}.{}",
+            parts[0], parts[1], parts[3], parts[4]
+        );
         assert_eq!(
             verify_inbox_token(&forged, ["s1"], 0),
             Err(TokenError::BadSignature)
@@ -260,7 +263,13 @@ mod tests {
             verify_inbox_token(&later, ["s1"], 0),
             Err(TokenError::BadSignature)
         );
-        for junk in ["", "wmi1", "wmi1.a.b.c.d.e", "wmi2.YQ.YQ.1.x", "wmi1.!!.YQ.1.x"] {
+        for junk in [
+            "",
+            "wmi1",
+            "wmi1.a.b.c.d.e",
+            "wmi2.YQ.YQ.1.x",
+            "wmi1.!!.YQ.1.x",
+        ] {
             assert_eq!(
                 verify_inbox_token(junk, ["s1"], 0),
                 Err(TokenError::Malformed),
@@ -307,7 +316,10 @@ mod tests {
             customer: "bob".into(),
             ..claims
         };
-        let (forged_claims, _) = mint_unsubscribe_token("x", &bob).split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
+        let (forged_claims, _) = mint_unsubscribe_token("x", &bob)
+            .split_once('.')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
         let (_, signature) = token.split_once('.').unwrap();
         assert_eq!(
             verify_unsubscribe_token(&format!("{forged_claims}.{signature}"), ["s"]),

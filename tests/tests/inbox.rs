@@ -75,7 +75,14 @@ impl World {
     }
 
     /// The journey sends `payload` to `customer` through `channel` with `template`.
-    async fn notify(&self, id: &str, customer: &str, channel: &str, template: &str, payload: Value) {
+    async fn notify(
+        &self,
+        id: &str,
+        customer: &str,
+        channel: &str,
+        template: &str,
+        payload: Value,
+    ) {
         let answer = self
             .api()
             .post_events(&[event_with(
@@ -97,19 +104,11 @@ impl World {
 
     /// Waits until the backend sees `n` messages in the customer's inbox.
     async fn inbox_of(&self, customer: &str, n: usize) -> InboxPage {
-        let mut last = None;
-        wait_until(&format!("{n} messages in {customer}'s inbox"), || {
-            let seen = self.inbox(customer, &InboxQuery::default());
-            let last = &mut last;
-            async move {
-                let page = seen.await;
-                let done = page.messages.len() == n;
-                *last = Some(page);
-                done
-            }
+        wait_for_some(&format!("{n} messages in {customer}'s inbox"), || async {
+            let page = self.inbox(customer, &InboxQuery::default()).await;
+            (page.messages.len() == n).then_some(page)
         })
-        .await;
-        last.unwrap_or_else(|| panic!("no inbox read"))
+        .await
     }
 
     async fn token(&self, customer: &str) -> String {
@@ -122,13 +121,16 @@ impl World {
 
     /// The customer's message of `template` once it has a status other than `pending`.
     async fn settled_message(&self, customer: &str, template: &str) -> Message {
-        wait_for_some(&format!("{customer}'s {template} message settled"), || async {
-            self.api().customer(customer).await.and_then(|c| {
-                c.messages
-                    .into_iter()
-                    .find(|m| m.template == template && m.status != MessageStatus::Pending)
-            })
-        })
+        wait_for_some(
+            &format!("{customer}'s {template} message settled"),
+            || async {
+                self.api().customer(customer).await.and_then(|c| {
+                    c.messages
+                        .into_iter()
+                        .find(|m| m.template == template && m.status != MessageStatus::Pending)
+                })
+            },
+        )
         .await
     }
 
@@ -182,15 +184,33 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     assert_eq!(status, StatusCode::CREATED, "{stored}");
 
     world
-        .notify("a1", "ada", "inapp", "welcome", json!({"title": "Welcome", "body": "Hi Ada", "url": "/start"}))
+        .notify(
+            "a1",
+            "ada",
+            "inapp",
+            "welcome",
+            json!({"title": "Welcome", "body": "Hi Ada", "url": "/start"}),
+        )
         .await;
     world
-        .notify("b1", "bob", "inapp", "welcome", json!({"title": "Welcome", "body": "Hi Bob"}))
+        .notify(
+            "b1",
+            "bob",
+            "inapp",
+            "welcome",
+            json!({"title": "Welcome", "body": "Hi Bob"}),
+        )
         .await;
     world.inbox_of("ada", 1).await;
     api.advance_clock(MINUTE_MS).await;
     world
-        .notify("a2", "ada", "inapp", "tip", json!({"text": "Try the keyboard shortcuts"}))
+        .notify(
+            "a2",
+            "ada",
+            "inapp",
+            "tip",
+            json!({"text": "Try the keyboard shortcuts"}),
+        )
         .await;
 
     // The backend: newest first, in pages.
@@ -201,18 +221,35 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     let link = tip.url.as_deref().unwrap_or_default();
     assert!(link.starts_with(&format!("{PUBLIC_URL}/u/")), "{link}");
     assert_eq!(
-        (welcome.title.as_deref(), welcome.body.as_deref(), welcome.url.as_deref()),
+        (
+            welcome.title.as_deref(),
+            welcome.body.as_deref(),
+            welcome.url.as_deref()
+        ),
         (Some("Welcome"), Some("Hi Ada"), Some("/start"))
     );
-    assert_eq!((tip.journey.as_str(), tip.channel.as_str()), (JOURNEY, "inapp"));
+    assert_eq!(
+        (tip.journey.as_str(), tip.channel.as_str()),
+        (JOURNEY, "inapp")
+    );
     let first = world
-        .inbox("ada", &InboxQuery { limit: Some(1), ..InboxQuery::default() })
+        .inbox(
+            "ada",
+            &InboxQuery {
+                limit: Some(1),
+                ..InboxQuery::default()
+            },
+        )
         .await;
     assert_eq!(first.messages, all.messages[..1]);
     let second = world
         .inbox(
             "ada",
-            &InboxQuery { limit: Some(1), cursor: first.next_cursor.clone(), ..InboxQuery::default() },
+            &InboxQuery {
+                limit: Some(1),
+                cursor: first.next_cursor.clone(),
+                ..InboxQuery::default()
+            },
         )
         .await;
     assert_eq!(second.messages, all.messages[1..]);
@@ -224,16 +261,25 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     // Each customer's token lists only their own.
     let ada_token = world.token("ada").await;
     let bob_token = world.token("bob").await;
-    let own = world.as_customer(&ada_token).inbox(&InboxQuery::default()).await.unwrap();
+    let own = world
+        .as_customer(&ada_token)
+        .inbox(&InboxQuery::default())
+        .await
+        .unwrap();
     assert_eq!(own.messages, all.messages);
-    let bobs = world.as_customer(&bob_token).inbox(&InboxQuery::default()).await.unwrap();
+    let bobs = world
+        .as_customer(&bob_token)
+        .inbox(&InboxQuery::default())
+        .await
+        .unwrap();
     assert_eq!(bobs.messages.len(), 1);
     assert_eq!(bobs.messages[0].body.as_deref(), Some("Hi Bob"));
 
     // Another customer's message is not found; a forged or expired token is refused.
     let path = format!("/v1/inbox/{}/clicked", tip.id);
     assert_error(
-        &api.request(Method::POST, &path, Some(&bob_token), Body::Empty).await,
+        &api.request(Method::POST, &path, Some(&bob_token), Body::Empty)
+            .await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
@@ -248,14 +294,21 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     );
     for token in [forged.as_str(), "wmi1.junk", "not-a-token"] {
         assert_error(
-            &api.request(Method::GET, "/v1/inbox", Some(token), Body::Empty).await,
+            &api.request(Method::GET, "/v1/inbox", Some(token), Body::Empty)
+                .await,
             StatusCode::UNAUTHORIZED,
             "unauthorized",
         );
     }
     // A tenant key is a credential, not this route's.
     assert_error(
-        &api.request(Method::GET, "/v1/inbox", Some(&world.tenant.api_key), Body::Empty).await,
+        &api.request(
+            Method::GET,
+            "/v1/inbox",
+            Some(&world.tenant.api_key),
+            Body::Empty,
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
@@ -263,24 +316,45 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     // replaced still verifies tokens signed before it.
     let secret = world.client().rotate_inbox_secret().await.unwrap();
     assert!(secret.previous_still_valid);
-    assert!(world.as_customer(&ada_token).inbox(&InboxQuery::default()).await.is_ok());
+    assert!(world
+        .as_customer(&ada_token)
+        .inbox(&InboxQuery::default())
+        .await
+        .is_ok());
     let minted = mint(&secret.secret, &world.tenant.id, "ada", now_seconds() + 600);
-    let theirs = world.as_customer(&minted).inbox(&InboxQuery::default()).await.unwrap();
+    let theirs = world
+        .as_customer(&minted)
+        .inbox(&InboxQuery::default())
+        .await
+        .unwrap();
     assert_eq!(theirs.messages.len(), 2);
     let expired = mint(&secret.secret, &world.tenant.id, "ada", now_seconds() - 1);
     assert_error(
-        &api.request(Method::GET, "/v1/inbox", Some(&expired), Body::Empty).await,
+        &api.request(Method::GET, "/v1/inbox", Some(&expired), Body::Empty)
+            .await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
 
     // Marking: clicked reaches the journey as `clicked`, counted on the channel.
     let ada_client = world.as_customer(&ada_token);
-    let marked = ada_client.mark_inbox_message(&tip.id, "clicked").await.unwrap();
+    let marked = ada_client
+        .mark_inbox_message(&tip.id, "clicked")
+        .await
+        .unwrap();
     assert!(marked.clicked_at.is_some());
-    let again = ada_client.mark_inbox_message(&tip.id, "clicked").await.unwrap();
-    assert_eq!(again.clicked_at, marked.clicked_at, "the first click is kept");
-    ada_client.mark_inbox_message(&welcome.id, "read").await.unwrap();
+    let again = ada_client
+        .mark_inbox_message(&tip.id, "clicked")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.clicked_at, marked.clicked_at,
+        "the first click is kept"
+    );
+    ada_client
+        .mark_inbox_message(&welcome.id, "read")
+        .await
+        .unwrap();
     let heard = format!("clicked:{}", tip.id);
     let enrollment = api
         .wait_for_enrollment("ada", JOURNEY, "the click and the read heard", |e| {
@@ -291,18 +365,29 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
     let summary = &enrollment.channels["inapp"];
     assert_eq!((summary.clicked, summary.opened), (1, 1), "{summary:?}");
     assert_error(
-        &api.request(Method::POST, &format!("/v1/inbox/{}/liked", tip.id), Some(&ada_token), Body::Empty)
-            .await,
+        &api.request(
+            Method::POST,
+            &format!("/v1/inbox/{}/liked", tip.id),
+            Some(&ada_token),
+            Body::Empty,
+        )
+        .await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
 
     // Archived messages leave the default listing.
-    ada_client.mark_inbox_message(&welcome.id, "archived").await.unwrap();
+    ada_client
+        .mark_inbox_message(&welcome.id, "archived")
+        .await
+        .unwrap();
     let listed = ada_client.inbox(&InboxQuery::default()).await.unwrap();
     assert_eq!(listed.messages.len(), 1);
     let everything = ada_client
-        .inbox(&InboxQuery { archived: true, ..InboxQuery::default() })
+        .inbox(&InboxQuery {
+            archived: true,
+            ..InboxQuery::default()
+        })
         .await
         .unwrap();
     assert_eq!(everything.messages.len(), 2);
@@ -319,7 +404,10 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
         .unwrap();
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(
-        preflight.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
         Some(&b"*"[..])
     );
     let tenant_route = http
@@ -330,7 +418,10 @@ async fn customers_read_only_their_own_inbox_and_a_click_reaches_the_journey() {
         .await
         .unwrap();
     assert!(tenant_route.status().is_success());
-    assert!(tenant_route.headers().get("access-control-allow-origin").is_none());
+    assert!(tenant_route
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 }
 
 /// The path of an unsubscribe link (the server is reached directly, not at its public URL).
@@ -344,7 +435,9 @@ fn link_path(url: &str) -> String {
 async fn one_click_unsubscribe_stops_that_channel_and_its_page_changes_nothing() {
     let world = World::start().await;
     let api = world.api();
-    world.notify("n1", "ada", "webhook", "news", json!({"issue": 1})).await;
+    world
+        .notify("n1", "ada", "webhook", "news", json!({"issue": 1}))
+        .await;
     let received = world.sink.wait_for_delivery("news", "ada").await;
     let url = received.payload()["unsubscribe_url"]
         .as_str()
@@ -354,14 +447,21 @@ async fn one_click_unsubscribe_stops_that_channel_and_its_page_changes_nothing()
 
     // The page: a form, and nothing changes.
     let http = reqwest::Client::new();
-    let page = http.get(format!("{}{path}", world.server.url())).send().await.unwrap();
+    let page = http
+        .get(format!("{}{path}", world.server.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page
         .headers()
         .get("content-type")
         .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("text/html")));
     let html = page.text().await.unwrap();
-    assert!(html.contains("<form method=\"post\"") && html.contains("One-Click"), "{html}");
+    assert!(
+        html.contains("<form method=\"post\"") && html.contains("One-Click"),
+        "{html}"
+    );
     assert_eq!(world.subscriptions("ada").await, Subscriptions::default());
 
     // A link that does not verify.
@@ -378,23 +478,38 @@ async fn one_click_unsubscribe_stops_that_channel_and_its_page_changes_nothing()
         .send()
         .await
         .unwrap();
-    assert_eq!(posted.status(), StatusCode::OK, "{}", posted.text().await.unwrap_or_default());
+    assert_eq!(
+        posted.status(),
+        StatusCode::OK,
+        "{}",
+        posted.text().await.unwrap_or_default()
+    );
     wait_until("ada left the webhook channel", || async {
         world.subscriptions("ada").await.channels == ["webhook"]
     })
     .await;
     let enrollment = api
         .wait_for_enrollment("ada", JOURNEY, "the unsubscribe heard", |e| {
-            e.channels.get("webhook").is_some_and(|s| s.unsubscribed == 1)
+            e.channels
+                .get("webhook")
+                .is_some_and(|s| s.unsubscribed == 1)
         })
         .await;
     assert!(String::from_utf8_lossy(&enrollment.state).contains("unsubscribed:"));
 
     // The next webhook send is suppressed; in-app still goes out.
     let before = world.sink.count();
-    world.notify("n2", "ada", "webhook", "news2", json!({"issue": 2})).await;
     world
-        .notify("n3", "ada", "inapp", "note", json!({"title": "Still here", "body": "in-app"}))
+        .notify("n2", "ada", "webhook", "news2", json!({"issue": 2}))
+        .await;
+    world
+        .notify(
+            "n3",
+            "ada",
+            "inapp",
+            "note",
+            json!({"title": "Still here", "body": "in-app"}),
+        )
         .await;
     assert_eq!(
         world.settled_message("ada", "news2").await.status,
@@ -405,7 +520,11 @@ async fn one_click_unsubscribe_stops_that_channel_and_its_page_changes_nothing()
         MessageStatus::Delivered
     );
     world.inbox_of("ada", 1).await;
-    assert_eq!(world.sink.count(), before, "nothing more reached the webhook");
+    assert_eq!(
+        world.sink.count(),
+        before,
+        "nothing more reached the webhook"
+    );
 
     // A POST without RFC 8058's body is refused.
     let bad = http
@@ -431,10 +550,22 @@ async fn leaving_product_tips_keeps_billing() {
     let answered = client.set_subscriptions("ada", &wanted).await.unwrap();
     assert_eq!(answered, wanted);
     world
-        .notify("t1", "ada", "inapp", "tips", json!({"title": "Tip", "body": "b", "topic": "product tips"}))
+        .notify(
+            "t1",
+            "ada",
+            "inapp",
+            "tips",
+            json!({"title": "Tip", "body": "b", "topic": "product tips"}),
+        )
         .await;
     world
-        .notify("t2", "ada", "inapp", "invoice", json!({"title": "Invoice", "body": "b", "topic": "billing"}))
+        .notify(
+            "t2",
+            "ada",
+            "inapp",
+            "invoice",
+            json!({"title": "Invoice", "body": "b", "topic": "billing"}),
+        )
         .await;
     assert_eq!(
         world.settled_message("ada", "tips").await.status,

@@ -346,9 +346,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
             if !ok {
                 let wanted = match kind {
                     BodyKind::Component => "application/wasm (or application/octet-stream)",
-                    BodyKind::Form => {
-                        "multipart/form-data or application/x-www-form-urlencoded"
-                    }
+                    BodyKind::Form => "multipart/form-data or application/x-www-form-urlencoded",
                     _ => "application/json",
                 };
                 return Err(ApiError::new(

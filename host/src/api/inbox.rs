@@ -8,7 +8,7 @@
 //! - The tenant's front end, with a customer's token (`Authorization: Bearer <token>`):
 //!   `GET /v1/inbox` lists that customer's messages, `POST /v1/inbox/{message}/{mark}` marks
 //!   one `seen`, `read`, `clicked` or `archived`. These routes answer CORS requests from any
-//!   origin (the token is the credential, never a cookie); no other route does.
+//!   origin (the token is the credential, never a cookie; [`cors`]); no other route does.
 //!
 //! A new mark is also an engagement event for the journey that sent the message, ingested as
 //! any event is (`events::ingest`, id `inapp:{message}:{mark}` so a mark counts once):
@@ -41,19 +41,65 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/inbox/secret", post(rotate_secret))
 }
 
-/// The customer-token routes, with CORS for browser front ends.
+/// The customer-token routes (CORS: [`cors`]).
 pub(super) fn customer_routes() -> Router<AppState> {
-    use axum::http::{header, Method};
-    use tower_http::cors::{Any, CorsLayer};
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .max_age(std::time::Duration::from_secs(600));
     Router::new()
         .route("/v1/inbox", get(own_inbox))
         .route("/v1/inbox/{message}/{mark}", post(mark_message))
-        .layer(cors)
+}
+
+/// Whether `path` is one of the customer-token routes (`/v1/inbox`,
+/// `/v1/inbox/{message}/{mark}`), which browsers call from the tenant's front end.
+fn customer_route(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["", "v1", "inbox"] | ["", "v1", "inbox", _, _]
+    )
+}
+
+/// CORS for the customer-token routes only, outermost (a preflight is answered before
+/// anything else looks at it). Any origin may call them: the credential is the bearer token a
+/// script sends, never a cookie, so `*` is what the Fetch standard's CORS protocol allows
+/// (<https://fetch.spec.whatwg.org/#http-cors-protocol>): a preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) gets 204 with the methods and the request headers allowed,
+/// and every answer of these routes `Access-Control-Allow-Origin: *`.
+pub(super) async fn cors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, Method};
+    if !customer_route(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let any = HeaderValue::from_static("*");
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, any);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        return response;
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, any);
+    response
 }
 
 impl From<SecretError> for ApiError {
@@ -125,8 +171,7 @@ fn page(
     customer: &str,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<InboxPage>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::bad_request(

@@ -110,11 +110,13 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(templates::routes()) // Templates (issue 11)
         .merge(openapi::routes()) // OpenAPI (issue 12)
-        // Issue 11: customer-token inbox routes (CORS; durable reads too) and unsubscribe links.
-        .merge(inbox::customer_routes().layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            durable_reads,
-        )))
+        // Issue 11: customer-token inbox routes (durable reads too) and unsubscribe links.
+        .merge(
+            inbox::customer_routes().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                durable_reads,
+            )),
+        )
         .merge(unsubscribe::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -130,6 +132,7 @@ pub fn router(state: AppState) -> Router {
             edge::guard,
         ))
         .layer(axum::middleware::from_fn(edge::json_errors))
+        .layer(axum::middleware::from_fn(inbox::cors)) // In-app inbox (issue 11)
         .with_state(state)
 }
 

@@ -80,7 +80,10 @@ fn page(title: &str, body: &str) -> Response {
     response
 }
 
-async fn show_page(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Response> {
+async fn show_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
     let claims = verified(&state, &token).await?;
     let what = scope_words(&claims.scope);
     // The forms post back to this same URL (a relative empty action).
@@ -148,7 +151,9 @@ fn form_fields(headers: &HeaderMap, body: &[u8]) -> ApiResult<Vec<(String, Strin
             .and_then(|l| l.split(';').find_map(|p| p.trim().strip_prefix("name=")))
             .map(|n| n.trim_matches('"').to_string());
         if let Some(name) = name {
-            let value = value.strip_suffix("\r\n").or_else(|| value.strip_suffix('\n'));
+            let value = value
+                .strip_suffix("\r\n")
+                .or_else(|| value.strip_suffix('\n'));
             fields.push((name, value.unwrap_or_default().to_string()));
         }
     }

@@ -182,7 +182,9 @@ fn in_list(customer: &Customer, name: &str, item: &str) -> bool {
 /// or `suppressed` is `true`, or `unsubscribed_channels` lists the channel.
 pub fn is_suppressed(customer: &Customer, channel: &str) -> bool {
     let flag = |name: &str| customer.attributes.get(name).and_then(|v| v.as_bool()) == Some(true);
-    flag(UNSUBSCRIBED_ALL) || flag("suppressed") || in_list(customer, UNSUBSCRIBED_CHANNELS, channel)
+    flag(UNSUBSCRIBED_ALL)
+        || flag("suppressed")
+        || in_list(customer, UNSUBSCRIBED_CHANNELS, channel)
 }
 
 // Subscription topics (issue 11)
@@ -213,7 +215,11 @@ pub fn subscriptions(customer: &Customer) -> Subscriptions {
             .attributes
             .get(name)
             .and_then(|v| v.as_array())
-            .map(|l| l.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Subscriptions {
@@ -243,7 +249,9 @@ pub fn set_subscriptions(customer: &mut Customer, properties: &crate::model::Obj
     let before = subscriptions(customer);
     let all = properties.get(UNSUBSCRIBED_ALL).and_then(Value::as_bool) == Some(true);
     if all {
-        customer.attributes.insert(UNSUBSCRIBED_ALL.into(), true.into());
+        customer
+            .attributes
+            .insert(UNSUBSCRIBED_ALL.into(), true.into());
     } else {
         customer.attributes.remove(UNSUBSCRIBED_ALL);
     }
@@ -266,7 +274,11 @@ pub fn set_subscriptions(customer: &mut Customer, properties: &crate::model::Obj
 /// as suppressed rather than sent, and never delivered.
 pub fn suppress(applied: &mut Applied, customer: &Customer) {
     for draft in &mut applied.effects.sends {
-        if is_suppressed_send(customer, &draft.send.channel, send_topic(&draft.send.payload)) {
+        if is_suppressed_send(
+            customer,
+            &draft.send.channel,
+            send_topic(&draft.send.payload),
+        ) {
             draft.suppressed = true;
             let summary = applied
                 .enrollment

@@ -118,7 +118,11 @@ fn position(created_at: Millis, message_id: &str) -> Vec<u8> {
 }
 
 fn id_key(tenant: &str, customer: &str, message_id: &str) -> Vec<u8> {
-    key(&[tenant.as_bytes(), customer.as_bytes(), message_id.as_bytes()])
+    key(&[
+        tenant.as_bytes(),
+        customer.as_bytes(),
+        message_id.as_bytes(),
+    ])
 }
 
 impl Store {
@@ -258,7 +262,9 @@ mod tests {
             ("adam", "x1", 40),
             ("bob", "b1", 15),
         ] {
-            store.put_inbox_entry("t", &entry(customer, id, at)).unwrap();
+            store
+                .put_inbox_entry("t", &entry(customer, id, at))
+                .unwrap();
         }
         store.put_inbox_entry("u", &entry("ada", "u1", 50)).unwrap();
         let first = store.inbox_page("t", "ada", None, 2, false).unwrap();
@@ -293,7 +299,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(!new && again.clicked_at == Some(5), "the first click is kept");
+        assert!(
+            !new && again.clicked_at == Some(5),
+            "the first click is kept"
+        );
         store
             .mark_inbox_entry("t", "ada", "m1", InboxMark::Archived, 6)
             .await

@@ -56,9 +56,9 @@ impl Store {
             return Ok(secret);
         }
         let k = secret_key(tenant, purpose);
-        let swapped = self
-            .signing_secrets
-            .compare_and_swap(&k, None as Option<&[u8]>, Some(enc(&fresh)))?;
+        let swapped =
+            self.signing_secrets
+                .compare_and_swap(&k, None as Option<&[u8]>, Some(enc(&fresh)))?;
         match swapped {
             Ok(()) => {
                 self.flush().await?;

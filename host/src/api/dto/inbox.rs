@@ -49,4 +49,11 @@ pub(in crate::api) fn page(page: InboxPage) -> api::InboxPage {
     }
 }
 
-same_shape!(Subscriptions, api::Subscriptions { unsubscribed_all, channels, topics });
+same_shape!(
+    Subscriptions,
+    api::Subscriptions {
+        unsubscribed_all,
+        channels,
+        topics
+    }
+);

@@ -97,7 +97,10 @@ fn a_topic_left_suppresses_only_sends_under_that_topic() {
     assert_eq!(c.attributes["unsubscribed_topics"], json!(["product tips"]));
     assert!(is_suppressed_send(&c, "email", Some("product tips")));
     assert!(!is_suppressed_send(&c, "email", Some("billing")));
-    assert!(!is_suppressed_send(&c, "email", None), "the channel is kept");
+    assert!(
+        !is_suppressed_send(&c, "email", None),
+        "the channel is kept"
+    );
     assert_eq!(send_topic(&json!({"topic": "billing"})), Some("billing"));
     assert_eq!(send_topic(&json!({"topic": 3})), None);
 }
@@ -118,11 +121,17 @@ fn setting_subscriptions_replaces_them_whole() {
         channels: vec![],
         topics: vec!["billing".into()],
     };
-    assert!(set_subscriptions(&mut c, &subscriptions_properties(&wanted)));
+    assert!(set_subscriptions(
+        &mut c,
+        &subscriptions_properties(&wanted)
+    ));
     assert_eq!(subscriptions(&c), wanted);
     assert_eq!(
         serde_json::Value::Object(c.attributes.clone()),
         json!({"unsubscribed_topics": ["billing"], "plan": "pro"})
     );
-    assert!(!set_subscriptions(&mut c, &subscriptions_properties(&wanted)));
+    assert!(!set_subscriptions(
+        &mut c,
+        &subscriptions_properties(&wanted)
+    ));
 }
