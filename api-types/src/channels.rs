@@ -66,6 +66,10 @@ pub struct Channel {
     /// The registration's send rate, if it declares one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<SendRate>,
+    /// `"inapp"` for a channel the host delivers into customers' inboxes itself (issue 11;
+    /// then `digest` is empty); absent for a component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// The answer to `GET /v1/channels`.

@@ -44,6 +44,8 @@ pub mod tenants;
 // Segment-compatible ingest and scoped keys (issue 12).
 pub mod keys;
 pub mod segment;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+pub mod inbox;
 
 /// Milliseconds since the Unix epoch, UTC: every time in the API.
 pub type Millis = i64;

@@ -40,6 +40,11 @@ use waymark_api::tenants::{CreatedTenant, NewTenant};
 // Issue 12.
 use waymark_api::keys::{CreatedKey, Key, KeyList, NewKey};
 use waymark_api::segment::SegmentAccepted;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+use waymark_api::inbox::{
+    InappRegistration, InboxMessage, InboxPage, InboxSecret, InboxToken, InboxTokenRequest,
+    Subscriptions,
+};
 
 /// What a call returns.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -543,6 +548,100 @@ impl Client {
     pub async fn preview_template(&self, name: &str, request: &PreviewRequest) -> Result<Preview> {
         let path = format!("/v1/templates/{}/preview", segment(name));
         self.call(Method::POST, &path, Body::json(request)?).await
+    }
+
+    // --- in-app inbox, subscriptions (issue 11) ----------------------------------------------
+
+    /// `PUT /v1/channels/{name}` with `{"kind": "inapp"}`: a channel the host delivers into
+    /// customers' inboxes itself.
+    pub async fn register_inapp_channel(&self, name: &str) -> Result<Channel> {
+        let path = format!("/v1/channels/{}", segment(name));
+        let body = InappRegistration {
+            kind: "inapp".into(),
+        };
+        self.call(Method::PUT, &path, Body::json(&body)?).await
+    }
+
+    /// `GET /v1/customers/{id}/inbox` (tenant key): one page, newest first.
+    pub async fn customer_inbox(&self, id: &str, query: &InboxQuery) -> Result<InboxPage> {
+        let path = format!("/v1/customers/{}/inbox{}", segment(id), query.to_query());
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/customers/{id}/inbox/token` (admin key).
+    pub async fn mint_inbox_token(
+        &self,
+        id: &str,
+        request: &InboxTokenRequest,
+    ) -> Result<InboxToken> {
+        let path = format!("/v1/customers/{}/inbox/token", segment(id));
+        self.call(Method::POST, &path, Body::json(request)?).await
+    }
+
+    /// `POST /v1/inbox/secret` (admin key): a new inbox secret, shown once.
+    pub async fn rotate_inbox_secret(&self) -> Result<InboxSecret> {
+        self.call(Method::POST, "/v1/inbox/secret", Body::Empty)
+            .await
+    }
+
+    /// `GET /v1/inbox`, with a client whose token is a customer's inbox token.
+    pub async fn inbox(&self, query: &InboxQuery) -> Result<InboxPage> {
+        let path = format!("/v1/inbox{}", query.to_query());
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/inbox/{message}/{mark}` (`seen`, `read`, `clicked`, `archived`), with a
+    /// customer's inbox token.
+    pub async fn mark_inbox_message(&self, message: &str, mark: &str) -> Result<InboxMessage> {
+        let path = format!("/v1/inbox/{}/{}", segment(message), segment(mark));
+        self.call(Method::POST, &path, Body::Empty).await
+    }
+
+    /// `GET /v1/customers/{id}/subscriptions`.
+    pub async fn subscriptions(&self, id: &str) -> Result<Subscriptions> {
+        let path = format!("/v1/customers/{}/subscriptions", segment(id));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `PUT /v1/customers/{id}/subscriptions` (answered 202: applied in order with the
+    /// customer's events).
+    pub async fn set_subscriptions(
+        &self,
+        id: &str,
+        subscriptions: &Subscriptions,
+    ) -> Result<Subscriptions> {
+        let path = format!("/v1/customers/{}/subscriptions", segment(id));
+        self.call(Method::PUT, &path, Body::json(subscriptions)?)
+            .await
+    }
+}
+
+/// The query of an inbox listing (issue 11).
+#[derive(Debug, Clone, Default)]
+pub struct InboxQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    /// List archived messages too.
+    pub archived: bool,
+}
+
+impl InboxQuery {
+    fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(limit) = self.limit {
+            parts.push(format!("limit={limit}"));
+        }
+        if let Some(cursor) = &self.cursor {
+            parts.push(format!("cursor={}", segment(cursor)));
+        }
+        if self.archived {
+            parts.push("archived=true".to_string());
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
     }
 }
 

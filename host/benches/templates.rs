@@ -121,6 +121,7 @@ fn main() {
         payload: &payload,
         message_id: "k1-0123456789abcdef0123456789abcdef-0",
         channel: "email",
+        unsubscribe_url: None,
     };
     println!(
         "templates bench: {ROUNDS} rounds of {CALLS} calls; median (fastest–slowest), per message"

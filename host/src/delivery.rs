@@ -624,6 +624,22 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(None) => return permanent(format!("channel {:?} is not registered", message.channel)),
         Err(e) => return retryable(e.to_string()),
     };
+    let customer = match host.store.customer(&message.tenant, &message.customer) {
+        Ok(customer) => customer.unwrap_or_else(|| Customer {
+            id: message.customer.clone(),
+            attributes: Default::default(),
+        }),
+        Err(e) => return retryable(e.to_string()),
+    };
+    // In-app inbox and unsubscribe (issue 11): the message's signed unsubscribe link, and an
+    // `inapp` registration delivers into the customer's inbox without a component.
+    let unsubscribe_url = match crate::inapp::unsubscribe_url(host, message).await {
+        Ok(url) => url,
+        Err(e) => return retryable(e.to_string()),
+    };
+    if record.adapter == crate::store::ChannelAdapter::Inapp {
+        return crate::inapp::deliver(host, message, &customer, unsubscribe_url.as_deref());
+    }
     let component = match host
         .registry
         .channel(&message.tenant, &message.channel, &record.digest)
@@ -632,18 +648,11 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(component) => component,
         Err(e) => return retryable(e.to_string()),
     };
-    let customer = match host.store.customer(&message.tenant, &message.customer) {
-        Ok(customer) => customer.unwrap_or_else(|| Customer {
-            id: message.customer.clone(),
-            attributes: Default::default(),
-        }),
-        Err(e) => return retryable(e.to_string()),
-    };
     let limits = match host.tenant_limits(&message.tenant) {
         Ok(limits) => limits,
         Err(e) => return retryable(e.to_string()),
     };
-    let payload = match adapter_payload(host, message, &customer) {
+    let payload = match adapter_payload(host, message, &customer, unsubscribe_url.as_deref()) {
         Ok(payload) => payload,
         Err(failed) => return failed,
     };
@@ -679,13 +688,19 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
 /// delivery, from the pinned version, so a retry renders what the first attempt did (with the
 /// customer's attributes as they are now). A render error is the template's or the data's
 /// fault, never the provider's: the message fails permanently with the reason, not retried.
-fn adapter_payload(
+///
+/// Issue 11: the message's unsubscribe URL, when there is one, is offered to the template as
+/// `message.unsubscribe_url` and set as the payload's `unsubscribe_url`
+/// (`inapp::with_unsubscribe_url`).
+pub(crate) fn adapter_payload(
     host: &Host,
     message: &Message,
     customer: &Customer,
+    unsubscribe_url: Option<&str>,
 ) -> Result<serde_json::Value, AttemptResult> {
+    let with_url = |payload| crate::inapp::with_unsubscribe_url(payload, unsubscribe_url);
     let Some(version) = message.template_version else {
-        return Ok(message.payload.clone());
+        return Ok(with_url(message.payload.clone()));
     };
     let permanent = |why: String| AttemptResult::Failed {
         retryable: false,
@@ -713,14 +728,15 @@ fn adapter_payload(
         payload: &message.payload,
         message_id: &message.id,
         channel: &message.channel,
+        unsubscribe_url,
     };
     match compiled.render(input) {
-        Ok(rendered) => Ok(payload_with_content(
+        Ok(rendered) => Ok(with_url(payload_with_content(
             &message.payload,
             &message.template,
             version,
             rendered,
-        )),
+        ))),
         Err(e) => Err(permanent(e.to_string())),
     }
 }

@@ -39,6 +39,11 @@ pub struct HostConfig {
     pub delivery_budgets: DeliveryBudgets,
     /// When a journey version's circuit breaker opens, and for how long.
     pub breaker: BreakerPolicy,
+    // Unsubscribe (issue 11)
+    /// The base URL customers reach this host at (`--public-url`), without a trailing slash:
+    /// links the host puts in messages (`{public_url}/u/{token}`) start with it. `None`: no
+    /// unsubscribe links are made.
+    pub public_url: Option<String>,
 }
 
 impl HostConfig {
@@ -61,6 +66,7 @@ impl Default for HostConfig {
             dedup_window: Some(DEFAULT_DEDUP_WINDOW),
             delivery_budgets: DeliveryBudgets::default(),
             breaker: BreakerPolicy::default(),
+            public_url: None,
         }
     }
 }

@@ -33,6 +33,8 @@
 //! | [`ui`] | the dashboard under `/ui`: server-rendered HTML pages, sessions, CSRF (issue 14) |
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
+//! | [`signed`] | **pure** signed tokens for customers: inbox tokens, unsubscribe links (issue 11) |
+//! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
 
 pub mod api;
 pub mod catalog;
@@ -57,3 +59,6 @@ pub mod template;
 pub mod tenants;
 pub mod ui; // Dashboard (issue 14)
 pub mod worker;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+pub mod inapp;
+pub mod signed;

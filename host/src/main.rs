@@ -149,6 +149,25 @@ struct ServeArgs {
     /// The window of the loop budgets, in milliseconds of journey time.
     #[arg(long, env = "WAYMARK_LOOP_WINDOW_MS", default_value_t = 3_600_000)]
     loop_window_ms: u64,
+    // Unsubscribe (issue 11)
+    /// The base URL customers reach this server at (e.g. `https://waymark.example.com`):
+    /// one-click unsubscribe links are `<public-url>/u/<token>`. Without it no unsubscribe
+    /// links are made (templates see no `message.unsubscribe_url`).
+    #[arg(long, env = "WAYMARK_PUBLIC_URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
+}
+
+/// `--public-url`: an absolute `http`/`https` URL, kept without its trailing slashes.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("must be a base URL: scheme, host, optional port and path".into());
+    }
+    Ok(trimmed.to_string())
 }
 
 #[tokio::main]
@@ -207,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
                 cool_down_ms: breaker_cool_down_ms,
                 max_cool_down_ms: breaker_cool_down_ms.saturating_mul(30),
             },
+            public_url: args.public_url, // Unsubscribe (issue 11)
         },
         sandbox: SandboxConfig {
             // Isolation (issue 15): the operator's loop budgets.

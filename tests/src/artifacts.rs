@@ -62,6 +62,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-email", "waymark_email.wasm"),
     // Issue 11, crm slice: the CRM channel adapter (`plugins/crm`, HubSpot tasks).
     ("waymark-crm", "waymark_crm.wasm"),
+    // Issue 11, in-app inbox: a journey that sends what each `notify` event asks for.
+    ("waymark-test-messenger", "waymark_test_messenger.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -85,6 +87,8 @@ pub const EMAIL_CRATE: &str = "waymark-email";
 
 /// The CRM channel adapter (`plugins/crm`, issue 11).
 pub const CRM_CRATE: &str = "waymark-crm";
+/// `tests/guests/messenger` (issue 11, in-app inbox and unsubscribe).
+pub const MESSENGER_CRATE: &str = "waymark-test-messenger";
 
 /// The SMS channel adapter (`plugins/sms`).
 pub const SMS_CRATE: &str = "waymark-sms";

@@ -450,11 +450,53 @@ fn check_mailgun(body: &Value) -> Vec<String> {
     if options > 16 * 1024 {
         problems.push("send options (o:, h:, v:, t:) are limited to 16KB total".into());
     }
+    problems.extend(check_one_click(object.iter().filter_map(|(k, v)| {
+        Some((k.strip_prefix("h:")?, v.as_str().unwrap_or_default()))
+    })));
     if let Some(tracking) = object.get("o:tracking-opens") {
         let allowed = ["yes", "no", "true", "false", "htmlonly"];
         if !allowed.contains(&tracking.as_str().unwrap_or("")) {
             problems.push("o:tracking-opens must be yes, no, true, false or htmlonly".into());
         }
+    }
+    problems
+}
+
+// One-click unsubscribe (issue 11, in-app inbox and unsubscribe slice)
+/// RFC 8058 § 3.1, on the custom headers a request asks the provider to add (whatever the
+/// provider's field): `List-Unsubscribe-Post` "MUST contain the single key/value pair
+/// `List-Unsubscribe=One-Click`", and then `List-Unsubscribe` "MUST contain one HTTPS URI"
+/// (in angle brackets, RFC 2369 § 2); one without the other is no one-click unsubscribe.
+fn check_one_click<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut unsubscribe = None;
+    let mut post = None;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("List-Unsubscribe") {
+            unsubscribe = Some(value);
+        } else if name.eq_ignore_ascii_case("List-Unsubscribe-Post") {
+            post = Some(value);
+        }
+    }
+    let mut problems = Vec::new();
+    match (unsubscribe, post) {
+        (None, None) => {}
+        (Some(url), Some(post)) => {
+            if post != "List-Unsubscribe=One-Click" {
+                problems.push(format!(
+                    "List-Unsubscribe-Post must be List-Unsubscribe=One-Click, not {post:?}"
+                ));
+            }
+            let uri = url.strip_prefix('<').and_then(|u| u.strip_suffix('>'));
+            if !uri.is_some_and(|u| u.starts_with("https://") && !u.contains(['<', '>', ','])) {
+                problems.push(format!(
+                    "List-Unsubscribe must be one HTTPS URI in angle brackets, not {url:?}"
+                ));
+            }
+        }
+        (Some(_), None) => {
+            problems.push("List-Unsubscribe without List-Unsubscribe-Post: no one-click".into())
+        }
+        (None, Some(_)) => problems.push("List-Unsubscribe-Post without List-Unsubscribe".into()),
     }
     problems
 }
@@ -556,6 +598,12 @@ fn check_postmark(body: &Value) -> Vec<String> {
         if !ok {
             problems.push("Headers must be an array of {\"Name\", \"Value\"} strings".into());
         }
+        let pairs = headers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| Some((h.get("Name")?.as_str()?, h.get("Value")?.as_str()?)));
+        problems.extend(check_one_click(pairs));
     }
     if let Some(metadata) = object.get("Metadata") {
         let ok = metadata.as_object().is_some_and(|m| {
@@ -690,6 +738,12 @@ fn check_sendgrid(body: &Value) -> Vec<String> {
     }
     if let Some(headers) = object.get("headers") {
         check_strings(headers, "headers", &mut problems);
+        let pairs = headers
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+        problems.extend(check_one_click(pairs));
     }
     problems
 }
@@ -727,6 +781,38 @@ mod tests {
                          "content": [{"type": "text/html", "value": "H"}, {"type": "text/plain", "value": "T"}]});
         let problems = check_sendgrid(&bad);
         assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn every_provider_holds_one_click_unsubscribe_headers_to_rfc_8058() {
+        let url = "<https://waymark.test/u/tok>";
+        let one_click = "List-Unsubscribe=One-Click";
+        let postmark = |post: &str| {
+            json!({"From": "a@x.io", "To": "b@x.io", "Subject": "S", "TextBody": "T",
+                   "Headers": [{"Name": "List-Unsubscribe", "Value": url},
+                               {"Name": "List-Unsubscribe-Post", "Value": post}]})
+        };
+        assert!(check_postmark(&postmark(one_click)).is_empty());
+        assert_eq!(check_postmark(&postmark("yes")).len(), 1);
+        let sendgrid = |headers: Value| {
+            json!({"personalizations": [{"to": [{"email": "b@x.io"}]}], "from": {"email": "a@x.io"},
+                   "subject": "S", "content": [{"type": "text/plain", "value": "T"}],
+                   "headers": headers})
+        };
+        let both = json!({"List-Unsubscribe": url, "List-Unsubscribe-Post": one_click});
+        assert!(check_sendgrid(&sendgrid(both)).is_empty());
+        let lone = json!({"List-Unsubscribe": url});
+        assert_eq!(check_sendgrid(&sendgrid(lone)).len(), 1);
+        let mailgun = |url: &str| {
+            json!({"from": "a@x.io", "to": "b@x.io", "subject": "S", "text": "T",
+                   "h:List-Unsubscribe": url, "h:List-Unsubscribe-Post": one_click})
+        };
+        assert!(check_mailgun(&mailgun(url)).is_empty());
+        assert_eq!(
+            check_mailgun(&mailgun("<http://waymark.test/u/tok>")).len(),
+            1,
+            "HTTPS only"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn authorization(headers: &HeaderMap) -> Option<(&str, &str)> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = authorization(headers)?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }

@@ -4,7 +4,7 @@
 
 use super::prelude::*;
 use super::validate::bounded_list;
-use crate::store::ChannelRecord;
+use crate::store::{ChannelAdapter, ChannelRecord};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use waymark_api::channels::{Channel, ChannelList, ChannelRegistration};
@@ -22,7 +22,12 @@ async fn register_channel(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Channel>)> {
     valid_name("channel", &name)?;
-    let input: ChannelRegistration = parse_json(&body?)?;
+    let body = body?;
+    // In-app inbox (issue 11): `{"kind": "inapp"}` registers a channel the host keeps itself.
+    if let Some(kind) = registration_kind(&body) {
+        return register_inapp(&state, &tenant, name, kind, &body).await;
+    }
+    let input: ChannelRegistration = parse_json(&body)?;
     bounded_list("allowed_hosts", input.allowed_hosts.len())?;
     crate::sandbox::check_allowed_hosts(&input.allowed_hosts)?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -64,6 +69,7 @@ async fn register_channel(
         allowed_hosts,
         updated_at: rt.clock.now(),
         rate,
+        adapter: ChannelAdapter::Component,
     };
     let record = rt.store.put_channel(&tenant, record, &bytes).await?;
     rt.registry.insert_channel(&digest, component);
@@ -79,4 +85,42 @@ async fn list_channels(
     Ok(Json(ChannelList {
         channels: channels.into_iter().map(Channel::from).collect(),
     }))
+}
+
+// In-app inbox (issue 11)
+/// The `kind` a registration body names, if it names one (a component registration does not).
+fn registration_kind(body: &[u8]) -> Option<serde_json::Value> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("kind").cloned()
+}
+
+/// Registers (or replaces) an `inapp` channel: no component, no settings, no hosts; its
+/// messages are delivered into customers' inboxes by the host (`inapp`).
+async fn register_inapp(
+    state: &AppState,
+    tenant: &str,
+    name: String,
+    kind: serde_json::Value,
+    body: &[u8],
+) -> ApiResult<(StatusCode, Json<Channel>)> {
+    if kind.as_str() != Some("inapp") {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("channel kind {kind} is not one the host keeps: only \"inapp\" (a component registration has no `kind`)"),
+        ));
+    }
+    let _: waymark_api::inbox::InappRegistration = parse_json(body)?;
+    let rt = &state.host;
+    let record = ChannelRecord {
+        name,
+        version: 0,
+        digest: String::new(),
+        settings: Default::default(),
+        secrets: Default::default(),
+        allowed_hosts: Vec::new(),
+        updated_at: rt.clock.now(),
+        adapter: ChannelAdapter::Inapp,
+    };
+    let record = rt.store.put_channel(tenant, record, &[]).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
 }

@@ -203,6 +203,8 @@ enum BodyKind {
     /// The Segment-compatible routes (issue 12): JSON, possibly gzipped, up to Segment's
     /// 500 KB a batch (`limits::SEGMENT_MAX_BATCH_BYTES`); inflated by the handler.
     Segment,
+    /// `POST /u/{token}` (issue 11): a form, as RFC 8058's one-click POST and the page send it.
+    Form,
 }
 
 fn body_kind(method: &Method, path: &str) -> BodyKind {
@@ -214,6 +216,7 @@ fn body_kind(method: &Method, path: &str) -> BodyKind {
         (&Method::POST, ["", "v1", route]) if super::segment::ROUTES.contains(route) => {
             BodyKind::Segment
         }
+        (&Method::POST, ["", "u", _]) => BodyKind::Form,
         _ => BodyKind::Small,
     }
 }
@@ -246,6 +249,13 @@ fn is_json(content_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A form body (issue 11, `POST /u/{token}`): what RFC 8058 § 3.2 lets a mail receiver send.
+fn is_form(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        || essence.eq_ignore_ascii_case("multipart/form-data")
 }
 
 fn is_text(content_type: &str) -> bool {
@@ -330,11 +340,13 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
                 // Browser Segment clients send JSON as `text/plain` (a "simple" request, no
                 // CORS preflight).
                 BodyKind::Segment => is_json(content_type) || is_text(content_type),
+                BodyKind::Form => is_form(content_type),
                 _ => is_json(content_type),
             };
             if !ok {
                 let wanted = match kind {
                     BodyKind::Component => "application/wasm (or application/octet-stream)",
+                    BodyKind::Form => "multipart/form-data or application/x-www-form-urlencoded",
                     _ => "application/json",
                 };
                 return Err(ApiError::new(
@@ -348,7 +360,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
     let limit = match kind {
         BodyKind::Events => config.max_events_body,
         BodyKind::Component | BodyKind::ChannelUpload => config.max_upload_body,
-        BodyKind::Small => config.max_small_body,
+        BodyKind::Small | BodyKind::Form => config.max_small_body,
         BodyKind::Segment => super::limits::SEGMENT_MAX_BATCH_BYTES,
     };
     let declared = request

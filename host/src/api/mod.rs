@@ -23,10 +23,14 @@
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 //! | [`openapi`] | `/openapi.json` (issue 12) |
+//! | [`accounts`] | `/v1/accounts/{id}` (issue 12) |
+//! | [`inbox`] | `/v1/customers/{id}/inbox[/token]`, `/v1/inbox/secret`; with a customer's token `/v1/inbox[/{message}/{mark}]` (issue 11) |
+//! | [`subscriptions`] | `/v1/customers/{id}/subscriptions` (issue 11) |
+//! | [`unsubscribe`] | `/u/{token}` (issue 11) |
+//! | [`migrations`] | `/v1/journeys/{name}/migrate`, `/v1/journeys/{name}/migrations/{id}` (issue 13) |
 //!
 //! The dashboard (`crate::ui`, issue 14) is merged in after the edge's layers: it is HTML with
 //! its own sign-in, session and errors, and reaches the handlers' logic through [`shared`].
-//! | [`accounts`] | `/v1/accounts/{id}` (issue 12) |
 
 mod accounts; // Accounts (issue 12)
 mod admin;
@@ -53,6 +57,10 @@ mod segment; // Segment-compatible ingest (issue 12)
 mod tasks;
 mod templates; // Templates (issue 11)
 mod validate;
+// In-app inbox, unsubscribe and subscription topics (issue 11).
+mod inbox;
+mod subscriptions;
+mod unsubscribe;
 
 pub use auth::{digest, Admin, TenantId};
 pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)
@@ -104,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::routes())
         .merge(dead_letters::routes())
         .merge(accounts::routes()) // Accounts (issue 12)
+        .merge(inbox::routes()) // In-app inbox (issue 11)
+        .merge(subscriptions::routes()) // Subscription topics (issue 11)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             durable_reads,
@@ -120,6 +130,14 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(templates::routes()) // Templates (issue 11)
         .merge(openapi::routes()) // OpenAPI (issue 12)
+        // Issue 11: customer-token inbox routes (durable reads too) and unsubscribe links.
+        .merge(
+            inbox::customer_routes().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                durable_reads,
+            )),
+        )
+        .merge(unsubscribe::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -138,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ui::router(state.clone()))
         // Issue 12: CORS on the ingest routes only, outside the edge so its refusals carry it.
         .layer(axum::middleware::from_fn(cors::ingest_cors))
+        .layer(axum::middleware::from_fn(inbox::cors)) // In-app inbox (issue 11)
         .with_state(state)
 }
 

@@ -47,6 +47,8 @@ pub enum Access {
     TenantAdmin,
     /// A tenant key of scope `write` (or `admin`), as a bearer token or Segment's Basic auth.
     Ingest,
+    /// A customer's inbox token (issue 11).
+    Customer,
 }
 
 /// A body: a schema, or raw bytes of a content type.
@@ -157,6 +159,16 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST" "/v1/keys", "keys", "Create a key", TenantAdmin, query: [], request: Json(schema::<api::keys::NewKey>), 201 => Json(schema::<api::keys::CreatedKey>), errors: []),
     op!("GET" "/v1/keys", "keys", "List keys by prefix (never their secrets)", TenantAdmin, query: [], request: NONE, 200 => Json(schema::<api::keys::KeyList>), errors: []),
     op!("DELETE" "/v1/keys/{prefix}", "keys", "Revoke a key at once", TenantAdmin, query: [], request: NONE, 200 => Json(schema::<api::keys::Key>), errors: [404]),
+    // In-app inbox, unsubscribe and subscription topics (issue 11).
+    op!("GET" "/v1/customers/{id}/inbox", "inbox", "A customer's in-app inbox, newest first", Tenant, query: [("limit", "at most this many (default 50, at most 1000)"), ("cursor", "the previous page's next_cursor"), ("archived", "`true` lists archived messages too")], request: NONE, 200 => Json(schema::<api::inbox::InboxPage>), errors: []),
+    op!("POST" "/v1/customers/{id}/inbox/token", "inbox", "Mint a customer's inbox token", TenantAdmin, query: [], request: Json(schema::<api::inbox::InboxTokenRequest>), 200 => Json(schema::<api::inbox::InboxToken>), errors: []),
+    op!("POST" "/v1/inbox/secret", "inbox", "Rotate the secret inbox tokens are signed with", TenantAdmin, query: [], request: NONE, 200 => Json(schema::<api::inbox::InboxSecret>), errors: []),
+    op!("GET" "/v1/inbox", "inbox", "The token's customer's inbox (CORS)", Customer, query: [("limit", "at most this many (default 50, at most 1000)"), ("cursor", "the previous page's next_cursor"), ("archived", "`true` lists archived messages too")], request: NONE, 200 => Json(schema::<api::inbox::InboxPage>), errors: []),
+    op!("POST" "/v1/inbox/{message}/{mark}", "inbox", "Mark a message seen, read, clicked or archived (an engagement event; CORS)", Customer, query: [], request: NONE, 200 => Json(schema::<api::inbox::InboxMessage>), errors: [404]),
+    op!("GET" "/u/{token}", "unsubscribe", "The unsubscribe confirmation page (changes nothing)", Public, query: [], request: NONE, 200 => Text("text/html; charset=utf-8"), errors: [404]),
+    op!("POST" "/u/{token}", "unsubscribe", "One-click unsubscribe (RFC 8058)", Public, query: [], request: Text("application/x-www-form-urlencoded"), 200 => Text("text/html; charset=utf-8"), errors: [404]),
+    op!("GET" "/v1/customers/{id}/subscriptions", "subscriptions", "What a customer is unsubscribed from", Tenant, query: [], request: NONE, 200 => Json(schema::<api::inbox::Subscriptions>), errors: [404]),
+    op!("PUT" "/v1/customers/{id}/subscriptions", "subscriptions", "Replace what a customer is unsubscribed from", Tenant, query: [], request: Json(schema::<api::inbox::Subscriptions>), 202 => Json(schema::<api::inbox::Subscriptions>), errors: []),
 ];
 
 /// `POST /v1/events`: one event or an array of up to 10,000.
@@ -301,7 +313,8 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "The operator's admin token (`--admin-token`)."},
                 "tenantKey": {"type": "http", "scheme": "bearer", "description": "A tenant key; its scope (`admin`, `read`, `write`) decides the routes it may call."},
-                "writeKeyBasic": {"type": "http", "scheme": "basic", "description": "Segment's way: the key as the user name, an empty password."}
+                "writeKeyBasic": {"type": "http", "scheme": "basic", "description": "Segment's way: the key as the user name, an empty password."},
+                "inboxToken": {"type": "http", "scheme": "bearer", "description": "A customer's signed, expiring inbox token (issue 11; format in docs/API.md § In-app inbox)."}
             }
         }
     })
@@ -340,6 +353,7 @@ fn security(access: Access) -> Value {
         Access::Admin => json!([{"adminToken": []}]),
         Access::Tenant | Access::TenantAdmin => json!([{"tenantKey": []}]),
         Access::Ingest => json!([{"tenantKey": []}, {"writeKeyBasic": []}]),
+        Access::Customer => json!([{"inboxToken": []}]),
     }
 }
 

@@ -165,12 +165,20 @@ pub(crate) fn preview(
             TemplateLoadError::Missing => no_template(&name),
             TemplateLoadError::Template(e) => ApiError::from(e),
         })?;
+    // Unsubscribe (issue 11): a preview shows where a message's link would lead, signed by
+    // nothing (a real message's token is minted at delivery).
+    let unsubscribe_url = host
+        .config
+        .public_url
+        .as_ref()
+        .map(|base| format!("{base}/u/preview"));
     let rendered = compiled.render(RenderInput {
         customer_id: &customer_id,
         attributes: &attributes,
         payload: &payload,
         message_id: "preview",
         channel: compiled.channel().as_str(),
+        unsubscribe_url: unsubscribe_url.as_deref(),
     })?;
     Ok(dto::preview(name, version, rendered))
 }

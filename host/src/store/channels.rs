@@ -22,6 +22,20 @@ pub struct ChannelRecord {
     /// The send rate the registration declares (issue 11); records stored before it have none.
     #[serde(default)]
     pub rate: Option<SendRate>,
+    /// What delivers its messages (issue 11); records stored before are components.
+    #[serde(default)]
+    pub adapter: ChannelAdapter,
+}
+
+// In-app inbox (issue 11)
+/// What delivers a channel's messages: its component's `deliver`, or the host's own in-app
+/// inbox (no component: `digest` is empty and no bytes are stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelAdapter {
+    #[default]
+    Component,
+    Inapp,
 }
 
 fn channel_key(tenant: &str, name: &str) -> Vec<u8> {
@@ -46,7 +60,9 @@ impl Store {
                     .map_err(abort)?;
                 let mut record = record.clone();
                 record.version = previous.map_or(1, |p| p.version + 1);
-                components::put(components_t, &record.digest, bytes)?;
+                if record.adapter == ChannelAdapter::Component {
+                    components::put(components_t, &record.digest, bytes)?;
+                }
                 channels.insert(k.as_slice(), enc(&record))?;
                 Ok(record)
             })?;
@@ -86,6 +102,7 @@ mod tests {
             allowed_hosts: vec!["example.com".into()],
             updated_at: 5,
             rate: None,
+            adapter: ChannelAdapter::Component,
         }
     }
 

@@ -27,7 +27,10 @@ impl Store {
         }
         for kv in self.channels.iter() {
             let channel: ChannelRecord = dec(&kv?.1)?;
-            digests.insert(channel.digest);
+            if !channel.digest.is_empty() {
+                // An in-app channel names no component (issue 11).
+                digests.insert(channel.digest);
+            }
         }
         Ok(digests)
     }

@@ -27,6 +27,8 @@
 //! | [`customer_events`] | each customer's processed events, for the dashboard's timeline (issue 14) |
 //! | [`accounts`] | accounts: traits, members, each customer's account (issue 12) |
 //! | [`identity`] | merged ids (`alias`, `identify`) and the merge's one write (issue 12) |
+//! | [`inbox`] | the in-app inbox: customers' delivered `inapp` messages and their marks (issue 11) |
+//! | [`signing_secrets`] | tenants' secrets for inbox tokens and unsubscribe links (issue 11) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -57,6 +59,7 @@ pub mod enrollments;
 pub mod events;
 pub mod format;
 pub mod identity; // Identity merge (issue 12)
+pub mod inbox; // In-app inbox (issue 11)
 pub mod journeys;
 pub mod keys;
 pub mod migrations;
@@ -64,6 +67,7 @@ pub mod outbox;
 pub mod queue;
 pub mod reports;
 pub mod sessions; // Dashboard (issue 14)
+pub mod signing_secrets; // Inbox tokens and unsubscribe links (issue 11)
 pub mod tasks;
 pub mod templates;
 pub mod tenants;
@@ -79,6 +83,7 @@ pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
 pub use channels::ChannelRecord;
 pub use events::Extras; // Identity merge and accounts (issue 12)
+pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Ingested;
 pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
@@ -211,6 +216,10 @@ pub struct Store {
     aliases: sled::Tree,
     /// Accounts (issue 12): their traits and members ([`accounts`]).
     accounts: sled::Tree,
+    // In-app inbox and signing secrets (issue 11): see [`inbox`] and [`signing_secrets`].
+    inapp_inbox: sled::Tree,
+    inapp_inbox_ids: sled::Tree,
+    signing_secrets: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -328,6 +337,9 @@ impl Store {
             customer_events: t("customer_events")?,
             aliases: t("aliases")?,   // Identity merge (issue 12)
             accounts: t("accounts")?, // Accounts (issue 12)
+            inapp_inbox: t("inapp_inbox")?, // In-app inbox (issue 11)
+            inapp_inbox_ids: t("inapp_inbox_ids")?,
+            signing_secrets: t("signing_secrets")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -40,6 +40,8 @@ pub struct RenderInput<'a> {
     pub payload: &'a serde_json::Value,
     pub message_id: &'a str,
     pub channel: &'a str,
+    /// The message's one-click unsubscribe URL (issue 11), when the host has a public URL.
+    pub unsubscribe_url: Option<&'a str>,
 }
 
 /// The rendered parts of one locale.
@@ -75,8 +77,10 @@ struct MessageView<'a> {
     channel: &'a str,
     /// The locale being rendered (after fallback): what the `date` filters name months in.
     locale: &'a str,
-    // The unsubscribe URL (`message.unsubscribe_url`) belongs to the unsubscribe work of
-    // issue 11 and is not offered yet: a template that prints it fails as undefined.
+    /// `message.unsubscribe_url` (issue 11): the signed one-click link. Absent when the host
+    /// runs without `--public-url`, so a template that prints it then fails as undefined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsubscribe_url: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +179,7 @@ impl Compiled {
                 id: input.message_id,
                 channel: input.channel,
                 locale,
+                unsubscribe_url: input.unsubscribe_url,
             },
         }));
         let mut rendered = serde_json::Map::with_capacity(parts.len());

@@ -34,6 +34,7 @@ fn render(
         payload: &payload,
         message_id: "k1-abc-0",
         channel: "email",
+        unsubscribe_url: None,
     })
 }
 

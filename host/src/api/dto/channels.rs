@@ -1,7 +1,7 @@
 //! Channels: a registration as the API shows it — the names of its secrets, never their
 //! values, and not when it was stored.
 
-use crate::store::ChannelRecord;
+use crate::store::{ChannelAdapter, ChannelRecord};
 use waymark_api::channels as api;
 
 impl From<ChannelRecord> for api::Channel {
@@ -15,6 +15,7 @@ impl From<ChannelRecord> for api::Channel {
             allowed_hosts,
             updated_at: _,
             rate,
+            adapter,
         } = record;
         api::Channel {
             name,
@@ -27,6 +28,8 @@ impl From<ChannelRecord> for api::Channel {
                 per_second: r.per_second,
                 burst: r.burst,
             }),
+            // In-app inbox (issue 11)
+            kind: (adapter == ChannelAdapter::Inapp).then(|| "inapp".to_string()),
         }
     }
 }
@@ -48,6 +51,7 @@ mod tests {
             allowed_hosts: vec!["x".into()],
             updated_at: 5,
             rate: None,
+            adapter: ChannelAdapter::Component,
         };
         let shown = api::Channel::from(record);
         let mut names = shown.secrets.clone();

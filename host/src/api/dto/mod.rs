@@ -38,13 +38,14 @@ mod channels;
 mod clock;
 mod customers;
 mod events;
+pub(super) mod inbox;
 mod journeys;
 mod limits;
 mod messages;
 mod policy;
 mod reports;
 mod tasks;
-mod templates; // Templates (issue 11)
+mod templates; // Templates (issue 11) // In-app inbox and subscriptions (issue 11)
 
 pub(super) use clock::clock;
 pub(super) use customers::{customer, failure_reason_word};

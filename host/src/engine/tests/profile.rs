@@ -77,3 +77,61 @@ fn engagement_events_name_their_message_and_count_per_channel() {
         (1, 1)
     );
 }
+
+// Subscription topics (issue 11)
+#[test]
+fn a_topic_left_suppresses_only_sends_under_that_topic() {
+    use crate::engine::profile::{is_suppressed_send, send_topic, update_profile};
+    let mut c = customer(json!({}));
+    let left = Event {
+        id: "u".into(),
+        customer: "c1".into(),
+        name: "unsubscribed".into(),
+        properties: json!({"topic": "product tips", "channel": "email"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        timestamp: 0,
+    };
+    assert!(update_profile(&mut c, &left));
+    assert_eq!(c.attributes["unsubscribed_topics"], json!(["product tips"]));
+    assert!(is_suppressed_send(&c, "email", Some("product tips")));
+    assert!(!is_suppressed_send(&c, "email", Some("billing")));
+    assert!(
+        !is_suppressed_send(&c, "email", None),
+        "the channel is kept"
+    );
+    assert_eq!(send_topic(&json!({"topic": "billing"})), Some("billing"));
+    assert_eq!(send_topic(&json!({"topic": 3})), None);
+}
+
+#[test]
+fn setting_subscriptions_replaces_them_whole() {
+    use crate::engine::profile::{
+        set_subscriptions, subscriptions, subscriptions_properties, Subscriptions,
+    };
+    let mut c = customer(json!({
+        "unsubscribed": true,
+        "unsubscribed_channels": ["sms"],
+        "unsubscribed_topics": ["tips"],
+        "plan": "pro"
+    }));
+    let wanted = Subscriptions {
+        unsubscribed_all: false,
+        channels: vec![],
+        topics: vec!["billing".into()],
+    };
+    assert!(set_subscriptions(
+        &mut c,
+        &subscriptions_properties(&wanted)
+    ));
+    assert_eq!(subscriptions(&c), wanted);
+    assert_eq!(
+        serde_json::Value::Object(c.attributes.clone()),
+        json!({"unsubscribed_topics": ["billing"], "plan": "pro"})
+    );
+    assert!(!set_subscriptions(
+        &mut c,
+        &subscriptions_properties(&wanted)
+    ));
+}
