@@ -123,6 +123,12 @@ pub struct MilestoneStats {
     pub conversion: Option<f64>,
     /// Median time from entering to reaching it; `null` when nobody did.
     pub median_time_to_reach_ms: Option<Millis>,
+    /// Active enrollments stalled on it right now: its window passed without it.
+    #[serde(default)]
+    pub stalled_now: u64,
+    /// Enrollments that ever stalled on it.
+    #[serde(default)]
+    pub stalled_ever: u64,
 }
 
 /// A path through the milestones, and how many customers took it.

@@ -54,6 +54,10 @@ pub struct MilestoneStats {
     /// Median time from entering to reaching it, in milliseconds: the lower middle one. From
     /// [`cells`], exact while few customers reached it, else within 1 % ([`times`]).
     pub median_time_to_reach_ms: Option<Millis>,
+    /// Active enrollments stalled on it right now (its window passed without it).
+    pub stalled_now: u64,
+    /// Enrollments that ever stalled on it.
+    pub stalled_ever: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,11 +169,21 @@ fn funnel(spec: &Spec, group: &[&Enrollment]) -> Funnel {
             .collect();
         times.sort_unstable();
         let reached = times.len() as u64;
+        let stalled_now = group
+            .iter()
+            .filter(|e| e.is_active() && e.stalled_on.as_deref() == Some(m.name.as_str()))
+            .count() as u64;
+        let stalled_ever = group
+            .iter()
+            .filter(|e| e.stalls.iter().any(|s| s.name == m.name))
+            .count() as u64;
         f.milestones.push(MilestoneStats {
             name: m.name.clone(),
             reached,
             conversion: (previous > 0).then(|| reached as f64 / previous as f64),
             median_time_to_reach_ms: median(&times),
+            stalled_now,
+            stalled_ever,
         });
         previous = reached;
     }

@@ -300,8 +300,20 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
             Some(ms) => assert_eq!(median.parse::<i64>().ok(), Some(ms), "{name} median"),
             None => assert_eq!(median, "", "{name} median"),
         }
+        for stalls in ["stalled_now", "stalled_ever"] {
+            let shown = attr(b, &cell(&stalls.replace('_', "-")), "data-value").await;
+            assert_eq!(shown, m[stalls].to_string(), "{name} {stalls}");
+        }
     }
     assert!(overall["milestones"][0]["reached"].as_u64().unwrap() >= 1);
+    let stalled_ever: u64 = milestones
+        .iter()
+        .map(|m| m["stalled_ever"].as_u64().unwrap())
+        .sum();
+    assert!(
+        stalled_ever >= 1,
+        "the world has a stall, per milestone too"
+    );
     assert_eq!(text(b, "#backtests .empty").await, "No backtests.");
     screenshot(b, "journey").await;
 

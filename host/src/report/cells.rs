@@ -55,6 +55,12 @@ pub struct Counts {
     pub exited_by_reason: BTreeMap<String, i64>,
     pub stalled_now: i64,
     pub stalled_ever: i64,
+    /// Active enrollments stalled right now, by the milestone they are stalled on.
+    #[serde(default)]
+    pub stalled_now_on: BTreeMap<String, i64>,
+    /// Enrollments that ever stalled on each milestone (once per milestone, however often).
+    #[serde(default)]
+    pub stalled_ever_on: BTreeMap<String, i64>,
     pub channels: BTreeMap<String, ChannelSums>,
     /// Enrollments that reached each milestone (any milestone, declared by any version).
     pub reached: BTreeMap<String, i64>,
@@ -162,6 +168,12 @@ impl Counts {
         for (reason, n) in &o.exited_by_reason {
             bump(&mut self.exited_by_reason, reason.clone(), sign * n);
         }
+        for (milestone, n) in &o.stalled_now_on {
+            bump(&mut self.stalled_now_on, milestone.clone(), sign * n);
+        }
+        for (milestone, n) in &o.stalled_ever_on {
+            bump(&mut self.stalled_ever_on, milestone.clone(), sign * n);
+        }
         for (milestone, n) in &o.reached {
             bump(&mut self.reached, milestone.clone(), sign * n);
         }
@@ -223,6 +235,12 @@ impl Tally {
             stalled_ever: i64::from(!e.stalls.is_empty()),
             ..Counts::default()
         };
+        if let (true, Some(milestone)) = (e.is_active(), &e.stalled_on) {
+            counts.stalled_now_on.insert(milestone.clone(), 1);
+        }
+        for stall in &e.stalls {
+            counts.stalled_ever_on.insert(stall.name.clone(), 1);
+        }
         match e.status {
             EnrollmentStatus::Active => counts.active = 1,
             EnrollmentStatus::Completed => counts.completed = 1,
@@ -362,11 +380,14 @@ impl Group {
         let mut previous = f.entered;
         for m in &spec.milestones {
             let reached = n(c.reached.get(&m.name).copied().unwrap_or(0));
+            let on = |counts: &BTreeMap<String, i64>| n(counts.get(&m.name).copied().unwrap_or(0));
             f.milestones.push(MilestoneStats {
                 name: m.name.clone(),
                 reached,
                 conversion: (previous > 0).then(|| reached as f64 / previous as f64),
                 median_time_to_reach_ms: self.times.get(&m.name).and_then(Times::median),
+                stalled_now: on(&c.stalled_now_on),
+                stalled_ever: on(&c.stalled_ever_on),
             });
             previous = reached;
         }

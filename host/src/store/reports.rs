@@ -27,6 +27,11 @@ use std::collections::BTreeMap;
 /// `meta` key: set once the aggregates hold every enrollment.
 const BUILT: &str = "report_aggregates";
 
+/// What the cells of this binary count: 1, the funnels; 2, stalls per milestone too. Cells of
+/// another version are rebuilt from the enrollments at start ([`Store::ensure_report_aggregates`]),
+/// since their deltas would subtract what the old cells never added.
+const AGGREGATES_VERSION: u8 = 2;
+
 /// A cell's key: journey, version, shard and assignment.
 fn cell_key(tenant: &str, cell: &CellId, shard: u16) -> Vec<u8> {
     let assignment = serde_json::to_vec(&cell.assignment).unwrap_or_default();
@@ -178,14 +183,15 @@ impl Store {
             batch.insert(k, enc(&cell.counts));
         }
         self.report_cells.apply_batch(batch)?;
-        self.meta.insert(BUILT, &[1u8])?;
+        self.meta.insert(BUILT, &[AGGREGATES_VERSION])?;
         self.db.flush()?;
         Ok(counted)
     }
 
-    /// Builds the aggregates if this data directory has none yet (written before they existed).
+    /// Builds the aggregates if this data directory has none yet (written before they existed),
+    /// or has them of another [`AGGREGATES_VERSION`].
     pub(super) fn ensure_report_aggregates(&self) -> Result<(), StoreError> {
-        if self.meta.get(BUILT)?.is_none() {
+        if self.meta.get(BUILT)?.as_deref() != Some(&[AGGREGATES_VERSION][..]) {
             let started = std::time::Instant::now();
             let enrollments = self.rebuild_report_aggregates()?;
             if enrollments > 0 {

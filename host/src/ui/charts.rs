@@ -216,6 +216,8 @@ mod tests {
             reached,
             conversion: Some(reached as f64 / 10.0),
             median_time_to_reach_ms: None,
+            stalled_now: 0,
+            stalled_ever: 0,
         }
     }
 

@@ -114,12 +114,16 @@ impl From<MilestoneStats> for api::MilestoneStats {
             reached,
             conversion,
             median_time_to_reach_ms,
+            stalled_now,
+            stalled_ever,
         } = stats;
         api::MilestoneStats {
             name,
             reached,
             conversion,
             median_time_to_reach_ms,
+            stalled_now,
+            stalled_ever,
         }
     }
 }
