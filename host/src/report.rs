@@ -285,6 +285,13 @@ mod tests {
         assert_eq!(f.milestones[1].reached, 1);
         assert_eq!(f.milestones[1].conversion, Some(0.5));
         assert_eq!(f.milestones[1].median_time_to_reach_ms, Some(500));
+        let stalls = |m: &MilestoneStats| (m.stalled_now, m.stalled_ever);
+        assert_eq!(stalls(&f.milestones[0]), (0, 0));
+        assert_eq!(
+            stalls(&f.milestones[1]),
+            (1, 1),
+            "c is stalled on first_value"
+        );
         assert_eq!(f.channels["webhook"].sent, 2);
         assert_eq!(
             f.paths[0],

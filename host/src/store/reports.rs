@@ -303,6 +303,59 @@ mod tests {
     }
 
     #[test]
+    fn stalls_are_counted_per_milestone_now_and_ever() {
+        let (_dir, store) = temp_store();
+        let mut alice = fixtures::enrollment("alice", "welcome", 1);
+        write(&store, None, &alice);
+        let before = alice.clone();
+        alice.stalled_on = Some("activated".into());
+        alice.stalls.push(MilestoneHit {
+            name: "activated".into(),
+            at: 50,
+        });
+        write(&store, Some(&before), &alice);
+        let stalls = |store: &Store| {
+            let m = &journey_report(store).overall.milestones[0];
+            (m.stalled_now, m.stalled_ever)
+        };
+        assert_eq!(stalls(&store), (1, 1));
+        assert_eq!(journey_report(&store), oracle(&store));
+        // Reaching it ends the stall now; it was stalled on it all the same.
+        let before = alice.clone();
+        alice.stalled_on = None;
+        alice.milestones.push(MilestoneHit {
+            name: "activated".into(),
+            at: 60,
+        });
+        write(&store, Some(&before), &alice);
+        assert_eq!(stalls(&store), (0, 1));
+        assert_eq!(journey_report(&store), oracle(&store));
+    }
+
+    #[test]
+    fn aggregates_of_an_older_version_are_rebuilt_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 2, 8 << 20).unwrap();
+            let mut stalled = fixtures::enrollment("alice", "welcome", 1);
+            stalled.stalled_on = Some("activated".into());
+            stalled.stalls.push(MilestoneHit {
+                name: "activated".into(),
+                at: 50,
+            });
+            let mut commit = fixtures::commit(&store, "t", "alice");
+            commit.enrollments.push(stalled);
+            store.commit_trigger(&commit).unwrap();
+            // Cells as version 1 kept them: no stalls per milestone (here: none at all).
+            store.meta.insert(BUILT, &[1u8]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = super::super::tests::reopen(dir.path());
+        assert_eq!(journey_report(&store).overall.milestones[0].stalled_now, 1);
+        assert_eq!(journey_report(&store), oracle(&store));
+    }
+
+    #[test]
     fn cell_keys_keep_their_on_disk_layout() {
         let id = CellId {
             journey: "welcome".into(),
