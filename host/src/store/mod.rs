@@ -81,9 +81,8 @@ pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
-pub use channels::ChannelRecord;
-pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use channels::{ChannelAdapter, ChannelRecord};
+pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
 pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
@@ -335,8 +334,8 @@ impl Store {
             template_heads: t("template_heads")?,
             ui_sessions: t("ui_sessions")?, // Dashboard (issue 14)
             customer_events: t("customer_events")?,
-            aliases: t("aliases")?,   // Identity merge (issue 12)
-            accounts: t("accounts")?, // Accounts (issue 12)
+            aliases: t("aliases")?,         // Identity merge (issue 12)
+            accounts: t("accounts")?,       // Accounts (issue 12)
             inapp_inbox: t("inapp_inbox")?, // In-app inbox (issue 11)
             inapp_inbox_ids: t("inapp_inbox_ids")?,
             signing_secrets: t("signing_secrets")?,
