@@ -168,6 +168,7 @@ pub fn deliver(
             return AttemptResult::Failed {
                 retryable: false,
                 error,
+                retry_after: None,
             }
         }
     };
@@ -178,6 +179,7 @@ pub fn deliver(
         Err(e) => AttemptResult::Failed {
             retryable: true,
             error: e.to_string(),
+            retry_after: None,
         },
     }
 }

@@ -119,6 +119,7 @@ async fn register_inapp(
         secrets: Default::default(),
         allowed_hosts: Vec::new(),
         updated_at: rt.clock.now(),
+        rate: None,
         adapter: ChannelAdapter::Inapp,
     };
     let record = rt.store.put_channel(tenant, record, &[]).await?;

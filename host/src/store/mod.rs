@@ -81,7 +81,6 @@ pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
-pub use channels::ChannelRecord;
 pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
