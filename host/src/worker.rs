@@ -24,13 +24,11 @@ use crate::engine::{
 };
 use crate::host::Host;
 use crate::model::{Customer, Event, FailureReason, Millis, SendingPolicy};
-use crate::store::{
-    JourneyVersion, MigrationOutcome, MigrationResult, Pending, QueuedTrigger, StoreError,
-    TriggerCommit,
-};
+use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
 use std::collections::{HashMap, HashSet};
 
 mod identity; // Identity merge (issue 12)
+mod migration; // Migrations (issue 13)
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, debug_span, warn, Instrument};
@@ -239,7 +237,7 @@ async fn process(
             to,
             migration,
         } => {
-            let move_ = Move {
+            let move_ = migration::Move {
                 journey,
                 run,
                 from,
@@ -284,15 +282,6 @@ fn pin_templates(host: &Host, commit: &mut TriggerCommit) -> Result<(), StoreErr
         }
     }
     Ok(())
-}
-
-/// A `migrate` trigger's orders: move run `run` of `journey` from version `from` to `to`.
-struct Move {
-    journey: String,
-    run: u32,
-    from: u32,
-    to: u32,
-    migration: String,
 }
 
 /// The shell of one trigger: it loads what the engine asks for (journey versions from the
@@ -497,52 +486,6 @@ impl<'h> Shell<'h> {
             return Ok(Some(until));
         }
         self.step(commit, &customer, step, now).await?;
-        Ok(None)
-    }
-
-    /// A `migrate` trigger: the enrollment moves to the new version if it is still active on
-    /// the old one and the new version's `migrate` accepts it; what became of it is recorded
-    /// with the trigger's commit either way.
-    async fn migrate(
-        &mut self,
-        commit: &mut TriggerCommit,
-        customer_id: &str,
-        move_: Move,
-        now: Millis,
-    ) -> Result<Option<Millis>, StoreError> {
-        let store = &self.host.store;
-        let enrollment = store.enrollment(&self.tenant, customer_id, &move_.journey, move_.run)?;
-        let step = enrollment
-            .and_then(|e| engine::plan_migration(e, move_.from, move_.to, &move_.migration));
-        let outcome = match step {
-            None => MigrationResult::Skipped,
-            Some(step) => {
-                if let Some(until) = self.deferral(std::slice::from_ref(&step)) {
-                    return Ok(Some(until));
-                }
-                let customer = store
-                    .customer(&self.tenant, customer_id)?
-                    .unwrap_or_else(|| Customer {
-                        id: customer_id.to_string(),
-                        attributes: Default::default(),
-                    });
-                match self.step(commit, &customer, step, now).await? {
-                    None => MigrationResult::Moved,
-                    Some(failure) => MigrationResult::Refused {
-                        reason: failure.reason.as_str().to_string(),
-                        message: failure.message,
-                    },
-                }
-            }
-        };
-        commit.migration_outcomes.push(MigrationOutcome {
-            migration: move_.migration,
-            journey: move_.journey,
-            customer: customer_id.to_string(),
-            run: move_.run,
-            outcome,
-            at: now,
-        });
         Ok(None)
     }
 
