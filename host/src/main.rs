@@ -149,6 +149,11 @@ struct ServeArgs {
     /// The window of the loop budgets, in milliseconds of journey time.
     #[arg(long, env = "WAYMARK_LOOP_WINDOW_MS", default_value_t = 3_600_000)]
     loop_window_ms: u64,
+    // History kept for replay (issue 13)
+    /// How long the event log keeps events for backtests, in hours of journey time after
+    /// ingest (0: for ever); a tenant's limits may override it.
+    #[arg(long, env = "WAYMARK_HISTORY_RETENTION_HOURS", default_value_t = 90 * 24)]
+    history_retention_hours: u64,
 }
 
 #[tokio::main]
@@ -216,6 +221,8 @@ async fn main() -> anyhow::Result<()> {
                 max_tenant_triggers: args.max_tenant_triggers.max(1),
                 max_tenant_sends: args.max_tenant_sends.max(1),
                 loop_window_ms: args.loop_window_ms.max(1),
+                // History kept for replay (issue 13)
+                history_retention_ms: args.history_retention_hours.saturating_mul(3_600_000),
                 ..SandboxConfig::default().defaults
             },
             allow_private_network: args.allow_private_network,
