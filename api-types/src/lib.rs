@@ -24,6 +24,7 @@
 //! Where a DTO deliberately differs from the host's internal type of the same name, its doc
 //! comment says so.
 
+pub mod backtests; // Backtests (issue 13)
 pub mod channels;
 pub mod clock;
 pub mod customers;

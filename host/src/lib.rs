@@ -31,8 +31,10 @@
 //! | [`api`] | axum routes by resource, authentication, JSON errors |
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
+//! | [`backtest`] | backtests: a candidate version replayed over recorded events in an isolated engine (the host's own worker path on a scratch store and a manual clock), compared with live (issue 13) |
 
 pub mod api;
+pub mod backtest; // Backtests (issue 13)
 pub mod catalog;
 pub mod clock;
 pub mod delivery;

@@ -23,8 +23,10 @@
 //! | [`keys`] | `/v1/keys[/{prefix}]` (issue 12) |
 //! | [`templates`] | `/v1/templates[/{name}[/preview]]` (issue 11) |
 //! | [`openapi`] | `/openapi.json` (issue 12) |
+//! | [`backtests`] | `/v1/journeys/{name}/backtests[/{id}[/cancel]]` (issue 13) |
 
 mod admin;
+mod backtests; // Backtests (issue 13)
 mod auth;
 mod breakers; // Isolation (issue 15)
 mod channels;
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(templates::routes()) // Templates (issue 11)
         .merge(openapi::routes()) // OpenAPI (issue 12)
+        .merge(backtests::routes()) // Backtests (issue 13)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -344,8 +344,37 @@ impl Store {
         Ok((removed, examined))
     }
 
+    /// Up to `limit` of a tenant's logged events in log order (ingest order) after sequence
+    /// number `after` (from the first when `None`), with their sequence numbers: what a
+    /// replay reads, a page at a time.
+    pub fn history_page(
+        &self,
+        tenant: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, LoggedEvent)>, StoreError> {
+        let log_prefix = prefix(&[tenant.as_bytes()]);
+        let start = match after {
+            Some(seq) => [key(&[tenant.as_bytes(), &seq.to_be_bytes()]), vec![0]].concat(),
+            None => log_prefix.clone(),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in self.events.range(start..) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let Some(seq) = k.strip_prefix(log_prefix.as_slice()) else {
+                break;
+            };
+            let seq = <[u8; 8]>::try_from(seq).map(u64::from_be_bytes).unwrap_or(0);
+            out.push((seq, dec(&v)?));
+        }
+        Ok(out)
+    }
+
     /// A tenant's logged events in log order (ingest order) with their sequence numbers, read
-    /// lazily: what a replay feeds its isolated engine.
+    /// lazily.
     pub fn history(
         &self,
         tenant: &str,

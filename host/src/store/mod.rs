@@ -54,6 +54,7 @@ pub mod journeys;
 pub mod keys;
 pub mod outbox;
 pub mod queue;
+pub mod replay; // Backtests (issue 13)
 pub mod reports;
 pub mod tasks;
 pub mod templates;
@@ -271,6 +272,11 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
+        Store::with_db(db, shards)
+    }
+
+    /// The store over an opened database: its format checked, its trees opened.
+    fn with_db(db: sled::Db, shards: u16) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {

@@ -1,0 +1,230 @@
+//! One backtest: the candidate replayed over the chosen recorded events, then the live version
+//! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
+//! from the engines' scratch stores.
+
+use super::engine::IsolatedEngine;
+use crate::host::Host;
+use crate::model::rollout::Rollout;
+use crate::model::Millis;
+use crate::sandbox::Sandbox;
+use crate::store::{Message, MessageStatus, StoreError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
+use waymark_api::backtests::SentMessage;
+
+/// Recorded events read from the log at a time.
+const HISTORY_PAGE: usize = 1024;
+
+/// Why a backtest did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot set up the sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("no journey named {0:?}")]
+    NoJourney(String),
+    #[error("journey {0:?} has no version {1}")]
+    NoVersion(String, u32),
+    #[error("journey {0:?} has no live version to compare with")]
+    NoLive(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Which customers' events a backtest replays.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// These customers.
+    pub customers: Option<HashSet<String>>,
+    /// A deterministic share of all customers, in millionths.
+    pub per_million: Option<u64>,
+}
+
+impl Sample {
+    /// Whether `customer` is in the sample: everyone when nothing is asked for.
+    pub fn takes(&self, customer: &str) -> bool {
+        if self.customers.is_none() && self.per_million.is_none() {
+            return true;
+        }
+        self.customers.as_ref().is_some_and(|c| c.contains(customer))
+            || self.per_million.is_some_and(|share| {
+                crate::hash::fnv1a_joined(&["backtest-sample", customer]) % 1_000_000 < share
+            })
+    }
+}
+
+/// What a backtest replays.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub tenant: String,
+    pub journey: String,
+    pub candidate: u32,
+    pub from: Millis,
+    pub to: Millis,
+    pub sample: Sample,
+}
+
+/// How far a backtest is: recorded events replayed, of how many.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub replayed: AtomicU64,
+    pub total: AtomicU64,
+}
+
+/// One replay's outcome: the journey's report and its messages.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub version: u32,
+    pub report: crate::report::Report,
+    pub sends: Vec<(String, SentMessage)>,
+}
+
+/// Both replays.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub candidate: Replayed,
+    pub live: Replayed,
+}
+
+/// Runs a whole backtest against `live`'s recorded events, reading the live store only.
+pub async fn backtest(
+    live: &Host,
+    plan: &Plan,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Outcome, BacktestError> {
+    let store = &live.store;
+    let rollout = store
+        .journey_rollout(&plan.tenant, &plan.journey)?
+        .ok_or_else(|| BacktestError::NoJourney(plan.journey.clone()))?;
+    if store
+        .journey_version(&plan.tenant, &plan.journey, plan.candidate)?
+        .is_none()
+    {
+        return Err(BacktestError::NoVersion(plan.journey.clone(), plan.candidate));
+    }
+    let live_version = rollout
+        .live
+        .ok_or_else(|| BacktestError::NoLive(plan.journey.clone()))?;
+    let count = count_events(live, plan)?;
+    progress.total.store(count * 2, Ordering::Relaxed);
+    // A sandbox of the backtest's own: its counters are not the live host's.
+    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
+    // The candidate is the only version new entrants of the journey run; the live replay
+    // keeps the pointers as they stand (a rollout's share included).
+    let candidate_rollout = Rollout {
+        live: Some(plan.candidate),
+        candidate: None,
+        ..rollout.clone()
+    };
+    let candidate = replay(
+        live,
+        &sandbox,
+        plan,
+        Some(&candidate_rollout),
+        plan.candidate,
+        progress,
+        cancel,
+    )
+    .await?;
+    let live_side = replay(live, &sandbox, plan, None, live_version, progress, cancel).await?;
+    Ok(Outcome {
+        candidate,
+        live: live_side,
+    })
+}
+
+/// How many recorded events `plan` takes.
+fn count_events(live: &Host, plan: &Plan) -> Result<u64, StoreError> {
+    let mut n = 0;
+    let mut after = None;
+    loop {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(n);
+        };
+        after = Some(*last);
+        n += page.iter().filter(|(_, e)| takes(plan, e)).count() as u64;
+    }
+}
+
+fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
+    let at = event.replay_at();
+    at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
+}
+
+/// One replay of `plan`'s events, with the journey's pointers set to `rollout` (or as they
+/// are live), measured against the spec of `version`.
+async fn replay(
+    live: &Host,
+    sandbox: &Sandbox,
+    plan: &Plan,
+    rollout: Option<&Rollout>,
+    version: u32,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Replayed, BacktestError> {
+    let engine = IsolatedEngine::new(
+        &live.store,
+        sandbox.clone(),
+        &live.config,
+        &plan.tenant,
+        plan.from,
+    )?;
+    if let Some(rollout) = rollout {
+        engine.store().set_rollout(&plan.tenant, &plan.journey, rollout)?;
+    }
+    let mut after = None;
+    loop {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (_, logged) in page.iter().filter(|(_, e)| takes(plan, e)) {
+            if cancel.is_cancelled() {
+                return Err(BacktestError::Cancelled);
+            }
+            engine.feed(&logged.event(), logged.replay_at()).await?;
+            progress.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        // Let other work on the runtime go on between pages.
+        tokio::task::yield_now().await;
+    }
+    engine.advance_to(plan.to.max(engine.now())).await?;
+    let scratch = engine.store();
+    let spec = scratch
+        .journey_version(&plan.tenant, &plan.journey, version)?
+        .ok_or_else(|| BacktestError::NoVersion(plan.journey.clone(), version))?
+        .spec;
+    let cells = scratch.report_cells(&plan.tenant, &plan.journey)?;
+    let report = crate::report::cells::report(&spec, &cells);
+    let mut sends: Vec<(String, SentMessage)> = scratch
+        .tenant_messages(&plan.tenant)?
+        .into_iter()
+        .filter(|m| m.journey == plan.journey)
+        .map(|m| (m.customer.clone(), sent(m)))
+        .collect();
+    sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
+    Ok(Replayed {
+        version,
+        report,
+        sends,
+    })
+}
+
+/// A replayed message as the diff shows it.
+fn sent(m: Message) -> SentMessage {
+    SentMessage {
+        sent_at: match m.status {
+            MessageStatus::Delivered => m.delivered_at,
+            _ => None,
+        },
+        channel: m.channel,
+        template: m.template,
+        decided_at: m.created_at,
+        id: m.id,
+    }
+}
