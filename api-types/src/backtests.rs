@@ -25,6 +25,10 @@ pub struct BacktestRequest {
     /// most 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_fraction: Option<f64>,
+    /// Also check the live version's replay against what ran live (the fidelity check):
+    /// `result.fidelity`. Meaningful over the whole recorded history of the customers checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fidelity: bool,
 }
 
 /// The version a backtest tries: a stored version of the journey (a draft, typically).
@@ -82,6 +86,34 @@ pub struct BacktestResult {
     pub live: Report,
     /// Candidate against live.
     pub diff: BacktestDiff,
+    /// With `fidelity: true`: the live version's replay against what ran live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<Fidelity>,
+}
+
+/// The fidelity check: did replaying the live version reproduce, customer by customer, the
+/// enrollments (version, run, status, times, milestones, stalls, timers, state, variants) and
+/// messages (channel, template, payload, decision time, idempotency key) that live recorded?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Fidelity {
+    /// Customers with an enrollment in the journey, live or in the replay, in the sample.
+    pub customers: u64,
+    /// Of which reproduced exactly.
+    pub identical: u64,
+    /// Those that were not (the first 1,000 by customer id).
+    pub divergences: Vec<Divergence>,
+}
+
+/// Where a customer's replay first departs from what ran live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Divergence {
+    pub customer: String,
+    /// The journey time of the earliest differing record: when the diverging trigger ran.
+    pub at: Millis,
+    /// What differs, both sides.
+    pub what: String,
 }
 
 /// Candidate against live, both replayed over the same recorded events.

@@ -53,6 +53,8 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-slack", "waymark_slack.wasm"),
     // Issue 11: the email channel adapter (`plugins/email`).
     ("waymark-email", "waymark_email.wasm"),
+    // Backtests (issue 13): `examples/renewal` reminding 21/7/1 days before instead of 30/14/3.
+    ("waymark-test-renewal-early", "waymark_test_renewal_early.wasm"),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -67,6 +69,8 @@ pub const SOCKETS_CRATE: &str = "waymark-test-sockets";
 pub const FILES_CRATE: &str = "waymark-test-files";
 /// `tests/guests/ledger`.
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
+/// `tests/guests/renewal-early` (issue 13): the backtest test's candidate.
+pub const RENEWAL_EARLY_CRATE: &str = "waymark-test-renewal-early";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
 

@@ -52,6 +52,7 @@ pub use artifacts::{
     SOCKETS_CRATE, WEBHOOK_CRATE,
 };
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
+pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};

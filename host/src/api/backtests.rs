@@ -79,6 +79,7 @@ async fn start(
             customers: request.customers.map(|c| c.into_iter().collect::<HashSet<_>>()),
             per_million,
         },
+        fidelity: request.fidelity,
     };
     let job = state.host.backtests.start(state.host.clone(), plan);
     Ok((StatusCode::ACCEPTED, Json(shape(&job))))
@@ -124,6 +125,7 @@ fn shape(job: &Job) -> Backtest {
                 diff: crate::backtest::diff::diff(&outcome),
                 candidate: outcome.candidate.report.into(),
                 live: outcome.live.report.into(),
+                fidelity: outcome.fidelity,
             };
             (BacktestStatus::Done, None, Some(result))
         }

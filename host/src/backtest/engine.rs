@@ -19,6 +19,8 @@ use crate::registry::Registry;
 use crate::sandbox::Sandbox;
 use crate::store::outbox::AttemptRecord;
 use crate::store::{Store, StoreError};
+use std::collections::BTreeSet;
+use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
 /// The page cache of a scratch store.
@@ -26,11 +28,23 @@ const SCRATCH_CACHE_BYTES: u64 = 64 << 20;
 /// Due messages taken as delivered per store write.
 const DELIVERY_BATCH: usize = 1024;
 
+/// How the engine's clock moves between recorded events.
+#[derive(Debug, Clone)]
+pub enum ClockMoves {
+    /// As a system clock does: through every due time, so each timer fires at its due time.
+    Continuous,
+    /// As the live manual clock did: only to these times (where it was started or advanced
+    /// to) and to the recorded events' times; a timer fires at the first of them at or after
+    /// its due time, as the live scheduler fired it.
+    Stops(BTreeSet<Millis>),
+}
+
 /// One replay's engine.
 pub struct IsolatedEngine {
     host: Arc<Host>,
     tenant: String,
     dedup_window: Option<Millis>,
+    moves: ClockMoves,
 }
 
 impl IsolatedEngine {
@@ -43,9 +57,28 @@ impl IsolatedEngine {
         config: &HostConfig,
         tenant: &str,
         start: Millis,
+        moves: ClockMoves,
     ) -> Result<IsolatedEngine, StoreError> {
         let scratch = Store::open_scratch(SCRATCH_CACHE_BYTES)?;
         live.copy_setup_into(&scratch, tenant)?;
+        Ok(IsolatedEngine::over(scratch, sandbox, config, tenant, start, moves))
+    }
+
+    /// A fresh, empty scratch store for [`IsolatedEngine::over`] (`waymark simulate` fills it
+    /// itself rather than copying a live tenant's setup).
+    pub fn scratch_store() -> Result<Store, StoreError> {
+        Store::open_scratch(SCRATCH_CACHE_BYTES)
+    }
+
+    /// An engine over `scratch`, which already holds the tenant's setup.
+    pub fn over(
+        scratch: Store,
+        sandbox: Sandbox,
+        config: &HostConfig,
+        tenant: &str,
+        start: Millis,
+        moves: ClockMoves,
+    ) -> IsolatedEngine {
         let registry = Registry::new(sandbox, scratch.clone());
         let config = HostConfig {
             shards: 1,
@@ -53,11 +86,12 @@ impl IsolatedEngine {
         };
         let dedup_window = config.dedup_window_ms();
         let host = Host::new(scratch, registry, Clock::manual(start), config);
-        Ok(IsolatedEngine {
+        IsolatedEngine {
             host: Arc::new(host),
             tenant: tenant.to_string(),
             dedup_window,
-        })
+            moves,
+        }
     }
 
     /// The scratch store: where the replay's customers, enrollments and messages are.
@@ -71,27 +105,57 @@ impl IsolatedEngine {
     }
 
     /// Moves the clock to `at` (never back), firing every timer and releasing every held
-    /// message that falls due on the way, each at its own due time, and running what they
-    /// cause before the clock moves on.
+    /// message that falls due on the way — at its due time ([`ClockMoves::Continuous`]) or at
+    /// the first stop at or after it ([`ClockMoves::Stops`]) — and running what they cause
+    /// before the clock moves on.
     pub async fn advance_to(&self, at: Millis) -> Result<(), StoreError> {
+        let stops: Vec<Millis> = match &self.moves {
+            ClockMoves::Stops(stops) => stops
+                .range((Excluded(self.now()), Included(at)))
+                .copied()
+                .collect(),
+            ClockMoves::Continuous => {
+                let store = &self.host.store;
+                loop {
+                    let next = [store.next_timer_due()?, store.next_held_release()?]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    let Some(due) = next.filter(|due| *due <= at) else {
+                        break;
+                    };
+                    self.set_clock(due);
+                    self.fire_due().await?;
+                }
+                Vec::new()
+            }
+        };
+        for stop in stops.into_iter().chain([at]) {
+            self.set_clock(stop);
+            self.fire_due().await?;
+        }
+        Ok(())
+    }
+
+    /// What the scheduler does when the clock arrives somewhere: fires the timers due by now,
+    /// then releases the held messages due by now, and runs what that causes, until nothing
+    /// more is due (a decision may set a timer already due).
+    async fn fire_due(&self) -> Result<(), StoreError> {
+        let store = &self.host.store;
         loop {
-            let store = &self.host.store;
-            let next = [store.next_timer_due()?, store.next_held_release()?]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(due) = next.filter(|due| *due <= at) else {
-                break;
-            };
-            self.set_clock(due);
             let now = self.now();
-            // The scheduler's order: timers, then held messages.
-            while store.fire_due_timers(now, 1024)? > 0 {}
-            while store.release_held(now, system_now(), 1024)? > 0 {}
+            let mut moved = 0;
+            while store.fire_due_timers(now, 1024)? > 0 {
+                moved += 1;
+            }
+            while store.release_held(now, system_now(), 1024)? > 0 {
+                moved += 1;
+            }
+            if moved == 0 {
+                return Ok(());
+            }
             self.settle().await?;
         }
-        self.set_clock(at);
-        Ok(())
     }
 
     /// Feeds one recorded event at journey time `at` (its ingest time) and runs everything it
@@ -101,7 +165,10 @@ impl IsolatedEngine {
         self.host
             .store
             .append_replayed(&self.tenant, event, self.now(), self.dedup_window)?;
-        self.settle().await
+        self.settle().await?;
+        // A decision may set a timer already due: the live scheduler, woken by it, fires it
+        // at once.
+        self.fire_due().await
     }
 
     /// Runs the queue dry and takes every due message as delivered, until neither has work.

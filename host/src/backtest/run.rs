@@ -2,7 +2,7 @@
 //! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
 //! from the engines' scratch stores.
 
-use super::engine::IsolatedEngine;
+use super::engine::{ClockMoves, IsolatedEngine};
 use crate::host::Host;
 use crate::model::rollout::Rollout;
 use crate::model::Millis;
@@ -64,6 +64,8 @@ pub struct Plan {
     pub from: Millis,
     pub to: Millis,
     pub sample: Sample,
+    /// Check the live replay against what ran live.
+    pub fidelity: bool,
 }
 
 /// How far a backtest is: recorded events replayed, of how many.
@@ -86,6 +88,8 @@ pub struct Replayed {
 pub struct Outcome {
     pub candidate: Replayed,
     pub live: Replayed,
+    /// With [`Plan::fidelity`].
+    pub fidelity: Option<waymark_api::backtests::Fidelity>,
 }
 
 /// Runs a whole backtest against `live`'s recorded events, reading the live store only.
@@ -109,30 +113,35 @@ pub async fn backtest(
         .live
         .ok_or_else(|| BacktestError::NoLive(plan.journey.clone()))?;
     let count = count_events(live, plan)?;
-    progress.total.store(count * 2, Ordering::Relaxed);
-    // A sandbox of the backtest's own: its counters are not the live host's.
-    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
-    // The candidate is the only version new entrants of the journey run; the live replay
-    // keeps the pointers as they stand (a rollout's share included).
+    // When the candidate is the live version with nothing rolling out, the two replays are
+    // one: it runs once.
     let candidate_rollout = Rollout {
         live: Some(plan.candidate),
         candidate: None,
         ..rollout.clone()
     };
-    let candidate = replay(
-        live,
-        &sandbox,
-        plan,
-        Some(&candidate_rollout),
-        plan.candidate,
-        progress,
-        cancel,
-    )
-    .await?;
-    let live_side = replay(live, &sandbox, plan, None, live_version, progress, cancel).await?;
+    let same = candidate_rollout == rollout;
+    progress
+        .total
+        .store(if same { count } else { count * 2 }, Ordering::Relaxed);
+    // A sandbox of the backtest's own: its counters are not the live host's.
+    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
+    // The candidate is the only version new entrants of the journey run; the live replay
+    // keeps the pointers as they stand (a rollout's share included).
+    let (live_side, fidelity) =
+        replay(live, &sandbox, plan, None, live_version, plan.fidelity, progress, cancel).await?;
+    let candidate = if same {
+        live_side.clone()
+    } else {
+        let side = Some(&candidate_rollout);
+        replay(live, &sandbox, plan, side, plan.candidate, false, progress, cancel)
+            .await?
+            .0
+    };
     Ok(Outcome {
         candidate,
         live: live_side,
+        fidelity,
     })
 }
 
@@ -156,22 +165,26 @@ fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
 }
 
 /// One replay of `plan`'s events, with the journey's pointers set to `rollout` (or as they
-/// are live), measured against the spec of `version`.
+/// are live), measured against the spec of `version`; with `check`, also compared with what
+/// ran live.
+#[allow(clippy::too_many_arguments)]
 async fn replay(
     live: &Host,
     sandbox: &Sandbox,
     plan: &Plan,
     rollout: Option<&Rollout>,
     version: u32,
+    check: bool,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> Result<Replayed, BacktestError> {
+) -> Result<(Replayed, Option<waymark_api::backtests::Fidelity>), BacktestError> {
     let engine = IsolatedEngine::new(
         &live.store,
         sandbox.clone(),
         &live.config,
         &plan.tenant,
         plan.from,
+        clock_moves(live)?,
     )?;
     if let Some(rollout) = rollout {
         engine.store().set_rollout(&plan.tenant, &plan.journey, rollout)?;
@@ -208,10 +221,75 @@ async fn replay(
         .map(|m| (m.customer.clone(), sent(m)))
         .collect();
     sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
-    Ok(Replayed {
+    let fidelity = if check {
+        Some(check_fidelity(live, scratch, plan)?)
+    } else {
+        None
+    };
+    let replayed = Replayed {
         version,
         report,
         sends,
+    };
+    Ok((replayed, fidelity))
+}
+
+/// How many divergences a fidelity check lists (all are counted).
+const MAX_DIVERGENCES_LISTED: usize = 1_000;
+
+/// Every customer of the sample with an enrollment in the journey, live or replayed, compared.
+fn check_fidelity(
+    live: &Host,
+    scratch: &crate::store::Store,
+    plan: &Plan,
+) -> Result<waymark_api::backtests::Fidelity, StoreError> {
+    use super::fidelity::{compare, Records};
+    use std::collections::BTreeMap;
+    let mut sides: BTreeMap<String, (Records, Records)> = BTreeMap::new();
+    for (store, live_side) in [(&live.store, true), (scratch, false)] {
+        for e in store.journey_enrollments(&plan.tenant, &plan.journey)? {
+            if !plan.sample.takes(&e.customer) {
+                continue;
+            }
+            let entry = sides.entry(e.customer.clone()).or_default();
+            let records = if live_side { &mut entry.0 } else { &mut entry.1 };
+            records.enrollments.push(e);
+        }
+    }
+    for (customer, (l, r)) in sides.iter_mut() {
+        for (store, records) in [(&live.store, l), (scratch, r)] {
+            records.enrollments.sort_by_key(|e| e.run);
+            records.messages = store
+                .messages(&plan.tenant, customer)?
+                .into_iter()
+                .filter(|m| m.journey == plan.journey)
+                .collect();
+            records.messages.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        }
+    }
+    let mut divergences = Vec::new();
+    let mut identical = 0;
+    for (customer, (l, r)) in &sides {
+        match compare(customer, l, r) {
+            None => identical += 1,
+            Some(d) if divergences.len() < MAX_DIVERGENCES_LISTED => divergences.push(d),
+            Some(_) => {}
+        }
+    }
+    Ok(waymark_api::backtests::Fidelity {
+        customers: sides.len() as u64,
+        identical,
+        divergences,
+    })
+}
+
+/// How a replay's clock moves: as the live manual clock did (through its recorded stops), or
+/// continuously under a system clock.
+pub fn clock_moves(live: &Host) -> Result<ClockMoves, StoreError> {
+    Ok(if live.clock.is_manual() {
+        ClockMoves::Stops(live.store.manual_clock_stops()?.into_iter().collect())
+    } else {
+        ClockMoves::Continuous
     })
 }
 

@@ -14,6 +14,8 @@
 //!
 //! The module is the binary's only: the server library (`waymark_host`) knows nothing of it.
 
+mod backtest; // Backtests (issue 13)
+mod simulate; // Backtests (issue 13)
 mod commands;
 mod component;
 mod config;
@@ -44,6 +46,12 @@ pub enum Command {
     /// List and requeue messages that failed for good.
     #[command(name = "dead-letters")]
     DeadLetters(Group<DeadLettersCommand>),
+    // Backtests (issue 13)
+    /// Replay a candidate journey version over recorded events and compare it with live.
+    Backtest(backtest::BacktestArgs),
+    /// Run a journey component over a file of events with the host's semantics and no
+    /// server, printing each customer's timeline.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// A group of subcommands with the options every client command shares (accepted anywhere

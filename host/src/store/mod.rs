@@ -345,10 +345,27 @@ impl Store {
         Ok(self.meta.get("manual_clock")?.map(|v| time_from_key(&v)))
     }
 
-    /// Saves the manual clock's time durably, so a restart resumes from it.
+    /// Saves the manual clock's time durably, so a restart resumes from it. Each time is
+    /// also kept as a *clock stop* (issue 13): on a manual clock, timers fire only where the
+    /// clock stood, so a replay that is to reproduce what ran moves its clock through the same
+    /// stops ([`Store::manual_clock_stops`]).
     pub async fn save_manual_clock(&self, now: Millis) -> Result<(), StoreError> {
         self.meta.insert("manual_clock", &time_key(now))?;
+        self.meta
+            .insert(keys::key(&[b"clock_stop", &time_key(now)]), &[])?;
         self.flush().await
+    }
+
+    // Backtests (issue 13)
+    /// The times a manual clock stood at (started or was advanced to), in order; empty when
+    /// the clock never was manual.
+    pub fn manual_clock_stops(&self) -> Result<Vec<Millis>, StoreError> {
+        let stop_prefix = keys::prefix(&[b"clock_stop"]);
+        self.meta
+            .scan_prefix(&stop_prefix)
+            .keys()
+            .map(|k| Ok(time_from_key(&k?[stop_prefix.len()..])))
+            .collect()
     }
 }
 

@@ -93,6 +93,14 @@ impl Store {
         Ok(ingested)
     }
 
+    /// Empties the trigger queue: for the backtest bench, whose recorded history is written
+    /// with [`Store::append_replayed`] (which queues) but never processed live.
+    #[doc(hidden)]
+    pub fn clear_queue_for_bench(&self) -> Result<(), StoreError> {
+        self.queue.clear()?;
+        Ok(())
+    }
+
     /// Every message decided for `tenant`'s customers, by customer then id.
     pub fn tenant_messages(&self, tenant: &str) -> Result<Vec<super::Message>, StoreError> {
         self.outbox
