@@ -134,12 +134,12 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
         artifacts().component(&example_crate("renewal")),
     )
     .await;
-    let api = server.as_tenant(&tenant);
+    let mut api = server.as_tenant(&tenant);
     for journey in ["win-back", "guided-onboarding"] {
         api.upload_journey(journey, artifacts().component(&example_crate(journey)))
             .await;
     }
-    let admin = server.api();
+    let mut admin = server.api();
     let start = admin.clock_now().await;
 
     // Day 0: every customer's renewal date (20 to 49 days out) and signup; a third lapse.
@@ -176,6 +176,7 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
             // Acknowledged, and being processed: kill -9 now, and start again on the same data.
             server.kill();
             server.restart().await;
+            (api, admin) = (server.as_tenant(&tenant), server.api());
             crashed = true;
         }
         settled(&api).await;

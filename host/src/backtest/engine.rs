@@ -161,10 +161,23 @@ impl IsolatedEngine {
     /// Feeds one recorded event at journey time `at` (its ingest time) and runs everything it
     /// causes at that time: its triggers, sends taken as delivered, their delivery triggers.
     pub async fn feed(&self, event: &crate::model::Event, at: Millis) -> Result<(), StoreError> {
+        self.feed_all(std::slice::from_ref(event), at).await
+    }
+
+    /// Feeds recorded events ingested at the same journey time `at`, in order, as live took
+    /// them: all queued first, then processed (in batches, each customer's in order), and only
+    /// then their sends delivered — live delivers a batch's sends once it is committed.
+    pub async fn feed_all(
+        &self,
+        events: &[crate::model::Event],
+        at: Millis,
+    ) -> Result<(), StoreError> {
         self.advance_to(at).await?;
-        self.host
-            .store
-            .append_replayed(&self.tenant, event, self.now(), self.dedup_window)?;
+        for event in events {
+            self.host
+                .store
+                .append_replayed(&self.tenant, event, self.now(), self.dedup_window)?;
+        }
         self.settle().await?;
         // A decision may set a timer already due: the live scheduler, woken by it, fires it
         // at once.

@@ -189,6 +189,9 @@ async fn replay(
     if let Some(rollout) = rollout {
         engine.store().set_rollout(&plan.tenant, &plan.journey, rollout)?;
     }
+    // Events ingested at the same journey time are fed together, as live queued them.
+    let mut group: Vec<crate::model::Event> = Vec::new();
+    let mut group_at = None;
     let mut after = None;
     loop {
         let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
@@ -200,12 +203,17 @@ async fn replay(
             if cancel.is_cancelled() {
                 return Err(BacktestError::Cancelled);
             }
-            engine.feed(&logged.event(), logged.replay_at()).await?;
-            progress.replayed.fetch_add(1, Ordering::Relaxed);
+            let at = logged.replay_at();
+            if group_at.is_some_and(|g| g != at) || group.len() >= MAX_GROUP {
+                feed_group(&engine, &mut group, group_at, progress).await?;
+            }
+            group_at = Some(at);
+            group.push(logged.event());
         }
         // Let other work on the runtime go on between pages.
         tokio::task::yield_now().await;
     }
+    feed_group(&engine, &mut group, group_at, progress).await?;
     engine.advance_to(plan.to.max(engine.now())).await?;
     let scratch = engine.store();
     let spec = scratch
@@ -232,6 +240,26 @@ async fn replay(
         sends,
     };
     Ok((replayed, fidelity))
+}
+
+/// The most events fed to the engine at once (each customer's still in order).
+const MAX_GROUP: usize = 1024;
+
+/// Feeds the events gathered for one journey time, and empties `group`.
+async fn feed_group(
+    engine: &IsolatedEngine,
+    group: &mut Vec<crate::model::Event>,
+    at: Option<Millis>,
+    progress: &Progress,
+) -> Result<(), StoreError> {
+    if let (Some(at), false) = (at, group.is_empty()) {
+        engine.feed_all(group, at).await?;
+        progress
+            .replayed
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        group.clear();
+    }
+    Ok(())
 }
 
 /// How many divergences a fidelity check lists (all are counted).

@@ -12,6 +12,10 @@
 //! - [`import`] — `events import`: batches, retries, progress, and the checkpoint that makes
 //!   an interrupted import resume without sending anything twice.
 //!
+//! - [`backtest`] — `waymark backtest` (issue 13): a backtest through the API, with a progress
+//!   bar; [`simulate`] — `waymark simulate`, the one command that needs no server: it links the
+//!   library's isolated engine (`waymark_host::backtest::simulate`).
+//!
 //! The module is the binary's only: the server library (`waymark_host`) knows nothing of it.
 
 mod backtest; // Backtests (issue 13)
