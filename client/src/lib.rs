@@ -332,7 +332,11 @@ impl Client {
 
     /// `POST /v1/journeys/{name}/backtests/{id}/cancel`: stops a backtest.
     pub async fn cancel_backtest(&self, name: &str, id: &str) -> Result<Backtest> {
-        let path = format!("/v1/journeys/{}/backtests/{}/cancel", segment(name), segment(id));
+        let path = format!(
+            "/v1/journeys/{}/backtests/{}/cancel",
+            segment(name),
+            segment(id)
+        );
         self.call(Method::POST, &path, Body::Empty).await
     }
 

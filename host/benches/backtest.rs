@@ -30,7 +30,10 @@ fn renewal_component() -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/wasm32-wasip2/guest/waymark_example_renewal.wasm");
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; build the guests first (cargo xtask test)", path.display())
+        panic!(
+            "{}: {e}; build the guests first (cargo xtask test)",
+            path.display()
+        )
     })
 }
 
@@ -48,11 +51,17 @@ async fn main() {
         limits: Default::default(),
         policy: Default::default(),
     };
-    store.create_tenant(&tenant, "bench").await.expect("a tenant");
+    store
+        .create_tenant(&tenant, "bench")
+        .await
+        .expect("a tenant");
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("a sandbox");
     let registry = Registry::new(sandbox, store.clone());
     let bytes = renewal_component();
-    let component = registry.compile_journey(bytes.clone().into()).await.expect("compiles");
+    let component = registry
+        .compile_journey(bytes.clone().into())
+        .await
+        .expect("compiles");
     let spec = component
         .describe(&SandboxConfig::default().defaults)
         .await
@@ -62,7 +71,15 @@ async fn main() {
         hex::encode(Sha256::digest(&bytes))
     };
     store
-        .add_journey_version("bench", "renewal", &digest, &bytes, &spec, Stage::Live, START)
+        .add_journey_version(
+            "bench",
+            "renewal",
+            &digest,
+            &bytes,
+            &spec,
+            Stage::Live,
+            START,
+        )
         .await
         .expect("stored");
     // The recorded history: written straight to the log, as ingest would have, a minute apart

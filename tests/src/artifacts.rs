@@ -54,7 +54,10 @@ pub const GUESTS: &[(&str, &str)] = &[
     // Issue 11: the email channel adapter (`plugins/email`).
     ("waymark-email", "waymark_email.wasm"),
     // Backtests (issue 13): `examples/renewal` reminding 21/7/1 days before instead of 30/14/3.
-    ("waymark-test-renewal-early", "waymark_test_renewal_early.wasm"),
+    (
+        "waymark-test-renewal-early",
+        "waymark_test_renewal_early.wasm",
+    ),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).

@@ -46,13 +46,13 @@ pub mod mail_providers;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::EMAIL_CRATE;
+pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
     FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD, LEDGER_CRATE, ONBOARDING_CRATE,
     SOCKETS_CRATE, WEBHOOK_CRATE,
 };
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
-pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};

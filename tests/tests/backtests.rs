@@ -161,8 +161,16 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
     assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
     assert_eq!(done.replayed, done.total);
     assert_eq!(done.total, 2 * (2 * CUSTOMERS + CUSTOMERS / 4) as u64);
-    assert_eq!(world.sink.requests().len(), sink_before, "a backtest sends nothing");
-    assert_eq!(live_state(&api).await, before, "a backtest writes nothing live");
+    assert_eq!(
+        world.sink.requests().len(),
+        sink_before,
+        "a backtest sends nothing"
+    );
+    assert_eq!(
+        live_state(&api).await,
+        before,
+        "a backtest writes nothing live"
+    );
 
     let result = done.result.expect("a done backtest has its result");
     // The live version's replay reproduced what ran live, customer by customer.
@@ -199,18 +207,36 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
             sends.iter().map(|m| m.decided_at).collect()
         };
         assert_eq!(&times(&shown.live), live_times, "{}", shown.customer);
-        assert_eq!(&times(&shown.candidate), candidate_times, "{}", shown.customer);
+        assert_eq!(
+            &times(&shown.candidate),
+            candidate_times,
+            "{}",
+            shown.customer
+        );
         for m in shown.live.iter().chain(&shown.candidate) {
-            assert_eq!((m.channel.as_str(), m.template.as_str()), (EMAIL, "renewal_reminder"));
-            assert_eq!(m.sent_at, Some(m.decided_at), "taken as delivered when decided");
+            assert_eq!(
+                (m.channel.as_str(), m.template.as_str()),
+                (EMAIL, "renewal_reminder")
+            );
+            assert_eq!(
+                m.sent_at,
+                Some(m.decided_at),
+                "taken as delivered when decided"
+            );
         }
     }
     let live_sends = diff.sends_by_channel[EMAIL].live;
-    assert_eq!(live_sends, live_total as u64, "the live replay sends what live sent");
+    assert_eq!(
+        live_sends, live_total as u64,
+        "the live replay sends what live sent"
+    );
     let candidate_total: usize = (0..CUSTOMERS)
         .map(|i| expected(start, to, i, &[21, 7, 1], renewed(i)).len())
         .sum();
-    assert_eq!(diff.sends_by_channel[EMAIL].candidate, candidate_total as u64);
+    assert_eq!(
+        diff.sends_by_channel[EMAIL].candidate,
+        candidate_total as u64
+    );
 }
 
 #[tokio::test]
@@ -224,8 +250,13 @@ async fn a_backtest_of_a_version_that_is_not_stored_or_a_range_backwards_is_refu
     assert_error(&unknown_version, StatusCode::NOT_FOUND, "not_found");
     let empty_range = post(json!({"candidate": {"version": 1}, "from": 10, "to": 10})).await;
     assert_error(&empty_range, StatusCode::BAD_REQUEST, "invalid_input");
-    let bad_share = json!({"candidate": {"version": 1}, "from": 0, "to": 10, "sample_fraction": 2.0});
-    assert_error(&post(bad_share).await, StatusCode::BAD_REQUEST, "invalid_input");
+    let bad_share =
+        json!({"candidate": {"version": 1}, "from": 0, "to": 10, "sample_fraction": 2.0});
+    assert_error(
+        &post(bad_share).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
     let misspelt = post(json!({"candidate": {"version": 1}, "from": 0, "too": 10})).await;
     assert_error(&misspelt, StatusCode::BAD_REQUEST, "invalid_json");
     let unknown_job = api

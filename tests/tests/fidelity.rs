@@ -64,7 +64,8 @@ async fn activity(api: &Api) -> (u64, u64, u64) {
         if let Some(channels) = report["report"]["overall"]["channels"].as_object() {
             for c in channels.values() {
                 let n = |k: &str| c[k].as_u64().unwrap_or(0);
-                unsettled += n("sent").saturating_sub(n("delivered") + n("failed") + n("suppressed"));
+                unsettled +=
+                    n("sent").saturating_sub(n("delivered") + n("failed") + n("suppressed"));
             }
         }
     }
@@ -147,8 +148,16 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
     for c in 0..n {
         let id = customer(c);
         let renewal = utc_date_string(start + (20 + (c % 30) as i64) * DAY_MS);
-        opening.push(identify(&format!("{id}-traits"), &id, json!({ "renewal_date": renewal })));
-        opening.push(event(&format!("{id}-renewal_scheduled"), &id, "renewal_scheduled"));
+        opening.push(identify(
+            &format!("{id}-traits"),
+            &id,
+            json!({ "renewal_date": renewal }),
+        ));
+        opening.push(event(
+            &format!("{id}-renewal_scheduled"),
+            &id,
+            "renewal_scheduled",
+        ));
         opening.push(event(&format!("{id}-signed_up"), &id, "signed_up"));
     }
     opening.extend(events_for(n, "inactive_30d", |c| c % 3 == 0));
@@ -189,7 +198,12 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
     for journey in JOURNEYS {
         let replay_began = std::time::Instant::now();
         let done = fidelity_of(&api, journey, start, to).await;
-        assert_eq!(done.status, BacktestStatus::Done, "{journey}: {:?}", done.error);
+        assert_eq!(
+            done.status,
+            BacktestStatus::Done,
+            "{journey}: {:?}",
+            done.error
+        );
         let fidelity = done.result.and_then(|r| r.fidelity).expect("asked for");
         let diverging: BTreeSet<&str> = fidelity
             .divergences
@@ -208,7 +222,10 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
             .as_u64()
             .unwrap_or(0);
         assert!(fidelity.customers > 0 && fidelity.customers <= n as u64);
-        assert!(entered >= fidelity.customers, "{journey}: {entered} entered");
+        assert!(
+            entered >= fidelity.customers,
+            "{journey}: {entered} entered"
+        );
         assert_eq!(fidelity.identical, fidelity.customers, "{diverging:?}");
         eprintln!(
             "fidelity {journey}: {} customers identical, {} events replayed in {:?}",

@@ -49,16 +49,28 @@ fn simulate_prints_each_customers_timeline_with_the_hosts_semantics() {
             .unwrap_or_else(|| panic!("no timeline for {customer}: {timelines}"))
             .iter()
             .filter(|e| e["what"] == what)
-            .map(|e| (e["at"].as_i64().unwrap(), e["detail"].as_str().unwrap().to_string()))
+            .map(|e| {
+                (
+                    e["at"].as_i64().unwrap(),
+                    e["detail"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     };
     let reminder = |y, m, d| utc_midnight(y, m, d) + 9 * HOUR_MS;
     let ada_sends: Vec<i64> = of("ada", "send").into_iter().map(|(at, _)| at).collect();
     assert_eq!(
         ada_sends,
-        [reminder(2026, 6, 1), reminder(2026, 6, 17), reminder(2026, 6, 28)]
+        [
+            reminder(2026, 6, 1),
+            reminder(2026, 6, 17),
+            reminder(2026, 6, 28)
+        ]
     );
-    assert!(of("ada", "send")[0].1.contains("\"days_before\":30"), "{timelines}");
+    assert!(
+        of("ada", "send")[0].1.contains("\"days_before\":30"),
+        "{timelines}"
+    );
     assert_eq!(of("ada", "entered"), [(MAY_1, "version 1".to_string())]);
     assert_eq!(
         of("ada", "exited"),

@@ -156,7 +156,18 @@ fn main() -> Result<()> {
                 ensure_wasm_target()?;
                 cargo(&guest_build_args(), &[])?;
                 let events = if quick { "100000" } else { "1000000" };
-                cargo(&["bench", "-p", "waymark-host", "--bench", "backtest", "--", events], &[])?;
+                cargo(
+                    &[
+                        "bench",
+                        "-p",
+                        "waymark-host",
+                        "--bench",
+                        "backtest",
+                        "--",
+                        events,
+                    ],
+                    &[],
+                )?;
             }
             Ok(())
         }

@@ -40,23 +40,23 @@ pub fn spec(description: &str) -> Spec {
 /// The journey's decision with reminders `days` days before the renewal date.
 pub fn decide_with(ctx: &Context, days: &[i64]) -> Result<Decision, String> {
     Ok(match &ctx.trigger {
-            Trigger::Entered(_) => plan_with(ctx, days),
-            Trigger::Event(event) if event.is("identify") => plan_with(ctx, days),
-            Trigger::Timer(name) if name == "lapsed" => Decision::new().exit("not_renewed"),
-            Trigger::Timer(name) => match reminder_days(name, days) {
-                Some(days_before) => Decision::new().send(
-                    EMAIL,
-                    "renewal_reminder",
-                    json!({
-                        "customer_id": ctx.customer.id,
-                        "days_before": days_before,
-                        "renewal_date": renewal_date(ctx).map(|(d, _)| d.to_string()),
-                    }),
-                ),
-                None => Decision::new(),
-            },
-            _ => Decision::new(),
-        })
+        Trigger::Entered(_) => plan_with(ctx, days),
+        Trigger::Event(event) if event.is("identify") => plan_with(ctx, days),
+        Trigger::Timer(name) if name == "lapsed" => Decision::new().exit("not_renewed"),
+        Trigger::Timer(name) => match reminder_days(name, days) {
+            Some(days_before) => Decision::new().send(
+                EMAIL,
+                "renewal_reminder",
+                json!({
+                    "customer_id": ctx.customer.id,
+                    "days_before": days_before,
+                    "renewal_date": renewal_date(ctx).map(|(d, _)| d.to_string()),
+                }),
+            ),
+            None => Decision::new(),
+        },
+        _ => Decision::new(),
+    })
 }
 
 /// The renewal date on the customer's calendar, and their zone.

@@ -76,7 +76,9 @@ async fn start(
         from: request.from,
         to: request.to,
         sample: Sample {
-            customers: request.customers.map(|c| c.into_iter().collect::<HashSet<_>>()),
+            customers: request
+                .customers
+                .map(|c| c.into_iter().collect::<HashSet<_>>()),
             per_million,
         },
         fidelity: request.fidelity,
@@ -105,7 +107,11 @@ async fn cancel(
 }
 
 /// The job, if it is one of this journey's.
-fn found(job: Option<std::sync::Arc<Job>>, journey: &str, id: &str) -> ApiResult<std::sync::Arc<Job>> {
+fn found(
+    job: Option<std::sync::Arc<Job>>,
+    journey: &str,
+    id: &str,
+) -> ApiResult<std::sync::Arc<Job>> {
     job.filter(|j| j.plan.journey == journey)
         .ok_or_else(|| ApiError::not_found(format!("no backtest {id:?} of journey {journey:?}")))
 }

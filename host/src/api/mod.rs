@@ -26,8 +26,8 @@
 //! | [`backtests`] | `/v1/journeys/{name}/backtests[/{id}[/cancel]]` (issue 13) |
 
 mod admin;
-mod backtests; // Backtests (issue 13)
 mod auth;
+mod backtests; // Backtests (issue 13)
 mod breakers; // Isolation (issue 15)
 mod channels;
 mod customers;

@@ -6,14 +6,19 @@
 use super::run::Outcome;
 use crate::report::Funnel;
 use std::collections::{BTreeMap, BTreeSet};
-use waymark_api::backtests::{BacktestDiff, Compared, CustomerDiff, MilestoneDiff, PathDiff, SentMessage};
+use waymark_api::backtests::{
+    BacktestDiff, Compared, CustomerDiff, MilestoneDiff, PathDiff, SentMessage,
+};
 
 /// How many changed customers the diff lists (all are counted).
 const MAX_CUSTOMERS_LISTED: usize = 1_000;
 
 /// The candidate's replay against the live version's.
 pub fn diff(outcome: &Outcome) -> BacktestDiff {
-    let (live, candidate) = (&outcome.live.report.overall, &outcome.candidate.report.overall);
+    let (live, candidate) = (
+        &outcome.live.report.overall,
+        &outcome.candidate.report.overall,
+    );
     let (customers_changed, customers) = customers(&outcome.live.sends, &outcome.candidate.sends);
     BacktestDiff {
         milestones: milestones(live, candidate),
@@ -38,7 +43,11 @@ fn per_customer(sends: usize, entered: u64) -> f64 {
 }
 
 fn milestones(live: &Funnel, candidate: &Funnel) -> Vec<MilestoneDiff> {
-    let mut names: Vec<&str> = candidate.milestones.iter().map(|m| m.name.as_str()).collect();
+    let mut names: Vec<&str> = candidate
+        .milestones
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
     for m in &live.milestones {
         if !names.contains(&m.name.as_str()) {
             names.push(&m.name);
@@ -76,7 +85,10 @@ fn sends_by_channel(f: &Funnel) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn compare_maps(live: &BTreeMap<String, u64>, candidate: &BTreeMap<String, u64>) -> BTreeMap<String, Compared<u64>> {
+fn compare_maps(
+    live: &BTreeMap<String, u64>,
+    candidate: &BTreeMap<String, u64>,
+) -> BTreeMap<String, Compared<u64>> {
     live.keys()
         .chain(candidate.keys())
         .map(|k| {
@@ -91,7 +103,10 @@ fn compare_maps(live: &BTreeMap<String, u64>, candidate: &BTreeMap<String, u64>)
 
 fn paths(live: &Funnel, candidate: &Funnel) -> Vec<PathDiff> {
     let count = |f: &Funnel| -> BTreeMap<Vec<String>, u64> {
-        f.paths.iter().map(|p| (p.path.clone(), p.customers)).collect()
+        f.paths
+            .iter()
+            .map(|p| (p.path.clone(), p.customers))
+            .collect()
     };
     let (l, c) = (count(live), count(candidate));
     let all: BTreeSet<&Vec<String>> = l.keys().chain(c.keys()).collect();
@@ -123,7 +138,14 @@ fn customers(
     let shape = |v: Option<&Vec<SentMessage>>| -> Vec<(String, String, i64, Option<i64>)> {
         v.map(|v| {
             v.iter()
-                .map(|m| (m.channel.clone(), m.template.clone(), m.decided_at, m.sent_at))
+                .map(|m| {
+                    (
+                        m.channel.clone(),
+                        m.template.clone(),
+                        m.decided_at,
+                        m.sent_at,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -196,12 +218,28 @@ mod tests {
                 ("bob".into(), send("reminder", 10)),
             ],
         );
-        let d = diff(&Outcome { candidate, live });
+        let d = diff(&Outcome {
+            candidate,
+            live,
+            fidelity: None,
+        });
         assert_eq!(d.customers_changed, 1);
         assert_eq!(d.customers[0].customer, "ada");
         assert_eq!(d.customers[0].live[0].decided_at, 10);
         assert_eq!(d.customers[0].candidate[0].decided_at, 20);
-        assert_eq!(d.milestones[0].reached, Compared { live: 1, candidate: 2 });
-        assert_eq!(d.sends_per_customer, Compared { live: 1.0, candidate: 1.0 });
+        assert_eq!(
+            d.milestones[0].reached,
+            Compared {
+                live: 1,
+                candidate: 2
+            }
+        );
+        assert_eq!(
+            d.sends_per_customer,
+            Compared {
+                live: 1.0,
+                candidate: 1.0
+            }
+        );
     }
 }

@@ -61,7 +61,9 @@ impl IsolatedEngine {
     ) -> Result<IsolatedEngine, StoreError> {
         let scratch = Store::open_scratch(SCRATCH_CACHE_BYTES)?;
         live.copy_setup_into(&scratch, tenant)?;
-        Ok(IsolatedEngine::over(scratch, sandbox, config, tenant, start, moves))
+        Ok(IsolatedEngine::over(
+            scratch, sandbox, config, tenant, start, moves,
+        ))
     }
 
     /// A fresh, empty scratch store for [`IsolatedEngine::over`] (`waymark simulate` fills it

@@ -19,7 +19,15 @@ pub struct Records {
 /// pause are bookkeeping of the infrastructure, not of the journey's decisions).
 fn enrollment_parts(e: &Enrollment) -> impl PartialEq + std::fmt::Debug + '_ {
     (
-        (&e.id, e.version, e.run, &e.key, e.status, e.entered_at, e.ended_at),
+        (
+            &e.id,
+            e.version,
+            e.run,
+            &e.key,
+            e.status,
+            e.entered_at,
+            e.ended_at,
+        ),
         (&e.exit_reason, &e.milestones, &e.stalls, &e.stalled_on),
         (&e.state, &e.timers, &e.variants),
     )
@@ -27,7 +35,15 @@ fn enrollment_parts(e: &Enrollment) -> impl PartialEq + std::fmt::Debug + '_ {
 
 /// What must be identical of a message.
 fn message_parts(m: &Message) -> impl PartialEq + std::fmt::Debug + '_ {
-    (&m.id, &m.channel, &m.template, &m.payload, m.created_at, m.version, m.run)
+    (
+        &m.id,
+        &m.channel,
+        &m.template,
+        &m.payload,
+        m.created_at,
+        m.version,
+        m.run,
+    )
 }
 
 /// `None` when the replay reproduced `live` exactly; else the first divergence.
@@ -47,7 +63,10 @@ pub fn compare(customer: &str, live: &Records, replay: &Records) -> Option<Diver
                 ),
             )),
             (Some(l), None) => found.push((l.entered_at, format!("enrollment {} only live", l.id))),
-            (None, Some(r)) => found.push((r.entered_at, format!("enrollment {} only in the replay", r.id))),
+            (None, Some(r)) => found.push((
+                r.entered_at,
+                format!("enrollment {} only in the replay", r.id),
+            )),
             (None, None) => {}
         }
     }
@@ -57,10 +76,17 @@ pub fn compare(customer: &str, live: &Records, replay: &Records) -> Option<Diver
             (Some(l), Some(r)) if message_parts(l) == message_parts(r) => {}
             (Some(l), Some(r)) => found.push((
                 l.created_at.min(r.created_at),
-                format!("message #{}: live {:?}, replay {:?}", i + 1, message_parts(l), message_parts(r)),
+                format!(
+                    "message #{}: live {:?}, replay {:?}",
+                    i + 1,
+                    message_parts(l),
+                    message_parts(r)
+                ),
             )),
             (Some(l), None) => found.push((l.created_at, format!("message {} only live", l.id))),
-            (None, Some(r)) => found.push((r.created_at, format!("message {} only in the replay", r.id))),
+            (None, Some(r)) => {
+                found.push((r.created_at, format!("message {} only in the replay", r.id)))
+            }
             (None, None) => {}
         }
     }
@@ -85,7 +111,9 @@ fn first_time_differing(l: &Enrollment, r: &Enrollment) -> Millis {
             .zip(b)
             .find(|(x, y)| x != y)
             .map(|(x, y)| x.at.min(y.at))
-            .or_else(|| (a.len() != b.len()).then(|| a.iter().chain(b).map(|h| h.at).max().unwrap_or(0)))
+            .or_else(|| {
+                (a.len() != b.len()).then(|| a.iter().chain(b).map(|h| h.at).max().unwrap_or(0))
+            })
     };
     let timers = l
         .timers
@@ -93,12 +121,16 @@ fn first_time_differing(l: &Enrollment, r: &Enrollment) -> Millis {
         .zip(&r.timers)
         .find(|(x, y)| x != y)
         .map(|(x, y)| x.due.min(y.due));
-    [first_hit(&l.milestones, &r.milestones), first_hit(&l.stalls, &r.stalls), timers]
-        .into_iter()
-        .flatten()
-        .min()
-        .or(l.ended_at.zip(r.ended_at).map(|(a, b)| a.min(b)))
-        .unwrap_or(l.entered_at)
+    [
+        first_hit(&l.milestones, &r.milestones),
+        first_hit(&l.stalls, &r.stalls),
+        timers,
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .or(l.ended_at.zip(r.ended_at).map(|(a, b)| a.min(b)))
+    .unwrap_or(l.entered_at)
 }
 
 #[cfg(test)]
@@ -114,13 +146,19 @@ mod tests {
         };
         assert_eq!(compare("ada", &live, &live.clone()), None);
         let mut replay = live.clone();
-        replay.enrollments[0].milestones.push(crate::model::MilestoneHit {
-            name: "activated".into(),
-            at: 42,
-        });
+        replay.enrollments[0]
+            .milestones
+            .push(crate::model::MilestoneHit {
+                name: "activated".into(),
+                at: 42,
+            });
         let divergence = compare("ada", &live, &replay).unwrap();
         assert_eq!(divergence.customer, "ada");
         assert_eq!(divergence.at, 42);
-        assert!(divergence.what.contains("enrollment welcome/ada/1"), "{}", divergence.what);
+        assert!(
+            divergence.what.contains("enrollment welcome/ada/1"),
+            "{}",
+            divergence.what
+        );
     }
 }

@@ -90,7 +90,9 @@ impl Jobs {
             let list = jobs.entry(job.plan.tenant.clone()).or_default();
             while list.len() >= KEPT_PER_TENANT {
                 match list.iter().position(|j| j.lock().finished()) {
-                    Some(i) => drop(list.remove(i)),
+                    Some(i) => {
+                        list.remove(i);
+                    }
                     None => break,
                 }
             }

@@ -48,7 +48,9 @@ impl Sample {
         if self.customers.is_none() && self.per_million.is_none() {
             return true;
         }
-        self.customers.as_ref().is_some_and(|c| c.contains(customer))
+        self.customers
+            .as_ref()
+            .is_some_and(|c| c.contains(customer))
             || self.per_million.is_some_and(|share| {
                 crate::hash::fnv1a_joined(&["backtest-sample", customer]) % 1_000_000 < share
             })
@@ -107,7 +109,10 @@ pub async fn backtest(
         .journey_version(&plan.tenant, &plan.journey, plan.candidate)?
         .is_none()
     {
-        return Err(BacktestError::NoVersion(plan.journey.clone(), plan.candidate));
+        return Err(BacktestError::NoVersion(
+            plan.journey.clone(),
+            plan.candidate,
+        ));
     }
     let live_version = rollout
         .live
@@ -128,15 +133,33 @@ pub async fn backtest(
     let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
     // The candidate is the only version new entrants of the journey run; the live replay
     // keeps the pointers as they stand (a rollout's share included).
-    let (live_side, fidelity) =
-        replay(live, &sandbox, plan, None, live_version, plan.fidelity, progress, cancel).await?;
+    let (live_side, fidelity) = replay(
+        live,
+        &sandbox,
+        plan,
+        None,
+        live_version,
+        plan.fidelity,
+        progress,
+        cancel,
+    )
+    .await?;
     let candidate = if same {
         live_side.clone()
     } else {
         let side = Some(&candidate_rollout);
-        replay(live, &sandbox, plan, side, plan.candidate, false, progress, cancel)
-            .await?
-            .0
+        replay(
+            live,
+            &sandbox,
+            plan,
+            side,
+            plan.candidate,
+            false,
+            progress,
+            cancel,
+        )
+        .await?
+        .0
     };
     Ok(Outcome {
         candidate,
@@ -187,7 +210,9 @@ async fn replay(
         clock_moves(live)?,
     )?;
     if let Some(rollout) = rollout {
-        engine.store().set_rollout(&plan.tenant, &plan.journey, rollout)?;
+        engine
+            .store()
+            .set_rollout(&plan.tenant, &plan.journey, rollout)?;
     }
     // Events ingested at the same journey time are fed together, as live queued them.
     let mut group: Vec<crate::model::Event> = Vec::new();
@@ -280,7 +305,11 @@ fn check_fidelity(
                 continue;
             }
             let entry = sides.entry(e.customer.clone()).or_default();
-            let records = if live_side { &mut entry.0 } else { &mut entry.1 };
+            let records = if live_side {
+                &mut entry.0
+            } else {
+                &mut entry.1
+            };
             records.enrollments.push(e);
         }
     }
@@ -292,7 +321,9 @@ fn check_fidelity(
                 .into_iter()
                 .filter(|m| m.journey == plan.journey)
                 .collect();
-            records.messages.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            records
+                .messages
+                .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         }
     }
     let mut divergences = Vec::new();

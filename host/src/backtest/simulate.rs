@@ -75,7 +75,15 @@ pub async fn simulate(
         hex::encode(Sha256::digest(&component))
     };
     scratch
-        .add_journey_version(TENANT, JOURNEY, &digest, &component, &spec, Stage::Live, start)
+        .add_journey_version(
+            TENANT,
+            JOURNEY,
+            &digest,
+            &component,
+            &spec,
+            Stage::Live,
+            start,
+        )
         .await?;
     let engine = IsolatedEngine::over(
         scratch,
@@ -86,16 +94,16 @@ pub async fn simulate(
         ClockMoves::Continuous,
     );
     for event in &events {
-        engine.feed(event, event.timestamp.max(engine.now())).await?;
+        engine
+            .feed(event, event.timestamp.max(engine.now()))
+            .await?;
     }
     engine.advance_to(end.max(engine.now())).await?;
     timelines(engine.store())
 }
 
 /// Every customer's enrollments and messages as one timeline each.
-fn timelines(
-    store: &crate::store::Store,
-) -> Result<BTreeMap<String, Vec<Entry>>, SimulateError> {
+fn timelines(store: &crate::store::Store) -> Result<BTreeMap<String, Vec<Entry>>, SimulateError> {
     let mut out: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for e in store.journey_enrollments(TENANT, JOURNEY)? {
         let lines = out.entry(e.customer.clone()).or_default();
@@ -105,7 +113,11 @@ fn timelines(
             run: e.run,
             detail,
         };
-        lines.push(line(e.entered_at, "entered", format!("version {}", e.version)));
+        lines.push(line(
+            e.entered_at,
+            "entered",
+            format!("version {}", e.version),
+        ));
         for m in &e.milestones {
             lines.push(line(m.at, "milestone", m.name.clone()));
         }
@@ -135,7 +147,11 @@ fn timelines(
             m.channel,
             m.template,
             m.payload,
-            if held { format!(" ({:?})", m.status).to_lowercase() } else { String::new() }
+            if held {
+                format!(" ({:?})", m.status).to_lowercase()
+            } else {
+                String::new()
+            }
         );
         out.entry(m.customer.clone()).or_default().push(Entry {
             at: m.created_at,
@@ -145,7 +161,7 @@ fn timelines(
         });
     }
     for lines in out.values_mut() {
-        lines.sort_by(|a, b| (a.at, a.run).cmp(&(b.at, b.run)));
+        lines.sort_by_key(|a| (a.at, a.run));
     }
     Ok(out)
 }

@@ -87,12 +87,17 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
 }
 
 /// Reads the backtest until it finishes, showing its progress.
-async fn follow(client: &Client, journey: &str, id: &str, terminal: bool) -> Result<Backtest, CliError> {
+async fn follow(
+    client: &Client,
+    journey: &str,
+    id: &str,
+    terminal: bool,
+) -> Result<Backtest, CliError> {
     let bar = terminal.then(|| {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-        if let Ok(style) =
-            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} events replayed ETA {eta}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} events replayed ETA {eta}",
+        ) {
             bar.set_style(style.progress_chars("=> "));
         }
         bar
@@ -114,7 +119,10 @@ async fn follow(client: &Client, journey: &str, id: &str, terminal: bool) -> Res
             }
             None => {}
         }
-        if !matches!(backtest.status, BacktestStatus::Queued | BacktestStatus::Running) {
+        if !matches!(
+            backtest.status,
+            BacktestStatus::Queued | BacktestStatus::Running
+        ) {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
@@ -133,7 +141,10 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
                 "backtest {} {:?}{}",
                 backtest.id,
                 status,
-                backtest.error.as_ref().map_or(String::new(), |e| format!(": {e}"))
+                backtest
+                    .error
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(": {e}"))
             )))
         }
     };
@@ -142,7 +153,15 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
         "backtest {}: version {} against live version {}",
         backtest.id, result.candidate_version, result.live_version
     );
-    let mut t = table(["milestone", "reached (live)", "reached (candidate)", "conversion (live)", "conversion (candidate)", "median (live)", "median (candidate)"]);
+    let mut t = table([
+        "milestone",
+        "reached (live)",
+        "reached (candidate)",
+        "conversion (live)",
+        "conversion (candidate)",
+        "median (live)",
+        "median (candidate)",
+    ]);
     for m in &diff.milestones {
         let median = |ms: Option<i64>| ms.map_or("-".into(), output::duration);
         t.add_row([
@@ -158,10 +177,18 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
     println!("{t}");
     let mut t = table(["", "live", "candidate"]);
     for (reason, n) in &diff.exits_by_reason {
-        t.add_row([format!("exit {reason}"), n.live.to_string(), n.candidate.to_string()]);
+        t.add_row([
+            format!("exit {reason}"),
+            n.live.to_string(),
+            n.candidate.to_string(),
+        ]);
     }
     for (channel, n) in &diff.sends_by_channel {
-        t.add_row([format!("sends via {channel}"), n.live.to_string(), n.candidate.to_string()]);
+        t.add_row([
+            format!("sends via {channel}"),
+            n.live.to_string(),
+            n.candidate.to_string(),
+        ]);
     }
     t.add_row([
         "sends per customer".into(),
@@ -176,7 +203,12 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
             f.identical, f.customers
         );
         for d in f.divergences.iter().take(20) {
-            println!("  {} diverges at {}: {}", d.customer, output::time(d.at), d.what);
+            println!(
+                "  {} diverges at {}: {}",
+                d.customer,
+                output::time(d.at),
+                d.what
+            );
         }
     }
     let mut t = table(["customer", "side", "channel", "template", "decided"]);

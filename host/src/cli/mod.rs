@@ -19,13 +19,13 @@
 //! The module is the binary's only: the server library (`waymark_host`) knows nothing of it.
 
 mod backtest; // Backtests (issue 13)
-mod simulate; // Backtests (issue 13)
 mod commands;
 mod component;
 mod config;
 mod error;
 mod import;
 mod output;
+mod simulate; // Backtests (issue 13)
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;

@@ -32,8 +32,8 @@ pub struct SimulateArgs {
 pub async fn run(args: SimulateArgs) -> Result<(), CliError> {
     let component =
         std::fs::read(&args.journey).map_err(|e| CliError::io("read", &args.journey, e))?;
-    let text = std::fs::read_to_string(&args.events)
-        .map_err(|e| CliError::io("read", &args.events, e))?;
+    let text =
+        std::fs::read_to_string(&args.events).map_err(|e| CliError::io("read", &args.events, e))?;
     let mut events = Vec::new();
     let mut last = 0;
     for (i, line) in text.lines().enumerate() {

@@ -25,8 +25,8 @@ use super::keys::{key, prefix, time_from_key, time_key};
 use super::queue::{Pending, QueueEntry, QueuedTrigger};
 use super::{dec, enc, Store, StoreError, TxResult};
 use crate::hash::SEP;
-use crate::model::{Event, Millis};
 use crate::model::Object;
+use crate::model::{Event, Millis};
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
@@ -288,7 +288,8 @@ impl Store {
             let first = first?;
             let tenant = first.split(|b| *b == SEP).next().unwrap_or_default();
             if let Some(cutoff) = std::str::from_utf8(tenant).ok().and_then(cutoff) {
-                let (n, examined) = self.expire_tenant_history(tenant, cutoff, ids_expire, budget)?;
+                let (n, examined) =
+                    self.expire_tenant_history(tenant, cutoff, ids_expire, budget)?;
                 removed += n;
                 budget = budget.saturating_sub(examined.max(1));
             }
@@ -367,7 +368,9 @@ impl Store {
             let Some(seq) = k.strip_prefix(log_prefix.as_slice()) else {
                 break;
             };
-            let seq = <[u8; 8]>::try_from(seq).map(u64::from_be_bytes).unwrap_or(0);
+            let seq = <[u8; 8]>::try_from(seq)
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             out.push((seq, dec(&v)?));
         }
         Ok(out)

@@ -67,11 +67,14 @@ impl Store {
 
     /// Sets a journey's version pointers outright (in a scratch store: which version the
     /// replay's new entrants run).
-    pub fn set_rollout(&self, tenant: &str, journey: &str, rollout: &Rollout) -> Result<(), StoreError> {
-        self.journey_heads.insert(
-            key(&[tenant.as_bytes(), journey.as_bytes()]),
-            enc(rollout),
-        )?;
+    pub fn set_rollout(
+        &self,
+        tenant: &str,
+        journey: &str,
+        rollout: &Rollout,
+    ) -> Result<(), StoreError> {
+        self.journey_heads
+            .insert(key(&[tenant.as_bytes(), journey.as_bytes()]), enc(rollout))?;
         Ok(())
     }
 
@@ -108,20 +111,6 @@ impl Store {
             .map(|kv| dec(&kv?.1))
             .collect()
     }
-
-    /// How many records the trees a backtest must never write hold for `tenant` (customers,
-    /// enrollments, messages, tasks, counters, timers and queued triggers of every tenant):
-    /// what the isolation tests compare before and after.
-    pub fn state_record_counts(&self, tenant: &str) -> Result<[usize; 4], StoreError> {
-        let tenant_prefix = prefix(&[tenant.as_bytes()]);
-        let count = |tree: &sled::Tree| tree.scan_prefix(&tenant_prefix).count();
-        Ok([
-            count(&self.customers),
-            count(&self.enrollments),
-            count(&self.outbox),
-            count(&self.tasks),
-        ])
-    }
 }
 
 #[cfg(test)]
@@ -149,7 +138,7 @@ mod tests {
                 "welcome",
                 "d1",
                 b"bytes",
-                &crate::model::Spec::default(),
+                &super::super::fixtures::spec(),
                 crate::model::rollout::Stage::Live,
                 0,
             )
@@ -162,7 +151,10 @@ mod tests {
         assert!(scratch.tenant("u").unwrap().is_none());
         assert_eq!(scratch.journey_versions("t", "welcome").unwrap().len(), 1);
         assert!(scratch.journey_versions("u", "welcome").unwrap().is_empty());
-        assert_eq!(scratch.component("d1").unwrap().as_deref(), Some(&b"bytes"[..]));
+        assert_eq!(
+            scratch.component("d1").unwrap().as_deref(),
+            Some(&b"bytes"[..])
+        );
         // A replayed event is logged and queued there, not in the live store.
         let event = Event {
             id: "e".into(),
