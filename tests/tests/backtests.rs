@@ -98,6 +98,13 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
         ));
     }
     world.post(&opening).await;
+    // Every customer entered before the clock moves: live processes them at `start`, the time
+    // they were recorded at, as the replay does.
+    for i in 0..CUSTOMERS {
+        world
+            .wait_for(&format!("c{i}"), "entered", |e| e.timer("lapsed").is_some())
+            .await;
+    }
     let renewed_at = start + 20 * DAY_MS;
     let renews = |i: i64| i % 4 == 0;
     let to = start + 31 * DAY_MS;
