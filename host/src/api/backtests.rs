@@ -83,7 +83,17 @@ async fn start(
         },
         fidelity: request.fidelity,
     };
-    let job = state.host.backtests.start(state.host.clone(), plan);
+    let job = state
+        .host
+        .backtests
+        .start(state.host.clone(), plan)
+        .map_err(|busy| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_backtests",
+                busy.to_string(),
+            )
+        })?;
     Ok((StatusCode::ACCEPTED, Json(shape(&job))))
 }
 

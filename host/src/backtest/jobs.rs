@@ -12,6 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Finished jobs kept per tenant; the oldest finished ones go first past it.
 const KEPT_PER_TENANT: usize = 100;
+/// Backtests one tenant may have queued or running at once.
+pub const MAX_UNFINISHED_PER_TENANT: usize = 4;
+
+/// A tenant already has [`MAX_UNFINISHED_PER_TENANT`] backtests queued or running.
+#[derive(Debug, thiserror::Error)]
+#[error("this tenant already has {MAX_UNFINISHED_PER_TENANT} backtests queued or running")]
+pub struct Busy;
 
 /// Where a job stands.
 #[derive(Debug, Clone)]
@@ -70,8 +77,9 @@ impl Default for Jobs {
 }
 
 impl Jobs {
-    /// Queues a backtest of `plan` on `host` and returns its job.
-    pub fn start(&self, host: Arc<Host>, plan: Plan) -> Arc<Job> {
+    /// Queues a backtest of `plan` on `host` and returns its job; refused while the tenant has
+    /// [`MAX_UNFINISHED_PER_TENANT`] unfinished.
+    pub fn start(&self, host: Arc<Host>, plan: Plan) -> Result<Arc<Job>, Busy> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let wall = crate::clock::system_now().to_string();
         let id = format!(
@@ -88,6 +96,10 @@ impl Jobs {
         {
             let mut jobs = self.lock();
             let list = jobs.entry(job.plan.tenant.clone()).or_default();
+            let unfinished = list.iter().filter(|j| !j.lock().finished()).count();
+            if unfinished >= MAX_UNFINISHED_PER_TENANT {
+                return Err(Busy);
+            }
             while list.len() >= KEPT_PER_TENANT {
                 match list.iter().position(|j| j.lock().finished()) {
                     Some(i) => {
@@ -120,7 +132,7 @@ impl Jobs {
                 }
             });
         });
-        job
+        Ok(job)
     }
 
     /// One of `tenant`'s jobs.
