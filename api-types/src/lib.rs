@@ -25,6 +25,7 @@
 //! comment says so.
 
 pub mod accounts; // Accounts (issue 12)
+pub mod backtests; // Backtests (issue 13)
 pub mod channels;
 pub mod clock;
 pub mod customers;

@@ -43,6 +43,11 @@ pub struct Limits {
     pub max_tenant_sends: u64,
     /// The window of the loop budgets, in milliseconds of journey time.
     pub loop_window_ms: u64,
+    // History kept for replay (issue 13)
+    /// How long the event log keeps an event for backtests, in milliseconds of journey time
+    /// after its ingest (0: for ever).
+    #[serde(default)]
+    pub history_retention_ms: u64,
 }
 
 /// A tenant's departures from the defaults; a field left out keeps the default. The body of
@@ -104,6 +109,10 @@ pub struct LimitOverrides {
     /// See [`Limits::loop_window_ms`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_window_ms: Option<u64>,
+    // History kept for replay (issue 13)
+    /// See [`Limits::history_retention_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_retention_ms: Option<u64>,
 }
 
 /// The answer to both limit routes.

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
+use waymark_api::backtests::{Backtest, BacktestRequest}; // Backtests (issue 13)
 use waymark_api::channels::{Channel, ChannelList, ChannelRegistration};
 use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
 use waymark_api::customers::Customer;
@@ -332,6 +333,29 @@ impl Client {
     pub async fn migration(&self, name: &str, id: &str) -> Result<MigrationStatus> {
         let path = format!("/v1/journeys/{}/migrations/{}", segment(name), segment(id));
         self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    // Backtests (issue 13)
+    /// `POST /v1/journeys/{name}/backtests`: starts a backtest of a candidate version.
+    pub async fn start_backtest(&self, name: &str, request: &BacktestRequest) -> Result<Backtest> {
+        let path = format!("/v1/journeys/{}/backtests", segment(name));
+        self.call(Method::POST, &path, Body::json(request)?).await
+    }
+
+    /// `GET /v1/journeys/{name}/backtests/{id}`: a backtest's progress, and its result once done.
+    pub async fn backtest(&self, name: &str, id: &str) -> Result<Backtest> {
+        let path = format!("/v1/journeys/{}/backtests/{}", segment(name), segment(id));
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `POST /v1/journeys/{name}/backtests/{id}/cancel`: stops a backtest.
+    pub async fn cancel_backtest(&self, name: &str, id: &str) -> Result<Backtest> {
+        let path = format!(
+            "/v1/journeys/{}/backtests/{}/cancel",
+            segment(name),
+            segment(id)
+        );
+        self.call(Method::POST, &path, Body::Empty).await
     }
 
     /// `POST /v1/journeys/{name}/decide`: what a stored version decides, with no effect.

@@ -104,6 +104,9 @@ pub struct Host {
     // Templates (issue 11)
     /// Compiled template versions (`template::cache`).
     pub templates: TemplateCache,
+    // Backtests (issue 13)
+    /// Backtest jobs (`backtest::jobs`), in memory.
+    pub backtests: crate::backtest::Jobs,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
     timers_changed: Notify,
@@ -128,6 +131,7 @@ impl Host {
             shutdown: CancellationToken::new(),
             tenants,
             templates: TemplateCache::default(),
+            backtests: crate::backtest::Jobs::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
         }

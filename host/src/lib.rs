@@ -35,8 +35,10 @@
 //! | [`server`] | wiring and graceful shutdown |
 //! | [`signed`] | **pure** signed tokens for customers: inbox tokens, unsubscribe links (issue 11) |
 //! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
+//! | [`backtest`] | backtests: a candidate version replayed over recorded events in an isolated engine (the host's own worker path on a scratch store and a manual clock), compared with live (issue 13) |
 
 pub mod api;
+pub mod backtest; // Backtests (issue 13)
 pub mod catalog;
 pub mod clock;
 pub mod delivery;

@@ -155,6 +155,11 @@ struct ServeArgs {
     /// links are made (templates see no `message.unsubscribe_url`).
     #[arg(long, env = "WAYMARK_PUBLIC_URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    // History kept for replay (issue 13)
+    /// How long the event log keeps events for backtests, in hours of journey time after
+    /// ingest (0: for ever); a tenant's limits may override it.
+    #[arg(long, env = "WAYMARK_HISTORY_RETENTION_HOURS", default_value_t = 90 * 24)]
+    history_retention_hours: u64,
 }
 
 /// `--public-url`: an absolute `http`/`https` URL, kept without its trailing slashes.
@@ -236,6 +241,8 @@ async fn main() -> anyhow::Result<()> {
                 max_tenant_triggers: args.max_tenant_triggers.max(1),
                 max_tenant_sends: args.max_tenant_sends.max(1),
                 loop_window_ms: args.loop_window_ms.max(1),
+                // History kept for replay (issue 13)
+                history_retention_ms: args.history_retention_hours.saturating_mul(3_600_000),
                 ..SandboxConfig::default().defaults
             },
             allow_private_network: args.allow_private_network,

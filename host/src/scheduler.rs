@@ -2,7 +2,8 @@
 //! until the earliest is due (or until a timer is set, or a manual clock jumps), then moves every
 //! due timer into its customer's inbox shard, so timers fire through the same path as events.
 //! It also releases messages the sending policy held (their release is journey time too), and
-//! forgets event ids older than the dedup window (journey time as well).
+//! forgets event ids older than the dedup window (journey time as well), and then the logged
+//! events older than their tenant's history retention.
 
 use crate::host::Host;
 use std::sync::Arc;
@@ -44,6 +45,12 @@ pub async fn run(rt: Arc<Host>) {
                 Err(error) => warn!(%error, "expiring event ids failed; retrying"),
             }
         }
+        // History kept for replay (issue 13): each tenant's retention, in bounded batches.
+        match expire_history(&rt, now) {
+            Ok(0) => {}
+            Ok(_) => continue,
+            Err(error) => warn!(%error, "expiring the event history failed; retrying"),
+        }
         let next_timer = rt.store.next_timer_due().unwrap_or_else(|error| {
             warn!(%error, "reading the next timer failed");
             None
@@ -72,4 +79,16 @@ pub async fn run(rt: Arc<Host>) {
             _ = rt.shutdown.cancelled() => return,
         }
     }
+}
+
+// History kept for replay (issue 13)
+/// Removes up to a batch of logged events past their tenant's history retention (the
+/// operator's default or the tenant's override; 0 keeps them for ever).
+fn expire_history(rt: &Host, now: crate::model::Millis) -> Result<usize, crate::store::StoreError> {
+    let cutoff = |tenant: &str| {
+        let retention = rt.tenant_limits(tenant).ok()?.history_retention_ms;
+        (retention > 0).then(|| now.saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX)))
+    };
+    let ids_expire = rt.config.dedup_window_ms().is_some();
+    rt.store.expire_history(&cutoff, ids_expire, 1024)
 }

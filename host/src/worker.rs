@@ -67,6 +67,22 @@ pub async fn run(host: Arc<Host>, shard: u16) {
     }
 }
 
+// Backtests (issue 13)
+/// Processes `shard`'s queue until nothing in it can run now: the isolated engine of a
+/// backtest (`crate::backtest::engine`) calls this on its own host between moves of its
+/// manual clock, so that a replay runs exactly the trigger path the live workers run.
+/// Returns how many triggers ran; triggers a breaker or a pause defers stay queued.
+pub(crate) async fn drain(host: &Arc<Host>, shard: u16) -> Result<usize, StoreError> {
+    let mut held = Held::new();
+    let mut total = 0;
+    loop {
+        match process_batch(host, shard, &mut held).await? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
+}
+
 /// The customers of a shard whose first queued trigger a circuit breaker deferred, with the
 /// wall-clock time to look at it again: all of their triggers wait, in order, in the queue.
 type Held = HashMap<(String, String), Millis>;

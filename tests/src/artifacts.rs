@@ -64,6 +64,11 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("waymark-crm", "waymark_crm.wasm"),
     // Issue 11, in-app inbox: a journey that sends what each `notify` event asks for.
     ("waymark-test-messenger", "waymark_test_messenger.wasm"),
+    // Backtests (issue 13): `examples/renewal` reminding 21/7/1 days before instead of 30/14/3.
+    (
+        "waymark-test-renewal-early",
+        "waymark_test_renewal_early.wasm",
+    ),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -82,6 +87,8 @@ pub const LEDGER_CRATE: &str = "waymark-test-ledger";
 pub const CONTRACT_0_1_0_CRATE: &str = "waymark-test-contract-0-1-0";
 /// `tests/guests/migrating`.
 pub const MIGRATING_CRATE: &str = "waymark-test-migrating";
+/// `tests/guests/renewal-early` (issue 13): the backtest test's candidate.
+pub const RENEWAL_EARLY_CRATE: &str = "waymark-test-renewal-early";
 /// The email channel adapter (`plugins/email`, issue 11).
 pub const EMAIL_CRATE: &str = "waymark-email";
 

@@ -577,6 +577,9 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         templates::Template,
         templates::TemplateList,
         templates::Preview,
+        // Backtests (issue 13)
+        backtests::Backtest,
+        backtests::BacktestDiff,
     )
 }
 

@@ -194,6 +194,39 @@ async fn real_answers_of_every_route_validate_against_the_documents_schemas() {
         let r = tenant.request(method.clone(), path, token, body).await;
         check(method, path, r);
     }
+    // Backtests (issue 13): start one, read it, cancel it; and one that does not exist.
+    let started = check(
+        Method::POST,
+        "/v1/journeys/onboarding/backtests",
+        tenant
+            .request(
+                Method::POST,
+                "/v1/journeys/onboarding/backtests",
+                token,
+                Body::Json(json!({"candidate": {"version": 1}, "from": 0, "to": 1})),
+            )
+            .await,
+    );
+    let id = started["id"].as_str().unwrap_or("bt_missing").to_string();
+    for (method, path) in [
+        (
+            Method::GET,
+            format!("/v1/journeys/onboarding/backtests/{id}"),
+        ),
+        (
+            Method::POST,
+            format!("/v1/journeys/onboarding/backtests/{id}/cancel"),
+        ),
+        (
+            Method::GET,
+            "/v1/journeys/onboarding/backtests/bt_0000000000000000".to_string(),
+        ),
+    ] {
+        let r = tenant
+            .request(method.clone(), &path, token, Body::Empty)
+            .await;
+        check(method, &path, r);
+    }
     // Refused before any handler: no key, a wrong content type.
     let r = tenant
         .request(Method::GET, "/v1/journeys", None, Body::Empty)

@@ -89,7 +89,8 @@ enum Task {
         #[arg(long)]
         no_write: bool,
         /// Run only one part: `sandbox`, `durability` (the real server end to end),
-        /// `neighbours` (one tenant's flood against another's latency) or `fuzz`.
+        /// `neighbours` (one tenant's flood against another's latency), `fuzz` or `backtest`
+        /// (recorded events replayed per second, issue 13).
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
         /// Seconds per fuzz target (0: no fuzzing).
@@ -113,6 +114,8 @@ enum BenchPart {
     Durability,
     Neighbours,
     Fuzz,
+    // Backtests (issue 13): recorded events replayed per second.
+    Backtest,
 }
 
 fn main() -> Result<()> {
@@ -150,6 +153,24 @@ fn main() -> Result<()> {
             }
             if run(BenchPart::Fuzz) && fuzz_seconds > 0 {
                 fuzz::run(fuzz_seconds, None)?;
+            }
+            // Backtests (issue 13): a quick run replays 100,000 events instead of 1,000,000.
+            if run(BenchPart::Backtest) {
+                ensure_wasm_target()?;
+                cargo(&guest_build_args(), &[])?;
+                let events = if quick { "100000" } else { "1000000" };
+                cargo(
+                    &[
+                        "bench",
+                        "-p",
+                        "waymark-host",
+                        "--bench",
+                        "backtest",
+                        "--",
+                        events,
+                    ],
+                    &[],
+                )?;
             }
             Ok(())
         }

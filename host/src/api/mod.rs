@@ -28,6 +28,7 @@
 //! | [`subscriptions`] | `/v1/customers/{id}/subscriptions` (issue 11) |
 //! | [`unsubscribe`] | `/u/{token}` (issue 11) |
 //! | [`migrations`] | `/v1/journeys/{name}/migrate`, `/v1/journeys/{name}/migrations/{id}` (issue 13) |
+//! | [`backtests`] | `/v1/journeys/{name}/backtests[/{id}[/cancel]]` (issue 13) |
 //!
 //! The dashboard (`crate::ui`, issue 14) is merged in after the edge's layers: it is HTML with
 //! its own sign-in, session and errors, and reaches the handlers' logic through [`shared`].
@@ -35,6 +36,7 @@
 mod accounts; // Accounts (issue 12)
 mod admin;
 mod auth;
+mod backtests; // Backtests (issue 13)
 mod breakers; // Isolation (issue 15)
 mod channels;
 mod cors; // CORS on the ingest routes (issue 12)
@@ -138,6 +140,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .merge(unsubscribe::routes())
+        .merge(backtests::routes()) // Backtests (issue 13)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

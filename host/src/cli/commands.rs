@@ -35,6 +35,8 @@ pub async fn dispatch(command: Command) -> Result<(), CliError> {
         Command::DeadLetters(g) => {
             dead_letters(&tenant_client(&g.options)?, g.json, g.command).await
         }
+        Command::Backtest(args) => super::backtest::run(args).await, // Backtests (issue 13)
+        Command::Simulate(args) => super::simulate::run(args).await, // Backtests (issue 13)
     }
 }
 

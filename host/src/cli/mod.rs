@@ -12,14 +12,20 @@
 //! - [`import`] — `events import`: batches, retries, progress, and the checkpoint that makes
 //!   an interrupted import resume without sending anything twice.
 //!
+//! - [`backtest`] — `waymark backtest` (issue 13): a backtest through the API, with a progress
+//!   bar; [`simulate`] — `waymark simulate`, the one command that needs no server: it links the
+//!   library's isolated engine (`waymark_host::backtest::simulate`).
+//!
 //! The module is the binary's only: the server library (`waymark_host`) knows nothing of it.
 
+mod backtest; // Backtests (issue 13)
 mod commands;
 mod component;
 mod config;
 mod error;
 mod import;
 mod output;
+mod simulate; // Backtests (issue 13)
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +50,12 @@ pub enum Command {
     /// List and requeue messages that failed for good.
     #[command(name = "dead-letters")]
     DeadLetters(Group<DeadLettersCommand>),
+    // Backtests (issue 13)
+    /// Replay a candidate journey version over recorded events and compare it with live.
+    Backtest(backtest::BacktestArgs),
+    /// Run a journey component over a file of events with the host's semantics and no
+    /// server, printing each customer's timeline.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// A group of subcommands with the options every client command shares (accepted anywhere

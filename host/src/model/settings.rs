@@ -35,6 +35,11 @@ pub struct Limits {
     pub max_tenant_sends: u64,
     /// The window of the budgets above.
     pub loop_window_ms: u64,
+    // History kept for replay (issue 13)
+    /// How long the event log keeps an event after its ingest (journey time), for backtests
+    /// and fidelity checks; 0 keeps it for ever. Separate from the dedup window.
+    #[serde(default)]
+    pub history_retention_ms: u64,
 }
 
 impl Limits {
@@ -68,6 +73,10 @@ impl Limits {
                 .unwrap_or(self.max_tenant_triggers),
             max_tenant_sends: overrides.max_tenant_sends.unwrap_or(self.max_tenant_sends),
             loop_window_ms: overrides.loop_window_ms.unwrap_or(self.loop_window_ms),
+            // History kept for replay (issue 13)
+            history_retention_ms: overrides
+                .history_retention_ms
+                .unwrap_or(self.history_retention_ms),
         }
     }
 
@@ -121,6 +130,9 @@ pub struct LimitOverrides {
     pub max_tenant_sends: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loop_window_ms: Option<u64>,
+    // History kept for replay (issue 13)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_retention_ms: Option<u64>,
 }
 
 /// A tenant's sending policy: frequency caps and quiet hours defer sends, never drop them.

@@ -60,6 +60,8 @@ pub const DEFAULT_LIMITS: model::Limits = model::Limits {
     max_tenant_triggers: 10_000_000,
     max_tenant_sends: 1_000_000,
     loop_window_ms: 3_600_000,
+    // History kept for replay (issue 13): 90 days.
+    history_retention_ms: 90 * 24 * 3_600_000,
 };
 
 /// The longest `decide` deadline a tenant may have, in milliseconds.

@@ -12,14 +12,69 @@
 //!
 //! Every event enters through `append`: ingest uses it, and so does task resolution (the
 //! `task_resolved` event its caller composes), so both deduplicate by id within the same window.
+//!
+//! History kept for replay (issue 13): each log entry is a [`LoggedEvent`] — the event's fields
+//! plus `at`, the journey time it was ingested, which is when a replay processes it (entries
+//! written before carry no `at`; the event's own timestamp stands in). The log is kept for
+//! each tenant's history retention (`Limits::history_retention_ms`), separate from the dedup
+//! window, and swept oldest first in bounded batches by [`Store::expire_history`], which never
+//! passes the dedup window's cursor (the id index must still find an event to forget its id)
+//! nor removes an event still queued for its customer's journeys.
 
 use super::keys::{key, prefix, time_from_key, time_key};
 use super::queue::{Pending, QueueEntry, QueuedTrigger};
 use super::{dec, enc, Store, StoreError, TxResult};
 use crate::hash::SEP;
+use crate::model::Object;
 use crate::model::{Event, Millis};
+use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
+
+// History kept for replay (issue 13)
+/// One entry of the event log as stored: the [`Event`]'s fields (so that readers of a plain
+/// `Event` decode it unchanged) plus `at`, when it was ingested (journey time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    pub id: String,
+    pub customer: String,
+    pub name: String,
+    #[serde(default)]
+    pub properties: Object,
+    pub timestamp: Millis,
+    /// When the event was ingested; `None` in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Millis>,
+}
+
+impl LoggedEvent {
+    fn new(event: &Event, at: Millis) -> LoggedEvent {
+        LoggedEvent {
+            id: event.id.clone(),
+            customer: event.customer.clone(),
+            name: event.name.clone(),
+            properties: event.properties.clone(),
+            timestamp: event.timestamp,
+            at: Some(at),
+        }
+    }
+
+    /// When a replay processes this event: when it was ingested, else its own timestamp.
+    pub fn replay_at(&self) -> Millis {
+        self.at.unwrap_or(self.timestamp)
+    }
+
+    /// The event as journeys see it.
+    pub fn event(&self) -> Event {
+        Event {
+            id: self.id.clone(),
+            customer: self.customer.clone(),
+            name: self.name.clone(),
+            properties: self.properties.clone(),
+            timestamp: self.timestamp,
+        }
+    }
+}
 
 /// Result of ingesting one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +149,10 @@ pub(super) fn append(
     // The queue key's sequence number doubles as the event's place in the log.
     let seq = entry.seq();
     trees.ids.insert(id_key.as_slice(), id_value(now, seq))?;
-    trees
-        .log
-        .insert(key(&[tenant.as_bytes(), seq]), enc(event))?;
+    trees.log.insert(
+        key(&[tenant.as_bytes(), seq]),
+        enc(&LoggedEvent::new(event, now)),
+    )?;
     trees
         .queue
         .insert(entry.key.as_slice(), entry.value.as_slice())?;
@@ -275,6 +331,137 @@ impl Store {
     }
 }
 
+// History kept for replay (issue 13)
+impl Store {
+    /// Removes logged events older than their tenant's history retention, oldest first,
+    /// examining at most `limit` entries. `cutoff(tenant)` is the journey time before which
+    /// that tenant's events go (`None`: kept for ever). When `ids_expire` (the dedup window is
+    /// finite), the sweep stops at the dedup expiry's cursor, so every id is forgotten before its
+    /// event is removed; it always stops at an event still queued. Returns how many went.
+    pub fn expire_history(
+        &self,
+        cutoff: &dyn Fn(&str) -> Option<Millis>,
+        ids_expire: bool,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut budget = limit;
+        let mut from = Vec::new();
+        while budget > 0 {
+            let Some(first) = self.events.range(from.as_slice()..).keys().next() else {
+                break;
+            };
+            let first = first?;
+            let tenant = first.split(|b| *b == SEP).next().unwrap_or_default();
+            if let Some(cutoff) = std::str::from_utf8(tenant).ok().and_then(cutoff) {
+                let (n, examined) =
+                    self.expire_tenant_history(tenant, cutoff, ids_expire, budget)?;
+                removed += n;
+                budget = budget.saturating_sub(examined.max(1));
+            }
+            from = [tenant, &[SEP + 1]].concat();
+        }
+        Ok(removed)
+    }
+
+    /// [`Store::expire_history`] for one tenant. Returns (removed, examined).
+    fn expire_tenant_history(
+        &self,
+        tenant: &[u8],
+        cutoff: Millis,
+        ids_expire: bool,
+        budget: usize,
+    ) -> Result<(usize, usize), StoreError> {
+        let log_prefix = prefix(&[tenant]);
+        let ids_cursor = if ids_expire {
+            match self.meta.get(key(&[b"expired", tenant]))? {
+                Some(last) => Some(last.to_vec()),
+                // The dedup expiry has examined nothing of this tenant yet.
+                None => return Ok((0, 0)),
+            }
+        } else {
+            None
+        };
+        let mut batch = sled::Batch::default();
+        let (mut removed, mut examined) = (0, 0);
+        for kv in self.events.scan_prefix(&log_prefix) {
+            if examined == budget {
+                break;
+            }
+            let (k, v) = kv?;
+            examined += 1;
+            let seq = &k[log_prefix.len()..];
+            if ids_cursor.as_deref().is_some_and(|last| seq > last) {
+                break;
+            }
+            let logged: LoggedEvent = dec(&v)?;
+            if logged.replay_at() >= cutoff {
+                break;
+            }
+            let tenant_str = String::from_utf8_lossy(tenant);
+            let shard = super::keys::shard_of(&tenant_str, &logged.customer, self.shards);
+            let queue_key = [&shard.to_be_bytes()[..], seq].concat();
+            if self.queue.contains_key(queue_key)? {
+                break;
+            }
+            batch.remove(k);
+            removed += 1;
+        }
+        self.events.apply_batch(batch)?;
+        Ok((removed, examined))
+    }
+
+    /// Up to `limit` of a tenant's logged events in log order (ingest order) after sequence
+    /// number `after` (from the first when `None`), with their sequence numbers: what a
+    /// replay reads, a page at a time.
+    pub fn history_page(
+        &self,
+        tenant: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, LoggedEvent)>, StoreError> {
+        let log_prefix = prefix(&[tenant.as_bytes()]);
+        let start = match after {
+            Some(seq) => [key(&[tenant.as_bytes(), &seq.to_be_bytes()]), vec![0]].concat(),
+            None => log_prefix.clone(),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in self.events.range(start..) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let Some(seq) = k.strip_prefix(log_prefix.as_slice()) else {
+                break;
+            };
+            let seq = <[u8; 8]>::try_from(seq)
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            out.push((seq, dec(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// A tenant's logged events in log order (ingest order) with their sequence numbers, read
+    /// lazily.
+    pub fn history(
+        &self,
+        tenant: &str,
+    ) -> impl Iterator<Item = Result<(u64, LoggedEvent), StoreError>> + '_ {
+        let log_prefix = prefix(&[tenant.as_bytes()]);
+        let skip = log_prefix.len();
+        self.events.scan_prefix(log_prefix).map(move |kv| {
+            let (k, v) = kv?;
+            let seq = k
+                .get(skip..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            Ok((seq, dec(&v)?))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::temp_store;
@@ -409,5 +596,65 @@ mod tests {
     fn ids_stored_before_they_carried_a_time_are_remembered_for_ever() {
         assert_eq!(id_seen_at(&[0; 8]), None);
         assert_eq!(id_seen_at(&id_value(-3, &[0; 8])), Some(-3));
+    }
+
+    // History kept for replay (issue 13)
+    #[tokio::test]
+    async fn logged_events_carry_their_ingest_time_and_read_as_plain_events() {
+        let (_dir, store) = temp_store();
+        store.ingest("t", &[event("a")], 42, None).await.unwrap();
+        let history: Vec<_> = store.history("t").map(Result::unwrap).collect();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].1.at, Some(42));
+        assert_eq!(history[0].1.event(), event("a"));
+        let (_, raw) = store.events.first().unwrap().unwrap();
+        assert_eq!(super::super::dec::<Event>(&raw).unwrap(), event("a"));
+        // An entry written before `at` existed reads with the event's timestamp instead.
+        let old: LoggedEvent = super::super::dec(&super::super::enc(&event("b"))).unwrap();
+        assert_eq!((old.at, old.replay_at()), (None, 0));
+    }
+
+    #[tokio::test]
+    async fn history_is_swept_past_its_retention_in_bounded_batches_behind_the_dedup_cursor() {
+        let (_dir, store) = temp_store();
+        for i in 0..10 {
+            let id = format!("e{i}");
+            store
+                .ingest("t", &[event(&id)], i * 100, Some(1_000))
+                .await
+                .unwrap();
+            store
+                .ingest("keep", &[event(&id)], i * 100, Some(1_000))
+                .await
+                .unwrap();
+        }
+        store.queue.clear().unwrap();
+        let cutoff = |tenant: &str| (tenant == "t").then_some(450);
+        // The dedup expiry has not looked at the log yet: nothing goes.
+        assert_eq!(store.expire_history(&cutoff, true, 100).unwrap(), 0);
+        assert_eq!(store.expire_event_ids(250, 100).unwrap(), 6);
+        // Only what the id expiry examined (e0..e2 of each tenant), and only "t"'s.
+        assert_eq!(store.expire_history(&cutoff, true, 100).unwrap(), 3);
+        assert_eq!(store.expire_event_ids(10_000, 100).unwrap(), 14);
+        assert_eq!(store.expire_history(&cutoff, true, 1).unwrap(), 1);
+        assert_eq!(store.expire_history(&cutoff, true, 100).unwrap(), 1);
+        assert_eq!(store.expire_history(&cutoff, true, 100).unwrap(), 0);
+        let left: Vec<_> = store
+            .history("t")
+            .map(|e| e.unwrap().1.id)
+            .collect::<Vec<_>>();
+        assert_eq!(left, ["e5", "e6", "e7", "e8", "e9"]);
+        assert_eq!(store.history("keep").count(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_queued_event_is_kept_whatever_its_age() {
+        let (_dir, store) = temp_store();
+        store.ingest("t", &[event("a")], 0, None).await.unwrap();
+        let cutoff = |_: &str| Some(1_000);
+        assert_eq!(store.expire_history(&cutoff, false, 100).unwrap(), 0);
+        store.queue.clear().unwrap();
+        assert_eq!(store.expire_history(&cutoff, false, 100).unwrap(), 1);
+        assert_eq!(store.history("t").count(), 0);
     }
 }

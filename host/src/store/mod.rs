@@ -65,6 +65,7 @@ pub mod keys;
 pub mod migrations;
 pub mod outbox;
 pub mod queue;
+pub mod replay; // Backtests (issue 13)
 pub mod reports;
 pub mod sessions; // Dashboard (issue 14)
 pub mod signing_secrets; // Inbox tokens and unsubscribe links (issue 11)
@@ -303,6 +304,11 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
+        Store::with_db(db, shards)
+    }
+
+    /// The store over an opened database: its format checked, its trees opened.
+    fn with_db(db: sled::Db, shards: u16) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {
@@ -379,10 +385,27 @@ impl Store {
         Ok(self.meta.get("manual_clock")?.map(|v| time_from_key(&v)))
     }
 
-    /// Saves the manual clock's time durably, so a restart resumes from it.
+    /// Saves the manual clock's time durably, so a restart resumes from it. Each time is
+    /// also kept as a *clock stop* (issue 13): on a manual clock, timers fire only where the
+    /// clock stood, so a replay that is to reproduce what ran moves its clock through the same
+    /// stops ([`Store::manual_clock_stops`]).
     pub async fn save_manual_clock(&self, now: Millis) -> Result<(), StoreError> {
         self.meta.insert("manual_clock", &time_key(now))?;
+        self.meta
+            .insert(keys::key(&[b"clock_stop", &time_key(now)]), &[])?;
         self.flush().await
+    }
+
+    // Backtests (issue 13)
+    /// The times a manual clock stood at (started or was advanced to), in order; empty when
+    /// the clock never was manual.
+    pub fn manual_clock_stops(&self) -> Result<Vec<Millis>, StoreError> {
+        let stop_prefix = keys::prefix(&[b"clock_stop"]);
+        self.meta
+            .scan_prefix(&stop_prefix)
+            .keys()
+            .map(|k| Ok(time_from_key(&k?[stop_prefix.len()..])))
+            .collect()
     }
 }
 

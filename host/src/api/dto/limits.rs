@@ -33,6 +33,7 @@ fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
         max_tenant_triggers,
         max_tenant_sends,
         loop_window_ms,
+        history_retention_ms,
     } = limits;
     let TenantRates {
         requests_per_second,
@@ -59,6 +60,7 @@ fn limits(limits: Limits, rates: TenantRates) -> api::Limits {
         events_per_second,
         event_burst,
         max_expensive_requests,
+        history_retention_ms,
     }
 }
 
@@ -81,6 +83,7 @@ same_shape!(
         max_enrollment_sends,
         max_tenant_triggers,
         max_tenant_sends,
-        loop_window_ms
+        loop_window_ms,
+        history_retention_ms
     }
 );

@@ -1,0 +1,150 @@
+//! Backtest throughput (issue 13): recorded events replayed per second through the isolated
+//! engine, the whole path a backtest takes (`backtest::run::backtest`: history read from the
+//! log, each event through the shard worker's own code on a scratch store, timers fired,
+//! deliveries taken as delivered, the report and the sends read back), for the renewal
+//! example — a candidate that is the live version, so one replay runs.
+//!
+//! `cargo bench -p waymark-host --bench backtest [-- EVENTS]` (default 1,000,000 recorded
+//! events: 500,000 customers with an `identify` and a `renewal_scheduled` each), or
+//! `cargo xtask bench --only backtest`. Needs the guests built (`cargo xtask test` or
+//! `cargo build --profile guest --target wasm32-wasip2 -p waymark-example-renewal`). The aim
+//! (docs/BENCHMARKS.md): 1,000,000 events in 20 s or less on 2 cores.
+
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+use waymark_host::backtest::run::{backtest, Plan, Progress, Sample};
+use waymark_host::clock::Clock;
+use waymark_host::host::{Host, HostConfig};
+use waymark_host::model::rollout::Stage;
+use waymark_host::model::Event;
+use waymark_host::registry::Registry;
+use waymark_host::sandbox::{Sandbox, SandboxConfig};
+use waymark_host::store::{Store, Tenant};
+
+const DAY: i64 = 86_400_000;
+/// 2026-05-01T00:00:00Z.
+const START: i64 = 1_777_593_600_000;
+
+fn renewal_component() -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/wasm32-wasip2/guest/waymark_example_renewal.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the guests first (cargo xtask test)",
+            path.display()
+        )
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let events: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path(), 4, 256 << 20).expect("a store");
+    let tenant = Tenant {
+        id: "bench".into(),
+        created_at: START,
+        limits: Default::default(),
+        policy: Default::default(),
+    };
+    store
+        .create_tenant(&tenant, "bench")
+        .await
+        .expect("a tenant");
+    let sandbox = Sandbox::new(SandboxConfig::default()).expect("a sandbox");
+    let registry = Registry::new(sandbox, store.clone());
+    let bytes = renewal_component();
+    let component = registry
+        .compile_journey(bytes.clone().into())
+        .await
+        .expect("compiles");
+    let spec = component
+        .describe(&SandboxConfig::default().defaults)
+        .await
+        .expect("describes");
+    let digest = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&bytes))
+    };
+    store
+        .add_journey_version(
+            "bench",
+            "renewal",
+            &digest,
+            &bytes,
+            &spec,
+            Stage::Live,
+            START,
+        )
+        .await
+        .expect("stored");
+    // The recorded history: written straight to the log, as ingest would have, a minute apart
+    // per customer; nothing is processed live (a backtest reads only the log).
+    let customers = events / 2;
+    let written = Instant::now();
+    for chunk in (0..customers).collect::<Vec<_>>().chunks(5_000) {
+        let mut batch = Vec::with_capacity(chunk.len() * 2);
+        for c in chunk {
+            let id = format!("c{c}");
+            let at = START + (*c as i64 % 1_440) * 60_000;
+            let renewal = START + (20 + (*c as i64 % 30)) * DAY;
+            let mut traits = serde_json::Map::new();
+            traits.insert("renewal_date".into(), serde_json::json!(renewal));
+            let mut properties = serde_json::Map::new();
+            properties.insert("traits".into(), serde_json::Value::Object(traits));
+            batch.push((
+                Event {
+                    id: format!("{id}-traits"),
+                    customer: id.clone(),
+                    name: "identify".into(),
+                    properties,
+                    timestamp: at,
+                },
+                at,
+            ));
+            batch.push((
+                Event {
+                    id: format!("{id}-scheduled"),
+                    customer: id,
+                    name: "renewal_scheduled".into(),
+                    properties: Default::default(),
+                    timestamp: at,
+                },
+                at,
+            ));
+        }
+        for (event, at) in &batch {
+            store
+                .append_replayed("bench", event, *at, None)
+                .expect("logged");
+        }
+    }
+    store.clear_queue_for_bench().expect("queue cleared");
+    eprintln!("{events} events recorded in {:?}", written.elapsed());
+    let host = Host::new(store, registry, Clock::manual(START), HostConfig::default());
+    let plan = Plan {
+        tenant: "bench".into(),
+        journey: "renewal".into(),
+        candidate: 1,
+        from: START,
+        to: START + 60 * DAY,
+        sample: Sample::default(),
+        fidelity: false,
+    };
+    let progress = Progress::default();
+    let began = Instant::now();
+    let outcome = backtest(&Arc::new(host), &plan, &progress, &CancellationToken::new())
+        .await
+        .expect("the backtest runs");
+    let took = began.elapsed();
+    println!(
+        "backtest: {events} recorded events ({customers} customers, {} sends) replayed in {:.1} s: {:.0} events/s",
+        outcome.live.sends.len(),
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64()
+    );
+}

@@ -1,0 +1,158 @@
+//! Backtests (issue 13): start a replay of a candidate journey version over the tenant's
+//! recorded events (`backtest::run`, in an isolated engine), read its progress and result,
+//! cancel it. The job runs in the background (`backtest::jobs`); these handlers only validate
+//! and shape.
+
+use super::prelude::*;
+use crate::backtest::jobs::{Job, JobState};
+use crate::backtest::run::{Plan, Sample};
+use std::collections::HashSet;
+use waymark_api::backtests::{Backtest, BacktestRequest, BacktestResult, BacktestStatus};
+
+/// The most customers a backtest may name.
+const MAX_SAMPLE_CUSTOMERS: usize = 10_000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/journeys/{name}/backtests", post(start))
+        .route("/v1/journeys/{name}/backtests/{id}", get(read))
+        .route("/v1/journeys/{name}/backtests/{id}/cancel", post(cancel))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Backtest>)> {
+    valid_name("journey", &name)?;
+    let request: BacktestRequest = parse_json(&body?)?;
+    let store = &state.host.store;
+    let rollout = store
+        .journey_rollout(&tenant, &name)?
+        .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
+    let candidate = request.candidate.version;
+    if store.journey_version(&tenant, &name, candidate)?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "journey {name:?} has no version {candidate}"
+        )));
+    }
+    if rollout.live.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("journey {name:?} has no live version to compare the candidate with"),
+        ));
+    }
+    if request.from >= request.to {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            "`from` must be before `to`",
+        ));
+    }
+    let per_million = match request.sample_fraction {
+        None => None,
+        Some(f) if f > 0.0 && f <= 1.0 => Some((f * 1_000_000.0).round() as u64),
+        Some(f) => {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                format!("sample_fraction must be over 0 and at most 1, not {f}"),
+            ))
+        }
+    };
+    if request
+        .customers
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_SAMPLE_CUSTOMERS)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!("a backtest names at most {MAX_SAMPLE_CUSTOMERS} customers"),
+        ));
+    }
+    let plan = Plan {
+        tenant,
+        journey: name,
+        candidate,
+        from: request.from,
+        to: request.to,
+        sample: Sample {
+            customers: request
+                .customers
+                .map(|c| c.into_iter().collect::<HashSet<_>>()),
+            per_million,
+        },
+        fidelity: request.fidelity,
+    };
+    let job = state
+        .host
+        .backtests
+        .start(state.host.clone(), plan)
+        .map_err(|busy| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_backtests",
+                busy.to_string(),
+            )
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(shape(&job))))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Backtest>> {
+    let job = found(state.host.backtests.get(&tenant, &id), &name, &id)?;
+    Ok(Json(shape(&job)))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    TenantId(tenant): TenantId,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<Json<Backtest>> {
+    let job = found(state.host.backtests.get(&tenant, &id), &name, &id)?;
+    let job = found(state.host.backtests.cancel(&tenant, &job.id), &name, &id)?;
+    Ok(Json(shape(&job)))
+}
+
+/// The job, if it is one of this journey's.
+fn found(
+    job: Option<std::sync::Arc<Job>>,
+    journey: &str,
+    id: &str,
+) -> ApiResult<std::sync::Arc<Job>> {
+    job.filter(|j| j.plan.journey == journey)
+        .ok_or_else(|| ApiError::not_found(format!("no backtest {id:?} of journey {journey:?}")))
+}
+
+/// A job as the API shows it.
+fn shape(job: &Job) -> Backtest {
+    use std::sync::atomic::Ordering;
+    let (status, error, result) = match job.state() {
+        JobState::Queued => (BacktestStatus::Queued, None, None),
+        JobState::Running => (BacktestStatus::Running, None, None),
+        JobState::Cancelled => (BacktestStatus::Cancelled, None, None),
+        JobState::Failed(error) => (BacktestStatus::Failed, Some(error), None),
+        JobState::Done(outcome) => {
+            let result = BacktestResult {
+                candidate_version: outcome.candidate.version,
+                live_version: outcome.live.version,
+                diff: crate::backtest::diff::diff(&outcome),
+                candidate: outcome.candidate.report.into(),
+                live: outcome.live.report.into(),
+                fidelity: outcome.fidelity,
+            };
+            (BacktestStatus::Done, None, Some(result))
+        }
+    };
+    Backtest {
+        id: job.id.clone(),
+        journey: job.plan.journey.clone(),
+        status,
+        replayed: job.progress.replayed.load(Ordering::Relaxed),
+        total: job.progress.total.load(Ordering::Relaxed),
+        error,
+        result,
+    }
+}

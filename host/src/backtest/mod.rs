@@ -1,0 +1,20 @@
+//! Backtests (issue 13): a journey version replayed over the tenant's recorded events in an
+//! isolated engine, compared with the live version replayed over the same events.
+//!
+//! - `engine` — [`engine::IsolatedEngine`]: the host's own worker path on a scratch store and
+//!   a manual clock, deliveries taken as delivered; nothing leaves it.
+//! - `run` — one replay (which events, which version), and a whole backtest: both replays and
+//!   their reports, with progress and cancellation.
+//! - `diff` — pure: the two replays compared (milestones, exits, sends, paths, per customer).
+//! - `fidelity` — pure: the live version's replay checked against what ran live.
+//! - `jobs` — backtests as background jobs, one at a time on the host, kept in memory.
+//! - `simulate` — `waymark simulate`: one journey over a file of events, no server.
+
+pub mod diff;
+pub mod engine;
+pub mod fidelity;
+pub mod jobs;
+pub mod run;
+pub mod simulate;
+
+pub use jobs::Jobs;

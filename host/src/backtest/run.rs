@@ -1,0 +1,367 @@
+//! One backtest: the candidate replayed over the chosen recorded events, then the live version
+//! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
+//! from the engines' scratch stores.
+
+use super::engine::{ClockMoves, IsolatedEngine};
+use crate::host::Host;
+use crate::model::rollout::Rollout;
+use crate::model::Millis;
+use crate::sandbox::Sandbox;
+use crate::store::{Message, MessageStatus, StoreError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
+use waymark_api::backtests::SentMessage;
+
+/// Recorded events read from the log at a time.
+const HISTORY_PAGE: usize = 1024;
+
+/// Why a backtest did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot set up the sandbox: {0}")]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error("no journey named {0:?}")]
+    NoJourney(String),
+    #[error("journey {0:?} has no version {1}")]
+    NoVersion(String, u32),
+    #[error("journey {0:?} has no live version to compare with")]
+    NoLive(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Which customers' events a backtest replays.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// These customers.
+    pub customers: Option<HashSet<String>>,
+    /// A deterministic share of all customers, in millionths.
+    pub per_million: Option<u64>,
+}
+
+impl Sample {
+    /// Whether `customer` is in the sample: everyone when nothing is asked for.
+    pub fn takes(&self, customer: &str) -> bool {
+        if self.customers.is_none() && self.per_million.is_none() {
+            return true;
+        }
+        self.customers
+            .as_ref()
+            .is_some_and(|c| c.contains(customer))
+            || self.per_million.is_some_and(|share| {
+                crate::hash::fnv1a_joined(&["backtest-sample", customer]) % 1_000_000 < share
+            })
+    }
+}
+
+/// What a backtest replays.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub tenant: String,
+    pub journey: String,
+    pub candidate: u32,
+    pub from: Millis,
+    pub to: Millis,
+    pub sample: Sample,
+    /// Check the live replay against what ran live.
+    pub fidelity: bool,
+}
+
+/// How far a backtest is: recorded events replayed, of how many.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub replayed: AtomicU64,
+    pub total: AtomicU64,
+}
+
+/// One replay's outcome: the journey's report and its messages.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub version: u32,
+    pub report: crate::report::Report,
+    pub sends: Vec<(String, SentMessage)>,
+}
+
+/// Both replays.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub candidate: Replayed,
+    pub live: Replayed,
+    /// With [`Plan::fidelity`].
+    pub fidelity: Option<waymark_api::backtests::Fidelity>,
+}
+
+/// Runs a whole backtest against `live`'s recorded events, reading the live store only.
+pub async fn backtest(
+    live: &Host,
+    plan: &Plan,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<Outcome, BacktestError> {
+    let store = &live.store;
+    let rollout = store
+        .journey_rollout(&plan.tenant, &plan.journey)?
+        .ok_or_else(|| BacktestError::NoJourney(plan.journey.clone()))?;
+    if store
+        .journey_version(&plan.tenant, &plan.journey, plan.candidate)?
+        .is_none()
+    {
+        return Err(BacktestError::NoVersion(
+            plan.journey.clone(),
+            plan.candidate,
+        ));
+    }
+    let live_version = rollout
+        .live
+        .ok_or_else(|| BacktestError::NoLive(plan.journey.clone()))?;
+    let count = count_events(live, plan)?;
+    // When the candidate is the live version with nothing rolling out, the two replays are
+    // one: it runs once.
+    let candidate_rollout = Rollout {
+        live: Some(plan.candidate),
+        candidate: None,
+        ..rollout.clone()
+    };
+    let same = candidate_rollout == rollout;
+    progress
+        .total
+        .store(if same { count } else { count * 2 }, Ordering::Relaxed);
+    // A sandbox of the backtest's own: its counters are not the live host's.
+    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
+    // The candidate is the only version new entrants of the journey run; the live replay
+    // keeps the pointers as they stand (a rollout's share included).
+    let (live_side, fidelity) = replay(
+        live,
+        &sandbox,
+        plan,
+        None,
+        live_version,
+        plan.fidelity,
+        progress,
+        cancel,
+    )
+    .await?;
+    let candidate = if same {
+        live_side.clone()
+    } else {
+        let side = Some(&candidate_rollout);
+        replay(
+            live,
+            &sandbox,
+            plan,
+            side,
+            plan.candidate,
+            false,
+            progress,
+            cancel,
+        )
+        .await?
+        .0
+    };
+    Ok(Outcome {
+        candidate,
+        live: live_side,
+        fidelity,
+    })
+}
+
+/// How many recorded events `plan` takes.
+fn count_events(live: &Host, plan: &Plan) -> Result<u64, StoreError> {
+    let mut n = 0;
+    let mut after = None;
+    loop {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(n);
+        };
+        after = Some(*last);
+        n += page.iter().filter(|(_, e)| takes(plan, e)).count() as u64;
+    }
+}
+
+fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
+    let at = event.replay_at();
+    at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
+}
+
+/// One replay of `plan`'s events, with the journey's pointers set to `rollout` (or as they
+/// are live), measured against the spec of `version`; with `check`, also compared with what
+/// ran live.
+#[allow(clippy::too_many_arguments)]
+async fn replay(
+    live: &Host,
+    sandbox: &Sandbox,
+    plan: &Plan,
+    rollout: Option<&Rollout>,
+    version: u32,
+    check: bool,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(Replayed, Option<waymark_api::backtests::Fidelity>), BacktestError> {
+    let engine = IsolatedEngine::new(
+        &live.store,
+        sandbox.clone(),
+        &live.config,
+        &plan.tenant,
+        plan.from,
+        clock_moves(live)?,
+    )?;
+    if let Some(rollout) = rollout {
+        engine
+            .store()
+            .set_rollout(&plan.tenant, &plan.journey, rollout)?;
+    }
+    // Events ingested at the same journey time are fed together, as live queued them.
+    let mut group: Vec<crate::model::Event> = Vec::new();
+    let mut group_at = None;
+    let mut after = None;
+    loop {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(*last);
+        for (_, logged) in page.iter().filter(|(_, e)| takes(plan, e)) {
+            if cancel.is_cancelled() {
+                return Err(BacktestError::Cancelled);
+            }
+            let at = logged.replay_at();
+            if group_at.is_some_and(|g| g != at) || group.len() >= MAX_GROUP {
+                feed_group(&engine, &mut group, group_at, progress).await?;
+            }
+            group_at = Some(at);
+            group.push(logged.event());
+        }
+        // Let other work on the runtime go on between pages.
+        tokio::task::yield_now().await;
+    }
+    feed_group(&engine, &mut group, group_at, progress).await?;
+    engine.advance_to(plan.to.max(engine.now())).await?;
+    let scratch = engine.store();
+    let spec = scratch
+        .journey_version(&plan.tenant, &plan.journey, version)?
+        .ok_or_else(|| BacktestError::NoVersion(plan.journey.clone(), version))?
+        .spec;
+    let cells = scratch.report_cells(&plan.tenant, &plan.journey)?;
+    let report = crate::report::cells::report(&spec, &cells);
+    let mut sends: Vec<(String, SentMessage)> = scratch
+        .tenant_messages(&plan.tenant)?
+        .into_iter()
+        .filter(|m| m.journey == plan.journey)
+        .map(|m| (m.customer.clone(), sent(m)))
+        .collect();
+    sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
+    let fidelity = if check {
+        Some(check_fidelity(live, scratch, plan)?)
+    } else {
+        None
+    };
+    let replayed = Replayed {
+        version,
+        report,
+        sends,
+    };
+    Ok((replayed, fidelity))
+}
+
+/// The most events fed to the engine at once (each customer's still in order).
+const MAX_GROUP: usize = 1024;
+
+/// Feeds the events gathered for one journey time, and empties `group`.
+async fn feed_group(
+    engine: &IsolatedEngine,
+    group: &mut Vec<crate::model::Event>,
+    at: Option<Millis>,
+    progress: &Progress,
+) -> Result<(), StoreError> {
+    if let (Some(at), false) = (at, group.is_empty()) {
+        engine.feed_all(group, at).await?;
+        progress
+            .replayed
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        group.clear();
+    }
+    Ok(())
+}
+
+/// How many divergences a fidelity check lists (all are counted).
+const MAX_DIVERGENCES_LISTED: usize = 1_000;
+
+/// Every customer of the sample with an enrollment in the journey, live or replayed, compared.
+fn check_fidelity(
+    live: &Host,
+    scratch: &crate::store::Store,
+    plan: &Plan,
+) -> Result<waymark_api::backtests::Fidelity, StoreError> {
+    use super::fidelity::{compare, Records};
+    use std::collections::BTreeMap;
+    let mut sides: BTreeMap<String, (Records, Records)> = BTreeMap::new();
+    for (store, live_side) in [(&live.store, true), (scratch, false)] {
+        for e in store.journey_enrollments(&plan.tenant, &plan.journey)? {
+            if !plan.sample.takes(&e.customer) {
+                continue;
+            }
+            let entry = sides.entry(e.customer.clone()).or_default();
+            let records = if live_side {
+                &mut entry.0
+            } else {
+                &mut entry.1
+            };
+            records.enrollments.push(e);
+        }
+    }
+    for (customer, (l, r)) in sides.iter_mut() {
+        for (store, records) in [(&live.store, l), (scratch, r)] {
+            records.enrollments.sort_by_key(|e| e.run);
+            records.messages = store
+                .messages(&plan.tenant, customer)?
+                .into_iter()
+                .filter(|m| m.journey == plan.journey)
+                .collect();
+            records
+                .messages
+                .sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        }
+    }
+    let mut divergences = Vec::new();
+    let mut identical = 0;
+    for (customer, (l, r)) in &sides {
+        match compare(customer, l, r) {
+            None => identical += 1,
+            Some(d) if divergences.len() < MAX_DIVERGENCES_LISTED => divergences.push(d),
+            Some(_) => {}
+        }
+    }
+    Ok(waymark_api::backtests::Fidelity {
+        customers: sides.len() as u64,
+        identical,
+        divergences,
+    })
+}
+
+/// How a replay's clock moves: as the live manual clock did (through its recorded stops), or
+/// continuously under a system clock.
+pub fn clock_moves(live: &Host) -> Result<ClockMoves, StoreError> {
+    Ok(if live.clock.is_manual() {
+        ClockMoves::Stops(live.store.manual_clock_stops()?.into_iter().collect())
+    } else {
+        ClockMoves::Continuous
+    })
+}
+
+/// A replayed message as the diff shows it.
+fn sent(m: Message) -> SentMessage {
+    SentMessage {
+        sent_at: match m.status {
+            MessageStatus::Delivered => m.delivered_at,
+            _ => None,
+        },
+        channel: m.channel,
+        template: m.template,
+        decided_at: m.created_at,
+        id: m.id,
+    }
+}

@@ -1,0 +1,170 @@
+//! The store side of the isolated engine that backtests and fidelity checks run (issue 13): a
+//! scratch store, a copy of one tenant's setup into it, and the writes a replay makes there.
+//!
+//! A scratch store is a sled database in temporary mode (on Linux under `/dev/shm`, removed
+//! when its last handle drops): its flushes cost no disk sync, and nothing in it outlives the
+//! replay. The live store is only ever *read* here ([`Store::copy_setup_into`] reads it, every
+//! write goes to the scratch store), which is what keeps a backtest from writing outside its
+//! result.
+
+use super::events::{append, EventTrees};
+use super::keys::{key, prefix};
+use super::{dec, enc, Store, StoreError};
+use crate::model::rollout::Rollout;
+use crate::model::{Event, Millis};
+use sled::Transactional;
+
+impl Store {
+    /// A fresh, empty scratch store with one queue shard (a replay processes its triggers one
+    /// at a time, in order, so shards buy nothing).
+    pub fn open_scratch(cache_bytes: u64) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()?;
+        Store::with_db(db, 1)
+    }
+
+    /// Copies what `tenant`'s journeys run with — the tenant's record (limits and sending
+    /// policy), every journey version with its pointers and component, channels and
+    /// templates — from this (live) store into `scratch`, record for record. Customers,
+    /// enrollments, timers and messages are not copied: the replay makes its own.
+    pub fn copy_setup_into(&self, scratch: &Store, tenant: &str) -> Result<(), StoreError> {
+        if let Some(record) = self.tenants.get(tenant.as_bytes())? {
+            scratch.tenants.insert(tenant.as_bytes(), record)?;
+        }
+        let tenant_prefix = prefix(&[tenant.as_bytes()]);
+        let pairs = [
+            (&self.journeys, &scratch.journeys),
+            (&self.journey_heads, &scratch.journey_heads),
+            (&self.channels, &scratch.channels),
+            (&self.templates, &scratch.templates),
+            (&self.template_heads, &scratch.template_heads),
+        ];
+        for (from, to) in pairs {
+            for kv in from.scan_prefix(&tenant_prefix) {
+                let (k, v) = kv?;
+                to.insert(k, v)?;
+            }
+        }
+        let mut digests = Vec::new();
+        for kv in self.journeys.scan_prefix(&tenant_prefix) {
+            let version: super::JourneyVersion = dec(&kv?.1)?;
+            digests.push(version.digest);
+        }
+        for kv in self.channels.scan_prefix(&tenant_prefix) {
+            let channel: super::ChannelRecord = dec(&kv?.1)?;
+            digests.push(channel.digest);
+        }
+        for digest in digests {
+            if let Some(bytes) = self.components.get(digest.as_bytes())? {
+                scratch.components.insert(digest.as_bytes(), bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a journey's version pointers outright (in a scratch store: which version the
+    /// replay's new entrants run).
+    pub fn set_rollout(
+        &self,
+        tenant: &str,
+        journey: &str,
+        rollout: &Rollout,
+    ) -> Result<(), StoreError> {
+        self.journey_heads
+            .insert(key(&[tenant.as_bytes(), journey.as_bytes()]), enc(rollout))?;
+        Ok(())
+    }
+
+    /// Appends one recorded event to the log and the queue at journey time `at`, deduplicated
+    /// within `window` as ingest does, without a flush (a scratch store needs none).
+    pub fn append_replayed(
+        &self,
+        tenant: &str,
+        event: &Event,
+        at: Millis,
+        window: Option<Millis>,
+    ) -> Result<super::Ingested, StoreError> {
+        let entry = self.stage_event(tenant, event)?;
+        let trees = (&self.events, &self.event_ids, &self.queue);
+        let ingested = trees.transaction(|(log, ids, queue)| {
+            let trees = EventTrees { log, ids, queue };
+            append(&trees, tenant, event, &entry, at, window)
+        })?;
+        Ok(ingested)
+    }
+
+    /// Empties the trigger queue: for the backtest bench, whose recorded history is written
+    /// with [`Store::append_replayed`] (which queues) but never processed live.
+    #[doc(hidden)]
+    pub fn clear_queue_for_bench(&self) -> Result<(), StoreError> {
+        self.queue.clear()?;
+        Ok(())
+    }
+
+    /// Every message decided for `tenant`'s customers, by customer then id.
+    pub fn tenant_messages(&self, tenant: &str) -> Result<Vec<super::Message>, StoreError> {
+        self.outbox
+            .scan_prefix(prefix(&[tenant.as_bytes()]))
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::temp_store;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scratch_store_gets_the_tenants_setup_and_nothing_of_another_tenant() {
+        let (_dir, live) = temp_store();
+        for tenant in ["t", "u"] {
+            live.create_tenant(
+                &super::super::Tenant {
+                    id: tenant.into(),
+                    created_at: 0,
+                    limits: Default::default(),
+                    policy: Default::default(),
+                },
+                tenant,
+            )
+            .await
+            .unwrap();
+            live.add_journey_version(
+                tenant,
+                "welcome",
+                "d1",
+                b"bytes",
+                &super::super::fixtures::spec(),
+                crate::model::rollout::Stage::Live,
+                0,
+            )
+            .await
+            .unwrap();
+        }
+        let scratch = Store::open_scratch(8 << 20).unwrap();
+        live.copy_setup_into(&scratch, "t").unwrap();
+        assert!(scratch.tenant("t").unwrap().is_some());
+        assert!(scratch.tenant("u").unwrap().is_none());
+        assert_eq!(scratch.journey_versions("t", "welcome").unwrap().len(), 1);
+        assert!(scratch.journey_versions("u", "welcome").unwrap().is_empty());
+        assert_eq!(
+            scratch.component("d1").unwrap().as_deref(),
+            Some(&b"bytes"[..])
+        );
+        // A replayed event is logged and queued there, not in the live store.
+        let event = Event {
+            id: "e".into(),
+            customer: "c".into(),
+            name: "seen".into(),
+            properties: Default::default(),
+            timestamp: 0,
+        };
+        scratch.append_replayed("t", &event, 5, None).unwrap();
+        assert_eq!(scratch.history("t").count(), 1);
+        assert_eq!(live.history("t").count(), 0);
+    }
+}

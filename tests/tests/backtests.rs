@@ -1,0 +1,278 @@
+//! Backtests (issue 13) end to end: a month of the renewal example's recorded history replayed
+//! through a changed renewal version (reminders 21, 7 and 1 days before the renewal date
+//! instead of 30, 14 and 3: `tests/guests/renewal-early`) and through the live version, in the
+//! server's isolated engine. The result reports the same customers with the new send times,
+//! its diff says so customer by customer, nothing reaches the sink while it runs, and the
+//! live store's customers, enrollments, messages, tasks and report are as they were.
+
+use std::collections::BTreeMap;
+use waymark_api::backtests::{Backtest, BacktestRequest, BacktestStatus, Candidate};
+use waymark_tests::*;
+
+const EMAIL: &str = "email";
+const CUSTOMERS: i64 = 40;
+
+/// Moves the manual clock to `at` (which must not be in the past).
+async fn advance_to(admin: &Api, at: i64) {
+    let now = admin.clock_now().await;
+    assert!(at >= now, "cannot move the clock back from {now} to {at}");
+    admin.advance_clock(at - now).await;
+}
+
+/// Customer `i`'s renewal date: 35 to 44 days after `start`, at midnight UTC.
+fn renewal_midnight(start: i64, i: i64) -> i64 {
+    let (y, m, d) = utc_date(start + (35 + i % 10) * DAY_MS);
+    utc_midnight(y, m, d)
+}
+
+/// The reminders a version sends customer `i` by `to`: due at 09:00 UTC (no zone) on each of
+/// `days` before the renewal date, unless already past at entry (`start`). The manual clock
+/// moves a day at a time from `start`, and a timer fires where the clock stops at or after
+/// its due time — live, and in a replay, which moves its clock through the same stops.
+fn expected(start: i64, to: i64, i: i64, days: &[i64], renewed_at: Option<i64>) -> Vec<i64> {
+    let midnight = renewal_midnight(start, i);
+    let stop = |due: i64| start + (due - start + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
+    let mut at: Vec<i64> = days
+        .iter()
+        .map(|n| midnight - n * DAY_MS + 9 * HOUR_MS)
+        .filter(|due| *due > start)
+        .map(stop)
+        .filter(|t| *t <= to && renewed_at.is_none_or(|r| *t <= r))
+        .collect();
+    at.sort();
+    at
+}
+
+/// Every customer's state and messages, and the journey's report, as the API shows them.
+async fn live_state(api: &Api) -> (Vec<Value>, Value, usize) {
+    let mut customers = Vec::new();
+    for i in 0..CUSTOMERS {
+        let customer = api.customer(&format!("c{i}")).await;
+        customers.push(serde_json::to_value(customer).unwrap());
+    }
+    let tasks = api.tasks(TaskQuery::default()).await.len();
+    (customers, api.report("renewal").await, tasks)
+}
+
+async fn finished(api: &Api, id: &str) -> Backtest {
+    wait_for_some("the backtest to finish", || async {
+        let backtest = api
+            .tenant_client()
+            .backtest("renewal", id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match backtest.status {
+            BacktestStatus::Queued | BacktestStatus::Running => None,
+            _ => Some(backtest),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send_times() {
+    let world = Example::start("renewal", &[EMAIL]).await;
+    let (api, admin) = (world.api(), world.admin());
+    let draft = api
+        .tenant_client()
+        .upload_journey_draft("renewal", artifacts().component(RENEWAL_EARLY_CRATE))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let start = admin.clock_now().await;
+
+    // A month of history: every customer's renewal date and entry at the start; a quarter of
+    // them renew on day 20.
+    let mut opening = Vec::new();
+    for i in 0..CUSTOMERS {
+        let (y, m, d) = utc_date(renewal_midnight(start, i));
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        opening.push(identify(
+            &format!("c{i}-traits"),
+            &format!("c{i}"),
+            json!({ "renewal_date": date }),
+        ));
+        opening.push(event(
+            &format!("c{i}-scheduled"),
+            &format!("c{i}"),
+            "renewal_scheduled",
+        ));
+    }
+    world.post(&opening).await;
+    // Every customer entered before the clock moves: live processes them at `start`, the time
+    // they were recorded at, as the replay does.
+    for i in 0..CUSTOMERS {
+        world
+            .wait_for(&format!("c{i}"), "entered", |e| e.timer("lapsed").is_some())
+            .await;
+    }
+    let renewed_at = start + 20 * DAY_MS;
+    let renews = |i: i64| i % 4 == 0;
+    let to = start + 31 * DAY_MS;
+    let renewed = |i: i64| renews(i).then_some(renewed_at);
+    // Live reminders due by `now`: the clock moves a day at a time, and each day's reminders
+    // arrive before anything else happens, so live order is the recorded order.
+    let live_due = |now: i64| -> usize {
+        (0..CUSTOMERS)
+            .map(|i| {
+                expected(start, to, i, &[30, 14, 3], renewed(i))
+                    .into_iter()
+                    .filter(|t| *t <= now)
+                    .count()
+            })
+            .sum()
+    };
+    for day in 1..=31 {
+        let now = start + day * DAY_MS;
+        advance_to(&admin, now).await;
+        wait_until("the day's live reminders reach the sink", || async {
+            world.sink.requests().len() == live_due(now)
+        })
+        .await;
+        if day == 20 {
+            let renewed: Vec<Value> = (0..CUSTOMERS)
+                .filter(|i| renews(*i))
+                .map(|i| event(&format!("c{i}-renewed"), &format!("c{i}"), "renewed"))
+                .collect();
+            world.post(&renewed).await;
+            for i in (0..CUSTOMERS).filter(|i| renews(*i)) {
+                world
+                    .wait_for(&format!("c{i}"), "renewed", |e| {
+                        e.status == EnrollmentStatus::Exited
+                    })
+                    .await;
+            }
+        }
+    }
+    let live_total = live_due(to);
+
+    // The backtest, with nothing reaching the sink and the live store as it was.
+    let before = live_state(&api).await;
+    let sink_before = world.sink.requests().len();
+    let request = BacktestRequest {
+        candidate: Candidate {
+            version: draft.version,
+        },
+        from: start,
+        to,
+        customers: None,
+        sample_fraction: None,
+        fidelity: true,
+    };
+    let started = api
+        .tenant_client()
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(started.id.starts_with("bt_"), "{started:?}");
+    let done = finished(&api, &started.id).await;
+    assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
+    assert_eq!(done.replayed, done.total);
+    assert_eq!(done.total, 2 * (2 * CUSTOMERS + CUSTOMERS / 4) as u64);
+    assert_eq!(
+        world.sink.requests().len(),
+        sink_before,
+        "a backtest sends nothing"
+    );
+    assert_eq!(
+        live_state(&api).await,
+        before,
+        "a backtest writes nothing live"
+    );
+
+    let result = done.result.expect("a done backtest has its result");
+    // The live version's replay reproduced what ran live, customer by customer.
+    let fidelity = result.fidelity.as_ref().expect("asked for");
+    assert_eq!(fidelity.divergences, []);
+    assert_eq!(fidelity.customers, CUSTOMERS as u64);
+    assert_eq!(fidelity.identical, CUSTOMERS as u64);
+    assert_eq!(result.candidate_version, draft.version);
+    assert_eq!(result.live_version, 1);
+    // Both replays saw the same customers enter and renew.
+    for report in [&result.candidate, &result.live] {
+        assert_eq!(report.overall.entered, CUSTOMERS as u64);
+        assert_eq!(
+            report.overall.exited_by_reason.get("exit_event:renewed"),
+            Some(&((CUSTOMERS / 4) as u64))
+        );
+    }
+    // The live replay sent what live sent; the candidate sends at 21/7/1 days before.
+    let mut changed = BTreeMap::new();
+    for i in 0..CUSTOMERS {
+        let customer = format!("c{i}");
+        let live_times = expected(start, to, i, &[30, 14, 3], renewed(i));
+        let candidate_times = expected(start, to, i, &[21, 7, 1], renewed(i));
+        if live_times != candidate_times {
+            changed.insert(customer, (live_times, candidate_times));
+        }
+    }
+    let diff = &result.diff;
+    assert_eq!(diff.customers_changed, changed.len() as u64);
+    assert_eq!(diff.customers.len(), changed.len());
+    for shown in &diff.customers {
+        let (live_times, candidate_times) = &changed[&shown.customer];
+        let times = |sends: &[waymark_api::backtests::SentMessage]| -> Vec<i64> {
+            sends.iter().map(|m| m.decided_at).collect()
+        };
+        assert_eq!(&times(&shown.live), live_times, "{}", shown.customer);
+        assert_eq!(
+            &times(&shown.candidate),
+            candidate_times,
+            "{}",
+            shown.customer
+        );
+        for m in shown.live.iter().chain(&shown.candidate) {
+            assert_eq!(
+                (m.channel.as_str(), m.template.as_str()),
+                (EMAIL, "renewal_reminder")
+            );
+            assert_eq!(
+                m.sent_at,
+                Some(m.decided_at),
+                "taken as delivered when decided"
+            );
+        }
+    }
+    let live_sends = diff.sends_by_channel[EMAIL].live;
+    assert_eq!(
+        live_sends, live_total as u64,
+        "the live replay sends what live sent"
+    );
+    let candidate_total: usize = (0..CUSTOMERS)
+        .map(|i| expected(start, to, i, &[21, 7, 1], renewed(i)).len())
+        .sum();
+    assert_eq!(
+        diff.sends_by_channel[EMAIL].candidate,
+        candidate_total as u64
+    );
+}
+
+#[tokio::test]
+async fn a_backtest_of_a_version_that_is_not_stored_or_a_range_backwards_is_refused() {
+    let world = Example::start("renewal", &[EMAIL]).await;
+    let api = world.api();
+    let path = "/v1/journeys/renewal/backtests";
+    let key = Some(world.tenant.api_key.as_str());
+    let post = |body: Value| api.request(Method::POST, path, key, Body::Json(body));
+    let unknown_version = post(json!({"candidate": {"version": 9}, "from": 0, "to": 10})).await;
+    assert_error(&unknown_version, StatusCode::NOT_FOUND, "not_found");
+    let empty_range = post(json!({"candidate": {"version": 1}, "from": 10, "to": 10})).await;
+    assert_error(&empty_range, StatusCode::BAD_REQUEST, "invalid_input");
+    let bad_share =
+        json!({"candidate": {"version": 1}, "from": 0, "to": 10, "sample_fraction": 2.0});
+    assert_error(
+        &post(bad_share).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+    let misspelt = post(json!({"candidate": {"version": 1}, "from": 0, "too": 10})).await;
+    assert_error(&misspelt, StatusCode::BAD_REQUEST, "invalid_json");
+    let unknown_job = api
+        .request(
+            Method::GET,
+            "/v1/journeys/renewal/backtests/bt_0000000000000000",
+            key,
+            Body::Empty,
+        )
+        .await;
+    assert_error(&unknown_job, StatusCode::NOT_FOUND, "not_found");
+}
