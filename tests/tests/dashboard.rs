@@ -11,6 +11,7 @@
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use waymark_api::backtests::{BacktestRequest, BacktestStatus, Candidate};
 use waymark_tests::reqwest::{header, redirect, Client as Http};
 use waymark_tests::*;
 
@@ -316,6 +317,51 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     );
     assert_eq!(text(b, "#backtests .empty").await, "No backtests.");
     screenshot(b, "journey").await;
+
+    // A backtest of the live version over everything recorded: its diff shows on the page.
+    let now = api.clock_now().await;
+    let client = api.tenant_client().clone();
+    let request = BacktestRequest {
+        candidate: Candidate { version: 1 },
+        from: 0,
+        to: now + 1,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let started = client
+        .start_backtest(JOURNEY, &request)
+        .await
+        .expect("a backtest");
+    let done = wait_for_some("the backtest to finish", || {
+        let (client, id) = (client.clone(), started.id.clone());
+        async move {
+            let bt = client.backtest(JOURNEY, &id).await.ok()?;
+            (bt.status == BacktestStatus::Done).then_some(bt)
+        }
+    })
+    .await;
+    let result = done.result.expect("a finished backtest has a result");
+    b.refresh().await.unwrap();
+    let section = format!("#backtest-{}", done.id);
+    assert_eq!(attr(b, &section, "data-status").await, "done");
+    assert!(!result.diff.milestones.is_empty());
+    for m in &result.diff.milestones {
+        let reached = format!("{section} tr[data-milestone=\"{}\"] .reached", m.name);
+        assert_eq!(
+            attr(b, &reached, "data-live").await,
+            m.reached.live.to_string()
+        );
+        assert_eq!(
+            attr(b, &reached, "data-candidate").await,
+            m.reached.candidate.to_string()
+        );
+    }
+    assert_eq!(
+        attr(b, &format!("{section} .customers-changed"), "data-value").await,
+        result.diff.customers_changed.to_string()
+    );
+    screenshot(b, "journey-backtest").await;
 
     // A customer's timeline: bob signed up (the event), entered, stalled, was nudged, and was
     // handed off.

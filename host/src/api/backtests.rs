@@ -126,6 +126,18 @@ fn found(
         .ok_or_else(|| ApiError::not_found(format!("no backtest {id:?} of journey {journey:?}")))
 }
 
+/// The backtests of `journey` kept in memory, newest first, as the API shows them (shared with
+/// the dashboard's journey page, issue 14).
+pub(crate) fn of_journey(state: &AppState, tenant: &str, journey: &str) -> Vec<Backtest> {
+    state
+        .host
+        .backtests
+        .of_journey(tenant, journey)
+        .iter()
+        .map(|job| shape(job))
+        .collect()
+}
+
 /// A job as the API shows it.
 fn shape(job: &Job) -> Backtest {
     use std::sync::atomic::Ordering;

@@ -74,6 +74,7 @@ pub use limits::EdgeConfig;
 /// Dashboard (issue 14): what the `/ui` pages share with the JSON routes, so a page shows
 /// exactly what its route answers and an action does exactly what its route does.
 pub(crate) mod shared {
+    pub(crate) use super::backtests::of_journey as backtests;
     pub(crate) use super::customers::customer;
     pub(crate) use super::dead_letters::retry as retry_dead_letters;
     pub(crate) use super::journeys::{list as journeys, report, versions};

@@ -142,6 +142,21 @@ impl Jobs {
             .and_then(|list| list.iter().find(|j| j.id == id).cloned())
     }
 
+    /// `tenant`'s jobs of `journey` that are kept (the latest [`KEPT_PER_TENANT`] of the
+    /// tenant), newest first.
+    pub fn of_journey(&self, tenant: &str, journey: &str) -> Vec<Arc<Job>> {
+        self.lock()
+            .get(tenant)
+            .map(|list| {
+                list.iter()
+                    .rev()
+                    .filter(|j| j.plan.journey == journey)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Cancels one of `tenant`'s jobs (nothing if it has finished) and returns it.
     pub fn cancel(&self, tenant: &str, id: &str) -> Option<Arc<Job>> {
         let job = self.get(tenant, id)?;

@@ -151,6 +151,7 @@ pub async fn page(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let max_exit = exits.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let backtests = shared::backtests(&state, &session.tenant, &name);
     let html = render::page(
         "journey.html",
         Some(&session),
@@ -174,6 +175,7 @@ pub async fn page(
             max_exit,
             channels => render::ser(&channels),
             experiments => render::ser(&experiments),
+            backtests => render::ser(&backtests),
         },
     )?;
     Ok(Html(html))
