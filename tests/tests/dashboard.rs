@@ -184,7 +184,8 @@ async fn wait_for_text(browser: &Browser, css: &str, needle: &str) {
 /// Ada logs in, bob and cyd never do: after four days both are handed to customer success,
 /// and one of the first nudges was refused for good by the provider (a dead letter).
 async fn guided_world() -> (Example, String) {
-    let world = Example::start(JOURNEY, &[EMAIL]).await;
+    // The journey hands stallers to customer success through Slack and a CRM task too.
+    let world = Example::start(JOURNEY, &[EMAIL, "slack", "crm"]).await;
     let (api, admin) = (world.api(), world.admin());
     let key = world.tenant.api_key.as_str();
     world
