@@ -141,6 +141,62 @@ pub struct Spec {
     pub channels: Vec<String>,
     /// Its experiments.
     pub experiments: Vec<ExperimentSpec>,
+    /// Whose journey it is (contract 0.1.2's `audience` export; `customer` without it).
+    #[serde(default)]
+    pub subject: Subject,
+    /// The entries the host evaluates itself (contract 0.1.2's `audience` export).
+    #[serde(default)]
+    pub audience: Vec<AudienceTrigger>,
+}
+
+/// Whose journey an enrollment is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// One enrollment per customer.
+    #[default]
+    Customer,
+    /// One enrollment per account; the events of any member route to it.
+    Account,
+}
+
+/// An entry the host evaluates itself, tagged by `kind`; each enters with a synthetic event
+/// named `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AudienceTrigger {
+    /// None of `events` (any event when empty) for `quiet_for` milliseconds.
+    Inactive {
+        /// The entry event's name.
+        name: String,
+        /// The events that count as activity.
+        events: Vec<String>,
+        /// Milliseconds without them.
+        quiet_for: Millis,
+    },
+    /// The customer starts to match `expression`.
+    Matches {
+        /// The entry event's name.
+        name: String,
+        /// In the expression language of docs/API.md.
+        expression: String,
+        /// Whether the enrollment ends when the customer stops matching.
+        exit_when_unmatched: bool,
+    },
+    /// `offset_days` after (negative: before) the date in `attribute`, at `at_minute` after
+    /// local midnight.
+    Date {
+        /// The entry event's name.
+        name: String,
+        /// The attribute holding the date.
+        attribute: String,
+        /// Days after the date; negative: before.
+        offset_days: i32,
+        /// Minutes after local midnight.
+        at_minute: u16,
+    },
 }
 
 /// An event that enrolls a customer.

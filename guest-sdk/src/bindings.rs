@@ -11,12 +11,13 @@
 
 #![allow(missing_docs)]
 
-/// The `migratable-journey` world (the `journey` world plus the `migration` export, contract
-/// 0.1.1): exports `describe`, `decide` and `migrate`, imports `log` and `stats`.
+/// The `audience-journey` world (the `journey` world plus the `migration` export, contract
+/// 0.1.1, and the `audience` export, 0.1.2): exports `describe`, `decide`, `migrate` and
+/// `describe-audience`, imports `log` and `stats`.
 pub mod journey {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "waymark:journey/migratable-journey",
+        world: "waymark:journey/audience-journey",
         pub_export_macro: true,
         default_bindings_module: "waymark_guest::bindings::journey",
         disable_custom_section_link_helpers: true,

@@ -210,7 +210,9 @@ impl fmt::Display for MonthDay {
 }
 
 /// A wall-clock time, to the minute: `09:00`. It prints as `HH:MM`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TimeOfDay {
     hour: u8,
     minute: u8,

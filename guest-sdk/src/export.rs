@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use crate::bindings::journey::exports::waymark::journey::audience as wa;
 use crate::bindings::journey::exports::waymark::journey::migration as wm;
 use crate::bindings::journey::waymark::journey::types as wt;
 use crate::context::{
@@ -17,7 +18,7 @@ use crate::context::{
     Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 use crate::decision::Command;
-use crate::spec::{Reentry, Spec};
+use crate::spec::{AudienceTrigger, Reentry, Spec, Subject};
 use crate::Journey;
 
 pub use crate::bindings::journey;
@@ -27,6 +28,54 @@ pub use std::vec::Vec;
 /// `describe`, for journey `J`.
 pub fn describe<J: Journey>() -> wt::Spec {
     spec_to_wit(J::describe())
+}
+
+/// `describe-audience`, for journey `J`: the subject and audience triggers of the same
+/// [`Spec`] that `describe` returns (`describe` is deterministic, so calling it again agrees).
+pub fn describe_audience<J: Journey>() -> wa::AudienceSpec {
+    let spec = J::describe();
+    wa::AudienceSpec {
+        subject: match spec.subject {
+            Subject::Customer => wa::Subject::Customer,
+            Subject::Account => wa::Subject::Account,
+        },
+        triggers: spec
+            .audience
+            .into_iter()
+            .map(|t| match t {
+                AudienceTrigger::Inactive {
+                    name,
+                    events,
+                    quiet_for,
+                } => wa::AudienceTrigger::Inactive(wa::Inactivity {
+                    name,
+                    events,
+                    quiet_for,
+                }),
+                AudienceTrigger::Matches {
+                    name,
+                    expression,
+                    exit_when_unmatched,
+                } => wa::AudienceTrigger::Matches(wa::Condition {
+                    name,
+                    expression,
+                    exit_when_unmatched,
+                }),
+                AudienceTrigger::Date {
+                    name,
+                    attribute,
+                    offset_days,
+                    at,
+                } => wa::AudienceTrigger::Date(wa::DateOffset {
+                    name,
+                    attribute,
+                    offset_days,
+                    // At most 23 * 60 + 59: a `TimeOfDay` is checked when built.
+                    at_minute: (at.hour() * 60 + at.minute()) as u16,
+                }),
+            })
+            .collect(),
+    }
 }
 
 /// `decide`, for journey `J`.

@@ -124,7 +124,9 @@ pub use context::{
 };
 pub use decision::{Command, Decision};
 pub use experiment::{assign_arm, bucket};
-pub use spec::{EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec};
+pub use spec::{
+    AudienceTrigger, EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec, Subject,
+};
 pub use stats::{channel_stats, ChannelStats};
 pub use time::{days, hours, millis, minutes, seconds, weeks, Duration, Timestamp};
 
@@ -214,6 +216,15 @@ macro_rules! export_journey {
                     $crate::__export::String,
                 > {
                     $crate::__export::migrate::<$journey>(context)
+                }
+            }
+
+            impl $crate::__export::journey::exports::waymark::journey::audience::Guest
+                for __WaymarkJourneyExport
+            {
+                fn describe_audience(
+                ) -> $crate::__export::journey::exports::waymark::journey::audience::AudienceSpec {
+                    $crate::__export::describe_audience::<$journey>()
                 }
             }
 

@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::calendar::TimeOfDay;
 use crate::time::Duration;
 
 /// An event that enrolls a customer.
@@ -89,6 +90,57 @@ pub struct Spec {
     pub channels: Vec<String>,
     /// Experiments the journey runs.
     pub experiments: Vec<ExperimentSpec>,
+    /// Whose journey it is (contract 0.1.2): a customer's unless [`Spec::for_accounts`].
+    pub subject: Subject,
+    /// Entries the host evaluates itself (contract 0.1.2): inactivity, conditions, dates.
+    pub audience: Vec<AudienceTrigger>,
+}
+
+/// Whose journey an enrollment is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Subject {
+    /// One enrollment per customer.
+    #[default]
+    Customer,
+    /// One enrollment per account (set by `group`): the events of any member route to it.
+    Account,
+}
+
+/// An entry the host evaluates itself. Each enters the customer with a synthetic event named
+/// `name`, which `decide` sees as [`Trigger::Entered`](crate::Trigger::Entered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AudienceTrigger {
+    /// None of `events` (any event when empty) for `quiet_for`.
+    Inactive {
+        /// The entry event's name.
+        name: String,
+        /// The events that count as activity.
+        events: Vec<String>,
+        /// How long without them.
+        quiet_for: Duration,
+    },
+    /// The customer starts to match `expression`, in the host's expression language over their
+    /// attributes (and `account.<trait>`), evaluated on identify, group and the clock.
+    Matches {
+        /// The entry event's name.
+        name: String,
+        /// The expression (see the host's `docs/API.md`).
+        expression: String,
+        /// Whether the enrollment ends when the customer stops matching.
+        exit_when_unmatched: bool,
+    },
+    /// `offset_days` after (negative: before) the date in `attribute`, at `at` local time in
+    /// the customer's time zone (attribute `timezone`, else UTC).
+    Date {
+        /// The entry event's name.
+        name: String,
+        /// The attribute holding the date (`YYYY-MM-DD` or RFC 3339).
+        attribute: String,
+        /// Days after the date; negative: before.
+        offset_days: i32,
+        /// The local time of day.
+        at: TimeOfDay,
+    },
 }
 
 impl Spec {
@@ -103,7 +155,67 @@ impl Spec {
             reentry: Reentry::Never,
             channels: Vec::new(),
             experiments: Vec::new(),
+            subject: Subject::Customer,
+            audience: Vec::new(),
         }
+    }
+
+    /// Makes this an account's journey (contract 0.1.2): one enrollment per account, entered
+    /// and moved on by the events of any of its members.
+    pub fn for_accounts(mut self) -> Self {
+        self.subject = Subject::Account;
+        self
+    }
+
+    /// Enrolls a customer who has done none of `events` (any event when empty) for
+    /// `quiet_for`, with a synthetic entry event named `name` (contract 0.1.2).
+    pub fn enter_when_inactive(
+        mut self,
+        name: impl Into<String>,
+        events: &[&str],
+        quiet_for: Duration,
+    ) -> Self {
+        self.audience.push(AudienceTrigger::Inactive {
+            name: name.into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            quiet_for,
+        });
+        self
+    }
+
+    /// Enrolls a customer when they start to match `expression`, with a synthetic entry event
+    /// named `name`; with `exit_when_unmatched`, the enrollment ends when they stop matching
+    /// (contract 0.1.2).
+    pub fn enter_when(
+        mut self,
+        name: impl Into<String>,
+        expression: impl Into<String>,
+        exit_when_unmatched: bool,
+    ) -> Self {
+        self.audience.push(AudienceTrigger::Matches {
+            name: name.into(),
+            expression: expression.into(),
+            exit_when_unmatched,
+        });
+        self
+    }
+
+    /// Enrolls a customer `offset_days` after (negative: before) the date in `attribute`, at
+    /// `at` in their time zone, with a synthetic entry event named `name` (contract 0.1.2).
+    pub fn enter_on_date(
+        mut self,
+        name: impl Into<String>,
+        attribute: impl Into<String>,
+        offset_days: i32,
+        at: TimeOfDay,
+    ) -> Self {
+        self.audience.push(AudienceTrigger::Date {
+            name: name.into(),
+            attribute: attribute.into(),
+            offset_days,
+            at,
+        });
+        self
     }
 
     /// Enrolls customers on every event named `event`.

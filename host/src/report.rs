@@ -232,6 +232,7 @@ mod tests {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
             }],
+            audience: Default::default(),
         }
     }
 

@@ -298,6 +298,7 @@ mod tests {
             reentry: Reentry::Never,
             channels: vec!["email".into()],
             experiments: vec![],
+            audience: Default::default(),
         }
     }
 

@@ -381,6 +381,7 @@ mod tests {
             reentry: Reentry::Never,
             channels: vec!["email".into(), "sms".into()],
             experiments: vec![],
+            audience: Default::default(),
         }
     }
 

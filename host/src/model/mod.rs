@@ -374,6 +374,75 @@ pub struct Spec {
     pub reentry: Reentry,
     pub channels: Vec<String>,
     pub experiments: Vec<ExperimentSpec>,
+    /// Declared through the `audience` export (contract 0.1.2); the default for a journey
+    /// without it (and for versions stored before it existed): a customer's journey entered by
+    /// events only.
+    #[serde(default, skip_serializing_if = "Audience::is_default")]
+    pub audience: Audience,
+}
+
+/// Whose journey an enrollment is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// One enrollment per customer.
+    #[default]
+    Customer,
+    /// One enrollment per account (set by `group`); the events of any member route to it.
+    Account,
+}
+
+/// An entry the host evaluates itself, rather than an event the tenant posts. Each enters a
+/// customer with a synthetic event of the trigger's `name` (what `decide` sees in `entered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AudienceTrigger {
+    /// None of `events` (any event when empty) for `quiet_for`.
+    Inactive {
+        name: String,
+        events: Vec<String>,
+        quiet_for: Millis,
+    },
+    /// The customer starts to match `expression` (the host's expression language).
+    Matches {
+        name: String,
+        expression: String,
+        exit_when_unmatched: bool,
+    },
+    /// `offset_days` after (negative: before) the date in `attribute`, at `at_minute` after
+    /// local midnight in the customer's time zone.
+    Date {
+        name: String,
+        attribute: String,
+        offset_days: i32,
+        at_minute: u16,
+    },
+}
+
+impl AudienceTrigger {
+    /// The synthetic entry event's name.
+    pub fn name(&self) -> &str {
+        match self {
+            AudienceTrigger::Inactive { name, .. }
+            | AudienceTrigger::Matches { name, .. }
+            | AudienceTrigger::Date { name, .. } => name,
+        }
+    }
+}
+
+/// What a journey declares through the `audience` export (contract 0.1.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    #[serde(default)]
+    pub subject: Subject,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<AudienceTrigger>,
+}
+
+impl Audience {
+    pub fn is_default(&self) -> bool {
+        *self == Audience::default()
+    }
 }
 
 /// Why a journey's spec cannot be accepted.
@@ -397,13 +466,17 @@ pub enum SpecError {
     DuplicateExperiment(String),
     #[error("experiment `{0}` needs at least one arm, each named and declared once")]
     BadArms(String),
+    #[error("audience trigger `{0}` is unnamed, or its name is used twice")]
+    DuplicateAudienceTrigger(String),
+    #[error("audience trigger `{0}`: {1}")]
+    BadAudienceTrigger(String, String),
 }
 
 impl Spec {
     /// Checks what a journey declares before a version is accepted: the one place these rules
     /// live (the sandbox calls it when it reads `describe`'s answer).
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.entry.is_empty() {
+        if self.entry.is_empty() && self.audience.triggers.is_empty() {
             return Err(SpecError::NoEntry);
         }
         if self.entry.iter().any(|e| e.event.is_empty()) {
@@ -437,6 +510,35 @@ impl Spec {
             let arms: std::collections::HashSet<&str> = x.arms.iter().map(String::as_str).collect();
             if arms.is_empty() || arms.len() != x.arms.len() || arms.contains("") {
                 return Err(SpecError::BadArms(x.name.clone()));
+            }
+        }
+        self.validate_audience()
+    }
+
+    /// The shape of the audience triggers (an expression's syntax is checked where the
+    /// language lives).
+    fn validate_audience(&self) -> Result<(), SpecError> {
+        let mut names = std::collections::HashSet::new();
+        for t in &self.audience.triggers {
+            let name = t.name();
+            if name.is_empty() || !names.insert(name) {
+                return Err(SpecError::DuplicateAudienceTrigger(name.to_owned()));
+            }
+            let bad = |why: &str| Err(SpecError::BadAudienceTrigger(name.to_owned(), why.into()));
+            match t {
+                AudienceTrigger::Inactive { quiet_for, .. } if *quiet_for <= 0 => {
+                    return bad("the quiet period must be positive")
+                }
+                AudienceTrigger::Matches { expression, .. } if expression.trim().is_empty() => {
+                    return bad("the expression is empty")
+                }
+                AudienceTrigger::Date { attribute, .. } if attribute.is_empty() => {
+                    return bad("the date attribute is unnamed")
+                }
+                AudienceTrigger::Date { at_minute, .. } if *at_minute >= 24 * 60 => {
+                    return bad("the time of day must be under 1440 minutes after midnight")
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -626,6 +728,7 @@ mod tests {
             reentry: Reentry::Never,
             channels: vec![],
             experiments: vec![],
+            audience: Default::default(),
         }
     }
 

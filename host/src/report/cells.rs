@@ -511,6 +511,7 @@ mod tests {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
             }],
+            audience: Default::default(),
         }
     }
 

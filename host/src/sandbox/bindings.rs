@@ -15,11 +15,11 @@ wasmtime::component::bindgen!({
         /// Every interface of `waymark:journey` that both worlds, the capabilities and the
         /// conversions share.
         world shared {
-            import waymark:journey/types@0.1.1;
-            import waymark:journey/log@0.1.1;
-            import waymark:journey/stats@0.1.1;
-            import waymark:journey/channel-types@0.1.1;
-            import waymark:journey/delivery-hints@0.1.1;
+            import waymark:journey/types@0.1.2;
+            import waymark:journey/log@0.1.2;
+            import waymark:journey/stats@0.1.2;
+            import waymark:journey/channel-types@0.1.2;
+            import waymark:journey/delivery-hints@0.1.2;
         }
     ",
 });

@@ -15,6 +15,7 @@
 
 use super::bindings::{channel_types, stats as wit_stats, types as wit};
 use super::failure::{truncate, DeliveryFailure, FailureReason, GuestFailure};
+use super::journey::audienced::exports::waymark::journey::audience as wit_audience;
 use crate::model;
 use serde_json::Value;
 
@@ -348,7 +349,44 @@ fn commands_from_wit(
 }
 
 /// Converts and checks a journey's spec: everything the host later relies on without asking.
-pub fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
+/// A journey's `audience` declaration (contract 0.1.2) as the model's.
+fn audience_from_wit(audience: wit_audience::AudienceSpec) -> model::Audience {
+    model::Audience {
+        subject: match audience.subject {
+            wit_audience::Subject::Customer => model::Subject::Customer,
+            wit_audience::Subject::Account => model::Subject::Account,
+        },
+        triggers: audience
+            .triggers
+            .into_iter()
+            .map(|t| match t {
+                wit_audience::AudienceTrigger::Inactive(i) => model::AudienceTrigger::Inactive {
+                    name: i.name,
+                    events: i.events,
+                    quiet_for: i.quiet_for,
+                },
+                wit_audience::AudienceTrigger::Matches(c) => model::AudienceTrigger::Matches {
+                    name: c.name,
+                    expression: c.expression,
+                    exit_when_unmatched: c.exit_when_unmatched,
+                },
+                wit_audience::AudienceTrigger::Date(d) => model::AudienceTrigger::Date {
+                    name: d.name,
+                    attribute: d.attribute,
+                    offset_days: d.offset_days,
+                    at_minute: d.at_minute,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// `describe`'s answer, with `describe-audience`'s when the component exports it, as a checked
+/// spec.
+pub fn spec_from_wit(
+    spec: wit::Spec,
+    audience: Option<wit_audience::AudienceSpec>,
+) -> Result<model::Spec, GuestFailure> {
     let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidSpec, message));
 
     let mut entry = Vec::with_capacity(spec.entry.len());
@@ -407,6 +445,7 @@ pub fn spec_from_wit(spec: wit::Spec) -> Result<model::Spec, GuestFailure> {
                 arms: e.arms,
             })
             .collect(),
+        audience: audience.map(audience_from_wit).unwrap_or_default(),
     };
     // The rules of a valid spec live in one place, beside the type.
     spec.validate()
@@ -637,7 +676,7 @@ mod tests {
 
     #[test]
     fn a_valid_spec_converts_with_parsed_filters() {
-        let converted = spec_from_wit(spec()).unwrap();
+        let converted = spec_from_wit(spec(), None).unwrap();
         assert_eq!(
             converted.entry[0].filter,
             Some(json!({"plan": "trial"}).as_object().unwrap().clone())
@@ -651,7 +690,7 @@ mod tests {
     fn a_spec_with_a_non_object_filter_is_refused_clearly() {
         let mut bad = spec();
         bad.entry[0].filter = Some("42".into());
-        let failure = spec_from_wit(bad).unwrap_err();
+        let failure = spec_from_wit(bad, None).unwrap_err();
         assert_eq!(failure.reason, FailureReason::InvalidSpec);
         assert!(failure.message.contains("signed_up"), "{}", failure.message);
     }
@@ -660,19 +699,28 @@ mod tests {
     fn a_spec_whose_goal_is_not_a_milestone_is_refused() {
         let mut bad = spec();
         bad.goal = Some("retained".into());
-        assert_eq!(reason(spec_from_wit(bad)), FailureReason::InvalidSpec);
+        assert_eq!(reason(spec_from_wit(bad, None)), FailureReason::InvalidSpec);
         let mut twice = spec();
         twice.milestones.push(wit::MilestoneSpec {
             name: "paid".into(),
             stall_after: None,
         });
-        assert_eq!(reason(spec_from_wit(twice)), FailureReason::InvalidSpec);
+        assert_eq!(
+            reason(spec_from_wit(twice, None)),
+            FailureReason::InvalidSpec
+        );
         let mut no_arms = spec();
         no_arms.experiments[0].arms.clear();
-        assert_eq!(reason(spec_from_wit(no_arms)), FailureReason::InvalidSpec);
+        assert_eq!(
+            reason(spec_from_wit(no_arms, None)),
+            FailureReason::InvalidSpec
+        );
         let mut negative = spec();
         negative.milestones[0].stall_after = Some(0);
-        assert_eq!(reason(spec_from_wit(negative)), FailureReason::InvalidSpec);
+        assert_eq!(
+            reason(spec_from_wit(negative, None)),
+            FailureReason::InvalidSpec
+        );
     }
 
     // The plain conversion, one owned string per field: what a filled `ContextBuffer` must

@@ -39,7 +39,7 @@ mod bindings {
 
 /// World `migratable-journey` (contract 0.1.1): only its `migration` export is used, looked up
 /// per component ([`MigrationIndices`]), since a journey built for 0.1.0 does not have it.
-mod migratable {
+pub(super) mod migratable {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "waymark:journey/migratable-journey",
@@ -52,6 +52,25 @@ mod migratable {
     });
 }
 
+/// World `audience-journey` (contract 0.1.2): only its `audience` export is used, looked up per
+/// component ([`AudienceIndices`]), since a journey built for 0.1.0 or 0.1.1 does not have it.
+pub(super) mod audienced {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "waymark:journey/audience-journey",
+        exports: { default: async },
+        with: {
+            "waymark:journey/types": crate::sandbox::bindings::waymark::journey::types,
+            "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
+            "waymark:journey/stats": crate::sandbox::bindings::waymark::journey::stats,
+            "waymark:journey/migration": super::migratable::exports::waymark::journey::migration,
+        },
+    });
+}
+
+use audienced::exports::waymark::journey::audience::{
+    Guest as AudienceExport, GuestIndices as AudienceIndices,
+};
 use bindings::JourneyPre;
 use migratable::exports::waymark::journey::migration::{
     Guest as Migration, GuestIndices as MigrationIndices, MigrationContext,
@@ -184,6 +203,7 @@ struct Instance {
 struct Bound {
     journey: bindings::Journey,
     migration: Option<Migration>,
+    audience: Option<AudienceExport>,
 }
 
 /// A validated, compiled journey. Cheap to clone (clones share their idle instances).
@@ -199,6 +219,8 @@ pub struct JourneyComponent {
     pre: JourneyPre<JourneyState>,
     /// Where the component's `migration` export is; `None` if it has none (built for 0.1.0).
     migration: Option<Arc<MigrationIndices>>,
+    /// Where the component's `audience` export is; `None` if it has none (built before 0.1.2).
+    audience: Option<Arc<AudienceIndices>>,
     shared: Arc<Shared>,
     idle: Arc<IdlePool>,
 }
@@ -240,6 +262,7 @@ impl JourneyComponent {
         shared: Arc<Shared>,
     ) -> Result<JourneyComponent, SandboxError> {
         let migration = MigrationIndices::new(&pre).ok().map(Arc::new);
+        let audience = AudienceIndices::new(&pre).ok().map(Arc::new);
         let pre = JourneyPre::new(pre).map_err(|e| {
             SandboxError::WrongWorld(format!(
                 "not a journey component (it must export `describe` and `decide`): {e:#}"
@@ -249,6 +272,7 @@ impl JourneyComponent {
             idle: IdlePool::new(&shared),
             pre,
             migration,
+            audience,
             shared,
         })
     }
@@ -260,6 +284,7 @@ impl JourneyComponent {
         JourneyComponent {
             pre: self.pre.clone(),
             migration: self.migration.clone(),
+            audience: self.audience.clone(),
             shared: self.shared.clone(),
             idle: IdlePool::new(&self.shared),
         }
@@ -268,13 +293,19 @@ impl JourneyComponent {
     /// Asks the journey to declare itself, and checks the declaration. The instance it ran in
     /// (an idle one if there was one) is not kept afterwards: `describe` runs once per upload.
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
-        // `describe` is as deterministic as `decide`: the epoch at zero, seed zero.
-        let spec = self
+        // `describe` is as deterministic as `decide`: the epoch at zero, seed zero. A component
+        // with the `audience` export (0.1.2) declares the rest of its spec in the same instance.
+        let (spec, audience) = self
             .run(0, 0, Vec::new(), limits, false, async |bound, store, _| {
-                bound.journey.call_describe(store).await
+                let spec = bound.journey.call_describe(&mut *store).await?;
+                let audience = match &bound.audience {
+                    Some(audience) => Some(audience.call_describe_audience(&mut *store).await?),
+                    None => None,
+                };
+                Ok((spec, audience))
             })
             .await?;
-        spec_from_wit(spec)
+        spec_from_wit(spec, audience)
     }
 
     /// Asks the journey what to do about `ctx.trigger`; `stats` is what the `stats` import
@@ -367,7 +398,15 @@ impl JourneyComponent {
             Some(indices) => Some(indices.load(&mut *store, &instance)?),
             None => None,
         };
-        Ok(Bound { journey, migration })
+        let audience = match &self.audience {
+            Some(indices) => Some(indices.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok(Bound {
+            journey,
+            migration,
+            audience,
+        })
     }
 
     /// Runs `call` on an idle instance, or a fresh one, under the decide deadline: both the

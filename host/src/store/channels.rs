@@ -131,6 +131,7 @@ mod tests {
             reentry: crate::model::Reentry::Never,
             channels: vec![],
             experiments: vec![],
+            audience: Default::default(),
         };
         use crate::model::rollout::Stage;
         for digest in ["j1", "j2"] {

@@ -174,5 +174,6 @@ pub fn spec() -> Spec {
             name: "copy".into(),
             arms: vec!["a".into(), "b".into()],
         }],
+        audience: Default::default(),
     }
 }

@@ -203,6 +203,7 @@ mod tests {
             reentry: Reentry::Never,
             channels: vec![],
             experiments: vec![],
+            audience: Default::default(),
         }
     }
 

@@ -66,6 +66,7 @@ impl From<model::Spec> for api::Spec {
             reentry,
             channels,
             experiments,
+            audience,
         } = spec;
         api::Spec {
             description,
@@ -76,6 +77,47 @@ impl From<model::Spec> for api::Spec {
             reentry: reentry.into(),
             channels,
             experiments: all(experiments),
+            subject: match audience.subject {
+                model::Subject::Customer => api::Subject::Customer,
+                model::Subject::Account => api::Subject::Account,
+            },
+            audience: all(audience.triggers),
+        }
+    }
+}
+
+impl From<model::AudienceTrigger> for api::AudienceTrigger {
+    fn from(trigger: model::AudienceTrigger) -> Self {
+        match trigger {
+            model::AudienceTrigger::Inactive {
+                name,
+                events,
+                quiet_for,
+            } => api::AudienceTrigger::Inactive {
+                name,
+                events,
+                quiet_for,
+            },
+            model::AudienceTrigger::Matches {
+                name,
+                expression,
+                exit_when_unmatched,
+            } => api::AudienceTrigger::Matches {
+                name,
+                expression,
+                exit_when_unmatched,
+            },
+            model::AudienceTrigger::Date {
+                name,
+                attribute,
+                offset_days,
+                at_minute,
+            } => api::AudienceTrigger::Date {
+                name,
+                attribute,
+                offset_days,
+                at_minute,
+            },
         }
     }
 }
@@ -249,6 +291,7 @@ mod tests {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
             }],
+            audience: Default::default(),
         };
         assert_eq!(
             serde_json::to_value(api::Spec::from(spec.clone())).ok(),

@@ -40,6 +40,7 @@ pub(super) fn spec() -> Spec {
             name: "welcome_copy".into(),
             arms: vec!["a".into(), "b".into()],
         }],
+        audience: Default::default(),
     }
 }
 
