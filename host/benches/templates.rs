@@ -8,6 +8,13 @@
 //! so that figure is an upper bound). Each scenario runs 7 rounds of a fixed number of calls
 //! after a warm-up; it prints the median, fastest and slowest round in µs per message, and the
 //! median per CPU time of the thread (what a message costs a core on a shared machine).
+//!
+//! Then the whole of a templated email's delivery, as the delivery loop does it once the
+//! customer is loaded: render, `content`, and `deliver` through the real `email` plugin
+//! (`waymark_email.wasm`, built by `cargo xtask test|bench`) to a loopback Postmark stand-in
+//! in this process, one message at a time on a warm instance — beside the same delivery of an
+//! untemplated payload, so the difference is what the template adds. Its CPU figure is the
+//! process's (the stand-in and the HTTP client's work included), per message.
 
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -154,4 +161,242 @@ fn main() {
         );
         assert_eq!(cache.compiles(), 1, "a version compiles once");
     }
+    render_and_deliver(&attributes, &payload);
+}
+
+/// Rounds and messages of the render + deliver scenario (a delivery costs tens of µs).
+const DELIVERY_ROUNDS: usize = 5;
+const DELIVERIES: u32 = 2_000;
+
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer to a timespec; CLOCK_PROCESS_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The `email` plugin as `cargo xtask` builds it.
+fn email_plugin() -> Option<Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    };
+    std::fs::read(target.join("wasm32-wasip2/guest/waymark_email.wasm")).ok()
+}
+
+/// A Postmark stand-in answering `POST /email` as Postmark's API reference shows a success
+/// (<https://postmarkapp.com/developer/api/email-api>): the token and JSON content type are
+/// checked, the body is parsed, the answer names the recipient and a message id.
+async fn postmark() -> u16 {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    async fn email(headers: HeaderMap, body: axum::body::Bytes) -> (StatusCode, String) {
+        let token = headers
+            .get("x-postmark-server-token")
+            .and_then(|v| v.to_str().ok());
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        match (token, parsed) {
+            (Some("bench-token"), Some(email)) if email["Subject"].is_string() => (
+                StatusCode::OK,
+                json!({"To": email["To"], "SubmittedAt": "2026-11-30T10:00:00Z",
+                    "MessageID": "b7bc2f4a-e38e-4336-af7d-e6c392c2f817", "ErrorCode": 0,
+                    "Message": "OK"})
+                .to_string(),
+            ),
+            _ => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"ErrorCode": 300, "Message": "Invalid email request"}).to_string(),
+            ),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route("/email", post(email));
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+/// µs per message of `deliver` for `DELIVERIES` messages, per round: (wall, process cpu).
+fn measure_deliveries<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    mut one: impl FnMut(u32) -> F,
+) -> Vec<(f64, f64)> {
+    runtime.block_on(async {
+        for i in 0..DELIVERIES / 10 {
+            one(i).await;
+        }
+    });
+    (0..DELIVERY_ROUNDS)
+        .map(|_| {
+            let (wall, cpu) = (Instant::now(), process_cpu());
+            runtime.block_on(async {
+                for i in 0..DELIVERIES {
+                    one(i).await;
+                }
+            });
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(DELIVERIES);
+            (per(wall.elapsed()), per(process_cpu() - cpu))
+        })
+        .collect()
+}
+
+fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_json::Value) {
+    use waymark_host::model::{Customer, DeliveryRequest};
+    use waymark_host::sandbox::{Sandbox, SandboxConfig, DEFAULT_LIMITS};
+    let Some(bytes) = email_plugin() else {
+        println!("render + deliver: skipped, waymark_email.wasm is not built (run `cargo xtask test` once)");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let port = runtime.block_on(postmark());
+    let sandbox = Sandbox::new(SandboxConfig {
+        // The stand-in is on loopback, which the operator allows here as tests and the demo do.
+        allow_private_network: true,
+        ..SandboxConfig::default()
+    })
+    .expect("a sandbox");
+    let plugin = sandbox
+        .compile_channel(&bytes)
+        .expect("the email plugin compiles")
+        .with_own_instances();
+    let allowed = [format!("127.0.0.1:{port}")];
+    let config = json!({"provider": "postmark", "base_url": format!("http://127.0.0.1:{port}"),
+        "from": {"email": "hello@acme.example", "name": "Acme"}, "server_token": "bench-token"});
+    let config = config.as_object().cloned().unwrap_or_default();
+    let cache = TemplateCache::default();
+    let source = email();
+    let request = |id: u32, payload: serde_json::Value| DeliveryRequest {
+        id: format!("k1-0123456789abcdef0123456789abcdef-{id}"),
+        channel: "email".into(),
+        customer: Customer {
+            id: "ana".into(),
+            attributes: attributes.clone(),
+        },
+        template: "renewal".into(),
+        payload,
+        config: config.clone(),
+    };
+    println!(
+        "render + deliver: {DELIVERY_ROUNDS} rounds of {DELIVERIES} emails through the email \
+         plugin (Postmark) to a loopback stand-in, one at a time; cpu = the whole process's"
+    );
+    // The same email, its content written in the payload by the journey (the very text the
+    // template renders, so both deliveries carry the same bytes): no template.
+    let untemplated = {
+        let compiled = compile(&source).expect("compiles");
+        let rendered = compiled
+            .render(RenderInput {
+                customer_id: "ana",
+                attributes,
+                payload,
+                message_id: "k1-0123456789abcdef0123456789abcdef-0",
+                channel: "email",
+                unsubscribe_url: None,
+            })
+            .expect("renders");
+        let mut p = payload.as_object().cloned().unwrap_or_default();
+        p.extend(rendered.parts);
+        serde_json::Value::Object(p)
+    };
+    let deliver = |request: DeliveryRequest| {
+        let plugin = &plugin;
+        let allowed = &allowed;
+        async move {
+            let receipt = plugin
+                .deliver(&request, allowed, &DEFAULT_LIMITS)
+                .await
+                .expect("delivered");
+            black_box(receipt);
+        }
+    };
+    report(
+        "deliver, payload as written (no template)",
+        measure_deliveries(&runtime, |i| deliver(request(i, untemplated.clone()))),
+    );
+    let prerendered = {
+        let compiled = compile(&source).expect("compiles");
+        let rendered = compiled
+            .render(RenderInput {
+                customer_id: "ana",
+                attributes,
+                payload,
+                message_id: "k1-0123456789abcdef0123456789abcdef-0",
+                channel: "email",
+                unsubscribe_url: None,
+            })
+            .expect("renders");
+        payload_with_content(payload, "renewal", 1, rendered)
+    };
+    report(
+        "deliver, the templated payload rendered beforehand",
+        measure_deliveries(&runtime, |i| deliver(request(i, prerendered.clone()))),
+    );
+    // The thread CPU spent in render + content alone, inside this loop.
+    let mut in_render = Duration::ZERO;
+    let mut renders = 0u32;
+    report(
+        "render + content + deliver, email 3 parts pt-BR",
+        measure_deliveries(&runtime, |i| {
+            let started = thread_cpu();
+            let compiled = cache
+                .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
+                .expect("compiles");
+            let input = RenderInput {
+                customer_id: "ana",
+                attributes,
+                payload,
+                message_id: "k1-0123456789abcdef0123456789abcdef-0",
+                channel: "email",
+                unsubscribe_url: None,
+            };
+            let rendered = compiled.render(input).expect("renders");
+            let content = payload_with_content(payload, "renewal", 1, rendered);
+            in_render += thread_cpu() - started;
+            renders += 1;
+            deliver(request(i, content))
+        }),
+    );
+    println!(
+        "{:<58} {:>8.2} µs of thread cpu per message",
+        "  of which render + content, measured inside the loop",
+        in_render.as_secs_f64() * 1e6 / f64::from(renders.max(1))
+    );
+    // The delivery loop's due messages rendered 16 at a time, then delivered: is what a render
+    // costs beside a delivery its own work, or the caches a delivery leaves it cold?
+    let mut batch: Vec<serde_json::Value> = Vec::new();
+    report(
+        "render 16 in a row, then deliver them (per message)",
+        measure_deliveries(&runtime, |i| {
+            if batch.is_empty() {
+                let compiled = cache
+                    .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
+                    .expect("compiles");
+                for _ in 0..16 {
+                    let input = RenderInput {
+                        customer_id: "ana",
+                        attributes,
+                        payload,
+                        message_id: "k1-0123456789abcdef0123456789abcdef-0",
+                        channel: "email",
+                        unsubscribe_url: None,
+                    };
+                    let rendered = compiled.render(input).expect("renders");
+                    batch.push(payload_with_content(payload, "renewal", 1, rendered));
+                }
+            }
+            let content = batch.pop().expect("a rendered message");
+            deliver(request(i, content))
+        }),
+    );
 }

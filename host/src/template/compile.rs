@@ -10,6 +10,7 @@ use minijinja::value::{Serde, Value};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// A compiled template version: parse once, render many times (it is `Send + Sync`, shared
 /// by every delivery through an `Arc`).
@@ -19,6 +20,86 @@ pub struct Compiled {
     default_locale: String,
     /// The version's locales, and each one's parts (names), in order.
     locales: Vec<(String, Vec<String>)>,
+    /// Per locale (same order), what its parts read of the customer and the payload.
+    reads: Vec<Reads>,
+}
+
+/// The keys of a top-level map that a locale's parts read: only those are converted into the
+/// render's context, since converting every attribute and payload field into minijinja's values
+/// was most of a render's cost (the customer's whole profile for a template reading three).
+#[derive(Debug, Clone, PartialEq)]
+enum Keys {
+    /// The map as a whole is read (printed, iterated, passed to a filter, indexed by a
+    /// variable) or the parts include others: every key.
+    All,
+    /// Only these keys are read (`customer.first_name` reads `first_name`).
+    Only(BTreeSet<String>),
+}
+
+impl Keys {
+    fn with(&mut self, key: Option<&str>) {
+        match (key, &mut *self) {
+            (_, Keys::All) => {}
+            (None, _) => *self = Keys::All,
+            (Some(key), Keys::Only(keys)) => {
+                keys.insert(key.to_owned());
+            }
+        }
+    }
+}
+
+/// What a locale's parts read of `customer` and `payload`.
+#[derive(Debug, Clone, PartialEq)]
+struct Reads {
+    customer: Keys,
+    payload: Keys,
+}
+
+impl Reads {
+    /// From the variables the parts use (minijinja's `undeclared_variables`, with attribute
+    /// lookups): `customer.x` reads `x`; a bare `customer` reads it all. The `date` filters
+    /// read `customer.timezone` themselves, so it is always kept. A part that includes,
+    /// imports or extends another reads what that one does, which this does not follow: then
+    /// everything is kept.
+    fn of(env: &Environment<'_>, names: &[String], sources: &[&str]) -> Reads {
+        let mut reads = Reads {
+            customer: Keys::Only(BTreeSet::from(["timezone".to_owned()])),
+            payload: Keys::Only(BTreeSet::new()),
+        };
+        let composes = sources.iter().any(|s| {
+            s.split("{%").skip(1).any(|block| {
+                let tag = block.trim_start_matches(['-', '+']).trim_start();
+                ["include", "import", "extends", "from"]
+                    .iter()
+                    .any(|t| tag.starts_with(t))
+            })
+        });
+        if composes {
+            return Reads {
+                customer: Keys::All,
+                payload: Keys::All,
+            };
+        }
+        for name in names {
+            let Ok(template) = env.get_template(name) else {
+                return Reads {
+                    customer: Keys::All,
+                    payload: Keys::All,
+                };
+            };
+            for variable in template.undeclared_variables(true) {
+                let mut path = variable.splitn(3, '.');
+                let root = path.next().unwrap_or_default();
+                let key = path.next();
+                match root {
+                    "customer" => reads.customer.with(key),
+                    "payload" => reads.payload.with(key),
+                    _ => {}
+                }
+            }
+        }
+        reads
+    }
 }
 
 impl std::fmt::Debug for Compiled {
@@ -54,20 +135,56 @@ pub struct Rendered {
 }
 
 /// The context's `customer`: the attributes with `id` set to the customer's id, serialised
-/// straight from the borrowed map (no copy of the attributes).
+/// straight from the borrowed map (no copy of the attributes), only the keys the parts read.
 struct CustomerView<'a> {
     id: &'a str,
     attributes: &'a Object,
+    keys: &'a Keys,
 }
 
 impl Serialize for CustomerView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("id", self.id)?;
-        for (k, v) in self.attributes.iter().filter(|(k, _)| k.as_str() != "id") {
-            map.serialize_entry(k, v)?;
+        match self.keys {
+            Keys::All => {
+                for (k, v) in self.attributes.iter().filter(|(k, _)| k.as_str() != "id") {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+            Keys::Only(keys) => {
+                for k in keys.iter().filter(|k| k.as_str() != "id") {
+                    if let Some(v) = self.attributes.get(k) {
+                        map.serialize_entry(k, v)?;
+                    }
+                }
+            }
         }
         map.end()
+    }
+}
+
+/// The context's `payload`: the send's payload, only the fields the parts read when it is an
+/// object.
+struct PayloadView<'a> {
+    payload: &'a serde_json::Value,
+    keys: &'a Keys,
+}
+
+impl Serialize for PayloadView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.payload, self.keys) {
+            (serde_json::Value::Object(fields), Keys::Only(keys)) => {
+                let mut map = s.serialize_map(None)?;
+                for k in keys {
+                    if let Some(v) = fields.get(k) {
+                        map.serialize_entry(k, v)?;
+                    }
+                }
+                map.end()
+            }
+            (payload, _) => payload.serialize(s),
+        }
     }
 }
 
@@ -86,7 +203,7 @@ struct MessageView<'a> {
 #[derive(Serialize)]
 struct Context<'a> {
     customer: CustomerView<'a>,
-    payload: &'a serde_json::Value,
+    payload: PayloadView<'a>,
     message: MessageView<'a>,
 }
 
@@ -139,11 +256,21 @@ pub fn compile(source: &TemplateSource) -> Result<Compiled, TemplateError> {
         }
         locales.push((locale.clone(), parts.keys().cloned().collect()));
     }
+    let reads = source
+        .locales
+        .iter()
+        .map(|(locale, parts)| {
+            let names: Vec<String> = parts.keys().map(|p| format!("{locale}/{p}")).collect();
+            let sources: Vec<&str> = parts.values().map(String::as_str).collect();
+            Reads::of(&env, &names, &sources)
+        })
+        .collect();
     Ok(Compiled {
         env,
         channel: kind,
         default_locale: source.default_locale.clone(),
         locales,
+        reads,
     })
 }
 
@@ -163,18 +290,25 @@ impl Compiled {
             self.locales.iter().map(|(l, _)| l.as_str()),
             &self.default_locale,
         );
-        let parts = self
-            .locales
-            .iter()
-            .find(|(l, _)| l == locale)
-            .map(|(_, parts)| parts.as_slice())
+        let index = self.locales.iter().position(|(l, _)| l == locale);
+        let parts = index
+            .map(|i| self.locales[i].1.as_slice())
             .unwrap_or_default();
+        const ALL: Reads = Reads {
+            customer: Keys::All,
+            payload: Keys::All,
+        };
+        let reads = index.and_then(|i| self.reads.get(i)).unwrap_or(&ALL);
         let context = Value::from(Serde(&Context {
             customer: CustomerView {
                 id: input.customer_id,
                 attributes: input.attributes,
+                keys: &reads.customer,
             },
-            payload: input.payload,
+            payload: PayloadView {
+                payload: input.payload,
+                keys: &reads.payload,
+            },
             message: MessageView {
                 id: input.message_id,
                 channel: input.channel,

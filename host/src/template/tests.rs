@@ -304,3 +304,56 @@ fn month_and_day_names_are_in_the_rendered_locale() {
         filters::names_locale("pt-BR")
     );
 }
+
+/// Only what a locale's parts read is converted into the context (a render's main cost): the
+/// rendering must not tell. A part reading the whole `customer` (a loop over it), one reading
+/// a key by a variable, and one that includes another see every attribute; a key a part does
+/// not name is still missing under strict undefined.
+#[test]
+fn a_render_sees_every_attribute_it_reads_however_it_reads_them() {
+    let attributes = json!({"first_name": "Ada", "plan": "pro", "city": "Lisbon"});
+    let t = source(
+        ChannelKind::Sms,
+        &[(
+            "en",
+            &[("text", "{{ customer.first_name }} {{ payload.code }}")],
+        )],
+    );
+    let r = render(&t, attributes.clone(), json!({"code": 7, "other": 1})).unwrap();
+    assert_eq!(part(&r, "text"), "Ada 7");
+
+    let whole = source(
+        ChannelKind::Sms,
+        &[(
+            "en",
+            &[(
+                "text",
+                "{% for k, v in customer|items %}{{ k }}={{ v }};{% endfor %}{{ payload|length }}",
+            )],
+        )],
+    );
+    let r = render(&whole, attributes.clone(), json!({"a": 1, "b": 2})).unwrap();
+    assert_eq!(
+        part(&r, "text"),
+        "city=Lisbon;first_name=Ada;id=ada;plan=pro;2"
+    );
+
+    let by_variable = source(
+        ChannelKind::Sms,
+        &[("en", &[("text", "{% set k = 'city' %}{{ customer[k] }}")])],
+    );
+    let r = render(&by_variable, attributes.clone(), json!({})).unwrap();
+    assert_eq!(part(&r, "text"), "Lisbon");
+
+    let unnamed = source(
+        ChannelKind::Sms,
+        &[(
+            "en",
+            &[("text", "{{ customer.first_name }} {{ customer.nickname }}")],
+        )],
+    );
+    assert!(matches!(
+        render(&unnamed, attributes, json!({})),
+        Err(TemplateError::Render(_))
+    ));
+}
