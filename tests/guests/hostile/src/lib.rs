@@ -358,6 +358,12 @@ impl wit::exports::waymark::journey::migration::Guest for Export {
     }
 }
 
+impl wit::exports::waymark::journey::audience::Guest for Export {
+    fn describe_audience() -> wit::exports::waymark::journey::audience::AudienceSpec {
+        waymark_guest::__export::describe_audience::<Hostile>()
+    }
+}
+
 // A component only (see `waymark_guest::export_journey!`).
 #[cfg(target_arch = "wasm32")]
 wit::export!(Export with_types_in waymark_guest::__export::journey);
