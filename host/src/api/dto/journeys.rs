@@ -361,3 +361,13 @@ mod tests {
         assert_eq!(model::DecisionContext::try_from(dto).ok(), direct);
     }
 }
+
+// Account journeys (issue 12): the report says what it counts.
+impl From<model::Subject> for api::Subject {
+    fn from(subject: model::Subject) -> Self {
+        match subject {
+            model::Subject::Customer => api::Subject::Customer,
+            model::Subject::Account => api::Subject::Account,
+        }
+    }
+}
