@@ -4,9 +4,11 @@
 //! one enrollment on. `decide` sees the account as its customer (its id and traits) and the
 //! member whose event it is in the event (`ctx.member()`).
 //!
-//! - Entry: `group`, once per account ever — the account starts onboarding when its first
-//!   member joins it. Entered: the member who joined is welcomed (`account_welcome` through
+//! - Entry: `signed_up` from any member, once per account ever (the account's first
+//!   signup starts its onboarding; its other members' signups are events of the same
+//!   enrollment). Entered: the member who signed up is welcomed (`account_welcome` through
 //!   `email`, the payload naming the member as `to`: an account has no address of its own).
+//!   A customer who belongs to no account (no `group` call yet) enters nothing.
 //! - Milestones, each with a stall window: `first_value` (7 days): any member creates a first
 //!   project (`project_created`); `sponsor_engaged` (14 more days, the goal): a member whose
 //!   `role` trait is `executive` logs in (`logged_in`). An executive who logs in before the
@@ -60,7 +62,7 @@ impl Journey for AccountOnboarding {
             "Account onboarding: first value from any member, an executive sponsor engaged, stalls handed to the account's CSM",
         )
         .for_accounts()
-        .enter_on("group")
+        .enter_on("signed_up")
         .goal(SPONSOR_ENGAGED)
         .reentry(Reentry::Never)
         .channel(EMAIL)
@@ -84,7 +86,7 @@ impl Journey for AccountOnboarding {
     }
 }
 
-/// The member who joined first is welcomed, by address: sends of an account's journey go to
+/// The member who signed up first is welcomed, by address: sends of an account's journey go to
 /// whomever their payload names.
 fn welcome(ctx: &Context) -> Decision {
     let Some(member) = ctx.member() else {
@@ -195,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_is_an_accounts_journey_entered_on_group_with_two_milestones() {
+    fn spec_is_an_accounts_journey_entered_on_signup_with_two_milestones() {
         let spec = AccountOnboarding::describe();
         assert_eq!(spec.subject, waymark_guest::Subject::Account);
         assert_eq!(spec.goal.as_deref(), Some(SPONSOR_ENGAGED));
@@ -204,9 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn the_member_who_joined_first_is_welcomed_by_address() {
+    fn the_member_who_signed_up_first_is_welcomed_by_address() {
         let ada = member("ada", "admin");
-        let ctx = Context::entered(Event::new("group").with_member(&ada)).for_customer(account());
+        let ctx = Context::entered(Event::new("signed_up").with_member(&ada)).for_customer(account());
         let decision = AccountOnboarding::decide(&ctx).unwrap();
         match &decision.commands()[..] {
             [Command::Send {
