@@ -625,11 +625,8 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Err(e) => return retryable(e.to_string()),
     };
     // Account journeys (issue 12): an account's message loads the account.
-    let subject = crate::worker::accounts::subject_customer(
-        &host.store,
-        &message.tenant,
-        &message.customer,
-    );
+    let subject =
+        crate::worker::accounts::subject_customer(&host.store, &message.tenant, &message.customer);
     let customer = match subject {
         Ok(customer) => customer.unwrap_or_else(|| Customer {
             id: message.customer.clone(),

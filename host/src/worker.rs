@@ -162,9 +162,12 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
             };
             n += 1;
             // Account journeys (issue 12): shards given forwarded triggers.
-            forwarded.extend(commit.queued.iter().map(|q| {
-                crate::store::shard_of(&q.tenant, &q.customer, host.store.shards())
-            }));
+            forwarded.extend(
+                commit
+                    .queued
+                    .iter()
+                    .map(|q| crate::store::shard_of(&q.tenant, &q.customer, host.store.shards())),
+            );
             timers |= !commit.timers_set.is_empty();
             sends |= !commit.outbox.is_empty();
             pending.push(commit);

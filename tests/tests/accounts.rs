@@ -53,16 +53,24 @@ fn group(id: &str, member: &str, account: &str, traits: Value) -> Value {
 }
 
 #[tokio::test]
-async fn an_account_enrolls_once_for_its_members_and_reaches_milestones_from_different_members()
-{
+async fn an_account_enrolls_once_for_its_members_and_reaches_milestones_from_different_members() {
     let world = world().await;
     // Three members of acme, with their traits; the account names its CSM.
     world
         .post(&[
-            identify("i-ada", "ada", json!({ "role": "admin", "email": "ada@acme.test" })),
+            identify(
+                "i-ada",
+                "ada",
+                json!({ "role": "admin", "email": "ada@acme.test" }),
+            ),
             identify("i-ben", "ben", json!({ "role": "engineer" })),
             identify("i-eve", "eve", json!({ "role": "executive" })),
-            group("g-ada", "ada", "acme", json!({ "name": "Acme", "csm": "zoe" })),
+            group(
+                "g-ada",
+                "ada",
+                "acme",
+                json!({ "name": "Acme", "csm": "zoe" }),
+            ),
             group("g-ben", "ben", "acme", json!({})),
             group("g-eve", "eve", "acme", json!({})),
         ])
@@ -82,7 +90,10 @@ async fn an_account_enrolls_once_for_its_members_and_reaches_milestones_from_dif
     assert_eq!(entered.id, "account-onboarding/account:acme/1");
     // decide saw the account by its own id and the member who signed up first in the event.
     let welcome = world.delivered("email", "account_welcome", "acme").await;
-    let to = welcome.payload()["to"].as_str().expect("a member").to_string();
+    let to = welcome.payload()["to"]
+        .as_str()
+        .expect("a member")
+        .to_string();
     assert!(["ada", "ben", "eve"].contains(&to.as_str()), "{to}");
     assert_eq!(welcome.body["customer"]["attributes"]["csm"], "zoe");
     if to == "ada" {
@@ -92,7 +103,9 @@ async fn an_account_enrolls_once_for_its_members_and_reaches_milestones_from_dif
     // The executive logs in first (remembered), then the engineer creates a project: first
     // value and, with it, the sponsor engaged — from two different members.
     world.post(&[event("l-eve", "eve", "logged_in")]).await;
-    world.post(&[event("p-ben", "ben", "project_created")]).await;
+    world
+        .post(&[event("p-ben", "ben", "project_created")])
+        .await;
     let done = wait_for_account(&world, "acme", "completed", |e| {
         e.status == EnrollmentStatus::Completed
     })
@@ -250,5 +263,8 @@ async fn a_merged_anonymous_member_keeps_routing_to_the_account_once() {
     let report = world.api().report(JOURNEY).await;
     assert_eq!(report["report"]["overall"]["entered"], 1, "{report}");
     assert_eq!(report["report"]["overall"]["completed"], 1, "{report}");
-    assert_eq!(count(&world.sink.requests(), "account_welcome", "initech"), 1);
+    assert_eq!(
+        count(&world.sink.requests(), "account_welcome", "initech"),
+        1
+    );
 }

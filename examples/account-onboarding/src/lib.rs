@@ -76,9 +76,7 @@ impl Journey for AccountOnboarding {
         let progress: Progress = ctx.enrollment.state_json()?.unwrap_or_default();
         Ok(match &ctx.trigger {
             Trigger::Entered(_) => welcome(ctx),
-            Trigger::Event(event) if event.is("project_created") => {
-                project_created(ctx, progress)
-            }
+            Trigger::Event(event) if event.is("project_created") => project_created(ctx, progress),
             Trigger::Event(event) if event.is("logged_in") => logged_in(ctx, progress),
             Trigger::Stalled(milestone) => stalled(ctx, progress, milestone),
             _ => Decision::new(),
@@ -208,9 +206,10 @@ mod tests {
     #[test]
     fn the_member_who_signed_up_first_is_welcomed_by_address() {
         let ada = member("ada", "admin");
-        let ctx = Context::entered(Event::new("signed_up").with_member(&ada)).for_customer(account());
+        let ctx =
+            Context::entered(Event::new("signed_up").with_member(&ada)).for_customer(account());
         let decision = AccountOnboarding::decide(&ctx).unwrap();
-        match &decision.commands()[..] {
+        match decision.commands() {
             [Command::Send {
                 channel, payload, ..
             }] => {
@@ -228,8 +227,7 @@ mod tests {
         let ben = member("ben", "engineer");
         let decision = AccountOnboarding::decide(&on("project_created", &ben)).unwrap();
         assert_eq!(milestones(&decision), [FIRST_VALUE]);
-        let again = on("project_created", &member("cy", "engineer"))
-            .with_milestone(FIRST_VALUE, 5);
+        let again = on("project_created", &member("cy", "engineer")).with_milestone(FIRST_VALUE, 5);
         assert!(AccountOnboarding::decide(&again)
             .unwrap()
             .commands()
@@ -260,7 +258,10 @@ mod tests {
             sponsor: Some("eve".into()),
             ..Progress::default()
         };
-        let ctx = with_progress(on("project_created", &member("ben", "engineer")), &remembered);
+        let ctx = with_progress(
+            on("project_created", &member("ben", "engineer")),
+            &remembered,
+        );
         let decision = AccountOnboarding::decide(&ctx).unwrap();
         assert_eq!(milestones(&decision), [FIRST_VALUE, SPONSOR_ENGAGED]);
     }

@@ -234,7 +234,11 @@ mod tests {
         store.commit_trigger(&commit).unwrap();
         let shard = super::super::shard_of("t", "account:acme", store.shards());
         let queued = store.queued(shard, 10).unwrap();
-        assert_eq!(fixtures::queued_count(&store), 1, "the fixture's trigger is gone");
+        assert_eq!(
+            fixtures::queued_count(&store),
+            1,
+            "the fixture's trigger is gone"
+        );
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].1.customer, "account:acme");
         assert!(matches!(

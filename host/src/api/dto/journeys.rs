@@ -266,6 +266,16 @@ impl From<model::Command> for api::Command {
     }
 }
 
+// Account journeys (issue 12): the report says what it counts.
+impl From<model::Subject> for api::Subject {
+    fn from(subject: model::Subject) -> Self {
+        match subject {
+            model::Subject::Customer => api::Subject::Customer,
+            model::Subject::Account => api::Subject::Account,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,15 +369,5 @@ mod tests {
             serde_json::from_value(context.clone()).expect("the DTO reads the context");
         let direct = serde_json::from_value::<model::DecisionContext>(context).ok();
         assert_eq!(model::DecisionContext::try_from(dto).ok(), direct);
-    }
-}
-
-// Account journeys (issue 12): the report says what it counts.
-impl From<model::Subject> for api::Subject {
-    fn from(subject: model::Subject) -> Self {
-        match subject {
-            model::Subject::Customer => api::Subject::Customer,
-            model::Subject::Account => api::Subject::Account,
-        }
     }
 }
