@@ -21,6 +21,11 @@ pub struct Account {
     /// The `after` of the next page, when more members follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_after: Option<String>,
+    /// The account's enrollments in account journeys (issue 12: a journey whose subject is
+    /// `account`), one per run; each names the account's subject key `account:<id>` as its
+    /// customer.
+    #[serde(default)]
+    pub enrollments: Vec<crate::customers::Enrollment>,
 }
 
 /// The query of `GET /v1/accounts/{id}` (`?after=ada&limit=100`).

@@ -14,6 +14,10 @@ pub struct JourneyReport {
     pub name: String,
     /// Its latest version, whose spec defines the rows.
     pub latest_version: u32,
+    /// What the report counts (account journeys, issue 12): customers, or accounts (one
+    /// enrollment each), as the latest version's spec declares.
+    #[serde(default)]
+    pub subject: crate::journeys::Subject,
     /// The report.
     pub report: Report,
 }

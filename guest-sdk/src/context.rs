@@ -164,6 +164,34 @@ impl Event {
     pub fn is(&self, name: &str) -> bool {
         self.name == name
     }
+
+    // Account journeys (issue 12)
+    /// In an account's journey ([`Spec::for_accounts`](crate::Spec::for_accounts)): the
+    /// member whose event this is, as they were when the host processed it (property
+    /// `member`: `{"id", "attributes"}`, which the host sets on every event it routes to an
+    /// account journey). `None` in a customer's journey, and for a timer's or stall's trigger.
+    ///
+    /// ```
+    /// use waymark_guest::{json, Customer, Event};
+    ///
+    /// let exec = Customer::new("ada").with_attribute("role", json!("executive"));
+    /// let login = Event::new("logged_in").with_member(&exec);
+    /// assert_eq!(login.member().unwrap().attribute_str("role"), Some("executive"));
+    /// assert!(Event::new("logged_in").member().is_none());
+    /// ```
+    pub fn member(&self) -> Option<Customer> {
+        self.property("member")
+            .and_then(|m| serde_json::from_value(m.clone()).ok())
+    }
+
+    /// Sets the member whose event this is, as the host does for an account's journey
+    /// (builder style, for tests).
+    pub fn with_member(self, member: &Customer) -> Self {
+        self.with_property(
+            "member",
+            serde_json::json!({ "id": member.id, "attributes": member.attributes }),
+        )
+    }
 }
 
 /// Where an enrollment stands.
@@ -453,6 +481,13 @@ impl Context {
             now: 0,
             seed: 0,
         }
+    }
+
+    /// In an account's journey: the member whose event triggered this decision (see
+    /// [`Event::member`]); `None` for timers, stalls, delivery reports and customers' journeys.
+    /// The account itself is [`customer`](Self::customer): its id and its traits.
+    pub fn member(&self) -> Option<Customer> {
+        self.trigger.event().and_then(Event::member)
     }
 
     /// The customer just entered on `event`.

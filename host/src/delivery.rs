@@ -624,7 +624,10 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(None) => return permanent(format!("channel {:?} is not registered", message.channel)),
         Err(e) => return retryable(e.to_string()),
     };
-    let customer = match host.store.customer(&message.tenant, &message.customer) {
+    // Account journeys (issue 12): an account's message loads the account.
+    let subject =
+        crate::worker::accounts::subject_customer(&host.store, &message.tenant, &message.customer);
+    let customer = match subject {
         Ok(customer) => customer.unwrap_or_else(|| Customer {
             id: message.customer.clone(),
             attributes: Default::default(),
@@ -652,6 +655,8 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         Ok(limits) => limits,
         Err(e) => return retryable(e.to_string()),
     };
+    // An adapter is shown an account by its own id, as `decide` is.
+    let customer = crate::engine::accounts::as_seen(&customer).into_owned();
     let payload = match adapter_payload(host, message, &customer, unsubscribe_url.as_deref()) {
         Ok(payload) => payload,
         Err(failed) => return failed,

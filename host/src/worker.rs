@@ -23,10 +23,11 @@ use crate::engine::{
     self, Addressed, Addressee, DecideError, JourneyRef, Prepared, Step, TriggerFailure,
 };
 use crate::host::Host;
-use crate::model::{Customer, Event, FailureReason, Millis, SendingPolicy};
+use crate::model::{Customer, Event, FailureReason, Millis, SendingPolicy, Subject};
 use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
 use std::collections::{HashMap, HashSet};
 
+pub(crate) mod accounts; // Account journeys (issue 12)
 mod identity; // Identity merge (issue 12)
 mod migration; // Migrations (issue 13)
 use std::sync::Arc;
@@ -127,6 +128,7 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
     let mut n = 0;
     let mut pending: Vec<TriggerCommit> = Vec::with_capacity(waiting.len());
     let (mut timers, mut sends) = (false, false);
+    let mut forwarded: HashSet<u16> = HashSet::new();
     while !waiting.is_empty() && !host.shutdown.is_cancelled() {
         let mut in_round: HashSet<(String, String)> = HashSet::with_capacity(waiting.len());
         let mut deferred: HashSet<(String, String)> = HashSet::new();
@@ -159,6 +161,13 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
                 }
             };
             n += 1;
+            // Account journeys (issue 12): shards given forwarded triggers.
+            forwarded.extend(
+                commit
+                    .queued
+                    .iter()
+                    .map(|q| crate::store::shard_of(&q.tenant, &q.customer, host.store.shards())),
+            );
             timers |= !commit.timers_set.is_empty();
             sends |= !commit.outbox.is_empty();
             pending.push(commit);
@@ -176,6 +185,9 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
             match durable.await {
                 Ok(()) => {
                     debug!(shard, triggers = n, "batch durable");
+                    for to in forwarded {
+                        host.wake_shard(to);
+                    }
                     if timers {
                         host.timers_changed();
                     }
@@ -264,6 +276,12 @@ async fn process(
                 .migrate(&mut commit, &item.customer, move_, now)
                 .await?
         }
+        // Account journeys (issue 12): a member's event on the account's shard.
+        Pending::Account { event, member } => {
+            shell
+                .account_event(&mut commit, &item.customer, event, member, now)
+                .await?
+        }
         // `identity::step` did these.
         Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => None,
     };
@@ -343,6 +361,11 @@ impl<'h> Shell<'h> {
         event: Event,
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
+        // Account journeys (issue 12): an event the host composed for an account (its task's
+        // resolution) is the account's.
+        if engine::accounts::account_of(&event.customer).is_some() {
+            return self.account_owned_event(commit, event, now).await;
+        }
         let store = &self.host.store;
         let existing = store.customer(&self.tenant, &event.customer)?;
         let seen = engine::interpret(existing.as_ref(), &event);
@@ -393,7 +416,45 @@ impl<'h> Shell<'h> {
             None => self.host.catalog.live(store, &self.tenant)?,
             Some(_) => Arc::from([]),
         };
-        // The version of each journey a new run of this customer would enter.
+        let plain = addressee.is_none();
+        let deferred = self
+            .route(
+                commit,
+                &customer,
+                &event,
+                addressee,
+                enrollments,
+                &live,
+                Subject::Customer,
+                now,
+            )
+            .await?;
+        // Account journeys (issue 12): the member's account's share of a plain event is
+        // queued for the account's shard, with this trigger's commit.
+        if plain && deferred.is_none() {
+            accounts::forward(store, commit, &live, &customer, &event)?;
+        }
+        Ok(deferred)
+    }
+
+    /// Routes `event` of `customer` (a customer, or an account as `engine::accounts` makes
+    /// it) through `enrollments` and the live journeys that enroll `subject`, and runs every
+    /// step — unless a journey version it goes to has its breaker open: then nothing runs,
+    /// and it returns when to try again.
+    #[allow(clippy::too_many_arguments)]
+    async fn route(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer: &Customer,
+        event: &Event,
+        addressee: Option<Addressee>,
+        enrollments: Vec<crate::model::Enrollment>,
+        live: &[crate::store::LiveJourney],
+        subject: Subject,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        // The version of each journey a new run of this customer would enter (account
+        // journeys for an account, the others for a customer).
         let entering: Vec<&Arc<JourneyVersion>> = live
             .iter()
             .map(|j| match &j.candidate {
@@ -404,6 +465,7 @@ impl<'h> Shell<'h> {
                 }
                 _ => &j.live,
             })
+            .filter(|j| engine::accounts::enrolls(&j.spec, subject))
             .collect();
         for e in &enrollments {
             self.version(&e.journey, e.version)?;
@@ -425,8 +487,8 @@ impl<'h> Shell<'h> {
                     .map(|v| &v.spec)
             };
             engine::plan_event(
-                &customer,
-                &event,
+                customer,
+                event,
                 addressee,
                 &enrollments,
                 &refs,
@@ -443,7 +505,7 @@ impl<'h> Shell<'h> {
             return Ok(Some(until));
         }
         for step in steps {
-            self.step(commit, &customer, step, now).await?;
+            self.step(commit, customer, step, now).await?;
         }
         Ok(None)
     }
@@ -491,8 +553,7 @@ impl<'h> Shell<'h> {
         let Some(enrollment) = store.enrollment(&self.tenant, customer_id, journey, run)? else {
             return Ok(None);
         };
-        let customer = store
-            .customer(&self.tenant, customer_id)?
+        let customer = accounts::subject_customer(store, &self.tenant, customer_id)?
             .unwrap_or_else(|| Customer {
                 id: customer_id.to_string(),
                 attributes: Default::default(),
@@ -666,8 +727,20 @@ impl<'h> Shell<'h> {
         let limits = host
             .tenant_limits(&self.tenant)
             .map_err(|e| DecideError::Internal(e.to_string()))?;
+        // Account journeys (issue 12): an account is shown by its own id, not its subject key.
+        let shown;
+        let context = match engine::accounts::as_seen(&ask.context.customer) {
+            std::borrow::Cow::Borrowed(_) => &ask.context,
+            std::borrow::Cow::Owned(customer) => {
+                shown = crate::model::DecisionContext {
+                    customer,
+                    ..ask.context.clone()
+                };
+                &shown
+            }
+        };
         component
-            .decide(&ask.context, stats, &limits)
+            .decide(context, stats, &limits)
             .await
             .map_err(|f| DecideError::Guest {
                 reason: f.reason,

@@ -40,6 +40,11 @@ pub const GUESTS: &[(&str, &str)] = &[
         "waymark-example-ab-welcome",
         "waymark_example_ab_welcome.wasm",
     ),
+    // Account journeys (issue 12): a journey whose subject is the account.
+    (
+        "waymark-example-account-onboarding",
+        "waymark_example_account_onboarding.wasm",
+    ),
     // A journey that misbehaves in a different way per event name.
     ("waymark-test-hostile", "waymark_test_hostile.wasm"),
     // A journey importing `wasi:sockets`, to be refused at upload.

@@ -1,5 +1,6 @@
 //! Accounts (issue 12): `GET /v1/accounts/{id}`, an account's traits and a page of its
-//! members. Accounts are written by `group` events at ingest (`store/accounts.rs`).
+//! members, and its enrollments in account journeys. Accounts are written by `group` events at
+//! ingest (`store/accounts.rs`).
 
 use super::prelude::*;
 use waymark_api::accounts::{Account, AccountQuery};
@@ -31,6 +32,9 @@ async fn get_account(
         .ok_or_else(|| ApiError::not_found(format!("no account {id:?}")))?;
     let (members, more) = store.account_members(&tenant, &id, query.after.as_deref(), limit)?;
     let next_after = if more { members.last().cloned() } else { None };
+    // Account journeys: the account's enrollments, under its subject key.
+    let subject = crate::engine::accounts::subject(&id);
+    let enrollments = store.enrollments(&tenant, &subject)?;
     Ok(Json(Account {
         id: account.id,
         traits: account.traits,
@@ -38,5 +42,6 @@ async fn get_account(
         updated_at: account.updated_at,
         members,
         next_after,
+        enrollments: enrollments.into_iter().map(Into::into).collect(),
     }))
 }

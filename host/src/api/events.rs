@@ -7,7 +7,7 @@ use super::limits::{
     MAX_TRAITS_BYTES,
 };
 use super::prelude::*;
-use super::validate::valid_id;
+use super::validate::{valid_customer_id, valid_id};
 use crate::model::Event;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -69,7 +69,7 @@ fn parse_event(raw: &RawValue, now: Millis) -> Result<Event, Refused> {
 /// gate of every ingest route (`POST /v1/events`, the Segment-compatible routes).
 pub(super) fn check_event(input: EventInput, now: Millis) -> Result<Event, Refused> {
     valid_id("id", &input.id)?;
-    valid_id("customer", &input.customer)?;
+    valid_customer_id("customer", &input.customer)?;
     valid_id("name", &input.name)?;
     if input.name.len() > MAX_EVENT_NAME {
         return Err(format!("name must be at most {MAX_EVENT_NAME} bytes").into());
@@ -321,7 +321,7 @@ fn identities(
     for (i, event) in events.iter_mut().enumerate() {
         let from = crate::engine::identity::merge_source(event).map(str::to_string);
         if let Some(from) = &from {
-            valid_id("the merged id", from).map_err(|e| refusal(batch, i, e.into()))?;
+            valid_customer_id("the merged id", from).map_err(|e| refusal(batch, i, e.into()))?;
         }
         event.customer = store.resolve(tenant, &event.customer)?;
         merges.push(from.filter(|from| *from != event.customer));

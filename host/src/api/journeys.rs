@@ -231,6 +231,7 @@ pub(crate) fn report(state: &AppState, tenant: &str, name: String) -> ApiResult<
     Ok(JourneyReport {
         name,
         latest_version: latest.version,
+        subject: latest.spec.audience.subject.into(),
         report: report.into(),
     })
 }

@@ -36,6 +36,20 @@ pub(super) fn valid_id(what: &str, id: &str) -> Result<(), String> {
     }
 }
 
+// Account journeys (issue 12)
+/// A customer id: an id ([`valid_id`]) that does not start with `account:`, the prefix of an
+/// account's subject key (`engine::accounts`), so a customer is never taken for an account.
+pub(super) fn valid_customer_id(what: &str, id: &str) -> Result<(), String> {
+    valid_id(what, id)?;
+    if crate::engine::accounts::is_reserved(id) {
+        return Err(format!(
+            "{what} must not start with {:?} (reserved for accounts)",
+            crate::engine::accounts::SUBJECT_PREFIX
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a list in a request body longer than [`MAX_LIST_IN_BODY`] (400 `invalid_input`).
 pub(super) fn bounded_list(what: &str, len: usize) -> ApiResult<()> {
     if len > MAX_LIST_IN_BODY {

@@ -142,6 +142,31 @@ impl Store {
     }
 }
 
+// Account journeys (issue 12)
+impl Store {
+    /// Identity merge of a member: `from`'s account membership passes to `into` unless `into`
+    /// belongs to an account already (theirs stays), and `from`, merged away, leaves its
+    /// account; one transaction. Idempotent, so the merge that calls it may run again after a
+    /// crash. Account journeys route the merged customer's events by the membership it leaves.
+    pub fn move_membership(&self, tenant: &str, from: &str, into: &str) -> Result<(), StoreError> {
+        let (from_key, into_key) = (customer_key(tenant, from), customer_key(tenant, into));
+        self.accounts.transaction(|tree| {
+            let Some(account) = tree.get(&from_key)? else {
+                return Ok(());
+            };
+            let account = String::from_utf8_lossy(&account).into_owned();
+            tree.remove(from_key.as_slice())?;
+            tree.remove(member_key(tenant, &account, from))?;
+            if tree.get(&into_key)?.is_none() {
+                tree.insert(into_key.as_slice(), account.as_bytes())?;
+                tree.insert(member_key(tenant, &account, into), &[])?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::temp_store;
@@ -228,5 +253,47 @@ mod tests {
             Some("globex")
         );
         assert!(store.account("u", "acme").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_merged_member_passes_their_account_on_unless_the_known_id_has_one() {
+        let (_dir, store) = temp_store();
+        let calls = [
+            group("g1", "anon-1", "acme", json!({})),
+            group("g2", "anon-2", "acme", json!({})),
+            group("g3", "bob", "globex", json!({})),
+        ];
+        let events: Vec<Event> = calls.iter().map(|(e, _)| e.clone()).collect();
+        let changes: Vec<Option<AccountChange>> =
+            calls.iter().map(|(_, c)| Some(c.clone())).collect();
+        store
+            .ingest_with(super::super::events::Extras {
+                tenant: "t",
+                events: &events,
+                merges: &[],
+                accounts: &changes,
+                now: 5,
+                window: None,
+            })
+            .await
+            .unwrap();
+        store.move_membership("t", "anon-1", "ada").unwrap();
+        store.move_membership("t", "anon-2", "bob").unwrap();
+        // Again, as after a crash: nothing changes.
+        store.move_membership("t", "anon-1", "ada").unwrap();
+        assert_eq!(
+            store.customer_account("t", "ada").unwrap().as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            store.customer_account("t", "bob").unwrap().as_deref(),
+            Some("globex")
+        );
+        assert_eq!(store.customer_account("t", "anon-1").unwrap(), None);
+        assert_eq!(store.customer_account("t", "anon-2").unwrap(), None);
+        assert_eq!(
+            store.account_members("t", "acme", None, 10).unwrap().0,
+            ["ada"]
+        );
     }
 }

@@ -12,7 +12,7 @@
 
 use super::keys::shard_of;
 use super::{dec, enc, Store, StoreError};
-use crate::model::{DeliveryReport, Event, Millis};
+use crate::model::{Customer, DeliveryReport, Event, Millis};
 use serde::{Deserialize, Serialize};
 
 /// Why a customer's journeys must run: the kind of a queued trigger.
@@ -54,6 +54,11 @@ pub enum Pending {
     MergeIn { from: String },
     /// A trigger of `from`, an id merged into this customer, passed on to this customer's shard.
     Forwarded { from: String, inner: Box<Pending> },
+    // Account journeys (issue 12, accounts slice): see `engine/accounts.rs`.
+    /// A member's event, for the account journeys of the account whose subject key is this
+    /// trigger's customer; queued by the member's trigger's commit (`TriggerCommit::queued`),
+    /// with the member as they were when their event was processed.
+    Account { event: Event, member: Customer },
 }
 
 /// A trigger waiting to be processed for one customer.

@@ -39,6 +39,10 @@ pub struct TriggerCommit {
     /// Dashboard (issue 14): for a logged event's trigger, its customer: the event is indexed
     /// under them (`customer_events`), its sequence number read from `queue_key`.
     pub event_customer: Option<String>,
+    /// Account journeys (issue 12): triggers this one queues for other subjects (a member's
+    /// event forwarded to their account's shard), inserted in the same transaction, so each is
+    /// queued exactly once whatever crashes.
+    pub queued: Vec<super::QueuedTrigger>,
 }
 
 impl Store {
@@ -113,6 +117,12 @@ impl Store {
                     .or_default() += 1;
             }
         }
+        // Staged outside the transaction: sled hands out sequence numbers outside transactions.
+        let queued = batch
+            .iter()
+            .flat_map(|c| &c.queued)
+            .map(|t| self.queue_entry(t))
+            .collect::<Result<Vec<_>, _>>()?;
         let deltas: Vec<((&str, u16), _)> = deltas
             .into_iter()
             .map(|(at, d)| (at, crate::report::cells::merge(d)))
@@ -148,6 +158,9 @@ impl Store {
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
+                    }
+                    for entry in &queued {
+                        queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
                     }
                     // Later writes of the same key (one customer twice in a batch) win.
                     for (k, v) in &customers {
@@ -197,6 +210,42 @@ mod tests {
     use super::super::outbox::MessageStatus;
     use super::super::{fixtures, temp_store};
     use super::*;
+
+    // Account journeys (issue 12)
+    #[test]
+    fn a_commit_queues_its_forwards_with_its_own_removal() {
+        let (_dir, store) = temp_store();
+        let mut commit = fixtures::commit(&store, "t", "ada");
+        let event = crate::model::Event {
+            id: "e1".into(),
+            customer: "ada".into(),
+            name: "logged_in".into(),
+            properties: Default::default(),
+            timestamp: 0,
+        };
+        commit.queued.push(super::super::QueuedTrigger {
+            tenant: "t".into(),
+            customer: "account:acme".into(),
+            pending: super::super::Pending::Account {
+                event,
+                member: fixtures::customer("ada"),
+            },
+        });
+        store.commit_trigger(&commit).unwrap();
+        let shard = super::super::shard_of("t", "account:acme", store.shards());
+        let queued = store.queued(shard, 10).unwrap();
+        assert_eq!(
+            fixtures::queued_count(&store),
+            1,
+            "the fixture's trigger is gone"
+        );
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].1.customer, "account:acme");
+        assert!(matches!(
+            &queued[0].1.pending,
+            super::super::Pending::Account { member, .. } if member.id == "ada"
+        ));
+    }
 
     #[test]
     fn a_commit_removes_its_trigger_and_applies_every_effect() {

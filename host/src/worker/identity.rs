@@ -154,6 +154,9 @@ fn merge_in(
         moved = commit.enrollments_removed.len(),
         "customers merged"
     );
+    // Account journeys (issue 12): the merged id's account membership passes to the known id
+    // before the merge commits (idempotent, so a crash between the two is harmless).
+    store.move_membership(tenant, from, known)?;
     store.commit_merge(&commit)?;
     if !commit.timers_moved.is_empty() {
         host.timers_changed();

@@ -37,8 +37,8 @@ impl Shell<'_> {
                 if let Some(until) = self.deferral(std::slice::from_ref(&step)) {
                     return Ok(Some(until));
                 }
-                let customer = store
-                    .customer(&self.tenant, customer_id)?
+                // An account journey's enrollment migrates with its account (issue 12).
+                let customer = super::accounts::subject_customer(store, &self.tenant, customer_id)?
                     .unwrap_or_else(|| Customer {
                         id: customer_id.to_string(),
                         attributes: Default::default(),

@@ -266,6 +266,16 @@ impl From<model::Command> for api::Command {
     }
 }
 
+// Account journeys (issue 12): the report says what it counts.
+impl From<model::Subject> for api::Subject {
+    fn from(subject: model::Subject) -> Self {
+        match subject {
+            model::Subject::Customer => api::Subject::Customer,
+            model::Subject::Account => api::Subject::Account,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

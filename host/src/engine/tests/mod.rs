@@ -1,6 +1,7 @@
 //! The engine's rule tests, by concern, over small builders: pure inputs, behaviour names,
 //! assertions on the enrollment and effects. `plan` and `settle` keep their tests beside them.
 
+mod accounts; // Account journeys (issue 12)
 mod apply;
 mod ids;
 mod profile;

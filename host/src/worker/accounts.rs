@@ -1,0 +1,141 @@
+//! The shell of account journeys (issue 12, accounts slice): what a shard worker does for a
+//! journey whose subject is the account. The rules are `engine::accounts`'s; the order that
+//! makes it sound is `ARCHITECTURE.md` invariant 12:
+//!
+//! - A member's event is processed on the member's shard as always (their own journeys),
+//!   and, when the member belongs to an account and the tenant has a live account journey,
+//!   the same commit queues [`Pending::Account`] for the account's subject key
+//!   ([`forward`]): one transaction with the member's trigger's removal, so it is queued
+//!   exactly once, behind the member's earlier events' forwards.
+//! - [`Pending::Account`] runs on the account's shard ([`Shell::account_event`]): the account
+//!   (its traits) is the customer, the event carries the member, and only account journeys
+//!   route it. Timers and delivery outcomes of an account enrollment are queued for the
+//!   subject key too, so they reach that shard; [`subject_customer`] loads the account for
+//!   them.
+//!
+//! [`Pending::Account`]: crate::store::Pending::Account
+
+use super::Shell;
+use crate::engine::{self, accounts, Addressee};
+use crate::model::{Customer, Event, Millis, Subject};
+use crate::store::{LiveJourney, Pending, QueuedTrigger, Store, StoreError, TriggerCommit};
+
+/// Queues `event` for the account journeys of `member`'s account, with the member's trigger's
+/// commit, when the member belongs to an account and one of `live` enrolls accounts.
+pub(super) fn forward(
+    store: &Store,
+    commit: &mut TriggerCommit,
+    live: &[LiveJourney],
+    member: &Customer,
+    event: &Event,
+) -> Result<(), StoreError> {
+    let any = live.iter().any(|j| {
+        accounts::enrolls(&j.live.spec, Subject::Account)
+            || j.candidate
+                .as_ref()
+                .is_some_and(|(c, _)| accounts::enrolls(&c.spec, Subject::Account))
+    });
+    if !any {
+        return Ok(());
+    }
+    let account = store.customer_account(&commit.tenant, &member.id)?;
+    if let Some(subject) = accounts::forward_to(account.as_deref(), any) {
+        commit.queued.push(QueuedTrigger {
+            tenant: commit.tenant.clone(),
+            customer: subject,
+            pending: Pending::Account {
+                event: event.clone(),
+                member: member.clone(),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The customer the engine handles for `id`: for an account's subject key, the account (its
+/// traits as attributes); else the stored customer. `None` for a customer never stored.
+pub(crate) fn subject_customer(
+    store: &Store,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Customer>, StoreError> {
+    match accounts::account_of(id) {
+        Some(account) => {
+            let traits = store.account(tenant, account)?.map(|a| a.traits);
+            Ok(Some(accounts::account_customer(id, traits)))
+        }
+        None => store.customer(tenant, id),
+    }
+}
+
+impl Shell<'_> {
+    /// A member's event on the account's shard: routed through the account journeys only,
+    /// with the account as the customer and the member in the event.
+    pub(super) async fn account_event(
+        &mut self,
+        commit: &mut TriggerCommit,
+        subject: &str,
+        event: Event,
+        member: Customer,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let store = &self.host.store;
+        let account = subject_customer(store, &self.tenant, subject)?
+            .unwrap_or_else(|| accounts::account_customer(subject, None));
+        let event = accounts::member_event(&event, &member);
+        let enrollments = store.enrollments(&self.tenant, subject)?;
+        let live = self.host.catalog.live(store, &self.tenant)?;
+        self.route(
+            commit,
+            &account,
+            &event,
+            None,
+            enrollments,
+            &live,
+            Subject::Account,
+            now,
+        )
+        .await
+    }
+
+    /// An event queued for the account's subject key itself: the host composes only task
+    /// resolutions so (a handoff's task names the account as its customer), which go to the
+    /// enrollment that handed the task off; anything else routes as a member's event does,
+    /// without a member. The account's traits are never changed by it.
+    pub(super) async fn account_owned_event(
+        &mut self,
+        commit: &mut TriggerCommit,
+        event: Event,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let store = &self.host.store;
+        let subject = event.customer.clone();
+        let account = subject_customer(store, &self.tenant, &subject)?
+            .unwrap_or_else(|| accounts::account_customer(&subject, None));
+        let addressee = match engine::interpret(Some(&account), &event).about {
+            Some(engine::About::Task { id }) => store
+                .task(&self.tenant, &id)?
+                .filter(|task| task.customer == subject)
+                .map(|task| Addressee::TaskOwner {
+                    enrollment_id: task.enrollment,
+                }),
+            _ => None,
+        };
+        let enrollments = store.enrollments(&self.tenant, &subject)?;
+        let live = match addressee {
+            None => self.host.catalog.live(store, &self.tenant)?,
+            Some(_) => std::sync::Arc::from([]),
+        };
+        self.route(
+            commit,
+            &account,
+            &event,
+            addressee,
+            enrollments,
+            &live,
+            Subject::Account,
+            now,
+        )
+        .await
+    }
+}
