@@ -24,7 +24,10 @@ pub mod eval;
 pub mod expr;
 
 use crate::engine::accounts::GROUP;
-use crate::model::{AudienceTrigger, Event, Millis, Object};
+use crate::engine::routing::{enroll, entry_allowed, Routing};
+use crate::engine::{exit, JourneyRef, Step};
+use crate::model::{AudienceTrigger, Enrollment, Event, Millis, Object, Trigger};
+use crate::report::cells::Tally;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -302,6 +305,63 @@ fn schedule_date(
     Outcome {
         write,
         ..Outcome::default()
+    }
+}
+
+/// The steps an outcome adds to what a trigger already planned (`planned`) for one journey:
+/// an exit of the customer's active enrollment (which replaces any step the plan had for it:
+/// the exit wins, and the enrollment is written once), or an entry under the journey's
+/// re-entry policy (unless the plan already enters this journey). `mine` holds the customer's
+/// enrollments in the journey and gains the new one, so a second trigger of the same journey
+/// in the same moment sees it.
+pub fn plan(
+    journey: JourneyRef<'_>,
+    customer: &str,
+    trigger: &str,
+    outcome: Outcome,
+    mine: &mut Vec<Enrollment>,
+    planned: &mut Vec<Step>,
+    now: Millis,
+) {
+    if outcome.exit {
+        for e in mine
+            .iter()
+            .filter(|e| e.is_active() && e.journey == journey.name)
+        {
+            let already_ends = planned.iter().any(
+                |s| matches!(s, Step::Settled { applied, .. } if applied.enrollment.id == e.id),
+            );
+            if already_ends {
+                continue;
+            }
+            planned
+                .retain(|s| !matches!(s, Step::Decide { enrollment, .. } if enrollment.id == e.id));
+            planned.push(Step::Settled {
+                before: Some(Tally::of(e)),
+                applied: exit(e.clone(), unmatched_reason(trigger), now),
+            });
+        }
+    }
+    let Some(properties) = outcome.enter else {
+        return;
+    };
+    let entering_already = planned.iter().any(|s| {
+        matches!(s, Step::Decide { enrollment, trigger: Trigger::Entered { .. }, .. }
+            if enrollment.journey == journey.name && !mine.iter().any(|m| m.id == enrollment.id))
+    });
+    if entering_already {
+        return;
+    }
+    let event = entry_event(customer, journey.name, trigger, properties, now);
+    if let Some(Routing::Enter { run, key }) = entry_allowed(&journey.spec.reentry, mine, &event) {
+        let enrollment = enroll(journey.name, journey.version, customer, run, key, now);
+        mine.push(enrollment.clone());
+        planned.push(Step::Decide {
+            enrollment,
+            trigger: Trigger::Entered { event },
+            due: None,
+            before: None,
+        });
     }
 }
 

@@ -97,6 +97,7 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                 Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => {
                     "identity merge (not written by format 1)"
                 }
+                Pending::Audience { .. } => "audience (not written by format 1)",
             }
         })
         .collect();

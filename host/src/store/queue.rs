@@ -54,6 +54,14 @@ pub enum Pending {
     MergeIn { from: String },
     /// A trigger of `from`, an id merged into this customer, passed on to this customer's shard.
     Forwarded { from: String, inner: Box<Pending> },
+    // Audience triggers (issue 12): see `store/audience.rs`.
+    /// The due entry (at `due`) of this customer's watch of audience trigger `trigger` of
+    /// `journey` was fired by the scheduler.
+    Audience {
+        journey: String,
+        trigger: String,
+        due: Millis,
+    },
 }
 
 /// A trigger waiting to be processed for one customer.
