@@ -71,7 +71,10 @@ pub const GUESTS: &[(&str, &str)] = &[
     ),
     // Audience triggers (issue 12): entered by inactivity, a condition and a date.
     ("waymark-test-audience", "waymark_test_audience.wasm"),
-    ("waymark-test-audience-bad", "waymark_test_audience_bad.wasm"),
+    (
+        "waymark-test-audience-bad",
+        "waymark_test_audience_bad.wasm",
+    ),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).

@@ -50,12 +50,12 @@ pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::CRM_CRATE;
 pub use artifacts::EMAIL_CRATE;
 pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)
-pub use artifacts::{AUDIENCE_BAD_CRATE, AUDIENCE_CRATE}; // Audience triggers (issue 12)
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
     CONTRACT_0_1_0_CRATE, FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD,
     LEDGER_CRATE, MIGRATING_CRATE, ONBOARDING_CRATE, SOCKETS_CRATE, WEBHOOK_CRATE,
 };
+pub use artifacts::{AUDIENCE_BAD_CRATE, AUDIENCE_CRATE}; // Audience triggers (issue 12)
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use hubspot::{HubSpot, HubSpotAccount, HubSpotAnswer, HubSpotCall};

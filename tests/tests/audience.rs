@@ -40,7 +40,10 @@ impl World {
         let started = std::time::Instant::now();
         loop {
             let seen = self.api().customer(customer).await;
-            if seen.as_ref().is_some_and(|c| c.attributes.get("step") == Some(&json!(step))) {
+            if seen
+                .as_ref()
+                .is_some_and(|c| c.attributes.get("step") == Some(&json!(step)))
+            {
                 return;
             }
             assert!(
@@ -51,7 +54,12 @@ impl World {
         }
     }
 
-    async fn entered(&self, customer: &str, what: &str, holds: impl Fn(&Enrollment) -> bool) -> Enrollment {
+    async fn entered(
+        &self,
+        customer: &str,
+        what: &str,
+        holds: impl Fn(&Enrollment) -> bool,
+    ) -> Enrollment {
         self.api()
             .wait_for_enrollment(customer, JOURNEY, what, holds)
             .await
@@ -106,7 +114,9 @@ async fn an_inactivity_trigger_enters_only_customers_quiet_for_its_period() {
     admin.advance_clock(2 * DAY_MS).await;
     for customer in ["ada", "cyd"] {
         let e = world
-            .entered(customer, "entered by quiet_7d", |e| e.milestone("quiet_7d").is_some())
+            .entered(customer, "entered by quiet_7d", |e| {
+                e.milestone("quiet_7d").is_some()
+            })
             .await;
         assert_eq!(e.entered_at, t0 + 7 * DAY_MS);
         let properties = entry_properties(&e);
@@ -117,7 +127,9 @@ async fn an_inactivity_trigger_enters_only_customers_quiet_for_its_period() {
     // Bob's deadline was pushed back by his login: he enters seven days after it, not before.
     admin.advance_clock(5 * DAY_MS).await;
     let bob = world
-        .entered("bob", "entered by quiet_7d", |e| e.milestone("quiet_7d").is_some())
+        .entered("bob", "entered by quiet_7d", |e| {
+            e.milestone("quiet_7d").is_some()
+        })
         .await;
     assert_eq!(bob.entered_at, t0 + 12 * DAY_MS, "{bob:?}");
     assert_eq!(entry_properties(&bob)["last_seen_at"], t0 + 5 * DAY_MS);
@@ -141,7 +153,9 @@ async fn a_condition_enters_when_a_trait_starts_to_hold_and_exits_when_it_stops(
         .post(&[identify("d2", "dan", json!({ "plan": "pro", "step": 2 }))])
         .await;
     let first = world
-        .entered("dan", "entered by pro_plan", |e| e.milestone("pro_plan").is_some())
+        .entered("dan", "entered by pro_plan", |e| {
+            e.milestone("pro_plan").is_some()
+        })
         .await;
     assert_eq!(first.status, EnrollmentStatus::Active);
     assert_eq!(entry_properties(&first)["expression"], r#"plan == "pro""#);
@@ -168,11 +182,18 @@ async fn a_condition_enters_when_a_trait_starts_to_hold_and_exits_when_it_stops(
     world.processed("dan", 5).await;
     let started = std::time::Instant::now();
     while world.enrollments("dan").await.len() < 2 {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no second run");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no second run"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let runs = world.enrollments("dan").await;
-    assert!(runs.iter().any(|e| e.run == 2 && e.status == EnrollmentStatus::Active), "{runs:?}");
+    assert!(
+        runs.iter()
+            .any(|e| e.run == 2 && e.status == EnrollmentStatus::Active),
+        "{runs:?}"
+    );
 }
 
 #[tokio::test]
@@ -196,9 +217,14 @@ async fn a_date_trigger_enters_seven_days_before_the_date_at_nine_local_time() {
     admin.advance_clock(expected - MINUTE_MS - now).await;
     admin.advance_clock(MINUTE_MS).await;
     let e = world
-        .entered("eve", "entered by renewal_week", |e| e.milestone("renewal_week").is_some())
+        .entered("eve", "entered by renewal_week", |e| {
+            e.milestone("renewal_week").is_some()
+        })
         .await;
-    assert_eq!(e.entered_at, expected, "09:00 in Tokyo, seven days before {renews_at}");
+    assert_eq!(
+        e.entered_at, expected,
+        "09:00 in Tokyo, seven days before {renews_at}"
+    );
     let properties = entry_properties(&e);
     assert_eq!(properties["audience"], "date");
     assert_eq!(properties["date"], renews_at.as_str());

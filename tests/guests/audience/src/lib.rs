@@ -8,8 +8,8 @@
 //! On entry it reaches the milestone named as the trigger that entered it and keeps the
 //! synthetic event's properties as its state (JSON), so a test reads both back.
 
-use waymark_guest::calendar::TimeOfDay;
 use waymark_guest::prelude::*;
+use waymark_guest::TimeOfDay;
 
 /// The audience test journey.
 pub struct Audience;
