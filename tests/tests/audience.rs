@@ -31,7 +31,7 @@ impl World {
 
     async fn post(&self, events: &[Value]) {
         let accepted = self.api().post_events(events).await;
-        assert_eq!(accepted.accepted, events.len(), "{accepted:?}");
+        assert_eq!(accepted.accepted as usize, events.len(), "{accepted:?}");
     }
 
     /// Waits until the customer's attribute `step` reads `step`: every earlier event of theirs
