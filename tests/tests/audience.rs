@@ -201,8 +201,9 @@ async fn a_date_trigger_enters_seven_days_before_the_date_at_nine_local_time() {
     let world = World::start().await;
     let admin = world.server.api();
     let now = admin.clock_now().await;
-    // Renewal 30 days from today (UTC); Tokyo has no daylight saving: 09:00 JST is 00:00 UTC.
-    let (y, m, d) = utc_date(now + 30 * DAY_MS);
+    // Renewal 12 days from today (UTC), so the entry comes before her seven quiet days would
+    // enter her by `quiet_7d`; Tokyo has no daylight saving: 09:00 JST is 00:00 UTC.
+    let (y, m, d) = utc_date(now + 12 * DAY_MS);
     let renews_at = format!("{y:04}-{m:02}-{d:02}");
     let expected = utc_midnight(y, m, d) - 7 * DAY_MS;
     world
