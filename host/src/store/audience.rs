@@ -145,6 +145,10 @@ impl Store {
                 Err(e) => Some(Err(StoreError::from(e))),
             })
             .collect::<Result<_, StoreError>>()?;
+        if due.is_empty() {
+            // The common tick: one range read that found nothing, no transaction.
+            return Ok(0);
+        }
         let entries = due
             .iter()
             .map(|(_, q)| self.queue_entry(q))
