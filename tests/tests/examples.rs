@@ -262,8 +262,10 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
         );
     }
 
-    // Cyd lapses again later: re-entry after exit starts a second run.
-    world.post(&[lapse("cyd", "cyd-lapse-2")]).await;
+    // Cyd lapses again: thirty days after his login, re-entry after exit starts a second run.
+    // (Ada's and bob's runs give up meanwhile; opens, timers and delivery reports are not
+    // activity, so neither lapses again.)
+    admin.advance_clock(27 * DAY_MS).await;
     wait_for_some("cyd's second win-back email", || async {
         let received = world.sink.requests();
         (count_via(&received, EMAIL, "win_back", "cyd") == 2).then_some(())

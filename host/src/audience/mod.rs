@@ -125,7 +125,7 @@ pub fn on_event(
         AudienceTrigger::Inactive {
             events, quiet_for, ..
         } => {
-            let activity = events.is_empty() || events.iter().any(|e| *e == event.name);
+            let activity = events.is_empty() || events.contains(&event.name);
             let mut watch = match old {
                 // Not watched yet: the quiet period starts now, whatever the event.
                 None => Watch::default(),
