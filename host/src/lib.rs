@@ -36,8 +36,10 @@
 //! | [`signed`] | **pure** signed tokens for customers: inbox tokens, unsubscribe links (issue 11) |
 //! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
 //! | [`backtest`] | backtests: a candidate version replayed over recorded events in an isolated engine (the host's own worker path on a scratch store and a manual clock), compared with live (issue 13) |
+//! | [`audience`] | **pure** audience triggers (issue 12): inactivity, conditions in the expression language, date attributes — what an event or a due moment means for a customer's watch |
 
 pub mod api;
+pub mod audience; // Audience triggers (issue 12)
 pub mod backtest; // Backtests (issue 13)
 pub mod catalog;
 pub mod clock;

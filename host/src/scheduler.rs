@@ -1,6 +1,7 @@
 //! Durable timers: pending timers live in the store ordered by due time; the scheduler sleeps
 //! until the earliest is due (or until a timer is set, or a manual clock jumps), then moves every
 //! due timer into its customer's inbox shard, so timers fire through the same path as events.
+//! Audience watches (issue 12) with a due time fire the same way, from their own time index.
 //! It also releases messages the sending policy held (their release is journey time too), and
 //! forgets event ids older than the dedup window (journey time as well), and then the logged
 //! events older than their tenant's history retention.
@@ -26,6 +27,15 @@ pub async fn run(rt: Arc<Host>) {
                 continue;
             }
             Err(error) => warn!(%error, "firing due timers failed; retrying"),
+        }
+        // Audience triggers (issue 12): due watches, read from the start of their time index.
+        match rt.store.fire_due_audience(now, 1024) {
+            Ok(0) => {}
+            Ok(_) => {
+                rt.wake_all_shards();
+                continue;
+            }
+            Err(error) => warn!(%error, "firing due audience watches failed; retrying"),
         }
         match rt.store.release_held(now, crate::clock::system_now(), 1024) {
             Ok(0) => {}
@@ -59,7 +69,15 @@ pub async fn run(rt: Arc<Host>) {
             warn!(%error, "reading the next held message failed");
             None
         });
-        let next = next_timer.into_iter().chain(next_release).min();
+        let next_audience = rt.store.next_audience_due().unwrap_or_else(|error| {
+            warn!(%error, "reading the next audience watch failed");
+            None
+        });
+        let next = next_timer
+            .into_iter()
+            .chain(next_release)
+            .chain(next_audience)
+            .min();
         // On a manual clock a timer can only come due when the clock is advanced.
         let wait = match next {
             Some(due) if !rt.clock.is_manual() => {

@@ -28,6 +28,7 @@ use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCo
 use std::collections::{HashMap, HashSet};
 
 pub(crate) mod accounts; // Account journeys (issue 12)
+mod audience; // Audience triggers (issue 12)
 mod identity; // Identity merge (issue 12)
 mod migration; // Migrations (issue 13)
 use std::sync::Arc;
@@ -168,7 +169,7 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
                     .iter()
                     .map(|q| crate::store::shard_of(&q.tenant, &q.customer, host.store.shards())),
             );
-            timers |= !commit.timers_set.is_empty();
+            timers |= !commit.timers_set.is_empty() || !commit.audience.is_empty();
             sends |= !commit.outbox.is_empty();
             pending.push(commit);
         }
@@ -282,6 +283,16 @@ async fn process(
                 .account_event(&mut commit, &item.customer, event, member, now)
                 .await?
         }
+        // Audience triggers (issue 12): a watch's due entry was fired.
+        Pending::Audience {
+            journey,
+            trigger,
+            due,
+        } => {
+            shell
+                .audience_due(&mut commit, &item.customer, &journey, &trigger, due, now)
+                .await?
+        }
         // `identity::step` did these.
         Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => None,
     };
@@ -369,6 +380,7 @@ impl<'h> Shell<'h> {
         let store = &self.host.store;
         let existing = store.customer(&self.tenant, &event.customer)?;
         let seen = engine::interpret(existing.as_ref(), &event);
+        let profile_changed = seen.customer_changed; // Audience triggers (issue 12)
         if seen.customer_changed {
             commit.customer = Some(seen.customer.clone());
         }
@@ -412,6 +424,7 @@ impl<'h> Shell<'h> {
             Some(Addressee::Sender { .. }) => Vec::new(),
             _ => store.enrollments(&self.tenant, &customer.id)?,
         };
+        let addressee_none = addressee.is_none(); // Audience triggers (issue 12)
         let live = match &addressee {
             None => self.host.catalog.live(store, &self.tenant)?,
             Some(_) => Arc::from([]),
@@ -470,7 +483,7 @@ impl<'h> Shell<'h> {
         for e in &enrollments {
             self.version(&e.journey, e.version)?;
         }
-        let steps = {
+        let mut steps = {
             let refs: Vec<JourneyRef<'_>> = entering
                 .iter()
                 .map(|j| JourneyRef {
@@ -496,6 +509,21 @@ impl<'h> Shell<'h> {
                 now,
             )
         };
+        // Audience triggers (issue 12): the live journeys' audience triggers see the event (not
+        // engagement or a task resolution, which are about a record, not the customer's
+        // activity in the product).
+        if addressee_none {
+            self.audience_event(
+                commit,
+                &customer,
+                &event,
+                profile_changed,
+                &entering,
+                &enrollments,
+                &mut steps,
+                now,
+            )?;
+        }
         for j in entering {
             self.versions
                 .entry((j.name.clone(), j.version))

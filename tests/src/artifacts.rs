@@ -74,6 +74,12 @@ pub const GUESTS: &[(&str, &str)] = &[
         "waymark-test-renewal-early",
         "waymark_test_renewal_early.wasm",
     ),
+    // Audience triggers (issue 12): entered by inactivity, a condition and a date.
+    ("waymark-test-audience", "waymark_test_audience.wasm"),
+    (
+        "waymark-test-audience-bad",
+        "waymark_test_audience_bad.wasm",
+    ),
 ];
 
 /// The webhook channel adapter (`plugins/webhook`).
@@ -101,6 +107,10 @@ pub const EMAIL_CRATE: &str = "waymark-email";
 pub const CRM_CRATE: &str = "waymark-crm";
 /// `tests/guests/messenger` (issue 11, in-app inbox and unsubscribe).
 pub const MESSENGER_CRATE: &str = "waymark-test-messenger";
+/// `tests/guests/audience` (issue 12, audience triggers).
+pub const AUDIENCE_CRATE: &str = "waymark-test-audience";
+/// `tests/guests/audience-bad` (issue 12): a condition that does not parse.
+pub const AUDIENCE_BAD_CRATE: &str = "waymark-test-audience-bad";
 
 /// The SMS channel adapter (`plugins/sms`).
 pub const SMS_CRATE: &str = "waymark-sms";

@@ -55,6 +55,7 @@ pub use artifacts::{
     CONTRACT_0_1_0_CRATE, FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD,
     LEDGER_CRATE, MIGRATING_CRATE, ONBOARDING_CRATE, SOCKETS_CRATE, WEBHOOK_CRATE,
 };
+pub use artifacts::{AUDIENCE_BAD_CRATE, AUDIENCE_CRATE}; // Audience triggers (issue 12)
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use hubspot::{HubSpot, HubSpotAccount, HubSpotAnswer, HubSpotCall};

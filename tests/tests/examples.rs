@@ -202,27 +202,25 @@ async fn guided_onboarding_nudges_each_stall_and_hands_repeat_stallers_to_custom
 async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customers_go() {
     let world = Example::start("win-back", &[EMAIL, SMS]).await;
     let (api, admin) = (world.api(), world.admin());
-    let lapse = |customer: &str, id: &str| {
-        event_with(
-            id,
-            customer,
-            "inactive_30d",
-            json!({ "last_seen_at": 1_000 }),
-        )
-    };
+    // Seen once, then nothing for 30 days: the host's inactivity trigger enters them.
+    let seen_at = admin.clock_now().await;
     world
         .post(&[
-            lapse("ada", "ada-lapse-1"),
-            lapse("bob", "bob-lapse-1"),
-            lapse("cyd", "cyd-lapse-1"),
+            event("ada-seen", "ada", "page_viewed"),
+            event("bob-seen", "bob", "page_viewed"),
+            event("cyd-seen", "cyd", "page_viewed"),
         ])
         .await;
+    for customer in ["ada", "bob", "cyd"] {
+        wait_for_customer(&api, customer).await;
+    }
+    admin.advance_clock(30 * DAY_MS).await;
     let mut emails = Vec::new();
     for customer in ["ada", "bob", "cyd"] {
         emails.push(world.delivered(EMAIL, "win_back", customer).await);
     }
     assert_eq!(emails[0].path, "/email");
-    assert_eq!(emails[0].payload()["last_seen_at"], 1_000);
+    assert_eq!(emails[0].payload()["last_seen_at"], seen_at);
 
     // Ada opens her email: her SMS is called off. Cyd logs in: the exit event ends his run.
     let message_id = emails[0].idempotency_key().expect("a message id");
@@ -264,8 +262,10 @@ async fn win_back_emails_then_texts_the_unresponsive_and_lets_returning_customer
         );
     }
 
-    // Cyd lapses again later: re-entry after exit starts a second run.
-    world.post(&[lapse("cyd", "cyd-lapse-2")]).await;
+    // Cyd lapses again: thirty days after his login, re-entry after exit starts a second run.
+    // (Ada's and bob's runs give up meanwhile; opens, timers and delivery reports are not
+    // activity, so neither lapses again.)
+    admin.advance_clock(27 * DAY_MS).await;
     wait_for_some("cyd's second win-back email", || async {
         let received = world.sink.requests();
         (count_via(&received, EMAIL, "win_back", "cyd") == 2).then_some(())
@@ -330,15 +330,12 @@ async fn win_back_switches_to_sms_at_once_when_the_email_fails_for_good() {
     let world = Example::start("win-back", &[EMAIL, SMS]).await;
     // The email provider refuses the address: a 4xx is a permanent failure.
     world.sink.respond_next(1, StatusCode::GONE);
-    world
-        .post(&[event_with(
-            "dee-lapse-1",
-            "dee",
-            "inactive_30d",
-            json!({ "last_seen_at": 1_000 }),
-        )])
-        .await;
-    // No clock movement: the SMS comes from the failed email's delivery report, not the timer.
+    world.post(&[event("dee-seen", "dee", "page_viewed")]).await;
+    wait_for_customer(&world.api(), "dee").await;
+    // Thirty quiet days enter her (the host's inactivity trigger).
+    world.admin().advance_clock(30 * DAY_MS).await;
+    // No further clock movement: the SMS comes from the failed email's delivery report, not
+    // the timer.
     let sms = world.delivered(SMS, "win_back_sms", "dee").await;
     assert_eq!(sms.path, "/sms");
     let dee = world
@@ -887,5 +884,19 @@ async fn ab_welcome_splits_customers_between_two_welcomes_and_reports_each_arms_
     );
     if n_control > 1 {
         assert!(best("short") > best("control"), "{stats}");
+    }
+}
+
+// Audience triggers (issue 12)
+/// Waits until the host has processed a customer's first event (their profile exists, and with
+/// it their inactivity watch: both are written by the same commit).
+async fn wait_for_customer(api: &Api, customer: &str) {
+    let started = std::time::Instant::now();
+    while api.customer(customer).await.is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{customer} was never processed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

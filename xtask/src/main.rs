@@ -89,8 +89,9 @@ enum Task {
         #[arg(long)]
         no_write: bool,
         /// Run only one part: `sandbox`, `durability` (the real server end to end),
-        /// `neighbours` (one tenant's flood against another's latency), `fuzz` or `backtest`
-        /// (recorded events replayed per second, issue 13).
+        /// `neighbours` (one tenant's flood against another's latency), `fuzz`, `backtest`
+        /// (recorded events replayed per second, issue 13) or `audience` (the scheduler's work
+        /// per tick with 100,000 watched customers, issue 12).
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
         /// Seconds per fuzz target (0: no fuzzing).
@@ -116,6 +117,8 @@ enum BenchPart {
     Fuzz,
     // Backtests (issue 13): recorded events replayed per second.
     Backtest,
+    // Audience triggers (issue 12): the scheduler's work per tick with 100,000 watches.
+    Audience,
 }
 
 fn main() -> Result<()> {
@@ -168,6 +171,22 @@ fn main() -> Result<()> {
                         "backtest",
                         "--",
                         events,
+                    ],
+                    &[],
+                )?;
+            }
+            // Audience triggers (issue 12): ticks with 0, 100 and 1,000 of the watches due.
+            if run(BenchPart::Audience) {
+                let customers = if quick { "10000" } else { "100000" };
+                cargo(
+                    &[
+                        "bench",
+                        "-p",
+                        "waymark-host",
+                        "--bench",
+                        "audience",
+                        "--",
+                        customers,
                     ],
                     &[],
                 )?;

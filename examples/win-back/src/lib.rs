@@ -1,8 +1,10 @@
 //! Win-back: a customer who has been inactive for 30 days gets an email; if they do not open
 //! it within three days, an SMS. Coming back ends the journey.
 //!
-//! - Entry: `inactive_30d`, which the tenant's product (or CDP) posts once a customer's last
-//!   activity is 30 days old; again after an earlier run has ended, for the next lapse.
+//! - Entry: the host's inactivity trigger `inactive_30d` (issue 12): a customer the host has
+//!   seen no event from for 30 days enters with a synthetic `inactive_30d` event whose
+//!   `last_seen_at` is their last activity; again after an earlier run has ended, for the next
+//!   lapse.
 //! - Exit events: `logged_in` and `purchased` end the run at once, whatever it is waiting for
 //!   (the host cancels its timers); the report counts them as `exit_event:logged_in` and
 //!   `exit_event:purchased`, the journey's successes.
@@ -24,6 +26,8 @@ pub const EMAIL: &str = "email";
 pub const SMS: &str = "sms";
 /// The SMS's template (the email's is `win_back`).
 pub const SMS_TEMPLATE: &str = "win_back_sms";
+/// How long a customer does nothing before the run starts.
+pub const INACTIVE_FOR: waymark_guest::Duration = days(30);
 /// How long the email has to be opened before the SMS goes out.
 pub const SMS_AFTER: waymark_guest::Duration = days(3);
 /// How long the run waits for the customer to come back after its last message.
@@ -35,7 +39,7 @@ pub struct WinBack;
 impl Journey for WinBack {
     fn describe() -> Spec {
         Spec::new("Win-back: email customers inactive for 30 days, SMS those who do not open it")
-            .enter_on("inactive_30d")
+            .enter_when_inactive("inactive_30d", &[], INACTIVE_FOR)
             .exit_on("logged_in")
             .exit_on("purchased")
             .milestone("email_engaged", None)
@@ -107,7 +111,18 @@ mod tests {
     #[test]
     fn spec_enters_on_inactivity_and_exits_on_reactivation() {
         let spec = WinBack::describe();
-        assert_eq!(spec.entry[0].event, "inactive_30d");
+        assert!(
+            spec.entry.is_empty(),
+            "entered by the host, not by a posted event"
+        );
+        assert_eq!(
+            spec.audience,
+            [waymark_guest::AudienceTrigger::Inactive {
+                name: "inactive_30d".into(),
+                events: vec![],
+                quiet_for: days(30),
+            }]
+        );
         assert_eq!(spec.exit_on, ["logged_in", "purchased"]);
         assert_eq!(spec.reentry, Reentry::AfterExit);
         assert_eq!(spec.channels, [EMAIL, SMS]);

@@ -119,10 +119,15 @@ impl IsolatedEngine {
             ClockMoves::Continuous => {
                 let store = &self.host.store;
                 loop {
-                    let next = [store.next_timer_due()?, store.next_held_release()?]
-                        .into_iter()
-                        .flatten()
-                        .min();
+                    // Audience watches (issue 12) come due like timers.
+                    let next = [
+                        store.next_timer_due()?,
+                        store.next_held_release()?,
+                        store.next_audience_due()?,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
                     let Some(due) = next.filter(|due| *due <= at) else {
                         break;
                     };
@@ -148,6 +153,10 @@ impl IsolatedEngine {
             let now = self.now();
             let mut moved = 0;
             while store.fire_due_timers(now, 1024)? > 0 {
+                moved += 1;
+            }
+            // Audience triggers (issue 12): due watches, as the scheduler fires them.
+            while store.fire_due_audience(now, 1024)? > 0 {
                 moved += 1;
             }
             while store.release_held(now, system_now(), 1024)? > 0 {

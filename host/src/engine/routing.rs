@@ -69,7 +69,11 @@ pub fn route_event<'a>(
 }
 
 /// Applies a re-entry policy: the new run, or `None` when the customer may not enter.
-fn entry_allowed(policy: &Reentry, enrollments: &[Enrollment], event: &Event) -> Option<Routing> {
+pub(crate) fn entry_allowed(
+    policy: &Reentry,
+    enrollments: &[Enrollment],
+    event: &Event,
+) -> Option<Routing> {
     // A customer whose runs would pass `u32::MAX` enters no more (rather than wrap onto run 0).
     let next_run = enrollments
         .iter()

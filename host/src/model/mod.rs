@@ -532,6 +532,13 @@ impl Spec {
                 AudienceTrigger::Matches { expression, .. } if expression.trim().is_empty() => {
                     return bad("the expression is empty")
                 }
+                // Audience triggers (issue 12): a condition that does not parse refuses the
+                // version, naming the column.
+                AudienceTrigger::Matches { expression, .. } => {
+                    if let Err(error) = crate::audience::expr::parse(expression) {
+                        return bad(&format!("expression {expression:?}: {error}"));
+                    }
+                }
                 AudienceTrigger::Date { attribute, .. } if attribute.is_empty() => {
                     return bad("the date attribute is unnamed")
                 }

@@ -98,6 +98,7 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                     "identity merge (not written by format 1)"
                 }
                 Pending::Account { .. } => "account journeys (not written by format 1)",
+                Pending::Audience { .. } => "audience (not written by format 1)",
             }
         })
         .collect();

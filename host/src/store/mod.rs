@@ -50,6 +50,7 @@
 
 pub mod access_keys; // Scoped keys (issue 12)
 pub mod accounts; // Accounts (issue 12)
+pub mod audience; // Audience triggers (issue 12)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -82,6 +83,7 @@ pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
 pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
+pub use audience::AudienceWrite; // Audience triggers (issue 12)
 pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
@@ -216,6 +218,8 @@ pub struct Store {
     aliases: sled::Tree,
     /// Accounts (issue 12): their traits and members ([`accounts`]).
     accounts: sled::Tree,
+    /// Audience triggers (issue 12): customers' watches and their due index ([`audience`]).
+    audience: sled::Tree,
     // In-app inbox and signing secrets (issue 11): see [`inbox`] and [`signing_secrets`].
     inapp_inbox: sled::Tree,
     inapp_inbox_ids: sled::Tree,
@@ -342,6 +346,7 @@ impl Store {
             customer_events: t("customer_events")?,
             aliases: t("aliases")?,         // Identity merge (issue 12)
             accounts: t("accounts")?,       // Accounts (issue 12)
+            audience: t("audience")?,       // Audience triggers (issue 12)
             inapp_inbox: t("inapp_inbox")?, // In-app inbox (issue 11)
             inapp_inbox_ids: t("inapp_inbox_ids")?,
             signing_secrets: t("signing_secrets")?,

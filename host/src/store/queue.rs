@@ -59,6 +59,14 @@ pub enum Pending {
     /// trigger's customer; queued by the member's trigger's commit (`TriggerCommit::queued`),
     /// with the member as they were when their event was processed.
     Account { event: Event, member: Customer },
+    // Audience triggers (issue 12): see `store/audience.rs`.
+    /// The due entry (at `due`) of this customer's watch of audience trigger `trigger` of
+    /// `journey` was fired by the scheduler.
+    Audience {
+        journey: String,
+        trigger: String,
+        due: Millis,
+    },
 }
 
 /// A trigger waiting to be processed for one customer.

@@ -43,6 +43,8 @@ pub struct TriggerCommit {
     /// event forwarded to their account's shard), inserted in the same transaction, so each is
     /// queued exactly once whatever crashes.
     pub queued: Vec<super::QueuedTrigger>,
+    /// Audience triggers (issue 12): the customers' watches this trigger changed.
+    pub audience: Vec<super::AudienceWrite>,
 }
 
 impl Store {
@@ -68,11 +70,13 @@ impl Store {
         let mut outcomes = Vec::new();
         let mut customer_events = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        // Report deltas by tenant and committing shard (a worker's batch is all one shard),
-        // added up per cell below: each cell a batch touches is written once.
+        let mut audience = Vec::new(); // Audience triggers (issue 12)
+                                       // Report deltas by tenant and committing shard (a worker's batch is all one shard),
+                                       // added up per cell below: each cell a batch touches is written once.
         let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
+            audience.extend(c.audience.iter().map(|w| (c.tenant.as_str(), w)));
             if let (Some(customer), Some(seq)) = (&c.event_customer, c.queue_key.get(2..)) {
                 customer_events.push(super::customer_events::customer_event_key(
                     &c.tenant, customer, seq,
@@ -140,6 +144,7 @@ impl Store {
             &self.report_cells,
             &self.migrations,
             &self.customer_events,
+            &self.audience,
         )
             .transaction(
                 |(
@@ -155,6 +160,7 @@ impl Store {
                     report_t,
                     migrations_t,
                     customer_events_t,
+                    audience_t,
                 )| {
                     for k in &queue_keys {
                         queue.remove(*k)?;
@@ -197,6 +203,9 @@ impl Store {
                     }
                     for k in &customer_events {
                         customer_events_t.insert(k.as_slice(), &[])?;
+                    }
+                    for (tenant, w) in &audience {
+                        super::audience::apply(audience_t, tenant, w)?;
                     }
                     Ok(())
                 },

@@ -303,9 +303,56 @@ mod tests {
             }],
             audience: Default::default(),
         };
+        // The API shows the model's `audience` (contract 0.1.2) flat: `subject` beside the
+        // triggers, both always present; everything else as the model serializes it.
+        let shown = |spec: &model::Spec| {
+            let mut json = serde_json::to_value(spec).expect("a spec serializes");
+            let object = json.as_object_mut().expect("an object");
+            let audience = object.remove("audience").unwrap_or(json!({}));
+            object.insert(
+                "subject".into(),
+                audience
+                    .get("subject")
+                    .cloned()
+                    .unwrap_or(json!("customer")),
+            );
+            object.insert(
+                "audience".into(),
+                audience.get("triggers").cloned().unwrap_or(json!([])),
+            );
+            json
+        };
         assert_eq!(
             serde_json::to_value(api::Spec::from(spec.clone())).ok(),
-            serde_json::to_value(&spec).ok()
+            Some(shown(&spec))
+        );
+        let account = model::Spec {
+            audience: model::Audience {
+                subject: model::Subject::Account,
+                triggers: vec![
+                    model::AudienceTrigger::Inactive {
+                        name: "quiet".into(),
+                        events: vec!["logged_in".into()],
+                        quiet_for: 86_400_000,
+                    },
+                    model::AudienceTrigger::Matches {
+                        name: "trial".into(),
+                        expression: "plan == \"trial\"".into(),
+                        exit_when_unmatched: true,
+                    },
+                    model::AudienceTrigger::Date {
+                        name: "renewal".into(),
+                        attribute: "renews_on".into(),
+                        offset_days: -7,
+                        at_minute: 540,
+                    },
+                ],
+            },
+            ..spec
+        };
+        assert_eq!(
+            serde_json::to_value(api::Spec::from(account.clone())).ok(),
+            Some(shown(&account))
         );
     }
 

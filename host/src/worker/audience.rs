@@ -1,0 +1,262 @@
+//! Audience triggers (issue 12), the shell: loads a customer's watches for the live journeys'
+//! audience triggers, asks `crate::audience` what an event or a fired due entry means, puts
+//! the watch writes into the trigger's commit (so moving a deadline commits with the event's
+//! processing, in one transaction) and adds the entries and exits to the trigger's steps.
+//!
+//! Account-subject journeys (`Subject::Account`) are left out: their enrollments are the
+//! accounts', which this slice does not route.
+
+use super::Shell;
+use crate::audience::{self, Seen, Watch};
+use crate::engine::{JourneyRef, Step};
+use crate::model::{AudienceTrigger, Customer, Enrollment, Event, Millis, Object, Subject};
+use crate::store::{AudienceWrite, JourneyVersion, StoreError, TriggerCommit};
+use std::sync::Arc;
+
+/// What the customer looks like to the triggers, the account read only when a condition
+/// reads it.
+struct Looks {
+    account: Option<Option<Object>>,
+    zone: chrono_tz::Tz,
+}
+
+impl Shell<'_> {
+    fn looks(&self, customer: &Customer) -> Looks {
+        let default_zone = self
+            .host
+            .tenant_policy(&self.tenant)
+            .ok()
+            .and_then(|p| p.quiet_hours.map(|q| q.default_timezone))
+            .unwrap_or_else(|| "UTC".to_string());
+        Looks {
+            account: None,
+            zone: crate::policy::zone_of(customer, &default_zone),
+        }
+    }
+
+    fn account_of(&self, looks: &mut Looks, customer: &str) -> Result<Option<Object>, StoreError> {
+        if looks.account.is_none() {
+            let store = &self.host.store;
+            let traits = match store.customer_account(&self.tenant, customer)? {
+                Some(id) => store.account(&self.tenant, &id)?.map(|a| a.traits),
+                None => None,
+            };
+            looks.account = Some(traits);
+        }
+        Ok(looks.account.clone().flatten())
+    }
+
+    /// Whether evaluating `trigger` needs the account's traits.
+    fn reads_account(trigger: &AudienceTrigger) -> bool {
+        matches!(trigger, AudienceTrigger::Matches { expression, .. }
+            if audience::expr::parse(expression).is_ok_and(|e| e.reads_account()))
+    }
+
+    /// An event was interpreted and planned: each live journey's audience triggers see it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn audience_event(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer: &Customer,
+        event: &Event,
+        profile_changed: bool,
+        entering: &[&Arc<JourneyVersion>],
+        enrollments: &[Enrollment],
+        steps: &mut Vec<Step>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut looks: Option<Looks> = None;
+        for version in entering {
+            if version.spec.audience.subject == Subject::Account {
+                continue;
+            }
+            let mut mine: Vec<Enrollment> = enrollments
+                .iter()
+                .filter(|e| e.journey == version.name)
+                .cloned()
+                .collect();
+            for trigger in &version.spec.audience.triggers {
+                let store = &self.host.store;
+                let old = store.audience_watch(
+                    &self.tenant,
+                    &customer.id,
+                    &version.name,
+                    trigger.name(),
+                )?;
+                let looks = looks.get_or_insert_with(|| self.looks(customer));
+                let account = if Self::reads_account(trigger)
+                    && (profile_changed || event.name == crate::engine::accounts::GROUP)
+                {
+                    self.account_of(looks, &customer.id)?
+                } else {
+                    None
+                };
+                let seen = Seen {
+                    attributes: &customer.attributes,
+                    account: account.as_ref(),
+                    zone: looks.zone,
+                };
+                let outcome =
+                    audience::on_event(trigger, old.as_ref(), event, profile_changed, seen, now);
+                record(
+                    commit,
+                    customer,
+                    &version.name,
+                    trigger.name(),
+                    old.as_ref(),
+                    &outcome,
+                );
+                let journey = JourneyRef {
+                    name: &version.name,
+                    version: version.version,
+                    spec: &version.spec,
+                };
+                audience::plan(
+                    journey,
+                    &customer.id,
+                    trigger.name(),
+                    outcome,
+                    &mut mine,
+                    steps,
+                    now,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A watch's due entry was fired: the trigger is looked at for this customer alone. A
+    /// journey that is no longer live, or whose live version no longer declares the trigger,
+    /// drops the watch (how the watches of journeys and versions that went away are cleared:
+    /// when they come due, at no cost before).
+    pub(super) async fn audience_due(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer_id: &str,
+        journey: &str,
+        trigger_name: &str,
+        due: Millis,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let store = &self.host.store;
+        let old = store.audience_watch(&self.tenant, customer_id, journey, trigger_name)?;
+        let live = self.host.catalog.live(store, &self.tenant)?;
+        let version = live
+            .iter()
+            .find(|j| j.live.name == journey)
+            .map(|j| match &j.candidate {
+                Some((candidate, percent))
+                    if crate::engine::routing::enters_candidate(
+                        &j.live.name,
+                        customer_id,
+                        *percent,
+                    ) =>
+                {
+                    candidate.clone()
+                }
+                _ => j.live.clone(),
+            });
+        let trigger = version.as_ref().and_then(|v| {
+            (v.spec.audience.subject == Subject::Customer)
+                .then(|| {
+                    v.spec
+                        .audience
+                        .triggers
+                        .iter()
+                        .find(|t| t.name() == trigger_name)
+                })
+                .flatten()
+        });
+        let (Some(version), Some(trigger)) = (version.clone(), trigger.cloned()) else {
+            if let Some(old) = old.filter(|w| w.due == Some(due)) {
+                commit.audience.push(AudienceWrite {
+                    customer: customer_id.to_string(),
+                    journey: journey.to_string(),
+                    trigger: trigger_name.to_string(),
+                    old_due: old.due,
+                    watch: None,
+                });
+            }
+            return Ok(None);
+        };
+        let customer = store
+            .customer(&self.tenant, customer_id)?
+            .unwrap_or_else(|| Customer {
+                id: customer_id.to_string(),
+                attributes: Default::default(),
+            });
+        let mut looks = self.looks(&customer);
+        let account = if Self::reads_account(&trigger) {
+            self.account_of(&mut looks, customer_id)?
+        } else {
+            None
+        };
+        let seen = Seen {
+            attributes: &customer.attributes,
+            account: account.as_ref(),
+            zone: looks.zone,
+        };
+        let outcome = audience::on_due(&trigger, old.as_ref(), due, seen, now);
+        record(
+            commit,
+            &customer,
+            journey,
+            trigger_name,
+            old.as_ref(),
+            &outcome,
+        );
+        let mut mine: Vec<Enrollment> = store
+            .enrollments(&self.tenant, customer_id)?
+            .into_iter()
+            .filter(|e| e.journey == journey)
+            .collect();
+        let mut steps = Vec::new();
+        let journey_ref = JourneyRef {
+            name: &version.name,
+            version: version.version,
+            spec: &version.spec,
+        };
+        audience::plan(
+            journey_ref,
+            customer_id,
+            trigger_name,
+            outcome,
+            &mut mine,
+            &mut steps,
+            now,
+        );
+        self.versions
+            .entry((version.name.clone(), version.version))
+            .or_insert_with(|| Some(version.clone()));
+        for e in &mine {
+            self.version(&e.journey, e.version)?;
+        }
+        if let Some(until) = self.deferral(&steps) {
+            return Ok(Some(until));
+        }
+        for step in steps {
+            self.step(commit, &customer, step, now).await?;
+        }
+        Ok(None)
+    }
+}
+
+/// Puts an outcome's watch change into the commit.
+fn record(
+    commit: &mut TriggerCommit,
+    customer: &Customer,
+    journey: &str,
+    trigger: &str,
+    old: Option<&Watch>,
+    outcome: &audience::Outcome,
+) {
+    if let Some(watch) = &outcome.write {
+        commit.audience.push(AudienceWrite {
+            customer: customer.id.clone(),
+            journey: journey.to_string(),
+            trigger: trigger.to_string(),
+            old_due: old.and_then(|w| w.due),
+            watch: watch.clone(),
+        });
+    }
+}
