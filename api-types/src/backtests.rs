@@ -31,13 +31,38 @@ pub struct BacktestRequest {
     pub fidelity: bool,
 }
 
-/// The version a backtest tries: a stored version of the journey (a draft, typically).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The version a backtest tries: a stored version of the journey (a draft, typically), or a
+/// component's bytes that are never stored (exactly one of the two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Candidate {
     /// The stored version number.
-    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// A journey component (standard base64 of its `.wasm` bytes), validated as an upload is
+    /// (world, imports, spec) and compiled in the backtest's own sandbox; it is never stored
+    /// as a version and never runs live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+impl Candidate {
+    /// A stored version.
+    pub fn stored(version: u32) -> Candidate {
+        Candidate {
+            version: Some(version),
+            component: None,
+        }
+    }
+
+    /// A component's bytes, already encoded as standard base64.
+    pub fn component_base64(component: String) -> Candidate {
+        Candidate {
+            version: None,
+            component: Some(component),
+        }
+    }
 }
 
 /// Where a backtest stands.
@@ -76,8 +101,13 @@ pub struct Backtest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BacktestResult {
-    /// The candidate version.
+    /// The candidate version; for a candidate sent as component bytes, the number it had in
+    /// the backtest's scratch store only (the journey's next version number), with
+    /// `candidate_digest` set.
     pub candidate_version: u32,
+    /// For a candidate sent as component bytes: their SHA-256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_digest: Option<String>,
     /// The live version it is compared with (replayed over the same events).
     pub live_version: u32,
     /// The candidate's report, in the format of `GET /v1/journeys/{name}/report`.

@@ -129,7 +129,7 @@ async fn main() {
     let plan = Plan {
         tenant: "bench".into(),
         journey: "renewal".into(),
-        candidate: 1,
+        candidate: waymark_host::backtest::candidate::Candidate::Stored(1),
         from: START,
         to: START + 60 * DAY,
         sample: Sample::default(),

@@ -199,6 +199,7 @@ mod tests {
         });
         Replayed {
             version: 1,
+            digest: None,
             report,
             sends,
         }

@@ -101,6 +101,41 @@ impl IsolatedEngine {
         &self.host.store
     }
 
+    /// Adds a candidate sent as bytes (issue 13) to the scratch store as `journey`'s next
+    /// version and makes it the only version new entrants run; returns its number there.
+    /// Its compiled code is the one validated (same sandbox), and is kept nowhere on disk.
+    pub async fn add_unstored(
+        &self,
+        journey: &str,
+        candidate: &super::candidate::Unstored,
+    ) -> Result<u32, StoreError> {
+        let store = &self.host.store;
+        let version = store
+            .add_journey_version(
+                &self.tenant,
+                journey,
+                &candidate.digest,
+                &candidate.bytes,
+                &candidate.spec,
+                crate::model::rollout::Stage::Draft,
+                self.now(),
+            )
+            .await?
+            .version;
+        self.host
+            .registry
+            .insert_journey_unkept(&candidate.digest, candidate.component.clone());
+        if let Some(rollout) = store.journey_rollout(&self.tenant, journey)? {
+            let only = crate::model::rollout::Rollout {
+                live: Some(version),
+                candidate: None,
+                ..rollout
+            };
+            store.set_rollout(&self.tenant, journey, &only)?;
+        }
+        Ok(version)
+    }
+
     /// The engine's journey time.
     pub fn now(&self) -> Millis {
         self.host.clock.now()

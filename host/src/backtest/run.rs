@@ -2,6 +2,7 @@
 //! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
 //! from the engines' scratch stores.
 
+use super::candidate::Candidate;
 use super::engine::{ClockMoves, IsolatedEngine};
 use crate::host::Host;
 use crate::model::rollout::Rollout;
@@ -62,7 +63,7 @@ impl Sample {
 pub struct Plan {
     pub tenant: String,
     pub journey: String,
-    pub candidate: u32,
+    pub candidate: Candidate,
     pub from: Millis,
     pub to: Millis,
     pub sample: Sample,
@@ -81,6 +82,8 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct Replayed {
     pub version: u32,
+    /// A candidate sent as bytes: their digest.
+    pub digest: Option<String>,
     pub report: crate::report::Report,
     pub sends: Vec<(String, SentMessage)>,
 }
@@ -105,14 +108,13 @@ pub async fn backtest(
     let rollout = store
         .journey_rollout(&plan.tenant, &plan.journey)?
         .ok_or_else(|| BacktestError::NoJourney(plan.journey.clone()))?;
-    if store
-        .journey_version(&plan.tenant, &plan.journey, plan.candidate)?
-        .is_none()
-    {
-        return Err(BacktestError::NoVersion(
-            plan.journey.clone(),
-            plan.candidate,
-        ));
+    if let Candidate::Stored(version) = plan.candidate {
+        if store
+            .journey_version(&plan.tenant, &plan.journey, version)?
+            .is_none()
+        {
+            return Err(BacktestError::NoVersion(plan.journey.clone(), version));
+        }
     }
     let live_version = rollout
         .live
@@ -120,25 +122,34 @@ pub async fn backtest(
     let count = count_events(live, plan)?;
     // When the candidate is the live version with nothing rolling out, the two replays are
     // one: it runs once.
-    let candidate_rollout = Rollout {
-        live: Some(plan.candidate),
-        candidate: None,
-        ..rollout.clone()
+    let candidate_side = match &plan.candidate {
+        Candidate::Stored(version) => Side::Stored(
+            *version,
+            Rollout {
+                live: Some(*version),
+                candidate: None,
+                ..rollout.clone()
+            },
+        ),
+        Candidate::Unstored(unstored) => Side::Unstored(unstored),
     };
-    let same = candidate_rollout == rollout;
+    let same = matches!(&candidate_side, Side::Stored(_, pointers) if *pointers == rollout);
     progress
         .total
         .store(if same { count } else { count * 2 }, Ordering::Relaxed);
-    // A sandbox of the backtest's own: its counters are not the live host's.
-    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
+    // A sandbox of the backtest's own: its counters are not the live host's. A candidate sent
+    // as bytes was compiled in one already, which both replays share.
+    let sandbox = match &plan.candidate {
+        Candidate::Unstored(unstored) => unstored.sandbox.clone(),
+        Candidate::Stored(_) => Sandbox::new(live.registry.sandbox().config().clone())?,
+    };
     // The candidate is the only version new entrants of the journey run; the live replay
     // keeps the pointers as they stand (a rollout's share included).
     let (live_side, fidelity) = replay(
         live,
         &sandbox,
         plan,
-        None,
-        live_version,
+        Side::Live(live_version),
         plan.fidelity,
         progress,
         cancel,
@@ -147,13 +158,11 @@ pub async fn backtest(
     let candidate = if same {
         live_side.clone()
     } else {
-        let side = Some(&candidate_rollout);
         replay(
             live,
             &sandbox,
             plan,
-            side,
-            plan.candidate,
+            candidate_side,
             false,
             progress,
             cancel,
@@ -187,16 +196,23 @@ fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
     at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
 }
 
-/// One replay of `plan`'s events, with the journey's pointers set to `rollout` (or as they
-/// are live), measured against the spec of `version`; with `check`, also compared with what
-/// ran live.
-#[allow(clippy::too_many_arguments)]
+/// Which version one replay runs for new entrants.
+enum Side<'a> {
+    /// The journey's pointers as they are live (a rollout's share included): this version.
+    Live(u32),
+    /// This stored version only, with these pointers.
+    Stored(u32, Rollout),
+    /// A candidate sent as bytes, added to the scratch store only.
+    Unstored(&'a super::candidate::Unstored),
+}
+
+/// One replay of `plan`'s events on `side`, measured against the spec of the version it
+/// runs; with `check`, also compared with what ran live.
 async fn replay(
     live: &Host,
     sandbox: &Sandbox,
     plan: &Plan,
-    rollout: Option<&Rollout>,
-    version: u32,
+    side: Side<'_>,
     check: bool,
     progress: &Progress,
     cancel: &CancellationToken,
@@ -209,11 +225,19 @@ async fn replay(
         plan.from,
         clock_moves(live)?,
     )?;
-    if let Some(rollout) = rollout {
-        engine
-            .store()
-            .set_rollout(&plan.tenant, &plan.journey, rollout)?;
-    }
+    let (version, digest) = match side {
+        Side::Live(version) => (version, None),
+        Side::Stored(version, rollout) => {
+            engine
+                .store()
+                .set_rollout(&plan.tenant, &plan.journey, &rollout)?;
+            (version, None)
+        }
+        Side::Unstored(unstored) => (
+            engine.add_unstored(&plan.journey, unstored).await?,
+            Some(unstored.digest.clone()),
+        ),
+    };
     // Events ingested at the same journey time are fed together, as live queued them.
     let mut group: Vec<crate::model::Event> = Vec::new();
     let mut group_at = None;
@@ -261,6 +285,7 @@ async fn replay(
     };
     let replayed = Replayed {
         version,
+        digest,
         report,
         sends,
     };

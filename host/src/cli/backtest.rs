@@ -18,7 +18,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// How often a plain progress line is printed when stdout is not a terminal.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
-/// `waymark backtest JOURNEY --version N --from T --to T`.
+/// `waymark backtest JOURNEY (--version N | --component FILE.wasm) --from T --to T`.
 #[derive(Args)]
 pub struct BacktestArgs {
     #[command(flatten)]
@@ -29,8 +29,16 @@ pub struct BacktestArgs {
     /// The journey.
     pub journey: String,
     /// The candidate: a stored version of the journey (a draft, typically).
-    #[arg(long)]
-    pub version: u32,
+    #[arg(
+        long,
+        required_unless_present = "component",
+        conflicts_with = "component"
+    )]
+    pub version: Option<u32>,
+    /// The candidate: a journey component (a `.wasm` file, or a crate directory to build),
+    /// sent with the request and never stored as a version.
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<std::path::PathBuf>,
     /// Replay events ingested from this time: RFC 3339 (`2026-05-01T00:00:00Z`) or ms.
     #[arg(long, value_parser = parse_time)]
     pub from: i64,
@@ -62,8 +70,14 @@ fn parse_time(text: &str) -> Result<i64, String> {
 pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
     let client = args.options.client(Role::Tenant)?;
     let request = BacktestRequest {
-        candidate: Candidate {
-            version: args.version,
+        candidate: match &args.component {
+            Some(path) => Candidate::component_base64(waymark_client::component_base64(
+                &super::component::load(path)?,
+            )),
+            None => Candidate {
+                version: args.version,
+                component: None,
+            },
         },
         from: args.from,
         to: args.to,
@@ -150,8 +164,13 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
     };
     let diff = &result.diff;
     println!(
-        "backtest {}: version {} against live version {}",
-        backtest.id, result.candidate_version, result.live_version
+        "backtest {}: {} against live version {}",
+        backtest.id,
+        match &result.candidate_digest {
+            Some(digest) => format!("component {digest}"),
+            None => format!("version {}", result.candidate_version),
+        },
+        result.live_version
     );
     let mut t = table([
         "milestone",
