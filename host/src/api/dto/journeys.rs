@@ -149,7 +149,7 @@ impl From<model::Reentry> for api::Reentry {
 
 impl From<model::ExperimentSpec> for api::ExperimentSpec {
     fn from(experiment: model::ExperimentSpec) -> Self {
-        let model::ExperimentSpec { name, arms } = experiment;
+        let model::ExperimentSpec { name, arms, .. } = experiment;
         api::ExperimentSpec { name, arms }
     }
 }
@@ -290,6 +290,7 @@ mod tests {
             experiments: vec![model::ExperimentSpec {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
+                allocation: Default::default(),
             }],
             audience: Default::default(),
         };
