@@ -133,7 +133,9 @@ impl ArmStatsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Allocation, ExperimentSpec, MilestoneHit, MilestoneSpec, VariantAssignment};
+    use crate::model::{
+        Allocation, ExperimentSpec, MilestoneHit, MilestoneSpec, VariantAssignment,
+    };
 
     fn spec() -> Spec {
         let mut spec = crate::store::fixtures::spec();
@@ -158,7 +160,12 @@ mod tests {
         spec
     }
 
-    fn enrollment(customer: &str, entered_at: Millis, arm: &str, opened: Option<Millis>) -> Enrollment {
+    fn enrollment(
+        customer: &str,
+        entered_at: Millis,
+        arm: &str,
+        opened: Option<Millis>,
+    ) -> Enrollment {
         let mut e = crate::store::fixtures::enrollment(customer, "welcome", 1);
         e.entered_at = entered_at;
         e.variants = vec![VariantAssignment {

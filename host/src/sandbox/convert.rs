@@ -469,10 +469,7 @@ pub(super) fn with_allocation(
     let mut seen = std::collections::HashSet::new();
     for a in allocations {
         if !seen.insert(a.experiment.clone()) {
-            return invalid(format!(
-                "experiment `{}` is allocated twice",
-                a.experiment
-            ));
+            return invalid(format!("experiment `{}` is allocated twice", a.experiment));
         }
         if let Some(goal) = &a.goal {
             if !spec.milestones.iter().any(|m| &m.name == goal) {

@@ -104,12 +104,7 @@ pub(super) struct JourneyState {
 }
 
 impl JourneyState {
-    fn new(
-        now: model::Millis,
-        seed: u64,
-        stats: model::StatsSnapshot,
-        max_memory: u64,
-    ) -> Self {
+    fn new(now: model::Millis, seed: u64, stats: model::StatsSnapshot, max_memory: u64) -> Self {
         JourneyState {
             table: ResourceTable::new(),
             wasi: WasiState::deterministic(now, seed),
@@ -316,13 +311,13 @@ impl JourneyComponent {
                 async |bound, store, _| {
                     let spec = bound.journey.call_describe(&mut *store).await?;
                     let audience = match &bound.audience {
-                        Some(audience) => {
-                            Some(audience.call_describe_audience(&mut *store).await?)
-                        }
+                        Some(audience) => Some(audience.call_describe_audience(&mut *store).await?),
                         None => None,
                     };
                     let allocation = match &bound.allocation {
-                        Some(allocation) => allocation.call_describe_allocation(&mut *store).await?,
+                        Some(allocation) => {
+                            allocation.call_describe_allocation(&mut *store).await?
+                        }
                         None => Vec::new(),
                     };
                     Ok((spec, audience, allocation))
