@@ -47,10 +47,10 @@ pub mod mail_providers;
 pub mod hubspot;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
+pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)
 pub use artifacts::CRM_CRATE;
 pub use artifacts::EMAIL_CRATE;
 pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)
-pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)
 pub use artifacts::{
     artifacts, cargo, example_crate, guest_build_args, target_dir, workspace_root, Artifacts,
     CONTRACT_0_1_0_CRATE, FILES_CRATE, GUESTS, GUEST_PROFILE, HOSTILE_CRATE, HOST_BUILD,

@@ -80,10 +80,15 @@ pub fn arm_stats<'a>(
     out
 }
 
+/// Tenant, journey and version.
+type VersionKey = (String, String, u32);
+/// The period an entry was computed for, and the arms then.
+type Entries = HashMap<VersionKey, (Millis, Arc<Vec<ArmStats>>)>;
+
 /// Arm statistics per tenant, journey and version, for the current period.
 #[derive(Default)]
 pub struct ArmStatsCache {
-    entries: Mutex<HashMap<(String, String, u32), (Millis, Arc<Vec<ArmStats>>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl ArmStatsCache {
@@ -122,10 +127,7 @@ impl ArmStatsCache {
         })
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String, u32), (Millis, Arc<Vec<ArmStats>>)>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
