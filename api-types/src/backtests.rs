@@ -45,6 +45,23 @@ pub struct Candidate {
     /// as a version and never runs live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// Roll the candidate out at a time within the window, moving the replay's running
+    /// enrollments of a version to it (through its `migrate` export, as `POST
+    /// /v1/journeys/{name}/migrate` does); until then the candidate's replay runs the live
+    /// pointers. Without it, the candidate takes every entrant from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<CandidateMigration>,
+}
+
+/// When a backtest's candidate takes over, and whose enrollments move to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CandidateMigration {
+    /// The version whose running enrollments move.
+    pub from: u32,
+    /// The journey time of the move, in `[from, to)` of the backtest.
+    pub at: Millis,
 }
 
 impl Candidate {
@@ -53,6 +70,7 @@ impl Candidate {
         Candidate {
             version: Some(version),
             component: None,
+            migrate: None,
         }
     }
 
@@ -61,6 +79,7 @@ impl Candidate {
         Candidate {
             version: None,
             component: Some(component),
+            migrate: None,
         }
     }
 }
@@ -119,6 +138,10 @@ pub struct BacktestResult {
     /// With `fidelity: true`: the live version's replay against what ran live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<Fidelity>,
+    /// With `candidate.migrate`: the move in the candidate's replay, as `GET
+    /// /v1/journeys/{name}/migrations/{id}` shows a live one (its id is the scratch store's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::journeys::MigrationStatus>,
 }
 
 /// The fidelity check: did replaying the live version reproduce, customer by customer, the

@@ -134,6 +134,7 @@ async fn main() {
         to: START + 60 * DAY,
         sample: Sample::default(),
         fidelity: false,
+        migrate: None,
     };
     let progress = Progress::default();
     let began = Instant::now();

@@ -442,3 +442,127 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Issue 13, experiments slice: a backtest that includes the migration. The candidate (the
+/// onboarding journey's version 2, `tests/guests/migrating`: nudges a day after entry, adapts
+/// moved enrollments, refuses a legacy plan, traps on cue) takes over an hour into the window,
+/// and the enrollments on version 1 move to it through its `migrate` export in the candidate's
+/// replay: the result reports the move (one moved, one refused, one trapped), the diff shows the
+/// moved customer's nudge two days earlier, and nothing live moved.
+#[tokio::test]
+async fn a_backtest_can_include_the_migration_of_running_enrollments() {
+    let world = Onboarding::start().await;
+    let api = world.api();
+    let admin = world.server.api();
+    let start = admin.clock_now().await;
+    let people = [
+        ("ada", json!({"plan": "pro"})),
+        ("bob", json!({"plan": "legacy"})),
+        ("cy", json!({"crash": true})),
+    ];
+    for (who, traits) in &people {
+        api.post_events(&[identify(&format!("{who}-id"), who, traits.clone())])
+            .await;
+        world.sign_up(who).await;
+    }
+    // Four days, a day at a time: version 1 nudges everyone on day 3.
+    for day in 1..=4 {
+        advance_to(&admin, start + day * DAY_MS).await;
+    }
+    for (who, _) in &people {
+        world.sink.wait_for_delivery("nudge", who).await;
+    }
+    let v2 = api
+        .tenant_client()
+        .upload_journey_draft(ONBOARDING, artifacts().component(MIGRATING_CRATE))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let path = format!("/v1/journeys/{ONBOARDING}/backtests");
+    let key = Some(world.tenant.api_key.as_str());
+    let outside = json!({"candidate": {"version": v2.version, "migrate": {"from": 1, "at": start - 1}},
+                         "from": start, "to": start + 5 * DAY_MS});
+    assert_error(
+        &api.request(Method::POST, &path, key, Body::Json(outside))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+
+    let mut candidate = Candidate::stored(v2.version);
+    candidate.migrate = Some(waymark_api::backtests::CandidateMigration {
+        from: 1,
+        at: start + HOUR_MS,
+    });
+    let request = BacktestRequest {
+        candidate,
+        from: start,
+        to: start + 4 * DAY_MS + 1,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let client = api.tenant_client();
+    let started = client
+        .start_backtest(ONBOARDING, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = wait_for_some("the backtest to finish", || async {
+        let backtest = client
+            .backtest(ONBOARDING, &started.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match backtest.status {
+            BacktestStatus::Queued | BacktestStatus::Running => None,
+            _ => Some(backtest),
+        }
+    })
+    .await;
+    assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
+    let result = done.result.expect("a done backtest has its result");
+
+    let migration = result.migration.as_ref().expect("the migration's report");
+    assert_eq!((migration.from, migration.to), (1, v2.version));
+    assert_eq!(
+        (
+            migration.queued,
+            migration.moved,
+            migration.refused,
+            migration.skipped
+        ),
+        (3, 1, 2, 0),
+        "{migration:?}"
+    );
+    let refusals: Vec<_> = migration
+        .refusals
+        .iter()
+        .map(|r| (r.customer.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(refusals, [("bob", "guest_error"), ("cy", "trap")]);
+
+    // Only ada's sends changed: version 2 nudged her a day after entry, not three.
+    let customers: Vec<&str> = result
+        .diff
+        .customers
+        .iter()
+        .map(|c| c.customer.as_str())
+        .collect();
+    assert_eq!(customers, ["ada"]);
+    let ada = &result.diff.customers[0];
+    let nudge_at = |sends: &[waymark_api::backtests::SentMessage]| {
+        sends
+            .iter()
+            .find(|m| m.template == "nudge")
+            .map(|m| m.decided_at)
+    };
+    assert_eq!(nudge_at(&ada.live), Some(start + 3 * DAY_MS));
+    assert_eq!(nudge_at(&ada.candidate), Some(start + DAY_MS));
+
+    // Nothing moved live.
+    let live_ada = api
+        .customer("ada")
+        .await
+        .and_then(|c| c.enrollment(ONBOARDING).cloned())
+        .expect("ada's enrollment");
+    assert_eq!(live_ada.version, 1);
+}

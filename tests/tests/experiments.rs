@@ -12,7 +12,6 @@ use waymark_tests::*;
 const JOURNEY: &str = "adaptive";
 const EXPERIMENT: &str = "offer";
 const WAVE: usize = 30;
-const HOUR_MS: i64 = 60 * 60 * 1000;
 
 /// Signs up `prefix0..prefixN` and returns each one's arm, in order.
 async fn wave(api: &Api, prefix: &str) -> Vec<(String, String)> {

@@ -6,7 +6,7 @@
 use super::prelude::*;
 use crate::backtest::candidate::{Candidate, CandidateError, Unstored};
 use crate::backtest::jobs::{Job, JobState};
-use crate::backtest::run::{Plan, Sample};
+use crate::backtest::run::{MigrateAt, Plan, Sample};
 use base64::Engine as _;
 use std::collections::HashSet;
 use waymark_api::backtests::{Backtest, BacktestRequest, BacktestResult, BacktestStatus};
@@ -65,6 +65,30 @@ async fn start(
             format!("a backtest names at most {MAX_SAMPLE_CUSTOMERS} customers"),
         ));
     }
+    let migrate = match &request.candidate.migrate {
+        None => None,
+        Some(m) => {
+            if !(request.from..request.to).contains(&m.at) {
+                return Err(ApiError::bad_request(
+                    "invalid_input",
+                    "candidate.migrate.at must be within [from, to)",
+                ));
+            }
+            if store.journey_version(&tenant, &name, m.from)?.is_none() {
+                return Err(ApiError::bad_request(
+                    "invalid_input",
+                    format!(
+                        "candidate.migrate.from: journey {name:?} has no version {}",
+                        m.from
+                    ),
+                ));
+            }
+            Some(MigrateAt {
+                from: m.from,
+                at: m.at,
+            })
+        }
+    };
     let candidate = candidate(&state, &tenant, &name, request.candidate).await?;
     let plan = Plan {
         tenant,
@@ -79,6 +103,7 @@ async fn start(
             per_million,
         },
         fidelity: request.fidelity,
+        migrate,
     };
     let job = state
         .host
@@ -202,6 +227,11 @@ fn shape(job: &Job) -> Backtest {
             let result = BacktestResult {
                 candidate_version: outcome.candidate.version,
                 candidate_digest: outcome.candidate.digest.clone(),
+                migration: outcome
+                    .candidate
+                    .migration
+                    .clone()
+                    .map(|(migration, outcomes)| super::migrations::status(migration, outcomes)),
                 live_version: outcome.live.version,
                 diff: crate::backtest::diff::diff(&outcome),
                 candidate: outcome.candidate.report.into(),

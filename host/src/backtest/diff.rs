@@ -200,6 +200,7 @@ mod tests {
         Replayed {
             version: 1,
             digest: None,
+            migration: None,
             report,
             sends,
         }

@@ -69,6 +69,15 @@ pub struct Plan {
     pub sample: Sample,
     /// Check the live replay against what ran live.
     pub fidelity: bool,
+    /// Roll the candidate out at a time (`at`), moving the enrollments of version `from` to it.
+    pub migrate: Option<MigrateAt>,
+}
+
+/// A backtest's `candidate.migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateAt {
+    pub from: u32,
+    pub at: Millis,
 }
 
 /// How far a backtest is: recorded events replayed, of how many.
@@ -84,6 +93,8 @@ pub struct Replayed {
     pub version: u32,
     /// A candidate sent as bytes: their digest.
     pub digest: Option<String>,
+    /// With [`Plan::migrate`], on the candidate's side: the move and its outcomes.
+    pub migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
     pub report: crate::report::Report,
     pub sends: Vec<(String, SentMessage)>,
 }
@@ -133,7 +144,8 @@ pub async fn backtest(
         ),
         Candidate::Unstored(unstored) => Side::Unstored(unstored),
     };
-    let same = matches!(&candidate_side, Side::Stored(_, pointers) if *pointers == rollout);
+    let same = plan.migrate.is_none()
+        && matches!(&candidate_side, Side::Stored(_, pointers) if *pointers == rollout);
     progress
         .total
         .store(if same { count } else { count * 2 }, Ordering::Relaxed);
@@ -225,19 +237,28 @@ async fn replay(
         plan.from,
         clock_moves(live)?,
     )?;
+    // The candidate's side of a backtest with `migrate`: rolled out, and enrollments moved,
+    // before the first event at or after its time; the live pointers hold until then.
+    let mut pending_move = plan.migrate.filter(|_| !matches!(side, Side::Live(_)));
     let (version, digest) = match side {
         Side::Live(version) => (version, None),
         Side::Stored(version, rollout) => {
-            engine
-                .store()
-                .set_rollout(&plan.tenant, &plan.journey, &rollout)?;
+            if pending_move.is_none() {
+                engine
+                    .store()
+                    .set_rollout(&plan.tenant, &plan.journey, &rollout)?;
+            }
             (version, None)
         }
-        Side::Unstored(unstored) => (
-            engine.add_unstored(&plan.journey, unstored).await?,
-            Some(unstored.digest.clone()),
-        ),
+        Side::Unstored(unstored) => {
+            let version = engine.add_unstored(&plan.journey, unstored).await?;
+            if pending_move.is_none() {
+                engine.only(&plan.journey, version)?;
+            }
+            (version, Some(unstored.digest.clone()))
+        }
     };
+    let mut migration = None;
     // Events ingested at the same journey time are fed together, as live queued them.
     let mut group: Vec<crate::model::Event> = Vec::new();
     let mut group_at = None;
@@ -256,6 +277,16 @@ async fn replay(
             if group_at.is_some_and(|g| g != at) || group.len() >= MAX_GROUP {
                 feed_group(&engine, &mut group, group_at, progress).await?;
             }
+            if let Some(m) = pending_move.filter(|m| m.at <= at) {
+                feed_group(&engine, &mut group, group_at, progress).await?;
+                let at = m.at.max(engine.now());
+                migration = Some(
+                    engine
+                        .migrate_to(&plan.journey, m.from, version, at)
+                        .await?,
+                );
+                pending_move = None;
+            }
             group_at = Some(at);
             group.push(logged.event());
         }
@@ -263,6 +294,14 @@ async fn replay(
         tokio::task::yield_now().await;
     }
     feed_group(&engine, &mut group, group_at, progress).await?;
+    if let Some(m) = pending_move {
+        let at = m.at.max(engine.now());
+        migration = Some(
+            engine
+                .migrate_to(&plan.journey, m.from, version, at)
+                .await?,
+        );
+    }
     engine.advance_to(plan.to.max(engine.now())).await?;
     let scratch = engine.store();
     let spec = scratch
@@ -286,6 +325,7 @@ async fn replay(
     let replayed = Replayed {
         version,
         digest,
+        migration,
         report,
         sends,
     };

@@ -10,7 +10,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use waymark_client::api::backtests::{Backtest, BacktestRequest, BacktestStatus, Candidate};
+use waymark_client::api::backtests::{
+    Backtest, BacktestRequest, BacktestStatus, Candidate, CandidateMigration,
+};
 use waymark_client::Client;
 
 /// How often the backtest is read while it runs.
@@ -54,6 +56,13 @@ pub struct BacktestArgs {
     /// Also check that replaying the live version reproduces what ran live, per customer.
     #[arg(long)]
     pub fidelity: bool,
+    /// Roll the candidate out at `--migrate-at` instead of from the start, moving the running
+    /// enrollments of this version to it (through its `migrate` export).
+    #[arg(long, requires = "migrate_at", value_name = "VERSION")]
+    pub migrate_from: Option<u32>,
+    /// When the candidate takes over: RFC 3339 or ms, within `--from`..`--to`.
+    #[arg(long, requires = "migrate_from", value_parser = parse_time)]
+    pub migrate_at: Option<i64>,
 }
 
 /// A time as RFC 3339 text or milliseconds since the epoch.
@@ -69,7 +78,11 @@ fn parse_time(text: &str) -> Result<i64, String> {
 /// Runs `waymark backtest`.
 pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
     let client = args.options.client(Role::Tenant)?;
-    let request = BacktestRequest {
+    let migrate = args
+        .migrate_from
+        .zip(args.migrate_at)
+        .map(|(from, at)| CandidateMigration { from, at });
+    let mut request = BacktestRequest {
         candidate: match &args.component {
             Some(path) => Candidate::component_base64(waymark_client::component_base64(
                 &super::component::load(path)?,
@@ -77,6 +90,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
             None => Candidate {
                 version: args.version,
                 component: None,
+                migrate: None,
             },
         },
         from: args.from,
@@ -85,6 +99,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
         sample_fraction: args.sample,
         fidelity: args.fidelity,
     };
+    request.candidate.migrate = migrate;
     let started = client.start_backtest(&args.journey, &request).await?;
     let terminal = std::io::stdout().is_terminal() && !args.json;
     let done = tokio::select! {
