@@ -36,7 +36,7 @@ async fn wave(api: &Api, prefix: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn later_entrants_go_mostly_to_the_arm_that_converts_and_a_replay_agrees() {
     let server = Server::start(ServerOptions::default()).await;
-    let (tenant, _) = tenant_with_journey(
+    let (tenant, uploaded) = tenant_with_journey(
         &server,
         "lab",
         None,
@@ -44,6 +44,13 @@ async fn later_entrants_go_mostly_to_the_arm_that_converts_and_a_replay_agrees()
         artifacts().component(ADAPTIVE_CRATE),
     )
     .await;
+    // The upload's spec shows the declared allocation (the `allocation` export).
+    let offer = &uploaded.spec.experiments[0];
+    let allocation = offer.allocation.as_ref().expect("declared adaptive");
+    assert_eq!(
+        (allocation.mode.as_str(), allocation.goal.as_deref()),
+        ("thompson", Some("bought"))
+    );
     let api = server.as_tenant(&tenant);
     let admin = server.api();
     let start = admin.clock_now().await;
