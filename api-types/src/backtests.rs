@@ -31,13 +31,57 @@ pub struct BacktestRequest {
     pub fidelity: bool,
 }
 
-/// The version a backtest tries: a stored version of the journey (a draft, typically).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The version a backtest tries: a stored version of the journey (a draft, typically), or a
+/// component's bytes that are never stored (exactly one of the two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Candidate {
     /// The stored version number.
-    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// A journey component (standard base64 of its `.wasm` bytes), validated as an upload is
+    /// (world, imports, spec) and compiled in the backtest's own sandbox; it is never stored
+    /// as a version and never runs live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Roll the candidate out at a time within the window, moving the replay's running
+    /// enrollments of a version to it (through its `migrate` export, as `POST
+    /// /v1/journeys/{name}/migrate` does); until then the candidate's replay runs the live
+    /// pointers. Without it, the candidate takes every entrant from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<CandidateMigration>,
+}
+
+/// When a backtest's candidate takes over, and whose enrollments move to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CandidateMigration {
+    /// The version whose running enrollments move.
+    pub from: u32,
+    /// The journey time of the move, in `[from, to)` of the backtest.
+    pub at: Millis,
+}
+
+impl Candidate {
+    /// A stored version.
+    pub fn stored(version: u32) -> Candidate {
+        Candidate {
+            version: Some(version),
+            component: None,
+            migrate: None,
+        }
+    }
+
+    /// A component's bytes, already encoded as standard base64.
+    pub fn component_base64(component: String) -> Candidate {
+        Candidate {
+            version: None,
+            component: Some(component),
+            migrate: None,
+        }
+    }
 }
 
 /// Where a backtest stands.
@@ -76,8 +120,13 @@ pub struct Backtest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BacktestResult {
-    /// The candidate version.
+    /// The candidate version; for a candidate sent as component bytes, the number it had in
+    /// the backtest's scratch store only (the journey's next version number), with
+    /// `candidate_digest` set.
     pub candidate_version: u32,
+    /// For a candidate sent as component bytes: their SHA-256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_digest: Option<String>,
     /// The live version it is compared with (replayed over the same events).
     pub live_version: u32,
     /// The candidate's report, in the format of `GET /v1/journeys/{name}/report`.
@@ -89,6 +138,10 @@ pub struct BacktestResult {
     /// With `fidelity: true`: the live version's replay against what ran live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<Fidelity>,
+    /// With `candidate.migrate`: the move in the candidate's replay, as `GET
+    /// /v1/journeys/{name}/migrations/{id}` shows a live one (its id is the scratch store's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<crate::journeys::MigrationStatus>,
 }
 
 /// The fidelity check: did replaying the live version reproduce, customer by customer, the

@@ -245,6 +245,20 @@ pub struct ExperimentSpec {
     pub name: String,
     /// Its arms.
     pub arms: Vec<String>,
+    /// How the journey allocates it (issue 13, the `allocation` export); absent: `fixed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<ExperimentAllocation>,
+}
+
+/// An experiment's declared allocation other than a fixed split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ExperimentAllocation {
+    /// `thompson`: Thompson sampling on `goal`.
+    pub mode: String,
+    /// The milestone it optimises; absent: the journey's goal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
 }
 
 /// The body of `POST /v1/journeys/{name}/decide`.

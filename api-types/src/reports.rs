@@ -44,6 +44,11 @@ pub struct ExperimentStats {
     /// The milestone the arms are compared on: the journey's goal, else its last milestone,
     /// else `completed`.
     pub metric: String,
+    /// How the journey allocates customers to arms (issue 13): `fixed` (a hash of the
+    /// customer), or `thompson` (Thompson sampling on its goal milestone, declared through the
+    /// `allocation` export). Reports stored before it read `fixed`.
+    #[serde(default = "fixed")]
+    pub allocation: String,
     /// By arm.
     pub arms: BTreeMap<String, ArmStats>,
 }
@@ -143,4 +148,9 @@ pub struct PathCount {
     pub path: Vec<String>,
     /// How many customers.
     pub customers: u64,
+}
+
+/// The allocation of an experiment that declared none.
+fn fixed() -> String {
+    "fixed".into()
 }

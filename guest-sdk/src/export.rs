@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use crate::bindings::journey::exports::waymark::journey::allocation as wal;
 use crate::bindings::journey::exports::waymark::journey::audience as wa;
 use crate::bindings::journey::exports::waymark::journey::migration as wm;
 use crate::bindings::journey::waymark::journey::types as wt;
@@ -28,6 +29,27 @@ pub use std::vec::Vec;
 /// `describe`, for journey `J`.
 pub fn describe<J: Journey>() -> wt::Spec {
     spec_to_wit(J::describe())
+}
+
+/// `describe-allocation`, for journey `J` (issue 13): how each experiment of the same [`Spec`]
+/// allocates (`describe` is deterministic, so calling it again agrees).
+pub fn describe_allocation<J: Journey>() -> Vec<wal::ExperimentAllocation> {
+    J::describe()
+        .experiments
+        .into_iter()
+        .map(|x| match x.allocation {
+            crate::spec::Allocation::Fixed => wal::ExperimentAllocation {
+                experiment: x.name,
+                mode: wal::AllocationMode::Fixed,
+                goal: None,
+            },
+            crate::spec::Allocation::Thompson { goal } => wal::ExperimentAllocation {
+                experiment: x.name,
+                mode: wal::AllocationMode::Thompson,
+                goal: Some(goal),
+            },
+        })
+        .collect()
 }
 
 /// `describe-audience`, for journey `J`: the subject and audience triggers of the same

@@ -123,11 +123,12 @@ pub use context::{
     Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 pub use decision::{Command, Decision};
-pub use experiment::{assign_arm, bucket};
+pub use experiment::{assign_arm, bucket, thompson_arm, thompson_pick};
 pub use spec::{
-    AudienceTrigger, EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec, Subject,
+    Allocation, AudienceTrigger, EntryTrigger, ExperimentSpec, MilestoneSpec, Reentry, Spec,
+    Subject,
 };
-pub use stats::{channel_stats, ChannelStats};
+pub use stats::{arm_stats, channel_stats, ArmStats, ChannelStats};
 pub use time::{days, hours, millis, minutes, seconds, weeks, Duration, Timestamp};
 
 /// The `serde` this SDK uses, so a guest can derive its traits with
@@ -142,9 +143,9 @@ pub use serde_json::json;
 /// Everything a journey usually needs: `use waymark_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        assign_arm, days, hours, json, minutes, seconds, weeks, Command, Context, Customer, Date,
-        Decision, DeliveryOutcome, DeliveryReport, Enrollment, Event, Journey, Migration, Moment,
-        MonthDay, Reentry, Spec, TimeOfDay, TimeZone, Timestamp, Trigger,
+        assign_arm, days, hours, json, minutes, seconds, thompson_arm, weeks, Command, Context,
+        Customer, Date, Decision, DeliveryOutcome, DeliveryReport, Enrollment, Event, Journey,
+        Migration, Moment, MonthDay, Reentry, Spec, TimeOfDay, TimeZone, Timestamp, Trigger,
     };
     pub use serde_json::Value;
 }
@@ -225,6 +226,17 @@ macro_rules! export_journey {
                 fn describe_audience(
                 ) -> $crate::__export::journey::exports::waymark::journey::audience::AudienceSpec {
                     $crate::__export::describe_audience::<$journey>()
+                }
+            }
+
+            // Issue 13: how the journey's experiments allocate (contract 0.1.2).
+            impl $crate::__export::journey::exports::waymark::journey::allocation::Guest
+                for __WaymarkJourneyExport
+            {
+                fn describe_allocation() -> $crate::__export::Vec<
+                    $crate::__export::journey::exports::waymark::journey::allocation::ExperimentAllocation,
+                > {
+                    $crate::__export::describe_allocation::<$journey>()
                 }
             }
 

@@ -67,6 +67,25 @@ pub struct ExperimentSpec {
     pub name: String,
     /// Its arms.
     pub arms: Vec<String>,
+    /// How customers are allocated to its arms (contract 0.1.2): reported by the host; the
+    /// journey does the allocating ([`assign_arm`](crate::assign_arm) or
+    /// [`thompson_arm`](crate::thompson_arm)).
+    #[serde(default)]
+    pub allocation: Allocation,
+}
+
+/// How an experiment allocates customers to arms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Allocation {
+    /// A fixed split: [`assign_arm`](crate::assign_arm), a hash of the customer.
+    #[default]
+    Fixed,
+    /// Thompson sampling on `goal`, a declared milestone:
+    /// [`thompson_arm`](crate::thompson_arm).
+    Thompson {
+        /// The milestone the experiment optimises.
+        goal: String,
+    },
 }
 
 /// What a journey declares about itself: entry triggers, exit events, milestones, goal,
@@ -276,6 +295,27 @@ impl Spec {
         self.experiments.push(ExperimentSpec {
             name: name.into(),
             arms: arms.iter().map(|a| a.to_string()).collect(),
+            allocation: Allocation::Fixed,
+        });
+        self
+    }
+
+    /// Declares an experiment whose arms are allocated adaptively: Thompson sampling on
+    /// `goal_milestone` (a milestone this spec declares). Pick arms with
+    /// [`thompson_arm`](crate::thompson_arm); the host's report shows the allocation as
+    /// `thompson` and compares the arms on this milestone.
+    pub fn adaptive_experiment(
+        mut self,
+        name: impl Into<String>,
+        arms: &[&str],
+        goal_milestone: impl Into<String>,
+    ) -> Self {
+        self.experiments.push(ExperimentSpec {
+            name: name.into(),
+            arms: arms.iter().map(|a| a.to_string()).collect(),
+            allocation: Allocation::Thompson {
+                goal: goal_milestone.into(),
+            },
         });
         self
     }
@@ -344,7 +384,8 @@ mod tests {
             spec.experiments,
             vec![ExperimentSpec {
                 name: "copy".into(),
-                arms: vec!["a".into(), "b".into()]
+                arms: vec!["a".into(), "b".into()],
+                allocation: Allocation::Fixed,
             }]
         );
     }

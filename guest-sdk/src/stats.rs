@@ -5,8 +5,12 @@
 //! [`channel_stats`]: the channel world does not import `stats`, so an adapter that calls it is
 //! refused at upload.
 //!
-//! In native tests there is no host: [`channel_stats`] returns what the current thread set with
-//! `set_native_channel_stats` (empty by default).
+//! Since contract 0.1.2, [`arm_stats`] tells a journey how its experiments' arms convert, so
+//! it can follow what similar customers responded to ([`thompson_arm`](crate::thompson_arm)).
+//!
+//! In native tests there is no host: [`channel_stats`] and [`arm_stats`] return what the
+//! current thread set with `set_native_channel_stats` and `set_native_arm_stats` (empty by
+//! default).
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +66,63 @@ pub fn set_native_channel_stats(stats: Vec<ChannelStats>) {
 #[cfg(not(target_arch = "wasm32"))]
 thread_local! {
     static NATIVE: std::cell::RefCell<Vec<ChannelStats>> = const { std::cell::RefCell::new(Vec::new()) };
+    static NATIVE_ARMS: std::cell::RefCell<Vec<ArmStats>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How one arm of one of the journey's experiments has done (contract 0.1.2), over every
+/// version of the journey, as of the start of the current hour of journey time: the host
+/// counts only entries and conversions before it, so every trigger of the hour — and every
+/// replay of it — reads the same numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmStats {
+    /// The experiment's name.
+    pub experiment: String,
+    /// The arm.
+    pub arm: String,
+    /// The milestone counted as a conversion: the experiment's own goal
+    /// ([`Spec::adaptive_experiment`](crate::Spec::adaptive_experiment)), else the journey's
+    /// goal, else its last milestone; `completed` without milestones.
+    pub goal: String,
+    /// Enrollments first assigned this arm.
+    pub entered: u64,
+    /// Of which reached `goal`.
+    pub converted: u64,
+}
+
+impl ArmStats {
+    /// `converted / entered`, or `None` before anyone entered.
+    pub fn conversion(&self) -> Option<f64> {
+        (self.entered > 0).then(|| self.converted.min(self.entered) as f64 / self.entered as f64)
+    }
+}
+
+/// Every arm of every experiment the deciding version declares, in declaration order.
+#[cfg(target_arch = "wasm32")]
+pub fn arm_stats() -> Vec<ArmStats> {
+    use crate::bindings::journey::waymark::journey::stats as host;
+    host::by_arm()
+        .into_iter()
+        .map(|s| ArmStats {
+            experiment: s.experiment,
+            arm: s.arm,
+            goal: s.goal,
+            entered: s.entered,
+            converted: s.converted,
+        })
+        .collect()
+}
+
+/// Every arm of every experiment. Natively: what this thread set with
+/// [`set_native_arm_stats`], empty by default.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn arm_stats() -> Vec<ArmStats> {
+    NATIVE_ARMS.with(|s| s.borrow().clone())
+}
+
+/// Native tests only: what [`arm_stats`] returns on the current thread from now on.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_native_arm_stats(stats: Vec<ArmStats>) {
+    NATIVE_ARMS.with(|s| *s.borrow_mut() = stats);
 }
 
 #[cfg(test)]

@@ -129,11 +129,12 @@ async fn main() {
     let plan = Plan {
         tenant: "bench".into(),
         journey: "renewal".into(),
-        candidate: 1,
+        candidate: waymark_host::backtest::candidate::Candidate::Stored(1),
         from: START,
         to: START + 60 * DAY,
         sample: Sample::default(),
         fidelity: false,
+        migrate: None,
     };
     let progress = Progress::default();
     let began = Instant::now();

@@ -107,6 +107,9 @@ pub struct Host {
     // Backtests (issue 13)
     /// Backtest jobs (`backtest::jobs`), in memory.
     pub backtests: crate::backtest::Jobs,
+    /// The `stats` import's arm statistics per journey version, for the current period
+    /// (`report::arms`, issue 13).
+    pub arm_stats: crate::report::arms::ArmStatsCache,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
     timers_changed: Notify,
@@ -132,6 +135,7 @@ impl Host {
             tenants,
             templates: TemplateCache::default(),
             backtests: crate::backtest::Jobs::default(),
+            arm_stats: Default::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
         }

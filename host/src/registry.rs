@@ -75,6 +75,13 @@ impl Registry {
         lock(&self.journeys).insert(digest.to_string(), component);
     }
 
+    /// Remembers a journey component without keeping its compiled code on disk: a backtest's
+    /// candidate sent as bytes (issue 13), known to the isolated engine's registry only and
+    /// never stored live, so the live host's cache must not hold it.
+    pub fn insert_journey_unkept(&self, digest: &str, component: JourneyComponent) {
+        lock(&self.journeys).insert(digest.to_string(), component);
+    }
+
     /// Remembers a channel component compiled at registration, once it is stored; the
     /// component it replaced may be named by no stored version any more, so the compiled-code
     /// cache is trimmed too.

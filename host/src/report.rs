@@ -12,6 +12,7 @@
 //!
 //! Not a wire format: the API shows a report as `waymark_api::reports` (`api/dto/`).
 
+pub mod arms; // Issue 13: the `stats` import's arm statistics.
 pub mod cells;
 pub mod experiments;
 pub mod times;
@@ -231,6 +232,7 @@ mod tests {
             experiments: vec![ExperimentSpec {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
+                allocation: Default::default(),
             }],
             audience: Default::default(),
         }

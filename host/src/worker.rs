@@ -748,9 +748,20 @@ impl<'h> Shell<'h> {
             .journey(&self.tenant, &version.digest)
             .await
             .map_err(|e| DecideError::Unavailable(e.to_string()))?;
-        let stats = host
+        let channels = host
             .store
             .channel_stats(&self.tenant, &version.name)
+            .map_err(|e| DecideError::Internal(e.to_string()))?;
+        // Issue 13: the arms as of the period's start, computed once a period (`report::arms`).
+        let stats = host
+            .arm_stats
+            .snapshot(
+                &host.store,
+                &self.tenant,
+                version,
+                ask.context.now,
+                channels,
+            )
             .map_err(|e| DecideError::Internal(e.to_string()))?;
         let limits = host
             .tenant_limits(&self.tenant)

@@ -80,8 +80,12 @@ pub const GUESTS: &[(&str, &str)] = &[
         "waymark-test-audience-bad",
         "waymark_test_audience_bad.wasm",
     ),
+    // Issue 13, experiments: an adaptive experiment, Thompson sampling on a milestone.
+    ("waymark-test-adaptive", "waymark_test_adaptive.wasm"),
 ];
 
+/// `tests/guests/adaptive` (issue 13): an adaptive experiment.
+pub const ADAPTIVE_CRATE: &str = "waymark-test-adaptive";
 /// The webhook channel adapter (`plugins/webhook`).
 pub const WEBHOOK_CRATE: &str = "waymark-webhook";
 /// The onboarding journey (`examples/onboarding`).

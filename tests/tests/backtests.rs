@@ -149,9 +149,7 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
     let before = live_state(&api).await;
     let sink_before = world.sink.requests().len();
     let request = BacktestRequest {
-        candidate: Candidate {
-            version: draft.version,
-        },
+        candidate: Candidate::stored(draft.version),
         from: start,
         to,
         customers: None,
@@ -275,4 +273,296 @@ async fn a_backtest_of_a_version_that_is_not_stored_or_a_range_backwards_is_refu
         )
         .await;
     assert_error(&unknown_job, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// Issue 13, experiments slice: the candidate sent as a component's bytes rather than a stored
+/// draft. It is validated as an upload is (clear 400s), compiled in the backtest's own sandbox,
+/// replayed like a stored candidate, and never becomes a version of the journey.
+#[tokio::test]
+async fn a_candidate_sent_as_component_bytes_is_backtested_and_never_stored() {
+    const FEW: i64 = 8;
+    let world = Example::start("renewal", &[EMAIL]).await;
+    let (api, admin) = (world.api(), world.admin());
+    let path = "/v1/journeys/renewal/backtests";
+    let key = Some(world.tenant.api_key.as_str());
+    let post = |body: Value| api.request(Method::POST, path, key, Body::Json(body));
+    let base64 = |bytes: &[u8]| waymark_client::component_base64(bytes);
+
+    // Refused as an upload would be, before any job starts.
+    let not_base64 = post(json!({"candidate": {"component": "%%%"}, "from": 0, "to": 10})).await;
+    assert_error(&not_base64, StatusCode::BAD_REQUEST, "invalid_input");
+    let not_a_component =
+        json!({"candidate": {"component": base64(b"\0asm not really")}, "from": 0, "to": 10});
+    assert_error(
+        &post(not_a_component).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_component",
+    );
+    let sockets = artifacts().component(SOCKETS_CRATE);
+    let forbidden = json!({"candidate": {"component": base64(&sockets)}, "from": 0, "to": 10});
+    assert_error(
+        &post(forbidden).await,
+        StatusCode::BAD_REQUEST,
+        "forbidden_import",
+    );
+    // A channel adapter is no journey: it imports HTTP, which journeys are not granted.
+    let channel = artifacts().component(WEBHOOK_CRATE);
+    let wrong_world = json!({"candidate": {"component": base64(&channel)}, "from": 0, "to": 10});
+    assert_error(
+        &post(wrong_world).await,
+        StatusCode::BAD_REQUEST,
+        "forbidden_import",
+    );
+    let both =
+        json!({"candidate": {"version": 1, "component": base64(&sockets)}, "from": 0, "to": 10});
+    assert_error(&post(both).await, StatusCode::BAD_REQUEST, "invalid_input");
+    let neither = json!({"candidate": {}, "from": 0, "to": 10});
+    assert_error(
+        &post(neither).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+
+    // A little history: every customer enters at the start; the clock moves a day at a time.
+    let start = admin.clock_now().await;
+    let mut opening = Vec::new();
+    for i in 0..FEW {
+        let (y, m, d) = utc_date(renewal_midnight(start, i));
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        opening.push(identify(
+            &format!("c{i}-traits"),
+            &format!("c{i}"),
+            json!({ "renewal_date": date }),
+        ));
+        opening.push(event(
+            &format!("c{i}-scheduled"),
+            &format!("c{i}"),
+            "renewal_scheduled",
+        ));
+    }
+    world.post(&opening).await;
+    for i in 0..FEW {
+        world
+            .wait_for(&format!("c{i}"), "entered", |e| e.timer("lapsed").is_some())
+            .await;
+    }
+    let to = start + 31 * DAY_MS;
+    let live_due = |now: i64| -> usize {
+        (0..FEW)
+            .map(|i| {
+                expected(start, to, i, &[30, 14, 3], None)
+                    .into_iter()
+                    .filter(|t| *t <= now)
+                    .count()
+            })
+            .sum()
+    };
+    for day in 1..=31 {
+        let now = start + day * DAY_MS;
+        advance_to(&admin, now).await;
+        wait_until("the day's live reminders reach the sink", || async {
+            world.sink.requests().len() == live_due(now)
+        })
+        .await;
+    }
+
+    let early = artifacts().component(RENEWAL_EARLY_CRATE);
+    let versions_before = api.tenant_client().journey("renewal").await.unwrap();
+    let sink_before = world.sink.requests().len();
+    let request = BacktestRequest {
+        candidate: Candidate::component_base64(base64(&early)),
+        from: start,
+        to,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let started = api
+        .tenant_client()
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = finished(&api, &started.id).await;
+    assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
+    assert_eq!(
+        world.sink.requests().len(),
+        sink_before,
+        "a backtest sends nothing"
+    );
+    assert_eq!(
+        api.tenant_client().journey("renewal").await.unwrap(),
+        versions_before,
+        "the candidate never becomes a version"
+    );
+
+    let result = done.result.expect("a done backtest has its result");
+    assert_eq!(result.live_version, 1);
+    assert_eq!(
+        result.candidate_version, 2,
+        "the journey's next number, in the scratch store only"
+    );
+    let digest = result.candidate_digest.as_deref().expect("sent as bytes");
+    assert_eq!(digest, sha256_hex(&early));
+    // The candidate reminds at 21/7/1 days before; the live replay as live did.
+    let mut changed = 0;
+    for i in 0..FEW {
+        let customer = format!("c{i}");
+        let live_times = expected(start, to, i, &[30, 14, 3], None);
+        let candidate_times = expected(start, to, i, &[21, 7, 1], None);
+        let shown = result
+            .diff
+            .customers
+            .iter()
+            .find(|c| c.customer == customer);
+        if live_times == candidate_times {
+            assert!(shown.is_none(), "{customer} did not change");
+            continue;
+        }
+        changed += 1;
+        let shown = shown.unwrap_or_else(|| panic!("{customer} changed"));
+        let times = |sends: &[waymark_api::backtests::SentMessage]| -> Vec<i64> {
+            sends.iter().map(|m| m.decided_at).collect()
+        };
+        assert_eq!(times(&shown.live), live_times, "{customer}");
+        assert_eq!(times(&shown.candidate), candidate_times, "{customer}");
+    }
+    assert!(changed > 0, "the early schedule changes someone's sends");
+    assert_eq!(result.diff.customers_changed, changed);
+    assert_eq!(
+        result.diff.sends_by_channel[EMAIL].live,
+        live_due(to) as u64
+    );
+}
+
+/// SHA-256 of `bytes`, hex: the digest a component is named by.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Issue 13, experiments slice: a backtest that includes the migration. The candidate (the
+/// onboarding journey's version 2, `tests/guests/migrating`: nudges a day after entry, adapts
+/// moved enrollments, refuses a legacy plan, traps on cue) takes over an hour into the window,
+/// and the enrollments on version 1 move to it through its `migrate` export in the candidate's
+/// replay: the result reports the move (one moved, one refused, one trapped), the diff shows the
+/// moved customer's nudge two days earlier, and nothing live moved.
+#[tokio::test]
+async fn a_backtest_can_include_the_migration_of_running_enrollments() {
+    let world = Onboarding::start().await;
+    let api = world.api();
+    let admin = world.server.api();
+    let start = admin.clock_now().await;
+    let people = [
+        ("ada", json!({"plan": "pro"})),
+        ("bob", json!({"plan": "legacy"})),
+        ("cy", json!({"crash": true})),
+    ];
+    for (who, traits) in &people {
+        api.post_events(&[identify(&format!("{who}-id"), who, traits.clone())])
+            .await;
+        world.sign_up(who).await;
+    }
+    // Four days, a day at a time: version 1 nudges everyone on day 3.
+    for day in 1..=4 {
+        advance_to(&admin, start + day * DAY_MS).await;
+    }
+    for (who, _) in &people {
+        world.sink.wait_for_delivery("nudge", who).await;
+    }
+    let v2 = api
+        .tenant_client()
+        .upload_journey_draft(ONBOARDING, artifacts().component(MIGRATING_CRATE))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let path = format!("/v1/journeys/{ONBOARDING}/backtests");
+    let key = Some(world.tenant.api_key.as_str());
+    let outside = json!({"candidate": {"version": v2.version, "migrate": {"from": 1, "at": start - 1}},
+                         "from": start, "to": start + 5 * DAY_MS});
+    assert_error(
+        &api.request(Method::POST, &path, key, Body::Json(outside))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+
+    let mut candidate = Candidate::stored(v2.version);
+    candidate.migrate = Some(waymark_api::backtests::CandidateMigration {
+        from: 1,
+        at: start + HOUR_MS,
+    });
+    let request = BacktestRequest {
+        candidate,
+        from: start,
+        to: start + 4 * DAY_MS + 1,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let client = api.tenant_client();
+    let started = client
+        .start_backtest(ONBOARDING, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = wait_for_some("the backtest to finish", || async {
+        let backtest = client
+            .backtest(ONBOARDING, &started.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        match backtest.status {
+            BacktestStatus::Queued | BacktestStatus::Running => None,
+            _ => Some(backtest),
+        }
+    })
+    .await;
+    assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
+    let result = done.result.expect("a done backtest has its result");
+
+    let migration = result.migration.as_ref().expect("the migration's report");
+    assert_eq!((migration.from, migration.to), (1, v2.version));
+    assert_eq!(
+        (
+            migration.queued,
+            migration.moved,
+            migration.refused,
+            migration.skipped
+        ),
+        (3, 1, 2, 0),
+        "{migration:?}"
+    );
+    let refusals: Vec<_> = migration
+        .refusals
+        .iter()
+        .map(|r| (r.customer.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(refusals, [("bob", "guest_error"), ("cy", "trap")]);
+
+    // Only ada's sends changed: version 2 nudged her a day after entry, not three.
+    let customers: Vec<&str> = result
+        .diff
+        .customers
+        .iter()
+        .map(|c| c.customer.as_str())
+        .collect();
+    assert_eq!(customers, ["ada"]);
+    let ada = &result.diff.customers[0];
+    let nudge_at = |sends: &[waymark_api::backtests::SentMessage]| {
+        sends
+            .iter()
+            .find(|m| m.template == "nudge")
+            .map(|m| m.decided_at)
+    };
+    assert_eq!(nudge_at(&ada.live), Some(start + 3 * DAY_MS));
+    assert_eq!(nudge_at(&ada.candidate), Some(start + DAY_MS));
+
+    // Nothing moved live.
+    let live_ada = api
+        .customer("ada")
+        .await
+        .and_then(|c| c.enrollment(ONBOARDING).cloned())
+        .expect("ada's enrollment");
+    assert_eq!(live_ada.version, 1);
 }

@@ -672,3 +672,62 @@ async fn a_journey_report_compares_an_experiments_arms() {
         assert!(table.contains(arm.as_str()), "{arm} in {table}");
     }
 }
+
+/// Issue 13, experiments slice: `waymark backtest --component FILE.wasm` tries a component that
+/// is never uploaded, and `--migrate-from`/`--migrate-at` roll it out mid-window, moving the
+/// replay's running enrollments to it.
+#[tokio::test]
+async fn a_backtest_of_an_unuploaded_component_with_its_migration_from_the_command_line() {
+    let world = Onboarding::start().await;
+    let admin = world.server.api();
+    let start = admin.clock_now().await;
+    world.sign_up("ada").await;
+    for _ in 0..4 {
+        admin.advance_clock(DAY_MS).await;
+    }
+    world.sink.wait_for_delivery("nudge", "ada").await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = Cli::new(&world.server, home.path());
+    cli.key = Some(world.tenant.api_key.clone());
+    let v2 = artifacts().path(MIGRATING_CRATE);
+    let (from, to) = (start.to_string(), (start + 4 * DAY_MS + 1).to_string());
+    let at = (start + HOUR_MS).to_string();
+    let args = [
+        "backtest",
+        ONBOARDING,
+        "--component",
+        v2.to_str().unwrap(),
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--migrate-from",
+        "1",
+        "--migrate-at",
+        &at,
+    ];
+    let done: waymark_api::backtests::Backtest = cli.json(&args);
+    assert_eq!(
+        done.status,
+        waymark_api::backtests::BacktestStatus::Done,
+        "{done:?}"
+    );
+    let result = done.result.expect("a result");
+    assert!(result.candidate_digest.is_some(), "{result:?}");
+    let migration = result.migration.expect("the migration's report");
+    assert_eq!((migration.moved, migration.refused), (1, 0));
+    let table = cli.ok(&args);
+    assert!(table.contains("component "), "{table}");
+    // Never stored: the journey still has its one version.
+    let versions = world
+        .api()
+        .tenant_client()
+        .journey(ONBOARDING)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(versions.versions.len(), 1);
+    // --version and --component are one or the other.
+    let both: Vec<&str> = args.iter().copied().chain(["--version", "1"]).collect();
+    let out = cli.run(&both);
+    assert!(!out.status.success(), "{out:?}");
+}

@@ -323,7 +323,7 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
     let now = api.clock_now().await;
     let client = api.tenant_client().clone();
     let request = BacktestRequest {
-        candidate: Candidate { version: 1 },
+        candidate: Candidate::stored(1),
         from: 0,
         to: now + 1,
         customers: None,

@@ -98,7 +98,7 @@ async fn settled(api: &Api) {
 
 async fn fidelity_of(api: &Api, journey: &str, from: i64, to: i64) -> Backtest {
     let request = BacktestRequest {
-        candidate: Candidate { version: 1 },
+        candidate: Candidate::stored(1),
         from,
         to,
         customers: None,

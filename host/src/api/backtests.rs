@@ -4,8 +4,10 @@
 //! and shape.
 
 use super::prelude::*;
+use crate::backtest::candidate::{Candidate, CandidateError, Unstored};
 use crate::backtest::jobs::{Job, JobState};
-use crate::backtest::run::{Plan, Sample};
+use crate::backtest::run::{MigrateAt, Plan, Sample};
+use base64::Engine as _;
 use std::collections::HashSet;
 use waymark_api::backtests::{Backtest, BacktestRequest, BacktestResult, BacktestStatus};
 
@@ -31,12 +33,6 @@ async fn start(
     let rollout = store
         .journey_rollout(&tenant, &name)?
         .ok_or_else(|| ApiError::not_found(format!("no journey named {name:?}")))?;
-    let candidate = request.candidate.version;
-    if store.journey_version(&tenant, &name, candidate)?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "journey {name:?} has no version {candidate}"
-        )));
-    }
     if rollout.live.is_none() {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -69,6 +65,31 @@ async fn start(
             format!("a backtest names at most {MAX_SAMPLE_CUSTOMERS} customers"),
         ));
     }
+    let migrate = match &request.candidate.migrate {
+        None => None,
+        Some(m) => {
+            if !(request.from..request.to).contains(&m.at) {
+                return Err(ApiError::bad_request(
+                    "invalid_input",
+                    "candidate.migrate.at must be within [from, to)",
+                ));
+            }
+            if store.journey_version(&tenant, &name, m.from)?.is_none() {
+                return Err(ApiError::bad_request(
+                    "invalid_input",
+                    format!(
+                        "candidate.migrate.from: journey {name:?} has no version {}",
+                        m.from
+                    ),
+                ));
+            }
+            Some(MigrateAt {
+                from: m.from,
+                at: m.at,
+            })
+        }
+    };
+    let candidate = candidate(&state, &tenant, &name, request.candidate).await?;
     let plan = Plan {
         tenant,
         journey: name,
@@ -82,6 +103,7 @@ async fn start(
             per_million,
         },
         fidelity: request.fidelity,
+        migrate,
     };
     let job = state
         .host
@@ -95,6 +117,61 @@ async fn start(
             )
         })?;
     Ok((StatusCode::ACCEPTED, Json(shape(&job))))
+}
+
+/// The request's candidate: a stored version, or component bytes validated as an upload is
+/// (size, world, imports, spec) in a sandbox of the backtest's own.
+async fn candidate(
+    state: &AppState,
+    tenant: &str,
+    journey: &str,
+    asked: waymark_api::backtests::Candidate,
+) -> ApiResult<Candidate> {
+    let store = &state.host.store;
+    match (asked.version, asked.component) {
+        (Some(version), None) => {
+            if store.journey_version(tenant, journey, version)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "journey {journey:?} has no version {version}"
+                )));
+            }
+            Ok(Candidate::Stored(version))
+        }
+        (None, Some(component)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(component.as_bytes())
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_input",
+                        format!("candidate.component is not valid base64: {e}"),
+                    )
+                })?;
+            let limits = state.host.tenant_limits(tenant)?;
+            check_component_size(&bytes, &limits)?;
+            let sandbox = state.host.registry.sandbox();
+            let unstored =
+                Unstored::validate(sandbox, bytes, &limits)
+                    .await
+                    .map_err(|e| match e {
+                        CandidateError::Component(e) => e.into(),
+                        CandidateError::Describe { invalid_spec, .. } => ApiError::bad_request(
+                            if invalid_spec {
+                                "invalid_spec"
+                            } else {
+                                "invalid_component"
+                            },
+                            e.to_string(),
+                        ),
+                        CandidateError::Join(m) => ApiError::internal(m),
+                    })?;
+            Ok(Candidate::Unstored(std::sync::Arc::new(unstored)))
+        }
+        _ => Err(ApiError::bad_request(
+            "invalid_input",
+            "candidate names exactly one of `version` (a stored version) and `component` \
+             (base64 of a journey component's bytes)",
+        )),
+    }
 }
 
 async fn read(
@@ -149,6 +226,12 @@ fn shape(job: &Job) -> Backtest {
         JobState::Done(outcome) => {
             let result = BacktestResult {
                 candidate_version: outcome.candidate.version,
+                candidate_digest: outcome.candidate.digest.clone(),
+                migration: outcome
+                    .candidate
+                    .migration
+                    .clone()
+                    .map(|(migration, outcomes)| super::migrations::status(migration, outcomes)),
                 live_version: outcome.live.version,
                 diff: crate::backtest::diff::diff(&outcome),
                 candidate: outcome.candidate.report.into(),

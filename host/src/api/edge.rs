@@ -196,7 +196,8 @@ enum BodyKind {
     Events,
     /// `PUT /v1/journeys/{name}`: the component's bytes.
     Component,
-    /// `PUT /v1/channels/{name}`: JSON carrying a base64 component.
+    /// `PUT /v1/channels/{name}`, `POST /v1/journeys/{name}/backtests`: JSON carrying a
+    /// base64 component.
     ChannelUpload,
     /// Everything else: small JSON.
     Small,
@@ -213,6 +214,8 @@ fn body_kind(method: &Method, path: &str) -> BodyKind {
         (&Method::POST, ["", "v1", "events"]) => BodyKind::Events,
         (&Method::PUT, ["", "v1", "journeys", _]) => BodyKind::Component,
         (&Method::PUT, ["", "v1", "channels", _]) => BodyKind::ChannelUpload,
+        // Issue 13: a backtest's candidate may be a component's bytes.
+        (&Method::POST, ["", "v1", "journeys", _, "backtests"]) => BodyKind::ChannelUpload,
         (&Method::POST, ["", "v1", route]) if super::segment::ROUTES.contains(route) => {
             BodyKind::Segment
         }
@@ -228,6 +231,8 @@ fn expensive(method: &Method, path: &str) -> bool {
         (method, segments.as_slice()),
         (&Method::PUT, ["", "v1", "journeys", _])
             | (&Method::PUT, ["", "v1", "channels", _])
+            // Issue 13: may compile a candidate component.
+            | (&Method::POST, ["", "v1", "journeys", _, "backtests"])
             | (&Method::POST, ["", "v1", "dead-letters", "retry"])
             | (&Method::GET, ["", "v1", "dead-letters"])
             | (&Method::GET, ["", "v1", "tasks"])

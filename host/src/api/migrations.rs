@@ -153,7 +153,10 @@ async fn migration_status(
 }
 
 /// A migration's status from its record and the outcomes recorded so far.
-fn status(migration: Migration, outcomes: Vec<crate::store::MigrationOutcome>) -> MigrationStatus {
+pub(super) fn status(
+    migration: Migration,
+    outcomes: Vec<crate::store::MigrationOutcome>,
+) -> MigrationStatus {
     let (mut moved, mut refused, mut skipped) = (0u64, 0u64, 0u64);
     let mut refusals = Vec::new();
     for o in outcomes {

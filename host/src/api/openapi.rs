@@ -126,7 +126,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST" "/v1/journeys/{name}/decide", "journeys", "Dry-run a version's decide", Tenant, query: [], request: Json(schema::<api::journeys::DecideRequest>), 200 => Json(schema::<api::journeys::Decided>), errors: [404, 422]),
     op!("GET" "/v1/journeys/{name}/report", "journeys", "The milestone funnel, per version and experiment arm", Tenant, query: [], request: NONE, 200 => Json(schema::<api::reports::JourneyReport>), errors: [404]),
     // Backtests (issue 13).
-    op!("POST" "/v1/journeys/{name}/backtests", "backtests", "Start a backtest: a candidate version replayed over recorded events, compared with live", Tenant, query: [], request: Json(schema::<api::backtests::BacktestRequest>), 202 => Json(schema::<api::backtests::Backtest>), errors: [404]),
+    op!("POST" "/v1/journeys/{name}/backtests", "backtests", "Start a backtest: a candidate (a stored version, or component bytes never stored) replayed over recorded events, compared with live", Tenant, query: [], request: Json(schema::<api::backtests::BacktestRequest>), 202 => Json(schema::<api::backtests::Backtest>), errors: [404]),
     op!("GET" "/v1/journeys/{name}/backtests/{id}", "backtests", "A backtest's progress, and its result and diff once done", Tenant, query: [], request: NONE, 200 => Json(schema::<api::backtests::Backtest>), errors: [404]),
     op!("POST" "/v1/journeys/{name}/backtests/{id}/cancel", "backtests", "Cancel a backtest", Tenant, query: [], request: NONE, 200 => Json(schema::<api::backtests::Backtest>), errors: [404]),
     op!("GET" "/v1/journeys/{name}/breaker", "journeys", "The circuit breakers of a journey's versions", Tenant, query: [], request: NONE, 200 => Json(schema::<api::isolation::JourneyBreakers>), errors: [404]),

@@ -199,6 +199,8 @@ mod tests {
         });
         Replayed {
             version: 1,
+            digest: None,
+            migration: None,
             report,
             sends,
         }

@@ -18,7 +18,7 @@ use crate::model::Millis;
 use crate::registry::Registry;
 use crate::sandbox::Sandbox;
 use crate::store::outbox::AttemptRecord;
-use crate::store::{Store, StoreError};
+use crate::store::{Migration, MigrationOutcome, Pending, QueuedTrigger, Store, StoreError};
 use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
@@ -99,6 +99,96 @@ impl IsolatedEngine {
     /// The scratch store: where the replay's customers, enrollments and messages are.
     pub fn store(&self) -> &Store {
         &self.host.store
+    }
+
+    /// Adds a candidate sent as bytes (issue 13) to the scratch store as `journey`'s next
+    /// version (a draft: [`IsolatedEngine::only`] makes it live); returns its number there.
+    /// Its compiled code is the one validated (same sandbox), and is kept nowhere on disk.
+    pub async fn add_unstored(
+        &self,
+        journey: &str,
+        candidate: &super::candidate::Unstored,
+    ) -> Result<u32, StoreError> {
+        let store = &self.host.store;
+        let version = store
+            .add_journey_version(
+                &self.tenant,
+                journey,
+                &candidate.digest,
+                &candidate.bytes,
+                &candidate.spec,
+                crate::model::rollout::Stage::Draft,
+                self.now(),
+            )
+            .await?
+            .version;
+        self.host
+            .registry
+            .insert_journey_unkept(&candidate.digest, candidate.component.clone());
+        Ok(version)
+    }
+
+    /// Makes `version` the only version of `journey` new entrants run, from now on.
+    pub fn only(&self, journey: &str, version: u32) -> Result<(), StoreError> {
+        let store = &self.host.store;
+        if let Some(rollout) = store.journey_rollout(&self.tenant, journey)? {
+            let only = crate::model::rollout::Rollout {
+                live: Some(version),
+                candidate: None,
+                ..rollout
+            };
+            store.set_rollout(&self.tenant, journey, &only)?;
+        }
+        // The worker's catalog keeps the live version per tenant.
+        self.host.catalog.forget_live(&self.tenant);
+        Ok(())
+    }
+
+    /// Rolls `to` out at journey time `at` (issue 13, a backtest's `candidate.migrate`): from
+    /// then on it is the only version new entrants run, and every running enrollment on
+    /// version `from` moves to it through the host's own migration path (a `migrate` trigger
+    /// each, `worker/migration.rs`: its `migrate` export adapts it, or refuses it and it stays).
+    /// Returns the migration and its outcomes.
+    pub async fn migrate_to(
+        &self,
+        journey: &str,
+        from: u32,
+        to: u32,
+        at: Millis,
+    ) -> Result<(Migration, Vec<MigrationOutcome>), StoreError> {
+        self.advance_to(at).await?;
+        self.only(journey, to)?;
+        let store = &self.host.store;
+        let id = store.new_migration_id()?;
+        let moves: Vec<QueuedTrigger> = store
+            .journey_enrollments(&self.tenant, journey)?
+            .into_iter()
+            .filter(|e| e.is_active() && e.version == from)
+            .map(|e| QueuedTrigger {
+                tenant: self.tenant.clone(),
+                customer: e.customer,
+                pending: Pending::Migrate {
+                    journey: journey.to_string(),
+                    run: e.run,
+                    from,
+                    to,
+                    migration: id.clone(),
+                },
+            })
+            .collect();
+        let migration = Migration {
+            id,
+            journey: journey.to_string(),
+            from,
+            to,
+            requested_at: self.now(),
+            queued: moves.len() as u64,
+        };
+        store.start_migration(&self.tenant, &migration, &moves)?;
+        self.settle().await?;
+        self.fire_due().await?;
+        let outcomes = store.migration_outcomes(&self.tenant, journey, &migration.id)?;
+        Ok((migration, outcomes))
     }
 
     /// The engine's journey time.

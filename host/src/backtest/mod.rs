@@ -1,6 +1,8 @@
 //! Backtests (issue 13): a journey version replayed over the tenant's recorded events in an
 //! isolated engine, compared with the live version replayed over the same events.
 //!
+//! - `candidate` — what a backtest tries: a stored version, or component bytes validated as an
+//!   upload is, in the backtest's own sandbox, and never stored.
 //! - `engine` — [`engine::IsolatedEngine`]: the host's own worker path on a scratch store and
 //!   a manual clock, deliveries taken as delivered; nothing leaves it.
 //! - `run` — one replay (which events, which version), and a whole backtest: both replays and
@@ -10,6 +12,7 @@
 //! - `jobs` — backtests as background jobs, one at a time on the host, kept in memory.
 //! - `simulate` — `waymark simulate`: one journey over a file of events, no server.
 
+pub mod candidate;
 pub mod diff;
 pub mod engine;
 pub mod fidelity;

@@ -2,6 +2,7 @@
 //! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
 //! from the engines' scratch stores.
 
+use super::candidate::Candidate;
 use super::engine::{ClockMoves, IsolatedEngine};
 use crate::host::Host;
 use crate::model::rollout::Rollout;
@@ -62,12 +63,21 @@ impl Sample {
 pub struct Plan {
     pub tenant: String,
     pub journey: String,
-    pub candidate: u32,
+    pub candidate: Candidate,
     pub from: Millis,
     pub to: Millis,
     pub sample: Sample,
     /// Check the live replay against what ran live.
     pub fidelity: bool,
+    /// Roll the candidate out at a time (`at`), moving the enrollments of version `from` to it.
+    pub migrate: Option<MigrateAt>,
+}
+
+/// A backtest's `candidate.migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateAt {
+    pub from: u32,
+    pub at: Millis,
 }
 
 /// How far a backtest is: recorded events replayed, of how many.
@@ -81,6 +91,10 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct Replayed {
     pub version: u32,
+    /// A candidate sent as bytes: their digest.
+    pub digest: Option<String>,
+    /// With [`Plan::migrate`], on the candidate's side: the move and its outcomes.
+    pub migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
     pub report: crate::report::Report,
     pub sends: Vec<(String, SentMessage)>,
 }
@@ -105,14 +119,13 @@ pub async fn backtest(
     let rollout = store
         .journey_rollout(&plan.tenant, &plan.journey)?
         .ok_or_else(|| BacktestError::NoJourney(plan.journey.clone()))?;
-    if store
-        .journey_version(&plan.tenant, &plan.journey, plan.candidate)?
-        .is_none()
-    {
-        return Err(BacktestError::NoVersion(
-            plan.journey.clone(),
-            plan.candidate,
-        ));
+    if let Candidate::Stored(version) = plan.candidate {
+        if store
+            .journey_version(&plan.tenant, &plan.journey, version)?
+            .is_none()
+        {
+            return Err(BacktestError::NoVersion(plan.journey.clone(), version));
+        }
     }
     let live_version = rollout
         .live
@@ -120,25 +133,35 @@ pub async fn backtest(
     let count = count_events(live, plan)?;
     // When the candidate is the live version with nothing rolling out, the two replays are
     // one: it runs once.
-    let candidate_rollout = Rollout {
-        live: Some(plan.candidate),
-        candidate: None,
-        ..rollout.clone()
+    let candidate_side = match &plan.candidate {
+        Candidate::Stored(version) => Side::Stored(
+            *version,
+            Rollout {
+                live: Some(*version),
+                candidate: None,
+                ..rollout.clone()
+            },
+        ),
+        Candidate::Unstored(unstored) => Side::Unstored(unstored),
     };
-    let same = candidate_rollout == rollout;
+    let same = plan.migrate.is_none()
+        && matches!(&candidate_side, Side::Stored(_, pointers) if *pointers == rollout);
     progress
         .total
         .store(if same { count } else { count * 2 }, Ordering::Relaxed);
-    // A sandbox of the backtest's own: its counters are not the live host's.
-    let sandbox = Sandbox::new(live.registry.sandbox().config().clone())?;
+    // A sandbox of the backtest's own: its counters are not the live host's. A candidate sent
+    // as bytes was compiled in one already, which both replays share.
+    let sandbox = match &plan.candidate {
+        Candidate::Unstored(unstored) => unstored.sandbox.clone(),
+        Candidate::Stored(_) => Sandbox::new(live.registry.sandbox().config().clone())?,
+    };
     // The candidate is the only version new entrants of the journey run; the live replay
     // keeps the pointers as they stand (a rollout's share included).
     let (live_side, fidelity) = replay(
         live,
         &sandbox,
         plan,
-        None,
-        live_version,
+        Side::Live(live_version),
         plan.fidelity,
         progress,
         cancel,
@@ -147,13 +170,11 @@ pub async fn backtest(
     let candidate = if same {
         live_side.clone()
     } else {
-        let side = Some(&candidate_rollout);
         replay(
             live,
             &sandbox,
             plan,
-            side,
-            plan.candidate,
+            candidate_side,
             false,
             progress,
             cancel,
@@ -187,16 +208,23 @@ fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
     at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
 }
 
-/// One replay of `plan`'s events, with the journey's pointers set to `rollout` (or as they
-/// are live), measured against the spec of `version`; with `check`, also compared with what
-/// ran live.
-#[allow(clippy::too_many_arguments)]
+/// Which version one replay runs for new entrants.
+enum Side<'a> {
+    /// The journey's pointers as they are live (a rollout's share included): this version.
+    Live(u32),
+    /// This stored version only, with these pointers.
+    Stored(u32, Rollout),
+    /// A candidate sent as bytes, added to the scratch store only.
+    Unstored(&'a super::candidate::Unstored),
+}
+
+/// One replay of `plan`'s events on `side`, measured against the spec of the version it
+/// runs; with `check`, also compared with what ran live.
 async fn replay(
     live: &Host,
     sandbox: &Sandbox,
     plan: &Plan,
-    rollout: Option<&Rollout>,
-    version: u32,
+    side: Side<'_>,
     check: bool,
     progress: &Progress,
     cancel: &CancellationToken,
@@ -209,11 +237,28 @@ async fn replay(
         plan.from,
         clock_moves(live)?,
     )?;
-    if let Some(rollout) = rollout {
-        engine
-            .store()
-            .set_rollout(&plan.tenant, &plan.journey, rollout)?;
-    }
+    // The candidate's side of a backtest with `migrate`: rolled out, and enrollments moved,
+    // before the first event at or after its time; the live pointers hold until then.
+    let mut pending_move = plan.migrate.filter(|_| !matches!(side, Side::Live(_)));
+    let (version, digest) = match side {
+        Side::Live(version) => (version, None),
+        Side::Stored(version, rollout) => {
+            if pending_move.is_none() {
+                engine
+                    .store()
+                    .set_rollout(&plan.tenant, &plan.journey, &rollout)?;
+            }
+            (version, None)
+        }
+        Side::Unstored(unstored) => {
+            let version = engine.add_unstored(&plan.journey, unstored).await?;
+            if pending_move.is_none() {
+                engine.only(&plan.journey, version)?;
+            }
+            (version, Some(unstored.digest.clone()))
+        }
+    };
+    let mut migration = None;
     // Events ingested at the same journey time are fed together, as live queued them.
     let mut group: Vec<crate::model::Event> = Vec::new();
     let mut group_at = None;
@@ -232,6 +277,16 @@ async fn replay(
             if group_at.is_some_and(|g| g != at) || group.len() >= MAX_GROUP {
                 feed_group(&engine, &mut group, group_at, progress).await?;
             }
+            if let Some(m) = pending_move.filter(|m| m.at <= at) {
+                feed_group(&engine, &mut group, group_at, progress).await?;
+                let at = m.at.max(engine.now());
+                migration = Some(
+                    engine
+                        .migrate_to(&plan.journey, m.from, version, at)
+                        .await?,
+                );
+                pending_move = None;
+            }
             group_at = Some(at);
             group.push(logged.event());
         }
@@ -239,6 +294,14 @@ async fn replay(
         tokio::task::yield_now().await;
     }
     feed_group(&engine, &mut group, group_at, progress).await?;
+    if let Some(m) = pending_move {
+        let at = m.at.max(engine.now());
+        migration = Some(
+            engine
+                .migrate_to(&plan.journey, m.from, version, at)
+                .await?,
+        );
+    }
     engine.advance_to(plan.to.max(engine.now())).await?;
     let scratch = engine.store();
     let spec = scratch
@@ -261,6 +324,8 @@ async fn replay(
     };
     let replayed = Replayed {
         version,
+        digest,
+        migration,
         report,
         sends,
     };

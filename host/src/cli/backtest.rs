@@ -10,7 +10,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use waymark_client::api::backtests::{Backtest, BacktestRequest, BacktestStatus, Candidate};
+use waymark_client::api::backtests::{
+    Backtest, BacktestRequest, BacktestStatus, Candidate, CandidateMigration,
+};
 use waymark_client::Client;
 
 /// How often the backtest is read while it runs.
@@ -18,7 +20,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// How often a plain progress line is printed when stdout is not a terminal.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
-/// `waymark backtest JOURNEY --version N --from T --to T`.
+/// `waymark backtest JOURNEY (--version N | --component FILE.wasm) --from T --to T`.
 #[derive(Args)]
 pub struct BacktestArgs {
     #[command(flatten)]
@@ -29,8 +31,16 @@ pub struct BacktestArgs {
     /// The journey.
     pub journey: String,
     /// The candidate: a stored version of the journey (a draft, typically).
-    #[arg(long)]
-    pub version: u32,
+    #[arg(
+        long,
+        required_unless_present = "component",
+        conflicts_with = "component"
+    )]
+    pub version: Option<u32>,
+    /// The candidate: a journey component (a `.wasm` file, or a crate directory to build),
+    /// sent with the request and never stored as a version.
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<std::path::PathBuf>,
     /// Replay events ingested from this time: RFC 3339 (`2026-05-01T00:00:00Z`) or ms.
     #[arg(long, value_parser = parse_time)]
     pub from: i64,
@@ -46,6 +56,13 @@ pub struct BacktestArgs {
     /// Also check that replaying the live version reproduces what ran live, per customer.
     #[arg(long)]
     pub fidelity: bool,
+    /// Roll the candidate out at `--migrate-at` instead of from the start, moving the running
+    /// enrollments of this version to it (through its `migrate` export).
+    #[arg(long, requires = "migrate_at", value_name = "VERSION")]
+    pub migrate_from: Option<u32>,
+    /// When the candidate takes over: RFC 3339 or ms, within `--from`..`--to`.
+    #[arg(long, requires = "migrate_from", value_parser = parse_time)]
+    pub migrate_at: Option<i64>,
 }
 
 /// A time as RFC 3339 text or milliseconds since the epoch.
@@ -61,9 +78,20 @@ fn parse_time(text: &str) -> Result<i64, String> {
 /// Runs `waymark backtest`.
 pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
     let client = args.options.client(Role::Tenant)?;
-    let request = BacktestRequest {
-        candidate: Candidate {
-            version: args.version,
+    let migrate = args
+        .migrate_from
+        .zip(args.migrate_at)
+        .map(|(from, at)| CandidateMigration { from, at });
+    let mut request = BacktestRequest {
+        candidate: match &args.component {
+            Some(path) => Candidate::component_base64(waymark_client::component_base64(
+                &super::component::load(path)?,
+            )),
+            None => Candidate {
+                version: args.version,
+                component: None,
+                migrate: None,
+            },
         },
         from: args.from,
         to: args.to,
@@ -71,6 +99,7 @@ pub async fn run(args: BacktestArgs) -> Result<(), CliError> {
         sample_fraction: args.sample,
         fidelity: args.fidelity,
     };
+    request.candidate.migrate = migrate;
     let started = client.start_backtest(&args.journey, &request).await?;
     let terminal = std::io::stdout().is_terminal() && !args.json;
     let done = tokio::select! {
@@ -150,8 +179,13 @@ fn print(backtest: &Backtest) -> Result<(), CliError> {
     };
     let diff = &result.diff;
     println!(
-        "backtest {}: version {} against live version {}",
-        backtest.id, result.candidate_version, result.live_version
+        "backtest {}: {} against live version {}",
+        backtest.id,
+        match &result.candidate_digest {
+            Some(digest) => format!("component {digest}"),
+            None => format!("version {}", result.candidate_version),
+        },
+        result.live_version
     );
     let mut t = table([
         "milestone",

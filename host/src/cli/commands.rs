@@ -250,7 +250,10 @@ fn print_experiments(
                 output::percent(stats.probability_best),
             ]);
         }
-        println!("experiment {name}, compared on {}", experiment.metric);
+        println!(
+            "experiment {name}, compared on {}, allocation {}",
+            experiment.metric, experiment.allocation
+        );
         println!("{t}");
     }
 }

@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub mod rollout;
+// Issue 13, experiments: allocation modes and the `stats` import's arm statistics.
+mod experiments;
+pub use experiments::*;
 mod settings;
 pub use settings::*;
 
@@ -361,6 +364,9 @@ pub enum Reentry {
 pub struct ExperimentSpec {
     pub name: String,
     pub arms: Vec<String>,
+    /// Declared through the `allocation` export (contract 0.1.2); `fixed` without it.
+    #[serde(default, skip_serializing_if = "Allocation::is_fixed")]
+    pub allocation: Allocation,
 }
 
 /// What a journey declares about itself through `describe`.

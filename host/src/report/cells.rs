@@ -510,6 +510,7 @@ mod tests {
             experiments: vec![ExperimentSpec {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
+                allocation: Default::default(),
             }],
             audience: Default::default(),
         }

@@ -12,8 +12,9 @@
 //!   and P(arm i best) = ∫ fᵢ(x) ∏ⱼ≠ᵢ Fⱼ(x) dx, integrated numerically on a grid over the
 //!   region where the posteriors have mass. Deterministic: the same counts give the same
 //!   answer, so reports are reproducible.
-//! - The metric is the journey's goal milestone; without a goal, its last milestone; without
-//!   milestones, completion.
+//! - The metric is the experiment's own goal when it allocates adaptively (issue 13), else the
+//!   journey's goal milestone; without a goal, its last milestone; without milestones,
+//!   completion.
 //!
 //! Enrollments not yet assigned (`unassigned`) are no arm and are left out of the comparison.
 
@@ -33,6 +34,8 @@ const SPREAD: f64 = 10.0;
 pub struct ExperimentStats {
     /// The milestone the arms are compared on (`completed` when the journey has none).
     pub metric: String,
+    /// How the journey allocates the experiment (issue 13): `fixed` or `thompson`.
+    pub allocation: &'static str,
     pub arms: BTreeMap<String, ArmStats>,
 }
 
@@ -161,13 +164,12 @@ pub fn compare(
     spec: &Spec,
     by_arm: &BTreeMap<String, BTreeMap<String, Funnel>>,
 ) -> BTreeMap<String, ExperimentStats> {
-    let metric = spec
-        .goal
-        .clone()
-        .or_else(|| spec.milestones.last().map(|m| m.name.clone()));
     spec.experiments
         .iter()
         .filter_map(|experiment| {
+            // An adaptive experiment's own goal (issue 13), else the journey's metric.
+            let metric = Some(super::arms::goal_of(spec, experiment))
+                .filter(|m| spec.milestones.iter().any(|s| &s.name == m));
             let funnels = by_arm.get(&experiment.name)?;
             let arms: Vec<(&String, &Funnel)> = funnels
                 .iter()
@@ -215,6 +217,7 @@ pub fn compare(
                 experiment.name.clone(),
                 ExperimentStats {
                     metric: metric.clone().unwrap_or_else(|| "completed".into()),
+                    allocation: experiment.allocation.as_str(),
                     arms: stats,
                 },
             ))

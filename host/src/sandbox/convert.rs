@@ -15,6 +15,7 @@
 
 use super::bindings::{channel_types, stats as wit_stats, types as wit};
 use super::failure::{truncate, DeliveryFailure, FailureReason, GuestFailure};
+use super::journey::audienced::exports::waymark::journey::allocation as wit_allocation;
 use super::journey::audienced::exports::waymark::journey::audience as wit_audience;
 use crate::model;
 use serde_json::Value;
@@ -443,6 +444,8 @@ pub fn spec_from_wit(
             .map(|e| model::ExperimentSpec {
                 name: e.name,
                 arms: e.arms,
+                // Declared by `describe-allocation`, applied after (`with_allocation`).
+                allocation: model::Allocation::Fixed,
             })
             .collect(),
         audience: audience.map(audience_from_wit).unwrap_or_default(),
@@ -454,6 +457,55 @@ pub fn spec_from_wit(
     crate::engine::names::check_spec(&spec)
         .map_err(|e| GuestFailure::new(FailureReason::InvalidSpec, e))?;
     Ok(spec)
+}
+
+/// `describe-allocation`'s answer (contract 0.1.2, issue 13) applied to a checked spec: each
+/// entry must name a declared experiment, once, and its goal a declared milestone.
+pub(super) fn with_allocation(
+    mut spec: model::Spec,
+    allocations: Vec<wit_allocation::ExperimentAllocation>,
+) -> Result<model::Spec, GuestFailure> {
+    let invalid = |message: String| Err(GuestFailure::new(FailureReason::InvalidSpec, message));
+    let mut seen = std::collections::HashSet::new();
+    for a in allocations {
+        if !seen.insert(a.experiment.clone()) {
+            return invalid(format!("experiment `{}` is allocated twice", a.experiment));
+        }
+        if let Some(goal) = &a.goal {
+            if !spec.milestones.iter().any(|m| &m.name == goal) {
+                return invalid(format!(
+                    "experiment `{}` optimises milestone `{goal}`, which the journey does not declare",
+                    a.experiment
+                ));
+            }
+        }
+        let Some(experiment) = spec.experiments.iter_mut().find(|e| e.name == a.experiment) else {
+            return invalid(format!(
+                "allocation names experiment `{}`, which the journey does not declare",
+                a.experiment
+            ));
+        };
+        experiment.allocation = match a.mode {
+            wit_allocation::AllocationMode::Fixed => model::Allocation::Fixed,
+            wit_allocation::AllocationMode::Thompson => {
+                model::Allocation::Thompson { goal: a.goal }
+            }
+        };
+    }
+    Ok(spec)
+}
+
+/// The `stats` import's arm statistics as the guest reads them (contract 0.1.2).
+pub(super) fn arm_stats_to_wit(arms: &[model::ArmStats]) -> Vec<wit_stats::ArmStats> {
+    arms.iter()
+        .map(|a| wit_stats::ArmStats {
+            experiment: a.experiment.clone(),
+            arm: a.arm.clone(),
+            goal: a.goal.clone(),
+            entered: a.entered,
+            converted: a.converted,
+        })
+        .collect()
 }
 
 /// The `stats` snapshot as the guest reads it.

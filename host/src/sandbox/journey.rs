@@ -11,7 +11,8 @@ use super::capability::stats::{self, HasStats, StatsState};
 use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
 use super::capability::World;
 use super::convert::{
-    customer_to_wit, decision_from_wit, enrollment_to_wit, spec_from_wit, ContextBuffer,
+    customer_to_wit, decision_from_wit, enrollment_to_wit, spec_from_wit, with_allocation,
+    ContextBuffer,
 };
 use super::engine::Shared;
 use super::error::SandboxError;
@@ -68,6 +69,9 @@ pub(super) mod audienced {
     });
 }
 
+use audienced::exports::waymark::journey::allocation::{
+    Guest as AllocationExport, GuestIndices as AllocationIndices,
+};
 use audienced::exports::waymark::journey::audience::{
     Guest as AudienceExport, GuestIndices as AudienceIndices,
 };
@@ -100,12 +104,7 @@ pub(super) struct JourneyState {
 }
 
 impl JourneyState {
-    fn new(
-        now: model::Millis,
-        seed: u64,
-        stats: Vec<model::ChannelStats>,
-        max_memory: u64,
-    ) -> Self {
+    fn new(now: model::Millis, seed: u64, stats: model::StatsSnapshot, max_memory: u64) -> Self {
         JourneyState {
             table: ResourceTable::new(),
             wasi: WasiState::deterministic(now, seed),
@@ -123,7 +122,7 @@ impl JourneyState {
         &mut self,
         now: model::Millis,
         seed: u64,
-        stats: Vec<model::ChannelStats>,
+        stats: model::StatsSnapshot,
         max_memory: u64,
     ) {
         self.wasi.rearm(now, seed);
@@ -204,6 +203,8 @@ struct Bound {
     journey: bindings::Journey,
     migration: Option<Migration>,
     audience: Option<AudienceExport>,
+    /// Issue 13: `allocation` (contract 0.1.2), when the component has it.
+    allocation: Option<AllocationExport>,
 }
 
 /// A validated, compiled journey. Cheap to clone (clones share their idle instances).
@@ -221,6 +222,8 @@ pub struct JourneyComponent {
     migration: Option<Arc<MigrationIndices>>,
     /// Where the component's `audience` export is; `None` if it has none (built before 0.1.2).
     audience: Option<Arc<AudienceIndices>>,
+    /// Where its `allocation` export is (issue 13); `None` if it has none.
+    allocation: Option<Arc<AllocationIndices>>,
     shared: Arc<Shared>,
     idle: Arc<IdlePool>,
 }
@@ -263,6 +266,7 @@ impl JourneyComponent {
     ) -> Result<JourneyComponent, SandboxError> {
         let migration = MigrationIndices::new(&pre).ok().map(Arc::new);
         let audience = AudienceIndices::new(&pre).ok().map(Arc::new);
+        let allocation = AllocationIndices::new(&pre).ok().map(Arc::new);
         let pre = JourneyPre::new(pre).map_err(|e| {
             SandboxError::WrongWorld(format!(
                 "not a journey component (it must export `describe` and `decide`): {e:#}"
@@ -273,6 +277,7 @@ impl JourneyComponent {
             pre,
             migration,
             audience,
+            allocation,
             shared,
         })
     }
@@ -285,6 +290,7 @@ impl JourneyComponent {
             pre: self.pre.clone(),
             migration: self.migration.clone(),
             audience: self.audience.clone(),
+            allocation: self.allocation.clone(),
             shared: self.shared.clone(),
             idle: IdlePool::new(&self.shared),
         }
@@ -295,28 +301,43 @@ impl JourneyComponent {
     pub async fn describe(&self, limits: &model::Limits) -> Result<model::Spec, GuestFailure> {
         // `describe` is as deterministic as `decide`: the epoch at zero, seed zero. A component
         // with the `audience` export (0.1.2) declares the rest of its spec in the same instance.
-        let (spec, audience) = self
-            .run(0, 0, Vec::new(), limits, false, async |bound, store, _| {
-                let spec = bound.journey.call_describe(&mut *store).await?;
-                let audience = match &bound.audience {
-                    Some(audience) => Some(audience.call_describe_audience(&mut *store).await?),
-                    None => None,
-                };
-                Ok((spec, audience))
-            })
+        let (spec, audience, allocation) = self
+            .run(
+                0,
+                0,
+                model::StatsSnapshot::default(),
+                limits,
+                false,
+                async |bound, store, _| {
+                    let spec = bound.journey.call_describe(&mut *store).await?;
+                    let audience = match &bound.audience {
+                        Some(audience) => Some(audience.call_describe_audience(&mut *store).await?),
+                        None => None,
+                    };
+                    let allocation = match &bound.allocation {
+                        Some(allocation) => {
+                            allocation.call_describe_allocation(&mut *store).await?
+                        }
+                        None => Vec::new(),
+                    };
+                    Ok((spec, audience, allocation))
+                },
+            )
             .await?;
-        spec_from_wit(spec, audience)
+        with_allocation(spec_from_wit(spec, audience)?, allocation)
     }
 
     /// Asks the journey what to do about `ctx.trigger`; `stats` is what the `stats` import
-    /// returns during this call. A [`model::Trigger::Migrated`] goes to the component's
-    /// `migrate` export instead ([`migrate`](Self::migrate)).
+    /// returns during this call (per-channel counts alone convert into a snapshot without arm
+    /// statistics). A [`model::Trigger::Migrated`] goes to the component's `migrate` export
+    /// instead ([`migrate`](Self::migrate)).
     pub async fn decide(
         &self,
         ctx: &model::DecisionContext,
-        stats: Vec<model::ChannelStats>,
+        stats: impl Into<model::StatsSnapshot>,
         limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
+        let stats = stats.into();
         if let model::Trigger::Migrated { from, .. } = &ctx.trigger {
             return self.migrate(ctx, *from, stats, limits).await;
         }
@@ -347,7 +368,7 @@ impl JourneyComponent {
         &self,
         ctx: &model::DecisionContext,
         from: u32,
-        stats: Vec<model::ChannelStats>,
+        stats: model::StatsSnapshot,
         limits: &model::Limits,
     ) -> Result<Vec<model::Command>, GuestFailure> {
         if self.migration.is_none() {
@@ -402,10 +423,15 @@ impl JourneyComponent {
             Some(indices) => Some(indices.load(&mut *store, &instance)?),
             None => None,
         };
+        let allocation = match &self.allocation {
+            Some(indices) => Some(indices.load(&mut *store, &instance)?),
+            None => None,
+        };
         Ok(Bound {
             journey,
             migration,
             audience,
+            allocation,
         })
     }
 
@@ -415,7 +441,7 @@ impl JourneyComponent {
         &self,
         now: model::Millis,
         seed: u64,
-        stats: Vec<model::ChannelStats>,
+        stats: model::StatsSnapshot,
         limits: &model::Limits,
         pooled: bool,
         call: impl AsyncFnOnce(

@@ -173,6 +173,7 @@ pub fn spec() -> Spec {
         experiments: vec![ExperimentSpec {
             name: "copy".into(),
             arms: vec!["a".into(), "b".into()],
+            allocation: Default::default(),
         }],
         audience: Default::default(),
     }

@@ -149,8 +149,23 @@ impl From<model::Reentry> for api::Reentry {
 
 impl From<model::ExperimentSpec> for api::ExperimentSpec {
     fn from(experiment: model::ExperimentSpec) -> Self {
-        let model::ExperimentSpec { name, arms } = experiment;
-        api::ExperimentSpec { name, arms }
+        let model::ExperimentSpec {
+            name,
+            arms,
+            allocation,
+        } = experiment;
+        let allocation = match allocation {
+            model::Allocation::Fixed => None,
+            model::Allocation::Thompson { goal } => Some(api::ExperimentAllocation {
+                mode: "thompson".into(),
+                goal,
+            }),
+        };
+        api::ExperimentSpec {
+            name,
+            arms,
+            allocation,
+        }
     }
 }
 
@@ -300,6 +315,7 @@ mod tests {
             experiments: vec![model::ExperimentSpec {
                 name: "copy".into(),
                 arms: vec!["a".into(), "b".into()],
+                allocation: Default::default(),
             }],
             audience: Default::default(),
         };

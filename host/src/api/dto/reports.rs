@@ -41,6 +41,7 @@ impl From<ExperimentStats> for api::ExperimentStats {
     fn from(stats: ExperimentStats) -> Self {
         api::ExperimentStats {
             metric: stats.metric,
+            allocation: stats.allocation.to_string(),
             arms: stats
                 .arms
                 .into_iter()

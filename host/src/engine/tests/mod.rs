@@ -40,6 +40,7 @@ pub(super) fn spec() -> Spec {
         experiments: vec![ExperimentSpec {
             name: "welcome_copy".into(),
             arms: vec!["a".into(), "b".into()],
+            allocation: Default::default(),
         }],
         audience: Default::default(),
     }
