@@ -63,6 +63,7 @@ mod validate;
 mod inbox;
 mod subscriptions;
 mod unsubscribe;
+mod hooks; // Provider feedback (issue 11)
 
 pub use auth::{digest, Admin, TenantId};
 pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)
@@ -141,6 +142,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .merge(unsubscribe::routes())
+        .merge(hooks::routes()) // Provider feedback (issue 11)
         .merge(backtests::routes()) // Backtests (issue 13)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
