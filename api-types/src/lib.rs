@@ -47,7 +47,9 @@ pub mod keys;
 pub mod segment;
 // In-app inbox, unsubscribe and subscription topics (issue 11).
 pub mod inbox;
-pub mod feedback; // Provider feedback (issue 11)
+
+// Provider feedback (issue 11).
+pub mod feedback;
 
 /// Milliseconds since the Unix epoch, UTC: every time in the API.
 pub type Millis = i64;

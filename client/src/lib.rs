@@ -667,11 +667,7 @@ impl Client {
 
     /// `DELETE /v1/suppressions/{channel}/{address}`: the channel sends to the address again.
     pub async fn lift_suppression(&self, channel: &str, address: &str) -> Result<()> {
-        let path = format!(
-            "/v1/suppressions/{}/{}",
-            segment(channel),
-            segment(address)
-        );
+        let path = format!("/v1/suppressions/{}/{}", segment(channel), segment(address));
         let route = format!("DELETE {path}");
         let (status, bytes) = self.send(Method::DELETE, &path, Body::Empty).await?;
         if status.is_success() {

@@ -616,7 +616,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Calls the channel's adapter for `message`; with the adapter's receipt detail (contract
 /// 0.1.2) when it gave one.
-async fn call_adapter(host: &Host, message: &Message) -> (AttemptResult, Option<serde_json::Value>) {
+async fn call_adapter(
+    host: &Host,
+    message: &Message,
+) -> (AttemptResult, Option<serde_json::Value>) {
     let mut receipt = None;
     let result = call_adapter_with(host, message, &mut receipt).await;
     (result, receipt)

@@ -246,7 +246,11 @@ mod tests {
             ("To", "+18005551212"),
         ];
         assert_eq!(
-            twilio_signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            twilio_signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
             "GvWf1cFY/Q7PnoempGyD5oXAezc="
         );
     }

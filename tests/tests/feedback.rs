@@ -201,14 +201,16 @@ async fn an_email_hard_bounce_suppresses_the_address_and_the_next_email_is_suppr
     assert_eq!(answer["accepted"], 1, "{answer}");
     assert_eq!(answer["suppressed"], json!(["ana@example.com"]), "{answer}");
     assert_eq!(answer["events"][0]["message_id"], first.id.as_str());
-    world
-        .heard("ana", &format!("bounced:{}", first.id))
-        .await;
+    world.heard("ana", &format!("bounced:{}", first.id)).await;
 
     let listed = world.suppressions().await;
     let row = &listed["suppressions"][0];
     assert_eq!(
-        (row["channel"].as_str(), row["address"].as_str(), row["reason"].as_str()),
+        (
+            row["channel"].as_str(),
+            row["address"].as_str(),
+            row["reason"].as_str()
+        ),
         (Some("email"), Some("ana@example.com"), Some("hard_bounce")),
         "{listed}"
     );
@@ -273,9 +275,7 @@ async fn an_sms_stop_unsubscribes_from_sms_while_email_still_goes_out() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["events"][0]["name"], "unsubscribed", "{answer}");
     assert_eq!(answer["events"][0]["customer"], "bo", "{answer}");
-    world
-        .heard("bo", &format!("unsubscribed:{}", sms.id))
-        .await;
+    world.heard("bo", &format!("unsubscribed:{}", sms.id)).await;
     let subscriptions = world
         .api()
         .tenant_client()
@@ -372,11 +372,19 @@ async fn delivered_opened_and_clicked_reach_the_journey_once_each() {
         None,
     );
     let (status, answer) = delivered.post().await;
-    assert_eq!((status, &answer["accepted"]), (StatusCode::OK, &json!(1)), "{answer}");
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (StatusCode::OK, &json!(1)),
+        "{answer}"
+    );
     // The provider retries: the same webhook twice is processed once.
     let (status, again) = delivered.post().await;
     assert_eq!(status, StatusCode::OK, "{again}");
-    assert_eq!((&again["accepted"], &again["duplicates"]), (&json!(0), &json!(1)), "{again}");
+    assert_eq!(
+        (&again["accepted"], &again["duplicates"]),
+        (&json!(0), &json!(1)),
+        "{again}"
+    );
 
     let click = webhooks::postmark(
         &world.hook("email"),
@@ -408,7 +416,11 @@ async fn delivered_opened_and_clicked_reach_the_journey_once_each() {
         }]),
     );
     let (status, answer) = opened.post().await;
-    assert_eq!((status, &answer["accepted"]), (StatusCode::OK, &json!(1)), "{answer}");
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (StatusCode::OK, &json!(1)),
+        "{answer}"
+    );
 
     let heard = world.heard("di", &format!("opened:{}", sendgrid.id)).await;
     let heard = if heard.iter().any(|l| l == &format!("clicked:{}", email.id))
@@ -476,9 +488,10 @@ async fn a_channel_that_receives_no_webhooks_and_unknown_hooks_answer_clear_erro
         assert_eq!(answer["error"]["code"], "not_found");
     }
     // A body the provider never sends, correctly authenticated: 400.
-    let (status, answer) = webhooks::postmark(&world.hook("email"), HOOK_USER, HOOK_PASSWORD, &json!([1]))
-        .post()
-        .await;
+    let (status, answer) =
+        webhooks::postmark(&world.hook("email"), HOOK_USER, HOOK_PASSWORD, &json!([1]))
+            .post()
+            .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "invalid_webhook");
 }

@@ -35,7 +35,8 @@ pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::Deli
 pub fn receive<C: Channel>(
     request: wf::WebhookRequest,
 ) -> Result<Vec<wf::FeedbackEvent>, wf::FeedbackError> {
-    let config = parse_object("channel config", &request.config).map_err(wf::FeedbackError::Invalid)?;
+    let config =
+        parse_object("channel config", &request.config).map_err(wf::FeedbackError::Invalid)?;
     let request = WebhookRequest {
         method: request.method,
         path: request.path,

@@ -137,9 +137,7 @@ impl WebhookRequest {
 /// `https://h/p?q` → (`/p`, `q`).
 fn split_url(url: &str) -> (String, String) {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path_and_query = after_scheme
-        .find('/')
-        .map_or("/", |i| &after_scheme[i..]);
+    let path_and_query = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
     match path_and_query.split_once('?') {
         Some((path, query)) => (path.to_string(), query.to_string()),
         None => (path_and_query.to_string(), String::new()),

@@ -321,12 +321,13 @@ async fn list_suppressions(
             format!("limit must be 1 to {MAX_LIST}"),
         ));
     }
-    let after = match query.after.as_deref() {
-        None => None,
-        Some(text) => Some(text.split_once('/').ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "after is `channel/address`")
-        })?),
-    };
+    let after =
+        match query.after.as_deref() {
+            None => None,
+            Some(text) => Some(text.split_once('/').ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "after is `channel/address`")
+            })?),
+        };
     let mut page = state.host.store.suppressions(&tenant, after, limit + 1)?;
     let more = page.len() > limit;
     page.truncate(limit);

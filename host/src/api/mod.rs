@@ -63,7 +63,9 @@ mod validate;
 mod inbox;
 mod subscriptions;
 mod unsubscribe;
-mod hooks; // Provider feedback (issue 11)
+
+// Provider feedback (issue 11).
+mod hooks;
 
 pub use auth::{digest, Admin, TenantId};
 pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)

@@ -171,7 +171,9 @@ mod tests {
         customer
             .attributes
             .insert("email".into(), "ADA@example.com".into());
-        customer.attributes.insert("phone".into(), "+15005550006".into());
+        customer
+            .attributes
+            .insert("phone".into(), "+15005550006".into());
         assert_eq!(
             message_addresses(&json!({"to": "ada@example.com"}), &customer),
             vec!["ada@example.com", "+15005550006"]
@@ -193,18 +195,17 @@ mod tests {
             reason: "mailbox full".into(),
         };
         assert_eq!(suppression_reason(&hard), Some("hard_bounce"));
-        assert_eq!(suppression_reason(&FeedbackKind::Complained), Some("complaint"));
+        assert_eq!(
+            suppression_reason(&FeedbackKind::Complained),
+            Some("complaint")
+        );
         assert_eq!(suppression_reason(&soft), None);
         assert_eq!(suppression_reason(&FeedbackKind::Unsubscribed), None);
     }
 
     #[test]
     fn the_same_feedback_has_the_same_id_and_different_feedback_another() {
-        let clicked = |url: &str| {
-            feedback(FeedbackKind::Clicked {
-                url: url.into(),
-            })
-        };
+        let clicked = |url: &str| feedback(FeedbackKind::Clicked { url: url.into() });
         let a = event_for("email", &target(), &clicked("https://a"), 1);
         let again = event_for("email", &target(), &clicked("https://a"), 2);
         let other = event_for("email", &target(), &clicked("https://b"), 1);

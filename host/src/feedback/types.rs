@@ -97,7 +97,10 @@ impl FeedbackEvent {
             &self.address,
             &self.event_id,
         ];
-        for text in texts.into_iter().chain(ids.iter().filter_map(|i| i.as_ref())) {
+        for text in texts
+            .into_iter()
+            .chain(ids.iter().filter_map(|i| i.as_ref()))
+        {
             if text.len() > MAX_FEEDBACK_TEXT {
                 return Err(format!(
                     "the adapter reported a feedback string of {} bytes (at most {MAX_FEEDBACK_TEXT})",

@@ -49,11 +49,21 @@ fn our_id_key(tenant: &str, message: &str) -> Vec<u8> {
 }
 
 fn provider_id_key(tenant: &str, channel: &str, provider_id: &str) -> Vec<u8> {
-    key(&[b"p", tenant.as_bytes(), channel.as_bytes(), provider_id.as_bytes()])
+    key(&[
+        b"p",
+        tenant.as_bytes(),
+        channel.as_bytes(),
+        provider_id.as_bytes(),
+    ])
 }
 
 fn address_key(tenant: &str, channel: &str, address: &str) -> Vec<u8> {
-    key(&[b"a", tenant.as_bytes(), channel.as_bytes(), address.as_bytes()])
+    key(&[
+        b"a",
+        tenant.as_bytes(),
+        channel.as_bytes(),
+        address.as_bytes(),
+    ])
 }
 
 fn suppression_key(tenant: &str, channel: &str, address: &str) -> Vec<u8> {
@@ -119,11 +129,15 @@ impl Store {
 
     /// Suppresses `s.address` on `s.channel`; an address already suppressed keeps its first
     /// record (a provider repeats itself). Returns whether it is new. Flushed before it returns.
-    pub async fn suppress_address(&self, tenant: &str, s: &Suppression) -> Result<bool, StoreError> {
+    pub async fn suppress_address(
+        &self,
+        tenant: &str,
+        s: &Suppression,
+    ) -> Result<bool, StoreError> {
         let k = suppression_key(tenant, &s.channel, &s.address);
-        let swapped = self
-            .suppressions
-            .compare_and_swap(&k, None as Option<&[u8]>, Some(enc(s)))?;
+        let swapped =
+            self.suppressions
+                .compare_and_swap(&k, None as Option<&[u8]>, Some(enc(s)))?;
         self.flush().await?;
         Ok(swapped.is_ok())
     }
@@ -209,7 +223,9 @@ mod tests {
         let again = suppression("email", "ada@example.com", "complaint");
         assert!(!store.suppress_address("acme", &again).await.unwrap());
         assert_eq!(
-            store.suppression("acme", "email", "ada@example.com").unwrap(),
+            store
+                .suppression("acme", "email", "ada@example.com")
+                .unwrap(),
             Some(first.clone()),
             "the first record stays"
         );
@@ -218,7 +234,10 @@ mod tests {
             .await
             .unwrap();
         store
-            .suppress_address("acmex", &suppression("email", "bo@example.com", "complaint"))
+            .suppress_address(
+                "acmex",
+                &suppression("email", "bo@example.com", "complaint"),
+            )
             .await
             .unwrap();
         let listed = store.suppressions("acme", None, 10).unwrap();
@@ -228,9 +247,20 @@ mod tests {
             .unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].channel, "sms");
-        assert!(store.lift_suppression("acme", "email", "ada@example.com").await.unwrap());
-        assert!(!store.lift_suppression("acme", "email", "ada@example.com").await.unwrap());
-        assert_eq!(store.suppression("acme", "email", "ada@example.com").unwrap(), None);
+        assert!(store
+            .lift_suppression("acme", "email", "ada@example.com")
+            .await
+            .unwrap());
+        assert!(!store
+            .lift_suppression("acme", "email", "ada@example.com")
+            .await
+            .unwrap());
+        assert_eq!(
+            store
+                .suppression("acme", "email", "ada@example.com")
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -241,18 +271,34 @@ mod tests {
             message_id: "m1".into(),
         };
         store
-            .index_message("acme", "sms", &reference, Some("SM1"), &["+15005550006".into()])
+            .index_message(
+                "acme",
+                "sms",
+                &reference,
+                Some("SM1"),
+                &["+15005550006".into()],
+            )
             .unwrap();
-        assert_eq!(store.message_by_id("acme", "m1").unwrap(), Some(reference.clone()));
+        assert_eq!(
+            store.message_by_id("acme", "m1").unwrap(),
+            Some(reference.clone())
+        );
         assert_eq!(
             store.message_by_provider_id("acme", "sms", "SM1").unwrap(),
             Some(reference.clone())
         );
         assert_eq!(
-            store.message_to_address("acme", "sms", "+15005550006").unwrap(),
+            store
+                .message_to_address("acme", "sms", "+15005550006")
+                .unwrap(),
             Some(reference)
         );
-        assert_eq!(store.message_by_provider_id("acme", "email", "SM1").unwrap(), None);
+        assert_eq!(
+            store
+                .message_by_provider_id("acme", "email", "SM1")
+                .unwrap(),
+            None
+        );
         assert_eq!(store.message_by_id("other", "m1").unwrap(), None);
     }
 }

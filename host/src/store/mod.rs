@@ -58,6 +58,7 @@ pub mod customer_events; // Dashboard (issue 14)
 pub mod customers;
 pub mod enrollments;
 pub mod events;
+pub mod feedback; // Provider feedback (issue 11)
 pub mod format;
 pub mod identity; // Identity merge (issue 12)
 pub mod inbox; // In-app inbox (issue 11)
@@ -70,7 +71,6 @@ pub mod replay; // Backtests (issue 13)
 pub mod reports;
 pub mod sessions; // Dashboard (issue 14)
 pub mod signing_secrets; // Inbox tokens and unsubscribe links (issue 11)
-pub mod feedback; // Provider feedback (issue 11)
 pub mod tasks;
 pub mod templates;
 pub mod tenants;

@@ -44,12 +44,9 @@ pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackE
 
 /// A configured secret, or a refusal naming the key.
 pub(crate) fn secret<'a>(value: &'a Option<String>, key: &str) -> Result<&'a str, FeedbackError> {
-    value
-        .as_deref()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            FeedbackError::Invalid(format!(
-                "config.{key} is missing: this provider's webhooks cannot be checked without it"
-            ))
-        })
+    value.as_deref().filter(|v| !v.is_empty()).ok_or_else(|| {
+        FeedbackError::Invalid(format!(
+            "config.{key} is missing: this provider's webhooks cannot be checked without it"
+        ))
+    })
 }

@@ -44,9 +44,9 @@ pub mod sendgrid;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{ProviderId, Request, Response, Url, ERROR_SNIPPET_CHARS};
 use waymark_channel::serde_json::Value;
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
 
 use address::Address;

@@ -82,10 +82,9 @@ pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackE
     let given = request
         .header("x-slack-signature")
         .ok_or_else(|| FeedbackError::Unauthorized("no X-Slack-Signature header".into()))?;
-    let sent: i64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| FeedbackError::Unauthorized("X-Slack-Request-Timestamp is not a number".into()))?;
+    let sent: i64 = timestamp.trim().parse().map_err(|_| {
+        FeedbackError::Unauthorized("X-Slack-Request-Timestamp is not a number".into())
+    })?;
     if (request.now / 1000 - sent).abs() > MAX_SKEW_SECONDS {
         return Err(FeedbackError::Unauthorized(
             "X-Slack-Request-Timestamp is more than five minutes from now".into(),

@@ -17,9 +17,9 @@
 //! answers as Slack documents them.
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::{Map, Value};
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
 
 pub mod bot;

@@ -115,10 +115,7 @@ pub fn feedback_of(params: &[(String, String)]) -> Vec<FeedbackEvent> {
             }
             _ => return Vec::new(),
         };
-        return vec![event
-            .provider_id(sid)
-            .address(get("To"))
-            .event_id(event_id)];
+        return vec![event.provider_id(sid).address(get("To")).event_id(event_id)];
     }
     let Some(body) = get("Body") else {
         return Vec::new();
@@ -160,13 +157,21 @@ mod tests {
             ("To", "+18005551212"),
         ]);
         assert_eq!(
-            signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
             "GvWf1cFY/Q7PnoempGyD5oXAezc="
         );
         let mut shuffled = params.clone();
         shuffled.reverse();
         assert_eq!(
-            signature("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &shuffled),
+            signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &shuffled
+            ),
             "GvWf1cFY/Q7PnoempGyD5oXAezc=",
             "parameters are sorted before signing"
         );
@@ -195,7 +200,10 @@ mod tests {
         assert_eq!(events[0].event_id.as_deref(), Some("SM1:undelivered"));
 
         let forged = signed(url, body, "not-the-token");
-        assert!(matches!(receive(&forged), Err(FeedbackError::Unauthorized(_))));
+        assert!(matches!(
+            receive(&forged),
+            Err(FeedbackError::Unauthorized(_))
+        ));
         let elsewhere = signed("https://w.example/v1/hooks/other/sms", body, "tok");
         let moved = WebhookRequest {
             url: url.into(),
@@ -208,7 +216,10 @@ mod tests {
         let unsigned = WebhookRequest::new("POST", url)
             .with_body(body)
             .with_config(json!({"provider": "twilio", "auth_token": "tok"}));
-        assert!(matches!(receive(&unsigned), Err(FeedbackError::Unauthorized(_))));
+        assert!(matches!(
+            receive(&unsigned),
+            Err(FeedbackError::Unauthorized(_))
+        ));
     }
 
     #[test]

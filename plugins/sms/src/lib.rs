@@ -21,9 +21,9 @@
 //! sends what it built.
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::Value;
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::{log, Channel, DeliveryError, Message, Receipt};
 
 pub mod e164;

@@ -65,7 +65,8 @@ struct Record {
 
 /// `Authorization: Basic base64(user:password)`.
 pub fn basic_authorization(user: &str, password: &str) -> String {
-    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {credentials}")
 }
 
@@ -197,13 +198,21 @@ mod tests {
 
     #[test]
     fn a_hard_bounce_with_the_right_credentials_names_our_message_and_the_address() {
-        let events = receive_request(request(bounce(), Some(&basic_authorization("hook", "s3cret"))))
-            .unwrap();
+        let events = receive_request(request(
+            bounce(),
+            Some(&basic_authorization("hook", "s3cret")),
+        ))
+        .unwrap();
         assert_eq!(events.len(), 1);
         let e = &events[0];
-        assert!(matches!(&e.kind, FeedbackKind::Bounced(BounceKind::Hard, r) if r.starts_with("HardBounce: The server")));
+        assert!(
+            matches!(&e.kind, FeedbackKind::Bounced(BounceKind::Hard, r) if r.starts_with("HardBounce: The server"))
+        );
         assert_eq!(e.message_id.as_deref(), Some("m-1"));
-        assert_eq!(e.provider_id.as_deref(), Some("883953f4-6105-42a2-a16a-77a8eac79483"));
+        assert_eq!(
+            e.provider_id.as_deref(),
+            Some("883953f4-6105-42a2-a16a-77a8eac79483")
+        );
         assert_eq!(e.address.as_deref(), Some("john@example.com"));
         assert_eq!(e.event_id.as_deref(), Some("bounce:42"));
     }
@@ -218,7 +227,10 @@ mod tests {
             .map(|a| a.map(str::to_string))
         {
             let refused = receive_request(request(bounce(), auth.as_deref()));
-            assert!(matches!(refused, Err(FeedbackError::Unauthorized(_))), "{auth:?}");
+            assert!(
+                matches!(refused, Err(FeedbackError::Unauthorized(_))),
+                "{auth:?}"
+            );
         }
     }
 
@@ -234,27 +246,39 @@ mod tests {
         };
         let meta = json!({"waymark_message_id": "m-1"});
         assert_eq!(
-            kind(json!({"RecordType": "Delivery", "MessageID": "p", "Recipient": "a@b.example", "Metadata": meta})),
+            kind(
+                json!({"RecordType": "Delivery", "MessageID": "p", "Recipient": "a@b.example", "Metadata": meta})
+            ),
             vec![FeedbackKind::Delivered]
         );
         assert_eq!(
-            kind(json!({"RecordType": "Open", "MessageID": "p", "Recipient": "a@b.example", "ReceivedAt": "t"})),
+            kind(
+                json!({"RecordType": "Open", "MessageID": "p", "Recipient": "a@b.example", "ReceivedAt": "t"})
+            ),
             vec![FeedbackKind::Opened]
         );
         assert_eq!(
-            kind(json!({"RecordType": "Click", "MessageID": "p", "OriginalLink": "https://acme.example/x"})),
+            kind(
+                json!({"RecordType": "Click", "MessageID": "p", "OriginalLink": "https://acme.example/x"})
+            ),
             vec![FeedbackKind::Clicked("https://acme.example/x".into())]
         );
         assert_eq!(
-            kind(json!({"RecordType": "SpamComplaint", "ID": 7, "MessageID": "p", "Email": "a@b.example"})),
+            kind(
+                json!({"RecordType": "SpamComplaint", "ID": 7, "MessageID": "p", "Email": "a@b.example"})
+            ),
             vec![FeedbackKind::Complained]
         );
         assert_eq!(
-            kind(json!({"RecordType": "SubscriptionChange", "MessageID": "p", "Recipient": "a@b.example", "SuppressSending": true})),
+            kind(
+                json!({"RecordType": "SubscriptionChange", "MessageID": "p", "Recipient": "a@b.example", "SuppressSending": true})
+            ),
             vec![FeedbackKind::Unsubscribed]
         );
         assert_eq!(
-            kind(json!({"RecordType": "Bounce", "ID": 8, "Type": "SoftBounce", "Email": "a@b.example"})),
+            kind(
+                json!({"RecordType": "Bounce", "ID": 8, "Type": "SoftBounce", "Email": "a@b.example"})
+            ),
             vec![FeedbackKind::Bounced(BounceKind::Soft, "SoftBounce".into())]
         );
         assert!(kind(json!({"RecordType": "Inbound"})).is_empty());

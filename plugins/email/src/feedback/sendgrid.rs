@@ -144,11 +144,21 @@ mod tests {
     #[test]
     fn sendgrids_published_vector_verifies_and_any_change_does_not() {
         assert!(verify(PUBLIC_KEY, TIMESTAMP, PAYLOAD.as_bytes(), SIGNATURE));
-        assert!(!verify(PUBLIC_KEY, "1588788368", PAYLOAD.as_bytes(), SIGNATURE));
+        assert!(!verify(
+            PUBLIC_KEY,
+            "1588788368",
+            PAYLOAD.as_bytes(),
+            SIGNATURE
+        ));
         assert!(!verify(PUBLIC_KEY, TIMESTAMP, b"payload", SIGNATURE));
         let other_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==";
         assert!(!verify(other_key, TIMESTAMP, PAYLOAD.as_bytes(), SIGNATURE));
-        assert!(!verify(PUBLIC_KEY, TIMESTAMP, PAYLOAD.as_bytes(), "not base64"));
+        assert!(!verify(
+            PUBLIC_KEY,
+            TIMESTAMP,
+            PAYLOAD.as_bytes(),
+            "not base64"
+        ));
     }
 
     #[test]
@@ -181,9 +191,14 @@ mod tests {
         assert_eq!(bounce.message_id.as_deref(), Some("m-1"));
         assert_eq!(bounce.event_id.as_deref(), Some("e1"));
         let blocked = event(json!({"event": "bounce", "type": "blocked", "reason": "r"})).unwrap();
-        assert_eq!(blocked.kind, FeedbackKind::Bounced(BounceKind::Soft, "r".into()));
         assert_eq!(
-            event(json!({"event": "click", "url": "https://a"})).unwrap().kind,
+            blocked.kind,
+            FeedbackKind::Bounced(BounceKind::Soft, "r".into())
+        );
+        assert_eq!(
+            event(json!({"event": "click", "url": "https://a"}))
+                .unwrap()
+                .kind,
             FeedbackKind::Clicked("https://a".into())
         );
         assert_eq!(
