@@ -358,7 +358,7 @@ impl ChannelComponent {
         };
         let denials = store.data().http.denials();
         let retry_after = store.data().hints.asked_wait();
-        let receipt_detail = store.data().hints.receipt_detail();
+        let receipt_detail = store.data().hints.reported_receipt();
         let explain = |message: String| {
             if denials.is_empty() {
                 message

@@ -41,7 +41,7 @@ impl HintState {
     }
 
     /// What `receipt-detail` gave during the call, merged; `None` if nothing (or too much).
-    pub(in crate::sandbox) fn receipt_detail(&self) -> Option<serde_json::Value> {
+    pub(in crate::sandbox) fn reported_receipt(&self) -> Option<serde_json::Value> {
         if self.receipt.is_empty() || self.receipt_too_large {
             return None;
         }
@@ -121,17 +121,17 @@ mod tests {
     #[test]
     fn receipt_details_merge_and_anything_but_a_bounded_object_is_ignored() {
         let mut hints = HintState::default();
-        assert_eq!(hints.receipt_detail(), None);
+        assert_eq!(hints.reported_receipt(), None);
         hints.receipt_detail("[1]".into());
         hints.receipt_detail("not json".into());
-        assert_eq!(hints.receipt_detail(), None);
+        assert_eq!(hints.reported_receipt(), None);
         hints.receipt_detail(r#"{"segments": 1, "encoding": "GSM-7"}"#.into());
         hints.receipt_detail(r#"{"segments": 2}"#.into());
         assert_eq!(
-            hints.receipt_detail(),
+            hints.reported_receipt(),
             Some(serde_json::json!({"segments": 2, "encoding": "GSM-7"}))
         );
         hints.receipt_detail(format!(r#"{{"x": "{}"}}"#, "y".repeat(MAX_RECEIPT_DETAIL)));
-        assert_eq!(hints.receipt_detail(), None, "too large: dropped whole");
+        assert_eq!(hints.reported_receipt(), None, "too large: dropped whole");
     }
 }
