@@ -123,6 +123,18 @@ mod tests {
     }
 
     #[test]
+    fn receipt_details_merge_natively_later_keys_winning() {
+        assert_eq!(take_receipt_detail(), None);
+        receipt_detail(&serde_json::json!({"segments": 1, "encoding": "GSM-7"}));
+        receipt_detail(&serde_json::json!({"segments": 2}));
+        assert_eq!(
+            take_receipt_detail(),
+            Some(serde_json::json!({"segments": 2, "encoding": "GSM-7"}))
+        );
+        assert_eq!(take_receipt_detail(), None);
+    }
+
+    #[test]
     fn the_longest_hint_of_a_call_is_kept_natively() {
         assert_eq!(take_retry_after(), None);
         retry_after(Duration::from_secs(1));
