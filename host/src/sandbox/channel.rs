@@ -757,4 +757,95 @@ mod tests {
         );
         assert_eq!(webhook.idle_instances(), 0);
     }
+
+    // Provider feedback (issue 11)
+    mod feedback {
+        use crate::feedback::{FeedbackKind, ReceiveFailure, WebhookRequest};
+        use crate::sandbox::tests::built_guest;
+        use crate::sandbox::{Sandbox, SandboxConfig, DEFAULT_LIMITS};
+        use hmac::{Hmac, Mac};
+        use serde_json::json;
+        use sha2::Sha256;
+
+        const SECRET: &str = "slack-signing-secret";
+
+        /// A Slack Events API request with `body`, signed at `ts` as Slack signs.
+        fn slack_request(body: &str, ts: i64, secret: &str) -> WebhookRequest {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("v0:{ts}:{body}").as_bytes());
+            let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+            WebhookRequest {
+                method: "POST".into(),
+                path: "/v1/hooks/acme/slack".into(),
+                query: String::new(),
+                headers: vec![
+                    ("x-slack-request-timestamp".into(), ts.to_string()),
+                    ("x-slack-signature".into(), signature),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: body.as_bytes().to_vec(),
+                url: "https://waymark.example/v1/hooks/acme/slack".into(),
+                config: json!({"mode": "bot", "signing_secret": SECRET})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                now: (ts + 10) * 1000,
+            }
+        }
+
+        #[tokio::test]
+        async fn receive_hands_the_request_to_the_adapter_and_maps_its_answer() {
+            let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+            let slack = sandbox
+                .compile_channel(&built_guest("waymark_slack.wasm"))
+                .expect("a channel component");
+            assert!(slack.receives(), "built with the 0.1.2 SDK");
+            let body = json!({
+                "type": "event_callback", "event_id": "Ev1",
+                "event": {"type": "message", "text": "On it", "ts": "2.0", "thread_ts": "1.0"}
+            })
+            .to_string();
+            let events = slack
+                .receive(
+                    &slack_request(&body, 1_700_000_000, SECRET),
+                    &DEFAULT_LIMITS,
+                )
+                .await
+                .expect("received");
+            assert_eq!(events.len(), 1);
+            assert_eq!(
+                events[0].kind,
+                FeedbackKind::Replied {
+                    text: "On it".into()
+                }
+            );
+            assert_eq!(events[0].provider_id.as_deref(), Some("1.0"));
+            assert_eq!(events[0].event_id.as_deref(), Some("Ev1"));
+
+            let forged = slack
+                .receive(
+                    &slack_request(&body, 1_700_000_000, "guess"),
+                    &DEFAULT_LIMITS,
+                )
+                .await;
+            assert!(
+                matches!(forged, Err(ReceiveFailure::Unauthorized(_))),
+                "{forged:?}"
+            );
+
+            let webhook = sandbox
+                .compile_channel(&built_guest("waymark_webhook.wasm"))
+                .expect("a channel component");
+            let refused = webhook
+                .receive(
+                    &slack_request(&body, 1_700_000_000, SECRET),
+                    &DEFAULT_LIMITS,
+                )
+                .await;
+            assert!(
+                matches!(&refused, Err(ReceiveFailure::Unsupported(m)) if m.contains("receives no webhooks")),
+                "{refused:?}"
+            );
+        }
+    }
 }
