@@ -487,6 +487,15 @@ async fn a_channel_that_receives_no_webhooks_and_unknown_hooks_answer_clear_erro
         assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
         assert_eq!(answer["error"]["code"], "not_found");
     }
+    // Over the route's 1 MiB: refused before the adapter runs.
+    let (status, answer) = webhooks::Hook {
+        body: vec![b' '; (1 << 20) + 1],
+        ..body(&world.hook("email"))
+    }
+    .post()
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"]["code"], "too_large");
     // A body the provider never sends, correctly authenticated: 400.
     let (status, answer) =
         webhooks::postmark(&world.hook("email"), HOOK_USER, HOOK_PASSWORD, &json!([1]))
