@@ -48,6 +48,9 @@ pub mod segment;
 // In-app inbox, unsubscribe and subscription topics (issue 11).
 pub mod inbox;
 
+// Provider feedback (issue 11).
+pub mod feedback;
+
 /// Milliseconds since the Unix epoch, UTC: every time in the API.
 pub type Millis = i64;
 

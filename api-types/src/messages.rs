@@ -42,6 +42,11 @@ pub struct Message {
     /// goes to the channel as it is).
     #[serde(default)]
     pub template_version: Option<u32>,
+    /// What the channel reported about the delivery beyond the provider's id (contract 0.1.2's
+    /// `receipt-detail`), e.g. an SMS's `{"segments": 2, "encoding": "GSM-7"}`; `null` when
+    /// it reported nothing (issue 11, provider feedback).
+    #[serde(default)]
+    pub receipt: Option<Value>,
 }
 
 /// Where a message is in its life.

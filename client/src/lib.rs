@@ -46,6 +46,8 @@ use waymark_api::inbox::{
     InappRegistration, InboxMessage, InboxPage, InboxSecret, InboxToken, InboxTokenRequest,
     Subscriptions,
 };
+// Provider feedback (issue 11).
+use waymark_api::feedback::SuppressionPage;
 
 /// What a call returns.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -637,6 +639,42 @@ impl Client {
         let path = format!("/v1/customers/{}/subscriptions", segment(id));
         self.call(Method::PUT, &path, Body::json(subscriptions)?)
             .await
+    }
+}
+
+// Provider feedback (issue 11)
+impl Client {
+    /// `GET /v1/suppressions`: a page of the tenant's suppressed addresses; `after` is the
+    /// previous page's `next`.
+    pub async fn suppressions(
+        &self,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<SuppressionPage> {
+        let mut params = Vec::new();
+        if let Some(limit) = limit {
+            params.push(format!("limit={limit}"));
+        }
+        if let Some(after) = after {
+            params.push(format!("after={}", segment(after)));
+        }
+        let mut path = "/v1/suppressions".to_string();
+        if !params.is_empty() {
+            path = format!("{path}?{}", params.join("&"));
+        }
+        self.call(Method::GET, &path, Body::Empty).await
+    }
+
+    /// `DELETE /v1/suppressions/{channel}/{address}`: the channel sends to the address again.
+    pub async fn lift_suppression(&self, channel: &str, address: &str) -> Result<()> {
+        let path = format!("/v1/suppressions/{}/{}", segment(channel), segment(address));
+        let route = format!("DELETE {path}");
+        let (status, bytes) = self.send(Method::DELETE, &path, Body::Empty).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error::error(&route, status, &bytes))
+        }
     }
 }
 

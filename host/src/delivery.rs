@@ -506,16 +506,20 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
     let record = async {
         // A panic here is a bug of the host's; it fails this attempt (to be retried), rather
         // than leaving the message taken and never attempted again.
-        let result = AssertUnwindSafe(call_adapter(&host, &message))
+        let (result, receipt) = AssertUnwindSafe(call_adapter(&host, &message))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| AttemptResult::Failed {
-                retryable: true,
-                error: "the host failed while delivering".into(),
-                retry_after: None,
+            .unwrap_or_else(|_| {
+                let failed = AttemptResult::Failed {
+                    retryable: true,
+                    error: "the host failed while delivering".into(),
+                    retry_after: None,
+                };
+                (failed, None)
             });
         match &result {
             AttemptResult::Delivered { .. } => debug!("delivered"),
+            AttemptResult::Suppressed { reason } => debug!(%reason, "suppressed"),
             AttemptResult::Failed {
                 retryable,
                 error,
@@ -524,13 +528,16 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
                 warn!(%error, retryable, ?retry_after, "delivery failed")
             }
         }
-        let records = attempt(
+        let mut records = attempt(
             &message,
             result,
             &host.config.retry,
             host.clock.now(),
             system_now(),
         );
+        if records.after.status == MessageStatus::Delivered {
+            records.after.receipt = receipt;
+        }
         AttemptRecord {
             before: message,
             after: records.after,
@@ -589,6 +596,7 @@ fn record(host: &Host, batch: &[AttemptRecord]) -> Option<Millis> {
             .delivery(match (&attempt.report, attempt.after.status) {
                 (None, _) => "retry",
                 (Some(_), MessageStatus::Delivered) => "delivered",
+                (Some(_), MessageStatus::Suppressed) => "suppressed",
                 (Some(_), _) => "dead",
             });
         if attempt.report.is_some() {
@@ -606,9 +614,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Calls the channel's adapter for `message`; with the adapter's receipt detail (contract
+/// 0.1.2) when it gave one.
+async fn call_adapter(
+    host: &Host,
+    message: &Message,
+) -> (AttemptResult, Option<serde_json::Value>) {
+    let mut receipt = None;
+    let result = call_adapter_with(host, message, &mut receipt).await;
+    (result, receipt)
+}
+
 /// Calls the channel's adapter for `message`. Anything the host itself could not do (read the
 /// store, load the component) is retryable; an unregistered channel is permanent.
-async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
+async fn call_adapter_with(
+    host: &Host,
+    message: &Message,
+    receipt_detail: &mut Option<serde_json::Value>,
+) -> AttemptResult {
     let permanent = |error: String| AttemptResult::Failed {
         retryable: false,
         error,
@@ -643,6 +666,26 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
     if record.adapter == crate::store::ChannelAdapter::Inapp {
         return crate::inapp::deliver(host, message, &customer, unsubscribe_url.as_deref());
     }
+    // Provider feedback (issue 11): an address a hard bounce or a complaint suppressed on this
+    // channel gets nothing more; the message is recorded `suppressed` with the reason.
+    let addresses = crate::feedback::message_addresses(&message.payload, &customer);
+    for address in &addresses {
+        match host
+            .store
+            .suppression(&message.tenant, &message.channel, address)
+        {
+            Ok(Some(s)) => {
+                return AttemptResult::Suppressed {
+                    reason: format!(
+                        "suppressed: {address} is suppressed on channel {:?} ({})",
+                        message.channel, s.reason
+                    ),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return retryable(e.to_string()),
+        }
+    }
     let component = match host
         .registry
         .channel(&message.tenant, &message.channel, &record.digest)
@@ -675,9 +718,27 @@ async fn call_adapter(host: &Host, message: &Message) -> AttemptResult {
         .deliver(&request, &record.allowed_hosts, &limits)
         .await
     {
-        Ok(receipt) => AttemptResult::Delivered {
-            provider_id: receipt.provider_id,
-        },
+        Ok(receipt) => {
+            // Provider feedback (issue 11): a webhook about this message names it by our id,
+            // the provider's, or its address; indexed before the attempt is recorded.
+            let reference = crate::store::feedback::MessageRef {
+                customer: message.customer.clone(),
+                message_id: message.id.clone(),
+            };
+            if let Err(error) = host.store.index_message(
+                &message.tenant,
+                &message.channel,
+                &reference,
+                receipt.provider_id.as_deref(),
+                &addresses,
+            ) {
+                warn!(%error, "indexing a delivered message for provider feedback failed");
+            }
+            *receipt_detail = receipt.detail;
+            AttemptResult::Delivered {
+                provider_id: receipt.provider_id,
+            }
+        }
         Err(failure) => AttemptResult::Failed {
             retryable: failure.retryable(),
             error: failure.describe(),

@@ -34,6 +34,7 @@
 //! | [`metrics`] | Prometheus counters |
 //! | [`server`] | wiring and graceful shutdown |
 //! | [`signed`] | **pure** signed tokens for customers: inbox tokens, unsubscribe links (issue 11) |
+//! | [`feedback`] | **pure** provider feedback: what a provider's webhook event becomes (an engagement event, a suppression) (issue 11) |
 //! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
 //! | [`backtest`] | backtests: a candidate version replayed over recorded events in an isolated engine (the host's own worker path on a scratch store and a manual clock), compared with live (issue 13) |
 //! | [`audience`] | **pure** audience triggers (issue 12): inactivity, conditions in the expression language, date attributes — what an event or a due moment means for a customer's watch |
@@ -64,5 +65,6 @@ pub mod tenants;
 pub mod ui; // Dashboard (issue 14)
 pub mod worker;
 // In-app inbox, unsubscribe and subscription topics (issue 11).
+pub mod feedback; // Provider feedback (issue 11)
 pub mod inapp;
 pub mod signed;

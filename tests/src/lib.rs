@@ -45,6 +45,8 @@ pub mod providers;
 pub mod mail_providers;
 // Issue 11, crm slice: HubSpot's tasks API stand-in.
 pub mod hubspot;
+// Provider feedback (issue 11): webhooks signed as each provider signs them.
+pub mod webhooks;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)

@@ -47,6 +47,8 @@ use serde_json::Value;
 
 use waymark_guest::{Customer, Object};
 
+use crate::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+
 /// A message to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -131,7 +133,7 @@ impl Message {
 
 /// A config error as `config.<path>: <what>`, or `config.<key> is missing` for a missing key
 /// (which serde reports at the enclosing object, naming the key only in its message).
-fn config_error(path: &str, error: &serde_json::Error) -> String {
+pub(crate) fn config_error(path: &str, error: &serde_json::Error) -> String {
     let text = error.to_string();
     let at = match path {
         "." => "config".to_string(),
@@ -218,6 +220,16 @@ pub trait Channel {
     /// Delivers one message. Called again with the same [`Message::id`] after a retryable
     /// failure, a timeout or a host crash, so pass the id on as an idempotency key.
     fn deliver(message: Message) -> Result<Receipt, DeliveryError>;
+
+    /// Receives the provider's webhook request (contract 0.1.2, `feedback`): checks its
+    /// signature with the registration's secrets ([`WebhookRequest::config_as`]) and says what
+    /// it reports. The default receives nothing: the host answers the provider 422.
+    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+        let _ = request;
+        Err(FeedbackError::Unsupported(
+            "this channel adapter receives no webhooks".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ use serde_json::Value;
 use waymark_guest::__export::parse_object;
 use waymark_guest::Customer;
 
+use crate::bindings::exports::waymark::journey::feedback as wf;
 use crate::bindings::waymark::journey::channel_types as wc;
 use crate::bindings::waymark::journey::types as wct;
 use crate::channel::{Channel, DeliveryError, Message};
+use crate::feedback::{BounceKind, FeedbackError, FeedbackKind, WebhookRequest};
 
 pub use crate::bindings as channel;
 
@@ -26,6 +28,53 @@ pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::Deli
         }),
         Err(DeliveryError::Retryable(reason)) => Err(wc::DeliveryError::Retryable(reason)),
         Err(DeliveryError::Permanent(reason)) => Err(wc::DeliveryError::Permanent(reason)),
+    }
+}
+
+/// `receive` (contract 0.1.2), for channel `C`.
+pub fn receive<C: Channel>(
+    request: wf::WebhookRequest,
+) -> Result<Vec<wf::FeedbackEvent>, wf::FeedbackError> {
+    let config =
+        parse_object("channel config", &request.config).map_err(wf::FeedbackError::Invalid)?;
+    let request = WebhookRequest {
+        method: request.method,
+        path: request.path,
+        query: request.query,
+        headers: request.headers,
+        body: request.body,
+        url: request.url,
+        config,
+        now: request.now,
+    };
+    match C::receive(request) {
+        Ok(events) => Ok(events
+            .into_iter()
+            .map(|e| wf::FeedbackEvent {
+                kind: match e.kind {
+                    FeedbackKind::Delivered => wf::FeedbackKind::Delivered,
+                    FeedbackKind::Opened => wf::FeedbackKind::Opened,
+                    FeedbackKind::Clicked(url) => wf::FeedbackKind::Clicked(url),
+                    FeedbackKind::Bounced(kind, reason) => wf::FeedbackKind::Bounced((
+                        match kind {
+                            BounceKind::Hard => wf::BounceKind::Hard,
+                            BounceKind::Soft => wf::BounceKind::Soft,
+                        },
+                        reason,
+                    )),
+                    FeedbackKind::Complained => wf::FeedbackKind::Complained,
+                    FeedbackKind::Replied(text) => wf::FeedbackKind::Replied(text),
+                    FeedbackKind::Unsubscribed => wf::FeedbackKind::Unsubscribed,
+                },
+                message_id: e.message_id,
+                provider_id: e.provider_id,
+                address: e.address,
+                event_id: e.event_id,
+            })
+            .collect()),
+        Err(FeedbackError::Unauthorized(m)) => Err(wf::FeedbackError::Unauthorized(m)),
+        Err(FeedbackError::Invalid(m)) => Err(wf::FeedbackError::Invalid(m)),
+        Err(FeedbackError::Unsupported(m)) => Err(wf::FeedbackError::Unsupported(m)),
     }
 }
 

@@ -45,6 +45,45 @@ pub fn take_retry_after() -> Option<Duration> {
         .map(|ms| Duration::from_millis(ms.max(0) as u64))
 }
 
+/// Reports details of the delivery in progress for the host to keep on the message (contract
+/// 0.1.2, `receipt-detail`): a JSON object, such as an SMS's `{"segments": 2, "encoding":
+/// "GSM-7"}`. Keys of later calls win. Outside the host it is kept per thread
+/// ([`take_receipt_detail`]).
+pub fn receipt_detail(detail: &serde_json::Value) {
+    emit_detail(detail);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn emit_detail(detail: &serde_json::Value) {
+    crate::bindings::waymark::journey::delivery_hints::receipt_detail(&detail.to_string());
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+thread_local! {
+    static NATIVE_DETAIL: std::cell::RefCell<Option<serde_json::Value>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn emit_detail(detail: &serde_json::Value) {
+    NATIVE_DETAIL.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        match (kept.as_mut(), detail) {
+            (Some(serde_json::Value::Object(old)), serde_json::Value::Object(new)) => {
+                old.extend(new.clone());
+            }
+            _ => *kept = Some(detail.clone()),
+        }
+    });
+}
+
+/// Outside the host only: the receipt detail given on this thread since the last call, and
+/// forgets it. For an adapter's native tests.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn take_receipt_detail() -> Option<serde_json::Value> {
+    NATIVE_DETAIL.with(|kept| kept.borrow_mut().take())
+}
+
 /// The wait a `Retry-After` header value asks for, at `now` (RFC 9110 §10.2.3): a number of
 /// seconds, or an HTTP date (a date in the past asks for no wait). `None` when it is neither.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
@@ -81,6 +120,18 @@ mod tests {
         for junk in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994"] {
             assert_eq!(parse_retry_after(junk, SystemTime::now()), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn receipt_details_merge_natively_later_keys_winning() {
+        assert_eq!(take_receipt_detail(), None);
+        receipt_detail(&serde_json::json!({"segments": 1, "encoding": "GSM-7"}));
+        receipt_detail(&serde_json::json!({"segments": 2}));
+        assert_eq!(
+            take_receipt_detail(),
+            Some(serde_json::json!({"segments": 2, "encoding": "GSM-7"}))
+        );
+        assert_eq!(take_receipt_detail(), None);
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub mod bindings;
 pub mod export;
 
 mod channel;
+pub mod feedback; // Provider feedback (contract 0.1.2)
 pub mod hints;
 pub mod http;
 
@@ -105,6 +106,19 @@ macro_rules! export_channel {
                     $crate::__export::channel::DeliveryError,
                 > {
                     $crate::__export::deliver::<$channel>(message)
+                }
+            }
+
+            impl $crate::__export::channel::exports::waymark::journey::feedback::Guest
+                for __WaymarkChannelExport
+            {
+                fn receive(
+                    request: $crate::__export::channel::exports::waymark::journey::feedback::WebhookRequest,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::__export::channel::exports::waymark::journey::feedback::FeedbackEvent>,
+                    $crate::__export::channel::exports::waymark::journey::feedback::FeedbackError,
+                > {
+                    $crate::__export::receive::<$channel>(request)
                 }
             }
 

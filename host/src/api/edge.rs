@@ -206,6 +206,9 @@ enum BodyKind {
     Segment,
     /// `POST /u/{token}` (issue 11): a form, as RFC 8058's one-click POST and the page send it.
     Form,
+    /// `POST /v1/hooks/...` (issue 11, provider feedback): whatever the provider sends (JSON,
+    /// a form), up to `hooks::MAX_HOOK_BODY`; the channel's adapter reads it.
+    Hook,
 }
 
 fn body_kind(method: &Method, path: &str) -> BodyKind {
@@ -220,6 +223,7 @@ fn body_kind(method: &Method, path: &str) -> BodyKind {
             BodyKind::Segment
         }
         (&Method::POST, ["", "u", _]) => BodyKind::Form,
+        (&Method::POST, ["", "v1", "hooks", ..]) => BodyKind::Hook,
         _ => BodyKind::Small,
     }
 }
@@ -346,6 +350,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
                 // CORS preflight).
                 BodyKind::Segment => is_json(content_type) || is_text(content_type),
                 BodyKind::Form => is_form(content_type),
+                BodyKind::Hook => true,
                 _ => is_json(content_type),
             };
             if !ok {
@@ -367,6 +372,7 @@ fn admit(state: &AppState, request: &mut Parts) -> Result<Admitted, ApiError> {
         BodyKind::Component | BodyKind::ChannelUpload => config.max_upload_body,
         BodyKind::Small | BodyKind::Form => config.max_small_body,
         BodyKind::Segment => super::limits::SEGMENT_MAX_BATCH_BYTES,
+        BodyKind::Hook => super::hooks::MAX_HOOK_BODY,
     };
     let declared = request
         .headers

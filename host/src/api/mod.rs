@@ -64,6 +64,9 @@ mod inbox;
 mod subscriptions;
 mod unsubscribe;
 
+// Provider feedback (issue 11).
+mod hooks;
+
 pub use auth::{digest, Admin, TenantId};
 pub use auth::{Caller, Ingest, TenantAdmin}; // Scoped keys (issue 12)
 pub use edge::Edge;
@@ -141,6 +144,7 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .merge(unsubscribe::routes())
+        .merge(hooks::routes()) // Provider feedback (issue 11)
         .merge(backtests::routes()) // Backtests (issue 13)
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

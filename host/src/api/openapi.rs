@@ -173,6 +173,10 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST" "/u/{token}", "unsubscribe", "One-click unsubscribe (RFC 8058)", Public, query: [], request: Text("application/x-www-form-urlencoded"), 200 => Text("text/html; charset=utf-8"), errors: [404]),
     op!("GET" "/v1/customers/{id}/subscriptions", "subscriptions", "What a customer is unsubscribed from", Tenant, query: [], request: NONE, 200 => Json(schema::<api::inbox::Subscriptions>), errors: [404]),
     op!("PUT" "/v1/customers/{id}/subscriptions", "subscriptions", "Replace what a customer is unsubscribed from", Tenant, query: [], request: Json(schema::<api::inbox::Subscriptions>), 202 => Json(schema::<api::inbox::Subscriptions>), errors: []),
+    // Provider feedback (issue 11)
+    op!("POST" "/v1/hooks/{tenant}/{channel}", "feedback", "A provider's webhook (delivery status, open, click, bounce, complaint, reply, inbound SMS), authenticated by the provider's signature, which the channel's adapter checks", Public, query: [], request: Text("*/*"), 200 => Json(schema::<api::feedback::HookReceived>), errors: [400, 401, 404, 422, 502]),
+    op!("GET" "/v1/suppressions", "feedback", "Addresses a hard bounce or a complaint took off a channel", Tenant, query: [("limit", "at most this many (default 100, at most 1000)"), ("after", "the previous page's next (`channel/address`)")], request: NONE, 200 => Json(schema::<api::feedback::SuppressionPage>), errors: []),
+    op!("DELETE" "/v1/suppressions/{channel}/{address}", "feedback", "Lift a suppression: the channel sends to the address again", Tenant, query: [], request: NONE, 204 => NONE, errors: [404]),
 ];
 
 /// `POST /v1/events`: one event or an array of up to 10,000.

@@ -29,6 +29,9 @@ pub enum AttemptResult {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// Not attempted: the message goes to an address a hard bounce or a complaint suppressed on
+    /// its channel (issue 11, provider feedback); `reason` says which and why.
+    Suppressed { reason: String },
 }
 
 /// Everything one attempt writes.
@@ -79,6 +82,11 @@ pub fn attempt(
             after.next_attempt_at = wall + backoff(retry, before.attempts, &before.id).max(asked);
             None
         }
+        AttemptResult::Suppressed { reason } => {
+            after.status = MessageStatus::Suppressed;
+            after.last_error = Some(reason.clone());
+            Some(DeliveryOutcome::Failed { reason })
+        }
         AttemptResult::Failed { error, .. } => {
             after.status = MessageStatus::Dead;
             after.last_error = Some(error.clone());
@@ -87,6 +95,9 @@ pub fn attempt(
     };
     let counter = outcome.as_ref().map(|o| match o {
         DeliveryOutcome::Delivered { .. } => Counter::Delivered,
+        DeliveryOutcome::Failed { .. } if after.status == MessageStatus::Suppressed => {
+            Counter::Suppressed
+        }
         DeliveryOutcome::Failed { .. } => Counter::Failed,
     });
     let report = outcome.map(|outcome| QueuedTrigger {
@@ -153,6 +164,7 @@ mod tests {
             delivered_at: None,
             release_at: None,
             template_version: None,
+            receipt: None,
         }
     }
 
@@ -200,6 +212,24 @@ mod tests {
                 provider_id: Some("p-1".into())
             }
         );
+    }
+
+    #[test]
+    fn a_suppressed_address_is_final_with_its_reason_and_counted_suppressed() {
+        let reason = "suppressed: ada@example.com hard_bounce".to_string();
+        let records = attempt(
+            &pending(),
+            AttemptResult::Suppressed {
+                reason: reason.clone(),
+            },
+            &POLICY,
+            7_000,
+            9_000,
+        );
+        assert_eq!(records.after.status, MessageStatus::Suppressed);
+        assert_eq!(records.after.last_error.as_deref(), Some(reason.as_str()));
+        assert_eq!(records.counter, Some(Counter::Suppressed));
+        assert!(records.is_final(), "the journey hears of it as a failure");
     }
 
     #[test]

@@ -296,6 +296,7 @@ pub fn record(
             delivered_at: None,
             // Pinned by the worker, which can read the tenant's templates.
             template_version: None,
+            receipt: None,
         });
     }
     for (i, handoff) in effects.handoffs.into_iter().enumerate() {

@@ -595,6 +595,9 @@ pub struct DeliveryRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub provider_id: Option<String>,
+    /// What the adapter reported with `delivery-hints.receipt-detail` (0.1.2): a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }
 
 /// Why `deliver` did not deliver.

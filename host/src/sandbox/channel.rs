@@ -16,6 +16,7 @@ use super::engine::Shared;
 use super::error::SandboxError;
 use super::failure::{is_hostcall_fuel_exhausted, DeliveryFailure, Stage};
 use super::guest::{self, GuestState, MemoryCap};
+use crate::feedback::types as feedback;
 use crate::model;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +43,30 @@ mod bindings {
     });
 }
 
+/// World `receiving-channel` (contract 0.1.2): only its `feedback` export is used, looked up per
+/// component ([`FeedbackIndices`]), since an adapter built before 0.1.2 does not have it.
+mod receiving {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "waymark:journey/receiving-channel",
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "waymark:journey/types": crate::sandbox::bindings::waymark::journey::types,
+            "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
+            "waymark:journey/channel-types": crate::sandbox::bindings::waymark::journey::channel_types,
+            "waymark:journey/delivery-hints": crate::sandbox::bindings::waymark::journey::delivery_hints,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+
 use bindings::ChannelPre;
+use receiving::exports::waymark::journey::feedback::{
+    self as wit_feedback, GuestIndices as FeedbackIndices,
+};
 
 /// What an adapter may import: its vocabulary, `log`, `delivery-hints`, WASI with real clocks
 /// (no filesystem or sockets), and outgoing HTTP. Not `stats`: that is a journey's.
@@ -171,6 +195,8 @@ struct Warm {
 #[derive(Clone)]
 pub struct ChannelComponent {
     pre: ChannelPre<ChannelState>,
+    /// Where the component's `feedback` export is; `None` if it has none (built before 0.1.2).
+    feedback: Option<Arc<FeedbackIndices>>,
     shared: Arc<Shared>,
     idle: Arc<IdlePool>,
 }
@@ -238,6 +264,7 @@ impl ChannelComponent {
         pre: InstancePre<ChannelState>,
         shared: Arc<Shared>,
     ) -> Result<ChannelComponent, SandboxError> {
+        let feedback = FeedbackIndices::new(&pre).ok().map(Arc::new);
         let pre = ChannelPre::new(pre).map_err(|e| {
             SandboxError::WrongWorld(format!(
                 "not a channel component (it must export `deliver`): {e:#}"
@@ -246,6 +273,7 @@ impl ChannelComponent {
         Ok(ChannelComponent {
             idle: IdlePool::new(&shared),
             pre,
+            feedback,
             shared,
         })
     }
@@ -255,6 +283,7 @@ impl ChannelComponent {
     pub fn with_own_instances(&self) -> ChannelComponent {
         ChannelComponent {
             pre: self.pre.clone(),
+            feedback: self.feedback.clone(),
             shared: self.shared.clone(),
             idle: IdlePool::new(&self.shared),
         }
@@ -329,6 +358,7 @@ impl ChannelComponent {
         };
         let denials = store.data().http.denials();
         let retry_after = store.data().hints.asked_wait();
+        let receipt_detail = store.data().hints.reported_receipt();
         let explain = |message: String| {
             if denials.is_empty() {
                 message
@@ -354,7 +384,10 @@ impl ChannelComponent {
             }
         }
         match result {
-            Ok(Ok(receipt)) => receipt_from_wit(receipt),
+            Ok(Ok(receipt)) => receipt_from_wit(receipt).map(|receipt| model::Receipt {
+                detail: receipt_detail,
+                ..receipt
+            }),
             Ok(Err(error)) => Err(match (delivery_error_from_wit(error), retry_after) {
                 (model::DeliveryError::Retryable(m), Some(retry_after)) => {
                     DeliveryFailure::Throttled {
@@ -379,6 +412,117 @@ impl ChannelComponent {
             }
         }
     }
+}
+
+// Provider feedback (issue 11)
+impl ChannelComponent {
+    /// Whether the component exports `feedback` (contract 0.1.2), so it receives webhooks.
+    pub fn receives(&self) -> bool {
+        self.feedback.is_some()
+    }
+
+    /// Hands a provider's webhook request to the adapter's `receive`, in a fresh instance (a
+    /// webhook is rare next to deliveries, and a fresh instance keeps what a request leaves in
+    /// the guest's globals from any delivery), under the delivery's limits, with outgoing HTTP
+    /// denied to every host: checking a signature needs no network.
+    pub async fn receive(
+        &self,
+        request: &feedback::WebhookRequest,
+        limits: &model::Limits,
+    ) -> Result<Vec<feedback::FeedbackEvent>, feedback::ReceiveFailure> {
+        let Some(indices) = &self.feedback else {
+            return Err(feedback::ReceiveFailure::Unsupported(
+                "this channel's component does not export `feedback` (built before contract \
+                 0.1.2): it receives no webhooks"
+                    .into(),
+            ));
+        };
+        let deadline = limits.deliver_timeout();
+        let policy = OutboundPolicy::new(&[], deadline).map_err(feedback::ReceiveFailure::Guest)?;
+        let state = ChannelState::new(policy, &self.shared, limits.max_memory_bytes);
+        let mut store = guest::new_rearmable_store(
+            &self.shared.engine,
+            state,
+            deadline,
+            limits.max_hostcall_bytes,
+        );
+        self.shared.counters.channel_instantiated.inc();
+        let wit_request = feedback_request_to_wit(request);
+        let outcome = tokio::time::timeout(deadline, async {
+            let instance = self
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| (Stage::Instantiate, e))?;
+            let export = indices
+                .load(&mut store, &instance)
+                .map_err(|e| (Stage::Instantiate, e))?;
+            export
+                .call_receive(&mut store, &wit_request)
+                .await
+                .map_err(|e| (Stage::Call, e))
+        })
+        .await;
+        match guest::settle(&store, "channel", deadline, outcome) {
+            Ok(Ok(events)) => events.into_iter().map(feedback_event_from_wit).collect(),
+            Ok(Err(error)) => Err(match error {
+                wit_feedback::FeedbackError::Unauthorized(m) => {
+                    feedback::ReceiveFailure::Unauthorized(m)
+                }
+                wit_feedback::FeedbackError::Invalid(m) => feedback::ReceiveFailure::Invalid(m),
+                wit_feedback::FeedbackError::Unsupported(m) => {
+                    feedback::ReceiveFailure::Unsupported(m)
+                }
+            }),
+            Err(failure) => Err(feedback::ReceiveFailure::Guest(failure.message)),
+        }
+    }
+}
+
+fn feedback_request_to_wit(r: &feedback::WebhookRequest) -> wit_feedback::WebhookRequest {
+    wit_feedback::WebhookRequest {
+        method: r.method.clone(),
+        path: r.path.clone(),
+        query: r.query.clone(),
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+        url: r.url.clone(),
+        config: serde_json::Value::Object(r.config.clone()).to_string(),
+        now: r.now,
+    }
+}
+
+/// One event as the adapter gave it, checked: its strings are bounded, since the host stores
+/// them as event properties.
+fn feedback_event_from_wit(
+    e: wit_feedback::FeedbackEvent,
+) -> Result<feedback::FeedbackEvent, feedback::ReceiveFailure> {
+    use feedback::{BounceKind, FeedbackKind};
+    let kind = match e.kind {
+        wit_feedback::FeedbackKind::Delivered => FeedbackKind::Delivered,
+        wit_feedback::FeedbackKind::Opened => FeedbackKind::Opened,
+        wit_feedback::FeedbackKind::Clicked(url) => FeedbackKind::Clicked { url },
+        wit_feedback::FeedbackKind::Bounced((kind, reason)) => FeedbackKind::Bounced {
+            kind: match kind {
+                wit_feedback::BounceKind::Hard => BounceKind::Hard,
+                wit_feedback::BounceKind::Soft => BounceKind::Soft,
+            },
+            reason,
+        },
+        wit_feedback::FeedbackKind::Complained => FeedbackKind::Complained,
+        wit_feedback::FeedbackKind::Replied(text) => FeedbackKind::Replied { text },
+        wit_feedback::FeedbackKind::Unsubscribed => FeedbackKind::Unsubscribed,
+    };
+    let event = feedback::FeedbackEvent {
+        kind,
+        message_id: e.message_id,
+        provider_id: e.provider_id,
+        address: e.address,
+        event_id: e.event_id,
+    };
+    event.check().map_err(feedback::ReceiveFailure::Guest)?;
+    Ok(event)
 }
 
 /// A poisoned pool of idle instances is still a pool: recover it.
@@ -612,5 +756,96 @@ mod tests {
             (2, 0)
         );
         assert_eq!(webhook.idle_instances(), 0);
+    }
+
+    // Provider feedback (issue 11)
+    mod feedback {
+        use crate::feedback::{FeedbackKind, ReceiveFailure, WebhookRequest};
+        use crate::sandbox::tests::built_guest;
+        use crate::sandbox::{Sandbox, SandboxConfig, DEFAULT_LIMITS};
+        use hmac::{Hmac, Mac};
+        use serde_json::json;
+        use sha2::Sha256;
+
+        const SECRET: &str = "slack-signing-secret";
+
+        /// A Slack Events API request with `body`, signed at `ts` as Slack signs.
+        fn slack_request(body: &str, ts: i64, secret: &str) -> WebhookRequest {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("v0:{ts}:{body}").as_bytes());
+            let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+            WebhookRequest {
+                method: "POST".into(),
+                path: "/v1/hooks/acme/slack".into(),
+                query: String::new(),
+                headers: vec![
+                    ("x-slack-request-timestamp".into(), ts.to_string()),
+                    ("x-slack-signature".into(), signature),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: body.as_bytes().to_vec(),
+                url: "https://waymark.example/v1/hooks/acme/slack".into(),
+                config: json!({"mode": "bot", "signing_secret": SECRET})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                now: (ts + 10) * 1000,
+            }
+        }
+
+        #[tokio::test]
+        async fn receive_hands_the_request_to_the_adapter_and_maps_its_answer() {
+            let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+            let slack = sandbox
+                .compile_channel(&built_guest("waymark_slack.wasm"))
+                .expect("a channel component");
+            assert!(slack.receives(), "built with the 0.1.2 SDK");
+            let body = json!({
+                "type": "event_callback", "event_id": "Ev1",
+                "event": {"type": "message", "text": "On it", "ts": "2.0", "thread_ts": "1.0"}
+            })
+            .to_string();
+            let events = slack
+                .receive(
+                    &slack_request(&body, 1_700_000_000, SECRET),
+                    &DEFAULT_LIMITS,
+                )
+                .await
+                .expect("received");
+            assert_eq!(events.len(), 1);
+            assert_eq!(
+                events[0].kind,
+                FeedbackKind::Replied {
+                    text: "On it".into()
+                }
+            );
+            assert_eq!(events[0].provider_id.as_deref(), Some("1.0"));
+            assert_eq!(events[0].event_id.as_deref(), Some("Ev1"));
+
+            let forged = slack
+                .receive(
+                    &slack_request(&body, 1_700_000_000, "guess"),
+                    &DEFAULT_LIMITS,
+                )
+                .await;
+            assert!(
+                matches!(forged, Err(ReceiveFailure::Unauthorized(_))),
+                "{forged:?}"
+            );
+
+            let webhook = sandbox
+                .compile_channel(&built_guest("waymark_webhook.wasm"))
+                .expect("a channel component");
+            let refused = webhook
+                .receive(
+                    &slack_request(&body, 1_700_000_000, SECRET),
+                    &DEFAULT_LIMITS,
+                )
+                .await;
+            assert!(
+                matches!(&refused, Err(ReceiveFailure::Unsupported(m)) if m.contains("receives no webhooks")),
+                "{refused:?}"
+            );
+        }
     }
 }

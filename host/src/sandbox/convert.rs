@@ -550,7 +550,10 @@ pub(super) fn receipt_from_wit(
             "the adapter's receipt is too large: a provider id of {} bytes (at most {MAX_PROVIDER_ID_BYTES})",
             id.len()
         ))),
-        provider_id => Ok(model::Receipt { provider_id }),
+        provider_id => Ok(model::Receipt {
+            provider_id,
+            detail: None,
+        }),
     }
 }
 

@@ -133,6 +133,7 @@ pub fn message(id: &str, channel: &str, status: MessageStatus, next_attempt_at: 
         delivered_at: None,
         release_at: None,
         template_version: None,
+        receipt: None,
     }
 }
 

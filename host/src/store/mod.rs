@@ -29,6 +29,7 @@
 //! | [`identity`] | merged ids (`alias`, `identify`) and the merge's one write (issue 12) |
 //! | [`inbox`] | the in-app inbox: customers' delivered `inapp` messages and their marks (issue 11) |
 //! | [`signing_secrets`] | tenants' secrets for inbox tokens and unsubscribe links (issue 11) |
+//! | [`feedback`] | provider feedback: the message index webhooks look up, suppressed addresses (issue 11) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -58,6 +59,7 @@ pub mod customer_events; // Dashboard (issue 14)
 pub mod customers;
 pub mod enrollments;
 pub mod events;
+pub mod feedback; // Provider feedback (issue 11)
 pub mod format;
 pub mod identity; // Identity merge (issue 12)
 pub mod inbox; // In-app inbox (issue 11)
@@ -224,6 +226,9 @@ pub struct Store {
     inapp_inbox: sled::Tree,
     inapp_inbox_ids: sled::Tree,
     signing_secrets: sled::Tree,
+    // Provider feedback (issue 11): see [`feedback`].
+    message_refs: sled::Tree,
+    suppressions: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -350,6 +355,8 @@ impl Store {
             inapp_inbox: t("inapp_inbox")?, // In-app inbox (issue 11)
             inapp_inbox_ids: t("inapp_inbox_ids")?,
             signing_secrets: t("signing_secrets")?,
+            message_refs: t("message_refs")?, // Provider feedback (issue 11)
+            suppressions: t("suppressions")?,
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

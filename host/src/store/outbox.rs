@@ -73,6 +73,10 @@ pub struct Message {
     /// `None` when the send named no stored template (its payload goes to the adapter as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_version: Option<u32>,
+    /// Provider feedback (issue 11): what the adapter reported about the delivery
+    /// (`delivery-hints.receipt-detail`, contract 0.1.2), e.g. an SMS's segment count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
 }
 
 /// A message's key in `outbox`.

@@ -27,11 +27,16 @@
 //! provider's custom-id field (`Metadata` / `custom_args` / `v:`, key [`MESSAGE_ID_FIELD`]),
 //! and a send retried after a lost answer may arrive twice (at-least-once).
 //!
+//! Provider feedback (contract 0.1.2): [`feedback`] receives Postmark's webhooks (HTTP Basic
+//! credentials) and SendGrid's Event Webhook (ECDSA signature) and maps them to delivered,
+//! opened, clicked, bounced, complained and unsubscribed.
+//!
 //! The adapter is a request builder: [`build_request`] is pure and unit-tested natively, and
 //! `deliver` only sends what it built.
 
 pub mod address;
 pub mod email;
+pub mod feedback;
 pub mod mailgun;
 pub mod postmark;
 pub mod sendgrid;
@@ -39,6 +44,7 @@ pub mod sendgrid;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{ProviderId, Request, Response, Url, ERROR_SNIPPET_CHARS};
 use waymark_channel::serde_json::Value;
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
@@ -53,6 +59,10 @@ impl Channel for EmailChannel {
     fn deliver(message: Message) -> Result<Receipt, DeliveryError> {
         let (provider, request) = build_request(&message)?;
         outcome(provider, &request.send()?)
+    }
+
+    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+        feedback::receive(&request)
     }
 }
 
@@ -153,6 +163,15 @@ pub struct Config {
     /// Postmark's server token (secret).
     #[serde(default)]
     pub server_token: Option<String>,
+    /// Postmark webhooks' Basic auth user name (secret; read by [`feedback`]).
+    #[serde(default)]
+    pub webhook_username: Option<String>,
+    /// Postmark webhooks' Basic auth password (secret; read by [`feedback`]).
+    #[serde(default)]
+    pub webhook_password: Option<String>,
+    /// SendGrid's Event Webhook verification key (secret; read by [`feedback`]).
+    #[serde(default)]
+    pub webhook_public_key: Option<String>,
 }
 
 impl Config {

@@ -252,6 +252,7 @@ fn the_manifest_declares_the_keys_the_adapter_reads_and_which_it_requires() {
         "provider": "postmark", "from": "a@acme.example", "reply_to": "b@acme.example",
         "message_stream": "outbound", "track_opens": false, "base_url": "https://h.example",
         "headers": {"X-A": "1"}, "server_token": "t", "api_key": "k", "domain": "mg.acme.example",
+        "webhook_username": "u", "webhook_password": "p", "webhook_public_key": "k",
     });
     let mut declared: Vec<String> = declared_keys().into_iter().map(|(k, _)| k).collect();
     declared.sort();

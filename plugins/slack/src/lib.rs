@@ -10,15 +10,20 @@
 //! shown. A message with neither is a permanent failure, as is a configuration the mode needs
 //! but lacks, before any request.
 //!
+//! Thread replies to the bot's posts come back through the Events API as `replied` feedback
+//! ([`feedback`], contract 0.1.2), checked with the app's signing secret.
+//!
 //! [`build_request`] is pure and unit-tested natively; each mode's module classifies Slack's
 //! answers as Slack documents them.
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::{Map, Value};
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
 
 pub mod bot;
+pub mod feedback;
 pub mod webhook;
 
 /// The Slack adapter.
@@ -29,6 +34,10 @@ impl Channel for Slack {
         let config: Config = message.config_as()?;
         let response = build_request(&message)?.send()?;
         classify(config.mode, &response)
+    }
+
+    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+        feedback::receive(&request)
     }
 }
 
@@ -72,6 +81,10 @@ pub struct Config {
     /// Bot mode: the bot token (a secret).
     #[serde(default)]
     pub bot_token: Option<String>,
+    /// The Slack app's signing secret, for its Events API requests (a secret; read by
+    /// [`feedback`]).
+    #[serde(default)]
+    pub signing_secret: Option<String>,
 }
 
 impl Config {

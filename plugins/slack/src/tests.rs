@@ -261,7 +261,14 @@ fn the_manifest_declares_exactly_the_keys_the_adapter_reads() {
     declared.sort();
     assert_eq!(
         declared,
-        ["base_url", "bot_token", "channel", "mode", "webhook_url"]
+        [
+            "base_url",
+            "bot_token",
+            "channel",
+            "mode",
+            "signing_secret",
+            "webhook_url"
+        ]
     );
     assert_eq!(required, ["mode"]);
 }

@@ -9,19 +9,25 @@
 //! template: docs/API.md § Templates), else the payload's `text`. A bad number, a missing text
 //! or a configuration the provider needs but lacks is a permanent failure, before any request.
 //!
-//! Each delivery logs its segment count ([`segments`]: GSM-7 or UCS-2, parts of 160/153 or
-//! 70/67). The WIT receipt has only the provider's id, so the count is not in the receipt yet.
+//! Each delivery reports its segment count in the receipt ([`segments`]: GSM-7 or UCS-2, parts
+//! of 160/153 or 70/67), as `delivery-hints.receipt-detail` (contract 0.1.2): the host keeps
+//! `{"segments", "encoding", "units"}` on the message.
+//!
+//! Twilio's webhooks (status callbacks, inbound messages and `STOP`) are received by
+//! [`feedback`] (contract 0.1.2, `receive`).
 //!
 //! The adapter is a request builder: [`build_request`] is pure and unit-tested natively, each
 //! provider's module classifies its answers as the provider documents them, and `deliver` only
 //! sends what it built.
 
 use serde::Deserialize;
+use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::Value;
 use waymark_channel::{log, Channel, DeliveryError, Message, Receipt};
 
 pub mod e164;
+pub mod feedback;
 pub mod segments;
 pub mod twilio;
 pub mod vonage;
@@ -43,7 +49,17 @@ impl Channel for Sms {
             cost.count
         ));
         let response = request.send()?;
-        classify(config.provider, &response)
+        let receipt = classify(config.provider, &response)?;
+        waymark_channel::hints::receipt_detail(&waymark_channel::json!({
+            "segments": cost.count,
+            "encoding": cost.encoding.as_str(),
+            "units": cost.units,
+        }));
+        Ok(receipt)
+    }
+
+    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+        feedback::receive(&request)
     }
 }
 

@@ -8,8 +8,8 @@
 //! limit?" glossary page, 160/153 and 70/67; Vonage's "Concatenation and
 //! encoding" guide, <https://developer.vonage.com/en/messaging/sms/guides/concatenation-and-encoding>).
 //!
-//! The WIT receipt carries only the provider's id, so the count is logged with each delivery;
-//! it belongs in the receipt once the WIT grows a field for it (see the README).
+//! The count is logged with each delivery and reported in its receipt (`receipt-detail`,
+//! contract 0.1.2).
 
 /// The text's encoding on the air.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ impl From<Message> for api::Message {
             delivered_at,
             release_at,
             template_version,
+            receipt,
         } = message;
         api::Message {
             id,
@@ -42,6 +43,7 @@ impl From<Message> for api::Message {
             delivered_at,
             release_at,
             template_version,
+            receipt,
         }
     }
 }

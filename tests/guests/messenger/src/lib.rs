@@ -2,8 +2,8 @@
 //! (issue 11).
 //!
 //! - Entry: `notify`, once per customer; every later event reaches the same enrollment.
-//! - Each `notify` sends through the channel named by its property `channel` (`inapp` or
-//!   `webhook`, the two it declares) with template `template` (default `note`) and, as the
+//! - Each `notify` sends through the channel named by its property `channel` (`inapp`,
+//!   `webhook`, `email` or `sms`, the ones it declares) with template `template` (default `note`) and, as the
 //!   payload, its property `payload` (default `{}`).
 //! - Every other event that names a message (`clicked`, `opened`, `unsubscribed`, ...) is
 //!   written down in the state as `<event name>:<message id>`, one per line: what the journey
@@ -31,6 +31,9 @@ impl Journey for Messenger {
             .reentry(Reentry::Never)
             .channel("inapp")
             .channel("webhook")
+            // Provider feedback (issue 11): the email and SMS plugins' webhooks.
+            .channel("email")
+            .channel("sms")
     }
 
     fn decide(ctx: &Context) -> Result<Decision, String> {
