@@ -364,6 +364,13 @@ impl wit::exports::waymark::journey::audience::Guest for Export {
     }
 }
 
+impl wit::exports::waymark::journey::allocation::Guest for Export {
+    fn describe_allocation() -> Vec<wit::exports::waymark::journey::allocation::ExperimentAllocation>
+    {
+        waymark_guest::__export::describe_allocation::<Hostile>()
+    }
+}
+
 // A component only (see `waymark_guest::export_journey!`).
 #[cfg(target_arch = "wasm32")]
 wit::export!(Export with_types_in waymark_guest::__export::journey);
