@@ -424,7 +424,6 @@ impl<'h> Shell<'h> {
             Some(Addressee::Sender { .. }) => Vec::new(),
             _ => store.enrollments(&self.tenant, &customer.id)?,
         };
-        let addressee_none = addressee.is_none(); // Audience triggers (issue 12)
         let live = match &addressee {
             None => self.host.catalog.live(store, &self.tenant)?,
             Some(_) => Arc::from([]),
@@ -439,6 +438,8 @@ impl<'h> Shell<'h> {
                 enrollments,
                 &live,
                 Subject::Customer,
+                // Audience triggers (issue 12): a plain event is the customer's activity.
+                plain.then_some(profile_changed),
                 now,
             )
             .await?;
@@ -453,7 +454,8 @@ impl<'h> Shell<'h> {
     /// Routes `event` of `customer` (a customer, or an account as `engine::accounts` makes
     /// it) through `enrollments` and the live journeys that enroll `subject`, and runs every
     /// step — unless a journey version it goes to has its breaker open: then nothing runs,
-    /// and it returns when to try again.
+    /// and it returns when to try again. `audience` is `Some(whether the profile changed)`
+    /// when the event is the customer's own activity, which their audience watches see.
     #[allow(clippy::too_many_arguments)]
     async fn route(
         &mut self,
@@ -464,6 +466,7 @@ impl<'h> Shell<'h> {
         enrollments: Vec<crate::model::Enrollment>,
         live: &[crate::store::LiveJourney],
         subject: Subject,
+        audience: Option<bool>,
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         // The version of each journey a new run of this customer would enter (account
@@ -512,11 +515,11 @@ impl<'h> Shell<'h> {
         // Audience triggers (issue 12): the live journeys' audience triggers see the event (not
         // engagement or a task resolution, which are about a record, not the customer's
         // activity in the product).
-        if addressee_none {
+        if let Some(profile_changed) = audience {
             self.audience_event(
                 commit,
-                &customer,
-                &event,
+                customer,
+                event,
                 profile_changed,
                 &entering,
                 &enrollments,

@@ -93,6 +93,7 @@ impl Shell<'_> {
             enrollments,
             &live,
             Subject::Account,
+            None,
             now,
         )
         .await
@@ -134,6 +135,7 @@ impl Shell<'_> {
             enrollments,
             &live,
             Subject::Account,
+            None,
             now,
         )
         .await
