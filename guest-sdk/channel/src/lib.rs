@@ -96,6 +96,7 @@ pub mod prelude {
 macro_rules! export_channel {
     ($channel:ty) => {
         const _: () = {
+            #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
             struct __WaymarkChannelExport;
 
             impl $crate::__export::channel::Guest for __WaymarkChannelExport {
@@ -122,6 +123,10 @@ macro_rules! export_channel {
                 }
             }
 
+            // Only a component exports anything: a native build (a plugin's own tests and doc
+            // tests, as an rlib or cdylib) would hand the linker the interface export's symbol
+            // names (`cabi_post_waymark:journey/feedback@…`), which native linkers refuse.
+            #[cfg(target_arch = "wasm32")]
             $crate::__export::channel::export!(
                 __WaymarkChannelExport with_types_in $crate::__export::channel
             );
