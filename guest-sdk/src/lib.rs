@@ -122,6 +122,7 @@ pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
     Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
+pub use context::SUPPRESSED_PREFIX; // Provider feedback (issue 11)
 pub use decision::{Command, Decision};
 pub use experiment::{assign_arm, bucket, thompson_arm, thompson_pick};
 pub use spec::{

@@ -228,6 +228,10 @@ async fn an_email_hard_bounce_suppresses_the_address_and_the_next_email_is_suppr
         "{second:?}"
     );
     assert_eq!(second.attempts, 1);
+    // The journey hears a failed delivery whose reason says it was suppressed.
+    world
+        .heard("ana", &format!("delivery_suppressed:{}", second.id))
+        .await;
 
     // Lifted, the address receives email again.
     let client = world.api().tenant_client().clone();
@@ -238,6 +242,19 @@ async fn an_email_hard_bounce_suppresses_the_address_and_the_next_email_is_suppr
     assert_eq!(world.suppressions().await["suppressions"], json!([]));
     let third = world.send("ana", "third", "email").await;
     assert_eq!(third.status, MessageStatus::Delivered, "{third:?}");
+    // The report counts the suppressed email once, as suppressed: not as sent, not as failed.
+    let api = world.api();
+    let email = wait_for_some("the report to count both deliveries", || async {
+        let report = api.report(JOURNEY).await;
+        let email = report["report"]["overall"]["channels"]["email"].clone();
+        (email["delivered"] == 2).then_some(email)
+    })
+    .await;
+    assert_eq!(
+        (&email["sent"], &email["suppressed"], &email["failed"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{email}"
+    );
     assert_error(
         &world
             .api()
