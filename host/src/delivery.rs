@@ -681,7 +681,7 @@ async fn call_adapter_with(
                         "suppressed: {address} is suppressed on channel {:?} ({})",
                         message.channel, s.reason
                     ),
-                }
+                };
             }
             Ok(None) => {}
             Err(e) => return retryable(e.to_string()),

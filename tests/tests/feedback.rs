@@ -570,10 +570,12 @@ async fn slacks_signed_url_verification_is_answered_with_its_challenge_and_a_for
     assert_eq!(answer["error"]["code"], "unauthorized", "{answer}");
 
     // A signed event callback that reports nothing still takes the host's JSON summary.
-    let ping = json!({"type": "event_callback", "event_id": "Ev0", "event": {"type": "app_mention"}});
-    let (status, answer) = webhooks::slack_event(&world.hook("slack"), SLACK_SIGNING_SECRET, now, &ping)
-        .post()
-        .await;
+    let ping =
+        json!({"type": "event_callback", "event_id": "Ev0", "event": {"type": "app_mention"}});
+    let (status, answer) =
+        webhooks::slack_event(&world.hook("slack"), SLACK_SIGNING_SECRET, now, &ping)
+            .post()
+            .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["accepted"], 0, "{answer}");
     assert_eq!(answer["events"], json!([]), "{answer}");

@@ -19,8 +19,7 @@
 pub mod types;
 
 pub use types::{
-    BounceKind, FeedbackEvent, FeedbackKind, ReceiveFailure, Received, WebhookReply,
-    WebhookRequest,
+    BounceKind, FeedbackEvent, FeedbackKind, ReceiveFailure, Received, WebhookReply, WebhookRequest,
 };
 
 use crate::model::{Customer, Event, Millis, Object};

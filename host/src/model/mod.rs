@@ -252,12 +252,18 @@ impl Enrollment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeliveryOutcome {
-    Delivered { provider_id: Option<String> },
-    Failed { reason: String },
+    Delivered {
+        provider_id: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
     /// Not attempted: the address was suppressed after the send was decided (issue 11). The
     /// journey hears it as `failed` with this reason (the contract's `delivery-report` has no
     /// other outcome); the enrollment counts the message suppressed instead of sent.
-    Suppressed { reason: String },
+    Suppressed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -805,7 +811,13 @@ mod tests {
     #[test]
     fn counters_keep_their_stored_names() {
         assert_eq!(
-            ["sent", "delivered", "failed", "suppressed", "suppressed_late"],
+            [
+                "sent",
+                "delivered",
+                "failed",
+                "suppressed",
+                "suppressed_late"
+            ],
             Counter::ALL.map(Counter::as_str)
         );
         for counter in Counter::ALL {

@@ -836,7 +836,10 @@ mod tests {
                 )
                 .await
                 .expect("received");
-            assert_eq!(received.reply, None, "an event callback takes the host's answer");
+            assert_eq!(
+                received.reply, None,
+                "an event callback takes the host's answer"
+            );
             let events = received.events;
             assert_eq!(events.len(), 1);
             assert_eq!(

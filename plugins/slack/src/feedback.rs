@@ -105,9 +105,12 @@ pub fn receive(request: &WebhookRequest) -> Result<Received, FeedbackError> {
     }
     let envelope: Envelope = request.json()?;
     if envelope.kind == "url_verification" {
-        let challenge = envelope.challenge.filter(|c| !c.is_empty()).ok_or_else(|| {
-            FeedbackError::Invalid("a url_verification request without its challenge".into())
-        })?;
+        let challenge = envelope
+            .challenge
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                FeedbackError::Invalid("a url_verification request without its challenge".into())
+            })?;
         return Ok(Received::reply(WebhookReply::text(challenge)));
     }
     Ok(feedback_of(envelope).into_iter().collect::<Vec<_>>().into())

@@ -213,7 +213,10 @@ mod tests {
         let url = "https://w.example/v1/hooks/acme/sms";
         let body = "MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30005&To=%2B15005550006";
         let received = receive(&signed(url, body, "tok")).unwrap();
-        assert_eq!(received.reply, None, "a status callback's answer is not read");
+        assert_eq!(
+            received.reply, None,
+            "a status callback's answer is not read"
+        );
         let events = received.events;
         assert_eq!(events.len(), 1);
         assert_eq!(
