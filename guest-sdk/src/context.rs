@@ -337,8 +337,24 @@ impl Enrollment {
 pub enum DeliveryOutcome {
     /// The adapter accepted it; the receipt's provider id, if any.
     Delivered(Option<String>),
-    /// It could not be delivered after every retry, or the failure was permanent; why.
+    /// It could not be delivered after every retry, or the failure was permanent; why. A
+    /// message whose address was suppressed (a hard bounce or a complaint) after the send was
+    /// decided is `Failed` with a reason starting [`SUPPRESSED_PREFIX`]: see
+    /// [`is_suppressed`](Self::is_suppressed).
     Failed(String),
+}
+
+/// How the host's reason starts for a message it did not attempt because its address was
+/// suppressed after the send was decided (contract 0.1.2 hosts; the contract's
+/// `delivery-report` has no outcome of its own for it).
+pub const SUPPRESSED_PREFIX: &str = "suppressed: ";
+
+impl DeliveryOutcome {
+    /// Whether the host did not attempt the message because its address was suppressed: such a
+    /// message counts as suppressed in reports, not as sent or failed.
+    pub fn is_suppressed(&self) -> bool {
+        matches!(self, DeliveryOutcome::Failed(reason) if reason.starts_with(SUPPRESSED_PREFIX))
+    }
 }
 
 /// A message's fate, reported back to the journey that sent it.
@@ -619,6 +635,16 @@ impl Context {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_failure_naming_a_suppressed_address_is_suppressed() {
+        let late = DeliveryOutcome::Failed(
+            "suppressed: ada@example.com is suppressed on channel \"email\" (hard_bounce)".into(),
+        );
+        assert!(late.is_suppressed());
+        assert!(!DeliveryOutcome::Failed("HTTP 400: invalid address".into()).is_suppressed());
+        assert!(!DeliveryOutcome::Delivered(None).is_suppressed());
+    }
 
     #[test]
     fn event_properties_default_to_an_empty_object() {

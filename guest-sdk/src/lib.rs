@@ -118,6 +118,7 @@ pub mod stats;
 pub mod time;
 
 pub use calendar::{Date, Moment, MonthDay, TimeOfDay, TimeZone};
+pub use context::SUPPRESSED_PREFIX; // Provider feedback (issue 11)
 pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
     Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,

@@ -675,12 +675,13 @@ async fn call_adapter_with(
             .suppression(&message.tenant, &message.channel, address)
         {
             Ok(Some(s)) => {
+                // The SDK's `DeliveryOutcome::is_suppressed` reads this prefix.
                 return AttemptResult::Suppressed {
                     reason: format!(
                         "suppressed: {address} is suppressed on channel {:?} ({})",
                         message.channel, s.reason
                     ),
-                }
+                };
             }
             Ok(None) => {}
             Err(e) => return retryable(e.to_string()),

@@ -82,6 +82,11 @@ pub const GUESTS: &[(&str, &str)] = &[
     ),
     // Issue 13, experiments: an adaptive experiment, Thompson sampling on a milestone.
     ("waymark-test-adaptive", "waymark_test_adaptive.wasm"),
+    // Issue 11, provider feedback: a channel built for contract 0.1.1 (no `feedback` export).
+    (
+        "waymark-test-channel-0-1-1",
+        "waymark_test_channel_0_1_1.wasm",
+    ),
 ];
 
 /// `tests/guests/adaptive` (issue 13): an adaptive experiment.
@@ -100,6 +105,8 @@ pub const FILES_CRATE: &str = "waymark-test-files";
 pub const LEDGER_CRATE: &str = "waymark-test-ledger";
 /// `tests/guests/contract-0-1-0`.
 pub const CONTRACT_0_1_0_CRATE: &str = "waymark-test-contract-0-1-0";
+/// `tests/guests/channel-0-1-1` (provider feedback, issue 11).
+pub const CHANNEL_0_1_1_CRATE: &str = "waymark-test-channel-0-1-1";
 /// `tests/guests/migrating`.
 pub const MIGRATING_CRATE: &str = "waymark-test-migrating";
 /// `tests/guests/renewal-early` (issue 13): the backtest test's candidate.

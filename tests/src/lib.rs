@@ -50,6 +50,7 @@ pub mod webhooks;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)
+pub use artifacts::CHANNEL_0_1_1_CRATE; // Provider feedback (issue 11)
 pub use artifacts::CRM_CRATE;
 pub use artifacts::EMAIL_CRATE;
 pub use artifacts::RENEWAL_EARLY_CRATE; // Backtests (issue 13)

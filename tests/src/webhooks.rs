@@ -49,6 +49,28 @@ impl Hook {
         (status, body)
     }
 
+    /// Posts it; the answer's status, `Content-Type` and raw body (for the answers a provider
+    /// reads: Slack's challenge, Twilio's TwiML).
+    pub async fn post_raw(&self) -> (reqwest::StatusCode, String, Vec<u8>) {
+        let mut request = reqwest::Client::new()
+            .post(&self.url)
+            .header("content-type", self.content_type)
+            .body(self.body.clone());
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = response.bytes().await.expect("a body").to_vec();
+        (status, content_type, body)
+    }
+
     /// The same request with header `name` set to `value` (replacing it).
     pub fn with_header(mut self, name: &str, value: &str) -> Hook {
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));

@@ -46,3 +46,60 @@ async fn a_journey_built_for_contract_0_1_0_runs_unchanged() {
     assert_eq!(enrollment.milestones.len(), 1);
     assert_eq!(enrollment.milestones[0].name, "activated");
 }
+
+// Provider feedback (issue 11): channels built before contract 0.1.2 have no `feedback` export.
+
+/// A channel adapter built from contract 0.1.1's frozen WIT (`tests/guests/channel-0-1-1`: only
+/// `deliver`) registers and delivers on this host, and its webhook route answers 422 with a
+/// clear error instead of failing: it has no `receive` to hand the request to.
+#[tokio::test]
+async fn a_channel_built_for_contract_0_1_1_delivers_and_its_hook_answers_422() {
+    let server = Server::start(ServerOptions::default()).await;
+    let tenant = server.api().create_tenant("acme").await;
+    let api = server.as_tenant(&tenant);
+    // The 0.1.0 journey sends its welcome through `webhook`: here, the 0.1.1 channel.
+    api.register_channel(
+        "webhook",
+        &artifacts().component(CHANNEL_0_1_1_CRATE),
+        json!({}),
+        json!({}),
+        &[],
+    )
+    .await;
+    api.upload_journey("legacy", artifacts().component(CONTRACT_0_1_0_CRATE))
+        .await;
+
+    let answer = api
+        .post_events(&[event("ada-signed-up", "ada", "signed_up")])
+        .await;
+    assert_eq!(answer.accepted, 1);
+    let welcome = wait_for_some("ada's welcome to be delivered", || {
+        let api = api.clone();
+        async move {
+            let customer = api.customer("ada").await?;
+            customer
+                .messages
+                .into_iter()
+                .find(|m| m.template == "welcome" && m.status == MessageStatus::Delivered)
+        }
+    })
+    .await;
+    assert_eq!(welcome.provider_id.as_deref(), Some("legacy-welcome"));
+
+    let (status, body) = api
+        .request(
+            Method::POST,
+            &format!("/v1/hooks/{}/webhook", tenant.id),
+            None,
+            Body::Json(json!({"type": "delivered"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "feedback_unsupported", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not export `feedback`")),
+        "{body}"
+    );
+}

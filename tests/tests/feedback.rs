@@ -13,6 +13,8 @@
 //!   provider posts the same webhook twice.
 //! - A channel whose adapter receives no webhooks, an unknown channel or tenant, answer clear
 //!   errors.
+//! - Slack's `url_verification` handshake, signed, is answered with its challenge as plain
+//!   text; a forged one is refused (401). An inbound SMS is answered with empty TwiML.
 
 use waymark_api::tenants::CreatedTenant;
 use waymark_tests::artifacts::MESSENGER_CRATE;
@@ -226,6 +228,10 @@ async fn an_email_hard_bounce_suppresses_the_address_and_the_next_email_is_suppr
         "{second:?}"
     );
     assert_eq!(second.attempts, 1);
+    // The journey hears a failed delivery whose reason says it was suppressed.
+    world
+        .heard("ana", &format!("delivery_suppressed:{}", second.id))
+        .await;
 
     // Lifted, the address receives email again.
     let client = world.api().tenant_client().clone();
@@ -236,6 +242,19 @@ async fn an_email_hard_bounce_suppresses_the_address_and_the_next_email_is_suppr
     assert_eq!(world.suppressions().await["suppressions"], json!([]));
     let third = world.send("ana", "third", "email").await;
     assert_eq!(third.status, MessageStatus::Delivered, "{third:?}");
+    // The report counts the suppressed email once, as suppressed: not as sent, not as failed.
+    let api = world.api();
+    let email = wait_for_some("the report to count both deliveries", || async {
+        let report = api.report(JOURNEY).await;
+        let email = report["report"]["overall"]["channels"]["email"].clone();
+        (email["delivered"] == 2).then_some(email)
+    })
+    .await;
+    assert_eq!(
+        (&email["sent"], &email["suppressed"], &email["failed"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{email}"
+    );
     assert_error(
         &world
             .api()
@@ -271,10 +290,14 @@ async fn an_sms_stop_unsubscribes_from_sms_while_email_still_goes_out() {
         "+447700900123",
         "STOP",
     );
-    let (status, answer) = stop.post().await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["events"][0]["name"], "unsubscribed", "{answer}");
-    assert_eq!(answer["events"][0]["customer"], "bo", "{answer}");
+    // Twilio reads an inbound message's answer as TwiML: an empty document texts nothing back.
+    let (status, content_type, answer) = stop.post_raw().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "text/xml");
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response></Response>"#
+    );
     world.heard("bo", &format!("unsubscribed:{}", sms.id)).await;
     let subscriptions = world
         .api()
@@ -503,4 +526,57 @@ async fn a_channel_that_receives_no_webhooks_and_unknown_hooks_answer_clear_erro
             .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "invalid_webhook");
+}
+
+const SLACK_SIGNING_SECRET: &str = "slack-signing-secret";
+
+#[tokio::test]
+async fn slacks_signed_url_verification_is_answered_with_its_challenge_and_a_forged_one_refused() {
+    let world = World::start().await;
+    // Bot mode; `receive` needs only the signing secret, so the Web API is never called.
+    world
+        .api()
+        .register_channel(
+            "slack",
+            &artifacts().component(SLACK_CRATE),
+            json!({"mode": "bot", "channel": "C0123ABCD", "base_url": "http://127.0.0.1:9/api"}),
+            json!({"bot_token": "xoxb-test", "signing_secret": SLACK_SIGNING_SECRET}),
+            &["127.0.0.1:9".to_string()],
+        )
+        .await;
+    // The payload of Slack's `url_verification` reference page, signed as Slack signs it at
+    // the host's now (the adapter refuses five minutes' skew).
+    let handshake = json!({
+        "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        "type": "url_verification"
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs() as i64;
+    let signed = webhooks::slack_event(&world.hook("slack"), SLACK_SIGNING_SECRET, now, &handshake);
+    let (status, content_type, body) = signed.post_raw().await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(content_type, "text/plain");
+    assert_eq!(
+        body,
+        b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".to_vec()
+    );
+
+    let forged = webhooks::slack_event(&world.hook("slack"), "guessed", now, &handshake);
+    let (status, answer) = forged.post().await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["error"]["code"], "unauthorized", "{answer}");
+
+    // A signed event callback that reports nothing still takes the host's JSON summary.
+    let ping =
+        json!({"type": "event_callback", "event_id": "Ev0", "event": {"type": "app_mention"}});
+    let (status, answer) =
+        webhooks::slack_event(&world.hook("slack"), SLACK_SIGNING_SECRET, now, &ping)
+            .post()
+            .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["events"], json!([]), "{answer}");
 }

@@ -47,7 +47,7 @@ use serde_json::Value;
 
 use waymark_guest::{Customer, Object};
 
-use crate::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+use crate::feedback::{FeedbackError, Received, WebhookRequest};
 
 /// A message to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,8 +223,9 @@ pub trait Channel {
 
     /// Receives the provider's webhook request (contract 0.1.2, `feedback`): checks its
     /// signature with the registration's secrets ([`WebhookRequest::config_as`]) and says what
-    /// it reports. The default receives nothing: the host answers the provider 422.
-    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+    /// it reports, and how to answer it when the provider reads the answer
+    /// ([`Received::reply`]). The default receives nothing: the host answers the provider 422.
+    fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
         let _ = request;
         Err(FeedbackError::Unsupported(
             "this channel adapter receives no webhooks".into(),

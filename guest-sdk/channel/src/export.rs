@@ -15,7 +15,7 @@ use crate::bindings::exports::waymark::journey::feedback as wf;
 use crate::bindings::waymark::journey::channel_types as wc;
 use crate::bindings::waymark::journey::types as wct;
 use crate::channel::{Channel, DeliveryError, Message};
-use crate::feedback::{BounceKind, FeedbackError, FeedbackKind, WebhookRequest};
+use crate::feedback::{BounceKind, FeedbackError, FeedbackEvent, FeedbackKind, WebhookRequest};
 
 pub use crate::bindings as channel;
 
@@ -32,9 +32,7 @@ pub fn deliver<C: Channel>(message: wc::Message) -> Result<wc::Receipt, wc::Deli
 }
 
 /// `receive` (contract 0.1.2), for channel `C`.
-pub fn receive<C: Channel>(
-    request: wf::WebhookRequest,
-) -> Result<Vec<wf::FeedbackEvent>, wf::FeedbackError> {
+pub fn receive<C: Channel>(request: wf::WebhookRequest) -> Result<wf::Received, wf::FeedbackError> {
     let config =
         parse_object("channel config", &request.config).map_err(wf::FeedbackError::Invalid)?;
     let request = WebhookRequest {
@@ -48,33 +46,40 @@ pub fn receive<C: Channel>(
         now: request.now,
     };
     match C::receive(request) {
-        Ok(events) => Ok(events
-            .into_iter()
-            .map(|e| wf::FeedbackEvent {
-                kind: match e.kind {
-                    FeedbackKind::Delivered => wf::FeedbackKind::Delivered,
-                    FeedbackKind::Opened => wf::FeedbackKind::Opened,
-                    FeedbackKind::Clicked(url) => wf::FeedbackKind::Clicked(url),
-                    FeedbackKind::Bounced(kind, reason) => wf::FeedbackKind::Bounced((
-                        match kind {
-                            BounceKind::Hard => wf::BounceKind::Hard,
-                            BounceKind::Soft => wf::BounceKind::Soft,
-                        },
-                        reason,
-                    )),
-                    FeedbackKind::Complained => wf::FeedbackKind::Complained,
-                    FeedbackKind::Replied(text) => wf::FeedbackKind::Replied(text),
-                    FeedbackKind::Unsubscribed => wf::FeedbackKind::Unsubscribed,
-                },
-                message_id: e.message_id,
-                provider_id: e.provider_id,
-                address: e.address,
-                event_id: e.event_id,
-            })
-            .collect()),
+        Ok(received) => Ok(wf::Received {
+            events: received.events.into_iter().map(event_to_wit).collect(),
+            reply: received.reply.map(|r| wf::WebhookReply {
+                content_type: r.content_type,
+                body: r.body,
+            }),
+        }),
         Err(FeedbackError::Unauthorized(m)) => Err(wf::FeedbackError::Unauthorized(m)),
         Err(FeedbackError::Invalid(m)) => Err(wf::FeedbackError::Invalid(m)),
         Err(FeedbackError::Unsupported(m)) => Err(wf::FeedbackError::Unsupported(m)),
+    }
+}
+
+fn event_to_wit(e: FeedbackEvent) -> wf::FeedbackEvent {
+    wf::FeedbackEvent {
+        kind: match e.kind {
+            FeedbackKind::Delivered => wf::FeedbackKind::Delivered,
+            FeedbackKind::Opened => wf::FeedbackKind::Opened,
+            FeedbackKind::Clicked(url) => wf::FeedbackKind::Clicked(url),
+            FeedbackKind::Bounced(kind, reason) => wf::FeedbackKind::Bounced((
+                match kind {
+                    BounceKind::Hard => wf::BounceKind::Hard,
+                    BounceKind::Soft => wf::BounceKind::Soft,
+                },
+                reason,
+            )),
+            FeedbackKind::Complained => wf::FeedbackKind::Complained,
+            FeedbackKind::Replied(text) => wf::FeedbackKind::Replied(text),
+            FeedbackKind::Unsubscribed => wf::FeedbackKind::Unsubscribed,
+        },
+        message_id: e.message_id,
+        provider_id: e.provider_id,
+        address: e.address,
+        event_id: e.event_id,
     }
 }
 

@@ -12,25 +12,36 @@
 //! address on a hard bounce or a complaint, and unsubscribes the customer from the channel on
 //! `unsubscribed`.
 //!
+//! A provider that reads the answer (Slack's `url_verification` handshake wants its
+//! `challenge` echoed; Twilio reads an inbound message's answer as TwiML) gets a
+//! [`WebhookReply`] in [`Received::reply`]; without one the host answers its own JSON.
+//!
 //! `receive` has no network: outgoing HTTP is refused to every host.
 //!
 //! ```
-//! use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+//! use waymark_channel::feedback::{
+//!     FeedbackError, FeedbackEvent, Received, WebhookReply, WebhookRequest,
+//! };
 //!
-//! fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+//! fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
 //!     if request.header("x-token") != Some("s3cret") {
 //!         return Err(FeedbackError::Unauthorized("bad x-token".into()));
 //!     }
 //!     let form = request.form();
+//!     if let Some((_, challenge)) = form.iter().find(|(k, _)| k == "challenge") {
+//!         // A handshake: the provider wants its challenge back.
+//!         return Ok(Received::reply(WebhookReply::text(challenge.clone())));
+//!     }
 //!     let id = form.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone());
-//!     Ok(vec![FeedbackEvent::delivered().provider_id(id)])
+//!     Ok(vec![FeedbackEvent::delivered().provider_id(id)].into())
 //! }
 //!
 //! let request = WebhookRequest::new("POST", "https://h/v1/hooks/acme/sms")
 //!     .with_header("X-Token", "s3cret")
 //!     .with_body("id=SM1&status=delivered");
-//! let events = receive(request).unwrap();
-//! assert_eq!(events[0].provider_id.as_deref(), Some("SM1"));
+//! let received = receive(request).unwrap();
+//! assert_eq!(received.events[0].provider_id.as_deref(), Some("SM1"));
+//! assert_eq!(received.reply, None);
 //! ```
 
 use serde::de::DeserializeOwned;
@@ -257,6 +268,81 @@ impl FeedbackEvent {
     pub fn event_id(mut self, id: Option<impl Into<String>>) -> Self {
         self.event_id = id.map(Into::into).filter(|s: &String| !s.is_empty());
         self
+    }
+}
+
+/// The largest reply body the host writes (64 KiB); a longer one fails the request (502).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// The answer a provider expects, when it expects more than an empty `200`: the host writes
+/// this body with status 200 and this content type, after the events are durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    /// The answer's `Content-Type`.
+    pub content_type: String,
+    /// The answer's body, at most [`MAX_REPLY_BYTES`].
+    pub body: Vec<u8>,
+}
+
+impl WebhookReply {
+    /// A reply of `content_type` with `body`.
+    pub fn new(content_type: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        WebhookReply {
+            content_type: content_type.into(),
+            body: body.into(),
+        }
+    }
+
+    /// A `text/plain` reply (Slack's `url_verification` challenge).
+    pub fn text(body: impl Into<String>) -> Self {
+        Self::new("text/plain", body.into().into_bytes())
+    }
+
+    /// An `application/json` reply.
+    pub fn json(body: &Value) -> Self {
+        Self::new("application/json", body.to_string().into_bytes())
+    }
+
+    /// A `text/xml` reply (Twilio's TwiML).
+    pub fn xml(body: impl Into<String>) -> Self {
+        Self::new("text/xml", body.into().into_bytes())
+    }
+}
+
+/// What a webhook request reports, and the answer the provider expects, if any. Made from a
+/// list of events (`events.into()`) or with [`Received::reply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// What the request reports; empty for one that reports nothing (a handshake, a ping).
+    pub events: Vec<FeedbackEvent>,
+    /// The answer's body; `None` lets the host answer with its JSON summary.
+    pub reply: Option<WebhookReply>,
+}
+
+impl Received {
+    /// A request that reports nothing and takes the host's answer.
+    pub fn nothing() -> Self {
+        Received::default()
+    }
+
+    /// A request that reports nothing and is answered with `reply` (a handshake).
+    pub fn reply(reply: WebhookReply) -> Self {
+        Received::default().with_reply(reply)
+    }
+
+    /// The same, answered with `reply`.
+    pub fn with_reply(mut self, reply: WebhookReply) -> Self {
+        self.reply = Some(reply);
+        self
+    }
+}
+
+impl From<Vec<FeedbackEvent>> for Received {
+    fn from(events: Vec<FeedbackEvent>) -> Self {
+        Received {
+            events,
+            reply: None,
+        }
     }
 }
 

@@ -116,7 +116,7 @@ macro_rules! export_channel {
                 fn receive(
                     request: $crate::__export::channel::exports::waymark::journey::feedback::WebhookRequest,
                 ) -> ::core::result::Result<
-                    ::std::vec::Vec<$crate::__export::channel::exports::waymark::journey::feedback::FeedbackEvent>,
+                    $crate::__export::channel::exports::waymark::journey::feedback::Received,
                     $crate::__export::channel::exports::waymark::journey::feedback::FeedbackError,
                 > {
                     $crate::__export::receive::<$channel>(request)

@@ -247,7 +247,8 @@ pub fn to_wit(ctx: &model::DecisionContext) -> wit::Context {
                 model::DeliveryOutcome::Delivered { provider_id } => {
                     wit::DeliveryOutcome::Delivered(provider_id.clone())
                 }
-                model::DeliveryOutcome::Failed { reason } => {
+                model::DeliveryOutcome::Failed { reason }
+                | model::DeliveryOutcome::Suppressed { reason } => {
                     wit::DeliveryOutcome::Failed(reason.clone())
                 }
             },

@@ -15,7 +15,11 @@
 //! that message's customer (`feedback::event_for`), with an id derived from the feedback so a
 //! webhook the provider retries is processed once. A hard bounce or a complaint first
 //! suppresses the address on the channel. The answer is 200 once everything is durable, so a
-//! provider that gets anything else retries.
+//! provider that gets anything else retries: the host's JSON summary ([`api::HookReceived`]),
+//! or, when the adapter gives a reply (`received.reply`, contract 0.1.2), that body with its
+//! content type, since some providers read the answer: Slack's `url_verification` handshake
+//! wants its `challenge` echoed, and Twilio reads an inbound message's answer as TwiML (an
+//! empty `<Response/>` sends nothing back to the texter).
 //!
 //! The suppression list: `GET /v1/suppressions` (paged by `after=channel/address`) and
 //! `DELETE /v1/suppressions/{channel}/{address}` to lift one.
@@ -25,6 +29,7 @@ use crate::feedback::{self, FeedbackEvent, ReceiveFailure, WebhookRequest};
 use crate::store::feedback::{MessageRef, Suppression};
 use crate::store::ChannelAdapter;
 use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
 use axum::routing::delete;
 use waymark_api::events::EventStatus;
 use waymark_api::feedback as api;
@@ -53,7 +58,7 @@ async fn receive(
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<api::HookReceived>> {
+) -> ApiResult<Response> {
     let hook = Hook { tenant, channel };
     received(&state, hook, method, uri, headers, body?).await
 }
@@ -91,7 +96,7 @@ async fn received(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<api::HookReceived>> {
+) -> ApiResult<Response> {
     let host = &state.host;
     let Hook { tenant, channel } = hook;
     if host.store.tenant(&tenant)?.is_none() {
@@ -127,11 +132,26 @@ async fn received(
         config,
         now: crate::clock::system_now(),
     };
-    let reported = component
+    let received = component
         .receive(&request, &limits)
         .await
         .map_err(refused)?;
-    apply(state, &tenant, &channel, reported).await.map(Json)
+    let summary = apply(state, &tenant, &channel, received.events).await?;
+    Ok(answer(summary, received.reply))
+}
+
+/// The 200 answer, once the events are durable: the adapter's reply when it gave one (checked
+/// by the sandbox: bounded, a valid content type), else the host's JSON summary.
+fn answer(summary: api::HookReceived, reply: Option<feedback::WebhookReply>) -> Response {
+    match reply {
+        Some(reply) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, reply.content_type)],
+            reply.body,
+        )
+            .into_response(),
+        None => Json(summary).into_response(),
+    }
 }
 
 fn unsupported(message: String) -> ApiError {

@@ -58,6 +58,12 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
             match outcome {
                 DeliveryOutcome::Delivered { .. } => summary.delivered += 1,
                 DeliveryOutcome::Failed { .. } => summary.failed += 1,
+                // Suppressed at delivery time: counted as `suppress` counts a send suppressed
+                // when it was decided (moved from sent to suppressed), so it counts once.
+                DeliveryOutcome::Suppressed { .. } => {
+                    summary.sent = summary.sent.saturating_sub(1);
+                    summary.suppressed += 1;
+                }
             }
         }
         _ => {}

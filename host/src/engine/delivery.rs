@@ -54,7 +54,9 @@ impl AttemptRecords {
 
 /// Settles one attempt of `before`: a success is delivered at journey time `now`; a retryable
 /// failure with attempts left is retried at wall-clock `wall` plus [`backoff`], or plus the
-/// provider's `Retry-After` when that is longer; anything else is a dead letter. Final outcomes leave a `delivery` trigger for the sending enrollment.
+/// provider's `Retry-After` when that is longer; a suppressed address is final, `suppressed`
+/// (counted [`Counter::SuppressedLate`]: it was counted sent when decided); anything else is a
+/// dead letter. Final outcomes leave a `delivery` trigger for the sending enrollment.
 pub fn attempt(
     before: &Message,
     result: AttemptResult,
@@ -85,7 +87,7 @@ pub fn attempt(
         AttemptResult::Suppressed { reason } => {
             after.status = MessageStatus::Suppressed;
             after.last_error = Some(reason.clone());
-            Some(DeliveryOutcome::Failed { reason })
+            Some(DeliveryOutcome::Suppressed { reason })
         }
         AttemptResult::Failed { error, .. } => {
             after.status = MessageStatus::Dead;
@@ -93,12 +95,12 @@ pub fn attempt(
             Some(DeliveryOutcome::Failed { reason: error })
         }
     };
+    // A late suppression was counted `sent` when decided: `SuppressedLate` moves it to
+    // suppressed, so it is neither sent nor failed.
     let counter = outcome.as_ref().map(|o| match o {
         DeliveryOutcome::Delivered { .. } => Counter::Delivered,
-        DeliveryOutcome::Failed { .. } if after.status == MessageStatus::Suppressed => {
-            Counter::Suppressed
-        }
         DeliveryOutcome::Failed { .. } => Counter::Failed,
+        DeliveryOutcome::Suppressed { .. } => Counter::SuppressedLate,
     });
     let report = outcome.map(|outcome| QueuedTrigger {
         tenant: before.tenant.clone(),
@@ -228,8 +230,20 @@ mod tests {
         );
         assert_eq!(records.after.status, MessageStatus::Suppressed);
         assert_eq!(records.after.last_error.as_deref(), Some(reason.as_str()));
-        assert_eq!(records.counter, Some(Counter::Suppressed));
-        assert!(records.is_final(), "the journey hears of it as a failure");
+        assert_eq!(
+            records.counter,
+            Some(Counter::SuppressedLate),
+            "moved from sent to suppressed, never failed"
+        );
+        assert!(records.is_final(), "the journey hears of it");
+        let Some(QueuedTrigger {
+            pending: Pending::Delivery { report, .. },
+            ..
+        }) = records.report
+        else {
+            panic!("a final outcome queues a delivery trigger");
+        };
+        assert_eq!(report.outcome, DeliveryOutcome::Suppressed { reason });
     }
 
     #[test]

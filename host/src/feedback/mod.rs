@@ -18,7 +18,9 @@
 
 pub mod types;
 
-pub use types::{BounceKind, FeedbackEvent, FeedbackKind, ReceiveFailure, WebhookRequest};
+pub use types::{
+    BounceKind, FeedbackEvent, FeedbackKind, ReceiveFailure, Received, WebhookReply, WebhookRequest,
+};
 
 use crate::model::{Customer, Event, Millis, Object};
 use crate::store::feedback::MessageRef;

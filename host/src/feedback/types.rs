@@ -119,6 +119,45 @@ impl FeedbackEvent {
     }
 }
 
+/// The largest answer body an adapter may ask the host to write (Slack's challenge, an empty
+/// TwiML document: a few dozen bytes in practice).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// The answer the provider expects, when it expects more than the host's JSON summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookReply {
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl WebhookReply {
+    /// Refuses a body past [`MAX_REPLY_BYTES`] or a content type that is no header value.
+    pub fn check(&self) -> Result<(), String> {
+        if self.body.len() > MAX_REPLY_BYTES {
+            return Err(format!(
+                "the adapter's webhook reply is {} bytes (at most {MAX_REPLY_BYTES})",
+                self.body.len()
+            ));
+        }
+        let valid = !self.content_type.is_empty()
+            && axum::http::HeaderValue::from_str(&self.content_type).is_ok();
+        if !valid {
+            return Err(format!(
+                "the adapter's webhook reply has an invalid content type: {:?}",
+                self.content_type
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What `receive` reports: the events, and the answer the provider expects, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    pub events: Vec<FeedbackEvent>,
+    pub reply: Option<WebhookReply>,
+}
+
 /// Why `receive` gave no events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiveFailure {
@@ -134,4 +173,21 @@ pub enum ReceiveFailure {
     /// The adapter trapped, timed out or broke the contract: 502 (the provider retries).
     #[error("{0}")]
     Guest(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_bounded_and_its_content_type_must_be_a_header_value() {
+        let reply = |content_type: &str, len: usize| WebhookReply {
+            content_type: content_type.into(),
+            body: vec![b'x'; len],
+        };
+        assert_eq!(reply("text/plain", MAX_REPLY_BYTES).check(), Ok(()));
+        assert!(reply("text/plain", MAX_REPLY_BYTES + 1).check().is_err());
+        assert!(reply("", 1).check().is_err());
+        assert!(reply("text/plain\r\nx-evil: 1", 1).check().is_err());
+    }
 }

@@ -252,8 +252,18 @@ impl Enrollment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeliveryOutcome {
-    Delivered { provider_id: Option<String> },
-    Failed { reason: String },
+    Delivered {
+        provider_id: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Not attempted: the address was suppressed after the send was decided (issue 11). The
+    /// journey hears it as `failed` with this reason (the contract's `delivery-report` has no
+    /// other outcome); the enrollment counts the message suppressed instead of sent.
+    Suppressed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -688,15 +698,20 @@ pub enum Counter {
     Failed,
     /// A send was decided for an unsubscribed or suppressed customer and not sent.
     Suppressed,
+    /// A send counted [`Sent`](Counter::Sent) when it was decided, then not attempted: its
+    /// address was suppressed before delivery (a hard bounce or complaint in between). It
+    /// counts as suppressed, and reads take it back out of `sent`, so each message counts once.
+    SuppressedLate,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 4] = [
+    pub const ALL: [Counter; 5] = [
         Counter::Sent,
         Counter::Delivered,
         Counter::Failed,
         Counter::Suppressed,
+        Counter::SuppressedLate,
     ];
 
     /// The counter's name, as stored in its key.
@@ -706,6 +721,7 @@ impl Counter {
             Counter::Delivered => "delivered",
             Counter::Failed => "failed",
             Counter::Suppressed => "suppressed",
+            Counter::SuppressedLate => "suppressed_late",
         }
     }
 }
@@ -795,7 +811,13 @@ mod tests {
     #[test]
     fn counters_keep_their_stored_names() {
         assert_eq!(
-            ["sent", "delivered", "failed", "suppressed"],
+            [
+                "sent",
+                "delivered",
+                "failed",
+                "suppressed",
+                "suppressed_late"
+            ],
             Counter::ALL.map(Counter::as_str)
         );
         for counter in Counter::ALL {

@@ -429,7 +429,7 @@ impl ChannelComponent {
         &self,
         request: &feedback::WebhookRequest,
         limits: &model::Limits,
-    ) -> Result<Vec<feedback::FeedbackEvent>, feedback::ReceiveFailure> {
+    ) -> Result<feedback::Received, feedback::ReceiveFailure> {
         let Some(indices) = &self.feedback else {
             return Err(feedback::ReceiveFailure::Unsupported(
                 "this channel's component does not export `feedback` (built before contract \
@@ -465,7 +465,7 @@ impl ChannelComponent {
         })
         .await;
         match guest::settle(&store, "channel", deadline, outcome) {
-            Ok(Ok(events)) => events.into_iter().map(feedback_event_from_wit).collect(),
+            Ok(Ok(received)) => received_from_wit(received),
             Ok(Err(error)) => Err(match error {
                 wit_feedback::FeedbackError::Unauthorized(m) => {
                     feedback::ReceiveFailure::Unauthorized(m)
@@ -491,6 +491,30 @@ fn feedback_request_to_wit(r: &feedback::WebhookRequest) -> wit_feedback::Webhoo
         config: serde_json::Value::Object(r.config.clone()).to_string(),
         now: r.now,
     }
+}
+
+/// What the adapter reported, checked: its events ([`feedback_event_from_wit`]) and its reply,
+/// bounded and with a valid content type, since the host writes it as the HTTP answer.
+fn received_from_wit(
+    r: wit_feedback::Received,
+) -> Result<feedback::Received, feedback::ReceiveFailure> {
+    let events = r
+        .events
+        .into_iter()
+        .map(feedback_event_from_wit)
+        .collect::<Result<_, _>>()?;
+    let reply = match r.reply {
+        Some(reply) => {
+            let reply = feedback::WebhookReply {
+                content_type: reply.content_type,
+                body: reply.body,
+            };
+            reply.check().map_err(feedback::ReceiveFailure::Guest)?;
+            Some(reply)
+        }
+        None => None,
+    };
+    Ok(feedback::Received { events, reply })
 }
 
 /// One event as the adapter gave it, checked: its strings are bounded, since the host stores
@@ -805,13 +829,18 @@ mod tests {
                 "event": {"type": "message", "text": "On it", "ts": "2.0", "thread_ts": "1.0"}
             })
             .to_string();
-            let events = slack
+            let received = slack
                 .receive(
                     &slack_request(&body, 1_700_000_000, SECRET),
                     &DEFAULT_LIMITS,
                 )
                 .await
                 .expect("received");
+            assert_eq!(
+                received.reply, None,
+                "an event callback takes the host's answer"
+            );
+            let events = received.events;
             assert_eq!(events.len(), 1);
             assert_eq!(
                 events[0].kind,
@@ -821,6 +850,21 @@ mod tests {
             );
             assert_eq!(events[0].provider_id.as_deref(), Some("1.0"));
             assert_eq!(events[0].event_id.as_deref(), Some("Ev1"));
+
+            let handshake =
+                json!({"type": "url_verification", "token": "t", "challenge": "ch4ll3nge"})
+                    .to_string();
+            let answered = slack
+                .receive(
+                    &slack_request(&handshake, 1_700_000_000, SECRET),
+                    &DEFAULT_LIMITS,
+                )
+                .await
+                .expect("received");
+            assert!(answered.events.is_empty());
+            let reply = answered.reply.expect("the challenge is echoed");
+            assert_eq!(reply.content_type, "text/plain");
+            assert_eq!(reply.body, b"ch4ll3nge");
 
             let forged = slack
                 .receive(

@@ -123,7 +123,8 @@ impl ContextBuffer {
                     model::DeliveryOutcome::Delivered { provider_id } => {
                         wit::DeliveryOutcome::Delivered(provider_id.clone())
                     }
-                    model::DeliveryOutcome::Failed { reason } => {
+                    model::DeliveryOutcome::Failed { reason }
+                    | model::DeliveryOutcome::Suppressed { reason } => {
                         wit::DeliveryOutcome::Failed(reason.clone())
                     }
                 },
@@ -805,7 +806,8 @@ mod tests {
                     model::DeliveryOutcome::Delivered { provider_id } => {
                         wit::DeliveryOutcome::Delivered(provider_id.clone())
                     }
-                    model::DeliveryOutcome::Failed { reason } => {
+                    model::DeliveryOutcome::Failed { reason }
+                    | model::DeliveryOutcome::Suppressed { reason } => {
                         wit::DeliveryOutcome::Failed(reason.clone())
                     }
                 },

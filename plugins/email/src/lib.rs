@@ -44,7 +44,7 @@ pub mod sendgrid;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+use waymark_channel::feedback::{FeedbackError, Received, WebhookRequest};
 use waymark_channel::http::{ProviderId, Request, Response, Url, ERROR_SNIPPET_CHARS};
 use waymark_channel::serde_json::Value;
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
@@ -61,8 +61,8 @@ impl Channel for EmailChannel {
         outcome(provider, &request.send()?)
     }
 
-    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
-        feedback::receive(&request)
+    fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
+        feedback::receive(&request).map(Received::from)
     }
 }
 

@@ -14,14 +14,17 @@
 //! `event` is a `message` with a `thread_ts` is a reply to the message whose `ts` is that
 //! `thread_ts` (the bot mode's receipt); its `event_id` names it. Other events report nothing.
 //!
-//! Partial: Slack verifies a new request URL with a `url_verification` request whose
-//! `challenge` must be echoed in the answer; the host answers webhooks itself, so that
-//! handshake is not completed (the request is accepted as reporting nothing).
+//! **Handshake** (<https://api.slack.com/events/url_verification>): when the app's request URL
+//! is set, Slack sends `{"type": "url_verification", "challenge": …}`, signed like every other
+//! request; once verified, it is answered `200` with `Content-Type: text/plain` and the
+//! challenge as the body, the first of the three answers Slack's reference accepts.
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
-use waymark_channel::feedback::{constant_time_eq, FeedbackError, FeedbackEvent, WebhookRequest};
+use waymark_channel::feedback::{
+    constant_time_eq, FeedbackError, FeedbackEvent, Received, WebhookReply, WebhookRequest,
+};
 
 /// How far a request's timestamp may be from the host's now, in seconds.
 pub const MAX_SKEW_SECONDS: i64 = 5 * 60;
@@ -53,6 +56,9 @@ struct Envelope {
     event_id: Option<String>,
     #[serde(default)]
     event: Option<Event>,
+    /// `url_verification`'s value to echo.
+    #[serde(default)]
+    challenge: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,8 +75,9 @@ struct Event {
     bot_id: Option<String>,
 }
 
-/// Checks the signature and its timestamp, and maps the event.
-pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+/// Checks the signature and its timestamp, then answers a `url_verification` handshake with
+/// its challenge or maps the event.
+pub fn receive(request: &WebhookRequest) -> Result<Received, FeedbackError> {
     let config: Config = request.config_as()?;
     let secret = config
         .signing_secret
@@ -97,7 +104,16 @@ pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackE
         ));
     }
     let envelope: Envelope = request.json()?;
-    Ok(feedback_of(envelope).into_iter().collect())
+    if envelope.kind == "url_verification" {
+        let challenge = envelope
+            .challenge
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                FeedbackError::Invalid("a url_verification request without its challenge".into())
+            })?;
+        return Ok(Received::reply(WebhookReply::text(challenge)));
+    }
+    Ok(feedback_of(envelope).into_iter().collect::<Vec<_>>().into())
 }
 
 fn feedback_of(envelope: Envelope) -> Option<FeedbackEvent> {
@@ -156,7 +172,9 @@ mod tests {
         })
         .to_string();
         let sig = signature(SECRET, "1700000001", body.as_bytes());
-        let events = receive(&request(&body, "1700000001", &sig, 1_700_000_030)).unwrap();
+        let received = receive(&request(&body, "1700000001", &sig, 1_700_000_030)).unwrap();
+        assert_eq!(received.reply, None);
+        let events = received.events;
         assert_eq!(events[0].kind, FeedbackKind::Replied("On it".into()));
         assert_eq!(events[0].provider_id.as_deref(), Some("1700000000.000100"));
         assert_eq!(events[0].event_id.as_deref(), Some("Ev1"));
@@ -166,5 +184,34 @@ mod tests {
         let forged = signature("other", "1700000001", body.as_bytes());
         let refused = receive(&request(&body, "1700000001", &forged, 1_700_000_030));
         assert!(matches!(refused, Err(FeedbackError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn a_signed_url_verification_is_answered_with_its_challenge_in_plain_text() {
+        // The payload of Slack's `url_verification` reference page.
+        let body = json!({
+            "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification"
+        })
+        .to_string();
+        let sig = signature(SECRET, "1700000001", body.as_bytes());
+        let received = receive(&request(&body, "1700000001", &sig, 1_700_000_030)).unwrap();
+        assert!(received.events.is_empty());
+        let reply = received.reply.expect("the challenge is echoed");
+        assert_eq!(reply.content_type, "text/plain");
+        assert_eq!(
+            reply.body,
+            b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+        );
+
+        let forged = signature("other", "1700000001", body.as_bytes());
+        let refused = receive(&request(&body, "1700000001", &forged, 1_700_000_030));
+        assert!(matches!(refused, Err(FeedbackError::Unauthorized(_))));
+
+        let empty = json!({"type": "url_verification", "challenge": ""}).to_string();
+        let sig = signature(SECRET, "1700000001", empty.as_bytes());
+        let invalid = receive(&request(&empty, "1700000001", &sig, 1_700_000_030));
+        assert!(matches!(invalid, Err(FeedbackError::Invalid(_))));
     }
 }

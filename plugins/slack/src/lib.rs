@@ -17,7 +17,7 @@
 //! answers as Slack documents them.
 
 use serde::Deserialize;
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+use waymark_channel::feedback::{FeedbackError, Received, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::{Map, Value};
 use waymark_channel::{Channel, DeliveryError, Message, Receipt};
@@ -36,7 +36,7 @@ impl Channel for Slack {
         classify(config.mode, &response)
     }
 
-    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+    fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
         feedback::receive(&request)
     }
 }

@@ -22,12 +22,20 @@
 //! ([`OPT_OUT_KEYWORDS`], single word, any case: "Twilio support for opt-out keywords (SMS STOP
 //! filtering)") → unsubscribed; any other → replied with the text. Both name the sender's
 //! number, which the host matches to the latest message it sent there.
+//!
+//! **Answers**: Twilio reads the answer to an inbound message as instructions, by its content
+//! type (<https://www.twilio.com/docs/api/twiml/sms/your_response>, "Twilio Understands Mime
+//! Types": `text/xml` is TwiML, `text/plain` is texted back to the sender), so an inbound
+//! message is answered with the empty TwiML document [`EMPTY_TWIML`] (`text/xml`): nothing is
+//! texted back, and Twilio's own opt-out reply to `STOP` still goes out. A status callback's
+//! answer is not read; it takes the host's JSON summary.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use waymark_channel::feedback::{
-    constant_time_eq, BounceKind, FeedbackError, FeedbackEvent, WebhookRequest,
+    constant_time_eq, BounceKind, FeedbackError, FeedbackEvent, Received, WebhookReply,
+    WebhookRequest,
 };
 
 use crate::Provider;
@@ -63,8 +71,12 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-/// Checks the request's signature and maps it to feedback.
-pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+/// The answer to an inbound message: TwiML that does nothing.
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+
+/// Checks the request's signature and maps it to feedback; an inbound message is answered
+/// with [`EMPTY_TWIML`].
+pub fn receive(request: &WebhookRequest) -> Result<Received, FeedbackError> {
     let config: Config = request.config_as()?;
     if config.provider != Provider::Twilio {
         return Err(FeedbackError::Unsupported(format!(
@@ -86,7 +98,18 @@ pub fn receive(request: &WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackE
             "X-Twilio-Signature does not match the URL and parameters".into(),
         ));
     }
-    Ok(feedback_of(&params))
+    let received = Received::from(feedback_of(&params));
+    if is_inbound(&params) {
+        Ok(received.with_reply(WebhookReply::xml(EMPTY_TWIML)))
+    } else {
+        Ok(received)
+    }
+}
+
+/// Whether a verified form is an inbound message (which Twilio answers with TwiML) rather than
+/// a status callback: it has no `MessageStatus`.
+fn is_inbound(params: &[(String, String)]) -> bool {
+    !params.iter().any(|(name, _)| name == "MessageStatus")
 }
 
 /// The feedback a verified Twilio form reports.
@@ -189,7 +212,12 @@ mod tests {
     fn a_signed_status_callback_is_received_and_a_forged_one_refused() {
         let url = "https://w.example/v1/hooks/acme/sms";
         let body = "MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30005&To=%2B15005550006";
-        let events = receive(&signed(url, body, "tok")).unwrap();
+        let received = receive(&signed(url, body, "tok")).unwrap();
+        assert_eq!(
+            received.reply, None,
+            "a status callback's answer is not read"
+        );
+        let events = received.events;
         assert_eq!(events.len(), 1);
         assert_eq!(
             events[0].kind,
@@ -236,5 +264,16 @@ mod tests {
         assert_eq!(reply[0].kind, FeedbackKind::Replied("Stop please".into()));
         let delivered = feedback_of(&pairs(&[("MessageSid", "SM1"), ("MessageStatus", "sent")]));
         assert!(delivered.is_empty(), "`sent` is not yet delivered");
+    }
+
+    #[test]
+    fn a_signed_inbound_message_is_answered_with_empty_twiml() {
+        let url = "https://w.example/v1/hooks/acme/sms";
+        let body = "MessageSid=SMin&From=%2B15005550006&To=%2B15005550001&Body=STOP";
+        let received = receive(&signed(url, body, "tok")).unwrap();
+        assert_eq!(received.events[0].kind, FeedbackKind::Unsubscribed);
+        let reply = received.reply.expect("Twilio reads the answer as TwiML");
+        assert_eq!(reply.content_type, "text/xml");
+        assert_eq!(reply.body, EMPTY_TWIML.as_bytes());
     }
 }

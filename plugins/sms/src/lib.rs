@@ -21,7 +21,7 @@
 //! sends what it built.
 
 use serde::Deserialize;
-use waymark_channel::feedback::{FeedbackError, FeedbackEvent, WebhookRequest};
+use waymark_channel::feedback::{FeedbackError, Received, WebhookRequest};
 use waymark_channel::http::{Request, Response, Url};
 use waymark_channel::serde_json::Value;
 use waymark_channel::{log, Channel, DeliveryError, Message, Receipt};
@@ -58,7 +58,7 @@ impl Channel for Sms {
         Ok(receipt)
     }
 
-    fn receive(request: WebhookRequest) -> Result<Vec<FeedbackEvent>, FeedbackError> {
+    fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
         feedback::receive(&request)
     }
 }

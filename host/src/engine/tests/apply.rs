@@ -386,6 +386,30 @@ fn delivery_reports_update_the_channel_summary() {
 }
 
 #[test]
+fn a_send_suppressed_at_delivery_moves_from_sent_to_suppressed_and_is_not_failed() {
+    let applied = apply(active(), &spec(), vec![send("welcome")], "t/k", 5).unwrap();
+    let mut e = applied.enrollment;
+    assert_eq!(e.channels["webhook"].sent, 1);
+    let suppressed = Trigger::Delivery {
+        report: DeliveryReport {
+            message_id: "t/k-0".into(),
+            channel: "webhook".into(),
+            template: "welcome".into(),
+            outcome: DeliveryOutcome::Suppressed {
+                reason: "suppressed: ada@example.com is suppressed".into(),
+            },
+        },
+    };
+    observe(&mut e, &suppressed, None);
+    let summary = &e.channels["webhook"];
+    assert_eq!(
+        (summary.sent, summary.suppressed, summary.failed),
+        (0, 1, 0),
+        "counted once, as suppressed"
+    );
+}
+
+#[test]
 fn recent_failures_survive_a_later_success_and_keep_only_the_newest() {
     let timer = Trigger::Timer {
         name: "nudge".into(),

@@ -8,6 +8,9 @@
 //! - Every other event that names a message (`clicked`, `opened`, `unsubscribed`, ...) is
 //!   written down in the state as `<event name>:<message id>`, one per line: what the journey
 //!   heard, for the tests to read back.
+//! - A delivery that failed is written down as `delivery_failed:<message id>`, or
+//!   `delivery_suppressed:<message id>` when the host did not attempt it because its address
+//!   was suppressed.
 
 use waymark_guest::prelude::*;
 
@@ -51,6 +54,19 @@ impl Journey for Messenger {
                 )),
                 None => Decision::new(),
             },
+            Trigger::Delivery(report) if report.outcome.is_suppressed() => Decision::new()
+                .set_state(append(
+                    &ctx.enrollment.state,
+                    &format!("delivery_suppressed:{}", report.message_id),
+                )),
+            Trigger::Delivery(DeliveryReport {
+                message_id,
+                outcome: DeliveryOutcome::Failed(_),
+                ..
+            }) => Decision::new().set_state(append(
+                &ctx.enrollment.state,
+                &format!("delivery_failed:{message_id}"),
+            )),
             _ => Decision::new(),
         })
     }
