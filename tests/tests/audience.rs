@@ -196,6 +196,64 @@ async fn a_condition_enters_when_a_trait_starts_to_hold_and_exits_when_it_stops(
     );
 }
 
+/// A `group` event putting `member` in `account` with `traits`.
+fn group(id: &str, member: &str, account: &str, traits: Value) -> Value {
+    event_with(
+        id,
+        member,
+        "group",
+        json!({ "group_id": account, "traits": traits }),
+    )
+}
+
+#[tokio::test]
+async fn a_group_call_changing_the_account_enters_every_member_whose_condition_reads_it() {
+    let world = World::start().await;
+    // Ann and bea join acme on the free plan: neither matches `account.plan == "enterprise"`.
+    world
+        .post(&[
+            group("g1", "ann", "acme", json!({ "plan": "free" })),
+            identify("a1", "ann", json!({ "step": 1 })),
+            group("g2", "bea", "acme", json!({})),
+            identify("b1", "bea", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("ann", 1).await;
+    world.processed("bea", 1).await;
+    assert!(world.enrollments("ann").await.is_empty());
+    assert!(world.enrollments("bea").await.is_empty());
+
+    // Ann's group call upgrades the account: both members enter, though bea sent nothing.
+    world
+        .post(&[group("g3", "ann", "acme", json!({ "plan": "enterprise" }))])
+        .await;
+    for member in ["ann", "bea"] {
+        let e = world
+            .entered(member, "entered by enterprise_account", |e| {
+                e.milestone("enterprise_account").is_some()
+            })
+            .await;
+        assert_eq!(e.status, EnrollmentStatus::Active, "{member}: {e:?}");
+        assert_eq!(
+            entry_properties(&e)["expression"],
+            r#"account.plan == "enterprise""#
+        );
+    }
+    // Cyd, in another account, is not touched.
+    world
+        .post(&[
+            group("g4", "cyd", "globex", json!({ "plan": "free" })),
+            identify("c1", "cyd", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("cyd", 1).await;
+    assert!(world.enrollments("cyd").await.is_empty());
+    // Each member entered once.
+    for member in ["ann", "bea"] {
+        assert_eq!(world.enrollments(member).await.len(), 1, "{member}");
+    }
+}
+
 #[tokio::test]
 async fn a_date_trigger_enters_seven_days_before_the_date_at_nine_local_time() {
     let world = World::start().await;

@@ -149,6 +149,21 @@ pub fn on_event(
     }
 }
 
+/// The traits of the customer's account were changed by another member's `group` call: only
+/// a `matches` trigger is looked at again (the shell asks only for those that read
+/// `account.*`); activity and dates are the customer's own.
+pub fn on_account_change(
+    trigger: &AudienceTrigger,
+    old: Option<&Watch>,
+    seen: Seen<'_>,
+    now: Millis,
+) -> Outcome {
+    match trigger {
+        AudienceTrigger::Matches { .. } => evaluate(trigger, old, seen, now),
+        _ => Outcome::default(),
+    }
+}
+
 /// The watch's due entry (at `due`) was fired by the scheduler.
 pub fn on_due(
     trigger: &AudienceTrigger,

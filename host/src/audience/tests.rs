@@ -227,3 +227,45 @@ fn a_date_trigger_is_scheduled_once_per_value_and_moves_when_the_value_changes()
     let none = on_event(&t, None, &event("identify"), true, seen(&past), 30 * DAY);
     assert_eq!(stored(&none).due, None);
 }
+
+#[test]
+fn an_account_change_evaluates_conditions_only() {
+    let enterprise = AudienceTrigger::Matches {
+        name: "enterprise".into(),
+        expression: r#"account.plan == "enterprise""#.into(),
+        exit_when_unmatched: true,
+    };
+    let a = Object::new();
+    let account = attrs(json!({ "plan": "enterprise" }));
+    let with_account = Seen {
+        account: Some(&account),
+        ..seen(&a)
+    };
+    let entered = on_account_change(&enterprise, None, with_account, 7);
+    assert!(entered.enter.is_some());
+    assert!(stored(&entered).matched);
+    // Downgraded: the member who matched exits.
+    let free = attrs(json!({ "plan": "free" }));
+    let was = stored(&entered);
+    let left = on_account_change(
+        &enterprise,
+        Some(&was),
+        Seen {
+            account: Some(&free),
+            ..seen(&a)
+        },
+        8,
+    );
+    assert!(left.exit && left.enter.is_none());
+    // Not activity: an inactivity watch is left as it is.
+    let quiet = inactive(&[]);
+    let w = Watch {
+        last_seen: Some(1),
+        due: Some(1 + 30 * DAY),
+        ..Watch::default()
+    };
+    assert_eq!(
+        on_account_change(&quiet, Some(&w), with_account, 9),
+        Outcome::default()
+    );
+}
