@@ -269,3 +269,38 @@ fn an_account_change_evaluates_conditions_only() {
         Outcome::default()
     );
 }
+
+#[test]
+fn a_merged_watch_keeps_the_known_customers_state_and_the_later_activity() {
+    let merged = Watch {
+        last_seen: Some(30),
+        due: Some(130),
+        ..Watch::default()
+    };
+    // No watch of their own: the known customer takes the merged one.
+    assert_eq!(merge_watches(None, &merged), merged);
+    // Both active: the later activity, the earlier due (pushed back when it fires).
+    let known = Watch {
+        last_seen: Some(10),
+        due: Some(110),
+        ..Watch::default()
+    };
+    let kept = merge_watches(Some(&known), &merged);
+    assert_eq!((kept.last_seen, kept.due), (Some(30), Some(110)));
+    // A resting known watch is rearmed by the merged id's pending deadline.
+    let resting = Watch {
+        last_seen: Some(10),
+        due: None,
+        ..Watch::default()
+    };
+    assert_eq!(merge_watches(Some(&resting), &merged).due, Some(130));
+    // Conditions: the known customer's state wins.
+    let matched = Watch {
+        matched: true,
+        ..Watch::default()
+    };
+    assert_eq!(
+        merge_watches(Some(&Watch::default()), &matched),
+        Watch::default()
+    );
+}

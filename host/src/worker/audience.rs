@@ -422,6 +422,38 @@ impl Shell<'_> {
     }
 }
 
+/// Identity merge: moves each watch of the merged id `from` to `known` in the merge's commit
+/// (`audience::merge_watches` decides what the known customer keeps), so the merge and the
+/// move are one transaction and a deadline follows the known customer.
+pub(super) fn move_watches(
+    store: &Store,
+    commit: &mut crate::store::MergeCommit,
+    known: &str,
+    from: &str,
+) -> Result<(), StoreError> {
+    for (journey, trigger, merged) in store.audience_watches(&commit.tenant, from)? {
+        let theirs = store.audience_watch(&commit.tenant, known, &journey, &trigger)?;
+        let kept = audience::merge_watches(theirs.as_ref(), &merged);
+        commit.audience.push(AudienceWrite {
+            customer: from.to_string(),
+            journey: journey.clone(),
+            trigger: trigger.clone(),
+            old_due: merged.due,
+            watch: None,
+        });
+        if theirs.as_ref() != Some(&kept) {
+            commit.audience.push(AudienceWrite {
+                customer: known.to_string(),
+                journey,
+                trigger,
+                old_due: theirs.and_then(|w| w.due),
+                watch: Some(kept),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Puts an outcome's watch change into the commit.
 fn record(
     commit: &mut TriggerCommit,
