@@ -293,6 +293,12 @@ async fn process(
                 .audience_due(&mut commit, &item.customer, &journey, &trigger, due, now)
                 .await?
         }
+        // Account traits re-evaluated for every member (issue 12, polish).
+        Pending::AccountChanged { account } => {
+            shell
+                .audience_account_changed(&mut commit, &item.customer, &account, now)
+                .await?
+        }
         // `identity::step` did these.
         Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => None,
     };
@@ -447,6 +453,8 @@ impl<'h> Shell<'h> {
         // queued for the account's shard, with this trigger's commit.
         if plain && deferred.is_none() {
             accounts::forward(store, commit, &live, &customer, &event)?;
+            // Audience triggers (issue 12): the account's other members see its new traits.
+            audience::queue_members(store, commit, &live, &customer, &event)?;
         }
         Ok(deferred)
     }

@@ -268,3 +268,46 @@ async fn a_merged_anonymous_member_keeps_routing_to_the_account_once() {
         1
     );
 }
+
+// Engagement with an account journey's messages (issue 12, polish).
+#[tokio::test]
+async fn a_members_engagement_with_the_accounts_message_counts_on_the_accounts_enrollment() {
+    let world = world().await;
+    world
+        .post(&[
+            identify("i-ada", "ada", json!({ "email": "ada@initech.test" })),
+            group("g-ada", "ada", "initech", json!({ "csm": "kim" })),
+            event("s-ada", "ada", "signed_up"),
+        ])
+        .await;
+    let welcome = world.delivered("email", "account_welcome", "initech").await;
+    let message_id = welcome.idempotency_key().expect("a message id");
+    // Ada opens and clicks the account's welcome: the account's enrollment counts both.
+    world
+        .post(&[
+            event_with(
+                "o-ada",
+                "ada",
+                "opened",
+                json!({ "message_id": message_id }),
+            ),
+            event_with(
+                "c-ada",
+                "ada",
+                "clicked",
+                json!({ "message_id": message_id, "url": "https://initech.test/start" }),
+            ),
+        ])
+        .await;
+    let engaged = wait_for_account(&world, "initech", "engagement counted", |e| {
+        e.channels
+            .get("email")
+            .is_some_and(|c| c.opened == 1 && c.clicked == 1)
+    })
+    .await;
+    assert_eq!(engaged.status, EnrollmentStatus::Active, "{engaged:?}");
+    assert_eq!(engaged.channels["email"].sent, 1);
+    // The member has no enrollment of her own.
+    let ada = world.api().customer("ada").await.expect("a member");
+    assert!(ada.enrollments.is_empty(), "{ada:?}");
+}

@@ -196,6 +196,117 @@ async fn a_condition_enters_when_a_trait_starts_to_hold_and_exits_when_it_stops(
     );
 }
 
+/// A `group` event putting `member` in `account` with `traits`.
+fn group(id: &str, member: &str, account: &str, traits: Value) -> Value {
+    event_with(
+        id,
+        member,
+        "group",
+        json!({ "group_id": account, "traits": traits }),
+    )
+}
+
+#[tokio::test]
+async fn a_group_call_changing_the_account_enters_every_member_whose_condition_reads_it() {
+    let world = World::start().await;
+    // Ann and bea join acme on the free plan: neither matches `account.plan == "enterprise"`.
+    world
+        .post(&[
+            group("g1", "ann", "acme", json!({ "plan": "free" })),
+            identify("a1", "ann", json!({ "step": 1 })),
+            group("g2", "bea", "acme", json!({})),
+            identify("b1", "bea", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("ann", 1).await;
+    world.processed("bea", 1).await;
+    assert!(world.enrollments("ann").await.is_empty());
+    assert!(world.enrollments("bea").await.is_empty());
+
+    // Ann's group call upgrades the account: both members enter, though bea sent nothing.
+    world
+        .post(&[group("g3", "ann", "acme", json!({ "plan": "enterprise" }))])
+        .await;
+    for member in ["ann", "bea"] {
+        let e = world
+            .entered(member, "entered by enterprise_account", |e| {
+                e.milestone("enterprise_account").is_some()
+            })
+            .await;
+        assert_eq!(e.status, EnrollmentStatus::Active, "{member}: {e:?}");
+        assert_eq!(
+            entry_properties(&e)["expression"],
+            r#"account.plan == "enterprise""#
+        );
+    }
+    // Cyd, in another account, is not touched.
+    world
+        .post(&[
+            group("g4", "cyd", "globex", json!({ "plan": "free" })),
+            identify("c1", "cyd", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("cyd", 1).await;
+    assert!(world.enrollments("cyd").await.is_empty());
+    // Each member entered once.
+    for member in ["ann", "bea"] {
+        assert_eq!(world.enrollments(member).await.len(), 1, "{member}");
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_ids_inactivity_watch_moves_to_the_known_customer_on_identify() {
+    let world = World::start().await;
+    let admin = world.server.api();
+    let t0 = admin.clock_now().await;
+    // Kim logs in: her quiet period starts at t0.
+    world
+        .post(&[
+            event("k1", "kim", "logged_in"),
+            identify("k2", "kim", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("kim", 1).await;
+    // Three days on she logs in again, signed out (an anonymous id), then signs in.
+    admin.advance_clock(3 * DAY_MS).await;
+    world
+        .post(&[
+            event("n1", "anon-7", "logged_in"),
+            identify("n2", "anon-7", json!({ "step": 1 })),
+        ])
+        .await;
+    world.processed("anon-7", 1).await;
+    world
+        .post(&[event_with(
+            "k3",
+            "kim",
+            "identify",
+            json!({ "anonymous_id": "anon-7", "traits": { "step": 2 } }),
+        )])
+        .await;
+    world.processed("kim", 2).await;
+    let started = std::time::Instant::now();
+    while world.api().customer("anon-7").await.is_some() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "anon-7 never merged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Seven days after t0 she has been quiet for four: the anonymous login counts as hers.
+    admin.advance_clock(4 * DAY_MS).await;
+    // Seven days after that login she enters, once, under her own id.
+    admin.advance_clock(3 * DAY_MS).await;
+    let kim = world
+        .entered("kim", "entered by quiet_7d", |e| {
+            e.milestone("quiet_7d").is_some()
+        })
+        .await;
+    assert_eq!(kim.entered_at, t0 + 10 * DAY_MS, "{kim:?}");
+    assert_eq!(entry_properties(&kim)["last_seen_at"], t0 + 3 * DAY_MS);
+    assert_eq!(world.enrollments("kim").await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_date_trigger_enters_seven_days_before_the_date_at_nine_local_time() {
     let world = World::start().await;

@@ -662,6 +662,8 @@ async fn a_journey_report_compares_an_experiments_arms() {
         table.contains("experiment welcome_copy, compared on activated"),
         "{table}"
     );
+    // A customers' journey says so (account journeys count accounts, below).
+    assert!(table.contains("counts customers"), "{table}");
     assert!(table.contains("probability best"), "{table}");
     // Every customer is in one of the two arms' samples.
     let report: JourneyReport = cli.json(&["journey", "report", "ab-welcome"]);
@@ -671,6 +673,47 @@ async fn a_journey_report_compares_an_experiments_arms() {
     for arm in arms.keys() {
         assert!(table.contains(arm.as_str()), "{arm} in {table}");
     }
+}
+
+/// Account journeys (issue 12): the report of a journey whose subject is the account says so
+/// and counts accounts.
+#[tokio::test]
+async fn a_journey_report_of_an_account_journey_counts_accounts() {
+    let world = Example::start("account-onboarding", &["email", "slack"]).await;
+    world
+        .post(&[
+            event_with(
+                "g-ada",
+                "ada",
+                "group",
+                json!({ "group_id": "acme", "traits": { "csm": "zoe" } }),
+            ),
+            event_with("g-ben", "ben", "group", json!({ "group_id": "acme" })),
+            event("s-ada", "ada", "signed_up"),
+            event("s-ben", "ben", "signed_up"),
+            event("p-ben", "ben", "project_created"),
+        ])
+        .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut cli = Cli::new(&world.server, home.path());
+    cli.key = Some(world.tenant.api_key.clone());
+    let report: JourneyReport = wait_for_some("the account's first value", || async {
+        let report: JourneyReport = cli.json(&["journey", "report", "account-onboarding"]);
+        let first = report.report.overall.milestones.first()?;
+        (first.reached == 1).then_some(report)
+    })
+    .await;
+    assert_eq!(report.report.overall.entered, 1, "{report:?}");
+    let table = cli.ok(&["journey", "report", "account-onboarding"]);
+    assert!(
+        table.contains("an account journey: counts accounts, one enrollment each"),
+        "{table}"
+    );
+    let paths_header = table
+        .lines()
+        .find(|l| l.split('|').nth(1).is_some_and(|c| c.trim() == "path"))
+        .unwrap_or_else(|| panic!("no paths table in\n{table}"));
+    assert!(paths_header.contains("accounts"), "{paths_header}");
 }
 
 /// Issue 13, experiments slice: `waymark backtest --component FILE.wasm` tries a component that

@@ -276,6 +276,9 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
         "the report moved while the page was read"
     );
     assert_eq!(text(b, "#entered").await, overall["entered"].to_string());
+    // Account journeys (issue 12): the page says what its counts count.
+    assert_eq!(attr(b, "#subject", "data-subject").await, "customer");
+    assert_eq!(text(b, "#subject").await, "counts customers");
     assert_eq!(text(b, "#active").await, overall["active"].to_string());
     assert_eq!(
         text(b, "#stalled-now").await,

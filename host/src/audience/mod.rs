@@ -149,6 +149,43 @@ pub fn on_event(
     }
 }
 
+/// The traits of the customer's account were changed by another member's `group` call: only
+/// a `matches` trigger is looked at again (the shell asks only for those that read
+/// `account.*`); activity and dates are the customer's own.
+pub fn on_account_change(
+    trigger: &AudienceTrigger,
+    old: Option<&Watch>,
+    seen: Seen<'_>,
+    now: Millis,
+) -> Outcome {
+    match trigger {
+        AudienceTrigger::Matches { .. } => evaluate(trigger, old, seen, now),
+        _ => Outcome::default(),
+    }
+}
+
+// Identity merge moves audience watches (issue 12, polish).
+/// The watch the known customer keeps when a merged (anonymous) id's watch of the same trigger
+/// moves to them. The known customer's watch wins (their condition state, their scheduled
+/// date), except for activity, which both ids' events were: `last_seen` is the later of the
+/// two, and `due` the earlier (a due entry that comes before the deadline is pushed back when
+/// it fires, so the earlier one is never late). With no watch of their own, the known
+/// customer takes the merged one as it is.
+pub fn merge_watches(known: Option<&Watch>, merged: &Watch) -> Watch {
+    let Some(known) = known else {
+        return merged.clone();
+    };
+    let mut kept = known.clone();
+    if let (Some(a), Some(b)) = (known.last_seen, merged.last_seen) {
+        kept.last_seen = Some(a.max(b));
+        kept.due = match (known.due, merged.due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    kept
+}
+
 /// The watch's due entry (at `due`) was fired by the scheduler.
 pub fn on_due(
     trigger: &AudienceTrigger,

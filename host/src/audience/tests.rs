@@ -227,3 +227,80 @@ fn a_date_trigger_is_scheduled_once_per_value_and_moves_when_the_value_changes()
     let none = on_event(&t, None, &event("identify"), true, seen(&past), 30 * DAY);
     assert_eq!(stored(&none).due, None);
 }
+
+#[test]
+fn an_account_change_evaluates_conditions_only() {
+    let enterprise = AudienceTrigger::Matches {
+        name: "enterprise".into(),
+        expression: r#"account.plan == "enterprise""#.into(),
+        exit_when_unmatched: true,
+    };
+    let a = Object::new();
+    let account = attrs(json!({ "plan": "enterprise" }));
+    let with_account = Seen {
+        account: Some(&account),
+        ..seen(&a)
+    };
+    let entered = on_account_change(&enterprise, None, with_account, 7);
+    assert!(entered.enter.is_some());
+    assert!(stored(&entered).matched);
+    // Downgraded: the member who matched exits.
+    let free = attrs(json!({ "plan": "free" }));
+    let was = stored(&entered);
+    let left = on_account_change(
+        &enterprise,
+        Some(&was),
+        Seen {
+            account: Some(&free),
+            ..seen(&a)
+        },
+        8,
+    );
+    assert!(left.exit && left.enter.is_none());
+    // Not activity: an inactivity watch is left as it is.
+    let quiet = inactive(&[]);
+    let w = Watch {
+        last_seen: Some(1),
+        due: Some(1 + 30 * DAY),
+        ..Watch::default()
+    };
+    assert_eq!(
+        on_account_change(&quiet, Some(&w), with_account, 9),
+        Outcome::default()
+    );
+}
+
+#[test]
+fn a_merged_watch_keeps_the_known_customers_state_and_the_later_activity() {
+    let merged = Watch {
+        last_seen: Some(30),
+        due: Some(130),
+        ..Watch::default()
+    };
+    // No watch of their own: the known customer takes the merged one.
+    assert_eq!(merge_watches(None, &merged), merged);
+    // Both active: the later activity, the earlier due (pushed back when it fires).
+    let known = Watch {
+        last_seen: Some(10),
+        due: Some(110),
+        ..Watch::default()
+    };
+    let kept = merge_watches(Some(&known), &merged);
+    assert_eq!((kept.last_seen, kept.due), (Some(30), Some(110)));
+    // A resting known watch is rearmed by the merged id's pending deadline.
+    let resting = Watch {
+        last_seen: Some(10),
+        due: None,
+        ..Watch::default()
+    };
+    assert_eq!(merge_watches(Some(&resting), &merged).due, Some(130));
+    // Conditions: the known customer's state wins.
+    let matched = Watch {
+        matched: true,
+        ..Watch::default()
+    };
+    assert_eq!(
+        merge_watches(Some(&Watch::default()), &matched),
+        Watch::default()
+    );
+}

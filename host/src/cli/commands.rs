@@ -11,6 +11,7 @@ use serde_json::Value;
 use waymark_client::api::channels::ChannelRegistration;
 use waymark_client::api::dead_letters::RetryDeadLetters;
 use waymark_client::api::events::EventInput;
+use waymark_client::api::journeys::Subject;
 use waymark_client::api::messages::Message;
 use waymark_client::api::reports::{Funnel, JourneyReport};
 use waymark_client::api::tasks::{ResolveTask, Task, TaskQuery, TaskStatus};
@@ -179,6 +180,12 @@ fn print_report(report: &JourneyReport) {
         "journey {} (latest version {})",
         report.name, report.latest_version
     );
+    // Account journeys (issue 12): what the counts count.
+    let noun = subject_noun(report.subject);
+    match report.subject {
+        Subject::Account => println!("an account journey: counts {noun}, one enrollment each"),
+        Subject::Customer => println!("counts {noun}"),
+    }
     let mut groups = vec![("overall".to_string(), &report.report.overall)];
     groups.extend(
         report
@@ -216,7 +223,7 @@ fn print_report(report: &JourneyReport) {
         ]);
     }
     println!("{t}");
-    print_milestones(&report.report.overall);
+    print_milestones(&report.report.overall, noun);
     print_experiments(&report.report.experiments);
 }
 
@@ -262,7 +269,15 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-fn print_milestones(f: &Funnel) {
+/// What a journey's report counts, as a column header says it.
+fn subject_noun(subject: Subject) -> &'static str {
+    match subject {
+        Subject::Account => "accounts",
+        Subject::Customer => "customers",
+    }
+}
+
+fn print_milestones(f: &Funnel, noun: &str) {
     if !f.milestones.is_empty() {
         let mut t = table(["milestone", "reached", "conversion", "median time to reach"]);
         for m in &f.milestones {
@@ -306,7 +321,7 @@ fn print_milestones(f: &Funnel) {
         println!("{t}");
     }
     if !f.paths.is_empty() {
-        let mut t = table(["path", "customers"]);
+        let mut t = table(["path", noun]);
         for p in &f.paths {
             let path = if p.path.is_empty() {
                 "(no milestone yet)".to_string()

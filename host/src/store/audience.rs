@@ -106,6 +106,32 @@ impl Store {
             .transpose()
     }
 
+    // Identity merge moves audience watches (issue 12, polish).
+    /// Every watch of one customer, as (journey, trigger, watch): read when an identity merge
+    /// moves them (bounded by the live journeys' audience triggers).
+    pub fn audience_watches(
+        &self,
+        tenant: &str,
+        customer: &str,
+    ) -> Result<Vec<(String, String, Watch)>, StoreError> {
+        let start = super::keys::prefix(&[b"w", tenant.as_bytes(), customer.as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.audience.scan_prefix(&start) {
+            let (k, v) = kv?;
+            let mut parts = k[start.len()..].split(|b| *b == crate::hash::SEP);
+            let (Some(journey), Some(trigger), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            out.push((
+                String::from_utf8_lossy(journey).into_owned(),
+                String::from_utf8_lossy(trigger).into_owned(),
+                dec(&v)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// When the earliest audience due entry is.
     pub fn next_audience_due(&self) -> Result<Option<Millis>, StoreError> {
         Ok(self

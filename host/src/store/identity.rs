@@ -50,6 +50,8 @@ pub struct MergeCommit {
     pub timers_cancelled: Vec<TimerRecord>,
     /// What the written enrollments change in the report's cells.
     pub report_deltas: Vec<CellDelta>,
+    /// Audience watches moved (issue 12): the merged id's removed, the known id's written.
+    pub audience: Vec<super::AudienceWrite>,
 }
 
 fn alias_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -135,8 +137,9 @@ impl Store {
             &self.enrollments,
             &self.timers,
             &self.report_cells,
+            &self.audience,
         )
-            .transaction(|(queue, customers, enrollments, timers, cells)| {
+            .transaction(|(queue, customers, enrollments, timers, cells, audience)| {
                 queue.remove(c.queue_key.as_slice())?;
                 customers.remove(merged_key.as_slice())?;
                 if let Some(customer) = &c.customer {
@@ -158,6 +161,9 @@ impl Store {
                     }
                 }
                 super::reports::apply(cells, &c.tenant, shard, &deltas)?;
+                for w in &c.audience {
+                    super::audience::apply(audience, &c.tenant, w)?;
+                }
                 Ok(())
             })?;
         Ok(())

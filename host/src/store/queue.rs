@@ -67,6 +67,11 @@ pub enum Pending {
         trigger: String,
         due: Millis,
     },
+    // Account traits re-evaluated for every member (issue 12, polish).
+    /// Another member's `group` call changed the traits of `account`, which this customer
+    /// belongs to: their audience watches of conditions that read `account.*` are evaluated
+    /// again. Queued by that member's trigger's commit (`TriggerCommit::queued`).
+    AccountChanged { account: String },
 }
 
 /// A trigger waiting to be processed for one customer.

@@ -161,6 +161,8 @@ pub async fn page(
             live_version => live,
             latest_version => versions.rollout.latest_version,
             goal => spec.goal,
+            // Account journeys (issue 12): the counts are accounts'.
+            accounts => report.subject == waymark_api::journeys::Subject::Account,
             declared,
             slice,
             selected_version => query.version,

@@ -12,11 +12,15 @@
 //!   route it. Timers and delivery outcomes of an account enrollment are queued for the
 //!   subject key too, so they reach that shard; [`subject_customer`] loads the account for
 //!   them.
+//! - Engagement (`opened`, `clicked`, ...) with a message an account journey sent names a
+//!   message stored under the subject key: a member's (forwarded as any plain event of theirs)
+//!   and one the host composed for the subject key (provider feedback names the message's
+//!   customer) both reach the sending enrollment as engagement ([`Shell::account_sender`]).
 //!
 //! [`Pending::Account`]: crate::store::Pending::Account
 
 use super::Shell;
-use crate::engine::{self, accounts, Addressee};
+use crate::engine::{self, accounts, About, Addressee};
 use crate::model::{Customer, Event, Millis, Subject};
 use crate::store::{LiveJourney, Pending, QueuedTrigger, Store, StoreError, TriggerCommit};
 
@@ -83,13 +87,25 @@ impl Shell<'_> {
         let account = subject_customer(store, &self.tenant, subject)?
             .unwrap_or_else(|| accounts::account_customer(subject, None));
         let event = accounts::member_event(&event, &member);
-        let enrollments = store.enrollments(&self.tenant, subject)?;
-        let live = self.host.catalog.live(store, &self.tenant)?;
+        // Engagement with the account's message goes to the enrollment that sent it.
+        let addressee = match engine::interpret(Some(&account), &event).about {
+            Some(About::Message { id, engagement }) => {
+                self.account_sender(subject, &id, engagement)?
+            }
+            _ => None,
+        };
+        let (enrollments, live) = match addressee {
+            None => (
+                store.enrollments(&self.tenant, subject)?,
+                self.host.catalog.live(store, &self.tenant)?,
+            ),
+            Some(_) => (Vec::new(), std::sync::Arc::from([])),
+        };
         self.route(
             commit,
             &account,
             &event,
-            None,
+            addressee,
             enrollments,
             &live,
             Subject::Account,
@@ -99,10 +115,34 @@ impl Shell<'_> {
         .await
     }
 
-    /// An event queued for the account's subject key itself: the host composes only task
+    /// The sender of the account's message `id` (stored under the subject key), when there is
+    /// one, as an engagement's addressee; counted in the engagement metrics as a customer's is.
+    fn account_sender(
+        &self,
+        subject: &str,
+        id: &str,
+        engagement: engine::Engagement,
+    ) -> Result<Option<Addressee>, StoreError> {
+        let store = &self.host.store;
+        let Some(message) = store.message(&self.tenant, subject, id)? else {
+            return Ok(None);
+        };
+        let enrollment = store.enrollment(&self.tenant, subject, &message.journey, message.run)?;
+        if enrollment.is_some() {
+            self.host.metrics.engagement(engagement.as_str());
+        }
+        Ok(Some(Addressee::Sender {
+            enrollment: enrollment.map(Box::new),
+            channel: message.channel,
+            engagement,
+        }))
+    }
+
+    /// An event queued for the account's subject key itself: the host composes task
     /// resolutions so (a handoff's task names the account as its customer), which go to the
-    /// enrollment that handed the task off; anything else routes as a member's event does,
-    /// without a member. The account's traits are never changed by it.
+    /// enrollment that handed the task off, and provider feedback about the account's
+    /// messages, which goes to the sending enrollment as engagement; anything else routes as a
+    /// member's event does, without a member. The account's traits are never changed by it.
     pub(super) async fn account_owned_event(
         &mut self,
         commit: &mut TriggerCommit,
@@ -120,7 +160,11 @@ impl Shell<'_> {
                 .map(|task| Addressee::TaskOwner {
                     enrollment_id: task.enrollment,
                 }),
-            _ => None,
+            // Provider feedback about the account's message names the subject key.
+            Some(About::Message { id, engagement }) => {
+                self.account_sender(&subject, &id, engagement)?
+            }
+            None => None,
         };
         let enrollments = store.enrollments(&self.tenant, &subject)?;
         let live = match addressee {

@@ -5,13 +5,95 @@
 //!
 //! Account-subject journeys (`Subject::Account`) are left out: their enrollments are the
 //! accounts', which this slice does not route.
+//!
+//! A condition may read `account.<trait>`, which any member's `group` call can change: the
+//! calling member's own trigger re-evaluates their watches, and its commit queues
+//! [`Pending::AccountChanged`] for each *other* member ([`queue_members`]), processed on that
+//! member's shard, where only their `matches` triggers that read the account are evaluated
+//! ([`Shell::audience_account_changed`]). The cost is one queued trigger per member, paid only
+//! by a `group` call carrying traits when a live journey has such a condition.
 
 use super::Shell;
 use crate::audience::{self, Seen, Watch};
-use crate::engine::{JourneyRef, Step};
-use crate::model::{AudienceTrigger, Customer, Enrollment, Event, Millis, Object, Subject};
-use crate::store::{AudienceWrite, JourneyVersion, StoreError, TriggerCommit};
+use crate::engine::{accounts, JourneyRef, Step};
+use crate::model::{AudienceTrigger, Customer, Enrollment, Event, Millis, Object, Spec, Subject};
+use crate::store::{
+    AudienceWrite, JourneyVersion, LiveJourney, Pending, QueuedTrigger, Store, StoreError,
+    TriggerCommit,
+};
 use std::sync::Arc;
+
+/// Members read per page when queueing an account's re-evaluations.
+const MEMBER_PAGE: usize = 512;
+
+/// Whether a customer journey with `spec` has a condition that reads the account.
+fn spec_reads_account(spec: &Spec) -> bool {
+    spec.audience.subject == Subject::Customer
+        && spec.audience.triggers.iter().any(Shell::reads_account)
+}
+
+/// The version of a live journey that `customer` would enter (its candidate's share, or the
+/// live version).
+fn entering_version(j: &LiveJourney, customer: &str) -> Arc<JourneyVersion> {
+    match &j.candidate {
+        Some((candidate, percent))
+            if crate::engine::routing::enters_candidate(&j.live.name, customer, *percent) =>
+        {
+            candidate.clone()
+        }
+        _ => j.live.clone(),
+    }
+}
+
+/// When `event` is a `group` call of `member` carrying traits and a live customer journey has
+/// a condition reading `account.*`, queues [`Pending::AccountChanged`] with the member's
+/// trigger's commit for every other member of the account (members are read in pages from
+/// the accounts tree: the cost is proportional to the account's members).
+pub(super) fn queue_members(
+    store: &Store,
+    commit: &mut TriggerCommit,
+    live: &[LiveJourney],
+    member: &Customer,
+    event: &Event,
+) -> Result<(), StoreError> {
+    let Ok(Some(change)) = accounts::group_change(event) else {
+        return Ok(());
+    };
+    if change.traits.is_empty() {
+        return Ok(());
+    }
+    let any = live.iter().any(|j| {
+        spec_reads_account(&j.live.spec)
+            || j.candidate
+                .as_ref()
+                .is_some_and(|(c, _)| spec_reads_account(&c.spec))
+    });
+    if !any {
+        return Ok(());
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let (page, more) = store.account_members(
+            &commit.tenant,
+            &change.account,
+            after.as_deref(),
+            MEMBER_PAGE,
+        )?;
+        for other in page.iter().filter(|m| **m != member.id) {
+            commit.queued.push(QueuedTrigger {
+                tenant: commit.tenant.clone(),
+                customer: other.clone(),
+                pending: Pending::AccountChanged {
+                    account: change.account.clone(),
+                },
+            });
+        }
+        if !more {
+            return Ok(());
+        }
+        after = page.last().cloned();
+    }
+}
 
 /// What the customer looks like to the triggers, the account read only when a condition
 /// reads it.
@@ -239,6 +321,137 @@ impl Shell<'_> {
         }
         Ok(None)
     }
+}
+
+impl Shell<'_> {
+    /// Another member changed the traits of `account`: this customer's `matches` triggers that
+    /// read the account are evaluated again, nothing else. A customer who has left the account
+    /// since is evaluated against the account they belong to now (what a condition reads).
+    pub(super) async fn audience_account_changed(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer_id: &str,
+        account: &str,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let store = &self.host.store;
+        let live = self.host.catalog.live(store, &self.tenant)?;
+        let versions: Vec<Arc<JourneyVersion>> = live
+            .iter()
+            .map(|j| entering_version(j, customer_id))
+            .filter(|v| spec_reads_account(&v.spec))
+            .collect();
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        tracing::debug!(tenant = %self.tenant, customer = customer_id, account, "account traits changed");
+        let customer = store
+            .customer(&self.tenant, customer_id)?
+            .unwrap_or_else(|| Customer {
+                id: customer_id.to_string(),
+                attributes: Default::default(),
+            });
+        let enrollments = store.enrollments(&self.tenant, customer_id)?;
+        let mut looks = self.looks(&customer);
+        let traits = self.account_of(&mut looks, customer_id)?;
+        let mut steps = Vec::new();
+        for version in &versions {
+            let mut mine: Vec<Enrollment> = enrollments
+                .iter()
+                .filter(|e| e.journey == version.name)
+                .cloned()
+                .collect();
+            for trigger in version
+                .spec
+                .audience
+                .triggers
+                .iter()
+                .filter(|t| Self::reads_account(t))
+            {
+                let old = store.audience_watch(
+                    &self.tenant,
+                    customer_id,
+                    &version.name,
+                    trigger.name(),
+                )?;
+                let seen = Seen {
+                    attributes: &customer.attributes,
+                    account: traits.as_ref(),
+                    zone: looks.zone,
+                };
+                let outcome = audience::on_account_change(trigger, old.as_ref(), seen, now);
+                record(
+                    commit,
+                    &customer,
+                    &version.name,
+                    trigger.name(),
+                    old.as_ref(),
+                    &outcome,
+                );
+                let journey = JourneyRef {
+                    name: &version.name,
+                    version: version.version,
+                    spec: &version.spec,
+                };
+                audience::plan(
+                    journey,
+                    customer_id,
+                    trigger.name(),
+                    outcome,
+                    &mut mine,
+                    &mut steps,
+                    now,
+                );
+            }
+        }
+        for version in &versions {
+            self.versions
+                .entry((version.name.clone(), version.version))
+                .or_insert_with(|| Some(version.clone()));
+        }
+        for e in &enrollments {
+            self.version(&e.journey, e.version)?;
+        }
+        if let Some(until) = self.deferral(&steps) {
+            return Ok(Some(until));
+        }
+        for step in steps {
+            self.step(commit, &customer, step, now).await?;
+        }
+        Ok(None)
+    }
+}
+
+/// Identity merge: moves each watch of the merged id `from` to `known` in the merge's commit
+/// (`audience::merge_watches` decides what the known customer keeps), so the merge and the
+/// move are one transaction and a deadline follows the known customer.
+pub(super) fn move_watches(
+    store: &Store,
+    commit: &mut crate::store::MergeCommit,
+    known: &str,
+    from: &str,
+) -> Result<(), StoreError> {
+    for (journey, trigger, merged) in store.audience_watches(&commit.tenant, from)? {
+        let theirs = store.audience_watch(&commit.tenant, known, &journey, &trigger)?;
+        let kept = audience::merge_watches(theirs.as_ref(), &merged);
+        commit.audience.push(AudienceWrite {
+            customer: from.to_string(),
+            journey: journey.clone(),
+            trigger: trigger.clone(),
+            old_due: merged.due,
+            watch: None,
+        });
+        if theirs.as_ref() != Some(&kept) {
+            commit.audience.push(AudienceWrite {
+                customer: known.to_string(),
+                journey,
+                trigger,
+                old_due: theirs.and_then(|w| w.due),
+                watch: Some(kept),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Puts an outcome's watch change into the commit.

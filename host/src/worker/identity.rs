@@ -157,8 +157,10 @@ fn merge_in(
     // Account journeys (issue 12): the merged id's account membership passes to the known id
     // before the merge commits (idempotent, so a crash between the two is harmless).
     store.move_membership(tenant, from, known)?;
+    // Audience triggers (issue 12): the merged id's watches move with the merge.
+    super::audience::move_watches(store, &mut commit, known, from)?;
     store.commit_merge(&commit)?;
-    if !commit.timers_moved.is_empty() {
+    if !commit.timers_moved.is_empty() || !commit.audience.is_empty() {
         host.timers_changed();
     }
     Ok(())

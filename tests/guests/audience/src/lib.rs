@@ -4,6 +4,7 @@
 //! - `quiet_7d`: none of `logged_in` for seven days.
 //! - `pro_plan`: `plan == "pro"`, exiting with `unmatched:pro_plan` when that stops holding.
 //! - `renewal_week`: seven days before `renews_at`, at 09:00 in the customer's time zone.
+//! - `enterprise_account`: `account.plan == "enterprise"` (any member's `group` call changes it).
 //!
 //! On entry it reaches the milestone named as the trigger that entered it and keeps the
 //! synthetic event's properties as its state (JSON), so a test reads both back.
@@ -20,9 +21,15 @@ impl Journey for Audience {
             .enter_when_inactive("quiet_7d", &["logged_in"], days(7))
             .enter_when("pro_plan", r#"plan == "pro""#, true)
             .enter_on_date("renewal_week", "renews_at", -7, TimeOfDay::hm(9, 0))
+            .enter_when(
+                "enterprise_account",
+                r#"account.plan == "enterprise""#,
+                false,
+            )
             .milestone("quiet_7d", None)
             .milestone("pro_plan", None)
             .milestone("renewal_week", None)
+            .milestone("enterprise_account", None)
             .reentry(Reentry::AfterExit)
     }
 
