@@ -15,7 +15,9 @@ use chrono::{DateTime, Locale, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{AutoEscape, Error, ErrorKind, Output, State};
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The name of the custom escape of slack `blocks`.
 pub const JSON_STRING: &str = "json-string";
@@ -62,13 +64,55 @@ pub fn names_locale(tag: &str) -> Option<Locale> {
         .or_else(|| Locale::try_from(own.as_str()).ok())
 }
 
+/// [`names_locale`], remembered per tag: chrono's locale lookup compares the tag with each of
+/// its few hundred locale names in turn, which was a good part of a date filter's cost, and a
+/// tenant's templates use a handful of tags.
+fn names_locale_cached(tag: &str) -> Option<Locale> {
+    static SEEN: OnceLock<RwLock<HashMap<String, Option<Locale>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(RwLock::default);
+    if let Some(locale) = seen.read().ok().and_then(|m| m.get(tag).copied()) {
+        return locale;
+    }
+    let locale = names_locale(tag);
+    if let Ok(mut m) = seen.write() {
+        // Bounded: tags come from template versions, but a customer attribute could be anything.
+        if m.len() < 1024 {
+            m.insert(tag.to_owned(), locale);
+        }
+    }
+    locale
+}
+
 /// The names locale of the locale being rendered (`message.locale`).
 fn rendered_locale(state: &State) -> Locale {
     state
         .lookup("message")
         .and_then(|m| m.get_attr("locale").ok())
-        .and_then(|l| l.as_str().and_then(names_locale))
+        .and_then(|l| l.as_str().and_then(names_locale_cached))
         .unwrap_or(Locale::POSIX)
+}
+
+/// A strftime format parsed once: templates use a few formats for every message. `None` for
+/// an invalid format.
+fn parsed_format(format: &str) -> Option<Arc<[Item<'static>]>> {
+    type Formats = HashMap<String, Option<Arc<[Item<'static>]>>>;
+    static SEEN: OnceLock<RwLock<Formats>> = OnceLock::new();
+    let seen = SEEN.get_or_init(RwLock::default);
+    if let Some(items) = seen.read().ok().and_then(|m| m.get(format).cloned()) {
+        return items;
+    }
+    let items: Option<Arc<[Item<'static>]>> = StrftimeItems::new(format)
+        .parse_to_owned()
+        .ok()
+        .filter(|items| !items.iter().any(|i| matches!(i, Item::Error)))
+        .map(Arc::from);
+    if let Ok(mut m) = seen.write() {
+        // Bounded: formats come from templates, which are few.
+        if m.len() < 1024 {
+            m.insert(format.to_owned(), items.clone());
+        }
+    }
+    items
 }
 
 /// A moment as the filters take it.
@@ -119,10 +163,9 @@ fn moment(value: &Value) -> Result<Moment, Error> {
 }
 
 fn format_moment(state: &State, value: &Value, format: &str) -> Result<String, Error> {
-    let items: Vec<Item> = StrftimeItems::new(format).collect();
-    if items.iter().any(|i| matches!(i, Item::Error)) {
+    let Some(items) = parsed_format(format) else {
         return Err(bad(format!("{format:?} is not a valid strftime format")));
-    }
+    };
     let mut out = String::new();
     // chrono reports a specifier the value cannot fill (an hour of a date alone) as a
     // formatting error, which `to_string` would turn into a panic: write and check instead.
