@@ -320,24 +320,31 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
         "render + deliver: {DELIVERY_ROUNDS} rounds of {DELIVERIES} emails through the email \
          plugin (Postmark) to a loopback stand-in, one at a time; cpu = the whole process's"
     );
+    // What the delivery loop does per templated message once the customer is loaded: the
+    // cached version, its render for the customer's locale, the payload with `content`.
+    let render = || {
+        let compiled = cache
+            .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
+            .expect("compiles");
+        let input = RenderInput {
+            customer_id: "ana",
+            attributes,
+            payload,
+            message_id: "k1-0123456789abcdef0123456789abcdef-0",
+            channel: "email",
+            unsubscribe_url: None,
+        };
+        compiled.render(input).expect("renders")
+    };
+    let with_content = |rendered| payload_with_content(payload, "renewal", 1, rendered);
     // The same email, its content written in the payload by the journey (the very text the
     // template renders, so both deliveries carry the same bytes): no template.
     let untemplated = {
-        let compiled = compile(&source).expect("compiles");
-        let rendered = compiled
-            .render(RenderInput {
-                customer_id: "ana",
-                attributes,
-                payload,
-                message_id: "k1-0123456789abcdef0123456789abcdef-0",
-                channel: "email",
-                unsubscribe_url: None,
-            })
-            .expect("renders");
         let mut p = payload.as_object().cloned().unwrap_or_default();
-        p.extend(rendered.parts);
+        p.extend(render().parts);
         serde_json::Value::Object(p)
     };
+    let prerendered = with_content(render());
     let deliver = |request: DeliveryRequest| {
         let plugin = &plugin;
         let allowed = &allowed;
@@ -353,20 +360,6 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
         "deliver, payload as written (no template)",
         measure_deliveries(&runtime, |i| deliver(request(i, untemplated.clone()))),
     );
-    let prerendered = {
-        let compiled = compile(&source).expect("compiles");
-        let rendered = compiled
-            .render(RenderInput {
-                customer_id: "ana",
-                attributes,
-                payload,
-                message_id: "k1-0123456789abcdef0123456789abcdef-0",
-                channel: "email",
-                unsubscribe_url: None,
-            })
-            .expect("renders");
-        payload_with_content(payload, "renewal", 1, rendered)
-    };
     report(
         "deliver, the templated payload rendered beforehand",
         measure_deliveries(&runtime, |i| deliver(request(i, prerendered.clone()))),
@@ -378,19 +371,7 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
         "render + content + deliver, email 3 parts pt-BR",
         measure_deliveries(&runtime, |i| {
             let started = thread_cpu();
-            let compiled = cache
-                .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
-                .expect("compiles");
-            let input = RenderInput {
-                customer_id: "ana",
-                attributes,
-                payload,
-                message_id: "k1-0123456789abcdef0123456789abcdef-0",
-                channel: "email",
-                unsubscribe_url: None,
-            };
-            let rendered = compiled.render(input).expect("renders");
-            let content = payload_with_content(payload, "renewal", 1, rendered);
+            let content = with_content(render());
             in_render += thread_cpu() - started;
             renders += 1;
             deliver(request(i, content))
@@ -408,27 +389,16 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
         "render 16 in a row, then deliver them (per message)",
         measure_deliveries(&runtime, |i| {
             if batch.is_empty() {
-                let compiled = cache
-                    .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
-                    .expect("compiles");
-                for _ in 0..16 {
-                    let input = RenderInput {
-                        customer_id: "ana",
-                        attributes,
-                        payload,
-                        message_id: "k1-0123456789abcdef0123456789abcdef-0",
-                        channel: "email",
-                        unsubscribe_url: None,
-                    };
-                    let rendered = compiled.render(input).expect("renders");
-                    batch.push(payload_with_content(payload, "renewal", 1, rendered));
-                }
+                batch.extend((0..16).map(|_| with_content(render())));
             }
             let content = batch.pop().expect("a rendered message");
             deliver(request(i, content))
         }),
     );
-    println!("the same, {IN_FLIGHT} deliveries in flight (futures are built first: a render happens when its message is taken)");
+    println!(
+        "the same, {IN_FLIGHT} deliveries in flight (futures are built first: a render happens \
+         when its message is taken)"
+    );
     report(
         "deliver, payload as written (no template), concurrent",
         measure_concurrent(&runtime, |i| deliver(request(i, untemplated.clone()))),
@@ -440,26 +410,9 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
     report(
         "render + content + deliver, concurrent",
         measure_concurrent(&runtime, |i| {
-            let cache = &cache;
-            let source = &source;
-            let request = &request;
-            let deliver = &deliver;
-            async move {
-                let compiled = cache
-                    .get_or_compile::<TemplateError>("acme", "renewal", 1, || Ok(source.clone()))
-                    .expect("compiles");
-                let input = RenderInput {
-                    customer_id: "ana",
-                    attributes,
-                    payload,
-                    message_id: "k1-0123456789abcdef0123456789abcdef-0",
-                    channel: "email",
-                    unsubscribe_url: None,
-                };
-                let rendered = compiled.render(input).expect("renders");
-                let content = payload_with_content(payload, "renewal", 1, rendered);
-                deliver(request(i, content)).await
-            }
+            let (render, with_content, request, deliver) =
+                (&render, &with_content, &request, &deliver);
+            async move { deliver(request(i, with_content(render()))).await }
         }),
     );
 }
