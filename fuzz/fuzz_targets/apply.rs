@@ -39,7 +39,9 @@ fn spec() -> Spec {
         experiments: vec![ExperimentSpec {
             name: "subject".into(),
             arms: vec!["a".into(), "welcome".into()],
+            allocation: Default::default(),
         }],
+        audience: Default::default(),
     }
 }
 
