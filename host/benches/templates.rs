@@ -17,6 +17,10 @@
 //! process's (the stand-in and the HTTP client's work included), per message.
 
 use serde_json::json;
+
+/// The server's allocator (`host/src/main.rs`), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -18,6 +18,12 @@ use waymark_host::model::Limits; // Isolation (issue 15)
 use waymark_host::sandbox::SandboxConfig;
 use waymark_host::server::{serve, ClockKind, ServerConfig};
 
+/// mimalloc rather than glibc's malloc: a templated delivery spent ~8 % of its CPU in glibc's
+/// allocator (free-list consolidation among them), and a render allocates a good deal
+/// (docs/BENCHMARKS.md § Templates).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "waymark",

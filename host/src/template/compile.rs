@@ -18,10 +18,22 @@ pub struct Compiled {
     env: Environment<'static>,
     channel: ChannelKind,
     default_locale: String,
-    /// The version's locales, and each one's parts (names), in order.
-    locales: Vec<(String, Vec<String>)>,
+    /// The version's locales, and each one's parts, in order.
+    locales: Vec<(String, Vec<Part>)>,
     /// Per locale (same order), what its parts read of the customer and the payload.
     reads: Vec<Reads>,
+}
+
+/// One part of one locale, as a render needs it: worked out once per version rather than per
+/// message.
+#[derive(Debug)]
+struct Part {
+    /// The part's name (`subject`).
+    name: String,
+    /// Its template's name in the environment (`pt-BR/subject`).
+    template: String,
+    /// Whether its output is JSON to parse (slack `blocks`), not text.
+    json: bool,
 }
 
 /// The keys of a top-level map that a locale's parts read: only those are converted into the
@@ -254,7 +266,15 @@ pub fn compile(source: &TemplateSource) -> Result<Compiled, TemplateError> {
             env.add_template_owned(format!("{locale}/{part}"), text.clone())
                 .map_err(|e| syntax_error(locale, part, text, &e))?;
         }
-        locales.push((locale.clone(), parts.keys().cloned().collect()));
+        let parts = parts
+            .keys()
+            .map(|part| Part {
+                name: part.clone(),
+                template: format!("{locale}/{part}"),
+                json: kind.part(part).map(|p| p.escape) == Some(Escape::JsonString),
+            })
+            .collect();
+        locales.push((locale.clone(), parts));
     }
     let reads = source
         .locales
@@ -319,20 +339,21 @@ impl Compiled {
         let mut rendered = serde_json::Map::with_capacity(parts.len());
         for part in parts {
             let failed = |why: String| {
-                TemplateError::Render(format!("locale {locale:?}, part {part:?}: {why}"))
+                let name = &part.name;
+                TemplateError::Render(format!("locale {locale:?}, part {name:?}: {why}"))
             };
             let text = self
                 .env
-                .get_template(&format!("{locale}/{part}"))
+                .get_template(&part.template)
                 .and_then(|t| t.render(context.clone()))
                 .map_err(|e| failed(describe(&e)))?;
-            let value = if self.channel.part(part).map(|p| p.escape) == Some(Escape::JsonString) {
+            let value = if part.json {
                 serde_json::from_str(&text)
                     .map_err(|e| failed(format!("the rendered blocks are not JSON: {e}")))?
             } else {
                 serde_json::Value::String(text)
             };
-            rendered.insert(part.clone(), value);
+            rendered.insert(part.name.clone(), value);
         }
         Ok(Rendered {
             locale: locale.to_string(),
