@@ -575,7 +575,7 @@ async fn a_backtest_can_include_the_migration_of_running_enrollments() {
 #[tokio::test]
 async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
     // Enough recorded history that a replay is still running when the test looks.
-    const MANY: i64 = 1500;
+    const MANY: i64 = 2500;
     let mut world = Example::start("renewal", &[EMAIL]).await;
     let start = world.admin().clock_now().await;
     let mut history = Vec::new();

@@ -10,7 +10,7 @@ use crate::backtest::run::{MigrateAt, Plan, Sample};
 use crate::store::backtests::JobStatus;
 use base64::Engine as _;
 use std::collections::HashSet;
-use waymark_api::backtests::{Backtest, BacktestRequest, BacktestResult, BacktestStatus};
+use waymark_api::backtests::{Backtest, BacktestRequest, BacktestStatus};
 
 /// The most customers a backtest may name.
 const MAX_SAMPLE_CUSTOMERS: usize = 10_000;
