@@ -370,7 +370,7 @@ async fn rebuild(host: &Host, tenant: &str, job: &BacktestJob) -> Result<Plan, S
                 .map_err(|e| {
                     format!("{interrupted} its candidate's component no longer validates: {e}")
                 })?;
-            if &unstored.digest != digest {
+            if unstored.digest != *digest {
                 return Err(format!(
                     "{interrupted} its candidate's kept component is not the one requested"
                 ));
