@@ -108,12 +108,20 @@ pub struct Backtest {
     pub replayed: u64,
     /// Recorded events both replays take together.
     pub total: u64,
-    /// Why it failed (`interrupted` when the server restarted while it ran).
+    /// How many times a server start found the job queued or running (the server had
+    /// stopped) and started it over from the beginning (issue 13: jobs survive a restart).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Once `done`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<BacktestResult>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a finished backtest found.

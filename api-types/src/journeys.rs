@@ -274,6 +274,26 @@ pub struct DecideRequest {
     /// What the `stats` import answers; none when left out.
     #[serde(default)]
     pub stats: Vec<ChannelStats>,
+    /// What `stats.by-arm` answers (issue 13), in place of the journey's live arm
+    /// statistics: when left out, the version's arms as a live `decide` at `context.now`
+    /// reads them (counted as of the start of that hour of journey time); `[]` gives none.
+    /// Each entry names an experiment and arm the version declares, at most once; the goal
+    /// is the experiment's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_stats: Option<Vec<ArmStatsGiven>>,
+}
+
+/// One arm's numbers given to a dry-run `decide` (issue 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ArmStatsGiven {
+    pub experiment: String,
+    pub arm: String,
+    /// Enrollments first assigned the arm.
+    pub entered: u64,
+    /// Of which reached the experiment's goal (at most `entered`).
+    pub converted: u64,
 }
 
 /// Everything `decide` sees (the host's `model::DecisionContext`, same shape).

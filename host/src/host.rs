@@ -105,7 +105,7 @@ pub struct Host {
     /// Compiled template versions (`template::cache`).
     pub templates: TemplateCache,
     // Backtests (issue 13)
-    /// Backtest jobs (`backtest::jobs`), in memory.
+    /// Backtest jobs (`backtest::jobs`), kept in the store.
     pub backtests: crate::backtest::Jobs,
     /// The `stats` import's arm statistics per journey version, for the current period
     /// (`report::arms`, issue 13).
@@ -121,6 +121,7 @@ impl Host {
     pub fn new(store: Store, registry: Registry, clock: Clock, config: HostConfig) -> Host {
         let metrics = Metrics::new(registry.sandbox().counters());
         let tenants = Tenants::new(registry.sandbox().config().defaults);
+        let backtests = crate::backtest::Jobs::new(store.clone()); // Backtests (issue 13)
         Host {
             shard_wakers: (0..store.shards()).map(|_| Notify::new()).collect(),
             store,
@@ -134,7 +135,7 @@ impl Host {
             shutdown: CancellationToken::new(),
             tenants,
             templates: TemplateCache::default(),
-            backtests: crate::backtest::Jobs::default(),
+            backtests,
             arm_stats: Default::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),

@@ -96,6 +96,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     workers.spawn(scheduler::run(host.clone()));
     workers.spawn(delivery::run(host.clone()));
     workers.spawn(log_progress(host.clone()));
+    // Backtests (issue 13): jobs the previous process did not finish start over.
+    match host.backtests.resume(&host).await {
+        Ok(0) => {}
+        Ok(resumed) => tracing::info!(resumed, "unfinished backtests started over"),
+        Err(error) => tracing::error!(%error, "cannot start unfinished backtests over"),
+    }
 
     let state = AppState {
         host: host.clone(),

@@ -566,3 +566,121 @@ async fn a_backtest_can_include_the_migration_of_running_enrollments() {
         .expect("ada's enrollment");
     assert_eq!(live_ada.version, 1);
 }
+
+/// Issue 13, backtest jobs slice: jobs are kept in the store. A backtest running when the
+/// server is killed (`kill -9`) is started over at the next start — its candidate sent as
+/// component bytes, kept with the job — and finishes with the result an uninterrupted run of
+/// the same request has (a replay is deterministic); a finished job reads the same after
+/// another restart, and a cancelled one stays cancelled.
+#[tokio::test]
+async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
+    // Enough recorded history that a replay is still running when the test looks.
+    const MANY: i64 = 2500;
+    let mut world = Example::start("renewal", &[EMAIL]).await;
+    let start = world.admin().clock_now().await;
+    let mut history = Vec::new();
+    for i in 0..MANY {
+        let (y, m, d) = utc_date(renewal_midnight(start, i));
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        history.push(identify(
+            &format!("c{i}-traits"),
+            &format!("c{i}"),
+            json!({ "renewal_date": date }),
+        ));
+        history.push(event(
+            &format!("c{i}-scheduled"),
+            &format!("c{i}"),
+            "renewal_scheduled",
+        ));
+    }
+    for batch in history.chunks(1000) {
+        world.post(batch).await;
+    }
+    let early = artifacts().component(RENEWAL_EARLY_CRATE);
+    let request = BacktestRequest {
+        candidate: Candidate::component_base64(waymark_client::component_base64(&early)),
+        from: start,
+        to: start + DAY_MS,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let started = world
+        .api()
+        .tenant_client()
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Killed while it runs: partway through its events.
+    let api = world.api();
+    let seen = wait_for_some("the backtest to be running", || async {
+        let b = api
+            .tenant_client()
+            .backtest("renewal", &started.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (b.status != BacktestStatus::Queued && b.replayed > 0).then_some(b)
+    })
+    .await;
+    assert_eq!(seen.status, BacktestStatus::Running, "{seen:?}");
+    assert!(seen.replayed < seen.total, "{seen:?}");
+    world.server.restart().await;
+
+    // Started over, and done.
+    let api = world.api();
+    let resumed = finished(&api, &started.id).await;
+    assert_eq!(resumed.status, BacktestStatus::Done, "{:?}", resumed.error);
+    assert_eq!(resumed.restarts, 1, "started over once");
+    assert_eq!(resumed.replayed, resumed.total);
+    assert_eq!(
+        resumed.total,
+        2 * 2 * MANY as u64,
+        "both replays, every event"
+    );
+
+    // The same request, never interrupted, finds the same.
+    let client = api.tenant_client();
+    let again = client
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = finished(&api, &again.id).await;
+    assert_eq!(again.restarts, 0);
+    let (resumed_result, again_result) = (resumed.result.clone(), again.result.clone());
+    assert!(resumed_result.is_some(), "a done backtest has its result");
+    assert_eq!(resumed_result, again_result, "a replay is deterministic");
+
+    // A queued backtest cancelled (the host runs one at a time: the second waits).
+    let first = client
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = client
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cancelled = client
+        .cancel_backtest("renewal", &second.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancelled.status, BacktestStatus::Cancelled, "{cancelled:?}");
+    let first = client
+        .cancel_backtest("renewal", &first.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = finished(&api, &first.id).await;
+    assert_eq!(first.status, BacktestStatus::Cancelled, "{first:?}");
+
+    // Another kill -9: what finished reads as it was, and nothing runs again.
+    world.server.restart().await;
+    let api = world.api();
+    let client = api.tenant_client();
+    for before in [&resumed, &again, &cancelled, &first] {
+        let after = client
+            .backtest("renewal", &before.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&after, before, "{} after a restart", before.id);
+    }
+}

@@ -17,6 +17,8 @@ use waymark_tests::*;
 
 const EMAIL: &str = "email";
 const JOURNEY: &str = "guided-onboarding";
+/// `tests/guests/adaptive` (issue 13): an experiment allocated by Thompson sampling.
+const ADAPTIVE: &str = "adaptive";
 
 // ---------------------------------------------------------------------------------------------
 // chromedriver and Chromium
@@ -366,6 +368,38 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
         result.diff.customers_changed.to_string()
     );
     screenshot(b, "journey-backtest").await;
+
+    // Issue 13: an experiment's allocation shows beside its arms, as the report says it —
+    // the adaptive journey allocates by Thompson sampling on its goal milestone.
+    api.upload_journey(ADAPTIVE, artifacts().component(ADAPTIVE_CRATE))
+        .await;
+    world
+        .post(&[event("eve-signed-up", "eve", "signed_up")])
+        .await;
+    api.wait_for_enrollment("eve", ADAPTIVE, "an arm assigned", |e| {
+        !e.variants.is_empty()
+    })
+    .await;
+    let adaptive = api.report(ADAPTIVE).await;
+    let offer = &adaptive["report"]["experiments"]["offer"];
+    assert_eq!(offer["allocation"], "thompson", "{adaptive:#}");
+    b.goto(&format!("{base}/ui/journeys/{ADAPTIVE}"))
+        .await
+        .unwrap();
+    let allocation = ".allocation[data-experiment=\"offer\"]";
+    assert_eq!(
+        attr(b, allocation, "data-allocation").await,
+        offer["allocation"].as_str().unwrap()
+    );
+    assert_eq!(
+        attr(b, allocation, "data-goal").await,
+        offer["metric"].as_str().unwrap()
+    );
+    assert_eq!(
+        text(b, allocation).await,
+        "Allocation: adaptive, Thompson sampling on goal milestone bought"
+    );
+    screenshot(b, "journey-allocation").await;
 
     // A customer's timeline: bob signed up (the event), entered, stalled, was nudged, and was
     // handed off.

@@ -5,11 +5,12 @@
 
 use super::prelude::*;
 use crate::backtest::candidate::{Candidate, CandidateError, Unstored};
-use crate::backtest::jobs::{Job, JobState};
+use crate::backtest::jobs::{JobView, StartError};
 use crate::backtest::run::{MigrateAt, Plan, Sample};
+use crate::store::backtests::JobStatus;
 use base64::Engine as _;
 use std::collections::HashSet;
-use waymark_api::backtests::{Backtest, BacktestRequest, BacktestResult, BacktestStatus};
+use waymark_api::backtests::{Backtest, BacktestRequest, BacktestStatus};
 
 /// The most customers a backtest may name.
 const MAX_SAMPLE_CUSTOMERS: usize = 10_000;
@@ -109,14 +110,16 @@ async fn start(
         .host
         .backtests
         .start(state.host.clone(), plan)
-        .map_err(|busy| {
-            ApiError::new(
+        .await
+        .map_err(|e| match e {
+            StartError::Busy => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_backtests",
-                busy.to_string(),
-            )
+                StartError::Busy.to_string(),
+            ),
+            StartError::Store(e) => e.into(),
         })?;
-    Ok((StatusCode::ACCEPTED, Json(shape(&job))))
+    Ok((StatusCode::ACCEPTED, Json(shape(job))))
 }
 
 /// The request's candidate: a stored version, or component bytes validated as an upload is
@@ -179,8 +182,8 @@ async fn read(
     TenantId(tenant): TenantId,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Backtest>> {
-    let job = found(state.host.backtests.get(&tenant, &id), &name, &id)?;
-    Ok(Json(shape(&job)))
+    let job = found(state.host.backtests.get(&tenant, &id)?, &name, &id)?;
+    Ok(Json(shape(job)))
 }
 
 async fn cancel(
@@ -188,66 +191,55 @@ async fn cancel(
     TenantId(tenant): TenantId,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Backtest>> {
-    let job = found(state.host.backtests.get(&tenant, &id), &name, &id)?;
-    let job = found(state.host.backtests.cancel(&tenant, &job.id), &name, &id)?;
-    Ok(Json(shape(&job)))
+    let job = found(state.host.backtests.get(&tenant, &id)?, &name, &id)?;
+    let job = found(
+        state.host.backtests.cancel(&tenant, &job.job.id).await?,
+        &name,
+        &id,
+    )?;
+    Ok(Json(shape(job)))
 }
 
 /// The job, if it is one of this journey's.
-fn found(
-    job: Option<std::sync::Arc<Job>>,
-    journey: &str,
-    id: &str,
-) -> ApiResult<std::sync::Arc<Job>> {
-    job.filter(|j| j.plan.journey == journey)
+fn found(job: Option<JobView>, journey: &str, id: &str) -> ApiResult<JobView> {
+    job.filter(|j| j.job.journey == journey)
         .ok_or_else(|| ApiError::not_found(format!("no backtest {id:?} of journey {journey:?}")))
 }
 
-/// The backtests of `journey` kept in memory, newest first, as the API shows them (shared with
-/// the dashboard's journey page, issue 14).
-pub(crate) fn of_journey(state: &AppState, tenant: &str, journey: &str) -> Vec<Backtest> {
-    state
+/// The backtests of `journey` the server keeps, newest first, as the API shows them (shared
+/// with the dashboard's journey page, issue 14).
+pub(crate) fn of_journey(
+    state: &AppState,
+    tenant: &str,
+    journey: &str,
+) -> Result<Vec<Backtest>, crate::store::StoreError> {
+    Ok(state
         .host
         .backtests
-        .of_journey(tenant, journey)
-        .iter()
-        .map(|job| shape(job))
-        .collect()
+        .of_journey(tenant, journey)?
+        .into_iter()
+        .map(shape)
+        .collect())
 }
 
 /// A job as the API shows it.
-fn shape(job: &Job) -> Backtest {
-    use std::sync::atomic::Ordering;
-    let (status, error, result) = match job.state() {
-        JobState::Queued => (BacktestStatus::Queued, None, None),
-        JobState::Running => (BacktestStatus::Running, None, None),
-        JobState::Cancelled => (BacktestStatus::Cancelled, None, None),
-        JobState::Failed(error) => (BacktestStatus::Failed, Some(error), None),
-        JobState::Done(outcome) => {
-            let result = BacktestResult {
-                candidate_version: outcome.candidate.version,
-                candidate_digest: outcome.candidate.digest.clone(),
-                migration: outcome
-                    .candidate
-                    .migration
-                    .clone()
-                    .map(|(migration, outcomes)| super::migrations::status(migration, outcomes)),
-                live_version: outcome.live.version,
-                diff: crate::backtest::diff::diff(&outcome),
-                candidate: outcome.candidate.report.into(),
-                live: outcome.live.report.into(),
-                fidelity: outcome.fidelity,
-            };
-            (BacktestStatus::Done, None, Some(result))
-        }
+fn shape(view: JobView) -> Backtest {
+    let JobView { job, result } = view;
+    let status = match job.status {
+        JobStatus::Queued => BacktestStatus::Queued,
+        JobStatus::Running => BacktestStatus::Running,
+        JobStatus::Done => BacktestStatus::Done,
+        JobStatus::Failed => BacktestStatus::Failed,
+        JobStatus::Cancelled => BacktestStatus::Cancelled,
     };
     Backtest {
-        id: job.id.clone(),
-        journey: job.plan.journey.clone(),
+        id: job.id,
+        journey: job.journey,
         status,
-        replayed: job.progress.replayed.load(Ordering::Relaxed),
-        total: job.progress.total.load(Ordering::Relaxed),
-        error,
+        replayed: job.replayed,
+        total: job.total,
+        restarts: job.restarts,
+        error: job.error,
         result,
     }
 }

@@ -187,6 +187,8 @@ async fn dry_run_decide(
         Some(v) => ApiError::not_found(format!("journey {name:?} has no version {v}")),
         None => ApiError::not_found(format!("no journey named {name:?}")),
     })?;
+    // Issue 13: `stats.by-arm` as live would read it at `context.now`, or as given.
+    let stats = dry_run_stats(rt, &tenant, &version, &context, stats, input.arm_stats)?;
     let limits = rt.tenant_limits(&tenant)?;
     let component = rt.registry.journey(&tenant, &version.digest).await?;
     match component.decide(&context, stats, &limits).await {
@@ -202,6 +204,71 @@ async fn dry_run_decide(
         )
         .with_reason(dto::failure_reason_word(failure.reason))),
     }
+}
+
+// Dry-run decide with arm statistics (issue 13)
+/// What the `stats` import answers a dry-run `decide`: the channel counts given, and the
+/// arms given (validated against the version's experiments), or else the version's live arm
+/// statistics as a live trigger at `context.now` reads them — the same cache and rule
+/// (`report::arms`: as of the start of that hour of journey time).
+fn dry_run_stats(
+    host: &crate::host::Host,
+    tenant: &str,
+    version: &crate::store::JourneyVersion,
+    context: &DecisionContext,
+    channels: Vec<ChannelStats>,
+    given: Option<Vec<waymark_api::journeys::ArmStatsGiven>>,
+) -> ApiResult<crate::model::StatsSnapshot> {
+    let Some(given) = given else {
+        return Ok(host.arm_stats.snapshot_uncached(
+            &host.store,
+            tenant,
+            version,
+            context.now,
+            channels,
+        )?);
+    };
+    super::validate::bounded_list("arm_stats", given.len())?;
+    let spec = &version.spec;
+    let mut arms: Vec<crate::model::ArmStats> = Vec::with_capacity(given.len());
+    for g in given {
+        let invalid = |m: String| ApiError::bad_request("invalid_input", m);
+        let Some(experiment) = spec.experiments.iter().find(|x| x.name == g.experiment) else {
+            return Err(invalid(format!(
+                "arm_stats names experiment {:?}, which version {} does not declare",
+                g.experiment, version.version
+            )));
+        };
+        if !experiment.arms.contains(&g.arm) {
+            return Err(invalid(format!(
+                "arm_stats names arm {:?} of experiment {:?}, which version {} does not declare",
+                g.arm, g.experiment, version.version
+            )));
+        }
+        if g.converted > g.entered {
+            return Err(invalid(format!(
+                "arm_stats: arm {:?} of experiment {:?} has converted {} of only {} entered",
+                g.arm, g.experiment, g.converted, g.entered
+            )));
+        }
+        if arms
+            .iter()
+            .any(|a| a.experiment == g.experiment && a.arm == g.arm)
+        {
+            return Err(invalid(format!(
+                "arm_stats names arm {:?} of experiment {:?} twice",
+                g.arm, g.experiment
+            )));
+        }
+        arms.push(crate::model::ArmStats {
+            goal: crate::report::arms::goal_of(spec, experiment),
+            experiment: g.experiment,
+            arm: g.arm,
+            entered: g.entered,
+            converted: g.converted,
+        });
+    }
+    Ok(crate::model::StatsSnapshot { channels, arms })
 }
 
 /// The journey's funnel, overall, per version and per experiment arm: added up from the

@@ -153,7 +153,7 @@ async fn migration_status(
 }
 
 /// A migration's status from its record and the outcomes recorded so far.
-pub(super) fn status(
+pub(crate) fn status(
     migration: Migration,
     outcomes: Vec<crate::store::MigrationOutcome>,
 ) -> MigrationStatus {

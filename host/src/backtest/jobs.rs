@@ -1,175 +1,412 @@
 //! Backtests as background jobs: started by the API, run one at a time on the host (a
 //! backtest replays with the CPU a live host needs too, so they queue rather than compete),
-//! read and cancelled by id. Jobs live in memory: after a restart a job id is unknown (404).
+//! read and cancelled by id.
+//!
+//! Every job is kept in the store (`store::backtests`): written (and flushed) when it is
+//! queued, on each change of state, and with its result, so a finished job reads the same
+//! after a restart. One that was queued or running when the server stopped — a crash, a
+//! `kill -9`, a shutdown — is started again from the beginning at the next start
+//! ([`Jobs::resume`]): a replay is deterministic, so its result is the one it would have had.
+//! A candidate sent as component bytes is kept with its job until the job finishes (at most
+//! [`MAX_UNFINISHED_PER_TENANT`] per tenant, each within the tenant's upload limit) and
+//! compiled again on resumption; if it no longer validates, the job fails saying why.
+//!
+//! In memory are only the jobs this process runs or has queued: their live progress and
+//! their cancellation.
 
-use super::run::{backtest, BacktestError, Outcome, Plan, Progress};
+use super::candidate::{Candidate, Unstored};
+use super::run::{backtest, BacktestError, MigrateAt, Outcome, Plan, Progress, Sample};
 use crate::host::Host;
+use crate::store::backtests::{BacktestJob, JobStatus, StoredCandidate};
+use crate::store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use waymark_api::backtests::BacktestResult;
 
-/// Finished jobs kept per tenant; the oldest finished ones go first past it.
+/// Jobs kept per tenant; past it the oldest finished ones go, from the store too.
 const KEPT_PER_TENANT: usize = 100;
 /// Backtests one tenant may have queued or running at once.
 pub const MAX_UNFINISHED_PER_TENANT: usize = 4;
 
-/// A tenant already has [`MAX_UNFINISHED_PER_TENANT`] backtests queued or running.
+/// Why a backtest was not queued.
 #[derive(Debug, thiserror::Error)]
-#[error("this tenant already has {MAX_UNFINISHED_PER_TENANT} backtests queued or running")]
-pub struct Busy;
+pub enum StartError {
+    /// The tenant already has [`MAX_UNFINISHED_PER_TENANT`] backtests queued or running.
+    #[error("this tenant already has {MAX_UNFINISHED_PER_TENANT} backtests queued or running")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-/// Where a job stands.
+/// A job as read: its record (with the live progress of one this process runs), and its
+/// result once done.
 #[derive(Debug, Clone)]
-pub enum JobState {
-    Queued,
-    Running,
-    Done(Box<Outcome>),
-    Failed(String),
-    Cancelled,
+pub struct JobView {
+    pub job: BacktestJob,
+    pub result: Option<BacktestResult>,
 }
 
-impl JobState {
-    fn finished(&self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-/// One backtest job.
-pub struct Job {
-    pub id: String,
-    pub plan: Plan,
-    pub progress: Progress,
-    state: Mutex<JobState>,
+/// An unfinished job of this process.
+struct Live {
+    tenant: String,
+    /// The record as last written.
+    job: Mutex<BacktestJob>,
+    progress: Progress,
     cancel: CancellationToken,
 }
 
-impl Job {
-    pub fn state(&self) -> JobState {
-        self.lock().clone()
+impl Live {
+    fn lock(&self) -> MutexGuard<'_, BacktestJob> {
+        self.job.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set(&self, state: JobState) {
-        *self.lock() = state;
-    }
-
-    fn lock(&self) -> MutexGuard<'_, JobState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The record with the progress as it is now.
+    fn view(&self) -> JobView {
+        let mut job = self.lock().clone();
+        job.replayed = self.progress.replayed.load(Ordering::Relaxed);
+        job.total = self.progress.total.load(Ordering::Relaxed);
+        JobView { job, result: None }
     }
 }
 
 /// The host's backtest jobs.
 pub struct Jobs {
-    jobs: Mutex<HashMap<String, Vec<Arc<Job>>>>,
+    store: Store,
+    /// Unfinished jobs of this process by (tenant, id). Its lock also makes a start's check of
+    /// the tenant's limits and its write one step.
+    live: Mutex<HashMap<(String, String), Arc<Live>>>,
     pool: Arc<Semaphore>,
-    next: AtomicU64,
-}
-
-impl Default for Jobs {
-    fn default() -> Self {
-        Jobs {
-            jobs: Mutex::default(),
-            pool: Arc::new(Semaphore::new(1)),
-            next: AtomicU64::new(0),
-        }
-    }
 }
 
 impl Jobs {
-    /// Queues a backtest of `plan` on `host` and returns its job; refused while the tenant has
-    /// [`MAX_UNFINISHED_PER_TENANT`] unfinished.
-    pub fn start(&self, host: Arc<Host>, plan: Plan) -> Result<Arc<Job>, Busy> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let wall = crate::clock::system_now().to_string();
-        let id = format!(
-            "bt_{:016x}",
-            crate::hash::fnv1a_joined(&[&plan.tenant, &wall, &n.to_string()])
-        );
-        let job = Arc::new(Job {
-            id,
-            plan,
-            progress: Progress::default(),
-            state: Mutex::new(JobState::Queued),
-            cancel: CancellationToken::new(),
-        });
-        {
-            let mut jobs = self.lock();
-            let list = jobs.entry(job.plan.tenant.clone()).or_default();
-            let unfinished = list.iter().filter(|j| !j.lock().finished()).count();
-            if unfinished >= MAX_UNFINISHED_PER_TENANT {
-                return Err(Busy);
-            }
-            while list.len() >= KEPT_PER_TENANT {
-                match list.iter().position(|j| j.lock().finished()) {
-                    Some(i) => {
-                        list.remove(i);
-                    }
-                    None => break,
-                }
-            }
-            list.push(job.clone());
+    pub fn new(store: Store) -> Jobs {
+        Jobs {
+            store,
+            live: Mutex::default(),
+            pool: Arc::new(Semaphore::new(1)),
         }
-        let (pool, running) = (self.pool.clone(), job.clone());
-        tokio::spawn(async move {
-            let Ok(_permit) = pool.acquire_owned().await else {
-                return;
-            };
-            if running.cancel.is_cancelled() {
-                return;
+    }
+
+    /// Queues a backtest of `plan` on `host`, durably, and returns it; refused while the
+    /// tenant has [`MAX_UNFINISHED_PER_TENANT`] unfinished. The tenant's oldest finished jobs
+    /// past [`KEPT_PER_TENANT`] are removed.
+    pub async fn start(&self, host: Arc<Host>, plan: Plan) -> Result<JobView, StartError> {
+        let live = {
+            let mut map = self.lock();
+            let jobs = self.store.tenant_backtests(&plan.tenant)?;
+            if jobs.iter().filter(|j| !j.status.finished()).count() >= MAX_UNFINISHED_PER_TENANT {
+                return Err(StartError::Busy);
             }
-            running.set(JobState::Running);
-            let outcome = tokio::select! {
-                outcome = backtest(&host, &running.plan, &running.progress, &running.cancel) => outcome,
-                _ = host.shutdown.cancelled() => Err(BacktestError::Cancelled),
-            };
-            running.set(match outcome {
-                Ok(outcome) => JobState::Done(Box::new(outcome)),
-                Err(BacktestError::Cancelled) => JobState::Cancelled,
-                Err(error) => {
-                    tracing::warn!(tenant = %running.plan.tenant, id = %running.id, %error, "backtest failed");
-                    JobState::Failed(error.to_string())
+            let mut excess = (jobs.len() + 1).saturating_sub(KEPT_PER_TENANT);
+            for old in jobs.iter().filter(|j| j.status.finished()) {
+                if excess == 0 {
+                    break;
                 }
+                self.store.delete_backtest(&plan.tenant, &old.id)?;
+                excess -= 1;
+            }
+            let job = record(&plan, self.store.new_backtest_id()?);
+            let bytes = match &plan.candidate {
+                Candidate::Unstored(unstored) => Some(unstored.bytes.as_slice()),
+                Candidate::Stored(_) => None,
+            };
+            self.store.put_backtest(&plan.tenant, &job, bytes)?;
+            let live = Arc::new(Live {
+                tenant: plan.tenant.clone(),
+                job: Mutex::new(job),
+                progress: Progress::default(),
+                cancel: CancellationToken::new(),
             });
-        });
-        Ok(job)
+            map.insert(key(&live), live.clone());
+            live
+        };
+        self.store.flush().await?;
+        let view = live.view();
+        tokio::spawn(run(host, live, Some(plan)));
+        Ok(view)
+    }
+
+    /// Starts again every job the store holds as queued or running (the server stopped before
+    /// it finished), in the order they were started; returns how many. Called once, at start.
+    pub async fn resume(&self, host: &Arc<Host>) -> Result<usize, StoreError> {
+        let unfinished = self.store.unfinished_backtests()?;
+        let mut resumed = Vec::with_capacity(unfinished.len());
+        for (tenant, mut job) in unfinished {
+            job.status = JobStatus::Queued;
+            job.restarts += 1;
+            (job.replayed, job.total) = (0, 0);
+            self.store.put_backtest(&tenant, &job, None)?;
+            tracing::info!(%tenant, id = %job.id, restarts = job.restarts, "backtest started over");
+            let live = Arc::new(Live {
+                tenant,
+                job: Mutex::new(job),
+                progress: Progress::default(),
+                cancel: CancellationToken::new(),
+            });
+            self.lock().insert(key(&live), live.clone());
+            resumed.push(live);
+        }
+        self.store.flush().await?;
+        let n = resumed.len();
+        for live in resumed {
+            tokio::spawn(run(host.clone(), live, None));
+        }
+        Ok(n)
     }
 
     /// One of `tenant`'s jobs.
-    pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Job>> {
-        self.lock()
-            .get(tenant)
-            .and_then(|list| list.iter().find(|j| j.id == id).cloned())
+    pub fn get(&self, tenant: &str, id: &str) -> Result<Option<JobView>, StoreError> {
+        if let Some(live) = self.live(tenant, id) {
+            return Ok(Some(live.view()));
+        }
+        self.store
+            .backtest(tenant, id)?
+            .map(|job| self.stored_view(tenant, job))
+            .transpose()
     }
 
     /// `tenant`'s jobs of `journey` that are kept (the latest [`KEPT_PER_TENANT`] of the
     /// tenant), newest first.
-    pub fn of_journey(&self, tenant: &str, journey: &str) -> Vec<Arc<Job>> {
-        self.lock()
-            .get(tenant)
-            .map(|list| {
-                list.iter()
-                    .rev()
-                    .filter(|j| j.plan.journey == journey)
-                    .cloned()
-                    .collect()
+    pub fn of_journey(&self, tenant: &str, journey: &str) -> Result<Vec<JobView>, StoreError> {
+        let mut jobs = self.store.tenant_backtests(tenant)?;
+        jobs.reverse();
+        jobs.into_iter()
+            .filter(|j| j.journey == journey)
+            .map(|job| match self.live(tenant, &job.id) {
+                Some(live) => Ok(live.view()),
+                None => self.stored_view(tenant, job),
             })
-            .unwrap_or_default()
+            .collect()
     }
 
-    /// Cancels one of `tenant`'s jobs (nothing if it has finished) and returns it.
-    pub fn cancel(&self, tenant: &str, id: &str) -> Option<Arc<Job>> {
-        let job = self.get(tenant, id)?;
-        job.cancel.cancel();
-        let mut state = job.lock();
-        if matches!(*state, JobState::Queued) {
-            *state = JobState::Cancelled;
+    /// Cancels one of `tenant`'s jobs (nothing if it has finished) and returns it: a queued
+    /// one is cancelled at once, a running one between two events.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<Option<JobView>, StoreError> {
+        let Some(live) = self.live(tenant, id) else {
+            return self.get(tenant, id);
+        };
+        live.cancel.cancel();
+        let queued = live.lock().status == JobStatus::Queued;
+        if queued {
+            self.finish(&live, JobStatus::Cancelled, None, None).await;
         }
-        drop(state);
-        Some(job)
+        self.get(tenant, id)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Arc<Job>>>> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    /// Records how `live` ended (unless it had already), with its result, durably, and
+    /// forgets it.
+    async fn finish(
+        &self,
+        live: &Live,
+        status: JobStatus,
+        error: Option<String>,
+        result: Option<BacktestResult>,
+    ) {
+        let written = {
+            let mut job = live.lock();
+            if job.status.finished() {
+                return;
+            }
+            job.status = status;
+            job.error = error;
+            job.replayed = live.progress.replayed.load(Ordering::Relaxed);
+            job.total = live.progress.total.load(Ordering::Relaxed);
+            self.store
+                .finish_backtest(&live.tenant, &job, result.as_ref())
+        };
+        self.lock().remove(&key(live));
+        if let Err(error) = self.persisted(written).await {
+            let id = live.lock().id.clone();
+            tracing::error!(tenant = %live.tenant, %id, %error, "cannot record a backtest's end");
+        }
+    }
+
+    /// Marks `live` running, durably; false if it was cancelled meanwhile.
+    async fn set_running(&self, live: &Live) -> bool {
+        let written = {
+            let mut job = live.lock();
+            if job.status.finished() || live.cancel.is_cancelled() {
+                return false;
+            }
+            job.status = JobStatus::Running;
+            self.store.put_backtest(&live.tenant, &job, None)
+        };
+        if let Err(error) = self.persisted(written).await {
+            tracing::warn!(tenant = %live.tenant, %error, "cannot record a backtest as running");
+        }
+        true
+    }
+
+    async fn persisted(&self, written: Result<(), StoreError>) -> Result<(), StoreError> {
+        written?;
+        self.store.flush().await
+    }
+
+    fn stored_view(&self, tenant: &str, job: BacktestJob) -> Result<JobView, StoreError> {
+        let result = match job.status {
+            JobStatus::Done => self.store.backtest_result(tenant, &job.id)?,
+            _ => None,
+        };
+        Ok(JobView { job, result })
+    }
+
+    fn live(&self, tenant: &str, id: &str) -> Option<Arc<Live>> {
+        self.lock()
+            .get(&(tenant.to_string(), id.to_string()))
+            .cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Arc<Live>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn key(live: &Live) -> (String, String) {
+    (live.tenant.clone(), live.lock().id.clone())
+}
+
+/// Runs one job when the host's turn comes: `plan` as requested, or rebuilt from the stored
+/// record for a job started over. A host shutting down leaves the job as it stands in the
+/// store, to be started over at the next start.
+async fn run(host: Arc<Host>, live: Arc<Live>, plan: Option<Plan>) {
+    let jobs = &host.backtests;
+    let pool = jobs.pool.clone();
+    let _permit = tokio::select! {
+        permit = pool.acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return,
+        },
+        _ = host.shutdown.cancelled() => return,
+    };
+    if live.cancel.is_cancelled() {
+        return;
+    }
+    let plan = match plan {
+        Some(plan) => plan,
+        None => {
+            let job = live.lock().clone();
+            match rebuild(&host, &live.tenant, &job).await {
+                Ok(plan) => plan,
+                Err(reason) => {
+                    jobs.finish(&live, JobStatus::Failed, Some(reason), None)
+                        .await;
+                    return;
+                }
+            }
+        }
+    };
+    if !jobs.set_running(&live).await {
+        return;
+    }
+    let outcome = tokio::select! {
+        outcome = backtest(&host, &plan, &live.progress, &live.cancel) => outcome,
+        _ = host.shutdown.cancelled() => return,
+    };
+    match outcome {
+        Ok(outcome) => {
+            let result = result_of(outcome);
+            jobs.finish(&live, JobStatus::Done, None, Some(result))
+                .await
+        }
+        Err(BacktestError::Cancelled) => jobs.finish(&live, JobStatus::Cancelled, None, None).await,
+        Err(error) => {
+            tracing::warn!(tenant = %plan.tenant, %error, "backtest failed");
+            jobs.finish(&live, JobStatus::Failed, Some(error.to_string()), None)
+                .await
+        }
+    }
+}
+
+/// The stored record of a new job of `plan`.
+fn record(plan: &Plan, id: String) -> BacktestJob {
+    BacktestJob {
+        id,
+        journey: plan.journey.clone(),
+        candidate: match &plan.candidate {
+            Candidate::Stored(version) => StoredCandidate::Version(*version),
+            Candidate::Unstored(unstored) => StoredCandidate::Component(unstored.digest.clone()),
+        },
+        from: plan.from,
+        to: plan.to,
+        customers: plan.sample.customers.as_ref().map(|c| {
+            let mut c: Vec<String> = c.iter().cloned().collect();
+            c.sort();
+            c
+        }),
+        per_million: plan.sample.per_million,
+        fidelity: plan.fidelity,
+        migrate: plan.migrate.map(|m| (m.from, m.at)),
+        status: JobStatus::Queued,
+        replayed: 0,
+        total: 0,
+        error: None,
+        requested_at: crate::clock::system_now(),
+        restarts: 0,
+    }
+}
+
+/// The plan of a job started over, from its record; a candidate sent as bytes is compiled
+/// and described again as at its request. The error says why it cannot run.
+async fn rebuild(host: &Host, tenant: &str, job: &BacktestJob) -> Result<Plan, String> {
+    let candidate = match &job.candidate {
+        StoredCandidate::Version(version) => Candidate::Stored(*version),
+        StoredCandidate::Component(digest) => {
+            let interrupted = "interrupted by a server restart, and";
+            let bytes = host
+                .store
+                .backtest_component(tenant, &job.id)
+                .map_err(|e| {
+                    format!("{interrupted} its candidate's component cannot be read: {e}")
+                })?
+                .ok_or_else(|| format!("{interrupted} its candidate's component was not kept"))?;
+            let limits = host
+                .tenant_limits(tenant)
+                .map_err(|e| format!("{interrupted} the tenant's limits cannot be read: {e}"))?;
+            let unstored = Unstored::validate(host.registry.sandbox(), bytes, &limits)
+                .await
+                .map_err(|e| {
+                    format!("{interrupted} its candidate's component no longer validates: {e}")
+                })?;
+            if unstored.digest != *digest {
+                return Err(format!(
+                    "{interrupted} its candidate's kept component is not the one requested"
+                ));
+            }
+            Candidate::Unstored(Arc::new(unstored))
+        }
+    };
+    Ok(Plan {
+        tenant: tenant.to_string(),
+        journey: job.journey.clone(),
+        candidate,
+        from: job.from,
+        to: job.to,
+        sample: Sample {
+            customers: job.customers.clone().map(|c| c.into_iter().collect()),
+            per_million: job.per_million,
+        },
+        fidelity: job.fidelity,
+        migrate: job.migrate.map(|(from, at)| MigrateAt { from, at }),
+    })
+}
+
+/// A finished backtest's result, in the API's shape: what is stored and answered.
+fn result_of(outcome: Outcome) -> BacktestResult {
+    BacktestResult {
+        candidate_version: outcome.candidate.version,
+        candidate_digest: outcome.candidate.digest.clone(),
+        migration: outcome
+            .candidate
+            .migration
+            .clone()
+            .map(|(migration, outcomes)| crate::api::migration_status(migration, outcomes)),
+        live_version: outcome.live.version,
+        diff: super::diff::diff(&outcome),
+        candidate: outcome.candidate.report.into(),
+        live: outcome.live.report.into(),
+        fidelity: outcome.fidelity,
     }
 }

@@ -9,7 +9,8 @@
 //!   their reports, with progress and cancellation.
 //! - `diff` — pure: the two replays compared (milestones, exits, sends, paths, per customer).
 //! - `fidelity` — pure: the live version's replay checked against what ran live.
-//! - `jobs` — backtests as background jobs, one at a time on the host, kept in memory.
+//! - `jobs` — backtests as background jobs, one at a time on the host, kept in the store so
+//!   they survive a restart (unfinished ones start over).
 //! - `simulate` — `waymark simulate`: one journey over a file of events, no server.
 
 pub mod candidate;

@@ -127,6 +127,39 @@ impl ArmStatsCache {
         })
     }
 
+    // Dry-run decide (issue 13)
+    /// As [`snapshot`](Self::snapshot), for a dry-run `decide`: the cached arms when the
+    /// cache holds `now`'s period, else counted afresh and not cached — a dry run at another
+    /// hour never changes what live triggers read.
+    pub fn snapshot_uncached(
+        &self,
+        store: &Store,
+        tenant: &str,
+        version: &crate::store::JourneyVersion,
+        now: Millis,
+        channels: Vec<crate::model::ChannelStats>,
+    ) -> Result<StatsSnapshot, StoreError> {
+        if version.spec.experiments.is_empty() {
+            return Ok(channels.into());
+        }
+        let period = stats_period_start(now);
+        let key = (tenant.to_string(), version.name.clone(), version.version);
+        let cached = self
+            .lock()
+            .get(&key)
+            .filter(|(at, _)| *at == period)
+            .map(|(_, arms)| arms.clone());
+        let arms = match cached {
+            Some(arms) => arms.as_ref().clone(),
+            None => arm_stats(
+                &version.spec,
+                &store.journey_enrollments(tenant, &version.name)?,
+                period,
+            ),
+        };
+        Ok(StatsSnapshot { channels, arms })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -30,6 +30,7 @@
 //! | [`inbox`] | the in-app inbox: customers' delivered `inapp` messages and their marks (issue 11) |
 //! | [`signing_secrets`] | tenants' secrets for inbox tokens and unsubscribe links (issue 11) |
 //! | [`feedback`] | provider feedback: the message index webhooks look up, suppressed addresses (issue 11) |
+//! | [`backtests`] | backtest jobs: plan, state, progress, result, a candidate's bytes (issue 13) |
 //!
 //! Keys are byte strings whose parts are joined by `0x1f` (ids may not contain control
 //! characters, which ingest refuses), with big-endian numbers where order matters: the trigger
@@ -52,6 +53,7 @@
 pub mod access_keys; // Scoped keys (issue 12)
 pub mod accounts; // Accounts (issue 12)
 pub mod audience; // Audience triggers (issue 12)
+pub mod backtests; // Backtest jobs (issue 13)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -229,6 +231,8 @@ pub struct Store {
     // Provider feedback (issue 11): see [`feedback`].
     message_refs: sled::Tree,
     suppressions: sled::Tree,
+    /// Backtest jobs (issue 13): see [`backtests`].
+    backtests: sled::Tree,
     shards: u16,
     /// Group commit: whoever needs durability queues here and shares the next flush.
     flusher: std::sync::mpsc::Sender<FlushRequest>,
@@ -357,6 +361,7 @@ impl Store {
             signing_secrets: t("signing_secrets")?,
             message_refs: t("message_refs")?, // Provider feedback (issue 11)
             suppressions: t("suppressions")?,
+            backtests: t("backtests")?, // Backtest jobs (issue 13)
             shards,
             flusher: spawn_flusher(db.clone())?,
             db,

@@ -55,6 +55,10 @@ struct ArmRow {
 struct Experiment {
     name: String,
     metric: String,
+    /// How the journey allocates arms, as the report says (issue 13): `fixed` or `thompson`.
+    allocation: String,
+    /// A `thompson` experiment's goal milestone: the report compares its arms on it.
+    thompson_goal: Option<String>,
     arms: Vec<ArmRow>,
 }
 
@@ -124,6 +128,8 @@ pub async fn page(
         .map(|(name, e)| Experiment {
             name: name.clone(),
             metric: e.metric.clone(),
+            allocation: e.allocation.clone(),
+            thompson_goal: (e.allocation == "thompson").then(|| e.metric.clone()),
             arms: e
                 .arms
                 .iter()
@@ -151,7 +157,7 @@ pub async fn page(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let max_exit = exits.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    let backtests = shared::backtests(&state, &session.tenant, &name);
+    let backtests = shared::backtests(&state, &session.tenant, &name)?;
     let html = render::page(
         "journey.html",
         Some(&session),
