@@ -26,6 +26,7 @@ use std::ops::{Deref, DerefMut, Index};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::context::Object;
@@ -222,9 +223,28 @@ impl PartialEq<Value> for JsonObject {
     }
 }
 
+/// As the object. Text not read yet goes out as it came, once checked to be one JSON object
+/// (a scan, no allocation): a journey that passes the event's properties on in a payload
+/// (`json!({"signup": signup.properties})`) then does not parse them into a map only to copy
+/// that map into the payload. Text that fails the check is parsed, which records its error
+/// for the glue, as any other read does.
 impl Serialize for JsonObject {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(raw) = self.unread_object_text() {
+            return raw.serialize(serializer);
+        }
         self.object().serialize(serializer)
+    }
+}
+
+impl JsonObject {
+    /// The text, if it has not been read yet and is one JSON object.
+    fn unread_object_text(&self) -> Option<&RawValue> {
+        if self.is_parsed() {
+            return None;
+        }
+        let raw: &RawValue = serde_json::from_str(&self.text).ok()?;
+        raw.get().starts_with('{').then_some(raw)
     }
 }
 
@@ -308,6 +328,27 @@ mod tests {
         let none: JsonObject = serde_json::from_value(Value::Null).unwrap();
         assert!(none.is_empty());
         assert!(serde_json::from_value::<JsonObject>(json!([1])).is_err());
+    }
+
+    #[test]
+    fn unread_text_is_written_out_as_it_came_and_still_checked() {
+        let unread = JsonObject::from_json(r#"{"plan":"pro","n":[1,2]}"#.into());
+        assert_eq!(
+            serde_json::to_string(&unread).unwrap(),
+            r#"{"plan":"pro","n":[1,2]}"#
+        );
+        assert_eq!(
+            serde_json::to_value(&unread).unwrap(),
+            json!({"plan": "pro", "n": [1, 2]})
+        );
+        assert!(!unread.is_parsed(), "passing it on is not reading it");
+
+        let malformed = JsonObject::from_json(r#"{"plan":"#.into());
+        assert_eq!(serde_json::to_string(&malformed).unwrap(), "{}");
+        assert!(malformed.read_error().is_some(), "the glue will see it");
+        let array = JsonObject::from_json("[1]".into());
+        assert_eq!(serde_json::to_value(&array).unwrap(), json!({}));
+        assert!(array.read_error().is_some());
     }
 
     #[test]
