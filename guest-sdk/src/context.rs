@@ -1,8 +1,10 @@
 //! What `decide` sees: the [`Context`] of one trigger, and the customer, event, enrollment and
 //! delivery types it is made of.
 //!
-//! These are plain Rust mirrors of the contract's types, with JSON already parsed into
-//! [`serde_json`] values, so journey logic is ordinary code that unit tests can drive natively.
+//! These are plain Rust mirrors of the contract's types, so journey logic is ordinary code that
+//! unit tests can drive natively. The customer's attributes and an event's properties are
+//! [`JsonObject`]s: they read like [`serde_json`] objects and are parsed from the host's JSON
+//! text on first use, so a trigger that never reads them does not pay for parsing them.
 //! Every type has small constructors and `with_*` builders for tests:
 //!
 //! ```
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::calendar::{Moment, MonthDay, TimeZone};
+pub use crate::object::JsonObject;
 use crate::time::{Duration, Timestamp};
 
 /// A JSON object: customer attributes, channel configuration, spec filters.
@@ -33,9 +36,10 @@ pub type Object = Map<String, Value>;
 pub struct Customer {
     /// Tenant-scoped id, as the tenant's product names the customer.
     pub id: String,
-    /// Profile attributes, as the tenant's product last reported them.
+    /// Profile attributes, as the tenant's product last reported them: a JSON object, parsed
+    /// the first time the journey reads it (`attribute`, `get`, `iter`, ...).
     #[serde(default)]
-    pub attributes: Object,
+    pub attributes: JsonObject,
 }
 
 impl Customer {
@@ -43,7 +47,7 @@ impl Customer {
     pub fn new(id: impl Into<String>) -> Self {
         Customer {
             id: id.into(),
-            attributes: Object::new(),
+            attributes: JsonObject::new(),
         }
     }
 
@@ -97,16 +101,13 @@ pub struct Event {
     pub id: String,
     /// What happened, e.g. `signed_up`.
     pub name: String,
-    /// The event's properties: always a JSON object (`{}` when there are none), so
-    /// `event.properties["plan"]` is `Value::Null` for a missing property rather than a panic.
-    #[serde(default = "empty_object")]
-    pub properties: Value,
+    /// The event's properties: always a JSON object (`{}` when there are none), parsed the first
+    /// time the journey reads it; `event.properties["plan"]` is `Value::Null` for a missing
+    /// property rather than a panic.
+    #[serde(default)]
+    pub properties: JsonObject,
     /// When it happened, as the tenant reported it.
     pub timestamp: Timestamp,
-}
-
-fn empty_object() -> Value {
-    Value::Object(Object::new())
 }
 
 impl Event {
@@ -116,7 +117,7 @@ impl Event {
         Event {
             id: name.clone(),
             name,
-            properties: empty_object(),
+            properties: JsonObject::new(),
             timestamp: 0,
         }
     }
@@ -129,18 +130,17 @@ impl Event {
 
     /// Sets one property (builder style, for tests).
     pub fn with_property(mut self, name: impl Into<String>, value: Value) -> Self {
-        if !self.properties.is_object() {
-            self.properties = empty_object();
-        }
-        if let Value::Object(map) = &mut self.properties {
-            map.insert(name.into(), value);
-        }
+        self.properties.insert(name.into(), value);
         self
     }
 
-    /// Replaces all properties; pass a JSON object (builder style, for tests).
+    /// Replaces all properties with those of a JSON object; any other value leaves none
+    /// (builder style, for tests).
     pub fn with_properties(mut self, properties: Value) -> Self {
-        self.properties = properties;
+        self.properties = match properties {
+            Value::Object(map) => map.into(),
+            _ => JsonObject::new(),
+        };
         self
     }
 

@@ -5,6 +5,9 @@
 //!
 //! JSON arrives from the host as text. The host validates it, but a guest must not trust that:
 //! malformed JSON becomes an `Err` from `decide` (or a permanent delivery error), never a panic.
+//! The customer's attributes and the event's properties stay text until the journey reads them
+//! ([`JsonObject`]); if it read one that is malformed, `decide` returns that error whatever the
+//! journey decided, and if it never read it, the text's flaws cannot have swayed the decision.
 
 #![allow(missing_docs)]
 
@@ -16,7 +19,7 @@ use crate::bindings::journey::exports::waymark::journey::migration as wm;
 use crate::bindings::journey::waymark::journey::types as wt;
 use crate::context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
-    Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+    JsonObject, Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 use crate::decision::Command;
 use crate::spec::{AudienceTrigger, Reentry, Spec, Subject};
@@ -102,9 +105,12 @@ pub fn describe_audience<J: Journey>() -> wa::AudienceSpec {
 
 /// `decide`, for journey `J`.
 pub fn decide<J: Journey>(context: wt::Context) -> Result<Vec<wt::Command>, String> {
-    let context = context_from_wit(context)?;
-    let decision = J::decide(&context)?;
-    Ok(decision
+    let context = context_from_wit(context);
+    let decision = J::decide(&context);
+    // A journey that read malformed JSON decided on an empty object: its decision is void,
+    // and the JSON's error says more than any error the journey made of it.
+    check_read(&context.customer, context.trigger.event())?;
+    Ok(decision?
         .into_commands()
         .into_iter()
         .map(command_to_wit)
@@ -115,81 +121,76 @@ pub fn decide<J: Journey>(context: wt::Context) -> Result<Vec<wt::Command>, Stri
 pub fn migrate<J: Journey>(context: wm::MigrationContext) -> Result<Vec<wt::Command>, String> {
     let migration = Migration {
         from_version: context.from_version,
-        customer: Customer {
-            attributes: parse_object("customer.attributes", &context.customer.attributes)?,
-            id: context.customer.id,
-        },
+        customer: customer_from_wit(context.customer),
         enrollment: enrollment_from_wit(context.enrollment),
         now: context.now,
         seed: context.seed,
     };
-    let decision = J::migrate(&migration)?;
-    Ok(decision
+    let decision = J::migrate(&migration);
+    check_read(&migration.customer, None)?;
+    Ok(decision?
         .into_commands()
         .into_iter()
         .map(command_to_wit)
         .collect())
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Parses a JSON object; `null` counts as `{}`. `what` names it in the error.
 pub fn parse_object(what: &str, json: &str) -> Result<Object, String> {
-    parse_object_named(|| what.to_owned(), json)
-}
-
-/// [`parse_object`], naming the value only if there is an error to report (this runs on every
-/// call, and the name is usually formatted).
-fn parse_object_named(what: impl FnOnce() -> String, json: &str) -> Result<Object, String> {
     match serde_json::from_str::<Value>(json) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(Value::Null) => Ok(Object::new()),
         Ok(other) => Err(format!(
-            "{} must be a JSON object, not {}",
-            what(),
-            json_kind(&other)
+            "{what} must be a JSON object, not {}",
+            crate::object::json_kind(&other)
         )),
-        Err(e) => Err(format!("{} is not valid JSON: {e}", what())),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
     }
 }
 
-pub(crate) fn context_from_wit(c: wt::Context) -> Result<Context, String> {
-    Ok(Context {
-        trigger: trigger_from_wit(c.trigger)?,
-        customer: Customer {
-            attributes: parse_object("customer.attributes", &c.customer.attributes)?,
-            id: c.customer.id,
-        },
+/// The error of whichever of the customer's attributes and the event's properties the journey
+/// read and could not parse (neither is parsed here: what was not read is not checked).
+pub fn check_read(customer: &Customer, event: Option<&Event>) -> Result<(), String> {
+    if let Some(error) = customer.attributes.read_error() {
+        return Err(format!("customer.attributes {error}"));
+    }
+    match event.and_then(|e| Some((e, e.properties.read_error()?))) {
+        Some((e, error)) => Err(format!("properties of event {:?} {error}", e.id)),
+        None => Ok(()),
+    }
+}
+
+/// The SDK's context, its JSON left as text for the journey to parse if it reads it.
+pub(crate) fn context_from_wit(c: wt::Context) -> Context {
+    Context {
+        trigger: trigger_from_wit(c.trigger),
+        customer: customer_from_wit(c.customer),
         enrollment: enrollment_from_wit(c.enrollment),
         now: c.now,
         seed: c.seed,
-    })
+    }
 }
 
-fn event_from_wit(e: wt::Event) -> Result<Event, String> {
-    let properties =
-        parse_object_named(|| format!("properties of event {:?}", e.id), &e.properties)?;
-    Ok(Event {
+fn customer_from_wit(c: wt::Customer) -> Customer {
+    Customer {
+        id: c.id,
+        attributes: JsonObject::from_json(c.attributes),
+    }
+}
+
+fn event_from_wit(e: wt::Event) -> Event {
+    Event {
         id: e.id,
         name: e.name,
-        properties: Value::Object(properties),
+        properties: JsonObject::from_json(e.properties),
         timestamp: e.timestamp,
-    })
+    }
 }
 
-fn trigger_from_wit(t: wt::Trigger) -> Result<Trigger, String> {
-    Ok(match t {
-        wt::Trigger::Entered(e) => Trigger::Entered(event_from_wit(e)?),
-        wt::Trigger::Event(e) => Trigger::Event(event_from_wit(e)?),
+fn trigger_from_wit(t: wt::Trigger) -> Trigger {
+    match t {
+        wt::Trigger::Entered(e) => Trigger::Entered(event_from_wit(e)),
+        wt::Trigger::Event(e) => Trigger::Event(event_from_wit(e)),
         wt::Trigger::Timer(name) => Trigger::Timer(name),
         wt::Trigger::Stalled(milestone) => Trigger::Stalled(milestone),
         wt::Trigger::Delivery(r) => Trigger::Delivery(DeliveryReport {
@@ -201,7 +202,7 @@ fn trigger_from_wit(t: wt::Trigger) -> Result<Trigger, String> {
                 wt::DeliveryOutcome::Failed(reason) => DeliveryOutcome::Failed(reason),
             },
         }),
-    })
+    }
 }
 
 fn enrollment_from_wit(e: wt::Enrollment) -> Enrollment {
@@ -374,7 +375,11 @@ mod tests {
             wt::Trigger::Entered(wit_event("signed_up", r#"{"plan":"pro"}"#)),
             r#"{"email":"a@b"}"#,
         );
-        let ctx = context_from_wit(c).unwrap();
+        let ctx = context_from_wit(c);
+        assert!(
+            !ctx.customer.attributes.is_parsed(),
+            "nothing is parsed until read"
+        );
         assert_eq!(ctx.customer.attribute_str("email"), Some("a@b"));
         assert_eq!(
             ctx.trigger,
@@ -408,30 +413,81 @@ mod tests {
             (wt::Trigger::Delivery(report), "delivery"),
         ];
         for (trigger, kind) in cases {
-            let ctx = context_from_wit(wit_context(trigger, "{}")).unwrap();
+            let ctx = context_from_wit(wit_context(trigger, "{}"));
             assert_eq!(ctx.trigger.kind(), kind);
         }
-        let ctx =
-            context_from_wit(wit_context(wt::Trigger::Timer("nudge".into()), "null")).unwrap();
+        let ctx = context_from_wit(wit_context(wt::Trigger::Timer("nudge".into()), "null"));
         assert!(ctx.customer.attributes.is_empty());
     }
 
+    /// Reads the customer's `plan` and the event's `plan`, and sends what it found.
+    struct ReadsBoth;
+    impl Journey for ReadsBoth {
+        fn describe() -> Spec {
+            Spec::new("reads both")
+        }
+        fn decide(ctx: &Context) -> Result<Decision, String> {
+            let event_plan = ctx.event().and_then(|e| e.property("plan")).cloned();
+            let plan = ctx.customer.attribute("plan").cloned();
+            Ok(Decision::new().send("w", "t", json!({"plan": plan, "event": event_plan})))
+        }
+    }
+
+    /// Reads nothing but the trigger's kind.
+    struct ReadsNothing;
+    impl Journey for ReadsNothing {
+        fn describe() -> Spec {
+            Spec::new("reads nothing")
+        }
+        fn decide(_: &Context) -> Result<Decision, String> {
+            Ok(Decision::new().complete())
+        }
+    }
+
     #[test]
-    fn malformed_json_from_the_host_is_an_error_not_a_panic() {
+    fn malformed_json_that_the_journey_read_is_an_error_not_a_panic() {
         let bad_attrs = wit_context(wt::Trigger::Timer("t".into()), "{not json");
-        assert!(context_from_wit(bad_attrs)
-            .unwrap_err()
-            .contains("customer.attributes"));
+        let error = decide::<ReadsBoth>(bad_attrs).unwrap_err();
+        assert!(
+            error.starts_with("customer.attributes is not valid JSON"),
+            "{error}"
+        );
 
         let array_attrs = wit_context(wt::Trigger::Timer("t".into()), "[1]");
-        assert!(context_from_wit(array_attrs)
-            .unwrap_err()
-            .contains("must be a JSON object"));
+        assert_eq!(
+            decide::<ReadsBoth>(array_attrs).unwrap_err(),
+            "customer.attributes must be a JSON object, not an array"
+        );
 
         let bad_props = wit_context(wt::Trigger::Event(wit_event("e", "{")), "{}");
-        assert!(context_from_wit(bad_props)
-            .unwrap_err()
-            .contains("properties"));
+        let error = decide::<ReadsBoth>(bad_props).unwrap_err();
+        assert!(
+            error.starts_with("properties of event \"e-1\" is not valid JSON"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn malformed_json_that_the_journey_did_not_read_cannot_sway_it() {
+        let bad_both = wit_context(wt::Trigger::Event(wit_event("e", "{")), "[");
+        let commands = decide::<ReadsNothing>(bad_both).unwrap();
+        assert!(matches!(commands.as_slice(), [wt::Command::Complete]));
+    }
+
+    #[test]
+    fn well_formed_json_reaches_the_journey() {
+        let c = wit_context(
+            wt::Trigger::Entered(wit_event("signed_up", r#"{"plan":"trial"}"#)),
+            r#"{"plan":"pro"}"#,
+        );
+        let commands = decide::<ReadsBoth>(c).unwrap();
+        let [wt::Command::Send(send)] = commands.as_slice() else {
+            panic!("{commands:?}");
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&send.payload).unwrap(),
+            json!({"plan": "pro", "event": "trial"})
+        );
     }
 
     #[test]

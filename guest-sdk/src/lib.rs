@@ -12,6 +12,8 @@
 //! The map:
 //! - [`context`] — what `decide` sees: [`Context`], [`Trigger`], [`Event`], [`Customer`],
 //!   [`Enrollment`], with test-friendly builders.
+//! - [`object`] — [`JsonObject`], the customer's attributes and an event's properties: read
+//!   like a `serde_json` object, parsed from the host's text only when first read.
 //! - [`decision`] — what `decide` returns: [`Decision`] and its [`Command`]s.
 //! - [`spec`] — what `describe` returns: [`Spec`] and its parts.
 //! - [`time`] — milliseconds: [`seconds`], [`minutes`], [`hours`], [`days`], [`weeks`].
@@ -113,6 +115,7 @@ pub mod context;
 pub mod decision;
 pub mod experiment;
 pub mod log;
+pub mod object;
 pub mod spec;
 pub mod stats;
 pub mod time;
@@ -121,7 +124,7 @@ pub use calendar::{Date, Moment, MonthDay, TimeOfDay, TimeZone};
 pub use context::SUPPRESSED_PREFIX; // Provider feedback (issue 11)
 pub use context::{
     Context, Customer, DeliveryOutcome, DeliveryReport, Enrollment, EnrollmentStatus, Event,
-    Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
+    JsonObject, Migration, MilestoneHit, Object, PendingTimer, Trigger, VariantAssignment,
 };
 pub use decision::{Command, Decision};
 pub use experiment::{assign_arm, bucket, thompson_arm, thompson_pick};

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 use waymark_guest::__export::parse_object;
-use waymark_guest::Customer;
+use waymark_guest::{Customer, JsonObject};
 
 use crate::bindings::exports::waymark::journey::feedback as wf;
 use crate::bindings::waymark::journey::channel_types as wc;
@@ -87,6 +87,17 @@ fn parse_value(what: &str, json: &str) -> Result<Value, String> {
     serde_json::from_str(json).map_err(|e| format!("{what} is not valid JSON: {e}"))
 }
 
+/// The customer's attributes, checked now: an adapter takes its message by value, so the glue
+/// cannot ask afterwards whether it read malformed attributes (as the journey glue does), and
+/// adapters read them anyway (an address, a name, a phone number).
+fn attributes_from_wit(text: String) -> Result<JsonObject, String> {
+    let attributes = JsonObject::from_json(text);
+    if let Err(error) = attributes.try_object() {
+        return Err(format!("customer.attributes {error}"));
+    }
+    Ok(attributes)
+}
+
 pub(crate) fn message_from_wit(m: wc::Message) -> Result<Message, String> {
     let wct::Customer {
         id: customer_id,
@@ -95,7 +106,7 @@ pub(crate) fn message_from_wit(m: wc::Message) -> Result<Message, String> {
     Ok(Message {
         customer: Customer {
             id: customer_id,
-            attributes: parse_object("customer.attributes", &attributes)?,
+            attributes: attributes_from_wit(attributes)?,
         },
         payload: parse_value("message payload", &m.payload)?,
         config: parse_object("channel config", &m.config)?,

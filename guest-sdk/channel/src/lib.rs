@@ -71,7 +71,7 @@ pub mod hints;
 pub mod http;
 
 pub use channel::{Channel, DeliveryError, Message, Receipt};
-pub use waymark_guest::{json, log, serde, serde_json, Customer, Object};
+pub use waymark_guest::{json, log, serde, serde_json, Customer, JsonObject, Object};
 
 /// Everything an adapter usually needs: `use waymark_channel::prelude::*;`.
 pub mod prelude {
