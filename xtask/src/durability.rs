@@ -130,9 +130,13 @@ impl Plan {
 /// Builds the guests and the release host, runs every phase, prints the report and (unless
 /// `quick` or `no_write`) records it in `docs/BENCHMARKS.md`.
 pub fn bench(quick: bool, no_write: bool) -> Result<()> {
-    super::ensure_wasm_target()?;
-    super::cargo(&guest_build_args(), &[])?;
-    super::cargo(RELEASE_HOST_BUILD, &[])?;
+    // `WAYMARK_BENCH_BINARY` (with `WAYMARK_BENCH_ENROLLMENTS_ONLY`) runs a server built
+    // earlier, as it is, over the guests built earlier: two builds compared side by side.
+    if prebuilt_binary().is_none() {
+        super::ensure_wasm_target()?;
+        super::cargo(&guest_build_args(), &[])?;
+        super::cargo(RELEASE_HOST_BUILD, &[])?;
+    }
     // Set before any thread exists. Starting on a million enrollments, or one request posting
     // thousands of events behind a backlog, may take longer than a test's patience.
     if std::env::var_os("WAYMARK_TEST_PATIENCE_SECS").is_none() {
@@ -158,9 +162,11 @@ async fn run(plan: &Plan) -> Result<String> {
         .join("target")
         .join("bench")
         .join("durability");
-    let binary = waymark_tests::target_dir()
-        .join("release")
-        .join(format!("waymark{}", std::env::consts::EXE_SUFFIX));
+    let binary = prebuilt_binary().unwrap_or_else(|| {
+        waymark_tests::target_dir()
+            .join("release")
+            .join(format!("waymark{}", std::env::consts::EXE_SUFFIX))
+    });
     let bench = Bench { base, binary };
 
     // Issue 10 (enrollment CPU): `WAYMARK_BENCH_ENROLLMENTS_ONLY=<n>` runs the enrollment
@@ -222,6 +228,12 @@ fn enrollments_only() -> Result<Option<usize>> {
         })?)),
         Err(_) => Ok(None),
     }
+}
+
+/// A server binary to run as it is (`WAYMARK_BENCH_BINARY`), for an enrollment-only run.
+fn prebuilt_binary() -> Option<PathBuf> {
+    std::env::var_os("WAYMARK_BENCH_ENROLLMENTS_ONLY")?;
+    std::env::var_os("WAYMARK_BENCH_BINARY").map(PathBuf::from)
 }
 
 /// Everything measured, for the report.
