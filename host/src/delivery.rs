@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, debug_span, warn, Instrument};
 
 /// Due messages read from the outbox at once, into the feeder's buffer.
 const READ_BATCH: usize = 256;
@@ -495,7 +495,7 @@ impl Budgets {
 
 /// One attempt at one message, handed to the committer.
 async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<AttemptRecord>) {
-    let span = info_span!(
+    let span = debug_span!(
         "delivery",
         tenant = %message.tenant,
         channel = %message.channel,

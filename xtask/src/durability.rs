@@ -130,9 +130,13 @@ impl Plan {
 /// Builds the guests and the release host, runs every phase, prints the report and (unless
 /// `quick` or `no_write`) records it in `docs/BENCHMARKS.md`.
 pub fn bench(quick: bool, no_write: bool) -> Result<()> {
-    super::ensure_wasm_target()?;
-    super::cargo(&guest_build_args(), &[])?;
-    super::cargo(RELEASE_HOST_BUILD, &[])?;
+    // `WAYMARK_BENCH_BINARY` (with `WAYMARK_BENCH_ENROLLMENTS_ONLY`) runs a server built
+    // earlier, as it is, over the guests built earlier: two builds compared side by side.
+    if prebuilt_binary().is_none() {
+        super::ensure_wasm_target()?;
+        super::cargo(&guest_build_args(), &[])?;
+        super::cargo(RELEASE_HOST_BUILD, &[])?;
+    }
     // Set before any thread exists. Starting on a million enrollments, or one request posting
     // thousands of events behind a backlog, may take longer than a test's patience.
     if std::env::var_os("WAYMARK_TEST_PATIENCE_SECS").is_none() {
@@ -146,7 +150,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("{report}");
-    if quick || no_write {
+    if quick || no_write || enrollments_only()?.is_some() {
         eprintln!("docs/BENCHMARKS.md left as is");
         return Ok(());
     }
@@ -158,10 +162,40 @@ async fn run(plan: &Plan) -> Result<String> {
         .join("target")
         .join("bench")
         .join("durability");
-    let binary = waymark_tests::target_dir()
-        .join("release")
-        .join(format!("waymark{}", std::env::consts::EXE_SUFFIX));
+    let binary = prebuilt_binary().unwrap_or_else(|| {
+        waymark_tests::target_dir()
+            .join("release")
+            .join(format!("waymark{}", std::env::consts::EXE_SUFFIX))
+    });
     let bench = Bench { base, binary };
+
+    // Issue 10 (enrollment CPU): `WAYMARK_BENCH_ENROLLMENTS_ONLY=<n>` runs the enrollment
+    // phase alone with `n` signups and prints its figures (nothing is written), so the server
+    // can be profiled (`perf record -p`) through that phase without waiting for the others.
+    if let Some(n) = enrollments_only()? {
+        let plan = Plan {
+            enrollments: n,
+            ..Plan::new(true)
+        };
+        let before = Usage::now()?;
+        let run = bench.enrollments(&plan).await.context("enrollment phase")?;
+        let others = Usage::now()?.others_since(&before);
+        return Ok(format!(
+            "enrollments only: {n} signups; acknowledged in {:.2} s; enrolled in {:.2} s ({:.0}/s); \
+             settled in {:.2} s ({:.2} s after the last ack); {} delivered when enrolled; \
+             server CPU {:.2} s, {:.0} µs per enrollment; failures {}; others {:.0}%",
+            run.ingested,
+            run.enrolled,
+            n as f64 / run.enrolled,
+            run.settled,
+            run.settled - run.ingested,
+            run.delivered_when_enrolled,
+            run.server_cpu,
+            run.server_cpu * 1e6 / n as f64,
+            run.failures,
+            others * 100.0,
+        ));
+    }
 
     let mut others = Vec::new();
     let before = Usage::now()?;
@@ -184,6 +218,22 @@ async fn run(plan: &Plan) -> Result<String> {
         others,
     };
     Ok(report(plan, &results))
+}
+
+/// The signups of an enrollment-only run (`WAYMARK_BENCH_ENROLLMENTS_ONLY`), if one is asked.
+fn enrollments_only() -> Result<Option<usize>> {
+    match std::env::var("WAYMARK_BENCH_ENROLLMENTS_ONLY") {
+        Ok(n) => Ok(Some(n.trim().parse().with_context(|| {
+            format!("WAYMARK_BENCH_ENROLLMENTS_ONLY={n:?} is not a number of signups")
+        })?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A server binary to run as it is (`WAYMARK_BENCH_BINARY`), for an enrollment-only run.
+fn prebuilt_binary() -> Option<PathBuf> {
+    std::env::var_os("WAYMARK_BENCH_ENROLLMENTS_ONLY")?;
+    std::env::var_os("WAYMARK_BENCH_BINARY").map(PathBuf::from)
 }
 
 /// Everything measured, for the report.
