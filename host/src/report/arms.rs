@@ -102,6 +102,34 @@ impl ArmStatsCache {
         now: Millis,
         channels: Vec<crate::model::ChannelStats>,
     ) -> Result<StatsSnapshot, StoreError> {
+        self.snapshot_keeping(store, tenant, version, now, channels, true)
+    }
+
+    // Dry-run decide (issue 13)
+    /// As [`snapshot`](Self::snapshot), for a dry-run `decide`: the cached arms when the
+    /// cache holds `now`'s period, else counted afresh and not cached — a dry run at another
+    /// hour never changes what live triggers read.
+    pub fn snapshot_uncached(
+        &self,
+        store: &Store,
+        tenant: &str,
+        version: &crate::store::JourneyVersion,
+        now: Millis,
+        channels: Vec<crate::model::ChannelStats>,
+    ) -> Result<StatsSnapshot, StoreError> {
+        self.snapshot_keeping(store, tenant, version, now, channels, false)
+    }
+
+    /// The snapshot; arms counted afresh are cached when `keep`.
+    fn snapshot_keeping(
+        &self,
+        store: &Store,
+        tenant: &str,
+        version: &crate::store::JourneyVersion,
+        now: Millis,
+        channels: Vec<crate::model::ChannelStats>,
+        keep: bool,
+    ) -> Result<StatsSnapshot, StoreError> {
         if version.spec.experiments.is_empty() {
             return Ok(channels.into());
         }
@@ -117,7 +145,9 @@ impl ArmStatsCache {
             None => {
                 let enrollments = store.journey_enrollments(tenant, &version.name)?;
                 let arms = Arc::new(arm_stats(&version.spec, &enrollments, period));
-                self.lock().insert(key, (period, arms.clone()));
+                if keep {
+                    self.lock().insert(key, (period, arms.clone()));
+                }
                 arms
             }
         };
@@ -125,39 +155,6 @@ impl ArmStatsCache {
             channels,
             arms: arms.as_ref().clone(),
         })
-    }
-
-    // Dry-run decide (issue 13)
-    /// As [`snapshot`](Self::snapshot), for a dry-run `decide`: the cached arms when the
-    /// cache holds `now`'s period, else counted afresh and not cached — a dry run at another
-    /// hour never changes what live triggers read.
-    pub fn snapshot_uncached(
-        &self,
-        store: &Store,
-        tenant: &str,
-        version: &crate::store::JourneyVersion,
-        now: Millis,
-        channels: Vec<crate::model::ChannelStats>,
-    ) -> Result<StatsSnapshot, StoreError> {
-        if version.spec.experiments.is_empty() {
-            return Ok(channels.into());
-        }
-        let period = stats_period_start(now);
-        let key = (tenant.to_string(), version.name.clone(), version.version);
-        let cached = self
-            .lock()
-            .get(&key)
-            .filter(|(at, _)| *at == period)
-            .map(|(_, arms)| arms.clone());
-        let arms = match cached {
-            Some(arms) => arms.as_ref().clone(),
-            None => arm_stats(
-                &version.spec,
-                &store.journey_enrollments(tenant, &version.name)?,
-                period,
-            ),
-        };
-        Ok(StatsSnapshot { channels, arms })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
