@@ -82,11 +82,15 @@ async fn main() {
         )
         .await
         .expect("stored");
-    // The recorded history: written straight to the log, as ingest would have, a minute apart
-    // per customer; nothing is processed live (a backtest reads only the log).
+    // The recorded history: written straight to the log, as ingest would have — customer `c`
+    // at minute `c % 1440` of the first day, so about `customers / 1440` customers share each
+    // minute — in time order, as ingest writes it; nothing is processed live (a backtest reads
+    // only the log).
     let customers = events / 2;
     let written = Instant::now();
-    for chunk in (0..customers).collect::<Vec<_>>().chunks(5_000) {
+    let mut in_time_order: Vec<u64> = (0..customers).collect();
+    in_time_order.sort_by_key(|c| c % 1_440);
+    for chunk in in_time_order.chunks(5_000) {
         let mut batch = Vec::with_capacity(chunk.len() * 2);
         for c in chunk {
             let id = format!("c{c}");

@@ -15,15 +15,15 @@ use crate::model::{Event, Millis};
 use sled::Transactional;
 
 impl Store {
-    /// A fresh, empty scratch store with one queue shard (a replay processes its triggers one
-    /// at a time, in order, so shards buy nothing).
-    pub fn open_scratch(cache_bytes: u64) -> Result<Store, StoreError> {
+    /// A fresh, empty scratch store with `shards` queue shards (the isolated engine drains
+    /// them at once, one per core).
+    pub fn open_scratch(cache_bytes: u64, shards: u16) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open()?;
-        Store::with_db(db, 1)
+        Store::with_db(db, shards.max(1))
     }
 
     /// Copies what `tenant`'s journeys run with — the tenant's record (limits and sending
@@ -96,6 +96,37 @@ impl Store {
         Ok(ingested)
     }
 
+    /// [`Store::append_replayed`] for events ingested at the same journey time `at`, in order,
+    /// in one transaction (as one ingest request of them is): an id seen earlier in `events`
+    /// is a duplicate as it would be one request later. Returns each event's outcome.
+    pub fn append_replayed_all(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        at: Millis,
+        window: Option<Millis>,
+    ) -> Result<Vec<super::Ingested>, StoreError> {
+        let entries = events
+            .iter()
+            .map(|event| self.stage_event(tenant, event))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let trees = (&self.events, &self.event_ids, &self.queue);
+        let ingested = trees.transaction(|(log, ids, queue)| {
+            let trees = EventTrees { log, ids, queue };
+            events
+                .iter()
+                .zip(&entries)
+                .map(|(event, entry)| append(&trees, tenant, event, entry, at, window))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(ingested)
+    }
+
+    /// Whether no trigger is queued in any shard.
+    pub fn queue_is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Empties the trigger queue: for the backtest bench, whose recorded history is written
     /// with [`Store::append_replayed`] (which queues) but never processed live.
     #[doc(hidden)]
@@ -145,7 +176,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let scratch = Store::open_scratch(8 << 20).unwrap();
+        let scratch = Store::open_scratch(8 << 20, 2).unwrap();
         live.copy_setup_into(&scratch, "t").unwrap();
         assert!(scratch.tenant("t").unwrap().is_some());
         assert!(scratch.tenant("u").unwrap().is_none());
