@@ -10,6 +10,10 @@
 //! `cargo build --profile guest --target wasm32-wasip2 -p waymark-example-renewal`). The aim
 //! (docs/BENCHMARKS.md): 1,000,000 events in 20 s or less on 2 cores.
 
+/// The server's allocator (`host/src/main.rs`): a backtest runs inside the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -258,25 +258,33 @@ fn measure_concurrent<F: std::future::Future<Output = ()>>(
     runtime: &tokio::runtime::Runtime,
     mut one: impl FnMut(u32) -> F,
 ) -> Vec<(f64, f64)> {
-    use futures::StreamExt;
-    let mut run = |n: u32| {
-        let started: Vec<F> = (0..n).map(&mut one).collect();
-        runtime.block_on(
-            futures::stream::iter(started)
-                .buffer_unordered(IN_FLIGHT)
-                .for_each(|()| async {}),
-        );
-    };
-    run(DELIVERIES / 10);
+    concurrent_round(runtime, DELIVERIES / 10, &mut one);
     (0..DELIVERY_ROUNDS)
-        .map(|_| {
-            let (wall, cpu) = (Instant::now(), process_cpu());
-            run(DELIVERIES);
-            let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(DELIVERIES);
-            (per(wall.elapsed()), per(process_cpu() - cpu))
-        })
+        .map(|_| concurrent_round(runtime, DELIVERIES, &mut one))
         .collect()
 }
+
+/// One round of `n` messages, `IN_FLIGHT` at a time: µs per message (wall, process cpu).
+fn concurrent_round<F: std::future::Future<Output = ()>>(
+    runtime: &tokio::runtime::Runtime,
+    n: u32,
+    one: &mut impl FnMut(u32) -> F,
+) -> (f64, f64) {
+    use futures::StreamExt;
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    let started: Vec<F> = (0..n).map(one).collect();
+    runtime.block_on(
+        futures::stream::iter(started)
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|()| async {}),
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
+    (per(wall.elapsed()), per(process_cpu() - cpu))
+}
+
+/// Pairs of rounds in the paired comparison: a round rendered beforehand, then a round
+/// rendered in flight, in turn, so that whatever else the machine does drifts over both.
+const PAIRS: usize = 15;
 
 /// Deliveries in flight at once in the concurrent scenarios.
 const IN_FLIGHT: usize = 16;
@@ -418,5 +426,28 @@ fn render_and_deliver(attributes: &waymark_host::model::Object, payload: &serde_
                 (&render, &with_content, &request, &deliver);
             async move { deliver(request(i, with_content(render()))).await }
         }),
+    );
+    // What the template adds where it runs, read without the drift between scenarios: rounds
+    // of the two in turn, the difference taken per pair, its median (and quartiles) reported.
+    let mut added: Vec<f64> = (0..PAIRS)
+        .map(|_| {
+            let before = concurrent_round(&runtime, DELIVERIES, &mut |i| {
+                deliver(request(i, prerendered.clone()))
+            });
+            let rendered = concurrent_round(&runtime, DELIVERIES, &mut |i| {
+                let (render, with_content, request, deliver) =
+                    (&render, &with_content, &request, &deliver);
+                async move { deliver(request(i, with_content(render()))).await }
+            });
+            rendered.1 - before.1
+        })
+        .collect();
+    added.sort_by(f64::total_cmp);
+    println!(
+        "{:<58} {:>8.2} µs of process cpu per message (quartiles {:.2}–{:.2}, {PAIRS} pairs)",
+        "what rendering adds in flight, paired rounds",
+        added[PAIRS / 2],
+        added[PAIRS / 4],
+        added[PAIRS * 3 / 4],
     );
 }

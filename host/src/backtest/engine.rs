@@ -23,19 +23,8 @@ use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
-/// Queue shards of a scratch store, each drained by its own task: one per core the process
-/// may use (customers are independent, so a replay uses them all), at most
-/// [`MAX_SCRATCH_SHARDS`].
-fn scratch_shards() -> u16 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // At most MAX_SCRATCH_SHARDS (8): fits a u16.
-    cores.clamp(1, MAX_SCRATCH_SHARDS) as u16
-}
-
 /// The page cache of a scratch store.
 const SCRATCH_CACHE_BYTES: u64 = 64 << 20;
-/// The most queue shards a scratch store gets (see [`scratch_shards`]).
-const MAX_SCRATCH_SHARDS: usize = 8;
 /// Due messages taken as delivered per store write.
 const DELIVERY_BATCH: usize = 1024;
 
@@ -70,7 +59,7 @@ impl IsolatedEngine {
         start: Millis,
         moves: ClockMoves,
     ) -> Result<IsolatedEngine, StoreError> {
-        let scratch = Store::open_scratch(SCRATCH_CACHE_BYTES, scratch_shards())?;
+        let scratch = Store::open_scratch(SCRATCH_CACHE_BYTES)?;
         live.copy_setup_into(&scratch, tenant)?;
         Ok(IsolatedEngine::over(
             scratch, sandbox, config, tenant, start, moves,
@@ -80,7 +69,7 @@ impl IsolatedEngine {
     /// A fresh, empty scratch store for [`IsolatedEngine::over`] (`waymark simulate` fills it
     /// itself rather than copying a live tenant's setup).
     pub fn scratch_store() -> Result<Store, StoreError> {
-        Store::open_scratch(SCRATCH_CACHE_BYTES, scratch_shards())
+        Store::open_scratch(SCRATCH_CACHE_BYTES)
     }
 
     /// An engine over `scratch`, which already holds the tenant's setup.
@@ -93,9 +82,8 @@ impl IsolatedEngine {
         moves: ClockMoves,
     ) -> IsolatedEngine {
         let registry = Registry::new(sandbox, scratch.clone());
-        // As many worker shards as the scratch store has queue shards: `settle` drains them.
         let config = HostConfig {
-            shards: scratch.shards(),
+            shards: 1,
             ..config.clone()
         };
         let dedup_window = config.dedup_window_ms();
@@ -299,7 +287,7 @@ impl IsolatedEngine {
     /// Runs the queue dry and takes every due message as delivered, until neither has work.
     pub async fn settle(&self) -> Result<(), StoreError> {
         loop {
-            self.drain().await?;
+            crate::worker::drain(&self.host, 0).await?;
             let due = self.host.store.due_messages(Millis::MAX, DELIVERY_BATCH)?;
             if due.is_empty() {
                 return Ok(());
@@ -322,42 +310,6 @@ impl IsolatedEngine {
                 })
                 .collect();
             self.host.store.record_attempts(&records)?;
-        }
-    }
-
-    /// Runs every shard's queue dry through the shard worker's own code (`worker::drain`), the
-    /// shards at once, each on its own task — so a replay uses every core, as the live
-    /// workers do. That is exact: a customer's triggers are all in one shard and run there in
-    /// order, the clock does not move until every shard is dry, and what customers share (the
-    /// report cells and delivery counters) is kept per shard and added up, as live. Rounds
-    /// repeat while one shard's work queued another's (an account journey's member event).
-    async fn drain(&self) -> Result<(), StoreError> {
-        let store = &self.host.store;
-        let shards = store.shards();
-        if shards == 1 {
-            crate::worker::drain(&self.host, 0).await?;
-            return Ok(());
-        }
-        loop {
-            // Dropping the set (a cancelled backtest) aborts the drains.
-            let mut drains = tokio::task::JoinSet::new();
-            for shard in 0..shards {
-                let host = self.host.clone();
-                drains.spawn(async move { crate::worker::drain(&host, shard).await });
-            }
-            let mut ran = 0;
-            while let Some(joined) = drains.join_next().await {
-                ran += match joined {
-                    Ok(drained) => drained?,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Only a runtime shutting down cancels a task it did not abort.
-                    Err(e) => return Err(StoreError::Io(std::io::Error::other(e))),
-                };
-            }
-            // Deferred triggers (breakers, pauses) stay queued: a round that ran nothing ends.
-            if ran == 0 || store.queue_is_empty() {
-                return Ok(());
-            }
         }
     }
 
