@@ -14,7 +14,8 @@
 //!   share of the slots ([`DeliveryBudgets`]): messages read are parked by tenant and channel
 //!   and started as their budgets allow, so one tenant's provider that never answers stalls
 //!   only that tenant's channel, never the loop; a tenant with [`PARK_PER_TENANT`] messages
-//!   parked is passed over by reads until half of them have started. It wakes when a message enters the outbox, when the earliest
+//!   parked is passed over by reads until half of them have started, and then its own messages are
+//!   read again from the first one passed over. It wakes when a message enters the outbox, when the earliest
 //!   message it knows of falls due, and when a recorded retry is due earlier than that.
 //! - Each **delivery** runs as its own task (guests of different deliveries run in parallel on
 //!   the runtime's workers) and hands its attempt to the committer.
@@ -116,7 +117,9 @@ pub async fn run(host: Arc<Host>) {
 /// Messages read are *parked* by tenant and channel, in order, and started as their budgets
 /// allow: a delivery's end starts the next parked message of its tenant and channel without a
 /// read. A tenant with [`PARK_PER_TENANT`] messages parked is passed over by reads (by its key
-/// alone, nothing loaded), and read again once half of them have started.
+/// alone, nothing loaded), and once half of them have started its own messages are read again
+/// from the first one passed over ([`read_tenant`]) — not the whole due index from its start,
+/// which behind one tenant's backlog of tens of thousands cost more than the deliveries.
 async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRecord>) {
     let mut running = JoinSet::new();
     // What each running task delivers for: its slot in the budgets is given back when it ends.
@@ -124,6 +127,8 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     let mut budgets = Budgets::new(host.config.delivery_budgets);
     let mut pacing = Pacing::default();
     let mut parked = Parked::default();
+    // Passed-over tenants whose parking is half free again, with where their messages go on.
+    let mut refill: VecDeque<(String, Vec<u8>)> = VecDeque::new();
     // Where the next read of the due index goes on (`None`: from the earliest).
     let mut resume: Option<Vec<u8>> = None;
     // Whether the outbox may hold due messages the feeder has not read.
@@ -134,6 +139,15 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
         while running.len() < CONCURRENCY {
             let message = match next_paced(host, &mut parked, &budgets, &mut pacing) {
                 Some(message) => message,
+                None if !refill.is_empty() => {
+                    if let Some((tenant, from)) = refill.pop_front() {
+                        if let Some(more) = read_tenant(host, shared, &mut parked, &tenant, &from) {
+                            refill.push_back((tenant, more));
+                        }
+                        pacing.forget_rates();
+                    }
+                    continue;
+                }
                 None if look => {
                     let read = read_due(host, shared, &mut parked, resume.as_deref());
                     // Registrations' rates are looked up again for what this read parked.
@@ -177,10 +191,9 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
                 };
                 if let Some((tenant, channel)) = running_for.remove(&id) {
                     budgets.release(&tenant, &channel);
-                    if parked.wants_more(&tenant) {
-                        // Its messages were passed over by a read: look again from the start.
-                        look = true;
-                        resume = None;
+                    if let Some(from) = parked.wants_more(&tenant) {
+                        // Its messages were passed over by a read: read them from there.
+                        refill.push_back((tenant, from));
                     }
                 }
             }
@@ -264,8 +277,9 @@ fn next_paced_start(
 struct Parked {
     queues: HashMap<(String, String), VecDeque<Message>>,
     per_tenant: HashMap<String, usize>,
-    /// Tenants whose messages a read passed over because their parking was full.
-    passed_over: HashSet<String>,
+    /// Tenants whose messages a read passed over because their parking was full, each with
+    /// the due-index key of the earliest message passed over (where reading it again starts).
+    passed_over: HashMap<String, Vec<u8>>,
 }
 
 impl Parked {
@@ -275,6 +289,17 @@ impl Parked {
             .entry((message.tenant.clone(), message.channel.clone()))
             .or_default()
             .push_back(message);
+    }
+
+    /// Notes that a read passed over `tenant`'s message at due-index key `key`.
+    fn pass_over(&mut self, tenant: &str, key: &[u8]) {
+        match self.passed_over.get_mut(tenant) {
+            Some(earliest) if key < earliest.as_slice() => *earliest = key.to_vec(),
+            Some(_) => {}
+            None => {
+                self.passed_over.insert(tenant.to_owned(), key.to_vec());
+            }
+        }
     }
 
     fn is_full(&self, tenant: &str) -> bool {
@@ -309,16 +334,13 @@ impl Parked {
         Some(message)
     }
 
-    /// Whether `tenant`'s messages were passed over and half its parking is free again (then
-    /// it forgets that they were).
-    fn wants_more(&mut self, tenant: &str) -> bool {
-        if self.passed_over.contains(tenant)
-            && self.per_tenant.get(tenant).copied().unwrap_or(0) <= PARK_PER_TENANT / 2
-        {
-            self.passed_over.remove(tenant);
-            return true;
+    /// Where to read `tenant`'s messages again, if a read passed them over and half its
+    /// parking is free again (then it forgets that they were).
+    fn wants_more(&mut self, tenant: &str) -> Option<Vec<u8>> {
+        if self.per_tenant.get(tenant).copied().unwrap_or(0) <= PARK_PER_TENANT / 2 {
+            return self.passed_over.remove(tenant);
         }
-        false
+        None
     }
 }
 
@@ -351,21 +373,23 @@ fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8
         .filter(|t| parked.is_full(t))
         .cloned()
         .collect();
-    let mut passed_over = HashSet::new();
+    // Tenants passed over, each with the key of its earliest message passed over.
+    let passed_over = std::cell::RefCell::new(Parked::default());
     let mut room: HashMap<String, usize> = HashMap::new();
-    let mut open = |tenant: &str| {
+    let mut open = |tenant: &str, key: &[u8]| {
         if full.contains(tenant) {
-            passed_over.insert(tenant.to_string());
+            passed_over.borrow_mut().pass_over(tenant, key);
             return false;
         }
         true
     };
     // Within one read, a tenant takes no more than its free parking.
-    let mut accept = |m: &Message| {
+    let mut accept = |m: &Message, key: &[u8]| {
         let used = room
             .entry(m.tenant.clone())
             .or_insert_with(|| parked.per_tenant.get(&m.tenant).copied().unwrap_or(0));
         if *used >= PARK_PER_TENANT {
+            passed_over.borrow_mut().pass_over(&m.tenant, key);
             return false;
         }
         *used += 1;
@@ -374,12 +398,8 @@ fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8
     let result = host
         .store
         .scan_due_messages(read, &taken, &mut open, &mut accept);
-    for tenant in room
-        .into_iter()
-        .filter(|(_, used)| *used >= PARK_PER_TENANT)
-        .map(|(t, _)| t)
-    {
-        passed_over.insert(tenant);
+    for (tenant, key) in passed_over.into_inner().passed_over {
+        parked.pass_over(&tenant, &key);
     }
     match result {
         Ok(read) => {
@@ -387,7 +407,6 @@ fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8
             for message in read.messages {
                 parked.park(message);
             }
-            parked.passed_over.extend(passed_over);
             Read {
                 now,
                 caught_up: read.resume.is_none().then_some(read.caught_up),
@@ -401,6 +420,59 @@ fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8
                 resume: None,
                 caught_up: None,
             }
+        }
+    }
+}
+
+/// Reads one passed-over tenant's due messages into `parked` (up to its free parking), from
+/// due-index key `from`, where a read first passed them over: the messages before it are
+/// taken or another tenant's. Returns where to go on at once when the read stopped at
+/// [`READ_SCAN`] entries with parking still free (other tenants' entries in between); when it
+/// filled the parking, the rest is passed over from where it stopped, to be read again once
+/// half of it has started.
+fn read_tenant(
+    host: &Host,
+    shared: &Loop,
+    parked: &mut Parked,
+    tenant: &str,
+    from: &[u8],
+) -> Option<Vec<u8>> {
+    let mut taken = shared.taken();
+    let free = PARK_PER_TENANT.saturating_sub(parked.per_tenant.get(tenant).copied().unwrap_or(0));
+    if free == 0 {
+        parked.pass_over(tenant, from);
+        return None;
+    }
+    let read = DueRead {
+        now: system_now(),
+        limit: free,
+        scan: READ_SCAN,
+        from: Some(from),
+        lag: CAUGHT_UP_LAG_MS,
+    };
+    let mut open = |t: &str, _: &[u8]| t == tenant;
+    let result = host
+        .store
+        .scan_due_messages(read, &taken, &mut open, &mut |_, _| true);
+    match result {
+        Ok(read) => {
+            let filled = read.messages.len() >= free;
+            taken.extend(read.messages.iter().map(Message::key));
+            for message in read.messages {
+                parked.park(message);
+            }
+            match read.resume {
+                Some(resume) if filled => {
+                    parked.pass_over(tenant, &resume);
+                    None
+                }
+                resume => resume,
+            }
+        }
+        Err(error) => {
+            warn!(%error, "reading the outbox failed");
+            parked.pass_over(tenant, from);
+            None
         }
     }
 }
@@ -908,6 +980,86 @@ mod tests {
         );
     }
 
+    /// A host over a scratch store, for the feeder's reads.
+    fn host_over(store: crate::store::Store) -> Host {
+        use crate::sandbox::{Sandbox, SandboxConfig};
+        let sandbox = Sandbox::new(SandboxConfig::default()).expect("a sandbox");
+        let registry = crate::registry::Registry::new(sandbox, store.clone());
+        Host::new(
+            store,
+            registry,
+            crate::clock::Clock::manual(0),
+            crate::host::HostConfig::default(),
+        )
+    }
+
+    /// Every message parked, by id.
+    fn parked_ids(parked: &Parked) -> Vec<String> {
+        let mut ids: Vec<String> = parked
+            .queues
+            .values()
+            .flatten()
+            .map(|m| m.id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_passed_over_tenant_is_read_again_from_where_it_was_passed_over_each_message_once() {
+        use crate::store::fixtures;
+        let store = crate::store::Store::open_scratch(8 << 20).unwrap();
+        let host = host_over(store.clone());
+        // A backlog of `noisy`'s, due first, then a few of `quiet`'s.
+        let backlog = PARK_PER_TENANT + 100;
+        for (tenant, n, due) in [("noisy", backlog, 1_000), ("quiet", 10, 900_000)] {
+            let mut commit = fixtures::commit(&store, tenant, "c");
+            for i in 0..n {
+                commit.outbox.push(Message {
+                    tenant: tenant.into(),
+                    customer: "c".into(),
+                    ..fixtures::message(
+                        &format!("{tenant}{i:04}"),
+                        "email",
+                        MessageStatus::Pending,
+                        due + i as Millis,
+                    )
+                });
+            }
+            store.commit_trigger(&commit).unwrap();
+        }
+        let shared = Loop::default();
+        let mut parked = Parked::default();
+        // The first read fills noisy's parking; the next passes over the rest of its
+        // backlog (by key) and reaches quiet's messages behind it.
+        let first = read_due(&host, &shared, &mut parked, None);
+        assert_eq!(parked_ids(&parked).len(), PARK_PER_TENANT);
+        let resume = first.resume.expect("more is due");
+        read_due(&host, &shared, &mut parked, Some(&resume));
+        assert_eq!(parked.per_tenant.get("quiet"), Some(&10));
+        assert!(parked.passed_over.contains_key("noisy"));
+        // Half of noisy's parking starts: its messages are read again from the first one
+        // passed over, and the read reaches the end of them.
+        let mut started = Vec::new();
+        while parked.per_tenant.get("noisy").copied().unwrap_or(0) > PARK_PER_TENANT / 2 {
+            let m = parked.next_startable_where(|tenant, _| tenant == "noisy");
+            started.push(m.expect("a parked message").id);
+        }
+        let from = parked.wants_more("noisy").expect("noisy wants more");
+        assert_eq!(
+            read_tenant(&host, &shared, &mut parked, "noisy", &from),
+            None
+        );
+        let mut seen = started;
+        seen.extend(parked_ids(&parked));
+        seen.retain(|id| id.starts_with("noisy"));
+        seen.sort();
+        let expected: Vec<String> = (0..backlog).map(|i| format!("noisy{i:04}")).collect();
+        assert_eq!(seen, expected, "each of noisy's messages read exactly once");
+        assert_eq!(shared.taken().len(), backlog + 10);
+        assert!(!parked.passed_over.contains_key("noisy"));
+    }
+
     #[test]
     fn a_tenant_passed_over_is_read_again_once_half_its_parking_is_free() {
         let mut parked = Parked::default();
@@ -915,17 +1067,23 @@ mod tests {
             parked.park(message("noisy", "stuck", &format!("n{i}")));
         }
         assert!(parked.is_full("noisy") && !parked.is_full("quiet"));
-        parked.passed_over.insert("noisy".into());
+        parked.pass_over("noisy", b"k");
         let budgets = Budgets::new(DeliveryBudgets {
             per_tenant: CONCURRENCY,
             per_channel: CONCURRENCY,
         });
-        assert!(!parked.wants_more("noisy"));
+        assert_eq!(parked.wants_more("noisy"), None);
+        parked.pass_over("noisy", b"j");
+        parked.pass_over("noisy", b"m");
         for _ in 0..PARK_PER_TENANT / 2 {
             parked.next_startable(&budgets);
         }
-        assert!(parked.wants_more("noisy"));
-        assert!(!parked.wants_more("noisy"), "asked once");
+        assert_eq!(
+            parked.wants_more("noisy").as_deref(),
+            Some(&b"j"[..]),
+            "read again from the earliest message passed over"
+        );
+        assert_eq!(parked.wants_more("noisy"), None, "asked once");
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Store {
     /// [`DueScan::resume`] of an earlier scan, or the earliest), looks at most `scan` index
     /// entries, skips — without loading them — the messages of tenants for which `tenant_open`
     /// is false, and keeps only the loaded messages that `accept` takes (it may count them).
+    /// Both are given the message's due-index key, where a later scan for it may start.
     /// Skipped messages stay pending, in place, for a later scan.
     pub fn scan_due_messages(
         &self,
@@ -305,8 +306,8 @@ impl Store {
             lag,
         }: DueRead<'_>,
         taken: &HashSet<MessageKey>,
-        tenant_open: &mut dyn FnMut(&str) -> bool,
-        accept: &mut dyn FnMut(&Message) -> bool,
+        tenant_open: &mut dyn FnMut(&str, &[u8]) -> bool,
+        accept: &mut dyn FnMut(&Message, &[u8]) -> bool,
     ) -> Result<DueScan, StoreError> {
         let end = time_key(now.saturating_add(1)).to_vec();
         let start = from.map_or_else(Vec::new, <[u8]>::to_vec);
@@ -326,13 +327,13 @@ impl Store {
             }
             looked += 1;
             let tenant = outbox_k.split(|b| *b == SEP).next().unwrap_or_default();
-            if !tenant_open(&String::from_utf8_lossy(tenant)) {
+            if !tenant_open(&String::from_utf8_lossy(tenant), &due_k) {
                 out.skipped = true;
                 continue;
             }
             if let Some(v) = self.outbox.get(&outbox_k)? {
                 let message: Message = dec(&v)?;
-                if accept(&message) {
+                if accept(&message, &due_k) {
                     out.messages.push(message);
                 } else {
                     out.skipped = true;
@@ -1016,8 +1017,8 @@ mod tests {
             from,
             lag: 0,
         };
-        let mut open = |tenant: &str| tenant != "noisy";
-        let mut refuse_q2 = |m: &Message| m.id != "q2";
+        let mut open = |tenant: &str, _: &[u8]| tenant != "noisy";
+        let mut refuse_q2 = |m: &Message, _: &[u8]| m.id != "q2";
         let first = store
             .scan_due_messages(read(3, None), &taken, &mut open, &mut refuse_q2)
             .unwrap();
@@ -1039,7 +1040,7 @@ mod tests {
         );
         // The messages passed over are still there for the next scan.
         let again = store
-            .scan_due_messages(read(100, None), &taken, &mut |_| true, &mut |_| true)
+            .scan_due_messages(read(100, None), &taken, &mut |_, _| true, &mut |_, _| true)
             .unwrap();
         assert_eq!(ids(&again.messages), ["n1", "n2", "q1", "q2", "q3"]);
     }
