@@ -49,6 +49,14 @@ enum Keys {
 }
 
 impl Keys {
+    /// Whether `key` is read.
+    fn has(&self, key: &str) -> bool {
+        match self {
+            Keys::All => true,
+            Keys::Only(keys) => keys.contains(key),
+        }
+    }
+
     fn with(&mut self, key: Option<&str>) {
         match (key, &mut *self) {
             (_, Keys::All) => {}
@@ -60,23 +68,34 @@ impl Keys {
     }
 }
 
-/// What a locale's parts read of `customer` and `payload`.
+/// What a locale's parts read of `customer`, `payload` and `message`.
 #[derive(Debug, Clone, PartialEq)]
 struct Reads {
     customer: Keys,
     payload: Keys,
+    message: Keys,
+}
+
+impl Reads {
+    /// Everything: what a part whose reads cannot be worked out gets.
+    const ALL: Reads = Reads {
+        customer: Keys::All,
+        payload: Keys::All,
+        message: Keys::All,
+    };
 }
 
 impl Reads {
     /// From the variables the parts use (minijinja's `undeclared_variables`, with attribute
-    /// lookups): `customer.x` reads `x`; a bare `customer` reads it all. The `date` filters
-    /// read `customer.timezone` themselves, so it is always kept. A part that includes,
+    /// lookups): `customer.x` reads `x`; a bare `customer` reads it all. (The `date` filters
+    /// take the zone from the render's scope, not the context.) A part that includes,
     /// imports or extends another reads what that one does, which this does not follow: then
     /// everything is kept.
     fn of(env: &Environment<'_>, names: &[String], sources: &[&str]) -> Reads {
         let mut reads = Reads {
-            customer: Keys::Only(BTreeSet::from(["timezone".to_owned()])),
+            customer: Keys::Only(BTreeSet::new()),
             payload: Keys::Only(BTreeSet::new()),
+            message: Keys::Only(BTreeSet::new()),
         };
         let composes = sources.iter().any(|s| {
             s.split("{%").skip(1).any(|block| {
@@ -87,17 +106,11 @@ impl Reads {
             })
         });
         if composes {
-            return Reads {
-                customer: Keys::All,
-                payload: Keys::All,
-            };
+            return Reads::ALL;
         }
         for name in names {
             let Ok(template) = env.get_template(name) else {
-                return Reads {
-                    customer: Keys::All,
-                    payload: Keys::All,
-                };
+                return Reads::ALL;
             };
             for variable in template.undeclared_variables(true) {
                 let mut path = variable.splitn(3, '.');
@@ -106,6 +119,7 @@ impl Reads {
                 match root {
                     "customer" => reads.customer.with(key),
                     "payload" => reads.payload.with(key),
+                    "message" => reads.message.with(key),
                     _ => {}
                 }
             }
@@ -157,7 +171,9 @@ struct CustomerView<'a> {
 impl Serialize for CustomerView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("id", self.id)?;
+        if self.keys.has("id") {
+            map.serialize_entry("id", self.id)?;
+        }
         match self.keys {
             Keys::All => {
                 for (k, v) in self.attributes.iter().filter(|(k, _)| k.as_str() != "id") {
@@ -200,7 +216,7 @@ impl Serialize for PayloadView<'_> {
     }
 }
 
-#[derive(Serialize)]
+/// The context's `message`, only the fields the parts read.
 struct MessageView<'a> {
     id: &'a str,
     channel: &'a str,
@@ -208,8 +224,26 @@ struct MessageView<'a> {
     locale: &'a str,
     /// `message.unsubscribe_url` (issue 11): the signed one-click link. Absent when the host
     /// runs without `--public-url`, so a template that prints it then fails as undefined.
-    #[serde(skip_serializing_if = "Option::is_none")]
     unsubscribe_url: Option<&'a str>,
+    keys: &'a Keys,
+}
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        let fields = [
+            ("id", Some(self.id)),
+            ("channel", Some(self.channel)),
+            ("locale", Some(self.locale)),
+            ("unsubscribe_url", self.unsubscribe_url),
+        ];
+        for (name, value) in fields {
+            if let (Some(value), true) = (value, self.keys.has(name)) {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -314,11 +348,9 @@ impl Compiled {
         let parts = index
             .map(|i| self.locales[i].1.as_slice())
             .unwrap_or_default();
-        const ALL: Reads = Reads {
-            customer: Keys::All,
-            payload: Keys::All,
-        };
-        let reads = index.and_then(|i| self.reads.get(i)).unwrap_or(&ALL);
+        let reads = index
+            .and_then(|i| self.reads.get(i))
+            .unwrap_or(&Reads::ALL);
         let context = Value::from(Serde(&Context {
             customer: CustomerView {
                 id: input.customer_id,
@@ -334,8 +366,12 @@ impl Compiled {
                 channel: input.channel,
                 locale,
                 unsubscribe_url: input.unsubscribe_url,
+                keys: &reads.message,
             },
         }));
+        // The date filters' zone and month names, once for the message's parts.
+        let timezone = input.attributes.get("timezone").and_then(|tz| tz.as_str());
+        let _scope = filters::RenderScope::new(timezone, locale).enter();
         let mut rendered = serde_json::Map::with_capacity(parts.len());
         for part in parts {
             let failed = |why: String| {

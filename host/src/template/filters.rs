@@ -43,11 +43,58 @@ fn bad(message: String) -> Error {
 
 /// The customer's time zone: `customer.timezone` when it names an IANA zone, else UTC.
 fn zone(state: &State) -> Tz {
+    if let Some(scope) = RENDERING.get() {
+        return scope.zone;
+    }
     state
         .lookup("customer")
         .and_then(|c| c.get_attr("timezone").ok())
-        .and_then(|tz| tz.as_str().and_then(|s| s.parse::<Tz>().ok()))
+        .and_then(|tz| tz.as_str().map(zone_named))
         .unwrap_or(Tz::UTC)
+}
+
+/// The zone an attribute names: an IANA zone, else UTC.
+pub(crate) fn zone_named(name: &str) -> Tz {
+    name.parse::<Tz>().unwrap_or(Tz::UTC)
+}
+
+/// What the date filters of one message's render format with, worked out once per render
+/// ([`RenderScope::enter`]) rather than looked up in the context and parsed at every filter
+/// call: the customer's zone and the names locale of the locale rendered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RenderScope {
+    pub(crate) zone: Tz,
+    pub(crate) names: Locale,
+}
+
+thread_local! {
+    /// The render under way on this thread, if [`RenderScope::enter`] set one (a render never
+    /// awaits, so it starts and ends on one thread).
+    static RENDERING: std::cell::Cell<Option<RenderScope>> = const { std::cell::Cell::new(None) };
+}
+
+/// Restores the previous scope when a render ends, by return or by unwinding.
+pub(crate) struct ScopeGuard(Option<RenderScope>);
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        RENDERING.set(self.0);
+    }
+}
+
+impl RenderScope {
+    /// For the customer zoned `timezone` and the template locale `locale`.
+    pub(crate) fn new(timezone: Option<&str>, locale: &str) -> RenderScope {
+        RenderScope {
+            zone: timezone.map_or(Tz::UTC, zone_named),
+            names: names_locale_cached(locale).unwrap_or(Locale::POSIX),
+        }
+    }
+
+    /// Makes this the scope of the filters called on this thread until the guard drops.
+    pub(crate) fn enter(self) -> ScopeGuard {
+        ScopeGuard(RENDERING.replace(Some(self)))
+    }
 }
 
 /// The locale of month and day names for a template locale tag: `pt-BR` → `pt_BR`; a
@@ -85,6 +132,9 @@ fn names_locale_cached(tag: &str) -> Option<Locale> {
 
 /// The names locale of the locale being rendered (`message.locale`).
 fn rendered_locale(state: &State) -> Locale {
+    if let Some(scope) = RENDERING.get() {
+        return scope.names;
+    }
     state
         .lookup("message")
         .and_then(|m| m.get_attr("locale").ok())
@@ -93,8 +143,36 @@ fn rendered_locale(state: &State) -> Locale {
 }
 
 /// A strftime format parsed once: templates use a few formats for every message. `None` for
-/// an invalid format.
+/// an invalid format. Each thread remembers the last few it used (compared as strings, no
+/// lock and no hashing), in front of the process's map.
 fn parsed_format(format: &str) -> Option<Arc<[Item<'static>]>> {
+    type Parsed = Option<Arc<[Item<'static>]>>;
+    const RECENT: usize = 16;
+    thread_local! {
+        static RECENT_FORMATS: std::cell::RefCell<Vec<(Box<str>, Parsed)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let recent = RECENT_FORMATS.with_borrow(|recent| {
+        recent
+            .iter()
+            .find(|(f, _)| &**f == format)
+            .map(|(_, items)| items.clone())
+    });
+    if let Some(items) = recent {
+        return items;
+    }
+    let items = parsed_format_shared(format);
+    RECENT_FORMATS.with_borrow_mut(|recent| {
+        if recent.len() == RECENT {
+            recent.remove(0);
+        }
+        recent.push((format.into(), items.clone()));
+    });
+    items
+}
+
+/// [`parsed_format`]'s process-wide map.
+fn parsed_format_shared(format: &str) -> Option<Arc<[Item<'static>]>> {
     type Formats = HashMap<String, Option<Arc<[Item<'static>]>>>;
     static SEEN: OnceLock<RwLock<Formats>> = OnceLock::new();
     let seen = SEEN.get_or_init(RwLock::default);
