@@ -65,7 +65,8 @@ struct Plan {
     ingest_configs: &'static [(usize, usize)],
     /// Signups for the enrollment rate.
     enrollments: usize,
-    /// The rates at which timers come due, one run each (the aim's rate first).
+    /// The rates at which timers come due, one run each (the aim's rate first, a capacity run
+    /// faster than the aim's processing rate last).
     timer_runs: &'static [TimerPlan],
     /// Dormant enrollments at which recovery and memory are measured (ascending; 0 first).
     checkpoints: &'static [usize],
@@ -95,6 +96,11 @@ impl Plan {
                         step: 10,
                         steps: 100,
                     },
+                    TimerPlan {
+                        rate: 50_000.0,
+                        step: 500,
+                        steps: 20,
+                    },
                 ],
                 checkpoints: &[0, 10_000, 50_000],
             }
@@ -119,6 +125,13 @@ impl Plan {
                         rate: 1_000.0,
                         step: 10,
                         steps: 500,
+                    },
+                    // Capacity: due faster than the aim asks to process them (≥ 20,000/s),
+                    // so the processed rate is the server's, not the load's.
+                    TimerPlan {
+                        rate: 50_000.0,
+                        step: 1_000,
+                        steps: 50,
                     },
                 ],
                 checkpoints: &[0, 100_000, 1_000_000],
@@ -1324,6 +1337,12 @@ fn report(plan: &Plan, results: &Results) -> String {
         yes_no(cpu_per <= 150.0)
     );
     if let Some(aim) = timers.first() {
+        // The capacity: the fastest any run was processed at (the last run offers more than
+        // the aim's rate, so its rate is the server's).
+        let capacity = timers
+            .iter()
+            .map(|t| (t.processed_rate, t.due_rate))
+            .fold((0.0, 0.0), |best, t| if t.0 > best.0 { t } else { best });
         let others: String = timers[1..]
             .iter()
             .map(|t| format!("; p99 {} at {:.0}/s", ms(t.lag_p99), t.due_rate))
@@ -1331,14 +1350,15 @@ fn report(plan: &Plan, results: &Results) -> String {
         let _ = writeln!(
             out,
             "| timers: ≥ 20,000/s processed; lag p99 ≤ 20 ms with 10,000/s coming due | \
-             processed at {:.0}/s; p99 {} at {:.0}/s due{others} (§3) | {} |",
-            aim.processed_rate,
+             processed at up to {:.0}/s (with {:.0}/s due); p99 {} at {:.0}/s due{others} (§3) | {} |",
+            capacity.0,
+            capacity.1,
             ms(aim.lag_p99),
             aim.due_rate,
             yes_no(
                 aim.lag_p99 <= Duration::from_millis(20)
                     && aim.due_rate >= 9_000.0
-                    && aim.processed_rate >= 20_000.0
+                    && capacity.0 >= 20_000.0
             )
         );
     }
@@ -1460,7 +1480,9 @@ fn report(plan: &Plan, results: &Results) -> String {
          whenever timers come due faster than they are processed, the queue ahead of it. Each \
          lag is an upper bound, late by up to one poll interval (shown). With the system clock \
          a timer comes due on the scheduler's sleep instead, spread over each millisecond, \
-         rather than a group at once.\n"
+         rather than a group at once. The last run makes timers due faster than the aim asks \
+         them to be processed (50,000/s against ≥ 20,000/s): its processed rate is the server's \
+         capacity, and its lag is the queue that builds when timers come due faster than that.\n"
     );
     let _ = writeln!(
         out,

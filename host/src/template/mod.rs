@@ -41,11 +41,11 @@ pub fn payload_with_content(
     version: u32,
     rendered: Rendered,
 ) -> serde_json::Value {
-    let mut content = serde_json::Map::with_capacity(rendered.parts.len() + 3);
+    // The rendered parts' map becomes `content` (no part is named like these three).
+    let mut content = rendered.parts;
     content.insert("template".into(), name.into());
     content.insert("version".into(), version.into());
     content.insert("locale".into(), rendered.locale.into());
-    content.extend(rendered.parts);
     let mut out = match payload {
         serde_json::Value::Object(fields) => fields.clone(),
         serde_json::Value::Null => serde_json::Map::new(),
