@@ -348,9 +348,7 @@ impl Compiled {
         let parts = index
             .map(|i| self.locales[i].1.as_slice())
             .unwrap_or_default();
-        let reads = index
-            .and_then(|i| self.reads.get(i))
-            .unwrap_or(&Reads::ALL);
+        let reads = index.and_then(|i| self.reads.get(i)).unwrap_or(&Reads::ALL);
         let context = Value::from(Serde(&Context {
             customer: CustomerView {
                 id: input.customer_id,

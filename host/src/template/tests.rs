@@ -366,23 +366,38 @@ fn a_render_scope_ends_with_its_message() {
     let t = source(
         ChannelKind::Sms,
         &[
-            ("en", &[("text", "{{ customer.when | datetime(\"%d %B %H:%M\") }}")]),
+            (
+                "en",
+                &[("text", "{{ customer.when | datetime(\"%d %B %H:%M\") }}")],
+            ),
             (
                 "pt-BR",
-                &[("text", "{{ customer.when | datetime(\"%d %B %H:%M\") }} {{ customer.x }}")],
+                &[(
+                    "text",
+                    "{{ customer.when | datetime(\"%d %B %H:%M\") }} {{ customer.x }}",
+                )],
             ),
         ],
     );
     let when = "2026-12-01T02:30:00Z";
     let ana = json!({"when": when, "timezone": "America/Sao_Paulo", "locale": "pt-BR", "x": 1});
-    assert_eq!(part(&render(&t, ana, json!({})).unwrap(), "text"), "30 novembro 23:30 1");
+    assert_eq!(
+        part(&render(&t, ana, json!({})).unwrap(), "text"),
+        "30 novembro 23:30 1"
+    );
     // A failing render in São Paulo (no `x`) leaves no scope behind either.
     let failing = json!({"when": when, "timezone": "America/Sao_Paulo", "locale": "pt-BR"});
     assert!(render(&t, failing, json!({})).is_err());
     let bob = json!({"when": when});
-    assert_eq!(part(&render(&t, bob, json!({})).unwrap(), "text"), "01 December 02:30");
+    assert_eq!(
+        part(&render(&t, bob, json!({})).unwrap(), "text"),
+        "01 December 02:30"
+    );
     // A template that names neither `customer.timezone` nor `message.locale` still formats in
     // the customer's zone and locale.
     let tokyo = json!({"when": when, "timezone": "Asia/Tokyo"});
-    assert_eq!(part(&render(&t, tokyo, json!({})).unwrap(), "text"), "01 December 11:30");
+    assert_eq!(
+        part(&render(&t, tokyo, json!({})).unwrap(), "text"),
+        "01 December 11:30"
+    );
 }
