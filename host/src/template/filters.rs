@@ -23,44 +23,37 @@ use std::sync::{Arc, OnceLock, RwLock};
 pub const JSON_STRING: &str = "json-string";
 
 /// `{{ when | date }}` or `{{ when | date("%d %B %Y") }}`; default `%Y-%m-%d`.
-pub fn date(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
-    format_moment(state, &value, format.as_deref().unwrap_or("%Y-%m-%d"))
+pub fn date(value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(&value, format.as_deref().unwrap_or("%Y-%m-%d"))
 }
 
 /// `{{ when | datetime }}`; default `%Y-%m-%d %H:%M`.
-pub fn datetime(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
-    format_moment(state, &value, format.as_deref().unwrap_or("%Y-%m-%d %H:%M"))
+pub fn datetime(value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(&value, format.as_deref().unwrap_or("%Y-%m-%d %H:%M"))
 }
 
 /// `{{ when | time }}`; default `%H:%M`.
-pub fn time(state: &State, value: Value, format: Option<String>) -> Result<String, Error> {
-    format_moment(state, &value, format.as_deref().unwrap_or("%H:%M"))
+pub fn time(value: Value, format: Option<String>) -> Result<String, Error> {
+    format_moment(&value, format.as_deref().unwrap_or("%H:%M"))
 }
 
 fn bad(message: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, message)
 }
 
-/// The customer's time zone: `customer.timezone` when it names an IANA zone, else UTC.
-fn zone(state: &State) -> Tz {
-    if let Some(scope) = RENDERING.get() {
-        return scope.zone;
-    }
-    state
-        .lookup("customer")
-        .and_then(|c| c.get_attr("timezone").ok())
-        .and_then(|tz| tz.as_str().map(zone_named))
-        .unwrap_or(Tz::UTC)
-}
-
-/// The zone an attribute names: an IANA zone, else UTC.
-pub(crate) fn zone_named(name: &str) -> Tz {
-    name.parse::<Tz>().unwrap_or(Tz::UTC)
+/// The render's scope: set by `Compiled::render`, the only way these filters run (they are
+/// registered in no other environment); UTC and English names should one run without it.
+fn scope() -> RenderScope {
+    RENDERING.get().unwrap_or(RenderScope {
+        zone: Tz::UTC,
+        names: Locale::POSIX,
+    })
 }
 
 /// What the date filters of one message's render format with, worked out once per render
 /// ([`RenderScope::enter`]) rather than looked up in the context and parsed at every filter
-/// call: the customer's zone and the names locale of the locale rendered.
+/// call: the customer's zone (their `timezone` attribute when it names an IANA zone, else
+/// UTC) and the names locale of the locale rendered (`message.locale`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RenderScope {
     pub(crate) zone: Tz,
@@ -86,7 +79,9 @@ impl RenderScope {
     /// For the customer zoned `timezone` and the template locale `locale`.
     pub(crate) fn new(timezone: Option<&str>, locale: &str) -> RenderScope {
         RenderScope {
-            zone: timezone.map_or(Tz::UTC, zone_named),
+            zone: timezone
+                .and_then(|name| name.parse::<Tz>().ok())
+                .unwrap_or(Tz::UTC),
             names: names_locale_cached(locale).unwrap_or(Locale::POSIX),
         }
     }
@@ -128,18 +123,6 @@ fn names_locale_cached(tag: &str) -> Option<Locale> {
         }
     }
     locale
-}
-
-/// The names locale of the locale being rendered (`message.locale`).
-fn rendered_locale(state: &State) -> Locale {
-    if let Some(scope) = RENDERING.get() {
-        return scope.names;
-    }
-    state
-        .lookup("message")
-        .and_then(|m| m.get_attr("locale").ok())
-        .and_then(|l| l.as_str().and_then(names_locale_cached))
-        .unwrap_or(Locale::POSIX)
 }
 
 /// A strftime format parsed once: templates use a few formats for every message. `None` for
@@ -240,19 +223,19 @@ fn moment(value: &Value) -> Result<Moment, Error> {
     }
 }
 
-fn format_moment(state: &State, value: &Value, format: &str) -> Result<String, Error> {
+fn format_moment(value: &Value, format: &str) -> Result<String, Error> {
     let Some(items) = parsed_format(format) else {
         return Err(bad(format!("{format:?} is not a valid strftime format")));
     };
     let mut out = String::new();
     // chrono reports a specifier the value cannot fill (an hour of a date alone) as a
     // formatting error, which `to_string` would turn into a panic: write and check instead.
-    let names = rendered_locale(state);
+    let RenderScope { zone, names } = scope();
     let written = match moment(value)? {
         Moment::Instant(t) => write!(
             out,
             "{}",
-            t.with_timezone(&zone(state))
+            t.with_timezone(&zone)
                 .format_localized_with_items(items.iter(), names)
         ),
         Moment::Day(d) => write!(
