@@ -277,9 +277,23 @@ pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 /// store still flushes at once, because the wait is measured from the previous flush's start.
 const FLUSH_SPACING: std::time::Duration = std::time::Duration::from_millis(8);
 
+/// What makes a flushed log durable on its disk ([`Store::open`]); `None` for a temporary
+/// store, which nothing needs to outlive.
+type Sync = Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>;
+
 /// The group-commit thread: takes every waiting request, flushes once, answers them all.
 /// It ends when the last handle of the store is dropped.
-fn spawn_flusher(db: sled::Db) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
+///
+/// A flush is sled's `flush` (its log buffers written, each with a `sync_file_range`) followed
+/// by `sync`: sled 0.34 never calls `fsync` on its log when asked to flush (only a periodic
+/// thread does, which this store turns off), and `sync_file_range` writes data pages back but
+/// neither the file's size nor the disk's write cache — so without `sync`, what a flush
+/// covered could be lost to a power cut while surviving any crash of the process. A request
+/// is answered with the result of both.
+fn spawn_flusher(
+    db: sled::Db,
+    mut sync: Sync,
+) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel::<FlushRequest>();
     std::thread::Builder::new()
         .name("waymark-flush".into())
@@ -297,7 +311,14 @@ fn spawn_flusher(db: sled::Db) -> Result<std::sync::mpsc::Sender<FlushRequest>, 
                 last_start = Some(std::time::Instant::now());
                 // Everything these callers wrote was written before they asked, so this one
                 // flush covers all of them.
-                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                let result = db
+                    .flush()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| match sync.as_mut() {
+                        Some(sync) => sync().map_err(|e| format!("fdatasync of the log: {e}")),
+                        None => Ok(()),
+                    });
                 for w in waiting {
                     let _ = w.send(result.clone());
                 }
@@ -305,6 +326,16 @@ fn spawn_flusher(db: sled::Db) -> Result<std::sync::mpsc::Sender<FlushRequest>, 
         })
         .map_err(|e| StoreError::Flush(format!("cannot start the flusher: {e}")))?;
     Ok(tx)
+}
+
+/// Opens sled's log file (`db` in the data directory) for [`spawn_flusher`]'s `fdatasync`
+/// (which covers the file whichever descriptor asks), and makes the file's directory entry
+/// durable once, as a newly created directory's would not be.
+fn log_sync(dir: &Path) -> Result<Sync, StoreError> {
+    let log = std::fs::File::open(dir.join("db"))?;
+    log.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(Some(Box::new(move || log.sync_data())))
 }
 
 impl Store {
@@ -317,11 +348,12 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
-        Store::with_db(db, shards)
+        Store::with_db(db, shards, log_sync(dir)?)
     }
 
-    /// The store over an opened database: its format checked, its trees opened.
-    fn with_db(db: sled::Db, shards: u16) -> Result<Store, StoreError> {
+    /// The store over an opened database: its format checked, its trees opened; `sync` is
+    /// what makes its flushes durable.
+    fn with_db(db: sled::Db, shards: u16, sync: Sync) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {
@@ -363,7 +395,7 @@ impl Store {
             suppressions: t("suppressions")?,
             backtests: t("backtests")?, // Backtest jobs (issue 13)
             shards,
-            flusher: spawn_flusher(db.clone())?,
+            flusher: spawn_flusher(db.clone(), sync)?,
             db,
         };
         store.ensure_report_aggregates()?;
@@ -460,6 +492,45 @@ mod tests {
         }
         let store = reopen(dir.path());
         assert_eq!(store.manual_clock().unwrap(), Some(-42));
+    }
+
+    #[tokio::test]
+    async fn a_flush_is_answered_only_after_the_log_is_synced() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let temporary = || sled::Config::new().temporary(true).open().unwrap();
+        // Every flush runs the sync after sled's own flush, and waits for it.
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let counted = syncs.clone();
+        let store = Store::with_db(
+            temporary(),
+            1,
+            Some(Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })),
+        )
+        .unwrap();
+        store.meta.insert("k", "v").unwrap();
+        store.flush().await.unwrap();
+        assert!(syncs.load(Ordering::SeqCst) >= 1);
+        // A failed sync fails the flush: nothing waiting on it is told it is durable.
+        let failing = Store::with_db(
+            temporary(),
+            1,
+            Some(Box::new(|| {
+                Err(std::io::Error::other("the disk went away"))
+            })),
+        )
+        .unwrap();
+        match failing.flush().await {
+            Err(StoreError::Flush(why)) => assert!(why.contains("the disk went away"), "{why}"),
+            other => panic!("a flush whose sync failed answered {other:?}"),
+        }
+        // On disk, the sync is an fdatasync of sled's log file, which exists once it is open.
+        let (dir, store) = temp_store();
+        assert!(dir.path().join("db").is_file());
+        store.flush().await.unwrap();
     }
 
     #[test]

@@ -23,7 +23,8 @@ impl Store {
             .cache_capacity(cache_bytes)
             .flush_every_ms(None)
             .open()?;
-        Store::with_db(db, 1)
+        // Nothing needs a replay's store to outlive the process: no fsync.
+        Store::with_db(db, 1, None)
     }
 
     /// Copies what `tenant`'s journeys run with — the tenant's record (limits and sending
