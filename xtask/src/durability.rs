@@ -143,8 +143,8 @@ impl Plan {
 /// Builds the guests and the release host, runs every phase, prints the report and (unless
 /// `quick` or `no_write`) records it in `docs/BENCHMARKS.md`.
 pub fn bench(quick: bool, no_write: bool) -> Result<()> {
-    // `WAYMARK_BENCH_BINARY` (with `WAYMARK_BENCH_ENROLLMENTS_ONLY`) runs a server built
-    // earlier, as it is, over the guests built earlier: two builds compared side by side.
+    // `WAYMARK_BENCH_BINARY` runs a server built earlier, as it is, over the guests built
+    // earlier: two builds compared side by side.
     if prebuilt_binary().is_none() {
         super::ensure_wasm_target()?;
         super::cargo(&guest_build_args(), &[])?;
@@ -163,7 +163,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("{report}");
-    if quick || no_write || enrollments_only()?.is_some() {
+    if quick || no_write || enrollments_only()?.is_some() || prebuilt_binary().is_some() {
         eprintln!("docs/BENCHMARKS.md left as is");
         return Ok(());
     }
@@ -243,9 +243,9 @@ fn enrollments_only() -> Result<Option<usize>> {
     }
 }
 
-/// A server binary to run as it is (`WAYMARK_BENCH_BINARY`), for an enrollment-only run.
+/// A server binary to run as it is (`WAYMARK_BENCH_BINARY`), to compare two builds side by
+/// side; its figures are printed, never recorded.
 fn prebuilt_binary() -> Option<PathBuf> {
-    std::env::var_os("WAYMARK_BENCH_ENROLLMENTS_ONLY")?;
     std::env::var_os("WAYMARK_BENCH_BINARY").map(PathBuf::from)
 }
 
