@@ -279,7 +279,7 @@ const FLUSH_SPACING: std::time::Duration = std::time::Duration::from_millis(8);
 
 /// What makes a flushed log durable on its disk ([`Store::open`]); `None` for a temporary
 /// store, which nothing needs to outlive.
-type Sync = Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>;
+type LogSync = Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>;
 
 /// The group-commit thread: takes every waiting request, flushes once, answers them all.
 /// It ends when the last handle of the store is dropped.
@@ -292,7 +292,7 @@ type Sync = Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>;
 /// is answered with the result of both.
 fn spawn_flusher(
     db: sled::Db,
-    mut sync: Sync,
+    mut sync: LogSync,
 ) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel::<FlushRequest>();
     std::thread::Builder::new()
@@ -331,7 +331,7 @@ fn spawn_flusher(
 /// Opens sled's log file (`db` in the data directory) for [`spawn_flusher`]'s `fdatasync`
 /// (which covers the file whichever descriptor asks), and makes the file's directory entry
 /// durable once, as a newly created directory's would not be.
-fn log_sync(dir: &Path) -> Result<Sync, StoreError> {
+fn log_sync(dir: &Path) -> Result<LogSync, StoreError> {
     let log = std::fs::File::open(dir.join("db"))?;
     log.sync_all()?;
     std::fs::File::open(dir)?.sync_all()?;
@@ -353,7 +353,7 @@ impl Store {
 
     /// The store over an opened database: its format checked, its trees opened; `sync` is
     /// what makes its flushes durable.
-    fn with_db(db: sled::Db, shards: u16, sync: Sync) -> Result<Store, StoreError> {
+    fn with_db(db: sled::Db, shards: u16, sync: LogSync) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {
