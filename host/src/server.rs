@@ -37,6 +37,11 @@ pub struct ServerConfig {
     pub store_cache_bytes: u64,
     /// Connection timeouts and caps, request limits, rate limits, backpressure.
     pub edge: EdgeConfig,
+    /// Called once the store is open, before any work starts: the binary hands back to the
+    /// operating system what its allocator holds free. Opening replays sled's log, which
+    /// allocates and frees several times what the open store keeps, and an allocator keeps
+    /// freed memory for reuse (issue 10: resident memory after a restart).
+    pub release_free_memory: Option<fn()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +86,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "compiled-code cache trimmed"),
         Err(error) => tracing::warn!(%error, "cannot trim the compiled-code cache"),
+    }
+    if let Some(release) = config.release_free_memory {
+        release();
     }
     let host = Arc::new(Host::new(
         store.clone(),

@@ -163,7 +163,12 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     println!("{report}");
-    if quick || no_write || enrollments_only()?.is_some() || prebuilt_binary().is_some() {
+    if quick
+        || no_write
+        || enrollments_only()?.is_some()
+        || dormant_only()?.is_some()
+        || prebuilt_binary().is_some()
+    {
         eprintln!("docs/BENCHMARKS.md left as is");
         return Ok(());
     }
@@ -210,6 +215,35 @@ async fn run(plan: &Plan) -> Result<String> {
         ));
     }
 
+    // Issue 10 (memory): `WAYMARK_BENCH_DORMANT_ONLY=<n>` builds `n` dormant enrollments alone
+    // (checkpoints 0 and `n`) and prints each checkpoint's memory and restart times (nothing is
+    // written), so the resident memory after a restart can be compared between builds quickly.
+    if let Some(n) = dormant_only()? {
+        let checkpoints: &'static [usize] = Box::leak(vec![0, n].into_boxed_slice());
+        let plan = Plan {
+            checkpoints,
+            ..Plan::new(true)
+        };
+        let run = bench.dormant(&plan).await.context("dormant phase")?;
+        return Ok(run
+            .iter()
+            .map(|c| {
+                format!(
+                    "dormant only: {} enrollments; RSS building process {:.0} MiB (peak {:.0}); \
+                     db {:.0} MiB; first event after restart {:.2} s; RSS after restart {:.0} MiB; \
+                     first event restarting again {:.2} s\n",
+                    c.enrollments,
+                    c.rss_live,
+                    c.hwm_live,
+                    c.disk as f64 / (1 << 20) as f64,
+                    c.first_event,
+                    c.rss_restarted,
+                    c.first_event_again,
+                )
+            })
+            .collect());
+    }
+
     let mut others = Vec::new();
     let before = Usage::now()?;
     let ingest = bench.ingest(plan).await.context("ingest phase")?;
@@ -238,6 +272,16 @@ fn enrollments_only() -> Result<Option<usize>> {
     match std::env::var("WAYMARK_BENCH_ENROLLMENTS_ONLY") {
         Ok(n) => Ok(Some(n.trim().parse().with_context(|| {
             format!("WAYMARK_BENCH_ENROLLMENTS_ONLY={n:?} is not a number of signups")
+        })?)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The dormant enrollments of a dormant-only run (`WAYMARK_BENCH_DORMANT_ONLY`), if one is asked.
+fn dormant_only() -> Result<Option<usize>> {
+    match std::env::var("WAYMARK_BENCH_DORMANT_ONLY") {
+        Ok(n) => Ok(Some(n.trim().parse().with_context(|| {
+            format!("WAYMARK_BENCH_DORMANT_ONLY={n:?} is not a number of enrollments")
         })?)),
         Err(_) => Ok(None),
     }
