@@ -269,19 +269,19 @@ async fn run(plan: &Plan) -> Result<String> {
 
 /// The signups of an enrollment-only run (`WAYMARK_BENCH_ENROLLMENTS_ONLY`), if one is asked.
 fn enrollments_only() -> Result<Option<usize>> {
-    match std::env::var("WAYMARK_BENCH_ENROLLMENTS_ONLY") {
-        Ok(n) => Ok(Some(n.trim().parse().with_context(|| {
-            format!("WAYMARK_BENCH_ENROLLMENTS_ONLY={n:?} is not a number of signups")
-        })?)),
-        Err(_) => Ok(None),
-    }
+    count_from_env("WAYMARK_BENCH_ENROLLMENTS_ONLY", "signups")
 }
 
 /// The dormant enrollments of a dormant-only run (`WAYMARK_BENCH_DORMANT_ONLY`), if one is asked.
 fn dormant_only() -> Result<Option<usize>> {
-    match std::env::var("WAYMARK_BENCH_DORMANT_ONLY") {
+    count_from_env("WAYMARK_BENCH_DORMANT_ONLY", "enrollments")
+}
+
+/// The number in environment variable `name`, if it is set; `what` names it in the error.
+fn count_from_env(name: &str, what: &str) -> Result<Option<usize>> {
+    match std::env::var(name) {
         Ok(n) => Ok(Some(n.trim().parse().with_context(|| {
-            format!("WAYMARK_BENCH_DORMANT_ONLY={n:?} is not a number of enrollments")
+            format!("{name}={n:?} is not a number of {what}")
         })?)),
         Err(_) => Ok(None),
     }
