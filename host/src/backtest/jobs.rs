@@ -160,7 +160,7 @@ impl Jobs {
     /// One of `tenant`'s jobs.
     pub fn get(&self, tenant: &str, id: &str) -> Result<Option<JobView>, StoreError> {
         if let Some(live) = self.live(tenant, id) {
-            return Ok(Some(live.view()));
+            return self.live_view(tenant, &live).map(Some);
         }
         self.store
             .backtest(tenant, id)?
@@ -176,7 +176,7 @@ impl Jobs {
         jobs.into_iter()
             .filter(|j| j.journey == journey)
             .map(|job| match self.live(tenant, &job.id) {
-                Some(live) => Ok(live.view()),
+                Some(live) => self.live_view(tenant, &live),
                 None => self.stored_view(tenant, job),
             })
             .collect()
@@ -243,6 +243,17 @@ impl Jobs {
     async fn persisted(&self, written: Result<(), StoreError>) -> Result<(), StoreError> {
         written?;
         self.store.flush().await
+    }
+
+    /// What a reader sees of a job this process runs. Between `finish` setting its end (and
+    /// writing it with its result, under the job's lock) and the job leaving the live map, the
+    /// stored view: a `done` job is never shown without its result.
+    fn live_view(&self, tenant: &str, live: &Live) -> Result<JobView, StoreError> {
+        let view = live.view();
+        if view.job.status.finished() {
+            return self.stored_view(tenant, view.job);
+        }
+        Ok(view)
     }
 
     fn stored_view(&self, tenant: &str, job: BacktestJob) -> Result<JobView, StoreError> {
@@ -408,5 +419,43 @@ fn result_of(outcome: Outcome) -> BacktestResult {
         candidate: outcome.candidate.report.into(),
         live: outcome.live.report.into(),
         fidelity: outcome.fidelity,
+    }
+}
+
+#[cfg(test)]
+mod live_view_tests {
+    use super::*;
+    use crate::store::backtests::tests::{job, result};
+
+    /// The window `finish` leaves: the job's end and result written, the job still in the live
+    /// map. A reader there sees the stored job, result included.
+    #[test]
+    fn a_job_finished_but_not_yet_forgotten_reads_with_its_result() {
+        let (_dir, store) = crate::store::temp_store();
+        let jobs = Jobs::new(store.clone());
+        let record = job(&store, JobStatus::Running);
+        store.put_backtest("t", &record, None).unwrap();
+        let live = Arc::new(Live {
+            tenant: "t".into(),
+            job: Mutex::new(record.clone()),
+            progress: Progress::default(),
+            cancel: CancellationToken::new(),
+        });
+        jobs.lock().insert(key(&live), live.clone());
+        let running = jobs.get("t", &record.id).unwrap().unwrap();
+        assert_eq!(running.job.status, JobStatus::Running);
+        assert!(running.result.is_none());
+
+        {
+            let mut job = live.lock();
+            job.status = JobStatus::Done;
+            store.finish_backtest("t", &job, Some(&result())).unwrap();
+        }
+        let done = jobs.get("t", &record.id).unwrap().unwrap();
+        assert_eq!(done.job.status, JobStatus::Done);
+        assert_eq!(done.result, Some(result()));
+        let listed = jobs.of_journey("t", &record.journey).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].result, Some(result()));
     }
 }

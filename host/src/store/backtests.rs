@@ -195,12 +195,12 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::temp_store;
     use super::*;
     use waymark_api::backtests::{BacktestDiff, Compared};
 
-    fn job(store: &Store, status: JobStatus) -> BacktestJob {
+    pub(crate) fn job(store: &Store, status: JobStatus) -> BacktestJob {
         BacktestJob {
             id: store.new_backtest_id().unwrap(),
             journey: "renewal".into(),
@@ -220,7 +220,7 @@ mod tests {
         }
     }
 
-    fn result() -> BacktestResult {
+    pub(crate) fn result() -> BacktestResult {
         let mut report = waymark_api::reports::Report::default();
         report.overall.entered = 3;
         report.by_version.insert(1, report.overall.clone());

@@ -461,7 +461,7 @@ impl Store {
 /// A store in a fresh temporary directory, for the tests of every record kind. The directory
 /// lives as long as the returned guard.
 #[cfg(test)]
-fn temp_store() -> (tempfile::TempDir, Store) {
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 4, 8 << 20).unwrap();
     (dir, store)
