@@ -1008,7 +1008,7 @@ mod tests {
     #[test]
     fn a_passed_over_tenant_is_read_again_from_where_it_was_passed_over_each_message_once() {
         use crate::store::fixtures;
-        let store = crate::store::Store::open_scratch(8 << 20).unwrap();
+        let store = crate::store::Store::open_scratch().unwrap();
         let host = host_over(store.clone());
         // A backlog of `noisy`'s, due first, then a few of `quiet`'s.
         let backlog = PARK_PER_TENANT + 100;

@@ -23,8 +23,6 @@ use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
-/// The page cache of a scratch store.
-const SCRATCH_CACHE_BYTES: u64 = 64 << 20;
 /// Due messages taken as delivered per store write.
 const DELIVERY_BATCH: usize = 1024;
 
@@ -59,7 +57,7 @@ impl IsolatedEngine {
         start: Millis,
         moves: ClockMoves,
     ) -> Result<IsolatedEngine, StoreError> {
-        let scratch = Store::open_scratch(SCRATCH_CACHE_BYTES)?;
+        let scratch = Store::open_scratch()?;
         live.copy_setup_into(&scratch, tenant)?;
         Ok(IsolatedEngine::over(
             scratch, sandbox, config, tenant, start, moves,
@@ -69,7 +67,7 @@ impl IsolatedEngine {
     /// A fresh, empty scratch store for [`IsolatedEngine::over`] (`waymark simulate` fills it
     /// itself rather than copying a live tenant's setup).
     pub fn scratch_store() -> Result<Store, StoreError> {
-        Store::open_scratch(SCRATCH_CACHE_BYTES)
+        Store::open_scratch()
     }
 
     /// An engine over `scratch`, which already holds the tenant's setup.

@@ -8,10 +8,10 @@
 //! scopes, and is an `admin` key.
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{abort, dec, enc, Store, StoreError, Tenant};
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,10 +65,10 @@ impl Store {
                 if tenants.get(tenant.id.as_bytes())?.is_some() {
                     return Err(abort(StoreError::Exists(format!("tenant {:?}", tenant.id))));
                 }
-                tenants.insert(tenant.id.as_bytes(), value.as_slice())?;
-                legacy.insert(digest.as_bytes(), tenant.id.as_bytes())?;
-                keys.insert(digest.as_bytes(), record.as_slice())?;
-                prefixes.insert(index.as_slice(), digest.as_bytes())?;
+                tenants.put(tenant.id.as_bytes(), value.as_slice())?;
+                legacy.put(digest.as_bytes(), tenant.id.as_bytes())?;
+                keys.put(digest.as_bytes(), record.as_slice())?;
+                prefixes.put(index.as_slice(), digest.as_bytes())?;
                 Ok(())
             })?;
         self.flush().await
@@ -91,9 +91,9 @@ impl Store {
                         record.prefix
                     ))));
                 }
-                legacy.insert(digest.as_bytes(), record.tenant.as_bytes())?;
-                keys.insert(digest.as_bytes(), value.as_slice())?;
-                prefixes.insert(index.as_slice(), digest.as_bytes())?;
+                legacy.put(digest.as_bytes(), record.tenant.as_bytes())?;
+                keys.put(digest.as_bytes(), value.as_slice())?;
+                prefixes.put(index.as_slice(), digest.as_bytes())?;
                 Ok(())
             },
         )?;
@@ -131,8 +131,8 @@ impl Store {
                 {
                     return Ok(());
                 }
-                keys.insert(digest.as_bytes(), value.as_slice())?;
-                prefixes.insert(index.as_slice(), digest.as_bytes())?;
+                keys.put(digest.as_bytes(), value.as_slice())?;
+                prefixes.put(index.as_slice(), digest.as_bytes())?;
                 Ok(())
             },
         )?;
@@ -167,7 +167,7 @@ impl Store {
                 let Some(digest) = prefixes.remove(index.as_slice())? else {
                     return Ok(None);
                 };
-                legacy.remove(digest.clone())?;
+                legacy.delete(digest.clone())?;
                 let record = keys.remove(digest)?;
                 record
                     .map(|v| dec::<AccessKey>(&v))

@@ -11,10 +11,10 @@
 //! ([`AccountChange`], from `engine::accounts`).
 
 use super::keys::{key, prefix};
+use super::kv::TransactionalTree;
 use super::{dec, enc, Store, StoreError, TxResult};
 use crate::model::{Millis, Object};
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionalTree;
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,16 +74,16 @@ pub(super) fn apply(
         account.traits.insert(name.clone(), value.clone());
     }
     account.updated_at = now;
-    tree.insert(k, enc(&account))?;
+    tree.put(k, enc(&account))?;
     let ck = customer_key(tenant, &change.customer);
     if let Some(old) = tree.get(&ck)? {
         let old = String::from_utf8_lossy(&old).into_owned();
         if old != change.account {
-            tree.remove(member_key(tenant, &old, &change.customer))?;
+            tree.delete(member_key(tenant, &old, &change.customer))?;
         }
     }
-    tree.insert(ck, change.account.as_bytes())?;
-    tree.insert(member_key(tenant, &change.account, &change.customer), &[])?;
+    tree.put(ck, change.account.as_bytes())?;
+    tree.put(member_key(tenant, &change.account, &change.customer), &[])?;
     Ok(())
 }
 
@@ -155,11 +155,11 @@ impl Store {
                 return Ok(());
             };
             let account = String::from_utf8_lossy(&account).into_owned();
-            tree.remove(from_key.as_slice())?;
-            tree.remove(member_key(tenant, &account, from))?;
+            tree.delete(from_key.as_slice())?;
+            tree.delete(member_key(tenant, &account, from))?;
             if tree.get(&into_key)?.is_none() {
-                tree.insert(into_key.as_slice(), account.as_bytes())?;
-                tree.insert(member_key(tenant, &account, into), &[])?;
+                tree.put(into_key.as_slice(), account.as_bytes())?;
+                tree.put(member_key(tenant, &account, into), &[])?;
             }
             Ok(())
         })?;

@@ -13,12 +13,13 @@
 //! entry it no longer names for stale.
 
 use super::keys::{key, time_from_key, time_key};
+use super::kv::Transactional;
+use super::kv::TransactionalTree;
 use super::queue::{Pending, QueuedTrigger};
 use super::{dec, enc, Store, StoreError};
 use crate::audience::Watch;
 use crate::model::Millis;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
 
 /// A change to one watch, committed with its trigger.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,10 +76,10 @@ pub(super) fn apply(
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
     let new_due = w.watch.as_ref().and_then(|x| x.due);
     if let Some(old) = w.old_due.filter(|old| Some(*old) != new_due) {
-        tree.remove(due_key(old, tenant, &w.customer, &w.journey, &w.trigger))?;
+        tree.delete(due_key(old, tenant, &w.customer, &w.journey, &w.trigger))?;
     }
     if let Some(due) = new_due.filter(|due| Some(*due) != w.old_due) {
-        tree.insert(
+        tree.put(
             due_key(due, tenant, &w.customer, &w.journey, &w.trigger),
             &[],
         )?;
@@ -182,7 +183,7 @@ impl Store {
         (&self.audience, &self.queue).transaction(|(audience, queue)| {
             for ((k, _), entry) in due.iter().zip(&entries) {
                 if audience.remove(k.as_slice())?.is_some() {
-                    queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                    queue.put(entry.key.as_slice(), entry.value.as_slice())?;
                 }
             }
             Ok::<_, ConflictableTransactionError<StoreError>>(())

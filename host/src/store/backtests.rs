@@ -96,7 +96,7 @@ impl Store {
         job: &BacktestJob,
         component: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = super::kv::Batch::default();
         batch.insert(job_key(tenant, &job.id), enc(job));
         if let Some(bytes) = component {
             batch.insert(component_key(tenant, &job.id), bytes);
@@ -113,7 +113,7 @@ impl Store {
         job: &BacktestJob,
         result: Option<&BacktestResult>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = super::kv::Batch::default();
         batch.insert(job_key(tenant, &job.id), enc(job));
         if let Some(result) = result {
             batch.insert(result_key(tenant, &job.id), enc(result));
@@ -185,7 +185,7 @@ impl Store {
 
     /// Removes a job with its result and component bytes.
     pub fn delete_backtest(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = super::kv::Batch::default();
         batch.remove(job_key(tenant, id));
         batch.remove(result_key(tenant, id));
         batch.remove(component_key(tenant, id));

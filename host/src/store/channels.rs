@@ -3,11 +3,11 @@
 //! [`components`] in the same transaction.
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{abort, components, dec, enc, Store, StoreError};
 use crate::model::{Millis, Object};
 use crate::pacing::SendRate;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// A registered channel adapter: its component, configuration and allowed hosts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ impl Store {
                 if record.adapter == ChannelAdapter::Component {
                     components::put(components_t, &record.digest, bytes)?;
                 }
-                channels.insert(k.as_slice(), enc(&record))?;
+                channels.put(k.as_slice(), enc(&record))?;
                 Ok(record)
             })?;
         self.flush().await?;

@@ -6,13 +6,13 @@
 
 use super::channels::ChannelRecord;
 use super::journeys::JourneyVersion;
+use super::kv::TransactionalTree;
 use super::{dec, Store, StoreError, TxResult};
-use sled::transaction::TransactionalTree;
 use std::collections::HashSet;
 
 /// Writes a component's bytes under its digest, inside a registration's transaction.
 pub(super) fn put(components: &TransactionalTree, digest: &str, bytes: &[u8]) -> TxResult<()> {
-    components.insert(digest.as_bytes(), bytes)?;
+    components.put(digest.as_bytes(), bytes)?;
     Ok(())
 }
 

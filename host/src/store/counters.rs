@@ -9,10 +9,10 @@
 //! batches. Keys written before parts existed (no writer suffix) are read as one more part.
 
 use super::keys::{key, prefix, u64_value};
+use super::kv::TransactionalTree;
 use super::{Store, StoreError, TxResult};
 use crate::hash::SEP;
 use crate::model::{ChannelStats, Counter};
-use sled::transaction::TransactionalTree;
 
 /// The writer part of the delivery loop's counters (shard workers write under their shard).
 pub(super) const DELIVERY: u16 = u16::MAX;
@@ -50,7 +50,7 @@ pub(super) fn bump(counters: &TransactionalTree, k: &[u8]) -> TxResult<()> {
 /// Adds `by` to the counter at `k`, inside a transaction.
 pub(super) fn add(counters: &TransactionalTree, k: &[u8], by: u64) -> TxResult<()> {
     let n = counters.get(k)?.map_or(0, |v| u64_value(&v));
-    counters.insert(k, &(n + by).to_be_bytes())?;
+    counters.put(k, &(n + by).to_be_bytes())?;
     Ok(())
 }
 

@@ -22,14 +22,14 @@
 //! nor removes an event still queued for its customer's journeys.
 
 use super::keys::{key, prefix, time_from_key, time_key};
+use super::kv::Transactional;
+use super::kv::TransactionalTree;
 use super::queue::{Pending, QueueEntry, QueuedTrigger};
 use super::{dec, enc, Store, StoreError, TxResult};
 use crate::hash::SEP;
 use crate::model::Object;
 use crate::model::{Event, Millis};
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionalTree;
-use sled::Transactional;
 
 // History kept for replay (issue 13)
 /// One entry of the event log as stored: the [`Event`]'s fields (so that readers of a plain
@@ -234,7 +234,7 @@ impl Store {
                     let result = append(&trees, tenant, event, entry, now, window)?;
                     if result == Ingested::Accepted {
                         if let Some(merge) = merge {
-                            queue.insert(merge.key.as_slice(), merge.value.as_slice())?;
+                            queue.put(merge.key.as_slice(), merge.value.as_slice())?;
                         }
                         if let Some(change) = account {
                             super::accounts::apply(accounts_t, tenant, change, now)?;
@@ -286,7 +286,7 @@ impl Store {
             Some(last) => [key(&[tenant, &last]), vec![0]].concat(),
             None => log_prefix.clone(),
         };
-        let mut forget: Vec<(Vec<u8>, sled::IVec)> = Vec::new();
+        let mut forget: Vec<(Vec<u8>, super::kv::IVec)> = Vec::new();
         let mut last: Option<Vec<u8>> = None;
         let mut examined = 0;
         for kv in self.events.range(start..) {
@@ -320,11 +320,11 @@ impl Store {
             for (id_key, seen) in &forget {
                 // Unless it was ingested again since it was read.
                 if ids.get(id_key)?.as_ref() == Some(seen) {
-                    ids.remove(id_key.as_slice())?;
+                    ids.delete(id_key.as_slice())?;
                     forgotten += 1;
                 }
             }
-            meta.insert(cursor_key.as_slice(), last.as_slice())?;
+            meta.put(cursor_key.as_slice(), last.as_slice())?;
             Ok(forgotten)
         })?;
         Ok((forgotten, examined))
@@ -382,7 +382,7 @@ impl Store {
         } else {
             None
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = super::kv::Batch::default();
         let (mut removed, mut examined) = (0, 0);
         for kv in self.events.scan_prefix(&log_prefix) {
             if examined == budget {

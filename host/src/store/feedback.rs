@@ -81,12 +81,12 @@ impl Store {
         provider_id: Option<&str>,
         addresses: &[String],
     ) -> Result<(), StoreError> {
-        // Issue 10 (throughput): plain inserts, not a `sled::Batch`. sled 0.34's `apply_batch`,
+        // Issue 10 (throughput): plain inserts, not a `super::kv::Batch`. sled 0.34's `apply_batch`,
         // like a transaction, seals the log buffer (`PageCache::pin_log`) and so costs a log
         // write with its `sync_file_range` per delivered message; an insert goes into the
         // current buffer. The entries need no atomicity among themselves: each is a lookup on
         // its own, and an index entry lost in a crash loses only that lookup (see above).
-        let value = sled::IVec::from(enc(reference));
+        let value = super::kv::IVec::from(enc(reference));
         self.message_refs
             .insert(our_id_key(tenant, &reference.message_id), value.clone())?;
         if let Some(id) = provider_id {

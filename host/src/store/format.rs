@@ -44,7 +44,7 @@ const DATA_TREES: &[&str] = &["tenants", "meta", "components"];
 
 /// Brings `db` to [`FORMAT`]: marks a new directory, migrates an older one, refuses a newer.
 /// Returns the format the directory had (`None` for a new one).
-pub(super) fn ensure(db: &sled::Db) -> Result<Option<u32>, StoreError> {
+pub(super) fn ensure(db: &super::kv::Db) -> Result<Option<u32>, StoreError> {
     let meta = db.open_tree("meta")?;
     let found = match meta.get(FORMAT_KEY)? {
         Some(v) => Some(read_format(&v)?),
@@ -75,7 +75,7 @@ pub(super) fn ensure(db: &sled::Db) -> Result<Option<u32>, StoreError> {
         }
         None => {}
     }
-    meta.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+    meta.put(FORMAT_KEY, &FORMAT.to_be_bytes())?;
     db.flush()?;
     Ok(found)
 }
@@ -88,11 +88,11 @@ fn read_format(v: &[u8]) -> Result<u32, StoreError> {
 }
 
 /// Transcodes every JSON record to MessagePack; returns how many it converted.
-fn migrate_1_to_2(db: &sled::Db) -> Result<u64, StoreError> {
+fn migrate_1_to_2(db: &super::kv::Db) -> Result<u64, StoreError> {
     let mut converted = 0;
     for name in RECORD_TREES {
         let tree = db.open_tree(name)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = super::kv::Batch::default();
         let mut pending = 0;
         for kv in tree.iter() {
             let (k, v) = kv?;

@@ -18,12 +18,12 @@
 use super::customers::customer_key;
 use super::enrollments::enrollment_key;
 use super::keys::key;
+use super::kv::Transactional;
 use super::queue::{shard_of_key, Pending, QueuedTrigger};
 use super::timers::{timer_key, TimerRecord};
 use super::{enc, Store, StoreError};
 use crate::model::{Customer, Enrollment};
 use crate::report::cells::CellDelta;
-use sled::Transactional;
 
 /// How many hops of merged ids [`Store::resolve`] follows (a chain `a → b → c` forms when a
 /// known id is later merged into another one).
@@ -101,12 +101,12 @@ impl Store {
         })?;
         let alias = alias_key(tenant, from);
         let queued = (&self.queue, &self.aliases).transaction(|(queue, aliases)| {
-            queue.remove(queue_key)?;
+            queue.delete(queue_key)?;
             if into == from || aliases.get(&alias)?.is_some() {
                 return Ok(false);
             }
-            aliases.insert(alias.as_slice(), into.as_bytes())?;
-            queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+            aliases.put(alias.as_slice(), into.as_bytes())?;
+            queue.put(entry.key.as_slice(), entry.value.as_slice())?;
             Ok(true)
         })?;
         Ok(queued.then(|| shard_of_key(&entry.key)))
@@ -117,8 +117,8 @@ impl Store {
     pub fn forward(&self, queue_key: &[u8], trigger: &QueuedTrigger) -> Result<u16, StoreError> {
         let entry = self.queue_entry(trigger)?;
         self.queue.transaction(|queue| {
-            queue.remove(queue_key)?;
-            queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+            queue.delete(queue_key)?;
+            queue.put(entry.key.as_slice(), entry.value.as_slice())?;
             Ok(())
         })?;
         Ok(shard_of_key(&entry.key))
@@ -140,24 +140,24 @@ impl Store {
             &self.audience,
         )
             .transaction(|(queue, customers, enrollments, timers, cells, audience)| {
-                queue.remove(c.queue_key.as_slice())?;
-                customers.remove(merged_key.as_slice())?;
+                queue.delete(c.queue_key.as_slice())?;
+                customers.delete(merged_key.as_slice())?;
                 if let Some(customer) = &c.customer {
-                    customers.insert(customer_key(&c.tenant, &customer.id), enc(customer))?;
+                    customers.put(customer_key(&c.tenant, &customer.id), enc(customer))?;
                 }
                 for (customer, journey, run) in &c.enrollments_removed {
-                    enrollments.remove(enrollment_key(&c.tenant, customer, journey, *run))?;
+                    enrollments.delete(enrollment_key(&c.tenant, customer, journey, *run))?;
                 }
                 for e in &c.enrollments {
                     let k = enrollment_key(&c.tenant, &e.customer, &e.journey, e.run);
-                    enrollments.insert(k, enc(e))?;
+                    enrollments.put(k, enc(e))?;
                 }
                 for t in &c.timers_cancelled {
-                    timers.remove(timer_key(t))?;
+                    timers.delete(timer_key(t))?;
                 }
                 for (old, new) in &c.timers_moved {
                     if timers.remove(timer_key(old))?.is_some() {
-                        timers.insert(timer_key(new), enc(new))?;
+                        timers.put(timer_key(new), enc(new))?;
                     }
                 }
                 super::reports::apply(cells, &c.tenant, shard, &deltas)?;

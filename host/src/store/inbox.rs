@@ -12,10 +12,10 @@
 //! `inapp_*` so the two never meet.)
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{dec, enc, Store, StoreError};
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// One message in a customer's in-app inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,8 +142,8 @@ impl Store {
                 entry.clicked_at = old.clicked_at;
                 entry.archived_at = old.archived_at;
             }
-            entries.insert(entry_key.as_slice(), enc(&entry))?;
-            ids.insert(index_key.as_slice(), entry_key.as_slice())?;
+            entries.put(entry_key.as_slice(), enc(&entry))?;
+            ids.put(index_key.as_slice(), entry_key.as_slice())?;
             Ok(())
         })?;
         Ok(())
@@ -213,7 +213,7 @@ impl Store {
             let mut entry: InboxEntry = dec(&stored).map_err(super::abort)?;
             let new = entry.mark(mark, at);
             if new {
-                entries.insert(entry_key.as_ref(), enc(&entry))?;
+                entries.put(entry_key.as_ref(), enc(&entry))?;
             }
             Ok(Some((entry, new)))
         })?;

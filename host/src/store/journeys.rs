@@ -7,11 +7,11 @@
 //! same transaction as the version.
 
 use super::keys::{key, prefix, u32_value};
+use super::kv::Transactional;
 use super::{components, dec, enc, Store, StoreError};
 use crate::model::rollout::{Rollout, RolloutChange, RolloutError, Stage};
 use crate::model::{Millis, Spec};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use std::sync::Arc;
 
 /// One version of a journey: its component (by digest) and the spec it declared.
@@ -81,8 +81,8 @@ impl Store {
                     uploaded_at: now,
                 };
                 components::put(components_t, digest, bytes)?;
-                journeys.insert(version_key(tenant, name, version), enc(&record))?;
-                heads.insert(head_key.as_slice(), enc(&rollout))?;
+                journeys.put(version_key(tenant, name, version), enc(&record))?;
+                heads.put(head_key.as_slice(), enc(&rollout))?;
                 Ok(record)
             },
         )?;
@@ -114,7 +114,7 @@ impl Store {
             let current = head(&current).map_err(abort)?;
             let changed = current.changed(change);
             if let Ok(next) = &changed {
-                heads.insert(head_key.as_slice(), enc(next))?;
+                heads.put(head_key.as_slice(), enc(next))?;
             }
             Ok(Some(changed))
         })?;

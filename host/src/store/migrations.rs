@@ -8,11 +8,11 @@
 //! shard, in order with the customer's other triggers.
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::queue::QueuedTrigger;
 use super::{dec, enc, Store, StoreError};
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// A migration as requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,9 +92,9 @@ impl Store {
             enc(migration),
         );
         (&self.migrations, &self.queue).transaction(|(migrations, queue)| {
-            migrations.insert(record.0.as_slice(), record.1.as_slice())?;
+            migrations.put(record.0.as_slice(), record.1.as_slice())?;
             for entry in &entries {
-                queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                queue.put(entry.key.as_slice(), entry.value.as_slice())?;
             }
             Ok(())
         })?;

@@ -1,4 +1,5 @@
-//! Durable state in sled, behind a narrow interface: the rest of the host never names a sled type.
+//! Durable state in sled, behind a narrow interface: the rest of the host never names a sled type
+//! (and a backtest's scratch store keeps the same records in memory, [`kv`]).
 //!
 //! One module per kind of record, each holding its key encoding, its record type and its
 //! operations (Restate's `storage-api` has one module per table for the same reason: a reader
@@ -7,6 +8,7 @@
 //! | module | records |
 //! | --- | --- |
 //! | [`keys`] | key encoding shared by every kind; [`shard_of`] |
+//! | [`kv`] | the trees themselves: sled's, or in memory for a backtest's scratch store |
 //! | [`tenants`] | tenants and their API keys |
 //! | [`components`] | component bytes by digest |
 //! | [`journeys`] | journey versions and each journey's latest version |
@@ -67,6 +69,7 @@ pub mod identity; // Identity merge (issue 12)
 pub mod inbox; // In-app inbox (issue 11)
 pub mod journeys;
 pub mod keys;
+pub(crate) mod kv; // The trees: sled's, or in memory for a scratch store (issue 13)
 pub mod migrations;
 pub mod outbox;
 pub mod queue;
@@ -170,72 +173,73 @@ type FlushRequest = tokio::sync::oneshot::Sender<Result<(), String>>;
 /// The database: one sled tree per kind of record. Cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: kv::Db,
     /// Host-wide settings that must survive a restart (the manual clock).
-    meta: sled::Tree,
-    tenants: sled::Tree,
+    meta: kv::Tree,
+    tenants: kv::Tree,
     /// API key digest → tenant id.
-    api_keys: sled::Tree,
-    components: sled::Tree,
+    api_keys: kv::Tree,
+    components: kv::Tree,
     /// `tenant␟journey␟version` → [`JourneyVersion`].
-    journeys: sled::Tree,
+    journeys: kv::Tree,
     /// `tenant␟journey` → the latest version number.
-    journey_heads: sled::Tree,
-    channels: sled::Tree,
+    journey_heads: kv::Tree,
+    channels: kv::Tree,
     /// `tenant␟sequence` → the event, as ingested.
-    events: sled::Tree,
+    events: kv::Tree,
     /// `tenant␟event id` → when it was ingested (time key) and its place in the log.
-    event_ids: sled::Tree,
+    event_ids: kv::Tree,
     /// The trigger queue, shard (u16 BE) then sequence number (u64 BE) → [`QueuedTrigger`]. Its
     /// tree is named `"inbox"` on disk (the name predates the in-app inbox) and keeps that name,
     /// so that existing data directories still open.
-    queue: sled::Tree,
-    customers: sled::Tree,
-    enrollments: sled::Tree,
-    timers: sled::Tree,
+    queue: kv::Tree,
+    customers: kv::Tree,
+    enrollments: kv::Tree,
+    timers: kv::Tree,
     /// `tenant␟customer␟message id` → [`Message`].
-    outbox: sled::Tree,
+    outbox: kv::Tree,
     /// Pending messages by next attempt (wall clock): `time␟outbox key` → outbox key.
-    outbox_due: sled::Tree,
-    tasks: sled::Tree,
-    counters: sled::Tree,
+    outbox_due: kv::Tree,
+    tasks: kv::Tree,
+    counters: kv::Tree,
     /// Report aggregates: cells and their milestones' times ([`reports`]).
-    report_cells: sled::Tree,
+    report_cells: kv::Tree,
     /// `tenant␟message id` → outbox key, for every dead letter.
-    dead_letters: sled::Tree,
+    dead_letters: kv::Tree,
     /// Migrations between journey versions and their outcomes ([`migrations`]).
-    migrations: sled::Tree,
+    migrations: kv::Tree,
     /// Held messages by release time (journey time): `time␟outbox key` → outbox key.
-    held: sled::Tree,
+    held: kv::Tree,
     // Scoped keys (issue 12): digest → record; `tenant␟prefix` → digest.
-    access_keys: sled::Tree,
-    access_key_prefixes: sled::Tree,
+    access_keys: kv::Tree,
+    access_key_prefixes: kv::Tree,
     /// Message templates: `tenant␟name␟version` → [`TemplateVersion`] ([`templates`]).
-    templates: sled::Tree,
+    templates: kv::Tree,
     /// `tenant␟name` → [`TemplateHead`].
-    template_heads: sled::Tree,
+    template_heads: kv::Tree,
     /// Dashboard sessions (issue 14): SHA-256 of the session id → [`UiSession`].
-    ui_sessions: sled::Tree,
+    ui_sessions: kv::Tree,
     /// `tenant␟customer␟sequence` → nothing: each customer's processed events (issue 14).
-    customer_events: sled::Tree,
+    customer_events: kv::Tree,
     /// Identity merge (issue 12): `tenant␟merged id` → the id it was merged into ([`identity`]).
-    aliases: sled::Tree,
+    aliases: kv::Tree,
     /// Accounts (issue 12): their traits and members ([`accounts`]).
-    accounts: sled::Tree,
+    accounts: kv::Tree,
     /// Audience triggers (issue 12): customers' watches and their due index ([`audience`]).
-    audience: sled::Tree,
+    audience: kv::Tree,
     // In-app inbox and signing secrets (issue 11): see [`inbox`] and [`signing_secrets`].
-    inapp_inbox: sled::Tree,
-    inapp_inbox_ids: sled::Tree,
-    signing_secrets: sled::Tree,
+    inapp_inbox: kv::Tree,
+    inapp_inbox_ids: kv::Tree,
+    signing_secrets: kv::Tree,
     // Provider feedback (issue 11): see [`feedback`].
-    message_refs: sled::Tree,
-    suppressions: sled::Tree,
+    message_refs: kv::Tree,
+    suppressions: kv::Tree,
     /// Backtest jobs (issue 13): see [`backtests`].
-    backtests: sled::Tree,
+    backtests: kv::Tree,
     shards: u16,
-    /// Group commit: whoever needs durability queues here and shares the next flush.
-    flusher: std::sync::mpsc::Sender<FlushRequest>,
+    /// Group commit: whoever needs durability queues here and shares the next flush. `None`
+    /// for a store in memory, where there is nothing to make durable.
+    flusher: Option<std::sync::mpsc::Sender<FlushRequest>>,
 }
 
 /// sled's log segment (and write buffer) size for a new directory: a buffer is written and
@@ -348,12 +352,12 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
-        Store::with_db(db, shards, log_sync(dir)?)
+        Store::with_db(kv::Db::Sled(db), shards, log_sync(dir)?)
     }
 
     /// The store over an opened database: its format checked, its trees opened; `sync` is
     /// what makes its flushes durable.
-    fn with_db(db: sled::Db, shards: u16, sync: LogSync) -> Result<Store, StoreError> {
+    fn with_db(db: kv::Db, shards: u16, sync: LogSync) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {
@@ -395,7 +399,10 @@ impl Store {
             suppressions: t("suppressions")?,
             backtests: t("backtests")?, // Backtest jobs (issue 13)
             shards,
-            flusher: spawn_flusher(db.clone(), sync)?,
+            flusher: match &db {
+                kv::Db::Sled(sled) => Some(spawn_flusher(sled.clone(), sync)?),
+                kv::Db::Mem(_) => None,
+            },
             db,
         };
         store.ensure_report_aggregates()?;
@@ -420,7 +427,14 @@ impl Store {
         &self,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let (done, wait) = tokio::sync::oneshot::channel();
-        let sent = self.flusher.send(done);
+        let sent = match &self.flusher {
+            Some(flusher) => flusher.send(done),
+            None => {
+                // Nothing to make durable: answered at once.
+                let _ = done.send(Ok(()));
+                Ok(())
+            }
+        };
         async move {
             sent.map_err(|_| StoreError::Flush("the flusher has stopped".into()))?;
             wait.await
@@ -498,7 +512,7 @@ mod tests {
     async fn a_flush_is_answered_only_after_the_log_is_synced() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
-        let temporary = || sled::Config::new().temporary(true).open().unwrap();
+        let temporary = || kv::Db::Sled(sled::Config::new().temporary(true).open().unwrap());
         // Every flush runs the sync after sled's own flush, and waits for it.
         let syncs = Arc::new(AtomicUsize::new(0));
         let counted = syncs.clone();

@@ -14,13 +14,13 @@
 
 use super::counters::{bump, counter_key, DELIVERY};
 use super::keys::{key, prefix, time_from_key, time_key};
+use super::kv::Transactional;
+use super::kv::TransactionalTree;
 use super::queue::QueuedTrigger;
 use super::{abort, dec, enc, Store, StoreError, TxResult};
 use crate::hash::SEP;
 use crate::model::{Counter, Millis};
 use serde::{Deserialize, Serialize};
-use sled::transaction::TransactionalTree;
-use sled::Transactional;
 use std::collections::HashSet;
 
 /// Where a message stands.
@@ -199,13 +199,13 @@ pub(super) fn insert_new(
     if outbox.get(&m.key)?.is_some() {
         return Ok(());
     }
-    outbox.insert(m.key.as_slice(), m.value.as_slice())?;
+    outbox.put(m.key.as_slice(), m.value.as_slice())?;
     match &m.index {
         Some(Index::Due(k)) => {
-            due.insert(k.as_slice(), m.key.as_slice())?;
+            due.put(k.as_slice(), m.key.as_slice())?;
         }
         Some(Index::Held(k)) => {
-            held.insert(k.as_slice(), m.key.as_slice())?;
+            held.put(k.as_slice(), m.key.as_slice())?;
         }
         None => {}
     }
@@ -403,8 +403,8 @@ impl Store {
                 let mut message: Message = dec(&v).map_err(abort)?;
                 message.status = MessageStatus::Pending;
                 message.next_attempt_at = wall;
-                outbox.insert(outbox_k.as_slice(), enc(&message))?;
-                due_t.insert(due_key(wall, outbox_k), outbox_k.as_slice())?;
+                outbox.put(outbox_k.as_slice(), enc(&message))?;
+                due_t.put(due_key(wall, outbox_k), outbox_k.as_slice())?;
             }
             Ok(())
         })?;
@@ -490,16 +490,16 @@ impl Store {
         )
             .transaction(|(outbox, due, queue, counter_tree, dead_letters)| {
                 for a in attempts {
-                    outbox.insert(a.key.as_slice(), a.value.as_slice())?;
+                    outbox.put(a.key.as_slice(), a.value.as_slice())?;
                     if let Some(d) = &a.dead {
-                        dead_letters.insert(d.as_slice(), a.key.as_slice())?;
+                        dead_letters.put(d.as_slice(), a.key.as_slice())?;
                     }
-                    due.remove(a.old_due.as_slice())?;
+                    due.delete(a.old_due.as_slice())?;
                     if let Some(d) = &a.new_due {
-                        due.insert(d.as_slice(), a.key.as_slice())?;
+                        due.put(d.as_slice(), a.key.as_slice())?;
                     }
                     if let Some(entry) = &a.report {
-                        queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                        queue.put(entry.key.as_slice(), entry.value.as_slice())?;
                     }
                 }
                 for ck in counters {
@@ -666,9 +666,9 @@ impl Store {
                     message.status = MessageStatus::Pending;
                     message.attempts = 0;
                     message.next_attempt_at = now;
-                    dead_letters.remove(dead_k)?;
-                    outbox.insert(outbox_k.as_ref(), enc(&message))?;
-                    due.insert(due_key(now, &outbox_k), outbox_k.as_ref())?;
+                    dead_letters.delete(dead_k)?;
+                    outbox.put(outbox_k.as_ref(), enc(&message))?;
+                    due.put(due_key(now, &outbox_k), outbox_k.as_ref())?;
                     Ok(Some(message))
                 },
             )?,

@@ -9,22 +9,18 @@
 
 use super::events::{append, EventTrees};
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{dec, enc, Store, StoreError};
 use crate::model::rollout::Rollout;
 use crate::model::{Event, Millis};
-use sled::Transactional;
 
 impl Store {
     /// A fresh, empty scratch store with one queue shard (a replay processes its triggers in
-    /// order; draining one shard per core was measured slower: sled's work does not spread).
-    pub fn open_scratch(cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()?;
-        // Nothing needs a replay's store to outlive the process: no fsync.
-        Store::with_db(db, 1, None)
+    /// order), its trees in memory ([`super::kv`]): nothing needs a replay's store to outlive
+    /// the process, and sled's transactions, page copies and log buffers were most of a
+    /// replay's cost.
+    pub fn open_scratch() -> Result<Store, StoreError> {
+        Store::with_db(super::kv::Db::memory(), 1, None)
     }
 
     /// Copies what `tenant`'s journeys run with — the tenant's record (limits and sending
@@ -46,7 +42,7 @@ impl Store {
         for (from, to) in pairs {
             for kv in from.scan_prefix(&tenant_prefix) {
                 let (k, v) = kv?;
-                to.insert(k, v)?;
+                to.put(k, v)?;
             }
         }
         let mut digests = Vec::new();
@@ -172,7 +168,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let scratch = Store::open_scratch(8 << 20).unwrap();
+        let scratch = Store::open_scratch().unwrap();
         live.copy_setup_into(&scratch, "t").unwrap();
         assert!(scratch.tenant("t").unwrap().is_some());
         assert!(scratch.tenant("u").unwrap().is_none());

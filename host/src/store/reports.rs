@@ -16,12 +16,12 @@
 //! written before aggregates existed (`meta` key `report_aggregates`).
 
 use super::keys::{key, prefix, shard_of};
+use super::kv::TransactionalTree;
 use super::{abort, dec, enc, Store, StoreError, TxResult};
 use crate::hash::SEP;
 use crate::model::Enrollment;
 use crate::report::cells::{Cell, CellDelta, CellId, Counts, Tally};
 use crate::report::times::Times;
-use sled::transaction::TransactionalTree;
 use std::collections::BTreeMap;
 
 /// `meta` key: set once the aggregates hold every enrollment.
@@ -65,9 +65,9 @@ pub(super) fn apply(
             };
             counts.add(&d.counts, 1);
             if counts.is_zero() {
-                cells.remove(k.as_slice())?;
+                cells.delete(k.as_slice())?;
             } else {
-                cells.insert(k.as_slice(), enc(&counts))?;
+                cells.put(k.as_slice(), enc(&counts))?;
             }
         }
         for (milestone, samples) in &d.times {
@@ -78,9 +78,9 @@ pub(super) fn apply(
             };
             times.add(samples);
             if times.is_empty() {
-                cells.remove(tk.as_slice())?;
+                cells.delete(tk.as_slice())?;
             } else {
-                cells.insert(tk.as_slice(), enc(&times))?;
+                cells.put(tk.as_slice(), enc(&times))?;
             }
         }
     }
@@ -174,7 +174,7 @@ impl Store {
                     .apply(&d);
             }
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::store::kv::Batch::default();
         for ((tenant, shard, id), cell) in &cells {
             let k = cell_key(tenant, id, *shard);
             for (milestone, times) in &cell.times {
@@ -423,7 +423,7 @@ mod tests {
         let (_dir, store) = temp_store();
         let started = std::time::Instant::now();
         for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::store::kv::Batch::default();
             for i in chunk {
                 let e = synthetic(*i);
                 let k = super::super::enrollments::enrollment_key("t", &e.customer, "welcome", 1);

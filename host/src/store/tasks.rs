@@ -8,10 +8,10 @@
 
 use super::events::{self, EventTrees, Ingested};
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{abort, dec, enc, Store, StoreError};
 use crate::model::{Event, Millis, TaskStatus};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// A human handoff in a tenant's queue.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ impl Store {
                 task.status = TaskStatus::Claimed;
                 task.assignee = Some(assignee.to_string());
                 task.claimed_at = Some(now);
-                tasks.insert(k.as_slice(), enc(&task))?;
+                tasks.put(k.as_slice(), enc(&task))?;
                 Ok(Ok(task))
             })
             .map_err(StoreError::from)??;
@@ -136,7 +136,7 @@ impl Store {
                 task.status = TaskStatus::Resolved;
                 task.resolved_at = Some(now);
                 task.resolution = Some(resolution.to_string());
-                tasks.insert(k.as_slice(), enc(&task))?;
+                tasks.put(k.as_slice(), enc(&task))?;
                 let trees = EventTrees { log, ids, queue };
                 // A duplicate id (the same resolution event, appended before) is dropped.
                 let _: Ingested = events::append(&trees, tenant, event, &entry, now, window)?;

@@ -10,11 +10,11 @@
 //! version number never names two contents.
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::{abort, dec, enc, Store, StoreError};
 use crate::model::Millis;
 use crate::template::TemplateSource;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// One version of a template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,13 +66,13 @@ impl Store {
                 source: source.clone(),
                 created_at: now,
             };
-            versions.insert(version_key(tenant, name, version), enc(&record))?;
+            versions.put(version_key(tenant, name, version), enc(&record))?;
             let head = TemplateHead {
                 latest: version,
                 deleted: false,
                 updated_at: now,
             };
-            heads.insert(hk.as_slice(), enc(&head))?;
+            heads.put(hk.as_slice(), enc(&head))?;
             Ok(record)
         })?;
         self.flush().await?;
@@ -165,7 +165,7 @@ impl Store {
             }
             head.deleted = true;
             head.updated_at = now;
-            heads.insert(hk.as_slice(), enc(&head))?;
+            heads.put(hk.as_slice(), enc(&head))?;
             Ok(true)
         })?;
         if deleted {

@@ -3,10 +3,10 @@
 //! `tenants`: tenant id → [`Tenant`]. `api_keys`: SHA-256 digest of an API key (hex) → tenant
 //! id; keys themselves are never stored.
 
+use super::kv::Transactional;
 use super::{abort, dec, enc, Store, StoreError};
 use crate::model::{LimitOverrides, Millis, SendingPolicy};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// An isolated workspace: its settings. Stored as JSON under its id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,8 +29,8 @@ impl Store {
             if tenants.get(tenant.id.as_bytes())?.is_some() {
                 return Err(abort(StoreError::Exists(format!("tenant {:?}", tenant.id))));
             }
-            tenants.insert(tenant.id.as_bytes(), value.as_slice())?;
-            keys.insert(key_digest.as_bytes(), tenant.id.as_bytes())?;
+            tenants.put(tenant.id.as_bytes(), value.as_slice())?;
+            keys.put(key_digest.as_bytes(), tenant.id.as_bytes())?;
             Ok(())
         })?;
         self.flush().await
@@ -59,7 +59,7 @@ impl Store {
             };
             let mut tenant: Tenant = dec(&current).map_err(abort)?;
             change(&mut tenant);
-            tenants.insert(id.as_bytes(), enc(&tenant))?;
+            tenants.put(id.as_bytes(), enc(&tenant))?;
             Ok(Some(tenant))
         })?;
         self.flush().await?;

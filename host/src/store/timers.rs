@@ -5,11 +5,11 @@
 //! into the trigger queue.
 
 use super::keys::{key, time_from_key, time_key};
+use super::kv::Transactional;
 use super::queue::{Pending, QueuedTrigger};
 use super::{dec, Store, StoreError};
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// A pending timer of one enrollment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ impl Store {
             for ((timer_k, _), entry) in due.iter().zip(&entries) {
                 // A timer cancelled since it was read is not fired.
                 if timers.remove(timer_k.as_slice())?.is_some() {
-                    queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                    queue.put(entry.key.as_slice(), entry.value.as_slice())?;
                 }
             }
             Ok(())

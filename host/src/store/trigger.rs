@@ -7,13 +7,13 @@
 use super::counters::{add, counter_key};
 use super::customers::customer_key;
 use super::enrollments::enrollment_key;
+use super::kv::Transactional;
 use super::outbox::{self, Message, NewMessage};
 use super::tasks::{task_key, Task};
 use super::timers::{timer_key, TimerRecord};
 use super::{enc, Store, StoreError};
 use crate::model::{Counter, Customer, Enrollment};
 use crate::report::cells::CellDelta;
-use sled::Transactional;
 use std::collections::BTreeMap;
 
 /// Everything one trigger changes, committed atomically with its removal from the queue.
@@ -163,37 +163,37 @@ impl Store {
                     audience_t,
                 )| {
                     for k in &queue_keys {
-                        queue.remove(*k)?;
+                        queue.delete(*k)?;
                     }
                     for entry in &queued {
-                        queue.insert(entry.key.as_slice(), entry.value.as_slice())?;
+                        queue.put(entry.key.as_slice(), entry.value.as_slice())?;
                     }
                     // Later writes of the same key (one customer twice in a batch) win.
                     for (k, v) in &customers {
-                        customers_t.insert(k.as_slice(), v.as_slice())?;
+                        customers_t.put(k.as_slice(), v.as_slice())?;
                     }
                     for (k, v) in &enrollments {
-                        enrollments_t.insert(k.as_slice(), v.as_slice())?;
+                        enrollments_t.put(k.as_slice(), v.as_slice())?;
                     }
                     // A cancellation applies to the timers set before it in the batch, not after.
                     let mut set = timers_set.iter().enumerate().peekable();
                     for (before, k) in &timers_cancelled {
                         while let Some((_, (sk, sv))) = set.next_if(|(i, _)| i < before) {
-                            timers.insert(sk.as_slice(), sv.as_slice())?;
+                            timers.put(sk.as_slice(), sv.as_slice())?;
                         }
-                        timers.remove(k.as_slice())?;
+                        timers.delete(k.as_slice())?;
                     }
                     for (_, (k, v)) in set {
-                        timers.insert(k.as_slice(), v.as_slice())?;
+                        timers.put(k.as_slice(), v.as_slice())?;
                     }
                     for m in &messages {
                         outbox::insert_new(outbox_t, due, held, m)?;
                     }
                     for (k, v) in &tasks {
-                        tasks_t.insert(k.as_slice(), v.as_slice())?;
+                        tasks_t.put(k.as_slice(), v.as_slice())?;
                     }
                     for (k, v) in &outcomes {
-                        migrations_t.insert(k.as_slice(), v.as_slice())?;
+                        migrations_t.put(k.as_slice(), v.as_slice())?;
                     }
                     for (k, by) in &counters {
                         add(counters_t, k, *by)?;
@@ -202,7 +202,7 @@ impl Store {
                         super::reports::apply(report_t, tenant, *shard, d)?;
                     }
                     for k in &customer_events {
-                        customer_events_t.insert(k.as_slice(), &[])?;
+                        customer_events_t.put(k.as_slice(), &[])?;
                     }
                     for (tenant, w) in &audience {
                         super::audience::apply(audience_t, tenant, w)?;
@@ -349,7 +349,7 @@ mod tests {
             .push(("welcome".into(), "email".into(), Counter::Sent));
         store.commit_trigger(&commit).unwrap();
 
-        let only_key = |tree: &sled::Tree| {
+        let only_key = |tree: &crate::store::kv::Tree| {
             assert_eq!(tree.len(), 1);
             tree.first().unwrap().unwrap().0.to_vec()
         };

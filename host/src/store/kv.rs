@@ -1,0 +1,941 @@
+//! The trees the store keeps its records in: sled's on disk, or ordered maps in memory for a
+//! scratch store (issue 13).
+//!
+//! A backtest's scratch store needs none of what sled is for — nothing in it outlives the
+//! replay — and sled's transactions, page copies and log buffers were most of a replay's cost
+//! (docs/BENCHMARKS.md, "Backtest throughput"). So the store's modules are written against
+//! the types here, which mirror the subset of sled 0.34's API they use (same names, same
+//! signatures, sled's own error and value types), and each is either sled's or an in-memory
+//! one:
+//!
+//! - [`Db::Sled`] / [`Tree::Sled`]: sled, unchanged — the live store is always this.
+//! - [`Db::Mem`] / [`Tree::Mem`]: a `BTreeMap` per tree. Its consistency is sled 0.34's own
+//!   (which takes a process-wide write lock for a transaction and a read lock for every other
+//!   operation): a transaction holds its database's write lock while its closure runs and its
+//!   writes are applied, so it sees no concurrent write and is seen whole or not at all; every
+//!   other operation holds the read lock. A transaction never conflicts, so its closure runs
+//!   once. Iterators are lazy, as sled's are: each step takes the locks, finds the next key
+//!   after the last one returned, and lets go.
+//!
+//! The rest of the host never sees these types: they are the store module's seam.
+
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionResult, UnabortableTransactionError,
+};
+pub use sled::IVec;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::{Bound, RangeBounds};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+type Result<T> = sled::Result<T>;
+type Map = BTreeMap<IVec, IVec>;
+
+/// A database: sled's, or one in memory.
+#[derive(Clone)]
+pub enum Db {
+    Sled(sled::Db),
+    Mem(Arc<MemDb>),
+}
+
+/// A tree of a [`Db`]. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub enum Tree {
+    Sled(sled::Tree),
+    Mem(Arc<MemTree>),
+}
+
+/// An in-memory database: its trees, the lock that makes transactions atomic, its id counter.
+pub struct MemDb {
+    trees: Mutex<HashMap<IVec, Arc<MemTree>>>,
+    shared: Arc<Shared>,
+}
+
+/// What a memory database's trees share.
+struct Shared {
+    /// Held for writing by a running transaction, for reading by every other operation.
+    commit: RwLock<()>,
+    ids: AtomicU64,
+}
+
+/// One in-memory tree.
+pub struct MemTree {
+    #[cfg_attr(not(test), allow(dead_code))]
+    name: IVec,
+    map: RwLock<Map>,
+    shared: Arc<Shared>,
+}
+
+thread_local! {
+    /// The [`Shared`] whose commit lock this thread holds for writing (a transaction is
+    /// running on it), as an address; 0 when none. An operation called inside a transaction's
+    /// closure on the same database must not wait for the lock its own thread holds.
+    static IN_TRANSACTION: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The read side of a database's commit lock, unless this thread's transaction holds it.
+enum ReadGuard<'a> {
+    Held(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
+    InTransaction,
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    fn address(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    fn reading(self: &Arc<Self>) -> ReadGuard<'_> {
+        if IN_TRANSACTION.with(Cell::get) == self.address() {
+            ReadGuard::InTransaction
+        } else {
+            ReadGuard::Held(read(&self.commit))
+        }
+    }
+
+    /// Runs `f` holding the commit lock for writing (or inside the transaction already
+    /// holding it, when transactions nest on one thread).
+    fn exclusively<T>(self: &Arc<Self>, f: impl FnOnce() -> T) -> T {
+        let address = self.address();
+        if IN_TRANSACTION.with(Cell::get) == address {
+            return f();
+        }
+        let _lock = write(&self.commit);
+        let outer = IN_TRANSACTION.with(|held| held.replace(address));
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                IN_TRANSACTION.with(|held| held.set(self.0));
+            }
+        }
+        let _restore = Restore(outer);
+        f()
+    }
+}
+
+impl Db {
+    /// A new, empty database in memory.
+    pub fn memory() -> Db {
+        Db::Mem(Arc::new(MemDb {
+            trees: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                commit: RwLock::new(()),
+                ids: AtomicU64::new(0),
+            }),
+        }))
+    }
+
+    pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
+        match self {
+            Db::Sled(db) => db.open_tree(name).map(Tree::Sled),
+            Db::Mem(db) => {
+                let name = IVec::from(name.as_ref());
+                let mut trees = db.trees.lock().unwrap_or_else(PoisonError::into_inner);
+                let tree = trees.entry(name.clone()).or_insert_with(|| {
+                    Arc::new(MemTree {
+                        name,
+                        map: RwLock::new(Map::new()),
+                        shared: db.shared.clone(),
+                    })
+                });
+                Ok(Tree::Mem(tree.clone()))
+            }
+        }
+    }
+
+    /// Drops a tree and its contents; whether it existed.
+    pub fn drop_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<bool> {
+        match self {
+            Db::Sled(db) => db.drop_tree(name),
+            Db::Mem(db) => {
+                let mut trees = db.trees.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(match trees.remove(name.as_ref()) {
+                    Some(tree) => {
+                        let _commit = db.shared.reading();
+                        write(&tree.map).clear();
+                        true
+                    }
+                    None => false,
+                })
+            }
+        }
+    }
+
+    /// The names of the trees the database holds.
+    #[cfg(test)]
+    pub fn tree_names(&self) -> Vec<IVec> {
+        match self {
+            Db::Sled(db) => db.tree_names(),
+            Db::Mem(db) => {
+                let trees = db.trees.lock().unwrap_or_else(PoisonError::into_inner);
+                trees.keys().cloned().collect()
+            }
+        }
+    }
+
+    /// A number never handed out before by this database.
+    pub fn generate_id(&self) -> Result<u64> {
+        match self {
+            Db::Sled(db) => db.generate_id(),
+            Db::Mem(db) => Ok(db.shared.ids.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// Writes what sled has buffered to its log; nothing to do in memory.
+    pub fn flush(&self) -> Result<usize> {
+        match self {
+            Db::Sled(db) => db.flush(),
+            Db::Mem(_) => Ok(0),
+        }
+    }
+}
+
+/// Inserts and removals applied together ([`Tree::apply_batch`]); later writes of a key win.
+#[derive(Default)]
+pub struct Batch {
+    writes: Vec<(IVec, Option<IVec>)>,
+}
+
+impl Batch {
+    pub fn insert<K: Into<IVec>, V: Into<IVec>>(&mut self, key: K, value: V) {
+        self.writes.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove<K: Into<IVec>>(&mut self, key: K) {
+        self.writes.push((key.into(), None));
+    }
+
+    fn into_sled(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch
+    }
+}
+
+fn owned(bound: Bound<&impl AsRef<[u8]>>) -> Bound<IVec> {
+    match bound {
+        Bound::Included(k) => Bound::Included(IVec::from(k.as_ref())),
+        Bound::Excluded(k) => Bound::Excluded(IVec::from(k.as_ref())),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Whether no key lies between `lo` and `hi` (`BTreeMap::range` panics on such bounds).
+fn collapsed(lo: &Bound<IVec>, hi: &Bound<IVec>) -> bool {
+    use Bound::{Excluded, Included};
+    match (lo, hi) {
+        (Included(a), Included(b)) => a > b,
+        (Included(a), Excluded(b)) | (Excluded(a), Included(b)) | (Excluded(a), Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
+/// The upper bound of the keys starting with `prefix`, as sled computes it.
+fn prefix_end(prefix: &[u8]) -> Bound<IVec> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Bound::Excluded(IVec::from(upper));
+        }
+    }
+    Bound::Unbounded
+}
+
+impl MemTree {
+    fn get(&self, key: &[u8]) -> Option<IVec> {
+        let _commit = self.shared.reading();
+        read(&self.map).get(key).cloned()
+    }
+
+    fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
+        let _commit = self.shared.reading();
+        let mut map = write(&self.map);
+        match value {
+            Some(v) => map.insert(key, v),
+            None => map.remove(&key),
+        }
+    }
+
+    fn iter(self: &Arc<Self>, lo: Bound<IVec>, hi: Bound<IVec>) -> Iter {
+        Iter::Mem(MemIter {
+            tree: self.clone(),
+            lo,
+            hi,
+        })
+    }
+}
+
+impl Tree {
+    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.insert(key, value),
+            Tree::Mem(t) => Ok(t.set(IVec::from(key.as_ref()), Some(value.into()))),
+        }
+    }
+
+    /// Sets `key` to `value`, not reading what it held.
+    pub fn put<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<()> {
+        self.insert(key, value).map(drop)
+    }
+
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.get(key),
+            Tree::Mem(t) => Ok(t.get(key.as_ref())),
+        }
+    }
+
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
+        self.get(key).map(|v| v.is_some())
+    }
+
+    pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.remove(key),
+            Tree::Mem(t) => Ok(t.set(IVec::from(key.as_ref()), None)),
+        }
+    }
+
+    /// Sets `key` to `new` if it holds `old` (absent for `None`), as one step.
+    pub fn compare_and_swap<K, OV, NV>(
+        &self,
+        key: K,
+        old: Option<OV>,
+        new: Option<NV>,
+    ) -> Result<std::result::Result<(), sled::CompareAndSwapError>>
+    where
+        K: AsRef<[u8]>,
+        OV: AsRef<[u8]>,
+        NV: Into<IVec>,
+    {
+        match self {
+            Tree::Sled(t) => t.compare_and_swap(key, old, new),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                let mut map = write(&t.map);
+                let current = map.get(key.as_ref());
+                let new = new.map(Into::into);
+                if current.map(|c| c.as_ref()) != old.as_ref().map(AsRef::as_ref) {
+                    return Ok(Err(sled::CompareAndSwapError {
+                        current: current.cloned(),
+                        proposed: new,
+                    }));
+                }
+                match new {
+                    Some(v) => map.insert(IVec::from(key.as_ref()), v),
+                    None => map.remove(key.as_ref()),
+                };
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Replaces `key`'s value with what `f` makes of it, as one step; the new value.
+    pub fn update_and_fetch<K, V, F>(&self, key: K, mut f: F) -> Result<Option<IVec>>
+    where
+        K: AsRef<[u8]>,
+        F: FnMut(Option<&[u8]>) -> Option<V>,
+        V: Into<IVec>,
+    {
+        match self {
+            Tree::Sled(t) => t.update_and_fetch(key, f),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                let mut map = write(&t.map);
+                let next = f(map.get(key.as_ref()).map(AsRef::as_ref)).map(Into::into);
+                match &next {
+                    Some(v) => map.insert(IVec::from(key.as_ref()), v.clone()),
+                    None => map.remove(key.as_ref()),
+                };
+                Ok(next)
+            }
+        }
+    }
+
+    /// Applies every write of `batch` at once.
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        match self {
+            Tree::Sled(t) => t.apply_batch(batch.into_sled()),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                let mut map = write(&t.map);
+                for (k, v) in batch.writes {
+                    match v {
+                        Some(v) => map.insert(k, v),
+                        None => map.remove(&k),
+                    };
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        match self {
+            Tree::Sled(t) => Iter::Sled(t.range(range)),
+            Tree::Mem(t) => t.iter(owned(range.start_bound()), owned(range.end_bound())),
+        }
+    }
+
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
+        match self {
+            Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix)),
+            Tree::Mem(t) => t.iter(
+                Bound::Included(IVec::from(prefix.as_ref())),
+                prefix_end(prefix.as_ref()),
+            ),
+        }
+    }
+
+    pub fn first(&self) -> Result<Option<(IVec, IVec)>> {
+        self.iter().next().transpose()
+    }
+
+    /// How many keys the tree holds (sled counts them one by one).
+    pub fn len(&self) -> usize {
+        match self {
+            Tree::Sled(t) => t.len(),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                read(&t.map).len()
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Tree::Sled(t) => t.is_empty(),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                read(&t.map).is_empty()
+            }
+        }
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        match self {
+            Tree::Sled(t) => t.clear(),
+            Tree::Mem(t) => {
+                let _commit = t.shared.reading();
+                write(&t.map).clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes what sled has buffered to its log; nothing to do in memory.
+    pub fn flush(&self) -> Result<usize> {
+        match self {
+            Tree::Sled(t) => t.flush(),
+            Tree::Mem(_) => Ok(0),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn name(&self) -> IVec {
+        match self {
+            Tree::Sled(t) => t.name(),
+            Tree::Mem(t) => t.name.clone(),
+        }
+    }
+
+    /// A transaction over this tree alone ([`Transactional`]).
+    pub fn transaction<F, A, E>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
+    {
+        (self,).transaction(|(tree,)| f(tree))
+    }
+}
+
+/// An iterator over a tree's keys and values in key order (or, from the back, reversed).
+pub enum Iter {
+    Sled(sled::Iter),
+    Mem(MemIter),
+}
+
+/// A lazy walk over a [`MemTree`]: the bounds of what is still to be walked.
+pub struct MemIter {
+    tree: Arc<MemTree>,
+    lo: Bound<IVec>,
+    hi: Bound<IVec>,
+}
+
+impl MemIter {
+    fn step(&mut self, back: bool) -> Option<(IVec, IVec)> {
+        if collapsed(&self.lo, &self.hi) {
+            return None;
+        }
+        let _commit = self.tree.shared.reading();
+        let map = read(&self.tree.map);
+        let mut range = map.range((self.lo.clone(), self.hi.clone()));
+        let (k, v) = if back {
+            range.next_back()
+        } else {
+            range.next()
+        }?;
+        let found = (k.clone(), v.clone());
+        if back {
+            self.hi = Bound::Excluded(k.clone());
+        } else {
+            self.lo = Bound::Excluded(k.clone());
+        }
+        Some(found)
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Sled(i) => i.next(),
+            Iter::Mem(i) => i.step(false).map(Ok),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Sled(i) => i.next_back(),
+            Iter::Mem(i) => i.step(true).map(Ok),
+        }
+    }
+}
+
+impl Iter {
+    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|r| r.map(|(k, _)| k))
+    }
+}
+
+/// One tree inside a transaction: sled's, or an in-memory tree with the transaction's
+/// pending writes over it (reads see them; they are applied when the closure succeeds).
+#[derive(Clone)]
+pub enum TransactionalTree {
+    Sled(sled::transaction::TransactionalTree),
+    Mem(MemTransaction),
+}
+
+/// An in-memory tree's pending writes in a transaction.
+#[derive(Clone)]
+pub struct MemTransaction {
+    tree: Arc<MemTree>,
+    writes: Rc<RefCell<BTreeMap<IVec, Option<IVec>>>>,
+}
+
+type TxResult<T> = std::result::Result<T, UnabortableTransactionError>;
+
+impl MemTransaction {
+    fn new(tree: &Arc<MemTree>) -> Self {
+        MemTransaction {
+            tree: tree.clone(),
+            writes: Rc::default(),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<IVec> {
+        if let Some(pending) = self.writes.borrow().get(key) {
+            return pending.clone();
+        }
+        // The commit lock is this thread's: read the map directly.
+        read(&self.tree.map).get(key).cloned()
+    }
+
+    fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
+        let old = self.get(&key);
+        self.writes.borrow_mut().insert(key, value);
+        old
+    }
+
+    fn apply(&self) {
+        let mut map = write(&self.tree.map);
+        for (k, v) in std::mem::take(&mut *self.writes.borrow_mut()) {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+    }
+}
+
+impl TransactionalTree {
+    pub fn insert<K, V>(&self, key: K, value: V) -> TxResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.insert(key, value),
+            TransactionalTree::Mem(t) => Ok(t.set(key.into(), Some(value.into()))),
+        }
+    }
+
+    pub fn remove<K>(&self, key: K) -> TxResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.remove(key),
+            TransactionalTree::Mem(t) => Ok(t.set(key.into(), None)),
+        }
+    }
+
+    /// Sets `key` to `value` without reading what it held: in memory, a write to the
+    /// transaction's pending writes alone (most writes of a commit never look at the old value,
+    /// and reading it was a sixth of a replay).
+    pub fn put<K, V>(&self, key: K, value: V) -> TxResult<()>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.insert(key, value).map(drop),
+            TransactionalTree::Mem(t) => {
+                t.writes.borrow_mut().insert(key.into(), Some(value.into()));
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes `key` without reading what it held.
+    pub fn delete<K>(&self, key: K) -> TxResult<()>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.remove(key).map(drop),
+            TransactionalTree::Mem(t) => {
+                t.writes.borrow_mut().insert(key.into(), None);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
+        match self {
+            TransactionalTree::Sled(t) => t.get(key),
+            TransactionalTree::Mem(t) => Ok(t.get(key.as_ref())),
+        }
+    }
+}
+
+/// Trees that can be written in one transaction: a tuple of `&Tree`s of one database. The
+/// closure sees a tuple of [`TransactionalTree`]s in the same order; it returns
+/// `Err(ConflictableTransactionError::Abort(e))` to undo everything it wrote.
+pub trait Transactional<E> {
+    type View;
+
+    fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>;
+}
+
+/// A transaction over a tuple of trees that are not all of one kind: a programming error.
+fn mixed<T>() -> Result<T> {
+    Err(sled::Error::Unsupported(
+        "a transaction's trees must all be in one database".into(),
+    ))
+}
+
+macro_rules! transactional_tuple {
+    ($($t:ident $i:tt),+) => {
+        impl<E> Transactional<E> for ($(transactional_tuple!(@tree $t),)+) {
+            type View = ($(transactional_tuple!(@view $t),)+);
+
+            fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+            where
+                F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
+            {
+                match self.0 {
+                    Tree::Sled(_) => {
+                        let trees = ($(match self.$i {
+                            Tree::Sled(t) => t,
+                            Tree::Mem(_) => return mixed().map_err(TransactionError::Storage),
+                        },)+);
+                        sled::Transactional::transaction(&trees, |($($t,)+)| {
+                            f(&($(TransactionalTree::Sled($t.clone()),)+))
+                        })
+                    }
+                    Tree::Mem(first) => {
+                        let shared = first.shared.clone();
+                        let view = ($(match self.$i {
+                            Tree::Mem(t) if Arc::ptr_eq(&t.shared, &shared) => {
+                                TransactionalTree::Mem(MemTransaction::new(t))
+                            }
+                            _ => return mixed().map_err(TransactionError::Storage),
+                        },)+);
+                        shared.exclusively(|| loop {
+                            match f(&view) {
+                                Ok(result) => {
+                                    $(if let TransactionalTree::Mem(t) = &view.$i {
+                                        t.apply();
+                                    })+
+                                    return Ok(result);
+                                }
+                                Err(ConflictableTransactionError::Abort(e)) => {
+                                    return Err(TransactionError::Abort(e));
+                                }
+                                Err(ConflictableTransactionError::Storage(e)) => {
+                                    return Err(TransactionError::Storage(e));
+                                }
+                                // Nothing conflicts in memory; a closure that says so anyway
+                                // runs again from a clean slate, as sled would run it.
+                                Err(ConflictableTransactionError::Conflict) => {
+                                    $(if let TransactionalTree::Mem(t) = &view.$i {
+                                        t.writes.borrow_mut().clear();
+                                    })+
+                                }
+                            }
+                        })
+                    }
+                }
+            }
+        }
+    };
+    (@view $t:ident) => { TransactionalTree };
+    (@tree $t:ident) => { &Tree };
+}
+
+transactional_tuple!(t0 0);
+transactional_tuple!(t0 0, t1 1);
+transactional_tuple!(t0 0, t1 1, t2 2);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8, t9 9);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8, t9 9, t10 10);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8, t9 9, t10 10, t11 11);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8, t9 9, t10 10, t11 11, t12 12);
+transactional_tuple!(t0 0, t1 1, t2 2, t3 3, t4 4, t5 5, t6 6, t7 7, t8 8, t9 9, t10 10, t11 11, t12 12, t13 13);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A write in a transaction: to the first tree or the second, blind or not, key, value.
+    type TxWrite = (bool, bool, Vec<u8>, Option<Vec<u8>>);
+
+    /// One step of a script run against both kinds of tree.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(Vec<u8>, Vec<u8>),
+        Remove(Vec<u8>),
+        Get(Vec<u8>),
+        Cas(Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>),
+        Range(Vec<u8>, Vec<u8>, bool),
+        Prefix(Vec<u8>, bool),
+        Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>),
+        /// Writes in a transaction over both trees (to the first or the second; reading the
+        /// old value or blind); aborted after them when the flag is set.
+        Transaction(Vec<TxWrite>, bool),
+        Len,
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        // Few distinct bytes, so keys collide, share prefixes and meet 0xff.
+        prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 0xfe, 0xff]), 0..4)
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let value = prop::collection::vec(any::<u8>(), 0..3);
+        prop_oneof![
+            (key(), value.clone()).prop_map(|(k, v)| Op::Insert(k, v)),
+            key().prop_map(Op::Remove),
+            key().prop_map(Op::Get),
+            (
+                key(),
+                prop::option::of(value.clone()),
+                prop::option::of(value.clone())
+            )
+                .prop_map(|(k, o, n)| Op::Cas(k, o, n)),
+            (key(), key(), any::<bool>()).prop_map(|(a, b, rev)| Op::Range(a, b, rev)),
+            (key(), any::<bool>()).prop_map(|(p, rev)| Op::Prefix(p, rev)),
+            prop::collection::vec((key(), prop::option::of(value.clone())), 0..4)
+                .prop_map(Op::Batch),
+            (
+                prop::collection::vec(
+                    (any::<bool>(), any::<bool>(), key(), prop::option::of(value)),
+                    0..4
+                ),
+                any::<bool>()
+            )
+                .prop_map(|(w, abort)| Op::Transaction(w, abort)),
+            Just(Op::Len),
+        ]
+    }
+
+    type Seen = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn pairs(i: impl Iterator<Item = Result<(IVec, IVec)>>) -> Seen {
+        i.map(|r| {
+            let (k, v) = r.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+    }
+
+    /// Runs `op` on the trees `a` and `b` of one database; what it observed, as text.
+    fn run(a: &Tree, b: &Tree, op: &Op) -> String {
+        let opt = |v: Option<IVec>| v.map(|v| v.to_vec());
+        match op {
+            Op::Insert(k, v) => format!("{:?}", opt(a.insert(k, v.as_slice()).unwrap())),
+            Op::Remove(k) => format!("{:?}", opt(a.remove(k).unwrap())),
+            Op::Get(k) => format!(
+                "{:?} {}",
+                opt(a.get(k).unwrap()),
+                a.contains_key(k).unwrap()
+            ),
+            Op::Cas(k, old, new) => {
+                let r = a
+                    .compare_and_swap(k, old.as_ref(), new.as_ref().map(|v| v.as_slice()))
+                    .unwrap();
+                format!("{:?}", r.map_err(|e| (opt(e.current), opt(e.proposed))))
+            }
+            Op::Range(lo, hi, rev) => {
+                let it = a.range(lo.as_slice()..hi.as_slice());
+                let mut seen = if *rev { pairs(it.rev()) } else { pairs(it) };
+                // Both ends of one iterator, alternating.
+                let mut both = a.range(lo.as_slice()..=hi.as_slice());
+                let mut turn = false;
+                while let Some(next) = if turn { both.next_back() } else { both.next() } {
+                    let (k, v) = next.unwrap();
+                    seen.push((k.to_vec(), v.to_vec()));
+                    turn = !turn;
+                }
+                format!("{seen:?}")
+            }
+            Op::Prefix(p, rev) => {
+                let it = a.scan_prefix(p);
+                let seen = if *rev { pairs(it.rev()) } else { pairs(it) };
+                let keys: Vec<_> = a
+                    .scan_prefix(p)
+                    .keys()
+                    .map(|k| k.unwrap().to_vec())
+                    .collect();
+                format!("{seen:?} {keys:?} {:?}", a.first().unwrap())
+            }
+            Op::Batch(writes) => {
+                let mut batch = Batch::default();
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                        None => batch.remove(k.as_slice()),
+                    }
+                }
+                a.apply_batch(batch).unwrap();
+                String::new()
+            }
+            Op::Transaction(writes, abort) => {
+                let result: TransactionResult<String, String> = (a, b).transaction(|(ta, tb)| {
+                    let mut seen = String::new();
+                    for (first, blind, k, v) in writes {
+                        let t = if *first { ta } else { tb };
+                        let old = match (v, blind) {
+                            (Some(v), false) => t.insert(k.as_slice(), v.as_slice())?,
+                            (None, false) => t.remove(k.as_slice())?,
+                            (Some(v), true) => t.put(k.as_slice(), v.as_slice()).map(|()| None)?,
+                            (None, true) => t.delete(k.as_slice()).map(|()| None)?,
+                        };
+                        // Reads inside see the transaction's own writes.
+                        seen += &format!("{:?} {:?};", opt(old), opt(t.get(k)?));
+                    }
+                    if *abort {
+                        return Err(ConflictableTransactionError::Abort(seen));
+                    }
+                    Ok(seen)
+                });
+                format!("{result:?}")
+            }
+            Op::Len => format!("{} {} {}", a.len(), a.is_empty(), b.len()),
+        }
+    }
+
+    proptest! {
+        /// The memory tree answers every operation the store uses exactly as sled does.
+        #[test]
+        fn memory_trees_behave_as_sled_trees(ops in prop::collection::vec(op(), 1..40)) {
+            let sled_db = Db::Sled(sled::Config::new().temporary(true).open().unwrap());
+            let mem_db = Db::memory();
+            let (sa, sb) = (sled_db.open_tree("a").unwrap(), sled_db.open_tree("b").unwrap());
+            let (ma, mb) = (mem_db.open_tree("a").unwrap(), mem_db.open_tree("b").unwrap());
+            for op in &ops {
+                prop_assert_eq!(run(&sa, &sb, op), run(&ma, &mb, op), "after {:?}", op);
+                prop_assert_eq!(pairs(sa.iter()), pairs(ma.iter()));
+                prop_assert_eq!(pairs(sb.iter()), pairs(mb.iter()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_memory_transaction_is_seen_whole_and_may_use_its_trees_inside() {
+        let db = Db::memory();
+        let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+        let reader = {
+            let (a, b) = (a.clone(), b.clone());
+            std::thread::spawn(move || {
+                // Each transaction writes the same value to both trees; a reader taking one
+                // key of each between two of its own reads never sees them differ unless a
+                // commit fell between them, and a commit is never seen half-applied.
+                for _ in 0..2_000 {
+                    let (x, y) = (a.get("k").unwrap(), b.get("k").unwrap());
+                    let x2 = a.get("k").unwrap();
+                    if x == x2 {
+                        assert!(
+                            x.as_deref() <= y.as_deref() || y.is_none(),
+                            "b behind a: {x:?} {y:?}"
+                        );
+                    }
+                }
+            })
+        };
+        for i in 0u32..2_000 {
+            let v = i.to_be_bytes();
+            let r: TransactionResult<(), ()> = (&a, &b).transaction(|(ta, tb)| {
+                ta.insert(&b"k"[..], &v[..])?;
+                // A plain read of another tree inside the closure does not wait for the lock
+                // the transaction holds.
+                let _ = a.get("other").unwrap();
+                tb.insert(&b"k"[..], &v[..])?;
+                Ok(())
+            });
+            r.unwrap();
+        }
+        reader.join().unwrap();
+        assert_eq!(a.get("k").unwrap(), b.get("k").unwrap());
+        // Trees of different databases cannot share a transaction.
+        let other = Db::memory().open_tree("c").unwrap();
+        let r: TransactionResult<(), ()> = (&a, &other).transaction(|_| Ok(()));
+        assert!(matches!(r, Err(TransactionError::Storage(_))));
+        assert_ne!(db.generate_id().unwrap(), db.generate_id().unwrap());
+        assert!(db.drop_tree("a").unwrap());
+        assert!(db.open_tree("a").unwrap().is_empty());
+    }
+}
