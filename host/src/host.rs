@@ -44,6 +44,11 @@ pub struct HostConfig {
     /// links the host puts in messages (`{public_url}/u/{token}`) start with it. `None`: no
     /// unsubscribe links are made.
     pub public_url: Option<String>,
+    // Backtests (issue 13)
+    /// How much memory one backtest's scratch store may take, in bytes
+    /// (`--backtest-memory-mib`): a replay that would hold more fails, saying so, rather than
+    /// run the server out of memory. `None`: no limit.
+    pub backtest_memory: Option<u64>,
 }
 
 impl HostConfig {
@@ -67,6 +72,7 @@ impl Default for HostConfig {
             delivery_budgets: DeliveryBudgets::default(),
             breaker: BreakerPolicy::default(),
             public_url: None,
+            backtest_memory: None,
         }
     }
 }

@@ -174,6 +174,10 @@ struct ServeArgs {
     /// ingest (0: for ever); a tenant's limits may override it.
     #[arg(long, env = "WAYMARK_HISTORY_RETENTION_HOURS", default_value_t = 90 * 24)]
     history_retention_hours: u64,
+    /// How much memory one backtest's scratch store may take, in MiB (0: no limit): a replay
+    /// that would hold more fails with an error saying to narrow it to a customer sample.
+    #[arg(long, env = "WAYMARK_BACKTEST_MEMORY_MIB", default_value_t = 4096)]
+    backtest_memory_mib: u64,
 }
 
 /// `--public-url`: an absolute `http`/`https` URL, kept without its trailing slashes.
@@ -247,6 +251,10 @@ async fn main() -> anyhow::Result<()> {
                 max_cool_down_ms: breaker_cool_down_ms.saturating_mul(30),
             },
             public_url: args.public_url, // Unsubscribe (issue 11)
+            // Backtests (issue 13)
+            backtest_memory: Some(args.backtest_memory_mib)
+                .filter(|mib| *mib > 0)
+                .map(|mib| mib.saturating_mul(1 << 20)),
         },
         sandbox: SandboxConfig {
             // Isolation (issue 15): the operator's loop budgets.

@@ -684,3 +684,70 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
         assert_eq!(&after, before, "{} after a restart", before.id);
     }
 }
+
+/// Issue 13: a backtest's scratch store lives in the server's memory, so the operator caps it
+/// (`--backtest-memory-mib`). A replay that would hold more fails with an error that says what
+/// to do, and the live server goes on as before.
+#[tokio::test]
+async fn a_backtest_past_its_memory_limit_fails_saying_so_and_the_server_goes_on() {
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions {
+        args: vec!["--backtest-memory-mib".into(), "1".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    // The renewal component alone (over a MiB) is more than the limit once copied in.
+    let component = artifacts().component(&example_crate("renewal"));
+    let (tenant, _) = tenant_with_journey(
+        &server,
+        "acme",
+        Some((&sink, &[EMAIL])),
+        "renewal",
+        component,
+    )
+    .await;
+    let api = server.as_tenant(&tenant);
+    let start = server.api().clock_now().await;
+    let (y, m, d) = utc_date(renewal_midnight(start, 0));
+    let opening = [
+        identify(
+            "c0-traits",
+            "c0",
+            json!({ "renewal_date": format!("{y:04}-{m:02}-{d:02}") }),
+        ),
+        event("c0-scheduled", "c0", "renewal_scheduled"),
+    ];
+    assert_eq!(api.post_events(&opening).await.accepted, 2);
+    api.wait_for_enrollment("c0", "renewal", "entered", |e| e.timer("lapsed").is_some())
+        .await;
+    let request = BacktestRequest {
+        candidate: Candidate::stored(1),
+        from: start,
+        to: start + DAY_MS,
+        customers: None,
+        sample_fraction: None,
+        fidelity: false,
+    };
+    let started = api
+        .tenant_client()
+        .start_backtest("renewal", &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = finished(&api, &started.id).await;
+    assert_eq!(done.status, BacktestStatus::Failed, "{done:?}");
+    let error = done.error.unwrap_or_default();
+    assert!(
+        error.contains("1 MiB")
+            && error.contains("--backtest-memory-mib")
+            && error.contains("sample"),
+        "{error}"
+    );
+    assert!(done.result.is_none());
+    // The live side is untouched and still serving.
+    let enrollment = api
+        .wait_for_enrollment("c0", "renewal", "still entered", |e| {
+            e.timer("lapsed").is_some()
+        })
+        .await;
+    assert_eq!(enrollment.version, 1);
+}

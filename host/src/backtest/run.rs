@@ -4,7 +4,7 @@
 
 use super::candidate::Candidate;
 use super::engine::{ClockMoves, IsolatedEngine};
-use crate::host::Host;
+use crate::host::{Host, HostConfig};
 use crate::model::rollout::Rollout;
 use crate::model::Millis;
 use crate::sandbox::Sandbox;
@@ -32,6 +32,21 @@ pub enum BacktestError {
     NoLive(String),
     #[error("cancelled")]
     Cancelled,
+    #[error(
+        "the replay needs more than the {limit_mib} MiB a backtest may hold in memory \
+         (--backtest-memory-mib): narrow it to a customer sample"
+    )]
+    TooLarge { limit_mib: u64 },
+}
+
+/// Fails a replay whose scratch store holds more than the host allows.
+fn within_memory(engine: &IsolatedEngine, config: &HostConfig) -> Result<(), BacktestError> {
+    match (config.backtest_memory, engine.store().memory_used()) {
+        (Some(limit), Some(used)) if used > limit => Err(BacktestError::TooLarge {
+            limit_mib: limit >> 20,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Which customers' events a backtest replays.
@@ -290,6 +305,7 @@ async fn replay(
             group_at = Some(at);
             group.push(logged.event());
         }
+        within_memory(&engine, &live.config)?;
         // Let other work on the runtime go on between pages.
         tokio::task::yield_now().await;
     }

@@ -28,7 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 type Result<T> = sled::Result<T>;
@@ -59,6 +59,19 @@ struct Shared {
     /// Held for writing by a running transaction, for reading by every other operation.
     commit: RwLock<()>,
     ids: AtomicU64,
+    /// What the database's keys and values take, in bytes, plus [`ENTRY_OVERHEAD`] for each
+    /// entry ([`Db::memory_used`]).
+    bytes: AtomicI64,
+}
+
+/// What one entry of an in-memory tree costs beyond its key's and value's bytes: the map's
+/// node share and the two values' headers, as an estimate (issue 13: measured against the
+/// process's resident memory in docs/BENCHMARKS.md).
+const ENTRY_OVERHEAD: i64 = 64;
+
+/// What an entry's key and value take in [`Shared::bytes`].
+fn entry_size(key: &[u8], value: &[u8]) -> i64 {
+    (key.len() + value.len()) as i64 + ENTRY_OVERHEAD
 }
 
 /// One in-memory tree.
@@ -91,6 +104,15 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Shared {
+    /// Counts a write that replaced `old` with `new` at `key`.
+    fn account(&self, key: &[u8], old: Option<&IVec>, new: Option<&IVec>) {
+        let size = |v: Option<&IVec>| v.map_or(0, |v| entry_size(key, v));
+        let change = size(new) - size(old);
+        if change != 0 {
+            self.bytes.fetch_add(change, Ordering::Relaxed);
+        }
+    }
+
     fn address(self: &Arc<Self>) -> usize {
         Arc::as_ptr(self) as usize
     }
@@ -131,6 +153,7 @@ impl Db {
             shared: Arc::new(Shared {
                 commit: RwLock::new(()),
                 ids: AtomicU64::new(0),
+                bytes: AtomicI64::new(0),
             }),
         }))
     }
@@ -162,7 +185,10 @@ impl Db {
                 Ok(match trees.remove(name.as_ref()) {
                     Some(tree) => {
                         let _commit = db.shared.reading();
-                        write(&tree.map).clear();
+                        let mut map = write(&tree.map);
+                        for (k, v) in std::mem::take(&mut *map) {
+                            db.shared.account(&k, Some(&v), None);
+                        }
                         true
                     }
                     None => false,
@@ -188,6 +214,15 @@ impl Db {
         match self {
             Db::Sled(db) => db.generate_id(),
             Db::Mem(db) => Ok(db.shared.ids.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// For a database in memory, about how much memory its trees hold, in bytes: their keys
+    /// and values plus an estimate of each entry's overhead. `None` for sled's.
+    pub fn memory_used(&self) -> Option<u64> {
+        match self {
+            Db::Sled(_) => None,
+            Db::Mem(db) => Some(db.shared.bytes.load(Ordering::Relaxed).max(0) as u64),
         }
     }
 
@@ -268,10 +303,12 @@ impl MemTree {
     fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
         let _commit = self.shared.reading();
         let mut map = write(&self.map);
-        match value {
-            Some(v) => map.insert(key, v),
+        let old = match &value {
+            Some(v) => map.insert(key.clone(), v.clone()),
             None => map.remove(&key),
-        }
+        };
+        self.shared.account(&key, old.as_ref(), value.as_ref());
+        old
     }
 
     fn iter(self: &Arc<Self>, lo: Bound<IVec>, hi: Bound<IVec>) -> Iter {
@@ -339,10 +376,11 @@ impl Tree {
                         proposed: new,
                     }));
                 }
-                match new {
-                    Some(v) => map.insert(IVec::from(key.as_ref()), v),
+                let old = match &new {
+                    Some(v) => map.insert(IVec::from(key.as_ref()), v.clone()),
                     None => map.remove(key.as_ref()),
                 };
+                t.shared.account(key.as_ref(), old.as_ref(), new.as_ref());
                 Ok(Ok(()))
             }
         }
@@ -361,10 +399,11 @@ impl Tree {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
                 let next = f(map.get(key.as_ref()).map(AsRef::as_ref)).map(Into::into);
-                match &next {
+                let old = match &next {
                     Some(v) => map.insert(IVec::from(key.as_ref()), v.clone()),
                     None => map.remove(key.as_ref()),
                 };
+                t.shared.account(key.as_ref(), old.as_ref(), next.as_ref());
                 Ok(next)
             }
         }
@@ -378,10 +417,11 @@ impl Tree {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
                 for (k, v) in batch.writes {
-                    match v {
-                        Some(v) => map.insert(k, v),
+                    let old = match &v {
+                        Some(v) => map.insert(k.clone(), v.clone()),
                         None => map.remove(&k),
                     };
+                    t.shared.account(&k, old.as_ref(), v.as_ref());
                 }
                 Ok(())
             }
@@ -439,7 +479,10 @@ impl Tree {
             Tree::Sled(t) => t.clear(),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
-                write(&t.map).clear();
+                let mut map = write(&t.map);
+                for (k, v) in std::mem::take(&mut *map) {
+                    t.shared.account(&k, Some(&v), None);
+                }
                 Ok(())
             }
         }
@@ -574,10 +617,11 @@ impl MemTransaction {
     fn apply(&self) {
         let mut map = write(&self.tree.map);
         for (k, v) in std::mem::take(&mut *self.writes.borrow_mut()) {
-            match v {
-                Some(v) => map.insert(k, v),
+            let old = match &v {
+                Some(v) => map.insert(k.clone(), v.clone()),
                 None => map.remove(&k),
             };
+            self.tree.shared.account(&k, old.as_ref(), v.as_ref());
         }
     }
 }
@@ -890,7 +934,15 @@ mod tests {
                 prop_assert_eq!(run(&sa, &sb, op), run(&ma, &mb, op), "after {:?}", op);
                 prop_assert_eq!(pairs(sa.iter()), pairs(ma.iter()));
                 prop_assert_eq!(pairs(sb.iter()), pairs(mb.iter()));
+                // The memory database knows what it holds.
+                let held: i64 = pairs(ma.iter())
+                    .into_iter()
+                    .chain(pairs(mb.iter()))
+                    .map(|(k, v)| entry_size(&k, &v))
+                    .sum();
+                prop_assert_eq!(mem_db.memory_used(), Some(held as u64));
             }
+            prop_assert_eq!(sled_db.memory_used(), None);
         }
     }
 

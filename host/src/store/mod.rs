@@ -409,6 +409,12 @@ impl Store {
         Ok(store)
     }
 
+    /// For a store in memory (a backtest's scratch store), about how much memory its records
+    /// take, in bytes; `None` for one on disk.
+    pub fn memory_used(&self) -> Option<u64> {
+        self.db.memory_used()
+    }
+
     /// How many shards the trigger queue is split into.
     pub fn shards(&self) -> u16 {
         self.shards
