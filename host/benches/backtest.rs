@@ -2,12 +2,15 @@
 //! engine, the whole path a backtest takes (`backtest::run::backtest`: history read from the
 //! log, each event through the shard worker's own code on a scratch store, timers fired,
 //! deliveries taken as delivered, the report and the sends read back), for the renewal
-//! example — a candidate that is the live version, so one replay runs.
+//! example — a candidate that is the live version, so one replay runs; with `early`, a changed
+//! renewal version (the tests' `renewal-early` guest) as a draft candidate, so the live and
+//! candidate replays run side by side, as a real backtest's do.
 //!
-//! `cargo bench -p waymark-host --bench backtest [-- EVENTS]` (default 1,000,000 recorded
+//! `cargo bench -p waymark-host --bench backtest [-- EVENTS] [early]` (default 1,000,000 recorded
 //! events: 500,000 customers with an `identify` and a `renewal_scheduled` each), or
 //! `cargo xtask bench --only backtest`. Needs the guests built (`cargo xtask test` or
-//! `cargo build --profile guest --target wasm32-wasip2 -p waymark-example-renewal`). The aim
+//! `cargo build --profile guest --target wasm32-wasip2 -p waymark-example-renewal`, and
+//! `-p waymark-test-renewal-early` for `early`). The aim
 //! (docs/BENCHMARKS.md): 1,000,000 events in 20 s or less on 2 cores.
 
 /// The server's allocator (`host/src/main.rs`): a backtest runs inside the server.
@@ -30,9 +33,10 @@ const DAY: i64 = 86_400_000;
 /// 2026-05-01T00:00:00Z.
 const START: i64 = 1_777_593_600_000;
 
-fn renewal_component() -> Vec<u8> {
+fn guest(file: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/wasm32-wasip2/guest/waymark_example_renewal.wasm");
+        .join("../target/wasm32-wasip2/guest")
+        .join(file);
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the guests first (cargo xtask test)",
@@ -61,31 +65,33 @@ async fn main() {
         .expect("a tenant");
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("a sandbox");
     let registry = Registry::new(sandbox, store.clone());
-    let bytes = renewal_component();
-    let component = registry
-        .compile_journey(bytes.clone().into())
-        .await
-        .expect("compiles");
-    let spec = component
-        .describe(&SandboxConfig::default().defaults)
-        .await
-        .expect("describes");
-    let digest = {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(&bytes))
-    };
-    store
-        .add_journey_version(
-            "bench",
-            "renewal",
-            &digest,
-            &bytes,
-            &spec,
-            Stage::Live,
-            START,
-        )
-        .await
-        .expect("stored");
+    // `early` on the command line: the candidate is a changed renewal version (reminders at
+    // 21/7/1 days, the tests' `renewal-early` guest), so both replays run, side by side;
+    // otherwise the candidate is the live version and one replay runs.
+    let early = std::env::args().any(|a| a == "early");
+    let versions = [
+        ("waymark_example_renewal.wasm", Stage::Live),
+        ("waymark_test_renewal_early.wasm", Stage::Draft),
+    ];
+    for (file, stage) in &versions[..if early { 2 } else { 1 }] {
+        let bytes = guest(file);
+        let component = registry
+            .compile_journey(bytes.clone().into())
+            .await
+            .expect("compiles");
+        let spec = component
+            .describe(&SandboxConfig::default().defaults)
+            .await
+            .expect("describes");
+        let digest = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        store
+            .add_journey_version("bench", "renewal", &digest, &bytes, &spec, *stage, START)
+            .await
+            .expect("stored");
+    }
     // The recorded history: written straight to the log, as ingest would have — customer `c`
     // at minute `c % 1440` of the first day, so about `customers / 1440` customers share each
     // minute — in time order, as ingest writes it; nothing is processed live (a backtest reads
@@ -137,22 +143,29 @@ async fn main() {
     let plan = Plan {
         tenant: "bench".into(),
         journey: "renewal".into(),
-        candidate: waymark_host::backtest::candidate::Candidate::Stored(1),
+        candidate: waymark_host::backtest::candidate::Candidate::Stored(if early { 2 } else { 1 }),
         from: START,
         to: START + 60 * DAY,
         sample: Sample::default(),
         fidelity: false,
         migrate: None,
     };
-    let progress = Progress::default();
+    let progress = Arc::new(Progress::default());
     let began = Instant::now();
     let outcome = backtest(&Arc::new(host), &plan, &progress, &CancellationToken::new())
         .await
         .expect("the backtest runs");
     let took = began.elapsed();
     println!(
-        "backtest: {events} recorded events ({customers} customers, {} sends) replayed in {:.1} s: {:.0} events/s",
+        "backtest: {events} recorded events ({customers} customers, {} sends live, {} sends \
+         candidate{}) replayed in {:.1} s: {:.0} events/s",
         outcome.live.sends.len(),
+        outcome.candidate.sends.len(),
+        if early {
+            ", two replays"
+        } else {
+            ", one replay"
+        },
         took.as_secs_f64(),
         events as f64 / took.as_secs_f64()
     );

@@ -651,9 +651,16 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
     assert!(resumed_result.is_some(), "a done backtest has its result");
     assert_eq!(resumed_result, again_result, "a replay is deterministic");
 
-    // A queued backtest cancelled (the host runs one at a time: the second waits).
+    // A queued backtest cancelled (the host runs one at a time: the second waits), and a
+    // running one. The running one replays two months (every reminder and lapse), so that it
+    // is still running once it has been seen running: both replays run side by side and
+    // finish a day's history in a moment.
+    let longer = BacktestRequest {
+        to: start + 60 * DAY_MS,
+        ..request.clone()
+    };
     let first = client
-        .start_backtest("renewal", &request)
+        .start_backtest("renewal", &longer)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let second = client
@@ -665,12 +672,22 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cancelled.status, BacktestStatus::Cancelled, "{cancelled:?}");
+    wait_for_some("the first backtest to be running", || async {
+        let b = client
+            .backtest("renewal", &first.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (b.status == BacktestStatus::Running && b.replayed > 0).then_some(())
+    })
+    .await;
     let first = client
         .cancel_backtest("renewal", &first.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let first = finished(&api, &first.id).await;
     assert_eq!(first.status, BacktestStatus::Cancelled, "{first:?}");
+    // Stopped where it was (in its events, or in the timers after the last one): no result.
+    assert!(first.result.is_none(), "{first:?}");
 
     // Another kill -9: what finished reads as it was, and nothing runs again.
     world.server.restart().await;

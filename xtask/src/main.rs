@@ -157,23 +157,28 @@ fn main() -> Result<()> {
             if run(BenchPart::Fuzz) && fuzz_seconds > 0 {
                 fuzz::run(fuzz_seconds, None)?;
             }
-            // Backtests (issue 13): a quick run replays 100,000 events instead of 1,000,000.
+            // Backtests (issue 13): a quick run replays 100,000 events instead of 1,000,000;
+            // once with the live version as the candidate (one replay), once with a changed
+            // version (two replays, side by side).
             if run(BenchPart::Backtest) {
                 ensure_wasm_target()?;
                 cargo(&guest_build_args(), &[])?;
                 let events = if quick { "100000" } else { "1000000" };
-                cargo(
-                    &[
-                        "bench",
-                        "-p",
-                        "waymark-host",
-                        "--bench",
-                        "backtest",
-                        "--",
-                        events,
-                    ],
-                    &[],
-                )?;
+                for candidate in ["live", "early"] {
+                    cargo(
+                        &[
+                            "bench",
+                            "-p",
+                            "waymark-host",
+                            "--bench",
+                            "backtest",
+                            "--",
+                            events,
+                            candidate,
+                        ],
+                        &[],
+                    )?;
+                }
             }
             // Audience triggers (issue 12): ticks with 0, 100 and 1,000 of the watches due.
             if run(BenchPart::Audience) {

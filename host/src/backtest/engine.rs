@@ -22,6 +22,7 @@ use crate::store::{Migration, MigrationOutcome, Pending, QueuedTrigger, Store, S
 use std::collections::BTreeSet;
 use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Due messages taken as delivered per store write.
 const DELIVERY_BATCH: usize = 1024;
@@ -49,6 +50,8 @@ impl IsolatedEngine {
     /// An engine for `tenant` whose clock starts at `start`, with a copy of the tenant's setup
     /// from `live` (which is only read), run by `sandbox` (a backtest's own, so its counters
     /// are not the live host's). `config` is the live host's: retries, breakers, dedup window.
+    /// Once `stop` is cancelled the engine does no more work: its calls return at the next
+    /// batch or clock instant, leaving the replay unfinished (the caller sees the token).
     pub fn new(
         live: &Store,
         sandbox: Sandbox,
@@ -56,11 +59,12 @@ impl IsolatedEngine {
         tenant: &str,
         start: Millis,
         moves: ClockMoves,
+        stop: CancellationToken,
     ) -> Result<IsolatedEngine, StoreError> {
         let scratch = Store::open_scratch()?;
         live.copy_setup_into(&scratch, tenant)?;
         Ok(IsolatedEngine::over(
-            scratch, sandbox, config, tenant, start, moves,
+            scratch, sandbox, config, tenant, start, moves, stop,
         ))
     }
 
@@ -78,6 +82,7 @@ impl IsolatedEngine {
         tenant: &str,
         start: Millis,
         moves: ClockMoves,
+        stop: CancellationToken,
     ) -> IsolatedEngine {
         let registry = Registry::new(sandbox, scratch.clone());
         let config = HostConfig {
@@ -85,7 +90,10 @@ impl IsolatedEngine {
             ..config.clone()
         };
         let dedup_window = config.dedup_window_ms();
-        let host = Host::new(scratch, registry, Clock::manual(start), config);
+        let mut host = Host::new(scratch, registry, Clock::manual(start), config);
+        // The workers' own check (`process_batch` stops between triggers on shutdown) is how
+        // a stopped replay stops inside a drain.
+        host.shutdown = stop;
         IsolatedEngine {
             host: Arc::new(host),
             tenant: tenant.to_string(),
@@ -216,7 +224,7 @@ impl IsolatedEngine {
                     .into_iter()
                     .flatten()
                     .min();
-                    let Some(due) = next.filter(|due| *due <= at) else {
+                    let Some(due) = next.filter(|due| *due <= at && !self.stopped()) else {
                         break;
                     };
                     self.set_clock(due);
@@ -226,6 +234,9 @@ impl IsolatedEngine {
             }
         };
         for stop in stops.into_iter().chain([at]) {
+            if self.stopped() {
+                break;
+            }
             self.set_clock(stop);
             self.fire_due().await?;
         }
@@ -238,6 +249,9 @@ impl IsolatedEngine {
     async fn fire_due(&self) -> Result<(), StoreError> {
         let store = &self.host.store;
         loop {
+            if self.stopped() {
+                return Ok(());
+            }
             let now = self.now();
             let mut moved = 0;
             while store.fire_due_timers(now, 1024)? > 0 {
@@ -285,6 +299,9 @@ impl IsolatedEngine {
     /// Runs the queue dry and takes every due message as delivered, until neither has work.
     pub async fn settle(&self) -> Result<(), StoreError> {
         loop {
+            if self.stopped() {
+                return Ok(());
+            }
             crate::worker::drain(&self.host, 0).await?;
             let due = self.host.store.due_messages(Millis::MAX, DELIVERY_BATCH)?;
             if due.is_empty() {
@@ -309,6 +326,11 @@ impl IsolatedEngine {
                 .collect();
             self.host.store.record_attempts(&records)?;
         }
+    }
+
+    /// Whether the engine was told to stop ([`IsolatedEngine::new`]'s `stop`).
+    pub fn stopped(&self) -> bool {
+        self.host.shutdown.is_cancelled()
     }
 
     fn set_clock(&self, at: Millis) {

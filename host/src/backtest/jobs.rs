@@ -54,7 +54,7 @@ struct Live {
     tenant: String,
     /// The record as last written.
     job: Mutex<BacktestJob>,
-    progress: Progress,
+    progress: Arc<Progress>,
     cancel: CancellationToken,
 }
 
@@ -117,7 +117,7 @@ impl Jobs {
             let live = Arc::new(Live {
                 tenant: plan.tenant.clone(),
                 job: Mutex::new(job),
-                progress: Progress::default(),
+                progress: Arc::default(),
                 cancel: CancellationToken::new(),
             });
             map.insert(key(&live), live.clone());
@@ -143,7 +143,7 @@ impl Jobs {
             let live = Arc::new(Live {
                 tenant,
                 job: Mutex::new(job),
-                progress: Progress::default(),
+                progress: Arc::default(),
                 cancel: CancellationToken::new(),
             });
             self.lock().insert(key(&live), live.clone());
@@ -438,7 +438,7 @@ mod live_view_tests {
         let live = Arc::new(Live {
             tenant: "t".into(),
             job: Mutex::new(record.clone()),
-            progress: Progress::default(),
+            progress: Arc::default(),
             cancel: CancellationToken::new(),
         });
         jobs.lock().insert(key(&live), live.clone());

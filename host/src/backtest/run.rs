@@ -11,6 +11,7 @@ use crate::sandbox::Sandbox;
 use crate::store::{Message, MessageStatus, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use waymark_api::backtests::SentMessage;
 
@@ -37,6 +38,8 @@ pub enum BacktestError {
          (--backtest-memory-mib): narrow it to a customer sample"
     )]
     TooLarge { limit_mib: u64 },
+    #[error("the candidate's replay stopped: {0}")]
+    Stopped(String),
 }
 
 /// Fails a replay whose scratch store holds more than the host allows.
@@ -124,10 +127,15 @@ pub struct Outcome {
 }
 
 /// Runs a whole backtest against `live`'s recorded events, reading the live store only.
+///
+/// When the candidate differs from the live version, its replay and the live version's run at
+/// once, on the runtime's threads: each has its own scratch store and is deterministic on its
+/// own, so running them side by side changes nothing but the time (and holds both scratch
+/// stores in memory at once).
 pub async fn backtest(
-    live: &Host,
+    live: &Arc<Host>,
     plan: &Plan,
-    progress: &Progress,
+    progress: &Arc<Progress>,
     cancel: &CancellationToken,
 ) -> Result<Outcome, BacktestError> {
     let store = &live.store;
@@ -148,19 +156,8 @@ pub async fn backtest(
     let count = count_events(live, plan)?;
     // When the candidate is the live version with nothing rolling out, the two replays are
     // one: it runs once.
-    let candidate_side = match &plan.candidate {
-        Candidate::Stored(version) => Side::Stored(
-            *version,
-            Rollout {
-                live: Some(*version),
-                candidate: None,
-                ..rollout.clone()
-            },
-        ),
-        Candidate::Unstored(unstored) => Side::Unstored(unstored),
-    };
     let same = plan.migrate.is_none()
-        && matches!(&candidate_side, Side::Stored(_, pointers) if *pointers == rollout);
+        && matches!(candidate_side(plan, &rollout), Side::Stored(_, pointers) if pointers == rollout);
     progress
         .total
         .store(if same { count } else { count * 2 }, Ordering::Relaxed);
@@ -172,6 +169,26 @@ pub async fn backtest(
     };
     // The candidate is the only version new entrants of the journey run; the live replay
     // keeps the pointers as they stand (a rollout's share included).
+    let candidate_run = (!same).then(|| {
+        let (live, sandbox, plan, progress) = (
+            live.clone(),
+            sandbox.clone(),
+            plan.clone(),
+            progress.clone(),
+        );
+        // Cancelled with the backtest, and when this function returns or is dropped before
+        // it has the candidate's result (the live replay failed, the host is shutting down).
+        let cancel = cancel.child_token();
+        let stop = cancel.clone().drop_guard();
+        let rollout = rollout.clone();
+        let task = tokio::spawn(async move {
+            let side = candidate_side(&plan, &rollout);
+            replay(&live, &sandbox, &plan, side, false, &progress, &cancel)
+                .await
+                .map(|(replayed, _)| replayed)
+        });
+        (task, stop)
+    });
     let (live_side, fidelity) = replay(
         live,
         &sandbox,
@@ -182,26 +199,33 @@ pub async fn backtest(
         cancel,
     )
     .await?;
-    let candidate = if same {
-        live_side.clone()
-    } else {
-        replay(
-            live,
-            &sandbox,
-            plan,
-            candidate_side,
-            false,
-            progress,
-            cancel,
-        )
-        .await?
-        .0
+    let candidate = match candidate_run {
+        None => live_side.clone(),
+        Some((task, _stop)) => task
+            .await
+            .map_err(|e| BacktestError::Stopped(e.to_string()))??,
     };
     Ok(Outcome {
         candidate,
         live: live_side,
         fidelity,
     })
+}
+
+/// The candidate's side: a stored version as the only one new entrants run (the rest of
+/// `rollout` as it stands), or component bytes.
+fn candidate_side<'a>(plan: &'a Plan, rollout: &Rollout) -> Side<'a> {
+    match &plan.candidate {
+        Candidate::Stored(version) => Side::Stored(
+            *version,
+            Rollout {
+                live: Some(*version),
+                candidate: None,
+                ..rollout.clone()
+            },
+        ),
+        Candidate::Unstored(unstored) => Side::Unstored(unstored),
+    }
 }
 
 /// How many recorded events `plan` takes.
@@ -251,6 +275,7 @@ async fn replay(
         &plan.tenant,
         plan.from,
         clock_moves(live)?,
+        cancel.child_token(),
     )?;
     // The candidate's side of a backtest with `migrate`: rolled out, and enrollments moved,
     // before the first event at or after its time; the live pointers hold until then.
@@ -319,6 +344,10 @@ async fn replay(
         );
     }
     engine.advance_to(plan.to.max(engine.now())).await?;
+    // A cancelled engine returned early: what it holds is not the replay's end.
+    if cancel.is_cancelled() {
+        return Err(BacktestError::Cancelled);
+    }
     let scratch = engine.store();
     let spec = scratch
         .journey_version(&plan.tenant, &plan.journey, version)?

@@ -92,6 +92,7 @@ pub async fn simulate(
         TENANT,
         start,
         ClockMoves::Continuous,
+        tokio_util::sync::CancellationToken::new(),
     );
     for event in &events {
         engine
