@@ -69,6 +69,16 @@ async fn finished(api: &Api, id: &str) -> Backtest {
     .await
 }
 
+/// Starts `request` as a backtest of the renewal journey and waits for it to end.
+async fn backtested(api: &Api, request: &BacktestRequest) -> Backtest {
+    let started = api
+        .tenant_client()
+        .start_backtest("renewal", request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    finished(api, &started.id).await
+}
+
 #[tokio::test]
 async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send_times() {
     let world = Example::start("renewal", &[EMAIL]).await;
@@ -377,12 +387,7 @@ async fn a_candidate_sent_as_component_bytes_is_backtested_and_never_stored() {
         sample_fraction: None,
         fidelity: false,
     };
-    let started = api
-        .tenant_client()
-        .start_backtest("renewal", &request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let done = finished(&api, &started.id).await;
+    let done = backtested(&api, &request).await;
     assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
     assert_eq!(
         world.sink.requests().len(),
@@ -745,12 +750,7 @@ async fn a_backtest_past_its_memory_limit_fails_saying_so_and_the_server_goes_on
         sample_fraction: None,
         fidelity: false,
     };
-    let started = api
-        .tenant_client()
-        .start_backtest("renewal", &request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let done = finished(&api, &started.id).await;
+    let done = backtested(&api, &request).await;
     assert_eq!(done.status, BacktestStatus::Failed, "{done:?}");
     let error = done.error.unwrap_or_default();
     assert!(
