@@ -348,6 +348,8 @@ async fn replay(
     if cancel.is_cancelled() {
         return Err(BacktestError::Cancelled);
     }
+    // The timers after the last event add sends and state too.
+    within_memory(&engine, &live.config)?;
     let scratch = engine.store();
     let spec = scratch
         .journey_version(&plan.tenant, &plan.journey, version)?
