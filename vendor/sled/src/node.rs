@@ -5,6 +5,10 @@ use super::*;
 /// Waymark: the most keys a leaf holds before it splits (upstream 0.34.7: 16).
 pub(crate) const LEAF_SPLIT_THRESHOLD: usize = 64;
 
+/// Waymark: the fewest of a batch's writes falling in one leaf that are applied to it together
+/// (`Tree::apply_sorted_writes`); fewer go one by one, as sled does.
+pub(crate) const LEAF_RUN_MIN: usize = 3;
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,

@@ -219,6 +219,11 @@ impl Drop for Subscribers {
 }
 
 impl Subscribers {
+    /// Waymark: whether anything ever watched this tree (`Tree::apply_sorted_writes`).
+    pub(crate) fn in_use(&self) -> bool {
+        self.ever_used.load(Relaxed)
+    }
+
     pub(crate) fn register(&self, prefix: &[u8]) -> Subscriber {
         self.ever_used.store(true, Relaxed);
         let r_mu = {

@@ -359,12 +359,10 @@ impl TransactionalTree {
     fn commit(&self) -> Result<()> {
         let writes = self.writes.borrow();
         let mut guard = pin();
-        for (k, v_opt) in &*writes {
-            while self.tree.insert_inner(k, v_opt.clone(), &mut guard)?.is_err()
-            {
-            }
-        }
-        Ok(())
+        // Waymark: in key order, leaf by leaf (`Tree::apply_sorted_writes`).
+        let mut sorted: Vec<_> = writes.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.tree.apply_sorted_writes(&sorted, &mut guard)
     }
     fn from_tree(tree: &Tree) -> Self {
         Self {

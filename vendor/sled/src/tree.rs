@@ -168,6 +168,70 @@ impl Tree {
         }
     }
 
+    /// Waymark: applies a batch's or a transaction's writes, sorted by key, leaf by leaf: where
+    /// at least [`node::LEAF_RUN_MIN`] of them fall in one leaf, the leaf is copied once, all of them
+    /// applied to the copy and the copy written as the page's new base (`PageCache::replace`),
+    /// instead of one copy of the whole leaf and one log record per key (`insert_inner`). Keys
+    /// written in order (a log, a queue, a due index) mostly land in the same few leaves; see
+    /// `WAYMARK.md`. Recovery is unchanged: a replace is a record sled already writes inside
+    /// batches (a link past the consolidation threshold is one), and the caller's log peg makes
+    /// the batch atomic as before.
+    pub(crate) fn apply_sorted_writes(
+        &self,
+        mut writes: &[(&IVec, &Option<IVec>)],
+        guard: &mut Guard,
+    ) -> Result<()> {
+        debug_assert!(writes.windows(2).all(|w| w[0].0 < w[1].0));
+        if self.subscribers.in_use() {
+            // Watchers are told of each key on its own: keep sled's own path.
+            for (k, v_opt) in writes {
+                while self.insert_inner(k, (*v_opt).clone(), guard)?.is_err() {}
+            }
+            return Ok(());
+        }
+        while let Some(((first, first_value), _)) = writes.split_first() {
+            let View { node_view, pid, .. } =
+                self.view_for_key(first.as_ref(), guard)?;
+            let room = (2 * node::LEAF_SPLIT_THRESHOLD)
+                .saturating_sub(node_view.data.len())
+                .max(1);
+            let in_leaf = writes
+                .iter()
+                .take(room)
+                .take_while(|(k, _)| {
+                    node_view.hi.is_empty() || k.as_ref() < node_view.hi.as_ref()
+                })
+                .count();
+            if in_leaf < node::LEAF_RUN_MIN {
+                if self.insert_inner(first, (*first_value).clone(), guard)?.is_ok() {
+                    writes = &writes[1..];
+                }
+                continue;
+            }
+            let mut node: Node = (*node_view).clone();
+            let prefix_len = usize::from(node.prefix_len);
+            for (k, v_opt) in &writes[..in_leaf] {
+                let suffix = IVec::from(&k[prefix_len..]);
+                match v_opt {
+                    Some(v) => node.set_leaf(suffix, v.clone()),
+                    None => node.del_leaf(&suffix),
+                }
+            }
+            if self
+                .context
+                .pagecache
+                .replace(pid, node_view.0, node, guard)?
+                .is_ok()
+            {
+                guard.writeset.push(pid);
+                writes = &writes[in_leaf..];
+            } else {
+                M.tree_looped();
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn insert_inner(
         &self,
         key: &[u8],
@@ -386,13 +450,10 @@ impl Tree {
     ) -> Result<()> {
         let peg = self.context.pin_log(guard)?;
         trace!("applying batch {:?}", batch);
-        for (k, v_opt) in batch.writes {
-            loop {
-                if self.insert_inner(&k, v_opt.clone(), guard)?.is_ok() {
-                    break;
-                }
-            }
-        }
+        // Waymark: in key order, leaf by leaf (`Tree::apply_sorted_writes`).
+        let mut writes: Vec<_> = batch.writes.iter().collect();
+        writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.apply_sorted_writes(&writes, guard)?;
 
         // when the peg drops, it ensures all updates
         // written to the log since its creation are
