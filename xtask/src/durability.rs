@@ -166,6 +166,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
     if quick
         || no_write
         || enrollments_only()?.is_some()
+        || std::env::var_os("WAYMARK_BENCH_INGEST_ONLY").is_some()
         || dormant_only()?.is_some()
         || prebuilt_binary().is_some()
     {
@@ -213,6 +214,34 @@ async fn run(plan: &Plan) -> Result<String> {
             run.failures,
             others * 100.0,
         ));
+    }
+
+    // Issue 10 (ingest): `WAYMARK_BENCH_INGEST_ONLY=1` runs the ingest phase alone, with the
+    // full plan's configurations, and prints its rows (nothing is written): two builds'
+    // acknowledgement rates compared side by side in a few minutes.
+    if std::env::var_os("WAYMARK_BENCH_INGEST_ONLY").is_some() {
+        let before = Usage::now()?;
+        let rows = bench
+            .ingest(&Plan::new(false))
+            .await
+            .context("ingest phase")?;
+        let others = Usage::now()?.others_since(&before);
+        return Ok(rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "ingest only: batch {} x {} clients: {:.0} events/s; p50 {:.1} ms, p99 {:.1} ms; \
+                     server CPU {:.0} µs per event; others {:.0}%\n",
+                    r.batch,
+                    r.clients,
+                    r.events as f64 / r.seconds,
+                    r.latency_p50.as_secs_f64() * 1e3,
+                    r.latency_p99.as_secs_f64() * 1e3,
+                    r.server_cpu * 1e6 / r.events as f64,
+                    others * 100.0,
+                )
+            })
+            .collect());
     }
 
     // Issue 10 (memory): `WAYMARK_BENCH_DORMANT_ONLY=<n>` builds `n` dormant enrollments alone
