@@ -38,6 +38,7 @@ use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::{Host, TemplateLoadError};
 use crate::model::{Customer, DeliveryRequest, Millis};
 use crate::pacing::Pacing;
+use crate::store::keys::time_key;
 use crate::store::outbox::{AttemptRecord, DueRead, MessageKey};
 use crate::store::{Message, MessageStatus};
 use crate::template::{payload_with_content, RenderInput};
@@ -59,12 +60,6 @@ const READ_SCAN: usize = 4096;
 /// rest of that tenant's due messages (by key, without loading them), so a tenant's backlog
 /// neither fills the feeder's memory nor hides other tenants' messages.
 const PARK_PER_TENANT: usize = 256;
-/// After a read that reached the end of what is due, the next reads (on news of a message)
-/// start this far before that read's time rather than from the earliest, so a backlog that
-/// is passed over is not walked again for each new message; a message whose due time is older
-/// than that when it is written (a very slow trigger batch) is found by the next full read
-/// (at [`IDLE_RECHECK`] at the latest).
-const CAUGHT_UP_LAG_MS: Millis = 60_000;
 /// Most attempts recorded in one transaction.
 const COMMIT_BATCH: usize = 256;
 /// How long the committer gathers attempts after the first before recording them: long enough
@@ -360,12 +355,25 @@ struct Read {
 fn read_due(host: &Host, shared: &Loop, parked: &mut Parked, resume: Option<&[u8]>) -> Read {
     let mut taken = shared.taken();
     let now = system_now();
+    // Issue 10: a read that reached the end of what was due goes on from there, not from a
+    // fixed time before it (a minute of the index walked again for every new message, every
+    // passed-over message of a large backlog with it); messages committed since with an
+    // earlier due time (a slow trigger batch, a held message released, a retry) are read from
+    // the earliest of them. Taken after the lock above and before the scan: what is committed
+    // while it runs is noted for the next read.
+    let written = host
+        .store
+        .take_due_written()
+        .map(|at| time_key(at).to_vec());
+    let from = match (resume, written.as_deref()) {
+        (Some(resume), Some(written)) => Some(resume.min(written)),
+        (resume, _) => resume,
+    };
     let read = DueRead {
         now,
         limit: READ_BATCH,
         scan: READ_SCAN,
-        from: resume,
-        lag: CAUGHT_UP_LAG_MS,
+        from,
     };
     let full: HashSet<String> = parked
         .per_tenant
@@ -448,7 +456,6 @@ fn read_tenant(
         limit: free,
         scan: READ_SCAN,
         from: Some(from),
-        lag: CAUGHT_UP_LAG_MS,
     };
     let mut open = |t: &str, _: &[u8]| t == tenant;
     let result = host

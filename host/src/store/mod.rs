@@ -240,6 +240,10 @@ pub struct Store {
     /// Group commit: whoever needs durability queues here and shares the next flush. `None`
     /// for a store in memory, where there is nothing to make durable.
     flusher: Option<std::sync::mpsc::Sender<FlushRequest>>,
+    /// The earliest due time (the `outbox_due` key's time) written since the delivery feeder
+    /// last took it ([`Store::take_due_written`]); `Millis::MAX` for none. In memory only: a
+    /// restarted feeder reads the whole due index anyway.
+    due_written: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// sled's log segment (and write buffer) size for a new directory: a buffer is written and
@@ -403,6 +407,7 @@ impl Store {
                 kv::Db::Sled(sled) => Some(spawn_flusher(sled.clone(), sync)?),
                 kv::Db::Mem(_) => None,
             },
+            due_written: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(Millis::MAX)),
             db,
         };
         store.ensure_report_aggregates()?;

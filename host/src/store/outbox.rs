@@ -113,9 +113,6 @@ pub struct DueRead<'a> {
     pub limit: usize,
     pub scan: usize,
     pub from: Option<&'a [u8]>,
-    /// How far before `now` [`DueScan::caught_up`] points: a message written a little after
-    /// this scan may carry a due time a little before its `now`.
-    pub lag: Millis,
 }
 
 /// What one [`Store::scan_due_messages`] found.
@@ -127,8 +124,9 @@ pub struct DueScan {
     pub resume: Option<Vec<u8>>,
     /// Whether a due message was passed over because its tenant or `accept` refused it.
     pub skipped: bool,
-    /// Where a later scan for only the messages that fall due after this one's `now` less
-    /// [`DueRead::lag`] starts.
+    /// Where a later scan for only the messages that fall due from this one's `now` on starts
+    /// (what is committed later with an earlier due time, the feeder learns of from
+    /// [`Store::take_due_written`]).
     pub caught_up: Vec<u8>,
 }
 
@@ -187,6 +185,11 @@ impl NewMessage {
     }
 }
 
+/// When a new message joins the due index: its first attempt's time, if it is pending.
+pub(super) fn due_at(m: &Message) -> Option<Millis> {
+    (m.status == MessageStatus::Pending).then_some(m.next_attempt_at)
+}
+
 /// Writes a new message and its index entry, inside a transaction, unless a message with its
 /// id is there already: the outbox never holds a duplicate, and an existing message (perhaps
 /// delivered since) is left as it is.
@@ -217,12 +220,32 @@ struct EncodedAttempt {
     key: Vec<u8>,
     value: Vec<u8>,
     old_due: Vec<u8>,
-    new_due: Option<Vec<u8>>,
+    /// The next attempt's time and its due-index key, when the message stays pending.
+    new_due: Option<(Millis, Vec<u8>)>,
     dead: Option<Vec<u8>>,
     report: Option<super::queue::QueueEntry>,
 }
 
 impl Store {
+    /// Notes that due-index entries from `at` on were just committed, so the delivery feeder's
+    /// next read goes back to them ([`Store::take_due_written`]). Called after the transaction
+    /// that wrote them and before the feeder is woken, so no read can miss them for good: a
+    /// read that walked past `at` before the commit is followed by one that starts there.
+    pub(super) fn note_due_written(&self, at: Millis) {
+        self.due_written
+            .fetch_min(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The earliest due time committed to the due index since the last call, if any (issue 10:
+    /// the delivery feeder reads from there and from where its last read ended, rather than
+    /// walking a fixed minute of the index again for every new message).
+    pub fn take_due_written(&self) -> Option<Millis> {
+        let at = self
+            .due_written
+            .swap(Millis::MAX, std::sync::atomic::Ordering::SeqCst);
+        (at != Millis::MAX).then_some(at)
+    }
+
     /// One message of a customer, by id.
     pub fn message(
         &self,
@@ -303,7 +326,6 @@ impl Store {
             limit,
             scan,
             from,
-            lag,
         }: DueRead<'_>,
         taken: &HashSet<MessageKey>,
         tenant_open: &mut dyn FnMut(&str, &[u8]) -> bool,
@@ -312,7 +334,7 @@ impl Store {
         let end = time_key(now.saturating_add(1)).to_vec();
         let start = from.map_or_else(Vec::new, <[u8]>::to_vec);
         let mut out = DueScan {
-            caught_up: time_key(now.saturating_sub(lag)).to_vec(),
+            caught_up: time_key(now).to_vec(),
             ..DueScan::default()
         };
         let mut looked = 0;
@@ -408,6 +430,9 @@ impl Store {
             }
             Ok(())
         })?;
+        if !due.is_empty() {
+            self.note_due_written(wall);
+        }
         Ok(due.len())
     }
 
@@ -462,8 +487,7 @@ impl Store {
         let key = outbox_key(after);
         Ok(EncodedAttempt {
             old_due: due_key(before.next_attempt_at, &outbox_key(before)),
-            new_due: (after.status == MessageStatus::Pending)
-                .then(|| due_key(after.next_attempt_at, &key)),
+            new_due: due_at(after).map(|at| (at, due_key(at, &key))),
             dead: (after.status == MessageStatus::Dead).then(|| dead_key(&after.tenant, &after.id)),
             report: report.map(|r| self.queue_entry(r)).transpose()?,
             value: enc(after),
@@ -495,7 +519,7 @@ impl Store {
                         dead_letters.put(d.as_slice(), a.key.as_slice())?;
                     }
                     due.delete(a.old_due.as_slice())?;
-                    if let Some(d) = &a.new_due {
+                    if let Some((_, d)) = &a.new_due {
                         due.put(d.as_slice(), a.key.as_slice())?;
                     }
                     if let Some(entry) = &a.report {
@@ -507,6 +531,14 @@ impl Store {
                 }
                 Ok(())
             })?;
+        if let Some(at) = attempts
+            .iter()
+            .filter_map(|a| a.new_due.as_ref())
+            .map(|d| d.0)
+            .min()
+        {
+            self.note_due_written(at);
+        }
         Ok(())
     }
 
@@ -673,6 +705,11 @@ impl Store {
                 },
             )?,
         )
+        .inspect(|requeued| {
+            if requeued.is_some() {
+                self.note_due_written(now);
+            }
+        })
     }
 }
 
@@ -740,6 +777,36 @@ mod tests {
         assert_eq!(ids(&messages), ["m1"]);
         assert_eq!(messages[0].status, MessageStatus::Delivered);
         assert!(store.due_messages(i64::MAX - 1, 10).unwrap().is_empty());
+    }
+
+    // Issue 10: the delivery feeder reads from where it stopped, and from the earliest due
+    // time committed since.
+    #[test]
+    fn the_earliest_due_time_committed_is_noted_once_for_the_feeder() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.take_due_written(), None);
+        let later = fixtures::message("a", "email", MessageStatus::Pending, 300);
+        let earlier = fixtures::message("b", "email", MessageStatus::Pending, 200);
+        let suppressed = fixtures::message("c", "email", MessageStatus::Suppressed, 100);
+        commit_messages(&store, &[later.clone(), earlier.clone(), suppressed]);
+        assert_eq!(store.take_due_written(), Some(200));
+        assert_eq!(store.take_due_written(), None, "taken once");
+        // A retry recorded for later is noted at its new time; a delivery is not noted.
+        let retry = Message {
+            attempts: 1,
+            next_attempt_at: 900,
+            ..later.clone()
+        };
+        let delivered = Message {
+            status: MessageStatus::Delivered,
+            ..earlier.clone()
+        };
+        store.record_attempt(&later, &retry, None, None).unwrap();
+        store
+            .record_attempt(&earlier, &delivered, None, None)
+            .unwrap();
+        assert_eq!(store.take_due_written(), Some(900));
+        assert_eq!(store.take_due_written(), None);
     }
 
     #[test]
@@ -1015,7 +1082,6 @@ mod tests {
             limit: 10,
             scan,
             from,
-            lag: 0,
         };
         let mut open = |tenant: &str, _: &[u8]| tenant != "noisy";
         let mut refuse_q2 = |m: &Message, _: &[u8]| m.id != "q2";

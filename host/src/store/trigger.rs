@@ -210,6 +210,10 @@ impl Store {
                     Ok(())
                 },
             )?;
+        let due = batch.iter().flat_map(|c| &c.outbox);
+        if let Some(at) = due.filter_map(outbox::due_at).min() {
+            self.note_due_written(at);
+        }
         Ok(())
     }
 }
