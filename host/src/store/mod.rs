@@ -61,6 +61,7 @@ pub mod components;
 pub mod counters;
 pub mod customer_events; // Dashboard (issue 14)
 pub mod customers;
+pub mod dead_letters;
 pub mod enrollments;
 pub mod events;
 pub mod feedback; // Provider feedback (issue 11)
