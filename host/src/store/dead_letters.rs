@@ -65,19 +65,21 @@ impl Store {
         channel: Option<&str>,
         now: Millis,
     ) -> Result<Vec<Message>, StoreError> {
-        let dead_keys: Vec<Vec<u8>> = if ids.is_empty() {
-            self.dead_letters
+        let requeued = if ids.is_empty() {
+            let dead_keys: Vec<Vec<u8>> = self
+                .dead_letters
                 .scan_prefix(prefix(&[tenant.as_bytes()]))
                 .keys()
                 .map(|k| k.map(|k| k.to_vec()))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?;
+            let mut requeued = Vec::new();
+            for dead_k in dead_keys {
+                requeued.extend(self.requeue_dead(&dead_k, channel, now)?);
+            }
+            requeued
         } else {
-            ids.iter().map(|id| dead_key(tenant, id)).collect()
+            self.requeue_dead_letters(tenant, ids, channel, now)?
         };
-        let mut requeued = Vec::new();
-        for dead_k in dead_keys {
-            requeued.extend(self.requeue_dead(&dead_k, channel, now)?);
-        }
         self.flush().await?;
         Ok(requeued)
     }
