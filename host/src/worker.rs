@@ -148,6 +148,11 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
                 later.push((key, item));
                 continue;
             }
+            // A trigger whose `decide` finishes at once never returns `Pending`, so without
+            // this a shard with work would hold its runtime thread for whole batches and
+            // starve the tasks sharing it (deliveries, HTTP): every 128 triggers (tokio's
+            // task budget) the shard lets them run.
+            tokio::task::consume_budget().await;
             let commit = match process(host, key, item).await? {
                 Processed::Ran(commit) => *commit,
                 Processed::Deferred { until } => {
@@ -581,21 +586,27 @@ impl<'h> Shell<'h> {
             .journey(&self.tenant, &version.digest)
             .await
             .map_err(|e| DecideError::Unavailable(e.to_string()))?;
-        let channels = host
-            .store
-            .channel_stats(&self.tenant, &version.name)
-            .map_err(|e| DecideError::Internal(e.to_string()))?;
-        // Issue 13: the arms as of the period's start, computed once a period (`report::arms`).
-        let stats = host
-            .arm_stats
-            .snapshot(
-                &host.store,
-                &self.tenant,
-                version,
-                ask.context.now,
-                channels,
-            )
-            .map_err(|e| DecideError::Internal(e.to_string()))?;
+        // Issue 10: a component that does not import `stats` cannot read the snapshot, so
+        // none is computed for it (a scan of the journey's counters per trigger, otherwise).
+        let stats = if component.reads_stats() {
+            let channels = host
+                .store
+                .channel_stats(&self.tenant, &version.name)
+                .map_err(|e| DecideError::Internal(e.to_string()))?;
+            // Issue 13: the arms as of the period's start, computed once a period
+            // (`report::arms`).
+            host.arm_stats
+                .snapshot(
+                    &host.store,
+                    &self.tenant,
+                    version,
+                    ask.context.now,
+                    channels,
+                )
+                .map_err(|e| DecideError::Internal(e.to_string()))?
+        } else {
+            crate::model::StatsSnapshot::default()
+        };
         let limits = host
             .tenant_limits(&self.tenant)
             .map_err(|e| DecideError::Internal(e.to_string()))?;

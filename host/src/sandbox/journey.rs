@@ -224,6 +224,9 @@ pub struct JourneyComponent {
     audience: Option<Arc<AudienceIndices>>,
     /// Where its `allocation` export is (issue 13); `None` if it has none.
     allocation: Option<Arc<AllocationIndices>>,
+    /// Whether the component imports `stats` (issue 10): one that does not can never read the
+    /// snapshot handed to `decide`, so its caller need not compute one.
+    reads_stats: bool,
     shared: Arc<Shared>,
     idle: Arc<IdlePool>,
 }
@@ -262,6 +265,7 @@ impl JourneyComponent {
 
     pub(super) fn new(
         pre: InstancePre<JourneyState>,
+        reads_stats: bool,
         shared: Arc<Shared>,
     ) -> Result<JourneyComponent, SandboxError> {
         let migration = MigrationIndices::new(&pre).ok().map(Arc::new);
@@ -278,6 +282,7 @@ impl JourneyComponent {
             migration,
             audience,
             allocation,
+            reads_stats,
             shared,
         })
     }
@@ -291,9 +296,16 @@ impl JourneyComponent {
             migration: self.migration.clone(),
             audience: self.audience.clone(),
             allocation: self.allocation.clone(),
+            reads_stats: self.reads_stats,
             shared: self.shared.clone(),
             idle: IdlePool::new(&self.shared),
         }
+    }
+
+    /// Whether the component imports `stats`. One that does not cannot observe the snapshot
+    /// passed to [`decide`](Self::decide): an empty one decides exactly the same.
+    pub fn reads_stats(&self) -> bool {
+        self.reads_stats
     }
 
     /// Asks the journey to declare itself, and checks the declaration. The instance it ran in

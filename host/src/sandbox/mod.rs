@@ -111,12 +111,18 @@ impl Sandbox {
     /// from `spawn_blocking`, not on an async worker.
     pub fn compile_journey(&self, bytes: &[u8]) -> Result<JourneyComponent, SandboxError> {
         let component = self.compile(bytes)?;
-        journey::WORLD.check_imports(self.imports(&component))?;
+        let imports = self.imports(&component);
+        journey::WORLD.check_imports(&imports)?;
+        let reads_stats = imports.iter().any(|name| {
+            capability::stats::INTERFACES
+                .iter()
+                .any(|i| name.starts_with(i))
+        });
         let pre = self
             .journey_linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::WrongWorld(format!("not a journey component: {e:#}")))?;
-        JourneyComponent::new(pre, self.shared.clone())
+        JourneyComponent::new(pre, reads_stats, self.shared.clone())
     }
 
     /// Validates that `bytes` is a component of world `channel` (it imports nothing its
@@ -277,6 +283,22 @@ mod tests {
             sandbox.compile_channel(&bytes),
             Err(SandboxError::WrongWorld(_))
         ));
+    }
+
+    // Issue 10: the worker computes a `stats` snapshot only for journeys that can read one.
+    #[test]
+    fn a_journey_reads_stats_only_if_it_imports_them() {
+        let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+        let onboarding = sandbox
+            .compile_journey(&built_guest(ONBOARDING))
+            .expect("a journey component");
+        assert!(!onboarding.reads_stats(), "onboarding never calls `stats`");
+        // The adaptive test journey reads its arms (`stats.by-arm`) to allocate entrants.
+        let adaptive = sandbox
+            .compile_journey(&built_guest("waymark_test_adaptive.wasm"))
+            .expect("a journey component");
+        assert!(adaptive.reads_stats());
+        assert!(adaptive.with_own_instances().reads_stats());
     }
 
     #[tokio::test]
