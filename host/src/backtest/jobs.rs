@@ -20,7 +20,7 @@ use crate::host::Host;
 use crate::store::backtests::{BacktestJob, JobStatus, StoredCandidate};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,8 @@ struct Live {
     job: Mutex<BacktestJob>,
     progress: Arc<Progress>,
     cancel: CancellationToken,
+    /// Set by the first [`Jobs::finish`]: its end is being written, and no other may be.
+    ending: AtomicBool,
 }
 
 impl Live {
@@ -119,6 +121,7 @@ impl Jobs {
                 job: Mutex::new(job),
                 progress: Arc::default(),
                 cancel: CancellationToken::new(),
+                ending: AtomicBool::new(false),
             });
             map.insert(key(&live), live.clone());
             live
@@ -145,6 +148,7 @@ impl Jobs {
                 job: Mutex::new(job),
                 progress: Arc::default(),
                 cancel: CancellationToken::new(),
+                ending: AtomicBool::new(false),
             });
             self.lock().insert(key(&live), live.clone());
             resumed.push(live);
@@ -197,7 +201,8 @@ impl Jobs {
     }
 
     /// Records how `live` ended (unless it had already), with its result, durably, and
-    /// forgets it.
+    /// forgets it. Readers see the end only once it is durable: until the flush returns they
+    /// see the job as it was, so an end that a `kill -9` could still lose is never shown.
     async fn finish(
         &self,
         live: &Live,
@@ -205,23 +210,26 @@ impl Jobs {
         error: Option<String>,
         result: Option<BacktestResult>,
     ) {
-        let written = {
-            let mut job = live.lock();
-            if job.status.finished() {
+        let (written, ended) = {
+            let job = live.lock();
+            if job.status.finished() || live.ending.swap(true, Ordering::AcqRel) {
                 return;
             }
-            job.status = status;
-            job.error = error;
-            job.replayed = live.progress.replayed.load(Ordering::Relaxed);
-            job.total = live.progress.total.load(Ordering::Relaxed);
-            self.store
-                .finish_backtest(&live.tenant, &job, result.as_ref())
+            let mut ended = job.clone();
+            ended.status = status;
+            ended.error = error;
+            ended.replayed = live.progress.replayed.load(Ordering::Relaxed);
+            ended.total = live.progress.total.load(Ordering::Relaxed);
+            let written = self
+                .store
+                .finish_backtest(&live.tenant, &ended, result.as_ref());
+            (written, ended)
         };
-        self.lock().remove(&key(live));
         if let Err(error) = self.persisted(written).await {
-            let id = live.lock().id.clone();
-            tracing::error!(tenant = %live.tenant, %id, %error, "cannot record a backtest's end");
+            tracing::error!(tenant = %live.tenant, id = %ended.id, %error, "cannot record a backtest's end");
         }
+        *live.lock() = ended;
+        self.lock().remove(&key(live));
     }
 
     /// Marks `live` running, durably; false if it was cancelled meanwhile.
@@ -440,6 +448,7 @@ mod live_view_tests {
             job: Mutex::new(record.clone()),
             progress: Arc::default(),
             cancel: CancellationToken::new(),
+            ending: AtomicBool::new(false),
         });
         jobs.lock().insert(key(&live), live.clone());
         let running = jobs.get("t", &record.id).unwrap().unwrap();
