@@ -116,6 +116,9 @@ pub struct Host {
     /// The `stats` import's arm statistics per journey version, for the current period
     /// (`report::arms`, issue 13).
     pub arm_stats: crate::report::arms::ArmStatsCache,
+    /// Which channel registrations receive webhooks, so only their messages are indexed for
+    /// feedback (`feedback::receivers`, issue 10).
+    pub feedback_receivers: crate::feedback::receivers::Receivers,
     shard_wakers: Vec<Notify>,
     /// A timer was set: the scheduler may need to wake earlier.
     timers_changed: Notify,
@@ -143,6 +146,7 @@ impl Host {
             templates: TemplateCache::default(),
             backtests,
             arm_stats: Default::default(),
+            feedback_receivers: Default::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
         }

@@ -225,6 +225,12 @@ pub trait Channel {
     /// signature with the registration's secrets ([`WebhookRequest::config_as`]) and says what
     /// it reports, and how to answer it when the provider reads the answer
     /// ([`Received::reply`]). The default receives nothing: the host answers the provider 422.
+    ///
+    /// Answer [`FeedbackError::Unsupported`] only when the adapter receives no webhooks at all
+    /// under the request's config: the host asks each registration once with an empty request
+    /// (`POST`, no headers, no body), and does not index the messages of one that answers
+    /// `Unsupported` for webhooks to find (a request it cannot check is `Invalid` or
+    /// `Unauthorized`).
     fn receive(request: WebhookRequest) -> Result<Received, FeedbackError> {
         let _ = request;
         Err(FeedbackError::Unsupported(

@@ -16,6 +16,7 @@
 //! - an `unsubscribed` names the channel, so the customer leaves that channel only (an SMS
 //!   `STOP` leaves SMS; email still goes out).
 
+pub mod receivers; // Issue 10: not pure (asks adapters, keeps their answers)
 pub mod types;
 
 pub use types::{

@@ -220,7 +220,7 @@ fn check_preamble(bytes: &[u8]) -> Result<(), SandboxError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model;
     use sha2::Digest as _;
@@ -245,7 +245,7 @@ mod tests {
     /// `CARGO_TARGET_DIR` (as the end-to-end harness finds it) or the workspace's `target/`. A
     /// missing guest fails the test, saying how to build it: a test that passes without running
     /// would only hide a WIT drift.
-    pub(super) fn built_guest(name: &str) -> Vec<u8> {
+    pub(crate) fn built_guest(name: &str) -> Vec<u8> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(dir) if !dir.is_empty() => root.join(dir),
