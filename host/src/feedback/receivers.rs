@@ -30,7 +30,6 @@ pub struct Receivers {
 }
 
 /// A registration's answer, for the registration it was (re-registering makes a new one).
-#[derive(Clone, PartialEq)]
 struct Answer {
     version: u32,
     updated_at: Millis,
