@@ -150,6 +150,18 @@ pub struct BacktestResult {
     /// /v1/journeys/{name}/migrations/{id}` shows a live one (its id is the scratch store's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<crate::journeys::MigrationStatus>,
+    /// Into how many parts the live version's replay was split, to run on several cores at
+    /// once: 1 when it was not. A replay of the live version alone (the candidate is the live
+    /// version) is split, one part per core, when no customer's replay depends on another's
+    /// (no identity merge or account in the events, no journey reading `stats` or allocating
+    /// an experiment adaptively); the parts' results are combined into the same report, sends
+    /// and fidelity as one replay's.
+    #[serde(default = "one_part")]
+    pub replay_parts: u64,
+}
+
+fn one_part() -> u64 {
+    1
 }
 
 /// The fidelity check: did replaying the live version reproduce, customer by customer, the

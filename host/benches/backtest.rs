@@ -139,7 +139,17 @@ async fn main() {
     }
     store.clear_queue_for_bench().expect("queue cleared");
     eprintln!("{events} events recorded in {:?}", written.elapsed());
-    let host = Host::new(store, registry, Clock::manual(START), HostConfig::default());
+    // The live host runs on the system clock, as a production server does, so the replay's
+    // clock moves continuously: each timer fires at its own due time.
+    // `WAYMARK_BACKTEST_PARTS` as the server reads it (`--backtest-parts`; unset: one per core).
+    let config = HostConfig {
+        backtest_parts: std::env::var("WAYMARK_BACKTEST_PARTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0),
+        ..HostConfig::default()
+    };
+    let host = Host::new(store, registry, Clock::system(), config);
     let plan = Plan {
         tenant: "bench".into(),
         journey: "renewal".into(),
@@ -162,9 +172,9 @@ async fn main() {
         outcome.live.sends.len(),
         outcome.candidate.sends.len(),
         if early {
-            ", two replays"
+            ", two replays".to_string()
         } else {
-            ", one replay"
+            format!(", one replay in {} parts", outcome.parts)
         },
         took.as_secs_f64(),
         events as f64 / took.as_secs_f64()

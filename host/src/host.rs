@@ -49,6 +49,10 @@ pub struct HostConfig {
     /// (`--backtest-memory-mib`): a replay that would hold more fails, saying so, rather than
     /// run the server out of memory. `None`: no limit.
     pub backtest_memory: Option<u64>,
+    /// Into how many parts, at most, one replay of a backtest is split when its customers'
+    /// replays are independent (`--backtest-parts`): each part runs on its own scratch store
+    /// at once with the others. `None`: one per core.
+    pub backtest_parts: Option<u64>,
 }
 
 impl HostConfig {
@@ -73,6 +77,7 @@ impl Default for HostConfig {
             breaker: BreakerPolicy::default(),
             public_url: None,
             backtest_memory: None,
+            backtest_parts: None,
         }
     }
 }

@@ -178,6 +178,10 @@ struct ServeArgs {
     /// that would hold more fails with an error saying to narrow it to a customer sample.
     #[arg(long, env = "WAYMARK_BACKTEST_MEMORY_MIB", default_value_t = 4096)]
     backtest_memory_mib: u64,
+    /// Into how many parts, at most, a backtest's replay is split to run on several cores
+    /// when its customers' replays are independent (0: one per core).
+    #[arg(long, env = "WAYMARK_BACKTEST_PARTS", default_value_t = 0)]
+    backtest_parts: u64,
 }
 
 /// `--public-url`: an absolute `http`/`https` URL, kept without its trailing slashes.
@@ -255,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
             backtest_memory: Some(args.backtest_memory_mib)
                 .filter(|mib| *mib > 0)
                 .map(|mib| mib.saturating_mul(1 << 20)),
+            backtest_parts: Some(args.backtest_parts).filter(|n| *n > 0),
         },
         sandbox: SandboxConfig {
             // Isolation (issue 15): the operator's loop budgets.

@@ -181,6 +181,12 @@ impl Server {
         child.wait().expect("the server exits")
     }
 
+    /// [`Server::restart`] with `args` as the extra arguments to `waymark serve` from now on.
+    pub async fn restart_with_args(&mut self, args: &[&str]) {
+        self.options.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart().await;
+    }
+
     /// Kills the process if it runs, then starts a new one on the same data directory.
     pub async fn restart(&mut self) {
         self.kill();

@@ -6,7 +6,9 @@
 //! live store's customers, enrollments, messages, tasks and report are as they were.
 
 use std::collections::BTreeMap;
-use waymark_api::backtests::{Backtest, BacktestRequest, BacktestStatus, Candidate};
+use waymark_api::backtests::{
+    Backtest, BacktestRequest, BacktestResult, BacktestStatus, Candidate,
+};
 use waymark_tests::*;
 
 const EMAIL: &str = "email";
@@ -23,6 +25,27 @@ async fn advance_to(admin: &Api, at: i64) {
 fn renewal_midnight(start: i64, i: i64) -> i64 {
     let (y, m, d) = utc_date(start + (35 + i % 10) * DAY_MS);
     utc_midnight(y, m, d)
+}
+
+/// Customers `c0`.. `c{n-1}`'s opening events at `start`: their renewal date (35 to 44 days
+/// out), then `renewal_scheduled`.
+fn opening(start: i64, n: i64) -> Vec<Value> {
+    let mut events = Vec::new();
+    for i in 0..n {
+        let (y, m, d) = utc_date(renewal_midnight(start, i));
+        let date = format!("{y:04}-{m:02}-{d:02}");
+        events.push(identify(
+            &format!("c{i}-traits"),
+            &format!("c{i}"),
+            json!({ "renewal_date": date }),
+        ));
+        events.push(event(
+            &format!("c{i}-scheduled"),
+            &format!("c{i}"),
+            "renewal_scheduled",
+        ));
+    }
+    events
 }
 
 /// The reminders a version sends customer `i` by `to`: due at 09:00 UTC (no zone) on each of
@@ -79,81 +102,94 @@ async fn backtested(api: &Api, request: &BacktestRequest) -> Backtest {
     finished(api, &started.id).await
 }
 
-#[tokio::test]
-async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send_times() {
-    let world = Example::start("renewal", &[EMAIL]).await;
-    let (api, admin) = (world.api(), world.admin());
-    let draft = api
-        .tenant_client()
-        .upload_journey_draft("renewal", artifacts().component(RENEWAL_EARLY_CRATE))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let start = admin.clock_now().await;
+/// A month of the renewal example run live on the manual clock: every customer's renewal
+/// date and entry at the start, the customers `renews` picks renewing on day `renew_day`, the
+/// clock moved a day at a time with each day's reminders at the sink before it moves on.
+struct Month {
+    start: i64,
+    to: i64,
+    renewed_at: i64,
+    renews: fn(i64) -> bool,
+}
 
-    // A month of history: every customer's renewal date and entry at the start; a quarter of
-    // them renew on day 20.
-    let mut opening = Vec::new();
-    for i in 0..CUSTOMERS {
-        let (y, m, d) = utc_date(renewal_midnight(start, i));
-        let date = format!("{y:04}-{m:02}-{d:02}");
-        opening.push(identify(
-            &format!("c{i}-traits"),
-            &format!("c{i}"),
-            json!({ "renewal_date": date }),
-        ));
-        opening.push(event(
-            &format!("c{i}-scheduled"),
-            &format!("c{i}"),
-            "renewal_scheduled",
-        ));
-    }
-    world.post(&opening).await;
-    // Every customer entered before the clock moves: live processes them at `start`, the time
-    // they were recorded at, as the replay does.
-    for i in 0..CUSTOMERS {
-        world
-            .wait_for(&format!("c{i}"), "entered", |e| e.timer("lapsed").is_some())
+impl Month {
+    async fn live(world: &Example, renews: fn(i64) -> bool, renew_day: i64) -> Month {
+        let admin = world.admin();
+        let start = admin.clock_now().await;
+        let month = Month {
+            start,
+            to: start + 31 * DAY_MS,
+            renewed_at: start + renew_day * DAY_MS,
+            renews,
+        };
+        let opening = opening(start, CUSTOMERS);
+        world.post(&opening).await;
+        // Every customer entered before the clock moves: live processes them at `start`, the
+        // time they were recorded at, as the replay does.
+        for i in 0..CUSTOMERS {
+            world
+                .wait_for(&format!("c{i}"), "entered", |e| e.timer("lapsed").is_some())
+                .await;
+        }
+        // Each day's reminders arrive before anything else happens, so live order is the
+        // recorded order.
+        for day in 1..=31 {
+            let now = start + day * DAY_MS;
+            advance_to(&admin, now).await;
+            wait_until("the day's live reminders reach the sink", || async {
+                world.sink.requests().len() == month.live_due(now)
+            })
             .await;
+            if day == renew_day {
+                let renewed: Vec<Value> = (0..CUSTOMERS)
+                    .filter(|i| renews(*i))
+                    .map(|i| event(&format!("c{i}-renewed"), &format!("c{i}"), "renewed"))
+                    .collect();
+                world.post(&renewed).await;
+                for i in (0..CUSTOMERS).filter(|i| renews(*i)) {
+                    world
+                        .wait_for(&format!("c{i}"), "renewed", |e| {
+                            e.status == EnrollmentStatus::Exited
+                        })
+                        .await;
+                }
+            }
+        }
+        month
     }
-    let renewed_at = start + 20 * DAY_MS;
-    let renews = |i: i64| i % 4 == 0;
-    let to = start + 31 * DAY_MS;
-    let renewed = |i: i64| renews(i).then_some(renewed_at);
-    // Live reminders due by `now`: the clock moves a day at a time, and each day's reminders
-    // arrive before anything else happens, so live order is the recorded order.
-    let live_due = |now: i64| -> usize {
+
+    /// When customer `i` renewed, if they did.
+    fn renewed(&self, i: i64) -> Option<i64> {
+        (self.renews)(i).then_some(self.renewed_at)
+    }
+
+    /// The reminders live sent by `now`.
+    fn live_due(&self, now: i64) -> usize {
         (0..CUSTOMERS)
             .map(|i| {
-                expected(start, to, i, &[30, 14, 3], renewed(i))
+                expected(self.start, self.to, i, &[30, 14, 3], self.renewed(i))
                     .into_iter()
                     .filter(|t| *t <= now)
                     .count()
             })
             .sum()
-    };
-    for day in 1..=31 {
-        let now = start + day * DAY_MS;
-        advance_to(&admin, now).await;
-        wait_until("the day's live reminders reach the sink", || async {
-            world.sink.requests().len() == live_due(now)
-        })
-        .await;
-        if day == 20 {
-            let renewed: Vec<Value> = (0..CUSTOMERS)
-                .filter(|i| renews(*i))
-                .map(|i| event(&format!("c{i}-renewed"), &format!("c{i}"), "renewed"))
-                .collect();
-            world.post(&renewed).await;
-            for i in (0..CUSTOMERS).filter(|i| renews(*i)) {
-                world
-                    .wait_for(&format!("c{i}"), "renewed", |e| {
-                        e.status == EnrollmentStatus::Exited
-                    })
-                    .await;
-            }
-        }
     }
-    let live_total = live_due(to);
+}
+
+#[tokio::test]
+async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send_times() {
+    let world = Example::start("renewal", &[EMAIL]).await;
+    let api = world.api();
+    let draft = api
+        .tenant_client()
+        .upload_journey_draft("renewal", artifacts().component(RENEWAL_EARLY_CRATE))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A month of history: a quarter of the customers renew on day 20.
+    let month = Month::live(&world, |i| i % 4 == 0, 20).await;
+    let (start, to) = (month.start, month.to);
+    let renewed = |i: i64| month.renewed(i);
+    let live_total = month.live_due(to);
 
     // The backtest, with nothing reaching the sink and the live store as it was.
     let before = live_state(&api).await;
@@ -335,21 +371,7 @@ async fn a_candidate_sent_as_component_bytes_is_backtested_and_never_stored() {
 
     // A little history: every customer enters at the start; the clock moves a day at a time.
     let start = admin.clock_now().await;
-    let mut opening = Vec::new();
-    for i in 0..FEW {
-        let (y, m, d) = utc_date(renewal_midnight(start, i));
-        let date = format!("{y:04}-{m:02}-{d:02}");
-        opening.push(identify(
-            &format!("c{i}-traits"),
-            &format!("c{i}"),
-            json!({ "renewal_date": date }),
-        ));
-        opening.push(event(
-            &format!("c{i}-scheduled"),
-            &format!("c{i}"),
-            "renewal_scheduled",
-        ));
-    }
+    let opening = opening(start, FEW);
     world.post(&opening).await;
     for i in 0..FEW {
         world
@@ -583,21 +605,7 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
     const MANY: i64 = 2500;
     let mut world = Example::start("renewal", &[EMAIL]).await;
     let start = world.admin().clock_now().await;
-    let mut history = Vec::new();
-    for i in 0..MANY {
-        let (y, m, d) = utc_date(renewal_midnight(start, i));
-        let date = format!("{y:04}-{m:02}-{d:02}");
-        history.push(identify(
-            &format!("c{i}-traits"),
-            &format!("c{i}"),
-            json!({ "renewal_date": date }),
-        ));
-        history.push(event(
-            &format!("c{i}-scheduled"),
-            &format!("c{i}"),
-            "renewal_scheduled",
-        ));
-    }
+    let history = opening(start, MANY);
     for batch in history.chunks(1000) {
         world.post(batch).await;
     }
@@ -767,4 +775,62 @@ async fn a_backtest_past_its_memory_limit_fails_saying_so_and_the_server_goes_on
         })
         .await;
     assert_eq!(enrollment.version, 1);
+}
+
+/// A replay of the live version alone is split into parts, one per core (`--backtest-parts`
+/// bounds them), each on a scratch store of its own, when no customer's replay depends on
+/// another's: the parts' results combined are what one replay of everyone gives — the same
+/// report, sends, diff and fidelity, every customer identical to what ran live.
+#[tokio::test]
+async fn a_replay_split_into_parts_gives_what_one_replay_gives() {
+    let mut world = Example::start("renewal", &[EMAIL]).await;
+    // A third of the customers renew on day 12.
+    let month = Month::live(&world, |i| i % 3 == 0, 12).await;
+    let (start, to) = (month.start, month.to);
+
+    // The live version as the candidate: one replay, checked against what ran live.
+    let request = BacktestRequest {
+        candidate: Candidate::stored(1),
+        from: start,
+        to,
+        customers: None,
+        sample_fraction: None,
+        fidelity: true,
+    };
+    let mut results = Vec::new();
+    for parts in ["3", "1"] {
+        world
+            .server
+            .restart_with_args(&["--backtest-parts", parts])
+            .await;
+        let done = backtested(&world.api(), &request).await;
+        assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
+        assert_eq!(
+            done.replayed, done.total,
+            "every part's events counted once"
+        );
+        results.push(done.result.expect("a done backtest has its result"));
+    }
+    let (split, whole) = (&results[0], &results[1]);
+    assert_eq!((split.replay_parts, whole.replay_parts), (3, 1));
+    let fidelity = split.fidelity.as_ref().expect("asked for");
+    assert_eq!(fidelity.divergences, []);
+    assert_eq!(
+        (fidelity.customers, fidelity.identical),
+        (CUSTOMERS as u64, CUSTOMERS as u64)
+    );
+    assert_eq!(split.live.overall.entered, CUSTOMERS as u64);
+    assert_eq!(
+        split.diff.sends_by_channel[EMAIL].live,
+        month.live_due(to) as u64,
+        "the split replay sends what live sent"
+    );
+    assert_eq!(
+        BacktestResult {
+            replay_parts: 1,
+            ..split.clone()
+        },
+        *whole,
+        "split or not, the same result"
+    );
 }

@@ -205,7 +205,12 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
             "{journey}: {:?}",
             done.error
         );
-        let fidelity = done.result.and_then(|r| r.fidelity).expect("asked for");
+        let result = done.result.expect("a done backtest has its result");
+        // Nothing in this history ties customers together: the replay ran in one part per
+        // core (at most 8), each checked customer by customer below.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+        assert_eq!(result.replay_parts, cores.min(8), "{journey}");
+        let fidelity = result.fidelity.expect("asked for");
         let diverging: BTreeSet<&str> = fidelity
             .divergences
             .iter()
@@ -229,9 +234,10 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
         );
         assert_eq!(fidelity.identical, fidelity.customers, "{diverging:?}");
         eprintln!(
-            "fidelity {journey}: {} customers identical, {} events replayed in {:?}",
+            "fidelity {journey}: {} customers identical, {} events replayed in {} parts in {:?}",
             fidelity.identical,
             done.total,
+            result.replay_parts,
             replay_began.elapsed()
         );
     }

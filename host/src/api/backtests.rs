@@ -102,6 +102,7 @@ async fn start(
                 .customers
                 .map(|c| c.into_iter().collect::<HashSet<_>>()),
             per_million,
+            part: None,
         },
         fidelity: request.fidelity,
         migrate,

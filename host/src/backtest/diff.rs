@@ -226,6 +226,7 @@ mod tests {
             candidate,
             live,
             fidelity: None,
+            parts: 1,
         });
         assert_eq!(d.customers_changed, 1);
         assert_eq!(d.customers[0].customer, "ada");

@@ -406,6 +406,7 @@ async fn rebuild(host: &Host, tenant: &str, job: &BacktestJob) -> Result<Plan, S
         sample: Sample {
             customers: job.customers.clone().map(|c| c.into_iter().collect()),
             per_million: job.per_million,
+            part: None,
         },
         fidelity: job.fidelity,
         migrate: job.migrate.map(|(from, at)| MigrateAt { from, at }),
@@ -427,6 +428,7 @@ fn result_of(outcome: Outcome) -> BacktestResult {
         candidate: outcome.candidate.report.into(),
         live: outcome.live.report.into(),
         fidelity: outcome.fidelity,
+        replay_parts: outcome.parts,
     }
 }
 

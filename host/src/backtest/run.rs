@@ -40,12 +40,20 @@ pub enum BacktestError {
     TooLarge { limit_mib: u64 },
     #[error("the candidate's replay stopped: {0}")]
     Stopped(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
-/// Fails a replay whose scratch store holds more than the host allows.
-fn within_memory(engine: &IsolatedEngine, config: &HostConfig) -> Result<(), BacktestError> {
+/// Fails a replay whose scratch store holds more than the host allows: a replay run in
+/// [`Part`]s gives each its share of the limit.
+fn within_memory(
+    engine: &IsolatedEngine,
+    config: &HostConfig,
+    sample: &Sample,
+) -> Result<(), BacktestError> {
+    let parts = sample.part.map_or(1, |p| p.of);
     match (config.backtest_memory, engine.store().memory_used()) {
-        (Some(limit), Some(used)) if used > limit => Err(BacktestError::TooLarge {
+        (Some(limit), Some(used)) if used > limit / parts => Err(BacktestError::TooLarge {
             limit_mib: limit >> 20,
         }),
         _ => Ok(()),
@@ -59,11 +67,33 @@ pub struct Sample {
     pub customers: Option<HashSet<String>>,
     /// A deterministic share of all customers, in millionths.
     pub per_million: Option<u64>,
+    /// Of those, one part of a replay split over the cores ([`parts_for`]); set by the
+    /// backtest itself, never asked for.
+    pub part: Option<Part>,
+}
+
+/// One of the parts a replay is split into when no customer's replay depends on another's:
+/// the customers whose hash falls in it, replayed on a scratch store of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: u64,
+    pub of: u64,
+}
+
+impl Part {
+    fn takes(&self, customer: &str) -> bool {
+        crate::hash::fnv1a_joined(&["backtest-part", customer]) % self.of == self.index
+    }
 }
 
 impl Sample {
-    /// Whether `customer` is in the sample: everyone when nothing is asked for.
+    /// Whether `customer` is in the sample (everyone when nothing is asked for) and in its
+    /// part.
     pub fn takes(&self, customer: &str) -> bool {
+        self.part.is_none_or(|p| p.takes(customer)) && self.chosen(customer)
+    }
+
+    fn chosen(&self, customer: &str) -> bool {
         if self.customers.is_none() && self.per_million.is_none() {
             return true;
         }
@@ -124,6 +154,8 @@ pub struct Outcome {
     pub live: Replayed,
     /// With [`Plan::fidelity`].
     pub fidelity: Option<waymark_api::backtests::Fidelity>,
+    /// Into how many parts the live version's replay was split ([`Part`]).
+    pub parts: u64,
 }
 
 /// Runs a whole backtest against `live`'s recorded events, reading the live store only.
@@ -153,7 +185,7 @@ pub async fn backtest(
     let live_version = rollout
         .live
         .ok_or_else(|| BacktestError::NoLive(plan.journey.clone()))?;
-    let count = count_events(live, plan)?;
+    let (count, crossing) = survey(live, plan)?;
     // When the candidate is the live version with nothing rolling out, the two replays are
     // one: it runs once.
     let same = plan.migrate.is_none()
@@ -185,20 +217,19 @@ pub async fn backtest(
             let side = candidate_side(&plan, &rollout);
             replay(&live, &sandbox, &plan, side, false, &progress, &cancel)
                 .await
-                .map(|(replayed, _)| replayed)
+                .map(|share| combine(vec![share]).0)
         });
         (task, stop)
     });
-    let (live_side, fidelity) = replay(
-        live,
-        &sandbox,
-        plan,
-        Side::Live(live_version),
-        plan.fidelity,
-        progress,
-        cancel,
-    )
-    .await?;
+    // A single replay runs in parts, one per core, when no customer's replay depends on
+    // another's; with two replays the cores are taken already.
+    let parts = if same {
+        parts_for(live, plan, crossing).await?
+    } else {
+        1
+    };
+    let (live_side, fidelity) =
+        replay_in_parts(live, &sandbox, plan, live_version, parts, progress, cancel).await?;
     let candidate = match candidate_run {
         None => live_side.clone(),
         Some((task, _stop)) => task
@@ -209,6 +240,7 @@ pub async fn backtest(
         candidate,
         live: live_side,
         fidelity,
+        parts,
     })
 }
 
@@ -228,18 +260,198 @@ fn candidate_side<'a>(plan: &'a Plan, rollout: &Rollout) -> Side<'a> {
     }
 }
 
-/// How many recorded events `plan` takes.
-fn count_events(live: &Host, plan: &Plan) -> Result<u64, StoreError> {
-    let mut n = 0;
+/// How many recorded events `plan` takes, and whether one of them ties customers together:
+/// an identity merge (`identify` with another id, `alias`) or an account's `group`.
+fn survey(live: &Host, plan: &Plan) -> Result<(u64, bool), StoreError> {
+    let (mut n, mut crossing) = (0, false);
     let mut after = None;
     loop {
         let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
         let Some((last, _)) = page.last() else {
-            return Ok(n);
+            return Ok((n, crossing));
         };
         after = Some(*last);
-        n += page.iter().filter(|(_, e)| takes(plan, e)).count() as u64;
+        for (_, logged) in page.iter().filter(|(_, e)| takes(plan, e)) {
+            n += 1;
+            crossing = crossing || crosses_customers(&logged.event());
+        }
     }
+}
+
+/// Whether `event` makes one customer's replay depend on another's.
+fn crosses_customers(event: &crate::model::Event) -> bool {
+    crate::engine::identity::merge_source(event).is_some()
+        || event.name == crate::engine::accounts::GROUP
+}
+
+/// The most parts a replay is split into.
+const MAX_PARTS: u64 = 8;
+
+/// Into how many parts a replay of `plan`'s events may be split: one per core when each
+/// customer's replay depends on no other's, else one. Customers are tied together by
+/// identity merges and accounts (`crossing`, from [`survey`]), and by a journey that reads the
+/// journey-wide `stats` or allocates an experiment adaptively (from its arms' conversion):
+/// split, such a journey would see one part's figures instead of all customers'.
+async fn parts_for(live: &Host, plan: &Plan, crossing: bool) -> Result<u64, BacktestError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let parts = live.config.backtest_parts.unwrap_or(cores).min(MAX_PARTS);
+    if parts < 2 || crossing {
+        return Ok(1);
+    }
+    // The versions new entrants run: a replay starts with no enrollments.
+    for (journey, rollout) in live.store.journey_rollouts(&plan.tenant)? {
+        for version in [rollout.live, rollout.candidate.map(|c| c.version)]
+            .into_iter()
+            .flatten()
+        {
+            let Some(v) = live
+                .store
+                .journey_version(&plan.tenant, &journey, version)?
+            else {
+                continue;
+            };
+            if v.spec.experiments.iter().any(|x| !x.allocation.is_fixed()) {
+                return Ok(1);
+            }
+            if live
+                .registry
+                .journey(&plan.tenant, &v.digest)
+                .await?
+                .reads_stats()
+            {
+                return Ok(1);
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// The live version's replay of `plan`, in `parts` parts at once (each its own engine on its
+/// own scratch store, a share of the customers), combined: the same report, sends and fidelity
+/// as one replay of them all, since no customer's replay depends on another's.
+async fn replay_in_parts(
+    live: &Arc<Host>,
+    sandbox: &Sandbox,
+    plan: &Plan,
+    version: u32,
+    parts: u64,
+    progress: &Arc<Progress>,
+    cancel: &CancellationToken,
+) -> Result<(Replayed, Option<waymark_api::backtests::Fidelity>), BacktestError> {
+    let part_plan = |index: u64| Plan {
+        sample: Sample {
+            part: (parts > 1).then_some(Part { index, of: parts }),
+            ..plan.sample.clone()
+        },
+        ..plan.clone()
+    };
+    let mut others = Vec::new();
+    for index in 1..parts {
+        let (live, sandbox, plan, progress) = (
+            live.clone(),
+            sandbox.clone(),
+            part_plan(index),
+            progress.clone(),
+        );
+        // Cancelled with the backtest, and when this function returns early.
+        let cancel = cancel.child_token();
+        let stop = cancel.clone().drop_guard();
+        let task = tokio::spawn(async move {
+            let side = Side::Live(version);
+            replay(
+                &live,
+                &sandbox,
+                &plan,
+                side,
+                plan.fidelity,
+                &progress,
+                &cancel,
+            )
+            .await
+        });
+        others.push((task, stop));
+    }
+    let first = part_plan(0);
+    let side = Side::Live(version);
+    let mut shares = vec![
+        replay(
+            live,
+            sandbox,
+            &first,
+            side,
+            first.fidelity,
+            progress,
+            cancel,
+        )
+        .await?,
+    ];
+    for (task, _stop) in others {
+        shares.push(
+            task.await
+                .map_err(|e| BacktestError::Stopped(e.to_string()))??,
+        );
+    }
+    Ok(combine(shares))
+}
+
+/// What one replay (or one part of one) produced.
+struct Share {
+    version: u32,
+    digest: Option<String>,
+    migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
+    spec: crate::model::Spec,
+    cells: Vec<crate::report::cells::Cell>,
+    sends: Vec<(String, SentMessage)>,
+    fidelity: Option<waymark_api::backtests::Fidelity>,
+}
+
+/// The parts of one replay as one: cells added up into the report, sends and fidelity
+/// gathered in customer order.
+fn combine(shares: Vec<Share>) -> (Replayed, Option<waymark_api::backtests::Fidelity>) {
+    let mut shares = shares.into_iter();
+    let Some(first) = shares.next() else {
+        unreachable!("a replay has at least one part")
+    };
+    let Share {
+        version,
+        digest,
+        migration,
+        spec,
+        mut cells,
+        mut sends,
+        mut fidelity,
+    } = first;
+    let mut split = false;
+    for share in shares {
+        split = true;
+        cells.extend(share.cells);
+        sends.extend(share.sends);
+        fidelity = match (fidelity, share.fidelity) {
+            (Some(mut a), Some(b)) => {
+                a.customers += b.customers;
+                a.identical += b.identical;
+                a.divergences.extend(b.divergences);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+    }
+    if split {
+        sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
+        if let Some(f) = &mut fidelity {
+            f.divergences.sort_by(|a, b| a.customer.cmp(&b.customer));
+            f.divergences.truncate(MAX_DIVERGENCES_LISTED);
+        }
+    }
+    let report = crate::report::cells::report(&spec, &cells);
+    let replayed = Replayed {
+        version,
+        digest,
+        migration,
+        report,
+        sends,
+    };
+    (replayed, fidelity)
 }
 
 fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
@@ -257,8 +469,8 @@ enum Side<'a> {
     Unstored(&'a super::candidate::Unstored),
 }
 
-/// One replay of `plan`'s events on `side`, measured against the spec of the version it
-/// runs; with `check`, also compared with what ran live.
+/// One replay of `plan`'s events on `side` (or of its sample's part), its report cells and
+/// sends read back for [`combine`]; with `check`, also compared with what ran live.
 async fn replay(
     live: &Host,
     sandbox: &Sandbox,
@@ -267,7 +479,7 @@ async fn replay(
     check: bool,
     progress: &Progress,
     cancel: &CancellationToken,
-) -> Result<(Replayed, Option<waymark_api::backtests::Fidelity>), BacktestError> {
+) -> Result<Share, BacktestError> {
     let engine = IsolatedEngine::new(
         &live.store,
         sandbox.clone(),
@@ -330,7 +542,7 @@ async fn replay(
             group_at = Some(at);
             group.push(logged.event());
         }
-        within_memory(&engine, &live.config)?;
+        within_memory(&engine, &live.config, &plan.sample)?;
         // Let other work on the runtime go on between pages.
         tokio::task::yield_now().await;
     }
@@ -349,14 +561,13 @@ async fn replay(
         return Err(BacktestError::Cancelled);
     }
     // The timers after the last event add sends and state too.
-    within_memory(&engine, &live.config)?;
+    within_memory(&engine, &live.config, &plan.sample)?;
     let scratch = engine.store();
     let spec = scratch
         .journey_version(&plan.tenant, &plan.journey, version)?
         .ok_or_else(|| BacktestError::NoVersion(plan.journey.clone(), version))?
         .spec;
     let cells = scratch.report_cells(&plan.tenant, &plan.journey)?;
-    let report = crate::report::cells::report(&spec, &cells);
     let mut sends: Vec<(String, SentMessage)> = scratch
         .tenant_messages(&plan.tenant)?
         .into_iter()
@@ -369,14 +580,15 @@ async fn replay(
     } else {
         None
     };
-    let replayed = Replayed {
+    Ok(Share {
         version,
         digest,
         migration,
-        report,
+        spec,
+        cells,
         sends,
-    };
-    Ok((replayed, fidelity))
+        fidelity,
+    })
 }
 
 /// The most events fed to the engine at once (each customer's still in order).
@@ -475,5 +687,72 @@ fn sent(m: Message) -> SentMessage {
         template: m.template,
         decided_at: m.created_at,
         id: m.id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Event;
+    use serde_json::json;
+
+    fn event(name: &str, properties: serde_json::Value) -> Event {
+        Event {
+            id: "e1".into(),
+            customer: "known".into(),
+            name: name.into(),
+            properties: serde_json::from_value(properties).unwrap(),
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn merges_and_accounts_tie_customers_together_and_nothing_else_does() {
+        let crossing = [
+            event("identify", json!({"anonymous_id": "anon-1"})),
+            event("alias", json!({"previous_id": "anon-1"})),
+            event("group", json!({"group_id": "acme"})),
+        ];
+        for e in &crossing {
+            assert!(crosses_customers(e), "{e:?}");
+        }
+        let own = [
+            event("identify", json!({"traits": {"plan": "pro"}})),
+            // Naming the customer's own id merges nothing.
+            event("identify", json!({"anonymous_id": "known"})),
+            event("renewed", json!({})),
+        ];
+        for e in &own {
+            assert!(!crosses_customers(e), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn every_customer_of_a_sample_is_in_exactly_one_part() {
+        let sample = Sample {
+            per_million: Some(500_000),
+            ..Sample::default()
+        };
+        let parts: Vec<Sample> = (0..3)
+            .map(|index| Sample {
+                part: Some(Part { index, of: 3 }),
+                ..sample.clone()
+            })
+            .collect();
+        let mut sizes = [0; 3];
+        for c in 0..3_000 {
+            let customer = format!("c{c}");
+            let takers: Vec<usize> = (0..3).filter(|i| parts[*i].takes(&customer)).collect();
+            if sample.takes(&customer) {
+                assert_eq!(takers.len(), 1, "{customer}");
+                sizes[takers[0]] += 1;
+            } else {
+                assert!(takers.is_empty(), "{customer}");
+            }
+        }
+        // Each part about a third of the sample's half.
+        for size in sizes {
+            assert!((350..650).contains(&size), "{sizes:?}");
+        }
     }
 }

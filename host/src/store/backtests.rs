@@ -227,6 +227,7 @@ pub(crate) mod tests {
         BacktestResult {
             candidate_version: 2,
             candidate_digest: Some("ab".into()),
+            replay_parts: 1,
             live_version: 1,
             candidate: report.clone(),
             live: report,
