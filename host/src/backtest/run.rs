@@ -217,7 +217,7 @@ pub async fn backtest(
             let side = candidate_side(&plan, &rollout);
             replay(&live, &sandbox, &plan, side, false, &progress, &cancel)
                 .await
-                .map(|share| combine(vec![share]).0)
+                .map(|share| combine(share, Vec::new()).0)
         });
         (task, stop)
     });
@@ -373,25 +373,24 @@ async fn replay_in_parts(
     }
     let first = part_plan(0);
     let side = Side::Live(version);
-    let mut shares = vec![
-        replay(
-            live,
-            sandbox,
-            &first,
-            side,
-            first.fidelity,
-            progress,
-            cancel,
-        )
-        .await?,
-    ];
+    let own = replay(
+        live,
+        sandbox,
+        &first,
+        side,
+        first.fidelity,
+        progress,
+        cancel,
+    )
+    .await?;
+    let mut shares = Vec::new();
     for (task, _stop) in others {
         shares.push(
             task.await
                 .map_err(|e| BacktestError::Stopped(e.to_string()))??,
         );
     }
-    Ok(combine(shares))
+    Ok(combine(own, shares))
 }
 
 /// What one replay (or one part of one) produced.
@@ -405,13 +404,12 @@ struct Share {
     fidelity: Option<waymark_api::backtests::Fidelity>,
 }
 
-/// The parts of one replay as one: cells added up into the report, sends and fidelity
-/// gathered in customer order.
-fn combine(shares: Vec<Share>) -> (Replayed, Option<waymark_api::backtests::Fidelity>) {
-    let mut shares = shares.into_iter();
-    let Some(first) = shares.next() else {
-        unreachable!("a replay has at least one part")
-    };
+/// A replay's parts as one (`first` and the `others`, none for a replay not split): cells
+/// added up into the report, sends and fidelity gathered in customer order.
+fn combine(
+    first: Share,
+    others: Vec<Share>,
+) -> (Replayed, Option<waymark_api::backtests::Fidelity>) {
     let Share {
         version,
         digest,
@@ -421,9 +419,8 @@ fn combine(shares: Vec<Share>) -> (Replayed, Option<waymark_api::backtests::Fide
         mut sends,
         mut fidelity,
     } = first;
-    let mut split = false;
-    for share in shares {
-        split = true;
+    let split = !others.is_empty();
+    for share in others {
         cells.extend(share.cells);
         sends.extend(share.sends);
         fidelity = match (fidelity, share.fidelity) {
