@@ -139,8 +139,6 @@ async fn main() {
     }
     store.clear_queue_for_bench().expect("queue cleared");
     eprintln!("{events} events recorded in {:?}", written.elapsed());
-    // The live host runs on the system clock, as a production server does, so the replay's
-    // clock moves continuously: each timer fires at its own due time.
     // `WAYMARK_BACKTEST_PARTS` as the server reads it (`--backtest-parts`; unset: one per core).
     let config = HostConfig {
         backtest_parts: std::env::var("WAYMARK_BACKTEST_PARTS")
@@ -149,6 +147,8 @@ async fn main() {
             .filter(|n| *n > 0),
         ..HostConfig::default()
     };
+    // The live host runs on the system clock, as a production server does, so the replay's
+    // clock moves continuously: each timer fires at its own due time.
     let host = Host::new(store, registry, Clock::system(), config);
     let plan = Plan {
         tenant: "bench".into(),
