@@ -75,6 +75,11 @@ struct ServeArgs {
     /// providers); refused by default.
     #[arg(long)]
     allow_private_network: bool,
+    /// Profiling only: list compiled guest code in `/tmp/perf-<pid>.map`, so that `perf report`
+    /// names guest functions (guests built with `--profile guest-profiling` keep their names).
+    /// The map grows with every component compiled.
+    #[arg(long, env = "WAYMARK_PERF_MAP", hide = true)]
+    perf_map: bool,
     /// Shard workers; a customer's triggers are processed in order on one shard.
     #[arg(long, default_value_t = 4)]
     shards: u16,
@@ -276,6 +281,7 @@ async fn main() -> anyhow::Result<()> {
             allow_private_network: args.allow_private_network,
             // Beside the database: compiled code, written and read only by this host.
             cache_dir: Some(args.data_dir.join("compiled")),
+            perf_map: args.perf_map,
             ..SandboxConfig::default()
         },
         edge: EdgeConfig {
