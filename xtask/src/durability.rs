@@ -167,6 +167,7 @@ pub fn bench(quick: bool, no_write: bool) -> Result<()> {
         || no_write
         || enrollments_only()?.is_some()
         || std::env::var_os("WAYMARK_BENCH_INGEST_ONLY").is_some()
+        || std::env::var_os("WAYMARK_BENCH_TIMERS_ONLY").is_some()
         || dormant_only()?.is_some()
         || prebuilt_binary().is_some()
     {
@@ -238,6 +239,37 @@ async fn run(plan: &Plan) -> Result<String> {
                     r.latency_p50.as_secs_f64() * 1e3,
                     r.latency_p99.as_secs_f64() * 1e3,
                     r.server_cpu * 1e6 / r.events as f64,
+                    others * 100.0,
+                )
+            })
+            .collect());
+    }
+
+    // Issue 10 (timers): `WAYMARK_BENCH_TIMERS_ONLY=1` runs the timer phase alone, with the
+    // full plan's rates, and prints its rows (nothing is written): the timer aims compared
+    // between two builds without the other phases.
+    if std::env::var_os("WAYMARK_BENCH_TIMERS_ONLY").is_some() {
+        let before = Usage::now()?;
+        let runs = bench
+            .timers(&Plan::new(false))
+            .await
+            .context("timer phase")?;
+        let others = Usage::now()?.others_since(&before);
+        return Ok(runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "timers only: {:.0}/s due, {:.0}/s processed; lag p50 {:.1} ms, p90 {:.1} ms, \
+                     p99 {:.1} ms, max {:.1} ms; poll {:.1} ms; server CPU {:.0} µs per timer; \
+                     others {:.0}%\n",
+                    r.due_rate,
+                    r.processed_rate,
+                    r.lag_p50.as_secs_f64() * 1e3,
+                    r.lag_p90.as_secs_f64() * 1e3,
+                    r.lag_p99.as_secs_f64() * 1e3,
+                    r.lag_max.as_secs_f64() * 1e3,
+                    r.poll.as_secs_f64() * 1e3,
+                    r.server_cpu * 1e6 / r.plan.timers() as f64,
                     others * 100.0,
                 )
             })

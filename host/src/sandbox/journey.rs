@@ -6,6 +6,7 @@
 //! journey with its own pool of warm instances. Conversions and the checks on a guest's output
 //! are in [`super::convert`]; arming and settling a call in [`super::guest`].
 
+use super::bindings::waymark::journey::types;
 use super::capability::log::{self, HasLog, LogState};
 use super::capability::stats::{self, HasStats, StatsState};
 use super::capability::wasi::{self, HasDeterministicWasi, WasiState};
@@ -69,15 +70,10 @@ pub(super) mod audienced {
     });
 }
 
-use audienced::exports::waymark::journey::allocation::{
-    Guest as AllocationExport, GuestIndices as AllocationIndices,
-};
-use audienced::exports::waymark::journey::audience::{
-    Guest as AudienceExport, GuestIndices as AudienceIndices,
-};
-use bindings::JourneyPre;
+use audienced::exports::waymark::journey::allocation::GuestIndices as AllocationIndices;
+use audienced::exports::waymark::journey::audience::GuestIndices as AudienceIndices;
 use migratable::exports::waymark::journey::migration::{
-    Guest as Migration, GuestIndices as MigrationIndices, MigrationContext,
+    GuestIndices as MigrationIndices, MigrationContext,
 };
 
 /// What a journey may import: its vocabulary, `log`, `stats`, and the WASI that Rust's std needs
@@ -198,13 +194,18 @@ struct Instance {
     calls: u32,
 }
 
-/// An instantiated journey's exports: the world's, and `migration` when the component has it.
+/// `decide`'s signature as wasmtime calls it.
+type Decide<'a> =
+    wasmtime::component::TypedFunc<(&'a types::Context,), (Result<Vec<types::Command>, String>,)>;
+
+/// An instantiated journey: its `decide`, type-checked once when it is instantiated, and the
+/// instance, from which every other export (`describe`, and the later contracts' `migration`,
+/// `audience` and `allocation`) is loaded when a call needs it. Those calls are rare (an
+/// upload, a migration), and loading an export type-checks its whole signature: loading all
+/// of them with every fresh instance was a fifth of what instantiating costs.
 struct Bound {
-    journey: bindings::Journey,
-    migration: Option<Migration>,
-    audience: Option<AudienceExport>,
-    /// Issue 13: `allocation` (contract 0.1.2), when the component has it.
-    allocation: Option<AllocationExport>,
+    decide: wasmtime::component::Func,
+    instance: wasmtime::component::Instance,
 }
 
 /// A validated, compiled journey. Cheap to clone (clones share their idle instances).
@@ -217,7 +218,11 @@ struct Bound {
 /// are the classic way to make iteration order depend on the instance's history).
 #[derive(Clone)]
 pub struct JourneyComponent {
-    pre: JourneyPre<JourneyState>,
+    pre: InstancePre<JourneyState>,
+    /// Where the world's exports are, looked up by name once.
+    indices: Arc<bindings::JourneyIndices>,
+    /// Where `decide` is.
+    decide: wasmtime::component::ComponentExportIndex,
     /// Where the component's `migration` export is; `None` if it has none (built for 0.1.0).
     migration: Option<Arc<MigrationIndices>>,
     /// Where the component's `audience` export is; `None` if it has none (built before 0.1.2).
@@ -260,7 +265,7 @@ impl Drop for IdlePool {
 impl JourneyComponent {
     /// The compiled component, for the compiled-code cache.
     pub fn component(&self) -> &wasmtime::component::Component {
-        self.pre.instance_pre().component()
+        self.pre.component()
     }
 
     pub(super) fn new(
@@ -271,14 +276,22 @@ impl JourneyComponent {
         let migration = MigrationIndices::new(&pre).ok().map(Arc::new);
         let audience = AudienceIndices::new(&pre).ok().map(Arc::new);
         let allocation = AllocationIndices::new(&pre).ok().map(Arc::new);
-        let pre = JourneyPre::new(pre).map_err(|e| {
+        let wrong_world = |e: wasmtime::Error| {
             SandboxError::WrongWorld(format!(
                 "not a journey component (it must export `describe` and `decide`): {e:#}"
             ))
-        })?;
+        };
+        let indices = Arc::new(bindings::JourneyIndices::new(&pre).map_err(wrong_world)?);
+        // Checked by the indices above: the world exports `decide`.
+        let decide = pre
+            .component()
+            .get_export_index(None, "decide")
+            .ok_or_else(|| wrong_world(wasmtime::format_err!("no export `decide`")))?;
         Ok(JourneyComponent {
             idle: IdlePool::new(&shared),
             pre,
+            indices,
+            decide,
             migration,
             audience,
             allocation,
@@ -293,6 +306,8 @@ impl JourneyComponent {
     pub fn with_own_instances(&self) -> JourneyComponent {
         JourneyComponent {
             pre: self.pre.clone(),
+            indices: self.indices.clone(),
+            decide: self.decide,
             migration: self.migration.clone(),
             audience: self.audience.clone(),
             allocation: self.allocation.clone(),
@@ -321,13 +336,18 @@ impl JourneyComponent {
                 limits,
                 false,
                 async |bound, store, _| {
-                    let spec = bound.journey.call_describe(&mut *store).await?;
-                    let audience = match &bound.audience {
-                        Some(audience) => Some(audience.call_describe_audience(&mut *store).await?),
+                    let journey = self.indices.load(&mut *store, &bound.instance)?;
+                    let spec = journey.call_describe(&mut *store).await?;
+                    let audience = match &self.audience {
+                        Some(indices) => {
+                            let audience = indices.load(&mut *store, &bound.instance)?;
+                            Some(audience.call_describe_audience(&mut *store).await?)
+                        }
                         None => None,
                     };
-                    let allocation = match &bound.allocation {
-                        Some(allocation) => {
+                    let allocation = match &self.allocation {
+                        Some(indices) => {
+                            let allocation = indices.load(&mut *store, &bound.instance)?;
                             allocation.call_describe_allocation(&mut *store).await?
                         }
                         None => Vec::new(),
@@ -361,7 +381,12 @@ impl JourneyComponent {
                 limits,
                 true,
                 async |bound, store, context| {
-                    bound.journey.call_decide(store, context.fill(ctx)).await
+                    // SAFETY: `bound.decide` was type-checked as exactly this signature when
+                    // the instance was bound (`instantiate`), as wasmtime's generated bindings
+                    // do before calling the same way.
+                    let decide: Decide = unsafe { Decide::new_unchecked(bound.decide) };
+                    let (decision,) = decide.call_async(&mut *store, (context.fill(ctx),)).await?;
+                    Ok(decision)
                 },
             )
             .await?;
@@ -404,9 +429,12 @@ impl JourneyComponent {
                 stats,
                 limits,
                 true,
-                async |bound, store, _| match &bound.migration {
-                    Some(migration) => migration.call_migrate(store, &context).await,
-                    // Every instance of a component with the export has it bound.
+                async |bound, store, _| match &self.migration {
+                    Some(indices) => {
+                        let migration = indices.load(&mut *store, &bound.instance)?;
+                        migration.call_migrate(store, &context).await
+                    }
+                    // Checked above.
                     None => Ok(Err("the `migration` export is not bound".into())),
                 },
             )
@@ -421,30 +449,15 @@ impl JourneyComponent {
 
     /// A new instance with its exports bound.
     async fn instantiate(&self, store: &mut Store<JourneyState>) -> wasmtime::Result<Bound> {
-        let instance = self
-            .pre
-            .instance_pre()
-            .instantiate_async(&mut *store)
-            .await?;
-        let journey = bindings::Journey::new(&mut *store, &instance)?;
-        let migration = match &self.migration {
-            Some(indices) => Some(indices.load(&mut *store, &instance)?),
-            None => None,
-        };
-        let audience = match &self.audience {
-            Some(indices) => Some(indices.load(&mut *store, &instance)?),
-            None => None,
-        };
-        let allocation = match &self.allocation {
-            Some(indices) => Some(indices.load(&mut *store, &instance)?),
-            None => None,
-        };
-        Ok(Bound {
-            journey,
-            migration,
-            audience,
-            allocation,
-        })
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let decide = instance
+            .get_typed_func::<(&types::Context,), (Result<Vec<types::Command>, String>,)>(
+                &mut *store,
+                &self.decide,
+            )?
+            .func()
+            .to_owned();
+        Ok(Bound { decide, instance })
     }
 
     /// Runs `call` on an idle instance, or a fresh one, under the decide deadline: both the
