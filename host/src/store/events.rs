@@ -148,14 +148,14 @@ pub(super) fn append(
     }
     // The queue key's sequence number doubles as the event's place in the log.
     let seq = entry.seq();
-    trees.ids.insert(id_key.as_slice(), id_value(now, seq))?;
-    trees.log.insert(
+    trees.ids.put(id_key.as_slice(), id_value(now, seq))?;
+    trees.log.put(
         key(&[tenant.as_bytes(), seq]),
         enc(&LoggedEvent::new(event, now)),
     )?;
     trees
         .queue
-        .insert(entry.key.as_slice(), entry.value.as_slice())?;
+        .put(entry.key.as_slice(), entry.value.as_slice())?;
     Ok(Ingested::Accepted)
 }
 

@@ -273,6 +273,28 @@ impl TransactionalTree {
         Ok(old)
     }
 
+    /// Waymark: sets a key without reading the value it held (`insert` reads it, through
+    /// the tree, to return it). A transaction holds sled's concurrency-control lock
+    /// exclusively from `stage` to the end of its commit and `validate` always passes, so
+    /// the read serves only the caller: a write the caller does not read back needs none.
+    /// Later reads in the same transaction see the write, as after `insert`.
+    pub fn put<K, V>(&self, key: K, value: V)
+    where
+        K: Into<IVec>,
+        V: Into<IVec>,
+    {
+        let _last_write =
+            self.writes.borrow_mut().insert(key.into(), Some(value.into()));
+    }
+
+    /// Waymark: removes a key without reading the value it held (see `put`).
+    pub fn delete<K>(&self, key: K)
+    where
+        K: Into<IVec>,
+    {
+        let _last_write = self.writes.borrow_mut().insert(key.into(), None);
+    }
+
     /// Remove a key
     pub fn remove<K>(
         &self,
