@@ -1095,15 +1095,22 @@ impl SegmentAccountant {
         let config = self.config.clone();
 
         io_fail!(&config, "file truncation");
-        threadpool::spawn(move || {
-            debug!("truncating file to length {}", at);
-            let res = config
-                .file
-                .set_len(at)
-                .and_then(|_| config.file.sync_all())
-                .map_err(|e| e.into());
-            completer.fill(res);
-        })?;
+        // Waymark: on a thread of its own, not sled's I/O pool. `bump_tip` waits for this
+        // truncation while holding the segment accountant's lock, and every pool thread may be
+        // busy writing a log buffer, blocked on that same lock (`sa_stabilize`): with the
+        // truncation queued behind them, nothing ran again. Upstream fixed this after 0.34.7
+        // the same way (sled PR #1269, a dedicated truncation thread). See `WAYMARK.md` § 5.
+        std::thread::Builder::new()
+            .name("sled-truncate".into())
+            .spawn(move || {
+                debug!("truncating file to length {}", at);
+                let res = config
+                    .file
+                    .set_len(at)
+                    .and_then(|_| config.file.sync_all())
+                    .map_err(|e| e.into());
+                completer.fill(res);
+            })?;
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
