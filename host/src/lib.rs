@@ -37,6 +37,7 @@
 //! | [`feedback`] | **pure** provider feedback: what a provider's webhook event becomes (an engagement event, a suppression) (issue 11) |
 //! | [`inapp`] | the `inapp` channel the host keeps itself: delivery into the customer's inbox, unsubscribe URLs (issue 11) |
 //! | [`backtest`] | backtests: a candidate version replayed over recorded events in an isolated engine (the host's own worker path on a scratch store and a manual clock), compared with live (issue 13) |
+//! | [`cluster`] | cluster mode on NATS JetStream (issue 16): partitions and their placement, leases with fencing epochs, each partition's replicated log; building blocks, not yet used by the server |
 //! | [`audience`] | **pure** audience triggers (issue 12): inactivity, conditions in the expression language, date attributes — what an event or a due moment means for a customer's watch |
 
 pub mod api;
@@ -44,6 +45,7 @@ pub mod audience; // Audience triggers (issue 12)
 pub mod backtest; // Backtests (issue 13)
 pub mod catalog;
 pub mod clock;
+pub mod cluster; // Cluster mode on NATS JetStream (issue 16): its building blocks
 pub mod delivery;
 pub mod engine;
 pub mod hash;

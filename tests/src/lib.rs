@@ -25,6 +25,8 @@
 //! - [`calendar`] — UTC date arithmetic for journeys that work in dates.
 //! - [`mail_providers`] — loopback stand-ins for Postmark and SendGrid that check each request
 //!   against the provider's reference and answer as the provider does (issue 11, email channel).
+//! - [`nats`] — [`NatsCluster`], real `nats-server`s with JetStream as child processes on
+//!   loopback, which a test can kill, restart and pause node by node (issue 16, cluster).
 
 pub mod api;
 pub mod artifacts;
@@ -47,6 +49,8 @@ pub mod mail_providers;
 pub mod hubspot;
 // Provider feedback (issue 11): webhooks signed as each provider signs them.
 pub mod webhooks;
+// JetStream cluster (issue 16): real NATS servers for the cluster tests.
+pub mod nats;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)
@@ -63,6 +67,7 @@ pub use artifacts::{AUDIENCE_BAD_CRATE, AUDIENCE_CRATE}; // Audience triggers (i
 pub use artifacts::{SLACK_CRATE, SMS_CRATE};
 pub use calendar::{utc_date, utc_date_string, utc_midnight};
 pub use hubspot::{HubSpot, HubSpotAccount, HubSpotAnswer, HubSpotCall};
+pub use nats::NatsCluster;
 pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};

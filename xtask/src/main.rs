@@ -21,10 +21,11 @@
 //!   `test` ends with a [`fuzz::SMOKE_SECONDS`] smoke run of each unless `--no-fuzz`.
 //!   `test` also makes (once) `target/segment-venv`, a Python environment with Segment's
 //!   official library from PyPI, for the Segment-compatible ingest test (issue 12), and
-//!   installs Debian's `chromium` and `chromium-driver` when missing, for the dashboard's
-//!   browser test (issue 14, [`chromium`]).
+//!   installs with apt, when missing ([`debian`]), Debian's `chromium` and `chromium-driver`
+//!   for the dashboard's browser test (issue 14) and `nats-server` for the JetStream cluster
+//!   tests (issue 16).
 
-mod chromium; // Dashboard (issue 14)
+mod debian; // Dashboard (issue 14), JetStream cluster (issue 16)
 mod durability;
 mod fuzz;
 mod neighbours;
@@ -284,9 +285,14 @@ fn test(no_nextest: bool, extra: &[String]) -> Result<()> {
         Err(why) => eprintln!("warning: no Python environment for Segment's library: {why}"),
     }
     // Issue 14: headless Chromium and chromedriver for `tests/tests/dashboard.rs`.
-    match chromium::ensure() {
+    match debian::chromium() {
         Ok(driver) => eprintln!("chromedriver ready at {}", driver.display()),
         Err(why) => eprintln!("warning: no Chromium for the dashboard test: {why}"),
+    }
+    // Issue 16: real NATS servers for the JetStream cluster tests (`waymark_tests::nats`).
+    match debian::nats_server() {
+        Ok(server) => eprintln!("nats-server ready at {}", server.display()),
+        Err(why) => eprintln!("warning: no nats-server for the cluster tests: {why}"),
     }
     let prebuilt = [("WAYMARK_PREBUILT", "1")];
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();

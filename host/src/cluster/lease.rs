@@ -1,0 +1,346 @@
+//! Partition leases in the replicated key-value bucket `wm-leases`: who should process a
+//! partition, and for how long it may still act (`docs/SCALING.md` § "Leases and fencing").
+//!
+//! A lease is the key `p.<partition>`, written with `create` (accepted only when the key is
+//! absent: never written, deleted, or expired by the bucket's `max_age`) and renewed with
+//! `update` against the revision the holder last wrote. The revision `create` returned is the
+//! lease's **epoch**: revisions are the bucket stream's sequence, so a later acquisition always
+//! has a higher epoch, and the epoch is the fencing token every append to a partition's log
+//! carries.
+//!
+//! The holder counts the lease as held until the moment it *sent* its last successful write,
+//! plus the period, minus a margin, on its own monotonic clock: the server stamped the entry
+//! later than that, so the holder always gives up before the entry can expire. [`Guard`] is that
+//! deadline, shared with whatever acts for the partition (the worker before an append, the
+//! delivery loop before a send); a refused renewal or a refused append fences it at once.
+
+use super::ClusterError;
+use async_nats::jetstream::{self, kv};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The bucket holding the leases.
+pub const BUCKET: &str = "wm-leases";
+
+/// The key of `partition`'s lease.
+pub fn key(partition: u16) -> String {
+    format!("p.{partition}")
+}
+
+/// What a lease entry says: who holds it, and since which epoch (0 in the entry `create`
+/// wrote, whose own revision is the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The holding node's id.
+    pub node: String,
+    /// The epoch the holder acquired the lease with.
+    pub epoch: u64,
+}
+
+/// A process-wide origin for the guards' deadlines, kept as nanoseconds in an atomic.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn nanos_since_origin(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug)]
+struct GuardState {
+    /// Monotonic deadline, in nanoseconds since [`origin`].
+    deadline: AtomicU64,
+    fenced: AtomicBool,
+}
+
+/// "May this node still act for the partition?": the lease deadline not passed and nothing
+/// refused. Cheap to clone and to check; every clone sees a renewal or a fence at once.
+#[derive(Debug, Clone)]
+pub struct Guard(Arc<GuardState>);
+
+impl Guard {
+    fn until(deadline: Instant) -> Guard {
+        Guard(Arc::new(GuardState {
+            deadline: AtomicU64::new(nanos_since_origin(deadline)),
+            fenced: AtomicBool::new(false),
+        }))
+    }
+
+    /// True while the lease deadline has not passed and the guard was not fenced.
+    pub fn may_act(&self) -> bool {
+        !self.0.fenced.load(Ordering::Acquire)
+            && nanos_since_origin(Instant::now()) < self.0.deadline.load(Ordering::Acquire)
+    }
+
+    /// True once a refusal fenced the guard (as opposed to a deadline that merely passed).
+    pub fn is_fenced(&self) -> bool {
+        self.0.fenced.load(Ordering::Acquire)
+    }
+
+    /// Stops every holder of this guard from acting, for good.
+    pub fn fence(&self) {
+        self.0.fenced.store(true, Ordering::Release);
+    }
+
+    /// How long the guard still allows acting (zero once it does not).
+    pub fn remaining(&self) -> Duration {
+        if self.is_fenced() {
+            return Duration::ZERO;
+        }
+        let deadline = self.0.deadline.load(Ordering::Acquire);
+        Duration::from_nanos(deadline.saturating_sub(nanos_since_origin(Instant::now())))
+    }
+
+    fn extend(&self, deadline: Instant) {
+        self.0
+            .deadline
+            .fetch_max(nanos_since_origin(deadline), Ordering::AcqRel);
+    }
+}
+
+/// A held lease: the partition, the epoch (fencing token), the revision to renew against, and
+/// the guard.
+#[derive(Debug)]
+pub struct Lease {
+    partition: u16,
+    node: String,
+    epoch: u64,
+    revision: u64,
+    guard: Guard,
+}
+
+impl Lease {
+    /// The partition this lease is for.
+    pub fn partition(&self) -> u16 {
+        self.partition
+    }
+
+    /// The fencing token: the revision the acquisition wrote.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The node holding it.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The guard everything acting for the partition checks.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+}
+
+/// The lease bucket, with its period (the bucket's `max_age`).
+#[derive(Debug, Clone)]
+pub struct Leases {
+    kv: kv::Store,
+    /// The bucket's stream, for reads from its leader.
+    stream: jetstream::stream::Stream,
+    period: Duration,
+}
+
+impl Leases {
+    /// Opens the bucket, creating it (`replicas` copies, history 1, `max_age` = `period`) when
+    /// it does not exist. An existing bucket keeps its own period; a node whose `period`
+    /// differs is refused, since two nodes counting different periods would overlap.
+    pub async fn open(
+        js: &jetstream::Context,
+        period: Duration,
+        replicas: usize,
+    ) -> Result<Leases, ClusterError> {
+        if period < Duration::from_millis(500) {
+            return Err(ClusterError::Config(format!(
+                "a lease period of {period:?} is too short; at least 500 ms"
+            )));
+        }
+        let kv = match js.get_key_value(BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => {
+                // The bucket's stream, as `create_key_value` would configure it (async-nats's
+                // `kv_to_stream_config`). Not `create_key_value` itself: it first reads the
+                // account's info with fields nats-server 2.9 does not send.
+                js.get_or_create_stream(jetstream::stream::Config {
+                    name: format!("KV_{BUCKET}"),
+                    description: Some("Waymark partition leases (docs/SCALING.md)".into()),
+                    subjects: vec![format!("$KV.{BUCKET}.>")],
+                    max_messages_per_subject: 1,
+                    max_age: period,
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ClusterError::nats("create the lease bucket", e))?;
+                js.get_key_value(BUCKET)
+                    .await
+                    .map_err(|e| ClusterError::nats("open the lease bucket", e))?
+            }
+        };
+        let stream = js
+            .get_stream(format!("KV_{BUCKET}"))
+            .await
+            .map_err(|e| ClusterError::nats("read the lease bucket", e))?;
+        let max_age = stream.cached_info().config.max_age;
+        if max_age != period {
+            return Err(ClusterError::Config(format!(
+                "the cluster's lease period is {max_age:?}, this node was started with {period:?}"
+            )));
+        }
+        Ok(Leases { kv, stream, period })
+    }
+
+    /// The lease period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The deadline a write sent at `sent` buys: the period less a sixth of it, so the holder
+    /// stops well before the server could expire the entry.
+    fn deadline(&self, sent: Instant) -> Instant {
+        sent + self.period - self.period / 6
+    }
+
+    /// Tries to acquire `partition`'s lease for `node`: `Ok(None)` while another node holds it.
+    pub async fn acquire(&self, partition: u16, node: &str) -> Result<Option<Lease>, ClusterError> {
+        let value = encode(&Holder {
+            node: node.into(),
+            epoch: 0,
+        })?;
+        let sent = Instant::now();
+        match self.kv.create(key(partition), value).await {
+            // Two creates racing on an absent key can both be stored by nats-server 2.9.10
+            // (nats-server#4320); the bucket keeps one entry per key, the last. Only the
+            // acquirer whose entry it is holds the lease.
+            Ok(revision) if self.last(partition).await?.map(|(r, _)| r) != Some(revision) => {
+                Ok(None)
+            }
+            Ok(revision) => Ok(Some(Lease {
+                partition,
+                node: node.into(),
+                epoch: revision,
+                revision,
+                guard: Guard::until(self.deadline(sent)),
+            })),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(ClusterError::nats("acquire a lease", e)),
+        }
+    }
+
+    /// Renews `lease`. A refusal (someone else's entry, or none) means the lease is lost: its
+    /// guard is fenced and [`ClusterError::LeaseLost`] returned. Any other failure (a timeout, a
+    /// stream leader being elected) leaves the guard as it was, running down to its deadline.
+    pub async fn renew(&self, lease: &mut Lease) -> Result<(), ClusterError> {
+        if lease.guard.is_fenced() {
+            return Err(ClusterError::LeaseLost(lease.partition));
+        }
+        let value = encode(&Holder {
+            node: lease.node.clone(),
+            epoch: lease.epoch,
+        })?;
+        let sent = Instant::now();
+        match self
+            .kv
+            .update(key(lease.partition), value, lease.revision)
+            .await
+        {
+            Ok(revision) => {
+                lease.revision = revision;
+                lease.guard.extend(self.deadline(sent));
+                Ok(())
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                lease.guard.fence();
+                Err(ClusterError::LeaseLost(lease.partition))
+            }
+            Err(e) => Err(ClusterError::nats("renew a lease", e)),
+        }
+    }
+
+    /// Gives `lease` up: the guard is fenced first, then the entry deleted if it is still this
+    /// holder's, so the next node need not wait for it to expire.
+    pub async fn release(&self, lease: Lease) -> Result<(), ClusterError> {
+        lease.guard.fence();
+        match self
+            .kv
+            .delete_expect_revision(key(lease.partition), Some(lease.revision))
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Someone else's entry now (or none): nothing of ours to delete.
+            Err(e) if e.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(ClusterError::nats("release a lease", e)),
+        }
+    }
+
+    /// The revision and value of `partition`'s lease entry, read from the bucket stream's
+    /// leader (a replica's direct get may lag a write); `None` when absent or deleted.
+    async fn last(&self, partition: u16) -> Result<Option<(u64, bytes::Bytes)>, ClusterError> {
+        let subject = format!("$KV.{BUCKET}.{}", key(partition));
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => {
+                let deleted = message
+                    .headers
+                    .get("KV-Operation")
+                    .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+                Ok((!deleted).then_some((message.sequence, message.payload)))
+            }
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(e) => Err(ClusterError::nats("read a lease", e)),
+        }
+    }
+
+    /// Who holds `partition`'s lease now (`None` when nobody does).
+    pub async fn holder(&self, partition: u16) -> Result<Option<Holder>, ClusterError> {
+        let Some((revision, value)) = self.last(partition).await? else {
+            return Ok(None);
+        };
+        let mut holder: Holder = rmp_serde::from_slice(&value)
+            .map_err(|e| ClusterError::Corrupt(format!("lease {}: {e}", key(partition))))?;
+        if holder.epoch == 0 {
+            holder.epoch = revision;
+        }
+        Ok(Some(holder))
+    }
+}
+
+fn encode(holder: &Holder) -> Result<bytes::Bytes, ClusterError> {
+    rmp_serde::to_vec_named(holder)
+        .map(Into::into)
+        .map_err(|e| ClusterError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guard_allows_acting_until_its_deadline_or_a_fence() {
+        let guard = Guard::until(Instant::now() + Duration::from_secs(60));
+        assert!(guard.may_act());
+        assert!(guard.remaining() > Duration::from_secs(59));
+        let clone = guard.clone();
+        clone.fence();
+        assert!(!guard.may_act() && guard.is_fenced());
+        assert_eq!(guard.remaining(), Duration::ZERO);
+
+        let passed = Guard::until(Instant::now() - Duration::from_millis(1));
+        assert!(!passed.may_act() && !passed.is_fenced());
+    }
+
+    #[test]
+    fn a_renewal_never_moves_a_deadline_back() {
+        let guard = Guard::until(Instant::now() + Duration::from_secs(60));
+        guard.extend(Instant::now() + Duration::from_secs(1));
+        assert!(guard.remaining() > Duration::from_secs(59));
+    }
+}
