@@ -91,8 +91,9 @@ enum Task {
         no_write: bool,
         /// Run only one part: `sandbox`, `durability` (the real server end to end),
         /// `neighbours` (one tenant's flood against another's latency), `fuzz`, `backtest`
-        /// (recorded events replayed per second, issue 13) or `audience` (the scheduler's work
-        /// per tick with 100,000 watched customers, issue 12).
+        /// (recorded events replayed per second, issue 13), `audience` (the scheduler's work
+        /// per tick with 100,000 watched customers, issue 12) or `cluster` (an acknowledgement
+        /// through NATS JetStream's replicated log, and failover time, issue 16).
         #[arg(long, value_enum)]
         only: Option<BenchPart>,
         /// Seconds per fuzz target (0: no fuzzing).
@@ -120,6 +121,8 @@ enum BenchPart {
     Backtest,
     // Audience triggers (issue 12): the scheduler's work per tick with 100,000 watches.
     Audience,
+    // Cluster building blocks (issue 16): acknowledgements through the log, failover.
+    Cluster,
 }
 
 fn main() -> Result<()> {
@@ -193,6 +196,24 @@ fn main() -> Result<()> {
                         "audience",
                         "--",
                         customers,
+                    ],
+                    &[],
+                )?;
+            }
+            // Cluster building blocks (issue 16): real nats-server clusters on loopback.
+            if run(BenchPart::Cluster) {
+                debian::nats_server()?;
+                let (appends, trials) = if quick { ("500", "2") } else { ("2000", "5") };
+                cargo(
+                    &[
+                        "bench",
+                        "-p",
+                        "waymark-host",
+                        "--bench",
+                        "cluster",
+                        "--",
+                        appends,
+                        trials,
                     ],
                     &[],
                 )?;

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// The bucket holding the leases.
 pub const BUCKET: &str = "wm-leases";
 
+/// The key written to order a lease's confirmation read after racing acquisitions.
+const BARRIER: &str = "barrier";
+
 /// The key of `partition`'s lease.
 pub fn key(partition: u16) -> String {
     format!("p.{partition}")
@@ -112,7 +115,28 @@ pub struct Lease {
     guard: Guard,
 }
 
+/// What acting for a lease needs, without the lease itself (which stays with whoever renews
+/// it): the node, the epoch, the guard.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    /// The holding node.
+    pub node: String,
+    /// The lease's epoch.
+    pub epoch: u64,
+    /// The lease's guard.
+    pub guard: Guard,
+}
+
 impl Lease {
+    /// What acting for this lease needs.
+    pub fn holding(&self) -> Holding {
+        Holding {
+            node: self.node.clone(),
+            epoch: self.epoch,
+            guard: self.guard.clone(),
+        }
+    }
+
     /// The partition this lease is for.
     pub fn partition(&self) -> u16 {
         self.partition
@@ -157,37 +181,14 @@ impl Leases {
                 "a lease period of {period:?} is too short; at least 500 ms"
             )));
         }
-        let kv = match js.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                // The bucket's stream, as `create_key_value` would configure it (async-nats's
-                // `kv_to_stream_config`). Not `create_key_value` itself: it first reads the
-                // account's info with fields nats-server 2.9 does not send.
-                js.get_or_create_stream(jetstream::stream::Config {
-                    name: format!("KV_{BUCKET}"),
-                    description: Some("Waymark partition leases (docs/SCALING.md)".into()),
-                    subjects: vec![format!("$KV.{BUCKET}.>")],
-                    max_messages_per_subject: 1,
-                    max_age: period,
-                    storage: jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: jetstream::stream::DiscardPolicy::New,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::nats("create the lease bucket", e))?;
-                js.get_key_value(BUCKET)
-                    .await
-                    .map_err(|e| ClusterError::nats("open the lease bucket", e))?
-            }
-        };
-        let stream = js
-            .get_stream(format!("KV_{BUCKET}"))
-            .await
-            .map_err(|e| ClusterError::nats("read the lease bucket", e))?;
+        let (kv, stream) = super::open_bucket(
+            js,
+            BUCKET,
+            "Waymark partition leases (docs/SCALING.md)",
+            period,
+            replicas,
+        )
+        .await?;
         let max_age = stream.cached_info().config.max_age;
         if max_age != period {
             return Err(ClusterError::Config(format!(
@@ -210,27 +211,53 @@ impl Leases {
 
     /// Tries to acquire `partition`'s lease for `node`: `Ok(None)` while another node holds it.
     pub async fn acquire(&self, partition: u16, node: &str) -> Result<Option<Lease>, ClusterError> {
+        // `create`, written out: the key's last entry read from the stream's leader (async-nats's
+        // `create` reads a deleted entry by direct get, which a lagging replica may answer with
+        // the entry before the delete), then a write expecting exactly that entry.
+        let expected = match self.last_entry(partition).await? {
+            Some((_, Some(_))) => return Ok(None),
+            Some((revision, None)) => revision,
+            None => 0,
+        };
         let value = encode(&Holder {
             node: node.into(),
             epoch: 0,
         })?;
         let sent = Instant::now();
-        match self.kv.create(key(partition), value).await {
-            // Two creates racing on an absent key can both be stored by nats-server 2.9.10
-            // (nats-server#4320); the bucket keeps one entry per key, the last. Only the
-            // acquirer whose entry it is holds the lease.
-            Ok(revision) if self.last(partition).await?.map(|(r, _)| r) != Some(revision) => {
-                Ok(None)
-            }
-            Ok(revision) => Ok(Some(Lease {
+        let revision = match self.kv.update(key(partition), value, expected).await {
+            Ok(revision) => revision,
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => return Ok(None),
+            Err(e) => return Err(ClusterError::nats("acquire a lease", e)),
+        };
+        // Two writes racing on one expectation can both be stored by nats-server 2.9.10
+        // (nats-server#4320); the bucket keeps the last. A write to the bucket's stream, once
+        // acknowledged, is ordered after every racing write already checked, so the entry read
+        // after it is final: only the acquirer whose entry it is holds the lease.
+        let confirmed = async {
+            self.kv
+                .put(BARRIER, bytes::Bytes::new())
+                .await
+                .map_err(|e| ClusterError::nats("confirm a lease", e))?;
+            Ok::<_, ClusterError>(self.last(partition).await?.map(|(r, _)| r) == Some(revision))
+        }
+        .await;
+        match confirmed {
+            Ok(true) => Ok(Some(Lease {
                 partition,
                 node: node.into(),
                 epoch: revision,
                 revision,
                 guard: Guard::until(self.deadline(sent)),
             })),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(ClusterError::nats("acquire a lease", e)),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                // Not known to hold it: take back our entry if it is still the last.
+                let _ = self
+                    .kv
+                    .delete_expect_revision(key(partition), Some(revision))
+                    .await;
+                Err(e)
+            }
         }
     }
 
@@ -280,9 +307,13 @@ impl Leases {
         }
     }
 
-    /// The revision and value of `partition`'s lease entry, read from the bucket stream's
-    /// leader (a replica's direct get may lag a write); `None` when absent or deleted.
-    async fn last(&self, partition: u16) -> Result<Option<(u64, bytes::Bytes)>, ClusterError> {
+    /// The last entry of `partition`'s lease key, read from the bucket stream's leader (a
+    /// replica's direct get may lag a write): its revision, and its value unless it is a
+    /// delete marker. `None` when the key has no entry (never written, or expired).
+    async fn last_entry(
+        &self,
+        partition: u16,
+    ) -> Result<Option<(u64, Option<bytes::Bytes>)>, ClusterError> {
         let subject = format!("$KV.{BUCKET}.{}", key(partition));
         match self.stream.get_last_raw_message_by_subject(&subject).await {
             Ok(message) => {
@@ -290,13 +321,25 @@ impl Leases {
                     .headers
                     .get("KV-Operation")
                     .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
-                Ok((!deleted).then_some((message.sequence, message.payload)))
+                Ok(Some((
+                    message.sequence,
+                    (!deleted).then_some(message.payload),
+                )))
             }
             Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {
                 Ok(None)
             }
             Err(e) => Err(ClusterError::nats("read a lease", e)),
         }
+    }
+
+    /// The revision and value of `partition`'s lease entry, from the leader; `None` when
+    /// absent or deleted.
+    async fn last(&self, partition: u16) -> Result<Option<(u64, bytes::Bytes)>, ClusterError> {
+        Ok(self
+            .last_entry(partition)
+            .await?
+            .and_then(|(revision, value)| Some((revision, value?))))
     }
 
     /// Who holds `partition`'s lease now (`None` when nobody does).

@@ -106,12 +106,20 @@ pub enum AppendError {
 }
 
 /// A partition's stream, opened (and created if missing) on a JetStream context.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PartitionLog {
     js: jetstream::Context,
     stream: stream::Stream,
     partition: u16,
     log_subject: String,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("stream", &self.stream.cached_info().config.name)
+            .finish()
+    }
 }
 
 impl PartitionLog {
@@ -237,8 +245,12 @@ impl PartitionLog {
     /// records after the same one; 2.9.10 does when appends race (nats-server#4320), and then
     /// only the first counts ([`Chain`]).
     pub async fn is_next(&self, after: u64, seq: u64) -> Result<bool, ClusterError> {
-        let first = self.read_after(after, 1).await?;
-        Ok(first.first().is_some_and(|e| e.seq == seq))
+        match self.read_after(after, 1).await?.first() {
+            Some(first) if first.seq == seq => Ok(true),
+            Some(first) if first.seq < seq => Ok(false),
+            // Nothing up to an acknowledged record: the leader answering has not applied it yet.
+            _ => Err(ClusterError::Lagging(self.partition)),
+        }
     }
 
     /// The sequence of the last record on the log (0 when it has none).

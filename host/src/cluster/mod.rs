@@ -4,19 +4,22 @@
 //! **Built so far**: partition arithmetic ([`partitions`]: a customer's partition, rendezvous
 //! placement of owners and standbys), partition leases with fencing epochs and guards
 //! ([`lease`]), and each partition's replicated log with conditional appends, takeover records
-//! and the reader's chain check ([`log`]), joined in [`Owned`] (a partition this node holds).
+//! and the reader's chain check ([`log`]), joined in [`Owned`] (a partition this node holds),
+//! and a node's control loop ([`node`]: membership in `wm-nodes`, placement, acquiring,
+//! renewing and handing over leases, graceful leave).
 //! **Not built yet**: `waymark serve --cluster` and everything that runs on these blocks
-//! (ingest publishing to the log, the worker's batch records, standbys, snapshots, forwards,
-//! the global replica, reads from any node, rebalancing, `/v1/admin/cluster`). Nothing in the
+//! (ingest publishing to the log, the worker's batch records, standbys keeping state,
+//! snapshots, forwards, the global replica, reads from any node, `/v1/admin/cluster`). Nothing in the
 //! single-node server uses this module.
 
 pub mod lease;
 pub mod log;
+pub mod node;
 pub mod partitions;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use lease::{Guard, Lease, Leases};
+use lease::{Guard, Holding, Leases};
 use log::{AppendError, Chain, Entry, Kind, PartitionLog, Verdict};
 use std::time::Duration;
 
@@ -38,6 +41,10 @@ pub enum ClusterError {
     /// This node's settings disagree with the cluster's.
     #[error("{0}")]
     Config(String),
+    /// A partition's stream refused an append for a record its leader does not show yet (a new
+    /// stream leader still applying its log): read again shortly.
+    #[error("partition {0}'s log is settling after a leader change")]
+    Lagging(u16),
     /// Something in a bucket or a log could not be read as what it should be.
     #[error("unreadable cluster record: {0}")]
     Corrupt(String),
@@ -50,6 +57,42 @@ impl ClusterError {
             source: Box::new(source),
         }
     }
+}
+
+/// Opens the key-value bucket `bucket` (keeping one entry per key, each expiring `max_age`
+/// after it was written), creating its stream when missing, as `create_key_value` would
+/// configure it (async-nats's `kv_to_stream_config`). Not `create_key_value` itself: it first
+/// reads the account's info, with fields nats-server 2.9 does not send. Answers the bucket and
+/// its stream (for reads from the stream's leader).
+async fn open_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<(jetstream::kv::Store, jetstream::stream::Stream), ClusterError> {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some(description.into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::nats("open a bucket's stream", e))?;
+    let kv = js
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| ClusterError::nats("open a bucket", e))?;
+    Ok((kv, stream))
 }
 
 /// A connection to the NATS cluster, with the replica count the cluster's streams and buckets
@@ -101,26 +144,43 @@ impl Nats {
 
 /// A partition this node holds the lease of: it has read the log to its end and appended its
 /// `Took`, so every record it appends after follows the history every reader applies.
-#[derive(Debug)]
 pub struct Owned {
-    lease: Lease,
+    node: String,
+    epoch: u64,
+    guard: Guard,
     log: PartitionLog,
     chain: Chain,
     /// An append's answer was lost: the log must be read before the next one.
     uncertain: bool,
 }
 
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owned")
+            .field("partition", &self.log.partition())
+            .field("node", &self.node)
+            .field("epoch", &self.epoch)
+            .field("may_act", &self.guard.may_act())
+            .field("fenced", &self.guard.is_fenced())
+            .field("chain", &self.chain)
+            .finish()
+    }
+}
+
 impl Owned {
-    /// Takes a partition over with a freshly acquired `lease`: reads `log` after `chain` to its
-    /// end, giving each record the chain applies to `apply`, then appends `Took`. Records
-    /// appended meanwhile (the previous owner's last, before its guard ran out) are read and the
-    /// `Took` tried again; a refusal after the lease's guard ran out gives up.
+    /// Takes a partition over for a freshly acquired lease (`holding`, from
+    /// [`Lease::holding`]; the lease itself stays with whoever renews it): reads `log` after
+    /// `chain` to its end, giving each record the chain applies to `apply`, then appends `Took`.
+    /// Records appended meanwhile (the previous owner's last, before its guard ran out) are
+    /// read and the `Took` tried again; a later epoch on the log, or the guard running out,
+    /// gives up.
     pub async fn take_over(
-        lease: Lease,
+        holding: Holding,
         log: PartitionLog,
         mut chain: Chain,
         mut apply: impl FnMut(&Entry),
     ) -> Result<Owned, AppendError> {
+        let Holding { node, epoch, guard } = holding;
         loop {
             loop {
                 let entries = log.read_after(chain.previous, 256).await?;
@@ -134,16 +194,16 @@ impl Owned {
                 }
             }
             // A record under a later epoch: a later acquisition already took over.
-            if chain.epoch > lease.epoch() {
-                lease.guard().fence();
+            if chain.epoch > epoch {
+                guard.fence();
                 return Err(AppendError::Fenced(log.partition()));
             }
-            if !lease.guard().may_act() {
+            if !guard.may_act() {
                 return Err(AppendError::LeaseExpired(log.partition()));
             }
-            let payload = Bytes::from(lease.node().to_owned());
+            let payload = Bytes::from(node.clone());
             match log
-                .append(lease.epoch(), chain.previous, Kind::Took, payload.clone())
+                .append(epoch, chain.previous, Kind::Took, payload.clone())
                 .await
             {
                 // Another record was stored after the same one (a race 2.9.10 lets through):
@@ -153,14 +213,16 @@ impl Owned {
                     let took = Entry {
                         seq,
                         after: chain.previous,
-                        epoch: lease.epoch(),
+                        epoch,
                         kind: Kind::Took,
                         payload,
                     };
                     let verdict = chain.judge(&took);
                     debug_assert_eq!(verdict, Verdict::Apply);
                     return Ok(Owned {
-                        lease,
+                        node,
+                        epoch,
+                        guard,
                         log,
                         chain,
                         uncertain: false,
@@ -173,93 +235,99 @@ impl Owned {
     }
 
     /// Appends a record as this owner; answers its sequence. The guard is checked first
-    /// ([`AppendError::LeaseExpired`]); a refusal by the stream fences it
-    /// ([`AppendError::Fenced`]), after which this owner appends nothing more.
+    /// ([`AppendError::LeaseExpired`]). When the stream refuses the expectation, the log is
+    /// read on: a later epoch there fences this owner ([`AppendError::Fenced`]; it appends
+    /// nothing more); records of its own epoch (an earlier append whose answer was lost) or of
+    /// an older one (skipped by every reader) are moved past and the append tried again. An
+    /// append stored but not the next record (a racing append stored first) fences too.
     pub async fn append(&mut self, kind: Kind, payload: Bytes) -> Result<u64, AppendError> {
-        if !self.lease.guard().may_act() {
-            return Err(AppendError::LeaseExpired(self.log.partition()));
-        }
-        if self.uncertain {
-            self.resync().await?;
-        }
-        let guard = self.lease.guard();
-        let after = self.chain.previous;
-        match self
-            .log
-            .append(self.lease.epoch(), after, kind, payload.clone())
-            .await
-        {
-            Ok(seq)
-                if !self
-                    .log
-                    .is_next(after, seq)
-                    .await
-                    .inspect_err(|_| self.uncertain = true)? =>
-            {
-                // A racing append was stored first: readers skip ours, and whoever appended
-                // first owns the history now.
-                guard.fence();
-                Err(AppendError::Fenced(self.log.partition()))
+        loop {
+            if !self.guard.may_act() {
+                return Err(AppendError::LeaseExpired(self.log.partition()));
             }
-            Ok(seq) => {
-                self.chain.judge(&Entry {
-                    seq,
-                    after,
-                    epoch: self.lease.epoch(),
-                    kind,
-                    payload,
-                });
-                Ok(seq)
+            if self.uncertain {
+                self.resync().await?;
             }
-            Err(AppendError::Fenced(partition)) => {
-                guard.fence();
-                Err(AppendError::Fenced(partition))
-            }
-            Err(e) => {
-                self.uncertain = true;
-                Err(e)
+            let after = self.chain.previous;
+            let appended = self
+                .log
+                .append(self.epoch, after, kind, payload.clone())
+                .await;
+            let seq = match appended {
+                Ok(seq) => seq,
+                Err(AppendError::Fenced(_)) => {
+                    // Refused: read what is there before deciding (a fence, or our own record).
+                    if self.resync().await?.is_empty() {
+                        // The stream saw a record its leader does not show yet.
+                        self.uncertain = true;
+                        return Err(ClusterError::Lagging(self.log.partition()).into());
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    self.uncertain = true;
+                    return Err(e);
+                }
+            };
+            match self.log.is_next(after, seq).await {
+                Ok(true) => {
+                    self.chain.judge(&Entry {
+                        seq,
+                        after,
+                        epoch: self.epoch,
+                        kind,
+                        payload,
+                    });
+                    return Ok(seq);
+                }
+                Ok(false) => {
+                    // A racing append was stored first: readers skip ours, and whoever
+                    // appended first owns the history now.
+                    self.guard.fence();
+                    return Err(AppendError::Fenced(self.log.partition()));
+                }
+                Err(e) => {
+                    self.uncertain = true;
+                    return Err(e.into());
+                }
             }
         }
     }
 
-    /// Reads the log after this owner's position, answering the records it moved past. After
-    /// an append whose answer was lost (a timeout while a stream leader was elected), the
-    /// record may be there: records of this owner's epoch are its own and are taken as
-    /// appended. A record of a higher epoch means another owner took over, and fences this one.
-    /// [`Owned::append`] does this itself before appending after a lost answer; a caller that
-    /// must know whether a record landed calls it first.
-    pub async fn resync(&mut self) -> Result<Vec<Entry>, AppendError> {
+    /// Reads the log after this owner's position and moves past what is there, answering each
+    /// record read with the chain's verdict. After an append whose answer was lost (a timeout
+    /// while a stream leader was elected), the record may be there: records of this owner's
+    /// epoch are its own and the chain applies them as appended. A record of a later epoch
+    /// means another owner took over, and fences this one. [`Owned::append`] does this itself
+    /// when it must; a caller that must know whether a record landed calls it first.
+    pub async fn resync(&mut self) -> Result<Vec<(Entry, Verdict)>, AppendError> {
         let entries = self.log.read_after(self.chain.previous, 256).await?;
-        for entry in &entries {
-            if entry.epoch > self.lease.epoch() {
-                self.lease.guard().fence();
+        let mut judged = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if entry.epoch > self.epoch {
+                self.guard.fence();
                 return Err(AppendError::Fenced(self.log.partition()));
             }
-            self.chain.judge(entry);
+            let verdict = self.chain.judge(&entry);
+            judged.push((entry, verdict));
         }
         self.uncertain = false;
-        Ok(entries)
-    }
-
-    /// Renews the lease (see [`Leases::renew`]).
-    pub async fn renew(&mut self, leases: &Leases) -> Result<(), ClusterError> {
-        leases.renew(&mut self.lease).await
-    }
-
-    /// Gives the partition up: fences the guard and releases the lease.
-    pub async fn release(self, leases: &Leases) -> Result<Chain, ClusterError> {
-        leases.release(self.lease).await?;
-        Ok(self.chain)
+        Ok(judged)
     }
 
     /// The guard every action for the partition checks.
     pub fn guard(&self) -> &Guard {
-        self.lease.guard()
+        &self.guard
+    }
+
+    /// The node this owner is.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The lease epoch this owner appends under.
     pub fn epoch(&self) -> u64 {
-        self.lease.epoch()
+        self.epoch
     }
 
     /// Where this owner's reading of its log stands.

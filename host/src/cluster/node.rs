@@ -1,0 +1,403 @@
+//! A node's control loop: membership, placement, and the leases of the partitions it should
+//! hold (`docs/SCALING.md` § "Rebalancing").
+//!
+//! Every tick (a sixth of the lease period) a node writes its entry in the bucket `wm-nodes`
+//! (each entry expiring two lease periods after it was written), reads the live nodes, places
+//! the partitions over them ([`super::partitions::placements`]), and then:
+//!
+//! - renews every lease it holds; a lease lost, or whose guard ran out while renewals failed,
+//!   is given up ([`Change::Lost`]);
+//! - hands over each partition it holds whose preferred owner is another live node: it releases
+//!   the lease (the guard fenced first), and the preferred owner acquires it at its next tick,
+//!   without waiting for an expiry;
+//! - tries to acquire each partition it is the preferred owner of, and each partition it stands
+//!   by for once nobody holds it: at once when another node held it at the last tick (its owner
+//!   died or left), else after two ticks in a row without a holder (so at start the preferred
+//!   owner, not the standby, usually wins); a partition acquired is taken
+//!   over ([`super::Owned::take_over`]: its log read to the end, a `Took` appended) and handed to
+//!   whoever runs it ([`Change::Gained`]).
+//!
+//! Leases are renewed by a loop of their own beside the control loop ([`Node::run`] runs both),
+//! every tick, all at once: a slow step of the control loop (a stream created, a log read, a
+//! NATS server answering late) never keeps a held lease from its renewal, and a lease being
+//! taken over is renewed like the others. A lease lost, run out, or whose guard an append
+//! fenced is given up there ([`Change::Lost`]; a fenced one's entry deleted if it is still
+//! ours, so the next owner need not wait for it to expire).
+//!
+//! A node that dies stops renewing: its leases expire after the period, and each partition's
+//! standby (the next in its ranking, so the new preferred owner once the dead node's entry
+//! expires too) acquires it within a tick. [`Node::leave`] is the graceful way out: every lease
+//! released, the entry deleted.
+
+use super::lease::{Lease, Leases};
+use super::log::{Chain, Entry};
+use super::partitions::placements;
+use super::{ClusterError, Nats, Owned};
+use async_nats::jetstream::kv;
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::sync::Mutex;
+
+/// The bucket of live nodes.
+pub const NODES: &str = "wm-nodes";
+
+/// What a node says of itself in `wm-nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its id.
+    pub id: String,
+    /// The partitions it holds the leases of.
+    pub holds: Vec<u16>,
+}
+
+/// What changed in the partitions a node holds.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Change {
+    /// The node took the partition over: run it.
+    Gained(Box<Owned>),
+    /// The node no longer holds the partition (lost, run out, or handed over): stop running it.
+    /// Its guard is fenced or run out already.
+    Lost(u16),
+}
+
+/// A lease this node holds, and whether its `Gained` was sent (a `Lost` follows only then).
+#[derive(Debug)]
+struct Held {
+    lease: Lease,
+    announced: bool,
+}
+
+/// What the control loop and the renewal loop share.
+#[derive(Debug, Clone)]
+struct Shared {
+    leases: Leases,
+    held: Arc<Mutex<BTreeMap<u16, Held>>>,
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+impl Shared {
+    /// Renews every held lease at once; gives up those lost, run out, or fenced by an append.
+    async fn renew_all(&self) {
+        let mut held = self.held.lock().await;
+        let leases = &self.leases;
+        let outcomes = futures::future::join_all(
+            held.iter_mut()
+                .map(|(p, h)| async move { (*p, leases.renew(&mut h.lease).await) }),
+        )
+        .await;
+        for (partition, outcome) in outcomes {
+            let gone = match outcome {
+                Ok(()) => false,
+                Err(ClusterError::LeaseLost(_)) => {
+                    tracing::warn!(partition, "lease lost");
+                    true
+                }
+                Err(e) => {
+                    let out = !held[&partition].lease.guard().may_act();
+                    if out {
+                        tracing::warn!(partition, error = %e, "lease ran out while renewals failed");
+                    } else {
+                        tracing::warn!(partition, error = %e, "lease renewal failed");
+                    }
+                    out
+                }
+            };
+            if gone {
+                if let Some(h) = held.remove(&partition) {
+                    self.give_up(partition, h).await;
+                }
+            }
+        }
+    }
+
+    /// Gives a lease up: fenced, `Lost` sent if `Gained` was, then its entry deleted if it is
+    /// still ours (a lost lease's is not: the conditional delete leaves it).
+    async fn give_up(&self, partition: u16, held: Held) {
+        held.lease.guard().fence();
+        if held.announced {
+            let _ = self.changes.send(Change::Lost(partition));
+        }
+        if let Err(e) = self.leases.release(held.lease).await {
+            tracing::warn!(partition, error = %e, "releasing a lease failed; it will expire");
+        }
+    }
+}
+
+/// A node of the cluster, as its control loop keeps it.
+#[derive(Debug)]
+pub struct Node {
+    id: String,
+    partitions: u16,
+    nats: Nats,
+    members: kv::Store,
+    shared: Shared,
+    /// Partitions this node stands by for, seen without a holder at the last tick.
+    free_last_tick: BTreeSet<u16>,
+    /// Partitions this node stands by for, seen held by another node at the last tick.
+    held_last_tick: BTreeSet<u16>,
+}
+
+impl Node {
+    /// Joins the cluster as `id`, with `partitions` partitions and leases of `period`;
+    /// ownership changes arrive on the receiver answered beside the node.
+    pub async fn join(
+        nats: Nats,
+        id: &str,
+        partitions: u16,
+        period: Duration,
+    ) -> Result<(Node, mpsc::UnboundedReceiver<Change>), ClusterError> {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ClusterError::Config(format!(
+                "a node id is letters, digits, '-' and '_': {id:?}"
+            )));
+        }
+        if partitions == 0 {
+            return Err(ClusterError::Config(
+                "a cluster has at least one partition".into(),
+            ));
+        }
+        let leases = nats.leases(period).await?;
+        let (members, _) = super::open_bucket(
+            nats.jetstream(),
+            NODES,
+            "Waymark's live nodes (docs/SCALING.md)",
+            period * 2,
+            nats.replicas,
+        )
+        .await?;
+        let (changes, receiver) = mpsc::unbounded_channel();
+        let node = Node {
+            id: id.into(),
+            partitions,
+            nats,
+            members,
+            shared: Shared {
+                leases,
+                held: Arc::default(),
+                changes,
+            },
+            free_last_tick: BTreeSet::new(),
+            held_last_tick: BTreeSet::new(),
+        };
+        Ok((node, receiver))
+    }
+
+    /// The time between two ticks: a sixth of the lease period (500 ms for the default 3 s),
+    /// so a lease is renewed several times before its guard runs out and a standby notices a
+    /// dead owner's lease gone within half a second.
+    pub fn tick_interval(&self) -> Duration {
+        self.shared.leases.period() / 6
+    }
+
+    /// The partitions this node holds now.
+    pub async fn holds(&self) -> Vec<u16> {
+        self.shared.held.lock().await.keys().copied().collect()
+    }
+
+    /// The ids of the live nodes (those whose entry has not expired), this one included.
+    pub async fn live(&self) -> Result<Vec<String>, ClusterError> {
+        let mut ids: Vec<String> = self
+            .members
+            .keys()
+            .await
+            .map_err(|e| ClusterError::nats("list the nodes", e))?
+            .try_collect()
+            .await
+            .map_err(|e| ClusterError::nats("list the nodes", e))?;
+        if !ids.contains(&self.id) {
+            ids.push(self.id.clone());
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Renews every held lease (what the renewal loop does every tick; see the module's
+    /// documentation).
+    pub async fn renew(&self) {
+        self.shared.renew_all().await;
+    }
+
+    /// The renewal loop: every tick, [`Node::renew`], until dropped. [`Node::run`] runs it
+    /// beside the control loop; a caller driving [`Node::tick`] itself runs it too.
+    pub fn renewals(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        let interval = self.tick_interval();
+        async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                shared.renew_all().await;
+            }
+        }
+    }
+
+    /// One round of the control loop (see the module's documentation). A failure to reach NATS
+    /// ends the round early. Renewals are the renewal loop's ([`Node::renew`]).
+    pub async fn tick(&mut self) -> Result<(), ClusterError> {
+        self.beat().await?;
+        let live = self.live().await?;
+        let placed = placements(&live, self.partitions);
+        // Hand over what another live node should own.
+        for place in &placed {
+            if place.owner == self.id {
+                continue;
+            }
+            let handed = self.shared.held.lock().await.remove(&place.partition);
+            if let Some(held) = handed {
+                tracing::info!(
+                    partition = place.partition,
+                    to = place.owner,
+                    "handing over"
+                );
+                self.shared.give_up(place.partition, held).await;
+            }
+        }
+        // Acquire what this node should own, and what it stands by for once nobody holds it:
+        // at once if another node held it at the last tick (its owner died or left), else
+        // after two ticks in a row without a holder (at start, so the preferred owner, not the
+        // standby, usually wins).
+        let holds: BTreeSet<u16> = self.holds().await.into_iter().collect();
+        let mut free_now = BTreeSet::new();
+        let mut held_now = BTreeSet::new();
+        for place in &placed {
+            if holds.contains(&place.partition) {
+                continue;
+            }
+            let preferred = place.owner == self.id;
+            let standby = place.standby == Some(self.id.as_str());
+            if !preferred && !standby {
+                continue;
+            }
+            if standby {
+                if self.shared.leases.holder(place.partition).await?.is_some() {
+                    held_now.insert(place.partition);
+                    continue;
+                }
+                let was_held = self.held_last_tick.contains(&place.partition);
+                let was_free = self.free_last_tick.contains(&place.partition);
+                if !was_held && !was_free {
+                    free_now.insert(place.partition);
+                    continue;
+                }
+            }
+            if !self.acquire(place.partition).await? && standby {
+                free_now.insert(place.partition);
+            }
+        }
+        self.free_last_tick = free_now;
+        self.held_last_tick = held_now;
+        Ok(())
+    }
+
+    /// Writes this node's entry in `wm-nodes`.
+    async fn beat(&self) -> Result<(), ClusterError> {
+        let member = Member {
+            id: self.id.clone(),
+            holds: self.holds().await,
+        };
+        let value =
+            rmp_serde::to_vec_named(&member).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
+        self.members
+            .put(&self.id, value.into())
+            .await
+            .map_err(|e| ClusterError::nats("write this node's entry", e))?;
+        Ok(())
+    }
+
+    /// Tries to acquire `partition` and take it over; answers whether it did. The lease is
+    /// held (and so renewed) from the moment it is acquired, through the takeover.
+    async fn acquire(&mut self, partition: u16) -> Result<bool, ClusterError> {
+        let Some(lease) = self.shared.leases.acquire(partition, &self.id).await? else {
+            return Ok(false);
+        };
+        let holding = lease.holding();
+        self.shared.held.lock().await.insert(
+            partition,
+            Held {
+                lease,
+                announced: false,
+            },
+        );
+        // A node keeps no local state yet, so it reads its partition's log from the start
+        // (a snapshot to start from is still to come; docs/SCALING.md).
+        let taken = match self.nats.log(partition).await {
+            Ok(log) => Owned::take_over(holding, log, Chain::default(), |_: &Entry| {})
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut held = self.shared.held.lock().await;
+        match taken {
+            Ok(owned) => match held.get_mut(&partition) {
+                Some(h) if h.lease.guard().may_act() => {
+                    tracing::info!(partition, epoch = owned.epoch(), "took over");
+                    h.announced = true;
+                    // A receiver gone means nobody runs partitions any more: the lease is kept
+                    // anyway until `leave`, so the placement stays stable.
+                    let _ = self.shared.changes.send(Change::Gained(Box::new(owned)));
+                    Ok(true)
+                }
+                // Lost while taking over (the renewal loop gave it up already).
+                _ => Ok(false),
+            },
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "takeover failed");
+                if let Some(h) = held.remove(&partition) {
+                    drop(held);
+                    self.shared.give_up(partition, h).await;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Runs the control loop and the renewal loop until `stop` is cancelled, then leaves
+    /// gracefully. Dropping the future (aborting its task) stops both at once, with no
+    /// goodbye: what `kill -9` does to a node.
+    pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
+        let interval = self.tick_interval();
+        let renewals = self.renewals();
+        let control = async {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = self.tick().await {
+                    tracing::warn!(node = %self.id, error = %e, "cluster tick failed");
+                }
+            }
+        };
+        tokio::select! {
+            _ = renewals => {}
+            _ = control => {}
+            _ = stop.cancelled() => {}
+        }
+        let id = self.id.clone();
+        if let Err(e) = self.leave().await {
+            tracing::warn!(node = %id, error = %e, "leaving the cluster failed");
+        }
+    }
+
+    /// Leaves gracefully: every lease given up (its partition then free for its next owner at
+    /// once), and this node's entry deleted.
+    pub async fn leave(self) -> Result<(), ClusterError> {
+        let held = std::mem::take(&mut *self.shared.held.lock().await);
+        for (partition, h) in held {
+            self.shared.give_up(partition, h).await;
+        }
+        self.members
+            .delete(&self.id)
+            .await
+            .map_err(|e| ClusterError::nats("delete this node's entry", e))
+    }
+}
