@@ -362,8 +362,10 @@ impl Node {
     }
 
     /// Runs the control loop and the renewal loop until `stop` is cancelled, then leaves
-    /// gracefully. Dropping the future (aborting its task) stops both at once, with no
-    /// goodbye: what `kill -9` does to a node.
+    /// gracefully. A stop waits for the tick under way to end (a tick cut short could leave a
+    /// lease acquired and not yet recorded, held by nobody until it expires); renewals go on
+    /// meanwhile. Dropping the future (aborting its task) stops both at once, with no goodbye:
+    /// what `kill -9` does to a node.
     pub async fn run(mut self, stop: tokio_util::sync::CancellationToken) {
         let interval = self.tick_interval();
         let renewals = self.renewals();
@@ -371,7 +373,10 @@ impl Node {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
                 if let Err(e) = self.tick().await {
                     tracing::warn!(node = %self.id, error = %e, "cluster tick failed");
                 }
@@ -380,7 +385,6 @@ impl Node {
         tokio::select! {
             _ = renewals => {}
             _ = control => {}
-            _ = stop.cancelled() => {}
         }
         let id = self.id.clone();
         if let Err(e) = self.leave().await {
