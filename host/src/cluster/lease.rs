@@ -9,7 +9,8 @@
 //! carries.
 //!
 //! The holder counts the lease as held until the moment it *sent* its last successful write,
-//! plus the period, minus a margin, on its own monotonic clock: the server stamped the entry
+//! plus the period, minus a margin, on its own boot-time clock ([`BootInstant`], which keeps
+//! counting while the machine is suspended): the server stamped the entry
 //! later than that, so the holder always gives up before the entry can expire. [`Guard`] is that
 //! deadline, shared with whatever acts for the partition (the worker before an append, the
 //! delivery loop before a send); a refused renewal or a refused append fences it at once.
@@ -18,8 +19,8 @@ use super::ClusterError;
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The bucket holding the leases.
 pub const BUCKET: &str = "wm-leases";
@@ -42,19 +43,57 @@ pub struct Holder {
     pub epoch: u64,
 }
 
-/// A process-wide origin for the guards' deadlines, kept as nanoseconds in an atomic.
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
+/// A point on the clock the guards' deadlines are kept on: `CLOCK_BOOTTIME`, in nanoseconds.
+/// Not `Instant` (`CLOCK_MONOTONIC`), which stops while the machine is suspended: a VM
+/// suspended past its leases and resumed must find its guards run out, as the NATS servers,
+/// which kept time, have expired its leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BootInstant(u64);
+
+impl BootInstant {
+    /// Now.
+    pub fn now() -> BootInstant {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME exists on every Linux
+        // this host supports (2.6.39 and later), so the call cannot fail.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        debug_assert_eq!(rc, 0);
+        let nanos = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(ts.tv_nsec).unwrap_or(0);
+        BootInstant(nanos)
+    }
+
+    fn nanos(self) -> u64 {
+        self.0
+    }
 }
 
-fn nanos_since_origin(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(u64::MAX)
+impl std::ops::Add<Duration> for BootInstant {
+    type Output = BootInstant;
+    fn add(self, d: Duration) -> BootInstant {
+        BootInstant(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+impl std::ops::Sub<Duration> for BootInstant {
+    type Output = BootInstant;
+    fn sub(self, d: Duration) -> BootInstant {
+        BootInstant(
+            self.0
+                .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
 }
 
 #[derive(Debug)]
 struct GuardState {
-    /// Monotonic deadline, in nanoseconds since [`origin`].
+    /// The deadline, on [`BootInstant`]'s clock.
     deadline: AtomicU64,
     fenced: AtomicBool,
 }
@@ -65,9 +104,9 @@ struct GuardState {
 pub struct Guard(Arc<GuardState>);
 
 impl Guard {
-    fn until(deadline: Instant) -> Guard {
+    fn until(deadline: BootInstant) -> Guard {
         Guard(Arc::new(GuardState {
-            deadline: AtomicU64::new(nanos_since_origin(deadline)),
+            deadline: AtomicU64::new(deadline.nanos()),
             fenced: AtomicBool::new(false),
         }))
     }
@@ -75,7 +114,7 @@ impl Guard {
     /// True while the lease deadline has not passed and the guard was not fenced.
     pub fn may_act(&self) -> bool {
         !self.0.fenced.load(Ordering::Acquire)
-            && nanos_since_origin(Instant::now()) < self.0.deadline.load(Ordering::Acquire)
+            && BootInstant::now().nanos() < self.0.deadline.load(Ordering::Acquire)
     }
 
     /// True once a refusal fenced the guard (as opposed to a deadline that merely passed).
@@ -94,13 +133,13 @@ impl Guard {
             return Duration::ZERO;
         }
         let deadline = self.0.deadline.load(Ordering::Acquire);
-        Duration::from_nanos(deadline.saturating_sub(nanos_since_origin(Instant::now())))
+        Duration::from_nanos(deadline.saturating_sub(BootInstant::now().nanos()))
     }
 
-    fn extend(&self, deadline: Instant) {
+    fn extend(&self, deadline: BootInstant) {
         self.0
             .deadline
-            .fetch_max(nanos_since_origin(deadline), Ordering::AcqRel);
+            .fetch_max(deadline.nanos(), Ordering::AcqRel);
     }
 }
 
@@ -205,7 +244,7 @@ impl Leases {
 
     /// The deadline a write sent at `sent` buys: the period less a sixth of it, so the holder
     /// stops well before the server could expire the entry.
-    fn deadline(&self, sent: Instant) -> Instant {
+    fn deadline(&self, sent: BootInstant) -> BootInstant {
         sent + self.period - self.period / 6
     }
 
@@ -223,7 +262,7 @@ impl Leases {
             node: node.into(),
             epoch: 0,
         })?;
-        let sent = Instant::now();
+        let sent = BootInstant::now();
         let revision = match self.kv.update(key(partition), value, expected).await {
             Ok(revision) => revision,
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => return Ok(None),
@@ -272,7 +311,7 @@ impl Leases {
             node: lease.node.clone(),
             epoch: lease.epoch,
         })?;
-        let sent = Instant::now();
+        let sent = BootInstant::now();
         match self
             .kv
             .update(key(lease.partition), value, lease.revision)
@@ -368,7 +407,7 @@ mod tests {
 
     #[test]
     fn a_guard_allows_acting_until_its_deadline_or_a_fence() {
-        let guard = Guard::until(Instant::now() + Duration::from_secs(60));
+        let guard = Guard::until(BootInstant::now() + Duration::from_secs(60));
         assert!(guard.may_act());
         assert!(guard.remaining() > Duration::from_secs(59));
         let clone = guard.clone();
@@ -376,14 +415,14 @@ mod tests {
         assert!(!guard.may_act() && guard.is_fenced());
         assert_eq!(guard.remaining(), Duration::ZERO);
 
-        let passed = Guard::until(Instant::now() - Duration::from_millis(1));
+        let passed = Guard::until(BootInstant::now() - Duration::from_millis(1));
         assert!(!passed.may_act() && !passed.is_fenced());
     }
 
     #[test]
     fn a_renewal_never_moves_a_deadline_back() {
-        let guard = Guard::until(Instant::now() + Duration::from_secs(60));
-        guard.extend(Instant::now() + Duration::from_secs(1));
+        let guard = Guard::until(BootInstant::now() + Duration::from_secs(60));
+        guard.extend(BootInstant::now() + Duration::from_secs(1));
         assert!(guard.remaining() > Duration::from_secs(59));
     }
 }
