@@ -498,6 +498,20 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
         })
         .await;
         eprintln!("w2's partitions handed over {handover:?} after it left");
+        // The membership as any node reads it: w2 left (its entry deleted at once), w3 died
+        // (its entry expired two lease periods after its last beat).
+        let (observer, _) = Node::join(nats.clone(), "observer", PARTITIONS, period)
+            .await
+            .expect("joins");
+        let start = Instant::now();
+        loop {
+            let live = observer.live().await.expect("the live nodes");
+            if live == ["observer", "w1"] {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "live: {live:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         (&mut loops[1]).await.expect("w2's loop ends");
         stops[0].cancel();
         (&mut loops[0]).await.expect("w1's loop ends");

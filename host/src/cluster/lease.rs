@@ -356,10 +356,7 @@ impl Leases {
         let subject = format!("$KV.{BUCKET}.{}", key(partition));
         match self.stream.get_last_raw_message_by_subject(&subject).await {
             Ok(message) => {
-                let deleted = message
-                    .headers
-                    .get("KV-Operation")
-                    .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"));
+                let deleted = super::is_delete_marker(&message.headers);
                 Ok(Some((
                     message.sequence,
                     (!deleted).then_some(message.payload),

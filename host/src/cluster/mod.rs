@@ -95,6 +95,13 @@ async fn open_bucket(
     Ok((kv, stream))
 }
 
+/// Whether a key-value entry's message is a delete or purge marker rather than a value.
+fn is_delete_marker(headers: &async_nats::HeaderMap) -> bool {
+    headers
+        .get("KV-Operation")
+        .is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"))
+}
+
 /// A connection to the NATS cluster, with the replica count the cluster's streams and buckets
 /// are created with.
 #[derive(Debug, Clone)]

@@ -135,6 +135,8 @@ pub struct Node {
     partitions: u16,
     nats: Nats,
     members: kv::Store,
+    /// The members bucket's stream, for listing its keys without a consumer.
+    members_stream: async_nats::jetstream::stream::Stream,
     shared: Shared,
     /// Partitions this node stands by for, seen without a holder at the last tick.
     free_last_tick: BTreeSet<u16>,
@@ -166,7 +168,7 @@ impl Node {
             ));
         }
         let leases = nats.leases(period).await?;
-        let (members, _) = super::open_bucket(
+        let (members, members_stream) = super::open_bucket(
             nats.jetstream(),
             NODES,
             "Waymark's live nodes (docs/SCALING.md)",
@@ -180,6 +182,7 @@ impl Node {
             partitions,
             nats,
             members,
+            members_stream,
             shared: Shared {
                 leases,
                 held: Arc::default(),
@@ -203,16 +206,39 @@ impl Node {
         self.shared.held.lock().await.keys().copied().collect()
     }
 
-    /// The ids of the live nodes (those whose entry has not expired), this one included.
+    /// The ids of the live nodes (those whose entry has not expired nor been deleted), this
+    /// one included. Read as the members stream's subjects (one request; not the client's
+    /// `keys()`, which creates a consumer per call) and each subject's last entry from the
+    /// stream's leader, to leave out the delete markers of nodes that left.
     pub async fn live(&self) -> Result<Vec<String>, ClusterError> {
-        let mut ids: Vec<String> = self
-            .members
-            .keys()
+        let prefix = format!("$KV.{NODES}.");
+        let subjects: Vec<(String, usize)> = self
+            .members_stream
+            .info_with_subjects(format!("{prefix}>"))
             .await
             .map_err(|e| ClusterError::nats("list the nodes", e))?
             .try_collect()
             .await
             .map_err(|e| ClusterError::nats("list the nodes", e))?;
+        let mut ids = Vec::with_capacity(subjects.len() + 1);
+        for (subject, _) in subjects {
+            let Some(id) = subject.strip_prefix(&prefix) else {
+                continue;
+            };
+            match self
+                .members_stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+            {
+                Ok(entry) if !super::is_delete_marker(&entry.headers) => ids.push(id.to_owned()),
+                Ok(_) => {}
+                // Expired between the listing and the read.
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) => return Err(ClusterError::nats("read a node's entry", e)),
+            }
+        }
         if !ids.contains(&self.id) {
             ids.push(self.id.clone());
         }
