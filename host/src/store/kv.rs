@@ -19,6 +19,7 @@
 //!
 //! The rest of the host never sees these types: they are the store module's seam.
 
+use super::changelog::{Change, Changelog};
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
     TransactionResult, UnabortableTransactionError,
@@ -34,11 +35,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 type Result<T> = sled::Result<T>;
 type Map = BTreeMap<IVec, IVec>;
 
-/// A database: sled's, or one in memory.
+/// A database: sled's, or one in memory; either may be logged.
 #[derive(Clone)]
 pub enum Db {
     Sled(sled::Db),
     Mem(Arc<MemDb>),
+    /// A database whose every write is recorded in its changelog (issue 16,
+    /// [`super::changelog`]).
+    Logged(Box<Db>, Arc<Changelog>),
 }
 
 /// A tree of a [`Db`]. Cheap to clone (a shared handle).
@@ -46,6 +50,8 @@ pub enum Db {
 pub enum Tree {
     Sled(sled::Tree),
     Mem(Arc<MemTree>),
+    /// A tree of a logged database: the tree, the database's changelog, the tree's name.
+    Logged(Box<Tree>, Arc<Changelog>, IVec),
 }
 
 /// An in-memory database: its trees, the lock that makes transactions atomic, its id counter.
@@ -158,8 +164,39 @@ impl Db {
         }))
     }
 
+    /// `db`, logged: every write from now on is recorded in its changelog, in the order the
+    /// writes are applied.
+    pub fn logged(db: Db) -> Result<Db> {
+        let log = Changelog::open(&db)?;
+        Ok(Db::Logged(Box::new(db), Arc::new(log)))
+    }
+
+    /// A logged database's changelog.
+    pub fn changelog(&self) -> Option<&Arc<Changelog>> {
+        match self {
+            Db::Logged(_, log) => Some(log),
+            _ => None,
+        }
+    }
+
+    /// Applies another database's changes, in order, to this logged database, without
+    /// recording them; for any other database, an error.
+    pub fn apply_changes(&self, changes: &[Change]) -> Result<()> {
+        match self {
+            Db::Logged(db, log) => log.apply(db, changes),
+            _ => Err(sled::Error::Unsupported(
+                "changes are applied to a logged database".into(),
+            )),
+        }
+    }
+
     pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
         match self {
+            Db::Logged(db, log) => Ok(Tree::Logged(
+                Box::new(db.open_tree(name.as_ref())?),
+                log.clone(),
+                IVec::from(name.as_ref()),
+            )),
             Db::Sled(db) => db.open_tree(name).map(Tree::Sled),
             Db::Mem(db) => {
                 let name = IVec::from(name.as_ref());
@@ -179,6 +216,16 @@ impl Db {
     /// Drops a tree and its contents; whether it existed.
     pub fn drop_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<bool> {
         match self {
+            Db::Logged(db, log) => {
+                let mut held = log.hold();
+                let dropped = db.drop_tree(name.as_ref())?;
+                if dropped {
+                    held.push(Change::Clear {
+                        tree: IVec::from(name.as_ref()),
+                    });
+                }
+                Ok(dropped)
+            }
             Db::Sled(db) => db.drop_tree(name),
             Db::Mem(db) => {
                 let mut trees = db.trees.lock().unwrap_or_else(PoisonError::into_inner);
@@ -201,6 +248,7 @@ impl Db {
     #[cfg(test)]
     pub fn tree_names(&self) -> Vec<IVec> {
         match self {
+            Db::Logged(db, _) => db.tree_names(),
             Db::Sled(db) => db.tree_names(),
             Db::Mem(db) => {
                 let trees = db.trees.lock().unwrap_or_else(PoisonError::into_inner);
@@ -212,6 +260,10 @@ impl Db {
     /// A number never handed out before by this database.
     pub fn generate_id(&self) -> Result<u64> {
         match self {
+            Db::Logged(db, log) => {
+                let mut held = log.hold();
+                log.id(db.generate_id()?, &mut held)
+            }
             Db::Sled(db) => db.generate_id(),
             Db::Mem(db) => Ok(db.shared.ids.fetch_add(1, Ordering::Relaxed)),
         }
@@ -221,6 +273,7 @@ impl Db {
     /// and values plus an estimate of each entry's overhead. `None` for sled's.
     pub fn memory_used(&self) -> Option<u64> {
         match self {
+            Db::Logged(db, _) => db.memory_used(),
             Db::Sled(_) => None,
             Db::Mem(db) => Some(db.shared.bytes.load(Ordering::Relaxed).max(0) as u64),
         }
@@ -229,6 +282,7 @@ impl Db {
     /// Writes what sled has buffered to its log; nothing to do in memory.
     pub fn flush(&self) -> Result<usize> {
         match self {
+            Db::Logged(db, _) => db.flush(),
             Db::Sled(db) => db.flush(),
             Db::Mem(_) => Ok(0),
         }
@@ -259,6 +313,15 @@ impl Batch {
             }
         }
         batch
+    }
+}
+
+/// A logged write of `value` (a removal for `None`) at `key` of `tree`.
+fn change(tree: &IVec, key: &[u8], value: Option<IVec>) -> Change {
+    let (tree, key) = (tree.clone(), IVec::from(key));
+    match value {
+        Some(value) => Change::Put { tree, key, value },
+        None => Change::Remove { tree, key },
     }
 }
 
@@ -323,6 +386,17 @@ impl MemTree {
 impl Tree {
     pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                let value: IVec = value.into();
+                let old = t.insert(key.as_ref(), value.clone())?;
+                held.push(Change::Put {
+                    tree: tree.clone(),
+                    key: IVec::from(key.as_ref()),
+                    value,
+                });
+                Ok(old)
+            }
             Tree::Sled(t) => t.insert(key, value),
             Tree::Mem(t) => Ok(t.set(IVec::from(key.as_ref()), Some(value.into()))),
         }
@@ -335,6 +409,7 @@ impl Tree {
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         match self {
+            Tree::Logged(t, ..) => t.get(key),
             Tree::Sled(t) => t.get(key),
             Tree::Mem(t) => Ok(t.get(key.as_ref())),
         }
@@ -346,6 +421,17 @@ impl Tree {
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                let old = t.remove(key.as_ref())?;
+                if old.is_some() {
+                    held.push(Change::Remove {
+                        tree: tree.clone(),
+                        key: IVec::from(key.as_ref()),
+                    });
+                }
+                Ok(old)
+            }
             Tree::Sled(t) => t.remove(key),
             Tree::Mem(t) => Ok(t.set(IVec::from(key.as_ref()), None)),
         }
@@ -364,6 +450,15 @@ impl Tree {
         NV: Into<IVec>,
     {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                let new: Option<IVec> = new.map(Into::into);
+                let swapped = t.compare_and_swap(key.as_ref(), old, new.clone())?;
+                if swapped.is_ok() {
+                    held.push(change(tree, key.as_ref(), new));
+                }
+                Ok(swapped)
+            }
             Tree::Sled(t) => t.compare_and_swap(key, old, new),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -394,6 +489,12 @@ impl Tree {
         V: Into<IVec>,
     {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                let next = t.update_and_fetch(key.as_ref(), f)?;
+                held.push(change(tree, key.as_ref(), next.clone()));
+                Ok(next)
+            }
             Tree::Sled(t) => t.update_and_fetch(key, f),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -412,6 +513,17 @@ impl Tree {
     /// Applies every write of `batch` at once.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                let changes: Vec<Change> = batch
+                    .writes
+                    .iter()
+                    .map(|(k, v)| change(tree, k, v.clone()))
+                    .collect();
+                t.apply_batch(batch)?;
+                held.extend(changes);
+                Ok(())
+            }
             Tree::Sled(t) => t.apply_batch(batch.into_sled()),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -434,6 +546,7 @@ impl Tree {
 
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         match self {
+            Tree::Logged(t, ..) => t.range(range),
             Tree::Sled(t) => Iter::Sled(t.range(range)),
             Tree::Mem(t) => t.iter(owned(range.start_bound()), owned(range.end_bound())),
         }
@@ -441,6 +554,7 @@ impl Tree {
 
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
         match self {
+            Tree::Logged(t, ..) => t.scan_prefix(prefix),
             Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix)),
             Tree::Mem(t) => t.iter(
                 Bound::Included(IVec::from(prefix.as_ref())),
@@ -456,6 +570,7 @@ impl Tree {
     /// How many keys the tree holds (sled counts them one by one).
     pub fn len(&self) -> usize {
         match self {
+            Tree::Logged(t, ..) => t.len(),
             Tree::Sled(t) => t.len(),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -466,6 +581,7 @@ impl Tree {
 
     pub fn is_empty(&self) -> bool {
         match self {
+            Tree::Logged(t, ..) => t.is_empty(),
             Tree::Sled(t) => t.is_empty(),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -476,6 +592,12 @@ impl Tree {
 
     pub fn clear(&self) -> Result<()> {
         match self {
+            Tree::Logged(t, log, tree) => {
+                let mut held = log.hold();
+                t.clear()?;
+                held.push(Change::Clear { tree: tree.clone() });
+                Ok(())
+            }
             Tree::Sled(t) => t.clear(),
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
@@ -491,6 +613,7 @@ impl Tree {
     /// Writes what sled has buffered to its log; nothing to do in memory.
     pub fn flush(&self) -> Result<usize> {
         match self {
+            Tree::Logged(t, ..) => t.flush(),
             Tree::Sled(t) => t.flush(),
             Tree::Mem(_) => Ok(0),
         }
@@ -499,6 +622,7 @@ impl Tree {
     #[cfg(test)]
     pub fn name(&self) -> IVec {
         match self {
+            Tree::Logged(_, _, name) => name.clone(),
             Tree::Sled(t) => t.name(),
             Tree::Mem(t) => t.name.clone(),
         }
@@ -581,6 +705,9 @@ impl Iter {
 pub enum TransactionalTree {
     Sled(sled::transaction::TransactionalTree),
     Mem(MemTransaction),
+    /// A logged tree in a transaction: the tree, the writes the transaction made so far (to
+    /// every tree of it, in order), the tree's name.
+    Logged(Box<TransactionalTree>, Rc<RefCell<Vec<Change>>>, IVec),
 }
 
 /// An in-memory tree's pending writes in a transaction.
@@ -633,6 +760,12 @@ impl TransactionalTree {
         V: Into<IVec>,
     {
         match self {
+            TransactionalTree::Logged(t, writes, tree) => {
+                let (key, value): (IVec, IVec) = (key.into(), value.into());
+                let old = t.insert(key.clone(), value.clone())?;
+                writes.borrow_mut().push(change(tree, &key, Some(value)));
+                Ok(old)
+            }
             TransactionalTree::Sled(t) => t.insert(key, value),
             TransactionalTree::Mem(t) => Ok(t.set(key.into(), Some(value.into()))),
         }
@@ -643,6 +776,12 @@ impl TransactionalTree {
         K: AsRef<[u8]> + Into<IVec>,
     {
         match self {
+            TransactionalTree::Logged(t, writes, tree) => {
+                let key: IVec = key.into();
+                let old = t.remove(key.clone())?;
+                writes.borrow_mut().push(change(tree, &key, None));
+                Ok(old)
+            }
             TransactionalTree::Sled(t) => t.remove(key),
             TransactionalTree::Mem(t) => Ok(t.set(key.into(), None)),
         }
@@ -659,6 +798,12 @@ impl TransactionalTree {
         V: Into<IVec>,
     {
         match self {
+            TransactionalTree::Logged(t, writes, tree) => {
+                let (key, value): (IVec, IVec) = (key.into(), value.into());
+                t.put(key.clone(), value.clone())?;
+                writes.borrow_mut().push(change(tree, &key, Some(value)));
+                Ok(())
+            }
             TransactionalTree::Sled(t) => {
                 t.put(key, value);
                 Ok(())
@@ -676,6 +821,12 @@ impl TransactionalTree {
         K: AsRef<[u8]> + Into<IVec>,
     {
         match self {
+            TransactionalTree::Logged(t, writes, tree) => {
+                let key: IVec = key.into();
+                t.delete(key.clone())?;
+                writes.borrow_mut().push(change(tree, &key, None));
+                Ok(())
+            }
             TransactionalTree::Sled(t) => {
                 t.delete(key);
                 Ok(())
@@ -689,6 +840,7 @@ impl TransactionalTree {
 
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
         match self {
+            TransactionalTree::Logged(t, ..) => t.get(key),
             TransactionalTree::Sled(t) => t.get(key),
             TransactionalTree::Mem(t) => Ok(t.get(key.as_ref())),
         }
@@ -723,10 +875,39 @@ macro_rules! transactional_tuple {
                 F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
             {
                 match self.0 {
+                    // The trees under the logging, in a transaction of their own; its writes
+                    // recorded, all together, once it committed, with the log held throughout
+                    // so no other write comes between its commit and its record.
+                    Tree::Logged(_, log, _) => {
+                        let inner = ($(match self.$i {
+                            Tree::Logged(t, l, _) if Arc::ptr_eq(l, log) => &**t,
+                            _ => return mixed().map_err(TransactionError::Storage),
+                        },)+);
+                        let mut held = log.hold();
+                        let writes: Rc<RefCell<Vec<Change>>> = Rc::default();
+                        // As a trait object, so the inner transaction's type does not grow
+                        // with every closure (its own logged arm is never taken).
+                        let logging: &dyn Fn(&Self::View) -> ConflictableTransactionResult<A, E> =
+                            &|($($t,)+)| {
+                                // A closure run again (a conflict) starts from a clean slate.
+                                writes.borrow_mut().clear();
+                                f(&($(TransactionalTree::Logged(
+                                    Box::new($t.clone()),
+                                    writes.clone(),
+                                    match self.$i {
+                                        Tree::Logged(_, _, name) => name.clone(),
+                                        _ => IVec::default(),
+                                    },
+                                ),)+))
+                            };
+                        let result = inner.transaction(logging)?;
+                        held.extend(writes.take());
+                        Ok(result)
+                    }
                     Tree::Sled(_) => {
                         let trees = ($(match self.$i {
                             Tree::Sled(t) => t,
-                            Tree::Mem(_) => return mixed().map_err(TransactionError::Storage),
+                            _ => return mixed().map_err(TransactionError::Storage),
                         },)+);
                         sled::Transactional::transaction(&trees, |($($t,)+)| {
                             f(&($(TransactionalTree::Sled($t.clone()),)+))
@@ -952,6 +1133,76 @@ mod tests {
             }
             prop_assert_eq!(sled_db.memory_used(), None);
         }
+    }
+
+    proptest! {
+        /// Issue 16: a logged database's changes, taken at any points, encoded and applied in
+        /// order to another logged database (of the other kind), leave it holding exactly what
+        /// the first holds; an aborted transaction records nothing; the copy never hands out a
+        /// sequence number the first did.
+        #[test]
+        fn a_logged_databases_changes_rebuild_it_elsewhere(
+            ops in prop::collection::vec((op(), any::<bool>()), 1..40),
+            in_memory: bool,
+        ) {
+            use crate::store::changelog::{decode, encode};
+            let open = |memory: bool| {
+                let db = if memory {
+                    Db::memory()
+                } else {
+                    Db::Sled(sled::Config::new().temporary(true).open().unwrap())
+                };
+                Db::logged(db).unwrap()
+            };
+            let (db, copy) = (open(in_memory), open(!in_memory));
+            let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+            let mut ids = Vec::new();
+            let ship = || {
+                let changes = db.changelog().unwrap().take();
+                copy.apply_changes(&decode(&encode(&changes)).unwrap()).unwrap();
+            };
+            for (i, (op, cut)) in ops.iter().enumerate() {
+                run(&a, &b, op);
+                match i % 7 {
+                    3 => ids.push(db.generate_id().unwrap()),
+                    5 if *cut => b.clear().unwrap(),
+                    _ => {}
+                }
+                if *cut {
+                    ship();
+                }
+            }
+            ship();
+            for name in ["a", "b"] {
+                let tree = copy.open_tree(name).unwrap();
+                prop_assert_eq!(pairs(tree.iter()), pairs(db.open_tree(name).unwrap().iter()));
+            }
+            let next = copy.generate_id().unwrap();
+            prop_assert!(ids.iter().all(|id| *id < next), "{:?} then {}", ids, next);
+            // Nothing left to take, and applying records nothing.
+            prop_assert!(copy.changelog().unwrap().take().len() == 1); // its own id
+            prop_assert!(db.changelog().unwrap().take().is_empty());
+        }
+    }
+
+    /// Issue 16: a sequence number's floor survives the copy's reopening.
+    #[test]
+    fn a_logged_copy_keeps_its_sequence_floor_across_a_restart() {
+        use crate::store::changelog::Change;
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Db::logged(Db::Sled(
+                sled::Config::new().path(dir.path()).open().unwrap(),
+            ))
+        };
+        {
+            let copy = open().unwrap();
+            copy.apply_changes(&[Change::Id(1_000)]).unwrap();
+            copy.flush().unwrap();
+        }
+        assert!(open().unwrap().generate_id().unwrap() > 1_000);
+        // Only a logged database takes changes.
+        assert!(Db::memory().apply_changes(&[Change::Id(1)]).is_err());
     }
 
     /// The vendored sled applies a transaction's or a batch's writes leaf by leaf

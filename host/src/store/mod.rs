@@ -56,6 +56,7 @@ pub mod access_keys; // Scoped keys (issue 12)
 pub mod accounts; // Accounts (issue 12)
 pub mod audience; // Audience triggers (issue 12)
 pub mod backtests; // Backtest jobs (issue 13)
+pub mod changelog; // A partition's state through its log (issue 16)
 pub mod channels;
 pub mod components;
 pub mod counters;
@@ -299,10 +300,7 @@ type LogSync = Option<Box<dyn FnMut() -> std::io::Result<()> + Send>>;
 /// neither the file's size nor the disk's write cache — so without `sync`, what a flush
 /// covered could be lost to a power cut while surviving any crash of the process. A request
 /// is answered with the result of both.
-fn spawn_flusher(
-    db: sled::Db,
-    mut sync: LogSync,
-) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
+fn spawn_flusher(mut step: FlushStep) -> Result<std::sync::mpsc::Sender<FlushRequest>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel::<FlushRequest>();
     std::thread::Builder::new()
         .name("waymark-flush".into())
@@ -320,14 +318,7 @@ fn spawn_flusher(
                 last_start = Some(std::time::Instant::now());
                 // Everything these callers wrote was written before they asked, so this one
                 // flush covers all of them.
-                let result = db
-                    .flush()
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| match sync.as_mut() {
-                        Some(sync) => sync().map_err(|e| format!("fdatasync of the log: {e}")),
-                        None => Ok(()),
-                    });
+                let result = step();
                 for w in waiting {
                     let _ = w.send(result.clone());
                 }
@@ -335,6 +326,55 @@ fn spawn_flusher(
         })
         .map_err(|e| StoreError::Flush(format!("cannot start the flusher: {e}")))?;
     Ok(tx)
+}
+
+/// What one flush does: make everything written before it durable.
+type FlushStep = Box<dyn FnMut() -> Result<(), String> + Send>;
+
+/// A flush of sled's own: its log written, then `sync`.
+fn sled_flush(db: sled::Db, mut sync: LogSync) -> FlushStep {
+    Box::new(move || {
+        db.flush()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+            .and_then(|()| match sync.as_mut() {
+                Some(sync) => sync().map_err(|e| format!("fdatasync of the log: {e}")),
+                None => Ok(()),
+            })
+    })
+}
+
+/// Cluster mode (issue 16): what makes a logged store's writes durable, given an encoded
+/// changelog record ([`changelog::encode`]): its append to the partition's log, answering once
+/// the log has it. Shared and replaceable: empty while the node only stands by for the
+/// partition, when a flush fails.
+pub type Publisher =
+    std::sync::Arc<std::sync::Mutex<Option<Box<dyn FnMut(Vec<u8>) -> Result<(), String> + Send>>>>;
+
+/// A flush of a logged store: the changes recorded since the last one, published as one
+/// record. A record that could not be published goes back in front of the changes recorded
+/// meanwhile, and the next flush publishes them all: if the failed append was stored after
+/// all (its answer lost), the log holds those changes twice in a row, which applies as once.
+fn publishing_flush(log: std::sync::Arc<changelog::Changelog>, publisher: Publisher) -> FlushStep {
+    Box::new(move || {
+        let changes = log.take();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let record = changelog::encode(&changes);
+        let published = match publisher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            Some(publish) => publish(record),
+            None => Err("this node does not own the partition".into()),
+        };
+        if published.is_err() {
+            log.restore(changes);
+        }
+        published
+    })
 }
 
 /// Opens sled's log file (`db` in the data directory) for [`spawn_flusher`]'s `fdatasync`
@@ -357,12 +397,40 @@ impl Store {
             // Durability comes from explicit flushes at acknowledgement points, not a timer.
             .flush_every_ms(None)
             .open()?;
-        Store::with_db(kv::Db::Sled(db), shards, log_sync(dir)?)
+        let flush = sled_flush(db.clone(), log_sync(dir)?);
+        Store::with_db(kv::Db::Sled(db), shards, Some(flush))
     }
 
-    /// The store over an opened database: its format checked, its trees opened; `sync` is
-    /// what makes its flushes durable.
-    fn with_db(db: kv::Db, shards: u16, sync: LogSync) -> Result<Store, StoreError> {
+    /// Cluster mode (issue 16): opens (or creates) a partition's copy in `dir`, its database
+    /// logged ([`changelog`]): its flushes publish what was written through `publisher` rather
+    /// than syncing the disk (the partition's log is what makes a write durable), and the
+    /// copy takes another's changes with [`Store::apply_changes`].
+    pub fn open_logged(
+        dir: &Path,
+        shards: u16,
+        cache_bytes: u64,
+        publisher: Publisher,
+    ) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .segment_size(segment_size(dir))
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(None)
+            .open()?;
+        let db = kv::Db::logged(kv::Db::Sled(db))?;
+        let log = db.changelog().cloned().expect("a logged database");
+        Store::with_db(db, shards, Some(publishing_flush(log, publisher)))
+    }
+
+    /// Applies another copy's changes ([`changelog::decode`] of its records, in their order)
+    /// to this logged store, without publishing them.
+    pub fn apply_changes(&self, changes: &[changelog::Change]) -> Result<(), StoreError> {
+        Ok(self.db.apply_changes(changes)?)
+    }
+
+    /// The store over an opened database: its format checked, its trees opened; `flush` is
+    /// what makes its writes durable (`None`: nothing to, a store in memory).
+    fn with_db(db: kv::Db, shards: u16, flush: Option<FlushStep>) -> Result<Store, StoreError> {
         format::ensure(&db)?;
         let t = |name: &str| db.open_tree(name);
         let store = Store {
@@ -404,10 +472,7 @@ impl Store {
             suppressions: t("suppressions")?,
             backtests: t("backtests")?, // Backtest jobs (issue 13)
             shards,
-            flusher: match &db {
-                kv::Db::Sled(sled) => Some(spawn_flusher(sled.clone(), sync)?),
-                kv::Db::Mem(_) => None,
-            },
+            flusher: flush.map(spawn_flusher).transpose()?,
             due_written: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(Millis::MAX)),
             db,
         };
@@ -524,31 +589,25 @@ mod tests {
     async fn a_flush_is_answered_only_after_the_log_is_synced() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Arc;
-        let temporary = || kv::Db::Sled(sled::Config::new().temporary(true).open().unwrap());
         // Every flush runs the sync after sled's own flush, and waits for it.
         let syncs = Arc::new(AtomicUsize::new(0));
         let counted = syncs.clone();
-        let store = Store::with_db(
-            temporary(),
-            1,
-            Some(Box::new(move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })),
-        )
-        .unwrap();
+        let with_sync = |sync: LogSync| {
+            let db = sled::Config::new().temporary(true).open().unwrap();
+            let flush = sled_flush(db.clone(), sync);
+            Store::with_db(kv::Db::Sled(db), 1, Some(flush)).unwrap()
+        };
+        let store = with_sync(Some(Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })));
         store.meta.insert("k", "v").unwrap();
         store.flush().await.unwrap();
         assert!(syncs.load(Ordering::SeqCst) >= 1);
         // A failed sync fails the flush: nothing waiting on it is told it is durable.
-        let failing = Store::with_db(
-            temporary(),
-            1,
-            Some(Box::new(|| {
-                Err(std::io::Error::other("the disk went away"))
-            })),
-        )
-        .unwrap();
+        let failing = with_sync(Some(Box::new(|| {
+            Err(std::io::Error::other("the disk went away"))
+        })));
         match failing.flush().await {
             Err(StoreError::Flush(why)) => assert!(why.contains("the disk went away"), "{why}"),
             other => panic!("a flush whose sync failed answered {other:?}"),
