@@ -603,3 +603,92 @@ fn a_node_paused_past_its_leases_gives_them_up_and_appends_nothing_when_it_resum
         b_loop.await.expect("b's loop ends");
     });
 }
+
+/// `count` events for a handful of customers, ids from `from`.
+fn events(from: usize, count: usize) -> Vec<waymark_host::model::Event> {
+    (from..from + count)
+        .map(|i| waymark_host::model::Event {
+            id: format!("e{i}"),
+            customer: format!("c{}", i % 7),
+            name: "seen".into(),
+            properties: Default::default(),
+            timestamp: i as i64,
+        })
+        .collect()
+}
+
+/// A partition's state kept through its log (`cluster::replica`): the owner's copy publishes
+/// what it writes as records (ingest answers once the log has them); a standby applying them
+/// holds the same records; when the owner stops renewing, the standby takes over from where it
+/// stands, reading only what it had not applied; the old owner's writes after that are refused
+/// at its flush and reach nobody's copy; a fresh copy reading the whole log holds exactly what
+/// the new owner holds.
+#[test]
+fn a_partitions_copy_follows_its_log_and_its_standby_takes_over_where_it_stands() {
+    let cluster = NatsCluster::start(3);
+    runtime().block_on(async {
+        use waymark_host::cluster::replica::Replica;
+        let nats = Nats::connect(&cluster.urls(), 3).await.expect("connect");
+        let leases = nats.leases(Duration::from_secs(2)).await.expect("leases");
+        let partition = 9;
+        let log = nats.log(partition).await.expect("the log");
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let open = |i: usize| Replica::open(dirs[i].path(), log.clone(), 8 << 20).unwrap();
+        let (mut a, mut b) = (open(0), open(1));
+        let digest = |r: &Replica| r.store().digest().unwrap();
+
+        let lease_a = acquire_when_free(&leases, partition, "a", Duration::from_secs(10)).await;
+        a.take_over(lease_a.holding()).await.expect("a takes over");
+        a.store()
+            .ingest("t", &events(0, 50), 1_000, None)
+            .await
+            .expect("accepted once the log has it");
+        assert!(b.follow().await.expect("b follows") >= 2);
+        assert_eq!(
+            digest(&b),
+            digest(&a),
+            "the standby holds what the owner holds"
+        );
+
+        // Written by a, not yet followed by b.
+        a.store()
+            .ingest("t", &events(50, 30), 2_000, None)
+            .await
+            .unwrap();
+        assert_ne!(digest(&b), digest(&a));
+
+        // a stops renewing (paused, dead): its lease runs out and b takes over from where it
+        // stands, applying the records it had not.
+        let lease_b = acquire_when_free(&leases, partition, "b", Duration::from_secs(10)).await;
+        assert!(lease_b.epoch() > lease_a.epoch());
+        b.take_over(lease_b.holding()).await.expect("b takes over");
+        assert_eq!(
+            digest(&b),
+            digest(&a),
+            "the new owner starts from the old one's state"
+        );
+
+        // a carries on as if it still owned the partition: refused, and its writes stay its own.
+        let stale = a.store().ingest("t", &events(80, 10), 3_000, None).await;
+        assert!(stale.is_err(), "a stale owner's writes were acknowledged");
+        b.store()
+            .ingest("t", &events(90, 40), 3_000, None)
+            .await
+            .unwrap();
+
+        let mut c = open(2);
+        c.follow().await.expect("c reads the whole log");
+        assert_eq!(
+            digest(&c),
+            digest(&b),
+            "a fresh copy holds what the owner holds"
+        );
+        assert_ne!(digest(&c), digest(&a));
+        let seen = |r: &Replica, id: &str| {
+            r.store()
+                .history("t")
+                .any(|e| e.is_ok_and(|(_, logged)| logged.event().id == id))
+        };
+        assert!(seen(&c, "e95") && seen(&c, "e10") && !seen(&c, "e85"));
+    });
+}

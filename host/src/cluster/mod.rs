@@ -16,6 +16,7 @@ pub mod lease;
 pub mod log;
 pub mod node;
 pub mod partitions;
+pub mod replica;
 
 use async_nats::jetstream;
 use bytes::Bytes;

@@ -245,7 +245,6 @@ impl Db {
     }
 
     /// The names of the trees the database holds.
-    #[cfg(test)]
     pub fn tree_names(&self) -> Vec<IVec> {
         match self {
             Db::Logged(db, _) => db.tree_names(),

@@ -422,6 +422,11 @@ impl Store {
         Store::with_db(db, shards, Some(publishing_flush(log, publisher)))
     }
 
+    /// A logged store's changelog ([`Store::open_logged`]); `None` for any other.
+    pub fn changelog(&self) -> Option<&std::sync::Arc<changelog::Changelog>> {
+        self.db.changelog()
+    }
+
     /// Applies another copy's changes ([`changelog::decode`] of its records, in their order)
     /// to this logged store, without publishing them.
     pub fn apply_changes(&self, changes: &[changelog::Change]) -> Result<(), StoreError> {
