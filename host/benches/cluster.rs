@@ -89,9 +89,10 @@ async fn failover(urls: &[String]) -> (Duration, usize) {
     let mut loops = Vec::new();
     let mut stops = Vec::new();
     let mut receivers = Vec::new();
+    let copies = tempfile::tempdir().expect("a temp dir");
     for id in &ids {
         let nats = Nats::connect(urls, 3).await.expect("connect");
-        let (node, changes) = Node::join(nats, id, PARTITIONS, period)
+        let (node, changes) = Node::join(nats, id, PARTITIONS, period, &copies.path().join(id))
             .await
             .expect("joins");
         let stop = tokio_util::sync::CancellationToken::new();

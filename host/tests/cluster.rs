@@ -424,11 +424,13 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
         let mut stops = Vec::new();
         let mut loops = Vec::new();
         let mut runners = Vec::new();
+        let copies = tempfile::tempdir().unwrap();
         for id in &ids {
             let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
-            let (node, mut changes) = Node::join(nats, id, PARTITIONS, period)
-                .await
-                .expect("joins");
+            let (node, mut changes) =
+                Node::join(nats, id, PARTITIONS, period, &copies.path().join(id))
+                    .await
+                    .expect("joins");
             let stop = tokio_util::sync::CancellationToken::new();
             loops.push(tokio::spawn(node.run(stop.clone())));
             stops.push(stop);
@@ -438,12 +440,12 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
                 while let Some(change) = changes.recv().await {
                     match change {
                         Change::Gained(owner) => {
-                            owned.insert(owner.log().partition(), owner);
+                            owned.insert(owner.partition, owner);
                         }
                         Change::Lost(partition) => {
                             let owner = owned.remove(&partition).expect("lost what it held");
                             assert!(
-                                !owner.guard().may_act(),
+                                !owner.guard.may_act(),
                                 "a lost partition's guard allows acting"
                             );
                         }
@@ -500,9 +502,16 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
         eprintln!("w2's partitions handed over {handover:?} after it left");
         // The membership as any node reads it: w2 left (its entry deleted at once), w3 died
         // (its entry expired two lease periods after its last beat).
-        let (observer, _) = Node::join(nats.clone(), "observer", PARTITIONS, period)
-            .await
-            .expect("joins");
+        let observing = tempfile::tempdir().unwrap();
+        let (observer, _) = Node::join(
+            nats.clone(),
+            "observer",
+            PARTITIONS,
+            period,
+            observing.path(),
+        )
+        .await
+        .expect("joins");
         let start = Instant::now();
         loop {
             let live = observer.live().await.expect("the live nodes");
@@ -535,9 +544,16 @@ fn a_node_paused_past_its_leases_gives_them_up_and_appends_nothing_when_it_resum
         let period = Duration::from_secs(2);
         let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
         let leases = nats.leases(period).await.expect("leases");
-        let (mut a, mut a_changes) = Node::join(nats.clone(), "a", PARTITIONS, period)
-            .await
-            .expect("a joins");
+        let copies = tempfile::tempdir().unwrap();
+        let (mut a, mut a_changes) = Node::join(
+            nats.clone(),
+            "a",
+            PARTITIONS,
+            period,
+            &copies.path().join("a"),
+        )
+        .await
+        .expect("a joins");
         // `a` alone: it takes every partition (the preferred owner of each).
         let renewals = tokio::spawn(a.renewals());
         for _ in 0..3 {
@@ -549,16 +565,22 @@ fn a_node_paused_past_its_leases_gives_them_up_and_appends_nothing_when_it_resum
         let mut owners = Vec::new();
         while let Ok(change) = a_changes.try_recv() {
             match change {
-                Change::Gained(owner) => owners.push(*owner),
+                Change::Gained(owner) => owners.push(owner),
                 other => panic!("a alone: {other:?} after {owners:?}"),
             }
         }
         assert_eq!(owners.len(), 4);
 
         // `b` joins and runs; `a` is paused (no ticks) well past its leases.
-        let (b, _b_changes) = Node::join(nats.clone(), "b", PARTITIONS, period)
-            .await
-            .expect("b joins");
+        let (b, _b_changes) = Node::join(
+            nats.clone(),
+            "b",
+            PARTITIONS,
+            period,
+            &copies.path().join("b"),
+        )
+        .await
+        .expect("b joins");
         let stop = tokio_util::sync::CancellationToken::new();
         let b_loop = tokio::spawn(b.run(stop.clone()));
         until_holders(&leases, PARTITIONS, Duration::from_secs(30), |now| {
@@ -566,13 +588,12 @@ fn a_node_paused_past_its_leases_gives_them_up_and_appends_nothing_when_it_resum
         })
         .await;
 
-        // `a` resumes: its guards ran out; its next tick finds every lease lost.
-        for owner in &mut owners {
-            let refused = owner.append(Kind::Record, Bytes::from("late")).await;
-            assert!(
-                matches!(refused, Err(AppendError::LeaseExpired(_))),
-                "{refused:?}"
-            );
+        // `a` resumes: its guards ran out; what it writes to its copies is refused at their
+        // flush, and its next tick finds every lease lost.
+        for owner in &owners {
+            assert!(!owner.guard.may_act());
+            let refused = owner.store.ingest("t", &events(0, 1), 0, None).await;
+            assert!(refused.is_err(), "{refused:?}");
         }
         a.renew().await;
         a.tick().await.expect("a tick");
@@ -583,21 +604,22 @@ fn a_node_paused_past_its_leases_gives_them_up_and_appends_nothing_when_it_resum
                 // `b` may hand a partition that `a` is the preferred owner of back to it at
                 // once: only ever under a new epoch, after `a` gave up the old lease.
                 Change::Gained(again) => {
-                    let p = again.log().partition();
+                    let p = again.partition;
                     assert!(lost.contains(&p), "{p} regained before it was given up");
-                    let old = owners.iter().find(|o| o.log().partition() == p).unwrap();
-                    assert!(again.epoch() > old.epoch());
+                    let old = owners.iter().find(|o| o.partition == p).unwrap();
+                    assert!(again.epoch > old.epoch);
                 }
                 other => panic!("{other:?}"),
             }
         }
         lost.sort();
         assert_eq!(lost, vec![0, 1, 2, 3]);
-        // No record of `a`'s epoch after `b`'s Took on any partition.
+        // Every record on every partition's log is applied: `a` appended nothing after `b`'s
+        // Took, and its refused writes never reached a log.
         for partition in 0..PARTITIONS {
             let records = history(&nats, partition).await;
-            assert!(records.iter().all(|(e, _)| e.payload != "late"));
             assert!(records.iter().all(|(_, v)| *v == Verdict::Apply));
+            assert!(records.iter().all(|(e, _)| e.kind != Kind::Record));
         }
         stop.cancel();
         b_loop.await.expect("b's loop ends");
@@ -690,5 +712,124 @@ fn a_partitions_copy_follows_its_log_and_its_standby_takes_over_where_it_stands(
                 .any(|e| e.is_ok_and(|(_, logged)| logged.event().id == id))
         };
         assert!(seen(&c, "e95") && seen(&c, "e10") && !seen(&c, "e85"));
+    });
+}
+
+/// Nodes keep copies (`cluster::node` with `cluster::replica`): a partition's owner writes to
+/// its copy (events ingested, answered once the log has them), its standby keeps a copy of its
+/// own up to the log's end, and when the owner dies (its loop aborted, as `kill -9`) the new
+/// owner's copy holds exactly what the dead owner's held, and takes writes of its own.
+#[test]
+fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
+    use waymark_host::cluster::node::{Change, Node};
+    const PARTITIONS: u16 = 4;
+    let servers = NatsCluster::start(3);
+    runtime().block_on(async {
+        let period = Duration::from_secs(2);
+        let copies = tempfile::tempdir().unwrap();
+        let (written, mut gains) = tokio::sync::mpsc::unbounded_channel();
+        let mut loops = Vec::new();
+        for id in ["w1", "w2"] {
+            let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
+            let (node, mut changes) =
+                Node::join(nats, id, PARTITIONS, period, &copies.path().join(id))
+                    .await
+                    .expect("joins");
+            let stop = tokio_util::sync::CancellationToken::new();
+            loops.push((tokio::spawn(node.run(stop.clone())), stop));
+            // What runs the partitions: here, each gained partition takes 40 events.
+            let written = written.clone();
+            tokio::spawn(async move {
+                let mut batch = 0;
+                while let Some(change) = changes.recv().await {
+                    if let Change::Gained(g) = change {
+                        batch += 1;
+                        let node = if id == "w1" { 0 } else { 50_000 };
+                        let from = node + 1_000 * usize::from(g.partition) + 100 * batch;
+                        let accepted = g.store.ingest("t", &events(from, 40), 0, None).await;
+                        let _ = written.send((id, g, accepted.is_ok()));
+                    }
+                }
+            });
+        }
+        // Each partition gained once and written by its owner (perhaps after a handover).
+        let mut owners = std::collections::BTreeMap::new();
+        let start = Instant::now();
+        while owners.len() < usize::from(PARTITIONS) || start.elapsed() < Duration::from_secs(3) {
+            match tokio::time::timeout(Duration::from_millis(200), gains.recv()).await {
+                Ok(Some((id, g, true))) => {
+                    owners.insert(g.partition, (id, g));
+                }
+                Ok(Some((_, _, false))) | Err(_) => {}
+                Ok(None) => panic!("the runners stopped"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "placed: {owners:?}"
+            );
+        }
+        let (dead, theirs) = owners
+            .iter()
+            .find(|(_, (id, _))| *id == "w1")
+            .map(|(p, (_, g))| (*p, g.store.digest().unwrap()))
+            .expect("w1 owns a partition");
+        // The standby (w2, the only other node) keeps a copy, following the log every tick;
+        // then w1 dies.
+        tokio::time::sleep(period).await;
+        let standby_copies: Vec<String> = std::fs::read_dir(copies.path().join("w2"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            standby_copies
+                .iter()
+                .any(|d| d.starts_with(&format!("p{dead}-"))),
+            "w2 keeps no copy of partition {dead}: {standby_copies:?}"
+        );
+        let (w1, _) = &loops[0];
+        w1.abort();
+        let died = Instant::now();
+        let (id, g, accepted) = loop {
+            let (id, g, accepted) = tokio::time::timeout(Duration::from_secs(30), gains.recv())
+                .await
+                .expect("a takeover within 30 s")
+                .expect("the runners run");
+            if g.partition == dead {
+                break (id, g, accepted);
+            }
+        };
+        eprintln!(
+            "partition {dead} taken over {:?} after its owner died",
+            died.elapsed()
+        );
+        assert_eq!(id, "w2");
+        assert!(accepted, "the new owner's writes are accepted");
+        // What it holds: the dead owner's state, then its own 40 events.
+        let history: Vec<String> = g
+            .store
+            .history("t")
+            .map(|e| e.unwrap().1.event().id)
+            .collect();
+        assert_eq!(history.len(), 80, "{history:?}");
+        let dead_store = &owners[&dead].1.store;
+        let before: Vec<String> = dead_store
+            .history("t")
+            .map(|e| e.unwrap().1.event().id)
+            .collect();
+        assert_eq!(before, history[..40]);
+        assert_eq!(
+            dead_store.digest().unwrap(),
+            theirs,
+            "the dead owner's copy unchanged"
+        );
+        // An event the dead owner accepted is a duplicate for the new one.
+        let again: Vec<_> = dead_store
+            .history("t")
+            .map(|e| e.unwrap().1.event())
+            .collect();
+        g.store.ingest("t", &again, 0, None).await.unwrap();
+        assert_eq!(g.store.history("t").count(), 80);
+        let (_, stop) = &loops[1];
+        stop.cancel();
     });
 }

@@ -29,18 +29,23 @@
 //! expires too) acquires it within a tick. [`Node::leave`] is the graceful way out: every lease
 //! released, the entry deleted.
 
-use super::lease::{Lease, Leases};
-use super::log::{Chain, Entry};
+use super::lease::{Guard, Lease, Leases};
 use super::partitions::placements;
-use super::{ClusterError, Nats, Owned};
+use super::replica::Replica;
+use super::{ClusterError, Nats};
+use crate::store::Store;
 use async_nats::jetstream::kv;
 use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::Mutex;
+
+/// The page cache of each partition's copy.
+const COPY_CACHE: u64 = 32 << 20;
 
 /// The bucket of live nodes.
 pub const NODES: &str = "wm-nodes";
@@ -54,12 +59,37 @@ pub struct Member {
     pub holds: Vec<u16>,
 }
 
+/// A partition a node took over: its copy, the owner's now, and the guard acting for it checks.
+#[derive(Clone)]
+pub struct Gained {
+    /// The partition.
+    pub partition: u16,
+    /// The lease epoch the node appends under.
+    pub epoch: u64,
+    /// Checked before every action for the partition (a delivery, an answer); fenced or run
+    /// out once the node lost it.
+    pub guard: Guard,
+    /// The partition's copy: written by whoever runs the partition; its flushes append what
+    /// was written to the partition's log, and fail once the node lost it.
+    pub store: Store,
+}
+
+impl std::fmt::Debug for Gained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gained")
+            .field("partition", &self.partition)
+            .field("epoch", &self.epoch)
+            .field("guard", &self.guard)
+            .finish()
+    }
+}
+
 /// What changed in the partitions a node holds.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Change {
     /// The node took the partition over: run it.
-    Gained(Box<Owned>),
+    Gained(Box<Gained>),
     /// The node no longer holds the partition (lost, run out, or handed over): stop running it.
     /// Its guard is fenced or run out already.
     Lost(u16),
@@ -142,16 +172,25 @@ pub struct Node {
     free_last_tick: BTreeSet<u16>,
     /// Partitions this node stands by for, seen held by another node at the last tick.
     held_last_tick: BTreeSet<u16>,
+    /// The copies of the partitions this node holds or stands by for.
+    copies: BTreeMap<u16, Replica>,
+    /// Where the copies are kept, each in a directory of its own.
+    dir: PathBuf,
+    /// How many copies this node opened, for their directories' names.
+    opened: u64,
 }
 
 impl Node {
-    /// Joins the cluster as `id`, with `partitions` partitions and leases of `period`;
-    /// ownership changes arrive on the receiver answered beside the node.
+    /// Joins the cluster as `id`, with `partitions` partitions and leases of `period`, keeping
+    /// the partitions' copies under `dir` (emptied first: a copy's position in its log is not
+    /// kept across restarts, so what a previous run left there is not trusted); ownership
+    /// changes arrive on the receiver answered beside the node.
     pub async fn join(
         nats: Nats,
         id: &str,
         partitions: u16,
         period: Duration,
+        dir: &Path,
     ) -> Result<(Node, mpsc::UnboundedReceiver<Change>), ClusterError> {
         if id.is_empty()
             || !id
@@ -167,6 +206,15 @@ impl Node {
                 "a cluster has at least one partition".into(),
             ));
         }
+        let unusable = |e: std::io::Error| {
+            ClusterError::Config(format!("the copies' directory {}: {e}", dir.display()))
+        };
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unusable(e)),
+        }
+        std::fs::create_dir_all(dir).map_err(unusable)?;
         let leases = nats.leases(period).await?;
         let (members, members_stream) = super::open_bucket(
             nats.jetstream(),
@@ -190,6 +238,9 @@ impl Node {
             },
             free_last_tick: BTreeSet::new(),
             held_last_tick: BTreeSet::new(),
+            copies: BTreeMap::new(),
+            dir: dir.to_owned(),
+            opened: 0,
         };
         Ok((node, receiver))
     }
@@ -288,6 +339,7 @@ impl Node {
                 self.shared.give_up(place.partition, held).await;
             }
         }
+        self.keep_copies(&placed).await?;
         // Acquire what this node should own, and what it stands by for once nobody holds it:
         // at once if another node held it at the last tick (its owner died or left), else
         // after two ticks in a row without a holder (at start, so the preferred owner, not the
@@ -325,6 +377,69 @@ impl Node {
         Ok(())
     }
 
+    /// Keeps this node's copies: a copy of a partition it held and no longer holds is dropped
+    /// (it may hold writes its log refused); each partition it stands by for has a copy,
+    /// brought up to its log's end; the others' are dropped.
+    async fn keep_copies(
+        &mut self,
+        placed: &[super::partitions::Placement<'_>],
+    ) -> Result<(), ClusterError> {
+        let holds: BTreeSet<u16> = self.holds().await.into_iter().collect();
+        let standing_by: BTreeSet<u16> = placed
+            .iter()
+            .filter(|p| p.standby == Some(self.id.as_str()) && !holds.contains(&p.partition))
+            .map(|p| p.partition)
+            .collect();
+        let keep = |p: &u16, copy: &Replica| {
+            if copy.is_owner() {
+                holds.contains(p)
+            } else {
+                standing_by.contains(p)
+            }
+        };
+        let dropped: Vec<u16> = self
+            .copies
+            .iter()
+            .filter(|(p, copy)| !keep(p, copy))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in dropped {
+            self.drop_copy(partition);
+        }
+        for partition in standing_by {
+            let copy = match self.copies.entry(partition) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    self.opened += 1;
+                    let dir = self.dir.join(format!("p{partition}-{}", self.opened));
+                    let log = self.nats.log(partition).await?;
+                    let copy = Replica::open(&dir, log, COPY_CACHE).map_err(|e| {
+                        ClusterError::Config(format!("a copy in {}: {e}", dir.display()))
+                    })?;
+                    e.insert(copy)
+                }
+            };
+            if let Err(e) = copy.follow().await {
+                tracing::warn!(partition, error = %e, "following the log failed");
+                if matches!(e, ClusterError::Corrupt(_)) {
+                    self.drop_copy(partition);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a partition's copy and its directory.
+    fn drop_copy(&mut self, partition: u16) {
+        if let Some(copy) = self.copies.remove(&partition) {
+            let dir = copy.dir().to_owned();
+            drop(copy);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(partition, error = %e, dir = %dir.display(), "removing a copy failed");
+            }
+        }
+    }
+
     /// Writes this node's entry in `wm-nodes`.
     async fn beat(&self) -> Result<(), ClusterError> {
         let member = Member {
@@ -354,23 +469,44 @@ impl Node {
                 announced: false,
             },
         );
-        // A node keeps no local state yet, so it reads its partition's log from the start
-        // (a snapshot to start from is still to come; docs/SCALING.md).
-        let taken = match self.nats.log(partition).await {
-            Ok(log) => Owned::take_over(holding, log, Chain::default(), |_: &Entry| {})
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        // The standby's copy, up to where it followed the log; else a fresh one, which reads
+        // the log from the start (a snapshot to start from is still to come; SCALING.md).
+        let copy = match self.copies.remove(&partition) {
+            Some(copy) => Ok(copy),
+            None => {
+                self.opened += 1;
+                let dir = self.dir.join(format!("p{partition}-{}", self.opened));
+                match self.nats.log(partition).await {
+                    Ok(log) => Replica::open(&dir, log, COPY_CACHE).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        let taken = match copy {
+            Ok(mut copy) => {
+                let taken = copy.take_over(holding).await.map_err(|e| e.to_string());
+                // Kept either way: dropped at the next tick unless it is the owner's.
+                self.copies.insert(partition, copy);
+                taken
+            }
+            Err(e) => Err(e),
         };
         let mut held = self.shared.held.lock().await;
         match taken {
-            Ok(owned) => match held.get_mut(&partition) {
+            Ok(guard) => match held.get_mut(&partition) {
                 Some(h) if h.lease.guard().may_act() => {
-                    tracing::info!(partition, epoch = owned.epoch(), "took over");
+                    let epoch = h.lease.epoch();
+                    tracing::info!(partition, epoch, "took over");
                     h.announced = true;
+                    let store = self.copies[&partition].store().clone();
                     // A receiver gone means nobody runs partitions any more: the lease is kept
                     // anyway until `leave`, so the placement stays stable.
-                    let _ = self.shared.changes.send(Change::Gained(Box::new(owned)));
+                    let _ = self.shared.changes.send(Change::Gained(Box::new(Gained {
+                        partition,
+                        epoch,
+                        guard,
+                        store,
+                    })));
                     Ok(true)
                 }
                 // Lost while taking over (the renewal loop gave it up already).

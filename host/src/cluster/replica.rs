@@ -22,6 +22,8 @@ use std::sync::Arc;
 /// A node's copy of one partition: a standby's until [`Replica::take_over`], an owner's after.
 pub struct Replica {
     store: Store,
+    /// Where the copy is kept.
+    dir: std::path::PathBuf,
     log: PartitionLog,
     /// The copy's position while it stands by; an owner's is its [`Owned`]'s.
     chain: Chain,
@@ -64,6 +66,7 @@ impl Replica {
         }
         Ok(Replica {
             store,
+            dir: dir.to_owned(),
             log,
             chain: Chain::default(),
             publisher,
@@ -74,6 +77,11 @@ impl Replica {
     /// The copy. Only an owner's may be written to; its flushes append to the log.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where the copy is kept.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the copy's reading of the log stands (a standby's; an owner's moves with its
@@ -111,7 +119,7 @@ impl Replica {
     /// since the copy's position, appends `Took`, and from then on the copy's flushes append
     /// through the new owner. A record that cannot be applied gives the partition up (its
     /// guard fenced): the copy would no longer be the log's.
-    pub async fn take_over(&mut self, holding: Holding) -> Result<(), AppendError> {
+    pub async fn take_over(&mut self, holding: Holding) -> Result<Guard, AppendError> {
         let guard = holding.guard.clone();
         let mut failed = None;
         let store = &self.store;
@@ -146,7 +154,12 @@ impl Replica {
                 })
             }));
         self.owned = Some(owned);
-        Ok(())
+        Ok(guard)
+    }
+
+    /// Whether this copy is its partition's owner's (it took over), rather than a standby's.
+    pub fn is_owner(&self) -> bool {
+        self.owned.is_some()
     }
 
     /// While this node owns the partition: the guard every action for it checks.
