@@ -33,6 +33,8 @@ async fn history(nats: &Nats, partition: u16) -> Vec<(Entry, Verdict)> {
         }
         for entry in entries {
             let verdict = chain.judge(&entry);
+            // Purged before it (a snapshot): the history shown starts here.
+            chain.previous = entry.seq;
             all.push((entry, verdict));
         }
     }
@@ -717,7 +719,7 @@ fn a_partitions_copy_follows_its_log_and_its_standby_takes_over_where_it_stands(
 
 /// Nodes keep copies (`cluster::node` with `cluster::replica`): a partition's owner writes to
 /// its copy (events ingested, answered once the log has them), its standby keeps a copy of its
-/// own up to the log's end, and when the owner dies (its loop aborted, as `kill -9`) the new
+/// own up to the log's end (and snapshots it, purging the log), and when the owner dies (its loop aborted, as `kill -9`) the new
 /// owner's copy holds exactly what the dead owner's held, and takes writes of its own.
 #[test]
 fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
@@ -731,10 +733,13 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
         let mut loops = Vec::new();
         for id in ["w1", "w2"] {
             let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
-            let (node, mut changes) =
+            let (mut node, mut changes) =
                 Node::join(nats, id, PARTITIONS, period, &copies.path().join(id))
                     .await
                     .expect("joins");
+            // Standbys snapshot as soon as they applied a record: the new owner starts from a
+            // copy whose log was purged under it.
+            node.snapshot_every(1, Duration::from_secs(1));
             let stop = tokio_util::sync::CancellationToken::new();
             loops.push((tokio::spawn(node.run(stop.clone())), stop));
             // What runs the partitions: here, each gained partition takes 40 events.
@@ -804,6 +809,12 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
         );
         assert_eq!(id, "w2");
         assert!(accepted, "the new owner's writes are accepted");
+        let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
+        let log = history(&nats, dead).await;
+        assert!(
+            log[0].0.seq > 1,
+            "the standby's snapshot purged the log: {log:?}"
+        );
         // What it holds: the dead owner's state, then its own 40 events.
         let history: Vec<String> = g
             .store
@@ -831,5 +842,86 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
         assert_eq!(g.store.history("t").count(), 80);
         let (_, stop) = &loops[1];
         stop.cancel();
+    });
+}
+
+/// Snapshots (`Replica::snapshot`): a standby's copy written to the object store with the
+/// position it covers, and the log purged up to it; a copy restored from it holds what the
+/// standby held and follows the log from there (and can take the partition over); a copy
+/// that would start before the purge finds its history missing rather than skipping it; an
+/// owner's copy is not snapshotted.
+#[test]
+fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
+    let cluster = NatsCluster::start(3);
+    runtime().block_on(async {
+        use waymark_host::cluster::replica::Replica;
+        let nats = Nats::connect(&cluster.urls(), 3).await.expect("connect");
+        let leases = nats.leases(Duration::from_secs(2)).await.expect("leases");
+        let snapshots = nats.snapshots().await.expect("the snapshots");
+        let partition = 3;
+        let log = nats.log(partition).await.expect("the log");
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let digest = |r: &Replica| r.store().digest().unwrap();
+
+        // Nothing to restore yet: a fresh copy.
+        let mut owner = Replica::restore(dirs[0].path(), log.clone(), 8 << 20, &snapshots)
+            .await
+            .expect("a fresh copy");
+        let lease = acquire_when_free(&leases, partition, "a", Duration::from_secs(10)).await;
+        owner.take_over(lease.holding()).await.expect("takes over");
+        for round in 0..5 {
+            let accepted = owner
+                .store()
+                .ingest("t", &events(round * 20, 20), 0, None)
+                .await;
+            accepted.expect("accepted");
+        }
+        let mut standby = Replica::open(dirs[1].path(), log.clone(), 8 << 20).unwrap();
+        standby.follow().await.expect("follows");
+        assert!(
+            owner.snapshot(&snapshots).await.is_err(),
+            "an owner's copy snapshotted"
+        );
+        let at = standby.take_snapshot(&snapshots).await.expect("a snapshot");
+        assert!(at.previous >= 6, "{at:?}");
+        assert_eq!(
+            history(&nats, partition).await.first().map(|(e, _)| e.seq),
+            Some(at.previous),
+            "the log is purged up to the snapshot's record"
+        );
+
+        owner
+            .store()
+            .ingest("t", &events(100, 20), 0, None)
+            .await
+            .unwrap();
+        let mut restored = Replica::restore(dirs[2].path(), log.clone(), 8 << 20, &snapshots)
+            .await
+            .expect("restored");
+        assert_eq!(restored.chain(), &at);
+        assert_eq!(digest(&restored), digest(&standby));
+        restored.follow().await.expect("follows from the snapshot");
+        assert_eq!(digest(&restored), digest(&owner));
+
+        // A copy starting from nothing cannot read a history that is gone.
+        let mut behind = Replica::open(dirs[3].path(), log.clone(), 8 << 20).unwrap();
+        let missing = behind.follow().await;
+        assert!(
+            matches!(missing, Err(ClusterError::Missing(3))),
+            "{missing:?}"
+        );
+
+        // The restored copy takes the partition over once the owner's lease runs out.
+        let lease = acquire_when_free(&leases, partition, "c", Duration::from_secs(10)).await;
+        restored
+            .take_over(lease.holding())
+            .await
+            .expect("takes over");
+        restored
+            .store()
+            .ingest("t", &events(120, 5), 0, None)
+            .await
+            .unwrap();
+        assert_eq!(restored.store().history("t").count(), 125);
     });
 }

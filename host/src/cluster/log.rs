@@ -159,6 +159,20 @@ impl PartitionLog {
         self.partition
     }
 
+    /// Purges the records before sequence `before` from the log subject (what a snapshot
+    /// covers). A reader whose position is before them finds the record after its gap
+    /// [`Verdict::Missing`] and starts again from the snapshot.
+    pub async fn purge_before(&self, before: u64) -> Result<u64, ClusterError> {
+        let purged = self
+            .stream
+            .purge()
+            .filter(self.log_subject.clone())
+            .sequence(before)
+            .await
+            .map_err(|e| ClusterError::nats("purge a partition's log", e))?;
+        Ok(purged.purged)
+    }
+
     /// Appends a record after the record `after` (0 when the appender read an empty log), as
     /// epoch `epoch`; answers its sequence. [`AppendError::Fenced`] when the log has moved on.
     ///
@@ -311,6 +325,10 @@ pub enum Verdict {
     /// Appended under an epoch below one already applied: a fenced owner's. Every reader skips
     /// it.
     StaleEpoch,
+    /// Its predecessor is a record this reader never read: the records before it were purged
+    /// (after a snapshot). The reader cannot go on from where it stands; it must start again
+    /// from the snapshot. The chain does not move past it.
+    Missing,
 }
 
 /// A reader's position in a partition's log: every replica that feeds the same records through
@@ -326,7 +344,13 @@ pub struct Chain {
 impl Chain {
     /// Judges the next record on the subject (records must come in sequence order) and moves
     /// past it.
+    ///
+    /// A record's predecessor is always a record before it on the subject, so it is never
+    /// after the last one read unless records were missed ([`Verdict::Missing`]).
     pub fn judge(&mut self, entry: &Entry) -> Verdict {
+        if entry.after > self.previous {
+            return Verdict::Missing;
+        }
         let verdict = if entry.after != self.previous {
             Verdict::NotAfterPrevious
         } else if entry.epoch < self.epoch {
@@ -379,6 +403,20 @@ mod tests {
         assert_eq!(chain.judge(&entry(5, 3, 2)), Verdict::NotAfterPrevious);
         assert_eq!(chain.judge(&entry(6, 5, 2)), Verdict::Apply);
         assert_eq!(chain.epoch, 2);
+    }
+
+    #[test]
+    fn a_record_after_one_never_read_is_missing_its_history_and_the_chain_stays() {
+        // Records 1..=5 purged; a fresh reader's first record names 5 as its predecessor.
+        let mut chain = Chain::default();
+        assert_eq!(chain.judge(&entry(6, 5, 3)), Verdict::Missing);
+        assert_eq!(chain, Chain::default());
+        // From a snapshot covering 5, it applies.
+        let mut chain = Chain {
+            previous: 5,
+            epoch: 3,
+        };
+        assert_eq!(chain.judge(&entry(6, 5, 3)), Verdict::Apply);
     }
 
     #[test]

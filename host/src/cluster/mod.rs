@@ -49,6 +49,10 @@ pub enum ClusterError {
     /// Something in a bucket or a log could not be read as what it should be.
     #[error("unreadable cluster record: {0}")]
     Corrupt(String),
+    /// Partition's log no longer holds the records after this reader's position (purged after
+    /// a snapshot): start again from the snapshot.
+    #[error("partition {0}'s log was purged past this copy's position")]
+    Missing(u16),
 }
 
 impl ClusterError {
@@ -144,6 +148,33 @@ impl Nats {
         Leases::open(&self.js, period, self.replicas).await
     }
 
+    /// The object store of partitions' snapshots ([`replica::SNAPSHOTS`]), created if missing,
+    /// as `create_object_store` would configure it (not that call: its stream already exists
+    /// once any node created it).
+    pub async fn snapshots(&self) -> Result<replica::Snapshots, ClusterError> {
+        let bucket = replica::SNAPSHOTS;
+        self.js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: format!("OBJ_{bucket}"),
+                description: Some("Waymark partitions' snapshots (docs/SCALING.md)".into()),
+                subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: self.replicas,
+                discard: jetstream::stream::DiscardPolicy::New,
+                allow_rollup: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::nats("open the snapshots' stream", e))?;
+        let store = self
+            .js
+            .get_object_store(bucket)
+            .await
+            .map_err(|e| ClusterError::nats("open the snapshots", e))?;
+        Ok(replica::Snapshots(store))
+    }
+
     /// Partition `partition`'s log, created if missing.
     pub async fn log(&self, partition: u16) -> Result<PartitionLog, ClusterError> {
         PartitionLog::open(&self.js, partition, self.replicas).await
@@ -196,8 +227,12 @@ impl Owned {
                     break;
                 }
                 for entry in &entries {
-                    if chain.judge(entry) == Verdict::Apply {
-                        apply(entry);
+                    match chain.judge(entry) {
+                        Verdict::Apply => apply(entry),
+                        Verdict::Missing => {
+                            return Err(ClusterError::Missing(log.partition()).into())
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -317,6 +352,9 @@ impl Owned {
                 return Err(AppendError::Fenced(self.log.partition()));
             }
             let verdict = self.chain.judge(&entry);
+            if verdict == Verdict::Missing {
+                return Err(ClusterError::Missing(self.log.partition()).into());
+            }
             judged.push((entry, verdict));
         }
         self.uncertain = false;

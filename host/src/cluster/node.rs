@@ -31,7 +31,7 @@
 
 use super::lease::{Guard, Lease, Leases};
 use super::partitions::placements;
-use super::replica::Replica;
+use super::replica::{Replica, Snapshots};
 use super::{ClusterError, Nats};
 use crate::store::Store;
 use async_nats::jetstream::kv;
@@ -43,6 +43,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::Mutex;
+
+/// How often a standby snapshots its copy by default ([`Node::snapshot_every`]).
+const SNAPSHOT_EVERY: (u64, Duration) = (10_000, Duration::from_secs(600));
 
 /// The page cache of each partition's copy.
 const COPY_CACHE: u64 = 32 << 20;
@@ -178,6 +181,11 @@ pub struct Node {
     dir: PathBuf,
     /// How many copies this node opened, for their directories' names.
     opened: u64,
+    /// Where copies start from, and where standbys write theirs.
+    snapshots: Arc<Snapshots>,
+    /// A standby snapshots its copy after this many records applied, or this long after its
+    /// last with at least one applied ([`Node::snapshot_every`]).
+    snapshot_every: (u64, Duration),
 }
 
 impl Node {
@@ -216,6 +224,7 @@ impl Node {
         }
         std::fs::create_dir_all(dir).map_err(unusable)?;
         let leases = nats.leases(period).await?;
+        let snapshots = Arc::new(nats.snapshots().await?);
         let (members, members_stream) = super::open_bucket(
             nats.jetstream(),
             NODES,
@@ -241,8 +250,17 @@ impl Node {
             copies: BTreeMap::new(),
             dir: dir.to_owned(),
             opened: 0,
+            snapshots,
+            snapshot_every: SNAPSHOT_EVERY,
         };
         Ok((node, receiver))
+    }
+
+    /// Sets how often a standby snapshots its copy: after `records` records applied, or
+    /// `every` after its last snapshot with at least one applied (default: 10,000 records or 10
+    /// minutes; docs/SCALING.md).
+    pub fn snapshot_every(&mut self, records: u64, every: Duration) {
+        self.snapshot_every = (records, every);
     }
 
     /// The time between two ticks: a sixth of the lease period (500 ms for the default 3 s),
@@ -413,16 +431,27 @@ impl Node {
                     self.opened += 1;
                     let dir = self.dir.join(format!("p{partition}-{}", self.opened));
                     let log = self.nats.log(partition).await?;
-                    let copy = Replica::open(&dir, log, COPY_CACHE).map_err(|e| {
-                        ClusterError::Config(format!("a copy in {}: {e}", dir.display()))
-                    })?;
-                    e.insert(copy)
+                    e.insert(Replica::restore(&dir, log, COPY_CACHE, &self.snapshots).await?)
                 }
             };
-            if let Err(e) = copy.follow().await {
-                tracing::warn!(partition, error = %e, "following the log failed");
-                if matches!(e, ClusterError::Corrupt(_)) {
+            match copy.follow().await {
+                Ok(_) => {}
+                // Purged past the copy, or unreadable: the next tick starts from the snapshot.
+                Err(e @ (ClusterError::Missing(_) | ClusterError::Corrupt(_))) => {
+                    tracing::warn!(partition, error = %e, "dropping a copy");
                     self.drop_copy(partition);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "following the log failed");
+                    continue;
+                }
+            }
+            let (records, every) = self.snapshot_every;
+            if copy.snapshot_due(records, every) {
+                match copy.take_snapshot(&self.snapshots).await {
+                    Ok(at) => tracing::info!(partition, through = at.previous, "snapshot written"),
+                    Err(e) => tracing::warn!(partition, error = %e, "a snapshot failed"),
                 }
             }
         }
@@ -469,15 +498,17 @@ impl Node {
                 announced: false,
             },
         );
-        // The standby's copy, up to where it followed the log; else a fresh one, which reads
-        // the log from the start (a snapshot to start from is still to come; SCALING.md).
+        // The standby's copy, up to where it followed the log; else one from the partition's
+        // latest snapshot (or a fresh one), which reads the log from there.
         let copy = match self.copies.remove(&partition) {
             Some(copy) => Ok(copy),
             None => {
                 self.opened += 1;
                 let dir = self.dir.join(format!("p{partition}-{}", self.opened));
                 match self.nats.log(partition).await {
-                    Ok(log) => Replica::open(&dir, log, COPY_CACHE).map_err(|e| e.to_string()),
+                    Ok(log) => Replica::restore(&dir, log, COPY_CACHE, &self.snapshots)
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }

@@ -30,6 +30,8 @@ pub struct Replica {
     publisher: Publisher,
     /// While this node owns the partition: the owner its flushes append through.
     owned: Option<Arc<tokio::sync::Mutex<Owned>>>,
+    /// Records applied since the copy was opened or its last snapshot, and when that was.
+    since_snapshot: (u64, std::time::Instant),
 }
 
 impl std::fmt::Debug for Replica {
@@ -71,6 +73,7 @@ impl Replica {
             chain: Chain::default(),
             publisher,
             owned: None,
+            since_snapshot: (0, std::time::Instant::now()),
         })
     }
 
@@ -107,8 +110,13 @@ impl Replica {
                 // The chain moves past a record it skips; one it applies must be applied here
                 // before the position passes it.
                 let mut next = self.chain.clone();
-                if next.judge(entry) == Verdict::Apply {
-                    apply(&self.store, entry)?;
+                match next.judge(entry) {
+                    Verdict::Apply => {
+                        apply(&self.store, entry)?;
+                        self.since_snapshot.0 += 1;
+                    }
+                    Verdict::Missing => return Err(ClusterError::Missing(self.log.partition())),
+                    _ => {}
                 }
                 self.chain = next;
             }
@@ -168,5 +176,133 @@ impl Replica {
             Some(owned) => Some(owned.lock().await.guard().clone()),
             None => None,
         }
+    }
+}
+
+/// The object store bucket of the partitions' snapshots: one object per partition, `p<n>`,
+/// replaced by each new snapshot.
+pub const SNAPSHOTS: &str = "wm-snapshots";
+
+/// A snapshot's first bytes: what it is and the version of its layout.
+const MAGIC: &[u8; 8] = b"WMSNAP01";
+
+/// How many bytes of records go in one frame of a snapshot.
+const FRAME_BYTES: usize = 1 << 20;
+
+/// The partitions' snapshots ([`super::Nats::snapshots`]).
+#[derive(Clone)]
+pub struct Snapshots(pub(super) async_nats::jetstream::object_store::ObjectStore);
+
+impl std::fmt::Debug for Snapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(SNAPSHOTS)
+    }
+}
+
+fn object_name(partition: u16) -> String {
+    format!("p{partition}")
+}
+
+impl Replica {
+    /// Writes a snapshot of this standby's copy to `to` — every record, and the position in
+    /// the log it covers (`MAGIC`, the chain's last record and epoch, then frames of encoded
+    /// changes, each length-prefixed) — then purges the log's records before that position.
+    /// Answers the position. An owner's copy is written while it would be read: refused.
+    ///
+    /// The snapshot is built in memory before it is written (the object store chunks it); a
+    /// partition of a few hundred MiB of records is the bound of that (docs/SCALING.md).
+    pub async fn snapshot(&self, to: &Snapshots) -> Result<Chain, ClusterError> {
+        if self.is_owner() {
+            return Err(ClusterError::Config(
+                "an owner's copy is written while a snapshot would read it".into(),
+            ));
+        }
+        let chain = self.chain.clone();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&chain.previous.to_be_bytes());
+        bytes.extend_from_slice(&chain.epoch.to_be_bytes());
+        self.store
+            .dump(FRAME_BYTES, |changes| {
+                let frame = changelog::encode(&changes);
+                bytes.extend_from_slice(&(frame.len() as u64).to_be_bytes());
+                bytes.extend_from_slice(&frame);
+                Ok(())
+            })
+            .map_err(|e| ClusterError::Corrupt(format!("the copy could not be read: {e}")))?;
+        let name = object_name(self.log.partition());
+        to.0.put(name.as_str(), &mut bytes.as_slice())
+            .await
+            .map_err(|e| ClusterError::nats("write a snapshot", e))?;
+        // The record at the position stays: the stream checks an append's expectation against
+        // the subject's last record, which must not vanish under the owner.
+        self.log.purge_before(chain.previous).await?;
+        Ok(chain)
+    }
+
+    /// Whether a standby's copy is due a snapshot: `records` applied since its last one (or
+    /// its opening), or at least one applied and `every` gone by.
+    pub fn snapshot_due(&self, records: u64, every: std::time::Duration) -> bool {
+        let (applied, since) = self.since_snapshot;
+        !self.is_owner() && (applied >= records || (applied > 0 && since.elapsed() >= every))
+    }
+
+    /// [`Replica::snapshot`], counted as the copy's last.
+    pub async fn take_snapshot(&mut self, to: &Snapshots) -> Result<Chain, ClusterError> {
+        let chain = self.snapshot(to).await?;
+        self.since_snapshot = (0, std::time::Instant::now());
+        Ok(chain)
+    }
+
+    /// Opens a copy of `log`'s partition in `dir` (an empty directory) from the partition's
+    /// latest snapshot in `from`, standing by at the position it covers; a fresh copy when
+    /// there is none.
+    pub async fn restore(
+        dir: &Path,
+        log: PartitionLog,
+        cache_bytes: u64,
+        from: &Snapshots,
+    ) -> Result<Replica, ClusterError> {
+        use async_nats::jetstream::object_store::GetErrorKind;
+        use tokio::io::AsyncReadExt as _;
+        let partition = log.partition();
+        let mut copy = Replica::open(dir, log, cache_bytes)
+            .map_err(|e| ClusterError::Config(format!("a copy in {}: {e}", dir.display())))?;
+        let mut object = match from.0.get(object_name(partition)).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(copy),
+            Err(e) => return Err(ClusterError::nats("read a snapshot", e)),
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| ClusterError::nats("read a snapshot", e))?;
+        let corrupt =
+            |why: &str| ClusterError::Corrupt(format!("partition {partition}'s snapshot: {why}"));
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| corrupt("not a snapshot of this version"))?;
+        let number = |b: &[u8]| -> Result<u64, ClusterError> {
+            b.get(..8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt("cut short"))
+        };
+        let chain = Chain {
+            previous: number(rest)?,
+            epoch: number(&rest[8..])?,
+        };
+        let mut rest = &rest[16..];
+        while !rest.is_empty() {
+            let len = usize::try_from(number(rest)?).map_err(|_| corrupt("a frame too long"))?;
+            let frame = rest.get(8..8 + len).ok_or_else(|| corrupt("cut short"))?;
+            let changes = changelog::decode(frame).map_err(|e| corrupt(&e))?;
+            copy.store
+                .apply_changes(&changes)
+                .map_err(|e| corrupt(&e.to_string()))?;
+            rest = &rest[8 + len..];
+        }
+        copy.chain = chain;
+        Ok(copy)
     }
 }

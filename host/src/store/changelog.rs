@@ -99,6 +99,11 @@ impl Changelog {
         std::mem::take(&mut *self.hold())
     }
 
+    /// One past the highest sequence number handed out or applied.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// Puts `changes` (taken, then not published) back in front of what was recorded since.
     pub fn restore(&self, mut changes: Vec<Change>) {
         let mut held = self.hold();
@@ -200,6 +205,44 @@ impl Drop for Held<'_> {
 }
 
 impl super::Store {
+    /// Every record the store holds (sled's tree and the changelog's own aside) as changes
+    /// that build the same store in an empty logged one, handed to `emit` in chunks of about
+    /// `chunk_bytes` of keys and values; the sequence number floor comes last. The store must
+    /// not be written meanwhile (a standby's copy between two reads of its log).
+    pub fn dump(
+        &self,
+        chunk_bytes: usize,
+        mut emit: impl FnMut(Vec<Change>) -> Result<(), super::StoreError>,
+    ) -> Result<(), super::StoreError> {
+        let mut names = self.db.tree_names();
+        names.retain(|n| n.as_ref() != b"__sled__default" && n.as_ref() != TREE.as_bytes());
+        names.sort();
+        let (mut chunk, mut size) = (Vec::new(), 0);
+        for tree in names {
+            for entry in self.db.open_tree(&tree)?.iter() {
+                let (key, value) = entry?;
+                size += key.len() + value.len();
+                chunk.push(Change::Put {
+                    tree: tree.clone(),
+                    key,
+                    value,
+                });
+                if size >= chunk_bytes {
+                    emit(std::mem::take(&mut chunk))?;
+                    size = 0;
+                }
+            }
+        }
+        let next = match self.db.changelog() {
+            Some(log) => log.next_id(),
+            None => self.db.generate_id()?,
+        };
+        if next > 0 {
+            chunk.push(Change::Id(next - 1));
+        }
+        emit(chunk)
+    }
+
     /// A digest of every record the store holds, tree by tree (sled's own tree aside), each
     /// key and value length-prefixed: two copies of a partition that applied the same records
     /// have the same digest, and a difference anywhere changes it.
