@@ -588,6 +588,12 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
         message = %message.id,
         attempt = message.attempts + 1,
     );
+    // Cluster mode (issue 16): a partition this node no longer holds is delivered by its new
+    // owner; the message stays as the log has it, pending.
+    if !host.may_act() {
+        debug!(message = %message.id, "not attempted: the partition's lease is no longer held");
+        return;
+    }
     let record = async {
         // A panic here is a bug of the host's; it fails this attempt (to be retried), rather
         // than leaving the message taken and never attempted again.

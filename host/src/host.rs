@@ -129,6 +129,9 @@ pub struct Host {
     timers_changed: Notify,
     /// A message entered the outbox: the delivery loop has work.
     outbox_changed: Notify,
+    /// Cluster mode (issue 16): the lease guard of the partition this host runs, checked
+    /// before every delivery attempt ([`Host::may_act`]); `None` on a single node.
+    fence: Option<crate::cluster::lease::Guard>,
 }
 
 impl Host {
@@ -154,7 +157,25 @@ impl Host {
             feedback_receivers: Default::default(),
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
+            fence: None,
         }
+    }
+
+    /// Cluster mode (issue 16): this host runs a partition held under `guard`; once the guard
+    /// has run out or been fenced, it attempts no delivery ([`Host::may_act`]).
+    pub fn fenced_by(self, guard: crate::cluster::lease::Guard) -> Host {
+        Host {
+            fence: Some(guard),
+            ..self
+        }
+    }
+
+    /// Whether this host may still act for what it runs: always on a single node; in a
+    /// cluster, while the partition's lease guard allows it. A node paused past its lease and
+    /// resumed sends nothing more: the partition's new owner sends what is due, with the same
+    /// idempotency keys.
+    pub fn may_act(&self) -> bool {
+        self.fence.as_ref().is_none_or(|g| g.may_act())
     }
 
     /// The sandbox limits `tenant`'s components run under.

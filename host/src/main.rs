@@ -187,6 +187,28 @@ struct ServeArgs {
     /// when its customers' replays are independent (0: one per core).
     #[arg(long, env = "WAYMARK_BACKTEST_PARTS", default_value_t = 0)]
     backtest_parts: u64,
+    // Cluster mode (issue 16)
+    /// Run as a node of a cluster over these NATS servers (comma-separated `nats://` URLs;
+    /// any of the cluster's): the partition's state is kept in its replicated log, a standby
+    /// takes over when the node running it dies, and any node answers the API (docs/SCALING.md).
+    #[arg(long, env = "WAYMARK_CLUSTER", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's id in the cluster: letters, digits, '-' and '_', unique among the nodes.
+    #[arg(long, env = "WAYMARK_NODE_ID", requires = "cluster")]
+    node_id: Option<String>,
+    /// The cluster's partition count (1: one node runs the partition at a time).
+    #[arg(long, env = "WAYMARK_PARTITIONS", default_value_t = 1)]
+    partitions: u16,
+    /// Copies NATS keeps of each stream (3 for a three-server NATS cluster, 1 for one server).
+    #[arg(long, env = "WAYMARK_NATS_REPLICAS", default_value_t = 3)]
+    nats_replicas: usize,
+    /// The lease period in milliseconds: a dead node's partition is taken over about this long
+    /// after its last renewal.
+    #[arg(long, env = "WAYMARK_LEASE_MS", default_value_t = 3_000)]
+    lease_ms: u64,
+    /// The URL other nodes pass requests on to (default: http:// and the listen address).
+    #[arg(long, env = "WAYMARK_ADVERTISE_URL")]
+    advertise_url: Option<String>,
 }
 
 /// `--public-url`: an absolute `http`/`https` URL, kept without its trailing slashes.
@@ -229,7 +251,24 @@ async fn main() -> anyhow::Result<()> {
     }
     // Isolation (issue 15)
     let breaker_cool_down_ms = i64::try_from(args.breaker_cool_down_ms.max(1)).unwrap_or(i64::MAX);
+    // Cluster mode (issue 16)
+    let cluster = if args.cluster.is_empty() {
+        None
+    } else {
+        let Some(node_id) = args.node_id.clone() else {
+            anyhow::bail!("--cluster needs --node-id: this node's id in the cluster");
+        };
+        Some(waymark_host::cluster::serve::ClusterConfig {
+            nats: args.cluster.clone(),
+            node_id,
+            partitions: args.partitions,
+            replicas: args.nats_replicas.max(1),
+            lease_period: Duration::from_millis(args.lease_ms.max(600)),
+            advertise: args.advertise_url.clone(),
+        })
+    };
     let config = ServerConfig {
+        cluster,
         release_free_memory: Some(release_free_memory),
         data_dir: args.data_dir.clone(),
         store_cache_bytes: args.cache_mb.max(8) << 20,

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// allocates and frees several times what the open store keeps, and an allocator keeps
     /// freed memory for reuse (issue 10: resident memory after a restart).
     pub release_free_memory: Option<fn()>,
+    /// Cluster mode (issue 16): the NATS cluster and this node's place in it; `None` for the
+    /// single-node server.
+    pub cluster: Option<crate::cluster::serve::ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("storage failure: {0}")]
     Flush(#[from] crate::store::StoreError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Runs the server until a shutdown signal.
@@ -63,12 +68,76 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         ServerError::Store(config.data_dir.clone(), crate::store::StoreError::Io(e))
     })?;
+    if let Some(cluster) = config.cluster.clone() {
+        return crate::cluster::serve::serve(config, cluster).await;
+    }
     let store = Store::open(
         &config.data_dir.join("db"),
         config.host.shards,
         config.store_cache_bytes,
     )
     .map_err(|e| ServerError::Store(config.data_dir.clone(), e))?;
+    if let Some(release) = config.release_free_memory {
+        release();
+    }
+    let sandbox = Sandbox::new(config.sandbox.clone())?;
+    let running = start(store, sandbox, &config, None).await?;
+    let host = running.host.clone();
+    let state = AppState {
+        host: host.clone(),
+        admin_digest: api::digest(&config.admin_token),
+        edge: Arc::new(Edge::new(config.edge.clone())),
+    };
+    let listener = listen(&config).await?;
+    tracing::info!(clock = host.clock.kind(), "serving");
+    let shutdown = host.shutdown.clone();
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    };
+    serve_connections(listener, api::router(state), &config.edge, signal).await;
+    running.stop().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Binds the API's listener (the open-files limit raised first) and says where on stdout.
+pub(crate) async fn listen(config: &ServerConfig) -> Result<tokio::net::TcpListener, ServerError> {
+    raise_open_files_limit();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Listen(config.listen, e))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "listening");
+    // The one line on stdout: tests and scripts read the address from it.
+    println!("waymark listening on http://{local}");
+    Ok(listener)
+}
+
+/// A host running over a store: its shard workers, scheduler, delivery loop and progress log.
+pub(crate) struct Running {
+    pub host: Arc<Host>,
+    workers: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Stops the host: its loops finish what is in flight, then the store is flushed.
+    pub async fn stop(mut self) -> Result<(), crate::store::StoreError> {
+        self.host.shutdown.cancel();
+        while self.workers.join_next().await.is_some() {}
+        self.host.store.flush().await
+    }
+}
+
+/// Builds a host over `store` (its clock restored, its compiled-code cache trimmed; in a
+/// cluster, `fence` the partition's lease guard) and starts its loops.
+pub(crate) async fn start(
+    store: Store,
+    sandbox: Sandbox,
+    config: &ServerConfig,
+    fence: Option<crate::cluster::lease::Guard>,
+) -> Result<Running, ServerError> {
     let clock = match config.clock {
         ClockKind::System => Clock::system(),
         ClockKind::Manual => {
@@ -78,7 +147,6 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
             Clock::manual(start)
         }
     };
-    let sandbox = Sandbox::new(config.sandbox.clone())?;
     let registry = Registry::new(sandbox, store.clone());
     // Nothing compiles yet: the cache can lose what no stored version names, leftovers of
     // interrupted writes included.
@@ -87,15 +155,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         Ok(removed) => tracing::info!(removed, "compiled-code cache trimmed"),
         Err(error) => tracing::warn!(%error, "cannot trim the compiled-code cache"),
     }
-    if let Some(release) = config.release_free_memory {
-        release();
-    }
-    let host = Arc::new(Host::new(
-        store.clone(),
-        registry,
-        clock,
-        config.host.clone(),
-    ));
+    let host = Host::new(store.clone(), registry, clock, config.host.clone());
+    let host = Arc::new(match fence {
+        Some(guard) => host.fenced_by(guard),
+        None => host,
+    });
 
     let mut workers = tokio::task::JoinSet::new();
     for shard in 0..store.shards() {
@@ -110,40 +174,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         Ok(resumed) => tracing::info!(resumed, "unfinished backtests started over"),
         Err(error) => tracing::error!(%error, "cannot start unfinished backtests over"),
     }
-
-    let state = AppState {
-        host: host.clone(),
-        admin_digest: api::digest(&config.admin_token),
-        edge: Arc::new(Edge::new(config.edge.clone())),
-    };
-    raise_open_files_limit();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::Listen(config.listen, e))?;
-    let local = listener.local_addr()?;
-    tracing::info!(%local, clock = host.clock.kind(), "serving");
-    // The one line on stdout: tests and scripts read the address from it.
-    println!("waymark listening on http://{local}");
-
-    let shutdown = host.shutdown.clone();
-    let signal = async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        shutdown.cancel();
-    };
-    serve_connections(listener, api::router(state), &config.edge, signal).await;
-    host.shutdown.cancel();
-    while workers.join_next().await.is_some() {}
-    store.flush().await?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Running { host, workers })
 }
 
 /// Accepts connections until `signal` completes, then stops accepting and waits for the
 /// requests in flight (at most [`DRAIN`]). At most `edge.max_connections` are served at once:
 /// past that the loop stops accepting until one closes, so the kernel's backlog queues (and
 /// eventually refuses) newcomers instead of the process running out of descriptors.
-async fn serve_connections(
+pub(crate) async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     edge: &EdgeConfig,
@@ -274,7 +312,7 @@ async fn log_progress(host: Arc<Host>) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -505,7 +505,7 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
         // The membership as any node reads it: w2 left (its entry deleted at once), w3 died
         // (its entry expired two lease periods after its last beat).
         let observing = tempfile::tempdir().unwrap();
-        let (observer, _) = Node::join(
+        let (mut observer, _) = Node::join(
             nats.clone(),
             "observer",
             PARTITIONS,
@@ -657,7 +657,7 @@ fn a_partitions_copy_follows_its_log_and_its_standby_takes_over_where_it_stands(
         let partition = 9;
         let log = nats.log(partition).await.expect("the log");
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let open = |i: usize| Replica::open(dirs[i].path(), log.clone(), 8 << 20).unwrap();
+        let open = |i: usize| Replica::open(dirs[i].path(), log.clone(), 1, 8 << 20).unwrap();
         let (mut a, mut b) = (open(0), open(1));
         let digest = |r: &Replica| r.store().digest().unwrap();
 
@@ -864,7 +864,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
         let digest = |r: &Replica| r.store().digest().unwrap();
 
         // Nothing to restore yet: a fresh copy.
-        let mut owner = Replica::restore(dirs[0].path(), log.clone(), 8 << 20, &snapshots)
+        let mut owner = Replica::restore(dirs[0].path(), log.clone(), 1, 8 << 20, &snapshots)
             .await
             .expect("a fresh copy");
         let lease = acquire_when_free(&leases, partition, "a", Duration::from_secs(10)).await;
@@ -876,7 +876,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
                 .await;
             accepted.expect("accepted");
         }
-        let mut standby = Replica::open(dirs[1].path(), log.clone(), 8 << 20).unwrap();
+        let mut standby = Replica::open(dirs[1].path(), log.clone(), 1, 8 << 20).unwrap();
         standby.follow().await.expect("follows");
         assert!(
             owner.snapshot(&snapshots).await.is_err(),
@@ -895,7 +895,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
             .ingest("t", &events(100, 20), 0, None)
             .await
             .unwrap();
-        let mut restored = Replica::restore(dirs[2].path(), log.clone(), 8 << 20, &snapshots)
+        let mut restored = Replica::restore(dirs[2].path(), log.clone(), 1, 8 << 20, &snapshots)
             .await
             .expect("restored");
         assert_eq!(restored.chain(), &at);
@@ -904,7 +904,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
         assert_eq!(digest(&restored), digest(&owner));
 
         // A copy starting from nothing cannot read a history that is gone.
-        let mut behind = Replica::open(dirs[3].path(), log.clone(), 8 << 20).unwrap();
+        let mut behind = Replica::open(dirs[3].path(), log.clone(), 1, 8 << 20).unwrap();
         let missing = behind.follow().await;
         assert!(
             matches!(missing, Err(ClusterError::Missing(3))),

@@ -51,6 +51,8 @@ pub mod hubspot;
 pub mod webhooks;
 // JetStream cluster (issue 16): real NATS servers for the cluster tests.
 pub mod nats;
+// The ledger workload and its exactly-once check: the crash and cluster tests.
+pub mod ledger;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)

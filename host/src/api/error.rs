@@ -112,6 +112,17 @@ impl From<StoreError> for ApiError {
                 "conflict",
                 format!("{what} already exists"),
             ),
+            // Nothing of the request is acknowledged; a retry is safe (events carry ids). In a
+            // cluster this is the partition's log refusing or a partition that just moved.
+            StoreError::Flush(why) => {
+                tracing::warn!(%why, "a write could not be made durable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the write could not be made durable ({why}); retry shortly"),
+                )
+                .with_headers(vec![(axum::http::header::RETRY_AFTER, "1".to_string())])
+            }
             other => ApiError::internal(other),
         }
     }

@@ -39,6 +39,7 @@ mod auth;
 mod backtests; // Backtests (issue 13)
 mod breakers; // Isolation (issue 15)
 mod channels;
+pub mod cluster; // Cluster mode's front (issue 16)
 mod cors; // CORS on the ingest routes (issue 12)
 mod customers;
 mod dead_letters;

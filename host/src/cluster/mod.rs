@@ -17,6 +17,7 @@ pub mod log;
 pub mod node;
 pub mod partitions;
 pub mod replica;
+pub mod serve;
 
 use async_nats::jetstream;
 use bytes::Bytes;

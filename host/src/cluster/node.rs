@@ -12,8 +12,9 @@
 //!   without waiting for an expiry;
 //! - tries to acquire each partition it is the preferred owner of, and each partition it stands
 //!   by for once nobody holds it: at once when another node held it at the last tick (its owner
-//!   died or left), else after two ticks in a row without a holder (so at start the preferred
-//!   owner, not the standby, usually wins); a partition acquired is taken
+//!   died or left), else after a lease period of ticks in a row without a holder (so at start,
+//!   and after a handover, the preferred owner, not the standby, wins); a partition acquired
+//!   is taken
 //!   over ([`super::Owned::take_over`]: its log read to the end, a `Took` appended) and handed to
 //!   whoever runs it ([`Change::Gained`]).
 //!
@@ -44,6 +45,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::Mutex;
 
+/// How far behind the log's last record the preferred owner's copy may be for the holder to
+/// hand the partition over: records it then reads while taking over.
+const HANDOVER_LAG: u64 = 32;
+
+/// Ticks in a row a standby sees a partition without a holder before it acquires it (a lease
+/// period), when it did not see the holder go.
+const FREE_TICKS: u32 = 6;
+
 /// How often a standby snapshots its copy by default ([`Node::snapshot_every`]).
 const SNAPSHOT_EVERY: (u64, Duration) = (10_000, Duration::from_secs(600));
 
@@ -53,6 +62,45 @@ const COPY_CACHE: u64 = 32 << 20;
 /// The bucket of live nodes.
 pub const NODES: &str = "wm-nodes";
 
+/// The entries of the nodes whose entry in `stream` (the members bucket's) has not expired
+/// nor been deleted, each with its stream sequence (a new one at every beat): the stream's
+/// subjects (one request; not the client's `keys()`, which creates a consumer per call) and
+/// each one's last entry from the stream's leader, leaving out the delete markers of nodes
+/// that left.
+async fn live_members(
+    stream: &async_nats::jetstream::stream::Stream,
+) -> Result<Vec<(u64, Member)>, ClusterError> {
+    let prefix = format!("$KV.{NODES}.");
+    let subjects: Vec<(String, usize)> = stream
+        .info_with_subjects(format!("{prefix}>"))
+        .await
+        .map_err(|e| ClusterError::nats("list the nodes", e))?
+        .try_collect()
+        .await
+        .map_err(|e| ClusterError::nats("list the nodes", e))?;
+    let mut members = Vec::with_capacity(subjects.len() + 1);
+    for (subject, _) in subjects {
+        let Some(id) = subject.strip_prefix(&prefix) else {
+            continue;
+        };
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(entry) if !super::is_delete_marker(&entry.headers) => {
+                match rmp_serde::from_slice::<Member>(&entry.payload) {
+                    Ok(member) => members.push((entry.sequence, member)),
+                    Err(e) => tracing::warn!(node = id, error = %e, "an unreadable node entry"),
+                }
+            }
+            Ok(_) => {}
+            // Expired between the listing and the read.
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(ClusterError::nats("read a node's entry", e)),
+        }
+    }
+    Ok(members)
+}
+
 /// What a node says of itself in `wm-nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
@@ -60,6 +108,66 @@ pub struct Member {
     pub id: String,
     /// The partitions it holds the leases of.
     pub holds: Vec<u16>,
+    /// Where it serves HTTP, for the requests other nodes pass on to it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// For each partition it stands by for, the last record of the log its copy read.
+    #[serde(default)]
+    pub standby_at: BTreeMap<u16, u64>,
+}
+
+/// Who is in the cluster and who holds what, as any node reads it: for passing requests on to
+/// a partition's owner and for `GET /v1/admin/cluster`.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    nats: Nats,
+    leases: Leases,
+    members: kv::Store,
+    members_stream: async_nats::jetstream::stream::Stream,
+    partitions: u16,
+}
+
+impl Directory {
+    /// The partition count.
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// The live nodes' entries (those not expired nor deleted).
+    pub async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        Ok(live_members(&self.members_stream)
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// Who holds `partition`'s lease, and where that node serves HTTP.
+    pub async fn owner(
+        &self,
+        partition: u16,
+    ) -> Result<Option<(super::lease::Holder, Option<String>)>, ClusterError> {
+        let Some(holder) = self.leases.holder(partition).await? else {
+            return Ok(None);
+        };
+        let url = match self
+            .members
+            .get(&holder.node)
+            .await
+            .map_err(|e| ClusterError::nats("read a node's entry", e))?
+        {
+            Some(value) => rmp_serde::from_slice::<Member>(&value)
+                .ok()
+                .and_then(|m| m.url),
+            None => None,
+        };
+        Ok(Some((holder, url)))
+    }
+
+    /// The sequence of the last record on `partition`'s log (0 when empty).
+    pub async fn log_last(&self, partition: u16) -> Result<u64, ClusterError> {
+        self.nats.log(partition).await?.last().await
+    }
 }
 
 /// A partition a node took over: its copy, the owner's now, and the guard acting for it checks.
@@ -171,8 +279,9 @@ pub struct Node {
     /// The members bucket's stream, for listing its keys without a consumer.
     members_stream: async_nats::jetstream::stream::Stream,
     shared: Shared,
-    /// Partitions this node stands by for, seen without a holder at the last tick.
-    free_last_tick: BTreeSet<u16>,
+    /// Partitions this node stands by for, and for how many ticks in a row they have been
+    /// seen without a holder.
+    free_ticks: BTreeMap<u16, u32>,
     /// Partitions this node stands by for, seen held by another node at the last tick.
     held_last_tick: BTreeSet<u16>,
     /// The copies of the partitions this node holds or stands by for.
@@ -183,6 +292,13 @@ pub struct Node {
     opened: u64,
     /// Where copies start from, and where standbys write theirs.
     snapshots: Arc<Snapshots>,
+    /// Where this node serves HTTP ([`Node::advertise`]).
+    url: Option<String>,
+    /// Each node's last entry's sequence, and since when this node has seen it unchanged.
+    beats: std::collections::HashMap<String, (u64, std::time::Instant)>,
+    /// The copies' queue shards and page cache ([`Node::copies_with`]).
+    copy_shards: u16,
+    copy_cache: u64,
     /// A standby snapshots its copy after this many records applied, or this long after its
     /// last with at least one applied ([`Node::snapshot_every`]).
     snapshot_every: (u64, Duration),
@@ -245,15 +361,43 @@ impl Node {
                 held: Arc::default(),
                 changes,
             },
-            free_last_tick: BTreeSet::new(),
+            free_ticks: BTreeMap::new(),
             held_last_tick: BTreeSet::new(),
             copies: BTreeMap::new(),
             dir: dir.to_owned(),
             opened: 0,
             snapshots,
             snapshot_every: SNAPSHOT_EVERY,
+            url: None,
+            beats: Default::default(),
+            copy_shards: 1,
+            copy_cache: COPY_CACHE,
         };
         Ok((node, receiver))
+    }
+
+    /// Says, in this node's entry, where it serves HTTP: other nodes pass requests for the
+    /// partitions it owns on to `url`.
+    pub fn advertise(&mut self, url: &str) {
+        self.url = Some(url.to_owned());
+    }
+
+    /// Opens the copies with `shards` queue shards (the same on every node: the queue's keys
+    /// carry it) and `cache_bytes` of page cache each (default: 1 shard, 32 MiB).
+    pub fn copies_with(&mut self, shards: u16, cache_bytes: u64) {
+        self.copy_shards = shards.max(1);
+        self.copy_cache = cache_bytes;
+    }
+
+    /// A reader of the cluster's membership and ownership, for the HTTP side.
+    pub fn directory(&self) -> Directory {
+        Directory {
+            nats: self.nats.clone(),
+            leases: self.shared.leases.clone(),
+            members: self.members.clone(),
+            members_stream: self.members_stream.clone(),
+            partitions: self.partitions,
+        }
     }
 
     /// Sets how often a standby snapshots its copy: after `records` records applied, or
@@ -275,44 +419,38 @@ impl Node {
         self.shared.held.lock().await.keys().copied().collect()
     }
 
-    /// The ids of the live nodes (those whose entry has not expired nor been deleted), this
-    /// one included. Read as the members stream's subjects (one request; not the client's
-    /// `keys()`, which creates a consumer per call) and each subject's last entry from the
-    /// stream's leader, to leave out the delete markers of nodes that left.
-    pub async fn live(&self) -> Result<Vec<String>, ClusterError> {
-        let prefix = format!("$KV.{NODES}.");
-        let subjects: Vec<(String, usize)> = self
-            .members_stream
-            .info_with_subjects(format!("{prefix}>"))
-            .await
-            .map_err(|e| ClusterError::nats("list the nodes", e))?
-            .try_collect()
-            .await
-            .map_err(|e| ClusterError::nats("list the nodes", e))?;
-        let mut ids = Vec::with_capacity(subjects.len() + 1);
-        for (subject, _) in subjects {
-            let Some(id) = subject.strip_prefix(&prefix) else {
-                continue;
+    /// The ids of the live nodes, this one included: those whose entry has not expired nor
+    /// been deleted, and has been written again within a lease period of this node first
+    /// seeing it unchanged (a node that died stops beating at once, but its entry lingers for
+    /// two periods: it must not be handed partitions meanwhile).
+    pub async fn live(&mut self) -> Result<Vec<String>, ClusterError> {
+        Ok(self.live_members().await?.into_keys().collect())
+    }
+
+    /// [`Node::live`], with each live node's entry.
+    async fn live_members(&mut self) -> Result<BTreeMap<String, Member>, ClusterError> {
+        let now = std::time::Instant::now();
+        let period = self.shared.leases.period();
+        let mut live = BTreeMap::new();
+        let mut beats = std::collections::HashMap::new();
+        for (seq, member) in live_members(&self.members_stream).await? {
+            let since = match self.beats.get(&member.id) {
+                Some((seen, since)) if *seen == seq => *since,
+                _ => now,
             };
-            match self
-                .members_stream
-                .get_last_raw_message_by_subject(&subject)
-                .await
-            {
-                Ok(entry) if !super::is_delete_marker(&entry.headers) => ids.push(id.to_owned()),
-                Ok(_) => {}
-                // Expired between the listing and the read.
-                Err(e)
-                    if e.kind()
-                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {}
-                Err(e) => return Err(ClusterError::nats("read a node's entry", e)),
+            beats.insert(member.id.clone(), (seq, since));
+            if member.id == self.id || now.duration_since(since) < period {
+                live.insert(member.id.clone(), member);
             }
         }
-        if !ids.contains(&self.id) {
-            ids.push(self.id.clone());
-        }
-        ids.sort();
-        Ok(ids)
+        self.beats = beats;
+        live.entry(self.id.clone()).or_insert_with(|| Member {
+            id: self.id.clone(),
+            holds: Vec::new(),
+            url: self.url.clone(),
+            standby_at: BTreeMap::new(),
+        });
+        Ok(live)
     }
 
     /// Renews every held lease (what the renewal loop does every tick; see the module's
@@ -340,11 +478,30 @@ impl Node {
     /// ends the round early. Renewals are the renewal loop's ([`Node::renew`]).
     pub async fn tick(&mut self) -> Result<(), ClusterError> {
         self.beat().await?;
-        let live = self.live().await?;
+        let members = self.live_members().await?;
+        let live: Vec<String> = members.keys().cloned().collect();
         let placed = placements(&live, self.partitions);
-        // Hand over what another live node should own.
+        // Hand over what another live node should own, once that node's copy has caught up
+        // with the log (it keeps one as the preferred owner): the partition waits for it only
+        // as long as the handover itself.
         for place in &placed {
-            if place.owner == self.id {
+            if place.owner == self.id || !self.holds().await.contains(&place.partition) {
+                continue;
+            }
+            let read = members
+                .get(place.owner)
+                .and_then(|m| m.standby_at.get(&place.partition))
+                .copied()
+                .unwrap_or(0);
+            let last = self.nats.log(place.partition).await?.last().await?;
+            if read + HANDOVER_LAG < last {
+                tracing::debug!(
+                    partition = place.partition,
+                    to = place.owner,
+                    read,
+                    last,
+                    "waiting for the preferred owner to catch up"
+                );
                 continue;
             }
             let handed = self.shared.held.lock().await.remove(&place.partition);
@@ -360,10 +517,11 @@ impl Node {
         self.keep_copies(&placed).await?;
         // Acquire what this node should own, and what it stands by for once nobody holds it:
         // at once if another node held it at the last tick (its owner died or left), else
-        // after two ticks in a row without a holder (at start, so the preferred owner, not the
-        // standby, usually wins).
+        // after a lease period of ticks in a row without a holder (at start, or after this
+        // node handed the partition over to its preferred owner, who is taking it: the
+        // preferred owner, not the standby, should win).
         let holds: BTreeSet<u16> = self.holds().await.into_iter().collect();
-        let mut free_now = BTreeSet::new();
+        let mut free_now = BTreeMap::new();
         let mut held_now = BTreeSet::new();
         for place in &placed {
             if holds.contains(&place.partition) {
@@ -380,17 +538,17 @@ impl Node {
                     continue;
                 }
                 let was_held = self.held_last_tick.contains(&place.partition);
-                let was_free = self.free_last_tick.contains(&place.partition);
-                if !was_held && !was_free {
-                    free_now.insert(place.partition);
+                let free = self.free_ticks.get(&place.partition).copied().unwrap_or(0) + 1;
+                if !was_held && free < FREE_TICKS {
+                    free_now.insert(place.partition, free);
                     continue;
                 }
             }
             if !self.acquire(place.partition).await? && standby {
-                free_now.insert(place.partition);
+                free_now.insert(place.partition, 1);
             }
         }
-        self.free_last_tick = free_now;
+        self.free_ticks = free_now;
         self.held_last_tick = held_now;
         Ok(())
     }
@@ -403,9 +561,12 @@ impl Node {
         placed: &[super::partitions::Placement<'_>],
     ) -> Result<(), ClusterError> {
         let holds: BTreeSet<u16> = self.holds().await.into_iter().collect();
+        // The standby's copy, and the preferred owner's while another node holds the partition
+        // (it takes it over from its copy when handed it).
         let standing_by: BTreeSet<u16> = placed
             .iter()
-            .filter(|p| p.standby == Some(self.id.as_str()) && !holds.contains(&p.partition))
+            .filter(|p| p.standby == Some(self.id.as_str()) || p.owner == self.id)
+            .filter(|p| !holds.contains(&p.partition))
             .map(|p| p.partition)
             .collect();
         let keep = |p: &u16, copy: &Replica| {
@@ -431,7 +592,16 @@ impl Node {
                     self.opened += 1;
                     let dir = self.dir.join(format!("p{partition}-{}", self.opened));
                     let log = self.nats.log(partition).await?;
-                    e.insert(Replica::restore(&dir, log, COPY_CACHE, &self.snapshots).await?)
+                    e.insert(
+                        Replica::restore(
+                            &dir,
+                            log,
+                            self.copy_shards,
+                            self.copy_cache,
+                            &self.snapshots,
+                        )
+                        .await?,
+                    )
                 }
             };
             match copy.follow().await {
@@ -474,6 +644,13 @@ impl Node {
         let member = Member {
             id: self.id.clone(),
             holds: self.holds().await,
+            url: self.url.clone(),
+            standby_at: self
+                .copies
+                .iter()
+                .filter(|(_, copy)| !copy.is_owner())
+                .map(|(p, copy)| (*p, copy.chain().previous))
+                .collect(),
         };
         let value =
             rmp_serde::to_vec_named(&member).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
@@ -506,9 +683,15 @@ impl Node {
                 self.opened += 1;
                 let dir = self.dir.join(format!("p{partition}-{}", self.opened));
                 match self.nats.log(partition).await {
-                    Ok(log) => Replica::restore(&dir, log, COPY_CACHE, &self.snapshots)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    Ok(log) => Replica::restore(
+                        &dir,
+                        log,
+                        self.copy_shards,
+                        self.copy_cache,
+                        &self.snapshots,
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             }

