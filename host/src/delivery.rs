@@ -808,7 +808,7 @@ async fn call_adapter_with(
         config,
     };
     match component
-        .deliver(&request, &record.allowed_hosts, &limits)
+        .deliver_guarded(&request, &record.allowed_hosts, &limits, host.may_send())
         .await
     {
         Ok(receipt) => {

@@ -178,6 +178,13 @@ impl Host {
         self.fence.as_ref().is_none_or(|g| g.may_act())
     }
 
+    /// [`Host::may_act`] for the sandbox, which asks it before each outgoing request of a
+    /// delivery; `None` on a single node.
+    pub fn may_send(&self) -> Option<crate::sandbox::MaySend> {
+        let guard = self.fence.clone()?;
+        Some(std::sync::Arc::new(move || guard.may_act()))
+    }
+
     /// The sandbox limits `tenant`'s components run under.
     pub fn tenant_limits(&self, tenant: &str) -> Result<Limits, StoreError> {
         Ok(self.tenants.settings(&self.store, tenant)?.limits)

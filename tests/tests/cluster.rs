@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use waymark_tests::ledger::{all_events, post_all, verify_exactly_once, Target, JOURNEY};
+use waymark_tests::ledger::{self, all_events, post_all, verify_exactly_once, Target, JOURNEY};
 use waymark_tests::*;
 
 const CUSTOMERS: usize = 1_000;
@@ -98,6 +98,40 @@ async fn owner(server: &Server, not: Option<&str>) -> String {
     }
 }
 
+/// Waits until the cluster, as `server` reports it, has `nodes` nodes, its partition run where
+/// the placement puts it, and a standby caught up; answers the owner.
+async fn settled(server: &Server, nodes: usize) -> String {
+    let start = Instant::now();
+    loop {
+        let status = status(server).await;
+        let partition = status.as_ref().map(|s| &s["partitions"][0]);
+        let caught_up = partition.is_some_and(|p| {
+            p["standbys"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["lag"].as_u64() <= Some(32)))
+        });
+        let all = status
+            .as_ref()
+            .and_then(|s| s["nodes"].as_array())
+            .is_some_and(|n| n.len() == nodes);
+        if caught_up && all {
+            return owner(server, None).await;
+        }
+        assert!(
+            start.elapsed() < patience(),
+            "the cluster did not settle within {:?}: {status:?}",
+            patience()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The node that holds the partition's lease now, as `server` reports it.
+async fn holder(server: &Server) -> Option<String> {
+    let status = status(server).await?;
+    status["partitions"][0]["owner"].as_str().map(String::from)
+}
+
 /// The index of node `id` among `ids`.
 fn index(ids: &[&str], id: &str) -> usize {
     ids.iter().position(|n| *n == id).expect("a node of ours")
@@ -112,9 +146,8 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
     for id in ids {
         nodes.push(node(&nats, id, token).await);
     }
-    let first = owner(&nodes[0], None).await;
-    let owner_at = index(&ids, &first);
-    let other = (owner_at + 1) % 3;
+    let first = settled(&nodes[0], 3).await;
+    let other = (index(&ids, &first) + 1) % 3;
     eprintln!("{first} runs the partition");
 
     // Set up through a node that passes everything on to the owner.
@@ -145,6 +178,9 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
 
     // The owner dies under load; its client moves to another node.
     tokio::time::sleep(Duration::from_millis(800)).await;
+    let victim = holder(&nodes[other]).await.expect("an owner");
+    let owner_at = index(&ids, &victim);
+    let other = (owner_at + 1) % 3;
     nodes[owner_at].kill();
     let died = Instant::now();
     // (Its poster may be done already.)
@@ -152,9 +188,9 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
         url: nodes[other].url().to_string(),
         key: tenant.api_key.clone(),
     });
-    let second = owner(&nodes[other], Some(&first)).await;
+    let second = owner(&nodes[other], Some(&victim)).await;
     eprintln!(
-        "{first} killed: {second} runs the partition {:?} later (lease {LEASE_MS} ms)",
+        "{victim} killed: {second} runs the partition {:?} later (lease {LEASE_MS} ms)",
         died.elapsed()
     );
 
@@ -182,7 +218,7 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
 
     // Settled (the rejoined node may be handed the partition once its copy caught up), then
     // read and checked through a node that is not the owner.
-    let settled = owner(&nodes[other], None).await;
+    let settled = settled(&nodes[other], 3).await;
     eprintln!("{settled} runs the partition once the cluster settled");
     let reader = &nodes[(index(&ids, &settled) + 1) % 3];
     verify_exactly_once(
@@ -206,4 +242,83 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
         settled.as_str(),
         "{status}"
     );
+}
+
+/// The fenced-owner test (issue 16): the node running the partition is paused (`SIGSTOP`) past
+/// its lease while its messages wait on a provider that refuses them; a standby takes over and
+/// delivers them; the paused node, resumed, sends nothing more and commits nothing (each event,
+/// timer and send still happened exactly once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_sends_and_commits_nothing_when_it_resumes() {
+    const CUSTOMERS: usize = 100;
+    const EVENTS: usize = 2;
+    let nats = NatsCluster::start(3);
+    let ids = ["n1", "n2", "n3"];
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in ids {
+        nodes.push(node(&nats, id, token).await);
+    }
+    let first = settled(&nodes[0], 3).await;
+    let epoch = |status: Option<Value>| status.and_then(|s| s["partitions"][0]["epoch"].as_u64());
+    let first_epoch = epoch(status(&nodes[0]).await).expect("an epoch");
+    let paused = index(&ids, &first);
+    let other = (paused + 1) % 3;
+    let sink = Sink::start();
+    let (tenant, _) = tenant_with_journey(
+        &nodes[other],
+        "fenced",
+        Some((&sink, &[WEBHOOK])),
+        JOURNEY,
+        artifacts().component(LEDGER_CRATE),
+    )
+    .await;
+
+    // The provider refuses everything: the owner keeps attempting (every 50 ms).
+    sink.respond_by_default(StatusCode::SERVICE_UNAVAILABLE);
+    let api = nodes[other].as_tenant(&tenant);
+    for batch in all_events(CUSTOMERS, EVENTS).chunks(50) {
+        let batch: Vec<Value> = batch.iter().map(|e| json!(e)).collect();
+        let answer = api.post_events(&batch).await;
+        assert_eq!(answer.accepted as usize, batch.len());
+    }
+    sink.wait_for("the owner's attempts", |r| r.len() >= CUSTOMERS)
+        .await;
+
+    // Paused past its lease: a standby takes over; the provider recovers and the new owner
+    // delivers everything.
+    let pid = nodes[paused].pid().expect("running").to_string();
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let second = owner(&nodes[other], Some(&first)).await;
+    eprintln!("{first} paused: {second} runs the partition");
+    sink.respond_by_default(StatusCode::OK);
+    ledger::wait_for_all(
+        &api,
+        CUSTOMERS,
+        "every ack delivered by the new owner",
+        |c| c.messages.len() >= EVENTS && c.messages.iter().all(|m| m.status == "delivered"),
+    )
+    .await;
+
+    // Resumed: its guard ran out while it was stopped. It attempts nothing more (the provider
+    // would answer 200 now); as the preferred owner it may be handed the partition back, but
+    // only under a new lease (a later epoch), from a copy caught up with the log.
+    let before = sink.requests().len();
+    signal("-CONT");
+    tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
+    assert_eq!(
+        sink.requests().len(),
+        before,
+        "the resumed node sent requests for a partition it lost"
+    );
+    let now = epoch(status(&nodes[other]).await).expect("an epoch");
+    assert!(now > first_epoch, "epoch {now} after {first_epoch}");
+    verify_exactly_once(&api, &nodes[other].api(), &sink, CUSTOMERS, EVENTS).await;
 }

@@ -131,16 +131,29 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
             None
         } else {
             match state.directory.owner(0).await {
-                Ok(Some((holder, Some(url)))) if *holder.node != *state.node => Some(url),
+                Ok(Some((holder, Some(url)))) if *holder.node != *state.node => {
+                    Some((holder.node, url))
+                }
                 _ => None,
             }
         };
-        if let Some(url) = elsewhere {
-            let response = forward(&state, &url, held.request()).await;
-            // The node had just lost the partition: ask who runs it now.
-            let moved = response.headers().contains_key(NOT_RUNNING);
-            if !moved || tokio::time::Instant::now() >= deadline {
-                return response;
+        if let Some((node, url)) = elsewhere {
+            // A node paused or cut off answers nothing: once the lease has moved on, the
+            // request goes to the new owner (the old one, if it ever reads it, can no longer
+            // make it durable).
+            let answered = tokio::select! {
+                response = forward(&state, &url, held.request()) => Some(response),
+                () = moved_from(&state, &node) => None,
+            };
+            match answered {
+                // The node had just lost the partition: ask who runs it now.
+                Some(response)
+                    if !response.headers().contains_key(NOT_RUNNING)
+                        || tokio::time::Instant::now() >= deadline =>
+                {
+                    return response
+                }
+                _ => {}
             }
         } else if tokio::time::Instant::now() >= deadline {
             let mut response = unavailable(if passed_on {
@@ -154,6 +167,18 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
             return response;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Resolves once the partition's lease is no longer `node`'s.
+async fn moved_from(state: &ClusterState, node: &str) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match state.directory.owner(0).await {
+            Ok(Some((holder, _))) if holder.node == node => {}
+            Ok(_) => return,
+            Err(_) => {}
+        }
     }
 }
 

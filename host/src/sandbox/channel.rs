@@ -305,9 +305,22 @@ impl ChannelComponent {
         allowed_hosts: &[String],
         limits: &model::Limits,
     ) -> Result<model::Receipt, DeliveryFailure> {
+        self.deliver_guarded(msg, allowed_hosts, limits, None).await
+    }
+
+    /// [`ChannelComponent::deliver`], every outgoing request first asking `may_send` (cluster
+    /// mode, issue 16: a node paused inside `deliver` and resumed past its lease sends nothing).
+    pub async fn deliver_guarded(
+        &self,
+        msg: &model::DeliveryRequest,
+        allowed_hosts: &[String],
+        limits: &model::Limits,
+        may_send: Option<http::MaySend>,
+    ) -> Result<model::Receipt, DeliveryFailure> {
         let deadline = limits.deliver_timeout();
         let policy = OutboundPolicy::new(allowed_hosts, deadline)
-            .map_err(|e| DeliveryFailure::Adapter(model::DeliveryError::Permanent(e)))?;
+            .map_err(|e| DeliveryFailure::Adapter(model::DeliveryError::Permanent(e)))?
+            .with_may_send(may_send);
         let shared = &self.shared;
         let (mut store, channel, calls) = match self.idle.take() {
             Some(Warm {

@@ -47,7 +47,7 @@ pub mod conversions {
     pub use super::convert::{decision_from_wit, spec_from_wit};
 }
 
-pub use capability::http::check_allowed_hosts;
+pub use capability::http::{check_allowed_hosts, MaySend};
 pub use channel::ChannelComponent;
 pub use config::{LimitsError, SandboxConfig, DEFAULT_LIMITS};
 pub use engine::SandboxCounters;

@@ -157,7 +157,7 @@ pub fn check_allowed_hosts(hosts: &[String]) -> Result<(), SandboxError> {
 
 /// What a channel may reach, for one `deliver` call. (Whether private networks may be reached
 /// is the host's setting, applied by the [`ConnectionPool`] to every new connection.)
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(in crate::sandbox) struct OutboundPolicy {
     allowed: Vec<AllowedHost>,
     connect_timeout: Duration,
@@ -165,6 +165,24 @@ pub(in crate::sandbox) struct OutboundPolicy {
     between_bytes_timeout: Duration,
     /// Why requests were refused during this call (the guest only sees `HttpRequestDenied`).
     denials: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Asked before each request is sent: whether the host may still send at all (in a
+    /// cluster, whether the partition's lease is still held). Opaque to the sandbox.
+    may_send: Option<MaySend>,
+}
+
+/// Whether the host may still send requests ([`OutboundPolicy`]'s `may_send`).
+pub type MaySend = Arc<dyn Fn() -> bool + Send + Sync>;
+
+impl std::fmt::Debug for OutboundPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundPolicy")
+            .field("allowed", &self.allowed)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("between_bytes_timeout", &self.between_bytes_timeout)
+            .field("guarded", &self.may_send.is_some())
+            .finish()
+    }
 }
 
 impl OutboundPolicy {
@@ -184,7 +202,13 @@ impl OutboundPolicy {
             first_byte_timeout: deliver_timeout,
             between_bytes_timeout: deliver_timeout,
             denials: Default::default(),
+            may_send: None,
         })
+    }
+
+    /// This policy, with every request asking `may_send` first.
+    pub(in crate::sandbox) fn with_may_send(self, may_send: Option<MaySend>) -> OutboundPolicy {
+        OutboundPolicy { may_send, ..self }
     }
 
     /// Remembers why a request was refused, for the delivery's error message.
@@ -242,6 +266,10 @@ impl OutboundPolicy {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> wasmtime_wasi_http::Result<(http::Response<WasiBody>, IoFuture)> {
+        if self.may_send.as_ref().is_some_and(|may_send| !may_send()) {
+            self.deny("the host may no longer send for this message (a cluster node that lost its partition)".into());
+            return Err(HttpError::HttpRequestDenied);
+        }
         let to = self.check_authority(request.uri())?;
         tracing::debug!(host = %to.host, port = to.port, method = %request.method(), "outbound request");
         match pool.send(to, request, self.clamp(options)).await {
