@@ -28,6 +28,7 @@ pub mod accounts; // Accounts (issue 12)
 pub mod backtests; // Backtests (issue 13)
 pub mod channels;
 pub mod clock;
+pub mod cluster; // Cluster mode (issue 16)
 pub mod customers;
 pub mod dead_letters;
 pub mod errors;

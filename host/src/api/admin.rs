@@ -18,6 +18,8 @@ pub(super) fn routes() -> Router<AppState> {
             get(get_tenant_limits).put(set_tenant_limits),
         )
         .route("/v1/admin/clock", get(clock))
+        // Cluster mode (issue 16): a node's front answers this route itself (`api::cluster`).
+        .route("/v1/admin/cluster", get(single))
         .route("/v1/admin/clock/advance", post(advance_clock))
 }
 
@@ -67,6 +69,17 @@ async fn create_tenant(
 }
 
 /// 32 bytes from the operating system's CSPRNG, for API keys.
+/// `GET /v1/admin/cluster` on a single server: no nodes, no partitions.
+async fn single(_: Admin) -> Json<waymark_api::cluster::ClusterStatus> {
+    Json(waymark_api::cluster::ClusterStatus {
+        mode: waymark_api::cluster::ClusterMode::Single,
+        node: None,
+        partition_count: 0,
+        nodes: Vec::new(),
+        partitions: Vec::new(),
+    })
+}
+
 async fn clock(State(state): State<AppState>, _: Admin) -> Json<Clock> {
     Json(dto::clock(&state.host.clock))
 }

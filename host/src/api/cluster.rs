@@ -207,7 +207,7 @@ async fn forward(state: &ClusterState, url: &str, request: Request) -> Response 
 async fn status(
     State(state): State<ClusterState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<waymark_api::cluster::ClusterStatus>, ApiError> {
     let given = bearer(&headers)
         .map(digest)
         .ok_or_else(ApiError::unauthorized)?;
@@ -226,11 +226,15 @@ async fn status(
             format!("the cluster's records cannot be read: {e}"),
         )
     };
+    use waymark_api::cluster::{
+        ClusterMode, ClusterNode, ClusterStatus, PartitionStatus, StandbyStatus,
+    };
     let members = state.directory.members().await.map_err(unreadable)?;
     let live: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-    let placed = crate::cluster::partitions::placements(&live, state.directory.partitions());
+    let count = state.directory.partitions();
+    let placed = crate::cluster::partitions::placements(&live, count);
     let mut partitions = Vec::new();
-    for partition in 0..state.directory.partitions() {
+    for partition in 0..count {
         let place = placed.iter().find(|p| p.partition == partition);
         let owner = state.directory.owner(partition).await.map_err(unreadable)?;
         let last = state
@@ -238,33 +242,39 @@ async fn status(
             .log_last(partition)
             .await
             .map_err(unreadable)?;
-        let standbys: Vec<_> = members
+        let standbys = members
             .iter()
             .filter_map(|m| {
-                m.standby_at.get(&partition).map(|at| {
-                    serde_json::json!({"node": m.id, "read_through": at, "lag": last.saturating_sub(*at)})
+                m.standby_at.get(&partition).map(|at| StandbyStatus {
+                    node: m.id.clone(),
+                    read_through: *at,
+                    lag: last.saturating_sub(*at),
                 })
             })
             .collect();
-        partitions.push(serde_json::json!({
-            "partition": partition,
-            "owner": owner.as_ref().map(|(h, _)| &h.node),
-            "epoch": owner.as_ref().map(|(h, _)| h.epoch),
-            // Where the placement over the live nodes puts it: the owner moves there.
-            "preferred_owner": place.map(|p| p.owner),
-            "preferred_standby": place.and_then(|p| p.standby),
-            "log_last": last,
-            "standbys": standbys,
-        }));
+        partitions.push(PartitionStatus {
+            partition,
+            owner: owner.as_ref().map(|(h, _)| h.node.clone()),
+            epoch: owner.as_ref().map(|(h, _)| h.epoch),
+            preferred_owner: place.map(|p| p.owner.to_owned()),
+            preferred_standby: place.and_then(|p| p.standby).map(str::to_owned),
+            log_last: last,
+            standbys,
+        });
     }
-    let nodes: Vec<_> = members
-        .iter()
-        .map(|m| serde_json::json!({"id": m.id, "url": m.url, "holds": m.holds}))
+    let nodes = members
+        .into_iter()
+        .map(|m| ClusterNode {
+            id: m.id,
+            url: m.url,
+            holds: m.holds,
+        })
         .collect();
-    Ok(Json(serde_json::json!({
-        "node": &*state.node,
-        "partition_count": state.directory.partitions(),
-        "nodes": nodes,
-        "partitions": partitions,
-    })))
+    Ok(Json(ClusterStatus {
+        mode: ClusterMode::Cluster,
+        node: Some(state.node.to_string()),
+        partition_count: count,
+        nodes,
+        partitions,
+    }))
 }

@@ -113,6 +113,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("GET" "/v1/admin/tenants/{id}/limits", "admin", "A tenant's limits: effective, overrides, defaults", Admin, query: [], request: NONE, 200 => Json(schema::<api::limits::TenantLimits>), errors: [404]),
     op!("PUT" "/v1/admin/tenants/{id}/limits", "admin", "Override a tenant's limits", Admin, query: [], request: Json(schema::<api::limits::LimitOverrides>), 200 => Json(schema::<api::limits::TenantLimits>), errors: [404]),
     op!("POST" "/v1/admin/tenants/{id}/keys", "keys", "Issue a key to a tenant", Admin, query: [], request: Json(schema::<api::keys::NewKey>), 201 => Json(schema::<api::keys::CreatedKey>), errors: [404]),
+    op!("GET" "/v1/admin/cluster", "admin", "The cluster: nodes, partitions, owners, standbys' lag", Admin, query: [], request: NONE, 200 => Json(schema::<api::cluster::ClusterStatus>), errors: [503]),
     op!("GET" "/v1/admin/clock", "admin", "The clock", Admin, query: [], request: NONE, 200 => Json(schema::<api::clock::Clock>), errors: []),
     op!("POST" "/v1/admin/clock/advance", "admin", "Move the manual clock forward", Admin, query: [], request: Json(schema::<api::clock::AdvanceClock>), 200 => Json(schema::<api::clock::ClockAdvanced>), errors: [409]),
     // Journeys.
