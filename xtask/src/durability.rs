@@ -432,10 +432,19 @@ impl Bench {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot wipe {}", dir.display()))?;
         }
+        // Issue 16: `WAYMARK_BENCH_SERVER_ARGS` adds arguments to every server the bench
+        // starts (`--cluster nats://… --node-id b1`: the phases through a cluster node, with
+        // other nodes started beside it sharing `WAYMARK_BENCH_ADMIN_TOKEN`).
+        let args = std::env::var("WAYMARK_BENCH_SERVER_ARGS")
+            .map(|a| a.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
         Ok(Server::start(ServerOptions {
             dir: Some(dir),
             clock,
             binary: Some(self.binary.clone()),
+            // The cluster's nodes share one (`WAYMARK_BENCH_ADMIN_TOKEN`).
+            admin_token: std::env::var("WAYMARK_BENCH_ADMIN_TOKEN").ok(),
+            args,
             ..ServerOptions::default()
         })
         .await)
