@@ -46,18 +46,18 @@ async fn node(nats: &NatsCluster, id: &str, admin_token: &str) -> Server {
     .await
 }
 
+/// An admin `GET` of `path` through `server`: the status and the body.
+async fn admin_get(server: &Server, path: &str) -> (StatusCode, Value) {
+    server
+        .api()
+        .request(Method::GET, path, Some(server.admin_token()), Body::Empty)
+        .await
+}
+
 /// `GET /v1/admin/cluster` as `server` answers it: `None` for a `503` (the cluster's records
 /// unreadable for a moment: a stream leader being elected).
 async fn status(server: &Server) -> Option<Value> {
-    let (code, body) = server
-        .api()
-        .request(
-            Method::GET,
-            "/v1/admin/cluster",
-            Some(server.admin_token()),
-            Body::Empty,
-        )
-        .await;
+    let (code, body) = admin_get(server, "/v1/admin/cluster").await;
     if code == StatusCode::SERVICE_UNAVAILABLE {
         return None;
     }
@@ -78,15 +78,7 @@ async fn owner(server: &Server, not: Option<&str>) -> String {
             .and_then(|p| p["owner"].as_str())
             .filter(|_| settled)
         {
-            let (code, _) = server
-                .api()
-                .request(
-                    Method::GET,
-                    "/v1/admin/clock",
-                    Some(server.admin_token()),
-                    Body::Empty,
-                )
-                .await;
+            let (code, _) = admin_get(server, "/v1/admin/clock").await;
             if Some(owner) != not && code == StatusCode::OK {
                 return owner.to_owned();
             }

@@ -14,6 +14,7 @@
 
 pub mod lease;
 pub mod log;
+pub mod members;
 pub mod node;
 pub mod partitions;
 pub mod replica;

@@ -387,16 +387,21 @@ fn log_sync(dir: &Path) -> Result<LogSync, StoreError> {
     Ok(Some(Box::new(move || log.sync_data())))
 }
 
+/// sled's database in `dir`, with `cache_bytes` of page cache.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    Ok(sled::Config::new()
+        .path(dir)
+        .segment_size(segment_size(dir))
+        .cache_capacity(cache_bytes)
+        // Durability comes from explicit flushes at acknowledgement points, not a timer.
+        .flush_every_ms(None)
+        .open()?)
+}
+
 impl Store {
     /// Opens (or creates) the database in `dir`, with `cache_bytes` of page cache.
     pub fn open(dir: &Path, shards: u16, cache_bytes: u64) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(segment_size(dir))
-            .cache_capacity(cache_bytes)
-            // Durability comes from explicit flushes at acknowledgement points, not a timer.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_sled(dir, cache_bytes)?;
         let flush = sled_flush(db.clone(), log_sync(dir)?);
         Store::with_db(kv::Db::Sled(db), shards, Some(flush))
     }
@@ -411,13 +416,7 @@ impl Store {
         cache_bytes: u64,
         publisher: Publisher,
     ) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(segment_size(dir))
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .open()?;
-        let db = kv::Db::logged(kv::Db::Sled(db))?;
+        let db = kv::Db::logged(kv::Db::Sled(open_sled(dir, cache_bytes)?))?;
         let log = db.changelog().cloned().expect("a logged database");
         Store::with_db(db, shards, Some(publishing_flush(log, publisher)))
     }
