@@ -9,6 +9,7 @@
 
 use super::auth::{bearer, digest};
 use super::error::ApiError;
+use super::limits::BODY_TIMEOUT;
 use crate::cluster::node::Directory;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -108,12 +109,26 @@ impl Held {
 /// no node runs it (a takeover or a handover under way, usually well under a second after the
 /// lease moved), the request waits, up to [`WAIT`], and is then answered `503`.
 async fn dispatch(State(state): State<ClusterState>, request: Request) -> Response {
+    // The usual case, this node running the partition: the request goes to the API as it
+    // came, its body read under the API's own limits and timeout.
+    if let Some(api) = state.active.get() {
+        return answer(api, request).await;
+    }
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_PASSED_ON).await {
-        Ok(body) => body,
-        Err(e) => {
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_PASSED_ON));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
             return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
                 .into_response()
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body did not arrive in time",
+            )
+            .into_response()
         }
     };
     let held = Held { parts, body };
@@ -121,10 +136,7 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(api) = state.active.get() {
-            return match api.oneshot(held.request()).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
+            return answer(api, held.request()).await;
         }
         // A request passed on once is never passed on again: it waits for this node.
         let elsewhere = if passed_on {
@@ -179,6 +191,14 @@ async fn moved_from(state: &ClusterState, node: &str) {
             Ok(_) => return,
             Err(_) => {}
         }
+    }
+}
+
+/// The partition's API's answer to `request`.
+async fn answer(api: Router, request: Request) -> Response {
+    match api.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
     }
 }
 
