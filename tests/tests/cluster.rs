@@ -126,6 +126,36 @@ async fn holder(server: &Server) -> Option<String> {
     status["partitions"][0]["owner"].as_str().map(String::from)
 }
 
+/// The three nodes' ids.
+const IDS: [&str; 3] = ["n1", "n2", "n3"];
+
+/// A settled three-node cluster over `nats`, and tenant `tenant` with the ledger journey and
+/// the webhook channel to a fresh sink, set up through a node that passes everything on to the
+/// owner. Answers the nodes, the owner's index, the sink and the tenant.
+async fn ledger_cluster(
+    nats: &NatsCluster,
+    tenant: &str,
+) -> (Vec<Server>, usize, Sink, CreatedTenant) {
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in IDS {
+        nodes.push(node(nats, id, token).await);
+    }
+    let first = settled(&nodes[0], 3).await;
+    let owner = index(&IDS, &first);
+    eprintln!("{first} runs the partition");
+    let sink = Sink::start();
+    let (tenant, _) = tenant_with_journey(
+        &nodes[(owner + 1) % 3],
+        tenant,
+        Some((&sink, &[WEBHOOK])),
+        JOURNEY,
+        artifacts().component(LEDGER_CRATE),
+    )
+    .await;
+    (nodes, owner, sink, tenant)
+}
+
 /// The index of node `id` among `ids`.
 fn index(ids: &[&str], id: &str) -> usize {
     ids.iter().position(|n| *n == id).expect("a node of ours")
@@ -134,26 +164,8 @@ fn index(ids: &[&str], id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once() {
     let mut nats = NatsCluster::start(3);
-    let ids = ["n1", "n2", "n3"];
-    let token = "cluster-admin-token-0123456789";
-    let mut nodes = Vec::new();
-    for id in ids {
-        nodes.push(node(&nats, id, token).await);
-    }
-    let first = settled(&nodes[0], 3).await;
-    let other = (index(&ids, &first) + 1) % 3;
-    eprintln!("{first} runs the partition");
-
-    // Set up through a node that passes everything on to the owner.
-    let sink = Sink::start();
-    let (tenant, _) = tenant_with_journey(
-        &nodes[other],
-        "cluster",
-        Some((&sink, &[WEBHOOK])),
-        JOURNEY,
-        artifacts().component(LEDGER_CRATE),
-    )
-    .await;
+    let (mut nodes, first, sink, tenant) = ledger_cluster(&nats, "cluster").await;
+    let other = (first + 1) % 3;
 
     // Three clients, each posting a third of the batches to its own node.
     let events = all_events(CUSTOMERS, EVENTS_PER_CUSTOMER);
@@ -173,7 +185,7 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
     // The owner dies under load; its client moves to another node.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let victim = holder(&nodes[other]).await.expect("an owner");
-    let owner_at = index(&ids, &victim);
+    let owner_at = index(&IDS, &victim);
     let other = (owner_at + 1) % 3;
     nodes[owner_at].kill();
     let died = Instant::now();
@@ -214,7 +226,7 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
     // read and checked through a node that is not the owner.
     let settled = settled(&nodes[other], 3).await;
     eprintln!("{settled} runs the partition once the cluster settled");
-    let reader = &nodes[(index(&ids, &settled) + 1) % 3];
+    let reader = &nodes[(index(&IDS, &settled) + 1) % 3];
     verify_exactly_once(
         &reader.as_tenant(&tenant),
         &reader.api(),
@@ -247,26 +259,11 @@ async fn an_owner_paused_past_its_lease_starts_and_commits_nothing_when_it_resum
     const CUSTOMERS: usize = 100;
     const EVENTS: usize = 2;
     let nats = NatsCluster::start(3);
-    let ids = ["n1", "n2", "n3"];
-    let token = "cluster-admin-token-0123456789";
-    let mut nodes = Vec::new();
-    for id in ids {
-        nodes.push(node(&nats, id, token).await);
-    }
-    let first = settled(&nodes[0], 3).await;
+    let (nodes, paused, sink, tenant) = ledger_cluster(&nats, "fenced").await;
+    let first = IDS[paused].to_owned();
     let epoch = |status: Option<Value>| status.and_then(|s| s["partitions"][0]["epoch"].as_u64());
     let first_epoch = epoch(status(&nodes[0]).await).expect("an epoch");
-    let paused = index(&ids, &first);
     let other = (paused + 1) % 3;
-    let sink = Sink::start();
-    let (tenant, _) = tenant_with_journey(
-        &nodes[other],
-        "fenced",
-        Some((&sink, &[WEBHOOK])),
-        JOURNEY,
-        artifacts().component(LEDGER_CRATE),
-    )
-    .await;
 
     // The provider refuses everything: the owner keeps attempting (every 50 ms).
     sink.respond_by_default(StatusCode::SERVICE_UNAVAILABLE);
