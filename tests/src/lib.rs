@@ -53,6 +53,8 @@ pub mod webhooks;
 pub mod nats;
 // The ledger workload and its exactly-once check: the crash and cluster tests.
 pub mod ledger;
+// A month of three example journeys: the fidelity and cluster tests.
+pub mod month;
 
 pub use api::{assert_error, event, event_with, identify, metric_sum, Api};
 pub use artifacts::ADAPTIVE_CRATE; // Adaptive experiments (issue 13)

@@ -13,10 +13,16 @@
 //!   node, resumed, commits nothing and starts no delivery (a request it had already let
 //!   through its lease check goes out, under the key the new owner used: the window no lease
 //!   closes).
+//! - The examples' month (`waymark_tests::month`: renewal, win-back and guided onboarding on the
+//!   manual clock) on the cluster, losing a NATS server and then its owner, and on one server
+//!   beside it: every journey's report the same on both, every message at the sink under the
+//!   same key.
 
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use waymark_api::tenants::CreatedTenant;
 use waymark_tests::ledger::{self, all_events, post_all, verify_exactly_once, Target, JOURNEY};
+use waymark_tests::month::{self, Deployment as _};
 use waymark_tests::*;
 
 const CUSTOMERS: usize = 1_000;
@@ -334,4 +340,178 @@ async fn an_owner_paused_past_its_lease_starts_and_commits_nothing_when_it_resum
     let now = epoch(status(&nodes[other]).await).expect("an epoch");
     assert!(now > first_epoch, "epoch {now} after {first_epoch}");
     verify_exactly_once(&api, &nodes[other].api(), &sink, CUSTOMERS, EVENTS).await;
+}
+
+/// The month of `waymark_tests::month` on a three-node cluster: each day's batches spread over
+/// the three nodes, one client each; a NATS server killed once day 4's events are acknowledged
+/// and restarted on day 9; the node running the partition killed (`kill -9`) once day 15's are,
+/// and restarted after a standby took over.
+struct Cluster {
+    nats: NatsCluster,
+    nodes: Vec<Server>,
+    tenant: CreatedTenant,
+    /// The node the month's reads and clock moves go through (never the one killed).
+    reader: usize,
+    killed: Option<String>,
+}
+
+impl month::Deployment for Cluster {
+    fn clients(&self) -> (Api, Api) {
+        let node = &self.nodes[self.reader];
+        (node.as_tenant(&self.tenant), node.api())
+    }
+
+    async fn post(&self, events: &[Value]) {
+        let batches: Vec<Vec<EventInput>> = events
+            .chunks(month::OPENING_PER_CUSTOMER * 40)
+            .map(|batch| {
+                batch
+                    .iter()
+                    .map(|e| serde_json::from_value(e.clone()).expect("an event"))
+                    .collect()
+            })
+            .collect();
+        let (mut targets, mut posters) = (Vec::new(), Vec::new());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mine: Vec<_> = batches.iter().skip(i).step_by(3).cloned().collect();
+            let (target, receiver) = watch::channel(Target {
+                url: node.url().to_string(),
+                key: self.tenant.api_key.clone(),
+            });
+            targets.push(target);
+            posters.push(tokio::spawn(post_all(mine, receiver)));
+        }
+        let mut acknowledged = 0;
+        for poster in posters {
+            let (accepted, duplicates, _) = poster.await.expect("a poster finished");
+            acknowledged += accepted + duplicates;
+        }
+        assert_eq!(acknowledged, events.len(), "every event acknowledged");
+    }
+
+    async fn acknowledged(&mut self, day: u32) {
+        match day {
+            4 => self.nats.kill(1),
+            9 => self.nats.restart(1),
+            15 => {
+                let victim = holder(&self.nodes[self.reader]).await.expect("an owner");
+                let at = index(&IDS, &victim);
+                self.nodes[at].kill();
+                if at == self.reader {
+                    self.reader = (at + 1) % 3;
+                }
+                let died = Instant::now();
+                let second = owner(&self.nodes[self.reader], Some(&victim)).await;
+                eprintln!(
+                    "{victim} killed on day 15: {second} runs the partition {:?} later",
+                    died.elapsed()
+                );
+                self.nodes[at].restart().await;
+                self.killed = Some(victim);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One server: the month as it runs without a cluster.
+struct Single {
+    server: Server,
+    tenant: CreatedTenant,
+}
+
+impl month::Deployment for Single {
+    fn clients(&self) -> (Api, Api) {
+        (self.server.as_tenant(&self.tenant), self.server.api())
+    }
+}
+
+/// The acceptance, for the examples' journeys: a month of renewal, win-back and guided
+/// onboarding (`waymark_tests::month`) runs on a three-node cluster that loses a NATS server and
+/// its owner along the way, and on one server beside it, both from the same instant on the
+/// manual clock. Every journey's report is the same on both, and so is every message the sink
+/// received (the cluster may send one again after the kill, under the same key only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_node_reports() {
+    let n: usize = std::env::var("WAYMARK_CLUSTER_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let began = Instant::now();
+    let nats = NatsCluster::start(3);
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in IDS {
+        nodes.push(node(&nats, id, token).await);
+    }
+    let first = index(&IDS, &settled(&nodes[0], 3).await);
+    let reader = (first + 1) % 3;
+    let cluster_sink = Sink::start();
+    let tenant = month::install(&nodes[reader], &cluster_sink, "acme").await;
+    let mut cluster = Cluster {
+        nats,
+        nodes,
+        tenant,
+        reader,
+        killed: None,
+    };
+    let single_sink = Sink::start();
+    let server = Server::start(ServerOptions::default()).await;
+    let tenant = month::install(&server, &single_sink, "acme").await;
+    let mut single = Single { server, tenant };
+
+    // Both clocks to the same instant: the next midnight (UTC) after both of them.
+    let now = single
+        .server
+        .api()
+        .clock_now()
+        .await
+        .max(cluster.nodes[reader].api().clock_now().await);
+    let start = (now / DAY_MS + 1) * DAY_MS;
+    month::advance_to(&single.server.api(), start).await;
+    month::advance_to(&cluster.nodes[reader].api(), start).await;
+
+    let (end, cluster_end) = tokio::join!(
+        month::run(&mut single, n, start),
+        month::run(&mut cluster, n, start)
+    );
+    assert_eq!(end, cluster_end);
+    assert!(cluster.killed.is_some(), "the owner was killed");
+    eprintln!("the month ran on both in {:?}", began.elapsed());
+
+    let (one, many) = (single.clients().0, cluster.clients().0);
+    for journey in month::JOURNEYS {
+        let expected = one.report(journey).await;
+        let entered = expected["report"]["overall"]["entered"].as_u64();
+        assert!(entered.is_some_and(|e| e > 0), "{journey}: {expected}");
+        assert_eq!(
+            many.report(journey).await,
+            expected,
+            "{journey}: the cluster's report differs from one node's"
+        );
+    }
+    // Every message, under the same key, at both sinks; the cluster's only repeats keys.
+    let keys = |sink: &Sink| -> (usize, std::collections::BTreeSet<(String, String)>) {
+        let requests = sink.requests();
+        let keys = requests
+            .iter()
+            .map(|r| {
+                let key = r.idempotency_key().expect("an idempotency key");
+                (r.channel().to_owned(), key.to_owned())
+            })
+            .collect();
+        (requests.len(), keys)
+    };
+    let ((sent, expected), (cluster_sent, received)) = (keys(&single_sink), keys(&cluster_sink));
+    assert!(!expected.is_empty());
+    assert_eq!(sent, expected.len(), "one node sends each message once");
+    assert_eq!(
+        received, expected,
+        "the cluster's messages differ from one node's"
+    );
+    eprintln!(
+        "{n} customers: {} messages, {cluster_sent} requests from the cluster; {:?} in all",
+        expected.len(),
+        began.elapsed()
+    );
 }
