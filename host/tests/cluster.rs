@@ -925,3 +925,75 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
         assert_eq!(restored.store().history("t").count(), 125);
     });
 }
+
+/// A handover: the holder hands the partition to its preferred owner once that node's copy has
+/// caught up, and lets whoever runs it stop first, the lease still held — what it writes while
+/// stopping is appended (answered once the log has it) and is in the new owner's store. Only
+/// then is the lease released (a `Lost` follows), and the new owner takes it under a later
+/// epoch.
+#[test]
+fn a_handover_lets_the_partition_stop_and_append_its_last_writes_first() {
+    use waymark_host::cluster::node::{Change, Node};
+    use waymark_host::cluster::partitions::placements;
+    let servers = NatsCluster::start(1);
+    runtime().block_on(async {
+        let period = Duration::from_secs(2);
+        let copies = tempfile::tempdir().unwrap();
+        let ids = ["w1", "w2"].map(String::from);
+        let preferred = placements(&ids, 1)[0].owner.to_string();
+        let first = ids.iter().find(|id| **id != preferred).unwrap().clone();
+        async fn next(changes: &mut tokio::sync::mpsc::UnboundedReceiver<Change>) -> Change {
+            tokio::time::timeout(Duration::from_secs(60), changes.recv())
+                .await
+                .expect("a change within 60 s")
+                .expect("the node runs")
+        }
+        let mut loops = Vec::new();
+        let mut join = async |id: &str| {
+            let nats = Nats::connect(&servers.urls(), 1).await.expect("connect");
+            let (node, changes) = Node::join(nats, id, 1, period, &copies.path().join(id))
+                .await
+                .expect("joins");
+            let stop = tokio_util::sync::CancellationToken::new();
+            loops.push((tokio::spawn(node.run(stop.clone())), stop));
+            changes
+        };
+
+        // The first node alone takes the partition and writes to it.
+        let mut first_changes = join(&first).await;
+        let Change::Gained(held) = next(&mut first_changes).await else {
+            panic!("the first change is a gain")
+        };
+        held.store
+            .ingest("t", &events(0, 20), 0, None)
+            .await
+            .expect("written");
+
+        // The preferred owner joins; once its copy caught up, the partition is handed over.
+        let mut preferred_changes = join(&preferred).await;
+        let Change::HandingOver { partition, stopped } = next(&mut first_changes).await else {
+            panic!("a handover comes first")
+        };
+        assert_eq!(partition, 0);
+        assert!(held.guard.may_act(), "the lease is held while it stops");
+        let last = held.store.ingest("t", &events(20, 5), 0, None).await;
+        assert!(last.is_ok(), "the last writes are appended: {last:?}");
+        stopped.send(()).expect("the node waits");
+        assert!(matches!(next(&mut first_changes).await, Change::Lost(0)));
+        assert!(!held.guard.may_act(), "released");
+
+        let Change::Gained(taken) = next(&mut preferred_changes).await else {
+            panic!("the preferred owner gains it")
+        };
+        assert!(taken.epoch > held.epoch);
+        assert_eq!(
+            taken.store.history("t").count(),
+            25,
+            "the new owner has every write, the last ones included"
+        );
+        for (running, stop) in loops {
+            stop.cancel();
+            running.await.expect("a node's loop ends");
+        }
+    });
+}

@@ -7,9 +7,11 @@
 //!
 //! - renews every lease it holds; a lease lost, or whose guard ran out while renewals failed,
 //!   is given up ([`Change::Lost`]);
-//! - hands over each partition it holds whose preferred owner is another live node: it releases
-//!   the lease (the guard fenced first), and the preferred owner acquires it at its next tick,
-//!   without waiting for an expiry;
+//! - hands over each partition it holds whose preferred owner is another live node: whoever
+//!   runs it stops first ([`Change::HandingOver`]: in-flight work finished, the last writes
+//!   appended under the lease, still renewed meanwhile), then the lease is released (the guard
+//!   fenced first), and the preferred owner acquires it at its next tick, without waiting for
+//!   an expiry;
 //! - tries to acquire each partition it is the preferred owner of, and each partition it stands
 //!   by for once nobody holds it: at once when another node held it at the last tick (its owner
 //!   died or left), else after a lease period of ticks in a row without a holder (so at start,
@@ -42,12 +44,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 /// How far behind the log's last record the preferred owner's copy may be for the holder to
 /// hand the partition over: records it then reads while taking over.
 const HANDOVER_LAG: u64 = 32;
+
+/// How long a handover waits, at most, for whoever runs the partition here to stop
+/// ([`Change::HandingOver`]), as a share of the lease period: the control loop waits with it,
+/// and a node whose beats stop for a lease period counts as dead.
+const HANDOVER_STOP: u32 = 3;
 
 /// Ticks in a row a standby sees a partition without a holder before it acquires it (a lease
 /// period), when it did not see the holder go.
@@ -96,6 +103,16 @@ pub enum Change {
     /// The node no longer holds the partition (lost, run out, or handed over): stop running it.
     /// Its guard is fenced or run out already.
     Lost(u16),
+    /// The node is about to hand the partition over, still holding its lease: stop running it
+    /// (its last writes appended), then answer on `stopped`. The lease is released once it
+    /// has, or after [`HANDOVER_STOP`] (what was not appended by then is the next owner's to
+    /// do again); a `Lost` follows.
+    HandingOver {
+        /// The partition.
+        partition: u16,
+        /// Answered (or dropped) once nothing runs the partition here.
+        stopped: oneshot::Sender<()>,
+    },
 }
 
 /// A lease this node holds, and whether its `Gained` was sent (a `Lost` follows only then).
@@ -396,13 +413,39 @@ impl Node {
                 );
                 continue;
             }
+            let announced = self
+                .shared
+                .held
+                .lock()
+                .await
+                .get(&place.partition)
+                .map(|held| held.announced);
+            let Some(announced) = announced else { continue };
+            tracing::info!(
+                partition = place.partition,
+                to = place.owner,
+                "handing over"
+            );
+            if announced {
+                // Whoever runs it stops while the lease is still held (and renewed), so its
+                // last writes reach the log and nothing is left for the next owner to redo.
+                let (stopped, is_stopped) = oneshot::channel();
+                let handing = Change::HandingOver {
+                    partition: place.partition,
+                    stopped,
+                };
+                if self.shared.changes.send(handing).is_ok() {
+                    let patience = self.shared.leases.period() / HANDOVER_STOP;
+                    if tokio::time::timeout(patience, is_stopped).await.is_err() {
+                        tracing::warn!(
+                            partition = place.partition,
+                            "the partition did not stop in time; handing it over anyway"
+                        );
+                    }
+                }
+            }
             let handed = self.shared.held.lock().await.remove(&place.partition);
             if let Some(held) = handed {
-                tracing::info!(
-                    partition = place.partition,
-                    to = place.owner,
-                    "handing over"
-                );
                 self.shared.give_up(place.partition, held).await;
             }
         }

@@ -169,13 +169,17 @@ async fn run_partitions(
                     }
                 }
             }
+            // Handing over: stopped with the lease still held, so the last writes are appended
+            // (requests meanwhile wait in the front for the next owner).
+            Some(Change::HandingOver {
+                partition,
+                stopped: done,
+            }) => {
+                stop_running(&mut running, &active, partition).await;
+                let _ = done.send(());
+            }
             Some(Change::Lost(partition)) => {
-                if running.as_ref().is_some_and(|(p, _)| *p == partition) {
-                    active.set(None);
-                    if let Some((_, host)) = running.take() {
-                        stopped(partition, host).await;
-                    }
-                }
+                stop_running(&mut running, &active, partition).await;
             }
             None => break,
         }
@@ -186,8 +190,22 @@ async fn run_partitions(
     }
 }
 
-/// Stops a partition's host. Its last flush fails when the lease is gone already: what it
-/// had not appended is the next owner's to do again.
+/// Stops the host of `partition` if it is the one running.
+async fn stop_running(
+    running: &mut Option<(u16, Running)>,
+    active: &api::cluster::Active,
+    partition: u16,
+) {
+    if running.as_ref().is_some_and(|(p, _)| *p == partition) {
+        active.set(None);
+        if let Some((_, host)) = running.take() {
+            stopped(partition, host).await;
+        }
+    }
+}
+
+/// Stops a partition's host. After a handover its last flush is appended; after a loss it
+/// fails, the lease gone already: what it had not appended is the next owner's to do again.
 async fn stopped(partition: u16, host: Running) {
     match host.stop().await {
         Ok(()) => tracing::info!(partition, "stopped running the partition"),
