@@ -161,11 +161,14 @@ impl Host {
         }
     }
 
-    /// Cluster mode (issue 16): this host runs a partition held under `guard`; once the guard
-    /// has run out or been fenced, it attempts no delivery ([`Host::may_act`]).
-    pub fn fenced_by(self, guard: crate::cluster::lease::Guard) -> Host {
+    /// Cluster mode (issue 16): this host runs `partition`, held under `guard`; once the guard
+    /// has run out or been fenced, it attempts no delivery ([`Host::may_act`]). Its metrics
+    /// carry the partition as a label.
+    pub fn fenced_by(self, partition: u16, guard: crate::cluster::lease::Guard) -> Host {
+        let metrics = Metrics::labelled(self.registry.sandbox().counters(), Some(partition));
         Host {
             fence: Some(guard),
+            metrics,
             ..self
         }
     }

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -48,7 +49,13 @@ pub struct Metrics {
 impl Metrics {
     /// The metrics of a host, including the sandbox's own counters.
     pub fn new(sandbox: &SandboxCounters) -> Metrics {
-        let mut registry = Registry::with_prefix("waymark");
+        Metrics::labelled(sandbox, None)
+    }
+
+    /// The same, every sample labelled `partition` (a cluster node's host of one partition).
+    pub fn labelled(sandbox: &SandboxCounters, partition: Option<u16>) -> Metrics {
+        let labels = partition.map(|p| (Cow::Borrowed("partition"), Cow::Owned(p.to_string())));
+        let mut registry = Registry::with_prefix_and_labels("waymark", labels.into_iter());
         registry.register(
             "components_compiled",
             "Components compiled from their bytes (uploads, and loads the cache could not serve)",

@@ -131,12 +131,12 @@ impl Running {
 }
 
 /// Builds a host over `store` (its clock restored, its compiled-code cache trimmed; in a
-/// cluster, `fence` the partition's lease guard) and starts its loops.
+/// cluster, `fence` the partition it runs and its lease guard) and starts its loops.
 pub(crate) async fn start(
     store: Store,
     sandbox: Sandbox,
     config: &ServerConfig,
-    fence: Option<crate::cluster::lease::Guard>,
+    fence: Option<(u16, crate::cluster::lease::Guard)>,
 ) -> Result<Running, ServerError> {
     let clock = match config.clock {
         ClockKind::System => Clock::system(),
@@ -157,7 +157,7 @@ pub(crate) async fn start(
     }
     let host = Host::new(store.clone(), registry, clock, config.host.clone());
     let host = Arc::new(match fence {
-        Some(guard) => host.fenced_by(guard),
+        Some((partition, guard)) => host.fenced_by(partition, guard),
         None => host,
     });
 

@@ -104,6 +104,12 @@ pub trait Deployment {
     /// The tenant's client and the admin client to use now.
     fn clients(&self) -> (Api, Api);
 
+    /// The admin clients whose `/metrics` together show what the deployment is doing (each node
+    /// of a cluster answers for itself).
+    fn metrics_from(&self) -> Vec<Api> {
+        vec![self.clients().1]
+    }
+
     /// Posts `events`, every one acknowledged (accepted, or a duplicate of one resent).
     async fn post(&self, events: &[Value]) {
         let (api, _) = self.clients();
@@ -122,19 +128,19 @@ pub trait Deployment {
 pub async fn run(at: &mut impl Deployment, n: usize, start: i64) -> i64 {
     at.post(&opening(n, start)).await;
     at.acknowledged(0).await;
-    idle(&at.clients().0).await;
+    idle(at).await;
     let mut now = start;
     for day in 1..=DAYS {
         now += DAY_MS;
         advance_to(&at.clients().1, now).await;
-        idle(&at.clients().0).await;
+        idle(at).await;
         let events = events_of_day(n, day);
         if events.is_empty() {
             continue;
         }
         at.post(&events).await;
         at.acknowledged(day).await;
-        idle(&at.clients().0).await;
+        idle(at).await;
     }
     now
 }
@@ -164,11 +170,14 @@ pub async fn advance_to(admin: &Api, at: i64) {
     }
 }
 
-/// A fingerprint of everything the server is doing: triggers processed, deliveries, and the
-/// reports' sends without their outcome; `None` when a request failed (a cluster changing
+/// A fingerprint of everything the deployment is doing: triggers processed, deliveries, and
+/// the reports' sends without their outcome; `None` when a request failed (a cluster changing
 /// owners answers 503 for a moment).
-async fn activity(api: &Api) -> Option<(u64, u64, u64)> {
-    let metrics = api.admin_client().metrics().await.ok()?;
+async fn activity(at: &impl Deployment) -> Option<(u64, u64, u64)> {
+    let mut metrics = String::new();
+    for admin in at.metrics_from() {
+        metrics.push_str(&admin.admin_client().metrics().await.ok()?);
+    }
     let total = |metric: &str| -> f64 {
         metrics
             .lines()
@@ -178,6 +187,7 @@ async fn activity(api: &Api) -> Option<(u64, u64, u64)> {
     };
     let triggers = total("waymark_triggers_total");
     let deliveries = total("waymark_deliveries_total");
+    let (api, _) = at.clients();
     let mut unsettled = 0;
     for journey in JOURNEYS {
         let report = api.tenant_client().report(journey).await.ok()?;
@@ -188,13 +198,13 @@ async fn activity(api: &Api) -> Option<(u64, u64, u64)> {
     Some((triggers as u64, deliveries as u64, unsettled))
 }
 
-/// Waits until the server is idle: no send without its outcome, and nothing processed or
+/// Waits until the deployment is idle: no send without its outcome, and nothing processed or
 /// delivered across three looks in a row (a worker never pauses while its queue holds work).
-pub async fn idle(api: &Api) {
+pub async fn idle(at: &impl Deployment) {
     let deadline = Instant::now() + patience();
     let (mut last, mut same) = (None, 0);
     loop {
-        let now = activity(api).await;
+        let now = activity(at).await;
         if now.is_some_and(|n| n.2 == 0) && now == last {
             same += 1;
             if same >= 3 {

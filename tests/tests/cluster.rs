@@ -254,6 +254,53 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
         settled.as_str(),
         "{status}"
     );
+
+    // Each node's `/metrics` is its own: its view of the cluster, and the partition's metrics
+    // (labelled with it) from the node that runs it only.
+    for (id, node) in IDS.iter().zip(&nodes) {
+        let metrics = node.api().metrics().await;
+        let value = |series: &str| -> Option<f64> {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(series))
+                .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+        };
+        let runs = *id == settled;
+        assert_eq!(
+            value("waymark_cluster_nodes "),
+            Some(3.0),
+            "{id}: {metrics}"
+        );
+        assert_eq!(
+            value("waymark_cluster_partition_held{partition=\"0\"} "),
+            Some(if runs { 1.0 } else { 0.0 }),
+            "{id}: {metrics}"
+        );
+        assert!(
+            value("waymark_cluster_log_last_record{partition=\"0\"} ").is_some_and(|v| v > 0.0),
+            "{id}: {metrics}"
+        );
+        let triggers: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("waymark_triggers_total{"))
+            .collect();
+        assert_eq!(!triggers.is_empty(), runs, "{id}: {metrics}");
+        assert!(
+            triggers.iter().all(|l| l.contains("partition=\"0\"")),
+            "{triggers:?}"
+        );
+        assert_eq!(metrics.matches("# EOF").count(), 1, "{id}: {metrics}");
+    }
+    let passed_on = |metrics: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("waymark_cluster_requests_passed_on_total "))
+            .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+    };
+    assert!(
+        passed_on(&reader.api().metrics().await).is_some_and(|n| n > 0.0),
+        "the reader passed its requests on"
+    );
 }
 
 /// The fenced-owner test (issue 16): the node running the partition is paused (`SIGSTOP`) past
@@ -359,6 +406,10 @@ impl month::Deployment for Cluster {
     fn clients(&self) -> (Api, Api) {
         let node = &self.nodes[self.reader];
         (node.as_tenant(&self.tenant), node.api())
+    }
+
+    fn metrics_from(&self) -> Vec<Api> {
+        self.nodes.iter().map(Server::api).collect()
     }
 
     async fn post(&self, events: &[Value]) {

@@ -4,8 +4,9 @@
 //! request passed on once is never passed on again), and answers what the owner answered.
 //! While no node runs the partition (a takeover or handover under way) a request waits for one,
 //! up to 5 s, then is answered `503` with `Retry-After`: an event retried with its id is taken
-//! once. `GET /v1/admin/cluster` is
-//! answered by each node from the cluster's own records.
+//! once. `GET /v1/admin/cluster` is answered by each node from the cluster's own records, and
+//! `GET /metrics` by each node for itself (its view of the cluster, and the metrics of the
+//! partition it runs, labelled with it).
 
 use super::auth::{bearer, digest};
 use super::error::ApiError;
@@ -18,6 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::registry::Registry;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
@@ -62,6 +66,16 @@ pub struct ClusterState {
     admin_digest: [u8; 32],
     /// Connections to the other nodes, kept alive between requests.
     client: Client<HttpConnector, Body>,
+    counters: FrontCounters,
+}
+
+/// What the front counts, for this node's `/metrics`.
+#[derive(Clone, Default)]
+struct FrontCounters {
+    /// Requests passed on to the node running the partition.
+    passed_on: Counter,
+    /// Requests answered `503` because no node ran the partition in time.
+    unavailable: Counter,
 }
 
 impl ClusterState {
@@ -75,6 +89,7 @@ impl ClusterState {
             node: node.into(),
             admin_digest,
             client,
+            counters: FrontCounters::default(),
         }
     }
 }
@@ -83,6 +98,7 @@ impl ClusterState {
 pub fn router(state: ClusterState) -> Router {
     Router::new()
         .route("/v1/admin/cluster", get(status))
+        .route("/metrics", get(metrics))
         .fallback(dispatch)
         .with_state(state)
 }
@@ -168,6 +184,7 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
                 _ => {}
             }
         } else if tokio::time::Instant::now() >= deadline {
+            state.counters.unavailable.inc();
             let mut response = unavailable(if passed_on {
                 "passed on to this node, which does not run the partition (any more)"
             } else {
@@ -214,6 +231,7 @@ async fn forward(state: &ClusterState, url: &str, request: Request) -> Response 
     if let Ok(node) = HeaderValue::from_str(&state.node) {
         parts.headers.insert(FORWARDED_BY, node);
     }
+    state.counters.passed_on.inc();
     match state.client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response.map(Body::new),
         Err(e) => unavailable(format!(
@@ -239,29 +257,32 @@ async fn status(
     if !same {
         return Err(ApiError::unauthorized());
     }
-    let unreadable = |e: crate::cluster::ClusterError| {
+    let status = read_status(&state).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             format!("the cluster's records cannot be read: {e}"),
         )
-    };
+    })?;
+    Ok(Json(status))
+}
+
+/// The cluster as this node reads its records.
+async fn read_status(
+    state: &ClusterState,
+) -> Result<waymark_api::cluster::ClusterStatus, crate::cluster::ClusterError> {
     use waymark_api::cluster::{
         ClusterMode, ClusterNode, ClusterStatus, PartitionStatus, StandbyStatus,
     };
-    let members = state.directory.members().await.map_err(unreadable)?;
+    let members = state.directory.members().await?;
     let live: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let count = state.directory.partitions();
     let placed = crate::cluster::partitions::placements(&live, count);
     let mut partitions = Vec::new();
     for partition in 0..count {
         let place = placed.iter().find(|p| p.partition == partition);
-        let owner = state.directory.owner(partition).await.map_err(unreadable)?;
-        let last = state
-            .directory
-            .log_last(partition)
-            .await
-            .map_err(unreadable)?;
+        let owner = state.directory.owner(partition).await?;
+        let last = state.directory.log_last(partition).await?;
         let standbys = members
             .iter()
             .filter_map(|m| {
@@ -290,11 +311,115 @@ async fn status(
             holds: m.holds,
         })
         .collect();
-    Ok(Json(ClusterStatus {
+    Ok(ClusterStatus {
         mode: ClusterMode::Cluster,
         node: Some(state.node.to_string()),
         partition_count: count,
         nodes,
         partitions,
-    }))
+    })
+}
+
+/// The partition label of this node's cluster series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: String,
+}
+
+/// `GET /metrics` on a cluster node: answered by each node for itself, never passed on. The
+/// node's view of the cluster (`waymark_cluster_*`: live nodes; per partition whether this node
+/// holds it, the holder's epoch, the log's last record and how far behind this node's copy
+/// is; requests passed on, and answered `503`), then, while this node runs a partition, its
+/// host's metrics, each sample labelled with the partition. The cluster's records unreadable
+/// (NATS electing a leader) leave the view's gauges out, not the rest.
+async fn metrics(State(state): State<ClusterState>) -> Response {
+    let mut registry = Registry::with_prefix("waymark_cluster");
+    registry.register(
+        "requests_passed_on",
+        "Requests this node passed on to the node running the partition",
+        state.counters.passed_on.clone(),
+    );
+    registry.register(
+        "requests_unavailable",
+        "Requests this node answered 503 because no node ran the partition in time",
+        state.counters.unavailable.clone(),
+    );
+    match read_status(&state).await {
+        Ok(status) => register_view(&mut registry, &status, &state.node),
+        Err(error) => tracing::debug!(%error, "cluster metrics without the cluster's records"),
+    }
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    if let Some(api) = state.active.get() {
+        let request = Request::get("/metrics").body(Body::empty());
+        if let Ok(request) = request {
+            let response = answer(api, request).await;
+            if let Ok(body) = axum::body::to_bytes(response.into_body(), 16 << 20).await {
+                // One exposition: this node's families, then the host's, one `# EOF`.
+                if let Some(head) = text.strip_suffix("# EOF\n") {
+                    text.truncate(head.len());
+                }
+                text.push_str(&String::from_utf8_lossy(&body));
+            }
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The gauges of this node's view of the cluster.
+fn register_view(
+    registry: &mut Registry,
+    status: &waymark_api::cluster::ClusterStatus,
+    node: &str,
+) {
+    let nodes = Gauge::<i64>::default();
+    nodes.set(i64::try_from(status.nodes.len()).unwrap_or(i64::MAX));
+    registry.register("nodes", "Live nodes in the cluster", nodes);
+    let held = Family::<PartitionLabel, Gauge>::default();
+    let epoch = Family::<PartitionLabel, Gauge>::default();
+    let last = Family::<PartitionLabel, Gauge>::default();
+    let lag = Family::<PartitionLabel, Gauge>::default();
+    let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for p in &status.partitions {
+        let label = PartitionLabel {
+            partition: p.partition.to_string(),
+        };
+        held.get_or_create(&label)
+            .set(i64::from(p.owner.as_deref() == Some(node)));
+        if let Some(e) = p.epoch {
+            epoch.get_or_create(&label).set(gauge(e));
+        }
+        last.get_or_create(&label).set(gauge(p.log_last));
+        if let Some(copy) = p.standbys.iter().find(|s| s.node == node) {
+            lag.get_or_create(&label).set(gauge(copy.lag));
+        }
+    }
+    registry.register(
+        "partition_held",
+        "1 while this node holds the partition's lease (runs it), else 0",
+        held,
+    );
+    registry.register(
+        "partition_epoch",
+        "The epoch of the partition's current lease (whoever holds it)",
+        epoch,
+    );
+    registry.register(
+        "log_last_record",
+        "The sequence of the last record on the partition's log",
+        last,
+    );
+    registry.register(
+        "copy_lag_records",
+        "Records of the partition's log this node's copy has not read yet (standby or preferred owner)",
+        lag,
+    );
 }

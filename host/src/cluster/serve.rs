@@ -148,7 +148,7 @@ async fn run_partitions(
                     gained.store.clone(),
                     sandbox.clone(),
                     &config,
-                    Some(gained.guard.clone()),
+                    Some((partition, gained.guard.clone())),
                 )
                 .await
                 {
