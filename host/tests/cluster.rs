@@ -13,6 +13,40 @@ use waymark_host::cluster::log::{AppendError, Chain, Entry, Kind, Verdict};
 use waymark_host::cluster::{ClusterError, Nats, Owned};
 use waymark_tests::nats::NatsCluster;
 
+/// What a test of copies starts from: a connection to `cluster` (`replicas` copies of each
+/// stream), the leases (2 s), the snapshots, `partition`'s log, and `copies` empty directories.
+async fn copies_of(
+    cluster: &NatsCluster,
+    replicas: usize,
+    partition: u16,
+    copies: usize,
+) -> (
+    Nats,
+    Leases,
+    waymark_host::cluster::replica::Snapshots,
+    waymark_host::cluster::log::PartitionLog,
+    Vec<tempfile::TempDir>,
+) {
+    let nats = Nats::connect(&cluster.urls(), replicas)
+        .await
+        .expect("connect");
+    let leases = nats.leases(Duration::from_secs(2)).await.expect("leases");
+    let snapshots = nats.snapshots().await.expect("the snapshots");
+    let log = nats.log(partition).await.expect("the log");
+    let dirs = (0..copies).map(|_| tempfile::tempdir().unwrap()).collect();
+    (nats, leases, snapshots, log, dirs)
+}
+
+/// The names of the entries of `dir`, sorted.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -781,10 +815,7 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
         // The standby (w2, the only other node) keeps a copy, following the log every tick;
         // then w1 dies.
         tokio::time::sleep(period).await;
-        let standby_copies: Vec<String> = std::fs::read_dir(copies.path().join("w2"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let standby_copies = names_in(&copies.path().join("w2"));
         assert!(
             standby_copies
                 .iter()
@@ -855,12 +886,8 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
     let cluster = NatsCluster::start(3);
     runtime().block_on(async {
         use waymark_host::cluster::replica::Replica;
-        let nats = Nats::connect(&cluster.urls(), 3).await.expect("connect");
-        let leases = nats.leases(Duration::from_secs(2)).await.expect("leases");
-        let snapshots = nats.snapshots().await.expect("the snapshots");
         let partition = 3;
-        let log = nats.log(partition).await.expect("the log");
-        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let (nats, leases, snapshots, log, dirs) = copies_of(&cluster, 3, partition, 4).await;
         let digest = |r: &Replica| r.store().digest().unwrap();
 
         // Nothing to restore yet: a fresh copy.
@@ -995,5 +1022,164 @@ fn a_handover_lets_the_partition_stop_and_append_its_last_writes_first() {
             stop.cancel();
             running.await.expect("a node's loop ends");
         }
+    });
+}
+
+/// A standby's copy marks where it stands: reopened after its node stopped, it goes on from
+/// there (holding what it held, then following the log); an owner's copy (which may hold writes
+/// the log never had) is never reopened; a copy whose position the log purged since finds its
+/// history missing when it follows, rather than skipping it.
+#[test]
+fn a_standbys_copy_is_reopened_where_it_stood_and_an_owners_never_is() {
+    let cluster = NatsCluster::start(1);
+    runtime().block_on(async {
+        use waymark_host::cluster::replica::Replica;
+        let partition = 11;
+        let (_, leases, snapshots, log, dirs) = copies_of(&cluster, 1, partition, 3).await;
+        let open = |i: usize| Replica::open(dirs[i].path(), log.clone(), 1, 8 << 20).unwrap();
+        let reopen = |i: usize| Replica::reopen(dirs[i].path(), log.clone(), 1, 8 << 20);
+        let digest = |r: &Replica| r.store().digest().unwrap();
+
+        let mut a = open(0);
+        let lease = acquire_when_free(&leases, partition, "a", Duration::from_secs(10)).await;
+        a.take_over(lease.holding()).await.expect("a takes over");
+        a.store()
+            .ingest("t", &events(0, 50), 1_000, None)
+            .await
+            .unwrap();
+        let (mut b, mut c) = (open(1), open(2));
+        b.follow().await.unwrap();
+        c.follow().await.unwrap();
+        let (stood, held) = (b.chain().clone(), digest(&b));
+        assert_eq!(held, digest(&a));
+
+        // b's node stops and starts again: its copy goes on from where it stood.
+        drop(b);
+        let mut b = reopen(1)
+            .await
+            .unwrap()
+            .expect("a standby's copy is reopened");
+        assert_eq!(b.chain(), &stood);
+        assert_eq!(digest(&b), held, "it holds what it held");
+        a.store()
+            .ingest("t", &events(50, 30), 2_000, None)
+            .await
+            .unwrap();
+        assert!(b.follow().await.unwrap() >= 1, "it reads only what is new");
+        assert_eq!(
+            digest(&b),
+            digest(&a),
+            "and then holds what the owner holds"
+        );
+
+        // c stops here; b snapshots, purging the log under c's position.
+        drop(c);
+        a.store()
+            .ingest("t", &events(80, 10), 3_000, None)
+            .await
+            .unwrap();
+        b.follow().await.unwrap();
+        b.take_snapshot(&snapshots).await.expect("a snapshot");
+        let mut c = reopen(2)
+            .await
+            .unwrap()
+            .expect("its mark is in the log's range");
+        assert!(
+            matches!(c.follow().await, Err(ClusterError::Missing(p)) if p == partition),
+            "a copy whose history was purged does not skip it"
+        );
+
+        // The owner's copy is never reopened.
+        drop(a);
+        assert!(reopen(0).await.unwrap().is_none());
+    });
+}
+
+/// A node that stops while standing by, then joins again on the same directory, goes on from
+/// the copy it left (no new copy is made), and catches up with what was written meanwhile.
+#[test]
+fn a_standby_restarted_goes_on_from_the_copy_it_left() {
+    use waymark_host::cluster::node::{Change, Node};
+    use waymark_host::cluster::partitions::placements;
+    // What the nodes say (why a copy was not reopened) is shown if the test fails.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let servers = NatsCluster::start(1);
+    runtime().block_on(async {
+        let period = Duration::from_secs(2);
+        let copies = tempfile::tempdir().unwrap();
+        let ids = ["w1", "w2"].map(String::from);
+        let preferred = placements(&ids, 1)[0].owner.to_string();
+        let standby = ids.iter().find(|id| **id != preferred).unwrap().clone();
+        let standby_dir = copies.path().join(&standby);
+        let join = async |id: &str| {
+            let nats = Nats::connect(&servers.urls(), 1).await.expect("connect");
+            Node::join(nats, id, 1, period, &copies.path().join(id))
+                .await
+                .expect("joins")
+        };
+        // Whether the standby's copy has read the log to its end.
+        let caught_up = async |directory: &waymark_host::cluster::node::Directory| {
+            let last = directory.log_last(0).await.unwrap_or(u64::MAX);
+            directory.members().await.is_ok_and(|members| {
+                members
+                    .iter()
+                    .any(|m| m.id == standby && m.standby_at.get(&0).is_some_and(|at| *at >= last))
+            })
+        };
+        async fn until(what: &str, mut holds: impl AsyncFnMut() -> bool) {
+            let start = Instant::now();
+            while !holds().await {
+                assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        let (owner, mut changes) = join(&preferred).await;
+        let directory = owner.directory();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let owner_loop = tokio::spawn(owner.run(stop.clone()));
+        let held = tokio::time::timeout(Duration::from_secs(60), changes.recv())
+            .await
+            .expect("a change")
+            .expect("the node runs");
+        let Change::Gained(held) = held else {
+            panic!("the preferred owner gains the partition")
+        };
+        held.store
+            .ingest("t", &events(0, 30), 0, None)
+            .await
+            .unwrap();
+
+        let (node, _) = join(&standby).await;
+        let first = tokio::spawn(node.run(tokio_util::sync::CancellationToken::new()));
+        until("the standby's copy caught up", async || {
+            caught_up(&directory).await
+        })
+        .await;
+        assert_eq!(names_in(&standby_dir), vec!["p0-1".to_owned()]);
+        // The standby's process dies; the owner goes on writing.
+        first.abort();
+        let _ = first.await;
+        held.store
+            .ingest("t", &events(30, 20), 0, None)
+            .await
+            .unwrap();
+
+        let (node, _) = join(&standby).await;
+        let stop_standby = tokio_util::sync::CancellationToken::new();
+        let second = tokio::spawn(node.run(stop_standby.clone()));
+        until("the restarted standby caught up", async || {
+            caught_up(&directory).await
+        })
+        .await;
+        assert_eq!(
+            names_in(&standby_dir),
+            vec!["p0-1".to_owned()],
+            "the copy the last run left is the one followed"
+        );
+        stop_standby.cancel();
+        second.await.expect("the standby's loop ends");
+        stop.cancel();
+        owner_loop.await.expect("the owner's loop ends");
     });
 }

@@ -159,6 +159,13 @@ impl PartitionLog {
         self.partition
     }
 
+    /// Which incarnation of the partition's stream this is: its creation time in nanoseconds.
+    /// A stream deleted and made again (a NATS cluster rebuilt) has another history under the
+    /// same sequence numbers; a copy of the old one must not follow the new one.
+    pub fn identity(&self) -> i128 {
+        self.stream.cached_info().created.unix_timestamp_nanos()
+    }
+
     /// Purges the records before sequence `before` from the log subject (what a snapshot
     /// covers). A reader whose position is before them finds the record after its gap
     /// [`Verdict::Missing`] and starts again from the snapshot.

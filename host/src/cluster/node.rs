@@ -36,7 +36,7 @@ use super::lease::{Guard, Lease, Leases};
 use super::members::live_members;
 pub use super::members::{Directory, Member};
 use super::partitions::placements;
-use super::replica::{Replica, Snapshots};
+use super::replica::{leftovers, remove_copy_dir, Replica, Snapshots};
 use super::{ClusterError, Nats};
 use crate::store::Store;
 use async_nats::jetstream::kv;
@@ -199,6 +199,11 @@ pub struct Node {
     dir: PathBuf,
     /// How many copies this node opened, for their directories' names.
     opened: u64,
+    /// Copies a previous run of this node left (standing by when it stopped, if they kept
+    /// their mark), by partition: each is reopened when the node stands by for its partition
+    /// again, and removed if it is not by `leftovers_until`.
+    leftovers: BTreeMap<u16, PathBuf>,
+    leftovers_until: std::time::Instant,
     /// Where copies start from, and where standbys write theirs.
     snapshots: Arc<Snapshots>,
     /// Where this node serves HTTP ([`Node::advertise`]).
@@ -215,9 +220,10 @@ pub struct Node {
 
 impl Node {
     /// Joins the cluster as `id`, with `partitions` partitions and leases of `period`, keeping
-    /// the partitions' copies under `dir` (emptied first: a copy's position in its log is not
-    /// kept across restarts, so what a previous run left there is not trusted); ownership
-    /// changes arrive on the receiver answered beside the node.
+    /// the partitions' copies under `dir`, where the copies a previous run left are kept to be
+    /// reopened ([`Replica::reopen`]: a standby's goes on from its mark; an owner's is never
+    /// trusted) and anything else is removed; ownership changes arrive on the receiver answered
+    /// beside the node.
     pub async fn join(
         nats: Nats,
         id: &str,
@@ -242,12 +248,8 @@ impl Node {
         let unusable = |e: std::io::Error| {
             ClusterError::Config(format!("the copies' directory {}: {e}", dir.display()))
         };
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(unusable(e)),
-        }
         std::fs::create_dir_all(dir).map_err(unusable)?;
+        let (leftovers, opened) = leftovers(dir, partitions).map_err(unusable)?;
         let leases = nats.leases(period).await?;
         let snapshots = Arc::new(nats.snapshots().await?);
         let (members, members_stream) = super::open_bucket(
@@ -274,7 +276,9 @@ impl Node {
             held_last_tick: BTreeSet::new(),
             copies: BTreeMap::new(),
             dir: dir.to_owned(),
-            opened: 0,
+            opened,
+            leftovers,
+            leftovers_until: std::time::Instant::now() + 2 * period,
             snapshots,
             snapshot_every: SNAPSHOT_EVERY,
             url: None,
@@ -524,19 +528,42 @@ impl Node {
             let copy = match self.copies.entry(partition) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    self.opened += 1;
-                    let dir = self.dir.join(format!("p{partition}-{}", self.opened));
                     let log = self.nats.log(partition).await?;
-                    e.insert(
-                        Replica::restore(
-                            &dir,
-                            log,
-                            self.copy_shards,
-                            self.copy_cache,
-                            &self.snapshots,
-                        )
-                        .await?,
-                    )
+                    let (shards, cache) = (self.copy_shards, self.copy_cache);
+                    let left = self.leftovers.remove(&partition);
+                    let reopened = match left {
+                        Some(dir) => {
+                            match Replica::reopen(&dir, log.clone(), shards, cache).await {
+                                Ok(Some(copy)) => {
+                                    tracing::info!(
+                                        partition,
+                                        from = copy.chain().previous,
+                                        "going on from the copy left by the last run"
+                                    );
+                                    Some(copy)
+                                }
+                                Ok(None) | Err(ClusterError::Config(_)) => {
+                                    remove_copy_dir(partition, &dir);
+                                    None
+                                }
+                                // NATS unreachable: the copy waits for the next tick.
+                                Err(error) => {
+                                    self.leftovers.insert(partition, dir);
+                                    return Err(error);
+                                }
+                            }
+                        }
+                        None => None,
+                    };
+                    let copy = match reopened {
+                        Some(copy) => copy,
+                        None => {
+                            self.opened += 1;
+                            let dir = self.dir.join(format!("p{partition}-{}", self.opened));
+                            Replica::restore(&dir, log, shards, cache, &self.snapshots).await?
+                        }
+                    };
+                    e.insert(copy)
                 }
             };
             match copy.follow().await {
@@ -560,6 +587,11 @@ impl Node {
                 }
             }
         }
+        if std::time::Instant::now() >= self.leftovers_until {
+            for (partition, dir) in std::mem::take(&mut self.leftovers) {
+                remove_copy_dir(partition, &dir);
+            }
+        }
         Ok(())
     }
 
@@ -568,9 +600,7 @@ impl Node {
         if let Some(copy) = self.copies.remove(&partition) {
             let dir = copy.dir().to_owned();
             drop(copy);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(partition, error = %e, dir = %dir.display(), "removing a copy failed");
-            }
+            remove_copy_dir(partition, &dir);
         }
     }
 

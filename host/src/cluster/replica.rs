@@ -8,8 +8,11 @@
 //! it takes the partition over from where it stands, reading only the records it had not
 //! applied yet.
 //!
-//! The copy's position (the chain) is kept in memory: a node that restarts starts a fresh copy
-//! from the start of the log (snapshots, which would bound that, are not built yet).
+//! A standby's copy marks where it stands in its own store ([`Store::set_copy_mark`]: the chain
+//! before any flush it is still reading, and the stream's identity) as it follows, so a node
+//! that restarts goes on from its copy ([`Replica::reopen`]) rather than from the snapshot.
+//! A copy that took the partition over loses its mark first: an owner's copy holds writes the
+//! log may never have had, and is never reused.
 
 use super::lease::{Guard, Holding};
 use super::log::{AppendError, Chain, Entry, Kind, PartitionLog, Verdict};
@@ -122,9 +125,31 @@ impl Partial {
     }
 }
 
+/// The version of a copy's mark: then the chain (last record read, highest epoch applied) and
+/// the stream's identity.
+const MARK_V1: u8 = 1;
+
+fn mark(chain: &Chain, stream: i128) -> Vec<u8> {
+    let mut mark = vec![MARK_V1];
+    mark.extend_from_slice(&chain.previous.to_be_bytes());
+    mark.extend_from_slice(&chain.epoch.to_be_bytes());
+    mark.extend_from_slice(&stream.to_be_bytes());
+    mark
+}
+
+fn read_mark(mark: &[u8]) -> Option<(Chain, i128)> {
+    let (&MARK_V1, rest) = mark.split_first()? else {
+        return None;
+    };
+    let previous = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let epoch = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    let stream = i128::from_be_bytes(rest.get(16..32)?.try_into().ok()?);
+    Some((Chain { previous, epoch }, stream))
+}
+
 impl Replica {
-    /// Opens a fresh copy of `log`'s partition in `dir` (an empty directory: a copy's position
-    /// is not kept across restarts), standing by.
+    /// Opens a fresh copy of `log`'s partition in `dir` (an empty directory), standing by at
+    /// the log's start.
     /// `shards` is the store's queue shard count: the same on every node of a cluster (the
     /// queue's keys carry it).
     pub fn open(
@@ -135,20 +160,80 @@ impl Replica {
     ) -> Result<Replica, StoreError> {
         let publisher = Publisher::default();
         let store = Store::open_logged(dir, shards, cache_bytes, publisher.clone())?;
+        let copy = Replica::over(store, publisher, dir, log, Chain::default());
+        copy.mark()?;
+        Ok(copy)
+    }
+
+    /// The copy a node left in `dir` when it stopped, standing by where its mark says, if it
+    /// can go on following `log` from there: `None` (the directory is the caller's to clear)
+    /// for a copy without a mark (it took the partition over, or never marked a position),
+    /// of another incarnation of the stream, or ahead of the log. A copy whose position the log
+    /// has purged since is answered too: following it finds [`ClusterError::Missing`].
+    pub async fn reopen(
+        dir: &Path,
+        log: PartitionLog,
+        shards: u16,
+        cache_bytes: u64,
+    ) -> Result<Option<Replica>, ClusterError> {
+        let unusable =
+            |e: StoreError| ClusterError::Config(format!("a copy in {}: {e}", dir.display()));
+        // The process that left it may still be letting go of its lock (a quick restart): a
+        // little patience before calling the copy unusable.
+        let mut patience = 20;
+        let publisher = Publisher::default();
+        let store = loop {
+            match Store::open_logged(dir, shards, cache_bytes, publisher.clone()) {
+                // sled reports its lock held as an `Other` I/O error saying so.
+                Err(StoreError::Sled(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock") && patience > 0 =>
+                {
+                    patience -= 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                opened => break opened.map_err(unusable)?,
+            }
+        };
+        let mark = store.copy_mark().map_err(unusable)?;
+        let Some((chain, stream)) = mark.as_deref().and_then(read_mark) else {
+            return Ok(None);
+        };
+        if stream != log.identity() || chain.previous > log.last().await? {
+            return Ok(None);
+        }
+        Ok(Some(Replica::over(store, publisher, dir, log, chain)))
+    }
+
+    /// A copy kept in `store` (opened in `dir`, publishing through `publisher`) over `log`,
+    /// standing by at `chain`.
+    fn over(
+        store: Store,
+        publisher: Publisher,
+        dir: &Path,
+        log: PartitionLog,
+        chain: Chain,
+    ) -> Replica {
         // What opening wrote (the format's marks) every copy writes alike: not published.
         if let Some(log) = store.changelog() {
             log.take();
         }
-        Ok(Replica {
+        Replica {
             store,
             dir: dir.to_owned(),
             log,
-            chain: Chain::default(),
+            chain,
             publisher,
             owned: None,
             since_snapshot: (0, std::time::Instant::now()),
             partial: Partial::default(),
-        })
+        }
+    }
+
+    /// Marks where this standby's copy stands: before a flush it is still reading (whose
+    /// pieces are only in memory), else where it read to.
+    fn mark(&self) -> Result<(), StoreError> {
+        let at = self.partial.before.as_ref().unwrap_or(&self.chain);
+        self.store.set_copy_mark(&mark(at, self.log.identity()))
     }
 
     /// The copy. Only an owner's may be written to; its flushes append to the log.
@@ -194,6 +279,8 @@ impl Replica {
                 }
                 self.chain = next;
             }
+            self.mark()
+                .map_err(|e| ClusterError::Corrupt(format!("the copy's mark: {e}")))?;
         }
     }
 
@@ -203,6 +290,11 @@ impl Replica {
     /// guard fenced): the copy would no longer be the log's.
     pub async fn take_over(&mut self, holding: Holding) -> Result<Guard, AppendError> {
         let guard = holding.guard.clone();
+        // From here on the copy is an owner's: never reused after a restart.
+        if let Err(e) = self.store.clear_copy_mark() {
+            guard.fence();
+            return Err(ClusterError::Corrupt(format!("the copy's mark: {e}")).into());
+        }
         let mut failed = None;
         let store = &self.store;
         let partial = &mut self.partial;
@@ -262,6 +354,56 @@ impl Replica {
             Some(owned) => Some(owned.lock().await.guard().clone()),
             None => None,
         }
+    }
+}
+
+/// The copies a previous run of a node left in `dir` (named `p<partition>-<n>`), the latest of
+/// each partition below `partitions`, and the highest `n` seen; anything else in `dir` is
+/// removed (older copies, partitions no longer in the cluster, what is not a copy).
+pub(super) fn leftovers(
+    dir: &Path,
+    partitions: u16,
+) -> std::io::Result<(std::collections::BTreeMap<u16, std::path::PathBuf>, u64)> {
+    let mut latest: std::collections::BTreeMap<u16, (u64, std::path::PathBuf)> = Default::default();
+    let mut opened = 0;
+    let mut stale = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let copy = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('p')?.split_once('-'))
+            .and_then(|(p, n)| Some((p.parse::<u16>().ok()?, n.parse::<u64>().ok()?)))
+            .filter(|(p, _)| *p < partitions && path.is_dir());
+        let Some((partition, n)) = copy else {
+            stale.push(path);
+            continue;
+        };
+        opened = opened.max(n);
+        match latest.get(&partition) {
+            Some((m, _)) if *m > n => stale.push(path),
+            _ => {
+                if let Some((_, older)) = latest.insert(partition, (n, path)) {
+                    stale.push(older);
+                }
+            }
+        }
+    }
+    for path in stale {
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let copies = latest.into_iter().map(|(p, (_, path))| (p, path)).collect();
+    Ok((copies, opened))
+}
+
+/// Removes a copy's directory (the copy dropped first), saying so if it cannot.
+pub(super) fn remove_copy_dir(partition: u16, dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!(partition, error = %e, dir = %dir.display(), "removing a copy failed");
     }
 }
 
@@ -395,6 +537,8 @@ impl Replica {
             rest = &rest[8 + len..];
         }
         copy.chain = chain;
+        copy.mark()
+            .map_err(|e| ClusterError::Corrupt(format!("the copy's mark: {e}")))?;
         Ok(copy)
     }
 }

@@ -51,6 +51,11 @@ pub enum Change {
 pub(crate) const TREE: &str = "__changelog";
 const NEXT_ID: &str = "next_id";
 
+/// The tree a copy of a partition keeps its mark in ([`super::Store::copy_mark`]): not logged,
+/// not dumped, not in the digest — it says where this copy stands, which is no other copy's.
+const COPY_TREE: &str = "__copy";
+const COPY_MARK: &str = "mark";
+
 /// The writes of a logged database not yet taken, and the floor of its sequence numbers.
 pub struct Changelog {
     pending: Mutex<Vec<Change>>,
@@ -211,7 +216,7 @@ impl super::Store {
         self.db.open_tree(name).unwrap()
     }
 
-    /// Every record the store holds (sled's tree and the changelog's own aside) as changes
+    /// Every record the store holds (sled's tree, the changelog's and the copy's own aside) as changes
     /// that build the same store in an empty logged one, handed to `emit` in chunks of about
     /// `chunk_bytes` of keys and values; the sequence number floor comes last. The store must
     /// not be written meanwhile (a standby's copy between two reads of its log).
@@ -221,7 +226,14 @@ impl super::Store {
         mut emit: impl FnMut(Vec<Change>) -> Result<(), super::StoreError>,
     ) -> Result<(), super::StoreError> {
         let mut names = self.db.tree_names();
-        names.retain(|n| n.as_ref() != b"__sled__default" && n.as_ref() != TREE.as_bytes());
+        names.retain(|n| {
+            ![
+                b"__sled__default".as_slice(),
+                TREE.as_bytes(),
+                COPY_TREE.as_bytes(),
+            ]
+            .contains(&n.as_ref())
+        });
         names.sort();
         let (mut chunk, mut size) = (Vec::new(), 0);
         for tree in names {
@@ -249,12 +261,34 @@ impl super::Store {
         emit(chunk)
     }
 
-    /// A digest of every record the store holds, tree by tree (sled's own tree aside), each
+    /// The mark a copy of a partition left in this store ([`Store::set_copy_mark`]), if any.
+    pub fn copy_mark(&self) -> Result<Option<Vec<u8>>, super::StoreError> {
+        let tree = self.db.unlogged_tree(COPY_TREE)?;
+        Ok(tree.get(COPY_MARK)?.map(|v| v.to_vec()))
+    }
+
+    /// Marks this store as a copy of a partition standing at `mark` (the copy's to interpret),
+    /// around the log: applied changes written before it are in the database before it, so
+    /// after a crash the mark is never ahead of what the copy holds.
+    pub fn set_copy_mark(&self, mark: &[u8]) -> Result<(), super::StoreError> {
+        self.db.unlogged_tree(COPY_TREE)?.put(COPY_MARK, mark)?;
+        Ok(())
+    }
+
+    /// Removes the mark: this store is no longer a copy that stands anywhere (an owner's,
+    /// which holds writes the log may not have).
+    pub fn clear_copy_mark(&self) -> Result<(), super::StoreError> {
+        self.db.unlogged_tree(COPY_TREE)?.remove(COPY_MARK)?;
+        Ok(())
+    }
+
+    /// A digest of every record the store holds, tree by tree (sled's and the copy's own trees
+    /// aside), each
     /// key and value length-prefixed: two copies of a partition that applied the same records
     /// have the same digest, and a difference anywhere changes it.
     pub fn digest(&self) -> Result<u64, super::StoreError> {
         let mut names = self.db.tree_names();
-        names.retain(|n| n.as_ref() != b"__sled__default");
+        names.retain(|n| n.as_ref() != b"__sled__default" && n.as_ref() != COPY_TREE.as_bytes());
         names.sort();
         let mut h = crate::hash::fnv1a(b"");
         let add = |h: &mut u64, b: &[u8]| {

@@ -244,6 +244,15 @@ impl Db {
         }
     }
 
+    /// Tree `name` written around the log of a logged database (a copy's own bookkeeping,
+    /// which no other copy applies); any other database's tree `name`.
+    pub fn unlogged_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
+        match self {
+            Db::Logged(db, _) => db.open_tree(name),
+            other => other.open_tree(name),
+        }
+    }
+
     /// The names of the trees the database holds.
     pub fn tree_names(&self) -> Vec<IVec> {
         match self {
