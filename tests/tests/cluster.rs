@@ -392,7 +392,8 @@ async fn an_owner_paused_past_its_lease_starts_and_commits_nothing_when_it_resum
 /// The month of `waymark_tests::month` on a three-node cluster: each day's batches spread over
 /// the three nodes, one client each; a NATS server killed once day 4's events are acknowledged
 /// and restarted on day 9; the node running the partition killed (`kill -9`) once day 15's are,
-/// and restarted after a standby took over.
+/// and restarted after a standby took over; the one running it on day 22 leaving gracefully
+/// (`SIGTERM`) once that day's are, and started again.
 struct Cluster {
     nats: NatsCluster,
     nodes: Vec<Server>,
@@ -400,6 +401,7 @@ struct Cluster {
     /// The node the month's reads and clock moves go through (never the one killed).
     reader: usize,
     killed: Option<String>,
+    left: Option<String>,
 }
 
 impl month::Deployment for Cluster {
@@ -460,6 +462,21 @@ impl month::Deployment for Cluster {
                 self.nodes[at].restart().await;
                 self.killed = Some(victim);
             }
+            // A graceful leave (SIGTERM) of whichever node runs the partition now: it stops
+            // its host (the last writes appended), gives the lease up and exits cleanly.
+            22 => {
+                let leaving = holder(&self.nodes[self.reader]).await.expect("an owner");
+                let at = index(&IDS, &leaving);
+                let exited = self.nodes[at].terminate();
+                assert!(exited.success(), "{leaving} left: {exited}");
+                if at == self.reader {
+                    self.reader = (at + 1) % 3;
+                }
+                let next = owner(&self.nodes[self.reader], Some(&leaving)).await;
+                eprintln!("{leaving} left on day 22: {next} runs the partition");
+                self.nodes[at].restart().await;
+                self.left = Some(leaving);
+            }
             _ => {}
         }
     }
@@ -479,7 +496,8 @@ impl month::Deployment for Single {
 
 /// The acceptance, for the examples' journeys: a month of renewal, win-back and guided
 /// onboarding (`waymark_tests::month`) runs on a three-node cluster that loses a NATS server and
-/// its owner along the way, and on one server beside it, both from the same instant on the
+/// its owner along the way (killed, and later another leaving gracefully), and on one server
+/// beside it, both from the same instant on the
 /// manual clock. Every journey's report is the same on both, and so is every message the sink
 /// received (the cluster may send one again after the kill, under the same key only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,6 +523,7 @@ async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_
         tenant,
         reader,
         killed: None,
+        left: None,
     };
     let single_sink = Sink::start();
     let server = Server::start(ServerOptions::default()).await;
@@ -528,6 +547,7 @@ async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_
     );
     assert_eq!(end, cluster_end);
     assert!(cluster.killed.is_some(), "the owner was killed");
+    assert!(cluster.left.is_some(), "an owner left");
     eprintln!("the month ran on both in {:?}", began.elapsed());
 
     let (one, many) = (single.clients().0, cluster.clients().0);
