@@ -903,6 +903,18 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
                 .await;
             accepted.expect("accepted");
         }
+        // Some 6 MB more, so that the snapshot is many frames, streamed both ways.
+        let mut large = events(1_000, 1_500);
+        for event in &mut large {
+            event
+                .properties
+                .insert("notes".into(), "x".repeat(4_000).into());
+        }
+        owner
+            .store()
+            .ingest("t", &large, 0, None)
+            .await
+            .expect("accepted");
         let mut standby = Replica::open(dirs[1].path(), log.clone(), 1, 8 << 20).unwrap();
         standby.follow().await.expect("follows");
         assert!(
@@ -910,7 +922,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
             "an owner's copy snapshotted"
         );
         let at = standby.take_snapshot(&snapshots).await.expect("a snapshot");
-        assert!(at.previous >= 6, "{at:?}");
+        assert!(at.previous >= 7, "{at:?}");
         assert_eq!(
             history(&nats, partition).await.first().map(|(e, _)| e.seq),
             Some(at.previous),
@@ -949,7 +961,7 @@ fn a_snapshot_lets_a_new_copy_start_where_the_purged_log_begins() {
             .ingest("t", &events(120, 5), 0, None)
             .await
             .unwrap();
-        assert_eq!(restored.store().history("t").count(), 125);
+        assert_eq!(restored.store().history("t").count(), 1_625);
     });
 }
 

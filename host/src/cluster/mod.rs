@@ -19,6 +19,7 @@ pub mod node;
 pub mod partitions;
 pub mod replica;
 pub mod serve;
+pub mod snapshot;
 
 use async_nats::jetstream;
 use bytes::Bytes;
@@ -150,11 +151,11 @@ impl Nats {
         Leases::open(&self.js, period, self.replicas).await
     }
 
-    /// The object store of partitions' snapshots ([`replica::SNAPSHOTS`]), created if missing,
+    /// The object store of partitions' snapshots ([`snapshot::SNAPSHOTS`]), created if missing,
     /// as `create_object_store` would configure it (not that call: its stream already exists
     /// once any node created it).
-    pub async fn snapshots(&self) -> Result<replica::Snapshots, ClusterError> {
-        let bucket = replica::SNAPSHOTS;
+    pub async fn snapshots(&self) -> Result<snapshot::Snapshots, ClusterError> {
+        let bucket = snapshot::SNAPSHOTS;
         self.js
             .get_or_create_stream(jetstream::stream::Config {
                 name: format!("OBJ_{bucket}"),
@@ -174,7 +175,7 @@ impl Nats {
             .get_object_store(bucket)
             .await
             .map_err(|e| ClusterError::nats("open the snapshots", e))?;
-        Ok(replica::Snapshots(store))
+        Ok(snapshot::Snapshots(store))
     }
 
     /// Partition `partition`'s log, created if missing.

@@ -407,38 +407,13 @@ pub(super) fn remove_copy_dir(partition: u16, dir: &Path) {
     }
 }
 
-/// The object store bucket of the partitions' snapshots: one object per partition, `p<n>`,
-/// replaced by each new snapshot.
-pub const SNAPSHOTS: &str = "wm-snapshots";
-
-/// A snapshot's first bytes: what it is and the version of its layout.
-const MAGIC: &[u8; 8] = b"WMSNAP01";
-
-/// How many bytes of records go in one frame of a snapshot.
-const FRAME_BYTES: usize = 1 << 20;
-
-/// The partitions' snapshots ([`super::Nats::snapshots`]).
-#[derive(Clone)]
-pub struct Snapshots(pub(super) async_nats::jetstream::object_store::ObjectStore);
-
-impl std::fmt::Debug for Snapshots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(SNAPSHOTS)
-    }
-}
-
-fn object_name(partition: u16) -> String {
-    format!("p{partition}")
-}
+pub use super::snapshot::{Snapshots, SNAPSHOTS};
 
 impl Replica {
-    /// Writes a snapshot of this standby's copy to `to` — every record, and the position in
-    /// the log it covers (`MAGIC`, the chain's last record and epoch, then frames of encoded
-    /// changes, each length-prefixed) — then purges the log's records before that position.
-    /// Answers the position. An owner's copy is written while it would be read: refused.
-    ///
-    /// The snapshot is built in memory before it is written (the object store chunks it); a
-    /// partition of a few hundred MiB of records is the bound of that (docs/SCALING.md).
+    /// Writes a snapshot of this standby's copy to `to` (every record, and the position in
+    /// the log it covers; [`super::snapshot`]), then purges the log's records before that
+    /// position. Answers the position. An owner's copy is written while it would be read:
+    /// refused.
     pub async fn snapshot(&self, to: &Snapshots) -> Result<Chain, ClusterError> {
         if self.is_owner() {
             return Err(ClusterError::Config(
@@ -451,21 +426,8 @@ impl Replica {
             .before
             .clone()
             .unwrap_or_else(|| self.chain.clone());
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&chain.previous.to_be_bytes());
-        bytes.extend_from_slice(&chain.epoch.to_be_bytes());
-        self.store
-            .dump(FRAME_BYTES, |changes| {
-                let frame = changelog::encode(&changes);
-                bytes.extend_from_slice(&(frame.len() as u64).to_be_bytes());
-                bytes.extend_from_slice(&frame);
-                Ok(())
-            })
-            .map_err(|e| ClusterError::Corrupt(format!("the copy could not be read: {e}")))?;
-        let name = object_name(self.log.partition());
-        to.0.put(name.as_str(), &mut bytes.as_slice())
-            .await
-            .map_err(|e| ClusterError::nats("write a snapshot", e))?;
+        to.write(self.log.partition(), &chain, self.store.clone())
+            .await?;
         // The record at the position stays: the stream checks an append's expectation against
         // the subject's last record, which must not vanish under the owner.
         self.log.purge_before(chain.previous).await?;
@@ -487,8 +449,9 @@ impl Replica {
     }
 
     /// Opens a copy of `log`'s partition in `dir` (an empty directory) from the partition's
-    /// latest snapshot in `from`, standing by at the position it covers; a fresh copy when
-    /// there is none.
+    /// latest snapshot in `from`, read a frame at a time, standing by at the position it
+    /// covers; a fresh copy when there is none. A snapshot that cannot be read whole leaves no
+    /// copy behind (the directory is removed).
     pub async fn restore(
         dir: &Path,
         log: PartitionLog,
@@ -496,46 +459,19 @@ impl Replica {
         cache_bytes: u64,
         from: &Snapshots,
     ) -> Result<Replica, ClusterError> {
-        use async_nats::jetstream::object_store::GetErrorKind;
-        use tokio::io::AsyncReadExt as _;
         let partition = log.partition();
         let mut copy = Replica::open(dir, log, shards, cache_bytes)
             .map_err(|e| ClusterError::Config(format!("a copy in {}: {e}", dir.display())))?;
-        let mut object = match from.0.get(object_name(partition)).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(copy),
-            Err(e) => return Err(ClusterError::nats("read a snapshot", e)),
+        let chain = match from.read_into(partition, &copy.store).await {
+            Ok(Some(chain)) => chain,
+            Ok(None) => return Ok(copy),
+            // Half restored: nobody may take it for a copy.
+            Err(e) => {
+                drop(copy);
+                remove_copy_dir(partition, dir);
+                return Err(e);
+            }
         };
-        let mut bytes = Vec::new();
-        object
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| ClusterError::nats("read a snapshot", e))?;
-        let corrupt =
-            |why: &str| ClusterError::Corrupt(format!("partition {partition}'s snapshot: {why}"));
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| corrupt("not a snapshot of this version"))?;
-        let number = |b: &[u8]| -> Result<u64, ClusterError> {
-            b.get(..8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| corrupt("cut short"))
-        };
-        let chain = Chain {
-            previous: number(rest)?,
-            epoch: number(&rest[8..])?,
-        };
-        let mut rest = &rest[16..];
-        while !rest.is_empty() {
-            let len = usize::try_from(number(rest)?).map_err(|_| corrupt("a frame too long"))?;
-            let frame = rest.get(8..8 + len).ok_or_else(|| corrupt("cut short"))?;
-            let changes = changelog::decode(frame).map_err(|e| corrupt(&e))?;
-            copy.store
-                .apply_changes(&changes)
-                .map_err(|e| corrupt(&e.to_string()))?;
-            rest = &rest[8 + len..];
-        }
         copy.chain = chain;
         copy.mark()
             .map_err(|e| ClusterError::Corrupt(format!("the copy's mark: {e}")))?;
