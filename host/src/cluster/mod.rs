@@ -12,6 +12,7 @@
 //! snapshots, forwards, the global replica, reads from any node, `/v1/admin/cluster`). Nothing in the
 //! single-node server uses this module.
 
+mod copies;
 pub mod lease;
 pub mod log;
 pub mod members;

@@ -32,16 +32,16 @@
 //! expires too) acquires it within a tick. [`Node::leave`] is the graceful way out: every lease
 //! released, the entry deleted.
 
+use super::copies::Copies;
 use super::lease::{Guard, Lease, Leases};
 use super::members::live_members;
 pub use super::members::{Directory, Member};
 use super::partitions::placements;
-use super::replica::{leftovers, remove_copy_dir, Replica, Snapshots};
 use super::{ClusterError, Nats};
 use crate::store::Store;
 use async_nats::jetstream::kv;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -59,12 +59,6 @@ const HANDOVER_STOP: u32 = 3;
 /// Ticks in a row a standby sees a partition without a holder before it acquires it (a lease
 /// period), when it did not see the holder go.
 const FREE_TICKS: u32 = 6;
-
-/// How often a standby snapshots its copy by default ([`Node::snapshot_every`]).
-const SNAPSHOT_EVERY: (u64, Duration) = (10_000, Duration::from_secs(600));
-
-/// The page cache of each partition's copy.
-const COPY_CACHE: u64 = 32 << 20;
 
 /// The bucket of live nodes.
 pub const NODES: &str = "wm-nodes";
@@ -194,28 +188,11 @@ pub struct Node {
     /// Partitions this node stands by for, seen held by another node at the last tick.
     held_last_tick: BTreeSet<u16>,
     /// The copies of the partitions this node holds or stands by for.
-    copies: BTreeMap<u16, Replica>,
-    /// Where the copies are kept, each in a directory of its own.
-    dir: PathBuf,
-    /// How many copies this node opened, for their directories' names.
-    opened: u64,
-    /// Copies a previous run of this node left (standing by when it stopped, if they kept
-    /// their mark), by partition: each is reopened when the node stands by for its partition
-    /// again, and removed if it is not by `leftovers_until`.
-    leftovers: BTreeMap<u16, PathBuf>,
-    leftovers_until: std::time::Instant,
-    /// Where copies start from, and where standbys write theirs.
-    snapshots: Arc<Snapshots>,
+    copies: Copies,
     /// Where this node serves HTTP ([`Node::advertise`]).
     url: Option<String>,
     /// Each node's last entry's sequence, and since when this node has seen it unchanged.
     beats: std::collections::HashMap<String, (u64, std::time::Instant)>,
-    /// The copies' queue shards and page cache ([`Node::copies_with`]).
-    copy_shards: u16,
-    copy_cache: u64,
-    /// A standby snapshots its copy after this many records applied, or this long after its
-    /// last with at least one applied ([`Node::snapshot_every`]).
-    snapshot_every: (u64, Duration),
 }
 
 impl Node {
@@ -248,10 +225,10 @@ impl Node {
         let unusable = |e: std::io::Error| {
             ClusterError::Config(format!("the copies' directory {}: {e}", dir.display()))
         };
-        std::fs::create_dir_all(dir).map_err(unusable)?;
-        let (leftovers, opened) = leftovers(dir, partitions).map_err(unusable)?;
+        let snapshots = nats.snapshots().await?;
+        let copies =
+            Copies::open(nats.clone(), dir, partitions, period, snapshots).map_err(unusable)?;
         let leases = nats.leases(period).await?;
-        let snapshots = Arc::new(nats.snapshots().await?);
         let (members, members_stream) = super::open_bucket(
             nats.jetstream(),
             NODES,
@@ -274,17 +251,9 @@ impl Node {
             },
             free_ticks: BTreeMap::new(),
             held_last_tick: BTreeSet::new(),
-            copies: BTreeMap::new(),
-            dir: dir.to_owned(),
-            opened,
-            leftovers,
-            leftovers_until: std::time::Instant::now() + 2 * period,
-            snapshots,
-            snapshot_every: SNAPSHOT_EVERY,
+            copies,
             url: None,
             beats: Default::default(),
-            copy_shards: 1,
-            copy_cache: COPY_CACHE,
         };
         Ok((node, receiver))
     }
@@ -298,8 +267,8 @@ impl Node {
     /// Opens the copies with `shards` queue shards (the same on every node: the queue's keys
     /// carry it) and `cache_bytes` of page cache each (default: 1 shard, 32 MiB).
     pub fn copies_with(&mut self, shards: u16, cache_bytes: u64) {
-        self.copy_shards = shards.max(1);
-        self.copy_cache = cache_bytes;
+        self.copies.shards = shards.max(1);
+        self.copies.cache = cache_bytes;
     }
 
     /// A reader of the cluster's membership and ownership, for the HTTP side.
@@ -317,7 +286,7 @@ impl Node {
     /// `every` after its last snapshot with at least one applied (default: 10,000 records or 10
     /// minutes; docs/SCALING.md).
     pub fn snapshot_every(&mut self, records: u64, every: Duration) {
-        self.snapshot_every = (records, every);
+        self.copies.snapshot_every = (records, every);
     }
 
     /// The time between two ticks: a sixth of the lease period (500 ms for the default 3 s),
@@ -508,100 +477,7 @@ impl Node {
             .filter(|p| !holds.contains(&p.partition))
             .map(|p| p.partition)
             .collect();
-        let keep = |p: &u16, copy: &Replica| {
-            if copy.is_owner() {
-                holds.contains(p)
-            } else {
-                standing_by.contains(p)
-            }
-        };
-        let dropped: Vec<u16> = self
-            .copies
-            .iter()
-            .filter(|(p, copy)| !keep(p, copy))
-            .map(|(p, _)| *p)
-            .collect();
-        for partition in dropped {
-            self.drop_copy(partition);
-        }
-        for partition in standing_by {
-            let copy = match self.copies.entry(partition) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    let log = self.nats.log(partition).await?;
-                    let (shards, cache) = (self.copy_shards, self.copy_cache);
-                    let left = self.leftovers.remove(&partition);
-                    let reopened = match left {
-                        Some(dir) => {
-                            match Replica::reopen(&dir, log.clone(), shards, cache).await {
-                                Ok(Some(copy)) => {
-                                    tracing::info!(
-                                        partition,
-                                        from = copy.chain().previous,
-                                        "going on from the copy left by the last run"
-                                    );
-                                    Some(copy)
-                                }
-                                Ok(None) | Err(ClusterError::Config(_)) => {
-                                    remove_copy_dir(partition, &dir);
-                                    None
-                                }
-                                // NATS unreachable: the copy waits for the next tick.
-                                Err(error) => {
-                                    self.leftovers.insert(partition, dir);
-                                    return Err(error);
-                                }
-                            }
-                        }
-                        None => None,
-                    };
-                    let copy = match reopened {
-                        Some(copy) => copy,
-                        None => {
-                            self.opened += 1;
-                            let dir = self.dir.join(format!("p{partition}-{}", self.opened));
-                            Replica::restore(&dir, log, shards, cache, &self.snapshots).await?
-                        }
-                    };
-                    e.insert(copy)
-                }
-            };
-            match copy.follow().await {
-                Ok(_) => {}
-                // Purged past the copy, or unreadable: the next tick starts from the snapshot.
-                Err(e @ (ClusterError::Missing(_) | ClusterError::Corrupt(_))) => {
-                    tracing::warn!(partition, error = %e, "dropping a copy");
-                    self.drop_copy(partition);
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "following the log failed");
-                    continue;
-                }
-            }
-            let (records, every) = self.snapshot_every;
-            if copy.snapshot_due(records, every) {
-                match copy.take_snapshot(&self.snapshots).await {
-                    Ok(at) => tracing::info!(partition, through = at.previous, "snapshot written"),
-                    Err(e) => tracing::warn!(partition, error = %e, "a snapshot failed"),
-                }
-            }
-        }
-        if std::time::Instant::now() >= self.leftovers_until {
-            for (partition, dir) in std::mem::take(&mut self.leftovers) {
-                remove_copy_dir(partition, &dir);
-            }
-        }
-        Ok(())
-    }
-
-    /// Drops a partition's copy and its directory.
-    fn drop_copy(&mut self, partition: u16) {
-        if let Some(copy) = self.copies.remove(&partition) {
-            let dir = copy.dir().to_owned();
-            drop(copy);
-            remove_copy_dir(partition, &dir);
-        }
+        self.copies.keep(&holds, standing_by).await
     }
 
     /// Writes this node's entry in `wm-nodes`.
@@ -610,12 +486,7 @@ impl Node {
             id: self.id.clone(),
             holds: self.holds().await,
             url: self.url.clone(),
-            standby_at: self
-                .copies
-                .iter()
-                .filter(|(_, copy)| !copy.is_owner())
-                .map(|(p, copy)| (*p, copy.chain().previous))
-                .collect(),
+            standby_at: self.copies.standing_at(),
         };
         let value =
             rmp_serde::to_vec_named(&member).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
@@ -640,32 +511,12 @@ impl Node {
                 announced: false,
             },
         );
-        // The standby's copy, up to where it followed the log; else one from the partition's
-        // latest snapshot (or a fresh one), which reads the log from there.
-        let copy = match self.copies.remove(&partition) {
-            Some(copy) => Ok(copy),
-            None => {
-                self.opened += 1;
-                let dir = self.dir.join(format!("p{partition}-{}", self.opened));
-                match self.nats.log(partition).await {
-                    Ok(log) => Replica::restore(
-                        &dir,
-                        log,
-                        self.copy_shards,
-                        self.copy_cache,
-                        &self.snapshots,
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        };
+        let copy = self.copies.take(partition).await;
         let taken = match copy {
             Ok(mut copy) => {
                 let taken = copy.take_over(holding).await.map_err(|e| e.to_string());
                 // Kept either way: dropped at the next tick unless it is the owner's.
-                self.copies.insert(partition, copy);
+                self.copies.put_back(partition, copy);
                 taken
             }
             Err(e) => Err(e),
@@ -677,7 +528,7 @@ impl Node {
                     let epoch = h.lease.epoch();
                     tracing::info!(partition, epoch, "took over");
                     h.announced = true;
-                    let store = self.copies[&partition].store().clone();
+                    let store = self.copies.store(partition).expect("just put back");
                     // A receiver gone means nobody runs partitions any more: the lease is kept
                     // anyway until `leave`, so the placement stays stable.
                     let _ = self.shared.changes.send(Change::Gained(Box::new(Gained {

@@ -357,56 +357,6 @@ impl Replica {
     }
 }
 
-/// The copies a previous run of a node left in `dir` (named `p<partition>-<n>`), the latest of
-/// each partition below `partitions`, and the highest `n` seen; anything else in `dir` is
-/// removed (older copies, partitions no longer in the cluster, what is not a copy).
-pub(super) fn leftovers(
-    dir: &Path,
-    partitions: u16,
-) -> std::io::Result<(std::collections::BTreeMap<u16, std::path::PathBuf>, u64)> {
-    let mut latest: std::collections::BTreeMap<u16, (u64, std::path::PathBuf)> = Default::default();
-    let mut opened = 0;
-    let mut stale = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let copy = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix('p')?.split_once('-'))
-            .and_then(|(p, n)| Some((p.parse::<u16>().ok()?, n.parse::<u64>().ok()?)))
-            .filter(|(p, _)| *p < partitions && path.is_dir());
-        let Some((partition, n)) = copy else {
-            stale.push(path);
-            continue;
-        };
-        opened = opened.max(n);
-        match latest.get(&partition) {
-            Some((m, _)) if *m > n => stale.push(path),
-            _ => {
-                if let Some((_, older)) = latest.insert(partition, (n, path)) {
-                    stale.push(older);
-                }
-            }
-        }
-    }
-    for path in stale {
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path)?;
-        } else {
-            std::fs::remove_file(&path)?;
-        }
-    }
-    let copies = latest.into_iter().map(|(p, (_, path))| (p, path)).collect();
-    Ok((copies, opened))
-}
-
-/// Removes a copy's directory (the copy dropped first), saying so if it cannot.
-pub(super) fn remove_copy_dir(partition: u16, dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!(partition, error = %e, dir = %dir.display(), "removing a copy failed");
-    }
-}
-
 pub use super::snapshot::{Snapshots, SNAPSHOTS};
 
 impl Replica {
@@ -468,7 +418,7 @@ impl Replica {
             // Half restored: nobody may take it for a copy.
             Err(e) => {
                 drop(copy);
-                remove_copy_dir(partition, dir);
+                super::copies::remove_copy_dir(partition, dir);
                 return Err(e);
             }
         };
