@@ -290,6 +290,18 @@ async fn a_cluster_loses_its_owner_and_a_nats_server_and_runs_every_event_once()
             "{triggers:?}"
         );
         assert_eq!(metrics.matches("# EOF").count(), 1, "{id}: {metrics}");
+        if runs {
+            assert!(
+                value("waymark_cluster_takeovers_total ").is_some_and(|n| n >= 1.0),
+                "{id} runs the partition it took over: {metrics}"
+            );
+        }
+        if index(&IDS, id) == owner_at {
+            // Killed and restarted: its copy was made again (an owner's is never reopened).
+            let made = value("waymark_cluster_copies_restored_total ").unwrap_or(0.0)
+                + value("waymark_cluster_copies_reopened_total ").unwrap_or(0.0);
+            assert!(made >= 1.0, "{id}: {metrics}");
+        }
     }
     let passed_on = |metrics: &str| {
         metrics

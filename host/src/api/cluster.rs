@@ -67,6 +67,8 @@ pub struct ClusterState {
     /// Connections to the other nodes, kept alive between requests.
     client: Client<HttpConnector, Body>,
     counters: FrontCounters,
+    /// The node's own counts (takeovers, handovers, snapshots...).
+    node_counters: crate::cluster::node::NodeCounters,
 }
 
 /// What the front counts, for this node's `/metrics`.
@@ -79,7 +81,13 @@ struct FrontCounters {
 }
 
 impl ClusterState {
-    pub fn new(directory: Directory, active: Active, node: &str, admin_digest: [u8; 32]) -> Self {
+    pub fn new(
+        directory: Directory,
+        active: Active,
+        node: &str,
+        admin_digest: [u8; 32],
+        node_counters: crate::cluster::node::NodeCounters,
+    ) -> Self {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build_http();
@@ -90,6 +98,7 @@ impl ClusterState {
             admin_digest,
             client,
             counters: FrontCounters::default(),
+            node_counters,
         }
     }
 }
@@ -329,7 +338,8 @@ struct PartitionLabel {
 /// `GET /metrics` on a cluster node: answered by each node for itself, never passed on. The
 /// node's view of the cluster (`waymark_cluster_*`: live nodes; per partition whether this node
 /// holds it, the holder's epoch, the log's last record and how far behind this node's copy
-/// is; requests passed on, and answered `503`), then, while this node runs a partition, its
+/// is; requests passed on, and answered `503`; takeovers, handovers, leases lost, snapshots
+/// written and failed, copies reopened and restored), then, while this node runs a partition, its
 /// host's metrics, each sample labelled with the partition. The cluster's records unreadable
 /// (NATS electing a leader) leave the view's gauges out, not the rest.
 async fn metrics(State(state): State<ClusterState>) -> Response {
@@ -344,6 +354,46 @@ async fn metrics(State(state): State<ClusterState>) -> Response {
         "Requests this node answered 503 because no node ran the partition in time",
         state.counters.unavailable.clone(),
     );
+    let node = &state.node_counters;
+    for (name, help, counter) in [
+        (
+            "takeovers",
+            "Partitions this node took over",
+            &node.takeovers,
+        ),
+        (
+            "handovers",
+            "Partitions this node handed over to their preferred owner",
+            &node.handovers,
+        ),
+        (
+            "leases_lost",
+            "Leases this node lost, or that ran out while renewals failed",
+            &node.leases_lost,
+        ),
+        (
+            "snapshots_written",
+            "Snapshots this node's standby copies wrote",
+            &node.snapshots,
+        ),
+        (
+            "snapshot_failures",
+            "Snapshots this node could not write",
+            &node.snapshot_failures,
+        ),
+        (
+            "copies_reopened",
+            "Copies reopened where this node's last run left them",
+            &node.copies_reopened,
+        ),
+        (
+            "copies_restored",
+            "Copies started from a snapshot or the log's start",
+            &node.copies_restored,
+        ),
+    ] {
+        registry.register(name, help, counter.clone());
+    }
     match read_status(&state).await {
         Ok(status) => register_view(&mut registry, &status, &state.node),
         Err(error) => tracing::debug!(%error, "cluster metrics without the cluster's records"),

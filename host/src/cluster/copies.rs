@@ -3,6 +3,7 @@
 //! followed every tick, snapshotted by the standby; what a previous run of the node left there
 //! is reopened where it stood when the node stands by for its partition again.
 
+use super::node::NodeCounters;
 use super::replica::{Replica, Snapshots};
 use super::{ClusterError, Nats};
 use crate::store::Store;
@@ -38,6 +39,7 @@ pub(super) struct Copies {
     /// A standby snapshots its copy after this many records applied, or this long after its
     /// last with at least one applied.
     pub(super) snapshot_every: (u64, Duration),
+    counters: NodeCounters,
 }
 
 impl Copies {
@@ -63,7 +65,13 @@ impl Copies {
             shards: 1,
             cache: COPY_CACHE,
             snapshot_every: SNAPSHOT_EVERY,
+            counters: NodeCounters::default(),
         })
+    }
+
+    /// The same, counting snapshots and copies made in `counters`.
+    pub(super) fn counted_by(self, counters: NodeCounters) -> Copies {
+        Copies { counters, ..self }
     }
 
     /// Where each standby copy has read its log to.
@@ -89,9 +97,11 @@ impl Copies {
         }
         let dir = self.next_dir(partition);
         let log = self.nats.log(partition).await.map_err(|e| e.to_string())?;
-        Replica::restore(&dir, log, self.shards, self.cache, &self.snapshots)
+        let copy = Replica::restore(&dir, log, self.shards, self.cache, &self.snapshots)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.counters.copies_restored.inc();
+        Ok(copy)
     }
 
     /// Keeps `copy` as `partition`'s (an owner's, dropped once the partition is not held).
@@ -153,8 +163,14 @@ impl Copies {
             let (records, every) = self.snapshot_every;
             if copy.snapshot_due(records, every) {
                 match copy.take_snapshot(&self.snapshots).await {
-                    Ok(at) => tracing::info!(partition, through = at.previous, "snapshot written"),
-                    Err(e) => tracing::warn!(partition, error = %e, "a snapshot failed"),
+                    Ok(at) => {
+                        self.counters.snapshots.inc();
+                        tracing::info!(partition, through = at.previous, "snapshot written")
+                    }
+                    Err(e) => {
+                        self.counters.snapshot_failures.inc();
+                        tracing::warn!(partition, error = %e, "a snapshot failed")
+                    }
                 }
             }
         }
@@ -178,6 +194,7 @@ impl Copies {
                         from = copy.chain().previous,
                         "going on from the copy left by the last run"
                     );
+                    self.counters.copies_reopened.inc();
                     return Ok(copy);
                 }
                 Ok(None) | Err(ClusterError::Config(_)) => remove_copy_dir(partition, &dir),
@@ -189,7 +206,9 @@ impl Copies {
             }
         }
         let dir = self.next_dir(partition);
-        Replica::restore(&dir, log, self.shards, self.cache, &self.snapshots).await
+        let copy = Replica::restore(&dir, log, self.shards, self.cache, &self.snapshots).await?;
+        self.counters.copies_restored.inc();
+        Ok(copy)
     }
 
     /// Drops a partition's copy and its directory.

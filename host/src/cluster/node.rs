@@ -40,6 +40,7 @@ use super::partitions::placements;
 use super::{ClusterError, Nats};
 use crate::store::Store;
 use async_nats::jetstream::kv;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -116,12 +117,32 @@ struct Held {
     announced: bool,
 }
 
+/// What a node counts, for its `/metrics` ([`Node::counters`]).
+#[derive(Debug, Clone, Default)]
+pub struct NodeCounters {
+    /// Partitions taken over (acquired, their logs read to the end, a `Took` appended).
+    pub takeovers: Counter,
+    /// Partitions handed over to their preferred owner.
+    pub handovers: Counter,
+    /// Leases lost, or run out while renewals failed.
+    pub leases_lost: Counter,
+    /// Snapshots written by this node's standby copies.
+    pub snapshots: Counter,
+    /// Snapshots that could not be written.
+    pub snapshot_failures: Counter,
+    /// Copies reopened where the node's last run left them.
+    pub copies_reopened: Counter,
+    /// Copies started from a snapshot (or from the log's start).
+    pub copies_restored: Counter,
+}
+
 /// What the control loop and the renewal loop share.
 #[derive(Debug, Clone)]
 struct Shared {
     leases: Leases,
     held: Arc<Mutex<BTreeMap<u16, Held>>>,
     changes: mpsc::UnboundedSender<Change>,
+    counters: NodeCounters,
 }
 
 impl Shared {
@@ -152,6 +173,7 @@ impl Shared {
                 }
             };
             if gone {
+                self.counters.leases_lost.inc();
                 if let Some(h) = held.remove(&partition) {
                     self.give_up(partition, h).await;
                 }
@@ -226,8 +248,10 @@ impl Node {
             ClusterError::Config(format!("the copies' directory {}: {e}", dir.display()))
         };
         let snapshots = nats.snapshots().await?;
-        let copies =
-            Copies::open(nats.clone(), dir, partitions, period, snapshots).map_err(unusable)?;
+        let counters = NodeCounters::default();
+        let copies = Copies::open(nats.clone(), dir, partitions, period, snapshots)
+            .map_err(unusable)?
+            .counted_by(counters.clone());
         let leases = nats.leases(period).await?;
         let (members, members_stream) = super::open_bucket(
             nats.jetstream(),
@@ -248,6 +272,7 @@ impl Node {
                 leases,
                 held: Arc::default(),
                 changes,
+                counters,
             },
             free_ticks: BTreeMap::new(),
             held_last_tick: BTreeSet::new(),
@@ -269,6 +294,12 @@ impl Node {
     pub fn copies_with(&mut self, shards: u16, cache_bytes: u64) {
         self.copies.shards = shards.max(1);
         self.copies.cache = cache_bytes;
+    }
+
+    /// What this node counts (takeovers, handovers, leases lost, snapshots, copies), shared
+    /// with whoever exports it.
+    pub fn counters(&self) -> NodeCounters {
+        self.shared.counters.clone()
     }
 
     /// A reader of the cluster's membership and ownership, for the HTTP side.
@@ -399,6 +430,7 @@ impl Node {
                 to = place.owner,
                 "handing over"
             );
+            self.shared.counters.handovers.inc();
             if announced {
                 // Whoever runs it stops while the lease is still held (and renewed), so its
                 // last writes reach the log and nothing is left for the next owner to redo.
@@ -527,6 +559,7 @@ impl Node {
                 Some(h) if h.lease.guard().may_act() => {
                     let epoch = h.lease.epoch();
                     tracing::info!(partition, epoch, "took over");
+                    self.shared.counters.takeovers.inc();
                     h.announced = true;
                     let store = self.copies.store(partition).expect("just put back");
                     // A receiver gone means nobody runs partitions any more: the lease is kept

@@ -94,6 +94,7 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
         active.clone(),
         &cluster.node_id,
         api::digest(&config.admin_token),
+        node.counters(),
     );
     tracing::info!(node = %cluster.node_id, %advertise, "joined the cluster");
 
