@@ -456,8 +456,14 @@ impl month::Deployment for Cluster {
 
     async fn acknowledged(&mut self, day: u32) {
         match day {
-            4 => self.nats.kill(1),
-            9 => self.nats.restart(1),
+            4 => {
+                self.nats.kill(1);
+                self.writable(day).await;
+            }
+            9 => {
+                self.nats.restart(1);
+                self.writable(day).await;
+            }
             15 => {
                 let victim = holder(&self.nodes[self.reader]).await.expect("an owner");
                 let at = index(&IDS, &victim);
@@ -490,6 +496,34 @@ impl month::Deployment for Cluster {
                 self.left = Some(leaving);
             }
             _ => {}
+        }
+    }
+}
+
+impl Cluster {
+    /// Waits until the cluster makes writes durable again after a NATS server came or went (a
+    /// stream leader elected): a throwaway tenant is created, as often as it takes. The month
+    /// waits for the day's work to settle by watching it progress, and a partition whose
+    /// flushes wait on an election makes no visible progress for a few seconds: without this,
+    /// the clock could move on before the day's triggers were decided, and they would be
+    /// decided at the next day's time.
+    async fn writable(&self, day: u32) {
+        let admin = self.nodes[self.reader].api();
+        let start = Instant::now();
+        while let Err(e) = admin
+            .admin_client()
+            .create_tenant(&format!("probe-{day}"))
+            .await
+        {
+            // Made, its answer lost: written all the same.
+            if e.status() == Some(StatusCode::CONFLICT) {
+                break;
+            }
+            assert!(
+                start.elapsed() < patience(),
+                "the cluster did not write again: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

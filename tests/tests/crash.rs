@@ -63,12 +63,11 @@ async fn no_acknowledged_event_is_lost_and_no_effect_applied_twice_across_kills(
         server.kill();
         eprintln!("kill {kill}/{KILLS}");
         server.restart().await;
-        publish
-            .send(Target {
-                url: server.url().to_string(),
-                key: tenant.api_key.clone(),
-            })
-            .expect("the poster listens");
+        // The poster may be done already (every batch acknowledged before this kill).
+        let _ = publish.send(Target {
+            url: server.url().to_string(),
+            key: tenant.api_key.clone(),
+        });
     }
     let (accepted, duplicates, retried) = poster.await.expect("the poster finished");
     assert_eq!(
