@@ -469,7 +469,7 @@ fn register_view(
     );
     registry.register(
         "copy_lag_records",
-        "Records of the partition's log this node's copy has not read yet (standby or preferred owner)",
+        "Records of the partition's log this node's copy (a standby's) has not read yet",
         lag,
     );
 }

@@ -216,10 +216,10 @@ impl super::Store {
         self.db.open_tree(name).unwrap()
     }
 
-    /// Every record the store holds (sled's tree, the changelog's and the copy's own aside) as changes
-    /// that build the same store in an empty logged one, handed to `emit` in chunks of about
-    /// `chunk_bytes` of keys and values; the sequence number floor comes last. The store must
-    /// not be written meanwhile (a standby's copy between two reads of its log).
+    /// Every record the store holds (sled's tree, the changelog's and the copy's own aside) as
+    /// changes that build the same store in an empty logged one, handed to `emit` in chunks of
+    /// about `chunk_bytes` of keys and values; the sequence number floor comes last. The store
+    /// must not be written meanwhile (a standby's copy between two reads of its log).
     pub fn dump(
         &self,
         chunk_bytes: usize,
