@@ -67,6 +67,14 @@ impl Catalog {
         self.forgotten.fetch_add(1, Ordering::SeqCst);
         live.remove(tenant);
     }
+
+    /// Forgets every tenant's live journeys (a cluster partition's mirror of the global
+    /// records started again).
+    pub fn forget_all_live(&self) {
+        let mut live = write(&self.live);
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+        live.clear();
+    }
 }
 
 /// The lock's data even after a panic elsewhere: a cache entry is always whole.

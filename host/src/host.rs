@@ -220,6 +220,19 @@ impl Host {
         self.tenants.forget(tenant);
     }
 
+    /// Forgets what is cached of the tenant-global records `touched` (a cluster partition's
+    /// mirror wrote them): live journeys and settings.
+    pub fn forget_global(&self, touched: &crate::cluster::mirror::Touched) {
+        if touched.everything {
+            self.catalog.forget_all_live();
+            self.tenants.forget_all();
+        }
+        for tenant in &touched.tenants {
+            self.catalog.forget_live(tenant);
+            self.tenants.forget(tenant);
+        }
+    }
+
     /// Wakes the worker of the shard that owns this customer.
     pub fn wake_customer(&self, tenant: &str, customer: &str) {
         let shard = crate::store::shard_of(tenant, customer, self.store.shards());

@@ -149,8 +149,15 @@ pub(crate) async fn start(
     };
     let registry = Registry::new(sandbox, store.clone());
     // Nothing compiles yet: the cache can lose what no stored version names, leftovers of
-    // interrupted writes included.
-    match registry.evict_compiled(true) {
+    // interrupted writes included. In a cluster the node's other partitions share the cache
+    // and may be compiling: only partition 0, which holds every stored version, trims it,
+    // and leaves the files being written.
+    let trim = match &fence {
+        None => Some(true),
+        Some((0, _)) => Some(false),
+        Some(_) => None,
+    };
+    match trim.map_or(Ok(0), |temporaries| registry.evict_compiled(temporaries)) {
         Ok(0) => {}
         Ok(removed) => tracing::info!(removed, "compiled-code cache trimmed"),
         Err(error) => tracing::warn!(%error, "cannot trim the compiled-code cache"),

@@ -49,6 +49,11 @@ impl Tenants {
         self.cache().remove(tenant);
     }
 
+    /// Forgets every tenant's cached settings.
+    pub fn forget_all(&self) {
+        self.cache().clear();
+    }
+
     fn cache(&self) -> MutexGuard<'_, HashMap<String, TenantSettings>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1195,3 +1195,110 @@ fn a_standby_restarted_goes_on_from_the_copy_it_left() {
         owner_loop.await.expect("the owner's loop ends");
     });
 }
+
+/// A tenant record named `id`.
+fn tenant(id: &str) -> waymark_host::store::Tenant {
+    waymark_host::store::Tenant {
+        id: id.into(),
+        created_at: 0,
+        limits: Default::default(),
+        policy: Default::default(),
+    }
+}
+
+/// Several partitions (`cluster::mirror`): what partition 0's owner writes to the tenant-global
+/// trees reaches another partition's copy through its mirror, and nothing else of partition 0
+/// does (its customers' events stay its own); the mirrored records are that partition's own
+/// writes, so its standby holds them too; the mirror's mark goes on from where it stood; and a
+/// mirror whose position partition 0's log purged since starts again from partition 0's
+/// snapshot, holding every global record and none that was cleared.
+#[test]
+fn a_partition_mirrors_partition_0s_global_records_and_only_those() {
+    let cluster = NatsCluster::start(3);
+    runtime().block_on(async {
+        use waymark_host::cluster::mirror::Mirror;
+        use waymark_host::cluster::replica::Replica;
+        let (nats, leases, snapshots, log0, dirs) = copies_of(&cluster, 3, 0, 5).await;
+        let log1 = nats.log(1).await.expect("partition 1's log");
+        let log2 = nats.log(2).await.expect("partition 2's log");
+
+        let mut zero = Replica::open(dirs[0].path(), log0.clone(), 1, 8 << 20).unwrap();
+        let lease = acquire_when_free(&leases, 0, "a", Duration::from_secs(10)).await;
+        zero.take_over(lease.holding()).await.expect("takes 0 over");
+        zero.store()
+            .create_tenant(&tenant("t"), "digest-t")
+            .await
+            .unwrap();
+        zero.store()
+            .ingest("t", &events(0, 20), 0, None)
+            .await
+            .expect("accepted");
+
+        let mut one = Replica::open(dirs[1].path(), log1.clone(), 1, 8 << 20).unwrap();
+        let lease = acquire_when_free(&leases, 1, "b", Duration::from_secs(10)).await;
+        one.take_over(lease.holding()).await.expect("takes 1 over");
+        let mut mirror = Mirror::open(one.store(), log0.clone()).unwrap();
+        let touched = mirror.follow(one.store(), &snapshots).await.unwrap();
+        assert!(touched.tenants.contains("t"), "{touched:?}");
+        assert!(one.store().tenant("t").unwrap().is_some());
+        assert_eq!(
+            one.store()
+                .tenant_by_key_digest("digest-t")
+                .unwrap()
+                .as_deref(),
+            Some("t")
+        );
+        assert_eq!(one.store().history("t").count(), 0, "partition 0's events");
+        one.store()
+            .flush()
+            .await
+            .expect("appended to partition 1's log");
+
+        // Partition 1's standby holds the mirrored records: they are partition 1's own writes.
+        let mut standby = Replica::open(dirs[2].path(), log1.clone(), 1, 8 << 20).unwrap();
+        standby.follow().await.unwrap();
+        assert!(standby.store().tenant("t").unwrap().is_some());
+
+        // The mark: a mirror opened again goes on from where this one stood.
+        zero.store()
+            .create_tenant(&tenant("u"), "digest-u")
+            .await
+            .unwrap();
+        let mut again = Mirror::open(one.store(), log0.clone()).unwrap();
+        assert_eq!(again.position(), mirror.position());
+        let touched = again.follow(one.store(), &snapshots).await.unwrap();
+        // The tenants' records' first key parts: the tenant, and its key's digest.
+        assert!(touched.tenants.contains("u"), "{touched:?}");
+        assert!(!touched.tenants.contains("t"), "{touched:?}");
+        assert!(again.position() > mirror.position());
+
+        // Partition 0's log purged past a mirror that never read it: from the snapshot.
+        let mut zero_standby = Replica::open(dirs[3].path(), log0.clone(), 1, 8 << 20).unwrap();
+        zero_standby.follow().await.unwrap();
+        let at = zero_standby
+            .take_snapshot(&snapshots)
+            .await
+            .expect("a snapshot");
+        zero.store()
+            .create_tenant(&tenant("v"), "digest-v")
+            .await
+            .unwrap();
+        let mut two = Replica::open(dirs[4].path(), log2.clone(), 1, 8 << 20).unwrap();
+        let lease = acquire_when_free(&leases, 2, "c", Duration::from_secs(10)).await;
+        two.take_over(lease.holding()).await.expect("takes 2 over");
+        // A record partition 2 had of its own, as if mirrored from an older partition 0.
+        two.store()
+            .create_tenant(&tenant("gone"), "digest-gone")
+            .await
+            .unwrap();
+        let mut late = Mirror::open(two.store(), log0.clone()).unwrap();
+        let touched = late.follow(two.store(), &snapshots).await.unwrap();
+        assert!(touched.everything, "{touched:?}");
+        assert!(late.position() > at.previous);
+        for id in ["t", "u", "v"] {
+            assert!(two.store().tenant(id).unwrap().is_some(), "tenant {id}");
+        }
+        assert!(two.store().tenant("gone").unwrap().is_none(), "cleared");
+        assert_eq!(two.store().history("t").count(), 0, "partition 0's events");
+    });
+}

@@ -33,6 +33,11 @@ const LEASE_MS: u64 = 2_000;
 
 /// A node `id` of a cluster over `nats`, sharing `admin_token` with the others.
 async fn node(nats: &NatsCluster, id: &str, admin_token: &str) -> Server {
+    node_of(nats, id, admin_token, 1).await
+}
+
+/// [`node`], in a cluster of `partitions` partitions.
+async fn node_of(nats: &NatsCluster, id: &str, admin_token: &str, partitions: u16) -> Server {
     Server::start(ServerOptions {
         admin_token: Some(admin_token.into()),
         args: [
@@ -40,6 +45,8 @@ async fn node(nats: &NatsCluster, id: &str, admin_token: &str) -> Server {
             &nats.urls().join(","),
             "--node-id",
             id,
+            "--partitions",
+            &partitions.to_string(),
             "--lease-ms",
             &LEASE_MS.to_string(),
             "--retry-base-ms",
@@ -427,31 +434,7 @@ impl month::Deployment for Cluster {
     }
 
     async fn post(&self, events: &[Value]) {
-        let batches: Vec<Vec<EventInput>> = events
-            .chunks(month::OPENING_PER_CUSTOMER * 40)
-            .map(|batch| {
-                batch
-                    .iter()
-                    .map(|e| serde_json::from_value(e.clone()).expect("an event"))
-                    .collect()
-            })
-            .collect();
-        let (mut targets, mut posters) = (Vec::new(), Vec::new());
-        for (i, node) in self.nodes.iter().enumerate() {
-            let mine: Vec<_> = batches.iter().skip(i).step_by(3).cloned().collect();
-            let (target, receiver) = watch::channel(Target {
-                url: node.url().to_string(),
-                key: self.tenant.api_key.clone(),
-            });
-            targets.push(target);
-            posters.push(tokio::spawn(post_all(mine, receiver)));
-        }
-        let mut acknowledged = 0;
-        for poster in posters {
-            let (accepted, duplicates, _) = poster.await.expect("a poster finished");
-            acknowledged += accepted + duplicates;
-        }
-        assert_eq!(acknowledged, events.len(), "every event acknowledged");
+        post_spread(&self.nodes, &self.tenant, events).await;
     }
 
     async fn acknowledged(&mut self, day: u32) {
@@ -498,6 +481,40 @@ impl month::Deployment for Cluster {
             _ => {}
         }
     }
+}
+
+/// Posts `events` in batches spread over `nodes`, one client each, every one acknowledged.
+async fn post_spread(nodes: &[Server], tenant: &CreatedTenant, events: &[Value]) {
+    let batches: Vec<Vec<EventInput>> = events
+        .chunks(month::OPENING_PER_CUSTOMER * 40)
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|e| serde_json::from_value(e.clone()).expect("an event"))
+                .collect()
+        })
+        .collect();
+    let (mut targets, mut posters) = (Vec::new(), Vec::new());
+    for (i, node) in nodes.iter().enumerate() {
+        let mine: Vec<_> = batches
+            .iter()
+            .skip(i)
+            .step_by(nodes.len())
+            .cloned()
+            .collect();
+        let (target, receiver) = watch::channel(Target {
+            url: node.url().to_string(),
+            key: tenant.api_key.clone(),
+        });
+        targets.push(target);
+        posters.push(tokio::spawn(post_all(mine, receiver)));
+    }
+    let mut acknowledged = 0;
+    for poster in posters {
+        let (accepted, duplicates, _) = poster.await.expect("a poster finished");
+        acknowledged += accepted + duplicates;
+    }
+    assert_eq!(acknowledged, events.len(), "every event acknowledged");
 }
 
 impl Cluster {
@@ -571,21 +588,7 @@ async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_
         killed: None,
         left: None,
     };
-    let single_sink = Sink::start();
-    let server = Server::start(ServerOptions::default()).await;
-    let tenant = month::install(&server, &single_sink, "acme").await;
-    let mut single = Single { server, tenant };
-
-    // Both clocks to the same instant: the next midnight (UTC) after both of them.
-    let now = single
-        .server
-        .api()
-        .clock_now()
-        .await
-        .max(cluster.nodes[reader].api().clock_now().await);
-    let start = (now / DAY_MS + 1) * DAY_MS;
-    month::advance_to(&single.server.api(), start).await;
-    month::advance_to(&cluster.nodes[reader].api(), start).await;
+    let (mut single, single_sink, start) = single_beside(&cluster.nodes[reader].api()).await;
 
     let (end, cluster_end) = tokio::join!(
         month::run(&mut single, n, start),
@@ -596,6 +599,40 @@ async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_
     assert!(cluster.left.is_some(), "an owner left");
     eprintln!("the month ran on both in {:?}", began.elapsed());
 
+    let cluster_sent = same_month(&single, &single_sink, &cluster, &cluster_sink).await;
+    eprintln!(
+        "{n} customers: {cluster_sent} requests from the cluster; {:?} in all",
+        began.elapsed()
+    );
+}
+
+/// One server beside a cluster, for the month: its tenant installed with a sink of its own,
+/// and both clocks (the cluster's through `cluster`) moved to the same instant, the next
+/// midnight (UTC) after both; answers the server, its sink and that instant.
+async fn single_beside(cluster: &Api) -> (Single, Sink, i64) {
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions::default()).await;
+    let tenant = month::install(&server, &sink, "acme").await;
+    let now = server
+        .api()
+        .clock_now()
+        .await
+        .max(cluster.clock_now().await);
+    let start = (now / DAY_MS + 1) * DAY_MS;
+    month::advance_to(&server.api(), start).await;
+    month::advance_to(cluster, start).await;
+    (Single { server, tenant }, sink, start)
+}
+
+/// Asserts that the month ran the same on `single` and on `cluster`: every journey's report
+/// equal, and every message under the same key at both sinks (the cluster's only repeating
+/// keys); answers how many requests the cluster's sink received.
+async fn same_month(
+    single: &Single,
+    single_sink: &Sink,
+    cluster: &impl month::Deployment,
+    cluster_sink: &Sink,
+) -> usize {
     let (one, many) = (single.clients().0, cluster.clients().0);
     for journey in month::JOURNEYS {
         let expected = one.report(journey).await;
@@ -619,16 +656,167 @@ async fn a_month_of_the_examples_reports_in_a_cluster_that_loses_nodes_what_one_
             .collect();
         (requests.len(), keys)
     };
-    let ((sent, expected), (cluster_sent, received)) = (keys(&single_sink), keys(&cluster_sink));
+    let ((sent, expected), (cluster_sent, received)) = (keys(single_sink), keys(cluster_sink));
     assert!(!expected.is_empty());
     assert_eq!(sent, expected.len(), "one node sends each message once");
     assert_eq!(
         received, expected,
         "the cluster's messages differ from one node's"
     );
+    eprintln!("{} messages", expected.len());
+    cluster_sent
+}
+
+/// Waits until, as `server` reports it, the cluster has `nodes` nodes and each of its
+/// partitions is run where the placement puts it (none by `not`), and `server` answers the
+/// clock (every partition reachable); answers each partition's owner.
+async fn spread_over(server: &Server, nodes: usize, not: Option<&str>) -> Vec<String> {
+    let start = Instant::now();
+    let mut clock = None;
+    loop {
+        let status = status(server).await;
+        let owners: Option<Vec<String>> = status.as_ref().and_then(|s| {
+            let all = s["nodes"].as_array().is_some_and(|n| n.len() == nodes);
+            let partitions = s["partitions"].as_array()?;
+            let placed = partitions
+                .iter()
+                .all(|p| p["owner"] == p["preferred_owner"] && p["owner"].as_str() != not);
+            (all && placed).then(|| {
+                partitions
+                    .iter()
+                    .filter_map(|p| p["owner"].as_str().map(String::from))
+                    .collect()
+            })
+        });
+        if let Some(owners) = owners {
+            let (code, body) = admin_get(server, "/v1/admin/clock").await;
+            if code == StatusCode::OK {
+                return owners;
+            }
+            clock = Some((code, body));
+        }
+        assert!(
+            start.elapsed() < patience(),
+            "the partitions were not spread over {nodes} nodes within {:?}: {status:?}; the \
+             clock answered {clock:?}",
+            patience()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The month on a cluster of several partitions: batches spread over the nodes; the third
+/// node killed (`kill -9`) once day 15's events are acknowledged, and started again once its
+/// partitions run elsewhere.
+struct Partitioned {
+    nodes: Vec<Server>,
+    tenant: CreatedTenant,
+    killed: bool,
+}
+
+impl month::Deployment for Partitioned {
+    fn clients(&self) -> (Api, Api) {
+        (self.nodes[0].as_tenant(&self.tenant), self.nodes[0].api())
+    }
+
+    fn metrics_from(&self) -> Vec<Api> {
+        self.nodes.iter().map(Server::api).collect()
+    }
+
+    async fn post(&self, events: &[Value]) {
+        post_spread(&self.nodes, &self.tenant, events).await;
+    }
+
+    async fn acknowledged(&mut self, day: u32) {
+        if day == 15 {
+            self.nodes[2].kill();
+            let died = Instant::now();
+            spread_over(&self.nodes[0], 2, Some(IDS[2])).await;
+            eprintln!(
+                "n3 killed on day 15: its partitions run elsewhere {:?} later",
+                died.elapsed()
+            );
+            self.nodes[2].restart().await;
+            spread_over(&self.nodes[0], 3, None).await;
+            self.killed = true;
+        }
+    }
+}
+
+/// Several partitions over several nodes (issue 16): the month of the examples on four
+/// partitions spread over three nodes — each node running some, tenant-global data written on
+/// partition 0 and mirrored to the others, events split by customer, reports added up over
+/// the partitions, the clock moved on all — with one node killed (`kill -9`) mid-month and
+/// restarted, reports and messages the same as one node's; and a customer read the same
+/// through every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_on_four_partitions_over_three_nodes_reports_what_one_node_reports() {
+    let n: usize = std::env::var("WAYMARK_CLUSTER_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let began = Instant::now();
+    let nats = NatsCluster::start(3);
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in IDS {
+        nodes.push(node_of(&nats, id, token, 4).await);
+    }
+    let owners = spread_over(&nodes[0], 3, None).await;
+    let running: std::collections::BTreeSet<&String> = owners.iter().collect();
+    assert!(
+        running.len() >= 2,
+        "the partitions are spread over the nodes: {owners:?}"
+    );
+    let cluster_sink = Sink::start();
+    let tenant = month::install(&nodes[1], &cluster_sink, "acme").await;
+    let mut cluster = Partitioned {
+        nodes,
+        tenant,
+        killed: false,
+    };
+    let (mut single, single_sink, start) = single_beside(&cluster.nodes[0].api()).await;
+    let (end, cluster_end) = tokio::join!(
+        month::run(&mut single, n, start),
+        month::run(&mut cluster, n, start)
+    );
+    assert_eq!(end, cluster_end);
+    assert!(cluster.killed, "a node was killed");
+    same_month(&single, &single_sink, &cluster, &cluster_sink).await;
+
+    // A customer's record, read through each node, is the one its partition keeps: the same
+    // as one node's but for the ids the sinks gave the messages (their order of arrival).
+    fn without_provider_ids(value: &mut Value) {
+        match value {
+            Value::Object(fields) => {
+                fields.remove("provider_id");
+                fields.values_mut().for_each(without_provider_ids);
+            }
+            Value::Array(items) => items.iter_mut().for_each(without_provider_ids),
+            _ => {}
+        }
+    }
+    let read = |customer: Option<waymark_api::customers::Customer>| {
+        let mut value = serde_json::to_value(customer.expect("the customer")).unwrap();
+        without_provider_ids(&mut value);
+        value
+    };
+    let customer = month::customer(7);
+    let expected = read(single.clients().0.customer(&customer).await);
+    for node in &cluster.nodes {
+        assert_eq!(
+            read(node.as_tenant(&cluster.tenant).customer(&customer).await),
+            expected,
+            "{customer} through {}",
+            node.url()
+        );
+    }
+    // What is not built across partitions yet says so.
+    let (code, body) = admin_get(&cluster.nodes[1], "/v1/dead-letters").await;
+    assert_eq!(code, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(body["error"]["code"], "not_across_partitions", "{body}");
     eprintln!(
-        "{n} customers: {} messages, {cluster_sent} requests from the cluster; {:?} in all",
-        expected.len(),
+        "{n} customers on four partitions: {:?} in all",
         began.elapsed()
     );
 }

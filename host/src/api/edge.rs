@@ -130,6 +130,11 @@ impl Edge {
         lock(&self.tenants).remove(tenant);
     }
 
+    /// Forgets every tenant's rate state.
+    pub fn forget_all(&self) {
+        lock(&self.tenants).clear();
+    }
+
     /// Takes `n` events from the tenant's event bucket.
     pub fn take_events(&self, state: &AppState, tenant: &str, n: u64) -> Result<(), ApiError> {
         let t = self.tenant(state, tenant)?;

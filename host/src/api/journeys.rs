@@ -277,30 +277,51 @@ async fn journey_report(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
-) -> ApiResult<Json<JourneyReport>> {
-    report(&state, &tenant, name).map(Json)
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    // Cluster mode (issue 16): the node gathering a report over several partitions asks each
+    // for its cells and the spec they are read against, and adds them up itself.
+    if headers.contains_key(super::cluster::REPORT_PARTS) {
+        return report_parts(&state, &tenant, name).map(|p| Json(p).into_response());
+    }
+    report(&state, &tenant, name).map(|r| Json(r).into_response())
 }
 
-/// The report of `GET /v1/journeys/{name}/report`; the dashboard's journey pages show this
-/// same value (issue 14), so their funnel is the route's by construction.
-pub(crate) fn report(state: &AppState, tenant: &str, name: String) -> ApiResult<JourneyReport> {
+/// One partition's part of a journey's report (cluster mode): its report, the spec the
+/// report's rows come from, and its cells.
+pub(crate) fn report_parts(
+    state: &AppState,
+    tenant: &str,
+    name: String,
+) -> ApiResult<super::cluster::ReportParts> {
     let store = &state.host.store;
     let not_found = || ApiError::not_found(format!("no journey named {name:?}"));
     let rollout = store
         .journey_rollout(tenant, &name)?
         .ok_or_else(not_found)?;
-    // Milestones as the live version declares them (the newest draft's, before any is live).
     let latest = store
         .journey_version(tenant, &name, rollout.live.unwrap_or(rollout.latest))?
         .ok_or_else(not_found)?;
     let cells = store.report_cells(tenant, &name)?;
     let report = crate::report::cells::report(&latest.spec, &cells);
-    Ok(JourneyReport {
-        name,
-        latest_version: latest.version,
-        subject: latest.spec.audience.subject.into(),
-        report: report.into(),
+    Ok(super::cluster::ReportParts {
+        report: JourneyReport {
+            name,
+            latest_version: latest.version,
+            subject: latest.spec.audience.subject.into(),
+            report: report.into(),
+        },
+        spec: latest.spec.clone(),
+        cells,
     })
+}
+
+/// The report of `GET /v1/journeys/{name}/report`; the dashboard's journey pages show this
+/// same value (issue 14), so their funnel is the route's by construction.
+pub(crate) fn report(state: &AppState, tenant: &str, name: String) -> ApiResult<JourneyReport> {
+    // Milestones as the live version declares them (the newest draft's, before any is live).
+    report_parts(state, tenant, name).map(|parts| parts.report)
 }
 
 async fn list_journeys(

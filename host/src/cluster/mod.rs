@@ -1,21 +1,20 @@
 //! Cluster mode on NATS JetStream (issue 16): the building blocks `docs/SCALING.md` designs,
 //! tested against real `nats-server` clusters.
 //!
-//! **Built so far**: partition arithmetic ([`partitions`]: a customer's partition, rendezvous
-//! placement of owners and standbys), partition leases with fencing epochs and guards
-//! ([`lease`]), and each partition's replicated log with conditional appends, takeover records
-//! and the reader's chain check ([`log`]), joined in [`Owned`] (a partition this node holds),
-//! and a node's control loop ([`node`]: membership in `wm-nodes`, placement, acquiring,
-//! renewing and handing over leases, graceful leave).
-//! **Not built yet**: `waymark serve --cluster` and everything that runs on these blocks
-//! (ingest publishing to the log, the worker's batch records, standbys keeping state,
-//! snapshots, forwards, the global replica, reads from any node, `/v1/admin/cluster`). Nothing in the
-//! single-node server uses this module.
+//! Partition arithmetic ([`partitions`]: a customer's partition, rendezvous placement of
+//! owners and standbys), partition leases with fencing epochs and guards ([`lease`]), each
+//! partition's replicated log with conditional appends, takeover records and the reader's
+//! chain check ([`log`]), joined in [`Owned`] (a partition this node holds); a node's control
+//! loop ([`node`]: membership in `wm-nodes`, placement, acquiring, renewing and handing over
+//! leases, graceful leave); a partition's copy kept through its log ([`replica`], [`snapshot`]);
+//! the mirror of partition 0's tenant-global records in every other partition ([`mirror`]);
+//! and `waymark serve --cluster` ([`serve`]). The single-node server uses none of it.
 
 mod copies;
 pub mod lease;
 pub mod log;
 pub mod members;
+pub mod mirror;
 pub mod node;
 pub mod partitions;
 pub mod replica;

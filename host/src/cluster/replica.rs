@@ -87,9 +87,9 @@ fn pieces(record: &[u8]) -> Vec<Bytes> {
 /// A reader's flush in progress: the pieces read so far, and where the chain stood before the
 /// first (a snapshot taken meanwhile covers only what was applied).
 #[derive(Debug, Default)]
-struct Partial {
+pub(super) struct Partial {
     bytes: Vec<u8>,
-    before: Option<Chain>,
+    pub(super) before: Option<Chain>,
 }
 
 impl Partial {
@@ -97,9 +97,24 @@ impl Partial {
     /// piece completes the flush, whose changes are applied to `store`; any other record
     /// discards a flush left unfinished (its owner is gone).
     fn take(&mut self, store: &Store, entry: &Entry, chain: &Chain) -> Result<(), ClusterError> {
+        let Some(changes) = self.complete(entry, chain)? else {
+            return Ok(());
+        };
+        store
+            .apply_changes(&changes)
+            .map_err(|e| ClusterError::Corrupt(format!("record {}: not applied: {e}", entry.seq)))
+    }
+
+    /// [`Partial::take`] without applying: the changes of the flush `entry` completes, if it
+    /// completes one.
+    pub(super) fn complete(
+        &mut self,
+        entry: &Entry,
+        chain: &Chain,
+    ) -> Result<Option<Vec<changelog::Change>>, ClusterError> {
         if entry.kind != Kind::Record {
             *self = Partial::default();
-            return Ok(());
+            return Ok(None);
         }
         let corrupt = |why: String| ClusterError::Corrupt(format!("record {}: {why}", entry.seq));
         let (&flag, piece) = entry
@@ -114,14 +129,11 @@ impl Partial {
         self.before.get_or_insert_with(|| chain.clone());
         self.bytes.extend_from_slice(piece);
         if flag & MORE != 0 {
-            return Ok(());
+            return Ok(None);
         }
         let bytes = std::mem::take(&mut self.bytes);
         self.before = None;
-        let changes = changelog::decode(&bytes).map_err(corrupt)?;
-        store
-            .apply_changes(&changes)
-            .map_err(|e| corrupt(format!("not applied: {e}")))
+        changelog::decode(&bytes).map(Some).map_err(corrupt)
     }
 }
 
@@ -129,7 +141,7 @@ impl Partial {
 /// the stream's identity.
 const MARK_V1: u8 = 1;
 
-fn mark(chain: &Chain, stream: i128) -> Vec<u8> {
+pub(super) fn mark(chain: &Chain, stream: i128) -> Vec<u8> {
     let mut mark = vec![MARK_V1];
     mark.extend_from_slice(&chain.previous.to_be_bytes());
     mark.extend_from_slice(&chain.epoch.to_be_bytes());
@@ -137,7 +149,7 @@ fn mark(chain: &Chain, stream: i128) -> Vec<u8> {
     mark
 }
 
-fn read_mark(mark: &[u8]) -> Option<(Chain, i128)> {
+pub(super) fn read_mark(mark: &[u8]) -> Option<(Chain, i128)> {
     let (&MARK_V1, rest) = mark.split_first()? else {
         return None;
     };

@@ -1,27 +1,25 @@
 //! `waymark serve --cluster` (issue 16): a node of a Waymark cluster.
 //!
-//! **What runs today: one partition, active on one node at a time.** The node joins the
-//! cluster ([`super::node`]), keeps a copy of the partition while it stands by, and when it
-//! takes the partition over ([`super::node::Change::Gained`]) runs the single-node host over
-//! the partition's copy ([`crate::server::start`]): the same workers, scheduler, delivery loop
-//! and API, with every flush appending to the partition's log ([`super::replica`]), so an event
-//! is acknowledged once the replicated log has it, and deliveries check the lease guard first.
-//! When it loses the partition the host is stopped; a standby takes over from its copy. Any
-//! node accepts HTTP: the owner answers, the others pass the request on to the owner
-//! ([`crate::api::cluster`]), or answer `503` with `Retry-After` while nobody holds the
-//! partition.
-//!
-//! So a cluster survives the loss of a node (and of a NATS server) without losing or doubling
-//! anything, but does not yet spread the work: with one partition, one node works at a time.
-//! Spreading it needs what `docs/SCALING.md` designs beside the copies — tenant-global data
-//! outside the partitions, requests routed by customer, forwards between partitions — and a
-//! partition count above 1 is refused until then.
+//! The node joins the cluster ([`super::node`]), keeps a copy of each partition it stands by
+//! for, and runs each partition it takes over ([`super::node::Change::Gained`]): the
+//! single-node host over the partition's copy ([`crate::server::start`]) — the same workers,
+//! scheduler, delivery loop and API — with every flush appending to the partition's log
+//! ([`super::replica`]), so an event is acknowledged once the replicated log has it, and
+//! deliveries check the lease guard first. In a cluster of several partitions, a partition
+//! other than 0 first mirrors partition 0's tenant-global records to the end of its log, then
+//! keeps mirroring them while it runs ([`super::mirror`]). When the node loses a partition its
+//! host is stopped; a standby takes over from its copy. Any node accepts HTTP: a partition's
+//! requests are answered by the node running it and passed on by the others, and the requests
+//! that span partitions are spread over them ([`crate::api::cluster`]).
 
-use super::node::{Change, Node};
+use super::mirror::Mirror;
+use super::node::{Change, Gained, Node};
+use super::snapshot::Snapshots;
 use super::{ClusterError, Nats};
 use crate::api::{self, AppState, Edge};
 use crate::sandbox::Sandbox;
 use crate::server::{self, Running, ServerConfig, ServerError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -48,14 +46,6 @@ pub struct ClusterConfig {
 /// accepting, the partition's host finishes what is in flight and flushes (to the log), and the
 /// lease is released so a standby takes over at once.
 pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), ServerError> {
-    if cluster.partitions != 1 {
-        return Err(ClusterError::Config(format!(
-            "--partitions {}: a cluster runs one partition today, active on one node at a time \
-             (spreading partitions over nodes is not built yet; docs/SCALING.md)",
-            cluster.partitions
-        ))
-        .into());
-    }
     let nats = Nats::connect(&cluster.nats, cluster.replicas).await?;
     let listener = server::listen(&config).await?;
     let advertise = match &cluster.advertise {
@@ -89,11 +79,13 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
     node.advertise(&advertise);
     node.copies_with(config.host.shards, config.store_cache_bytes);
     let active = api::cluster::Active::default();
+    let mirrors = api::cluster::Mirrors::default();
     let state = api::cluster::ClusterState::new(
         node.directory(),
         active.clone(),
+        mirrors.clone(),
         &cluster.node_id,
-        api::digest(&config.admin_token),
+        &config.admin_token,
         node.counters(),
     );
     tracing::info!(node = %cluster.node_id, %advertise, "joined the cluster");
@@ -101,13 +93,17 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
     let stop_node = CancellationToken::new();
     let node_loop = tokio::spawn(node.run(stop_node.clone()));
     let stop_partitions = CancellationToken::new();
-    let partitions = tokio::spawn(run_partitions(
-        changes,
-        Sandbox::new(config.sandbox.clone())?,
-        config.clone(),
+    let runner = Runner {
+        sandbox: Sandbox::new(config.sandbox.clone())?,
+        config: config.clone(),
         active,
-        stop_partitions.clone(),
-    ));
+        mirrors,
+        snapshots: nats.snapshots().await?,
+        nats: nats.clone(),
+        partitions: cluster.partitions,
+        edge: Arc::new(Edge::new(config.edge.clone())),
+    };
+    let partitions = tokio::spawn(run_partitions(changes, runner, stop_partitions.clone()));
     let signal = async {
         server::shutdown_signal().await;
         tracing::info!("shutting down");
@@ -126,17 +122,32 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
     Ok(())
 }
 
-/// Runs the host of each partition this node holds, from its `Gained` to its `Lost`.
-async fn run_partitions(
-    mut changes: mpsc::UnboundedReceiver<Change>,
+/// What runs a partition on this node: its host, and (for a partition other than 0 in a
+/// cluster of several) the loop mirroring partition 0's global records into it.
+struct Run {
+    host: Running,
+    mirror: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+}
+
+/// What the partitions' runner shares.
+struct Runner {
     sandbox: Sandbox,
     config: ServerConfig,
     active: api::cluster::Active,
+    mirrors: api::cluster::Mirrors,
+    nats: Nats,
+    snapshots: Snapshots,
+    partitions: u16,
+    edge: Arc<Edge>,
+}
+
+/// Runs the host of each partition this node holds, from its `Gained` to its `Lost`.
+async fn run_partitions(
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    runner: Runner,
     stop: CancellationToken,
 ) {
-    let edge = Arc::new(Edge::new(config.edge.clone()));
-    let admin_digest = api::digest(&config.admin_token);
-    let mut running: Option<(u16, Running)> = None;
+    let mut running: BTreeMap<u16, Run> = BTreeMap::new();
     loop {
         let change = tokio::select! {
             change = changes.recv() => change,
@@ -145,22 +156,10 @@ async fn run_partitions(
         match change {
             Some(Change::Gained(gained)) => {
                 let partition = gained.partition;
-                match server::start(
-                    gained.store.clone(),
-                    sandbox.clone(),
-                    &config,
-                    Some((partition, gained.guard.clone())),
-                )
-                .await
-                {
-                    Ok(host) => {
+                match runner.start(&gained).await {
+                    Ok(run) => {
                         tracing::info!(partition, epoch = gained.epoch, "running the partition");
-                        active.set(Some(api::router(AppState {
-                            host: host.host.clone(),
-                            admin_digest,
-                            edge: edge.clone(),
-                        })));
-                        running = Some((partition, host));
+                        running.insert(partition, run);
                     }
                     Err(error) => {
                         // Nothing runs it here (lost again already, or the store is unusable):
@@ -176,31 +175,124 @@ async fn run_partitions(
                 partition,
                 stopped: done,
             }) => {
-                stop_running(&mut running, &active, partition).await;
+                runner.stop(&mut running, partition).await;
                 let _ = done.send(());
             }
-            Some(Change::Lost(partition)) => {
-                stop_running(&mut running, &active, partition).await;
-            }
+            Some(Change::Lost(partition)) => runner.stop(&mut running, partition).await,
             None => break,
         }
     }
-    active.set(None);
-    if let Some((partition, host)) = running.take() {
-        stopped(partition, host).await;
+    runner.active.clear();
+    for partition in running.keys().copied().collect::<Vec<_>>() {
+        runner.stop(&mut running, partition).await;
     }
 }
 
-/// Stops the host of `partition` if it is the one running.
-async fn stop_running(
-    running: &mut Option<(u16, Running)>,
-    active: &api::cluster::Active,
+impl Runner {
+    /// Starts running a partition this node took over: in a cluster of several partitions,
+    /// one other than 0 first mirrors partition 0's global records to the end of its log (so
+    /// it never runs on older journeys or keys than partition 0 answered for), then its host,
+    /// then the mirror's loop.
+    async fn start(&self, gained: &Gained) -> Result<Run, ServerError> {
+        let partition = gained.partition;
+        let mut mirror = None;
+        if self.partitions > 1 && partition != 0 {
+            let log = self.nats.log(0).await?;
+            let mut caught = Mirror::open(&gained.store, log)?;
+            caught.follow(&gained.store, &self.snapshots).await?;
+            self.mirrors.set(partition, caught.position());
+            mirror = Some(caught);
+        }
+        let host = server::start(
+            gained.store.clone(),
+            self.sandbox.clone(),
+            &self.config,
+            Some((partition, gained.guard.clone())),
+        )
+        .await?;
+        self.active.set(
+            partition,
+            Some(api::router(AppState {
+                host: host.host.clone(),
+                admin_digest: api::digest(&self.config.admin_token),
+                edge: self.edge.clone(),
+            })),
+        );
+        let mirror = mirror.map(|mirror| {
+            let stop = CancellationToken::new();
+            let looping = tokio::spawn(mirror_loop(
+                mirror,
+                partition,
+                host.host.clone(),
+                self.edge.clone(),
+                self.mirrors.clone(),
+                self.snapshots.clone(),
+                stop.clone(),
+            ));
+            (looping, stop)
+        });
+        Ok(Run { host, mirror })
+    }
+
+    /// Stops running `partition`, if it runs here.
+    async fn stop(&self, running: &mut BTreeMap<u16, Run>, partition: u16) {
+        let Some(run) = running.remove(&partition) else {
+            return;
+        };
+        self.active.set(partition, None);
+        if let Some((looping, stop)) = run.mirror {
+            stop.cancel();
+            let _ = looping.await;
+        }
+        self.mirrors.remove(partition);
+        stopped(partition, run.host).await;
+    }
+}
+
+/// How often a partition's mirror reads partition 0's log when nobody asks it to.
+const MIRROR_EVERY: Duration = Duration::from_millis(250);
+
+/// Mirrors partition 0's global records into `partition` while it runs here: every
+/// [`MIRROR_EVERY`], or at once when a global write waits for it; what it wrote is flushed to
+/// the partition's log and forgotten by the host's caches.
+async fn mirror_loop(
+    mut mirror: Mirror,
     partition: u16,
+    host: Arc<crate::host::Host>,
+    edge: Arc<Edge>,
+    mirrors: api::cluster::Mirrors,
+    snapshots: Snapshots,
+    stop: CancellationToken,
 ) {
-    if running.as_ref().is_some_and(|(p, _)| *p == partition) {
-        active.set(None);
-        if let Some((_, host)) = running.take() {
-            stopped(partition, host).await;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MIRROR_EVERY) => {}
+            _ = mirrors.poked() => {}
+            _ = stop.cancelled() => return,
+        }
+        match mirror.follow(&host.store, &snapshots).await {
+            Ok(touched) => {
+                if !touched.is_empty() {
+                    host.forget_global(&touched);
+                    if touched.everything {
+                        edge.forget_all();
+                    }
+                    touched.tenants.iter().for_each(|t| edge.forget(t));
+                    if let Err(error) = host.store.flush().await {
+                        tracing::warn!(partition, %error, "the mirrored records were not appended");
+                        continue;
+                    }
+                }
+                mirrors.set(partition, mirror.position());
+                failing = false;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(partition, %error, "cannot mirror partition 0's records");
+                }
+                failing = true;
+            }
         }
     }
 }

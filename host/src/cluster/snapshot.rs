@@ -113,17 +113,24 @@ impl Snapshots {
         partition: u16,
         store: &Store,
     ) -> Result<Option<Chain>, ClusterError> {
+        self.read_with(partition, |changes| store.apply_changes(&changes))
+            .await
+    }
+
+    /// Reads `partition`'s latest snapshot, handing each frame's changes to `apply` in order;
+    /// answers the position it covers, or `None` when there is no snapshot yet.
+    pub async fn read_with(
+        &self,
+        partition: u16,
+        apply: impl FnMut(Vec<changelog::Change>) -> Result<(), StoreError>,
+    ) -> Result<Option<Chain>, ClusterError> {
         use async_nats::jetstream::object_store::GetErrorKind;
         let mut object = match self.0.get(object_name(partition)).await {
             Ok(object) => object,
             Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ClusterError::nats("read a snapshot", e)),
         };
-        read_frames(&mut object, partition, |changes| {
-            store.apply_changes(&changes)
-        })
-        .await
-        .map(Some)
+        read_frames(&mut object, partition, apply).await.map(Some)
     }
 }
 

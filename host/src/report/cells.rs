@@ -99,7 +99,7 @@ pub struct CellDelta {
 pub struct Tally(CellDelta);
 
 /// A cell as stored: its counts and its milestones' times.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     pub id: CellId,
     pub counts: Counts,

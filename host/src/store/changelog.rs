@@ -135,7 +135,13 @@ impl Changelog {
     /// Applies `changes` (another database's, in its order) to `db`, the database this
     /// changelog logs, without recording them: they are that other database's history.
     pub(crate) fn apply(&self, db: &Db, changes: &[Change]) -> sled::Result<()> {
-        let _held = self.hold();
+        self.apply_as(db, changes, false)
+    }
+
+    /// [`Changelog::apply`], and with `record` the changes recorded too, as this database's
+    /// own writes (published by its next flush): what a partition mirrors of another's.
+    pub(crate) fn apply_as(&self, db: &Db, changes: &[Change], record: bool) -> sled::Result<()> {
+        let mut held = self.hold();
         // Consecutive writes to one tree go in one batch (later writes of a key win, as in the
         // log); a clear applies the tree's batch before it.
         let mut batches: Vec<(IVec, Batch)> = Vec::new();
@@ -177,7 +183,11 @@ impl Changelog {
                 Change::Id(id) => self.raise(id + 1)?,
             }
         }
-        apply(&mut batches, None)
+        apply(&mut batches, None)?;
+        if record {
+            held.extend(changes.iter().cloned());
+        }
+        Ok(())
     }
 }
 

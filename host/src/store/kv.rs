@@ -190,6 +190,18 @@ impl Db {
         }
     }
 
+    /// Applies another database's changes, in order, to this logged database, recording
+    /// them as its own writes (its next flush publishes them); for any other database, an
+    /// error.
+    pub fn record_changes(&self, changes: &[Change]) -> Result<()> {
+        match self {
+            Db::Logged(db, log) => log.apply_as(db, changes, true),
+            _ => Err(sled::Error::Unsupported(
+                "changes are recorded by a logged database".into(),
+            )),
+        }
+    }
+
     pub fn open_tree<V: AsRef<[u8]>>(&self, name: V) -> Result<Tree> {
         match self {
             Db::Logged(db, log) => Ok(Tree::Logged(

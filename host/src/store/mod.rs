@@ -398,6 +398,24 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
         .open()?)
 }
 
+/// The trees of tenant-global data — tenants and their keys, components, journeys, channels,
+/// templates, signing secrets — as opposed to the records of customers. In a cluster of several
+/// partitions (issue 16, `docs/SCALING.md` "Tenant-global data") partition 0 is where they are
+/// written, and every other partition mirrors them from partition 0's log.
+pub const GLOBAL_TREES: [&str; 11] = [
+    "tenants",
+    "api_keys",
+    "components",
+    "journeys",
+    "journey_heads",
+    "channels",
+    "access_keys",
+    "access_key_prefixes",
+    "templates",
+    "template_heads",
+    "signing_secrets",
+];
+
 impl Store {
     /// Opens (or creates) the database in `dir`, with `cache_bytes` of page cache.
     pub fn open(dir: &Path, shards: u16, cache_bytes: u64) -> Result<Store, StoreError> {
@@ -430,6 +448,25 @@ impl Store {
     /// to this logged store, without publishing them.
     pub fn apply_changes(&self, changes: &[changelog::Change]) -> Result<(), StoreError> {
         Ok(self.db.apply_changes(changes)?)
+    }
+
+    /// Applies another partition's changes to this logged store as its own writes (its next
+    /// flush publishes them): a partition's mirror of the tenant-global trees
+    /// ([`GLOBAL_TREES`]) of partition 0.
+    pub fn record_changes(&self, changes: &[changelog::Change]) -> Result<(), StoreError> {
+        Ok(self.db.record_changes(changes)?)
+    }
+
+    /// Where this partition's mirror of partition 0's tenant-global trees stands (the mirror's
+    /// to interpret), written with what it mirrored; `None` before it mirrored anything.
+    pub fn mirror_mark(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get("mirror")?.map(|v| v.to_vec()))
+    }
+
+    /// Records where this partition's mirror stands, after the changes it covers.
+    pub fn set_mirror_mark(&self, mark: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert("mirror", mark)?;
+        Ok(())
     }
 
     /// The store over an opened database: its format checked, its trees opened; `flush` is

@@ -22,12 +22,21 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+mod spread;
+pub use spread::{Mirrors, ReportParts, REPORT_PARTS};
+
 /// The header naming the node that passed a request on.
 const FORWARDED_BY: &str = "waymark-forwarded-by";
+
+/// The header naming the partition a request passed on is for (with a tag only nodes that
+/// know the admin token make, [`ClusterState::partition_tag`]): the node it was passed on to
+/// answers it for that partition, never spreading it again.
+const PARTITION: &str = "waymark-partition";
 
 /// The header of a `503` answered because the node does not run the partition: the node that
 /// passed the request on asks again who does.
@@ -39,21 +48,44 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The largest body passed on (the largest any route takes: a component upload).
 const MAX_PASSED_ON: usize = 64 << 20;
 
-/// The API of the partition this node runs, when it runs one.
+/// The APIs of the partitions this node runs.
 #[derive(Clone, Default)]
-pub struct Active(Arc<RwLock<Option<Router>>>);
+pub struct Active(Arc<RwLock<BTreeMap<u16, Router>>>);
 
 impl Active {
-    /// Sets (or, with `None`, clears) what answers requests on this node.
-    pub fn set(&self, router: Option<Router>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = router;
+    /// Sets (or, with `None`, clears) what answers `partition`'s requests on this node.
+    pub fn set(&self, partition: u16, router: Option<Router>) {
+        let mut active = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        match router {
+            Some(router) => active.insert(partition, router),
+            None => active.remove(&partition),
+        };
     }
 
-    fn get(&self) -> Option<Router> {
+    /// Clears every partition's API.
+    pub fn clear(&self) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn get(&self, partition: u16) -> Option<Router> {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .get(&partition)
+            .cloned()
+    }
+
+    /// The partitions this node runs.
+    fn partitions(&self) -> Vec<u16> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
     }
 }
 
@@ -62,8 +94,13 @@ impl Active {
 pub struct ClusterState {
     directory: Directory,
     active: Active,
+    /// Where this node's partitions' mirrors of partition 0 stand ([`crate::cluster::mirror`]).
+    mirrors: Mirrors,
     node: Arc<str>,
     admin_digest: [u8; 32],
+    /// The operator's admin token, which every node of a cluster is given: what a node shows
+    /// another when it asks for something on its own behalf (a partition's mirror).
+    admin_token: Arc<str>,
     /// Connections to the other nodes, kept alive between requests.
     client: Client<HttpConnector, Body>,
     counters: FrontCounters,
@@ -84,8 +121,9 @@ impl ClusterState {
     pub fn new(
         directory: Directory,
         active: Active,
+        mirrors: Mirrors,
         node: &str,
-        admin_digest: [u8; 32],
+        admin_token: &str,
         node_counters: crate::cluster::node::NodeCounters,
     ) -> Self {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -94,12 +132,31 @@ impl ClusterState {
         ClusterState {
             directory,
             active,
+            mirrors,
             node: node.into(),
-            admin_digest,
+            admin_digest: digest(admin_token),
+            admin_token: admin_token.into(),
             client,
             counters: FrontCounters::default(),
             node_counters,
         }
+    }
+}
+
+impl ClusterState {
+    /// `partition`, tagged so that another node knows a node of this cluster named it: the
+    /// partition and a digest of it with the admin token.
+    fn partition_tag(&self, partition: u16) -> String {
+        let tag = digest(&format!("{}:{partition}", self.admin_token));
+        format!("{partition}.{}", hex::encode(&tag[..16]))
+    }
+
+    /// The partition a request passed on by another node names, if its tag is right.
+    fn named_partition(&self, headers: &HeaderMap) -> Option<u16> {
+        let value = headers.get(PARTITION)?.to_str().ok()?;
+        let partition: u16 = value.split_once('.')?.0.parse().ok()?;
+        let expected = self.partition_tag(partition);
+        same_digest(&digest(value), &digest(&expected)).then_some(partition)
     }
 }
 
@@ -119,6 +176,7 @@ fn unavailable(message: impl Into<String>) -> Response {
 }
 
 /// A request's head and body, kept so it can be passed on again.
+#[derive(Clone)]
 struct Held {
     parts: axum::http::request::Parts,
     body: bytes::Bytes,
@@ -130,44 +188,70 @@ impl Held {
     }
 }
 
-/// Answers a request on this node, or passes it on to the node running the partition. While
-/// no node runs it (a takeover or a handover under way, usually well under a second after the
-/// lease moved), the request waits, up to [`WAIT`], and is then answered `503`.
+/// Answers a request: on this node, or passed on to the node running its partition, or, in a
+/// cluster of several partitions, spread over them ([`spread::target`]).
 async fn dispatch(State(state): State<ClusterState>, request: Request) -> Response {
+    let partitions = state.directory.partitions();
+    let target = match state.named_partition(request.headers()) {
+        // Passed on by another node, for one partition: answered here for it.
+        Some(partition) => spread::Target::One(partition),
+        None => spread::target(request.method(), request.uri().path(), partitions),
+    };
+    let spread::Target::One(partition) = target else {
+        let held = match hold(request).await {
+            Ok(held) => held,
+            Err(response) => return response,
+        };
+        return spread::answer(&state, target, held).await;
+    };
     // The usual case, this node running the partition: the request goes to the API as it
     // came, its body read under the API's own limits and timeout.
-    if let Some(api) = state.active.get() {
+    if let Some(api) = state.active.get(partition) {
         return answer(api, request).await;
     }
+    match hold(request).await {
+        Ok(held) => to_partition(&state, partition, held).await,
+        Err(response) => response,
+    }
+}
+
+/// Reads a request's body, so it can be passed on (and on again).
+async fn hold(request: Request) -> Result<Held, Response> {
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_PASSED_ON));
-    let body = match read.await {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-                .into_response()
-        }
-        Err(_) => {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                "the body did not arrive in time",
-            )
-            .into_response()
-        }
-    };
-    let held = Held { parts, body };
+    match read.await {
+        Ok(Ok(body)) => Ok(Held { parts, body }),
+        Ok(Err(e)) => Err(
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+                .into_response(),
+        ),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the body did not arrive in time",
+        )
+        .into_response()),
+    }
+}
+
+/// Answers `held` on this node if it runs `partition`, or passes it on to the node that does.
+/// While no node runs it (a takeover or a handover under way, usually well under a second
+/// after the lease moved), the request waits, up to [`WAIT`], and is then answered `503`.
+async fn to_partition(state: &ClusterState, partition: u16, held: Held) -> Response {
     let passed_on = held.parts.headers.contains_key(FORWARDED_BY);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(api) = state.active.get() {
+        if let Some(api) = state.active.get(partition) {
+            if spread::is_mirrored(&held) {
+                return spread::mirrored_here(state, partition, &held).await;
+            }
             return answer(api, held.request()).await;
         }
         // A request passed on once is never passed on again: it waits for this node.
         let elsewhere = if passed_on {
             None
         } else {
-            match state.directory.owner(0).await {
+            match state.directory.owner(partition).await {
                 Ok(Some((holder, Some(url)))) if *holder.node != *state.node => {
                     Some((holder.node, url))
                 }
@@ -179,8 +263,8 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
             // request goes to the new owner (the old one, if it ever reads it, can no longer
             // make it durable).
             let answered = tokio::select! {
-                response = forward(&state, &url, held.request()) => Some(response),
-                () = moved_from(&state, &node) => None,
+                response = forward(state, partition, &url, held.request()) => Some(response),
+                () = moved_from(state, partition, &node) => None,
             };
             match answered {
                 // The node had just lost the partition: ask who runs it now.
@@ -208,11 +292,11 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
     }
 }
 
-/// Resolves once the partition's lease is no longer `node`'s.
-async fn moved_from(state: &ClusterState, node: &str) {
+/// Resolves once `partition`'s lease is no longer `node`'s.
+async fn moved_from(state: &ClusterState, partition: u16, node: &str) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match state.directory.owner(0).await {
+        match state.directory.owner(partition).await {
             Ok(Some((holder, _))) if holder.node == node => {}
             Ok(_) => return,
             Err(_) => {}
@@ -229,8 +313,11 @@ async fn answer(api: Router, request: Request) -> Response {
 }
 
 /// Passes `request` on to the node at `url` and answers what it answers.
-async fn forward(state: &ClusterState, url: &str, request: Request) -> Response {
+async fn forward(state: &ClusterState, partition: u16, url: &str, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
+    if let Ok(named) = HeaderValue::from_str(&state.partition_tag(partition)) {
+        parts.headers.insert(PARTITION, named);
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = match format!("{url}{path}").parse::<Uri>() {
         Ok(uri) => uri,
@@ -258,12 +345,7 @@ async fn status(
     let given = bearer(&headers)
         .map(digest)
         .ok_or_else(ApiError::unauthorized)?;
-    let same = given
-        .iter()
-        .zip(state.admin_digest.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0;
-    if !same {
+    if !same_digest(&given, &state.admin_digest) {
         return Err(ApiError::unauthorized());
     }
     let status = read_status(&state).await.map_err(|e| {
@@ -274,6 +356,15 @@ async fn status(
         )
     })?;
     Ok(Json(status))
+}
+
+/// Whether two digests are equal, compared in constant time.
+fn same_digest(given: &[u8; 32], expected: &[u8; 32]) -> bool {
+    given
+        .iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// The cluster as this node reads its records.
@@ -401,19 +492,21 @@ async fn metrics(State(state): State<ClusterState>) -> Response {
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    if let Some(api) = state.active.get() {
+    // One exposition: this node's families, then the hosts', each family once.
+    let mut expositions = vec![text];
+    for partition in state.active.partitions() {
+        let Some(api) = state.active.get(partition) else {
+            continue;
+        };
         let request = Request::get("/metrics").body(Body::empty());
         if let Ok(request) = request {
             let response = answer(api, request).await;
             if let Ok(body) = axum::body::to_bytes(response.into_body(), 16 << 20).await {
-                // One exposition: this node's families, then the host's, one `# EOF`.
-                if let Some(head) = text.strip_suffix("# EOF\n") {
-                    text.truncate(head.len());
-                }
-                text.push_str(&String::from_utf8_lossy(&body));
+                expositions.push(String::from_utf8_lossy(&body).into_owned());
             }
         }
     }
+    let text = spread::merge_expositions(&expositions);
     (
         [(
             header::CONTENT_TYPE,

@@ -1,0 +1,631 @@
+//! Requests over a cluster of several partitions (issue 16, `docs/SCALING.md` "Several
+//! partitions, as built"): which partition answers a request, and the requests answered by
+//! more than one.
+//!
+//! - A customer's requests go to the customer's partition ([`partition_of`]).
+//! - `POST /v1/events` is split by customer: each partition's events go to it as one batch, at
+//!   once, and the answers are put back together in the batch's order.
+//! - Tenant-global requests (tenants, keys, components and journeys, channels, templates,
+//!   policy, the inbox secret) go to partition 0, where that data is written; a write answered
+//!   there is answered to the client only once every other partition's mirror has it
+//!   ([`crate::cluster::mirror`]), so an event accepted after a journey's upload is answered
+//!   sees the journey on every partition, as on one node.
+//! - A journey's report adds up every partition's cells; the manual clock is moved on every
+//!   partition to the same time and read as the earliest of them; a breaker reset goes to
+//!   every partition.
+//! - What reads or writes across customers in ways not built yet (tasks, dead letters,
+//!   backtests, migrations, accounts, provider webhooks, unsubscribe and inbox links, the
+//!   Segment-style routes, the dashboard) is refused with `501 not_across_partitions`.
+//!
+//! With one partition every request is that partition's, as before.
+
+use super::{to_partition, ClusterState, Held};
+use crate::api::error::ApiError;
+use crate::model::Spec;
+use crate::report::cells::Cell;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
+use waymark_api::events::EventsAccepted;
+use waymark_api::reports::JourneyReport;
+
+/// The header asking a partition for its part of a journey's report ([`ReportParts`]).
+pub const REPORT_PARTS: &str = "waymark-report-parts";
+
+/// The path a node asks another's partition's mirror on: `/{partition}/{through}` follow.
+const MIRRORED: &str = "/v1/admin/cluster/mirrored/";
+
+/// How long a global write's answer waits for the other partitions' mirrors.
+const MIRROR_WAIT: Duration = Duration::from_secs(3);
+
+/// The largest answer read back from a partition.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// One partition's part of a journey's report: its own report, the spec whose milestones and
+/// experiments make the rows, and its cells.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportParts {
+    pub report: JourneyReport,
+    pub spec: Spec,
+    pub cells: Vec<Cell>,
+}
+
+/// Where the mirrors of the partitions this node runs stand, and a way to ask them to read now.
+#[derive(Clone)]
+pub struct Mirrors {
+    positions: watch::Sender<BTreeMap<u16, u64>>,
+    poke: Arc<Notify>,
+}
+
+impl Default for Mirrors {
+    fn default() -> Self {
+        Mirrors {
+            positions: watch::channel(BTreeMap::new()).0,
+            poke: Arc::default(),
+        }
+    }
+}
+
+impl Mirrors {
+    /// Records that `partition`'s mirror has read partition 0's log through `position`.
+    pub fn set(&self, partition: u16, position: u64) {
+        self.positions.send_modify(|p| {
+            p.insert(partition, position);
+        });
+    }
+
+    /// Forgets `partition`'s mirror (the partition no longer runs here).
+    pub fn remove(&self, partition: u16) {
+        self.positions.send_modify(|p| {
+            p.remove(&partition);
+        });
+    }
+
+    /// Resolves when someone waits for a mirror to read on.
+    pub async fn poked(&self) {
+        self.poke.notified().await;
+    }
+
+    /// Waits, up to `patience`, until `partition`'s mirror has read through `through`; answers
+    /// where it stands.
+    async fn wait(&self, partition: u16, through: u64, patience: Duration) -> Option<u64> {
+        let mut positions = self.positions.subscribe();
+        self.poke.notify_waiters();
+        let reached = tokio::time::timeout(
+            patience,
+            positions.wait_for(|p| p.get(&partition).is_some_and(|at| *at >= through)),
+        )
+        .await;
+        match reached {
+            Ok(Ok(p)) => p.get(&partition).copied(),
+            _ => None,
+        }
+    }
+}
+
+/// How a request is answered in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// By one partition.
+    One(u16),
+    /// A batch of events, split by customer.
+    Events,
+    /// By partition 0; a write waits for the other partitions' mirrors.
+    Global { write: bool },
+    /// The manual clock, read from every partition.
+    ClockRead,
+    /// The manual clock, moved on every partition.
+    ClockAdvance,
+    /// A journey's report, added up over every partition.
+    Report,
+    /// By every partition (the answer is partition 0's).
+    Everywhere,
+    /// Not answered across partitions yet.
+    Unsupported,
+}
+
+/// The partition of `customer` in a cluster of `partitions`: by the customer's id alone (not
+/// the tenant, which the front does not know before a partition authenticates the request).
+pub fn partition_of(customer: &str, partitions: u16) -> u16 {
+    crate::cluster::partitions::partition_of("", customer, partitions)
+}
+
+/// How the request `method path` is answered in a cluster of `partitions`.
+pub(super) fn target(method: &Method, path: &str, partitions: u16) -> Target {
+    if partitions <= 1 {
+        return Target::One(0);
+    }
+    let write = *method != Method::GET && *method != Method::HEAD;
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "events"] => Target::Events,
+        ["v1", "customers", id, ..] => match percent_encoding::percent_decode_str(id).decode_utf8()
+        {
+            Ok(id) => Target::One(partition_of(&id, partitions)),
+            Err(_) => Target::One(0),
+        },
+        ["v1", "admin", "cluster", "mirrored", partition, _] => {
+            Target::One(partition.parse().unwrap_or(0))
+        }
+        ["v1", "admin", "clock"] => Target::ClockRead,
+        ["v1", "admin", "clock", "advance"] => Target::ClockAdvance,
+        ["v1", "journeys", _, "report"] => Target::Report,
+        ["v1", "journeys", _, "breaker"] if write => Target::Everywhere,
+        ["v1", "journeys", _, "decide"] | ["v1", "journeys", _, "breaker"] => {
+            Target::Global { write: false }
+        }
+        ["v1", "admin", "tenants", ..]
+        | ["v1", "channels", ..]
+        | ["v1", "journeys"]
+        | ["v1", "journeys", _]
+        | ["v1", "journeys", _, "promote" | "rollback"]
+        | ["v1", "keys", ..]
+        | ["v1", "policy"]
+        | ["v1", "templates", ..]
+        | ["v1", "inbox", "secret"] => Target::Global { write },
+        ["healthz"] | ["openapi.json"] => Target::One(0),
+        _ => Target::Unsupported,
+    }
+}
+
+/// Answers a request that is not simply one partition's.
+pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> Response {
+    match target {
+        Target::One(partition) => to_partition(state, partition, held).await,
+        Target::Events => events(state, held).await,
+        Target::Global { write } => {
+            let response = to_partition(state, 0, held).await;
+            if write && response.status().is_success() {
+                mirrored_everywhere(state).await;
+            }
+            response
+        }
+        Target::ClockRead => match clocks(state, &held).await {
+            Ok(clocks) => match clocks.into_iter().min_by_key(|c| c.now) {
+                Some(earliest) => axum::Json(earliest).into_response(),
+                None => unsupported(&held),
+            },
+            Err(response) => response,
+        },
+        Target::ClockAdvance => advance(state, held).await,
+        Target::Report => report(state, held).await,
+        Target::Everywhere => {
+            let mut first = None;
+            for partition in 0..state.directory.partitions() {
+                let response = to_partition(state, partition, held.clone()).await;
+                if !response.status().is_success() {
+                    return response;
+                }
+                first.get_or_insert(response);
+            }
+            first.unwrap_or_else(|| unsupported(&held))
+        }
+        Target::Unsupported => unsupported(&held),
+    }
+}
+
+fn unsupported(held: &Held) -> Response {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_across_partitions",
+        format!(
+            "{} {} is not answered in a cluster of several partitions yet (docs/SCALING.md, \
+             \"Several partitions, as built\"); a cluster of one partition answers it",
+            held.parts.method,
+            held.parts.uri.path()
+        ),
+    )
+    .into_response()
+}
+
+/// `held` with another method, path and body (the client's headers kept: its authority).
+fn derived(held: &Held, method: Method, path: &str, body: bytes::Bytes) -> Held {
+    let mut parts = held.parts.clone();
+    parts.method = method;
+    parts.uri = path.parse().unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if !body.is_empty() {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Held { parts, body }
+}
+
+/// A response's status and body.
+async fn read(response: Response) -> Result<(StatusCode, bytes::Bytes), Response> {
+    let status = response.status();
+    match axum::body::to_bytes(response.into_body(), MAX_ANSWER).await {
+        Ok(body) => Ok((status, body)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "partition_answer",
+            format!("a partition's answer could not be read: {e}"),
+        )
+        .into_response()),
+    }
+}
+
+/// Rebuilds a response from its status and body (a partition's error, passed on as it came).
+fn rebuilt(status: StatusCode, body: bytes::Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// Asks every partition `method path` with `body`, at once; answers each one's decoded answer
+/// in partition order, or the first partition's failure as it came.
+async fn everywhere<T: serde::de::DeserializeOwned>(
+    state: &ClusterState,
+    held: &Held,
+    request: impl Fn(u16) -> Held,
+) -> Result<Vec<T>, Response> {
+    let answers = futures::future::join_all(
+        (0..state.directory.partitions()).map(|p| to_partition(state, p, request(p))),
+    )
+    .await;
+    let mut decoded = Vec::with_capacity(answers.len());
+    for answer in answers {
+        let (status, body) = read(answer).await?;
+        if !status.is_success() {
+            return Err(rebuilt(status, body));
+        }
+        decoded.push(serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "partition_answer",
+                format!("a partition's answer to {}: {e}", held.parts.uri.path()),
+            )
+            .into_response()
+        })?);
+    }
+    Ok(decoded)
+}
+
+/// Every partition's clock.
+async fn clocks(state: &ClusterState, held: &Held) -> Result<Vec<Clock>, Response> {
+    everywhere(state, held, |_| {
+        derived(held, Method::GET, "/v1/admin/clock", bytes::Bytes::new())
+    })
+    .await
+}
+
+/// `POST /v1/admin/clock/advance`: every partition's clock moved to the earliest one's time
+/// plus the distance asked (a partition already there is left), so a request retried after a
+/// failure halfway moves no partition twice past the others.
+async fn advance(state: &ClusterState, held: Held) -> Response {
+    let Ok(asked) = serde_json::from_slice::<AdvanceClock>(&held.body) else {
+        // Partition 0 says what is wrong with it.
+        return to_partition(state, 0, held).await;
+    };
+    let clocks = match clocks(state, &held).await {
+        Ok(clocks) => clocks,
+        Err(response) => return response,
+    };
+    let Some(earliest) = clocks.iter().map(|c| c.now).min() else {
+        return unsupported(&held);
+    };
+    let Some(to) = earliest
+        .checked_add(asked.by_ms)
+        .filter(|_| asked.by_ms >= 0)
+    else {
+        return to_partition(state, 0, held).await;
+    };
+    for (partition, clock) in (0..).zip(&clocks) {
+        if clock.now >= to && asked.by_ms > 0 {
+            continue;
+        }
+        let by = serde_json::to_vec(&AdvanceClock {
+            by_ms: to - clock.now.min(to),
+        })
+        .unwrap_or_default();
+        let moved = to_partition(
+            state,
+            partition,
+            derived(&held, Method::POST, "/v1/admin/clock/advance", by.into()),
+        )
+        .await;
+        if !moved.status().is_success() {
+            return moved;
+        }
+    }
+    axum::Json(ClockAdvanced { now: to }).into_response()
+}
+
+/// `GET /v1/journeys/{name}/report`: every partition's cells added up, against partition 0's
+/// spec of the journey.
+async fn report(state: &ClusterState, held: Held) -> Response {
+    let path = held.parts.uri.path().to_owned();
+    let parts: Vec<ReportParts> = match everywhere(state, &held, |_| {
+        let mut asked = derived(&held, Method::GET, &path, bytes::Bytes::new());
+        asked
+            .parts
+            .headers
+            .insert(REPORT_PARTS, HeaderValue::from_static("1"));
+        asked
+    })
+    .await
+    {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else {
+        return unsupported(&held);
+    };
+    let mut cells = first.cells;
+    for part in parts {
+        cells.extend(part.cells);
+    }
+    let report = crate::report::cells::report(&first.spec, &cells);
+    axum::Json(JourneyReport {
+        report: report.into(),
+        ..first.report
+    })
+    .into_response()
+}
+
+/// Just the customer of an event, to route it.
+#[derive(Deserialize)]
+struct Routed {
+    customer: String,
+}
+
+/// `POST /v1/events`: the batch checked as one node checks it (a refusal names the event as
+/// posted), then split by customer, each partition's share posted to it at once, and the
+/// answers put back in the batch's order. A share refused (a partition overloaded, or its
+/// owner changing) is answered as it came; the other shares are accepted, and the batch sent
+/// again is answered as duplicates for those.
+async fn events(state: &ClusterState, held: Held) -> Response {
+    if let Err(refused) = crate::api::events::parse_events(&held.body, 0) {
+        return refused.into_response();
+    }
+    let partitions = state.directory.partitions();
+    let values: Vec<&RawValue> = match held.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(&held.body).unwrap_or_default(),
+        _ => serde_json::from_slice(&held.body)
+            .map(|v| vec![v])
+            .unwrap_or_default(),
+    };
+    let mut shares: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, value) in values.iter().enumerate() {
+        let partition = serde_json::from_str::<Routed>(value.get())
+            .map_or(0, |r| partition_of(&r.customer, partitions));
+        shares.entry(partition).or_default().push(i);
+    }
+    if shares.len() <= 1 {
+        let partition = shares.keys().next().copied().unwrap_or(0);
+        return to_partition(state, partition, held).await;
+    }
+    let path = held.parts.uri.path().to_owned();
+    let posted = futures::future::join_all(shares.iter().map(|(partition, indexes)| {
+        let mut body = Vec::with_capacity(held.body.len() / shares.len() + 2);
+        body.push(b'[');
+        for (n, i) in indexes.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(values[*i].get().as_bytes());
+        }
+        body.push(b']');
+        to_partition(
+            state,
+            *partition,
+            derived(&held, Method::POST, &path, body.into()),
+        )
+    }))
+    .await;
+    let mut answered: Vec<Option<waymark_api::events::EventResult>> = vec![None; values.len()];
+    let (mut accepted, mut duplicates) = (0, 0);
+    let mut refusal = None;
+    for (response, indexes) in posted.into_iter().zip(shares.values()) {
+        let (status, body) = match read(response).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        if !status.is_success() {
+            refusal.get_or_insert((status, body));
+            continue;
+        }
+        let Ok(share) = serde_json::from_slice::<EventsAccepted>(&body) else {
+            refusal.get_or_insert((StatusCode::BAD_GATEWAY, body));
+            continue;
+        };
+        accepted += share.accepted;
+        duplicates += share.duplicates;
+        for (i, result) in indexes.iter().zip(share.results) {
+            answered[*i] = Some(result);
+        }
+    }
+    if let Some((status, body)) = refusal {
+        return rebuilt(status, body);
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(EventsAccepted {
+            accepted,
+            duplicates,
+            results: answered.into_iter().flatten().collect(),
+        }),
+    )
+        .into_response()
+}
+
+/// After a global write answered by partition 0: waits until every other partition's mirror
+/// has read partition 0's log through its end as it stands now (which holds the write), each
+/// asked on the node running it. A partition that does not answer in time is logged, not
+/// waited for: the write is durable, and its next owner mirrors it before it runs.
+async fn mirrored_everywhere(state: &ClusterState) {
+    let through = match state.directory.log_last(0).await {
+        Ok(last) => last,
+        Err(error) => {
+            tracing::warn!(%error, "a global write's answer could not wait for the mirrors");
+            return;
+        }
+    };
+    let asked = futures::future::join_all((1..state.directory.partitions()).map(|p| {
+        let path = format!("{MIRRORED}{p}/{through}");
+        let mut parts = axum::http::Request::get(path)
+            .body(())
+            .unwrap_or_default()
+            .into_parts()
+            .0;
+        if let Ok(token) = HeaderValue::from_str(&format!("Bearer {}", state.admin_token)) {
+            parts.headers.insert(header::AUTHORIZATION, token);
+        }
+        async move {
+            let held = Held {
+                parts,
+                body: bytes::Bytes::new(),
+            };
+            (p, to_partition(state, p, held).await.status())
+        }
+    }))
+    .await;
+    for (partition, status) in asked {
+        if !status.is_success() {
+            tracing::warn!(partition, %status, through, "a partition's mirror did not catch up in time");
+        }
+    }
+}
+
+/// `GET /v1/admin/cluster/mirrored/{partition}/{through}` on the node running `partition`
+/// (admin): waits until its mirror has read partition 0's log through `through`.
+pub(super) async fn mirrored_here(state: &ClusterState, partition: u16, held: &Held) -> Response {
+    let given = crate::api::auth::bearer(&held.parts.headers).map(crate::api::auth::digest);
+    if given.is_none_or(|d| !super::same_digest(&d, &state.admin_digest)) {
+        return ApiError::unauthorized().into_response();
+    }
+    let through = held
+        .parts
+        .uri
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    match state.mirrors.wait(partition, through, MIRROR_WAIT).await {
+        Some(at) => {
+            axum::Json(serde_json::json!({ "partition": partition, "through": at })).into_response()
+        }
+        None => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "mirror_behind",
+            format!(
+                "partition {partition}'s mirror has not read partition 0's log through {through}"
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Whether `held` asks a partition's mirror ([`mirrored_here`]).
+pub(super) fn is_mirrored(held: &Held) -> bool {
+    held.parts.uri.path().starts_with(MIRRORED)
+}
+
+/// OpenMetrics expositions of several hosts as one: each family's metadata once, its samples
+/// together, one `# EOF`.
+pub(super) fn merge_expositions(expositions: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for text in expositions {
+        let mut current = String::new();
+        for line in text.lines() {
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            if let Some(meta) = line.strip_prefix("# ") {
+                let mut words = meta.split(' ');
+                let _kind = words.next();
+                let name = words.next().unwrap_or_default().to_owned();
+                let entry = families.entry(name.clone()).or_insert_with(|| {
+                    order.push(name.clone());
+                    Default::default()
+                });
+                if !entry.0.iter().any(|l| l == line) {
+                    entry.0.push(line.to_owned());
+                }
+                current = name;
+            } else {
+                let entry = families.entry(current.clone()).or_insert_with(|| {
+                    order.push(current.clone());
+                    Default::default()
+                });
+                entry.1.push(line.to_owned());
+            }
+        }
+    }
+    let mut merged = String::new();
+    for name in order {
+        if let Some((meta, samples)) = families.remove(&name) {
+            for line in meta.iter().chain(&samples) {
+                merged.push_str(line);
+                merged.push('\n');
+            }
+        }
+    }
+    merged.push_str("# EOF\n");
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_partition_answers_everything_and_several_split_by_kind() {
+        let get = Method::GET;
+        assert_eq!(target(&get, "/v1/tasks", 1), Target::One(0));
+        assert_eq!(target(&Method::POST, "/v1/events", 4), Target::Events);
+        let customer = target(&get, "/v1/customers/c%2000042/inbox", 4);
+        assert_eq!(customer, Target::One(partition_of("c 00042", 4)));
+        assert_eq!(
+            target(&Method::PUT, "/v1/journeys/renewal", 4),
+            Target::Global { write: true }
+        );
+        assert_eq!(
+            target(&get, "/v1/journeys", 4),
+            Target::Global { write: false }
+        );
+        assert_eq!(
+            target(&get, "/v1/journeys/renewal/report", 4),
+            Target::Report
+        );
+        assert_eq!(target(&get, "/v1/admin/clock", 4), Target::ClockRead);
+        assert_eq!(
+            target(&Method::POST, "/v1/admin/clock/advance", 4),
+            Target::ClockAdvance
+        );
+        assert_eq!(target(&get, "/v1/tasks", 4), Target::Unsupported);
+        assert_eq!(
+            target(&get, "/v1/admin/cluster/mirrored/3/17", 4),
+            Target::One(3)
+        );
+    }
+
+    #[test]
+    fn expositions_merge_into_one_family_each() {
+        let a = "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"0\"} 1\n# TYPE waymark_y gauge\nwaymark_y{partition=\"0\"} 2\n# EOF\n";
+        let b = "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"1\"} 3\n# EOF\n";
+        let merged = merge_expositions(&[a.into(), b.into()]);
+        assert_eq!(
+            merged,
+            "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"0\"} 1\nwaymark_x_total{partition=\"1\"} 3\n# TYPE waymark_y gauge\nwaymark_y{partition=\"0\"} 2\n# EOF\n"
+        );
+    }
+}
