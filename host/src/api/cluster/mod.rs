@@ -195,7 +195,12 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
     let target = match state.named_partition(request.headers()) {
         // Passed on by another node, for one partition: answered here for it.
         Some(partition) => spread::Target::One(partition),
-        None => spread::target(request.method(), request.uri().path(), partitions),
+        None => spread::target(
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+            partitions,
+        ),
     };
     let spread::Target::One(partition) = target else {
         let held = match hold(request).await {

@@ -13,9 +13,11 @@
 //! - A journey's report adds up every partition's cells; the manual clock is moved on every
 //!   partition to the same time and read as the earliest of them; a breaker reset goes to
 //!   every partition.
+//! - Segment-style calls go to their customer's partition (a batch split as events are);
+//!   unsubscribe links and inbox tokens to the partition of the customer they name.
 //! - What reads or writes across customers in ways not built yet (tasks, dead letters,
-//!   backtests, migrations, accounts, provider webhooks, unsubscribe and inbox links, the
-//!   Segment-style routes, the dashboard) is refused with `501 not_across_partitions`.
+//!   suppressions, backtests, migrations, accounts and `group`, identity merges of ids in two
+//!   partitions, provider webhooks, the dashboard) is refused with `501 not_across_partitions`.
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -117,6 +119,8 @@ pub(super) enum Target {
     One(u16),
     /// A batch of events, split by customer.
     Events,
+    /// A Segment-style call or batch: by its customers' partitions.
+    Segment,
     /// By partition 0; a write waits for the other partitions' mirrors.
     Global { write: bool },
     /// The manual clock, read from every partition.
@@ -137,15 +141,32 @@ pub fn partition_of(customer: &str, partitions: u16) -> u16 {
     crate::cluster::partitions::partition_of("", customer, partitions)
 }
 
-/// How the request `method path` is answered in a cluster of `partitions`.
-pub(super) fn target(method: &Method, path: &str, partitions: u16) -> Target {
+/// How the request `method path` (with `headers`) is answered in a cluster of `partitions`.
+pub(super) fn target(
+    method: &Method,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    partitions: u16,
+) -> Target {
     if partitions <= 1 {
         return Target::One(0);
     }
     let write = *method != Method::GET && *method != Method::HEAD;
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let of = |customer: Option<String>| {
+        Target::One(customer.map_or(0, |c| partition_of(&c, partitions)))
+    };
     match parts.as_slice() {
         ["v1", "events"] => Target::Events,
+        ["v1", "track" | "identify" | "page" | "screen" | "alias" | "batch"] => Target::Segment,
+        // The customer an unsubscribe link or an inbox token names (a forged one is refused
+        // by the partition it names, as by one node).
+        ["u", token] => of(crate::signed::read_unsubscribe_token(token)
+            .ok()
+            .map(|c| c.customer)),
+        ["v1", "inbox"] | ["v1", "inbox", _, _] => of(crate::api::auth::bearer(headers)
+            .and_then(|t| crate::signed::read_inbox_token(t).ok())
+            .map(|c| c.customer)),
         ["v1", "customers", id, ..] => match percent_encoding::percent_decode_str(id).decode_utf8()
         {
             Ok(id) => Target::One(partition_of(&id, partitions)),
@@ -180,6 +201,7 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
     match target {
         Target::One(partition) => to_partition(state, partition, held).await,
         Target::Events => events(state, held).await,
+        Target::Segment => segment(state, held).await,
         Target::Global { write } => {
             let response = to_partition(state, 0, held).await;
             if write && response.status().is_success() {
@@ -231,6 +253,7 @@ fn derived(held: &Held, method: Method, path: &str, body: bytes::Bytes) -> Held 
     parts.method = method;
     parts.uri = path.parse().unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
     if !body.is_empty() {
         parts.headers.insert(
             header::CONTENT_TYPE,
@@ -391,10 +414,14 @@ struct Routed {
 /// owner changing) is answered as it came; the other shares are accepted, and the batch sent
 /// again is answered as duplicates for those.
 async fn events(state: &ClusterState, held: Held) -> Response {
-    if let Err(refused) = crate::api::events::parse_events(&held.body, 0) {
+    let parsed = match crate::api::events::parse_events(&held.body, 0) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused.into_response(),
+    };
+    let partitions = state.directory.partitions();
+    if let Err(refused) = within_partitions(&parsed, partitions) {
         return refused.into_response();
     }
-    let partitions = state.directory.partitions();
     let values: Vec<&RawValue> = match held.body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => serde_json::from_slice(&held.body).unwrap_or_default(),
         _ => serde_json::from_slice(&held.body)
@@ -463,6 +490,109 @@ async fn events(state: &ClusterState, held: Held) -> Response {
         }),
     )
         .into_response()
+}
+
+/// Refuses events that would reach across partitions, which is not built yet: an identity
+/// merge of ids in two partitions, and any account change (an account's members may be in
+/// every partition).
+fn within_partitions(events: &[crate::model::Event], partitions: u16) -> Result<(), ApiError> {
+    let refuse =
+        |why: String| ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_across_partitions", why);
+    for event in events {
+        if let Some(from) = crate::engine::identity::merge_source(event) {
+            if partition_of(from, partitions) != partition_of(&event.customer, partitions) {
+                return Err(refuse(format!(
+                    "event {:?} merges {from:?} into {:?}, which are in two partitions: an \
+                     identity merge across partitions is not built yet (docs/SCALING.md)",
+                    event.id, event.customer
+                )));
+            }
+        }
+        if matches!(crate::engine::accounts::group_change(event), Ok(Some(_))) {
+            return Err(refuse(format!(
+                "event {:?} sets the customer's account: accounts are not built in a cluster \
+                 of several partitions yet (docs/SCALING.md)",
+                event.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A Segment-style call or batch (`/v1/track`, `/identify`, `/page`, `/screen`, `/alias`,
+/// `/batch`): read as the route reads it (a refusal the same as one node's), then passed to
+/// its customer's partition as it came; a batch of several partitions' customers is split,
+/// each share posted inflated with the batch's shared fields, and the counts added up.
+async fn segment(state: &ClusterState, held: Held) -> Response {
+    let route = held.parts.uri.path().rsplit('/').next().unwrap_or_default();
+    let routed =
+        crate::api::segment::read_for_routing(route, &held.parts.headers, held.body.clone());
+    let (parsed, inflated) = match routed {
+        Some(Ok(read)) => read,
+        Some(Err(refused)) => return refused.into_response(),
+        None => return unsupported(&held),
+    };
+    let partitions = state.directory.partitions();
+    if let Err(refused) = within_partitions(&parsed, partitions) {
+        return refused.into_response();
+    }
+    let mut shares: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, event) in parsed.iter().enumerate() {
+        shares
+            .entry(partition_of(&event.customer, partitions))
+            .or_default()
+            .push(i);
+    }
+    if shares.len() <= 1 {
+        let partition = shares.keys().next().copied().unwrap_or(0);
+        return to_partition(state, partition, held).await;
+    }
+    let Ok(serde_json::Value::Object(mut shared)) = serde_json::from_slice(&inflated) else {
+        return to_partition(state, 0, held).await;
+    };
+    let Some(serde_json::Value::Array(messages)) = shared.remove("batch") else {
+        return to_partition(state, 0, held).await;
+    };
+    let path = held.parts.uri.path().to_owned();
+    let posted = futures::future::join_all(shares.iter().map(|(partition, indexes)| {
+        let mut share = shared.clone();
+        share.insert(
+            "batch".into(),
+            indexes.iter().map(|i| messages[*i].clone()).collect(),
+        );
+        let body = serde_json::to_vec(&share).unwrap_or_default();
+        to_partition(
+            state,
+            *partition,
+            derived(&held, Method::POST, &path, body.into()),
+        )
+    }))
+    .await;
+    let (mut accepted, mut duplicates, mut refusal) = (0, 0, None);
+    for response in posted {
+        let (status, body) = match read(response).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        match serde_json::from_slice::<waymark_api::segment::SegmentAccepted>(&body) {
+            Ok(share) if status.is_success() => {
+                accepted += share.accepted;
+                duplicates += share.duplicates;
+            }
+            _ => {
+                refusal.get_or_insert((status, body));
+            }
+        }
+    }
+    if let Some((status, body)) = refusal {
+        return rebuilt(status, body);
+    }
+    axum::Json(waymark_api::segment::SegmentAccepted {
+        success: true,
+        accepted,
+        duplicates,
+    })
+    .into_response()
 }
 
 /// After a global write answered by partition 0: waits until every other partition's mirror
@@ -590,31 +720,67 @@ mod tests {
     #[test]
     fn one_partition_answers_everything_and_several_split_by_kind() {
         let get = Method::GET;
-        assert_eq!(target(&get, "/v1/tasks", 1), Target::One(0));
-        assert_eq!(target(&Method::POST, "/v1/events", 4), Target::Events);
-        let customer = target(&get, "/v1/customers/c%2000042/inbox", 4);
+        let h = axum::http::HeaderMap::new();
+        assert_eq!(target(&get, "/v1/tasks", &h, 1), Target::One(0));
+        assert_eq!(target(&Method::POST, "/v1/events", &h, 4), Target::Events);
+        let customer = target(&get, "/v1/customers/c%2000042/inbox", &h, 4);
         assert_eq!(customer, Target::One(partition_of("c 00042", 4)));
         assert_eq!(
-            target(&Method::PUT, "/v1/journeys/renewal", 4),
+            target(&Method::PUT, "/v1/journeys/renewal", &h, 4),
             Target::Global { write: true }
         );
         assert_eq!(
-            target(&get, "/v1/journeys", 4),
+            target(&get, "/v1/journeys", &h, 4),
             Target::Global { write: false }
         );
         assert_eq!(
-            target(&get, "/v1/journeys/renewal/report", 4),
+            target(&get, "/v1/journeys/renewal/report", &h, 4),
             Target::Report
         );
-        assert_eq!(target(&get, "/v1/admin/clock", 4), Target::ClockRead);
+        assert_eq!(target(&get, "/v1/admin/clock", &h, 4), Target::ClockRead);
         assert_eq!(
-            target(&Method::POST, "/v1/admin/clock/advance", 4),
+            target(&Method::POST, "/v1/admin/clock/advance", &h, 4),
             Target::ClockAdvance
         );
-        assert_eq!(target(&get, "/v1/tasks", 4), Target::Unsupported);
+        assert_eq!(target(&get, "/v1/tasks", &h, 4), Target::Unsupported);
         assert_eq!(
-            target(&get, "/v1/admin/cluster/mirrored/3/17", 4),
+            target(&get, "/v1/admin/cluster/mirrored/3/17", &h, 4),
             Target::One(3)
+        );
+        assert_eq!(target(&Method::POST, "/v1/batch", &h, 4), Target::Segment);
+        assert_eq!(
+            target(&Method::POST, "/v1/group", &h, 4),
+            Target::Unsupported
+        );
+        // An unsubscribe link and an inbox token: their customer's partition.
+        let claims = crate::signed::UnsubscribeClaims {
+            tenant: "t".into(),
+            customer: "c00042".into(),
+            scope: crate::signed::Scope::Channel("email".into()),
+            message: "m".into(),
+        };
+        let token = crate::signed::mint_unsubscribe_token("secret", &claims);
+        let link = format!("/u/{token}");
+        assert_eq!(
+            target(&get, &link, &h, 4),
+            Target::One(partition_of("c00042", 4))
+        );
+        let inbox = crate::signed::mint_inbox_token(
+            "secret",
+            &crate::signed::InboxClaims {
+                tenant: "t".into(),
+                customer: "c00043".into(),
+                expires_at: i64::MAX,
+            },
+        );
+        let mut bearer = axum::http::HeaderMap::new();
+        bearer.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {inbox}")).unwrap(),
+        );
+        assert_eq!(
+            target(&get, "/v1/inbox", &bearer, 4),
+            Target::One(partition_of("c00043", 4))
         );
     }
 

@@ -45,7 +45,7 @@ pub(super) enum Kind {
 
 impl Kind {
     /// The kind a message's `type` names.
-    fn named(name: &str) -> Option<Kind> {
+    pub(super) fn named(name: &str) -> Option<Kind> {
         Some(match name {
             "track" => Kind::Track,
             "identify" => Kind::Identify,

@@ -116,6 +116,32 @@ async fn batch(
     accept(s, i, h, b, Route::Batch).await
 }
 
+/// Cluster mode (issue 16): the events a Segment route's body carries (`route` the path's last
+/// segment), read as the route reads them, and whether it is a batch; `None` for a path that
+/// is not a Segment route. A node reads them to route the body to its customers' partitions.
+pub(crate) fn read_for_routing(
+    route: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<ApiResult<(Vec<crate::model::Event>, Bytes)>> {
+    let route = match route {
+        "batch" => Route::Batch,
+        name => Route::Single(Kind::named(name)?),
+    };
+    let limit = match route {
+        Route::Single(_) => SEGMENT_MAX_MESSAGE_BYTES,
+        Route::Batch => SEGMENT_MAX_BATCH_BYTES,
+    };
+    Some((|| {
+        let body = inflate::decoded(headers, body, limit)?;
+        let events = match route {
+            Route::Single(kind) => vec![message::single(kind, &body, 0)?],
+            Route::Batch => message::batch(&body, 0)?,
+        };
+        Ok((events, body))
+    })())
+}
+
 /// Inflates, reads and ingests a Segment body (see the module's documentation).
 async fn accept(
     State(state): State<AppState>,
