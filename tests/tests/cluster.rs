@@ -811,8 +811,44 @@ async fn a_month_on_four_partitions_over_three_nodes_reports_what_one_node_repor
             node.url()
         );
     }
+    // Tenant-wide listings gathered from every partition: the same tasks (the guided
+    // onboarding's handoffs) and dead letters (its CRM and Slack sends, which the sink's
+    // channels refuse) as one node's, whichever node is asked.
+    for (path, field) in [
+        ("/v1/tasks?limit=1000", "tasks"),
+        ("/v1/dead-letters?limit=1000", "dead_letters"),
+    ] {
+        let listed = |server: &Server, key: &str| {
+            let api = server.api();
+            let (path, key) = (path.to_owned(), key.to_owned());
+            async move {
+                let (code, body) = api
+                    .request(Method::GET, &path, Some(&key), Body::Empty)
+                    .await;
+                assert_eq!(code, StatusCode::OK, "{path}: {body}");
+                let mut ids: Vec<String> = body[field]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|e| e["id"].as_str().expect("an id").to_owned())
+                    .collect();
+                ids.sort();
+                ids
+            }
+        };
+        let expected = listed(&single.server, &single.tenant.api_key).await;
+        assert!(!expected.is_empty(), "{path}: nothing to compare");
+        for node in &cluster.nodes {
+            assert_eq!(
+                listed(node, &cluster.tenant.api_key).await,
+                expected,
+                "{path} through {}",
+                node.url()
+            );
+        }
+    }
     // What is not built across partitions yet says so.
-    let (code, body) = admin_get(&cluster.nodes[1], "/v1/dead-letters").await;
+    let (code, body) = admin_get(&cluster.nodes[1], "/v1/journeys/renewal/backtests").await;
     assert_eq!(code, StatusCode::NOT_IMPLEMENTED, "{body}");
     assert_eq!(body["error"]["code"], "not_across_partitions", "{body}");
     eprintln!(

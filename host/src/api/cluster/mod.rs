@@ -27,8 +27,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+mod gather;
+mod mirrors;
 mod spread;
-pub use spread::{Mirrors, ReportParts, REPORT_PARTS};
+pub use gather::{ReportParts, REPORT_PARTS};
+pub use mirrors::Mirrors;
 
 /// The header naming the node that passed a request on.
 const FORWARDED_BY: &str = "waymark-forwarded-by";
@@ -247,8 +250,8 @@ async fn to_partition(state: &ClusterState, partition: u16, held: Held) -> Respo
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(api) = state.active.get(partition) {
-            if spread::is_mirrored(&held) {
-                return spread::mirrored_here(state, partition, &held).await;
+            if mirrors::is_mirrored(&held) {
+                return mirrors::mirrored_here(state, partition, &held).await;
             }
             return answer(api, held.request()).await;
         }
@@ -364,7 +367,7 @@ async fn status(
 }
 
 /// Whether two digests are equal, compared in constant time.
-fn same_digest(given: &[u8; 32], expected: &[u8; 32]) -> bool {
+pub(super) fn same_digest(given: &[u8; 32], expected: &[u8; 32]) -> bool {
     given
         .iter()
         .zip(expected.iter())
@@ -511,7 +514,7 @@ async fn metrics(State(state): State<ClusterState>) -> Response {
             }
         }
     }
-    let text = spread::merge_expositions(&expositions);
+    let text = gather::merge_expositions(&expositions);
     (
         [(
             header::CONTENT_TYPE,

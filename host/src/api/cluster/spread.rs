@@ -15,102 +15,27 @@
 //!   every partition.
 //! - Segment-style calls go to their customer's partition (a batch split as events are);
 //!   unsubscribe links and inbox tokens to the partition of the customer they name.
-//! - What reads or writes across customers in ways not built yet (tasks, dead letters,
-//!   suppressions, backtests, migrations, accounts and `group`, identity merges of ids in two
-//!   partitions, provider webhooks, the dashboard) is refused with `501 not_across_partitions`.
+//! - Tenant-wide listings (tasks, dead letters, suppressions) are gathered from every partition,
+//!   a task by id found where it is, dead letters requeued and webhooks taken on every
+//!   partition ([`super::gather`]).
+//! - What reads or writes across customers in ways not built yet (backtests, migrations,
+//!   accounts and `group`, identity merges of ids in two partitions, the dashboard) is refused
+//!   with `501 not_across_partitions`.
 //!
 //! With one partition every request is that partition's, as before.
 
-use super::{to_partition, ClusterState, Held};
+use super::{gather, mirrors, to_partition, ClusterState, Held};
 use crate::api::error::ApiError;
-use crate::model::Spec;
-use crate::report::cells::Cell;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{watch, Notify};
-use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
 use waymark_api::events::EventsAccepted;
-use waymark_api::reports::JourneyReport;
-
-/// The header asking a partition for its part of a journey's report ([`ReportParts`]).
-pub const REPORT_PARTS: &str = "waymark-report-parts";
-
-/// The path a node asks another's partition's mirror on: `/{partition}/{through}` follow.
-const MIRRORED: &str = "/v1/admin/cluster/mirrored/";
-
-/// How long a global write's answer waits for the other partitions' mirrors.
-const MIRROR_WAIT: Duration = Duration::from_secs(3);
 
 /// The largest answer read back from a partition.
 const MAX_ANSWER: usize = 64 << 20;
-
-/// One partition's part of a journey's report: its own report, the spec whose milestones and
-/// experiments make the rows, and its cells.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReportParts {
-    pub report: JourneyReport,
-    pub spec: Spec,
-    pub cells: Vec<Cell>,
-}
-
-/// Where the mirrors of the partitions this node runs stand, and a way to ask them to read now.
-#[derive(Clone)]
-pub struct Mirrors {
-    positions: watch::Sender<BTreeMap<u16, u64>>,
-    poke: Arc<Notify>,
-}
-
-impl Default for Mirrors {
-    fn default() -> Self {
-        Mirrors {
-            positions: watch::channel(BTreeMap::new()).0,
-            poke: Arc::default(),
-        }
-    }
-}
-
-impl Mirrors {
-    /// Records that `partition`'s mirror has read partition 0's log through `position`.
-    pub fn set(&self, partition: u16, position: u64) {
-        self.positions.send_modify(|p| {
-            p.insert(partition, position);
-        });
-    }
-
-    /// Forgets `partition`'s mirror (the partition no longer runs here).
-    pub fn remove(&self, partition: u16) {
-        self.positions.send_modify(|p| {
-            p.remove(&partition);
-        });
-    }
-
-    /// Resolves when someone waits for a mirror to read on.
-    pub async fn poked(&self) {
-        self.poke.notified().await;
-    }
-
-    /// Waits, up to `patience`, until `partition`'s mirror has read through `through`; answers
-    /// where it stands.
-    async fn wait(&self, partition: u16, through: u64, patience: Duration) -> Option<u64> {
-        let mut positions = self.positions.subscribe();
-        self.poke.notify_waiters();
-        let reached = tokio::time::timeout(
-            patience,
-            positions.wait_for(|p| p.get(&partition).is_some_and(|at| *at >= through)),
-        )
-        .await;
-        match reached {
-            Ok(Ok(p)) => p.get(&partition).copied(),
-            _ => None,
-        }
-    }
-}
 
 /// How a request is answered in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +56,16 @@ pub(super) enum Target {
     Report,
     /// By every partition (the answer is partition 0's).
     Everywhere,
+    /// A tenant-wide listing, gathered from every partition.
+    Listing(gather::Listing),
+    /// One record whose partition is not in the request (a task by id): each partition asked.
+    Find,
+    /// Every partition, the answer a success if any is.
+    AnyOf,
+    /// Dead letters requeued on every partition.
+    Requeue,
+    /// A provider's webhook, taken by every partition.
+    Hook,
     /// Not answered across partitions yet.
     Unsupported,
 }
@@ -191,6 +126,13 @@ pub(super) fn target(
         | ["v1", "policy"]
         | ["v1", "templates", ..]
         | ["v1", "inbox", "secret"] => Target::Global { write },
+        ["v1", "tasks"] if !write => Target::Listing(gather::Listing::Tasks),
+        ["v1", "tasks", _] | ["v1", "tasks", _, "claim" | "resolve"] => Target::Find,
+        ["v1", "dead-letters"] if !write => Target::Listing(gather::Listing::DeadLetters),
+        ["v1", "dead-letters", "retry"] => Target::Requeue,
+        ["v1", "suppressions"] if !write => Target::Listing(gather::Listing::Suppressions),
+        ["v1", "suppressions", _, _] => Target::AnyOf,
+        ["v1", "hooks", _, _] => Target::Hook,
         ["healthz"] | ["openapi.json"] => Target::One(0),
         _ => Target::Unsupported,
     }
@@ -205,19 +147,19 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
         Target::Global { write } => {
             let response = to_partition(state, 0, held).await;
             if write && response.status().is_success() {
-                mirrored_everywhere(state).await;
+                mirrors::mirrored_everywhere(state).await;
             }
             response
         }
-        Target::ClockRead => match clocks(state, &held).await {
+        Target::ClockRead => match gather::clocks(state, &held).await {
             Ok(clocks) => match clocks.into_iter().min_by_key(|c| c.now) {
                 Some(earliest) => axum::Json(earliest).into_response(),
                 None => unsupported(&held),
             },
             Err(response) => response,
         },
-        Target::ClockAdvance => advance(state, held).await,
-        Target::Report => report(state, held).await,
+        Target::ClockAdvance => gather::advance(state, held).await,
+        Target::Report => gather::report(state, held).await,
         Target::Everywhere => {
             let mut first = None;
             for partition in 0..state.directory.partitions() {
@@ -229,11 +171,16 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
             }
             first.unwrap_or_else(|| unsupported(&held))
         }
+        Target::Listing(kind) => gather::listing(state, held, kind).await,
+        Target::Find => gather::find(state, held).await,
+        Target::AnyOf => gather::any_of(state, held).await,
+        Target::Requeue => gather::requeue(state, held).await,
+        Target::Hook => gather::hook(state, held).await,
         Target::Unsupported => unsupported(&held),
     }
 }
 
-fn unsupported(held: &Held) -> Response {
+pub(super) fn unsupported(held: &Held) -> Response {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,
         "not_across_partitions",
@@ -248,7 +195,7 @@ fn unsupported(held: &Held) -> Response {
 }
 
 /// `held` with another method, path and body (the client's headers kept: its authority).
-fn derived(held: &Held, method: Method, path: &str, body: bytes::Bytes) -> Held {
+pub(super) fn derived(held: &Held, method: Method, path: &str, body: bytes::Bytes) -> Held {
     let mut parts = held.parts.clone();
     parts.method = method;
     parts.uri = path.parse().unwrap_or_default();
@@ -264,7 +211,7 @@ fn derived(held: &Held, method: Method, path: &str, body: bytes::Bytes) -> Held 
 }
 
 /// A response's status and body.
-async fn read(response: Response) -> Result<(StatusCode, bytes::Bytes), Response> {
+pub(super) async fn read(response: Response) -> Result<(StatusCode, bytes::Bytes), Response> {
     let status = response.status();
     match axum::body::to_bytes(response.into_body(), MAX_ANSWER).await {
         Ok(body) => Ok((status, body)),
@@ -278,7 +225,7 @@ async fn read(response: Response) -> Result<(StatusCode, bytes::Bytes), Response
 }
 
 /// Rebuilds a response from its status and body (a partition's error, passed on as it came).
-fn rebuilt(status: StatusCode, body: bytes::Bytes) -> Response {
+pub(super) fn rebuilt(status: StatusCode, body: bytes::Bytes) -> Response {
     (
         status,
         [(
@@ -292,7 +239,7 @@ fn rebuilt(status: StatusCode, body: bytes::Bytes) -> Response {
 
 /// Asks every partition `method path` with `body`, at once; answers each one's decoded answer
 /// in partition order, or the first partition's failure as it came.
-async fn everywhere<T: serde::de::DeserializeOwned>(
+pub(super) async fn everywhere<T: serde::de::DeserializeOwned>(
     state: &ClusterState,
     held: &Held,
     request: impl Fn(u16) -> Held,
@@ -317,89 +264,6 @@ async fn everywhere<T: serde::de::DeserializeOwned>(
         })?);
     }
     Ok(decoded)
-}
-
-/// Every partition's clock.
-async fn clocks(state: &ClusterState, held: &Held) -> Result<Vec<Clock>, Response> {
-    everywhere(state, held, |_| {
-        derived(held, Method::GET, "/v1/admin/clock", bytes::Bytes::new())
-    })
-    .await
-}
-
-/// `POST /v1/admin/clock/advance`: every partition's clock moved to the earliest one's time
-/// plus the distance asked (a partition already there is left), so a request retried after a
-/// failure halfway moves no partition twice past the others.
-async fn advance(state: &ClusterState, held: Held) -> Response {
-    let Ok(asked) = serde_json::from_slice::<AdvanceClock>(&held.body) else {
-        // Partition 0 says what is wrong with it.
-        return to_partition(state, 0, held).await;
-    };
-    let clocks = match clocks(state, &held).await {
-        Ok(clocks) => clocks,
-        Err(response) => return response,
-    };
-    let Some(earliest) = clocks.iter().map(|c| c.now).min() else {
-        return unsupported(&held);
-    };
-    let Some(to) = earliest
-        .checked_add(asked.by_ms)
-        .filter(|_| asked.by_ms >= 0)
-    else {
-        return to_partition(state, 0, held).await;
-    };
-    for (partition, clock) in (0..).zip(&clocks) {
-        if clock.now >= to && asked.by_ms > 0 {
-            continue;
-        }
-        let by = serde_json::to_vec(&AdvanceClock {
-            by_ms: to - clock.now.min(to),
-        })
-        .unwrap_or_default();
-        let moved = to_partition(
-            state,
-            partition,
-            derived(&held, Method::POST, "/v1/admin/clock/advance", by.into()),
-        )
-        .await;
-        if !moved.status().is_success() {
-            return moved;
-        }
-    }
-    axum::Json(ClockAdvanced { now: to }).into_response()
-}
-
-/// `GET /v1/journeys/{name}/report`: every partition's cells added up, against partition 0's
-/// spec of the journey.
-async fn report(state: &ClusterState, held: Held) -> Response {
-    let path = held.parts.uri.path().to_owned();
-    let parts: Vec<ReportParts> = match everywhere(state, &held, |_| {
-        let mut asked = derived(&held, Method::GET, &path, bytes::Bytes::new());
-        asked
-            .parts
-            .headers
-            .insert(REPORT_PARTS, HeaderValue::from_static("1"));
-        asked
-    })
-    .await
-    {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
-    let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else {
-        return unsupported(&held);
-    };
-    let mut cells = first.cells;
-    for part in parts {
-        cells.extend(part.cells);
-    }
-    let report = crate::report::cells::report(&first.spec, &cells);
-    axum::Json(JourneyReport {
-        report: report.into(),
-        ..first.report
-    })
-    .into_response()
 }
 
 /// Just the customer of an event, to route it.
@@ -595,124 +459,6 @@ async fn segment(state: &ClusterState, held: Held) -> Response {
     .into_response()
 }
 
-/// After a global write answered by partition 0: waits until every other partition's mirror
-/// has read partition 0's log through its end as it stands now (which holds the write), each
-/// asked on the node running it. A partition that does not answer in time is logged, not
-/// waited for: the write is durable, and its next owner mirrors it before it runs.
-async fn mirrored_everywhere(state: &ClusterState) {
-    let through = match state.directory.log_last(0).await {
-        Ok(last) => last,
-        Err(error) => {
-            tracing::warn!(%error, "a global write's answer could not wait for the mirrors");
-            return;
-        }
-    };
-    let asked = futures::future::join_all((1..state.directory.partitions()).map(|p| {
-        let path = format!("{MIRRORED}{p}/{through}");
-        let mut parts = axum::http::Request::get(path)
-            .body(())
-            .unwrap_or_default()
-            .into_parts()
-            .0;
-        if let Ok(token) = HeaderValue::from_str(&format!("Bearer {}", state.admin_token)) {
-            parts.headers.insert(header::AUTHORIZATION, token);
-        }
-        async move {
-            let held = Held {
-                parts,
-                body: bytes::Bytes::new(),
-            };
-            (p, to_partition(state, p, held).await.status())
-        }
-    }))
-    .await;
-    for (partition, status) in asked {
-        if !status.is_success() {
-            tracing::warn!(partition, %status, through, "a partition's mirror did not catch up in time");
-        }
-    }
-}
-
-/// `GET /v1/admin/cluster/mirrored/{partition}/{through}` on the node running `partition`
-/// (admin): waits until its mirror has read partition 0's log through `through`.
-pub(super) async fn mirrored_here(state: &ClusterState, partition: u16, held: &Held) -> Response {
-    let given = crate::api::auth::bearer(&held.parts.headers).map(crate::api::auth::digest);
-    if given.is_none_or(|d| !super::same_digest(&d, &state.admin_digest)) {
-        return ApiError::unauthorized().into_response();
-    }
-    let through = held
-        .parts
-        .uri
-        .path()
-        .rsplit('/')
-        .next()
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(u64::MAX);
-    match state.mirrors.wait(partition, through, MIRROR_WAIT).await {
-        Some(at) => {
-            axum::Json(serde_json::json!({ "partition": partition, "through": at })).into_response()
-        }
-        None => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "mirror_behind",
-            format!(
-                "partition {partition}'s mirror has not read partition 0's log through {through}"
-            ),
-        )
-        .into_response(),
-    }
-}
-
-/// Whether `held` asks a partition's mirror ([`mirrored_here`]).
-pub(super) fn is_mirrored(held: &Held) -> bool {
-    held.parts.uri.path().starts_with(MIRRORED)
-}
-
-/// OpenMetrics expositions of several hosts as one: each family's metadata once, its samples
-/// together, one `# EOF`.
-pub(super) fn merge_expositions(expositions: &[String]) -> String {
-    let mut order: Vec<String> = Vec::new();
-    let mut families: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for text in expositions {
-        let mut current = String::new();
-        for line in text.lines() {
-            if line == "# EOF" || line.is_empty() {
-                continue;
-            }
-            if let Some(meta) = line.strip_prefix("# ") {
-                let mut words = meta.split(' ');
-                let _kind = words.next();
-                let name = words.next().unwrap_or_default().to_owned();
-                let entry = families.entry(name.clone()).or_insert_with(|| {
-                    order.push(name.clone());
-                    Default::default()
-                });
-                if !entry.0.iter().any(|l| l == line) {
-                    entry.0.push(line.to_owned());
-                }
-                current = name;
-            } else {
-                let entry = families.entry(current.clone()).or_insert_with(|| {
-                    order.push(current.clone());
-                    Default::default()
-                });
-                entry.1.push(line.to_owned());
-            }
-        }
-    }
-    let mut merged = String::new();
-    for name in order {
-        if let Some((meta, samples)) = families.remove(&name) {
-            for line in meta.iter().chain(&samples) {
-                merged.push_str(line);
-                merged.push('\n');
-            }
-        }
-    }
-    merged.push_str("# EOF\n");
-    merged
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,7 +488,14 @@ mod tests {
             target(&Method::POST, "/v1/admin/clock/advance", &h, 4),
             Target::ClockAdvance
         );
-        assert_eq!(target(&get, "/v1/tasks", &h, 4), Target::Unsupported);
+        assert_eq!(
+            target(&get, "/v1/tasks", &h, 4),
+            Target::Listing(gather::Listing::Tasks)
+        );
+        assert_eq!(
+            target(&get, "/v1/journeys/renewal/backtests", &h, 4),
+            Target::Unsupported
+        );
         assert_eq!(
             target(&get, "/v1/admin/cluster/mirrored/3/17", &h, 4),
             Target::One(3)
@@ -781,17 +534,6 @@ mod tests {
         assert_eq!(
             target(&get, "/v1/inbox", &bearer, 4),
             Target::One(partition_of("c00043", 4))
-        );
-    }
-
-    #[test]
-    fn expositions_merge_into_one_family_each() {
-        let a = "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"0\"} 1\n# TYPE waymark_y gauge\nwaymark_y{partition=\"0\"} 2\n# EOF\n";
-        let b = "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"1\"} 3\n# EOF\n";
-        let merged = merge_expositions(&[a.into(), b.into()]);
-        assert_eq!(
-            merged,
-            "# HELP waymark_x X.\n# TYPE waymark_x counter\nwaymark_x_total{partition=\"0\"} 1\nwaymark_x_total{partition=\"1\"} 3\n# TYPE waymark_y gauge\nwaymark_y{partition=\"0\"} 2\n# EOF\n"
         );
     }
 }
