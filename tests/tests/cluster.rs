@@ -856,3 +856,84 @@ async fn a_month_on_four_partitions_over_three_nodes_reports_what_one_node_repor
         began.elapsed()
     );
 }
+
+/// Several partitions: a migration (`POST /v1/journeys/{name}/migrate` through one node)
+/// starts on every partition under one id and moves every customer's enrollment wherever its
+/// partition runs; its status, read through another node, adds the partitions' parts up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_moves_enrollments_on_every_partition_under_one_id() {
+    use waymark_api::journeys::Migrate;
+    let nats = NatsCluster::start(3);
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in IDS {
+        nodes.push(node_of(&nats, id, token, 4).await);
+    }
+    spread_over(&nodes[0], 3, None).await;
+    let sink = Sink::start();
+    let (tenant, _) = tenant_with_journey(
+        &nodes[1],
+        "acme",
+        Some((&sink, &[WEBHOOK])),
+        ONBOARDING,
+        artifacts().component(ONBOARDING_CRATE),
+    )
+    .await;
+    let customers: Vec<String> = (0..12).map(|i| format!("m{i:02}")).collect();
+    let mut events = Vec::new();
+    for who in &customers {
+        events.push(identify(&format!("{who}-id"), who, json!({"plan": "pro"})));
+        events.push(event(&format!("{who}-signup"), who, "signed_up"));
+    }
+    let answer = nodes[0].as_tenant(&tenant).post_events(&events).await;
+    assert_eq!(answer.accepted, 24, "{answer:?}");
+    for who in &customers {
+        nodes[2]
+            .as_tenant(&tenant)
+            .wait_for_enrollment(who, ONBOARDING, "nudge pending", |e| {
+                e.version == 1 && e.timers.iter().any(|t| t.name == "nudge")
+            })
+            .await;
+    }
+    let client = nodes[1].as_tenant(&tenant).tenant_client().clone();
+    let v2 = client
+        .upload_journey_draft(ONBOARDING, artifacts().component(MIGRATING_CRATE))
+        .await
+        .expect("v2 uploaded");
+    assert_eq!(v2.version, 2);
+    let started = nodes[2]
+        .as_tenant(&tenant)
+        .tenant_client()
+        .migrate_journey(
+            ONBOARDING,
+            &Migrate {
+                from: 1,
+                to: 2,
+                customers: None,
+            },
+        )
+        .await
+        .expect("migration started");
+    assert_eq!(started.queued, 12, "{started:?}");
+    let reader = nodes[0].as_tenant(&tenant).tenant_client().clone();
+    let done = wait_for_some("the migration to finish", || {
+        let reader = reader.clone();
+        let id = started.id.clone();
+        async move {
+            let status = reader.migration(ONBOARDING, &id).await.expect("a status");
+            (status.pending == 0).then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(
+        (done.moved, done.refused, done.skipped),
+        (12, 0, 0),
+        "{done:?}"
+    );
+    for who in &customers {
+        nodes[1]
+            .as_tenant(&tenant)
+            .wait_for_enrollment(who, ONBOARDING, "on v2", |e| e.version == 2)
+            .await;
+    }
+}

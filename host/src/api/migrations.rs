@@ -27,9 +27,31 @@ async fn start_migration(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<MigrationStatus>)> {
     let input: Migrate = parse_json(&body?)?;
+    // Cluster mode (issue 16): one migration over several partitions has partition 0's id on
+    // every partition; a new id of the store's own form only.
+    let given_id = match headers.get(super::cluster::MIGRATION_ID) {
+        None => None,
+        Some(id) => {
+            let id = id.to_str().ok().filter(|id| {
+                id.strip_prefix("mig_").is_some_and(|hex| {
+                    !hex.is_empty() && hex.len() <= 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+            });
+            Some(
+                id.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_input",
+                        "a migration id is `mig_` and hex digits",
+                    )
+                })?
+                .to_owned(),
+            )
+        }
+    };
     if input.from == input.to {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -83,7 +105,17 @@ async fn start_migration(
             // A scan of the tenant's enrollments (no index by journey): bounded by the tenant.
             None => store.journey_enrollments(&tenant, &name)?,
         };
-        let id = store.new_migration_id()?;
+        let id = match given_id {
+            Some(id) if store.migration(&tenant, &name, &id)?.is_some() => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("migration {id} exists already"),
+                ))
+            }
+            Some(id) => id,
+            None => store.new_migration_id()?,
+        };
         let moves: Vec<QueuedTrigger> = enrollments
             .into_iter()
             .filter(|e| e.journey == name && e.is_active() && e.version == input.from)
@@ -108,7 +140,7 @@ async fn start_migration(
             queued: moves.len() as u64,
         };
         store.start_migration(&tenant, &migration, &moves)?;
-        Ok::<_, crate::store::StoreError>((migration, moves))
+        Ok::<_, ApiError>((migration, moves))
     })
     .await
     .map_err(ApiError::internal)??;

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use waymark_api::clock::{AdvanceClock, Clock, ClockAdvanced};
 use waymark_api::dead_letters::Requeued;
 use waymark_api::feedback::HookReceived;
+use waymark_api::journeys::MigrationStatus;
 use waymark_api::reports::JourneyReport;
 
 /// The header asking a partition for its part of a journey's report ([`ReportParts`]).
@@ -368,6 +369,71 @@ fn merge_hooks(answers: Vec<HookReceived>) -> Option<HookReceived> {
         .filter(|e| e.status == "unmatched")
         .count() as u64;
     Some(merged)
+}
+
+/// The header naming the id a partition gives a migration started over several partitions:
+/// partition 0's.
+pub const MIGRATION_ID: &str = "waymark-migration-id";
+
+/// `POST /v1/journeys/{name}/migrate`: started on partition 0, which checks it and names it,
+/// then on every other partition under the same id (each queues the moves of its own
+/// customers' enrollments); the counts added up.
+pub(super) async fn migrate(state: &ClusterState, held: Held) -> Response {
+    let first = to_partition(state, 0, held.clone()).await;
+    if !first.status().is_success() {
+        return first;
+    }
+    let (status, body) = match super::spread::read(first).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let Ok(mut started) = serde_json::from_slice::<MigrationStatus>(&body) else {
+        return super::spread::rebuilt(status, body);
+    };
+    let Ok(id) = HeaderValue::from_str(&started.id) else {
+        return super::spread::rebuilt(status, body);
+    };
+    let rest = futures::future::join_all((1..state.directory.partitions()).map(|p| {
+        let mut asked = held.clone();
+        asked.parts.headers.insert(MIGRATION_ID, id.clone());
+        to_partition(state, p, asked)
+    }))
+    .await;
+    for answer in rest {
+        let (status, body) = match super::spread::read(answer).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        match serde_json::from_slice::<MigrationStatus>(&body) {
+            Ok(part) if status.is_success() => started.queued += part.queued,
+            _ => return super::spread::rebuilt(status, body),
+        }
+    }
+    started.pending = started.queued;
+    (StatusCode::ACCEPTED, axum::Json(started)).into_response()
+}
+
+/// `GET /v1/journeys/{name}/migrations/{id}`: every partition's part of the migration added
+/// up, its refusals together (the first 1,000).
+pub(super) async fn migration(state: &ClusterState, held: Held) -> Response {
+    let parts: Vec<MigrationStatus> = match everywhere(state, &held, |_| held.clone()).await {
+        Ok(parts) => parts,
+        Err(response) => return response,
+    };
+    let mut parts = parts.into_iter();
+    let Some(mut all) = parts.next() else {
+        return unsupported(&held);
+    };
+    for part in parts {
+        all.queued += part.queued;
+        all.moved += part.moved;
+        all.refused += part.refused;
+        all.skipped += part.skipped;
+        all.pending += part.pending;
+        all.refusals.extend(part.refusals);
+    }
+    all.refusals.truncate(1_000);
+    axum::Json(all).into_response()
 }
 
 #[cfg(test)]

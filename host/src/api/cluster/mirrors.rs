@@ -138,7 +138,7 @@ pub(super) async fn mirrored_here(state: &ClusterState, partition: u16, held: &H
     }
 }
 
-/// Whether `held` asks a partition's mirror ([`mirrored_here`]).
-pub(super) fn is_mirrored(held: &Held) -> bool {
-    held.parts.uri.path().starts_with(MIRRORED)
+/// Whether a request for `path` asks a partition's mirror ([`mirrored_here`]).
+pub(super) fn is_mirrored_path(path: &str) -> bool {
+    path.starts_with(MIRRORED)
 }

@@ -30,7 +30,7 @@ use tower::ServiceExt as _;
 mod gather;
 mod mirrors;
 mod spread;
-pub use gather::{ReportParts, REPORT_PARTS};
+pub use gather::{ReportParts, MIGRATION_ID, REPORT_PARTS};
 pub use mirrors::Mirrors;
 
 /// The header naming the node that passed a request on.
@@ -193,17 +193,21 @@ impl Held {
 
 /// Answers a request: on this node, or passed on to the node running its partition, or, in a
 /// cluster of several partitions, spread over them ([`spread::target`]).
-async fn dispatch(State(state): State<ClusterState>, request: Request) -> Response {
+async fn dispatch(State(state): State<ClusterState>, mut request: Request) -> Response {
     let partitions = state.directory.partitions();
     let target = match state.named_partition(request.headers()) {
         // Passed on by another node, for one partition: answered here for it.
         Some(partition) => spread::Target::One(partition),
-        None => spread::target(
-            request.method(),
-            request.uri().path(),
-            request.headers(),
-            partitions,
-        ),
+        None => {
+            // What only a node may say to a partition, a client may not.
+            request.headers_mut().remove(MIGRATION_ID);
+            spread::target(
+                request.method(),
+                request.uri().path(),
+                request.headers(),
+                partitions,
+            )
+        }
     };
     let spread::Target::One(partition) = target else {
         let held = match hold(request).await {
@@ -213,9 +217,12 @@ async fn dispatch(State(state): State<ClusterState>, request: Request) -> Respon
         return spread::answer(&state, target, held).await;
     };
     // The usual case, this node running the partition: the request goes to the API as it
-    // came, its body read under the API's own limits and timeout.
+    // came, its body read under the API's own limits and timeout (a node's wait for a
+    // partition's mirror is the front's own).
     if let Some(api) = state.active.get(partition) {
-        return answer(api, request).await;
+        if !mirrors::is_mirrored_path(request.uri().path()) {
+            return answer(api, request).await;
+        }
     }
     match hold(request).await {
         Ok(held) => to_partition(&state, partition, held).await,
@@ -250,7 +257,7 @@ async fn to_partition(state: &ClusterState, partition: u16, held: Held) -> Respo
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(api) = state.active.get(partition) {
-            if mirrors::is_mirrored(&held) {
+            if mirrors::is_mirrored_path(held.parts.uri.path()) {
                 return mirrors::mirrored_here(state, partition, &held).await;
             }
             return answer(api, held.request()).await;

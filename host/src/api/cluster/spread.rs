@@ -18,9 +18,10 @@
 //! - Tenant-wide listings (tasks, dead letters, suppressions) are gathered from every partition,
 //!   a task by id found where it is, dead letters requeued and webhooks taken on every
 //!   partition ([`super::gather`]).
-//! - What reads or writes across customers in ways not built yet (backtests, migrations,
-//!   accounts and `group`, identity merges of ids in two partitions, the dashboard) is refused
-//!   with `501 not_across_partitions`.
+//! - A migration starts on every partition under partition 0's id, and its status adds up.
+//! - What reads or writes across customers in ways not built yet (backtests, accounts and
+//!   `group`, identity merges of ids in two partitions, the dashboard) is refused with `501
+//!   not_across_partitions`.
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -66,6 +67,10 @@ pub(super) enum Target {
     Requeue,
     /// A provider's webhook, taken by every partition.
     Hook,
+    /// A migration started on every partition under partition 0's id.
+    Migrate,
+    /// A migration's status, added up over every partition.
+    Migration,
     /// Not answered across partitions yet.
     Unsupported,
 }
@@ -133,6 +138,8 @@ pub(super) fn target(
         ["v1", "suppressions"] if !write => Target::Listing(gather::Listing::Suppressions),
         ["v1", "suppressions", _, _] => Target::AnyOf,
         ["v1", "hooks", _, _] => Target::Hook,
+        ["v1", "journeys", _, "migrate"] => Target::Migrate,
+        ["v1", "journeys", _, "migrations", _] => Target::Migration,
         ["healthz"] | ["openapi.json"] => Target::One(0),
         _ => Target::Unsupported,
     }
@@ -176,6 +183,8 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
         Target::AnyOf => gather::any_of(state, held).await,
         Target::Requeue => gather::requeue(state, held).await,
         Target::Hook => gather::hook(state, held).await,
+        Target::Migrate => gather::migrate(state, held).await,
+        Target::Migration => gather::migration(state, held).await,
         Target::Unsupported => unsupported(&held),
     }
 }
