@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use waymark_api::channels::{Channel, ChannelRegistration};
 use waymark_api::customers::{Customer, Enrollment};
 use waymark_api::events::{EventInput, EventsAccepted};
-use waymark_api::journeys::{DecideRequest, Decided, UploadedJourney};
+use waymark_api::journeys::{DecideRequest, Decided, Migrate, MigrationStatus, UploadedJourney};
 use waymark_api::tasks::{ResolveTask, Task, TaskQuery};
 use waymark_api::tenants::CreatedTenant;
 use waymark_api::Object;
@@ -154,6 +154,22 @@ impl Api {
             })
             .collect();
         ok(self.tenant_client().post_events(&events).await)
+    }
+
+    /// `POST /v1/journeys/{journey}/migrate` of every enrollment on `from` to `to`; panics
+    /// unless the migration starts.
+    pub async fn migrate_all(&self, journey: &str, from: u32, to: u32) -> MigrationStatus {
+        let customers = None;
+        let migrate = Migrate {
+            from,
+            to,
+            customers,
+        };
+        let started = self
+            .tenant_client()
+            .migrate_journey(journey, &migrate)
+            .await;
+        started.expect("migration started")
     }
 
     /// The customer's profile, enrollments and messages; `None` on 404.

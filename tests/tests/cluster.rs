@@ -862,7 +862,6 @@ async fn a_month_on_four_partitions_over_three_nodes_reports_what_one_node_repor
 /// partition runs; its status, read through another node, adds the partitions' parts up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_moves_enrollments_on_every_partition_under_one_id() {
-    use waymark_api::journeys::Migrate;
     let nats = NatsCluster::start(3);
     let token = "cluster-admin-token-0123456789";
     let mut nodes = Vec::new();
@@ -903,17 +902,8 @@ async fn a_migration_moves_enrollments_on_every_partition_under_one_id() {
     assert_eq!(v2.version, 2);
     let started = nodes[2]
         .as_tenant(&tenant)
-        .tenant_client()
-        .migrate_journey(
-            ONBOARDING,
-            &Migrate {
-                from: 1,
-                to: 2,
-                customers: None,
-            },
-        )
-        .await
-        .expect("migration started");
+        .migrate_all(ONBOARDING, 1, 2)
+        .await;
     assert_eq!(started.queued, 12, "{started:?}");
     let reader = nodes[0].as_tenant(&tenant).tenant_client().clone();
     let done = wait_for_some("the migration to finish", || {

@@ -3,7 +3,7 @@
 //! refuses or traps on stays on its version, untouched, and is reported; one that has ended is
 //! not moved; the report follows the enrollments to their new version.
 
-use waymark_api::journeys::{Migrate, MigrationStatus};
+use waymark_api::journeys::MigrationStatus;
 use waymark_tests::*;
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
@@ -63,18 +63,7 @@ async fn enrollments_move_to_a_new_version_adapted_by_it_and_refusals_stay_put()
         .await
         .expect("v2 uploaded");
     assert_eq!(v2.version, 2);
-    let client = api.tenant_client().clone();
-    let started = client
-        .migrate_journey(
-            ONBOARDING,
-            &Migrate {
-                from: 1,
-                to: 2,
-                customers: None,
-            },
-        )
-        .await
-        .expect("migration started");
+    let started = api.migrate_all(ONBOARDING, 1, 2).await;
     assert_eq!(started.queued, 3, "dee's enrollment has ended: {started:?}");
     let done = migration_done(&world, &started.id).await;
     assert_eq!(
