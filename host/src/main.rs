@@ -196,7 +196,9 @@ struct ServeArgs {
     /// This node's id in the cluster: letters, digits, '-' and '_', unique among the nodes.
     #[arg(long, env = "WAYMARK_NODE_ID", requires = "cluster")]
     node_id: Option<String>,
-    /// The cluster's partition count (1: one node runs the partition at a time).
+    /// The cluster's partition count, the same on every node and fixed when the cluster's
+    /// first node starts: customers are hashed onto the partitions, which are spread over the
+    /// live nodes (1: one node runs everything at a time).
     #[arg(long, env = "WAYMARK_PARTITIONS", default_value_t = 1)]
     partitions: u16,
     /// Copies NATS keeps of each stream (3 for a three-server NATS cluster, 1 for one server).

@@ -461,6 +461,22 @@ fn nodes_share_the_partitions_and_take_over_those_of_a_node_that_dies_or_leaves(
         let mut loops = Vec::new();
         let mut runners = Vec::new();
         let copies = tempfile::tempdir().unwrap();
+        // The first node fixes the partition count; a node started with another is refused.
+        Node::join(
+            nats.clone(),
+            "w0",
+            PARTITIONS,
+            period,
+            &copies.path().join("w0"),
+        )
+        .await
+        .expect("joins");
+        let refused = Node::join(nats.clone(), "odd", 8, period, &copies.path().join("odd")).await;
+        assert!(
+            matches!(&refused, Err(ClusterError::Config(m)) if m.contains("16 partitions")),
+            "{:?}",
+            refused.map(|_| ())
+        );
         for id in &ids {
             let nats = Nats::connect(&servers.urls(), 3).await.expect("connect");
             let (node, mut changes) =

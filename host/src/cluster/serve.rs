@@ -32,7 +32,7 @@ pub struct ClusterConfig {
     pub nats: Vec<String>,
     /// This node's id: letters, digits, `-` and `_`, unique in the cluster.
     pub node_id: String,
-    /// The partition count (only 1 runs today; see the module's documentation).
+    /// The partition count, fixed when the cluster's first node started.
     pub partitions: u16,
     /// Copies of each stream and bucket: 3 for a three-server NATS cluster, 1 for one server.
     pub replicas: usize,
