@@ -528,7 +528,15 @@ impl Client {
     }
 
     async fn counters(&self) -> Result<Counters> {
-        let text = self.admin.metrics().await?;
+        let mut text = self.admin.metrics().await?;
+        // Issue 16: in a cluster of several partitions each node exports its own partitions'
+        // counters; `WAYMARK_BENCH_METRICS_FROM` names the other nodes (comma-separated base
+        // URLs), whose counters are added.
+        if let Ok(others) = std::env::var("WAYMARK_BENCH_METRICS_FROM") {
+            for url in others.split(',').filter(|u| !u.is_empty()) {
+                text.push_str(&self.admin.with_base_url(url).metrics().await?);
+            }
+        }
         let triggers = |kind| metric_sum(&text, "waymark_triggers_total", ("kind", kind)) as u64;
         Ok(Counters {
             entered: triggers("entered"),
