@@ -435,10 +435,11 @@ impl Bench {
         // Issue 16: `WAYMARK_BENCH_SERVER_ARGS` adds arguments to every server the bench
         // starts (`--cluster nats://… --node-id b1`: the phases through a cluster node, with
         // other nodes started beside it sharing `WAYMARK_BENCH_ADMIN_TOKEN`).
-        let args = std::env::var("WAYMARK_BENCH_SERVER_ARGS")
+        let args: Vec<String> = std::env::var("WAYMARK_BENCH_SERVER_ARGS")
             .map(|a| a.split_whitespace().map(String::from).collect())
             .unwrap_or_default();
-        Ok(Server::start(ServerOptions {
+        let cluster = args.iter().any(|a| a == "--cluster");
+        let server = Server::start(ServerOptions {
             dir: Some(dir),
             clock,
             binary: Some(self.binary.clone()),
@@ -447,7 +448,50 @@ impl Bench {
             args,
             ..ServerOptions::default()
         })
-        .await)
+        .await;
+        if cluster {
+            placed(&server).await?;
+        }
+        Ok(server)
+    }
+}
+
+/// Waits until the cluster the bench's node joined has every partition run where the placement
+/// puts it (its joining moves some to it): a phase measures a settled cluster, not a
+/// rebalancing one.
+async fn placed(server: &Server) -> Result<()> {
+    let admin = ApiClient::new(
+        server.url(),
+        Some(server.admin_token()),
+        Duration::from_secs(30),
+    )?;
+    let start = Instant::now();
+    loop {
+        let (status, body) = admin
+            .request(
+                waymark_tests::waymark_client::Method::GET,
+                "/v1/admin/cluster",
+                waymark_tests::waymark_client::Body::Empty,
+            )
+            .await?;
+        let partitions = body["partitions"].as_array();
+        let settled = status.is_success()
+            && partitions.is_some_and(|ps| {
+                !ps.is_empty()
+                    && ps
+                        .iter()
+                        .all(|p| !p["owner"].is_null() && p["owner"] == p["preferred_owner"])
+            });
+        if settled {
+            // The owners' hosts start just after the lease moved.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "the cluster's partitions did not settle: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -53,9 +53,11 @@ use tokio::sync::{mpsc, oneshot};
 const HANDOVER_LAG: u64 = 32;
 
 /// How long a handover waits, at most, for whoever runs the partition here to stop
-/// ([`Change::HandingOver`]), as a share of the lease period: the control loop waits with it,
-/// and a node whose beats stop for a lease period counts as dead.
-const HANDOVER_STOP: u32 = 3;
+/// ([`Change::HandingOver`]), in lease periods. The control loop does not wait with it (it
+/// looks again at each tick, beating and renewing meanwhile), so a host finishing a batch or
+/// compiling its first journey is let finish, and its last writes are appended; only a host
+/// that does not stop at all is cut off, its work then redone by the next owner.
+const HANDOVER_STOP: u32 = 4;
 
 /// Ticks in a row a standby sees a partition without a holder before it acquires it (a lease
 /// period), when it did not see the holder go.
@@ -256,6 +258,9 @@ pub struct Node {
     url: Option<String>,
     /// Each node's last entry's sequence, and since when this node has seen it unchanged.
     beats: std::collections::HashMap<String, (u64, std::time::Instant)>,
+    /// Partitions being handed over: answered once whoever runs them here stopped, and since
+    /// when.
+    handing: BTreeMap<u16, (oneshot::Receiver<()>, std::time::Instant)>,
 }
 
 impl Node {
@@ -321,6 +326,7 @@ impl Node {
             copies,
             url: None,
             beats: Default::default(),
+            handing: BTreeMap::new(),
         };
         Ok((node, receiver))
     }
@@ -436,11 +442,15 @@ impl Node {
         let members = self.live_members().await?;
         let live: Vec<String> = members.keys().cloned().collect();
         let placed = placements(&live, self.partitions);
+        self.finish_handovers().await;
         // Hand over what another live node should own, once that node's copy has caught up
         // with the log (it keeps one as the preferred owner): the partition waits for it only
         // as long as the handover itself.
         for place in &placed {
-            if place.owner == self.id || !self.holds().await.contains(&place.partition) {
+            if place.owner == self.id
+                || self.handing.contains_key(&place.partition)
+                || !self.holds().await.contains(&place.partition)
+            {
                 continue;
             }
             let read = members
@@ -475,26 +485,20 @@ impl Node {
             self.shared.counters.handovers.inc();
             if announced {
                 // Whoever runs it stops while the lease is still held (and renewed), so its
-                // last writes reach the log and nothing is left for the next owner to redo.
+                // last writes reach the log and nothing is left for the next owner to redo;
+                // the lease goes once it has ([`Node::finish_handovers`], at a later tick).
                 let (stopped, is_stopped) = oneshot::channel();
                 let handing = Change::HandingOver {
                     partition: place.partition,
                     stopped,
                 };
                 if self.shared.changes.send(handing).is_ok() {
-                    let patience = self.shared.leases.period() / HANDOVER_STOP;
-                    if tokio::time::timeout(patience, is_stopped).await.is_err() {
-                        tracing::warn!(
-                            partition = place.partition,
-                            "the partition did not stop in time; handing it over anyway"
-                        );
-                    }
+                    self.handing
+                        .insert(place.partition, (is_stopped, std::time::Instant::now()));
+                    continue;
                 }
             }
-            let handed = self.shared.held.lock().await.remove(&place.partition);
-            if let Some(held) = handed {
-                self.shared.give_up(place.partition, held).await;
-            }
+            self.release(place.partition).await;
         }
         self.keep_copies(&placed).await?;
         // Acquire what this node should own, and what it stands by for once nobody holds it:
@@ -533,6 +537,39 @@ impl Node {
         self.free_ticks = free_now;
         self.held_last_tick = held_now;
         Ok(())
+    }
+
+    /// Releases the lease of each partition being handed over whose host has stopped (or has
+    /// not stopped within [`HANDOVER_STOP`] lease periods: it is cut off, and the next owner
+    /// redoes what it had not appended).
+    async fn finish_handovers(&mut self) {
+        let patience = self.shared.leases.period() * HANDOVER_STOP;
+        let mut done = Vec::new();
+        for (partition, (stopped, since)) in &mut self.handing {
+            match stopped.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) if since.elapsed() < patience => {}
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    tracing::warn!(
+                        partition,
+                        "the partition did not stop in time; handing it over anyway"
+                    );
+                    done.push(*partition);
+                }
+                _ => done.push(*partition),
+            }
+        }
+        for partition in done {
+            self.handing.remove(&partition);
+            self.release(partition).await;
+        }
+    }
+
+    /// Gives up `partition`'s lease if this node still holds it.
+    async fn release(&mut self, partition: u16) {
+        let handed = self.shared.held.lock().await.remove(&partition);
+        if let Some(held) = handed {
+            self.shared.give_up(partition, held).await;
+        }
     }
 
     /// Keeps this node's copies: a copy of a partition it held and no longer holds is dropped
