@@ -103,6 +103,47 @@ async fn open_bucket(
     Ok((kv, stream))
 }
 
+/// The bucket of the cluster's settings, fixed when its first node started.
+pub const CLUSTER: &str = "wm-cluster";
+
+/// Records the cluster's partition count when its first node starts, and refuses a node
+/// started with another: the count decides which partition keeps each customer's records, so
+/// changing it would lose them (`docs/SCALING.md`, "Partitions").
+pub(crate) async fn agree_on_partitions(nats: &Nats, partitions: u16) -> Result<(), ClusterError> {
+    let (settings, _) = open_bucket(
+        nats.jetstream(),
+        CLUSTER,
+        "Waymark's cluster settings (docs/SCALING.md)",
+        Duration::ZERO,
+        nats.replicas,
+    )
+    .await?;
+    let ours = partitions.to_string();
+    if settings
+        .create("partitions", ours.clone().into())
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let recorded = settings
+        .get("partitions")
+        .await
+        .map_err(|e| ClusterError::nats("read the cluster's partition count", e))?
+        .map(|v| String::from_utf8_lossy(&v).into_owned());
+    match recorded {
+        Some(count) if count == ours => Ok(()),
+        Some(count) => Err(ClusterError::Config(format!(
+            "--partitions {partitions}: this cluster was created with {count} partitions, and \
+             the count decides where each customer's records are kept; start the node with \
+             --partitions {count}"
+        ))),
+        None => Err(ClusterError::Config(
+            "the cluster's partition count could not be recorded or read".into(),
+        )),
+    }
+}
+
 /// Whether a key-value entry's message is a delete or purge marker rather than a value.
 fn is_delete_marker(headers: &async_nats::HeaderMap) -> bool {
     headers

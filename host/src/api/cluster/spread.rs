@@ -119,7 +119,8 @@ pub(super) fn target(
         ["v1", "admin", "clock", "advance"] => Target::ClockAdvance,
         ["v1", "journeys", _, "report"] => Target::Report,
         ["v1", "journeys", _, "breaker"] if write => Target::Everywhere,
-        ["v1", "journeys", _, "decide"] | ["v1", "journeys", _, "breaker"] => {
+        // A dry run and a preview write nothing: nothing to wait for.
+        ["v1", "journeys", _, "decide" | "breaker"] | ["v1", "templates", _, "preview"] => {
             Target::Global { write: false }
         }
         ["v1", "admin", "tenants", ..]
@@ -491,6 +492,10 @@ mod tests {
         assert_eq!(
             target(&get, "/v1/journeys/renewal/report", &h, 4),
             Target::Report
+        );
+        assert_eq!(
+            target(&Method::POST, "/v1/templates/welcome/preview", &h, 4),
+            Target::Global { write: false }
         );
         assert_eq!(target(&get, "/v1/admin/clock", &h, 4), Target::ClockRead);
         assert_eq!(
