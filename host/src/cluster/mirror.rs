@@ -1,5 +1,5 @@
 //! Tenant-global data in a cluster of several partitions (issue 16, `docs/SCALING.md`
-//! "Tenant-global data, as built"): partition 0 is where tenants, keys, components, journeys,
+//! "Several partitions, as built"): partition 0 is where tenants, keys, components, journeys,
 //! channels, templates and signing secrets are written ([`crate::store::GLOBAL_TREES`]), and the
 //! owner of every other partition mirrors them from partition 0's log into its own copy.
 //!
@@ -7,7 +7,8 @@
 //! pieces — keeps only the changes to the global trees, and writes them into its partition's
 //! store as the partition's own writes, so they reach the partition's log and its standbys
 //! with everything else, and a new owner finds them in its copy. Where it stands is written in
-//! the partition's `meta` after the changes it covers ([`Store::set_mirror_mark`]); an owner
+//! the partition's `meta` after the changes it covers ([`Store::set_mirror_mark`]; only with
+//! changes, or every [`MARK_EVERY`] records of partition 0 read without any); an owner
 //! that dies between the two mirrors the same changes again, which writes the same final
 //! values. It is Kafka Streams' global table, kept inside each partition's state.
 //!
@@ -68,7 +69,15 @@ pub struct Mirror {
     log: PartitionLog,
     chain: Chain,
     partial: Partial,
+    /// Records read since the mark was last written.
+    unmarked: u64,
 }
+
+/// How many of partition 0's records a mirror reads past its mark, at most, when none of
+/// them changed a global tree: partition 0's every flush would otherwise be a write (and a
+/// record) on every other partition; after a restart the mirror reads these again, changing
+/// nothing.
+const MARK_EVERY: u64 = 1_024;
 
 impl std::fmt::Debug for Mirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,6 +107,7 @@ impl Mirror {
             log,
             chain,
             partial: Partial::default(),
+            unmarked: 0,
         })
     }
 
@@ -120,6 +130,8 @@ impl Mirror {
             if entries.is_empty() {
                 return Ok(touched);
             }
+            let mut recorded = false;
+            self.unmarked += entries.len() as u64;
             for entry in &entries {
                 let mut next = self.chain.clone();
                 match next.judge(entry) {
@@ -135,6 +147,7 @@ impl Mirror {
                                     ))
                                 })?;
                                 global.iter().for_each(|c| touched.add(c));
+                                recorded = true;
                             }
                         }
                     }
@@ -148,7 +161,9 @@ impl Mirror {
                 }
                 self.chain = next;
             }
-            self.mark(store)?;
+            if recorded || self.unmarked >= MARK_EVERY {
+                self.mark(store)?;
+            }
         }
     }
 
@@ -170,7 +185,8 @@ impl Mirror {
     }
 
     /// Writes where the mirror stands (before a flush it is still reading) after what it wrote.
-    fn mark(&self, store: &Store) -> Result<(), ClusterError> {
+    fn mark(&mut self, store: &Store) -> Result<(), ClusterError> {
+        self.unmarked = 0;
         let at = self.partial.before.as_ref().unwrap_or(&self.chain);
         store
             .set_mirror_mark(&mark(at, self.log.identity()))
