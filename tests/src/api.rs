@@ -7,6 +7,7 @@ use crate::wait::patience;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use waymark_api::backtests::{Backtest, BacktestRequest, BacktestStatus};
 use waymark_api::channels::{Channel, ChannelRegistration};
 use waymark_api::customers::{Customer, Enrollment};
 use waymark_api::events::{EventInput, EventsAccepted};
@@ -170,6 +171,32 @@ impl Api {
             .migrate_journey(journey, &migrate)
             .await;
         started.expect("migration started")
+    }
+
+    /// Waits until backtest `id` of `journey` ends (done, failed or cancelled) and answers it.
+    pub async fn finished_backtest(&self, journey: &str, id: &str) -> Backtest {
+        crate::wait::wait_for_some("the backtest to finish", || async {
+            let backtest = self
+                .tenant_client()
+                .backtest(journey, id)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            match backtest.status {
+                BacktestStatus::Queued | BacktestStatus::Running => None,
+                _ => Some(backtest),
+            }
+        })
+        .await
+    }
+
+    /// Starts `request` as a backtest of `journey` and waits until it ends.
+    pub async fn backtested(&self, journey: &str, request: &BacktestRequest) -> Backtest {
+        let started = self
+            .tenant_client()
+            .start_backtest(journey, request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.finished_backtest(journey, &started.id).await
     }
 
     /// The customer's profile, enrollments and messages; `None` on 404.

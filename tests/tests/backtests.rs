@@ -6,9 +6,7 @@
 //! live store's customers, enrollments, messages, tasks and report are as they were.
 
 use std::collections::BTreeMap;
-use waymark_api::backtests::{
-    Backtest, BacktestRequest, BacktestResult, BacktestStatus, Candidate,
-};
+use waymark_api::backtests::{BacktestRequest, BacktestResult, BacktestStatus, Candidate};
 use waymark_tests::*;
 
 const EMAIL: &str = "email";
@@ -75,31 +73,6 @@ async fn live_state(api: &Api) -> (Vec<Value>, Value, usize) {
     }
     let tasks = api.tasks(TaskQuery::default()).await.len();
     (customers, api.report("renewal").await, tasks)
-}
-
-async fn finished(api: &Api, id: &str) -> Backtest {
-    wait_for_some("the backtest to finish", || async {
-        let backtest = api
-            .tenant_client()
-            .backtest("renewal", id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        match backtest.status {
-            BacktestStatus::Queued | BacktestStatus::Running => None,
-            _ => Some(backtest),
-        }
-    })
-    .await
-}
-
-/// Starts `request` as a backtest of the renewal journey and waits for it to end.
-async fn backtested(api: &Api, request: &BacktestRequest) -> Backtest {
-    let started = api
-        .tenant_client()
-        .start_backtest("renewal", request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    finished(api, &started.id).await
 }
 
 /// A month of the renewal example run live on the manual clock: every customer's renewal
@@ -208,7 +181,7 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(started.id.starts_with("bt_"), "{started:?}");
-    let done = finished(&api, &started.id).await;
+    let done = api.finished_backtest("renewal", &started.id).await;
     assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
     assert_eq!(done.replayed, done.total);
     assert_eq!(done.total, 2 * (2 * CUSTOMERS + CUSTOMERS / 4) as u64);
@@ -409,7 +382,7 @@ async fn a_candidate_sent_as_component_bytes_is_backtested_and_never_stored() {
         sample_fraction: None,
         fidelity: false,
     };
-    let done = backtested(&api, &request).await;
+    let done = api.backtested("renewal", &request).await;
     assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
     assert_eq!(
         world.sink.requests().len(),
@@ -642,7 +615,7 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
 
     // Started over, and done.
     let api = world.api();
-    let resumed = finished(&api, &started.id).await;
+    let resumed = api.finished_backtest("renewal", &started.id).await;
     assert_eq!(resumed.status, BacktestStatus::Done, "{:?}", resumed.error);
     assert_eq!(resumed.restarts, 1, "started over once");
     assert_eq!(resumed.replayed, resumed.total);
@@ -658,7 +631,7 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
         .start_backtest("renewal", &request)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let again = finished(&api, &again.id).await;
+    let again = api.finished_backtest("renewal", &again.id).await;
     assert_eq!(again.restarts, 0);
     let (resumed_result, again_result) = (resumed.result.clone(), again.result.clone());
     assert!(resumed_result.is_some(), "a done backtest has its result");
@@ -697,7 +670,7 @@ async fn backtest_jobs_survive_kill_9_and_restart_with_the_same_result() {
         .cancel_backtest("renewal", &first.id)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let first = finished(&api, &first.id).await;
+    let first = api.finished_backtest("renewal", &first.id).await;
     assert_eq!(first.status, BacktestStatus::Cancelled, "{first:?}");
     // Stopped where it was (in its events, or in the timers after the last one): no result.
     assert!(first.result.is_none(), "{first:?}");
@@ -758,7 +731,7 @@ async fn a_backtest_past_its_memory_limit_fails_saying_so_and_the_server_goes_on
         sample_fraction: None,
         fidelity: false,
     };
-    let done = backtested(&api, &request).await;
+    let done = api.backtested("renewal", &request).await;
     assert_eq!(done.status, BacktestStatus::Failed, "{done:?}");
     let error = done.error.unwrap_or_default();
     assert!(
@@ -803,7 +776,7 @@ async fn a_replay_split_into_parts_gives_what_one_replay_gives() {
             .server
             .restart_with_args(&["--backtest-parts", parts])
             .await;
-        let done = backtested(&world.api(), &request).await;
+        let done = world.api().backtested("renewal", &request).await;
         assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
         assert_eq!(
             done.replayed, done.total,

@@ -60,15 +60,7 @@ async fn fidelity_of(api: &Api, journey: &str, from: i64, to: i64) -> Backtest {
         .start_backtest(journey, &request)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    wait_for_some("the fidelity check to finish", || async {
-        let b = api
-            .tenant_client()
-            .backtest(journey, &started.id)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (!matches!(b.status, BacktestStatus::Queued | BacktestStatus::Running)).then_some(b)
-    })
-    .await
+    api.finished_backtest(journey, &started.id).await
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 use super::prelude::*;
 use crate::backtest::candidate::{Candidate, CandidateError, Unstored};
+use crate::backtest::gathered::PartitionJob;
 use crate::backtest::jobs::{JobView, StartError};
 use crate::backtest::run::{MigrateAt, Plan, Sample};
 use crate::store::backtests::JobStatus;
@@ -26,9 +27,31 @@ async fn start(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Backtest>)> {
     valid_name("journey", &name)?;
+    // Cluster mode (issue 16): one backtest over several partitions has partition 0's id on
+    // every partition; an id of the store's own form only.
+    let given_id = match headers.get(super::cluster::BACKTEST_ID) {
+        None => None,
+        Some(id) => Some(
+            id.to_str()
+                .ok()
+                .filter(|id| {
+                    id.strip_prefix("bt_").is_some_and(|hex| {
+                        hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_input",
+                        "a backtest id is `bt_` and 16 hex digits",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
     let request: BacktestRequest = parse_json(&body?)?;
     let store = &state.host.store;
     let rollout = store
@@ -110,7 +133,7 @@ async fn start(
     let job = state
         .host
         .backtests
-        .start(state.host.clone(), plan)
+        .start(state.host.clone(), plan, given_id)
         .await
         .map_err(|e| match e {
             StartError::Busy => ApiError::new(
@@ -182,9 +205,21 @@ async fn read(
     State(state): State<AppState>,
     TenantId(tenant): TenantId,
     Path((name, id)): Path<(String, String)>,
-) -> ApiResult<Json<Backtest>> {
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
     let job = found(state.host.backtests.get(&tenant, &id)?, &name, &id)?;
-    Ok(Json(shape(job)))
+    // Cluster mode (issue 16): the node gathering a backtest run on several partitions asks
+    // each for its job and what a done one's result adds up from.
+    if headers.contains_key(super::cluster::BACKTEST_PARTS) {
+        let parts = match job.job.status {
+            JobStatus::Done => state.host.store.backtest_parts(&tenant, &id)?,
+            _ => None,
+        };
+        let backtest = shape(job);
+        return Ok(Json(PartitionJob { backtest, parts }).into_response());
+    }
+    Ok(Json(shape(job)).into_response())
 }
 
 async fn cancel(

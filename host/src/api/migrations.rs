@@ -184,6 +184,18 @@ async fn migration_status(
     Ok(Json(status(migration, outcomes)))
 }
 
+/// One partition's part of a migration added to the parts before it (cluster mode): counts
+/// added up, refusals together (the first [`MAX_REFUSALS_LISTED`]).
+pub(crate) fn add_up(all: &mut MigrationStatus, part: MigrationStatus) {
+    all.queued += part.queued;
+    all.moved += part.moved;
+    all.refused += part.refused;
+    all.skipped += part.skipped;
+    all.pending += part.pending;
+    all.refusals.extend(part.refusals);
+    all.refusals.truncate(MAX_REFUSALS_LISTED);
+}
+
 /// A migration's status from its record and the outcomes recorded so far.
 pub(crate) fn status(
     migration: Migration,

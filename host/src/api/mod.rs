@@ -75,7 +75,7 @@ pub use error::ApiError;
 pub use events::parse_events;
 pub use limits::EdgeConfig;
 // Backtest jobs (issue 13): a finished job's result names its migration in this shape.
-pub(crate) use migrations::status as migration_status;
+pub(crate) use migrations::{add_up as add_up_migration, status as migration_status};
 
 /// Dashboard (issue 14): what the `/ui` pages share with the JSON routes, so a page shows
 /// exactly what its route answers and an action does exactly what its route does.

@@ -15,18 +15,39 @@ const MAX_CUSTOMERS_LISTED: usize = 1_000;
 
 /// The candidate's replay against the live version's.
 pub fn diff(outcome: &Outcome) -> BacktestDiff {
-    let (live, candidate) = (
+    let (customers_changed, customers) = customers(&outcome.live.sends, &outcome.candidate.sends);
+    let sends = Compared {
+        live: outcome.live.sends.len() as u64,
+        candidate: outcome.candidate.sends.len() as u64,
+    };
+    compared(
         &outcome.live.report.overall,
         &outcome.candidate.report.overall,
-    );
-    let (customers_changed, customers) = customers(&outcome.live.sends, &outcome.candidate.sends);
+        sends,
+        customers_changed,
+        customers,
+    )
+}
+
+/// The diff of two replays from their funnels, their numbers of sends and their changed
+/// customers (counted, and the first listed): what [`diff`] computes from whole replays, and
+/// a backtest over several partitions from every partition's parts added up.
+pub fn compared(
+    live: &Funnel,
+    candidate: &Funnel,
+    sends: Compared<u64>,
+    customers_changed: u64,
+    mut customers: Vec<CustomerDiff>,
+) -> BacktestDiff {
+    customers.sort_by(|a, b| a.customer.cmp(&b.customer));
+    customers.truncate(MAX_CUSTOMERS_LISTED);
     BacktestDiff {
         milestones: milestones(live, candidate),
         exits_by_reason: compare_maps(&live.exited_by_reason, &candidate.exited_by_reason),
         sends_by_channel: compare_maps(&sends_by_channel(live), &sends_by_channel(candidate)),
         sends_per_customer: Compared {
-            live: per_customer(outcome.live.sends.len(), live.entered),
-            candidate: per_customer(outcome.candidate.sends.len(), candidate.entered),
+            live: per_customer(sends.live, live.entered),
+            candidate: per_customer(sends.candidate, candidate.entered),
         },
         paths: paths(live, candidate),
         customers_changed,
@@ -34,7 +55,7 @@ pub fn diff(outcome: &Outcome) -> BacktestDiff {
     }
 }
 
-fn per_customer(sends: usize, entered: u64) -> f64 {
+fn per_customer(sends: u64, entered: u64) -> f64 {
     if entered == 0 {
         0.0
     } else {
@@ -202,6 +223,8 @@ mod tests {
             digest: None,
             migration: None,
             report,
+            spec: crate::store::backtests::tests::bare_spec(),
+            cells: Vec::new(),
             sends,
         }
     }

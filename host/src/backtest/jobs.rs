@@ -17,7 +17,9 @@
 use super::candidate::{Candidate, Unstored};
 use super::run::{backtest, BacktestError, MigrateAt, Outcome, Plan, Progress, Sample};
 use crate::host::Host;
-use crate::store::backtests::{BacktestJob, JobStatus, StoredCandidate};
+use crate::store::backtests::{
+    BacktestJob, BacktestParts, JobStatus, ReplayParts, StoredCandidate,
+};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,8 +96,20 @@ impl Jobs {
 
     /// Queues a backtest of `plan` on `host`, durably, and returns it; refused while the
     /// tenant has [`MAX_UNFINISHED_PER_TENANT`] unfinished. The tenant's oldest finished jobs
-    /// past [`KEPT_PER_TENANT`] are removed.
-    pub async fn start(&self, host: Arc<Host>, plan: Plan) -> Result<JobView, StartError> {
+    /// past [`KEPT_PER_TENANT`] are removed. A new id is taken unless `id` is given (cluster
+    /// mode: one backtest over several partitions has partition 0's id on every partition); a
+    /// job the tenant already has under that id is answered as it stands (a start retried).
+    pub async fn start(
+        &self,
+        host: Arc<Host>,
+        plan: Plan,
+        id: Option<String>,
+    ) -> Result<JobView, StartError> {
+        if let Some(id) = &id {
+            if let Some(view) = self.get(&plan.tenant, id)? {
+                return Ok(view);
+            }
+        }
         let live = {
             let mut map = self.lock();
             let jobs = self.store.tenant_backtests(&plan.tenant)?;
@@ -110,7 +124,11 @@ impl Jobs {
                 self.store.delete_backtest(&plan.tenant, &old.id)?;
                 excess -= 1;
             }
-            let job = record(&plan, self.store.new_backtest_id()?);
+            let id = match id {
+                Some(id) => id,
+                None => self.store.new_backtest_id()?,
+            };
+            let job = record(&plan, id);
             let bytes = match &plan.candidate {
                 Candidate::Unstored(unstored) => Some(unstored.bytes.as_slice()),
                 Candidate::Stored(_) => None,
@@ -208,7 +226,7 @@ impl Jobs {
         live: &Live,
         status: JobStatus,
         error: Option<String>,
-        result: Option<BacktestResult>,
+        result: Option<(BacktestResult, BacktestParts)>,
     ) {
         let (written, ended) = {
             let job = live.lock();
@@ -220,9 +238,11 @@ impl Jobs {
             ended.error = error;
             ended.replayed = live.progress.replayed.load(Ordering::Relaxed);
             ended.total = live.progress.total.load(Ordering::Relaxed);
-            let written = self
-                .store
-                .finish_backtest(&live.tenant, &ended, result.as_ref());
+            let written = self.store.finish_backtest(
+                &live.tenant,
+                &ended,
+                result.as_ref().map(|(r, p)| (r, p)),
+            );
             (written, ended)
         };
         if let Err(error) = self.persisted(written).await {
@@ -326,8 +346,9 @@ async fn run(host: Arc<Host>, live: Arc<Live>, plan: Option<Plan>) {
     };
     match outcome {
         Ok(outcome) => {
+            let parts = parts_of(&outcome);
             let result = result_of(outcome);
-            jobs.finish(&live, JobStatus::Done, None, Some(result))
+            jobs.finish(&live, JobStatus::Done, None, Some((result, parts)))
                 .await
         }
         Err(BacktestError::Cancelled) => jobs.finish(&live, JobStatus::Cancelled, None, None).await,
@@ -413,6 +434,19 @@ async fn rebuild(host: &Host, tenant: &str, job: &BacktestJob) -> Result<Plan, S
     })
 }
 
+/// What a finished backtest's result adds up from, kept beside it.
+fn parts_of(outcome: &Outcome) -> BacktestParts {
+    let replay = |r: &super::run::Replayed| ReplayParts {
+        spec: r.spec.clone(),
+        cells: r.cells.clone(),
+        sends: r.sends.len() as u64,
+    };
+    BacktestParts {
+        candidate: replay(&outcome.candidate),
+        live: replay(&outcome.live),
+    }
+}
+
 /// A finished backtest's result, in the API's shape: what is stored and answered.
 fn result_of(outcome: Outcome) -> BacktestResult {
     BacktestResult {
@@ -460,7 +494,10 @@ mod live_view_tests {
         {
             let mut job = live.lock();
             job.status = JobStatus::Done;
-            store.finish_backtest("t", &job, Some(&result())).unwrap();
+            let (result, parts) = (result(), crate::store::backtests::tests::parts());
+            store
+                .finish_backtest("t", &job, Some((&result, &parts)))
+                .unwrap();
         }
         let done = jobs.get("t", &record.id).unwrap().unwrap();
         assert_eq!(done.job.status, JobStatus::Done);

@@ -9,6 +9,7 @@
 //!   their reports, with progress and cancellation.
 //! - `diff` — pure: the two replays compared (milestones, exits, sends, paths, per customer).
 //! - `fidelity` — pure: the live version's replay checked against what ran live.
+//! - `gathered` — pure: a backtest run on several partitions (cluster mode) read as one.
 //! - `jobs` — backtests as background jobs, one at a time on the host, kept in the store so
 //!   they survive a restart (unfinished ones start over).
 //! - `simulate` — `waymark simulate`: one journey over a file of events, no server.
@@ -17,6 +18,7 @@ pub mod candidate;
 pub mod diff;
 pub mod engine;
 pub mod fidelity;
+pub mod gathered;
 pub mod jobs;
 pub mod run;
 pub mod simulate;

@@ -144,6 +144,10 @@ pub struct Replayed {
     /// With [`Plan::migrate`], on the candidate's side: the move and its outcomes.
     pub migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
     pub report: crate::report::Report,
+    /// What the report was added up from: the spec whose milestones and experiments make its
+    /// rows, and the cells (a backtest over several partitions adds every partition's up).
+    pub spec: crate::model::Spec,
+    pub cells: Vec<crate::report::cells::Cell>,
     pub sends: Vec<(String, SentMessage)>,
 }
 
@@ -423,22 +427,10 @@ fn combine(
     for share in others {
         cells.extend(share.cells);
         sends.extend(share.sends);
-        fidelity = match (fidelity, share.fidelity) {
-            (Some(mut a), Some(b)) => {
-                a.customers += b.customers;
-                a.identical += b.identical;
-                a.divergences.extend(b.divergences);
-                Some(a)
-            }
-            (a, b) => a.or(b),
-        };
+        fidelity = add_fidelity(fidelity, share.fidelity);
     }
     if split {
         sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
-        if let Some(f) = &mut fidelity {
-            f.divergences.sort_by(|a, b| a.customer.cmp(&b.customer));
-            f.divergences.truncate(MAX_DIVERGENCES_LISTED);
-        }
     }
     let report = crate::report::cells::report(&spec, &cells);
     let replayed = Replayed {
@@ -446,9 +438,30 @@ fn combine(
         digest,
         migration,
         report,
+        spec,
+        cells,
         sends,
     };
     (replayed, fidelity)
+}
+
+/// Two shares' fidelity checks as one: customers and identical ones added up, divergences
+/// together in customer order (the first [`MAX_DIVERGENCES_LISTED`]).
+pub(super) fn add_fidelity(
+    a: Option<waymark_api::backtests::Fidelity>,
+    b: Option<waymark_api::backtests::Fidelity>,
+) -> Option<waymark_api::backtests::Fidelity> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.customers += b.customers;
+            a.identical += b.identical;
+            a.divergences.extend(b.divergences);
+            a.divergences.sort_by(|x, y| x.customer.cmp(&y.customer));
+            a.divergences.truncate(MAX_DIVERGENCES_LISTED);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {

@@ -6,6 +6,9 @@
 //! - `r␟tenant␟id` → the result of a `done` job, in the API's shape
 //!   ([`waymark_api::backtests::BacktestResult`]: what `GET` answered before a restart is what
 //!   it answers after; the API's types only ever gain optional fields, so old results decode);
+//! - `p␟tenant␟id` → what a `done` job's result was added up from ([`BacktestParts`]: each
+//!   replay's spec, report cells and number of sends), so that a backtest run on several
+//!   partitions (cluster mode, issue 16) reads as one: written with the result;
 //! - `c␟tenant␟id` → a candidate sent as component bytes, raw, while its job is unfinished:
 //!   a job restarted after a crash compiles them again. They go when the job finishes, so a
 //!   tenant holds at most its unfinished jobs' components (4, each within its upload limit).
@@ -16,7 +19,8 @@
 
 use super::keys::{key, prefix};
 use super::{dec, enc, Store, StoreError};
-use crate::model::Millis;
+use crate::model::{Millis, Spec};
+use crate::report::cells::Cell;
 use serde::{Deserialize, Serialize};
 use waymark_api::backtests::BacktestResult;
 
@@ -70,12 +74,33 @@ pub struct BacktestJob {
     pub restarts: u32,
 }
 
+/// What a done job's two replays were added up from: the parts of its result that add up over
+/// several partitions, where the result's own figures (a median, a conversion) do not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BacktestParts {
+    pub candidate: ReplayParts,
+    pub live: ReplayParts,
+}
+
+/// One replay's parts: the spec whose milestones and experiments make the report's rows, the
+/// report's cells, and how many messages it sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayParts {
+    pub spec: Spec,
+    pub cells: Vec<Cell>,
+    pub sends: u64,
+}
+
 fn job_key(tenant: &str, id: &str) -> Vec<u8> {
     key(&[b"j", tenant.as_bytes(), id.as_bytes()])
 }
 
 fn result_key(tenant: &str, id: &str) -> Vec<u8> {
     key(&[b"r", tenant.as_bytes(), id.as_bytes()])
+}
+
+fn parts_key(tenant: &str, id: &str) -> Vec<u8> {
+    key(&[b"p", tenant.as_bytes(), id.as_bytes()])
 }
 
 fn component_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -105,18 +130,19 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a job that has finished with its result (for a `done` one), dropping the
-    /// component bytes it no longer needs, in one batch.
+    /// Writes a job that has finished with its result and its parts (for a `done` one),
+    /// dropping the component bytes it no longer needs, in one batch.
     pub fn finish_backtest(
         &self,
         tenant: &str,
         job: &BacktestJob,
-        result: Option<&BacktestResult>,
+        result: Option<(&BacktestResult, &BacktestParts)>,
     ) -> Result<(), StoreError> {
         let mut batch = super::kv::Batch::default();
         batch.insert(job_key(tenant, &job.id), enc(job));
-        if let Some(result) = result {
+        if let Some((result, parts)) = result {
             batch.insert(result_key(tenant, &job.id), enc(result));
+            batch.insert(parts_key(tenant, &job.id), enc(parts));
         }
         batch.remove(component_key(tenant, &job.id));
         self.backtests.apply_batch(batch)?;
@@ -139,6 +165,19 @@ impl Store {
     ) -> Result<Option<BacktestResult>, StoreError> {
         self.backtests
             .get(result_key(tenant, id))?
+            .map(|v| dec(&v))
+            .transpose()
+    }
+
+    /// What a done job's result was added up from (none for a job finished before they were
+    /// kept).
+    pub fn backtest_parts(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<BacktestParts>, StoreError> {
+        self.backtests
+            .get(parts_key(tenant, id))?
             .map(|v| dec(&v))
             .transpose()
     }
@@ -188,6 +227,7 @@ impl Store {
         let mut batch = super::kv::Batch::default();
         batch.remove(job_key(tenant, id));
         batch.remove(result_key(tenant, id));
+        batch.remove(parts_key(tenant, id));
         batch.remove(component_key(tenant, id));
         self.backtests.apply_batch(batch)?;
         Ok(())
@@ -217,6 +257,33 @@ pub(crate) mod tests {
             error: None,
             requested_at: 1,
             restarts: 0,
+        }
+    }
+
+    /// A spec with nothing declared.
+    pub(crate) fn bare_spec() -> Spec {
+        Spec {
+            description: String::new(),
+            entry: Vec::new(),
+            exit_on: Vec::new(),
+            milestones: Vec::new(),
+            goal: None,
+            reentry: crate::model::Reentry::Never,
+            channels: Vec::new(),
+            experiments: Vec::new(),
+            audience: Default::default(),
+        }
+    }
+
+    pub(crate) fn parts() -> BacktestParts {
+        let replay = |sends| ReplayParts {
+            spec: bare_spec(),
+            cells: vec![Cell::default()],
+            sends,
+        };
+        BacktestParts {
+            candidate: replay(3),
+            live: replay(2),
         }
     }
 
@@ -276,11 +343,15 @@ pub(crate) mod tests {
 
         queued.status = JobStatus::Done;
         store
-            .finish_backtest("t", &queued, Some(&result()))
+            .finish_backtest("t", &queued, Some((&result(), &parts())))
             .unwrap();
         assert_eq!(
             store.backtest_result("t", &queued.id).unwrap(),
             Some(result())
+        );
+        assert_eq!(
+            store.backtest_parts("t", &queued.id).unwrap(),
+            Some(parts())
         );
         assert_eq!(store.backtest_component("t", &queued.id).unwrap(), None);
         assert_eq!(store.tenant_backtests("t").unwrap(), vec![queued.clone()]);
@@ -288,6 +359,7 @@ pub(crate) mod tests {
 
         store.delete_backtest("t", &queued.id).unwrap();
         assert_eq!(store.backtest("t", &queued.id).unwrap(), None);
+        assert_eq!(store.backtest_parts("t", &queued.id).unwrap(), None);
         assert_eq!(store.backtest_result("t", &queued.id).unwrap(), None);
     }
 }

@@ -425,14 +425,8 @@ pub(super) async fn migration(state: &ClusterState, held: Held) -> Response {
         return unsupported(&held);
     };
     for part in parts {
-        all.queued += part.queued;
-        all.moved += part.moved;
-        all.refused += part.refused;
-        all.skipped += part.skipped;
-        all.pending += part.pending;
-        all.refusals.extend(part.refusals);
+        crate::api::add_up_migration(&mut all, part);
     }
-    all.refusals.truncate(1_000);
     axum::Json(all).into_response()
 }
 

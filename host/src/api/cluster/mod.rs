@@ -27,9 +27,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+mod backtests;
 mod gather;
 mod mirrors;
 mod spread;
+pub use backtests::{BACKTEST_ID, BACKTEST_PARTS};
 pub use gather::{ReportParts, MIGRATION_ID, REPORT_PARTS};
 pub use mirrors::Mirrors;
 
@@ -201,6 +203,7 @@ async fn dispatch(State(state): State<ClusterState>, mut request: Request) -> Re
         None => {
             // What only a node may say to a partition, a client may not.
             request.headers_mut().remove(MIGRATION_ID);
+            request.headers_mut().remove(BACKTEST_ID);
             spread::target(
                 request.method(),
                 request.uri().path(),

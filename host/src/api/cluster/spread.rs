@@ -18,9 +18,10 @@
 //! - Tenant-wide listings (tasks, dead letters, suppressions) are gathered from every partition,
 //!   a task by id found where it is, dead letters requeued and webhooks taken on every
 //!   partition ([`super::gather`]).
-//! - A migration starts on every partition under partition 0's id, and its status adds up.
-//! - What reads or writes across customers in ways not built yet (backtests, accounts and
-//!   `group`, identity merges of ids in two partitions, the dashboard) is refused with `501
+//! - A migration starts on every partition under partition 0's id, and its status adds up; so
+//!   does a backtest, each partition replaying its own customers ([`super::backtests`]).
+//! - What reads or writes across customers in ways not built yet (accounts and `group`,
+//!   identity merges of ids in two partitions, the dashboard) is refused with `501
 //!   not_across_partitions`.
 //!
 //! With one partition every request is that partition's, as before.
@@ -71,6 +72,12 @@ pub(super) enum Target {
     Migrate,
     /// A migration's status, added up over every partition.
     Migration,
+    /// A backtest started on every partition under partition 0's id.
+    Backtest,
+    /// A backtest read from every partition.
+    BacktestRead,
+    /// A backtest cancelled on every partition.
+    BacktestCancel,
     /// Not answered across partitions yet.
     Unsupported,
 }
@@ -141,6 +148,9 @@ pub(super) fn target(
         ["v1", "hooks", _, _] => Target::Hook,
         ["v1", "journeys", _, "migrate"] => Target::Migrate,
         ["v1", "journeys", _, "migrations", _] => Target::Migration,
+        ["v1", "journeys", _, "backtests"] if write => Target::Backtest,
+        ["v1", "journeys", _, "backtests", _] if !write => Target::BacktestRead,
+        ["v1", "journeys", _, "backtests", _, "cancel"] if write => Target::BacktestCancel,
         ["healthz"] | ["openapi.json"] => Target::One(0),
         _ => Target::Unsupported,
     }
@@ -186,6 +196,9 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
         Target::Hook => gather::hook(state, held).await,
         Target::Migrate => gather::migrate(state, held).await,
         Target::Migration => gather::migration(state, held).await,
+        Target::Backtest => super::backtests::start(state, held).await,
+        Target::BacktestRead => super::backtests::get(state, held).await,
+        Target::BacktestCancel => super::backtests::cancel(state, held).await,
         Target::Unsupported => unsupported(&held),
     }
 }
@@ -507,8 +520,26 @@ mod tests {
             Target::Listing(gather::Listing::Tasks)
         );
         assert_eq!(
-            target(&get, "/v1/journeys/renewal/backtests", &h, 4),
-            Target::Unsupported
+            target(&Method::POST, "/v1/journeys/renewal/backtests", &h, 4),
+            Target::Backtest
+        );
+        assert_eq!(
+            target(
+                &get,
+                "/v1/journeys/renewal/backtests/bt_0000000000000001",
+                &h,
+                4
+            ),
+            Target::BacktestRead
+        );
+        assert_eq!(
+            target(
+                &Method::POST,
+                "/v1/journeys/renewal/backtests/bt_0000000000000001/cancel",
+                &h,
+                4
+            ),
+            Target::BacktestCancel
         );
         assert_eq!(
             target(&get, "/v1/admin/cluster/mirrored/3/17", &h, 4),
