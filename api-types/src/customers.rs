@@ -1,10 +1,19 @@
 //! `GET /v1/customers/{id}` (tenant): a customer's attributes, their enrollments in every
-//! journey, and the messages sent to them.
+//! journey, and the messages sent to them; `GET /v1/customers/{id}/events`: their latest
+//! events.
 
 use crate::messages::Message;
 use crate::{Millis, Object};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The answer to `GET /v1/customers/{id}/events`: the customer's latest processed events,
+/// newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CustomerEvents {
+    pub events: Vec<crate::events::Event>,
+}
 
 /// The answer to `GET /v1/customers/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

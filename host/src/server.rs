@@ -87,6 +87,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServerError> {
         host: host.clone(),
         admin_digest: api::digest(&config.admin_token),
         edge: Arc::new(Edge::new(config.edge.clone())),
+        across: None,
     };
     let listener = listen(&config).await?;
     tracing::info!(clock = host.clock.kind(), "serving");

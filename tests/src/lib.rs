@@ -31,6 +31,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod calendar;
+pub mod dashboard; // Dashboard (issue 14)
 pub mod loopback;
 pub mod openapi;
 pub mod raw;

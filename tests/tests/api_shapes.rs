@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use waymark_api::channels::{Channel, ChannelList};
 use waymark_api::clock::{Clock, ClockAdvanced};
+use waymark_api::customers::CustomerEvents;
 use waymark_api::dead_letters::{DeadLetters, Requeued};
 use waymark_api::errors::ErrorBody;
 use waymark_api::events::EventsAccepted;
@@ -364,6 +365,21 @@ async fn every_route_answers_exactly_its_dto() {
             .await,
         StatusCode::NOT_FOUND,
     );
+    // Their latest events, newest first.
+    let events = shapes.check::<CustomerEvents>(
+        "GET /v1/customers/{id}/events",
+        api.request(M::GET, "/v1/customers/ada/events", key, none.clone())
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(events["events"][0]["id"], "ada-1", "{events}");
+    assert_eq!(events["events"][0]["properties"]["plan"], "pro", "{events}");
+    shapes.check::<ErrorBody>(
+        "GET /v1/customers/{id}/events",
+        api.request(M::GET, "/v1/customers/nobody/events", key, none.clone())
+            .await,
+        StatusCode::NOT_FOUND,
+    );
 
     // The dry run, in ada's onboarding context; a guest failure carries its reason.
     let enrollment = ada["enrollments"]
@@ -561,6 +577,7 @@ fn round_trip_named(name: &str, raw: &Value) -> Result<(), String> {
         channels::ChannelList,
         events::EventsAccepted,
         customers::Customer,
+        customers::CustomerEvents,
         policy::SendingPolicy,
         tasks::Task,
         tasks::TaskList,

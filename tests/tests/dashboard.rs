@@ -12,7 +12,10 @@ use fantoccini::{Client as Browser, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use waymark_api::backtests::{BacktestRequest, BacktestStatus, Candidate};
-use waymark_tests::reqwest::{header, redirect, Client as Http};
+use waymark_tests::dashboard::{
+    cookie_of, csrf_of, get, http, post_form, session_set_cookie, sign_in,
+};
+use waymark_tests::reqwest::header;
 use waymark_tests::*;
 
 const EMAIL: &str = "email";
@@ -518,107 +521,6 @@ async fn an_operator_reads_the_funnel_works_the_queue_and_requeues_a_dead_letter
 // security, over plain HTTP
 // ---------------------------------------------------------------------------------------------
 
-fn http() -> Http {
-    Http::builder()
-        .redirect(redirect::Policy::none())
-        .build()
-        .expect("an HTTP client")
-}
-
-/// A signed-in session: its cookie, its CSRF token, and the raw `Set-Cookie` it came with.
-struct Session {
-    cookie: String,
-    csrf: String,
-    set_cookie: String,
-}
-
-/// The `value` of `<input ... name="csrf" value="...">` in a page.
-fn csrf_of(page: &str) -> String {
-    let at = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    page[at..].split('"').next().unwrap_or_default().to_string()
-}
-
-fn cookie_of(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap_or_default().to_string()
-}
-
-async fn get(http: &Http, base: &str, path: &str, cookie: &str) -> (StatusCode, String) {
-    let r = http
-        .get(format!("{base}{path}"))
-        .header(header::COOKIE, cookie)
-        .send()
-        .await
-        .expect("an answer");
-    (r.status(), r.text().await.unwrap_or_default())
-}
-
-async fn post_form(
-    http: &Http,
-    base: &str,
-    path: &str,
-    cookie: &str,
-    fields: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let r = http
-        .post(format!("{base}{path}"))
-        .header(header::COOKIE, cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    (r.status(), r.text().await.unwrap_or_default())
-}
-
-/// Signs in with `key` as a browser would; the refusal's status otherwise.
-async fn sign_in(http: &Http, base: &str, key: &str) -> Result<Session, StatusCode> {
-    let form = http
-        .get(format!("{base}/ui/sign-in"))
-        .send()
-        .await
-        .expect("the form");
-    let pre = cookie_of(
-        form.headers()
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .expect("a pre-session cookie"),
-    );
-    let token = csrf_of(&form.text().await.unwrap());
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("key", key), ("csrf", &token)])
-        .finish();
-    let answer = http
-        .post(format!("{base}/ui/sign-in"))
-        .header(header::COOKIE, &pre)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .expect("an answer");
-    if answer.status() != StatusCode::SEE_OTHER {
-        return Err(answer.status());
-    }
-    let set_cookie = answer
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("waymark_session="))
-        .expect("a session cookie")
-        .to_string();
-    let cookie = cookie_of(&set_cookie);
-    let (status, page) = get(http, base, "/ui/journeys", &cookie).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    Ok(Session {
-        cookie,
-        csrf: csrf_of(&page),
-        set_cookie,
-    })
-}
-
 async fn create_key(api: &Api, admin_key: &str, scope: &str) -> String {
     let (status, body) = api
         .request(
@@ -712,14 +614,7 @@ async fn only_a_tenants_admin_or_read_key_signs_in_and_every_form_needs_its_toke
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
-    let secure = answer
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("waymark_session="))
-        .expect("a session cookie")
-        .to_string();
+    let secure = session_set_cookie(answer.headers()).expect("a session cookie");
     for wanted in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Secure"] {
         assert!(
             secure.split(';').any(|a| a.trim() == wanted),

@@ -107,6 +107,9 @@ pub struct AppState {
     pub admin_digest: [u8; 32],
     /// Request limits, tenants' rates, backpressure.
     pub edge: Arc<Edge>,
+    /// Cluster mode with several partitions, on partition 0: how the dashboard reads and acts
+    /// on what is spread over the partitions (`api::cluster::Across`).
+    pub across: Option<cluster::Across>,
 }
 
 /// Every route of the API.

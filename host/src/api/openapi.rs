@@ -149,6 +149,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("POST" "/v1/alias", "segment", "Segment `alias`: merge `previousId` into `userId`", Ingest, query: [], request: Described(segment_message), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
     op!("POST" "/v1/batch", "segment", "Segment `batch`", Ingest, query: [], request: Described(segment_batch), 200 => Json(schema::<api::segment::SegmentAccepted>), errors: [415]),
     op!("GET" "/v1/customers/{id}", "customers", "A customer: attributes, enrollments, messages", Tenant, query: [], request: NONE, 200 => Json(schema::<api::customers::Customer>), errors: [404]),
+    op!("GET" "/v1/customers/{id}/events", "customers", "A customer's latest processed events, newest first", Tenant, query: [("limit", "at most this many (default and at most 50)")], request: NONE, 200 => Json(schema::<api::customers::CustomerEvents>), errors: [404]),
     op!("POST" "/v1/customers/{id}/enrollments/{journey}/resume", "customers", "Resume an enrollment a loop budget paused", Tenant, query: [], request: NONE, 200 => Json(schema::<api::customers::Enrollment>), errors: [404, 409]),
     // Accounts (issue 12).
     op!("GET" "/v1/accounts/{id}", "accounts", "An account: traits and a page of members", Tenant, query: [("after", "members after this customer id"), ("limit", "at most this many members (default 100, at most 1000)")], request: NONE, 200 => Json(schema::<api::accounts::Account>), errors: [404]),

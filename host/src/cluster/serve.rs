@@ -98,6 +98,7 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
         config: config.clone(),
         active,
         mirrors,
+        front: state.clone(),
         snapshots: nats.snapshots().await?,
         nats: nats.clone(),
         partitions: cluster.partitions,
@@ -135,6 +136,8 @@ struct Runner {
     config: ServerConfig,
     active: api::cluster::Active,
     mirrors: api::cluster::Mirrors,
+    /// This node's HTTP front: partition 0's dashboard reads the other partitions through it.
+    front: api::cluster::ClusterState,
     nats: Nats,
     snapshots: Snapshots,
     partitions: u16,
@@ -216,6 +219,10 @@ impl Runner {
                 host: host.host.clone(),
                 admin_digest: api::digest(&self.config.admin_token),
                 edge: self.edge.clone(),
+                // The dashboard is served by partition 0, which reads the rest through the
+                // front.
+                across: (self.partitions > 1 && partition == 0)
+                    .then(|| api::cluster::Across::new(self.front.clone())),
             })),
         );
         let mirror = mirror.map(|mirror| {

@@ -5,9 +5,9 @@
 //! nothing, so it is a plain link, not a form.
 
 use super::error::{UiError, UiResult};
-use super::render;
 use super::session::Signed;
-use crate::api::{shared, AppState};
+use super::{reads, render};
+use crate::api::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use serde::Deserialize;
@@ -66,7 +66,7 @@ pub async fn preview(
         payload: None,
         version: None,
     };
-    let preview = shared::preview(&state, &session.tenant, name, request)?;
+    let preview = reads::preview(&state, &session, &name, request).await?;
     let parts: Vec<(String, String)> = preview
         .parts
         .iter()

@@ -8,9 +8,9 @@
 //! Events processed before that index existed are not shown.
 
 use super::error::{UiError, UiResult};
-use super::render;
 use super::session::Signed;
-use crate::api::{shared, AppState};
+use super::{reads, render};
+use crate::api::AppState;
 use crate::model::Event;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -233,19 +233,13 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> UiResult<Html<String>> {
     // Another tenant's customer is not found, as an unknown one is.
-    let customer = shared::customer(&state, &session.tenant, &id)?;
-    let tasks: Vec<Task> = shared::tasks(&state, session.tenant.clone(), None, None)
+    let customer = reads::customer(&state, &session, &id).await?;
+    let tasks: Vec<Task> = reads::tasks(&state, &session, None, None)
         .await?
         .into_iter()
         .filter(|t| t.customer == customer.id)
         .collect();
-    let events: Vec<Event> = state
-        .host
-        .store
-        .recent_customer_events(&session.tenant, &customer.id, RECENT_EVENTS)?
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
+    let events = reads::customer_events(&state, &session, &customer.id, RECENT_EVENTS).await?;
     let moments = timeline(&customer, &tasks, &events);
     let enrollments: Vec<EnrollmentRow> = customer
         .enrollments

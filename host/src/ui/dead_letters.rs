@@ -5,13 +5,12 @@
 use super::customer::encode_path;
 use super::error::{UiError, UiResult};
 use super::session::{Checked, CsrfField, Signed};
-use super::{render, PAGE_SIZE};
-use crate::api::{shared, AppState};
+use super::{reads, render, PAGE_SIZE};
+use crate::api::AppState;
 use axum::extract::{Query, State};
 use axum::response::{Html, Redirect};
 use serde::Deserialize;
 use waymark_api::dead_letters::RetryDeadLetters;
-use waymark_api::messages::Message;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -27,14 +26,8 @@ pub async fn page(
     session: Signed,
     Query(query): Query<ListQuery>,
 ) -> UiResult<Html<String>> {
-    let store = state.host.store.clone();
-    let (tenant, after) = (session.tenant.clone(), query.after.clone());
-    let (page, more) = tokio::task::spawn_blocking(move || {
-        store.dead_letters_after(&tenant, after.as_deref(), PAGE_SIZE)
-    })
-    .await
-    .map_err(|e| UiError::Internal(e.to_string()))??;
-    let letters: Vec<Message> = page.into_iter().map(Message::from).collect();
+    let (letters, more) =
+        reads::dead_letters(&state, &session, query.after.clone(), PAGE_SIZE).await?;
     let next = more.then(|| letters.last().map(|m| m.id.clone())).flatten();
     let channels: Vec<String> = state
         .host
@@ -99,7 +92,7 @@ pub async fn requeue(
             ))
         }
     };
-    let requeued = shared::retry_dead_letters(&state, session.tenant.clone(), input).await?;
+    let requeued = reads::retry_dead_letters(&state, &session, input).await?;
     Ok(Redirect::to(&format!(
         "/ui/dead-letters?done={}",
         encode_path(&format!("requeued {}", requeued.requeued))

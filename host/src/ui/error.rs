@@ -18,6 +18,9 @@ pub enum UiError {
     BadRequest(String),
     /// What the shared API code refused, with its status and message.
     Api(ApiError),
+    /// What a partition refused (a cluster of several partitions), with its status and
+    /// message.
+    Refused(StatusCode, String),
     Internal(String),
 }
 
@@ -44,6 +47,7 @@ impl UiError {
             UiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, m.clone()),
             UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             UiError::Api(e) => (e.status(), e.message().to_string()),
+            UiError::Refused(status, m) => (*status, m.clone()),
             UiError::Internal(m) => {
                 tracing::error!(message = %m, "dashboard internal error");
                 (

@@ -6,8 +6,8 @@
 
 use super::charts;
 use super::error::{UiError, UiResult};
-use super::render;
 use super::session::Signed;
+use super::{reads, render};
 use crate::api::{shared, AppState};
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
@@ -68,7 +68,7 @@ pub async fn page(
     Path(name): Path<String>,
     Query(query): Query<SliceQuery>,
 ) -> UiResult<Html<String>> {
-    let report = shared::report(&state, &session.tenant, name.clone())?;
+    let report = reads::report(&state, &session, &name).await?;
     let versions = shared::versions(&state, &session.tenant, name.clone())?;
     let live = versions.rollout.live_version;
     let shown = live.unwrap_or(versions.rollout.latest_version);
@@ -157,7 +157,7 @@ pub async fn page(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let max_exit = exits.iter().map(|(_, n)| *n).max().unwrap_or(0);
-    let backtests = shared::backtests(&state, &session.tenant, &name)?;
+    let backtests = reads::backtests(&state, &session, &name).await?;
     let html = render::page(
         "journey.html",
         Some(&session),

@@ -4,7 +4,7 @@
 
 use super::error::UiResult;
 use super::session::Signed;
-use super::{render, PAGE_SIZE};
+use super::{reads, render, PAGE_SIZE};
 use crate::api::{shared, AppState};
 use axum::extract::{Query, State};
 use axum::response::Html;
@@ -39,7 +39,7 @@ pub async fn page(
     let total = all.len();
     let mut rows = Vec::new();
     for summary in all.into_iter().skip(query.page * PAGE_SIZE).take(PAGE_SIZE) {
-        let report = shared::report(&state, &session.tenant, summary.name.clone())?;
+        let report = reads::report(&state, &session, &summary.name).await?;
         let versions = shared::versions(&state, &session.tenant, summary.name.clone())?;
         let shown = summary.live_version.unwrap_or(summary.latest_version);
         let goal = versions

@@ -13,6 +13,7 @@
 //! | [`error`] | every failure as a readable HTML page with its status |
 //! | [`render`] | the templates, their filters, the page frame |
 //! | [`charts`] | the funnel's bars and the observed paths' flow, as SVG geometry |
+//! | [`reads`] | what lives with the customers, read on this node or across partitions |
 //! | [`journeys`], [`journey`] | the journeys list; one journey's report |
 //! | [`customer`] | a customer's attributes, enrollments and merged timeline |
 //! | [`tasks`] | the handoff queue: filter, claim, resolve |
@@ -31,6 +32,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod journey;
 pub mod journeys;
+pub mod reads;
 pub mod render;
 pub mod session;
 pub mod tasks;

@@ -4,10 +4,10 @@
 //! journey exactly as `POST /v1/tasks/{id}/resolve` sends it.
 
 use super::customer::encode_path;
-use super::error::{UiError, UiResult};
+use super::error::UiResult;
 use super::session::{Checked, CsrfField, Signed};
-use super::{render, PAGE_SIZE};
-use crate::api::{shared, AppState};
+use super::{reads, render, PAGE_SIZE};
+use crate::api::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Redirect};
 use serde::Deserialize;
@@ -36,13 +36,7 @@ pub async fn page(
 ) -> UiResult<Html<String>> {
     let queue = blank_is_none(query.queue);
     let status = blank_is_none(query.status);
-    let all = shared::tasks(
-        &state,
-        session.tenant.clone(),
-        status.clone(),
-        queue.clone(),
-    )
-    .await?;
+    let all = reads::tasks(&state, &session, status.clone(), queue.clone()).await?;
     let total = all.len();
     let tasks: Vec<_> = all
         .into_iter()
@@ -91,7 +85,7 @@ pub async fn claim(
     let input = ClaimTask {
         assignee: form.assignee,
     };
-    let task = shared::claim(&state, &session.tenant, &id, input).await?;
+    let task = reads::claim(&state, &session, &id, input).await?;
     Ok(Redirect::to(&format!(
         "/ui/tasks?done={}",
         encode_path(&format!("claimed task {} for {}", task.id, task.customer))
@@ -132,9 +126,7 @@ pub async fn resolve(
         resolution: form.resolution.trim().to_string(),
         properties,
     };
-    let task = shared::resolve(&state, &session.tenant, &id, input)
-        .await
-        .map_err(UiError::from)?;
+    let task = reads::resolve(&state, &session, &id, input).await?;
     Ok(Redirect::to(&format!(
         "/ui/tasks?done={}",
         encode_path(&format!("resolved task {} for {}", task.id, task.customer))

@@ -27,10 +27,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
+mod across;
 mod backtests;
 mod gather;
 mod mirrors;
 mod spread;
+pub use across::{Across, Refused};
 pub use backtests::{BACKTEST_ID, BACKTEST_PARTS};
 pub use gather::{ReportParts, MIGRATION_ID, REPORT_PARTS};
 pub use mirrors::Mirrors;
@@ -198,12 +200,19 @@ impl Held {
 async fn dispatch(State(state): State<ClusterState>, mut request: Request) -> Response {
     let partitions = state.directory.partitions();
     let target = match state.named_partition(request.headers()) {
-        // Passed on by another node, for one partition: answered here for it.
-        Some(partition) => spread::Target::One(partition),
+        // Passed on by another node, for one partition: answered here for it (for the tenant
+        // a node's dashboard acts for, if it names one).
+        Some(partition) => {
+            if let Some(caller) = across::caller_named(request.headers()) {
+                request.extensions_mut().insert(caller);
+            }
+            spread::Target::One(partition)
+        }
         None => {
             // What only a node may say to a partition, a client may not.
             request.headers_mut().remove(MIGRATION_ID);
             request.headers_mut().remove(BACKTEST_ID);
+            request.headers_mut().remove(across::ACTING_FOR);
             spread::target(
                 request.method(),
                 request.uri().path(),

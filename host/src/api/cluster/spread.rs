@@ -20,9 +20,10 @@
 //!   partition ([`super::gather`]).
 //! - A migration starts on every partition under partition 0's id, and its status adds up; so
 //!   does a backtest, each partition replaying its own customers ([`super::backtests`]).
+//! - The dashboard is partition 0's, which reads and acts on the rest through this front
+//!   ([`super::across`]); a template's preview goes to the partition of the customer it names.
 //! - What reads or writes across customers in ways not built yet (accounts and `group`,
-//!   identity merges of ids in two partitions, the dashboard) is refused with `501
-//!   not_across_partitions`.
+//!   identity merges of ids in two partitions) is refused with `501 not_across_partitions`.
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -72,6 +73,8 @@ pub(super) enum Target {
     Migrate,
     /// A migration's status, added up over every partition.
     Migration,
+    /// A template's preview: by the partition of the customer it names, else partition 0.
+    Preview,
     /// A backtest started on every partition under partition 0's id.
     Backtest,
     /// A backtest read from every partition.
@@ -126,10 +129,11 @@ pub(super) fn target(
         ["v1", "admin", "clock", "advance"] => Target::ClockAdvance,
         ["v1", "journeys", _, "report"] => Target::Report,
         ["v1", "journeys", _, "breaker"] if write => Target::Everywhere,
-        // A dry run and a preview write nothing: nothing to wait for.
-        ["v1", "journeys", _, "decide" | "breaker"] | ["v1", "templates", _, "preview"] => {
-            Target::Global { write: false }
-        }
+        // A dry run writes nothing: nothing to wait for.
+        ["v1", "journeys", _, "decide" | "breaker"] => Target::Global { write: false },
+        ["v1", "templates", _, "preview"] => Target::Preview,
+        // The dashboard: partition 0's, which reads the rest across the partitions.
+        ["ui", ..] => Target::One(0),
         ["v1", "admin", "tenants", ..]
         | ["v1", "channels", ..]
         | ["v1", "journeys"]
@@ -196,6 +200,19 @@ pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> 
         Target::Hook => gather::hook(state, held).await,
         Target::Migrate => gather::migrate(state, held).await,
         Target::Migration => gather::migration(state, held).await,
+        Target::Preview => {
+            // Templates are everywhere (mirrored); a stored customer is in one partition.
+            #[derive(Deserialize)]
+            struct Named {
+                customer: Option<String>,
+            }
+            let partitions = state.directory.partitions();
+            let partition = serde_json::from_slice::<Named>(&held.body)
+                .ok()
+                .and_then(|named| named.customer)
+                .map_or(0, |customer| partition_of(&customer, partitions));
+            to_partition(state, partition, held).await
+        }
         Target::Backtest => super::backtests::start(state, held).await,
         Target::BacktestRead => super::backtests::get(state, held).await,
         Target::BacktestCancel => super::backtests::cancel(state, held).await,
@@ -508,8 +525,9 @@ mod tests {
         );
         assert_eq!(
             target(&Method::POST, "/v1/templates/welcome/preview", &h, 4),
-            Target::Global { write: false }
+            Target::Preview
         );
+        assert_eq!(target(&get, "/ui/journeys/renewal", &h, 4), Target::One(0));
         assert_eq!(target(&get, "/v1/admin/clock", &h, 4), Target::ClockRead);
         assert_eq!(
             target(&Method::POST, "/v1/admin/clock/advance", &h, 4),

@@ -31,6 +31,25 @@ pub(crate) fn event_status(ingested: &Ingested) -> api::EventStatus {
     }
 }
 
+impl From<model::Event> for api::Event {
+    fn from(event: model::Event) -> Self {
+        let model::Event {
+            id,
+            customer,
+            name,
+            properties,
+            timestamp,
+        } = event;
+        api::Event {
+            id,
+            customer,
+            name,
+            properties,
+            timestamp,
+        }
+    }
+}
+
 impl From<api::Event> for model::Event {
     fn from(event: api::Event) -> Self {
         let api::Event {
