@@ -77,7 +77,11 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
         }
     };
     node.advertise(&advertise);
-    node.copies_with(config.host.shards, config.store_cache_bytes);
+    // `--cache-mb` is the node's page cache: a node holding every partition's copy uses it
+    // all, one holding a share of them that share of it (each copy at least 8 MiB), so a
+    // large partition count does not multiply it.
+    let per_copy = (config.store_cache_bytes / u64::from(cluster.partitions.max(1))).max(8 << 20);
+    node.copies_with(config.host.shards, per_copy);
     let active = api::cluster::Active::default();
     let mirrors = api::cluster::Mirrors::default();
     let state = api::cluster::ClusterState::new(

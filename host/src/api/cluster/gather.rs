@@ -259,12 +259,17 @@ fn merge_listing(kind: Listing, answers: &[Value], limit: usize) -> Value {
 }
 
 /// A request about one record whose partition the request does not say (a task by id): asked
-/// of each partition in turn, the first answer other than `404` is the answer (a partition
-/// without the record changes nothing); all `404`: the last.
+/// of every partition at once, the first answer other than `404` in partition order is the
+/// answer (a partition without the record changes nothing); all `404`: the last.
 pub(super) async fn find(state: &ClusterState, held: Held) -> Response {
+    // Every partition at once (a partition without the record answers 404 and changes
+    // nothing, a claim or resolution included); the first other answer in partition order.
+    let answers = futures::future::join_all(
+        (0..state.directory.partitions()).map(|p| to_partition(state, p, held.clone())),
+    )
+    .await;
     let mut last = None;
-    for partition in 0..state.directory.partitions() {
-        let response = to_partition(state, partition, held.clone()).await;
+    for response in answers {
         if response.status() != StatusCode::NOT_FOUND {
             return response;
         }
