@@ -1,5 +1,6 @@
-//! Dead letters (tenant): messages that failed for good. `GET /v1/dead-letters?limit=n` lists
-//! them; `POST /v1/dead-letters/retry` requeues them with a fresh attempt budget.
+//! Dead letters (tenant): messages that failed for good. `GET /v1/dead-letters?limit=n&after=id`
+//! lists them a page at a time; `POST /v1/dead-letters/retry` requeues them with a fresh
+//! attempt budget.
 
 use crate::messages::Message;
 use serde::{Deserialize, Serialize};
@@ -8,8 +9,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeadLetters {
-    /// Messages with status `dead`.
+    /// Messages with status `dead`, in id order.
     pub dead_letters: Vec<Message>,
+    /// When more follow: the last id of this page, to pass as `after` for the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The body of `POST /v1/dead-letters/retry`.

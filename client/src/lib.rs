@@ -496,11 +496,23 @@ impl Client {
 
     // --- dead letters ------------------------------------------------------------------------
 
-    /// `GET /v1/dead-letters?limit=n` (the server's default, 100, when `None`).
-    pub async fn dead_letters(&self, limit: Option<usize>) -> Result<DeadLetters> {
-        let path = match limit {
-            Some(limit) => format!("/v1/dead-letters?limit={limit}"),
-            None => "/v1/dead-letters".to_string(),
+    /// `GET /v1/dead-letters?limit=n&after=id`: a page (the server's default size, 100, when
+    /// `limit` is `None`) after message `after` (the previous page's `next`), from the first.
+    pub async fn dead_letters(
+        &self,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<DeadLetters> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(after) = after {
+            query.push(format!("after={}", segment(after)));
+        }
+        let path = match query.is_empty() {
+            true => "/v1/dead-letters".to_string(),
+            false => format!("/v1/dead-letters?{}", query.join("&")),
         };
         self.call(Method::GET, &path, Body::Empty).await
     }

@@ -831,6 +831,30 @@ async fn dead_letter_retries_are_bounded_and_a_mass_retry_requeues_every_one() {
     })
     .await;
     assert_eq!(dead, customers);
+    // Paged through, 128 at a time: every one once, in id order, the last page naming no next.
+    let (mut paged, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let path = match &after {
+            Some(id) => format!("/v1/dead-letters?limit=128&after={id}"),
+            None => "/v1/dead-letters?limit=128".to_string(),
+        };
+        let (status, page) = api
+            .request(Method::GET, &path, Some(&key), Body::Empty)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let ids = page["dead_letters"].as_array().expect("a list");
+        assert!(ids.len() <= 128);
+        paged.extend(ids.iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut sorted = paged.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(paged, sorted, "in id order, each once");
+    assert_eq!(paged.len(), customers);
     world.sink.respond_by_default(StatusCode::OK);
     let (status, body) = api
         .request(

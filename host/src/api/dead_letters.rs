@@ -14,6 +14,8 @@ pub(super) fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<usize>,
+    /// The previous page's `next`: the page starts after this message.
+    after: Option<String>,
 }
 
 async fn list_dead_letters(
@@ -22,14 +24,17 @@ async fn list_dead_letters(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DeadLetters>> {
     let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_input", e.body_text()))?;
-    let limit = query.limit.unwrap_or(100).min(MAX_LIST);
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIST);
     let store = state.host.store.clone();
-    let dead = tokio::task::spawn_blocking(move || store.dead_letters(&tenant, limit))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(Json(DeadLetters {
-        dead_letters: dead.into_iter().map(Message::from).collect(),
-    }))
+    let after = query.after;
+    let (dead, more) = tokio::task::spawn_blocking(move || {
+        store.dead_letters_after(&tenant, after.as_deref(), limit)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let dead_letters: Vec<Message> = dead.into_iter().map(Message::from).collect();
+    let next = dead_letters.last().filter(|_| more).map(|m| m.id.clone());
+    Ok(Json(DeadLetters { dead_letters, next }))
 }
 
 /// Requeues dead letters with a fresh attempt budget, e.g. after fixing a channel's config.

@@ -626,12 +626,15 @@ async fn dead_letters(
     command: DeadLettersCommand,
 ) -> Result<(), CliError> {
     match command {
-        DeadLettersCommand::List { limit } => {
-            let list = client.dead_letters(limit).await?;
+        DeadLettersCommand::List { limit, after } => {
+            let list = client.dead_letters(limit, after.as_deref()).await?;
             if json {
                 return output::json(&list);
             }
             print_messages(&list.dead_letters);
+            if let Some(next) = &list.next {
+                println!("more: --after {next}");
+            }
         }
         DeadLettersCommand::Retry { ids, channel, all } => {
             if ids.is_empty() && channel.is_none() && !all {

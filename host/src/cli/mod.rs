@@ -185,6 +185,9 @@ pub enum DeadLettersCommand {
         /// At most this many (server default 100, at most 1000).
         #[arg(long)]
         limit: Option<usize>,
+        /// The page after this message id (the `next` a listing printed).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// Put dead letters back in the delivery queue (same idempotency keys).
     Retry {

@@ -5,8 +5,8 @@
 //! versions, channels, templates) are partition 0's, which serves the dashboard, and stay
 //! with the pages.
 //!
-//! Over several partitions a listing is the routes' first 1,000 (tasks, dead letters), where
-//! one node's pages page through all of them.
+//! Over several partitions the handoff queue lists the route's first 1,000 tasks, where one
+//! node's pages page through all of them; dead letters page through all on both.
 
 use super::customer::encode_path;
 use super::error::{UiError, UiResult};
@@ -145,17 +145,12 @@ pub async fn dead_letters(
 ) -> UiResult<(Vec<Message>, bool)> {
     match across(state) {
         Some(a) => {
-            let path = format!("/v1/dead-letters?limit={ACROSS_LIST}");
-            let all: DeadLetters = a.get(&session.tenant, session.scope, &path).await?;
-            let start = after.map_or(0, |after| {
-                all.dead_letters
-                    .iter()
-                    .position(|m| m.id == after)
-                    .map_or(all.dead_letters.len(), |i| i + 1)
-            });
-            let more = all.dead_letters.len() > start + page;
-            let letters = all.dead_letters.into_iter().skip(start).take(page);
-            Ok((letters.collect(), more))
+            let mut path = format!("/v1/dead-letters?limit={page}");
+            if let Some(after) = after {
+                path.push_str(&format!("&after={}", encode_path(&after)));
+            }
+            let listed: DeadLetters = a.get(&session.tenant, session.scope, &path).await?;
+            Ok((listed.dead_letters, listed.next.is_some()))
         }
         None => {
             let store = state.host.store.clone();

@@ -246,13 +246,19 @@ fn merge_listing(kind: Listing, answers: &[Value], limit: usize) -> Value {
         .take(limit)
         .collect();
     let mut answer = serde_json::Map::new();
-    if kind == Listing::Suppressions {
-        let more = kept.len() < total;
-        let next = kept
-            .last()
-            .filter(|_| more)
-            .map(|e| format!("{}/{}", kind.key(e).2, kind.key(e).3));
-        answer.insert("next".into(), next.map_or(Value::Null, Value::String));
+    let more = kept.len() < total || complete_through.is_some();
+    let last = kept.last().filter(|_| more).map(|e| kind.key(e));
+    match kind {
+        Listing::Suppressions => {
+            let next = last.map(|key| format!("{}/{}", key.2, key.3));
+            answer.insert("next".into(), next.map_or(Value::Null, Value::String));
+        }
+        Listing::DeadLetters => {
+            if let Some(key) = last {
+                answer.insert("next".into(), Value::String(key.2));
+            }
+        }
+        Listing::Tasks => {}
     }
     answer.insert(kind.field().into(), Value::Array(std::mem::take(&mut kept)));
     Value::Object(answer)
@@ -468,6 +474,29 @@ mod tests {
             .map(|t| t["id"].clone())
             .collect();
         assert_eq!(ids, [json!("t1"), json!("t3"), json!("t2")]);
+
+        // Dead letters page by id: a page ends where a partition's did with more to come,
+        // even when every entry read is kept.
+        let m = |id: &str| json!({"id": id});
+        let answers = [
+            json!({"dead_letters": [m("k1"), m("k4")], "next": "k4"}),
+            json!({"dead_letters": [m("k2")]}),
+        ];
+        let page = merge_listing(Listing::DeadLetters, &answers, 10);
+        assert_eq!(
+            page,
+            json!({"dead_letters": [m("k1"), m("k2"), m("k4")], "next": "k4"})
+        );
+        let answers = [
+            json!({"dead_letters": [m("k1")]}),
+            json!({"dead_letters": []}),
+        ];
+        let page = merge_listing(Listing::DeadLetters, &answers, 10);
+        assert_eq!(
+            page,
+            json!({"dead_letters": [m("k1")]}),
+            "the last page names none"
+        );
     }
 
     #[test]
