@@ -6,7 +6,10 @@
 
 use crate::model::{Enrollment, Millis};
 use crate::store::Message;
-use waymark_api::backtests::Divergence;
+use waymark_api::backtests::{Divergence, Fidelity};
+
+/// How many divergences a fidelity check lists (all are counted).
+pub const MAX_DIVERGENCES_LISTED: usize = 1_000;
 
 /// One customer's records of one journey, on one side.
 #[derive(Debug, Default, Clone)]
@@ -131,6 +134,22 @@ fn first_time_differing(l: &Enrollment, r: &Enrollment) -> Millis {
     .min()
     .or(l.ended_at.zip(r.ended_at).map(|(a, b)| a.min(b)))
     .unwrap_or(l.entered_at)
+}
+
+/// Two shares' fidelity checks as one: customers and identical ones added up, divergences
+/// together in customer order (the first [`MAX_DIVERGENCES_LISTED`]).
+pub fn add(a: Option<Fidelity>, b: Option<Fidelity>) -> Option<Fidelity> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.customers += b.customers;
+            a.identical += b.identical;
+            a.divergences.extend(b.divergences);
+            a.divergences.sort_by(|x, y| x.customer.cmp(&y.customer));
+            a.divergences.truncate(MAX_DIVERGENCES_LISTED);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]

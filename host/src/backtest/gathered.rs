@@ -96,7 +96,7 @@ fn result(jobs: &[PartitionJob]) -> Result<BacktestResult, String> {
         sends.live += parts.live.sends;
         changed += result.diff.customers_changed;
         customers.extend(result.diff.customers.iter().cloned());
-        fidelity = super::run::add_fidelity(fidelity, result.fidelity.clone());
+        fidelity = super::fidelity::add(fidelity, result.fidelity.clone());
         migration = match (migration, result.migration.clone()) {
             (Some(mut all), Some(part)) => {
                 crate::api::add_up_migration(&mut all, part);

@@ -427,7 +427,7 @@ fn combine(
     for share in others {
         cells.extend(share.cells);
         sends.extend(share.sends);
-        fidelity = add_fidelity(fidelity, share.fidelity);
+        fidelity = super::fidelity::add(fidelity, share.fidelity);
     }
     if split {
         sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
@@ -443,25 +443,6 @@ fn combine(
         sends,
     };
     (replayed, fidelity)
-}
-
-/// Two shares' fidelity checks as one: customers and identical ones added up, divergences
-/// together in customer order (the first [`MAX_DIVERGENCES_LISTED`]).
-pub(super) fn add_fidelity(
-    a: Option<waymark_api::backtests::Fidelity>,
-    b: Option<waymark_api::backtests::Fidelity>,
-) -> Option<waymark_api::backtests::Fidelity> {
-    match (a, b) {
-        (Some(mut a), Some(b)) => {
-            a.customers += b.customers;
-            a.identical += b.identical;
-            a.divergences.extend(b.divergences);
-            a.divergences.sort_by(|x, y| x.customer.cmp(&y.customer));
-            a.divergences.truncate(MAX_DIVERGENCES_LISTED);
-            Some(a)
-        }
-        (a, b) => a.or(b),
-    }
 }
 
 fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
@@ -621,16 +602,13 @@ async fn feed_group(
     Ok(())
 }
 
-/// How many divergences a fidelity check lists (all are counted).
-const MAX_DIVERGENCES_LISTED: usize = 1_000;
-
 /// Every customer of the sample with an enrollment in the journey, live or replayed, compared.
 fn check_fidelity(
     live: &Host,
     scratch: &crate::store::Store,
     plan: &Plan,
 ) -> Result<waymark_api::backtests::Fidelity, StoreError> {
-    use super::fidelity::{compare, Records};
+    use super::fidelity::{compare, Records, MAX_DIVERGENCES_LISTED};
     use std::collections::BTreeMap;
     let mut sides: BTreeMap<String, (Records, Records)> = BTreeMap::new();
     for (store, live_side) in [(&live.store, true), (scratch, false)] {
