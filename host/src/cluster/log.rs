@@ -130,22 +130,20 @@ impl PartitionLog {
         partition: u16,
         replicas: usize,
     ) -> Result<PartitionLog, ClusterError> {
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: stream_name(partition),
-                description: Some(format!("Waymark partition {partition}: inputs and records")),
-                subjects: vec![input_subject(partition), log_subject(partition)],
-                num_replicas: replicas,
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::Limits,
-                // Inputs are deduplicated by `Nats-Msg-Id` within this window (ingest's retries).
-                duplicate_window: Duration::from_secs(120),
-                // Reads of a record by sequence may be answered by any replica.
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::nats("open a partition's stream", e))?;
+        let config = stream::Config {
+            name: stream_name(partition),
+            description: Some(format!("Waymark partition {partition}: inputs and records")),
+            subjects: vec![input_subject(partition), log_subject(partition)],
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            // Inputs are deduplicated by `Nats-Msg-Id` within this window (ingest's retries).
+            duplicate_window: Duration::from_secs(120),
+            // Reads of a record by sequence may be answered by any replica.
+            allow_direct: true,
+            ..Default::default()
+        };
+        let stream = super::stream(js, config, "open a partition's stream").await?;
         Ok(PartitionLog {
             js: js.clone(),
             stream,

@@ -67,6 +67,41 @@ impl ClusterError {
     }
 }
 
+/// How many times a stream's creation is asked for when its answer does not come in time.
+const STREAM_ATTEMPTS: u32 = 4;
+
+/// The stream `config` names, created as configured when missing. A request that times out
+/// is made again, a few times: a server whose meta or stream leader is being elected (a
+/// cluster just formed, a server just lost) may not answer a creation it then makes — seen on
+/// nats-server 2.9.10, the stream's leader elected while the client waited — and asking again
+/// finds the stream.
+pub(crate) async fn stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+    what: &'static str,
+) -> Result<jetstream::stream::Stream, ClusterError> {
+    use jetstream::context::CreateStreamErrorKind;
+    let mut attempt = 1;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if attempt < STREAM_ATTEMPTS
+                    && matches!(
+                        e.kind(),
+                        CreateStreamErrorKind::TimedOut
+                            | CreateStreamErrorKind::JetStreamUnavailable
+                    ) =>
+            {
+                tracing::warn!(stream = %config.name, error = %e, attempt, "no answer in time; asking again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(ClusterError::nats(what, e)),
+        }
+    }
+}
+
 /// Opens the key-value bucket `bucket` (keeping one entry per key, each expiring `max_age`
 /// after it was written), creating its stream when missing, as `create_key_value` would
 /// configure it (async-nats's `kv_to_stream_config`). Not `create_key_value` itself: it first
@@ -79,23 +114,21 @@ async fn open_bucket(
     max_age: Duration,
     replicas: usize,
 ) -> Result<(jetstream::kv::Store, jetstream::stream::Stream), ClusterError> {
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
-            name: format!("KV_{bucket}"),
-            description: Some(description.into()),
-            subjects: vec![format!("$KV.{bucket}.>")],
-            max_messages_per_subject: 1,
-            max_age,
-            storage: jetstream::stream::StorageType::File,
-            num_replicas: replicas,
-            allow_rollup: true,
-            deny_delete: true,
-            allow_direct: true,
-            discard: jetstream::stream::DiscardPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| ClusterError::nats("open a bucket's stream", e))?;
+    let config = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let stream = stream(js, config, "open a bucket's stream").await?;
     let kv = js
         .get_key_value(bucket)
         .await
@@ -197,20 +230,18 @@ impl Nats {
     /// once any node created it).
     pub async fn snapshots(&self) -> Result<snapshot::Snapshots, ClusterError> {
         let bucket = snapshot::SNAPSHOTS;
-        self.js
-            .get_or_create_stream(jetstream::stream::Config {
-                name: format!("OBJ_{bucket}"),
-                description: Some("Waymark partitions' snapshots (docs/SCALING.md)".into()),
-                subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
-                storage: jetstream::stream::StorageType::File,
-                num_replicas: self.replicas,
-                discard: jetstream::stream::DiscardPolicy::New,
-                allow_rollup: true,
-                allow_direct: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| ClusterError::nats("open the snapshots' stream", e))?;
+        let config = jetstream::stream::Config {
+            name: format!("OBJ_{bucket}"),
+            description: Some("Waymark partitions' snapshots (docs/SCALING.md)".into()),
+            subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: self.replicas,
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            ..Default::default()
+        };
+        stream(&self.js, config, "open the snapshots' stream").await?;
         let store = self
             .js
             .get_object_store(bucket)
