@@ -503,17 +503,7 @@ impl Client {
         limit: Option<usize>,
         after: Option<&str>,
     ) -> Result<DeadLetters> {
-        let mut query = Vec::new();
-        if let Some(limit) = limit {
-            query.push(format!("limit={limit}"));
-        }
-        if let Some(after) = after {
-            query.push(format!("after={}", segment(after)));
-        }
-        let path = match query.is_empty() {
-            true => "/v1/dead-letters".to_string(),
-            false => format!("/v1/dead-letters?{}", query.join("&")),
-        };
+        let path = page("/v1/dead-letters", limit, after);
         self.call(Method::GET, &path, Body::Empty).await
     }
 
@@ -663,17 +653,7 @@ impl Client {
         limit: Option<usize>,
         after: Option<&str>,
     ) -> Result<SuppressionPage> {
-        let mut params = Vec::new();
-        if let Some(limit) = limit {
-            params.push(format!("limit={limit}"));
-        }
-        if let Some(after) = after {
-            params.push(format!("after={}", segment(after)));
-        }
-        let mut path = "/v1/suppressions".to_string();
-        if !params.is_empty() {
-            path = format!("{path}?{}", params.join("&"));
-        }
+        let path = page("/v1/suppressions", limit, after);
         self.call(Method::GET, &path, Body::Empty).await
     }
 
@@ -726,6 +706,21 @@ pub fn component_base64(bytes: &[u8]) -> String {
 }
 
 /// Percent-encodes one path segment or query value: ids are chosen by tenants.
+/// A paged listing's path: `path?limit=n&after=cursor`, each only when given.
+fn page(path: &str, limit: Option<usize>, after: Option<&str>) -> String {
+    let mut params = Vec::new();
+    if let Some(limit) = limit {
+        params.push(format!("limit={limit}"));
+    }
+    if let Some(after) = after {
+        params.push(format!("after={}", segment(after)));
+    }
+    match params.is_empty() {
+        true => path.to_string(),
+        false => format!("{path}?{}", params.join("&")),
+    }
+}
+
 fn segment(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
