@@ -71,3 +71,31 @@ pub struct StandbyStatus {
     /// Records of the log the copy has not read yet.
     pub lag: u64,
 }
+
+/// `POST /v1/admin/cluster/forwards` (admin, node to node): triggers one partition's commits
+/// queued for customers of the partition this is sent to (`docs/SCALING.md`, "Crossing
+/// partitions"), in order of their numbers. Sent by the source partition's owner; numbers
+/// only grow, so one taken before is dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Forwards {
+    /// The partition whose commits queued them.
+    pub source: u16,
+    pub forwards: Vec<Forward>,
+}
+
+/// One forward: its number in the source partition, and the trigger as the host encodes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Forward {
+    pub n: u64,
+    pub trigger: serde_json::Value,
+}
+
+/// The answer to [`Forwards`]: every forward from the source numbered up to `taken_through`
+/// is in this partition's queue, durably.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ForwardsTaken {
+    pub taken_through: u64,
+}

@@ -81,7 +81,7 @@ struct ServeArgs {
     #[arg(long, env = "WAYMARK_PERF_MAP", hide = true)]
     perf_map: bool,
     /// Shard workers; a customer's triggers are processed in order on one shard.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=4096))]
     shards: u16,
     /// Delivery attempts before a message becomes a dead letter.
     #[arg(long, default_value_t = 8)]

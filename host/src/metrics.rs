@@ -44,6 +44,13 @@ pub struct Metrics {
     pub breakers_open: Gauge,
     /// Enrollments paused for going over a loop budget.
     pub enrollments_paused: Counter,
+    /// Cluster mode (issue 16): triggers this partition's commits queued for other
+    /// partitions' customers that their partitions took in.
+    pub forwards_sent: Counter,
+    /// Triggers taken in from other partitions.
+    pub forwards_taken: Counter,
+    /// Forwards committed here and not yet taken in by their partitions, after the last pass.
+    pub forwards_waiting: Gauge,
 }
 
 impl Metrics {
@@ -164,9 +171,29 @@ impl Metrics {
             "Enrollments paused for going over a loop budget (triggers or sends in a window)",
             enrollments_paused.clone(),
         );
+        let (forwards_sent, forwards_taken) = (Counter::default(), Counter::default());
+        let forwards_waiting = Gauge::default();
+        registry.register(
+            "forwards_sent",
+            "Triggers for other partitions' customers (cluster mode) taken in by their partitions",
+            forwards_sent.clone(),
+        );
+        registry.register(
+            "forwards_taken",
+            "Triggers for this partition's customers taken in from other partitions",
+            forwards_taken.clone(),
+        );
+        registry.register(
+            "forwards_waiting",
+            "Triggers for other partitions' customers not yet taken in by them",
+            forwards_waiting.clone(),
+        );
         Metrics {
             registry,
             enrollments_paused,
+            forwards_sent,
+            forwards_taken,
+            forwards_waiting,
             breakers_opened,
             triggers_deferred,
             breakers_open,

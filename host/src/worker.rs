@@ -302,7 +302,22 @@ async fn process(
         // Account traits re-evaluated for every member (issue 12, polish).
         Pending::AccountChanged { account } => {
             shell
-                .audience_account_changed(&mut commit, &item.customer, &account, now)
+                .audience_account_changed(&mut commit, &item.customer, &account, None, now)
+                .await?
+        }
+        // Accounts over several partitions (issue 16): a member's `group` call or leaving, on
+        // the account's partition; the account's traits on a member's.
+        Pending::Grouped { member, traits, at } => {
+            shell.grouped(&mut commit, &item.customer, member, traits, at)?;
+            None
+        }
+        Pending::Left { member } => {
+            shell.left(&mut commit, &item.customer, member);
+            None
+        }
+        Pending::AccountTraits { account, traits } => {
+            shell
+                .account_traits(&mut commit, &item.customer, account, traits, now)
                 .await?
         }
         // `identity::step` did these.

@@ -199,12 +199,23 @@ impl Api {
         self.finished_backtest(journey, &started.id).await
     }
 
-    /// The customer's profile, enrollments and messages; `None` on 404.
+    /// The customer's profile, enrollments and messages; `None` on 404. A 503 (a cluster
+    /// whose partition changes owners answers so for a moment) is asked again, within
+    /// [`crate::patience`].
     pub async fn customer(&self, id: &str) -> Option<Customer> {
-        match self.tenant_client().customer(id).await {
-            Ok(customer) => Some(customer),
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => None,
-            Err(e) => panic!("{e}"),
+        let deadline = std::time::Instant::now() + crate::patience();
+        loop {
+            match self.tenant_client().customer(id).await {
+                Ok(customer) => return Some(customer),
+                Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => return None,
+                Err(e)
+                    if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 

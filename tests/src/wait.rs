@@ -47,3 +47,25 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Polls `get` until it returns `expected`; fails after [`patience`] showing, as `assert_eq!`
+/// does, the last value it returned beside `expected`.
+pub async fn wait_for_eq<T, F, Fut>(what: &str, expected: &T, mut get: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let timeout = patience();
+    let start = Instant::now();
+    loop {
+        let got = get().await;
+        if got == *expected {
+            return;
+        }
+        if start.elapsed() > timeout {
+            assert_eq!(&got, expected, "waited {timeout:?} for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1018,12 +1018,7 @@ fn comparable(page: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_moves_enrollments_on_every_partition_under_one_id() {
     let nats = NatsCluster::start(3);
-    let token = "cluster-admin-token-0123456789";
-    let mut nodes = Vec::new();
-    for id in IDS {
-        nodes.push(node_of(&nats, id, token, 4).await);
-    }
-    spread_over(&nodes[0], 3, None).await;
+    let nodes = four_partitions_over_three_nodes(&nats).await;
     let sink = Sink::start();
     let (tenant, _) = tenant_with_journey(
         &nodes[1],
@@ -1080,5 +1075,281 @@ async fn a_migration_moves_enrollments_on_every_partition_under_one_id() {
             .as_tenant(&tenant)
             .wait_for_enrollment(who, ONBOARDING, "on v2", |e| e.version == 2)
             .await;
+    }
+}
+
+/// Three nodes over `nats` running four partitions, spread over all three.
+async fn four_partitions_over_three_nodes(nats: &NatsCluster) -> Vec<Server> {
+    let token = "cluster-admin-token-0123456789";
+    let mut nodes = Vec::new();
+    for id in IDS {
+        nodes.push(node_of(nats, id, token, 4).await);
+    }
+    spread_over(&nodes[0], 3, None).await;
+    nodes
+}
+
+/// Tenant `acme` on `server`, running the account onboarding (its `email` and `slack` sending
+/// to `sink`) and the audience journey.
+async fn with_accounts(server: &Server, sink: &Sink) -> CreatedTenant {
+    let component = artifacts().component(&example_crate("account-onboarding"));
+    let channels: &[&str] = &["email", "slack"];
+    let (tenant, _) = tenant_with_journey(
+        server,
+        "acme",
+        Some((sink, channels)),
+        "account-onboarding",
+        component,
+    )
+    .await;
+    server
+        .as_tenant(&tenant)
+        .upload_journey("audience", artifacts().component(AUDIENCE_CRATE))
+        .await;
+    tenant
+}
+
+/// What the accounts test compares: each account (traits, members, enrollment), both
+/// journeys' reports, and each member's account and number of enrollments.
+async fn accounts_seen(api: &Api, members: &[String]) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for account in ["acme", "globex", "initech", "umbrella", "hooli", "stark"] {
+        let a = api
+            .tenant_client()
+            .account(account, &Default::default())
+            .await
+            .expect("the account");
+        seen.push(serde_json::to_value(a).unwrap());
+    }
+    for journey in ["account-onboarding", "audience"] {
+        seen.push(api.report(journey).await);
+    }
+    for member in members {
+        let c = api.customer(member).await.expect("the member");
+        seen.push(json!([member, c.account, c.enrollments.len()]));
+    }
+    seen
+}
+
+/// Waits until `servers` are quiet: every message the account onboarding sent (read through
+/// `api`) has its outcome, no forward waits for its partition, and nothing was processed or
+/// delivered across three looks in a row.
+async fn quiet(servers: &[&Server], api: &Api) {
+    let deadline = Instant::now() + patience();
+    let (mut last, mut same) = (None, 0);
+    loop {
+        let mut metrics = String::new();
+        for server in servers {
+            if let Ok(m) = server.api().admin_client().metrics().await {
+                metrics.push_str(&m);
+            }
+        }
+        let total = |metric: &str| -> u64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(metric))
+                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        let unsettled = match api.tenant_client().report("account-onboarding").await {
+            Ok(report) => report
+                .report
+                .overall
+                .channels
+                .values()
+                .map(|c| c.sent.saturating_sub(c.delivered + c.failed + c.suppressed))
+                .sum(),
+            Err(_) => u64::MAX,
+        };
+        let now = (
+            total("waymark_triggers_total"),
+            total("waymark_deliveries_total"),
+            total("waymark_forwards_waiting"),
+            unsettled,
+        );
+        if (now.2, now.3) == (0, 0) && last == Some(now) {
+            same += 1;
+            if same >= 3 {
+                return;
+            }
+        } else {
+            same = 0;
+        }
+        assert!(Instant::now() < deadline, "not quiet: {now:?}");
+        last = Some(now);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Accounts over several partitions (issue 16): the tenant runs the account onboarding (an
+/// account journey: one enrollment per account, moved on by every member's events) and the
+/// audience journey (`account.plan == "enterprise"` read by each member's condition), on four
+/// partitions over three nodes and on one server beside them, with the same events posted
+/// through every node. Members and their accounts are in different partitions, so a member's
+/// `group` call, signup, project and login reach their account's partition by forwards, and
+/// an account's new traits reach every member's. Everything reads the same as on one node:
+/// each account's traits, members and enrollment, each member's account, the reports, the
+/// welcomes and CSM handoffs sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_over_four_partitions_run_as_on_one_node() {
+    const ACCOUNTS: [&str; 6] = ["acme", "globex", "initech", "umbrella", "hooli", "stark"];
+    let nats = NatsCluster::start(3);
+    let nodes = four_partitions_over_three_nodes(&nats).await;
+    let single = Server::start(ServerOptions::default()).await;
+    let (cluster_sink, single_sink) = (Sink::start(), Sink::start());
+    let tenant = with_accounts(&nodes[1], &cluster_sink).await;
+    let single_tenant = with_accounts(&single, &single_sink).await;
+    let start = (single
+        .api()
+        .clock_now()
+        .await
+        .max(nodes[0].api().clock_now().await)
+        / DAY_MS
+        + 1)
+        * DAY_MS;
+    month::advance_to(&single.api(), start).await;
+    month::advance_to(&nodes[0].api(), start).await;
+
+    // Four members per account, member i in account i % 6; the first of each names the
+    // account's CSM; members 6 to 11 are executives.
+    let members: Vec<String> = (0..24).map(|i| format!("m{i:02}")).collect();
+    let account_of = |i: usize| ACCOUNTS[i % ACCOUNTS.len()];
+    let group = |id: String, member: &str, account: &str, traits: Value| {
+        event_with(
+            &id,
+            member,
+            "group",
+            json!({ "group_id": account, "traits": traits }),
+        )
+    };
+    let mut joining = Vec::new();
+    for (i, member) in members.iter().enumerate() {
+        let role = if (6..12).contains(&i) {
+            "executive"
+        } else {
+            "engineer"
+        };
+        joining.push(identify(
+            &format!("i-{member}"),
+            member,
+            json!({ "role": role, "email": format!("{member}@example.test") }),
+        ));
+        let traits = if i < ACCOUNTS.len() {
+            json!({ "name": account_of(i), "csm": format!("csm-{}", account_of(i)), "plan": "free" })
+        } else {
+            json!({})
+        };
+        joining.push(group(format!("g-{member}"), member, account_of(i), traits));
+    }
+    let signups: Vec<Value> = members
+        .iter()
+        .map(|m| event(&format!("s-{m}"), m, "signed_up"))
+        .collect();
+    // A project in the first four accounts (by their third member), and their executives'
+    // logins in the first two: acme and globex complete, initech and umbrella wait for their
+    // sponsor, hooli and stark stall before first value.
+    let projects: Vec<Value> = (12..16)
+        .map(|i| event(&format!("p-{}", members[i]), &members[i], "project_created"))
+        .collect();
+    let logins: Vec<Value> = (6..8)
+        .map(|i| event(&format!("l-{}", members[i]), &members[i], "logged_in"))
+        .collect();
+    // Acme goes enterprise, by a member whose partition is not acme's (most likely).
+    let upgrade = vec![group(
+        "g-up".into(),
+        &members[18],
+        "acme",
+        json!({ "plan": "enterprise" }),
+    )];
+
+    let cluster_api = |i: usize| nodes[i % nodes.len()].as_tenant(&tenant);
+    let single_api = single.as_tenant(&single_tenant);
+    let all_nodes: Vec<&Server> = nodes.iter().collect();
+    // Round by round, each taken in whole before the next: members' events of one round reach
+    // their account in whatever order their shards (and partitions) get to them, on one node
+    // as on several, so the journeys' states compare only if the rounds do not overlap.
+    for (round, batch) in [&joining, &signups, &projects, &logins, &upgrade]
+        .into_iter()
+        .enumerate()
+    {
+        let one = single_api.post_events(batch).await;
+        let many = cluster_api(round).post_events(batch).await;
+        assert_eq!(one.accepted as usize, batch.len(), "{one:?}");
+        assert_eq!(
+            many.accepted as usize,
+            batch.len(),
+            "round {round}: {many:?}"
+        );
+        quiet(&[&single], &single_api).await;
+        quiet(&all_nodes, &cluster_api(0)).await;
+    }
+    // Milestones reached before the clock moves, on both.
+    for api in [&single_api, &cluster_api(0)] {
+        for (account, done) in [("acme", true), ("globex", true), ("initech", false)] {
+            wait_for_some(&format!("{account}'s first value"), || async {
+                let a = api
+                    .tenant_client()
+                    .account(account, &Default::default())
+                    .await
+                    .ok()?;
+                let e = a.enrollments.first()?;
+                let complete = e.status == waymark_api::customers::EnrollmentStatus::Completed;
+                (e.milestone("first_value").is_some() && complete == done).then_some(())
+            })
+            .await;
+        }
+    }
+    // Every acme member entered by the enterprise condition, on both.
+    for api in [&single_api, &cluster_api(1)] {
+        for i in (0..members.len()).filter(|i| account_of(*i) == "acme") {
+            api.wait_for_enrollment(&members[i], "audience", "enterprise", |e| {
+                e.milestone("enterprise_account").is_some()
+            })
+            .await;
+        }
+    }
+    // Eight days on: hooli and stark stall before first value and go to their CSMs.
+    month::advance_to(&single.api(), start + 8 * DAY_MS).await;
+    month::advance_to(&nodes[2].api(), start + 8 * DAY_MS).await;
+    for sink in [&single_sink, &cluster_sink] {
+        for account in ["hooli", "stark"] {
+            sink.wait_for_delivery("csm_handoff", account).await;
+        }
+    }
+
+    // The same accounts, members and reports through every node as on one node.
+    let expected = accounts_seen(&single_api, &members).await;
+    // The account onboarding's report: every account entered.
+    let entered = &expected[ACCOUNTS.len()]["report"]["overall"]["entered"];
+    assert_eq!(
+        entered,
+        6,
+        "every account entered: {}",
+        expected[ACCOUNTS.len()]
+    );
+    for node in &nodes {
+        let api = node.as_tenant(&tenant);
+        wait_for_eq(
+            &format!(
+                "the cluster to settle as one node did, through {}",
+                node.url()
+            ),
+            &expected,
+            || accounts_seen(&api, &members),
+        )
+        .await;
+    }
+    // One welcome per account and one handoff per stalled account, at both sinks.
+    for sink in [&single_sink, &cluster_sink] {
+        let sent = sink.requests();
+        for account in ACCOUNTS {
+            assert_eq!(count(&sent, "account_welcome", account), 1, "{account}");
+        }
+        assert_eq!(
+            sent.iter()
+                .filter(|r| r.template() == Some("csm_handoff"))
+                .count(),
+            2
+        );
     }
 }

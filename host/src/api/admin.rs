@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/admin/clock", get(clock))
         // Cluster mode (issue 16): a node's front answers this route itself (`api::cluster`).
         .route("/v1/admin/cluster", get(single))
+        .route("/v1/admin/cluster/forwards", post(take_forwards))
         .route("/v1/admin/clock/advance", post(advance_clock))
 }
 
@@ -68,7 +69,6 @@ async fn create_tenant(
     ))
 }
 
-/// 32 bytes from the operating system's CSPRNG, for API keys.
 /// `GET /v1/admin/cluster` on a single server: no nodes, no partitions.
 async fn single(_: Admin) -> Json<waymark_api::cluster::ClusterStatus> {
     Json(waymark_api::cluster::ClusterStatus {
@@ -148,4 +148,63 @@ fn limits(state: &AppState, overrides: LimitOverrides) -> TenantLimits {
         state.edge.config.rates,
         overrides,
     )
+}
+
+/// `POST /v1/admin/cluster/forwards` (issue 16, node to node): another partition's forwards
+/// to this one's customers, taken into the queue in one transaction and made durable before
+/// the answer (`store/forwards.rs`). Refused on a server that runs no partition of a cluster
+/// of several, and whole if any forward is unreadable or not this partition's.
+async fn take_forwards(
+    State(state): State<AppState>,
+    _: Admin,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<waymark_api::cluster::ForwardsTaken>> {
+    let input: waymark_api::cluster::Forwards = parse_json(&body?)?;
+    let store = &state.host.store;
+    let Some(place) = store.place() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_partitioned",
+            "this server runs no partition of a cluster of several partitions",
+        ));
+    };
+    let invalid =
+        |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message);
+    if input.source >= place.partitions || input.source == place.partition {
+        return Err(invalid(format!(
+            "partition {} cannot forward to partition {} of {}",
+            input.source, place.partition, place.partitions
+        )));
+    }
+    let mut forwards = Vec::with_capacity(input.forwards.len());
+    let mut last = 0;
+    for forward in input.forwards {
+        if forward.n <= last {
+            return Err(invalid(format!(
+                "forward {} comes after {last}: numbers must grow",
+                forward.n
+            )));
+        }
+        last = forward.n;
+        let trigger: crate::store::QueuedTrigger = serde_json::from_value(forward.trigger)
+            .map_err(|e| invalid(format!("forward {}: {e}", forward.n)))?;
+        if let Some(theirs) = store.elsewhere(&trigger.customer) {
+            return Err(invalid(format!(
+                "forward {}: customer {:?} is partition {theirs}'s",
+                forward.n, trigger.customer
+            )));
+        }
+        forwards.push((forward.n, trigger));
+    }
+    let (taken_through, shards) = store.take_forwards(input.source, &forwards)?;
+    store.flush().await?;
+    state
+        .host
+        .metrics
+        .forwards_taken
+        .inc_by(shards.len() as u64);
+    for shard in shards {
+        state.host.wake_shard(shard);
+    }
+    Ok(Json(waymark_api::cluster::ForwardsTaken { taken_through }))
 }

@@ -278,7 +278,16 @@ pub(super) async fn ingest(
         if status == EventStatus::Accepted {
             accepted += 1;
             let merged = merges.get(i).and_then(|m| m.as_deref());
-            for customer in std::iter::once(event.customer.as_str()).chain(merged) {
+            // A `group` call over several partitions queues for its account's subject key.
+            let grouped = accounts
+                .get(i)
+                .and_then(Option::as_ref)
+                .map(|change| crate::engine::accounts::subject(&change.account));
+            let grouped = grouped.as_deref();
+            for customer in std::iter::once(event.customer.as_str())
+                .chain(merged)
+                .chain(grouped)
+            {
                 shards[usize::from(crate::store::shard_of(&tenant, customer, rt.store.shards()))] =
                     true;
             }

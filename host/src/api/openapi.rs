@@ -114,6 +114,7 @@ pub const OPERATIONS: &[Operation] = &[
     op!("PUT" "/v1/admin/tenants/{id}/limits", "admin", "Override a tenant's limits", Admin, query: [], request: Json(schema::<api::limits::LimitOverrides>), 200 => Json(schema::<api::limits::TenantLimits>), errors: [404]),
     op!("POST" "/v1/admin/tenants/{id}/keys", "keys", "Issue a key to a tenant", Admin, query: [], request: Json(schema::<api::keys::NewKey>), 201 => Json(schema::<api::keys::CreatedKey>), errors: [404]),
     op!("GET" "/v1/admin/cluster", "admin", "The cluster: nodes, partitions, owners, standbys' lag", Admin, query: [], request: NONE, 200 => Json(schema::<api::cluster::ClusterStatus>), errors: [503]),
+    op!("POST" "/v1/admin/cluster/forwards", "admin", "Node to node: take another partition's forwards into this one's queue", Admin, query: [], request: Json(schema::<api::cluster::Forwards>), 200 => Json(schema::<api::cluster::ForwardsTaken>), errors: [409, 422]),
     op!("GET" "/v1/admin/clock", "admin", "The clock", Admin, query: [], request: NONE, 200 => Json(schema::<api::clock::Clock>), errors: []),
     op!("POST" "/v1/admin/clock/advance", "admin", "Move the manual clock forward", Admin, query: [], request: Json(schema::<api::clock::AdvanceClock>), 200 => Json(schema::<api::clock::ClockAdvanced>), errors: [409]),
     // Journeys.

@@ -11,6 +11,7 @@
 //! and `waymark serve --cluster` ([`serve`]). The single-node server uses none of it.
 
 mod copies;
+mod forwarder;
 pub mod lease;
 pub mod log;
 pub mod members;

@@ -132,6 +132,8 @@ pub async fn serve(config: ServerConfig, cluster: ClusterConfig) -> Result<(), S
 struct Run {
     host: Running,
     mirror: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
+    /// Sends what the partition's commits queued for other partitions (several partitions).
+    forwarder: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
 /// What the partitions' runner shares.
@@ -210,6 +212,12 @@ impl Runner {
             self.mirrors.set(partition, caught.position());
             mirror = Some(caught);
         }
+        if self.partitions > 1 {
+            gained.store.place_in(crate::store::forwards::Place {
+                partition,
+                partitions: self.partitions,
+            });
+        }
         let host = server::start(
             gained.store.clone(),
             self.sandbox.clone(),
@@ -242,7 +250,21 @@ impl Runner {
             ));
             (looping, stop)
         });
-        Ok(Run { host, mirror })
+        let forwarder = (self.partitions > 1).then(|| {
+            let stop = CancellationToken::new();
+            let looping = tokio::spawn(super::forwarder::run(
+                host.host.clone(),
+                self.front.clone(),
+                partition,
+                stop.clone(),
+            ));
+            (looping, stop)
+        });
+        Ok(Run {
+            host,
+            mirror,
+            forwarder,
+        })
     }
 
     /// Stops running `partition`, if it runs here.
@@ -251,7 +273,7 @@ impl Runner {
             return;
         };
         self.active.set(partition, None);
-        if let Some((looping, stop)) = run.mirror {
+        for (looping, stop) in [run.mirror, run.forwarder].into_iter().flatten() {
             stop.cancel();
             let _ = looping.await;
         }

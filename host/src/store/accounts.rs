@@ -11,7 +11,9 @@
 //! ([`AccountChange`], from `engine::accounts`).
 
 use super::keys::{key, prefix};
+use super::kv::Transactional;
 use super::kv::TransactionalTree;
+use super::queue::{Pending, QueuedTrigger};
 use super::{dec, enc, Store, StoreError, TxResult};
 use crate::model::{Millis, Object};
 use serde::{Deserialize, Serialize};
@@ -53,37 +55,118 @@ fn customer_key(tenant: &str, customer: &str) -> Vec<u8> {
     key(&[b"c", tenant.as_bytes(), customer.as_bytes()])
 }
 
-/// Applies `change` at `now` inside a transaction.
+/// Applies `change` at `now` inside a transaction; answers the account the customer left for
+/// it, if any. With `whole` false (a cluster of several partitions, issue 16) only the
+/// customer's membership is written: the account's traits and members are its own
+/// partition's, told by a forward ([`AccountWrite`]).
 pub(super) fn apply(
     tree: &TransactionalTree,
     tenant: &str,
     change: &AccountChange,
     now: Millis,
+    whole: bool,
+) -> TxResult<Option<String>> {
+    if whole {
+        merge_traits(tree, tenant, &change.account, &change.traits, now)?;
+    }
+    let ck = customer_key(tenant, &change.customer);
+    let mut left = None;
+    if let Some(old) = tree.get(&ck)? {
+        let old = String::from_utf8_lossy(&old).into_owned();
+        if old != change.account {
+            if whole {
+                tree.delete(member_key(tenant, &old, &change.customer))?;
+            }
+            left = Some(old);
+        }
+    }
+    tree.put(ck, change.account.as_bytes())?;
+    if whole {
+        tree.put(member_key(tenant, &change.account, &change.customer), &[])?;
+    }
+    Ok(left)
+}
+
+/// Merges `traits` into `account`'s at `now` (creating the account).
+fn merge_traits(
+    tree: &TransactionalTree,
+    tenant: &str,
+    account: &str,
+    traits: &Object,
+    now: Millis,
 ) -> TxResult<()> {
-    let k = account_key(tenant, &change.account);
-    let mut account = match tree.get(&k)? {
+    let k = account_key(tenant, account);
+    let mut stored = match tree.get(&k)? {
         Some(v) => dec::<Account>(&v).map_err(super::abort)?,
         None => Account {
-            id: change.account.clone(),
+            id: account.to_owned(),
             traits: Object::new(),
             created_at: now,
             updated_at: now,
         },
     };
-    for (name, value) in &change.traits {
-        account.traits.insert(name.clone(), value.clone());
+    for (name, value) in traits {
+        stored.traits.insert(name.clone(), value.clone());
     }
-    account.updated_at = now;
-    tree.put(k, enc(&account))?;
-    let ck = customer_key(tenant, &change.customer);
-    if let Some(old) = tree.get(&ck)? {
-        let old = String::from_utf8_lossy(&old).into_owned();
-        if old != change.account {
-            tree.delete(member_key(tenant, &old, &change.customer))?;
+    stored.updated_at = now;
+    tree.put(k, enc(&stored))?;
+    Ok(())
+}
+
+/// Cluster mode (issue 16): what a partition writes of an account that is not only its own
+/// members' business (`store/forwards.rs`), in a trigger's commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountWrite {
+    /// On the account's partition: a member's `group` call, taken in there (its traits merged
+    /// as of `at`, the member listed).
+    Joined {
+        account: String,
+        member: String,
+        traits: Object,
+        at: Millis,
+    },
+    /// On the account's partition: a member left.
+    Left { account: String, member: String },
+    /// On a member's partition: the account's traits as its partition keeps them, this
+    /// partition's copy.
+    Traits { account: String, traits: Object },
+}
+
+/// Applies `write` inside a trigger's commit.
+pub(super) fn apply_write(
+    tree: &TransactionalTree,
+    tenant: &str,
+    write: &AccountWrite,
+) -> TxResult<()> {
+    match write {
+        AccountWrite::Joined {
+            account,
+            member,
+            traits,
+            at,
+        } => {
+            merge_traits(tree, tenant, account, traits, *at)?;
+            tree.put(member_key(tenant, account, member), &[])?;
+        }
+        AccountWrite::Left { account, member } => {
+            // A member's calls all come from their partition, taken in their order.
+            tree.delete(member_key(tenant, account, member))?;
+        }
+        AccountWrite::Traits { account, traits } => {
+            let k = account_key(tenant, account);
+            let mut stored = match tree.get(&k)? {
+                Some(v) => dec::<Account>(&v).map_err(super::abort)?,
+                None => Account {
+                    id: account.clone(),
+                    traits: Object::new(),
+                    created_at: 0,
+                    updated_at: 0,
+                },
+            };
+            stored.traits = traits.clone();
+            tree.put(k, enc(&stored))?;
         }
     }
-    tree.put(ck, change.account.as_bytes())?;
-    tree.put(member_key(tenant, &change.account, &change.customer), &[])?;
     Ok(())
 }
 
@@ -129,6 +212,18 @@ impl Store {
         Ok((members, false))
     }
 
+    /// Whether `customer` is listed among `account`'s members.
+    pub fn is_account_member(
+        &self,
+        tenant: &str,
+        account: &str,
+        customer: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .accounts
+            .contains_key(member_key(tenant, account, customer))?)
+    }
+
     /// The account a customer belongs to, if any.
     pub fn customer_account(
         &self,
@@ -148,28 +243,71 @@ impl Store {
     /// belongs to an account already (theirs stays), and `from`, merged away, leaves its
     /// account; one transaction. Idempotent, so the merge that calls it may run again after a
     /// crash. Account journeys route the merged customer's events by the membership it leaves.
-    pub fn move_membership(&self, tenant: &str, from: &str, into: &str) -> Result<(), StoreError> {
+    /// Over several partitions (issue 16) the account's partition is told, by forwards.
+    pub fn move_membership(
+        &self,
+        tenant: &str,
+        from: &str,
+        into: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let (from_key, into_key) = (customer_key(tenant, from), customer_key(tenant, into));
-        self.accounts.transaction(|tree| {
+        let whole = self.place().is_none();
+        let slots = match whole {
+            true => None,
+            false => Some((self.forward_slot()?, self.forward_slot()?)),
+        };
+        let told = (&self.accounts, &self.queue).transaction(|(tree, queue)| {
             let Some(account) = tree.get(&from_key)? else {
-                return Ok(());
+                return Ok(false);
             };
             let account = String::from_utf8_lossy(&account).into_owned();
             tree.delete(from_key.as_slice())?;
-            tree.delete(member_key(tenant, &account, from))?;
-            if tree.get(&into_key)?.is_none() {
+            let joins = tree.get(&into_key)?.is_none();
+            if joins {
                 tree.put(into_key.as_slice(), account.as_bytes())?;
+            }
+            if let Some((leaving, joining)) = &slots {
+                let told = |slot: &Vec<u8>, pending: Pending| {
+                    let trigger = QueuedTrigger {
+                        tenant: tenant.to_owned(),
+                        customer: crate::engine::accounts::subject(&account),
+                        pending,
+                    };
+                    queue.put(slot.as_slice(), enc(&trigger))
+                };
+                told(
+                    leaving,
+                    Pending::Left {
+                        member: from.to_owned(),
+                    },
+                )?;
+                if joins {
+                    let pending = Pending::Grouped {
+                        member: into.to_owned(),
+                        traits: Object::new(),
+                        at: now,
+                    };
+                    told(joining, pending)?;
+                }
+                return Ok(true);
+            }
+            tree.delete(member_key(tenant, &account, from))?;
+            if joins {
                 tree.put(member_key(tenant, &account, into), &[])?;
             }
-            Ok(())
+            Ok(false)
         })?;
+        if told {
+            self.poke_forwarder();
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::temp_store;
+    use super::super::{fixtures, temp_store};
     use super::*;
     use crate::model::Event;
     use serde_json::json;
@@ -206,20 +344,7 @@ mod tests {
             // A duplicate changes nothing.
             group("g1", "cy", "acme", json!({"plan": "pro", "csm": "ann"})),
         ];
-        let events: Vec<Event> = calls.iter().map(|(e, _)| e.clone()).collect();
-        let changes: Vec<Option<AccountChange>> =
-            calls.iter().map(|(_, c)| Some(c.clone())).collect();
-        store
-            .ingest_with(super::super::events::Extras {
-                tenant: "t",
-                events: &events,
-                merges: &[],
-                accounts: &changes,
-                now: 5,
-                window: None,
-            })
-            .await
-            .unwrap();
+        fixtures::ingest_groups(&store, &calls, 5).await;
         let acme = store.account("t", "acme").unwrap().unwrap();
         assert_eq!(acme.traits["plan"], "enterprise");
         assert_eq!(acme.traits["csm"], "ann");
@@ -233,17 +358,7 @@ mod tests {
         );
         // Moving to another account leaves the first.
         let (event, change) = group("g4", "cy", "globex", json!({}));
-        store
-            .ingest_with(super::super::events::Extras {
-                tenant: "t",
-                events: &[event],
-                merges: &[],
-                accounts: &[Some(change)],
-                now: 6,
-                window: None,
-            })
-            .await
-            .unwrap();
+        fixtures::ingest_groups(&store, &[(event, change)], 6).await;
         assert_eq!(
             store.account_members("t", "acme", None, 10).unwrap().0,
             ["ada", "bob"]
@@ -263,24 +378,11 @@ mod tests {
             group("g2", "anon-2", "acme", json!({})),
             group("g3", "bob", "globex", json!({})),
         ];
-        let events: Vec<Event> = calls.iter().map(|(e, _)| e.clone()).collect();
-        let changes: Vec<Option<AccountChange>> =
-            calls.iter().map(|(_, c)| Some(c.clone())).collect();
-        store
-            .ingest_with(super::super::events::Extras {
-                tenant: "t",
-                events: &events,
-                merges: &[],
-                accounts: &changes,
-                now: 5,
-                window: None,
-            })
-            .await
-            .unwrap();
-        store.move_membership("t", "anon-1", "ada").unwrap();
-        store.move_membership("t", "anon-2", "bob").unwrap();
+        fixtures::ingest_groups(&store, &calls, 5).await;
+        store.move_membership("t", "anon-1", "ada", 7).unwrap();
+        store.move_membership("t", "anon-2", "bob", 7).unwrap();
         // Again, as after a crash: nothing changes.
-        store.move_membership("t", "anon-1", "ada").unwrap();
+        store.move_membership("t", "anon-1", "ada", 7).unwrap();
         assert_eq!(
             store.customer_account("t", "ada").unwrap().as_deref(),
             Some("acme")

@@ -100,6 +100,9 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                 Pending::Account { .. } => "account journeys (not written by format 1)",
                 Pending::Audience { .. } => "audience (not written by format 1)",
                 Pending::AccountChanged { .. } => "account changed (not written by format 1)",
+                Pending::Grouped { .. } | Pending::Left { .. } | Pending::AccountTraits { .. } => {
+                    "accounts in a cluster (not written by format 1)"
+                }
             }
         })
         .collect();

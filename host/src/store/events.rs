@@ -76,6 +76,10 @@ impl LoggedEvent {
     }
 }
 
+/// How long an answer to `group` calls waits for their accounts' partitions to be told
+/// (issue 16, [`Store::forwarded`]).
+const FORWARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Result of ingesting one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
@@ -160,13 +164,14 @@ pub(super) fn append(
 }
 
 impl Store {
-    /// Stages `event` for the queue of its customer's shard.
+    /// Stages `event` for the queue of its customer's shard (here, always: the entry stands
+    /// for the event in this store's log).
     pub(super) fn stage_event(
         &self,
         tenant: &str,
         event: &Event,
     ) -> Result<QueueEntry, StoreError> {
-        self.queue_entry(&QueuedTrigger {
+        self.local_entry(&QueuedTrigger {
             tenant: tenant.to_string(),
             customer: event.customer.clone(),
             pending: Pending::Logged,
@@ -222,7 +227,13 @@ impl Store {
                     _ => None,
                 };
                 let account = accounts.get(i).and_then(Option::as_ref);
-                Ok((event, entry, merge, account))
+                let spread = match account {
+                    Some(change) if self.place().is_some() => {
+                        Some(self.account_forwards(tenant, change, now)?)
+                    }
+                    _ => None,
+                };
+                Ok((event, entry, merge, account.map(|a| (a, spread))))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let trees = (&self.events, &self.event_ids, &self.queue, &self.accounts);
@@ -236,8 +247,24 @@ impl Store {
                         if let Some(merge) = merge {
                             queue.put(merge.key.as_slice(), merge.value.as_slice())?;
                         }
-                        if let Some(change) = account {
-                            super::accounts::apply(accounts_t, tenant, change, now)?;
+                        if let Some((change, spread)) = account {
+                            let whole = spread.is_none();
+                            let left =
+                                super::accounts::apply(accounts_t, tenant, change, now, whole)?;
+                            // Over several partitions the account's own partition hears of it.
+                            if let Some((grouped, slot)) = spread {
+                                queue.put(grouped.key.as_slice(), grouped.value.as_slice())?;
+                                if let Some(old) = left {
+                                    let left = enc(&QueuedTrigger {
+                                        tenant: tenant.to_string(),
+                                        customer: crate::engine::accounts::subject(&old),
+                                        pending: Pending::Left {
+                                            member: change.customer.clone(),
+                                        },
+                                    });
+                                    queue.put(slot.as_slice(), left)?;
+                                }
+                            }
                         }
                     }
                     Ok(result)
@@ -245,7 +272,38 @@ impl Store {
                 .collect::<TxResult<Vec<_>>>()
         })?;
         self.flush().await?;
+        let spread = staged
+            .iter()
+            .any(|(_, _, _, a)| a.as_ref().is_some_and(|(_, spread)| spread.is_some()));
+        if spread && !self.forwarded(FORWARD_PATIENCE).await {
+            // Accepted and durable all the same: the forwarder sends them when it can.
+            tracing::warn!(
+                tenant,
+                "a group call's account was not told in time; it will be"
+            );
+        }
         Ok(results)
+    }
+
+    /// Cluster mode (issue 16): what a `group` call taken in here queues for its account's
+    /// partition — the call itself, and a slot (a forward's key) for the member's leaving of
+    /// the account they were in, known only inside the transaction.
+    fn account_forwards(
+        &self,
+        tenant: &str,
+        change: &super::accounts::AccountChange,
+        now: Millis,
+    ) -> Result<(QueueEntry, Vec<u8>), StoreError> {
+        let grouped = self.queue_entry(&QueuedTrigger {
+            tenant: tenant.to_string(),
+            customer: crate::engine::accounts::subject(&change.account),
+            pending: Pending::Grouped {
+                member: change.customer.clone(),
+                traits: change.traits.clone(),
+                at: now,
+            },
+        })?;
+        Ok((grouped, self.forward_slot()?))
     }
 
     /// Forgets the ids of events ingested before `cutoff` (journey time), oldest first per

@@ -179,3 +179,25 @@ pub fn spec() -> Spec {
         audience: Default::default(),
     }
 }
+
+/// Ingests `calls`, `group` events with their account changes, at `now` (no dedup window).
+pub async fn ingest_groups(
+    store: &Store,
+    calls: &[(crate::model::Event, super::AccountChange)],
+    now: Millis,
+) {
+    let events: Vec<crate::model::Event> = calls.iter().map(|(e, _)| e.clone()).collect();
+    let changes: Vec<Option<super::AccountChange>> =
+        calls.iter().map(|(_, c)| Some(c.clone())).collect();
+    store
+        .ingest_with(super::events::Extras {
+            tenant: "t",
+            events: &events,
+            merges: &[],
+            accounts: &changes,
+            now,
+            window: None,
+        })
+        .await
+        .unwrap();
+}

@@ -67,6 +67,7 @@ pub mod enrollments;
 pub mod events;
 pub mod feedback; // Provider feedback (issue 11)
 pub mod format;
+pub mod forwards; // Forwards between partitions (issue 16)
 pub mod identity; // Identity merge (issue 12)
 pub mod inbox; // In-app inbox (issue 11)
 pub mod journeys;
@@ -91,7 +92,7 @@ mod compat;
 pub(crate) mod fixtures;
 
 pub use access_keys::{AccessKey, Scope}; // Scoped keys (issue 12)
-pub use accounts::{Account, AccountChange}; // Accounts (issue 12)
+pub use accounts::{Account, AccountChange, AccountWrite}; // Accounts (issue 12, 16)
 pub use audience::AudienceWrite; // Audience triggers (issue 12)
 pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Extras; // Identity merge and accounts (issue 12)
@@ -246,6 +247,9 @@ pub struct Store {
     /// last took it ([`Store::take_due_written`]); `Millis::MAX` for none. In memory only: a
     /// restarted feeder reads the whole due index anyway.
     due_written: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Cluster mode (issue 16): the partition this store is, once it runs in a cluster of
+    /// several ([`forwards`]).
+    placing: forwards::Placing,
 }
 
 /// sled's log segment (and write buffer) size for a new directory: a buffer is written and
@@ -515,6 +519,7 @@ impl Store {
             shards,
             flusher: flush.map(spawn_flusher).transpose()?,
             due_written: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(Millis::MAX)),
+            placing: forwards::Placing::default(),
             db,
         };
         store.ensure_report_aggregates()?;

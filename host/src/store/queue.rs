@@ -72,6 +72,25 @@ pub enum Pending {
     /// belongs to: their audience watches of conditions that read `account.*` are evaluated
     /// again. Queued by that member's trigger's commit (`TriggerCommit::queued`).
     AccountChanged { account: String },
+    // Accounts over several partitions (issue 16): see `store/forwards.rs`.
+    /// A `group` call of `member`, taken in on the member's partition, for the account whose
+    /// subject key is this trigger's customer: the account's partition keeps its traits (the
+    /// call's merged in, as of `at`) and its members.
+    Grouped {
+        member: String,
+        traits: crate::model::Object,
+        at: Millis,
+    },
+    /// `member` left the account whose subject key is this trigger's customer (joined another,
+    /// or was merged into an id of another account).
+    Left { member: String },
+    /// The traits of `account`, which this customer belongs to, as its partition keeps them
+    /// after a member's `group` call: this customer's partition keeps them as its copy, and
+    /// evaluates their watches that read `account.*` again (as [`Pending::AccountChanged`]).
+    AccountTraits {
+        account: String,
+        traits: crate::model::Object,
+    },
 }
 
 /// A trigger waiting to be processed for one customer.
@@ -106,11 +125,17 @@ pub(super) fn shard_of_key(queue_key: &[u8]) -> u16 {
 }
 
 impl Store {
-    /// Stages `trigger` for the queue of its customer's shard.
+    /// Stages `trigger` for the queue of its customer's shard; in a cluster of several
+    /// partitions, one for a customer of another partition is staged as a forward to it
+    /// ([`super::forwards`]).
     pub(super) fn queue_entry(&self, trigger: &QueuedTrigger) -> Result<QueueEntry, StoreError> {
-        let shard = shard_of(&trigger.tenant, &trigger.customer, self.shards);
         let seq = self.db.generate_id()?;
-        let mut key = shard.to_be_bytes().to_vec();
+        let mut key = match self.elsewhere(&trigger.customer) {
+            Some(_) => super::forwards::OUTGOING.to_vec(),
+            None => shard_of(&trigger.tenant, &trigger.customer, self.shards)
+                .to_be_bytes()
+                .to_vec(),
+        };
         key.extend_from_slice(&seq.to_be_bytes());
         Ok(QueueEntry {
             key,

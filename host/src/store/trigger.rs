@@ -45,6 +45,9 @@ pub struct TriggerCommit {
     pub queued: Vec<super::QueuedTrigger>,
     /// Audience triggers (issue 12): the customers' watches this trigger changed.
     pub audience: Vec<super::AudienceWrite>,
+    /// Accounts over several partitions (issue 16): an account's members and traits kept on
+    /// its partition, and the copies of its traits on its members'.
+    pub accounts: Vec<super::accounts::AccountWrite>,
 }
 
 impl Store {
@@ -71,12 +74,14 @@ impl Store {
         let mut customer_events = Vec::new();
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut audience = Vec::new(); // Audience triggers (issue 12)
+        let mut accounts = Vec::new(); // Accounts over several partitions (issue 16)
                                        // Report deltas by tenant and committing shard (a worker's batch is all one shard),
                                        // added up per cell below: each cell a batch touches is written once.
         let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
             audience.extend(c.audience.iter().map(|w| (c.tenant.as_str(), w)));
+            accounts.extend(c.accounts.iter().map(|w| (c.tenant.as_str(), w)));
             if let (Some(customer), Some(seq)) = (&c.event_customer, c.queue_key.get(2..)) {
                 customer_events.push(super::customer_events::customer_event_key(
                     &c.tenant, customer, seq,
@@ -145,6 +150,7 @@ impl Store {
             &self.migrations,
             &self.customer_events,
             &self.audience,
+            &self.accounts,
         )
             .transaction(
                 |(
@@ -161,6 +167,7 @@ impl Store {
                     migrations_t,
                     customer_events_t,
                     audience_t,
+                    accounts_t,
                 )| {
                     for k in &queue_keys {
                         queue.delete(*k)?;
@@ -207,9 +214,13 @@ impl Store {
                     for (tenant, w) in &audience {
                         super::audience::apply(audience_t, tenant, w)?;
                     }
+                    for (tenant, w) in &accounts {
+                        super::accounts::apply_write(accounts_t, tenant, w)?;
+                    }
                     Ok(())
                 },
             )?;
+        self.note_forwards(queued.iter());
         let due = batch.iter().flat_map(|c| &c.outbox);
         if let Some(at) = due.filter_map(outbox::due_at).min() {
             self.note_due_written(at);

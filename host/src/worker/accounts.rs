@@ -185,3 +185,98 @@ impl Shell<'_> {
         .await
     }
 }
+
+// Accounts over several partitions (issue 16): the account's partition keeps its traits and
+// members; each member's partition keeps the member's membership and a copy of the traits.
+impl Shell<'_> {
+    /// A member's `group` call, on the account's partition (`subject` is the account's subject
+    /// key): the call's traits merged and the member listed, with this commit. When the traits
+    /// change, every member (the caller too) is sent the account's traits; a member new to the
+    /// account is sent them in any case, so their partition's copy starts whole.
+    pub(super) fn grouped(
+        &mut self,
+        commit: &mut TriggerCommit,
+        subject: &str,
+        member: String,
+        traits: crate::model::Object,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let Some(account) = accounts::account_of(subject) else {
+            return Ok(());
+        };
+        let store = &self.host.store;
+        let stored = store.account(&self.tenant, account)?.map(|a| a.traits);
+        let before = stored.clone().unwrap_or_default();
+        let mut merged = before.clone();
+        merged.extend(traits.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let changed = stored.is_none() || merged != before;
+        let known = store.is_account_member(&self.tenant, account, &member)?;
+        let mut told = Vec::new();
+        if changed {
+            let mut after: Option<String> = None;
+            loop {
+                let (page, more) =
+                    store.account_members(&self.tenant, account, after.as_deref(), 512)?;
+                after = page.last().cloned();
+                told.extend(page);
+                if !more {
+                    break;
+                }
+            }
+        }
+        if !known || (changed && !told.contains(&member)) {
+            told.push(member.clone());
+        }
+        for customer in told {
+            commit.queued.push(QueuedTrigger {
+                tenant: commit.tenant.clone(),
+                customer,
+                pending: Pending::AccountTraits {
+                    account: account.to_owned(),
+                    traits: merged.clone(),
+                },
+            });
+        }
+        commit.accounts.push(crate::store::AccountWrite::Joined {
+            account: account.to_owned(),
+            member,
+            traits,
+            at,
+        });
+        Ok(())
+    }
+
+    /// A member left the account whose subject key is `subject`, on the account's partition.
+    pub(super) fn left(&mut self, commit: &mut TriggerCommit, subject: &str, member: String) {
+        if let Some(account) = accounts::account_of(subject) {
+            commit.accounts.push(crate::store::AccountWrite::Left {
+                account: account.to_owned(),
+                member,
+            });
+        }
+    }
+
+    /// The traits of `account`, on the partition of `customer`, a member: kept as this
+    /// partition's copy, and the member's watches that read the account evaluated again with
+    /// them — if the member still belongs to it (a member who left since leaves the copy be
+    /// for the account's other members here).
+    pub(super) async fn account_traits(
+        &mut self,
+        commit: &mut TriggerCommit,
+        customer: &str,
+        account: String,
+        traits: crate::model::Object,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        commit.accounts.push(crate::store::AccountWrite::Traits {
+            account: account.clone(),
+            traits: traits.clone(),
+        });
+        let belongs = self.host.store.customer_account(&self.tenant, customer)?;
+        if belongs.as_deref() != Some(account.as_str()) {
+            return Ok(None);
+        }
+        self.audience_account_changed(commit, customer, &account, Some(traits), now)
+            .await
+    }
+}

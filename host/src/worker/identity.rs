@@ -156,7 +156,7 @@ fn merge_in(
     );
     // Account journeys (issue 12): the merged id's account membership passes to the known id
     // before the merge commits (idempotent, so a crash between the two is harmless).
-    store.move_membership(tenant, from, known)?;
+    store.move_membership(tenant, from, known, now)?;
     // Audience triggers (issue 12): the merged id's watches move with the merge.
     super::audience::move_watches(store, &mut commit, known, from)?;
     store.commit_merge(&commit)?;

@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 
 mod across;
 mod backtests;
+mod forwards;
 mod gather;
 mod mirrors;
 mod spread;

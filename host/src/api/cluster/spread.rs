@@ -22,8 +22,11 @@
 //!   does a backtest, each partition replaying its own customers ([`super::backtests`]).
 //! - The dashboard is partition 0's, which reads and acts on the rest through this front
 //!   ([`super::across`]); a template's preview goes to the partition of the customer it names.
-//! - What reads or writes across customers in ways not built yet (accounts and `group`,
-//!   identity merges of ids in two partitions) is refused with `501 not_across_partitions`.
+//! - An account (`GET /v1/accounts/{id}`) is its subject key's partition's, which keeps its
+//!   traits, its members and its journeys' enrollments; a `group` call goes to its member's
+//!   partition, which tells the account's (`store/forwards.rs`).
+//! - An identity merge of ids in two partitions is refused with `501 not_across_partitions`
+//!   (not built yet).
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -108,7 +111,17 @@ pub(super) fn target(
     };
     match parts.as_slice() {
         ["v1", "events"] => Target::Events,
-        ["v1", "track" | "identify" | "page" | "screen" | "alias" | "batch"] => Target::Segment,
+        ["v1", "track" | "identify" | "page" | "screen" | "group" | "alias" | "batch"] => {
+            Target::Segment
+        }
+        // An account is its subject key's partition's: its traits, members and journeys.
+        ["v1", "accounts", id] => match percent_encoding::percent_decode_str(id).decode_utf8() {
+            Ok(id) => Target::One(partition_of(
+                &crate::engine::accounts::subject(&id),
+                partitions,
+            )),
+            Err(_) => Target::One(0),
+        },
         // The customer an unsubscribe link or an inbox token names (a forged one is refused
         // by the partition it names, as by one node).
         ["u", token] => of(crate::signed::read_unsubscribe_token(token)
@@ -396,9 +409,8 @@ async fn events(state: &ClusterState, held: Held) -> Response {
         .into_response()
 }
 
-/// Refuses events that would reach across partitions, which is not built yet: an identity
-/// merge of ids in two partitions, and any account change (an account's members may be in
-/// every partition).
+/// Refuses events that would reach across partitions in a way not built yet: an identity
+/// merge of ids in two partitions.
 fn within_partitions(events: &[crate::model::Event], partitions: u16) -> Result<(), ApiError> {
     let refuse =
         |why: String| ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_across_partitions", why);
@@ -411,13 +423,6 @@ fn within_partitions(events: &[crate::model::Event], partitions: u16) -> Result<
                     event.id, event.customer
                 )));
             }
-        }
-        if matches!(crate::engine::accounts::group_change(event), Ok(Some(_))) {
-            return Err(refuse(format!(
-                "event {:?} sets the customer's account: accounts are not built in a cluster \
-                 of several partitions yet (docs/SCALING.md)",
-                event.id
-            )));
         }
     }
     Ok(())
@@ -564,9 +569,10 @@ mod tests {
             Target::One(3)
         );
         assert_eq!(target(&Method::POST, "/v1/batch", &h, 4), Target::Segment);
+        assert_eq!(target(&Method::POST, "/v1/group", &h, 4), Target::Segment);
         assert_eq!(
-            target(&Method::POST, "/v1/group", &h, 4),
-            Target::Unsupported
+            target(&get, "/v1/accounts/acme", &h, 4),
+            Target::One(partition_of("account:acme", 4))
         );
         // An unsubscribe link and an inbox token: their customer's partition.
         let claims = crate::signed::UnsubscribeClaims {
