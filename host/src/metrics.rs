@@ -51,6 +51,10 @@ pub struct Metrics {
     pub forwards_taken: Counter,
     /// Forwards committed here and not yet taken in by their partitions, after the last pass.
     pub forwards_waiting: Gauge,
+    /// Shards whose queue holds triggers, read from the store when scraped ([`Metrics::backlog`]).
+    shards_with_triggers: Gauge,
+    /// Work due and not yet taken up, by kind, read from the store when scraped.
+    due: Family<KindLabel, Gauge>,
 }
 
 impl Metrics {
@@ -188,8 +192,22 @@ impl Metrics {
             "Triggers for other partitions' customers not yet taken in by them",
             forwards_waiting.clone(),
         );
+        let shards_with_triggers = Gauge::default();
+        registry.register(
+            "shards_with_triggers",
+            "Shards whose queue holds triggers (running, deferred or waiting), when scraped",
+            shards_with_triggers.clone(),
+        );
+        let due = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "due",
+            "Work due and not yet taken up when scraped, by kind: timers and audience watches not yet queued, held messages not yet released, messages whose delivery attempt is due (waiting or in flight); each counted up to 10000",
+            due.clone(),
+        );
         Metrics {
             registry,
+            shards_with_triggers,
+            due,
             enrollments_paused,
             forwards_sent,
             forwards_taken,
@@ -257,6 +275,25 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Sets the backlog gauges to `backlog`, as read from the store for a scrape.
+    pub fn backlog(&self, backlog: &crate::store::backlog::Backlog) {
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.shards_with_triggers
+            .set(gauge(backlog.shards_with_triggers));
+        for (kind, n) in [
+            ("timers", backlog.timers),
+            ("audience", backlog.audience),
+            ("held_messages", backlog.held),
+            ("messages", backlog.messages),
+        ] {
+            self.due
+                .get_or_create(&KindLabel {
+                    kind: kind.to_owned(),
+                })
+                .set(gauge(n));
+        }
     }
 
     /// The Prometheus text exposition.

@@ -339,6 +339,36 @@ pub fn metric_sum(text: &str, metric: &str, (label, value): (&str, &str)) -> f64
         .sum()
 }
 
+/// The sum of every sample of each of `metrics` (names without labels) in Prometheus `text`.
+pub fn metrics_total(text: &str, metrics: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let (series, sample) = line.rsplit_once(' ')?;
+            let name = series.split_once('{').map_or(series, |(name, _)| name);
+            metrics
+                .contains(&name)
+                .then(|| sample.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// The work a server (or a cluster node's partitions) holds that nothing has taken up yet, as
+/// its `/metrics` text shows it: shards with queued triggers, timers and messages due, and
+/// forwards not yet taken in by their partitions. Zero, with counters that stopped moving, is
+/// a settled server; counters that stopped moving alone are not (a worker compiling a
+/// component for its first trigger moves none for seconds on a loaded machine).
+pub fn waiting_work(text: &str) -> u64 {
+    metrics_total(
+        text,
+        &[
+            "waymark_shards_with_triggers",
+            "waymark_due",
+            "waymark_forwards_waiting",
+        ],
+    ) as u64
+}
+
 /// An event as a tenant posts it: no properties, stamped by the server's clock.
 pub fn event(id: &str, customer: &str, name: &str) -> Value {
     json!({ "id": id, "customer": customer, "name": name })
@@ -357,6 +387,21 @@ pub fn identify(id: &str, customer: &str, traits: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_work_adds_the_backlog_gauges_and_nothing_else() {
+        let text = "\
+# HELP waymark_due Work due.
+waymark_due{kind=\"timers\",partition=\"1\"} 2
+waymark_due{kind=\"messages\"} 1
+waymark_due_later 40
+waymark_shards_with_triggers 3
+waymark_forwards_waiting{partition=\"2\"} 4
+waymark_triggers_total{kind=\"event\"} 9
+";
+        assert_eq!(waiting_work(text), 10);
+        assert_eq!(waiting_work("waymark_triggers_total 9\n"), 0);
+    }
 
     #[test]
     fn metric_sum_adds_the_samples_with_the_label_and_ignores_the_rest() {

@@ -170,10 +170,11 @@ pub async fn advance_to(admin: &Api, at: i64) {
     }
 }
 
-/// A fingerprint of everything the deployment is doing: triggers processed, deliveries, and
-/// the reports' sends without their outcome; `None` when a request failed (a cluster changing
-/// owners answers 503 for a moment).
-async fn activity(at: &impl Deployment) -> Option<(u64, u64, u64)> {
+/// A fingerprint of everything the deployment is doing: triggers processed, deliveries, the
+/// reports' sends without their outcome, and the work the servers hold that nothing has taken
+/// up yet (shards with queued triggers, timers and messages due, forwards not yet taken in);
+/// `None` when a request failed (a cluster changing owners answers 503 for a moment).
+async fn activity(at: &impl Deployment) -> Option<(u64, u64, u64, u64)> {
     let mut metrics = String::new();
     for admin in at.metrics_from() {
         metrics.push_str(&admin.admin_client().metrics().await.ok()?);
@@ -187,6 +188,7 @@ async fn activity(at: &impl Deployment) -> Option<(u64, u64, u64)> {
     };
     let triggers = total("waymark_triggers_total");
     let deliveries = total("waymark_deliveries_total");
+    let waiting = crate::api::waiting_work(&metrics);
     let (api, _) = at.clients();
     let mut unsettled = 0;
     for journey in JOURNEYS {
@@ -195,17 +197,19 @@ async fn activity(at: &impl Deployment) -> Option<(u64, u64, u64)> {
             unsettled += c.sent.saturating_sub(c.delivered + c.failed + c.suppressed);
         }
     }
-    Some((triggers as u64, deliveries as u64, unsettled))
+    Some((triggers as u64, deliveries as u64, unsettled, waiting))
 }
 
-/// Waits until the deployment is idle: no send without its outcome, and nothing processed or
-/// delivered across three looks in a row (a worker never pauses while its queue holds work).
+/// Waits until the deployment is idle: no send without its outcome, no work waiting, and
+/// nothing processed or delivered across three looks in a row. Counters that stopped moving
+/// alone are not enough: a worker compiling a component for its first trigger (each partition
+/// of a cluster compiles its own) moves none for seconds on a loaded machine.
 pub async fn idle(at: &impl Deployment) {
     let deadline = Instant::now() + patience();
     let (mut last, mut same) = (None, 0);
     loop {
         let now = activity(at).await;
-        if now.is_some_and(|n| n.2 == 0) && now == last {
+        if now.is_some_and(|n| n.2 == 0 && n.3 == 0) && now == last {
             same += 1;
             if same >= 3 {
                 return;

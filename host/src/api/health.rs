@@ -17,6 +17,14 @@ async fn healthz() -> Json<Health> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let host = &state.host;
+    match host
+        .store
+        .backlog(host.clock.now(), crate::clock::system_now())
+    {
+        Ok(backlog) => host.metrics.backlog(&backlog),
+        Err(error) => tracing::warn!(%error, "reading the backlog for /metrics failed"),
+    }
     (
         [(
             header::CONTENT_TYPE,

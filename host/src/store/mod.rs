@@ -55,6 +55,7 @@
 pub mod access_keys; // Scoped keys (issue 12)
 pub mod accounts; // Accounts (issue 12)
 pub mod audience; // Audience triggers (issue 12)
+pub mod backlog; // Work not yet taken up, for /metrics
 pub mod backtests; // Backtest jobs (issue 13)
 pub mod changelog; // A partition's state through its log (issue 16)
 pub mod channels;
