@@ -321,7 +321,10 @@ async fn process(
                 .await?
         }
         // `identity::step` did these.
-        Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => None,
+        Pending::MergeOut { .. }
+        | Pending::MergeIn { .. }
+        | Pending::MergeBack { .. }
+        | Pending::Forwarded { .. } => None,
     };
     Ok(match deferred {
         Some(until) => Processed::Deferred { until },

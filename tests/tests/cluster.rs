@@ -794,16 +794,6 @@ async fn a_month_on_four_partitions_over_three_nodes_reports_what_one_node_repor
 
     // A customer's record, read through each node, is the one its partition keeps: the same
     // as one node's but for the ids the sinks gave the messages (their order of arrival).
-    fn without_provider_ids(value: &mut Value) {
-        match value {
-            Value::Object(fields) => {
-                fields.remove("provider_id");
-                fields.values_mut().for_each(without_provider_ids);
-            }
-            Value::Array(items) => items.iter_mut().for_each(without_provider_ids),
-            _ => {}
-        }
-    }
     let read = |customer: Option<waymark_api::customers::Customer>| {
         let mut value = serde_json::to_value(customer.expect("the customer")).unwrap();
         without_provider_ids(&mut value);
@@ -1144,6 +1134,11 @@ async fn accounts_seen(api: &Api, members: &[String]) -> Vec<Value> {
 /// triggers, due timers and messages, forwards not yet taken in), and nothing was processed or
 /// delivered across three looks in a row.
 async fn quiet(servers: &[&Server], api: &Api) {
+    quiet_for(servers, api, "account-onboarding").await;
+}
+
+/// [`quiet`] with the sends of `journey`.
+async fn quiet_for(servers: &[&Server], api: &Api, journey: &str) {
     let deadline = Instant::now() + patience();
     let (mut last, mut same) = (None, 0);
     loop {
@@ -1160,7 +1155,7 @@ async fn quiet(servers: &[&Server], api: &Api) {
                 .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
                 .sum::<f64>() as u64
         };
-        let unsettled = match api.tenant_client().report("account-onboarding").await {
+        let unsettled = match api.tenant_client().report(journey).await {
             Ok(report) => report
                 .report
                 .overall
@@ -1208,16 +1203,7 @@ async fn accounts_over_four_partitions_run_as_on_one_node() {
     let (cluster_sink, single_sink) = (Sink::start(), Sink::start());
     let tenant = with_accounts(&nodes[1], &cluster_sink).await;
     let single_tenant = with_accounts(&single, &single_sink).await;
-    let start = (single
-        .api()
-        .clock_now()
-        .await
-        .max(nodes[0].api().clock_now().await)
-        / DAY_MS
-        + 1)
-        * DAY_MS;
-    month::advance_to(&single.api(), start).await;
-    month::advance_to(&nodes[0].api(), start).await;
+    let start = both_at_next_midnight(&single, &nodes[0]).await;
 
     // Four members per account, member i in account i % 6; the first of each names the
     // account's CSM; members 6 to 11 are executives.
@@ -1360,5 +1346,227 @@ async fn accounts_over_four_partitions_run_as_on_one_node() {
                 .count(),
             2
         );
+    }
+}
+
+/// Identity merges across partitions (issue 16): anonymous ids sign up (a welcome sent, a
+/// nudge pending) and join accounts, some known ids sign up too; then each anonymous id is
+/// merged into its known id — by `identify` with `anonymous_id` or by `alias` — on four
+/// partitions over three nodes, where most pairs are in two partitions, and on one server
+/// beside them. The merged runs move with their pending nudges, or end as merged where the
+/// known id has its own; the anonymous ids' later events reach the known ids; the accounts'
+/// members follow. Everything reads the same as on one node: both ids of every pair, the
+/// accounts, the report, and every message sent, before and after the nudges come due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_merges_across_partitions_run_as_on_one_node() {
+    const PAIRS: usize = 12;
+    let nats = NatsCluster::start(3);
+    let nodes = four_partitions_over_three_nodes(&nats).await;
+    let single = Server::start(ServerOptions::default()).await;
+    let (cluster_sink, single_sink) = (Sink::start(), Sink::start());
+    let tenant = with_onboarding(&nodes[1], &cluster_sink).await;
+    let single_tenant = with_onboarding(&single, &single_sink).await;
+    let start = both_at_next_midnight(&single, &nodes[0]).await;
+
+    let anon = |i: usize| format!("anon-{i:02}");
+    let user = |i: usize| format!("user-{i:02}");
+    let mut visits = Vec::new();
+    for i in 0..PAIRS {
+        visits.push(identify(
+            &format!("v-{i}"),
+            &anon(i),
+            json!({ "utm": format!("ad-{i}"), "plan": "free" }),
+        ));
+        visits.push(event(&format!("s-{i}"), &anon(i), "signed_up"));
+        if i % 4 == 1 {
+            visits.push(event_with(
+                &format!("g-{i}"),
+                &anon(i),
+                "group",
+                json!({ "group_id": "initech", "traits": { "plan": "team" } }),
+            ));
+        }
+        // A third of the known ids have their own run: the anonymous one ends as merged.
+        if i % 3 == 0 {
+            visits.push(event(&format!("k-{i}"), &user(i), "signed_up"));
+        }
+    }
+    let merges: Vec<Value> = (0..PAIRS)
+        .map(|i| match i % 2 {
+            0 => event_with(
+                &format!("m-{i}"),
+                &user(i),
+                "identify",
+                json!({ "traits": { "plan": "pro" }, "anonymous_id": anon(i) }),
+            ),
+            _ => event_with(
+                &format!("m-{i}"),
+                &user(i),
+                "alias",
+                json!({ "previous_id": anon(i) }),
+            ),
+        })
+        .collect();
+    // Later events of the anonymous ids: the known ids reach first value.
+    let later: Vec<Value> = (0..PAIRS)
+        .filter(|i| i % 2 == 0)
+        .map(|i| event(&format!("f-{i}"), &anon(i), "first_value"))
+        .collect();
+
+    let cluster_api = |i: usize| nodes[i % nodes.len()].as_tenant(&tenant);
+    let single_api = single.as_tenant(&single_tenant);
+    let all_nodes: Vec<&Server> = nodes.iter().collect();
+    let taken = || async {
+        let mut text = String::new();
+        for node in &nodes {
+            text.push_str(&node.api().metrics().await);
+        }
+        waymark_tests::api::metrics_total(&text, &["waymark_forwards_taken_total"])
+    };
+    let mut before_merges = 0.0;
+    for (round, batch) in [&visits, &merges, &later].into_iter().enumerate() {
+        if round == 1 {
+            before_merges = taken().await;
+        }
+        let one = single_api.post_events(batch).await;
+        let many = cluster_api(round).post_events(batch).await;
+        assert_eq!(one.accepted as usize, batch.len(), "{one:?}");
+        assert_eq!(
+            many.accepted as usize,
+            batch.len(),
+            "round {round}: {many:?}"
+        );
+        quiet_for(&[&single], &single_api, ONBOARDING).await;
+        quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
+    }
+    // Steps two and three of the merges crossed partitions (the chance that all twelve pairs
+    // share one is 4⁻¹²).
+    assert!(
+        taken().await >= before_merges + 2.0,
+        "merges went between partitions"
+    );
+
+    // What the test compares: both ids of every pair as read (but the sinks' ids), the
+    // account's members, the report.
+    let seen = |api: Api| async move {
+        let mut seen = Vec::new();
+        for i in 0..PAIRS {
+            for id in [anon(i), user(i)] {
+                let mut read = serde_json::to_value(api.customer(&id).await).unwrap();
+                without_provider_ids(&mut read);
+                seen.push(json!([id, read]));
+            }
+        }
+        let account = api
+            .tenant_client()
+            .account("initech", &Default::default())
+            .await
+            .ok();
+        seen.push(serde_json::to_value(account).unwrap());
+        seen.push(api.report(ONBOARDING).await);
+        seen
+    };
+    let sent = |sink: &Sink| {
+        let mut sent: Vec<(String, String)> = sink
+            .requests()
+            .iter()
+            .map(|r| {
+                let customer = r.customer().unwrap_or_default().to_owned();
+                (r.template().unwrap_or_default().to_owned(), customer)
+            })
+            .collect();
+        sent.sort();
+        sent
+    };
+    // Every node reads what one node reads, once the cluster settled.
+    let same_everywhere = |what: &'static str| {
+        let (nodes, tenant, single_api) = (&nodes, &tenant, &single_api);
+        let seen = &seen;
+        async move {
+            let expected = seen(single_api.clone()).await;
+            for node in nodes {
+                let api = node.as_tenant(tenant);
+                wait_for_eq(
+                    &format!("{what} as one node, through {}", node.url()),
+                    &expected,
+                    || seen(api.clone()),
+                )
+                .await;
+            }
+            expected
+        }
+    };
+    let expected = same_everywhere("the merges").await;
+    // One node's merges did what the test is about: carried runs and ended ones.
+    let report = &expected[expected.len() - 1]["report"]["overall"];
+    assert_eq!(report["exited_by_reason"]["merged"], 4, "{report}");
+    assert!(
+        single_api.customer(&user(2)).await.is_some_and(|c| c
+            .enrollments
+            .iter()
+            .any(|e| e.status == waymark_api::customers::EnrollmentStatus::Completed)),
+        "a carried run reached first value through the anonymous id's event"
+    );
+    assert_eq!(sent(&cluster_sink), sent(&single_sink));
+
+    // Three days on: the carried nudges fire for the known ids, once; the ended runs' were
+    // cancelled with them, on both.
+    month::advance_to(&single.api(), start + 3 * DAY_MS + 1).await;
+    month::advance_to(&nodes[2].api(), start + 3 * DAY_MS + 1).await;
+    quiet_for(&[&single], &single_api, ONBOARDING).await;
+    quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
+    same_everywhere("the nudges").await;
+    let nudged = sent(&single_sink);
+    assert!(
+        nudged.iter().any(|(t, c)| t == "nudge" && *c == user(1)),
+        "{nudged:?}"
+    );
+    assert!(
+        !nudged
+            .iter()
+            .any(|(t, c)| t == "nudge" && c.starts_with("anon-")),
+        "{nudged:?}"
+    );
+    assert_eq!(sent(&cluster_sink), nudged);
+}
+
+/// Moves the manual clocks of `single` and of the cluster `node` is in to the first midnight
+/// after both; answers it.
+async fn both_at_next_midnight(single: &Server, node: &Server) -> i64 {
+    let now = single
+        .api()
+        .clock_now()
+        .await
+        .max(node.api().clock_now().await);
+    let start = (now / DAY_MS + 1) * DAY_MS;
+    month::advance_to(&single.api(), start).await;
+    month::advance_to(&node.api(), start).await;
+    start
+}
+
+/// Tenant `acme` on `server`, running the onboarding journey (its webhook sending to `sink`).
+async fn with_onboarding(server: &Server, sink: &Sink) -> CreatedTenant {
+    let component = artifacts().component(ONBOARDING_CRATE);
+    let channels: &[&str] = &[WEBHOOK];
+    tenant_with_journey(
+        server,
+        "acme",
+        Some((sink, channels)),
+        ONBOARDING,
+        component,
+    )
+    .await
+    .0
+}
+
+/// `value` without the sinks' message ids (their order of arrival), everywhere in it.
+fn without_provider_ids(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            fields.remove("provider_id");
+            fields.values_mut().for_each(without_provider_ids);
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_provider_ids),
+        _ => {}
     }
 }

@@ -87,6 +87,13 @@ pub(super) fn apply(
     Ok(left)
 }
 
+/// Identity merge across partitions (issue 16): `customer`, merged into an id of another
+/// partition, leaves its account here (its account's partition is told by a forward).
+pub(super) fn leave(tree: &TransactionalTree, tenant: &str, customer: &str) -> TxResult<()> {
+    tree.delete(customer_key(tenant, customer))?;
+    Ok(())
+}
+
 /// Merges `traits` into `account`'s at `now` (creating the account).
 fn merge_traits(
     tree: &TransactionalTree,
@@ -239,6 +246,42 @@ impl Store {
 
 // Account journeys (issue 12)
 impl Store {
+    /// Identity merge across partitions (issue 16): `into`, the known id, takes the account
+    /// `account` that the merged id left on its partition, unless it belongs to one already
+    /// (theirs stays); the account's partition is told by a forward ([`Pending::Grouped`],
+    /// which also sends the account's traits back). One transaction; idempotent.
+    pub fn join_merged(
+        &self,
+        tenant: &str,
+        into: &str,
+        account: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let into_key = customer_key(tenant, into);
+        let slot = self.forward_slot()?;
+        let joined = (&self.accounts, &self.queue).transaction(|(tree, queue)| {
+            if tree.get(&into_key)?.is_some() {
+                return Ok(false);
+            }
+            tree.put(into_key.as_slice(), account.as_bytes())?;
+            let grouped = QueuedTrigger {
+                tenant: tenant.to_owned(),
+                customer: crate::engine::accounts::subject(account),
+                pending: Pending::Grouped {
+                    member: into.to_owned(),
+                    traits: Object::new(),
+                    at: now,
+                },
+            };
+            queue.put(slot.as_slice(), enc(&grouped))?;
+            Ok(true)
+        })?;
+        if joined {
+            self.poke_forwarder();
+        }
+        Ok(())
+    }
+
     /// Identity merge of a member: `from`'s account membership passes to `into` unless `into`
     /// belongs to an account already (theirs stays), and `from`, merged away, leaves its
     /// account; one transaction. Idempotent, so the merge that calls it may run again after a

@@ -94,9 +94,10 @@ fn timers_messages_tasks_and_queued_triggers_written_before_decode() {
                 Pending::Delivery { .. } => "delivery",
                 Pending::Logged => "logged (not written by format 1)",
                 Pending::Migrate { .. } => "migrate (not written by format 1)",
-                Pending::MergeOut { .. } | Pending::MergeIn { .. } | Pending::Forwarded { .. } => {
-                    "identity merge (not written by format 1)"
-                }
+                Pending::MergeOut { .. }
+                | Pending::MergeIn { .. }
+                | Pending::MergeBack { .. }
+                | Pending::Forwarded { .. } => "identity merge (not written by format 1)",
                 Pending::Account { .. } => "account journeys (not written by format 1)",
                 Pending::Audience { .. } => "audience (not written by format 1)",
                 Pending::AccountChanged { .. } => "account changed (not written by format 1)",

@@ -272,6 +272,8 @@ impl Store {
                 .collect::<TxResult<Vec<_>>>()
         })?;
         self.flush().await?;
+        // Identity merges across partitions (issue 16): a merge's first step is a forward.
+        self.note_forwards(staged.iter().filter_map(|(_, _, merge, _)| merge.as_ref()));
         let spread = staged
             .iter()
             .any(|(_, _, _, a)| a.as_ref().is_some_and(|(_, spread)| spread.is_some()));

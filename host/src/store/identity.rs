@@ -14,16 +14,36 @@
 //! 2. [`Pending::MergeIn`] on the known id's shard: [`Store::commit_merge`] writes what the
 //!    engine made of the two profiles and their enrollments (`engine::identity`), one
 //!    transaction with the trigger's removal.
+//!
+//! Across partitions (issue 16, `docs/SCALING.md` "Crossing partitions") the two ids' records
+//! are in two stores, and a merge takes three steps, each one transaction, the second and third
+//! sent as forwards (`store/forwards.rs`), so each store is written only by its own workers:
+//!
+//! 1. [`Pending::MergeOut`] on the merged id's partition ([`Store::merge_out`]): the alias, and
+//!    the merged id's records taken out — its profile removed, its pending timers and audience
+//!    watches removed, its account membership left — and sent inside the
+//!    [`Pending::MergeIn`] ([`Carried`]). Its enrollments stay: which of them move is decided
+//!    by the known id's.
+//! 2. [`Pending::MergeIn`] on the known id's partition: the same merge, with the carried
+//!    records as the merged side. What moves is written here (the timers that were pending set
+//!    again, the account joined); what stays under the merged id (a run the known id's
+//!    enrollment in the same journey ended) is sent back in a [`Pending::MergeBack`], and
+//!    marked here ([`Store::ended_by_merge`]) so that a trigger of such a run passed on later is
+//!    dropped, as on one node.
+//! 3. [`Pending::MergeBack`] on the merged id's partition ([`Store::merge_back`]): the moved
+//!    runs removed, the ended ones written with their report cells.
 
 use super::customers::customer_key;
 use super::enrollments::enrollment_key;
 use super::keys::key;
 use super::kv::Transactional;
-use super::queue::{shard_of_key, Pending, QueuedTrigger};
+use super::queue::{shard_of_key, Pending, QueueEntry, QueuedTrigger};
 use super::timers::{timer_key, TimerRecord};
-use super::{enc, Store, StoreError};
+use super::{enc, AudienceWrite, Store, StoreError};
+use crate::audience::Watch;
 use crate::model::{Customer, Enrollment};
-use crate::report::cells::CellDelta;
+use crate::report::cells::{CellDelta, Tally};
+use serde::{Deserialize, Serialize};
 
 /// How many hops of merged ids [`Store::resolve`] follows (a chain `a → b → c` forms when a
 /// known id is later merged into another one).
@@ -52,10 +72,50 @@ pub struct MergeCommit {
     pub report_deltas: Vec<CellDelta>,
     /// Audience watches moved (issue 12): the merged id's removed, the known id's written.
     pub audience: Vec<super::AudienceWrite>,
+    // Merges across partitions (issue 16).
+    /// Timers set whether or not the merged id's are pending here (they were taken out of the
+    /// merged id's partition, and only the pending ones carried).
+    pub timers_set: Vec<TimerRecord>,
+    /// Runs (journey, run) of the merged id that the merge ended, kept on its partition: marked
+    /// here ([`Store::ended_by_merge`]).
+    pub ended_elsewhere: Vec<(String, u32)>,
+    /// A trigger queued with the commit: step three, for the merged id's partition.
+    pub back: Option<QueuedTrigger>,
+}
+
+/// What a merged id's partition sends with step two when the known id is another partition's
+/// customer (issue 16): the merged id's records as step one took them out of its store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    /// The merged id's profile (removed from its partition).
+    #[serde(default)]
+    pub customer: Option<Customer>,
+    /// Its enrollments, each with only the timers that were still pending (removed from its
+    /// partition; the enrollments stay there until step three).
+    #[serde(default)]
+    pub enrollments: Vec<Enrollment>,
+    /// Its audience watches, as (journey, trigger, watch) (removed from its partition).
+    #[serde(default)]
+    pub watches: Vec<(String, String, Watch)>,
+    /// The account it belonged to (it left it on its partition).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 fn alias_key(tenant: &str, id: &str) -> Vec<u8> {
     key(&[tenant.as_bytes(), id.as_bytes()])
+}
+
+/// The mark of a merged id's run that a merge ended on another partition, in the `aliases`
+/// tree: a first part no tenant id has (tenant ids are slugs), so it never reads as an alias.
+fn ended_key(tenant: &str, id: &str, journey: &str, run: u32) -> Vec<u8> {
+    key(&[
+        b"\0ended",
+        tenant.as_bytes(),
+        id.as_bytes(),
+        journey.as_bytes(),
+        &run.to_be_bytes(),
+    ])
 }
 
 impl Store {
@@ -68,12 +128,14 @@ impl Store {
     }
 
     /// The id `id`'s triggers go to: `id` itself unless it was merged, else (following a chain
-    /// of merges) the id it ends in.
+    /// of merges) the id it ends in. Over several partitions (issue 16) the chain stops at the
+    /// last id of this partition: its triggers are queued here and passed on by its shard's
+    /// worker ([`Store::forward`]), since an ingested event is queued where it is logged.
     pub fn resolve(&self, tenant: &str, id: &str) -> Result<String, StoreError> {
         let mut at = id.to_string();
         for _ in 0..MAX_HOPS {
             match self.alias(tenant, &at)? {
-                Some(next) if next != at => at = next,
+                Some(next) if next != at && self.elsewhere(&next).is_none() => at = next,
                 _ => break,
             }
         }
@@ -92,11 +154,15 @@ impl Store {
         into: &str,
     ) -> Result<Option<u16>, StoreError> {
         let into = self.resolve(tenant, into)?;
+        if into != from && self.elsewhere(&into).is_some() {
+            return self.merge_out_across(queue_key, tenant, from, &into);
+        }
         let entry = self.queue_entry(&QueuedTrigger {
             tenant: tenant.to_string(),
             customer: into.clone(),
             pending: Pending::MergeIn {
                 from: from.to_string(),
+                carried: None,
             },
         })?;
         let alias = alias_key(tenant, from);
@@ -112,16 +178,175 @@ impl Store {
         Ok(queued.then(|| shard_of_key(&entry.key)))
     }
 
+    /// Step one of a merge of `from` into `into`, an id of another partition (issue 16; see
+    /// the module's documentation), in one transaction: the alias; `from`'s profile, pending
+    /// timers, audience watches and account membership taken out of this store and sent in the
+    /// [`Pending::MergeIn`] (with a [`Pending::Left`] for its account); the trigger removed.
+    /// Answers no shard to wake: what it queued is forwards.
+    fn merge_out_across(
+        &self,
+        queue_key: &[u8],
+        tenant: &str,
+        from: &str,
+        into: &str,
+    ) -> Result<Option<u16>, StoreError> {
+        let customer = self.customer(tenant, from)?;
+        let enrollments = self.enrollments(tenant, from)?;
+        let watches = self.audience_watches(tenant, from)?;
+        let account = self.customer_account(tenant, from)?;
+        let slot = self.forward_slot()?;
+        let left = match &account {
+            Some(account) => Some(QueueEntry {
+                key: self.forward_slot()?,
+                value: enc(&QueuedTrigger {
+                    tenant: tenant.to_owned(),
+                    customer: crate::engine::accounts::subject(account),
+                    pending: Pending::Left {
+                        member: from.to_owned(),
+                    },
+                }),
+            }),
+            None => None,
+        };
+        let alias = alias_key(tenant, from);
+        let profile = customer_key(tenant, from);
+        let trees = (
+            &self.queue,
+            &self.aliases,
+            &self.customers,
+            &self.timers,
+            &self.audience,
+            &self.accounts,
+        );
+        let sent =
+            trees.transaction(|(queue, aliases, customers, timers, audience, accounts)| {
+                queue.delete(queue_key)?;
+                if aliases.get(&alias)?.is_some() {
+                    return Ok(false);
+                }
+                aliases.put(alias.as_slice(), into.as_bytes())?;
+                customers.delete(profile.as_slice())?;
+                // Only the timers still pending go: one that fired meanwhile is queued behind this
+                // trigger and passed on to `into` like any of `from`'s triggers.
+                let mut carried = enrollments.clone();
+                for e in &mut carried {
+                    let mut pending = Vec::with_capacity(e.timers.len());
+                    for t in std::mem::take(&mut e.timers) {
+                        let record = TimerRecord {
+                            tenant: tenant.to_owned(),
+                            customer: from.to_owned(),
+                            journey: e.journey.clone(),
+                            run: e.run,
+                            name: t.name.clone(),
+                            due: t.due,
+                        };
+                        if timers.remove(timer_key(&record))?.is_some() {
+                            pending.push(t);
+                        }
+                    }
+                    e.timers = pending;
+                }
+                for (journey, trigger, watch) in &watches {
+                    let removed = AudienceWrite {
+                        customer: from.to_owned(),
+                        journey: journey.clone(),
+                        trigger: trigger.clone(),
+                        old_due: watch.due,
+                        watch: None,
+                    };
+                    super::audience::apply(audience, tenant, &removed)?;
+                }
+                if let Some(left) = &left {
+                    super::accounts::leave(accounts, tenant, from)?;
+                    queue.put(left.key.as_slice(), left.value.as_slice())?;
+                }
+                let merge_in = QueuedTrigger {
+                    tenant: tenant.to_owned(),
+                    customer: into.to_owned(),
+                    pending: Pending::MergeIn {
+                        from: from.to_owned(),
+                        carried: Some(Box::new(Carried {
+                            customer: customer.clone(),
+                            enrollments: carried,
+                            watches: watches.clone(),
+                            account: account.clone(),
+                        })),
+                    },
+                };
+                queue.put(slot.as_slice(), enc(&merge_in))?;
+                Ok(true)
+            })?;
+        if sent {
+            self.poke_forwarder();
+        }
+        Ok(None)
+    }
+
+    /// Step three of a merge across partitions (issue 16), on the merged id `from`'s partition:
+    /// the runs that moved removed, the ones the merge ended written with what they change in
+    /// the report's cells, and the trigger removed, in one transaction.
+    pub fn merge_back(
+        &self,
+        queue_key: &[u8],
+        tenant: &str,
+        from: &str,
+        moved: &[(String, u32)],
+        ended: &[Enrollment],
+    ) -> Result<(), StoreError> {
+        let mut commit = MergeCommit {
+            tenant: tenant.to_owned(),
+            queue_key: queue_key.to_vec(),
+            merged: from.to_owned(),
+            ..MergeCommit::default()
+        };
+        for (journey, run) in moved {
+            commit
+                .enrollments_removed
+                .push((from.to_owned(), journey.clone(), *run));
+        }
+        for e in ended {
+            let before = self.enrollment(tenant, from, &e.journey, e.run)?;
+            commit.report_deltas.extend(crate::report::cells::delta(
+                before.as_ref().map(Tally::of).as_ref(),
+                Tally::of(e),
+            ));
+            commit.enrollments.push(e.clone());
+        }
+        self.commit_merge(&commit)
+    }
+
+    /// Whether a merge on this partition ended run `run` of `journey` of the merged id `id`,
+    /// which is kept on the merged id's partition (issue 16): a trigger of that run passed on
+    /// here is dropped, as one node drops it.
+    pub fn ended_by_merge(
+        &self,
+        tenant: &str,
+        id: &str,
+        journey: &str,
+        run: u32,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .aliases
+            .get(ended_key(tenant, id, journey, run))?
+            .is_some())
+    }
+
     /// Moves the trigger at `queue_key` to the queue of `trigger`'s customer (a merged id's
-    /// trigger passed on), in one transaction. Returns the shard it went to.
-    pub fn forward(&self, queue_key: &[u8], trigger: &QueuedTrigger) -> Result<u16, StoreError> {
+    /// trigger passed on), in one transaction. Returns the shard it went to, or `None` when
+    /// the customer is another partition's (it went as a forward).
+    pub fn forward(
+        &self,
+        queue_key: &[u8],
+        trigger: &QueuedTrigger,
+    ) -> Result<Option<u16>, StoreError> {
         let entry = self.queue_entry(trigger)?;
         self.queue.transaction(|queue| {
             queue.delete(queue_key)?;
             queue.put(entry.key.as_slice(), entry.value.as_slice())?;
             Ok(())
         })?;
-        Ok(shard_of_key(&entry.key))
+        self.note_forwards(std::iter::once(&entry));
+        Ok(local_shard(&entry))
     }
 
     /// Step two of a merge: writes `c` and removes its trigger, in one transaction (report
@@ -131,6 +356,7 @@ impl Store {
         let shard = shard_of_key(&c.queue_key);
         let deltas = crate::report::cells::merge(&c.report_deltas);
         let merged_key = customer_key(&c.tenant, &c.merged);
+        let back = c.back.as_ref().map(|t| self.queue_entry(t)).transpose()?;
         (
             &self.queue,
             &self.customers,
@@ -138,36 +364,56 @@ impl Store {
             &self.timers,
             &self.report_cells,
             &self.audience,
+            &self.aliases,
         )
-            .transaction(|(queue, customers, enrollments, timers, cells, audience)| {
-                queue.delete(c.queue_key.as_slice())?;
-                customers.delete(merged_key.as_slice())?;
-                if let Some(customer) = &c.customer {
-                    customers.put(customer_key(&c.tenant, &customer.id), enc(customer))?;
-                }
-                for (customer, journey, run) in &c.enrollments_removed {
-                    enrollments.delete(enrollment_key(&c.tenant, customer, journey, *run))?;
-                }
-                for e in &c.enrollments {
-                    let k = enrollment_key(&c.tenant, &e.customer, &e.journey, e.run);
-                    enrollments.put(k, enc(e))?;
-                }
-                for t in &c.timers_cancelled {
-                    timers.delete(timer_key(t))?;
-                }
-                for (old, new) in &c.timers_moved {
-                    if timers.remove(timer_key(old))?.is_some() {
-                        timers.put(timer_key(new), enc(new))?;
+            .transaction(
+                |(queue, customers, enrollments, timers, cells, audience, aliases)| {
+                    queue.delete(c.queue_key.as_slice())?;
+                    for t in &c.timers_set {
+                        timers.put(timer_key(t), enc(t))?;
                     }
-                }
-                super::reports::apply(cells, &c.tenant, shard, &deltas)?;
-                for w in &c.audience {
-                    super::audience::apply(audience, &c.tenant, w)?;
-                }
-                Ok(())
-            })?;
+                    for (journey, run) in &c.ended_elsewhere {
+                        aliases.put(ended_key(&c.tenant, &c.merged, journey, *run), &[])?;
+                    }
+                    if let Some(back) = &back {
+                        queue.put(back.key.as_slice(), back.value.as_slice())?;
+                    }
+                    customers.delete(merged_key.as_slice())?;
+                    if let Some(customer) = &c.customer {
+                        customers.put(customer_key(&c.tenant, &customer.id), enc(customer))?;
+                    }
+                    for (customer, journey, run) in &c.enrollments_removed {
+                        enrollments.delete(enrollment_key(&c.tenant, customer, journey, *run))?;
+                    }
+                    for e in &c.enrollments {
+                        let k = enrollment_key(&c.tenant, &e.customer, &e.journey, e.run);
+                        enrollments.put(k, enc(e))?;
+                    }
+                    for t in &c.timers_cancelled {
+                        timers.delete(timer_key(t))?;
+                    }
+                    for (old, new) in &c.timers_moved {
+                        if timers.remove(timer_key(old))?.is_some() {
+                            timers.put(timer_key(new), enc(new))?;
+                        }
+                    }
+                    super::reports::apply(cells, &c.tenant, shard, &deltas)?;
+                    for w in &c.audience {
+                        super::audience::apply(audience, &c.tenant, w)?;
+                    }
+                    Ok(())
+                },
+            )?;
+        if let Some(back) = &back {
+            self.note_forwards(std::iter::once(back));
+        }
         Ok(())
     }
+}
+
+/// The shard of this partition an entry was queued in; `None` for a forward.
+fn local_shard(entry: &QueueEntry) -> Option<u16> {
+    (!entry.key.starts_with(&super::forwards::OUTGOING)).then(|| shard_of_key(&entry.key))
 }
 
 #[cfg(test)]
@@ -230,7 +476,10 @@ mod tests {
                 inner: Box::new(Pending::Logged),
             },
         };
-        let shard = store.forward(&k, &moved).unwrap();
+        let shard = store
+            .forward(&k, &moved)
+            .unwrap()
+            .expect("a shard of this store");
         assert_eq!(shard, super::super::shard_of("t", "ada", store.shards()));
         let left = store.queued(shard, 10).unwrap();
         assert_eq!(left.len(), 1);
@@ -253,6 +502,7 @@ mod tests {
             "ada",
             Pending::MergeIn {
                 from: "anon".into(),
+                carried: None,
             },
         );
         let mut moved = fixtures::enrollment("ada", "welcome", 1);
@@ -286,5 +536,151 @@ mod tests {
             .map(|kv| super::super::dec(&kv.unwrap().1).unwrap())
             .collect();
         assert_eq!(timers, [fixtures::timer("ada", "nudge", 10)]);
+    }
+
+    /// A customer id of `partition` among two.
+    fn of(partition: u16, stem: &str) -> String {
+        (0..)
+            .map(|i| format!("{stem}{i}"))
+            .find(|c| super::super::forwards::partition_of(c, 2) == partition)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_merge_across_partitions_takes_the_merged_ids_records_out_then_keeps_its_ended_run() {
+        use crate::model::{EnrollmentStatus, PendingTimer};
+        let (_dir, store) = temp_store();
+        store.place_in(super::super::forwards::Place {
+            partition: 0,
+            partitions: 2,
+        });
+        let (anon, ada) = (of(0, "anon"), of(1, "ada"));
+        // The merged id: a profile, a run with a pending nudge and a timer that fired
+        // meanwhile (gone from the tree, queued behind the merge), an account.
+        let mut setup = fixtures::commit(&store, "t", &anon);
+        setup.customer = Some(fixtures::customer(&anon));
+        let mut run = fixtures::enrollment(&anon, "welcome", 1);
+        run.timers = ["nudge", "gone"]
+            .into_iter()
+            .map(|name| PendingTimer {
+                name: name.into(),
+                due: 10,
+            })
+            .collect();
+        setup.enrollments.push(run.clone());
+        setup.timers_set.push(fixtures::timer(&anon, "nudge", 10));
+        store.commit_trigger(&setup).unwrap();
+        store
+            .accounts
+            .insert(key(&[b"c", b"t", anon.as_bytes()]), "initech".as_bytes())
+            .unwrap();
+
+        // Step one: the alias; the profile, the pending timer and the membership taken out;
+        // the run kept for now; nothing queued here but forwards.
+        let k = queued(&store, &anon, Pending::MergeOut { into: ada.clone() });
+        assert_eq!(store.merge_out(&k, "t", &anon, &ada).unwrap(), None);
+        assert_eq!(store.alias("t", &anon).unwrap(), Some(ada.clone()));
+        assert!(store.customer("t", &anon).unwrap().is_none());
+        assert_eq!(store.timer_count(), 0);
+        assert_eq!(store.customer_account("t", &anon).unwrap(), None);
+        assert_eq!(store.enrollments("t", &anon).unwrap(), [run.clone()]);
+        let shards: usize = (0..store.shards())
+            .map(|s| store.queued(s, 10).unwrap().len())
+            .sum();
+        assert_eq!(shards, 0);
+        // Sent: the account's partition told (`Left`), and step two carrying what was taken.
+        store.number_forwards(100).unwrap();
+        let sent: Vec<QueuedTrigger> = (0..2)
+            .flat_map(|p| store.numbered_forwards(p, 100).unwrap())
+            .map(|(_, t)| t)
+            .collect();
+        let merge_in = sent
+            .iter()
+            .find_map(|t| match &t.pending {
+                Pending::MergeIn { from, carried } if *from == anon && t.customer == ada => {
+                    carried.clone()
+                }
+                _ => None,
+            })
+            .expect("step two sent to the known id");
+        assert_eq!(merge_in.customer, Some(fixtures::customer(&anon)));
+        assert_eq!(merge_in.account.as_deref(), Some("initech"));
+        let carried_timers: Vec<&str> = merge_in.enrollments[0]
+            .timers
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(carried_timers, ["nudge"], "only the pending timer goes");
+        assert!(sent.iter().any(|t| matches!(&t.pending,
+            Pending::Left { member } if *member == anon)));
+        // Sent again (a new owner's copy): the alias exists, so nothing happens twice.
+        let again = queued(&store, &anon, Pending::MergeOut { into: ada.clone() });
+        assert_eq!(store.merge_out(&again, "t", &anon, &ada).unwrap(), None);
+        assert_eq!(store.number_forwards(100).unwrap().read, 0);
+
+        // Step three: the known id had its own run, so this one ended, kept here.
+        let mut ended = run.clone();
+        ended.status = EnrollmentStatus::Exited;
+        ended.exit_reason = Some("merged".into());
+        ended.ended_at = Some(20);
+        ended.timers.clear();
+        let back = queued(
+            &store,
+            &anon,
+            Pending::MergeBack {
+                into: ada.clone(),
+                moved: vec![],
+                ended: vec![ended.clone()],
+            },
+        );
+        store
+            .merge_back(&back, "t", &anon, &[], std::slice::from_ref(&ended))
+            .unwrap();
+        assert_eq!(
+            store.enrollment("t", &anon, "welcome", 1).unwrap(),
+            Some(ended)
+        );
+        // A moved run is removed instead.
+        let back = queued(
+            &store,
+            &anon,
+            Pending::MergeBack {
+                into: ada.clone(),
+                moved: vec![("welcome".into(), 1)],
+                ended: vec![],
+            },
+        );
+        store
+            .merge_back(&back, "t", &anon, &[("welcome".into(), 1)], &[])
+            .unwrap();
+        assert!(store.enrollments("t", &anon).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_merge_marks_the_ended_runs_kept_on_the_merged_ids_partition() {
+        let (_dir, store) = temp_store();
+        let k = queued(&store, "ada", Pending::Logged);
+        let commit = MergeCommit {
+            tenant: "t".into(),
+            queue_key: k,
+            customer: Some(fixtures::customer("ada")),
+            merged: "anon".into(),
+            ended_elsewhere: vec![("welcome".into(), 1)],
+            timers_set: vec![fixtures::timer("ada", "nudge", 10)],
+            ..MergeCommit::default()
+        };
+        store.commit_merge(&commit).unwrap();
+        assert!(store.ended_by_merge("t", "anon", "welcome", 1).unwrap());
+        assert!(!store.ended_by_merge("t", "anon", "welcome", 2).unwrap());
+        assert_eq!(
+            store.alias("t", "anon").unwrap(),
+            None,
+            "a mark is no alias"
+        );
+        assert_eq!(
+            store.timer_count(),
+            1,
+            "set though the merged id's was not here"
+        );
     }
 }

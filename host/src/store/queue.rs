@@ -51,7 +51,21 @@ pub enum Pending {
     /// shard behind their earlier triggers: records the alias and queues [`Pending::MergeIn`].
     MergeOut { into: String },
     /// Step two, on the known customer's shard: moves `from`'s profile and enrollments here.
-    MergeIn { from: String },
+    /// From a merged id of another partition (issue 16) it carries `from`'s records, which
+    /// that partition took out of its store in step one.
+    MergeIn {
+        from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        carried: Option<Box<super::identity::Carried>>,
+    },
+    /// Step three of a merge across partitions (issue 16), back on the merged id's partition:
+    /// the runs of this customer that moved to `into` (removed here), and the ones the merge
+    /// ended (written here, where their report cells are).
+    MergeBack {
+        into: String,
+        moved: Vec<(String, u32)>,
+        ended: Vec<crate::model::Enrollment>,
+    },
     /// A trigger of `from`, an id merged into this customer, passed on to this customer's shard.
     Forwarded { from: String, inner: Box<Pending> },
     // Account journeys (issue 12, accounts slice): see `engine/accounts.rs`.

@@ -444,9 +444,8 @@ pub(super) fn move_watches(
     known: &str,
     from: &str,
 ) -> Result<(), StoreError> {
-    for (journey, trigger, merged) in store.audience_watches(&commit.tenant, from)? {
-        let theirs = store.audience_watch(&commit.tenant, known, &journey, &trigger)?;
-        let kept = audience::merge_watches(theirs.as_ref(), &merged);
+    let watches = store.audience_watches(&commit.tenant, from)?;
+    for (journey, trigger, merged) in &watches {
         commit.audience.push(AudienceWrite {
             customer: from.to_string(),
             journey: journey.clone(),
@@ -454,11 +453,26 @@ pub(super) fn move_watches(
             old_due: merged.due,
             watch: None,
         });
+    }
+    take_watches(store, commit, known, &watches)
+}
+
+/// Identity merge across partitions (issue 16): the merged id's watches, carried from its
+/// partition (which removed them there), merged into the known id's as [`move_watches`] does.
+pub(super) fn take_watches(
+    store: &Store,
+    commit: &mut crate::store::MergeCommit,
+    known: &str,
+    carried: &[(String, String, Watch)],
+) -> Result<(), StoreError> {
+    for (journey, trigger, merged) in carried {
+        let theirs = store.audience_watch(&commit.tenant, known, journey, trigger)?;
+        let kept = audience::merge_watches(theirs.as_ref(), merged);
         if theirs.as_ref() != Some(&kept) {
             commit.audience.push(AudienceWrite {
                 customer: known.to_string(),
-                journey,
-                trigger,
+                journey: journey.clone(),
+                trigger: trigger.clone(),
                 old_due: theirs.and_then(|w| w.due),
                 watch: Some(kept),
             });

@@ -25,8 +25,8 @@
 //! - An account (`GET /v1/accounts/{id}`) is its subject key's partition's, which keeps its
 //!   traits, its members and its journeys' enrollments; a `group` call goes to its member's
 //!   partition, which tells the account's (`store/forwards.rs`).
-//! - An identity merge of ids in two partitions is refused with `501 not_across_partitions`
-//!   (not built yet).
+//! - An identity merge goes with its event to the known id's partition, which forwards its
+//!   first step to the merged id's (`store/identity.rs`).
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -331,14 +331,10 @@ struct Routed {
 /// owner changing) is answered as it came; the other shares are accepted, and the batch sent
 /// again is answered as duplicates for those.
 async fn events(state: &ClusterState, held: Held) -> Response {
-    let parsed = match crate::api::events::parse_events(&held.body, 0) {
-        Ok(parsed) => parsed,
-        Err(refused) => return refused.into_response(),
-    };
-    let partitions = state.directory.partitions();
-    if let Err(refused) = within_partitions(&parsed, partitions) {
+    if let Err(refused) = crate::api::events::parse_events(&held.body, 0) {
         return refused.into_response();
     }
+    let partitions = state.directory.partitions();
     let values: Vec<&RawValue> = match held.body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => serde_json::from_slice(&held.body).unwrap_or_default(),
         _ => serde_json::from_slice(&held.body)
@@ -409,25 +405,6 @@ async fn events(state: &ClusterState, held: Held) -> Response {
         .into_response()
 }
 
-/// Refuses events that would reach across partitions in a way not built yet: an identity
-/// merge of ids in two partitions.
-fn within_partitions(events: &[crate::model::Event], partitions: u16) -> Result<(), ApiError> {
-    let refuse =
-        |why: String| ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_across_partitions", why);
-    for event in events {
-        if let Some(from) = crate::engine::identity::merge_source(event) {
-            if partition_of(from, partitions) != partition_of(&event.customer, partitions) {
-                return Err(refuse(format!(
-                    "event {:?} merges {from:?} into {:?}, which are in two partitions: an \
-                     identity merge across partitions is not built yet (docs/SCALING.md)",
-                    event.id, event.customer
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A Segment-style call or batch (`/v1/track`, `/identify`, `/page`, `/screen`, `/alias`,
 /// `/batch`): read as the route reads it (a refusal the same as one node's), then passed to
 /// its customer's partition as it came; a batch of several partitions' customers is split,
@@ -442,9 +419,6 @@ async fn segment(state: &ClusterState, held: Held) -> Response {
         None => return unsupported(&held),
     };
     let partitions = state.directory.partitions();
-    if let Err(refused) = within_partitions(&parsed, partitions) {
-        return refused.into_response();
-    }
     let mut shares: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, event) in parsed.iter().enumerate() {
         shares
