@@ -1407,11 +1407,18 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
             ),
         })
         .collect();
-    // Later events of the anonymous ids: the known ids reach first value.
-    let later: Vec<Value> = (0..PAIRS)
+    // Later events of the anonymous ids: the known ids reach first value; and one merging
+    // back the id it was merged into, which merges nothing (its traits reach the known id).
+    let mut later: Vec<Value> = (0..PAIRS)
         .filter(|i| i % 2 == 0)
         .map(|i| event(&format!("f-{i}"), &anon(i), "first_value"))
         .collect();
+    later.push(event_with(
+        "r-1",
+        &anon(1),
+        "identify",
+        json!({ "traits": { "returning": true }, "anonymous_id": user(1) }),
+    ));
 
     let cluster_api = |i: usize| nodes[i % nodes.len()].as_tenant(&tenant);
     let single_api = single.as_tenant(&single_tenant);
@@ -1508,6 +1515,34 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
         "a carried run reached first value through the anonymous id's event"
     );
     assert_eq!(sent(&cluster_sink), sent(&single_sink));
+    let returning = single_api.customer(&user(1)).await.expect("user-01");
+    assert_eq!(returning.attributes["returning"], true);
+    // A `group` call for an id merged into one of another partition is not built: refused,
+    // naming the id to send it for (unless the pair shares a partition: then it runs).
+    let late = event_with(
+        "g-late",
+        &anon(3),
+        "group",
+        json!({ "group_id": "initech" }),
+    );
+    let (code, body) = nodes[0]
+        .api()
+        .request(
+            Method::POST,
+            "/v1/events",
+            Some(&tenant.api_key),
+            late.clone(),
+        )
+        .await;
+    if code == StatusCode::ACCEPTED {
+        assert_eq!(single_api.post_events(&[late]).await.accepted, 1);
+        quiet_for(&[&single], &single_api, ONBOARDING).await;
+        quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
+    } else {
+        assert_eq!(code, StatusCode::NOT_IMPLEMENTED, "{body}");
+        assert_eq!(body["error"]["code"], "not_across_partitions", "{body}");
+        assert!(body.to_string().contains(&user(3)), "{body}");
+    }
 
     // Three days on: the carried nudges fire for the known ids, once; the ended runs' were
     // cancelled with them, on both.

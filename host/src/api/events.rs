@@ -333,7 +333,39 @@ fn identities(
             valid_customer_id("the merged id", from).map_err(|e| refusal(batch, i, e.into()))?;
         }
         event.customer = store.resolve(tenant, &event.customer)?;
-        merges.push(from.filter(|from| *from != event.customer));
+        let mut from = from.filter(|from| *from != event.customer);
+        // Over several partitions (issue 16) the chain of merges stops at an id merged into
+        // one of another partition: its events are passed on from here, but what ingest does
+        // beside an event is not. A merge of the id it was merged into merges nothing, as on
+        // one node; another merge, or a `group` call, of such an id is refused.
+        let stopped = match store.place() {
+            Some(_) => store.alias(tenant, &event.customer)?,
+            None => None,
+        };
+        if let Some(into) = stopped {
+            if from.as_deref() == Some(into.as_str()) {
+                from = None;
+            }
+            let groups = crate::engine::accounts::group_change(event).is_ok_and(|c| c.is_some());
+            if from.is_some() || groups {
+                let what = if groups { "a group call" } else { "a merge" };
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not_across_partitions",
+                    format!(
+                        "{}{what} for {:?}, which was merged into {into:?} of another partition, \
+                         is not built across partitions: send it for {into:?}",
+                        if batch {
+                            format!("event {i}: ")
+                        } else {
+                            String::new()
+                        },
+                        event.customer
+                    ),
+                ));
+            }
+        }
+        merges.push(from);
     }
     Ok((events, merges))
 }

@@ -94,6 +94,18 @@ pub(super) fn leave(tree: &TransactionalTree, tenant: &str, customer: &str) -> T
     Ok(())
 }
 
+/// A merge across partitions that closed a cycle merged nothing (issue 16): `customer`
+/// belongs to `account` again.
+pub(super) fn rejoin(
+    tree: &TransactionalTree,
+    tenant: &str,
+    customer: &str,
+    account: &str,
+) -> TxResult<()> {
+    tree.put(customer_key(tenant, customer), account.as_bytes())?;
+    Ok(())
+}
+
 /// Merges `traits` into `account`'s at `now` (creating the account).
 fn merge_traits(
     tree: &TransactionalTree,

@@ -27,8 +27,8 @@
 //! 2. [`Pending::MergeIn`] on the known id's partition: the same merge, with the carried
 //!    records as the merged side. What moves is written here (the timers that were pending set
 //!    again, the account joined); what stays under the merged id (a run the known id's
-//!    enrollment in the same journey ended) is sent back in a [`Pending::MergeBack`], and
-//!    marked here ([`Store::ended_by_merge`]) so that a trigger of such a run passed on later is
+//!    enrollment in the same journey ended) is sent back in a [`Pending::MergeBack`], and every
+//!    run that stays is marked here ([`Store::ended_by_merge`]) so that a trigger of one passed on later is
 //!    dropped, as on one node.
 //! 3. [`Pending::MergeBack`] on the merged id's partition ([`Store::merge_back`]): the moved
 //!    runs removed, the ended ones written with their report cells.
@@ -76,8 +76,8 @@ pub struct MergeCommit {
     /// Timers set whether or not the merged id's are pending here (they were taken out of the
     /// merged id's partition, and only the pending ones carried).
     pub timers_set: Vec<TimerRecord>,
-    /// Runs (journey, run) of the merged id that the merge ended, kept on its partition: marked
-    /// here ([`Store::ended_by_merge`]).
+    /// Runs (journey, run) of the merged id that stay on its partition (ended by the merge, or
+    /// over already): marked here ([`Store::ended_by_merge`]).
     pub ended_elsewhere: Vec<(String, u32)>,
     /// A trigger queued with the commit: step three, for the merged id's partition.
     pub back: Option<QueuedTrigger>,
@@ -90,10 +90,14 @@ pub struct Carried {
     /// The merged id's profile (removed from its partition).
     #[serde(default)]
     pub customer: Option<Customer>,
-    /// Its enrollments, each with only the timers that were still pending (removed from its
-    /// partition; the enrollments stay there until step three).
+    /// Its enrollments (they stay on its partition until step three).
     #[serde(default)]
     pub enrollments: Vec<Enrollment>,
+    /// The timers of those enrollments still pending, as (journey, run, name): removed from its
+    /// partition, set again for the runs that move. A timer an enrollment lists that is not
+    /// here fired meanwhile: its trigger is queued behind the merge and passed on.
+    #[serde(default)]
+    pub pending: Vec<(String, u32, String)>,
     /// Its audience watches, as (journey, trigger, watch) (removed from its partition).
     #[serde(default)]
     pub watches: Vec<(String, String, Watch)>,
@@ -153,9 +157,14 @@ impl Store {
         from: &str,
         into: &str,
     ) -> Result<Option<u16>, StoreError> {
-        let into = self.resolve(tenant, into)?;
+        let mut into = self.resolve(tenant, into)?;
+        // The chain stops at the last id of this partition; one merged into an id of another
+        // partition (issue 16) sends the merge on to that id.
+        if let Some(next) = self.alias(tenant, &into)? {
+            into = next;
+        }
         if into != from && self.elsewhere(&into).is_some() {
-            return self.merge_out_across(queue_key, tenant, from, &into);
+            return self.take_out(queue_key, tenant, from, &into, true);
         }
         let entry = self.queue_entry(&QueuedTrigger {
             tenant: tenant.to_string(),
@@ -178,60 +187,65 @@ impl Store {
         Ok(queued.then(|| shard_of_key(&entry.key)))
     }
 
-    /// Step one of a merge of `from` into `into`, an id of another partition (issue 16; see
-    /// the module's documentation), in one transaction: the alias; `from`'s profile, pending
-    /// timers, audience watches and account membership taken out of this store and sent in the
-    /// [`Pending::MergeIn`] (with a [`Pending::Left`] for its account); the trigger removed.
-    /// Answers no shard to wake: what it queued is forwards.
-    fn merge_out_across(
+    /// A [`Pending::MergeIn`] of `from` without its records (a merge within this partition)
+    /// at `queue_key`, found passed on to `into`, an id of another partition (issue 16: its
+    /// known id was merged there meanwhile): `from`'s records taken out and sent with it, as
+    /// step one across partitions sends them ([`Store::merge_out`]); the alias is there.
+    pub fn carry_out(
         &self,
         queue_key: &[u8],
         tenant: &str,
         from: &str,
         into: &str,
     ) -> Result<Option<u16>, StoreError> {
+        self.take_out(queue_key, tenant, from, into, false)
+    }
+
+    /// Step one of a merge of `from` into `into`, an id of another partition (issue 16; see
+    /// the module's documentation), in one transaction: the alias (with `alias`; if `from` has
+    /// one already, only the trigger is removed); `from`'s profile, pending timers, audience
+    /// watches and account membership taken out of this store and sent in the
+    /// [`Pending::MergeIn`] (with a [`Pending::Left`] for its account); the trigger removed.
+    /// Answers no shard to wake: what it queued is forwards.
+    fn take_out(
+        &self,
+        queue_key: &[u8],
+        tenant: &str,
+        from: &str,
+        into: &str,
+        alias: bool,
+    ) -> Result<Option<u16>, StoreError> {
         let customer = self.customer(tenant, from)?;
         let enrollments = self.enrollments(tenant, from)?;
         let watches = self.audience_watches(tenant, from)?;
         let account = self.customer_account(tenant, from)?;
         let slot = self.forward_slot()?;
-        let left = match &account {
-            Some(account) => Some(QueueEntry {
-                key: self.forward_slot()?,
-                value: enc(&QueuedTrigger {
-                    tenant: tenant.to_owned(),
-                    customer: crate::engine::accounts::subject(account),
-                    pending: Pending::Left {
-                        member: from.to_owned(),
-                    },
-                }),
-            }),
-            None => None,
-        };
-        let alias = alias_key(tenant, from);
+        let left = account
+            .as_deref()
+            .map(|account| {
+                let member = from.to_owned();
+                self.account_told(tenant, account, Pending::Left { member })
+            })
+            .transpose()?;
+        let alias_k = alias_key(tenant, from);
         let profile = customer_key(tenant, from);
-        let trees = (
-            &self.queue,
-            &self.aliases,
-            &self.customers,
-            &self.timers,
-            &self.audience,
-            &self.accounts,
-        );
+        let trees = self.taken_out_trees();
         let sent =
             trees.transaction(|(queue, aliases, customers, timers, audience, accounts)| {
                 queue.delete(queue_key)?;
-                if aliases.get(&alias)?.is_some() {
-                    return Ok(false);
+                if alias {
+                    if aliases.get(&alias_k)?.is_some() {
+                        return Ok(false);
+                    }
+                    aliases.put(alias_k.as_slice(), into.as_bytes())?;
                 }
-                aliases.put(alias.as_slice(), into.as_bytes())?;
                 customers.delete(profile.as_slice())?;
-                // Only the timers still pending go: one that fired meanwhile is queued behind this
-                // trigger and passed on to `into` like any of `from`'s triggers.
-                let mut carried = enrollments.clone();
-                for e in &mut carried {
-                    let mut pending = Vec::with_capacity(e.timers.len());
-                    for t in std::mem::take(&mut e.timers) {
+                // Only the timers still pending are set again: one that fired meanwhile is queued
+                // behind this trigger and passed on to `into` like any of `from`'s triggers (the
+                // enrollment still lists it, so it is decided there, as on one node).
+                let mut pending = Vec::new();
+                for e in &enrollments {
+                    for t in &e.timers {
                         let record = TimerRecord {
                             tenant: tenant.to_owned(),
                             customer: from.to_owned(),
@@ -241,10 +255,9 @@ impl Store {
                             due: t.due,
                         };
                         if timers.remove(timer_key(&record))?.is_some() {
-                            pending.push(t);
+                            pending.push((e.journey.clone(), e.run, t.name.clone()));
                         }
                     }
-                    e.timers = pending;
                 }
                 for (journey, trigger, watch) in &watches {
                     let removed = AudienceWrite {
@@ -267,7 +280,8 @@ impl Store {
                         from: from.to_owned(),
                         carried: Some(Box::new(Carried {
                             customer: customer.clone(),
-                            enrollments: carried,
+                            enrollments: enrollments.clone(),
+                            pending,
                             watches: watches.clone(),
                             account: account.clone(),
                         })),
@@ -315,9 +329,124 @@ impl Store {
         self.commit_merge(&commit)
     }
 
-    /// Whether a merge on this partition ended run `run` of `journey` of the merged id `id`,
-    /// which is kept on the merged id's partition (issue 16): a trigger of that run passed on
-    /// here is dropped, as one node drops it.
+    /// The trees a merge across partitions takes a merged id's records out of (and puts them
+    /// back into): queue, aliases, customers, timers, audience, accounts.
+    fn taken_out_trees(
+        &self,
+    ) -> (
+        &super::kv::Tree,
+        &super::kv::Tree,
+        &super::kv::Tree,
+        &super::kv::Tree,
+        &super::kv::Tree,
+        &super::kv::Tree,
+    ) {
+        (
+            &self.queue,
+            &self.aliases,
+            &self.customers,
+            &self.timers,
+            &self.audience,
+            &self.accounts,
+        )
+    }
+
+    /// A forward (staged, for a slot of the outbox) telling `account`'s partition `pending`.
+    fn account_told(
+        &self,
+        tenant: &str,
+        account: &str,
+        pending: Pending,
+    ) -> Result<QueueEntry, StoreError> {
+        Ok(QueueEntry {
+            key: self.forward_slot()?,
+            value: enc(&QueuedTrigger {
+                tenant: tenant.to_owned(),
+                customer: crate::engine::accounts::subject(account),
+                pending,
+            }),
+        })
+    }
+
+    /// A merge across partitions that closed a cycle (issue 16: `id`'s `MergeIn` came back to
+    /// `id` through the aliases of the ids it was merged into): as on one node it merges
+    /// nothing — `id`'s alias removed and the records step one took out put back (profile,
+    /// pending timers, watches, membership, its account told by a [`Pending::Grouped`]), with
+    /// the trigger's removal, in one transaction, at `now`. Its enrollments never left.
+    pub fn merge_undone(
+        &self,
+        queue_key: &[u8],
+        tenant: &str,
+        id: &str,
+        carried: &Carried,
+        now: crate::model::Millis,
+    ) -> Result<(), StoreError> {
+        let timers_back: Vec<TimerRecord> = carried
+            .enrollments
+            .iter()
+            .flat_map(|e| e.timers.iter().map(move |t| (e, t)))
+            .filter(|(e, t)| {
+                carried
+                    .pending
+                    .iter()
+                    .any(|(j, r, n)| *j == e.journey && *r == e.run && *n == t.name)
+            })
+            .map(|(e, t)| TimerRecord {
+                tenant: tenant.to_owned(),
+                customer: id.to_owned(),
+                journey: e.journey.clone(),
+                run: e.run,
+                name: t.name.clone(),
+                due: t.due,
+            })
+            .collect();
+        let grouped = carried
+            .account
+            .as_deref()
+            .map(|account| {
+                let pending = Pending::Grouped {
+                    member: id.to_owned(),
+                    traits: crate::model::Object::new(),
+                    at: now,
+                };
+                self.account_told(tenant, account, pending)
+            })
+            .transpose()?;
+        let trees = self.taken_out_trees();
+        trees.transaction(|(queue, aliases, customers, timers, audience, accounts)| {
+            queue.delete(queue_key)?;
+            aliases.delete(alias_key(tenant, id))?;
+            if let Some(customer) = &carried.customer {
+                customers.put(customer_key(tenant, id), enc(customer))?;
+            }
+            for t in &timers_back {
+                timers.put(timer_key(t), enc(t))?;
+            }
+            for (journey, trigger, watch) in &carried.watches {
+                let back = AudienceWrite {
+                    customer: id.to_owned(),
+                    journey: journey.clone(),
+                    trigger: trigger.clone(),
+                    old_due: None,
+                    watch: Some(watch.clone()),
+                };
+                super::audience::apply(audience, tenant, &back)?;
+            }
+            if let (Some(account), Some(grouped)) = (&carried.account, &grouped) {
+                super::accounts::rejoin(accounts, tenant, id, account)?;
+                queue.put(grouped.key.as_slice(), grouped.value.as_slice())?;
+            }
+            Ok(())
+        })?;
+        if grouped.is_some() {
+            self.poke_forwarder();
+        }
+        Ok(())
+    }
+
+    /// Whether a merge on this partition left run `run` of `journey` of the merged id `id` on
+    /// the merged id's partition (issue 16: ended by the merge, or over already): a trigger of
+    /// that run passed on here is dropped, as one node drops it.
     pub fn ended_by_merge(
         &self,
         tenant: &str,
@@ -546,30 +675,42 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn a_merge_across_partitions_takes_the_merged_ids_records_out_then_keeps_its_ended_run() {
-        use crate::model::{EnrollmentStatus, PendingTimer};
-        let (_dir, store) = temp_store();
+    /// The store of partition 0 of two, with `merged` (an id of it, a profile and run 1 of
+    /// `welcome` listing `timers`, of which only `nudge` is pending) and an id of partition 1.
+    fn placed_with_a_run(
+        merged: &str,
+        known: &str,
+        timers: &[&str],
+    ) -> (tempfile::TempDir, Store, String, String, Enrollment) {
+        use crate::model::PendingTimer;
+        let (dir, store) = temp_store();
         store.place_in(super::super::forwards::Place {
             partition: 0,
             partitions: 2,
         });
-        let (anon, ada) = (of(0, "anon"), of(1, "ada"));
-        // The merged id: a profile, a run with a pending nudge and a timer that fired
-        // meanwhile (gone from the tree, queued behind the merge), an account.
-        let mut setup = fixtures::commit(&store, "t", &anon);
-        setup.customer = Some(fixtures::customer(&anon));
-        let mut run = fixtures::enrollment(&anon, "welcome", 1);
-        run.timers = ["nudge", "gone"]
-            .into_iter()
+        let (from, into) = (of(0, merged), of(1, known));
+        let mut setup = fixtures::commit(&store, "t", &from);
+        setup.customer = Some(fixtures::customer(&from));
+        let mut run = fixtures::enrollment(&from, "welcome", 1);
+        run.timers = timers
+            .iter()
             .map(|name| PendingTimer {
-                name: name.into(),
+                name: (*name).into(),
                 due: 10,
             })
             .collect();
         setup.enrollments.push(run.clone());
-        setup.timers_set.push(fixtures::timer(&anon, "nudge", 10));
+        setup.timers_set.push(fixtures::timer(&from, "nudge", 10));
         store.commit_trigger(&setup).unwrap();
+        (dir, store, from, into, run)
+    }
+
+    #[test]
+    fn a_merge_across_partitions_takes_the_merged_ids_records_out_then_keeps_its_ended_run() {
+        use crate::model::EnrollmentStatus;
+        // The merged id: a profile, a run with a pending nudge and a timer that fired
+        // meanwhile (gone from the tree, queued behind the merge), an account.
+        let (_dir, store, anon, ada, run) = placed_with_a_run("anon", "ada", &["nudge", "gone"]);
         store
             .accounts
             .insert(key(&[b"c", b"t", anon.as_bytes()]), "initech".as_bytes())
@@ -583,7 +724,10 @@ mod tests {
         assert!(store.customer("t", &anon).unwrap().is_none());
         assert_eq!(store.timer_count(), 0);
         assert_eq!(store.customer_account("t", &anon).unwrap(), None);
-        assert_eq!(store.enrollments("t", &anon).unwrap(), [run.clone()]);
+        assert_eq!(
+            store.enrollments("t", &anon).unwrap(),
+            std::slice::from_ref(&run)
+        );
         let shards: usize = (0..store.shards())
             .map(|s| store.queued(s, 10).unwrap().len())
             .sum();
@@ -605,12 +749,16 @@ mod tests {
             .expect("step two sent to the known id");
         assert_eq!(merge_in.customer, Some(fixtures::customer(&anon)));
         assert_eq!(merge_in.account.as_deref(), Some("initech"));
-        let carried_timers: Vec<&str> = merge_in.enrollments[0]
-            .timers
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        assert_eq!(carried_timers, ["nudge"], "only the pending timer goes");
+        assert_eq!(
+            merge_in.enrollments,
+            std::slice::from_ref(&run),
+            "the runs as they are"
+        );
+        assert_eq!(
+            merge_in.pending,
+            [("welcome".to_string(), 1, "nudge".to_string())],
+            "only the pending timer is set again"
+        );
         assert!(sent.iter().any(|t| matches!(&t.pending,
             Pending::Left { member } if *member == anon)));
         // Sent again (a new owner's copy): the alias exists, so nothing happens twice.
@@ -682,5 +830,34 @@ mod tests {
             1,
             "set though the merged id's was not here"
         );
+    }
+
+    #[test]
+    fn a_merge_that_closes_a_cycle_puts_the_records_back() {
+        let (_dir, store, c, a, _) = placed_with_a_run("c", "a", &["nudge"]);
+        let k = queued(&store, &c, Pending::MergeOut { into: a.clone() });
+        store.merge_out(&k, "t", &c, &a).unwrap();
+        store.number_forwards(100).unwrap();
+        let carried = store
+            .numbered_forwards(1, 100)
+            .unwrap()
+            .into_iter()
+            .find_map(|(_, t)| match t.pending {
+                Pending::MergeIn { carried, .. } => carried,
+                _ => None,
+            })
+            .expect("step two");
+        assert_eq!(store.timer_count(), 0);
+
+        // Its step two comes back to it: the records go back, the alias goes.
+        let back = queued(&store, &c, Pending::Logged);
+        store.merge_undone(&back, "t", &c, &carried, 5).unwrap();
+        assert_eq!(store.alias("t", &c).unwrap(), None);
+        assert_eq!(
+            store.customer("t", &c).unwrap(),
+            Some(fixtures::customer(&c))
+        );
+        assert_eq!(store.timer_count(), 1);
+        assert_eq!(store.enrollments("t", &c).unwrap().len(), 1);
     }
 }

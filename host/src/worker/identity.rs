@@ -54,6 +54,28 @@ pub(super) fn step(
             }
         }
     }
+    // A merge across partitions whose step two came back to the merged id through the aliases
+    // of the ids it was merged into (issue 16) closed a cycle: it merges nothing, as on one
+    // node (a `MergeIn` is otherwise always for another id than the one it merges).
+    let cycle = match &item.pending {
+        Pending::MergeIn {
+            from,
+            carried: Some(carried),
+        } if *from == item.customer => Some(carried),
+        Pending::Forwarded { inner, .. } => match inner.as_ref() {
+            Pending::MergeIn {
+                from,
+                carried: Some(carried),
+            } if *from == item.customer => Some(carried),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(carried) = cycle {
+        debug!(tenant = %item.tenant, customer = %item.customer, "a merge closed a cycle; it merges nothing");
+        store.merge_undone(queue_key, &item.tenant, &item.customer, carried, now)?;
+        return done(None);
+    }
     // Step three of a merge across partitions (issue 16), on the merged id's partition, where
     // the alias exists already.
     if let Pending::MergeBack { moved, ended, .. } = &item.pending {
@@ -72,6 +94,25 @@ pub(super) fn step(
             done(store.merge_out(queue_key, &item.tenant, &item.customer, into)?)
         }
         (_, Some(into)) => {
+            // A merge within this partition whose known id was merged into an id of another
+            // partition meanwhile (issue 16): the merged id's records go with it.
+            let unaccompanied = match &item.pending {
+                Pending::MergeIn {
+                    from,
+                    carried: None,
+                } => Some(from),
+                Pending::Forwarded { inner, .. } => match inner.as_ref() {
+                    Pending::MergeIn {
+                        from,
+                        carried: None,
+                    } => Some(from),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(from) = unaccompanied.filter(|_| store.elsewhere(&into).is_some()) {
+                return done(store.carry_out(queue_key, &item.tenant, from, &into)?);
+            }
             let pending = match item.pending {
                 Pending::Logged => match store.logged_event(&item.tenant, queue_key)? {
                     Some(mut event) => {
@@ -201,7 +242,7 @@ fn merge_in(
                 store.join_merged(tenant, known, account, now)?;
             }
             super::audience::take_watches(store, &mut commit, known, &carried.watches)?;
-            across(&mut commit, from);
+            across(&mut commit, from, carried);
         }
     }
     store.commit_merge(&commit)?;
@@ -215,11 +256,12 @@ fn merge_in(
 }
 
 /// Step two of a merge across partitions (issue 16): what the merge writes under the merged
-/// id `from` stays on its partition, sent back in step three ([`Pending::MergeBack`]) and
-/// marked here; the carried timers were taken out of that partition, so they are set here
-/// as they are (moving one reads it from this store otherwise). Every report delta of a merge
-/// is an ended run's: they are written with the run, there.
-fn across(commit: &mut MergeCommit, from: &str) {
+/// id `from` stays on its partition, sent back in step three ([`Pending::MergeBack`]); every
+/// carried run that does not move is marked here, so that a trigger of it passed on later is
+/// dropped as one node drops it. The timers that were pending there are set here for the runs
+/// that move (moving one reads it from this store otherwise); one that fired meanwhile comes
+/// passed on. Every report delta of a merge is an ended run's: written with the run, there.
+fn across(commit: &mut MergeCommit, from: &str, carried: &Carried) {
     let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut commit.enrollments)
         .into_iter()
         .partition(|e| e.customer == from);
@@ -228,12 +270,23 @@ fn across(commit: &mut MergeCommit, from: &str) {
     commit.timers_cancelled.clear();
     commit.timers_set = std::mem::take(&mut commit.timers_moved)
         .into_iter()
+        .filter(|(theirs, _)| {
+            carried
+                .pending
+                .iter()
+                .any(|(j, r, n)| *j == theirs.journey && *r == theirs.run && *n == theirs.name)
+        })
         .map(|(_, known)| known)
         .collect();
-    commit.ended_elsewhere = ended.iter().map(|e| (e.journey.clone(), e.run)).collect();
-    let moved = std::mem::take(&mut commit.enrollments_removed)
+    let moved: Vec<(String, u32)> = std::mem::take(&mut commit.enrollments_removed)
         .into_iter()
         .map(|(_, journey, run)| (journey, run))
+        .collect();
+    commit.ended_elsewhere = carried
+        .enrollments
+        .iter()
+        .map(|e| (e.journey.clone(), e.run))
+        .filter(|run| !moved.contains(run))
         .collect();
     commit.back = Some(QueuedTrigger {
         tenant: commit.tenant.clone(),
@@ -248,4 +301,98 @@ fn across(commit: &mut MergeCommit, from: &str) {
             ended,
         },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EnrollmentStatus, PendingTimer};
+    use crate::store::fixtures;
+
+    #[test]
+    fn across_partitions_the_runs_that_stay_go_back_marked_and_only_pending_timers_are_set() {
+        // The known id has a run of `welcome`; the merged id has an active one (ended by the
+        // merge), an old completed one (over already) and an active run of `trial` (moved),
+        // whose `remind` is pending and whose `gone` fired meanwhile.
+        let known = [fixtures::enrollment("ada", "welcome", 1)];
+        let ended = fixtures::enrollment("anon", "welcome", 2);
+        let mut over = fixtures::enrollment("anon", "welcome", 1);
+        over.status = EnrollmentStatus::Completed;
+        let mut moving = fixtures::enrollment("anon", "trial", 1);
+        moving.timers = ["remind", "gone"]
+            .into_iter()
+            .map(|name| PendingTimer {
+                name: name.into(),
+                due: 50,
+            })
+            .collect();
+        let carried = Carried {
+            customer: Some(fixtures::customer("anon")),
+            enrollments: vec![over.clone(), ended.clone(), moving.clone()],
+            pending: vec![("trial".into(), 1, "remind".into())],
+            watches: vec![],
+            account: None,
+        };
+        let mut commit = MergeCommit {
+            tenant: "t".into(),
+            ..MergeCommit::default()
+        };
+        merge(
+            &mut commit,
+            Side {
+                id: "ada",
+                customer: None,
+                enrollments: &known,
+            },
+            Side {
+                id: "anon",
+                customer: carried.customer.as_ref(),
+                enrollments: &carried.enrollments,
+            },
+            7,
+        );
+        across(&mut commit, "anon", &carried);
+
+        // Written here: the moved run, under the known id; no report cell, no removal.
+        let written: Vec<(&str, &str)> = commit
+            .enrollments
+            .iter()
+            .map(|e| (e.customer.as_str(), e.journey.as_str()))
+            .collect();
+        assert_eq!(written, [("ada", "trial")]);
+        assert!(commit.report_deltas.is_empty());
+        assert!(commit.enrollments_removed.is_empty());
+        let set: Vec<(&str, &str)> = commit
+            .timers_set
+            .iter()
+            .map(|t| (t.customer.as_str(), t.name.as_str()))
+            .collect();
+        assert_eq!(set, [("ada", "remind")], "the fired timer comes passed on");
+        // Marked here: both runs that stay with the merged id.
+        let mut marked = commit.ended_elsewhere.clone();
+        marked.sort();
+        assert_eq!(
+            marked,
+            [("welcome".to_string(), 1), ("welcome".to_string(), 2)]
+        );
+        // Sent back: the moved run to remove, the ended one to write.
+        let Some(QueuedTrigger {
+            customer,
+            pending:
+                Pending::MergeBack {
+                    into,
+                    moved,
+                    ended: back,
+                },
+            ..
+        }) = &commit.back
+        else {
+            panic!("step three: {:?}", commit.back)
+        };
+        assert_eq!((customer.as_str(), into.as_str()), ("anon", "ada"));
+        assert_eq!(moved, &[("trial".to_string(), 1)]);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].run, 2);
+        assert_eq!(back[0].status, EnrollmentStatus::Exited);
+    }
 }
