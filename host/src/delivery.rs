@@ -75,6 +75,9 @@ const COMMIT_WINDOW: Duration = Duration::from_millis(25);
 const COMMIT_IDLE: Duration = Duration::from_millis(2);
 /// How long the feeder sleeps without news; a safety net, every change wakes it.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
+/// Cluster mode: how often the feeder looks whether a lease that ran out was renewed late
+/// (it starts no delivery meanwhile; a lease lost for good stops the whole host).
+const LAPSED_RECHECK: Duration = Duration::from_millis(100);
 
 /// What the feeder and the committer share.
 #[derive(Default)]
@@ -125,8 +128,9 @@ pub async fn run(host: Arc<Host>) {
 /// which behind one tenant's backlog of tens of thousands cost more than the deliveries.
 async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRecord>) {
     let mut running = JoinSet::new();
-    // What each running task delivers for: its slot in the budgets is given back when it ends.
-    let mut running_for: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+    // What each running task delivers: its slot in the budgets is given back when it ends, and
+    // its message released if it ended without an attempt to record.
+    let mut running_for: HashMap<tokio::task::Id, (String, String, MessageKey)> = HashMap::new();
     let mut budgets = Budgets::new(host.config.delivery_budgets);
     let mut pacing = Pacing::default();
     let mut parked = Parked::default();
@@ -139,7 +143,10 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
     // When the earliest message not taken falls due, as of the last read that found no more.
     let mut next_due: Option<Millis> = None;
     loop {
-        while running.len() < CONCURRENCY {
+        // Cluster mode: while the lease has run out nothing starts; what is read stays parked
+        // for when a late renewal lets the node act again.
+        let lapsed = !host.may_act();
+        while !lapsed && running.len() < CONCURRENCY {
             let message = match next_paced(host, &mut parked, &budgets, &mut pacing) {
                 Some(message) => message,
                 None if !refill.is_empty() => {
@@ -173,26 +180,42 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
                 None => break,
             };
             budgets.claim(&message.tenant, &message.channel);
-            let key = (message.tenant.clone(), message.channel.clone());
+            let for_ = (
+                message.tenant.clone(),
+                message.channel.clone(),
+                message.key(),
+            );
             let task = running.spawn(deliver(host.clone(), message, finished.clone()));
-            running_for.insert(task.id(), key);
+            running_for.insert(task.id(), for_);
         }
         let wait = next_due.map_or(IDLE_RECHECK, |at| {
             let ms = at.saturating_sub(system_now()).max(0) as u64;
             Duration::from_millis(ms).min(IDLE_RECHECK)
         });
+        let wait = if lapsed {
+            wait.min(LAPSED_RECHECK)
+        } else {
+            wait
+        };
         let paced_wait = next_paced_start(&parked, &budgets, &pacing, running.len());
         tokio::select! {
             _ = tokio::time::sleep(paced_wait.unwrap_or_default()), if paced_wait.is_some() => {}
             Some(ended) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match ended {
-                    Ok((id, ())) => id,
+                let (id, attempted) = match ended {
+                    Ok((id, attempted)) => (id, attempted),
                     Err(error) => {
                         warn!(%error, "a delivery task failed");
-                        error.id()
+                        (error.id(), Attempted::No)
                     }
                 };
-                if let Some((tenant, channel)) = running_for.remove(&id) {
+                if let Some((tenant, channel, key)) = running_for.remove(&id) {
+                    if attempted == Attempted::No {
+                        // Nothing reaches the committer for it: it is due again as it was, and
+                        // read again once the feeder looks (at once, unless the lease ran out).
+                        shared.taken().remove(&key);
+                        look = true;
+                        resume = None;
+                    }
                     budgets.release(&tenant, &channel);
                     if let Some(from) = parked.wants_more(&tenant) {
                         // Its messages were passed over by a read: read them from there.
@@ -220,6 +243,15 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
             warn!(%error, "a delivery task failed");
         }
     }
+}
+
+/// Whether a delivery task handed an attempt to the committer. One that did not (its lease ran
+/// out before it started, or it failed) leaves its message pending, to be released by the
+/// feeder: a message kept taken would never be read again while this host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempted {
+    Yes,
+    No,
 }
 
 // Issue 11, crm slice: per-registration send rates.
@@ -579,7 +611,11 @@ impl Budgets {
 }
 
 /// One attempt at one message, handed to the committer.
-async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<AttemptRecord>) {
+async fn deliver(
+    host: Arc<Host>,
+    message: Message,
+    finished: mpsc::Sender<AttemptRecord>,
+) -> Attempted {
     let span = debug_span!(
         "delivery",
         tenant = %message.tenant,
@@ -592,7 +628,7 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
     // owner; the message stays as the log has it, pending.
     if !host.may_act() {
         debug!(message = %message.id, "not attempted: the partition's lease is no longer held");
-        return;
+        return Attempted::No;
     }
     let record = async {
         // A panic here is a bug of the host's; it fails this attempt (to be retried), rather
@@ -639,7 +675,10 @@ async fn deliver(host: Arc<Host>, message: Message, finished: mpsc::Sender<Attem
     .instrument(span)
     .await;
     // The committer outlives every delivery (it ends when the last sender is dropped).
-    let _ = finished.send(record).await;
+    match finished.send(record).await {
+        Ok(()) => Attempted::Yes,
+        Err(_) => Attempted::No,
+    }
 }
 
 /// The committer: records finished attempts in batches until every delivery has ended.
@@ -1014,6 +1053,54 @@ mod tests {
             None,
             "nothing of noisy is parked"
         );
+    }
+
+    #[tokio::test]
+    async fn a_message_left_while_the_lease_ran_out_is_attempted_once_a_late_renewal_revives_it() {
+        use crate::cluster::lease::Guard;
+        use crate::store::fixtures;
+        let store = crate::store::Store::open_scratch().unwrap();
+        let mut commit = fixtures::commit(&store, "t", "c");
+        for id in ["m1", "m2"] {
+            commit.outbox.push(Message {
+                tenant: "t".into(),
+                customer: "c".into(),
+                ..fixtures::message(id, "unregistered", MessageStatus::Pending, 1_000)
+            });
+        }
+        store.commit_trigger(&commit).unwrap();
+        let attempts = |id: &str| {
+            store
+                .message("t", "c", id)
+                .unwrap()
+                .expect("the message")
+                .attempts
+        };
+        // A delivery whose lease has run out sends nothing and hands nothing to the committer.
+        let guard = Guard::lasting(Duration::ZERO);
+        let host = Arc::new(host_over(store.clone()).fenced_by(0, guard.clone()));
+        let (finished, mut handed) = mpsc::channel(1);
+        let m1 = store.message("t", "c", "m1").unwrap().unwrap();
+        assert_eq!(deliver(host.clone(), m1, finished).await, Attempted::No);
+        assert!(handed.recv().await.is_none(), "nothing was handed on");
+        // The loop starts no delivery while the lease has run out...
+        let running = tokio::spawn(run(host.clone()));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!((attempts("m1"), attempts("m2")), (0, 0));
+        // ...and attempts both once a late renewal lets the node act again (each fails for
+        // good here: its channel is not registered, which is an attempt recorded).
+        guard.renewed(Duration::from_secs(60));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while (attempts("m1"), attempts("m2")) != (1, 1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not attempted after the renewal: {:?}",
+                (attempts("m1"), attempts("m2"))
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        host.shutdown.cancel();
+        running.await.unwrap();
     }
 
     /// A host over a scratch store, for the feeder's reads.

@@ -132,6 +132,18 @@ impl Guard {
             .deadline
             .fetch_max(deadline.nanos(), Ordering::AcqRel);
     }
+
+    /// A guard that lets its holders act for `for_` from now, for tests of what acts under one.
+    #[cfg(test)]
+    pub(crate) fn lasting(for_: Duration) -> Guard {
+        Guard::until(BootInstant::now() + for_)
+    }
+
+    /// Renews a test's guard as a late successful renewal does: `for_` from now.
+    #[cfg(test)]
+    pub(crate) fn renewed(&self, for_: Duration) {
+        self.extend(BootInstant::now() + for_);
+    }
 }
 
 /// A held lease: the partition, the epoch (fencing token), the revision to renew against, and
