@@ -103,3 +103,51 @@ async fn a_channel_built_for_contract_0_1_1_delivers_and_its_hook_answers_422() 
         "{body}"
     );
 }
+
+/// The same 0.1.1 adapter, given a `url`, POSTs through `wasi:http/outgoing-handler`'s
+/// resources and streams — as every adapter did before the channel SDK moved to contract
+/// 0.1.3's one-call `outbound` import — and this host still carries it, under the same policy,
+/// to the sink.
+#[tokio::test]
+async fn a_channel_built_for_contract_0_1_1_still_sends_through_wasi_http() {
+    let sink = Sink::start();
+    let server = Server::start(ServerOptions::default()).await;
+    let tenant = server.api().create_tenant("acme").await;
+    let api = server.as_tenant(&tenant);
+    api.register_channel(
+        "webhook",
+        &artifacts().component(CHANNEL_0_1_1_CRATE),
+        json!({"url": format!("{}/legacy", sink.url())}),
+        json!({}),
+        &[sink.authority()],
+    )
+    .await;
+    api.upload_journey("legacy", artifacts().component(CONTRACT_0_1_0_CRATE))
+        .await;
+
+    let answer = api
+        .post_events(&[event("ada-signed-up", "ada", "signed_up")])
+        .await;
+    assert_eq!(answer.accepted, 1);
+    let welcome = wait_for_some("ada's welcome to be delivered", || {
+        let api = api.clone();
+        async move {
+            let customer = api.customer("ada").await?;
+            customer
+                .messages
+                .into_iter()
+                .find(|m| m.template == "welcome" && m.status == MessageStatus::Delivered)
+        }
+    })
+    .await;
+    let received = sink.requests();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let request = &received[0];
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/legacy")
+    );
+    assert_eq!(request.idempotency_key(), Some(welcome.id.as_str()));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert_eq!(request.body["built_for"], "0.1.0", "{:?}", request.body);
+}

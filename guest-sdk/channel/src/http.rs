@@ -1,5 +1,5 @@
-//! A small blocking HTTP client for channel adapters, over the standard
-//! `wasi:http/outgoing-handler` import.
+//! A small blocking HTTP client for channel adapters, over the host's `outbound` import
+//! (contract 0.1.3: a request and its response cross the boundary once each).
 //!
 //! The host lets an adapter reach only the hosts its channel registration allows; any other
 //! request fails with [`HttpError::Denied`]. Every HTTP status, 4xx and 5xx included, is a
@@ -319,16 +319,11 @@ mod transport {
 
 #[cfg(target_arch = "wasm32")]
 mod transport {
-    //! The `wasi:http` 0.2 dance: build an `outgoing-request`, hand it to the handler, stream
-    //! the body in, wait on the future response, stream the response body out.
+    //! One call of the host's `outbound` import (contract 0.1.3): the request goes in whole and
+    //! the response comes back whole, under the same policy as `wasi:http`.
 
     use super::*;
-    use crate::bindings::wasi::http::{outgoing_handler, types as wasi};
-    use crate::bindings::wasi::io::streams::StreamError;
-
-    /// `blocking-write-and-flush` accepts at most 4096 bytes per call.
-    const WRITE_CHUNK: usize = 4096;
-    const READ_CHUNK: u64 = 64 * 1024;
+    use crate::bindings::waymark::journey::outbound as wit;
 
     pub(super) fn send(
         method: &str,
@@ -337,168 +332,40 @@ mod transport {
         body: &[u8],
         limit: usize,
     ) -> Result<Response, HttpError> {
-        let invalid =
-            |what: &str| HttpError::InvalidRequest(format!("the host refused the {what}"));
-        let entries: Vec<(String, Vec<u8>)> = headers
-            .iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
-            .collect();
-        let fields = wasi::Fields::from_list(&entries)
-            .map_err(|e| HttpError::InvalidRequest(format!("header refused: {e:?}")))?;
-        let request = wasi::OutgoingRequest::new(fields);
-        request
-            .set_method(&wasi_method(method))
-            .map_err(|()| invalid("method"))?;
         let scheme = match url.scheme {
-            Scheme::Http => wasi::Scheme::Http,
-            Scheme::Https => wasi::Scheme::Https,
+            Scheme::Http => "http",
+            Scheme::Https => "https",
         };
-        request
-            .set_scheme(Some(&scheme))
-            .map_err(|()| invalid("scheme"))?;
-        request
-            .set_authority(Some(&url.authority))
-            .map_err(|()| invalid("authority"))?;
-        request
-            .set_path_with_query(Some(&url.path_and_query))
-            .map_err(|()| invalid("path"))?;
-        let outgoing_body = request
-            .body()
-            .map_err(|()| HttpError::Transport("request body unavailable".into()))?;
-
-        // Hand the request over before writing the body: the host buffers only a little of an
-        // unsent body, so writing a large one first could block forever.
-        let future =
-            outgoing_handler::handle(request, None).map_err(|code| from_error_code(&code))?;
-        let written = write_body(&outgoing_body, body);
-        let finished =
-            wasi::OutgoingBody::finish(outgoing_body, None).map_err(|code| from_error_code(&code));
-
-        // The response's error, if any, says best why a body write failed (e.g. denied).
-        let response = wait_for(&future)?;
-        written?;
-        finished?;
-        read_response(response, limit)
-    }
-
-    fn wasi_method(method: &str) -> wasi::Method {
-        match method.to_ascii_uppercase().as_str() {
-            "GET" => wasi::Method::Get,
-            "HEAD" => wasi::Method::Head,
-            "POST" => wasi::Method::Post,
-            "PUT" => wasi::Method::Put,
-            "DELETE" => wasi::Method::Delete,
-            "CONNECT" => wasi::Method::Connect,
-            "OPTIONS" => wasi::Method::Options,
-            "TRACE" => wasi::Method::Trace,
-            "PATCH" => wasi::Method::Patch,
-            _ => wasi::Method::Other(method.to_string()),
-        }
-    }
-
-    fn write_body(outgoing_body: &wasi::OutgoingBody, bytes: &[u8]) -> Result<(), HttpError> {
-        // The stream is a child of the body: it must be dropped before the body is finished,
-        // which returning from this function does.
-        let stream = outgoing_body
-            .write()
-            .map_err(|()| HttpError::Transport("request body stream unavailable".into()))?;
-        for chunk in bytes.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(stream_error)?;
-        }
-        Ok(())
-    }
-
-    fn wait_for(
-        future: &wasi::FutureIncomingResponse,
-    ) -> Result<wasi::IncomingResponse, HttpError> {
-        let pollable = future.subscribe();
-        loop {
-            match future.get() {
-                Some(Ok(Ok(response))) => return Ok(response),
-                Some(Ok(Err(code))) => return Err(from_error_code(&code)),
-                Some(Err(())) => return Err(HttpError::Transport("response already taken".into())),
-                None => pollable.block(),
-            }
-        }
-    }
-
-    fn read_response(
-        response: wasi::IncomingResponse,
-        limit: usize,
-    ) -> Result<Response, HttpError> {
-        let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
-        let incoming_body = response
-            .consume()
-            .map_err(|()| HttpError::Transport("response body unavailable".into()))?;
-        let mut body = Vec::new();
-        let mut truncated = false;
-        {
-            // A child of `incoming_body`: dropped at the end of this block, before the body.
-            let stream = incoming_body
-                .stream()
-                .map_err(|()| HttpError::Transport("response body stream unavailable".into()))?;
-            loop {
-                match stream.blocking_read(READ_CHUNK) {
-                    Ok(chunk) => {
-                        let room = limit - body.len();
-                        if chunk.len() > room {
-                            body.extend_from_slice(&chunk[..room]);
-                            truncated = true;
-                            break;
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
-                    Err(StreamError::Closed) => break,
-                    Err(e) => return Err(stream_error(e)),
-                }
-            }
-        }
-        drop(wasi::IncomingBody::finish(incoming_body));
-        Ok(Response {
-            status,
-            headers,
-            body,
-            truncated,
-        })
-    }
-
-    fn stream_error(error: StreamError) -> HttpError {
-        match error {
-            StreamError::Closed => HttpError::Transport("stream closed".into()),
-            StreamError::LastOperationFailed(e) => match wasi::http_error_code(&e) {
-                Some(code) => from_error_code(&code),
-                None => HttpError::Transport(e.to_debug_string()),
+        // The standard methods in capitals, as `wasi:http`'s method enum sends them; any other
+        // token as given.
+        let upper = method.to_ascii_uppercase();
+        let standard = [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ];
+        let request = wit::Request {
+            method: if standard.contains(&upper.as_str()) {
+                upper
+            } else {
+                method.to_string()
             },
-        }
-    }
-
-    fn from_error_code(code: &wasi::ErrorCode) -> HttpError {
-        use wasi::ErrorCode as E;
-        let text = match code {
-            E::InternalError(Some(m)) => format!("internal error: {m}"),
-            E::DnsError(p) => format!("DNS error {:?}", p.rcode),
-            other => format!("{other:?}"),
+            url: format!("{scheme}://{}{}", url.authority, url.path_and_query),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            body: body.to_vec(),
+            max_response_bytes: u32::try_from(limit).unwrap_or(u32::MAX),
         };
-        match code {
-            E::HttpRequestDenied | E::DestinationIpProhibited => HttpError::Denied(text),
-            E::HttpRequestMethodInvalid
-            | E::HttpRequestUriInvalid
-            | E::HttpRequestUriTooLong
-            | E::HttpRequestLengthRequired
-            | E::HttpRequestBodySize(_)
-            | E::HttpRequestHeaderSectionSize(_)
-            | E::HttpRequestHeaderSize(_)
-            | E::HttpRequestTrailerSectionSize(_)
-            | E::HttpRequestTrailerSize(_) => HttpError::InvalidRequest(text),
-            _ => HttpError::Transport(text),
+        match wit::send(&request) {
+            Ok(response) => Ok(Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+                truncated: response.truncated,
+            }),
+            Err(wit::SendError::InvalidRequest(m)) => Err(HttpError::InvalidRequest(m)),
+            Err(wit::SendError::Denied(m)) => Err(HttpError::Denied(m)),
+            Err(wit::SendError::Transport(m)) => Err(HttpError::Transport(m)),
         }
     }
 }

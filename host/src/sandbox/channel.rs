@@ -36,6 +36,7 @@ mod bindings {
             "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
             "waymark:journey/channel-types": crate::sandbox::bindings::waymark::journey::channel_types,
             "waymark:journey/delivery-hints": crate::sandbox::bindings::waymark::journey::delivery_hints,
+            "waymark:journey/outbound": crate::sandbox::bindings::waymark::journey::outbound,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
@@ -56,6 +57,7 @@ mod receiving {
             "waymark:journey/log": crate::sandbox::bindings::waymark::journey::log,
             "waymark:journey/channel-types": crate::sandbox::bindings::waymark::journey::channel_types,
             "waymark:journey/delivery-hints": crate::sandbox::bindings::waymark::journey::delivery_hints,
+            "waymark:journey/outbound": crate::sandbox::bindings::waymark::journey::outbound,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
@@ -69,7 +71,8 @@ use receiving::exports::waymark::journey::feedback::{
 };
 
 /// What an adapter may import: its vocabulary, `log`, `delivery-hints`, WASI with real clocks
-/// (no filesystem or sockets), and outgoing HTTP. Not `stats`: that is a journey's.
+/// (no filesystem or sockets), and outgoing HTTP (`wasi:http`, and `outbound` since 0.1.3,
+/// behind one policy). Not `stats`: that is a journey's.
 pub(super) const WORLD: World<ChannelState> = World {
     name: "channel",
     vocabulary: &["waymark:journey/types@", "waymark:journey/channel-types@"],
@@ -78,6 +81,7 @@ pub(super) const WORLD: World<ChannelState> = World {
         hints::capability(),
         wasi::capability(),
         http::capability(),
+        http::whole::capability(),
     ],
 };
 
@@ -131,6 +135,12 @@ impl WasiView for ChannelState {
             ctx: &mut self.wasi.ctx,
             table: &mut self.table,
         }
+    }
+}
+
+impl http::whole::HasOutbound for ChannelState {
+    fn outbound_http(&mut self) -> &mut OutboundHttp {
+        &mut self.http
     }
 }
 

@@ -419,6 +419,7 @@ pub(crate) mod tests {
             "wasi:http/outgoing-handler@0.2.6",
             "waymark:journey/channel-types@0.1.0",
             "waymark:journey/delivery-hints@0.1.1",
+            "waymark:journey/outbound@0.1.3",
         ] {
             assert!(
                 matches!(
@@ -439,6 +440,7 @@ pub(crate) mod tests {
             "waymark:journey/delivery-hints@0.1.1",
             "wasi:http/types@0.2.6",
             "wasi:http/outgoing-handler@0.2.6",
+            "waymark:journey/outbound@0.1.3",
             "wasi:clocks/monotonic-clock@0.2.6",
         ];
         assert_eq!(channel::WORLD.check_imports(granted), Ok(()));

@@ -57,18 +57,8 @@ pub(super) fn step(
     // A merge across partitions whose step two came back to the merged id through the aliases
     // of the ids it was merged into (issue 16) closed a cycle: it merges nothing, as on one
     // node (a `MergeIn` is otherwise always for another id than the one it merges).
-    let cycle = match &item.pending {
-        Pending::MergeIn {
-            from,
-            carried: Some(carried),
-        } if *from == item.customer => Some(carried),
-        Pending::Forwarded { inner, .. } => match inner.as_ref() {
-            Pending::MergeIn {
-                from,
-                carried: Some(carried),
-            } if *from == item.customer => Some(carried),
-            _ => None,
-        },
+    let cycle = match merge_in_of(&item.pending) {
+        Some((from, Some(carried))) if from == item.customer => Some(carried),
         _ => None,
     };
     if let Some(carried) = cycle {
@@ -96,18 +86,8 @@ pub(super) fn step(
         (_, Some(into)) => {
             // A merge within this partition whose known id was merged into an id of another
             // partition meanwhile (issue 16): the merged id's records go with it.
-            let unaccompanied = match &item.pending {
-                Pending::MergeIn {
-                    from,
-                    carried: None,
-                } => Some(from),
-                Pending::Forwarded { inner, .. } => match inner.as_ref() {
-                    Pending::MergeIn {
-                        from,
-                        carried: None,
-                    } => Some(from),
-                    _ => None,
-                },
+            let unaccompanied = match merge_in_of(&item.pending) {
+                Some((from, None)) => Some(from),
                 _ => None,
             };
             if let Some(from) = unaccompanied.filter(|_| store.elsewhere(&into).is_some()) {
@@ -166,6 +146,16 @@ pub(super) fn step(
             done(None)
         }
         (_, None) => Ok(Next::Process(item)),
+    }
+}
+
+/// Step two of a merge, as queued or forwarded: the merged id, and its records when they were
+/// carried from another partition.
+fn merge_in_of(pending: &Pending) -> Option<(&str, Option<&Carried>)> {
+    match pending {
+        Pending::MergeIn { from, carried } => Some((from, carried.as_deref())),
+        Pending::Forwarded { inner, .. } => merge_in_of(inner),
+        _ => None,
     }
 }
 

@@ -25,6 +25,7 @@
 //! the guest only sees `HttpRequestDenied`.
 
 mod pool;
+pub(in crate::sandbox) mod whole;
 
 pub(in crate::sandbox) use pool::ConnectionPool;
 
