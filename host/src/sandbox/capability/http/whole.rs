@@ -109,7 +109,8 @@ fn build(request: wit::Request) -> Result<http::Request<WasiBody>, wit::SendErro
         if wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(&name) {
             return Err(invalid(format!("header {name} is set by the host")));
         }
-        let value = HeaderValue::from_str(value)
+        // Bytes, as `wasi:http`'s fields take them: a value may carry UTF-8 (obs-text).
+        let value = HeaderValue::from_bytes(value.as_bytes())
             .map_err(|_| invalid(format!("invalid value of header {name}")))?;
         headers.append(name, value);
     }
@@ -203,9 +204,11 @@ mod tests {
                 ("X-A", "1"),
                 ("x-a", "2"),
                 ("Content-Type", "application/json"),
+                ("X-Subject", "Café"),
             ],
         ))
         .expect("a valid request");
+        assert_eq!(built.headers()["x-subject"].as_bytes(), "Café".as_bytes());
         assert_eq!(built.method(), http::Method::POST);
         assert_eq!(
             built.uri().to_string(),
