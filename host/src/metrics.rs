@@ -201,7 +201,7 @@ impl Metrics {
         let due = Family::<KindLabel, Gauge>::default();
         registry.register(
             "due",
-            "Work due and not yet taken up when scraped, by kind: timers and audience watches not yet queued, held messages not yet released, messages whose delivery attempt is due (waiting or in flight); each counted up to 10000",
+            "Work due and not yet taken up when scraped, by kind: timers and audience watches not yet queued, held messages not yet released, messages whose delivery attempt is due (waiting or in flight); each counted up to 1000",
             due.clone(),
         );
         Metrics {
