@@ -18,12 +18,10 @@ async fn healthz() -> Json<Health> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let host = &state.host;
-    match host
-        .store
-        .backlog(host.clock.now(), crate::clock::system_now())
-    {
-        Ok(backlog) => host.metrics.backlog(&backlog),
-        Err(error) => tracing::warn!(%error, "reading the backlog for /metrics failed"),
+    let wall = crate::clock::system_now();
+    let read = || host.store.backlog(host.clock.now(), wall);
+    if let Err(error) = host.metrics.refresh_backlog(wall, read) {
+        tracing::warn!(%error, "reading the backlog for /metrics failed");
     }
     (
         [(
