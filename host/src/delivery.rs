@@ -185,7 +185,8 @@ async fn feed(host: &Arc<Host>, shared: &Loop, finished: mpsc::Sender<AttemptRec
                 message.channel.clone(),
                 message.key(),
             );
-            let task = running.spawn(deliver(host.clone(), message, finished.clone()));
+            // Boxed: the delivery's future is large, and tokio moved it twice on spawn.
+            let task = running.spawn(Box::pin(deliver(host.clone(), message, finished.clone())));
             running_for.insert(task.id(), for_);
         }
         let wait = next_due.map_or(IDLE_RECHECK, |at| {

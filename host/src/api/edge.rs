@@ -13,7 +13,7 @@
 //! [`Edge::shard_full`]).
 
 use super::auth::Caller;
-use super::limits::{EdgeConfig, TenantRates, LINGER, LINGER_BYTES, SHARD_QUEUE_RECHECK};
+use super::limits::{shard_queue_trusted_for, EdgeConfig, TenantRates, LINGER, LINGER_BYTES};
 use super::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct Edge {
     pub config: EdgeConfig,
     tenants: Mutex<HashMap<String, Arc<TenantEdge>>>,
-    /// Per shard: when its queue was last counted and whether it was past the bound.
+    /// Per shard: until when its last count is trusted, and whether it was past the bound.
     shards: Mutex<HashMap<u16, (Instant, bool)>>,
 }
 
@@ -150,19 +150,21 @@ impl Edge {
     }
 
     /// Whether `shard`'s trigger queue is past the bound: counted (up to the bound, off the
-    /// async workers) at most every [`SHARD_QUEUE_RECHECK`].
+    /// async workers), the count trusted for [`shard_queue_trusted_for`] it.
     pub async fn shard_full(&self, state: &AppState, shard: u16) -> Result<bool, ApiError> {
         let bound = self.config.shard_queue_bound;
-        if let Some((at, full)) = lock(&self.shards).get(&shard) {
-            if at.elapsed() < SHARD_QUEUE_RECHECK {
+        if let Some((until, full)) = lock(&self.shards).get(&shard) {
+            if Instant::now() < *until {
                 return Ok(*full);
             }
         }
         let store = state.host.store.clone();
-        let full = tokio::task::spawn_blocking(move || store.queue_longer_than(shard, bound))
+        let length = tokio::task::spawn_blocking(move || store.queue_length_up_to(shard, bound))
             .await
             .map_err(ApiError::internal)??;
-        lock(&self.shards).insert(shard, (Instant::now(), full));
+        let full = length > bound;
+        let until = Instant::now() + shard_queue_trusted_for(length, bound);
+        lock(&self.shards).insert(shard, (until, full));
         Ok(full)
     }
 }

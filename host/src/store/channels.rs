@@ -8,6 +8,8 @@ use super::{abort, components, dec, enc, Store, StoreError};
 use crate::model::{Millis, Object};
 use crate::pacing::SendRate;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A registered channel adapter: its component, configuration and allowed hosts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +38,41 @@ pub enum ChannelAdapter {
     #[default]
     Component,
     Inapp,
+}
+
+/// Registrations decoded once (issue 10): every delivery reads its channel's registration, and
+/// decoding its settings and secrets was about 1 % of the server's CPU per enrollment. A read
+/// still looks the key up in the tree and uses the decoded record only if the stored bytes are
+/// the ones it was decoded from, so a registration replaced by any path (the API, a cluster
+/// partition's mirror, a scratch store's copy) is read anew at once.
+#[derive(Default)]
+pub(super) struct ChannelMemo(Mutex<HashMap<Vec<u8>, Decoded>>);
+
+/// A registration's stored bytes and what they decode to.
+type Decoded = (super::kv::IVec, Arc<ChannelRecord>);
+
+/// Registrations a memo holds before it starts over (a host has a few per tenant).
+const MEMO_ENTRIES: usize = 4096;
+
+impl ChannelMemo {
+    fn decoded(
+        &self,
+        key: Vec<u8>,
+        bytes: super::kv::IVec,
+    ) -> Result<Arc<ChannelRecord>, StoreError> {
+        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, record)) = memo.get(&key) {
+            if *seen == bytes {
+                return Ok(record.clone());
+            }
+        }
+        let record = Arc::new(dec::<ChannelRecord>(&bytes)?);
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, (bytes, record.clone()));
+        Ok(record)
+    }
 }
 
 fn channel_key(tenant: &str, name: &str) -> Vec<u8> {
@@ -71,11 +108,16 @@ impl Store {
     }
 
     /// One channel of a tenant, by name.
-    pub fn channel(&self, tenant: &str, name: &str) -> Result<Option<ChannelRecord>, StoreError> {
-        self.channels
-            .get(channel_key(tenant, name))?
-            .map(|v| dec(&v))
-            .transpose()
+    pub fn channel(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Arc<ChannelRecord>>, StoreError> {
+        let key = channel_key(tenant, name);
+        match self.channels.get(&key)? {
+            Some(bytes) => self.channel_memo.decoded(key, bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Every channel of a tenant, by name.
@@ -187,5 +229,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["email", "sms"]);
         assert!(store.channel("t", "slack").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_registration_replaced_outside_put_channel_is_read_anew() {
+        let (_dir, store) = temp_store();
+        store
+            .put_channel("t", record("email", "d1"), b"one")
+            .await
+            .unwrap();
+        let first = store.channel("t", "email").unwrap().unwrap();
+        // Read twice, decoded once: the same record.
+        assert!(Arc::ptr_eq(
+            &first,
+            &store.channel("t", "email").unwrap().unwrap()
+        ));
+        // Written straight into the tree, as a cluster partition's mirror or a scratch copy
+        // writes it.
+        let mut replaced = record("email", "d9");
+        replaced.version = 7;
+        store
+            .channels
+            .insert(channel_key("t", "email"), enc(&replaced))
+            .unwrap();
+        let read = store.channel("t", "email").unwrap().unwrap();
+        assert_eq!((read.version, read.digest.as_str()), (7, "d9"));
+        store.channels.remove(channel_key("t", "email")).unwrap();
+        assert!(store.channel("t", "email").unwrap().is_none());
     }
 }

@@ -189,6 +189,8 @@ pub struct Store {
     /// `tenant␟journey` → the latest version number.
     journey_heads: kv::Tree,
     channels: kv::Tree,
+    /// Registrations decoded once, beside the bytes they were decoded from.
+    channel_memo: std::sync::Arc<channels::ChannelMemo>,
     /// `tenant␟sequence` → the event, as ingested.
     events: kv::Tree,
     /// `tenant␟event id` → when it was ingested (time key) and its place in the log.
@@ -487,6 +489,7 @@ impl Store {
             journeys: t("journeys")?,
             journey_heads: t("journey_heads")?,
             channels: t("channels")?,
+            channel_memo: Default::default(),
             events: t("events")?,
             event_ids: t("event_ids")?,
             // The trigger queue's on-disk name: see the field.

@@ -173,9 +173,9 @@ impl Store {
             .collect()
     }
 
-    /// Whether more than `bound` triggers wait in `shard`'s queue; reads at most `bound + 1`
-    /// keys (the API's backpressure: `api::edge`).
-    pub fn queue_longer_than(&self, shard: u16, bound: usize) -> Result<bool, StoreError> {
+    /// How many triggers wait in `shard`'s queue, counted up to `bound + 1` (reads at most that
+    /// many keys): more than `bound` is all the API's backpressure (`api::edge`) needs to know.
+    pub fn queue_length_up_to(&self, shard: u16, bound: usize) -> Result<usize, StoreError> {
         let mut seen = 0;
         for key in self
             .queue
@@ -186,7 +186,7 @@ impl Store {
             key?;
             seen += 1;
         }
-        Ok(seen > bound)
+        Ok(seen)
     }
 
     /// The event a [`Pending::Logged`] entry at `queue_key` stands for.
@@ -264,19 +264,20 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_is_longer_than_a_bound_only_past_it() {
+    fn a_queue_is_counted_up_to_one_past_the_bound() {
         let (_dir, store) = temp_store();
         let shard = shard_of("t", "alice", store.shards());
-        assert!(!store.queue_longer_than(shard, 0).unwrap());
+        assert_eq!(store.queue_length_up_to(shard, 0).unwrap(), 0);
         for name in ["a", "b", "c"] {
             push(&store, &timer("alice", name));
         }
-        assert!(store.queue_longer_than(shard, 2).unwrap());
-        assert!(!store.queue_longer_than(shard, 3).unwrap());
-        assert!(!store.queue_longer_than(shard, 50_000).unwrap());
+        assert_eq!(store.queue_length_up_to(shard, 1).unwrap(), 2);
+        assert_eq!(store.queue_length_up_to(shard, 2).unwrap(), 3);
+        assert_eq!(store.queue_length_up_to(shard, 3).unwrap(), 3);
+        assert_eq!(store.queue_length_up_to(shard, 50_000).unwrap(), 3);
         let other = (shard + 1) % store.shards();
         if other != shard {
-            assert!(!store.queue_longer_than(other, 0).unwrap());
+            assert_eq!(store.queue_length_up_to(other, 0).unwrap(), 0);
         }
     }
 
