@@ -1360,6 +1360,8 @@ async fn accounts_over_four_partitions_run_as_on_one_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_merges_across_partitions_run_as_on_one_node() {
     const PAIRS: usize = 12;
+    // Of partition 1 of four, where neither anon-05 (0) nor user-05 (3) is.
+    const LATE_VISITOR: &str = "anon-99";
     let nats = NatsCluster::start(3);
     let nodes = four_partitions_over_three_nodes(&nats).await;
     let single = Server::start(ServerOptions::default()).await;
@@ -1464,6 +1466,8 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
                 seen.push(json!([id, read]));
             }
         }
+        let visitor = serde_json::to_value(api.customer(LATE_VISITOR).await).unwrap();
+        seen.push(json!([LATE_VISITOR, visitor]));
         let account = api
             .tenant_client()
             .account("initech", &Default::default())
@@ -1517,32 +1521,75 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
     assert_eq!(sent(&cluster_sink), sent(&single_sink));
     let returning = single_api.customer(&user(1)).await.expect("user-01");
     assert_eq!(returning.attributes["returning"], true);
-    // A `group` call for an id merged into one of another partition is not built: refused,
-    // naming the id to send it for (unless the pair shares a partition: then it runs).
-    let late = event_with(
-        "g-late",
-        &anon(3),
+    // Later calls for ids merged into one of another partition (every pair here is split:
+    // `anon-NN` and `user-NN` hash to different partitions of four): `group` calls of anon-03
+    // and anon-07, and, through the Segment route in a batch beside an event of another
+    // partition's customer (visitor-1, of partition 2), an alias merging a new visitor with a
+    // run into anon-05. Each is ingested where its id leads, for the id it was merged into, as
+    // one node ingests it.
+    let visit = [event("s-late", LATE_VISITOR, "signed_up")];
+    assert_eq!(single_api.post_events(&visit).await.accepted, 1);
+    assert_eq!(cluster_api(1).post_events(&visit).await.accepted, 1);
+    quiet_for(&[&single], &single_api, ONBOARDING).await;
+    quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
+    // The group call in a batch beside another partition's customer's event (visitor-3 is of
+    // partition 0, anon-03 of 2): the answers in the batch's order. Then a group call alone.
+    let late = [
+        event_with(
+            "g-late",
+            &anon(3),
+            "group",
+            json!({ "group_id": "initech" }),
+        ),
+        event("v-late", "visitor-3", "page_viewed"),
+    ];
+    let alone = [event_with(
+        "g-late-7",
+        &anon(7),
         "group",
         json!({ "group_id": "initech" }),
-    );
-    let (code, body) = nodes[0]
-        .api()
-        .request(
-            Method::POST,
-            "/v1/events",
-            Some(&tenant.api_key),
-            late.clone(),
-        )
-        .await;
-    if code == StatusCode::ACCEPTED {
-        assert_eq!(single_api.post_events(&[late]).await.accepted, 1);
-        quiet_for(&[&single], &single_api, ONBOARDING).await;
-        quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
-    } else {
-        assert_eq!(code, StatusCode::NOT_IMPLEMENTED, "{body}");
-        assert_eq!(body["error"]["code"], "not_across_partitions", "{body}");
-        assert!(body.to_string().contains(&user(3)), "{body}");
+    )];
+    for batch in [&late[..], &alone[..]] {
+        assert_eq!(
+            single_api.post_events(batch).await.accepted as usize,
+            batch.len()
+        );
+        let taken = cluster_api(0).post_events(batch).await;
+        assert_eq!(taken.accepted as usize, batch.len(), "{taken:?}");
+        let ids: Vec<&str> = taken.results.iter().map(|r| r.id.as_str()).collect();
+        let sent: Vec<&str> = batch.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, sent, "the answers in the batch's order");
     }
+    let merging = json!({ "batch": [
+        { "type": "alias", "userId": anon(5), "previousId": LATE_VISITOR, "messageId": "a-late" },
+        { "type": "track", "userId": "visitor-1", "event": "page_viewed", "messageId": "t-late" },
+    ]});
+    for (server, key) in [
+        (&single, &single_tenant.api_key),
+        (&nodes[2], &tenant.api_key),
+    ] {
+        let (code, body) = server
+            .api()
+            .request(Method::POST, "/v1/batch", Some(key), merging.clone())
+            .await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert_eq!(body["accepted"], 2, "{body}");
+    }
+    quiet_for(&[&single], &single_api, ONBOARDING).await;
+    quiet_for(&all_nodes, &cluster_api(0), ONBOARDING).await;
+    let expected = same_everywhere("the late calls").await;
+    let members = &expected[expected.len() - 2]["members"];
+    for i in [3, 7] {
+        assert!(
+            members.to_string().contains(&user(i)),
+            "anon-{i:02}'s group call made user-{i:02} a member: {members}"
+        );
+    }
+    let report = &expected[expected.len() - 1]["report"]["overall"];
+    assert_eq!(
+        report["exited_by_reason"]["merged"], 5,
+        "the visitor's run ended, merged into user-05's carried one: {report}"
+    );
 
     // Three days on: the carried nudges fire for the known ids, once; the ended runs' were
     // cancelled with them, on both.

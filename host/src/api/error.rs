@@ -19,6 +19,9 @@ pub struct ApiError {
     reason: Option<&'static str>,
     /// Headers the answer carries (`Retry-After`, `RateLimit`, ...).
     headers: Vec<(axum::http::HeaderName, String)>,
+    /// A field of the body beside `error`: what a node's front needs to act on the answer
+    /// (`merged_elsewhere`'s events).
+    beside: Option<Box<(&'static str, serde_json::Value)>>,
 }
 
 impl ApiError {
@@ -33,6 +36,15 @@ impl ApiError {
             message: message.into(),
             reason: None,
             headers: Vec::new(),
+            beside: None,
+        }
+    }
+
+    /// This error, its body carrying `value` as field `name` beside `error`.
+    pub(super) fn with_field(self, name: &'static str, value: serde_json::Value) -> ApiError {
+        ApiError {
+            beside: Some(Box::new((name, value))),
+            ..self
         }
     }
 
@@ -94,7 +106,17 @@ impl IntoResponse for ApiError {
                 reason: self.reason.map(str::to_owned),
             },
         };
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = match self.beside {
+            None => (self.status, Json(body)).into_response(),
+            Some(beside) => {
+                let (name, value) = *beside;
+                let mut body = serde_json::to_value(body).unwrap_or_default();
+                if let serde_json::Value::Object(fields) = &mut body {
+                    fields.insert(name.to_owned(), value);
+                }
+                (self.status, Json(body)).into_response()
+            }
+        };
         for (name, value) in self.headers {
             if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
                 response.headers_mut().insert(name, value);

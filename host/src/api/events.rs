@@ -327,6 +327,7 @@ fn identities(
     batch: bool,
 ) -> ApiResult<(Vec<Event>, Merges)> {
     let mut merges = Vec::with_capacity(events.len());
+    let mut moved = None;
     for (i, event) in events.iter_mut().enumerate() {
         let from = crate::engine::identity::merge_source(event).map(str::to_string);
         if let Some(from) = &from {
@@ -337,7 +338,8 @@ fn identities(
         // Over several partitions (issue 16) the chain of merges stops at an id merged into
         // one of another partition: its events are passed on from here, but what ingest does
         // beside an event is not. A merge of the id it was merged into merges nothing, as on
-        // one node; another merge, or a `group` call, of such an id is refused.
+        // one node; another merge, or a `group` call, of such an id is ingested where that id
+        // leads, for the id it was merged into, as one node ingests it (below).
         let stopped = match store.place() {
             Some(_) => store.alias(tenant, &event.customer)?,
             None => None,
@@ -348,27 +350,49 @@ fn identities(
             }
             let groups = crate::engine::accounts::group_change(event).is_ok_and(|c| c.is_some());
             if from.is_some() || groups {
-                let what = if groups { "a group call" } else { "a merge" };
-                return Err(ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "not_across_partitions",
-                    format!(
-                        "{}{what} for {:?}, which was merged into {into:?} of another partition, \
-                         is not built across partitions: send it for {into:?}",
-                        if batch {
-                            format!("event {i}: ")
-                        } else {
-                            String::new()
-                        },
-                        event.customer
-                    ),
-                ));
+                moved.get_or_insert((i, event.customer.clone(), into.clone()));
+                event.customer = into;
             }
         }
         merges.push(from);
     }
+    if let Some((i, customer, into)) = moved {
+        return Err(merged_elsewhere(&events, batch, i, &customer, &into));
+    }
     Ok((events, merges))
 }
+
+/// Cluster mode (issue 16): the answer to a request with a merge or a `group` call for an id
+/// merged into one of another partition (event `i`'s `customer` into `into`): refused whole,
+/// nothing stored, with every event of the request as ingest read it (such an event's customer
+/// the id it was merged into). The node's front posts them again, each to its customer's
+/// partition (`api/cluster/spread.rs`), so the event is ingested where its customer leads, as
+/// one node ingests it for the id the chain of merges ends in; a client never sees this answer.
+fn merged_elsewhere(
+    events: &[Event],
+    batch: bool,
+    i: usize,
+    customer: &str,
+    into: &str,
+) -> ApiError {
+    let at = if batch {
+        format!("event {i}: ")
+    } else {
+        String::new()
+    };
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        MERGED_ELSEWHERE,
+        format!(
+            "{at}{customer:?} was merged into {into:?} of another partition: the request is \
+             ingested there, by the node's front"
+        ),
+    )
+    .with_field("events", serde_json::to_value(events).unwrap_or_default())
+}
+
+/// The code of [`merged_elsewhere`]'s answer.
+pub(crate) const MERGED_ELSEWHERE: &str = "merged_elsewhere";
 
 // Accounts (issue 12)
 /// Each event's account change (`engine::accounts::group_change`), its account id checked as

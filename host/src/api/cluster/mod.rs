@@ -31,6 +31,7 @@ mod across;
 mod backtests;
 mod forwards;
 mod gather;
+mod ingest;
 mod mirrors;
 mod spread;
 pub use across::{Across, Refused};

@@ -26,7 +26,8 @@
 //!   traits, its members and its journeys' enrollments; a `group` call goes to its member's
 //!   partition, which tells the account's (`store/forwards.rs`).
 //! - An identity merge goes with its event to the known id's partition, which forwards its
-//!   first step to the merged id's (`store/identity.rs`).
+//!   first step to the merged id's (`store/identity.rs`); ingest's splitting and passing on is
+//!   [`super::ingest`]'s.
 //!
 //! With one partition every request is that partition's, as before.
 
@@ -36,9 +37,6 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::value::RawValue;
-use std::collections::BTreeMap;
-use waymark_api::events::EventsAccepted;
 
 /// The largest answer read back from a partition.
 const MAX_ANSWER: usize = 64 << 20;
@@ -177,8 +175,8 @@ pub(super) fn target(
 pub(super) async fn answer(state: &ClusterState, target: Target, held: Held) -> Response {
     match target {
         Target::One(partition) => to_partition(state, partition, held).await,
-        Target::Events => events(state, held).await,
-        Target::Segment => segment(state, held).await,
+        Target::Events => super::ingest::events(state, held).await,
+        Target::Segment => super::ingest::segment(state, held).await,
         Target::Global { write } => {
             let response = to_partition(state, 0, held).await;
             if write && response.status().is_success() {
@@ -317,165 +315,6 @@ pub(super) async fn everywhere<T: serde::de::DeserializeOwned>(
         })?);
     }
     Ok(decoded)
-}
-
-/// Just the customer of an event, to route it.
-#[derive(Deserialize)]
-struct Routed {
-    customer: String,
-}
-
-/// `POST /v1/events`: the batch checked as one node checks it (a refusal names the event as
-/// posted), then split by customer, each partition's share posted to it at once, and the
-/// answers put back in the batch's order. A share refused (a partition overloaded, or its
-/// owner changing) is answered as it came; the other shares are accepted, and the batch sent
-/// again is answered as duplicates for those.
-async fn events(state: &ClusterState, held: Held) -> Response {
-    if let Err(refused) = crate::api::events::parse_events(&held.body, 0) {
-        return refused.into_response();
-    }
-    let partitions = state.directory.partitions();
-    let values: Vec<&RawValue> = match held.body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(&held.body).unwrap_or_default(),
-        _ => serde_json::from_slice(&held.body)
-            .map(|v| vec![v])
-            .unwrap_or_default(),
-    };
-    let mut shares: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-    for (i, value) in values.iter().enumerate() {
-        let partition = serde_json::from_str::<Routed>(value.get())
-            .map_or(0, |r| partition_of(&r.customer, partitions));
-        shares.entry(partition).or_default().push(i);
-    }
-    if shares.len() <= 1 {
-        let partition = shares.keys().next().copied().unwrap_or(0);
-        return to_partition(state, partition, held).await;
-    }
-    let path = held.parts.uri.path().to_owned();
-    let posted = futures::future::join_all(shares.iter().map(|(partition, indexes)| {
-        let mut body = Vec::with_capacity(held.body.len() / shares.len() + 2);
-        body.push(b'[');
-        for (n, i) in indexes.iter().enumerate() {
-            if n > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(values[*i].get().as_bytes());
-        }
-        body.push(b']');
-        to_partition(
-            state,
-            *partition,
-            derived(&held, Method::POST, &path, body.into()),
-        )
-    }))
-    .await;
-    let mut answered: Vec<Option<waymark_api::events::EventResult>> = vec![None; values.len()];
-    let (mut accepted, mut duplicates) = (0, 0);
-    let mut refusal = None;
-    for (response, indexes) in posted.into_iter().zip(shares.values()) {
-        let (status, body) = match read(response).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        if !status.is_success() {
-            refusal.get_or_insert((status, body));
-            continue;
-        }
-        let Ok(share) = serde_json::from_slice::<EventsAccepted>(&body) else {
-            refusal.get_or_insert((StatusCode::BAD_GATEWAY, body));
-            continue;
-        };
-        accepted += share.accepted;
-        duplicates += share.duplicates;
-        for (i, result) in indexes.iter().zip(share.results) {
-            answered[*i] = Some(result);
-        }
-    }
-    if let Some((status, body)) = refusal {
-        return rebuilt(status, body);
-    }
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(EventsAccepted {
-            accepted,
-            duplicates,
-            results: answered.into_iter().flatten().collect(),
-        }),
-    )
-        .into_response()
-}
-
-/// A Segment-style call or batch (`/v1/track`, `/identify`, `/page`, `/screen`, `/alias`,
-/// `/batch`): read as the route reads it (a refusal the same as one node's), then passed to
-/// its customer's partition as it came; a batch of several partitions' customers is split,
-/// each share posted inflated with the batch's shared fields, and the counts added up.
-async fn segment(state: &ClusterState, held: Held) -> Response {
-    let route = held.parts.uri.path().rsplit('/').next().unwrap_or_default();
-    let routed =
-        crate::api::segment::read_for_routing(route, &held.parts.headers, held.body.clone());
-    let (parsed, inflated) = match routed {
-        Some(Ok(read)) => read,
-        Some(Err(refused)) => return refused.into_response(),
-        None => return unsupported(&held),
-    };
-    let partitions = state.directory.partitions();
-    let mut shares: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-    for (i, event) in parsed.iter().enumerate() {
-        shares
-            .entry(partition_of(&event.customer, partitions))
-            .or_default()
-            .push(i);
-    }
-    if shares.len() <= 1 {
-        let partition = shares.keys().next().copied().unwrap_or(0);
-        return to_partition(state, partition, held).await;
-    }
-    let Ok(serde_json::Value::Object(mut shared)) = serde_json::from_slice(&inflated) else {
-        return to_partition(state, 0, held).await;
-    };
-    let Some(serde_json::Value::Array(messages)) = shared.remove("batch") else {
-        return to_partition(state, 0, held).await;
-    };
-    let path = held.parts.uri.path().to_owned();
-    let posted = futures::future::join_all(shares.iter().map(|(partition, indexes)| {
-        let mut share = shared.clone();
-        share.insert(
-            "batch".into(),
-            indexes.iter().map(|i| messages[*i].clone()).collect(),
-        );
-        let body = serde_json::to_vec(&share).unwrap_or_default();
-        to_partition(
-            state,
-            *partition,
-            derived(&held, Method::POST, &path, body.into()),
-        )
-    }))
-    .await;
-    let (mut accepted, mut duplicates, mut refusal) = (0, 0, None);
-    for response in posted {
-        let (status, body) = match read(response).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        match serde_json::from_slice::<waymark_api::segment::SegmentAccepted>(&body) {
-            Ok(share) if status.is_success() => {
-                accepted += share.accepted;
-                duplicates += share.duplicates;
-            }
-            _ => {
-                refusal.get_or_insert((status, body));
-            }
-        }
-    }
-    if let Some((status, body)) = refusal {
-        return rebuilt(status, body);
-    }
-    axum::Json(waymark_api::segment::SegmentAccepted {
-        success: true,
-        accepted,
-        duplicates,
-    })
-    .into_response()
 }
 
 #[cfg(test)]
