@@ -1560,6 +1560,47 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
         let sent: Vec<&str> = batch.iter().map(|e| e["id"].as_str().unwrap()).collect();
         assert_eq!(ids, sent, "the answers in the batch's order");
     }
+    // A visit's event sent again after its customer was merged: a duplicate, as on one node
+    // (the merged id's partition took its id before the merge).
+    let again = [event("s-3", &anon(3), "signed_up")];
+    assert_eq!(single_api.post_events(&again).await.duplicates, 1);
+    let taken_again = cluster_api(1).post_events(&again).await;
+    assert_eq!(taken_again.duplicates, 1, "{taken_again:?}");
+    // The merged ids' later events (first value, above) are the known ids' latest events,
+    // as one node logs them.
+    let latest = |api: Api, id: String| async move {
+        let (code, body) = api
+            .tenant_client()
+            .request(
+                Method::GET,
+                &format!("/v1/customers/{id}/events"),
+                Body::Empty,
+            )
+            .await
+            .unwrap();
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let ids: Vec<Value> = body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| json!([e["id"], e["customer"], e["name"]]))
+            .collect();
+        ids
+    };
+    for i in [0, 2] {
+        let expected = latest(single_api.clone(), user(i)).await;
+        assert!(
+            expected.iter().any(|e| e[0] == format!("f-{i}")),
+            "{expected:?}"
+        );
+        for n in 0..nodes.len() {
+            assert_eq!(
+                latest(cluster_api(n), user(i)).await,
+                expected,
+                "through node {n}"
+            );
+        }
+    }
     let merging = json!({ "batch": [
         { "type": "alias", "userId": anon(5), "previousId": LATE_VISITOR, "messageId": "a-late" },
         { "type": "track", "userId": "visitor-1", "event": "page_viewed", "messageId": "t-late" },

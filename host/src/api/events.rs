@@ -221,7 +221,8 @@ pub(super) async fn ingest(
     let refused = move |i: usize, r: Refused| refusal(batch, i, r);
     // Identity merge (issue 12): a merged id's events go to the id it was merged into, and
     // the ids that `identify` and `alias` merge are checked like customer ids.
-    let (events, merges) = identities(&rt.store, &tenant, events, batch)?;
+    let window = rt.config.dedup_window_ms();
+    let (events, merges) = identities(&rt.store, &tenant, events, batch, (now, window))?;
     // Accounts (issue 12): what each `group` event does to the tenant's accounts.
     let accounts = account_changes(&events, batch)?;
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
@@ -258,7 +259,6 @@ pub(super) async fn ingest(
     } else {
         events
     };
-    let window = rt.config.dedup_window_ms();
     let results = rt
         .store
         .ingest_with(crate::store::Extras {
@@ -325,6 +325,7 @@ fn identities(
     tenant: &str,
     mut events: Vec<Event>,
     batch: bool,
+    (now, window): (Millis, Option<Millis>),
 ) -> ApiResult<(Vec<Event>, Merges)> {
     let mut merges = Vec::with_capacity(events.len());
     let mut moved = None;
@@ -334,26 +335,23 @@ fn identities(
             valid_customer_id("the merged id", from).map_err(|e| refusal(batch, i, e.into()))?;
         }
         event.customer = store.resolve(tenant, &event.customer)?;
-        let mut from = from.filter(|from| *from != event.customer);
-        // Over several partitions (issue 16) the chain of merges stops at an id merged into
-        // one of another partition: its events are passed on from here, but what ingest does
-        // beside an event is not. A merge of the id it was merged into merges nothing, as on
-        // one node; another merge, or a `group` call, of such an id is ingested where that id
-        // leads, for the id it was merged into, as one node ingests it (below).
+        // Over several partitions (issue 16) the chain of merges stops at the last id of this
+        // partition. An event of an id merged into one of another partition is ingested where
+        // the chain leads, for the id it ends in, as one node ingests it: the request is
+        // answered `merged_elsewhere` and the node's front posts it there. Unless this
+        // partition took the event's id already (sent again after its customer was merged):
+        // then ingest answers it as a duplicate here, as one node does.
         let stopped = match store.place() {
             Some(_) => store.alias(tenant, &event.customer)?,
             None => None,
         };
         if let Some(into) = stopped {
-            if from.as_deref() == Some(into.as_str()) {
-                from = None;
-            }
-            let groups = crate::engine::accounts::group_change(event).is_ok_and(|c| c.is_some());
-            if from.is_some() || groups {
+            if !store.event_seen(tenant, &event.id, now, window)? {
                 moved.get_or_insert((i, event.customer.clone(), into.clone()));
                 event.customer = into;
             }
         }
+        let from = from.filter(|from| *from != event.customer);
         merges.push(from);
     }
     if let Some((i, customer, into)) = moved {
@@ -362,8 +360,8 @@ fn identities(
     Ok((events, merges))
 }
 
-/// Cluster mode (issue 16): the answer to a request with a merge or a `group` call for an id
-/// merged into one of another partition (event `i`'s `customer` into `into`): refused whole,
+/// Cluster mode (issue 16): the answer to a request with an event of an id merged into one of
+/// another partition (event `i`'s `customer` into `into`): refused whole,
 /// nothing stored, with every event of the request as ingest read it (such an event's customer
 /// the id it was merged into). The node's front posts them again, each to its customer's
 /// partition (`api/cluster/spread.rs`), so the event is ingested where its customer leads, as

@@ -120,6 +120,15 @@ fn id_seen_at(value: &[u8]) -> Option<Millis> {
     (value.len() == 16).then(|| time_from_key(value))
 }
 
+/// Whether an `event_ids` value still names a seen id at `now`, with the dedup `window`.
+fn remembered(seen: &[u8], now: Millis, window: Option<Millis>) -> bool {
+    match (id_seen_at(seen), window) {
+        (Some(at), Some(window)) => at > now.saturating_sub(window),
+        // Remembered for ever, or written before ids carried a time.
+        _ => true,
+    }
+}
+
 /// The trees an event is appended to, inside one transaction.
 pub(super) struct EventTrees<'a> {
     pub log: &'a TransactionalTree,
@@ -141,12 +150,7 @@ pub(super) fn append(
 ) -> TxResult<Ingested> {
     let id_key = key(&[tenant.as_bytes(), event.id.as_bytes()]);
     if let Some(seen) = trees.ids.get(&id_key)? {
-        let live = match (id_seen_at(&seen), window) {
-            (Some(at), Some(window)) => at > now.saturating_sub(window),
-            // Remembered for ever, or written before ids carried a time.
-            _ => true,
-        };
-        if live {
+        if remembered(&seen, now, window) {
             return Ok(Ingested::Duplicate);
         }
     }
@@ -164,6 +168,22 @@ pub(super) fn append(
 }
 
 impl Store {
+    /// Whether ingest would take `tenant`'s event `id` at `now` as a duplicate (seen within the
+    /// dedup `window`, as [`Store::ingest`] reads it). Cluster mode (issue 16) asks before
+    /// passing an event on to another partition (`api::events`).
+    pub fn event_seen(
+        &self,
+        tenant: &str,
+        id: &str,
+        now: Millis,
+        window: Option<Millis>,
+    ) -> Result<bool, StoreError> {
+        let seen = self
+            .event_ids
+            .get(key(&[tenant.as_bytes(), id.as_bytes()]))?;
+        Ok(seen.is_some_and(|seen| remembered(&seen, now, window)))
+    }
+
     /// Stages `event` for the queue of its customer's shard (here, always: the entry stands
     /// for the event in this store's log).
     pub(super) fn stage_event(

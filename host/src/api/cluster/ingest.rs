@@ -3,8 +3,8 @@
 //! each partition's share posted to it at once, the answers put back together.
 //!
 //! A share may come back refused whole as `421 merged_elsewhere` (`api::events`): one of its
-//! events is a merge or a `group` call for an id merged into one of another partition, which
-//! one node would ingest for the id that chain of merges ends in. The answer carries the
+//! events is of an id merged into one of another partition, which one node would ingest for
+//! the id that chain of merges ends in. The answer carries the
 //! share's events as that partition read them, such an event's customer the id it was merged
 //! into; they are posted again, each to its customer's partition, round after round until
 //! every partition took its own ([`passed_on`]). Nothing of a share refused so is stored, so
