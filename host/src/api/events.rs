@@ -201,8 +201,22 @@ async fn post_events(
     } else {
         parse_events(&body, now)?
     };
-    let accepted = ingest(&state, &tenant, events, now).await?;
+    let accepted = ingest(&state, &tenant, events, now, Merged::PassOn).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Where ingest takes an event of an id merged into one of another partition (cluster mode,
+/// issue 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Merged {
+    /// Where the id leads: the request is answered `merged_elsewhere` for the node's front to
+    /// post there (`POST /v1/events` and the Segment routes, which reach a partition of
+    /// several only through the front, `api/cluster/ingest.rs`).
+    PassOn,
+    /// Here, its trigger passed on by the id's shard worker as a forward: the events a
+    /// partition makes itself for a customer of its own (a provider's webhook, an unsubscribe,
+    /// an inbox mark, a subscription change), none of which merges or groups.
+    Here,
 }
 
 /// Ingests checked events received at `now`: the tenant's event rate and the shards'
@@ -214,6 +228,7 @@ pub(super) async fn ingest(
     tenant: &str,
     events: Vec<Event>,
     now: Millis,
+    merged: Merged,
 ) -> ApiResult<EventsAccepted> {
     let rt = &state.host;
     let tenant = tenant.to_string();
@@ -222,7 +237,7 @@ pub(super) async fn ingest(
     // Identity merge (issue 12): a merged id's events go to the id it was merged into, and
     // the ids that `identify` and `alias` merge are checked like customer ids.
     let window = rt.config.dedup_window_ms();
-    let (events, merges) = identities(&rt.store, &tenant, events, batch, (now, window))?;
+    let (events, merges) = identities(&rt.store, &tenant, events, batch, (now, window), merged)?;
     // Accounts (issue 12): what each `group` event does to the tenant's accounts.
     let accounts = account_changes(&events, batch)?;
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
@@ -326,6 +341,7 @@ fn identities(
     mut events: Vec<Event>,
     batch: bool,
     (now, window): (Millis, Option<Millis>),
+    merged: Merged,
 ) -> ApiResult<(Vec<Event>, Merges)> {
     let mut merges = Vec::with_capacity(events.len());
     let mut moved = None;
@@ -345,10 +361,15 @@ fn identities(
             Some(_) => store.alias(tenant, &event.customer)?,
             None => None,
         };
+        let mut from = from;
         if let Some(into) = stopped {
-            if !store.event_seen(tenant, &event.id, now, window)? {
+            if merged == Merged::PassOn && !store.event_seen(tenant, &event.id, now, window)? {
                 moved.get_or_insert((i, event.customer.clone(), into.clone()));
                 event.customer = into;
+            } else if from.as_deref() == Some(into.as_str()) {
+                // Taken here: a merge of the id it was merged into merges nothing, as on one
+                // node.
+                from = None;
             }
         }
         let from = from.filter(|from| *from != event.customer);

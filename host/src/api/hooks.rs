@@ -285,7 +285,8 @@ async fn apply(
         }
     }
     if !events.is_empty() {
-        let ingested = super::events::ingest(state, tenant, events, now).await?;
+        let ingested =
+            super::events::ingest(state, tenant, events, now, super::events::Merged::Here).await?;
         answer.accepted = ingested.accepted;
         answer.duplicates = ingested.duplicates;
         let mut results = ingested.results.into_iter();

@@ -249,7 +249,14 @@ async fn mark_message(
             properties,
             timestamp: now,
         };
-        super::events::ingest(&state, &who.tenant, vec![event], now).await?;
+        super::events::ingest(
+            &state,
+            &who.tenant,
+            vec![event],
+            now,
+            super::events::Merged::Here,
+        )
+        .await?;
     }
     Ok(Json(dto::inbox::message(entry)))
 }

@@ -88,6 +88,13 @@ async fn put_subscriptions(
         properties: subscriptions_properties(&held),
         timestamp: now,
     };
-    super::events::ingest(&state, &tenant, vec![event], now).await?;
+    super::events::ingest(
+        &state,
+        &tenant,
+        vec![event],
+        now,
+        super::events::Merged::Here,
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(held.into())))
 }

@@ -204,7 +204,14 @@ async fn unsubscribe(
         properties,
         timestamp: now,
     };
-    super::events::ingest(&state, &claims.tenant, vec![event], now).await?;
+    super::events::ingest(
+        &state,
+        &claims.tenant,
+        vec![event],
+        now,
+        super::events::Merged::Here,
+    )
+    .await?;
     let what = match asked {
         Asked::Everything => "anything from us".to_string(),
         Asked::OneClick => scope_words(&claims.scope),

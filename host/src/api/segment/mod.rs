@@ -19,7 +19,7 @@
 mod inflate;
 mod message;
 
-use super::events::ingest;
+use super::events::{ingest, Merged};
 use super::limits::{SEGMENT_MAX_BATCH_BYTES, SEGMENT_MAX_MESSAGE_BYTES};
 use super::prelude::*;
 use axum::http::{header, HeaderMap};
@@ -172,7 +172,7 @@ async fn accept(
     } else {
         read()?
     };
-    let accepted = ingest(&state, &tenant, events, now).await?;
+    let accepted = ingest(&state, &tenant, events, now, Merged::PassOn).await?;
     Ok(Json(SegmentAccepted {
         success: true,
         accepted: accepted.accepted,
