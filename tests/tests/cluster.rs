@@ -1560,6 +1560,26 @@ async fn identity_merges_across_partitions_run_as_on_one_node() {
         let sent: Vec<&str> = batch.iter().map(|e| e["id"].as_str().unwrap()).collect();
         assert_eq!(ids, sent, "the answers in the batch's order");
     }
+    // A batch of one partition (anon-03 and visitor-1 are of partition 2) with a bad group call
+    // of the merged id is refused whole, as on one node: checked before it is passed on, so
+    // its other event is new when sent again.
+    let bad = [
+        event_with("g-bad", &anon(3), "group", json!({ "group_id": "" })),
+        event("v-bad", "visitor-1", "page_viewed"),
+    ];
+    for (server, key) in [
+        (&single, &single_tenant.api_key),
+        (&nodes[1], &tenant.api_key),
+    ] {
+        let (code, body) = server
+            .api()
+            .request(Method::POST, "/v1/events", Some(key), json!(bad))
+            .await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_event", "{body}");
+    }
+    assert_eq!(single_api.post_events(&bad[1..]).await.accepted, 1);
+    assert_eq!(cluster_api(1).post_events(&bad[1..]).await.accepted, 1);
     // A visit's event sent again after its customer was merged: a duplicate, as on one node
     // (the merged id's partition took its id before the merge).
     let again = [event("s-3", &anon(3), "signed_up")];

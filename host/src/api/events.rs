@@ -237,9 +237,14 @@ pub(super) async fn ingest(
     // Identity merge (issue 12): a merged id's events go to the id it was merged into, and
     // the ids that `identify` and `alias` merge are checked like customer ids.
     let window = rt.config.dedup_window_ms();
-    let (events, merges) = identities(&rt.store, &tenant, events, batch, (now, window), merged)?;
+    let (events, merges, moved) =
+        identities(&rt.store, &tenant, events, batch, (now, window), merged)?;
     // Accounts (issue 12): what each `group` event does to the tenant's accounts.
     let accounts = account_changes(&events, batch)?;
+    // Cluster mode (issue 16): checked whole first, then passed on if any event must be.
+    if let Some((i, customer, into)) = moved {
+        return Err(merged_elsewhere(&events, batch, i, &customer, &into));
+    }
     // The tenant's event rate, then each target shard's backlog: refused whole, nothing stored.
     state
         .edge
@@ -329,12 +334,18 @@ pub(super) async fn ingest(
 }
 
 // Identity merge (issue 12)
+/// Per event, the id it merges into its customer, if any.
+type Merges = Vec<Option<String>>;
+
+/// Cluster mode (issue 16): the first event of a request to be passed on, as its place, its
+/// customer and the id of another partition that customer was merged into.
+type Moved = (usize, String, String);
+
 /// Each event's customer as ingest queues it (a merged id's events go to the id it was merged
 /// into: `Store::resolve`), and the id each event merges into its customer, if any
 /// (`engine::identity::merge_source`), checked as a customer id is. A merge naming the id its
-/// customer resolves to merges nothing.
-type Merges = Vec<Option<String>>;
-
+/// customer resolves to merges nothing. In a cluster of several partitions, also the first
+/// event to pass on (`merged`), if any.
 fn identities(
     store: &crate::store::Store,
     tenant: &str,
@@ -342,7 +353,7 @@ fn identities(
     batch: bool,
     (now, window): (Millis, Option<Millis>),
     merged: Merged,
-) -> ApiResult<(Vec<Event>, Merges)> {
+) -> ApiResult<(Vec<Event>, Merges, Option<Moved>)> {
     let mut merges = Vec::with_capacity(events.len());
     let mut moved = None;
     for (i, event) in events.iter_mut().enumerate() {
@@ -375,17 +386,14 @@ fn identities(
         let from = from.filter(|from| *from != event.customer);
         merges.push(from);
     }
-    if let Some((i, customer, into)) = moved {
-        return Err(merged_elsewhere(&events, batch, i, &customer, &into));
-    }
-    Ok((events, merges))
+    Ok((events, merges, moved))
 }
 
 /// Cluster mode (issue 16): the answer to a request with an event of an id merged into one of
 /// another partition (event `i`'s `customer` into `into`): refused whole,
 /// nothing stored, with every event of the request as ingest read it (such an event's customer
 /// the id it was merged into). The node's front posts them again, each to its customer's
-/// partition (`api/cluster/spread.rs`), so the event is ingested where its customer leads, as
+/// partition (`api/cluster/ingest.rs`), so the event is ingested where its customer leads, as
 /// one node ingests it for the id the chain of merges ends in; a client never sees this answer.
 fn merged_elsewhere(
     events: &[Event],

@@ -14,7 +14,7 @@ use super::spread::{derived, partition_of, read, rebuilt, unsupported};
 use super::{to_partition, ClusterState, Held};
 use crate::api::error::ApiError;
 use crate::api::events::MERGED_ELSEWHERE;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -52,7 +52,23 @@ enum Share<T> {
     /// To be posted again (`merged_elsewhere`): the share's events, in its order.
     Moved(Vec<Box<RawValue>>),
     /// Refused, as it came (nothing of the share stored).
-    Refused(StatusCode, bytes::Bytes),
+    Refused(Refusal),
+}
+
+/// A partition's refusal as it came: status, headers (`Retry-After`, `RateLimit`...), body.
+struct Refusal(StatusCode, HeaderMap, bytes::Bytes);
+
+impl Refusal {
+    fn answer(self) -> Response {
+        let Refusal(status, headers, body) = self;
+        let mut response = rebuilt(status, body);
+        for (name, value) in &headers {
+            if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        response
+    }
 }
 
 /// Reads a partition's answer to a share of `events` events.
@@ -60,6 +76,7 @@ async fn share<T: serde::de::DeserializeOwned>(
     response: Response,
     events: usize,
 ) -> Result<Share<T>, Response> {
+    let headers = response.headers().clone();
     let (status, body) = read(response).await?;
     if status == StatusCode::MISDIRECTED_REQUEST {
         if let Ok(moved) = serde_json::from_slice::<Moved>(&body) {
@@ -69,11 +86,11 @@ async fn share<T: serde::de::DeserializeOwned>(
         }
     }
     if !status.is_success() {
-        return Ok(Share::Refused(status, body));
+        return Ok(Share::Refused(Refusal(status, headers, body)));
     }
     Ok(match serde_json::from_slice::<T>(&body) {
         Ok(taken) => Share::Taken(taken),
-        Err(_) => Share::Refused(StatusCode::BAD_GATEWAY, body),
+        Err(_) => Share::Refused(Refusal(StatusCode::BAD_GATEWAY, headers, body)),
     })
 }
 
@@ -83,7 +100,7 @@ struct Gathered {
     accepted: u64,
     duplicates: u64,
     results: Vec<Option<EventResult>>,
-    refusal: Option<(StatusCode, bytes::Bytes)>,
+    refusal: Option<Refusal>,
 }
 
 impl Gathered {
@@ -107,8 +124,8 @@ impl Gathered {
 
     /// The answer: the first refusal as it came, else the events' results in order.
     fn answer(self) -> Response {
-        if let Some((status, body)) = self.refusal {
-            return rebuilt(status, body);
+        if let Some(refusal) = self.refusal {
+            return refusal.answer();
         }
         (
             StatusCode::ACCEPTED,
@@ -157,12 +174,14 @@ async fn passed_on(
     held: &Held,
     mut moved: Vec<(usize, Box<RawValue>)>,
     gathered: &mut Gathered,
-) -> Result<(), Response> {
+) {
     let partitions = state.directory.partitions();
     for _ in 0..MOST_ROUNDS {
         if moved.is_empty() {
-            return Ok(());
+            return;
         }
+        // In the request's order: each partition takes its share as the request ordered it.
+        moved.sort_by_key(|(i, _)| *i);
         let shares = by_partition(std::mem::take(&mut moved), partitions);
         let posted = futures::future::join_all(shares.iter().map(|(partition, events)| {
             let body = array(events.iter().map(|(_, e)| e.as_ref()));
@@ -175,27 +194,40 @@ async fn passed_on(
         .await;
         for (response, events) in posted.into_iter().zip(shares.into_values()) {
             let places: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
-            match share::<EventsAccepted>(response, events.len()).await? {
-                Share::Taken(taken) => gathered.taken(&places, taken),
-                Share::Moved(again) => moved.extend(places.into_iter().zip(again)),
-                Share::Refused(status, body) => {
-                    gathered.refusal.get_or_insert((status, body));
+            match share::<EventsAccepted>(response, events.len()).await {
+                Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
+                Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
+                Ok(Share::Refused(refusal)) => {
+                    gathered.refusal.get_or_insert(refusal);
+                }
+                Err(response) => {
+                    gathered.refusal.get_or_insert(unread(response).await);
                 }
             }
         }
     }
-    if moved.is_empty() {
-        return Ok(());
+    if !moved.is_empty() {
+        let response = ApiError::new(
+            StatusCode::LOOP_DETECTED,
+            "merge_chain",
+            format!(
+                "an event's customer was passed on through more than {MOST_ROUNDS} partitions' \
+                 merges; it was not stored (the request's other events may have been: sent \
+                 again, they are answered as duplicates)"
+            ),
+        )
+        .into_response();
+        gathered.refusal.get_or_insert(unread(response).await);
     }
-    Err(ApiError::new(
-        StatusCode::LOOP_DETECTED,
-        "merge_chain",
-        format!(
-            "an event's customer was passed on through more than {MOST_ROUNDS} partitions' \
-             merges; nothing of it was stored"
-        ),
-    )
-    .into_response())
+}
+
+/// A response of this node's own (an error) as a [`Refusal`].
+async fn unread(response: Response) -> Refusal {
+    let (status, headers) = (response.status(), response.headers().clone());
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    Refusal(status, headers, body)
 }
 
 /// `POST /v1/events`: the batch checked as one node checks it (a refusal names the event as
@@ -229,7 +261,7 @@ pub(super) async fn events(state: &ClusterState, held: Held) -> Response {
         match share::<EventsAccepted>(response, values.len()).await {
             Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
             Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
-            Ok(Share::Refused(status, body)) => return rebuilt(status, body),
+            Ok(Share::Refused(refusal)) => return refusal.answer(),
             Err(response) => return response,
         }
     } else {
@@ -244,16 +276,14 @@ pub(super) async fn events(state: &ClusterState, held: Held) -> Response {
             match share::<EventsAccepted>(response, events.len()).await {
                 Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
                 Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
-                Ok(Share::Refused(status, body)) => {
-                    gathered.refusal.get_or_insert((status, body));
+                Ok(Share::Refused(refusal)) => {
+                    gathered.refusal.get_or_insert(refusal);
                 }
                 Err(response) => return response,
             }
         }
     }
-    if let Err(response) = passed_on(state, &held, moved, &mut gathered).await {
-        return response;
-    }
+    passed_on(state, &held, moved, &mut gathered).await;
     gathered.answer()
 }
 
@@ -319,17 +349,15 @@ pub(super) async fn segment(state: &ClusterState, held: Held) -> Response {
                 gathered.duplicates += taken.duplicates;
             }
             Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
-            Ok(Share::Refused(status, body)) => {
-                gathered.refusal.get_or_insert((status, body));
+            Ok(Share::Refused(refusal)) => {
+                gathered.refusal.get_or_insert(refusal);
             }
             Err(response) => return response,
         }
     }
-    if let Err(response) = passed_on(state, &held, moved, &mut gathered).await {
-        return response;
-    }
-    if let Some((status, body)) = gathered.refusal {
-        return rebuilt(status, body);
+    passed_on(state, &held, moved, &mut gathered).await;
+    if let Some(refusal) = gathered.refusal {
+        return refusal.answer();
     }
     axum::Json(SegmentAccepted {
         success: true,
