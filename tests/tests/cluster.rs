@@ -1713,3 +1713,121 @@ fn without_provider_ids(value: &mut Value) {
         _ => {}
     }
 }
+
+/// Issue 16 with issue 13's adaptive experiments: over four partitions the `stats` import
+/// counts each partition's own customers (docs/SCALING.md, "Per partition, as built"), so
+/// Thompson sampling learns on every partition from its share of the first wave, later
+/// entrants go mostly to the arm that converts, and a backtest's fidelity replay, which replays
+/// each partition's customers on that partition, reproduces every customer's arm.
+#[tokio::test]
+async fn an_adaptive_experiment_learns_on_every_partition_and_a_replay_agrees() {
+    const JOURNEY: &str = "adaptive";
+    // About fifteen customers of each wave per partition.
+    const WAVE: usize = 60;
+    let nats = NatsCluster::start(3);
+    let nodes = four_partitions_over_three_nodes(&nats).await;
+    let (tenant, _) = tenant_with_journey(
+        &nodes[0],
+        "lab",
+        None,
+        JOURNEY,
+        artifacts().component(ADAPTIVE_CRATE),
+    )
+    .await;
+    let through = |i: usize| nodes[i % nodes.len()].as_tenant(&tenant);
+    let start = nodes[0].api().clock_now().await;
+    let wave = |prefix: &'static str| {
+        let through = &through;
+        async move {
+            let signups: Vec<Value> = (0..WAVE)
+                .map(|i| {
+                    event(
+                        &format!("{prefix}{i}-signup"),
+                        &format!("{prefix}{i}"),
+                        "signed_up",
+                    )
+                })
+                .collect();
+            assert_eq!(through(1).post_events(&signups).await.accepted, WAVE as u64);
+            let mut arms = Vec::new();
+            for i in 0..WAVE {
+                let who = format!("{prefix}{i}");
+                let enrollment = through(i)
+                    .wait_for_enrollment(&who, JOURNEY, "an arm assigned", |e| {
+                        !e.variants.is_empty()
+                    })
+                    .await;
+                arms.push((who, enrollment.variants[0].arm.clone()));
+            }
+            arms
+        }
+    };
+
+    let first = wave("p").await;
+    let first_discount: Vec<&str> = first
+        .iter()
+        .filter(|(_, arm)| arm == "discount")
+        .map(|(who, _)| who.as_str())
+        .collect();
+    assert!(
+        !first_discount.is_empty() && first_discount.len() < WAVE,
+        "both arms get customers without evidence: {first:?}"
+    );
+    let bought: Vec<Value> = first_discount
+        .iter()
+        .map(|who| event(&format!("{who}-bought"), who, "bought"))
+        .collect();
+    through(2).post_events(&bought).await;
+    for who in &first_discount {
+        through(0)
+            .wait_for_enrollment(who, JOURNEY, "completed", |e| {
+                e.status == EnrollmentStatus::Completed
+            })
+            .await;
+    }
+
+    // An hour on, each partition's arm statistics count its own purchases.
+    nodes[1].api().advance_clock(HOUR_MS).await;
+    let second = wave("q").await;
+    let to_discount = second.iter().filter(|(_, arm)| arm == "discount").count();
+    assert!(
+        to_discount >= WAVE - 2,
+        "{to_discount} of {WAVE} later entrants went to the arm that converts: {second:?}"
+    );
+    let report = through(2).report(JOURNEY).await;
+    let offer = &report["report"]["experiments"]["offer"];
+    assert_eq!(offer["allocation"], "thompson", "{report:#}");
+    assert_eq!(
+        offer["arms"]["discount"]["converted"],
+        first_discount.len() as u64
+    );
+
+    // Replayed partition by partition, the history reproduces every customer exactly.
+    let request = waymark_api::backtests::BacktestRequest {
+        candidate: waymark_api::backtests::Candidate::stored(1),
+        from: start,
+        to: start + 2 * HOUR_MS,
+        customers: None,
+        sample_fraction: None,
+        fidelity: true,
+    };
+    let started = through(1)
+        .tenant_client()
+        .start_backtest(JOURNEY, &request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = through(0).finished_backtest(JOURNEY, &started.id).await;
+    assert_eq!(
+        done.status,
+        waymark_api::backtests::BacktestStatus::Done,
+        "{:?}",
+        done.error
+    );
+    let fidelity = done
+        .result
+        .and_then(|r| r.fidelity)
+        .expect("fidelity asked for");
+    assert_eq!(fidelity.divergences, []);
+    assert_eq!(fidelity.customers, 2 * WAVE as u64);
+    assert_eq!(fidelity.identical, 2 * WAVE as u64);
+}
