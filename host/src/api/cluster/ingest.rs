@@ -7,7 +7,7 @@
 //! the id that chain of merges ends in. The answer carries the
 //! share's events as that partition read them, such an event's customer the id it was merged
 //! into; they are posted again, each to its customer's partition, round after round until
-//! every partition took its own ([`passed_on`]). Nothing of a share refused so is stored, so
+//! every partition took its own ([`post_events`]). Nothing of a share refused so is stored, so
 //! nothing is ingested twice; a client never sees that answer.
 
 use super::spread::{derived, partition_of, read, rebuilt, unsupported};
@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use waymark_api::events::{EventResult, EventsAccepted};
 use waymark_api::segment::SegmentAccepted;
@@ -166,23 +167,24 @@ fn by_partition<E: std::ops::Deref<Target = RawValue>>(
     shares
 }
 
-/// Posts `moved` (events a partition passed on, each with its place in the request) as
-/// `POST /v1/events` to their customers' partitions, again for what those pass on, into
-/// `gathered`.
-async fn passed_on(
+/// One share's events, each with its place in the request: borrowed from the request, or as
+/// a partition handed them back.
+type Placed<'a> = Vec<(usize, Cow<'a, RawValue>)>;
+
+/// Posts each of `shares` (a partition's events) as `POST /v1/events` to its partition, at
+/// once, into `gathered`; then, round after round, the events a partition passed on
+/// (`merged_elsewhere`) to their customers' partitions, each round in the request's order.
+async fn post_events<'a>(
     state: &ClusterState,
     held: &Held,
-    mut moved: Vec<(usize, Box<RawValue>)>,
+    mut shares: BTreeMap<u16, Placed<'a>>,
     gathered: &mut Gathered,
 ) {
     let partitions = state.directory.partitions();
     for _ in 0..MOST_ROUNDS {
-        if moved.is_empty() {
+        if shares.is_empty() {
             return;
         }
-        // In the request's order: each partition takes its share as the request ordered it.
-        moved.sort_by_key(|(i, _)| *i);
-        let shares = by_partition(std::mem::take(&mut moved), partitions);
         let posted = futures::future::join_all(shares.iter().map(|(partition, events)| {
             let body = array(events.iter().map(|(_, e)| e.as_ref()));
             to_partition(
@@ -192,11 +194,14 @@ async fn passed_on(
             )
         }))
         .await;
+        let mut moved: Placed<'a> = Vec::new();
         for (response, events) in posted.into_iter().zip(shares.into_values()) {
             let places: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
             match share::<EventsAccepted>(response, events.len()).await {
                 Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
-                Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
+                Ok(Share::Moved(again)) => {
+                    moved.extend(places.into_iter().zip(again.into_iter().map(Cow::Owned)));
+                }
                 Ok(Share::Refused(refusal)) => {
                     gathered.refusal.get_or_insert(refusal);
                 }
@@ -205,8 +210,11 @@ async fn passed_on(
                 }
             }
         }
+        // In the request's order: each partition takes its share as the request ordered it.
+        moved.sort_by_key(|(i, _)| *i);
+        shares = by_partition(moved, partitions);
     }
-    if !moved.is_empty() {
+    if !shares.is_empty() {
         let response = ApiError::new(
             StatusCode::LOOP_DETECTED,
             "merge_chain",
@@ -247,9 +255,9 @@ pub(super) async fn events(state: &ClusterState, held: Held) -> Response {
             .map(|v| vec![v])
             .unwrap_or_default(),
     };
-    let shares = by_partition(values.iter().copied().enumerate(), partitions);
+    let borrowed = values.iter().map(|v| Cow::Borrowed(*v)).enumerate();
+    let shares = by_partition(borrowed, partitions);
     let mut gathered = Gathered::new(values.len());
-    let mut moved = Vec::new();
     if shares.len() <= 1 {
         // The request as it came, and its answer as it came unless it is passed on.
         let partition = shares.keys().next().copied().unwrap_or(0);
@@ -257,33 +265,20 @@ pub(super) async fn events(state: &ClusterState, held: Held) -> Response {
         if response.status() != StatusCode::MISDIRECTED_REQUEST {
             return response;
         }
-        let places: Vec<usize> = (0..values.len()).collect();
         match share::<EventsAccepted>(response, values.len()).await {
-            Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
-            Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
+            Ok(Share::Moved(again)) => {
+                let moved = again.into_iter().map(Cow::Owned).enumerate();
+                post_events(state, &held, by_partition(moved, partitions), &mut gathered).await;
+            }
+            Ok(Share::Taken(taken)) => {
+                gathered.taken(&(0..values.len()).collect::<Vec<_>>(), taken)
+            }
             Ok(Share::Refused(refusal)) => return refusal.answer(),
             Err(response) => return response,
         }
     } else {
-        let path = held.parts.uri.path().to_owned();
-        let posted = futures::future::join_all(shares.iter().map(|(partition, events)| {
-            let body = array(events.iter().map(|(_, e)| *e));
-            to_partition(state, *partition, derived(&held, Method::POST, &path, body))
-        }))
-        .await;
-        for (response, events) in posted.into_iter().zip(shares.values()) {
-            let places: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
-            match share::<EventsAccepted>(response, events.len()).await {
-                Ok(Share::Taken(taken)) => gathered.taken(&places, taken),
-                Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
-                Ok(Share::Refused(refusal)) => {
-                    gathered.refusal.get_or_insert(refusal);
-                }
-                Err(response) => return response,
-            }
-        }
+        post_events(state, &held, shares, &mut gathered).await;
     }
-    passed_on(state, &held, moved, &mut gathered).await;
     gathered.answer()
 }
 
@@ -341,21 +336,24 @@ pub(super) async fn segment(state: &ClusterState, held: Held) -> Response {
         .await
     };
     let mut gathered = Gathered::new(parsed.len());
-    let mut moved = Vec::new();
+    let mut moved: Placed<'static> = Vec::new();
     for (response, places) in posted.into_iter().zip(shares.into_values()) {
         match share::<SegmentAccepted>(response, places.len()).await {
             Ok(Share::Taken(taken)) => {
                 gathered.accepted += taken.accepted;
                 gathered.duplicates += taken.duplicates;
             }
-            Ok(Share::Moved(again)) => moved.extend(places.into_iter().zip(again)),
+            Ok(Share::Moved(again)) => {
+                moved.extend(places.into_iter().zip(again.into_iter().map(Cow::Owned)));
+            }
             Ok(Share::Refused(refusal)) => {
                 gathered.refusal.get_or_insert(refusal);
             }
             Err(response) => return response,
         }
     }
-    passed_on(state, &held, moved, &mut gathered).await;
+    moved.sort_by_key(|(i, _)| *i);
+    post_events(state, &held, by_partition(moved, partitions), &mut gathered).await;
     if let Some(refusal) = gathered.refusal {
         return refusal.answer();
     }
