@@ -4,11 +4,11 @@
 //!
 //! A share may come back refused whole as `421 merged_elsewhere` (`api::events`): one of its
 //! events is of an id merged into one of another partition, which one node would ingest for
-//! the id that chain of merges ends in. The answer carries the
-//! share's events as that partition read them, such an event's customer the id it was merged
-//! into; they are posted again, each to its customer's partition, round after round until
-//! every partition took its own ([`post_events`]). Nothing of a share refused so is stored, so
-//! nothing is ingested twice; a client never sees that answer.
+//! the id that chain of merges ends in. The answer carries the share's events as that
+//! partition read them, such an event's customer the id it was merged into; they are posted
+//! again, each to its customer's partition, round after round until every partition took its
+//! own ([`post_events`]). Nothing of a share refused so is stored, so nothing is ingested
+//! twice; a client never sees that answer.
 
 use super::spread::{derived, partition_of, read, rebuilt, unsupported};
 use super::{to_partition, ClusterState, Held};
