@@ -186,3 +186,31 @@ impl Example {
         received.into_iter().find(matches).expect("just seen")
     }
 }
+
+/// Adaptive experiments (issue 13): signs up `{prefix}0` to `{prefix}{n-1}` in one batch
+/// through `post`, and answers each one's arm of `journey`'s first experiment, in order, read
+/// through `read(i)` once assigned (a cluster's test reads through every node).
+pub async fn signup_wave(
+    post: &Api,
+    read: impl Fn(usize) -> Api,
+    journey: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<(String, String)> {
+    let signups: Vec<Value> = (0..n)
+        .map(|i| {
+            let who = format!("{prefix}{i}");
+            event(&format!("{who}-signup"), &who, "signed_up")
+        })
+        .collect();
+    assert_eq!(post.post_events(&signups).await.accepted, n as u64);
+    let mut arms = Vec::new();
+    for i in 0..n {
+        let who = format!("{prefix}{i}");
+        let enrollment = read(i)
+            .wait_for_enrollment(&who, journey, "an arm assigned", |e| !e.variants.is_empty())
+            .await;
+        arms.push((who, enrollment.variants[0].arm.clone()));
+    }
+    arms
+}

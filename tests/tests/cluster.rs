@@ -1736,33 +1736,8 @@ async fn an_adaptive_experiment_learns_on_every_partition_and_a_replay_agrees() 
     .await;
     let through = |i: usize| nodes[i % nodes.len()].as_tenant(&tenant);
     let start = nodes[0].api().clock_now().await;
-    let wave = |prefix: &'static str| {
-        let through = &through;
-        async move {
-            let signups: Vec<Value> = (0..WAVE)
-                .map(|i| {
-                    event(
-                        &format!("{prefix}{i}-signup"),
-                        &format!("{prefix}{i}"),
-                        "signed_up",
-                    )
-                })
-                .collect();
-            assert_eq!(through(1).post_events(&signups).await.accepted, WAVE as u64);
-            let mut arms = Vec::new();
-            for i in 0..WAVE {
-                let who = format!("{prefix}{i}");
-                let enrollment = through(i)
-                    .wait_for_enrollment(&who, JOURNEY, "an arm assigned", |e| {
-                        !e.variants.is_empty()
-                    })
-                    .await;
-                arms.push((who, enrollment.variants[0].arm.clone()));
-            }
-            arms
-        }
-    };
-
+    let poster = through(1);
+    let wave = |prefix: &'static str| signup_wave(&poster, &through, JOURNEY, prefix, WAVE);
     let first = wave("p").await;
     let first_discount: Vec<&str> = first
         .iter()

@@ -15,22 +15,7 @@ const WAVE: usize = 30;
 
 /// Signs up `prefix0..prefixN` and returns each one's arm, in order.
 async fn wave(api: &Api, prefix: &str) -> Vec<(String, String)> {
-    let signups: Vec<Value> = (0..WAVE)
-        .map(|i| {
-            let who = format!("{prefix}{i}");
-            event(&format!("{who}-signup"), &who, "signed_up")
-        })
-        .collect();
-    assert_eq!(api.post_events(&signups).await.accepted, WAVE as u64);
-    let mut arms = Vec::new();
-    for i in 0..WAVE {
-        let who = format!("{prefix}{i}");
-        let enrollment = api
-            .wait_for_enrollment(&who, JOURNEY, "an arm assigned", |e| !e.variants.is_empty())
-            .await;
-        arms.push((who, enrollment.variants[0].arm.clone()));
-    }
-    arms
+    signup_wave(api, |_| api.clone(), JOURNEY, prefix, WAVE).await
 }
 
 #[tokio::test]
