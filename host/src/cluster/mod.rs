@@ -153,30 +153,52 @@ pub(crate) async fn agree_on_partitions(nats: &Nats, partitions: u16) -> Result<
     )
     .await?;
     let ours = partitions.to_string();
-    if settings
-        .create("partitions", ours.clone().into())
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let recorded = settings
-        .get("partitions")
-        .await
-        .map_err(|e| ClusterError::nats("read the cluster's partition count", e))?
-        .map(|v| String::from_utf8_lossy(&v).into_owned());
-    match recorded {
-        Some(count) if count == ours => Ok(()),
-        Some(count) => Err(ClusterError::Config(format!(
-            "--partitions {partitions}: this cluster was created with {count} partitions, and \
-             the count decides where each customer's records are kept; start the node with \
-             --partitions {count}"
-        ))),
-        None => Err(ClusterError::Config(
-            "the cluster's partition count could not be recorded or read".into(),
-        )),
+    // A bucket just created may not take writes or answer reads at once (its stream's leader
+    // is still being elected on a cluster that just formed: "no stream found", a timeout), and
+    // the first node's record may not have been written yet: asked again until it is there.
+    let deadline = tokio::time::Instant::now() + AGREEMENT_PATIENCE;
+    loop {
+        let created = settings.create("partitions", ours.clone().into()).await;
+        if created.is_ok() {
+            return Ok(());
+        }
+        let recorded = settings
+            .get("partitions")
+            .await
+            .map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()));
+        match recorded {
+            Ok(Some(count)) if count == ours => return Ok(()),
+            Ok(Some(count)) => {
+                return Err(ClusterError::Config(format!(
+                    "--partitions {partitions}: this cluster was created with {count} \
+                     partitions, and the count decides where each customer's records are kept; \
+                     start the node with --partitions {count}"
+                )))
+            }
+            Ok(None) if tokio::time::Instant::now() >= deadline => {
+                return Err(ClusterError::Config(format!(
+                    "the cluster's partition count could not be recorded or read within {} s \
+                     ({})",
+                    AGREEMENT_PATIENCE.as_secs(),
+                    created.err().map_or_else(String::new, |e| e.to_string())
+                )))
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ClusterError::nats("read the cluster's partition count", e))
+            }
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    error = %created.err().map_or_else(String::new, |e| e.to_string()),
+                    "the cluster's partition count is not recorded yet; asking again"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
     }
 }
+
+/// How long a starting node asks for the cluster's partition count to be recorded or read.
+const AGREEMENT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Whether a key-value entry's message is a delete or purge marker rather than a value.
 fn is_delete_marker(headers: &async_nats::HeaderMap) -> bool {
