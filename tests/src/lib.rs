@@ -77,7 +77,7 @@ pub use providers::{Answer, Call, Provider, StandIn};
 pub use server::{Clock, Server, ServerOptions};
 pub use sink::{count, describe, Received, Sink};
 pub use wait::{patience, wait_for_eq, wait_for_some, wait_until};
-pub use worlds::{signup_wave, tenant_with_journey, Example, Onboarding};
+pub use worlds::{arm_converts, signup_wave, tenant_with_journey, Example, Onboarding};
 
 pub use reqwest::{self, Method, StatusCode};
 pub use serde_json::{json, Value};

@@ -214,3 +214,37 @@ pub async fn signup_wave(
     }
     arms
 }
+
+/// Adaptive experiments (issue 13): every customer of `wave` on `arm` buys (posted through
+/// `post`; read back through `read(i)` until their enrollment in `journey` completed), after
+/// checking that Thompson sampling gave both arms customers without evidence. Answers them.
+pub async fn arm_converts(
+    post: &Api,
+    read: impl Fn(usize) -> Api,
+    journey: &str,
+    wave: &[(String, String)],
+    arm: &str,
+) -> Vec<String> {
+    let buyers: Vec<String> = wave
+        .iter()
+        .filter(|(_, a)| a == arm)
+        .map(|(who, _)| who.clone())
+        .collect();
+    assert!(
+        !buyers.is_empty() && buyers.len() < wave.len(),
+        "both arms get customers without evidence: {wave:?}"
+    );
+    let bought: Vec<Value> = buyers
+        .iter()
+        .map(|who| event(&format!("{who}-bought"), who, "bought"))
+        .collect();
+    post.post_events(&bought).await;
+    for (i, who) in buyers.iter().enumerate() {
+        read(i)
+            .wait_for_enrollment(who, journey, "completed", |e| {
+                e.status == waymark_api::customers::EnrollmentStatus::Completed
+            })
+            .await;
+    }
+    buyers
+}

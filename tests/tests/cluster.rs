@@ -1739,27 +1739,8 @@ async fn an_adaptive_experiment_learns_on_every_partition_and_a_replay_agrees() 
     let poster = through(1);
     let wave = |prefix: &'static str| signup_wave(&poster, &through, JOURNEY, prefix, WAVE);
     let first = wave("p").await;
-    let first_discount: Vec<&str> = first
-        .iter()
-        .filter(|(_, arm)| arm == "discount")
-        .map(|(who, _)| who.as_str())
-        .collect();
-    assert!(
-        !first_discount.is_empty() && first_discount.len() < WAVE,
-        "both arms get customers without evidence: {first:?}"
-    );
-    let bought: Vec<Value> = first_discount
-        .iter()
-        .map(|who| event(&format!("{who}-bought"), who, "bought"))
-        .collect();
-    through(2).post_events(&bought).await;
-    for who in &first_discount {
-        through(0)
-            .wait_for_enrollment(who, JOURNEY, "completed", |e| {
-                e.status == EnrollmentStatus::Completed
-            })
-            .await;
-    }
+    // Everyone on `discount` buys; no one on `plain` does.
+    let first_discount = arm_converts(&through(2), &through, JOURNEY, &first, "discount").await;
 
     // An hour on, each partition's arm statistics count its own purchases.
     nodes[1].api().advance_clock(HOUR_MS).await;

@@ -42,27 +42,8 @@ async fn later_entrants_go_mostly_to_the_arm_that_converts_and_a_replay_agrees()
 
     // Without evidence, Thompson sampling splits the first wave between both arms.
     let first = wave(&api, "p").await;
-    let first_discount: Vec<&str> = first
-        .iter()
-        .filter(|(_, arm)| arm == "discount")
-        .map(|(who, _)| who.as_str())
-        .collect();
-    assert!(
-        !first_discount.is_empty() && first_discount.len() < WAVE,
-        "both arms get customers without evidence: {first:?}"
-    );
     // Everyone on `discount` buys; no one on `plain` does.
-    let bought: Vec<Value> = first_discount
-        .iter()
-        .map(|who| event(&format!("{who}-bought"), who, "bought"))
-        .collect();
-    api.post_events(&bought).await;
-    for who in &first_discount {
-        api.wait_for_enrollment(who, JOURNEY, "completed", |e| {
-            e.status == EnrollmentStatus::Completed
-        })
-        .await;
-    }
+    let first_discount = arm_converts(&api, |_| api.clone(), JOURNEY, &first, "discount").await;
 
     // An hour on, the arm statistics count those purchases: the second wave follows them.
     admin.advance_clock(HOUR_MS).await;
