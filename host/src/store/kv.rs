@@ -13,9 +13,12 @@
 //!   (which takes a process-wide write lock for a transaction and a read lock for every other
 //!   operation): a transaction holds its database's write lock while its closure runs and its
 //!   writes are applied, so it sees no concurrent write and is seen whole or not at all; every
-//!   other operation holds the read lock. A transaction never conflicts, so its closure runs
-//!   once. Iterators are lazy, as sled's are: each step takes the locks, finds the next key
-//!   after the last one returned, and lets go.
+//!   other operation holds the read lock. A transaction writes straight into the maps and
+//!   keeps what each write replaced, to put back if its closure fails (no other thread can
+//!   look meanwhile); it never conflicts, so its closure runs once. Iterators are lazy, as
+//!   sled's are: a step takes the locks, reads on from the last key it read, and lets go;
+//!   like sled's, which read a leaf at a time, a long walk reads ahead a few keys at once
+//!   (one, then twice as many each time, up to [`READ_AHEAD`]).
 //!
 //! The rest of the host never sees these types: they are the store module's seam.
 
@@ -26,7 +29,7 @@ use sled::transaction::{
 };
 pub use sled::IVec;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -399,6 +402,9 @@ impl MemTree {
             tree: self.clone(),
             lo,
             hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            ahead: 1,
         })
     }
 }
@@ -663,33 +669,59 @@ pub enum Iter {
     Mem(MemIter),
 }
 
-/// A lazy walk over a [`MemTree`]: the bounds of what is still to be walked.
+/// The most keys a [`MemIter`] step reads ahead.
+const READ_AHEAD: usize = 64;
+
+/// A lazy walk over a [`MemTree`]: the bounds of what is still to be read, and what was read
+/// ahead from either end and not yet returned.
 pub struct MemIter {
     tree: Arc<MemTree>,
     lo: Bound<IVec>,
     hi: Bound<IVec>,
+    /// Read from the front, in key order.
+    front: VecDeque<(IVec, IVec)>,
+    /// Read from the back, in reverse key order.
+    back: VecDeque<(IVec, IVec)>,
+    /// How many keys the next read from the tree takes.
+    ahead: usize,
 }
 
 impl MemIter {
     fn step(&mut self, back: bool) -> Option<(IVec, IVec)> {
-        if collapsed(&self.lo, &self.hi) {
-            return None;
-        }
-        let _commit = self.tree.shared.reading();
-        let map = read(&self.tree.map);
-        let mut range = map.range((self.lo.clone(), self.hi.clone()));
-        let (k, v) = if back {
-            range.next_back()
+        let (mine, theirs) = if back {
+            (&mut self.back, &mut self.front)
         } else {
-            range.next()
-        }?;
-        let found = (k.clone(), v.clone());
-        if back {
-            self.hi = Bound::Excluded(k.clone());
-        } else {
-            self.lo = Bound::Excluded(k.clone());
+            (&mut self.front, &mut self.back)
+        };
+        if let Some(found) = mine.pop_front() {
+            return Some(found);
         }
-        Some(found)
+        if !collapsed(&self.lo, &self.hi) {
+            let _commit = self.tree.shared.reading();
+            let map = read(&self.tree.map);
+            let range = map.range((self.lo.clone(), self.hi.clone()));
+            let take = |(k, v): (&IVec, &IVec)| (k.clone(), v.clone());
+            if back {
+                mine.extend(range.rev().take(self.ahead).map(take));
+            } else {
+                mine.extend(range.take(self.ahead).map(take));
+            }
+            self.ahead = (self.ahead * 2).min(READ_AHEAD);
+            match mine.back() {
+                Some((last, _)) if back => self.hi = Bound::Excluded(last.clone()),
+                Some((last, _)) => self.lo = Bound::Excluded(last.clone()),
+                // Nothing left between the bounds: what is left was read ahead by the
+                // other end.
+                None => {
+                    self.lo = Bound::Excluded(IVec::default());
+                    self.hi = Bound::Excluded(IVec::default());
+                }
+            }
+            if let Some(found) = mine.pop_front() {
+                return Some(found);
+            }
+        }
+        theirs.pop_back()
     }
 }
 
@@ -730,46 +762,56 @@ pub enum TransactionalTree {
     Logged(Box<TransactionalTree>, Rc<RefCell<Vec<Change>>>, IVec),
 }
 
-/// An in-memory tree's pending writes in a transaction.
+/// An in-memory tree in a transaction: its writes go straight into the tree (the transaction
+/// holds its database's commit lock, so no other thread sees them before it ends), each with
+/// what it replaced, to be put back if the closure fails ([`Undo`]).
 #[derive(Clone)]
 pub struct MemTransaction {
     tree: Arc<MemTree>,
-    writes: Rc<RefCell<BTreeMap<IVec, Option<IVec>>>>,
+    /// The tree's place in the transaction's tuple.
+    place: usize,
+    undo: Undo,
 }
+
+/// What a memory transaction's writes replaced, shared by its trees: the tree's place in the
+/// transaction's tuple, the key, the value it held. Put back in reverse order when the closure
+/// fails; dropped when it succeeds.
+type Undo = Rc<RefCell<Vec<(usize, IVec, Option<IVec>)>>>;
 
 type TxResult<T> = std::result::Result<T, UnabortableTransactionError>;
 
 impl MemTransaction {
-    fn new(tree: &Arc<MemTree>) -> Self {
-        MemTransaction {
-            tree: tree.clone(),
-            writes: Rc::default(),
-        }
-    }
-
     fn get(&self, key: &[u8]) -> Option<IVec> {
-        if let Some(pending) = self.writes.borrow().get(key) {
-            return pending.clone();
-        }
         // The commit lock is this thread's: read the map directly.
         read(&self.tree.map).get(key).cloned()
     }
 
+    /// Writes `value` at `key` (removes it for `None`) at once; what it held.
     fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
-        let old = self.get(&key);
-        self.writes.borrow_mut().insert(key, value);
+        let mut map = write(&self.tree.map);
+        let old = match &value {
+            Some(v) => map.insert(key.clone(), v.clone()),
+            None => map.remove(&key),
+        };
+        drop(map);
+        self.tree.shared.account(&key, old.as_ref(), value.as_ref());
+        self.undo.borrow_mut().push((self.place, key, old.clone()));
         old
     }
+}
 
-    fn apply(&self) {
-        let mut map = write(&self.tree.map);
-        for (k, v) in std::mem::take(&mut *self.writes.borrow_mut()) {
-            let old = match &v {
-                Some(v) => map.insert(k.clone(), v.clone()),
-                None => map.remove(&k),
-            };
-            self.tree.shared.account(&k, old.as_ref(), v.as_ref());
-        }
+/// Puts back what a failed memory transaction's writes replaced, last write first; `trees` are
+/// the transaction's trees in its tuple's order.
+fn undo(undo: &Undo, trees: &[&Arc<MemTree>]) {
+    for (place, key, old) in std::mem::take(&mut *undo.borrow_mut()).into_iter().rev() {
+        let tree = trees[place];
+        let mut map = write(&tree.map);
+        let now = match &old {
+            Some(v) => map.insert(key.clone(), v.clone()),
+            None => map.remove(&key),
+        };
+        drop(map);
+        tree.shared.account(&key, now.as_ref(), old.as_ref());
     }
 }
 
@@ -829,7 +871,7 @@ impl TransactionalTree {
                 Ok(())
             }
             TransactionalTree::Mem(t) => {
-                t.writes.borrow_mut().insert(key.into(), Some(value.into()));
+                t.set(key.into(), Some(value.into()));
                 Ok(())
             }
         }
@@ -852,7 +894,7 @@ impl TransactionalTree {
                 Ok(())
             }
             TransactionalTree::Mem(t) => {
-                t.writes.borrow_mut().insert(key.into(), None);
+                t.set(key.into(), None);
                 Ok(())
             }
         }
@@ -935,34 +977,34 @@ macro_rules! transactional_tuple {
                     }
                     Tree::Mem(first) => {
                         let shared = first.shared.clone();
-                        let view = ($(match self.$i {
-                            Tree::Mem(t) if Arc::ptr_eq(&t.shared, &shared) => {
-                                TransactionalTree::Mem(MemTransaction::new(t))
-                            }
+                        let trees = [$(match self.$i {
+                            Tree::Mem(t) if Arc::ptr_eq(&t.shared, &shared) => t,
                             _ => return mixed().map_err(TransactionError::Storage),
-                        },)+);
+                        },)+];
+                        let undone: Undo = Rc::default();
+                        let view = ($(TransactionalTree::Mem(MemTransaction {
+                            tree: trees[$i].clone(),
+                            place: $i,
+                            undo: undone.clone(),
+                        }),)+);
                         shared.exclusively(|| loop {
-                            match f(&view) {
-                                Ok(result) => {
-                                    $(if let TransactionalTree::Mem(t) = &view.$i {
-                                        t.apply();
-                                    })+
-                                    return Ok(result);
-                                }
+                            let error = match f(&view) {
+                                Ok(result) => return Ok(result),
                                 Err(ConflictableTransactionError::Abort(e)) => {
-                                    return Err(TransactionError::Abort(e));
+                                    TransactionError::Abort(e)
                                 }
                                 Err(ConflictableTransactionError::Storage(e)) => {
-                                    return Err(TransactionError::Storage(e));
+                                    TransactionError::Storage(e)
                                 }
                                 // Nothing conflicts in memory; a closure that says so anyway
                                 // runs again from a clean slate, as sled would run it.
                                 Err(ConflictableTransactionError::Conflict) => {
-                                    $(if let TransactionalTree::Mem(t) = &view.$i {
-                                        t.writes.borrow_mut().clear();
-                                    })+
+                                    undo(&undone, &trees);
+                                    continue;
                                 }
-                            }
+                            };
+                            undo(&undone, &trees);
+                            return Err(error);
                         })
                     }
                 }
@@ -1152,6 +1194,30 @@ mod tests {
                 prop_assert_eq!(mem_db.memory_used(), Some(held as u64));
             }
             prop_assert_eq!(sled_db.memory_used(), None);
+        }
+    }
+
+    proptest! {
+        /// A walk that reads ahead returns what a walk of the map returns, from either end in
+        /// any order, each key once.
+        #[test]
+        fn a_walk_from_both_ends_meets_in_the_middle(
+            keys in prop::collection::btree_set(prop::collection::vec(any::<u8>(), 0..3), 0..200),
+            lo in prop::collection::vec(any::<u8>(), 0..2),
+            ends in prop::collection::vec(any::<bool>(), 0..250),
+        ) {
+            let db = Db::memory();
+            let tree = db.open_tree("a").unwrap();
+            for k in &keys {
+                tree.insert(k, k.clone()).unwrap();
+            }
+            let mut model = keys.range(lo.clone()..).cloned();
+            let mut walk = tree.range(lo..);
+            for back in ends {
+                let expected = if back { model.next_back() } else { model.next() };
+                let got = if back { walk.next_back() } else { walk.next() };
+                prop_assert_eq!(got.map(|r| r.unwrap().0.to_vec()), expected);
+            }
         }
     }
 
