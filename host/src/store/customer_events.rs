@@ -3,7 +3,8 @@
 //! arrival, so one customer's events would otherwise take a scan of the tenant's log. Ingest
 //! writes nothing here: the shard worker adds one key when it commits a logged event's
 //! trigger, in the same transaction ([`Store::commit_triggers`]), so the index holds exactly
-//! the processed events. Events processed before this index existed are not in it.
+//! the processed events. Events processed before this index existed are not in it, and a
+//! scratch store (a backtest's replay, which no dashboard reads) keeps none.
 
 use super::keys::{key, prefix};
 use super::{dec, Store, StoreError};

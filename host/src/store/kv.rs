@@ -9,7 +9,8 @@
 //! one:
 //!
 //! - [`Db::Sled`] / [`Tree::Sled`]: sled, unchanged — the live store is always this.
-//! - [`Db::Mem`] / [`Tree::Mem`]: a `BTreeMap` per tree. Its consistency is sled 0.34's own
+//! - [`Db::Mem`] / [`Tree::Mem`]: a hash map per tree, its keys also kept in order beside it
+//!   ([`Map`]). Its consistency is sled 0.34's own
 //!   (which takes a process-wide write lock for a transaction and a read lock for every other
 //!   operation): a transaction holds its database's write lock while its closure runs and its
 //!   writes are applied, so it sees no concurrent write and is seen whole or not at all; every
@@ -29,14 +30,68 @@ use sled::transaction::{
 };
 pub use sled::IVec;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 type Result<T> = sled::Result<T>;
-type Map = BTreeMap<IVec, IVec>;
+
+/// One in-memory tree's entries: the values by key in a hash map, for point reads and for
+/// writes to keys already there (most of a replay's: one lookup, where a search down an ordered
+/// map of hundreds of thousands of keys missed the cache at every level), and the keys in
+/// order beside it, for walks and for writes that add or remove a key.
+#[derive(Default)]
+struct Map {
+    values: HashMap<IVec, IVec, foldhash::fast::RandomState>,
+    keys: BTreeSet<IVec>,
+}
+
+impl Map {
+    fn get(&self, key: &[u8]) -> Option<&IVec> {
+        self.values.get(key)
+    }
+
+    fn insert(&mut self, key: IVec, value: IVec) -> Option<IVec> {
+        match self.values.get_mut(key.as_ref()) {
+            Some(held) => Some(std::mem::replace(held, value)),
+            None => {
+                self.keys.insert(key.clone());
+                self.values.insert(key, value)
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<IVec> {
+        let old = self.values.remove(key)?;
+        self.keys.remove(key);
+        Some(old)
+    }
+
+    fn range(
+        &self,
+        bounds: (Bound<IVec>, Bound<IVec>),
+    ) -> impl DoubleEndedIterator<Item = (&IVec, &IVec)> {
+        self.keys
+            .range(bounds)
+            .map(|k| (k, &self.values[k.as_ref()]))
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Every entry, leaving the map empty.
+    fn take(&mut self) -> impl Iterator<Item = (IVec, IVec)> {
+        self.keys.clear();
+        std::mem::take(&mut self.values).into_iter()
+    }
+}
 
 /// A database: sled's, or one in memory; either may be logged.
 #[derive(Clone)]
@@ -219,7 +274,7 @@ impl Db {
                 let tree = trees.entry(name.clone()).or_insert_with(|| {
                     Arc::new(MemTree {
                         name,
-                        map: RwLock::new(Map::new()),
+                        map: RwLock::new(Map::default()),
                         shared: db.shared.clone(),
                     })
                 });
@@ -248,7 +303,7 @@ impl Db {
                     Some(tree) => {
                         let _commit = db.shared.reading();
                         let mut map = write(&tree.map);
-                        for (k, v) in std::mem::take(&mut *map) {
+                        for (k, v) in map.take() {
                             db.shared.account(&k, Some(&v), None);
                         }
                         true
@@ -628,7 +683,7 @@ impl Tree {
             Tree::Mem(t) => {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
-                for (k, v) in std::mem::take(&mut *map) {
+                for (k, v) in map.take() {
                     t.shared.account(&k, Some(&v), None);
                 }
                 Ok(())

@@ -23,6 +23,11 @@ impl Store {
         Store::with_db(super::kv::Db::memory(), 1, None)
     }
 
+    /// Whether this is a scratch store ([`Store::open_scratch`]): the only store in memory.
+    pub(super) fn is_scratch(&self) -> bool {
+        matches!(self.db, super::kv::Db::Mem(_))
+    }
+
     /// Copies what `tenant`'s journeys run with — the tenant's record (limits and sending
     /// policy), every journey version with its pointers and component, channels and
     /// templates — from this (live) store into `scratch`, record for record. Customers,

@@ -78,11 +78,15 @@ impl Store {
                                        // Report deltas by tenant and committing shard (a worker's batch is all one shard),
                                        // added up per cell below: each cell a batch touches is written once.
         let mut deltas: BTreeMap<(&str, u16), Vec<&CellDelta>> = BTreeMap::new();
+        // A scratch store (a backtest's replay) is never read by the dashboard: its customers'
+        // events go unindexed.
+        let index_events = !self.is_scratch();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
             audience.extend(c.audience.iter().map(|w| (c.tenant.as_str(), w)));
             accounts.extend(c.accounts.iter().map(|w| (c.tenant.as_str(), w)));
-            if let (Some(customer), Some(seq)) = (&c.event_customer, c.queue_key.get(2..)) {
+            let indexed = c.event_customer.as_ref().filter(|_| index_events);
+            if let (Some(customer), Some(seq)) = (indexed, c.queue_key.get(2..)) {
                 customer_events.push(super::customer_events::customer_event_key(
                     &c.tenant, customer, seq,
                 ));
