@@ -45,7 +45,63 @@ type Result<T> = sled::Result<T>;
 #[derive(Default)]
 struct Map {
     values: HashMap<IVec, IVec, foldhash::fast::RandomState>,
-    keys: BTreeSet<IVec>,
+    keys: BTreeSet<OrdKey>,
+}
+
+/// How many of a key's first bytes an [`OrdKey`] holds inline.
+const HEAD: usize = 32;
+
+/// A key in a tree's order: its first [`HEAD`] bytes inline (zero-padded), where most
+/// comparisons end without reading the key's own bytes elsewhere in memory, and the key.
+/// Keys of one tree share long prefixes (a due time, the tenant, `c` of a customer id):
+/// comparing them through `IVec`s missed the cache on every step of a search.
+#[derive(Clone)]
+struct OrdKey {
+    head: [u8; HEAD],
+    key: IVec,
+}
+
+impl OrdKey {
+    fn new(key: IVec) -> OrdKey {
+        let mut head = [0; HEAD];
+        let n = key.len().min(HEAD);
+        head[..n].copy_from_slice(&key[..n]);
+        OrdKey { head, key }
+    }
+}
+
+impl Ord for OrdKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Zero padding never orders two heads against their keys' order: a key that is a
+        // prefix of another pads with zeros, which no byte is below; equal heads compare the
+        // keys.
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.key.as_ref().cmp(other.key.as_ref()))
+    }
+}
+
+impl PartialOrd for OrdKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for OrdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for OrdKey {}
+
+/// A walk's bound as an [`OrdKey`] bound.
+fn ord_bound(bound: Bound<IVec>) -> Bound<OrdKey> {
+    match bound {
+        Bound::Included(k) => Bound::Included(OrdKey::new(k)),
+        Bound::Excluded(k) => Bound::Excluded(OrdKey::new(k)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
 }
 
 impl Map {
@@ -57,25 +113,25 @@ impl Map {
         match self.values.get_mut(key.as_ref()) {
             Some(held) => Some(std::mem::replace(held, value)),
             None => {
-                self.keys.insert(key.clone());
+                self.keys.insert(OrdKey::new(key.clone()));
                 self.values.insert(key, value)
             }
         }
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<IVec> {
-        let old = self.values.remove(key)?;
-        self.keys.remove(key);
+        let (key, old) = self.values.remove_entry(key)?;
+        self.keys.remove(&OrdKey::new(key));
         Some(old)
     }
 
     fn range(
         &self,
-        bounds: (Bound<IVec>, Bound<IVec>),
+        (lo, hi): (Bound<IVec>, Bound<IVec>),
     ) -> impl DoubleEndedIterator<Item = (&IVec, &IVec)> {
         self.keys
-            .range(bounds)
-            .map(|k| (k, &self.values[k.as_ref()]))
+            .range((ord_bound(lo), ord_bound(hi)))
+            .map(|k| (&k.key, &self.values[k.key.as_ref()]))
     }
 
     fn len(&self) -> usize {
@@ -1249,6 +1305,22 @@ mod tests {
                 prop_assert_eq!(mem_db.memory_used(), Some(held as u64));
             }
             prop_assert_eq!(sled_db.memory_used(), None);
+        }
+    }
+
+    proptest! {
+        /// Keys with their heads inline order as their bytes do, whatever their lengths and
+        /// however much of their heads they share (zeros included).
+        #[test]
+        fn keys_with_inline_heads_order_as_their_bytes(
+            shared in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..40),
+            a in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
+            b in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
+        ) {
+            let (a, b) = ([&shared[..], &a[..]].concat(), [&shared[..], &b[..]].concat());
+            let (x, y) = (OrdKey::new(IVec::from(&a[..])), OrdKey::new(IVec::from(&b[..])));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
         }
     }
 

@@ -277,7 +277,9 @@ fn segment_size(dir: &Path) -> usize {
 
 /// Encodes a record as it is stored: MessagePack, structs as maps of named fields.
 pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
+    // Most records fit: an enrollment or a message is a few hundred bytes, and growing the
+    // buffer twice on the way copied each.
+    let mut out = Vec::with_capacity(512);
     // Serialising our own plain data types into a Vec cannot fail.
     let _ = v.serialize(&mut rmp_serde::Serializer::new(&mut out).with_struct_map());
     out
