@@ -889,6 +889,16 @@ pub struct MemTransaction {
 /// fails; dropped when it succeeds.
 type Undo = Rc<RefCell<Vec<(usize, IVec, Option<IVec>)>>>;
 
+thread_local! {
+    /// The undo log of the memory transactions running on this thread, one after the other
+    /// from where each started (a transaction run inside another's closure adds its entries
+    /// after the outer's, and takes them off before the outer goes on). One buffer, kept
+    /// between transactions: a batch's commit replaces thousands of values, and a log of that
+    /// size allocated anew each time was a large block for the allocator to hand back to the
+    /// system and fault in again, transaction after transaction.
+    static UNDO_LOG: Undo = Rc::default();
+}
+
 type TxResult<T> = std::result::Result<T, UnabortableTransactionError>;
 
 impl MemTransaction {
@@ -913,8 +923,9 @@ impl MemTransaction {
 
 /// Puts back what a failed memory transaction's writes replaced, last write first; `trees` are
 /// the transaction's trees in its tuple's order.
-fn undo(undo: &Undo, trees: &[&Arc<MemTree>]) {
-    for (place, key, old) in std::mem::take(&mut *undo.borrow_mut()).into_iter().rev() {
+fn undo(undo: &Undo, from: usize, trees: &[&Arc<MemTree>]) {
+    let written = undo.borrow_mut().split_off(from);
+    for (place, key, old) in written.into_iter().rev() {
         let tree = trees[place];
         let mut map = write(&tree.map);
         let now = match &old {
@@ -1092,15 +1103,19 @@ macro_rules! transactional_tuple {
                             Tree::Mem(t) if Arc::ptr_eq(&t.shared, &shared) => t,
                             _ => return mixed().map_err(TransactionError::Storage),
                         },)+];
-                        let undone: Undo = Rc::default();
+                        let undone: Undo = UNDO_LOG.with(Rc::clone);
                         let view = ($(TransactionalTree::Mem(MemTransaction {
                             tree: trees[$i].clone(),
                             place: $i,
                             undo: undone.clone(),
                         }),)+);
                         shared.exclusively(|| loop {
+                            let from = undone.borrow().len();
                             let error = match f(&view) {
-                                Ok(result) => return Ok(result),
+                                Ok(result) => {
+                                    undone.borrow_mut().truncate(from);
+                                    return Ok(result);
+                                }
                                 Err(ConflictableTransactionError::Abort(e)) => {
                                     TransactionError::Abort(e)
                                 }
@@ -1110,11 +1125,11 @@ macro_rules! transactional_tuple {
                                 // Nothing conflicts in memory; a closure that says so anyway
                                 // runs again from a clean slate, as sled would run it.
                                 Err(ConflictableTransactionError::Conflict) => {
-                                    undo(&undone, &trees);
+                                    undo(&undone, from, &trees);
                                     continue;
                                 }
                             };
-                            undo(&undone, &trees);
+                            undo(&undone, from, &trees);
                             return Err(error);
                         })
                     }
@@ -1501,6 +1516,34 @@ mod tests {
         let db = open();
         let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
         check(&a, &b, &model, "after reopening");
+    }
+
+    #[test]
+    fn a_memory_transaction_inside_another_undoes_only_its_own_writes() {
+        let db = Db::memory();
+        let (a, b) = (db.open_tree("a").unwrap(), db.open_tree("b").unwrap());
+        a.insert("k", "before").unwrap();
+        let outer: TransactionResult<(), ()> = (&a,).transaction(|(ta,)| {
+            ta.insert(&b"k"[..], &b"outer"[..])?;
+            // An inner transaction that fails leaves the outer's write in place…
+            let inner: TransactionResult<(), ()> = (&b,).transaction(|(tb,)| {
+                tb.insert(&b"k"[..], &b"inner"[..])?;
+                Err(ConflictableTransactionError::Abort(()))
+            });
+            assert!(matches!(inner, Err(TransactionError::Abort(()))));
+            assert_eq!(ta.get(b"k").unwrap().as_deref(), Some(&b"outer"[..]));
+            // …and one that succeeds stays, whatever the outer does next.
+            let kept: TransactionResult<(), ()> = (&b,).transaction(|(tb,)| {
+                tb.insert(&b"k"[..], &b"kept"[..])?;
+                Ok(())
+            });
+            kept.unwrap();
+            Err(ConflictableTransactionError::Abort(()))
+        });
+        assert!(matches!(outer, Err(TransactionError::Abort(()))));
+        assert_eq!(a.get("k").unwrap().as_deref(), Some(&b"before"[..]));
+        assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"kept"[..]));
+        UNDO_LOG.with(|log| assert!(log.borrow().is_empty()));
     }
 
     #[test]
