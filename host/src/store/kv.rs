@@ -30,7 +30,7 @@ use sled::transaction::{
 };
 pub use sled::IVec;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -38,116 +38,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 
 type Result<T> = sled::Result<T>;
 
-/// One in-memory tree's entries: the values by key in a hash map, for point reads and for
-/// writes to keys already there (most of a replay's: one lookup, where a search down an ordered
-/// map of hundreds of thousands of keys missed the cache at every level), and the keys in
-/// order beside it, for walks and for writes that add or remove a key.
-#[derive(Default)]
-struct Map {
-    values: HashMap<IVec, IVec, foldhash::fast::RandomState>,
-    keys: BTreeSet<OrdKey>,
-}
-
-/// How many of a key's first bytes an [`OrdKey`] holds inline.
-const HEAD: usize = 32;
-
-/// A key in a tree's order: its first [`HEAD`] bytes inline (zero-padded), where most
-/// comparisons end without reading the key's own bytes elsewhere in memory, and the key.
-/// Keys of one tree share long prefixes (a due time, the tenant, `c` of a customer id):
-/// comparing them through `IVec`s missed the cache on every step of a search.
-#[derive(Clone)]
-struct OrdKey {
-    head: [u8; HEAD],
-    key: IVec,
-}
-
-impl OrdKey {
-    fn new(key: IVec) -> OrdKey {
-        let mut head = [0; HEAD];
-        let n = key.len().min(HEAD);
-        head[..n].copy_from_slice(&key[..n]);
-        OrdKey { head, key }
-    }
-}
-
-impl Ord for OrdKey {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Zero padding never orders two heads against their keys' order: a key that is a
-        // prefix of another pads with zeros, which no byte is below; equal heads compare the
-        // keys.
-        self.head
-            .cmp(&other.head)
-            .then_with(|| self.key.as_ref().cmp(other.key.as_ref()))
-    }
-}
-
-impl PartialOrd for OrdKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for OrdKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-
-impl Eq for OrdKey {}
-
-/// A walk's bound as an [`OrdKey`] bound.
-fn ord_bound(bound: Bound<IVec>) -> Bound<OrdKey> {
-    match bound {
-        Bound::Included(k) => Bound::Included(OrdKey::new(k)),
-        Bound::Excluded(k) => Bound::Excluded(OrdKey::new(k)),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
-impl Map {
-    fn get(&self, key: &[u8]) -> Option<&IVec> {
-        self.values.get(key)
-    }
-
-    fn insert(&mut self, key: IVec, value: IVec) -> Option<IVec> {
-        match self.values.get_mut(key.as_ref()) {
-            Some(held) => Some(std::mem::replace(held, value)),
-            None => {
-                self.keys.insert(OrdKey::new(key.clone()));
-                self.values.insert(key, value)
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Option<IVec> {
-        let (key, old) = self.values.remove_entry(key)?;
-        self.keys.remove(&OrdKey::new(key));
-        Some(old)
-    }
-
-    fn range(
-        &self,
-        (lo, hi): (Bound<IVec>, Bound<IVec>),
-    ) -> impl DoubleEndedIterator<Item = (&IVec, &IVec)> {
-        self.keys
-            .range((ord_bound(lo), ord_bound(hi)))
-            .map(|k| (&k.key, &self.values[k.key.as_ref()]))
-    }
-
-    fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// Every entry, leaving the map empty.
-    fn take(&mut self) -> impl Iterator<Item = (IVec, IVec)> {
-        self.keys.clear();
-        std::mem::take(&mut self.values).into_iter()
-    }
-}
+mod map;
+use map::Map;
 
 /// A database: sled's, or one in memory; either may be logged.
 #[derive(Clone)]
@@ -1320,22 +1212,6 @@ mod tests {
                 prop_assert_eq!(mem_db.memory_used(), Some(held as u64));
             }
             prop_assert_eq!(sled_db.memory_used(), None);
-        }
-    }
-
-    proptest! {
-        /// Keys with their heads inline order as their bytes do, whatever their lengths and
-        /// however much of their heads they share (zeros included).
-        #[test]
-        fn keys_with_inline_heads_order_as_their_bytes(
-            shared in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..40),
-            a in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
-            b in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
-        ) {
-            let (a, b) = ([&shared[..], &a[..]].concat(), [&shared[..], &b[..]].concat());
-            let (x, y) = (OrdKey::new(IVec::from(&a[..])), OrdKey::new(IVec::from(&b[..])));
-            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
-            prop_assert_eq!(x == y, a == b);
         }
     }
 

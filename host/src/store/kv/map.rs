@@ -1,0 +1,138 @@
+//! One memory tree's entries ([`Map`]): what a scratch store's trees hold (issue 13).
+
+use sled::IVec;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+/// One in-memory tree's entries: the values by key in a hash map, for point reads and for
+/// writes to keys already there (most of a replay's: one lookup, where a search down an ordered
+/// map of hundreds of thousands of keys missed the cache at every level), and the keys in
+/// order beside it, for walks and for writes that add or remove a key.
+#[derive(Default)]
+pub(super) struct Map {
+    values: HashMap<IVec, IVec, foldhash::fast::RandomState>,
+    keys: BTreeSet<OrdKey>,
+}
+
+/// How many of a key's first bytes an [`OrdKey`] holds inline.
+const HEAD: usize = 32;
+
+/// A key in a tree's order: its first [`HEAD`] bytes inline (zero-padded), where most
+/// comparisons end without reading the key's own bytes elsewhere in memory, and the key.
+/// Keys of one tree share long prefixes (a due time, the tenant, `c` of a customer id):
+/// comparing them through `IVec`s missed the cache on every step of a search.
+#[derive(Clone)]
+struct OrdKey {
+    head: [u8; HEAD],
+    key: IVec,
+}
+
+impl OrdKey {
+    fn new(key: IVec) -> OrdKey {
+        let mut head = [0; HEAD];
+        let n = key.len().min(HEAD);
+        head[..n].copy_from_slice(&key[..n]);
+        OrdKey { head, key }
+    }
+}
+
+impl Ord for OrdKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Zero padding never orders two heads against their keys' order: a key that is a
+        // prefix of another pads with zeros, which no byte is below; equal heads compare the
+        // keys.
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.key.as_ref().cmp(other.key.as_ref()))
+    }
+}
+
+impl PartialOrd for OrdKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for OrdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for OrdKey {}
+
+/// A walk's bound as an [`OrdKey`] bound.
+fn ord_bound(bound: Bound<IVec>) -> Bound<OrdKey> {
+    match bound {
+        Bound::Included(k) => Bound::Included(OrdKey::new(k)),
+        Bound::Excluded(k) => Bound::Excluded(OrdKey::new(k)),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Map {
+    pub(super) fn get(&self, key: &[u8]) -> Option<&IVec> {
+        self.values.get(key)
+    }
+
+    pub(super) fn insert(&mut self, key: IVec, value: IVec) -> Option<IVec> {
+        match self.values.get_mut(key.as_ref()) {
+            Some(held) => Some(std::mem::replace(held, value)),
+            None => {
+                self.keys.insert(OrdKey::new(key.clone()));
+                self.values.insert(key, value)
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<IVec> {
+        let (key, old) = self.values.remove_entry(key)?;
+        self.keys.remove(&OrdKey::new(key));
+        Some(old)
+    }
+
+    pub(super) fn range(
+        &self,
+        (lo, hi): (Bound<IVec>, Bound<IVec>),
+    ) -> impl DoubleEndedIterator<Item = (&IVec, &IVec)> {
+        self.keys
+            .range((ord_bound(lo), ord_bound(hi)))
+            .map(|k| (&k.key, &self.values[k.key.as_ref()]))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Every entry, leaving the map empty.
+    pub(super) fn take(&mut self) -> impl Iterator<Item = (IVec, IVec)> {
+        self.keys.clear();
+        std::mem::take(&mut self.values).into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Keys with their heads inline order as their bytes do, whatever their lengths and
+        /// however much of their heads they share (zeros included).
+        #[test]
+        fn keys_with_inline_heads_order_as_their_bytes(
+            shared in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..40),
+            a in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
+            b in prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xff]), 0..8),
+        ) {
+            let (a, b) = ([&shared[..], &a[..]].concat(), [&shared[..], &b[..]].concat());
+            let (x, y) = (OrdKey::new(IVec::from(&a[..])), OrdKey::new(IVec::from(&b[..])));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
+        }
+    }
+}
