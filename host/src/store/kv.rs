@@ -115,6 +115,14 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Writes `value` at `key` in `map` (removes it for `None`), counting the change in
+/// `shared`; what the key held.
+fn write_entry(map: &mut Map, shared: &Shared, key: IVec, value: Option<IVec>) -> Option<IVec> {
+    let old = map.put(key.clone(), value.clone());
+    shared.account(&key, old.as_ref(), value.as_ref());
+    old
+}
+
 impl Shared {
     /// Counts a write that replaced `old` with `new` at `key`.
     fn account(&self, key: &[u8], old: Option<&IVec>, new: Option<&IVec>) {
@@ -391,13 +399,7 @@ impl MemTree {
 
     fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
         let _commit = self.shared.reading();
-        let mut map = write(&self.map);
-        let old = match &value {
-            Some(v) => map.insert(key.clone(), v.clone()),
-            None => map.remove(&key),
-        };
-        self.shared.account(&key, old.as_ref(), value.as_ref());
-        old
+        write_entry(&mut write(&self.map), &self.shared, key, value)
     }
 
     fn iter(self: &Arc<Self>, lo: Bound<IVec>, hi: Bound<IVec>) -> Iter {
@@ -500,11 +502,7 @@ impl Tree {
                         proposed: new,
                     }));
                 }
-                let old = match &new {
-                    Some(v) => map.insert(IVec::from(key.as_ref()), v.clone()),
-                    None => map.remove(key.as_ref()),
-                };
-                t.shared.account(key.as_ref(), old.as_ref(), new.as_ref());
+                write_entry(&mut map, &t.shared, IVec::from(key.as_ref()), new);
                 Ok(Ok(()))
             }
         }
@@ -529,11 +527,7 @@ impl Tree {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
                 let next = f(map.get(key.as_ref()).map(AsRef::as_ref)).map(Into::into);
-                let old = match &next {
-                    Some(v) => map.insert(IVec::from(key.as_ref()), v.clone()),
-                    None => map.remove(key.as_ref()),
-                };
-                t.shared.account(key.as_ref(), old.as_ref(), next.as_ref());
+                write_entry(&mut map, &t.shared, IVec::from(key.as_ref()), next.clone());
                 Ok(next)
             }
         }
@@ -558,11 +552,7 @@ impl Tree {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
                 for (k, v) in batch.writes {
-                    let old = match &v {
-                        Some(v) => map.insert(k.clone(), v.clone()),
-                        None => map.remove(&k),
-                    };
-                    t.shared.account(&k, old.as_ref(), v.as_ref());
+                    write_entry(&mut map, &t.shared, k, v);
                 }
                 Ok(())
             }
@@ -801,13 +791,12 @@ impl MemTransaction {
 
     /// Writes `value` at `key` (removes it for `None`) at once; what it held.
     fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
-        let mut map = write(&self.tree.map);
-        let old = match &value {
-            Some(v) => map.insert(key.clone(), v.clone()),
-            None => map.remove(&key),
-        };
-        drop(map);
-        self.tree.shared.account(&key, old.as_ref(), value.as_ref());
+        let old = write_entry(
+            &mut write(&self.tree.map),
+            &self.tree.shared,
+            key.clone(),
+            value,
+        );
         self.undo.borrow_mut().push((self.place, key, old.clone()));
         old
     }
@@ -819,13 +808,7 @@ fn undo(undo: &Undo, from: usize, trees: &[&Arc<MemTree>]) {
     let written = undo.borrow_mut().split_off(from);
     for (place, key, old) in written.into_iter().rev() {
         let tree = trees[place];
-        let mut map = write(&tree.map);
-        let now = match &old {
-            Some(v) => map.insert(key.clone(), v.clone()),
-            None => map.remove(&key),
-        };
-        drop(map);
-        tree.shared.account(&key, now.as_ref(), old.as_ref());
+        write_entry(&mut write(&tree.map), &tree.shared, key, old);
     }
 }
 

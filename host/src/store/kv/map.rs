@@ -85,6 +85,14 @@ impl Map {
         }
     }
 
+    /// Sets `key` to `value`, or removes it for `None`; what it held.
+    pub(super) fn put(&mut self, key: IVec, value: Option<IVec>) -> Option<IVec> {
+        match value {
+            Some(v) => self.insert(key, v),
+            None => self.remove(&key),
+        }
+    }
+
     pub(super) fn remove(&mut self, key: &[u8]) -> Option<IVec> {
         let (key, old) = self.values.remove_entry(key)?;
         self.keys.remove(&OrdKey::new(key));
