@@ -287,6 +287,9 @@ impl Tally {
 /// replaces one whose contribution was `before` (`None`: a new enrollment). One delta when the
 /// enrollment stays in its cell, two when it moved, none when nothing a report counts changed.
 pub fn delta(before: Option<&Tally>, after: Tally) -> Vec<CellDelta> {
+    if before == Some(&after) {
+        return Vec::new();
+    }
     let mut added = after.0;
     let mut out = Vec::with_capacity(2);
     match before {
