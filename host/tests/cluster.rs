@@ -761,7 +761,7 @@ fn a_partitions_copy_follows_its_log_and_its_standby_takes_over_where_it_stands(
         let seen = |r: &Replica, id: &str| {
             r.store()
                 .history("t")
-                .any(|e| e.is_ok_and(|(_, logged)| logged.event().id == id))
+                .any(|e| e.is_ok_and(|(_, logged)| logged.id == id))
         };
         assert!(seen(&c, "e95") && seen(&c, "e10") && !seen(&c, "e85"));
     });
@@ -863,17 +863,10 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
             "the standby's snapshot purged the log: {log:?}"
         );
         // What it holds: the dead owner's state, then its own 40 events.
-        let history: Vec<String> = g
-            .store
-            .history("t")
-            .map(|e| e.unwrap().1.event().id)
-            .collect();
+        let history: Vec<String> = g.store.history("t").map(|e| e.unwrap().1.id).collect();
         assert_eq!(history.len(), 80, "{history:?}");
         let dead_store = &owners[&dead].1.store;
-        let before: Vec<String> = dead_store
-            .history("t")
-            .map(|e| e.unwrap().1.event().id)
-            .collect();
+        let before: Vec<String> = dead_store.history("t").map(|e| e.unwrap().1.id).collect();
         assert_eq!(before, history[..40]);
         assert_eq!(
             dead_store.digest().unwrap(),
@@ -883,7 +876,7 @@ fn a_node_that_dies_leaves_its_partitions_state_with_their_standbys() {
         // An event the dead owner accepted is a duplicate for the new one.
         let again: Vec<_> = dead_store
             .history("t")
-            .map(|e| e.unwrap().1.event())
+            .map(|e| e.unwrap().1.into_event())
             .collect();
         g.store.ingest("t", &again, 0, None).await.unwrap();
         assert_eq!(g.store.history("t").count(), 80);
