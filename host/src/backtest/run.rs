@@ -270,14 +270,12 @@ fn survey(live: &Host, plan: &Plan) -> Result<(u64, bool), StoreError> {
     let (mut n, mut crossing) = (0, false);
     let mut after = None;
     loop {
-        let page = live
-            .store
-            .history_page(&plan.tenant, after, HISTORY_PAGE, takes(plan))?;
-        let Some(last) = page.last else {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
             return Ok((n, crossing));
         };
-        after = Some(last);
-        for (_, logged) in page.events {
+        after = Some(*last);
+        for (_, logged) in page.into_iter().filter(|(_, e)| takes(plan, e)) {
             n += 1;
             crossing = crossing || crosses_customers(&logged.into_event());
         }
@@ -447,10 +445,9 @@ fn combine(
     (replayed, fidelity)
 }
 
-/// Whether `plan` takes a recorded event of `customer` processed at `at` (its
-/// [`LoggedEvent::replay_at`](crate::store::events::LoggedEvent::replay_at)).
-fn takes(plan: &Plan) -> impl Fn(&str, Millis) -> bool + '_ {
-    |customer, at| at >= plan.from && at < plan.to && plan.sample.takes(customer)
+fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
+    let at = event.replay_at();
+    at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
 }
 
 /// Which version one replay runs for new entrants.
@@ -510,14 +507,12 @@ async fn replay(
     let mut group_at = None;
     let mut after = None;
     loop {
-        let page = live
-            .store
-            .history_page(&plan.tenant, after, HISTORY_PAGE, takes(plan))?;
-        let Some(last) = page.last else {
+        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
+        let Some((last, _)) = page.last() else {
             break;
         };
-        after = Some(last);
-        for (_, logged) in page.events {
+        after = Some(*last);
+        for (_, logged) in page.into_iter().filter(|(_, e)| takes(plan, e)) {
             if cancel.is_cancelled() {
                 return Err(BacktestError::Cancelled);
             }

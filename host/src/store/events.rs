@@ -76,23 +76,6 @@ impl LoggedEvent {
     }
 }
 
-/// What [`Store::history_page`] reads of an entry before it decides to decode it whole.
-#[derive(Deserialize)]
-struct LoggedHead {
-    customer: String,
-    timestamp: Millis,
-    #[serde(default)]
-    at: Option<Millis>,
-}
-
-/// One page of a tenant's event log ([`Store::history_page`]).
-pub struct HistoryPage {
-    /// The last sequence number the page looked at, taken or not.
-    pub last: Option<u64>,
-    /// The events taken, with their sequence numbers.
-    pub events: Vec<(u64, LoggedEvent)>,
-}
-
 /// How long an answer to `group` calls waits for their accounts' partitions to be told
 /// (issue 16, [`Store::forwarded`]).
 const FORWARD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -509,27 +492,24 @@ impl Store {
     }
 
     /// Up to `limit` of a tenant's logged events in log order (ingest order) after sequence
-    /// number `after` (from the first when `None`): what a replay reads, a page at a time.
-    /// Only the events `keep` takes (given an event's customer and [`LoggedEvent::replay_at`])
-    /// are decoded whole; the page's `last` is the last sequence number it looked at, where
-    /// the next page starts (`None`: the log has nothing after `after`).
+    /// number `after` (from the first when `None`), with their sequence numbers: what a
+    /// replay reads, a page at a time.
     pub fn history_page(
         &self,
         tenant: &str,
         after: Option<u64>,
         limit: usize,
-        keep: impl Fn(&str, Millis) -> bool,
-    ) -> Result<HistoryPage, StoreError> {
+    ) -> Result<Vec<(u64, LoggedEvent)>, StoreError> {
         let log_prefix = prefix(&[tenant.as_bytes()]);
         let start = match after {
             Some(seq) => [key(&[tenant.as_bytes(), &seq.to_be_bytes()]), vec![0]].concat(),
             None => log_prefix.clone(),
         };
-        let mut page = HistoryPage {
-            last: None,
-            events: Vec::with_capacity(limit.min(4096)),
-        };
-        for kv in self.events.range(start..).take(limit) {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in self.events.range(start..) {
+            if out.len() == limit {
+                break;
+            }
             let (k, v) = kv?;
             let Some(seq) = k.strip_prefix(log_prefix.as_slice()) else {
                 break;
@@ -537,15 +517,9 @@ impl Store {
             let seq = <[u8; 8]>::try_from(seq)
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            page.last = Some(seq);
-            // The customer and time first: an event left out is never decoded whole (a
-            // replay in parts leaves out most of the log).
-            let head: LoggedHead = dec(&v)?;
-            if keep(&head.customer, head.at.unwrap_or(head.timestamp)) {
-                page.events.push((seq, dec(&v)?));
-            }
+            out.push((seq, dec(&v)?));
         }
-        Ok(page)
+        Ok(out)
     }
 
     /// A tenant's logged events in log order (ingest order) with their sequence numbers, read
