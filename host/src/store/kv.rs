@@ -1272,16 +1272,26 @@ mod tests {
         }
     }
 
+    /// Opens the sled directory `dir` once the previous handle's flusher thread has let go of
+    /// its lock (it does a moment after the handle is dropped).
+    fn open_sled(dir: &std::path::Path) -> sled::Db {
+        let mut last = None;
+        for _ in 0..250 {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return db,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the database in {dir:?} stayed locked: {last:?}");
+    }
+
     /// Issue 16: a sequence number's floor survives the copy's reopening.
     #[test]
     fn a_logged_copy_keeps_its_sequence_floor_across_a_restart() {
         use crate::store::changelog::Change;
         let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            Db::logged(Db::Sled(
-                sled::Config::new().path(dir.path()).open().unwrap(),
-            ))
-        };
+        let open = || Db::logged(Db::Sled(open_sled(dir.path())));
         {
             let copy = open().unwrap();
             copy.apply_changes(&[Change::Id(1_000)]).unwrap();
@@ -1300,7 +1310,7 @@ mod tests {
     fn sled_writes_applied_leaf_by_leaf_read_back_and_survive_reopening() {
         use std::collections::BTreeMap;
         let dir = tempfile::tempdir().unwrap();
-        let open = || Db::Sled(sled::Config::new().path(dir.path()).open().unwrap());
+        let open = || Db::Sled(open_sled(dir.path()));
         let mut model: [BTreeMap<Vec<u8>, Vec<u8>>; 2] = Default::default();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
