@@ -349,8 +349,11 @@ async fn replay_in_parts(
         },
         ..plan.clone()
     };
-    let mut others = Vec::new();
-    for index in 1..parts {
+    // Every part is a task of its own, the first too. Run inline on the caller's thread, the
+    // first part finished seconds after the other at a million events, and the replay took a
+    // tenth longer (docs/BENCHMARKS.md, "The parts finish together").
+    let mut tasks = Vec::new();
+    for index in 0..parts {
         let (live, sandbox, plan, progress) = (
             live.clone(),
             sandbox.clone(),
@@ -373,28 +376,17 @@ async fn replay_in_parts(
             )
             .await
         });
-        others.push((task, stop));
+        tasks.push((task, stop));
     }
-    let first = part_plan(0);
-    let side = Side::Live(version);
-    let own = replay(
-        live,
-        sandbox,
-        &first,
-        side,
-        first.fidelity,
-        progress,
-        cancel,
-    )
-    .await?;
     let mut shares = Vec::new();
-    for (task, _stop) in others {
+    for (task, _stop) in tasks {
         shares.push(
             task.await
                 .map_err(|e| BacktestError::Stopped(e.to_string()))??,
         );
     }
-    Ok(combine(own, shares))
+    let first = shares.remove(0);
+    Ok(combine(first, shares))
 }
 
 /// What one replay (or one part of one) produced.
