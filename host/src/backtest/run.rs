@@ -8,7 +8,7 @@ use crate::host::{Host, HostConfig};
 use crate::model::rollout::Rollout;
 use crate::model::Millis;
 use crate::sandbox::Sandbox;
-use crate::store::{Message, MessageStatus, StoreError};
+use crate::store::{MessageStatus, SentRecord, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -552,10 +552,9 @@ async fn replay(
         .spec;
     let cells = scratch.report_cells(&plan.tenant, &plan.journey)?;
     let mut sends: Vec<(String, SentMessage)> = scratch
-        .tenant_messages(&plan.tenant)?
+        .journey_sends(&plan.tenant, &plan.journey)?
         .into_iter()
-        .filter(|m| m.journey == plan.journey)
-        .map(|m| (m.customer.clone(), sent(m)))
+        .map(sent)
         .collect();
     sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
     let fidelity = if check {
@@ -657,8 +656,8 @@ pub fn clock_moves(live: &Host) -> Result<ClockMoves, StoreError> {
 }
 
 /// A replayed message as the diff shows it.
-fn sent(m: Message) -> SentMessage {
-    SentMessage {
+fn sent(m: SentRecord) -> (String, SentMessage) {
+    let sent = SentMessage {
         sent_at: match m.status {
             MessageStatus::Delivered => m.delivered_at,
             _ => None,
@@ -667,7 +666,8 @@ fn sent(m: Message) -> SentMessage {
         template: m.template,
         decided_at: m.created_at,
         id: m.id,
-    }
+    };
+    (m.customer, sent)
 }
 
 #[cfg(test)]

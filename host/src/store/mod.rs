@@ -104,6 +104,7 @@ pub use keys::shard_of;
 pub use migrations::{Migration, MigrationOutcome, Outcome as MigrationResult};
 pub use outbox::{Message, MessageStatus};
 pub use queue::{Pending, QueuedTrigger};
+pub use replay::SentRecord; // Backtests (issue 13)
 pub use sessions::UiSession; // Dashboard (issue 14)
 pub use tasks::{Task, TaskError};
 pub use templates::{TemplateHead, TemplateVersion};
