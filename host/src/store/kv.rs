@@ -1275,15 +1275,8 @@ mod tests {
     /// Opens the sled directory `dir` once the previous handle's flusher thread has let go of
     /// its lock (it does a moment after the handle is dropped).
     fn open_sled(dir: &std::path::Path) -> sled::Db {
-        let mut last = None;
-        for _ in 0..250 {
-            match sled::Config::new().path(dir).open() {
-                Ok(db) => return db,
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("the database in {dir:?} stayed locked: {last:?}");
+        let open = || sled::Config::new().path(dir).open();
+        crate::store::open_unlocked(dir, open, |_| true).unwrap()
     }
 
     /// Issue 16: a sequence number's floor survives the copy's reopening.

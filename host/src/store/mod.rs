@@ -611,19 +611,34 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// For tests that reopen a sled directory: runs `open` until the dropped handle's flusher
+/// thread has let go of the directory's lock (it does a moment after the drop), for up to 5 s.
+/// An error that `locked` does not take for the lock is returned at once.
+#[cfg(test)]
+pub(crate) fn open_unlocked<T, E: std::fmt::Debug>(
+    dir: &Path,
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut last = None;
+    for _ in 0..250 {
+        match open() {
+            Ok(opened) => return Ok(opened),
+            Err(e) if locked(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the database in {dir:?} stayed locked: {last:?}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Opens `dir` again once the previous handle's flusher thread has let go of it.
     pub(super) fn reopen(dir: &Path) -> Store {
-        for _ in 0..100 {
-            if let Ok(store) = Store::open(dir, 2, 8 << 20) {
-                return store;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("the database in {dir:?} stayed locked");
+        open_unlocked(dir, || Store::open(dir, 2, 8 << 20), |_| true).unwrap()
     }
 
     #[tokio::test]
