@@ -12,6 +12,10 @@
 //! `cargo build --profile guest --target wasm32-wasip2 -p waymark-example-renewal`, and
 //! `-p waymark-test-renewal-early` for `early`). The aim
 //! (docs/BENCHMARKS.md): 1,000,000 events in 20 s or less on 2 cores.
+//!
+//! Under `valgrind --tool=callgrind` (instruction counts, which this machine's noise does not
+//! move), set `WAYMARK_BENCH_INSTANCES=2`: the sandbox's instance pool is then sized for two
+//! instances with 64 MiB memories, a reservation valgrind can map.
 
 /// The server's allocator (`host/src/main.rs`): a backtest runs inside the server.
 #[global_allocator]
@@ -63,7 +67,16 @@ async fn main() {
         .create_tenant(&tenant, "bench")
         .await
         .expect("a tenant");
-    let sandbox = Sandbox::new(SandboxConfig::default()).expect("a sandbox");
+    let sandbox = Sandbox::new(match std::env::var("WAYMARK_BENCH_INSTANCES") {
+        Ok(n) => SandboxConfig {
+            max_concurrent_instances: n.parse().expect("a number"),
+            max_idle_instances: 4,
+            memory_ceiling_bytes: 64 << 20,
+            ..SandboxConfig::default()
+        },
+        Err(_) => SandboxConfig::default(),
+    })
+    .expect("a sandbox");
     let registry = Registry::new(sandbox, store.clone());
     // `early` on the command line: the candidate is a changed renewal version (reminders at
     // 21/7/1 days, the tests' `renewal-early` guest), so both replays run, side by side;

@@ -270,15 +270,20 @@ fn survey(live: &Host, plan: &Plan) -> Result<(u64, bool), StoreError> {
     let (mut n, mut crossing) = (0, false);
     let mut after = None;
     loop {
-        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
-        let Some((last, _)) = page.last() else {
+        // Read as far as the head: its properties only those a merge reads.
+        let (last, _) = live
+            .store
+            .history_page(&plan.tenant, after, HISTORY_PAGE, |logged| {
+                if takes(plan, &logged.head) {
+                    n += 1;
+                    crossing = crossing || crosses_customers(&logged.head.merge_view());
+                }
+                Ok(None::<()>)
+            })?;
+        let Some(last) = last else {
             return Ok((n, crossing));
         };
-        after = Some(*last);
-        for (_, logged) in page.into_iter().filter(|(_, e)| takes(plan, e)) {
-            n += 1;
-            crossing = crossing || crosses_customers(&logged.into_event());
-        }
+        after = Some(last);
     }
 }
 
@@ -437,9 +442,9 @@ fn combine(
     (replayed, fidelity)
 }
 
-fn takes(plan: &Plan, event: &crate::store::events::LoggedEvent) -> bool {
+fn takes(plan: &Plan, event: &crate::store::events::LoggedHead) -> bool {
     let at = event.replay_at();
-    at >= plan.from && at < plan.to && plan.sample.takes(&event.customer)
+    at >= plan.from && at < plan.to && plan.sample.takes(event.customer)
 }
 
 /// Which version one replay runs for new entrants.
@@ -499,12 +504,19 @@ async fn replay(
     let mut group_at = None;
     let mut after = None;
     loop {
-        let page = live.store.history_page(&plan.tenant, after, HISTORY_PAGE)?;
-        let Some((last, _)) = page.last() else {
+        // Another part's events, or ones outside the window, are read only as far as the head.
+        let (last, page) =
+            live.store
+                .history_page(&plan.tenant, after, HISTORY_PAGE, |logged| {
+                    takes(plan, &logged.head)
+                        .then(|| logged.whole())
+                        .transpose()
+                })?;
+        let Some(last) = last else {
             break;
         };
-        after = Some(*last);
-        for (_, logged) in page.into_iter().filter(|(_, e)| takes(plan, e)) {
+        after = Some(last);
+        for (_, logged) in page {
             if cancel.is_cancelled() {
                 return Err(BacktestError::Cancelled);
             }

@@ -47,6 +47,74 @@ pub struct LoggedEvent {
     pub at: Option<Millis>,
 }
 
+/// What a replay chooses a logged event by, read without decoding the rest of it: whose and
+/// when it is, its name, and of its properties only those an identity merge reads
+/// ([`crate::engine::identity::merge_source`]).
+#[derive(Debug, Deserialize)]
+pub struct LoggedHead<'a> {
+    pub customer: &'a str,
+    pub name: &'a str,
+    pub timestamp: Millis,
+    #[serde(default)]
+    pub at: Option<Millis>,
+    #[serde(default)]
+    properties: MergeProperties,
+}
+
+/// The properties of an event that name an id it merges into its customer.
+#[derive(Debug, Default, Deserialize)]
+struct MergeProperties {
+    anonymous_id: Option<serde_json::Value>,
+    previous_id: Option<serde_json::Value>,
+    #[serde(rename = "$segment")]
+    segment: Option<serde_json::Value>,
+}
+
+impl LoggedHead<'_> {
+    /// When a replay processes this event ([`LoggedEvent::replay_at`]).
+    pub fn replay_at(&self) -> Millis {
+        self.at.unwrap_or(self.timestamp)
+    }
+
+    /// The event with only the properties an identity merge reads (and no id): what
+    /// `merge_source` makes of it is what it makes of the whole event.
+    pub fn merge_view(&self) -> Event {
+        let p = &self.properties;
+        let properties = [
+            ("anonymous_id", &p.anonymous_id),
+            ("previous_id", &p.previous_id),
+            ("$segment", &p.segment),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+        .collect();
+        Event {
+            id: String::new(),
+            customer: self.customer.to_string(),
+            name: self.name.to_string(),
+            properties,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// What [`Store::history_page`] read: the last sequence number read (`None` past the end), and
+/// what its chooser made of the events it chose, with their sequence numbers.
+pub type HistoryPage<T> = (Option<u64>, Vec<(u64, T)>);
+
+/// One logged event as [`Store::history_page`] reads it: its head, and the rest on demand.
+pub struct Logged<'a> {
+    pub head: LoggedHead<'a>,
+    bytes: &'a [u8],
+}
+
+impl Logged<'_> {
+    /// The whole event.
+    pub fn whole(&self) -> Result<LoggedEvent, StoreError> {
+        dec(self.bytes)
+    }
+}
+
 impl LoggedEvent {
     fn new(event: &Event, at: Millis) -> LoggedEvent {
         LoggedEvent {
@@ -491,23 +559,28 @@ impl Store {
         Ok((removed, examined))
     }
 
-    /// Up to `limit` of a tenant's logged events in log order (ingest order) after sequence
-    /// number `after` (from the first when `None`), with their sequence numbers: what a
-    /// replay reads, a page at a time.
-    pub fn history_page(
+    /// Reads up to `limit` of a tenant's logged events in log order (ingest order) after
+    /// sequence number `after` (from the first when `None`): what a replay reads, a page at a
+    /// time. Each is first read as far as its [`LoggedHead`]; `choose` says from that what to
+    /// make of it (decoding the rest with [`Logged::whole`] only if it wants), and what it
+    /// makes is returned with the event's sequence number. Also returns the last sequence
+    /// number read (`None` past the end), where the next page starts.
+    pub fn history_page<T>(
         &self,
         tenant: &str,
         after: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, LoggedEvent)>, StoreError> {
+        mut choose: impl FnMut(&Logged<'_>) -> Result<Option<T>, StoreError>,
+    ) -> Result<HistoryPage<T>, StoreError> {
         let log_prefix = prefix(&[tenant.as_bytes()]);
         let start = match after {
             Some(seq) => [key(&[tenant.as_bytes(), &seq.to_be_bytes()]), vec![0]].concat(),
             None => log_prefix.clone(),
         };
+        let (mut read, mut last) = (0, None);
         let mut out = Vec::with_capacity(limit.min(4096));
         for kv in self.events.range(start..) {
-            if out.len() == limit {
+            if read == limit {
                 break;
             }
             let (k, v) = kv?;
@@ -517,9 +590,16 @@ impl Store {
             let seq = <[u8; 8]>::try_from(seq)
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            out.push((seq, dec(&v)?));
+            (read, last) = (read + 1, Some(seq));
+            let logged = Logged {
+                head: dec(&v)?,
+                bytes: &v,
+            };
+            if let Some(made) = choose(&logged)? {
+                out.push((seq, made));
+            }
         }
-        Ok(out)
+        Ok((last, out))
     }
 
     /// A tenant's logged events in log order (ingest order) with their sequence numbers, read
@@ -692,6 +772,78 @@ mod tests {
         // An entry written before `at` existed reads with the event's timestamp instead.
         let old: LoggedEvent = super::super::dec(&super::super::enc(&event("b"))).unwrap();
         assert_eq!((old.at, old.replay_at()), (None, 0));
+    }
+
+    #[tokio::test]
+    async fn a_history_page_reads_heads_and_decodes_only_the_events_chosen() {
+        use serde_json::json;
+        let (_dir, store) = temp_store();
+        let with = |id: &str, customer: &str, name: &str, properties: serde_json::Value| Event {
+            customer: customer.into(),
+            name: name.into(),
+            properties: properties.as_object().cloned().unwrap_or_default(),
+            ..event(id)
+        };
+        let events = [
+            with(
+                "a",
+                "ada",
+                "identify",
+                json!({"anonymous_id": "anon-1", "plan": "pro"}),
+            ),
+            with("b", "bob", "alias", json!({"previous_id": 7, "x": [1, 2]})),
+            with(
+                "c",
+                "ada",
+                "seen",
+                json!({"$segment": {"anonymousId": "s-1"}}),
+            ),
+            with("d", "cy", "seen", json!({})),
+        ];
+        store.ingest("t", &events, 42, None).await.unwrap();
+        store
+            .ingest("other", &[event("z")], 43, None)
+            .await
+            .unwrap();
+        let whole: Vec<LoggedEvent> = store.history("t").map(|e| e.unwrap().1).collect();
+        // Pages of three: heads of every event, the whole of ada's only.
+        let mut heads = Vec::new();
+        let read = |after, heads: &mut Vec<_>| {
+            store
+                .history_page("t", after, 3, |logged| {
+                    let h = &logged.head;
+                    heads.push((h.customer.to_string(), h.name.to_string(), h.replay_at()));
+                    // What a merge makes of the head is what it makes of the whole event.
+                    let all = logged.whole()?.into_event();
+                    assert_eq!(
+                        crate::engine::identity::merge_source(&h.merge_view()),
+                        crate::engine::identity::merge_source(&all)
+                    );
+                    (h.customer == "ada").then(|| logged.whole()).transpose()
+                })
+                .unwrap()
+        };
+        let (last, first) = read(None, &mut heads);
+        assert_eq!(
+            first.iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            [&whole[0], &whole[2]]
+        );
+        let (end, second) = read(last, &mut heads);
+        assert!(second.is_empty());
+        assert_eq!(read(end, &mut heads), (None, vec![]));
+        let names: Vec<_> = heads
+            .iter()
+            .map(|(c, n, at)| (c.as_str(), n.as_str(), *at))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("ada", "identify", 42),
+                ("bob", "alias", 42),
+                ("ada", "seen", 42),
+                ("cy", "seen", 42)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -114,7 +114,7 @@ pub use trigger::TriggerCommit;
 
 use crate::model::Millis;
 use keys::{time_from_key, time_key};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, UnabortableTransactionError,
 };
@@ -286,8 +286,8 @@ pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a stored record.
-pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+/// Decodes a stored record (or, into a type that borrows from its bytes, part of one).
+pub(crate) fn dec<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T, StoreError> {
     rmp_serde::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

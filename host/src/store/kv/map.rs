@@ -20,27 +20,33 @@ const HEAD: usize = 32;
 /// A key in a tree's order: its first [`HEAD`] bytes inline (zero-padded), where most
 /// comparisons end without reading the key's own bytes elsewhere in memory, and the key.
 /// Keys of one tree share long prefixes (a due time, the tenant, `c` of a customer id):
-/// comparing them through `IVec`s missed the cache on every step of a search.
+/// comparing them through `IVec`s missed the cache on every step of a search. The head is
+/// held as big-endian words, so that it compares as integers do, word by word, rather than
+/// through a call to `memcmp` at every step of a search.
 #[derive(Clone)]
 struct OrdKey {
-    head: [u8; HEAD],
+    head: [u64; HEAD / 8],
     key: IVec,
 }
 
 impl OrdKey {
     fn new(key: IVec) -> OrdKey {
-        let mut head = [0; HEAD];
+        let mut bytes = [0; HEAD];
         let n = key.len().min(HEAD);
-        head[..n].copy_from_slice(&key[..n]);
+        bytes[..n].copy_from_slice(&key[..n]);
+        let mut head = [0; HEAD / 8];
+        for (word, chunk) in head.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_be_bytes(chunk.try_into().unwrap_or_default());
+        }
         OrdKey { head, key }
     }
 }
 
 impl Ord for OrdKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Zero padding never orders two heads against their keys' order: a key that is a
-        // prefix of another pads with zeros, which no byte is below; equal heads compare the
-        // keys.
+        // Big-endian words order as their bytes do. Zero padding never orders two heads
+        // against their keys' order: a key that is a prefix of another pads with zeros, which
+        // no byte is below; equal heads compare the keys.
         self.head
             .cmp(&other.head)
             .then_with(|| self.key.as_ref().cmp(other.key.as_ref()))
