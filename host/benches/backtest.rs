@@ -67,14 +67,21 @@ async fn main() {
         .create_tenant(&tenant, "bench")
         .await
         .expect("a tenant");
+    // Compiled code cached on disk, as the server keeps it (`<data-dir>/compiled`): an upload
+    // writes it, and each engine of a backtest loads it instead of compiling again.
+    let cache_dir = Some(dir.path().join("compiled"));
     let sandbox = Sandbox::new(match std::env::var("WAYMARK_BENCH_INSTANCES") {
         Ok(n) => SandboxConfig {
             max_concurrent_instances: n.parse().expect("a number"),
             max_idle_instances: 4,
             memory_ceiling_bytes: 64 << 20,
+            cache_dir,
             ..SandboxConfig::default()
         },
-        Err(_) => SandboxConfig::default(),
+        Err(_) => SandboxConfig {
+            cache_dir,
+            ..SandboxConfig::default()
+        },
     })
     .expect("a sandbox");
     let registry = Registry::new(sandbox, store.clone());
@@ -104,6 +111,8 @@ async fn main() {
             .add_journey_version("bench", "renewal", &digest, &bytes, &spec, *stage, START)
             .await
             .expect("stored");
+        // As the upload route does: its compiled code is kept (written to the cache).
+        registry.insert_journey(&digest, component);
     }
     // The recorded history: written straight to the log, as ingest would have — customer `c`
     // at minute `c % 1440` of the first day, so about `customers / 1440` customers share each

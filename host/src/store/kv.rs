@@ -691,6 +691,9 @@ impl MemIter {
         }
         if !collapsed(&self.lo, &self.hi) {
             let _commit = self.tree.shared.reading();
+            if !read(&self.tree.map).ordered() {
+                write(&self.tree.map).order();
+            }
             let map = read(&self.tree.map);
             let range = map.range((self.lo.clone(), self.hi.clone()));
             let take = |(k, v): (&IVec, &IVec)| (k.clone(), v.clone());
