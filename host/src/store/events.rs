@@ -775,7 +775,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_history_page_reads_heads_and_decodes_only_the_events_chosen() {
+    async fn a_history_page_reads_heads_and_returns_what_its_chooser_makes_of_them() {
         use serde_json::json;
         let (_dir, store) = temp_store();
         let with = |id: &str, customer: &str, name: &str, properties: serde_json::Value| Event {
@@ -806,7 +806,7 @@ mod tests {
             .await
             .unwrap();
         let whole: Vec<LoggedEvent> = store.history("t").map(|e| e.unwrap().1).collect();
-        // Pages of three: heads of every event, the whole of ada's only.
+        // Pages of three: the head of every event, and the whole of only the ones chosen (ada's).
         let mut heads = Vec::new();
         let read = |after, heads: &mut Vec<_>| {
             store
