@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
-type Versions = HashMap<(String, String, u32), Option<Arc<JourneyVersion>>>;
+/// By tenant, journey and version number: looked up by reference at each level, so a lookup
+/// (one per trigger) copies no names.
+type Versions = HashMap<String, HashMap<String, HashMap<u32, Arc<JourneyVersion>>>>;
 
 /// The cache of journey versions and each tenant's live journeys.
 #[derive(Default)]
@@ -32,17 +34,26 @@ impl Catalog {
         journey: &str,
         version: u32,
     ) -> Result<Option<Arc<JourneyVersion>>, StoreError> {
-        let key = (tenant.to_string(), journey.to_string(), version);
-        if let Some(v) = read(&self.versions).get(&key) {
-            return Ok(v.clone());
+        let cached = read(&self.versions)
+            .get(tenant)
+            .and_then(|journeys| journeys.get(journey))
+            .and_then(|versions| versions.get(&version))
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
         }
         let loaded = store
             .journey_version(tenant, journey, version)?
             .map(Arc::new);
-        // An absent version is remembered only while it is absent for good: a version number
-        // above the journey's latest may still be uploaded, so it is not cached.
-        if loaded.is_some() {
-            write(&self.versions).insert(key, loaded.clone());
+        // An absent version is not remembered: a version number above the journey's latest
+        // may still be uploaded.
+        if let Some(v) = &loaded {
+            write(&self.versions)
+                .entry(tenant.to_string())
+                .or_default()
+                .entry(journey.to_string())
+                .or_default()
+                .insert(version, v.clone());
         }
         Ok(loaded)
     }

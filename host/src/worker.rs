@@ -365,7 +365,28 @@ fn pin_templates(host: &Host, commit: &mut TriggerCommit) -> Result<(), StoreErr
 struct Shell<'h> {
     host: &'h Host,
     tenant: String,
-    versions: HashMap<(String, u32), Option<Arc<JourneyVersion>>>,
+    versions: Versions,
+}
+
+/// The journey versions one trigger's steps asked for (`None`: never stored), by journey and
+/// version number: a few, so a list, where a hash map per trigger cost more than the lookups.
+#[derive(Default)]
+struct Versions(Vec<(String, u32, Option<Arc<JourneyVersion>>)>);
+
+impl Versions {
+    fn get(&self, journey: &str, version: u32) -> Option<&Option<Arc<JourneyVersion>>> {
+        self.0
+            .iter()
+            .find(|(j, n, _)| j == journey && *n == version)
+            .map(|(.., v)| v)
+    }
+
+    /// Keeps `loaded` as `journey`'s `version`, unless that is already kept.
+    fn keep(&mut self, journey: &str, version: u32, loaded: Option<Arc<JourneyVersion>>) {
+        if self.get(journey, version).is_none() {
+            self.0.push((journey.to_string(), version, loaded));
+        }
+    }
 }
 
 impl<'h> Shell<'h> {
@@ -373,7 +394,7 @@ impl<'h> Shell<'h> {
         Shell {
             host,
             tenant: tenant.to_string(),
-            versions: HashMap::new(),
+            versions: Versions::default(),
         }
     }
 
@@ -382,15 +403,14 @@ impl<'h> Shell<'h> {
         journey: &str,
         version: u32,
     ) -> Result<Option<Arc<JourneyVersion>>, StoreError> {
-        let key = (journey.to_string(), version);
-        if let Some(v) = self.versions.get(&key) {
+        if let Some(v) = self.versions.get(journey, version) {
             return Ok(v.clone());
         }
         let loaded = self
             .host
             .catalog
             .version(&self.host.store, &self.tenant, journey, version)?;
-        self.versions.insert(key, loaded.clone());
+        self.versions.keep(journey, version, loaded.clone());
         Ok(loaded)
     }
 

@@ -70,7 +70,8 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
     }
 }
 
-/// Applies a journey's commands, in order, to an (already observed) enrollment.
+/// Applies a journey's commands, in order, to an (already observed) enrollment: [`check`],
+/// then [`apply_checked`].
 ///
 /// Rules: every name a command carries is checked first ([`names`](super::names)); sends go
 /// only through declared channels, and each gets a deterministic idempotency key
@@ -79,26 +80,99 @@ pub fn observe(enrollment: &mut Enrollment, trigger: &Trigger, due: Option<Milli
 /// experiment sticks; commands after the enrollment ends are ignored; ending cancels every
 /// pending timer.
 pub fn apply(
-    mut enrollment: Enrollment,
+    enrollment: Enrollment,
     spec: &Spec,
     commands: Vec<Command>,
     key_prefix: &str,
     now: Millis,
 ) -> Result<Applied, EngineError> {
+    check(&enrollment, spec, &commands)?;
+    Ok(apply_checked(enrollment, spec, commands, key_prefix, now))
+}
+
+/// The first command [`apply`] would refuse, leaving `enrollment` as it is (so a refused
+/// decision needs no copy of it): a name the rules refuse, or a channel, milestone or
+/// experiment arm `spec` does not declare. The commands after one that ends the enrollment
+/// are ignored, as `apply` ignores them.
+pub fn check(
+    enrollment: &Enrollment,
+    spec: &Spec,
+    commands: &[Command],
+) -> Result<(), EngineError> {
+    let mut active = enrollment.is_active();
+    for (index, command) in commands.iter().enumerate() {
+        if !active {
+            break;
+        }
+        check_command(index, command)?;
+        match command {
+            Command::Send(send) if !spec.channels.contains(&send.channel) => {
+                return Err(EngineError::UndeclaredChannel {
+                    index,
+                    channel: send.channel.clone(),
+                });
+            }
+            Command::Schedule { name, .. }
+                if name.is_empty() || name.starts_with(RESERVED_TIMER_PREFIX) =>
+            {
+                return Err(EngineError::Invalid {
+                    index,
+                    message: format!(
+                        "a timer needs a name, not starting with `{RESERVED_TIMER_PREFIX}` (reserved for the host): {name:?}"
+                    ),
+                });
+            }
+            Command::Cancel { name } if name.starts_with(RESERVED_TIMER_PREFIX) => {
+                return Err(EngineError::Invalid {
+                    index,
+                    message: format!("timer {name:?} belongs to the host"),
+                })
+            }
+            Command::Milestone { name } if !spec.milestones.iter().any(|m| m.name == *name) => {
+                return Err(EngineError::UndeclaredMilestone {
+                    index,
+                    milestone: name.clone(),
+                });
+            }
+            // Reaching the goal for the first time completes the enrollment.
+            Command::Milestone { name } => {
+                active = !(spec.goal.as_deref() == Some(name.as_str())
+                    && enrollment.milestone(name).is_none());
+            }
+            Command::Assign(a)
+                if !spec
+                    .experiments
+                    .iter()
+                    .any(|x| x.name == a.experiment && x.arms.contains(&a.arm)) =>
+            {
+                return Err(EngineError::UndeclaredArm {
+                    index,
+                    experiment: a.experiment.clone(),
+                    arm: a.arm.clone(),
+                });
+            }
+            Command::Exit { .. } | Command::Complete => active = false,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`apply`] of commands [`check`] found nothing to refuse in.
+pub fn apply_checked(
+    mut enrollment: Enrollment,
+    spec: &Spec,
+    commands: Vec<Command>,
+    key_prefix: &str,
+    now: Millis,
+) -> Applied {
     let mut effects = Effects::default();
     for (index, command) in commands.into_iter().enumerate() {
         if !enrollment.is_active() {
             break;
         }
-        check_command(index, &command)?;
         match command {
             Command::Send(send) => {
-                if !spec.channels.contains(&send.channel) {
-                    return Err(EngineError::UndeclaredChannel {
-                        index,
-                        channel: send.channel,
-                    });
-                }
                 enrollment
                     .channels
                     .entry(send.channel.clone())
@@ -112,14 +186,6 @@ pub fn apply(
                 });
             }
             Command::Schedule { name, due } => {
-                if name.is_empty() || name.starts_with(RESERVED_TIMER_PREFIX) {
-                    return Err(EngineError::Invalid {
-                        index,
-                        message: format!(
-                            "a timer needs a name, not starting with `{RESERVED_TIMER_PREFIX}` (reserved for the host): {name:?}"
-                        ),
-                    });
-                }
                 cancel_timer(&mut enrollment, &mut effects, &name);
                 let timer = PendingTimer {
                     name,
@@ -128,20 +194,8 @@ pub fn apply(
                 effects.timers_set.push(timer.clone());
                 enrollment.timers.push(timer);
             }
-            Command::Cancel { name } if name.starts_with(RESERVED_TIMER_PREFIX) => {
-                return Err(EngineError::Invalid {
-                    index,
-                    message: format!("timer {name:?} belongs to the host"),
-                })
-            }
             Command::Cancel { name } => cancel_timer(&mut enrollment, &mut effects, &name),
             Command::Milestone { name } => {
-                if !spec.milestones.iter().any(|m| m.name == name) {
-                    return Err(EngineError::UndeclaredMilestone {
-                        index,
-                        milestone: name,
-                    });
-                }
                 if enrollment.milestone(&name).is_none() {
                     enrollment.stalled_on = None;
                     let is_goal = spec.goal.as_deref() == Some(name.as_str());
@@ -153,17 +207,6 @@ pub fn apply(
             }
             Command::SetState { state } => enrollment.state = state,
             Command::Assign(assignment) => {
-                let declared = spec
-                    .experiments
-                    .iter()
-                    .any(|x| x.name == assignment.experiment && x.arms.contains(&assignment.arm));
-                if !declared {
-                    return Err(EngineError::UndeclaredArm {
-                        index,
-                        experiment: assignment.experiment,
-                        arm: assignment.arm,
-                    });
-                }
                 if !enrollment
                     .variants
                     .iter()
@@ -186,10 +229,10 @@ pub fn apply(
     }
     watch_stalls(&mut enrollment, spec, &mut effects);
     enrollment.failure = None;
-    Ok(Applied {
+    Applied {
         enrollment,
         effects,
-    })
+    }
 }
 
 /// Ends an enrollment without asking the journey (an exit event), cancelling its timers.

@@ -101,17 +101,26 @@ pub fn seed(tenant: &str, enrollment_id: &str, trigger_id: &str) -> u64 {
 /// digest of tenant, journey, version, customer, run and trigger id. Every key is this prefix
 /// plus the command's index ([`message_id`]).
 pub fn key_prefix(tenant: &str, enrollment: &Enrollment, trigger_id: &str) -> String {
-    let (version, run) = (enrollment.version.to_string(), enrollment.run.to_string());
+    // Computed for every trigger that decides: the numbers written and the digest encoded
+    // on the stack, into one allocation for the key.
+    let (mut version, mut run) = (itoa::Buffer::new(), itoa::Buffer::new());
     let digest = hash::parts_digest(&[
         KEY_FORMAT.as_bytes(),
         tenant.as_bytes(),
         enrollment.journey.as_bytes(),
-        version.as_bytes(),
+        version.format(enrollment.version).as_bytes(),
         enrollment.customer.as_bytes(),
-        run.as_bytes(),
+        run.format(enrollment.run).as_bytes(),
         trigger_id.as_bytes(),
     ]);
-    format!("{KEY_FORMAT}-{}", hex::encode(&digest[..DIGEST_HEX / 2]))
+    let mut hex = [0u8; DIGEST_HEX];
+    // The buffer is exactly twice the digest part's length, so encoding cannot fail.
+    let _ = hex::encode_to_slice(&digest[..DIGEST_HEX / 2], &mut hex);
+    let mut key = String::with_capacity(KEY_FORMAT.len() + 1 + DIGEST_HEX);
+    key.push_str(KEY_FORMAT);
+    key.push('-');
+    key.extend(hex.iter().map(|b| char::from(*b)));
+    key
 }
 
 /// The idempotency key (message id) of the send at command `index` of a trigger whose keys

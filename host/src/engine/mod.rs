@@ -40,7 +40,7 @@ pub mod stalls;
 #[cfg(test)]
 mod tests;
 
-pub use apply::{apply, exit, fail, observe, should_decide};
+pub use apply::{apply, check, exit, fail, observe, should_decide};
 pub use ids::{enrollment_id, key_prefix, message_id, seed, task_id, trigger_id};
 pub use plan::{
     interpret, plan_event, plan_migration, plan_trigger, About, Addressed, Addressee, Interpreted,

@@ -9,7 +9,7 @@
 //! enrollment's report delta: the tally of its new state minus `before`, the tally of the
 //! state it replaces. A write without its delta would make the report drift.
 
-use super::apply::{apply, fail, observe, should_decide};
+use super::apply::{apply_checked, check, fail, observe, should_decide};
 use super::ids::{key_prefix, seed, task_id, trigger_id};
 use super::profile::suppress;
 use super::Applied;
@@ -156,18 +156,21 @@ pub fn settle(
         now,
         ..
     } = context;
-    let tenant = commit.tenant.clone();
-    let applied = answer
+    // Checked before the enrollment is handed over, so a refused decision fails the
+    // enrollment as it was without a copy of it kept on the way.
+    let checked = answer
         .map_err(DecideError::into_failure)
-        .and_then(|commands| {
-            let prefix = key_prefix(&tenant, &enrollment, &trigger_id);
-            apply(enrollment.clone(), spec, commands, &prefix, now).map_err(|e| TriggerFailure {
+        .and_then(|commands| match check(&enrollment, spec, &commands) {
+            Ok(()) => Ok(commands),
+            Err(e) => Err(TriggerFailure {
                 reason: FailureReason::InvalidCommands,
                 message: e.to_string(),
-            })
+            }),
         });
-    match applied {
-        Ok(mut applied) => {
+    match checked {
+        Ok(commands) => {
+            let prefix = key_prefix(&commit.tenant, &enrollment, &trigger_id);
+            let mut applied = apply_checked(enrollment, spec, commands, &prefix, now);
             suppress(&mut applied, &customer);
             hold_sends(&mut applied, commit, &customer, policy, history, now);
             let trigger_id = Some(trigger_id.as_str());

@@ -166,22 +166,25 @@ impl Counts {
         self.stalled_now += sign * o.stalled_now;
         self.stalled_ever += sign * o.stalled_ever;
         for (reason, n) in &o.exited_by_reason {
-            bump(&mut self.exited_by_reason, reason.clone(), sign * n);
+            bump(&mut self.exited_by_reason, reason, sign * n);
         }
         for (milestone, n) in &o.stalled_now_on {
-            bump(&mut self.stalled_now_on, milestone.clone(), sign * n);
+            bump(&mut self.stalled_now_on, milestone, sign * n);
         }
         for (milestone, n) in &o.stalled_ever_on {
-            bump(&mut self.stalled_ever_on, milestone.clone(), sign * n);
+            bump(&mut self.stalled_ever_on, milestone, sign * n);
         }
         for (milestone, n) in &o.reached {
-            bump(&mut self.reached, milestone.clone(), sign * n);
+            bump(&mut self.reached, milestone, sign * n);
         }
         for (path, n) in &o.paths {
-            bump(&mut self.paths, path.clone(), sign * n);
+            bump(&mut self.paths, path, sign * n);
         }
         for (channel, sums) in &o.channels {
-            let mine = self.channels.entry(channel.clone()).or_default();
+            let mine = match self.channels.get_mut(channel) {
+                Some(mine) => mine,
+                None => self.channels.entry(channel.clone()).or_default(),
+            };
             mine.add(sums, sign);
             if mine.is_zero() {
                 self.channels.remove(channel);
@@ -202,7 +205,7 @@ impl CellDelta {
         for (milestone, samples) in &o.times {
             let mine = self.times.entry(milestone.clone()).or_default();
             for (t, n) in samples {
-                bump(mine, *t, sign * n);
+                bump(mine, t, sign * n);
             }
             if mine.is_empty() {
                 self.times.remove(milestone);

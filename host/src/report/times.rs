@@ -16,7 +16,6 @@
 
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 /// How many distinct times a distribution keeps exactly before it turns into buckets: a stored
@@ -139,7 +138,7 @@ impl Times {
         match self {
             Times::Exact(m) => {
                 for (t, n) in samples {
-                    bump(m, *t, *n);
+                    bump(m, t, *n);
                 }
                 if m.len() > EXACT_VALUES {
                     *self = Times::Buckets(bucketed(m));
@@ -175,19 +174,20 @@ impl Times {
     }
 }
 
-/// Adds `n` at `k`, dropping the entry when it comes to zero.
-pub(super) fn bump<K: Ord>(m: &mut BTreeMap<K, i64>, k: K, n: i64) {
+/// Adds `n` at `k`, dropping the entry when it comes to zero. The key is copied only when it
+/// is new to the map: adding to a cell or a delta mostly adds to keys it already has.
+pub(super) fn bump<K: Ord + Clone>(m: &mut BTreeMap<K, i64>, k: &K, n: i64) {
     if n == 0 {
         return;
     }
-    match m.entry(k) {
-        Entry::Vacant(slot) => {
-            slot.insert(n);
+    match m.get_mut(k) {
+        None => {
+            m.insert(k.clone(), n);
         }
-        Entry::Occupied(mut slot) => {
-            *slot.get_mut() += n;
-            if *slot.get() == 0 {
-                slot.remove();
+        Some(held) => {
+            *held += n;
+            if *held == 0 {
+                m.remove(k);
             }
         }
     }

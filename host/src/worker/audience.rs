@@ -312,8 +312,7 @@ impl Shell<'_> {
             now,
         );
         self.versions
-            .entry((version.name.clone(), version.version))
-            .or_insert_with(|| Some(version.clone()));
+            .keep(&version.name, version.version, Some(version.clone()));
         for e in &mine {
             self.version(&e.journey, e.version)?;
         }
@@ -419,8 +418,7 @@ impl Shell<'_> {
         }
         for version in &versions {
             self.versions
-                .entry((version.name.clone(), version.version))
-                .or_insert_with(|| Some(version.clone()));
+                .keep(&version.name, version.version, Some(version.clone()));
         }
         for e in &enrollments {
             self.version(&e.journey, e.version)?;

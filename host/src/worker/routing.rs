@@ -140,7 +140,7 @@ impl Shell<'_> {
             let versions = &self.versions;
             let spec_of = |journey: &str, version: u32| {
                 versions
-                    .get(&(journey.to_string(), version))
+                    .get(journey, version)
                     .and_then(|v| v.as_ref())
                     .map(|v| &v.spec)
             };
@@ -170,9 +170,7 @@ impl Shell<'_> {
             )?;
         }
         for j in entering {
-            self.versions
-                .entry((j.name.clone(), j.version))
-                .or_insert_with(|| Some(j.clone()));
+            self.versions.keep(&j.name, j.version, Some(j.clone()));
         }
         if let Some(until) = self.deferral(&steps) {
             return Ok(Some(until));

@@ -232,6 +232,52 @@ fn sends_before_exit_go_out_and_exit_records_its_reason() {
 }
 
 #[test]
+fn what_comes_after_the_end_is_neither_checked_nor_applied() {
+    let undeclared = || {
+        Command::Send(Send {
+            channel: "sms".into(),
+            template: "x".into(),
+            payload: json!({}),
+        })
+    };
+    let goal = || Command::Milestone {
+        name: "first_value".into(),
+    };
+    let exit = Command::Exit {
+        reason: "gone".into(),
+    };
+    for ending in [exit, Command::Complete, goal()] {
+        let commands = vec![ending.clone(), undeclared()];
+        assert!(check(&active(), &spec(), &commands).is_ok(), "{ending:?}");
+        let applied = apply(active(), &spec(), commands, "k", 5).unwrap();
+        assert!(!applied.enrollment.is_active());
+        assert!(applied.effects.sends.is_empty());
+    }
+    // The goal reached before does not end the enrollment again: what follows is checked.
+    let reached = apply(active(), &spec(), vec![goal()], "k", 1)
+        .unwrap()
+        .enrollment;
+    let mut again = reached;
+    again.status = EnrollmentStatus::Active;
+    again.ended_at = None;
+    let commands = vec![goal(), undeclared()];
+    assert!(matches!(
+        check(&again, &spec(), &commands),
+        Err(EngineError::UndeclaredChannel { index: 1, .. })
+    ));
+    // A refused decision is refused whole, whatever came before the refused command.
+    let err = apply(active(), &spec(), vec![send("ok"), undeclared()], "k", 5).unwrap_err();
+    assert!(matches!(
+        err,
+        EngineError::UndeclaredChannel { index: 1, .. }
+    ));
+    // Nothing is checked of an enrollment that has already ended.
+    let mut ended = active();
+    ended.status = EnrollmentStatus::Exited;
+    assert!(check(&ended, &spec(), &[undeclared()]).is_ok());
+}
+
+#[test]
 fn first_assignment_of_an_experiment_sticks() {
     let assign = |arm: &str| {
         Command::Assign(VariantAssignment {

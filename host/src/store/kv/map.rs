@@ -1,6 +1,7 @@
 //! One memory tree's entries ([`Map`]): what a scratch store's trees hold (issue 13).
 
 use sled::IVec;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
@@ -88,13 +89,15 @@ impl Map {
     }
 
     pub(super) fn insert(&mut self, key: IVec, value: IVec) -> Option<IVec> {
-        match self.values.get_mut(key.as_ref()) {
-            Some(held) => Some(std::mem::replace(held, value)),
-            None => {
+        // One probe of the hash map whether the key is new or not.
+        match self.values.entry(key) {
+            Entry::Occupied(mut held) => Some(held.insert(value)),
+            Entry::Vacant(new) => {
                 if let Some(keys) = &mut self.keys {
-                    keys.insert(OrdKey::new(key.clone()));
+                    keys.insert(OrdKey::new(new.key().clone()));
                 }
-                self.values.insert(key, value)
+                new.insert(value);
+                None
             }
         }
     }
