@@ -184,7 +184,9 @@ pub struct Enrollment {
     /// The milestone this enrollment is stalled on now (cleared when a milestone is reached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stalled_on: Option<String>,
-    #[serde(default)]
+    /// The journey's own state, as its last decision set it. Stored as MessagePack binary;
+    /// read from either a binary or the array of integers it was stored as before.
+    #[serde(default, with = "state_bytes")]
     pub state: Vec<u8>,
     #[serde(default)]
     pub timers: Vec<PendingTimer>,
@@ -675,6 +677,49 @@ impl std::str::FromStr for Counter {
                 kind: "counter",
                 word: s.to_string(),
             })
+    }
+}
+
+/// An enrollment's state as bytes: a MessagePack binary in the store, where serde's `Vec<u8>`
+/// wrote an array with one integer per byte (and read it back one element at a time). JSON
+/// has no bytes, so `serde_json` still writes (and the API still shows) an array of numbers.
+/// Reads both forms.
+mod state_bytes {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(state: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(state)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes, or an array of integers from 0 to 255")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(byte) = seq.next_element()? {
+                out.push(byte);
+            }
+            Ok(out)
+        }
     }
 }
 

@@ -90,8 +90,35 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{fixtures, temp_store};
+    use super::super::{dec, enc, fixtures, temp_store};
     use super::*;
+    use serde::Serialize;
+
+    #[test]
+    fn an_enrollments_state_is_stored_as_binary_and_read_as_earlier_versions_stored_it() {
+        let mut e = fixtures::enrollment("alice", "welcome", 1);
+        e.state = (0..=255).collect();
+        let stored = enc(&e);
+        // A `bin 16` marker, the length (256, big-endian), then the bytes as they are.
+        let bin = [0xc5, 0x01, 0x00, 0x00, 0x01, 0x02];
+        assert!(
+            stored.windows(bin.len()).any(|w| w == bin),
+            "stored as binary"
+        );
+        assert_eq!(dec::<Enrollment>(&stored).unwrap(), e);
+        // Before, `Vec<u8>` was written as an array of integers (as JSON still shows it).
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["state"], serde_json::json!(e.state));
+        let mut earlier = Vec::new();
+        json.serialize(&mut rmp_serde::Serializer::new(&mut earlier).with_struct_map())
+            .unwrap();
+        assert!(
+            earlier.len() > stored.len() + 100,
+            "one to two bytes per byte"
+        );
+        assert_eq!(dec::<Enrollment>(&earlier).unwrap(), e);
+        assert_eq!(serde_json::from_value::<Enrollment>(json).unwrap(), e);
+    }
 
     #[test]
     fn enrollments_read_back_by_customer_by_run_and_by_journey() {
