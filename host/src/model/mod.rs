@@ -21,8 +21,8 @@ pub use audience::*;
 mod experiments;
 pub use experiments::*;
 mod settings;
-mod state_bytes;
 pub use settings::*;
+mod state_bytes;
 
 /// Milliseconds since the Unix epoch, UTC: the host's notion of time everywhere.
 pub type Millis = i64;
