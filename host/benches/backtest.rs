@@ -164,12 +164,18 @@ async fn main() {
     // otherwise writes its log out on its own threads during the replay, on the same two cores.
     store.flush().await.expect("history flushed");
     eprintln!("{events} events recorded in {:?}", written.elapsed());
-    // `WAYMARK_BACKTEST_PARTS` as the server reads it (`--backtest-parts`; unset: one per core).
-    let config = HostConfig {
-        backtest_parts: std::env::var("WAYMARK_BACKTEST_PARTS")
+    // `WAYMARK_BACKTEST_PARTS` as the server reads it (`--backtest-parts`; unset: one per core),
+    // and `WAYMARK_BACKTEST_PART_EVENTS` to try other sizes of part.
+    let env = |name: &str| {
+        std::env::var(name)
             .ok()
             .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0),
+            .filter(|n| *n > 0)
+    };
+    let config = HostConfig {
+        backtest_parts: env("WAYMARK_BACKTEST_PARTS"),
+        backtest_part_events: env("WAYMARK_BACKTEST_PART_EVENTS")
+            .unwrap_or(HostConfig::default().backtest_part_events),
         ..HostConfig::default()
     };
     // The live host runs on the system clock, as a production server does, so the replay's

@@ -49,10 +49,14 @@ pub struct HostConfig {
     /// (`--backtest-memory-mib`): a replay that would hold more fails, saying so, rather than
     /// run the server out of memory. `None`: no limit.
     pub backtest_memory: Option<u64>,
-    /// Into how many parts, at most, one replay of a backtest is split when its customers'
-    /// replays are independent (`--backtest-parts`): each part runs on its own scratch store
-    /// at once with the others. `None`: one per core.
+    /// How many parts of one replay of a backtest run at once when its customers' replays
+    /// are independent (`--backtest-parts`): each part runs on its own scratch store. `None`:
+    /// one per core.
     pub backtest_parts: Option<u64>,
+    /// About how many recorded events one part of a split replay takes: a replay of more is
+    /// split into more parts than run at once, each on scratch trees small enough to stay in
+    /// the caches (docs/BENCHMARKS.md, "Small parts").
+    pub backtest_part_events: u64,
 }
 
 impl HostConfig {
@@ -78,6 +82,7 @@ impl Default for HostConfig {
             public_url: None,
             backtest_memory: None,
             backtest_parts: None,
+            backtest_part_events: crate::backtest::parts::PART_EVENTS,
         }
     }
 }

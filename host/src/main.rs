@@ -183,10 +183,14 @@ struct ServeArgs {
     /// that would hold more fails with an error saying to narrow it to a customer sample.
     #[arg(long, env = "WAYMARK_BACKTEST_MEMORY_MIB", default_value_t = 4096)]
     backtest_memory_mib: u64,
-    /// Into how many parts, at most, a backtest's replay is split to run on several cores
-    /// when its customers' replays are independent (0: one per core).
+    /// How many parts of a backtest's replay run at once, on several cores, when its
+    /// customers' replays are independent (0: one per core).
     #[arg(long, env = "WAYMARK_BACKTEST_PARTS", default_value_t = 0)]
     backtest_parts: u64,
+    /// About how many recorded events one part of a split replay takes: a longer history is
+    /// split into more parts than run at once, each small enough to stay in the caches.
+    #[arg(long, env = "WAYMARK_BACKTEST_PART_EVENTS", default_value_t = waymark_host::backtest::parts::PART_EVENTS)]
+    backtest_part_events: u64,
     // Cluster mode (issue 16)
     /// Run as a node of a cluster over these NATS servers (comma-separated `nats://` URLs;
     /// any of the cluster's): the partition's state is kept in its replicated log, a standby
@@ -306,6 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 .filter(|mib| *mib > 0)
                 .map(|mib| mib.saturating_mul(1 << 20)),
             backtest_parts: Some(args.backtest_parts).filter(|n| *n > 0),
+            backtest_part_events: args.backtest_part_events.max(1),
         },
         sandbox: SandboxConfig {
             // Isolation (issue 15): the operator's loop budgets.

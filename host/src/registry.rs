@@ -45,6 +45,20 @@ impl Registry {
         }
     }
 
+    /// A registry over `store` sharing this one's sandbox and the components compiled in it
+    /// (known by digest, so the same whichever store names them), with warm instances of its
+    /// own: the engines of one backtest, each over a scratch store, load a component once.
+    pub fn sharing_compiled(&self, store: Store) -> Registry {
+        Registry {
+            sandbox: self.sandbox.clone(),
+            store,
+            journeys: self.journeys.clone(),
+            tenant_journeys: Default::default(),
+            channels: self.channels.clone(),
+            registered_channels: Default::default(),
+        }
+    }
+
     /// The sandbox components run in.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox

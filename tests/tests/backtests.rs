@@ -151,7 +151,7 @@ impl Month {
 
 #[tokio::test]
 async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send_times() {
-    let world = Example::start("renewal", &[EMAIL]).await;
+    let mut world = Example::start("renewal", &[EMAIL]).await;
     let api = world.api();
     let draft = api
         .tenant_client()
@@ -261,6 +261,34 @@ async fn a_changed_renewal_schedule_is_backtested_over_a_month_with_the_new_send
         diff.sends_by_channel[EMAIL].candidate,
         candidate_total as u64
     );
+
+    // Both replays split into parts of about 40 events, two parts at once, or each whole:
+    // the same result.
+    let mut results = Vec::new();
+    let runs: [&[&str]; 2] = [
+        &["--backtest-parts", "2", "--backtest-part-events", "40"],
+        &["--backtest-parts", "1"],
+    ];
+    for args in runs {
+        world.server.restart_with_args(args).await;
+        let again = world.api().backtested("renewal", &request).await;
+        assert_eq!(again.status, BacktestStatus::Done, "{:?}", again.error);
+        assert_eq!(again.replayed, again.total);
+        results.push(again.result.expect("a done backtest has its result"));
+    }
+    let (small, whole) = (&results[0], &results[1]);
+    assert_eq!(small.replay_parts, (done.total / 2).div_ceil(40));
+    assert_eq!(whole.replay_parts, 1);
+    for split in [&result, small] {
+        assert_eq!(
+            BacktestResult {
+                replay_parts: 1,
+                ..split.clone()
+            },
+            *whole,
+            "split or not, the same result"
+        );
+    }
 }
 
 #[tokio::test]
@@ -750,10 +778,11 @@ async fn a_backtest_past_its_memory_limit_fails_saying_so_and_the_server_goes_on
     assert_eq!(enrollment.version, 1);
 }
 
-/// A replay of the live version alone is split into parts, one per core (`--backtest-parts`
-/// bounds them), each on a scratch store of its own, when no customer's replay depends on
-/// another's: the parts' results combined are what one replay of everyone gives — the same
-/// report, sends, diff and fidelity, every customer identical to what ran live.
+/// A replay of the live version alone is split into parts, one per core at once
+/// (`--backtest-parts` bounds them) and more when the history is longer than a part's share
+/// (`--backtest-part-events`), each on a scratch store of its own, when no customer's replay
+/// depends on another's: the parts' results combined are what one replay of everyone gives —
+/// the same report, sends, diff and fidelity, every customer identical to what ran live.
 #[tokio::test]
 async fn a_replay_split_into_parts_gives_what_one_replay_gives() {
     let mut world = Example::start("renewal", &[EMAIL]).await;
@@ -771,21 +800,36 @@ async fn a_replay_split_into_parts_gives_what_one_replay_gives() {
         fidelity: true,
     };
     let mut results = Vec::new();
-    for parts in ["3", "1"] {
-        world
-            .server
-            .restart_with_args(&["--backtest-parts", parts])
-            .await;
+    // Three parts at once; two at once of parts of about 40 events; one part.
+    let runs: [&[&str]; 3] = [
+        &["--backtest-parts", "3"],
+        &["--backtest-parts", "2", "--backtest-part-events", "40"],
+        &["--backtest-parts", "1"],
+    ];
+    let mut events = 0;
+    for args in runs {
+        world.server.restart_with_args(args).await;
         let done = world.api().backtested("renewal", &request).await;
         assert_eq!(done.status, BacktestStatus::Done, "{:?}", done.error);
         assert_eq!(
             done.replayed, done.total,
             "every part's events counted once"
         );
+        events = done.total;
         results.push(done.result.expect("a done backtest has its result"));
     }
-    let (split, whole) = (&results[0], &results[1]);
+    let (split, small, whole) = (&results[0], &results[1], &results[2]);
     assert_eq!((split.replay_parts, whole.replay_parts), (3, 1));
+    assert!(events > 80, "{events} events: more parts than run at once");
+    assert_eq!(small.replay_parts, events.div_ceil(40));
+    assert_eq!(
+        BacktestResult {
+            replay_parts: 1,
+            ..small.clone()
+        },
+        *whole,
+        "in small parts or not, the same result"
+    );
     let fidelity = split.fidelity.as_ref().expect("asked for");
     assert_eq!(fidelity.divergences, []);
     assert_eq!(

@@ -48,13 +48,15 @@ pub struct IsolatedEngine {
 
 impl IsolatedEngine {
     /// An engine for `tenant` whose clock starts at `start`, with a copy of the tenant's setup
-    /// from `live` (which is only read), run by `sandbox` (a backtest's own, so its counters
-    /// are not the live host's). `config` is the live host's: retries, breakers, dedup window.
-    /// Once `stop` is cancelled the engine does no more work: its calls return at the next
-    /// batch or clock instant, leaving the replay unfinished (the caller sees the token).
+    /// from `live` (which is only read), its components run in the sandbox of `compiled` (a
+    /// backtest's own, so its counters are not the live host's), and loaded once for all the
+    /// engines that share it ([`Registry::sharing_compiled`]). `config` is the live host's:
+    /// retries, breakers, dedup window. Once `stop` is cancelled the engine does no more
+    /// work: its calls return at the next batch or clock instant, leaving the replay
+    /// unfinished (the caller sees the token).
     pub fn new(
         live: &Store,
-        sandbox: Sandbox,
+        compiled: &Registry,
         config: &HostConfig,
         tenant: &str,
         start: Millis,
@@ -63,8 +65,9 @@ impl IsolatedEngine {
     ) -> Result<IsolatedEngine, StoreError> {
         let scratch = Store::open_scratch()?;
         live.copy_setup_into(&scratch, tenant)?;
-        Ok(IsolatedEngine::over(
-            scratch, sandbox, config, tenant, start, moves, stop,
+        let registry = compiled.sharing_compiled(scratch.clone());
+        Ok(IsolatedEngine::with_registry(
+            scratch, registry, config, tenant, start, moves, stop,
         ))
     }
 
@@ -85,6 +88,18 @@ impl IsolatedEngine {
         stop: CancellationToken,
     ) -> IsolatedEngine {
         let registry = Registry::new(sandbox, scratch.clone());
+        IsolatedEngine::with_registry(scratch, registry, config, tenant, start, moves, stop)
+    }
+
+    fn with_registry(
+        scratch: Store,
+        registry: Registry,
+        config: &HostConfig,
+        tenant: &str,
+        start: Millis,
+        moves: ClockMoves,
+        stop: CancellationToken,
+    ) -> IsolatedEngine {
         let config = HostConfig {
             shards: 1,
             ..config.clone()

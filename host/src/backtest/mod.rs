@@ -7,6 +7,8 @@
 //!   a manual clock, deliveries taken as delivered; nothing leaves it.
 //! - `run` — one replay (which events, which version), and a whole backtest: both replays and
 //!   their reports, with progress and cancellation.
+//! - `parts` — the history read once, and a replay of the live version alone split into parts
+//!   of its customers, a few at a time, each on a scratch store of its own, then combined.
 //! - `diff` — pure: the two replays compared (milestones, exits, sends, paths, per customer).
 //! - `fidelity` — pure: the live version's replay checked against what ran live.
 //! - `gathered` — pure: a backtest run on several partitions (cluster mode) read as one.
@@ -20,6 +22,7 @@ pub mod engine;
 pub mod fidelity;
 pub mod gathered;
 pub mod jobs;
+pub mod parts;
 pub mod run;
 pub mod simulate;
 

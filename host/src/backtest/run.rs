@@ -1,13 +1,19 @@
 //! One backtest: the candidate replayed over the chosen recorded events, then the live version
 //! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
-//! from the engines' scratch stores.
+//! from the engines' scratch stores. A replay of the live version alone runs in parts
+//! ([`super::parts`]).
 
 use super::candidate::Candidate;
 use super::engine::{ClockMoves, IsolatedEngine};
+pub use super::parts::Part;
+use super::parts::{parts_for, replay_in_parts, survey, Kept, Share, Split, Survey, Which};
 use crate::host::{Host, HostConfig};
 use crate::model::rollout::Rollout;
+use crate::model::Enrollment;
 use crate::model::Millis;
+use crate::registry::Registry;
 use crate::sandbox::Sandbox;
+use crate::store::events::LoggedEvent;
 use crate::store::{MessageStatus, SentRecord, StoreError};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use waymark_api::backtests::SentMessage;
 
 /// Recorded events read from the log at a time.
-const HISTORY_PAGE: usize = 1024;
+pub(super) const HISTORY_PAGE: usize = 1024;
 
 /// Why a backtest did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -44,16 +50,15 @@ pub enum BacktestError {
     Registry(#[from] crate::registry::RegistryError),
 }
 
-/// Fails a replay whose scratch store holds more than the host allows: a replay run in
-/// [`Part`]s gives each its share of the limit.
+/// Fails a replay whose scratch store holds more than its `share` of the memory the host
+/// allows a backtest ([`Budget`]).
 fn within_memory(
     engine: &IsolatedEngine,
     config: &HostConfig,
-    sample: &Sample,
+    share: Option<u64>,
 ) -> Result<(), BacktestError> {
-    let parts = sample.part.map_or(1, |p| p.of);
-    match (config.backtest_memory, engine.store().memory_used()) {
-        (Some(limit), Some(used)) if used > limit / parts => Err(BacktestError::TooLarge {
+    match (config.backtest_memory, share, engine.store().memory_used()) {
+        (Some(limit), Some(share), Some(used)) if used > share => Err(BacktestError::TooLarge {
             limit_mib: limit >> 20,
         }),
         _ => Ok(()),
@@ -70,20 +75,6 @@ pub struct Sample {
     /// Of those, one part of a replay split over the cores ([`parts_for`]); set by the
     /// backtest itself, never asked for.
     pub part: Option<Part>,
-}
-
-/// One of the parts a replay is split into when no customer's replay depends on another's:
-/// the customers whose hash falls in it, replayed on a scratch store of their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Part {
-    pub index: u64,
-    pub of: u64,
-}
-
-impl Part {
-    fn takes(&self, customer: &str) -> bool {
-        crate::hash::fnv1a_joined(&["backtest-part", customer]) % self.of == self.index
-    }
 }
 
 impl Sample {
@@ -189,7 +180,12 @@ pub async fn backtest(
     let live_version = rollout
         .live
         .ok_or_else(|| BacktestError::NoLive(plan.journey.clone()))?;
-    let (count, crossing) = survey(live, plan)?;
+    let Survey {
+        count,
+        crossing,
+        kept,
+    } = survey(live, plan)?;
+    let kept = kept.map(Arc::new);
     // When the candidate is the live version with nothing rolling out, the two replays are
     // one: it runs once.
     let same = plan.migrate.is_none()
@@ -198,47 +194,37 @@ pub async fn backtest(
         .total
         .store(if same { count } else { count * 2 }, Ordering::Relaxed);
     // A sandbox of the backtest's own: its counters are not the live host's. A candidate sent
-    // as bytes was compiled in one already, which both replays share.
+    // as bytes was compiled in one already, which both replays share. Its engines share what
+    // is compiled in it, each over its own scratch store.
     let sandbox = match &plan.candidate {
         Candidate::Unstored(unstored) => unstored.sandbox.clone(),
         Candidate::Stored(_) => Sandbox::new(live.registry.sandbox().config().clone())?,
     };
-    // The candidate is the only version new entrants of the journey run; the live replay
-    // keeps the pointers as they stand (a rollout's share included).
-    let candidate_run = (!same).then(|| {
-        let (live, sandbox, plan, progress) = (
-            live.clone(),
-            sandbox.clone(),
-            plan.clone(),
-            progress.clone(),
-        );
-        // Cancelled with the backtest, and when this function returns or is dropped before
-        // it has the candidate's result (the live replay failed, the host is shutting down).
-        let cancel = cancel.child_token();
-        let stop = cancel.clone().drop_guard();
-        let rollout = rollout.clone();
-        let task = tokio::spawn(async move {
-            let side = candidate_side(&plan, &rollout);
-            replay(&live, &sandbox, &plan, side, false, &progress, &cancel)
-                .await
-                .map(|share| combine(share, Vec::new()).0)
-        });
-        (task, stop)
-    });
-    // A single replay runs in parts, one per core, when no customer's replay depends on
-    // another's; with two replays the cores are taken already.
-    let parts = if same {
-        parts_for(live, plan, crossing).await?
+    let compiled = Registry::new(sandbox, IsolatedEngine::scratch_store()?);
+    // The replays: the candidate's, the only version new entrants of the journey run, and the
+    // live version's, its pointers as they stand (a rollout's share included); or the one.
+    let sides = if same {
+        vec![Which::Live(live_version)]
     } else {
-        1
+        vec![Which::Candidate(rollout.clone()), Which::Live(live_version)]
     };
-    let (live_side, fidelity) =
-        replay_in_parts(live, &sandbox, plan, live_version, parts, progress, cancel).await?;
-    let candidate = match candidate_run {
+    // Each split into parts, a few at once, when no customer's replay depends on another's;
+    // else each whole, side by side.
+    let candidate = (!same).then_some(&plan.candidate);
+    let split = match parts_for(live, plan, crossing, candidate).await? {
+        Some(at_once) => Split::of(&live.config, count, at_once, kept.is_some()),
+        None => Split::whole(sides.len() as u64),
+    };
+    let parts = split.count;
+    let mut replays = replay_in_parts(live, &compiled, plan, sides, split, kept, progress, cancel)
+        .await?
+        .into_iter();
+    let (live_side, fidelity) = replays
+        .next_back()
+        .ok_or_else(|| BacktestError::Stopped("the live replay did not run".into()))?;
+    let candidate = match replays.next() {
+        Some((candidate, _)) => candidate,
         None => live_side.clone(),
-        Some((task, _stop)) => task
-            .await
-            .map_err(|e| BacktestError::Stopped(e.to_string()))??,
     };
     Ok(Outcome {
         candidate,
@@ -250,7 +236,7 @@ pub async fn backtest(
 
 /// The candidate's side: a stored version as the only one new entrants run (the rest of
 /// `rollout` as it stands), or component bytes.
-fn candidate_side<'a>(plan: &'a Plan, rollout: &Rollout) -> Side<'a> {
+pub(super) fn candidate_side<'a>(plan: &'a Plan, rollout: &Rollout) -> Side<'a> {
     match &plan.candidate {
         Candidate::Stored(version) => Side::Stored(
             *version,
@@ -264,191 +250,13 @@ fn candidate_side<'a>(plan: &'a Plan, rollout: &Rollout) -> Side<'a> {
     }
 }
 
-/// How many recorded events `plan` takes, and whether one of them ties customers together:
-/// an identity merge (`identify` with another id, `alias`) or an account's `group`.
-fn survey(live: &Host, plan: &Plan) -> Result<(u64, bool), StoreError> {
-    let (mut n, mut crossing) = (0, false);
-    let mut after = None;
-    loop {
-        // Read as far as the head: its properties only those a merge reads.
-        let (last, _) = live
-            .store
-            .history_page(&plan.tenant, after, HISTORY_PAGE, |logged| {
-                if takes(plan, &logged.head) {
-                    n += 1;
-                    crossing = crossing || crosses_customers(&logged.head.merge_view());
-                }
-                Ok(None::<()>)
-            })?;
-        let Some(last) = last else {
-            return Ok((n, crossing));
-        };
-        after = Some(last);
-    }
-}
-
-/// Whether `event` makes one customer's replay depend on another's.
-fn crosses_customers(event: &crate::model::Event) -> bool {
-    crate::engine::identity::merge_source(event).is_some()
-        || event.name == crate::engine::accounts::GROUP
-}
-
-/// The most parts a replay is split into.
-const MAX_PARTS: u64 = 8;
-
-/// Into how many parts a replay of `plan`'s events may be split: one per core when each
-/// customer's replay depends on no other's, else one. Customers are tied together by
-/// identity merges and accounts (`crossing`, from [`survey`]), and by a journey that reads the
-/// journey-wide `stats` or allocates an experiment adaptively (from its arms' conversion):
-/// split, such a journey would see one part's figures instead of all customers'.
-async fn parts_for(live: &Host, plan: &Plan, crossing: bool) -> Result<u64, BacktestError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
-    let parts = live.config.backtest_parts.unwrap_or(cores).min(MAX_PARTS);
-    if parts < 2 || crossing {
-        return Ok(1);
-    }
-    // The versions new entrants run: a replay starts with no enrollments.
-    for (journey, rollout) in live.store.journey_rollouts(&plan.tenant)? {
-        for version in [rollout.live, rollout.candidate.map(|c| c.version)]
-            .into_iter()
-            .flatten()
-        {
-            let Some(v) = live
-                .store
-                .journey_version(&plan.tenant, &journey, version)?
-            else {
-                continue;
-            };
-            if v.spec.experiments.iter().any(|x| !x.allocation.is_fixed()) {
-                return Ok(1);
-            }
-            if live
-                .registry
-                .journey(&plan.tenant, &v.digest)
-                .await?
-                .reads_stats()
-            {
-                return Ok(1);
-            }
-        }
-    }
-    Ok(parts)
-}
-
-/// The live version's replay of `plan`, in `parts` parts at once (each its own engine on its
-/// own scratch store, a share of the customers), combined: the same report, sends and fidelity
-/// as one replay of them all, since no customer's replay depends on another's.
-async fn replay_in_parts(
-    live: &Arc<Host>,
-    sandbox: &Sandbox,
-    plan: &Plan,
-    version: u32,
-    parts: u64,
-    progress: &Arc<Progress>,
-    cancel: &CancellationToken,
-) -> Result<(Replayed, Option<waymark_api::backtests::Fidelity>), BacktestError> {
-    let part_plan = |index: u64| Plan {
-        sample: Sample {
-            part: (parts > 1).then_some(Part { index, of: parts }),
-            ..plan.sample.clone()
-        },
-        ..plan.clone()
-    };
-    // Every part is a task of its own, the first too. Run inline on the caller's thread, the
-    // first part finished seconds after the other at a million events, and the replay took a
-    // tenth longer (docs/BENCHMARKS.md, "The parts finish together").
-    let mut tasks = Vec::new();
-    for index in 0..parts {
-        let (live, sandbox, plan, progress) = (
-            live.clone(),
-            sandbox.clone(),
-            part_plan(index),
-            progress.clone(),
-        );
-        // Cancelled with the backtest, and when this function returns early.
-        let cancel = cancel.child_token();
-        let stop = cancel.clone().drop_guard();
-        let task = tokio::spawn(async move {
-            let side = Side::Live(version);
-            replay(
-                &live,
-                &sandbox,
-                &plan,
-                side,
-                plan.fidelity,
-                &progress,
-                &cancel,
-            )
-            .await
-        });
-        tasks.push((task, stop));
-    }
-    let mut shares = Vec::new();
-    for (task, _stop) in tasks {
-        shares.push(
-            task.await
-                .map_err(|e| BacktestError::Stopped(e.to_string()))??,
-        );
-    }
-    let first = shares.remove(0);
-    Ok(combine(first, shares))
-}
-
-/// What one replay (or one part of one) produced.
-struct Share {
-    version: u32,
-    digest: Option<String>,
-    migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
-    spec: crate::model::Spec,
-    cells: Vec<crate::report::cells::Cell>,
-    sends: Vec<(String, SentMessage)>,
-    fidelity: Option<waymark_api::backtests::Fidelity>,
-}
-
-/// A replay's parts as one (`first` and the `others`, none for a replay not split): cells
-/// added up into the report, sends and fidelity gathered in customer order.
-fn combine(
-    first: Share,
-    others: Vec<Share>,
-) -> (Replayed, Option<waymark_api::backtests::Fidelity>) {
-    let Share {
-        version,
-        digest,
-        migration,
-        spec,
-        mut cells,
-        mut sends,
-        mut fidelity,
-    } = first;
-    let split = !others.is_empty();
-    for share in others {
-        cells.extend(share.cells);
-        sends.extend(share.sends);
-        fidelity = super::fidelity::add(fidelity, share.fidelity);
-    }
-    if split {
-        sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
-    }
-    let report = crate::report::cells::report(&spec, &cells);
-    let replayed = Replayed {
-        version,
-        digest,
-        migration,
-        report,
-        spec,
-        cells,
-        sends,
-    };
-    (replayed, fidelity)
-}
-
-fn takes(plan: &Plan, event: &crate::store::events::LoggedHead) -> bool {
+pub(super) fn takes(plan: &Plan, event: &crate::store::events::LoggedHead) -> bool {
     let at = event.replay_at();
     at >= plan.from && at < plan.to && plan.sample.takes(event.customer)
 }
 
 /// Which version one replay runs for new entrants.
-enum Side<'a> {
+pub(super) enum Side<'a> {
     /// The journey's pointers as they are live (a rollout's share included): this version.
     Live(u32),
     /// This stored version only, with these pointers.
@@ -457,20 +265,57 @@ enum Side<'a> {
     Unstored(&'a super::candidate::Unstored),
 }
 
-/// One replay of `plan`'s events on `side` (or of its sample's part), its report cells and
-/// sends read back for [`combine`]; with `check`, also compared with what ran live.
-async fn replay(
+/// Where one replay's recorded events come from.
+pub(super) enum Source {
+    /// The log, read a page at a time, taking the events its plan takes.
+    Log,
+    /// The history the survey kept: these of its events, in log order.
+    Kept(Arc<Kept>, Vec<u32>),
+}
+
+impl Source {
+    /// All of the events the survey took: kept, or read from the log.
+    pub(super) fn all(kept: &Option<Arc<Kept>>) -> Source {
+        match kept {
+            Some(k) => Source::Kept(k.clone(), (0..k.hashes.len() as u32).collect()),
+            None => Source::Log,
+        }
+    }
+
+    pub(super) fn kept_size(kept: &Option<Arc<Kept>>) -> usize {
+        kept.as_ref().map_or(0, |k| k.size())
+    }
+}
+
+/// One replay to run: `plan`'s events from `source` on `side`, its scratch store allowed
+/// `share` of a backtest's memory; with `check`, what ran live for its customers, which it is
+/// compared with.
+pub(super) struct Job<'a> {
+    pub plan: &'a Plan,
+    pub side: Side<'a>,
+    pub source: Source,
+    pub share: Option<u64>,
+    pub check: Option<Vec<Enrollment>>,
+}
+
+/// One replay ([`Job`]), its report cells and sends read back for [`super::parts::combine`].
+pub(super) async fn replay(
     live: &Host,
-    sandbox: &Sandbox,
-    plan: &Plan,
-    side: Side<'_>,
-    check: bool,
+    compiled: &Registry,
+    job: Job<'_>,
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<Share, BacktestError> {
+    let Job {
+        plan,
+        side,
+        source,
+        share,
+        check,
+    } = job;
     let engine = IsolatedEngine::new(
         &live.store,
-        sandbox.clone(),
+        compiled,
         &live.config,
         &plan.tenant,
         plan.from,
@@ -479,7 +324,7 @@ async fn replay(
     )?;
     // The candidate's side of a backtest with `migrate`: rolled out, and enrollments moved,
     // before the first event at or after its time; the live pointers hold until then.
-    let mut pending_move = plan.migrate.filter(|_| !matches!(side, Side::Live(_)));
+    let pending_move = plan.migrate.filter(|_| !matches!(side, Side::Live(_)));
     let (version, digest) = match side {
         Side::Live(version) => (version, None),
         Side::Stored(version, rollout) => {
@@ -498,65 +343,65 @@ async fn replay(
             (version, Some(unstored.digest.clone()))
         }
     };
-    let mut migration = None;
-    // Events ingested at the same journey time are fed together, as live queued them.
-    let mut group: Vec<crate::model::Event> = Vec::new();
-    let mut group_at = None;
-    let mut after = None;
-    loop {
-        // Another part's events, or ones outside the window, are read only as far as the head.
-        let (last, page) =
-            live.store
-                .history_page(&plan.tenant, after, HISTORY_PAGE, |logged| {
-                    takes(plan, &logged.head)
-                        .then(|| logged.whole())
-                        .transpose()
-                })?;
-        let Some(last) = last else {
-            break;
-        };
-        after = Some(last);
-        for (_, logged) in page {
-            if cancel.is_cancelled() {
-                return Err(BacktestError::Cancelled);
+    let mut feed = Feed {
+        engine: &engine,
+        plan,
+        version,
+        progress,
+        group: Vec::new(),
+        group_at: None,
+        pending_move,
+        migration: None,
+    };
+    match source {
+        Source::Log => {
+            let mut after = None;
+            loop {
+                // Another part's events, or ones outside the window, are read only as far as
+                // the head.
+                let (last, page) =
+                    live.store
+                        .history_page(&plan.tenant, after, HISTORY_PAGE, |logged| {
+                            takes(plan, &logged.head)
+                                .then(|| logged.whole())
+                                .transpose()
+                        })?;
+                let Some(last) = last else {
+                    break;
+                };
+                after = Some(last);
+                for (_, logged) in page {
+                    if cancel.is_cancelled() {
+                        return Err(BacktestError::Cancelled);
+                    }
+                    feed.push(logged).await?;
+                }
+                within_memory(&engine, &live.config, share)?;
+                // Let other work on the runtime go on between pages.
+                tokio::task::yield_now().await;
             }
-            let at = logged.replay_at();
-            if group_at.is_some_and(|g| g != at) || group.len() >= MAX_GROUP {
-                feed_group(&engine, &mut group, group_at, progress).await?;
-            }
-            if let Some(m) = pending_move.filter(|m| m.at <= at) {
-                feed_group(&engine, &mut group, group_at, progress).await?;
-                let at = m.at.max(engine.now());
-                migration = Some(
-                    engine
-                        .migrate_to(&plan.journey, m.from, version, at)
-                        .await?,
-                );
-                pending_move = None;
-            }
-            group_at = Some(at);
-            group.push(logged.into_event());
         }
-        within_memory(&engine, &live.config, &plan.sample)?;
-        // Let other work on the runtime go on between pages.
-        tokio::task::yield_now().await;
+        Source::Kept(kept, events) => {
+            for page in events.chunks(HISTORY_PAGE) {
+                for i in page {
+                    if cancel.is_cancelled() {
+                        return Err(BacktestError::Cancelled);
+                    }
+                    feed.push(kept.history.get(*i as usize)?).await?;
+                }
+                within_memory(&engine, &live.config, share)?;
+                tokio::task::yield_now().await;
+            }
+        }
     }
-    feed_group(&engine, &mut group, group_at, progress).await?;
-    if let Some(m) = pending_move {
-        let at = m.at.max(engine.now());
-        migration = Some(
-            engine
-                .migrate_to(&plan.journey, m.from, version, at)
-                .await?,
-        );
-    }
+    let migration = feed.finish().await?;
     engine.advance_to(plan.to.max(engine.now())).await?;
     // A cancelled engine returned early: what it holds is not the replay's end.
     if cancel.is_cancelled() {
         return Err(BacktestError::Cancelled);
     }
     // The timers after the last event add sends and state too.
-    within_memory(&engine, &live.config, &plan.sample)?;
+    within_memory(&engine, &live.config, share)?;
     let scratch = engine.store();
     let spec = scratch
         .journey_version(&plan.tenant, &plan.journey, version)?
@@ -569,10 +414,9 @@ async fn replay(
         .map(sent)
         .collect();
     sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
-    let fidelity = if check {
-        Some(check_fidelity(live, scratch, plan)?)
-    } else {
-        None
+    let fidelity = match check {
+        Some(ran) => Some(check_fidelity(live, scratch, plan, ran)?),
+        None => None,
     };
     Ok(Share {
         version,
@@ -583,6 +427,58 @@ async fn replay(
         sends,
         fidelity,
     })
+}
+
+/// Feeds one replay's recorded events to its engine: those of one journey time together, as
+/// live queued them, and the candidate rolled out at its time ([`Plan::migrate`]).
+struct Feed<'a> {
+    engine: &'a IsolatedEngine,
+    plan: &'a Plan,
+    version: u32,
+    progress: &'a Progress,
+    group: Vec<crate::model::Event>,
+    group_at: Option<Millis>,
+    pending_move: Option<MigrateAt>,
+    migration: Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>,
+}
+
+impl Feed<'_> {
+    async fn push(&mut self, logged: LoggedEvent) -> Result<(), BacktestError> {
+        let at = logged.replay_at();
+        if self.group_at.is_some_and(|g| g != at) || self.group.len() >= MAX_GROUP {
+            feed_group(self.engine, &mut self.group, self.group_at, self.progress).await?;
+        }
+        if let Some(m) = self.pending_move.filter(|m| m.at <= at) {
+            feed_group(self.engine, &mut self.group, self.group_at, self.progress).await?;
+            self.move_to_candidate(m).await?;
+        }
+        self.group_at = Some(at);
+        self.group.push(logged.into_event());
+        Ok(())
+    }
+
+    async fn move_to_candidate(&mut self, m: MigrateAt) -> Result<(), BacktestError> {
+        let at = m.at.max(self.engine.now());
+        let moved = self
+            .engine
+            .migrate_to(&self.plan.journey, m.from, self.version, at)
+            .await?;
+        self.migration = Some(moved);
+        self.pending_move = None;
+        Ok(())
+    }
+
+    /// Feeds what is gathered, and makes the move if no event came after its time.
+    async fn finish(
+        mut self,
+    ) -> Result<Option<(crate::store::Migration, Vec<crate::store::MigrationOutcome>)>, BacktestError>
+    {
+        feed_group(self.engine, &mut self.group, self.group_at, self.progress).await?;
+        if let Some(m) = self.pending_move {
+            self.move_to_candidate(m).await?;
+        }
+        Ok(self.migration)
+    }
 }
 
 /// The most events fed to the engine at once (each customer's still in order).
@@ -605,17 +501,20 @@ async fn feed_group(
     Ok(())
 }
 
-/// Every customer of the sample with an enrollment in the journey, live or replayed, compared.
+/// Every customer of the replay with an enrollment in the journey, live (`ran`: those of the
+/// replay's customers) or replayed, compared.
 fn check_fidelity(
     live: &Host,
     scratch: &crate::store::Store,
     plan: &Plan,
+    ran: Vec<Enrollment>,
 ) -> Result<waymark_api::backtests::Fidelity, StoreError> {
     use super::fidelity::{compare, Records, MAX_DIVERGENCES_LISTED};
     use std::collections::BTreeMap;
     let mut sides: BTreeMap<String, (Records, Records)> = BTreeMap::new();
-    for (store, live_side) in [(&live.store, true), (scratch, false)] {
-        for e in store.journey_enrollments(&plan.tenant, &plan.journey)? {
+    let replayed = scratch.journey_enrollments(&plan.tenant, &plan.journey)?;
+    for (enrollments, live_side) in [(ran, true), (replayed, false)] {
+        for e in enrollments {
             if !plan.sample.takes(&e.customer) {
                 continue;
             }
@@ -680,71 +579,4 @@ fn sent(m: SentRecord) -> (String, SentMessage) {
         id: m.id,
     };
     (m.customer, sent)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Event;
-    use serde_json::json;
-
-    fn event(name: &str, properties: serde_json::Value) -> Event {
-        Event {
-            id: "e1".into(),
-            customer: "known".into(),
-            name: name.into(),
-            properties: serde_json::from_value(properties).unwrap(),
-            timestamp: 0,
-        }
-    }
-
-    #[test]
-    fn merges_and_accounts_tie_customers_together_and_nothing_else_does() {
-        let crossing = [
-            event("identify", json!({"anonymous_id": "anon-1"})),
-            event("alias", json!({"previous_id": "anon-1"})),
-            event("group", json!({"group_id": "acme"})),
-        ];
-        for e in &crossing {
-            assert!(crosses_customers(e), "{e:?}");
-        }
-        let own = [
-            event("identify", json!({"traits": {"plan": "pro"}})),
-            // Naming the customer's own id merges nothing.
-            event("identify", json!({"anonymous_id": "known"})),
-            event("renewed", json!({})),
-        ];
-        for e in &own {
-            assert!(!crosses_customers(e), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn every_customer_of_a_sample_is_in_exactly_one_part() {
-        let sample = Sample {
-            per_million: Some(500_000),
-            ..Sample::default()
-        };
-        let parts: Vec<Sample> = (0..3)
-            .map(|index| Sample {
-                part: Some(Part { index, of: 3 }),
-                ..sample.clone()
-            })
-            .collect();
-        let mut sizes = [0; 3];
-        for c in 0..3_000 {
-            let customer = format!("c{c}");
-            let takers: Vec<usize> = (0..3).filter(|i| parts[*i].takes(&customer)).collect();
-            if sample.takes(&customer) {
-                assert_eq!(takers.len(), 1, "{customer}");
-                sizes[takers[0]] += 1;
-            } else {
-                assert!(takers.is_empty(), "{customer}");
-            }
-        }
-        // Each part about a third of the sample's half.
-        for size in sizes {
-            assert!((350..650).contains(&size), "{sizes:?}");
-        }
-    }
 }

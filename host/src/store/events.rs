@@ -115,6 +115,45 @@ impl Logged<'_> {
     }
 }
 
+/// Logged events kept undecoded, in the order they were [`KeptHistory::keep`]t, their bytes
+/// copied end to end into one buffer: a backtest reads the history once and hands each part
+/// of its replay the events it takes, decoded by the part.
+#[derive(Debug, Default)]
+pub struct KeptHistory {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl KeptHistory {
+    pub fn keep(&mut self, logged: &Logged<'_>) {
+        self.bytes.extend_from_slice(logged.bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// How much memory it takes, about.
+    pub fn size(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * std::mem::size_of::<usize>()
+    }
+
+    /// The `i`th event kept, decoded.
+    ///
+    /// # Panics
+    /// If it holds no more than `i` events.
+    pub fn get(&self, i: usize) -> Result<LoggedEvent, StoreError> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        dec(&self.bytes[start..self.ends[i]])
+    }
+}
+
 impl LoggedEvent {
     fn new(event: &Event, at: Millis) -> LoggedEvent {
         LoggedEvent {
@@ -844,6 +883,39 @@ mod tests {
                 ("cy", "seen", 42)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn events_kept_from_a_history_page_decode_as_the_page_reads_them() {
+        let (_dir, store) = temp_store();
+        let events: Vec<Event> = (0..5)
+            .map(|i| Event {
+                properties: serde_json::json!({"n": i, "pad": "x".repeat(i * 10)})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                ..event(&format!("e{i}"))
+            })
+            .collect();
+        store.ingest("t", &events, 42, None).await.unwrap();
+        let mut kept = KeptHistory::default();
+        let (_, odd) = store
+            .history_page("t", None, 10, |logged| {
+                let whole = logged.whole()?;
+                Ok((whole.properties["n"].as_u64() == Some(1)
+                    || whole.properties["n"].as_u64() == Some(3))
+                .then(|| {
+                    kept.keep(logged);
+                    whole
+                }))
+            })
+            .unwrap();
+        assert_eq!((kept.len(), odd.len()), (2, 2));
+        assert!(kept.size() >= 2 * 8);
+        for (i, (_, whole)) in odd.iter().enumerate() {
+            assert_eq!(&kept.get(i).unwrap(), whole);
+        }
+        assert!(!kept.is_empty() && KeptHistory::default().is_empty());
     }
 
     #[tokio::test]

@@ -98,6 +98,7 @@ pub use audience::AudienceWrite; // Audience triggers (issue 12)
 pub use channels::{ChannelAdapter, ChannelRecord};
 pub use events::Extras; // Identity merge and accounts (issue 12)
 pub use events::Ingested;
+pub use events::KeptHistory; // Issue 13: a backtest's history, read once
 pub use identity::MergeCommit; // Identity merge (issue 12)
 pub use journeys::{JourneyVersion, LiveJourney};
 pub use keys::shard_of;
