@@ -45,9 +45,10 @@ pub struct HostConfig {
     /// unsubscribe links are made.
     pub public_url: Option<String>,
     // Backtests (issue 13)
-    /// How much memory one backtest's scratch store may take, in bytes
-    /// (`--backtest-memory-mib`): a replay that would hold more fails, saying so, rather than
-    /// run the server out of memory. `None`: no limit.
+    /// How much memory one backtest's scratch stores may take together, in bytes, with the
+    /// recorded events it reads once for them (a quarter at most; `--backtest-memory-mib`): a
+    /// replay that would hold more fails, saying so, rather than run the server out of memory.
+    /// `None`: no limit.
     pub backtest_memory: Option<u64>,
     /// How many parts of one replay of a backtest run at once when its customers' replays
     /// are independent (`--backtest-parts`): each part runs on its own scratch store. `None`:

@@ -179,8 +179,9 @@ struct ServeArgs {
     /// ingest (0: for ever); a tenant's limits may override it.
     #[arg(long, env = "WAYMARK_HISTORY_RETENTION_HOURS", default_value_t = 90 * 24)]
     history_retention_hours: u64,
-    /// How much memory one backtest's scratch store may take, in MiB (0: no limit): a replay
-    /// that would hold more fails with an error saying to narrow it to a customer sample.
+    /// How much memory one backtest's scratch stores may take together, in MiB (0: no
+    /// limit), with the recorded events it reads once (a quarter at most): a replay that
+    /// would hold more fails with an error saying to narrow it to a customer sample.
     #[arg(long, env = "WAYMARK_BACKTEST_MEMORY_MIB", default_value_t = 4096)]
     backtest_memory_mib: u64,
     /// How many parts of a backtest's replay run at once, on several cores, when its

@@ -94,12 +94,12 @@ async fn replaying_a_month_of_three_journeys_across_a_crash_reproduces_every_cus
         );
         let result = done.result.expect("a done backtest has its result");
         // Nothing in this history ties customers together: the replay ran in parts, one per
-        // core at once (at most 8), a part for each 16,384 events (`--backtest-part-events`)
+        // core at once (at most 8), a part for each 2,048 events (`--backtest-part-events`)
         // or more, each checked customer by customer below.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
         let at_once = cores.min(8);
         let expected = if at_once > 1 {
-            done.total.div_ceil(16_384).max(at_once)
+            done.total.div_ceil(2_048).max(at_once)
         } else {
             1
         };

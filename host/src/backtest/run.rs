@@ -413,7 +413,10 @@ pub(super) async fn replay(
         .into_iter()
         .map(sent)
         .collect();
-    sends.sort_by(|a, b| (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id)));
+    // A message's id is its own: the order is total, so unstable is the same order.
+    sends.sort_unstable_by(|a, b| {
+        (&a.0, a.1.decided_at, &a.1.id).cmp(&(&b.0, b.1.decided_at, &b.1.id))
+    });
     let fidelity = match check {
         Some(ran) => Some(check_fidelity(live, scratch, plan, ran)?),
         None => None,
