@@ -16,7 +16,6 @@ use crate::engine::delivery::{attempt, AttemptResult};
 use crate::host::{Host, HostConfig};
 use crate::model::Millis;
 use crate::registry::Registry;
-use crate::sandbox::Sandbox;
 use crate::store::outbox::AttemptRecord;
 use crate::store::{Migration, MigrationOutcome, Pending, QueuedTrigger, Store, StoreError};
 use std::collections::BTreeSet;
@@ -66,7 +65,7 @@ impl IsolatedEngine {
         let scratch = Store::open_scratch()?;
         live.copy_setup_into(&scratch, tenant)?;
         let registry = compiled.sharing_compiled(scratch.clone());
-        Ok(IsolatedEngine::with_registry(
+        Ok(IsolatedEngine::over(
             scratch, registry, config, tenant, start, moves, stop,
         ))
     }
@@ -77,21 +76,9 @@ impl IsolatedEngine {
         Store::open_scratch()
     }
 
-    /// An engine over `scratch`, which already holds the tenant's setup.
+    /// An engine over `scratch`, which already holds the tenant's setup, its components
+    /// loaded by `registry` (over `scratch` too).
     pub fn over(
-        scratch: Store,
-        sandbox: Sandbox,
-        config: &HostConfig,
-        tenant: &str,
-        start: Millis,
-        moves: ClockMoves,
-        stop: CancellationToken,
-    ) -> IsolatedEngine {
-        let registry = Registry::new(sandbox, scratch.clone());
-        IsolatedEngine::with_registry(scratch, registry, config, tenant, start, moves, stop)
-    }
-
-    fn with_registry(
         scratch: Store,
         registry: Registry,
         config: &HostConfig,

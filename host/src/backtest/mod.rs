@@ -7,7 +7,7 @@
 //!   a manual clock, deliveries taken as delivered; nothing leaves it.
 //! - `run` — one replay (which events, which version), and a whole backtest: both replays and
 //!   their reports, with progress and cancellation.
-//! - `parts` — the history read once, and a replay of the live version alone split into parts
+//! - `parts` — the history read once, and each replay split into parts
 //!   of its customers, a few at a time, each on a scratch store of its own, then combined.
 //! - `diff` — pure: the two replays compared (milestones, exits, sends, paths, per customer).
 //! - `fidelity` — pure: the live version's replay checked against what ran live.

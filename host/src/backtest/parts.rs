@@ -2,15 +2,15 @@
 //! that each replay on an engine and scratch store of their own, a few at a time, their
 //! results combined into what one replay of them all gives.
 //!
-//! - [`survey`] reads the log once, as far as each event's head: how many events a backtest
+//! - `survey` reads the log once, as far as each event's head: how many events a backtest
 //!   takes, whether one ties customers together, and the events themselves, kept undecoded
-//!   ([`KeptHistory`]) unless they would take more than a share of a backtest's memory.
-//! - [`Split`] says into how many parts, and how many at once: one per core at once, and as
+//!   (`KeptHistory`) unless they would take more than a share of a backtest's memory.
+//! - `Split` says into how many parts, and how many at once: one per core at once, and as
 //!   many as it takes for each to hold about [`PART_EVENTS`] events. A part's scratch trees
 //!   then stay small enough for the caches, which is where a replay's time went
 //!   (docs/BENCHMARKS.md, "Small parts").
-//! - [`replay_in_parts`] runs them, each task taking the next part when it is done, and
-//!   [`combine`] adds their results up.
+//! - `replay_in_parts` runs them, each task taking the next part when it is done, and
+//!   `combine` adds their results up.
 
 use super::candidate::Candidate;
 use super::run::{

@@ -1,7 +1,7 @@
 //! One backtest: the candidate replayed over the chosen recorded events, then the live version
 //! over the same events, each in its own [`IsolatedEngine`], and their reports and sends read
-//! from the engines' scratch stores. A replay of the live version alone runs in parts
-//! ([`super::parts`]).
+//! from the engines' scratch stores. Each replay runs in parts of its customers when their
+//! replays are independent ([`super::parts`]).
 
 use super::candidate::Candidate;
 use super::engine::{ClockMoves, IsolatedEngine};
@@ -51,7 +51,7 @@ pub enum BacktestError {
 }
 
 /// Fails a replay whose scratch store holds more than its `share` of the memory the host
-/// allows a backtest ([`Budget`]).
+/// allows a backtest ([`super::parts::share_of_memory`]).
 fn within_memory(
     engine: &IsolatedEngine,
     config: &HostConfig,
@@ -72,7 +72,7 @@ pub struct Sample {
     pub customers: Option<HashSet<String>>,
     /// A deterministic share of all customers, in millionths.
     pub per_million: Option<u64>,
-    /// Of those, one part of a replay split over the cores ([`parts_for`]); set by the
+    /// Of those, one part of a replay split over the cores (`parts::Split`); set by the
     /// backtest itself, never asked for.
     pub part: Option<Part>,
 }

@@ -85,9 +85,10 @@ pub async fn simulate(
             start,
         )
         .await?;
+    let registry = crate::registry::Registry::new(sandbox, scratch.clone());
     let engine = IsolatedEngine::over(
         scratch,
-        sandbox,
+        registry,
         &HostConfig::default(),
         TENANT,
         start,
