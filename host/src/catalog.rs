@@ -12,14 +12,16 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 /// By tenant, journey and version number: looked up by reference at each level, so a lookup
-/// (one per trigger) copies no names.
-type Versions = HashMap<String, HashMap<String, HashMap<u32, Arc<JourneyVersion>>>>;
+/// (one per trigger) copies no names; hashed with foldhash (hashbrown's own, seeded per map):
+/// the keys are a few names uploads made, not per-request input.
+type Versions = Map<String, Map<String, Map<u32, Arc<JourneyVersion>>>>;
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The cache of journey versions and each tenant's live journeys.
 #[derive(Default)]
 pub struct Catalog {
     versions: RwLock<Versions>,
-    live: RwLock<HashMap<String, Arc<[LiveJourney]>>>,
+    live: RwLock<Map<String, Arc<[LiveJourney]>>>,
     /// Bumped by every [`Catalog::forget_live`]: a list read from the store while an upload
     /// forgot the cached one may be stale, and is then not cached.
     forgotten: std::sync::atomic::AtomicU64,

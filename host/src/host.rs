@@ -14,7 +14,7 @@ use crate::model::{Limits, Millis, SendingPolicy};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::template::{Compiled, TemplateCache, TemplateError};
-use crate::tenants::Tenants;
+use crate::tenants::{TenantSettings, Tenants};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -201,7 +201,12 @@ impl Host {
 
     /// The tenant's sending policy.
     pub fn tenant_policy(&self, tenant: &str) -> Result<SendingPolicy, StoreError> {
-        Ok(self.tenants.settings(&self.store, tenant)?.policy)
+        Ok(self.tenants.settings(&self.store, tenant)?.policy.clone())
+    }
+
+    /// The tenant's limits and sending policy together, shared (a trigger reads both).
+    pub fn tenant_settings(&self, tenant: &str) -> Result<Arc<TenantSettings>, StoreError> {
+        self.tenants.settings(&self.store, tenant)
     }
 
     // Templates (issue 11)

@@ -26,8 +26,9 @@ pub struct Registry {
     sandbox: Sandbox,
     store: Store,
     journeys: Arc<Mutex<HashMap<String, JourneyComponent>>>,
-    /// `tenant␟digest` → the journey with that tenant's own warm instances.
-    tenant_journeys: Arc<Mutex<HashMap<String, JourneyComponent>>>,
+    /// Tenant → digest → the journey with that tenant's own warm instances: looked up by
+    /// reference at each level, since every decision looks one up.
+    tenant_journeys: Arc<Mutex<HashMap<String, HashMap<String, JourneyComponent>>>>,
     channels: Arc<Mutex<HashMap<String, ChannelComponent>>>,
     /// `tenant␟channel␟digest` → the adapter with that registration's own warm instances.
     registered_channels: Arc<Mutex<HashMap<String, ChannelComponent>>>,
@@ -129,9 +130,12 @@ impl Registry {
         tenant: &str,
         digest: &str,
     ) -> Result<JourneyComponent, RegistryError> {
-        let tenant_key = format!("{tenant}\u{1f}{digest}");
-        if let Some(c) = lock(&self.tenant_journeys).get(&tenant_key) {
-            return Ok(c.clone());
+        let own = lock(&self.tenant_journeys)
+            .get(tenant)
+            .and_then(|journeys| journeys.get(digest))
+            .cloned();
+        if let Some(c) = own {
+            return Ok(c);
         }
         let shared = lock(&self.journeys).get(digest).cloned();
         let compiled = match shared {
@@ -143,7 +147,9 @@ impl Registry {
             }
         };
         let own = lock(&self.tenant_journeys)
-            .entry(tenant_key)
+            .entry(tenant.to_string())
+            .or_default()
+            .entry(digest.to_string())
             .or_insert_with(|| compiled.with_own_instances())
             .clone();
         Ok(own)

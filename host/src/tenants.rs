@@ -5,7 +5,7 @@
 use crate::model::{Limits, SendingPolicy};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What the host keeps of a tenant's record.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,7 +17,7 @@ pub struct TenantSettings {
 /// The cache of every tenant's settings.
 pub struct Tenants {
     defaults: Limits,
-    cache: Mutex<HashMap<String, TenantSettings>>,
+    cache: Mutex<HashMap<String, Arc<TenantSettings>>>,
 }
 
 impl Tenants {
@@ -30,16 +30,16 @@ impl Tenants {
     }
 
     /// `tenant`'s settings, from the cache or the store. An unknown tenant gets the defaults.
-    pub fn settings(&self, store: &Store, tenant: &str) -> Result<TenantSettings, StoreError> {
+    pub fn settings(&self, store: &Store, tenant: &str) -> Result<Arc<TenantSettings>, StoreError> {
         if let Some(settings) = self.cache().get(tenant) {
             return Ok(settings.clone());
         }
         let record = store.tenant(tenant)?;
         let overrides = record.as_ref().map(|t| t.limits).unwrap_or_default();
-        let settings = TenantSettings {
+        let settings = Arc::new(TenantSettings {
             limits: self.defaults.with(&overrides),
             policy: record.map(|t| t.policy).unwrap_or_default(),
-        };
+        });
         self.cache().insert(tenant.to_string(), settings.clone());
         Ok(settings)
     }
@@ -54,7 +54,7 @@ impl Tenants {
         self.cache().clear();
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<String, TenantSettings>> {
+    fn cache(&self) -> MutexGuard<'_, HashMap<String, Arc<TenantSettings>>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

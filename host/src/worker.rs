@@ -454,7 +454,9 @@ impl<'h> Shell<'h> {
         now: Millis,
     ) -> Result<Option<Millis>, StoreError> {
         let store = &self.host.store;
-        let Some(enrollment) = store.enrollment(&self.tenant, customer_id, journey, run)? else {
+        let Some(enrollment) =
+            store.enrollment_to_update(&self.tenant, customer_id, journey, run)?
+        else {
             return Ok(None);
         };
         let customer = accounts::subject_customer(store, &self.tenant, customer_id)?
@@ -529,27 +531,39 @@ impl<'h> Shell<'h> {
             customer = %customer.id,
             trigger = trigger_kind,
         );
-        let answer = self.ask(&version, &ask).instrument(span.clone()).await;
-        let policy = self
-            .host
-            .tenant_policy(&self.tenant)
-            .unwrap_or_else(|error| {
+        // Read once for the trigger: its limits (the sandbox's, the loop budgets) and policy.
+        let settings = self.host.tenant_settings(&self.tenant);
+        let answer = match &settings {
+            Ok(settings) => {
+                let limits = &settings.limits;
+                self.ask(&version, &ask, limits)
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(error) => Err(DecideError::Internal(error.to_string())),
+        };
+        let default_policy = SendingPolicy::default();
+        let policy = match &settings {
+            Ok(settings) => &settings.policy,
+            Err(error) => {
                 // The policy could not be read: send now rather than lose the decision.
                 warn!(tenant = %self.tenant, %error, "sending policy unavailable; not deferring");
-                SendingPolicy::default()
-            });
-        let history = if engine::needs_history(&policy, &answer) {
+                &default_policy
+            }
+        };
+        let history = if engine::needs_history(policy, &answer) {
             self.host.store.messages(&self.tenant, &customer.id)?
         } else {
             Vec::new()
         };
         let enrollment_id = ask.context.enrollment.id.clone();
         let outbox_before = commit.outbox.len();
-        let failure = engine::settle(commit, ask, &version.spec, answer, &policy, &history, wall);
+        let failure = engine::settle(commit, ask, &version.spec, answer, policy, &history, wall);
         // Loop budgets: count this trigger and its sends on the enrollment just written.
         let sends = (commit.outbox.len() - outbox_before) as u64;
-        match self.host.tenant_limits(&self.tenant) {
-            Ok(limits) => {
+        match &settings {
+            Ok(settings) => {
+                let limits = &settings.limits;
                 if let Some(written) = commit
                     .enrollments
                     .iter_mut()
@@ -557,7 +571,7 @@ impl<'h> Shell<'h> {
                     .find(|e| e.id == enrollment_id)
                 {
                     let was_paused = written.paused.is_some();
-                    engine::loops::charge(written, &limits, sends, now);
+                    engine::loops::charge(written, limits, sends, now);
                     {
                         let mut tenants = self
                             .host
@@ -565,7 +579,7 @@ impl<'h> Shell<'h> {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner());
                         let window = tenants.entry(self.tenant.clone()).or_default();
-                        engine::loops::charge_tenant(window, written, &limits, sends, now);
+                        engine::loops::charge_tenant(window, written, limits, sends, now);
                     }
                     if let (false, Some(pause)) = (was_paused, &written.paused) {
                         warn!(
@@ -617,6 +631,7 @@ impl<'h> Shell<'h> {
         &self,
         version: &JourneyVersion,
         ask: &engine::Ask,
+        limits: &crate::model::Limits,
     ) -> Result<Vec<crate::model::Command>, DecideError> {
         let host = self.host;
         let component = host
@@ -645,9 +660,6 @@ impl<'h> Shell<'h> {
         } else {
             crate::model::StatsSnapshot::default()
         };
-        let limits = host
-            .tenant_limits(&self.tenant)
-            .map_err(|e| DecideError::Internal(e.to_string()))?;
         // Account journeys (issue 12): an account is shown by its own id, not its subject key.
         let shown;
         let context = match engine::accounts::as_seen(&ask.context.customer) {
@@ -661,7 +673,7 @@ impl<'h> Shell<'h> {
             }
         };
         component
-            .decide(context, stats, &limits)
+            .decide(context, stats, limits)
             .await
             .map_err(|f| DecideError::Guest {
                 reason: f.reason,

@@ -169,7 +169,12 @@ pub fn settle(
         });
     match checked {
         Ok(commands) => {
-            let prefix = key_prefix(&commit.tenant, &enrollment, &trigger_id);
+            // Only sends take ids from it: a decision that sends nothing skips the digest.
+            let sends = commands.iter().any(|c| matches!(c, Command::Send(_)));
+            let prefix = match sends {
+                true => key_prefix(&commit.tenant, &enrollment, &trigger_id),
+                false => String::new(),
+            };
             let mut applied = apply_checked(enrollment, spec, commands, &prefix, now);
             suppress(&mut applied, &customer);
             hold_sends(&mut applied, commit, &customer, policy, history, now);

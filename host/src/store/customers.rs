@@ -2,7 +2,7 @@
 //! [`commit_trigger`](super::Store::commit_trigger), with the trigger that changed them.
 
 use super::keys::key;
-use super::{dec, Store, StoreError};
+use super::{Store, StoreError};
 use crate::model::Customer;
 
 /// A customer's key.
@@ -13,10 +13,8 @@ pub(super) fn customer_key(tenant: &str, id: &str) -> Vec<u8> {
 impl Store {
     /// One customer's profile; `None` before their first trigger was processed.
     pub fn customer(&self, tenant: &str, id: &str) -> Result<Option<Customer>, StoreError> {
-        self.customers
-            .get(customer_key(tenant, id))?
-            .map(|v| dec(&v))
-            .transpose()
+        let read = self.customers.get_memo(customer_key(tenant, id), false)?;
+        read.map(super::dec_memo).transpose()
     }
 }
 

@@ -35,7 +35,22 @@ impl Store {
         run: u32,
     ) -> Result<Option<Enrollment>, StoreError> {
         let k = enrollment_key(tenant, customer, journey, run);
-        self.enrollments.get(k)?.map(|v| dec(&v)).transpose()
+        let read = self.enrollments.get_memo(k, false)?;
+        read.map(super::dec_memo).transpose()
+    }
+
+    /// [`Store::enrollment`], for a trigger that is about to write it again: a scratch store
+    /// hands over the enrollment its last commit kept decoded, rather than a copy (issue 13).
+    pub fn enrollment_to_update(
+        &self,
+        tenant: &str,
+        customer: &str,
+        journey: &str,
+        run: u32,
+    ) -> Result<Option<Enrollment>, StoreError> {
+        let k = enrollment_key(tenant, customer, journey, run);
+        let read = self.enrollments.get_memo(k, true)?;
+        read.map(super::dec_memo).transpose()
     }
 
     /// Applies `change` to one stored enrollment atomically (compare-and-swap on its bytes,
@@ -158,6 +173,35 @@ mod tests {
             ["welcome/alice/1", "welcome/alice/2", "welcome/bob/1"]
         );
         assert!(store.enrollments("u", "alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_scratch_store_hands_back_what_it_committed_whether_kept_decoded_or_not() {
+        let store = Store::open_scratch().unwrap();
+        let mut e = fixtures::enrollment("ada", "welcome", 1);
+        e.state = b"state".to_vec();
+        let mut commit = fixtures::commit(&store, "t", "ada");
+        commit.customer = Some(crate::model::Customer {
+            id: "ada".into(),
+            attributes: [("plan".to_string(), serde_json::json!("pro"))]
+                .into_iter()
+                .collect(),
+        });
+        commit.enrollments.push(e.clone());
+        store.commit_trigger(&commit).unwrap();
+        let read = || store.enrollment("t", "ada", "welcome", 1).unwrap();
+        // Kept decoded: shared by a read, handed over to an update, then decoded from bytes.
+        assert_eq!(read().as_ref(), Some(&e));
+        let update = || {
+            store
+                .enrollment_to_update("t", "ada", "welcome", 1)
+                .unwrap()
+        };
+        assert_eq!(update().as_ref(), Some(&e));
+        assert_eq!(update().as_ref(), Some(&e));
+        assert_eq!(read().as_ref(), Some(&e));
+        assert_eq!(store.customer("t", "ada").unwrap(), commit.customer);
+        assert_eq!(store.customer("t", "ada").unwrap(), commit.customer);
     }
 
     #[test]

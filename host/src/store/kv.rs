@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 type Result<T> = sled::Result<T>;
 
 mod map;
-use map::Map;
+pub use map::Memo;
+use map::{Map, Slot};
 
 /// A database: sled's, or one in memory; either may be logged.
 #[derive(Clone)]
@@ -81,9 +82,21 @@ struct Shared {
 /// process's resident memory in docs/BENCHMARKS.md).
 const ENTRY_OVERHEAD: i64 = 64;
 
-/// What an entry's key and value take in [`Shared::bytes`].
-fn entry_size(key: &[u8], value: &[u8]) -> i64 {
-    (key.len() + value.len()) as i64 + ENTRY_OVERHEAD
+/// What an entry's key and value take in [`Shared::bytes`], by their lengths.
+fn entry_size(key: usize, value: usize) -> i64 {
+    (key + value) as i64 + ENTRY_OVERHEAD
+}
+
+/// What a memo ([`Memo`]) is counted as in [`Shared::bytes`], in times its value's encoded
+/// size: a decoded record's strings, vectors and maps, with their headers, take about twice
+/// what MessagePack does.
+const MEMO_FACTOR: i64 = 2;
+
+/// What an entry whose key is `key_len` bytes long takes in [`Shared::bytes`], its memo
+/// included.
+fn slot_size(key_len: usize, slot: &Slot) -> i64 {
+    let memo = slot.memo.is_some() as i64 * MEMO_FACTOR * slot.bytes.len() as i64;
+    entry_size(key_len, slot.bytes.len()) + memo
 }
 
 /// One in-memory tree.
@@ -118,16 +131,23 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// Writes `value` at `key` in `map` (removes it for `None`), counting the change in
 /// `shared`; what the key held.
 fn write_entry(map: &mut Map, shared: &Shared, key: IVec, value: Option<IVec>) -> Option<IVec> {
-    let old = map.put(key.clone(), value.clone());
-    shared.account(&key, old.as_ref(), value.as_ref());
+    let value = value.map(Slot::plain);
+    write_slot(map, shared, key, value).map(|old| old.bytes)
+}
+
+/// Writes `value` (its bytes and its memo) at `key` in `map` (removes it for `None`),
+/// counting the change in `shared`; what the key held.
+fn write_slot(map: &mut Map, shared: &Shared, key: IVec, value: Option<Slot>) -> Option<Slot> {
+    let size = |slot: Option<&Slot>| slot.map_or(0, |s| slot_size(key.len(), s));
+    let new = size(value.as_ref());
+    let (key_len, old) = (key.len(), map.put(key, value));
+    shared.account(new - old.as_ref().map_or(0, |o| slot_size(key_len, o)));
     old
 }
 
 impl Shared {
-    /// Counts a write that replaced `old` with `new` at `key`.
-    fn account(&self, key: &[u8], old: Option<&IVec>, new: Option<&IVec>) {
-        let size = |v: Option<&IVec>| v.map_or(0, |v| entry_size(key, v));
-        let change = size(new) - size(old);
+    /// Counts a write that changed what the database holds by `change` bytes.
+    fn account(&self, change: i64) {
         if change != 0 {
             self.bytes.fetch_add(change, Ordering::Relaxed);
         }
@@ -260,7 +280,7 @@ impl Db {
                         let _commit = db.shared.reading();
                         let mut map = write(&tree.map);
                         for (k, v) in map.take() {
-                            db.shared.account(&k, Some(&v), None);
+                            db.shared.account(-slot_size(k.len(), &v));
                         }
                         true
                     }
@@ -402,6 +422,20 @@ impl MemTree {
         write_entry(&mut write(&self.map), &self.shared, key, value)
     }
 
+    fn get_memo(&self, key: &[u8], take: bool) -> Option<(IVec, Option<Memo>)> {
+        let _commit = self.shared.reading();
+        if !take {
+            let map = read(&self.map);
+            let slot = map.slot(key)?;
+            return Some((slot.bytes.clone(), slot.memo.clone()));
+        }
+        let (bytes, memo) = write(&self.map).take_memo(key)?;
+        if memo.is_some() {
+            self.shared.account(-MEMO_FACTOR * bytes.len() as i64);
+        }
+        Some((bytes, memo))
+    }
+
     fn iter(self: &Arc<Self>, lo: Bound<IVec>, hi: Bound<IVec>) -> Iter {
         Iter::Mem(MemIter {
             tree: self.clone(),
@@ -443,6 +477,20 @@ impl Tree {
             Tree::Logged(t, ..) => t.get(key),
             Tree::Sled(t) => t.get(key),
             Tree::Mem(t) => Ok(t.get(key.as_ref())),
+        }
+    }
+
+    /// What `key` holds and, in memory, the record it was encoded from if its writer kept one
+    /// ([`TransactionalTree::put_memo`]): taken out of the tree with `take` (for a reader
+    /// about to write the key again: nothing is copied), shared otherwise.
+    pub fn get_memo<K: AsRef<[u8]>>(
+        &self,
+        key: K,
+        take: bool,
+    ) -> Result<Option<(IVec, Option<Memo>)>> {
+        match self {
+            Tree::Mem(t) => Ok(t.get_memo(key.as_ref(), take)),
+            other => Ok(other.get(key)?.map(|v| (v, None))),
         }
     }
 
@@ -622,7 +670,7 @@ impl Tree {
                 let _commit = t.shared.reading();
                 let mut map = write(&t.map);
                 for (k, v) in map.take() {
-                    t.shared.account(&k, Some(&v), None);
+                    t.shared.account(-slot_size(k.len(), &v));
                 }
                 Ok(())
             }
@@ -772,7 +820,7 @@ pub struct MemTransaction {
 /// What a memory transaction's writes replaced, shared by its trees: the tree's place in the
 /// transaction's tuple, the key, the value it held. Put back in reverse order when the closure
 /// fails; dropped when it succeeds.
-type Undo = Rc<RefCell<Vec<(usize, IVec, Option<IVec>)>>>;
+type Undo = Rc<RefCell<Vec<(usize, IVec, Option<Slot>)>>>;
 
 thread_local! {
     /// The undo log of the memory transactions running on this thread, one after the other
@@ -793,15 +841,12 @@ impl MemTransaction {
     }
 
     /// Writes `value` at `key` (removes it for `None`) at once; what it held.
-    fn set(&self, key: IVec, value: Option<IVec>) -> Option<IVec> {
-        let old = write_entry(
-            &mut write(&self.tree.map),
-            &self.tree.shared,
-            key.clone(),
-            value,
-        );
-        self.undo.borrow_mut().push((self.place, key, old.clone()));
-        old
+    fn set(&self, key: IVec, value: Option<Slot>) -> Option<IVec> {
+        let map = &mut write(&self.tree.map);
+        let old = write_slot(map, &self.tree.shared, key.clone(), value);
+        let bytes = old.as_ref().map(|o| o.bytes.clone());
+        self.undo.borrow_mut().push((self.place, key, old));
+        bytes
     }
 }
 
@@ -811,7 +856,7 @@ fn undo(undo: &Undo, from: usize, trees: &[&Arc<MemTree>]) {
     let written = undo.borrow_mut().split_off(from);
     for (place, key, old) in written.into_iter().rev() {
         let tree = trees[place];
-        write_entry(&mut write(&tree.map), &tree.shared, key, old);
+        write_slot(&mut write(&tree.map), &tree.shared, key, old);
     }
 }
 
@@ -829,7 +874,7 @@ impl TransactionalTree {
                 Ok(old)
             }
             TransactionalTree::Sled(t) => t.insert(key, value),
-            TransactionalTree::Mem(t) => Ok(t.set(key.into(), Some(value.into()))),
+            TransactionalTree::Mem(t) => Ok(t.set(key.into(), Some(Slot::plain(value.into())))),
         }
     }
 
@@ -871,9 +916,32 @@ impl TransactionalTree {
                 Ok(())
             }
             TransactionalTree::Mem(t) => {
-                t.set(key.into(), Some(value.into()));
+                t.set(key.into(), Some(Slot::plain(value.into())));
                 Ok(())
             }
+        }
+    }
+
+    /// [`put`](Self::put), keeping `memo` (the record `value` was encoded from) beside it in
+    /// memory ([`Tree::get_memo`]); sled keeps the bytes alone.
+    pub fn put_memo<K, V>(&self, key: K, value: V, memo: Memo) -> TxResult<()>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Mem(t) => {
+                let bytes = value.into();
+                t.set(
+                    key.into(),
+                    Some(Slot {
+                        bytes,
+                        memo: Some(memo),
+                    }),
+                );
+                Ok(())
+            }
+            other => other.put(key, value),
         }
     }
 
@@ -1193,7 +1261,7 @@ mod tests {
                 let held: i64 = pairs(ma.iter())
                     .into_iter()
                     .chain(pairs(mb.iter()))
-                    .map(|(k, v)| entry_size(&k, &v))
+                    .map(|(k, v)| entry_size(k.len(), v.len()))
                     .sum();
                 prop_assert_eq!(mem_db.memory_used(), Some(held as u64));
             }
@@ -1409,6 +1477,59 @@ mod tests {
         assert_eq!(a.get("k").unwrap().as_deref(), Some(&b"before"[..]));
         assert_eq!(b.get("k").unwrap().as_deref(), Some(&b"kept"[..]));
         UNDO_LOG.with(|log| assert!(log.borrow().is_empty()));
+    }
+
+    #[test]
+    fn a_memo_is_handed_out_with_its_bytes_until_the_key_is_written_again() {
+        let (mem, sled_db) = (Db::memory(), sled::Config::new().temporary(true).open());
+        let sled_tree = Db::Sled(sled_db.unwrap()).open_tree("t").unwrap();
+        let tree = mem.open_tree("t").unwrap();
+        let memo = |s: &str| -> Memo { Arc::new(s.to_string()) };
+        let put = |tree: &Tree, v: &str| {
+            let r: TransactionResult<(), ()> = (tree,).transaction(|(t,)| {
+                t.put_memo(&b"k"[..], v.as_bytes(), memo(v))?;
+                Ok(())
+            });
+            r.unwrap();
+        };
+        let held = |m: Option<Memo>| m.map(|m| m.downcast::<String>().unwrap().to_string());
+        put(&tree, "one");
+        // Counted with the memo, and the memo shared by a plain read.
+        assert_eq!(mem.memory_used(), Some((1 + 3 + 3 * 2 + 64) as u64));
+        let (bytes, kept) = tree.get_memo("k", false).unwrap().unwrap();
+        assert_eq!(
+            (&bytes[..], held(kept).as_deref()),
+            (&b"one"[..], Some("one"))
+        );
+        // Taken, it is gone from the tree (and its count); the bytes stay.
+        let (_, taken) = tree.get_memo("k", true).unwrap().unwrap();
+        assert_eq!(held(taken).as_deref(), Some("one"));
+        assert_eq!(mem.memory_used(), Some((1 + 3 + 64) as u64));
+        let (bytes, none) = tree.get_memo("k", true).unwrap().unwrap();
+        assert_eq!((&bytes[..], none.is_none()), (&b"one"[..], true));
+        // A write without a memo leaves none behind from the write before it.
+        put(&tree, "two");
+        tree.insert("k", "three").unwrap();
+        let (bytes, none) = tree.get_memo("k", false).unwrap().unwrap();
+        assert_eq!((&bytes[..], none.is_none()), (&b"three"[..], true));
+        // An undone write puts the memo it replaced back with its bytes.
+        put(&tree, "four");
+        let r: TransactionResult<(), ()> = (&tree,).transaction(|(t,)| {
+            t.insert(&b"k"[..], &b"five"[..])?;
+            Err(ConflictableTransactionError::Abort(()))
+        });
+        assert!(r.is_err());
+        let (bytes, kept) = tree.get_memo("k", false).unwrap().unwrap();
+        assert_eq!(
+            (&bytes[..], held(kept).as_deref()),
+            (&b"four"[..], Some("four"))
+        );
+        // Sled keeps the bytes alone.
+        put(&sled_tree, "one");
+        let (bytes, none) = sled_tree.get_memo("k", false).unwrap().unwrap();
+        assert_eq!((&bytes[..], none.is_none()), (&b"one"[..], true));
+        tree.remove("k").unwrap();
+        assert_eq!(mem.memory_used(), Some(0));
     }
 
     #[test]

@@ -292,6 +292,24 @@ pub(crate) fn dec<'a, T: serde::Deserialize<'a>>(b: &'a [u8]) -> Result<T, Store
     rmp_serde::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A copy of `record` to keep beside its bytes in a scratch store ([`kv::Memo`]): the commit
+/// that wrote it is the worker's until it is cleared.
+fn memo<T: Clone + Send + Sync + 'static>(record: &T) -> kv::Memo {
+    std::sync::Arc::new(record.clone())
+}
+
+/// Decodes a record read with its memo ([`kv::Tree::get_memo`]): the memo when it holds a
+/// `T` (taken out of the tree, it is moved, not copied), the bytes otherwise.
+fn dec_memo<T>((bytes, memo): (kv::IVec, Option<kv::Memo>)) -> Result<T, StoreError>
+where
+    T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    match memo.map(|m| m.downcast::<T>()) {
+        Some(Ok(record)) => Ok(std::sync::Arc::unwrap_or_clone(record)),
+        _ => dec(&bytes),
+    }
+}
+
 /// Under load, flushes start at most this often: requests that arrive meanwhile share the next
 /// one. On this kind of machine a flush (sealing sled's log buffer, writing it, waiting for the
 /// disk, waking every waiter) costs far more CPU than the wait costs latency, and an idle

@@ -156,10 +156,12 @@ pub(super) fn dead_key(tenant: &str, id: &str) -> Vec<u8> {
     key(&[tenant.as_bytes(), id.as_bytes()])
 }
 
-/// A new message, encoded with the index entry its status calls for.
+/// A new message, encoded with the index entry its status calls for (and, for a scratch
+/// store, kept decoded: `kv::Memo`).
 pub(super) struct NewMessage {
     key: Vec<u8>,
     value: Vec<u8>,
+    memo: Option<super::kv::Memo>,
     index: Option<Index>,
 }
 
@@ -170,8 +172,8 @@ enum Index {
 }
 
 impl NewMessage {
-    /// Encodes `m` for [`insert_new`].
-    pub fn new(m: &Message) -> NewMessage {
+    /// Encodes `m` for [`insert_new`], keeping a copy decoded with `keep`.
+    pub fn new(m: &Message, keep: bool) -> NewMessage {
         let key = outbox_key(m);
         let index = match (m.status, m.release_at) {
             (MessageStatus::Pending, _) => Some(Index::Due(due_key(m.next_attempt_at, &key))),
@@ -180,6 +182,7 @@ impl NewMessage {
         };
         NewMessage {
             value: enc(m),
+            memo: keep.then(|| super::memo(m)),
             key,
             index,
         }
@@ -203,7 +206,10 @@ pub(super) fn insert_new(
     if outbox.get(&m.key)?.is_some() {
         return Ok(());
     }
-    outbox.put(m.key.as_slice(), m.value.as_slice())?;
+    match &m.memo {
+        Some(memo) => outbox.put_memo(m.key.as_slice(), m.value.as_slice(), memo.clone())?,
+        None => outbox.put(m.key.as_slice(), m.value.as_slice())?,
+    }
     match &m.index {
         Some(Index::Due(k)) => {
             due.put(k.as_slice(), m.key.as_slice())?;
@@ -275,8 +281,9 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.outbox_due.range(..end.to_vec()).take(limit) {
             let (_, outbox_k) = kv?;
-            if let Some(v) = self.outbox.get(&outbox_k)? {
-                out.push(dec(&v)?);
+            // Taken to be attempted, so written again: a scratch store hands over what it kept.
+            if let Some(read) = self.outbox.get_memo(&outbox_k, true)? {
+                out.push(super::dec_memo(read)?);
             }
         }
         Ok(out)

@@ -7,11 +7,11 @@
 use super::counters::{add, counter_key};
 use super::customers::customer_key;
 use super::enrollments::enrollment_key;
-use super::kv::Transactional;
+use super::kv::{Memo, Transactional, TransactionalTree};
 use super::outbox::{self, Message, NewMessage};
 use super::tasks::{task_key, Task};
 use super::timers::{timer_key, TimerRecord};
-use super::{enc, Store, StoreError};
+use super::{enc, memo, Store, StoreError};
 use crate::model::{Counter, Customer, Enrollment};
 use crate::report::cells::CellDelta;
 use std::collections::BTreeMap;
@@ -50,6 +50,19 @@ pub struct TriggerCommit {
     pub accounts: Vec<super::accounts::AccountWrite>,
 }
 
+/// A record to write: its key, its bytes, and the record itself when the store keeps it.
+type Kept = (Vec<u8>, Vec<u8>, Option<Memo>);
+
+fn put_kept(
+    tree: &TransactionalTree,
+    (k, v, memo): &Kept,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    match memo {
+        Some(memo) => tree.put_memo(k.as_slice(), v.as_slice(), memo.clone()),
+        None => tree.put(k.as_slice(), v.as_slice()),
+    }
+}
+
 impl Store {
     /// Commits every effect of one trigger together with its removal from the queue; see
     /// [`Store::commit_triggers`].
@@ -64,8 +77,8 @@ impl Store {
     /// flush: the shard worker flushes once per batch.
     pub fn commit_triggers(&self, batch: &[TriggerCommit]) -> Result<(), StoreError> {
         let mut queue_keys = Vec::with_capacity(batch.len());
-        let mut customers = Vec::new();
-        let mut enrollments = Vec::new();
+        let mut customers: Vec<Kept> = Vec::new();
+        let mut enrollments: Vec<Kept> = Vec::new();
         let mut timers_cancelled = Vec::new();
         let mut timers_set = Vec::new();
         let mut messages = Vec::new();
@@ -81,6 +94,9 @@ impl Store {
         // A scratch store (a backtest's replay) is never read by the dashboard: its customers'
         // events go unindexed.
         let index_events = !self.is_scratch();
+        // A scratch store keeps each customer and enrollment it writes decoded beside its
+        // bytes, for the next trigger to read without decoding (`kv::Memo`).
+        let keep = self.is_scratch();
         for c in batch {
             queue_keys.push(c.queue_key.as_slice());
             audience.extend(c.audience.iter().map(|w| (c.tenant.as_str(), w)));
@@ -92,11 +108,12 @@ impl Store {
                 ));
             }
             if let Some(cu) = &c.customer {
-                customers.push((customer_key(&c.tenant, &cu.id), enc(cu)));
+                let memo = keep.then(|| memo(cu));
+                customers.push((customer_key(&c.tenant, &cu.id), enc(cu), memo));
             }
             for e in &c.enrollments {
                 let k = enrollment_key(&c.tenant, &e.customer, &e.journey, e.run);
-                enrollments.push((k, enc(e)));
+                enrollments.push((k, enc(e), keep.then(|| memo(e))));
             }
             // Cancellations before settings, trigger by trigger: a timer a later trigger of the
             // batch sets again stays set.
@@ -106,7 +123,7 @@ impl Store {
                     .map(|t| (timers_set.len(), timer_key(t))),
             );
             timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
-            messages.extend(c.outbox.iter().map(NewMessage::new));
+            messages.extend(c.outbox.iter().map(|m| NewMessage::new(m, keep)));
             tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
             outcomes.extend(
                 c.migration_outcomes
@@ -180,11 +197,11 @@ impl Store {
                         queue.put(entry.key.as_slice(), entry.value.as_slice())?;
                     }
                     // Later writes of the same key (one customer twice in a batch) win.
-                    for (k, v) in &customers {
-                        customers_t.put(k.as_slice(), v.as_slice())?;
+                    for entry in &customers {
+                        put_kept(customers_t, entry)?;
                     }
-                    for (k, v) in &enrollments {
-                        enrollments_t.put(k.as_slice(), v.as_slice())?;
+                    for entry in &enrollments {
+                        put_kept(enrollments_t, entry)?;
                     }
                     // A cancellation applies to the timers set before it in the batch, not after.
                     let mut set = timers_set.iter().enumerate().peekable();

@@ -1,9 +1,29 @@
 //! One memory tree's entries ([`Map`]): what a scratch store's trees hold (issue 13).
 
 use sled::IVec;
+use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
+
+/// The record a value was encoded from, kept beside its bytes by the write that encoded it
+/// (issue 13): a scratch store's reader takes it instead of decoding the bytes again.
+pub type Memo = Arc<dyn Any + Send + Sync>;
+
+/// A value: its bytes, and the record they were encoded from when the writer kept it. Any
+/// write replaces both, so a memo is never older than its bytes.
+pub(super) struct Slot {
+    pub(super) bytes: IVec,
+    pub(super) memo: Option<Memo>,
+}
+
+impl Slot {
+    /// A value with no memo.
+    pub(super) fn plain(bytes: IVec) -> Slot {
+        Slot { bytes, memo: None }
+    }
+}
 
 /// One in-memory tree's entries: the values by key in a hash map, for point reads and for
 /// writes to keys already there (most of a replay's: one lookup, where a search down an ordered
@@ -16,7 +36,7 @@ use std::ops::Bound;
 /// end), each of whose insertions into the order missed the cache on the way down.
 #[derive(Default)]
 pub(super) struct Map {
-    values: HashMap<IVec, IVec, foldhash::fast::RandomState>,
+    values: HashMap<IVec, Slot, foldhash::fast::RandomState>,
     /// `None` until the tree is first walked.
     keys: Option<BTreeSet<OrdKey>>,
 }
@@ -85,10 +105,23 @@ fn ord_bound(bound: Bound<IVec>) -> Bound<OrdKey> {
 
 impl Map {
     pub(super) fn get(&self, key: &[u8]) -> Option<&IVec> {
+        self.values.get(key).map(|slot| &slot.bytes)
+    }
+
+    /// What `key` holds, with its memo if it has one.
+    pub(super) fn slot(&self, key: &[u8]) -> Option<&Slot> {
         self.values.get(key)
     }
 
-    pub(super) fn insert(&mut self, key: IVec, value: IVec) -> Option<IVec> {
+    /// What `key` holds, its memo taken out of the map (whoever takes it means to write the
+    /// key again; until then a reader decodes the bytes).
+    pub(super) fn take_memo(&mut self, key: &[u8]) -> Option<(IVec, Option<Memo>)> {
+        self.values
+            .get_mut(key)
+            .map(|slot| (slot.bytes.clone(), slot.memo.take()))
+    }
+
+    pub(super) fn insert(&mut self, key: IVec, value: Slot) -> Option<Slot> {
         // One probe of the hash map whether the key is new or not.
         match self.values.entry(key) {
             Entry::Occupied(mut held) => Some(held.insert(value)),
@@ -103,14 +136,14 @@ impl Map {
     }
 
     /// Sets `key` to `value`, or removes it for `None`; what it held.
-    pub(super) fn put(&mut self, key: IVec, value: Option<IVec>) -> Option<IVec> {
+    pub(super) fn put(&mut self, key: IVec, value: Option<Slot>) -> Option<Slot> {
         match value {
             Some(v) => self.insert(key, v),
             None => self.remove(&key),
         }
     }
 
-    pub(super) fn remove(&mut self, key: &[u8]) -> Option<IVec> {
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<Slot> {
         let (key, old) = self.values.remove_entry(key)?;
         if let Some(keys) = &mut self.keys {
             keys.remove(&OrdKey::new(key));
@@ -139,7 +172,7 @@ impl Map {
         self.keys
             .iter()
             .flat_map(move |keys| keys.range((ord_bound(lo.clone()), ord_bound(hi.clone()))))
-            .map(|k| (&k.key, &self.values[k.key.as_ref()]))
+            .map(|k| (&k.key, &self.values[k.key.as_ref()].bytes))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -151,7 +184,7 @@ impl Map {
     }
 
     /// Every entry, leaving the map empty.
-    pub(super) fn take(&mut self) -> impl Iterator<Item = (IVec, IVec)> {
+    pub(super) fn take(&mut self) -> impl Iterator<Item = (IVec, Slot)> {
         self.keys = None;
         std::mem::take(&mut self.values).into_iter()
     }
@@ -169,16 +202,16 @@ mod tests {
             |map: &Map| -> Vec<Vec<u8>> { map.range(all()).map(|(k, _)| k.to_vec()).collect() };
         let mut map = Map::default();
         for k in ["c", "a", "d", "b"] {
-            map.insert(IVec::from(k), IVec::from(k));
+            map.insert(IVec::from(k), Slot::plain(IVec::from(k)));
         }
         map.remove(b"d");
         assert!(!map.ordered());
         map.order();
         assert!(map.ordered());
         assert_eq!(walk(&map), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-        map.insert(IVec::from("ab"), IVec::from("ab"));
+        map.insert(IVec::from("ab"), Slot::plain(IVec::from("ab")));
         map.remove(b"b");
-        map.put(IVec::from("c"), Some(IVec::from("again")));
+        map.put(IVec::from("c"), Some(Slot::plain(IVec::from("again"))));
         assert_eq!(walk(&map), [b"a".to_vec(), b"ab".to_vec(), b"c".to_vec()]);
         assert_eq!(map.get(b"c").map(|v| v.to_vec()), Some(b"again".to_vec()));
         // Emptied, it orders its keys again at the next walk.
