@@ -25,6 +25,7 @@ use crate::engine::{
 use crate::host::Host;
 use crate::model::{Customer, Event, FailureReason, Millis, SendingPolicy, Subject};
 use crate::store::{JourneyVersion, Pending, QueuedTrigger, StoreError, TriggerCommit};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 pub(crate) mod accounts; // Account journeys (issue 12)
@@ -186,21 +187,23 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
         waiting = later;
     }
     if n > 0 {
+        let wake = Wake {
+            forwarded,
+            timers,
+            sends,
+        };
+        if !host.store.flushes() {
+            // Nothing to wait for (a backtest's scratch store): no task per batch.
+            wake.run(host);
+            return Ok(n);
+        }
         let durable = host.store.flush_requested();
         let host = host.clone();
         tokio::spawn(async move {
             match durable.await {
                 Ok(()) => {
                     debug!(shard, triggers = n, "batch durable");
-                    for to in forwarded {
-                        host.wake_shard(to);
-                    }
-                    if timers {
-                        host.timers_changed();
-                    }
-                    if sends {
-                        host.outbox_changed();
-                    }
+                    wake.run(&host);
                 }
                 // The batch stays committed; the next flush that succeeds covers it, and the
                 // delivery loop and scheduler find its work when they next look.
@@ -209,6 +212,28 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
         });
     }
     Ok(n)
+}
+
+/// Who a committed batch gives work to, told once it is durable: the shards it forwarded
+/// triggers to, the scheduler (timers set) and the delivery loop (messages).
+struct Wake {
+    forwarded: HashSet<u16>,
+    timers: bool,
+    sends: bool,
+}
+
+impl Wake {
+    fn run(self, host: &Host) {
+        for to in self.forwarded {
+            host.wake_shard(to);
+        }
+        if self.timers {
+            host.timers_changed();
+        }
+        if self.sends {
+            host.outbox_changed();
+        }
+    }
 }
 
 /// Runs one trigger to completion: what it changes, to be committed with its batch.
@@ -468,16 +493,17 @@ impl<'h> Shell<'h> {
         if let Some(until) = self.deferral(std::slice::from_ref(&step)) {
             return Ok(Some(until));
         }
-        self.step(commit, &customer, step, now).await?;
+        self.step(commit, Cow::Owned(customer), step, now).await?;
         Ok(None)
     }
 
     /// Runs one step: a settled one is recorded; a decision is prepared, asked of the sandbox,
-    /// and settled by the engine. Returns why the trigger failed, if it did.
+    /// and settled by the engine. Returns why the trigger failed, if it did. A `customer` the
+    /// caller has no more use for is moved into the decision's context, not copied.
     async fn step(
         &mut self,
         commit: &mut TriggerCommit,
-        customer: &Customer,
+        customer: Cow<'_, Customer>,
         step: Step,
         now: Millis,
     ) -> Result<Option<TriggerFailure>, StoreError> {
@@ -503,6 +529,7 @@ impl<'h> Shell<'h> {
                 ),
             }));
         };
+        let customer_id = customer.id.clone();
         let prepared = engine::prepare(
             &self.tenant,
             customer,
@@ -528,7 +555,7 @@ impl<'h> Shell<'h> {
             tenant = %self.tenant,
             journey = %ask.context.enrollment.journey,
             version = ask.context.enrollment.version,
-            customer = %customer.id,
+            customer = %customer_id,
             trigger = trigger_kind,
         );
         // Read once for the trigger: its limits (the sandbox's, the loop budgets) and policy.
@@ -552,7 +579,7 @@ impl<'h> Shell<'h> {
             }
         };
         let history = if engine::needs_history(policy, &answer) {
-            self.host.store.messages(&self.tenant, &customer.id)?
+            self.host.store.messages(&self.tenant, &customer_id)?
         } else {
             Vec::new()
         };
@@ -585,7 +612,7 @@ impl<'h> Shell<'h> {
                         warn!(
                             tenant = %self.tenant,
                             journey = %version.name,
-                            customer = %customer.id,
+                            customer = %customer_id,
                             reason = %pause.reason,
                             "enrollment paused"
                         );
@@ -615,7 +642,7 @@ impl<'h> Shell<'h> {
                 tenant = %self.tenant,
                 journey = %version.name,
                 version = version.version,
-                customer = %customer.id,
+                customer = %customer_id,
                 trigger = trigger_kind,
                 reason = failure.reason.as_str(),
                 message = %failure.message,

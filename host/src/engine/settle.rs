@@ -19,6 +19,7 @@ use crate::model::{
 };
 use crate::report::cells::{delta, Tally};
 use crate::store::{Message, MessageStatus, Task, TimerRecord, TriggerCommit};
+use std::borrow::Cow;
 
 /// A step after the host's observation: either nothing to ask (the enrollment is recorded as
 /// observed), or a question for the journey.
@@ -89,7 +90,7 @@ impl DecideError {
 /// the step's (what the enrollment counted in the report as stored).
 pub fn prepare(
     tenant: &str,
-    customer: &Customer,
+    customer: Cow<'_, Customer>,
     mut enrollment: Enrollment,
     before: Option<Tally>,
     trigger: Trigger,
@@ -106,7 +107,7 @@ pub fn prepare(
         context: DecisionContext {
             seed: seed(tenant, &enrollment.id, &trigger_id),
             trigger,
-            customer: customer.clone(),
+            customer: customer.into_owned(),
             enrollment,
             now,
         },
@@ -422,7 +423,15 @@ mod tests {
 
     fn ask(c: &Customer, now: Millis) -> Ask {
         let entered = enroll("onboarding", 1, "ada", 1, None, now);
-        match prepare("acme", c, entered, None, signed_up(), None, now) {
+        match prepare(
+            "acme",
+            Cow::Borrowed(c),
+            entered,
+            None,
+            signed_up(),
+            None,
+            now,
+        ) {
             Prepared::Ask(ask) => ask,
             Prepared::Observed { .. } => panic!("an active enrollment is asked"),
         }
@@ -451,7 +460,7 @@ mod tests {
         let before = Some(Tally::of(&ended));
         let prepared = prepare(
             "acme",
-            &customer(json!({})),
+            Cow::Owned(customer(json!({}))),
             ended.clone(),
             before.clone(),
             signed_up(),

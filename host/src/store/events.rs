@@ -264,13 +264,17 @@ pub(super) fn append(
     // The queue key's sequence number doubles as the event's place in the log.
     let seq = entry.seq();
     trees.ids.put(id_key.as_slice(), id_value(now, seq))?;
-    trees.log.put(
+    let (log_key, logged) = (
         key(&[tenant.as_bytes(), seq]),
         enc(&LoggedEvent::new(event, now)),
-    )?;
-    trees
-        .queue
-        .put(entry.key.as_slice(), entry.value.as_slice())?;
+    );
+    // An entry kept decoded (a scratch store's) has its event kept decoded too, for the
+    // worker to take (`Store::logged_event`).
+    match &entry.memo {
+        Some(_) => trees.log.put_memo(log_key, logged, super::memo(event))?,
+        None => trees.log.put(log_key, logged)?,
+    }
+    entry.put(trees.queue)?;
     Ok(Ingested::Accepted)
 }
 

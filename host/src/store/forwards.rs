@@ -26,7 +26,7 @@
 
 use super::keys::shard_of;
 use super::queue::{QueueEntry, QueuedTrigger};
-use super::{dec, enc, Store, StoreError};
+use super::{dec, Store, StoreError};
 use std::sync::Arc;
 
 /// Staged forwards, by sequence number.
@@ -342,10 +342,7 @@ impl Store {
         let seq = self.db.generate_id()?;
         let mut key = shard.to_be_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
-        Ok(QueueEntry {
-            key,
-            value: enc(trigger),
-        })
+        Ok(QueueEntry::new(key, trigger, self.is_scratch()))
     }
 }
 

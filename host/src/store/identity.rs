@@ -358,14 +358,13 @@ impl Store {
         account: &str,
         pending: Pending,
     ) -> Result<QueueEntry, StoreError> {
-        Ok(QueueEntry {
-            key: self.forward_slot()?,
-            value: enc(&QueuedTrigger {
-                tenant: tenant.to_owned(),
-                customer: crate::engine::accounts::subject(account),
-                pending,
-            }),
-        })
+        let trigger = QueuedTrigger {
+            tenant: tenant.to_owned(),
+            customer: crate::engine::accounts::subject(account),
+            pending,
+        };
+        // Bound for another partition: nothing kept decoded.
+        Ok(QueueEntry::new(self.forward_slot()?, &trigger, false))
     }
 
     /// A merge across partitions that closed a cycle (issue 16: `id`'s `MergeIn` came back to

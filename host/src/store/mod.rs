@@ -570,6 +570,12 @@ impl Store {
         self.flush_requested().await
     }
 
+    /// Whether a write needs a flush to be durable: `false` for a store that has nothing to
+    /// flush (a scratch store), where [`Store::flush_requested`] resolves at once.
+    pub fn flushes(&self) -> bool {
+        self.flusher.is_some()
+    }
+
     /// Asks for a flush covering everything written so far, now, and returns what resolves once
     /// it is done: the caller may go on writing meanwhile (later writes are not covered).
     pub fn flush_requested(

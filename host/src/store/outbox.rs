@@ -531,7 +531,7 @@ impl Store {
                         due.put(d.as_slice(), a.key.as_slice())?;
                     }
                     if let Some(entry) = &a.report {
-                        queue.put(entry.key.as_slice(), entry.value.as_slice())?;
+                        entry.put(queue)?;
                     }
                 }
                 for ck in counters {

@@ -279,12 +279,35 @@ mod tag_first {
 pub(super) struct QueueEntry {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    /// In a scratch store, the trigger itself beside its bytes (`kv::Memo`): the worker takes
+    /// it instead of decoding them ([`Store::queued`]).
+    pub memo: Option<super::kv::Memo>,
 }
 
 impl QueueEntry {
+    /// `trigger` at `key`, kept decoded too when `keep`.
+    pub(super) fn new(key: Vec<u8>, trigger: &QueuedTrigger, keep: bool) -> QueueEntry {
+        QueueEntry {
+            key,
+            value: enc(trigger),
+            memo: keep.then(|| super::memo(trigger)),
+        }
+    }
+
     /// The sequence number part of the key: unique in the database, increasing.
     pub fn seq(&self) -> &[u8] {
         &self.key[2..]
+    }
+
+    /// Writes the entry into `queue`, with its memo if it has one.
+    pub(super) fn put(
+        &self,
+        queue: &super::kv::TransactionalTree,
+    ) -> Result<(), sled::transaction::UnabortableTransactionError> {
+        match &self.memo {
+            Some(memo) => queue.put_memo(self.key.as_slice(), self.value.as_slice(), memo.clone()),
+            None => queue.put(self.key.as_slice(), self.value.as_slice()),
+        }
     }
 }
 
@@ -309,10 +332,7 @@ impl Store {
                 .to_vec(),
         };
         key.extend_from_slice(&seq.to_be_bytes());
-        Ok(QueueEntry {
-            key,
-            value: enc(trigger),
-        })
+        Ok(QueueEntry::new(key, trigger, self.is_scratch()))
     }
 
     /// The oldest unprocessed triggers of one shard, with their queue keys.
@@ -321,12 +341,22 @@ impl Store {
         shard: u16,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, QueuedTrigger)>, StoreError> {
+        // A scratch store's triggers are taken decoded: each is about to be processed (and
+        // removed), and one put back after a failure is decoded from its bytes.
+        let scratch = self.is_scratch();
         self.queue
             .scan_prefix(shard.to_be_bytes())
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((k.to_vec(), dec(&v)?))
+                let trigger = match scratch {
+                    true => match self.queue.get_memo(&k, true)? {
+                        Some(kept) => super::dec_memo(kept)?,
+                        None => dec(&v)?,
+                    },
+                    false => dec(&v)?,
+                };
+                Ok((k.to_vec(), trigger))
             })
             .collect()
     }
@@ -379,8 +409,8 @@ impl Store {
     ) -> Result<Option<Event>, StoreError> {
         let seq = queue_key.get(2..).unwrap_or_default();
         self.events
-            .get(super::keys::key(&[tenant.as_bytes(), seq]))?
-            .map(|v| dec(&v))
+            .get_memo(super::keys::key(&[tenant.as_bytes(), seq]), true)?
+            .map(super::dec_memo)
             .transpose()
     }
 
@@ -418,6 +448,33 @@ mod tests {
         match &trigger.pending {
             Pending::Timer { name, .. } => name,
             other => panic!("not a timer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scratch_store_hands_a_replayed_event_and_its_trigger_back_kept_decoded_or_not() {
+        let store = Store::open_scratch().unwrap();
+        let event = Event {
+            id: "e1".into(),
+            customer: "ada".into(),
+            name: "signed_up".into(),
+            properties: [("plan".to_string(), serde_json::json!("pro"))]
+                .into_iter()
+                .collect(),
+            timestamp: 5,
+        };
+        store.append_replayed("t", &event, 10, None).unwrap();
+        // Taken decoded first, then (the memos gone) decoded from the bytes: the same.
+        for _ in 0..2 {
+            let queued = store.queued(0, 10).unwrap();
+            assert_eq!(queued.len(), 1);
+            let (key, trigger) = &queued[0];
+            assert_eq!(
+                (trigger.tenant.as_str(), trigger.customer.as_str()),
+                ("t", "ada")
+            );
+            assert!(matches!(trigger.pending, Pending::Logged));
+            assert_eq!(store.logged_event("t", key).unwrap(), Some(event.clone()));
         }
     }
 

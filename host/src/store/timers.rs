@@ -47,40 +47,54 @@ impl Store {
     /// Returns how many due timers it found.
     pub fn fire_due_timers(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
         let end = time_key(now.saturating_add(1));
+        // A scratch store's timers are kept decoded beside their bytes (`kv::Memo`): taken,
+        // since each is about to leave the tree.
+        let scratch = self.is_scratch();
         let due: Vec<(Vec<u8>, TimerRecord)> = self
             .timers
             .range(..end.to_vec())
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                Ok((k.to_vec(), dec(&v)?))
+                let timer = match scratch {
+                    true => match self.timers.get_memo(&k, true)? {
+                        Some(kept) => super::dec_memo(kept)?,
+                        None => dec(&v)?,
+                    },
+                    false => dec(&v)?,
+                };
+                Ok((k.to_vec(), timer))
             })
             .collect::<Result<_, StoreError>>()?;
-        let entries = due
-            .iter()
-            .map(|(_, t)| {
-                self.queue_entry(&QueuedTrigger {
-                    tenant: t.tenant.clone(),
-                    customer: t.customer.clone(),
+        let fired = due.len();
+        let (keys, entries): (Vec<Vec<u8>>, Vec<_>) = due
+            .into_iter()
+            .map(|(k, t)| {
+                let trigger = QueuedTrigger {
+                    tenant: t.tenant,
+                    customer: t.customer,
                     pending: Pending::Timer {
-                        journey: t.journey.clone(),
+                        journey: t.journey,
                         run: t.run,
-                        name: t.name.clone(),
+                        name: t.name,
                         due: t.due,
                     },
-                })
+                };
+                Ok((k, self.queue_entry(&trigger)?))
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .unzip();
         (&self.timers, &self.queue).transaction(|(timers, queue)| {
-            for ((timer_k, _), entry) in due.iter().zip(&entries) {
+            for (timer_k, entry) in keys.iter().zip(&entries) {
                 // A timer cancelled since it was read is not fired.
                 if timers.remove(timer_k.as_slice())?.is_some() {
-                    queue.put(entry.key.as_slice(), entry.value.as_slice())?;
+                    entry.put(queue)?;
                 }
             }
             Ok(())
         })?;
-        Ok(due.len())
+        Ok(fired)
     }
 
     /// How many timers are pending.
@@ -162,5 +176,38 @@ mod tests {
         store.commit_trigger(&cancel).unwrap();
         assert_eq!(store.fire_due_timers(1_000, 10).unwrap(), 0);
         assert!(queued_timers(&store).is_empty());
+    }
+
+    /// Every queued trigger of every shard, in shard and queue order.
+    fn all_queued(store: &Store) -> Vec<String> {
+        (0..store.shards())
+            .flat_map(|shard| store.queued(shard, 100).unwrap())
+            .map(|(_, q)| format!("{q:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn a_scratch_store_fires_its_timers_kept_decoded_as_a_sled_store_fires_them() {
+        let (_dir, live) = temp_store();
+        let scratch = Store::open_scratch().unwrap();
+        for store in [&live, &scratch] {
+            set(
+                store,
+                &[
+                    fixtures::timer("alice", "nudge", 100),
+                    fixtures::timer("alice", "later", 300),
+                ],
+            );
+            assert_eq!(store.fire_due_timers(200, 10).unwrap(), 1);
+        }
+        let fired = all_queued(&live);
+        assert_eq!(fired.len(), 1);
+        assert!(fired[0].contains("nudge"), "{fired:?}");
+        // Taken decoded, then (the memo gone) decoded from the bytes: the same trigger.
+        assert_eq!(all_queued(&scratch), fired);
+        assert_eq!(all_queued(&scratch), fired);
+        assert_eq!(scratch.fire_due_timers(300, 10).unwrap(), 1);
+        assert_eq!(live.fire_due_timers(300, 10).unwrap(), 1);
+        assert_eq!(all_queued(&scratch), all_queued(&live));
     }
 }

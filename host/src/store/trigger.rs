@@ -122,7 +122,11 @@ impl Store {
                     .iter()
                     .map(|t| (timers_set.len(), timer_key(t))),
             );
-            timers_set.extend(c.timers_set.iter().map(|t| (timer_key(t), enc(t))));
+            timers_set.extend(
+                c.timers_set
+                    .iter()
+                    .map(|t| (timer_key(t), enc(t), keep.then(|| memo(t)))),
+            );
             messages.extend(c.outbox.iter().map(|m| NewMessage::new(m, keep)));
             tasks.extend(c.tasks.iter().map(|t| (task_key(&c.tenant, &t.id), enc(t))));
             outcomes.extend(
@@ -194,7 +198,7 @@ impl Store {
                         queue.delete(*k)?;
                     }
                     for entry in &queued {
-                        queue.put(entry.key.as_slice(), entry.value.as_slice())?;
+                        entry.put(queue)?;
                     }
                     // Later writes of the same key (one customer twice in a batch) win.
                     for entry in &customers {
@@ -206,13 +210,13 @@ impl Store {
                     // A cancellation applies to the timers set before it in the batch, not after.
                     let mut set = timers_set.iter().enumerate().peekable();
                     for (before, k) in &timers_cancelled {
-                        while let Some((_, (sk, sv))) = set.next_if(|(i, _)| i < before) {
-                            timers.put(sk.as_slice(), sv.as_slice())?;
+                        while let Some((_, entry)) = set.next_if(|(i, _)| i < before) {
+                            put_kept(timers, entry)?;
                         }
                         timers.delete(k.as_slice())?;
                     }
-                    for (_, (k, v)) in set {
-                        timers.put(k.as_slice(), v.as_slice())?;
+                    for (_, entry) in set {
+                        put_kept(timers, entry)?;
                     }
                     for m in &messages {
                         outbox::insert_new(outbox_t, due, held, m)?;

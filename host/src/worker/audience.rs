@@ -21,6 +21,7 @@ use crate::store::{
     AudienceWrite, JourneyVersion, LiveJourney, Pending, QueuedTrigger, Store, StoreError,
     TriggerCommit,
 };
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Members read per page when queueing an account's re-evaluations.
@@ -320,7 +321,8 @@ impl Shell<'_> {
             return Ok(Some(until));
         }
         for step in steps {
-            self.step(commit, &customer, step, now).await?;
+            self.step(commit, Cow::Borrowed(&customer), step, now)
+                .await?;
         }
         Ok(None)
     }
@@ -427,7 +429,8 @@ impl Shell<'_> {
             return Ok(Some(until));
         }
         for step in steps {
-            self.step(commit, &customer, step, now).await?;
+            self.step(commit, Cow::Borrowed(&customer), step, now)
+                .await?;
         }
         Ok(None)
     }

@@ -6,6 +6,7 @@ use super::Shell;
 use crate::engine;
 use crate::model::{Customer, Millis};
 use crate::store::{MigrationOutcome, MigrationResult, StoreError, TriggerCommit};
+use std::borrow::Cow;
 
 /// A `migrate` trigger's orders: move run `run` of `journey` from version `from` to `to`.
 pub(super) struct Move {
@@ -43,7 +44,10 @@ impl Shell<'_> {
                         id: customer_id.to_string(),
                         attributes: Default::default(),
                     });
-                match self.step(commit, &customer, step, now).await? {
+                match self
+                    .step(commit, Cow::Borrowed(&customer), step, now)
+                    .await?
+                {
                     None => MigrationResult::Moved,
                     Some(failure) => MigrationResult::Refused {
                         reason: failure.reason.as_str().to_string(),

@@ -176,7 +176,8 @@ impl Shell<'_> {
             return Ok(Some(until));
         }
         for step in steps {
-            self.step(commit, customer, step, now).await?;
+            self.step(commit, Cow::Borrowed(customer), step, now)
+                .await?;
         }
         Ok(None)
     }

@@ -6,6 +6,7 @@
 use super::*;
 use crate::report::cells::{self, Cell, CellId};
 use crate::store::TriggerCommit;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// A pure stand-in for the worker and the store: enrollments by id, cells kept by deltas.
@@ -42,7 +43,15 @@ impl World {
                     trigger,
                     due,
                     before,
-                } => match prepare("acme", &customer, enrollment, before, trigger, due, now) {
+                } => match prepare(
+                    "acme",
+                    Cow::Borrowed(&customer),
+                    enrollment,
+                    before,
+                    trigger,
+                    due,
+                    now,
+                ) {
                     Prepared::Observed { enrollment, before } => {
                         observed(&mut commit, before, enrollment)
                     }
