@@ -15,7 +15,7 @@ use crate::registry::Registry;
 use crate::store::{Store, StoreError};
 use crate::template::{Compiled, TemplateCache, TemplateError};
 use crate::tenants::{TenantSettings, Tenants};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -265,6 +265,20 @@ impl Host {
     /// Resolves when shard `shard` is woken.
     pub fn shard_woken(&self, shard: u16) -> tokio::sync::futures::Notified<'_> {
         self.shard_wakers[shard as usize].notified()
+    }
+
+    /// Tells who a batch of triggers gave work to, once it is durable: the shards it forwarded
+    /// triggers to, the scheduler (`timers` set) and the delivery loop (`sends` decided).
+    pub(crate) fn batch_committed(&self, forwarded: &HashSet<u16>, timers: bool, sends: bool) {
+        for to in forwarded {
+            self.wake_shard(*to);
+        }
+        if timers {
+            self.timers_changed();
+        }
+        if sends {
+            self.outbox_changed();
+        }
     }
 
     /// Tells the scheduler a timer was set.

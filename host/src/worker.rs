@@ -187,14 +187,9 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
         waiting = later;
     }
     if n > 0 {
-        let wake = Wake {
-            forwarded,
-            timers,
-            sends,
-        };
         if !host.store.flushes() {
             // Nothing to wait for (a backtest's scratch store): no task per batch.
-            wake.run(host);
+            host.batch_committed(&forwarded, timers, sends);
             return Ok(n);
         }
         let durable = host.store.flush_requested();
@@ -203,7 +198,7 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
             match durable.await {
                 Ok(()) => {
                     debug!(shard, triggers = n, "batch durable");
-                    wake.run(&host);
+                    host.batch_committed(&forwarded, timers, sends);
                 }
                 // The batch stays committed; the next flush that succeeds covers it, and the
                 // delivery loop and scheduler find its work when they next look.
@@ -212,28 +207,6 @@ async fn process_batch(host: &Arc<Host>, shard: u16, held: &mut Held) -> Result<
         });
     }
     Ok(n)
-}
-
-/// Who a committed batch gives work to, told once it is durable: the shards it forwarded
-/// triggers to, the scheduler (timers set) and the delivery loop (messages).
-struct Wake {
-    forwarded: HashSet<u16>,
-    timers: bool,
-    sends: bool,
-}
-
-impl Wake {
-    fn run(self, host: &Host) {
-        for to in self.forwarded {
-            host.wake_shard(to);
-        }
-        if self.timers {
-            host.timers_changed();
-        }
-        if self.sends {
-            host.outbox_changed();
-        }
-    }
 }
 
 /// Runs one trigger to completion: what it changes, to be committed with its batch.

@@ -34,9 +34,7 @@ impl Store {
         journey: &str,
         run: u32,
     ) -> Result<Option<Enrollment>, StoreError> {
-        let k = enrollment_key(tenant, customer, journey, run);
-        let read = self.enrollments.get_memo(k, false)?;
-        read.map(super::dec_memo).transpose()
+        self.read_enrollment(enrollment_key(tenant, customer, journey, run), false)
     }
 
     /// [`Store::enrollment`], for a trigger that is about to write it again: a scratch store
@@ -48,8 +46,12 @@ impl Store {
         journey: &str,
         run: u32,
     ) -> Result<Option<Enrollment>, StoreError> {
-        let k = enrollment_key(tenant, customer, journey, run);
-        let read = self.enrollments.get_memo(k, true)?;
+        self.read_enrollment(enrollment_key(tenant, customer, journey, run), true)
+    }
+
+    /// The enrollment at `key`: its memo shared, or taken with `take` ([`super::kv::Tree::get_memo`]).
+    fn read_enrollment(&self, key: Vec<u8>, take: bool) -> Result<Option<Enrollment>, StoreError> {
+        let read = self.enrollments.get_memo(key, take)?;
         read.map(super::dec_memo).transpose()
     }
 

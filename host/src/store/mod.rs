@@ -310,6 +310,24 @@ where
     }
 }
 
+impl Store {
+    /// Decodes `bytes`, read from `tree` at `key` by a scan whose reader is about to remove or
+    /// rewrite the key: in a scratch store the record kept decoded beside them is taken
+    /// instead (`kv::Memo`); one written without it is decoded.
+    fn dec_taking<T>(&self, tree: &kv::Tree, key: &[u8], bytes: &[u8]) -> Result<T, StoreError>
+    where
+        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        match self.is_scratch() {
+            true => match tree.get_memo(key, true)? {
+                Some(kept) => dec_memo(kept),
+                None => dec(bytes),
+            },
+            false => dec(bytes),
+        }
+    }
+}
+
 /// Under load, flushes start at most this often: requests that arrive meanwhile share the next
 /// one. On this kind of machine a flush (sealing sled's log buffer, writing it, waiting for the
 /// disk, waking every waiter) costs far more CPU than the wait costs latency, and an idle

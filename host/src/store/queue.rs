@@ -341,22 +341,13 @@ impl Store {
         shard: u16,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, QueuedTrigger)>, StoreError> {
-        // A scratch store's triggers are taken decoded: each is about to be processed (and
-        // removed), and one put back after a failure is decoded from its bytes.
-        let scratch = self.is_scratch();
+        // Each is about to be processed and removed; one put back after a failure has no memo.
         self.queue
             .scan_prefix(shard.to_be_bytes())
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                let trigger = match scratch {
-                    true => match self.queue.get_memo(&k, true)? {
-                        Some(kept) => super::dec_memo(kept)?,
-                        None => dec(&v)?,
-                    },
-                    false => dec(&v)?,
-                };
-                Ok((k.to_vec(), trigger))
+                Ok((k.to_vec(), self.dec_taking(&self.queue, &k, &v)?))
             })
             .collect()
     }

@@ -7,7 +7,7 @@
 use super::keys::{key, time_from_key, time_key};
 use super::kv::Transactional;
 use super::queue::{Pending, QueuedTrigger};
-use super::{dec, Store, StoreError};
+use super::{Store, StoreError};
 use crate::model::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -47,23 +47,14 @@ impl Store {
     /// Returns how many due timers it found.
     pub fn fire_due_timers(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
         let end = time_key(now.saturating_add(1));
-        // A scratch store's timers are kept decoded beside their bytes (`kv::Memo`): taken,
-        // since each is about to leave the tree.
-        let scratch = self.is_scratch();
+        // Each is about to leave the tree.
         let due: Vec<(Vec<u8>, TimerRecord)> = self
             .timers
             .range(..end.to_vec())
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                let timer = match scratch {
-                    true => match self.timers.get_memo(&k, true)? {
-                        Some(kept) => super::dec_memo(kept)?,
-                        None => dec(&v)?,
-                    },
-                    false => dec(&v)?,
-                };
-                Ok((k.to_vec(), timer))
+                Ok((k.to_vec(), self.dec_taking(&self.timers, &k, &v)?))
             })
             .collect::<Result<_, StoreError>>()?;
         let fired = due.len();
