@@ -318,13 +318,12 @@ impl Store {
     where
         T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        match self.is_scratch() {
-            true => match tree.get_memo(key, true)? {
-                Some(kept) => dec_memo(kept),
-                None => dec(bytes),
-            },
-            false => dec(bytes),
+        if self.is_scratch() {
+            if let Some(kept) = tree.get_memo(key, true)? {
+                return dec_memo(kept);
+            }
         }
+        dec(bytes)
     }
 }
 

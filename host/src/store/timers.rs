@@ -57,8 +57,7 @@ impl Store {
                 Ok((k.to_vec(), self.dec_taking(&self.timers, &k, &v)?))
             })
             .collect::<Result<_, StoreError>>()?;
-        let fired = due.len();
-        let (keys, entries): (Vec<Vec<u8>>, Vec<_>) = due
+        let fired = due
             .into_iter()
             .map(|(k, t)| {
                 let trigger = QueuedTrigger {
@@ -73,11 +72,9 @@ impl Store {
                 };
                 Ok((k, self.queue_entry(&trigger)?))
             })
-            .collect::<Result<Vec<_>, StoreError>>()?
-            .into_iter()
-            .unzip();
+            .collect::<Result<Vec<_>, StoreError>>()?;
         (&self.timers, &self.queue).transaction(|(timers, queue)| {
-            for (timer_k, entry) in keys.iter().zip(&entries) {
+            for (timer_k, entry) in &fired {
                 // A timer cancelled since it was read is not fired.
                 if timers.remove(timer_k.as_slice())?.is_some() {
                     entry.put(queue)?;
@@ -85,7 +82,7 @@ impl Store {
             }
             Ok(())
         })?;
-        Ok(fired)
+        Ok(fired.len())
     }
 
     /// How many timers are pending.
